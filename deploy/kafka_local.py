@@ -1,0 +1,207 @@
+"""A single-node Apache Kafka (KRaft) on 127.0.0.1, from Maven Central jars: no Docker, only Java 17 + Maven."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.settings import Settings
+
+_HERE = Path(__file__).resolve().parent / "kafka"
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    bootstrap: str
+    managed: bool  # started by us (False: METERSTREAM_KAFKA_BOOTSTRAP names an external broker)
+    pid: int | None
+    answering: bool
+
+
+def _say(msg: str) -> None:
+    print(f"[kafka] {msg}", file=sys.stderr, flush=True)
+
+
+def broker_dir(settings: Settings) -> Path:
+    return settings.home.resolve() / "kafka"
+
+
+def ensure_jars(settings: Settings) -> Path:
+    """Fetch the broker's jars once into the cache (reused across runs and checkouts)."""
+    target = settings.cache_dir.expanduser().resolve() / f"kafka-{settings.kafka_version}"
+    libs = target / "libs"
+    if (target / ".complete").exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise RuntimeError("Maven (mvn) is needed to fetch the Kafka broker jars; install it (apt-get install maven)")
+    if shutil.which("java") is None:
+        raise RuntimeError("Java 17+ is needed to run the Kafka broker (apt-get install openjdk-17-jre-headless)")
+    target.mkdir(parents=True, exist_ok=True)
+    pom = (_HERE / "pom.xml.template").read_text().replace("@KAFKA_VERSION@", settings.kafka_version)
+    (target / "pom.xml").write_text(pom)
+    _say(f"fetching Apache Kafka {settings.kafka_version} jars from Maven Central into {libs} (once)")
+    if libs.exists():
+        shutil.rmtree(libs)
+    result = subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(target / "pom.xml"), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"mvn failed to fetch Kafka jars:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    (target / ".complete").write_text(settings.kafka_version)
+    _say(f"fetched {len(list(libs.glob('*.jar')))} jars")
+    return libs
+
+
+def _server_properties(settings: Settings, data: Path) -> str:
+    port, ctl = settings.kafka_port, settings.kafka_port + 1
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.bootstrap.servers=127.0.0.1:{ctl}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"log.dirs={data}",
+        f"num.partitions={settings.partitions}",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=8",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "log.retention.hours=-1",
+        "",
+    ])
+
+
+def _java_cmd(libs: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
+    return [
+        "java", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={_HERE / 'log4j2.properties'}",
+        "-cp", f"{libs}/*", main, *args,
+    ]
+
+
+def _pid(settings: Settings) -> int | None:
+    pidfile = broker_dir(settings) / "broker.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+def answers(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when the broker answers a metadata request."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet_logger()})
+        md = admin.list_topics(timeout=timeout)
+        return bool(md.brokers)
+    except Exception:
+        return False
+
+
+def _quiet_logger():  # librdkafka logs connection refusals loudly while the broker boots
+    import logging
+
+    log = logging.getLogger("meterstream.kafka.probe")
+    log.setLevel(logging.CRITICAL)
+    return log
+
+
+def start(settings: Settings, wait_seconds: float = 90.0) -> BrokerStatus:
+    """Start the local broker unless one is named or already running; return once it answers."""
+    if settings.kafka_bootstrap:
+        return BrokerStatus(settings.bootstrap, False, None, answers(settings.bootstrap))
+    pid = _pid(settings)
+    if pid is not None and answers(settings.bootstrap):
+        return BrokerStatus(settings.bootstrap, True, pid, True)
+    libs = ensure_jars(settings)
+    base = broker_dir(settings)
+    data = base / "data"
+    base.mkdir(parents=True, exist_ok=True)
+    props = base / "server.properties"
+    props.write_text(_server_properties(settings, data))
+    if not (data / "meta.properties").exists():
+        cluster_id = _cluster_id()
+        _say(f"formatting storage in {data} (cluster id {cluster_id})")
+        subprocess.run(
+            _java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"),
+            check=True, capture_output=True, text=True,
+        )
+    log = open(base / "broker.log", "ab")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(
+        _java_cmd(libs, "kafka.Kafka", str(props), heap=settings.kafka_heap),
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    (base / "broker.pid").write_text(str(proc.pid))
+    _say(f"starting broker pid {proc.pid} on {settings.bootstrap} (log: {base / 'broker.log'})")
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (base / "broker.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"Kafka broker exited with {proc.returncode}:\n{tail}")
+        if answers(settings.bootstrap, timeout=1.0):
+            _say("broker is up")
+            return BrokerStatus(settings.bootstrap, True, proc.pid, True)
+        time.sleep(0.5)
+    raise RuntimeError(f"Kafka broker did not answer on {settings.bootstrap} within {wait_seconds:.0f}s")
+
+
+def _cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def stop(settings: Settings, wait_seconds: float = 30.0, kill: bool = False) -> bool:
+    """Stop the local broker (SIGTERM, then SIGKILL after `wait_seconds`); False if none ran."""
+    if settings.kafka_bootstrap:
+        return False
+    pid = _pid(settings)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        _reap(pid)
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _reap(pid)
+    (broker_dir(settings) / "broker.pid").unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def status(settings: Settings) -> BrokerStatus:
+    if settings.kafka_bootstrap:
+        return BrokerStatus(settings.bootstrap, False, None, answers(settings.bootstrap))
+    pid = _pid(settings)
+    return BrokerStatus(settings.bootstrap, True, pid, pid is not None and answers(settings.bootstrap))

@@ -1,0 +1,161 @@
+"""Usage event v1: the pydantic model of `usage_event.v1.json` and the parser producers' bytes go through."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+QUANTITY_SCALE = 12
+_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]{1,12})?$")
+_TIME_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+class InvalidEvent(ValueError):
+    """A usage event that cannot be accepted; `field` names what is wrong, `reason` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def parse_quantity(value: Any) -> Decimal:
+    """Exact decimal from a string or JSON number; floats go through their shortest repr."""
+    if isinstance(value, bool):
+        raise ValueError("must be a decimal string or number, not a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must be >= 0")
+        return Decimal(value)
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text or "E" in text or text in ("nan", "inf", "-inf"):
+            text = format(Decimal(text), "f") if text not in ("nan", "inf", "-inf") else text
+        value = text
+    if isinstance(value, Decimal):
+        value = format(value, "f")
+    if not isinstance(value, str):
+        raise ValueError("must be a decimal string or number")
+    if not _QUANTITY_RE.match(value):
+        if value.startswith("-"):
+            raise ValueError("must be >= 0")
+        raise ValueError(f"must be a non-negative decimal with at most {QUANTITY_SCALE} fractional digits")
+    try:
+        return Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - the regex already guards this
+        raise ValueError("not a decimal") from exc
+
+
+def parse_time(value: Any) -> datetime:
+    """RFC 3339 with an offset, normalised to UTC and truncated to milliseconds."""
+    if not isinstance(value, str) or not _TIME_RE.match(value):
+        raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2026-11-01T12:00:00.000Z")
+    text = value.replace("t", "T").replace("z", "Z").replace(" ", "T")
+    frac = ""
+    if "." in text:
+        head, rest = text.split(".", 1)
+        digits = re.match(r"\d+", rest).group(0)  # type: ignore[union-attr]
+        frac, text = digits[:6].ljust(6, "0"), head + rest[len(digits):]
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"not a valid date-time ({exc})") from exc
+    micro = int(frac) if frac else 0
+    return parsed.replace(microsecond=micro - micro % 1000).astimezone(UTC)
+
+
+class UsageEvent(BaseModel):
+    """One accepted usage event (schema v1). Immutable; quantities are exact decimals."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    id: str = Field(min_length=1, max_length=256)
+    tenant: str = Field(min_length=1, max_length=128, pattern=r"^[^/\x00-\x1f]+$")
+    customer: str = Field(min_length=1, max_length=256)
+    subject: str | None = Field(None, max_length=256)
+    meter: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,127}$")
+    quantity: Decimal
+    time: datetime
+    dimensions: dict[str, str] = Field(default_factory=dict, max_length=64)
+    source: str | None = Field(None, max_length=256)
+
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Decimal:
+        return parse_quantity(value)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> datetime:
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError("must carry a time zone offset")
+            return value.astimezone(UTC).replace(microsecond=value.microsecond - value.microsecond % 1000)
+        return parse_time(value)
+
+    @property
+    def key(self) -> bytes:
+        """Kafka key: one customer's events stay ordered on one partition."""
+        return event_key(self.tenant, self.customer)
+
+    @property
+    def identity(self) -> str:
+        """(tenant, id) as one string: the dedup key."""
+        return f"{self.tenant}\x1f{self.id}"
+
+    def to_json(self) -> bytes:
+        """Canonical wire form: quantity as a string, time as RFC 3339 with milliseconds."""
+        return orjson.dumps(self.to_wire())
+
+    def to_wire(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "tenant": self.tenant,
+            "customer": self.customer,
+            "meter": self.meter,
+            "quantity": format(self.quantity, "f"),
+            "time": format_time(self.time),
+        }
+        if self.subject is not None:
+            data["subject"] = self.subject
+        if self.dimensions:
+            data["dimensions"] = self.dimensions
+        if self.source is not None:
+            data["source"] = self.source
+        return data
+
+
+def event_key(tenant: str, customer: str) -> bytes:
+    return f"{tenant}/{customer}".encode()
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_event(raw: bytes | str) -> UsageEvent:
+    """Bytes from Kafka to an event, or `InvalidEvent` naming the first bad field and why."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("$", f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("$", "must be a JSON object")
+    try:
+        return UsageEvent.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "$"
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            reason = "required"
+        elif err["type"] == "extra_forbidden":
+            reason = "unknown field"
+        raise InvalidEvent(field, reason) from None

@@ -1,0 +1,57 @@
+"""The one settings object: every knob is a `METERSTREAM_*` environment variable."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "deploy" / "demo_catalog.yaml"
+
+
+class Settings(BaseSettings):
+    """Configuration shared by every process; read once from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="METERSTREAM_", extra="ignore")
+
+    home: Path = Field(Path(".meterstream"), description="Data directory: Kafka logs, chdb store, state.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "meterstream",
+        description="Download cache reused across runs (Kafka broker jars).",
+    )
+    kafka_bootstrap: str | None = Field(
+        None, description="An existing broker; when set, no local broker is started."
+    )
+    kafka_port: int = Field(9092, description="Port of the local broker (its controller uses port + 1).")
+    kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven Central.")
+    kafka_heap: str = Field("1g", description="Local broker JVM heap (-Xmx).")
+    topic_prefix: str = Field("", description="Prefix for every topic name (several pipelines, one broker).")
+    partitions: int = Field(4, ge=1, description="Partitions of the usage and rated topics.")
+    clickhouse_url: str | None = Field(
+        None, description="http://host:8123 for a server; default chdb://<home>/clickhouse (embedded)."
+    )
+    catalog: Path = Field(_DEFAULT_CATALOG, description="Plans and customer assignments (YAML or JSON).")
+    dedup_window_days: int = Field(35, ge=1, description="How long an event id is remembered.")
+    processor_metrics_port: int = Field(9464, description="Stream processor /metrics and /healthz.")
+    sink_metrics_port: int = Field(9465, description="ClickHouse sink /metrics and /healthz.")
+    sink_batch_rows: int = Field(50_000, ge=1, description="Sink flushes after this many rows...")
+    sink_batch_seconds: float = Field(1.0, gt=0, description="...or after this many seconds.")
+
+    @property
+    def bootstrap(self) -> str:
+        """The broker every client talks to: the named one, or the local one."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.home.resolve() / 'clickhouse'}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

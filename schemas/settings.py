@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = Field(
         None, description="http://host:8123 for a server; default chdb://<home>/clickhouse (embedded)."
     )
+    clickhouse_database: str = Field("meterstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database.")
     catalog: Path = Field(_DEFAULT_CATALOG, description="Plans and customer assignments (YAML or JSON).")
     dedup_window_days: int = Field(35, ge=1, description="How long an event id is remembered.")
     processor_metrics_port: int = Field(9464, description="Stream processor /metrics and /healthz.")

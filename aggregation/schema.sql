@@ -1,0 +1,103 @@
+-- Meterstream tables and views. Run by `meterstream init` (idempotent: IF NOT EXISTS everywhere).
+-- Same DDL on embedded chdb and on a ClickHouse server.
+
+CREATE DATABASE IF NOT EXISTS {db};
+
+-- Source of truth: one row per deduplicated, rated event. Identity (tenant, event_id) is the sort key,
+-- so a replayed row (same identity, byte-identical content) collapses on merge; exact reads use FINAL.
+CREATE TABLE IF NOT EXISTS {db}.rated_usage
+(
+    tenant        LowCardinality(String),
+    event_id      String,
+    customer      String,
+    subject       String,
+    meter         LowCardinality(String),
+    time          DateTime64(3, 'UTC'),
+    period        LowCardinality(String),
+    quantity      Decimal(38, 12),
+    amount        Decimal(38, 18),
+    cumulative    Decimal(38, 12),
+    currency      LowCardinality(String),
+    plan          LowCardinality(String),
+    line          LowCardinality(String),
+    dimensions    Map(LowCardinality(String), String),
+    source        LowCardinality(String),
+    src_partition UInt16,
+    src_offset    UInt64
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(time)
+ORDER BY (tenant, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Dead letters, for analysts and `meterstream dlq`: what was refused, where it sits in Kafka, and why.
+CREATE TABLE IF NOT EXISTS {db}.dead_letters
+(
+    topic      LowCardinality(String),
+    partition  UInt16,
+    offset     UInt64,
+    stage      LowCardinality(String),
+    field      String,
+    reason     String,
+    tenant     String,
+    event_id   String,
+    kafka_key  String,
+    raw        String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (topic, partition, offset)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Invoices written by period close; re-running a close replaces the same (tenant, customer, period).
+CREATE TABLE IF NOT EXISTS {db}.invoices
+(
+    tenant       LowCardinality(String),
+    customer     String,
+    period       LowCardinality(String),
+    invoice_id   String,
+    plan         LowCardinality(String),
+    currency     LowCardinality(String),
+    subtotal     Decimal(38, 6),
+    total        Decimal(38, 6),
+    line_count   UInt32,
+    document     String,
+    closed_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(closed_at)
+ORDER BY (tenant, customer, period);
+
+CREATE TABLE IF NOT EXISTS {db}.invoice_lines
+(
+    tenant       LowCardinality(String),
+    customer     String,
+    period       LowCardinality(String),
+    line_no      UInt32,
+    meter        LowCardinality(String),
+    description  String,
+    quantity     Decimal(38, 12),
+    amount       Decimal(38, 6),
+    currency     LowCardinality(String),
+    closed_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(closed_at)
+ORDER BY (tenant, customer, period, line_no);
+
+-- Analyst rollups: views over the deduplicated table, so they are exact by construction
+-- (a materialized rollup would count a replayed row twice; see README "Analysts").
+CREATE VIEW IF NOT EXISTS {db}.usage_hourly AS
+SELECT tenant, customer, subject, meter, currency, toStartOfHour(time) AS hour,
+       count() AS events, sum(quantity) AS quantity, sum(amount) AS amount
+FROM {db}.rated_usage FINAL
+GROUP BY tenant, customer, subject, meter, currency, hour;
+
+CREATE VIEW IF NOT EXISTS {db}.usage_daily AS
+SELECT tenant, customer, subject, meter, currency, toDate(time) AS day,
+       count() AS events, sum(quantity) AS quantity, sum(amount) AS amount
+FROM {db}.rated_usage FINAL
+GROUP BY tenant, customer, subject, meter, currency, day;
+
+CREATE VIEW IF NOT EXISTS {db}.usage_by_period AS
+SELECT tenant, customer, meter, plan, currency, period,
+       count() AS events, sum(quantity) AS quantity, sum(amount) AS streamed_amount
+FROM {db}.rated_usage FINAL
+GROUP BY tenant, customer, meter, plan, currency, period;

@@ -1,0 +1,177 @@
+"""ClickHouse sink: rated usage and dead letters from Kafka into ClickHouse, in column batches.
+
+At-least-once with idempotent effect: offsets are committed only after ClickHouse acknowledged the
+insert; a batch inserted again after a crash carries the same dedup token (its offset ranges) and the
+tables are keyed by identity, so FINAL reads see every event exactly once. When ClickHouse is down the
+sink pauses its partitions, keeps the batch in memory, retries with backoff and reports itself degraded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram
+
+from aggregation.rows import DEAD_LETTER_COLUMNS, RATED_COLUMNS, ColumnBatch, add_dead_letter, add_rated
+from ingest.topics import Topics
+from schemas.settings import Settings
+
+log = logging.getLogger("meterstream.sink")
+
+ROWS = Counter("meterstream_sink_rows_inserted_total", "Rows inserted into ClickHouse", ["table"])
+BATCHES = Counter("meterstream_sink_batches_total", "Batches inserted into ClickHouse")
+BATCH_ROWS = Histogram(
+    "meterstream_sink_batch_rows", "Rows per inserted batch", buckets=(10, 100, 1_000, 10_000, 50_000, 100_000)
+)
+INSERT_SECONDS = Histogram("meterstream_sink_insert_seconds", "Time to insert one batch")
+INSERT_FAILURES = Counter("meterstream_sink_insert_failures_total", "Failed insert attempts (retried)")
+BAD_RECORDS = Counter("meterstream_sink_bad_records_total", "Records the sink could not decode (kept in Kafka)")
+LAG = Gauge("meterstream_sink_consumer_lag", "Messages not yet inserted", ["topic", "partition"])
+DEGRADED = Gauge("meterstream_sink_degraded", "1 while ClickHouse inserts are failing")
+
+
+@dataclass
+class SinkState:
+    """What /healthz reports."""
+
+    degraded: bool = False
+    last_error: str = ""
+    last_flush: float = field(default_factory=time.time)
+    rows: int = 0
+
+    def health(self) -> tuple[bool, dict]:
+        return not self.degraded, {"last_error": self.last_error, "rows_inserted": self.rows,
+                                   "seconds_since_flush": round(time.time() - self.last_flush, 1)}
+
+
+class ClickHouseSink:
+    """Consume `rated-usage` and `dead-letters`; insert in batches; commit after the insert."""
+
+    def __init__(self, settings: Settings, client: Client, group: str | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.topics = Topics.from_settings(settings)
+        self.group = group or settings.topic("meterstream-sink")
+        self.state = SinkState()
+        self.rated = ColumnBatch(RATED_COLUMNS)
+        self.dead = ColumnBatch(DEAD_LETTER_COLUMNS)
+        self.ranges: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [first, last] offset
+        self.batch_started = 0.0
+        self.fail_next: Callable[[], bool] = lambda: False  # fault injection hook (chaos runs)
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap,
+            "group.id": self.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.min.bytes": 65536,
+            "fetch.wait.max.ms": 100,
+            "max.poll.interval.ms": 600_000,
+        })
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe([self.topics.rated, self.topics.dead_letters], on_revoke=self._on_revoke)
+        try:
+            while not stop.is_set():
+                for msg in self.consumer.consume(num_messages=10_000, timeout=0.2):
+                    self._add(msg)
+                pending = len(self.rated) + len(self.dead)
+                if pending and (
+                    pending >= self.settings.sink_batch_rows
+                    or time.monotonic() - self.batch_started >= self.settings.sink_batch_seconds
+                ):
+                    self.flush(stop)
+            self.flush(stop)
+        finally:
+            self.consumer.close()
+
+    def _add(self, msg: Message) -> None:
+        if msg.error():
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", msg.error())
+            return
+        if not len(self.rated) and not len(self.dead):
+            self.batch_started = time.monotonic()
+        try:
+            if msg.topic() == self.topics.rated:
+                add_rated(self.rated, msg.value())
+            else:
+                add_dead_letter(self.dead, msg.value())
+        except Exception as exc:  # a record we cannot decode stays in Kafka; count it loudly
+            BAD_RECORDS.inc()
+            log.error("cannot decode %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+        span = self.ranges.setdefault((msg.topic(), msg.partition()), [msg.offset(), msg.offset()])
+        span[1] = msg.offset()
+
+    def _token(self, table: str) -> str:
+        spans = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(self.ranges.items()))
+        return hashlib.sha256(f"{table}|{spans}".encode()).hexdigest()
+
+    def flush(self, stop: threading.Event | None = None) -> None:
+        """Insert the batch (retrying until it lands or we are stopped), then commit its offsets."""
+        if not self.ranges:
+            return
+        backoff = 0.25
+        paused = False
+        while True:
+            try:
+                if self.fail_next():
+                    raise ConnectionError("ClickHouse unavailable (injected fault)")
+                with INSERT_SECONDS.time():
+                    self._insert("rated_usage", self.rated)
+                    self._insert("dead_letters", self.dead)
+                break
+            except Exception as exc:
+                INSERT_FAILURES.inc()
+                DEGRADED.set(1)
+                self.state.degraded, self.state.last_error = True, str(exc)[:500]
+                log.warning("insert failed (%s); retrying in %.1fs", str(exc)[:200], backoff)
+                if not paused:
+                    self.consumer.pause(self.consumer.assignment())
+                    paused = True
+                if stop is not None and stop.is_set() and backoff >= 8:
+                    raise  # shutting down while ClickHouse is away: nothing committed, nothing lost
+                time.sleep(backoff)
+                self.consumer.poll(0)  # stay in the group while paused
+                backoff = min(backoff * 2, 10.0)
+        if paused:
+            self.consumer.resume(self.consumer.assignment())
+        DEGRADED.set(0)
+        self.state.degraded = False
+        rows = len(self.rated) + len(self.dead)
+        BATCHES.inc()
+        BATCH_ROWS.observe(rows)
+        self.state.rows += rows
+        self.state.last_flush = time.time()
+        offsets = [TopicPartition(t, p, last + 1) for (t, p), (_, last) in self.ranges.items()]
+        self.consumer.commit(offsets=offsets, asynchronous=False)
+        self._update_lag(offsets)
+        self.rated.clear()
+        self.dead.clear()
+        self.ranges.clear()
+
+    def _insert(self, table: str, batch: ColumnBatch) -> None:
+        if not len(batch):
+            return
+        self.client.insert(
+            f"{self.settings.clickhouse_database}.{table}", batch.columns, column_names=list(batch.names), column_oriented=True,
+            settings={"insert_deduplication_token": self._token(table)},
+        )
+        ROWS.labels(table).inc(len(batch))
+
+    def _update_lag(self, committed: list[TopicPartition]) -> None:
+        for tp in committed:
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                LAG.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
+            except Exception:
+                pass
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.flush()  # hand partitions over with everything consumed so far inserted and committed

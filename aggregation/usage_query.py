@@ -1,0 +1,39 @@
+"""Reads of deduplicated usage for period close (always FINAL: exact, whatever merges have run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from clickhouse_connect.driver.client import Client
+
+
+_FINAL = {"do_not_merge_across_partitions_select_final": 1}
+
+
+@dataclass(frozen=True)
+class MeterUsage:
+    tenant: str
+    customer: str
+    plan: str
+    currency: str
+    meter: str
+    quantity: Decimal
+    events: int
+    streamed_amount: Decimal  # sum of the streaming deltas, for reconciliation with the invoice
+
+
+def period_usage(client: Client, db: str, period: str) -> list[MeterUsage]:
+    """Per customer, plan and meter: the period's deduplicated quantity and streamed amount."""
+    result = client.query(
+        f"""
+        SELECT tenant, customer, plan, currency, meter, sum(quantity), count(), sum(amount)
+        FROM {db}.rated_usage FINAL
+        WHERE period = {{period:String}}
+        GROUP BY tenant, customer, plan, currency, meter
+        ORDER BY tenant, customer, plan, meter
+        """,
+        parameters={"period": period},
+        settings=_FINAL,
+    )
+    return [MeterUsage(*row) for row in result.result_rows]

@@ -1,0 +1,130 @@
+"""Catalog v1: plans (one currency each, a price per meter) and which customer is on which plan."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class CatalogError(ValueError):
+    """A catalog that cannot be used; the message names the field path and the reason."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    currency: str
+    prices: dict[str, Any]  # meter -> rating.Price (parsed once, reused on every event)
+    telecom: Any | None = None  # rating.telecom.TelecomPlan when the plan rates CDRs
+    telecom_meters: frozenset[str] = frozenset()
+    name: str = ""
+
+    def rates(self, meter: str) -> bool:
+        return meter in self.prices or meter in self.telecom_meters
+
+
+@dataclass(frozen=True)
+class Catalog:
+    plans: dict[str, Plan]
+    assignments: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, customer|"*") -> plan
+
+    def plan_for(self, tenant: str, customer: str) -> Plan | None:
+        """The customer's own assignment, else the tenant's default (`customer: "*"`), else None."""
+        plan_id = self.assignments.get((tenant, customer)) or self.assignments.get((tenant, "*"))
+        return self.plans.get(plan_id) if plan_id else None
+
+
+def load_catalog(path: Path | str) -> Catalog:
+    """Read a YAML or JSON catalog file; relative telecom CSV folders resolve against its directory."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise CatalogError(f"{path}: not valid YAML/JSON ({exc})") from None
+    return parse_catalog(data, base_dir=path.parent)
+
+
+def parse_catalog(data: Any, base_dir: Path | None = None) -> Catalog:
+    """Validate a catalog document; every error names the field path (e.g. `plans[1].meters.sms`)."""
+    from rating import PriceError, parse_price
+
+    if not isinstance(data, dict):
+        raise CatalogError("$: must be a mapping with `plans` and `assignments`")
+    unknown = set(data) - {"plans", "assignments", "version"}
+    if unknown:
+        raise CatalogError(f"{sorted(unknown)[0]}: unknown field")
+    raw_plans = data.get("plans")
+    if not isinstance(raw_plans, list) or not raw_plans:
+        raise CatalogError("plans: must be a non-empty list")
+    plans: dict[str, Plan] = {}
+    for i, raw in enumerate(raw_plans):
+        where = f"plans[{i}]"
+        if not isinstance(raw, dict):
+            raise CatalogError(f"{where}: must be a mapping")
+        extra = set(raw) - {"id", "name", "currency", "meters", "telecom"}
+        if extra:
+            raise CatalogError(f"{where}.{sorted(extra)[0]}: unknown field")
+        plan_id = raw.get("id")
+        if not isinstance(plan_id, str) or not plan_id:
+            raise CatalogError(f"{where}.id: required, a non-empty string")
+        if plan_id in plans:
+            raise CatalogError(f"{where}.id: duplicate plan id {plan_id!r}")
+        currency = raw.get("currency")
+        if not isinstance(currency, str):
+            raise CatalogError(f"{where}.currency: required, an ISO 4217 code")
+        meters = raw.get("meters") or {}
+        if not isinstance(meters, dict):
+            raise CatalogError(f"{where}.meters: must map meter names to prices")
+        prices = {}
+        for meter, spec in meters.items():
+            try:
+                prices[meter] = parse_price(spec, currency=currency)
+            except PriceError as exc:
+                raise CatalogError(f"{where}.meters.{meter}.{exc}") from None
+        telecom, telecom_meters = None, frozenset()
+        if raw.get("telecom") is not None:
+            telecom = _parse_telecom(raw["telecom"], currency, f"{where}.telecom", base_dir)
+            telecom_meters = frozenset(telecom.meters)
+            clash = telecom_meters & set(prices)
+            if clash:
+                raise CatalogError(f"{where}.meters.{sorted(clash)[0]}: also rated by the telecom section")
+        if not prices and telecom is None:
+            raise CatalogError(f"{where}.meters: a plan must price at least one meter")
+        plans[plan_id] = Plan(plan_id, currency, prices, telecom, telecom_meters, raw.get("name", plan_id))
+    assignments: dict[tuple[str, str], str] = {}
+    for i, raw in enumerate(data.get("assignments") or []):
+        where = f"assignments[{i}]"
+        if not isinstance(raw, dict):
+            raise CatalogError(f"{where}: must be a mapping with tenant, customer, plan")
+        for key in ("tenant", "customer", "plan"):
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise CatalogError(f"{where}.{key}: required, a non-empty string")
+        if raw["plan"] not in plans:
+            raise CatalogError(f"{where}.plan: unknown plan {raw['plan']!r}")
+        slot = (raw["tenant"], raw["customer"])
+        if slot in assignments:
+            raise CatalogError(f"{where}: {slot[0]}/{slot[1]} is assigned twice")
+        assignments[slot] = raw["plan"]
+    return Catalog(plans, assignments)
+
+
+def _parse_telecom(spec: Any, currency: str, where: str, base_dir: Path | None) -> Any:
+    from rating.telecom import TelecomCatalogError, load_telecom_csv, parse_telecom_plan
+
+    try:
+        if isinstance(spec, dict) and set(spec) == {"csv"}:
+            folder = Path(spec["csv"])
+            if not folder.is_absolute() and base_dir is not None:
+                folder = base_dir / folder
+            return load_telecom_csv(folder, currency=currency)
+        return parse_telecom_plan(spec, currency=currency)
+    except TelecomCatalogError as exc:
+        raise CatalogError(f"{where}.{exc}") from None

@@ -1,0 +1,107 @@
+"""The faust worker: reads usage events, runs `step.process`, writes rated usage and dead letters.
+
+Billing correctness does not hinge on faust (see shared pitfalls): the agent processes one message at a
+time in offset order (no gaps in acks, #606), uses at-least-once (no transactions, #517), keeps no
+windowed tables (#193/#250), and all state lives in one table whose changelog partition is the
+source partition, so dedup entries are durable before the running totals they guard. Outputs go to
+the source partition number and are deterministic, so a replay only repeats identical records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+import orjson
+
+from deploy.ops_http import serve_ops
+from ingest.topics import Topics
+from rating.catalog import Catalog, load_catalog
+from rating.processor import metrics
+from rating.processor.step import Kind, Position, process
+from schemas.settings import Settings
+
+log = logging.getLogger("meterstream.processor")
+
+
+def app_id(settings: Settings) -> str:
+    return settings.topic("meterstream-processor")
+
+
+def build_app(settings: Settings, catalog: Catalog) -> faust.App:
+    topics = Topics.from_settings(settings)
+    window_ms = settings.dedup_window_days * 86_400_000
+    app = faust.App(
+        app_id(settings),
+        broker=f"kafka://{settings.bootstrap}",
+        store="rocksdb://",
+        datadir=str(settings.home.resolve() / "processor"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        web_enabled=False,
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=5_000,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+    )
+    usage = app.topic(topics.usage, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    rated = app.topic(topics.rated, key_serializer="raw", value_serializer="raw")
+    dead = app.topic(topics.dead_letters, key_serializer="raw", value_serializer="raw")
+    state = app.Table("state", default=None, partitions=settings.partitions, key_type=str, value_serializer="json")
+    status: dict[str, Any] = {"last_event": 0.0, "events": 0}
+
+    @app.agent(usage)
+    async def rate_usage(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            t0 = time.perf_counter()
+            metrics.EVENTS_IN.inc()
+            out = process(
+                catalog, state, msg.value, Position(msg.topic, msg.partition, msg.offset, msg.key),
+                int(time.time() * 1000), window_ms,
+            )
+            if out.rated is not None:
+                await rated.send(key=msg.key, value=orjson.dumps(out.rated), partition=msg.partition)
+            elif out.dead_letter is not None:
+                dl = out.dead_letter
+                metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
+                await dead.send(key=msg.key, value=orjson.dumps(dl), partition=msg.partition)
+            metrics.OUTCOMES.labels(out.kind.value).inc()
+            metrics.STEP_SECONDS.observe(time.perf_counter() - t0)
+            status["last_event"] = time.time()
+            status["events"] += 1
+            if status["events"] % 1000 == 0 or out.kind is Kind.DEAD_LETTER:
+                _update_lag(app, msg)
+
+    app.meterstream_status = status  # type: ignore[attr-defined]
+    return app
+
+
+def _update_lag(app: faust.App, msg: Any) -> None:
+    try:
+        high = app.consumer.highwater(msg.tp)
+        if high is not None:
+            metrics.LAG.labels(str(msg.partition)).set(max(high - msg.offset - 1, 0))
+    except Exception:  # lag is advisory
+        pass
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the processor until SIGTERM/SIGINT (faust handles both and shuts down cleanly)."""
+    catalog = load_catalog(settings.catalog)
+    app = build_app(settings, catalog)
+    status = app.meterstream_status  # type: ignore[attr-defined]
+
+    def health() -> tuple[bool, dict]:
+        return True, {"events": status["events"], "seconds_since_event": round(time.time() - status["last_event"], 1)
+                      if status["last_event"] else None}
+
+    serve_ops(settings.processor_metrics_port, health)
+    worker = faust.Worker(app, loglevel="WARN", quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,26 @@
+"""Telecom rating: calls, SMS and data by destination, time of use and billing increments.
+
+Public API::
+
+    parse_telecom_plan(section, *, currency) -> TelecomPlan
+    load_telecom_csv(directory, *, currency) -> TelecomPlan
+    rate_cdr(plan, *, meter, quantity, start, dimensions, bundle_used) -> RatedCDR
+
+See docs/telecom.md for the catalog format and the rating rules.
+"""
+
+from rating.telecom.csv_loader import load_telecom_csv
+from rating.telecom.errors import NoRate, TelecomCatalogError
+from rating.telecom.model import TelecomPlan, parse_telecom_plan
+from rating.telecom.rater import RatedCDR, Segment, rate_cdr
+
+__all__ = [
+    "NoRate",
+    "RatedCDR",
+    "Segment",
+    "TelecomCatalogError",
+    "TelecomPlan",
+    "load_telecom_csv",
+    "parse_telecom_plan",
+    "rate_cdr",
+]

@@ -1,0 +1,24 @@
+"""The sink as a process: schema check, ops endpoint, SIGTERM -> flush, commit, exit."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from aggregation.client import connect
+from aggregation.ddl import create_schema
+from aggregation.sink import ClickHouseSink
+from deploy.ops_http import serve_ops
+from schemas.settings import Settings
+
+
+def run_sink(settings: Settings) -> int:
+    client = connect(settings)  # embedded chdb: this process owns the data path while it runs
+    create_schema(client, settings.clickhouse_database)
+    sink = ClickHouseSink(settings, client)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    serve_ops(settings.sink_metrics_port, sink.state.health)
+    sink.run(stop)
+    return 0

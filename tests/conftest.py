@@ -1,0 +1,48 @@
+"""Shared fixtures: a real Kafka broker for the session (started through `deploy.kafka_local`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        with socket.socket() as b:
+            try:
+                b.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at a real broker: METERSTREAM_KAFKA_BOOTSTRAP if given, else a fresh local one."""
+    from deploy import kafka_local
+
+    home = tmp_path_factory.mktemp("meterstream-home")
+    overrides = {"home": home, "kafka_port": _free_port_pair(), "kafka_heap": "512m"}
+    settings = Settings(**overrides)
+    kafka_local.start(settings)
+    yield settings
+    kafka_local.stop(settings)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("METERSTREAM_"):
+            monkeypatch.delenv(key)

@@ -1,0 +1,100 @@
+"""parse -> dedup -> rate on a plain dict state, including the states a crash can leave behind."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rating.catalog import load_catalog
+from rating.processor.step import Kind, Position, process
+
+CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "data" / "catalog.yaml")
+WINDOW = 35 * 86_400_000
+
+
+def ev(i: str, q: str, customer: str = "c1", meter: str = "api_calls", tenant: str = "t1", t: str = "2026-10-05T00:00:00Z"):
+    return orjson.dumps({"id": i, "tenant": tenant, "customer": customer, "meter": meter, "quantity": q, "time": t})
+
+
+def run(state: dict, value: bytes, offset: int, partition: int = 0):
+    return process(CATALOG, state, value, Position("usage", partition, offset, b"k"), 1_000, WINDOW)
+
+
+def test_graduated_deltas_by_hand() -> None:
+    # tiers: 0-10 free, 10-100 at 0.5, above at 0.25. Events 8, 5, 100 -> cumulative 8, 13, 113.
+    state: dict = {}
+    amounts = [Decimal(run(state, ev(f"e{i}", q), i).rated["amount"]) for i, q in enumerate(["8", "5", "100"])]
+    assert amounts == [Decimal("0"), Decimal("1.5"), Decimal("46.75")]  # 3*0.5; 87*0.5 + 13*0.25
+    assert sum(amounts) == Decimal("48.25")
+
+
+def test_duplicate_is_dropped_and_not_charged() -> None:
+    state: dict = {}
+    first = run(state, ev("e1", "20"), 0)
+    dup = run(state, ev("e1", "20"), 1)
+    assert first.kind is Kind.RATED and dup.kind is Kind.DUPLICATE and dup.rated is None
+    nxt = run(state, ev("e2", "10"), 2)
+    assert nxt.rated["cumulative"] == "30" and Decimal(nxt.rated["amount"]) == Decimal("5")
+
+
+def test_replay_after_crash_reemits_identical_record() -> None:
+    state: dict = {}
+    first = run(state, ev("e1", "20"), 0)
+    again = run(state, ev("e1", "20"), 0)  # same position: the message came back after a crash
+    assert again.kind is Kind.REPLAYED and again.rated == first.rated
+
+
+def test_replay_finishes_running_total_cut_off_by_crash() -> None:
+    state: dict = {}
+    run(state, ev("e1", "20"), 0)
+    snapshot = dict(state)
+    run(state, ev("e2", "30"), 1)
+    # crash: the dedup entry of e2 reached the changelog, its running total did not
+    dkey = next(k for k in state if k.startswith("d|") and k.endswith("e2"))
+    crashed = {**snapshot, dkey: state[dkey]}
+    replay = run(crashed, ev("e2", "30"), 1)
+    assert replay.kind is Kind.REPLAYED
+    after = run(crashed, ev("e3", "50"), 2)
+    # cumulative 50 -> 100 is all in tier 2: 50 * 0.5
+    assert after.rated["cumulative"] == "100" and Decimal(after.rated["amount"]) == Decimal("25")
+
+
+def test_nothing_landed_reprocessing_is_deterministic() -> None:
+    state: dict = {}
+    run(state, ev("e1", "20"), 0)
+    before = dict(state)
+    out1 = run(state, ev("e2", "30"), 1)
+    out2 = run(before, ev("e2", "30"), 1)
+    assert out1.rated == out2.rated and out2.kind is Kind.RATED
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "stage"),
+    [
+        (b"{oops", "$", "parse"),
+        (orjson.dumps({"id": "x", "tenant": "t1", "meter": "api_calls", "quantity": "1", "time": "2026-10-05T00:00:00Z"}),
+         "customer", "parse"),
+        (ev("x", "1", tenant="nobody"), "customer", "rate"),
+        (ev("x", "1", meter="sms"), "meter", "rate"),
+    ],
+)
+def test_dead_letters_name_field_and_keep_raw(value: bytes, field: str, stage: str) -> None:
+    state: dict = {}
+    out = run(state, value, 7)
+    assert out.kind is Kind.DEAD_LETTER
+    dl = out.dead_letter
+    assert (dl["field"], dl["stage"], dl["offset"]) == (field, stage, 7)
+    assert dl["raw"] == value.decode(errors="replace") and dl["reason"]
+    assert not state  # a refused event leaves no state: a re-drive after a fix is charged once
+
+
+def test_periods_and_customers_are_separate() -> None:
+    state: dict = {}
+    run(state, ev("a", "50", t="2026-10-31T23:59:59.999Z"), 0)
+    nov = run(state, ev("b", "50", t="2026-11-01T00:00:00Z"), 1)
+    other = run(state, ev("c", "50", customer="c2"), 2)
+    assert nov.rated["period"] == "2026-11" and nov.rated["cumulative"] == "50"
+    assert other.rated["cumulative"] == "50"

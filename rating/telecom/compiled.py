@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from rating.telecom.bundles import CompiledBundle
 from rating.telecom.model import ANY, BUNDLE_UNITS, DATA_UNITS, TelecomPlan
 from rating.telecom.prefixes import PrefixTable
-from rating.telecom.rounding import quantum
+from rating.telecom.rounding import METHODS, quantum
 from rating.telecom.timebands import Schedule, day_tables
 
 
@@ -28,6 +28,8 @@ class CompiledRate:
     first: Decimal
     step: Decimal
     groups: tuple[tuple[Decimal, Decimal, int], ...]
+    first_i: int | None  # first/step as ints when whole, for integer arithmetic
+    step_i: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class CompiledDestination:
     max_cost: Decimal | None
     bundles: tuple[CompiledBundle, ...]
     line_prefix: str
+    line_keys: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class CompiledPlan:
     currency: str
     quantum: Decimal
     method: str
+    rounding: str
     schedule: Schedule
     meters: dict[str, CompiledMeter]
 
@@ -61,12 +65,16 @@ class CompiledPlan:
 def _rate(plan: TelecomPlan, rid: str, scale: int) -> CompiledRate:
     r = plan.rates[rid]
     first, step = r.first_step
+    first, step = first * scale, step * scale
+    whole = first == int(first) and step == int(step)
     return CompiledRate(
         id=rid,
         connect_fee=r.connect_fee,
-        first=first * scale,
-        step=step * scale,
+        first=first,
+        step=step,
         groups=tuple((g.from_ * scale, g.price, g.per * scale) for g in r.groups),
+        first_i=int(first) if whole else None,
+        step_i=int(step) if whole else None,
     )
 
 
@@ -108,6 +116,7 @@ def compile_plan(plan: TelecomPlan) -> CompiledPlan:
                 max_cost=entry.max_cost,
                 bundles=tuple(b for b in bundles if b.applies(group)),
                 line_prefix=f"{name}/{group}/",
+                line_keys={band: f"{name}/{group}/{band}" for band in by_band},
             )
             if did == ANY:
                 default = dest
@@ -119,6 +128,7 @@ def compile_plan(plan: TelecomPlan) -> CompiledPlan:
         currency=plan.currency,
         quantum=quantum(plan.rounding.decimals),
         method=plan.rounding.method,
+        rounding=METHODS[plan.rounding.method],
         schedule=schedule,
         meters=meters,
     )

@@ -9,9 +9,10 @@ An increment is priced by the rate (time band and rate group) in force when it
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 
 
 def grid_ceil(x: Decimal, first: Decimal, step: Decimal) -> Decimal:
@@ -20,6 +21,8 @@ def grid_ceil(x: Decimal, first: Decimal, step: Decimal) -> Decimal:
         return ZERO
     if x <= first:
         return first
+    if step == ONE:  # the common 60/1 and 1/1: just the next whole unit
+        return x.to_integral_value(ROUND_CEILING)
     q, r = divmod(x - first, step)
     return first + (q + 1 if r else q) * step
 
@@ -30,5 +33,7 @@ def grid_count(x: Decimal, first: Decimal, step: Decimal) -> int:
         return 0
     if x <= first:
         return 1
+    if step == ONE and first == first.to_integral_value():
+        return 1 + int((x - first).to_integral_value(ROUND_CEILING))
     q, r = divmod(x - first, step)
     return 1 + int(q) + (1 if r else 0)

@@ -120,15 +120,17 @@ class Schedule:
         found = self._cache[k] = (starts, ends, bands)
         return found
 
-    def _interval(self, t_us: int) -> tuple[int, str]:
-        """(end of the band interval containing ``t_us``, its band)."""
-        starts, ends, bands = self._utc_day(t_us // DAY_US)
+    def interval(self, t_us: int) -> tuple[int, str]:
+        """(end of the band interval containing epoch microsecond ``t_us``, its band)."""
+        day = t_us // DAY_US
+        found = self._cache.get(day)
+        starts, ends, bands = found if found is not None else self._utc_day(day)
         i = bisect_right(starts, t_us) - 1
         return ends[i], bands[i]
 
     def band_at(self, t_us: int) -> str:
         """The band in force at epoch microsecond ``t_us``."""
-        return self._interval(t_us)[1]
+        return self.interval(t_us)[1]
 
     def split(self, t_us: int, seconds: Decimal) -> list[tuple[Decimal, Decimal, str, int]]:
         """Cut usage of ``seconds`` starting at ``t_us`` at band changes.
@@ -136,14 +138,14 @@ class Schedule:
         Returns ``(elapsed_from, elapsed_to, band, start_us)`` pieces covering
         ``[0, seconds]`` with adjacent same-band pieces merged.
         """
-        end, band = self._interval(t_us)
+        end, band = self.interval(t_us)
         stop = t_us + seconds * MILLION
         if stop <= end:
             return [(Decimal(0), seconds, band, t_us)]
         out: list[tuple[Decimal, Decimal, str, int]] = []
         a, cur_start, cur = Decimal(0), t_us, band
         while True:
-            nxt_end, nxt_band = self._interval(end)
+            nxt_end, nxt_band = self.interval(end)
             if nxt_band != cur:
                 b = Decimal(end - t_us) / MILLION
                 out.append((a, b, cur, cur_start))

@@ -1,14 +1,18 @@
 """The two entry points of the engine: `quote` (explain a period's quantity) and `delta` (the streaming
-rater's hot path). Pure functions over a parsed price; nothing is rounded except `Quote.total`."""
+rater's hot path). Pure functions over a parsed price; nothing is rounded except `Quote.total`.
+
+Both run the compiled price under `money.EXACT`, a decimal context that raises instead of rounding,
+so every unrounded amount is exact (or an error), whatever the caller's own decimal context is.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from rating.lines import Quote
-from rating.money import EXACT, ZERO, round_money, to_decimal
+from rating.money import EXACT, ZERO, exact_runner, round_money, to_decimal
 from rating.price import PriceBase, parse_price
 
 __all__ = ["delta", "quote"]
@@ -22,9 +26,9 @@ def quote(price: Mapping[str, Any] | PriceBase, quantity: Decimal | int | str) -
     """
     parsed = parse_price(price)
     amount = to_decimal(quantity)
-    priced, lines = parsed.pricer.explain(amount)
-    precise = sum((line.amount for line in lines), ZERO)
-    precise = EXACT.plus(precise)  # same value, engine context (sum() ran in the caller's)
+    with localcontext(EXACT):
+        priced, lines = parsed.pricer.explain(amount)
+        precise = sum((line.amount for line in lines), ZERO)
     return Quote(
         parsed.currency, round_money(precise, parsed.currency), precise, tuple(lines), amount, priced
     )
@@ -44,6 +48,8 @@ def delta(
         after = to_decimal(after)
     if before is not None and type(before) is not Decimal:
         before = to_decimal(before)
-    if not isinstance(price, PriceBase):
-        price = parse_price(price)
-    return price.pricer.delta(before, after)
+    try:
+        pricer = price.pricer  # type: ignore[union-attr]
+    except AttributeError:
+        pricer = parse_price(price).pricer
+    return exact_runner()(pricer.delta, before, after)

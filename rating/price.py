@@ -7,7 +7,7 @@ never touches pydantic. Amounts are Decimals; floats are rejected (write "0.10",
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from functools import cached_property
 from typing import Annotated, Any, Literal, Union
 
@@ -23,9 +23,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from rating.money import CURRENCY_MINOR_UNITS, ZERO
+from rating.money import CURRENCY_MINOR_UNITS, EXACT, ZERO
 from rating.pricer import (
-    Conversion,
     FlatCore,
     ModelCore,
     PackageCore,
@@ -33,6 +32,7 @@ from rating.pricer import (
     Pricer,
     UnitCore,
     UsagePricer,
+    conversion,
 )
 from rating.tiers import GraduatedTable, VolumeTable
 
@@ -131,7 +131,8 @@ class PriceBase(BaseModel):
     @cached_property
     def pricer(self) -> Pricer:
         """The compiled form used by quote/delta."""
-        return self._compile()
+        with localcontext(EXACT):
+            return self._compile()
 
     def _compile(self) -> Pricer:
         raise NotImplementedError
@@ -161,7 +162,7 @@ class UsagePrice(PriceBase):
     def _usage(self, core: ModelCore) -> UsagePricer:
         convert = None
         if self.divide_by is not None or self.multiply_by is not None:
-            convert = Conversion(
+            convert = conversion(
                 self.divide_by, self.multiply_by, self.conversion_rounding, self.conversion_precision
             )
         return UsagePricer(

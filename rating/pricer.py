@@ -1,5 +1,5 @@
-"""Compiled prices: the hot path (`Pricer.delta`) and the explanation (`Pricer.explain`) share one set
-of precomputed tables, so the streaming rater and a quote can never disagree.
+"""Compiled prices: the hot path (`total`/`delta`) and the explanation (`explain`) share one set of
+precomputed tables, so the streaming rater and a quote can never disagree.
 
 Order of operations for usage models (unit, graduated, volume, package, flat), applied to the period's
 cumulative quantity:
@@ -8,20 +8,21 @@ cumulative quantity:
   2. free units: max(0, q - free_units);
   3. the model prices what is left;
   4. period minimum (a true-up line up to it) and maximum (a negative cap line down to it).
-All arithmetic is exact (`money.EXACT` raises rather than rounds); nothing is rounded to money here.
+Nothing is rounded to money here. Arithmetic runs in the current decimal context: the engine
+(rating.engine) runs it under `money.EXACT`, which raises rather than rounds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal, Protocol
 
 from rating.lines import QuoteLine
-from rating.money import EXACT, ZERO
+from rating.money import ZERO
 from rating.tiers import ceil_div
 
 __all__ = [
-    "Conversion",
     "FlatCore",
     "ModelCore",
     "PackageCore",
@@ -29,11 +30,11 @@ __all__ = [
     "Pricer",
     "UnitCore",
     "UsagePricer",
+    "conversion",
 ]
 
-_add, _sub, _mul, _divmod = EXACT.add, EXACT.subtract, EXACT.multiply, EXACT.divmod
 _ONE = Decimal(1)
-_TWO = Decimal(2)
+Amount = Callable[[Decimal], Decimal]
 
 
 def _check_quantity(quantity: Decimal) -> None:
@@ -44,7 +45,7 @@ def _check_quantity(quantity: Decimal) -> None:
 class ModelCore(Protocol):
     """A pricing model proper: the amount for a (converted, net of free units) quantity, and its lines."""
 
-    def amount(self, quantity: Decimal) -> Decimal: ...
+    amount: Amount
 
     def lines(self, quantity: Decimal) -> list[QuoteLine]: ...
 
@@ -52,22 +53,17 @@ class ModelCore(Protocol):
 class UnitCore:
     """quantity x unit_amount."""
 
-    __slots__ = ("unit_amount",)
+    __slots__ = ("amount", "unit_amount")
 
     def __init__(self, unit_amount: Decimal) -> None:
         self.unit_amount = unit_amount
-
-    def amount(self, quantity: Decimal) -> Decimal:
-        return _mul(quantity, self.unit_amount)
+        self.amount: Amount = unit_amount.__rmul__  # q -> q * unit_amount, without a Python frame
 
     def lines(self, quantity: Decimal) -> list[QuoteLine]:
         if not quantity:
             return []
-        return [
-            QuoteLine(
-                "unit", f"{quantity} × {self.unit_amount}", quantity, self.unit_amount, self.amount(quantity)
-            )
-        ]
+        text = f"{quantity} × {self.unit_amount}"
+        return [QuoteLine("unit", text, quantity, self.unit_amount, quantity * self.unit_amount)]
 
 
 class FlatCore(UnitCore):
@@ -78,73 +74,70 @@ class FlatCore(UnitCore):
     def lines(self, quantity: Decimal) -> list[QuoteLine]:
         if not quantity:
             return []
-        return [
-            QuoteLine("flat", f"Flat fee × {quantity}", quantity, self.unit_amount, self.amount(quantity))
-        ]
+        text = f"Flat fee × {quantity}"
+        return [QuoteLine("flat", text, quantity, self.unit_amount, quantity * self.unit_amount)]
 
 
 class PackageCore:
     """package_amount per package of package_size units; packages counted rounding up (or down)."""
 
-    __slots__ = ("package_amount", "package_size", "round_up")
+    __slots__ = ("amount", "package_amount", "package_size", "round_up")
 
     def __init__(
         self, package_amount: Decimal, package_size: Decimal, rounding: Literal["up", "down"]
     ) -> None:
         self.package_amount = package_amount
         self.package_size = package_size
-        self.round_up = rounding == "up"
+        self.round_up = round_up = rounding == "up"
+
+        def amount(quantity: Decimal) -> Decimal:  # packages() inlined: this is the hot path
+            packages, rest = divmod(quantity, package_size)
+            if rest and round_up:
+                packages += _ONE
+            return packages * package_amount
+
+        self.amount: Amount = amount
 
     def packages(self, quantity: Decimal) -> Decimal:
         if self.round_up:
             return ceil_div(quantity, self.package_size)
-        return _divmod(quantity, self.package_size)[0]
-
-    def amount(self, quantity: Decimal) -> Decimal:
-        return _mul(self.packages(quantity), self.package_amount)
+        return quantity // self.package_size
 
     def lines(self, quantity: Decimal) -> list[QuoteLine]:
         packages = self.packages(quantity)
         if not packages:
             return []
-        return [
-            QuoteLine(
-                "package",
-                f"{quantity} units = {packages} package(s) of {self.package_size} × {self.package_amount}",
-                packages,
-                self.package_amount,
-                _mul(packages, self.package_amount),
-            )
-        ]
+        text = f"{quantity} units = {packages} package(s) of {self.package_size} × {self.package_amount}"
+        return [QuoteLine("package", text, packages, self.package_amount, packages * self.package_amount)]
 
 
-class Conversion:
-    """Unit conversion before pricing, exact: q x multiply_by / divide_by rounded to `precision` decimals."""
+def conversion(
+    divide_by: Decimal | None,
+    multiply_by: Decimal | None,
+    rounding: Literal["up", "down", "half_up"] = "up",
+    precision: int = 0,
+) -> Amount:
+    """Unit conversion before pricing, exact: q x multiply_by / divide_by rounded to `precision` decimals.
 
-    __slots__ = ("_divisor", "_factor", "_mode", "_precision")
+    Scaling by 10**precision first makes the rounding an integer division (divmod), never a rounded
+    division: bytes -> GB with divide_by 1000000000, seconds -> minutes with divide_by 60.
+    """
+    divisor = divide_by or _ONE
+    factor = (multiply_by or _ONE).scaleb(precision)
+    half = divisor / 2
+    round_up, half_up = rounding == "up", rounding == "half_up"
 
-    def __init__(
-        self,
-        divide_by: Decimal | None,
-        multiply_by: Decimal | None,
-        rounding: Literal["up", "down", "half_up"],
-        precision: int,
-    ) -> None:
-        self._divisor = divide_by or _ONE
-        # Scale by 10**precision so that rounding to `precision` decimals is an integer division.
-        self._factor = _mul(multiply_by or _ONE, _ONE.scaleb(precision))
-        self._mode = rounding
-        self._precision = -precision
+    def convert(quantity: Decimal) -> Decimal:
+        whole, rest = divmod(quantity * factor, divisor)
+        if rest and (round_up or (half_up and rest >= half)):
+            whole += _ONE
+        return whole.scaleb(-precision) if precision else whole
 
-    def __call__(self, quantity: Decimal) -> Decimal:
-        whole, rest = _divmod(_mul(quantity, self._factor), self._divisor)
-        if rest and (self._mode == "up" or (self._mode == "half_up" and _mul(rest, _TWO) >= self._divisor)):
-            whole = _add(whole, _ONE)
-        return whole.scaleb(self._precision, EXACT)
+    return convert
 
 
 class Pricer(Protocol):
-    """What the engine needs from a compiled price."""
+    """What the engine needs from a compiled price (run under money.EXACT)."""
 
     def total(self, quantity: Decimal) -> Decimal: ...
 
@@ -153,80 +146,95 @@ class Pricer(Protocol):
     def explain(self, quantity: Decimal) -> tuple[Decimal, list[QuoteLine]]: ...
 
 
+def _total(
+    amount: Amount,
+    convert: Amount | None,
+    free: Decimal | None,
+    minimum: Decimal | None,
+    maximum: Decimal | None,
+) -> Amount:
+    """The period total F(q) as one closure; a step the price does not use costs a None test.
+    This is the hot path: no attribute lookups, no intermediate frames."""
+    if convert is None and free is None and minimum is None and maximum is None:
+        return amount
+    low = minimum if minimum is not None else ZERO
+
+    def total(quantity: Decimal) -> Decimal:
+        if convert is not None:
+            quantity = convert(quantity)
+        if free is not None:
+            quantity = quantity - free if quantity > free else ZERO
+        value = amount(quantity)
+        if value < low:
+            return low
+        if maximum is not None and value > maximum:
+            return maximum
+        return value
+
+    return total
+
+
 class UsagePricer:
     """A usage model wrapped in conversion -> free units -> model -> minimum/maximum (see module doc)."""
 
-    __slots__ = ("_amount", "convert", "core", "free_units", "maximum", "minimum")
+    __slots__ = ("convert", "core", "free_units", "maximum", "minimum", "total")
 
     def __init__(
         self,
         core: ModelCore,
         *,
-        convert: Conversion | None = None,
+        convert: Amount | None = None,
         free_units: Decimal | None = None,
         minimum: Decimal | None = None,
         maximum: Decimal | None = None,
     ) -> None:
         self.core = core
-        self._amount = core.amount
         self.convert = convert
         self.free_units = free_units or None
         self.minimum = minimum
         self.maximum = maximum
+        # Unrounded period total for a cumulative quantity: the F whose differences are deltas.
+        self.total: Amount = _total(core.amount, convert, self.free_units, minimum, maximum)
+
+    def converted(self, quantity: Decimal) -> Decimal:
+        """The quantity in priced units (step 1)."""
+        return quantity if self.convert is None else self.convert(quantity)
 
     def priced_quantity(self, quantity: Decimal) -> Decimal:
-        """The quantity the model prices: after conversion and free units."""
-        if self.convert is not None:
-            quantity = self.convert(quantity)
+        """The quantity the model prices (steps 1 and 2)."""
+        quantity = self.converted(quantity)
         free = self.free_units
         if free is not None:
-            quantity = _sub(quantity, free) if quantity > free else ZERO
+            quantity = quantity - free if quantity > free else ZERO
         return quantity
-
-    def total(self, quantity: Decimal) -> Decimal:
-        """Unrounded period total for a cumulative quantity (the F whose differences are deltas)."""
-        amount = self._amount(self.priced_quantity(quantity))
-        if self.minimum is not None and amount < self.minimum:
-            return self.minimum
-        if self.maximum is not None and amount > self.maximum:
-            return self.maximum
-        return amount
 
     def delta(self, before: Decimal | None, after: Decimal) -> Decimal:
         """total(after) - total(before); before=None (first event of the period) is total(after)."""
-        if after < ZERO or (before is not None and before < ZERO):
-            raise ValueError(f"cumulative quantities must be >= 0, got before={before} after={after}")
         if before is None:
+            if after < ZERO:
+                raise ValueError(f"cumulative quantity must be >= 0, got {after}")
             return self.total(after)
-        return _sub(self.total(after), self.total(before))
+        if after < ZERO or before < ZERO:
+            raise ValueError(f"cumulative quantities must be >= 0, got before={before} after={after}")
+        total = self.total
+        return total(after) - total(before)
 
     def explain(self, quantity: Decimal) -> tuple[Decimal, list[QuoteLine]]:
         """(priced quantity, lines) for a quantity; the lines add up exactly to total(quantity)."""
         _check_quantity(quantity)
-        converted = quantity if self.convert is None else self.convert(quantity)
         priced = self.priced_quantity(quantity)
         lines: list[QuoteLine] = []
         if self.free_units is not None:
-            used = _sub(converted, priced)
+            used = self.converted(quantity) - priced
             lines.append(QuoteLine("free_units", f"{used} of {self.free_units} free units", used, ZERO, ZERO))
         lines.extend(self.core.lines(priced))
-        amount = self._amount(priced)
+        amount = self.core.amount(priced)
         if self.minimum is not None and amount < self.minimum:
-            lines.append(
-                QuoteLine(
-                    "minimum_true_up",
-                    f"Minimum {self.minimum}: true-up",
-                    _ONE,
-                    None,
-                    _sub(self.minimum, amount),
-                )
-            )
+            text = f"Minimum {self.minimum}: true-up"
+            lines.append(QuoteLine("minimum_true_up", text, _ONE, None, self.minimum - amount))
         elif self.maximum is not None and amount > self.maximum:
-            lines.append(
-                QuoteLine(
-                    "maximum_cap", f"Maximum {self.maximum}: cap", _ONE, None, _sub(self.maximum, amount)
-                )
-            )
+            text = f"Maximum {self.maximum}: cap"
+            lines.append(QuoteLine("maximum_cap", text, _ONE, None, self.maximum - amount))
         return priced, lines
 
 
@@ -246,13 +254,13 @@ class PercentagePricer:
         max_amount: Decimal | None,
     ) -> None:
         self.rate = rate
-        self.rate_fraction = rate.scaleb(-2, EXACT)
+        self.rate_fraction = rate.scaleb(-2)
         self.fixed_amount = fixed_amount or ZERO
         self.min_amount = min_amount
         self.max_amount = max_amount
 
     def _raw(self, value: Decimal) -> Decimal:
-        return _add(_mul(value, self.rate_fraction), self.fixed_amount)
+        return value * self.rate_fraction + self.fixed_amount
 
     def total(self, quantity: Decimal) -> Decimal:
         fee = self._raw(quantity)
@@ -263,37 +271,23 @@ class PercentagePricer:
         return fee
 
     def delta(self, before: Decimal | None, after: Decimal) -> Decimal:
-        value = after if before is None else _sub(after, before)
+        value = after if before is None else after - before
         if value < ZERO:
             raise ValueError(f"percentage fees price one event's value, which must be >= 0 (got {value})")
         return self.total(value)
 
     def explain(self, quantity: Decimal) -> tuple[Decimal, list[QuoteLine]]:
         _check_quantity(quantity)
-        lines = [
-            QuoteLine(
-                "percentage",
-                f"{self.rate}% of {quantity}",
-                quantity,
-                self.rate_fraction,
-                _mul(quantity, self.rate_fraction),
-            )
-        ]
+        text = f"{self.rate}% of {quantity}"
+        lines = [QuoteLine("percentage", text, quantity, self.rate_fraction, quantity * self.rate_fraction)]
         if self.fixed_amount:
-            lines.append(
-                QuoteLine("fixed_fee", "Fixed fee per event", _ONE, self.fixed_amount, self.fixed_amount)
-            )
+            fixed = self.fixed_amount
+            lines.append(QuoteLine("fixed_fee", "Fixed fee per event", _ONE, fixed, fixed))
         raw = self._raw(quantity)
         if self.min_amount is not None and raw < self.min_amount:
-            lines.append(
-                QuoteLine(
-                    "event_minimum", f"Minimum fee {self.min_amount}", _ONE, None, _sub(self.min_amount, raw)
-                )
-            )
+            text = f"Minimum fee {self.min_amount}"
+            lines.append(QuoteLine("event_minimum", text, _ONE, None, self.min_amount - raw))
         elif self.max_amount is not None and raw > self.max_amount:
-            lines.append(
-                QuoteLine(
-                    "event_maximum", f"Maximum fee {self.max_amount}", _ONE, None, _sub(self.max_amount, raw)
-                )
-            )
+            text = f"Maximum fee {self.max_amount}"
+            lines.append(QuoteLine("event_maximum", text, _ONE, None, self.max_amount - raw))
         return quantity, lines

@@ -1,0 +1,108 @@
+"""``meterstream rate event``: rate one usage event against a telecom plan, print JSON.
+
+    meterstream rate event --catalog FILE --event JSON [--bundle-used JSON] [--plan ID]
+
+``FILE`` is a telecom section (YAML/JSON), a file with a top-level ``telecom:``
+key, or a full catalog ``plans: [{id, currency, telecom: {...}}]`` (first plan with
+a telecom section, or ``--plan``).  ``--event`` / ``--bundle-used`` take JSON text
+or ``@path``.  Exit status: 0 rated, 1 no rate (dead letter), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rating.telecom.errors import NoRate, TelecomCatalogError
+from rating.telecom.model import TelecomPlan, parse_telecom_plan
+from rating.telecom.rater import rate_cdr
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalog", required=True, type=Path, help="telecom section or catalog YAML/JSON")
+    p.add_argument("--event", required=True, help="usage event as JSON (or @file)")
+    p.add_argument(
+        "--bundle-used", default="{}", help='bundle use so far, JSON like {"national_minutes": "600"}'
+    )
+    p.add_argument("--plan", default=None, help="plan id in a full catalog (default: first telecom plan)")
+    p.add_argument("--currency", default="EUR", help="currency of a bare telecom section (default EUR)")
+
+
+def add_event_command(rate_subparsers: Any) -> None:
+    """Register ``event`` under the ``rate`` command group (argparse sub-subparsers)."""
+    p = rate_subparsers.add_parser("event", help="rate one usage event with a telecom plan and print JSON")
+    _add_arguments(p)
+    p.set_defaults(handler=_handle, func=None)
+
+
+def run(argv: list[str]) -> int:
+    """Entry point for tests: ``run(["--catalog", f, "--event", "{...}"])`` (``rate event`` optional)."""
+    parser = argparse.ArgumentParser(prog="meterstream")
+    rate = parser.add_subparsers(dest="command", required=True).add_parser("rate")
+    add_event_command(rate.add_subparsers(dest="rate_command", required=True))
+    if not argv or argv[0] != "rate":
+        argv = ["rate", "event", *argv]
+    return _handle(parser.parse_args(argv))
+
+
+def _json_arg(text: str) -> Any:
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def load_plan_file(path: Path, *, plan_id: str | None = None, currency: str = "EUR") -> TelecomPlan:
+    """Read a telecom plan from a section file or a full catalog file."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict):
+        raise TelecomCatalogError([(str(path), "not a mapping")])
+    if "plans" in doc:
+        plans = [p for p in doc["plans"] if isinstance(p, dict) and "telecom" in p]
+        if plan_id is not None:
+            plans = [p for p in plans if p.get("id") == plan_id]
+        if not plans:
+            raise TelecomCatalogError(
+                [(f"{path}.plans", f"no plan with a telecom section{' ' + plan_id if plan_id else ''}")]
+            )
+        chosen = plans[0]
+        return parse_telecom_plan(chosen["telecom"], currency=str(chosen.get("currency", currency)))
+    if "telecom" in doc:
+        return parse_telecom_plan(doc["telecom"], currency=str(doc.get("currency", currency)))
+    return parse_telecom_plan(doc, currency=currency)
+
+
+def _event(raw: Any) -> tuple[str, Decimal, datetime, dict[str, str]]:
+    if not isinstance(raw, dict):
+        raise ValueError("event must be a JSON object")
+    quantity = Decimal(str(raw["quantity"]))
+    start = datetime.fromisoformat(str(raw["time"]).replace("Z", "+00:00"))
+    dims = {str(k): str(v) for k, v in (raw.get("dimensions") or {}).items()}
+    return str(raw["meter"]), quantity, start, dims
+
+
+def _handle(args: argparse.Namespace) -> int:
+    try:
+        plan = load_plan_file(args.catalog, plan_id=args.plan, currency=args.currency)
+        raw = _json_arg(args.event)
+        meter, quantity, start, dims = _event(raw)
+        used = {str(k): Decimal(str(v)) for k, v in _json_arg(args.bundle_used).items()}
+    except (TelecomCatalogError, OSError, ValueError, KeyError, InvalidOperation, AttributeError) as exc:
+        print(f"error: {exc!r}" if isinstance(exc, KeyError) else f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rated = rate_cdr(plan, meter=meter, quantity=quantity, start=start, dimensions=dims, bundle_used=used)
+    except NoRate as exc:
+        print(json.dumps({"id": raw.get("id"), "error": exc.reason, "detail": exc.detail}))
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"id": raw.get("id"), **rated.to_json_dict()}, indent=2))
+    return 0

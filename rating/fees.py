@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Context, Decimal
 from typing import TYPE_CHECKING, Literal
 
-from rating.money import EXACT, ZERO, minor_units, round_money, to_decimal
+from rating.money import EXACT, ROUNDING, ZERO, minor_units, round_money, to_decimal
 
 if TYPE_CHECKING:
     from rating.price import FlatPrice
@@ -89,7 +89,7 @@ def installment_amounts(total: Decimal, count: int, currency: str) -> tuple[Deci
         raise ValueError("installments: must be at least 1")
     rounded = round_money(to_decimal(total), currency)
     quantum = Decimal(1).scaleb(-minor_units(currency))
-    each = _FRACTION.divide(rounded, Decimal(count)).quantize(quantum, rounding=ROUND_DOWN)
+    each = _FRACTION.divide(rounded, Decimal(count)).quantize(quantum, ROUND_DOWN, ROUNDING)
     last = EXACT.subtract(rounded, EXACT.multiply(each, Decimal(count - 1)))
     return (each,) * (count - 1) + (last,)
 

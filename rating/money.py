@@ -28,7 +28,6 @@ __all__ = [
     "ROUNDING",
     "ZERO",
     "exact_runner",
-    "is_currency",
     "minor_units",
     "round_money",
     "to_decimal",
@@ -85,11 +84,6 @@ CURRENCY_MINOR_UNITS: dict[str, int] = {
 
 # One quantum per currency, built once: quantize() is the rounding hot spot at invoice time.
 _QUANTUM: dict[str, Decimal] = {code: Decimal(1).scaleb(-exp) for code, exp in CURRENCY_MINOR_UNITS.items()}
-
-
-def is_currency(code: str) -> bool:
-    """True for an ISO 4217 code we can invoice in (upper case, as the standard writes it)."""
-    return code in CURRENCY_MINOR_UNITS
 
 
 def minor_units(currency: str) -> int:

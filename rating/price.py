@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation, localcontext
 from functools import cached_property
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -300,7 +300,7 @@ def _raise_rate(value: Decimal) -> Decimal:
     )
 
 
-Price = Union[UnitPrice, GraduatedPrice, VolumePrice, PackagePrice, FlatPrice, PercentagePrice]  # noqa: UP007
+Price = UnitPrice | GraduatedPrice | VolumePrice | PackagePrice | FlatPrice | PercentagePrice
 MODELS: dict[str, type[PriceBase]] = {
     "unit": UnitPrice,
     "graduated": GraduatedPrice,

@@ -81,27 +81,23 @@ class FlatCore(UnitCore):
 class PackageCore:
     """package_amount per package of package_size units; packages counted rounding up (or down)."""
 
-    __slots__ = ("amount", "package_amount", "package_size", "round_up")
+    __slots__ = ("amount", "package_amount", "package_size", "packages")
 
     def __init__(
         self, package_amount: Decimal, package_size: Decimal, rounding: Literal["up", "down"]
     ) -> None:
         self.package_amount = package_amount
         self.package_size = package_size
-        self.round_up = round_up = rounding == "up"
+        round_up = rounding == "up"
 
-        def amount(quantity: Decimal) -> Decimal:  # packages() inlined: this is the hot path
-            packages, rest = divmod(quantity, package_size)
-            if rest and round_up:
-                packages += _ONE
-            return packages * package_amount
+        def packages(quantity: Decimal) -> Decimal:
+            return ceil_div(quantity, package_size) if round_up else quantity // package_size
 
+        def amount(quantity: Decimal) -> Decimal:
+            return packages(quantity) * package_amount
+
+        self.packages: Amount = packages
         self.amount: Amount = amount
-
-    def packages(self, quantity: Decimal) -> Decimal:
-        if self.round_up:
-            return ceil_div(quantity, self.package_size)
-        return quantity // self.package_size
 
     def lines(self, quantity: Decimal) -> list[QuoteLine]:
         packages = self.packages(quantity)
@@ -153,8 +149,8 @@ def _total(
     minimum: Decimal | None,
     maximum: Decimal | None,
 ) -> Amount:
-    """The period total F(q) as one closure; a step the price does not use costs a None test.
-    This is the hot path: no attribute lookups, no intermediate frames."""
+    """The period total F(q) as one closure (the hot path): no attribute lookups, and a step the price
+    does not use costs a None test."""
     if convert is None and free is None and minimum is None and maximum is None:
         return amount
     low = minimum if minimum is not None else ZERO

@@ -7,7 +7,7 @@ never touches pydantic. Amounts are Decimals; floats are rejected (write "0.10",
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, localcontext
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from rating.money import CURRENCY_MINOR_UNITS, EXACT, ZERO
+from rating.money import CURRENCY_MINOR_UNITS, EXACT, ZERO, to_decimal
 from rating.pricer import (
     FlatCore,
     ModelCore,
@@ -70,20 +70,11 @@ def _problem(field: str, reason: str) -> PydanticCustomError:
 
 
 def _decimal(value: Any) -> Decimal:
-    if isinstance(value, float):
-        raise PydanticCustomError(
-            "float_refused",
-            'floats are not accepted (inexact in binary): write the number as a string, e.g. "0.1"',
-        )
-    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
-        raise PydanticCustomError("decimal", "expected a decimal number as a string or integer")
+    """money.to_decimal (floats refused), reported as a validation error of the field."""
     try:
-        result = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation:
-        raise PydanticCustomError("decimal", f"not a decimal number: {value!r}") from None
-    if not result.is_finite():
-        raise PydanticCustomError("decimal", "must be a finite number")
-    return result
+        return to_decimal(value)
+    except (TypeError, ValueError) as exc:
+        raise PydanticCustomError("decimal", "{reason}", {"reason": str(exc)}) from None
 
 
 def _non_negative(value: Decimal) -> Decimal:

@@ -30,6 +30,8 @@ class CompiledRate:
     groups: tuple[tuple[Decimal, Decimal, int], ...]
     first_i: int | None  # first/step as ints when whole, for integer arithmetic
     step_i: int | None
+    price: Decimal | None  # the single group's price and per (None: several groups)
+    per: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ def _rate(plan: TelecomPlan, rid: str, scale: int) -> CompiledRate:
         groups=tuple((g.from_ * scale, g.price, g.per * scale) for g in r.groups),
         first_i=int(first) if whole else None,
         step_i=int(step) if whole else None,
+        price=r.groups[0].price if len(r.groups) == 1 else None,
+        per=r.groups[0].per * scale,
     )
 
 

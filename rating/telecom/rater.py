@@ -195,8 +195,18 @@ def rate_cdr(
 
     # Fast path (most records): one band, one rate group, and any bundle either
     # empty or covering the whole record.  Same rules as the general path.
-    if single and len(first_rate.groups) == 1:
-        billed, count = _billed_and_count(quantity, qi, first_rate)
+    if single and first_rate.price is not None:
+        fi = first_rate.first_i
+        if qi is not None and fi is not None:  # integer increments (inlined _billed_and_count)
+            if qi <= fi:
+                billed, count = (first_rate.first, 1) if qi else (ZERO, 0)
+            else:
+                k = -((fi - qi) // first_rate.step_i)
+                count = 1 + k
+                billed = fi + k * first_rate.step_i
+                billed = quantity if billed == qi else Decimal(billed)
+        else:
+            billed, count = _billed_and_count(quantity, qi, first_rate)
         connect = first_rate.connect_fee if billed else ZERO
         bundle_id = b = None
         for b in dest.bundles if billed else ():
@@ -211,8 +221,10 @@ def rate_cdr(
             b = None
         if bundle_id is not None or b is None:
             if bundle_id is None and billed:
-                _, price, per = first_rate.groups[0]
-                precise = connect + (price * billed if per == 1 else price * billed / per)
+                per = first_rate.per
+                precise = connect + (
+                    first_rate.price * billed if per == 1 else first_rate.price * billed / per
+                )
             else:
                 precise = connect
             max_cost = dest.max_cost
@@ -279,6 +291,7 @@ def _rate_general(
     did, dgroup = dest.id, dest.group
     nums: dict[int, Decimal] = {}
     raw: list[list[Any]] = []  # [start, usage, billed, incs, rate_id, band, bundle, fee, amount]
+    count_before = 0  # increments starting before the current piece (pieces are contiguous)
     for a, b, band, _ in spans:
         rate = rates[band]
         lo = grid_ceil(a, first, step)
@@ -303,8 +316,9 @@ def _rate_general(
             else:
                 amount = ZERO
             seg_start = start + timedelta(microseconds=int(pa * MILLION)) if voice and pa else start
-            incs = grid_count(phi, first, step) - grid_count(plo, first, step)
-            raw.append([seg_start, pb - pa, billed, incs, rate.id, band, bid, ZERO, amount])
+            count = grid_count(phi, first, step)
+            raw.append([seg_start, pb - pa, billed, count - count_before, rate.id, band, bid, ZERO, amount])
+            count_before = count
 
     raw[0][7] = connect
     raw[0][8] += connect
@@ -332,19 +346,24 @@ def _rate_general(
     for s, usage, billed, incs, rid, band, bid, fee, amount in raw:
         key = prefix + band
         by_line[key] = by_line.get(key, ZERO) + amount
-        segments.append(Segment(s, usage, billed, incs, rid, did, dgroup, band, bid, fee, amount))
-    return RatedCDR(
-        meter=meter,
-        currency=cp.currency,
-        cost=cost,
-        precise_cost=precise,
-        capped=capped,
-        destination_id=did,
-        destination_group=dgroup,
-        usage=quantity,
-        billed=billed_total,
-        segments=tuple(segments),
-        bundle_units_used=used,
-        line_key=prefix + raw[0][5],
-        lines=_allocate(by_line, cost, cp.quantum, cp.method),
+        segments.append(
+            _new_segment(Segment, (s, usage, billed, incs, rid, did, dgroup, band, bid, fee, amount))
+        )
+    return _new_rated(
+        RatedCDR,
+        (
+            meter,
+            cp.currency,
+            cost,
+            precise,
+            capped,
+            did,
+            dgroup,
+            quantity,
+            billed_total,
+            tuple(segments),
+            used,
+            prefix + raw[0][5],
+            _allocate(by_line, cost, cp.quantum, cp.method),
+        ),
     )

@@ -237,6 +237,14 @@ class TelecomPlan(TelecomSection):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     _compiled: Any = PrivateAttr(default=None)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when the plans say the same thing (the compiled cache is not compared)."""
+        if not isinstance(other, TelecomPlan):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # dict fields: plans are not hashable
+
     @property
     def compiled(self) -> Any:
         """The precompiled lookup tables (built on first use, then reused)."""

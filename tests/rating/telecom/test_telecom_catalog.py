@@ -219,6 +219,10 @@ def example_csv():
 
 def test_csv_loader_gives_the_same_plan_as_the_yaml(example_yaml, example_csv):
     assert example_csv == example_yaml
+    example_yaml.compiled  # noqa: B018 - the compiled cache must not affect equality
+    assert example_csv == example_yaml
+    assert example_csv != parse_telecom_plan(yaml.safe_load((EXAMPLES / "telecom_plan.yaml").read_text()),
+                                             currency="CHF")  # fmt: skip
 
 
 @pytest.mark.parametrize(

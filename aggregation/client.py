@@ -9,6 +9,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.settings import Settings
 
+
 def connect(settings: Settings | None = None, dsn: str | None = None, **kwargs: Any) -> Client:
     """Open a client. Embedded chdb allows one process per data path: the sink owns it while it runs."""
     if dsn is None:

@@ -8,11 +8,35 @@ from decimal import Decimal
 import orjson
 
 RATED_COLUMNS = (
-    "tenant", "event_id", "customer", "subject", "meter", "time", "period", "quantity", "amount",
-    "cumulative", "currency", "plan", "line", "dimensions", "source", "src_partition", "src_offset",
+    "tenant",
+    "event_id",
+    "customer",
+    "subject",
+    "meter",
+    "time",
+    "period",
+    "quantity",
+    "amount",
+    "cumulative",
+    "currency",
+    "plan",
+    "line",
+    "dimensions",
+    "source",
+    "src_partition",
+    "src_offset",
 )
 DEAD_LETTER_COLUMNS = (
-    "topic", "partition", "offset", "stage", "field", "reason", "tenant", "event_id", "kafka_key", "raw",
+    "topic",
+    "partition",
+    "offset",
+    "stage",
+    "field",
+    "reason",
+    "tenant",
+    "event_id",
+    "kafka_key",
+    "raw",
 )
 
 

@@ -28,11 +28,15 @@ log = logging.getLogger("meterstream.sink")
 ROWS = Counter("meterstream_sink_rows_inserted_total", "Rows inserted into ClickHouse", ["table"])
 BATCHES = Counter("meterstream_sink_batches_total", "Batches inserted into ClickHouse")
 BATCH_ROWS = Histogram(
-    "meterstream_sink_batch_rows", "Rows per inserted batch", buckets=(10, 100, 1_000, 10_000, 50_000, 100_000)
+    "meterstream_sink_batch_rows",
+    "Rows per inserted batch",
+    buckets=(10, 100, 1_000, 10_000, 50_000, 100_000),
 )
 INSERT_SECONDS = Histogram("meterstream_sink_insert_seconds", "Time to insert one batch")
 INSERT_FAILURES = Counter("meterstream_sink_insert_failures_total", "Failed insert attempts (retried)")
-BAD_RECORDS = Counter("meterstream_sink_bad_records_total", "Records the sink could not decode (kept in Kafka)")
+BAD_RECORDS = Counter(
+    "meterstream_sink_bad_records_total", "Records the sink could not decode (kept in Kafka)"
+)
 LAG = Gauge("meterstream_sink_consumer_lag", "Messages not yet inserted", ["topic", "partition"])
 DEGRADED = Gauge("meterstream_sink_degraded", "1 while ClickHouse inserts are failing")
 
@@ -47,8 +51,11 @@ class SinkState:
     rows: int = 0
 
     def health(self) -> tuple[bool, dict]:
-        return not self.degraded, {"last_error": self.last_error, "rows_inserted": self.rows,
-                                   "seconds_since_flush": round(time.time() - self.last_flush, 1)}
+        return not self.degraded, {
+            "last_error": self.last_error,
+            "rows_inserted": self.rows,
+            "seconds_since_flush": round(time.time() - self.last_flush, 1),
+        }
 
 
 class ClickHouseSink:
@@ -65,15 +72,17 @@ class ClickHouseSink:
         self.ranges: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [first, last] offset
         self.batch_started = 0.0
         self.fail_next: Callable[[], bool] = lambda: False  # fault injection hook (chaos runs)
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": self.group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "fetch.min.bytes": 65536,
-            "fetch.wait.max.ms": 100,
-            "max.poll.interval.ms": 600_000,
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap,
+                "group.id": self.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.min.bytes": 65536,
+                "fetch.wait.max.ms": 100,
+                "max.poll.interval.ms": 600_000,
+            }
+        )
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe([self.topics.rated, self.topics.dead_letters], on_revoke=self._on_revoke)
@@ -160,7 +169,10 @@ class ClickHouseSink:
         if not len(batch):
             return
         self.client.insert(
-            f"{self.settings.clickhouse_database}.{table}", batch.columns, column_names=list(batch.names), column_oriented=True,
+            f"{self.settings.clickhouse_database}.{table}",
+            batch.columns,
+            column_names=list(batch.names),
+            column_oriented=True,
             settings={"insert_deduplication_token": self._token(table)},
         )
         ROWS.labels(table).inc(len(batch))

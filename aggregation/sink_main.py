@@ -19,6 +19,6 @@ def run_sink(settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    serve_ops(settings.sink_metrics_port, sink.state.health)
+    serve_ops(settings.sink_metrics_port, host=settings.ops_host, health=sink.state.health)
     sink.run(stop)
     return 0

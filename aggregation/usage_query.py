@@ -7,7 +7,6 @@ from decimal import Decimal
 
 from clickhouse_connect.driver.client import Client
 
-
 _FINAL = {"do_not_merge_across_partitions_select_final": 1}
 
 

@@ -13,6 +13,9 @@ from schemas.settings import Settings
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
     from deploy import kafka_local
 
+    if args.action == "install":
+        print(kafka_local.ensure_jars(settings))
+        return 0
     if args.action == "start":
         st = kafka_local.start(settings)
     elif args.action == "stop":
@@ -35,14 +38,21 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
     created = ensure_topics(settings)
     print(f"topics: created {created or 'none (all present)'}")
     n = create_schema(connect(settings), settings.clickhouse_database)
-    print(f"clickhouse: {n} statements applied to {settings.clickhouse_database} at {settings.clickhouse_dsn}")
+    print(
+        f"clickhouse: {n} statements applied to {settings.clickhouse_database} at {settings.clickhouse_dsn}"
+    )
     return 0
 
 
 def _process(args: argparse.Namespace, settings: Settings) -> int:
-    from rating.processor.app import run_worker
+    if settings.processor_engine == "faust":
+        from rating.processor.app import run_worker
 
-    run_worker(settings)
+        run_worker(settings)
+    else:
+        from rating.processor.runner import run_native
+
+        run_native(settings, args.worker, args.workers)
     return 0
 
 
@@ -62,14 +72,21 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     catalog = load_catalog(settings.catalog)
     producer = None if args.no_publish else make_producer(settings)
     result = close_period(
-        connect(settings), settings.clickhouse_database, catalog, args.period, Path(args.out), producer,
+        connect(settings),
+        settings.clickhouse_database,
+        catalog,
+        args.period,
+        Path(args.out),
+        producer,
         Topics.from_settings(settings).invoices,
     )
     for currency, total in sorted(result.totals_by_currency.items()):
         print(f"{args.period}: {currency} {total}")
     print(f"{len(result.invoices)} invoices written under {Path(args.out) / args.period}")
     if result.unreconciled:
-        print(f"warning: {len(result.unreconciled)} lines differ from their streamed amounts", file=sys.stderr)
+        print(
+            f"warning: {len(result.unreconciled)} lines differ from their streamed amounts", file=sys.stderr
+        )
     return 0
 
 
@@ -94,13 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("kafka", help="run a local single-node Kafka (KRaft) from Maven Central jars")
-    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("action", choices=["install", "start", "stop", "status"])
     p.set_defaults(func=_kafka)
 
     p = sub.add_parser("init", help="create topics and ClickHouse tables (safe to run again)")
     p.set_defaults(func=_init)
 
     p = sub.add_parser("process", help="run the stream processor (dedup + rate) until stopped")
+    p.add_argument("--worker", type=int, default=0, help="this worker's index (native engine)")
+    p.add_argument("--workers", type=int, default=1, help="workers sharing the partitions (p %% workers)")
     p.set_defaults(func=_process)
 
     p = sub.add_parser("sink", help="run the ClickHouse sink until stopped")

@@ -46,10 +46,13 @@ class Pipeline:
         logs.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.logs / f"{name}.log", "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "deploy.cli", {"processor": "process", "sink": "sink"}[name]],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             cwd=Path(__file__).resolve().parent.parent,
         )
         self.procs[name] = proc
@@ -106,8 +109,9 @@ def demo_environment(settings: Settings, out: Path, run_id: str) -> dict[str, st
     return env
 
 
-def wait_drained(settings: Settings, pipeline: Pipeline, processor_group: str, produced: int,
-                 timeout: float = 1800) -> None:
+def wait_drained(
+    settings: Settings, pipeline: Pipeline, processor_group: str, produced: int, timeout: float = 1800
+) -> None:
     from ingest.lag import LagProbe
     from ingest.topics import Topics
 
@@ -120,8 +124,13 @@ def wait_drained(settings: Settings, pipeline: Pipeline, processor_group: str, p
             pipeline.check_alive()
             p_lag = probe.group_lag(processor_group, [topics.usage])
             s_lag = probe.group_lag(settings.topic("meterstream-sink"), [topics.rated, topics.dead_letters])
-            print(f"\r[demo] processed {produced - p_lag}/{produced}, sink behind by {s_lag}      ",
-                  end="", file=sys.stderr, flush=True)
+            if p_lag is not None and s_lag is not None:
+                print(
+                    f"\r[demo] processed {produced - p_lag}/{produced}, sink behind by {s_lag}      ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
             calm = calm + 1 if p_lag == 0 and s_lag == 0 else 0
             if calm >= 2:
                 print(file=sys.stderr)
@@ -140,7 +149,7 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
     from ingest.workload import Truth, WorkloadSpec, generate
     from invoice_emitter.close import close_period
     from rating.catalog import load_catalog
-    from rating.processor.app import app_id
+    from rating.processor.runner import app_id
 
     period = period or last_month()
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -148,8 +157,10 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
     t_start = time.monotonic()
     kafka_local.start(settings)
     env = demo_environment(settings, out, run_id)
-    run = Settings(_env_file=None, **{k.removeprefix("METERSTREAM_").lower(): v for k, v in env.items()
-                                     if k.startswith("METERSTREAM_")})
+    run = Settings(
+        _env_file=None,
+        **{k.removeprefix("METERSTREAM_").lower(): v for k, v in env.items() if k.startswith("METERSTREAM_")},
+    )
     catalog = load_catalog(run.catalog)
     ensure_topics(run)
     pipeline = Pipeline(env, out / "logs")
@@ -158,9 +169,13 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
         pipeline.start("sink")
         truth = Truth()
         spec = WorkloadSpec(events=events, period=period, run_id=run_id)
-        say(f"producing {events} events for {period} (3% duplicates, 0.5% malformed) to {run.topic('usage-events')}")
+        say(
+            f"producing {events} events for {period} (3% duplicates, 0.5% malformed) to {run.topic('usage-events')}"
+        )
         t0 = time.monotonic()
-        produce_all(make_producer(run), run.topic("usage-events"), _with_progress(generate(spec, truth), events))
+        produce_all(
+            make_producer(run), run.topic("usage-events"), _with_progress(generate(spec, truth), events)
+        )
         say(f"produced in {time.monotonic() - t0:.1f}s; waiting for the processors to drain")
         wait_drained(run, pipeline, app_id(run), truth.produced)
         t_pipe = time.monotonic() - t0
@@ -169,8 +184,15 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
         pipeline.stop("sink")
         client = connect(run)
         say(f"closing period {period}")
-        result = close_period(client, run.clickhouse_database, catalog, period, out / "invoices",
-                              make_producer(run), run.topic("invoices"))
+        result = close_period(
+            client,
+            run.clickhouse_database,
+            catalog,
+            period,
+            out / "invoices",
+            make_producer(run),
+            run.topic("invoices"),
+        )
         print_summary(truth, metrics, result, client, run, out, t_pipe, time.monotonic() - t_start)
     finally:
         pipeline.stop_all()
@@ -180,23 +202,31 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
 def _with_progress(records, total: int):
     for n, rec in enumerate(records, 1):
         if n % 20_000 == 0 or n == total:
-            print(f"\r[demo] produced {n}/{total}", end="" if n < total else "\n", file=sys.stderr, flush=True)
+            print(
+                f"\r[demo] produced {n}/{total}", end="" if n < total else "\n", file=sys.stderr, flush=True
+            )
         yield rec
 
 
-def print_summary(truth, metrics: dict[str, float], result, client, run: Settings, out: Path,
-                  t_pipe: float, t_all: float) -> None:
+def print_summary(
+    truth, metrics: dict[str, float], result, client, run: Settings, out: Path, t_pipe: float, t_all: float
+) -> None:
     def m(outcome: str) -> int:
         return int(metrics.get(f"meterstream_processor_events_total{{outcome={outcome}}}", 0))
 
     db = run.clickhouse_database
-    streamed = dict(client.query(
-        f"SELECT currency, sum(amount) FROM {db}.rated_usage FINAL GROUP BY currency").result_rows)
+    streamed = dict(
+        client.query(
+            f"SELECT currency, sum(amount) FROM {db}.rated_usage FINAL GROUP BY currency"
+        ).result_rows
+    )
     rows = client.query(f"SELECT count() FROM {db}.rated_usage FINAL").result_rows[0][0]
     dl = client.query(f"SELECT count() FROM {db}.dead_letters FINAL").result_rows[0][0]
     events_in = int(metrics.get("meterstream_processor_events_in_total", 0))
     top = sorted(result.invoices, key=lambda d: Decimal(d["total"]), reverse=True)[:5]
-    mismatched = sum(1 for (t, c, mtr), q in truth.quantities.items() if q != _ch_quantity(client, db, t, c, mtr))
+    mismatched = sum(
+        1 for (t, c, mtr), q in truth.quantities.items() if q != _ch_quantity(client, db, t, c, mtr)
+    )
     totals = result.totals_by_currency
     line = "─" * 64
     print(line)
@@ -204,7 +234,9 @@ def print_summary(truth, metrics: dict[str, float], result, client, run: Setting
     print(line)
     print(f" {'events in':<34}{events_in:>14,}")
     print(f" {'duplicates dropped':<34}{m('duplicate'):>14,}   (generated {truth.duplicates:,})")
-    print(f" {'dead-lettered':<34}{m('dead_letter'):>14,}   (generated {truth.malformed + truth.unratable:,})")
+    print(
+        f" {'dead-lettered':<34}{m('dead_letter'):>14,}   (generated {truth.malformed + truth.unratable:,})"
+    )
     print(f" {'rated events (in ClickHouse)':<34}{rows:>14,}   (expected {truth.accepted:,})")
     print(f" {'dead letters (in ClickHouse)':<34}{dl:>14,}")
     for cur in sorted(streamed):
@@ -214,7 +246,9 @@ def print_summary(truth, metrics: dict[str, float], result, client, run: Setting
     print(f" {'invoices written':<34}{len(result.invoices):>14,}   ({out / 'invoices' / result.period})")
     print(f" {'quantities != generated truth':<34}{mismatched:>14}")
     print(f" {'lines != streamed amount':<34}{len(result.unreconciled):>14}")
-    print(f" {'pipeline time (produce→drained)':<34}{t_pipe:>13.1f}s   ({truth.produced / t_pipe:,.0f} events/s)")
+    print(
+        f" {'pipeline time (produce→drained)':<34}{t_pipe:>13.1f}s   ({truth.produced / t_pipe:,.0f} events/s)"
+    )
     print(f" {'demo wall time':<34}{t_all:>13.1f}s")
     print(line)
     print(" top customers")
@@ -235,4 +269,4 @@ def _ch_quantity(client, db: str, tenant: str, customer: str, meter: str) -> Dec
     return _QCACHE.get((tenant, customer, meter), Decimal(0))
 
 
-__all__ = ["run_demo", "defaultdict"]
+__all__ = ["defaultdict", "run_demo"]

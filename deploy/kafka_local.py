@@ -40,9 +40,13 @@ def ensure_jars(settings: Settings) -> Path:
     if (target / ".complete").exists():
         return libs
     if shutil.which("mvn") is None:
-        raise RuntimeError("Maven (mvn) is needed to fetch the Kafka broker jars; install it (apt-get install maven)")
+        raise RuntimeError(
+            "Maven (mvn) is needed to fetch the Kafka broker jars; install it (apt-get install maven)"
+        )
     if shutil.which("java") is None:
-        raise RuntimeError("Java 17+ is needed to run the Kafka broker (apt-get install openjdk-17-jre-headless)")
+        raise RuntimeError(
+            "Java 17+ is needed to run the Kafka broker (apt-get install openjdk-17-jre-headless)"
+        )
     target.mkdir(parents=True, exist_ok=True)
     pom = (_HERE / "pom.xml.template").read_text().replace("@KAFKA_VERSION@", settings.kafka_version)
     (target / "pom.xml").write_text(pom)
@@ -50,12 +54,23 @@ def ensure_jars(settings: Settings) -> Path:
     if libs.exists():
         shutil.rmtree(libs)
     result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(target / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
-        capture_output=True, text=True,
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(target / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"mvn failed to fetch Kafka jars:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(
+            f"mvn failed to fetch Kafka jars:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     (target / ".complete").write_text(settings.kafka_version)
     _say(f"fetched {len(list(libs.glob('*.jar')))} jars")
     return libs
@@ -63,35 +78,43 @@ def ensure_jars(settings: Settings) -> Path:
 
 def _server_properties(settings: Settings, data: Path) -> str:
     port, ctl = settings.kafka_port, settings.kafka_port + 1
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.bootstrap.servers=127.0.0.1:{ctl}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={data}",
-        f"num.partitions={settings.partitions}",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=8",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=true",
-        "log.retention.hours=-1",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{ctl}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            f"num.partitions={settings.partitions}",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "log.retention.hours=-1",
+            "",
+        ]
+    )
 
 
 def _java_cmd(libs: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
     return [
-        "java", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        "java",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={_HERE / 'log4j2.properties'}",
-        "-cp", f"{libs}/*", main, *args,
+        "-cp",
+        f"{libs}/*",
+        main,
+        *args,
     ]
 
 
@@ -142,13 +165,20 @@ def start(settings: Settings, wait_seconds: float = 90.0) -> BrokerStatus:
         cluster_id = _cluster_id()
         _say(f"formatting storage in {data} (cluster id {cluster_id})")
         subprocess.run(
-            _java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"),
-            check=True, capture_output=True, text=True,
+            _java_cmd(
+                libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
         )
-    log = open(base / "broker.log", "ab")  # noqa: SIM115 - handed to the child process
+    log = open(base / "broker.log", "ab")
     proc = subprocess.Popen(
         _java_cmd(libs, "kafka.Kafka", str(props), heap=settings.kafka_heap),
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     (base / "broker.pid").write_text(str(proc.pid))
     _say(f"starting broker pid {proc.pid} on {settings.bootstrap} (log: {base / 'broker.log'})")

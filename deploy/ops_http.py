@@ -16,7 +16,7 @@ def serve_ops(port: int, health: HealthCheck, host: str = "127.0.0.1") -> Thread
     """Start the ops endpoint in a daemon thread; port 0 picks a free one (see `server.server_port`)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
                 body, ctype, code = generate_latest(REGISTRY), CONTENT_TYPE_LATEST, 200
             elif self.path.startswith("/healthz"):

@@ -2,39 +2,62 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.settings import Settings
 
+_NOT_READY = {
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError._TIMED_OUT,
+}
+
 
 class LagProbe:
-    """Reads end offsets and committed offsets; keeps its clients open between calls."""
+    """Reads end offsets and committed offsets; keeps its clients open between calls.
+
+    Committed offsets are read with a consumer of the group that never subscribes (an OffsetFetch, it
+    does not join the group): librdkafka's admin ListConsumerGroupOffsets crashed the process here
+    when the group coordinator was still loading.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        conf = {"bootstrap.servers": settings.bootstrap}
-        self.admin = AdminClient(conf)
-        self.consumer = Consumer({**conf, "group.id": "meterstream-lag-probe", "enable.auto.commit": False})
+        self.conf = {"bootstrap.servers": settings.bootstrap, "enable.auto.commit": False}
+        self.consumer = Consumer({**self.conf, "group.id": "meterstream-lag-probe"})
+        self.groups: dict[str, Consumer] = {}
 
     def close(self) -> None:
-        self.consumer.close()
+        for c in [self.consumer, *self.groups.values()]:
+            c.close()
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        return {
+            p: self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts
+        }
 
     def count(self, topic: str) -> int:
         """Messages in a topic (our topics are neither compacted nor trimmed locally)."""
         return sum(self.end_offsets(topic).values())
 
-    def group_lag(self, group: str, topics: list[str]) -> int:
-        """Messages in `topics` not yet committed by `group` (an uncommitted partition counts whole)."""
+    def group_lag(self, group: str, topics: list[str]) -> int | None:
+        """Messages in `topics` not yet committed by `group` (an uncommitted partition counts whole).
+
+        None when the broker cannot tell yet (e.g. its group coordinator is still loading).
+        """
         ends = {(t, p): off for t in topics for p, off in self.end_offsets(t).items()}
-        req = [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for (t, p) in ends])]
-        committed: dict[tuple[str, int], int] = {}
-        for fut in self.admin.list_consumer_group_offsets(req).values():
-            for tp in fut.result().topic_partitions:
-                committed[(tp.topic, tp.partition)] = tp.offset
+        reader = self.groups.get(group)
+        if reader is None:
+            reader = self.groups[group] = Consumer({**self.conf, "group.id": group})
+        try:
+            tps = reader.committed([TopicPartition(t, p) for (t, p) in ends], timeout=10)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and (err.retriable() or err.code() in _NOT_READY):
+                return None
+            raise
+        committed = {(tp.topic, tp.partition): tp.offset for tp in tps}
         lag = 0
         for tp, end in ends.items():
             done = committed.get(tp, -1)

@@ -41,7 +41,10 @@ class DeliveryTracker:
 
 
 def produce_all(
-    producer: Producer, topic: str, records: Iterable[tuple[bytes, bytes]], tracker: DeliveryTracker | None = None
+    producer: Producer,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes]],
+    tracker: DeliveryTracker | None = None,
 ) -> DeliveryTracker:
     """Produce (key, value) pairs, waiting for room when the local queue is full; flush at the end."""
     tracker = tracker or DeliveryTracker()

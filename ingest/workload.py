@@ -71,11 +71,24 @@ def _event(rng: random.Random, spec: WorkloadSpec, i: int, start: datetime, span
             meter, q = "voice_seconds", str(max(1, int(rng.expovariate(1 / 150))))
             dims = {"destination": rng.choice(DESTINATIONS) + str(rng.randrange(10**6, 10**7))}
         elif kind < 0.85:
-            meter, q, dims = "sms", "1", {"destination": rng.choice(DESTINATIONS[:4]) + str(rng.randrange(10**6))}
+            meter, q, dims = (
+                "sms",
+                "1",
+                {"destination": rng.choice(DESTINATIONS[:4]) + str(rng.randrange(10**6))},
+            )
         else:
             meter, q, dims = "data_bytes", str(rng.randrange(10_000, 50_000_000)), {"apn": "internet"}
-        return {"id": eid, "tenant": "telco", "customer": f"acct-{c:03d}", "subject": line, "meter": meter,
-                "quantity": q, "time": when, "dimensions": dims, "source": "mediation-1"}
+        return {
+            "id": eid,
+            "tenant": "telco",
+            "customer": f"acct-{c:03d}",
+            "subject": line,
+            "meter": meter,
+            "quantity": q,
+            "time": when,
+            "dimensions": dims,
+            "source": "mediation-1",
+        }
     c = _customer(rng, "org", spec.cloud_customers)
     user = f"user-{rng.randrange(20):02d}"
     if rng.random() < 0.8:
@@ -84,8 +97,17 @@ def _event(rng: random.Random, spec: WorkloadSpec, i: int, start: datetime, span
     else:
         meter, q = "storage_gb_hours", f"{rng.randrange(1, 5_000_000) / 1000:.3f}"
         dims = {"region": rng.choice(["eu-west-1", "us-east-1"])}
-    return {"id": eid, "tenant": "cloudco", "customer": f"org-{c:03d}", "subject": user, "meter": meter,
-            "quantity": q, "time": when, "dimensions": dims, "source": "api-gateway"}
+    return {
+        "id": eid,
+        "tenant": "cloudco",
+        "customer": f"org-{c:03d}",
+        "subject": user,
+        "meter": meter,
+        "quantity": q,
+        "time": when,
+        "dimensions": dims,
+        "source": "api-gateway",
+    }
 
 
 MALFORMED = [
@@ -108,8 +130,11 @@ def generate(spec: WorkloadSpec, truth: Truth | None = None) -> Iterator[tuple[b
         r = rng.random()
         if r < spec.duplicate_rate and recent:
             # an exact re-send: usually soon after the original, sometimes much later
-            key, value = recent[-rng.randrange(1, min(len(recent), 50) + 1)] if rng.random() < 0.7 \
+            key, value = (
+                recent[-rng.randrange(1, min(len(recent), 50) + 1)]
+                if rng.random() < 0.7
                 else rng.choice(recent)
+            )
             truth.duplicates += 1
         else:
             e = _event(rng, spec, i, start, span_ms)

@@ -42,7 +42,13 @@ class CloseResult:
 
 
 def close_period(
-    client: Client, db: str, catalog: Catalog, period: str, out_dir: Path, producer: Any = None, topic: str | None = None,
+    client: Client,
+    db: str,
+    catalog: Catalog,
+    period: str,
+    out_dir: Path,
+    producer: Any = None,
+    topic: str | None = None,
     progress: bool = True,
 ) -> CloseResult:
     """Compute and write every invoice of `period` (YYYY-MM); safe to run again."""
@@ -58,11 +64,14 @@ def close_period(
     for n, ((tenant, customer, plan_id), rows) in enumerate(sorted(groups.items()), 1):
         plan = catalog.plans.get(plan_id)
         if plan is None:
-            raise ValueError(f"usage of {tenant}/{customer} was rated with plan {plan_id!r}, not in the catalog")
+            raise ValueError(
+                f"usage of {tenant}/{customer} was rated with plan {plan_id!r}, not in the catalog"
+            )
         doc = build_invoice(tenant, customer, period, plan, rows)
         result.invoices.append(doc)
         result.unreconciled += [
-            f"{tenant}/{customer}/{line['meter']}" for line in doc["lines"]
+            f"{tenant}/{customer}/{line['meter']}"
+            for line in doc["lines"]
             if Decimal(line["precise_amount"]) != Decimal(line["streamed_amount"])
         ]
         result.files.append(_write_atomic(folder / tenant / f"{customer}.json", doc))
@@ -71,7 +80,9 @@ def close_period(
     _store(client, db, result.invoices)
     if producer is not None and topic:
         for doc in result.invoices:
-            producer.produce(topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc))
+            producer.produce(
+                topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc)
+            )
             producer.poll(0)
         if producer.flush(60):
             raise RuntimeError("invoices topic: not every document was delivered")
@@ -92,20 +103,66 @@ def _store(client: Client, db: str, invoices: list[dict[str, Any]]) -> None:
     now = datetime.now(UTC)
     client.insert(
         f"{db}.invoices",
-        [[d["tenant"], d["customer"], d["period"], d["invoice_id"], d["plan"], d["currency"],
-          Decimal(d["subtotal"]), Decimal(d["total"]), len(d["lines"]), orjson.dumps(d).decode(), now]
-         for d in invoices],
-        column_names=["tenant", "customer", "period", "invoice_id", "plan", "currency", "subtotal", "total",
-                      "line_count", "document", "closed_at"],
+        [
+            [
+                d["tenant"],
+                d["customer"],
+                d["period"],
+                d["invoice_id"],
+                d["plan"],
+                d["currency"],
+                Decimal(d["subtotal"]),
+                Decimal(d["total"]),
+                len(d["lines"]),
+                orjson.dumps(d).decode(),
+                now,
+            ]
+            for d in invoices
+        ],
+        column_names=[
+            "tenant",
+            "customer",
+            "period",
+            "invoice_id",
+            "plan",
+            "currency",
+            "subtotal",
+            "total",
+            "line_count",
+            "document",
+            "closed_at",
+        ],
     )
     lines = [
-        [d["tenant"], d["customer"], d["period"], line["line_no"], line["meter"], line["description"],
-         Decimal(line["quantity"]), Decimal(line["amount"]), d["currency"], now]
-        for d in invoices for line in d["lines"]
+        [
+            d["tenant"],
+            d["customer"],
+            d["period"],
+            line["line_no"],
+            line["meter"],
+            line["description"],
+            Decimal(line["quantity"]),
+            Decimal(line["amount"]),
+            d["currency"],
+            now,
+        ]
+        for d in invoices
+        for line in d["lines"]
     ]
     if lines:
         client.insert(
-            f"{db}.invoice_lines", lines,
-            column_names=["tenant", "customer", "period", "line_no", "meter", "description", "quantity", "amount",
-                          "currency", "closed_at"],
+            f"{db}.invoice_lines",
+            lines,
+            column_names=[
+                "tenant",
+                "customer",
+                "period",
+                "line_no",
+                "meter",
+                "description",
+                "quantity",
+                "amount",
+                "currency",
+                "closed_at",
+            ],
         )

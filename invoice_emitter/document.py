@@ -23,7 +23,9 @@ def invoice_id(tenant: str, customer: str, period: str) -> str:
     return f"INV-{period.replace('-', '')}-{digest}"
 
 
-def build_invoice(tenant: str, customer: str, period: str, plan: Plan, usage: Iterable[MeterUsage]) -> dict[str, Any]:
+def build_invoice(
+    tenant: str, customer: str, period: str, plan: Plan, usage: Iterable[MeterUsage]
+) -> dict[str, Any]:
     """One customer's invoice: a line per priced meter (with its tier breakdown); lines add up to the total.
 
     Each line is rounded once to the currency's minor unit (half away from zero); the total is the sum
@@ -41,17 +43,19 @@ def build_invoice(tenant: str, customer: str, period: str, plan: Plan, usage: It
         q = quote(plan.prices[meter], quantity)
         if u is None and q.total == 0:
             continue
-        lines.append({
-            "line_no": len(lines) + 1,
-            "meter": meter,
-            "description": meter.replace("_", " "),
-            "quantity": _s(quantity),
-            "events": u.events if u else 0,
-            "precise_amount": _s(q.precise_total),
-            "amount": _s(q.total),
-            "streamed_amount": _s(u.streamed_amount) if u else "0",
-            "breakdown": [_quote_line(line) for line in q.lines],
-        })
+        lines.append(
+            {
+                "line_no": len(lines) + 1,
+                "meter": meter,
+                "description": meter.replace("_", " "),
+                "quantity": _s(quantity),
+                "events": u.events if u else 0,
+                "precise_amount": _s(q.precise_total),
+                "amount": _s(q.total),
+                "streamed_amount": _s(u.streamed_amount) if u else "0",
+                "breakdown": [_quote_line(line) for line in q.lines],
+            }
+        )
     subtotal = sum((Decimal(line["amount"]) for line in lines), Decimal(0))
     return {
         "document_version": DOCUMENT_VERSION,
@@ -71,7 +75,16 @@ def build_invoice(tenant: str, customer: str, period: str, plan: Plan, usage: It
 
 def _quote_line(line: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("description", "kind", "tier", "from_quantity", "up_to", "quantity", "unit_amount", "amount"):
+    for name in (
+        "description",
+        "kind",
+        "tier",
+        "from_quantity",
+        "up_to",
+        "quantity",
+        "unit_amount",
+        "amount",
+    ):
         value = getattr(line, name, None)
         if value is not None:
             out[name] = _s(value) if isinstance(value, Decimal) else value

@@ -12,9 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 QUANTITY_SCALE = 12
 _QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]{1,12})?$")
-_TIME_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 class InvalidEvent(ValueError):
@@ -62,7 +60,7 @@ def parse_time(value: Any) -> datetime:
     if "." in text:
         head, rest = text.split(".", 1)
         digits = re.match(r"\d+", rest).group(0)  # type: ignore[union-attr]
-        frac, text = digits[:6].ljust(6, "0"), head + rest[len(digits):]
+        frac, text = digits[:6].ljust(6, "0"), head + rest[len(digits) :]
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:

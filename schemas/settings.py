@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,9 +33,17 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = Field(
         None, description="http://host:8123 for a server; default chdb://<home>/clickhouse (embedded)."
     )
-    clickhouse_database: str = Field("meterstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database.")
+    clickhouse_database: str = Field(
+        "meterstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database."
+    )
     catalog: Path = Field(_DEFAULT_CATALOG, description="Plans and customer assignments (YAML or JSON).")
+    processor_engine: Literal["native", "faust"] = Field(
+        "native", description="native: confluent-kafka + RocksDB batches; faust: faust-streaming agent."
+    )
     dedup_window_days: int = Field(35, ge=1, description="How long an event id is remembered.")
+    ops_host: str = Field(
+        "127.0.0.1", description="Address of /metrics and /healthz (0.0.0.0 in containers)."
+    )
     processor_metrics_port: int = Field(9464, description="Stream processor /metrics and /healthz.")
     sink_metrics_port: int = Field(9465, description="ClickHouse sink /metrics and /healthz.")
     sink_batch_rows: int = Field(50_000, ge=1, description="Sink flushes after this many rows...")

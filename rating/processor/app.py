@@ -20,24 +20,23 @@ from deploy.ops_http import serve_ops
 from ingest.topics import Topics
 from rating.catalog import Catalog, load_catalog
 from rating.processor import metrics
+from rating.processor.runner import app_id
 from rating.processor.step import Kind, Position, process
 from schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
 
 
-def app_id(settings: Settings) -> str:
-    return settings.topic("meterstream-processor")
-
-
 def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     topics = Topics.from_settings(settings)
     window_ms = settings.dedup_window_days * 86_400_000
+    datadir = settings.home.resolve() / "processor" / app_id(settings)
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id(settings),
         broker=f"kafka://{settings.bootstrap}",
         store="rocksdb://",
-        datadir=str(settings.home.resolve() / "processor"),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         web_enabled=False,
@@ -50,10 +49,12 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         stream_wait_empty=False,
         table_standby_replicas=0,
     )
-    usage = app.topic(topics.usage, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    usage = app.topic(
+        topics.usage, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+    )
     rated = app.topic(topics.rated, key_serializer="raw", value_serializer="raw")
     dead = app.topic(topics.dead_letters, key_serializer="raw", value_serializer="raw")
-    state = app.Table("state", default=None, partitions=settings.partitions, key_type=str, value_serializer="json")
+    state = app.Table("state", default=None, partitions=settings.partitions, key_type=str)
     status: dict[str, Any] = {"last_event": 0.0, "events": 0}
 
     @app.agent(usage)
@@ -63,8 +64,12 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             t0 = time.perf_counter()
             metrics.EVENTS_IN.inc()
             out = process(
-                catalog, state, msg.value, Position(msg.topic, msg.partition, msg.offset, msg.key),
-                int(time.time() * 1000), window_ms,
+                catalog,
+                state,
+                msg.value,
+                Position(msg.topic, msg.partition, msg.offset, msg.key),
+                int(time.time() * 1000),
+                window_ms,
             )
             if out.rated is not None:
                 await rated.send(key=msg.key, value=orjson.dumps(out.rated), partition=msg.partition)
@@ -77,17 +82,19 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             status["last_event"] = time.time()
             status["events"] += 1
             if status["events"] % 1000 == 0 or out.kind is Kind.DEAD_LETTER:
-                _update_lag(app, msg)
+                _update_lag(app, msg, status)
 
     app.meterstream_status = status  # type: ignore[attr-defined]
     return app
 
 
-def _update_lag(app: faust.App, msg: Any) -> None:
+def _update_lag(app: faust.App, msg: Any, status: dict[str, Any]) -> None:
     try:
         high = app.consumer.highwater(msg.tp)
         if high is not None:
-            metrics.LAG.labels(str(msg.partition)).set(max(high - msg.offset - 1, 0))
+            lag = max(high - msg.offset - 1, 0)
+            metrics.LAG.labels(str(msg.partition)).set(lag)
+            status.setdefault("lag", {})[msg.partition] = lag
     except Exception:  # lag is advisory
         pass
 
@@ -99,9 +106,16 @@ def run_worker(settings: Settings) -> None:
     status = app.meterstream_status  # type: ignore[attr-defined]
 
     def health() -> tuple[bool, dict]:
-        return True, {"events": status["events"], "seconds_since_event": round(time.time() - status["last_event"], 1)
-                      if status["last_event"] else None}
+        """Degraded when work is waiting but nothing moved for 30 s (a stalled consumer is not healthy)."""
+        idle = time.time() - status["last_event"] if status["last_event"] else None
+        behind = sum(status.get("lag", {}).values())
+        stalled = behind > 0 and idle is not None and idle > 30
+        return not stalled, {
+            "events": status["events"],
+            "lag": behind,
+            "seconds_since_event": round(idle, 1) if idle is not None else None,
+        }
 
-    serve_ops(settings.processor_metrics_port, health)
+    serve_ops(settings.processor_metrics_port, host=settings.ops_host, health=health)
     worker = faust.Worker(app, loglevel="WARN", quiet=True)
     worker.execute_from_commandline()

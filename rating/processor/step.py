@@ -78,8 +78,13 @@ def _apply(state: MutableMapping[str, Any], writes: list[Any], offset: int) -> N
 
 
 def _dead_letter(
-    stage: str, field: str, reason: str, value: bytes, pos: Position,
-    event_id: str | None = None, tenant: str | None = None,
+    stage: str,
+    field: str,
+    reason: str,
+    value: bytes,
+    pos: Position,
+    event_id: str | None = None,
+    tenant: str | None = None,
 ) -> DeadLetter:
     return {
         "stage": stage,

@@ -14,8 +14,12 @@ from schemas.event import InvalidEvent, parse_event
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "usage_event.v1.json").read_text())
 VALID = {
-    "id": "e-1", "tenant": "acme", "customer": "c-1", "meter": "api_calls",
-    "quantity": "12.5", "time": "2026-10-03T10:00:00.250+02:00",
+    "id": "e-1",
+    "tenant": "acme",
+    "customer": "c-1",
+    "meter": "api_calls",
+    "quantity": "12.5",
+    "time": "2026-10-03T10:00:00.250+02:00",
 }
 
 
@@ -67,7 +71,9 @@ def test_invalid_events_fail_both_naming_the_field(doc: dict, field: str, reason
 
 
 def test_exact_quantities_and_time_normalisation() -> None:
-    e = parse_event(orjson.dumps({**VALID, "quantity": "0.000000000001", "time": "2026-10-03T10:00:00.123999+02:00"}))
+    e = parse_event(
+        orjson.dumps({**VALID, "quantity": "0.000000000001", "time": "2026-10-03T10:00:00.123999+02:00"})
+    )
     assert e.quantity == Decimal("0.000000000001")
     assert e.time.isoformat() == "2026-10-03T08:00:00.123000+00:00"
     assert parse_event(orjson.dumps({**VALID, "quantity": 0.1})).quantity == Decimal("0.1")

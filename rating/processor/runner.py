@@ -1,0 +1,170 @@
+"""The native processor: confluent-kafka in and out, RocksDB state, the same pure `step.process`.
+
+Per batch: process every message against a write buffer, produce the outputs (idempotent, acks=all,
+to the input's partition number), flush, then commit state + next offset atomically per partition.
+A crash before the state commit replays the batch from the same state, so the outputs are repeated
+byte for byte and collapse in ClickHouse; nothing is skipped because the input position lives in the
+same atomic write as the state. Partitions are assigned statically (worker i of n takes p % n == i):
+a restarted worker resumes at once, with no group rebalance to wait for.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from deploy.ops_http import serve_ops
+from ingest.producer import DeliveryTracker, make_producer
+from ingest.topics import Topics
+from rating.catalog import Catalog, load_catalog
+from rating.processor import metrics
+from rating.processor.step import Position, process
+from rating.processor.store import BatchState, PartitionStore
+from schemas.settings import Settings
+
+log = logging.getLogger("meterstream.processor")
+
+
+def app_id(settings: Settings) -> str:
+    return settings.topic("meterstream-processor")
+
+
+class NativeProcessor:
+    def __init__(self, settings: Settings, catalog: Catalog, worker: int = 0, workers: int = 1) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.topics = Topics.from_settings(settings)
+        self.window_ms = settings.dedup_window_days * 86_400_000
+        self.base = settings.home.resolve() / "processor" / f"{app_id(settings)}-native"
+        self.worker, self.workers = worker, workers
+        self.stores: dict[int, PartitionStore] = {}
+        self.status: dict[str, Any] = {"last_event": 0.0, "events": 0, "lag": {}}
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap,
+                "group.id": app_id(settings),
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        self.producer = make_producer(settings, **{"linger.ms": 5})
+
+    def assign(self) -> None:
+        topic = self.topics.usage
+        meta = self.consumer.list_topics(topic, timeout=30).topics[topic]
+        mine = sorted(p for p in meta.partitions if p % self.workers == self.worker)
+        committed = {
+            tp.partition: tp.offset
+            for tp in self.consumer.committed([TopicPartition(topic, p) for p in mine], timeout=30)
+        }
+        tps = []
+        for p in mine:
+            store = self.stores[p] = PartitionStore(self.base / f"p{p}")
+            start = store.next_offset()
+            if start is None:  # never processed here: the group's commit, else the beginning
+                start = committed.get(p, -1) if committed.get(p, -1) >= 0 else OFFSET_BEGINNING
+            tps.append(TopicPartition(topic, p, start))
+        self.consumer.assign(tps)
+        log.warning("worker %d/%d assigned partitions %s", self.worker, self.workers, mine)
+
+    def run(self, stop: threading.Event) -> None:
+        self.assign()
+        try:
+            while not stop.is_set():
+                msgs = self.consumer.consume(num_messages=5000, timeout=0.2)
+                if msgs:
+                    self.process_batch(msgs)
+        finally:
+            self.consumer.close()
+            for store in self.stores.values():
+                store.close()
+
+    def process_batch(self, msgs: list) -> None:
+        now_ms = int(time.time() * 1000)
+        buffers: dict[int, BatchState] = {}
+        last: dict[int, int] = {}
+        tracker = DeliveryTracker()
+        rated_topic, dead_topic = self.topics.rated, self.topics.dead_letters
+        t0 = time.perf_counter()
+        for m in msgs:
+            if m.error():
+                log.warning("consumer error: %s", m.error())
+                continue
+            p = m.partition()
+            state = buffers.get(p)
+            if state is None:
+                state = buffers[p] = BatchState(self.stores[p])
+            out = process(
+                self.catalog,
+                state,
+                m.value(),
+                Position(m.topic(), p, m.offset(), m.key()),
+                now_ms,
+                self.window_ms,
+            )
+            if out.rated is not None:
+                self._produce(rated_topic, m.key(), orjson.dumps(out.rated), p, tracker)
+            elif out.dead_letter is not None:
+                dl = out.dead_letter
+                metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
+                self._produce(dead_topic, m.key(), orjson.dumps(dl), p, tracker)
+            metrics.OUTCOMES.labels(out.kind.value).inc()
+            last[p] = m.offset()
+        if self.producer.flush(60) or tracker.errors:
+            raise KafkaException(f"outputs not delivered: {tracker.errors[:1]}")  # state not committed
+        for p, offset in last.items():
+            self.stores[p].commit(buffers[p].pending, offset + 1)
+        self.consumer.commit(
+            offsets=[TopicPartition(self.topics.usage, p, o + 1) for p, o in last.items()], asynchronous=True
+        )
+        n = len(msgs)
+        metrics.EVENTS_IN.inc(n)
+        metrics.STEP_SECONDS.observe((time.perf_counter() - t0) / max(n, 1))
+        self.status["events"] += n
+        self.status["last_event"] = time.time()
+        for p, offset in last.items():
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topics.usage, p), cached=True)
+            lag = max(high - offset - 1, 0)
+            metrics.LAG.labels(str(p)).set(lag)
+            self.status["lag"][p] = lag
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes, partition: int, tracker: DeliveryTracker
+    ) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, partition=partition, on_delivery=tracker)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def health(self) -> tuple[bool, dict]:
+        """Degraded when work is waiting but nothing moved for 30 s (a stalled consumer is not healthy)."""
+        idle = time.time() - self.status["last_event"] if self.status["last_event"] else None
+        behind = sum(self.status["lag"].values())
+        stalled = behind > 0 and idle is not None and idle > 30
+        return not stalled, {
+            "events": self.status["events"],
+            "lag": behind,
+            "seconds_since_event": round(idle, 1) if idle is not None else None,
+        }
+
+
+def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:
+    """Run until SIGTERM/SIGINT; the batch in hand is finished and committed first."""
+    processor = NativeProcessor(settings, load_catalog(settings.catalog), worker, workers)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    serve_ops(settings.processor_metrics_port + worker, host=settings.ops_host, health=processor.health)
+    processor.run(stop)
+
+
+__all__ = ["NativeProcessor", "run_native"]

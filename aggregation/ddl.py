@@ -11,9 +11,7 @@ SCHEMA_SQL = Path(__file__).resolve().parent / "schema.sql"
 
 def statements(db: str) -> list[str]:
     """The DDL statements of schema.sql for database `db`, comments stripped, in order."""
-    text = "\n".join(
-        line for line in SCHEMA_SQL.read_text().splitlines() if not line.lstrip().startswith("--")
-    )
+    text = "\n".join(line for line in SCHEMA_SQL.read_text().splitlines() if not line.lstrip().startswith("--"))
     return [s.strip().replace("{db}", db) for s in text.split(";") if s.strip()]
 
 

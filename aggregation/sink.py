@@ -34,9 +34,7 @@ BATCH_ROWS = Histogram(
 )
 INSERT_SECONDS = Histogram("meterstream_sink_insert_seconds", "Time to insert one batch")
 INSERT_FAILURES = Counter("meterstream_sink_insert_failures_total", "Failed insert attempts (retried)")
-BAD_RECORDS = Counter(
-    "meterstream_sink_bad_records_total", "Records the sink could not decode (kept in Kafka)"
-)
+BAD_RECORDS = Counter("meterstream_sink_bad_records_total", "Records the sink could not decode (kept in Kafka)")
 LAG = Gauge("meterstream_sink_consumer_lag", "Messages not yet inserted", ["topic", "partition"])
 DEGRADED = Gauge("meterstream_sink_degraded", "1 while ClickHouse inserts are failing")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from clickhouse_connect.driver.client import Client
@@ -36,3 +37,31 @@ def period_usage(client: Client, db: str, period: str) -> list[MeterUsage]:
         settings=_FINAL,
     )
     return [MeterUsage(*row) for row in result.result_rows]
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    tenant: str
+    customer: str
+    meter: str
+    quantity: Decimal
+    time: datetime
+    dimensions: dict[str, str]
+    streamed_amount: Decimal
+
+
+def period_records(client: Client, db: str, period: str, plans: list[str]) -> list[UsageRecord]:
+    """Every deduplicated record of `plans` in the period, in arrival order (the order the stream rated)."""
+    if not plans:
+        return []
+    result = client.query(
+        f"""
+        SELECT tenant, customer, meter, quantity, time, dimensions, amount
+        FROM {db}.rated_usage FINAL
+        WHERE period = {{period:String}} AND plan IN {{plans:Array(String)}}
+        ORDER BY tenant, customer, src_partition, src_offset
+        """,
+        parameters={"period": period, "plans": plans},
+        settings=_FINAL,
+    )
+    return [UsageRecord(t, c, m, q, ts.replace(tzinfo=UTC), dict(d), a) for t, c, m, q, ts, d, a in result.result_rows]

@@ -19,8 +19,9 @@ from typing import Any
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from aggregation.usage_query import MeterUsage, period_usage
+from aggregation.usage_query import MeterUsage, UsageRecord, period_records, period_usage
 from invoice_emitter.document import build_invoice
+from invoice_emitter.telecom_lines import telecom_lines
 from rating.catalog import Catalog
 
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -58,21 +59,28 @@ def close_period(
     groups: dict[tuple[str, str, str], list[MeterUsage]] = defaultdict(list)
     for u in usage:
         groups[(u.tenant, u.customer, u.plan)].append(u)
+    telecom_plans = sorted({u.plan for u in usage if (p := catalog.plans.get(u.plan)) and p.telecom is not None})
+    records: dict[tuple[str, str], list[UsageRecord]] = defaultdict(list)
+    for r in period_records(client, db, period, telecom_plans):
+        records[(r.tenant, r.customer)].append(r)
     result = CloseResult(period)
     folder = out_dir / period
     total = len(groups)
     for n, ((tenant, customer, plan_id), rows) in enumerate(sorted(groups.items()), 1):
         plan = catalog.plans.get(plan_id)
         if plan is None:
-            raise ValueError(
-                f"usage of {tenant}/{customer} was rated with plan {plan_id!r}, not in the catalog"
-            )
-        doc = build_invoice(tenant, customer, period, plan, rows)
+            raise ValueError(f"usage of {tenant}/{customer} was rated with plan {plan_id!r}, not in the catalog")
+        extra: list[dict[str, Any]] = []
+        if plan.telecom is not None:
+            extra, rerated, streamed = telecom_lines(plan, records[(tenant, customer)])
+            if rerated != streamed:
+                result.unreconciled.append(f"{tenant}/{customer}/telecom")
+        doc = build_invoice(tenant, customer, period, plan, rows, extra)
         result.invoices.append(doc)
         result.unreconciled += [
             f"{tenant}/{customer}/{line['meter']}"
             for line in doc["lines"]
-            if Decimal(line["precise_amount"]) != Decimal(line["streamed_amount"])
+            if "streamed_amount" in line and Decimal(line["precise_amount"]) != Decimal(line["streamed_amount"])
         ]
         result.files.append(_write_atomic(folder / tenant / f"{customer}.json", doc))
         if progress and (n % 1000 == 0 or n == total):
@@ -80,9 +88,7 @@ def close_period(
     _store(client, db, result.invoices)
     if producer is not None and topic:
         for doc in result.invoices:
-            producer.produce(
-                topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc)
-            )
+            producer.produce(topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc))
             producer.poll(0)
         if producer.flush(60):
             raise RuntimeError("invoices topic: not every document was delivered")

@@ -24,7 +24,12 @@ def invoice_id(tenant: str, customer: str, period: str) -> str:
 
 
 def build_invoice(
-    tenant: str, customer: str, period: str, plan: Plan, usage: Iterable[MeterUsage]
+    tenant: str,
+    customer: str,
+    period: str,
+    plan: Plan,
+    usage: Iterable[MeterUsage],
+    extra_lines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One customer's invoice: a line per priced meter (with its tier breakdown); lines add up to the total.
 
@@ -33,8 +38,10 @@ def build_invoice(
     """
     from rating import quote
 
-    by_meter = {u.meter: u for u in usage}
+    by_meter = {u.meter: u for u in usage if u.meter not in plan.telecom_meters}
     lines: list[dict[str, Any]] = []
+    for line in extra_lines or []:  # lines priced elsewhere (telecom re-rating), numbered here
+        lines.append({"line_no": len(lines) + 1, **line})
     for meter in sorted(set(plan.prices) | set(by_meter)):
         u = by_meter.get(meter)
         quantity = u.quantity if u else Decimal(0)

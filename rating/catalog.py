@@ -120,11 +120,16 @@ def _parse_telecom(spec: Any, currency: str, where: str, base_dir: Path | None) 
     from rating.telecom import TelecomCatalogError, load_telecom_csv, parse_telecom_plan
 
     try:
-        if isinstance(spec, dict) and set(spec) == {"csv"}:
-            folder = Path(spec["csv"])
-            if not folder.is_absolute() and base_dir is not None:
-                folder = base_dir / folder
-            return load_telecom_csv(folder, currency=currency)
+        if isinstance(spec, dict) and set(spec) in ({"csv"}, {"file"}):
+            ref = Path(spec.get("csv") or spec["file"])
+            if not ref.is_absolute() and base_dir is not None:
+                ref = base_dir / ref
+            if "csv" in spec:
+                return load_telecom_csv(ref, currency=currency)
+            try:
+                spec = yaml.safe_load(ref.read_text())
+            except OSError as exc:
+                raise CatalogError(f"{where}.file: cannot read {ref} ({exc.strerror})") from None
         return parse_telecom_plan(spec, currency=currency)
     except TelecomCatalogError as exc:
         raise CatalogError(f"{where}.{exc}") from None

@@ -11,7 +11,7 @@ from collections.abc import MutableMapping
 from decimal import Decimal
 from typing import Any
 
-from rating.catalog import Catalog
+from rating.catalog import Catalog, Plan
 from schemas.event import UsageEvent, format_time
 from schemas.rated import RatedUsage
 
@@ -87,7 +87,36 @@ def rate_event(
     return record, writes
 
 
+BUNDLE_PREFIX = "b|"
+
+
+def bundle_key(tenant: str, customer: str, period: str) -> str:
+    return f"{BUNDLE_PREFIX}{tenant}\x1f{customer}\x1f{period}"
+
+
 def _rate_telecom(
-    plan: Any, state: MutableMapping[str, Any], event: UsageEvent, period: str, writes: list[tuple[str, Any]]
+    plan: Plan, state: MutableMapping[str, Any], event: UsageEvent, period: str, writes: list[tuple[str, Any]]
 ) -> tuple[Decimal, str]:
-    raise RatingError("meter", f"telecom rating for {event.meter!r} is not wired yet")
+    """CDR rating (destination, time band, increments, bundles); bundle use is per customer and period."""
+    from rating.telecom import NoRate, rate_cdr
+
+    key = bundle_key(event.tenant, event.customer, period)
+    current = state.get(key)
+    used = {k: Decimal(v) for k, v in current[0].items()} if current is not None else {}
+    try:
+        rated = rate_cdr(
+            plan.telecom,
+            meter=event.meter,
+            quantity=event.quantity,
+            start=event.time,
+            dimensions=event.dimensions,
+            bundle_used=used,
+        )
+    except NoRate as exc:
+        raise RatingError("dimensions.destination", exc.reason) from None
+    if rated.bundle_units_used:
+        for bundle, units in rated.bundle_units_used.items():
+            used[bundle] = used.get(bundle, Decimal(0)) + units
+        offset = writes[0][1][-1]
+        writes.append((key, [{k: format(v, "f") for k, v in used.items()}, offset]))
+    return rated.cost, rated.line_key

@@ -13,8 +13,10 @@ from rating.catalog import Plan
 DOCUMENT_VERSION = 1
 
 
-def _s(value: Decimal) -> str:
-    return format(value, "f")
+def decimal_text(value: Decimal) -> str:
+    """Plain decimal text without the storage scale's trailing zeros (1250.750000 -> 1250.75)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def invoice_id(tenant: str, customer: str, period: str) -> str:
@@ -55,11 +57,11 @@ def build_invoice(
                 "line_no": len(lines) + 1,
                 "meter": meter,
                 "description": meter.replace("_", " "),
-                "quantity": _s(quantity),
+                "quantity": decimal_text(quantity),
                 "events": u.events if u else 0,
-                "precise_amount": _s(q.precise_total),
-                "amount": _s(q.total),
-                "streamed_amount": _s(u.streamed_amount) if u else "0",
+                "precise_amount": decimal_text(q.precise_total),
+                "amount": format(q.total, "f"),
+                "streamed_amount": decimal_text(u.streamed_amount) if u else "0",
                 "breakdown": [_quote_line(line) for line in q.lines],
             }
         )
@@ -74,9 +76,9 @@ def build_invoice(
         "plan": plan.id,
         "currency": plan.currency,
         "lines": lines,
-        "subtotal": _s(subtotal),
+        "subtotal": format(subtotal, "f"),
         "tax": "0",
-        "total": _s(subtotal),
+        "total": format(subtotal, "f"),
     }
 
 
@@ -94,5 +96,5 @@ def _quote_line(line: Any) -> dict[str, Any]:
     ):
         value = getattr(line, name, None)
         if value is not None:
-            out[name] = _s(value) if isinstance(value, Decimal) else value
+            out[name] = decimal_text(value) if isinstance(value, Decimal) else value
     return out

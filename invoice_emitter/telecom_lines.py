@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from aggregation.usage_query import UsageRecord
+from invoice_emitter.document import decimal_text
 from rating.catalog import Plan
 
 
@@ -49,7 +50,7 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
                 "meter": meter,
                 "description": f"{meter.replace('_', ' ')}: {group}, {band}",
                 "line_key": key,
-                "quantity": format(quantity[key], "f"),
+                "quantity": decimal_text(quantity[key]),
                 "events": events.get(key, 0),
                 "bundle_units": format(bundle_units[key], "f"),
                 "precise_amount": format(amount[key], "f"),

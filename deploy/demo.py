@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -169,13 +168,9 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
         pipeline.start("sink")
         truth = Truth()
         spec = WorkloadSpec(events=events, period=period, run_id=run_id)
-        say(
-            f"producing {events} events for {period} (3% duplicates, 0.5% malformed) to {run.topic('usage-events')}"
-        )
+        say(f"producing {events} events for {period} (3% duplicates, 0.5% malformed) to {run.topic('usage-events')}")
         t0 = time.monotonic()
-        produce_all(
-            make_producer(run), run.topic("usage-events"), _with_progress(generate(spec, truth), events)
-        )
+        produce_all(make_producer(run), run.topic("usage-events"), _with_progress(generate(spec, truth), events))
         say(f"produced in {time.monotonic() - t0:.1f}s; waiting for the processors to drain")
         wait_drained(run, pipeline, app_id(run), truth.produced)
         t_pipe = time.monotonic() - t0
@@ -202,9 +197,7 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
 def _with_progress(records, total: int):
     for n, rec in enumerate(records, 1):
         if n % 20_000 == 0 or n == total:
-            print(
-                f"\r[demo] produced {n}/{total}", end="" if n < total else "\n", file=sys.stderr, flush=True
-            )
+            print(f"\r[demo] produced {n}/{total}", end="" if n < total else "\n", file=sys.stderr, flush=True)
         yield rec
 
 
@@ -216,17 +209,19 @@ def print_summary(
 
     db = run.clickhouse_database
     streamed = dict(
-        client.query(
-            f"SELECT currency, sum(amount) FROM {db}.rated_usage FINAL GROUP BY currency"
-        ).result_rows
+        client.query(f"SELECT currency, sum(amount) FROM {db}.rated_usage FINAL GROUP BY currency").result_rows
     )
     rows = client.query(f"SELECT count() FROM {db}.rated_usage FINAL").result_rows[0][0]
     dl = client.query(f"SELECT count() FROM {db}.dead_letters FINAL").result_rows[0][0]
     events_in = int(metrics.get("meterstream_processor_events_in_total", 0))
     top = sorted(result.invoices, key=lambda d: Decimal(d["total"]), reverse=True)[:5]
-    mismatched = sum(
-        1 for (t, c, mtr), q in truth.quantities.items() if q != _ch_quantity(client, db, t, c, mtr)
-    )
+    stored = {
+        (t, c, mtr): q
+        for t, c, mtr, q in client.query(
+            f"SELECT tenant, customer, meter, sum(quantity) FROM {db}.rated_usage FINAL GROUP BY ALL"
+        ).result_rows
+    }
+    mismatched = sum(1 for key in set(truth.quantities) | set(stored) if truth.quantities.get(key) != stored.get(key))
     totals = result.totals_by_currency
     line = "─" * 64
     print(line)
@@ -234,9 +229,7 @@ def print_summary(
     print(line)
     print(f" {'events in':<34}{events_in:>14,}")
     print(f" {'duplicates dropped':<34}{m('duplicate'):>14,}   (generated {truth.duplicates:,})")
-    print(
-        f" {'dead-lettered':<34}{m('dead_letter'):>14,}   (generated {truth.malformed + truth.unratable:,})"
-    )
+    print(f" {'dead-lettered':<34}{m('dead_letter'):>14,}   (generated {truth.malformed + truth.unratable:,})")
     print(f" {'rated events (in ClickHouse)':<34}{rows:>14,}   (expected {truth.accepted:,})")
     print(f" {'dead letters (in ClickHouse)':<34}{dl:>14,}")
     for cur in sorted(streamed):
@@ -246,27 +239,10 @@ def print_summary(
     print(f" {'invoices written':<34}{len(result.invoices):>14,}   ({out / 'invoices' / result.period})")
     print(f" {'quantities != generated truth':<34}{mismatched:>14}")
     print(f" {'lines != streamed amount':<34}{len(result.unreconciled):>14}")
-    print(
-        f" {'pipeline time (produce→drained)':<34}{t_pipe:>13.1f}s   ({truth.produced / t_pipe:,.0f} events/s)"
-    )
+    print(f" {'pipeline time (produce→drained)':<34}{t_pipe:>13.1f}s   ({truth.produced / t_pipe:,.0f} events/s)")
     print(f" {'demo wall time':<34}{t_all:>13.1f}s")
     print(line)
     print(" top customers")
     for d in top:
         print(f"   {d['tenant'] + '/' + d['customer']:<32}{d['currency']:>5} {d['total']:>14}")
     print(line)
-
-
-_QCACHE: dict = {}
-
-
-def _ch_quantity(client, db: str, tenant: str, customer: str, meter: str) -> Decimal:
-    if not _QCACHE:
-        for t, c, mtr, q in client.query(
-            f"SELECT tenant, customer, meter, sum(quantity) FROM {db}.rated_usage FINAL GROUP BY ALL"
-        ).result_rows:
-            _QCACHE[(t, c, mtr)] = q
-    return _QCACHE.get((tenant, customer, meter), Decimal(0))
-
-
-__all__ = ["defaultdict", "run_demo"]

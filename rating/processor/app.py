@@ -55,7 +55,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     rated = app.topic(topics.rated, key_serializer="raw", value_serializer="raw")
     dead = app.topic(topics.dead_letters, key_serializer="raw", value_serializer="raw")
     state = app.Table("state", default=None, partitions=settings.partitions, key_type=str)
-    status: dict[str, Any] = {"last_event": 0.0, "events": 0}
+    status = metrics.ProcessorStatus()
 
     @app.agent(usage)
     async def rate_usage(stream: faust.StreamT) -> None:
@@ -79,22 +79,19 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
                 await dead.send(key=msg.key, value=orjson.dumps(dl), partition=msg.partition)
             metrics.OUTCOMES.labels(out.kind.value).inc()
             metrics.STEP_SECONDS.observe(time.perf_counter() - t0)
-            status["last_event"] = time.time()
-            status["events"] += 1
-            if status["events"] % 1000 == 0 or out.kind is Kind.DEAD_LETTER:
+            status.processed(1)
+            if status.events % 1000 == 0 or out.kind is Kind.DEAD_LETTER:
                 _update_lag(app, msg, status)
 
     app.meterstream_status = status  # type: ignore[attr-defined]
     return app
 
 
-def _update_lag(app: faust.App, msg: Any, status: dict[str, Any]) -> None:
+def _update_lag(app: faust.App, msg: Any, status: metrics.ProcessorStatus) -> None:
     try:
         high = app.consumer.highwater(msg.tp)
         if high is not None:
-            lag = max(high - msg.offset - 1, 0)
-            metrics.LAG.labels(str(msg.partition)).set(lag)
-            status.setdefault("lag", {})[msg.partition] = lag
+            status.set_lag(msg.partition, max(high - msg.offset - 1, 0))
     except Exception:  # lag is advisory
         pass
 
@@ -105,17 +102,6 @@ def run_worker(settings: Settings) -> None:
     app = build_app(settings, catalog)
     status = app.meterstream_status  # type: ignore[attr-defined]
 
-    def health() -> tuple[bool, dict]:
-        """Degraded when work is waiting but nothing moved for 30 s (a stalled consumer is not healthy)."""
-        idle = time.time() - status["last_event"] if status["last_event"] else None
-        behind = sum(status.get("lag", {}).values())
-        stalled = behind > 0 and idle is not None and idle > 30
-        return not stalled, {
-            "events": status["events"],
-            "lag": behind,
-            "seconds_since_event": round(idle, 1) if idle is not None else None,
-        }
-
-    serve_ops(settings.processor_metrics_port, host=settings.ops_host, health=health)
+    serve_ops(settings.processor_metrics_port, host=settings.ops_host, health=status.health)
     worker = faust.Worker(app, loglevel="WARN", quiet=True)
     worker.execute_from_commandline()

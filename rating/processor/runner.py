@@ -14,7 +14,6 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -44,7 +43,7 @@ class NativeProcessor:
         self.base = settings.home.resolve() / "processor" / f"{app_id(settings)}-native"
         self.worker, self.workers = worker, workers
         self.stores: dict[int, PartitionStore] = {}
-        self.status: dict[str, Any] = {"last_event": 0.0, "events": 0, "lag": {}}
+        self.status = metrics.ProcessorStatus()
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap,
@@ -127,13 +126,10 @@ class NativeProcessor:
         n = len(msgs)
         metrics.EVENTS_IN.inc(n)
         metrics.STEP_SECONDS.observe((time.perf_counter() - t0) / max(n, 1))
-        self.status["events"] += n
-        self.status["last_event"] = time.time()
+        self.status.processed(n)
         for p, offset in last.items():
             _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topics.usage, p), cached=True)
-            lag = max(high - offset - 1, 0)
-            metrics.LAG.labels(str(p)).set(lag)
-            self.status["lag"][p] = lag
+            self.status.set_lag(p, max(high - offset - 1, 0))
 
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, partition: int, tracker: DeliveryTracker
@@ -145,17 +141,6 @@ class NativeProcessor:
             except BufferError:
                 self.producer.poll(0.05)
 
-    def health(self) -> tuple[bool, dict]:
-        """Degraded when work is waiting but nothing moved for 30 s (a stalled consumer is not healthy)."""
-        idle = time.time() - self.status["last_event"] if self.status["last_event"] else None
-        behind = sum(self.status["lag"].values())
-        stalled = behind > 0 and idle is not None and idle > 30
-        return not stalled, {
-            "events": self.status["events"],
-            "lag": behind,
-            "seconds_since_event": round(idle, 1) if idle is not None else None,
-        }
-
 
 def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:
     """Run until SIGTERM/SIGINT; the batch in hand is finished and committed first."""
@@ -163,7 +148,7 @@ def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    serve_ops(settings.processor_metrics_port + worker, host=settings.ops_host, health=processor.health)
+    serve_ops(settings.processor_metrics_port + worker, host=settings.ops_host, health=processor.status.health)
     processor.run(stop)
 
 

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
@@ -69,11 +68,11 @@ class ClickHouseSink:
         self.dead = ColumnBatch(DEAD_LETTER_COLUMNS)
         self.ranges: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [first, last] offset
         self.batch_started = 0.0
-        self.fail_next: Callable[[], bool] = lambda: False  # fault injection hook (chaos runs)
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap,
                 "group.id": self.group,
+                "group.instance.id": f"{self.group}-{settings.sink_instance}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.min.bytes": 65536,
@@ -128,8 +127,9 @@ class ClickHouseSink:
         paused = False
         while True:
             try:
-                if self.fail_next():
-                    raise ConnectionError("ClickHouse unavailable (injected fault)")
+                fault = self.settings.sink_fault_file
+                if fault is not None and fault.exists():
+                    raise ConnectionError(f"ClickHouse unavailable (injected: {fault} exists)")
                 with INSERT_SECONDS.time():
                     self._insert("rated_usage", self.rated)
                     self._insert("dead_letters", self.dead)

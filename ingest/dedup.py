@@ -45,12 +45,17 @@ def remember(
     partition: int,
     offset: int,
     now_ms: int,
-    record: dict[str, Any],
-    writes: list[Any],
+    record: dict[str, Any] | None,
+    writes: list[Any] | None,
 ) -> None:
-    """Record the first occurrence with its output and state writes, before those writes are applied.
+    """Record the first occurrence, before its state writes are applied.
 
-    Written first, so after a crash either nothing of the event landed, or this entry did and a replay
-    can finish the writes (`writes`) and re-emit `record` unchanged.
+    With `record` and `writes` kept (engines whose state and offsets are not committed together), a
+    crash leaves either nothing of the event or this entry, and a replay can finish the writes and
+    re-emit `record` unchanged. Engines that commit state and input offset atomically pass None for
+    both: a replay cannot reach them, and the entry stays small (bytes per remembered id matter).
     """
-    store[key] = {"p": partition, "o": offset, "t": now_ms, "r": record, "w": writes}
+    entry: dict[str, Any] = {"p": partition, "o": offset, "t": now_ms}
+    if record is not None:
+        entry["r"], entry["w"] = record, writes
+    store[key] = entry

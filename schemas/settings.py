@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     processor_metrics_port: int = Field(9464, description="Stream processor /metrics and /healthz.")
     sink_metrics_port: int = Field(9465, description="ClickHouse sink /metrics and /healthz.")
     sink_batch_rows: int = Field(50_000, ge=1, description="Sink flushes after this many rows...")
+    sink_fault_file: Path | None = Field(
+        None, description="Fault injection: while this file exists, the sink's ClickHouse inserts fail."
+    )
+    sink_instance: str = Field("sink-0", description="Static group member id: a restarted sink rejoins at once.")
     sink_batch_seconds: float = Field(1.0, gt=0, description="...or after this many seconds.")
 
     @property

@@ -49,9 +49,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         stream_wait_empty=False,
         table_standby_replicas=0,
     )
-    usage = app.topic(
-        topics.usage, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
-    )
+    usage = app.topic(topics.usage, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     rated = app.topic(topics.rated, key_serializer="raw", value_serializer="raw")
     dead = app.topic(topics.dead_letters, key_serializer="raw", value_serializer="raw")
     state = app.Table("state", default=None, partitions=settings.partitions, key_type=str)

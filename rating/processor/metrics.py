@@ -8,9 +8,13 @@ EVENTS_IN = Counter("meterstream_processor_events_in_total", "Messages read from
 OUTCOMES = Counter(
     "meterstream_processor_events_total", "Messages by outcome", ["outcome"]
 )  # rated | replayed | duplicate | dead_letter
-DEAD_LETTERS = Counter(
-    "meterstream_processor_dead_letters_total", "Dead-lettered messages", ["stage", "field"]
+DEAD_LETTERS = Counter("meterstream_processor_dead_letters_total", "Dead-lettered messages", ["stage", "field"])
+COMMITTED = Gauge(
+    "meterstream_processor_committed_events",
+    "Messages by outcome, durable across restarts (committed with the state)",
+    ["outcome"],
 )
+DEDUP_PURGED = Counter("meterstream_processor_dedup_purged_total", "Event ids forgotten after the dedup window")
 LAG = Gauge("meterstream_processor_consumer_lag", "Messages behind the partition end", ["partition"])
 STEP_SECONDS = Histogram(
     "meterstream_processor_step_seconds",

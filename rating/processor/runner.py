@@ -14,6 +14,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -23,8 +24,8 @@ from ingest.producer import DeliveryTracker, make_producer
 from ingest.topics import Topics
 from rating.catalog import Catalog, load_catalog
 from rating.processor import metrics
-from rating.processor.step import Position, process
-from rating.processor.store import BatchState, PartitionStore
+from rating.processor.step import Kind, Position, process
+from rating.processor.store import DAY_MS, BatchState, PartitionStore
 from schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
@@ -43,6 +44,7 @@ class NativeProcessor:
         self.base = settings.home.resolve() / "processor" / f"{app_id(settings)}-native"
         self.worker, self.workers = worker, workers
         self.stores: dict[int, PartitionStore] = {}
+        self.purged_day = -1
         self.status = metrics.ProcessorStatus()
         self.consumer = Consumer(
             {
@@ -72,6 +74,24 @@ class NativeProcessor:
             tps.append(TopicPartition(topic, p, start))
         self.consumer.assign(tps)
         log.warning("worker %d/%d assigned partitions %s", self.worker, self.workers, mine)
+        self._publish_counts()
+        self.purge()
+
+    def purge(self) -> None:
+        """Forget ids older than the dedup window (run at start and when the day changes)."""
+        cutoff_day = (int(time.time() * 1000) - self.window_ms) // DAY_MS
+        if cutoff_day == self.purged_day:
+            return
+        for store in self.stores.values():
+            metrics.DEDUP_PURGED.inc(store.purge_before(cutoff_day))
+        self.purged_day = cutoff_day
+
+    def _publish_counts(self) -> None:
+        total: Counter[str] = Counter()
+        for store in self.stores.values():
+            total += store.counts
+        for outcome in Kind:
+            metrics.COMMITTED.labels(outcome.value).set(total.get(outcome.value, 0))
 
     def run(self, stop: threading.Event) -> None:
         self.assign()
@@ -80,6 +100,7 @@ class NativeProcessor:
                 msgs = self.consumer.consume(num_messages=5000, timeout=0.2)
                 if msgs:
                     self.process_batch(msgs)
+                self.purge()
         finally:
             self.consumer.close()
             for store in self.stores.values():
@@ -88,6 +109,7 @@ class NativeProcessor:
     def process_batch(self, msgs: list) -> None:
         now_ms = int(time.time() * 1000)
         buffers: dict[int, BatchState] = {}
+        outcomes: dict[int, Counter[str]] = {}
         last: dict[int, int] = {}
         tracker = DeliveryTracker()
         rated_topic, dead_topic = self.topics.rated, self.topics.dead_letters
@@ -100,6 +122,7 @@ class NativeProcessor:
             state = buffers.get(p)
             if state is None:
                 state = buffers[p] = BatchState(self.stores[p])
+                outcomes[p] = Counter()
             out = process(
                 self.catalog,
                 state,
@@ -107,6 +130,7 @@ class NativeProcessor:
                 Position(m.topic(), p, m.offset(), m.key()),
                 now_ms,
                 self.window_ms,
+                keep_output=False,
             )
             if out.rated is not None:
                 self._produce(rated_topic, m.key(), orjson.dumps(out.rated), p, tracker)
@@ -115,11 +139,12 @@ class NativeProcessor:
                 metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
                 self._produce(dead_topic, m.key(), orjson.dumps(dl), p, tracker)
             metrics.OUTCOMES.labels(out.kind.value).inc()
+            outcomes[p][out.kind.value] += 1
             last[p] = m.offset()
         if self.producer.flush(60) or tracker.errors:
             raise KafkaException(f"outputs not delivered: {tracker.errors[:1]}")  # state not committed
         for p, offset in last.items():
-            self.stores[p].commit(buffers[p].pending, offset + 1)
+            self.stores[p].commit(buffers[p].pending, offset + 1, outcomes[p])
         self.consumer.commit(
             offsets=[TopicPartition(self.topics.usage, p, o + 1) for p, o in last.items()], asynchronous=True
         )
@@ -127,13 +152,12 @@ class NativeProcessor:
         metrics.EVENTS_IN.inc(n)
         metrics.STEP_SECONDS.observe((time.perf_counter() - t0) / max(n, 1))
         self.status.processed(n)
+        self._publish_counts()
         for p, offset in last.items():
             _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topics.usage, p), cached=True)
             self.status.set_lag(p, max(high - offset - 1, 0))
 
-    def _produce(
-        self, topic: str, key: bytes | None, value: bytes, partition: int, tracker: DeliveryTracker
-    ) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int, tracker: DeliveryTracker) -> None:
         while True:
             try:
                 self.producer.produce(topic, value=value, key=key, partition=partition, on_delivery=tracker)

@@ -45,8 +45,13 @@ def process(
     pos: Position,
     now_ms: int,
     window_ms: int,
+    keep_output: bool = True,
 ) -> Outcome:
-    """Classify and rate one message, writing dedup first and then the running totals it moves."""
+    """Classify and rate one message, writing dedup first and then the running totals it moves.
+
+    `keep_output=False` stores only the identity's position in the dedup entry: for engines that
+    commit state together with the input offset, where a processed message is never seen again.
+    """
     try:
         event = parse_event(value)
     except InvalidEvent as exc:
@@ -57,6 +62,8 @@ def process(
         return Outcome(Kind.DUPLICATE)
     if verdict is Verdict.REPLAY:
         assert seen is not None
+        if "r" not in seen:  # state and offset were committed together: its output was delivered
+            return Outcome(Kind.REPLAYED)
         _apply(state, seen["w"], pos.offset)  # the crash may have cut off these writes
         return Outcome(Kind.REPLAYED, rated=seen["r"])
     try:
@@ -64,7 +71,10 @@ def process(
     except RatingError as exc:
         dl = _dead_letter("rate", exc.field, exc.reason, value, pos, event.id, event.tenant)
         return Outcome(Kind.DEAD_LETTER, dead_letter=dl)
-    remember(state, dkey, pos.partition, pos.offset, now_ms, record, writes)
+    if keep_output:
+        remember(state, dkey, pos.partition, pos.offset, now_ms, record, writes)
+    else:
+        remember(state, dkey, pos.partition, pos.offset, now_ms, None, None)
     _apply(state, writes, pos.offset)
     return Outcome(Kind.RATED, rated=record)
 

@@ -1,11 +1,17 @@
 """Processor state on local RocksDB, one store per input partition, written once per batch.
 
-A batch's state writes and the input offset they reach are one atomic WriteBatch, so after a crash the
-store is exactly as it was after some whole batch, and processing resumes right after that batch.
+A batch's state writes, its outcome counters and the input offset they reach are one atomic
+WriteBatch, so after a crash the store is exactly as it was after some whole batch, and processing
+resumes right after that batch with exact counters.
+
+Dedup entries are bounded: each carries an index key `t|<day>|<key>` (sorted by the day it was
+first seen), and `purge_before(day)` walks that index from its start, deleting what fell out of the
+window, so a purge touches only expired ids.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +19,12 @@ from typing import Any
 import orjson
 from rocksdict import Options, Rdict, WriteBatch
 
+from ingest.dedup import DEDUP_PREFIX
+
 _OFFSET_KEY = b"\x00offset"
+_COUNTS_KEY = b"\x00counts"
+_INDEX = b"t|"
+DAY_MS = 86_400_000
 
 
 class PartitionStore:
@@ -22,6 +33,8 @@ class PartitionStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = Rdict(str(path), options=Options(raw_mode=True))
+        raw = self.db.get(_COUNTS_KEY)
+        self.counts: Counter[str] = Counter(orjson.loads(raw) if raw else {})
 
     def get(self, key: str) -> Any:
         raw = self.db.get(key.encode())
@@ -32,12 +45,37 @@ class PartitionStore:
         raw = self.db.get(_OFFSET_KEY)
         return None if raw is None else int(raw)
 
-    def commit(self, writes: dict[str, Any], next_offset: int) -> None:
+    def commit(self, writes: dict[str, Any], next_offset: int, outcomes: Counter[str]) -> None:
+        """Apply a batch: state, dedup time index, outcome counters and next offset, atomically."""
         batch = WriteBatch(raw_mode=True)
         for key, value in writes.items():
-            batch.put(key.encode(), orjson.dumps(value))
+            bkey = key.encode()
+            batch.put(bkey, orjson.dumps(value))
+            if key.startswith(DEDUP_PREFIX):
+                batch.put(b"%s%08d|%s" % (_INDEX, value["t"] // DAY_MS, bkey), b"")
+        counts = self.counts + outcomes
+        batch.put(_COUNTS_KEY, orjson.dumps(counts))
         batch.put(_OFFSET_KEY, str(next_offset).encode())
         self.db.write(batch)
+        self.counts = counts
+
+    def purge_before(self, day: int) -> int:
+        """Forget dedup entries first seen before `day` (days since the epoch); returns how many."""
+        end = b"%s%08d|" % (_INDEX, day)
+        batch = WriteBatch(raw_mode=True)
+        n = 0
+        for key in self.db.keys(from_key=_INDEX):
+            if not key.startswith(_INDEX) or key >= end:
+                break
+            batch.delete(key)
+            dkey = key[len(_INDEX) + 9 :]
+            raw = self.db.get(dkey)
+            if raw is not None and orjson.loads(raw)["t"] < day * DAY_MS:  # not re-seen since
+                batch.delete(dkey)
+                n += 1
+        if n:
+            self.db.write(batch)
+        return n
 
     def close(self) -> None:
         self.db.close()

@@ -82,6 +82,21 @@ CREATE TABLE IF NOT EXISTS {db}.invoice_lines
 ENGINE = ReplacingMergeTree(closed_at)
 ORDER BY (tenant, customer, period, line_no);
 
+-- Lines carry what they charge for: `applies_to` is the period of the usage (an adjustment line on a
+-- later invoice charges late usage of an earlier, closed period), `line_key` the meter or telecom line.
+ALTER TABLE {db}.invoice_lines ADD COLUMN IF NOT EXISTS line_key String DEFAULT meter;
+ALTER TABLE {db}.invoice_lines ADD COLUMN IF NOT EXISTS applies_to LowCardinality(String) DEFAULT period;
+ALTER TABLE {db}.invoice_lines ADD COLUMN IF NOT EXISTS kind LowCardinality(String) DEFAULT 'usage';
+
+-- Closed periods: their invoices are final; usage arriving later is billed as adjustments.
+CREATE TABLE IF NOT EXISTS {db}.period_closes
+(
+    period     LowCardinality(String),
+    closed_at  DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(closed_at)
+ORDER BY period;
+
 -- Analyst rollups: views over the deduplicated table, so they are exact by construction
 -- (a materialized rollup would count a replayed row twice; see README "Analysts").
 CREATE VIEW IF NOT EXISTS {db}.usage_hourly AS

@@ -1,7 +1,9 @@
 """Period close: deduplicated usage from ClickHouse -> invoice documents (files, table, topic).
 
-Idempotent: documents are deterministic (no wall clock inside), files are rewritten atomically, the
-invoices table is keyed by (tenant, customer, period), and topic consumers key on `invoice_id`.
+A period is closed once. Closing it again re-issues the stored documents unchanged (final invoices
+never change); usage of a closed period that arrives later is billed as adjustment lines on the next
+close (see `adjustments.py`). Documents are deterministic (no wall clock inside), files are rewritten
+atomically, tables are keyed by (tenant, customer, period), and topic consumers key on `invoice_id`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,16 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from aggregation.usage_query import MeterUsage, UsageRecord, period_records, period_usage
-from invoice_emitter.document import build_invoice
+from invoice_emitter.adjustments import adjustment_lines
+from invoice_emitter.document import build_invoice, empty_invoice, with_lines
+from invoice_emitter.ledger import (
+    billed_lines,
+    billed_quantities,
+    closed_periods,
+    mark_closed,
+    store_invoices,
+    stored_invoices,
+)
 from invoice_emitter.telecom_lines import telecom_lines
 from rating.catalog import Catalog
 
@@ -33,6 +43,7 @@ class CloseResult:
     invoices: list[dict[str, Any]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     unreconciled: list[str] = field(default_factory=list)  # lines whose streamed amount differs
+    reissued: bool = False  # the period was already closed: stored documents, unchanged
 
     @property
     def totals_by_currency(self) -> dict[str, Decimal]:
@@ -40,6 +51,66 @@ class CloseResult:
         for inv in self.invoices:
             out[inv["currency"]] += Decimal(inv["total"])
         return dict(out)
+
+
+def compute_invoices(
+    client: Client, db: str, catalog: Catalog, period: str, only: set[tuple[str, str]] | None = None
+) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
+    """Each customer's invoice for `period` from the usage in ClickHouse now; plus unreconciled lines."""
+    usage = [u for u in period_usage(client, db, period) if only is None or (u.tenant, u.customer) in only]
+    groups: dict[tuple[str, str, str], list[MeterUsage]] = defaultdict(list)
+    for u in usage:
+        groups[(u.tenant, u.customer, u.plan)].append(u)
+    telecom_plans = sorted({u.plan for u in usage if (p := catalog.plans.get(u.plan)) and p.telecom is not None})
+    records: dict[tuple[str, str], list[UsageRecord]] = defaultdict(list)
+    for r in period_records(client, db, period, telecom_plans):
+        records[(r.tenant, r.customer)].append(r)
+    docs: dict[tuple[str, str], dict[str, Any]] = {}
+    unreconciled: list[str] = []
+    for (tenant, customer, plan_id), rows in sorted(groups.items()):
+        plan = catalog.plans.get(plan_id)
+        if plan is None:
+            raise ValueError(f"usage of {tenant}/{customer} was rated with plan {plan_id!r}, not in the catalog")
+        if (tenant, customer) in docs:
+            raise ValueError(f"{tenant}/{customer} has usage under two plans in {period}; not supported yet")
+        extra: list[dict[str, Any]] = []
+        if plan.telecom is not None:
+            extra, rerated, streamed = telecom_lines(plan, records[(tenant, customer)])
+            if rerated != streamed:
+                unreconciled.append(f"{tenant}/{customer}/telecom")
+        doc = build_invoice(tenant, customer, period, plan, rows, extra)
+        docs[(tenant, customer)] = doc
+        unreconciled += [
+            f"{tenant}/{customer}/{line['meter']}"
+            for line in doc["lines"]
+            if "streamed_amount" in line and Decimal(line["precise_amount"]) != Decimal(line["streamed_amount"])
+        ]
+    return docs, unreconciled
+
+
+def late_adjustments(
+    client: Client, db: str, catalog: Catalog, closed: str, period: str
+) -> dict[tuple[str, str], tuple[str, str, list[dict[str, Any]]]]:
+    """Adjustment lines, per customer, for usage of `closed` not billed by closes before `period`."""
+    now = {(u.tenant, u.customer, u.meter): u for u in period_usage(client, db, closed)}
+    billed = billed_quantities(client, db, closed, period)
+    changed = {
+        (t, c) for (t, c, m) in set(now) | set(billed)
+        if (now[(t, c, m)].quantity if (t, c, m) in now else Decimal(0)) != billed.get((t, c, m), Decimal(0))
+    }  # fmt: skip
+    if not changed:
+        return {}
+    docs, _ = compute_invoices(client, db, catalog, closed, only=changed)
+    lines_billed = billed_lines(client, db, closed, period)
+    out = {}
+    for key in sorted(changed):
+        doc = docs.get(key)
+        if doc is None:  # usage never leaves the deduplicated table; nothing to adjust against
+            continue
+        lines = adjustment_lines(doc["lines"], lines_billed.get(key, {}), closed, doc["currency"])
+        if lines:
+            out[key] = (doc["plan"], doc["currency"], lines)
+    return out
 
 
 def close_period(
@@ -52,40 +123,33 @@ def close_period(
     topic: str | None = None,
     progress: bool = True,
 ) -> CloseResult:
-    """Compute and write every invoice of `period` (YYYY-MM); safe to run again."""
+    """Close `period` (YYYY-MM): compute, store and write every invoice; a closed period is re-issued."""
     if not PERIOD_RE.match(period):
         raise ValueError(f"period: must be YYYY-MM, got {period!r}")
-    usage = period_usage(client, db, period)
-    groups: dict[tuple[str, str, str], list[MeterUsage]] = defaultdict(list)
-    for u in usage:
-        groups[(u.tenant, u.customer, u.plan)].append(u)
-    telecom_plans = sorted({u.plan for u in usage if (p := catalog.plans.get(u.plan)) and p.telecom is not None})
-    records: dict[tuple[str, str], list[UsageRecord]] = defaultdict(list)
-    for r in period_records(client, db, period, telecom_plans):
-        records[(r.tenant, r.customer)].append(r)
-    result = CloseResult(period)
+    closed = closed_periods(client, db)
+    if period in closed:
+        result = CloseResult(period, stored_invoices(client, db, period), reissued=True)
+    else:
+        docs, unreconciled = compute_invoices(client, db, catalog, period)
+        for earlier in (p for p in closed if p < period):
+            for (tenant, customer), (plan, currency, lines) in late_adjustments(
+                client, db, catalog, earlier, period
+            ).items():
+                doc = docs.get((tenant, customer)) or empty_invoice(tenant, customer, period, plan, currency)
+                if doc["currency"] != currency:
+                    raise ValueError(
+                        f"{tenant}/{customer}: late {earlier} usage in {currency}, invoice in {doc['currency']}"
+                    )
+                docs[(tenant, customer)] = with_lines(doc, lines)
+        result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled)
+        store_invoices(client, db, result.invoices)
+        mark_closed(client, db, period)
     folder = out_dir / period
-    total = len(groups)
-    for n, ((tenant, customer, plan_id), rows) in enumerate(sorted(groups.items()), 1):
-        plan = catalog.plans.get(plan_id)
-        if plan is None:
-            raise ValueError(f"usage of {tenant}/{customer} was rated with plan {plan_id!r}, not in the catalog")
-        extra: list[dict[str, Any]] = []
-        if plan.telecom is not None:
-            extra, rerated, streamed = telecom_lines(plan, records[(tenant, customer)])
-            if rerated != streamed:
-                result.unreconciled.append(f"{tenant}/{customer}/telecom")
-        doc = build_invoice(tenant, customer, period, plan, rows, extra)
-        result.invoices.append(doc)
-        result.unreconciled += [
-            f"{tenant}/{customer}/{line['meter']}"
-            for line in doc["lines"]
-            if "streamed_amount" in line and Decimal(line["precise_amount"]) != Decimal(line["streamed_amount"])
-        ]
-        result.files.append(_write_atomic(folder / tenant / f"{customer}.json", doc))
+    total = len(result.invoices)
+    for n, doc in enumerate(result.invoices, 1):
+        result.files.append(_write_atomic(folder / doc["tenant"] / f"{doc['customer']}.json", doc))
         if progress and (n % 1000 == 0 or n == total):
             print(f"\r[close] {period}: {n}/{total} invoices", end="" if n < total else "\n", file=sys.stderr)
-    _store(client, db, result.invoices)
     if producer is not None and topic:
         for doc in result.invoices:
             producer.produce(topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc))
@@ -101,74 +165,3 @@ def _write_atomic(path: Path, doc: dict[str, Any]) -> Path:
     tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     os.replace(tmp, path)
     return path
-
-
-def _store(client: Client, db: str, invoices: list[dict[str, Any]]) -> None:
-    if not invoices:
-        return
-    now = datetime.now(UTC)
-    client.insert(
-        f"{db}.invoices",
-        [
-            [
-                d["tenant"],
-                d["customer"],
-                d["period"],
-                d["invoice_id"],
-                d["plan"],
-                d["currency"],
-                Decimal(d["subtotal"]),
-                Decimal(d["total"]),
-                len(d["lines"]),
-                orjson.dumps(d).decode(),
-                now,
-            ]
-            for d in invoices
-        ],
-        column_names=[
-            "tenant",
-            "customer",
-            "period",
-            "invoice_id",
-            "plan",
-            "currency",
-            "subtotal",
-            "total",
-            "line_count",
-            "document",
-            "closed_at",
-        ],
-    )
-    lines = [
-        [
-            d["tenant"],
-            d["customer"],
-            d["period"],
-            line["line_no"],
-            line["meter"],
-            line["description"],
-            Decimal(line["quantity"]),
-            Decimal(line["amount"]),
-            d["currency"],
-            now,
-        ]
-        for d in invoices
-        for line in d["lines"]
-    ]
-    if lines:
-        client.insert(
-            f"{db}.invoice_lines",
-            lines,
-            column_names=[
-                "tenant",
-                "customer",
-                "period",
-                "line_no",
-                "meter",
-                "description",
-                "quantity",
-                "amount",
-                "currency",
-                "closed_at",
-            ],
-        )

@@ -42,8 +42,7 @@ def build_invoice(
 
     by_meter = {u.meter: u for u in usage if u.meter not in plan.telecom_meters}
     lines: list[dict[str, Any]] = []
-    for line in extra_lines or []:  # lines priced elsewhere (telecom re-rating), numbered here
-        lines.append({"line_no": len(lines) + 1, **line})
+    lines += extra_lines or []  # lines priced elsewhere (telecom re-rating)
     for meter in sorted(set(plan.prices) | set(by_meter)):
         u = by_meter.get(meter)
         quantity = u.quantity if u else Decimal(0)
@@ -54,7 +53,6 @@ def build_invoice(
             continue
         lines.append(
             {
-                "line_no": len(lines) + 1,
                 "meter": meter,
                 "description": meter.replace("_", " "),
                 "quantity": decimal_text(quantity),
@@ -65,21 +63,36 @@ def build_invoice(
                 "breakdown": [_quote_line(line) for line in q.lines],
             }
         )
-    subtotal = sum((Decimal(line["amount"]) for line in lines), Decimal(0))
+    return with_lines(empty_invoice(tenant, customer, period, plan.id, plan.currency), lines)
+
+
+def empty_invoice(tenant: str, customer: str, period: str, plan: str, currency: str) -> dict[str, Any]:
+    """An invoice with no lines yet; `with_lines` adds them."""
     return {
         "document_version": DOCUMENT_VERSION,
         "invoice_id": invoice_id(tenant, customer, period),
-        "status": "draft",
+        "status": "final",
         "tenant": tenant,
         "customer": customer,
         "period": period,
-        "plan": plan.id,
-        "currency": plan.currency,
-        "lines": lines,
-        "subtotal": format(subtotal, "f"),
+        "plan": plan,
+        "currency": currency,
+        "lines": [],
+        "subtotal": "0",
         "tax": "0",
-        "total": format(subtotal, "f"),
+        "total": "0",
     }
+
+
+def with_lines(doc: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """A copy of `doc` with `lines` appended and numbered; subtotal and total are the sum of the lines."""
+    from rating import round_money
+
+    all_lines = list(doc["lines"])
+    for line in lines:
+        all_lines.append({"line_no": len(all_lines) + 1, **{k: v for k, v in line.items() if k != "line_no"}})
+    subtotal = round_money(sum((Decimal(line["amount"]) for line in all_lines), Decimal(0)), doc["currency"])
+    return {**doc, "lines": all_lines, "subtotal": format(subtotal, "f"), "total": format(subtotal, "f")}
 
 
 def _quote_line(line: Any) -> dict[str, Any]:

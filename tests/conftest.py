@@ -46,3 +46,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("METERSTREAM_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def chdb_client(tmp_path_factory: pytest.TempPathFactory):
+    """One embedded ClickHouse for the session (chdb allows one store path per process); tests use own databases."""
+    from aggregation.client import connect
+
+    return connect(dsn=f"chdb://{tmp_path_factory.mktemp('chdb')}")

@@ -1,0 +1,42 @@
+"""Late usage: what a closed period's invoice would say now, minus what was billed for it. Pure.
+
+Rule: a closed period's invoice never changes. Usage that reaches ClickHouse after its period was
+closed is billed on the next close as adjustment lines, one per line key whose quantity or amount
+moved, priced as the difference between the period's total now and what was billed — so tiers,
+bundles and minimums of that period apply exactly as if the usage had been on time.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from invoice_emitter.document import decimal_text
+
+
+def adjustment_lines(
+    now_lines: list[dict[str, Any]], billed: dict[str, tuple[str, Decimal, Decimal]], applies_to: str, currency: str
+) -> list[dict[str, Any]]:
+    """Lines for the difference between `now_lines` (the period recomputed) and `billed` (by line key)."""
+    from rating import round_money
+
+    current = {line.get("line_key", line["meter"]): line for line in now_lines}
+    out = []
+    for key in sorted(set(current) | set(billed)):
+        line = current.get(key)
+        meter, billed_q, billed_a = billed.get(key, (line["meter"] if line else key, Decimal(0), Decimal(0)))
+        quantity = Decimal(line["quantity"]) - billed_q if line else -billed_q
+        amount = Decimal(line["amount"]) - billed_a if line else -billed_a
+        if quantity == 0 and amount == 0:
+            continue
+        what = line["description"] if line else meter.replace("_", " ")
+        out.append({
+            "kind": "adjustment",
+            "applies_to": applies_to,
+            "meter": meter,
+            "line_key": key,
+            "description": f"late usage for {applies_to}: {what}",
+            "quantity": decimal_text(quantity),
+            "amount": format(round_money(amount, currency), "f"),
+        })  # fmt: skip
+    return out

@@ -1,0 +1,82 @@
+"""Period close on embedded ClickHouse: final invoices, re-issue, and late usage as adjustments.
+
+Prices from tests/data/catalog.yaml, plan `basic`: api_calls graduated 0-10 free, 10-100 at 0.50,
+above 100 at 0.25 (USD). Expected amounts are worked by hand in the comments.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from aggregation.ddl import create_schema
+from aggregation.rows import RATED_COLUMNS
+from invoice_emitter.close import close_period
+from rating.catalog import load_catalog
+
+CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
+
+
+@pytest.fixture
+def db(chdb_client) -> str:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, name)
+    return name
+
+
+def insert(client, db: str, customer: str, period: str, *quantities: str) -> None:
+    rows = []
+    for q in quantities:
+        eid = uuid.uuid4().hex
+        t = datetime(int(period[:4]), int(period[5:]), 15, tzinfo=UTC)
+        rows.append(["t1", eid, customer, "", "api_calls", t, period, Decimal(q), Decimal(0), Decimal(0), "USD",
+                     "basic", "api_calls", {}, "", 0, 0])  # fmt: skip
+    client.insert(f"{db}.rated_usage", rows, column_names=list(RATED_COLUMNS))
+
+
+def totals(result) -> dict[str, Decimal]:
+    return {d["customer"]: Decimal(d["total"]) for d in result.invoices}
+
+
+def test_late_usage_is_billed_on_the_next_close(chdb_client, db: str, tmp_path: Path) -> None:
+    out = tmp_path / "inv"
+    insert(chdb_client, db, "c1", "2026-09", "30", "20")
+    sep = close_period(chdb_client, db, CATALOG, "2026-09", out, progress=False)
+    assert totals(sep) == {"c1": Decimal("20.00")}  # 40 * 0.50
+    sep_file = (out / "2026-09" / "t1" / "c1.json").read_bytes()
+
+    insert(chdb_client, db, "c1", "2026-09", "60")  # late: September is closed
+    insert(chdb_client, db, "c2", "2026-09", "20")  # late, for a customer September never billed
+    insert(chdb_client, db, "c1", "2026-10", "5")
+    oct_ = close_period(chdb_client, db, CATALOG, "2026-10", out, progress=False)
+    # c1 September now 110: 90*0.50 + 10*0.25 = 47.50, billed 20.00 -> +27.50; October 5 units: 0.00
+    # c2 September 20: 10 * 0.50 = 5.00, nothing billed -> +5.00
+    assert totals(oct_) == {"c1": Decimal("27.50"), "c2": Decimal("5.00")}
+    adj = [line for line in oct_.invoices[0]["lines"] if line.get("kind") == "adjustment"]
+    assert [(a["applies_to"], a["quantity"], a["amount"]) for a in adj] == [("2026-09", "60", "27.50")]
+    for doc in oct_.invoices:
+        assert sum(Decimal(line["amount"]) for line in doc["lines"]) == Decimal(doc["total"])
+
+    # September stays final: closing it again re-issues the same documents, files unchanged
+    again = close_period(chdb_client, db, CATALOG, "2026-09", out, progress=False)
+    assert again.reissued and totals(again) == {"c1": Decimal("20.00")}
+    assert (out / "2026-09" / "t1" / "c1.json").read_bytes() == sep_file
+    assert close_period(chdb_client, db, CATALOG, "2026-10", out, progress=False).invoices == oct_.invoices
+
+    # nothing late since: November charges no second adjustment
+    nov = close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False)
+    assert nov.invoices == []
+
+
+def test_a_second_late_batch_is_charged_only_for_itself(chdb_client, db: str, tmp_path: Path) -> None:
+    out = tmp_path / "inv"
+    insert(chdb_client, db, "c1", "2026-09", "100")  # 90 * 0.50 = 45.00
+    close_period(chdb_client, db, CATALOG, "2026-09", out, progress=False)
+    insert(chdb_client, db, "c1", "2026-09", "10")  # 110 -> 47.50: +2.50
+    assert totals(close_period(chdb_client, db, CATALOG, "2026-10", out, progress=False)) == {"c1": Decimal("2.50")}
+    insert(chdb_client, db, "c1", "2026-09", "40")  # 150 -> 45 + 50*0.25 = 57.50: +10.00 on top of 47.50
+    assert totals(close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False)) == {"c1": Decimal("10.00")}

@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", default=None, help="YYYY-MM (default: last month)")
     p.set_defaults(func=_demo)
 
+    from ingest.dlq_cli import add_commands as add_dlq_commands
+
+    add_dlq_commands(sub)
+
     try:
         from rating.cli import add_commands
 

@@ -1,0 +1,453 @@
+"""End-to-end throughput and latency of the deployed pipeline on a real broker (issue 6).
+
+    python bench/e2e.py [--events N] [--workers 1|2] [--json FILE] [--latency-seconds S] [--keep-broker]
+
+One run, four phases, all on the same broker (a local one under --home, started if needed, or
+METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics, a fresh chdb store and fresh consumer groups:
+
+1. **Produce.** N events of the demo workload (`ingest.workload`, mixed telco/cloud tenants, 3%
+   duplicates, 0.5% malformed) are generated up front and produced to `usage-events` with the
+   pipeline's own idempotent producer (`acks=all`). Nothing consumes them yet.
+2. **Raw baseline.** One confluent-kafka consumer (fresh group, `consume(10000)`) reads the whole
+   topic and `orjson.loads` every value, nothing else: events/s.
+3. **Pipeline (backlog drain).** The processor worker(s) (`python -m deploy.cli process --worker i
+   --workers n`) and the ClickHouse sink start as separate OS processes, as deployed, on the
+   pre-produced backlog. We measure the *backlog* method (documented option of the issue): the
+   events are already in Kafka, so "first produce" is replaced by the moment the pipeline starts
+   moving. `pipeline_events_per_s` = N / (t_drained - t_first_commit), where t_first_commit is the
+   first poll (every 0.2 s) at which the processor group has committed anything, and t_drained the
+   first poll at which the processor group *and* the sink group have committed everything (the sink
+   commits only after ClickHouse acknowledged the insert, so committed = visible). We also report
+   the wall time from process launch (`pipeline_wall_incl_startup_s`).
+4. **Latency at half the max rate.** With the pipeline still running, a second workload (new ids) is
+   produced at a fixed rate of `--latency-fraction` (0.5) x the rate measured in phase 3, for
+   `--latency-seconds`. Side channel, nothing added to the schema or the pipeline:
+   - the benchmark notes the wall clock of every `produce()` call and, from its delivery report,
+     the event's input (partition, offset);
+   - a read-only consumer (its own group) follows `rated-usage` and maps every output's
+     (partition, offset) to the input position it carries (`src_partition`, `src_offset`);
+   - every 20 ms the benchmark reads the sink group's committed offsets on `rated-usage`: an output
+     at offset o of partition p is visible from the first poll where committed(p) > o.
+   latency = visible time - produce time (both on this machine's clock). It includes the
+   producer's linger, the processor's batch, the sink's batch age (`sink_batch_seconds`) and the
+   ClickHouse insert, and over-estimates by at most one poll (20 ms). Rated rows only (duplicates
+   and dead letters have no rated row). The first 2 s are a warm-up and are not counted.
+
+The JSON holds `baseline_events_per_s, pipeline_events_per_s, ratio, p50_latency_s, p99_latency_s,
+events` and more (workers, CPU seconds used by each process, produce rate, ...). A short markdown
+table is printed. `--profile DIR` records py-spy raw stacks of the processor(s) and the sink during
+phase 3 (`python bench/e2e.py --profile prof/` then aggregate the `.raw` files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
+
+from deploy.demo import Pipeline, demo_environment  # noqa: E402
+from ingest.lag import LagProbe  # noqa: E402
+from ingest.producer import DeliveryTracker, make_producer, produce_all  # noqa: E402
+from ingest.topics import Topics, ensure_topics  # noqa: E402
+from ingest.workload import Truth, WorkloadSpec, generate  # noqa: E402
+from rating.processor.runner import app_id  # noqa: E402
+from schemas.settings import Settings  # noqa: E402
+
+
+def say(msg: str) -> None:
+    print(f"[e2e] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        with socket.socket() as b:
+            try:
+                b.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port pair")
+
+
+class BenchPipeline(Pipeline):
+    """deploy.demo.Pipeline, with processor workers started as `process --worker i --workers n`."""
+
+    def start_worker(self, i: int, n: int) -> subprocess.Popen:
+        name = f"processor-{i}"
+        log = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "process", "--worker", str(i), "--workers", str(n)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        self.procs[name] = proc
+        return proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def raw_baseline(run: Settings, topic: str, expected: int) -> tuple[float, float]:
+    """One consumer, orjson.loads on every value, nothing else. Returns (events/s, seconds)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": run.bootstrap,
+            "group.id": run.topic("bench-raw-baseline"),
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+    loads = orjson.loads
+    n = parsed = 0
+    t0 = None
+    deadline = time.monotonic() + 600
+    while n < expected and time.monotonic() < deadline:
+        msgs = consumer.consume(num_messages=10_000, timeout=1.0)
+        if t0 is None and msgs:
+            t0 = time.perf_counter()
+        for m in msgs:
+            if m.error():
+                continue
+            n += 1
+            try:
+                loads(m.value())
+                parsed += 1
+            except orjson.JSONDecodeError:
+                pass
+    seconds = time.perf_counter() - (t0 or time.perf_counter())
+    consumer.close()
+    return n / seconds if seconds else float("nan"), seconds
+
+
+def drain(run: Settings, pipeline: Pipeline, produced: int, timeout: float) -> tuple[float, float]:
+    """Poll both groups' committed offsets; returns (t_first_commit, t_drained) on the monotonic clock."""
+    topics = Topics.from_settings(run)
+    probe = LagProbe(run)
+    t_first = None
+    deadline = time.monotonic() + timeout
+    last_print = 0.0
+    try:
+        while time.monotonic() < deadline:
+            pipeline.check_alive()
+            now = time.monotonic()
+            p_lag = probe.group_lag(app_id(run), [topics.usage])
+            s_lag = probe.group_lag(run.topic("meterstream-sink"), [topics.rated, topics.dead_letters])
+            if p_lag is not None and p_lag < produced and t_first is None:
+                t_first = now
+            if p_lag == 0 and s_lag == 0:
+                print(file=sys.stderr)
+                return t_first or now, now
+            if now - last_print > 1 and p_lag is not None:
+                last_print = now
+                print(
+                    f"\r[e2e] processed {produced - p_lag}/{produced}, sink behind by {s_lag}     ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(0.2)
+        raise TimeoutError("the pipeline did not drain in time")
+    finally:
+        probe.close()
+
+
+def latency_phase(run: Settings, rate: float, seconds: float, period: str, warmup: float = 2.0) -> dict:
+    """Produce at a fixed rate; see the module docstring for how visibility is observed."""
+    topics = Topics.from_settings(run)
+    sink_group = run.topic("meterstream-sink")
+    produce_ts: dict[tuple[int, int], float] = {}  # input (partition, offset) -> produce wall clock
+    src_of: dict[tuple[int, int], tuple[int, int]] = {}  # output (p, o) -> input (p, o)
+    visible_at: list[tuple[float, dict[int, int]]] = []  # (wall clock, committed offsets of rated)
+    stop = threading.Event()
+
+    def follow_outputs() -> None:
+        c = Consumer(
+            {
+                "bootstrap.servers": run.bootstrap,
+                "group.id": run.topic("bench-latency-follower"),
+                "enable.auto.commit": False,
+                "auto.offset.reset": "latest",
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        parts = c.list_topics(topics.rated, timeout=10).topics[topics.rated].partitions
+        highs = {p: c.get_watermark_offsets(TopicPartition(topics.rated, p), timeout=10)[1] for p in parts}
+        c.assign([TopicPartition(topics.rated, p, h) for p, h in highs.items()])
+        started.set()
+        while not stop.is_set():
+            for m in c.consume(num_messages=5000, timeout=0.1):
+                if m.error():
+                    continue
+                r = orjson.loads(m.value())
+                src_of[(m.partition(), m.offset())] = (r["src_partition"], r["src_offset"])
+        c.close()
+
+    def poll_committed() -> None:
+        c = Consumer({"bootstrap.servers": run.bootstrap, "group.id": sink_group, "enable.auto.commit": False})
+        parts = c.list_topics(topics.rated, timeout=10).topics[topics.rated].partitions
+        tps = [TopicPartition(topics.rated, p) for p in parts]
+        while not stop.is_set():
+            try:
+                got = c.committed(tps, timeout=5)
+                visible_at.append((time.time(), {tp.partition: tp.offset for tp in got}))
+            except Exception:
+                pass
+            time.sleep(0.02)
+        c.close()
+
+    started = threading.Event()
+    threads = [threading.Thread(target=f, daemon=True) for f in (follow_outputs, poll_committed)]
+    for t in threads:
+        t.start()
+    started.wait(30)
+    producer = make_producer(run)
+    total = int(rate * seconds)
+    spec = WorkloadSpec(events=total, period=period, run_id=f"lat{int(time.time())}", seed=11)
+    records = list(generate(spec, Truth()))
+
+    def on_delivery(ts: float):
+        def cb(err, msg) -> None:
+            if err is None:
+                produce_ts[(msg.partition(), msg.offset())] = ts
+        return cb
+
+    say(f"latency phase: {total} events at {rate:,.0f}/s for {seconds:.0f}s")
+    t0 = time.time()
+    tick = 0.01
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.time() - t0) * rate) + 1)
+        while sent < due:
+            key, value = records[sent]
+            ts = time.time()
+            while True:
+                try:
+                    producer.produce(topics.usage, value=value, key=key, on_delivery=on_delivery(ts))
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            sent += 1
+        producer.poll(0)
+        time.sleep(tick)
+    producer.flush(60)
+    t_end_produce = time.time()
+    # wait until both groups committed everything (then the follower has seen every output too)
+    probe = LagProbe(run)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            p_lag = probe.group_lag(app_id(run), [topics.usage])
+            s_lag = probe.group_lag(sink_group, [topics.rated, topics.dead_letters])
+            if p_lag == 0 and s_lag == 0:
+                break
+            time.sleep(0.2)
+    finally:
+        probe.close()
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    # visibility of each output: first poll where committed(p) > o
+    lat: list[float] = []
+    missing = 0
+    by_part: dict[int, list[tuple[int, tuple[int, int]]]] = {}
+    for (p, o), src in src_of.items():
+        by_part.setdefault(p, []).append((o, src))
+    for p, outs in by_part.items():
+        outs.sort()
+        i = 0
+        for when, committed in visible_at:
+            c = committed.get(p, -1)
+            while i < len(outs) and outs[i][0] < c:
+                ts = produce_ts.get(outs[i][1])
+                if ts is not None and ts >= t0 + warmup:
+                    lat.append(when - ts)
+                i += 1
+        missing += len(outs) - i
+    lat.sort()
+
+    def q(x: float) -> float:
+        return round(lat[min(len(lat) - 1, int(x * len(lat)))], 3) if lat else float("nan")
+
+    return {
+        "latency_rate_events_per_s": round(rate, 1),
+        "latency_produce_seconds": round(t_end_produce - t0, 2),
+        "latency_events": total,
+        "latency_samples": len(lat),
+        "latency_not_visible": missing,
+        "p50_latency_s": q(0.50),
+        "p90_latency_s": q(0.90),
+        "p99_latency_s": q(0.99),
+        "max_latency_s": round(lat[-1], 3) if lat else float("nan"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--workers", type=int, default=1, choices=[1, 2])
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--home", type=Path, default=Path("/tmp/meterstream-bench"))
+    ap.add_argument("--latency-seconds", type=float, default=30.0)
+    ap.add_argument("--latency-fraction", type=float, default=0.5)
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--keep-broker", action="store_true", help="leave the local broker running")
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of the processes (phase 3)")
+    args = ap.parse_args(argv)
+
+    from deploy import kafka_local
+
+    home = args.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    port_file = home / "bench-kafka-port"
+    if port_file.exists():
+        port = int(port_file.read_text())
+    else:
+        port = free_port_pair()
+        port_file.write_text(str(port))
+    settings = Settings(home=home, kafka_port=port)
+    started_broker = not settings.kafka_bootstrap
+    say(f"broker: {settings.bootstrap}")
+    kafka_local.start(settings)
+
+    run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    out = home / f"run-{run_id}"
+    env = demo_environment(settings, out, run_id)
+    env["METERSTREAM_TOPIC_PREFIX"] = f"bench-{run_id}."
+    env["METERSTREAM_KAFKA_BOOTSTRAP"] = settings.bootstrap
+    env["METERSTREAM_PROCESSOR_METRICS_PORT"] = str(free_port_pair())
+    run = Settings(
+        _env_file=None,
+        **{k.removeprefix("METERSTREAM_").lower(): v for k, v in env.items() if k.startswith("METERSTREAM_")},
+    )
+    ensure_topics(run)
+    topics = Topics.from_settings(run)
+    period = "2026-10"
+    result: dict = {"events": args.events, "workers": args.workers, "partitions": run.partitions}
+    result["machine"] = f"{os.cpu_count()} cores, {os.uname().machine}, broker on the same machine"
+
+    say(f"generating {args.events} events")
+    truth = Truth()
+    records = list(generate(WorkloadSpec(events=args.events, period=period, run_id=run_id), truth))
+    say(f"producing to {topics.usage}")
+    t0 = time.perf_counter()
+    produce_all(make_producer(run), topics.usage, records, DeliveryTracker())
+    result["produce_events_per_s"] = round(args.events / (time.perf_counter() - t0))
+    del records
+    say(f"produced at {result['produce_events_per_s']:,}/s")
+
+    say("raw baseline")
+    base, base_s = raw_baseline(run, topics.usage, args.events)
+    result["baseline_events_per_s"] = round(base)
+    result["baseline_seconds"] = round(base_s, 2)
+    say(f"baseline {base:,.0f} events/s")
+
+    pipeline = BenchPipeline(env, out / "logs")
+    spies: list[subprocess.Popen] = []
+    try:
+        t_launch = time.monotonic()
+        for i in range(args.workers):
+            pipeline.start_worker(i, args.workers)
+        pipeline.start("sink")
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for name, proc in pipeline.procs.items():
+                spies.append(
+                    subprocess.Popen(
+                        ["py-spy", "record", "-p", str(proc.pid), "-f", "raw", "-r", "97", "--nonblocking",
+                         "-o", str(args.profile / f"{name}-w{args.workers}.raw")],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+        t_first, t_drained = drain(run, pipeline, truth.produced, timeout=3600)
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        cpu = {name: round(cpu_seconds(p.pid), 1) for name, p in pipeline.procs.items()}
+        sustained = truth.produced / (t_drained - t_first)
+        result["pipeline_events_per_s"] = round(sustained)
+        result["pipeline_seconds"] = round(t_drained - t_first, 2)
+        result["pipeline_wall_incl_startup_s"] = round(t_drained - t_launch, 2)
+        result["pipeline_events_per_s_incl_startup"] = round(truth.produced / (t_drained - t_launch))
+        result["cpu_seconds"] = cpu
+        result["ratio"] = round(sustained / base, 4)
+        say(f"pipeline {sustained:,.0f} events/s (ratio {sustained / base:.3f}); cpu {cpu}")
+        if not args.skip_latency:
+            result.update(latency_phase(run, sustained * args.latency_fraction, args.latency_seconds, period))
+        else:
+            result.update({"p50_latency_s": None, "p99_latency_s": None})
+    finally:
+        for spy in spies:
+            if spy.poll() is None:
+                spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        pipeline.stop_all()
+        if started_broker and not args.keep_broker:
+            kafka_local.stop(settings)
+    # check: every accepted event is in ClickHouse (in a subprocess: chdb, one path per process)
+    sql = f"SELECT count() FROM {run.clickhouse_database}.rated_usage FINAL"
+    got = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", "query", sql], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    try:
+        rows = int(got.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        rows = -1
+    result["rated_rows"] = rows
+    result["expected_rated_rows_backlog"] = truth.accepted  # + the latency phase's rows
+    shutil.rmtree(out / "clickhouse", ignore_errors=True)
+
+    table = [
+        "| metric | value |",
+        "| --- | --- |",
+        f"| events (backlog) | {args.events:,} |",
+        f"| processor workers | {args.workers} |",
+        f"| raw baseline (1 consumer + orjson) | {result['baseline_events_per_s']:,} events/s |",
+        f"| pipeline, sustained (backlog drain) | {result['pipeline_events_per_s']:,} events/s |",
+        f"| pipeline incl. process startup | {result['pipeline_events_per_s_incl_startup']:,} events/s |",
+        f"| ratio pipeline / baseline | {result['ratio']:.3f} |",
+        f"| p50 / p99 event-to-visible latency at {result.get('latency_rate_events_per_s', 0):,.0f} events/s "
+        f"| {result['p50_latency_s']} s / {result['p99_latency_s']} s |",
+        f"| CPU seconds (phase 3) | {', '.join(f'{k} {v}' for k, v in result['cpu_seconds'].items())} |",
+    ]
+    print("\n".join(table))
+    if args.json:
+        args.json.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print(orjson.dumps(result).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -138,6 +138,89 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+_TENANT_RE = re.compile(r"[^/\x00-\x1f]+")
+_METER_RE = re.compile(r"[a-z][a-z0-9_.-]{0,127}")
+_CANONICAL_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_FIELDS = frozenset(UsageEvent.model_fields)
+_REQUIRED = frozenset(name for name, f in UsageEvent.model_fields.items() if f.is_required())
+_new_event = UsageEvent.__new__
+_set = object.__setattr__
+_fromisoformat = datetime.fromisoformat
+
+
+def _fast_event(data: dict[str, Any]) -> UsageEvent | None:
+    """The model for the common, plainly valid event without running pydantic; None when unsure.
+
+    Accepts only what `UsageEvent.model_validate` accepts and yields an equal model (same values, same
+    fields set); anything else (including every invalid event) returns None, and the pydantic model,
+    which stays the schema's definition, decides and names the error.
+    """
+    keys = data.keys()
+    if not (keys <= _FIELDS and _REQUIRED <= keys):
+        return None
+    id_, tenant, customer, meter = data["id"], data["tenant"], data["customer"], data["meter"]
+    if not (
+        type(id_) is str
+        and 0 < len(id_) <= 256
+        and type(tenant) is str
+        and len(tenant) <= 128
+        and _TENANT_RE.fullmatch(tenant)
+        and type(customer) is str
+        and 0 < len(customer) <= 256
+        and type(meter) is str
+        and _METER_RE.fullmatch(meter)
+    ):
+        return None
+    subject = data.get("subject")
+    source = data.get("source")
+    if (subject is not None and (type(subject) is not str or len(subject) > 256)) or (
+        source is not None and (type(source) is not str or len(source) > 256)
+    ):
+        return None
+    dimensions = data.get("dimensions")
+    if dimensions is None:
+        if "dimensions" in data:
+            return None  # null is not a mapping: pydantic names the error
+        dimensions = {}
+    elif type(dimensions) is not dict or len(dimensions) > 64:
+        return None
+    else:
+        for v in dimensions.values():
+            if type(v) is not str:
+                return None
+    t = data["time"]
+    if type(t) is not str:
+        return None
+    try:
+        if len(t) == 24 and _CANONICAL_TIME_RE.fullmatch(t):
+            when = _fromisoformat(t)  # already UTC with milliseconds: what parse_time would return
+        else:
+            when = parse_time(t)
+        quantity = parse_quantity(data["quantity"])
+    except ValueError:
+        return None
+    event = _new_event(UsageEvent)
+    _set(
+        event,
+        "__dict__",
+        {
+            "id": id_,
+            "tenant": tenant,
+            "customer": customer,
+            "subject": subject,
+            "meter": meter,
+            "quantity": quantity,
+            "time": when,
+            "dimensions": dimensions,
+            "source": source,
+        },
+    )
+    _set(event, "__pydantic_fields_set__", set(keys))
+    _set(event, "__pydantic_extra__", None)
+    _set(event, "__pydantic_private__", None)
+    return event
+
+
 def parse_event(raw: bytes | str) -> UsageEvent:
     """Bytes from Kafka to an event, or `InvalidEvent` naming the first bad field and why."""
     try:
@@ -146,6 +229,9 @@ def parse_event(raw: bytes | str) -> UsageEvent:
         raise InvalidEvent("$", f"not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise InvalidEvent("$", "must be a JSON object")
+    event = _fast_event(data)
+    if event is not None:
+        return event
     try:
         return UsageEvent.model_validate(data)
     except ValidationError as exc:

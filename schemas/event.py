@@ -135,7 +135,10 @@ def event_key(tenant: str, customer: str) -> bytes:
 
 
 def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    utc = value.astimezone(UTC)
+    if utc.year >= 1000:  # isoformat pads years to 4 digits, strftime("%Y") does not: keep strftime's output
+        return utc.isoformat(timespec="milliseconds")[:23] + "Z"
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 _TENANT_RE = re.compile(r"[^/\x00-\x1f]+")

@@ -1,0 +1,224 @@
+"""Period close throughput: invoices per second for 10,000 and 100,000 customers with 5 meters each.
+
+    python bench/period_close.py [--customers 10000,100000] [--events-per-meter 2] [--json FILE] [--profile DIR]
+
+For each size, in its own subprocess (embedded chdb: one store path per process), a fresh chdb store
+is created with the real DDL (`aggregation.ddl.create_schema`), and `rated_usage` is filled directly
+with synthetic, already deduplicated rows (column inserts with clickhouse-connect): tenant `bench`,
+one plan with 5 metered prices (graduated, unit, volume with a minimum, package, graduated), every
+customer uses every meter `--events-per-meter` times in the period. Each row's `amount` is the
+streaming delta from the same pricing engine, so the close reconciles (`unreconciled` must be 0).
+Then only `invoice_emitter.close.close_period(client, db, catalog, period, out_dir, producer=None,
+progress=False)` is timed: the FINAL reads, pricing, invoice documents, the `invoices` /
+`invoice_lines` inserts and the JSON files. JSON: per size `seconds`, `invoices`, `invoices_per_s`.
+`--profile DIR` also writes a cProfile of the close per size (`close-<N>.prof`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PERIOD = "2026-10"
+TENANT = "bench"
+PLAN = "bench-five-meters"
+METERS = {
+    "api_calls": {
+        "model": "graduated",
+        "tiers": [
+            {"up_to": "10000", "unit_amount": "0"},
+            {"up_to": "1000000", "unit_amount": "0.00002"},
+            {"up_to": None, "unit_amount": "0.000012"},
+        ],
+    },
+    "storage_gb_hours": {"model": "unit", "unit_amount": "0.000137"},
+    "seats": {
+        "model": "volume",
+        "minimum": "5",
+        "tiers": [
+            {"up_to": "10", "unit_amount": "12", "flat_amount": "0"},
+            {"up_to": None, "unit_amount": "9", "flat_amount": "0"},
+        ],
+    },
+    "egress_gb": {"model": "package", "package_size": "100", "package_amount": "4.5", "rounding": "up"},
+    "build_minutes": {
+        "model": "graduated",
+        "tiers": [{"up_to": "500", "unit_amount": "0"}, {"up_to": None, "unit_amount": "0.008"}],
+    },
+}
+QUANTITY = {  # (low, high, scale): quantities per event
+    "api_calls": (1, 50_000, 0),
+    "storage_gb_hours": (1, 5_000_000, 3),
+    "seats": (1, 30, 0),
+    "egress_gb": (1, 40_000, 2),
+    "build_minutes": (1, 900, 0),
+}
+
+
+def catalog_doc() -> dict:
+    return {
+        "version": 1,
+        "plans": [{"id": PLAN, "name": "Bench, five meters", "currency": "USD", "meters": METERS}],
+        "assignments": [{"tenant": TENANT, "customer": "*", "plan": PLAN}],
+    }
+
+
+def populate(client, db: str, catalog, customers: int, per_meter: int) -> int:
+    """Insert the synthetic deduplicated rows; returns how many."""
+    import random
+
+    from aggregation.rows import RATED_COLUMNS
+    from rating import delta
+
+    rng = random.Random(42)
+    plan = catalog.plan_for(TENANT, "c-0")
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    span_ms = 31 * 86_400_000 - 1
+    cols: list[list] = [[] for _ in RATED_COLUMNS]
+    rows = offset = 0
+    chunk = 200_000
+
+    def flush() -> None:
+        nonlocal cols
+        if cols[0]:
+            client.insert(f"{db}.rated_usage", cols, column_names=list(RATED_COLUMNS), column_oriented=True)
+            cols = [[] for _ in RATED_COLUMNS]
+
+    for c in range(customers):
+        customer = f"cust-{c:06d}"
+        for meter, (lo, hi, scale) in QUANTITY.items():
+            price = plan.prices[meter]
+            before = None
+            for _ in range(per_meter):
+                q = Decimal(rng.randint(lo, hi)).scaleb(-scale)
+                after = (before or Decimal(0)) + q
+                amount = delta(price, before, after)
+                before = after
+                values = (
+                    TENANT,
+                    f"e-{offset:010d}",
+                    customer,
+                    "",
+                    meter,
+                    start + timedelta(milliseconds=rng.randrange(span_ms)),
+                    PERIOD,
+                    q,
+                    amount,
+                    after,
+                    "USD",
+                    PLAN,
+                    meter,
+                    {},
+                    "bench",
+                    offset % 4,
+                    offset,
+                )
+                for col, v in zip(cols, values, strict=True):
+                    col.append(v)
+                offset += 1
+                rows += 1
+                if len(cols[0]) >= chunk:
+                    flush()
+    flush()
+    return rows
+
+
+def run_one(customers: int, per_meter: int, profile: Path | None) -> dict:
+    from aggregation.client import connect
+    from aggregation.ddl import create_schema
+    from invoice_emitter.close import close_period
+    from rating.catalog import load_catalog
+
+    work = Path(tempfile.mkdtemp(prefix=f"close-bench-{customers}-"))
+    try:
+        cat_path = work / "catalog.json"
+        cat_path.write_text(json.dumps(catalog_doc()))
+        catalog = load_catalog(cat_path)
+        client = connect(dsn=f"chdb://{work / 'clickhouse'}")
+        db = "meterstream"
+        create_schema(client, db)
+        t0 = time.perf_counter()
+        rows = populate(client, db, catalog, customers, per_meter)
+        t_pop = time.perf_counter() - t0
+        print(f"[close-bench] {customers} customers: {rows} rows inserted in {t_pop:.1f}s", file=sys.stderr)
+        out_dir = work / "invoices"
+        prof = None
+        if profile is not None:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+        t0 = time.perf_counter()
+        result = close_period(client, db, catalog, PERIOD, out_dir, producer=None, progress=False)
+        seconds = time.perf_counter() - t0
+        if prof is not None:
+            prof.disable()
+            profile.mkdir(parents=True, exist_ok=True)
+            prof.dump_stats(str(profile / f"close-{customers}.prof"))
+        invoices = len(result.invoices)
+        return {
+            "customers": customers,
+            "meters_per_customer": len(METERS),
+            "rows": rows,
+            "populate_seconds": round(t_pop, 2),
+            "seconds": round(seconds, 3),
+            "invoices": invoices,
+            "invoices_per_s": round(invoices / seconds, 1),
+            "unreconciled": len(result.unreconciled),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--customers", default="10000,100000", help="comma-separated sizes")
+    ap.add_argument("--events-per-meter", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child: one size, JSON on stdout
+    args = ap.parse_args(argv)
+    if args.one is not None:
+        print(json.dumps(run_one(args.one, args.events_per_meter, args.profile)))
+        return 0
+    results = []
+    for n in (int(x) for x in args.customers.split(",")):
+        cmd = [sys.executable, __file__, "--one", str(n), "--events-per-meter", str(args.events_per_meter)]
+        if args.profile:
+            cmd += ["--profile", str(args.profile)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ))
+        sys.stderr.write(done.stderr)
+        if done.returncode:
+            raise SystemExit(f"close bench for {n} customers failed")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print("| customers | meters | rows | close seconds | invoices/s | unreconciled |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(
+            f"| {r['customers']:,} | {r['meters_per_customer']} | {r['rows']:,} | {r['seconds']:.2f} "
+            f"| {r['invoices_per_s']:,.0f} | {r['unreconciled']} |"
+        )
+    doc = {"machine": f"{os.cpu_count()} cores, {os.uname().machine}", "runs": results}
+    for r in results:
+        doc[f"seconds_{r['customers']}"] = r["seconds"]
+        doc[f"invoices_per_s_{r['customers']}"] = r["invoices_per_s"]
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,6 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from rating.catalog import Catalog, Plan
+from rating.engine import delta
+from rating.telecom import NoRate, rate_cdr
 from schemas.event import UsageEvent, format_time
 from schemas.rated import RatedUsage
 
@@ -47,8 +49,6 @@ def rate_event(
 
     Raises RatingError when the event cannot be rated. The state is only read here; the caller writes.
     """
-    from rating import delta
-
     plan = catalog.plan_for(event.tenant, event.customer)
     if plan is None:
         raise RatingError("customer", f"no plan for customer {event.tenant}/{event.customer}")
@@ -98,8 +98,6 @@ def _rate_telecom(
     plan: Plan, state: MutableMapping[str, Any], event: UsageEvent, period: str, writes: list[tuple[str, Any]]
 ) -> tuple[Decimal, str]:
     """CDR rating (destination, time band, increments, bundles); bundle use is per customer and period."""
-    from rating.telecom import NoRate, rate_cdr
-
     key = bundle_key(event.tenant, event.customer, period)
     current = state.get(key)
     used = {k: Decimal(v) for k, v in current[0].items()} if current is not None else {}

@@ -114,6 +114,9 @@ class NativeProcessor:
         tracker = DeliveryTracker()
         rated_topic, dead_topic = self.topics.rated, self.topics.dead_letters
         t0 = time.perf_counter()
+        catalog, window_ms, dumps = self.catalog, self.window_ms, orjson.dumps
+        produce = self._produce
+        kinds: Counter[Kind] = Counter()
         for m in msgs:
             if m.error():
                 log.warning("consumer error: %s", m.error())
@@ -123,24 +126,19 @@ class NativeProcessor:
             if state is None:
                 state = buffers[p] = BatchState(self.stores[p])
                 outcomes[p] = Counter()
-            out = process(
-                self.catalog,
-                state,
-                m.value(),
-                Position(m.topic(), p, m.offset(), m.key()),
-                now_ms,
-                self.window_ms,
-                keep_output=False,
-            )
+            offset, key = m.offset(), m.key()
+            out = process(catalog, state, m.value(), Position(m.topic(), p, offset, key), now_ms, window_ms, False)
             if out.rated is not None:
-                self._produce(rated_topic, m.key(), orjson.dumps(out.rated), p, tracker)
+                produce(rated_topic, key, dumps(out.rated), p, tracker)
             elif out.dead_letter is not None:
                 dl = out.dead_letter
                 metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
-                self._produce(dead_topic, m.key(), orjson.dumps(dl), p, tracker)
-            metrics.OUTCOMES.labels(out.kind.value).inc()
+                produce(dead_topic, key, dumps(dl), p, tracker)
+            kinds[out.kind] += 1
             outcomes[p][out.kind.value] += 1
-            last[p] = m.offset()
+            last[p] = offset
+        for kind, count in kinds.items():  # per batch, not per message
+            metrics.OUTCOMES.labels(kind.value).inc(count)
         if self.producer.flush(60) or tracker.errors:
             raise KafkaException(f"outputs not delivered: {tracker.errors[:1]}")  # state not committed
         for p, offset in last.items():
@@ -158,12 +156,18 @@ class NativeProcessor:
             self.status.set_lag(p, max(high - offset - 1, 0))
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int, tracker: DeliveryTracker) -> None:
+        try:
+            self.producer.produce(topic, value=value, key=key, partition=partition, on_delivery=tracker)
+            return
+        except BufferError:
+            pass
         while True:
+            self.producer.poll(0.05)
             try:
                 self.producer.produce(topic, value=value, key=key, partition=partition, on_delivery=tracker)
                 return
             except BufferError:
-                self.producer.poll(0.05)
+                pass
 
 
 def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:

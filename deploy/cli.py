@@ -106,6 +106,14 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, events=args.events, out=Path(args.out), period=args.period)
 
 
+def _chaos(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.chaos import ChaosPlan, run_chaos
+
+    plan = ChaosPlan(events=args.events, seconds=args.seconds, processor_kills=args.kills, sink_kills=args.kills,
+                     clickhouse_outage_s=args.outage, seed=args.seed)  # fmt: skip
+    return run_chaos(settings, plan, Path(args.out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="meterstream-out/invoices", help="directory for the JSON documents")
     p.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")
     p.set_defaults(func=_close)
+
+    p = sub.add_parser("chaos", help="fault-injection run: kills, broker restart, ClickHouse outage, then a verdict")
+    p.add_argument("--events", type=int, default=500_000)
+    p.add_argument("--seconds", type=float, default=None, help="spread production over this long")
+    p.add_argument("--kills", type=int, default=3, help="SIGKILLs of the processor and of the sink, each")
+    p.add_argument("--outage", type=float, default=22.0, help="seconds ClickHouse is unavailable")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--out", default="meterstream-chaos")
+    p.set_defaults(func=_chaos)
 
     p = sub.add_parser("query", help="run SQL on ClickHouse (embedded or server) and print TSV")
     p.add_argument("sql")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.settings import Settings
+from schemas.settings import Settings, settings_from_env
 
 
 def last_month() -> str:
@@ -156,10 +156,7 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
     t_start = time.monotonic()
     kafka_local.start(settings)
     env = demo_environment(settings, out, run_id)
-    run = Settings(
-        _env_file=None,
-        **{k.removeprefix("METERSTREAM_").lower(): v for k, v in env.items() if k.startswith("METERSTREAM_")},
-    )
+    run = settings_from_env(env)
     catalog = load_catalog(run.catalog)
     ensure_topics(run)
     pipeline = Pipeline(env, out / "logs")

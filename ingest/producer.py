@@ -45,8 +45,12 @@ def produce_all(
     topic: str,
     records: Iterable[tuple[bytes, bytes]],
     tracker: DeliveryTracker | None = None,
+    flush: bool = True,
 ) -> DeliveryTracker:
-    """Produce (key, value) pairs, waiting for room when the local queue is full; flush at the end."""
+    """Produce (key, value) pairs, waiting for room when the local queue is full; flush at the end.
+
+    `flush=False` leaves delivery to the caller (a paced producer flushes once, at its end).
+    """
     tracker = tracker or DeliveryTracker()
     for key, value in records:
         while True:
@@ -56,6 +60,8 @@ def produce_all(
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
+    if not flush:
+        return tracker
     remaining = producer.flush(120)
     if remaining:
         raise KafkaException(f"{remaining} messages not delivered within 120 s")

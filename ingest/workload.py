@@ -31,6 +31,11 @@ class Truth:
     unratable: int = 0
     quantities: dict[tuple[str, str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     events: Counter = field(default_factory=Counter)
+    # per (period, tenant, customer, meter): quantity and event count of accepted events
+    by_period: dict[tuple[str, str, str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    events_by_period: Counter = field(default_factory=Counter)
+    refused: list[bytes] = field(default_factory=list)  # every malformed or unratable value, as produced
+    accepted_events: list[dict] = field(default_factory=list)  # in production order, when spec.keep_events
 
     @property
     def accepted(self) -> int:
@@ -48,6 +53,10 @@ class WorkloadSpec:
     cloud_customers: int = 200
     seed: int = 7
     run_id: str = "demo"
+    late_period: str | None = None  # events for this (closed) period, mixed in at `late_rate`
+    late_rate: float = 0.0
+    extra_tenants: tuple[str, ...] = ()  # more cloud-style tenants besides `cloudco`
+    keep_events: bool = False
 
 
 def _period_bounds(period: str) -> tuple[datetime, int]:
@@ -90,6 +99,7 @@ def _event(rng: random.Random, spec: WorkloadSpec, i: int, start: datetime, span
             "source": "mediation-1",
         }
     c = _customer(rng, "org", spec.cloud_customers)
+    tenant = rng.choice(("cloudco", *spec.extra_tenants)) if spec.extra_tenants else "cloudco"
     user = f"user-{rng.randrange(20):02d}"
     if rng.random() < 0.8:
         meter, q = "api_calls", str(rng.randrange(1, 500))
@@ -99,7 +109,7 @@ def _event(rng: random.Random, spec: WorkloadSpec, i: int, start: datetime, span
         dims = {"region": rng.choice(["eu-west-1", "us-east-1"])}
     return {
         "id": eid,
-        "tenant": "cloudco",
+        "tenant": tenant,
         "customer": f"org-{c:03d}",
         "subject": user,
         "meter": meter,
@@ -125,34 +135,53 @@ def generate(spec: WorkloadSpec, truth: Truth | None = None) -> Iterator[tuple[b
     rng = random.Random(spec.seed)
     truth = truth if truth is not None else Truth()
     start, span_ms = _period_bounds(spec.period)
+    late = _period_bounds(spec.late_period) if spec.late_period else None
     recent: list[tuple[bytes, bytes]] = []
+    early: list[tuple[bytes, bytes]] = []  # a reservoir over the whole run: re-sent much later
+    seen = 0
     for i in range(spec.events):
         r = rng.random()
         if r < spec.duplicate_rate and recent:
             # an exact re-send: usually soon after the original, sometimes much later
-            key, value = (
-                recent[-rng.randrange(1, min(len(recent), 50) + 1)]
-                if rng.random() < 0.7
-                else rng.choice(recent)
-            )
+            pick = rng.random()
+            if pick < 0.6:
+                key, value = recent[-rng.randrange(1, min(len(recent), 50) + 1)]
+            elif pick < 0.8:
+                key, value = rng.choice(recent)
+            else:
+                key, value = rng.choice(early)
             truth.duplicates += 1
         else:
-            e = _event(rng, spec, i, start, span_ms)
+            is_late = late is not None and rng.random() < spec.late_rate
+            period = spec.late_period if is_late else spec.period
+            e = _event(rng, spec, i, *(late if is_late else (start, span_ms)))
             key = event_key(e["tenant"], e["customer"])
             r2 = rng.random()
             if r2 < spec.malformed_rate:
                 value = rng.choice(MALFORMED)(e)
                 truth.malformed += 1
+                truth.refused.append(value)
             elif r2 < spec.malformed_rate + spec.unratable_rate:
                 e["tenant"] = "unknown-tenant"
                 key, value = event_key(e["tenant"], e["customer"]), orjson.dumps(e)
                 truth.unratable += 1
+                truth.refused.append(value)
             else:
                 value = orjson.dumps(e)
-                truth.quantities[(e["tenant"], e["customer"], e["meter"])] += Decimal(e["quantity"])
+                q = Decimal(e["quantity"])
+                truth.quantities[(e["tenant"], e["customer"], e["meter"])] += q
                 truth.events[(e["tenant"], e["customer"], e["meter"])] += 1
+                truth.by_period[(period, e["tenant"], e["customer"], e["meter"])] += q
+                truth.events_by_period[(period, e["tenant"], e["customer"], e["meter"])] += 1
+                if spec.keep_events:
+                    truth.accepted_events.append({**e, "period": period})
                 recent.append((key, value))
                 if len(recent) > 20_000:
                     recent = recent[-10_000:]
+                seen += 1
+                if len(early) < 10_000:
+                    early.append((key, value))
+                elif rng.random() < 10_000 / seen:
+                    early[rng.randrange(10_000)] = (key, value)
         truth.produced += 1
         yield key, value

@@ -69,3 +69,9 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_from_env(env: dict[str, str]) -> Settings:
+    """The settings a child process started with `env` will read (for orchestrators such as the demo)."""
+    prefix = "METERSTREAM_"
+    return Settings(**{k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)})

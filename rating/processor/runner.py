@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -35,13 +36,27 @@ def app_id(settings: Settings) -> str:
     return settings.topic("meterstream-processor")
 
 
+def state_dir(settings: Settings) -> Path:
+    return settings.home.resolve() / "processor" / f"{app_id(settings)}-native"
+
+
+def committed_counts(settings: Settings) -> Counter[str]:
+    """Outcome counters committed with the state, summed over partitions (only while no worker runs)."""
+    total: Counter[str] = Counter()
+    for path in sorted(state_dir(settings).glob("p*")):
+        store = PartitionStore(path)
+        total += store.counts
+        store.close()
+    return total
+
+
 class NativeProcessor:
     def __init__(self, settings: Settings, catalog: Catalog, worker: int = 0, workers: int = 1) -> None:
         self.settings = settings
         self.catalog = catalog
         self.topics = Topics.from_settings(settings)
         self.window_ms = settings.dedup_window_days * 86_400_000
-        self.base = settings.home.resolve() / "processor" / f"{app_id(settings)}-native"
+        self.base = state_dir(settings)
         self.worker, self.workers = worker, workers
         self.stores: dict[int, PartitionStore] = {}
         self.purged_day = -1

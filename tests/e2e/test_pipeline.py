@@ -19,7 +19,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.settings import Settings
+from schemas.settings import Settings, settings_from_env
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 T = "2026-10-{:02d}T{:02d}:00:00.000Z"
@@ -136,9 +136,7 @@ def run_settings(kafka_settings: Settings, tmp_path: Path) -> tuple[Settings, di
             "METERSTREAM_SINK_BATCH_SECONDS": "0.5",
         }
     )
-    settings = Settings(
-        **{k.removeprefix("METERSTREAM_").lower(): v for k, v in env.items() if k.startswith("METERSTREAM_")}
-    )
+    settings = settings_from_env(env)
     return settings, env
 
 

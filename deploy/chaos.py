@@ -1,0 +1,239 @@
+"""`meterstream chaos`: faults while the pipeline runs, then a strict comparison with the input.
+
+Runs the real broker, the processor and the sink as separate OS processes. Phase A bills a first
+period and closes it. Phase B streams the main workload (several tenants, duplicates — some much
+later —, malformed events, out-of-order times, late events for the closed period) at a steady rate,
+while it SIGKILLs the processor and the sink (3 times each by default) at random points and restarts
+them, restarts the Kafka broker once, and makes ClickHouse unavailable for 20+ s (a fault file the
+sink checks before each insert). Then it drains, closes the period and compares, per customer and
+meter, the deduplicated quantities and the invoice totals with what the generated input says. The last
+line is the verdict; the exit status is non-zero on any difference.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from deploy.demo import Pipeline, demo_environment, say, wait_drained
+from schemas.settings import Settings, settings_from_env
+
+
+@dataclass(frozen=True)
+class ChaosPlan:
+    events: int = 500_000
+    seconds: float | None = None  # production spread over this long (default: about events / 6,000)
+    processor_kills: int = 3
+    sink_kills: int = 3
+    broker_restarts: int = 1
+    clickhouse_outage_s: float = 22.0
+    seed: int = 11
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", *args], env=env, capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"meterstream {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def _produce_paced(run: Settings, records: list[tuple[bytes, bytes]], seconds: float, done: threading.Event) -> None:
+    from ingest.producer import DeliveryTracker, make_producer, produce_all
+
+    producer = make_producer(run, **{"message.timeout.ms": 600_000})
+    tracker = DeliveryTracker()
+    chunk = max(1, len(records) // max(1, int(seconds * 10)))
+    t0 = time.monotonic()
+    for i in range(0, len(records), chunk):
+        produce_all(producer, run.topic("usage-events"), records[i : i + chunk], tracker, flush=False)
+        pause = t0 + seconds * (i + chunk) / len(records) - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+    left = producer.flush(180)
+    if left or tracker.errors:
+        raise RuntimeError(f"producer: {left} events undelivered after 180 s, errors: {tracker.errors[:1]}")
+    done.set()
+
+
+def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
+    from deploy import kafka_local
+    from ingest.lag import LagProbe
+    from ingest.topics import ensure_topics
+    from ingest.workload import Truth, WorkloadSpec, generate
+    from rating.catalog import load_catalog
+    from rating.processor.runner import app_id
+
+    t_start = time.monotonic()
+    rng = random.Random(plan.seed)
+    run_id = "c" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    first = datetime.now(UTC).replace(day=1)
+    period = (first - timedelta(days=1)).strftime("%Y-%m")
+    closed = (first - timedelta(days=1)).replace(day=1) - timedelta(days=1)
+    closed_period = closed.strftime("%Y-%m")
+    kafka_local.start(settings)
+    env = demo_environment(settings, out, run_id)
+    fault_file = out / "clickhouse-down"
+    fault_file.unlink(missing_ok=True)
+    env["METERSTREAM_SINK_FAULT_FILE"] = str(fault_file)
+    env["METERSTREAM_TOPIC_PREFIX"] = f"chaos-{run_id}."
+    run = settings_from_env(env)
+    catalog = load_catalog(run.catalog)
+    ensure_topics(run)
+    pipeline = Pipeline(env, out / "logs")
+    extra = ("saasco", "iotco")
+    try:
+        # Phase A: a period billed and closed before the storm
+        truth_a = Truth()
+        spec_a = WorkloadSpec(events=max(2_000, plan.events // 20), period=closed_period, run_id=f"{run_id}a",
+                              extra_tenants=extra, keep_events=True, seed=plan.seed)  # fmt: skip
+        from ingest.producer import make_producer, produce_all
+
+        pipeline.start("processor")
+        pipeline.start("sink")
+        produce_all(make_producer(run), run.topic("usage-events"), generate(spec_a, truth_a))
+        wait_drained(run, pipeline, app_id(run), truth_a.produced)
+        pipeline.stop("sink")
+        say(f"phase A: {truth_a.produced} events for {closed_period}; closing it")
+        _cli(env, "close", "--period", closed_period, "--out", str(out / "invoices"), "--no-publish")
+        pipeline.start("sink")
+
+        # Phase B: the main stream, with faults
+        truth_b = Truth()
+        spec_b = WorkloadSpec(events=plan.events, period=period, run_id=f"{run_id}b", duplicate_rate=0.03,
+                              malformed_rate=0.01, unratable_rate=0.001, late_period=closed_period, late_rate=0.005,
+                              extra_tenants=extra, keep_events=True, seed=plan.seed + 1)  # fmt: skip
+        records = list(generate(spec_b, truth_b))
+        seconds = plan.seconds or max(30.0, plan.events / 6_000)
+        faults = (["kill-processor"] * plan.processor_kills + ["kill-sink"] * plan.sink_kills
+                  + ["restart-broker"] * (plan.broker_restarts if not settings.kafka_bootstrap else 0)
+                  + ["clickhouse-down"])  # fmt: skip
+        rng.shuffle(faults)
+        points = sorted(rng.uniform(0.05, 0.85) for _ in faults)
+        produced_done = threading.Event()
+        producer = threading.Thread(target=_produce_paced, args=(run, records, seconds, produced_done), daemon=True)
+        say(f"phase B: {len(records)} events for {period} over ~{seconds:.0f}s; faults: {', '.join(faults)}")
+        t0 = time.monotonic()
+        producer.start()
+        done: Counter[str] = Counter()
+        for point, fault in zip(points, faults, strict=True):
+            while time.monotonic() - t0 < point * seconds:
+                time.sleep(0.2)
+            _inject(fault, pipeline, settings, fault_file, plan, rng)
+            done[fault] += 1
+            say(f"  t={time.monotonic() - t0:5.1f}s {fault}")
+        producer.join()
+        if not produced_done.is_set():
+            raise RuntimeError("the producer failed (see its error above)")
+        wait_drained(run, pipeline, app_id(run), truth_a.produced + truth_b.produced, timeout=3600)
+        pipeline.stop("processor")
+        pipeline.stop("sink")
+        say(f"drained {time.monotonic() - t0:.1f}s after the first produce; closing {period}")
+        _cli(env, "close", "--period", period, "--out", str(out / "invoices"), "--no-publish")
+        probe = LagProbe(run)
+        usage_messages = probe.count(run.topic("usage-events"))
+        probe.close()
+        return _verdict(run, catalog, truth_a, truth_b, period, closed_period, usage_messages, done,
+                        time.monotonic() - t_start)  # fmt: skip
+    finally:
+        fault_file.unlink(missing_ok=True)
+        pipeline.stop_all()
+
+
+def _inject(fault: str, pipeline: Pipeline, settings: Settings, fault_file: Path, plan: ChaosPlan,
+            rng: random.Random) -> None:  # fmt: skip
+    from deploy import kafka_local
+
+    if fault in ("kill-processor", "kill-sink"):
+        name = fault.removeprefix("kill-")
+        pipeline.stop(name, sig=signal.SIGKILL)
+        time.sleep(rng.uniform(0.2, 2.0))
+        pipeline.start(name)
+    elif fault == "restart-broker":
+        kafka_local.stop(settings)
+        time.sleep(rng.uniform(1.0, 3.0))
+        kafka_local.start(settings)
+    elif fault == "clickhouse-down":
+        fault_file.touch()
+        time.sleep(plan.clickhouse_outage_s)
+        fault_file.unlink()
+
+
+def _verdict(run: Settings, catalog, truth_a, truth_b, period: str, closed: str, usage_messages: int,
+             faults: Counter, elapsed: float) -> int:  # fmt: skip
+    import orjson
+
+    from aggregation.client import connect
+    from deploy.chaos_expect import expected_totals
+    from rating.processor.runner import committed_counts
+
+    db = run.clickhouse_database
+    client = connect(run)
+    stored = {
+        (p, t, c, m): (q, n)
+        for p, t, c, m, q, n in client.query(
+            f"SELECT period, tenant, customer, meter, sum(quantity), count() FROM {db}.rated_usage FINAL GROUP BY ALL"
+        ).result_rows
+    }
+    truth_q = Counter()
+    truth_n = Counter()
+    for truth in (truth_a, truth_b):
+        for key, q in truth.by_period.items():
+            truth_q[key] += q
+        truth_n.update(truth.events_by_period)
+    lost = duplicated = 0
+    mismatched_quantities = 0
+    for key in set(truth_n) | set(stored):
+        n_stored = stored.get(key, (Decimal(0), 0))[1]
+        lost += max(truth_n.get(key, 0) - n_stored, 0)
+        duplicated += max(n_stored - truth_n.get(key, 0), 0)
+        if stored.get(key, (Decimal(0), 0))[0] != truth_q.get(key, Decimal(0)):
+            mismatched_quantities += 1
+    dead = client.query(f"SELECT raw, reason FROM {db}.dead_letters FINAL").result_rows
+    dead_raw = {r.encode() for r, reason in dead if reason}
+    refused = truth_a.refused + truth_b.refused
+    found = sum(1 for value in refused if value.decode(errors="replace").encode() in dead_raw)
+    actual = {
+        (d["tenant"], d["customer"]): Decimal(d["total"])
+        for d in (orjson.loads(r[0]) for r in client.query(
+            f"SELECT document FROM {db}.invoices FINAL WHERE period = {{p:String}}", parameters={"p": period}
+        ).result_rows)
+    }  # fmt: skip
+    expected = expected_totals(catalog, period, closed, truth_a.accepted_events, truth_b.accepted_events)
+    mismatched = sum(1 for key in set(actual) | set(expected) if actual.get(key) != expected.get(key))
+    counts = committed_counts(run)
+    accepted = truth_a.accepted + truth_b.accepted
+    dup_truth = truth_a.duplicates + truth_b.duplicates
+    counters_ok = (
+        counts["rated"] == accepted
+        and counts["duplicate"] == dup_truth
+        and counts["dead_letter"] == len(refused)
+        and sum(counts.values()) == usage_messages
+    )
+    print("─" * 72)
+    print(f" chaos run: {truth_a.produced + truth_b.produced:,} events, {elapsed:.0f}s, faults: "
+          + ", ".join(f"{k} x{v}" for k, v in sorted(faults.items())))  # fmt: skip
+    print(
+        f" processor counters (durable): in={usage_messages:,} rated={counts['rated']:,} "
+        f"duplicates={counts['duplicate']:,} dead_letters={counts['dead_letter']:,} "
+        f"replayed={counts['replayed']:,}  -> {'add up' if counters_ok else 'DO NOT ADD UP'}"
+    )
+    print(f" expected: accepted={accepted:,} duplicates={dup_truth:,} refused={len(refused):,}")
+    print(f" quantities per period/customer/meter: {len(truth_n):,} keys, {mismatched_quantities} differ")
+    print(f" invoices {period} (incl. late {closed} adjustments): {len(actual)} written, {mismatched} differ")
+    print("─" * 72)
+    print(f"lost={lost} duplicated={duplicated} mismatched_invoices={mismatched} dlq={found}/{len(refused)}")
+    ok = lost == 0 and duplicated == 0 and mismatched == 0 and mismatched_quantities == 0
+    return 0 if ok and found == len(refused) and counters_ok else 1

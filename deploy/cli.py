@@ -179,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "handler", None) is not None and args.func is None:  # rate subcommands set handler
         return int(args.handler(args) or 0)
-    return int(args.func(args, Settings()) or 0)
+    from rating.catalog import CatalogError
+
+    try:
+        return int(args.func(args, Settings()) or 0)
+    except (CatalogError, RuntimeError) as exc:  # operator errors: say what is wrong, no traceback
+        print(f"meterstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

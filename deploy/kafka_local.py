@@ -155,6 +155,11 @@ def start(settings: Settings, wait_seconds: float = 90.0) -> BrokerStatus:
     pid = _pid(settings)
     if pid is not None and answers(settings.bootstrap):
         return BrokerStatus(settings.bootstrap, True, pid, True)
+    if pid is None and answers(settings.bootstrap, timeout=1.0):
+        raise RuntimeError(
+            f"{settings.bootstrap} is served by a broker not started from {broker_dir(settings)}: set "
+            "METERSTREAM_KAFKA_BOOTSTRAP to use it, or METERSTREAM_KAFKA_PORT for another port"
+        )
     libs = ensure_jars(settings)
     base = broker_dir(settings)
     data = base / "data"

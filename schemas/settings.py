@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     sink_fault_file: Path | None = Field(
         None, description="Fault injection: while this file exists, the sink's ClickHouse inserts fail."
     )
-    sink_instance: str = Field("sink-0", description="Static group member id: a restarted sink rejoins at once.")
     sink_batch_seconds: float = Field(1.0, gt=0, description="...or after this many seconds.")
 
     @property

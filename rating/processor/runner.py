@@ -154,7 +154,9 @@ class NativeProcessor:
             last[p] = offset
         for kind, count in kinds.items():  # per batch, not per message
             metrics.OUTCOMES.labels(kind.value).inc(count)
-        if self.producer.flush(60) or tracker.errors:
+        while self.producer.flush(10):  # e.g. the broker is restarting: wait, the state is not committed yet
+            log.warning("waiting for Kafka to acknowledge this batch's outputs")
+        if tracker.errors:
             raise KafkaException(f"outputs not delivered: {tracker.errors[:1]}")  # state not committed
         for p, offset in last.items():
             self.stores[p].commit(buffers[p].pending, offset + 1, outcomes[p])

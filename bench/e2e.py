@@ -45,7 +45,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -61,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
 
 from deploy.demo import Pipeline, demo_environment  # noqa: E402
+from deploy.ports import free_port_pair  # noqa: E402
 from ingest.lag import LagProbe  # noqa: E402
 from ingest.producer import DeliveryTracker, make_producer, produce_all  # noqa: E402
 from ingest.topics import Topics, ensure_topics  # noqa: E402
@@ -71,20 +71,6 @@ from schemas.settings import Settings  # noqa: E402
 
 def say(msg: str) -> None:
     print(f"[e2e] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port pair")
 
 
 class BenchPipeline(Pipeline):

@@ -24,8 +24,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from deploy.demo import Pipeline, demo_environment, say, wait_drained
+from deploy.demo import Pipeline, demo_environment, wait_drained
+from deploy.demo import say as _say
 from schemas.settings import Settings, settings_from_env
+
+
+def say(msg: str) -> None:
+    _say(msg, tag="chaos")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.ports import free_port
 from schemas.settings import Settings, settings_from_env
 
 
@@ -25,14 +25,8 @@ def last_month() -> str:
     return f"{prev.year:04d}-{prev.month:02d}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def say(msg: str) -> None:
-    print(f"[demo] {msg}", file=sys.stderr, flush=True)
+def say(msg: str, tag: str = "demo") -> None:
+    print(f"[{tag}] {msg}", file=sys.stderr, flush=True)
 
 
 class Pipeline:

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from deploy.ports import free_port_pair
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port pair")
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +20,7 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     from deploy import kafka_local
 
     home = tmp_path_factory.mktemp("meterstream-home")
-    overrides = {"home": home, "kafka_port": _free_port_pair(), "kafka_heap": "512m"}
+    overrides = {"home": home, "kafka_port": free_port_pair(), "kafka_heap": "512m"}
     settings = Settings(**overrides)
     kafka_local.start(settings)
     yield settings

@@ -121,7 +121,7 @@ def produce(settings: Settings, values: list[bytes]) -> None:
 
 
 def run_settings(kafka_settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, str]]:
-    from deploy.demo import free_port
+    from deploy.ports import free_port
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
     env.update(

@@ -12,7 +12,6 @@ import os
 import re
 import sys
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -147,14 +146,10 @@ def close_period(
         mark_closed(client, db, period)
     folder = out_dir / period
     total = len(result.invoices)
-    for tenant in {doc["tenant"] for doc in result.invoices}:
-        (folder / tenant).mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=8) as pool:  # file system calls release the GIL
-        paths = pool.map(lambda d: _write_atomic(folder / d["tenant"] / f"{d['customer']}.json", d), result.invoices)
-        for n, path in enumerate(paths, 1):
-            result.files.append(path)
-            if progress and (n % 1000 == 0 or n == total):
-                print(f"\r[close] {period}: {n}/{total} invoices", end="" if n < total else "\n", file=sys.stderr)
+    for n, doc in enumerate(result.invoices, 1):
+        result.files.append(_write_atomic(folder / doc["tenant"] / f"{doc['customer']}.json", doc))
+        if progress and (n % 1000 == 0 or n == total):
+            print(f"\r[close] {period}: {n}/{total} invoices", end="" if n < total else "\n", file=sys.stderr)
     if producer is not None and topic:
         for doc in result.invoices:
             producer.produce(topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc))
@@ -165,6 +160,7 @@ def close_period(
 
 
 def _write_atomic(path: Path, doc: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     os.replace(tmp, path)

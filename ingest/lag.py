@@ -6,12 +6,18 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.settings import Settings
 
-_NOT_READY = {
+NOT_READY = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.NOT_COORDINATOR,
     KafkaError._TIMED_OUT,
 }
+
+
+def coordinator_not_ready(exc: KafkaException) -> bool:
+    """True for errors that pass once the broker's group coordinator is up (right after a (re)start)."""
+    err = exc.args[0] if exc.args else None
+    return isinstance(err, KafkaError) and (err.retriable() or err.code() in NOT_READY)
 
 
 class LagProbe:
@@ -53,8 +59,7 @@ class LagProbe:
         try:
             tps = reader.committed([TopicPartition(t, p) for (t, p) in ends], timeout=10)
         except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if isinstance(err, KafkaError) and (err.retriable() or err.code() in _NOT_READY):
+            if coordinator_not_ready(exc):
                 return None
             raise
         committed = {(tp.topic, tp.partition): tp.offset for tp in tps}

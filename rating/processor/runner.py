@@ -21,6 +21,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from deploy.ops_http import serve_ops
+from ingest.lag import coordinator_not_ready
 from ingest.producer import DeliveryTracker, make_producer
 from ingest.topics import Topics
 from rating.catalog import Catalog, load_catalog
@@ -76,14 +77,13 @@ class NativeProcessor:
         topic = self.topics.usage
         meta = self.consumer.list_topics(topic, timeout=30).topics[topic]
         mine = sorted(p for p in meta.partitions if p % self.workers == self.worker)
-        committed = {
-            tp.partition: tp.offset
-            for tp in self.consumer.committed([TopicPartition(topic, p) for p in mine], timeout=30)
-        }
+        for p in mine:
+            self.stores[p] = PartitionStore(self.base / f"p{p}")
+        fresh = [p for p in mine if self.stores[p].next_offset() is None]
+        committed = self._committed(topic, fresh) if fresh else {}
         tps = []
         for p in mine:
-            store = self.stores[p] = PartitionStore(self.base / f"p{p}")
-            start = store.next_offset()
+            start = self.stores[p].next_offset()
             if start is None:  # never processed here: the group's commit, else the beginning
                 start = committed.get(p, -1) if committed.get(p, -1) >= 0 else OFFSET_BEGINNING
             tps.append(TopicPartition(topic, p, start))
@@ -91,6 +91,19 @@ class NativeProcessor:
         log.warning("worker %d/%d assigned partitions %s", self.worker, self.workers, mine)
         self._publish_counts()
         self.purge()
+
+    def _committed(self, topic: str, partitions: list[int], wait_s: float = 120.0) -> dict[int, int]:
+        """The group's committed offsets, waiting while the broker's group coordinator is not ready."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                tps = self.consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
+                return {tp.partition: tp.offset for tp in tps}
+            except KafkaException as exc:
+                if not coordinator_not_ready(exc) or time.monotonic() > deadline:
+                    raise
+                log.warning("group coordinator not ready (%s); retrying", exc)
+                time.sleep(1.0)
 
     def purge(self) -> None:
         """Forget ids older than the dedup window (run at start and when the day changes)."""

@@ -1,12 +1,27 @@
-"""Kafka messages to column-oriented ClickHouse rows (pure: no I/O)."""
+"""Kafka records as ClickHouse rows: the JSON fields the sink inserts, and the check that finds a bad record.
+
+The sink does not decode records in Python: it joins the message values into one JSONEachRow block and
+ClickHouse parses it (a C++ parser, ~4x less CPU than building Decimal columns in Python). The tables
+take the records' field names as they are (`rated_usage.id` and `dead_letters.key` are EPHEMERAL input
+columns feeding `event_id` and `kafka_key`), so the topic contracts in `schemas.rated` stay the ones
+consumers see. `problem()` is only called when ClickHouse refuses a block, to find and set aside the
+record(s) it cannot parse.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import orjson
 
+from schemas.rated import DeadLetter, RatedUsage
+
+RATED_FIELDS: tuple[str, ...] = tuple(RatedUsage.__annotations__)
+DEAD_LETTER_FIELDS: tuple[str, ...] = tuple(DeadLetter.__annotations__)
+
+# Stored columns of rated_usage, in table order (for direct column inserts: tests, benchmarks).
 RATED_COLUMNS = (
     "tenant",
     "event_id",
@@ -26,68 +41,55 @@ RATED_COLUMNS = (
     "src_partition",
     "src_offset",
 )
-DEAD_LETTER_COLUMNS = (
-    "topic",
-    "partition",
-    "offset",
-    "stage",
-    "field",
-    "reason",
-    "tenant",
-    "event_id",
-    "kafka_key",
-    "raw",
-)
+
+_DECIMALS = ("quantity", "amount", "cumulative")
+_INTS = {"rated_usage": ("src_partition", "src_offset"), "dead_letters": ("partition", "offset")}
+_NULLABLE = {"key", "event_id", "tenant"}
 
 
-class ColumnBatch:
-    """Columns for one table, filled one record at a time."""
+class RecordBatch:
+    """Message values for one table, in arrival order, inserted as one JSONEachRow block."""
 
-    def __init__(self, columns: tuple[str, ...]) -> None:
-        self.names = columns
-        self.columns: list[list] = [[] for _ in columns]
+    def __init__(self, table: str, fields: tuple[str, ...]) -> None:
+        self.table = table
+        self.fields = fields
+        self.values: list[bytes] = []
 
     def __len__(self) -> int:
-        return len(self.columns[0])
+        return len(self.values)
+
+    def block(self) -> bytes:
+        return b"\n".join(self.values)
 
     def clear(self) -> None:
-        self.columns = [[] for _ in self.names]
+        self.values = []
 
 
-def add_rated(batch: ColumnBatch, value: bytes) -> None:
-    """Append one `rated-usage` record (schemas.rated.RatedUsage as JSON)."""
-    r = orjson.loads(value)
-    c = batch.columns
-    c[0].append(r["tenant"])
-    c[1].append(r["id"])
-    c[2].append(r["customer"])
-    c[3].append(r["subject"])
-    c[4].append(r["meter"])
-    c[5].append(datetime.fromisoformat(r["time"]))
-    c[6].append(r["period"])
-    c[7].append(Decimal(r["quantity"]))
-    c[8].append(Decimal(r["amount"]))
-    c[9].append(Decimal(r["cumulative"]))
-    c[10].append(r["currency"])
-    c[11].append(r["plan"])
-    c[12].append(r["line"])
-    c[13].append(r["dimensions"])
-    c[14].append(r["source"])
-    c[15].append(r["src_partition"])
-    c[16].append(r["src_offset"])
-
-
-def add_dead_letter(batch: ColumnBatch, value: bytes) -> None:
-    """Append one dead letter (schemas.rated.DeadLetter as JSON)."""
-    d = orjson.loads(value)
-    c = batch.columns
-    c[0].append(d["topic"])
-    c[1].append(d["partition"])
-    c[2].append(d["offset"])
-    c[3].append(d["stage"])
-    c[4].append(d["field"])
-    c[5].append(d["reason"])
-    c[6].append(d.get("tenant") or "")
-    c[7].append(d.get("event_id") or "")
-    c[8].append(d.get("key") or "")
-    c[9].append(d["raw"])
+def problem(batch: RecordBatch, value: bytes) -> str | None:
+    """Why ClickHouse would refuse this record (None: it looks insertable)."""
+    try:
+        record: Any = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON ({exc})"
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for name in batch.fields:
+        v = record.get(name)
+        if v is None and name not in _NULLABLE:
+            return f"{name}: required"
+    for name in _INTS.get(batch.table, ()):
+        if type(record[name]) is not int or record[name] < 0:
+            return f"{name}: must be a non-negative integer"
+    if batch.table == "rated_usage":
+        for name in _DECIMALS:
+            try:
+                Decimal(record[name])
+            except (InvalidOperation, TypeError, ValueError):
+                return f"{name}: not a decimal"
+        try:
+            datetime.fromisoformat(record["time"])
+        except (TypeError, ValueError):
+            return "time: not an ISO 8601 timestamp"
+        if not isinstance(record["dimensions"], dict):
+            return "dimensions: not an object"
+    return None

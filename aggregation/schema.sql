@@ -5,10 +5,13 @@ CREATE DATABASE IF NOT EXISTS {db};
 
 -- Source of truth: one row per deduplicated, rated event. Identity (tenant, event_id) is the sort key,
 -- so a replayed row (same identity, byte-identical content) collapses on merge; exact reads use FINAL.
+-- The sink inserts the topic's JSON records as they are (JSONEachRow, parsed by ClickHouse): `id` is the
+-- record's name for the event id, an EPHEMERAL input column that only feeds `event_id`.
 CREATE TABLE IF NOT EXISTS {db}.rated_usage
 (
     tenant        LowCardinality(String),
-    event_id      String,
+    id            String EPHEMERAL,
+    event_id      String DEFAULT id,
     customer      String,
     subject       String,
     meter         LowCardinality(String),
@@ -41,7 +44,8 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters
     reason     String,
     tenant     String,
     event_id   String,
-    kafka_key  String,
+    key        Nullable(String) EPHEMERAL,
+    kafka_key  String DEFAULT ifNull(key, ''),
     raw        String
 )
 ENGINE = ReplacingMergeTree

@@ -1,9 +1,11 @@
-"""ClickHouse sink: rated usage and dead letters from Kafka into ClickHouse, in column batches.
+"""ClickHouse sink: rated usage and dead letters from Kafka into ClickHouse, in JSONEachRow batches.
 
 At-least-once with idempotent effect: offsets are committed only after ClickHouse acknowledged the
 insert; a batch inserted again after a crash carries the same dedup token (its offset ranges) and the
 tables are keyed by identity, so FINAL reads see every event exactly once. When ClickHouse is down the
 sink pauses its partitions, keeps the batch in memory, retries with backoff and reports itself degraded.
+The values go to ClickHouse as they came from Kafka (see `aggregation.rows`); when ClickHouse refuses a
+block, the records it cannot parse are found, logged, counted and left out (they stay in Kafka).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from aggregation.rows import DEAD_LETTER_COLUMNS, RATED_COLUMNS, ColumnBatch, add_dead_letter, add_rated
+from aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch, problem
 from ingest.topics import Topics
 from schemas.settings import Settings
 
@@ -56,6 +58,17 @@ class SinkState:
         }
 
 
+def insert_records(client: Client, db: str, batch: RecordBatch, token: str) -> None:
+    """One JSONEachRow insert; the same `token` makes a repeated insert of the same block a no-op."""
+    client.raw_insert(
+        f"{db}.{batch.table}",
+        batch.fields,
+        batch.block(),
+        settings={"insert_deduplication_token": token},
+        fmt="JSONEachRow",
+    )
+
+
 class ClickHouseSink:
     """Consume `rated-usage` and `dead-letters`; insert in batches; commit after the insert."""
 
@@ -65,8 +78,8 @@ class ClickHouseSink:
         self.topics = Topics.from_settings(settings)
         self.group = group or settings.topic("meterstream-sink")
         self.state = SinkState()
-        self.rated = ColumnBatch(RATED_COLUMNS)
-        self.dead = ColumnBatch(DEAD_LETTER_COLUMNS)
+        self.rated = RecordBatch("rated_usage", RATED_FIELDS)
+        self.dead = RecordBatch("dead_letters", DEAD_LETTER_FIELDS)
         self.ranges: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [first, last] offset
         self.batch_started = 0.0
         self.consumer = Consumer(
@@ -106,14 +119,7 @@ class ClickHouseSink:
             return
         if not len(self.rated) and not len(self.dead):
             self.batch_started = time.monotonic()
-        try:
-            if msg.topic() == self.topics.rated:
-                add_rated(self.rated, msg.value())
-            else:
-                add_dead_letter(self.dead, msg.value())
-        except Exception as exc:  # a record we cannot decode stays in Kafka; count it loudly
-            BAD_RECORDS.inc()
-            log.error("cannot decode %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+        (self.rated if msg.topic() == self.topics.rated else self.dead).values.append(msg.value())
         span = self.ranges.setdefault((msg.topic(), msg.partition()), [msg.offset(), msg.offset()])
         span[1] = msg.offset()
 
@@ -133,10 +139,12 @@ class ClickHouseSink:
                 if fault is not None and fault.exists():
                     raise ConnectionError(f"ClickHouse unavailable (injected: {fault} exists)")
                 with INSERT_SECONDS.time():
-                    self._insert("rated_usage", self.rated)
-                    self._insert("dead_letters", self.dead)
+                    self._insert(self.rated)
+                    self._insert(self.dead)
                 break
             except Exception as exc:
+                if self._set_aside_bad_records():
+                    continue  # ClickHouse refused what it cannot parse: insert the rest now
                 INSERT_FAILURES.inc()
                 DEGRADED.set(1)
                 self.state.degraded, self.state.last_error = True, str(exc)[:500]
@@ -169,17 +177,26 @@ class ClickHouseSink:
         self.dead.clear()
         self.ranges.clear()
 
-    def _insert(self, table: str, batch: ColumnBatch) -> None:
-        if not len(batch):
-            return
-        self.client.insert(
-            f"{self.settings.clickhouse_database}.{table}",
-            batch.columns,
-            column_names=list(batch.names),
-            column_oriented=True,
-            settings={"insert_deduplication_token": self._token(table)},
-        )
-        ROWS.labels(table).inc(len(batch))
+    def _insert(self, batch: RecordBatch) -> None:
+        if len(batch):
+            insert_records(self.client, self.settings.clickhouse_database, batch, self._token(batch.table))
+            ROWS.labels(batch.table).inc(len(batch))
+
+    def _set_aside_bad_records(self) -> bool:
+        """After a refused insert: drop (log, count) the records ClickHouse cannot parse; True if any."""
+        found = False
+        for batch in (self.rated, self.dead):
+            keep = []
+            for value in batch.values:
+                why = problem(batch, value)
+                if why is None:
+                    keep.append(value)
+                else:
+                    found = True
+                    BAD_RECORDS.inc()
+                    log.error("cannot insert a %s record (%s); it stays in Kafka: %.300r", batch.table, why, value)
+            batch.values = keep
+        return found
 
     def _update_lag(self, committed: list[TopicPartition]) -> None:
         for tp in committed:

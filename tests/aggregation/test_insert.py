@@ -1,0 +1,135 @@
+"""The sink's JSONEachRow insert on embedded ClickHouse: records land as the topic carries them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from aggregation.ddl import create_schema
+from aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch, problem
+from aggregation.sink import ClickHouseSink, insert_records
+from schemas.settings import Settings
+
+RECORD = {
+    "tenant": "cloudco",
+    "id": "evt-1",
+    "customer": "org-7",
+    "subject": "user-3",
+    "meter": "api_calls",
+    "time": "2026-10-12T10:11:12.345Z",
+    "period": "2026-10",
+    "quantity": "1234.000000000001",
+    "amount": "0.024680000000000020",
+    "cumulative": "99999999999999.5",
+    "currency": "USD",
+    "plan": "cloud-standard",
+    "line": "api_calls",
+    "dimensions": {"region": "eu-west-1"},
+    "source": "gw-1",
+    "src_partition": 3,
+    "src_offset": 123456789,
+}
+DEAD = {
+    "stage": "parse",
+    "field": "quantity",
+    "reason": "must be >= 0",
+    "topic": "usage-events",
+    "partition": 1,
+    "offset": 42,
+    "key": None,
+    "raw": '{"quantity": "-1"}',
+    "event_id": None,
+    "tenant": None,
+}
+
+
+@pytest.fixture
+def db(chdb_client) -> str:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, name)
+    return name
+
+
+def batch(table: str, *records: dict) -> RecordBatch:
+    b = RecordBatch(table, RATED_FIELDS if table == "rated_usage" else DEAD_LETTER_FIELDS)
+    b.values = [orjson.dumps(r) for r in records]
+    return b
+
+
+def test_a_rated_record_lands_with_every_value_exact(chdb_client, db: str) -> None:
+    insert_records(chdb_client, db, batch("rated_usage", RECORD), "tok-1")
+    row = chdb_client.query(
+        f"SELECT tenant, event_id, customer, subject, time, quantity, amount, cumulative, dimensions, src_offset "
+        f"FROM {db}.rated_usage FINAL"
+    ).result_rows
+    assert row == [
+        (
+            "cloudco",
+            "evt-1",
+            "org-7",
+            "user-3",
+            datetime(2026, 10, 12, 10, 11, 12, 345000, tzinfo=UTC).replace(tzinfo=None),
+            Decimal("1234.000000000001"),
+            Decimal("0.02468000000000002"),
+            Decimal("99999999999999.5"),
+            {"region": "eu-west-1"},
+            123456789,
+        )
+    ]
+
+
+def test_the_same_block_with_the_same_token_is_inserted_once(chdb_client, db: str) -> None:
+    second = dict(RECORD, id="evt-2")
+    for _ in range(3):
+        insert_records(chdb_client, db, batch("rated_usage", RECORD, second), "same-token")
+    assert chdb_client.command(f"SELECT count() FROM {db}.rated_usage") == 2  # raw rows, not FINAL
+
+
+def test_a_dead_letter_with_nulls_lands_with_empty_strings(chdb_client, db: str) -> None:
+    keyed = dict(DEAD, offset=43, key="cloudco/org-7", event_id="e9", tenant="cloudco")
+    insert_records(chdb_client, db, batch("dead_letters", DEAD, keyed), "tok-dl")
+    rows = chdb_client.query(f"SELECT offset, kafka_key, event_id, tenant, raw FROM {db}.dead_letters ORDER BY offset")
+    assert rows.result_rows == [
+        (42, "", "", "", '{"quantity": "-1"}'),
+        (43, "cloudco/org-7", "e9", "cloudco", '{"quantity": "-1"}'),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (orjson.dumps({k: v for k, v in RECORD.items() if k != "amount"}), "amount: required"),
+        (orjson.dumps(dict(RECORD, quantity="1,5")), "quantity: not a decimal"),
+        (orjson.dumps(dict(RECORD, time="yesterday")), "time: not an ISO 8601 timestamp"),
+        (orjson.dumps(dict(RECORD, src_offset=-1)), "src_offset: must be a non-negative integer"),
+    ],
+)
+def test_problem_names_what_clickhouse_would_refuse(value: bytes, why: str) -> None:
+    got = problem(batch("rated_usage"), value)
+    assert got is not None and got.startswith(why)
+
+
+def test_problem_accepts_valid_records() -> None:
+    assert problem(batch("rated_usage"), orjson.dumps(RECORD)) is None
+    assert problem(batch("dead_letters"), orjson.dumps(DEAD)) is None
+
+
+def test_the_sink_sets_a_bad_record_aside_and_inserts_the_rest(chdb_client, db: str, kafka_settings) -> None:
+    settings = Settings(**{**kafka_settings.model_dump(), "clickhouse_database": db, "topic_prefix": f"{db}."})
+    sink = ClickHouseSink(settings, chdb_client)
+    try:
+        good = [orjson.dumps(dict(RECORD, id=f"e{i}", src_offset=i)) for i in range(3)]
+        sink.rated.values = [good[0], b'{"tenant": "cloudco", "id": "broken"', good[1], good[2]]
+        sink.ranges[(sink.topics.rated, 0)] = [0, 3]
+        sink.flush()
+    finally:
+        sink.consumer.close()
+    ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
+    assert ids == [("e0",), ("e1",), ("e2",)]
+    assert not sink.state.degraded and sink.state.rows == 3

@@ -52,7 +52,8 @@ def rate_event(
     plan = catalog.plan_for(event.tenant, event.customer)
     if plan is None:
         raise RatingError("customer", f"no plan for customer {event.tenant}/{event.customer}")
-    period = period_of(event)
+    time = format_time(event.time)
+    period = time[:7]  # == period_of(event): the text is UTC
     key = cumulative_key(event.tenant, event.customer, event.meter, period)
     current = state.get(key)
     before = Decimal(current[0]) if current is not None else None
@@ -71,7 +72,7 @@ def rate_event(
         "customer": event.customer,
         "subject": event.subject or "",
         "meter": event.meter,
-        "time": format_time(event.time),
+        "time": time,
         "period": period,
         "quantity": format(event.quantity, "f"),
         "amount": format(amount, "f"),

@@ -135,6 +135,9 @@ def event_key(tenant: str, customer: str) -> bytes:
 
 
 def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds and a `Z`: the one text form of event times downstream."""
+    if value.tzinfo is UTC and value.year >= 1000:  # the parsed events' case: no conversion needed
+        return value.isoformat(timespec="milliseconds")[:23] + "Z"
     utc = value.astimezone(UTC)
     if utc.year >= 1000:  # isoformat pads years to 4 digits, strftime("%Y") does not: keep strftime's output
         return utc.isoformat(timespec="milliseconds")[:23] + "Z"

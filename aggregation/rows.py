@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from schemas.rated import DeadLetter, RatedUsage
+from schemas.rated import DeadLetter, RatedUsage, record_count
 
 RATED_FIELDS: tuple[str, ...] = tuple(RatedUsage.__annotations__)
 DEAD_LETTER_FIELDS: tuple[str, ...] = tuple(DeadLetter.__annotations__)
@@ -53,16 +53,24 @@ class RecordBatch:
     def __init__(self, table: str, fields: tuple[str, ...]) -> None:
         self.table = table
         self.fields = fields
+        self.packed = table == "rated_usage"  # a rated-usage message may pack several records, one per line
         self.values: list[bytes] = []
+        self.rows = 0
+
+    def add(self, value: bytes) -> None:
+        self.values.append(value)
+        self.rows += record_count(value) if self.packed else 1
 
     def __len__(self) -> int:
-        return len(self.values)
+        """Records held (not messages)."""
+        return self.rows
 
     def block(self) -> bytes:
         return b"\n".join(self.values)
 
     def clear(self) -> None:
         self.values = []
+        self.rows = 0
 
 
 def problem(batch: RecordBatch, value: bytes) -> str | None:

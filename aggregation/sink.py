@@ -119,7 +119,7 @@ class ClickHouseSink:
             return
         if not len(self.rated) and not len(self.dead):
             self.batch_started = time.monotonic()
-        (self.rated if msg.topic() == self.topics.rated else self.dead).values.append(msg.value())
+        (self.rated if msg.topic() == self.topics.rated else self.dead).add(msg.value())
         span = self.ranges.setdefault((msg.topic(), msg.partition()), [msg.offset(), msg.offset()])
         span[1] = msg.offset()
 
@@ -186,16 +186,19 @@ class ClickHouseSink:
         """After a refused insert: drop (log, count) the records ClickHouse cannot parse; True if any."""
         found = False
         for batch in (self.rated, self.dead):
-            keep = []
-            for value in batch.values:
-                why = problem(batch, value)
-                if why is None:
-                    keep.append(value)
-                else:
-                    found = True
-                    BAD_RECORDS.inc()
-                    log.error("cannot insert a %s record (%s); it stays in Kafka: %.300r", batch.table, why, value)
-            batch.values = keep
+            values = batch.values
+            batch.clear()
+            for value in values:
+                for line in value.split(b"\n") if batch.packed else [value]:
+                    if not line.strip():
+                        continue
+                    why = problem(batch, line)
+                    if why is None:
+                        batch.add(line)
+                    else:
+                        found = True
+                        BAD_RECORDS.inc()
+                        log.error("cannot insert a %s record (%s); it stays in Kafka: %.300r", batch.table, why, line)
         return found
 
     def _update_lag(self, committed: list[TopicPartition]) -> None:

@@ -24,8 +24,8 @@ METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics, a fresh chdb store and fresh co
    `--latency-seconds`. Side channel, nothing added to the schema or the pipeline:
    - the benchmark notes the wall clock of every `produce()` call and, from its delivery report,
      the event's input (partition, offset);
-   - a read-only consumer (its own group) follows `rated-usage` and maps every output's
-     (partition, offset) to the input position it carries (`src_partition`, `src_offset`);
+   - a read-only consumer (its own group) follows `rated-usage` and maps every output message's
+     (partition, offset) to the input positions its records carry (`src_partition`, `src_offset`);
    - every 20 ms the benchmark reads the sink group's committed offsets on `rated-usage`: an output
      at offset o of partition p is visible from the first poll where committed(p) > o.
    latency = visible time - produce time (both on this machine's clock). It includes the
@@ -66,6 +66,7 @@ from ingest.producer import DeliveryTracker, make_producer, produce_all  # noqa:
 from ingest.topics import Topics, ensure_topics  # noqa: E402
 from ingest.workload import Truth, WorkloadSpec, generate  # noqa: E402
 from rating.processor.runner import app_id  # noqa: E402
+from schemas.rated import unpack  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 
 
@@ -171,7 +172,7 @@ def latency_phase(run: Settings, rate: float, seconds: float, period: str, warmu
     topics = Topics.from_settings(run)
     sink_group = run.topic("meterstream-sink")
     produce_ts: dict[tuple[int, int], float] = {}  # input (partition, offset) -> produce wall clock
-    src_of: dict[tuple[int, int], tuple[int, int]] = {}  # output (p, o) -> input (p, o)
+    src_of: dict[tuple[int, int], list[tuple[int, int]]] = {}  # output (p, o) -> the inputs (p, o) it packs
     visible_at: list[tuple[float, dict[int, int]]] = []  # (wall clock, committed offsets of rated)
     stop = threading.Event()
 
@@ -193,8 +194,7 @@ def latency_phase(run: Settings, rate: float, seconds: float, period: str, warmu
             for m in c.consume(num_messages=5000, timeout=0.1):
                 if m.error():
                     continue
-                r = orjson.loads(m.value())
-                src_of[(m.partition(), m.offset())] = (r["src_partition"], r["src_offset"])
+                src_of[(m.partition(), m.offset())] = [(r["src_partition"], r["src_offset"]) for r in unpack(m.value())]
         c.close()
 
     def poll_committed() -> None:
@@ -266,8 +266,8 @@ def latency_phase(run: Settings, rate: float, seconds: float, period: str, warmu
     lat: list[float] = []
     missing = 0
     by_part: dict[int, list[tuple[int, tuple[int, int]]]] = {}
-    for (p, o), src in src_of.items():
-        by_part.setdefault(p, []).append((o, src))
+    for (p, o), srcs in src_of.items():
+        by_part.setdefault(p, []).extend((o, src) for src in srcs)
     for p, outs in by_part.items():
         outs.sort()
         i = 0

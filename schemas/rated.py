@@ -6,6 +6,12 @@ from typing import Any, TypedDict
 
 import orjson
 
+# A `rated-usage` message carries one or more RatedUsage records as JSON Lines (objects separated by
+# "\n"), all from the same input partition. Packing a processor batch's records into few messages cuts
+# the per-message cost of producing, storing and consuming them (see README, Performance); a message of
+# one record is valid too (the faust engine sends those). Read with `unpack`, write with `pack`.
+RATED_MESSAGE_MAX_BYTES = 256 * 1024  # well under Kafka's default 1 MB message limit
+
 
 class RatedUsage(TypedDict):
     """One deduplicated, rated event on the `rated-usage` topic (all money and quantities as strings).
@@ -49,3 +55,28 @@ class DeadLetter(TypedDict):
 
 def dumps(record: RatedUsage | DeadLetter | dict[str, Any]) -> bytes:
     return orjson.dumps(record)
+
+
+def pack(lines: list[bytes], max_bytes: int = RATED_MESSAGE_MAX_BYTES) -> list[bytes]:
+    """Encoded records (one JSON object each, no newline inside) into message values of at most
+    `max_bytes` (a record larger than that gets a message of its own), order kept."""
+    out: list[bytes] = []
+    start = size = 0
+    for i, line in enumerate(lines):
+        if size and size + len(line) + 1 > max_bytes:
+            out.append(b"\n".join(lines[start:i]))
+            start, size = i, 0
+        size += len(line) + 1
+    if start < len(lines):
+        out.append(b"\n".join(lines[start:]))
+    return out
+
+
+def unpack(value: bytes) -> list[RatedUsage]:
+    """The records of one `rated-usage` message."""
+    return [orjson.loads(line) for line in value.split(b"\n") if line.strip()]
+
+
+def record_count(value: bytes) -> int:
+    """How many records a `rated-usage` message holds, without decoding it."""
+    return value.count(b"\n") + 1

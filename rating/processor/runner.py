@@ -1,11 +1,12 @@
 """The native processor: confluent-kafka in and out, RocksDB state, the same pure `step.process`.
 
 Per batch: process every message against a write buffer, produce the outputs (idempotent, acks=all,
-to the input's partition number), flush, then commit state + next offset atomically per partition.
+to the input's partition number; rated records packed into few messages, `schemas.rated.pack`), flush,
+then commit state + next offset atomically per partition.
 A crash before the state commit replays the batch from the same state, so the outputs are repeated
 byte for byte and collapse in ClickHouse; nothing is skipped because the input position lives in the
-same atomic write as the state. Partitions are assigned statically (worker i of n takes p % n == i):
-a restarted worker resumes at once, with no group rebalance to wait for.
+same atomic write as the state. Partitions are assigned statically, as contiguous ranges like Kafka's
+range assignor (`worker_partitions`): a restarted worker resumes at once, with no group rebalance.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rating.catalog import Catalog, load_catalog
 from rating.processor import metrics
 from rating.processor.step import Kind, Position, process
 from rating.processor.store import DAY_MS, BatchState, PartitionStore
+from schemas.rated import pack
 from schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
@@ -51,6 +53,11 @@ def committed_counts(settings: Settings) -> Counter[str]:
     return total
 
 
+def worker_partitions(partitions: int, worker: int, workers: int) -> list[int]:
+    """Worker i of n takes the i-th of n contiguous, near-equal ranges of the partition numbers."""
+    return list(range(worker * partitions // workers, (worker + 1) * partitions // workers))
+
+
 class NativeProcessor:
     def __init__(self, settings: Settings, catalog: Catalog, worker: int = 0, workers: int = 1) -> None:
         self.settings = settings
@@ -71,12 +78,15 @@ class NativeProcessor:
                 "fetch.wait.max.ms": 50,
             }
         )
-        self.producer = make_producer(settings, **{"linger.ms": 5})
+        self.tracker = DeliveryTracker()  # told of failures only: no Python callback per delivered message
+        self.producer = make_producer(
+            settings, **{"linger.ms": 5, "delivery.report.only.error": True, "on_delivery": self.tracker}
+        )
 
     def assign(self) -> None:
         topic = self.topics.usage
         meta = self.consumer.list_topics(topic, timeout=30).topics[topic]
-        mine = sorted(p for p in meta.partitions if p % self.workers == self.worker)
+        mine = worker_partitions(len(meta.partitions), self.worker, self.workers)
         for p in mine:
             self.stores[p] = PartitionStore(self.base / f"p{p}")
         fresh = [p for p in mine if self.stores[p].next_offset() is None]
@@ -139,12 +149,14 @@ class NativeProcessor:
         buffers: dict[int, BatchState] = {}
         outcomes: dict[int, Counter[str]] = {}
         last: dict[int, int] = {}
-        tracker = DeliveryTracker()
-        rated_topic, dead_topic = self.topics.rated, self.topics.dead_letters
+        tracker = self.tracker
+        tracker.errors.clear()
+        usage_topic, rated_topic, dead_topic = self.topics.usage, self.topics.rated, self.topics.dead_letters
         t0 = time.perf_counter()
         catalog, window_ms, dumps = self.catalog, self.window_ms, orjson.dumps
         produce = self._produce
         kinds: Counter[Kind] = Counter()
+        rated_lines: dict[int, list[bytes]] = {}  # per input partition, packed into few messages (schemas.rated)
         for m in msgs:
             if m.error():
                 log.warning("consumer error: %s", m.error())
@@ -154,17 +166,21 @@ class NativeProcessor:
             if state is None:
                 state = buffers[p] = BatchState(self.stores[p])
                 outcomes[p] = Counter()
+                rated_lines[p] = []
             offset, key = m.offset(), m.key()
-            out = process(catalog, state, m.value(), Position(m.topic(), p, offset, key), now_ms, window_ms, False)
+            out = process(catalog, state, m.value(), Position(usage_topic, p, offset, key), now_ms, window_ms, False)
             if out.rated is not None:
-                produce(rated_topic, key, dumps(out.rated), p, tracker)
+                rated_lines[p].append(dumps(out.rated))
             elif out.dead_letter is not None:
                 dl = out.dead_letter
                 metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
-                produce(dead_topic, key, dumps(dl), p, tracker)
+                produce(dead_topic, key, dumps(dl), p)
             kinds[out.kind] += 1
             outcomes[p][out.kind.value] += 1
             last[p] = offset
+        for p, lines in rated_lines.items():
+            for value in pack(lines):
+                produce(rated_topic, None, value, p)
         for kind, count in kinds.items():  # per batch, not per message
             metrics.OUTCOMES.labels(kind.value).inc(count)
         while self.producer.flush(10):  # e.g. the broker is restarting: wait, the state is not committed yet
@@ -185,16 +201,16 @@ class NativeProcessor:
             _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topics.usage, p), cached=True)
             self.status.set_lag(p, max(high - offset - 1, 0))
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int, tracker: DeliveryTracker) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int) -> None:
         try:
-            self.producer.produce(topic, value=value, key=key, partition=partition, on_delivery=tracker)
+            self.producer.produce(topic, value, key, partition)
             return
         except BufferError:
             pass
         while True:
             self.producer.poll(0.05)
             try:
-                self.producer.produce(topic, value=value, key=key, partition=partition, on_delivery=tracker)
+                self.producer.produce(topic, value, key, partition)
                 return
             except BufferError:
                 pass

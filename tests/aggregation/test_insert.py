@@ -124,12 +124,16 @@ def test_the_sink_sets_a_bad_record_aside_and_inserts_the_rest(chdb_client, db: 
     settings = Settings(**{**kafka_settings.model_dump(), "clickhouse_database": db, "topic_prefix": f"{db}."})
     sink = ClickHouseSink(settings, chdb_client)
     try:
-        good = [orjson.dumps(dict(RECORD, id=f"e{i}", src_offset=i)) for i in range(3)]
-        sink.rated.values = [good[0], b'{"tenant": "cloudco", "id": "broken"', good[1], good[2]]
+        good = [orjson.dumps(dict(RECORD, id=f"e{i}", src_offset=i)) for i in range(5)]
+        broken = b'{"tenant": "cloudco", "id": "broken"'
+        # four messages, the third packing three records of which the middle one is cut off
+        for value in (good[0], broken, b"\n".join([good[1], broken, good[2]]), b"\n".join(good[3:])):
+            sink.rated.add(value)
+        assert len(sink.rated) == 7
         sink.ranges[(sink.topics.rated, 0)] = [0, 3]
         sink.flush()
     finally:
         sink.consumer.close()
     ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
-    assert ids == [("e0",), ("e1",), ("e2",)]
-    assert not sink.state.degraded and sink.state.rows == 3
+    assert ids == [("e0",), ("e1",), ("e2",), ("e3",), ("e4",)]
+    assert not sink.state.degraded and sink.state.rows == 5

@@ -32,3 +32,14 @@ def test_purge_forgets_only_ids_older_than_the_cutoff(tmp_path: Path) -> None:
     assert store.get(recent) is not None and store.get(reseen)["o"] == 4
     assert store.purge_before(36) == 0  # the index entries are gone too
     assert store.purge_before(41) == 2
+
+
+def test_workers_take_contiguous_ranges_that_cover_every_partition_once() -> None:
+    from rating.processor.runner import worker_partitions
+
+    assert [worker_partitions(4, i, 2) for i in range(2)] == [[0, 1], [2, 3]]
+    assert [worker_partitions(5, i, 3) for i in range(3)] == [[0], [1, 2], [3, 4]]
+    for partitions in range(1, 13):
+        for workers in range(1, partitions + 1):
+            got = [p for i in range(workers) for p in worker_partitions(partitions, i, workers)]
+            assert got == list(range(partitions))

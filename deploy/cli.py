@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("process", help="run the stream processor (dedup + rate) until stopped")
     p.add_argument("--worker", type=int, default=0, help="this worker's index (native engine)")
-    p.add_argument("--workers", type=int, default=1, help="workers sharing the partitions (p %% workers)")
+    p.add_argument("--workers", type=int, default=1, help="workers sharing the partitions (contiguous ranges)")
     p.set_defaults(func=_process)
 
     p = sub.add_parser("sink", help="run the ClickHouse sink until stopped")

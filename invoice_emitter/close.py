@@ -22,7 +22,7 @@ from clickhouse_connect.driver.client import Client
 
 from aggregation.usage_query import MeterUsage, UsageRecord, period_records, period_usage
 from invoice_emitter.adjustments import adjustment_lines
-from invoice_emitter.document import build_invoice, empty_invoice, with_lines
+from invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
 from invoice_emitter.ledger import (
     billed_lines,
     billed_quantities,
@@ -57,7 +57,9 @@ def compute_invoices(
     client: Client, db: str, catalog: Catalog, period: str, only: set[tuple[str, str]] | None = None
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
     """Each customer's invoice for `period` from the usage in ClickHouse now; plus unreconciled lines."""
-    usage = [u for u in period_usage(client, db, period) if only is None or (u.tenant, u.customer) in only]
+    usage = period_usage(client, db, period)
+    if only is not None:
+        usage = [u for u in usage if (u.tenant, u.customer) in only]
     groups: dict[tuple[str, str, str], list[MeterUsage]] = defaultdict(list)
     for u in usage:
         groups[(u.tenant, u.customer, u.plan)].append(u)
@@ -67,6 +69,7 @@ def compute_invoices(
         records[(r.tenant, r.customer)].append(r)
     docs: dict[tuple[str, str], dict[str, Any]] = {}
     unreconciled: list[str] = []
+    pricer = MeterPricer()  # each distinct (price, quantity) of this close is quoted once
     for (tenant, customer, plan_id), rows in sorted(groups.items()):
         plan = catalog.plans.get(plan_id)
         if plan is None:
@@ -78,13 +81,9 @@ def compute_invoices(
             extra, rerated, streamed = telecom_lines(plan, records[(tenant, customer)])
             if rerated != streamed:
                 unreconciled.append(f"{tenant}/{customer}/telecom")
-        doc = build_invoice(tenant, customer, period, plan, rows, extra)
+        doc, differ = invoice_and_differences(tenant, customer, period, plan, rows, extra, pricer)
         docs[(tenant, customer)] = doc
-        unreconciled += [
-            f"{tenant}/{customer}/{line['meter']}"
-            for line in doc["lines"]
-            if "streamed_amount" in line and Decimal(line["precise_amount"]) != Decimal(line["streamed_amount"])
-        ]
+        unreconciled += [f"{tenant}/{customer}/{meter}" for meter in differ]
     return docs, unreconciled
 
 

@@ -9,6 +9,10 @@ from typing import Any
 import orjson
 from clickhouse_connect.driver.client import Client
 
+INVOICE_COLUMNS = [
+    "tenant", "customer", "period", "invoice_id", "plan", "currency", "subtotal", "total", "line_count", "document",
+    "closed_at",
+]  # fmt: skip
 LINE_COLUMNS = [
     "tenant", "customer", "period", "line_no", "meter", "description", "quantity", "amount", "currency",
     "closed_at", "line_key", "applies_to", "kind",
@@ -64,27 +68,43 @@ def billed_quantities(client: Client, db: str, applies_to: str, before: str) -> 
     return {(t, c, m): q for t, c, m, q in rows}
 
 
-def store_invoices(client: Client, db: str, invoices: list[dict[str, Any]]) -> None:
-    """Insert documents and their lines; the tables replace rows of the same invoice and line number."""
+def store_invoices(client: Client, db: str, invoices: list[dict[str, Any]], chunk: int = 20_000) -> None:
+    """Insert documents and their lines; the tables replace rows of the same invoice and line number.
+
+    Column-oriented JSON (`JSONCompactColumns`): amounts and quantities go as the documents' own decimal
+    text, so ClickHouse parses them exactly and no Decimal is rebuilt here. `chunk` invoices per insert.
+    """
     if not invoices:
         return
     now = datetime.now(UTC)
-    client.insert(
-        f"{db}.invoices",
-        [
-            [d["tenant"], d["customer"], d["period"], d["invoice_id"], d["plan"], d["currency"],
-             Decimal(d["subtotal"]), Decimal(d["total"]), len(d["lines"]), orjson.dumps(d).decode(), now]
-            for d in invoices
-        ],
-        column_names=["tenant", "customer", "period", "invoice_id", "plan", "currency", "subtotal", "total",
-                      "line_count", "document", "closed_at"],
-    )  # fmt: skip
-    lines = [
-        [d["tenant"], d["customer"], d["period"], line["line_no"], line["meter"], line["description"],
-         Decimal(line["quantity"]), Decimal(line["amount"]), d["currency"], now,
-         line.get("line_key", line["meter"]), line.get("applies_to", d["period"]), line.get("kind", "usage")]
-        for d in invoices
-        for line in d["lines"]
-    ]  # fmt: skip
-    if lines:
-        client.insert(f"{db}.invoice_lines", lines, column_names=LINE_COLUMNS)
+    closed_at = f"{now:%Y-%m-%d %H:%M:%S}.{now.microsecond // 1000:03d}"  # DateTime64(3, 'UTC') text
+    for start in range(0, len(invoices), chunk):
+        docs = invoices[start : start + chunk]
+        client.raw_insert(
+            f"{db}.invoices",
+            column_names=INVOICE_COLUMNS,
+            insert_block=orjson.dumps([
+                [d["tenant"] for d in docs], [d["customer"] for d in docs], [d["period"] for d in docs],
+                [d["invoice_id"] for d in docs], [d["plan"] for d in docs], [d["currency"] for d in docs],
+                [d["subtotal"] for d in docs], [d["total"] for d in docs], [len(d["lines"]) for d in docs],
+                [orjson.dumps(d).decode() for d in docs], [closed_at] * len(docs),
+            ]),
+            fmt="JSONCompactColumns",
+        )  # fmt: skip
+        lines = [(d, line) for d in docs for line in d["lines"]]
+        if lines:
+            client.raw_insert(
+                f"{db}.invoice_lines",
+                column_names=LINE_COLUMNS,
+                insert_block=orjson.dumps([
+                    [d["tenant"] for d, _ in lines], [d["customer"] for d, _ in lines],
+                    [d["period"] for d, _ in lines], [line["line_no"] for _, line in lines],
+                    [line["meter"] for _, line in lines], [line["description"] for _, line in lines],
+                    [line["quantity"] for _, line in lines], [line["amount"] for _, line in lines],
+                    [d["currency"] for d, _ in lines], [closed_at] * len(lines),
+                    [line.get("line_key", line["meter"]) for _, line in lines],
+                    [line.get("applies_to", d["period"]) for d, line in lines],
+                    [line.get("kind", "usage") for _, line in lines],
+                ]),
+                fmt="JSONCompactColumns",
+            )  # fmt: skip

@@ -1,0 +1,66 @@
+"""The invoice ledger on embedded ClickHouse: documents and lines stored exactly as the documents say."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from aggregation.ddl import create_schema
+from invoice_emitter.document import empty_invoice, with_lines
+from invoice_emitter.ledger import store_invoices, stored_invoices
+
+
+@pytest.fixture
+def db(chdb_client) -> str:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, name)
+    return name
+
+
+def docs() -> list[dict]:
+    usage = {"meter": "api_calls", "description": 'api "calls"\t×\n\\ ünïcode', "quantity": "1250.750000000001",
+             "events": 2, "precise_amount": "0.123456789", "amount": "0.12"}  # fmt: skip
+    late = {"kind": "adjustment", "applies_to": "2026-09", "meter": "sms", "line_key": "sms/EU/peak",
+            "description": "late usage for 2026-09: sms", "quantity": "-3", "amount": "-27.50"}  # fmt: skip
+    return [  # in the order of the table's key (tenant, customer): "/" sorts before "1"
+        with_lines(empty_invoice("t1", "c/2", "2026-10", "basic", "USD"), [usage]),
+        with_lines(empty_invoice("t1", "c1", "2026-10", "basic", "USD"), [usage, late]),
+        empty_invoice("t2", "x", "2026-10", "bulk", "EUR"),
+    ]
+
+
+@pytest.mark.parametrize("chunk", [1, 20_000])
+def test_documents_and_lines_are_stored_as_written(chdb_client, db: str, chunk: int) -> None:
+    store_invoices(chdb_client, db, docs(), chunk=chunk)
+    assert stored_invoices(chdb_client, db, "2026-10") == docs()
+    invoices = chdb_client.query(
+        f"SELECT tenant, customer, invoice_id, subtotal, total, line_count FROM {db}.invoices FINAL ORDER BY 1, 2"
+    ).result_rows
+    assert invoices == [
+        ("t1", "c/2", docs()[0]["invoice_id"], Decimal("0.12"), Decimal("0.12"), 1),
+        ("t1", "c1", docs()[1]["invoice_id"], Decimal("-27.38"), Decimal("-27.38"), 2),
+        ("t2", "x", docs()[2]["invoice_id"], Decimal(0), Decimal(0), 0),
+    ]
+    lines = chdb_client.query(
+        f"""SELECT customer, line_no, meter, description, quantity, amount, currency, line_key, applies_to, kind
+            FROM {db}.invoice_lines FINAL ORDER BY customer, line_no"""
+    ).result_rows
+    assert lines == [
+        ("c/2", 1, "api_calls", 'api "calls"\t×\n\\ ünïcode', Decimal("1250.750000000001"), Decimal("0.12"), "USD",
+         "api_calls", "2026-10", "usage"),
+        ("c1", 1, "api_calls", 'api "calls"\t×\n\\ ünïcode', Decimal("1250.750000000001"), Decimal("0.12"), "USD",
+         "api_calls", "2026-10", "usage"),
+        ("c1", 2, "sms", "late usage for 2026-09: sms", Decimal(-3), Decimal("-27.50"), "USD", "sms/EU/peak",
+         "2026-09", "adjustment"),
+    ]  # fmt: skip
+    closed_at = chdb_client.query(f"SELECT DISTINCT closed_at FROM {db}.invoice_lines").result_rows
+    assert len(closed_at) == 1  # one close, one time
+
+
+def test_storing_again_replaces_rows(chdb_client, db: str) -> None:
+    store_invoices(chdb_client, db, docs())
+    store_invoices(chdb_client, db, docs())
+    assert chdb_client.query(f"SELECT count() FROM {db}.invoice_lines FINAL").result_rows == [(3,)]
+    assert stored_invoices(chdb_client, db, "2026-10") == docs()

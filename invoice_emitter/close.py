@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -143,12 +144,7 @@ def close_period(
         result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled)
         store_invoices(client, db, result.invoices)
         mark_closed(client, db, period)
-    folder = out_dir / period
-    total = len(result.invoices)
-    for n, doc in enumerate(result.invoices, 1):
-        result.files.append(_write_atomic(folder / doc["tenant"] / f"{doc['customer']}.json", doc))
-        if progress and (n % 1000 == 0 or n == total):
-            print(f"\r[close] {period}: {n}/{total} invoices", end="" if n < total else "\n", file=sys.stderr)
+    result.files = write_documents(out_dir / period, result.invoices, progress=progress)
     if producer is not None and topic:
         for doc in result.invoices:
             producer.produce(topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc))
@@ -158,9 +154,67 @@ def close_period(
     return result
 
 
-def _write_atomic(path: Path, doc: dict[str, Any]) -> Path:
+def write_documents(folder: Path, docs: list[dict[str, Any]], progress: bool = False) -> list[Path]:
+    """Write each document to `folder/<tenant>/<customer>.json`; returns the paths, in the order of `docs`.
+
+    A tenant folder that does not exist yet is filled under a hidden name (`.partial-<tenant>`) and then
+    renamed into place, so it appears complete or not at all and no file needs its own rename. Files in
+    a folder that exists already are replaced one by one, atomically (temporary file, then rename).
+    """
+    by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for doc in docs:
+        by_tenant[doc["tenant"]].append(doc)
+    total, done = len(docs), 0
+    paths: dict[tuple[str, str], Path] = {}
+    for tenant, tenant_docs in by_tenant.items():
+        target = folder / tenant
+        fresh = not target.exists()
+        where = folder / f".partial-{tenant}" if fresh else target
+        if fresh and where.exists():
+            shutil.rmtree(where)  # left by an interrupted close
+        where.mkdir(parents=True, exist_ok=True)
+        base = os.fspath(where)
+        for doc in tenant_docs:
+            customer = doc["customer"]
+            data = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+            if fresh and "/" not in customer:
+                _write_new(f"{base}/{customer}.json", data)
+            else:
+                _write_atomic(where / f"{customer}.json", data)
+            paths[(tenant, customer)] = target / f"{customer}.json"
+            done += 1
+            if progress and (done % 1000 == 0 or done == total):
+                end = "" if done < total else "\n"
+                print(f"\r[close] {folder.name}: {done}/{total} invoices", end=end, file=sys.stderr)
+        if fresh:
+            try:
+                os.rename(where, target)
+            except OSError:  # the folder appeared meanwhile: move the files in one by one
+                _merge_into(where, target)
+    return [paths[(doc["tenant"], doc["customer"])] for doc in docs]
+
+
+def _write_new(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
+
+
+def _merge_into(source: Path, target: Path) -> None:
+    for path in list(source.rglob("*.json")):
+        dest = target / path.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+    shutil.rmtree(source)

@@ -14,7 +14,7 @@ from typing import Any
 from rating.catalog import Catalog, Plan
 from rating.engine import delta
 from rating.telecom import NoRate, rate_cdr
-from schemas.event import UsageEvent, format_time
+from schemas.event import UsageEvent
 from schemas.rated import RatedUsage
 
 CUMULATIVE_PREFIX = "c|"
@@ -52,7 +52,7 @@ def rate_event(
     plan = catalog.plan_for(event.tenant, event.customer)
     if plan is None:
         raise RatingError("customer", f"no plan for customer {event.tenant}/{event.customer}")
-    time = format_time(event.time)
+    time = event.time_text
     period = time[:7]  # == period_of(event): the text is UTC
     key = cumulative_key(event.tenant, event.customer, event.meter, period)
     current = state.get(key)

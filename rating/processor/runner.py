@@ -147,7 +147,8 @@ class NativeProcessor:
     def process_batch(self, msgs: list) -> None:
         now_ms = int(time.time() * 1000)
         buffers: dict[int, BatchState] = {}
-        outcomes: dict[int, Counter[str]] = {}
+        kinds: dict[int, list[Kind]] = {}  # per input partition, one per message (counted once, at the end)
+        rated_lines: dict[int, list[bytes]] = {}  # per input partition, packed into few messages (schemas.rated)
         last: dict[int, int] = {}
         tracker = self.tracker
         tracker.errors.clear()
@@ -155,34 +156,36 @@ class NativeProcessor:
         t0 = time.perf_counter()
         catalog, window_ms, dumps = self.catalog, self.window_ms, orjson.dumps
         produce = self._produce
-        kinds: Counter[Kind] = Counter()
-        rated_lines: dict[int, list[bytes]] = {}  # per input partition, packed into few messages (schemas.rated)
+        current = -1
         for m in msgs:
             if m.error():
                 log.warning("consumer error: %s", m.error())
                 continue
             p = m.partition()
-            state = buffers.get(p)
-            if state is None:
-                state = buffers[p] = BatchState(self.stores[p])
-                outcomes[p] = Counter()
-                rated_lines[p] = []
+            if p != current:
+                current = p
+                state = buffers.get(p)
+                if state is None:
+                    state = buffers[p] = BatchState(self.stores[p])
+                    kinds[p], rated_lines[p] = [], []
+                add_kind, add_line = kinds[p].append, rated_lines[p].append
             offset, key = m.offset(), m.key()
             out = process(catalog, state, m.value(), Position(usage_topic, p, offset, key), now_ms, window_ms, False)
             if out.rated is not None:
-                rated_lines[p].append(dumps(out.rated))
+                add_line(dumps(out.rated))
             elif out.dead_letter is not None:
                 dl = out.dead_letter
                 metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
                 produce(dead_topic, key, dumps(dl), p)
-            kinds[out.kind] += 1
-            outcomes[p][out.kind.value] += 1
+            add_kind(out.kind)
             last[p] = offset
         for p, lines in rated_lines.items():
             for value in pack(lines):
                 produce(rated_topic, None, value, p)
-        for kind, count in kinds.items():  # per batch, not per message
-            metrics.OUTCOMES.labels(kind.value).inc(count)
+        outcomes = {p: Counter({k.value: n for k in Kind if (n := ks.count(k))}) for p, ks in kinds.items()}
+        for kind in Kind:  # per batch, not per message
+            if count := sum(c[kind.value] for c in outcomes.values()):
+                metrics.OUTCOMES.labels(kind.value).inc(count)
         while self.producer.flush(10):  # e.g. the broker is restarting: wait, the state is not committed yet
             log.warning("waiting for Kafka to acknowledge this batch's outputs")
         if tracker.errors:

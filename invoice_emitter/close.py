@@ -8,11 +8,14 @@ atomically, tables are keyed by (tenant, customer, period), and topic consumers 
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -126,6 +129,37 @@ def close_period(
     """Close `period` (YYYY-MM): compute, store and write every invoice; a closed period is re-issued."""
     if not PERIOD_RE.match(period):
         raise ValueError(f"period: must be YYYY-MM, got {period!r}")
+    with _gc_paused():
+        return _close(client, db, catalog, period, out_dir, producer, topic, progress)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a close: it builds millions of long-lived, acyclic objects (the
+    documents), and every full collection would walk all of them again (15-25% of a large close).
+    Reference counting still frees everything the close drops; cycles wait until the close returns. The
+    one young-generation pass over what the close allocated (which the first allocation after it would
+    trigger anyway) runs here, so its cost stays in the close."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+            gc.collect(0)
+
+
+def _close(
+    client: Client,
+    db: str,
+    catalog: Catalog,
+    period: str,
+    out_dir: Path,
+    producer: Any,
+    topic: str | None,
+    progress: bool,
+) -> CloseResult:
     closed = closed_periods(client, db)
     if period in closed:
         result = CloseResult(period, stored_invoices(client, db, period), reissued=True)

@@ -64,7 +64,8 @@ def insert_records(client: Client, db: str, batch: RecordBatch, token: str) -> N
         f"{db}.{batch.table}",
         batch.fields,
         batch.block(),
-        settings={"insert_deduplication_token": token},
+        # parallel parsing pays off for blocks of many MB only; on a small block its threads cost CPU
+        settings={"insert_deduplication_token": token, "input_format_parallel_parsing": 0},
         fmt="JSONEachRow",
     )
 

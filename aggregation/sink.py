@@ -101,7 +101,7 @@ class ClickHouseSink:
         self.consumer.subscribe([self.topics.rated, self.topics.dead_letters], on_revoke=self._on_revoke)
         try:
             while not stop.is_set():
-                for msg in self.consumer.consume(num_messages=10_000, timeout=0.2):
+                for msg in self.consumer.consume(num_messages=10_000, timeout=0.1):  # 10,000 or the timeout
                     self._add(msg)
                 pending = len(self.rated) + len(self.dead)
                 if pending and (

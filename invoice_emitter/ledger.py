@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -72,7 +73,9 @@ def store_invoices(client: Client, db: str, invoices: list[dict[str, Any]], chun
     """Insert documents and their lines; the tables replace rows of the same invoice and line number.
 
     Column-oriented JSON (`JSONCompactColumns`): amounts and quantities go as the documents' own decimal
-    text, so ClickHouse parses them exactly and no Decimal is rebuilt here. `chunk` invoices per insert.
+    text, so ClickHouse parses them exactly and no Decimal is rebuilt here; each document goes as a JSON
+    object that ClickHouse keeps as its text (`input_format_json_read_objects_as_strings`), which is
+    exactly `orjson.dumps(document)`, with no second encoding. `chunk` invoices per insert.
     """
     if not invoices:
         return
@@ -87,24 +90,42 @@ def store_invoices(client: Client, db: str, invoices: list[dict[str, Any]], chun
                 [d["tenant"] for d in docs], [d["customer"] for d in docs], [d["period"] for d in docs],
                 [d["invoice_id"] for d in docs], [d["plan"] for d in docs], [d["currency"] for d in docs],
                 [d["subtotal"] for d in docs], [d["total"] for d in docs], [len(d["lines"]) for d in docs],
-                [orjson.dumps(d).decode() for d in docs], [closed_at] * len(docs),
+                docs, [closed_at] * len(docs),
             ]),
+            settings={"input_format_json_read_objects_as_strings": 1},
             fmt="JSONCompactColumns",
         )  # fmt: skip
-        lines = [(d, line) for d in docs for line in d["lines"]]
-        if lines:
+        columns = _line_columns(docs, closed_at)
+        if columns[0]:
             client.raw_insert(
                 f"{db}.invoice_lines",
                 column_names=LINE_COLUMNS,
-                insert_block=orjson.dumps([
-                    [d["tenant"] for d, _ in lines], [d["customer"] for d, _ in lines],
-                    [d["period"] for d, _ in lines], [line["line_no"] for _, line in lines],
-                    [line["meter"] for _, line in lines], [line["description"] for _, line in lines],
-                    [line["quantity"] for _, line in lines], [line["amount"] for _, line in lines],
-                    [d["currency"] for d, _ in lines], [closed_at] * len(lines),
-                    [line.get("line_key", line["meter"]) for _, line in lines],
-                    [line.get("applies_to", d["period"]) for d, line in lines],
-                    [line.get("kind", "usage") for _, line in lines],
-                ]),
+                insert_block=orjson.dumps(columns),
                 fmt="JSONCompactColumns",
-            )  # fmt: skip
+            )
+
+
+def _line_columns(docs: list[dict[str, Any]], closed_at: str) -> list[list[Any]]:
+    """The `LINE_COLUMNS` of every line of `docs`, column by column (a document's fields repeated per line)."""
+    lines: list[dict[str, Any]] = []
+    tenant: list[str] = []
+    customer: list[str] = []
+    period: list[str] = []
+    currency: list[str] = []
+    for d in docs:
+        n = len(d["lines"])
+        if n:
+            lines += d["lines"]
+            tenant += [d["tenant"]] * n
+            customer += [d["customer"]] * n
+            period += [d["period"]] * n
+            currency += [d["currency"]] * n
+    meter = list(map(itemgetter("meter"), lines))
+    return [
+        tenant, customer, period, list(map(itemgetter("line_no"), lines)), meter,
+        list(map(itemgetter("description"), lines)), list(map(itemgetter("quantity"), lines)),
+        list(map(itemgetter("amount"), lines)), currency, [closed_at] * len(lines),
+        [line.get("line_key", m) for line, m in zip(lines, meter, strict=True)],
+        [line.get("applies_to", p) for line, p in zip(lines, period, strict=True)],
+        [line.get("kind", "usage") for line in lines],
+    ]  # fmt: skip

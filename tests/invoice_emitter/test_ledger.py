@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from aggregation.ddl import create_schema
@@ -55,6 +56,8 @@ def test_documents_and_lines_are_stored_as_written(chdb_client, db: str, chunk: 
         ("c1", 2, "sms", "late usage for 2026-09: sms", Decimal(-3), Decimal("-27.50"), "USD", "sms/EU/peak",
          "2026-09", "adjustment"),
     ]  # fmt: skip
+    stored = chdb_client.query(f"SELECT document FROM {db}.invoices FINAL ORDER BY tenant, customer").result_rows
+    assert [r[0] for r in stored] == [orjson.dumps(d).decode() for d in docs()]  # the compact JSON text, exactly
     closed_at = chdb_client.query(f"SELECT DISTINCT closed_at FROM {db}.invoice_lines").result_rows
     assert len(closed_at) == 1  # one close, one time
 

@@ -33,14 +33,14 @@ class PricedMeter:
 
     __slots__ = ("amount", "amount_text", "breakdown", "precise", "precise_text", "quantity_text")
 
-    def __init__(self, price: Any, quantity: Decimal) -> None:
+    def __init__(self, price: Any, quantity: Decimal, texts: dict[Decimal, str] | None = None) -> None:
         q = quote(price, quantity)
         self.precise: Decimal = q.precise_total
         self.amount: Decimal = q.total  # rounded once to the currency's minor unit
         self.quantity_text = decimal_text(quantity)
         self.precise_text = decimal_text(q.precise_total)
         self.amount_text = format(q.total, "f")
-        self.breakdown = [_quote_line(line) for line in q.lines]
+        self.breakdown = [_quote_line(line, {} if texts is None else texts) for line in q.lines]
 
 
 class MeterPricer:
@@ -52,22 +52,44 @@ class MeterPricer:
     `limit` distinct pairs are kept; beyond that, new pairs are quoted every time.
     """
 
-    __slots__ = ("_cache", "_limit", "_prices")
+    __slots__ = ("_kept", "_limit", "_plans", "_prices", "_texts")
 
     def __init__(self, limit: int = 250_000) -> None:
-        self._cache: dict[tuple[int, str], PricedMeter] = {}
-        self._prices: dict[int, Any] = {}  # keeps every keyed price alive, so its id() is not reused
+        # id(price) -> (price, quantity text -> line); holding the price keeps its id() from being reused
+        self._prices: dict[int, tuple[Any, dict[str, PricedMeter]]] = {}
+        self._plans: dict[int, tuple[Plan, list[tuple[str, str, Any, dict[str, PricedMeter]]]]] = {}
+        self._texts: dict[Decimal, str] = {}  # plain text of the prices' constants (tier bounds, unit amounts)
+        self._kept = 0
         self._limit = limit
 
     def __call__(self, price: Any, quantity: Decimal) -> PricedMeter:
-        key = (id(price), str(quantity))
-        priced = self._cache.get(key)
+        return self.line(self._cache(price), price, quantity)
+
+    def line(self, cache: dict[str, PricedMeter], price: Any, quantity: Decimal) -> PricedMeter:
+        """The line of `quantity` under `price`, whose cache (`_cache(price)`) is `cache`."""
+        key = str(quantity)
+        priced = cache.get(key)
         if priced is None:
-            priced = PricedMeter(price, quantity)
-            if len(self._cache) < self._limit:
-                self._prices[key[0]] = price
-                self._cache[key] = priced
+            priced = PricedMeter(price, quantity, self._texts)
+            if self._kept < self._limit:
+                self._kept += 1
+                cache[key] = priced
         return priced
+
+    def meters(self, plan: Plan) -> list[tuple[str, str, Any, dict[str, PricedMeter]]]:
+        """The plan's priced meters in line order: (meter, line description, price, the price's cache)."""
+        entry = self._plans.get(id(plan))
+        if entry is None:
+            prices = plan.prices
+            meters = [(m, m.replace("_", " "), prices[m], self._cache(prices[m])) for m in sorted(prices)]
+            entry = self._plans[id(plan)] = (plan, meters)
+        return entry[1]
+
+    def _cache(self, price: Any) -> dict[str, PricedMeter]:
+        entry = self._prices.get(id(price))
+        if entry is None:
+            entry = self._prices[id(price)] = (price, {})
+        return entry[1]
 
 
 def build_invoice(
@@ -97,36 +119,41 @@ def invoice_and_differences(
     pricer: MeterPricer | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """`build_invoice`, plus the meters whose line's `precise_amount` differs from its `streamed_amount`."""
-    price_of = pricer or MeterPricer(limit=0)
+    pricer = pricer or MeterPricer(limit=0)
     telecom = plan.telecom_meters
     by_meter = {u.meter: u for u in usage if u.meter not in telecom}
-    prices = plan.prices
+    if not by_meter.keys() <= plan.prices.keys():
+        meter = min(by_meter.keys() - plan.prices.keys())
+        raise ValueError(f"plan {plan.id!r} does not price meter {meter!r} of {tenant}/{customer}")
     lines: list[dict[str, Any]] = []
     differ: list[str] = []
     subtotal = _ZERO
     for line in extra_lines or ():  # lines priced elsewhere (telecom re-rating)
         lines.append({"line_no": len(lines) + 1, **{k: v for k, v in line.items() if k != "line_no"}})
         subtotal += Decimal(line["amount"])
-    for meter in sorted(prices.keys() | by_meter.keys()):
+    line_of = pricer.line
+    for meter, description, price, cache in pricer.meters(plan):
         u = by_meter.get(meter)
-        if meter not in prices:
-            raise ValueError(f"plan {plan.id!r} does not price meter {meter!r} of {tenant}/{customer}")
-        p = price_of(prices[meter], u.quantity if u else _ZERO)
-        if u is None and p.amount == 0:
-            continue
-        streamed = u.streamed_amount if u else _ZERO
+        if u is None:
+            p = line_of(cache, price, _ZERO)
+            if p.amount == 0:
+                continue
+            events, streamed = 0, _ZERO
+            streamed_text = "0"
+        else:
+            p = line_of(cache, price, u.quantity)
+            events, streamed = u.events, u.streamed_amount
+            # the same value has the same text, except for the sign of a zero
+            streamed_text = p.precise_text if streamed == p.precise and streamed else decimal_text(streamed)
         if p.precise != streamed:
             differ.append(meter)
-            streamed_text = decimal_text(streamed) if u else "0"
-        else:  # the same value has the same text, except for the sign of a zero
-            streamed_text = p.precise_text if streamed else decimal_text(streamed) if u else "0"
         lines.append(
             {
                 "line_no": len(lines) + 1,
                 "meter": meter,
-                "description": meter.replace("_", " "),
+                "description": description,
                 "quantity": p.quantity_text,
-                "events": u.events if u else 0,
+                "events": events,
                 "precise_amount": p.precise_text,
                 "amount": p.amount_text,
                 "streamed_amount": streamed_text,
@@ -135,10 +162,20 @@ def invoice_and_differences(
         )
         subtotal += p.amount
     total = format(round_money(subtotal, plan.currency), "f")
-    doc = empty_invoice(tenant, customer, period, plan.id, plan.currency)
-    doc["lines"] = lines
-    doc["subtotal"] = doc["total"] = total
-    return doc, differ
+    return {
+        "document_version": DOCUMENT_VERSION,
+        "invoice_id": invoice_id(tenant, customer, period),
+        "status": "final",
+        "tenant": tenant,
+        "customer": customer,
+        "period": period,
+        "plan": plan.id,
+        "currency": plan.currency,
+        "lines": lines,
+        "subtotal": total,
+        "tax": "0",
+        "total": total,
+    }, differ
 
 
 def empty_invoice(tenant: str, customer: str, period: str, plan: str, currency: str) -> dict[str, Any]:
@@ -168,19 +205,33 @@ def with_lines(doc: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, An
     return {**doc, "lines": all_lines, "subtotal": format(subtotal, "f"), "total": format(subtotal, "f")}
 
 
-def _quote_line(line: QuoteLine) -> dict[str, Any]:
-    """A breakdown entry: the quote line's set fields in a fixed order, decimals as plain text."""
+def _quote_line(line: QuoteLine, texts: dict[Decimal, str]) -> dict[str, Any]:
+    """A breakdown entry: the quote line's set fields in a fixed order, decimals as plain text.
+
+    `texts` remembers the text of the price's constants (tier bounds, unit amounts); a zero is not
+    remembered, since 0 and -0 are equal keys with different texts.
+    """
     out: dict[str, Any] = {"description": line.description, "kind": line.kind}
     if line.tier is not None:
         out["tier"] = line.tier
-    if line.from_quantity is not None:
-        out["from_quantity"] = decimal_text(line.from_quantity)
-    if line.up_to is not None:
-        out["up_to"] = decimal_text(line.up_to)
+    for name, value in (("from_quantity", line.from_quantity), ("up_to", line.up_to)):
+        if value is not None:
+            text = texts.get(value)
+            if text is None:
+                text = decimal_text(value)
+                if value:
+                    texts[value] = text
+            out[name] = text
     if line.quantity is not None:
         out["quantity"] = decimal_text(line.quantity)
-    if line.unit_amount is not None:
-        out["unit_amount"] = decimal_text(line.unit_amount)
+    unit = line.unit_amount
+    if unit is not None:
+        text = texts.get(unit)
+        if text is None:
+            text = decimal_text(unit)
+            if unit:
+                texts[unit] = text
+        out["unit_amount"] = text
     if line.amount is not None:
         out["amount"] = decimal_text(line.amount)
     return out

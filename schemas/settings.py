@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     sink_fault_file: Path | None = Field(
         None, description="Fault injection: while this file exists, the sink's ClickHouse inserts fail."
     )
-    sink_batch_seconds: float = Field(0.5, gt=0, description="...or after this many seconds (bounds latency).")
+    sink_batch_seconds: float = Field(0.3, gt=0, description="...or after this many seconds (bounds latency).")
 
     @property
     def bootstrap(self) -> str:

@@ -21,6 +21,7 @@ from rocksdict import Options, Rdict, WriteBatch
 
 from ingest.dedup import DEDUP_PREFIX
 
+_MISSING = object()
 _OFFSET_KEY = b"\x00offset"
 _COUNTS_KEY = b"\x00counts"
 _INDEX = b"t|"
@@ -87,6 +88,7 @@ class BatchState(MutableMapping[str, Any]):
     def __init__(self, store: PartitionStore) -> None:
         self.store = store
         self.pending: dict[str, Any] = {}
+        self._db_get = store.db.get  # the hot path: one lookup in pending, else one in RocksDB
 
     def __getitem__(self, key: str) -> Any:
         value = self.get(key)
@@ -95,10 +97,11 @@ class BatchState(MutableMapping[str, Any]):
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        if key in self.pending:
-            return self.pending[key]
-        value = self.store.get(key)
-        return default if value is None else value
+        value = self.pending.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        raw = self._db_get(key.encode())
+        return default if raw is None else orjson.loads(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.pending[key] = value

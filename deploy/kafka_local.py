@@ -109,6 +109,9 @@ def _java_cmd(libs: Path, main: str, *args: str, heap: str = "256m") -> list[str
         "java",
         f"-Xmx{heap}",
         "-XX:+UseG1GC",
+        # C1 only: on a 2-core machine the C2 compiler's warm-up cost the broker more CPU than its faster
+        # code saved (broker CPU while draining 200k events: 8.5-12 s with C2, 4-6 s without; bench/e2e.py)
+        "-XX:TieredStopAtLevel=1",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={_HERE / 'log4j2.properties'}",
         "-cp",

@@ -9,12 +9,9 @@ atomically, tables are keyed by (tenant, customer, period), and topic consumers 
 from __future__ import annotations
 
 import gc
-import os
 import re
-import shutil
-import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +24,7 @@ from clickhouse_connect.driver.client import Client
 from aggregation.usage_query import MeterUsage, UsageRecord, period_records, period_usage
 from invoice_emitter.adjustments import adjustment_lines
 from invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
+from invoice_emitter.files import DocumentFiles
 from invoice_emitter.ledger import (
     billed_lines,
     billed_quantities,
@@ -58,9 +56,17 @@ class CloseResult:
 
 
 def compute_invoices(
-    client: Client, db: str, catalog: Catalog, period: str, only: set[tuple[str, str]] | None = None
+    client: Client,
+    db: str,
+    catalog: Catalog,
+    period: str,
+    only: set[tuple[str, str]] | None = None,
+    finish: Callable[[tuple[str, str], dict[str, Any]], dict[str, Any]] | None = None,
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
-    """Each customer's invoice for `period` from the usage in ClickHouse now; plus unreconciled lines."""
+    """Each customer's invoice for `period` from the usage in ClickHouse now; plus unreconciled lines.
+
+    `finish(key, document)`, if given, gets each document as it is built and returns the one to keep.
+    """
     usage = period_usage(client, db, period)
     if only is not None:
         usage = [u for u in usage if (u.tenant, u.customer) in only]
@@ -86,7 +92,7 @@ def compute_invoices(
             if rerated != streamed:
                 unreconciled.append(f"{tenant}/{customer}/telecom")
         doc, differ = invoice_and_differences(tenant, customer, period, plan, rows, extra, pricer)
-        docs[(tenant, customer)] = doc
+        docs[(tenant, customer)] = doc if finish is None else finish((tenant, customer), doc)
         unreconciled += [f"{tenant}/{customer}/{meter}" for meter in differ]
     return docs, unreconciled
 
@@ -161,24 +167,43 @@ def _close(
     progress: bool,
 ) -> CloseResult:
     closed = closed_periods(client, db)
-    if period in closed:
-        result = CloseResult(period, stored_invoices(client, db, period), reissued=True)
-    else:
-        docs, unreconciled = compute_invoices(client, db, catalog, period)
-        for earlier in (p for p in closed if p < period):
-            for (tenant, customer), (plan, currency, lines) in late_adjustments(
-                client, db, catalog, earlier, period
-            ).items():
-                doc = docs.get((tenant, customer)) or empty_invoice(tenant, customer, period, plan, currency)
-                if doc["currency"] != currency:
-                    raise ValueError(
-                        f"{tenant}/{customer}: late {earlier} usage in {currency}, invoice in {doc['currency']}"
-                    )
-                docs[(tenant, customer)] = with_lines(doc, lines)
-        result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled)
-        store_invoices(client, db, result.invoices)
-        mark_closed(client, db, period)
-    result.files = write_documents(out_dir / period, result.invoices, progress=progress)
+    files = DocumentFiles(out_dir / period, progress)
+    try:
+        if period in closed:
+            result = CloseResult(period, stored_invoices(client, db, period), reissued=True)
+            for doc in result.invoices:
+                files.add(doc)
+        else:
+            # late usage of closed periods first, so that each document is final when built: its file
+            # is written while the close goes on
+            late: dict[tuple[str, str], list[tuple[str, str, str, list[dict[str, Any]]]]] = defaultdict(list)
+            for earlier in (p for p in closed if p < period):
+                for key, (plan, currency, lines) in late_adjustments(client, db, catalog, earlier, period).items():
+                    late[key].append((earlier, plan, currency, lines))
+
+            def finish(key: tuple[str, str], doc: dict[str, Any]) -> dict[str, Any]:
+                for earlier, _, currency, lines in late.pop(key, ()):
+                    if doc["currency"] != currency:
+                        raise ValueError(
+                            f"{key[0]}/{key[1]}: late {earlier} usage in {currency}, invoice in {doc['currency']}"
+                        )
+                    doc = with_lines(doc, lines)
+                files.add(doc)
+                return doc
+
+            docs, unreconciled = compute_invoices(client, db, catalog, period, finish=finish)
+            for (tenant, customer), adjustments in sorted(late.items()):  # late usage only
+                _, plan, currency, _ = adjustments[0]
+                doc = empty_invoice(tenant, customer, period, plan, currency)
+                docs[(tenant, customer)] = finish((tenant, customer), doc)
+            result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled)
+            store_invoices(client, db, result.invoices)
+            mark_closed(client, db, period)
+        files.publish()
+    except BaseException:
+        files.abort()
+        raise
+    result.files = [out_dir / period / d["tenant"] / f"{d['customer']}.json" for d in result.invoices]
     if producer is not None and topic:
         for doc in result.invoices:
             producer.produce(topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc))
@@ -186,69 +211,3 @@ def _close(
         if producer.flush(60):
             raise RuntimeError("invoices topic: not every document was delivered")
     return result
-
-
-def write_documents(folder: Path, docs: list[dict[str, Any]], progress: bool = False) -> list[Path]:
-    """Write each document to `folder/<tenant>/<customer>.json`; returns the paths, in the order of `docs`.
-
-    A tenant folder that does not exist yet is filled under a hidden name (`.partial-<tenant>`) and then
-    renamed into place, so it appears complete or not at all and no file needs its own rename. Files in
-    a folder that exists already are replaced one by one, atomically (temporary file, then rename).
-    """
-    by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for doc in docs:
-        by_tenant[doc["tenant"]].append(doc)
-    total, done = len(docs), 0
-    paths: dict[tuple[str, str], Path] = {}
-    for tenant, tenant_docs in by_tenant.items():
-        target = folder / tenant
-        fresh = not target.exists()
-        where = folder / f".partial-{tenant}" if fresh else target
-        if fresh and where.exists():
-            shutil.rmtree(where)  # left by an interrupted close
-        where.mkdir(parents=True, exist_ok=True)
-        base = os.fspath(where)
-        for doc in tenant_docs:
-            customer = doc["customer"]
-            data = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-            if fresh and "/" not in customer:
-                _write_new(f"{base}/{customer}.json", data)
-            else:
-                _write_atomic(where / f"{customer}.json", data)
-            paths[(tenant, customer)] = target / f"{customer}.json"
-            done += 1
-            if progress and (done % 1000 == 0 or done == total):
-                end = "" if done < total else "\n"
-                print(f"\r[close] {folder.name}: {done}/{total} invoices", end=end, file=sys.stderr)
-        if fresh:
-            try:
-                os.rename(where, target)
-            except OSError:  # the folder appeared meanwhile: move the files in one by one
-                _merge_into(where, target)
-    return [paths[(doc["tenant"], doc["customer"])] for doc in docs]
-
-
-def _write_new(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
-def _merge_into(source: Path, target: Path) -> None:
-    for path in list(source.rglob("*.json")):
-        dest = target / path.relative_to(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, dest)
-    shutil.rmtree(source)

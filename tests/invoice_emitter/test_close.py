@@ -80,3 +80,17 @@ def test_a_second_late_batch_is_charged_only_for_itself(chdb_client, db: str, tm
     assert totals(close_period(chdb_client, db, CATALOG, "2026-10", out, progress=False)) == {"c1": Decimal("2.50")}
     insert(chdb_client, db, "c1", "2026-09", "40")  # 150 -> 45 + 50*0.25 = 57.50: +10.00 on top of 47.50
     assert totals(close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False)) == {"c1": Decimal("10.00")}
+
+
+def test_a_customer_id_that_cannot_be_a_file_name_fails_the_close_before_anything_is_stored(
+    chdb_client, db: str, tmp_path: Path
+) -> None:
+    from invoice_emitter.ledger import closed_periods
+
+    insert(chdb_client, db, "c1", "2026-09", "30")
+    insert(chdb_client, db, "../c2", "2026-09", "30")
+    with pytest.raises(ValueError, match="cannot name a file"):
+        close_period(chdb_client, db, CATALOG, "2026-09", tmp_path / "inv", progress=False)
+    assert closed_periods(chdb_client, db) == []
+    assert chdb_client.query(f"SELECT count() FROM {db}.invoices").result_rows == [(0,)]
+    assert not (tmp_path / "inv").exists() or list((tmp_path / "inv").iterdir()) == []

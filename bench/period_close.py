@@ -10,7 +10,9 @@ customer uses every meter `--events-per-meter` times in the period. Each row's `
 streaming delta from the same pricing engine, so the close reconciles (`unreconciled` must be 0).
 Then only `invoice_emitter.close.close_period(client, db, catalog, period, out_dir, producer=None,
 progress=False)` is timed: the FINAL reads, pricing, invoice documents, the `invoices` /
-`invoice_lines` inserts and the JSON files. JSON: per size `seconds`, `invoices`, `invoices_per_s`.
+`invoice_lines` inserts and the JSON files. JSON: per size `seconds`, `invoices`, `invoices_per_s`, the
+close's CPU seconds (`cpu_user_s`, `cpu_sys_s`: this process and the file-writing helper) and the 1-minute
+load average after it (`load_1m`: other work on the machine makes these figures noisy).
 `--profile DIR` also writes a cProfile of the close per size (`close-<N>.prof`).
 """
 
@@ -135,51 +137,52 @@ def populate(client, db: str, catalog, customers: int, per_meter: int) -> int:
     return rows
 
 
-def run_one(customers: int, per_meter: int, profile: Path | None) -> dict:
+def run_one(customers: int, per_meter: int, profile: Path | None, work: Path) -> dict:
     from aggregation.client import connect
     from aggregation.ddl import create_schema
     from invoice_emitter.close import close_period
     from rating.catalog import load_catalog
 
-    work = Path(tempfile.mkdtemp(prefix=f"close-bench-{customers}-"))
-    try:
-        cat_path = work / "catalog.json"
-        cat_path.write_text(json.dumps(catalog_doc()))
-        catalog = load_catalog(cat_path)
-        client = connect(dsn=f"chdb://{work / 'clickhouse'}")
-        db = "meterstream"
-        create_schema(client, db)
-        t0 = time.perf_counter()
-        rows = populate(client, db, catalog, customers, per_meter)
-        t_pop = time.perf_counter() - t0
-        print(f"[close-bench] {customers} customers: {rows} rows inserted in {t_pop:.1f}s", file=sys.stderr)
-        out_dir = work / "invoices"
-        prof = None
-        if profile is not None:
-            import cProfile
+    work.mkdir(parents=True)
+    cat_path = work / "catalog.json"
+    cat_path.write_text(json.dumps(catalog_doc()))
+    catalog = load_catalog(cat_path)
+    client = connect(dsn=f"chdb://{work / 'clickhouse'}")
+    db = "meterstream"
+    create_schema(client, db)
+    t0 = time.perf_counter()
+    rows = populate(client, db, catalog, customers, per_meter)
+    t_pop = time.perf_counter() - t0
+    print(f"[close-bench] {customers} customers: {rows} rows inserted in {t_pop:.1f}s", file=sys.stderr)
+    out_dir = work / "invoices"
+    prof = None
+    if profile is not None:
+        import cProfile
 
-            prof = cProfile.Profile()
-            prof.enable()
-        t0 = time.perf_counter()
-        result = close_period(client, db, catalog, PERIOD, out_dir, producer=None, progress=False)
-        seconds = time.perf_counter() - t0
-        if prof is not None:
-            prof.disable()
-            profile.mkdir(parents=True, exist_ok=True)
-            prof.dump_stats(str(profile / f"close-{customers}.prof"))
-        invoices = len(result.invoices)
-        return {
-            "customers": customers,
-            "meters_per_customer": len(METERS),
-            "rows": rows,
-            "populate_seconds": round(t_pop, 2),
-            "seconds": round(seconds, 3),
-            "invoices": invoices,
-            "invoices_per_s": round(invoices / seconds, 1),
-            "unreconciled": len(result.unreconciled),
-        }
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        prof = cProfile.Profile()
+        prof.enable()
+    c0, t0 = os.times(), time.perf_counter()
+    result = close_period(client, db, catalog, PERIOD, out_dir, producer=None, progress=False)
+    seconds, c1 = time.perf_counter() - t0, os.times()
+    if prof is not None:
+        prof.disable()
+        profile.mkdir(parents=True, exist_ok=True)
+        prof.dump_stats(str(profile / f"close-{customers}.prof"))
+    invoices = len(result.invoices)
+    return {
+        "customers": customers,
+        "meters_per_customer": len(METERS),
+        "rows": rows,
+        "populate_seconds": round(t_pop, 2),
+        "seconds": round(seconds, 3),
+        "invoices": invoices,
+        "invoices_per_s": round(invoices / seconds, 1),
+        "unreconciled": len(result.unreconciled),
+        # CPU of the close, this process and its helper (file writer): user and kernel seconds
+        "cpu_user_s": round(c1.user - c0.user + c1.children_user - c0.children_user, 2),
+        "cpu_sys_s": round(c1.system - c0.system + c1.children_system - c0.children_system, 2),
+        "load_1m": os.getloadavg()[0],  # other work on the machine (the figures are noisy under load)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,26 +192,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--profile", type=Path, default=None)
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child: one size, JSON on stdout
+    ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)  # child: its work folder
     args = ap.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.events_per_meter, args.profile)))
+        print(json.dumps(run_one(args.one, args.events_per_meter, args.profile, args.work)))
         return 0
     results = []
-    for n in (int(x) for x in args.customers.split(",")):
-        cmd = [sys.executable, __file__, "--one", str(n), "--events-per-meter", str(args.events_per_meter)]
-        if args.profile:
-            cmd += ["--profile", str(args.profile)]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ))
-        sys.stderr.write(done.stderr)
-        if done.returncode:
-            raise SystemExit(f"close bench for {n} customers failed")
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print("| customers | meters | rows | close seconds | invoices/s | unreconciled |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    # Work folders (stores, invoice files) are removed after the last size, not between sizes: on this
+    # machine's ext4 (no journal) creating files right after ~100,000 were deleted costs up to 10x more
+    # kernel time (the allocator skips recently freed inodes), which is the bench's own doing, not the close's.
+    base = Path(tempfile.mkdtemp(prefix="close-bench-"))
+    try:
+        for n in (int(x) for x in args.customers.split(",")):
+            cmd = [sys.executable, __file__, "--one", str(n), "--events-per-meter", str(args.events_per_meter)]
+            cmd += ["--work", str(base / str(n))]
+            if args.profile:
+                cmd += ["--profile", str(args.profile)]
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ))
+            sys.stderr.write(done.stderr)
+            if done.returncode:
+                raise SystemExit(f"close bench for {n} customers failed")
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print("| customers | meters | rows | close seconds | invoices/s | unreconciled | CPU user / sys s | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(
             f"| {r['customers']:,} | {r['meters_per_customer']} | {r['rows']:,} | {r['seconds']:.2f} "
-            f"| {r['invoices_per_s']:,.0f} | {r['unreconciled']} |"
+            f"| {r['invoices_per_s']:,.0f} | {r['unreconciled']} | {r['cpu_user_s']} / {r['cpu_sys_s']} "
+            f"| {r['load_1m']:.1f} |"
         )
     doc = {"machine": f"{os.cpu_count()} cores, {os.uname().machine}", "runs": results}
     for r in results:

@@ -135,7 +135,7 @@ class NativeProcessor:
         self.assign()
         try:
             while not stop.is_set():
-                msgs = self.consumer.consume(num_messages=20_000, timeout=0.1)  # 20,000 or the timeout
+                msgs = self.consumer.consume(num_messages=5000, timeout=0.1)  # 5000 or the timeout
                 if msgs:
                     self.process_batch(msgs)
                 self.purge()

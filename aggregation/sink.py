@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch, problem
 from ingest.topics import Topics
+from schemas.rated import record_lines
 from schemas.settings import Settings
 
 log = logging.getLogger("meterstream.sink")
@@ -190,9 +191,7 @@ class ClickHouseSink:
             values = batch.values
             batch.clear()
             for value in values:
-                for line in value.split(b"\n") if batch.packed else [value]:
-                    if not line.strip():
-                        continue
+                for line in record_lines(value) if batch.packed else [value]:
                     why = problem(batch, line)
                     if why is None:
                         batch.add(line)

@@ -16,6 +16,17 @@ import sys
 FRAME = struct.Struct("<II")
 
 
+def write_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Create (or truncate) `path` and write all of `data` with plain os calls (no buffered file object)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def main(folder: str) -> int:
     read = sys.stdin.buffer.read
     made: set[str] = set()
@@ -32,13 +43,7 @@ def main(folder: str) -> int:
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+        write_file(path, data)
     return 0
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from invoice_emitter._file_writer import FRAME
+from invoice_emitter._file_writer import FRAME, write_file
 
 HELPER_FROM = 500  # fewer documents are written in-process: starting the helper costs ~30-50 ms
 _OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
@@ -103,7 +103,7 @@ class DocumentFiles:
                 if path.parent not in made:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     made.add(path.parent)
-                _write_new(path, data)
+                write_file(path, data)
             self._held = []
         else:
             self._finish_helper()
@@ -212,16 +212,6 @@ def write_documents(folder: Path, docs: list[dict[str, Any]], progress: bool = F
     except BaseException:
         files.abort()
         raise
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
 
 
 def _merge_into(source: Path, target: Path) -> None:

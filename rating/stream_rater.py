@@ -29,11 +29,6 @@ class RatingError(ValueError):
         self.reason = reason
 
 
-def period_of(event: UsageEvent) -> str:
-    """Billing period: the UTC calendar month of the event time."""
-    return f"{event.time.year:04d}-{event.time.month:02d}"
-
-
 def cumulative_key(tenant: str, customer: str, meter: str, period: str) -> str:
     return f"{CUMULATIVE_PREFIX}{tenant}\x1f{customer}\x1f{meter}\x1f{period}"
 
@@ -53,7 +48,7 @@ def rate_event(
     if plan is None:
         raise RatingError("customer", f"no plan for customer {event.tenant}/{event.customer}")
     time = event.time_text
-    period = time[:7]  # == period_of(event): the text is UTC
+    period = time[:7]  # billing period: the UTC calendar month of the event time
     key = cumulative_key(event.tenant, event.customer, event.meter, period)
     current = state.get(key)
     before = Decimal(current[0]) if current is not None else None

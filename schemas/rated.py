@@ -72,9 +72,14 @@ def pack(lines: list[bytes], max_bytes: int = RATED_MESSAGE_MAX_BYTES) -> list[b
     return out
 
 
+def record_lines(value: bytes) -> list[bytes]:
+    """The encoded records of one `rated-usage` message (blank lines skipped)."""
+    return [line for line in value.split(b"\n") if line.strip()]
+
+
 def unpack(value: bytes) -> list[RatedUsage]:
     """The records of one `rated-usage` message."""
-    return [orjson.loads(line) for line in value.split(b"\n") if line.strip()]
+    return [orjson.loads(line) for line in record_lines(value)]
 
 
 def record_count(value: bytes) -> int:

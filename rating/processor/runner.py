@@ -1,12 +1,15 @@
 """The native processor: confluent-kafka in and out, RocksDB state, the same pure `step.process`.
 
 Per batch: process every message against a write buffer, produce the outputs (idempotent, acks=all,
-to the input's partition number; rated records packed into few messages, `schemas.rated.pack`), flush,
-then commit state + next offset atomically per partition.
-A crash before the state commit replays the batch from the same state, so the outputs are repeated
-byte for byte and collapse in ClickHouse; nothing is skipped because the input position lives in the
-same atomic write as the state. Partitions are assigned statically, as contiguous ranges like Kafka's
-range assignor (`worker_partitions`): a restarted worker resumes at once, with no group rebalance.
+to the input's partition number; rated records packed into few messages, `schemas.rated.pack`), and
+once Kafka acknowledged all of them, commit state + next offset atomically per partition. The wait
+for the acknowledgements overlaps the next batch (at most one batch is in flight while the next is
+processed, reading the in-flight batch's writes through its buffer), and batches commit in order.
+A crash before a state commit replays from the last committed batch with the same state, so the
+outputs are repeated byte for byte and collapse in ClickHouse; nothing is skipped because the input
+position lives in the same atomic write as the state. Partitions are assigned statically, as
+contiguous ranges like Kafka's range assignor (`worker_partitions`): a restarted worker resumes at
+once, with no group rebalance.
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ import logging
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
+from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from deploy.ops_http import serve_ops
 from ingest.lag import coordinator_not_ready
-from ingest.producer import DeliveryTracker, make_producer
+from ingest.producer import make_producer
 from ingest.topics import Topics
 from rating.catalog import Catalog, load_catalog
 from rating.processor import metrics
@@ -78,10 +82,9 @@ class NativeProcessor:
                 "fetch.wait.max.ms": 50,
             }
         )
-        self.tracker = DeliveryTracker()  # told of failures only: no Python callback per delivered message
-        self.producer = make_producer(
-            settings, **{"linger.ms": 5, "delivery.report.only.error": True, "on_delivery": self.tracker}
-        )
+        self.producer = make_producer(settings, **{"linger.ms": 5})
+        self.in_flight: deque[InFlight] = deque()  # processed batches awaiting Kafka's acknowledgement
+        self.latest: dict[int, BatchState] = {}  # per partition, the last batch's buffer
 
     def assign(self) -> None:
         topic = self.topics.usage
@@ -137,23 +140,24 @@ class NativeProcessor:
             while not stop.is_set():
                 msgs = self.consumer.consume(num_messages=5000, timeout=0.1)  # 5000 or the timeout
                 if msgs:
-                    self.process_batch(msgs)
+                    self.in_flight.append(self.process_batch(msgs))
+                self.commit_delivered(keep=1)  # the newest batch's acks may arrive while the next is read
                 self.purge()
+            self.commit_delivered(keep=0)
         finally:
             self.consumer.close()
             for store in self.stores.values():
                 store.close()
 
-    def process_batch(self, msgs: list) -> None:
+    def process_batch(self, msgs: list) -> InFlight:
+        """Process and produce one batch; it is committed by `commit_delivered` once Kafka has it all."""
         now_ms = int(time.time() * 1000)
-        buffers: dict[int, BatchState] = {}
+        batch = InFlight(time.perf_counter(), len(msgs))
+        buffers = batch.states
         kinds: dict[int, list[Kind]] = {}  # per input partition, one per message (counted once, at the end)
         rated_lines: dict[int, list[bytes]] = {}  # per input partition, packed into few messages (schemas.rated)
-        last: dict[int, int] = {}
-        tracker = self.tracker
-        tracker.errors.clear()
+        last = batch.last
         usage_topic, rated_topic, dead_topic = self.topics.usage, self.topics.rated, self.topics.dead_letters
-        t0 = time.perf_counter()
         catalog, window_ms, dumps = self.catalog, self.window_ms, orjson.dumps
         produce = self._produce
         current = -1
@@ -166,7 +170,7 @@ class NativeProcessor:
                 current = p
                 state = buffers.get(p)
                 if state is None:
-                    state = buffers[p] = BatchState(self.stores[p])
+                    state = buffers[p] = self.latest[p] = BatchState(self.stores[p], self.latest.get(p))
                     kinds[p], rated_lines[p] = [], []
                 add_kind, add_line = kinds[p].append, rated_lines[p].append
             offset, key = m.offset(), m.key()
@@ -176,47 +180,83 @@ class NativeProcessor:
             elif out.dead_letter is not None:
                 dl = out.dead_letter
                 metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
-                produce(dead_topic, key, dumps(dl), p)
+                produce(dead_topic, key, dumps(dl), p, batch)
             add_kind(out.kind)
             last[p] = offset
         for p, lines in rated_lines.items():
             for value in pack(lines):
-                produce(rated_topic, None, value, p)
-        outcomes = {p: Counter({k.value: n for k in Kind if (n := ks.count(k))}) for p, ks in kinds.items()}
+                produce(rated_topic, None, value, p, batch)
+        batch.outcomes = {p: Counter({k.value: n for k in Kind if (n := ks.count(k))}) for p, ks in kinds.items()}
         for kind in Kind:  # per batch, not per message
-            if count := sum(c[kind.value] for c in outcomes.values()):
+            if count := sum(c[kind.value] for c in batch.outcomes.values()):
                 metrics.OUTCOMES.labels(kind.value).inc(count)
-        while self.producer.flush(10):  # e.g. the broker is restarting: wait, the state is not committed yet
-            log.warning("waiting for Kafka to acknowledge this batch's outputs")
-        if tracker.errors:
-            raise KafkaException(f"outputs not delivered: {tracker.errors[:1]}")  # state not committed
-        for p, offset in last.items():
-            self.stores[p].commit(buffers[p].pending, offset + 1, outcomes[p])
+        batch.busy_s = time.perf_counter() - batch.started
+        return batch
+
+    def commit_delivered(self, keep: int) -> None:
+        """Commit, in order, the batches whose outputs Kafka acknowledged, waiting until at most `keep`
+        remain in flight. A failed delivery stops here, uncommitted: a restart replays from the last
+        committed batch."""
+        waited = time.monotonic()
+        while self.in_flight:
+            self.producer.poll(0 if len(self.in_flight) <= keep else 0.005)
+            batch = self.in_flight[0]
+            if batch.errors:
+                raise KafkaException(f"outputs not delivered: {batch.errors[:1]}")  # state not committed
+            if batch.outstanding:
+                if len(self.in_flight) <= keep:
+                    return
+                if time.monotonic() - waited > 10:  # e.g. the broker is restarting: keep waiting
+                    log.warning("waiting for Kafka to acknowledge a batch's outputs")
+                    waited = time.monotonic()
+                continue
+            self.in_flight.popleft()
+            self._commit(batch)
+
+    def _commit(self, batch: InFlight) -> None:
+        for p, offset in batch.last.items():
+            batch.states[p].commit(offset + 1, batch.outcomes[p])
         self.consumer.commit(
-            offsets=[TopicPartition(self.topics.usage, p, o + 1) for p, o in last.items()], asynchronous=True
+            offsets=[TopicPartition(self.topics.usage, p, o + 1) for p, o in batch.last.items()], asynchronous=True
         )
-        n = len(msgs)
-        metrics.EVENTS_IN.inc(n)
-        metrics.STEP_SECONDS.observe((time.perf_counter() - t0) / max(n, 1))
-        self.status.processed(n)
+        metrics.EVENTS_IN.inc(batch.size)
+        metrics.STEP_SECONDS.observe(batch.busy_s / max(batch.size, 1))
+        self.status.processed(batch.size)
         self._publish_counts()
-        for p, offset in last.items():
+        for p, offset in batch.last.items():
             _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topics.usage, p), cached=True)
             self.status.set_lag(p, max(high - offset - 1, 0))
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int) -> None:
-        try:
-            self.producer.produce(topic, value, key, partition)
-            return
-        except BufferError:
-            pass
+    def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int, batch: InFlight) -> None:
+        batch.outstanding += 1
         while True:
-            self.producer.poll(0.05)
             try:
-                self.producer.produce(topic, value, key, partition)
+                self.producer.produce(topic, value, key, partition, on_delivery=batch.delivered)
                 return
             except BufferError:
-                pass
+                self.producer.poll(0.05)
+
+
+class InFlight:
+    """A processed batch: its buffers, positions and outcomes, and how many outputs Kafka has yet to ack.
+
+    Outputs are few (rated records are packed), so one delivery callback per output costs little.
+    """
+
+    __slots__ = ("busy_s", "errors", "last", "outcomes", "outstanding", "size", "started", "states")
+
+    def __init__(self, started: float, size: int) -> None:
+        self.started, self.size, self.busy_s = started, size, 0.0
+        self.states: dict[int, BatchState] = {}
+        self.last: dict[int, int] = {}  # per input partition, the last offset processed
+        self.outcomes: dict[int, Counter[str]] = {}
+        self.outstanding = 0
+        self.errors: list[str] = []
+
+    def delivered(self, err: Any, msg: Any) -> None:
+        self.outstanding -= 1
+        if err is not None:
+            self.errors.append(str(err))
 
 
 def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:
@@ -229,4 +269,4 @@ def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:
     processor.run(stop)
 
 
-__all__ = ["NativeProcessor", "run_native"]
+__all__ = ["InFlight", "NativeProcessor", "run_native"]

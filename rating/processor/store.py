@@ -83,11 +83,18 @@ class PartitionStore:
 
 
 class BatchState(MutableMapping[str, Any]):
-    """A write buffer over a store: what `step.process` sees while a batch is being processed."""
+    """A write buffer over a store: what `step.process` sees while a batch is being processed.
 
-    def __init__(self, store: PartitionStore) -> None:
+    `after` is the previous batch's buffer while that batch is still uncommitted (its outputs on their
+    way to Kafka): its writes are seen as if committed. Batches commit in order, and the processor
+    starts a batch only once the one before the previous is committed, so one level is enough;
+    `committed()` cuts the link so old buffers are freed.
+    """
+
+    def __init__(self, store: PartitionStore, after: BatchState | None = None) -> None:
         self.store = store
         self.pending: dict[str, Any] = {}
+        self.after = after
         self._db_get = store.db.get  # the hot path: one lookup in pending, else one in RocksDB
 
     def __getitem__(self, key: str) -> Any:
@@ -100,11 +107,20 @@ class BatchState(MutableMapping[str, Any]):
         value = self.pending.get(key, _MISSING)
         if value is not _MISSING:
             return value
+        if self.after is not None:
+            value = self.after.pending.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
         raw = self._db_get(key.encode())
         return default if raw is None else orjson.loads(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.pending[key] = value
+
+    def commit(self, next_offset: int, outcomes: Counter[str]) -> None:
+        """Write this buffer to the store (the previous batch's must be committed already)."""
+        self.store.commit(self.pending, next_offset, outcomes)
+        self.after = None
 
     def __delitem__(self, key: str) -> None:
         raise NotImplementedError("state entries are never deleted inside a batch")

@@ -43,3 +43,22 @@ def test_workers_take_contiguous_ranges_that_cover_every_partition_once() -> Non
         for workers in range(1, partitions + 1):
             got = [p for i in range(workers) for p in worker_partitions(partitions, i, workers)]
             assert got == list(range(partitions))
+
+
+def test_next_batch_reads_the_uncommitted_batch_before_it(tmp_path: Path) -> None:
+    """While batch A's outputs await Kafka's ack, batch B is processed over A's writes; commits go in order."""
+    store = PartitionStore(tmp_path / "p0")
+    store.commit({"c|x": ["1", 0], "c|y": ["7", 0]}, 1, Counter(rated=1))
+    a = BatchState(store)
+    a["c|x"] = ["5", 3]
+    b = BatchState(store, after=a)
+    assert b.get("c|x") == ["5", 3]  # A's write, not yet in the store
+    assert b.get("c|y") == ["7", 0]  # untouched by A: from the store
+    assert store.get("c|x") == ["1", 0]
+    b["c|x"] = ["9", 6]
+    assert a.get("c|x") == ["5", 3]  # B's writes stay out of A
+    a.commit(4, Counter(rated=1))
+    assert a.after is None and store.get("c|x") == ["5", 3] and store.next_offset() == 4
+    b.commit(7, Counter(rated=1))
+    assert b.after is None
+    assert store.get("c|x") == ["9", 6] and store.next_offset() == 7 and store.counts == Counter(rated=3)

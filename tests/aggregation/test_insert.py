@@ -1,4 +1,4 @@
-"""The sink's JSONEachRow insert on embedded ClickHouse: records land as the topic carries them."""
+"""The sink on embedded ClickHouse: JSONEachRow inserts land records as the topic carries them; batching."""
 
 from __future__ import annotations
 
@@ -137,3 +137,66 @@ def test_the_sink_sets_a_bad_record_aside_and_inserts_the_rest(chdb_client, db: 
     ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
     assert ids == [("e0",), ("e1",), ("e2",), ("e3",), ("e4",)]
     assert not sink.state.degraded and sink.state.rows == 5
+
+
+def test_dead_letters_wait_for_their_own_clock_and_a_stop_flushes_them(chdb_client, db: str, kafka_settings) -> None:
+    """Rated records go in after `sink_batch_seconds`; dead letters (rare, each insert has a fixed cost)
+    after `sink_dead_letter_seconds`, with their own offsets committed then; stopping inserts what is left."""
+    import threading
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from ingest.producer import make_producer
+    from ingest.topics import ensure_topics
+
+    settings = Settings(
+        **{
+            **kafka_settings.model_dump(),
+            "clickhouse_database": db,
+            "topic_prefix": f"{db}.",
+            "sink_batch_seconds": 0.2,
+            "sink_dead_letter_seconds": 4.0,
+        }
+    )
+    ensure_topics(settings)
+    producer = make_producer(settings)
+    rated = b"\n".join(orjson.dumps(dict(RECORD, id=f"e{i}", src_offset=i)) for i in range(3))
+    producer.produce(settings.topic("rated-usage"), rated, partition=0)
+    producer.produce(settings.topic("dead-letters"), orjson.dumps(DEAD), partition=0)
+    assert producer.flush(30) == 0
+
+    def count(table: str) -> int:
+        return chdb_client.command(f"SELECT count() FROM {db}.{table}")
+
+    sink = ClickHouseSink(settings, chdb_client)
+    stop = threading.Event()
+    runner = threading.Thread(target=sink.run, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while count("rated_usage") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rated_seen = time.monotonic()
+        assert count("rated_usage") == 3
+        assert count("dead_letters") == 0  # consumed with the rated message, not inserted yet
+        while count("dead_letters") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert count("dead_letters") == 1
+        assert time.monotonic() - rated_seen >= 2.0  # waited for its own clock (4 s from consumption)
+        reader = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": sink.group})  # no subscribe
+        committed = reader.committed([TopicPartition(settings.topic("dead-letters"), 0)], timeout=10)
+        reader.close()
+        assert committed[0].offset == 1
+
+        # a dead letter consumed just before a stop is inserted by the stop, not left for later
+        producer.produce(settings.topic("dead-letters"), orjson.dumps(dict(DEAD, offset=43)), partition=0)
+        assert producer.flush(30) == 0
+        while len(sink.dead) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(sink.dead) == 1 and count("dead_letters") == 1
+    finally:
+        stop.set()
+        runner.join(30)
+    assert not runner.is_alive()
+    assert count("dead_letters") == 2

@@ -1,4 +1,4 @@
-"""Create Meterstream's ClickHouse tables and views; safe to run again."""
+"""Create Meterstream's ClickHouse tables and views, and bring older ones up to date; safe to run again."""
 
 from __future__ import annotations
 
@@ -8,6 +8,24 @@ from clickhouse_connect.driver.client import Client
 
 SCHEMA_SQL = Path(__file__).resolve().parent / "schema.sql"
 
+# Changes to tables that `CREATE TABLE IF NOT EXISTS` leaves alone in stores made by older versions:
+# (table, the column that marks the change, the ALTER that makes it). Applied in order, each once.
+UPGRADES: tuple[tuple[str, str, str], ...] = (
+    # the sink inserts the topic's records as they are: `id` / `key` feed `event_id` / `kafka_key`
+    (
+        "rated_usage",
+        "id",
+        "ALTER TABLE {db}.rated_usage ADD COLUMN IF NOT EXISTS id String EPHEMERAL '', "
+        "MODIFY COLUMN event_id String DEFAULT id",
+    ),
+    (
+        "dead_letters",
+        "key",
+        "ALTER TABLE {db}.dead_letters ADD COLUMN IF NOT EXISTS key Nullable(String) EPHEMERAL NULL, "
+        "MODIFY COLUMN kafka_key String DEFAULT ifNull(key, '')",
+    ),
+)
+
 
 def statements(db: str) -> list[str]:
     """The DDL statements of schema.sql for database `db`, comments stripped, in order."""
@@ -16,7 +34,23 @@ def statements(db: str) -> list[str]:
 
 
 def create_schema(client: Client, db: str) -> int:
+    """Create what is missing, then apply the upgrades an older store lacks; returns statements run."""
     stmts = statements(db)
     for stmt in stmts:
         client.command(stmt)
-    return len(stmts)
+    return len(stmts) + upgrade(client, db)
+
+
+def upgrade(client: Client, db: str) -> int:
+    """Apply the `UPGRADES` whose marker column is missing (a store created before the change)."""
+    applied = 0
+    for table, column, alter in UPGRADES:
+        present = client.command(
+            "SELECT count() FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+            "AND name = {c:String}",
+            parameters={"db": db, "t": table, "c": column},
+        )
+        if not int(present):
+            client.command(alter.replace("{db}", db))
+            applied += 1
+    return applied

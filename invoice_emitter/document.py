@@ -129,7 +129,7 @@ def invoice_and_differences(
     differ: list[str] = []
     subtotal = _ZERO
     for line in extra_lines or ():  # lines priced elsewhere (telecom re-rating)
-        lines.append({"line_no": len(lines) + 1, **{k: v for k, v in line.items() if k != "line_no"}})
+        lines.append(_numbered(line, len(lines) + 1))
         subtotal += Decimal(line["amount"])
     line_of = pricer.line
     for meter, description, price, cache in pricer.meters(plan):
@@ -162,20 +162,8 @@ def invoice_and_differences(
         )
         subtotal += p.amount
     total = format(round_money(subtotal, plan.currency), "f")
-    return {
-        "document_version": DOCUMENT_VERSION,
-        "invoice_id": invoice_id(tenant, customer, period),
-        "status": "final",
-        "tenant": tenant,
-        "customer": customer,
-        "period": period,
-        "plan": plan.id,
-        "currency": plan.currency,
-        "lines": lines,
-        "subtotal": total,
-        "tax": "0",
-        "total": total,
-    }, differ
+    doc = empty_invoice(tenant, customer, period, plan.id, plan.currency)
+    return {**doc, "lines": lines, "subtotal": total, "total": total}, differ
 
 
 def empty_invoice(tenant: str, customer: str, period: str, plan: str, currency: str) -> dict[str, Any]:
@@ -200,9 +188,14 @@ def with_lines(doc: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, An
     """A copy of `doc` with `lines` appended and numbered; subtotal and total are the sum of the lines."""
     all_lines = list(doc["lines"])
     for line in lines:
-        all_lines.append({"line_no": len(all_lines) + 1, **{k: v for k, v in line.items() if k != "line_no"}})
+        all_lines.append(_numbered(line, len(all_lines) + 1))
     subtotal = round_money(sum((Decimal(line["amount"]) for line in all_lines), Decimal(0)), doc["currency"])
     return {**doc, "lines": all_lines, "subtotal": format(subtotal, "f"), "total": format(subtotal, "f")}
+
+
+def _numbered(line: dict[str, Any], line_no: int) -> dict[str, Any]:
+    """`line` renumbered: `line_no` first, its other fields in their order."""
+    return {"line_no": line_no, **{k: v for k, v in line.items() if k != "line_no"}}
 
 
 def _quote_line(line: QuoteLine, texts: dict[Decimal, str]) -> dict[str, Any]:

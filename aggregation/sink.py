@@ -140,15 +140,16 @@ class ClickHouseSink:
         spans = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(ranges.items()))
         return hashlib.sha256(f"{table}|{spans}".encode()).hexdigest()
 
-    def _topic(self, batch: RecordBatch) -> str:
-        return self.topics.rated if batch is self.rated else self.topics.dead_letters
+    def _ranges(self, batch: RecordBatch) -> dict[tuple[str, int], list[int]]:
+        """The offset ranges the batch's records came from (its topic's partitions)."""
+        topic = self.topics.rated if batch is self.rated else self.topics.dead_letters
+        return {tp: span for tp, span in self.ranges.items() if tp[0] == topic}
 
     def flush(self, stop: threading.Event | None = None, batches: list[RecordBatch] | None = None) -> None:
         """Insert the batches (default: both; retrying until they land or we are stopped), then commit
         their topics' offsets."""
         batches = [b for b in (batches or [self.rated, self.dead]) if len(b)]
-        topics = {self._topic(b) for b in batches}
-        ranges = {tp: span for tp, span in self.ranges.items() if tp[0] in topics}
+        ranges = {tp: span for b in batches for tp, span in self._ranges(b).items()}
         if not ranges:
             return
         backoff = 0.25
@@ -160,7 +161,7 @@ class ClickHouseSink:
                     raise ConnectionError(f"ClickHouse unavailable (injected: {fault} exists)")
                 for batch in batches:
                     with INSERT_SECONDS.time():
-                        self._insert(batch, ranges)
+                        self._insert(batch)
                 break
             except Exception as exc:
                 if self._set_aside_bad_records(batches):
@@ -198,10 +199,10 @@ class ClickHouseSink:
         for tp in ranges:
             del self.ranges[tp]
 
-    def _insert(self, batch: RecordBatch, ranges: dict[tuple[str, int], list[int]]) -> None:
+    def _insert(self, batch: RecordBatch) -> None:
         if len(batch):
-            mine = {tp: span for tp, span in ranges.items() if tp[0] == self._topic(batch)}
-            insert_records(self.client, self.settings.clickhouse_database, batch, self._token(batch.table, mine))
+            token = self._token(batch.table, self._ranges(batch))
+            insert_records(self.client, self.settings.clickhouse_database, batch, token)
             ROWS.labels(batch.table).inc(len(batch))
 
     def _set_aside_bad_records(self, batches: list[RecordBatch]) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from schemas.settings import Settings
+from meterstream.schemas.settings import Settings
 
 
 def connect(settings: Settings | None = None, dsn: str | None = None, **kwargs: Any) -> Client:

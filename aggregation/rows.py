@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from schemas.rated import DeadLetter, RatedUsage, record_count
+from meterstream.schemas.rated import DeadLetter, RatedUsage, record_count
 
 RATED_FIELDS: tuple[str, ...] = tuple(RatedUsage.__annotations__)
 DEAD_LETTER_FIELDS: tuple[str, ...] = tuple(DeadLetter.__annotations__)

@@ -20,10 +20,10 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch, problem
-from ingest.topics import Topics
-from schemas.rated import record_lines
-from schemas.settings import Settings
+from meterstream.aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch, problem
+from meterstream.ingest.topics import Topics
+from meterstream.schemas.rated import record_lines
+from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.sink")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import signal
 import threading
 
-from aggregation.client import connect
-from aggregation.ddl import create_schema
-from aggregation.sink import ClickHouseSink
-from deploy.ops_http import serve_ops
-from schemas.settings import Settings
+from meterstream.aggregation.client import connect
+from meterstream.aggregation.ddl import create_schema
+from meterstream.aggregation.sink import ClickHouseSink
+from meterstream.ops_http import serve_ops
+from meterstream.schemas.settings import Settings
 
 
 def run_sink(settings: Settings) -> int:

@@ -20,8 +20,8 @@ import orjson
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]  # bench/ must not shadow the packages
 
-from ingest.dedup import dedup_key  # noqa: E402
-from rating.processor.store import PartitionStore  # noqa: E402
+from meterstream.processor.dedup import dedup_key  # noqa: E402
+from meterstream.processor.store import PartitionStore  # noqa: E402
 
 
 def measure(ids: int, batch: int = 5000) -> dict:

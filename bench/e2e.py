@@ -10,7 +10,7 @@ METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics, a fresh chdb store and fresh co
    pipeline's own idempotent producer (`acks=all`). Nothing consumes them yet.
 2. **Raw baseline.** One confluent-kafka consumer (fresh group, `consume(10000)`) reads the whole
    topic and `orjson.loads` every value, nothing else: events/s.
-3. **Pipeline (backlog drain).** The processor worker(s) (`python -m deploy.cli process --worker i
+3. **Pipeline (backlog drain).** The processor worker(s) (`python -m meterstream.deploy.cli process --worker i
    --workers n`) and the ClickHouse sink start as separate OS processes, as deployed, on the
    pre-produced backlog. We measure the *backlog* method (documented option of the issue): the
    events are already in Kafka, so "first produce" is replaced by the moment the pipeline starts
@@ -59,15 +59,15 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
 
-from deploy.demo import Pipeline, demo_environment  # noqa: E402
-from deploy.ports import free_port_pair  # noqa: E402
-from ingest.lag import LagProbe  # noqa: E402
-from ingest.producer import DeliveryTracker, make_producer, produce_all  # noqa: E402
-from ingest.topics import Topics, ensure_topics  # noqa: E402
-from ingest.workload import Truth, WorkloadSpec, generate  # noqa: E402
-from rating.processor.runner import app_id  # noqa: E402
-from schemas.rated import unpack  # noqa: E402
-from schemas.settings import Settings  # noqa: E402
+from meterstream.deploy.pipeline import Pipeline, demo_environment  # noqa: E402
+from meterstream.deploy.ports import free_port_pair  # noqa: E402
+from meterstream.ingest.lag import LagProbe  # noqa: E402
+from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_all  # noqa: E402
+from meterstream.ingest.topics import Topics, ensure_topics  # noqa: E402
+from meterstream.ingest.workload import Truth, WorkloadSpec, generate  # noqa: E402
+from meterstream.processor.runner import app_id  # noqa: E402
+from meterstream.schemas.rated import unpack  # noqa: E402
+from meterstream.schemas.settings import Settings  # noqa: E402
 
 
 def say(msg: str) -> None:
@@ -81,7 +81,7 @@ class BenchPipeline(Pipeline):
         name = f"processor-{i}"
         log = open(self.logs / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "process", "--worker", str(i), "--workers", str(n)],
+            [sys.executable, "-m", "meterstream.deploy.cli", "process", "--worker", str(i), "--workers", str(n)],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of the processes (phase 3)")
     args = ap.parse_args(argv)
 
-    from deploy import kafka_local
+    from meterstream.deploy import kafka_local
 
     home = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -409,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     # check: every accepted event is in ClickHouse (in a subprocess: chdb, one path per process)
     sql = f"SELECT count() FROM {run.clickhouse_database}.rated_usage FINAL"
     got = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "query", sql], env=env, cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "meterstream.deploy.cli", "query", sql],
+        env=env, cwd=ROOT, capture_output=True, text=True,
     )
     try:
         rows = int(got.stdout.strip().splitlines()[-1])

@@ -81,8 +81,8 @@ def populate(client, db: str, catalog, customers: int, per_meter: int) -> int:
     """Insert the synthetic deduplicated rows; returns how many."""
     import random
 
-    from aggregation.rows import RATED_COLUMNS
-    from rating import delta
+    from meterstream.aggregation.rows import RATED_COLUMNS
+    from meterstream.rating import delta
 
     rng = random.Random(42)
     plan = catalog.plan_for(TENANT, "c-0")
@@ -138,10 +138,10 @@ def populate(client, db: str, catalog, customers: int, per_meter: int) -> int:
 
 
 def run_one(customers: int, per_meter: int, profile: Path | None, work: Path) -> dict:
-    from aggregation.client import connect
-    from aggregation.ddl import create_schema
-    from invoice_emitter.close import close_period
-    from rating.catalog import load_catalog
+    from meterstream.aggregation.client import connect
+    from meterstream.aggregation.ddl import create_schema
+    from meterstream.invoice_emitter.close import close_period
+    from meterstream.rating.catalog import load_catalog
 
     work.mkdir(parents=True)
     cat_path = work / "catalog.json"

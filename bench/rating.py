@@ -25,7 +25,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rating import Price, delta, parse_price
+from meterstream.rating import Price, delta, parse_price
 
 CUSTOMERS = 10_000
 EVENTS = 200_000  # per round

@@ -27,7 +27,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from rating.telecom import parse_telecom_plan, rate_cdr  # noqa: E402
+from meterstream.rating.telecom import parse_telecom_plan, rate_cdr  # noqa: E402
 
 PLAN_FILE = ROOT / "rating" / "telecom" / "examples" / "telecom_plan.yaml"
 DESTINATIONS = [

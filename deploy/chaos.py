@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from deploy.demo import Pipeline, demo_environment, wait_drained
-from deploy.demo import say as _say
-from schemas.settings import Settings, settings_from_env
+from meterstream.deploy.pipeline import Pipeline, demo_environment, wait_drained
+from meterstream.deploy.pipeline import say as _say
+from meterstream.schemas.settings import Settings, settings_from_env
 
 
 def say(msg: str) -> None:
@@ -46,7 +46,7 @@ class ChaosPlan:
 
 def _cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "meterstream.deploy.cli", *args], env=env, capture_output=True, text=True,
         cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
     if done.returncode != 0:
@@ -55,7 +55,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 def _produce_paced(run: Settings, records: list[tuple[bytes, bytes]], seconds: float, done: threading.Event) -> None:
-    from ingest.producer import DeliveryTracker, make_producer, produce_all
+    from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_all
 
     producer = make_producer(run, **{"message.timeout.ms": 600_000})
     tracker = DeliveryTracker()
@@ -73,12 +73,12 @@ def _produce_paced(run: Settings, records: list[tuple[bytes, bytes]], seconds: f
 
 
 def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
-    from deploy import kafka_local
-    from ingest.lag import LagProbe
-    from ingest.topics import ensure_topics
-    from ingest.workload import Truth, WorkloadSpec, generate
-    from rating.catalog import load_catalog
-    from rating.processor.runner import app_id
+    from meterstream.deploy import kafka_local
+    from meterstream.ingest.lag import LagProbe
+    from meterstream.ingest.topics import ensure_topics
+    from meterstream.ingest.workload import Truth, WorkloadSpec, generate
+    from meterstream.processor.runner import app_id
+    from meterstream.rating.catalog import load_catalog
 
     t_start = time.monotonic()
     rng = random.Random(plan.seed)
@@ -104,7 +104,7 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
         truth_a = Truth()
         spec_a = WorkloadSpec(events=max(2_000, plan.events // 20), period=closed_period, run_id=f"{run_id}a",
                               extra_tenants=extra, keep_events=True, seed=plan.seed)  # fmt: skip
-        from ingest.producer import make_producer, produce_all
+        from meterstream.ingest.producer import make_producer, produce_all
 
         pipeline.start("processor")
         pipeline.start("sink")
@@ -159,7 +159,7 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
 
 def _inject(fault: str, pipeline: Pipeline, settings: Settings, fault_file: Path, plan: ChaosPlan,
             rng: random.Random) -> None:  # fmt: skip
-    from deploy import kafka_local
+    from meterstream.deploy import kafka_local
 
     if fault in ("kill-processor", "kill-sink"):
         name = fault.removeprefix("kill-")
@@ -180,9 +180,9 @@ def _verdict(run: Settings, catalog, truth_a, truth_b, period: str, closed: str,
              faults: Counter, elapsed: float) -> int:  # fmt: skip
     import orjson
 
-    from aggregation.client import connect
-    from deploy.chaos_expect import expected_totals
-    from rating.processor.runner import committed_counts
+    from meterstream.aggregation.client import connect
+    from meterstream.deploy.chaos_expect import expected_totals
+    from meterstream.processor.runner import committed_counts
 
     db = run.clickhouse_database
     client = connect(run)

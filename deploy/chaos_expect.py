@@ -12,11 +12,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from aggregation.usage_query import MeterUsage, UsageRecord
-from invoice_emitter.adjustments import adjustment_lines
-from invoice_emitter.document import build_invoice
-from invoice_emitter.telecom_lines import telecom_lines
-from rating.catalog import Catalog
+from meterstream.aggregation.usage_query import MeterUsage, UsageRecord
+from meterstream.invoice_emitter.adjustments import adjustment_lines
+from meterstream.invoice_emitter.document import build_invoice
+from meterstream.invoice_emitter.telecom_lines import telecom_lines
+from meterstream.rating.catalog import Catalog
 
 
 def expected_invoices(catalog: Catalog, period: str, events: list[dict[str, Any]]) -> dict[tuple[str, str], dict]:

@@ -7,11 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
-from schemas.settings import Settings
+from meterstream.schemas.settings import Settings
 
 
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy import kafka_local
+    from meterstream.deploy import kafka_local
 
     if args.action == "install":
         print(kafka_local.ensure_jars(settings))
@@ -29,10 +29,10 @@ def _kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _init(args: argparse.Namespace, settings: Settings) -> int:
-    from aggregation.client import connect
-    from aggregation.ddl import create_schema
-    from deploy import kafka_local
-    from ingest.topics import ensure_topics
+    from meterstream.aggregation.client import connect
+    from meterstream.aggregation.ddl import create_schema
+    from meterstream.deploy import kafka_local
+    from meterstream.ingest.topics import ensure_topics
 
     kafka_local.start(settings)
     created = ensure_topics(settings)
@@ -46,28 +46,28 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
 
 def _process(args: argparse.Namespace, settings: Settings) -> int:
     if settings.processor_engine == "faust":
-        from rating.processor.app import run_worker
+        from meterstream.processor.faust_engine import run_worker
 
         run_worker(settings)
     else:
-        from rating.processor.runner import run_native
+        from meterstream.processor.runner import run_native
 
         run_native(settings, args.worker, args.workers)
     return 0
 
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
-    from aggregation.sink_main import run_sink
+    from meterstream.aggregation.sink_main import run_sink
 
     return run_sink(settings)
 
 
 def _close(args: argparse.Namespace, settings: Settings) -> int:
-    from aggregation.client import connect
-    from ingest.producer import make_producer
-    from ingest.topics import Topics
-    from invoice_emitter.close import close_period
-    from rating.catalog import load_catalog
+    from meterstream.aggregation.client import connect
+    from meterstream.ingest.producer import make_producer
+    from meterstream.ingest.topics import Topics
+    from meterstream.invoice_emitter.close import close_period
+    from meterstream.rating.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     producer = None if args.no_publish else make_producer(settings)
@@ -91,7 +91,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:
-    from aggregation.client import connect
+    from meterstream.aggregation.client import connect
 
     result = connect(settings).query(args.sql)
     print("\t".join(result.column_names))
@@ -101,13 +101,13 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.demo import run_demo
+    from meterstream.deploy.demo import run_demo
 
     return run_demo(settings, events=args.events, out=Path(args.out), period=args.period)
 
 
 def _chaos(args: argparse.Namespace, settings: Settings) -> int:
-    from deploy.chaos import ChaosPlan, run_chaos
+    from meterstream.deploy.chaos import ChaosPlan, run_chaos
 
     plan = ChaosPlan(events=args.events, seconds=args.seconds, processor_kills=args.kills, sink_kills=args.kills,
                      clickhouse_outage_s=args.outage, seed=args.seed)  # fmt: skip
@@ -158,15 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", default=None, help="YYYY-MM (default: last month)")
     p.set_defaults(func=_demo)
 
-    from ingest.dlq_cli import add_commands as add_dlq_commands
+    from meterstream.ingest.dlq_cli import add_commands as add_dlq_commands
 
     add_dlq_commands(sub)
 
     try:
-        from rating.cli import add_commands
+        from meterstream.rating.cli import add_commands
 
         rate_sub = add_commands(sub)
-        from rating.telecom.cli import add_event_command
+        from meterstream.rating.telecom.cli import add_event_command
 
         add_event_command(rate_sub)
     except ImportError:  # pragma: no cover - while the rating CLI is being built
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "handler", None) is not None and args.func is None:  # rate subcommands set handler
         return int(args.handler(args) or 0)
-    from rating.catalog import CatalogError
+    from meterstream.rating.catalog import CatalogError
 
     try:
         return int(args.func(args, Settings()) or 0)

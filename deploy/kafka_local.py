@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.settings import Settings
+from meterstream.schemas.settings import Settings
 
 _HERE = Path(__file__).resolve().parent / "kafka"
 

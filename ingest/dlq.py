@@ -19,10 +19,10 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ingest.lag import LagProbe
-from ingest.producer import DeliveryTracker, make_producer
-from ingest.topics import Topics
-from schemas.settings import Settings
+from meterstream.ingest.lag import LagProbe
+from meterstream.ingest.producer import DeliveryTracker, make_producer
+from meterstream.ingest.topics import Topics
+from meterstream.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import orjson
 
-from ingest.dlq import (
+from meterstream.ingest.dlq import (
     DeadLetterRecord,
     is_replayable,
     parse_position,
@@ -17,8 +17,8 @@ from ingest.dlq import (
     replay_dead_letters,
     select_positions,
 )
-from ingest.topics import Topics
-from schemas.settings import Settings
+from meterstream.ingest.topics import Topics
+from meterstream.schemas.settings import Settings
 
 _REASON_WIDTH = 60
 

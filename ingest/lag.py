@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from schemas.settings import Settings
+from meterstream.schemas.settings import Settings
 
 NOT_READY = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,

@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from schemas.settings import Settings
+from meterstream.schemas.settings import Settings
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from schemas.settings import Settings
+from meterstream.schemas.settings import Settings
 
 USAGE = "usage-events"
 RATED = "rated-usage"

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import orjson
 
-from schemas.event import event_key, format_time
+from meterstream.schemas.event import event_key, format_time
 
 DESTINATIONS = ["+4930", "+4940", "+49151", "+49170", "+33", "+44", "+1", "+86"]
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from invoice_emitter.document import decimal_text
+from meterstream.invoice_emitter.document import decimal_text
 
 
 def adjustment_lines(
     now_lines: list[dict[str, Any]], billed: dict[str, tuple[str, Decimal, Decimal]], applies_to: str, currency: str
 ) -> list[dict[str, Any]]:
     """Lines for the difference between `now_lines` (the period recomputed) and `billed` (by line key)."""
-    from rating import round_money
+    from meterstream.rating import round_money
 
     current = {line.get("line_key", line["meter"]): line for line in now_lines}
     out = []

@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from aggregation.usage_query import MeterUsage, UsageRecord, period_records, period_usage
-from invoice_emitter.adjustments import adjustment_lines
-from invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
-from invoice_emitter.files import DocumentFiles
-from invoice_emitter.ledger import (
+from meterstream.aggregation.usage_query import MeterUsage, UsageRecord, period_records, period_usage
+from meterstream.invoice_emitter.adjustments import adjustment_lines
+from meterstream.invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
+from meterstream.invoice_emitter.files import DocumentFiles
+from meterstream.invoice_emitter.ledger import (
     billed_lines,
     billed_quantities,
     closed_periods,
@@ -33,8 +33,8 @@ from invoice_emitter.ledger import (
     store_invoices,
     stored_invoices,
 )
-from invoice_emitter.telecom_lines import telecom_lines
-from rating.catalog import Catalog
+from meterstream.invoice_emitter.telecom_lines import telecom_lines
+from meterstream.rating.catalog import Catalog
 
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 

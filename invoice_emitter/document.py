@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from aggregation.usage_query import MeterUsage
-from rating import quote, round_money
-from rating.catalog import Plan
-from rating.lines import QuoteLine
+from meterstream.aggregation.usage_query import MeterUsage
+from meterstream.rating import quote, round_money
+from meterstream.rating.catalog import Plan
+from meterstream.rating.lines import QuoteLine
 
 DOCUMENT_VERSION = 1
 _ZERO = Decimal(0)

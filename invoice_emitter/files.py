@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from invoice_emitter._file_writer import FRAME, write_file
+from meterstream.invoice_emitter._file_writer import FRAME, write_file
 
 HELPER_FROM = 500  # fewer documents are written in-process: starting the helper costs ~30-50 ms
 _OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE

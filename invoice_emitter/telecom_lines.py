@@ -11,15 +11,15 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from aggregation.usage_query import UsageRecord
-from invoice_emitter.document import decimal_text
-from rating.catalog import Plan
+from meterstream.aggregation.usage_query import UsageRecord
+from meterstream.invoice_emitter.document import decimal_text
+from meterstream.rating.catalog import Plan
 
 
 def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
     """(lines by meter/destination group/time band, re-rated total, streamed total) for one customer."""
-    from rating import round_money
-    from rating.telecom import rate_cdr
+    from meterstream.rating import round_money
+    from meterstream.rating.telecom import rate_cdr
 
     used: dict[str, Decimal] = defaultdict(Decimal)
     quantity: dict[str, Decimal] = defaultdict(Decimal)

@@ -4,11 +4,11 @@ Public API: parse_price, quote, delta, Price, PriceError, Quote, QuoteLine, and 
 See docs/pricing.md for the price shape and the conventions.
 """
 
-from rating.engine import delta, quote
-from rating.fees import flat_charge, installment_amounts, prorate, proration_factor
-from rating.lines import Quote, QuoteLine
-from rating.money import minor_units, round_money, to_decimal
-from rating.price import (
+from meterstream.rating.engine import delta, quote
+from meterstream.rating.fees import flat_charge, installment_amounts, prorate, proration_factor
+from meterstream.rating.lines import Quote, QuoteLine
+from meterstream.rating.money import minor_units, round_money, to_decimal
+from meterstream.rating.price import (
     FlatPrice,
     GraduatedPrice,
     PackagePrice,

@@ -54,7 +54,7 @@ def load_catalog(path: Path | str) -> Catalog:
 
 def parse_catalog(data: Any, base_dir: Path | None = None) -> Catalog:
     """Validate a catalog document; every error names the field path (e.g. `plans[1].meters.sms`)."""
-    from rating import PriceError, parse_price
+    from meterstream.rating import PriceError, parse_price
 
     if not isinstance(data, dict):
         raise CatalogError("$: must be a mapping with `plans` and `assignments`")
@@ -117,7 +117,7 @@ def parse_catalog(data: Any, base_dir: Path | None = None) -> Catalog:
 
 
 def _parse_telecom(spec: Any, currency: str, where: str, base_dir: Path | None) -> Any:
-    from rating.telecom import TelecomCatalogError, load_telecom_csv, parse_telecom_plan
+    from meterstream.rating.telecom import TelecomCatalogError, load_telecom_csv, parse_telecom_plan
 
     try:
         if isinstance(spec, dict) and set(spec) in ({"csv"}, {"file"}):

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import yaml
 
-from rating.engine import quote
-from rating.price import PriceError
+from meterstream.rating.engine import quote
+from meterstream.rating.price import PriceError
 
 __all__ = ["add_commands", "load_price_text", "run"]
 

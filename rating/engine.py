@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from decimal import Decimal, localcontext
 from typing import Any
 
-from rating.lines import Quote
-from rating.money import EXACT, ZERO, exact_runner, round_money, to_decimal
-from rating.price import PriceBase, parse_price
+from meterstream.rating.lines import Quote
+from meterstream.rating.money import EXACT, ZERO, exact_runner, round_money, to_decimal
+from meterstream.rating.price import PriceBase, parse_price
 
 __all__ = ["delta", "quote"]
 

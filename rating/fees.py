@@ -12,10 +12,10 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Context, Decimal
 from typing import TYPE_CHECKING, Literal
 
-from rating.money import EXACT, ROUNDING, ZERO, minor_units, round_money, to_decimal
+from meterstream.rating.money import EXACT, ROUNDING, ZERO, minor_units, round_money, to_decimal
 
 if TYPE_CHECKING:
-    from rating.price import FlatPrice
+    from meterstream.rating.price import FlatPrice
 
 __all__ = ["flat_charge", "installment_amounts", "prorate", "proration_factor"]
 

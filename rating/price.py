@@ -23,8 +23,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from rating.money import CURRENCY_MINOR_UNITS, EXACT, ZERO, to_decimal
-from rating.pricer import (
+from meterstream.rating.money import CURRENCY_MINOR_UNITS, EXACT, ZERO, to_decimal
+from meterstream.rating.pricer import (
     FlatCore,
     ModelCore,
     PackageCore,
@@ -34,7 +34,7 @@ from rating.pricer import (
     UsagePricer,
     conversion,
 )
-from rating.tiers import GraduatedTable, VolumeTable
+from meterstream.rating.tiers import GraduatedTable, VolumeTable
 
 __all__ = [
     "MODELS",

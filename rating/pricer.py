@@ -18,9 +18,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from rating.lines import QuoteLine
-from rating.money import ZERO
-from rating.tiers import ceil_div
+from meterstream.rating.lines import QuoteLine
+from meterstream.rating.money import ZERO
+from meterstream.rating.tiers import ceil_div
 
 __all__ = [
     "FlatCore",

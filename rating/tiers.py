@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from rating.lines import QuoteLine
-from rating.money import ZERO
+from meterstream.rating.lines import QuoteLine
+from meterstream.rating.money import ZERO
 
 __all__ = ["GraduatedTable", "TierSpec", "VolumeTable", "ceil_div"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.ports import free_port_pair
-from schemas.settings import Settings
+from meterstream.deploy.ports import free_port_pair
+from meterstream.schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings pointing at a real broker: METERSTREAM_KAFKA_BOOTSTRAP if given, else a fresh local one."""
-    from deploy import kafka_local
+    from meterstream.deploy import kafka_local
 
     home = tmp_path_factory.mktemp("meterstream-home")
     overrides = {"home": home, "kafka_port": free_port_pair(), "kafka_heap": "512m"}
@@ -37,6 +37,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def chdb_client(tmp_path_factory: pytest.TempPathFactory):
     """One embedded ClickHouse for the session (chdb allows one store path per process); tests use own databases."""
-    from aggregation.client import connect
+    from meterstream.aggregation.client import connect
 
     return connect(dsn=f"chdb://{tmp_path_factory.mktemp('chdb')}")

@@ -9,10 +9,10 @@ Public API::
 See docs/telecom.md for the catalog format and the rating rules.
 """
 
-from rating.telecom.csv_loader import load_telecom_csv
-from rating.telecom.errors import NoRate, TelecomCatalogError
-from rating.telecom.model import TelecomPlan, parse_telecom_plan
-from rating.telecom.rater import RatedCDR, Segment, rate_cdr
+from meterstream.rating.telecom.csv_loader import load_telecom_csv
+from meterstream.rating.telecom.errors import NoRate, TelecomCatalogError
+from meterstream.rating.telecom.model import TelecomPlan, parse_telecom_plan
+from meterstream.rating.telecom.rater import RatedCDR, Segment, rate_cdr
 
 __all__ = [
     "NoRate",

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from rating.telecom.errors import NoRate, TelecomCatalogError
-from rating.telecom.model import TelecomPlan, parse_telecom_plan
-from rating.telecom.rater import rate_cdr
+from meterstream.rating.telecom.errors import NoRate, TelecomCatalogError
+from meterstream.rating.telecom.model import TelecomPlan, parse_telecom_plan
+from meterstream.rating.telecom.rater import rate_cdr
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:

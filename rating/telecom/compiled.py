@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from rating.telecom.bundles import CompiledBundle
-from rating.telecom.model import ANY, BUNDLE_UNITS, DATA_UNITS, TelecomPlan
-from rating.telecom.prefixes import PrefixTable
-from rating.telecom.rounding import METHODS, quantum
-from rating.telecom.timebands import Schedule, day_tables
+from meterstream.rating.telecom.bundles import CompiledBundle
+from meterstream.rating.telecom.model import ANY, BUNDLE_UNITS, DATA_UNITS, TelecomPlan
+from meterstream.rating.telecom.prefixes import PrefixTable
+from meterstream.rating.telecom.rounding import METHODS, quantum
+from meterstream.rating.telecom.timebands import Schedule, day_tables
 
 
 @dataclass(frozen=True, slots=True)

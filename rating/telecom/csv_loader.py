@@ -32,8 +32,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from rating.telecom.errors import TelecomCatalogError
-from rating.telecom.model import ANY, DATA_UNITS, TelecomPlan, parse_telecom_plan
+from meterstream.rating.telecom.errors import TelecomCatalogError
+from meterstream.rating.telecom.model import ANY, DATA_UNITS, TelecomPlan, parse_telecom_plan
 
 CATEGORIES = {"call": ("voice_seconds", "voice"), "sms": ("sms", "sms"), "data": ("data_bytes", "data")}
 KIND_BY_METER = {m: k for m, k in CATEGORIES.values()}

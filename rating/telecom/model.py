@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from rating.telecom.errors import TelecomCatalogError
+from meterstream.rating.telecom.errors import TelecomCatalogError
 
 ANY = "*any"
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "holiday")
@@ -249,7 +249,7 @@ class TelecomPlan(TelecomSection):
     def compiled(self) -> Any:
         """The precompiled lookup tables (built on first use, then reused)."""
         if self._compiled is None:
-            from rating.telecom.compiled import compile_plan
+            from meterstream.rating.telecom.compiled import compile_plan
 
             self._compiled = compile_plan(self)
         return self._compiled

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from rating.telecom.errors import NoRate
+from meterstream.rating.telecom.errors import NoRate
 
 T = TypeVar("T")
 

@@ -23,12 +23,12 @@ from decimal import Decimal
 from math import lcm
 from typing import Any, NamedTuple
 
-from rating.telecom.bundles import split_by_bundles
-from rating.telecom.errors import NoRate
-from rating.telecom.increments import grid_ceil, grid_count
-from rating.telecom.model import TelecomPlan
-from rating.telecom.rounding import round_amount
-from rating.telecom.timebands import EPOCH, MILLION, ONE_US
+from meterstream.rating.telecom.bundles import split_by_bundles
+from meterstream.rating.telecom.errors import NoRate
+from meterstream.rating.telecom.increments import grid_ceil, grid_count
+from meterstream.rating.telecom.model import TelecomPlan
+from meterstream.rating.telecom.rounding import round_amount
+from meterstream.rating.telecom.timebands import EPOCH, MILLION, ONE_US
 
 ZERO = Decimal(0)
 

@@ -6,9 +6,9 @@ import uuid
 
 import orjson
 
-from aggregation.ddl import create_schema, statements
-from aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch
-from aggregation.sink import insert_records
+from meterstream.aggregation.ddl import create_schema, statements
+from meterstream.aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch
+from meterstream.aggregation.sink import insert_records
 
 # The two tables as versions before 2026-11-21 created them (no EPHEMERAL input columns).
 OLD_RATED = """CREATE TABLE {db}.rated_usage

@@ -9,10 +9,10 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from aggregation.ddl import create_schema
-from aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch, problem
-from aggregation.sink import ClickHouseSink, insert_records
-from schemas.settings import Settings
+from meterstream.aggregation.ddl import create_schema
+from meterstream.aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch, problem
+from meterstream.aggregation.sink import ClickHouseSink, insert_records
+from meterstream.schemas.settings import Settings
 
 RECORD = {
     "tenant": "cloudco",
@@ -147,8 +147,8 @@ def test_dead_letters_wait_for_their_own_clock_and_a_stop_flushes_them(chdb_clie
 
     from confluent_kafka import Consumer, TopicPartition
 
-    from ingest.producer import make_producer
-    from ingest.topics import ensure_topics
+    from meterstream.ingest.producer import make_producer
+    from meterstream.ingest.topics import ensure_topics
 
     settings = Settings(
         **{

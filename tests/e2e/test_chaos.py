@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.settings import Settings
+from meterstream.schemas.settings import Settings
 
 
 @pytest.mark.kafka
@@ -23,7 +23,7 @@ def test_chaos_run_loses_and_duplicates_nothing(kafka_settings: Settings, tmp_pa
     env.update({"METERSTREAM_HOME": str(kafka_settings.home), "METERSTREAM_KAFKA_PORT": str(kafka_settings.kafka_port),
                 "METERSTREAM_KAFKA_HEAP": kafka_settings.kafka_heap})  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "chaos", "--events", "8000", "--seconds", "25", "--kills", "1",
+        [sys.executable, "-m", "meterstream.deploy.cli", "chaos", "--events", "8000", "--seconds", "25", "--kills", "1",
          "--outage", "20", "--out", str(tmp_path / "chaos")],
         env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip

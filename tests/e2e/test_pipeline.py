@@ -19,7 +19,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.settings import Settings, settings_from_env
+from meterstream.schemas.settings import Settings, settings_from_env
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 T = "2026-10-{:02d}T{:02d}:00:00.000Z"
@@ -108,7 +108,7 @@ def reference_total(price: dict, quantity: Decimal) -> Decimal:
 
 
 def produce(settings: Settings, values: list[bytes]) -> None:
-    from ingest.producer import make_producer, produce_all
+    from meterstream.ingest.producer import make_producer, produce_all
 
     def key(v: bytes) -> bytes:
         try:
@@ -121,7 +121,7 @@ def produce(settings: Settings, values: list[bytes]) -> None:
 
 
 def run_settings(kafka_settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, str]]:
-    from deploy.ports import free_port
+    from meterstream.deploy.ports import free_port
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
     env.update(
@@ -144,7 +144,7 @@ def cli(env: dict[str, str], *args: str) -> str:
     """Run `meterstream ARGS` in its own process: embedded chdb lets one process own a store at a time."""
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", *args],
+        [sys.executable, "-m", "meterstream.deploy.cli", *args],
         env=env,
         cwd=root,
         capture_output=True,
@@ -165,7 +165,7 @@ def close(env: dict[str, str], out: Path) -> list[dict]:
 
 
 def dead_letters(settings: Settings) -> list[dict]:
-    from ingest.lag import LagProbe
+    from meterstream.ingest.lag import LagProbe
 
     topic = settings.topic("dead-letters")
     probe = LagProbe(settings)
@@ -193,9 +193,9 @@ def dead_letters(settings: Settings) -> list[dict]:
 @pytest.mark.kafka
 @pytest.mark.parametrize("engine", ["native", "faust"])
 def test_events_to_invoices(kafka_settings: Settings, tmp_path: Path, engine: str) -> None:
-    from deploy.demo import Pipeline, wait_drained
-    from ingest.topics import ensure_topics
-    from rating.processor.runner import app_id
+    from meterstream.deploy.pipeline import Pipeline, wait_drained
+    from meterstream.ingest.topics import ensure_topics
+    from meterstream.processor.runner import app_id
 
     settings, env = run_settings(kafka_settings, tmp_path)
     env["METERSTREAM_PROCESSOR_ENGINE"] = engine
@@ -272,11 +272,11 @@ def _yaml(path: Path) -> bytes:
 @pytest.mark.kafka
 def test_kill_and_restart_processor_and_sink_loses_nothing(kafka_settings: Settings, tmp_path: Path) -> None:
     """SIGKILL both processes mid-stream, restart them: quantities still match the input exactly."""
-    from deploy.demo import Pipeline, wait_drained
-    from ingest.lag import LagProbe
-    from ingest.topics import ensure_topics
-    from ingest.workload import Truth, WorkloadSpec, generate
-    from rating.processor.runner import app_id
+    from meterstream.deploy.pipeline import Pipeline, wait_drained
+    from meterstream.ingest.lag import LagProbe
+    from meterstream.ingest.topics import ensure_topics
+    from meterstream.ingest.workload import Truth, WorkloadSpec, generate
+    from meterstream.processor.runner import app_id
 
     settings, env = run_settings(kafka_settings, tmp_path)
     env["METERSTREAM_CATALOG"] = str(Path(__file__).resolve().parents[2] / "deploy" / "demo_catalog.yaml")
@@ -289,7 +289,7 @@ def test_kill_and_restart_processor_and_sink_loses_nothing(kafka_settings: Setti
     try:
         pipeline.start("processor")
         pipeline.start("sink")
-        from ingest.producer import make_producer, produce_all
+        from meterstream.ingest.producer import make_producer, produce_all
 
         produce_all(make_producer(settings), settings.topic("usage-events"), iter(events))
         deadline = time.monotonic() + 120

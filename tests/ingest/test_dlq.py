@@ -14,20 +14,20 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from deploy.cli import build_parser
-from ingest.dlq import (
+from meterstream.deploy.cli import build_parser
+from meterstream.ingest.dlq import (
     REPLAY_HEADER,
     ReplayResult,
     parse_position,
     read_dead_letters,
     replay_dead_letters,
 )
-from ingest.producer import make_producer
-from ingest.topics import Topics, ensure_topics
-from rating.catalog import load_catalog, parse_catalog
-from rating.processor.step import Kind, Position, process
-from schemas.rated import DeadLetter
-from schemas.settings import Settings
+from meterstream.ingest.producer import make_producer
+from meterstream.ingest.topics import Topics, ensure_topics
+from meterstream.processor.step import Kind, Position, process
+from meterstream.rating.catalog import load_catalog, parse_catalog
+from meterstream.schemas.rated import DeadLetter
+from meterstream.schemas.settings import Settings
 
 pytestmark = pytest.mark.kafka
 

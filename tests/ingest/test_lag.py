@@ -1,6 +1,6 @@
 from confluent_kafka import KafkaError, KafkaException
 
-from ingest.lag import coordinator_not_ready
+from meterstream.ingest.lag import coordinator_not_ready
 
 
 def test_coordinator_start_up_errors_are_waited_out() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from aggregation.ddl import create_schema
-from aggregation.rows import RATED_COLUMNS
-from invoice_emitter.close import close_period
-from rating.catalog import load_catalog
+from meterstream.aggregation.ddl import create_schema
+from meterstream.aggregation.rows import RATED_COLUMNS
+from meterstream.invoice_emitter.close import close_period
+from meterstream.rating.catalog import load_catalog
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
 
@@ -85,7 +85,7 @@ def test_a_second_late_batch_is_charged_only_for_itself(chdb_client, db: str, tm
 def test_a_customer_id_that_cannot_be_a_file_name_fails_the_close_before_anything_is_stored(
     chdb_client, db: str, tmp_path: Path
 ) -> None:
-    from invoice_emitter.ledger import closed_periods
+    from meterstream.invoice_emitter.ledger import closed_periods
 
     insert(chdb_client, db, "c1", "2026-09", "30")
     insert(chdb_client, db, "../c2", "2026-09", "30")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from aggregation.usage_query import MeterUsage
-from invoice_emitter.document import MeterPricer, build_invoice, decimal_text, invoice_and_differences
-from rating import quote
-from rating.catalog import load_catalog
+from meterstream.aggregation.usage_query import MeterUsage
+from meterstream.invoice_emitter.document import MeterPricer, build_invoice, decimal_text, invoice_and_differences
+from meterstream.rating import quote
+from meterstream.rating.catalog import load_catalog
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
 BASIC = CATALOG.plans["basic"]

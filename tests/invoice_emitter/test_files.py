@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from invoice_emitter.document import empty_invoice
-from invoice_emitter.files import DocumentFiles, file_name, write_documents
+from meterstream.invoice_emitter.document import empty_invoice
+from meterstream.invoice_emitter.files import DocumentFiles, file_name, write_documents
 
 
 def doc(tenant: str, customer: str, total: str = "0") -> dict:

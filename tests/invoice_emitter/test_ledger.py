@@ -8,9 +8,9 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from aggregation.ddl import create_schema
-from invoice_emitter.document import empty_invoice, with_lines
-from invoice_emitter.ledger import store_invoices, stored_invoices
+from meterstream.aggregation.ddl import create_schema
+from meterstream.invoice_emitter.document import empty_invoice, with_lines
+from meterstream.invoice_emitter.ledger import store_invoices, stored_invoices
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rating.cli import add_commands, run
+from meterstream.rating.cli import add_commands, run
 
 GRADUATED_YAML = """\
 model: graduated

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from rating import quote
-from rating.money import CURRENCY_MINOR_UNITS
+from meterstream.rating import quote
+from meterstream.rating.money import CURRENCY_MINOR_UNITS
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from rating import (
+from meterstream.rating import (
     flat_charge,
     installment_amounts,
     minor_units,
@@ -17,7 +17,7 @@ from rating import (
     round_money,
     to_decimal,
 )
-from rating.money import CURRENCY_MINOR_UNITS
+from meterstream.rating.money import CURRENCY_MINOR_UNITS
 
 D = Decimal
 

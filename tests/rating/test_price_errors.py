@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rating import PriceError, parse_price, quote
+from meterstream.rating import PriceError, parse_price, quote
 
 OPEN = {"up_to": None, "unit_amount": "1"}
 

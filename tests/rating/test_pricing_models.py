@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rating import delta, parse_price, quote
+from meterstream.rating import delta, parse_price, quote
 
 D = Decimal
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating import PriceError, delta, minor_units, parse_price, quote, round_money
-from rating.money import CURRENCY_MINOR_UNITS
+from meterstream.rating import PriceError, delta, minor_units, parse_price, quote, round_money
+from meterstream.rating.money import CURRENCY_MINOR_UNITS
 
 settings.register_profile("rating", deadline=None, max_examples=150)
 settings.load_profile("rating")

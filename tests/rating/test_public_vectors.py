@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rating import delta, parse_price, quote
+from meterstream.rating import delta, parse_price, quote
 
 VECTORS = Path(__file__).resolve().parents[1] / "data" / "pricing_public.yaml"
 _CASE_KEYS = {"quantity", "total", "price"}

@@ -10,7 +10,7 @@ import jsonschema
 import orjson
 import pytest
 
-from schemas.event import InvalidEvent, parse_event
+from meterstream.schemas.event import InvalidEvent, parse_event
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "usage_event.v1.json").read_text())
 VALID = {

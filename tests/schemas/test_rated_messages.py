@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.rated import pack, record_count, unpack
+from meterstream.schemas.rated import pack, record_count, unpack
 
 
 def test_pack_splits_at_the_byte_limit_and_keeps_order() -> None:

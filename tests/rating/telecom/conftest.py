@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rating.telecom import TelecomPlan, parse_telecom_plan
+from meterstream.rating.telecom import TelecomPlan, parse_telecom_plan
 
 from .plans import section
 

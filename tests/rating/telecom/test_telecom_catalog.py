@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from rating.telecom import TelecomCatalogError, load_telecom_csv, parse_telecom_plan, rate_cdr
+from meterstream.rating.telecom import TelecomCatalogError, load_telecom_csv, parse_telecom_plan, rate_cdr
 
 from .plans import section
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from rating.telecom.cli import add_event_command, run
+from meterstream.rating.telecom.cli import add_event_command, run
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "rating" / "telecom" / "examples" / "telecom_plan.yaml"
 

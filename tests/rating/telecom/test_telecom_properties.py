@@ -8,10 +8,10 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating.telecom import rate_cdr
-from rating.telecom.rater import _rate_general
-from rating.telecom.rounding import round_amount
-from rating.telecom.timebands import to_us
+from meterstream.rating.telecom import rate_cdr
+from meterstream.rating.telecom.rater import _rate_general
+from meterstream.rating.telecom.rounding import round_amount
+from meterstream.rating.telecom.timebands import to_us
 
 D = Decimal
 YEAR = datetime(2025, 1, 1, tzinfo=UTC)
@@ -76,7 +76,7 @@ def test_fast_path_matches_general_path(plan, start, seconds, number, bundle_use
     else:
         spans = [(D(0), seconds, cp.schedule.band_at(t_us), t_us)]
     rate = dest.rates[spans[0][2]]
-    from rating.telecom.increments import grid_ceil
+    from meterstream.rating.telecom.increments import grid_ceil
 
     billed = grid_ceil(seconds, rate.first, rate.step)
     connect = rate.connect_fee if billed else D(0)

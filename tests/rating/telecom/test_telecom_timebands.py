@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from rating.telecom import parse_telecom_plan, rate_cdr
+from meterstream.rating.telecom import parse_telecom_plan, rate_cdr
 
 from .plans import berlin
 

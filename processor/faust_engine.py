@@ -16,13 +16,13 @@ from typing import Any
 import faust
 import orjson
 
-from deploy.ops_http import serve_ops
-from ingest.topics import Topics
-from rating.catalog import Catalog, load_catalog
-from rating.processor import metrics
-from rating.processor.runner import app_id
-from rating.processor.step import Kind, Position, process
-from schemas.settings import Settings
+from meterstream.ingest.topics import Topics
+from meterstream.ops_http import serve_ops
+from meterstream.processor import metrics
+from meterstream.processor.runner import app_id
+from meterstream.processor.step import Kind, Position, process
+from meterstream.rating.catalog import Catalog, load_catalog
+from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
 

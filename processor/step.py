@@ -6,11 +6,11 @@ from collections.abc import MutableMapping
 from enum import Enum
 from typing import Any, NamedTuple
 
-from ingest.dedup import Verdict, check, dedup_key, remember
-from rating.catalog import Catalog
-from rating.stream_rater import RatingError, rate_event
-from schemas.event import InvalidEvent, parse_event
-from schemas.rated import DeadLetter, RatedUsage
+from meterstream.processor.dedup import Verdict, check, dedup_key, remember
+from meterstream.processor.rate import RatingError, rate_event
+from meterstream.rating.catalog import Catalog
+from meterstream.schemas.event import InvalidEvent, parse_event
+from meterstream.schemas.rated import DeadLetter, RatedUsage
 
 
 class Kind(Enum):

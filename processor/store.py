@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
-from ingest.dedup import DEDUP_PREFIX
+from meterstream.processor.dedup import DEDUP_PREFIX
 
 _MISSING = object()
 _OFFSET_KEY = b"\x00offset"

@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rating.catalog import load_catalog
-from rating.processor.step import Kind, Position, process
+from meterstream.processor.step import Kind, Position, process
+from meterstream.rating.catalog import load_catalog
 
-CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "data" / "catalog.yaml")
+CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
 WINDOW = 35 * 86_400_000
 
 

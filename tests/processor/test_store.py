@@ -3,8 +3,8 @@
 from collections import Counter
 from pathlib import Path
 
-from ingest.dedup import dedup_key
-from rating.processor.store import DAY_MS, BatchState, PartitionStore
+from meterstream.processor.dedup import dedup_key
+from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
 
 
 def test_batch_is_invisible_until_committed_and_survives_reopen(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_purge_forgets_only_ids_older_than_the_cutoff(tmp_path: Path) -> None:
 
 
 def test_workers_take_contiguous_ranges_that_cover_every_partition_once() -> None:
-    from rating.processor.runner import worker_partitions
+    from meterstream.processor.runner import worker_partitions
 
     assert [worker_partitions(4, i, 2) for i in range(2)] == [[0, 1], [2, 3]]
     assert [worker_partitions(5, i, 3) for i in range(3)] == [[0], [1, 2], [3, 4]]

@@ -1,4 +1,4 @@
-from ingest.dedup import Verdict, check, dedup_key, remember
+from meterstream.processor.dedup import Verdict, check, dedup_key, remember
 
 DAY = 86_400_000
 

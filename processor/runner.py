@@ -25,16 +25,16 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from deploy.ops_http import serve_ops
-from ingest.lag import coordinator_not_ready
-from ingest.producer import make_producer
-from ingest.topics import Topics
-from rating.catalog import Catalog, load_catalog
-from rating.processor import metrics
-from rating.processor.step import Kind, Position, process
-from rating.processor.store import DAY_MS, BatchState, PartitionStore
-from schemas.rated import pack
-from schemas.settings import Settings
+from meterstream.ingest.lag import coordinator_not_ready
+from meterstream.ingest.producer import make_producer
+from meterstream.ingest.topics import Topics
+from meterstream.ops_http import serve_ops
+from meterstream.processor import metrics
+from meterstream.processor.step import Kind, Position, process
+from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
+from meterstream.rating.catalog import Catalog, load_catalog
+from meterstream.schemas.rated import pack
+from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
 

@@ -1,6 +1,6 @@
 import time
 
-from rating.processor.metrics import ProcessorStatus
+from meterstream.processor.metrics import ProcessorStatus
 
 
 def test_idle_without_lag_is_healthy() -> None:

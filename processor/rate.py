@@ -11,11 +11,11 @@ from collections.abc import MutableMapping
 from decimal import Decimal
 from typing import Any
 
-from rating.catalog import Catalog, Plan
-from rating.engine import delta
-from rating.telecom import NoRate, rate_cdr
-from schemas.event import UsageEvent
-from schemas.rated import RatedUsage
+from meterstream.rating.catalog import Catalog, Plan
+from meterstream.rating.engine import delta
+from meterstream.rating.telecom import NoRate, rate_cdr
+from meterstream.schemas.event import UsageEvent
+from meterstream.schemas.rated import RatedUsage
 
 CUMULATIVE_PREFIX = "c|"
 

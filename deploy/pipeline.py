@@ -1,0 +1,129 @@
+"""The local pipeline as OS processes (processor, sink; later the API), and how to wait for it to drain.
+
+Used by `meterstream demo`, `meterstream up`, the chaos run, the benchmarks and the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from meterstream.deploy.ports import free_port
+from meterstream.schemas.settings import Settings
+
+
+def say(msg: str, tag: str = "demo") -> None:
+    print(f"[{tag}] {msg}", file=sys.stderr, flush=True)
+
+
+class Pipeline:
+    """The processor and the sink as separate OS processes, as in production."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen] = {}
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meterstream.deploy.cli", {"processor": "process", "sink": "sink"}[name]],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus samples of a process, keyed `name{label=value,...}`."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return out
+
+
+def demo_environment(settings: Settings, out: Path, run_id: str) -> dict[str, str]:
+    """Fresh topics and a fresh ClickHouse store or database for this run; the broker is shared."""
+    env = dict(os.environ)
+    env["METERSTREAM_TOPIC_PREFIX"] = f"demo-{run_id}."
+    env["METERSTREAM_HOME"] = str(settings.home.resolve())
+    env["METERSTREAM_PROCESSOR_METRICS_PORT"] = str(free_port())
+    env["METERSTREAM_SINK_METRICS_PORT"] = str(free_port())
+    if settings.clickhouse_url:
+        env["METERSTREAM_CLICKHOUSE_DATABASE"] = f"meterstream_demo_{run_id}"
+    else:
+        store = out.resolve() / "clickhouse"
+        shutil.rmtree(store, ignore_errors=True)
+        env["METERSTREAM_CLICKHOUSE_URL"] = f"chdb://{store}"
+    return env
+
+
+def wait_drained(
+    settings: Settings, pipeline: Pipeline, processor_group: str, produced: int, timeout: float = 1800
+) -> None:
+    from meterstream.ingest.lag import LagProbe
+    from meterstream.ingest.topics import Topics
+
+    topics = Topics.from_settings(settings)
+    probe = LagProbe(settings)
+    deadline = time.monotonic() + timeout
+    calm = 0
+    try:
+        while time.monotonic() < deadline:
+            pipeline.check_alive()
+            p_lag = probe.group_lag(processor_group, [topics.usage])
+            s_lag = probe.group_lag(settings.topic("meterstream-sink"), [topics.rated, topics.dead_letters])
+            if p_lag is not None and s_lag is not None:
+                print(
+                    f"\r[demo] processed {produced - p_lag}/{produced}, sink behind by {s_lag}      ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            calm = calm + 1 if p_lag == 0 and s_lag == 0 else 0
+            if calm >= 2:
+                print(file=sys.stderr)
+                return
+            time.sleep(0.5)
+        raise TimeoutError("the pipeline did not drain in time")
+    finally:
+        probe.close()

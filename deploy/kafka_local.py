@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,10 +204,19 @@ def start(settings: Settings, wait_seconds: float = 90.0) -> BrokerStatus:
     raise RuntimeError(f"Kafka broker did not answer on {settings.bootstrap} within {wait_seconds:.0f}s")
 
 
-def _cluster_id() -> str:
-    import base64
+def _cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id as Kafka's `Uuid.randomUuid()` makes one: 16 random bytes in URL-safe base64
+    without padding (22 characters), drawn again while the text starts with '-' (1 in 64 would: the tools'
+    argument parser then reads the id as an option, `StorageTool format -t -xyz` fails) or the bytes are
+    Kafka's reserved zero / metadata-topic ids."""
+    while True:
+        raw = random_bytes()
+        text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if not text.startswith("-") and raw not in _RESERVED_UUIDS:
+            return text
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+_RESERVED_UUIDS = (bytes(16), bytes(15) + b"\x01")  # Uuid.ZERO_UUID, Uuid.METADATA_TOPIC_ID
 
 
 def stop(settings: Settings, wait_seconds: float = 30.0, kill: bool = False) -> bool:

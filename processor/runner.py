@@ -18,9 +18,8 @@ import logging
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -30,6 +29,7 @@ from meterstream.ingest.producer import make_producer
 from meterstream.ingest.topics import Topics
 from meterstream.ops_http import serve_ops
 from meterstream.processor import metrics
+from meterstream.processor.checkpoint import Checkpointer, InFlight
 from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
 from meterstream.rating.catalog import Catalog, load_catalog
@@ -83,7 +83,7 @@ class NativeProcessor:
             }
         )
         self.producer = make_producer(settings, **{"linger.ms": 5})
-        self.in_flight: deque[InFlight] = deque()  # processed batches awaiting Kafka's acknowledgement
+        self.checkpoint = Checkpointer(self.producer, self.consumer, self.topics.usage, self._committed_batch)
         self.latest: dict[int, BatchState] = {}  # per partition, the last batch's buffer
 
     def assign(self) -> None:
@@ -140,10 +140,10 @@ class NativeProcessor:
             while not stop.is_set():
                 msgs = self.consumer.consume(num_messages=5000, timeout=0.1)  # 5000 or the timeout
                 if msgs:
-                    self.in_flight.append(self.process_batch(msgs))
-                self.commit_delivered(keep=1)  # the newest batch's acks may arrive while the next is read
+                    self.checkpoint.add(self.process_batch(msgs))
+                self.checkpoint.commit_delivered(keep=1)  # the newest batch's acks may arrive meanwhile
                 self.purge()
-            self.commit_delivered(keep=0)
+            self.checkpoint.commit_delivered(keep=0)
         finally:
             self.consumer.close()
             for store in self.stores.values():
@@ -159,7 +159,7 @@ class NativeProcessor:
         last = batch.last
         usage_topic, rated_topic, dead_topic = self.topics.usage, self.topics.rated, self.topics.dead_letters
         catalog, window_ms, dumps = self.catalog, self.window_ms, orjson.dumps
-        produce = self._produce
+        produce = self.checkpoint.produce
         current = -1
         for m in msgs:
             if m.error():
@@ -193,70 +193,13 @@ class NativeProcessor:
         batch.busy_s = time.perf_counter() - batch.started
         return batch
 
-    def commit_delivered(self, keep: int) -> None:
-        """Commit, in order, the batches whose outputs Kafka acknowledged, waiting until at most `keep`
-        remain in flight. A failed delivery stops here, uncommitted: a restart replays from the last
-        committed batch."""
-        waited = time.monotonic()
-        while self.in_flight:
-            self.producer.poll(0 if len(self.in_flight) <= keep else 0.005)
-            batch = self.in_flight[0]
-            if batch.errors:
-                raise KafkaException(f"outputs not delivered: {batch.errors[:1]}")  # state not committed
-            if batch.outstanding:
-                if len(self.in_flight) <= keep:
-                    return
-                if time.monotonic() - waited > 10:  # e.g. the broker is restarting: keep waiting
-                    log.warning("waiting for Kafka to acknowledge a batch's outputs")
-                    waited = time.monotonic()
-                continue
-            self.in_flight.popleft()
-            self._commit(batch)
-
-    def _commit(self, batch: InFlight) -> None:
-        for p, offset in batch.last.items():
-            batch.states[p].commit(offset + 1, batch.outcomes[p])
-        self.consumer.commit(
-            offsets=[TopicPartition(self.topics.usage, p, o + 1) for p, o in batch.last.items()], asynchronous=True
-        )
-        metrics.EVENTS_IN.inc(batch.size)
-        metrics.STEP_SECONDS.observe(batch.busy_s / max(batch.size, 1))
+    def _committed_batch(self, batch: InFlight) -> None:
+        """After a batch's state is durable (checkpoint step 5): status, counters, lag."""
         self.status.processed(batch.size)
         self._publish_counts()
         for p, offset in batch.last.items():
             _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topics.usage, p), cached=True)
             self.status.set_lag(p, max(high - offset - 1, 0))
-
-    def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int, batch: InFlight) -> None:
-        batch.outstanding += 1
-        while True:
-            try:
-                self.producer.produce(topic, value, key, partition, on_delivery=batch.delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
-
-
-class InFlight:
-    """A processed batch: its buffers, positions and outcomes, and how many outputs Kafka has yet to ack.
-
-    Outputs are few (rated records are packed), so one delivery callback per output costs little.
-    """
-
-    __slots__ = ("busy_s", "errors", "last", "outcomes", "outstanding", "size", "started", "states")
-
-    def __init__(self, started: float, size: int) -> None:
-        self.started, self.size, self.busy_s = started, size, 0.0
-        self.states: dict[int, BatchState] = {}
-        self.last: dict[int, int] = {}  # per input partition, the last offset processed
-        self.outcomes: dict[int, Counter[str]] = {}
-        self.outstanding = 0
-        self.errors: list[str] = []
-
-    def delivered(self, err: Any, msg: Any) -> None:
-        self.outstanding -= 1
-        if err is not None:
-            self.errors.append(str(err))
 
 
 def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:

@@ -5,12 +5,20 @@ time in offset order (no gaps in acks, #606), uses at-least-once (no transaction
 windowed tables (#193/#250), and all state lives in one table whose changelog partition is the
 source partition, so dedup entries are durable before the running totals they guard. Outputs go to
 the source partition number and are deterministic, so a replay only repeats identical records.
+
+Dedup entries older than the window are purged like the native engine does (`PartitionStore.purge_before`):
+when a partition's first message is processed and then whenever the cutoff day moves, the agent deletes
+that partition's expired `d|` entries from the table, inside the message's processing, since faust only
+lets an agent write (and tombstone in the changelog) the partition of the event it is processing. The
+table has no day index, so a purge scans the locally held table once a day per partition; a partition
+without traffic is not purged, but then it does not grow either.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import faust
@@ -19,12 +27,47 @@ import orjson
 from meterstream.ingest.topics import Topics
 from meterstream.ops_http import serve_ops
 from meterstream.processor import metrics
+from meterstream.processor.dedup import DEDUP_PREFIX
 from meterstream.processor.runner import app_id
 from meterstream.processor.step import Kind, Position, process
+from meterstream.processor.store import DAY_MS
 from meterstream.rating.catalog import Catalog, load_catalog
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
+
+
+def expired_dedup_keys(items: Iterable[tuple[str, Any]], partition: int, cutoff_day: int) -> list[str]:
+    """Keys of the dedup entries of `partition` first seen before `cutoff_day` (days since the epoch).
+
+    The same rule as `PartitionStore.purge_before`; the entry's `p` says which input partition wrote it
+    (and so which changelog partition holds it).
+    """
+    cutoff_ms = cutoff_day * DAY_MS
+    return [
+        key
+        for key, entry in items
+        if key.startswith(DEDUP_PREFIX) and entry is not None and entry["p"] == partition and entry["t"] < cutoff_ms
+    ]
+
+
+class DedupPurger:
+    """Forgets ids older than the dedup window, per partition, at most once per cutoff day."""
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.purged_day: dict[int, int] = {}
+
+    def purge(self, state: MutableMapping[str, Any], partition: int, now_ms: int) -> int:
+        """Delete `partition`'s expired entries from `state` if the cutoff day moved; returns how many."""
+        cutoff_day = (now_ms - self.window_ms) // DAY_MS
+        if self.purged_day.get(partition) == cutoff_day:
+            return 0
+        expired = expired_dedup_keys(list(state.items()), partition, cutoff_day)
+        for key in expired:
+            del state[key]
+        self.purged_day[partition] = cutoff_day
+        return len(expired)
 
 
 def build_app(settings: Settings, catalog: Catalog) -> faust.App:
@@ -54,6 +97,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     dead = app.topic(topics.dead_letters, key_serializer="raw", value_serializer="raw")
     state = app.Table("state", default=None, partitions=settings.partitions, key_type=str)
     status = metrics.ProcessorStatus()
+    purger = DedupPurger(window_ms)
 
     @app.agent(usage)
     async def rate_usage(stream: faust.StreamT) -> None:
@@ -61,12 +105,16 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             msg = event.message
             t0 = time.perf_counter()
             metrics.EVENTS_IN.inc()
+            now_ms = int(time.time() * 1000)
+            purged = purger.purge(state, msg.partition, now_ms)
+            if purged:
+                metrics.DEDUP_PURGED.inc(purged)
             out = process(
                 catalog,
                 state,
                 msg.value,
                 Position(msg.topic, msg.partition, msg.offset, msg.key),
-                int(time.time() * 1000),
+                now_ms,
                 window_ms,
             )
             if out.rated is not None:

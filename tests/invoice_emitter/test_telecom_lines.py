@@ -185,7 +185,10 @@ EXPECTED = {
 }
 
 
-def _by_key(lines: list[dict[str, Any]]) -> dict[str, tuple[str, int, Decimal, Decimal, Decimal]]:
+Line = tuple[str, int, Decimal, Decimal, Decimal]  # quantity, events, bundle units, precise amount, amount
+
+
+def _by_key(lines: list[dict[str, Any]]) -> dict[str, Line]:
     return {
         line["line_key"]: (
             line["quantity"],
@@ -198,7 +201,7 @@ def _by_key(lines: list[dict[str, Any]]) -> dict[str, tuple[str, int, Decimal, D
     }
 
 
-def _expected(table: dict[str, tuple[str, int, str, str, str]]) -> dict[str, tuple[str, int, Decimal, Decimal, Decimal]]:
+def _expected(table: dict[str, tuple[str, int, str, str, str]]) -> dict[str, Line]:
     return {k: (q, n, Decimal(b), Decimal(p), Decimal(a)) for k, (q, n, b, p, a) in table.items()}
 
 

@@ -1,0 +1,1 @@
+"""Lago-compatible API at /compat/lago/."""

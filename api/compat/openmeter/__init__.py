@@ -1,0 +1,1 @@
+"""OpenMeter-compatible API at /compat/openmeter."""

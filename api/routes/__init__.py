@@ -1,0 +1,1 @@
+"""Own API v1 routes (thin: services hold the rules)."""

@@ -1,0 +1,1 @@
+"""The entity store: SQLAlchemy 2 + Alembic, one module per entity (model + repository)."""

@@ -4,6 +4,8 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from meterstream.health import Clock, StallWatch
+
 EVENTS_IN = Counter("meterstream_processor_events_in_total", "Messages read from the usage topic")
 OUTCOMES = Counter(
     "meterstream_processor_events_total", "Messages by outcome", ["outcome"]
@@ -24,30 +26,45 @@ STEP_SECONDS = Histogram(
 
 
 class ProcessorStatus:
-    """Progress shared by both engines; `health` is what /healthz reports."""
+    """Progress shared by both engines; `health` is what /healthz reports.
 
-    STALL_SECONDS = 30.0
+    Lag is measured from the start, before the first batch is committed: the engine reports each
+    partition's committed position (`committed`) and the broker's watermarks (`watermarks`), so a
+    processor stuck on its very first batch, with work waiting, turns /healthz red after `stall_seconds`.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, stall_seconds: float = 30.0, clock: Clock = time.monotonic) -> None:
         self.events = 0
-        self.last_event = 0.0
-        self.lag: dict[int, int] = {}
+        self.watch = StallWatch(stall_seconds, clock)
+        self.positions: dict[int, int | None] = {}  # per partition, the next offset to commit (None: unknown)
 
     def processed(self, n: int) -> None:
         self.events += n
-        self.last_event = time.time()
+        self.watch.progressed()
 
     def set_lag(self, partition: int, lag: int) -> None:
-        LAG.labels(str(partition)).set(lag)
-        self.lag[partition] = lag
+        LAG.labels(str(partition)).set(max(lag, 0))
+        self.watch.set_lag(partition, lag)
+
+    def committed(self, partition: int, next_offset: int | None) -> None:
+        """The partition's committed position (at assignment, then after each commit)."""
+        self.positions[partition] = next_offset
+
+    def watermarks(self, partition: int, low: int, high: int) -> None:
+        """The partition's watermarks (as last seen by the consumer): lag = high - committed position
+        (the low watermark when nothing was committed yet). Negative values mean unknown: ignored."""
+        if high < 0:
+            return
+        start = self.positions.get(partition)
+        if start is None or start < 0:
+            start = max(low, 0)
+        self.set_lag(partition, high - start)
 
     def health(self) -> tuple[bool, dict]:
-        """Degraded when work is waiting but nothing moved for 30 s (a stalled consumer is not healthy)."""
-        idle = time.time() - self.last_event if self.last_event else None
-        behind = sum(self.lag.values())
-        stalled = behind > 0 and idle is not None and idle > self.STALL_SECONDS
-        return not stalled, {
+        """Degraded when work is waiting but nothing moved for `stall_seconds` (a stalled consumer is not healthy)."""
+        idle = self.watch.idle_seconds()
+        return not self.watch.stalled(), {
             "events": self.events,
-            "lag": behind,
-            "seconds_since_event": round(idle, 1) if idle is not None else None,
+            "lag": self.watch.behind(),
+            "seconds_stalled": round(idle, 1),
         }

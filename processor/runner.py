@@ -72,7 +72,7 @@ class NativeProcessor:
         self.worker, self.workers = worker, workers
         self.stores: dict[int, PartitionStore] = {}
         self.purged_day = -1
-        self.status = metrics.ProcessorStatus()
+        self.status = metrics.ProcessorStatus(settings.stall_seconds)
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap,
@@ -100,6 +100,7 @@ class NativeProcessor:
             if start is None:  # never processed here: the group's commit, else the beginning
                 start = committed.get(p, -1) if committed.get(p, -1) >= 0 else OFFSET_BEGINNING
             tps.append(TopicPartition(topic, p, start))
+            self.status.committed(p, start if start >= 0 else None)  # lag is measured from the start
         self.consumer.assign(tps)
         log.warning("worker %d/%d assigned partitions %s", self.worker, self.workers, mine)
         self._publish_counts()
@@ -139,6 +140,7 @@ class NativeProcessor:
         try:
             while not stop.is_set():
                 msgs = self.consumer.consume(num_messages=5000, timeout=0.1)  # 5000 or the timeout
+                self._watch_lag()  # before processing: a batch that never finishes shows as a stall
                 if msgs:
                     self.checkpoint.add(self.process_batch(msgs))
                 self.checkpoint.commit_delivered(keep=1)  # the newest batch's acks may arrive meanwhile
@@ -198,8 +200,14 @@ class NativeProcessor:
         self.status.processed(batch.size)
         self._publish_counts()
         for p, offset in batch.last.items():
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topics.usage, p), cached=True)
-            self.status.set_lag(p, max(high - offset - 1, 0))
+            self.status.committed(p, offset + 1)
+        self._watch_lag()
+
+    def _watch_lag(self) -> None:
+        """Per partition: watermarks as last seen by the consumer vs the committed position (health)."""
+        for p in self.stores:
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topics.usage, p), cached=True)
+            self.status.watermarks(p, low, high)
 
 
 def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:

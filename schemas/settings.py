@@ -41,6 +41,26 @@ class Settings(BaseSettings):
         "native", description="native: confluent-kafka + RocksDB batches; faust: faust-streaming agent."
     )
     dedup_window_days: int = Field(35, ge=1, description="How long an event id is remembered.")
+    # HTTP API (issue #13): `meterstream serve`
+    database_url: str | None = Field(
+        None, description="SQL store of API keys and entities; default sqlite:///<home>/meterstream.db."
+    )
+    api_host: str = Field("127.0.0.1", description="Address `meterstream serve` listens on (0.0.0.0 in containers).")
+    api_port: int = Field(8080, description="Port of the HTTP API.")
+    api_max_events: int = Field(10_000, ge=1_000, description="Most events one POST /v1/events may carry.")
+    api_max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request body the API reads (413 above it)."
+    )
+    api_rate_limit_per_s: float = Field(
+        500.0, ge=0, description="Requests per second per API key (token bucket, in memory); 0 = no limit."
+    )
+    api_rate_limit_burst: int = Field(1_000, ge=1, description="Token bucket size: requests a key may burst.")
+    api_produce_timeout_s: float = Field(
+        10.0, gt=0, description="How long an ingest request waits for Kafka's acknowledgement (then 503)."
+    )
+    api_recent_ids: int = Field(
+        1_000_000, ge=0, description="Event ids the API remembers (per process) to answer `duplicate`."
+    )
     ops_host: str = Field(
         "127.0.0.1", description="Address of /metrics and /healthz (0.0.0.0 in containers)."
     )
@@ -53,6 +73,9 @@ class Settings(BaseSettings):
     sink_batch_seconds: float = Field(0.3, gt=0, description="...or after this many seconds (bounds latency).")
     sink_dead_letter_seconds: float = Field(
         2.0, gt=0, description="Dead letters are inserted after this many seconds (or sink_batch_rows)."
+    )
+    stall_seconds: float = Field(
+        30.0, gt=0, description="/healthz answers 503 when work waits (lag > 0) and nothing moved for this long."
     )
 
     @property

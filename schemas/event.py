@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-QUANTITY_SCALE = 12
-_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]{1,12})?$")
+# Limits of what an event may carry: what the stores and the money type can hold (docs/events.md).
+# The processor's columnar path imports these; `parse_event` stays the one definition of "valid".
+QUANTITY_SCALE = 12  # fractional digits: ClickHouse rated_usage.quantity is Decimal(38, 12)
+QUANTITY_MAX_INTEGER_DIGITS = 26  # 38 - 12: a 27-digit quantity makes ClickHouse refuse the whole insert
+QUANTITY_MAX = Decimal("9" * QUANTITY_MAX_INTEGER_DIGITS + "." + "9" * QUANTITY_SCALE)
+# A JSON *number* quantity must be an integer-exact double: above 2^53 - 1 (I-JSON, RFC 7493 section 2.2)
+# parsers (orjson beyond 2^64, JavaScript beyond 2^53) silently round it. Larger quantities travel as strings.
+JSON_NUMBER_MAX = 2**53 - 1
+DIMENSION_KEY_MAX_BYTES = 128  # UTF-8 bytes; keys are ClickHouse LowCardinality map keys: names, not data
+DIMENSION_VALUE_MAX_BYTES = 1024  # UTF-8 bytes
+DIMENSIONS_MAX = 64
+# ClickHouse DateTime64(3, 'UTC') holds [1900-01-01 00:00:00, 2299-12-31 23:59:59.999]; outside it an insert
+# fails (or clamps), so such times are refused at parse whatever the time window allows.
+TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+DEFAULT_MAX_AGE_DAYS = 92  # Settings.event_max_age_days; see docs/events.md for why
+DEFAULT_MAX_FUTURE_MINUTES = 60  # Settings.event_max_future_minutes
+
+_QUANTITY_RE = re.compile(rf"^[0-9]{{1,{QUANTITY_MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,{QUANTITY_SCALE}}})?$")
+_DECIMAL_TEXT_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 class InvalidEvent(ValueError):
@@ -25,30 +47,50 @@ class InvalidEvent(ValueError):
 
 
 def parse_quantity(value: Any) -> Decimal:
-    """Exact decimal from a string or JSON number; floats go through their shortest repr."""
+    """Exact decimal from a string or JSON number; floats go through their shortest repr.
+
+    Refused: negatives (a credit is not usage), booleans, JSON numbers above `JSON_NUMBER_MAX`, more than
+    `QUANTITY_SCALE` fractional or `QUANTITY_MAX_INTEGER_DIGITS` integer digits. -0 and -0.0 are zero.
+    """
     if isinstance(value, bool):
         raise ValueError("must be a decimal string or number, not a boolean")
     if isinstance(value, int):
         if value < 0:
             raise ValueError("must be >= 0")
+        if value > JSON_NUMBER_MAX:
+            raise ValueError(_NUMBER_TOO_BIG)
         return Decimal(value)
     if isinstance(value, float):
-        text = repr(value)
-        if "e" in text or "E" in text or text in ("nan", "inf", "-inf"):
-            text = format(Decimal(text), "f") if text not in ("nan", "inf", "-inf") else text
-        value = text
-    if isinstance(value, Decimal):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+        if value < 0:
+            raise ValueError("must be >= 0")
+        if value > JSON_NUMBER_MAX:
+            raise ValueError(_NUMBER_TOO_BIG)
+        value = format(Decimal(repr(abs(value))), "f")  # abs: -0.0 is 0; shortest repr, never exponent form
+    elif isinstance(value, Decimal):
         value = format(value, "f")
     if not isinstance(value, str):
         raise ValueError("must be a decimal string or number")
     if not _QUANTITY_RE.match(value):
         if value.startswith("-"):
             raise ValueError("must be >= 0")
+        if _DECIMAL_TEXT_RE.match(value) and len(value.partition(".")[0]) > QUANTITY_MAX_INTEGER_DIGITS:
+            raise ValueError(
+                f"must have at most {QUANTITY_MAX_INTEGER_DIGITS} digits before the decimal point "
+                f"(stored as Decimal(38, {QUANTITY_SCALE}))"
+            )
         raise ValueError(f"must be a non-negative decimal with at most {QUANTITY_SCALE} fractional digits")
     try:
         return Decimal(value)
     except InvalidOperation as exc:  # pragma: no cover - the regex already guards this
         raise ValueError("not a decimal") from exc
+
+
+_NUMBER_TOO_BIG = (
+    f"a JSON number above {JSON_NUMBER_MAX} (2^53 - 1) is not exact in every JSON parser: "
+    "send the quantity as a decimal string"
+)
 
 
 def parse_time(value: Any) -> datetime:
@@ -66,7 +108,73 @@ def parse_time(value: Any) -> datetime:
     except ValueError as exc:
         raise ValueError(f"not a valid date-time ({exc})") from exc
     micro = int(frac) if frac else 0
-    return parsed.replace(microsecond=micro - micro % 1000).astimezone(UTC)
+    return _in_range(parsed.replace(microsecond=micro - micro % 1000).astimezone(UTC))
+
+
+def _in_range(when: datetime) -> datetime:
+    if not TIME_MIN <= when <= TIME_MAX:
+        raise ValueError("must be between 1900-01-01T00:00:00Z and 2299-12-31T23:59:59.999Z (ClickHouse DateTime64)")
+    return when
+
+
+def check_dimensions(dimensions: dict[str, str]) -> None:
+    """Keys: 1 to DIMENSION_KEY_MAX_BYTES UTF-8 bytes, no control characters; values: at most
+    DIMENSION_VALUE_MAX_BYTES UTF-8 bytes. Raises `DimensionError` (with the key when a value is wrong)."""
+    for key, value in dimensions.items():
+        if not key:
+            raise DimensionError(None, "a key must not be empty")
+        if len(key) > DIMENSION_KEY_MAX_BYTES // 4:  # 4 bytes per character at most: only long keys need counting
+            n = len(key.encode("utf-8", "surrogatepass"))
+            if n > DIMENSION_KEY_MAX_BYTES:
+                raise DimensionError(
+                    None, f"key {key[:32]!r}... is {n} UTF-8 bytes, at most {DIMENSION_KEY_MAX_BYTES} allowed"
+                )
+        if _CONTROL_RE.search(key):
+            raise DimensionError(None, f"key {key!r} contains a control character (U+0000-U+001F)")
+        if len(value) > DIMENSION_VALUE_MAX_BYTES // 4:
+            n = len(value.encode("utf-8", "surrogatepass"))
+            if n > DIMENSION_VALUE_MAX_BYTES:
+                raise DimensionError(key, f"value is {n} UTF-8 bytes, at most {DIMENSION_VALUE_MAX_BYTES} allowed")
+
+
+class DimensionError(ValueError):
+    """A bad dimension: `key` names the entry whose value is wrong (None: a key itself is wrong)."""
+
+    def __init__(self, key: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """How far an event's time may lie before / after the moment it was received (milliseconds)."""
+
+    max_age_ms: int
+    max_future_ms: int
+
+    @classmethod
+    def of(cls, max_age_days: float, max_future_minutes: float) -> TimeWindow:
+        return cls(int(max_age_days * 86_400_000), int(max_future_minutes * 60_000))
+
+    def check(self, when: datetime, received_ms: int) -> None:
+        """Raise `InvalidEvent("time", ...)` when `when` lies outside the window around `received_ms`.
+
+        The reason names the limits, not the clock, so a replay judged against the same `received_ms`
+        writes the same dead letter.
+        """
+        t = (when - _EPOCH) // _MS
+        if t < received_ms - self.max_age_ms:
+            raise InvalidEvent("time", f"more than {_days(self.max_age_ms)} days before the event was received")
+        if t > received_ms + self.max_future_ms:
+            raise InvalidEvent("time", f"more than {self.max_future_ms // 60_000} minutes after the event was received")
+
+
+def _days(ms: int) -> str:
+    days = ms / 86_400_000
+    return str(int(days)) if days == int(days) else f"{days:g}"
+
+
+DEFAULT_TIME_WINDOW = TimeWindow.of(DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_FUTURE_MINUTES)
 
 
 class UsageEvent(BaseModel):
@@ -81,7 +189,7 @@ class UsageEvent(BaseModel):
     meter: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,127}$")
     quantity: Decimal
     time: datetime
-    dimensions: dict[str, str] = Field(default_factory=dict, max_length=64)
+    dimensions: dict[str, str] = Field(default_factory=dict, max_length=DIMENSIONS_MAX)
     source: str | None = Field(None, max_length=256)
     _time_text: str = PrivateAttr("")  # `time` in wire form, kept from the input when it already was
 
@@ -104,8 +212,14 @@ class UsageEvent(BaseModel):
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 raise ValueError("must carry a time zone offset")
-            return value.astimezone(UTC).replace(microsecond=value.microsecond - value.microsecond % 1000)
+            return _in_range(value.astimezone(UTC).replace(microsecond=value.microsecond - value.microsecond % 1000))
         return parse_time(value)
+
+    @field_validator("dimensions", mode="after")
+    @classmethod
+    def _dimensions(cls, value: dict[str, str]) -> dict[str, str]:
+        check_dimensions(value)
+        return value
 
     @property
     def key(self) -> bytes:
@@ -155,7 +269,10 @@ def format_time(value: datetime) -> str:
 
 _TENANT_RE = re.compile(r"[^/\x00-\x1f]+")
 _METER_RE = re.compile(r"[a-z][a-z0-9_.-]{0,127}")
-_CANONICAL_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+# canonical UTC text of a year 1900-2299: within TIME_MIN..TIME_MAX without computing anything
+_CANONICAL_TIME_RE = re.compile(r"(?:19|2[0-2])[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_FAST_VALUE_CHARS = DIMENSION_VALUE_MAX_BYTES // 4  # at most 4 UTF-8 bytes per character
+_FAST_KEY_CHARS = DIMENSION_KEY_MAX_BYTES // 4
 _FIELDS = frozenset(UsageEvent.model_fields)
 _REQUIRED = frozenset(name for name, f in UsageEvent.model_fields.items() if f.is_required())
 _new_event = UsageEvent.__new__
@@ -197,11 +314,13 @@ def _fast_event(data: dict[str, Any]) -> UsageEvent | None:
         if "dimensions" in data:
             return None  # null is not a mapping: pydantic names the error
         dimensions = {}
-    elif type(dimensions) is not dict or len(dimensions) > 64:
+    elif type(dimensions) is not dict or len(dimensions) > DIMENSIONS_MAX:
         return None
     else:
-        for v in dimensions.values():
-            if type(v) is not str:
+        for k, v in dimensions.items():
+            if type(v) is not str or len(v) > _FAST_VALUE_CHARS or not k or len(k) > _FAST_KEY_CHARS:
+                return None  # long text may still be within the byte limits: check_dimensions decides
+            if _CONTROL_RE.search(k):
                 return None
     t = data["time"]
     if type(t) is not str:
@@ -237,8 +356,16 @@ def _fast_event(data: dict[str, Any]) -> UsageEvent | None:
     return event
 
 
-def parse_event(raw: bytes | str) -> UsageEvent:
-    """Bytes from Kafka to an event, or `InvalidEvent` naming the first bad field and why."""
+def parse_event(
+    raw: bytes | str, received_ms: int | None = None, window: TimeWindow = DEFAULT_TIME_WINDOW
+) -> UsageEvent:
+    """Bytes from Kafka to an event, or `InvalidEvent` naming the first bad field and why.
+
+    `received_ms` (epoch milliseconds) is when the event reached the pipeline; the processor passes the
+    Kafka message timestamp, which a replay of the message sees again (or its batch clock when the
+    message has none). The event's time must lie within `window` around it. Without `received_ms`
+    (tools, tests) the time is only checked against what the stores can hold.
+    """
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -246,8 +373,14 @@ def parse_event(raw: bytes | str) -> UsageEvent:
     if not isinstance(data, dict):
         raise InvalidEvent("$", "must be a JSON object")
     event = _fast_event(data)
-    if event is not None:
-        return event
+    if event is None:
+        event = _validate(data)
+    if received_ms is not None:
+        window.check(event.time, received_ms)
+    return event
+
+
+def _validate(data: dict[str, Any]) -> UsageEvent:
     try:
         return UsageEvent.model_validate(data)
     except ValidationError as exc:
@@ -258,4 +391,7 @@ def parse_event(raw: bytes | str) -> UsageEvent:
             reason = "required"
         elif err["type"] == "extra_forbidden":
             reason = "unknown field"
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, DimensionError) and cause.key is not None:
+            field = f"{field}.{cause.key}"
         raise InvalidEvent(field, reason) from None

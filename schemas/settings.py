@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from meterstream.schemas.event import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_FUTURE_MINUTES
+
 _DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "deploy" / "demo_catalog.yaml"
 
 
@@ -41,6 +43,19 @@ class Settings(BaseSettings):
         "native", description="native: confluent-kafka + RocksDB batches; faust: faust-streaming agent."
     )
     dedup_window_days: int = Field(35, ge=1, description="How long an event id is remembered.")
+    event_max_age_days: float = Field(
+        DEFAULT_MAX_AGE_DAYS,
+        gt=0,
+        description="Events whose time is more than this before their Kafka timestamp are dead-lettered. 92 days:"
+        " any event of the two previous calendar months is accepted until the end of the current one (late"
+        " usage for a closed period becomes an adjustment).",
+    )
+    event_max_future_minutes: float = Field(
+        DEFAULT_MAX_FUTURE_MINUTES,
+        ge=0,
+        description="Events whose time is more than this after their Kafka timestamp are dead-lettered (a producer"
+        " clock or time zone error; an hour leaves room for clock drift).",
+    )
     # HTTP API (issue #13): `meterstream serve`
     database_url: str | None = Field(
         None, description="SQL store of API keys and entities; default sqlite:///<home>/meterstream.db."

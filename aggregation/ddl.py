@@ -24,6 +24,13 @@ UPGRADES: tuple[tuple[str, str, str], ...] = (
         "ALTER TABLE {db}.dead_letters ADD COLUMN IF NOT EXISTS key Nullable(String) EPHEMERAL NULL, "
         "MODIFY COLUMN kafka_key String DEFAULT ifNull(key, '')",
     ),
+    # the sink's dead letters: several records of one packed rated-usage message may be refused
+    (
+        "dead_letters",
+        "record",
+        "ALTER TABLE {db}.dead_letters ADD COLUMN IF NOT EXISTS record UInt32 AFTER offset, "
+        "MODIFY ORDER BY (topic, partition, offset, record)",
+    ),
 )
 
 

@@ -1,25 +1,30 @@
-"""Kafka records as ClickHouse rows: the JSON fields the sink inserts, and the check that finds a bad record.
+"""Kafka records as ClickHouse rows: the JSON fields the sink inserts, how strictly ClickHouse reads them,
+and the dead-letter row of a record it refuses.
 
 The sink does not decode records in Python: it joins the message values into one JSONEachRow block and
 ClickHouse parses it (a C++ parser, ~4x less CPU than building Decimal columns in Python). The tables
 take the records' field names as they are (`rated_usage.id` and `dead_letters.key` are EPHEMERAL input
 columns feeding `event_id` and `kafka_key`), so the topic contracts in `schemas.rated` stay the ones
-consumers see. `problem()` is only called when ClickHouse refuses a block, to find and set aside the
-record(s) it cannot parse.
+consumers see. ClickHouse is the judge of what it can store: `INSERT_SETTINGS` make its JSON reading
+strict (a number or an object where a string belongs, a null or a missing field of a rated record are
+refused instead of silently becoming "5", "" or 0), and `rated_usage` has CHECK constraints (quantities
+are never negative). What it refuses becomes a `refusal_row` in `dead_letters` (see `aggregation.refusals`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+import re
+from typing import Any, NamedTuple
 
 import orjson
 
-from meterstream.schemas.rated import DeadLetter, RatedUsage, record_count
+from meterstream.schemas.rated import DeadLetter, RatedUsage, record_count, record_lines
 
 RATED_FIELDS: tuple[str, ...] = tuple(RatedUsage.__annotations__)
 DEAD_LETTER_FIELDS: tuple[str, ...] = tuple(DeadLetter.__annotations__)
+# a dead letter written by the sink also says which record of a packed message it is
+SINK_DEAD_LETTER_FIELDS: tuple[str, ...] = (*DEAD_LETTER_FIELDS, "record")
+SINK_STAGE = "sink"
 
 # Stored columns of rated_usage, in table order (for direct column inserts: tests, benchmarks).
 RATED_COLUMNS = (
@@ -42,9 +47,29 @@ RATED_COLUMNS = (
     "src_offset",
 )
 
-_DECIMALS = ("quantity", "amount", "cumulative")
-_INTS = {"rated_usage": ("src_partition", "src_offset"), "dead_letters": ("partition", "offset")}
-_NULLABLE = {"key", "event_id", "tenant"}
+_STRICT_JSON = {
+    "input_format_json_read_numbers_as_strings": 0,  # {"tenant": 5} is refused, not stored as "5"
+    "input_format_json_read_objects_as_strings": 0,
+    "input_format_json_read_arrays_as_strings": 0,
+    "input_format_json_read_bools_as_strings": 0,
+    "input_format_json_read_bools_as_numbers": 0,
+}
+# Per table. A rated record has no optional field: null or missing is refused (ClickHouse would store
+# 0 / ""). A dead letter's key, event_id and tenant may be null (schemas.rated.DeadLetter): stored as "".
+INSERT_SETTINGS: dict[str, dict[str, int]] = {
+    "rated_usage": {**_STRICT_JSON, "input_format_null_as_default": 0, "input_format_force_null_for_omitted_fields": 1},
+    "dead_letters": dict(_STRICT_JSON),
+}
+
+
+class Position(NamedTuple):
+    """Where a message value came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    record: int = 0  # index of the value's first record in its message (a packed rated-usage message)
 
 
 class RecordBatch:
@@ -55,10 +80,12 @@ class RecordBatch:
         self.fields = fields
         self.packed = table == "rated_usage"  # a rated-usage message may pack several records, one per line
         self.values: list[bytes] = []
+        self.positions: list[Position | None] = []  # parallel to values
         self.rows = 0
 
-    def add(self, value: bytes) -> None:
+    def add(self, value: bytes, position: Position | None = None) -> None:
         self.values.append(value)
+        self.positions.append(position)
         self.rows += record_count(value) if self.packed else 1
 
     def __len__(self) -> int:
@@ -68,36 +95,88 @@ class RecordBatch:
     def block(self) -> bytes:
         return b"\n".join(self.values)
 
+    def records(self) -> tuple[list[bytes], list[Position | None]]:
+        """Every record on its own line, with its position (a packed message's lines get their `record`)."""
+        lines: list[bytes] = []
+        where: list[Position | None] = []
+        positions = self.positions + [None] * (len(self.values) - len(self.positions))  # values set directly
+        for value, pos in zip(self.values, positions, strict=True):
+            parts = record_lines(value) if self.packed else [value]
+            lines.extend(parts)
+            where.extend(pos._replace(record=pos.record + i) if pos else None for i in range(len(parts)))
+        return lines, where
+
     def clear(self) -> None:
         self.values = []
+        self.positions = []
         self.rows = 0
 
 
-def problem(batch: RecordBatch, value: bytes) -> str | None:
-    """Why ClickHouse would refuse this record (None: it looks insertable)."""
+_CODE = re.compile(r"Code: (\d+)\. DB::Exception: ")
+_NOISE = (
+    re.compile(r"\s*\(in file/uri [^)]*\)"),  # chdb's temporary file of the insert
+    re.compile(r":?\s*While executing [^.]*\."),
+    re.compile(r"\s*data for INSERT was parsed from (file|query)\.?"),
+    re.compile(r"\s*\(version [^()]*(\([^()]*\))?\)"),
+    re.compile(r"\s*\(at row \d+\)\s*:?"),
+    re.compile(r" for table \S+ \([0-9a-f-]{36}\)"),  # the probe table's name and uuid
+)
+_FIELD = (
+    re.compile(r"while reading the value of key (\w+)"),
+    re.compile(r"into a column `(\w+)`"),
+    re.compile(r"Column values: (\w+) ="),
+    re.compile(r"[Cc]olumn `?(\w+)`?"),
+)
+
+
+def store_reason(message: str, limit: int = 1000) -> str:
+    """ClickHouse's error message without its transport noise (codes, temp file, version, row number)."""
+    codes = _CODE.findall(message)
+    text = _CODE.sub("", message)
+    for pattern in _NOISE:
+        text = pattern.sub("", text)
+    text = " ".join(text.split()).strip(" :")
+    if codes:
+        text = f"ClickHouse code {codes[0]}: {text}"
+    return text[:limit]
+
+
+def store_field(message: str, fields: tuple[str, ...]) -> str:
+    """The record field a ClickHouse error names ('' when it names none, e.g. bad JSON)."""
+    for pattern in _FIELD:
+        for name in pattern.findall(message):
+            if name in fields:
+                return name
+    return ""
+
+
+def refusal_row(position: Position | None, line: bytes, table: str, reason: str, field: str) -> bytes:
+    """The `dead_letters` row (JSONEachRow, SINK_DEAD_LETTER_FIELDS) of a record ClickHouse refused:
+    where it sits in Kafka (`position`: topic, partition, offset, key, record), the store's reason, the
+    field it names, the record as text and, when it is readable, its tenant and event id."""
+    raw = line.decode("utf-8", errors="replace")
+    tenant = event_id = None
     try:
-        record: Any = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return f"not JSON ({exc})"
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    for name in batch.fields:
-        v = record.get(name)
-        if v is None and name not in _NULLABLE:
-            return f"{name}: required"
-    for name in _INTS.get(batch.table, ()):
-        if type(record[name]) is not int or record[name] < 0:
-            return f"{name}: must be a non-negative integer"
-    if batch.table == "rated_usage":
-        for name in _DECIMALS:
-            try:
-                Decimal(record[name])
-            except (InvalidOperation, TypeError, ValueError):
-                return f"{name}: not a decimal"
-        try:
-            datetime.fromisoformat(record["time"])
-        except (TypeError, ValueError):
-            return "time: not an ISO 8601 timestamp"
-        if not isinstance(record["dimensions"], dict):
-            return "dimensions: not an object"
-    return None
+        data: Any = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        tenant = data.get("tenant") if isinstance(data.get("tenant"), str) else None
+        ident = data.get("id" if table == "rated_usage" else "event_id")
+        event_id = ident if isinstance(ident, str) else None
+    topic, partition, offset, key, record = position if position is not None else ("", 0, 0, None, 0)
+    return orjson.dumps(
+        {
+            "stage": SINK_STAGE,
+            "field": field,
+            "reason": reason,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "key": key.decode("utf-8", errors="replace") if key is not None else None,
+            "raw": raw,
+            "event_id": event_id,
+            "tenant": tenant,
+            "record": record,
+        }
+    )

@@ -33,12 +33,21 @@ PARTITION BY toYYYYMM(time)
 ORDER BY (tenant, event_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
+-- Quantities are never negative (amounts may be: a volume-priced event can lower the period's charge).
+-- An insert with a negative one is refused; the sink dead-letters that record (stage 'sink').
+ALTER TABLE {db}.rated_usage ADD CONSTRAINT IF NOT EXISTS quantity_not_negative CHECK quantity >= 0;
+ALTER TABLE {db}.rated_usage ADD CONSTRAINT IF NOT EXISTS cumulative_not_negative CHECK cumulative >= 0;
+
 -- Dead letters, for analysts and `meterstream dlq`: what was refused, where it sits in Kafka, and why.
+-- Stage 'parse' / 'rate': the processor's (topic = the usage topic). Stage 'sink': a record ClickHouse
+-- refused (topic = rated-usage or dead-letters, `record` = its line in a packed rated-usage message,
+-- reason = ClickHouse's error); these are in this table only, not in the dead-letters topic.
 CREATE TABLE IF NOT EXISTS {db}.dead_letters
 (
     topic      LowCardinality(String),
     partition  UInt16,
     offset     UInt64,
+    record     UInt32,
     stage      LowCardinality(String),
     field      String,
     reason     String,
@@ -49,7 +58,7 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters
     raw        String
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (topic, partition, offset)
+ORDER BY (topic, partition, offset, record)
 SETTINGS non_replicated_deduplication_window = 1000;
 
 -- Invoices written by period close; re-running a close replaces the same (tenant, customer, period).

@@ -4,8 +4,18 @@ At-least-once with idempotent effect: offsets are committed only after ClickHous
 insert; a batch inserted again after a crash carries the same dedup token (its offset ranges) and the
 tables are keyed by identity, so FINAL reads see every event exactly once. When ClickHouse is down the
 sink pauses its partitions, keeps the batch in memory, retries with backoff and reports itself degraded.
-The values go to ClickHouse as they came from Kafka (see `aggregation.rows`); when ClickHouse refuses a
-block, the records it cannot parse are found, logged, counted and left out (they stay in Kafka).
+
+No record can stall the sink: when ClickHouse refuses a block, the records it refuses on their own are
+found (`aggregation.refusals`, ClickHouse's own parser and CHECK constraints decide, e.g. a quantity too
+big for Decimal(38, 12), bad JSON, a wrong type, a missing field, a negative quantity), written to the
+`dead_letters` table with stage `sink` and ClickHouse's message as the reason, and the rest of the block
+is inserted; the offsets are committed once, after both. Those dead letters go to the table only, not to
+the dead-letters topic: they are rated records, not events, so `meterstream dlq replay` must not re-drive
+them into the usage topic; read them with `SELECT ... FROM dead_letters FINAL WHERE stage = 'sink'`.
+
+Stopping is bounded: on SIGTERM (or a revoke) while inserts fail, the sink gives up the batch in hand
+without committing its offsets (the next sink reads them again; the dedup token and the table keys make
+a repeat harmless) instead of retrying forever.
 """
 
 from __future__ import annotations
@@ -14,15 +24,25 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from meterstream.aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch, problem
+from meterstream.aggregation.refusals import NullProbe, is_data_error, refused_lines
+from meterstream.aggregation.rows import (
+    DEAD_LETTER_FIELDS,
+    INSERT_SETTINGS,
+    RATED_FIELDS,
+    SINK_DEAD_LETTER_FIELDS,
+    Position,
+    RecordBatch,
+    refusal_row,
+    store_field,
+    store_reason,
+)
+from meterstream.health import Clock, StallWatch
 from meterstream.ingest.topics import Topics
-from meterstream.schemas.rated import record_lines
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.sink")
@@ -36,25 +56,44 @@ BATCH_ROWS = Histogram(
 )
 INSERT_SECONDS = Histogram("meterstream_sink_insert_seconds", "Time to insert one batch")
 INSERT_FAILURES = Counter("meterstream_sink_insert_failures_total", "Failed insert attempts (retried)")
-BAD_RECORDS = Counter("meterstream_sink_bad_records_total", "Records the sink could not decode (kept in Kafka)")
-LAG = Gauge("meterstream_sink_consumer_lag", "Messages not yet inserted", ["topic", "partition"])
+BAD_RECORDS = Counter(
+    "meterstream_sink_bad_records_total", "Records ClickHouse refused (dead-lettered in dead_letters, stage sink)"
+)
+LAG = Gauge("meterstream_sink_consumer_lag", "Messages not yet inserted and committed", ["topic", "partition"])
 COMMIT_FAILURES = Counter("meterstream_sink_commit_failures_total", "Offset commits that failed after an insert")
 DEGRADED = Gauge("meterstream_sink_degraded", "1 while ClickHouse inserts are failing")
+GIVEN_UP = Counter(
+    "meterstream_sink_batches_given_up_total", "Batches left uncommitted on a stop or revoke while inserts failed"
+)
+
+REVOKE_FLUSH_SECONDS = 8.0  # how long a revoke (a rebalance, or the close at a stop) may retry a failing insert
 
 
-@dataclass
+class StoreUnavailable(ConnectionError):
+    """ClickHouse cannot be reached (or the fault file says so): retry later, nothing is refused."""
+
+
 class SinkState:
-    """What /healthz reports."""
+    """What /healthz reports: red while inserts fail, or when work waits and no commit happened for
+    `stall_seconds` (a sink stuck in an insert, or not consuming, with lag > 0)."""
 
-    degraded: bool = False
-    last_error: str = ""
-    last_flush: float = field(default_factory=time.time)
-    rows: int = 0
+    def __init__(self, stall_seconds: float = 30.0, clock: Clock = time.monotonic) -> None:
+        self.degraded = False
+        self.last_error = ""
+        self.last_flush = time.time()
+        self.rows = 0
+        self.refused = 0
+        self.watch = StallWatch(stall_seconds, clock)
 
     def health(self) -> tuple[bool, dict]:
-        return not self.degraded, {
+        stalled = self.watch.stalled()
+        return not (self.degraded or stalled), {
+            "inserts_failing": self.degraded,
             "last_error": self.last_error,
             "rows_inserted": self.rows,
+            "records_refused": self.refused,
+            "lag": self.watch.behind(),
+            "seconds_stalled": round(self.watch.idle_seconds(), 1),
             "seconds_since_flush": round(time.time() - self.last_flush, 1),
         }
 
@@ -67,8 +106,14 @@ def insert_records(client: Client, db: str, batch: RecordBatch, token: str) -> N
         batch.block(),
         # parallel parsing pays off for blocks of many MB only; on a small block its threads cost CPU.
         # optimize_on_insert=0: no collapsing of repeated keys inside the block at insert time (~15% of
-        # the insert's CPU here); the tables are read with FINAL, which collapses them anyway
-        settings={"insert_deduplication_token": token, "input_format_parallel_parsing": 0, "optimize_on_insert": 0},
+        # the insert's CPU here); the tables are read with FINAL, which collapses them anyway.
+        # INSERT_SETTINGS: strict JSON reading (see aggregation.rows).
+        settings={
+            "insert_deduplication_token": token,
+            "input_format_parallel_parsing": 0,
+            "optimize_on_insert": 0,
+            **INSERT_SETTINGS[batch.table],
+        },
         fmt="JSONEachRow",
     )
 
@@ -81,11 +126,15 @@ class ClickHouseSink:
         self.client = client
         self.topics = Topics.from_settings(settings)
         self.group = group or settings.topic("meterstream-sink")
-        self.state = SinkState()
+        self.state = SinkState(settings.stall_seconds)
+        self.stop = threading.Event()  # `run` uses the caller's
         self.rated = RecordBatch("rated_usage", RATED_FIELDS)
         self.dead = RecordBatch("dead_letters", DEAD_LETTER_FIELDS)
+        self.refused = RecordBatch("dead_letters", SINK_DEAD_LETTER_FIELDS)  # what ClickHouse refused, as rows
         self.ranges: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [first, last] offset
         self.started: dict[str, float] = {}  # per table, when its batch got its first record
+        self.assigned: set[tuple[str, int]] = set()
+        self.committed: dict[tuple[str, int], int | None] = {}  # the group's next offsets (None: none yet)
         # how long a batch may wait: dead letters are rare and not latency-bound, so they are inserted
         # less often (every insert has a fixed cost of ~25 ms in embedded ClickHouse, see README)
         self.max_age = {"rated_usage": settings.sink_batch_seconds, "dead_letters": settings.sink_dead_letter_seconds}
@@ -104,11 +153,15 @@ class ClickHouseSink:
         )
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe([self.topics.rated, self.topics.dead_letters], on_revoke=self._on_revoke)
+        self.stop = stop
+        self.consumer.subscribe(
+            [self.topics.rated, self.topics.dead_letters], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
         try:
             while not stop.is_set():
                 for msg in self.consumer.consume(num_messages=10_000, timeout=0.1):  # 10,000 or the timeout
                     self._add(msg)
+                self._watch_lag()
                 now = time.monotonic()
                 due = [
                     b
@@ -119,8 +172,8 @@ class ClickHouseSink:
                     )
                 ]
                 if due:
-                    self.flush(stop, due)
-            self.flush(stop)
+                    self.flush(due)
+            self.flush()  # one attempt: when it fails, the offsets stay uncommitted and are read again
         finally:
             self.consumer.close()
 
@@ -132,7 +185,7 @@ class ClickHouseSink:
         batch = self.rated if msg.topic() == self.topics.rated else self.dead
         if not len(batch):
             self.started[batch.table] = time.monotonic()
-        batch.add(msg.value())
+        batch.add(msg.value(), Position(msg.topic(), msg.partition(), msg.offset(), msg.key()))
         span = self.ranges.setdefault((msg.topic(), msg.partition()), [msg.offset(), msg.offset()])
         span[1] = msg.offset()
 
@@ -145,41 +198,49 @@ class ClickHouseSink:
         topic = self.topics.rated if batch is self.rated else self.topics.dead_letters
         return {tp: span for tp, span in self.ranges.items() if tp[0] == topic}
 
-    def flush(self, stop: threading.Event | None = None, batches: list[RecordBatch] | None = None) -> None:
-        """Insert the batches (default: both; retrying until they land or we are stopped), then commit
-        their topics' offsets."""
+    def flush(self, batches: list[RecordBatch] | None = None, deadline: float | None = None) -> bool:
+        """Insert the batches (default: both) and what ClickHouse refused of them (as dead letters), then
+        commit their topics' offsets once. While inserts fail: retry with backoff until they land, or
+        until the sink is stopped or `deadline` (monotonic) passes; then give the batches up uncommitted
+        and return False (their offsets are read again by the next owner of the partitions)."""
         batches = [b for b in (batches or [self.rated, self.dead]) if len(b)]
-        ranges = {tp: span for b in batches for tp, span in self._ranges(b).items()}
-        if not ranges:
-            return
+        if not any(self._ranges(b) for b in batches):
+            return True
         backoff = 0.25
         paused = False
-        while True:
-            try:
-                fault = self.settings.sink_fault_file
-                if fault is not None and fault.exists():
-                    raise ConnectionError(f"ClickHouse unavailable (injected: {fault} exists)")
-                for batch in batches:
-                    with INSERT_SECONDS.time():
-                        self._insert(batch)
-                break
-            except Exception as exc:
-                if self._set_aside_bad_records(batches):
-                    continue  # ClickHouse refused what it cannot parse: insert the rest now
-                INSERT_FAILURES.inc()
-                DEGRADED.set(1)
-                self.state.degraded, self.state.last_error = True, str(exc)[:500]
-                log.warning("insert failed (%s); retrying in %.1fs", str(exc)[:200], backoff)
-                if not paused:
-                    self.consumer.pause(self.consumer.assignment())
-                    paused = True
-                if stop is not None and stop.is_set() and backoff >= 8:
-                    raise  # shutting down while ClickHouse is away: nothing committed, nothing lost
-                time.sleep(backoff)
-                self.consumer.poll(0)  # stay in the group while paused
-                backoff = min(backoff * 2, 10.0)
-        if paused:
-            self.consumer.resume(self.consumer.assignment())
+        try:
+            while True:
+                try:
+                    fault = self.settings.sink_fault_file
+                    if fault is not None and fault.exists():
+                        raise StoreUnavailable(f"ClickHouse unavailable (injected: {fault} exists)")
+                    for batch in batches:
+                        with INSERT_SECONDS.time():
+                            self._insert(batch)
+                    self._insert_refused(batches)
+                    break
+                except Exception as exc:
+                    if is_data_error(exc) and self._set_aside_refused(batches, exc):
+                        continue  # ClickHouse refused records: they are dead letters now; insert the rest
+                    INSERT_FAILURES.inc()
+                    DEGRADED.set(1)
+                    self.state.degraded, self.state.last_error = True, str(exc)[:500]
+                    if self.stop.is_set() or (deadline is not None and time.monotonic() + backoff > deadline):
+                        self._give_up(batches, exc)
+                        return False
+                    log.warning("insert failed (%s); retrying in %.1fs", str(exc)[:200], backoff)
+                    if not paused:
+                        self.consumer.pause(list(self.consumer.assignment()))
+                        paused = True
+                    self.stop.wait(backoff)  # a SIGTERM ends the wait at once
+                    self._keep_alive()
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            if paused and not self.stop.is_set():
+                try:
+                    self.consumer.resume(list(self.consumer.assignment()))
+                except KafkaException as exc:
+                    log.warning("resume failed: %s", exc)
         DEGRADED.set(0)
         self.state.degraded = False
         rows = sum(len(b) for b in batches)
@@ -187,17 +248,44 @@ class ClickHouseSink:
         BATCH_ROWS.observe(rows)
         self.state.rows += rows
         self.state.last_flush = time.time()
+        ranges = {tp: span for b in batches for tp, span in self._ranges(b).items()}
         offsets = [TopicPartition(t, p, last + 1) for (t, p), (_, last) in ranges.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
+            for tp in offsets:
+                self.committed[(tp.topic, tp.partition)] = tp.offset
+            self.state.watch.progressed()
         except KafkaException as exc:  # the rows are in: a later re-delivery is collapsed by the table key
             COMMIT_FAILURES.inc()
             log.warning("offset commit failed after a successful insert (%s); a replay will be idempotent", exc)
-        self._update_lag(offsets)
+        self._clear(batches, ranges)
+        self._watch_lag()
+        return True
+
+    def _clear(self, batches: list[RecordBatch], ranges: dict[tuple[str, int], list[int]]) -> None:
         for batch in batches:
             batch.clear()
+        self.refused.clear()
         for tp in ranges:
-            del self.ranges[tp]
+            self.ranges.pop(tp, None)
+
+    def _give_up(self, batches: list[RecordBatch], exc: BaseException) -> None:
+        """Stopping (or handing partitions over) while inserts fail: drop the batches, commit nothing."""
+        GIVEN_UP.inc()
+        held = sum(len(b) for b in batches)
+        log.warning(
+            "insert failed (%s) while %s: leaving %d records uncommitted; they will be read again",
+            str(exc)[:200],
+            "stopping" if self.stop.is_set() else "handing partitions over",
+            held,
+        )
+        self._clear(batches, {tp: span for b in batches for tp, span in self._ranges(b).items()})
+
+    def _keep_alive(self) -> None:
+        """Stay in the group while paused; a message delivered anyway is kept, not skipped."""
+        msg = self.consumer.poll(0)
+        if msg is not None:
+            self._add(msg)
 
     def _insert(self, batch: RecordBatch) -> None:
         if len(batch):
@@ -205,30 +293,73 @@ class ClickHouseSink:
             insert_records(self.client, self.settings.clickhouse_database, batch, token)
             ROWS.labels(batch.table).inc(len(batch))
 
-    def _set_aside_bad_records(self, batches: list[RecordBatch]) -> bool:
-        """After a refused insert: drop (log, count) the records ClickHouse cannot parse; True if any."""
+    def _insert_refused(self, batches: list[RecordBatch]) -> None:
+        """The refused records' dead letters, before the offsets of their messages are committed."""
+        if len(self.refused):
+            ranges = {tp: span for b in batches for tp, span in self._ranges(b).items()}
+            insert_records(self.client, self.settings.clickhouse_database, self.refused, self._token("refused", ranges))
+            ROWS.labels("dead_letters").inc(len(self.refused))
+
+    def _set_aside_refused(self, batches: list[RecordBatch], exc: BaseException) -> bool:
+        """After ClickHouse refused a block: move every record it refuses on its own out of the batches and
+        into `self.refused` (dead letters with its reason); True if any was found."""
+        log.warning("ClickHouse refused a block (%s); looking for the records it cannot store", str(exc)[:300])
         found = False
+        db = self.settings.clickhouse_database
         for batch in batches:
-            values = batch.values
+            lines, where = batch.records()
+            with NullProbe(self.client, db, batch.table, batch.fields, INSERT_SETTINGS[batch.table]) as probe:
+                bad = refused_lines(probe, lines)
+            if not bad:
+                continue
+            found = True
             batch.clear()
-            for value in values:
-                for line in record_lines(value) if batch.packed else [value]:
-                    why = problem(batch, line)
-                    if why is None:
-                        batch.add(line)
-                    else:
-                        found = True
-                        BAD_RECORDS.inc()
-                        log.error("cannot insert a %s record (%s); it stays in Kafka: %.300r", batch.table, why, line)
+            for i, (line, pos) in enumerate(zip(lines, where, strict=True)):
+                error = bad.get(i)
+                if error is None:
+                    batch.add(line, pos)
+                    continue
+                reason, field = store_reason(error), store_field(error, batch.fields)
+                self.refused.add(refusal_row(pos, line, batch.table, reason, field))
+                self.state.refused += 1
+                BAD_RECORDS.inc()
+                log.error(
+                    "ClickHouse refused a %s record at %s (%s); it goes to dead_letters (stage sink): %.300r",
+                    batch.table,
+                    f"{pos.topic}:{pos.partition}:{pos.offset}#{pos.record}" if pos else "?",
+                    reason,
+                    line,
+                )
         return found
 
-    def _update_lag(self, committed: list[TopicPartition]) -> None:
-        for tp in committed:
-            try:
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                LAG.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
-            except Exception:
-                pass
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.assigned.add((tp.topic, tp.partition))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.flush()  # hand partitions over with everything consumed so far inserted and committed
+        # hand partitions over with everything consumed so far inserted and committed; if inserts fail,
+        # give the batches up uncommitted within a bound (the new owner reads them again)
+        self.flush(deadline=time.monotonic() + REVOKE_FLUSH_SECONDS)
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self.assigned.discard(key)
+            self.committed.pop(key, None)
+            self.state.watch.forget(key)
+
+    def _watch_lag(self) -> None:
+        """Lag of the group on our partitions: watermarks (as last fetched) minus committed offsets."""
+        unknown = [TopicPartition(t, p) for (t, p) in self.assigned if (t, p) not in self.committed]
+        if unknown:
+            try:
+                for tp in self.consumer.committed(unknown, timeout=5):
+                    self.committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+            except KafkaException as exc:
+                log.warning("cannot read the group's committed offsets yet (%s)", exc)
+        for t, p in list(self.assigned):
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+            if high < 0:
+                continue  # not fetched yet
+            start = self.committed.get((t, p))
+            lag = max(high - (start if start is not None else max(low, 0)), 0)
+            LAG.labels(t, str(p)).set(lag)
+            self.state.watch.set_lag((t, p), lag)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from meterstream.aggregation.ddl import create_schema
-from meterstream.aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, RecordBatch, problem
+from meterstream.aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, Position, RecordBatch
 from meterstream.aggregation.sink import ClickHouseSink, insert_records
 from meterstream.schemas.settings import Settings
 
@@ -99,44 +99,34 @@ def test_a_dead_letter_with_nulls_lands_with_empty_strings(chdb_client, db: str)
     ]
 
 
-@pytest.mark.parametrize(
-    ("value", "why"),
-    [
-        (b"{not json", "not JSON"),
-        (b"[1, 2]", "not a JSON object"),
-        (orjson.dumps({k: v for k, v in RECORD.items() if k != "amount"}), "amount: required"),
-        (orjson.dumps(dict(RECORD, quantity="1,5")), "quantity: not a decimal"),
-        (orjson.dumps(dict(RECORD, time="yesterday")), "time: not an ISO 8601 timestamp"),
-        (orjson.dumps(dict(RECORD, src_offset=-1)), "src_offset: must be a non-negative integer"),
-    ],
-)
-def test_problem_names_what_clickhouse_would_refuse(value: bytes, why: str) -> None:
-    got = problem(batch("rated_usage"), value)
-    assert got is not None and got.startswith(why)
-
-
-def test_problem_accepts_valid_records() -> None:
-    assert problem(batch("rated_usage"), orjson.dumps(RECORD)) is None
-    assert problem(batch("dead_letters"), orjson.dumps(DEAD)) is None
-
-
-def test_the_sink_sets_a_bad_record_aside_and_inserts_the_rest(chdb_client, db: str, kafka_settings) -> None:
+def test_the_sink_dead_letters_a_refused_record_and_inserts_the_rest(chdb_client, db: str, kafka_settings) -> None:
     settings = Settings(**{**kafka_settings.model_dump(), "clickhouse_database": db, "topic_prefix": f"{db}."})
     sink = ClickHouseSink(settings, chdb_client)
+    topic = sink.topics.rated
     try:
         good = [orjson.dumps(dict(RECORD, id=f"e{i}", src_offset=i)) for i in range(5)]
         broken = b'{"tenant": "cloudco", "id": "broken"'
         # four messages, the third packing three records of which the middle one is cut off
-        for value in (good[0], broken, b"\n".join([good[1], broken, good[2]]), b"\n".join(good[3:])):
-            sink.rated.add(value)
+        for offset, value in enumerate((good[0], broken, b"\n".join([good[1], broken, good[2]]), b"\n".join(good[3:]))):
+            sink.rated.add(value, Position(topic, 0, offset))
         assert len(sink.rated) == 7
-        sink.ranges[(sink.topics.rated, 0)] = [0, 3]
-        sink.flush()
+        sink.ranges[(topic, 0)] = [0, 3]
+        assert sink.flush() is True
     finally:
         sink.consumer.close()
     ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
     assert ids == [("e0",), ("e1",), ("e2",), ("e3",), ("e4",)]
-    assert not sink.state.degraded and sink.state.rows == 5
+    assert not sink.state.degraded and sink.state.rows == 5 and sink.state.refused == 2
+    # the two cut-off records are dead letters (stage sink) at their place: message 1, and record 1 of message 2
+    dead = chdb_client.query(
+        f"SELECT stage, topic, partition, offset, record, field, tenant, event_id, raw, reason "
+        f"FROM {db}.dead_letters FINAL ORDER BY offset"
+    ).result_rows
+    assert [row[:9] for row in dead] == [
+        ("sink", topic, 0, 1, 0, "", "", "", broken.decode()),
+        ("sink", topic, 0, 2, 1, "", "", "", broken.decode()),
+    ]
+    assert all("Unexpected end of stream while parsing JSONEachRow" in row[9] for row in dead)
 
 
 def test_dead_letters_wait_for_their_own_clock_and_a_stop_flushes_them(chdb_client, db: str, kafka_settings) -> None:

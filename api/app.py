@@ -1,0 +1,94 @@
+"""create_app(settings) -> the FastAPI application: own API v1, health, and the compat layers.
+
+Compat layers plug in by convention: a module `meterstream.api.compat.<name>.routes` that defines
+`mount(app)` (preferred: it includes its routers and may call `errors.register_error_format`), or a
+`router` (an APIRouter carrying its own prefix, e.g. /compat/openmeter), is mounted when present.
+Everything a route needs is on `app.state`: settings, engine, sessions, keys, rate_limiter, ingest
+(the one IngestService), queries (the one query path).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from meterstream.api.errors import install_error_handlers
+from meterstream.api.ingest import IngestService
+from meterstream.api.metrics import MetricsMiddleware
+from meterstream.api.queries import UsageQueries
+from meterstream.api.ratelimit import TokenBuckets
+from meterstream.api.routes import events, health, usage
+from meterstream.entities.db import make_engine, migrate, session_factory
+from meterstream.entities.keys import KeyRepository
+from meterstream.schemas.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+COMPAT = ("openmeter", "lago")
+
+
+def _mount_compat(app: FastAPI) -> list[str]:
+    mounted = []
+    for name in COMPAT:
+        module_name = f"meterstream.api.compat.{name}.routes"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        if hasattr(module, "mount"):
+            module.mount(app)
+        elif hasattr(module, "router"):
+            app.include_router(module.router)
+        else:
+            continue
+        mounted.append(name)
+    return mounted
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    ingest: IngestService | None = None,
+    queries: UsageQueries | None = None,
+    engine: Engine | None = None,
+    clickhouse_client: Any = None,
+) -> FastAPI:
+    """The application. Runs the SQL migrations first (a fresh machine needs no manual step)."""
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings)
+    migrate(settings, engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if ingest is None:  # ours: flush and stop the producer
+            app.state.ingest.close()
+
+    app = FastAPI(
+        title="Meterstream API",
+        version="1",
+        description="Usage ingest and real-time usage reads. Authenticate with `Authorization: Bearer <API key>` "
+        "(`meterstream keys create`). Errors: `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.keys = KeyRepository(app.state.sessions)
+    app.state.rate_limiter = TokenBuckets(settings.api_rate_limit_per_s, settings.api_rate_limit_burst)
+    app.state.ingest = ingest or IngestService(settings)
+    app.state.queries = queries or UsageQueries(settings, clickhouse_client)
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    app.include_router(health.router)
+    app.include_router(events.make_router(settings))
+    app.include_router(usage.router)
+    app.state.compat = _mount_compat(app)
+    return app

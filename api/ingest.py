@@ -1,0 +1,260 @@
+"""IngestService: the ONE ingest path of the API (own routes and compat layers call it).
+
+Each event is validated with `schemas.event.parse_event` semantics (the first bad field and why).
+Valid events go to `usage-events` keyed tenant/customer, rejected ones to `dead-letters` (stage
+"api"), through one idempotent acks=all producer; `submit` returns only once Kafka acknowledged every
+message of the call, or raises `Unavailable` (the route answers 503 + Retry-After) — an event is
+never reported accepted unless it is stored.
+
+`duplicate` comes from a bounded per-process index of recently *acknowledged* ids (written only after
+the Kafka ack, so a failed write never hides a retry — OpenMeter #5118) and from earlier events in the
+same call. It is a courtesy: the processor's dedup by (tenant, id) stays authoritative, so a duplicate
+the API cannot see (another API process, an id older than the index) is still dropped downstream.
+Two concurrent calls carrying the same id are both produced (neither is acknowledged yet); the
+processor keeps one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Literal
+
+import msgspec
+import orjson
+from confluent_kafka import KafkaError, Producer
+
+from meterstream.ingest.producer import make_producer
+from meterstream.ingest.topics import Topics
+from meterstream.schemas.event import InvalidEvent, UsageEvent, event_key, parse_event
+from meterstream.schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Status = Literal["accepted", "duplicate", "rejected"]
+
+
+class EventResult(msgspec.Struct, omit_defaults=True):
+    """The outcome of one input event, in input order."""
+
+    index: int
+    id: str | None
+    status: Status
+    field: str | None = None
+    reason: str | None = None
+
+
+class Unavailable(Exception):
+    """Kafka did not acknowledge in time or the local queue is full: nothing of the call is reported stored."""
+
+    def __init__(self, retry_after_s: int, reason: str) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+        self.reason = reason
+
+
+class RecentIds:
+    """A bounded FIFO set of (tenant, id) pairs the API saw acknowledged."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, item: tuple[str, str]) -> bool:
+        return item in self._ids
+
+    def add_all(self, items: list[tuple[str, str]]) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            ids = self._ids
+            for item in items:
+                ids[item] = None
+            while len(ids) > self.capacity:
+                ids.popitem(last=False)
+
+
+class _Acks:
+    """Delivery reports of one call: done when every produced message has its report."""
+
+    __slots__ = ("_lock", "done", "errors", "pending", "sealed")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.pending = 0
+        self.sealed = False
+        self.errors: list[str] = []
+        self.done = threading.Event()
+
+    def add(self) -> None:
+        with self._lock:
+            self.pending += 1
+
+    def seal(self) -> None:
+        with self._lock:
+            self.sealed = True
+            if self.pending == 0:
+                self.done.set()
+
+    def __call__(self, err: KafkaError | None, _msg: Any) -> None:
+        with self._lock:
+            if err is not None:
+                self.errors.append(str(err))
+            self.pending -= 1
+            if self.sealed and self.pending == 0:
+                self.done.set()
+
+
+_dlq_offsets = itertools.count(time.time_ns())
+
+
+class IngestService:
+    """Validate, produce and wait for Kafka. Thread-safe; `submit` blocks (call it from a worker thread)."""
+
+    def __init__(self, settings: Settings, producer: Producer | None = None) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self.timeout_s = settings.api_produce_timeout_s
+        self._producer = producer or self._make_producer()
+        self._producer_lock = threading.Lock()
+        self.recent = RecentIds(settings.api_recent_ids)
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="api-producer-poll", daemon=True)
+        self._poller.start()
+
+    def _make_producer(self) -> Producer:
+        # librdkafka gives up on a message after the API's wait, so a 503 means "not stored" whenever the
+        # broker never had it (a message in flight at that moment may still be; the processor dedups it).
+        ms = int(self.settings.api_produce_timeout_s * 1000)
+        conf = {"linger.ms": 5, "message.timeout.ms": ms, "error_cb": self._on_error, "logger": log}
+        return make_producer(self.settings, **conf)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():  # an idempotent producer can reach a fatal state: replace it
+            log.error("fatal producer error, replacing the producer: %s", err)
+            self._fatal = True
+        else:
+            log.debug("producer: %s", err)
+
+    _fatal = False
+
+    def _poll(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._closed.set()
+        self._poller.join(timeout)
+        self._producer.flush(timeout)
+
+    # -- validation (pure) -------------------------------------------------------------------------
+
+    @staticmethod
+    def validate(tenant: str, data: Any) -> UsageEvent:
+        """The event with the caller's tenant, or InvalidEvent naming the field and the reason."""
+        if not isinstance(data, dict):
+            raise InvalidEvent("$", "must be a JSON object")
+        data = {**data, "tenant": tenant}
+        try:
+            raw = orjson.dumps(data)
+        except TypeError as exc:
+            raise InvalidEvent("$", f"not JSON-serialisable ({exc})") from None
+        return parse_event(raw)
+
+    # -- the one ingest path ------------------------------------------------------------------------
+
+    def submit(self, tenant: str, events: list[dict[str, Any]]) -> list[EventResult]:
+        """Validate each event, produce the valid ones and the dead letters, wait for Kafka's acks."""
+        results: list[EventResult] = []
+        good: list[tuple[bytes, bytes]] = []  # (key, value) to usage-events
+        bad: list[tuple[bytes | None, bytes]] = []  # (key, dead letter) to dead-letters
+        seen: set[str] = set()
+        accepted_ids: list[tuple[str, str]] = []
+        for index, data in enumerate(events):
+            ident = data.get("id") if isinstance(data, dict) else None
+            ident = ident if isinstance(ident, str) else None
+            try:
+                event = self.validate(tenant, data)
+            except InvalidEvent as exc:
+                results.append(EventResult(index, ident, "rejected", exc.field, exc.reason))
+                bad.append(self._dead_letter(tenant, data, exc))
+                continue
+            if event.id in seen or (tenant, event.id) in self.recent:
+                results.append(EventResult(index, event.id, "duplicate"))
+                continue
+            seen.add(event.id)
+            accepted_ids.append((tenant, event.id))
+            results.append(EventResult(index, event.id, "accepted"))
+            good.append((event_key(tenant, event.customer), event.to_json()))
+        self._produce(good, bad)
+        self.recent.add_all(accepted_ids)
+        return results
+
+    def _dead_letter(self, tenant: str, data: Any, exc: InvalidEvent) -> tuple[bytes | None, bytes]:
+        customer = data.get("customer") if isinstance(data, dict) else None
+        key = event_key(tenant, customer) if isinstance(customer, str) and customer else None
+        try:
+            raw = orjson.dumps({**data, "tenant": tenant} if isinstance(data, dict) else data).decode()
+        except TypeError:
+            raw = repr(data)
+        ident = data.get("id") if isinstance(data, dict) else None
+        # The API has no source message: topic "api", partition = process id, offset = a process-unique
+        # counter seeded with the clock, so dead letters never collapse onto each other downstream.
+        letter = {
+            "stage": "api", "field": exc.field, "reason": exc.reason, "topic": "api",
+            "partition": os.getpid() % 65_536, "offset": next(_dlq_offsets),
+            "key": key.decode() if key else None, "raw": raw,
+            "event_id": ident if isinstance(ident, str) else None, "tenant": tenant,
+        }  # fmt: skip
+        return key, orjson.dumps(letter)
+
+    def _produce(self, good: list[tuple[bytes, bytes]], bad: list[tuple[bytes | None, bytes]]) -> None:
+        if not good and not bad:
+            return
+        if self._fatal:
+            self._replace_producer()
+        acks = _Acks()
+        producer = self._producer
+        try:
+            for topic, records in ((self.topics.usage, good), (self.topics.dead_letters, bad)):
+                for key, value in records:
+                    acks.add()
+                    try:
+                        producer.produce(topic, value=value, key=key, on_delivery=acks)
+                    except BufferError:
+                        acks.errors.append("local queue full")
+                        acks(None, None)  # not queued: drop the count again
+                        raise Unavailable(1, "the producer queue is full") from None
+        finally:
+            acks.seal()
+        if not acks.done.wait(self.timeout_s + 2.0):
+            raise Unavailable(max(1, int(self.timeout_s)), "Kafka did not acknowledge in time")
+        if acks.errors:
+            raise Unavailable(max(1, int(self.timeout_s)), f"Kafka refused: {acks.errors[0]}")
+
+    def _replace_producer(self) -> None:
+        with self._producer_lock:
+            if not self._fatal:
+                return
+            old = self._producer
+            self._producer = self._make_producer()
+            self._fatal = False
+        old.flush(0)
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def kafka_ready(self, timeout: float = 2.0) -> tuple[bool, str]:
+        """A metadata request for the usage topic, with a short timeout."""
+        try:
+            md = self._producer.list_topics(self.topics.usage, timeout=timeout)
+        except Exception as exc:
+            return False, str(exc)
+        topic = md.topics.get(self.topics.usage)
+        if topic is None or topic.error is not None:
+            return False, f"topic {self.topics.usage}: {topic.error if topic else 'missing'}"
+        return True, f"{len(md.brokers)} broker(s)"

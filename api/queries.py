@@ -1,0 +1,243 @@
+"""The ONE query path of the API to ClickHouse: clickhouse-connect over HTTP, same SQL everywhere.
+
+Target: `Settings.clickhouse_url` when it is http(s)://, else the ClickHouse HTTP front the sink process
+serves for the embedded store on `Settings.clickhouse_http_port`. Reads of `rated_usage` use FINAL;
+every query is scoped by tenant in SQL, and every user value travels as a query parameter (never
+formatted into the SQL text); the only names in the text come from fixed whitelists.
+"""
+
+from __future__ import annotations
+
+import threading
+from calendar import monthrange
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, available_timezones
+
+from meterstream.rating.money import EXACT, round_money
+from meterstream.schemas.settings import Settings
+
+Window = Literal["hour", "day", "month"]
+GROUPABLE = ("customer", "subject", "meter")
+_WINDOW_SQL = {"hour": "toStartOfHour", "day": "toStartOfDay", "month": "toStartOfMonth"}
+_FINAL = {"do_not_merge_across_partitions_select_final": 1}
+
+
+class QueryError(ValueError):
+    """A request the query path refuses: `field` names the parameter, `reason` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class ClickHouseUnavailable(Exception):
+    pass
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def check_tz(tz: str) -> ZoneInfo:
+    if tz != "UTC" and tz not in _zones():
+        raise QueryError("tz", f"unknown IANA time zone {tz!r}")
+    return ZoneInfo(tz)
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """What GET /v1/usage asks for (validated by `plan_usage`)."""
+
+    tenant: str
+    group_by: tuple[str, ...] = ("customer", "meter")  # customer | subject | meter | dimensions.<key>
+    window: Window | None = None
+    tz: str = "UTC"
+    start: datetime | None = None
+    end: datetime | None = None
+    customer: str | None = None
+    subject: str | None = None
+    meters: tuple[str, ...] = ()
+
+
+def plan_usage(q: UsageQuery, db: str) -> tuple[str, dict[str, Any], list[str]]:
+    """(SQL, parameters, names of the grouped columns in order): pure, so it is tested without ClickHouse."""
+    check_tz(q.tz)
+    params: dict[str, Any] = {"tenant": q.tenant, "tz": q.tz}
+    select: list[str] = []
+    names: list[str] = []
+    if q.window is not None:
+        fn = _WINDOW_SQL[q.window]
+        select.append(f"toUnixTimestamp(toDateTime({fn}(time, {{tz:String}}), {{tz:String}})) AS w")
+        names.append("window")
+    seen: set[str] = set()
+    for i, g in enumerate(q.group_by):
+        if g in seen:
+            raise QueryError("group_by", f"{g!r} given twice")
+        seen.add(g)
+        if g in GROUPABLE:
+            select.append(g)
+        elif g.startswith("dimensions.") and len(g) > len("dimensions."):
+            params[f"d{i}"] = g.removeprefix("dimensions.")
+            select.append(f"dimensions[{{d{i}:String}}] AS d{i}")
+        else:
+            raise QueryError("group_by", f"{g!r}: use customer, subject, meter or dimensions.<key>")
+        names.append(g)
+    where = ["tenant = {tenant:String}"]
+    if q.start is not None:
+        where.append("time >= {start:DateTime64(3, 'UTC')}")
+        params["start"] = q.start.astimezone(UTC).replace(tzinfo=None)
+    if q.end is not None:
+        where.append("time < {end:DateTime64(3, 'UTC')}")
+        params["end"] = q.end.astimezone(UTC).replace(tzinfo=None)
+    if q.start is not None and q.end is not None and q.end <= q.start:
+        raise QueryError("to", "must be after `from`")
+    if q.customer is not None:
+        where.append("customer = {customer:String}")
+        params["customer"] = q.customer
+    if q.subject is not None:
+        where.append("subject = {subject:String}")
+        params["subject"] = q.subject
+    if q.meters:
+        where.append("meter IN {meters:Array(String)}")
+        params["meters"] = list(q.meters)
+    keys = [*select, "currency"]
+    key_names = [s.rsplit(" AS ", 1)[-1] for s in keys]
+    sql = (
+        f"SELECT {', '.join(keys)}, sum(toDecimal256(quantity, 12)), sum(toDecimal256(amount, 18)), count() "
+        f"FROM {db}.rated_usage FINAL WHERE {' AND '.join(where)} "
+        f"GROUP BY {', '.join(key_names)} ORDER BY {', '.join(key_names)}"
+    )
+    return sql, params, names
+
+
+def window_bounds(ts: int, window: Window, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """Start and end of the window that starts at unix time `ts` in `zone` (DST-aware: days may be 23/25 h)."""
+    start = datetime.fromtimestamp(ts, zone)
+    if window == "hour":
+        end = (start.astimezone(UTC) + timedelta(hours=1)).astimezone(zone)
+    elif window == "day":
+        nxt = start.date() + timedelta(days=1)
+        end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+    else:
+        days = monthrange(start.year, start.month)[1]
+        nxt = start.date().replace(day=1) + timedelta(days=days)
+        end = datetime(nxt.year, nxt.month, 1, tzinfo=zone)
+    return start, end
+
+
+def _dec(value: Any) -> str:
+    """Exact decimal text without trailing zeros (no context involved: nothing is rounded)."""
+    text = format(value if isinstance(value, Decimal) else Decimal(str(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+class UsageQueries:
+    """Reads for the API. `client` may be injected (tests: an embedded chdb client); else opened lazily."""
+
+    def __init__(self, settings: Settings, client: Any = None) -> None:
+        self.settings = settings
+        self.db = settings.clickhouse_database
+        self._client = client
+        self._injected = client is not None
+        self._lock = threading.Lock()
+
+    def target(self) -> str | None:
+        url = self.settings.clickhouse_url
+        if url and url.startswith(("http://", "https://")):
+            return url
+        port = getattr(self.settings, "clickhouse_http_port", None)
+        return f"http://127.0.0.1:{port}" if port else None
+
+    def client(self) -> Any:
+        if self._client is not None:
+            return self._client
+        with self._lock:
+            if self._client is None:
+                dsn = self.target()
+                if dsn is None:
+                    raise ClickHouseUnavailable("no ClickHouse HTTP endpoint configured")
+                import clickhouse_connect
+
+                try:
+                    self._client = clickhouse_connect.get_client(
+                        dsn=dsn, connect_timeout=3, send_receive_timeout=30, autogenerate_session_id=False
+                    )
+                except Exception as exc:
+                    raise ClickHouseUnavailable(str(exc)[:300]) from None
+            return self._client
+
+    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        client = self.client()
+        try:
+            return client.query(sql, parameters=params, settings=_FINAL).result_rows
+        except Exception as exc:
+            if not self._injected:
+                self._client = None  # reconnect next time
+            raise ClickHouseUnavailable(str(exc)[:300]) from None
+
+    def ping(self) -> tuple[bool, str]:
+        try:
+            rows = self._query("SELECT version()", {})
+            return True, f"ClickHouse {rows[0][0]}"
+        except ClickHouseUnavailable as exc:
+            return False, str(exc)
+
+    def usage(self, q: UsageQuery) -> list[dict[str, Any]]:
+        sql, params, names = plan_usage(q, self.db)
+        zone = check_tz(q.tz)
+        out = []
+        for row in self._query(sql, params):
+            rec: dict[str, Any] = {}
+            i = 0
+            dims: dict[str, str] = {}
+            for name in names:
+                value = row[i]
+                i += 1
+                if name == "window":
+                    start, end = window_bounds(int(value), q.window, zone)  # type: ignore[arg-type]
+                    rec["window_start"], rec["window_end"] = start.isoformat(), end.isoformat()
+                elif name.startswith("dimensions."):
+                    dims[name.removeprefix("dimensions.")] = value
+                else:
+                    rec[name] = value
+            if dims:
+                rec["dimensions"] = dims
+            rec["currency"] = row[i]
+            rec["quantity"], rec["amount"], rec["events"] = _dec(row[i + 1]), _dec(row[i + 2]), int(row[i + 3])
+            out.append(rec)
+        return out
+
+    def running_amount(self, tenant: str, customer: str, period: str) -> dict[str, Any]:
+        """The period's streamed (running) amount of one customer, per meter and per currency."""
+        sql = (
+            "SELECT meter, currency, sum(toDecimal256(quantity, 12)), sum(toDecimal256(amount, 18)), count() "
+            f"FROM {self.db}.rated_usage FINAL "
+            "WHERE tenant = {tenant:String} AND customer = {customer:String} AND period = {period:String} "
+            "GROUP BY meter, currency ORDER BY meter, currency"
+        )
+        rows = self._query(sql, {"tenant": tenant, "customer": customer, "period": period})
+        meters = []
+        totals: dict[str, Decimal] = {}
+        for meter, currency, qty, amount, n in rows:
+            amount = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+            meters.append({"meter": meter, "currency": currency, "quantity": _dec(qty), "amount": _dec(amount),
+                           "events": int(n)})  # fmt: skip
+            totals[currency] = EXACT.add(totals.get(currency, Decimal(0)), amount)
+        return {
+            "tenant": tenant,
+            "customer": customer,
+            "period": period,
+            "meters": meters,
+            "totals": [
+                {"currency": c, "amount": _dec(t), "amount_rounded": str(round_money(t, c))}
+                for c, t in sorted(totals.items())
+            ],
+        }

@@ -1,0 +1,247 @@
+"""OpenMeter customers, minimal (issue #14 extends them): model + repository.
+
+A customer has an id (ULID), an optional unique `key`, a name, currency, metadata and its *usage
+attribution*: the subject keys whose events it pays for (a subject belongs to at most one customer).
+Meterstream's `customer` of those events (the Kafka key, the catalog's assignment, the invoice) is the
+customer's key when it has one, else its id (`Customer.meterstream_id`); a subject no customer
+claims is billed as its own customer (ingest/translate.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, UniqueConstraint, func, or_, select, text
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from meterstream.entities.common import Conflict, NotFound, aware, new_ulid
+from meterstream.entities.db import Base
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        Index(
+            "uq_customers_tenant_key_active",
+            "tenant",
+            "key",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL AND key IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NULL AND key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    key: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    primary_email: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CustomerSubjectRow(Base):
+    """Usage attribution: subject key -> the customer that pays for its events."""
+
+    __tablename__ = "customer_subjects"
+    __table_args__ = (UniqueConstraint("tenant", "subject_key", name="uq_customer_subjects_tenant_subject"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    subject_key: Mapped[str] = mapped_column(String(256))
+    customer_id: Mapped[str] = mapped_column(String(26), ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    tenant: str
+    key: str | None
+    name: str
+    subject_keys: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+    description: str | None = None
+    primary_email: str | None = None
+    currency: str | None = None
+    metadata: dict[str, Any] | None = None
+    deleted_at: datetime | None = None
+
+    @property
+    def meterstream_id(self) -> str:
+        """The `customer` of this customer's usage events: its key, else its id."""
+        return self.key or self.id
+
+
+@dataclass(frozen=True)
+class CustomerCreate:
+    name: str
+    key: str | None = None
+    subject_keys: tuple[str, ...] = ()
+    description: str | None = None
+    primary_email: str | None = None
+    currency: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def _customer(row: CustomerRow, subjects: Iterable[str]) -> Customer:
+    return Customer(
+        id=row.id, tenant=row.tenant, key=row.key, name=row.name, subject_keys=tuple(sorted(subjects)),
+        created_at=aware(row.created_at), updated_at=aware(row.updated_at), description=row.description,
+        primary_email=row.primary_email, currency=row.currency, metadata=row.meta, deleted_at=aware(row.deleted_at),
+    )  # fmt: skip
+
+
+class CustomerRepository:
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+
+    def create(self, tenant: str, new: CustomerCreate) -> Customer:
+        """Store a customer; ValueError (field: reason) for bad input, `Conflict` for a taken key or subject."""
+        if not new.name or len(new.name) > 256:
+            raise ValueError("name: 1-256 characters")
+        if new.key is not None and not (0 < len(new.key) <= 256):
+            raise ValueError("key: 1-256 characters")
+        if new.currency is not None and not (len(new.currency) == 3 and new.currency.isalpha()):
+            raise ValueError("currency: an ISO 4217 code such as USD")
+        subjects = list(dict.fromkeys(new.subject_keys))
+        for key in subjects:
+            if not isinstance(key, str) or not (0 < len(key) <= 256):
+                raise ValueError("usageAttribution.subjectKeys: each 1-256 characters")
+        now = datetime.now(UTC)
+        row = CustomerRow(
+            id=new_ulid(), tenant=tenant, key=new.key, name=new.name, description=new.description,
+            primary_email=new.primary_email, currency=new.currency.upper() if new.currency else None,
+            meta=new.metadata, created_at=now, updated_at=now, deleted_at=None,
+        )  # fmt: skip
+        with self._sessions.begin() as s:
+            if new.key is not None:
+                taken = s.scalar(
+                    select(CustomerRow.id).where(
+                        CustomerRow.tenant == tenant, CustomerRow.key == new.key, CustomerRow.deleted_at.is_(None)
+                    )
+                )
+                if taken is not None:
+                    raise Conflict("key", f"a customer with key {new.key!r} already exists")
+            if subjects:
+                owner = s.execute(
+                    select(CustomerSubjectRow.subject_key, CustomerSubjectRow.customer_id).where(
+                        CustomerSubjectRow.tenant == tenant, CustomerSubjectRow.subject_key.in_(subjects)
+                    )
+                ).first()
+                if owner is not None:
+                    raise Conflict(
+                        "usageAttribution.subjectKeys",
+                        f"subject {owner[0]!r} is already attributed to customer {owner[1]}",
+                    )
+            s.add(row)
+            s.flush()
+            for key in subjects:
+                s.add(CustomerSubjectRow(tenant=tenant, subject_key=key, customer_id=row.id))
+        return _customer(row, subjects)
+
+    def _subjects(self, s: Any, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {i: [] for i in ids}
+        if ids:
+            stmt = select(CustomerSubjectRow.customer_id, CustomerSubjectRow.subject_key).where(
+                CustomerSubjectRow.customer_id.in_(ids)
+            )
+            for cid, key in s.execute(stmt):
+                out[cid].append(key)
+        return out
+
+    def get(self, tenant: str, id_or_key: str) -> Customer:
+        with self._sessions() as s:
+            base = select(CustomerRow).where(CustomerRow.tenant == tenant, CustomerRow.deleted_at.is_(None))
+            row = s.scalar(base.where(CustomerRow.id == id_or_key))
+            row = row or s.scalar(base.where(CustomerRow.key == id_or_key))
+            if row is None:
+                raise NotFound(f"customer {id_or_key!r} not found")
+            return _customer(row, self._subjects(s, [row.id])[row.id])
+
+    def list(
+        self,
+        tenant: str,
+        *,
+        page: int = 1,
+        page_size: int = 100,
+        key: str | None = None,
+        name: str | None = None,
+        subject: str | None = None,
+        primary_email: str | None = None,
+        include_deleted: bool = False,
+    ) -> tuple[list[Customer], int]:
+        """One page (1-based) of customers, oldest first, and the total count matching the filters."""
+        where: list[Any] = [CustomerRow.tenant == tenant]
+        if not include_deleted:
+            where.append(CustomerRow.deleted_at.is_(None))
+        if key is not None:
+            where.append(CustomerRow.key == key)
+        if name is not None:
+            where.append(CustomerRow.name.contains(name, autoescape=True))
+        if primary_email is not None:
+            where.append(CustomerRow.primary_email == primary_email)
+        if subject is not None:
+            owners = select(CustomerSubjectRow.customer_id).where(
+                CustomerSubjectRow.tenant == tenant, CustomerSubjectRow.subject_key == subject
+            )
+            where.append(CustomerRow.id.in_(owners))
+        with self._sessions() as s:
+            total = s.scalar(select(func.count()).select_from(CustomerRow).where(*where)) or 0
+            rows = list(
+                s.scalars(
+                    select(CustomerRow)
+                    .where(*where)
+                    .order_by(CustomerRow.created_at, CustomerRow.id)
+                    .offset((page - 1) * page_size)
+                    .limit(page_size)
+                )
+            )
+            subjects = self._subjects(s, [r.id for r in rows])
+            return [_customer(r, subjects[r.id]) for r in rows], total
+
+    def subject_customers(self, tenant: str, subjects: Iterable[str]) -> dict[str, str]:
+        """subject key -> Meterstream customer (key, else id) for the given subjects that a customer claims."""
+        keys = sorted(set(subjects))
+        if not keys:
+            return {}
+        stmt = (
+            select(CustomerSubjectRow.subject_key, CustomerRow.key, CustomerRow.id)
+            .join(CustomerRow, CustomerRow.id == CustomerSubjectRow.customer_id)
+            .where(
+                CustomerSubjectRow.tenant == tenant,
+                CustomerSubjectRow.subject_key.in_(keys),
+                CustomerRow.deleted_at.is_(None),
+            )
+        )
+        with self._sessions() as s:
+            return {subject: key or cid for subject, key, cid in s.execute(stmt)}
+
+    def by_meterstream_ids(self, tenant: str, ids: Iterable[str]) -> dict[str, Customer]:
+        """Meterstream customer id (key or id) -> customer, for the ids that are OpenMeter customers."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        with self._sessions() as s:
+            rows = list(
+                s.scalars(
+                    select(CustomerRow).where(
+                        CustomerRow.tenant == tenant,
+                        CustomerRow.deleted_at.is_(None),
+                        or_(CustomerRow.key.in_(wanted), CustomerRow.id.in_(wanted)),
+                    )
+                )
+            )
+            subjects = self._subjects(s, [r.id for r in rows])
+            out = {}
+            for r in rows:
+                c = _customer(r, subjects[r.id])
+                out[c.meterstream_id] = c
+            return out

@@ -37,6 +37,10 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
     kafka_local.start(settings)
     created = ensure_topics(settings)
     print(f"topics: created {created or 'none (all present)'}")
+    from meterstream.entities.db import database_url, migrate
+
+    migrate(settings)
+    print(f"database: migrated {database_url(settings).split('@')[-1]}")
     n = create_schema(connect(settings), settings.clickhouse_database)
     print(
         f"clickhouse: {n} statements applied to {settings.clickhouse_database} at {settings.clickhouse_dsn}"
@@ -161,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     from meterstream.ingest.dlq_cli import add_commands as add_dlq_commands
 
     add_dlq_commands(sub)
+
+    from meterstream.api.cli import add_commands as add_api_commands
+
+    add_api_commands(sub)
 
     try:
         from meterstream.rating.cli import add_commands

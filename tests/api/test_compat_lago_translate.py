@@ -163,12 +163,21 @@ def test_customer_resolution_order() -> None:
     [
         ({"code": "storage", "name": "Storage", "aggregation_type": "sum_agg", "field_name": "gb"}, "SUM", "$.gb"),
         ({"code": "api_calls", "name": "Calls", "aggregation_type": "count_agg", "field_name": "x"}, "COUNT", None),
-        ({"code": "seats", "name": "Seats", "aggregation_type": "unique_count_agg", "field_name": "user"},
-         "UNIQUE_COUNT", "$.user"),  # fmt: skip
-        ({"code": "cpu", "name": "CPU", "aggregation_type": "max_agg", "field_name": "cpu load"},
-         "MAX", "$['cpu load']"),  # fmt: skip
-        ({"code": "plan.tier", "name": "Tier", "aggregation_type": "latest_agg", "field_name": "tier"},
-         "LATEST", "$.tier"),  # fmt: skip
+        (
+            {"code": "seats", "name": "Seats", "aggregation_type": "unique_count_agg", "field_name": "user"},
+            "UNIQUE_COUNT",
+            "$.user",
+        ),
+        (
+            {"code": "cpu", "name": "CPU", "aggregation_type": "max_agg", "field_name": "cpu load"},
+            "MAX",
+            "$['cpu load']",
+        ),
+        (
+            {"code": "plan.tier", "name": "Tier", "aggregation_type": "latest_agg", "field_name": "tier"},
+            "LATEST",
+            "$.tier",
+        ),
     ],
 )
 def test_billable_metric_to_meter(body: dict, aggregation: str, value_property: str | None) -> None:

@@ -1,0 +1,34 @@
+"""Helpers of the API tests (plain functions; fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+
+from meterstream.ingest.dlq import read_topic
+from meterstream.ingest.topics import Topics
+from meterstream.schemas.settings import Settings
+
+
+def recent(minutes: int = 5) -> str:
+    """An event time inside the processor's window (it refuses events far in the past)."""
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def event(i: str | int, customer: str = "c1", meter: str = "api_calls", quantity: Any = "2", **extra: Any) -> dict:
+    return {"id": str(i), "customer": customer, "meter": meter, "quantity": quantity, "time": recent(), **extra}
+
+
+def topic_messages(settings: Settings, which: str) -> list[tuple[bytes | None, dict]]:
+    """(key, decoded value) of every message in one of the test's topics."""
+    topic = getattr(Topics.from_settings(settings), which)
+    return [(m.key(), orjson.loads(m.value())) for m in read_topic(settings, topic, timeout=30)]
+
+
+
+def bearer(client: TestClient, tenant: str = "acme", role: str = "ingest") -> dict[str, str]:
+    _info, token = client.app.state.keys.create(tenant, role, "test")
+    return {"Authorization": f"Bearer {token}"}

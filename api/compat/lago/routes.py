@@ -1,0 +1,279 @@
+"""Lago-compatible routes at /compat/lago/api/v1 (thin: parse the body, call the service, shape the answer).
+
+`Client(api_key=key, api_url=f"{base}/compat/lago/")` of lago-python-client works unchanged (the SDK
+joins "api/v1/..." onto api_url, so the trailing slash matters). Errors come in Lago's shape:
+`{"status", "error", "code", "error_details"?}`. See docs/lago.md.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from meterstream.api.auth import require
+from meterstream.api.body import decode_json, read_body
+from meterstream.api.compat.lago.events import parse_lago_event
+from meterstream.api.compat.lago.lookup import LagoLookup
+from meterstream.api.compat.lago.metrics import billable_metric_fields, meter_from_billable_metric
+from meterstream.api.compat.lago.responses import (
+    error_body,
+    event_object,
+    field_errors,
+    refused_event_object,
+    validation_error,
+)
+from meterstream.api.compat.lago.service import LagoEvents, LagoOutcome
+from meterstream.api.compat.lago.translate import resolve_customer, translate_lago
+from meterstream.api.errors import ApiError, register_error_format
+from meterstream.api.ingest import Unavailable
+from meterstream.api.queries import ClickHouseUnavailable
+from meterstream.entities.common import Conflict, NotFound
+from meterstream.entities.keys import Principal
+from meterstream.entities.lago_subscriptions import LagoSubscription, LagoSubscriptionRepository, SubscriptionConflict
+from meterstream.entities.meters import Meter, MeterRepository
+from meterstream.entities.unmatched import UnmatchedRepository
+from meterstream.ingest.translate import MeterDefinition
+from meterstream.schemas.event import InvalidEvent, format_time
+
+PREFIX = "/compat/lago"
+MAX_BATCH = 100  # Lago's own limit per batch request
+TAG = "lago compatibility"
+
+
+class LagoCompat:
+    """What the routes need, built once per app from `app.state` (sessions, ingest, queries)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        state = app.state
+        self.settings = state.settings
+        self.ingest = state.ingest
+        self.meters = MeterRepository(state.sessions)
+        self.subscriptions = LagoSubscriptionRepository(state.sessions)
+        self.unmatched = UnmatchedRepository(state.sessions)
+        self.events = LagoEvents(self.ingest, self._definitions, self.subscriptions.customers, self._keep)
+        self.lookup = LagoLookup(state.queries, self.meters, state.sessions)
+
+    def _definitions(self, tenant: str, codes: set[str]) -> list[MeterDefinition]:
+        return self.meters.definitions(tenant, codes)
+
+    def _keep(self, tenant: str, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            self.unmatched.add(tenant, r["raw"], event_type=r["event_type"], source=r["source"],
+                               event_id=r["event_id"], reason=r["reason"])  # fmt: skip
+
+    def replay(self, tenant: str, code: str) -> int:
+        """Re-run the kept Lago events of `code` (after its billable metric was created)."""
+
+        def translate(raw: Any) -> list[dict[str, Any]]:
+            try:
+                event = parse_lago_event(raw, datetime.now(UTC))  # kept events carry their timestamp
+                recorded = self.subscriptions.customers(tenant, {event.external_subscription_id} - {None})
+                customer = resolve_customer(event, recorded)
+            except InvalidEvent:
+                return []  # not a Lago event (an OpenMeter one of the same type) or no longer valid
+            return translate_lago(event, self.meters.definitions(tenant, {code}), customer).usage
+
+        return self.unmatched.replay(tenant, code, translate, self.ingest.submit)
+
+
+def render_lago(_request: Request, err: ApiError) -> Response:
+    details = {err.field: [err.message]} if err.field else {"message": [err.message]}
+    body = error_body(err.status, err.code, details)
+    return Response(orjson.dumps(body), err.status, err.headers, media_type="application/json")
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status, media_type="application/json")
+
+
+def _compat(request: Request) -> LagoCompat:
+    return request.app.state.lago
+
+
+async def _body(request: Request, root: str) -> Any:
+    data = decode_json(await read_body(request, request.app.state.settings.api_max_body_bytes))
+    if not isinstance(data, dict) or root not in data:
+        raise ApiError(400, "bad_request", f"param is missing or the value is empty: {root}", field=root)
+    return data[root]
+
+
+async def _submit(request: Request, tenant: str, raw_events: list[Any]) -> list[LagoOutcome]:
+    try:
+        return await run_in_threadpool(_compat(request).events.submit, tenant, raw_events)
+    except Unavailable as exc:
+        raise ApiError(503, "unavailable", f"{exc.reason}; nothing is reported stored, retry the request",
+                       headers={"Retry-After": str(exc.retry_after_s)}) from None  # fmt: skip
+
+
+def _metric_object(meter: Meter) -> dict[str, Any] | None:
+    fields = billable_metric_fields(slug=meter.slug, event_type=meter.event_type, aggregation=meter.aggregation,
+                                    value_property=meter.value_property)  # fmt: skip
+    if fields is None:
+        return None
+    return {
+        "lago_id": meter.id, "name": meter.name or meter.slug, "code": fields["code"],
+        "description": meter.description, "recurring": False, "rounding_function": None,
+        "rounding_precision": None, "created_at": format_time(meter.created_at), "expression": None,
+        "field_name": fields["field_name"], "aggregation_type": fields["aggregation_type"],
+        "weighted_interval": None, "filters": [], "meter": meter.slug,
+    }  # fmt: skip
+
+
+def _subscription_object(sub: LagoSubscription) -> dict[str, Any]:
+    created = format_time(sub.created_at)
+    return {
+        "lago_id": sub.lago_id, "external_id": sub.external_subscription_id, "lago_customer_id": None,
+        "external_customer_id": sub.external_customer_id, "plan_code": sub.plan_code, "name": sub.name,
+        "status": "active", "billing_time": "calendar", "created_at": created, "started_at": created,
+        "subscription_at": created, "canceled_at": None, "terminated_at": None, "ending_at": None,
+    }  # fmt: skip
+
+
+def _meta(count: int) -> dict[str, Any]:
+    return {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1, "total_count": count}
+
+
+router = APIRouter(prefix=f"{PREFIX}/api/v1", tags=[TAG])
+Ingest = Annotated[Principal, Depends(require("ingest"))]
+Read = Annotated[Principal, Depends(require("read"))]
+Admin = Annotated[Principal, Depends(require())]
+
+
+@router.post("/events", summary="Send a usage event (Lago: createEvent)")
+async def create_event(request: Request, principal: Ingest) -> Response:
+    """One Lago event. 200 with the event (also for a duplicate transaction id, and for a code no billable
+    metric has yet: kept and replayed later, `meterstream.status` says which); 422 `validation_errors`
+    with the field and reason (the event is dead-lettered); 503 + Retry-After when Kafka did not
+    acknowledge (nothing stored)."""
+    raw = await _body(request, "event")
+    [outcome] = await _submit(request, principal.tenant, [raw])
+    if outcome.status == "rejected":
+        return _json(validation_error(field_errors(outcome.error)), 422)  # type: ignore[arg-type]
+    return _json({"event": event_object(outcome, datetime.now(UTC))})
+
+
+@router.post("/events/batch", summary="Send up to 100 usage events (Lago: createBatchEvents)")
+async def create_batch(request: Request, principal: Ingest) -> Response:
+    """1 to 100 Lago events. A duplicate transaction id is a success, never a batch failure (Lago #3049).
+    200 `{"events": [...]}` when none is refused. Otherwise 422 `validation_errors` with
+    `error_details` = {index: {field: [reason]}} for the refused ones only, and `events` listing every
+    event with its `meterstream.status`: the valid events of that batch ARE stored (unlike Lago), so
+    resending the whole batch after a fix is safe (they come back as duplicates)."""
+    raw = await _body(request, "events")
+    if not isinstance(raw, list) or not raw:
+        raise ApiError(422, "validation_errors", "must be a non-empty array of events", field="events")
+    if len(raw) > MAX_BATCH:
+        raise ApiError(422, "validation_errors", f"at most {MAX_BATCH} events per batch (got {len(raw)})",
+                       field="events")  # fmt: skip
+    outcomes = await _submit(request, principal.tenant, raw)
+    now = datetime.now(UTC)
+    events = [event_object(o, now) if o.event is not None else refused_event_object(raw[o.index], o.error)  # type: ignore[arg-type]
+              for o in outcomes]  # fmt: skip
+    refused = {str(o.index): field_errors(o.error) for o in outcomes if o.status == "rejected" and o.error}
+    if refused:
+        return _json({**validation_error(refused), "events": events}, 422)
+    return _json({"events": events})
+
+
+@router.get("/events/{transaction_id:path}", summary="Retrieve an event (Lago: findEvent)")
+async def find_event(request: Request, principal: Read, transaction_id: str) -> Response:
+    """The event of a transaction id, from rated usage (ClickHouse, FINAL), the events kept unmatched, or
+    the dead letters (`meterstream.status`: rated, unmatched, dead_lettered). 404 until the pipeline has
+    rated an accepted event (about a second)."""
+    try:
+        found = await run_in_threadpool(_compat(request).lookup.find, principal.tenant, transaction_id)
+    except ClickHouseUnavailable as exc:
+        raise ApiError(503, "unavailable", f"usage store unavailable: {exc}", headers={"Retry-After": "1"}) from None
+    if found is None:
+        return _json(error_body(404, "event_not_found"), 404)
+    return _json({"event": found})
+
+
+@router.post("/billable_metrics", summary="Create a billable metric (= a meter definition)")
+async def create_billable_metric(request: Request, principal: Admin) -> Response:
+    """A billable metric is a meter definition: event_type = slug = `code`, value_property = `$.<field_name>`.
+    Kept events of that code are replayed. 422 for what has no meter equivalent (field + reason)."""
+    raw = await _body(request, "billable_metric")
+    compat = _compat(request)
+    try:
+        spec = meter_from_billable_metric(raw)
+        definition = MeterDefinition(slug=spec.slug, event_type=spec.event_type, aggregation=spec.aggregation,
+                                     value_property=spec.value_property)  # fmt: skip
+        meter = await run_in_threadpool(
+            compat.meters.create, principal.tenant, definition, name=spec.name, description=spec.description
+        )
+    except InvalidEvent as exc:
+        return _json(validation_error(field_errors(exc)), 422)
+    except Conflict:
+        return _json(validation_error({"code": ["value_already_exist"]}), 422)
+    try:
+        await run_in_threadpool(compat.replay, principal.tenant, spec.event_type)
+    except Unavailable as exc:  # the metric exists; the kept events stay kept and are replayed next time
+        raise ApiError(503, "unavailable", f"billable metric created, replay of kept events failed: {exc.reason}",
+                       headers={"Retry-After": str(exc.retry_after_s)}) from None  # fmt: skip
+    return _json({"billable_metric": _metric_object(meter)})
+
+
+@router.get("/billable_metrics", summary="List billable metrics")
+async def list_billable_metrics(request: Request, principal: Read) -> Response:
+    meters = await run_in_threadpool(_compat(request).meters.list, principal.tenant)
+    metrics = [m for m in (_metric_object(x) for x in meters) if m is not None]
+    return _json({"billable_metrics": metrics, "meta": _meta(len(metrics))})
+
+
+@router.get("/billable_metrics/{code}", summary="Retrieve a billable metric")
+async def get_billable_metric(request: Request, principal: Read, code: str) -> Response:
+    try:
+        meter = await run_in_threadpool(_compat(request).meters.get, principal.tenant, code)
+    except NotFound:
+        return _json(error_body(404, "billable_metric_not_found"), 404)
+    metric = _metric_object(meter)
+    if metric is None:
+        return _json(error_body(404, "billable_metric_not_found"), 404)
+    return _json({"billable_metric": metric})
+
+
+@router.post("/subscriptions", summary="Record a subscription (its customer, for event attribution)")
+async def create_subscription(request: Request, principal: Admin) -> Response:
+    """Records external_id -> external_customer_id (plan_code and name are kept; pricing comes from the
+    catalog until issue #14). Idempotent by external_id; the same external_id for another customer: 422."""
+    raw = await _body(request, "subscription")
+    if not isinstance(raw, dict):
+        return _json(validation_error({"subscription": ["must be a JSON object"]}), 422)
+    values: dict[str, str | None] = {}
+    for name, required in (("external_id", True), ("external_customer_id", True), ("plan_code", False),
+                           ("name", False)):  # fmt: skip
+        value = raw.get(name)
+        if value is None and not required:
+            values[name] = None
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > 256:
+            return _json(validation_error({name: ["required, a string of 1-256 characters"]}), 422)
+        values[name] = value
+    try:
+        sub, _created = await run_in_threadpool(
+            _compat(request).subscriptions.create, principal.tenant, values["external_id"],
+            values["external_customer_id"], values["plan_code"], values["name"],
+        )  # fmt: skip
+    except SubscriptionConflict as exc:
+        return _json(validation_error({"external_id": [str(exc)]}), 422)
+    return _json({"subscription": _subscription_object(sub)})
+
+
+@router.get("/subscriptions", summary="List recorded subscriptions")
+async def list_subscriptions(
+    request: Request, principal: Read, external_customer_id: Annotated[str | None, Query()] = None
+) -> Response:
+    subs = await run_in_threadpool(_compat(request).subscriptions.list, principal.tenant, external_customer_id)
+    return _json({"subscriptions": [_subscription_object(s) for s in subs], "meta": _meta(len(subs))})
+
+
+def mount(app: FastAPI) -> None:
+    app.state.lago = LagoCompat(app)
+    app.include_router(router)
+    register_error_format(app, PREFIX, render_lago)

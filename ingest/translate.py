@@ -86,7 +86,7 @@ _SIMPLE_SEGMENT = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_-]*)|\[\s*'([^'\\]*)'\s*
 
 
 @lru_cache(maxsize=4096)
-def _simple_path(expr: str) -> tuple[str, ...] | None:
+def simple_path(expr: str) -> tuple[str, ...] | None:
     if not expr.startswith("$"):
         return None
     keys: list[str] = []
@@ -109,7 +109,7 @@ def check_jsonpath(expr: str) -> str | None:
     """None when `expr` is a JSONPath this module evaluates, else why not (for meter creation)."""
     if not isinstance(expr, str) or not expr.startswith("$"):
         return "must be a JSONPath starting with $, e.g. $.tokens"
-    if _simple_path(expr) is not None:
+    if simple_path(expr) is not None:
         return None
     try:
         _compiled(expr)
@@ -123,7 +123,7 @@ _MISSING = object()
 
 def extract(data: Any, expr: str) -> Any:
     """The value at JSONPath `expr` in `data` (the first match), or `_MISSING`."""
-    keys = _simple_path(expr)
+    keys = simple_path(expr)
     if keys is not None:
         node = data
         for key in keys:

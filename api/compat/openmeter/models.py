@@ -1,0 +1,101 @@
+"""OpenMeter's JSON shapes (requests validated with pydantic, responses rendered from the entities).
+
+Field names and formats follow OpenMeter's API (camelCase, RFC 3339 times in UTC), as the Python SDK
+`openmeter==1.0.0b236` sends and reads them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from meterstream.entities.customers import Customer
+from meterstream.entities.meters import Meter
+from meterstream.entities.subjects import Subject
+
+Aggregation = Literal["SUM", "COUNT", "UNIQUE_COUNT", "AVG", "MIN", "MAX", "LATEST"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+class MeterCreateIn(_In):
+    slug: str = Field(max_length=128, description="The Meterstream meter name: ^[a-z][a-z0-9_.-]{0,127}$")
+    event_type: str = Field(alias="eventType", min_length=1, max_length=256)
+    aggregation: Aggregation
+    value_property: str | None = Field(None, alias="valueProperty", max_length=1024)
+    group_by: dict[str, str] = Field(default_factory=dict, alias="groupBy", max_length=64)
+    name: str | None = Field(None, max_length=256)
+    description: str | None = Field(None, max_length=1024)
+    metadata: dict[str, Any] | None = None
+    event_from: datetime | None = Field(None, alias="eventFrom")
+
+
+class SubjectUpsertIn(_In):
+    key: str = Field(min_length=1, max_length=256)
+    display_name: str | None = Field(None, alias="displayName", max_length=256)
+    metadata: dict[str, Any] | None = None
+    current_period_start: datetime | None = Field(None, alias="currentPeriodStart")
+    current_period_end: datetime | None = Field(None, alias="currentPeriodEnd")
+    stripe_customer_id: str | None = Field(None, alias="stripeCustomerId", max_length=256)
+
+
+class UsageAttributionIn(_In):
+    subject_keys: list[str] = Field(alias="subjectKeys", max_length=1000)
+
+
+class CustomerCreateIn(_In):
+    name: str = Field(min_length=1, max_length=256)
+    key: str | None = Field(None, min_length=1, max_length=256)
+    description: str | None = Field(None, max_length=1024)
+    primary_email: str | None = Field(None, alias="primaryEmail", max_length=256)
+    currency: str | None = Field(None, max_length=3)
+    metadata: dict[str, Any] | None = None
+    usage_attribution: UsageAttributionIn | None = Field(None, alias="usageAttribution")
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def meter_json(m: Meter) -> dict[str, Any]:
+    return _compact({
+        "id": m.id, "slug": m.slug, "name": m.name or m.slug, "description": m.description,
+        "aggregation": m.aggregation, "eventType": m.event_type, "valueProperty": m.value_property,
+        "groupBy": dict(m.group_by), "eventFrom": rfc3339(m.event_from), "metadata": m.metadata,
+        "createdAt": rfc3339(m.created_at), "updatedAt": rfc3339(m.updated_at), "deletedAt": rfc3339(m.deleted_at),
+    })  # fmt: skip
+
+
+def subject_json(s: Subject) -> dict[str, Any]:
+    return _compact({
+        "id": s.id, "key": s.key, "displayName": s.display_name, "metadata": s.metadata,
+        "currentPeriodStart": rfc3339(s.current_period_start), "currentPeriodEnd": rfc3339(s.current_period_end),
+        "stripeCustomerId": s.stripe_customer_id, "createdAt": rfc3339(s.created_at),
+        "updatedAt": rfc3339(s.updated_at),
+    })  # fmt: skip
+
+
+def customer_json(c: Customer) -> dict[str, Any]:
+    return _compact({
+        "id": c.id, "key": c.key, "name": c.name, "description": c.description, "primaryEmail": c.primary_email,
+        "currency": c.currency, "metadata": c.metadata, "usageAttribution": {"subjectKeys": list(c.subject_keys)},
+        "createdAt": rfc3339(c.created_at), "updatedAt": rfc3339(c.updated_at), "deletedAt": rfc3339(c.deleted_at),
+    })  # fmt: skip
+
+
+def json_number(value: Decimal) -> int | float:
+    """OpenMeter answers values as JSON numbers: integers stay exact, others become the nearest double."""
+    return int(value) if value == value.to_integral_value() and abs(value) < 2**63 else float(value)

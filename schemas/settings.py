@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field(
         "meterstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database."
     )
+    clickhouse_http_port: int = Field(
+        8123, ge=0, le=65535,
+        description="Embedded store: the sink serves ClickHouse's HTTP interface here (read-only; 0 = off).",
+    )  # fmt: skip
+    clickhouse_http_host: str = Field("127.0.0.1", description="Address of that ClickHouse HTTP front.")
+    clickhouse_http_password: str | None = Field(
+        None, description="Password of user `meterstream`, the only one the front lets write (unset: nobody)."
+    )
     catalog: Path = Field(_DEFAULT_CATALOG, description="Plans and customer assignments (YAML or JSON).")
     processor_engine: Literal["native", "faust"] = Field(
         "native", description="native: confluent-kafka + RocksDB batches; faust: faust-streaming agent."

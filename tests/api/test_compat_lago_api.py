@@ -193,3 +193,23 @@ def test_find_reads_rated_usage_unmatched_and_dead_letters(lago_client: TestClie
     assert ev["meterstream"]["status"] == "dead_lettered"
     assert ev["meterstream"]["reason"] == "no plan for this customer"
     assert ev["timestamp"] == "2026-11-30T09:00:00.000Z"
+
+
+def test_unmatched_is_kept_once_and_replayed_at_its_reception_time(lago_client: TestClient) -> None:
+    c = lago_client
+    admin, ingest = bearer(c, "lago-u", "admin"), bearer(c, "lago-u", "ingest")
+    before = datetime.now(UTC)
+    for _ in range(2):  # a client retry of an event no metric matches: kept once
+        resp = c.post(
+            f"{BASE}/events", json={"event": lago_event("tx-s", code="seats", timestamp=None)}, headers=ingest
+        )
+        assert resp.status_code == 200 and resp.json()["event"]["meterstream"]["status"] == "unmatched"
+    after = datetime.now(UTC)
+    kept = UnmatchedRepository(c.app.state.sessions).list("lago-u")
+    assert len(kept) == 1
+    stamp = kept[0].event["timestamp"]  # the reception time, recorded since the event had none
+    assert before - timedelta(milliseconds=1) <= datetime.fromisoformat(stamp.replace("Z", "+00:00")) <= after
+
+    metric(c, admin, "seats", kind="count_agg", field=None)
+    assert [(u["id"], u["quantity"], u["time"]) for u in usage(c)] == [("om:seats:4:lago:tx-s", "1", stamp)]
+    assert UnmatchedRepository(c.app.state.sessions).count("lago-u") == 0

@@ -76,19 +76,8 @@ class LagoLookup:
         return None
 
     def _unmatched(self, tenant: str, transaction_id: str) -> dict[str, Any] | None:
-        stmt = (
-            select(UnmatchedEvent)
-            .where(
-                UnmatchedEvent.tenant == tenant,
-                UnmatchedEvent.source == SOURCE,
-                UnmatchedEvent.event_id == transaction_id,
-                UnmatchedEvent.replayed_at.is_(None),
-            )
-            .order_by(UnmatchedEvent.id.desc())
-            .limit(1)
-        )
         with self.sessions() as s:
-            row = s.scalar(stmt)
+            row = s.scalar(_kept(tenant, transaction_id))
             if row is None:
                 return None
             raw, reason = orjson.loads(row.raw), row.reason
@@ -97,6 +86,26 @@ class LagoLookup:
         except InvalidEvent:  # kept events were checked when they came in: a defect if reached
             return None
         return kept_event_object(event, "unmatched", reason)
+
+
+def _kept(tenant: str, transaction_id: str) -> Any:
+    """The newest kept, not yet replayed, unmatched Lago event of this transaction id."""
+    return (
+        select(UnmatchedEvent)
+        .where(
+            UnmatchedEvent.tenant == tenant,
+            UnmatchedEvent.source == SOURCE,
+            UnmatchedEvent.event_id == transaction_id,
+            UnmatchedEvent.replayed_at.is_(None),
+        )
+        .order_by(UnmatchedEvent.id.desc())
+        .limit(1)
+    )
+
+
+def kept_transaction(sessions: sessionmaker, tenant: str, transaction_id: str) -> bool:
+    with sessions() as s:
+        return s.scalar(_kept(tenant, transaction_id)) is not None
 
 
 def _rated(row: tuple) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from meterstream.api.auth import require
 from meterstream.api.body import decode_json, read_body
 from meterstream.api.compat.lago.events import parse_lago_event
-from meterstream.api.compat.lago.lookup import LagoLookup
+from meterstream.api.compat.lago.lookup import LagoLookup, kept_transaction
 from meterstream.api.compat.lago.metrics import billable_metric_fields, meter_from_billable_metric
 from meterstream.api.compat.lago.responses import (
     error_body,
@@ -30,7 +30,7 @@ from meterstream.api.compat.lago.responses import (
 from meterstream.api.compat.lago.service import LagoEvents, LagoOutcome
 from meterstream.api.compat.lago.translate import resolve_customer, translate_lago
 from meterstream.api.errors import ApiError, register_error_format
-from meterstream.api.ingest import Unavailable
+from meterstream.api.ingest import IngestService, Unavailable
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.entities.common import Conflict, NotFound
 from meterstream.entities.keys import Principal
@@ -46,23 +46,35 @@ TAG = "lago compatibility"
 
 
 class LagoCompat:
-    """What the routes need, built once per app from `app.state` (sessions, ingest, queries)."""
+    """What the routes need, over `app.state` (sessions; ingest and queries read at call time, so a test or
+    an embedding app may swap them after the app was built)."""
 
     def __init__(self, app: FastAPI) -> None:
-        state = app.state
-        self.settings = state.settings
-        self.ingest = state.ingest
+        self.state = state = app.state
         self.meters = MeterRepository(state.sessions)
         self.subscriptions = LagoSubscriptionRepository(state.sessions)
         self.unmatched = UnmatchedRepository(state.sessions)
-        self.events = LagoEvents(self.ingest, self._definitions, self.subscriptions.customers, self._keep)
-        self.lookup = LagoLookup(state.queries, self.meters, state.sessions)
+
+    @property
+    def ingest(self) -> IngestService:
+        return self.state.ingest
+
+    @property
+    def events(self) -> LagoEvents:
+        return LagoEvents(self.ingest, self._definitions, self.subscriptions.customers, self._keep)
+
+    @property
+    def lookup(self) -> LagoLookup:
+        return LagoLookup(self.state.queries, self.meters, self.state.sessions)
 
     def _definitions(self, tenant: str, codes: set[str]) -> list[MeterDefinition]:
         return self.meters.definitions(tenant, codes)
 
     def _keep(self, tenant: str, records: list[dict[str, Any]]) -> None:
+        """Keep unmatched events, once per transaction id (a client retry does not keep a second copy)."""
         for r in records:
+            if kept_transaction(self.state.sessions, tenant, r["event_id"]):
+                continue
             self.unmatched.add(tenant, r["raw"], event_type=r["event_type"], source=r["source"],
                                event_id=r["event_id"], reason=r["reason"])  # fmt: skip
 

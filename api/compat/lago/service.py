@@ -119,7 +119,10 @@ class LagoEvents:
 
 
 def _unmatched_record(raw: Any, event: LagoEvent, customer: str) -> dict[str, Any]:
-    """What entities/unmatched keeps: the raw Lago event and its identity (source, id, type)."""
+    """What entities/unmatched keeps: the raw Lago event and its identity (source, id, type). An event sent
+    without a timestamp is kept with its reception time, so a replay meters it at that time."""
+    if not event.timestamp_given:
+        raw = {**raw, "timestamp": event.time_text}
     return {
         "source": SOURCE,
         "event_id": event.transaction_id,

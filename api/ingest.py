@@ -155,8 +155,12 @@ class IngestService:
     # -- validation (pure) -------------------------------------------------------------------------
 
     @staticmethod
-    def validate(tenant: str, data: Any) -> UsageEvent:
-        """The event with the caller's tenant, or InvalidEvent naming the field and the reason."""
+    def validate(tenant: str, data: Any) -> tuple[bytes, UsageEvent]:
+        """(the event as JSON with the caller's tenant, the parsed event), or InvalidEvent (field + reason).
+
+        The bytes are exactly what `parse_event` accepted, so they are produced as they are: the processor
+        parses them to the same event (re-encoding them canonically would cost ~2 µs per event more).
+        """
         if not isinstance(data, dict):
             raise InvalidEvent("$", "must be a JSON object")
         data = {**data, "tenant": tenant}
@@ -164,7 +168,7 @@ class IngestService:
             raw = orjson.dumps(data)
         except TypeError as exc:
             raise InvalidEvent("$", f"not JSON-serialisable ({exc})") from None
-        return parse_event(raw)
+        return raw, parse_event(raw)
 
     # -- the one ingest path ------------------------------------------------------------------------
 
@@ -179,7 +183,7 @@ class IngestService:
             ident = data.get("id") if isinstance(data, dict) else None
             ident = ident if isinstance(ident, str) else None
             try:
-                event = self.validate(tenant, data)
+                raw, event = self.validate(tenant, data)
             except InvalidEvent as exc:
                 results.append(EventResult(index, ident, "rejected", exc.field, exc.reason))
                 bad.append(self._dead_letter(tenant, data, exc))
@@ -190,7 +194,7 @@ class IngestService:
             seen.add(event.id)
             accepted_ids.append((tenant, event.id))
             results.append(EventResult(index, event.id, "accepted"))
-            good.append((event_key(tenant, event.customer), event.to_json()))
+            good.append((event_key(tenant, event.customer), raw))
         self._produce(good, bad)
         self.recent.add_all(accepted_ids)
         return results

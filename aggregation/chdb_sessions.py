@@ -26,8 +26,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import chdb
-
 READONLY = 164
 UNKNOWN_SETTING = 115
 SESSION_NOT_FOUND = 372
@@ -114,16 +112,19 @@ class ChdbSessions:
     """Connections to one embedded store, per ClickHouse HTTP session, with readonly levels."""
 
     def __init__(self, path: str, max_sessions: int = 256) -> None:
+        import chdb  # here, not at import: clients of the front (`front_client`) need no engine
+
+        self._connect = chdb.connect
         self.path = os.path.realpath(path)
         self.max_sessions = max_sessions
-        self._root = chdb.connect(self.path)  # keeps the engine open while the front lives
+        self._root = self._connect(self.path)  # keeps the engine open while the front lives
         self._sessions: dict[tuple[str, int], tuple[_Handle, float]] = {}
         self._guard = threading.Lock()
         row = self._root.query("SELECT version(), timezone()", "TabSeparated").bytes().decode().strip()
         self.version, self.timezone = row.split("\t")
 
     def _open(self, readonly: int) -> _Handle:
-        handle = _Handle(chdb.connect(self.path), readonly)
+        handle = _Handle(self._connect(self.path), readonly)
         if readonly:
             handle.call(f"SET readonly = {readonly}")
         return handle

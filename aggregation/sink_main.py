@@ -7,6 +7,7 @@ import threading
 
 from meterstream.aggregation.client import connect
 from meterstream.aggregation.ddl import create_schema
+from meterstream.aggregation.http_front import serve_front
 from meterstream.aggregation.sink import ClickHouseSink
 from meterstream.ops_http import serve_ops
 from meterstream.schemas.settings import Settings
@@ -20,5 +21,10 @@ def run_sink(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     serve_ops(settings.sink_metrics_port, host=settings.ops_host, health=sink.state.health)
-    sink.run(stop)
+    front = serve_front(settings)  # embedded store: readers reach it through this process (ClickHouse HTTP)
+    try:
+        sink.run(stop)
+    finally:
+        if front is not None:
+            front.stop()
     return 0

@@ -96,12 +96,31 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:
     from meterstream.aggregation.client import connect
+    from meterstream.aggregation.http_front import front_client
 
-    result = connect(settings).query(args.sql)
+    # embedded store: through the ClickHouse HTTP front of the sink that holds it, when one answers
+    client = front_client(settings)
+    if client is None:
+        try:
+            client = connect(settings)
+        except Exception as exc:
+            if not settings.clickhouse_dsn.startswith("chdb://"):
+                raise
+            raise RuntimeError(
+                f"cannot open the embedded store {settings.clickhouse_dsn} ({str(exc)[:200]}); a process holding "
+                f"it (a sink) serves it on METERSTREAM_CLICKHOUSE_HTTP_PORT, {settings.clickhouse_http_port} here"
+            ) from None
+    result = client.query(args.sql)
     print("\t".join(result.column_names))
     for row in result.result_rows:
         print("\t".join(str(v) for v in row))
     return 0
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from meterstream.deploy.up import run_up
+
+    return run_up(settings, api_port=args.port)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -152,9 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="meterstream-chaos")
     p.set_defaults(func=_chaos)
 
-    p = sub.add_parser("query", help="run SQL on ClickHouse (embedded or server) and print TSV")
+    p = sub.add_parser(
+        "query",
+        help="run SQL on ClickHouse and print TSV (embedded store: through the running sink's read-only front)",
+    )
     p.add_argument("sql")
     p.set_defaults(func=_query)
+
+    p = sub.add_parser("up", help="broker, processor, sink and API in the foreground; Ctrl-C stops them all")
+    p.add_argument("--port", type=int, default=None, help="API port (default: METERSTREAM_API_PORT, 8080)")
+    p.set_defaults(func=_up)
 
     p = sub.add_parser("demo", help="the whole pipeline on a generated workload, end to end")
     p.add_argument("--events", type=int, default=100_000)

@@ -27,21 +27,24 @@ def say(msg: str, tag: str = "demo") -> None:
 class Pipeline:
     """The processor and the sink as separate OS processes, as in production."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, own_process_groups: bool = False) -> None:
         self.env = env
         self.logs = logs
+        self.own_process_groups = own_process_groups  # a terminal's Ctrl-C reaches only the orchestrator
         self.procs: dict[str, subprocess.Popen] = {}
         logs.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
+        command = {"processor": "process", "sink": "sink", "api": "serve"}[name]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "meterstream.deploy.cli", {"processor": "process", "sink": "sink"}[name]],
+            [sys.executable, "-m", "meterstream.deploy.cli", command],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=Path(__file__).resolve().parent.parent,
+            process_group=0 if self.own_process_groups else None,
         )
         self.procs[name] = proc
         return proc
@@ -88,6 +91,7 @@ def demo_environment(settings: Settings, out: Path, run_id: str) -> dict[str, st
     env["METERSTREAM_HOME"] = str(settings.home.resolve())
     env["METERSTREAM_PROCESSOR_METRICS_PORT"] = str(free_port())
     env["METERSTREAM_SINK_METRICS_PORT"] = str(free_port())
+    env["METERSTREAM_CLICKHOUSE_HTTP_PORT"] = str(free_port())
     if settings.clickhouse_url:
         env["METERSTREAM_CLICKHOUSE_DATABASE"] = f"meterstream_demo_{run_id}"
     else:

@@ -1,0 +1,115 @@
+"""`meterstream up` as a user runs it: its own broker, the pipeline, the API, the ClickHouse front; Ctrl-C.
+
+Events go in through the API, come back through the sink's ClickHouse HTTP front (clickhouse-connect) and
+through `meterstream query`; SIGINT stops everything in order, within a bound, and leaves no process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import clickhouse_connect
+import pytest
+
+from meterstream.deploy.ports import free_port, free_port_pair
+
+pytestmark = pytest.mark.kafka
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purpose only once reaped; report it as alive
+        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+    except FileNotFoundError:
+        return False
+
+
+def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ports = {
+        "METERSTREAM_KAFKA_PORT": free_port_pair(),
+        "METERSTREAM_PROCESSOR_METRICS_PORT": free_port(),
+        "METERSTREAM_SINK_METRICS_PORT": free_port(),
+        "METERSTREAM_CLICKHOUSE_HTTP_PORT": free_port(),
+    }
+    api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
+    env.update({k: str(v) for k, v in ports.items()}, METERSTREAM_HOME=str(home), METERSTREAM_KAFKA_HEAP="512m")
+    out, err = tmp_path / "up.out", tmp_path / "up.err"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "meterstream.deploy.cli", "up", "--port", str(api_port)],
+            env=env, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while "meterstream is up" not in out.read_text():
+            assert up.poll() is None, f"up exited {up.returncode}:\n{out.read_text()}\n{err.read_text()}"
+            assert time.monotonic() < deadline, f"not up in time:\n{err.read_text()}"
+            time.sleep(0.5)
+        table = out.read_text()
+        pids = [int(p) for p in re.findall(r"pid (\d+)", table)]
+        assert len(pids) == 3, table  # API, processor, sink
+        pids.append(int((home / "kafka" / "broker.pid").read_text()))
+        assert f"http://127.0.0.1:{api_port}" in table and str(ports["METERSTREAM_CLICKHOUSE_HTTP_PORT"]) in table
+        ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=10).read())
+        assert ready["status"] == "ok"
+
+        cli = [sys.executable, "-m", "meterstream.deploy.cli"]
+        keys = subprocess.run([*cli, "keys", "create", "--tenant", "cloudco", "--role", "ingest"],
+                              env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        key = keys.stdout.strip().splitlines()[-1]
+        events = [
+            {"id": "up-1", "customer": "acme", "meter": "api_calls", "quantity": "100", "time": "2026-11-30T10:00:00Z"},
+            {"id": "up-2", "customer": "acme", "meter": "api_calls", "quantity": "250", "time": "2026-11-30T11:00:00Z"},
+            {"id": "up-1", "customer": "acme", "meter": "api_calls", "quantity": "100", "time": "2026-11-30T10:00:00Z"},
+        ]
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/v1/events", data=json.dumps(events).encode(), method="POST",
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        reply = json.loads(urllib.request.urlopen(req, timeout=30).read())
+        assert [r["status"] for r in reply["results"]] == ["accepted", "accepted", "duplicate"]
+
+        front = clickhouse_connect.get_client(host="127.0.0.1", port=ports["METERSTREAM_CLICKHOUSE_HTTP_PORT"])
+        sql = "SELECT count(), sum(quantity), sum(amount) FROM meterstream.rated_usage FINAL WHERE tenant = 'cloudco'"
+        deadline = time.monotonic() + 90
+        while (rows := front.query(sql).result_rows)[0][0] < 2:
+            assert time.monotonic() < deadline, f"events not visible: {rows}\n{err.read_text()}"
+            time.sleep(0.5)
+        # 100 + 250 api calls; cloud-standard's first 10,000 calls are free (deploy/demo_catalog.yaml)
+        assert rows == [(2, Decimal("350"), Decimal("0"))]
+        query = subprocess.run([*cli, "query", "SELECT count() FROM meterstream.rated_usage FINAL"],
+                               env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        assert query.stdout.splitlines() == ["count()", "2"]  # through the front: the sink holds the store
+    finally:
+        started = time.monotonic()
+        up.send_signal(signal.SIGINT)
+        try:
+            rc = up.wait(120)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            for pid in pids:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            raise
+    stopped_in = time.monotonic() - started
+    log = err.read_text()
+    assert rc == 0, log
+    assert stopped_in < 60, f"stopping took {stopped_in:.1f}s"
+    order = [log.index(f"[up] {name} stopped") for name in ("api", "processor", "sink", "broker")]
+    assert order == sorted(order), log
+    assert [pid for pid in pids if _alive(pid)] == []

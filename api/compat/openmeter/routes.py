@@ -445,6 +445,6 @@ async def get_customer(request: Request, principal: Reader, customerIdOrKey: str
 
 def mount(app: FastAPI) -> None:
     """Mounted by api/app.py's create_app: the service on app.state, the routes, RFC 7807 errors."""
-    app.state.openmeter = OpenMeterService(app.state.sessions, app.state.ingest, app.state.queries)
+    app.state.openmeter = OpenMeterService(app.state)
     app.include_router(router)
     register_error_format(app, PREFIX, render_problem)

@@ -23,13 +23,14 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from meterstream.api.ingest import IngestService
 from meterstream.api.queries import UsageQueries
 from meterstream.entities.customers import CustomerRepository
 from meterstream.entities.meters import MeterRepository
 from meterstream.entities.subjects import SubjectRepository
-from meterstream.entities.unmatched import UnmatchedRepository
+from meterstream.entities.unmatched import UnmatchedEvent, UnmatchedRepository
 from meterstream.ingest.translate import (
     UNIQUE_DIMENSION,
     MeterDefinition,
@@ -72,13 +73,24 @@ def dead_letter(ingest: IngestService, tenant: str, items: list[tuple[Any, Inval
 
 
 class OpenMeterService:
-    def __init__(self, sessions: Any, ingest: IngestService, queries: UsageQueries) -> None:
-        self.meters = MeterRepository(sessions)
-        self.subjects = SubjectRepository(sessions)
-        self.customers = CustomerRepository(sessions)
-        self.unmatched = UnmatchedRepository(sessions)
-        self.ingest = ingest
-        self.queries = queries
+    """Holds the repositories; takes the IngestService and the query path from `state` (the app's) at call
+    time, so whatever the app uses now (tests swap them) is what this layer uses."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+        self._sessions = state.sessions
+        self.meters = MeterRepository(state.sessions)
+        self.subjects = SubjectRepository(state.sessions)
+        self.customers = CustomerRepository(state.sessions)
+        self.unmatched = UnmatchedRepository(state.sessions)
+
+    @property
+    def ingest(self) -> IngestService:
+        return self._state.ingest
+
+    @property
+    def queries(self) -> UsageQueries:
+        return self._state.queries
 
     # -- ingest ------------------------------------------------------------------------------------
 
@@ -118,11 +130,26 @@ class OpenMeterService:
             report.duplicates = report.usage_events - report.accepted - report.rejected
         dead_letter(self.ingest, tenant, refused)
         for i in unmatched:
-            ev = events[i]
-            self.unmatched.add(tenant, ev, event_type=ev.get("type"), source=ev.get("source"), event_id=ev.get("id"),
-                               reason=f"no meter for event type {ev.get('type')!r}")  # fmt: skip
+            self._keep_unmatched(tenant, events[i], now)
         report.unmatched = len(unmatched)
         return report
+
+    def _keep_unmatched(self, tenant: str, ev: dict[str, Any], now: datetime) -> None:
+        """Keep an event no meter covers, once per (source, id) while not replayed (a client retry keeps no
+        second copy); an event without a time gets its reception time, so a later replay meters it then."""
+        kept = select(UnmatchedEvent.id).where(
+            UnmatchedEvent.tenant == tenant,
+            UnmatchedEvent.source == ev["source"],
+            UnmatchedEvent.event_id == ev["id"],
+            UnmatchedEvent.replayed_at.is_(None),
+        )
+        with self._sessions() as s:
+            if s.scalar(kept.limit(1)) is not None:
+                return
+        if ev.get("time") is None:
+            ev = {**ev, "time": format_time(now)}
+        self.unmatched.add(tenant, ev, event_type=ev["type"], source=ev["source"], event_id=ev["id"],
+                           reason=f"no meter for event type {ev['type']!r}")  # fmt: skip
 
     def replay_unmatched(self, tenant: str, event_type: str) -> int:
         """After a meter for `event_type` was created: its stored unmatched events, through translate + submit."""

@@ -6,6 +6,7 @@ The full pipeline (processor + sink) is exercised in test_sdk_pipeline.py."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import openmeter
@@ -123,21 +124,32 @@ def test_a_malformed_event_refuses_the_batch_and_is_dead_lettered(om):
 def test_unmeasurable_events_are_dead_lettered_and_unmatched_ones_replayed(om):
     admin, ing = om["admin"], om["ingest"]
     admin.meters.create({"slug": "tokens", "eventType": "prompt", "aggregation": "SUM", "valueProperty": "$.tokens"})
+    untimed = cloud("s3", type_="storage", gb=5)
+    del untimed["time"]
     ing.events.ingest_events(
-        [cloud("p1", tokens=-1), cloud("s1", type_="storage", gb=3), cloud("s2", type_="storage", gb=4)]
+        [cloud("p1", tokens=-1), cloud("s1", type_="storage", gb=3), cloud("s2", type_="storage", gb=4), untimed]
     )
+    received = dt.datetime.now(dt.UTC)
+    ing.events.ingest_event(cloud("s1", type_="storage", gb=3))  # a client retry: kept once
     letters = [v for _, v in topic_messages(om["settings"], "dead_letters")]
     assert [(v["field"], orjson.loads(v["raw"])["id"]) for v in letters] == [("data.tokens", "p1")]
     assert usage(om["settings"]) == []
     unmatched = om["app"].state.openmeter.unmatched
-    assert [u.event_id for u in unmatched.list("acme")] == ["s1", "s2"]
-    # a meter for their type: the two stored events are metered now
+    assert [u.event_id for u in unmatched.list("acme")] == ["s1", "s2", "s3"]
+    # a meter for their type: the stored events are metered now
+    time.sleep(1.5)
+    replay_start = dt.datetime.now(dt.UTC)
     admin.meters.create({"slug": "storage", "eventType": "storage", "aggregation": "MAX", "valueProperty": "$.gb"})
     assert usage(om["settings"]) == [
         ("storage", "om:storage:3:app:s1", "user-1", "3", {}),
         ("storage", "om:storage:3:app:s2", "user-1", "4", {}),
+        ("storage", "om:storage:3:app:s3", "user-1", "5", {}),
     ]
     assert unmatched.list("acme") == []
+    # the event sent without a time is metered at its reception, not at the replay
+    (s3,) = [v for _, v in topic_messages(om["settings"], "usage") if v["id"].endswith(":s3")]
+    s3_time = dt.datetime.fromisoformat(s3["time"].replace("Z", "+00:00"))
+    assert received - dt.timedelta(seconds=5) < s3_time < replay_start
 
 
 def test_subjects_and_customers_attribute_usage(om):

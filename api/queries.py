@@ -153,8 +153,8 @@ class UsageQueries:
         url = self.settings.clickhouse_url
         if url and url.startswith(("http://", "https://")):
             return url
-        port = getattr(self.settings, "clickhouse_http_port", None)
-        return f"http://127.0.0.1:{port}" if port else None
+        port = self.settings.clickhouse_http_port
+        return f"http://{self.settings.clickhouse_http_host}:{port}" if port else None
 
     def client(self) -> Any:
         if self._client is not None:
@@ -173,6 +173,10 @@ class UsageQueries:
                 except Exception as exc:
                     raise ClickHouseUnavailable(str(exc)[:300]) from None
             return self._client
+
+    def query(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        """Rows of a read (`{name:Type}` placeholders, values in `params`); ClickHouseUnavailable on failure."""
+        return self._query(sql, params)
 
     def _query(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         client = self.client()

@@ -77,8 +77,7 @@ def cli_query(env: dict[str, str], sql: str) -> list[list[str]]:
 
 def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings, tmp_path):
     from meterstream.aggregation.http_front import front_answers
-    from meterstream.deploy.pipeline import Pipeline, wait_drained
-    from meterstream.processor.runner import app_id
+    from meterstream.deploy.pipeline import Pipeline
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
     env.update({
@@ -98,7 +97,6 @@ def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings
     pipeline = Pipeline(env, tmp_path / "logs")
     app = create_app(api)
     admin_key = app.state.keys.create(TENANT, "admin", "sdk test")[1]
-    front = None
     try:
         pipeline.start("processor")
         pipeline.start("sink")
@@ -111,22 +109,11 @@ def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings
             om.events.ingest_events([E2, E3, S1])  # application/cloudevents-batch+json
             om.events.ingest_events_json([E4, E5])  # application/json
             om.events.ingest_event({**E1, "data": {"tokens": 999, "model": "z", "user": "q"}})  # duplicate (source, id)
-            if not front_answers(settings):
-                # The sink does not serve the ClickHouse HTTP front (yet): let it drain, stop it, and serve the
-                # store with the front's own command, so the API still reads through HTTP as in production.
-                wait_drained(settings, pipeline, app_id(settings), 0, timeout=120)
-                time.sleep(1.5)  # the sink's dead-letter clock (0.5 s here)
-                assert pipeline.stop("sink") == 0
-                store = str(tmp_path / "clickhouse")
-                front = subprocess.Popen(
-                    [sys.executable, "-m", "meterstream.aggregation.http_front", "--store", store,
-                     "--port", env["METERSTREAM_CLICKHOUSE_HTTP_PORT"]],
-                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-                deadline = time.monotonic() + 60
-                while not front_answers(settings) and time.monotonic() < deadline:
-                    time.sleep(0.3)
-            assert front_answers(settings), "no ClickHouse HTTP front over the store"
+            deadline = time.monotonic() + 60  # the sink serves the store over ClickHouse's HTTP protocol
+            while not front_answers(settings) and time.monotonic() < deadline:
+                pipeline.check_alive()
+                time.sleep(0.3)
+            assert front_answers(settings), "the sink's ClickHouse HTTP front did not come up"
 
             def value(slug, **kw):
                 return [r.value for r in om.meters.query_json(slug, **kw).data]
@@ -174,13 +161,10 @@ def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings
                 *["data.tokens: must be a non-negative decimal with at most 12 fractional digits"] * 4,
                 "data.user: required by meter users",
             ]
-        # the same rows for an analyst, through `meterstream query` (on the store, once nothing else holds it)
-        pipeline.stop_all()
-        if front is not None:
-            front.terminate()
-            front.wait(30)
-        rows = cli_query(env, "SELECT meter, count(), sum(quantity), sum(amount) FROM meterstream.rated_usage FINAL "
-                              f"WHERE tenant = '{TENANT}' GROUP BY meter ORDER BY meter")  # fmt: skip
+            # the same rows for an analyst, through `meterstream query` (through the sink's front)
+            sql = ("SELECT meter, count(), sum(quantity), sum(amount) FROM meterstream.rated_usage FINAL "
+                   f"WHERE tenant = '{TENANT}' GROUP BY meter ORDER BY meter")  # fmt: skip
+            rows = cli_query(env, sql)
         got = [(m, int(n), Decimal(q), Decimal(a)) for m, n, q, a in rows]
         assert got == [
             ("last", 4, Decimal("24.75"), Decimal(0)),
@@ -192,7 +176,4 @@ def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings
         ]
     finally:
         pipeline.stop_all()
-        if front is not None and front.poll() is None:
-            front.kill()
-            front.wait()
         app.state.ingest.close()

@@ -25,6 +25,7 @@ def api_settings(kafka_settings: Settings, tmp_path: Path) -> Settings:
             "api_produce_timeout_s": 5.0,
             "api_rate_limit_per_s": 0.0,
             "database_url": None,
+            "clickhouse_http_port": 0,  # no ClickHouse unless a test injects one
         }
     )
     ensure_topics(s)

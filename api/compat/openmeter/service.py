@@ -108,6 +108,7 @@ class OpenMeterService:
             raise BadEnvelopes(problems)
         types = {env[2] for env in envelopes}
         definitions = self.meters.definitions(tenant, types)
+        self._replay_left_behind(tenant, {d.event_type for d in definitions})
         owners = self.customers.subject_customers(tenant, {env[3] for env in envelopes})
         report = IngestReport()
         usage: list[dict[str, Any]] = []
@@ -150,6 +151,13 @@ class OpenMeterService:
             ev = {**ev, "time": format_time(now)}
         self.unmatched.add(tenant, ev, event_type=ev["type"], source=ev["source"], event_id=ev["id"],
                            reason=f"no meter for event type {ev['type']!r}")  # fmt: skip
+
+    def _replay_left_behind(self, tenant: str, types: set[str]) -> None:
+        """Unmatched events of a type that has a meter now: their replay at meter creation failed (Kafka was
+        down); replay them before this request's events, so they are never left behind."""
+        for event_type in sorted(types):
+            if self.unmatched.count(tenant, event_type=event_type):
+                self.replay_unmatched(tenant, event_type)
 
     def replay_unmatched(self, tenant: str, event_type: str) -> int:
         """After a meter for `event_type` was created: its stored unmatched events, through translate + submit."""

@@ -1,0 +1,138 @@
+"""/compat/openmeter over plain HTTP: content types, RFC 7807 problems, filterGroupBy forms, 503 on a Kafka
+outage (the SDK tests cover the happy paths)."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+from api_helpers import topic_messages
+from fastapi.testclient import TestClient
+
+from meterstream.aggregation.ddl import create_schema
+from meterstream.api.app import create_app
+from meterstream.api.ingest import Unavailable
+
+pytestmark = pytest.mark.kafka
+P = "/compat/openmeter/api/v1"
+EVENT = {"specversion": "1.0", "id": "e1", "source": "s", "type": "prompt", "subject": "u1",
+         "time": "2026-11-30T10:00:00Z", "data": {"tokens": 3, "model": "a"}}  # fmt: skip
+
+
+class DownIngest:
+    """An IngestService whose Kafka never acknowledges."""
+
+    def submit(self, tenant, events):
+        raise Unavailable(7, "Kafka did not acknowledge in time")
+
+    def _dead_letter(self, tenant, data, exc):
+        return None, b"{}"
+
+    def _produce(self, good, bad):
+        raise Unavailable(7, "Kafka did not acknowledge in time")
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def om(api_settings, chdb_client):
+    db = f"om_routes_{uuid.uuid4().hex[:8]}"
+    create_schema(chdb_client, db)
+    settings = api_settings.model_copy(update={"clickhouse_database": db})
+    app = create_app(settings, clickhouse_client=chdb_client)
+    with TestClient(app) as client:
+        token = app.state.keys.create("acme", "admin", "t")[1]
+        client.headers["Authorization"] = f"Bearer {token}"
+        client.post(f"{P}/meters", json={"slug": "tokens", "eventType": "prompt", "aggregation": "SUM",
+                                        "valueProperty": "$.tokens", "groupBy": {"model": "$.model"}})  # fmt: skip
+        fields = ["tenant", "id", "customer", "subject", "meter", "time", "period", "quantity", "dimensions"]
+        rows = [("r1", "a", "10"), ("r2", "b", "5"), ("r3", "a", "1.5")]
+        body = b"\n".join(
+            orjson.dumps({"tenant": "acme", "id": i, "customer": "u1", "subject": "u1", "meter": "tokens",
+                          "time": "2026-11-30T10:00:00.000Z", "period": "2026-11", "quantity": q,
+                          "dimensions": {"model": m}})
+            for i, m, q in rows
+        )  # fmt: skip
+        chdb_client.raw_insert(f"{db}.rated_usage", fields, body, fmt="JSONEachRow")
+        yield client
+
+
+def _problem(r, status, field=None):
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == status and body["type"] and body["title"] and body["detail"]
+    assert body["instance"] == r.request.url.path
+    if field is not None:
+        assert body["extensions"]["field"] == field
+    return body
+
+
+def test_content_types(om):
+    bad = om.post(f"{P}/events", content=orjson.dumps(EVENT), headers={"content-type": "text/plain"})
+    _problem(bad, 415)
+    batch_as_single = om.post(f"{P}/events", content=orjson.dumps([EVENT]),
+                              headers={"content-type": "application/cloudevents+json"})  # fmt: skip
+    _problem(batch_as_single, 400, "$")
+    batch = {"content-type": "application/cloudevents-batch+json; charset=utf-8"}
+    single_as_batch = om.post(f"{P}/events", content=orjson.dumps(EVENT), headers=batch)
+    _problem(single_as_batch, 400, "$")
+    _problem(om.post(f"{P}/events", content=b"{nope", headers={"content-type": "application/json"}), 400, "$")
+    _problem(om.post(f"{P}/events", content=b"[]", headers={"content-type": "application/json"}), 400, "$")
+
+
+def test_auth_and_not_found_are_problems(om):
+    r = om.get(f"{P}/meters", headers={"Authorization": "Bearer msk_x.y"})
+    _problem(r, 401)
+    _problem(om.get(f"{P}/meters/nope"), 404)
+    _problem(om.get(f"{P}/meters/nope/query"), 404)
+    _problem(om.get(f"{P}/customers/nope"), 404)
+    _problem(om.get(f"{P}/subjects/nope"), 404)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"filterGroupBy[model]": "a"},  # OpenMeter's deepObject form
+        {"filterGroupBy": '{"model": "a"}'},  # a JSON object
+        {"filterGroupBy": "{'model': 'a'}"},  # what openmeter==1.0.0b236 sends (str of a dict)
+    ],
+)
+def test_filter_group_by_forms(om, params):
+    r = om.get(f"{P}/meters/tokens/query", params=params)
+    assert r.status_code == 200, r.text
+    assert [row["value"] for row in r.json()["data"]] == [11.5]  # r1 + r3 = 10 + 1.5
+
+
+@pytest.mark.parametrize("value", ["[1, 2]", "__import__('os')", "{'model': 1}"])
+def test_bad_filter_group_by_is_refused_never_evaluated(om, value):
+    _problem(om.get(f"{P}/meters/tokens/query", params={"filterGroupBy": value}), 400, "filterGroupBy")
+
+
+def test_bad_query_parameters(om):
+    _problem(om.get(f"{P}/meters/tokens/query", params={"windowSize": "WEEK"}), 400, "windowSize")
+    _problem(om.get(f"{P}/meters/tokens/query", params={"windowTimeZone": "Nowhere/City"}), 400, "windowTimeZone")
+    _problem(om.get(f"{P}/meters/tokens/query", params={"from": "yesterday"}), 400, "from")
+
+
+def test_kafka_outage_is_503_and_unmatched_events_are_not_left_behind(om, api_settings):
+    single = {"content-type": "application/cloudevents+json"}
+    call = {**EVENT, "id": "c1", "type": "call"}
+    assert om.post(f"{P}/events", content=orjson.dumps(call), headers=single).status_code == 204  # unmatched
+    real = om.app.state.ingest
+    om.app.state.ingest = DownIngest()
+    r = om.post(f"{P}/events", content=orjson.dumps(EVENT), headers=single)
+    _problem(r, 503)
+    assert r.headers["retry-after"] == "7"
+    # creating a meter succeeds while Kafka is down; the replay of c1 fails and c1 stays kept ...
+    r = om.post(f"{P}/meters", json={"slug": "calls", "eventType": "call", "aggregation": "COUNT"})
+    assert r.status_code == 201, r.text
+    assert [u.event_id for u in om.app.state.openmeter.unmatched.list("acme")] == ["c1"]
+    # ... and the next event of that type, Kafka back, replays it first
+    om.app.state.ingest = real
+    r = om.post(f"{P}/events", content=orjson.dumps({**call, "id": "c2"}), headers=single)
+    assert r.status_code == 204, r.text
+    assert sorted(v["id"] for _, v in topic_messages(api_settings, "usage")) == ["om:calls:1:s:c1", "om:calls:1:s:c2"]
+    assert om.app.state.openmeter.unmatched.list("acme") == []

@@ -36,34 +36,57 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+def _up(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen, Path, dict[str, str], dict[str, int]]:
+    """Start `meterstream up` with a fresh home and free ports for everything; wait for its status table."""
     home = tmp_path / "home"
     ports = {
         "METERSTREAM_KAFKA_PORT": free_port_pair(),
         "METERSTREAM_PROCESSOR_METRICS_PORT": free_port(),
         "METERSTREAM_SINK_METRICS_PORT": free_port(),
         "METERSTREAM_CLICKHOUSE_HTTP_PORT": free_port(),
+        "api": free_port(),
     }
-    api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
-    env.update({k: str(v) for k, v in ports.items()}, METERSTREAM_HOME=str(home), METERSTREAM_KAFKA_HEAP="512m")
+    env.update({k: str(v) for k, v in ports.items() if k != "api"}, METERSTREAM_HOME=str(home), **extra)
+    env.setdefault("METERSTREAM_KAFKA_HEAP", "512m")
     out, err = tmp_path / "up.out", tmp_path / "up.err"
     with open(out, "wb") as o, open(err, "wb") as e:
         up = subprocess.Popen(
-            [sys.executable, "-m", "meterstream.deploy.cli", "up", "--port", str(api_port)],
+            [sys.executable, "-m", "meterstream.deploy.cli", "up", "--port", str(ports["api"])],
             env=env, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
         )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while "meterstream is up" not in out.read_text():
+        if up.poll() is not None or time.monotonic() > deadline:
+            up.kill()
+            pytest.fail(f"up did not come up (exit {up.poll()}):\n{out.read_text()}\n{err.read_text()}")
+        time.sleep(0.5)
+    return up, err, env, ports
+
+
+def _stop(up: subprocess.Popen, sig: int, pids: list[int]) -> tuple[int, float]:
+    started = time.monotonic()
+    up.send_signal(sig)
+    try:
+        return up.wait(120), time.monotonic() - started
+    except subprocess.TimeoutExpired:
+        up.kill()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        raise
+
+
+def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    up, err, env, ports = _up(tmp_path)
+    api_port = ports["api"]
     pids: list[int] = []
     try:
-        deadline = time.monotonic() + 240
-        while "meterstream is up" not in out.read_text():
-            assert up.poll() is None, f"up exited {up.returncode}:\n{out.read_text()}\n{err.read_text()}"
-            assert time.monotonic() < deadline, f"not up in time:\n{err.read_text()}"
-            time.sleep(0.5)
-        table = out.read_text()
+        table = (tmp_path / "up.out").read_text()
         pids = [int(p) for p in re.findall(r"pid (\d+)", table)]
         assert len(pids) == 3, table  # API, processor, sink
-        pids.append(int((home / "kafka" / "broker.pid").read_text()))
+        assert "(started by up)" in table
+        pids.append(int((tmp_path / "home" / "kafka" / "broker.pid").read_text()))
         assert f"http://127.0.0.1:{api_port}" in table and str(ports["METERSTREAM_CLICKHOUSE_HTTP_PORT"]) in table
         ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=10).read())
         assert ready["status"] == "ok"
@@ -96,20 +119,27 @@ def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
                                env=env, capture_output=True, text=True, check=True)  # fmt: skip
         assert query.stdout.splitlines() == ["count()", "2"]  # through the front: the sink holds the store
     finally:
-        started = time.monotonic()
-        up.send_signal(signal.SIGINT)
-        try:
-            rc = up.wait(120)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            for pid in pids:
-                if _alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-            raise
-    stopped_in = time.monotonic() - started
+        rc, stopped_in = _stop(up, signal.SIGINT, pids)
     log = err.read_text()
     assert rc == 0, log
     assert stopped_in < 60, f"stopping took {stopped_in:.1f}s"
     order = [log.index(f"[up] {name} stopped") for name in ("api", "processor", "sink", "broker")]
     assert order == sorted(order), log
     assert [pid for pid in pids if _alive(pid)] == []
+
+
+def test_up_reuses_a_running_broker_and_leaves_it_running_on_sigterm(kafka_settings, tmp_path: Path) -> None:
+    from meterstream.deploy import kafka_local
+
+    up, err, _, _ = _up(
+        tmp_path, METERSTREAM_KAFKA_BOOTSTRAP=kafka_settings.bootstrap, METERSTREAM_TOPIC_PREFIX=f"up-{time.time_ns()}."
+    )
+    table = (tmp_path / "up.out").read_text()
+    pids = [int(p) for p in re.findall(r"pid (\d+)", table)]
+    rc, _ = _stop(up, signal.SIGTERM, pids)
+    log = err.read_text()
+    assert rc == 0, log
+    assert f"{kafka_settings.bootstrap} (reused)" in table
+    assert "[up] sink stopped" in log and "broker stopped" not in log
+    assert [pid for pid in pids if _alive(pid)] == []
+    assert kafka_local.answers(kafka_settings.bootstrap)

@@ -63,6 +63,13 @@ def test_an_older_store_is_upgraded_in_place_and_keeps_its_rows(chdb_client) -> 
     rows = chdb_client.query(f"SELECT event_id, quantity FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
     assert [(e, str(q)) for e, q in rows] == [("evt-new", "3.000000000000"), ("evt-old", "1.000000000000")]
     assert chdb_client.query(f"SELECT kafka_key, offset FROM {db}.dead_letters").result_rows == [("cloudco/org-7", 9)]
+    # the upgraded dead_letters keys by record too: two refused records of one packed message stay two rows
+    for record in (1, 2):
+        chdb_client.command(
+            f"INSERT INTO {db}.dead_letters (topic, partition, offset, record, stage, raw) "
+            f"VALUES ('rated-usage', 0, 5, {record}, 'sink', 'x')"
+        )
+    assert chdb_client.command(f"SELECT count() FROM {db}.dead_letters FINAL WHERE stage = 'sink'") == 2
 
 
 def test_a_fresh_store_needs_no_upgrade(chdb_client) -> None:

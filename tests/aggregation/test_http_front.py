@@ -60,8 +60,10 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]
     utc = dt.UTC
     writer.insert(  # Native, lz4-compressed body, the statement in the body's first line
         "shop.sales",
-        [[1, "tea", Decimal("1.5"), dt.datetime(2026, 1, 1, tzinfo=utc)],
-         [2, "cake", Decimal("2.25"), dt.datetime(2026, 1, 2, tzinfo=utc)]],  # fmt: skip
+        [
+            [1, "tea", Decimal("1.5"), dt.datetime(2026, 1, 1, tzinfo=utc)],
+            [2, "cake", Decimal("2.25"), dt.datetime(2026, 1, 2, tzinfo=utc)],
+        ],
         column_names=["id", "item", "amount", "at"],
     )
     writer.raw_insert(  # JSONEachRow text body, the statement in the `query` parameter
@@ -169,7 +171,7 @@ def test_readers_cannot_write_or_reach_outside(front, sql: str, why: bytes) -> N
     port, _ = front
     with pytest.raises(DatabaseError):
         _reader(port).command(sql)
-    status, headers, body = _http(port, sql, method="POST")
+    status, _headers, body = _http(port, sql, method="POST")
     assert status in (400, 500) and why in body, body
     assert _reader(port).command("SELECT count() FROM shop.sales") == 3
     assert not Path("/tmp/meterstream-front-outfile.txt").exists()
@@ -179,7 +181,7 @@ def test_readonly_engine_level_and_credentials(front) -> None:
     port, _ = front
     auth = {"Authorization": "Basic " + base64.b64encode(f"{INTERNAL_USER}:{PASSWORD}".encode()).decode()}
     # GET is read-only even for the internal user (as on a server): ClickHouse itself refuses
-    status, headers, body = _http(port, "CREATE DATABASE nope", headers=auth)
+    status, headers, _body = _http(port, "CREATE DATABASE nope", headers=auth)
     assert (status, headers["X-ClickHouse-Exception-Code"]) == (500, "164")
     # readonly=1 asked by a reader: no settings changes either
     status, headers, _ = _http(port, "SELECT 1 SETTINGS max_threads = 1", readonly="1")
@@ -198,7 +200,7 @@ def test_sessions_keep_their_own_state(front) -> None:
     one.command("SET max_threads = 3")
     assert one.command("SELECT getSetting('max_threads')") == 3
     assert two.command("SELECT getSetting('max_threads')") != 3
-    status, headers, _ = _http(port, "SELECT 1", session_id="never-opened", session_check="1")
+    _status, headers, _ = _http(port, "SELECT 1", session_id="never-opened", session_check="1")
     assert headers["X-ClickHouse-Exception-Code"] == "372"  # SESSION_NOT_FOUND
 
 
@@ -207,3 +209,43 @@ def test_front_answers_only_for_its_own_store(front, tmp_path: Path) -> None:
     assert front_answers(Settings(clickhouse_url=f"chdb://{store}", clickhouse_http_port=port))
     assert not front_answers(Settings(clickhouse_url=f"chdb://{tmp_path}", clickhouse_http_port=port))
     assert not front_answers(Settings(clickhouse_url=f"chdb://{store}", clickhouse_http_port=0))
+
+
+def test_request_body_codecs_for_inserts(front) -> None:
+    port, _ = front
+    writer = _reader(port, username=INTERNAL_USER, password=PASSWORD)
+    writer.command("CREATE TABLE IF NOT EXISTS shop.codec (codec String, n UInt32) ENGINE = MergeTree ORDER BY codec")
+    codecs = [False, "gzip", "zstd", "lz4"]
+    for i, codec in enumerate(codecs):
+        client = _reader(port, username=INTERNAL_USER, password=PASSWORD, compress=codec)
+        client.insert("shop.codec", [[str(codec), i + 1]], column_names=["codec", "n"])
+    rows = _reader(port).query("SELECT codec, n FROM shop.codec ORDER BY n").result_rows
+    assert rows == [("False", 1), ("gzip", 2), ("zstd", 3), ("lz4", 4)]
+
+
+def test_concurrent_readers_while_the_owner_writes(front) -> None:
+    """As in the sink: inserts into the store while readers query it through the front, all in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port, _ = front
+    writer = _reader(port, username=INTERNAL_USER, password=PASSWORD)
+    writer.command("CREATE TABLE IF NOT EXISTS shop.ticks (n UInt64) ENGINE = MergeTree ORDER BY n")
+
+    def write() -> int:
+        w = _reader(port, username=INTERNAL_USER, password=PASSWORD)
+        for block in range(20):
+            w.insert("shop.ticks", [[block * 100 + i] for i in range(100)], column_names=["n"])
+        return 20 * 100
+
+    def read(_: int) -> int:
+        r = _reader(port, autogenerate_session_id=False)  # as api/queries.py: one client shared by threads
+        seen = [r.command("SELECT count() FROM shop.ticks") for _ in range(20)]
+        assert seen == sorted(seen)  # counts never go back
+        return seen[-1]
+
+    with ThreadPoolExecutor(5) as pool:
+        written = pool.submit(write)
+        reads = list(pool.map(read, range(4)))
+        assert written.result() == 2000
+    assert all(0 <= n <= 2000 for n in reads)
+    assert _reader(port).command("SELECT count(), sum(n) FROM shop.ticks") == ["2000", "1999000"]  # 0 + ... + 1999

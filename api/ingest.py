@@ -30,7 +30,14 @@ from confluent_kafka import KafkaError, Producer
 
 from meterstream.ingest.producer import make_producer
 from meterstream.ingest.topics import Topics
-from meterstream.schemas.event import InvalidEvent, UsageEvent, event_key, parse_event
+from meterstream.schemas.event import (
+    DEFAULT_TIME_WINDOW,
+    InvalidEvent,
+    TimeWindow,
+    UsageEvent,
+    event_key,
+    parse_event,
+)
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,6 +130,9 @@ class IngestService:
         self._producer = producer or self._make_producer()
         self._producer_lock = threading.Lock()
         self.recent = RecentIds(settings.api_recent_ids)
+        # the processor's time window, judged at reception: a too old / too future event is refused here,
+        # with the same reason, instead of being dead-lettered downstream after a 200 "accepted"
+        self.window = TimeWindow.of(settings.event_max_age_days, settings.event_max_future_minutes)
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="api-producer-poll", daemon=True)
         self._poller.start()
@@ -155,7 +165,9 @@ class IngestService:
     # -- validation (pure) -------------------------------------------------------------------------
 
     @staticmethod
-    def validate(tenant: str, data: Any) -> tuple[bytes, UsageEvent]:
+    def validate(
+        tenant: str, data: Any, received_ms: int | None = None, window: TimeWindow = DEFAULT_TIME_WINDOW
+    ) -> tuple[bytes, UsageEvent]:
         """(the event as JSON with the caller's tenant, the parsed event), or InvalidEvent (field + reason).
 
         The bytes are exactly what `parse_event` accepted, so they are produced as they are: the processor
@@ -168,7 +180,7 @@ class IngestService:
             raw = orjson.dumps(data)
         except TypeError as exc:
             raise InvalidEvent("$", f"not JSON-serialisable ({exc})") from None
-        return raw, parse_event(raw)
+        return raw, parse_event(raw, received_ms, window)
 
     # -- the one ingest path ------------------------------------------------------------------------
 
@@ -179,11 +191,12 @@ class IngestService:
         bad: list[tuple[bytes | None, bytes]] = []  # (key, dead letter) to dead-letters
         seen: set[str] = set()
         accepted_ids: list[tuple[str, str]] = []
+        received_ms = int(time.time() * 1000)
         for index, data in enumerate(events):
             ident = data.get("id") if isinstance(data, dict) else None
             ident = ident if isinstance(ident, str) else None
             try:
-                raw, event = self.validate(tenant, data)
+                raw, event = self.validate(tenant, data, received_ms, self.window)
             except InvalidEvent as exc:
                 results.append(EventResult(index, ident, "rejected", exc.field, exc.reason))
                 bad.append(self._dead_letter(tenant, data, exc))

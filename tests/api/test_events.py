@@ -198,3 +198,22 @@ def test_readyz_is_503_when_kafka_does_not_answer(make_client, api_settings) -> 
     client = make_client(api_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"}))
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["checks"]["kafka"]["ok"] is False
+
+
+def test_times_outside_the_processors_window_are_rejected_at_once(client, api_settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    def at(delta: timedelta) -> str:
+        return (datetime.now(UTC) + delta).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    batch = [event("old", time=at(-timedelta(days=200))), event("future", time=at(timedelta(hours=3))),
+             event("fine", time=at(-timedelta(days=30)))]  # fmt: skip
+    body = client.post("/v1/events", content=orjson.dumps(batch), headers=bearer(client)).json()
+    got = [(x["status"], x.get("field"), x.get("reason")) for x in body["results"]]
+    # defaults: at most 92 days before reception, 60 minutes after (Settings.event_max_age_days / _future_minutes)
+    assert got == [
+        ("rejected", "time", "more than 92 days before the event was received"),
+        ("rejected", "time", "more than 60 minutes after the event was received"),
+        ("accepted", None, None),
+    ]
+    assert [v["id"] for _, v in topic_messages(api_settings, "usage")] == ["fine"]

@@ -237,9 +237,10 @@ def test_concurrent_readers_while_the_owner_writes(front) -> None:
             w.insert("shop.ticks", [[block * 100 + i] for i in range(100)], column_names=["n"])
         return 20 * 100
 
+    shared = _reader(port, autogenerate_session_id=False)  # as api/queries.py: one client, many threads
+
     def read(_: int) -> int:
-        r = _reader(port, autogenerate_session_id=False)  # as api/queries.py: one client shared by threads
-        seen = [r.command("SELECT count() FROM shop.ticks") for _ in range(20)]
+        seen = [shared.command("SELECT count() FROM shop.ticks") for _ in range(20)]
         assert seen == sorted(seen)  # counts never go back
         return seen[-1]
 

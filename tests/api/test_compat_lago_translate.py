@@ -90,6 +90,8 @@ def test_missing_timestamp_is_the_reception_time_in_milliseconds() -> None:
         ({"external_subscription_id": ...}, "external_subscription_id", "external_customer_id"),
         ({"properties": [1, 2]}, "properties", "object"),
         ({"properties": {"gb": float("inf")}}, "properties.gb", "finite"),
+        ({"properties": {"n": 2**53}}, "properties.n", "2^53"),  # 9,007,199,254,740,992: not exact in JSON
+        ({"properties": {"a": {"b": [1, -(2**63) - 1]}}}, "properties.a.b[1]", "string"),
         ({"properties": {"note": "x" * 1025}}, "properties.note", "1024"),
         ({"properties": {f"p{i}": i for i in range(63)}}, "properties", "62"),
         ({"properties": {PRECISE_AMOUNT_KEY: "1"}}, f"properties.{PRECISE_AMOUNT_KEY}", "reserved"),

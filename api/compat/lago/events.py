@@ -28,6 +28,7 @@ MAX_TEXT = 256  # transaction ids, codes and subscription/customer ids: the usag
 MAX_PROPERTIES = 62  # the usage event's 64 dimensions, less precise_total_amount_cents and `$unique`
 MAX_KEY_BYTES = 128  # dimension keys and values as the usage event bounds them (UTF-8 bytes)
 MAX_VALUE_BYTES = 1024
+JSON_INT_MAX = 2**53 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 _UNIX_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
@@ -182,10 +183,27 @@ def _check_properties(properties: dict[str, Any]) -> None:
         value = properties[key]
         if not key or len(key.encode()) > MAX_KEY_BYTES or any(ord(c) < 0x20 for c in key):
             raise InvalidEvent(f"properties.{key}", f"names must be 1-{MAX_KEY_BYTES} bytes, no control characters")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidEvent(f"properties.{key}", "must be a finite number")
+        _check_numbers(value, f"properties.{key}")
         if len(_dimension_text(value).encode()) > MAX_VALUE_BYTES:
             raise InvalidEvent(f"properties.{key}", f"must be at most {MAX_VALUE_BYTES} bytes as text")
+
+
+def _check_numbers(value: Any, path: str) -> None:
+    """Numbers JSON carries exactly (I-JSON, RFC 7493): finite, integers within +-(2^53 - 1)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if abs(value) > JSON_INT_MAX:
+            raise InvalidEvent(path, "an integer beyond 2^53 - 1 is not exact in JSON: send it as a string")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidEvent(path, "must be a finite number")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_numbers(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_numbers(v, f"{path}[{i}]")
 
 
 def _dimension_text(value: Any) -> str:

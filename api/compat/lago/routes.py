@@ -10,13 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
+import msgspec
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.auth import require
 from meterstream.api.body import decode_json, read_body
+from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.events import parse_lago_event
 from meterstream.api.compat.lago.lookup import LagoLookup, kept_transaction
 from meterstream.api.compat.lago.metrics import billable_metric_fields, meter_from_billable_metric
@@ -96,11 +98,14 @@ class LagoCompat:
 def render_lago(_request: Request, err: ApiError) -> Response:
     details = {err.field: [err.message]} if err.field else {"message": [err.message]}
     body = error_body(err.status, err.code, details)
-    return Response(orjson.dumps(body), err.status, err.headers, media_type="application/json")
+    return Response(_encode(body), err.status, err.headers, media_type="application/json")
+
+
+_encode = msgspec.json.Encoder().encode  # any int a request carried, echoed back (orjson stops at 64 bits)
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
+    return Response(_encode(body), status, media_type="application/json")
 
 
 def _compat(request: Request) -> LagoCompat:
@@ -146,6 +151,35 @@ def _subscription_object(sub: LagoSubscription) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body of a route that parses its own body (Lago-shaped errors, dead letters): OpenAPI only."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    body = {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
+    return {"requestBody": body}
+
+
+def _answers(ok: type[BaseModel], *codes: int, errors: type[BaseModel] = m.LagoError) -> dict[int | str, Any]:
+    out: dict[int | str, Any] = {200: {"model": ok}}
+    out.update({c: {"model": m.BatchError if c == 422 and errors is m.BatchError else m.LagoError} for c in codes})
+    return out
+
+
+AUTH = (401, 403, 429)
+WRITE = (400, *AUTH, 413, 422, 503)
+
+
 def _meta(count: int) -> dict[str, Any]:
     return {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1, "total_count": count}
 
@@ -156,7 +190,12 @@ Read = Annotated[Principal, Depends(require("read"))]
 Admin = Annotated[Principal, Depends(require())]
 
 
-@router.post("/events", summary="Send a usage event (Lago: createEvent)")
+@router.post(
+    "/events",
+    summary="Send a usage event (Lago: createEvent)",
+    responses=_answers(m.EventOut, *WRITE),
+    openapi_extra=_body_schema(m.EventInput),
+)
 async def create_event(request: Request, principal: Ingest) -> Response:
     """One Lago event. 200 with the event (also for a duplicate transaction id, and for a code no billable
     metric has yet: kept and replayed later, `meterstream.status` says which); 422 `validation_errors`
@@ -169,7 +208,12 @@ async def create_event(request: Request, principal: Ingest) -> Response:
     return _json({"event": event_object(outcome, datetime.now(UTC))})
 
 
-@router.post("/events/batch", summary="Send up to 100 usage events (Lago: createBatchEvents)")
+@router.post(
+    "/events/batch",
+    summary="Send up to 100 usage events (Lago: createBatchEvents)",
+    responses=_answers(m.EventsOut, *WRITE, errors=m.BatchError),
+    openapi_extra=_body_schema(m.EventBatchInput),
+)
 async def create_batch(request: Request, principal: Ingest) -> Response:
     """1 to 100 Lago events. A duplicate transaction id is a success, never a batch failure (Lago #3049).
     200 `{"events": [...]}` when none is refused. Otherwise 422 `validation_errors` with
@@ -192,7 +236,11 @@ async def create_batch(request: Request, principal: Ingest) -> Response:
     return _json({"events": events})
 
 
-@router.get("/events/{transaction_id:path}", summary="Retrieve an event (Lago: findEvent)")
+@router.get(
+    "/events/{transaction_id:path}",
+    summary="Retrieve an event (Lago: findEvent)",
+    responses=_answers(m.EventOut, 400, *AUTH, 404, 503),
+)
 async def find_event(request: Request, principal: Read, transaction_id: str) -> Response:
     """The event of a transaction id, from rated usage (ClickHouse, FINAL), the events kept unmatched, or
     the dead letters (`meterstream.status`: rated, unmatched, dead_lettered). 404 until the pipeline has
@@ -206,7 +254,12 @@ async def find_event(request: Request, principal: Read, transaction_id: str) -> 
     return _json({"event": found})
 
 
-@router.post("/billable_metrics", summary="Create a billable metric (= a meter definition)")
+@router.post(
+    "/billable_metrics",
+    summary="Create a billable metric (= a meter definition)",
+    responses=_answers(m.BillableMetricOut, *WRITE),
+    openapi_extra=_body_schema(m.BillableMetricInput),
+)
 async def create_billable_metric(request: Request, principal: Admin) -> Response:
     """A billable metric is a meter definition: event_type = slug = `code`, value_property = `$.<field_name>`.
     Kept events of that code are replayed. 422 for what has no meter equivalent (field + reason)."""
@@ -231,14 +284,18 @@ async def create_billable_metric(request: Request, principal: Admin) -> Response
     return _json({"billable_metric": _metric_object(meter)})
 
 
-@router.get("/billable_metrics", summary="List billable metrics")
+@router.get("/billable_metrics", summary="List billable metrics", responses=_answers(m.BillableMetricsOut, *AUTH))
 async def list_billable_metrics(request: Request, principal: Read) -> Response:
     meters = await run_in_threadpool(_compat(request).meters.list, principal.tenant)
     metrics = [m for m in (_metric_object(x) for x in meters) if m is not None]
     return _json({"billable_metrics": metrics, "meta": _meta(len(metrics))})
 
 
-@router.get("/billable_metrics/{code}", summary="Retrieve a billable metric")
+@router.get(
+    "/billable_metrics/{code}",
+    summary="Retrieve a billable metric",
+    responses=_answers(m.BillableMetricOut, 400, *AUTH, 404),
+)
 async def get_billable_metric(request: Request, principal: Read, code: str) -> Response:
     try:
         meter = await run_in_threadpool(_compat(request).meters.get, principal.tenant, code)
@@ -250,7 +307,12 @@ async def get_billable_metric(request: Request, principal: Read, code: str) -> R
     return _json({"billable_metric": metric})
 
 
-@router.post("/subscriptions", summary="Record a subscription (its customer, for event attribution)")
+@router.post(
+    "/subscriptions",
+    summary="Record a subscription (its customer, for event attribution)",
+    responses=_answers(m.SubscriptionOut, *WRITE),
+    openapi_extra=_body_schema(m.SubscriptionInput),
+)
 async def create_subscription(request: Request, principal: Admin) -> Response:
     """Records external_id -> external_customer_id (plan_code and name are kept; pricing comes from the
     catalog until issue #14). Idempotent by external_id; the same external_id for another customer: 422."""
@@ -277,7 +339,7 @@ async def create_subscription(request: Request, principal: Admin) -> Response:
     return _json({"subscription": _subscription_object(sub)})
 
 
-@router.get("/subscriptions", summary="List recorded subscriptions")
+@router.get("/subscriptions", summary="List recorded subscriptions", responses=_answers(m.SubscriptionsOut, 400, *AUTH))
 async def list_subscriptions(
     request: Request, principal: Read, external_customer_id: Annotated[str | None, Query()] = None
 ) -> Response:

@@ -86,6 +86,7 @@ def _decode_body(data: bytes, encoding: str | None) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clickhouse-connect's pool expects
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall between them
+    timeout = 120  # seconds a connection may sit idle (or a read/write may stall) before it is closed
     server: _Server
 
     def do_GET(self) -> None:
@@ -161,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(exc, query_id)
         except (UnicodeDecodeError, ValueError, OSError, RuntimeError) as exc:  # malformed request or body
             self._error(ch_error(36, "BAD_ARGUMENTS", str(exc)), query_id)
+        except Exception as exc:  # a bug here must still answer as ClickHouse would, not drop the connection
+            log.exception("ClickHouse HTTP front: request failed")
+            self._error(ch_error(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}"), query_id)
 
     def _auth(self, params: dict[str, str]) -> tuple[bool, int]:
         """(trusted, readonly level): the internal user writes on POST; everyone else reads (readonly=2)."""

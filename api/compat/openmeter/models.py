@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from meterstream.entities.customers import Customer
 from meterstream.entities.meters import Meter
@@ -32,15 +32,15 @@ class MeterCreateIn(_In):
     name: str | None = Field(None, max_length=256)
     description: str | None = Field(None, max_length=1024)
     metadata: dict[str, Any] | None = None
-    event_from: datetime | None = Field(None, alias="eventFrom")
+    event_from: AwareDatetime | None = Field(None, alias="eventFrom")
 
 
 class SubjectUpsertIn(_In):
     key: str = Field(min_length=1, max_length=256)
     display_name: str | None = Field(None, alias="displayName", max_length=256)
     metadata: dict[str, Any] | None = None
-    current_period_start: datetime | None = Field(None, alias="currentPeriodStart")
-    current_period_end: datetime | None = Field(None, alias="currentPeriodEnd")
+    current_period_start: AwareDatetime | None = Field(None, alias="currentPeriodStart")
+    current_period_end: AwareDatetime | None = Field(None, alias="currentPeriodEnd")
     stripe_customer_id: str | None = Field(None, alias="stripeCustomerId", max_length=256)
 
 

@@ -226,7 +226,7 @@ async def list_meters(
     request: Request,
     principal: Reader,
     include_deleted: Annotated[bool, Query(alias="includeDeleted")] = False,
-    page: Annotated[int | None, Query(ge=1)] = None,
+    page: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     page_size: Annotated[int | None, Query(alias="pageSize", ge=1, le=1000)] = None,
 ) -> Response:
     meters = await _call(_service(request).meters.list, principal.tenant, include_deleted)
@@ -424,7 +424,7 @@ async def create_customer(request: Request, principal: Admin) -> Response:
 async def list_customers(
     request: Request,
     principal: Reader,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=1000)] = 100,
     key: str | None = None,
     name: str | None = None,

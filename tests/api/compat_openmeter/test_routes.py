@@ -136,3 +136,14 @@ def test_kafka_outage_is_503_and_unmatched_events_are_not_left_behind(om, api_se
     assert r.status_code == 204, r.text
     assert sorted(v["id"] for _, v in topic_messages(api_settings, "usage")) == ["om:calls:1:s:c1", "om:calls:1:s:c2"]
     assert om.app.state.openmeter.unmatched.list("acme") == []
+
+
+def test_edge_inputs_are_400_not_500(om):
+    _problem(om.get(f"{P}/customers", params={"page": 10**20}), 400, "page")  # would overflow SQLite's OFFSET
+    _problem(om.get(f"{P}/meters", params={"page": 10**20}), 400, "page")
+    naive = {"slug": "c", "eventType": "t", "aggregation": "COUNT", "eventFrom": "2026-01-01T00:00:00"}
+    _problem(om.post(f"{P}/meters", json=naive), 400, "eventFrom")
+    jsonpath = {"slug": "d", "eventType": "t", "aggregation": "SUM", "valueProperty": "$..a[?(@.b>1)]"}
+    _problem(om.post(f"{P}/meters", json=jsonpath), 400, "valueProperty")
+    _problem(om.post(f"{P}/customers", json={"name": "n", "currency": "12"}), 400, "currency")
+    _problem(om.post(f"{P}/subjects", json=[{"key": "k"}, {"key": ""}]), 400, "[1].key")

@@ -21,10 +21,15 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 log = logging.getLogger("meterstream.sink")
 
-# Server errors that say nothing about the data: the insert may pass later.
+# Server errors that say nothing about the data (the store is away, overloaded, or refuses the query
+# itself, e.g. a setting an older server does not know): the insert may pass later, nothing is refused.
 TRANSIENT_CODES = frozenset(
     {
         3,  # UNEXPECTED_END_OF_FILE (connection cut)
+        16,  # NO_SUCH_COLUMN_IN_TABLE (a table older than the sink: `meterstream init` upgrades it)
+        47,  # UNKNOWN_IDENTIFIER
+        62,  # SYNTAX_ERROR
+        115,  # UNKNOWN_SETTING
         60,  # UNKNOWN_TABLE
         81,  # UNKNOWN_DATABASE
         159,  # TIMEOUT_EXCEEDED

@@ -220,7 +220,7 @@ class ClickHouseSink:
                     self._insert_refused(batches)
                     break
                 except Exception as exc:
-                    if is_data_error(exc) and self._set_aside_refused(batches, exc):
+                    if is_data_error(exc) and self._refusals_found(batches, exc):
                         continue  # ClickHouse refused records: they are dead letters now; insert the rest
                     INSERT_FAILURES.inc()
                     DEGRADED.set(1)
@@ -299,6 +299,13 @@ class ClickHouseSink:
             ranges = {tp: span for b in batches for tp, span in self._ranges(b).items()}
             insert_records(self.client, self.settings.clickhouse_database, self.refused, self._token("refused", ranges))
             ROWS.labels("dead_letters").inc(len(self.refused))
+
+    def _refusals_found(self, batches: list[RecordBatch], exc: BaseException) -> bool:
+        try:
+            return self._set_aside_refused(batches, exc)
+        except Exception as err:  # the search itself failed (ClickHouse went away meanwhile): retry later
+            log.warning("could not look for the records ClickHouse refuses (%s)", str(err)[:300])
+            return False
 
     def _set_aside_refused(self, batches: list[RecordBatch], exc: BaseException) -> bool:
         """After ClickHouse refused a block: move every record it refuses on its own out of the batches and

@@ -121,6 +121,7 @@ def test_only_data_errors_count_as_refusals() -> None:
     assert is_data_error(DatabaseError("Code: 69. DB::Exception: Decimal value is too big", code=69))
     assert is_data_error(DatabaseError("Code: 27. DB::Exception: Cannot parse input"))  # code in the text only
     assert not is_data_error(DatabaseError("Code: 241. Memory limit exceeded", code=241))
+    assert not is_data_error(DatabaseError("Code: 115. Unknown setting", code=115))  # the query, not the rows
     assert not is_data_error(OperationalError("connection refused"))
     assert not is_data_error(ConnectionError("ClickHouse unavailable (injected)"))
 

@@ -98,7 +98,6 @@ class _Handle:
     conn: Any
     readonly: int
     lock: threading.Lock = field(default_factory=threading.Lock)
-    database: str | None = None
     last_used: float = field(default_factory=time.monotonic)
 
     def call(self, sql: str, fmt: str = "TabSeparated", params: dict[str, str] | None = None) -> Any:
@@ -189,9 +188,8 @@ class ChdbSessions:
         self, h: _Handle, sql: str, data: bytes, trusted: bool, database: str | None, fmt: str,
         params: dict[str, str], settings: dict[str, str],
     ) -> Result:  # fmt: skip
-        if database and database != h.database:
+        if database:  # every time: a USE statement in the session may have moved it since
             h.call(f"USE `{database.replace('`', '')}`")
-            h.database = database
         for name, value in settings.items():
             if not _SETTING_NAME.match(name):
                 raise ch_error(UNKNOWN_SETTING, "UNKNOWN_SETTING", f"Unknown setting '{name}'")

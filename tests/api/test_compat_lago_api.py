@@ -213,3 +213,19 @@ def test_unmatched_is_kept_once_and_replayed_at_its_reception_time(lago_client: 
     metric(c, admin, "seats", kind="count_agg", field=None)
     assert [(u["id"], u["quantity"], u["time"]) for u in usage(c)] == [("om:seats:4:lago:tx-s", "1", stamp)]
     assert UnmatchedRepository(c.app.state.sessions).count("lago-u") == 0
+
+
+def test_kafka_down_answers_503_in_lago_shape_and_reports_nothing_stored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from meterstream.api.app import create_app
+
+    settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", api_produce_timeout_s=1.0,
+                        api_rate_limit_per_s=0.0)  # fmt: skip
+    with TestClient(create_app(settings)) as c:
+        admin, ingest = bearer(c, "lago-k", "admin"), bearer(c, "lago-k", "ingest")
+        metric(c, admin, "storage")
+        resp = c.post(f"{BASE}/events/batch", json={"events": [lago_event("tx-1"), lago_event("tx-2")]}, headers=ingest)
+        assert resp.status_code == 503
+        assert int(resp.headers["Retry-After"]) >= 1
+        body = resp.json()
+        assert (body["status"], body["error"], body["code"]) == (503, "Service Unavailable", "unavailable")
+        assert "nothing is reported stored" in body["error_details"]["message"][0]

@@ -147,3 +147,22 @@ def test_edge_inputs_are_400_not_500(om):
     _problem(om.post(f"{P}/meters", json=jsonpath), 400, "valueProperty")
     _problem(om.post(f"{P}/customers", json={"name": "n", "currency": "12"}), 400, "currency")
     _problem(om.post(f"{P}/subjects", json=[{"key": "k"}, {"key": ""}]), 400, "[1].key")
+
+
+def test_another_tenant_sees_nothing(om):
+    om.post(f"{P}/customers", json={"name": "ACME", "key": "acme-corp", "usageAttribution": {"subjectKeys": ["u1"]}})
+    om.post(f"{P}/subjects", json=[{"key": "u1"}])
+    other = {"Authorization": f"Bearer {om.app.state.keys.create('globex', 'admin', 'other')[1]}"}
+    assert om.get(f"{P}/meters", headers=other).json() == []
+    _problem(om.get(f"{P}/meters/tokens", headers=other), 404)
+    _problem(om.get(f"{P}/meters/tokens/query", headers=other), 404)
+    _problem(om.get(f"{P}/customers/acme-corp", headers=other), 404)
+    assert om.get(f"{P}/customers", headers=other).json()["items"] == []
+    assert om.get(f"{P}/subjects", headers=other).json() == []
+    assert om.get(f"{P}/events", headers=other).json() == []
+    # its own meter of the same slug reads only its own rows (none): the acme rows stay invisible
+    r = om.post(f"{P}/meters", headers=other, json={"slug": "tokens", "eventType": "prompt", "aggregation": "SUM",
+                                                    "valueProperty": "$.tokens"})  # fmt: skip
+    assert r.status_code == 201
+    assert om.get(f"{P}/meters/tokens/query", headers=other).json()["data"] == []
+    assert [row["value"] for row in om.get(f"{P}/meters/tokens/query").json()["data"]] == [16.5]  # 10 + 5 + 1.5

@@ -135,6 +135,7 @@ class ClickHouseSink:
         self.started: dict[str, float] = {}  # per table, when its batch got its first record
         self.assigned: set[tuple[str, int]] = set()
         self.committed: dict[tuple[str, int], int | None] = {}  # the group's next offsets (None: none yet)
+        self.lookup_after = 0.0  # when to ask the broker for committed offsets not known yet
         # how long a batch may wait: dead letters are rare and not latency-bound, so they are inserted
         # less often (every insert has a fixed cost of ~25 ms in embedded ClickHouse, see README)
         self.max_age = {"rated_usage": settings.sink_batch_seconds, "dead_letters": settings.sink_dead_letter_seconds}
@@ -356,17 +357,20 @@ class ClickHouseSink:
     def _watch_lag(self) -> None:
         """Lag of the group on our partitions: watermarks (as last fetched) minus committed offsets."""
         unknown = [TopicPartition(t, p) for (t, p) in self.assigned if (t, p) not in self.committed]
-        if unknown:
+        if unknown and time.monotonic() >= self.lookup_after:
             try:
                 for tp in self.consumer.committed(unknown, timeout=5):
                     self.committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
-            except KafkaException as exc:
+            except KafkaException as exc:  # e.g. the group coordinator is still loading: ask again later
                 log.warning("cannot read the group's committed offsets yet (%s)", exc)
+                self.lookup_after = time.monotonic() + 5.0
         for t, p in list(self.assigned):
+            if (t, p) not in self.committed:
+                continue  # its committed offset is not known yet
             low, high = self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
             if high < 0:
                 continue  # not fetched yet
-            start = self.committed.get((t, p))
+            start = self.committed[(t, p)]
             lag = max(high - (start if start is not None else max(low, 0)), 0)
             LAG.labels(t, str(p)).set(lag)
             self.state.watch.set_lag((t, p), lag)

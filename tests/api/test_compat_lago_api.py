@@ -229,3 +229,18 @@ def test_kafka_down_answers_503_in_lago_shape_and_reports_nothing_stored(tmp_pat
         body = resp.json()
         assert (body["status"], body["error"], body["code"]) == (503, "Service Unavailable", "unavailable")
         assert "nothing is reported stored" in body["error_details"]["message"][0]
+
+
+def test_kept_events_left_behind_are_replayed_before_the_next_event_of_their_code(lago_client: TestClient) -> None:
+    from meterstream.ingest.translate import MeterDefinition
+
+    c = lago_client
+    ingest = bearer(c, "lago-l", "ingest")
+    c.post(f"{BASE}/events", json={"event": lago_event("tx-old", code="calls", properties=None)}, headers=ingest)
+    # a meter for the code made outside this API (e.g. the OpenMeter API): no Lago replay happened
+    c.app.state.lago.meters.create("lago-l", MeterDefinition(slug="calls", event_type="calls", aggregation="COUNT"))
+    assert UnmatchedRepository(c.app.state.sessions).count("lago-l") == 1
+    resp = c.post(f"{BASE}/events", json={"event": lago_event("tx-new", code="calls")}, headers=ingest)
+    assert resp.json()["event"]["meterstream"]["status"] == "accepted"
+    assert [u["id"] for u in usage(c)] == ["om:calls:4:lago:tx-old", "om:calls:4:lago:tx-new"]  # the old one first
+    assert UnmatchedRepository(c.app.state.sessions).count("lago-l") == 0

@@ -103,6 +103,22 @@ def _kept(tenant: str, transaction_id: str) -> Any:
     )
 
 
+def kept_codes(sessions: sessionmaker, tenant: str, codes: set[str]) -> set[str]:
+    """Which of these codes have kept, not yet replayed, Lago events (one query)."""
+    stmt = (
+        select(UnmatchedEvent.event_type)
+        .where(
+            UnmatchedEvent.tenant == tenant,
+            UnmatchedEvent.source == SOURCE,
+            UnmatchedEvent.event_type.in_(sorted(codes)),
+            UnmatchedEvent.replayed_at.is_(None),
+        )
+        .distinct()
+    )
+    with sessions() as s:
+        return {c for c in s.scalars(stmt) if c is not None}
+
+
 def kept_transaction(sessions: sessionmaker, tenant: str, transaction_id: str) -> bool:
     with sessions() as s:
         return s.scalar(_kept(tenant, transaction_id)) is not None

@@ -20,7 +20,7 @@ from meterstream.api.auth import require
 from meterstream.api.body import decode_json, read_body
 from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.events import parse_lago_event
-from meterstream.api.compat.lago.lookup import LagoLookup, kept_transaction
+from meterstream.api.compat.lago.lookup import LagoLookup, kept_codes, kept_transaction
 from meterstream.api.compat.lago.metrics import billable_metric_fields, meter_from_billable_metric
 from meterstream.api.compat.lago.responses import (
     error_body,
@@ -63,7 +63,7 @@ class LagoCompat:
 
     @property
     def events(self) -> LagoEvents:
-        return LagoEvents(self.ingest, self._definitions, self.subscriptions.customers, self._keep)
+        return LagoEvents(self.ingest, self._definitions, self.subscriptions.customers, self._keep, self._left_behind)
 
     @property
     def lookup(self) -> LagoLookup:
@@ -79,6 +79,10 @@ class LagoCompat:
                 continue
             self.unmatched.add(tenant, r["raw"], event_type=r["event_type"], source=r["source"],
                                event_id=r["event_id"], reason=r["reason"])  # fmt: skip
+
+    def _left_behind(self, tenant: str, codes: set[str]) -> None:
+        for code in sorted(kept_codes(self.state.sessions, tenant, codes)):
+            self.replay(tenant, code)
 
     def replay(self, tenant: str, code: str) -> int:
         """Re-run the kept Lago events of `code` (after its billable metric was created)."""
@@ -278,7 +282,7 @@ async def create_billable_metric(request: Request, principal: Admin) -> Response
         return _json(validation_error({"code": ["value_already_exist"]}), 422)
     try:
         await run_in_threadpool(compat.replay, principal.tenant, spec.event_type)
-    except Unavailable as exc:  # the metric exists; the kept events stay kept and are replayed next time
+    except Unavailable as exc:  # the metric exists; its kept events are replayed before the next of its code
         raise ApiError(503, "unavailable", f"billable metric created, replay of kept events failed: {exc.reason}",
                        headers={"Retry-After": str(exc.retry_after_s)}) from None  # fmt: skip
     return _json({"billable_metric": _metric_object(meter)})

@@ -49,11 +49,13 @@ class LagoEvents:
         definitions: Callable[[str, set[str]], list[MeterDefinition]],
         subscription_customers: Callable[[str, set[str]], dict[str, str]],
         keep_unmatched: Callable[[str, list[dict[str, Any]]], Any],
+        replay_left_behind: Callable[[str, set[str]], Any] | None = None,
     ) -> None:
         self.ingest = ingest
         self.definitions = definitions
         self.subscription_customers = subscription_customers
         self.keep_unmatched = keep_unmatched
+        self.replay_left_behind = replay_left_behind
 
     def submit(self, tenant: str, raw_events: list[Any], now: datetime | None = None) -> list[LagoOutcome]:
         now = now or datetime.now(UTC)
@@ -68,6 +70,10 @@ class LagoEvents:
         subs = {e.external_subscription_id for _, e in parsed if e.external_subscription_id}
         recorded = self.subscription_customers(tenant, subs) if subs else {}
         meters = self.definitions(tenant, {e.code for _, e in parsed}) if parsed else []
+        if meters and self.replay_left_behind is not None:
+            # kept events of a code that has a metric now (its replay failed, or the meter came from the
+            # OpenMeter API): metered before this request's events, so none is left behind
+            self.replay_left_behind(tenant, {m.event_type for m in meters})
 
         usage: list[dict[str, Any]] = []
         owner: list[int] = []  # usage[k] belongs to outcomes[owner[k]]

@@ -251,6 +251,8 @@ class ClickHouseSink:
         self.state.last_flush = time.time()
         ranges = {tp: span for b in batches for tp, span in self._ranges(b).items()}
         offsets = [TopicPartition(t, p, last + 1) for (t, p), (_, last) in ranges.items()]
+        if not offsets:  # a revoke during the retries gave the batches up (their new owner reads them)
+            return True
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
             for tp in offsets:

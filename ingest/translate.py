@@ -230,10 +230,11 @@ def meter_event(
     source: str,
     subject: str,
     customer: str,
-    when: datetime,
+    when: datetime | str,
     data: Any,
 ) -> dict[str, Any] | InvalidEvent:
-    """The usage event of one (external event, meter) pair, or why it cannot be metered."""
+    """The usage event of one (external event, meter) pair, or why it cannot be metered (`when`: a datetime,
+    or its `format_time` text when the caller formats it once for several meters)."""
     dimensions: dict[str, str] = {}
     for name, expr in meter.group_by.items():
         value = extract(data, expr)
@@ -270,7 +271,7 @@ def meter_event(
         "subject": subject,
         "meter": meter.slug,
         "quantity": quantity,
-        "time": format_time(when),
+        "time": when if isinstance(when, str) else format_time(when),
         "source": source,
     }
     if dimensions:
@@ -301,8 +302,9 @@ def translate(
     if not found:
         return Translation(unmatched=True)
     customer = (subject_customers or {}).get(subject, subject)
+    text = format_time(when)
     outcomes = tuple(
-        meter_event(m, event_id=event_id, source=source, subject=subject, customer=customer, when=when, data=data)
+        meter_event(m, event_id=event_id, source=source, subject=subject, customer=customer, when=text, data=data)
         for m in found
         if m.event_from is None or when >= m.event_from
     )

@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import select
 
 from meterstream.api.ingest import IngestService
+from meterstream.api.metrics import count_events
 from meterstream.api.queries import UsageQueries
 from meterstream.entities.customers import CustomerRepository
 from meterstream.entities.meters import MeterRepository
@@ -125,6 +126,7 @@ class OpenMeterService:
                 report.unmeasurable.append((i, err))
         if usage:
             results = self.ingest.submit(tenant, usage)  # raises Unavailable: the route answers 503
+            count_events(results)
             report.usage_events = len(results)
             report.accepted = sum(1 for r in results if r.status == "accepted")
             report.rejected = sum(1 for r in results if r.status == "rejected")

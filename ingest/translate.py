@@ -45,6 +45,7 @@ UNIQUE_DIMENSION = "$unique"  # group-by names may not start with "$": this one 
 ID_LIMIT = 256
 DIMENSION_VALUE_LIMIT = 1024
 METER_SLUG_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,127}$")  # the usage event's `meter` pattern
+RESERVED_GROUP_BY = frozenset({"subject", "customer_id"})  # query groupBy values with their own meaning
 GROUP_BY_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -328,6 +329,8 @@ def check_meter(meter: MeterDefinition) -> InvalidEvent | None:
     for name, expr in meter.group_by.items():
         if not GROUP_BY_KEY_RE.match(name):
             return InvalidEvent(f"groupBy.{name}", "name must match ^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+        if name in RESERVED_GROUP_BY:
+            return InvalidEvent(f"groupBy.{name}", "reserved: queries group by the event's subject and customer")
         why = check_jsonpath(expr)
         if why:
             return InvalidEvent(f"groupBy.{name}", why)

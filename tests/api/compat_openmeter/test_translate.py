@@ -203,6 +203,7 @@ def test_derived_ids_are_unambiguous_and_bounded():
         (MeterDefinition(slug="t", event_type="t", aggregation="SUM", value_property="tokens"), "valueProperty"),
         (MeterDefinition(slug="t", event_type="t", aggregation="SUM", value_property="$.[[["), "valueProperty"),
         (MeterDefinition(slug="t", event_type="t", aggregation="COUNT", group_by={"$x": "$.a"}), "groupBy.$x"),
+        (MeterDefinition("t", "t", "COUNT", group_by={"subject": "$.a"}), "groupBy.subject"),
     ],
 )
 def test_check_meter_names_the_field(meter, field):
@@ -212,3 +213,15 @@ def test_check_meter_names_the_field(meter, field):
 
 def test_check_meter_accepts_valid():
     assert check_meter(TOKENS) is None and check_meter(PROMPTS) is None and check_meter(OTHER) is None
+
+
+def test_events_list_rebuilds_what_the_meters_kept():
+    from meterstream.api.compat.openmeter.service import _rebuild
+
+    data: dict = {}
+    _rebuild(data, MeterDefinition("t", "x", "SUM", "$.usage.tokens", {"model": "$.meta['model name']"}), "12.5",
+             {"model": "gpt"})  # fmt: skip
+    _rebuild(data, MeterDefinition("u", "x", "UNIQUE_COUNT", "$.user"), "1", {UNIQUE_DIMENSION: "u@x"})
+    _rebuild(data, MeterDefinition("c", "x", "COUNT"), "1", {})
+    _rebuild(data, MeterDefinition("n", "x", "MAX", "$.items[0].n"), "4", {})  # not a simple path: skipped
+    assert data == {"usage": {"tokens": 12.5}, "meta": {"model name": "gpt"}, "user": "u@x"}

@@ -139,6 +139,14 @@ def test_lago_sdk_end_to_end(kafka_settings: Settings, tmp_path: Path) -> None:
                 Subscription(external_customer_id="acme", plan_code="lago_basic", external_id="sub-1")
             )
             assert (sub.external_id, sub.external_customer_id) == ("sub-1", "acme")
+            listed = admin.billable_metrics.find_all()["billable_metrics"]
+            assert [(x.code, x.aggregation_type) for x in listed] == [
+                ("storage", "sum_agg"),
+                ("api_requests", "count_agg"),
+            ]
+            assert admin.billable_metrics.find("storage").field_name == "gb"
+            subs = admin.subscriptions.find_all({"external_customer_id": "acme"})["subscriptions"]
+            assert [x.external_id for x in subs] == ["sub-1"]
 
             created = lago.events.create(
                 Event(

@@ -163,3 +163,32 @@ class SubscriptionOut(BaseModel):
 class SubscriptionsOut(BaseModel):
     subscriptions: list[SubscriptionObject]
     meta: Meta
+
+
+# --- OpenAPI helpers of the routes -----------------------------------------------------------------
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body of a route that parses its own body (Lago-shaped errors, dead letters): OpenAPI only."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    body = {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
+    return {"requestBody": body}
+
+
+def answers(ok: type[BaseModel], *codes: int, unprocessable: type[BaseModel] = LagoError) -> dict[int | str, Any]:
+    """`responses=` of a route: `ok` for 200, Lago's error body for the other codes (`unprocessable` for 422)."""
+    out: dict[int | str, Any] = {200: {"model": ok}}
+    out.update({c: {"model": unprocessable if c == 422 else LagoError} for c in codes})
+    return out

@@ -14,7 +14,10 @@ from http import HTTPStatus
 from typing import Any
 
 from meterstream.api.compat.lago.events import PRECISE_AMOUNT_KEY, LagoEvent
+from meterstream.api.compat.lago.metrics import billable_metric_fields
 from meterstream.api.compat.lago.service import LagoOutcome
+from meterstream.entities.lago_subscriptions import LagoSubscription
+from meterstream.entities.meters import Meter
 from meterstream.ingest.translate import UNIQUE_DIMENSION
 from meterstream.schemas.event import InvalidEvent, format_time
 
@@ -153,3 +156,31 @@ def _event(
         "created_at": created_at,
         "meterstream": extension,
     }
+
+
+def metric_object(meter: Meter) -> dict[str, Any] | None:
+    fields = billable_metric_fields(slug=meter.slug, event_type=meter.event_type, aggregation=meter.aggregation,
+                                    value_property=meter.value_property)  # fmt: skip
+    if fields is None:
+        return None
+    return {
+        "lago_id": meter.id, "name": meter.name or meter.slug, "code": fields["code"],
+        "description": meter.description, "recurring": False, "rounding_function": None,
+        "rounding_precision": None, "created_at": format_time(meter.created_at), "expression": None,
+        "field_name": fields["field_name"], "aggregation_type": fields["aggregation_type"],
+        "weighted_interval": None, "filters": [], "meter": meter.slug,
+    }  # fmt: skip
+
+
+def subscription_object(sub: LagoSubscription) -> dict[str, Any]:
+    created = format_time(sub.created_at)
+    return {
+        "lago_id": sub.lago_id, "external_id": sub.external_subscription_id, "lago_customer_id": None,
+        "external_customer_id": sub.external_customer_id, "plan_code": sub.plan_code, "name": sub.name,
+        "status": "active", "billing_time": "calendar", "created_at": created, "started_at": created,
+        "subscription_at": created, "canceled_at": None, "terminated_at": None, "ending_at": None,
+    }  # fmt: skip
+
+
+def page_meta(count: int) -> dict[str, Any]:
+    return {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1, "total_count": count}

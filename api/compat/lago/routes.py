@@ -13,90 +13,36 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.auth import require
 from meterstream.api.body import decode_json, read_body
 from meterstream.api.compat.lago import models as m
-from meterstream.api.compat.lago.events import parse_lago_event
-from meterstream.api.compat.lago.lookup import LagoLookup, kept_codes, kept_transaction
-from meterstream.api.compat.lago.metrics import billable_metric_fields, meter_from_billable_metric
+from meterstream.api.compat.lago.compat import LagoCompat
+from meterstream.api.compat.lago.metrics import meter_from_billable_metric
 from meterstream.api.compat.lago.responses import (
     error_body,
     event_object,
     field_errors,
+    metric_object,
+    page_meta,
     refused_event_object,
+    subscription_object,
     validation_error,
 )
-from meterstream.api.compat.lago.service import LagoEvents, LagoOutcome
-from meterstream.api.compat.lago.translate import resolve_customer, translate_lago
+from meterstream.api.compat.lago.service import LagoOutcome
 from meterstream.api.errors import ApiError, register_error_format
-from meterstream.api.ingest import IngestService, Unavailable
+from meterstream.api.ingest import Unavailable
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.entities.common import Conflict, NotFound
 from meterstream.entities.keys import Principal
-from meterstream.entities.lago_subscriptions import LagoSubscription, LagoSubscriptionRepository, SubscriptionConflict
-from meterstream.entities.meters import Meter, MeterRepository
-from meterstream.entities.unmatched import UnmatchedRepository
+from meterstream.entities.lago_subscriptions import SubscriptionConflict
 from meterstream.ingest.translate import MeterDefinition
-from meterstream.schemas.event import InvalidEvent, format_time
+from meterstream.schemas.event import InvalidEvent
 
 PREFIX = "/compat/lago"
 MAX_BATCH = 100  # Lago's own limit per batch request
 TAG = "lago compatibility"
-
-
-class LagoCompat:
-    """What the routes need, over `app.state` (sessions; ingest and queries read at call time, so a test or
-    an embedding app may swap them after the app was built)."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.state = state = app.state
-        self.meters = MeterRepository(state.sessions)
-        self.subscriptions = LagoSubscriptionRepository(state.sessions)
-        self.unmatched = UnmatchedRepository(state.sessions)
-
-    @property
-    def ingest(self) -> IngestService:
-        return self.state.ingest
-
-    @property
-    def events(self) -> LagoEvents:
-        return LagoEvents(self.ingest, self._definitions, self.subscriptions.customers, self._keep, self._left_behind)
-
-    @property
-    def lookup(self) -> LagoLookup:
-        return LagoLookup(self.state.queries, self.meters, self.state.sessions)
-
-    def _definitions(self, tenant: str, codes: set[str]) -> list[MeterDefinition]:
-        return self.meters.definitions(tenant, codes)
-
-    def _keep(self, tenant: str, records: list[dict[str, Any]]) -> None:
-        """Keep unmatched events, once per transaction id (a client retry does not keep a second copy)."""
-        for r in records:
-            if kept_transaction(self.state.sessions, tenant, r["event_id"]):
-                continue
-            self.unmatched.add(tenant, r["raw"], event_type=r["event_type"], source=r["source"],
-                               event_id=r["event_id"], reason=r["reason"])  # fmt: skip
-
-    def _left_behind(self, tenant: str, codes: set[str]) -> None:
-        for code in sorted(kept_codes(self.state.sessions, tenant, codes)):
-            self.replay(tenant, code)
-
-    def replay(self, tenant: str, code: str) -> int:
-        """Re-run the kept Lago events of `code` (after its billable metric was created)."""
-
-        def translate(raw: Any) -> list[dict[str, Any]]:
-            try:
-                event = parse_lago_event(raw, datetime.now(UTC))  # kept events carry their timestamp
-                recorded = self.subscriptions.customers(tenant, {event.external_subscription_id} - {None})
-                customer = resolve_customer(event, recorded)
-            except InvalidEvent:
-                return []  # not a Lago event (an OpenMeter one of the same type) or no longer valid
-            return translate_lago(event, self.meters.definitions(tenant, {code}), customer).usage
-
-        return self.unmatched.replay(tenant, code, translate, self.ingest.submit)
 
 
 def render_lago(_request: Request, err: ApiError) -> Response:
@@ -131,61 +77,8 @@ async def _submit(request: Request, tenant: str, raw_events: list[Any]) -> list[
                        headers={"Retry-After": str(exc.retry_after_s)}) from None  # fmt: skip
 
 
-def _metric_object(meter: Meter) -> dict[str, Any] | None:
-    fields = billable_metric_fields(slug=meter.slug, event_type=meter.event_type, aggregation=meter.aggregation,
-                                    value_property=meter.value_property)  # fmt: skip
-    if fields is None:
-        return None
-    return {
-        "lago_id": meter.id, "name": meter.name or meter.slug, "code": fields["code"],
-        "description": meter.description, "recurring": False, "rounding_function": None,
-        "rounding_precision": None, "created_at": format_time(meter.created_at), "expression": None,
-        "field_name": fields["field_name"], "aggregation_type": fields["aggregation_type"],
-        "weighted_interval": None, "filters": [], "meter": meter.slug,
-    }  # fmt: skip
-
-
-def _subscription_object(sub: LagoSubscription) -> dict[str, Any]:
-    created = format_time(sub.created_at)
-    return {
-        "lago_id": sub.lago_id, "external_id": sub.external_subscription_id, "lago_customer_id": None,
-        "external_customer_id": sub.external_customer_id, "plan_code": sub.plan_code, "name": sub.name,
-        "status": "active", "billing_time": "calendar", "created_at": created, "started_at": created,
-        "subscription_at": created, "canceled_at": None, "terminated_at": None, "ending_at": None,
-    }  # fmt: skip
-
-
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body of a route that parses its own body (Lago-shaped errors, dead letters): OpenAPI only."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return inline(defs[ref.removeprefix("#/$defs/")])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    body = {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
-    return {"requestBody": body}
-
-
-def _answers(ok: type[BaseModel], *codes: int, errors: type[BaseModel] = m.LagoError) -> dict[int | str, Any]:
-    out: dict[int | str, Any] = {200: {"model": ok}}
-    out.update({c: {"model": m.BatchError if c == 422 and errors is m.BatchError else m.LagoError} for c in codes})
-    return out
-
-
 AUTH = (401, 403, 429)
 WRITE = (400, *AUTH, 413, 422, 503)
-
-
-def _meta(count: int) -> dict[str, Any]:
-    return {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1, "total_count": count}
 
 
 router = APIRouter(prefix=f"{PREFIX}/api/v1", tags=[TAG])
@@ -197,8 +90,8 @@ Admin = Annotated[Principal, Depends(require())]
 @router.post(
     "/events",
     summary="Send a usage event (Lago: createEvent)",
-    responses=_answers(m.EventOut, *WRITE),
-    openapi_extra=_body_schema(m.EventInput),
+    responses=m.answers(m.EventOut, *WRITE),
+    openapi_extra=m.body_schema(m.EventInput),
 )
 async def create_event(request: Request, principal: Ingest) -> Response:
     """One Lago event. 200 with the event (also for a duplicate transaction id, and for a code no billable
@@ -215,8 +108,8 @@ async def create_event(request: Request, principal: Ingest) -> Response:
 @router.post(
     "/events/batch",
     summary="Send up to 100 usage events (Lago: createBatchEvents)",
-    responses=_answers(m.EventsOut, *WRITE, errors=m.BatchError),
-    openapi_extra=_body_schema(m.EventBatchInput),
+    responses=m.answers(m.EventsOut, *WRITE, unprocessable=m.BatchError),
+    openapi_extra=m.body_schema(m.EventBatchInput),
 )
 async def create_batch(request: Request, principal: Ingest) -> Response:
     """1 to 100 Lago events. A duplicate transaction id is a success, never a batch failure (Lago #3049).
@@ -243,7 +136,7 @@ async def create_batch(request: Request, principal: Ingest) -> Response:
 @router.get(
     "/events/{transaction_id:path}",
     summary="Retrieve an event (Lago: findEvent)",
-    responses=_answers(m.EventOut, 400, *AUTH, 404, 503),
+    responses=m.answers(m.EventOut, 400, *AUTH, 404, 503),
 )
 async def find_event(request: Request, principal: Read, transaction_id: str) -> Response:
     """The event of a transaction id, from rated usage (ClickHouse, FINAL), the events kept unmatched, or
@@ -261,8 +154,8 @@ async def find_event(request: Request, principal: Read, transaction_id: str) -> 
 @router.post(
     "/billable_metrics",
     summary="Create a billable metric (= a meter definition)",
-    responses=_answers(m.BillableMetricOut, *WRITE),
-    openapi_extra=_body_schema(m.BillableMetricInput),
+    responses=m.answers(m.BillableMetricOut, *WRITE),
+    openapi_extra=m.body_schema(m.BillableMetricInput),
 )
 async def create_billable_metric(request: Request, principal: Admin) -> Response:
     """A billable metric is a meter definition: event_type = slug = `code`, value_property = `$.<field_name>`.
@@ -285,27 +178,27 @@ async def create_billable_metric(request: Request, principal: Admin) -> Response
     except Unavailable as exc:  # the metric exists; its kept events are replayed before the next of its code
         raise ApiError(503, "unavailable", f"billable metric created, replay of kept events failed: {exc.reason}",
                        headers={"Retry-After": str(exc.retry_after_s)}) from None  # fmt: skip
-    return _json({"billable_metric": _metric_object(meter)})
+    return _json({"billable_metric": metric_object(meter)})
 
 
-@router.get("/billable_metrics", summary="List billable metrics", responses=_answers(m.BillableMetricsOut, *AUTH))
+@router.get("/billable_metrics", summary="List billable metrics", responses=m.answers(m.BillableMetricsOut, *AUTH))
 async def list_billable_metrics(request: Request, principal: Read) -> Response:
     meters = await run_in_threadpool(_compat(request).meters.list, principal.tenant)
-    metrics = [m for m in (_metric_object(x) for x in meters) if m is not None]
-    return _json({"billable_metrics": metrics, "meta": _meta(len(metrics))})
+    metrics = [obj for obj in (metric_object(x) for x in meters) if obj is not None]
+    return _json({"billable_metrics": metrics, "meta": page_meta(len(metrics))})
 
 
 @router.get(
     "/billable_metrics/{code}",
     summary="Retrieve a billable metric",
-    responses=_answers(m.BillableMetricOut, 400, *AUTH, 404),
+    responses=m.answers(m.BillableMetricOut, 400, *AUTH, 404),
 )
 async def get_billable_metric(request: Request, principal: Read, code: str) -> Response:
     try:
         meter = await run_in_threadpool(_compat(request).meters.get, principal.tenant, code)
     except NotFound:
         return _json(error_body(404, "billable_metric_not_found"), 404)
-    metric = _metric_object(meter)
+    metric = metric_object(meter)
     if metric is None:
         return _json(error_body(404, "billable_metric_not_found"), 404)
     return _json({"billable_metric": metric})
@@ -314,8 +207,8 @@ async def get_billable_metric(request: Request, principal: Read, code: str) -> R
 @router.post(
     "/subscriptions",
     summary="Record a subscription (its customer, for event attribution)",
-    responses=_answers(m.SubscriptionOut, *WRITE),
-    openapi_extra=_body_schema(m.SubscriptionInput),
+    responses=m.answers(m.SubscriptionOut, *WRITE),
+    openapi_extra=m.body_schema(m.SubscriptionInput),
 )
 async def create_subscription(request: Request, principal: Admin) -> Response:
     """Records external_id -> external_customer_id (plan_code and name are kept; pricing comes from the
@@ -340,15 +233,17 @@ async def create_subscription(request: Request, principal: Admin) -> Response:
         )  # fmt: skip
     except SubscriptionConflict as exc:
         return _json(validation_error({"external_id": [str(exc)]}), 422)
-    return _json({"subscription": _subscription_object(sub)})
+    return _json({"subscription": subscription_object(sub)})
 
 
-@router.get("/subscriptions", summary="List recorded subscriptions", responses=_answers(m.SubscriptionsOut, 400, *AUTH))
+@router.get(
+    "/subscriptions", summary="List recorded subscriptions", responses=m.answers(m.SubscriptionsOut, 400, *AUTH)
+)
 async def list_subscriptions(
     request: Request, principal: Read, external_customer_id: Annotated[str | None, Query()] = None
 ) -> Response:
     subs = await run_in_threadpool(_compat(request).subscriptions.list, principal.tenant, external_customer_id)
-    return _json({"subscriptions": [_subscription_object(s) for s in subs], "meta": _meta(len(subs))})
+    return _json({"subscriptions": [subscription_object(s) for s in subs], "meta": page_meta(len(subs))})
 
 
 def mount(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +61,26 @@ def _wait(what: str, ready: Callable[[], bool], pipeline: Pipeline, timeout: flo
         time.sleep(0.3)
 
 
+def busy_ports(settings: Settings, api_port: int, embedded: bool) -> list[str]:
+    """The ports `up` will listen on that something else already holds (checked before anything starts)."""
+    wanted = {
+        "--port / METERSTREAM_API_PORT": (settings.api_host, api_port),
+        "METERSTREAM_PROCESSOR_METRICS_PORT": (settings.ops_host, settings.processor_metrics_port),
+        "METERSTREAM_SINK_METRICS_PORT": (settings.ops_host, settings.sink_metrics_port),
+    }
+    if embedded and settings.clickhouse_http_port:
+        wanted["METERSTREAM_CLICKHOUSE_HTTP_PORT"] = (settings.clickhouse_http_host, settings.clickhouse_http_port)
+    busy = []
+    for name, (host, port) in wanted.items():
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind (TIME_WAIT is no clash)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                busy.append(f"{host}:{port} ({name}): {exc.strerror}")
+    return busy
+
+
 def up_environment(settings: Settings, api_port: int) -> dict[str, str]:
     """The children's environment: this process's, with the home resolved and the API port fixed."""
     env = dict(os.environ)
@@ -68,7 +89,7 @@ def up_environment(settings: Settings, api_port: int) -> dict[str, str]:
     return env
 
 
-def status_table(settings: Settings, api_port: int, pipeline: Pipeline, broker: str) -> str:
+def status_table(settings: Settings, api_port: int, pipeline: Pipeline, broker: str, embedded: bool) -> str:
     ops = _loopback(settings.ops_host)
     api = f"http://{_loopback(settings.api_host)}:{api_port}"
     pid = {name: proc.pid for name, proc in pipeline.procs.items()}
@@ -79,7 +100,7 @@ def status_table(settings: Settings, api_port: int, pipeline: Pipeline, broker: 
         ("Kafka", broker),
         ("processor", f"pid {pid['processor']}, metrics http://{ops}:{settings.processor_metrics_port}/metrics"),
         ("sink", f"pid {pid['sink']}, metrics http://{ops}:{settings.sink_metrics_port}/metrics"),
-        ("ClickHouse HTTP", front if port and not settings.clickhouse_url else "off (server or port 0)"),
+        ("ClickHouse HTTP", front if port and embedded else "off (ClickHouse server, or port 0)"),
         ("data dir", str(settings.home.resolve())),
         ("logs", str(pipeline.logs)),
     ]
@@ -88,11 +109,16 @@ def status_table(settings: Settings, api_port: int, pipeline: Pipeline, broker: 
 
 
 def run_up(settings: Settings, api_port: int | None = None) -> int:
-    from meterstream.aggregation.http_front import front_answers
+    from meterstream.aggregation.http_front import front_answers, store_path
 
-    if settings.clickhouse_url and not settings.clickhouse_url.startswith("chdb://"):
-        _say(f"ClickHouse server {settings.clickhouse_url.split('@')[-1]}: no embedded store, no HTTP front")
+    embedded = store_path(settings) is not None
+    if not embedded:
+        _say(f"ClickHouse server {settings.clickhouse_dsn.split('@')[-1]}: no embedded store, no HTTP front")
     api_port = api_port or settings.api_port
+    busy = busy_ports(settings, api_port, embedded)
+    if busy:
+        _say("error: ports in use (set the variables named to free ports):\n  " + "\n  ".join(busy))
+        return 1
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     env = up_environment(settings, api_port)
@@ -119,12 +145,13 @@ def run_up(settings: Settings, api_port: int | None = None) -> int:
         pipeline.start("sink")
         _wait("processor", lambda: _answers(f"http://{ops}:{settings.processor_metrics_port}/healthz"), pipeline)
         _wait("sink", lambda: _answers(f"http://{ops}:{settings.sink_metrics_port}/healthz"), pipeline)
-        if settings.clickhouse_http_port and not settings.clickhouse_url:
+        if settings.clickhouse_http_port and embedded:
             _wait("ClickHouse HTTP front", lambda: front_answers(settings), pipeline)
         pipeline.start("api")
         _wait("API", lambda: _answers(f"http://{_loopback(settings.api_host)}:{api_port}/readyz"), pipeline)
         where = f"{broker.bootstrap} ({'started by up' if started_broker else 'reused'})"
-        print(f"meterstream is up (Ctrl-C stops it):\n{status_table(settings, api_port, pipeline, where)}", flush=True)
+        table = status_table(settings, api_port, pipeline, where, embedded)
+        print(f"meterstream is up (Ctrl-C stops it):\n{table}", flush=True)
         while True:
             pipeline.check_alive()
             time.sleep(0.5)

@@ -22,8 +22,6 @@ import pytest
 
 from meterstream.deploy.ports import free_port, free_port_pair
 
-pytestmark = pytest.mark.kafka
-
 
 def _alive(pid: int) -> bool:
     try:
@@ -77,6 +75,7 @@ def _stop(up: subprocess.Popen, sig: int, pids: list[int]) -> tuple[int, float]:
         raise
 
 
+@pytest.mark.kafka
 def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     up, err, env, ports = _up(tmp_path)
     api_port = ports["api"]
@@ -128,6 +127,7 @@ def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     assert [pid for pid in pids if _alive(pid)] == []
 
 
+@pytest.mark.kafka
 def test_up_reuses_a_running_broker_and_leaves_it_running_on_sigterm(kafka_settings, tmp_path: Path) -> None:
     from meterstream.deploy import kafka_local
 
@@ -143,3 +143,23 @@ def test_up_reuses_a_running_broker_and_leaves_it_running_on_sigterm(kafka_setti
     assert "[up] sink stopped" in log and "broker stopped" not in log
     assert [pid for pid in pids if _alive(pid)] == []
     assert kafka_local.answers(kafka_settings.bootstrap)
+
+
+def test_up_refuses_busy_ports_before_starting_anything(tmp_path: Path) -> None:
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
+    home = tmp_path / "home"
+    env["METERSTREAM_HOME"] = str(home)
+    env["METERSTREAM_KAFKA_PORT"] = str(free_port_pair())
+    env["METERSTREAM_PROCESSOR_METRICS_PORT"] = str(free_port())
+    env["METERSTREAM_SINK_METRICS_PORT"] = str(free_port())
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        env["METERSTREAM_CLICKHOUSE_HTTP_PORT"] = str(held.getsockname()[1])
+        up = subprocess.run([sys.executable, "-m", "meterstream.deploy.cli", "up", "--port", str(free_port())],
+                            env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert up.returncode == 1
+    assert f"127.0.0.1:{env['METERSTREAM_CLICKHOUSE_HTTP_PORT']} (METERSTREAM_CLICKHOUSE_HTTP_PORT)" in up.stderr
+    assert not (home / "kafka").exists()  # no broker was started

@@ -107,8 +107,9 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
             if not settings.clickhouse_dsn.startswith("chdb://"):
                 raise
             raise RuntimeError(
-                f"cannot open the embedded store {settings.clickhouse_dsn} ({str(exc)[:200]}); a process holding "
-                f"it (a sink) serves it on METERSTREAM_CLICKHOUSE_HTTP_PORT, {settings.clickhouse_http_port} here"
+                f"cannot open the embedded store {settings.clickhouse_dsn} ({str(exc)[:200]}); the process holding "
+                "it (a running sink) answers queries on METERSTREAM_CLICKHOUSE_HTTP_PORT, which does not answer "
+                f"here ({settings.clickhouse_http_port or 'off'})"
             ) from None
     result = client.query(args.sql)
     print("\t".join(result.column_names))

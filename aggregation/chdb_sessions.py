@@ -235,8 +235,11 @@ class ChdbSessions:
             raise ch_error(READONLY, "READONLY", f"Cannot execute query in readonly mode: {why}")
 
     def close(self) -> None:
+        """Close idle connections; one a request still uses is left to the process exit (closing a chdb
+        connection under a running query is not safe)."""
         with self._guard:
             for h, _ in self._sessions.values():
-                h.conn.close()
+                if h.lock.acquire(blocking=False):
+                    h.conn.close()
             self._sessions.clear()
         self._root.close()

@@ -16,6 +16,7 @@ processor keeps one.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -24,6 +25,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Literal
 
+import anyio.to_thread
 import msgspec
 import orjson
 from confluent_kafka import KafkaError, Producer
@@ -87,16 +89,31 @@ class RecentIds:
 
 
 class _Acks:
-    """Delivery reports of one call: done when every produced message has its report."""
+    """Delivery reports of one call: done when every produced message has its report.
 
-    __slots__ = ("_lock", "done", "errors", "pending", "sealed")
+    Reports arrive on the producer's poll thread; a blocking caller waits on `done`, an async one on
+    `future` (resolved on its event loop).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_lock", "done", "errors", "future", "loop", "pending", "sealed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._lock = threading.Lock()
         self.pending = 0
         self.sealed = False
         self.errors: list[str] = []
         self.done = threading.Event()
+        self.loop = loop
+        self.future: asyncio.Future | None = loop.create_future() if loop is not None else None
+
+    def _finish(self) -> None:  # under the lock, once
+        self.done.set()
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
 
     def add(self) -> None:
         with self._lock:
@@ -106,7 +123,7 @@ class _Acks:
         with self._lock:
             self.sealed = True
             if self.pending == 0:
-                self.done.set()
+                self._finish()
 
     def __call__(self, err: KafkaError | None, _msg: Any) -> None:
         with self._lock:
@@ -114,7 +131,19 @@ class _Acks:
                 self.errors.append(str(err))
             self.pending -= 1
             if self.sealed and self.pending == 0:
-                self.done.set()
+                self._finish()
+
+
+class _Batch:
+    """One call's validated events: results in input order, messages to produce, ids to remember."""
+
+    __slots__ = ("accepted_ids", "bad", "good", "results")
+
+    def __init__(self) -> None:
+        self.results: list[EventResult] = []
+        self.good: list[tuple[bytes, bytes]] = []  # (key, value) to usage-events
+        self.bad: list[tuple[bytes | None, bytes]] = []  # (key, dead letter) to dead-letters
+        self.accepted_ids: list[tuple[str, str]] = []
 
 
 _dlq_offsets = itertools.count(time.time_ns())
@@ -185,32 +214,59 @@ class IngestService:
     # -- the one ingest path ------------------------------------------------------------------------
 
     def submit(self, tenant: str, events: list[dict[str, Any]]) -> list[EventResult]:
-        """Validate each event, produce the valid ones and the dead letters, wait for Kafka's acks."""
-        results: list[EventResult] = []
-        good: list[tuple[bytes, bytes]] = []  # (key, value) to usage-events
-        bad: list[tuple[bytes | None, bytes]] = []  # (key, dead letter) to dead-letters
+        """Validate each event, produce the valid ones and the dead letters, wait for Kafka's acks (blocking)."""
+        batch = self._prepare(tenant, events)
+        acks = self._send(batch, _Acks())
+        if not acks.done.wait(self.timeout_s + 2.0):
+            raise self._late()
+        return self._finish(batch, acks)
+
+    async def asubmit(self, tenant: str, events: list[dict[str, Any]]) -> list[EventResult]:
+        """`submit` for an event loop: no thread waits for Kafka (the delivery reports resolve a future);
+        validating a large batch runs in a worker thread, a small one inline."""
+        if len(events) > 64:
+            batch = await anyio.to_thread.run_sync(self._prepare, tenant, events)
+        else:
+            batch = self._prepare(tenant, events)
+        acks = self._send(batch, _Acks(asyncio.get_running_loop()))
+        assert acks.future is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(acks.future), self.timeout_s + 2.0)
+        except TimeoutError:
+            raise self._late() from None
+        return self._finish(batch, acks)
+
+    def _prepare(self, tenant: str, events: list[dict[str, Any]]) -> _Batch:
+        b = _Batch()
         seen: set[str] = set()
-        accepted_ids: list[tuple[str, str]] = []
         received_ms = int(time.time() * 1000)
+        recent, window, results = self.recent, self.window, b.results
         for index, data in enumerate(events):
-            ident = data.get("id") if isinstance(data, dict) else None
-            ident = ident if isinstance(ident, str) else None
             try:
-                raw, event = self.validate(tenant, data, received_ms, self.window)
+                raw, event = self.validate(tenant, data, received_ms, window)
             except InvalidEvent as exc:
-                results.append(EventResult(index, ident, "rejected", exc.field, exc.reason))
-                bad.append(self._dead_letter(tenant, data, exc))
+                ident = data.get("id") if isinstance(data, dict) else None
+                results.append(EventResult(index, ident if isinstance(ident, str) else None, "rejected",
+                                           exc.field, exc.reason))  # fmt: skip
+                b.bad.append(self._dead_letter(tenant, data, exc))
                 continue
-            if event.id in seen or (tenant, event.id) in self.recent:
+            if event.id in seen or (tenant, event.id) in recent:
                 results.append(EventResult(index, event.id, "duplicate"))
                 continue
             seen.add(event.id)
-            accepted_ids.append((tenant, event.id))
+            b.accepted_ids.append((tenant, event.id))
             results.append(EventResult(index, event.id, "accepted"))
-            good.append((event_key(tenant, event.customer), raw))
-        self._produce(good, bad)
-        self.recent.add_all(accepted_ids)
-        return results
+            b.good.append((event_key(tenant, event.customer), raw))
+        return b
+
+    def _late(self) -> Unavailable:
+        return Unavailable(max(1, int(self.timeout_s)), "Kafka did not acknowledge in time")
+
+    def _finish(self, batch: _Batch, acks: _Acks) -> list[EventResult]:
+        if acks.errors:
+            raise Unavailable(max(1, int(self.timeout_s)), f"Kafka refused: {acks.errors[0]}")
+        self.recent.add_all(batch.accepted_ids)  # only now: stored for sure
+        return batch.results
 
     def _dead_letter(self, tenant: str, data: Any, exc: InvalidEvent) -> tuple[bytes | None, bytes]:
         customer = data.get("customer") if isinstance(data, dict) else None
@@ -230,15 +286,13 @@ class IngestService:
         }  # fmt: skip
         return key, orjson.dumps(letter)
 
-    def _produce(self, good: list[tuple[bytes, bytes]], bad: list[tuple[bytes | None, bytes]]) -> None:
-        if not good and not bad:
-            return
+    def _send(self, batch: _Batch, acks: _Acks) -> _Acks:
+        """Produce the batch's messages with `acks` as their delivery callback; sealed when all are queued."""
         if self._fatal:
             self._replace_producer()
-        acks = _Acks()
         producer = self._producer
         try:
-            for topic, records in ((self.topics.usage, good), (self.topics.dead_letters, bad)):
+            for topic, records in ((self.topics.usage, batch.good), (self.topics.dead_letters, batch.bad)):
                 for key, value in records:
                     acks.add()
                     try:
@@ -249,10 +303,7 @@ class IngestService:
                         raise Unavailable(1, "the producer queue is full") from None
         finally:
             acks.seal()
-        if not acks.done.wait(self.timeout_s + 2.0):
-            raise Unavailable(max(1, int(self.timeout_s)), "Kafka did not acknowledge in time")
-        if acks.errors:
-            raise Unavailable(max(1, int(self.timeout_s)), f"Kafka refused: {acks.errors[0]}")
+        return acks
 
     def _replace_producer(self) -> None:
         with self._producer_lock:

@@ -21,7 +21,6 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.auth import require
 from meterstream.api.body import decode_json, event_list, read_body
@@ -63,7 +62,7 @@ async def ingest_events(request: Request, principal: Principal) -> Response:
             raise ApiError(403, "forbidden", "an event names a tenant other than the API key's; nothing was stored",
                            field=f"[{i}].tenant")  # fmt: skip
     try:
-        results = await run_in_threadpool(request.app.state.ingest.submit, principal.tenant, events)
+        results = await request.app.state.ingest.asubmit(principal.tenant, events)
     except Unavailable as exc:
         raise ApiError(503, "unavailable", f"{exc.reason}; nothing is reported stored, retry the request",
                        headers={"Retry-After": str(exc.retry_after_s)}) from None  # fmt: skip

@@ -38,7 +38,7 @@ OWN = r"^/(v1/|healthz|readyz)"
 
 _BASE = Settings(home=Path(tempfile.mkdtemp(prefix="meterstream-schemathesis-")), kafka_bootstrap="127.0.0.1:9",
                  api_rate_limit_per_s=0.0)  # fmt: skip
-APP = create_app(_BASE, ingest=IngestService(_BASE))
+APP = create_app(_BASE, ingest=object())  # type: ignore[arg-type]  # replaced by the `auth` fixture
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex=OWN)
 
 
@@ -53,10 +53,8 @@ def auth(kafka_settings, chdb_client):  # type: ignore[no-untyped-def]
         "api_rate_limit_per_s": 0.0, "api_produce_timeout_s": 5.0,
     })  # fmt: skip
     ensure_topics(s)
-    placeholder = APP.state.ingest
     APP.state.ingest = IngestService(s)
     APP.state.queries = UsageQueries(s, chdb_client)
-    placeholder.close(timeout=0)
     _info, token = APP.state.keys.create("acme", "admin", "schemathesis")
     yield {"Authorization": f"Bearer {token}"}
     APP.state.ingest.close()

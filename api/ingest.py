@@ -236,6 +236,18 @@ class IngestService:
             raise self._late() from None
         return self._finish(batch, acks)
 
+    def dead_letter(self, tenant: str, items: list[tuple[Any, InvalidEvent]]) -> None:
+        """Dead-letter (stage "api") events a caller refused itself (a compat layer's translation), in the same
+        format as `submit`'s rejects; returns once Kafka acknowledged them, else raises `Unavailable`."""
+        if not items:
+            return
+        batch = _Batch()
+        batch.bad = [self._dead_letter(tenant, data, exc) for data, exc in items]
+        acks = self._send(batch, _Acks())
+        if not acks.done.wait(self.timeout_s + 2.0):
+            raise self._late()
+        self._finish(batch, acks)
+
     def _prepare(self, tenant: str, events: list[dict[str, Any]]) -> _Batch:
         b = _Batch()
         seen: set[str] = set()

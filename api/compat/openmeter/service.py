@@ -63,16 +63,6 @@ class BadEnvelopes(Exception):
         self.problems = problems
 
 
-def dead_letter(ingest: IngestService, tenant: str, items: list[tuple[Any, InvalidEvent]]) -> None:
-    """Produce dead letters (stage "api") for events refused here, before the translation reached submit.
-
-    Uses the IngestService's own dead-letter format and producer, so these look exactly like the ones
-    `submit` writes (and wait for Kafka's acknowledgement the same way).
-    """
-    if items:
-        ingest._produce([], [ingest._dead_letter(tenant, raw, exc) for raw, exc in items])
-
-
 class OpenMeterService:
     """Holds the repositories; takes the IngestService and the query path from `state` (the app's) at call
     time, so whatever the app uses now (tests swap them) is what this layer uses."""
@@ -105,7 +95,7 @@ class OpenMeterService:
             except InvalidEvent as exc:
                 problems.append((i, exc.field, exc.reason))
         if problems:
-            dead_letter(self.ingest, tenant, [(events[i], InvalidEvent(f, r)) for i, f, r in problems])
+            self.ingest.dead_letter(tenant, [(events[i], InvalidEvent(f, r)) for i, f, r in problems])
             raise BadEnvelopes(problems)
         types = {env[2] for env in envelopes}
         definitions = self.meters.definitions(tenant, types)
@@ -131,7 +121,7 @@ class OpenMeterService:
             report.accepted = sum(1 for r in results if r.status == "accepted")
             report.rejected = sum(1 for r in results if r.status == "rejected")
             report.duplicates = report.usage_events - report.accepted - report.rejected
-        dead_letter(self.ingest, tenant, refused)
+        self.ingest.dead_letter(tenant, refused)
         for i in unmatched:
             self._keep_unmatched(tenant, events[i], now)
         report.unmatched = len(unmatched)

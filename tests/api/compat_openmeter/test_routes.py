@@ -26,10 +26,7 @@ class DownIngest:
     def submit(self, tenant, events):
         raise Unavailable(7, "Kafka did not acknowledge in time")
 
-    def _dead_letter(self, tenant, data, exc):
-        return None, b"{}"
-
-    def _produce(self, good, bad):
+    def dead_letter(self, tenant, items):
         raise Unavailable(7, "Kafka did not acknowledge in time")
 
     def close(self):

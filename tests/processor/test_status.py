@@ -106,7 +106,7 @@ def _healthz(port: int) -> int:
 
 @pytest.mark.kafka
 def test_a_processor_blocked_in_its_first_batch_answers_503(kafka_settings, tmp_path, monkeypatch) -> None:
-    """Real broker, real NativeProcessor thread whose step blocks: /healthz turns 503 after stall_seconds
+    """Real broker, real NativeProcessor thread whose batch step blocks: /healthz turns 503 after stall_seconds
     (the old status never did before the first committed batch), and 200 again once it moves."""
     import threading
     import time
@@ -142,15 +142,15 @@ def test_a_processor_blocked_in_its_first_batch_answers_503(kafka_settings, tmp_
     assert producer.flush(30) == 0
 
     release = threading.Event()
-    real_process = runner.process
-
-    def blocking_process(*args, **kwargs):
-        release.wait(60)
-        return real_process(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "process", blocking_process)
     catalog = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
     processor = runner.NativeProcessor(settings, catalog)
+    real_step = processor.process_batch  # the batch step, whichever path (per message or columnar) it takes
+
+    def blocking_step(msgs):
+        release.wait(60)
+        return real_step(msgs)
+
+    monkeypatch.setattr(processor, "process_batch", blocking_step)
     server = serve_ops(0, health=processor.status.health)
     port = server.server_port
     stop = threading.Event()

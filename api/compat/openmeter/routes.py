@@ -313,7 +313,7 @@ async def _meter_query(
 
     def _run() -> tuple[list[str], list[dict[str, Any]]]:
         sql, params, names = meter_query.plan(q, service.queries.db)
-        data = meter_query.rows(q, names, service.queries._query(sql, params))
+        data = meter_query.rows(q, names, service.queries.query(sql, params))
         ids = {r["customerId"] for r in data if r["customerId"]}
         known = service.customers.by_meterstream_ids(principal.tenant, ids) if ids else {}
         for r in data:

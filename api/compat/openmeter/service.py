@@ -177,7 +177,7 @@ class OpenMeterService:
             where.append("time < {end:DateTime64(3, 'UTC')}")
             params["end"] = end.astimezone(UTC).replace(tzinfo=None)
         sql = f"SELECT DISTINCT subject FROM {db}.rated_usage FINAL WHERE {' AND '.join(where)} ORDER BY subject"
-        return [r[0] for r in self.queries._query(sql, params)]
+        return [r[0] for r in self.queries.query(sql, params)]
 
     def list_events(self, tenant: str, f: EventFilter) -> list[dict[str, Any]]:
         """Ingested events, newest first: see `EventFilter` and docs/openmeter.md (what is reconstructed)."""
@@ -227,7 +227,7 @@ class OpenMeterService:
             "ORDER BY time DESC, event_id LIMIT {limit:UInt32}"
         )
         grouped: dict[tuple[str, str], dict[str, Any]] = {}
-        for event_id, subject, customer, meter, qty, ms, dims, source in self.queries._query(sql, params):
+        for event_id, subject, customer, meter, qty, ms, dims, source in self.queries.query(sql, params):
             parsed = parse_derived_id(event_id)
             source_id = (parsed[1], parsed[2]) if parsed else (source, event_id)
             definition = meters.get(meter)
@@ -251,7 +251,7 @@ class OpenMeterService:
             "ORDER BY offset DESC LIMIT {limit:UInt32}"
         )
         out = []
-        for fld, reason, raw in self.queries._query(sql, {"tenant": tenant, "limit": f.limit * 8}):
+        for fld, reason, raw in self.queries.query(sql, {"tenant": tenant, "limit": f.limit * 8}):
             try:
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError:

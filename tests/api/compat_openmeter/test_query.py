@@ -54,7 +54,7 @@ def run(chdb_client):
         kw.setdefault("meter_group_by", ("model",))
         q = MeterQuery(**kw)
         sql, params, names = plan(q, db)
-        return rows(q, names, queries._query(sql, params)), names
+        return rows(q, names, queries.query(sql, params)), names
 
     return _run
 

@@ -32,6 +32,7 @@ from meterstream.processor.runner import app_id
 from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import DAY_MS
 from meterstream.rating.catalog import Catalog, load_catalog
+from meterstream.schemas.event import TimeWindow
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
@@ -73,6 +74,7 @@ class DedupPurger:
 def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     topics = Topics.from_settings(settings)
     window_ms = settings.dedup_window_days * 86_400_000
+    time_window = TimeWindow.of(settings.event_max_age_days, settings.event_max_future_minutes)
     datadir = settings.home.resolve() / "processor" / app_id(settings)
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -113,9 +115,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
                 catalog,
                 state,
                 msg.value,
-                Position(msg.topic, msg.partition, msg.offset, msg.key),
+                Position(msg.topic, msg.partition, msg.offset, msg.key, _timestamp_ms(msg)),
                 now_ms,
                 window_ms,
+                time_window=time_window,
             )
             if out.rated is not None:
                 await rated.send(key=msg.key, value=orjson.dumps(out.rated), partition=msg.partition)
@@ -131,6 +134,12 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
 
     app.meterstream_status = status  # type: ignore[attr-defined]
     return app
+
+
+def _timestamp_ms(msg: Any) -> int | None:
+    """The message's Kafka timestamp in epoch milliseconds (faust gives seconds as a float), or None."""
+    ts = getattr(msg, "timestamp", None)
+    return round(ts * 1000) if ts is not None and ts > 0 else None
 
 
 def _update_lag(app: faust.App, msg: Any, status: metrics.ProcessorStatus) -> None:

@@ -13,11 +13,19 @@ from typing import Any
 
 from meterstream.rating.catalog import Catalog, Plan
 from meterstream.rating.engine import delta
+from meterstream.rating.money import EXACT
 from meterstream.rating.telecom import NoRate, rate_cdr
-from meterstream.schemas.event import UsageEvent
+from meterstream.schemas.event import QUANTITY_MAX, QUANTITY_MAX_INTEGER_DIGITS, QUANTITY_SCALE, UsageEvent
 from meterstream.schemas.rated import RatedUsage
 
 CUMULATIVE_PREFIX = "c|"
+# rated_usage.amount is Decimal(38, 18) (aggregation/schema.sql): 20 integer digits. ClickHouse refuses a
+# larger value, which would block the sink's whole insert, so such an event is dead-lettered here.
+# (It truncates fractional digits beyond 18 silently; amounts are recomputed exactly at period close.)
+AMOUNT_SCALE = 18
+AMOUNT_MAX_INTEGER_DIGITS = 38 - AMOUNT_SCALE
+AMOUNT_MAX = Decimal("9" * AMOUNT_MAX_INTEGER_DIGITS + "." + "9" * AMOUNT_SCALE)
+_ADD = EXACT.add  # running totals: exact (a 38-digit sum rounds in the default 28-digit context)
 
 
 class RatingError(ValueError):
@@ -52,7 +60,14 @@ def rate_event(
     key = cumulative_key(event.tenant, event.customer, event.meter, period)
     current = state.get(key)
     before = Decimal(current[0]) if current is not None else None
-    after = (before or Decimal(0)) + event.quantity
+    after = _ADD(before, event.quantity) if before is not None else event.quantity
+    if after > QUANTITY_MAX:
+        raise RatingError(
+            "quantity",
+            f"the {period} total of meter {event.meter!r} would be {format(after, 'f')}, more than the"
+            f" {QUANTITY_MAX_INTEGER_DIGITS} integer digits rated_usage.cumulative"
+            f" (Decimal(38, {QUANTITY_SCALE})) holds",
+        )
     line = event.meter
     writes: list[tuple[str, Any]] = [(key, [format(after, "f"), offset])]
     if event.meter in plan.prices:
@@ -61,6 +76,12 @@ def rate_event(
         amount, line = _rate_telecom(plan, state, event, period, writes)
     else:
         raise RatingError("meter", f"plan {plan.id!r} does not price meter {event.meter!r}")
+    if not -AMOUNT_MAX <= amount <= AMOUNT_MAX:
+        raise RatingError(
+            "amount",
+            f"{format(amount, 'f')} {plan.currency} has more than the {AMOUNT_MAX_INTEGER_DIGITS} integer digits"
+            f" rated_usage.amount (Decimal(38, {AMOUNT_SCALE})) holds",
+        )
     record: RatedUsage = {
         "tenant": event.tenant,
         "id": event.id,
@@ -110,7 +131,7 @@ def _rate_telecom(
         raise RatingError("dimensions.destination", exc.reason) from None
     if rated.bundle_units_used:
         for bundle, units in rated.bundle_units_used.items():
-            used[bundle] = used.get(bundle, Decimal(0)) + units
+            used[bundle] = _ADD(used[bundle], units) if bundle in used else units
         offset = writes[0][1][-1]
         writes.append((key, [{k: format(v, "f") for k, v in used.items()}, offset]))
     return rated.cost, rated.line_key

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from meterstream.processor.dedup import Verdict, check, dedup_key, remember
 from meterstream.processor.rate import RatingError, rate_event
 from meterstream.rating.catalog import Catalog
-from meterstream.schemas.event import InvalidEvent, parse_event
+from meterstream.schemas.event import InvalidEvent, TimeWindow, parse_event
 from meterstream.schemas.rated import DeadLetter, RatedUsage
 
 
@@ -27,12 +27,17 @@ class Outcome(NamedTuple):  # named tuples: one is made per message, a frozen da
 
 
 class Position(NamedTuple):
-    """Where a message sits in Kafka: identifies it across replays."""
+    """Where a message sits in Kafka: identifies it across replays.
+
+    `timestamp_ms` is the message's Kafka timestamp (None or negative: the message has none); an
+    event's time is judged against it, so a replay of the message makes the same decision.
+    """
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
+    timestamp_ms: int | None = None
 
 
 def process(
@@ -43,14 +48,22 @@ def process(
     now_ms: int,
     window_ms: int,
     keep_output: bool = True,
+    time_window: TimeWindow | None = None,
 ) -> Outcome:
     """Classify and rate one message, writing dedup first and then the running totals it moves.
 
     `keep_output=False` stores only the identity's position in the dedup entry: for engines that
     commit state together with the input offset, where a processed message is never seen again.
+    With a `time_window` (the engines pass the settings' one), the event's time must lie in it around
+    the message's Kafka timestamp, which a replay sees again, or around `now_ms` (the caller's batch
+    clock) when the message has none; without one (tools, tests) only the time's form is checked.
     """
     try:
-        event = parse_event(value)
+        if time_window is None:
+            event = parse_event(value)
+        else:
+            ts = pos.timestamp_ms
+            event = parse_event(value, ts if ts is not None and ts >= 0 else now_ms, time_window)
     except InvalidEvent as exc:
         return Outcome(Kind.DEAD_LETTER, dead_letter=_dead_letter("parse", exc.field, exc.reason, value, pos))
     dkey = dedup_key(event.tenant, event.id)

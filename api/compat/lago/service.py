@@ -117,8 +117,8 @@ class LagoEvents:
             elif all(s == "duplicate" for s in statuses):
                 out.status = "duplicate"
         rejected = [(raw_events[o.index], o.error) for o in outcomes if o.status == "rejected" and o.error]
-        if rejected:
-            dead_letter(self.ingest, tenant, rejected)
+        if rejected:  # the raw Lago events, stage "api", acknowledged by Kafka like submit's own rejects
+            self.ingest.dead_letter(tenant, rejected)
         if unmatched:
             self.keep_unmatched(tenant, unmatched)
         return outcomes
@@ -137,15 +137,3 @@ def _unmatched_record(raw: Any, event: LagoEvent, customer: str) -> dict[str, An
         "reason": f"no billable metric with code {event.code!r}",
         "customer": customer,
     }
-
-
-def dead_letter(ingest: IngestService, tenant: str, items: list[tuple[Any, InvalidEvent]]) -> None:
-    """Refused Lago events to the dead letters (stage "api"), as the own API's refused events go, acknowledged.
-
-    Uses IngestService's one producer and dead-letter format (`reject` when it offers one).
-    """
-    reject = getattr(ingest, "reject", None)
-    if reject is not None:
-        reject(tenant, items)
-        return
-    ingest._produce([], [ingest._dead_letter(tenant, raw, exc) for raw, exc in items])

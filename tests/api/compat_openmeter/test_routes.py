@@ -163,3 +163,12 @@ def test_another_tenant_sees_nothing(om):
     assert r.status_code == 201
     assert om.get(f"{P}/meters/tokens/query", headers=other).json()["data"] == []
     assert [row["value"] for row in om.get(f"{P}/meters/tokens/query").json()["data"]] == [16.5]  # 10 + 5 + 1.5
+
+
+def test_an_event_outside_the_time_window_is_dead_lettered_not_lost(om, api_settings):
+    old = {**EVENT, "id": "old-1", "time": "2020-01-01T00:00:00Z"}
+    r = om.post(f"{P}/events", content=orjson.dumps(old), headers={"content-type": "application/cloudevents+json"})
+    assert r.status_code == 204, r.text  # as OpenMeter answers; the refusal is kept, with its reason
+    assert topic_messages(api_settings, "usage") == []
+    letters = [v for _, v in topic_messages(api_settings, "dead_letters")]
+    assert [(v["stage"], v["field"], v["event_id"]) for v in letters] == [("api", "time", "om:tokens:1:s:old-1")]

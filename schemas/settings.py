@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         10.0, gt=0, description="How long an ingest request waits for Kafka's acknowledgement (then 503)."
     )
     api_recent_ids: int = Field(
-        1_000_000, ge=0, description="Event ids the API remembers (per process) to answer `duplicate`."
+        200_000, ge=0, description="Event ids the API remembers (per process, ~150 B each) to answer `duplicate`."
     )
     ops_host: str = Field(
         "127.0.0.1", description="Address of /metrics and /healthz (0.0.0.0 in containers)."

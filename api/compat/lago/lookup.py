@@ -63,14 +63,14 @@ class LagoLookup:
         ids = candidate_ids(transaction_id, list(code_of))
         if ids:
             db = self.queries.db
-            rows = self.queries._query(rated_sql(db), {"tenant": tenant, "ids": ids})
+            rows = self.queries.query(rated_sql(db), {"tenant": tenant, "ids": ids})
             if rows:
                 return stored_event_object(transaction_id, [_rated(r) for r in rows], code_of)
         kept = self._unmatched(tenant, transaction_id)
         if kept is not None:
             return kept
         if ids:
-            letters = self.queries._query(dead_letter_sql(self.queries.db), {"tenant": tenant, "ids": ids})
+            letters = self.queries.query(dead_letter_sql(self.queries.db), {"tenant": tenant, "ids": ids})
             if letters:
                 return _dead_lettered(transaction_id, letters[0], code_of)
         return None

@@ -131,7 +131,6 @@ class KeyRepository:
             return None
         return Principal(tenant, role, key_id)
 
-
     def _lookup(self, key_id: str) -> tuple | None:
         engine = self._sessions.kw["bind"]
         if engine.dialect.name == "sqlite":
@@ -143,8 +142,6 @@ class KeyRepository:
                 cur.close()
             finally:
                 conn.close()  # back to the pool
-            if row is not None and row[3] is not None:
-                return (row[0], row[1], row[2], True)  # revoked (SQLite keeps the time as text)
             return row
         with engine.connect() as conn:
             return conn.execute(_BY_ID, {"key_id": key_id}).first()

@@ -35,7 +35,16 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 _BASE = Settings(home=Path(tempfile.mkdtemp(prefix="meterstream-lago-schema-")), kafka_bootstrap="127.0.0.1:9",
                  api_rate_limit_per_s=0.0)  # fmt: skip
-APP = create_app(_BASE, ingest=IngestService(_BASE))
+
+
+class _NotYet:
+    """Stands in for the IngestService until the fixture has the broker (no producer thread at import)."""
+
+    def close(self, timeout: float = 0) -> None:
+        pass
+
+
+APP = create_app(_BASE, ingest=_NotYet())  # type: ignore[arg-type]
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex=r"^/compat/lago/")
 
 
@@ -50,10 +59,8 @@ def auth(kafka_settings, chdb_client):  # type: ignore[no-untyped-def]
         "api_rate_limit_per_s": 0.0, "api_produce_timeout_s": 5.0,
     })  # fmt: skip
     ensure_topics(s)
-    placeholder = APP.state.ingest
     APP.state.ingest = IngestService(s)
     APP.state.queries = UsageQueries(s, chdb_client)
-    placeholder.close(timeout=0)
     _info, token = APP.state.keys.create("acme", "admin", "schemathesis lago")
     yield {"Authorization": f"Bearer {token}"}
     APP.state.ingest.close()

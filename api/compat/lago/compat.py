@@ -59,14 +59,18 @@ class LagoCompat:
 
     def replay(self, tenant: str, code: str) -> int:
         """Re-run the kept Lago events of `code` (after its billable metric was created)."""
+        meters = self.meters.definitions(tenant, {code})
+        owners: dict[str, dict[str, str]] = {}  # subscription -> {subscription: customer} when recorded
 
         def translate(raw: Any) -> list[dict[str, Any]]:
             try:
                 event = parse_lago_event(raw, datetime.now(UTC))  # kept events carry their timestamp
-                recorded = self.subscriptions.customers(tenant, {event.external_subscription_id} - {None})
-                customer = resolve_customer(event, recorded)
+                sub = event.external_subscription_id
+                if sub is not None and sub not in owners:
+                    owners[sub] = self.subscriptions.customers(tenant, {sub})
+                customer = resolve_customer(event, owners.get(sub or "", {}))
             except InvalidEvent:
                 return []  # not a Lago event (an OpenMeter one of the same type) or no longer valid
-            return translate_lago(event, self.meters.definitions(tenant, {code}), customer).usage
+            return translate_lago(event, meters, customer).usage
 
         return self.unmatched.replay(tenant, code, translate, self.ingest.submit)

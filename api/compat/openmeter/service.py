@@ -195,7 +195,8 @@ class OpenMeterService:
         out += self._refused_events(tenant, f, meters)
         out += self._unmatched_events(tenant, f)
         out = [e for e in out if f.keeps(e, wanted_customers)]
-        out.sort(key=lambda e: (e["event"]["time"], e["event"]["id"]), reverse=True)
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        out.sort(key=lambda e: (_parse(e["event"]["time"]) or epoch, str(e["event"]["id"])), reverse=True)
         page = out[: f.limit]
         for e in page:
             e.pop("_customer", None)
@@ -316,9 +317,10 @@ def _parse(text: Any) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return value if value.tzinfo is not None else None  # a refused event's time may lack its offset
 
 
 def _number(text: str) -> int | float:

@@ -156,6 +156,10 @@ def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings
             assert (e1.event.source, e1.event.type, e1.event.subject) == ("chat-svc", "prompt", "u1")
             assert e1.event.data == {"tokens": 10, "model": "a", "user": "x"}  # what the meters kept
             assert e1.customer_id == acme.id
+            # acme pays for u1 and u2: e1, e2, e4 and e5 (rated by `prompts`); refusals name no customer
+            assert sorted(e.event.id for e in om.events.list(customer_id=[acme.id])) == ["e1", "e2", "e4", "e5"]
+            assert [e.event.id for e in om.events.list(subject="u9")] == ["e3"]
+            assert [e.event.id for e in om.events.list(limit=2)] == ["e5", "e5"]  # newest first: e5 is at BASE+90m
             refused = sorted(e.validation_error for e in om.events.list(id="e5") if e.validation_error)
             assert [r.split(" (")[0] for r in refused] == [
                 *["data.tokens: must be a non-negative decimal with at most 12 fractional digits"] * 4,

@@ -225,3 +225,11 @@ def test_events_list_rebuilds_what_the_meters_kept():
     _rebuild(data, MeterDefinition("c", "x", "COUNT"), "1", {})
     _rebuild(data, MeterDefinition("n", "x", "MAX", "$.items[0].n"), "4", {})  # not a simple path: skipped
     assert data == {"usage": {"tokens": 12.5}, "meta": {"model name": "gpt"}, "user": "u@x"}
+
+
+def test_events_list_times_parse_only_with_an_offset():
+    from meterstream.api.compat.openmeter.service import _parse
+
+    assert _parse("2026-12-01T03:30:00Z") == datetime(2026, 12, 1, 3, 30, tzinfo=UTC)
+    assert _parse("2026-12-01T03:30:00") is None  # a refused event's naive time: never compared with aware ones
+    assert _parse("yesterday") is None and _parse(None) is None

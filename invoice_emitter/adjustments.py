@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from meterstream.invoice_emitter.document import decimal_text
+from meterstream.rating.money import EXACT
 
 
 def adjustment_lines(
@@ -25,8 +26,8 @@ def adjustment_lines(
     for key in sorted(set(current) | set(billed)):
         line = current.get(key)
         meter, billed_q, billed_a = billed.get(key, (line["meter"] if line else key, Decimal(0), Decimal(0)))
-        quantity = Decimal(line["quantity"]) - billed_q if line else -billed_q
-        amount = Decimal(line["amount"]) - billed_a if line else -billed_a
+        quantity = EXACT.subtract(Decimal(line["quantity"]), billed_q) if line else EXACT.minus(billed_q)
+        amount = EXACT.subtract(Decimal(line["amount"]), billed_a) if line else EXACT.minus(billed_a)
         if quantity == 0 and amount == 0:
             continue
         what = line["description"] if line else meter.replace("_", " ")

@@ -35,6 +35,7 @@ from meterstream.invoice_emitter.ledger import (
 )
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
 from meterstream.rating.catalog import Catalog
+from meterstream.rating.money import EXACT
 
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -51,7 +52,7 @@ class CloseResult:
     def totals_by_currency(self) -> dict[str, Decimal]:
         out: dict[str, Decimal] = defaultdict(Decimal)
         for inv in self.invoices:
-            out[inv["currency"]] += Decimal(inv["total"])
+            out[inv["currency"]] = EXACT.add(out[inv["currency"]], Decimal(inv["total"]))
         return dict(out)
 
 

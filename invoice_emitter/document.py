@@ -11,9 +11,11 @@ from meterstream.aggregation.usage_query import MeterUsage
 from meterstream.rating import quote, round_money
 from meterstream.rating.catalog import Plan
 from meterstream.rating.lines import QuoteLine
+from meterstream.rating.money import EXACT
 
 DOCUMENT_VERSION = 1
 _ZERO = Decimal(0)
+_add = EXACT.add  # sums of amounts in the one explicit context (the default one keeps only 28 digits)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -130,7 +132,7 @@ def invoice_and_differences(
     subtotal = _ZERO
     for line in extra_lines or ():  # lines priced elsewhere (telecom re-rating)
         lines.append(_numbered(line, len(lines) + 1))
-        subtotal += Decimal(line["amount"])
+        subtotal = _add(subtotal, Decimal(line["amount"]))
     line_of = pricer.line
     for meter, description, price, cache in pricer.meters(plan):
         u = by_meter.get(meter)
@@ -160,7 +162,7 @@ def invoice_and_differences(
                 "breakdown": p.breakdown,
             }
         )
-        subtotal += p.amount
+        subtotal = _add(subtotal, p.amount)
     total = format(round_money(subtotal, plan.currency), "f")
     doc = empty_invoice(tenant, customer, period, plan.id, plan.currency)
     return {**doc, "lines": lines, "subtotal": total, "total": total}, differ
@@ -189,7 +191,10 @@ def with_lines(doc: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, An
     all_lines = list(doc["lines"])
     for line in lines:
         all_lines.append(_numbered(line, len(all_lines) + 1))
-    subtotal = round_money(sum((Decimal(line["amount"]) for line in all_lines), Decimal(0)), doc["currency"])
+    subtotal = _ZERO
+    for line in all_lines:
+        subtotal = _add(subtotal, Decimal(line["amount"]))
+    subtotal = round_money(subtotal, doc["currency"])
     return {**doc, "lines": all_lines, "subtotal": format(subtotal, "f"), "total": format(subtotal, "f")}
 
 

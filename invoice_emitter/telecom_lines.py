@@ -19,6 +19,7 @@ from meterstream.rating.catalog import Plan
 def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
     """(lines by meter/destination group/time band, re-rated total, streamed total) for one customer."""
     from meterstream.rating import round_money
+    from meterstream.rating.money import EXACT
     from meterstream.rating.telecom import rate_cdr
 
     used: dict[str, Decimal] = defaultdict(Decimal)
@@ -27,21 +28,23 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
     events: dict[str, int] = defaultdict(int)
     bundle_units: dict[str, Decimal] = defaultdict(Decimal)
     rerated = streamed = Decimal(0)
+    add = EXACT.add  # sums in the one explicit context (the default one keeps only 28 digits)
     for r in records:
         rated = rate_cdr(
             plan.telecom, meter=r.meter, quantity=r.quantity, start=r.time, dimensions=r.dimensions, bundle_used=used
         )
         for bundle, units in rated.bundle_units_used.items():
-            used[bundle] += units
+            used[bundle] = add(used[bundle], units)
         for seg in rated.segments:
-            quantity[f"{r.meter}/{seg.destination_group}/{seg.band}"] += seg.usage
+            key = f"{r.meter}/{seg.destination_group}/{seg.band}"
+            quantity[key] = add(quantity[key], seg.usage)
             if seg.bundle_id:
-                bundle_units[f"{r.meter}/{seg.destination_group}/{seg.band}"] += seg.billed
+                bundle_units[key] = add(bundle_units[key], seg.billed)
         for key, value in rated.lines:
-            amount[key] += value
+            amount[key] = add(amount[key], value)
         events[rated.line_key] += 1
-        rerated += rated.cost
-        streamed += r.streamed_amount
+        rerated = add(rerated, rated.cost)
+        streamed = add(streamed, r.streamed_amount)
     lines = []
     for key in sorted(set(amount) | set(quantity)):
         meter, group, band = key.split("/", 2)

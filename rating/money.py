@@ -25,21 +25,30 @@ from typing import Any
 __all__ = [
     "CURRENCY_MINOR_UNITS",
     "EXACT",
+    "PRECISION",
     "ROUNDING",
     "ZERO",
     "exact_runner",
     "minor_units",
     "round_money",
+    "rounding_runner",
     "to_decimal",
 ]
 
 ZERO = Decimal(0)
 
+# The one decimal precision of money and quantities: 60 significant digits, far more than the 38 digits
+# of the stored columns (Decimal(38, n)), so a sum or product of stored values is never rounded. Python's
+# default context (28 digits) is never relied on: every Decimal operation in rating/, processor/rate.py
+# and invoice_emitter/ runs in one of these two contexts, which differ only in the Inexact trap (fees.py
+# cuts non-terminating proration fractions to 34 digits first, so their products stay exact in EXACT).
+PRECISION = 60
 # Arithmetic context of the engine: wide enough for any realistic price x quantity, and it *raises*
 # (Inexact) rather than silently rounding, so an unrounded amount is exact or an error, never a guess.
-EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
-# quantize() must be allowed to round (that is its job), so it gets the same context minus the Inexact trap.
-ROUNDING = Context(prec=60, traps=[InvalidOperation, DivisionByZero, Overflow])
+EXACT = Context(prec=PRECISION, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
+# quantize() must be allowed to round (that is its job), so it gets the same context minus the Inexact trap;
+# so do computations whose rules divide (telecom prices per 60 seconds), rounded once at the end.
+ROUNDING = Context(prec=PRECISION, traps=[InvalidOperation, DivisionByZero, Overflow])
 
 _runners = threading.local()
 
@@ -53,10 +62,23 @@ def exact_runner() -> Callable[..., Any]:
     try:
         return _runners.run
     except AttributeError:
-        context = contextvars.Context()
-        context.run(setcontext, EXACT)
-        _runners.run = context.run
-        return context.run
+        _runners.run = _runner(EXACT)
+        return _runners.run
+
+
+def rounding_runner() -> Callable[..., Any]:
+    """`run(fn, *args, **kwargs)` calling fn under ROUNDING (see `exact_runner`)."""
+    try:
+        return _runners.run_rounding
+    except AttributeError:
+        _runners.run_rounding = _runner(ROUNDING)
+        return _runners.run_rounding
+
+
+def _runner(decimal_context: Context) -> Callable[..., Any]:
+    context = contextvars.Context()
+    context.run(setcontext, decimal_context)
+    return context.run
 
 
 # ISO 4217 list one (active codes) -> number of digits after the decimal point.

@@ -9,9 +9,10 @@ increments, and the one division per record stays exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
+from meterstream.rating.money import EXACT
 from meterstream.rating.telecom.bundles import CompiledBundle
 from meterstream.rating.telecom.model import ANY, BUNDLE_UNITS, DATA_UNITS, TelecomPlan
 from meterstream.rating.telecom.prefixes import PrefixTable
@@ -83,7 +84,15 @@ def _rate(plan: TelecomPlan, rid: str, scale: int) -> CompiledRate:
 
 
 def compile_plan(plan: TelecomPlan) -> CompiledPlan:
-    """Build prefix tables, band timelines and base-unit rates for ``plan``."""
+    """Build prefix tables, band timelines and base-unit rates for ``plan``.
+
+    Unit scaling only multiplies: it runs in ``money.EXACT``, so a scaled price or bundle is exact.
+    """
+    with localcontext(EXACT):
+        return _compile_plan(plan)
+
+
+def _compile_plan(plan: TelecomPlan) -> CompiledPlan:
     periods = [(p.band, p.days, p.start_s, p.end_s) for p in plan.time_bands.periods]
     schedule = Schedule(ZoneInfo(plan.timezone), day_tables(periods, plan.time_bands.default), plan.holidays)
     bands = plan.bands()

@@ -28,10 +28,11 @@ import csv
 import itertools
 import re
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
 
+from meterstream.rating import money
 from meterstream.rating.telecom.errors import TelecomCatalogError
 from meterstream.rating.telecom.model import ANY, DATA_UNITS, TelecomPlan, parse_telecom_plan
 
@@ -179,8 +180,14 @@ def _load_timings(rows: _Rows, problems: list) -> tuple[str | None, list[dict[st
 def load_telecom_csv(directory: Path, *, currency: str) -> TelecomPlan:
     """Build a :class:`TelecomPlan` from a directory of tariff CSV files.
 
-    Raises :class:`TelecomCatalogError` naming ``file:line.column`` or the plan field.
+    Raises :class:`TelecomCatalogError` naming ``file:line.column`` or the plan field. Unit conversions
+    run in ``money.ROUNDING`` (60 digits), not the default 28-digit context.
     """
+    with localcontext(money.ROUNDING):
+        return _load_telecom_csv(directory, currency)
+
+
+def _load_telecom_csv(directory: Path, currency: str) -> TelecomPlan:
     directory = Path(directory)
     problems: list[tuple[str, str]] = []
     settings = {row[0]: _col(row, 1) for _, row in _Rows(directory, "PlanSettings.csv")}

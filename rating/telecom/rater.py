@@ -23,6 +23,7 @@ from decimal import Decimal
 from math import lcm
 from typing import Any, NamedTuple
 
+from meterstream.rating.money import rounding_runner
 from meterstream.rating.telecom.bundles import split_by_bundles
 from meterstream.rating.telecom.errors import NoRate
 from meterstream.rating.telecom.increments import grid_ceil, grid_count
@@ -172,7 +173,23 @@ def rate_cdr(
     is tz-aware.  ``bundle_used`` is what the customer already used of each
     bundle this period (base units); the result's ``bundle_units_used`` is what
     this record adds.  Raises :class:`NoRate` when the plan cannot price it.
+
+    Runs in ``money.ROUNDING`` (60 digits), whatever the caller's decimal context:
+    prices per 60 seconds divide, so the exact context cannot be used, and the
+    default 28-digit one would round large products before the one rounding step
+    (or refuse to quantize them).
     """
+    return rounding_runner()(_rate_cdr, plan, meter, quantity, start, dimensions, bundle_used)
+
+
+def _rate_cdr(
+    plan: TelecomPlan,
+    meter: str,
+    quantity: Decimal,
+    start: datetime,
+    dimensions: Mapping[str, str],
+    bundle_used: Mapping[str, Decimal],
+) -> RatedCDR:
     cp = plan.__pydantic_private__["_compiled"] or plan.compiled
     cm = cp.meters.get(meter)
     if cm is None:

@@ -80,7 +80,7 @@ CASES = [
         61,
         {"NAT_MIN": 600},
         "0.1017",
-        [("peak", 61, 61, 2, None, "0.1016666666666666666666666667")],
+        [("peak", 61, 61, 2, None, "0.10" + "1" + "6" * 56 + "7")],  # 61/600 to 60 significant digits
         [("voice_seconds/national/peak", "0.1017")],
     ),
     (
@@ -195,7 +195,7 @@ CASES = [
         # increments: the free piece holds the block at 0 and steps 60..99 (41), the charged one 100..119
         [
             ("peak", 100, 100, 41, "NAT_MIN", "0"),
-            ("peak", 20, 20, 20, None, "0.03333333333333333333333333333"),
+            ("peak", 20, 20, 20, None, "0.0" + "3" * 60),  # 1/30 to 60 significant digits (money.PRECISION)
             ("offpeak", 60, 60, 60, None, "0.04"),
         ],
         [("voice_seconds/national/peak", "0.0333"), ("voice_seconds/national/offpeak", "0.0400")],

@@ -7,10 +7,12 @@ Migrations (Alembic, `entities/migrations`) run at API start and in `meterstream
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from meterstream.schemas.settings import Settings
@@ -68,6 +70,15 @@ def migrate(settings: Settings | None = None, engine: Engine | None = None) -> N
 
     engine = engine or make_engine(settings)
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            return
+        except DBAPIError:
+            # two processes migrating a fresh store at once (the API starting while `meterstream keys` runs):
+            # the loser's DDL fails; its next attempt reads the winner's version and has nothing left to do
+            if attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))

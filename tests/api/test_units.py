@@ -110,3 +110,23 @@ def test_unmatched_events_are_kept_listed_counted_and_replayed_once(tmp_path) ->
     assert [u.event["id"] for u in repo.list("acme", event_type="tokens")] == ["e2"]
     assert repo.replay("acme", "tokens", translate, lambda t, evs: submitted.append(1)) == 0  # once
     assert repo.count("other") == 1
+
+
+def test_processes_migrating_a_fresh_store_at_once_all_succeed(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from meterstream.schemas.settings import Settings; "
+        "from meterstream.entities.db import migrate; migrate(Settings(home=sys.argv[1]))"
+    )
+    cmd = [sys.executable, "-c", code, str(tmp_path)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err.decode()[-500:] for _, err in outs]
+    from sqlalchemy import text
+
+    engine = make_engine(Settings(home=tmp_path))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() is not None
+        assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar() == 0

@@ -134,6 +134,8 @@ def run_settings(kafka_settings: Settings, tmp_path: Path) -> tuple[Settings, di
             "METERSTREAM_PROCESSOR_METRICS_PORT": str(free_port()),
             "METERSTREAM_SINK_METRICS_PORT": str(free_port()),
             "METERSTREAM_SINK_BATCH_SECONDS": "0.5",
+            # the events are dated 2026-10 whatever the day: keep them inside the receive-time window
+            "METERSTREAM_EVENT_MAX_AGE_DAYS": "36500",
         }
     )
     settings = settings_from_env(env)

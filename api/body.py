@@ -32,8 +32,10 @@ def decode_json(body: bytes) -> Any:
         raise ApiError(400, "invalid_json", "the request body is empty", field="$")
     try:
         return _decode(body)
-    except msgspec.DecodeError as exc:
+    except msgspec.DecodeError as exc:  # also numbers out of range (1e400)
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON ({exc})", field="$") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the request body is nested too deeply", field="$") from None
 
 
 def event_list(data: Any, max_events: int) -> list[Any]:

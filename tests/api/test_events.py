@@ -85,6 +85,8 @@ def test_the_same_id_in_another_tenant_is_not_a_duplicate(client, api_settings) 
         (b'"event"', "invalid"),
         (b"[]", "invalid"),
         (b"null", "invalid"),
+        (b"[" * 100_000 + b"]" * 100_000, "invalid_json"),  # nested too deeply for a recursive decoder
+        (b'{"id": "x", "quantity": 1e400}', "invalid_json"),  # a number no double holds
     ],
 )
 def test_bodies_that_are_not_events_are_400_with_a_reason(client, api_settings, body: bytes, code: str) -> None:

@@ -53,6 +53,10 @@ class PartitionStore:
         raw = self.db.get(key.encode())
         return None if raw is None else orjson.loads(raw)
 
+    def get_many_raw(self, keys: list[bytes]) -> list[bytes | None]:
+        """Stored values (encoded) of many keys in one multi-get, in order; None where absent."""
+        return self.db.get(keys) if keys else []
+
     def next_offset(self) -> int | None:
         """The first input offset not yet reflected in this store (None: nothing processed yet)."""
         raw = self.db.get(_OFFSET_KEY)

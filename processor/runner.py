@@ -1,6 +1,8 @@
-"""The native processor: confluent-kafka in and out, RocksDB state, the same pure `step.process`.
+"""The native processor: confluent-kafka in and out, RocksDB state, columnar batches.
 
-Per batch: process every message against a write buffer, produce the outputs (idempotent, acks=all,
+Per batch: process the messages against a write buffer with the columnar path (processor/columnar.py,
+proven equal to the per-message `step.process`; `METERSTREAM_PROCESSOR_ENGINE=legacy` runs
+`step.process` on each message instead), produce the outputs (idempotent, acks=all,
 to the input's partition number; rated records packed into few messages, `schemas.rated.pack`), and
 once Kafka acknowledged all of them, commit state + next offset atomically per partition. The wait
 for the acknowledgements overlaps the next batch (at most one batch is in flight while the next is
@@ -14,6 +16,7 @@ once, with no group rebalance.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -30,9 +33,11 @@ from meterstream.ingest.topics import Topics
 from meterstream.ops_http import serve_ops
 from meterstream.processor import metrics
 from meterstream.processor.checkpoint import Checkpointer, InFlight
+from meterstream.processor.columnar import ColumnarStep, Message
 from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
 from meterstream.rating.catalog import Catalog, load_catalog
+from meterstream.schemas.event import TimeWindow
 from meterstream.schemas.rated import pack
 from meterstream.schemas.settings import Settings
 
@@ -85,6 +90,10 @@ class NativeProcessor:
         self.producer = make_producer(settings, **{"linger.ms": 5})
         self.checkpoint = Checkpointer(self.producer, self.consumer, self.topics.usage, self._committed_batch)
         self.latest: dict[int, BatchState] = {}  # per partition, the last batch's buffer
+        self.time_window = TimeWindow.of(settings.event_max_age_days, settings.event_max_future_minutes)
+        # native: the columnar batch path; legacy: step.process per message (the specification)
+        self.legacy = settings.processor_engine == "legacy"
+        self.columnar = ColumnarStep(catalog, self.topics.usage, self.window_ms, self.time_window)
 
     def assign(self) -> None:
         topic = self.topics.usage
@@ -137,12 +146,18 @@ class NativeProcessor:
 
     def run(self, stop: threading.Event) -> None:
         self.assign()
+        process_batch = self.process_legacy if self.legacy else self.process_batch
+        warm = False
         try:
             while not stop.is_set():
                 msgs = self.consumer.consume(num_messages=5000, timeout=0.1)  # 5000 or the timeout
                 self._watch_lag()  # before processing: a batch that never finishes shows as a stall
                 if msgs:
-                    self.checkpoint.add(self.process_batch(msgs))
+                    self.checkpoint.add(process_batch(msgs))
+                    if not warm:  # the catalog, caches and modules are loaded: keep the collector off them
+                        gc.collect()
+                        gc.freeze()
+                        warm = True
                 self.checkpoint.commit_delivered(keep=1)  # the newest batch's acks may arrive meanwhile
                 self.purge()
             self.checkpoint.commit_delivered(keep=0)
@@ -152,8 +167,45 @@ class NativeProcessor:
                 store.close()
 
     def process_batch(self, msgs: list) -> InFlight:
-        """Process and produce one batch; it is committed by `commit_delivered` once Kafka has it all."""
+        """The columnar path (processor/columnar.py): process and produce one batch; the checkpoint
+        commits it once Kafka has all its outputs."""
         now_ms = int(time.time() * 1000)
+        batch = InFlight(time.perf_counter(), len(msgs))
+        batch_msgs = []
+        add = batch_msgs.append
+        for m in msgs:
+            if m.error():
+                log.warning("consumer error: %s", m.error())
+                continue
+            kind, ts = m.timestamp()
+            add(Message(m.partition(), m.offset(), m.key(), m.value(), ts if kind else None))
+        states = batch.states
+        for p in {m.partition for m in batch_msgs}:
+            states[p] = self.latest[p] = BatchState(self.stores[p], self.latest.get(p))
+        out = self.columnar.run(states, batch_msgs, now_ms)
+        produce, dumps = self.checkpoint.produce, orjson.dumps
+        dead_topic, rated_topic = self.topics.dead_letters, self.topics.rated
+        for p, key, dl in out.dead_letters:
+            metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
+            produce(dead_topic, key, dumps(dl), p, batch)
+        for p, lines in out.rated.items():
+            for value in pack(lines):
+                produce(rated_topic, None, value, p, batch)
+        batch.last, batch.outcomes = out.last, out.outcomes
+        self._count(batch)
+        batch.busy_s = time.perf_counter() - batch.started
+        return batch
+
+    def _count(self, batch: InFlight) -> None:
+        for kind in Kind:  # per batch, not per message
+            if count := sum(c[kind.value] for c in batch.outcomes.values()):
+                metrics.OUTCOMES.labels(kind.value).inc(count)
+
+    def process_legacy(self, msgs: list) -> InFlight:
+        """The per-message loop (`step.process` on each message), kept to measure the columnar path
+        against (`METERSTREAM_PROCESSOR_ENGINE=legacy`); same outputs, same state."""
+        now_ms = int(time.time() * 1000)
+        time_window = self.time_window
         batch = InFlight(time.perf_counter(), len(msgs))
         buffers = batch.states
         kinds: dict[int, list[Kind]] = {}  # per input partition, one per message (counted once, at the end)
@@ -176,7 +228,9 @@ class NativeProcessor:
                     kinds[p], rated_lines[p] = [], []
                 add_kind, add_line = kinds[p].append, rated_lines[p].append
             offset, key = m.offset(), m.key()
-            out = process(catalog, state, m.value(), Position(usage_topic, p, offset, key), now_ms, window_ms, False)
+            kind, ts = m.timestamp()
+            pos = Position(usage_topic, p, offset, key, ts if kind else None)
+            out = process(catalog, state, m.value(), pos, now_ms, window_ms, False, time_window)
             if out.rated is not None:
                 add_line(dumps(out.rated))
             elif out.dead_letter is not None:
@@ -189,9 +243,7 @@ class NativeProcessor:
             for value in pack(lines):
                 produce(rated_topic, None, value, p, batch)
         batch.outcomes = {p: Counter({k.value: n for k in Kind if (n := ks.count(k))}) for p, ks in kinds.items()}
-        for kind in Kind:  # per batch, not per message
-            if count := sum(c[kind.value] for c in batch.outcomes.values()):
-                metrics.OUTCOMES.labels(kind.value).inc(count)
+        self._count(batch)
         batch.busy_s = time.perf_counter() - batch.started
         return batch
 

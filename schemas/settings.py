@@ -47,8 +47,10 @@ class Settings(BaseSettings):
         None, description="Password of user `meterstream`, the only one the front lets write (unset: nobody)."
     )
     catalog: Path = Field(_DEFAULT_CATALOG, description="Plans and customer assignments (YAML or JSON).")
-    processor_engine: Literal["native", "faust"] = Field(
-        "native", description="native: confluent-kafka + RocksDB batches; faust: faust-streaming agent."
+    processor_engine: Literal["native", "legacy", "faust"] = Field(
+        "native",
+        description="native: confluent-kafka + RocksDB, columnar batches; legacy: the same, one message at a"
+        " time (step.process; kept to measure against); faust: faust-streaming agent.",
     )
     dedup_window_days: int = Field(35, ge=1, description="How long an event id is remembered.")
     event_max_age_days: float = Field(

@@ -1,6 +1,7 @@
 """End-to-end throughput and latency of the deployed pipeline on a real broker (issue 6).
 
-    python bench/e2e.py [--events N] [--workers 1|2] [--json FILE] [--latency-seconds S] [--keep-broker]
+    python bench/e2e.py [--events N] [--workers 1|2] [--engine native|legacy] [--json FILE]
+                        [--latency-seconds S] [--keep-broker]
 
 One run, four phases, all on the same broker (a local one under --home, started if needed, or
 METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics, a fresh chdb store and fresh consumer groups:
@@ -34,7 +35,10 @@ METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics, a fresh chdb store and fresh co
    and dead letters have no rated row). The first 2 s are a warm-up and are not counted.
 
 The JSON holds `baseline_events_per_s, pipeline_events_per_s, ratio, p50_latency_s, p99_latency_s,
-events` and more (workers, CPU seconds used by each process, produce rate, ...). A short markdown
+events` and more: `workers`, `engine` (`native`: the columnar processor; `legacy`: the per-message
+loop, `METERSTREAM_PROCESSOR_ENGINE=legacy`, kept to compare in the same run), CPU seconds used by
+each process and per event (`cpu_us_per_event`, phase 3), peak RSS of each process (`rss_mb`, VmHWM
+at the end of phase 3; the broker's is its peak since it started), produce rate, ... A short markdown
 table is printed. `--profile DIR` records py-spy raw stacks of the processor(s) and the sink during
 phase 3 (`python bench/e2e.py --profile prof/` then aggregate the `.raw` files).
 """
@@ -99,6 +103,17 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size of a live process in MB (VmHWM, Linux /proc)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return float("nan")
 
 
 def raw_baseline(run: Settings, topic: str, expected: int) -> tuple[float, float]:
@@ -301,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=1, choices=[1, 2])
+    ap.add_argument("--engine", default="native", choices=["native", "legacy"], help="processor engine")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--home", type=Path, default=Path("/tmp/meterstream-bench"))
     ap.add_argument("--latency-seconds", type=float, default=30.0)
@@ -331,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     env["METERSTREAM_TOPIC_PREFIX"] = f"bench-{run_id}."
     env["METERSTREAM_KAFKA_BOOTSTRAP"] = settings.bootstrap
     env["METERSTREAM_PROCESSOR_METRICS_PORT"] = str(free_port_pair())
+    env["METERSTREAM_PROCESSOR_ENGINE"] = args.engine
     run = Settings(
         _env_file=None,
         **{k.removeprefix("METERSTREAM_").lower(): v for k, v in env.items() if k.startswith("METERSTREAM_")},
@@ -338,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_topics(run)
     topics = Topics.from_settings(run)
     period = "2026-10"
-    result: dict = {"events": args.events, "workers": args.workers, "partitions": run.partitions}
+    result: dict = {"events": args.events, "workers": args.workers, "engine": args.engine, "partitions": run.partitions}
     result["machine"] = f"{os.cpu_count()} cores, {os.uname().machine}, broker on the same machine"
 
     say(f"generating {args.events} events")
@@ -381,14 +398,18 @@ def main(argv: list[str] | None = None) -> int:
         for spy in spies:
             spy.send_signal(signal.SIGINT)
         cpu = {name: round(cpu_seconds(p.pid), 1) for name, p in pipeline.procs.items()}
+        rss = {name: peak_rss_mb(p.pid) for name, p in pipeline.procs.items()}
         if broker_pid:
             cpu["broker"] = round(cpu_seconds(broker_pid) - broker_cpu0, 1)
+            rss["broker"] = peak_rss_mb(broker_pid)
         sustained = truth.produced / (t_drained - t_first)
         result["pipeline_events_per_s"] = round(sustained)
         result["pipeline_seconds"] = round(t_drained - t_first, 2)
         result["pipeline_wall_incl_startup_s"] = round(t_drained - t_launch, 2)
         result["pipeline_events_per_s_incl_startup"] = round(truth.produced / (t_drained - t_launch))
         result["cpu_seconds"] = cpu
+        result["cpu_us_per_event"] = {name: round(v / truth.produced * 1e6, 1) for name, v in cpu.items()}
+        result["rss_mb"] = rss
         result["ratio"] = round(sustained / base, 4)
         say(f"pipeline {sustained:,.0f} events/s (ratio {sustained / base:.3f}); cpu {cpu}")
         if not args.skip_latency:
@@ -424,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "| metric | value |",
         "| --- | --- |",
         f"| events (backlog) | {args.events:,} |",
-        f"| processor workers | {args.workers} |",
+        f"| processor workers, engine | {args.workers}, {args.engine} |",
         f"| raw baseline (1 consumer + orjson) | {result['baseline_events_per_s']:,} events/s |",
         f"| pipeline, sustained (backlog drain) | {result['pipeline_events_per_s']:,} events/s |",
         f"| pipeline incl. process startup | {result['pipeline_events_per_s_incl_startup']:,} events/s |",
@@ -433,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| {result['p50_latency_s']} s / {result['p99_latency_s']} s |",
         f"| CPU seconds (phase 3, incl. process startup) "
         f"| {', '.join(f'{k} {v}' for k, v in result['cpu_seconds'].items())} |",
+        f"| CPU µs per event | {', '.join(f'{k} {v}' for k, v in result['cpu_us_per_event'].items())} |",
+        f"| peak RSS MB | {', '.join(f'{k} {v}' for k, v in result['rss_mb'].items())} |",
     ]
     print("\n".join(table))
     if args.json:

@@ -24,7 +24,7 @@ differential test, tests/processor/test_columnar_differential.py, checks this on
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -38,7 +38,6 @@ from meterstream.schemas.event import (
     JSON_NUMBER_MAX,
     QUANTITY_MAX_INTEGER_DIGITS,
     QUANTITY_SCALE,
-    InvalidEvent,
     TimeWindow,
     UsageEvent,
     parse_quantity,
@@ -58,6 +57,7 @@ _QUANTITY_RE = re.compile(rf"[0-9]{{1,{_MAX_INT_DIGITS}}}(\.[0-9]{{1,{QUANTITY_S
 _TIME_RE = re.compile(r"(?:19|2[0-2])[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")  # 1900-2299
 _CONTROL_RE = re.compile(r"[\x00-\x1f]")
 _fromisoformat = datetime.fromisoformat
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _loads = orjson.loads
 _CACHE_MAX = 200_000  # memo sizes: cleared when exceeded (values repeat: meters, tenants, quantities)
 
@@ -82,7 +82,8 @@ class Decoder:
     """Per-process memo of validated values; `decode` is pure otherwise."""
 
     def __init__(self, window: TimeWindow | None = DEFAULT_TIME_WINDOW) -> None:
-        self.window_check = window.check if window is not None else _no_window
+        self.window = window
+        self.bounds: dict[int, tuple[str, str]] = {}  # receive time -> the window as canonical texts
         self.tenants: set[str] = set()
         self.meters: set[str] = set()
         self.quantities: dict[Any, tuple[Decimal, str]] = {}
@@ -113,9 +114,9 @@ class Decoder:
             and 0 < len(customer) <= _MAX_CHARS
         ):
             return None
-        if tenant not in self.tenants and not self._tenant(tenant):
+        if type(tenant) is not str or (tenant not in self.tenants and not self._tenant(tenant)):
             return None
-        if meter not in self.meters and not self._meter(meter):
+        if type(meter) is not str or (meter not in self.meters and not self._meter(meter)):
             return None
         subject = data.get("subject")
         if subject is not None and (type(subject) is not str or len(subject) > _MAX_CHARS):
@@ -141,8 +142,12 @@ class Decoder:
             return None
         try:
             when = _fromisoformat(t)  # a real date and time of day, UTC
-            self.window_check(when, received_ms)  # the schema's own window test
-        except (ValueError, InvalidEvent):
+        except ValueError:
+            return None
+        bounds = self.bounds.get(received_ms)
+        if bounds is None:
+            bounds = self._bounds(received_ms)
+        if not bounds[0] <= t <= bounds[1]:
             return None
         q = data["quantity"]
         known = self.quantities.get(q) if type(q) is str or type(q) is int else None
@@ -151,6 +156,22 @@ class Decoder:
             if known is None:
                 return None
         return Fast(id_, tenant, customer, subject, meter, known[0], known[1], t, dimensions, source, when)
+
+    def _bounds(self, received_ms: int) -> tuple[str, str]:
+        """The time window around `received_ms` as the canonical texts of its ends: canonical times
+        (fixed width, UTC, milliseconds) sort as the instants they name, so `lo <= t <= hi` is exactly
+        `TimeWindow.check`'s test on the millisecond count, without parsing `t` into a number."""
+        if self.window is None:
+            bounds = ("", "~")  # no window: only the form and range of the time are checked
+        else:
+            bounds = (
+                _canonical(received_ms - self.window.max_age_ms),
+                _canonical(received_ms + self.window.max_future_ms),
+            )
+        if len(self.bounds) >= _CACHE_MAX:
+            self.bounds.clear()
+        self.bounds[received_ms] = bounds
+        return bounds
 
     def _tenant(self, tenant: Any) -> bool:
         if type(tenant) is str and len(tenant) <= _MAX_CHARS and _TENANT_RE.fullmatch(tenant):
@@ -187,8 +208,15 @@ class Decoder:
         memo.add(value)
 
 
-def _no_window(when: datetime, received_ms: int) -> None:
-    """Without a time window (tools, tests) only the time's form and range are checked, as in parse_event."""
+def _canonical(ms: int) -> str:
+    """Epoch milliseconds as canonical text; "" / "~" (below / above every canonical time) out of range."""
+    try:
+        d = _EPOCH + timedelta(milliseconds=ms)
+    except OverflowError:
+        return "" if ms < 0 else "~"
+    if d.year < 1000:
+        return ""
+    return d.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 __all__ = ["Decoder", "Fast"]

@@ -33,6 +33,9 @@ NOV_02 = 1_793_577_600_000  # 2026-11-02T00:00:00Z: the batch clock starts here
 # Kafka timestamps the event time is judged against: none (the batch clock), received days or minutes
 # after the event, before it, or long after (too old for the window)
 TIMESTAMPS = [None] * 4 + [-1, NOV_02, NOV_02, NOV_02, OCT_20, 1_791_195_300_000, 1_791_196_000_000, 1_800_000_000_000]
+# at the default window's edges, to the millisecond: 60 minutes before 2026-10-05T17:59:30.500Z (and 1 ms
+# more), 92 days after 2026-09-30T22:00:00.000Z (and 1 ms more)
+TIMESTAMPS += [1_791_219_570_500, 1_791_219_570_499, 1_798_754_400_000, 1_798_754_400_001]
 
 CATALOG = parse_catalog(
     {
@@ -154,6 +157,11 @@ MALFORMED = st.sampled_from(
         b'{"id":"x","tenant":"cloud","customer":"a","meter":"fee","quantity":"' + b"9" * 40 + b'",'
         b'"time":"2026-10-05T10:00:00.000Z"}',
         b"\xff\xfe",
+        b'{"id":"x","tenant":["cloud"],"customer":"a","meter":"fee","quantity":"1","time":"2026-10-05T10:00:00.000Z"}',
+        b'{"id":"x","tenant":"cloud","customer":"a","meter":{"m":1},"quantity":"1","time":"2026-10-05T10:00:00.000Z"}',
+        b'{"id":"x","tenant":"cloud","customer":"a","meter":"fee","quantity":[1],"time":"2026-10-05T10:00:00.000Z"}',
+        b'{"id":"x","tenant":"cloud","customer":"a","meter":"fee","quantity":"1","time":"1899-12-31T23:59:59.999Z"}',
+        b'{"id":"x","tenant":"cloud","customer":"a","meter":"fee","quantity":"1","time":"2300-01-01T00:00:00.000Z"}',
     ]
 )
 

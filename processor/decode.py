@@ -103,6 +103,11 @@ class Decoder:
             return None
         if type(data) is not dict:
             return None
+        return self.check(data, received_ms)
+
+    def check(self, data: dict[str, Any], received_ms: int) -> Fast | None:
+        """An already decoded JSON object: a `Fast` event if plainly valid, else None (take the
+        specification, `parse_event`); `received_ms` is the receive time (epoch ms) the window uses."""
         keys = data.keys()
         if not (keys <= _FIELDS and _REQUIRED <= keys):
             return None

@@ -171,14 +171,14 @@ class NativeProcessor:
         commits it once Kafka has all its outputs."""
         now_ms = int(time.time() * 1000)
         batch = InFlight(time.perf_counter(), len(msgs))
-        batch_msgs = []
-        add = batch_msgs.append
+        batch_msgs: list[Message] = []
+        add, new_message = batch_msgs.append, tuple.__new__  # NamedTuple's own __new__ is Python, ~0.8 us
         for m in msgs:
             if m.error():
                 log.warning("consumer error: %s", m.error())
                 continue
             kind, ts = m.timestamp()
-            add(Message(m.partition(), m.offset(), m.key(), m.value(), ts if kind else None))
+            add(new_message(Message, (m.partition(), m.offset(), m.key(), m.value(), ts if kind else None)))
         states = batch.states
         for p in {m.partition for m in batch_msgs}:
             states[p] = self.latest[p] = BatchState(self.stores[p], self.latest.get(p))

@@ -125,9 +125,9 @@ class _Acks:
         if self.future is not None and not self.future.done():
             self.future.set_result(None)
 
-    def add(self) -> None:
+    def add(self, n: int = 1) -> None:
         with self._lock:
-            self.pending += 1
+            self.pending += n
 
     def seal(self) -> None:
         with self._lock:
@@ -357,16 +357,16 @@ class IngestService:
         """Produce the batch's messages with `acks` as their delivery callback; sealed when all are queued."""
         if self._fatal:
             self._replace_producer()
-        producer = self._producer
+        produce = self._producer.produce
         try:
             for topic, records in ((self.topics.usage, batch.good), (self.topics.dead_letters, batch.bad)):
-                for key, value in records:
-                    acks.add()
+                acks.add(len(records))  # counted up front (one lock, not one per message)
+                for i, (key, value) in enumerate(records):
                     try:
-                        producer.produce(topic, value=value, key=key, on_delivery=acks)
+                        produce(topic, value=value, key=key, on_delivery=acks)
                     except BufferError:
                         acks.errors.append("local queue full")
-                        acks(None, None)  # not queued: drop the count again
+                        acks.add(i - len(records))  # not queued: drop their count again
                         raise Unavailable(1, "the producer queue is full") from None
         finally:
             acks.seal()

@@ -241,3 +241,28 @@ def test_refusals_keep_the_specifications_field_and_reason() -> None:
     assert got[3] == ("rejected", "time", "more than 60 minutes after the event was received")
     assert got[4][:2] == ("rejected", "quantity")
     assert [t for t, _, _ in sent].count("dead-letters") == 3
+
+
+def test_a_full_local_queue_is_unavailable_and_the_acks_balance() -> None:
+    """The 3rd of 5 messages does not fit the local queue: 503-style Unavailable; the two queued messages'
+    reports complete the call's acks (3 never queued are not waited for)."""
+
+    class FullAfterTwo(FakeProducer):
+        def produce(self, topic: str, value: bytes, key: bytes | None = None, on_delivery: Any = None) -> None:
+            if len(self.sent) == 2:
+                raise BufferError("Local: Queue full")
+            super().produce(topic, value, key, on_delivery)
+
+    producer = FullAfterTwo()
+    svc = IngestService(Settings(), producer, fast_path=True)  # type: ignore[arg-type]
+    try:
+        batch = ingest_mod._Batch()
+        batch.good = [(b"acme/c1", b"{}")] * 5
+        acks = ingest_mod._Acks()
+        with pytest.raises(ingest_mod.Unavailable, match="queue is full"):
+            svc._send(batch, acks)
+        assert len(producer.sent) == 2
+        assert acks.pending == 0 and acks.done.is_set()
+        assert acks.errors == ["local queue full"]
+    finally:
+        svc.close(0.5)

@@ -8,12 +8,15 @@ auth, rate-limit and size errors raised by the shared dependencies then come out
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from meterstream.schemas.event import parse_time
 
 
 class ApiError(Exception):
@@ -29,6 +32,16 @@ class ApiError(Exception):
 
 
 Renderer = Callable[[Request, ApiError], Response]
+
+
+def time_param(name: str, value: str | None) -> datetime | None:
+    """A query parameter holding an RFC 3339 time (the event schema's form), or a 400 naming it."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ApiError(400, "invalid", str(exc), field=name) from None
 
 
 def render_own(_request: Request, err: ApiError) -> Response:

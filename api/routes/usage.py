@@ -18,25 +18,15 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.auth import require
-from meterstream.api.errors import ApiError
+from meterstream.api.errors import ApiError, time_param
 from meterstream.api.models import ErrorBody, RunningAmount, UsageResponse
 from meterstream.api.queries import ClickHouseUnavailable, QueryError, UsageQuery, check_tz
 from meterstream.entities.keys import Principal
-from meterstream.schemas.event import parse_time
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 Reader = Annotated[Principal, Depends(require("read"))]
 _ERRORS = {c: {"model": ErrorBody} for c in (400, 401, 403, 429, 503)}
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-
-
-def _time(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise ApiError(400, "invalid", str(exc), field=name) from None
 
 
 async def _run(fn, *args):  # type: ignore[no-untyped-def]
@@ -71,8 +61,8 @@ async def get_usage(
         group_by=tuple(group_by) if group_by else ("customer", "meter"),
         window=window,
         tz=tz,
-        start=_time("from", from_),
-        end=_time("to", to),
+        start=time_param("from", from_),
+        end=time_param("to", to),
         customer=customer,
         subject=subject,
         meters=tuple(meter or ()),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import json
-from datetime import datetime
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -25,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.auth import require
 from meterstream.api.body import read_body
-from meterstream.api.errors import ApiError, register_error_format
+from meterstream.api.errors import ApiError, register_error_format, time_param
 from meterstream.api.ingest import Unavailable
 from meterstream.api.queries import ClickHouseUnavailable, QueryError
 from meterstream.entities.common import Conflict, NotFound
@@ -33,7 +32,7 @@ from meterstream.entities.customers import CustomerCreate
 from meterstream.entities.keys import Principal
 from meterstream.entities.subjects import SubjectUpsert
 from meterstream.ingest.translate import MeterDefinition
-from meterstream.schemas.event import InvalidEvent, parse_time
+from meterstream.schemas.event import InvalidEvent
 
 from . import query as meter_query
 from .models import (
@@ -94,15 +93,6 @@ def _service(request: Request) -> OpenMeterService:
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status, media_type="application/json")
-
-
-def _time(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise ApiError(400, "invalid", str(exc), field=name) from None
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -213,8 +203,10 @@ async def list_events(
     client_id: Annotated[str | None, Query(alias="clientId")] = None,
 ) -> Response:
     f = EventFilter(
-        id=id, subject=subject, customer_ids=tuple(customer_id or ()), start=_time("from", from_), end=_time("to", to),
-        ingested_from=_time("ingestedAtFrom", ingested_at_from), ingested_to=_time("ingestedAtTo", ingested_at_to),
+        id=id, subject=subject, customer_ids=tuple(customer_id or ()),
+        start=time_param("from", from_), end=time_param("to", to),
+        ingested_from=time_param("ingestedAtFrom", ingested_at_from),
+        ingested_to=time_param("ingestedAtTo", ingested_at_to),
         limit=limit,
     )  # fmt: skip
     return _json(await _call(_service(request).list_events, principal.tenant, f))
@@ -306,7 +298,7 @@ async def _meter_query(
             customers.append(cid)  # a customer Meterstream knows only from events (a subject no customer claims)
     q = meter_query.MeterQuery(
         tenant=principal.tenant, meter=meter.slug, aggregation=meter.aggregation, meter_group_by=tuple(meter.group_by),
-        start=_time("from", from_), end=_time("to", to), window_size=window_size, tz=window_time_zone,
+        start=time_param("from", from_), end=time_param("to", to), window_size=window_size, tz=window_time_zone,
         subjects=tuple(subject or ()), customers=tuple(customers), filter_group_by=filter_group_by(request),
         group_by=tuple(group_by or ()),
     )  # fmt: skip
@@ -368,7 +360,8 @@ async def meter_subjects(
 ) -> Response:
     service = _service(request)
     meter = await _call(service.meters.get, principal.tenant, meterIdOrSlug)
-    subjects = await _call(service.meter_subjects, principal.tenant, meter.slug, _time("from", from_), _time("to", to))
+    start, end = time_param("from", from_), time_param("to", to)
+    subjects = await _call(service.meter_subjects, principal.tenant, meter.slug, start, end)
     return _json(subjects)
 
 

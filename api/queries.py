@@ -89,12 +89,7 @@ def plan_usage(q: UsageQuery, db: str) -> tuple[str, dict[str, Any], list[str]]:
             raise QueryError("group_by", f"{g!r}: use customer, subject, meter or dimensions.<key>")
         names.append(g)
     where = ["tenant = {tenant:String}"]
-    if q.start is not None:
-        where.append("time >= {start:DateTime64(3, 'UTC')}")
-        params["start"] = q.start.astimezone(UTC).replace(tzinfo=None)
-    if q.end is not None:
-        where.append("time < {end:DateTime64(3, 'UTC')}")
-        params["end"] = q.end.astimezone(UTC).replace(tzinfo=None)
+    time_range(q.start, q.end, where, params)
     if q.start is not None and q.end is not None and q.end <= q.start:
         raise QueryError("to", "must be after `from`")
     if q.customer is not None:
@@ -114,6 +109,16 @@ def plan_usage(q: UsageQuery, db: str) -> tuple[str, dict[str, Any], list[str]]:
         f"GROUP BY {', '.join(key_names)} ORDER BY {', '.join(key_names)}"
     )
     return sql, params, names
+
+
+def time_range(start: datetime | None, end: datetime | None, where: list[str], params: dict[str, Any]) -> None:
+    """Add `start <= time < end` (either side optional) to a query's conditions, as parameters."""
+    if start is not None:
+        where.append("time >= {start:DateTime64(3, 'UTC')}")
+        params["start"] = start.astimezone(UTC).replace(tzinfo=None)
+    if end is not None:
+        where.append("time < {end:DateTime64(3, 'UTC')}")
+        params["end"] = end.astimezone(UTC).replace(tzinfo=None)
 
 
 def window_bounds(ts: int, window: Window, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
 
-from meterstream.api.queries import QueryError, check_tz, window_bounds
+from meterstream.api.queries import QueryError, check_tz, time_range, window_bounds
 from meterstream.ingest.translate import UNIQUE_DIMENSION
 
 WINDOWS = ("MINUTE", "HOUR", "DAY", "MONTH")
@@ -96,12 +96,7 @@ def plan(q: MeterQuery, db: str) -> tuple[str, dict[str, Any], list[str]]:
             raise QueryError("groupBy", f"{g!r} is not a group-by of meter {q.meter} (use {allowed})")
         names.append(g)
     where = ["tenant = {tenant:String}", "meter = {meter:String}"]
-    if q.start is not None:
-        where.append("time >= {start:DateTime64(3, 'UTC')}")
-        params["start"] = q.start.astimezone(UTC).replace(tzinfo=None)
-    if q.end is not None:
-        where.append("time < {end:DateTime64(3, 'UTC')}")
-        params["end"] = q.end.astimezone(UTC).replace(tzinfo=None)
+    time_range(q.start, q.end, where, params)
     if q.subjects:
         where.append("subject IN {subjects:Array(String)}")
         params["subjects"] = list(q.subjects)

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from meterstream.api.ingest import IngestService
 from meterstream.api.metrics import count_events
-from meterstream.api.queries import UsageQueries
+from meterstream.api.queries import UsageQueries, time_range
 from meterstream.entities.customers import CustomerRepository
 from meterstream.entities.meters import MeterRepository
 from meterstream.entities.subjects import SubjectRepository
@@ -213,12 +213,7 @@ class OpenMeterService:
         if customers:
             where.append("customer IN {customers:Array(String)}")
             params["customers"] = sorted(customers)
-        if f.start is not None:
-            where.append("time >= {start:DateTime64(3, 'UTC')}")
-            params["start"] = f.start.astimezone(UTC).replace(tzinfo=None)
-        if f.end is not None:
-            where.append("time < {end:DateTime64(3, 'UTC')}")
-            params["end"] = f.end.astimezone(UTC).replace(tzinfo=None)
+        time_range(f.start, f.end, where, params)
         if f.id is not None:
             where.append("endsWith(event_id, {idsuffix:String})")
             params["idsuffix"] = f":{f.id}"

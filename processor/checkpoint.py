@@ -73,6 +73,25 @@ class Checkpointer:
         self.input_topic = input_topic
         self.on_committed = on_committed  # step 5: metrics and status, after the state is durable
         self.in_flight: deque[InFlight] = deque()
+        self.group_offsets: dict[int, int] = {}  # per partition, the next offset step 4 last reported
+        self.group_committed_at = 0.0
+
+    GROUP_REFRESH_S = 5.0
+
+    def refresh_group_offsets(self, now: float) -> None:
+        """Repeat step 4 with the newest offsets every GROUP_REFRESH_S seconds.
+
+        The consumer-group commit is asynchronous and its failure is not fatal (the input position that
+        counts is the one in the state store), but tools read the group: the lag probes, `up`, the demo
+        and the chaos run wait for it. A commit lost while the broker restarts, right after the last
+        batch of a burst, would otherwise leave the group behind until the next event arrives."""
+        if self.group_offsets and now - self.group_committed_at >= self.GROUP_REFRESH_S:
+            self._commit_group(now)
+
+    def _commit_group(self, now: float) -> None:
+        offsets = [TopicPartition(self.input_topic, p, o) for p, o in self.group_offsets.items()]
+        self.consumer.commit(offsets=offsets, asynchronous=True)
+        self.group_committed_at = now
 
     def produce(self, topic: str, key: bytes | None, value: bytes, partition: int, batch: InFlight) -> None:
         """Step 1 for one output of `batch` (waits for room in the producer's queue)."""
@@ -111,9 +130,9 @@ class Checkpointer:
     def _commit(self, batch: InFlight) -> None:
         for p, offset in batch.last.items():  # step 3: state + counters + next offset, atomically
             batch.states[p].commit(offset + 1, batch.outcomes[p])
-        self.consumer.commit(  # step 4
-            offsets=[TopicPartition(self.input_topic, p, o + 1) for p, o in batch.last.items()], asynchronous=True
-        )
+        for p, offset in batch.last.items():  # step 4: the group's offsets (for tools; see refresh)
+            self.group_offsets[p] = offset + 1
+        self._commit_group(time.monotonic())
         metrics.EVENTS_IN.inc(batch.size)
         metrics.STEP_SECONDS.observe(batch.busy_s / max(batch.size, 1))
         if self.on_committed is not None:

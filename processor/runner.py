@@ -159,6 +159,7 @@ class NativeProcessor:
                         gc.freeze()
                         warm = True
                 self.checkpoint.commit_delivered(keep=1)  # the newest batch's acks may arrive meanwhile
+                self.checkpoint.refresh_group_offsets(time.monotonic())
                 self.purge()
             self.checkpoint.commit_delivered(keep=0)
         finally:

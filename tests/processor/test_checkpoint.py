@@ -89,3 +89,25 @@ def test_failed_delivery_commits_nothing(tmp_path: Path) -> None:
         cp.commit_delivered(keep=0)
     assert store.next_offset() is None and store.get("c|a") is None and consumer.commits == []
     store.close()
+
+
+def test_a_lost_group_commit_is_repeated_with_the_newest_offsets(tmp_path: Path) -> None:
+    """The group commit is asynchronous: one lost while the broker restarts (after the last batch of a
+    burst) must not leave the group behind for good — tools such as the chaos run wait for it."""
+    store = PartitionStore(tmp_path / "p0")
+    producer, consumer = FakeProducer(), FakeConsumer()
+    cp = Checkpointer(producer, consumer, "usage")
+    cp.refresh_group_offsets(1_000.0)
+    assert consumer.commits == []  # nothing committed yet: nothing to repeat
+    batch = batch_of(store, "c|a", ["1", 7], last=7)
+    cp.produce("rated", None, b"r", 0, batch)
+    cp.add(batch)
+    producer.releasable = 1
+    cp.commit_delivered(keep=0)
+    assert consumer.commits == [[(0, 8)]]  # step 4, once; suppose the broker lost it
+    sent_at = cp.group_committed_at
+    cp.refresh_group_offsets(sent_at + cp.GROUP_REFRESH_S / 2)
+    assert consumer.commits == [[(0, 8)]]  # not yet
+    cp.refresh_group_offsets(sent_at + cp.GROUP_REFRESH_S)
+    assert consumer.commits == [[(0, 8)], [(0, 8)]]  # repeated, with the newest offset
+    store.close()

@@ -135,6 +135,8 @@ class ClickHouseSink:
         self.started: dict[str, float] = {}  # per table, when its batch got its first record
         self.assigned: set[tuple[str, int]] = set()
         self.committed: dict[tuple[str, int], int | None] = {}  # the group's next offsets (None: none yet)
+        self.uncommitted: list[TopicPartition] = []  # inserted, but the commit failed: retried from the loop
+        self.commit_retry_at = 0.0
         self.lookup_after = 0.0  # when to ask the broker for committed offsets not known yet
         # how long a batch may wait: dead letters are rare and not latency-bound, so they are inserted
         # less often (every insert has a fixed cost of ~25 ms in embedded ClickHouse, see README)
@@ -174,6 +176,8 @@ class ClickHouseSink:
                 ]
                 if due:
                     self.flush(due)
+                elif self.uncommitted and now >= self.commit_retry_at:
+                    self._commit_offsets([])
             self.flush()  # one attempt: when it fails, the offsets stay uncommitted and are read again
         finally:
             self.consumer.close()
@@ -253,17 +257,32 @@ class ClickHouseSink:
         offsets = [TopicPartition(t, p, last + 1) for (t, p), (_, last) in ranges.items()]
         if not offsets:  # a revoke during the retries gave the batches up (their new owner reads them)
             return True
+        self._commit_offsets(offsets)
+        self._clear(batches, ranges)
+        self._watch_lag()
+        return True
+
+    COMMIT_RETRY_S = 2.0
+
+    def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        """Commit the inserted batches' offsets. A failed commit (e.g. the coordinator moving in a broker
+        restart) is kept and retried every COMMIT_RETRY_S from the loop, merged with later ones: the rows
+        are in, but without a commit the group stays behind when no new record arrives, and tools that
+        wait for the group (lag probes, the demo, the chaos run) would wait for ever."""
+        pending = {(tp.topic, tp.partition): tp.offset for tp in self.uncommitted}
+        pending.update({(tp.topic, tp.partition): tp.offset for tp in offsets})
+        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
+            self.uncommitted = []
             for tp in offsets:
                 self.committed[(tp.topic, tp.partition)] = tp.offset
             self.state.watch.progressed()
         except KafkaException as exc:  # the rows are in: a later re-delivery is collapsed by the table key
             COMMIT_FAILURES.inc()
-            log.warning("offset commit failed after a successful insert (%s); a replay will be idempotent", exc)
-        self._clear(batches, ranges)
-        self._watch_lag()
-        return True
+            self.uncommitted = offsets
+            self.commit_retry_at = time.monotonic() + self.COMMIT_RETRY_S
+            log.warning("offset commit failed after a successful insert (%s); retrying", exc)
 
     def _clear(self, batches: list[RecordBatch], ranges: dict[tuple[str, int], list[int]]) -> None:
         for batch in batches:
@@ -350,6 +369,8 @@ class ClickHouseSink:
         # hand partitions over with everything consumed so far inserted and committed; if inserts fail,
         # give the batches up uncommitted within a bound (the new owner reads them again)
         self.flush(deadline=time.monotonic() + REVOKE_FLUSH_SECONDS)
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.uncommitted = [tp for tp in self.uncommitted if (tp.topic, tp.partition) not in gone]
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self.assigned.discard(key)

@@ -7,6 +7,7 @@ work while it runs; a revoked key is refused from its next request on.
 from __future__ import annotations
 
 import argparse
+import gc
 
 from meterstream.schemas.settings import Settings
 
@@ -19,6 +20,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.api_host
     port = args.port or settings.api_port
     app = create_app(settings)
+    # Tail latency: a 1,000-event request allocates ~10^5 objects, so the default collector runs its
+    # full (generation 2) passes over every live object — the app, pydantic, SQLAlchemy — every few
+    # requests. Freeze what start-up built (never garbage) and collect the young generation less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level=args.log_level, timeout_keep_alive=30)
     return 0
 

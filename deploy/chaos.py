@@ -83,6 +83,7 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
     t_start = time.monotonic()
     rng = random.Random(plan.seed)
     run_id = "c" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    out = out.resolve()  # the close runs in a child process with another working directory
     out.mkdir(parents=True, exist_ok=True)
     first = datetime.now(UTC).replace(day=1)
     period = (first - timedelta(days=1)).strftime("%Y-%m")

@@ -5,53 +5,30 @@ and ClickHouse)."""
 
 from __future__ import annotations
 
-import tempfile
-import uuid
-from pathlib import Path
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
+from schemathesis_app import build_app, connect
 
-from meterstream.aggregation.ddl import create_schema
-from meterstream.api.app import create_app
-from meterstream.api.ingest import IngestService
-from meterstream.api.queries import UsageQueries
-from meterstream.schemas.settings import Settings
+from meterstream.ingest.translate import MeterDefinition
 
 pytestmark = pytest.mark.kafka
-CHECKS = [not_a_server_error, status_code_conformance]
 
-_BASE = Settings(home=Path(tempfile.mkdtemp(prefix="meterstream-om-schemathesis-")), kafka_bootstrap="127.0.0.1:9",
-                 api_rate_limit_per_s=0.0)  # fmt: skip
-APP = create_app(_BASE, ingest=IngestService(_BASE))
+CHECKS = [not_a_server_error, status_code_conformance]
+APP, _BASE = build_app()
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex=r"^/compat/openmeter/")
 
 
 @pytest.fixture(scope="module")
 def auth(kafka_settings, chdb_client):  # type: ignore[no-untyped-def]
-    from meterstream.ingest.topics import ensure_topics
-
-    db = f"st_om_{uuid.uuid4().hex[:8]}"
-    create_schema(chdb_client, db)
-    s = kafka_settings.model_copy(update={
-        "home": _BASE.home, "topic_prefix": f"st-om-{uuid.uuid4().hex[:8]}.", "clickhouse_database": db,
-        "api_rate_limit_per_s": 0.0, "api_produce_timeout_s": 5.0,
-    })  # fmt: skip
-    ensure_topics(s)
-    placeholder = APP.state.ingest
-    APP.state.ingest = IngestService(s)
-    APP.state.queries = UsageQueries(s, chdb_client)
-    placeholder.close(timeout=0)
-    _info, token = APP.state.keys.create("acme", "admin", "schemathesis")
-    om = APP.state.openmeter
-    from meterstream.ingest.translate import MeterDefinition
-
-    om.meters.create("acme", MeterDefinition("tokens", "prompt", "SUM", "$.tokens", {"model": "$.model"}))
-    yield {"Authorization": f"Bearer {token}"}
-    APP.state.ingest.close()
+    headers = connect(APP, _BASE, kafka_settings, chdb_client)
+    auth_headers = next(headers)
+    tokens = MeterDefinition("tokens", "prompt", "SUM", "$.tokens", {"model": "$.model"})
+    APP.state.openmeter.meters.create("acme", tokens)
+    yield auth_headers
+    next(headers, None)  # closes the producer
 
 
 @schema.parametrize()

@@ -54,8 +54,6 @@ def load_catalog(path: Path | str) -> Catalog:
 
 def parse_catalog(data: Any, base_dir: Path | None = None) -> Catalog:
     """Validate a catalog document; every error names the field path (e.g. `plans[1].meters.sms`)."""
-    from meterstream.rating import PriceError, parse_price
-
     if not isinstance(data, dict):
         raise CatalogError("$: must be a mapping with `plans` and `assignments`")
     unknown = set(data) - {"plans", "assignments", "version"}
@@ -83,22 +81,9 @@ def parse_catalog(data: Any, base_dir: Path | None = None) -> Catalog:
         meters = raw.get("meters") or {}
         if not isinstance(meters, dict):
             raise CatalogError(f"{where}.meters: must map meter names to prices")
-        prices = {}
-        for meter, spec in meters.items():
-            try:
-                prices[meter] = parse_price(spec, currency=currency)
-            except PriceError as exc:
-                raise CatalogError(f"{where}.meters.{meter}.{exc}") from None
-        telecom, telecom_meters = None, frozenset()
-        if raw.get("telecom") is not None:
-            telecom = _parse_telecom(raw["telecom"], currency, f"{where}.telecom", base_dir)
-            telecom_meters = frozenset(telecom.meters)
-            clash = telecom_meters & set(prices)
-            if clash:
-                raise CatalogError(f"{where}.meters.{sorted(clash)[0]}: also rated by the telecom section")
-        if not prices and telecom is None:
-            raise CatalogError(f"{where}.meters: a plan must price at least one meter")
-        plans[plan_id] = Plan(plan_id, currency, prices, telecom, telecom_meters, raw.get("name", plan_id))
+        plans[plan_id] = build_plan(
+            plan_id, currency, meters, raw.get("telecom"), name=raw.get("name", plan_id), where=where, base_dir=base_dir
+        )
     assignments: dict[tuple[str, str], str] = {}
     for i, raw in enumerate(data.get("assignments") or []):
         where = f"assignments[{i}]"
@@ -114,6 +99,40 @@ def parse_catalog(data: Any, base_dir: Path | None = None) -> Catalog:
             raise CatalogError(f"{where}: {slot[0]}/{slot[1]} is assigned twice")
         assignments[slot] = raw["plan"]
     return Catalog(plans, assignments)
+
+
+def build_plan(
+    plan_id: str,
+    currency: str,
+    meters: dict[str, Any],
+    telecom: Any = None,
+    *,
+    name: str | None = None,
+    where: str = "$",
+    meters_field: str = "meters",
+    base_dir: Path | None = None,
+) -> Plan:
+    """One plan from its prices (meter -> canonical price) and optional telecom section: the parsing the file
+    catalog and the live catalog (processor/live_catalog.py) share. Errors name `<where>.<meters_field>.<meter>...`
+    or `<where>.telecom...`."""
+    from meterstream.rating import PriceError, parse_price
+
+    prices = {}
+    for meter, spec in meters.items():
+        try:
+            prices[meter] = parse_price(spec, currency=currency)
+        except PriceError as exc:
+            raise CatalogError(f"{where}.{meters_field}.{meter}.{exc}") from None
+    telecom_plan, telecom_meters = None, frozenset()
+    if telecom is not None:
+        telecom_plan = _parse_telecom(telecom, currency, f"{where}.telecom", base_dir)
+        telecom_meters = frozenset(telecom_plan.meters)
+        clash = telecom_meters & set(prices)
+        if clash:
+            raise CatalogError(f"{where}.{meters_field}.{sorted(clash)[0]}: also rated by the telecom section")
+    if not prices and telecom_plan is None:
+        raise CatalogError(f"{where}.{meters_field}: a plan must price at least one meter")
+    return Plan(plan_id, currency, prices, telecom_plan, telecom_meters, plan_id if name is None else name)
 
 
 def _parse_telecom(spec: Any, currency: str, where: str, base_dir: Path | None) -> Any:

@@ -12,6 +12,10 @@ USAGE = "usage-events"
 RATED = "rated-usage"
 DEAD_LETTERS = "dead-letters"
 INVOICES = "invoices"
+# Entity documents (customers, plan versions, subscriptions) from the SQL store's outbox: compacted, one
+# partition (a total order of changes, every processor reads all of it; see docs/entities-stream.md).
+ENTITIES = "entities"
+ENTITIES_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,13 @@ class Topics:
         return (self.usage, self.rated, self.dead_letters, self.invoices)
 
 
+def entities_topic(settings: Settings) -> str:
+    return settings.topic(ENTITIES)
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create missing topics (safe to run again); returns the names it created."""
+    """Create missing topics (safe to run again), the compacted `entities` topic included; returns the names
+    it created."""
     topics = Topics.from_settings(settings)
     admin = AdminClient({"bootstrap.servers": settings.bootstrap})
     existing = set(admin.list_topics(timeout=timeout).topics)
@@ -39,6 +48,26 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         for name in topics.all()
         if name not in existing
     ]
+    if entities_topic(settings) not in existing:
+        wanted.append(_entities_new_topic(settings))
+    return _create(admin, wanted, timeout)
+
+
+def ensure_entities_topic(settings: Settings, timeout: float = 30.0) -> bool:
+    """Create the compacted `entities` topic when missing (the relay and the live catalog call it first, so a
+    broker's topic auto-creation never makes it as a plain, deleting topic); True when it created it."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    name = entities_topic(settings)
+    if name in admin.list_topics(timeout=timeout).topics:
+        return False
+    return bool(_create(admin, [_entities_new_topic(settings)], timeout))
+
+
+def _entities_new_topic(settings: Settings) -> NewTopic:
+    return NewTopic(entities_topic(settings), num_partitions=1, replication_factor=1, config=ENTITIES_CONFIG)
+
+
+def _create(admin: AdminClient, wanted: list[NewTopic], timeout: float) -> list[str]:
     if not wanted:
         return []
     created = []

@@ -1,9 +1,11 @@
 """Deduplication by (tenant, id), tolerant of replays: a crash must never turn an event into a 'duplicate'.
 
 The store remembers, per identity, the source position (partition, offset) where the event was first
-seen and the record it produced. The same identity at another position is a duplicate (dropped,
-counted); at the *same* position it is a replay of a message processed before a crash, and the stored
-record is emitted again, byte-identical, so the ClickHouse table (keyed by tenant + id) collapses it.
+seen and when: the entry is `{"p": partition, "o": offset, "t": epoch ms}` and nothing else (bytes per
+remembered id matter). The same identity at another position is a duplicate (dropped, counted); at
+the *same* position it is a replay of a message processed before a crash. The native engine commits
+the store with the input offset, so its replays never reach an entry; an engine without that
+atomicity keeps what it must re-emit in its own data (processor/faust_engine.py).
 """
 
 from __future__ import annotations
@@ -39,23 +41,6 @@ def check(
     return Verdict.DUPLICATE, seen
 
 
-def remember(
-    store: MutableMapping[str, Any],
-    key: str,
-    partition: int,
-    offset: int,
-    now_ms: int,
-    record: dict[str, Any] | None,
-    writes: list[Any] | None,
-) -> None:
-    """Record the first occurrence, before its state writes are applied.
-
-    With `record` and `writes` kept (engines whose state and offsets are not committed together), a
-    crash leaves either nothing of the event or this entry, and a replay can finish the writes and
-    re-emit `record` unchanged. Engines that commit state and input offset atomically pass None for
-    both: a replay cannot reach them, and the entry stays small (bytes per remembered id matter).
-    """
-    entry: dict[str, Any] = {"p": partition, "o": offset, "t": now_ms}
-    if record is not None:
-        entry["r"], entry["w"] = record, writes
-    store[key] = entry
+def remember(store: MutableMapping[str, Any], key: str, partition: int, offset: int, now_ms: int) -> None:
+    """Record the first occurrence, before its state writes are applied."""
+    store[key] = {"p": partition, "o": offset, "t": now_ms}

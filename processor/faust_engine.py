@@ -6,12 +6,22 @@ windowed tables (#193/#250), and all state lives in one table whose changelog pa
 source partition, so dedup entries are durable before the running totals they guard. Outputs go to
 the source partition number and are deterministic, so a replay only repeats identical records.
 
+Table writes and source offsets are not committed together here (unlike the native engine's one
+WriteBatch), so a message can come back after a crash with its dedup entry written and its output
+or some of its running totals not. The shared step (`step.evaluate` / `step.commit`) knows nothing of
+that: this engine keeps, per processed position, its own entry `f|<partition>|<offset>` -> `{"p", "t",
+"r": rated record, "w": running-total writes}` in the same table, written before the dedup entry
+(same changelog partition, so in that order), and on a replay of that position finishes the writes
+and re-emits the record unchanged (`process_replayable`). A separate faust Table would have its own
+changelog topic, with no order against the dedup entries after a crash.
+
 Dedup entries older than the window are purged like the native engine does (`PartitionStore.purge_before`):
 when a partition's first message is processed and then whenever the cutoff day moves, the agent deletes
-that partition's expired `d|` entries from the table, inside the message's processing, since faust only
-lets an agent write (and tombstone in the changelog) the partition of the event it is processing. The
-table has no day index, so a purge scans the locally held table once a day per partition; a partition
-without traffic is not purged, but then it does not grow either.
+that partition's expired `d|` entries (and the `f|` entries of the same age) from the table, inside the
+message's processing, since faust only lets an agent write (and tombstone in the changelog) the
+partition of the event it is processing. The table has no day index, so a purge scans the locally held
+table once a day per partition; a partition without traffic is not purged, but then it does not grow
+either.
 """
 
 from __future__ import annotations
@@ -29,26 +39,61 @@ from meterstream.ops_http import serve_ops
 from meterstream.processor import metrics
 from meterstream.processor.dedup import DEDUP_PREFIX
 from meterstream.processor.runner import app_id
-from meterstream.processor.step import Kind, Position, process
+from meterstream.processor.step import Kind, Outcome, Position, Priced, apply_writes, commit, evaluate
 from meterstream.processor.store import DAY_MS
 from meterstream.rating.catalog import Catalog, load_catalog
 from meterstream.schemas.event import TimeWindow
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
+OUTPUT_PREFIX = "f|"  # this engine's own entries: what a processed position emitted and wrote
+_PURGED_PREFIXES = (DEDUP_PREFIX, OUTPUT_PREFIX)
+
+
+def output_key(partition: int, offset: int) -> str:
+    return f"{OUTPUT_PREFIX}{partition}|{offset}"
+
+
+def process_replayable(
+    catalog: Catalog,
+    state: MutableMapping[str, Any],
+    value: bytes,
+    pos: Position,
+    now_ms: int,
+    window_ms: int,
+    time_window: TimeWindow | None = None,
+) -> Outcome:
+    """`step.process` for a state that is not committed with the input offset.
+
+    A new event: its output entry, then the shared commit (dedup entry, running totals). A replay of a
+    position whose output entry exists: the running totals the crash may have cut off are finished
+    (`apply_writes` skips those already at this offset) and the same record is emitted again.
+    """
+    out = evaluate(catalog, state, value, pos, now_ms, window_ms, time_window)
+    if isinstance(out, Priced):
+        kept = {"p": pos.partition, "t": now_ms, "r": out.record, "w": out.writes}
+        state[output_key(pos.partition, pos.offset)] = kept
+        return commit(state, out, pos, now_ms)
+    if out.kind is Kind.REPLAYED:
+        done = state.get(output_key(pos.partition, pos.offset))
+        if done is not None:
+            apply_writes(state, done["w"], pos.offset)
+            return Outcome(Kind.REPLAYED, rated=done["r"])
+    return out
 
 
 def expired_dedup_keys(items: Iterable[tuple[str, Any]], partition: int, cutoff_day: int) -> list[str]:
-    """Keys of the dedup entries of `partition` first seen before `cutoff_day` (days since the epoch).
+    """Keys of the dedup and output entries of `partition` written before `cutoff_day` (days since the epoch).
 
     The same rule as `PartitionStore.purge_before`; the entry's `p` says which input partition wrote it
-    (and so which changelog partition holds it).
+    (and so which changelog partition holds it). An output entry goes with the dedup entry written at
+    the same time: a replay of its position is then no longer recognised either.
     """
     cutoff_ms = cutoff_day * DAY_MS
     return [
         key
         for key, entry in items
-        if key.startswith(DEDUP_PREFIX) and entry is not None and entry["p"] == partition and entry["t"] < cutoff_ms
+        if key.startswith(_PURGED_PREFIXES) and entry is not None and entry["p"] == partition and entry["t"] < cutoff_ms
     ]
 
 
@@ -111,7 +156,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             purged = purger.purge(state, msg.partition, now_ms)
             if purged:
                 metrics.DEDUP_PURGED.inc(purged)
-            out = process(
+            out = process_replayable(
                 catalog,
                 state,
                 msg.value,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from meterstream.processor.dedup import Verdict, check, dedup_key, remember
 from meterstream.processor.rate import RatingError, rate_event
@@ -40,23 +40,31 @@ class Position(NamedTuple):
     timestamp_ms: int | None = None
 
 
-def process(
+class Priced(NamedTuple):
+    """A new event, priced and not yet written: its dedup key, rated record and running-total writes."""
+
+    dkey: str
+    record: RatedUsage
+    writes: list[Any]
+
+
+def evaluate(
     catalog: Catalog,
     state: MutableMapping[str, Any],
     value: bytes,
     pos: Position,
     now_ms: int,
     window_ms: int,
-    keep_output: bool = True,
     time_window: TimeWindow | None = None,
-) -> Outcome:
-    """Classify and rate one message, writing dedup first and then the running totals it moves.
+) -> Outcome | Priced:
+    """Parse, dedup and rate one message, reading `state` only.
 
-    `keep_output=False` stores only the identity's position in the dedup entry: for engines that
-    commit state together with the input offset, where a processed message is never seen again.
-    With a `time_window` (the engines pass the settings' one), the event's time must lie in it around
-    the message's Kafka timestamp, which a replay sees again, or around `now_ms` (the caller's batch
-    clock) when the message has none; without one (tools, tests) only the time's form is checked.
+    Returns the final Outcome of a message that writes nothing (a dead letter, a duplicate, a replay of
+    a position whose state was committed with its input offset, so whose output was delivered), or the
+    Priced event that `commit` writes. With a `time_window` (the engines pass the settings' one), the
+    event's time must lie in it around the message's Kafka timestamp, which a replay sees again, or
+    around `now_ms` (the caller's batch clock) when the message has none; without one (tools, tests)
+    only the time's form is checked.
     """
     try:
         if time_window is None:
@@ -67,29 +75,51 @@ def process(
     except InvalidEvent as exc:
         return Outcome(Kind.DEAD_LETTER, dead_letter=_dead_letter("parse", exc.field, exc.reason, value, pos))
     dkey = dedup_key(event.tenant, event.id)
-    verdict, seen = check(state, dkey, pos.partition, pos.offset, now_ms, window_ms)
+    verdict, _ = check(state, dkey, pos.partition, pos.offset, now_ms, window_ms)
     if verdict is Verdict.DUPLICATE:
         return Outcome(Kind.DUPLICATE)
     if verdict is Verdict.REPLAY:
-        assert seen is not None
-        if "r" not in seen:  # state and offset were committed together: its output was delivered
-            return Outcome(Kind.REPLAYED)
-        _apply(state, seen["w"], pos.offset)  # the crash may have cut off these writes
-        return Outcome(Kind.REPLAYED, rated=seen["r"])
+        return Outcome(Kind.REPLAYED)
     try:
         record, writes = rate_event(catalog, state, event, pos.partition, pos.offset)
     except RatingError as exc:
         dl = _dead_letter("rate", exc.field, exc.reason, value, pos, event.id, event.tenant)
         return Outcome(Kind.DEAD_LETTER, dead_letter=dl)
-    if keep_output:
-        remember(state, dkey, pos.partition, pos.offset, now_ms, record, writes)
-    else:
-        remember(state, dkey, pos.partition, pos.offset, now_ms, None, None)
-    _apply(state, writes, pos.offset)
-    return Outcome(Kind.RATED, rated=record)
+    return Priced(dkey, record, writes)
 
 
-def _apply(state: MutableMapping[str, Any], writes: list[Any], offset: int) -> None:
+def commit(state: MutableMapping[str, Any], priced: Priced, pos: Position, now_ms: int) -> Outcome:
+    """Write a priced event: the dedup entry first, then the running totals it moves."""
+    remember(state, priced.dkey, pos.partition, pos.offset, now_ms)
+    apply_writes(state, priced.writes, pos.offset)
+    return Outcome(Kind.RATED, rated=priced.record)
+
+
+def process(
+    catalog: Catalog,
+    state: MutableMapping[str, Any],
+    value: bytes,
+    pos: Position,
+    now_ms: int,
+    window_ms: int,
+    _unused: Literal[False] = False,
+    time_window: TimeWindow | None = None,
+) -> Outcome:
+    """Classify and rate one message (`evaluate`), then write what a new event moves (`commit`).
+
+    For engines that commit state together with the input offset, where a processed message is
+    never seen again: a replay of a position yields REPLAYED with no output. An engine without that
+    atomicity keeps what it needs to re-emit on its own (processor/faust_engine.py).
+    `_unused` is the slot of the former `keep_output` flag, still passed positionally as False by
+    callers; anything else is refused. It goes once they stop passing it.
+    """
+    if _unused is not False:
+        raise TypeError("process(): keep_output is gone; the dedup entry never holds the output")
+    out = evaluate(catalog, state, value, pos, now_ms, window_ms, time_window)
+    return commit(state, out, pos, now_ms) if isinstance(out, Priced) else out
+
+
+def apply_writes(state: MutableMapping[str, Any], writes: list[Any], offset: int) -> None:
     """Apply running-total writes unless a write at this offset or later already landed."""
     for key, value in writes:
         current = state.get(key)

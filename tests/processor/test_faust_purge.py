@@ -48,3 +48,14 @@ def test_purger_deletes_at_start_then_only_when_the_cutoff_day_moves() -> None:
     assert dedup_key("t", "other-partition") not in state
     assert purger.purge(state, 0, NOW + DAY) == 2  # next day: cutoff 19,966 takes "late" and "edge"
     assert set(state) == {dedup_key("t", "new"), "c|t\x1fc\x1fm\x1f2024-01", "b|t\x1fc\x1f2024-01"}
+
+
+def test_output_entries_are_purged_with_the_dedup_entries_of_their_age() -> None:
+    state = {
+        "f|0|7": {"p": 0, "t": 19_964 * DAY + DAY - 1, "r": {"id": "old"}, "w": []},  # before the cutoff day
+        "f|0|8": {"p": 0, "t": 19_965 * DAY, "r": {"id": "edge"}, "w": []},  # first ms of the cutoff day: kept
+        "f|1|7": {"p": 1, "t": 19_000 * DAY, "r": {"id": "other"}, "w": []},  # partition 1's
+    }
+    assert expired_dedup_keys(state.items(), 0, 19_965) == ["f|0|7"]
+    assert DedupPurger(WINDOW).purge(state, 0, NOW) == 1
+    assert set(state) == {"f|0|8", "f|1|7"}

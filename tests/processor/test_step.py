@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from meterstream.processor.step import Kind, Position, process
+from meterstream.processor.step import Kind, Position, Priced, commit, evaluate, process
 from meterstream.rating.catalog import load_catalog
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
@@ -51,26 +51,39 @@ def test_duplicate_is_dropped_and_not_charged() -> None:
     assert nxt.rated["cumulative"] == "30" and Decimal(nxt.rated["amount"]) == Decimal("5")
 
 
-def test_replay_after_crash_reemits_identical_record() -> None:
+def test_replay_of_a_committed_position_emits_and_writes_nothing() -> None:
+    """The shared step serves engines that commit state with the input offset: a replay's output was delivered."""
     state: dict = {}
     first = run(state, ev("e1", "20"), 0)
-    again = run(state, ev("e1", "20"), 0)  # same position: the message came back after a crash
-    assert again.kind is Kind.REPLAYED and again.rated == first.rated
+    after = dict(state)
+    again = run(state, ev("e1", "20"), 0)  # same position
+    assert first.kind is Kind.RATED and first.rated["cumulative"] == "20"
+    assert again == (Kind.REPLAYED, None, None) and state == after
 
 
-def test_replay_finishes_running_total_cut_off_by_crash() -> None:
+def test_state_holds_dedup_position_and_running_total_only() -> None:
+    """No engine-specific replay data in the shared state: the dedup entry is {"p", "o", "t"}."""
     state: dict = {}
-    run(state, ev("e1", "20"), 0)
-    snapshot = dict(state)
-    run(state, ev("e2", "30"), 1)
-    # crash: the dedup entry of e2 reached the changelog, its running total did not
-    dkey = next(k for k in state if k.startswith("d|") and k.endswith("e2"))
-    crashed = {**snapshot, dkey: state[dkey]}
-    replay = run(crashed, ev("e2", "30"), 1)
-    assert replay.kind is Kind.REPLAYED
-    after = run(crashed, ev("e3", "50"), 2)
-    # cumulative 50 -> 100 is all in tier 2: 50 * 0.5
-    assert after.rated["cumulative"] == "100" and Decimal(after.rated["amount"]) == Decimal("25")
+    run(state, ev("e1", "20"), 4, partition=2)
+    assert state == {
+        "d|t1\x1fe1": {"p": 2, "o": 4, "t": 1_000},
+        "c|t1\x1fc1\x1fapi_calls\x1f2026-10": ["20", 4],
+    }
+
+
+def test_evaluate_reads_and_commit_writes() -> None:
+    state: dict = {}
+    priced = evaluate(CATALOG, state, ev("e1", "20"), Position("usage", 0, 0, b"k"), 1_000, WINDOW)
+    assert isinstance(priced, Priced) and state == {}  # nothing written yet
+    assert priced.dkey == "d|t1\x1fe1" and priced.writes == [("c|t1\x1fc1\x1fapi_calls\x1f2026-10", ["20", 0])]
+    out = commit(state, priced, Position("usage", 0, 0, b"k"), 1_000)
+    assert out.kind is Kind.RATED and Decimal(out.rated["amount"]) == Decimal("5")  # 20 calls: 10 free, 10 at 0.5
+    assert state["d|t1\x1fe1"] == {"p": 0, "o": 0, "t": 1_000}
+
+
+def test_keep_output_is_gone() -> None:
+    with pytest.raises(TypeError, match="keep_output"):
+        process(CATALOG, {}, ev("e1", "1"), Position("usage", 0, 0, b"k"), 1_000, WINDOW, True)  # type: ignore[arg-type]
 
 
 def test_nothing_landed_reprocessing_is_deterministic() -> None:

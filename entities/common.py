@@ -1,4 +1,4 @@
-"""What the entity repositories share: OpenMeter-style ids, UTC times back from SQLite, two errors."""
+"""What the entity repositories share: OpenMeter-style ids, UTC times back from SQLite, three errors."""
 
 from __future__ import annotations
 
@@ -33,3 +33,14 @@ class Conflict(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class Invalid(ValueError):
+    """Bad input: `field` is the path of the offending field (e.g. `usage.calls.tiers[1].up_to`), `reason` why.
+
+    The message is `field: reason`. Raised before anything is written (a write is one transaction)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason

@@ -1,4 +1,10 @@
-"""OpenMeter customers, minimal (issue #14 extends them): model + repository.
+"""Customers: one table for every API (own /v1, OpenMeter, Lago): model + repositories.
+
+Billing (issue #14) knows a customer by its external id (`CustomerDoc.external_id`): the OpenMeter
+customer's `key`, or its id when it has no key (the `customer` of its usage events). `put_customer`,
+`get_customer_doc`, `list_customer_docs` and `delete_customer` work on `schemas.entities.CustomerDoc`
+with optimistic locking (`version`), and every change (including an OpenMeter create) is appended to
+the entity outbox in the same transaction (entities/outbox.py).
 
 A customer has an id (ULID), an optional unique `key`, a name, currency, metadata and its *usage
 attribution*: the subject keys whose events it pays for (a subject belongs to at most one customer).
@@ -14,11 +20,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, UniqueConstraint, func, or_, select, text
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+import msgspec
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    and_,
+    func,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from meterstream.entities import outbox
 from meterstream.entities.common import Conflict, NotFound, aware, new_ulid
 from meterstream.entities.db import Base
+from meterstream.entities.plan_rules import validate_customer
+from meterstream.schemas.entities import Address, CustomerDoc
 
 
 class CustomerRow(Base):
@@ -45,6 +68,15 @@ class CustomerRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # billing details (migration 0004)
+    legal_name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    tax_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    invoice_grace_days: Mapped[int] = mapped_column(Integer, default=0)
+    payment_terms_days: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class CustomerSubjectRow(Base):
@@ -122,6 +154,7 @@ class CustomerRepository:
             meta=new.metadata, created_at=now, updated_at=now, deleted_at=None,
         )  # fmt: skip
         with self._sessions.begin() as s:
+            outbox.begin_write(s)
             if new.key is not None:
                 taken = s.scalar(
                     select(CustomerRow.id).where(
@@ -141,10 +174,12 @@ class CustomerRepository:
                         "usageAttribution.subjectKeys",
                         f"subject {owner[0]!r} is already attributed to customer {owner[1]}",
                     )
+            row.version = 1
             s.add(row)
             s.flush()
             for key in subjects:
                 s.add(CustomerSubjectRow(tenant=tenant, subject_key=key, customer_id=row.id))
+            outbox.append(s, [customer_doc(row)])
         return _customer(row, subjects)
 
     def _subjects(self, s: Any, ids: list[str]) -> dict[str, list[str]]:
@@ -245,3 +280,122 @@ class CustomerRepository:
                 c = _customer(r, subjects[r.id])
                 out[c.meterstream_id] = c
             return out
+
+
+# --- billing customers (CustomerDoc) ------------------------------------------------------------------
+
+
+def customer_doc(row: CustomerRow) -> CustomerDoc:
+    """The document of a stored customer; external_id is its key, else its id."""
+    meta = {str(k): v if isinstance(v, str) else msgspec.json.encode(v).decode() for k, v in (row.meta or {}).items()}
+    return CustomerDoc(
+        tenant=row.tenant, external_id=row.key or row.id, name=row.name, version=row.version or 1,
+        legal_name=row.legal_name, email=row.primary_email, tax_id=row.tax_id, country=row.country,
+        address=msgspec.convert(row.address, Address) if row.address else None, currency=row.currency,
+        timezone=row.timezone or "UTC", invoice_grace_days=row.invoice_grace_days or 0,
+        payment_terms_days=row.payment_terms_days or 0, metadata=meta, deleted=row.deleted_at is not None,
+    )  # fmt: skip
+
+
+def _active(tenant: str, external_id: str) -> Any:
+    """The active customer whose external id is `external_id` (its key, or its id when it has no key)."""
+    return select(CustomerRow).where(
+        CustomerRow.tenant == tenant,
+        CustomerRow.deleted_at.is_(None),
+        or_(CustomerRow.key == external_id, and_(CustomerRow.key.is_(None), CustomerRow.id == external_id)),
+    )
+
+
+def find_customer_row(s: Session, tenant: str, external_id: str, *, lock: bool = False) -> CustomerRow | None:
+    stmt = _active(tenant, external_id)
+    return s.scalar(stmt.with_for_update() if lock else stmt)
+
+
+def _check_version(expected: int | None, current: int, external_id: str) -> None:
+    if expected is not None and expected != current:
+        state = f"is at version {current}" if current else "does not exist"
+        raise Conflict("version", f"customer {external_id!r} {state}, not {expected}: reload it and retry")
+
+
+def _same(doc: CustomerDoc, row: CustomerRow) -> bool:
+    current = customer_doc(row)
+    return msgspec.structs.replace(doc, version=current.version) == current
+
+
+def put_customer(sf: sessionmaker, doc: CustomerDoc, expected_version: int | None = None) -> CustomerDoc:
+    """Create or update the customer (tenant, external_id); returns the stored document.
+
+    `doc.version` is ignored; the stored version is the previous one + 1 (1 on create). With
+    `expected_version`, a customer at another version (0: absent) raises `Conflict` naming `version`.
+    A document identical to the stored one writes nothing and returns it unchanged (idempotent apply).
+    Bad input raises `Invalid`; nothing is written.
+    """
+    validate_customer(doc)
+    now = datetime.now(UTC)
+    with sf.begin() as s:
+        outbox.begin_write(s)
+        row = find_customer_row(s, doc.tenant, doc.external_id, lock=True)
+        _check_version(expected_version, row.version if row is not None else 0, doc.external_id)
+        if row is not None and _same(doc, row):
+            return customer_doc(row)
+        if row is None:
+            row = CustomerRow(id=new_ulid(), tenant=doc.tenant, key=doc.external_id, created_at=now, version=0)
+            s.add(row)
+        row.name, row.legal_name, row.primary_email, row.tax_id = doc.name, doc.legal_name, doc.email, doc.tax_id
+        row.country, row.currency, row.timezone = doc.country, doc.currency, doc.timezone
+        row.address = msgspec.to_builtins(doc.address) if doc.address is not None else None
+        row.invoice_grace_days, row.payment_terms_days = doc.invoice_grace_days, doc.payment_terms_days
+        row.meta = dict(doc.metadata) or None
+        row.version = (row.version or 0) + 1
+        row.updated_at = now
+        s.flush()
+        stored = customer_doc(row)
+        outbox.append(s, [stored])
+        return stored
+
+
+def get_customer_doc(sf: sessionmaker, tenant: str, external_id: str) -> CustomerDoc:
+    with sf() as s:
+        row = find_customer_row(s, tenant, external_id)
+        if row is None:
+            raise NotFound(f"customer {external_id!r} not found")
+        return customer_doc(row)
+
+
+def list_customer_docs(sf: sessionmaker, tenant: str, limit: int = 100, offset: int = 0) -> list[CustomerDoc]:
+    """Active customers of the tenant, oldest first."""
+    stmt = (
+        select(CustomerRow)
+        .where(CustomerRow.tenant == tenant, CustomerRow.deleted_at.is_(None))
+        .order_by(CustomerRow.created_at, CustomerRow.id)
+        .offset(max(offset, 0))
+        .limit(max(limit, 0))
+    )
+    with sf() as s:
+        return [customer_doc(r) for r in s.scalars(stmt)]
+
+
+def delete_customer(
+    sf: sessionmaker, tenant: str, external_id: str, expected_version: int | None = None
+) -> CustomerDoc:
+    """Soft-delete a customer (its document goes to the outbox with deleted=True); `Conflict` naming
+    `external_id` while one of its subscriptions has a phase that has not ended."""
+    from meterstream.entities.subscriptions import subscriptions_in_use
+
+    now = datetime.now(UTC)
+    with sf.begin() as s:
+        outbox.begin_write(s)
+        row = find_customer_row(s, tenant, external_id, lock=True)
+        if row is None:
+            raise NotFound(f"customer {external_id!r} not found")
+        _check_version(expected_version, row.version, external_id)
+        using = subscriptions_in_use(s, tenant, now, customer=external_id)
+        if using:
+            raise Conflict(
+                "external_id", f"customer {external_id!r} has subscriptions that have not ended: {', '.join(using)}"
+            )
+        row.deleted_at, row.updated_at, row.version = now, now, row.version + 1
+        s.flush()
+        stored = customer_doc(row)
+        outbox.append(s, [stored])
+        return stored

@@ -1,0 +1,425 @@
+"""Subscriptions: a customer on a sequence of plan-version phases over time (model + repository).
+
+A subscription is stored as its document (`schemas.entities.SubscriptionDoc`, JSON) plus one row per
+phase and add-on in `subscription_phases`, which the overlap rule and "is this plan / customer in use"
+read. Every write validates first (`Invalid` naming the field), takes the entity write lock, checks the
+rules against the stored state (`Conflict`), then writes the rows and the outbox entry in one
+transaction. Rules (docs/entities.md):
+
+- the customer exists (or is `*`, the tenant's default subscription); every phase names an existing,
+  non-add-on plan version in the customer's currency (when it has one); add-ons are add-on plans;
+- phases are ordered, each ends after it starts, and none overlaps the next;
+- one customer never has two subscriptions on the same plan code overlapping in time;
+- `change_plan` ends the phase in effect at `at` there and starts the new plan at `at` (pending phases
+  after `at` are replaced); `cancel_subscription` ends the subscription at `at`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import msgspec
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from meterstream.entities import outbox
+from meterstream.entities.common import Conflict, Invalid, NotFound, aware
+from meterstream.entities.customers import find_customer_row
+from meterstream.entities.db import Base
+from meterstream.entities.plan_rules import check_money, check_price, check_tenant, check_text
+from meterstream.entities.plans import find_plan_row, plan_doc
+from meterstream.schemas.entities import Phase, PlanVersionDoc, SubscriptionDoc
+
+DEFAULT_CUSTOMER = "*"
+ANCHORS = ("calendar", "anniversary")
+
+
+class SubscriptionRow(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("tenant", "external_id", name="uq_subscriptions_tenant_external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    external_id: Mapped[str] = mapped_column(String(256))
+    customer: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    doc: Mapped[str] = mapped_column(Text)  # the document as JSON (schemas.entities encoding)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SubscriptionPhaseRow(Base):
+    """One phase (kind `plan`) or one add-on of a phase (kind `addon`, version resolved at write time)."""
+
+    __tablename__ = "subscription_phases"
+    __table_args__ = (
+        Index("ix_subscription_phases_plan", "tenant", "plan_code"),
+        Index("ix_subscription_phases_customer", "tenant", "customer"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True
+    )
+    tenant: Mapped[str] = mapped_column(String(128))
+    customer: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(8))
+    plan_code: Mapped[str] = mapped_column(String(128))
+    plan_version: Mapped[int] = mapped_column(Integer)
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def _doc(row: SubscriptionRow) -> SubscriptionDoc:
+    return msgspec.json.decode(row.doc, type=SubscriptionDoc)
+
+
+def _instant(field: str, value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise Invalid(field, f"an RFC 3339 time with an offset (got {type(value).__name__})")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise Invalid(field, f"must have a time zone offset (got {value.isoformat()})")
+    return value.astimezone(UTC)
+
+
+def _overlaps(a_start: datetime, a_end: datetime | None, b_start: datetime, b_end: datetime | None) -> bool:
+    """Do [a_start, a_end) and [b_start, b_end) share an instant (None: open-ended)?"""
+    return (b_end is None or a_start < b_end) and (a_end is None or b_start < a_end)
+
+
+def _span(start: datetime, end: datetime | None) -> str:
+    return f"[{start.isoformat()}, {end.isoformat() if end else 'open'})"
+
+
+def _plan(s: Session, tenant: str, code: object, version: object, field: str) -> PlanVersionDoc:
+    if not isinstance(code, str) or not code:
+        raise Invalid(f"{field}.plan_code", "required, a plan code")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise Invalid(f"{field}.plan_version", f"a version number >= 1 (got {version!r})")
+    row = find_plan_row(s, tenant, code, version)
+    if row is None:
+        reason = (
+            f"plan {code!r} has no version {version}" if find_plan_row(s, tenant, code) else f"unknown plan {code!r}"
+        )
+        raise Invalid(f"{field}.plan_version" if "no version" in reason else f"{field}.plan_code", reason)
+    return plan_doc(row)
+
+
+def _normalize(s: Session, doc: SubscriptionDoc) -> tuple[SubscriptionDoc, list[tuple[str, str, int, Phase]]]:
+    """Validate against the stored customer and plans; returns the doc with UTC times, and
+    (kind, plan code, plan version, phase) for every phase and add-on."""
+    check_tenant(doc.tenant)
+    check_text("external_id", doc.external_id)
+    check_text("customer", doc.customer)
+    check_text("name", doc.name, required=False)
+    if doc.billing_anchor not in ANCHORS:
+        raise Invalid("billing_anchor", f"one of {', '.join(ANCHORS)} (got {doc.billing_anchor!r})")
+    trial_end = _instant("trial_end", doc.trial_end) if doc.trial_end is not None else None
+    currency = None
+    if doc.customer != DEFAULT_CUSTOMER:
+        customer = find_customer_row(s, doc.tenant, doc.customer, lock=True)
+        if customer is None:
+            raise Invalid("customer", f"unknown customer {doc.customer!r} (create it first)")
+        currency = customer.currency
+    if not isinstance(doc.phases, list) or not doc.phases:
+        raise Invalid("phases", "at least one phase (a plan version from a start time)")
+    phases: list[Phase] = []
+    rows: list[tuple[str, str, int, Phase]] = []
+    for i, phase in enumerate(doc.phases):
+        where = f"phases[{i}]"
+        if not isinstance(phase, Phase):
+            raise Invalid(where, "must be a phase (plan_code, plan_version, start, end)")
+        start = _instant(f"{where}.start", phase.start)
+        end = _instant(f"{where}.end", phase.end) if phase.end is not None else None
+        if end is not None and end <= start:
+            raise Invalid(f"{where}.end", f"must be after the start ({end.isoformat()} <= {start.isoformat()})")
+        if phases:
+            prev = phases[-1]
+            if prev.end is None:
+                raise Invalid(f"phases[{i - 1}].end", "only the last phase may be open-ended")
+            if start < prev.end:
+                raise Invalid(f"{where}.start", f"phases must be ordered and not overlap ({start.isoformat()} "
+                              f"is before the end of phases[{i - 1}], {prev.end.isoformat()})")  # fmt: skip
+        plan = _plan(s, doc.tenant, phase.plan_code, phase.plan_version, where)
+        if plan.addon:
+            raise Invalid(f"{where}.plan_code", f"plan {plan.code!r} is an add-on: attach it through `addons`")
+        if currency is not None and plan.currency != currency:
+            raise Invalid(f"{where}.plan_code", f"plan {plan.code!r} is in {plan.currency}, the customer in {currency}")
+        _check_overrides(where, phase, plan)
+        addon_rows = []
+        for j, code in enumerate(phase.addons):
+            addon_row = find_plan_row(s, doc.tenant, code) if isinstance(code, str) else None
+            if addon_row is None:
+                raise Invalid(f"{where}.addons[{j}]", f"unknown plan {code!r}")
+            if not addon_row.addon:
+                raise Invalid(f"{where}.addons[{j}]", f"plan {code!r} is not an add-on")
+            if addon_row.currency != plan.currency:
+                raise Invalid(
+                    f"{where}.addons[{j}]", f"add-on {code!r} is in {addon_row.currency}, the plan in {plan.currency}"
+                )
+            addon_rows.append((code, addon_row.version))
+        if len(set(phase.addons)) != len(phase.addons):
+            raise Invalid(f"{where}.addons", "an add-on is attached twice")
+        fixed = msgspec.structs.replace(phase, start=start, end=end)
+        phases.append(fixed)
+        rows.append(("plan", plan.code, plan.version, fixed))
+        rows.extend(("addon", code, version, fixed) for code, version in addon_rows)
+    normalized = msgspec.structs.replace(doc, phases=phases, trial_end=trial_end, deleted=False)
+    return normalized, rows
+
+
+def _check_overrides(where: str, phase: Phase, plan: PlanVersionDoc) -> None:
+    if not isinstance(phase.usage_overrides, dict) or not isinstance(phase.fixed_overrides, dict):
+        raise Invalid(f"{where}.usage_overrides", "must map meters to prices (fixed_overrides: codes to amounts)")
+    for meter, spec in phase.usage_overrides.items():
+        if meter not in plan.usage:
+            raise Invalid(f"{where}.usage_overrides.{meter}", f"plan {plan.rating_id} does not price meter {meter!r}")
+        check_price(f"{where}.usage_overrides.{meter}", spec, plan.currency)
+    codes = {fee.code for fee in plan.fixed}
+    for code, amount in phase.fixed_overrides.items():
+        if code not in codes:
+            raise Invalid(f"{where}.fixed_overrides.{code}", f"plan {plan.rating_id} has no fixed charge {code!r}")
+        check_money(f"{where}.fixed_overrides.{code}", amount, plan.currency)
+
+
+def _check_no_overlap(
+    s: Session, doc: SubscriptionDoc, rows: list[tuple[str, str, int, Phase]], own_id: int | None
+) -> None:
+    """One customer, one plan code: no two subscriptions in effect at the same instant."""
+    for _kind, code, _version, phase in (r for r in rows if r[0] == "plan"):
+        stmt = (
+            select(SubscriptionPhaseRow, SubscriptionRow.external_id)
+            .join(SubscriptionRow, SubscriptionRow.id == SubscriptionPhaseRow.subscription_id)
+            .where(
+                SubscriptionPhaseRow.tenant == doc.tenant,
+                SubscriptionPhaseRow.customer == doc.customer,
+                SubscriptionPhaseRow.plan_code == code,
+                SubscriptionPhaseRow.kind == "plan",
+            )
+        )
+        if own_id is not None:
+            stmt = stmt.where(SubscriptionPhaseRow.subscription_id != own_id)
+        for other, other_id in s.execute(stmt):
+            start, end = aware(other.start), aware(other.end)
+            assert start is not None
+            if _overlaps(phase.start, phase.end, start, end):
+                index = next(j for j, p in enumerate(doc.phases) if p is phase)
+                raise Conflict(
+                    f"phases[{index}].plan_code",
+                    f"customer {doc.customer!r} is already on plan {code!r} in subscription {other_id!r} over "
+                    f"{_span(start, end)}, which overlaps {_span(phase.start, phase.end)}",
+                )
+
+
+def _status(doc: SubscriptionDoc, now: datetime, canceled: bool = False) -> str:
+    last_end = doc.phases[-1].end
+    if last_end is not None and last_end <= now:
+        return "terminated"
+    if canceled:
+        return "canceled"
+    return "pending" if doc.phases[0].start > now else "active"
+
+
+def _write_phases(s: Session, row: SubscriptionRow, rows: list[tuple[str, str, int, Phase]]) -> None:
+    s.execute(delete(SubscriptionPhaseRow).where(SubscriptionPhaseRow.subscription_id == row.id))
+    for kind, code, version, phase in rows:
+        s.add(
+            SubscriptionPhaseRow(
+                subscription_id=row.id, tenant=row.tenant, customer=row.customer, kind=kind, plan_code=code,
+                plan_version=version, start=phase.start, end=phase.end,
+            )
+        )  # fmt: skip
+
+
+def _store(
+    s: Session, row: SubscriptionRow, doc: SubscriptionDoc, rows: list[tuple[str, str, int, Phase]]
+) -> SubscriptionDoc:
+    row.version, row.status, row.updated_at = doc.version, doc.status, datetime.now(UTC)
+    row.doc = _encoder.encode(doc).decode()
+    s.flush()
+    _write_phases(s, row, rows)
+    s.flush()
+    outbox.append(s, [doc])
+    return doc
+
+
+def create_subscription(sf: sessionmaker, doc: SubscriptionDoc) -> SubscriptionDoc:
+    """Store a new subscription (version 1). `Invalid` for bad input or an unknown customer / plan version,
+    `Conflict` for a taken external_id or an overlap with another subscription of the customer on a plan."""
+    if not isinstance(doc, SubscriptionDoc):
+        raise Invalid("", f"expected a SubscriptionDoc, got {type(doc).__name__}")
+    now = datetime.now(UTC)
+    with sf.begin() as s:
+        outbox.begin_write(s)
+        normalized, rows = _normalize(s, doc)
+        taken = s.scalar(
+            select(SubscriptionRow.customer).where(
+                SubscriptionRow.tenant == doc.tenant, SubscriptionRow.external_id == doc.external_id
+            )
+        )
+        if taken is not None:
+            raise Conflict("external_id", f"subscription {doc.external_id!r} already exists (customer {taken!r})")
+        _check_no_overlap(s, normalized, rows, None)
+        normalized = msgspec.structs.replace(normalized, version=1, status=_status(normalized, now))
+        row = SubscriptionRow(
+            tenant=doc.tenant, external_id=doc.external_id, customer=doc.customer, version=1, status="",
+            doc="", created_at=now, updated_at=now,
+        )  # fmt: skip
+        s.add(row)
+        s.flush()
+        return _store(s, row, normalized, rows)
+
+
+def _find(s: Session, tenant: str, external_id: str) -> SubscriptionRow:
+    row = s.scalar(
+        select(SubscriptionRow).where(SubscriptionRow.tenant == tenant, SubscriptionRow.external_id == external_id)
+    )
+    if row is None:
+        raise NotFound(f"subscription {external_id!r} not found")
+    return row
+
+
+def get_subscription(sf: sessionmaker, tenant: str, external_id: str) -> SubscriptionDoc:
+    with sf() as s:
+        return _doc(_find(s, tenant, external_id))
+
+
+def list_subscriptions(sf: sessionmaker, tenant: str, customer: str | None = None) -> list[SubscriptionDoc]:
+    """The tenant's subscriptions (of one customer when given), oldest first."""
+    stmt = select(SubscriptionRow).where(SubscriptionRow.tenant == tenant)
+    if customer is not None:
+        stmt = stmt.where(SubscriptionRow.customer == customer)
+    with sf() as s:
+        return [_doc(r) for r in s.scalars(stmt.order_by(SubscriptionRow.id))]
+
+
+def _check_version(expected: int | None, row: SubscriptionRow) -> None:
+    if expected is not None and expected != row.version:
+        raise Conflict(
+            "version",
+            f"subscription {row.external_id!r} is at version {row.version}, not {expected}: reload it and retry",
+        )
+
+
+def _carry(phase: Phase, plan: PlanVersionDoc) -> tuple[dict, dict]:
+    """The overrides a phase keeps on a new version of its plan: those the version still prices."""
+    if phase.plan_code != plan.code:
+        return {}, {}
+    codes = {fee.code for fee in plan.fixed}
+    usage = {m: p for m, p in phase.usage_overrides.items() if m in plan.usage}
+    return usage, {c: a for c, a in phase.fixed_overrides.items() if c in codes}
+
+
+def change_plan(
+    sf: sessionmaker,
+    tenant: str,
+    external_id: str,
+    plan_code: str,
+    at: datetime,
+    plan_version: int | None = None,
+    expected_version: int | None = None,
+) -> SubscriptionDoc:
+    """Move the subscription to `plan_code` (version `plan_version`, default the newest) from `at` on.
+
+    The phase in effect at `at` ends there and the new phase starts at `at` (a phase starting exactly at
+    `at` is replaced); phases that would have started after `at` (pending changes) are dropped; the new
+    phase keeps the old one's end (a scheduled cancellation) and add-ons, and its overrides when the plan
+    code stays the same (those the new version still prices). `at` in the future is a pending change.
+    Already on that plan version at `at`: nothing is written."""
+    when = _instant("at", at)
+    with sf.begin() as s:
+        outbox.begin_write(s)
+        row = _find(s, tenant, external_id)
+        _check_version(expected_version, row)
+        current = _doc(row)
+        if plan_version is None:
+            newest = find_plan_row(s, tenant, plan_code) if isinstance(plan_code, str) else None
+            if newest is None:
+                raise Invalid("plan_code", f"unknown plan {plan_code!r}")
+            plan_version = newest.version
+        plan = _plan(s, tenant, plan_code, plan_version, "change")
+        index = next(
+            (i for i, p in enumerate(current.phases) if p.start <= when and (p.end is None or when < p.end)), None
+        )
+        if index is None:
+            first, last = current.phases[0], current.phases[-1]
+            if when < first.start:
+                raise Invalid("at", f"before the subscription starts ({first.start.isoformat()})")
+            if last.end is not None and when >= last.end:
+                raise Invalid("at", f"the subscription has ended ({last.end.isoformat()})")
+            raise Invalid("at", "falls between two phases: no plan is in effect then")
+        old = current.phases[index]
+        if old.plan_code == plan.code and old.plan_version == plan.version and index == len(current.phases) - 1:
+            return current
+        usage, fixed = _carry(old, plan)
+        new = Phase(plan_code=plan.code, plan_version=plan.version, start=when, end=old.end,
+                    usage_overrides=usage, fixed_overrides=fixed, addons=list(old.addons))  # fmt: skip
+        kept = current.phases[:index]
+        if old.start < when:
+            kept.append(msgspec.structs.replace(old, end=when))
+        changed = msgspec.structs.replace(current, phases=[*kept, new])
+        normalized, rows = _normalize(s, changed)
+        _check_no_overlap(s, normalized, rows, row.id)
+        now = datetime.now(UTC)
+        normalized = msgspec.structs.replace(normalized, version=row.version + 1, status=_status(normalized, now))
+        return _store(s, row, normalized, rows)
+
+
+def cancel_subscription(
+    sf: sessionmaker, tenant: str, external_id: str, at: datetime, expected_version: int | None = None
+) -> SubscriptionDoc:
+    """End the subscription at `at`: the phase in effect then ends at `at`, later phases are dropped.
+    Canceling before it starts leaves an empty first phase [start, start): no instant is covered."""
+    when = _instant("at", at)
+    with sf.begin() as s:
+        outbox.begin_write(s)
+        row = _find(s, tenant, external_id)
+        _check_version(expected_version, row)
+        current = _doc(row)
+        last = current.phases[-1]
+        if last.end is not None and when >= last.end:
+            raise Invalid("at", f"the subscription already ends at {last.end.isoformat()}")
+        phases = []
+        for phase in current.phases:
+            if phase.start >= when:
+                break
+            phases.append(msgspec.structs.replace(phase, end=when) if phase.end is None or phase.end > when else phase)
+        if not phases:
+            first = current.phases[0]
+            phases = [msgspec.structs.replace(first, end=first.start)]
+        changed = msgspec.structs.replace(current, phases=phases)
+        rows = []
+        for phase in phases:
+            rows.append(("plan", phase.plan_code, phase.plan_version, phase))
+            for code in phase.addons:
+                addon = find_plan_row(s, tenant, code)
+                rows.append(("addon", code, addon.version if addon is not None else 0, phase))
+        now = datetime.now(UTC)
+        changed = msgspec.structs.replace(changed, version=row.version + 1, status=_status(changed, now, canceled=True))
+        return _store(s, row, changed, rows)
+
+
+def subscriptions_in_use(
+    s: Session, tenant: str, now: datetime, *, customer: str | None = None, plan_code: str | None = None
+) -> Sequence[str]:
+    """External ids of subscriptions with a phase (or add-on) not ended at `now`, of a customer or a plan."""
+    stmt = (
+        select(SubscriptionRow.external_id, SubscriptionPhaseRow.start, SubscriptionPhaseRow.end)
+        .join(SubscriptionRow, SubscriptionRow.id == SubscriptionPhaseRow.subscription_id)
+        .where(SubscriptionPhaseRow.tenant == tenant)
+    )
+    if customer is not None:
+        stmt = stmt.where(SubscriptionPhaseRow.customer == customer)
+    if plan_code is not None:
+        stmt = stmt.where(SubscriptionPhaseRow.plan_code == plan_code)
+    out: dict[str, None] = {}
+    for external_id, start, end in s.execute(stmt):
+        start, end = aware(start), aware(end)
+        if (end is None or end > now) and not (end is not None and start is not None and end <= start):
+            out[external_id] = None
+    return sorted(out)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, make_dataclass
+from typing import Any, get_type_hints
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -22,44 +22,43 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from meterstream.ingest.lag import LagProbe
 from meterstream.ingest.producer import DeliveryTracker, make_producer
 from meterstream.ingest.topics import Topics
+from meterstream.schemas.rated import DeadLetter
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
 REPLAY_HEADER = "meterstream-replay-of"
 _NOT_READY = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
-_FIELDS = ("stage", "field", "reason", "topic", "partition", "offset", "key", "raw", "event_id", "tenant")
 
 
-@dataclass(frozen=True)
-class DeadLetterRecord:
-    """A `schemas.rated.DeadLetter` plus where it sits in the dead-letter topic."""
-
-    stage: str
-    field: str
-    reason: str
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    raw: str
-    event_id: str | None
-    tenant: str | None
-    dlq_partition: int
-    dlq_offset: int
+class _RecordMethods:
+    """What a dead letter read back from the topic answers besides its fields (`record_type` adds those)."""
 
     @property
     def source(self) -> tuple[str, int, int]:
         """The source message's position: a dead letter's identity (the topic may hold it twice)."""
-        return (self.topic, self.partition, self.offset)
+        return (self.topic, self.partition, self.offset)  # type: ignore[attr-defined]
 
     @property
     def position(self) -> str:
         """`partition:offset` of the source message, as `dlq show` takes it."""
-        return f"{self.partition}:{self.offset}"
+        return f"{self.partition}:{self.offset}"  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self)  # type: ignore[call-overload]
+
+
+def record_type(letter: type) -> type:
+    """A frozen dataclass of the `letter` TypedDict's fields plus where it sits in the dead-letter topic."""
+    fields = [*get_type_hints(letter).items(), ("dlq_partition", int), ("dlq_offset", int)]
+    doc = f"A `{letter.__name__}` plus where it sits in the dead-letter topic."
+    namespace = {"__module__": __name__, "__doc__": doc}
+    return make_dataclass("DeadLetterRecord", fields, bases=(_RecordMethods,), frozen=True, namespace=namespace)
+
+
+# The fields are `schemas.rated.DeadLetter`'s, defined there only; the on-topic JSON is that dict.
+DeadLetterRecord = record_type(DeadLetter)
+_FIELDS = tuple(get_type_hints(DeadLetter))
 
 
 @dataclass

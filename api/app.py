@@ -23,7 +23,7 @@ from meterstream.api.ingest import IngestService
 from meterstream.api.metrics import MetricsMiddleware
 from meterstream.api.queries import UsageQueries
 from meterstream.api.ratelimit import TokenBuckets
-from meterstream.api.routes import events, health, usage
+from meterstream.api.routes import customers, events, health, plans, subscriptions, usage
 from meterstream.entities.db import make_engine, migrate, session_factory
 from meterstream.entities.keys import KeyRepository
 from meterstream.schemas.settings import Settings, get_settings
@@ -90,5 +90,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(events.make_router(settings))
     app.include_router(usage.router)
+    for entity_routes in (customers, plans, subscriptions):
+        app.include_router(entity_routes.router)
     app.state.compat = _mount_compat(app)
     return app

@@ -1,0 +1,123 @@
+"""Subscriptions of the key's tenant: /v1/subscriptions. Writes need an `admin` key, reads `read`.
+
+A subscription is a list of phases, each a plan version over [start, end). POST creates one (one phase,
+on the plan's newest version unless `plan_version` says otherwise); `/change` ends the phase in effect at
+`at` and starts the new plan's phase there (`at` in the future: a pending change); `/cancel` ends it at
+`at`. Optimistic locking as for customers: `version` in the body or `If-Match`; stale -> 409 `version`.
+Two subscriptions of one customer on one plan may not overlap in time (409).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+
+from meterstream.api.auth import require
+from meterstream.api.entities_models import (
+    Cancel,
+    PlanChange,
+    SubscriptionCreate,
+    SubscriptionList,
+    SubscriptionOut,
+    doc_body,
+)
+from meterstream.api.routes.entity_common import EntityRoute, errors, etag, expected_version, store
+from meterstream.entities import plans, subscriptions
+from meterstream.entities.common import Invalid, NotFound
+from meterstream.entities.keys import Principal
+from meterstream.schemas.entities import SubscriptionDoc
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], route_class=EntityRoute)
+Admin = Annotated[Principal, Depends(require("admin"))]
+Reader = Annotated[Principal, Depends(require("read"))]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description='The version you read, e.g. "3"')]
+_WRITE_ERRORS = errors(401, 403, 404, 409, 422, 429)
+
+
+def _body(doc: SubscriptionDoc, response: Response) -> dict:
+    response.headers["ETag"] = etag(doc.version)
+    return doc_body(doc)
+
+
+def _create(sessions, tenant: str, body: SubscriptionCreate) -> SubscriptionDoc:  # type: ignore[no-untyped-def]
+    version = body.plan_version
+    if version is None:
+        try:
+            version = plans.get_plan(sessions, tenant, body.plan).version
+        except NotFound:
+            raise Invalid("plan", f"no plan {body.plan!r}") from None
+    return subscriptions.create_subscription(sessions, body.to_doc(tenant, version, datetime.now(UTC)))
+
+
+@router.post(
+    "", response_model=SubscriptionOut, status_code=201, responses=_WRITE_ERRORS, summary="Create a subscription"
+)
+async def create_subscription(request: Request, response: Response, principal: Admin, body: SubscriptionCreate) -> dict:
+    return _body(await store(_create, request.app.state.sessions, principal.tenant, body), response)
+
+
+@router.get("", response_model=SubscriptionList, responses=errors(401, 403, 422, 429), summary="List subscriptions")
+async def list_subscriptions(
+    request: Request,
+    principal: Reader,
+    customer: Annotated[str | None, Query(min_length=1, max_length=256, description="only this customer's")] = None,
+) -> dict:
+    docs = await store(subscriptions.list_subscriptions, request.app.state.sessions, principal.tenant, customer)
+    return {"items": [doc_body(d) for d in docs]}
+
+
+@router.get(
+    "/{external_id}",
+    response_model=SubscriptionOut,
+    responses=errors(401, 403, 404, 422, 429),
+    summary="One subscription",
+)
+async def get_subscription(request: Request, response: Response, principal: Reader, external_id: str) -> dict:
+    doc = await store(subscriptions.get_subscription, request.app.state.sessions, principal.tenant, external_id)
+    return _body(doc, response)
+
+
+@router.post(
+    "/{external_id}/change",
+    response_model=SubscriptionOut,
+    responses=_WRITE_ERRORS,
+    summary="Upgrade, downgrade or schedule a plan change at `at`",
+)
+async def change_plan(
+    request: Request,
+    response: Response,
+    principal: Admin,
+    external_id: str,
+    body: PlanChange,
+    if_match: IfMatch = None,
+) -> dict:
+    at = (body.at or datetime.now(UTC)).astimezone(UTC)
+    doc = await store(
+        subscriptions.change_plan, request.app.state.sessions, principal.tenant, external_id, body.plan, at,
+        plan_version=body.plan_version, expected_version=expected_version(if_match, body.version),
+    )  # fmt: skip
+    return _body(doc, response)
+
+
+@router.post(
+    "/{external_id}/cancel",
+    response_model=SubscriptionOut,
+    responses=_WRITE_ERRORS,
+    summary="Cancel a subscription at `at` (default now)",
+)
+async def cancel_subscription(
+    request: Request,
+    response: Response,
+    principal: Admin,
+    external_id: str,
+    body: Cancel,
+    if_match: IfMatch = None,
+) -> dict:
+    at = (body.at or datetime.now(UTC)).astimezone(UTC)
+    doc = await store(
+        subscriptions.cancel_subscription, request.app.state.sessions, principal.tenant, external_id, at,
+        expected_version=expected_version(if_match, body.version),
+    )  # fmt: skip
+    return _body(doc, response)

@@ -1,0 +1,333 @@
+"""The own entity API (/v1/customers, /v1/plans, /v1/subscriptions) through FastAPI's TestClient, on SQLite
+AND PostgreSQL (a throwaway cluster, tests/entities/pg_cluster.py). No Kafka: entity writes go to the SQL
+store and its outbox only, so the app gets a stand-in ingest service.
+
+Expected values are written by hand from the requests (versions count writes, phases follow the
+documented [start, end) rule), never copied from a response.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entities"))
+
+from pg_cluster import PostgresCluster, pg_bin
+
+from meterstream.api.app import create_app
+from meterstream.schemas.settings import Settings
+
+
+class _NoIngest:
+    def close(self, timeout: float = 0) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresCluster]:
+    if pg_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (initdb/pg_ctl): .ci/run installs postgresql-15")
+        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl)")
+    import tempfile
+
+    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="meterstream-pg-api-")))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    url = None
+    if request.param == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("pg")
+        url = cluster.create_database()
+    settings = Settings(home=tmp_path, database_url=url, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0)
+    app = create_app(settings, ingest=_NoIngest())  # type: ignore[arg-type]
+    with TestClient(app) as c:
+        yield c
+    app.state.engine.dispose()
+    if url is not None:
+        cluster.drop_database(url)
+
+
+def key(client: TestClient, role: str = "admin", tenant: str = "acme") -> dict[str, str]:
+    _info, token = client.app.state.keys.create(tenant, role, "test")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def error(response) -> tuple[int, str, str | None]:  # type: ignore[no-untyped-def]
+    body = response.json()["error"]
+    return response.status_code, body["code"], body.get("field")
+
+
+PRO = {
+    "code": "pro",
+    "name": "Pro",
+    "currency": "EUR",
+    "usage": {"api_calls": {"model": "unit", "unit_amount": "0.002"}},
+    "fixed": [{"code": "base", "name": "Base fee", "amount": "49.00"}],
+}
+ORG = {"external_id": "org-1", "name": "Org One", "currency": "EUR", "timezone": "Europe/Berlin", "country": "DE"}
+
+
+# --- customers -----------------------------------------------------------------------------------------
+
+
+def test_customer_create_update_and_idempotent_repeat(client: TestClient) -> None:
+    admin = key(client)
+    r = client.post("/v1/customers", json=ORG, headers=admin)
+    assert r.status_code == 201
+    assert r.headers["ETag"] == '"1"'
+    body = r.json()
+    assert (body["external_id"], body["name"], body["version"], body["timezone"]) == (
+        "org-1",
+        "Org One",
+        1,
+        "Europe/Berlin",
+    )
+    assert "tenant" not in body  # the key's, never echoed as data
+    again = client.post("/v1/customers", json=ORG, headers=admin)
+    assert (again.status_code, again.json()["version"]) == (200, 1)  # the same document: nothing written
+    renamed = client.post("/v1/customers", json={**ORG, "name": "Org 1 GmbH"}, headers=admin)
+    assert (renamed.status_code, renamed.json()["version"], renamed.json()["name"]) == (200, 2, "Org 1 GmbH")
+    got = client.get("/v1/customers/org-1", headers=key(client, "read"))
+    assert (got.status_code, got.json()["name"], got.headers["ETag"]) == (200, "Org 1 GmbH", '"2"')
+
+
+def test_customer_optimistic_locking_by_body_and_if_match(client: TestClient) -> None:
+    admin = key(client)
+    client.post("/v1/customers", json=ORG, headers=admin)  # version 1
+    # two clients read version 1; the first writes (-> 2), the second's write is stale
+    first = client.put("/v1/customers/org-1", json={**ORG, "email": "a@org.example", "version": 1}, headers=admin)
+    assert (first.status_code, first.json()["version"]) == (200, 2)
+    stale = client.put("/v1/customers/org-1", json={**ORG, "email": "b@org.example", "version": 1}, headers=admin)
+    assert error(stale) == (409, "conflict", "version")
+    stale_header = client.put("/v1/customers/org-1", json={**ORG, "name": "B"}, headers={**admin, "If-Match": '"1"'})
+    assert error(stale_header) == (409, "conflict", "version")
+    assert (
+        client.get("/v1/customers/org-1", headers=admin).json()["email"] == "a@org.example"
+    )  # the loser wrote nothing
+    fresh = client.put("/v1/customers/org-1", json={**ORG, "name": "B"}, headers={**admin, "If-Match": 'W/"2"'})
+    assert (fresh.status_code, fresh.json()["version"]) == (200, 3)
+    disagree = client.put("/v1/customers/org-1", json={**ORG, "version": 3}, headers={**admin, "If-Match": '"2"'})
+    assert error(disagree) == (422, "invalid", "version")
+    other_id = client.put("/v1/customers/org-1", json={**ORG, "external_id": "org-2"}, headers=admin)
+    assert error(other_id) == (422, "invalid", "external_id")
+
+
+def test_customer_list_pages(client: TestClient) -> None:
+    admin = key(client)
+    for i in range(1, 4):
+        assert (
+            client.post("/v1/customers", json={"external_id": f"c{i}", "name": f"C{i}"}, headers=admin).status_code
+            == 201
+        )
+    page1 = client.get("/v1/customers?limit=2", headers=admin).json()
+    assert [c["external_id"] for c in page1["items"]] == ["c1", "c2"]
+    assert page1["next_offset"] == 2
+    page2 = client.get(f"/v1/customers?limit=2&offset={page1['next_offset']}", headers=admin).json()
+    assert [c["external_id"] for c in page2["items"]] == ["c3"]
+    assert page2["next_offset"] is None
+    assert error(client.get("/v1/customers?limit=0", headers=admin)) == (422, "invalid", "limit")
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"currency": "EUX"}, "currency"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"email": "not-an-address"}, "email"),
+        ({"country": "Germany"}, "country"),
+        ({"invoice_grace_days": -1}, "invoice_grace_days"),
+        ({"tenant": "globex"}, "tenant"),  # the tenant is the key's: not a body field
+        ({"address": {"city": "Berlin", "zip": "10115"}}, "address.zip"),
+        ({"name": ""}, "name"),
+    ],
+)
+def test_customer_bad_input_names_the_field_and_writes_nothing(client: TestClient, patch: dict, field: str) -> None:
+    admin = key(client)
+    r = client.post("/v1/customers", json={**ORG, **patch}, headers=admin)
+    assert error(r) == (422, "invalid", field)
+    assert client.get("/v1/customers", headers=admin).json()["items"] == []
+
+
+def test_customer_roles_and_tenants(client: TestClient) -> None:
+    admin = key(client)
+    client.post("/v1/customers", json=ORG, headers=admin)
+    assert error(client.post("/v1/customers", json={**ORG, "name": "X"}, headers=key(client, "read")))[0] == 403
+    assert error(client.post("/v1/customers", json={**ORG, "name": "X"}, headers=key(client, "ingest")))[0] == 403
+    assert error(client.get("/v1/customers", headers=key(client, "ingest")))[0] == 403
+    assert client.get("/v1/customers/org-1", headers=key(client, "read")).status_code == 200
+    other = key(client, "admin", tenant="globex")
+    assert error(client.get("/v1/customers/org-1", headers=other)) == (404, "not_found", None)
+    assert client.get("/v1/customers", headers=other).json()["items"] == []
+    assert client.get("/v1/customers").status_code == 401
+
+
+# --- plans ---------------------------------------------------------------------------------------------
+
+
+def test_plan_publish_versions_and_immutability(client: TestClient) -> None:
+    admin = key(client)
+    first = client.post("/v1/plans", json=PRO, headers=admin)
+    assert first.status_code == 201
+    assert (first.json()["version"], first.json()["rating_id"]) == (1, "pro@1")
+    assert first.json()["fixed"][0]["amount"] == "49.00"  # exact decimal string, as sent
+    same = client.post("/v1/plans", json=PRO, headers=admin)
+    assert (same.status_code, same.json()["version"]) == (200, 1)  # identical: nothing published
+    dearer = {**PRO, "usage": {"api_calls": {"model": "unit", "unit_amount": "0.003"}}}
+    second = client.post("/v1/plans", json=dearer, headers=admin)
+    assert (second.status_code, second.json()["version"], second.json()["rating_id"]) == (201, 2, "pro@2")
+    reader = key(client, "read")
+    assert client.get("/v1/plans/pro", headers=reader).json()["usage"]["api_calls"]["unit_amount"] == "0.003"
+    v1 = client.get("/v1/plans/pro/versions/1", headers=reader).json()
+    assert (v1["version"], v1["usage"]["api_calls"]["unit_amount"]) == (1, "0.002")
+    assert [p["version"] for p in client.get("/v1/plans/pro/versions", headers=reader).json()["items"]] == [1, 2]
+    assert [(p["code"], p["version"]) for p in client.get("/v1/plans", headers=reader).json()["items"]] == [("pro", 2)]
+    edit = client.put("/v1/plans/pro/versions/1", json=dearer, headers=admin)
+    assert error(edit) == (409, "conflict", "version")
+    assert "published versions are immutable" in edit.json()["error"]["message"]
+    assert error(client.put("/v1/plans/pro/versions/9", headers=admin)) == (404, "not_found", None)
+    assert error(client.get("/v1/plans/pro/versions/3", headers=reader)) == (404, "not_found", None)
+    assert error(client.get("/v1/plans/nope", headers=reader)) == (404, "not_found", None)
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        # unordered tiers: 100 after 1000
+        (
+            {
+                "usage": {
+                    "api_calls": {
+                        "model": "graduated",
+                        "tiers": [
+                            {"up_to": "1000", "unit_amount": "0.01"},
+                            {"up_to": "100", "unit_amount": "0.005"},
+                            {"up_to": None, "unit_amount": "0.001"},
+                        ],
+                    }
+                }
+            },
+            "usage.api_calls.tiers[1]",
+        ),
+        ({"currency": "EURO"}, "currency"),
+        ({"fixed": [{"code": "base", "name": "Base", "amount": "-5.00"}]}, "fixed[0].amount"),
+        ({"fixed": [{"code": "base", "name": "Base", "amount": 49.5}]}, "fixed[0].amount"),  # a JSON float
+        (
+            {"installments": [{"code": "setup", "name": "Setup", "total": "300.00", "count": 0}]},
+            "installments[0].count",
+        ),
+        ({"minimum_commitment": "10.001"}, "minimum_commitment"),  # EUR amounts have 2 decimals
+        ({"code": "pro@2"}, "code"),
+    ],
+)
+def test_plan_bad_input_names_the_field_and_publishes_nothing(client: TestClient, patch: dict, field: str) -> None:
+    admin = key(client)
+    r = client.post("/v1/plans", json={**PRO, **patch}, headers=admin)
+    status, code, got_field = error(r)
+    assert (status, code) == (422, "invalid")
+    assert got_field is not None and got_field.startswith(field), (got_field, r.json())
+    assert client.get("/v1/plans", headers=admin).json()["items"] == []
+
+
+# --- subscriptions -------------------------------------------------------------------------------------
+
+
+def _setup(client: TestClient) -> dict[str, str]:
+    admin = key(client)
+    assert client.post("/v1/customers", json=ORG, headers=admin).status_code == 201
+    assert client.post("/v1/plans", json=PRO, headers=admin).status_code == 201
+    basic = {**PRO, "code": "basic", "name": "Basic", "fixed": [{"code": "base", "name": "Base", "amount": "9.00"}]}
+    assert client.post("/v1/plans", json=basic, headers=admin).status_code == 201
+    return admin
+
+
+def test_subscription_create_change_cancel(client: TestClient) -> None:
+    admin = _setup(client)
+    created = client.post("/v1/subscriptions", json={"external_id": "sub-1", "customer": "org-1", "plan": "basic",
+                                                      "start": "2026-01-01T00:00:00+01:00"}, headers=admin)  # fmt: skip
+    assert created.status_code == 201
+    body = created.json()
+    assert (body["version"], body["customer"], body["billing_anchor"]) == (1, "org-1", "calendar")
+    # +01:00 midnight is 23:00 UTC the day before
+    assert body["phases"] == [{"plan_code": "basic", "plan_version": 1, "start": "2025-12-31T23:00:00Z", "end": None,
+                               "usage_overrides": {}, "fixed_overrides": {}, "addons": []}]  # fmt: skip
+    upgrade = client.post("/v1/subscriptions/sub-1/change", json={"plan": "pro", "at": "2026-01-16T00:00:00Z",
+                                                                  "version": 1}, headers=admin)  # fmt: skip
+    assert upgrade.status_code == 200, upgrade.json()
+    phases = [(p["plan_code"], p["plan_version"], p["start"], p["end"]) for p in upgrade.json()["phases"]]
+    assert phases == [("basic", 1, "2025-12-31T23:00:00Z", "2026-01-16T00:00:00Z"),
+                      ("pro", 1, "2026-01-16T00:00:00Z", None)]  # fmt: skip
+    assert (upgrade.json()["version"], upgrade.headers["ETag"]) == (2, '"2"')
+    stale = client.post("/v1/subscriptions/sub-1/cancel", json={"at": "2026-02-01T00:00:00Z"},
+                        headers={**admin, "If-Match": '"1"'})  # fmt: skip
+    assert error(stale) == (409, "conflict", "version")
+    canceled = client.post("/v1/subscriptions/sub-1/cancel", json={"at": "2026-02-01T00:00:00Z", "version": 2},
+                           headers=admin)  # fmt: skip
+    assert canceled.status_code == 200
+    assert canceled.json()["phases"][-1]["end"] == "2026-02-01T00:00:00Z"
+    assert canceled.json()["version"] == 3
+    reader = key(client, "read")
+    assert [
+        s["external_id"] for s in client.get("/v1/subscriptions?customer=org-1", headers=reader).json()["items"]
+    ] == ["sub-1"]
+    assert client.get("/v1/subscriptions?customer=org-2", headers=reader).json()["items"] == []
+    assert client.get("/v1/subscriptions/sub-1", headers=reader).json()["version"] == 3
+    assert error(client.get("/v1/subscriptions/nope", headers=reader)) == (404, "not_found", None)
+
+
+def test_subscription_on_newest_version_and_default_customer(client: TestClient) -> None:
+    admin = _setup(client)
+    client.post("/v1/plans", json={**PRO, "name": "Pro 2"}, headers=admin)  # pro@2
+    sub = client.post("/v1/subscriptions", json={"external_id": "s", "customer": "org-1", "plan": "pro",
+                                                 "start": "2026-01-01T00:00:00Z"}, headers=admin)  # fmt: skip
+    assert sub.json()["phases"][0]["plan_version"] == 2
+    default = {"external_id": "d", "customer": "*", "plan": "pro", "plan_version": 1, "start": "2026-01-01T00:00:00Z"}
+    pinned = client.post("/v1/subscriptions", json=default, headers=admin)
+    assert (pinned.status_code, pinned.json()["phases"][0]["plan_version"]) == (201, 1)
+
+
+def test_subscription_conflicts_and_bad_input(client: TestClient) -> None:
+    admin = _setup(client)
+    base = {"external_id": "s1", "customer": "org-1", "plan": "pro", "start": "2026-01-01T00:00:00Z"}
+    assert client.post("/v1/subscriptions", json=base, headers=admin).status_code == 201
+    overlap = client.post("/v1/subscriptions", json={**base, "external_id": "s2", "start": "2026-03-01T00:00:00Z"},
+                          headers=admin)  # fmt: skip
+    assert error(overlap)[:2] == (409, "conflict")
+    taken = client.post("/v1/subscriptions", json={**base, "plan": "basic"}, headers=admin)
+    assert error(taken) == (409, "conflict", "external_id")
+    no_plan = client.post("/v1/subscriptions", json={**base, "external_id": "s3", "plan": "gold"}, headers=admin)
+    assert error(no_plan) == (422, "invalid", "plan")
+    unknown_customer = client.post("/v1/subscriptions", json={**base, "external_id": "s4", "customer": "nobody"},
+                                   headers=admin)  # fmt: skip
+    assert error(unknown_customer) == (422, "invalid", "customer")
+    naive = client.post("/v1/subscriptions", json={**base, "external_id": "s5", "start": "2026-01-01T00:00:00"},
+                        headers=admin)  # fmt: skip
+    assert error(naive) == (422, "invalid", "start")
+    assert [s["external_id"] for s in client.get("/v1/subscriptions", headers=admin).json()["items"]] == ["s1"]
+
+
+def test_delete_refused_while_in_use(client: TestClient) -> None:
+    admin = _setup(client)
+    body = {"external_id": "s1", "customer": "org-1", "plan": "pro", "start": "2026-01-01T00:00:00Z"}
+    assert client.post("/v1/subscriptions", json=body, headers=admin).status_code == 201
+    assert error(client.delete("/v1/plans/pro", headers=admin))[:2] == (409, "conflict")
+    assert error(client.delete("/v1/customers/org-1", headers=admin))[:2] == (409, "conflict")
+    assert client.delete("/v1/plans/basic", headers=admin).status_code == 204  # nobody uses it
+    assert error(client.get("/v1/plans/basic", headers=admin))[0] == 404
+    assert (
+        client.post("/v1/subscriptions/s1/cancel", json={"at": "2026-02-01T00:00:00Z"}, headers=admin).status_code
+        == 200
+    )
+    assert client.delete("/v1/plans/pro", headers=admin).status_code == 204
+    assert client.delete("/v1/customers/org-1", headers={**admin, "If-Match": '"1"'}).status_code == 204
+    assert error(client.get("/v1/customers/org-1", headers=admin))[0] == 404

@@ -59,15 +59,25 @@ def create_app(
     queries: UsageQueries | None = None,
     engine: Engine | None = None,
     clickhouse_client: Any = None,
+    relay: bool | None = None,
 ) -> FastAPI:
-    """The application. Runs the SQL migrations first (a fresh machine needs no manual step)."""
+    """The application. Runs the SQL migrations first (a fresh machine needs no manual step).
+
+    `relay`: run the entity outbox relay (entities/relay.py) in this process while the app runs; default:
+    when the app owns its Kafka producer (no `ingest` given), as `meterstream serve` and `up` do."""
     settings = settings or get_settings()
     engine = engine or make_engine(settings)
     migrate(settings, engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if (ingest is None) if relay is None else relay:
+            from meterstream.entities.relay import start_relay
+
+            app.state.relay = start_relay(settings, app.state.sessions)
         yield
+        if app.state.relay is not None:
+            app.state.relay.stop()
         if ingest is None:  # ours: flush and stop the producer
             app.state.ingest.close()
 
@@ -81,6 +91,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.relay = None  # the entity outbox relay, started by the lifespan
     app.state.keys = KeyRepository(app.state.sessions)
     app.state.rate_limiter = TokenBuckets(settings.api_rate_limit_per_s, settings.api_rate_limit_burst)
     app.state.ingest = ingest or IngestService(settings)

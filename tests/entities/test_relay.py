@@ -187,3 +187,23 @@ def test_dead_letters_waiting_for_the_subscription_are_replayed_once(settings: S
                               phases=[Phase(plan_code="basic", plan_version=1, start=NOV)])  # fmt: skip
     assert DeadLetterReplayer(settings, delay=0).replay_for([default]) == [
         f"{topics.usage}:0:10", f"{topics.usage}:0:12"]  # fmt: skip
+
+
+def test_the_api_process_runs_the_relay(settings: Settings, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from meterstream.api.app import create_app
+
+    s = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'api.db'}"})
+    with TestClient(create_app(s)) as client:  # the app owns its producer: the relay runs
+        relay = client.app.state.relay
+        assert relay is not None
+        put_customer(client.app.state.sessions, customer("org-1"))
+        deadline = time.monotonic() + 5
+        while relay.relayed < 1:
+            assert time.monotonic() < deadline, "the API's relay did not relay the change within 5 s"
+            time.sleep(0.05)
+        assert b"# HELP meterstream_relay_outbox_backlog" in client.get("/metrics").content
+    assert client.app.state.relay._thread is None  # stopped with the app
+    msgs = list(read_topic(settings, settings.topic("entities")))
+    assert [m.key() for m in msgs] == [b"customer\x1facme\x1forg-1"]

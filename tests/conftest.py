@@ -1,4 +1,6 @@
-"""Shared fixtures: a real Kafka broker for the session (started through `deploy.kafka_local`)."""
+"""Shared fixtures: a real Kafka broker for the session (started through `deploy.kafka_local`), and a free
+port for every ClickHouse HTTP front a test's sink may serve (never the fixed default 8123, which two
+runs at once would fight over)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from meterstream.deploy.ports import free_port_pair
+from meterstream.deploy.ports import free_port, free_port_pair
 from meterstream.schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,11 +22,22 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     from meterstream.deploy import kafka_local
 
     home = tmp_path_factory.mktemp("meterstream-home")
-    overrides = {"home": home, "kafka_port": free_port_pair(), "kafka_heap": "512m"}
+    overrides = {"home": home, "kafka_port": free_port_pair(), "kafka_heap": "512m",
+                 "clickhouse_http_port": free_port()}  # fmt: skip
     settings = Settings(**overrides)
     kafka_local.start(settings)
     yield settings
     kafka_local.stop(settings)
+
+
+@pytest.fixture(autouse=True)
+def clickhouse_http_port(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every test: a sink it starts from this environment (in-process Settings, or a child process that
+    inherits it) serves the ClickHouse HTTP front on a free port. A test that builds its child's
+    environment from scratch sets METERSTREAM_CLICKHOUSE_HTTP_PORT itself (tests/e2e, tests/deploy do)."""
+    port = free_port()
+    monkeypatch.setenv("METERSTREAM_CLICKHOUSE_HTTP_PORT", str(port))
+    return port
 
 
 @pytest.fixture

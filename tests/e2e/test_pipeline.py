@@ -133,6 +133,7 @@ def run_settings(kafka_settings: Settings, tmp_path: Path) -> tuple[Settings, di
             "METERSTREAM_CATALOG": str(DATA / "catalog.yaml"),
             "METERSTREAM_PROCESSOR_METRICS_PORT": str(free_port()),
             "METERSTREAM_SINK_METRICS_PORT": str(free_port()),
+            "METERSTREAM_CLICKHOUSE_HTTP_PORT": str(free_port()),  # the sink's front: never the fixed 8123
             "METERSTREAM_SINK_BATCH_SECONDS": "0.5",
             # the events are dated 2026-10 whatever the day: keep them inside the receive-time window
             "METERSTREAM_EVENT_MAX_AGE_DAYS": "36500",
@@ -140,6 +141,17 @@ def run_settings(kafka_settings: Settings, tmp_path: Path) -> tuple[Settings, di
     )
     settings = settings_from_env(env)
     return settings, env
+
+
+def test_run_settings_give_the_sink_front_a_free_port(tmp_path: Path) -> None:
+    """The e2e sinks start from an environment built from scratch: it names a free front port, never 8123."""
+    import socket
+
+    settings, env = run_settings(Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:1"), tmp_path)
+    port = int(env["METERSTREAM_CLICKHOUSE_HTTP_PORT"])
+    assert port != 8123 and settings.clickhouse_http_port == port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # free
 
 
 def cli(env: dict[str, str], *args: str) -> str:

@@ -1,14 +1,16 @@
 """End-to-end throughput and latency of the deployed pipeline on a real broker (issue 6).
 
     python bench/e2e.py [--events N] [--workers 1|2] [--engine native|legacy] [--json FILE]
-                        [--latency-seconds S] [--keep-broker]
+                        [--latency-seconds S] [--keep-broker] [--period YYYY-MM]
 
 One run, four phases, all on the same broker (a local one under --home, started if needed, or
 METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics, a fresh chdb store and fresh consumer groups:
 
 1. **Produce.** N events of the demo workload (`ingest.workload`, mixed telco/cloud tenants, 3%
    duplicates, 0.5% malformed) are generated up front and produced to `usage-events` with the
-   pipeline's own idempotent producer (`acks=all`). Nothing consumes them yet.
+   pipeline's own idempotent producer (`acks=all`). Nothing consumes them yet. They are dated in
+   last month (UTC; `--period` to choose), like the demo's: inside the default event-time window
+   whatever the day, and the same events (fixed seed) for every run within a month.
 2. **Raw baseline.** One confluent-kafka consumer (fresh group, `consume(10000)`) reads the whole
    topic and `orjson.loads` every value, nothing else: events/s.
 3. **Pipeline (backlog drain).** The processor worker(s) (`python -m meterstream.deploy.cli process --worker i
@@ -38,9 +40,13 @@ The JSON holds `baseline_events_per_s, pipeline_events_per_s, ratio, p50_latency
 events` and more: `workers`, `engine` (`native`: the columnar processor; `legacy`: the per-message
 loop, `METERSTREAM_PROCESSOR_ENGINE=legacy`, kept to compare in the same run), CPU seconds used by
 each process and per event (`cpu_us_per_event`, phase 3), peak RSS of each process (`rss_mb`, VmHWM
-at the end of phase 3; the broker's is its peak since it started), produce rate, ... A short markdown
-table is printed. `--profile DIR` records py-spy raw stacks of the processor(s) and the sink during
-phase 3 (`python bench/e2e.py --profile prof/` then aggregate the `.raw` files).
+at the end of phase 3; the broker's is its peak since it started), the processors' dedup state per
+remembered id once they stopped (`dedup_ids`: dedup entries in their RocksDB stores;
+`state_dir_bytes_per_id`: the state directories on disk, WAL, index and running totals included,
+per id; `estimate_live_bytes_per_id`: RocksDB's own `rocksdb.estimate-live-data-size`, summed over
+the partition stores, per id), produce rate, ... A short markdown table is printed. `--profile DIR`
+records py-spy raw stacks of the processor(s) and the sink during phase 3 (`python bench/e2e.py
+--profile prof/` then aggregate the `.raw` files).
 """
 
 from __future__ import annotations
@@ -62,14 +68,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
+from state_footprint import dedup_footprint  # noqa: E402  (bench/state_footprint.py)
 
+from meterstream.deploy.demo import last_month  # noqa: E402
 from meterstream.deploy.pipeline import Pipeline, demo_environment  # noqa: E402
 from meterstream.deploy.ports import free_port_pair  # noqa: E402
 from meterstream.ingest.lag import LagProbe  # noqa: E402
 from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_all  # noqa: E402
 from meterstream.ingest.topics import Topics, ensure_topics  # noqa: E402
 from meterstream.ingest.workload import Truth, WorkloadSpec, generate  # noqa: E402
-from meterstream.processor.runner import app_id  # noqa: E402
+from meterstream.processor.runner import app_id, state_dir  # noqa: E402
 from meterstream.schemas.rated import unpack  # noqa: E402
 from meterstream.schemas.settings import Settings  # noqa: E402
 
@@ -324,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--keep-broker", action="store_true", help="leave the local broker running")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of the processes (phase 3)")
+    ap.add_argument("--period", default=None, help="YYYY-MM the events are dated in (default: last month, UTC)")
     args = ap.parse_args(argv)
 
     from meterstream.deploy import kafka_local
@@ -354,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ensure_topics(run)
     topics = Topics.from_settings(run)
-    period = "2026-10"
-    result: dict = {"events": args.events, "workers": args.workers, "engine": args.engine, "partitions": run.partitions}
+    period = args.period or last_month()
+    result: dict = {"events": args.events, "workers": args.workers, "engine": args.engine, "partitions": run.partitions,
+                    "period": period}  # fmt: skip
     result["machine"] = f"{os.cpu_count()} cores, {os.uname().machine}, broker on the same machine"
 
     say(f"generating {args.events} events")
@@ -427,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline.stop_all()
         if started_broker and not args.keep_broker:
             kafka_local.stop(settings)
+    result.update(dedup_footprint(state_dir(run)))
     # check: every accepted event is in ClickHouse (in a subprocess: chdb, one path per process)
     sql = f"SELECT count() FROM {run.clickhouse_database}.rated_usage FINAL"
     got = subprocess.run(
@@ -456,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
         f"| {', '.join(f'{k} {v}' for k, v in result['cpu_seconds'].items())} |",
         f"| CPU µs per event | {', '.join(f'{k} {v}' for k, v in result['cpu_us_per_event'].items())} |",
         f"| peak RSS MB | {', '.join(f'{k} {v}' for k, v in result['rss_mb'].items())} |",
+        f"| dedup state per id ({result['dedup_ids']:,} ids, {result['dedup_stores']} stores) "
+        f"| {result['state_dir_bytes_per_id']} B on disk, "
+        f"{result['estimate_live_bytes_per_id']} B live (RocksDB estimate) |",
     ]
     print("\n".join(table))
     if args.json:

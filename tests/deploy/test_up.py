@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,6 +22,19 @@ import clickhouse_connect
 import pytest
 
 from meterstream.deploy.ports import free_port, free_port_pair
+
+
+def _last_month_day(now: datetime | None = None) -> str:
+    """The 15th of last month (UTC): one day for the whole month, 15 to 47 days ago, so always inside the
+    default 92-day event-time window and never in the future (a fixed date falls out of it one day)."""
+    first = (now or datetime.now(UTC)).replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m-15")
+
+
+def test_the_events_day_moves_with_the_date() -> None:
+    assert _last_month_day(datetime(2027, 1, 1, 0, 0, tzinfo=UTC)) == "2026-12-15"  # 17 days before
+    assert _last_month_day(datetime(2027, 3, 31, 23, 59, tzinfo=UTC)) == "2027-02-15"  # 44 days before
+    assert _last_month_day(datetime(2028, 3, 1, tzinfo=UTC)) == "2028-02-15"  # leap year: 15 days before
 
 
 def _alive(pid: int) -> bool:
@@ -94,10 +108,11 @@ def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         keys = subprocess.run([*cli, "keys", "create", "--tenant", "cloudco", "--role", "ingest"],
                               env=env, capture_output=True, text=True, check=True)  # fmt: skip
         key = keys.stdout.strip().splitlines()[-1]
+        day = _last_month_day()  # inside the default event-time window whatever the date
         events = [
-            {"id": "up-1", "customer": "acme", "meter": "api_calls", "quantity": "100", "time": "2026-11-30T10:00:00Z"},
-            {"id": "up-2", "customer": "acme", "meter": "api_calls", "quantity": "250", "time": "2026-11-30T11:00:00Z"},
-            {"id": "up-1", "customer": "acme", "meter": "api_calls", "quantity": "100", "time": "2026-11-30T10:00:00Z"},
+            {"id": "up-1", "customer": "acme", "meter": "api_calls", "quantity": "100", "time": f"{day}T10:00:00Z"},
+            {"id": "up-2", "customer": "acme", "meter": "api_calls", "quantity": "250", "time": f"{day}T11:00:00Z"},
+            {"id": "up-1", "customer": "acme", "meter": "api_calls", "quantity": "100", "time": f"{day}T10:00:00Z"},
         ]
         req = urllib.request.Request(
             f"http://127.0.0.1:{api_port}/v1/events", data=json.dumps(events).encode(), method="POST",

@@ -1,8 +1,9 @@
 """Fixtures of the entity tests: every test taking `sf` runs on SQLite AND on PostgreSQL.
 
-PostgreSQL is a throwaway cluster for the session (tests/entities/pg_cluster.py), one fresh database
-per test. Without PostgreSQL installed the PostgreSQL cases are skipped, except in CI (CI=true), where
-they fail: .ci/run installs postgresql-15 when it is missing.
+PostgreSQL is a throwaway cluster for the session (tests/entities/pg_cluster.py) with one migrated
+database, emptied before each test; tests of the migrations themselves create their own databases.
+Without PostgreSQL installed the PostgreSQL cases are skipped, except in CI (CI=true), where they
+fail: .ci/run installs postgresql-15 when it is missing.
 """
 
 from __future__ import annotations
@@ -16,33 +17,54 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pg_cluster import PostgresCluster, pg_bin  # noqa: E402
+from pg_cluster import PostgresCluster, pg_bin
 
-from meterstream.entities.db import make_engine, migrate, session_factory  # noqa: E402
+from meterstream.entities.db import make_engine, migrate, session_factory
 
 
 @pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
+def pg_cluster() -> Iterator[PostgresCluster]:
     if pg_bin() is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed (initdb/pg_ctl): .ci/run installs postgresql-15")
         pytest.skip("PostgreSQL is not installed (initdb/pg_ctl)")
-    cluster = PostgresCluster(tmp_path_factory.mktemp("pg"))
+    cluster = PostgresCluster()
     cluster.start()
     yield cluster
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_store_url(pg_cluster: PostgresCluster) -> str:
+    """One migrated PostgreSQL database for the session (emptied before each test that uses it)."""
+    url = pg_cluster.create_database()
+    engine = make_engine(url=url)
+    migrate(engine=engine)
+    engine.dispose()
+    return url
+
+
+def _empty_postgres(url: str) -> None:
+    """Every table emptied and renumbered, as right after the migrations (CREATE DATABASE per test costs ~2 s)."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    tables = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE TABLE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        conn.execute(text("INSERT INTO entity_outbox_head (id, writes) VALUES (1, 0)"))
+    engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL on each backend."""
+    """An empty store's URL on each backend (SQLite: a fresh file; PostgreSQL: the session database, emptied)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'entities.db'}"
         return
-    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
-    url = cluster.create_database()
+    url = request.getfixturevalue("pg_store_url")
+    _empty_postgres(url)
     yield url
-    cluster.drop_database(url)
 
 
 @pytest.fixture

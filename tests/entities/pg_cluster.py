@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -31,12 +32,15 @@ def pg_bin() -> Path | None:
 
 
 class PostgresCluster:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path | None = None) -> None:
         self.bin = pg_bin()
         if self.bin is None:
             raise RuntimeError("PostgreSQL is not installed (no initdb/pg_ctl; Debian: apt-get install postgresql-15)")
-        self.base = base
-        self.data = base / "data"
+        # not under pytest's basetemp: another pytest run resets /tmp/pytest-of-<user> to 0700 (and prunes old
+        # runs), after which a server running as another user can no longer reach its own data folder
+        self.base = base or Path(tempfile.mkdtemp(prefix="meterstream-pg-"))
+        self.owned = base is None
+        self.data = self.base / "data"
         self.port = free_port()
         self.user: str | None = None
         if os.geteuid() == 0:
@@ -59,10 +63,6 @@ class PostgresCluster:
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
-            for parent in self.base.parents:  # the server user must be able to reach its data folder
-                if str(parent) in ("/", "/tmp"):
-                    break
-                os.chmod(parent, os.stat(parent).st_mode | 0o011)
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "meterstream", "-E", "UTF8", "--no-sync")
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "log"), "-o", options, "-w", "start")
@@ -72,6 +72,8 @@ class PostgresCluster:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             pass
+        if self.owned:
+            shutil.rmtree(self.base, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://meterstream@127.0.0.1:{self.port}/{database}"

@@ -61,10 +61,6 @@ class _Phase:
     def plans(self) -> tuple[PlanVersionDoc, ...]:
         return (self.plan, *self.addons)
 
-    def amount(self, plan: PlanVersionDoc, code: str, default: Decimal) -> Decimal:
-        """The customer's amount for a charge: the phase's override of the main plan's charge, if any."""
-        overrides = self.phase.fixed_overrides if plan is self.plan else {}
-        return to_decimal(overrides.get(code, default))
 
 
 class SubscriptionCharges:
@@ -81,12 +77,11 @@ class SubscriptionCharges:
             previous_end = sub.phases[i - 1].end if i else None
             if i and (previous_end is None or phase.start < previous_end):
                 raise ValueError(f"phases[{i}].start: phases must be ordered and must not overlap")
-        kept = [(i, p) for i, p in enumerate(sub.phases) if p.end is None or p.end > p.start]  # drop empty ones
-        if not kept:
-            raise ValueError("phases: every phase is empty (end <= start)")
+        # empty phases ([start, start): canceled before it started) cover no instant and bill nothing
+        kept = [(i, p) for i, p in enumerate(sub.phases) if p.end is None or p.end > p.start]
         resolved = [(i, p, self._plan(i, p, lookup)) for i, p in kept]
-        phases = [p for _, p in kept]
-        first_plan = resolved[0][2][0]
+        phases = [p for _, p in kept] or [sub.phases[0]]
+        first_plan = resolved[0][2][0] if resolved else self._plan(0, sub.phases[0], lookup)[0]
         self.currency = first_plan.currency
         self.interval = first_plan.interval
         for i, _, (plan, addons) in resolved:
@@ -99,7 +94,7 @@ class SubscriptionCharges:
                                  f"subscription {self.interval} (changing the interval is not supported)")
         self.schedule = Schedule.starting(phases[0].start, self.interval, sub.billing_anchor, timezone)
         trial_day = None if sub.trial_end is None else self.schedule.local_day(aware(sub.trial_end, "trial_end"))
-        spans = day_spans([(p.start, p.end) for p in phases], self.schedule)
+        spans = day_spans([(p.start, p.end) for _, p in kept], self.schedule)
         self.phases: list[_Phase] = []
         for (i, phase, (plan, addons)), span in zip(resolved, spans, strict=True):
             if trial_day is not None and trial_day > span.first:
@@ -151,7 +146,7 @@ class SubscriptionCharges:
             start, end = self._covered(phase, period)
             for plan in phase.plans:
                 for charge in plan.one_time:
-                    amount = round_money(phase.amount(plan, charge.code, charge.amount), self.currency)
+                    amount = round_money(charge.amount, self.currency)
                     lines.append(ChargeLine(
                         "one_time", charge.code, f"{charge.name} ({plan.name})", plan.rating_id, Decimal(1),
                         amount, amount, start, end, self.currency))
@@ -169,8 +164,7 @@ class SubscriptionCharges:
             k = period.index - first
             for plan in phase.plans:
                 for charge in plan.installments:
-                    total = phase.amount(plan, charge.code, charge.total)
-                    schedule = installment_amounts(total, charge.count, self.currency)
+                    schedule = installment_amounts(charge.total, charge.count, self.currency)
                     due = range(k, charge.count) if period.index == last else range(k, min(k + 1, charge.count))
                     for n in due:
                         lines.append(ChargeLine(
@@ -290,7 +284,7 @@ class SubscriptionCharges:
 
     @staticmethod
     def _fees(i: int, phase: Phase, plan: PlanVersionDoc, addons: tuple[PlanVersionDoc, ...]) -> tuple[_Fee, ...]:
-        codes = {c.code for c in (*plan.fixed, *plan.one_time, *plan.installments)}
+        codes = {c.code for c in plan.fixed}
         fees = []
         for doc in (plan, *addons):
             overrides = phase.fixed_overrides if doc is plan else {}
@@ -302,8 +296,8 @@ class SubscriptionCharges:
                 fees.append(_Fee(doc, charge, amount))
         for code, amount in phase.fixed_overrides.items():
             if code not in codes:
-                raise ValueError(f"phases[{i}].fixed_overrides.{code}: no fixed, one-time or installment charge "
-                                 f"{code!r} in {plan.rating_id}")
+                raise ValueError(f"phases[{i}].fixed_overrides.{code}: plan {plan.rating_id} has no fixed "
+                                 f"charge {code!r}")
             if to_decimal(amount) < 0:
                 raise ValueError(f"phases[{i}].fixed_overrides.{code}: must not be negative")
         return tuple(fees)

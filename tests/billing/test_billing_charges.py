@@ -184,7 +184,7 @@ def test_fixed_overrides_and_addons() -> None:
     ("doc", "plans", "message"),
     [
         (sub(phase("a", utc(2026, 1, 1), fixed_overrides={"nope": D(1)})), [plan("a", "10")],
-         r"phases\[0\]\.fixed_overrides\.nope: no fixed, one-time or installment charge 'nope' in a@1"),
+         r"phases\[0\]\.fixed_overrides\.nope: plan a@1 has no fixed charge 'nope'"),
         (sub(phase("a", utc(2026, 1, 1), fixed_overrides={"base": D(-1)})), [plan("a", "10")],
          r"phases\[0\]\.fixed_overrides\.base: must not be negative"),
         (sub(phase("a", utc(2026, 1, 1), utc(2026, 2, 1)), phase("b", utc(2026, 1, 20))),
@@ -250,3 +250,10 @@ def test_a_gap_between_phases_and_an_empty_phase() -> None:
     # March: not billed in advance, so its days are charged now: March 15..31, 17 of 31 days:
     # 28 - round(28 x 14/31 = 12.645...) = 28 - 12.65 = 15.35; then April in advance, 28.00
     assert amounts(invoice(charges, utc(2026, 3, 1))) == [("fixed", "a@1", "15.35"), ("fixed", "a@1", "28.00")]
+
+
+def test_canceled_before_it_started_bills_nothing() -> None:
+    # the store ends the only phase at its start: [start, start) covers no instant
+    setup = plan("a", "10", one_time=[OneTimeCharge(code="setup", name="Setup", amount=D(5))])
+    charges = SubscriptionCharges(sub(phase("a", utc(2026, 2, 1), utc(2026, 2, 1))), lookup_from([setup]))
+    assert [charges.lines(p, D(0)) for p in charges.periods_between(utc(2026, 1, 1), utc(2026, 4, 1))] == [[], [], []]

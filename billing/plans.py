@@ -19,7 +19,9 @@ PlanLookup = Callable[[str, int | None, datetime], PlanVersionDoc]
 
 def lookup_from(docs: Iterable[PlanVersionDoc]) -> PlanLookup:
     """A lookup over these plan versions (one tenant). A version without `published_at` counts as
-    published from the beginning of time. Raises KeyError naming the plan when there is no answer."""
+    published from the beginning of time; with version None and no version published by `as_of` (a
+    phase back-dated before the plan was published), the first version. Raises KeyError naming the plan
+    when there is no answer."""
     by_code: dict[str, dict[int, PlanVersionDoc]] = {}
     for doc in docs:
         by_code.setdefault(doc.code, {})[doc.version] = doc
@@ -31,11 +33,13 @@ def lookup_from(docs: Iterable[PlanVersionDoc]) -> PlanLookup:
                 return versions[version]
             except KeyError:
                 raise KeyError(f"plan {code}@{version} not found") from None
+        if not versions:
+            raise KeyError(f"plan {code} not found")
         published = [
             doc for doc in versions.values() if doc.published_at is None or doc.published_at <= as_of
         ]
-        if not published:
-            raise KeyError(f"plan {code}: no version published at or before {as_of.isoformat()}")
+        if not published:  # a phase back-dated before the plan existed: its first version
+            return versions[min(versions)]
         return max(published, key=lambda doc: doc.version)
 
     return lookup

@@ -257,3 +257,16 @@ def test_canceled_before_it_started_bills_nothing() -> None:
     setup = plan("a", "10", one_time=[OneTimeCharge(code="setup", name="Setup", amount=D(5))])
     charges = SubscriptionCharges(sub(phase("a", utc(2026, 2, 1), utc(2026, 2, 1))), lookup_from([setup]))
     assert [charges.lines(p, D(0)) for p in charges.periods_between(utc(2026, 1, 1), utc(2026, 4, 1))] == [[], [], []]
+
+
+def test_lookup_picks_the_version_in_force() -> None:
+    v1 = plan("s", "5", addon=True, published_at=utc(2026, 3, 1))
+    v2 = plan("s", "7", version=2, addon=True, published_at=utc(2026, 6, 1))
+    lookup = lookup_from([v2, v1])
+    assert lookup("s", None, utc(2026, 5, 31)) is v1 and lookup("s", None, utc(2026, 6, 1)) is v2
+    assert lookup("s", 2, utc(2020, 1, 1)) is v2  # an explicit version is that version
+    assert lookup("s", None, utc(2026, 1, 1)) is v1  # before any was published: the first version
+    with pytest.raises(KeyError, match="plan s@3 not found"):
+        lookup("s", 3, utc(2026, 1, 1))
+    with pytest.raises(KeyError, match="plan x not found"):
+        lookup("x", None, utc(2026, 1, 1))

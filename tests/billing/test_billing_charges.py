@@ -75,8 +75,7 @@ def test_arrears_upgrade_matches_lago() -> None:
 def test_advance_upgrade_matches_stripe() -> None:
     """Stripe's proration example (stripe.com/docs/billing/subscriptions/prorations): 10 USD plan, upgrade
     to 20 USD halfway: -5 USD unused time, +10 USD remaining time. April has 30 days; the change on April
-    16 leaves 15 of them. Stripe's older docs put the same case as "on June 1 she'll be billed $25 ($20 for
-    a renewal of her subscription and a $5 prorating adjustment)": our April invoice is 25.00 too."""
+    16 leaves 15 of them. With May billed in advance the April invoice is -5 + 10 + 20 = 25.00."""
     lookup = lookup_from([plan("a", "10"), plan("b", "20")])
     s = sub(phase("a", utc(2026, 2, 1), utc(2026, 4, 16)), phase("b", utc(2026, 4, 16)))
     charges = SubscriptionCharges(s, lookup)

@@ -10,7 +10,7 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterstream.billing.periods import Schedule
@@ -142,6 +142,7 @@ def test_bad_input_names_the_field() -> None:
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "America/Santiago", "Australia/Lord_Howe", "Asia/Kolkata"]
 
 
+@settings(deadline=None)  # a shared 2-core machine: no per-example time limit
 @given(
     at=st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
     interval=st.sampled_from(["weekly", "monthly", "quarterly", "yearly"]),

@@ -97,16 +97,19 @@ def _span(start: datetime, end: datetime | None) -> str:
 
 
 def _plan(s: Session, tenant: str, code: object, version: object, field: str) -> PlanVersionDoc:
+    """The active plan version (code, version); `Invalid` naming `<field>.plan_code` / `<field>.plan_version`."""
+    code_field, version_field = (
+        (f"{field}.plan_code", f"{field}.plan_version") if field else ("plan_code", "plan_version")
+    )
     if not isinstance(code, str) or not code:
-        raise Invalid(f"{field}.plan_code", "required, a plan code")
+        raise Invalid(code_field, "required, a plan code")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise Invalid(f"{field}.plan_version", f"a version number >= 1 (got {version!r})")
+        raise Invalid(version_field, f"a version number >= 1 (got {version!r})")
     row = find_plan_row(s, tenant, code, version)
     if row is None:
-        reason = (
-            f"plan {code!r} has no version {version}" if find_plan_row(s, tenant, code) else f"unknown plan {code!r}"
-        )
-        raise Invalid(f"{field}.plan_version" if "no version" in reason else f"{field}.plan_code", reason)
+        if find_plan_row(s, tenant, code) is None:
+            raise Invalid(code_field, f"unknown plan {code!r}")
+        raise Invalid(version_field, f"plan {code!r} has no version {version}")
     return plan_doc(row)
 
 
@@ -328,7 +331,8 @@ def change_plan(
 
     The phase in effect at `at` ends there and the new phase starts at `at` (a phase starting exactly at
     `at` is replaced); phases that would have started after `at` (pending changes) are dropped; the new
-    phase keeps the old one's end (a scheduled cancellation) and add-ons, and its overrides when the plan
+    phase ends when the subscription ends (a scheduled cancellation stays), keeps the add-ons of the phase
+    in effect at `at`, and its overrides when the plan
     code stays the same (those the new version still prices). `at` in the future is a pending change.
     Already on that plan version at `at`: nothing is written."""
     when = _instant("at", at)
@@ -342,7 +346,7 @@ def change_plan(
             if newest is None:
                 raise Invalid("plan_code", f"unknown plan {plan_code!r}")
             plan_version = newest.version
-        plan = _plan(s, tenant, plan_code, plan_version, "change")
+        plan = _plan(s, tenant, plan_code, plan_version, "")
         index = next(
             (i for i, p in enumerate(current.phases) if p.start <= when and (p.end is None or when < p.end)), None
         )
@@ -357,7 +361,7 @@ def change_plan(
         if old.plan_code == plan.code and old.plan_version == plan.version and index == len(current.phases) - 1:
             return current
         usage, fixed = _carry(old, plan)
-        new = Phase(plan_code=plan.code, plan_version=plan.version, start=when, end=old.end,
+        new = Phase(plan_code=plan.code, plan_version=plan.version, start=when, end=current.phases[-1].end,
                     usage_overrides=usage, fixed_overrides=fixed, addons=list(old.addons))  # fmt: skip
         kept = current.phases[:index]
         if old.start < when:

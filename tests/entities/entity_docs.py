@@ -44,7 +44,7 @@ def subscription(external_id: str = "s1", customer_id: str = "c1", phases: list[
                  **kw: Any) -> SubscriptionDoc:  # fmt: skip
     fields: dict[str, Any] = {
         "tenant": TENANT, "external_id": external_id, "customer": customer_id, "version": 0,
-        "phases": phases or [phase()],
+        "phases": [phase()] if phases is None else phases,
     }  # fmt: skip
     fields.update(kw)
     return SubscriptionDoc(**fields)

@@ -269,3 +269,19 @@ def test_lookup_picks_the_version_in_force() -> None:
         lookup("s", 3, utc(2026, 1, 1))
     with pytest.raises(KeyError, match="plan x not found"):
         lookup("x", None, utc(2026, 1, 1))
+
+
+def test_anniversary_month_end_and_dst_in_the_customer_zone() -> None:
+    # Started January 31st (Paris), anniversary billing: periods Jan 31 - Feb 27 (28 days), Feb 28 - Mar 30
+    # (1 + 30 = 31 days: March returns to the 31st). Canceled March 29th at 12:00 Paris time, the day the
+    # clocks move to UTC+2: charged Feb 28 .. Mar 29 = 30 of 31 days: round(28 x 30 / 31 = 27.096...) = 27.10
+    lookup = lookup_from([plan("a", "28", "arrears")])
+    s = sub(phase("a", utc(2026, 1, 30, 23), utc(2026, 3, 29, 10)), billing_anchor="anniversary")
+    charges = SubscriptionCharges(s, lookup, "Europe/Paris")
+    first, second = charges.periods_between(utc(2026, 1, 30, 23), utc(2026, 3, 29, 10))
+    assert (first.days, second.days) == (28, 31)
+    assert amounts(charges.lines(first)) == [("fixed", "a@1", "28.00")]
+    (line,) = charges.lines(second)
+    assert (line.amount, line.quantity, line.period_days) == (D("27.10"), 30, 31)
+    # Feb 28 00:00 in Paris is 23:00Z on the 27th (UTC+1); Mar 30 00:00 is 22:00Z on the 29th (UTC+2)
+    assert (line.start, line.end) == (utc(2026, 2, 27, 23), utc(2026, 3, 29, 22))

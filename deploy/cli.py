@@ -138,6 +138,85 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
     return run_chaos(settings, plan, Path(args.out))
 
 
+def _entity_sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    from meterstream.entities.db import make_engine, migrate, session_factory
+
+    engine = make_engine(settings)
+    migrate(settings, engine)
+    return session_factory(engine)
+
+
+def _catalog(args: argparse.Namespace, settings: Settings) -> int:
+    from meterstream.entities.catalog_apply import apply_file
+
+    result = apply_file(_entity_sessions(settings), args.file, tenants=args.tenant)
+    for change in result.changes:
+        if change.outcome != "unchanged" or args.verbose:
+            print(change)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(result.summary())
+    return 0
+
+
+def _print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
+    """A rich table when rich is installed, else tab-separated lines."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print("\t".join(headers))
+        for row in rows:
+            print("\t".join(row))
+        return
+    table = Table(title=title)
+    for h in headers:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _when(value) -> str:  # type: ignore[no-untyped-def]
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else ""
+
+
+def _list_entities(args: argparse.Namespace, settings: Settings) -> int:
+    sf = _entity_sessions(settings)
+    if args.command == "customers":
+        from meterstream.entities.customers import list_customer_docs
+
+        docs = list_customer_docs(sf, args.tenant, args.limit, args.offset)
+        rows = [[d.external_id, d.name, d.currency or "", d.country or "", d.timezone, d.email or "", str(d.version)]
+                for d in docs]  # fmt: skip
+        _print_table(f"customers of {args.tenant}", ["external_id", "name", "currency", "country", "timezone", "email",
+                                                     "version"], rows)  # fmt: skip
+    elif args.command == "plans":
+        from meterstream.entities.plans import list_plans
+
+        rows = []
+        for p in list_plans(sf, args.tenant):
+            charges = [*(f"usage:{m}" for m in p.usage), *(f"fixed:{f.code} {f.amount}/{f.interval}" for f in p.fixed),
+                       *(f"one_time:{c.code}" for c in p.one_time), *(f"installments:{c.code}" for c in p.installments)]
+            if p.telecom is not None:
+                charges.append("telecom")
+            rows.append([p.code, str(p.version), p.name, p.currency, p.interval, ", ".join(charges),
+                         _when(p.published_at)])  # fmt: skip
+        _print_table(f"plans of {args.tenant} (newest versions)", ["code", "version", "name", "currency", "interval",
+                                                                   "charges", "published_at"], rows)  # fmt: skip
+    else:
+        from meterstream.entities.subscriptions import list_subscriptions
+
+        rows = []
+        for sub in list_subscriptions(sf, args.tenant, args.customer):
+            phases = "; ".join(f"{ph.plan_code}@{ph.plan_version} [{_when(ph.start)}, {_when(ph.end) or '...'})"
+                               for ph in sub.phases)  # fmt: skip
+            rows.append([sub.external_id, sub.customer, sub.status, sub.billing_anchor, phases, str(sub.version)])
+        _print_table(f"subscriptions of {args.tenant}", ["external_id", "customer", "status", "anchor", "phases",
+                                                         "version"], rows)  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +267,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="meterstream-out")
     p.add_argument("--period", default=None, help="YYYY-MM (default: last month)")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("catalog", help="apply a catalog file (plans, customers, subscriptions) to the entity store")
+    cs = p.add_subparsers(dest="catalog_action", required=True)
+    c = cs.add_parser("apply", help="idempotent, like kubectl apply: a second run changes nothing (docs/catalog.md)")
+    c.add_argument("file", help="YAML or JSON: today's catalog (plans + assignments) or the extended format")
+    c.add_argument("--tenant", action="append", default=[], help="only this tenant (repeatable); with one, "
+                   "also the tenant of entities that name none")  # fmt: skip
+    c.add_argument("-v", "--verbose", action="store_true", help="also list what is unchanged")
+    c.set_defaults(func=_catalog)
+
+    listed = (("customers", "customers"), ("plans", "plans (newest versions)"), ("subscriptions", "subscriptions"))
+    for name, what in listed:
+        p = sub.add_parser(name, help=f"{what} of a tenant in the entity store")
+        ls = p.add_subparsers(dest=f"{name}_action", required=True)
+        c = ls.add_parser("list", help=f"list {what}")
+        c.add_argument("--tenant", required=True)
+        if name == "customers":
+            c.add_argument("--limit", type=int, default=1000)
+            c.add_argument("--offset", type=int, default=0)
+        if name == "subscriptions":
+            c.add_argument("--customer", default=None, help="only this customer's")
+        c.set_defaults(func=_list_entities)
 
     from meterstream.ingest.dlq_cli import add_commands as add_dlq_commands
 

@@ -110,6 +110,8 @@ class OutboxRelay:
         if self.producer is None:
             self.producer = make_producer(self.settings, **{"linger.ms": 5})
         position = outbox.get_relay_position(self.sessions, self.name)
+        last = outbox.last_seq(self.sessions)
+        self._set_backlog(last - position)  # before producing: a batch Kafka refuses still counts as waiting
         rows = outbox.read_outbox(self.sessions, position, self.batch_size)
         if rows:
             tracker = DeliveryTracker()
@@ -118,6 +120,7 @@ class OutboxRelay:
             remaining = self.producer.flush(30)
             if remaining or tracker.errors or tracker.delivered != len(rows):
                 first = tracker.errors[0] if tracker.errors else f"{remaining} not acknowledged within 30 s"
+                self.producer = None  # a fresh idempotent producer for the retry (a failed one may be fenced)
                 raise RelayError(f"{len(rows)} changes after seq {position} not relayed: {first}")
             position = rows[-1][0]
             outbox.set_relay_position(self.sessions, self.name, position)  # only after Kafka acknowledged
@@ -127,10 +130,13 @@ class OutboxRelay:
             self.watch.progressed()
             if self.replayer is not None:
                 self.replayer.note(value for _seq, _key, value in rows)
-        self.backlog = max(outbox.last_seq(self.sessions) - position, 0)
+            self._set_backlog(last - position)
+        return len(rows)
+
+    def _set_backlog(self, backlog: int) -> None:
+        self.backlog = max(backlog, 0)
         BACKLOG.set(self.backlog)
         self.watch.set_lag("outbox", self.backlog)
-        return len(rows)
 
     def _produce(self, key: bytes, value: bytes, tracker: DeliveryTracker) -> None:
         assert self.producer is not None

@@ -59,34 +59,44 @@ def wait_for(live: LiveCatalog, check, timeout: float = 5.0) -> float:
 def test_store_changes_reach_the_live_catalog_within_5_s_effective_dated(settings: Settings, sf) -> None:
     publish_plan(sf, plan("basic", "0.01"))
     publish_plan(sf, plan("pro", "0.005"))
+    now = datetime.now(UTC).replace(microsecond=0)
+    begin, mid, pending, end = (
+        now - timedelta(days=20),
+        now - timedelta(days=5),
+        now + timedelta(days=10),
+        now + timedelta(days=40),
+    )
     relay = OutboxRelay(settings, sf, replay=False).start()
     live = LiveCatalog(settings)
     try:
         live.start()
         put_customer(sf, customer("org-1"))
-        phases = [Phase(plan_code="basic", plan_version=1, start=NOV)]
+        phases = [Phase(plan_code="basic", plan_version=1, start=begin)]
         create_subscription(sf, SubscriptionDoc(tenant=T, external_id="s1", customer="org-1", version=0, phases=phases))
-        took = wait_for(live, lambda: live.plan_for(T, "org-1", "api_calls", NOV + timedelta(days=3)) is not None)
+        took = wait_for(live, lambda: live.plan_for(T, "org-1", "api_calls", now) is not None)
         assert took < 5.0
-        basic = live.plan_for(T, "org-1", "api_calls", NOV + timedelta(days=3))
+        basic = live.plan_for(T, "org-1", "api_calls", now)
         assert basic.id == "basic@1" and delta(basic.prices["api_calls"], None, Decimal(100)) == Decimal("1.00")
+        assert live.plan_for(T, "org-1", "api_calls", begin - timedelta(seconds=1)) is None  # before it started
         assert live.table.customer(T, "org-1").name == "ORG-1"
 
-        # an upgrade from the 15th: usage before it keeps the old price, whatever order events arrive in
-        mid = NOV + timedelta(days=14)
+        # an upgrade 5 days ago: usage before it keeps the old price, whatever order events arrive in
         change_plan(sf, T, "s1", "pro", mid)
         wait_for(live, lambda: live.plan_for(T, "org-1", "api_calls", mid).id == "pro@1")
         assert live.plan_for(T, "org-1", "api_calls", mid - timedelta(seconds=1)).id == "basic@1"
-        assert live.plan_for(T, "org-1", "api_calls", mid + timedelta(days=1)).id == "pro@1"
+        pro = live.plan_for(T, "org-1", "api_calls", now)
+        assert pro.id == "pro@1" and delta(pro.prices["api_calls"], None, Decimal(100)) == Decimal("0.500")
 
-        # a cancellation at Dec 1: nothing rates from then on, November is unchanged
-        dec = datetime(2026, 12, 1, tzinfo=UTC)
-        cancel_subscription(sf, T, "s1", dec)
-        wait_for(live, lambda: live.plan_for(T, "org-1", "api_calls", dec) is None)
-        assert live.plan_for(T, "org-1", "api_calls", dec - timedelta(seconds=1)).id == "pro@1"
+        # a pending downgrade in 10 days, then a cancellation in 40: each applies from its own time
+        change_plan(sf, T, "s1", "basic", pending)
+        wait_for(live, lambda: live.plan_for(T, "org-1", "api_calls", pending).id == "basic@1")
+        assert live.plan_for(T, "org-1", "api_calls", pending - timedelta(seconds=1)).id == "pro@1"
+        cancel_subscription(sf, T, "s1", end)
+        wait_for(live, lambda: live.plan_for(T, "org-1", "api_calls", end) is None)
+        assert live.plan_for(T, "org-1", "api_calls", end - timedelta(seconds=1)).id == "basic@1"
         assert outbox.get_relay_position(sf, RELAY_NAME) == outbox.last_seq(sf)
         ok, detail = relay.health()
-        assert ok and detail["backlog"] == 0 and detail["relayed"] >= 3
+        assert ok and detail["backlog"] == 0 and detail["relayed"] >= 5
     finally:
         relay.stop()
         live.close()
@@ -95,8 +105,10 @@ def test_store_changes_reach_the_live_catalog_within_5_s_effective_dated(setting
     again = LiveCatalog(settings)
     try:
         again.start()
-        assert again.plan_for(T, "org-1", "api_calls", mid + timedelta(days=1)).id == "pro@1"
-        assert again.plan_for(T, "org-1", "api_calls", dec) is None
+        assert again.plan_for(T, "org-1", "api_calls", mid - timedelta(seconds=1)).id == "basic@1"
+        assert again.plan_for(T, "org-1", "api_calls", now).id == "pro@1"
+        assert again.plan_for(T, "org-1", "api_calls", pending).id == "basic@1"
+        assert again.plan_for(T, "org-1", "api_calls", end) is None
     finally:
         again.close()
 
@@ -123,14 +135,13 @@ class RefusingProducer:
 def test_the_position_moves_only_after_kafka_acknowledged_and_a_stall_is_reported(settings: Settings, sf) -> None:
     publish_plan(sf, plan("basic", "0.01"))
     put_customer(sf, customer("org-1"))
-    assert outbox.last_seq(sf) == 2
+    assert len(outbox.read_outbox(sf, 0, 100)) == 2
+    last = outbox.last_seq(sf)
     now = [1000.0]
     failing = OutboxRelay(settings, sf, producer=RefusingProducer(), replay=False, clock=lambda: now[0])
     with pytest.raises(RelayError, match="2 changes after seq 0 not relayed"):
         failing.relay_once()
     assert outbox.get_relay_position(sf, RELAY_NAME) == 0
-    failing.backlog = outbox.last_seq(sf)  # what the next poll would report
-    failing.watch.set_lag("outbox", failing.backlog)
     now[0] += settings.stall_seconds + 1
     ok, detail = failing.health()
     assert not ok and detail["backlog"] == 2
@@ -138,7 +149,7 @@ def test_the_position_moves_only_after_kafka_acknowledged_and_a_stall_is_reporte
     relay = OutboxRelay(settings, sf, replay=False)
     try:
         assert relay.relay_once() == 2
-        assert outbox.get_relay_position(sf, RELAY_NAME) == 2
+        assert outbox.get_relay_position(sf, RELAY_NAME) == last
         assert relay.relay_once() == 0 and relay.backlog == 0
     finally:
         relay.stop()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from meterstream.billing.charges import SubscriptionCharges
 from meterstream.billing.plans import lookup_from
+from meterstream.billing.proration import prorated
 from meterstream.schemas.entities import (
     FixedCharge,
     InstallmentCharge,
@@ -285,3 +286,28 @@ def test_anniversary_month_end_and_dst_in_the_customer_zone() -> None:
     assert (line.amount, line.quantity, line.period_days) == (D("27.10"), 30, 31)
     # Feb 28 00:00 in Paris is 23:00Z on the 27th (UTC+1); Mar 30 00:00 is 22:00Z on the 29th (UTC+2)
     assert (line.start, line.end) == (utc(2026, 2, 27, 23), utc(2026, 3, 29, 22))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fees=st.lists(st.decimals(min_value=0, max_value=D(10000), places=2, allow_nan=False, allow_infinity=False),
+                  min_size=1, max_size=6),
+    cuts=st.sets(st.integers(min_value=1, max_value=30), min_size=5, max_size=5),
+    hours=st.integers(min_value=0, max_value=23),
+)
+def test_property_advance_billing_nets_to_what_is_due(fees: list[Decimal], cuts: set[int], hours: int) -> None:
+    """Phases at different prices split March 2026 (UTC) at any days: what February's invoice billed in
+    advance for March plus March's corrections is exactly the sum of each phase's days, prorated."""
+    offsets = sorted(cuts)[: len(fees) - 1]
+    versions = [plan("a", str(fee), "advance", version=v + 1) for v, fee in enumerate(fees)]
+    bounds = [datetime(2026, 3, 1 + c, hours, tzinfo=UTC) for c in offsets]
+    starts, ends = [utc(2026, 1, 1), *bounds], [*bounds, None]
+    s = sub(*(phase("a", a, b, version=v + 1) for v, (a, b) in enumerate(zip(starts, ends, strict=True))))
+    charges = SubscriptionCharges(s, lookup_from(versions))
+    march = charges.period_containing(utc(2026, 3, 15))
+    billed = [*charges.lines(charges.schedule.period(march.index - 1)), *charges.lines(march)]
+    covering = [line for line in billed if march.start <= line.start < march.end]
+    # phase i is charged March days [c_i, c_i+1) (the day of each change goes to the new phase)
+    days = [0, *offsets, 31]
+    expected = sum((prorated(fee, a, b, 31, "USD") for fee, a, b in zip(fees, days, days[1:], strict=False)), D(0))
+    assert sum((line.amount for line in covering), D(0)) == expected

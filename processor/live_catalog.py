@@ -105,6 +105,7 @@ class EntityTable:
             return False
         self._unindex(old)
         self.docs[key] = doc
+        self._forget_plan(doc)
         if isinstance(doc, CustomerDoc):
             self._customers[(doc.tenant, doc.external_id)] = doc
         elif isinstance(doc, PlanVersionDoc):
@@ -120,6 +121,7 @@ class EntityTable:
         if old is None:
             return False
         self._unindex(old)
+        self._forget_plan(old)
         self._changed()
         return True
 
@@ -151,10 +153,15 @@ class EntityTable:
         elif isinstance(old, SubscriptionDoc):
             self._subs.get((old.tenant, old.customer), {}).pop(old.external_id, None)
 
+    def _forget_plan(self, doc: EntityDoc) -> None:
+        """Built plans are cached across changes (plan versions are immutable); only this version's go."""
+        if isinstance(doc, PlanVersionDoc):
+            for k in [k for k in self._plan_cache if k[:3] == (doc.tenant, doc.code, doc.version)]:
+                del self._plan_cache[k]
+
     def _changed(self) -> None:
         self.generation += 1
-        self._candidates.clear()
-        self._plan_cache.clear()
+        self._candidates.clear()  # cheap to rebuild: phases over cached plans
         UPDATES.inc()
         GENERATION.set(self.generation)
 

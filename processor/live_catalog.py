@@ -326,7 +326,7 @@ class LiveCatalog:
         deadline = time.monotonic() + timeout
         target = {}
         for p in self._partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout, cached=False)
+            low, high = self._watermarks(p, deadline)
             if high > low:
                 target[p] = high
         position = {tp.partition: tp.offset for tp in consumer.position(
@@ -351,6 +351,19 @@ class LiveCatalog:
                 if msg.offset() + 1 >= target.get(msg.partition(), 0):
                     pending.discard(msg.partition())
         return changed
+
+    def _watermarks(self, partition: int, deadline: float) -> tuple[int, int]:
+        """(low, high) of a partition, retried while the broker is not ready (a topic created a moment ago)."""
+        assert self._consumer is not None
+        while True:
+            try:
+                wait = max(deadline - time.monotonic(), 0.5)
+                return self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition), wait, False)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if not (isinstance(err, KafkaError) and err.retriable()) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def _apply(self, msg: Any) -> int:
         if msg.error() is not None:

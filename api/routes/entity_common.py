@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from meterstream.api.errors import ApiError
 from meterstream.api.models import ErrorBody
@@ -51,9 +52,17 @@ class EntityRoute(APIRoute):
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+                loc = tuple(first.get("loc", ()))
                 if first.get("type") == "extra_forbidden":
                     message = "unknown field"
-                raise ApiError(422, "invalid", message, field=_field(tuple(first.get("loc", ())))) from None
+                if first.get("type") == "json_invalid":
+                    at = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+                    raise ApiError(422, "invalid", f"the body is not valid JSON{at}") from None
+                raise ApiError(422, "invalid", message, field=_field(loc)) from None
+            except HTTPException as exc:  # a body FastAPI cannot read at all (not UTF-8, ...)
+                if exc.status_code != 400:
+                    raise
+                raise ApiError(422, "invalid", f"the body is not a JSON document ({exc.detail})") from None
 
         return route_handler
 

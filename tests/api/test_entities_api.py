@@ -331,3 +331,11 @@ def test_delete_refused_while_in_use(client: TestClient) -> None:
     assert client.delete("/v1/plans/pro", headers=admin).status_code == 204
     assert client.delete("/v1/customers/org-1", headers={**admin, "If-Match": '"1"'}).status_code == 204
     assert error(client.get("/v1/customers/org-1", headers=admin))[0] == 404
+
+
+def test_a_body_that_is_not_json_is_invalid(client: TestClient) -> None:
+    admin = {**key(client), "Content-Type": "application/json"}
+    truncated = client.post("/v1/plans", content=b'{"code": ', headers=admin)
+    assert error(truncated) == (422, "invalid", None)
+    assert "not valid JSON" in truncated.json()["error"]["message"]
+    assert error(client.post("/v1/customers", content=b"\xff\xfe", headers=admin))[:2] == (422, "invalid")

@@ -91,11 +91,14 @@ def publish_plan(sf: sessionmaker, doc: PlanVersionDoc) -> tuple[PlanVersionDoc,
         return stored, True
 
 
-def find_plan_row(s: Session, tenant: str, code: str, version: int | None = None) -> PlanVersionRow | None:
-    """The active version `version` of plan `code` (None: the newest active one)."""
-    stmt = select(PlanVersionRow).where(
-        PlanVersionRow.tenant == tenant, PlanVersionRow.code == code, PlanVersionRow.deleted_at.is_(None)
-    )
+def find_plan_row(
+    s: Session, tenant: str, code: str, version: int | None = None, *, include_deleted: bool = False
+) -> PlanVersionRow | None:
+    """The active version `version` of plan `code` (None: the newest active one); with `include_deleted`,
+    deleted versions too (history: a phase that ended may name a plan deleted since)."""
+    stmt = select(PlanVersionRow).where(PlanVersionRow.tenant == tenant, PlanVersionRow.code == code)
+    if not include_deleted:
+        stmt = stmt.where(PlanVersionRow.deleted_at.is_(None))
     if version is not None:
         return s.scalar(stmt.where(PlanVersionRow.version == version))
     return s.scalar(stmt.order_by(PlanVersionRow.version.desc()).limit(1))

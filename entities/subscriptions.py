@@ -96,8 +96,11 @@ def _span(start: datetime, end: datetime | None) -> str:
     return f"[{start.isoformat()}, {end.isoformat() if end else 'open'})"
 
 
-def _plan(s: Session, tenant: str, code: object, version: object, field: str) -> PlanVersionDoc:
-    """The active plan version (code, version); `Invalid` naming `<field>.plan_code` / `<field>.plan_version`."""
+def _plan(
+    s: Session, tenant: str, code: object, version: object, field: str, end: datetime | None = None
+) -> PlanVersionDoc:
+    """The plan version (code, version); `Invalid` naming `<field>.plan_code` / `<field>.plan_version`.
+    A deleted version is accepted only for a phase that ended before now (`end`): history stays valid."""
     code_field, version_field = (
         (f"{field}.plan_code", f"{field}.plan_version") if field else ("plan_code", "plan_version")
     )
@@ -105,8 +108,9 @@ def _plan(s: Session, tenant: str, code: object, version: object, field: str) ->
         raise Invalid(code_field, "required, a plan code")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise Invalid(version_field, f"a version number >= 1 (got {version!r})")
-    row = find_plan_row(s, tenant, code, version)
-    if row is None:
+    row = find_plan_row(s, tenant, code, version, include_deleted=True)
+    ended = end is not None and end <= datetime.now(UTC)
+    if row is None or (row.deleted_at is not None and not ended):
         if find_plan_row(s, tenant, code) is None:
             raise Invalid(code_field, f"unknown plan {code!r}")
         raise Invalid(version_field, f"plan {code!r} has no version {version}")
@@ -148,7 +152,7 @@ def _normalize(s: Session, doc: SubscriptionDoc) -> tuple[SubscriptionDoc, list[
             if start < prev.end:
                 raise Invalid(f"{where}.start", f"phases must be ordered and not overlap ({start.isoformat()} "
                               f"is before the end of phases[{i - 1}], {prev.end.isoformat()})")  # fmt: skip
-        plan = _plan(s, doc.tenant, phase.plan_code, phase.plan_version, where)
+        plan = _plan(s, doc.tenant, phase.plan_code, phase.plan_version, where, end)
         if plan.addon:
             raise Invalid(f"{where}.plan_code", f"plan {plan.code!r} is an add-on: attach it through `addons`")
         if currency is not None and plan.currency != currency:
@@ -156,7 +160,11 @@ def _normalize(s: Session, doc: SubscriptionDoc) -> tuple[SubscriptionDoc, list[
         _check_overrides(where, phase, plan)
         addon_rows = []
         for j, code in enumerate(phase.addons):
-            addon_row = find_plan_row(s, doc.tenant, code) if isinstance(code, str) else None
+            addon_row = None
+            if isinstance(code, str):
+                addon_row = find_plan_row(s, doc.tenant, code)
+                if addon_row is None and end is not None and end <= datetime.now(UTC):  # history: deleted since
+                    addon_row = find_plan_row(s, doc.tenant, code, include_deleted=True)
             if addon_row is None:
                 raise Invalid(f"{where}.addons[{j}]", f"unknown plan {code!r}")
             if not addon_row.addon:
@@ -401,7 +409,7 @@ def cancel_subscription(
         for phase in phases:
             rows.append(("plan", phase.plan_code, phase.plan_version, phase))
             for code in phase.addons:
-                addon = find_plan_row(s, tenant, code)
+                addon = find_plan_row(s, tenant, code, include_deleted=True)
                 rows.append(("addon", code, addon.version if addon is not None else 0, phase))
         now = datetime.now(UTC)
         changed = msgspec.structs.replace(changed, version=row.version + 1, status=_status(changed, now, canceled=True))

@@ -10,7 +10,7 @@ from entity_docs import TENANT, at, customer, outbox_count, phase, plan, subscri
 
 from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.customers import put_customer
-from meterstream.entities.plans import publish_plan
+from meterstream.entities.plans import delete_plan, publish_plan
 from meterstream.entities.subscriptions import (
     cancel_subscription,
     change_plan,
@@ -211,3 +211,16 @@ def test_cancel_before_the_start_covers_no_instant(store) -> None:
     assert canceled.phases[0].start == canceled.phases[0].end == at(1, month=6)
     assert canceled.phase_at(at(1, month=6)) is None
     create_subscription(store, subscription("s2", phases=[phase(start=at(1, month=6))]))  # no overlap left
+
+
+def test_a_plan_deleted_after_its_phase_ended_stays_valid_history(store) -> None:
+    create_subscription(
+        store, subscription(phases=[phase(start=at(1), end=at(1, month=2)), phase("pro", start=at(1, month=2))])
+    )
+    delete_plan(store, TENANT, "basic")  # only an ended phase uses it
+    publish_plan(store, plan("gold", usage={"api_calls": UNIT}))
+    changed = change_plan(store, TENANT, "s1", "gold", at(1, month=3))
+    assert [(p.plan_code, p.plan_version) for p in changed.phases] == [("basic", 1), ("pro", 1), ("gold", 1)]
+    with pytest.raises(Invalid) as exc:  # but no new phase may start on it
+        create_subscription(store, subscription("s2", phases=[phase(start=at(1, year=2027))]))
+    assert exc.value.field == "phases[0].plan_code"

@@ -41,6 +41,13 @@ def _body(doc: SubscriptionDoc, response: Response) -> dict:
     return doc_body(doc)
 
 
+def _body_field(field: str) -> str:
+    """The store's field path of a one-phase subscription or a change, as the request body names it."""
+    for prefix in ("phases[0].", "change."):
+        field = field.removeprefix(prefix)
+    return {"plan_code": "plan"}.get(field, field)
+
+
 def _create(sessions, tenant: str, body: SubscriptionCreate) -> SubscriptionDoc:  # type: ignore[no-untyped-def]
     version = body.plan_version
     if version is None:
@@ -48,7 +55,17 @@ def _create(sessions, tenant: str, body: SubscriptionCreate) -> SubscriptionDoc:
             version = plans.get_plan(sessions, tenant, body.plan).version
         except NotFound:
             raise Invalid("plan", f"no plan {body.plan!r}") from None
-    return subscriptions.create_subscription(sessions, body.to_doc(tenant, version, datetime.now(UTC)))
+    try:
+        return subscriptions.create_subscription(sessions, body.to_doc(tenant, version, datetime.now(UTC)))
+    except Invalid as exc:
+        raise Invalid(_body_field(exc.field), exc.reason) from None
+
+
+def _change(sessions, *args, **kwargs) -> SubscriptionDoc:  # type: ignore[no-untyped-def]
+    try:
+        return subscriptions.change_plan(sessions, *args, **kwargs)
+    except Invalid as exc:
+        raise Invalid(_body_field(exc.field), exc.reason) from None
 
 
 @router.post(
@@ -95,7 +112,7 @@ async def change_plan(
 ) -> dict:
     at = (body.at or datetime.now(UTC)).astimezone(UTC)
     doc = await store(
-        subscriptions.change_plan, request.app.state.sessions, principal.tenant, external_id, body.plan, at,
+        _change, request.app.state.sessions, principal.tenant, external_id, body.plan, at,
         plan_version=body.plan_version, expected_version=expected_version(if_match, body.version),
     )  # fmt: skip
     return _body(doc, response)

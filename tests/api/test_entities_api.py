@@ -313,7 +313,17 @@ def test_subscription_conflicts_and_bad_input(client: TestClient) -> None:
     naive = client.post("/v1/subscriptions", json={**base, "external_id": "s5", "start": "2026-01-01T00:00:00"},
                         headers=admin)  # fmt: skip
     assert error(naive) == (422, "invalid", "start")
+    no_version = client.post("/v1/subscriptions", json={**base, "external_id": "s6", "plan_version": 9}, headers=admin)
+    assert error(no_version) == (422, "invalid", "plan_version")  # pro has version 1 only
     assert [s["external_id"] for s in client.get("/v1/subscriptions", headers=admin).json()["items"]] == ["s1"]
+    change = "/v1/subscriptions/s1/change"
+    assert error(client.post(change, json={"plan": "gold", "at": "2026-02-01T00:00:00Z"}, headers=admin)) == (
+        422, "invalid", "plan")  # fmt: skip
+    assert error(client.post(change, json={"plan": "basic", "plan_version": 9, "at": "2026-02-01T00:00:00Z"},
+                             headers=admin)) == (422, "invalid", "plan_version")  # fmt: skip
+    assert error(client.post(change, json={"plan": "basic", "at": "2025-06-01T00:00:00Z"}, headers=admin)) == (
+        422, "invalid", "at")  # before the subscription starts  # fmt: skip
+    assert client.get("/v1/subscriptions/s1", headers=admin).json()["version"] == 1  # none of these wrote
 
 
 def test_delete_refused_while_in_use(client: TestClient) -> None:

@@ -62,9 +62,7 @@ def upgrade() -> None:
     op.create_table(
         "subscription_phases",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column(
-            "subscription_id", sa.Integer, sa.ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("subscription_id", sa.Integer, sa.ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False),
         sa.Column("tenant", sa.String(128), nullable=False),
         sa.Column("customer", sa.String(256), nullable=False),
         sa.Column("kind", sa.String(8), nullable=False),

@@ -3,7 +3,8 @@
 When an insert fails, the sink asks ClickHouse itself, not a Python imitation of its parser: the
 records are inserted into a throwaway `Null`-engine twin of the table (same columns, defaults,
 EPHEMERAL inputs and CHECK constraints; it parses and checks, then discards), first all together,
-then narrowed down using the row number in ClickHouse's message, else by halves. A record is refused
+then narrowed down using the row number in ClickHouse's message, else by halves (JSON lines, or slices
+of an Arrow table, inserted as Arrow: the same conversions as the real insert). A record is refused
 only when it fails on its own with a data error; if the block fails but no record does (the server
 is short of memory, overloaded, ...) nothing is refused and the sink retries the insert later. Costs a
 few inserts per refused record; it only runs after a failed insert.
@@ -15,7 +16,9 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
@@ -52,7 +55,9 @@ TRANSIENT_CODES = frozenset(
 )
 _ROW = re.compile(r"at row (\d+)")
 
-Probe = Callable[[list[bytes]], str | None]
+# Rows to try: JSON lines (list[bytes]) or an Arrow table (sliced like a list: table[lo:hi])
+Rows = Any
+Probe = Callable[[Rows], str | None]
 
 
 def is_data_error(exc: BaseException) -> bool:
@@ -66,8 +71,9 @@ def is_data_error(exc: BaseException) -> bool:
     return code is not None and code not in TRANSIENT_CODES
 
 
-def refused_lines(probe: Probe, lines: list[bytes]) -> dict[int, str]:
-    """Index -> error message of each line `probe` refuses on its own (`probe` returns None or the error)."""
+def refused_lines(probe: Probe, lines: Rows) -> dict[int, str]:
+    """Index -> error message of each line (or Arrow row) `probe` refuses on its own (`probe` returns
+    None or the error)."""
     out: dict[int, str] = {}
 
     def search(lo: int, hi: int, error: str | None) -> None:
@@ -95,7 +101,8 @@ def refused_lines(probe: Probe, lines: list[bytes]) -> dict[int, str]:
 
 
 class NullProbe:
-    """Insert lines into a `Null`-engine twin of `db.table`: None if ClickHouse takes them, else its error.
+    """Insert JSON lines or an Arrow table into a `Null`-engine twin of `db.table`: None if ClickHouse takes
+    them, else its error.
 
     Raises what is not a data error (the store is away): the caller retries later.
     """
@@ -116,12 +123,15 @@ class NullProbe:
         except Exception as err:  # an empty Null table left behind is harmless
             log.warning("could not drop %s.%s: %s", self.db, self.twin, err)
 
-    def __call__(self, lines: list[bytes]) -> str | None:
+    def __call__(self, lines: Rows) -> str | None:
         self.inserts += 1
         try:
-            self.client.raw_insert(
-                f"{self.db}.{self.twin}", self.fields, b"\n".join(lines), settings=self.settings, fmt="JSONEachRow"
-            )
+            if isinstance(lines, pa.Table):
+                self.client.insert_arrow(f"{self.db}.{self.twin}", lines, settings=self.settings)
+            else:
+                self.client.raw_insert(
+                    f"{self.db}.{self.twin}", self.fields, b"\n".join(lines), settings=self.settings, fmt="JSONEachRow"
+                )
         except Exception as exc:
             if is_data_error(exc):
                 return str(exc)

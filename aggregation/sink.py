@@ -1,4 +1,5 @@
-"""ClickHouse sink: rated usage and dead letters from Kafka into ClickHouse, in JSONEachRow batches.
+"""ClickHouse sink: rated usage and dead letters from Kafka into ClickHouse, in batches: JSON messages
+as one JSONEachRow block, Arrow `rated-usage` messages (the columnar processor's) as one Arrow table.
 
 At-least-once with idempotent effect: offsets are committed only after ClickHouse acknowledged the
 insert; a batch inserted again after a crash carries the same dedup token (its offset ranges) and the
@@ -9,7 +10,9 @@ No record can stall the sink: when ClickHouse refuses a block, the records it re
 found (`aggregation.refusals`, ClickHouse's own parser and CHECK constraints decide, e.g. a quantity too
 big for Decimal(38, 12), bad JSON, a wrong type, a missing field, a negative quantity), written to the
 `dead_letters` table with stage `sink` and ClickHouse's message as the reason, and the rest of the block
-is inserted; the offsets are committed once, after both. Those dead letters go to the table only, not to
+is inserted; the offsets are committed once, after both. Arrow blocks are searched the same way (slices of
+the table, inserted as Arrow); a message that claims to be Arrow but cannot be read as rated usage is a
+dead letter as a whole (its reason says why). Those dead letters go to the table only, not to
 the dead-letters topic: they are rated records, not events, so `meterstream dlq replay` must not re-drive
 them into the usage topic; read them with `SELECT ... FROM dead_letters FINAL WHERE stage = 'sink'`.
 
@@ -37,6 +40,7 @@ from meterstream.aggregation.rows import (
     SINK_DEAD_LETTER_FIELDS,
     Position,
     RecordBatch,
+    arrow_line,
     refusal_row,
     store_field,
     store_reason,
@@ -99,23 +103,28 @@ class SinkState:
 
 
 def insert_records(client: Client, db: str, batch: RecordBatch, token: str) -> None:
-    """One JSONEachRow insert; the same `token` makes a repeated insert of the same block a no-op."""
-    client.raw_insert(
-        f"{db}.{batch.table}",
-        batch.fields,
-        batch.block(),
-        # parallel parsing pays off for blocks of many MB only; on a small block its threads cost CPU.
-        # optimize_on_insert=0: no collapsing of repeated keys inside the block at insert time (~15% of
-        # the insert's CPU here); the tables are read with FINAL, which collapses them anyway.
-        # INSERT_SETTINGS: strict JSON reading (see aggregation.rows).
-        settings={
-            "insert_deduplication_token": token,
-            "input_format_parallel_parsing": 0,
-            "optimize_on_insert": 0,
-            **INSERT_SETTINGS[batch.table],
-        },
-        fmt="JSONEachRow",
-    )
+    """The batch's JSON values as one JSONEachRow insert and its Arrow records as one Arrow insert; the
+    same `token` makes a repeated insert of the same batch a no-op (each insert has its own token, derived
+    from it: two inserts with one token would make ClickHouse drop the second as a repeat)."""
+    # parallel parsing pays off for blocks of many MB only; on a small block its threads cost CPU.
+    # optimize_on_insert=0: no collapsing of repeated keys inside the block at insert time (~15% of
+    # the insert's CPU here); the tables are read with FINAL, which collapses them anyway.
+    # INSERT_SETTINGS: strict reading (see aggregation.rows; a null is refused in Arrow too).
+    settings = {"input_format_parallel_parsing": 0, "optimize_on_insert": 0, **INSERT_SETTINGS[batch.table]}
+    if batch.values:
+        client.raw_insert(
+            f"{db}.{batch.table}",
+            batch.fields,
+            batch.block(),
+            settings={"insert_deduplication_token": token, **settings},
+            fmt="JSONEachRow",
+        )
+    if batch.arrow:
+        client.insert_arrow(
+            f"{db}.{batch.table}",
+            batch.arrow_table(),
+            settings={"insert_deduplication_token": f"{token}:arrow", **settings},
+        )
 
 
 class ClickHouseSink:
@@ -310,6 +319,8 @@ class ClickHouseSink:
             self._add(msg)
 
     def _insert(self, batch: RecordBatch) -> None:
+        if batch.unreadable:
+            self._set_aside_unreadable(batch)
         if len(batch):
             token = self._token(batch.table, self._ranges(batch))
             insert_records(self.client, self.settings.clickhouse_database, batch, token)
@@ -337,29 +348,45 @@ class ClickHouseSink:
         db = self.settings.clickhouse_database
         for batch in batches:
             lines, where = batch.records()
+            table, arrow_where = batch.arrow_rows() if batch.arrow else (None, [])
             with NullProbe(self.client, db, batch.table, batch.fields, INSERT_SETTINGS[batch.table]) as probe:
                 bad = refused_lines(probe, lines)
-            if not bad:
+                bad_rows = refused_lines(probe, table) if table is not None else {}
+            if not bad and not bad_rows:
                 continue
             found = True
+            unreadable = batch.unreadable
             batch.clear()
+            batch.unreadable, batch.rows = unreadable, len(unreadable)
             for i, (line, pos) in enumerate(zip(lines, where, strict=True)):
                 error = bad.get(i)
                 if error is None:
                     batch.add(line, pos)
                     continue
-                reason, field = store_reason(error), store_field(error, batch.fields)
-                self.refused.add(refusal_row(pos, line, batch.table, reason, field))
-                self.state.refused += 1
-                BAD_RECORDS.inc()
-                log.error(
-                    "ClickHouse refused a %s record at %s (%s); it goes to dead_letters (stage sink): %.300r",
-                    batch.table,
-                    f"{pos.topic}:{pos.partition}:{pos.offset}#{pos.record}" if pos else "?",
-                    reason,
-                    line,
-                )
+                self._refuse(batch, pos, line, store_reason(error), store_field(error, batch.fields))
+            if table is not None:
+                batch.keep_arrow(table, arrow_where, bad_rows)
+                for i, error in sorted(bad_rows.items()):
+                    line = arrow_line(table, i)
+                    self._refuse(batch, arrow_where[i], line, store_reason(error), store_field(error, batch.fields))
         return found
+
+    def _set_aside_unreadable(self, batch: RecordBatch) -> None:
+        """Messages that claim to be Arrow but cannot be read as rated usage: dead letters as a whole."""
+        for value, pos, reason in batch.take_unreadable():
+            self._refuse(batch, pos, value, reason, "")
+
+    def _refuse(self, batch: RecordBatch, pos: Position | None, line: bytes, reason: str, field: str) -> None:
+        self.refused.add(refusal_row(pos, line, batch.table, reason, field))
+        self.state.refused += 1
+        BAD_RECORDS.inc()
+        log.error(
+            "a %s record at %s cannot be stored (%s); it goes to dead_letters (stage sink): %.300r",
+            batch.table,
+            f"{pos.topic}:{pos.partition}:{pos.offset}#{pos.record}" if pos else "?",
+            reason,
+            line,
+        )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

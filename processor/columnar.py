@@ -18,9 +18,11 @@ Equal to the per-message specification by construction where it matters and by t
   `money.EXACT` (that is `UsagePricer.delta`; total(before) is the previous event's total(after),
   kept instead of recomputed), other pricers' own `delta`, `rate_cdr` for telecom records with the
   bundle use read back from the state's text form, the dedup entry `{"p", "o", "t"}`, the running
-  total `[text, offset]`, and the rated record as the same dict (so `orjson.dumps` gives the same
-  bytes). tests/processor/test_columnar_differential.py runs random batches through both and
-  requires the same records, dead letters and RocksDB contents, key by key.
+  total `[text, offset]`, and the rated record with the same values, as a row in the record's field
+  order (the runner sends the rows as Arrow, `schemas.rated.pack_rows`; the specification's records
+  are turned into rows too). tests/processor/test_columnar_differential.py runs random batches through
+  both and requires the same records (every value, decoded back from the Arrow messages), dead
+  letters and RocksDB contents, key by key.
 
 Rating stays exact: Decimal in the engine's explicit context, never float.
 """
@@ -44,7 +46,7 @@ from meterstream.rating.money import EXACT, exact_runner
 from meterstream.rating.pricer import UsagePricer
 from meterstream.rating.telecom import NoRate, rate_cdr
 from meterstream.schemas.event import DEFAULT_TIME_WINDOW, TimeWindow
-from meterstream.schemas.rated import DeadLetter
+from meterstream.schemas.rated import DeadLetter, RatedRow, row_of
 
 _MISSING = object()
 # Quantities and amounts this large are left to the specification, which refuses what the store's
@@ -73,7 +75,9 @@ class BatchOutput:
     __slots__ = ("dead_letters", "last", "outcomes", "rated")
 
     def __init__(self) -> None:
-        self.rated: dict[int, list[bytes]] = {}  # encoded records, to be packed (schemas.rated.pack)
+        # rated records as rows (values in schemas.rated.RATED_FIELDS order), to be packed as Arrow
+        # (schemas.rated.pack_rows)
+        self.rated: dict[int, list[RatedRow]] = {}
         self.dead_letters: list[tuple[int, bytes | None, DeadLetter]] = []  # (partition, key, letter)
         self.outcomes: dict[int, Counter[str]] = {}
         self.last: dict[int, int] = {}  # last offset seen per partition
@@ -138,7 +142,7 @@ class ColumnarStep:
         bundles: dict[str, Any] = {}  # b| key -> the state's value
         plans, catalog, window_ms = self.plans, self.catalog, self.window_ms
         rating = self._rating
-        run_exact, add, subtract, dumps, loads = exact_runner(), EXACT.add, EXACT.subtract, orjson.dumps, orjson.loads
+        run_exact, add, subtract, loads = exact_runner(), EXACT.add, EXACT.subtract, orjson.loads
         get = state.get
         for m, f, dkey in zip(msgs, events, dkeys, strict=True):
             offset = m.offset
@@ -223,25 +227,25 @@ class ColumnarStep:
                         bvalue = [{k: format(v, "f") for k, v in used.items()}, offset]
                 if not -_BIG < amount < _BIG:
                     raise _Fallback
-                record = {
-                    "tenant": tenant,
-                    "id": f.id,
-                    "customer": customer,
-                    "subject": f.subject or "",
-                    "meter": meter,
-                    "time": f.time_text,
-                    "period": period,
-                    "quantity": f.quantity_text,
-                    "amount": format(amount, "f"),
-                    "cumulative": text,
-                    "currency": plan.currency,
-                    "plan": plan.id,
-                    "line": line,
-                    "dimensions": f.dimensions,
-                    "source": f.source or "",
-                    "src_partition": p,
-                    "src_offset": offset,
-                }
+                record = (  # schemas.rated.RATED_FIELDS, in order
+                    tenant,
+                    f.id,
+                    customer,
+                    f.subject or "",
+                    meter,
+                    f.time_text,
+                    period,
+                    f.quantity_text,
+                    format(amount, "f"),
+                    text,
+                    plan.currency,
+                    plan.id,
+                    line,
+                    f.dimensions,
+                    f.source or "",
+                    p,
+                    offset,
+                )
             except Exception:  # _Fallback, or pricing raised: the specification decides (raising the same, or not)
                 if self._fallback(state, m, now_ms, lines, dead, counts) in _WRITES_TOTALS:
                     groups.clear()  # it moved running totals: read them again from the buffer
@@ -254,7 +258,7 @@ class ColumnarStep:
             group[1], group[2] = offset, total_after
             if bvalue is not None:
                 pending[bkey] = bundles[bkey] = bvalue  # type: ignore[index]
-            lines.append(dumps(record))
+            lines.append(record)
             rated_n += 1
         out.last[p] = msgs[-1].offset
         counts[Kind.RATED.value] += rated_n
@@ -267,7 +271,7 @@ class ColumnarStep:
         state: BatchState,
         m: Message,
         now_ms: int,
-        lines: list[bytes],
+        lines: list[RatedRow],
         dead: list[tuple[int, bytes | None, DeadLetter]],
         counts: Counter[str],
     ) -> Kind:
@@ -275,7 +279,7 @@ class ColumnarStep:
         pos = Position(self.topic, m.partition, m.offset, m.key, m.timestamp_ms)
         outcome = process(self.catalog, state, m.value, pos, now_ms, self.window_ms, False, self.time_window)
         if outcome.rated is not None:
-            lines.append(orjson.dumps(outcome.rated))
+            lines.append(row_of(outcome.rated))
         elif outcome.dead_letter is not None:
             dead.append((m.partition, m.key, outcome.dead_letter))
         counts[outcome.kind.value] += 1

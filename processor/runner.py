@@ -3,7 +3,8 @@
 Per batch: process the messages against a write buffer with the columnar path (processor/columnar.py,
 proven equal to the per-message `step.process`; `METERSTREAM_PROCESSOR_ENGINE=legacy` runs
 `step.process` on each message instead), produce the outputs (idempotent, acks=all,
-to the input's partition number; rated records packed into few messages, `schemas.rated.pack`), and
+to the input's partition number; rated records packed into few messages: Arrow IPC from the columnar
+path, `schemas.rated.pack_rows`, JSON Lines from the legacy loop, `schemas.rated.pack`), and
 once Kafka acknowledged all of them, commit state + next offset atomically per partition. The wait
 for the acknowledgements overlaps the next batch (at most one batch is in flight while the next is
 processed, reading the in-flight batch's writes through its buffer), and batches commit in order.
@@ -38,7 +39,7 @@ from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
 from meterstream.rating.catalog import Catalog, load_catalog
 from meterstream.schemas.event import TimeWindow
-from meterstream.schemas.rated import pack
+from meterstream.schemas.rated import pack, pack_rows
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
@@ -189,8 +190,8 @@ class NativeProcessor:
         for p, key, dl in out.dead_letters:
             metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
             produce(dead_topic, key, dumps(dl), p, batch)
-        for p, lines in out.rated.items():
-            for value in pack(lines):
+        for p, rows in out.rated.items():
+            for value in pack_rows(rows):  # Arrow IPC, one record batch per message (schemas.rated)
                 produce(rated_topic, None, value, p, batch)
         batch.last, batch.outcomes = out.last, out.outcomes
         self._count(batch)

@@ -2,7 +2,9 @@
 which prices with `rating.delta` and the telecom rater): random event sequences, cut into batches at
 random points over several partitions, must give the same rated records (byte for byte, so amounts to
 the last decimal), the same dead letters, the same outcome counters and the same RocksDB contents,
-key by key.
+key by key. The columnar path's records are compared as they leave the processor: packed into Arrow
+messages (`schemas.rated.pack_rows`, a small size cap so that batches span several messages), decoded
+back and encoded as the specification's JSON, every field.
 
 Both paths run as the native engine runs them: per partition a RocksDB store, a batch buffer over it
 that also reads the previous, still uncommitted batch (one batch in flight), commits in order.
@@ -23,6 +25,7 @@ from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import parse_catalog
 from meterstream.schemas.event import DEFAULT_TIME_WINDOW, TimeWindow
+from meterstream.schemas.rated import is_arrow, pack_rows, unpack
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "usage-events"
@@ -263,13 +266,20 @@ def run_columnar(base: Path, batches: list[list[Message]], clocks: list[int], wi
             if m.partition not in states:
                 states[m.partition] = latest[m.partition] = BatchState(stores[m.partition], latest.get(m.partition))
         out = step.run(states, msgs, now)
-        for p, lines in out.rated.items():
-            rated.extend((p, line) for line in lines)
+        for p, rows in out.rated.items():
+            rated.extend((p, orjson.dumps(record)) for record in _sent(rows))
         dead.extend((p, letter) for p, _key, letter in out.dead_letters)
         in_flight.append((states, out.last, out.outcomes))
         _commit_all_but_newest(in_flight)
     _commit_all_but_newest(in_flight, keep=0)
     return rated, dead, _dump(stores)
+
+
+def _sent(rows: list[tuple]) -> list[dict]:
+    """The records as the sink receives them: Arrow messages of at most 4 KB, decoded."""
+    values = pack_rows(rows, max_bytes=4096)
+    assert all(is_arrow(v) for v in values), "the columnar path's records must travel as Arrow"
+    return [record for value in values for record in unpack(value)]
 
 
 def _commit_all_but_newest(in_flight: list, keep: int = 1) -> None:
@@ -340,7 +350,7 @@ def test_scenario_covers_the_outcomes() -> None:
         store = PartitionStore(Path(tmp) / "p0")
         out = ColumnarStep(CATALOG, TOPIC, WINDOW).run({0: BatchState(store)}, msgs, NOV_02)
         store.close()
-    amounts = [orjson.loads(line)["amount"] for line in out.rated[0]]
+    amounts = [record["amount"] for record in _sent(out.rated[0])]
     # graduated: 12 units -> 2 blocks of 5 at 1.5 + flat 2 = 5, plus 2 x 0.5 = 6; then 90 more (102):
     # 88 x 0.5 = 44 for tier 2 (to 100), 2 x 0.125 + flat 3 = 3.25 -> 47.25; fee: 100 x 2.9% + 0.30 = 3.20
     assert [float(a) for a in amounts] == [6.0, 47.25, 3.2]

@@ -30,6 +30,7 @@ from meterstream.schemas.entities import (
 )
 
 _DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
+MAX_INT = 2**31 - 1  # versions and offsets are 32-bit integers in the store
 
 
 def _money(value: Any) -> Decimal:
@@ -86,7 +87,7 @@ class CustomerFields(_In):
     payment_terms_days: int = Field(0, ge=0, le=365, description="net days from issue to due date")
     metadata: dict[str, str] = Field(default_factory=dict)
     version: int | None = Field(
-        None, ge=1, description="Optimistic lock: the version you read (or send `If-Match`); stale -> 409."
+        None, ge=1, le=MAX_INT, description="Optimistic lock: the version you read (or send `If-Match`); stale -> 409."
     )
 
     @field_validator("currency")
@@ -260,7 +261,7 @@ class SubscriptionCreate(_In):
     external_id: ExternalId
     customer: ExternalId = Field(description="The customer's external id; \"*\" = the tenant's default subscription.")
     plan: Code
-    plan_version: int | None = Field(None, ge=1, description="default: the plan's newest version")
+    plan_version: int | None = Field(None, ge=1, le=MAX_INT, description="default: the plan's newest version")
     start: AwareDatetime | None = Field(None, description="RFC 3339 with an offset; default: now")
     end: AwareDatetime | None = None
     billing_anchor: Literal["calendar", "anniversary"] = "calendar"
@@ -290,15 +291,19 @@ class PlanChange(_In):
 
     plan: Code
     at: AwareDatetime | None = Field(None, description="RFC 3339; default now; in the future = a pending change")
-    plan_version: int | None = Field(None, ge=1, description="default: the plan's newest version")
-    version: int | None = Field(None, ge=1, description="Optimistic lock: the subscription version you read")
+    plan_version: int | None = Field(None, ge=1, le=MAX_INT, description="default: the plan's newest version")
+    version: int | None = Field(
+        None, ge=1, le=MAX_INT, description="Optimistic lock: the subscription version you read"
+    )
 
 
 class Cancel(_In):
     """POST /v1/subscriptions/{id}/cancel: the subscription ends at `at` (default now)."""
 
     at: AwareDatetime | None = Field(None, description="RFC 3339; default now")
-    version: int | None = Field(None, ge=1, description="Optimistic lock: the subscription version you read")
+    version: int | None = Field(
+        None, ge=1, le=MAX_INT, description="Optimistic lock: the subscription version you read"
+    )
 
 
 class PhaseOut(BaseModel):

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from meterstream.api.auth import require
-from meterstream.api.entities_models import CustomerCreate, CustomerList, CustomerOut, CustomerUpdate, doc_body
+from meterstream.api.entities_models import MAX_INT, CustomerCreate, CustomerList, CustomerOut, CustomerUpdate, doc_body
 from meterstream.api.errors import ApiError
 from meterstream.api.routes.entity_common import EntityRoute, errors, etag, expected_version, store
 from meterstream.entities import customers
@@ -65,7 +65,7 @@ async def list_customers(
     request: Request,
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> dict:
     docs = await store(customers.list_customer_docs, request.app.state.sessions, principal.tenant, limit, offset)
     return {"items": [doc_body(d) for d in docs], "limit": limit, "offset": offset,

@@ -84,7 +84,7 @@ def expected_version(if_match: str | None, body_version: int | None) -> int | No
     header = None
     if if_match is not None:
         raw = if_match.strip().removeprefix("W/").strip('"')
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 10):
             raise ApiError(422, "invalid", 'must be a version number such as "3"', field="If-Match")
         header = int(raw)
     if header is not None and body_version is not None and header != body_version:

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from meterstream.api.auth import require
-from meterstream.api.entities_models import PlanCreate, PlanList, PlanOut, doc_body
+from meterstream.api.entities_models import MAX_INT, PlanCreate, PlanList, PlanOut, doc_body
 from meterstream.api.errors import ApiError
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
 from meterstream.entities import plans
@@ -23,7 +23,7 @@ from meterstream.entities.keys import Principal
 router = APIRouter(prefix="/v1/plans", tags=["plans"], route_class=EntityRoute)
 Admin = Annotated[Principal, Depends(require("admin"))]
 Reader = Annotated[Principal, Depends(require("read"))]
-VersionPath = Annotated[int, Path(ge=1)]
+VersionPath = Annotated[int, Path(ge=1, le=MAX_INT)]
 _READ_ERRORS = errors(401, 403, 404, 422, 429)
 
 

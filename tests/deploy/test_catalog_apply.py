@@ -254,3 +254,21 @@ def test_cli_apply_and_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     catalog.write_text(TODAY.replace('"0.001"', "0.001"))
     assert main(["catalog", "apply", str(catalog)]) == 2
     assert "plans[0].meters.api_calls.unit_amount" in capsys.readouterr().err
+
+
+def test_cli_lists_without_rich_are_tab_separated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("METERSTREAM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("METERSTREAM_DATABASE_URL", raising=False)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(TODAY)
+    assert main(["catalog", "apply", str(catalog)]) == 0
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # as if rich were not installed
+    assert main(["subscriptions", "list", "--tenant", "t2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "external_id\tcustomer\tstatus\tanchor\tphases\tversion",
+        "catalog-*\t*\tactive\tcalendar\tbasic@1 [1970-01-01T00:00:00Z, ...)\t1",
+    ]

@@ -193,9 +193,11 @@ def pack_rows(rows: list[RatedRow], max_bytes: int = RATED_MESSAGE_MAX_BYTES) ->
     are sent as JSON Lines (`pack`) instead, so that the sink and ClickHouse judge them as before."""
     if not rows:
         return []
+    import pyarrow as pa
+
     try:
         batch = _record_batch(rows)
-    except (ArithmeticError, TypeError, ValueError) as exc:  # pyarrow's errors derive from these
+    except (pa.ArrowException, ArithmeticError, TypeError, ValueError) as exc:  # e.g. OverflowError, ArrowInvalid
         log.warning("%d rated records do not fit the Arrow schema (%s): sent as JSON Lines", len(rows), exc)
         return pack([orjson.dumps(dict(zip(RATED_FIELDS, row, strict=True))) for row in rows], max_bytes)
     return _split(batch, max_bytes)

@@ -6,29 +6,33 @@ anything else; the caller then runs the per-message specification (`step.process
 `parse_event`) on that message, so whatever is accepted, refused or reworded there applies here too.
 
 What "plainly valid" means is a strict subset of what `parse_event` accepts, with margins:
-- the same JSON decoder as `parse_event` (orjson), so both see the same document;
-- only the schema's fields, the required ones present, each of the expected type;
+- a JSON object that msgspec decodes into `_Wire` (C: the schema's fields only, the required ones
+  present, each of the expected type and length), reading the document as `parse_event`'s orjson
+  does where both accept it (tests/processor/test_decode.py compares them on hostile JSON);
 - strings well under every length/byte limit: at most `_MAX_CHARS` characters (dimension keys and
   values: a quarter of their byte limits in characters, so within them whatever the UTF-8 length);
-  dimension keys non-empty and without control characters;
+  dimension keys non-empty and without control characters (checked once per distinct key);
 - tenant and meter matching the schema's patterns (checked once per distinct value);
 - quantity a string of at most `_MAX_INT_DIGITS` integer digits and at most the schema's fractional
   digits, or a JSON integer in [0, min(10**_MAX_INT_DIGITS, JSON_NUMBER_MAX)]; its value is `parse_event`'s own
   `parse_quantity` (memoised per distinct input), and anything it refuses goes the slow way;
-- time already in the canonical form (`2026-11-01T12:00:00.000Z`), a real date in 1900-2299, and
+- time already in the canonical form (`2026-11-01T12:00:00.000Z`), a real date in 1900-2299 (checked
+  once per distinct day) and a real time of day (looked up among all valid texts), and
   within the schema's `TimeWindow` around the message's receive time (its own `check`).
 The result for an accepted event equals the model `parse_event` returns, field by field (the
 differential test, tests/processor/test_columnar_differential.py, checks this on random input).
+`Decoder.check` does the same for an object already decoded (the API's ingest path).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
-import orjson
+import msgspec
+from msgspec import Meta
 
 from meterstream.schemas.event import (
     DEFAULT_TIME_WINDOW,
@@ -56,17 +60,24 @@ _has_only_fields = _FIELDS.issuperset
 _TENANT_RE = re.compile(r"[^/\x00-\x1f]+")
 _METER_RE = re.compile(r"[a-z][a-z0-9_.-]{0,127}")
 _QUANTITY_RE = re.compile(rf"[0-9]{{1,{_MAX_INT_DIGITS}}}(\.[0-9]{{1,{QUANTITY_SCALE}}})?")
-_TIME_RE = re.compile(r"(?:19|2[0-2])[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")  # 1900-2299
+# the canonical time `YYYY-MM-DDTHH:MM:SS.mmmZ` in parts: the day, memoised (1900-2299; a real date as
+# date.fromisoformat says), and the time of day as what datetime.fromisoformat accepts (no hour 24, no
+# second 60), looked up in the sets of every valid text of each part
+_DAY_RE = re.compile(r"(?:19|2[0-2])[0-9]{2}-[0-9]{2}-[0-9]{2}T")
+_HOURS_MINUTES = frozenset(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
+_SECONDS = frozenset(f":{s:02d}" for s in range(60))
+_FRACTIONS = frozenset(f".{ms:03d}Z" for ms in range(1000))
 _CONTROL_RE = re.compile(r"[\x00-\x1f]")
+_date_fromisoformat = date.fromisoformat
 _fromisoformat = datetime.fromisoformat
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _new_tuple = tuple.__new__  # builds a Fast without NamedTuple's Python-level __new__ (~0.8 us here)
-_loads = orjson.loads
 _CACHE_MAX = 200_000  # memo sizes: cleared when exceeded (values repeat: meters, tenants, quantities)
 
 
 class Fast(NamedTuple):
-    """One plainly valid event, as the columnar path needs it (equal to parse_event's model)."""
+    """One plainly valid event, as the columnar path needs it (equal to parse_event's model; its time
+    is kept as the canonical text, and `time` parses it only when asked for)."""
 
     id: str
     tenant: str
@@ -78,7 +89,40 @@ class Fast(NamedTuple):
     time_text: str  # canonical RFC 3339, UTC, milliseconds
     dimensions: dict[str, str]
     source: str | None
-    time: datetime
+
+    @property
+    def time(self) -> datetime:
+        """The model's `time` (UTC), parsed from the canonical text when asked for (telecom rating)."""
+        return _fromisoformat(self.time_text)
+
+
+_Id = Annotated[str, Meta(min_length=1, max_length=_MAX_CHARS)]
+_Text = Annotated[str, Meta(max_length=_MAX_CHARS)]
+_Key = Annotated[str, Meta(min_length=1, max_length=_MAX_KEY_CHARS)]
+_Value = Annotated[str, Meta(max_length=_MAX_VALUE_CHARS)]
+_Dimensions = Annotated[dict[_Key, _Value], Meta(max_length=_MAX_DIMENSIONS)]
+
+
+class _Wire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The plainly valid event's JSON shape, checked by msgspec's decoder (C): the schema's fields only,
+    the required ones present, each of its type and within this module's length margins. msgspec reads
+    JSON as orjson does where it accepts a document (UTF-8 checked, lone surrogates refused, the last of
+    duplicate keys wins, nothing after the value); where it refuses, the specification decides."""
+
+    id: _Id
+    tenant: _Id
+    customer: _Id
+    meter: str
+    quantity: str | Annotated[int, Meta(ge=0, lt=_INT_LIMIT)]
+    time: Annotated[str, Meta(min_length=24, max_length=24)]
+    subject: _Text | None = None
+    source: _Text | None = None
+    dimensions: _Dimensions = {}
+
+
+assert frozenset(_Wire.__struct_fields__) == _FIELDS, "the wire struct must name exactly the schema's fields"
+_decode_wire = msgspec.json.Decoder(_Wire).decode
+_WireError = msgspec.DecodeError  # a ValidationError is one too
 
 
 class Decoder:
@@ -91,23 +135,28 @@ class Decoder:
         self.tenants: set[str] = set()
         self.meters: set[str] = set()
         self.quantities: dict[Any, tuple[Decimal, str]] = {}
+        self.days: set[str] = set()  # "YYYY-MM-DDT" of real dates in 1900-2299
 
     def decode(self, values: list[bytes | None], received: list[int]) -> list[Fast | None]:
         """The batch's values, each a `Fast` event or None (take the per-message specification);
         `received` holds each message's receive time (epoch ms) the event's time is judged against."""
-        one = self.one
-        return [one(v, r) for v, r in zip(values, received, strict=True)]
+        out: list[Fast | None] = []
+        add, accept, decode_wire = out.append, self._accept, _decode_wire
+        for raw, received_ms in zip(values, received, strict=True):
+            if raw is None:
+                add(None)
+                continue
+            try:
+                w = decode_wire(raw)
+            except _WireError:
+                add(None)
+                continue
+            add(accept(w.id, w.tenant, w.customer, w.subject, w.meter, w.quantity, w.time, w.dimensions, w.source,
+                       received_ms))  # fmt: skip
+        return out
 
     def one(self, raw: bytes | None, received_ms: int) -> Fast | None:
-        if raw is None:
-            return None
-        try:
-            data = _loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        if type(data) is not dict:
-            return None
-        return self.check(data, received_ms)
+        return self.decode([raw], [received_ms])[0]
 
     def check(self, data: dict[str, Any], received_ms: int) -> Fast | None:
         """An already decoded JSON object: a `Fast` event if plainly valid, else None (take the
@@ -124,11 +173,14 @@ class Decoder:
             and 0 < len(id_) <= _MAX_CHARS
             and type(customer) is str
             and 0 < len(customer) <= _MAX_CHARS
+            and type(tenant) is str
+            and 0 < len(tenant) <= _MAX_CHARS
+            and type(meter) is str
+            and type(t) is str
+            and len(t) == 24
         ):
             return None
-        if type(tenant) is not str or (tenant not in self.tenants and not self._tenant(tenant)):
-            return None
-        if type(meter) is not str or (meter not in self.meters and not self._meter(meter)):
+        if type(q) is not str and type(q) is not int:
             return None
         subject = data.get("subject")
         if subject is not None and (type(subject) is not str or len(subject) > _MAX_CHARS):
@@ -144,32 +196,48 @@ class Decoder:
         elif type(dimensions) is not dict or len(dimensions) > _MAX_DIMENSIONS:
             return None
         else:
-            dimension_keys = self.dimension_keys
             for k, v in dimensions.items():
-                if type(v) is not str or len(v) > _MAX_VALUE_CHARS:
+                if type(v) is not str or len(v) > _MAX_VALUE_CHARS or not k or len(k) > _MAX_KEY_CHARS:
                     return None
-                if k not in dimension_keys:
-                    if not k or len(k) > _MAX_KEY_CHARS or _CONTROL_RE.search(k):
-                        return None
-                    self._remember(dimension_keys, k)
-        if type(t) is not str or len(t) != 24 or not _TIME_RE.fullmatch(t):
+        return self._accept(id_, tenant, customer, subject, meter, q, t, dimensions, source, received_ms)
+
+    def _accept(
+        self,
+        id_: str,
+        tenant: str,
+        customer: str,
+        subject: str | None,
+        meter: str,
+        q: str | int,
+        t: str,
+        dimensions: dict[str, str],
+        source: str | None,
+        received_ms: int,
+    ) -> Fast | None:
+        """The checks left once every field has its type and length (as `_Wire` states them): patterns,
+        dimension keys, the time's form, date and window, the quantity's digits; each memoised."""
+        if tenant not in self.tenants and not self._tenant(tenant):
             return None
-        try:
-            when = _fromisoformat(t)  # a real date and time of day, UTC
-        except ValueError:
+        if meter not in self.meters and not self._meter(meter):
+            return None
+        if dimensions and not self.dimension_keys.issuperset(dimensions) and not self._dimension_keys(dimensions):
+            return None
+        # the canonical form, a real date in 1900-2299 and a real time of day (what fromisoformat accepts)
+        if t[:11] not in self.days and not self._day(t[:11]):
+            return None
+        if t[11:16] not in _HOURS_MINUTES or t[16:19] not in _SECONDS or t[19:] not in _FRACTIONS:
             return None
         bounds = self.bounds.get(received_ms)
         if bounds is None:
             bounds = self._bounds(received_ms)
         if not bounds[0] <= t <= bounds[1]:
             return None
-        known = self.quantities.get(q) if type(q) is str or type(q) is int else None
+        known = self.quantities.get(q)
         if known is None:
             known = self._quantity(q)
             if known is None:
                 return None
-        fields = (id_, tenant, customer, subject, meter, known[0], known[1], t, dimensions, source, when)
-        return _new_tuple(Fast, fields)
+        return _new_tuple(Fast, (id_, tenant, customer, subject, meter, known[0], known[1], t, dimensions, source))
 
     def _bounds(self, received_ms: int) -> tuple[str, str]:
         """The time window around `received_ms` as the canonical texts of its ends: canonical times
@@ -187,17 +255,35 @@ class Decoder:
         self.bounds[received_ms] = bounds
         return bounds
 
-    def _tenant(self, tenant: Any) -> bool:
-        if type(tenant) is str and len(tenant) <= _MAX_CHARS and _TENANT_RE.fullmatch(tenant):
+    def _tenant(self, tenant: str) -> bool:
+        if len(tenant) <= _MAX_CHARS and _TENANT_RE.fullmatch(tenant):
             self._remember(self.tenants, tenant)
             return True
         return False
 
-    def _meter(self, meter: Any) -> bool:
-        if type(meter) is str and _METER_RE.fullmatch(meter):
+    def _meter(self, meter: str) -> bool:
+        if _METER_RE.fullmatch(meter):
             self._remember(self.meters, meter)
             return True
         return False
+
+    def _dimension_keys(self, dimensions: dict[str, str]) -> bool:
+        for k in dimensions:
+            if k not in self.dimension_keys:
+                if not k or len(k) > _MAX_KEY_CHARS or _CONTROL_RE.search(k):
+                    return False
+                self._remember(self.dimension_keys, k)
+        return True
+
+    def _day(self, day: str) -> bool:
+        if not _DAY_RE.fullmatch(day):
+            return False
+        try:
+            _date_fromisoformat(day[:10])
+        except ValueError:
+            return False
+        self._remember(self.days, day)
+        return True
 
     def _quantity(self, q: Any) -> tuple[Decimal, str] | None:
         if type(q) is int:

@@ -358,3 +358,18 @@ def test_numbers_beyond_the_store_are_invalid_not_errors(client: TestClient) -> 
     assert error(client.get(f"/v1/plans/pro/versions/{big}", headers=admin)) == (422, "invalid", "version")
     assert error(client.put("/v1/customers/org-1", json=ORG, headers={**admin, "If-Match": "9" * 5000})) == (
         422, "invalid", "If-Match")  # fmt: skip
+
+
+def test_a_change_in_the_future_is_pending(client: TestClient) -> None:
+    admin = _setup(client)
+    body = {"external_id": "s1", "customer": "org-1", "plan": "basic", "start": "2026-01-01T00:00:00Z"}
+    assert client.post("/v1/subscriptions", json=body, headers=admin).status_code == 201
+    change = {"plan": "pro", "at": "2099-01-01T00:00:00Z"}
+    later = client.post("/v1/subscriptions/s1/change", json=change, headers=admin)
+    assert later.status_code == 200
+    doc = later.json()
+    assert doc["status"] == "active"  # still on basic until 2099
+    assert [(p["plan_code"], p["start"], p["end"]) for p in doc["phases"]] == [
+        ("basic", "2026-01-01T00:00:00Z", "2099-01-01T00:00:00Z"),
+        ("pro", "2099-01-01T00:00:00Z", None),
+    ]

@@ -322,6 +322,21 @@ def _same(doc: CustomerDoc, row: CustomerRow) -> bool:
     return msgspec.structs.replace(doc, version=current.version) == current
 
 
+def _check_currency_change(s: Session, doc: CustomerDoc) -> None:
+    """A customer's currency may not change away from the plans of its subscriptions that have not ended."""
+    from meterstream.entities.plans import find_plan_row
+    from meterstream.entities.subscriptions import running_phases
+
+    for external_id, code, version in running_phases(s, doc.tenant, doc.external_id, datetime.now(UTC)):
+        plan = find_plan_row(s, doc.tenant, code, version, include_deleted=True)
+        if plan is not None and plan.currency != doc.currency:
+            raise Conflict(
+                "currency",
+                f"subscription {external_id!r} is on plan {code}@{version} in {plan.currency}: "
+                f"end it before changing the customer's currency to {doc.currency}",
+            )
+
+
 def put_customer(sf: sessionmaker, doc: CustomerDoc, expected_version: int | None = None) -> CustomerDoc:
     """Create or update the customer (tenant, external_id); returns the stored document.
 
@@ -338,6 +353,8 @@ def put_customer(sf: sessionmaker, doc: CustomerDoc, expected_version: int | Non
         _check_version(expected_version, row.version if row is not None else 0, doc.external_id)
         if row is not None and _same(doc, row):
             return customer_doc(row)
+        if row is not None and doc.currency is not None and doc.currency != row.currency:
+            _check_currency_change(s, doc)
         if row is None:
             row = CustomerRow(id=new_ulid(), tenant=doc.tenant, key=doc.external_id, created_at=now, version=0)
             s.add(row)

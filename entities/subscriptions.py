@@ -435,3 +435,22 @@ def subscriptions_in_use(
         if (end is None or end > now) and not (end is not None and start is not None and end <= start):
             out[external_id] = None
     return sorted(out)
+
+
+def running_phases(s: Session, tenant: str, customer: str, now: datetime) -> list[tuple[str, str, int]]:
+    """(subscription, plan code, plan version) of the customer's main-plan phases not ended at `now`."""
+    stmt = (
+        select(SubscriptionRow.external_id, SubscriptionPhaseRow)
+        .join(SubscriptionRow, SubscriptionRow.id == SubscriptionPhaseRow.subscription_id)
+        .where(
+            SubscriptionPhaseRow.tenant == tenant,
+            SubscriptionPhaseRow.customer == customer,
+            SubscriptionPhaseRow.kind == "plan",
+        )
+    )
+    out = []
+    for external_id, phase in s.execute(stmt):
+        start, end = aware(phase.start), aware(phase.end)
+        if end is None or (end > now and start is not None and end > start):
+            out.append((external_id, phase.plan_code, phase.plan_version))
+    return out

@@ -150,3 +150,14 @@ def test_delete_is_refused_while_a_subscription_runs(sf) -> None:
     with pytest.raises(NotFound):
         get_customer_doc(sf, TENANT, "c2")
     assert decode_change(read_outbox(sf, 0, 100)[-1][2]) == gone
+
+
+def test_currency_cannot_change_under_a_running_subscription(sf) -> None:
+    put_customer(sf, customer(currency="USD"))
+    publish_plan(sf, plan_doc())  # USD
+    create_subscription(sf, subscription())
+    with pytest.raises(Conflict) as exc:
+        put_customer(sf, customer(currency="EUR"))
+    assert exc.value.field == "currency" and "basic@1" in str(exc.value)
+    assert get_customer_doc(sf, TENANT, "c1").currency == "USD"
+    put_customer(sf, customer(currency="USD", name="Renamed"))  # other changes are fine

@@ -6,13 +6,15 @@ import threading
 import time
 
 import pytest
-from entity_docs import TENANT, customer, plan
+from entity_docs import TENANT, customer, plan, subscription
+from sqlalchemy import func, select
 
 from meterstream.entities import outbox
 from meterstream.entities.common import NotFound
 from meterstream.entities.customers import get_customer_doc, put_customer
 from meterstream.entities.outbox import get_relay_position, last_seq, read_outbox, set_relay_position
 from meterstream.entities.plans import list_plans, publish_plan
+from meterstream.entities.subscriptions import SubscriptionPhaseRow, create_subscription, list_subscriptions
 from meterstream.schemas.entities import CustomerDoc, PlanVersionDoc, decode_change
 
 
@@ -43,6 +45,15 @@ def test_a_failed_outbox_append_leaves_nothing_behind(sf, monkeypatch: pytest.Mo
     with pytest.raises(NotFound):
         get_customer_doc(sf, TENANT, "c1")
     assert list_plans(sf, TENANT) == [] and read_outbox(sf, 0, 10) == []
+    put_customer(sf, customer())
+    publish_plan(sf, plan())
+    monkeypatch.setattr(outbox, "append", broken)
+    with pytest.raises(RuntimeError):
+        create_subscription(sf, subscription())
+    monkeypatch.undo()
+    assert list_subscriptions(sf, TENANT) == [] and last_seq(sf) == 2
+    with sf() as s:  # no phase row either
+        assert s.scalar(select(func.count()).select_from(SubscriptionPhaseRow)) == 0
 
 
 def test_relay_position(sf) -> None:

@@ -87,6 +87,17 @@ def _instant(field: str, value: object) -> datetime:
     return value.astimezone(UTC)
 
 
+def _check_not_finalized(field: str, when: datetime, finalized_until: datetime | None) -> None:
+    """Refuse a change taking effect before `finalized_until` (the end of the newest invoiced period, which
+    the caller knows from the invoice ledger): invoiced periods are not rewritten."""
+    if finalized_until is not None and when < _instant("finalized_until", finalized_until):
+        raise Invalid(
+            field,
+            f"{when.isoformat()} is in a finalized (invoiced) period, which ends {finalized_until.isoformat()}: "
+            "changes may take effect from then on",
+        )
+
+
 def _overlaps(a_start: datetime, a_end: datetime | None, b_start: datetime, b_end: datetime | None) -> bool:
     """Do [a_start, a_end) and [b_start, b_end) share an instant (None: open-ended)?"""
     return (b_end is None or a_start < b_end) and (a_end is None or b_start < a_end)
@@ -259,15 +270,19 @@ def _store(
     return doc
 
 
-def create_subscription(sf: sessionmaker, doc: SubscriptionDoc) -> SubscriptionDoc:
+def create_subscription(
+    sf: sessionmaker, doc: SubscriptionDoc, *, finalized_until: datetime | None = None
+) -> SubscriptionDoc:
     """Store a new subscription (version 1). `Invalid` for bad input or an unknown customer / plan version,
-    `Conflict` for a taken external_id or an overlap with another subscription of the customer on a plan."""
+    `Conflict` for a taken external_id or an overlap with another subscription of the customer on a plan.
+    With `finalized_until`, a subscription starting before it (in an invoiced period) is refused."""
     if not isinstance(doc, SubscriptionDoc):
         raise Invalid("", f"expected a SubscriptionDoc, got {type(doc).__name__}")
     now = datetime.now(UTC)
     with sf.begin() as s:
         outbox.begin_write(s)
         normalized, rows = _normalize(s, doc)
+        _check_not_finalized("phases[0].start", normalized.phases[0].start, finalized_until)
         taken = s.scalar(
             select(SubscriptionRow.customer).where(
                 SubscriptionRow.tenant == doc.tenant, SubscriptionRow.external_id == doc.external_id
@@ -334,6 +349,8 @@ def change_plan(
     at: datetime,
     plan_version: int | None = None,
     expected_version: int | None = None,
+    *,
+    finalized_until: datetime | None = None,
 ) -> SubscriptionDoc:
     """Move the subscription to `plan_code` (version `plan_version`, default the newest) from `at` on.
 
@@ -342,8 +359,10 @@ def change_plan(
     phase ends when the subscription ends (a scheduled cancellation stays), keeps the add-ons of the phase
     in effect at `at`, and its overrides when the plan
     code stays the same (those the new version still prices). `at` in the future is a pending change.
-    Already on that plan version at `at`: nothing is written."""
+    Already on that plan version at `at`: nothing is written. With `finalized_until` (the end of the newest
+    invoiced period), `at` before it is refused: back-dated changes never rewrite an invoiced period."""
     when = _instant("at", at)
+    _check_not_finalized("at", when, finalized_until)
     with sf.begin() as s:
         outbox.begin_write(s)
         row = _find(s, tenant, external_id)
@@ -383,11 +402,19 @@ def change_plan(
 
 
 def cancel_subscription(
-    sf: sessionmaker, tenant: str, external_id: str, at: datetime, expected_version: int | None = None
+    sf: sessionmaker,
+    tenant: str,
+    external_id: str,
+    at: datetime,
+    expected_version: int | None = None,
+    *,
+    finalized_until: datetime | None = None,
 ) -> SubscriptionDoc:
     """End the subscription at `at`: the phase in effect then ends at `at`, later phases are dropped.
-    Canceling before it starts leaves an empty first phase [start, start): no instant is covered."""
+    Canceling before it starts leaves an empty first phase [start, start): no instant is covered.
+    With `finalized_until`, `at` before it (in an invoiced period) is refused."""
     when = _instant("at", at)
+    _check_not_finalized("at", when, finalized_until)
     with sf.begin() as s:
         outbox.begin_write(s)
         row = _find(s, tenant, external_id)

@@ -224,3 +224,22 @@ def test_a_plan_deleted_after_its_phase_ended_stays_valid_history(store) -> None
     with pytest.raises(Invalid) as exc:  # but no new phase may start on it
         create_subscription(store, subscription("s2", phases=[phase(start=at(1, year=2027))]))
     assert exc.value.field == "phases[0].plan_code"
+
+
+def test_back_dated_changes_into_a_finalized_period_are_refused(store) -> None:
+    """The caller passes the end of the newest invoiced period (from the invoice ledger): Feb 1 here."""
+    closed = at(1, month=2)
+    with pytest.raises(Invalid) as exc:
+        create_subscription(store, subscription(phases=[phase(start=at(15))]), finalized_until=closed)
+    assert exc.value.field == "phases[0].start" and "finalized" in exc.value.reason
+    create_subscription(store, subscription(phases=[phase(start=at(1, month=2))]), finalized_until=closed)
+    for call in (
+        lambda: change_plan(store, TENANT, "s1", "pro", at(1, month=2) - timedelta(seconds=1), finalized_until=closed),
+        lambda: cancel_subscription(store, TENANT, "s1", at(20), finalized_until=closed),
+    ):
+        with pytest.raises(Invalid) as exc:
+            call()
+        assert exc.value.field == "at"
+    assert get_subscription(store, TENANT, "s1").version == 1
+    changed = change_plan(store, TENANT, "s1", "pro", at(10, month=2), finalized_until=closed)  # adjustments: not here
+    assert changed.phases[1].start == at(10, month=2)

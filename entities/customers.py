@@ -174,7 +174,7 @@ class CustomerRepository:
                         "usageAttribution.subjectKeys",
                         f"subject {owner[0]!r} is already attributed to customer {owner[1]}",
                     )
-            row.version = 1
+            row.version = _first_version(s, tenant, new.key)
             s.add(row)
             s.flush()
             for key in subjects:
@@ -311,6 +311,15 @@ def find_customer_row(s: Session, tenant: str, external_id: str, *, lock: bool =
     return s.scalar(stmt.with_for_update() if lock else stmt)
 
 
+def _first_version(s: Session, tenant: str, key: str | None) -> int:
+    """The version of a new customer: 1, or one more than a deleted customer's with the same external id, so
+    a consumer keeping the highest version per key (the compacted topic) sees the new one over the deletion."""
+    if key is None:
+        return 1
+    newest = s.scalar(select(func.max(CustomerRow.version)).where(CustomerRow.tenant == tenant, CustomerRow.key == key))
+    return (newest or 0) + 1
+
+
 def _check_version(expected: int | None, current: int, external_id: str) -> None:
     if expected is not None and expected != current:
         state = f"is at version {current}" if current else "does not exist"
@@ -356,7 +365,8 @@ def put_customer(sf: sessionmaker, doc: CustomerDoc, expected_version: int | Non
         if row is not None and doc.currency is not None and doc.currency != row.currency:
             _check_currency_change(s, doc)
         if row is None:
-            row = CustomerRow(id=new_ulid(), tenant=doc.tenant, key=doc.external_id, created_at=now, version=0)
+            first = _first_version(s, doc.tenant, doc.external_id)
+            row = CustomerRow(id=new_ulid(), tenant=doc.tenant, key=doc.external_id, created_at=now, version=first - 1)
             s.add(row)
         row.name, row.legal_name, row.primary_email, row.tax_id = doc.name, doc.legal_name, doc.email, doc.tax_id
         row.country, row.currency, row.timezone = doc.country, doc.currency, doc.timezone

@@ -150,6 +150,9 @@ def test_delete_is_refused_while_a_subscription_runs(sf) -> None:
     with pytest.raises(NotFound):
         get_customer_doc(sf, TENANT, "c2")
     assert decode_change(read_outbox(sf, 0, 100)[-1][2]) == gone
+    again = put_customer(sf, customer("c2"))  # the same external id again: versions go on past the deletion
+    assert again.version == 3 and not again.deleted
+    assert get_customer_doc(sf, TENANT, "c2").version == 3
 
 
 def test_currency_cannot_change_under_a_running_subscription(sf) -> None:

@@ -74,6 +74,9 @@ class PostgresCluster:
             pass
         if self.owned:
             shutil.rmtree(self.base, ignore_errors=True)
+        else:  # a folder the caller gave: remove what the cluster put there
+            shutil.rmtree(self.data, ignore_errors=True)
+            (self.base / "log").unlink(missing_ok=True)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://meterstream@127.0.0.1:{self.port}/{database}"

@@ -34,13 +34,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-import orjson
-
 from meterstream.processor.decode import Decoder
 from meterstream.processor.dedup import DEDUP_PREFIX
 from meterstream.processor.rate import BUNDLE_PREFIX, CUMULATIVE_PREFIX
 from meterstream.processor.step import Kind, Position, process
-from meterstream.processor.store import BatchState
+from meterstream.processor.store import BatchState, decode_value
 from meterstream.rating.catalog import Catalog, Plan
 from meterstream.rating.money import EXACT, exact_runner
 from meterstream.rating.pricer import UsagePricer
@@ -56,6 +54,7 @@ _TELECOM = "telecom"
 _USAGE = "usage"
 _OTHER = "other"
 _NO_PLAN = object()
+_ROUTES_MAX = 100_000  # (tenant, customer, meter) routes kept; cleared when exceeded
 _WRITES_TOTALS = (Kind.RATED, Kind.REPLAYED)
 
 
@@ -100,6 +99,8 @@ class ColumnarStep:
         self.decoder = Decoder(time_window)
         self.plans: dict[tuple[str, str], Any] = {}  # (tenant, customer) -> Plan or _NO_PLAN
         self.meters: dict[tuple[str, str], tuple[str, Any] | None] = {}  # (plan id, meter) -> how to rate
+        # (tenant, customer, meter) -> (plan, kind, pricing function), None where the specification decides
+        self.routes: dict[tuple[str, str, str], tuple[Plan, str, Any] | None] = {}
 
     def run(self, states: dict[int, BatchState], msgs: Sequence[Message], now_ms: int) -> BatchOutput:
         """Process `msgs` (any partitions, Kafka order within each) against their partitions' buffers."""
@@ -110,6 +111,18 @@ class ColumnarStep:
         for p, ms in by_partition.items():
             self._partition(states[p], p, ms, now_ms, out)
         return out
+
+    def _route(self, tenant: str, customer: str, meter: str) -> tuple[Plan, str, Any] | None:
+        """How to rate this customer's meter (memoised): its plan, the pricer's kind and function."""
+        plan = self.plans.get((tenant, customer))
+        if plan is None:
+            plan = self.plans[(tenant, customer)] = self.catalog.plan_for(tenant, customer) or _NO_PLAN
+        how = None if plan is _NO_PLAN else self._rating(plan, meter)
+        route = None if how is None else (plan, how[0], how[1])
+        if len(self.routes) >= _ROUTES_MAX:
+            self.routes.clear()
+        self.routes[(tenant, customer, meter)] = route
+        return route
 
     def _rating(self, plan: Plan, meter: str) -> tuple[str, Any] | None:
         key = (plan.id, meter)
@@ -133,6 +146,7 @@ class ColumnarStep:
         earlier = state.after.pending if state.after is not None else {}
         dkeys = [None if f is None else f"{DEDUP_PREFIX}{f.tenant}\x1f{f.id}" for f in events]
         need = [k for k in dkeys if k is not None and k not in pending and k not in earlier]
+        # stored entries, encoded (None: never seen); a key not here is in `earlier` (or `pending`)
         fetched = dict(zip(need, state.store.get_many_raw([k.encode() for k in need]), strict=True))
         lines = out.rated.setdefault(p, [])
         dead = out.dead_letters
@@ -140,9 +154,8 @@ class ColumnarStep:
         rated_n = dup_n = 0
         groups: dict[str, list[Any]] = {}  # c| key -> [before, last offset written, total(before)]
         bundles: dict[str, Any] = {}  # b| key -> the state's value
-        plans, catalog, window_ms = self.plans, self.catalog, self.window_ms
-        rating = self._rating
-        run_exact, add, subtract, loads = exact_runner(), EXACT.add, EXACT.subtract, orjson.loads
+        routes, route_of, window_ms = self.routes, self._route, self.window_ms
+        run_exact, add, subtract = exact_runner(), EXACT.add, EXACT.subtract
         get = state.get
         for m, f, dkey in zip(msgs, events, dkeys, strict=True):
             offset = m.offset
@@ -151,10 +164,11 @@ class ColumnarStep:
                     raise _Fallback
                 seen = pending.get(dkey, _MISSING)
                 if seen is _MISSING:
-                    seen = earlier.get(dkey, _MISSING)
-                    if seen is _MISSING:
-                        raw = fetched[dkey]
-                        seen = None if raw is None else loads(raw)
+                    raw = fetched.get(dkey, _MISSING)
+                    if raw is _MISSING:
+                        seen = earlier[dkey]
+                    else:
+                        seen = None if raw is None else decode_value(raw)
                 if seen is not None:
                     if seen["p"] == p and seen["o"] == offset:
                         raise _Fallback  # a replay of this very message
@@ -162,14 +176,12 @@ class ColumnarStep:
                         dup_n += 1
                         continue
                 tenant, customer, meter = f.tenant, f.customer, f.meter
-                plan = plans.get((tenant, customer))
-                if plan is None:
-                    plan = plans[(tenant, customer)] = catalog.plan_for(tenant, customer) or _NO_PLAN
-                if plan is _NO_PLAN:
-                    raise _Fallback
-                how = rating(plan, meter)
-                if how is None:
-                    raise _Fallback
+                route = routes.get((tenant, customer, meter), _MISSING)
+                if route is _MISSING:
+                    route = route_of(tenant, customer, meter)
+                if route is None:
+                    raise _Fallback  # no plan, or the plan does not price the meter: the specification words it
+                plan, kind, fn = route
                 period = f.time_text[:7]
                 ckey = f"{CUMULATIVE_PREFIX}{tenant}\x1f{customer}\x1f{meter}\x1f{period}"
                 group = groups.get(ckey)
@@ -190,7 +202,6 @@ class ColumnarStep:
                 line = meter
                 total_after = None
                 bkey = bvalue = None
-                kind, fn = how
                 if kind is _USAGE:
                     total_after = run_exact(fn, after)
                     if before is None:

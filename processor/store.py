@@ -4,13 +4,20 @@ A batch's state writes, its outcome counters and the input offset they reach are
 WriteBatch, so after a crash the store is exactly as it was after some whole batch, and processing
 resumes right after that batch with exact counters.
 
-Dedup entries are bounded: each carries an index key `t|<day>|<key>` (sorted by the day it was
-first seen), and `purge_before(day)` walks that index from its start, deleting what fell out of the
-window, so a purge touches only expired ids.
+Values are JSON (orjson), except dedup entries `{"p", "o", "t"}`, the one value written per event:
+those are 21 bytes of binary (`encode_entry`: a tag byte 0x01, partition, offset, first-seen ms, big
+endian) instead of ~36 of JSON. A JSON value never starts with 0x01, so `decode_value` reads both, and
+stores written by earlier versions (JSON entries) keep working.
+
+Dedup entries are bounded: each commit adds one index entry per day its entries were first seen,
+`t|<day>|*<next offset>` holding their keys (a JSON list), and `purge_before(day)` walks that index from
+its start, deleting what fell out of the window, so a purge touches only expired ids. Earlier versions
+wrote one index key per entry, `t|<day>|<key>` with an empty value; the purge reads those too.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -25,7 +32,32 @@ _MISSING = object()
 _OFFSET_KEY = b"\x00offset"
 _COUNTS_KEY = b"\x00counts"
 _INDEX = b"t|"
+_BATCH_INDEX = b"*"  # after `t|<day>|`: a commit's index entry (a dedup key starts with "d|")
 DAY_MS = 86_400_000
+_ENTRY = struct.Struct(">BIQQ")  # tag, partition, offset, first seen (epoch ms)
+_ENTRY_TAG = 1
+_ENTRY_SIZE = _ENTRY.size
+_pack_entry = _ENTRY.pack
+_unpack_entry = _ENTRY.unpack
+_dumps, _loads = orjson.dumps, orjson.loads
+
+
+def encode_entry(value: dict[str, Any]) -> bytes:
+    """A dedup entry as stored: binary when it is exactly {"p", "o", "t"} with integers that fit, else JSON."""
+    if len(value) == 3:
+        try:
+            return _pack_entry(_ENTRY_TAG, value["p"], value["o"], value["t"])
+        except (KeyError, struct.error):
+            pass
+    return _dumps(value)
+
+
+def decode_value(raw: bytes) -> Any:
+    """A stored value: a binary dedup entry as the dict {"p", "o", "t"}, anything else from JSON."""
+    if raw[0] == _ENTRY_TAG and len(raw) == _ENTRY_SIZE:
+        _, p, o, t = _unpack_entry(raw)
+        return {"p": p, "o": o, "t": t}
+    return _loads(raw)
 
 
 def _options() -> Options:
@@ -51,10 +83,11 @@ class PartitionStore:
 
     def get(self, key: str) -> Any:
         raw = self.db.get(key.encode())
-        return None if raw is None else orjson.loads(raw)
+        return None if raw is None else decode_value(raw)
 
     def get_many_raw(self, keys: list[bytes]) -> list[bytes | None]:
-        """Stored values (encoded) of many keys in one multi-get, in order; None where absent."""
+        """Stored values (encoded, `decode_value` reads them) of many keys in one multi-get, in order;
+        None where absent."""
         return self.db.get(keys) if keys else []
 
     def next_offset(self) -> int | None:
@@ -65,33 +98,51 @@ class PartitionStore:
     def commit(self, writes: dict[str, Any], next_offset: int, outcomes: Counter[str]) -> None:
         """Apply a batch: state, dedup time index, outcome counters and next offset, atomically."""
         batch = WriteBatch(raw_mode=True)
+        put, dumps, entry = batch.put, _dumps, encode_entry
+        first_seen: dict[int, list[str]] = {}  # day -> dedup keys first seen that day (one index entry each)
+        day_keys: list[str] = []
+        last_t = None
         for key, value in writes.items():
-            bkey = key.encode()
-            batch.put(bkey, orjson.dumps(value))
             if key.startswith(DEDUP_PREFIX):
-                batch.put(b"%s%08d|%s" % (_INDEX, value["t"] // DAY_MS, bkey), b"")
+                put(key.encode(), entry(value))
+                t = value["t"]
+                if t != last_t:  # a batch's entries share one clock: one day lookup per batch
+                    last_t = t
+                    day_keys = first_seen.setdefault(t // DAY_MS, [])
+                day_keys.append(key)
+            else:
+                put(key.encode(), dumps(value))
+        for day, keys in first_seen.items():
+            index_key = b"%s%08d|%s%020d" % (_INDEX, day, _BATCH_INDEX, next_offset)
+            earlier = self.db.get(index_key)  # a commit to the same offset before (tools, tests): keep its keys
+            put(index_key, dumps(keys if earlier is None else [*_loads(earlier), *keys]))
         counts = self.counts + outcomes
-        batch.put(_COUNTS_KEY, orjson.dumps(counts))
-        batch.put(_OFFSET_KEY, str(next_offset).encode())
+        put(_COUNTS_KEY, dumps(counts))
+        put(_OFFSET_KEY, str(next_offset).encode())
         self.db.write(batch)
         self.counts = counts
 
     def purge_before(self, day: int) -> int:
         """Forget dedup entries first seen before `day` (days since the epoch); returns how many."""
         end = b"%s%08d|" % (_INDEX, day)
+        cutoff_ms = day * DAY_MS
         batch = WriteBatch(raw_mode=True)
         n = 0
-        for key in self.db.keys(from_key=_INDEX):
+        deleted: set[bytes] = set()
+        for key, value in self.db.items(from_key=_INDEX):
             if not key.startswith(_INDEX) or key >= end:
                 break
             batch.delete(key)
-            dkey = key[len(_INDEX) + 9 :]
-            raw = self.db.get(dkey)
-            if raw is not None and orjson.loads(raw)["t"] < day * DAY_MS:  # not re-seen since
-                batch.delete(dkey)
-                n += 1
-        if n:
-            self.db.write(batch)
+            rest = key[len(_INDEX) + 9 :]
+            # this version's index entry lists a commit's keys; an earlier version's names one key
+            dkeys = [k.encode() for k in _loads(value)] if rest.startswith(_BATCH_INDEX) else [rest]
+            for dkey in dkeys:
+                raw = self.db.get(dkey)
+                if raw is not None and dkey not in deleted and decode_value(raw)["t"] < cutoff_ms:  # not re-seen
+                    batch.delete(dkey)
+                    deleted.add(dkey)
+                    n += 1
+        self.db.write(batch)
         return n
 
     def close(self) -> None:
@@ -128,7 +179,7 @@ class BatchState(MutableMapping[str, Any]):
             if value is not _MISSING:
                 return value
         raw = self._db_get(key.encode())
-        return default if raw is None else orjson.loads(raw)
+        return default if raw is None else decode_value(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.pending[key] = value

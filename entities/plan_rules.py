@@ -21,7 +21,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meterstream.entities.common import Invalid
 from meterstream.rating.money import CURRENCY_MINOR_UNITS
-from meterstream.schemas.entities import KEY_SEP, CustomerDoc, PlanVersionDoc
+from meterstream.schemas.entities import (
+    KEY_SEP,
+    CustomerDoc,
+    FixedCharge,
+    InstallmentCharge,
+    OneTimeCharge,
+    PlanVersionDoc,
+)
 
 PRICE_DECIMALS = 12
 PRICE_INTEGER_DIGITS = 20
@@ -175,6 +182,13 @@ def validate_plan(doc: PlanVersionDoc) -> None:
             raise Invalid(field, f"duplicate charge code {code!r} (also {codes[code]})")
         codes[code] = field
 
+    for name, kind in (("fixed", FixedCharge), ("one_time", OneTimeCharge), ("installments", InstallmentCharge)):
+        charges = getattr(doc, name)
+        if not isinstance(charges, list):
+            raise Invalid(name, "must be a list of charges")
+        for i, charge in enumerate(charges):
+            if not isinstance(charge, kind):
+                raise Invalid(f"{name}[{i}]", f"must be a {kind.__name__} (got {type(charge).__name__})")
     for i, fee in enumerate(doc.fixed):
         where = f"fixed[{i}]"
         _code(f"{where}.code", fee.code)

@@ -111,6 +111,7 @@ BAD_PLANS = [
     ({"minimum_commitment": Decimal("0.001")}, "minimum_commitment", "at most 2 decimals"),
     ({"code": "basic@2"}, "code", ""),
     ({"usage": {}, "fixed": []}, "usage", "at least one charge"),
+    ({"fixed": [{"code": "b", "name": "B", "amount": "1"}]}, "fixed[0]", "must be a FixedCharge"),
     ({"telecom": {"csv": "rates/"}}, "telecom", "inline"),
     ({"telecom": {"timezone": "UTC"}}, "telecom.time_bands", "Field required"),
 ]  # fmt: skip

@@ -218,3 +218,35 @@ def test_the_api_process_runs_the_relay(settings: Settings, tmp_path) -> None:
     assert client.app.state.relay._thread is None  # stopped with the app
     msgs = list(read_topic(settings, settings.topic("entities")))
     assert [m.key() for m in msgs] == [b"customer\x1facme\x1forg-1"]
+
+
+def test_a_customer_created_through_the_api_is_rateable_within_5_s(settings: Settings, tmp_path) -> None:
+    """The issue's acceptance path up to the processor's lookup: HTTP writes -> outbox -> the API's relay ->
+    topic -> a processor's live catalog."""
+    from fastapi.testclient import TestClient
+
+    from meterstream.api.app import create_app
+
+    s = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'api.db'}"})
+    live = LiveCatalog(s)
+    with TestClient(create_app(s)) as client:
+        _info, token = client.app.state.keys.create(T, "admin", "test")
+        admin = {"Authorization": f"Bearer {token}"}
+        live.start()
+        usage = {"api_calls": {"model": "unit", "unit_amount": "0.002"}}
+        assert client.post("/v1/plans", json={"code": "pro", "name": "Pro", "currency": "EUR", "usage": usage},
+                           headers=admin).status_code == 201  # fmt: skip
+        assert client.post("/v1/customers", json={"external_id": "org-1", "name": "Org One"},
+                           headers=admin).status_code == 201  # fmt: skip
+        t0 = time.monotonic()
+        r = client.post("/v1/subscriptions", json={"external_id": "s1", "customer": "org-1", "plan": "pro",
+                                                   "start": "2026-01-01T00:00:00Z"}, headers=admin)  # fmt: skip
+        assert r.status_code == 201, r.text
+        when = datetime(2026, 1, 5, tzinfo=UTC)
+        wait_for(live, lambda: live.plan_for(T, "org-1", "api_calls", when) is not None)
+        assert time.monotonic() - t0 < 5.0
+        pro = live.plan_for(T, "org-1", "api_calls", when)
+        assert pro.id == "pro@1"
+        assert delta(pro.prices["api_calls"], None, Decimal(1000)) == Decimal("2.000")  # 1000 x 0.002
+        assert live.plan_for(T, "org-1", "api_calls", datetime(2025, 12, 31, 23, tzinfo=UTC)) is None
+    live.close()

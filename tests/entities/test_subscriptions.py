@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 from entity_docs import TENANT, at, customer, outbox_count, phase, plan, subscription
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.customers import put_customer
@@ -243,3 +245,24 @@ def test_back_dated_changes_into_a_finalized_period_are_refused(store) -> None:
     assert get_subscription(store, TENANT, "s1").version == 1
     changed = change_plan(store, TENANT, "s1", "pro", at(10, month=2), finalized_until=closed)  # adjustments: not here
     assert changed.phases[1].start == at(10, month=2)
+
+
+@given(
+    a=st.tuples(st.integers(0, 20), st.one_of(st.none(), st.integers(1, 10))),
+    b=st.tuples(st.integers(0, 20), st.one_of(st.none(), st.integers(1, 10))),
+)
+def test_overlap_rule_is_interval_intersection(a, b) -> None:
+    """[start, end) in whole hours against the set of hours each covers (open-ended: up to hour 40)."""
+    from meterstream.entities.subscriptions import _overlaps
+
+    def span(start: int, length: int | None) -> tuple[datetime, datetime | None, set[int]]:
+        end = None if length is None else start + length
+        return (
+            at(1, hour=0) + timedelta(hours=start),
+            None if end is None else at(1) + timedelta(hours=end),
+            set(range(start, 40 if end is None else end)),
+        )
+
+    a_start, a_end, a_hours = span(*a)
+    b_start, b_end, b_hours = span(*b)
+    assert _overlaps(a_start, a_end, b_start, b_end) == bool(a_hours & b_hours)

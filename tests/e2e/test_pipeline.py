@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
@@ -305,12 +306,22 @@ def test_kill_and_restart_processor_and_sink_loses_nothing(kafka_settings: Setti
         pipeline.start("sink")
         from meterstream.ingest.producer import make_producer, produce_all
 
-        produce_all(make_producer(settings), settings.topic("usage-events"), iter(events))
+        # Half the events first; once the processor has rated some of them (the rated topic is packed, so
+        # count messages, not records), kill both while the other half is still being produced.
+        half = len(events) // 2
+        produce_all(make_producer(settings), settings.topic("usage-events"), iter(events[:half]))
         deadline = time.monotonic() + 120
-        while probe.count(settings.topic("rated-usage")) < 1500 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while probe.count(settings.topic("rated-usage")) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert probe.count(settings.topic("rated-usage")) >= 1, "the processor rated nothing within 120 s"
+        rest = threading.Thread(
+            target=produce_all, args=(make_producer(settings), settings.topic("usage-events"), iter(events[half:]))
+        )
+        rest.start()
+        time.sleep(0.3)
         pipeline.stop("processor", sig=signal.SIGKILL)
         pipeline.stop("sink", sig=signal.SIGKILL)
+        rest.join()
         pipeline.start("processor")
         pipeline.start("sink")
         wait_drained(settings, pipeline, app_id(settings), len(events), timeout=240)

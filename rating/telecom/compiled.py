@@ -35,6 +35,38 @@ class CompiledRate:
     per: int
 
 
+class Leg:
+    """One destination in one time band: what every record priced there shares, and its memo.
+
+    ``simple`` legs (one rate group, whole-unit increments) are memoised by billed units: there a
+    record's result depends on the billed units alone (plus its own start and quantity, put back
+    in), so durations that bill the same share one entry. Other legs (several rate groups,
+    fractional increments) are memoised by the whole quantity. ``charged`` holds results that
+    drew on no bundle; ``covered[bundle_id]`` those that one bundle covered in full. The rater
+    fills these from its reference path (``rater._rate_cdr``) and only reuses an entry in the
+    same situation; each table is cleared when it reaches ``MEMO_LIMIT`` entries.
+    """
+
+    __slots__ = ("bundles", "charged", "covered", "fi", "keys", "rate", "si", "simple", "test_all")
+
+    def __init__(self, rate: CompiledRate, band: str, bundles: tuple[CompiledBundle, ...]) -> None:
+        self.rate = rate
+        self.simple = rate.price is not None and rate.first_i is not None
+        self.fi = rate.first_i
+        self.si = rate.step_i
+        # bundles that can cover usage in this band, in plan order, as (id, amount)
+        self.bundles = tuple((b.id, b.amount) for b in bundles if b.bands is None or band in b.bands)
+        # the general path evaluates every bundle of the destination (any band): so does its memo check
+        self.test_all = tuple((b.id, b.amount, b.bands is None or band in b.bands) for b in bundles)
+        # quantity text (a plain whole number) -> (quantity in microseconds, memo key)
+        self.keys: dict[str, tuple[int, int]] = {}
+        self.charged: dict[int, tuple] = {}
+        self.covered: dict[str, dict[int, tuple]] = {b: {} for b, _ in self.bundles}
+
+
+MEMO_LIMIT = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledDestination:
     """One priced destination of one meter: its rate per band and bundles."""
@@ -46,6 +78,7 @@ class CompiledDestination:
     bundles: tuple[CompiledBundle, ...]
     line_prefix: str
     line_keys: dict[str, str]
+    legs: dict[str, Leg]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +86,11 @@ class CompiledMeter:
     name: str
     kind: str
     prefixes: PrefixTable[CompiledDestination]
+    voice: bool
+    # memo for the rater: the first `head` characters of a valid number (with or without its "+")
+    # -> the destination `prefixes.match` gave for it
+    numbers: dict[str, CompiledDestination]
+    head: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +101,7 @@ class CompiledPlan:
     rounding: str
     schedule: Schedule
     meters: dict[str, CompiledMeter]
+    spans: dict  # the schedule's band intervals per UTC day as timedeltas (Schedule.spans), read by the rater
 
 
 def _rate(plan: TelecomPlan, rid: str, scale: int) -> CompiledRate:
@@ -122,21 +161,25 @@ def _compile_plan(plan: TelecomPlan) -> CompiledPlan:
                 did, group = ANY, entry.group or "other"
             else:
                 did, group = entry.destination, plan.destinations[entry.destination].group
+            dest_bundles = tuple(b for b in bundles if b.applies(group))
             dest = CompiledDestination(
                 id=did,
                 group=group,
                 rates={band: rates[rid] for band, rid in by_band.items()},
                 max_cost=entry.max_cost,
-                bundles=tuple(b for b in bundles if b.applies(group)),
+                bundles=dest_bundles,
                 line_prefix=f"{name}/{group}/",
                 line_keys={band: f"{name}/{group}/{band}" for band in by_band},
+                legs={band: Leg(rates[rid], band, dest_bundles) for band, rid in by_band.items()},
             )
             if did == ANY:
                 default = dest
             else:
                 for prefix in plan.destinations[did].prefixes:
                     table[prefix] = dest
-        meters[name] = CompiledMeter(name, meter.kind, PrefixTable(table, default))
+        prefixes = PrefixTable(table, default)
+        head = max(prefixes.longest, 1) + 1  # a "+" and at least one digit, or one digit more than needed
+        meters[name] = CompiledMeter(name, meter.kind, prefixes, meter.kind == "voice", {}, head)
     return CompiledPlan(
         currency=plan.currency,
         quantum=quantum(plan.rounding.decimals),
@@ -144,4 +187,5 @@ def _compile_plan(plan: TelecomPlan) -> CompiledPlan:
         rounding=METHODS[plan.rounding.method],
         schedule=schedule,
         meters=meters,
+        spans=schedule.spans,
     )

@@ -17,14 +17,16 @@ Quantities are in the meter's base unit: seconds, messages or bytes.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from math import lcm
 from typing import Any, NamedTuple
 
-from meterstream.rating.money import rounding_runner
+from meterstream.rating.money import ROUNDING, rounding_runner
 from meterstream.rating.telecom.bundles import split_by_bundles
+from meterstream.rating.telecom.compiled import MEMO_LIMIT
 from meterstream.rating.telecom.errors import NoRate
 from meterstream.rating.telecom.increments import grid_ceil, grid_count
 from meterstream.rating.telecom.model import TelecomPlan
@@ -32,6 +34,7 @@ from meterstream.rating.telecom.rounding import round_amount
 from meterstream.rating.telecom.timebands import EPOCH, MILLION, ONE_US
 
 ZERO = Decimal(0)
+_SUBTRACT = ROUNDING.subtract  # the bundle check's one operation, in the engine's context
 
 
 class Segment(NamedTuple):
@@ -178,8 +181,169 @@ def rate_cdr(
     prices per 60 seconds divide, so the exact context cannot be used, and the
     default 28-digit one would round large products before the one rounding step
     (or refuse to quantize them).
+
+    Most records repeat one already rated in the same destination and band (see
+    ``compiled.Leg``): those are answered from the memo with no decimal arithmetic
+    beyond the bundle check (in ``ROUNDING``, explicitly), with their own start and
+    quantity put back in. Everything else, and every record that would raise, goes
+    through ``_rate_cdr``, the rules as written; tests/rating/telecom/
+    test_telecom_differential.py checks the two against a frozen copy of the rater.
     """
-    return rounding_runner()(_rate_cdr, plan, meter, quantity, start, dimensions, bundle_used)
+    cp = plan.__pydantic_private__["_compiled"] or plan.compiled
+    cm = cp.meters.get(meter)
+    if cm is None or type(quantity) is not Decimal:
+        return rounding_runner()(_rate_cdr, plan, meter, quantity, start, dimensions, bundle_used)
+    try:
+        number = dimensions.get("destination")
+        dest = None
+        if number:
+            # +digits or digits only (what prefixes.match accepts), long enough that the head decides
+            rest = number.strip("0123456789")
+            if (not rest or (rest == "+" and number[0] == "+")) and len(number) >= cm.head:
+                dest = cm.numbers.get(number[: cm.head])
+        if dest is None:
+            dest = cm.prefixes.match(number)  # answers, or raises, for every number
+            if number and (not rest or (rest == "+" and number[0] == "+")) and len(number) >= cm.head:
+                if len(cm.numbers) >= MEMO_LIMIT:
+                    cm.numbers.clear()
+                cm.numbers[number[: cm.head]] = dest
+        since = start - EPOCH  # exact; its days are whole UTC days since the epoch, floored
+        spans = cp.spans.get(since.days) or cp.schedule.day_spans(since.days)
+        i = bisect_right(spans[0], since) - 1
+        leg = dest.legs[spans[2][i]]
+        text = str(quantity)
+        known = leg.keys.get(text)
+        if known is None:
+            if not text.isdigit():  # fractions, exponents, signs, NaN: not memoised
+                raise _NotMemoised
+            qi = int(text)
+            if not leg.simple:
+                key = qi
+            elif qi <= leg.fi:
+                key = leg.fi if qi else 0
+            else:  # billed units: `first`, then whole `step`s
+                key = leg.fi - ((leg.fi - qi) // leg.si) * leg.si
+            known = (timedelta(seconds=qi) if cm.voice else None, key)
+            if qi < 1_000_000:  # durations and message counts repeat; byte counts rarely do
+                keys = leg.keys
+                if len(keys) >= MEMO_LIMIT:
+                    keys.clear()
+                keys[text] = known
+        q_td, key = known
+        if cm.voice and since + q_td > spans[1][i]:
+            raise _NotMemoised  # crosses a band change
+        if leg.simple:
+            bundle_id = None
+            if key and leg.bundles:
+                for bid, amount in leg.bundles:  # as the fast path of _rate_cdr: first bundle with units left
+                    used = bundle_used.get(bid, ZERO)
+                    if type(used) is Decimal and not used.is_nan() and used >= amount:
+                        continue  # used up: amount - used <= 0 (a rounded difference keeps its sign)
+                    left = _SUBTRACT(amount, used)
+                    if left.is_nan():
+                        raise _NotMemoised
+                    if left >= key:
+                        bundle_id = bid
+                        break
+                    if left > 0:
+                        raise _NotMemoised  # runs out inside this record
+            table = leg.charged if bundle_id is None else leg.covered[bundle_id]
+            found = table.get(key)
+            if found is None:  # first record with these billed units here: price it as _rate_cdr's fast path does
+                found = rounding_runner()(_simple_entry, cp, meter, dest, leg, spans[2][i], quantity, key, bundle_id)
+                if len(table) >= MEMO_LIMIT:
+                    table.clear()
+                table[key] = found
+            head, tail, billed, line = found
+            return _new_rated(
+                RatedCDR,
+                head  # concatenation: measurably cheaper here than unpacking  # noqa: RUF005
+                + (
+                    quantity,
+                    billed,
+                    (_new_segment(Segment, (start, quantity) + tail),),  # noqa: RUF005
+                    {bundle_id: billed} if bundle_id is not None else {},
+                )
+                + line,
+            )
+        else:  # several rate groups or fractional increments: memoised by quantity, bundles untouched only
+            found = leg.charged.get(key)
+            if leg.test_all:
+                billed = found[0][8] if found is not None else None
+                for bid, amount, here in leg.test_all:  # as _rate_general: every bundle's units left
+                    left = _SUBTRACT(amount, bundle_used.get(bid, ZERO))
+                    if left.is_nan() or (here and left > 0 and (billed is None or billed)):
+                        raise _NotMemoised  # draws on a bundle
+            if found is not None:
+                head, pieces, line = found
+                segments = tuple(
+                    [_new_segment(Segment, (start if off is None else start + off, *rest)) for off, rest in pieces]
+                )
+                return _new_rated(RatedCDR, (*head, segments, {}, *line))
+            miss = (leg.charged, key, None)
+    except Exception:  # _NotMemoised, or bad input: the reference path raises the error the rules define
+        return rounding_runner()(_rate_cdr, plan, meter, quantity, start, dimensions, bundle_used)
+    return _remember(plan, miss, meter, quantity, start, dimensions, bundle_used)
+
+
+class _NotMemoised(Exception):
+    """This record is rated by the reference path without touching the memo."""
+
+
+def _simple_entry(
+    cp: Any, meter: str, dest: Any, leg: Any, band: str, quantity: Decimal, billed_i: int, bundle_id: str | None
+) -> tuple:
+    """The memo entry of a one-group, whole-increment leg for ``billed_i`` billed units.
+
+    The same expressions as the fast path of ``_rate_cdr`` (run in ROUNDING by the caller): for a
+    plain whole ``quantity`` they depend on the billed units alone.
+    """
+    rate = leg.rate
+    fi = rate.first_i
+    qi = int(quantity)
+    if qi <= fi:
+        billed, count = (rate.first, 1) if qi else (ZERO, 0)
+    else:
+        k = -((fi - qi) // rate.step_i)
+        count = 1 + k
+        billed = quantity if billed_i == qi else Decimal(billed_i)
+    connect = rate.connect_fee if billed else ZERO
+    if bundle_id is None and billed:
+        per = rate.per
+        precise = connect + (rate.price * billed if per == 1 else rate.price * billed / per)
+    else:
+        precise = connect
+    max_cost = dest.max_cost
+    capped = max_cost is not None and precise > max_cost
+    if capped:
+        precise = max_cost
+    cost = precise.quantize(cp.quantum, cp.rounding)
+    key = dest.line_keys[band]
+    head = (meter, cp.currency, cost, precise, capped, dest.id, dest.group)
+    tail = (billed, count, rate.id, dest.id, dest.group, band, bundle_id, connect, precise)
+    return head, tail, billed, (key, ((key, cost),))
+
+
+def _remember(
+    plan: TelecomPlan,
+    miss: tuple[dict, int, str | None],
+    meter: str,
+    quantity: Decimal,
+    start: datetime,
+    dimensions: Mapping[str, str],
+    bundle_used: Mapping[str, Decimal],
+) -> RatedCDR:
+    """Rate with the reference path and keep what any record of the same memo key will share."""
+    rated = rounding_runner()(_rate_cdr, plan, meter, quantity, start, dimensions, bundle_used)
+    table, key, bid = miss
+    if rated.bundle_units_used != ({bid: rated.billed} if bid is not None else {}):
+        return rated  # not the situation the key describes (cannot happen; never memoise a doubt)
+    if len(table) >= MEMO_LIMIT:
+        table.clear()
+    line = (rated.line_key, rated.lines)
+    pieces = tuple((None if s.start is start else s.start - start, s[1:]) for s in rated.segments)
+    table[key] = (rated[:9], pieces, line)
+    return rated
 
 
 def _rate_cdr(

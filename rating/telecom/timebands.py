@@ -74,18 +74,35 @@ def to_us(moment: datetime) -> int:
 class Schedule:
     """The band timeline of one plan; answers "which band at t" and splits usage."""
 
-    __slots__ = ("_cache", "_holidays", "_tables", "_tz")
+    __slots__ = ("_cache", "_holidays", "_tables", "_tz", "spans")
 
     def __init__(self, tz: ZoneInfo, tables: tuple[DayTable, ...], holidays: Iterable[date]) -> None:
         self._tz = tz
         self._tables = tables
         self._holidays = frozenset(holidays)
         self._cache: dict[int, tuple[list[int], list[int], list[str]]] = {}
+        # UTC day -> the same intervals as timedeltas since the epoch (for the rater's memo path)
+        self.spans: dict[int, tuple[list[timedelta], list[timedelta], list[str]]] = {}
 
     def _local_changes(self, day: date) -> list[tuple[int, str]]:
         kind = HOLIDAY if day in self._holidays else day.weekday()
         midnight = datetime(day.year, day.month, day.day, tzinfo=self._tz)
         return [(to_us(midnight + timedelta(seconds=s)), band) for s, band in self._tables[kind]]
+
+    def day_spans(self, k: int) -> tuple[list[timedelta], list[timedelta], list[str]]:
+        """The band intervals of UTC day ``k`` (days since the epoch) as timedeltas since the epoch:
+        starts, ends, bands (exact: the same microseconds as ``interval`` uses)."""
+        found = self.spans.get(k)
+        if found is None:
+            starts, ends, bands = self._utc_day(k)
+            if len(self.spans) > 4096:
+                self.spans.clear()
+            found = self.spans[k] = (
+                [timedelta(microseconds=us) for us in starts],
+                [timedelta(microseconds=us) for us in ends],
+                bands,
+            )
+        return found
 
     def _utc_day(self, k: int) -> tuple[list[int], list[int], list[str]]:
         found = self._cache.get(k)

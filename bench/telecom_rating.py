@@ -1,8 +1,17 @@
-"""Throughput of telecom rating: CDRs/s through ``rate_cdr`` on one core.
+"""Throughput of telecom rating: CDRs/s through ``rate_cdr`` on one core, against the frozen rater.
 
-The mix is shaped like a retail mobile operator's day: 70 % voice (mostly
-national/mobile, short calls, some crossing a band change), 20 % SMS, 10 % data,
-customers inside, past or (2 %) at the edge of their minute bundle.  Rated with the example plan.
+Two mixes, each rated by the runtime ``rate_cdr`` and by the frozen copy of the rater as it was
+before issue #12 (tests/rating/reference_telecom/, test code), alternating in one run so that both
+see the same machine; the ratio is the figure to compare between machines.
+
+* ``demo``: the telecom half of the demo workload (ingest/workload.py, Settings().catalog), rated in
+  production order with bundle use carried per customer as the processor does, then timed;
+* ``retail``: a retail mobile operator's day: 70 % voice (mostly national/mobile, short calls,
+  some crossing a band change), 20 % SMS, 10 % data, customers inside, past or (2 %) at the edge of
+  their minute bundle.  Rated with the example plan.
+
+The timed passes repeat the same records, so the rater's memo is warm (the steady state of a long
+run); ``first_pass`` times one pass over records never rated before by a fresh plan, memo filling.
 
     python bench/telecom_rating.py [--seconds 3] [--json FILE]
 """
@@ -17,6 +26,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,7 +37,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from meterstream.rating.telecom import parse_telecom_plan, rate_cdr  # noqa: E402
+from meterstream.rating.telecom import NoRate, parse_telecom_plan, rate_cdr  # noqa: E402
+
+sys.path.append(str(ROOT / "tests" / "rating"))
+import reference_telecom  # noqa: E402  (the frozen rater: test code, imported by this bench only)
 
 PLAN_FILE = ROOT / "rating" / "telecom" / "examples" / "telecom_plan.yaml"
 DESTINATIONS = [
@@ -64,6 +77,72 @@ def make_events(n: int = 20_000, seed: int = 7) -> list[tuple[str, Decimal, date
     return events
 
 
+def demo_events(n: int = 60_000) -> tuple[Any, list[tuple[str, Decimal, datetime, dict, dict]]]:
+    """The demo workload's telecom records (first ``n`` generated events), with bundle use so far."""
+    import orjson
+
+    from meterstream.ingest.workload import WorkloadSpec, generate
+    from meterstream.rating.catalog import load_catalog
+    from meterstream.schemas.event import parse_quantity, parse_time
+    from meterstream.schemas.settings import Settings
+
+    catalog = load_catalog(Settings().catalog)
+    plan = catalog.plans["telecom-standard"].telecom
+    used: dict[str, dict[str, Decimal]] = {}
+    events = []
+    for _, value in generate(WorkloadSpec(events=n)):
+        try:  # (the processor's own decoder refuses the demo's month-old times by default)
+            e = orjson.loads(value)
+            if e["tenant"] != "telco":
+                continue
+            meter, customer, dims = e["meter"], e["customer"], e["dimensions"]
+            quantity, start = parse_quantity(e["quantity"]), parse_time(e["time"])
+        except (ValueError, KeyError, TypeError):  # malformed on purpose: the processor dead-letters these
+            continue
+        bundle_used = dict(used.get(customer, {}))
+        try:
+            r = reference_telecom.rate_cdr(plan, meter=meter, quantity=quantity, start=start,
+                                           dimensions=dims, bundle_used=bundle_used)  # fmt: skip
+        except NoRate:
+            continue
+        events.append((meter, quantity, start, dims, bundle_used))
+        for bundle, units in r.bundle_units_used.items():
+            mine = used.setdefault(customer, {})
+            mine[bundle] = mine.get(bundle, Decimal(0)) + units
+    return plan, events
+
+
+def _pass(fn: Any, plan: Any, events: list) -> float:
+    clock = time.process_time
+    began = clock()
+    for meter, qty, start, dims, used in events:
+        fn(plan, meter=meter, quantity=qty, start=start, dimensions=dims, bundle_used=used)
+    return clock() - began
+
+
+def compare(plan: Any, events: list, seconds: float) -> dict[str, float]:
+    """µs per call of the frozen rater and of ``rate_cdr``, alternating slices for ``seconds`` of CPU."""
+    first = _pass(rate_cdr, plan, events) / len(events) * 1e6  # runtime memo empty: it fills in this pass
+    _pass(reference_telecom.rate_cdr, plan, events)
+    best = {"reference": float("inf"), "current": float("inf")}
+    size = max(1, min(len(events), 5000))
+    spent = 0.0
+    k = 0
+    while spent < seconds or k < 4:
+        part = events[(k * size) % len(events) :][:size]
+        for name, fn in (("reference", reference_telecom.rate_cdr), ("current", rate_cdr)):
+            took = _pass(fn, plan, part)
+            spent += took
+            best[name] = min(best[name], took / len(part) * 1e6)
+        k += 1
+    return {
+        "reference_us_per_cdr": best["reference"],
+        "current_us_per_cdr": best["current"],
+        "ratio": best["reference"] / best["current"],
+        "first_pass_us_per_cdr": first,
+    }
+
+
 def cdr_events_per_s(seconds: float = 3.0) -> float:
     """Rate the mix repeatedly for ``seconds`` of CPU time and return CDRs per CPU-second.
 
@@ -91,12 +170,23 @@ def cdr_events_per_s(seconds: float = 3.0) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--json", type=Path, help="write {'cdrs_per_s': ...} here")
+    parser.add_argument("--json", type=Path, help="write the figures (cdrs_per_s, demo, retail) here")
     args = parser.parse_args(argv)
     rate = cdr_events_per_s(args.seconds)
-    print(f"telecom rating: {rate:,.0f} CDRs/s (one core)")
+    print(f"telecom rating: {rate:,.0f} CDRs/s (one core, retail mix)")
+    out: dict[str, Any] = {"cdrs_per_s": rate}
+    demo_plan, demo = demo_events()
+    retail_plan = parse_telecom_plan(yaml.safe_load(PLAN_FILE.read_text()), currency="EUR")
+    for name, plan, events in (("demo", demo_plan, demo), ("retail", retail_plan, make_events())):
+        figures = compare(plan, events, args.seconds)
+        out[name] = {**figures, "cdrs": len(events)}
+        print(
+            f"{name:7s} reference {figures['reference_us_per_cdr']:.2f} µs/CDR, current "
+            f"{figures['current_us_per_cdr']:.2f} µs/CDR: {figures['ratio']:.2f}x "
+            f"(first pass, memo filling: {figures['first_pass_us_per_cdr']:.2f} µs/CDR; {len(events):,} CDRs)"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"cdrs_per_s": rate}))
+        args.json.write_text(json.dumps(out, indent=2))
     return 0
 
 

@@ -34,12 +34,12 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from meterstream.processor.decode import Decoder
+from meterstream.processor.decode import Decoder, Fast
 from meterstream.processor.dedup import DEDUP_PREFIX
 from meterstream.processor.rate import BUNDLE_PREFIX, CUMULATIVE_PREFIX
 from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import BatchState, decode_value
-from meterstream.rating.catalog import Catalog, Plan
+from meterstream.rating.catalog import Plan, PlanSource
 from meterstream.rating.money import EXACT, exact_runner
 from meterstream.rating.pricer import UsagePricer
 from meterstream.rating.telecom import NoRate, rate_cdr
@@ -54,6 +54,7 @@ _TELECOM = "telecom"
 _USAGE = "usage"
 _OTHER = "other"
 _NO_PLAN = object()
+_TIMED = object()  # a route that depends on the event's time (live subscriptions)
 _ROUTES_MAX = 100_000  # (tenant, customer, meter) routes kept; cleared when exceeded
 _WRITES_TOTALS = (Kind.RATED, Kind.REPLAYED)
 
@@ -90,7 +91,7 @@ class ColumnarStep:
     """The batch path for one worker; keeps per-process caches of the catalog and of decoded values."""
 
     def __init__(
-        self, catalog: Catalog, topic: str, window_ms: int, time_window: TimeWindow | None = DEFAULT_TIME_WINDOW
+        self, catalog: PlanSource, topic: str, window_ms: int, time_window: TimeWindow | None = DEFAULT_TIME_WINDOW
     ) -> None:
         self.catalog = catalog
         self.topic = topic
@@ -98,12 +99,14 @@ class ColumnarStep:
         self.time_window = time_window  # how far an event's time may lie from its receive time
         self.decoder = Decoder(time_window)
         self.plans: dict[tuple[str, str], Any] = {}  # (tenant, customer) -> Plan or _NO_PLAN
-        self.meters: dict[tuple[str, str], tuple[str, Any] | None] = {}  # (plan id, meter) -> how to rate
+        self.meters: dict[tuple[int, str], tuple[Plan, tuple[str, Any] | None]] = {}  # (id(plan), meter) -> how
         # (tenant, customer, meter) -> (plan, kind, pricing function), None where the specification decides
-        self.routes: dict[tuple[str, str, str], tuple[Plan, str, Any] | None] = {}
+        self.routes: dict[tuple[str, str, str], Any] = {}  # or _TIMED
+        self.generation = getattr(catalog, "generation", 0)  # of the catalog the caches were built from
 
     def run(self, states: dict[int, BatchState], msgs: Sequence[Message], now_ms: int) -> BatchOutput:
         """Process `msgs` (any partitions, Kafka order within each) against their partitions' buffers."""
+        self._fresh()
         by_partition: dict[int, list[Message]] = {}
         for m in msgs:
             by_partition.setdefault(m.partition, []).append(m)
@@ -113,31 +116,56 @@ class ColumnarStep:
         return out
 
     def _route(self, tenant: str, customer: str, meter: str) -> tuple[Plan, str, Any] | None:
-        """How to rate this customer's meter (memoised): its plan, the pricer's kind and function."""
-        plan = self.plans.get((tenant, customer))
-        if plan is None:
-            plan = self.plans[(tenant, customer)] = self.catalog.plan_for(tenant, customer) or _NO_PLAN
-        how = None if plan is _NO_PLAN else self._rating(plan, meter)
-        route = None if how is None else (plan, how[0], how[1])
+        """How to rate this customer's meter (memoised): its plan, the pricer's kind and function; `_TIMED`
+        when live subscriptions decide the plan, which then depends on each event's time (`_timed_route`)."""
+        if self.catalog.timed(tenant, customer):
+            route: Any = _TIMED
+        else:
+            plan = self.plans.get((tenant, customer))
+            if plan is None:
+                plan = self.catalog.plan_for(tenant, customer, meter, None) or _NO_PLAN
+                self.plans[(tenant, customer)] = plan
+            how = None if plan is _NO_PLAN else self._rating(plan, meter)
+            route = None if how is None else (plan, how[0], how[1])
         if len(self.routes) >= _ROUTES_MAX:
             self.routes.clear()
         self.routes[(tenant, customer, meter)] = route
         return route
 
+    def _timed_route(self, f: Fast) -> tuple[Plan, str, Any] | None:
+        """The route of one event of a customer whose subscriptions change over time: the plan in effect
+        at the event's own time (processor/live_catalog.py), not cached across events."""
+        plan = self.catalog.plan_for(f.tenant, f.customer, f.meter, f.time)
+        how = None if plan is None else self._rating(plan, f.meter)
+        return None if how is None else (plan, how[0], how[1])  # type: ignore[return-value]
+
+    def _fresh(self) -> None:
+        """Drop what was derived from the catalog when it changed (live entity updates)."""
+        generation = getattr(self.catalog, "generation", 0)
+        if generation != self.generation:
+            self.generation = generation
+            self.plans.clear()
+            self.routes.clear()
+            self.meters.clear()
+
     def _rating(self, plan: Plan, meter: str) -> tuple[str, Any] | None:
-        key = (plan.id, meter)
-        how = self.meters.get(key, _MISSING)
-        if how is _MISSING:
-            price = plan.prices.get(meter)
-            if price is not None:
-                pricer = price.pricer
-                how = (_USAGE, pricer.total) if type(pricer) is UsagePricer else (_OTHER, pricer.delta)
-            elif meter in plan.telecom_meters:
-                how = (_TELECOM, plan.telecom)
-            else:
-                how = None
-            self.meters[key] = how
-        return how  # type: ignore[return-value]
+        # keyed by the plan object (live plans of one `code@version` differ per tenant and by a
+        # subscription's overrides); the entry keeps the plan, so its id is not reused meanwhile
+        key = (id(plan), meter)
+        entry = self.meters.get(key)
+        if entry is not None and entry[0] is plan:
+            return entry[1]
+        how: tuple[str, Any] | None
+        price = plan.prices.get(meter)
+        if price is not None:
+            pricer = price.pricer
+            how = (_USAGE, pricer.total) if type(pricer) is UsagePricer else (_OTHER, pricer.delta)
+        elif meter in plan.telecom_meters:
+            how = (_TELECOM, plan.telecom)
+        else:
+            how = None
+        self.meters[key] = (plan, how)
+        return how
 
     def _partition(self, state: BatchState, p: int, msgs: list[Message], now_ms: int, out: BatchOutput) -> None:
         received = [now_ms if m.timestamp_ms is None or m.timestamp_ms < 0 else m.timestamp_ms for m in msgs]
@@ -152,7 +180,7 @@ class ColumnarStep:
         dead = out.dead_letters
         counts: Counter[str] = Counter()
         rated_n = dup_n = 0
-        groups: dict[str, list[Any]] = {}  # c| key -> [before, last offset written, total(before)]
+        groups: dict[str, list[Any]] = {}  # c| key -> [before, last offset written, total(before), its pricer]
         bundles: dict[str, Any] = {}  # b| key -> the state's value
         routes, route_of, window_ms = self.routes, self._route, self.window_ms
         run_exact, add, subtract = exact_runner(), EXACT.add, EXACT.subtract
@@ -179,6 +207,8 @@ class ColumnarStep:
                 route = routes.get((tenant, customer, meter), _MISSING)
                 if route is _MISSING:
                     route = route_of(tenant, customer, meter)
+                if route is _TIMED:
+                    route = self._timed_route(f)
                 if route is None:
                     raise _Fallback  # no plan, or the plan does not price the meter: the specification words it
                 plan, kind, fn = route
@@ -188,11 +218,11 @@ class ColumnarStep:
                 if group is None:
                     current = get(ckey)
                     if current is None:
-                        group = [None, -1, None]
+                        group = [None, -1, None, None]
                     else:
-                        group = [Decimal(current[0]), current[-1], None]
+                        group = [Decimal(current[0]), current[-1], None, None]
                     groups[ckey] = group
-                before, written, total_before = group
+                before, written, total_before, priced_by = group
                 if written >= offset:
                     raise _Fallback  # a later write already landed: the specification decides
                 after = add(before, f.quantity) if before is not None else f.quantity  # as rate_event does
@@ -207,7 +237,7 @@ class ColumnarStep:
                     if before is None:
                         amount = total_after
                     else:
-                        if total_before is None:
+                        if total_before is None or priced_by is not fn:  # none yet, or another plan's
                             total_before = run_exact(fn, before)
                         amount = subtract(total_after, total_before)
                 elif kind is _OTHER:
@@ -266,7 +296,7 @@ class ColumnarStep:
             pending[dkey] = {"p": p, "o": offset, "t": now_ms}
             pending[ckey] = [text, offset]
             group[0] = after if len(text) < 28 else Decimal(text)  # what the next event reads back
-            group[1], group[2] = offset, total_after
+            group[1], group[2], group[3] = offset, total_after, fn
             if bvalue is not None:
                 pending[bkey] = bundles[bkey] = bvalue  # type: ignore[index]
             lines.append(record)

@@ -361,7 +361,12 @@ class LiveCatalog:
                 return self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition), wait, False)
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
-                if not (isinstance(err, KafkaError) and err.retriable()) or time.monotonic() > deadline:
+                # a topic created a moment ago: no leader yet, or metadata still naming no leader
+                not_ready = isinstance(err, KafkaError) and (
+                    err.retriable()
+                    or err.code() in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+                )
+                if not not_ready or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
 
@@ -407,11 +412,29 @@ class CatalogView:
             return file_plan
         return plan or file_plan
 
+    def no_plan_reason(self, tenant: str, customer: str, at: datetime) -> str:
+        """The dead-letter reason when `plan_for` found nothing (the relay replays these letters)."""
+        if self.live is None and self.fallback is not None:
+            return self.fallback.no_plan_reason(tenant, customer, at)
+        return no_subscription_reason(tenant, customer, at)
+
+    def timed(self, tenant: str, customer: str) -> bool:
+        """Whether live subscriptions (the customer's or the tenant's default) decide this customer's plan,
+        so the answer depends on the event's time; else the file catalog's answer holds at every time."""
+        if self.live is None:
+            return False
+        table = self.live.table if isinstance(self.live, LiveCatalog) else self.live
+        return bool(table._candidates_for(tenant, customer))
+
     def poll_updates(self) -> int:
         return self.live.poll_updates() if isinstance(self.live, LiveCatalog) else 0
 
     def catch_up(self, timeout: float = 5.0) -> int:
         return self.live.catch_up(timeout) if isinstance(self.live, LiveCatalog) else 0
+
+    def close(self) -> None:
+        if isinstance(self.live, LiveCatalog):
+            self.live.close()
 
 
 def open_catalog_view(settings: Settings, fallback: Catalog | None = None, timeout: float = 30.0) -> CatalogView:

@@ -11,7 +11,7 @@ from collections.abc import MutableMapping
 from decimal import Decimal
 from typing import Any
 
-from meterstream.rating.catalog import Catalog, Plan
+from meterstream.rating.catalog import Plan, PlanSource
 from meterstream.rating.engine import delta
 from meterstream.rating.money import EXACT
 from meterstream.rating.telecom import NoRate, rate_cdr
@@ -42,7 +42,7 @@ def cumulative_key(tenant: str, customer: str, meter: str, period: str) -> str:
 
 
 def rate_event(
-    catalog: Catalog,
+    catalog: PlanSource,
     state: MutableMapping[str, Any],
     event: UsageEvent,
     partition: int,
@@ -52,9 +52,9 @@ def rate_event(
 
     Raises RatingError when the event cannot be rated. The state is only read here; the caller writes.
     """
-    plan = catalog.plan_for(event.tenant, event.customer)
+    plan = catalog.plan_for(event.tenant, event.customer, event.meter, event.time)
     if plan is None:
-        raise RatingError("customer", f"no plan for customer {event.tenant}/{event.customer}")
+        raise RatingError("customer", catalog.no_plan_reason(event.tenant, event.customer, event.time))
     time = event.time_text
     period = time[:7]  # billing period: the UTC calendar month of the event time
     key = cumulative_key(event.tenant, event.customer, event.meter, period)

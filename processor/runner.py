@@ -35,9 +35,10 @@ from meterstream.ops_http import serve_ops
 from meterstream.processor import metrics
 from meterstream.processor.checkpoint import Checkpointer, InFlight
 from meterstream.processor.columnar import ColumnarStep, Message
+from meterstream.processor.live_catalog import open_catalog_view
 from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
-from meterstream.rating.catalog import Catalog, load_catalog
+from meterstream.rating.catalog import PlanSource, load_catalog
 from meterstream.schemas.event import TimeWindow
 from meterstream.schemas.rated import pack, pack_rows
 from meterstream.schemas.settings import Settings
@@ -69,7 +70,9 @@ def worker_partitions(partitions: int, worker: int, workers: int) -> list[int]:
 
 
 class NativeProcessor:
-    def __init__(self, settings: Settings, catalog: Catalog, worker: int = 0, workers: int = 1) -> None:
+    def __init__(
+        self, settings: Settings, catalog: PlanSource, worker: int = 0, workers: int = 1
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.topics = Topics.from_settings(settings)
@@ -149,8 +152,11 @@ class NativeProcessor:
         self.assign()
         process_batch = self.process_legacy if self.legacy else self.process_batch
         warm = False
+        poll_catalog = getattr(self.catalog, "poll_updates", None)
         try:
             while not stop.is_set():
+                if poll_catalog is not None:
+                    poll_catalog()  # entity changes: seen by the next batch (issue #14)
                 msgs = self.consumer.consume(num_messages=5000, timeout=0.1)  # 5000 or the timeout
                 self._watch_lag()  # before processing: a batch that never finishes shows as a stall
                 if msgs:
@@ -167,6 +173,8 @@ class NativeProcessor:
             self.consumer.close()
             for store in self.stores.values():
                 store.close()
+            if (close_catalog := getattr(self.catalog, "close", None)) is not None:
+                close_catalog()
 
     def process_batch(self, msgs: list) -> InFlight:
         """The columnar path (processor/columnar.py): process and produce one batch; the checkpoint
@@ -266,7 +274,9 @@ class NativeProcessor:
 
 def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:
     """Run until SIGTERM/SIGINT; the batch in hand is finished and committed first."""
-    processor = NativeProcessor(settings, load_catalog(settings.catalog), worker, workers)
+    # live entities (the compacted `entities` topic) first, the catalog file as fallback
+    view = open_catalog_view(settings, load_catalog(settings.catalog))
+    processor = NativeProcessor(settings, view, worker, workers)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -8,7 +8,7 @@ from typing import Any, Literal, NamedTuple
 
 from meterstream.processor.dedup import Verdict, check, dedup_key, remember
 from meterstream.processor.rate import RatingError, rate_event
-from meterstream.rating.catalog import Catalog
+from meterstream.rating.catalog import PlanSource
 from meterstream.schemas.event import InvalidEvent, TimeWindow, parse_event
 from meterstream.schemas.rated import DeadLetter, RatedUsage
 
@@ -49,7 +49,7 @@ class Priced(NamedTuple):
 
 
 def evaluate(
-    catalog: Catalog,
+    catalog: PlanSource,
     state: MutableMapping[str, Any],
     value: bytes,
     pos: Position,
@@ -96,7 +96,7 @@ def commit(state: MutableMapping[str, Any], priced: Priced, pos: Position, now_m
 
 
 def process(
-    catalog: Catalog,
+    catalog: PlanSource,
     state: MutableMapping[str, Any],
     value: bytes,
     pos: Position,

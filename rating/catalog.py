@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -27,15 +27,38 @@ class Plan:
         return meter in self.prices or meter in self.telecom_meters
 
 
+class PlanSource(Protocol):
+    """What the stream processor asks for a plan: a file `Catalog`, or the live entities' `CatalogView`
+    (processor/live_catalog.py) that falls back to one."""
+
+    def plan_for(self, tenant: str, customer: str, meter: str | None = None, at: Any = None) -> Plan | None: ...
+
+    def no_plan_reason(self, tenant: str, customer: str, at: Any = None) -> str: ...
+
+    def timed(self, tenant: str, customer: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Catalog:
     plans: dict[str, Plan]
     assignments: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, customer|"*") -> plan
 
-    def plan_for(self, tenant: str, customer: str) -> Plan | None:
-        """The customer's own assignment, else the tenant's default (`customer: "*"`), else None."""
+    def plan_for(self, tenant: str, customer: str, meter: str | None = None, at: Any = None) -> Plan | None:
+        """The customer's own assignment, else the tenant's default (`customer: "*"`), else None.
+
+        `meter` and `at` (the event's time) are what the live catalog (processor/live_catalog.py) needs to
+        pick a subscription phase; a file catalog's assignments hold at every time for every meter.
+        """
         plan_id = self.assignments.get((tenant, customer)) or self.assignments.get((tenant, "*"))
         return self.plans.get(plan_id) if plan_id else None
+
+    def no_plan_reason(self, tenant: str, customer: str, at: Any = None) -> str:
+        """The dead-letter reason when `plan_for` has no plan for the customer."""
+        return f"no plan for customer {tenant}/{customer}"
+
+    def timed(self, tenant: str, customer: str) -> bool:
+        """Whether the customer's plan depends on the event's time (never, in a file catalog)."""
+        return False
 
 
 def load_catalog(path: Path | str) -> Catalog:

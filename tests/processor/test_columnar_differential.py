@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -21,9 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterstream.processor.columnar import ColumnarStep, Message
+from meterstream.processor.live_catalog import CatalogView, EntityTable
 from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import parse_catalog
+from meterstream.schemas.entities import Phase, PlanVersionDoc, SubscriptionDoc
 from meterstream.schemas.event import DEFAULT_TIME_WINDOW, TimeWindow
 from meterstream.schemas.rated import is_arrow, pack_rows, unpack
 
@@ -219,7 +222,7 @@ def scenario(draw: st.DrawFn) -> tuple[list[list[Message]], list[int], TimeWindo
     return batches, clocks, draw(st.sampled_from([DEFAULT_TIME_WINDOW] * 3 + [TimeWindow.of(30, 1), None]))
 
 
-def run_legacy(base: Path, batches: list[list[Message]], clocks: list[int], window: TimeWindow | None):
+def run_legacy(base: Path, batches: list[list[Message]], clocks: list[int], window: TimeWindow | None, catalog=None):
     """The per-message native loop: step.process per message against the batch buffer."""
     stores: dict[int, PartitionStore] = {}
     latest: dict[int, BatchState] = {}
@@ -237,7 +240,7 @@ def run_legacy(base: Path, batches: list[list[Message]], clocks: list[int], wind
                 states[m.partition] = latest[m.partition] = BatchState(stores[m.partition], latest.get(m.partition))
                 kinds[m.partition] = Counter()
             pos = Position(TOPIC, m.partition, m.offset, m.key, m.timestamp_ms)
-            out = process(CATALOG, states[m.partition], m.value, pos, now, WINDOW, False, window)
+            out = process(catalog or CATALOG, states[m.partition], m.value, pos, now, WINDOW, False, window)
             if out.rated is not None:
                 rated.append((m.partition, orjson.dumps(out.rated)))
             elif out.dead_letter is not None:
@@ -251,8 +254,8 @@ def run_legacy(base: Path, batches: list[list[Message]], clocks: list[int], wind
     return rated, dead, _dump(stores)
 
 
-def run_columnar(base: Path, batches: list[list[Message]], clocks: list[int], window: TimeWindow | None):
-    step = ColumnarStep(CATALOG, TOPIC, WINDOW, window)
+def run_columnar(base: Path, batches: list[list[Message]], clocks: list[int], window: TimeWindow | None, catalog=None):
+    step = ColumnarStep(catalog or CATALOG, TOPIC, WINDOW, window)
     stores: dict[int, PartitionStore] = {}
     latest: dict[int, BatchState] = {}
     rated: list[tuple[int, bytes]] = []
@@ -329,6 +332,62 @@ def test_columnar_equals_per_message_specification(case: tuple) -> None:
     assert c_state.keys() == l_state.keys()
     for p in l_state:
         assert c_state[p] == l_state[p], f"partition {p}: state differs"
+
+
+def _live_view() -> CatalogView:
+    """Live subscriptions over the file catalog: cloud/a changes plan version at 2026-10-15 (tiers, then unit
+    prices, mid-period: the running total crosses the change), cloud/b's subscription starts 2026-10-20 (before
+    it the file catalog's plan rates it), telco has none (the file catalog as before)."""
+    usage_v1 = {m: {"model": "graduated", "tiers": [{"up_to": "10", "unit_amount": "0.5"},
+                                                    {"up_to": None, "unit_amount": "0.25", "flat_amount": "1"}]}
+                for m in ("graduated", "volume", "fee", "seat")}  # fmt: skip
+    usage_v2 = {m: {"model": "unit", "unit_amount": "0.0375"} for m in ("graduated", "volume", "unit_conv")}
+    table = EntityTable()
+    for version, usage in ((1, usage_v1), (2, usage_v2)):
+        table.apply(PlanVersionDoc(tenant="cloud", code="live", version=version, name="live", currency="USD",
+                                   usage=usage))  # fmt: skip
+    mid = datetime(2026, 10, 15, tzinfo=UTC)
+    phases = [Phase(plan_code="live", plan_version=1, start=datetime(2026, 1, 1, tzinfo=UTC), end=mid),
+              Phase(plan_code="live", plan_version=2, start=mid)]  # fmt: skip
+    table.apply(SubscriptionDoc(tenant="cloud", external_id="sa", customer="a", version=1, phases=phases))
+    late = [Phase(plan_code="live", plan_version=2, start=datetime(2026, 10, 20, tzinfo=UTC))]
+    table.apply(SubscriptionDoc(tenant="cloud", external_id="sb", customer="b", version=1, phases=late))
+    return CatalogView(table, CATALOG)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenario())
+def test_columnar_equals_specification_with_live_subscriptions(case: tuple) -> None:
+    """The same comparison when the plan depends on each event's time (issue #14's live catalog)."""
+    batches, clocks, window = case
+    with tempfile.TemporaryDirectory() as tmp:
+        legacy = _outcome(run_legacy, Path(tmp) / "legacy", batches, clocks, window, _live_view())
+        columnar = _outcome(run_columnar, Path(tmp) / "columnar", batches, clocks, window, _live_view())
+    if isinstance(legacy, Exception) or isinstance(columnar, Exception):
+        assert repr(columnar) == repr(legacy)
+        return
+    (l_rated, l_dead, l_state), (c_rated, c_dead, c_state) = legacy, columnar
+    assert _by_partition(c_rated) == _by_partition(l_rated)
+    assert _by_partition(c_dead) == _by_partition(l_dead)
+    assert c_state == l_state
+
+
+def test_live_plan_change_mid_period_prices_each_side_with_its_plan() -> None:
+    """Hand-checked: cloud/a, 12 graduated units on 2026-10-05 under v1 (10 x 0.5 + 2 x 0.25 + flat 1 = 6.50),
+    then 4 more on 2026-10-20 under v2 (unit 0.0375: total(16) - total(12) = 0.15), continuing the period's
+    running total; the specification and the batch path agree."""
+    msgs = [
+        Message(0, 0, None, b'{"id":"x1","tenant":"cloud","customer":"a","meter":"graduated","quantity":"12",'
+                            b'"time":"2026-10-05T10:00:00.000Z"}'),
+        Message(0, 1, None, b'{"id":"x2","tenant":"cloud","customer":"a","meter":"graduated","quantity":"4",'
+                            b'"time":"2026-10-20T10:00:00.000Z"}'),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        rated, dead, _ = run_columnar(Path(tmp) / "c", [msgs], [NOV_02], None, _live_view())
+        spec, _, _ = run_legacy(Path(tmp) / "l", [msgs], [NOV_02], None, _live_view())
+    records = [orjson.loads(r) for _, r in rated]
+    assert [(r["plan"], r["amount"]) for r in records] == [("live@1", "6.50"), ("live@2", "0.1500")]
+    assert rated == spec and dead == []
 
 
 def test_scenario_covers_the_outcomes() -> None:

@@ -128,7 +128,7 @@ def _rate_telecom(
             bundle_used=used,
         )
     except NoRate as exc:
-        raise RatingError("dimensions.destination", exc.reason) from None
+        raise RatingError(exc.field, f"{exc.reason}: {exc.detail}" if exc.field == "quantity" else exc.reason) from None
     if rated.bundle_units_used:
         for bundle, units in rated.bundle_units_used.items():
             used[bundle] = _ADD(used[bundle], units) if bundle in used else units

@@ -23,7 +23,10 @@ class TelecomCatalogError(ValueError):
 class NoRate(LookupError):
     """An event cannot be priced by the plan; ``reason`` is the dead-letter reason."""
 
-    def __init__(self, reason: str = "no rate for destination", detail: str = "") -> None:
+    def __init__(
+        self, reason: str = "no rate for destination", detail: str = "", field: str = "dimensions.destination"
+    ) -> None:
         self.reason = reason
         self.detail = detail
+        self.field = field  # the event field the dead letter names
         super().__init__(f"{reason}: {detail}" if detail else reason)

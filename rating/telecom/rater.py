@@ -438,6 +438,13 @@ def _rate_cdr(
                 ),
             )
     if voice and not single:
+        if quantity > MAX_VOICE_SECONDS:  # split walks every band change: bound the work one record can ask for
+            raise NoRate(
+                "duration too long",
+                f"{format(quantity, 'f')} seconds: one voice record is at most {MAX_VOICE_SECONDS} seconds (31 days);"
+                " switches send long sessions as interim records",
+                field="quantity",
+            )
         spans = schedule.split(t_us, quantity)
     else:
         spans = [(ZERO, quantity, band, t_us)]
@@ -445,6 +452,8 @@ def _rate_cdr(
     connect = first_rate.connect_fee if billed else ZERO
     return _rate_general(cp, meter, dest, quantity, start, voice, spans, bundle_used, billed, connect)
 
+
+MAX_VOICE_SECONDS = 31 * 86_400  # the longest voice record rated (docs/telecom.md); longer ones: dead letters
 
 _new_segment = _new_rated = tuple.__new__  # skip the NamedTuple keyword wrapper on the hot path
 

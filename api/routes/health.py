@@ -15,9 +15,23 @@ from meterstream.api.models import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, summary="The API process is alive")
-async def healthz() -> dict:
-    return {"status": "ok", "checks": {}}
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The entity outbox relay in this process is stalled"}},
+    summary="The API process is alive and its entity relay moves",
+)
+async def healthz(request: Request) -> Response:
+    """Red (503) when the entity outbox relay this process runs has changes waiting and relayed none for
+    `METERSTREAM_STALL_SECONDS` (entities/relay.py); green otherwise."""
+    checks: dict = {}
+    ok = True
+    relay = getattr(request.app.state, "relay", None)
+    if relay is not None:
+        ok, detail = relay.health()
+        checks["entity_relay"] = {"ok": ok, "detail": orjson.dumps(detail).decode()}
+    body = orjson.dumps({"status": "ok" if ok else "unavailable", "checks": checks})
+    return Response(body, 200 if ok else 503, media_type="application/json")
 
 
 def _readiness(request: Request) -> tuple[bool, dict]:

@@ -219,3 +219,25 @@ def test_times_outside_the_processors_window_are_rejected_at_once(client, api_se
         ("accepted", None, None),
     ]
     assert [v["id"] for _, v in topic_messages(api_settings, "usage")] == ["fine"]
+
+
+def test_healthz_is_503_while_the_entity_relay_is_stalled(client) -> None:
+    """The relay's own stall rule (entities/relay.py, tested in tests/entities/test_relay.py) reaches /healthz."""
+
+    class Relay:
+        stalled = True
+
+        def health(self):
+            return (not self.stalled, {"backlog": 3, "seconds_without_progress": 31.0})
+
+    saved = client.app.state.relay
+    client.app.state.relay = relay = Relay()
+    try:
+        r = client.get("/healthz")
+        assert r.status_code == 503 and r.json()["status"] == "unavailable"
+        check = r.json()["checks"]["entity_relay"]
+        assert check["ok"] is False and '"backlog":3' in check["detail"]
+        relay.stalled = False
+        assert client.get("/healthz").status_code == 200
+    finally:
+        client.app.state.relay = saved

@@ -109,7 +109,7 @@ def legacy_runner(catalog: Catalog, window: TimeWindow) -> Runner:
                     state = states[p] = latest[p] = BatchState(stores[p], latest.get(p))
                     kinds[p], lines[p] = [], []
                 pos = Position(TOPIC, p, m.offset, m.key, m.timestamp_ms)
-                out = process(catalog, state, m.value, pos, now_ms, WINDOW_MS, False, window)  # type: ignore[arg-type]
+                out = process(catalog, state, m.value, pos, now_ms, WINDOW_MS, time_window=window)  # type: ignore[arg-type]
                 if out.rated is not None:
                     lines[p].append(dumps(out.rated))
                 elif out.dead_letter is not None:

@@ -318,7 +318,7 @@ class ColumnarStep:
     ) -> Kind:
         """One message through the per-message specification, exactly as the legacy loop calls it."""
         pos = Position(self.topic, m.partition, m.offset, m.key, m.timestamp_ms)
-        outcome = process(self.catalog, state, m.value, pos, now_ms, self.window_ms, False, self.time_window)
+        outcome = process(self.catalog, state, m.value, pos, now_ms, self.window_ms, time_window=self.time_window)
         if outcome.rated is not None:
             lines.append(row_of(outcome.rated))
         elif outcome.dead_letter is not None:

@@ -240,7 +240,7 @@ class NativeProcessor:
             offset, key = m.offset(), m.key()
             kind, ts = m.timestamp()
             pos = Position(usage_topic, p, offset, key, ts if kind else None)
-            out = process(catalog, state, m.value(), pos, now_ms, window_ms, False, time_window)
+            out = process(catalog, state, m.value(), pos, now_ms, window_ms, time_window=time_window)
             if out.rated is not None:
                 add_line(dumps(out.rated))
             elif out.dead_letter is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from enum import Enum
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from meterstream.processor.dedup import Verdict, check, dedup_key, remember
 from meterstream.processor.rate import RatingError, rate_event
@@ -102,7 +102,7 @@ def process(
     pos: Position,
     now_ms: int,
     window_ms: int,
-    _unused: Literal[False] = False,
+    *,
     time_window: TimeWindow | None = None,
 ) -> Outcome:
     """Classify and rate one message (`evaluate`), then write what a new event moves (`commit`).
@@ -110,11 +110,7 @@ def process(
     For engines that commit state together with the input offset, where a processed message is
     never seen again: a replay of a position yields REPLAYED with no output. An engine without that
     atomicity keeps what it needs to re-emit on its own (processor/faust_engine.py).
-    `_unused` is the slot of the former `keep_output` flag, still passed positionally as False by
-    callers; anything else is refused. It goes once they stop passing it.
     """
-    if _unused is not False:
-        raise TypeError("process(): keep_output is gone; the dedup entry never holds the output")
     out = evaluate(catalog, state, value, pos, now_ms, window_ms, time_window)
     return commit(state, out, pos, now_ms) if isinstance(out, Priced) else out
 

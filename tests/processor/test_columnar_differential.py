@@ -240,7 +240,7 @@ def run_legacy(base: Path, batches: list[list[Message]], clocks: list[int], wind
                 states[m.partition] = latest[m.partition] = BatchState(stores[m.partition], latest.get(m.partition))
                 kinds[m.partition] = Counter()
             pos = Position(TOPIC, m.partition, m.offset, m.key, m.timestamp_ms)
-            out = process(catalog or CATALOG, states[m.partition], m.value, pos, now, WINDOW, False, window)
+            out = process(catalog or CATALOG, states[m.partition], m.value, pos, now, WINDOW, time_window=window)
             if out.rated is not None:
                 rated.append((m.partition, orjson.dumps(out.rated)))
             elif out.dead_letter is not None:

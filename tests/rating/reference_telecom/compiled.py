@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
+from meterstream.rating.telecom.bundles import CompiledBundle  # unchanged since the freeze: shared
 from meterstream.rating.telecom.model import ANY, BUNDLE_UNITS, DATA_UNITS, TelecomPlan
+from meterstream.rating.telecom.rounding import METHODS, quantum  # unchanged since the freeze: shared
 
 from ._money import EXACT
-from .bundles import CompiledBundle
 from .prefixes import PrefixTable
-from .rounding import METHODS, quantum
 from .timebands import Schedule, day_tables
 
 

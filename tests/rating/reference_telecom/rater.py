@@ -23,13 +23,13 @@ from decimal import Decimal
 from math import lcm
 from typing import Any, NamedTuple
 
+from meterstream.rating.telecom.bundles import split_by_bundles  # unchanged since the freeze: shared
+from meterstream.rating.telecom.increments import grid_ceil, grid_count  # unchanged since the freeze: shared
 from meterstream.rating.telecom.model import TelecomPlan
+from meterstream.rating.telecom.rounding import round_amount  # unchanged since the freeze: shared
 
 from ._money import rounding_runner
-from .bundles import split_by_bundles
 from .errors import NoRate
-from .increments import grid_ceil, grid_count
-from .rounding import round_amount
 from .timebands import EPOCH, MILLION, ONE_US
 
 ZERO = Decimal(0)

@@ -11,7 +11,9 @@ transaction. Rules (docs/entities.md):
 - phases are ordered, each ends after it starts, and none overlaps the next;
 - one customer never has two subscriptions on the same plan code overlapping in time;
 - `change_plan` ends the phase in effect at `at` there and starts the new plan at `at` (pending phases
-  after `at` are replaced); `cancel_subscription` ends the subscription at `at`.
+  after `at` are replaced); `cancel_subscription` ends the subscription at `at`;
+- nothing takes effect inside a finalized (invoiced) period of the customer (entities/finalization.py,
+  read in the same transaction).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from meterstream.entities import outbox
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware
 from meterstream.entities.customers import find_customer_row
 from meterstream.entities.db import Base
+from meterstream.entities.finalization import finalized_floor
 from meterstream.entities.plan_rules import check_money, check_price, check_tenant, check_text
 from meterstream.entities.plans import find_plan_row, plan_doc
 from meterstream.schemas.entities import Phase, PlanVersionDoc, SubscriptionDoc
@@ -87,14 +90,22 @@ def _instant(field: str, value: object) -> datetime:
     return value.astimezone(UTC)
 
 
-def _check_not_finalized(field: str, when: datetime, finalized_until: datetime | None) -> None:
-    """Refuse a change taking effect before `finalized_until` (the end of the newest invoiced period, which
-    the caller knows from the invoice ledger): invoiced periods are not rewritten."""
-    if finalized_until is not None and when < _instant("finalized_until", finalized_until):
+def _check_not_finalized(
+    s: Session, field: str, when: datetime, tenant: str, customer: str, finalized_until: datetime | None
+) -> None:
+    """Refuse a change taking effect before the end of the customer's newest finalized (invoiced) period: the
+    one the close recorded (entities/finalization.py), read here in the write's own transaction, under the
+    entity write lock, so a close recording it and this write cannot both win; or the caller's
+    `finalized_until`, whichever is later. Invoiced periods are not rewritten."""
+    floor = finalized_floor(s, tenant, customer)
+    if finalized_until is not None:
+        given = _instant("finalized_until", finalized_until)
+        floor = given if floor is None else max(floor, given)
+    if floor is not None and when < floor:
         raise Invalid(
             field,
-            f"{when.isoformat()} is in a finalized (invoiced) period, which ends {finalized_until.isoformat()}: "
-            "changes may take effect from then on",
+            f"{when.isoformat()} is in a finalized (invoiced) period of customer {customer!r}, which ends "
+            f"{floor.isoformat()}: changes may take effect from then on",
         )
 
 
@@ -275,14 +286,16 @@ def create_subscription(
 ) -> SubscriptionDoc:
     """Store a new subscription (version 1). `Invalid` for bad input or an unknown customer / plan version,
     `Conflict` for a taken external_id or an overlap with another subscription of the customer on a plan.
-    With `finalized_until`, a subscription starting before it (in an invoiced period) is refused."""
+    A subscription starting in a finalized (invoiced) period of its customer is refused (`Invalid` naming
+    `phases[0].start`): the boundary recorded by the close, or `finalized_until` when later."""
     if not isinstance(doc, SubscriptionDoc):
         raise Invalid("", f"expected a SubscriptionDoc, got {type(doc).__name__}")
     now = datetime.now(UTC)
     with sf.begin() as s:
         outbox.begin_write(s)
         normalized, rows = _normalize(s, doc)
-        _check_not_finalized("phases[0].start", normalized.phases[0].start, finalized_until)
+        _check_not_finalized(s, "phases[0].start", normalized.phases[0].start, doc.tenant, doc.customer,
+                             finalized_until)  # fmt: skip
         taken = s.scalar(
             select(SubscriptionRow.customer).where(
                 SubscriptionRow.tenant == doc.tenant, SubscriptionRow.external_id == doc.external_id
@@ -359,14 +372,15 @@ def change_plan(
     phase ends when the subscription ends (a scheduled cancellation stays), keeps the add-ons of the phase
     in effect at `at`, and its overrides when the plan
     code stays the same (those the new version still prices). `at` in the future is a pending change.
-    Already on that plan version at `at`: nothing is written. With `finalized_until` (the end of the newest
-    invoiced period), `at` before it is refused: back-dated changes never rewrite an invoiced period."""
+    Already on that plan version at `at`: nothing is written. `at` in a finalized (invoiced) period of the
+    customer (before the boundary the close recorded, or `finalized_until` when later) is refused
+    (`Invalid` naming `at`): back-dated changes never rewrite an invoiced period."""
     when = _instant("at", at)
-    _check_not_finalized("at", when, finalized_until)
     with sf.begin() as s:
         outbox.begin_write(s)
         row = _find(s, tenant, external_id)
         _check_version(expected_version, row)
+        _check_not_finalized(s, "at", when, tenant, row.customer, finalized_until)
         current = _doc(row)
         if plan_version is None:
             newest = find_plan_row(s, tenant, plan_code) if isinstance(plan_code, str) else None
@@ -412,13 +426,13 @@ def cancel_subscription(
 ) -> SubscriptionDoc:
     """End the subscription at `at`: the phase in effect then ends at `at`, later phases are dropped.
     Canceling before it starts leaves an empty first phase [start, start): no instant is covered.
-    With `finalized_until`, `at` before it (in an invoiced period) is refused."""
+    `at` in a finalized (invoiced) period of the customer is refused, as for `change_plan`."""
     when = _instant("at", at)
-    _check_not_finalized("at", when, finalized_until)
     with sf.begin() as s:
         outbox.begin_write(s)
         row = _find(s, tenant, external_id)
         _check_version(expected_version, row)
+        _check_not_finalized(s, "at", when, tenant, row.customer, finalized_until)
         current = _doc(row)
         last = current.phases[-1]
         if last.end is not None and when >= last.end:

@@ -35,7 +35,7 @@ import msgspec
 import yaml
 from sqlalchemy.orm import sessionmaker
 
-from meterstream.entities import customers, plans, subscriptions
+from meterstream.entities import customers, finalization, plans, subscriptions
 from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.plan_rules import validate_customer, validate_plan
 from meterstream.rating.catalog import CatalogError, parse_catalog
@@ -438,13 +438,20 @@ def _apply_subscription(
         current = None
     try:
         if current is None:
-            phase = Phase(plan_code=want.plan, plan_version=version, start=want.start, end=want.end,
+            start = want.start
+            floor = finalization.finalized_until(sf, want.tenant, want.customer)
+            if start == EPOCH and floor is not None and floor > start:
+                # no start in the file: from the end of the invoiced periods on (invoiced usage is not repriced)
+                start = floor
+                result.warnings.append(f"{want.where}: {name} starts at {floor.isoformat()}, the end of the "
+                                       f"customer's invoiced (finalized) periods")  # fmt: skip
+            phase = Phase(plan_code=want.plan, plan_version=version, start=start, end=want.end,
                           usage_overrides=want.usage_overrides, fixed_overrides=want.fixed_overrides,
                           addons=list(want.addons))  # fmt: skip
             doc = SubscriptionDoc(
                 tenant=want.tenant, external_id=want.external_id, customer=want.customer, phases=[phase], version=0,
                 billing_anchor=want.billing_anchor, trial_end=want.trial_end, name=want.name,
-                status="pending" if want.start > now else "active",
+                status="pending" if start > now else "active",
             )  # fmt: skip
             doc = _convert(msgspec.to_builtins(doc), SubscriptionDoc, want.where)  # overrides' decimals checked
             subscriptions.create_subscription(sf, doc)
@@ -456,9 +463,12 @@ def _apply_subscription(
             result.warnings.append(f"{want.where}: subscription {name} has ended (canceled?); left as it is")
             return Change("subscription", name, "unchanged", "ended")
         if (phase.plan_code, phase.plan_version) == (want.plan, version):
+            floor = finalization.finalized_until(sf, want.tenant, want.customer) or EPOCH
+            shifted = want.start == EPOCH and current.phases[0].start <= floor  # started where invoicing ended
             differs = [k for k, have, wanted in (
                 ("start", current.phases[0].start, want.start), ("billing_anchor", current.billing_anchor,
-                want.billing_anchor), ("trial_end", current.trial_end, want.trial_end)) if have != wanted]  # fmt: skip
+                want.billing_anchor), ("trial_end", current.trial_end, want.trial_end))
+                if have != wanted and not (k == "start" and shifted)]  # fmt: skip
             if differs:
                 result.warnings.append(f"{want.where}: {', '.join(differs)} of the existing subscription {name} "
                                        "differ from the file; apply changes only its plan (use the API)")  # fmt: skip
@@ -467,7 +477,12 @@ def _apply_subscription(
         subscriptions.change_plan(sf, want.tenant, want.external_id, want.plan, at, plan_version=version)
         moved = f"{phase.plan_code}@{phase.plan_version} -> {want.plan}@{version} from {at.isoformat()}"
         return Change("subscription", name, "changed", moved)
-    except (Invalid, Conflict, NotFound) as exc:
+    except Invalid as exc:
+        # the store names the subscription's fields; the file names `start` (the first phase's) and `plan`
+        # (a change of plan at `at`)
+        renamed = {"phases[0].start": "start", "at": "plan"}.get(exc.field, exc.field)
+        raise _store_error(want.where, Invalid(renamed, exc.reason)) from None
+    except (Conflict, NotFound) as exc:
         raise _store_error(want.where, exc) from None
 
 

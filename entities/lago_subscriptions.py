@@ -3,8 +3,10 @@
 Lago events usually name only the subscription; Meterstream charges customers. `POST
 /compat/lago/api/v1/subscriptions` records (tenant, external_id) -> external_customer_id here, and the
 Lago event path resolves a customer as: the event's `external_customer_id` if given, else this
-mapping, else the subscription id itself (docs/lago.md). `plan_code` and `name` are kept for issue
-#14 (plans and subscriptions as entities); pricing still comes from the catalog's assignments.
+mapping, else the customer of the store's subscription of that external id (a subscription made through
+the own API or `catalog apply`), else the subscription id itself (docs/lago.md). A Lago subscription
+with a plan (api/compat/lago/subscriptions.py) is a store subscription AND a row here, whose `lago_id`
+is its Lago id; one recorded without a plan is only a row here (pricing from the catalog file).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from meterstream.entities.common import aware
 from meterstream.entities.db import Base
+from meterstream.entities.subscriptions import DEFAULT_CUSTOMER, SubscriptionRow
 
 
 class LagoSubscriptionRow(Base):
@@ -112,6 +115,14 @@ class LagoSubscriptionRepository:
                     LagoSubscriptionRow.external_subscription_id.in_(ids[start : start + 500]),
                 )
                 out.update((sub, customer) for sub, customer in s.execute(stmt))
+            missing = [i for i in ids if i not in out]
+            for start in range(0, len(missing), 500):  # subscriptions of the store (own API, catalog apply)
+                store = select(SubscriptionRow.external_id, SubscriptionRow.customer).where(
+                    SubscriptionRow.tenant == tenant,
+                    SubscriptionRow.external_id.in_(missing[start : start + 500]),
+                    SubscriptionRow.customer != DEFAULT_CUSTOMER,
+                )
+                out.update((sub, customer) for sub, customer in s.execute(store))
         return out
 
     def list(self, tenant: str, external_customer_id: str | None = None) -> list[LagoSubscription]:

@@ -6,6 +6,7 @@ them after the app was built.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,11 +14,15 @@ from fastapi import FastAPI
 
 from meterstream.api.compat.lago.events import parse_lago_event
 from meterstream.api.compat.lago.lookup import LagoLookup, kept_codes, kept_transaction
+from meterstream.api.compat.lago.metrics import FROM_AGGREGATION
 from meterstream.api.compat.lago.service import LagoEvents
+from meterstream.api.compat.lago.subscriptions import LagoSubscriptions
 from meterstream.api.compat.lago.translate import resolve_customer, translate_lago
 from meterstream.api.ingest import IngestService
+from meterstream.entities.common import NotFound
+from meterstream.entities.customers import CustomerRepository
 from meterstream.entities.lago_subscriptions import LagoSubscriptionRepository
-from meterstream.entities.meters import MeterRepository
+from meterstream.entities.meters import Meter, MeterRepository
 from meterstream.entities.unmatched import UnmatchedRepository
 from meterstream.schemas.event import InvalidEvent
 
@@ -30,6 +35,51 @@ class LagoCompat:
         self.meters = MeterRepository(state.sessions)
         self.subscriptions = LagoSubscriptionRepository(state.sessions)
         self.unmatched = UnmatchedRepository(state.sessions)
+        self.customers = CustomerRepository(state.sessions)
+        self.lago_subscriptions = LagoSubscriptions(state.sessions, self.subscriptions)
+        self._draft_usage: Callable[..., dict[str, Any]] | None = None
+
+    @property
+    def draft_usage(self) -> Callable[..., dict[str, Any]]:
+        """The close's draft invoice of a subscription's current period (invoice_emitter); replaceable."""
+        if self._draft_usage is None:
+            from meterstream.invoice_emitter.subscription_invoice import draft_usage
+
+            return draft_usage
+        return self._draft_usage
+
+    @draft_usage.setter
+    def draft_usage(self, fn: Callable[..., dict[str, Any]] | None) -> None:
+        self._draft_usage = fn
+
+    def _meter(self, tenant: str, ref: str) -> Meter | None:
+        try:
+            return self.meters.get(tenant, ref)
+        except NotFound:
+            return None
+
+    def metric(self, tenant: str) -> Callable[[str], tuple[str, str] | None]:
+        """Billable metric lago_id (or code) -> (meter, aggregation_type) of the tenant's metrics."""
+
+        def lookup(ref: str) -> tuple[str, str] | None:
+            meter = self._meter(tenant, ref)
+            if meter is None:
+                return None
+            return meter.slug, FROM_AGGREGATION.get(meter.aggregation.upper(), meter.aggregation.lower())
+
+        return lookup
+
+    def metric_info(self, tenant: str) -> Callable[[str], tuple[str, str, str] | None]:
+        """Meter -> (metric lago_id, name, aggregation_type) of the tenant's billable metric feeding it."""
+
+        def lookup(meter_slug: str) -> tuple[str, str, str] | None:
+            meter = self._meter(tenant, meter_slug)
+            if meter is None:
+                return None
+            kind = FROM_AGGREGATION.get(meter.aggregation.upper(), meter.aggregation.lower())
+            return meter.id, meter.name or meter.slug, kind
+
+        return lookup
 
     @property
     def ingest(self) -> IngestService:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class EventIn(BaseModel):
@@ -162,6 +162,157 @@ class SubscriptionOut(BaseModel):
 
 class SubscriptionsOut(BaseModel):
     subscriptions: list[SubscriptionObject]
+    meta: Meta
+
+
+class _Open(BaseModel):
+    """Lago objects carry more fields than these (see docs/lago.md); the listed ones are always present."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ChargeIn(_Open):
+    billable_metric_id: str = Field(description="The billable metric's lago_id (or send billable_metric_code).")
+    charge_model: Literal["standard", "graduated", "volume", "package", "percentage"]
+    properties: dict[str, Any] | None = None
+    min_amount_cents: int | None = None
+    pay_in_advance: bool | None = None
+
+
+class MinimumCommitmentIn(_Open):
+    amount_cents: int
+
+
+class PlanIn(_Open):
+    name: str
+    code: str
+    interval: Literal["weekly", "monthly", "quarterly", "yearly"]
+    amount_cents: int = Field(description="The recurring fee in the currency's minor unit (0: none).")
+    amount_currency: str
+    pay_in_advance: bool | None = Field(None, description="The recurring fee billed in advance (else in arrears).")
+    charges: list[ChargeIn] | None = None
+    minimum_commitment: MinimumCommitmentIn | None = None
+
+
+class PlanInput(BaseModel):
+    plan: PlanIn
+
+
+class ChargeObject(_Open):
+    lago_id: str
+    lago_billable_metric_id: str | None
+    billable_metric_code: str
+    charge_model: str
+    properties: dict[str, Any]
+
+
+class PlanObject(_Open):
+    lago_id: str
+    name: str
+    code: str
+    interval: str
+    amount_cents: int
+    amount_currency: str
+    pay_in_advance: bool
+    active_subscriptions_count: int
+    charges: list[ChargeObject]
+
+
+class PlanOut(BaseModel):
+    plan: PlanObject
+
+
+class PlansOut(BaseModel):
+    plans: list[PlanObject]
+    meta: Meta
+
+
+class CustomerIn(_Open):
+    external_id: str
+    name: str | None = None
+    legal_name: str | None = None
+    email: str | None = None
+    currency: str | None = None
+    timezone: str | None = None
+    country: str | None = None
+    tax_identification_number: str | None = None
+    net_payment_term: int | None = None
+    metadata: list[dict[str, Any]] | None = None
+
+
+class CustomerInput(BaseModel):
+    customer: CustomerIn
+
+
+class CustomerObject(_Open):
+    lago_id: str
+    external_id: str
+    name: str
+    currency: str | None
+    timezone: str
+    applicable_timezone: str
+    created_at: str
+    updated_at: str
+
+
+class CustomerOut(BaseModel):
+    customer: CustomerObject
+
+
+class ChargeUsageObject(_Open):
+    units: str
+    events_count: int
+    amount_cents: int
+    amount_currency: str
+    charge: dict[str, Any]
+    billable_metric: dict[str, Any]
+
+
+class CustomerUsageObject(_Open):
+    from_datetime: str
+    to_datetime: str
+    issuing_date: str
+    currency: str
+    amount_cents: int
+    taxes_amount_cents: int
+    total_amount_cents: int
+    charges_usage: list[ChargeUsageObject]
+
+
+class CustomerUsageOut(BaseModel):
+    customer_usage: CustomerUsageObject
+
+
+class SubscriptionCreateIn(_Open):
+    external_id: str
+    external_customer_id: str
+    plan_code: str | None = Field(None, description="A plan of the store (absent: event attribution only).")
+    name: str | None = None
+    subscription_at: str | None = None
+    ending_at: str | None = None
+    billing_time: Literal["calendar", "anniversary"] | None = None
+
+
+class SubscriptionCreateInput(BaseModel):
+    subscription: SubscriptionCreateIn
+
+
+class LagoSubscriptionObject(_Open):
+    lago_id: str
+    external_id: str
+    external_customer_id: str
+    plan_code: str | None
+    status: str
+    billing_time: str
+    subscription_at: str
+
+
+class LagoSubscriptionOut(BaseModel):
+    subscription: LagoSubscriptionObject
+
+
+class LagoSubscriptionsOut(BaseModel):
+    subscriptions: list[LagoSubscriptionObject]
     meta: Meta
 
 

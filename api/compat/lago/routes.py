@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -27,7 +27,6 @@ from meterstream.api.compat.lago.responses import (
     metric_object,
     page_meta,
     refused_event_object,
-    subscription_object,
     validation_error,
 )
 from meterstream.api.compat.lago.service import LagoOutcome
@@ -36,7 +35,6 @@ from meterstream.api.ingest import Unavailable
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.entities.common import Conflict, NotFound
 from meterstream.entities.keys import Principal
-from meterstream.entities.lago_subscriptions import SubscriptionConflict
 from meterstream.ingest.translate import MeterDefinition
 from meterstream.schemas.event import InvalidEvent
 
@@ -204,49 +202,10 @@ async def get_billable_metric(request: Request, principal: Read, code: str) -> R
     return _json({"billable_metric": metric})
 
 
-@router.post(
-    "/subscriptions",
-    summary="Record a subscription (its customer, for event attribution)",
-    responses=m.answers(m.SubscriptionOut, *WRITE),
-    openapi_extra=m.body_schema(m.SubscriptionInput),
-)
-async def create_subscription(request: Request, principal: Admin) -> Response:
-    """Records external_id -> external_customer_id (plan_code and name are kept; pricing comes from the
-    catalog until issue #14). Idempotent by external_id; the same external_id for another customer: 422."""
-    raw = await _body(request, "subscription")
-    if not isinstance(raw, dict):
-        return _json(validation_error({"subscription": ["must be a JSON object"]}), 422)
-    values: dict[str, str | None] = {}
-    for name, required in (("external_id", True), ("external_customer_id", True), ("plan_code", False),
-                           ("name", False)):  # fmt: skip
-        value = raw.get(name)
-        if value is None and not required:
-            values[name] = None
-            continue
-        if not isinstance(value, str) or not value.strip() or len(value) > 256:
-            return _json(validation_error({name: ["required, a string of 1-256 characters"]}), 422)
-        values[name] = value
-    try:
-        sub, _created = await run_in_threadpool(
-            _compat(request).subscriptions.create, principal.tenant, values["external_id"],
-            values["external_customer_id"], values["plan_code"], values["name"],
-        )  # fmt: skip
-    except SubscriptionConflict as exc:
-        return _json(validation_error({"external_id": [str(exc)]}), 422)
-    return _json({"subscription": subscription_object(sub)})
-
-
-@router.get(
-    "/subscriptions", summary="List recorded subscriptions", responses=m.answers(m.SubscriptionsOut, 400, *AUTH)
-)
-async def list_subscriptions(
-    request: Request, principal: Read, external_customer_id: Annotated[str | None, Query()] = None
-) -> Response:
-    subs = await run_in_threadpool(_compat(request).subscriptions.list, principal.tenant, external_customer_id)
-    return _json({"subscriptions": [subscription_object(s) for s in subs], "meta": page_meta(len(subs))})
-
-
 def mount(app: FastAPI) -> None:
     app.state.lago = LagoCompat(app)
     app.include_router(router)
+    from meterstream.api.compat.lago.entity_routes import router as entities_router
+
+    app.include_router(entities_router)
     register_error_format(app, PREFIX, render_lago)

@@ -1,0 +1,300 @@
+"""Lago-compatible plans, customers, subscriptions and current usage at /compat/lago/api/v1 (thin routes).
+
+Each parses Lago's body, calls the entity store through the mapping modules (plans.py, customers.py,
+subscriptions.py, usage.py) and answers Lago's object; errors in Lago's shape: 404 `{"status": 404,
+"error": "Not Found", "code": "<thing>_not_found"}`, 422 `validation_errors` naming the field.
+See docs/lago.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from meterstream.api.compat.lago import models as m
+from meterstream.api.compat.lago.compat import LagoCompat
+from meterstream.api.compat.lago.customers import customer_from_lago, customer_object
+from meterstream.api.compat.lago.plans import charge_from_price, plan_from_lago, plan_object
+from meterstream.api.compat.lago.responses import error_body, page_meta, validation_error
+from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat, _json
+from meterstream.api.compat.lago.subscriptions import STATUSES, LagoNotFound, status_of
+from meterstream.api.compat.lago.usage import usage_object
+from meterstream.api.errors import ApiError
+from meterstream.api.queries import ClickHouseUnavailable
+from meterstream.entities.common import Conflict, Invalid, NotFound
+from meterstream.entities.customers import get_customer_doc, put_customer
+from meterstream.entities.plans import delete_plan, get_plan, list_plans, publish_plan
+from meterstream.entities.subscriptions import get_subscription, list_subscriptions
+from meterstream.schemas.entities import PlanVersionDoc
+
+router = APIRouter(prefix=f"{PREFIX}/api/v1", tags=[TAG])
+READ = (400, *AUTH, 404)
+
+
+def _invalid(exc: Invalid | Conflict) -> Response:
+    return _json(validation_error({exc.field or "base": [getattr(exc, "reason", None) or str(exc)]}), 422)
+
+
+def _not_found(code: str) -> Response:
+    return _json(error_body(404, code), 404)
+
+
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+# --- plans ---------------------------------------------------------------------------------------------
+
+
+def _plan_object(compat: LagoCompat, doc: PlanVersionDoc) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    active = sum(
+        1 for s in list_subscriptions(compat.state.sessions, doc.tenant)
+        if status_of(s, now) == "active" and (s.phase_at(now) or s.phases[-1]).plan_code == doc.code
+    )  # fmt: skip
+    return plan_object(doc, compat.metric_info(doc.tenant), active)
+
+
+def _publish(compat: LagoCompat, tenant: str, raw: Any, code: str | None = None) -> dict[str, Any]:
+    if code is not None:  # an update: the fields it leaves out keep the current version's values
+        current = plan_object(get_plan(compat.state.sessions, tenant, code), compat.metric_info(tenant))
+        if isinstance(raw, dict):
+            raw = {**_as_input(current), **raw}
+    doc = plan_from_lago(raw, tenant, compat.metric(tenant), code)
+    stored, _new = publish_plan(compat.state.sessions, doc)
+    return _plan_object(compat, stored)
+
+
+def _as_input(plan: dict[str, Any]) -> dict[str, Any]:
+    """A plan object as the body that would create it (for partial updates)."""
+    charges = [{"billable_metric_id": c["lago_billable_metric_id"] or c["billable_metric_code"],
+                "charge_model": c["charge_model"], "properties": c["properties"],
+                "min_amount_cents": c["min_amount_cents"]} for c in plan["charges"]]  # fmt: skip
+    out = {k: plan[k] for k in ("name", "interval", "amount_cents", "amount_currency", "pay_in_advance")}
+    out["charges"] = charges
+    if plan["minimum_commitment"]:
+        out["minimum_commitment"] = {"amount_cents": plan["minimum_commitment"]["amount_cents"]}
+    return out
+
+
+@router.post("/plans", summary="Create a plan (a plan version of the store)",
+             responses=m.answers(m.PlanOut, *WRITE), openapi_extra=m.body_schema(m.PlanInput))  # fmt: skip
+async def create_plan(request: Request, principal: Admin) -> Response:
+    """Publishes the plan as a version of the store (`code@version` rates usage). The same code again with
+    other content publishes the next version (a Lago update); identical content changes nothing."""
+    raw = await _body(request, "plan")
+    try:
+        return _json({"plan": await _call(_publish, _compat(request), principal.tenant, raw)})
+    except (Invalid, Conflict) as exc:
+        return _invalid(exc)
+
+
+@router.put("/plans/{code}", summary="Update a plan (publishes a new version)",
+            responses=m.answers(m.PlanOut, *WRITE, 404), openapi_extra=m.body_schema(m.PlanInput))  # fmt: skip
+async def update_plan(request: Request, principal: Admin, code: str) -> Response:
+    raw = await _body(request, "plan")
+    try:
+        return _json({"plan": await _call(_publish, _compat(request), principal.tenant, raw, code)})
+    except NotFound:
+        return _not_found("plan_not_found")
+    except (Invalid, Conflict) as exc:
+        return _invalid(exc)
+
+
+@router.get("/plans", summary="List plans (their newest versions)", responses=m.answers(m.PlansOut, *AUTH))
+async def list_plans_route(request: Request, principal: Read) -> Response:
+    compat = _compat(request)
+
+    def run() -> list[dict[str, Any]]:
+        return [_plan_object(compat, d) for d in list_plans(compat.state.sessions, principal.tenant)]
+
+    plans = await _call(run)
+    return _json({"plans": plans, "meta": page_meta(len(plans))})
+
+
+@router.get("/plans/{code}", summary="Retrieve a plan (its newest version)", responses=m.answers(m.PlanOut, *READ))
+async def get_plan_route(request: Request, principal: Read, code: str) -> Response:
+    compat = _compat(request)
+    try:
+        doc = await _call(get_plan, compat.state.sessions, principal.tenant, code)
+    except NotFound:
+        return _not_found("plan_not_found")
+    return _json({"plan": await _call(_plan_object, compat, doc)})
+
+
+@router.delete("/plans/{code}", summary="Delete a plan (refused while a subscription uses it)",
+               responses=m.answers(m.PlanOut, *READ, 422))  # fmt: skip
+async def delete_plan_route(request: Request, principal: Admin, code: str) -> Response:
+    compat = _compat(request)
+    try:
+        docs = await _call(delete_plan, compat.state.sessions, principal.tenant, code)
+    except NotFound:
+        return _not_found("plan_not_found")
+    except Conflict as exc:
+        return _invalid(exc)
+    return _json({"plan": plan_object(docs[-1], compat.metric_info(principal.tenant))})
+
+
+# --- customers -----------------------------------------------------------------------------------------
+
+
+def _upsert_customer(compat: LagoCompat, tenant: str, raw: Any) -> dict[str, Any]:
+    sf = compat.state.sessions
+    external_id = raw.get("external_id") if isinstance(raw, dict) else None
+    stored = None
+    if isinstance(external_id, str) and external_id:
+        try:
+            stored = get_customer_doc(sf, tenant, external_id)
+        except NotFound:
+            stored = None
+    doc = customer_from_lago(raw, tenant, stored)
+    saved = put_customer(sf, doc, expected_version=stored.version if stored is not None else 0)
+    return _customer_object(compat, saved)
+
+
+def _customer_object(compat: LagoCompat, doc: Any) -> dict[str, Any]:
+    row = compat.customers.get(doc.tenant, doc.external_id)
+    return customer_object(doc, row.created_at, row.updated_at)
+
+
+@router.post("/customers", summary="Create or update a customer (upsert by external_id)",
+             responses=m.answers(m.CustomerOut, *WRITE), openapi_extra=m.body_schema(m.CustomerInput))  # fmt: skip
+async def create_customer(request: Request, principal: Admin) -> Response:
+    """One customer table for every API: a Lago customer is the customer of that external id (own /v1 and
+    OpenMeter see it). Fields left out keep their stored values."""
+    raw = await _body(request, "customer")
+    try:
+        return _json({"customer": await _call(_upsert_customer, _compat(request), principal.tenant, raw)})
+    except (Invalid, Conflict) as exc:
+        return _invalid(exc)
+
+
+@router.get("/customers/{external_id}", summary="Retrieve a customer", responses=m.answers(m.CustomerOut, *READ))
+async def get_customer(request: Request, principal: Read, external_id: str) -> Response:
+    compat = _compat(request)
+
+    def run() -> dict[str, Any]:
+        return _customer_object(compat, get_customer_doc(compat.state.sessions, principal.tenant, external_id))
+
+    try:
+        return _json({"customer": await _call(run)})
+    except NotFound:
+        return _not_found("customer_not_found")
+
+
+@router.get("/customers/{external_customer_id}/current_usage",
+            summary="Usage of the subscription's current billing period, priced as the close will invoice it",
+            responses=m.answers(m.CustomerUsageOut, *READ, 422, 503))  # fmt: skip
+async def current_usage(
+    request: Request, principal: Read, external_customer_id: str,
+    external_subscription_id: Annotated[str | None, Query()] = None,
+) -> Response:  # fmt: skip
+    """The draft invoice of the subscription's billing period containing now (the close's own pricing over
+    the usage in ClickHouse), as Lago's customer usage: usage charges per billable metric."""
+    if not external_subscription_id:
+        return _json(validation_error({"external_subscription_id": ["required"]}), 422)
+    compat = _compat(request)
+    try:
+        body = await _call(usage_of, compat, principal.tenant, external_customer_id, external_subscription_id)
+    except LagoNotFound as exc:
+        return _not_found(exc.code)
+    except ClickHouseUnavailable as exc:
+        raise ApiError(503, "unavailable", f"usage store unavailable: {exc}", headers={"Retry-After": "1"}) from None
+    return _json({"customer_usage": body})
+
+
+def usage_of(compat: LagoCompat, tenant: str, customer: str, subscription: str) -> dict[str, Any]:
+    """Lago's customer usage of one subscription now (LagoNotFound for an unknown customer/subscription)."""
+    sf = compat.state.sessions
+    try:
+        doc = get_customer_doc(sf, tenant, customer)
+    except NotFound:
+        raise LagoNotFound("customer_not_found", f"customer {customer!r} not found") from None
+    try:
+        sub = get_subscription(sf, tenant, subscription)
+    except NotFound:
+        sub = None
+    if sub is None or sub.customer != customer:
+        raise LagoNotFound("subscription_not_found", f"subscription {subscription!r} not found")
+    queries = compat.state.queries
+    invoice = compat.draft_usage(queries.client(), queries.db, sf, tenant, subscription, datetime.now(UTC))
+    plans: dict[str, PlanVersionDoc | None] = {}
+
+    def charge_model(rating_id: str, meter: str) -> str | None:
+        if rating_id not in plans:
+            code, _, version = rating_id.partition("@")
+            try:
+                plans[rating_id] = get_plan(sf, tenant, code, int(version)) if version.isdigit() else None
+            except NotFound:
+                plans[rating_id] = None
+        plan = plans[rating_id]
+        shape = charge_from_price(plan.usage[meter]) if plan is not None and meter in plan.usage else None
+        return shape[0] if shape else None
+
+    return usage_object(invoice, tenant, compat.metric_info(tenant), charge_model, doc.timezone)
+
+
+# --- subscriptions -------------------------------------------------------------------------------------
+
+
+@router.post("/subscriptions", summary="Create a subscription (with a plan_code: on the store's plan)",
+             responses=m.answers(m.LagoSubscriptionOut, *WRITE, 404),
+             openapi_extra=m.body_schema(m.SubscriptionCreateInput))  # fmt: skip
+async def create_subscription_route(request: Request, principal: Admin) -> Response:
+    """With `plan_code`: a subscription of the store on that plan's newest version (the customer is created
+    if unknown, as Lago does); the same external_id on another plan changes the plan from now on. Without
+    `plan_code`: only external_id -> external_customer_id is recorded (events priced by the catalog file)."""
+    raw = await _body(request, "subscription")
+    try:
+        obj = await _call(_compat(request).lago_subscriptions.create, principal.tenant, raw)
+    except LagoNotFound as exc:
+        return _not_found(exc.code)
+    except (Invalid, Conflict) as exc:
+        return _invalid(exc)
+    return _json({"subscription": obj})
+
+
+@router.get("/subscriptions", summary="List subscriptions", responses=m.answers(m.LagoSubscriptionsOut, 400, *AUTH))
+async def list_subscriptions_route(
+    request: Request, principal: Read,
+    external_customer_id: Annotated[str | None, Query()] = None,
+    plan_code: Annotated[str | None, Query()] = None,
+    status: Annotated[list[str] | None, Query(alias="status[]")] = None,
+    status_plain: Annotated[list[str] | None, Query(alias="status")] = None,
+) -> Response:  # fmt: skip
+    """Lago's filters: external_customer_id, plan_code, status[] (active, pending, canceled, terminated;
+    default: active)."""
+    wanted = tuple((status or []) + (status_plain or [])) or ("active",)
+    bad = [s for s in wanted if s not in STATUSES]
+    if bad:
+        return _json(validation_error({"status": [f"one of {', '.join(STATUSES)} (got {bad[0]!r})"]}), 422)
+    subs = await _call(_compat(request).lago_subscriptions.list, principal.tenant, customer=external_customer_id,
+                       plan_code=plan_code, statuses=wanted)  # fmt: skip
+    return _json({"subscriptions": subs, "meta": page_meta(len(subs))})
+
+
+@router.get("/subscriptions/{external_id}", summary="Retrieve a subscription",
+            responses=m.answers(m.LagoSubscriptionOut, *READ))  # fmt: skip
+async def get_subscription_route(request: Request, principal: Read, external_id: str) -> Response:
+    try:
+        return _json({"subscription": await _call(_compat(request).lago_subscriptions.find, principal.tenant,
+                                                  external_id)})  # fmt: skip
+    except LagoNotFound as exc:
+        return _not_found(exc.code)
+
+
+@router.delete("/subscriptions/{external_id}", summary="Terminate a subscription now",
+               responses=m.answers(m.LagoSubscriptionOut, *READ, 422))  # fmt: skip
+async def terminate_subscription(request: Request, principal: Admin, external_id: str) -> Response:
+    try:
+        obj = await _call(_compat(request).lago_subscriptions.terminate, principal.tenant, external_id)
+    except LagoNotFound as exc:
+        return _not_found(exc.code)
+    except (Invalid, Conflict) as exc:
+        return _invalid(exc)
+    return _json({"subscription": obj})

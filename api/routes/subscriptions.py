@@ -4,7 +4,10 @@ A subscription is a list of phases, each a plan version over [start, end). POST 
 on the plan's newest version unless `plan_version` says otherwise); `/change` ends the phase in effect at
 `at` and starts the new plan's phase there (`at` in the future: a pending change); `/cancel` ends it at
 `at`. Optimistic locking as for customers: `version` in the body or `If-Match`; stale -> 409 `version`.
-Two subscriptions of one customer on one plan may not overlap in time (409).
+Two subscriptions of one customer on one plan may not overlap in time (409). Nothing may take effect inside
+a period the close has invoiced (entities/finalization.py): a `start` or `at` before the end of the customer's
+newest finalized period answers 422 `invalid` naming `start` / `at` (the store reads the boundary in the
+write's own transaction); a back-dated change into a period not yet invoiced is accepted.
 """
 
 from __future__ import annotations

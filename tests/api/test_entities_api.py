@@ -373,3 +373,34 @@ def test_a_change_in_the_future_is_pending(client: TestClient) -> None:
         ("basic", "2026-01-01T00:00:00Z", "2099-01-01T00:00:00Z"),
         ("pro", "2099-01-01T00:00:00Z", None),
     ]
+
+
+def test_back_dated_writes_into_a_finalized_period_are_refused(client: TestClient) -> None:
+    """The close recorded org-1 as invoiced up to 2026-02-01 (Berlin midnight = 2026-01-31T23:00Z): a start,
+    change or cancellation before that answers 422 naming `start` / `at`, and writes nothing."""
+    from datetime import datetime, timedelta, timezone
+
+    from meterstream.entities.finalization import record_finalized
+
+    admin = _setup(client)
+    sub = {"external_id": "s1", "customer": "org-1", "plan": "basic", "start": "2026-01-01T00:00:00Z"}
+    assert client.post("/v1/subscriptions", json=sub, headers=admin).status_code == 201
+    berlin = timezone(timedelta(hours=1))
+    record_finalized(client.app.state.sessions, "acme", "org-1", datetime(2026, 2, 1, tzinfo=berlin))
+    early = client.post("/v1/subscriptions", json={**sub, "external_id": "s2", "plan": "pro",
+                                                   "start": "2026-01-20T00:00:00Z"}, headers=admin)  # fmt: skip
+    assert error(early) == (422, "invalid", "start")
+    assert "finalized" in early.json()["error"]["message"]
+    assert "2026-01-31T23:00:00+00:00" in early.json()["error"]["message"]
+    change = client.post("/v1/subscriptions/s1/change", json={"plan": "pro", "at": "2026-01-31T22:59:59Z"},
+                         headers=admin)  # fmt: skip
+    assert error(change) == (422, "invalid", "at")
+    cancel = client.post("/v1/subscriptions/s1/cancel", json={"at": "2026-01-15T00:00:00Z"}, headers=admin)
+    assert error(cancel) == (422, "invalid", "at")
+    reader = key(client, "read")
+    assert client.get("/v1/subscriptions/s1", headers=reader).json()["version"] == 1  # nothing written
+    assert [s["external_id"] for s in client.get("/v1/subscriptions", headers=reader).json()["items"]] == ["s1"]
+    # from the boundary on: accepted (a back-dated change into a period not yet invoiced is fine)
+    ok = client.post("/v1/subscriptions/s1/change", json={"plan": "pro", "at": "2026-01-31T23:00:00Z"},
+                     headers=admin)  # fmt: skip
+    assert ok.status_code == 200 and ok.json()["phases"][1]["start"] == "2026-01-31T23:00:00Z"

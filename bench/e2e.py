@@ -39,7 +39,9 @@ METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics, a fresh chdb store and fresh co
 The JSON holds `baseline_events_per_s, pipeline_events_per_s, ratio, p50_latency_s, p99_latency_s,
 events` and more: `workers`, `engine` (`native`: the columnar processor; `legacy`: the per-message
 loop, `METERSTREAM_PROCESSOR_ENGINE=legacy`, kept to compare in the same run), CPU seconds used by
-each process and per event (`cpu_us_per_event`, phase 3), peak RSS of each process (`rss_mb`, VmHWM
+each process and per event (`cpu_us_per_event`, phase 3; `cpu_us_per_event_steady` from the first
+commit to the drain, start-up left out; `baseline_broker_cpu_us_per_event`: the broker's CPU serving the
+raw baseline), peak RSS of each process (`rss_mb`, VmHWM
 at the end of phase 3; the broker's is its peak since it started), the processors' dedup state per
 remembered id once they stopped (`dedup_ids`: dedup entries in their RocksDB stores;
 `state_dir_bytes_per_id`: the state directories on disk, WAL, index and running totals included,
@@ -59,6 +61,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -158,8 +161,11 @@ def raw_baseline(run: Settings, topic: str, expected: int) -> tuple[float, float
     return n / seconds if seconds else float("nan"), seconds
 
 
-def drain(run: Settings, pipeline: Pipeline, produced: int, timeout: float) -> tuple[float, float]:
-    """Poll both groups' committed offsets; returns (t_first_commit, t_drained) on the monotonic clock."""
+def drain(
+    run: Settings, pipeline: Pipeline, produced: int, timeout: float, on_first: Callable[[], None] = lambda: None
+) -> tuple[float, float]:
+    """Poll both groups' committed offsets; returns (t_first_commit, t_drained) on the monotonic clock.
+    `on_first` runs at the first commit seen (to sample CPU counters once start-up is over)."""
     topics = Topics.from_settings(run)
     probe = LagProbe(run)
     t_first = None
@@ -173,6 +179,7 @@ def drain(run: Settings, pipeline: Pipeline, produced: int, timeout: float) -> t
             s_lag = probe.group_lag(run.topic("meterstream-sink"), [topics.rated, topics.dead_letters])
             if p_lag is not None and p_lag < produced and t_first is None:
                 t_first = now
+                on_first()
             if p_lag == 0 and s_lag == 0:
                 print(file=sys.stderr)
                 return t_first or now, now
@@ -379,9 +386,15 @@ def main(argv: list[str] | None = None) -> int:
     say(f"produced at {result['produce_events_per_s']:,}/s")
 
     say("raw baseline")
+    baseline_broker = kafka_local._pid(settings) if started_broker else None
+    baseline_cpu0 = cpu_seconds(baseline_broker) if baseline_broker else float("nan")
     base, base_s = raw_baseline(run, topics.usage, args.events)
     result["baseline_events_per_s"] = round(base)
     result["baseline_seconds"] = round(base_s, 2)
+    if baseline_broker:  # what serving the raw consumer costs the broker, to compare with phase 3's share
+        result["baseline_broker_cpu_us_per_event"] = round(
+            (cpu_seconds(baseline_broker) - baseline_cpu0) / args.events * 1e6, 1
+        )
     say(f"baseline {base:,.0f} events/s")
 
     pipeline = BenchPipeline(env, out / "logs")
@@ -404,7 +417,14 @@ def main(argv: list[str] | None = None) -> int:
                         stderr=subprocess.DEVNULL,
                     )
                 )
-        t_first, t_drained = drain(run, pipeline, truth.produced, timeout=3600)
+        at_first: dict[str, float] = {}
+
+        def sample_first() -> None:  # CPU used by start-up and the first batches, left out of the steady figure
+            at_first.update({name: cpu_seconds(p.pid) for name, p in pipeline.procs.items()})
+            if broker_pid:
+                at_first["broker"] = cpu_seconds(broker_pid)
+
+        t_first, t_drained = drain(run, pipeline, truth.produced, timeout=3600, on_first=sample_first)
         for spy in spies:
             spy.send_signal(signal.SIGINT)
         cpu = {name: round(cpu_seconds(p.pid), 1) for name, p in pipeline.procs.items()}
@@ -419,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
         result["pipeline_events_per_s_incl_startup"] = round(truth.produced / (t_drained - t_launch))
         result["cpu_seconds"] = cpu
         result["cpu_us_per_event"] = {name: round(v / truth.produced * 1e6, 1) for name, v in cpu.items()}
+        # from the first commit to the drain, per event processed in that time (start-up excluded; the
+        # events before the first commit are a small share and are left out of both sides)
+        steady = {name: cpu_seconds(p.pid) - at_first.get(name, 0.0) for name, p in pipeline.procs.items()}
+        if broker_pid:
+            steady["broker"] = cpu_seconds(broker_pid) - at_first.get("broker", 0.0)
+        result["cpu_us_per_event_steady"] = {name: round(v / truth.produced * 1e6, 1) for name, v in steady.items()}
         result["rss_mb"] = rss
         result["ratio"] = round(sustained / base, 4)
         say(f"pipeline {sustained:,.0f} events/s (ratio {sustained / base:.3f}); cpu {cpu}")
@@ -466,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         f"| CPU seconds (phase 3, incl. process startup) "
         f"| {', '.join(f'{k} {v}' for k, v in result['cpu_seconds'].items())} |",
         f"| CPU µs per event | {', '.join(f'{k} {v}' for k, v in result['cpu_us_per_event'].items())} |",
+        f"| CPU µs per event, first commit to drain "
+        f"| {', '.join(f'{k} {v}' for k, v in result.get('cpu_us_per_event_steady', {}).items())} |",
+        f"| broker CPU µs per event serving the raw baseline | {result.get('baseline_broker_cpu_us_per_event')} |",
         f"| peak RSS MB | {', '.join(f'{k} {v}' for k, v in result['rss_mb'].items())} |",
         f"| dedup state per id ({result['dedup_ids']:,} ids, {result['dedup_stores']} stores) "
         f"| {result['state_dir_bytes_per_id']} B on disk, "

@@ -67,3 +67,80 @@ def period_records(client: Client, db: str, period: str, plans: list[str]) -> li
         settings=_FINAL,
     )
     return [UsageRecord(t, c, m, q, ts.replace(tzinfo=UTC), dict(d), a) for t, c, m, q, ts, d, a in result.result_rows]
+
+
+# --- time-range reads (subscriptions: billing periods in the customer's time zone, phases) ---------------
+
+
+def _micros(at: datetime) -> int:
+    """Microseconds since the epoch of an aware instant (exact: no float)."""
+    delta = at.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class PieceUsage(NamedTuple):
+    """One customer's usage of one meter, rated with one plan, in one piece [bounds[piece-1], bounds[piece])."""
+
+    piece: int
+    meter: str
+    plan: str
+    quantity: Decimal
+    events: int
+    streamed_amount: Decimal
+
+
+def usage_by_piece(
+    client: Client, db: str, tenant: str, customer: str, bounds: list[datetime], skip_plans: list[str]
+) -> list[PieceUsage]:
+    """The customer's deduplicated usage by event TIME between consecutive `bounds` (sorted instants), per
+    piece, meter and the plan the stream rated it with; rows rated with one of `skip_plans` are left out.
+
+    Piece i (1-based) is [bounds[i-1], bounds[i]); rows outside [bounds[0], bounds[-1]) are not read.
+    """
+    if len(bounds) < 2:
+        return []
+    micros = [_micros(b) for b in bounds]
+    if micros != sorted(micros):
+        raise ValueError("bounds: must be sorted")
+    result = client.query(
+        f"""
+        SELECT arrayCount(b -> b <= toUnixTimestamp64Micro(time), {{bounds:Array(Int64)}}) AS piece,
+               meter, plan, sum(quantity), count(), sum(amount)
+        FROM {db}.rated_usage FINAL
+        WHERE tenant = {{tenant:String}} AND customer = {{customer:String}}
+          AND time >= fromUnixTimestamp64Micro({{lo:Int64}}, 'UTC')
+          AND time < fromUnixTimestamp64Micro({{hi:Int64}}, 'UTC')
+          AND plan NOT IN {{skip:Array(String)}}
+        GROUP BY piece, meter, plan
+        ORDER BY piece, meter, plan
+        """,
+        parameters={"bounds": micros, "tenant": tenant, "customer": customer, "lo": micros[0], "hi": micros[-1],
+                    "skip": skip_plans},
+        settings=_FINAL,
+    )  # fmt: skip
+    return [PieceUsage(int(p), m, pl, q, n, a) for p, m, pl, q, n, a in result.result_rows]
+
+
+def records_between(
+    client: Client, db: str, tenant: str, customer: str, start: datetime, end: datetime, meters: list[str],
+    skip_plans: list[str],
+) -> list[UsageRecord]:
+    """The customer's deduplicated records of `meters` with event time in [start, end), in arrival order (the
+    order the stream rated them: telecom bundles are consumed in it); rows rated with `skip_plans` left out."""
+    if not meters or end <= start:
+        return []
+    result = client.query(
+        f"""
+        SELECT tenant, customer, meter, quantity, time, dimensions, amount
+        FROM {db}.rated_usage FINAL
+        WHERE tenant = {{tenant:String}} AND customer = {{customer:String}}
+          AND time >= fromUnixTimestamp64Micro({{lo:Int64}}, 'UTC')
+          AND time < fromUnixTimestamp64Micro({{hi:Int64}}, 'UTC')
+          AND meter IN {{meters:Array(String)}} AND plan NOT IN {{skip:Array(String)}}
+        ORDER BY src_partition, src_offset
+        """,
+        parameters={"tenant": tenant, "customer": customer, "lo": _micros(start), "hi": _micros(end),
+                    "meters": meters, "skip": skip_plans},
+        settings=_FINAL,
+    )  # fmt: skip
+    return [UsageRecord(t, c, m, q, ts.replace(tzinfo=UTC), dict(d), a) for t, c, m, q, ts, d, a in result.result_rows]

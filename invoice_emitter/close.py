@@ -33,6 +33,9 @@ from meterstream.invoice_emitter.ledger import (
     store_invoices,
     stored_invoices,
 )
+from meterstream.invoice_emitter.store_plans import StoreView
+from meterstream.invoice_emitter.subscription_close import SubscriptionClose, subscription_close
+from meterstream.invoice_emitter.subscription_invoice import with_periods
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
 from meterstream.rating.catalog import Catalog
 from meterstream.rating.money import EXACT
@@ -46,6 +49,7 @@ class CloseResult:
     invoices: list[dict[str, Any]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     unreconciled: list[str] = field(default_factory=list)  # lines whose streamed amount differs
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, customer, reason): not invoiced
     reissued: bool = False  # the period was already closed: stored documents, unchanged
 
     @property
@@ -56,62 +60,108 @@ class CloseResult:
         return dict(out)
 
 
+Failure = tuple[str, str, str]  # (tenant, customer, reason)
+
+
 def compute_invoices(
     client: Client,
     db: str,
     catalog: Catalog,
     period: str,
     only: set[tuple[str, str]] | None = None,
-    finish: Callable[[tuple[str, str], dict[str, Any]], dict[str, Any]] | None = None,
+    finish: Callable[[tuple[str, str], dict[str, Any]], dict[str, Any] | None] | None = None,
+    failed: list[Failure] | None = None,
+    store_customers: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
-    """Each customer's invoice for `period` from the usage in ClickHouse now; plus unreconciled lines.
+    """Each customer's invoice for `period` from the usage in ClickHouse now, priced with the catalog FILE's
+    plans; plus unreconciled lines.
 
-    `finish(key, document)`, if given, gets each document as it is built and returns the one to keep.
+    Usage rated with a plan the file does not have belongs to the entity store's subscriptions: for
+    `store_customers` (customers with a subscription) it is left to the subscription path; for anyone else
+    the customer cannot be invoiced, like a customer with usage under two file plans. Such a customer is
+    appended to `failed` (tenant, customer, reason) and the others are invoiced; without `failed`, ValueError.
+    `finish(key, document)`, if given, gets each document as it is built and returns the one to keep (None:
+    none).
     """
     usage = period_usage(client, db, period)
     if only is not None:
         usage = [u for u in usage if (u.tenant, u.customer) in only]
-    groups: dict[tuple[str, str, str], list[MeterUsage]] = defaultdict(list)
+    plans = catalog.plans
+    if store_customers:
+        usage = [u for u in usage if u.plan in plans or (u.tenant, u.customer) not in store_customers]
+    groups: dict[tuple[str, str], dict[str, list[MeterUsage]]] = defaultdict(dict)
     for u in usage:
-        groups[(u.tenant, u.customer, u.plan)].append(u)
-    telecom_plans = sorted({u.plan for u in usage if (p := catalog.plans.get(u.plan)) and p.telecom is not None})
+        groups[(u.tenant, u.customer)].setdefault(u.plan, []).append(u)
+    telecom_plans = sorted({u.plan for u in usage if (p := plans.get(u.plan)) and p.telecom is not None})
     records: dict[tuple[str, str], list[UsageRecord]] = defaultdict(list)
     for r in period_records(client, db, period, telecom_plans):
         records[(r.tenant, r.customer)].append(r)
     docs: dict[tuple[str, str], dict[str, Any]] = {}
     unreconciled: list[str] = []
     pricer = MeterPricer()  # each distinct (price, quantity) of this close is quoted once
-    for (tenant, customer, plan_id), rows in sorted(groups.items()):
-        plan = catalog.plans.get(plan_id)
-        if plan is None:
-            raise ValueError(f"usage of {tenant}/{customer} was rated with plan {plan_id!r}, not in the catalog")
-        if (tenant, customer) in docs:
-            raise ValueError(f"{tenant}/{customer} has usage under two plans in {period}; not supported yet")
+    for (tenant, customer), by_plan in sorted(groups.items()):
+        reason = _cannot_invoice(tenant, customer, period, by_plan, catalog)
+        if reason is not None:
+            if failed is None:
+                raise ValueError(reason)
+            failed.append((tenant, customer, reason))
+            continue
+        ((plan_id, rows),) = by_plan.items()
+        plan = plans[plan_id]
         extra: list[dict[str, Any]] = []
         if plan.telecom is not None:
             extra, rerated, streamed = telecom_lines(plan, records[(tenant, customer)])
             if rerated != streamed:
                 unreconciled.append(f"{tenant}/{customer}/telecom")
         doc, differ = invoice_and_differences(tenant, customer, period, plan, rows, extra, pricer)
-        docs[(tenant, customer)] = doc if finish is None else finish((tenant, customer), doc)
+        kept = doc if finish is None else finish((tenant, customer), doc)
+        if kept is not None:
+            docs[(tenant, customer)] = kept
         unreconciled += [f"{tenant}/{customer}/{meter}" for meter in differ]
     return docs, unreconciled
 
 
+def _cannot_invoice(
+    tenant: str, customer: str, period: str, by_plan: dict[str, list[MeterUsage]], catalog: Catalog
+) -> str | None:
+    """Why the file path cannot invoice this customer's usage (None: it can)."""
+    unknown = sorted(p for p in by_plan if p not in catalog.plans)
+    if unknown:
+        return (f"plan: usage of {tenant}/{customer} in {period} was rated with plan {unknown[0]!r}, which is neither "
+                f"in the catalog file nor a plan of a subscription of the customer (a tenant's default subscription, "
+                f"customer '*', is not invoiced yet)")  # fmt: skip
+    if len(by_plan) > 1:
+        return f"plan: {tenant}/{customer} has usage under two plans in {period} ({', '.join(sorted(by_plan))})"
+    return None
+
+
 def late_adjustments(
-    client: Client, db: str, catalog: Catalog, closed: str, period: str
+    client: Client,
+    db: str,
+    catalog: Catalog,
+    closed: str,
+    period: str,
+    failed: list[Failure] | None = None,
+    store_customers: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
 ) -> dict[tuple[str, str], tuple[str, str, list[dict[str, Any]]]]:
-    """Adjustment lines, per customer, for usage of `closed` not billed by closes before `period`."""
-    now = {(u.tenant, u.customer, u.meter): u for u in period_usage(client, db, closed)}
-    billed = billed_quantities(client, db, closed, period)
+    """Adjustment lines, per customer, for usage of `closed` not billed by closes before `period` (the file
+    path's lines; subscription lines are adjusted by `subscription_close`)."""
+    plans = catalog.plans
+    now = {
+        (u.tenant, u.customer, u.meter): u for u in period_usage(client, db, closed)
+        if u.plan in plans or (u.tenant, u.customer) not in store_customers
+    }  # fmt: skip
+    billed = billed_quantities(client, db, closed, period, subscriptions=False)
     changed = {
         (t, c) for (t, c, m) in set(now) | set(billed)
         if (now[(t, c, m)].quantity if (t, c, m) in now else Decimal(0)) != billed.get((t, c, m), Decimal(0))
     }  # fmt: skip
     if not changed:
         return {}
-    docs, _ = compute_invoices(client, db, catalog, closed, only=changed)
-    lines_billed = billed_lines(client, db, closed, period)
+    docs, _ = compute_invoices(
+        client, db, catalog, closed, only=changed, failed=failed, store_customers=store_customers
+    )
+    lines_billed = billed_lines(client, db, closed, period, subscriptions=False)
     out = {}
     for key in sorted(changed):
         doc = docs.get(key)
@@ -132,12 +182,17 @@ def close_period(
     producer: Any = None,
     topic: str | None = None,
     progress: bool = True,
+    store: StoreView | None = None,
 ) -> CloseResult:
-    """Close `period` (YYYY-MM): compute, store and write every invoice; a closed period is re-issued."""
+    """Close `period` (YYYY-MM): compute, store and write every invoice; a closed period is re-issued.
+
+    With `store` (the entity store), customers with subscriptions are invoiced per their subscriptions
+    (`subscription_close`); without it, from the catalog file alone. A customer that cannot be invoiced is
+    in `CloseResult.failed` and the others are closed."""
     if not PERIOD_RE.match(period):
         raise ValueError(f"period: must be YYYY-MM, got {period!r}")
     with _gc_paused():
-        return _close(client, db, catalog, period, out_dir, producer, topic, progress)
+        return _close(client, db, catalog, period, out_dir, producer, topic, progress, store)
 
 
 @contextmanager
@@ -166,6 +221,7 @@ def _close(
     producer: Any,
     topic: str | None,
     progress: bool,
+    store: StoreView | None,
 ) -> CloseResult:
     closed = closed_periods(client, db)
     files = DocumentFiles(out_dir / period, progress)
@@ -175,29 +231,57 @@ def _close(
             for doc in result.invoices:
                 files.add(doc)
         else:
+            earlier_periods = [p for p in closed if p < period]
+            failed: list[Failure] = []
+            subs = SubscriptionClose()
+            if store is not None:
+                subs = subscription_close(client, db, store, catalog, period, earlier_periods)
+                failed += subs.failed
             # late usage of closed periods first, so that each document is final when built: its file
             # is written while the close goes on
             late: dict[tuple[str, str], list[tuple[str, str, str, list[dict[str, Any]]]]] = defaultdict(list)
-            for earlier in (p for p in closed if p < period):
-                for key, (plan, currency, lines) in late_adjustments(client, db, catalog, earlier, period).items():
+            for earlier in earlier_periods:
+                for key, (plan, currency, lines) in late_adjustments(
+                    client, db, catalog, earlier, period, failed, subs.customers
+                ).items():
                     late[key].append((earlier, plan, currency, lines))
+            for key, adjustments in subs.late.items():
+                late[key] += adjustments
+            bills = dict(subs.bills)
 
-            def finish(key: tuple[str, str], doc: dict[str, Any]) -> dict[str, Any]:
-                for earlier, _, currency, lines in late.pop(key, ()):
+            def finish(key: tuple[str, str], doc: dict[str, Any]) -> dict[str, Any] | None:
+                bill = bills.pop(key, None)
+                pending = late.pop(key, ())
+                if bill is not None:
+                    if doc["currency"] != bill.currency:
+                        failed.append((*key, f"currency: usage in {doc['currency']} under the catalog file's plan, "
+                                             f"subscriptions in {bill.currency}; an invoice has one currency"))
+                        return None
+                    doc = with_periods(with_lines(doc, bill.lines), bill)
+                for earlier, _, currency, lines in pending:
                     if doc["currency"] != currency:
-                        raise ValueError(
-                            f"{key[0]}/{key[1]}: late {earlier} usage in {currency}, invoice in {doc['currency']}"
-                        )
+                        failed.append((*key, f"currency: late {earlier} usage in {currency}, invoice in "
+                                             f"{doc['currency']}"))
+                        return None
                     doc = with_lines(doc, lines)
                 files.add(doc)
                 return doc
 
-            docs, unreconciled = compute_invoices(client, db, catalog, period, finish=finish)
+            docs, unreconciled = compute_invoices(
+                client, db, catalog, period, finish=finish, failed=failed, store_customers=subs.customers
+            )
+            unreconciled += subs.unreconciled
+            for (tenant, customer), bill in sorted(bills.items()):  # subscription lines only
+                kept = finish((tenant, customer), empty_invoice(tenant, customer, period, bill.plan, bill.currency))
+                if kept is not None:
+                    docs[(tenant, customer)] = kept
             for (tenant, customer), adjustments in sorted(late.items()):  # late usage only
                 _, plan, currency, _ = adjustments[0]
-                doc = empty_invoice(tenant, customer, period, plan, currency)
-                docs[(tenant, customer)] = finish((tenant, customer), doc)
-            result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled)
+                kept = finish((tenant, customer), empty_invoice(tenant, customer, period, plan, currency))
+                if kept is not None:
+                    docs[(tenant, customer)] = kept
+            failed = sorted(set(failed))
+            result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled, failed=failed)
             store_invoices(client, db, result.invoices)
             mark_closed(client, db, period)
         files.publish()

@@ -37,15 +37,24 @@ def stored_invoices(client: Client, db: str, period: str) -> list[dict[str, Any]
     return [orjson.loads(r[0]) for r in rows]
 
 
+def _lines_of(subscriptions: bool | None) -> str:
+    """SQL condition on `line_key`: subscription lines (keys starting with `@`, subscription_invoice.py), the
+    file path's lines, or (None) all."""
+    if subscriptions is None:
+        return ""
+    return f"AND {'' if subscriptions else 'NOT '}startsWith(line_key, '@')"
+
+
 def billed_lines(
-    client: Client, db: str, applies_to: str, before: str
+    client: Client, db: str, applies_to: str, before: str, subscriptions: bool | None = None
 ) -> dict[tuple[str, str], dict[str, tuple[str, Decimal, Decimal]]]:
-    """Per customer and line key: (meter, quantity, amount) billed for `applies_to` by closes before `before`."""
+    """Per customer and line key: (meter, quantity, amount) billed for `applies_to` by closes before `before`
+    (`subscriptions`: only subscription lines, True, or only the others, False)."""
     rows = client.query(
         f"""
         SELECT tenant, customer, line_key, any(meter), sum(quantity), sum(amount)
         FROM {db}.invoice_lines FINAL
-        WHERE applies_to = {{q:String}} AND period < {{p:String}}
+        WHERE applies_to = {{q:String}} AND period < {{p:String}} {_lines_of(subscriptions)}
         GROUP BY tenant, customer, line_key
         """,
         parameters={"q": applies_to, "p": before},
@@ -56,12 +65,14 @@ def billed_lines(
     return out
 
 
-def billed_quantities(client: Client, db: str, applies_to: str, before: str) -> dict[tuple[str, str, str], Decimal]:
+def billed_quantities(
+    client: Client, db: str, applies_to: str, before: str, subscriptions: bool | None = None
+) -> dict[tuple[str, str, str], Decimal]:
     """Per (tenant, customer, meter): the quantity billed for `applies_to` by closes before `before`."""
     rows = client.query(
         f"""
         SELECT tenant, customer, meter, sum(quantity) FROM {db}.invoice_lines FINAL
-        WHERE applies_to = {{q:String}} AND period < {{p:String}}
+        WHERE applies_to = {{q:String}} AND period < {{p:String}} {_lines_of(subscriptions)}
         GROUP BY tenant, customer, meter
         """,
         parameters={"q": applies_to, "p": before},

@@ -1,0 +1,108 @@
+"""The subscription half of a close: every customer with a subscription in the entity store (docs/billing.md).
+
+For each such customer: the lines of the billing periods the close of `label` closes
+(`subscription_invoice.customer_bill`), the late-usage adjustments for earlier closed labels (the same rule as
+the file path: that label's lines recomputed now minus what was billed for it, by line key), and the
+finalization mark (`entities.finalization.record_finalized`, until = the end of the newest period closed)
+so that the store refuses back-dated changes into what is invoiced. A customer that cannot be billed is
+reported in `failed` and the others are closed.
+
+Race with a back-dated change: the mark is recorded after the customer's lines are built, then the customer's
+subscriptions are read again; if one changed in between (its version moved), the lines are built again from
+the new documents (a change committed after the mark is refused by the store).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from meterstream.invoice_emitter.adjustments import adjustment_lines
+from meterstream.invoice_emitter.document import MeterPricer
+from meterstream.invoice_emitter.ledger import billed_lines
+from meterstream.invoice_emitter.store_plans import StoreView
+from meterstream.invoice_emitter.subscription_invoice import CustomerBill, customer_bill
+from meterstream.rating.catalog import Catalog
+from meterstream.schemas.entities import SubscriptionDoc
+
+Key = tuple[str, str]
+Late = tuple[str, str, str, list[dict[str, Any]]]  # (closed label, plan, currency, adjustment lines)
+
+
+@dataclass
+class SubscriptionClose:
+    customers: set[Key] = field(default_factory=set)  # every customer with a subscription of their own
+    bills: dict[Key, CustomerBill] = field(default_factory=dict)
+    late: dict[Key, list[Late]] = field(default_factory=dict)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    unreconciled: list[str] = field(default_factory=list)
+
+
+def _versions(subs: list[SubscriptionDoc]) -> list[tuple[str, int]]:
+    return sorted((s.external_id, s.version) for s in subs)
+
+
+def _record_finalized() -> Any:
+    """`entities.finalization.record_finalized` (issue #14, H3), or None where it does not exist."""
+    try:
+        from meterstream.entities.finalization import record_finalized
+    except ImportError:  # pragma: no cover - a tree without the finalization store
+        return None
+    return record_finalized
+
+
+def subscription_close(
+    client: Client,
+    db: str,
+    store: StoreView,
+    catalog: Catalog,
+    label: str,
+    earlier: list[str],
+    finalize: bool = True,
+) -> SubscriptionClose:
+    """Lines, late adjustments (for the closed labels `earlier`) and failures of every subscription customer."""
+    out = SubscriptionClose()
+    file_plans = sorted(catalog.plans)
+    pricer = MeterPricer()
+    record = _record_finalized() if finalize else None
+    by_customer = {k: v for k, v in store.subscriptions().items() if k[1] != "*"}
+    out.customers = set(by_customer)
+    billed = {closed: billed_lines(client, db, closed, label, subscriptions=True) for closed in earlier}
+    for (tenant, customer), subs in by_customer.items():
+        key = (tenant, customer)
+        try:
+            late = []
+            for closed in earlier:
+                before = customer_bill(client, db, store, tenant, customer, subs, closed, file_plans, pricer)
+                was = billed[closed].get(key, {})
+                if before is None and not was:
+                    continue
+                currency = before.currency if before is not None else _currency(store, subs)
+                lines = adjustment_lines([] if before is None else before.lines, was, closed, currency)
+                if lines:
+                    late.append((closed, before.plan if before is not None else "", currency, lines))
+            bill = customer_bill(client, db, store, tenant, customer, subs, label, file_plans, pricer)
+            if bill is not None and record is not None and bill.until is not None:
+                record(store.sf, tenant, customer, bill.until)
+                again = store.customer_subscriptions(tenant, customer)
+                if _versions(again) != _versions(subs):  # changed while we were building: build again
+                    bill = customer_bill(client, db, store, tenant, customer, again, label, file_plans, pricer)
+                    if bill is not None and bill.until is not None:
+                        record(store.sf, tenant, customer, bill.until)
+        except (ValueError, LookupError) as exc:  # the store's NotFound is a LookupError
+            out.failed.append((tenant, customer, str(exc)))
+            continue
+        if late:
+            out.late[key] = late
+        if bill is not None:
+            out.bills[key] = bill
+            out.unreconciled += bill.unreconciled
+    return out
+
+
+def _currency(store: StoreView, subs: list[SubscriptionDoc]) -> str:
+    """The currency of a customer's subscriptions (their first phase's plan)."""
+    first = subs[0].phases[0]
+    return store.lookup(subs[0].tenant)(first.plan_code, first.plan_version, first.start).currency

@@ -75,7 +75,7 @@ def test_event_flow_metric_subscription_duplicates(lago_client: TestClient) -> N
 
     # the subscription belongs to customer acme; creating the metric replays the kept event
     resp = c.post(f"{BASE}/subscriptions", json={"subscription": {"external_id": "sub-1",
-                  "external_customer_id": "acme", "plan_code": "basic"}}, headers=admin)  # fmt: skip
+                  "external_customer_id": "acme"}}, headers=admin)  # fmt: skip  (no plan_code: attribution only)
     assert resp.status_code == 200, resp.text
     assert resp.json()["subscription"]["external_customer_id"] == "acme"
     created = metric(c, admin, "storage")

@@ -136,7 +136,7 @@ def test_lago_sdk_end_to_end(kafka_settings: Settings, tmp_path: Path) -> None:
                 BillableMetric(name="Requests", code="api_requests", aggregation_type="count_agg")
             )
             sub = admin.subscriptions.create(
-                Subscription(external_customer_id="acme", plan_code="lago_basic", external_id="sub-1")
+                Subscription(external_customer_id="acme", external_id="sub-1")  # no plan_code: the catalog file prices
             )
             assert (sub.external_id, sub.external_customer_id) == ("sub-1", "acme")
             listed = admin.billable_metrics.find_all()["billable_metrics"]

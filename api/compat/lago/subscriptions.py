@@ -22,7 +22,7 @@ from sqlalchemy.orm import sessionmaker
 
 from meterstream.api.compat.lago.plans import FEE_CODE, amount_to_cents, lago_uuid
 from meterstream.billing.periods import Schedule
-from meterstream.entities.common import Invalid, NotFound
+from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.customers import get_customer_doc, put_customer
 from meterstream.entities.lago_subscriptions import LagoSubscription, LagoSubscriptionRepository
 from meterstream.entities.plans import get_plan
@@ -145,6 +145,8 @@ class LagoSubscriptions:
                     stored = change_plan(self.sf, tenant, external_id, plan.code, max(now, existing.phases[0].start))
         except Invalid as exc:
             raise Invalid(lago_field(exc.field), exc.reason) from None
+        except Conflict as exc:
+            raise Conflict(lago_field(exc.field), str(exc)) from None
         mapping, _ = self.mappings.create(tenant, external_id, customer, plan.code, name)
         return self.object(stored, mapping, now)
 

@@ -1,0 +1,58 @@
+"""An in-process app for the Lago entity tests (no broker, no ClickHouse): SQL store only, fast.
+
+Plans, customers and subscriptions touch only the SQL store, so these tests run without Kafka; current
+usage gets a stand-in for the close's `draft_usage` (`app.state.lago.draft_usage = ...`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from meterstream.api.app import create_app
+from meterstream.ingest.translate import MeterDefinition
+from meterstream.schemas.settings import Settings
+
+BASE = "/compat/lago/api/v1"
+
+
+class NoIngest:
+    """Stands in for the IngestService: these tests send no events."""
+
+    def close(self, timeout: float = 0) -> None:
+        pass
+
+
+def make_app(home: Path, clickhouse_client: Any = None) -> TestClient:
+    settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None)
+    app = create_app(settings, ingest=NoIngest(), relay=False, clickhouse_client=clickhouse_client)  # type: ignore[arg-type]
+    return TestClient(app)
+
+
+def headers(client: TestClient, tenant: str = "t1", role: str = "admin") -> dict[str, str]:
+    _info, token = client.app.state.keys.create(tenant, role, "test")  # type: ignore[attr-defined]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def add_metric(client: TestClient, tenant: str, code: str, aggregation: str = "SUM", field: str | None = "gb") -> str:
+    """A billable metric (= meter definition); returns its lago_id."""
+    meter = client.app.state.lago.meters.create(  # type: ignore[attr-defined]
+        tenant, MeterDefinition(slug=code, event_type=code, aggregation=aggregation,
+                                value_property=f"$.{field}" if field else None), name=code.title(),
+    )  # fmt: skip
+    return meter.id
+
+
+def plan_body(code: str, metric_id: str, **extra: Any) -> dict[str, Any]:
+    """A monthly USD plan: a 10.00 fee in arrears and graduated storage (0-10 at 0.50, then 0.40)."""
+    plan = {
+        "name": code.title(), "code": code, "interval": "monthly", "amount_cents": 1000, "amount_currency": "USD",
+        "pay_in_advance": False,
+        "charges": [{"billable_metric_id": metric_id, "charge_model": "graduated", "properties": {"graduated_ranges": [
+            {"from_value": 0, "to_value": 10, "per_unit_amount": "0.50", "flat_amount": "0"},
+            {"from_value": 11, "to_value": None, "per_unit_amount": "0.40", "flat_amount": "0"}]}}],
+    }  # fmt: skip
+    plan.update(extra)
+    return {"plan": plan}

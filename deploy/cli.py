@@ -71,6 +71,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     from meterstream.ingest.producer import make_producer
     from meterstream.ingest.topics import Topics
     from meterstream.invoice_emitter.close import close_period
+    from meterstream.invoice_emitter.store_plans import StoreView
     from meterstream.rating.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
@@ -83,6 +84,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
         Path(args.out),
         producer,
         Topics.from_settings(settings).invoices,
+        store=StoreView.open(settings),  # None without an entity store: the catalog file alone
     )
     for currency, total in sorted(result.totals_by_currency.items()):
         print(f"{args.period}: {currency} {total}")
@@ -91,7 +93,9 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"warning: {len(result.unreconciled)} lines differ from their streamed amounts", file=sys.stderr
         )
-    return 0
+    for tenant, customer, reason in result.failed:
+        print(f"error: {tenant}/{customer} not invoiced: {reason}", file=sys.stderr)
+    return 1 if result.failed else 0
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:

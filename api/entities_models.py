@@ -72,10 +72,12 @@ class AddressModel(_In):
     postal_code: str | None = Field(None, max_length=32)
     state: str | None = Field(None, max_length=128)
     country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    phone_number: str | None = Field(None, max_length=64)
 
 
 class CustomerFields(_In):
     name: Name
+    description: str | None = Field(None, max_length=1024)
     legal_name: str | None = Field(None, max_length=256)
     email: str | None = Field(None, max_length=256, pattern=r"^[^@\s]+@[^@\s]+$")
     tax_id: str | None = Field(None, max_length=64)
@@ -131,12 +133,14 @@ class AddressOut(BaseModel):
     postal_code: str | None = None
     state: str | None = None
     country: str | None = None
+    phone_number: str | None = None
 
 
 class CustomerOut(BaseModel):
     external_id: str
     name: str
     version: int
+    description: str | None = None
     legal_name: str | None = None
     email: str | None = None
     tax_id: str | None = None

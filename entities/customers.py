@@ -15,7 +15,7 @@ claims is billed as its own customer (ingest/translate.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     and_,
+    delete,
     func,
     or_,
     select,
@@ -38,9 +39,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from meterstream.entities import outbox
-from meterstream.entities.common import Conflict, NotFound, aware, new_ulid
+from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
 from meterstream.entities.db import Base
-from meterstream.entities.plan_rules import validate_customer
+from meterstream.entities.plan_rules import check_text, validate_customer
 from meterstream.schemas.entities import Address, CustomerDoc
 
 
@@ -105,6 +106,9 @@ class Customer:
     currency: str | None = None
     metadata: dict[str, Any] | None = None
     deleted_at: datetime | None = None
+    version: int = 1
+    billing_address: Address | None = None
+    timezone: str = "UTC"
 
     @property
     def meterstream_id(self) -> str:
@@ -121,6 +125,8 @@ class CustomerCreate:
     primary_email: str | None = None
     currency: str | None = None
     metadata: dict[str, Any] | None = None
+    billing_address: Address | None = None
+    timezone: str | None = None  # None: UTC on create, unchanged on update
 
 
 def _customer(row: CustomerRow, subjects: Iterable[str]) -> Customer:
@@ -128,7 +134,57 @@ def _customer(row: CustomerRow, subjects: Iterable[str]) -> Customer:
         id=row.id, tenant=row.tenant, key=row.key, name=row.name, subject_keys=tuple(sorted(subjects)),
         created_at=aware(row.created_at), updated_at=aware(row.updated_at), description=row.description,
         primary_email=row.primary_email, currency=row.currency, metadata=row.meta, deleted_at=aware(row.deleted_at),
+        version=row.version or 1, billing_address=msgspec.convert(row.address, Address) if row.address else None,
+        timezone=row.timezone or "UTC",
     )  # fmt: skip
+
+
+def _string_metadata(meta: dict[str, Any] | None) -> dict[str, str]:
+    """Metadata as the document carries it: strings to strings (other JSON values as JSON text)."""
+    return {str(k): v if isinstance(v, str) else msgspec.json.encode(v).decode() for k, v in (meta or {}).items()}
+
+
+def check_customer(doc: CustomerDoc) -> None:
+    """Every rule of a customer document (`Invalid` naming the field): plan_rules.validate_customer plus the
+    fields OpenMeter brought (description, address.phone_number)."""
+    validate_customer(doc)
+    check_text("description", doc.description, max_len=1024, required=False)
+    if doc.address is not None:
+        check_text("address.phone_number", doc.address.phone_number, max_len=64, required=False)
+
+
+def _claim_subjects(s: Session, tenant: str, customer_id: str, subjects: Sequence[str]) -> None:
+    """Make `subjects` exactly the customer's usage attribution. A subject another active customer claims is
+    a `Conflict` naming usageAttribution.subjectKeys; one left behind by a deleted customer is taken over."""
+    if subjects:
+        claimed = s.execute(
+            select(CustomerSubjectRow.id, CustomerSubjectRow.subject_key, CustomerSubjectRow.customer_id,
+                   CustomerRow.deleted_at)
+            .join(CustomerRow, CustomerRow.id == CustomerSubjectRow.customer_id)
+            .where(CustomerSubjectRow.tenant == tenant, CustomerSubjectRow.subject_key.in_(subjects))
+        ).all()  # fmt: skip
+        for _id, key, owner, deleted_at in claimed:
+            if owner != customer_id and deleted_at is None:
+                raise Conflict(
+                    "usageAttribution.subjectKeys", f"subject {key!r} is already attributed to customer {owner}"
+                )
+        stale = [
+            row_id for row_id, _key, owner, deleted_at in claimed if owner != customer_id and deleted_at is not None
+        ]
+        if stale:
+            s.execute(delete(CustomerSubjectRow).where(CustomerSubjectRow.id.in_(stale)))
+    own = set(s.scalars(select(CustomerSubjectRow.subject_key).where(CustomerSubjectRow.customer_id == customer_id)))
+    gone = own - set(subjects)
+    if gone:
+        s.execute(
+            delete(CustomerSubjectRow).where(
+                CustomerSubjectRow.customer_id == customer_id, CustomerSubjectRow.subject_key.in_(gone)
+            )
+        )
+    for key in subjects:
+        if key not in own:
+            s.add(CustomerSubjectRow(tenant=tenant, subject_key=key, customer_id=customer_id))
+    s.flush()
 
 
 class CustomerRepository:
@@ -143,16 +199,16 @@ class CustomerRepository:
             raise ValueError("key: 1-256 characters")
         if new.currency is not None and not (len(new.currency) == 3 and new.currency.isalpha()):
             raise ValueError("currency: an ISO 4217 code such as USD")
-        subjects = list(dict.fromkeys(new.subject_keys))
-        for key in subjects:
-            if not isinstance(key, str) or not (0 < len(key) <= 256):
-                raise ValueError("usageAttribution.subjectKeys: each 1-256 characters")
+        subjects = _subject_list(new.subject_keys)
         now = datetime.now(UTC)
         row = CustomerRow(
             id=new_ulid(), tenant=tenant, key=new.key, name=new.name, description=new.description,
             primary_email=new.primary_email, currency=new.currency.upper() if new.currency else None,
             meta=new.metadata, created_at=now, updated_at=now, deleted_at=None,
+            address=msgspec.to_builtins(new.billing_address) if new.billing_address is not None else None,
+            timezone=new.timezone or "UTC", invoice_grace_days=0, payment_terms_days=0,
         )  # fmt: skip
+        check_customer(customer_doc(row))
         with self._sessions.begin() as s:
             outbox.begin_write(s)
             if new.key is not None:
@@ -163,24 +219,55 @@ class CustomerRepository:
                 )
                 if taken is not None:
                     raise Conflict("key", f"a customer with key {new.key!r} already exists")
-            if subjects:
-                owner = s.execute(
-                    select(CustomerSubjectRow.subject_key, CustomerSubjectRow.customer_id).where(
-                        CustomerSubjectRow.tenant == tenant, CustomerSubjectRow.subject_key.in_(subjects)
-                    )
-                ).first()
-                if owner is not None:
-                    raise Conflict(
-                        "usageAttribution.subjectKeys",
-                        f"subject {owner[0]!r} is already attributed to customer {owner[1]}",
-                    )
             row.version = _first_version(s, tenant, new.key)
             s.add(row)
             s.flush()
-            for key in subjects:
-                s.add(CustomerSubjectRow(tenant=tenant, subject_key=key, customer_id=row.id))
+            _claim_subjects(s, tenant, row.id, subjects)
             outbox.append(s, [customer_doc(row)])
         return _customer(row, subjects)
+
+    def replace(
+        self, tenant: str, id_or_key: str, new: CustomerCreate, *, subject_keys: Sequence[str] | None,
+        expected_version: int | None = None,
+    ) -> Customer:  # fmt: skip
+        """OpenMeter's PUT: replace the fields OpenMeter has (name, description, primaryEmail, currency,
+        billingAddress, metadata; timezone when given) and, when `subject_keys` is given, the usage attribution;
+        the billing details only the other APIs set (legal name, tax id, country, grace and payment days) stay.
+        The key is the customer's external id (its usage events' `customer`, its subscriptions): a different
+        key is `Invalid` naming `key`. Bumps the version like every change (a stale `expected_version` is a
+        `Conflict` naming `version`); an identical replace writes nothing."""
+        subjects = _subject_list(subject_keys) if subject_keys is not None else None
+        with self._sessions.begin() as s:
+            outbox.begin_write(s)
+            base = select(CustomerRow).where(CustomerRow.tenant == tenant, CustomerRow.deleted_at.is_(None))
+            row = s.scalar(base.where(CustomerRow.id == id_or_key).with_for_update())
+            row = row or s.scalar(base.where(CustomerRow.key == id_or_key).with_for_update())
+            if row is None:
+                raise NotFound(f"customer {id_or_key!r} not found")
+            _check_version(expected_version, row.version, row.key or row.id)
+            if new.key is not None and new.key != row.key:
+                raise Invalid("key", f"cannot change ({row.key or 'none'} -> {new.key}): the key is the customer's "
+                              "external id, the `customer` of its usage events and subscriptions")  # fmt: skip
+            current = customer_doc(row)
+            doc = msgspec.structs.replace(
+                current, name=new.name, description=new.description, email=new.primary_email,
+                currency=new.currency.upper() if new.currency else None, address=new.billing_address,
+                timezone=new.timezone or current.timezone, metadata=_string_metadata(new.metadata),
+            )  # fmt: skip
+            check_customer(doc)
+            own = set(s.scalars(select(CustomerSubjectRow.subject_key).where(CustomerSubjectRow.customer_id == row.id)))
+            same_subjects = subjects is None or set(subjects) == own
+            if doc == current and (new.metadata or None) == (row.meta or None) and same_subjects:
+                return _customer(row, own)
+            if doc.currency is not None and doc.currency != row.currency:
+                _check_currency_change(s, doc)
+            if subjects is not None:
+                _claim_subjects(s, tenant, row.id, subjects)
+            _write(row, doc, datetime.now(UTC))
+            row.meta = new.metadata or None  # as OpenMeter sent it (JSON values kept)
+            s.flush()
+            outbox.append(s, [customer_doc(row)])
+            return _customer(row, subjects if subjects is not None else own)
 
     def _subjects(self, s: Any, ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {i: [] for i in ids}
@@ -285,15 +372,24 @@ class CustomerRepository:
 # --- billing customers (CustomerDoc) ------------------------------------------------------------------
 
 
+def _subject_list(keys: Iterable[str]) -> list[str]:
+    subjects = list(dict.fromkeys(keys))
+    for key in subjects:
+        if not isinstance(key, str) or not (0 < len(key) <= 256):
+            raise Invalid("usageAttribution.subjectKeys", "each 1-256 characters")
+    return subjects
+
+
 def customer_doc(row: CustomerRow) -> CustomerDoc:
     """The document of a stored customer; external_id is its key, else its id."""
-    meta = {str(k): v if isinstance(v, str) else msgspec.json.encode(v).decode() for k, v in (row.meta or {}).items()}
+    meta = _string_metadata(row.meta)
     return CustomerDoc(
         tenant=row.tenant, external_id=row.key or row.id, name=row.name, version=row.version or 1,
         legal_name=row.legal_name, email=row.primary_email, tax_id=row.tax_id, country=row.country,
         address=msgspec.convert(row.address, Address) if row.address else None, currency=row.currency,
         timezone=row.timezone or "UTC", invoice_grace_days=row.invoice_grace_days or 0,
         payment_terms_days=row.payment_terms_days or 0, metadata=meta, deleted=row.deleted_at is not None,
+        description=row.description,
     )  # fmt: skip
 
 
@@ -346,6 +442,18 @@ def _check_currency_change(s: Session, doc: CustomerDoc) -> None:
             )
 
 
+def _write(row: CustomerRow, doc: CustomerDoc, now: datetime) -> None:
+    """The document's fields onto the row, version + 1."""
+    row.name, row.legal_name, row.primary_email, row.tax_id = doc.name, doc.legal_name, doc.email, doc.tax_id
+    row.country, row.currency, row.timezone = doc.country, doc.currency, doc.timezone
+    row.address = msgspec.to_builtins(doc.address) if doc.address is not None else None
+    row.invoice_grace_days, row.payment_terms_days = doc.invoice_grace_days, doc.payment_terms_days
+    row.meta = dict(doc.metadata) or None
+    row.description = doc.description
+    row.version = (row.version or 0) + 1
+    row.updated_at = now
+
+
 def put_customer(sf: sessionmaker, doc: CustomerDoc, expected_version: int | None = None) -> CustomerDoc:
     """Create or update the customer (tenant, external_id); returns the stored document.
 
@@ -354,7 +462,7 @@ def put_customer(sf: sessionmaker, doc: CustomerDoc, expected_version: int | Non
     A document identical to the stored one writes nothing and returns it unchanged (idempotent apply).
     Bad input raises `Invalid`; nothing is written.
     """
-    validate_customer(doc)
+    check_customer(doc)
     now = datetime.now(UTC)
     with sf.begin() as s:
         outbox.begin_write(s)
@@ -368,13 +476,7 @@ def put_customer(sf: sessionmaker, doc: CustomerDoc, expected_version: int | Non
             first = _first_version(s, doc.tenant, doc.external_id)
             row = CustomerRow(id=new_ulid(), tenant=doc.tenant, key=doc.external_id, created_at=now, version=first - 1)
             s.add(row)
-        row.name, row.legal_name, row.primary_email, row.tax_id = doc.name, doc.legal_name, doc.email, doc.tax_id
-        row.country, row.currency, row.timezone = doc.country, doc.currency, doc.timezone
-        row.address = msgspec.to_builtins(doc.address) if doc.address is not None else None
-        row.invoice_grace_days, row.payment_terms_days = doc.invoice_grace_days, doc.payment_terms_days
-        row.meta = dict(doc.metadata) or None
-        row.version = (row.version or 0) + 1
-        row.updated_at = now
+        _write(row, doc, now)
         s.flush()
         stored = customer_doc(row)
         outbox.append(s, [stored])
@@ -422,6 +524,7 @@ def delete_customer(
                 "external_id", f"customer {external_id!r} has subscriptions that have not ended: {', '.join(using)}"
             )
         row.deleted_at, row.updated_at, row.version = now, now, row.version + 1
+        s.execute(delete(CustomerSubjectRow).where(CustomerSubjectRow.customer_id == row.id))  # subjects freed
         s.flush()
         stored = customer_doc(row)
         outbox.append(s, [stored])

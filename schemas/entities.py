@@ -39,6 +39,7 @@ class Address(msgspec.Struct, kw_only=True, omit_defaults=True):
     postal_code: str | None = None
     state: str | None = None
     country: str | None = None  # ISO 3166-1 alpha-2
+    phone_number: str | None = None  # OpenMeter's billingAddress.phoneNumber
 
 
 class CustomerDoc(msgspec.Struct, kw_only=True, tag="customer"):
@@ -59,6 +60,7 @@ class CustomerDoc(msgspec.Struct, kw_only=True, tag="customer"):
     payment_terms_days: int = 0  # net days from issue to due date
     metadata: dict[str, str] = {}
     deleted: bool = False
+    description: str | None = None  # free text (OpenMeter's customer description)
 
     @property
     def key(self) -> str:

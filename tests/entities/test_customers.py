@@ -164,3 +164,66 @@ def test_currency_cannot_change_under_a_running_subscription(sf) -> None:
     assert exc.value.field == "currency" and "basic@1" in str(exc.value)
     assert get_customer_doc(sf, TENANT, "c1").currency == "USD"
     put_customer(sf, customer(currency="USD", name="Renamed"))  # other changes are fine
+
+
+def test_openmeter_replace_changes_its_fields_keeps_the_billing_details_and_bumps_the_version(sf) -> None:
+    put_customer(sf, customer("org-1", legal_name="Org One GmbH", tax_id="DE1", invoice_grace_days=3,
+                              description="old", email="a@org.example"))  # fmt: skip
+    repo = CustomerRepository(sf)
+    new = CustomerCreate(name="Org One", key="org-1", currency="eur", metadata={"tier": 2},
+                         billing_address=Address(city="Berlin", country="DE", phone_number="+49 30 1"),
+                         timezone="Europe/Berlin")  # fmt: skip
+    replaced = repo.replace(TENANT, "org-1", new, subject_keys=["u1"], expected_version=1)
+    assert (replaced.version, replaced.subject_keys, replaced.currency) == (2, ("u1",), "EUR")
+    doc = get_customer_doc(sf, TENANT, "org-1")
+    assert (doc.version, doc.name, doc.legal_name, doc.tax_id, doc.invoice_grace_days) == (
+        2, "Org One", "Org One GmbH", "DE1", 3)  # fmt: skip
+    assert (doc.description, doc.email, doc.timezone, doc.metadata) == (None, None, "Europe/Berlin", {"tier": "2"})
+    assert doc.address == Address(city="Berlin", country="DE", phone_number="+49 30 1")
+    assert decode_change(read_outbox(sf, 0, 10)[-1][2]) == doc  # on the outbox, in the same transaction
+    before = outbox_count(sf)
+    assert repo.replace(TENANT, replaced.id, new, subject_keys=None).version == 2  # identical: nothing written
+    assert outbox_count(sf) == before
+    with pytest.raises(Conflict) as exc:
+        repo.replace(TENANT, "org-1", new, subject_keys=None, expected_version=1)
+    assert exc.value.field == "version"
+    with pytest.raises(Invalid) as exc:
+        repo.replace(TENANT, "org-1", CustomerCreate(name="X", key="org-2"), subject_keys=None)
+    assert exc.value.field == "key"
+    with pytest.raises(Invalid) as exc:
+        repo.replace(TENANT, "org-1", CustomerCreate(name="X", billing_address=Address(country="Germany")),
+                     subject_keys=None)  # fmt: skip
+    assert exc.value.field == "address.country"
+    assert get_customer_doc(sf, TENANT, "org-1").version == 2 and outbox_count(sf) == before
+
+
+def test_an_openmeter_and_a_v1_edit_at_once_one_wins(sf) -> None:
+    """Optimistic locking holds across the APIs: both edit from version 1, one gets a Conflict on `version`."""
+    put_customer(sf, customer("org-1"))
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def v1() -> None:
+        barrier.wait()
+        try:
+            results.append(put_customer(sf, customer("org-1", name="From v1"), expected_version=1))
+        except Conflict as exc:
+            results.append(exc)
+
+    def om() -> None:
+        barrier.wait()
+        try:
+            results.append(CustomerRepository(sf).replace(TENANT, "org-1", CustomerCreate(name="From OpenMeter"),
+                                                          subject_keys=None, expected_version=1))  # fmt: skip
+        except Conflict as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=v1), threading.Thread(target=om)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    lost = [r for r in results if isinstance(r, Conflict)]
+    assert len(results) == 2 and len(lost) == 1 and lost[0].field == "version", results
+    stored = get_customer_doc(sf, TENANT, "org-1")
+    assert stored.version == 2 and stored.name in ("From v1", "From OpenMeter")

@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from meterstream.entities.customers import Customer
 from meterstream.entities.meters import Meter
 from meterstream.entities.subjects import Subject
+from meterstream.schemas.entities import Address
 
 Aggregation = Literal["SUM", "COUNT", "UNIQUE_COUNT", "AVG", "MIN", "MAX", "LATEST"]
 
@@ -48,7 +49,26 @@ class UsageAttributionIn(_In):
     subject_keys: list[str] = Field(alias="subjectKeys", max_length=1000)
 
 
+class AddressIn(_In):
+    """OpenMeter's billingAddress; stored as the customer's `address` (country: ISO 3166-1 alpha-2)."""
+
+    country: str | None = Field(None, max_length=2)
+    postal_code: str | None = Field(None, alias="postalCode", max_length=256)
+    state: str | None = Field(None, max_length=256)
+    city: str | None = Field(None, max_length=256)
+    line1: str | None = Field(None, max_length=256)
+    line2: str | None = Field(None, max_length=256)
+    phone_number: str | None = Field(None, alias="phoneNumber", max_length=64)
+
+    def to_address(self) -> Address:
+        return Address(line1=self.line1, line2=self.line2, city=self.city, postal_code=self.postal_code,
+                       state=self.state, country=self.country, phone_number=self.phone_number)  # fmt: skip
+
+
 class CustomerCreateIn(_In):
+    """OpenMeter's CustomerCreate and CustomerReplaceUpdate (the same fields); `timezone` (IANA, the billing
+    time zone) is Meterstream's addition."""
+
     name: str = Field(min_length=1, max_length=256)
     key: str | None = Field(None, min_length=1, max_length=256)
     description: str | None = Field(None, max_length=1024)
@@ -56,6 +76,8 @@ class CustomerCreateIn(_In):
     currency: str | None = Field(None, max_length=3)
     metadata: dict[str, Any] | None = None
     usage_attribution: UsageAttributionIn | None = Field(None, alias="usageAttribution")
+    billing_address: AddressIn | None = Field(None, alias="billingAddress")
+    timezone: str | None = Field(None, min_length=1, max_length=64)
 
 
 def rfc3339(value: datetime | None) -> str | None:
@@ -88,12 +110,33 @@ def subject_json(s: Subject) -> dict[str, Any]:
     })  # fmt: skip
 
 
+def address_json(a: Address | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return _compact({"country": a.country, "postalCode": a.postal_code, "state": a.state, "city": a.city,
+                     "line1": a.line1, "line2": a.line2, "phoneNumber": a.phone_number})  # fmt: skip
+
+
 def customer_json(c: Customer) -> dict[str, Any]:
     return _compact({
         "id": c.id, "key": c.key, "name": c.name, "description": c.description, "primaryEmail": c.primary_email,
         "currency": c.currency, "metadata": c.metadata, "usageAttribution": {"subjectKeys": list(c.subject_keys)},
+        "billingAddress": address_json(c.billing_address), "timezone": c.timezone,
         "createdAt": rfc3339(c.created_at), "updatedAt": rfc3339(c.updated_at), "deletedAt": rfc3339(c.deleted_at),
     })  # fmt: skip
+
+
+# the customer document's field paths (entities/customers.py, Invalid.field) as OpenMeter's API names them
+_CUSTOMER_FIELDS = {"email": "primaryEmail", "external_id": "key", "address": "billingAddress"}
+_ADDRESS_FIELDS = {"postal_code": "postalCode", "phone_number": "phoneNumber"}
+
+
+def openmeter_field(field: str) -> str:
+    """`address.postal_code` -> `billingAddress.postalCode`, `email` -> `primaryEmail`, others unchanged."""
+    head, dot, rest = field.partition(".")
+    if head == "address" and dot:
+        return f"billingAddress.{_ADDRESS_FIELDS.get(rest, rest)}"
+    return _CUSTOMER_FIELDS.get(head, head) + dot + rest
 
 
 def json_number(value: Decimal) -> int | float:

@@ -3,7 +3,7 @@
 `openmeter.Client(endpoint=f"{base}/compat/openmeter", token=key)` works unchanged for events
 (ingest_event, ingest_events, ingest_events_json, list), meters (create, get, list, delete,
 query_json, query_csv, list_subjects), subjects (upsert, list, get, delete) and customers (create,
-get, list). Errors are RFC 7807 `application/problem+json`. Roles: ingest sends events, read reads,
+get, list, update, delete). Errors are RFC 7807 `application/problem+json`. Roles: ingest sends events, read reads,
 admin manages meters, subjects and customers. What differs from OpenMeter: docs/openmeter.md.
 """
 
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import msgspec
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -27,8 +27,9 @@ from meterstream.api.body import read_body
 from meterstream.api.errors import ApiError, register_error_format, time_param
 from meterstream.api.ingest import Unavailable
 from meterstream.api.queries import ClickHouseUnavailable, QueryError
-from meterstream.entities.common import Conflict, NotFound
-from meterstream.entities.customers import CustomerCreate
+from meterstream.api.routes.entity_common import etag, expected_version
+from meterstream.entities.common import Conflict, Invalid, NotFound
+from meterstream.entities.customers import Customer, CustomerCreate, delete_customer
 from meterstream.entities.keys import Principal
 from meterstream.entities.subjects import SubjectUpsert
 from meterstream.ingest.translate import MeterDefinition
@@ -42,6 +43,7 @@ from .models import (
     customer_json,
     json_number,
     meter_json,
+    openmeter_field,
     subject_json,
 )
 from .service import BadEnvelopes, EventFilter, OpenMeterService
@@ -102,7 +104,10 @@ async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:
-        raise ApiError(409, "conflict", str(exc), field=exc.field) from None
+        raise ApiError(409, "conflict", str(exc), field=openmeter_field(exc.field) if exc.field else None) from None
+    except Invalid as exc:  # the entity store's rules; fields as OpenMeter names them
+        field = openmeter_field(exc.field) if exc.field else None
+        raise ApiError(400, "invalid", exc.reason, field=field) from None
     except InvalidEvent as exc:
         raise ApiError(400, "invalid", exc.reason, field=exc.field) from None
     except QueryError as exc:
@@ -402,15 +407,56 @@ async def delete_subject(request: Request, principal: Admin, subjectIdOrKey: str
 
 
 # -- customers ---------------------------------------------------------------------------------------
-@router.post("/customers", status_code=201, responses=_ERRORS, summary="Create a customer")
-async def create_customer(request: Request, principal: Admin) -> Response:
-    body = _parse(CustomerCreateIn, await _body(request))
-    new = CustomerCreate(
+def _customer_input(body: CustomerCreateIn) -> CustomerCreate:
+    return CustomerCreate(
         name=body.name, key=body.key, description=body.description, primary_email=body.primary_email,
         currency=body.currency, metadata=body.metadata,
         subject_keys=tuple(body.usage_attribution.subject_keys) if body.usage_attribution else (),
+        billing_address=body.billing_address.to_address() if body.billing_address else None, timezone=body.timezone,
     )  # fmt: skip
-    return _json(customer_json(await _call(_service(request).customers.create, principal.tenant, new)), 201)
+
+
+def _customer_response(customer: Customer, status: int = 200) -> Response:
+    response = _json(customer_json(customer), status)
+    response.headers["ETag"] = etag(customer.version)
+    return response
+
+
+IfMatch = Annotated[str | None, Header(alias="If-Match", description='Optional: the version you read, e.g. "3"')]
+
+
+@router.post("/customers", status_code=201, responses=_ERRORS, summary="Create a customer")
+async def create_customer(request: Request, principal: Admin) -> Response:
+    body = _parse(CustomerCreateIn, await _body(request))
+    customer = await _call(_service(request).customers.create, principal.tenant, _customer_input(body))
+    return _customer_response(customer, 201)
+
+
+@router.put("/customers/{customerIdOrKey}", responses=_ERRORS, summary="Replace a customer's OpenMeter fields")
+async def update_customer(
+    request: Request, principal: Admin, customerIdOrKey: str, if_match: IfMatch = None
+) -> Response:
+    body = _parse(CustomerCreateIn, await _body(request))
+    subjects = body.usage_attribution.subject_keys if body.usage_attribution else None
+    customer = await _call(_service(request).customers.replace, principal.tenant, customerIdOrKey,
+                           _customer_input(body), subject_keys=subjects,
+                           expected_version=expected_version(if_match, None))  # fmt: skip
+    return _customer_response(customer)
+
+
+@router.delete("/customers/{customerIdOrKey}", status_code=204, responses=_ERRORS, summary="Delete a customer")
+async def delete_customer_route(
+    request: Request, principal: Admin, customerIdOrKey: str, if_match: IfMatch = None
+) -> Response:
+    service = _service(request)
+    expected = expected_version(if_match, None)
+
+    def _delete() -> None:
+        external_id = service.customers.get(principal.tenant, customerIdOrKey).meterstream_id
+        delete_customer(service.sessions, principal.tenant, external_id, expected)
+
+    await _call(_delete)
+    return Response(status_code=204)
 
 
 @router.get("/customers", responses=_ERRORS, summary="List customers (paginated)")
@@ -433,7 +479,7 @@ async def list_customers(
 
 @router.get("/customers/{customerIdOrKey}", responses=_ERRORS, summary="Get a customer by id or key")
 async def get_customer(request: Request, principal: Reader, customerIdOrKey: str) -> Response:
-    return _json(customer_json(await _call(_service(request).customers.get, principal.tenant, customerIdOrKey)))
+    return _customer_response(await _call(_service(request).customers.get, principal.tenant, customerIdOrKey))
 
 
 def mount(app: FastAPI) -> None:

@@ -70,6 +70,7 @@ class OpenMeterService:
     def __init__(self, state: Any) -> None:
         self._state = state
         self._sessions = state.sessions
+        self.sessions = state.sessions  # the entity store (customers: entities/customers.py functions)
         self.meters = MeterRepository(state.sessions)
         self.subjects = SubjectRepository(state.sessions)
         self.customers = CustomerRepository(state.sessions)

@@ -24,6 +24,10 @@ class NoIngest:
     def close(self, timeout: float = 0) -> None:
         pass
 
+    def submit(self, tenant: str, events: list[Any]) -> list[Any]:
+        assert not events, "these tests send no events"
+        return []
+
 
 def make_app(home: Path, clickhouse_client: Any = None) -> TestClient:
     settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None)

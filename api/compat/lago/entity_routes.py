@@ -205,6 +205,8 @@ async def current_usage(
         return _not_found(exc.code)
     except ClickHouseUnavailable as exc:
         raise ApiError(503, "unavailable", f"usage store unavailable: {exc}", headers={"Retry-After": "1"}) from None
+    except ValueError as exc:  # the close cannot bill it (e.g. a plan it cannot resolve): said, not a 500
+        return _json(validation_error({"external_subscription_id": [str(exc)]}), 422)
     return _json({"customer_usage": body})
 
 

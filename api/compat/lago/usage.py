@@ -81,6 +81,7 @@ def usage_object(
         "to_datetime": format_time(end - timedelta(seconds=1)).replace(".000Z", "Z"),
         "issuing_date": issuing.isoformat(), "lago_invoice_id": None, "currency": currency,
         "amount_cents": total, "taxes_amount_cents": 0, "total_amount_cents": total, "charges_usage": charges,
-        "meterstream": {"period_start": invoice["period_start"], "period_end": invoice["period_end"],
+        "meterstream": {"period": invoice.get("period"), "period_start": invoice["period_start"],
+                        "period_end": invoice["period_end"],
                         "invoice_total": invoice.get("total"), "lines": list(invoice.get("lines", []))},
     }  # fmt: skip

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -72,10 +73,10 @@ def subscribe(sf, sub_id: str, customer: str, code: str, start: datetime, timezo
 
 
 def usage(client, db: str, customer: str, at: datetime, quantity: str, plan_id: str, tenant: str = T,
-          meter: str = "api_calls") -> None:  # fmt: skip
+          meter: str = "api_calls", dimensions: dict[str, str] | None = None) -> None:  # fmt: skip
     """One rated row as the sink lands it (`period` = the UTC month, `plan` = what the stream rated it with)."""
     row = [tenant, uuid.uuid4().hex, customer, "", meter, at, f"{at:%Y-%m}", Decimal(quantity), Decimal(0),
-           Decimal(0), "USD", plan_id, meter, {}, "", 0, 0]  # fmt: skip
+           Decimal(0), "USD", plan_id, meter, dimensions or {}, "", 0, 0]  # fmt: skip
     client.insert(f"{db}.rated_usage", [row], column_names=list(RATED_COLUMNS))
 
 
@@ -255,3 +256,51 @@ def test_draft_usage_is_the_document_the_close_writes(chdb_client, db: str, sf, 
     assert draft["total"] == "124.00"  # as in the upgrade test: 5 + 10 + 15 + 32 + 62
     final = doc_of(close(chdb_client, db, sf, "2026-10", tmp_path / "inv"), "org-d")
     assert {**draft, "status": "final"} == final
+
+
+def test_an_anniversary_period_is_closed_by_the_month_it_ends_in(chdb_client, db: str, sf, tmp_path: Path) -> None:
+    # anniversary from Oct 15: periods [Oct 15, Nov 15), [Nov 15, Dec 15); the first ends in November
+    plan(sf, "ann", fee="30.00", timing="arrears")
+    put_customer(sf, CustomerDoc(tenant=T, external_id="org-ann", name="A", version=0))
+    create_subscription(sf, SubscriptionDoc(tenant=T, external_id="s-ann", customer="org-ann", version=0,
+                                            billing_anchor="anniversary",
+                                            phases=[Phase(plan_code="ann", plan_version=1, start=utc(2026, 10, 15))]))
+    usage(chdb_client, db, "org-ann", utc(2026, 10, 20), "10", "ann@1")  # 1.00
+    usage(chdb_client, db, "org-ann", utc(2026, 11, 14, 23, 59), "10", "ann@1")  # 1.00
+    usage(chdb_client, db, "org-ann", utc(2026, 11, 15), "100", "ann@1")  # the next period
+    out = tmp_path / "inv"
+    assert close(chdb_client, db, sf, "2026-10", out).invoices == []  # no period of it ends in October
+    nov = doc_of(close(chdb_client, db, sf, "2026-11", out), "org-ann")
+    # usage 20 x 0.10 = 2.00; the fee in arrears for all 31 days of the period: 30.00
+    assert amounts(nov) == [("usage", "ann@1", "2.00", "2026-10-15T00:00:00Z"),
+                            ("fixed", "ann@1", "30.00", "2026-10-15T00:00:00Z")]  # fmt: skip
+    assert (nov["period_start"], nov["period_end"], nov["total"]) == (
+        "2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z", "32.00")  # fmt: skip
+
+
+def test_telecom_and_add_on_lines(chdb_client, db: str, sf, tmp_path: Path) -> None:
+    from meterstream.rating.cli import load_price_text
+
+    root = Path(__file__).resolve().parents[2]
+    telecom = load_price_text((root / "rating/telecom/examples/telecom_plan.yaml").read_text())
+    publish_plan(sf, PlanVersionDoc(tenant=T, code="mobile", version=0, name="Mobile", currency="EUR",
+                                    telecom=telecom))  # fmt: skip
+    publish_plan(sf, PlanVersionDoc(
+        tenant=T, code="extras", version=0, name="Extras", currency="EUR", addon=True,
+        usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}},
+        fixed=[FixedCharge(code="extras", name="Extras fee", amount=Decimal("5.00"), timing="arrears")]))
+    put_customer(sf, CustomerDoc(tenant=T, external_id="org-m", name="M", version=0, timezone="Europe/Berlin"))
+    start = datetime(2026, 10, 1, tzinfo=ZoneInfo("Europe/Berlin"))
+    create_subscription(sf, SubscriptionDoc(tenant=T, external_id="s-m", customer="org-m", version=0, phases=[
+        Phase(plan_code="mobile", plan_version=1, start=start, addons=["extras"])]))  # fmt: skip
+    to_mobile = {"destination": "4915112345678"}
+    usage(chdb_client, db, "org-m", utc(2026, 10, 14, 8), "1", "mobile@1", meter="sms", dimensions=to_mobile)
+    usage(chdb_client, db, "org-m", utc(2026, 10, 14, 9), "1", "mobile@1", meter="sms", dimensions=to_mobile)
+    usage(chdb_client, db, "org-m", utc(2026, 10, 14, 9), "10", "mobile@1")  # api_calls: priced by the add-on
+    doc = doc_of(close(chdb_client, db, sf, "2026-10", tmp_path / "inv"), "org-m")
+    # 2 SMS to a German mobile at 0.09 = 0.18 (telecom re-rating); 10 calls x 0.10 = 1.00 on the add-on;
+    # the add-on's fee in arrears, the whole of October (Berlin): 5.00
+    assert [(ln["kind"], ln["plan"], ln["meter"], ln["amount"]) for ln in doc["lines"]] == [
+        ("usage", "mobile@1", "sms", "0.18"), ("usage", "extras@1", "api_calls", "1.00"),
+        ("fixed", "extras@1", "", "5.00")]  # fmt: skip
+    assert doc["lines"][0]["start"] == "2026-09-30T22:00:00Z" and doc["total"] == "6.18"

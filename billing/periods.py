@@ -119,6 +119,14 @@ class Schedule:
                 index += 1
         return self.period(index)
 
+    def label(self, period: Period) -> str:
+        """The period's name in rated usage (`rated_usage.period`, the running totals' key): `YYYY-MM` for
+        a calendar month (local: the month of its first local day), else its first local day `YYYY-MM-DD`
+        (anniversary months, weeks, quarters, years). Unique within one schedule."""
+        if self.interval == "monthly" and self.anchor == "calendar":
+            return period.first_day.isoformat()[:7]
+        return period.first_day.isoformat()
+
     def periods_between(self, a: datetime, b: datetime) -> list[Period]:
         """The periods that overlap [a, b), in order (empty when b <= a)."""
         if aware(b, "b") <= aware(a, "a"):

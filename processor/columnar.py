@@ -207,12 +207,16 @@ class ColumnarStep:
                 route = routes.get((tenant, customer, meter), _MISSING)
                 if route is _MISSING:
                     route = route_of(tenant, customer, meter)
+                period = None
                 if route is _TIMED:
                     route = self._timed_route(f)
+                    if route is not None:  # a live subscription's own billing period (as rate_event)
+                        period = self.catalog.period_for(tenant, customer, meter, f.time)
                 if route is None:
                     raise _Fallback  # no plan, or the plan does not price the meter: the specification words it
                 plan, kind, fn = route
-                period = f.time_text[:7]
+                if period is None:
+                    period = f.time_text[:7]
                 ckey = f"{CUMULATIVE_PREFIX}{tenant}\x1f{customer}\x1f{meter}\x1f{period}"
                 group = groups.get(ckey)
                 if group is None:

@@ -31,6 +31,9 @@ import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from meterstream.billing.charges import SubscriptionCharges
+from meterstream.billing.periods import Schedule
+from meterstream.billing.plans import lookup_from
 from meterstream.rating.catalog import Catalog, CatalogError, Plan, build_plan
 from meterstream.schemas.entities import (
     CustomerDoc,
@@ -70,11 +73,13 @@ def is_waiting_for_subscription(reason: str) -> bool:
 
 @dataclass(frozen=True)
 class _Candidate:
-    """One plan in effect over [start, end) for a customer, in lookup order."""
+    """One plan in effect over [start, end) for a customer, in lookup order, with the billing periods of
+    its subscription (None: the subscription's periods cannot be computed, UTC months are used)."""
 
     start: datetime
     end: datetime | None
     plan: Plan
+    schedule: Schedule | None = None
 
 
 def _newer(new: EntityDoc, old: EntityDoc | None) -> bool:
@@ -185,14 +190,33 @@ class EntityTable:
         `meter`, the first of them (so the caller reports the unpriced meter); None when no phase is in
         effect at `at`.
         """
+        found = self.match(tenant, customer, meter, at)
+        return None if found is None else found.plan
+
+    def match(self, tenant: str, customer: str, meter: str, at: datetime) -> _Candidate | None:
+        """The candidate whose plan `plan_for` answers (see there)."""
         first = None
         for c in self._candidates_for(tenant, customer):
             if c.start <= at and (c.end is None or at < c.end):
                 if c.plan.rates(meter):
-                    return c.plan
+                    return c
                 if first is None:
-                    first = c.plan
+                    first = c
         return first
+
+    def period_for(self, tenant: str, customer: str, meter: str, at: datetime) -> str | None:
+        """The billing period, as `Schedule.label` names it, of the subscription whose plan rates `meter` at
+        `at`, in the customer's time zone: the running totals and bundles of that usage are kept per this
+        period, so a graduated tier restarts where the invoice's period does. None: no subscription rates
+        it, or its periods cannot be computed (then the UTC calendar month, as for the file catalog)."""
+        found = self.match(tenant, customer, meter, at)
+        if found is None or found.schedule is None or not found.plan.rates(meter):
+            return None
+        return found.schedule.label(found.schedule.period_containing(at))
+
+    def has_subscriptions(self, tenant: str, customer: str) -> bool:
+        """Whether any subscription (the customer's or the tenant's default) may decide its plan."""
+        return bool(self._candidates_for(tenant, customer))
 
     def _candidates_for(self, tenant: str, customer: str) -> list[_Candidate]:
         slot = (tenant, customer)
@@ -200,13 +224,27 @@ class EntityTable:
         if found is None:
             found = []
             owners = (customer,) if customer == DEFAULT_CUSTOMER else (customer, DEFAULT_CUSTOMER)
+            billed = self._customers.get(slot)
+            timezone = billed.timezone if billed is not None and not billed.deleted else "UTC"
             for owner in owners:
                 for sub in self.subscriptions(tenant, owner):
+                    schedule = self._schedule(sub, timezone)
                     for phase in sub.phases:
                         for plan in self._phase_plans(sub, phase):
-                            found.append(_Candidate(phase.start, phase.end, plan))
+                            found.append(_Candidate(phase.start, phase.end, plan, schedule))
             self._candidates[slot] = found
         return found
+
+    def _schedule(self, sub: SubscriptionDoc, timezone: str) -> Schedule | None:
+        """The subscription's billing periods in the billed customer's time zone, as the close computes them
+        (billing.charges); None (logged) when its plans are not all known yet or do not make a schedule."""
+        versions = [doc for (t, _), by_version in self._plans.items() if t == sub.tenant for doc in by_version.values()]
+        try:
+            return SubscriptionCharges(sub, lookup_from(versions), timezone).schedule
+        except (KeyError, ValueError) as exc:
+            log.warning("entities: %s: billing periods unknown (%s); its usage is totalled per UTC month", sub.key,
+                        exc)  # fmt: skip
+            return None
 
     def _phase_plans(self, sub: SubscriptionDoc, phase: Phase) -> list[Plan]:
         plans = []
@@ -280,6 +318,9 @@ class LiveCatalog:
 
     def plan_for(self, tenant: str, customer: str, meter: str, at: datetime) -> Plan | None:
         return self.table.plan_for(tenant, customer, meter, at)
+
+    def period_for(self, tenant: str, customer: str, meter: str, at: datetime) -> str | None:
+        return self.table.period_for(tenant, customer, meter, at)
 
     def start(self, timeout: float = 30.0) -> int:
         """Create the topic if missing, assign all its partitions from the beginning and read to the end
@@ -412,6 +453,11 @@ class CatalogView:
             return file_plan
         return plan or file_plan
 
+    def period_for(self, tenant: str, customer: str, meter: str, at: datetime) -> str | None:
+        """The billing period of a live subscription's usage (`EntityTable.period_for`); None when the plan
+        `plan_for` answers is not a live one (then the UTC calendar month)."""
+        return self.live.period_for(tenant, customer, meter, at) if self.live is not None else None
+
     def no_plan_reason(self, tenant: str, customer: str, at: datetime) -> str:
         """The dead-letter reason when `plan_for` found nothing (the relay replays these letters)."""
         if self.live is None and self.fallback is not None:
@@ -424,7 +470,7 @@ class CatalogView:
         if self.live is None:
             return False
         table = self.live.table if isinstance(self.live, LiveCatalog) else self.live
-        return bool(table._candidates_for(tenant, customer))
+        return table.has_subscriptions(tenant, customer)
 
     def poll_updates(self) -> int:
         return self.live.poll_updates() if isinstance(self.live, LiveCatalog) else 0

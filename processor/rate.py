@@ -56,7 +56,8 @@ def rate_event(
     if plan is None:
         raise RatingError("customer", catalog.no_plan_reason(event.tenant, event.customer, event.time))
     time = event.time_text
-    period = time[:7]  # billing period: the UTC calendar month of the event time
+    # billing period: a live subscription's own (in its customer's time zone), else the UTC calendar month
+    period = catalog.period_for(event.tenant, event.customer, event.meter, event.time) or time[:7]
     key = cumulative_key(event.tenant, event.customer, event.meter, period)
     current = state.get(key)
     before = Decimal(current[0]) if current is not None else None

@@ -37,6 +37,8 @@ class PlanSource(Protocol):
 
     def timed(self, tenant: str, customer: str) -> bool: ...
 
+    def period_for(self, tenant: str, customer: str, meter: str, at: Any) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -55,6 +57,11 @@ class Catalog:
     def no_plan_reason(self, tenant: str, customer: str, at: Any = None) -> str:
         """The dead-letter reason when `plan_for` has no plan for the customer."""
         return f"no plan for customer {tenant}/{customer}"
+
+    def period_for(self, tenant: str, customer: str, meter: str, at: Any) -> str | None:
+        """The billing period usage is totalled in, when not the event's UTC calendar month (None: it is,
+        always, in a file catalog; live subscriptions have their own periods, processor/live_catalog.py)."""
+        return None
 
     def timed(self, tenant: str, customer: str) -> bool:
         """Whether the customer's plan depends on the event's time (never, in a file catalog)."""

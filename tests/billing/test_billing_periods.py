@@ -162,3 +162,18 @@ def test_property_period_containing(at: datetime, interval: str, anchor: str, an
         # the anchor day, or the last day of a month that does not have it
         month_end = (p.first_day + timedelta(days=1)).day == 1
         assert p.first_day.day == anchor_day.day or (p.first_day.day < anchor_day.day and month_end)
+
+
+def test_labels_name_calendar_months_by_month_and_other_periods_by_their_first_local_day() -> None:
+    # Paris, calendar months: 2026-01-31T23:30Z is February 1st locally, so the February label
+    paris = cal("monthly", "Europe/Paris")
+    assert paris.label(paris.period_containing(utc(2026, 1, 31, 23, 30))) == "2026-02"
+    # anniversary on the 15th: 2026-03-02 belongs to the period that began on February 15th
+    s = anniv("monthly", date(2026, 1, 15))
+    assert s.label(s.period_containing(utc(2026, 3, 2))) == "2026-02-15"
+    # calendar week of Wednesday 2026-11-04: it began on Monday 2026-11-02
+    w = cal("weekly")
+    assert w.label(w.period_containing(utc(2026, 11, 4, 12))) == "2026-11-02"
+    # calendar quarter: Q4 begins on October 1st
+    q = cal("quarterly")
+    assert q.label(q.period_containing(utc(2026, 11, 4))) == "2026-10-01"

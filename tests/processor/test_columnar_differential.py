@@ -26,7 +26,7 @@ from meterstream.processor.live_catalog import CatalogView, EntityTable
 from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import parse_catalog
-from meterstream.schemas.entities import Phase, PlanVersionDoc, SubscriptionDoc
+from meterstream.schemas.entities import CustomerDoc, Phase, PlanVersionDoc, SubscriptionDoc
 from meterstream.schemas.event import DEFAULT_TIME_WINDOW, TimeWindow
 from meterstream.schemas.rated import is_arrow, pack_rows, unpack
 
@@ -351,7 +351,11 @@ def _live_view() -> CatalogView:
               Phase(plan_code="live", plan_version=2, start=mid)]  # fmt: skip
     table.apply(SubscriptionDoc(tenant="cloud", external_id="sa", customer="a", version=1, phases=phases))
     late = [Phase(plan_code="live", plan_version=2, start=datetime(2026, 10, 20, tzinfo=UTC))]
-    table.apply(SubscriptionDoc(tenant="cloud", external_id="sb", customer="b", version=1, phases=late))
+    # cloud/b is billed in New York on the anniversary of its start (periods from the 19th, local, at 20:00
+    # UTC in autumn): its running totals restart there, not at UTC month ends
+    table.apply(CustomerDoc(tenant="cloud", external_id="b", name="b", version=1, timezone="America/New_York"))
+    table.apply(SubscriptionDoc(tenant="cloud", external_id="sb", customer="b", version=1, phases=late,
+                                billing_anchor="anniversary"))  # fmt: skip
     return CatalogView(table, CATALOG)
 
 
@@ -387,6 +391,40 @@ def test_live_plan_change_mid_period_prices_each_side_with_its_plan() -> None:
         spec, _, _ = run_legacy(Path(tmp) / "l", [msgs], [NOV_02], None, _live_view())
     records = [orjson.loads(r) for _, r in rated]
     assert [(r["plan"], r["amount"]) for r in records] == [("live@1", "6.50"), ("live@2", "0.1500")]
+    assert rated == spec and dead == []
+
+
+def test_live_subscription_totals_restart_at_its_own_period_in_its_time_zone() -> None:
+    """Hand-checked: cloud/c is billed in New York, calendar months, graduated (first 10 units at 0.5, then
+    0.25 plus a flat 1 when the tier is entered). 8 units at 2026-11-30T23:00Z and 8 at 2026-12-01T03:00Z
+    are both in New York's November (18:00 and 22:00 local): the second crosses into tier 2,
+    total(16) - total(8) = (10 x 0.5 + 6 x 0.25 + 1) - 8 x 0.5 = 7.50 - 4.00 = 3.50, period `2026-11`.
+    8 units at 2026-12-01T06:00Z (01:00 local) start December: 8 x 0.5 = 4.00, period `2026-12`.
+    (By UTC months the second would have started December at 4.00.) Both paths agree."""
+    table = EntityTable()
+    tiers = {"model": "graduated", "tiers": [{"up_to": "10", "unit_amount": "0.5"},
+                                             {"up_to": None, "unit_amount": "0.25", "flat_amount": "1"}]}  # fmt: skip
+    table.apply(PlanVersionDoc(tenant="cloud", code="ny", version=1, name="ny", currency="USD",
+                               usage={"graduated": tiers}))  # fmt: skip
+    table.apply(CustomerDoc(tenant="cloud", external_id="c", name="c", version=1, timezone="America/New_York"))
+    start = [Phase(plan_code="ny", plan_version=1, start=datetime(2026, 1, 1, 5, tzinfo=UTC))]
+    table.apply(SubscriptionDoc(tenant="cloud", external_id="sc", customer="c", version=1, phases=start))
+    times = ("2026-11-30T23:00:00.000Z", "2026-12-01T03:00:00.000Z", "2026-12-01T06:00:00.000Z")
+    msgs = [
+        Message(0, i, None, b'{"id":"n%d","tenant":"cloud","customer":"c","meter":"graduated","quantity":"8",'
+                            b'"time":"%s"}' % (i, t.encode()))
+        for i, t in enumerate(times)
+    ]
+    dec_03 = 1_796_256_000_000  # the batch clock: 2026-12-03T00:00:00Z
+    with tempfile.TemporaryDirectory() as tmp:
+        rated, dead, _ = run_columnar(Path(tmp) / "c", [msgs], [dec_03], None, CatalogView(table, CATALOG))
+        spec, _, _ = run_legacy(Path(tmp) / "l", [msgs], [dec_03], None, CatalogView(table, CATALOG))
+    records = [orjson.loads(r) for _, r in rated]
+    assert [(r["period"], r["amount"], r["cumulative"]) for r in records] == [
+        ("2026-11", "4.0", "8"),
+        ("2026-11", "3.50", "16"),
+        ("2026-12", "4.0", "8"),
+    ]
     assert rated == spec and dead == []
 
 

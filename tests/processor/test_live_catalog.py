@@ -169,6 +169,23 @@ def test_view_prefers_live_entities_and_falls_back_to_the_file_catalog() -> None
     assert CatalogView(upgraded(), None).plan_for(T, "org-9", "api_calls", at(20)) is None
 
 
+def test_usage_is_totalled_per_the_subscription_period_in_the_customer_time_zone() -> None:
+    """org-1 (upgraded(): from Nov 1 UTC) billed in Tokyo (UTC+9) on calendar months: 2026-11-30T16:00Z is
+    December 1st 01:00 in Tokyo, so its period is `2026-12`; 14:00Z (23:00 local) is still `2026-11`.
+    org-2 on the anniversary of Nov 15 12:00 UTC (its local day in UTC: the 15th): Dec 3 is in the period
+    that began `2026-11-15`. A customer without a subscription, or a meter no live plan prices: None (the
+    UTC month applies)."""
+    table = upgraded()
+    table.apply(CustomerDoc(tenant=T, external_id="org-1", name="Org 1", version=1, timezone="Asia/Tokyo"))
+    assert table.period_for(T, "org-1", "api_calls", datetime(2026, 11, 30, 16, tzinfo=UTC)) == "2026-12"
+    assert table.period_for(T, "org-1", "api_calls", datetime(2026, 11, 30, 14, tzinfo=UTC)) == "2026-11"
+    table.apply(sub("s2", "org-2", [Phase(plan_code="basic", plan_version=1, start=at(15, 12))],
+                    billing_anchor="anniversary"))  # fmt: skip
+    assert table.period_for(T, "org-2", "api_calls", at(3, month=12)) == "2026-11-15"
+    assert table.period_for(T, "org-3", "api_calls", at(3)) is None
+    assert table.period_for(T, "org-1", "storage_gb", at(20)) is None
+
+
 def test_reason_text() -> None:
     reason = no_subscription_reason(T, "org-1", at(3, 10))
     assert reason == "no subscription at the event's time: customer acme/org-1 at 2026-11-03T10:00:00+00:00"

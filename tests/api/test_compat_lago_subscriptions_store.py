@@ -168,3 +168,31 @@ def test_current_usage_errors(client) -> None:  # type: ignore[no-untyped-def]
         assert (resp.status_code, resp.json()["code"]) == (404, code)
     missing = client.get(f"{BASE}/customers/acme/current_usage", headers=admin)
     assert (missing.status_code, list(missing.json()["error_details"])) == (422, ["external_subscription_id"])
+
+
+def test_a_start_in_an_invoiced_period_is_refused_naming_subscription_at(client) -> None:  # type: ignore[no-untyped-def]
+    from meterstream.entities.finalization import record_finalized
+
+    admin = headers(client)
+    client.post(f"{BASE}/customers", json={"customer": {"external_id": "acme"}}, headers=admin)
+    record_finalized(client.app.state.sessions, "t1", "acme", datetime(2026, 11, 1, tzinfo=UTC))  # October invoiced
+    back = client.post(f"{BASE}/subscriptions", json=sub("s1", subscription_at="2026-10-15T00:00:00Z"), headers=admin)
+    assert (back.status_code, list(back.json()["error_details"])) == (422, ["subscription_at"])
+    assert client.get(f"{BASE}/subscriptions/s1", headers=admin).status_code == 404  # nothing written
+    ok = client.post(f"{BASE}/subscriptions", json=sub("s1", subscription_at="2026-11-01T00:00:00Z"), headers=admin)
+    assert ok.status_code == 200, ok.text
+
+
+def test_events_naming_a_subscription_of_the_own_api_find_its_customer(client) -> None:  # type: ignore[no-untyped-def]
+    from meterstream.entities.customers import put_customer
+    from meterstream.entities.subscriptions import create_subscription
+    from meterstream.schemas.entities import CustomerDoc, Phase, SubscriptionDoc
+
+    sf = client.app.state.sessions
+    put_customer(sf, CustomerDoc(tenant="t1", external_id="globex", name="Globex", version=0))
+    create_subscription(sf, SubscriptionDoc(tenant="t1", external_id="own-1", customer="globex", version=0,
+                                            phases=[Phase(plan_code="pro", plan_version=1,
+                                                          start=datetime(2026, 11, 1, tzinfo=UTC))]))  # fmt: skip
+    assert client.app.state.lago.subscriptions.customers("t1", ["own-1", "unknown"]) == {"own-1": "globex"}
+    found = client.get(f"{BASE}/subscriptions/own-1", headers=headers(client)).json()["subscription"]
+    assert (found["external_customer_id"], found["plan_code"]) == ("globex", "pro")

@@ -65,10 +65,10 @@ def test_package_counts_started_packages_after_free_units() -> None:
     assert total(raw, "storage", "100") == Decimal("0.00")
 
 
-def test_percentage_rate_plus_fixed_amount_per_transaction() -> None:
-    raw = plan([charge("percentage", {"rate": "1", "fixed_amount": "0.5", "per_transaction_max_amount": "3"})])
-    assert total(raw, "storage", "200") == Decimal("2.50")  # 1 % of 200 + 0.50
-    assert total(raw, "storage", "1000") == Decimal("3.00")  # 10.50 capped at 3
+def test_percentage_is_a_rate_on_the_period_total() -> None:
+    raw = plan([charge("percentage", {"rate": "1.5", "fixed_amount": "0", "free_units_per_events": None})])
+    assert total(raw, "storage", "200") == Decimal("3.00")  # 1.5 % of 200
+    assert total(raw, "storage", "1234.56") == Decimal("18.52")  # 18.5184 rounded once
 
 
 def test_min_amount_cents_is_the_period_minimum() -> None:
@@ -131,6 +131,10 @@ def test_plan_object_shows_the_charges_as_lago_sent_them() -> None:
         ({"charges": [charge("package", {"amount": "1", "package_size": 0})]}, "charges[0].properties.package_size"),
         ({"charges": [charge("percentage", {"rate": "1", "free_units_per_events": 3})]},
          "charges[0].properties.free_units_per_events"),
+        ({"charges": [charge("percentage", {"rate": "1", "fixed_amount": "0.5"})]},
+         "charges[0].properties.fixed_amount"),
+        ({"charges": [charge("percentage", {"rate": "1", "per_transaction_max_amount": "3"})]},
+         "charges[0].properties.per_transaction_max_amount"),
         ({"charges": [charge("standard", {"amount": "1"}), charge("standard", {"amount": "2"})]},
          "charges[1].billable_metric_id"),
         ({"amount_currency": "ABC"}, "amount_currency"),

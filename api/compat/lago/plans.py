@@ -12,7 +12,7 @@ A Lago plan (`POST /plans`) becomes a `PlanVersionDoc` published with `entities.
 
 What the engine cannot do as Lago does is refused with the field and the reason (422) rather than
 accepted and billed differently: charges paid in advance, filters, taxes, pricing units, prorated
-charges, percentage free units, `bill_charges_monthly`, a trial period (Meterstream keeps trials on
+charges, percentage free units and per-transaction fees or limits, `bill_charges_monthly`, a trial period (Meterstream keeps trials on
 subscriptions, not plans), charges on metrics whose invoice would not be a sum of event quantities
 (max_agg, latest_agg, unique_count_agg). A Lago plan update publishes a new version.
 """
@@ -153,13 +153,14 @@ def price_from_charge(field: str, model: str, props: Mapping[str, Any]) -> dict[
         for name in ("free_units_per_events", "free_units_per_total_aggregation"):
             if props.get(name) not in (None, 0, "0"):
                 raise Invalid(f"{p}.{name}", "free units of a percentage charge are not supported yet")
-        price = {"model": "percentage", "rate": _number(f"{p}.rate", props.get("rate"))}
-        for lago, ours in (("fixed_amount", "fixed_amount"), ("per_transaction_min_amount", "min_amount"),
-                           ("per_transaction_max_amount", "max_amount")):  # fmt: skip
-            value = _number(f"{p}.{lago}", props.get(lago), required=False)
-            if value is not None:
-                price[ours] = value
-        return price
+        # the close prices a period's total as one transaction (rating.quote): a rate is exact over a sum, a
+        # fee or a limit per transaction would be billed once per period instead of once per event
+        for name in ("fixed_amount", "per_transaction_min_amount", "per_transaction_max_amount"):
+            value = _number(f"{p}.{name}", props.get(name), required=False)
+            if value is not None and Decimal(value) != 0:
+                raise Invalid(f"{p}.{name}", "per-transaction fees and limits are not supported yet (the invoice "
+                              "prices the period's total, so they would apply once, not per event)")  # fmt: skip
+        return {"model": "percentage", "rate": _number(f"{p}.rate", props.get("rate"))}
     raise Invalid(f"{field}.charge_model", f"one of {', '.join(CHARGE_MODELS)} (got {model!r})")
 
 

@@ -12,9 +12,10 @@ A Lago plan (`POST /plans`) becomes a `PlanVersionDoc` published with `entities.
 
 What the engine cannot do as Lago does is refused with the field and the reason (422) rather than
 accepted and billed differently: charges paid in advance, filters, taxes, pricing units, prorated
-charges, percentage free units and per-transaction fees or limits, `bill_charges_monthly`, a trial period (Meterstream keeps trials on
-subscriptions, not plans), charges on metrics whose invoice would not be a sum of event quantities
-(max_agg, latest_agg, unique_count_agg). A Lago plan update publishes a new version.
+charges, percentage free units and per-transaction fees or limits, `bill_charges_monthly`, a trial
+period (Meterstream keeps trials on subscriptions, not plans), charges on metrics whose invoice would
+not be a sum of event quantities (max_agg, latest_agg, unique_count_agg). A Lago plan update publishes
+a new version.
 """
 
 from __future__ import annotations

@@ -304,3 +304,26 @@ def test_telecom_and_add_on_lines(chdb_client, db: str, sf, tmp_path: Path) -> N
         ("usage", "mobile@1", "sms", "0.18"), ("usage", "extras@1", "api_calls", "1.00"),
         ("fixed", "extras@1", "", "5.00")]  # fmt: skip
     assert doc["lines"][0]["start"] == "2026-09-30T22:00:00Z" and doc["total"] == "6.18"
+
+
+def test_a_change_committed_while_the_close_builds_is_billed(
+    chdb_client, db: str, sf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The close reads the subscriptions, then (before it records the finalization) an upgrade back-dated to
+    # Oct 16 commits: the close reads them again after recording and builds the invoice from the new version.
+    plan(sf, "basic-r", usage={"api_calls": graduated("0.10")})
+    plan(sf, "pro-r", usage={"api_calls": graduated("0.05")})
+    subscribe(sf, "s-r", "org-r", "basic-r", utc(2026, 10, 1))
+    usage(chdb_client, db, "org-r", utc(2026, 10, 20), "300", "basic-r@1")
+    read = StoreView.subscriptions
+
+    def read_then_change(self):
+        found = read(self)
+        change_plan(sf, T, "s-r", "pro-r", utc(2026, 10, 16))
+        return found
+
+    monkeypatch.setattr(StoreView, "subscriptions", read_then_change)
+    doc = doc_of(close(chdb_client, db, sf, "2026-10", tmp_path / "inv"), "org-r")
+    # the Oct 20 usage is on pro's side: 200 x 0.05 = 10.00 (on basic it would have been 20.00)
+    assert amounts(doc) == [("usage", "pro-r@1", "10.00", "2026-10-16T00:00:00Z")]
+    assert finalized_until(sf, T, "org-r") == utc(2026, 11, 1)

@@ -1,0 +1,101 @@
+"""lago-python-client 1.55.0, unchanged, on a real uvicorn server (in-process app, SQL store, no broker): every
+billable metric aggregation type, plans (create/find/find_all/update/destroy), customers (create/find) and
+subscriptions (create/find_all/destroy) parse in the SDK's own models; errors reach it as LagoApiError with
+Lago's body."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lago_app import make_app
+from lago_python_client.client import Client
+from lago_python_client.exceptions import LagoApiError
+from lago_python_client.models import (
+    BillableMetric,
+    Charge,
+    Charges,
+    Customer,
+    MinimumCommitment,
+    Plan,
+    Subscription,
+)
+from lago_python_client.models.customer import CustomerBillingConfiguration, Metadata, MetadataList
+from test_compat_lago_sdk import serve
+
+
+@pytest.fixture
+def lago(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with make_app(tmp_path) as client:
+        key = client.app.state.keys.create("t1", "admin", "sdk")[1]
+        with serve(client.app) as base:
+            yield Client(api_key=key, api_url=f"{base}/compat/lago/")
+
+
+def test_billable_metrics_of_every_aggregation_type(lago: Client) -> None:
+    kinds = ("count_agg", "sum_agg", "max_agg", "unique_count_agg", "latest_agg")
+    for kind in kinds:
+        made = lago.billable_metrics.create(BillableMetric(name=kind, code=kind.removesuffix("_agg"),
+                                                           aggregation_type=kind, field_name="v"))  # fmt: skip
+        assert (made.aggregation_type, made.field_name) == (kind, None if kind == "count_agg" else "v")
+    assert [m.aggregation_type for m in lago.billable_metrics.find_all()["billable_metrics"]] == list(kinds)
+    assert lago.billable_metrics.find("unique_count").aggregation_type == "unique_count_agg"
+    with pytest.raises(LagoApiError) as refused:
+        lago.billable_metrics.create(BillableMetric(name="W", code="w", aggregation_type="weighted_sum_agg",
+                                                    field_name="v"))  # fmt: skip
+    assert refused.value.status_code == 422
+    assert list(refused.value.response["error_details"]) == ["aggregation_type"]
+
+
+def test_plans_customers_subscriptions_through_the_sdk(lago: Client) -> None:
+    storage = lago.billable_metrics.create(BillableMetric(name="S", code="storage", aggregation_type="sum_agg",
+                                                          field_name="gb"))  # fmt: skip
+    ranges = [{"from_value": 0, "to_value": 10, "per_unit_amount": "0.50", "flat_amount": "0"},
+              {"from_value": 11, "to_value": None, "per_unit_amount": "0.40", "flat_amount": "0"}]  # fmt: skip
+    plan = lago.plans.create(Plan(
+        name="Pro", code="pro", interval="yearly", amount_cents=12000, amount_currency="EUR", pay_in_advance=True,
+        minimum_commitment=MinimumCommitment(amount_cents=20000),
+        charges=Charges(__root__=[Charge(billable_metric_id=storage.lago_id, charge_model="graduated",
+                                         properties={"graduated_ranges": ranges}, min_amount_cents=100)]),
+    ))  # fmt: skip
+    assert (plan.code, plan.interval, plan.amount_cents, plan.amount_currency, plan.pay_in_advance) == (
+        "pro", "yearly", 12000, "EUR", True)
+    assert plan.minimum_commitment.amount_cents == 20000
+    (ch,) = plan.charges.__root__
+    assert (ch.lago_billable_metric_id, ch.billable_metric_code, ch.min_amount_cents) == (storage.lago_id, "storage",
+                                                                                         100)  # fmt: skip
+    assert ch.properties == {"graduated_ranges": ranges}
+    assert lago.plans.find("pro").lago_id == plan.lago_id
+    updated = lago.plans.update(Plan(name="Pro+", amount_cents=15000), "pro")
+    assert (updated.name, updated.amount_cents) == ("Pro+", 15000)  # a new version, the rest kept
+    assert updated.charges.__root__[0].properties == ch.properties
+    assert [p.name for p in lago.plans.find_all()["plans"]] == ["Pro+"]
+
+    customer = lago.customers.create(Customer(
+        external_id="acme", name="Acme", currency="EUR", timezone="Europe/Paris", email="ap@acme.test",
+        metadata=MetadataList(__root__=[Metadata(key="crm", value="42")]),
+        billing_configuration=CustomerBillingConfiguration(invoice_grace_period=2), net_payment_term=30,
+    ))  # fmt: skip
+    assert (customer.timezone, customer.net_payment_term, customer.billing_configuration.invoice_grace_period) == (
+        "Europe/Paris", 30, 2)
+    assert [(m.key, m.value) for m in customer.metadata.__root__] == [("crm", "42")]
+    assert lago.customers.find("acme").email == "ap@acme.test"
+
+    sub = lago.subscriptions.create(Subscription(external_customer_id="acme", plan_code="pro", external_id="s1",
+                                                 billing_time="anniversary"))  # fmt: skip
+    assert (sub.status, sub.plan_code, sub.billing_time, sub.plan_amount_cents) == ("active", "pro", "anniversary",
+                                                                                     "15000")  # fmt: skip
+    found = lago.subscriptions.find_all({"external_customer_id": "acme", "plan_code": "pro"})["subscriptions"]
+    assert [s.external_id for s in found] == ["s1"]
+    with pytest.raises(LagoApiError) as in_use:
+        lago.plans.destroy("pro")
+    assert in_use.value.status_code == 422
+    assert lago.subscriptions.destroy("s1").status == "terminated"
+    assert lago.subscriptions.find_all({"status[]": "terminated"})["subscriptions"][0].external_id == "s1"
+    assert lago.plans.destroy("pro").code == "pro"
+    with pytest.raises(LagoApiError) as gone:
+        lago.plans.find("pro")
+    assert (gone.value.status_code, gone.value.response["code"]) == (404, "plan_not_found")
+    with pytest.raises(LagoApiError) as unknown:
+        lago.subscriptions.create(Subscription(external_customer_id="acme", plan_code="pro", external_id="s2"))
+    assert (unknown.value.status_code, unknown.value.response["code"]) == (404, "plan_not_found")

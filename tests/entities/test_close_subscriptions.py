@@ -327,3 +327,29 @@ def test_a_change_committed_while_the_close_builds_is_billed(
     # the Oct 20 usage is on pro's side: 200 x 0.05 = 10.00 (on basic it would have been 20.00)
     assert amounts(doc) == [("usage", "pro-r@1", "10.00", "2026-10-16T00:00:00Z")]
     assert finalized_until(sf, T, "org-r") == utc(2026, 11, 1)
+
+
+def test_a_weekly_subscription_has_every_week_ending_in_the_month_on_one_document(
+    chdb_client, db: str, sf, tmp_path: Path
+) -> None:
+    # calendar weeks start on Monday; from Mon Oct 5: weeks ending Oct 12, 19, 26 are October's, the week
+    # Oct 26 - Nov 2 is November's (with Nov 9, 16, 23, 30). 7.00 a week in arrears, 0.10 a call.
+    publish_plan(sf, PlanVersionDoc(
+        tenant=T, code="wk", version=0, name="Weekly", currency="USD", interval="weekly",
+        usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}},
+        fixed=[FixedCharge(code="base", name="Base fee", amount=Decimal("7.00"), interval="weekly", timing="arrears")]))
+    subscribe(sf, "s-wk", "org-wk", "wk", utc(2026, 10, 5))
+    usage(chdb_client, db, "org-wk", utc(2026, 10, 6), "10", "wk@1")  # 1.00, week of Oct 5
+    usage(chdb_client, db, "org-wk", utc(2026, 10, 27), "20", "wk@1")  # 2.00, week of Oct 26 (November's close)
+    out = tmp_path / "inv"
+    oct_ = doc_of(close(chdb_client, db, sf, "2026-10", out), "org-wk")
+    assert [b["end"] for b in oct_["billing_periods"]] == [
+        "2026-10-12T00:00:00Z", "2026-10-19T00:00:00Z", "2026-10-26T00:00:00Z"]  # fmt: skip
+    assert amounts(oct_) == [("usage", "wk@1", "1.00", "2026-10-05T00:00:00Z"),
+                             ("fixed", "wk@1", "7.00", "2026-10-05T00:00:00Z"),
+                             ("fixed", "wk@1", "7.00", "2026-10-12T00:00:00Z"),
+                             ("fixed", "wk@1", "7.00", "2026-10-19T00:00:00Z")]  # fmt: skip
+    assert oct_["total"] == "22.00"
+    nov = doc_of(close(chdb_client, db, sf, "2026-11", out), "org-wk")
+    assert len(nov["billing_periods"]) == 5 and nov["total"] == "37.00"  # 5 x 7.00 + 2.00
+    assert len({line["line_key"] for line in nov["lines"]}) == len(nov["lines"])

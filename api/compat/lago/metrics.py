@@ -4,7 +4,7 @@ A billable metric (code, name, aggregation_type, field_name) is a meter definiti
 `event_type = code`, `slug = code` (the meter the pricing catalog prices) and `value_property =
 $.<field_name>`. What has no meter-definition equivalent is refused with the field and the reason
 rather than accepted and ignored: `weighted_sum_agg`, `custom_agg`, `expression`, `recurring: true`,
-rounding and filters with values (issue #14 brings plans and charges, where filters belong).
+rounding and filters with values.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def meter_from_billable_metric(raw: Any) -> MeterSpec:
         raise InvalidEvent("weighted_interval", "only used by weighted_sum_agg, which is not supported yet")
     filters = raw.get("filters") or []
     if filters:
-        raise InvalidEvent("filters", "filters are not supported yet (they come with plans and charges, issue #14)")
+        raise InvalidEvent("filters", "filters are not supported yet (nor on plan charges)")
     return MeterSpec(
         slug=code,
         event_type=code,

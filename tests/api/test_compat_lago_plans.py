@@ -218,3 +218,15 @@ def test_a_plan_in_use_is_not_deleted(client) -> None:  # type: ignore[no-untype
     assert resp.status_code == 422
     assert list(resp.json()["error_details"]) == ["code"]
     assert "s1" in resp.json()["error_details"]["code"][0]
+
+
+def test_a_plan_of_the_own_api_with_finer_prices_is_shown() -> None:
+    from meterstream.schemas.entities import PlanVersionDoc
+
+    doc = PlanVersionDoc(tenant="t1", code="own", version=1, name="Own", currency="USD", usage={
+        "storage": {"model": "unit", "unit_amount": "0.000137", "minimum": "0.125"},
+        "egress": {"model": "flat", "amount": "1"}})  # fmt: skip
+    obj = plan_object(doc, lambda m: None)
+    assert [(c["billable_metric_code"], c["properties"], c["min_amount_cents"]) for c in obj["charges"]] == [
+        ("storage", {"amount": "0.000137"}, 13)]  # 0.125 shown as 13 cents (half away from zero); flat left out
+

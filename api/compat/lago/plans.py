@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from meterstream.entities.common import Invalid
-from meterstream.rating.money import CURRENCY_MINOR_UNITS
+from meterstream.rating.money import CURRENCY_MINOR_UNITS, round_money
 from meterstream.schemas.entities import FixedCharge, PlanVersionDoc
 from meterstream.schemas.event import format_time
 
@@ -281,6 +281,14 @@ def _ranges_out(tiers: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _shown_cents(amount: Any, currency: str) -> int:
+    """A usage price's amount in minor units for display (a price may hold more decimals than the currency:
+    rounded half away from zero, as invoice lines are)."""
+    if not amount:
+        return 0
+    return amount_to_cents(round_money(Decimal(str(amount)), currency), currency)
+
+
 def charge_from_price(price: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """(Lago charge_model, properties) of a canonical price, or None when Lago has no such model."""
     model = price.get("model")
@@ -320,7 +328,7 @@ def plan_object(doc: PlanVersionDoc, metric: MetricInfo, active_subscriptions: i
             "lago_billable_metric_id": info[0] if info else None, "billable_metric_code": meter, "code": meter,
             "created_at": created, "charge_model": model, "pay_in_advance": False, "invoiceable": True,
             "prorated": False, "regroup_paid_fees": None, "invoice_display_name": None,
-            "min_amount_cents": amount_to_cents(Decimal(str(minimum)), doc.currency) if minimum else 0,
+            "min_amount_cents": _shown_cents(minimum, doc.currency),
             "properties": props, "filters": [], "taxes": [],
         })  # fmt: skip
     commitment = None

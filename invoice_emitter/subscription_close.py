@@ -69,6 +69,8 @@ def subscription_close(
     record = _record_finalized() if finalize else None
     by_customer = {k: v for k, v in store.subscriptions().items() if k[1] != "*"}
     out.customers = set(by_customer)
+    if not by_customer:
+        return out
     billed = {closed: billed_lines(client, db, closed, label, subscriptions=True) for closed in earlier}
     for (tenant, customer), subs in by_customer.items():
         key = (tenant, customer)

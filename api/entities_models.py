@@ -153,6 +153,14 @@ class CustomerOut(BaseModel):
     metadata: dict[str, str]
 
 
+class CustomerDetailOut(CustomerOut):
+    finalized_until: datetime | None = Field(
+        None,
+        description="The end of the customer's newest invoiced (finalized) billing period: subscriptions may not "
+        "start, change or end before it (422 naming `start` / `at`). Null: nothing invoiced yet.",
+    )
+
+
 class CustomerList(BaseModel):
     items: list[CustomerOut]
     limit: int
@@ -352,6 +360,7 @@ def doc_body(doc: CustomerDoc | PlanVersionDoc | SubscriptionDoc) -> dict[str, A
 __all__ = [
     "Cancel",
     "CustomerCreate",
+    "CustomerDetailOut",
     "CustomerList",
     "CustomerOut",
     "CustomerUpdate",

@@ -14,10 +14,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from meterstream.api.auth import require
-from meterstream.api.entities_models import MAX_INT, CustomerCreate, CustomerList, CustomerOut, CustomerUpdate, doc_body
+from meterstream.api.entities_models import (
+    MAX_INT,
+    CustomerCreate,
+    CustomerDetailOut,
+    CustomerList,
+    CustomerOut,
+    CustomerUpdate,
+    doc_body,
+)
 from meterstream.api.errors import ApiError
 from meterstream.api.routes.entity_common import EntityRoute, errors, etag, expected_version, store
-from meterstream.entities import customers
+from meterstream.entities import customers, finalization
 from meterstream.entities.common import NotFound
 from meterstream.entities.keys import Principal
 from meterstream.schemas.entities import CustomerDoc
@@ -72,12 +80,20 @@ async def list_customers(
             "next_offset": offset + len(docs) if len(docs) == limit else None}  # fmt: skip
 
 
+def _detail(sessions, tenant: str, external_id: str) -> dict:  # type: ignore[no-untyped-def]
+    doc = customers.get_customer_doc(sessions, tenant, external_id)
+    return {"doc": doc, "finalized_until": finalization.finalized_until(sessions, tenant, external_id)}
+
+
 @router.get(
-    "/{external_id}", response_model=CustomerOut, responses=errors(401, 403, 404, 422, 429), summary="One customer"
+    "/{external_id}",
+    response_model=CustomerDetailOut,
+    responses=errors(401, 403, 404, 422, 429),
+    summary="One customer (with the end of its invoiced periods)",
 )
 async def get_customer(request: Request, response: Response, principal: Reader, external_id: str) -> dict:
-    doc = await store(customers.get_customer_doc, request.app.state.sessions, principal.tenant, external_id)
-    return _body(doc, response)
+    found = await store(_detail, request.app.state.sessions, principal.tenant, external_id)
+    return {**_body(found["doc"], response), "finalized_until": found["finalized_until"]}
 
 
 @router.put(

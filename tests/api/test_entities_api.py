@@ -385,6 +385,7 @@ def test_back_dated_writes_into_a_finalized_period_are_refused(client: TestClien
     admin = _setup(client)
     sub = {"external_id": "s1", "customer": "org-1", "plan": "basic", "start": "2026-01-01T00:00:00Z"}
     assert client.post("/v1/subscriptions", json=sub, headers=admin).status_code == 201
+    assert client.get("/v1/customers/org-1", headers=admin).json()["finalized_until"] is None
     berlin = timezone(timedelta(hours=1))
     record_finalized(client.app.state.sessions, "acme", "org-1", datetime(2026, 2, 1, tzinfo=berlin))
     early = client.post("/v1/subscriptions", json={**sub, "external_id": "s2", "plan": "pro",
@@ -398,6 +399,7 @@ def test_back_dated_writes_into_a_finalized_period_are_refused(client: TestClien
     cancel = client.post("/v1/subscriptions/s1/cancel", json={"at": "2026-01-15T00:00:00Z"}, headers=admin)
     assert error(cancel) == (422, "invalid", "at")
     reader = key(client, "read")
+    assert client.get("/v1/customers/org-1", headers=reader).json()["finalized_until"] == "2026-01-31T23:00:00Z"
     assert client.get("/v1/subscriptions/s1", headers=reader).json()["version"] == 1  # nothing written
     assert [s["external_id"] for s in client.get("/v1/subscriptions", headers=reader).json()["items"]] == ["s1"]
     # from the boundary on: accepted (a back-dated change into a period not yet invoiced is fine)

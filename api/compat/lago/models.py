@@ -1,7 +1,7 @@
 """Pydantic models of the Lago layer's bodies: its OpenAPI document (handlers parse and encode themselves).
 
 Request bodies follow Lago's own spec (getlago/lago-openapi `EventInputObject`, `BillableMetricBaseInput`,
-`SubscriptionCreateInput`); answers are Lago's objects plus `external_customer_id` and `meterstream`.
+`SubscriptionCreateInput`, plans, customers); answers are Lago's objects plus a `meterstream` object.
 """
 
 from __future__ import annotations
@@ -125,43 +125,6 @@ class Meta(BaseModel):
 
 class BillableMetricsOut(BaseModel):
     billable_metrics: list[BillableMetricObject]
-    meta: Meta
-
-
-class SubscriptionIn(BaseModel):
-    external_id: str
-    external_customer_id: str
-    plan_code: str | None = None
-    name: str | None = None
-
-
-class SubscriptionInput(BaseModel):
-    subscription: SubscriptionIn
-
-
-class SubscriptionObject(BaseModel):
-    lago_id: str
-    external_id: str
-    lago_customer_id: None
-    external_customer_id: str
-    plan_code: str | None
-    name: str | None
-    status: str
-    billing_time: str
-    created_at: str
-    started_at: str
-    subscription_at: str
-    canceled_at: None
-    terminated_at: None
-    ending_at: None
-
-
-class SubscriptionOut(BaseModel):
-    subscription: SubscriptionObject
-
-
-class SubscriptionsOut(BaseModel):
-    subscriptions: list[SubscriptionObject]
     meta: Meta
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from meterstream.api.compat.lago.events import PRECISE_AMOUNT_KEY, LagoEvent
 from meterstream.api.compat.lago.metrics import billable_metric_fields
 from meterstream.api.compat.lago.service import LagoOutcome
-from meterstream.entities.lago_subscriptions import LagoSubscription
 from meterstream.entities.meters import Meter
 from meterstream.ingest.translate import UNIQUE_DIMENSION
 from meterstream.schemas.event import InvalidEvent, format_time
@@ -169,16 +168,6 @@ def metric_object(meter: Meter) -> dict[str, Any] | None:
         "rounding_precision": None, "created_at": format_time(meter.created_at), "expression": None,
         "field_name": fields["field_name"], "aggregation_type": fields["aggregation_type"],
         "weighted_interval": None, "filters": [], "meter": meter.slug,
-    }  # fmt: skip
-
-
-def subscription_object(sub: LagoSubscription) -> dict[str, Any]:
-    created = format_time(sub.created_at)
-    return {
-        "lago_id": sub.lago_id, "external_id": sub.external_subscription_id, "lago_customer_id": None,
-        "external_customer_id": sub.external_customer_id, "plan_code": sub.plan_code, "name": sub.name,
-        "status": "active", "billing_time": "calendar", "created_at": created, "started_at": created,
-        "subscription_at": created, "canceled_at": None, "terminated_at": None, "ending_at": None,
     }  # fmt: skip
 
 

@@ -249,9 +249,17 @@ def _close(
                 late[key] += adjustments
             bills = dict(subs.bills)
 
+            blocked: set[tuple[str, str]] = set()  # customers in `failed`: no document at all this close
+            seen = [0]  # how many entries of `failed` are in `blocked`
+
             def finish(key: tuple[str, str], doc: dict[str, Any]) -> dict[str, Any] | None:
                 bill = bills.pop(key, None)
                 pending = late.pop(key, ())
+                if seen[0] < len(failed):
+                    blocked.update((t, c) for t, c, _ in failed[seen[0] :])
+                    seen[0] = len(failed)
+                if key in blocked:  # its other lines are billed once it can be invoiced (as late usage)
+                    return None
                 if bill is not None:
                     if doc["currency"] != bill.currency:
                         failed.append((*key, f"currency: usage in {doc['currency']} under the catalog file's plan, "

@@ -193,6 +193,7 @@ def test_a_customer_that_cannot_be_invoiced_fails_alone(chdb_client, db: str, sf
     subscribe(sf, "s-bad", "org-bad", "solo", utc(2026, 10, 1))
     usage(chdb_client, db, "org-ok", utc(2026, 10, 3), "20", "solo@1")  # 2.00
     usage(chdb_client, db, "org-bad", utc(2026, 10, 3), "7", "solo@1", meter="storage_gb_hours")  # solo has no price
+    usage(chdb_client, db, "org-bad", utc(2026, 10, 4), "30", "basic")  # a file plan's usage: not invoiced either
     usage(chdb_client, db, "org-ghost", utc(2026, 10, 3), "5", "ghost@3")  # a store plan, but no subscription
     usage(chdb_client, db, "c1", utc(2026, 10, 3), "30", "basic", tenant="t1")  # file catalog: 20 x 0.50 = 10.00
     result = close(chdb_client, db, sf, "2026-10", tmp_path / "inv")

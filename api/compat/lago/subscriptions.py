@@ -72,11 +72,11 @@ def _time(name: str, value: Any) -> datetime | None:
         raise Invalid(name, f"an ISO 8601 time such as 2022-08-08T00:00:00Z (got {value!r})")
     try:
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)  # Lago reads times without an offset as UTC
+        return at.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise Invalid(name, f"an ISO 8601 time such as 2022-08-08T00:00:00Z (got {value!r})") from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)  # Lago reads times without an offset as UTC
-    return at.astimezone(UTC)
 
 
 def status_of(doc: SubscriptionDoc, now: datetime) -> str:

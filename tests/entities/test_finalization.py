@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -48,6 +49,40 @@ def test_the_migration_matches_the_model(engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert [d for d in diff if "finalized_periods" in repr(d)] == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """An empty database of its own (this test moves the schema down and up)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.db'}"
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)
+
+
+def test_down_to_0004_and_up_again(fresh_url: str) -> None:
+    from alembic import command
+
+    from meterstream.entities.db import alembic_config, make_engine, migrate, session_factory
+
+    engine = make_engine(url=fresh_url)
+    migrate(engine=engine)
+    record_finalized(session_factory(engine), TENANT, "c1", FEB_1)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004")
+    assert "finalized_periods" not in inspect(engine).get_table_names()
+    assert "subscriptions" in inspect(engine).get_table_names()  # 0004's tables stay
+    migrate(engine=engine)
+    sf = session_factory(engine)
+    assert finalized_until(sf, TENANT, "c1") is None  # the table is back, empty
+    record_finalized(sf, TENANT, "c1", FEB_1)
+    assert finalized_until(sf, TENANT, "c1") == FEB_1
+    engine.dispose()
 
 
 def test_record_keeps_the_maximum_and_is_idempotent(sf) -> None:

@@ -205,6 +205,19 @@ def test_a_customer_that_cannot_be_invoiced_fails_alone(chdb_client, db: str, sf
     assert "priced by no subscription phase" in reasons["org-bad"]
     assert reasons["org-ghost"].startswith("plan: ") and "'ghost@3'" in reasons["org-ghost"]
 
+    # fixed (version 2 of solo prices storage at 1.00, from the subscription's start): the next close bills
+    # org-bad's October as late usage: storage 7 x 1.00 = 7.00 and the file plan's 30 calls (30 - 10) x 0.50
+    publish_plan(sf, PlanVersionDoc(tenant=T, code="solo", version=0, name="solo", currency="USD", usage={
+        "api_calls": {"model": "unit", "unit_amount": "0.10"},
+        "storage_gb_hours": {"model": "unit", "unit_amount": "1.00"}}))  # fmt: skip
+    change_plan(sf, T, "s-bad", "solo", utc(2026, 10, 1), plan_version=2)
+    nov = close(chdb_client, db, sf, "2026-11", tmp_path / "inv")
+    assert nov.failed == [(T, "org-ghost", reasons["org-ghost"])]  # October still cannot be invoiced for it
+    bad = doc_of(nov, "org-bad")
+    assert sorted((ln["kind"], ln["applies_to"], ln["meter"], ln["amount"]) for ln in bad["lines"]) == [
+        ("adjustment", "2026-10", "api_calls", "10.00"), ("adjustment", "2026-10", "storage_gb_hours", "7.00")]
+    assert bad["total"] == "17.00"
+
 
 def test_file_catalog_customers_are_unchanged_by_the_store(chdb_client, db: str, sf, tmp_path: Path) -> None:
     usage(chdb_client, db, "c1", utc(2026, 10, 3), "30", "basic", tenant="t1")

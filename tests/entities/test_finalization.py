@@ -227,6 +227,36 @@ def test_a_record_waits_for_an_open_subscription_write_so_both_cannot_win(store)
     assert done.is_set() and finalized_until(store, TENANT, "c1") == FEB_1
 
 
+def test_a_change_waits_for_an_open_record_and_then_reads_it(store) -> None:
+    """The other order: a close's record is in flight (lock held, row written, not committed). A back-dated
+    change waits for it and reads the committed boundary, so it is refused, not let through on a stale read."""
+    from meterstream.entities.finalization import FinalizedPeriodRow
+
+    create_subscription(store, subscription(phases=[phase(start=at(1))]))
+    holder = store()
+    holder.begin()
+    outbox.begin_write(holder)  # what record_finalized holds from its first statement to its commit
+    holder.add(FinalizedPeriodRow(tenant=TENANT, customer="c1", until=FEB_1, updated_at=FEB_1))
+    holder.flush()
+    result: list[object] = []
+
+    def change() -> None:
+        try:
+            result.append(change_plan(store, TENANT, "s1", "pro", at(20)))
+        except Invalid as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=change)
+    thread.start()
+    time.sleep(1.0)
+    assert result == []  # blocked behind the open record
+    holder.commit()
+    holder.close()
+    thread.join(30)
+    assert len(result) == 1 and isinstance(result[0], Invalid) and result[0].field == "at"
+    assert get_subscription(store, TENANT, "s1").version == 1
+
+
 def test_a_back_dated_change_racing_a_record_either_lands_before_it_or_is_refused(store) -> None:
     """Run the two at once many times: either the change is refused (the record came first) or it was
     committed before the record (its phase starts before the boundary, and the record is still there)."""

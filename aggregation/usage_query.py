@@ -144,3 +144,22 @@ def records_between(
         settings=_FINAL,
     )  # fmt: skip
     return [UsageRecord(t, c, m, q, ts.replace(tzinfo=UTC), dict(d), a) for t, c, m, q, ts, d, a in result.result_rows]
+
+
+def rated_customers(
+    client: Client, db: str, start: datetime, end: datetime, skip_plans: list[str]
+) -> list[tuple[str, str, str]]:
+    """(tenant, customer, plan) of every deduplicated row with event time in [start, end), except those rated
+    with `skip_plans`, sorted (the close checks that each has a subscription to bill it)."""
+    result = client.query(
+        f"""
+        SELECT DISTINCT tenant, customer, plan FROM {db}.rated_usage FINAL
+        WHERE time >= fromUnixTimestamp64Micro({{lo:Int64}}, 'UTC')
+          AND time < fromUnixTimestamp64Micro({{hi:Int64}}, 'UTC')
+          AND plan NOT IN {{skip:Array(String)}}
+        ORDER BY tenant, customer, plan
+        """,
+        parameters={"lo": _micros(start), "hi": _micros(end), "skip": skip_plans},
+        settings=_FINAL,
+    )
+    return [(t, c, p) for t, c, p in result.result_rows]

@@ -34,7 +34,7 @@ from meterstream.invoice_emitter.ledger import (
     stored_invoices,
 )
 from meterstream.invoice_emitter.store_plans import StoreView
-from meterstream.invoice_emitter.subscription_close import SubscriptionClose, subscription_close
+from meterstream.invoice_emitter.subscription_close import SubscriptionClose, no_subscription_reason, subscription_close
 from meterstream.invoice_emitter.subscription_invoice import with_periods
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
 from meterstream.rating.catalog import Catalog
@@ -127,9 +127,7 @@ def _cannot_invoice(
     """Why the file path cannot invoice this customer's usage (None: it can)."""
     unknown = sorted(p for p in by_plan if p not in catalog.plans)
     if unknown:
-        return (f"plan: usage of {tenant}/{customer} in {period} was rated with plan {unknown[0]!r}, which is neither "
-                f"in the catalog file nor a plan of a subscription of the customer (a tenant's default subscription, "
-                f"customer '*', is not invoiced yet)")  # fmt: skip
+        return no_subscription_reason(tenant, customer, period, unknown[0])
     if len(by_plan) > 1:
         return f"plan: {tenant}/{customer} has usage under two plans in {period} ({', '.join(sorted(by_plan))})"
     return None
@@ -288,7 +286,7 @@ def _close(
                 kept = finish((tenant, customer), empty_invoice(tenant, customer, period, plan, currency))
                 if kept is not None:
                     docs[(tenant, customer)] = kept
-            failed = sorted(set(failed))
+            failed = sorted({(t, c): (t, c, r) for t, c, r in reversed(failed)}.values())  # the first reason of each
             result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled, failed=failed)
             store_invoices(client, db, result.invoices)
             mark_closed(client, db, period)

@@ -19,11 +19,12 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from meterstream.aggregation.usage_query import rated_customers
 from meterstream.invoice_emitter.adjustments import adjustment_lines
 from meterstream.invoice_emitter.document import MeterPricer
 from meterstream.invoice_emitter.ledger import billed_lines
 from meterstream.invoice_emitter.store_plans import StoreView
-from meterstream.invoice_emitter.subscription_invoice import CustomerBill, customer_bill
+from meterstream.invoice_emitter.subscription_invoice import CustomerBill, customer_bill, label_window
 from meterstream.rating.catalog import Catalog
 from meterstream.schemas.entities import SubscriptionDoc
 
@@ -69,6 +70,12 @@ def subscription_close(
     record = _record_finalized() if finalize else None
     by_customer = {k: v for k, v in store.subscriptions().items() if k[1] != "*"}
     out.customers = set(by_customer)
+    lo, hi = label_window(label, "UTC")
+    unbilled: dict[Key, str] = {}  # usage of the label's UTC month rated with a store plan, but no subscription
+    for tenant, customer, plan in rated_customers(client, db, lo, hi, file_plans):
+        if (tenant, customer) not in by_customer:
+            unbilled.setdefault((tenant, customer), plan)
+    out.failed += [(t, c, no_subscription_reason(t, c, label, p)) for (t, c), p in unbilled.items()]
     if not by_customer:
         return out
     billed = {closed: billed_lines(client, db, closed, label, subscriptions=True) for closed in earlier}
@@ -102,6 +109,13 @@ def subscription_close(
             out.bills[key] = bill
             out.unreconciled += bill.unreconciled
     return out
+
+
+def no_subscription_reason(tenant: str, customer: str, label: str, plan: str) -> str:
+    """Why usage rated with a store plan cannot be invoiced: the customer has no subscription of its own."""
+    return (f"plan: usage of {tenant}/{customer} in {label} was rated with plan {plan!r}, which is neither in the "
+            f"catalog file nor a plan of a subscription of the customer (a tenant's default subscription, customer "
+            f"'*', is not invoiced yet)")  # fmt: skip
 
 
 def _currency(store: StoreView, subs: list[SubscriptionDoc]) -> str:

@@ -1,0 +1,1 @@
+"""Invoice documents for people: HTML (Jinja2 + babel), PDF (WeasyPrint), PNG preview (pypdfium2)."""

@@ -1,0 +1,117 @@
+"""Fair shares of one amount, in whole minor units, that add up exactly (largest-remainder method). Pure.
+
+`split(amount, weights, currency)` divides a rounded amount among named parts in proportion to their
+weights (a line among its subjects by quantity, a discount among lines by amount): each part gets the
+floor of its exact proportion in minor units, and the minor units left over go one each to the parts
+with the largest remainders. So the shares add up to the amount exactly, each share is within one minor
+unit of its exact proportion (floor or floor + 1), a part of weight 0 gets 0, and the shares of a
+non-negative amount are never negative. Ties between equal remainders go to the part that comes first
+in key order (subject ids sorted as strings), so the result does not depend on the input's order. A
+negative amount (a credit) is split as its absolute value and negated, so credits mirror charges.
+
+Weights that are all zero (a flat fee on a line nobody used) split the amount equally among all parts,
+by the same rule (10.00 among three: 3.34, 3.33, 3.33).
+
+`apportion(exact, total)` is the core: whole numbers within one of given exact values that add up to a
+given total. Exact values are `fractions.Fraction` (rational, never float), amounts are integer minor
+units; results are converted back to Decimal at the minor unit of the currency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from math import floor
+
+from meterstream.rating.money import EXACT, minor_units, to_decimal
+
+__all__ = ["SubjectShare", "apportion", "from_units", "round_half_away", "split", "subject_shares", "to_units"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectShare:
+    """One subject's (user's) part of an invoice line: its quantity and its share of the line's amount."""
+
+    subject: str
+    quantity: Decimal
+    amount: Decimal
+
+
+def to_units(amount: Decimal | int | str, currency: str, field: str = "amount") -> int:
+    """`amount` in whole minor units of `currency` (12.34 EUR -> 1234); ValueError if it is not a whole number
+    of minor units (round it first: the split divides a rounded amount, it does not round it)."""
+    scaled = to_decimal(amount).scaleb(minor_units(currency), context=EXACT)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{field}: {amount} is not a whole number of {currency} minor units; round it first")
+    return int(scaled)
+
+
+def from_units(units: int, currency: str) -> Decimal:
+    """Whole minor units back to a Decimal with the currency's exponent (1234 EUR -> Decimal('12.34'))."""
+    return Decimal(units).scaleb(-minor_units(currency), context=EXACT)
+
+
+def round_half_away(value: Fraction) -> int:
+    """The nearest whole number, a half rounded away from zero (the rounding of `rating.money.round_money`)."""
+    magnitude = floor(abs(value) + Fraction(1, 2))
+    return -magnitude if value < 0 else magnitude
+
+
+def apportion(exact: Sequence[Fraction], total: int) -> list[int]:
+    """Whole numbers n_i with sum(n_i) == total and floor(x_i) <= n_i <= floor(x_i) + 1 (so |n_i - x_i| < 1).
+
+    Each n_i starts at floor(x_i); the `total - sum(floor)` units left go one each to the largest
+    fractional parts x_i - floor(x_i), equal parts in index order (earlier first). A value with no
+    fractional part never gets one. `total` must lie within what that allows: round(sum(x_i)) always
+    does, and so does sum(x_i) when it is whole (ValueError otherwise).
+    """
+    floors = [floor(x) for x in exact]
+    left = total - sum(floors)
+    candidates = sorted((i for i, x in enumerate(exact) if x != floors[i]), key=lambda i: (floors[i] - exact[i], i))
+    if not 0 <= left <= len(candidates):
+        raise ValueError(f"total: {total} cannot be apportioned within one unit of values summing to {sum(exact)}")
+    for i in candidates[:left]:
+        floors[i] += 1
+    return floors
+
+
+def split(amount: Decimal | int | str, weights: Mapping[str, Decimal | int | str], currency: str) -> dict[str, Decimal]:
+    """`amount` (already rounded to the currency's minor unit) divided among the keys of `weights` in proportion
+    to them; keys in sorted order. All weights zero: equal parts. See the module docstring for the rule.
+
+    ValueError naming the field: a negative weight (`weights[<key>]`), no parts for a non-zero amount
+    (`weights`), an amount that is not whole minor units (`amount`).
+    """
+    units = to_units(amount, currency)
+    keys = sorted(weights)
+    values: list[Fraction] = []
+    for key in keys:
+        weight = to_decimal(weights[key])
+        if weight < 0:
+            raise ValueError(f"weights[{key}]: must not be negative, got {weight}")
+        values.append(Fraction(weight))
+    if not keys:
+        if units:
+            raise ValueError(f"weights: no parts to split {amount} {currency} among")
+        return {}
+    if not any(values):  # a flat amount nobody used: equal parts
+        values = [Fraction(1)] * len(keys)
+    whole = sum(values)
+    magnitude = abs(units)
+    shares = apportion([magnitude * v / whole for v in values], magnitude)
+    sign = -1 if units < 0 else 1
+    return {key: from_units(sign * share, currency) for key, share in zip(keys, shares, strict=True)}
+
+
+def subject_shares(
+    amount: Decimal | int | str, quantities: Mapping[str, Decimal | int | str], currency: str
+) -> list[SubjectShare]:
+    """The per-subject (per-user) section of one invoice line: each subject's share of the line's `amount`
+    in proportion to its quantity (`split`), in subject order. The shares add up to the line exactly and
+    are never negative for a non-negative line, whatever the pricing model (tiers, volume, package) made
+    of the total. A line with quantity but no subjects raises (`weights`): attribute usage first.
+    """
+    shares = split(amount, quantities, currency)
+    return [SubjectShare(subject, to_decimal(quantities[subject]), shares[subject]) for subject in shares]

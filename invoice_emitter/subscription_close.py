@@ -26,7 +26,7 @@ from meterstream.invoice_emitter.ledger import billed_lines
 from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.invoice_emitter.subscription_invoice import CustomerBill, customer_bill, label_window
 from meterstream.rating.catalog import Catalog
-from meterstream.schemas.entities import SubscriptionDoc
+from meterstream.schemas.entities import DEFAULT_CUSTOMER, SubscriptionDoc
 
 Key = tuple[str, str]
 Late = tuple[str, str, str, list[dict[str, Any]]]  # (closed label, plan, currency, adjustment lines)
@@ -68,23 +68,35 @@ def subscription_close(
     file_plans = sorted(catalog.plans)
     pricer = MeterPricer()
     record = _record_finalized() if finalize else None
-    by_customer = {k: v for k, v in store.subscriptions().items() if k[1] != "*"}
-    out.customers = set(by_customer)
-    lo, hi = label_window(label, "UTC")
-    unbilled: dict[Key, str] = {}  # usage of the label's UTC month rated with a store plan, but no subscription
+    every = store.subscriptions()
+    defaults = {t: subs for (t, c), subs in every.items() if c == DEFAULT_CUSTOMER}  # a tenant's default ones
+    by_customer = {k: v for k, v in every.items() if k[1] != DEFAULT_CUSTOMER}
+    # usage rated with a store plan of a customer without a subscription of its own, in the label's UTC month
+    # and the closed ones before it (late usage): billed under the tenant's default subscription, usage only
+    lo, hi = label_window(min([label, *earlier]), "UTC")[0], label_window(label, "UTC")[1]
+    unbilled: dict[Key, str] = {}
     for tenant, customer, plan in rated_customers(client, db, lo, hi, file_plans):
         if (tenant, customer) not in by_customer:
             unbilled.setdefault((tenant, customer), plan)
-    out.failed += [(t, c, no_subscription_reason(t, c, label, p)) for (t, c), p in unbilled.items()]
+    defaulted: set[Key] = set()
+    for (tenant, customer), plan in unbilled.items():
+        if tenant in defaults:
+            by_customer[(tenant, customer)] = defaults[tenant]
+            defaulted.add((tenant, customer))
+        else:
+            out.failed.append((tenant, customer, no_subscription_reason(tenant, customer, label, plan)))
+    out.customers = set(by_customer)
     if not by_customer:
         return out
     billed = {closed: billed_lines(client, db, closed, label, subscriptions=True) for closed in earlier}
     for (tenant, customer), subs in by_customer.items():
         key = (tenant, customer)
+        fees = key not in defaulted
         try:
             late = []
             for closed in earlier:
-                before = customer_bill(client, db, store, tenant, customer, subs, closed, file_plans, pricer)
+                before = customer_bill(client, db, store, tenant, customer, subs, closed, file_plans, pricer,
+                                       fees=fees)  # fmt: skip
                 was = billed[closed].get(key, {})
                 if before is None and not was:
                     continue
@@ -92,12 +104,15 @@ def subscription_close(
                 lines = adjustment_lines([] if before is None else before.lines, was, closed, currency)
                 if lines:
                     late.append((closed, before.plan if before is not None else "", currency, lines))
-            bill = customer_bill(client, db, store, tenant, customer, subs, label, file_plans, pricer)
+            bill = customer_bill(client, db, store, tenant, customer, subs, label, file_plans, pricer, fees=fees)
             if bill is not None and record is not None and bill.until is not None:
+                owner = DEFAULT_CUSTOMER if not fees else customer  # whose subscriptions priced the invoice
+                # (the default subscription's boundary is the newest of any customer's: entities.finalization)
                 record(store.sf, tenant, customer, bill.until)
-                again = store.customer_subscriptions(tenant, customer)
+                again = store.customer_subscriptions(tenant, owner)
                 if _versions(again) != _versions(subs):  # changed while we were building: build again
-                    bill = customer_bill(client, db, store, tenant, customer, again, label, file_plans, pricer)
+                    bill = customer_bill(client, db, store, tenant, customer, again, label, file_plans, pricer,
+                                         fees=fees)  # fmt: skip
                     if bill is not None and bill.until is not None:
                         record(store.sf, tenant, customer, bill.until)
         except (ValueError, LookupError) as exc:  # the store's NotFound is a LookupError
@@ -112,10 +127,10 @@ def subscription_close(
 
 
 def no_subscription_reason(tenant: str, customer: str, label: str, plan: str) -> str:
-    """Why usage rated with a store plan cannot be invoiced: the customer has no subscription of its own."""
+    """Why usage rated with a store plan cannot be invoiced: no subscription of the customer nor of the tenant."""
     return (f"plan: usage of {tenant}/{customer} in {label} was rated with plan {plan!r}, which is neither in the "
-            f"catalog file nor a plan of a subscription of the customer (a tenant's default subscription, customer "
-            f"'*', is not invoiced yet)")  # fmt: skip
+            f"catalog file nor a plan of a subscription of the customer, and the tenant has no default "
+            f"subscription (customer '*')")  # fmt: skip
 
 
 def _currency(store: StoreView, subs: list[SubscriptionDoc]) -> str:

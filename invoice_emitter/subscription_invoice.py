@@ -144,9 +144,12 @@ def customer_bill(
     file_plans: Iterable[str] = (),
     pricer: MeterPricer | None = None,
     only: tuple[str, datetime] | None = None,
+    fees: bool = True,
 ) -> CustomerBill | None:
     """The subscription lines of one customer for the close of `label` (None when it closes no period of
     theirs). With `only=(subscription, at)` instead: that subscription's period containing `at` alone.
+    With `fees=False`, usage lines only (a tenant's default subscription billed to a customer without one of
+    its own: its recurring, one-time, installment and minimum charges are not theirs; docs/billing.md).
 
     ValueError (naming the subscription and field) when the customer cannot be billed: a plan version that
     cannot be resolved, subscriptions in two currencies, usage no phase prices."""
@@ -275,7 +278,7 @@ def customer_bill(
                             key = f"{base}/{line['line_key']}"
                             bill.lines.append(keyed({"kind": "usage", "plan": plan.id, **where, **line}, key))
                             usage_total = EXACT.add(usage_total, Decimal(line["amount"]))
-            for charge in charges[sub_id].lines(period, usage_total):
+            for charge in charges[sub_id].lines(period, usage_total) if fees else ():
                 line = charge.to_json()
                 line = {"kind": line.pop("kind"), "plan": line.pop("plan"), "subscription": sub_id, "meter": "",
                         **line}  # fmt: skip

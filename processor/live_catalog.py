@@ -36,6 +36,7 @@ from meterstream.billing.periods import Schedule
 from meterstream.billing.plans import lookup_from
 from meterstream.rating.catalog import Catalog, CatalogError, Plan, build_plan
 from meterstream.schemas.entities import (
+    DEFAULT_CUSTOMER,
     CustomerDoc,
     EntityDoc,
     Phase,
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 NO_SUBSCRIPTION = "no subscription at the event's time"
 # The file catalog's reason (processor/rate.py) for the same situation; replayed alike.
 NO_PLAN = "no plan for customer"
-DEFAULT_CUSTOMER = "*"
 
 UPDATES = Counter("meterstream_live_catalog_updates_total", "Entity documents applied to the live catalog")
 BAD = Counter(

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import msgspec
 
 KEY_SEP = "\x1f"
+DEFAULT_CUSTOMER = "*"  # the customer of a tenant's default subscription: every customer without one of its own
 
 Interval = Literal["weekly", "monthly", "quarterly", "yearly"]
 Timing = Literal["advance", "arrears"]

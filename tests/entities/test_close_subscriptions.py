@@ -214,11 +214,44 @@ def test_a_customer_that_cannot_be_invoiced_fails_alone(chdb_client, db: str, sf
         "storage_gb_hours": {"model": "unit", "unit_amount": "1.00"}}))  # fmt: skip
     change_plan(sf, T, "s-bad", "solo", utc(2026, 10, 1), plan_version=2)
     nov = close(chdb_client, db, sf, "2026-11", tmp_path / "inv")
-    assert [c for _, c, _ in nov.failed] == ["org-ghost"]  # its October is late usage still not invoiceable
+    # their October usage is late usage still not invoiceable: both are reported again
+    assert [c for _, c, _ in nov.failed] == ["org-ghost", "org-ghost2"]
     bad = doc_of(nov, "org-bad")
     assert sorted((ln["kind"], ln["applies_to"], ln["meter"], ln["amount"]) for ln in bad["lines"]) == [
         ("adjustment", "2026-10", "api_calls", "10.00"), ("adjustment", "2026-10", "storage_gb_hours", "7.00")]
     assert bad["total"] == "17.00"
+
+
+def test_the_tenant_default_subscription_bills_usage_of_customers_without_their_own(
+    chdb_client, db: str, sf, tmp_path: Path
+) -> None:
+    # `catalog apply` turns a file catalog's `customer: "*"` into the tenant's default subscription: it prices
+    # every customer without a subscription of its own (the live catalog's rule), so the close bills their
+    # usage by it. Usage lines only: its base fee (20.00) is for customers subscribed in their own name.
+    # walk-in: 30 calls x 0.10 = 3.00 in October, in its own time zone's month (Tokyo, UTC+9: a call at
+    # 2026-10-31T16:00Z is November 1st there, so November's). org-own: its own plan, 0.50 per call.
+    plan(sf, "std", fee="20.00")
+    plan(sf, "own", usage={"api_calls": {"model": "unit", "unit_amount": "0.50"}})
+    create_subscription(sf, SubscriptionDoc(tenant=T, external_id="default", customer="*", version=0,
+                                            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))]))
+    put_customer(sf, CustomerDoc(tenant=T, external_id="walk-in", name="Walk-in", version=0, timezone="Asia/Tokyo"))
+    subscribe(sf, "s-own", "org-own", "own", utc(2026, 10, 1))
+    usage(chdb_client, db, "walk-in", utc(2026, 10, 5), "30", "std@1")
+    usage(chdb_client, db, "walk-in", utc(2026, 10, 31, 16), "4", "std@1")  # Nov 1, 01:00 in Tokyo
+    usage(chdb_client, db, "org-own", utc(2026, 10, 5), "6", "own@1")  # 6 x 0.50 = 3.00
+    result = close(chdb_client, db, sf, "2026-10", tmp_path / "inv")
+    assert result.failed == []
+    walk_in = doc_of(result, "walk-in")
+    assert [(line["kind"], line["plan"], line["quantity"], line["amount"]) for line in walk_in["lines"]] == [
+        ("usage", "std@1", "30", "3.00")]  # fmt: skip
+    assert walk_in["lines"][0]["start"] == "2026-09-30T15:00:00Z"  # October 1st, 00:00 in Tokyo
+    assert doc_of(result, "org-own")["total"] == "3.00"
+    # walk-in is invoiced up to November 1st in Tokyo; the default subscription's boundary is the newest of
+    # any customer's (org-own's October ends 2026-11-01T00:00Z): a back-dated change into October is refused
+    assert finalized_until(sf, T, "walk-in") == utc(2026, 10, 31, 15)
+    assert finalized_until(sf, T, "*") == utc(2026, 11, 1)
+    nov = close(chdb_client, db, sf, "2026-11", tmp_path / "inv")
+    assert [(line["quantity"], line["amount"]) for line in doc_of(nov, "walk-in")["lines"]] == [("4", "0.40")]
 
 
 def test_file_catalog_customers_are_unchanged_by_the_store(chdb_client, db: str, sf, tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "Party",
     "Status",
     "SubjectShare",
+    "TaxCategory",
     "TaxTotal",
     "TierRow",
     "buyer_from_customer",
@@ -63,6 +64,8 @@ LineKind = Literal[
     "usage", "fixed", "fixed_credit", "one_time", "installment", "minimum", "adjustment", "discount"
 ]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]  # an instant: an offset is required
+# UNCL 5305 tax category, as EN 16931 uses it: S standard, Z zero rated, E exempt, AE reverse charge, O outside
+TaxCategory = Literal["S", "Z", "E", "AE", "O"]
 
 
 class _Struct(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -130,9 +133,11 @@ class InvoiceLine(_Struct, kw_only=True):
     end: Instant | None = None
     amount: Decimal  # rounded to the currency's minor unit, before discounts and tax
     precise_amount: Decimal | None = None  # unrounded, as priced
+    discount_amount: Decimal = ZERO  # the line's part of the document's discounts (the tax base is amount - it)
     tax_code: str | None = None
     tax_rate: Decimal = ZERO  # a fraction: 0.20 is 20 %
-    tax_amount: Decimal = ZERO
+    tax_amount: Decimal = ZERO  # rate x (amount - discount_amount), rounded once (billing/taxes.py)
+    tax_category: TaxCategory | None = None
     subjects: list[SubjectShare] = []
     events: int | None = None  # usage events counted in the line
     bundle_units: Decimal | None = None  # telecom: units taken from a bundle
@@ -158,6 +163,7 @@ class TaxTotal(_Struct, kw_only=True):
     taxable_amount: Decimal
     tax_amount: Decimal  # the sum of the lines' rounded tax at this rate
     tax_code: str | None = None
+    category: TaxCategory | None = None
     reverse_charge: bool = False
     mention: str | None = None  # the legal mention printed with it (required for reverse charge)
 
@@ -251,7 +257,8 @@ def validate(doc: InvoiceDoc) -> InvoiceDoc:
     subtotal = sum of the line amounts; discount_total = sum of the discounts; tax_total = sum of the lines'
     tax = sum of the totals by rate; when there are totals by rate, their taxable amounts add up to
     subtotal - discount_total (every line falls in one rate group, as EN 16931's VAT breakdown requires);
-    total = subtotal - discount_total + tax_total; amount_due = total - credits_applied; a line's subject
+    total = subtotal - discount_total + tax_total; amount_due = total - credits_applied; the lines' discount
+    amounts, when any is set, add up to discount_total; a line's subject
     shares add up to its quantity and amount; rates are in [0, 1]; a reverse-charge total has no tax and a
     mention; periods and lines run forwards; due_date is not before issue_date; a draft has no number.
     """
@@ -283,6 +290,7 @@ def validate(doc: InvoiceDoc) -> InvoiceDoc:
             raise ValueError(f"{at}.line_no: {line.line_no}, expected {i + 1} (lines are numbered 1..n in order)")
         money(f"{at}.amount", line.amount)
         money(f"{at}.tax_amount", line.tax_amount)
+        money(f"{at}.discount_amount", line.discount_amount)
         if not ZERO <= line.tax_rate <= 1:
             raise ValueError(f"{at}.tax_rate: {_fmt(line.tax_rate)} is not a fraction between 0 and 1")
         if line.start is not None and line.end is not None and line.start >= line.end:
@@ -298,6 +306,9 @@ def validate(doc: InvoiceDoc) -> InvoiceDoc:
             raise ValueError(f"discounts[{i}].percentage: {_fmt(d.percentage)} is not a fraction in (0, 1]")
     equal("discount_total", money("discount_total", doc.discount_total),
           _sum(d.amount for d in doc.discounts), "the sum of the discounts")  # fmt: skip
+    if any(x.discount_amount for x in doc.lines):
+        equal("discount_total", doc.discount_total, _sum(x.discount_amount for x in doc.lines),
+              "the sum of the lines' discount_amount")  # fmt: skip
     equal("tax_total", money("tax_total", doc.tax_total), _sum(x.tax_amount for x in doc.lines),
           "the sum of the lines' tax")  # fmt: skip
     for i, t in enumerate(doc.taxes):

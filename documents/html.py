@@ -1,0 +1,132 @@
+"""An invoice document (`schemas.invoice.InvoiceDoc`) as HTML: Jinja2 templates, autoescape on. Pure.
+
+The page is self-contained (its CSS inline), so the same HTML opens in a browser and is what `pdf.py` prints.
+Amounts, quantities, rates and dates are written in the buyer's locale (`formatting.choose_locale`) or the
+one asked for; the labels are English. The document is validated first (`schemas.invoice.validate`): a
+document whose figures do not add up is refused, never rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from meterstream.documents.formatting import Formatter, formatter_for
+from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine, TierRow, validate
+
+__all__ = ["TEMPLATES", "render_html"]
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=True,  # every value is escaped: a customer named <script> is text, not markup
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# How a pricing step is named; the engine's kinds (rating.lines.QuoteLine) not listed show its description.
+_STEP_NAMES = {
+    "unit": "Unit price",
+    "package": "Packages",
+    "tier_block": "Blocks",
+    "free_units": "Free units",
+    "minimum_true_up": "Minimum commitment: true-up",
+    "maximum_cap": "Maximum: cap",
+    "percentage": "Percentage",
+    "flat": "Flat fee",
+    "fixed_fee": "Fixed fee",
+    "event_minimum": "Minimum per event",
+    "event_maximum": "Maximum per event",
+}
+
+_KIND_NAMES = {
+    "usage": "Usage",
+    "fixed": "Fee",
+    "fixed_credit": "Credit for unused days",
+    "one_time": "One-time charge",
+    "installment": "Installment",
+    "minimum": "Minimum commitment",
+    "adjustment": "Adjustment",
+    "discount": "Discount",
+}
+
+_STATUS_NAMES = {
+    "draft": "Draft",
+    "finalized": "Issued",
+    "paid": "Paid",
+    "partially_paid": "Partially paid",
+    "overdue": "Overdue",
+    "voided": "Void",
+}
+
+
+@dataclass(frozen=True)
+class StepView:
+    label: str
+    quantity: str
+    unit_price: str
+    flat: str
+    amount: str
+
+
+def _step(row: TierRow, f: Formatter) -> StepView:
+    if row.kind in ("tier", "tier_block") and row.tier is not None:
+        if row.to is None:
+            label = f"Tier {row.tier}: above {f.number(row.from_ or Decimal(0))}"
+        else:
+            label = f"Tier {row.tier}: {f.number(row.from_ or Decimal(0))} – {f.number(row.to)}"
+    else:
+        label = _STEP_NAMES.get(row.kind) or row.description or row.kind
+    return StepView(
+        label=label,
+        quantity="" if row.quantity is None else f.number(row.quantity),
+        unit_price="" if row.unit_price is None else f.money(row.unit_price),
+        flat="" if row.flat is None else f.money(row.flat),
+        amount=f.money(row.amount),
+    )
+
+
+def _shows_steps(line: InvoiceLine) -> bool:
+    """A line's pricing steps are shown unless they only repeat its unit price."""
+    if not line.tiers:
+        return False
+    return not (len(line.tiers) == 1 and line.tiers[0].kind == "unit" and line.unit_price is not None)
+
+
+def _context(doc: InvoiceDoc, f: Formatter) -> dict[str, Any]:
+    lines = [
+        {
+            "line": line,
+            "kind": _KIND_NAMES[line.kind],
+            "covers": f.span(line.start, line.end),
+            "steps": [_step(t, f) for t in line.tiers] if _shows_steps(line) else [],
+        }
+        for line in doc.lines
+    ]
+    return {
+        "doc": doc,
+        "f": f,
+        "lines": lines,
+        "status_name": _STATUS_NAMES[doc.status],
+        "watermark": {"draft": "DRAFT", "voided": "VOID"}.get(doc.status),
+        "with_tax": bool(doc.taxes),
+        "period": f.span(doc.period_start, doc.period_end),
+        "subject_lines": [x for x in lines if x["line"].subjects],
+        "mentions": [t.mention for t in doc.taxes if t.mention] + list(doc.legal_mentions),
+    }
+
+
+def render_html(doc: InvoiceDoc, locale: str | None = None) -> str:
+    """The invoice as one self-contained HTML page, in `locale` (default: the buyer's, else `en`).
+
+    ValueError (naming the field) when the document's figures do not add up (`validate`), or for an unknown
+    locale."""
+    validate(doc)
+    f = formatter_for(doc, locale)
+    return _env.get_template("invoice.html.j2").render(**_context(doc, f))

@@ -1,0 +1,24 @@
+"""An invoice as PDF: the HTML of `html.py` printed by WeasyPrint (A4 and print CSS in the template).
+
+WeasyPrint needs Pango (Debian: libpango-1.0-0, libpangoft2-1.0-0) and the fonts the CSS names (DejaVu Sans,
+Debian's fonts-dejavu-core).
+"""
+
+from __future__ import annotations
+
+from weasyprint import HTML
+
+from meterstream.documents.html import TEMPLATES, render_html
+from meterstream.schemas.invoice import InvoiceDoc
+
+__all__ = ["html_to_pdf", "render_pdf"]
+
+
+def html_to_pdf(html: str) -> bytes:
+    """PDF bytes of an invoice page rendered by `render_html`."""
+    return HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
+
+
+def render_pdf(doc: InvoiceDoc, locale: str | None = None) -> bytes:
+    """The invoice as PDF (A4), in `locale` (default: the buyer's). ValueError as `render_html`."""
+    return html_to_pdf(render_html(doc, locale))

@@ -1,0 +1,256 @@
+"""Credit notes: corrections of a finalized invoice, full or partial, numbered in their own series (`CN`).
+
+A credit note has a reason and lines (description, amount > 0); its total is the sum of its lines. It is
+issued against an invoice that is finalized and not voided (`Conflict("status")` otherwise), in the
+invoice's currency, and numbered in the same transaction (entities/numbering.py) in series `CN` of the
+invoice's issuer: `ACME-CN-2026-000001`, year of the credit note's issue date.
+
+**Creditable amount.** What an invoice bills (its amount due at finalization, `billed`) can be credited once:
+a credit note's total may not exceed `billed - credited` (credit notes already issued), else
+`Invalid("amount", ...)`. `lines=None` is a full credit note of that remainder.
+
+**Effect on the invoice** (entities/invoices.py): `credited` grows by the total, and
+amount due = max(0, billed - credited - paid). The part of the total that the amount due absorbed is
+`credit` (status `applied` when that is all of it); the rest — money the customer has already paid and is
+now owed back — is `refund` (status `refund_due`: paying it back happens outside Meterstream and is listed
+in the export). Example: billed 100.00, paid 70.00, credit note 50.00 -> credit 30.00 (due 30.00 -> 0,
+the invoice is `paid`), refund 20.00.
+
+`credit_note_id` makes creation idempotent: the same id again returns the stored note when it names the same
+invoice and total, else `Conflict("credit_note_id")`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from meterstream.entities import numbering
+from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
+from meterstream.entities.db import Base
+from meterstream.entities.invoices import (
+    ISSUED,
+    apply_money,
+    from_minor,
+    locked,
+    text,
+    to_minor,
+)
+
+APPLIED = "applied"
+REFUND_DUE = "refund_due"
+
+
+class CreditNoteRow(Base):
+    __tablename__ = "credit_notes"
+    __table_args__ = (
+        UniqueConstraint("tenant", "credit_note_id", name="uq_credit_notes_tenant_credit_note_id"),
+        UniqueConstraint("tenant", "number", name="uq_credit_notes_tenant_number"),
+        Index("ix_credit_notes_tenant_invoice", "tenant", "invoice_id"),
+        Index("ix_credit_notes_tenant_issue_date", "tenant", "issue_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    credit_note_id: Mapped[str] = mapped_column(String(256))
+    invoice_id: Mapped[str] = mapped_column(String(256))
+    invoice_number: Mapped[str] = mapped_column(String(64))
+    customer: Mapped[str] = mapped_column(String(256))
+    currency: Mapped[str] = mapped_column(String(3))
+    number: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(1024))
+    lines: Mapped[str] = mapped_column(Text)  # JSON: [{"description": str, "amount_minor": int}]
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    credit_minor: Mapped[int] = mapped_column(BigInteger)
+    refund_minor: Mapped[int] = mapped_column(BigInteger)
+    issue_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class CreditLine:
+    description: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class CreditNote:
+    tenant: str
+    credit_note_id: str
+    invoice_id: str
+    invoice_number: str
+    customer: str
+    currency: str
+    number: str
+    status: str
+    reason: str
+    lines: tuple[CreditLine, ...]
+    total_minor: int
+    credit_minor: int
+    refund_minor: int
+    issue_date: date
+    created_at: datetime
+
+    @property
+    def total(self) -> Decimal:
+        return from_minor(self.total_minor, self.currency)
+
+    @property
+    def credit(self) -> Decimal:
+        return from_minor(self.credit_minor, self.currency)
+
+    @property
+    def refund(self) -> Decimal:
+        return from_minor(self.refund_minor, self.currency)
+
+
+def note_record(row: CreditNoteRow) -> CreditNote:
+    lines = tuple(CreditLine(str(x["description"]), int(x["amount_minor"])) for x in json.loads(row.lines))
+    return CreditNote(
+        tenant=row.tenant,
+        credit_note_id=row.credit_note_id,
+        invoice_id=row.invoice_id,
+        invoice_number=row.invoice_number,
+        customer=row.customer,
+        currency=row.currency,
+        number=row.number,
+        status=row.status,
+        reason=row.reason,
+        lines=lines,
+        total_minor=int(row.total_minor),
+        credit_minor=int(row.credit_minor),
+        refund_minor=int(row.refund_minor),
+        issue_date=row.issue_date,
+        created_at=aware(row.created_at),  # type: ignore[arg-type]
+    )
+
+
+def _lines(lines: Sequence[Mapping[str, object]], currency: str) -> list[CreditLine]:
+    if isinstance(lines, (str, bytes)) or not isinstance(lines, Sequence) or not lines:
+        raise Invalid("lines", "a non-empty list of {description, amount} (or None for a full credit note)")
+    out = []
+    for i, line in enumerate(lines):
+        if not isinstance(line, Mapping):
+            raise Invalid(f"lines[{i}]", f"an object with description and amount (got {line!r})")
+        description = text(f"lines[{i}].description", line.get("description"), 1024)
+        minor = to_minor(f"lines[{i}].amount", line.get("amount"), currency)
+        if minor == 0:
+            raise Invalid(f"lines[{i}].amount", "must be more than 0")
+        out.append(CreditLine(description, minor))
+    return out
+
+
+def create_credit_note(
+    sf: sessionmaker,
+    tenant: str,
+    invoice_id: str,
+    reason: str,
+    lines: Sequence[Mapping[str, object]] | None = None,
+    *,
+    issue_date: date | None = None,
+    credit_note_id: str | None = None,
+    series: str = numbering.CREDIT_NOTE_SERIES,
+    template: str | None = None,
+) -> CreditNote:
+    """Issue a credit note against a finalized invoice (module docstring), in one transaction with its number
+    and the invoice's new amount due. `lines`: [{"description": ..., "amount": Decimal | str | int}]."""
+    text("reason", reason, 1024)
+    note_id = text("credit_note_id", credit_note_id, 256) if credit_note_id is not None else new_ulid()
+    day = issue_date or datetime.now(UTC).date()
+    if not isinstance(day, date) or isinstance(day, datetime):
+        raise Invalid("issue_date", f"a date (got {day!r})")
+    now = datetime.now(UTC)
+    with sf.begin() as s:
+        numbering.lock_for_write(s)
+        invoice = locked(s, tenant, invoice_id)
+        existing = s.scalar(
+            select(CreditNoteRow).where(CreditNoteRow.tenant == tenant, CreditNoteRow.credit_note_id == note_id)
+        )
+        creditable = int(invoice.billed_minor) - int(invoice.credited_minor)
+        parsed = (
+            _lines(lines, invoice.currency)
+            if lines is not None
+            else [CreditLine(f"Full credit of invoice {invoice.number}", creditable)]
+        )
+        total = sum(line.amount_minor for line in parsed)
+        if existing is not None:
+            if existing.invoice_id != invoice_id or int(existing.total_minor) != total:
+                why = f"credit note {note_id!r} exists with other content ({existing.number})"
+                raise Conflict("credit_note_id", why)
+            return note_record(existing)
+        if invoice.status not in ISSUED:
+            why = f"invoice {invoice_id!r} is {invoice.status}: only a finalized invoice is credited"
+            raise Conflict("status", why)
+        if total <= 0 or total > creditable:
+            left = from_minor(creditable, invoice.currency)
+            raise Invalid(
+                "amount",
+                f"{from_minor(total, invoice.currency)} {invoice.currency} is more than the invoice's remaining "
+                f"creditable amount {left} {invoice.currency}" if total > 0 else "nothing left to credit",
+            )
+        due_before = int(invoice.amount_due_minor)
+        credit = min(total, due_before)
+        given = numbering.allocate(s, tenant, invoice.issuer or "", series, day.year, template)
+        row = CreditNoteRow(
+            tenant=tenant,
+            credit_note_id=note_id,
+            invoice_id=invoice_id,
+            invoice_number=invoice.number,
+            customer=invoice.customer,
+            currency=invoice.currency,
+            number=given.number,
+            status=APPLIED if credit == total else REFUND_DUE,
+            reason=reason,
+            lines=json.dumps([{"description": x.description, "amount_minor": x.amount_minor} for x in parsed]),
+            total_minor=total,
+            credit_minor=credit,
+            refund_minor=total - credit,
+            issue_date=day,
+            created_at=now,
+        )
+        s.add(row)
+        apply_money(invoice, int(invoice.credited_minor) + total, int(invoice.paid_minor), now)
+        s.flush()
+        return note_record(row)
+
+
+def get_credit_note(sf: sessionmaker, tenant: str, credit_note_id: str) -> CreditNote:
+    with sf() as s:
+        row = s.scalar(
+            select(CreditNoteRow).where(CreditNoteRow.tenant == tenant, CreditNoteRow.credit_note_id == credit_note_id)
+        )
+        if row is None:
+            raise NotFound(f"no credit note {credit_note_id!r} for tenant {tenant!r}")
+        return note_record(row)
+
+
+def list_credit_notes(
+    sf: sessionmaker, tenant: str, invoice_id: str | None = None, customer: str | None = None
+) -> list[CreditNote]:
+    """The tenant's credit notes (optionally of one invoice or customer), in number order of issue."""
+    stmt = select(CreditNoteRow).where(CreditNoteRow.tenant == tenant)
+    if invoice_id is not None:
+        stmt = stmt.where(CreditNoteRow.invoice_id == invoice_id)
+    if customer is not None:
+        stmt = stmt.where(CreditNoteRow.customer == customer)
+    with sf() as s:
+        return [note_record(r) for r in s.scalars(stmt.order_by(CreditNoteRow.id)).all()]
+
+
+__all__ = [
+    "APPLIED",
+    "REFUND_DUE",
+    "CreditLine",
+    "CreditNote",
+    "CreditNoteRow",
+    "create_credit_note",
+    "get_credit_note",
+    "list_credit_notes",
+]

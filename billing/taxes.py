@@ -38,6 +38,7 @@ from stdnum.eu import vat as eu_vat
 from meterstream.billing.allocation import apportion, from_units, round_half_away, to_units
 from meterstream.billing.tax_rates import EU_MEMBER_STATES, EU_STANDARD_VAT, ISO_COUNTRIES
 from meterstream.rating.money import ZERO, minor_units, to_decimal
+from meterstream.schemas.entities import CustomerDoc
 
 __all__ = [
     "EXEMPT",
@@ -49,6 +50,7 @@ __all__ = [
     "TaxDecision",
     "TaxTable",
     "TaxTotal",
+    "buyer_of",
     "determine",
     "tax_totals",
     "valid_country",
@@ -109,6 +111,22 @@ class Buyer:
         if self.subdivision:
             return (f"{self.country}-{self.subdivision.upper()}", self.country)
         return (self.country,)
+
+
+def buyer_of(customer: CustomerDoc, *, tax_exempt: bool = False, exempt_reason: str | None = None) -> Buyer:
+    """The tax buyer of a customer's billing details: its country (`country`, else `address.country`), its
+    tax id, and the state of its address as the subdivision. ValueError naming `country` when it has none."""
+    address = customer.address
+    country = customer.country or (address.country if address else None)
+    if not country:
+        raise ValueError(f"country: customer {customer.external_id!r} has no country; taxes are decided by it")
+    return Buyer(
+        country,
+        tax_id=customer.tax_id,
+        subdivision=address.state if address else None,
+        tax_exempt=tax_exempt,
+        exempt_reason=exempt_reason,
+    )
 
 
 class TaxTable:

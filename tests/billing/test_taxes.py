@@ -14,9 +14,11 @@ from meterstream.billing.taxes import (
     Seller,
     TaxDecision,
     TaxTable,
+    buyer_of,
     determine,
     tax_totals,
 )
+from meterstream.schemas.entities import Address, CustomerDoc
 
 D = Decimal
 FR_SELLER = Seller("FR")
@@ -178,3 +180,14 @@ def test_groups_by_rate_with_a_credit_line_and_half_up() -> None:
         (D("0.10"), D("0.05"), D("0.01"), "S"),
         (D("0"), D("50.00"), D("0.00"), "E"),
     ]
+
+
+def test_buyer_of_a_customer_uses_its_country_tax_id_and_state() -> None:
+    customer = CustomerDoc(
+        tenant="t", external_id="acme", name="Acme", version=1, tax_id="DE136695976", country="DE"
+    )
+    assert buyer_of(customer) == Buyer("DE", tax_id="DE136695976")
+    ny = CustomerDoc(tenant="t", external_id="ny", name="NY", version=1, address=Address(country="US", state="NY"))
+    assert buyer_of(ny).jurisdictions == ("US-NY", "US")
+    with pytest.raises(ValueError, match=r"^country: customer 'x' has no country"):
+        buyer_of(CustomerDoc(tenant="t", external_id="x", name="X", version=1))

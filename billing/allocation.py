@@ -27,7 +27,16 @@ from math import floor
 
 from meterstream.rating.money import EXACT, minor_units, to_decimal
 
-__all__ = ["SubjectShare", "apportion", "from_units", "round_half_away", "split", "subject_shares", "to_units"]
+__all__ = [
+    "SubjectShare",
+    "apportion",
+    "from_units",
+    "round_half_away",
+    "split",
+    "split_units",
+    "subject_shares",
+    "to_units",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,17 +101,23 @@ def split(amount: Decimal | int | str, weights: Mapping[str, Decimal | int | str
         if weight < 0:
             raise ValueError(f"weights[{key}]: must not be negative, got {weight}")
         values.append(Fraction(weight))
-    if not keys:
-        if units:
-            raise ValueError(f"weights: no parts to split {amount} {currency} among")
-        return {}
-    if not any(values):  # a flat amount nobody used: equal parts
-        values = [Fraction(1)] * len(keys)
-    whole = sum(values)
+    if not keys and units:
+        raise ValueError(f"weights: no parts to split {amount} {currency} among")
+    shares = split_units(units, values)
+    return {key: from_units(share, currency) for key, share in zip(keys, shares, strict=True)}
+
+
+def split_units(units: int, weights: Sequence[Fraction]) -> list[int]:
+    """`units` (whole minor units) divided in proportion to `weights` (non-negative), ties in the order given:
+    the rule of `split` for callers that keep their own order (a discount among lines in line order)."""
+    if not weights:
+        return []
+    if not any(weights):  # a flat amount nobody used: equal parts
+        weights = [Fraction(1)] * len(weights)
+    whole = sum(weights, Fraction(0))
     magnitude = abs(units)
-    shares = apportion([magnitude * v / whole for v in values], magnitude)
-    sign = -1 if units < 0 else 1
-    return {key: from_units(sign * share, currency) for key, share in zip(keys, shares, strict=True)}
+    shares = apportion([magnitude * w / whole for w in weights], magnitude)
+    return [-share for share in shares] if units < 0 else shares
 
 
 def subject_shares(

@@ -19,8 +19,8 @@ The rules (Lago's coupon rules, docs.getlago.com/guide/coupons):
 - a billing period counts as used whenever the coupon was active on the invoice, even if it took nothing
   (the duration is in billing periods, not in redemptions);
 - each discount is allocated to the lines it applies to in proportion to their amounts left, by largest
-  remainder in minor units (`allocation.split`), so the per-line parts add up to the discount and tax can
-  be computed per line on the discounted amount.
+  remainder in minor units (`allocation.split_units`; equal remainders: line order), so the per-line parts
+  add up to the discount and tax can be computed per line on the discounted amount.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal, Protocol
 
-from meterstream.billing.allocation import from_units, round_half_away, split, to_units
+from meterstream.billing.allocation import from_units, round_half_away, split_units, to_units
 from meterstream.rating.money import EXACT, minor_units, to_decimal
 
 __all__ = ["Coupon", "CouponUse", "DiscountApplied", "DiscountResult", "apply_discounts", "is_active"]
@@ -209,15 +209,13 @@ def apply_discounts(lines: Sequence[DiscountableLine], uses: Sequence[CouponUse]
             assert offered is not None
             wanted = to_units(offered, currency)
         units = max(0, min(wanted, base, net))
-        weights = {k: Decimal(v) for k, v in eligible.items()}
-        parts = split(from_units(units, currency), weights, currency) if units else {}
+        parts = split_units(units, [Fraction(v) for v in eligible.values()])
         line_parts: dict[str, Decimal] = {}
-        for key, part in parts.items():
-            part_units = to_units(part, currency)
+        for key, part_units in zip(eligible, parts, strict=True):
             left[key] -= part_units
             per_line[key] += part_units
             if part_units:
-                line_parts[key] = part
+                line_parts[key] = from_units(part_units, currency)
         net -= units
         applied.append(_applied(use, units, currency, line_parts))
     total = sum(per_line.values())

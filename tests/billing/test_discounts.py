@@ -166,3 +166,13 @@ def test_fixed_coupon_in_another_currency_is_refused() -> None:
 def test_duplicate_line_keys_are_refused() -> None:
     with pytest.raises(ValueError, match=r"^lines\[1\]\.key:"):
         apply_discounts([TotalsLine("1", "a", D("1.00")), TotalsLine("1", "b", D("2.00"))], [], "EUR")
+
+
+def test_equal_remainders_go_in_line_order_not_key_text_order() -> None:
+    """0.01 over two lines of 1.00: half a cent each; the cent goes to the line that comes first on the
+    invoice whatever its key ("10" before "2", then "2" before "10")."""
+    ten_first = [TotalsLine("10", "a", D("1.00")), TotalsLine("2", "a", D("1.00"))]
+    two_first = [TotalsLine("2", "a", D("1.00")), TotalsLine("10", "a", D("1.00"))]
+    coupon = [CouponUse(fixed("X", "0.01"))]
+    assert apply_discounts(ten_first, coupon, "EUR").line_discounts == {"10": D("0.01"), "2": D("0.00")}
+    assert apply_discounts(two_first, coupon, "EUR").line_discounts == {"2": D("0.01"), "10": D("0.00")}

@@ -233,6 +233,35 @@ def store_path(settings: Settings) -> str | None:
     return os.path.realpath(dsn.removeprefix("chdb://")) if dsn.startswith("chdb://") else None
 
 
+WRITER_SECRET_FILE = "clickhouse-writer.secret"  # under the data directory, mode 0600
+
+
+def writer_password(settings: Settings, create: bool = False) -> str | None:
+    """The password of the front's internal user `meterstream` (the one that may write): the configured
+    `clickhouse_http_password`, else the secret kept in the data directory (`WRITER_SECRET_FILE`, readable by
+    its owner only), which the sink creates when it starts the front (`create`), so that the close and other
+    tools of the same installation write through the front while the sink owns the store."""
+    if settings.clickhouse_http_password:
+        return settings.clickhouse_http_password
+    path = settings.home / WRITER_SECRET_FILE
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        if not create:
+            return None
+    import secrets
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_text().strip() or None
+    with os.fdopen(fd, "w") as f:
+        f.write(secret)
+    return secret
+
+
 def serve_front(settings: Settings) -> ClickHouseFront | None:
     """Start the front for the embedded store when configured; a port in use is logged, not fatal (the sink
     must keep inserting)."""
@@ -241,7 +270,7 @@ def serve_front(settings: Settings) -> ClickHouseFront | None:
         return None
     try:
         front = ClickHouseFront(path, settings.clickhouse_http_host, settings.clickhouse_http_port,
-                                settings.clickhouse_http_password)  # fmt: skip
+                                writer_password(settings, create=True))  # fmt: skip
     except OSError as exc:
         log.error("ClickHouse HTTP front not started on %s:%s: %s", settings.clickhouse_http_host,
                   settings.clickhouse_http_port, exc)  # fmt: skip
@@ -263,10 +292,17 @@ def front_answers(settings: Settings, timeout: float = 2.0) -> bool:
         return False
 
 
-def front_client(settings: Settings, **kwargs: Any):
-    """A clickhouse-connect client to the front of this store, or None when it does not answer."""
+def front_client(settings: Settings, writer: bool = False, **kwargs: Any):
+    """A clickhouse-connect client to the front of this store, or None when it does not answer. `writer`: as
+    the internal user `meterstream` (`writer_password`), which may write (the close while the sink runs);
+    None when this installation has no writer password."""
     if not front_answers(settings):
         return None
+    if writer:
+        password = writer_password(settings)
+        if password is None:
+            return None
+        kwargs = {"username": INTERNAL_USER, "password": password, **kwargs}
     import clickhouse_connect
 
     host = "127.0.0.1" if settings.clickhouse_http_host in ("0.0.0.0", "") else settings.clickhouse_http_host

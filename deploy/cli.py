@@ -68,6 +68,7 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
 
 def _close(args: argparse.Namespace, settings: Settings) -> int:
     from meterstream.aggregation.client import connect
+    from meterstream.aggregation.http_front import front_client
     from meterstream.ingest.producer import make_producer
     from meterstream.ingest.topics import Topics
     from meterstream.invoice_emitter.close import close_period
@@ -76,8 +77,10 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
 
     catalog = load_catalog(settings.catalog)
     producer = None if args.no_publish else make_producer(settings)
+    # embedded store: through the sink's ClickHouse HTTP front (as its internal writer) while the sink owns it
+    client = front_client(settings, writer=True) or connect(settings)
     result = close_period(
-        connect(settings),
+        client,
         settings.clickhouse_database,
         catalog,
         args.period,

@@ -48,3 +48,63 @@ def test_close_without_a_store_reports_the_customer_it_cannot_invoice_and_exits_
     assert doc["total"] == "10.00"  # (30 - 10) x 0.50
     assert not (out / "2026-10" / "t1" / "c2.json").exists()
     assert not (tmp_path / "home" / "meterstream.db").exists()  # the close did not create a store
+
+
+def test_close_writes_through_the_sinks_clickhouse_front_while_it_owns_the_embedded_store(tmp_path: Path) -> None:
+    """While the pipeline runs, the sink holds the embedded store (one process per path) and serves its HTTP
+    front: `meterstream close` reads and writes through it as the internal user, whose password the sink keeps
+    in the data directory (mode 0600). Here the front runs alone in a subprocess over the store, as the sink
+    would; the close runs in another one. t1/c1: 30 calls on plan basic = (30 - 10) x 0.50 = 10.00."""
+    import os
+    import stat
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from meterstream.aggregation.http_front import WRITER_SECRET_FILE, front_client, writer_password
+    from meterstream.deploy.ports import free_port
+
+    home, store, port = tmp_path / "home", tmp_path / "store", free_port()
+    settings = Settings(home=home, catalog=CATALOG, clickhouse_url=f"chdb://{store}", clickhouse_http_port=port,
+                        database_url=None)  # fmt: skip
+    assert writer_password(settings) is None  # nothing made yet
+    secret = writer_password(settings, create=True)  # what the sink does when it starts its front
+    assert secret and writer_password(settings) == secret  # kept: the same for every tool of this home
+    assert stat.S_IMODE((home / WRITER_SECRET_FILE).stat().st_mode) == 0o600
+    store.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
+    front = subprocess.Popen(
+        [sys.executable, "-m", "meterstream.aggregation.http_front", "--store", str(store), "--port", str(port)],
+        env={**env, "METERSTREAM_CLICKHOUSE_HTTP_PASSWORD": secret}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).read()
+                break
+            except OSError:
+                assert front.poll() is None and time.monotonic() < deadline, "front did not answer"
+                time.sleep(0.2)
+        writer = front_client(settings, writer=True)
+        assert writer is not None
+        create_schema(writer, "meterstream")
+        writer.insert("meterstream.rated_usage", [row("c1", "basic", "30")], column_names=list(RATED_COLUMNS))
+        out = tmp_path / "inv"
+        done = subprocess.run(
+            [sys.executable, "-m", "meterstream.deploy.cli", "close", "--period", "2026-10", "--out", str(out),
+             "--no-publish"],
+            env={**env, "METERSTREAM_HOME": str(home), "METERSTREAM_CATALOG": str(CATALOG),
+                 "METERSTREAM_CLICKHOUSE_URL": f"chdb://{store}", "METERSTREAM_CLICKHOUSE_HTTP_PORT": str(port)},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert orjson.loads((out / "2026-10" / "t1" / "c1.json").read_bytes())["total"] == "10.00"
+        # the close recorded the invoice in the store the front serves
+        reader = front_client(settings)
+        assert reader.query("SELECT count() FROM meterstream.invoices").result_rows == [(1,)]
+    finally:
+        front.terminate()
+        front.wait(30)

@@ -193,7 +193,9 @@ def create_credit_note(
             raise Invalid(
                 "amount",
                 f"{from_minor(total, invoice.currency)} {invoice.currency} is more than the invoice's remaining "
-                f"creditable amount {left} {invoice.currency}" if total > 0 else "nothing left to credit",
+                f"creditable amount {left} {invoice.currency}"
+                if total > 0
+                else "nothing left to credit",
             )
         due_before = int(invoice.amount_due_minor)
         credit = min(total, due_before)

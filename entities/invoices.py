@@ -417,7 +417,7 @@ def get(sf: sessionmaker, tenant: str, invoice_id: str) -> Invoice:
 def list_invoices(
     sf: sessionmaker, tenant: str, customer: str | None = None, status: str | None = None
 ) -> list[Invoice]:
-    """The tenant's invoices (optionally one customer's, one status), by issue date then number then id."""
+    """The tenant's invoices (optionally one customer's, one status), by issue date, number (drafts last), id."""
     if status is not None and status not in STATUSES:
         raise Invalid("status", f"one of {', '.join(STATUSES)} (got {status!r})")
     stmt = select(InvoiceRow).where(InvoiceRow.tenant == tenant)
@@ -426,7 +426,9 @@ def list_invoices(
     if status is not None:
         stmt = stmt.where(InvoiceRow.status == status)
     with sf() as s:
-        rows = s.scalars(stmt.order_by(InvoiceRow.issue_date, InvoiceRow.number, InvoiceRow.invoice_id)).all()
+        rows = s.scalars(
+            stmt.order_by(InvoiceRow.issue_date, InvoiceRow.number.asc().nulls_last(), InvoiceRow.invoice_id)
+        ).all()
         return [to_record(r) for r in rows]
 
 

@@ -91,6 +91,9 @@ class CustomerFields(_In):
     version: int | None = Field(
         None, ge=1, le=MAX_INT, description="Optimistic lock: the version you read (or send `If-Match`); stale -> 409."
     )
+    finalized_until: AwareDatetime | None = Field(
+        None, description="Read-only (what GET answered); accepted so a read document can be sent back, ignored."
+    )
 
     @field_validator("currency")
     @classmethod
@@ -109,7 +112,7 @@ class CustomerFields(_In):
         return name
 
     def to_doc(self, tenant: str, external_id: str) -> CustomerDoc:
-        data = self.model_dump(exclude={"version", "address", "external_id"})
+        data = self.model_dump(exclude={"version", "address", "external_id", "finalized_until"})
         address = msgspec.convert(self.address.model_dump(), Address) if self.address is not None else None
         return CustomerDoc(tenant=tenant, external_id=external_id, version=self.version or 0, address=address, **data)
 

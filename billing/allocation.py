@@ -12,9 +12,9 @@ negative amount (a credit) is split as its absolute value and negated, so credit
 Weights that are all zero (a flat fee on a line nobody used) split the amount equally among all parts,
 by the same rule (10.00 among three: 3.34, 3.33, 3.33).
 
-`apportion(exact, total)` is the core: whole numbers within one of given exact values that add up to a
-given total. Exact values are `fractions.Fraction` (rational, never float), amounts are integer minor
-units; results are converted back to Decimal at the minor unit of the currency.
+`apportion(numerators, denominator, total)` is the core: whole numbers within one of given exact values that add up to a
+given total. Exact values are rationals held as integers over a common denominator (never floats), amounts
+are integer minor units; results are converted back to Decimal at the minor unit of the currency.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
-from math import floor
 
 from meterstream.rating.money import EXACT, minor_units, to_decimal
 
@@ -36,6 +34,7 @@ __all__ = [
     "split_units",
     "subject_shares",
     "to_units",
+    "whole_weights",
 ]
 
 
@@ -51,10 +50,11 @@ class SubjectShare:
 def to_units(amount: Decimal | int | str, currency: str, field: str = "amount") -> int:
     """`amount` in whole minor units of `currency` (12.34 EUR -> 1234); ValueError if it is not a whole number
     of minor units (round it first: the split divides a rounded amount, it does not round it)."""
-    scaled = to_decimal(amount).scaleb(minor_units(currency), context=EXACT)
-    if scaled != scaled.to_integral_value():
+    numerator, denominator = to_decimal(amount).as_integer_ratio()
+    units, rest = divmod(numerator * 10 ** minor_units(currency), denominator)
+    if rest:
         raise ValueError(f"{field}: {amount} is not a whole number of {currency} minor units; round it first")
-    return int(scaled)
+    return units
 
 
 def from_units(units: int, currency: str) -> Decimal:
@@ -62,27 +62,36 @@ def from_units(units: int, currency: str) -> Decimal:
     return Decimal(units).scaleb(-minor_units(currency), context=EXACT)
 
 
-def round_half_away(value: Fraction) -> int:
-    """The nearest whole number, a half rounded away from zero (the rounding of `rating.money.round_money`)."""
-    magnitude = floor(abs(value) + Fraction(1, 2))
-    return -magnitude if value < 0 else magnitude
+def round_half_away(numerator: int, denominator: int) -> int:
+    """numerator / denominator (denominator > 0) to the nearest whole number, a half away from zero (the
+    rounding of `rating.money.round_money`), in integers."""
+    magnitude = (2 * abs(numerator) + denominator) // (2 * denominator)
+    return -magnitude if numerator < 0 else magnitude
 
 
-def apportion(exact: Sequence[Fraction], total: int) -> list[int]:
-    """Whole numbers n_i with sum(n_i) == total and floor(x_i) <= n_i <= floor(x_i) + 1 (so |n_i - x_i| < 1).
+def apportion(numerators: Sequence[int], denominator: int, total: int) -> list[int]:
+    """Whole numbers n_i with sum(n_i) == total and floor(x_i) <= n_i <= floor(x_i) + 1 (so |n_i - x_i| < 1),
+    for the exact values x_i = numerators[i] / denominator (denominator > 0: exact rationals in integers).
 
     Each n_i starts at floor(x_i); the `total - sum(floor)` units left go one each to the largest
-    fractional parts x_i - floor(x_i), equal parts in index order (earlier first). A value with no
-    fractional part never gets one. `total` must lie within what that allows: round(sum(x_i)) always
-    does, and so does sum(x_i) when it is whole (ValueError otherwise).
+    fractional parts, equal parts in index order (earlier first). A value with no fractional part never
+    gets one. `total` must lie within what that allows: round(sum(x_i)) always does, and so does sum(x_i)
+    when it is whole (ValueError otherwise).
     """
-    floors = [floor(x) for x in exact]
+    if denominator <= 0:
+        raise ValueError(f"denominator: must be positive, got {denominator}")
+    floors = [n // denominator for n in numerators]
+    remainders = [n % denominator for n in numerators]
     left = total - sum(floors)
-    candidates = sorted((i for i, x in enumerate(exact) if x != floors[i]), key=lambda i: (floors[i] - exact[i], i))
-    if not 0 <= left <= len(candidates):
-        raise ValueError(f"total: {total} cannot be apportioned within one unit of values summing to {sum(exact)}")
-    for i in candidates[:left]:
-        floors[i] += 1
+    if left:
+        candidates = sorted((i for i, r in enumerate(remainders) if r), key=lambda i: (-remainders[i], i))
+        if not 0 <= left <= len(candidates):
+            raise ValueError(
+                f"total: {total} cannot be apportioned within one unit of values summing to "
+                f"{sum(numerators)}/{denominator}"
+            )
+        for i in candidates[:left]:
+            floors[i] += 1
     return floors
 
 
@@ -95,28 +104,35 @@ def split(amount: Decimal | int | str, weights: Mapping[str, Decimal | int | str
     """
     units = to_units(amount, currency)
     keys = sorted(weights)
-    values: list[Fraction] = []
+    values: list[Decimal] = []
     for key in keys:
         weight = to_decimal(weights[key])
         if weight < 0:
             raise ValueError(f"weights[{key}]: must not be negative, got {weight}")
-        values.append(Fraction(weight))
+        values.append(weight)
     if not keys and units:
         raise ValueError(f"weights: no parts to split {amount} {currency} among")
-    shares = split_units(units, values)
+    shares = split_units(units, whole_weights(values))
     return {key: from_units(share, currency) for key, share in zip(keys, shares, strict=True)}
 
 
-def split_units(units: int, weights: Sequence[Fraction]) -> list[int]:
-    """`units` (whole minor units) divided in proportion to `weights` (non-negative), ties in the order given:
-    the rule of `split` for callers that keep their own order (a discount among lines in line order)."""
+def whole_weights(values: Sequence[Decimal]) -> list[int]:
+    """Decimal weights as integers in the same proportions (all scaled by 10^k, k their most decimals)."""
+    digits = max((-v.as_tuple().exponent for v in values if v), default=0)  # type: ignore[operator]
+    scale = max(digits, 0)
+    return [int(v.scaleb(scale, context=EXACT)) for v in values]
+
+
+def split_units(units: int, weights: Sequence[int]) -> list[int]:
+    """`units` (whole minor units) divided in proportion to integer `weights` (non-negative), ties in the order
+    given: the rule of `split`, for callers that keep their own order (a discount among lines in line order)."""
     if not weights:
         return []
     if not any(weights):  # a flat amount nobody used: equal parts
-        weights = [Fraction(1)] * len(weights)
-    whole = sum(weights, Fraction(0))
+        weights = [1] * len(weights)
+    whole = sum(weights)
     magnitude = abs(units)
-    shares = apportion([magnitude * w / whole for w in weights], magnitude)
+    shares = apportion([magnitude * w for w in weights], whole, magnitude)
     return [-share for share in shares] if units < 0 else shares
 
 

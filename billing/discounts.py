@@ -28,17 +28,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from fractions import Fraction
 from typing import Literal, Protocol
 
 from meterstream.billing.allocation import from_units, round_half_away, split_units, to_units
 from meterstream.rating.money import EXACT, minor_units, to_decimal
 
-__all__ = ["Coupon", "CouponUse", "DiscountApplied", "DiscountResult", "apply_discounts", "is_active"]
+__all__ = ["Coupon", "CouponUse", "DiscountApplied", "DiscountResult", "apply_discounts", "discount_units", "is_active"]
 
 DiscountKind = Literal["percentage", "fixed"]
 Duration = Literal["once", "repeating", "forever"]
-_HUNDRED = Fraction(100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,16 +174,31 @@ def apply_discounts(lines: Sequence[DiscountableLine], uses: Sequence[CouponUse]
     docstring. ValueError naming the field: a fixed coupon in another currency (`coupons[i].currency`),
     duplicate line keys (`lines[i].key`).
     """
+    amounts = [to_units(line.amount, currency, f"lines[{i}].amount") for i, line in enumerate(lines)]
+    applied, per_line = discount_units(lines, amounts, uses, currency)
+    return DiscountResult(
+        discounts=applied,
+        line_discounts={k: from_units(v, currency) for k, v in per_line.items()},
+        discount_total=from_units(sum(per_line.values()), currency),
+    )
+
+
+def discount_units(
+    lines: Sequence[DiscountableLine], amounts: Sequence[int], uses: Sequence[CouponUse], currency: str
+) -> tuple[list[DiscountApplied], dict[str, int]]:
+    """`apply_discounts` on amounts already in minor units (`amounts[i]` is lines[i]'s): the discounts, and
+    each line's discount in minor units (line key -> units, every line, in line order)."""
     left: dict[str, int] = {}
     codes: dict[str, str] = {}
-    net = 0  # the running subtotal in minor units (negative lines included)
     for i, line in enumerate(lines):
         if line.key in left:
             raise ValueError(f"lines[{i}].key: duplicate line key {line.key!r}")
-        units = to_units(line.amount, currency, f"lines[{i}].amount")
-        left[line.key] = max(units, 0)
+        left[line.key] = max(amounts[i], 0)
         codes[line.key] = line.code
-        net += units
+    per_line: dict[str, int] = dict.fromkeys(left, 0)
+    if not uses:
+        return [], per_line
+    net = sum(amounts)  # the running subtotal in minor units (negative lines included)
     for i, use in enumerate(uses):
         if use.coupon.kind == "fixed" and use.coupon.currency != currency:
             raise ValueError(f"coupons[{i}].currency: {use.coupon.currency} coupon on a {currency} invoice")
@@ -194,7 +207,6 @@ def apply_discounts(lines: Sequence[DiscountableLine], uses: Sequence[CouponUse]
         u for u in active if u.coupon.applies_to is None
     ]
     applied: list[DiscountApplied] = []
-    per_line: dict[str, int] = dict.fromkeys(left, 0)
     for use in ordered:
         coupon = use.coupon
         eligible = {
@@ -203,13 +215,14 @@ def apply_discounts(lines: Sequence[DiscountableLine], uses: Sequence[CouponUse]
         base = sum(eligible.values())
         if coupon.kind == "percentage":
             assert coupon.percent_off is not None
-            wanted = round_half_away(base * Fraction(coupon.percent_off) / _HUNDRED)
+            numerator, denominator = coupon.percent_off.as_integer_ratio()
+            wanted = round_half_away(base * numerator, denominator * 100)
         else:
             offered = coupon.amount_off if use.amount_remaining is None else use.amount_remaining
             assert offered is not None
             wanted = to_units(offered, currency)
         units = max(0, min(wanted, base, net))
-        parts = split_units(units, [Fraction(v) for v in eligible.values()])
+        parts = split_units(units, list(eligible.values()))
         line_parts: dict[str, Decimal] = {}
         for key, part_units in zip(eligible, parts, strict=True):
             left[key] -= part_units
@@ -218,12 +231,7 @@ def apply_discounts(lines: Sequence[DiscountableLine], uses: Sequence[CouponUse]
                 line_parts[key] = from_units(part_units, currency)
         net -= units
         applied.append(_applied(use, units, currency, line_parts))
-    total = sum(per_line.values())
-    return DiscountResult(
-        discounts=applied,
-        line_discounts={k: from_units(v, currency) for k, v in per_line.items()},
-        discount_total=from_units(total, currency),
-    )
+    return applied, per_line
 
 
 def _applied(use: CouponUse, units: int, currency: str, line_parts: dict[str, Decimal]) -> DiscountApplied:

@@ -30,14 +30,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any, Literal
 
 from stdnum.eu import vat as eu_vat
 
 from meterstream.billing.allocation import apportion, from_units, round_half_away, to_units
 from meterstream.billing.tax_rates import EU_MEMBER_STATES, EU_STANDARD_VAT, ISO_COUNTRIES
-from meterstream.rating.money import ZERO, minor_units, to_decimal
+from meterstream.rating.money import ZERO, to_decimal
 from meterstream.schemas.entities import CustomerDoc
 
 __all__ = [
@@ -52,6 +51,7 @@ __all__ = [
     "TaxTotal",
     "buyer_of",
     "determine",
+    "tax_in_units",
     "tax_totals",
     "valid_country",
 ]
@@ -286,21 +286,35 @@ def tax_totals(
     """Per-line tax and the breakdown by rate for `lines` = (key, taxable amount, decision), taxable amounts
     in whole minor units. Groups (category, rate, reverse charge, mention) in order of first appearance;
     rounding rule in the module docstring."""
-    minor_units(currency)
+    units = [to_units(taxable, currency, f"lines[{i}].taxable_amount") for i, (_k, taxable, _d) in enumerate(lines)]
+    keys = [key for key, _taxable, _decision in lines]
+    decisions = [decision for _key, _taxable, decision in lines]
+    tax_units, totals = tax_in_units(keys, units, decisions, currency)
+    line_taxes = [
+        LineTax(key, from_units(units[i], currency), decisions[i].rate, from_units(tax_units[i], currency))
+        for i, key in enumerate(keys)
+    ]
+    return line_taxes, totals
+
+
+def tax_in_units(
+    keys: Sequence[str], units: Sequence[int], decisions: Sequence[TaxDecision], currency: str
+) -> tuple[list[int], list[TaxTotal]]:
+    """`tax_totals` on taxable amounts already in minor units: each line's tax in minor units, and the
+    breakdown by rate."""
     groups: dict[tuple[str, Decimal, bool, str | None], list[int]] = {}
-    units: list[int] = []
-    for i, (_key, taxable, decision) in enumerate(lines):
-        units.append(to_units(taxable, currency, f"lines[{i}].taxable_amount"))
+    for i, decision in enumerate(decisions):
         group = (decision.category, decision.rate, decision.reverse_charge, decision.mention)
         groups.setdefault(group, []).append(i)
-    tax_units = [0] * len(lines)
+    tax_units = [0] * len(units)
     totals: list[TaxTotal] = []
     for (category, rate, reverse_charge, mention), members in groups.items():
-        exact = [units[i] * Fraction(rate) for i in members]
-        group_tax = round_half_away(sum(exact, Fraction(0)))
-        for i, share in zip(members, apportion(exact, group_tax), strict=True):
+        numerator, denominator = rate.as_integer_ratio()  # exact: rate = numerator / denominator
+        exact = [units[i] * numerator for i in members]  # each line's exact tax, over `denominator`
+        group_tax = round_half_away(sum(exact), denominator)
+        for i, share in zip(members, apportion(exact, denominator, group_tax), strict=True):
             tax_units[i] = share
-        codes = {lines[i][2].tax_code for i in members}
+        codes = {decisions[i].tax_code for i in members}
         totals.append(
             TaxTotal(
                 rate=rate,
@@ -310,11 +324,7 @@ def tax_totals(
                 reverse_charge=reverse_charge,
                 mention=mention,
                 category=category,  # type: ignore[arg-type]
-                line_keys=[lines[i][0] for i in members],
+                line_keys=[keys[i] for i in members],
             )
         )
-    line_taxes = [
-        LineTax(key, from_units(units[i], currency), decision.rate, from_units(tax_units[i], currency))
-        for i, (key, _taxable, decision) in enumerate(lines)
-    ]
-    return line_taxes, totals
+    return tax_units, totals

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from meterstream.billing.allocation import from_units, to_units
-from meterstream.billing.discounts import CouponUse, DiscountApplied, apply_discounts
-from meterstream.billing.taxes import Buyer, Category, Seller, TaxDecision, TaxTable, TaxTotal, determine, tax_totals
+from meterstream.billing.discounts import CouponUse, DiscountApplied, discount_units
+from meterstream.billing.taxes import Buyer, Category, Seller, TaxDecision, TaxTable, TaxTotal, determine, tax_in_units
 
 __all__ = ["InvoiceTotals", "LineTotals", "TotalsLine", "invoice_totals"]
 
@@ -74,34 +74,36 @@ def invoice_totals(
     """The document totals of one invoice (steps: module docstring). ValueError naming the field for a
     duplicate line key, an amount that is not whole minor units, a coupon in another currency, a tax code
     the buyer's jurisdiction has no rate for, an invalid buyer VAT number."""
-    subtotal = sum((to_units(line.amount, currency, f"lines[{i}].amount") for i, line in enumerate(lines)), 0)
-    discounted = apply_discounts(lines, coupons, currency)
+    amounts = [to_units(line.amount, currency, f"lines[{i}].amount") for i, line in enumerate(lines)]
+    applied, discount_of = discount_units(lines, amounts, coupons, currency)
     decisions: dict[str | None, TaxDecision] = {}
-    taxed: list[tuple[str, Decimal, TaxDecision]] = []
+    line_decisions: list[TaxDecision] = []
     for line in lines:
         decision = decisions.get(line.tax_code)
         if decision is None:
             decision = decisions[line.tax_code] = determine(seller, buyer, line.tax_code, table)
-        taxable = from_units(
-            to_units(line.amount, currency) - to_units(discounted.line_discounts[line.key], currency), currency
-        )
-        taxed.append((line.key, taxable, decision))
-    line_taxes, taxes = tax_totals(taxed, currency)
+        line_decisions.append(decision)
+    keys = [line.key for line in lines]
+    taxable = [units - discount_of[key] for units, key in zip(amounts, keys, strict=True)]
+    tax_of, taxes = tax_in_units(keys, taxable, line_decisions, currency)
     out_lines = [
         LineTotals(
             key=line.key,
-            amount=from_units(to_units(line.amount, currency), currency),
-            discount_amount=discounted.line_discounts[line.key],
-            taxable_amount=tax.taxable_amount,
+            amount=from_units(units, currency),
+            discount_amount=from_units(discount_of[line.key], currency),
+            taxable_amount=from_units(taxable_units, currency),
             tax_code=line.tax_code,
-            tax_rate=tax.tax_rate,
-            tax_amount=tax.tax_amount,
+            tax_rate=decision.rate,
+            tax_amount=from_units(tax_units, currency),
             tax_category=decision.category,
         )
-        for line, tax, (_key, _taxable, decision) in zip(lines, line_taxes, taxed, strict=True)
+        for line, units, taxable_units, tax_units, decision in zip(
+            lines, amounts, taxable, tax_of, line_decisions, strict=True
+        )
     ]
-    discount_units = to_units(discounted.discount_total, currency)
-    tax_units = sum((to_units(t.tax_amount, currency) for t in line_taxes), 0)
+    subtotal = sum(amounts)
+    discount_total = sum(discount_of.values())
+    tax_total = sum(tax_of)
     mentions: list[str] = []
     for total in taxes:
         if total.mention and total.mention not in mentions:
@@ -109,11 +111,11 @@ def invoice_totals(
     return InvoiceTotals(
         currency=currency,
         lines=out_lines,
-        discounts=discounted.discounts,
+        discounts=applied,
         taxes=taxes,
         subtotal=from_units(subtotal, currency),
-        discount_total=from_units(discount_units, currency),
-        tax_total=from_units(tax_units, currency),
-        total=from_units(subtotal - discount_units + tax_units, currency),
+        discount_total=from_units(discount_total, currency),
+        tax_total=from_units(tax_total, currency),
+        total=from_units(subtotal - discount_total + tax_total, currency),
         legal_mentions=mentions,
     )

@@ -102,13 +102,15 @@ def test_nothing_to_split_among_nobody() -> None:
 
 
 def test_round_half_away_from_zero() -> None:
-    assert [round_half_away(Fraction(n, 2)) for n in (-3, -1, 1, 3, 5)] == [-2, -1, 1, 2, 3]
+    """-1.5 -> -2, -0.5 -> -1, 0.5 -> 1, 1.5 -> 2, 2.5 -> 3; 0.4 -> 0, -0.6 -> -1 (over 5: 2/5, -3/5)."""
+    assert [round_half_away(n, 2) for n in (-3, -1, 1, 3, 5)] == [-2, -1, 1, 2, 3]
+    assert (round_half_away(2, 5), round_half_away(-3, 5)) == (0, -1)
 
 
 def test_apportion_refuses_a_total_out_of_reach() -> None:
     """0.5 + 0.5 can become 0, 1 or 2 in whole units with each within one; 3 cannot."""
     with pytest.raises(ValueError, match=r"^total:"):
-        apportion([Fraction(1, 2), Fraction(1, 2)], 3)
+        apportion([1, 1], 2, 3)
 
 
 cents = st.integers(min_value=-10**12, max_value=10**12)

@@ -185,3 +185,48 @@ def test_the_invoice_identity_holds_to_the_cent(
         assert sum(x.taxable_amount for x in totals.lines if x.key in tax.line_keys) == tax.taxable_amount
     for line in totals.lines:  # each line's tax is within one cent of its exact tax
         assert abs(line.tax_amount - line.tax_rate * line.taxable_amount) < D("0.01")
+
+
+def test_the_invoice_document_takes_the_results_one_to_one() -> None:
+    """The contract with schemas/invoice.py: the document's discount, tax-total and per-subject structs are
+    built from these dataclasses by field name alone, and a line's discount and tax fields have the same
+    names. By hand: 180.00 + 50.00 = 230.00, coupon 25.00 -> taxable 205.00; 205.00 x 0.0725 = 14.8625 -> 14.86."""
+    import dataclasses
+
+    import msgspec
+
+    from meterstream.billing.allocation import subject_shares
+    from meterstream.schemas import invoice
+
+    totals = invoice_totals(
+        [TotalsLine("1", "api_calls", D("180.00")), TotalsLine("2", "base", D("50.00"))],
+        "USD",
+        seller=SELLER,
+        buyer=Buyer("US"),
+        table=TABLE,
+        coupons=[CouponUse(Coupon("WELCOME25", "fixed", amount_off=D("25.00"), currency="USD"))],
+    )
+
+    def copy(source: object, target: type) -> object:
+        names = {f.name for f in msgspec.structs.fields(target)}
+        return target(**{k: v for k, v in dataclasses.asdict(source).items() if k in names})  # type: ignore[call-overload]
+
+    discount = copy(totals.discounts[0], invoice.Discount)
+    tax = copy(totals.taxes[0], invoice.TaxTotal)
+    share = copy(subject_shares(D("50.00"), {"u1": 1}, "USD")[0], invoice.SubjectShare)
+    assert (discount.code, discount.amount) == ("WELCOME25", D("25.00"))  # type: ignore[attr-defined]
+    assert (tax.rate, tax.taxable_amount, tax.tax_amount, tax.category) == (  # type: ignore[attr-defined]
+        D("0.0725"),
+        D("205.00"),
+        D("14.86"),
+        "S",
+    )
+    assert (share.subject, share.amount) == ("u1", D("50.00"))  # type: ignore[attr-defined]
+    line_fields = {f.name for f in msgspec.structs.fields(invoice.InvoiceLine)}
+    assert {"discount_amount", "tax_code", "tax_rate", "tax_amount", "tax_category"} <= line_fields
+    assert {"discount_amount", "tax_code", "tax_rate", "tax_amount", "tax_category"} <= {
+        f.name for f in dataclasses.fields(totals.lines[0])
+    }
+    document = {"subtotal", "discount_total", "tax_total", "total", "discounts", "taxes", "legal_mentions"}
+    assert document <= {f.name for f in msgspec.structs.fields(invoice.InvoiceDoc)}
+    assert document <= {f.name for f in dataclasses.fields(totals)}

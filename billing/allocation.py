@@ -1,7 +1,7 @@
 """Fair shares of one amount, in whole minor units, that add up exactly (largest-remainder method). Pure.
 
 `split(amount, weights, currency)` divides a rounded amount among named parts in proportion to their
-weights (a line among its subjects by quantity, a discount among lines by amount): each part gets the
+weights (a line among its subjects by quantity): each part gets the
 floor of its exact proportion in minor units, and the minor units left over go one each to the parts
 with the largest remainders. So the shares add up to the amount exactly, each share is within one minor
 unit of its exact proportion (floor or floor + 1), a part of weight 0 gets 0, and the shares of a
@@ -12,9 +12,11 @@ negative amount (a credit) is split as its absolute value and negated, so credit
 Weights that are all zero (a flat fee on a line nobody used) split the amount equally among all parts,
 by the same rule (10.00 among three: 3.34, 3.33, 3.33).
 
-`apportion(numerators, denominator, total)` is the core: whole numbers within one of given exact values that add up to a
-given total. Exact values are rationals held as integers over a common denominator (never floats), amounts
-are integer minor units; results are converted back to Decimal at the minor unit of the currency.
+`split_units(units, weights)` is the same rule in minor units with ties in the caller's order (a discount
+among invoice lines, in line order). `apportion(numerators, denominator, total)` is the core: whole numbers
+within one of given exact values that add up to a given total. Exact values are rationals held as
+integers over a common denominator (never floats), amounts are integer minor units; results are converted
+back to Decimal at the minor unit of the currency.
 """
 
 from __future__ import annotations

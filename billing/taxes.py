@@ -18,11 +18,12 @@ Determination (`determine`), for a seller, a buyer and a line's tax code, in thi
    when the seller is in the EU.
 Unknown tax codes for the jurisdiction and unknown countries are ValueErrors naming the field.
 
-Rounding (`tax_totals`): ONE rule. Lines are grouped by tax (category, rate, mention); a group's tax is
-rate x (the sum of its taxable amounts), rounded once to the currency's minor unit, half away from zero
-(EN 16931 BR-S-08/09: VAT category tax amount = taxable amount x rate). Each line's tax is its share of
-the group's tax by largest remainder: floor or ceil of its exact rate x taxable, adding up to the group's
-tax exactly. So the tax totals by rate are what a reader computes from the breakdown, and the lines add up.
+Rounding (`tax_totals`): ONE rule. Lines are grouped by tax (category, rate, reverse charge, mention); a
+group's tax is rate x (the sum of its taxable amounts), rounded once to the currency's minor unit, half
+away from zero (EN 16931 BR-S-08, BR-S-09, BR-CO-17: VAT category tax amount = taxable amount x rate).
+Each line's tax is its share of the group's tax by largest remainder: floor or ceil of its exact
+rate x taxable, adding up to the group's tax exactly. So the tax totals by rate are what a reader computes
+from the breakdown, and the lines add up.
 """
 
 from __future__ import annotations

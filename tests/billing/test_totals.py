@@ -209,7 +209,8 @@ def test_the_invoice_document_takes_the_results_one_to_one() -> None:
 
     def copy(source: object, target: type) -> object:
         names = {f.name for f in msgspec.structs.fields(target)}
-        return target(**{k: v for k, v in dataclasses.asdict(source).items() if k in names})  # type: ignore[call-overload]
+        values = dataclasses.asdict(source)  # type: ignore[call-overload]
+        return target(**{k: v for k, v in values.items() if k in names})
 
     discount = copy(totals.discounts[0], invoice.Discount)
     tax = copy(totals.taxes[0], invoice.TaxTotal)

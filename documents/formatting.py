@@ -18,10 +18,11 @@ from babel.numbers import format_currency, format_decimal, format_percent
 
 from meterstream.schemas.invoice import Address, InvoiceDoc, Party
 
-__all__ = ["DEFAULT_LOCALE", "Formatter", "choose_locale"]
+__all__ = ["DEFAULT_LOCALE", "Formatter", "choose_locale", "formatter_for"]
 
 DEFAULT_LOCALE = "en"
 _TICK = timedelta(microseconds=1)
+_CITY_STATE_POSTAL = {"US", "CA", "AU"}  # countries whose postal line is "City, ST 12345"
 
 
 def _parse(tag: str) -> Locale | None:
@@ -98,8 +99,13 @@ class Formatter:
         """Postal lines: street lines, postal code and city, state, country name in the document's language."""
         if address is None:
             return []
-        city = " ".join(x for x in (address.postal_code, address.city) if x)
-        lines = [address.line1, address.line2, city, address.state, self.country(address.country)]
+        if (address.country or "").upper() in _CITY_STATE_POSTAL:  # Austin, TX 78701
+            city = ", ".join(x for x in (address.city, " ".join(y for y in (address.state, address.postal_code) if y))
+                             if x)  # fmt: skip
+            lines = [address.line1, address.line2, city, self.country(address.country)]
+        else:  # 20457 Hamburg
+            city = " ".join(x for x in (address.postal_code, address.city) if x)
+            lines = [address.line1, address.line2, city, address.state, self.country(address.country)]
         return [x for x in lines if x]
 
 

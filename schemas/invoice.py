@@ -224,7 +224,7 @@ def json_schema() -> dict[str, Any]:
     schema = msgspec.json.schema(InvoiceDoc)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://meterstream.dev/schemas/invoice.v2.schema.json",
+        "$id": "urn:meterstream:schema:invoice:2",
         "title": "Meterstream invoice document, version 2",
         **schema,
     }

@@ -23,6 +23,7 @@ def test_en_us_amounts_and_dates() -> None:
     # the billing period and the lines' (local days, the end instant exclusive); CLDR puts thin spaces around –
     assert "Nov 1\u2009–\u200930, 2026" in html
     assert '<html lang="en">' in html
+    assert "Austin, TX 78701" in html and "United States" in html  # the issuer's US postal line
 
 
 def test_de_de_amounts_and_dates() -> None:

@@ -44,6 +44,15 @@ def test_png_preview_has_a4_proportions_and_ink(example_doc: InvoiceDoc) -> None
     assert len(png) < 300_000
 
 
+def test_draft_page_is_white_with_a_light_watermark() -> None:
+    png = pdf_to_png(render_pdf(sales_tax_doc(status="draft")), dpi=40)
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    # an empty spot of the page body (left, low): white, not the status badge's colour
+    assert image.getpixel((int(image.width * 0.12), int(image.height * 0.85))) == (255, 255, 255)
+    reds = sum(1 for r, g, b in image.getdata() if r > 200 and g < 235 and b < 235 and r - g > 10)
+    assert reds > 100  # the DRAFT watermark is there
+
+
 def test_many_lines_flow_onto_more_pages() -> None:
     """60 lines of 1.00 each: subtotal 60.00, tax 60 x 0.07 (0.0725 x 1.00 = 0.0725 -> 0.07) = 4.20."""
     base = sales_tax_doc()

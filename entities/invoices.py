@@ -264,7 +264,10 @@ def locked(s: Session, tenant: str, invoice_id: str) -> InvoiceRow:
     """The invoice row, locked until the transaction ends (FOR UPDATE; a no-op on SQLite, which holds the
     database write lock already). NotFound when the tenant has no such invoice."""
     row = s.scalar(
-        select(InvoiceRow).where(InvoiceRow.tenant == tenant, InvoiceRow.invoice_id == invoice_id).with_for_update()
+        select(InvoiceRow)
+        .where(InvoiceRow.tenant == tenant, InvoiceRow.invoice_id == invoice_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # the caller's session may hold an older copy
     )
     if row is None:
         raise NotFound(f"no invoice {invoice_id!r} for tenant {tenant!r}")
@@ -285,10 +288,34 @@ def upsert_draft(
     document: bytes | str,
     amount_due: Decimal | int | str | None = None,
 ) -> Invoice:
+    """`upsert_draft_in` in a transaction of its own."""
+    with sf.begin() as s:
+        return upsert_draft_in(
+            s, tenant=tenant, invoice_id=invoice_id, customer=customer, period=period, currency=currency,
+            total=total, issue_date=issue_date, due_date=due_date, document=document, amount_due=amount_due,
+        )  # fmt: skip
+
+
+def upsert_draft_in(
+    s: Session,
+    *,
+    tenant: str,
+    invoice_id: str,
+    customer: str,
+    period: str,
+    currency: str,
+    total: Decimal | int | str,
+    issue_date: date,
+    due_date: date,
+    document: bytes | str,
+    amount_due: Decimal | int | str | None = None,
+) -> Invoice:
     """Create the draft, or replace it as usage arrives (same `invoice_id`). `amount_due` defaults to `total`
     (less when prepaid credits were applied in the document). A finalized (or voided) invoice is never changed:
     `Conflict("status")`. The customer and currency of an existing draft may not change (`Conflict` naming
-    them): a draft id belongs to one customer's invoice."""
+    them): a draft id belongs to one customer's invoice. Runs in the caller's transaction (`s`); two concurrent
+    first upserts of one id both succeed, one after the other (INSERT ... ON CONFLICT DO NOTHING, then the
+    row is locked)."""
     text("tenant", tenant, 128)
     text("invoice_id", invoice_id, 256)
     text("customer", customer, 256)
@@ -304,29 +331,26 @@ def upsert_draft(
         raise Invalid("due_date", f"{due_date} is before issue_date {issue_date}")
     doc = _document(document)
     now = datetime.now(UTC)
-    with sf.begin() as s:
-        numbering.lock_for_write(s)
-        row = s.scalar(
-            select(InvoiceRow).where(InvoiceRow.tenant == tenant, InvoiceRow.invoice_id == invoice_id).with_for_update()
-        )
-        if row is None:
-            row = InvoiceRow(
-                tenant=tenant, invoice_id=invoice_id, status=DRAFT, credited_minor=0, paid_minor=0,
-                version=0, created_at=now,
-            )  # fmt: skip
-            s.add(row)
-        elif row.status != DRAFT:
-            raise Conflict("status", f"invoice {invoice_id!r} is {row.status}: only a draft can be replaced")
-        elif row.customer != customer:
-            raise Conflict("customer", f"draft {invoice_id!r} belongs to customer {row.customer!r}, not {customer!r}")
-        elif row.currency != currency:
-            raise Conflict("currency", f"draft {invoice_id!r} is in {row.currency}, not {currency}")
-        row.customer, row.period, row.currency = customer, period, currency
-        row.total_minor, row.billed_minor, row.amount_due_minor = total_minor, billed_minor, billed_minor
-        row.issue_date, row.due_date, row.document = issue_date, due_date, doc
-        row.version, row.updated_at = int(row.version) + 1, now
-        s.flush()
-        return to_record(row)
+    numbering.lock_for_write(s)
+    numbering.insert_ignore(
+        s, InvoiceRow, tenant=tenant, invoice_id=invoice_id, customer=customer, period=period, currency=currency,
+        status=DRAFT, total_minor=total_minor, billed_minor=billed_minor, credited_minor=0, paid_minor=0,
+        amount_due_minor=billed_minor, issue_date=issue_date, due_date=due_date, document=doc, version=0,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    row = locked(s, tenant, invoice_id)
+    if row.status != DRAFT:
+        raise Conflict("status", f"invoice {invoice_id!r} is {row.status}: only a draft can be replaced")
+    if row.customer != customer:
+        raise Conflict("customer", f"draft {invoice_id!r} belongs to customer {row.customer!r}, not {customer!r}")
+    if row.currency != currency:
+        raise Conflict("currency", f"draft {invoice_id!r} is in {row.currency}, not {currency}")
+    row.period = period
+    row.total_minor, row.billed_minor, row.amount_due_minor = total_minor, billed_minor, billed_minor
+    row.issue_date, row.due_date, row.document = issue_date, due_date, doc
+    row.version, row.updated_at = int(row.version) + 1, now
+    s.flush()
+    return to_record(row)
 
 
 def stamp_document(document: str, number: str) -> str:
@@ -478,5 +502,6 @@ __all__ = [
     "stamp_document",
     "to_minor",
     "upsert_draft",
+    "upsert_draft_in",
     "void",
 ]

@@ -105,7 +105,9 @@ def format_number(prefix: str, series: str, year: int, seq: int, template: str |
     return fmt.format(prefix=prefix, series=series, year=year, seq=seq)
 
 
-def _insert_counter(s: Session, tenant: str, issuer: str, series: str, year: int) -> None:
+def insert_ignore(s: Session, model: type[Base], **values: object) -> None:
+    """`INSERT ... ON CONFLICT DO NOTHING` of one row (SQLite and PostgreSQL): creates a row unless a row with
+    the same key exists or is being created by a concurrent transaction (which it then waits for)."""
     dialect = s.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -113,8 +115,7 @@ def _insert_counter(s: Session, tenant: str, issuer: str, series: str, year: int
         from sqlalchemy.dialects.sqlite import insert
     else:  # pragma: no cover - the store supports SQLite and PostgreSQL
         raise RuntimeError(f"invoice numbering supports SQLite and PostgreSQL, not {dialect}")
-    values = {"tenant": tenant, "issuer": issuer, "series": series, "year": year, "last": 0}
-    s.execute(insert(InvoiceNumberRow).values(**values, updated_at=datetime.now(UTC)).on_conflict_do_nothing())
+    s.execute(insert(model).values(**values).on_conflict_do_nothing())
 
 
 def allocate(s: Session, tenant: str, issuer: str, series: str, year: int, template: str | None = None) -> Allocated:
@@ -132,7 +133,8 @@ def allocate(s: Session, tenant: str, issuer: str, series: str, year: int, templ
         InvoiceNumberRow.series == series,
         InvoiceNumberRow.year == year,
     )
-    _insert_counter(s, tenant, issuer, series, year)
+    now = datetime.now(UTC)
+    insert_ignore(s, InvoiceNumberRow, tenant=tenant, issuer=issuer, series=series, year=year, last=0, updated_at=now)
     s.execute(update(InvoiceNumberRow).where(*key).values(last=InvoiceNumberRow.last + 1, updated_at=datetime.now(UTC)))
     seq = int(s.scalar(select(InvoiceNumberRow.last).where(*key)))
     return Allocated(format_number(issuer, series, year, seq, template), seq, issuer, series, year)
@@ -162,6 +164,7 @@ __all__ = [
     "allocate",
     "check_code",
     "format_number",
+    "insert_ignore",
     "last_number",
     "lock_for_write",
 ]

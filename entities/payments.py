@@ -127,6 +127,7 @@ def _open_invoices(s, tenant: str, customer: str) -> list[InvoiceRow]:  # type: 
         .where(InvoiceRow.tenant == tenant, InvoiceRow.customer == customer, InvoiceRow.status.in_(OPEN))
         .order_by(InvoiceRow.due_date, InvoiceRow.issue_date, InvoiceRow.number)
         .with_for_update()
+        .execution_options(populate_existing=True)
     )
     return list(s.scalars(stmt).all())
 

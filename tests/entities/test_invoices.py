@@ -5,6 +5,7 @@ Conflict naming `status`; bad input an Invalid naming the field; migration 0006 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -76,6 +77,48 @@ def test_a_draft_is_replaced_as_usage_arrives(sf) -> None:
     assert (second.total_minor, second.amount_due_minor, second.version) == (1250, 1250, 2)
     assert json.loads(invoices.get(sf, TENANT, "inv-1").document)["total"] == "12.50"
     assert len(invoices.list_invoices(sf, TENANT)) == 1
+
+
+def test_concurrent_first_upserts_of_one_draft_all_succeed(sf) -> None:
+    barrier = threading.Barrier(5)
+    errors: list[Exception] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            draft(sf, "inv-1", total=f"{i}.00")
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    [inv] = invoices.list_invoices(sf, TENANT)
+    assert inv.version == 5 and inv.total_minor in {0, 100, 200, 300, 400}
+
+
+def test_draft_and_finalize_in_one_transaction(sf) -> None:
+    """The close's pattern: the last draft and its finalization commit together, or neither does."""
+    fields = dict(
+        tenant=TENANT, invoice_id="inv-1", customer="c1", period="2026-11", currency="EUR", total="7.00",
+        issue_date=date(2026, 12, 1), due_date=date(2026, 12, 31), document=b'{"number": null}',
+    )  # fmt: skip
+    with sf() as s:
+        invoices.upsert_draft_in(s, **fields)
+        assert invoices.finalize_in(s, TENANT, "inv-1", "ACME", "INV", AT).number == "ACME-2026-000001"
+        s.rollback()
+    with pytest.raises(NotFound):
+        invoices.get(sf, TENANT, "inv-1")
+    with sf.begin() as s:
+        invoices.upsert_draft_in(s, **fields)
+        invoices.finalize_in(s, TENANT, "inv-1", "ACME", "INV", AT)
+    inv = invoices.get(sf, TENANT, "inv-1")
+    assert (inv.status, inv.number, inv.total_minor, json.loads(inv.document)) == (
+        "finalized", "ACME-2026-000001", 700, {"number": "ACME-2026-000001", "status": "finalized"},
+    )  # fmt: skip
 
 
 def test_a_draft_keeps_its_customer_and_currency(sf) -> None:

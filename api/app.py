@@ -23,6 +23,7 @@ from meterstream.api.ingest import IngestService
 from meterstream.api.metrics import MetricsMiddleware
 from meterstream.api.queries import UsageQueries
 from meterstream.api.ratelimit import TokenBuckets
+from meterstream.api.relay_flush import RelayFlushMiddleware
 from meterstream.api.routes import customers, events, health, plans, subscriptions, usage
 from meterstream.entities.db import make_engine, migrate, session_factory
 from meterstream.entities.keys import KeyRepository
@@ -97,6 +98,7 @@ def create_app(
     app.state.ingest = ingest or IngestService(settings)
     app.state.queries = queries or UsageQueries(settings, clickhouse_client)
     install_error_handlers(app)
+    app.add_middleware(RelayFlushMiddleware)  # entity writes answered only once on the entities topic
     app.add_middleware(MetricsMiddleware)
     app.include_router(health.router)
     app.include_router(events.make_router(settings))

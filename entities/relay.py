@@ -98,12 +98,37 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self._topic_ready = False
         self._last_error_log = float("-inf")
+        self._lock = threading.Lock()  # one relay_once at a time (the loop and `flush` callers)
         me = weakref.ref(self)  # the gauge must not keep a stopped relay (and its producer) alive
         SINCE.set_function(lambda: r.seconds_since_last() if (r := me()) is not None else 0.0)
 
     # --- one poll ----------------------------------------------------------------------------------------
     def relay_once(self) -> int:
         """Relay up to `batch_size` changes after the position; returns how many (0: nothing new)."""
+        with self._lock:
+            return self._relay_once()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Relay, in the caller's thread, every change committed before this call: True once Kafka acknowledged
+        them all (an API write answers after this, so a change it acknowledged is on the topic before any
+        event produced after the answer: processors catch up with the topic before each batch). False when
+        that did not happen within `timeout` (the loop keeps trying; the caller's write is committed anyway)."""
+        deadline = self.clock() + timeout
+        target = outbox.last_seq(self.sessions)
+        while True:
+            try:
+                if outbox.get_relay_position(self.sessions, self.name) >= target:
+                    return True
+                self.relay_once()
+            except Exception as exc:  # Kafka or the database is down: the write stands, the loop retries
+                log.warning("entity relay: flush: %s", exc)
+                if self.clock() >= deadline:
+                    return False
+                time.sleep(0.1)
+            if self.clock() >= deadline:
+                return outbox.get_relay_position(self.sessions, self.name) >= target
+
+    def _relay_once(self) -> int:
         if not self._topic_ready:
             ensure_entities_topic(self.settings)
             self._topic_ready = True

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -94,6 +95,7 @@ class NativeProcessor:
         self.producer = make_producer(settings, **{"linger.ms": 5})
         self.checkpoint = Checkpointer(self.producer, self.consumer, self.topics.usage, self._committed_batch)
         self.latest: dict[int, BatchState] = {}  # per partition, the last batch's buffer
+        self._catch_up_logged = float("-inf")
         self.time_window = TimeWindow.of(settings.event_max_age_days, settings.event_max_future_minutes)
         # native: the columnar batch path; legacy: step.process per message (the specification)
         self.legacy = settings.processor_engine == "legacy"
@@ -153,6 +155,7 @@ class NativeProcessor:
         process_batch = self.process_legacy if self.legacy else self.process_batch
         warm = False
         poll_catalog = getattr(self.catalog, "poll_updates", None)
+        catch_up = getattr(self.catalog, "catch_up", None)
         try:
             while not stop.is_set():
                 if poll_catalog is not None:
@@ -160,6 +163,8 @@ class NativeProcessor:
                 msgs = self.consumer.consume(num_messages=5000, timeout=0.1)  # 5000 or the timeout
                 self._watch_lag()  # before processing: a batch that never finishes shows as a stall
                 if msgs:
+                    if catch_up is not None:
+                        self._catch_up(catch_up)
                     self.checkpoint.add(process_batch(msgs))
                     if not warm:  # the catalog, caches and modules are loaded: keep the collector off them
                         gc.collect()
@@ -175,6 +180,19 @@ class NativeProcessor:
                 store.close()
             if (close_catalog := getattr(self.catalog, "close", None)) is not None:
                 close_catalog()
+
+    def _catch_up(self, catch_up: Any) -> None:
+        """Read the entities topic to its end before rating a batch: every entity change Kafka acknowledged
+        before this batch's events were produced (the API answers a change only then: entities/relay.py
+        `flush`) is applied to them, whatever order the two topics are read in (docs/entities-stream.md).
+        If the topic cannot be read now, the batch is rated with what was read so far (logged)."""
+        try:
+            catch_up(2.0)
+        except (TimeoutError, KafkaException) as exc:
+            now = time.monotonic()
+            if now - self._catch_up_logged >= 60:
+                self._catch_up_logged = now
+                log.warning("entities topic not read to its end before a batch (%s): rated with what was read", exc)
 
     def process_batch(self, msgs: list) -> InFlight:
         """The columnar path (processor/columnar.py): process and produce one batch; the checkpoint

@@ -1,14 +1,9 @@
 """Invoices as records with a lifecycle, in the entity store (docs/invoice-lifecycle.md).
 
-```
-upsert_draft ──► draft ──finalize──► finalized ──payment──► partially_paid ──payment──► paid
-   (replaced       │                    │   │ ╲                   │
-    as usage       │                    │   │  ╲ mark_overdue     │ mark_overdue
-    arrives)       │                    │   │   ╲                 ▼
-                   │                    │   │    ──────────► overdue ──payment/credit note (nothing due)──► paid
-                   │                    │   └─ void (no payment, no credit note) ──► voided
-                   │                    └─ credit note / payment leaving nothing due ──► paid
-```
+Statuses: `draft` (replaced by `upsert_draft` as usage arrives) -> `finalize` (number allocated in the same
+transaction) -> `finalized` -> `partially_paid` / `paid` by payments and credit notes, `overdue` by
+`mark_overdue` past the due date; `finalized` or `overdue` with nothing paid or credited -> `void` -> `voided`.
+The full transition table is in docs/invoice-lifecycle.md.
 
 The record holds the document itself (JSON text: the typed `schemas/invoice.py` InvoiceDoc, taken here as
 bytes so this module does not depend on it) and the summary fields a list, a payment or an export needs:
@@ -97,6 +92,11 @@ class InvoiceRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Writes that lock several invoices lock them in this one total order (oldest due first, as payments are
+# allocated), so two such writes on PostgreSQL can never wait for each other in a cycle (a deadlock).
+LOCK_ORDER = (InvoiceRow.due_date, InvoiceRow.issue_date, InvoiceRow.number, InvoiceRow.id)
 
 
 def from_minor(minor: int, currency: str) -> Decimal:
@@ -470,7 +470,7 @@ def mark_overdue(sf: sessionmaker, today: date) -> list[Invoice]:
                 InvoiceRow.due_date < today,
                 InvoiceRow.amount_due_minor > 0,
             )
-            .order_by(InvoiceRow.id)
+            .order_by(*LOCK_ORDER)
             .with_for_update()
         ).all()
         for row in rows:
@@ -483,6 +483,7 @@ __all__ = [
     "DRAFT",
     "FINALIZED",
     "ISSUED",
+    "LOCK_ORDER",
     "OPEN",
     "OVERDUE",
     "PAID",

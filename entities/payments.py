@@ -28,7 +28,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from meterstream.entities import numbering
+from meterstream.entities import invoices, numbering
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware
 from meterstream.entities.db import Base
 from meterstream.entities.invoices import (
@@ -125,7 +125,7 @@ def _open_invoices(s, tenant: str, customer: str) -> list[InvoiceRow]:  # type: 
     stmt = (
         select(InvoiceRow)
         .where(InvoiceRow.tenant == tenant, InvoiceRow.customer == customer, InvoiceRow.status.in_(OPEN))
-        .order_by(InvoiceRow.due_date, InvoiceRow.issue_date, InvoiceRow.number)
+        .order_by(*invoices.LOCK_ORDER)
         .with_for_update()
         .execution_options(populate_existing=True)
     )

@@ -2,20 +2,24 @@
 
 The page is self-contained (its CSS inline), so the same HTML opens in a browser and is what `pdf.py` prints.
 Amounts, quantities, rates and dates are written in the buyer's locale (`formatting.choose_locale`) or the
-one asked for; the labels are English. The document is validated first (`schemas.invoice.validate`): a
-document whose figures do not add up is refused, never rendered.
+one asked for; the words in that locale's language when `labels.py` has it (German, French), else English.
+The document is validated first (`schemas.invoice.validate`): a document whose figures do not add up is
+refused, never rendered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from meterstream.documents.formatting import Formatter, formatter_for
+from meterstream.documents.labels import translator
 from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine, TierRow, validate
 
 __all__ = ["TEMPLATES", "render_html"]
@@ -75,14 +79,17 @@ class StepView:
     amount: str
 
 
-def _step(row: TierRow, f: Formatter) -> StepView:
+def _step(row: TierRow, f: Formatter, t: Callable[..., str]) -> StepView:
     if row.kind in ("tier", "tier_block") and row.tier is not None:
+        start = f.number(row.from_ or Decimal(0))
         if row.to is None:
-            label = f"Tier {row.tier}: above {f.number(row.from_ or Decimal(0))}"
+            label = t("Tier {n}: above {a}", n=str(row.tier), a=start)
         else:
-            label = f"Tier {row.tier}: {f.number(row.from_ or Decimal(0))} – {f.number(row.to)}"
+            label = t("Tier {n}: {a} – {b}", n=str(row.tier), a=start, b=f.number(row.to))
+    elif row.kind in _STEP_NAMES:
+        label = t(_STEP_NAMES[row.kind])
     else:
-        label = _STEP_NAMES.get(row.kind) or row.description or row.kind
+        label = row.description or row.kind
     return StepView(
         label=label,
         quantity="" if row.quantity is None else f.number(row.quantity),
@@ -100,20 +107,25 @@ def _shows_steps(line: InvoiceLine) -> bool:
 
 
 def _context(doc: InvoiceDoc, f: Formatter) -> dict[str, Any]:
+    t = translator(f.locale)
     lines = [
         {
             "line": line,
-            "kind": _KIND_NAMES[line.kind],
+            "kind": t(_KIND_NAMES[line.kind]),
             "covers": f.span(line.start, line.end),
-            "steps": [_step(t, f) for t in line.tiers] if _shows_steps(line) else [],
+            "steps": [_step(row, f, t) for row in line.tiers] if _shows_steps(line) else [],
         }
         for line in doc.lines
     ]
+    # CSS text of the page counter, from the label table only (no document data): marked safe for <style>
+    page = t("Page {a} of {b}", a='" counter(page) "', b='" counter(pages) "')
     return {
         "doc": doc,
         "f": f,
+        "t": t,
+        "page_counter": Markup(f'"{page}"'),
         "lines": lines,
-        "status_name": _STATUS_NAMES[doc.status],
+        "status_name": t(_STATUS_NAMES[doc.status]),
         "watermark": {"draft": "DRAFT", "voided": "VOID"}.get(doc.status),
         "with_tax": bool(doc.taxes),
         "period": f.span(doc.period_start, doc.period_end),

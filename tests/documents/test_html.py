@@ -31,12 +31,33 @@ def test_de_de_amounts_and_dates() -> None:
     html = render_html(sales_tax_doc("EUR", buyer=buyer))
     assert f"1.234,56{NBSP}€" in html
     assert f"1.324,07{NBSP}€" in html
-    assert f"Tax 7,25{NBSP}%" in html
-    assert "31. Dezember 2026" in html
+    assert f"USt. 7,25{NBSP}%" in html  # the words in German too (documents/labels.py)
+    assert "Zahlbar bis 31. Dezember 2026" in html
+    assert "<h1>Rechnung</h1>" in html and "Rechnungsempfänger" in html
     assert "Deutschland" in html  # the country in the document's language
     assert '<html lang="de">' in html
+    assert 'content: "Seite " counter(page) " von " counter(pages) "";' in html
     # the same document, asked for in en_US: the currency sign stays the document's
     assert "€1,234.56" in render_html(sales_tax_doc("EUR", buyer=buyer), locale="en_US")
+
+
+def test_fr_fr_amounts_and_words() -> None:
+    buyer = Party(name="Dupont SARL", address=Address(city="Lyon", country="FR"))
+    html = render_html(sales_tax_doc("EUR", buyer=buyer))
+    assert f"1\u202f234,56{NBSP}€" in html  # CLDR: a narrow no-break space groups thousands in French
+    assert "<h1>Facture</h1>" in html and "Sous-total HT" in html and "Net à payer avant le 31 décembre 2026" in html
+
+
+def test_every_language_has_every_word_and_the_template_uses_only_those() -> None:
+    import re
+
+    from meterstream.documents.html import TEMPLATES
+    from meterstream.documents.labels import KEYS, LABELS
+
+    for language, table in LABELS.items():
+        assert set(table) == set(KEYS), language
+    used = set(re.findall(r'\bt\("([^"]+)"', (TEMPLATES / "invoice.html.j2").read_text()))
+    assert used and used <= set(KEYS), used - set(KEYS)
 
 
 def test_hostile_customer_name_is_escaped() -> None:

@@ -1,0 +1,167 @@
+"""The words printed on an invoice, in English (the keys), German and French. Pure data.
+
+The document's locale picks the language (`de_AT` -> German); a language not listed prints English. Every
+language lists every key (tests/documents/test_html.py checks, and that the template uses only these), so
+a page is never half translated. `{n}`, `{a}`, `{b}` are filled in by the renderer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["KEYS", "LABELS", "translator"]
+
+KEYS = (
+    "Invoice", "Draft invoice", "No number until finalized", "Not numbered",
+    "Draft", "Issued", "Paid", "Partially paid", "Overdue", "Void",
+    "Bill to", "VAT ID", "Invoice number", "Issue date", "Due date", "Billing period", "Customer", "Plan",
+    "Currency", "Document", "Description", "Quantity", "Unit price", "Tax", "Amount",
+    "Usage", "Fee", "Credit for unused days", "One-time charge", "Installment", "Minimum commitment",
+    "Adjustment", "Discount", "plan", "subscription", "For", "Corrects", "of which {n} from the bundle",
+    "Tier {n}: {a} – {b}", "Tier {n}: above {a}", "Packages", "Blocks", "Free units",
+    "Minimum commitment: true-up", "Maximum: cap", "Percentage", "Flat fee", "Fixed fee", "Minimum per event",
+    "Maximum per event", "flat", "Subtotal", "VAT reverse charge", "on", "Total", "Credits applied", "Amount due",
+    "Amount due by {a}", "Usage by user", "User", "Page {a} of {b}",
+)  # fmt: skip
+
+LABELS: dict[str, dict[str, str]] = {
+    "de": {
+        "Invoice": "Rechnung",
+        "Draft invoice": "Rechnungsentwurf",
+        "No number until finalized": "Nummer bei Finalisierung",
+        "Not numbered": "Ohne Nummer",
+        "Draft": "Entwurf",
+        "Issued": "Ausgestellt",
+        "Paid": "Bezahlt",
+        "Partially paid": "Teilweise bezahlt",
+        "Overdue": "Überfällig",
+        "Void": "Storniert",
+        "Bill to": "Rechnungsempfänger",
+        "VAT ID": "USt-IdNr.",
+        "Invoice number": "Rechnungsnummer",
+        "Issue date": "Rechnungsdatum",
+        "Due date": "Fällig am",
+        "Billing period": "Leistungszeitraum",
+        "Customer": "Kunde",
+        "Plan": "Tarif",
+        "Currency": "Währung",
+        "Document": "Dokument",
+        "Description": "Beschreibung",
+        "Quantity": "Menge",
+        "Unit price": "Einzelpreis",
+        "Tax": "USt.",
+        "Amount": "Betrag",
+        "Usage": "Nutzung",
+        "Fee": "Grundgebühr",
+        "Credit for unused days": "Gutschrift für ungenutzte Tage",
+        "One-time charge": "Einmalige Gebühr",
+        "Installment": "Rate",
+        "Minimum commitment": "Mindestumsatz",
+        "Adjustment": "Nachberechnung",
+        "Discount": "Rabatt",
+        "plan": "Tarif",
+        "subscription": "Abonnement",
+        "For": "Zeitraum",
+        "Corrects": "Betrifft",
+        "of which {n} from the bundle": "davon {n} aus dem Inklusivvolumen",
+        "Tier {n}: {a} – {b}": "Stufe {n}: {a} – {b}",
+        "Tier {n}: above {a}": "Stufe {n}: über {a}",
+        "Packages": "Pakete",
+        "Blocks": "Blöcke",
+        "Free units": "Freieinheiten",
+        "Minimum commitment: true-up": "Mindestumsatz: Ausgleich",
+        "Maximum: cap": "Höchstbetrag: Begrenzung",
+        "Percentage": "Prozentsatz",
+        "Flat fee": "Pauschale",
+        "Fixed fee": "Festgebühr",
+        "Minimum per event": "Mindestbetrag je Ereignis",
+        "Maximum per event": "Höchstbetrag je Ereignis",
+        "flat": "pauschal",
+        "Subtotal": "Zwischensumme",
+        "VAT reverse charge": "Steuerschuldnerschaft des Leistungsempfängers",
+        "on": "auf",
+        "Total": "Gesamtbetrag",
+        "Credits applied": "Verrechnetes Guthaben",
+        "Amount due": "Zahlbetrag",
+        "Amount due by {a}": "Zahlbar bis {a}",
+        "Usage by user": "Nutzung nach Benutzer",
+        "User": "Benutzer",
+        "Page {a} of {b}": "Seite {a} von {b}",
+    },
+    "fr": {
+        "Invoice": "Facture",
+        "Draft invoice": "Projet de facture",
+        "No number until finalized": "Numéro attribué à l'émission",
+        "Not numbered": "Non numérotée",
+        "Draft": "Brouillon",
+        "Issued": "Émise",
+        "Paid": "Payée",
+        "Partially paid": "Partiellement payée",
+        "Overdue": "En retard",
+        "Void": "Annulée",
+        "Bill to": "Facturé à",
+        "VAT ID": "N° TVA",
+        "Invoice number": "Numéro de facture",
+        "Issue date": "Date d'émission",
+        "Due date": "Date d'échéance",
+        "Billing period": "Période de facturation",
+        "Customer": "Client",
+        "Plan": "Offre",
+        "Currency": "Devise",
+        "Document": "Document",
+        "Description": "Désignation",
+        "Quantity": "Quantité",
+        "Unit price": "Prix unitaire",
+        "Tax": "TVA",
+        "Amount": "Montant",
+        "Usage": "Consommation",
+        "Fee": "Abonnement",
+        "Credit for unused days": "Avoir pour jours non utilisés",
+        "One-time charge": "Frais uniques",
+        "Installment": "Échéance",
+        "Minimum commitment": "Engagement minimum",
+        "Adjustment": "Régularisation",
+        "Discount": "Remise",
+        "plan": "offre",
+        "subscription": "abonnement",
+        "For": "Période",
+        "Corrects": "Régularise",
+        "of which {n} from the bundle": "dont {n} inclus dans le forfait",
+        "Tier {n}: {a} – {b}": "Palier {n} : {a} – {b}",
+        "Tier {n}: above {a}": "Palier {n} : au-delà de {a}",
+        "Packages": "Lots",
+        "Blocks": "Blocs",
+        "Free units": "Unités gratuites",
+        "Minimum commitment: true-up": "Engagement minimum : complément",
+        "Maximum: cap": "Plafond",
+        "Percentage": "Pourcentage",
+        "Flat fee": "Forfait",
+        "Fixed fee": "Frais fixes",
+        "Minimum per event": "Minimum par événement",
+        "Maximum per event": "Maximum par événement",
+        "flat": "forfait",
+        "Subtotal": "Sous-total HT",
+        "VAT reverse charge": "Autoliquidation de la TVA",
+        "on": "sur",
+        "Total": "Total",
+        "Credits applied": "Crédits imputés",
+        "Amount due": "Net à payer",
+        "Amount due by {a}": "Net à payer avant le {a}",
+        "Usage by user": "Consommation par utilisateur",
+        "User": "Utilisateur",
+        "Page {a} of {b}": "Page {a} sur {b}",
+    },
+}
+
+
+def translator(locale: str) -> Callable[..., str]:
+    """`t(key, **values)`: the key in the locale's language (English when not listed), values filled in."""
+    table = LABELS.get(locale.split("_")[0], {})
+
+    def t(key: str, **values: str) -> str:
+        if key not in KEYS:
+            raise KeyError(f"label {key!r} is not in documents/labels.py KEYS")
+        text = table.get(key, key)
+        return text.format(**values) if values else text
+
+    return t

@@ -15,7 +15,7 @@ from PIL import Image
 from meterstream.documents.pdf import render_pdf
 from meterstream.documents.preview import pdf_page_count, pdf_to_png
 from meterstream.documents.render import render_invoice
-from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine
+from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine, decode, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 A4_AT_110_DPI = (round(595.276 * 110 / 72), round(841.89 * 110 / 72))  # A4 is 595.276 x 841.89 pt: 909 x 1286 px
@@ -32,6 +32,13 @@ def test_pdf_is_a_pdf_with_one_a4_page(example_doc: InvoiceDoc) -> None:
     assert pdf.startswith(b"%PDF-")
     assert pdf.rstrip().endswith(b"%%EOF")
     assert pdf_page_count(pdf) == 1
+
+
+def test_same_document_same_pdf_bytes(example_doc: InvoiceDoc) -> None:
+    """No clock inside: rendering a document again (a re-run of a close) gives the same file, byte for byte."""
+    first = render_pdf(example_doc)
+    assert b"/CreationDate" not in first
+    assert render_pdf(decode(encode(example_doc))) == first
 
 
 def test_png_preview_has_a4_proportions_and_ink(example_doc: InvoiceDoc) -> None:

@@ -175,7 +175,7 @@ class BillingPeriod(_Struct, kw_only=True):
 
 
 class InvoiceDoc(_Struct, kw_only=True):
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Literal[2] = 2  # SCHEMA_VERSION; a document of another version is refused on decoding
     id: str
     number: str | None = None  # allocated at finalization (gapless per issuer and series); None for drafts
     status: Status

@@ -69,6 +69,8 @@ def test_decode_refuses_unknown_fields_and_naive_instants(example_doc: InvoiceDo
         decode(json.dumps({**wire, "totl": "1"}))
     with pytest.raises(msgspec.ValidationError, match="period_start"):
         decode(json.dumps({**wire, "period_start": "2026-11-01T00:00:00"}))
+    with pytest.raises(msgspec.ValidationError, match="schema_version"):
+        decode(json.dumps({**wire, "schema_version": 3}))
 
 
 def test_example_and_sales_tax_documents_add_up(example_doc: InvoiceDoc) -> None:

@@ -3,19 +3,22 @@
 Formatting never changes a figure: amounts are already rounded to the currency's minor unit by the close
 (`rating.money.round_money`), and babel is called with `decimal_quantization=False`, so it only adds
 grouping, the decimal sign and the currency symbol; digits beyond the currency's (tier amounts, unit prices
-such as 0.000137) are written in full, never rounded a second time.
+such as 0.000137) are written in full, never rounded a second time. Amounts show at least the currency's
+ISO 4217 minor digits (`rating.money.minor_units`, the digits the close rounds to), not CLDR's.
 """
 
 from __future__ import annotations
 
+import copy
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_interval
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import format_decimal, format_percent
 
+from meterstream.rating.money import minor_units
 from meterstream.schemas.invoice import Address, InvoiceDoc, Party
 
 __all__ = ["DEFAULT_LOCALE", "Formatter", "choose_locale", "formatter_for"]
@@ -62,10 +65,17 @@ class Formatter:
         self.currency = currency
         self.zone = ZoneInfo(timezone)
         self._territories = parsed.territories
+        self._parsed = parsed
+        digits = minor_units(currency)
+        self._money = copy.copy(parsed.currency_formats["standard"])  # the locale's pattern, ISO minor digits
+        self._money.frac_prec = (digits, digits)
 
     def money(self, amount: Decimal) -> str:
-        """An amount in the document's currency: 1.234,56 € (de_DE), $1,234.56 (en_US); all its digits."""
-        return format_currency(amount, self.currency, locale=self.locale, decimal_quantization=False)
+        """An amount in the document's currency: 1.234,56 € (de_DE), $1,234.56 (en_US); all its digits, and at
+        least the currency's ISO 4217 minor digits (CLDR gives 16 currencies fewer, e.g. HUF 0: 1,234.50 would
+        print as 1,234.5)."""
+        return self._money.apply(amount, self._parsed, currency=self.currency, currency_digits=False,
+                                 decimal_quantization=False)  # fmt: skip
 
     def number(self, value: Decimal) -> str:
         """A quantity with the locale's grouping and decimal sign, every digit kept."""

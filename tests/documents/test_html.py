@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal as D
+
 import msgspec
 import pytest
 from invoice_samples import sales_tax_doc
@@ -58,6 +60,17 @@ def test_every_language_has_every_word_and_the_template_uses_only_those() -> Non
         assert set(table) == set(KEYS), language
     used = set(re.findall(r'\bt\("([^"]+)"', (TEMPLATES / "invoice.html.j2").read_text()))
     assert used and used <= set(KEYS), used - set(KEYS)
+
+
+def test_amounts_show_the_iso_minor_digits() -> None:
+    """CLDR gives HUF no minor digits where ISO 4217 (and our rounding) has two: 1234.50 is not cut to 1,234.5."""
+    from meterstream.documents.formatting import Formatter
+
+    assert Formatter("en_US", "HUF").money(D("1234.50")) == "HUF1,234.50"
+    assert Formatter("en_US", "JPY").money(D("1000")) == "¥1,000"
+    assert Formatter("en_US", "KWD").money(D("1.5")) == "KWD1.500"
+    assert Formatter("de_DE", "EUR").money(D("-5.00")) == f"-5,00{NBSP}€"
+    assert Formatter("en_US", "USD").money(D("0.000137")) == "$0.000137"  # every digit kept, none rounded
 
 
 def test_hostile_customer_name_is_escaped() -> None:

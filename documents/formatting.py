@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import copy
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_interval
 from babel.numbers import format_decimal, format_percent
 
-from meterstream.rating.money import minor_units
+from meterstream.rating.money import EXACT, ROUNDING, minor_units
 from meterstream.schemas.invoice import Address, InvoiceDoc, Party
 
 __all__ = ["DEFAULT_LOCALE", "Formatter", "choose_locale", "formatter_for"]
 
 DEFAULT_LOCALE = "en"
 _TICK = timedelta(microseconds=1)
+_ZERO = Decimal(0)
 _CITY_STATE_POSTAL = {"US", "CA", "AU"}  # countries whose postal line is "City, ST 12345"
+
+
+def _plain(value: Decimal) -> Decimal:
+    """`value` without trailing fractional zeros (same value; in the exact context, so never rounded); 0 for -0."""
+    return _ZERO if value == 0 else value.normalize(context=EXACT)
 
 
 def _parse(tag: str) -> Locale | None:
@@ -74,16 +80,20 @@ class Formatter:
         """An amount in the document's currency: 1.234,56 € (de_DE), $1,234.56 (en_US); all its digits, and at
         least the currency's ISO 4217 minor digits (CLDR gives 16 currencies fewer, e.g. HUF 0: 1,234.50 would
         print as 1,234.5)."""
-        return self._money.apply(amount, self._parsed, currency=self.currency, currency_digits=False,
-                                 decimal_quantization=False)  # fmt: skip
+        with localcontext(ROUNDING):  # babel computes in the current context: 28 digits would fail on 38
+            return self._money.apply(_plain(amount), self._parsed, currency=self.currency, currency_digits=False,
+                                     decimal_quantization=False)  # fmt: skip
 
     def number(self, value: Decimal) -> str:
-        """A quantity with the locale's grouping and decimal sign, every digit kept."""
-        return format_decimal(value, locale=self.locale, decimal_quantization=False)
+        """A quantity with the locale's grouping and decimal sign, every significant digit kept (a stored scale's
+        trailing zeros are not printed: 1000.000000 -> 1,000)."""
+        with localcontext(ROUNDING):
+            return format_decimal(_plain(value), locale=self.locale, decimal_quantization=False)
 
     def percent(self, fraction: Decimal) -> str:
         """A rate given as a fraction: 0.20 -> 20 % (de_DE), 20% (en_US); 0.055 -> 5.5%."""
-        return format_percent(fraction, locale=self.locale, decimal_quantization=False)
+        with localcontext(ROUNDING):
+            return format_percent(fraction, locale=self.locale, decimal_quantization=False)
 
     def date(self, day: date | None) -> str:
         return "" if day is None else format_date(day, "long", locale=self.locale)

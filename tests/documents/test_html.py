@@ -71,6 +71,15 @@ def test_amounts_show_the_iso_minor_digits() -> None:
     assert Formatter("en_US", "KWD").money(D("1.5")) == "KWD1.500"
     assert Formatter("de_DE", "EUR").money(D("-5.00")) == f"-5,00{NBSP}€"
     assert Formatter("en_US", "USD").money(D("0.000137")) == "$0.000137"  # every digit kept, none rounded
+    # a stored scale's trailing zeros are not printed; the value is never rounded (38 significant digits)
+    assert Formatter("en_US", "USD").money(D("0.000137000000")) == "$0.000137"
+    assert Formatter("en_US", "USD").number(D("1000.000000000000")) == "1,000"
+    # 38 digits, the stored columns' precision (babel alone computes in Python's 28-digit default context)
+    assert Formatter("en_US", "USD").number(D("12345678901234567890123456.123456789012")) == (
+        "12,345,678,901,234,567,890,123,456.123456789012")
+    assert Formatter("en_US", "USD").money(D("12345678901234567890123456.12")) == (
+        "$12,345,678,901,234,567,890,123,456.12")
+    assert Formatter("en_US", "USD").money(D("-0.00")) == "$0.00"
 
 
 def test_hostile_customer_name_is_escaped() -> None:

@@ -17,7 +17,7 @@ in the export). Example: billed 100.00, paid 70.00, credit note 50.00 -> credit 
 the invoice is `paid`), refund 20.00.
 
 `credit_note_id` makes creation idempotent: the same id again returns the stored note when it names the same
-invoice and total, else `Conflict("credit_note_id")`.
+invoice and total (or is a full credit note again, `lines=None`), else `Conflict("credit_note_id")`.
 """
 
 from __future__ import annotations
@@ -180,8 +180,8 @@ def create_credit_note(
             else [CreditLine(f"Full credit of invoice {invoice.number}", creditable)]
         )
         total = sum(line.amount_minor for line in parsed)
-        if existing is not None:
-            if existing.invoice_id != invoice_id or int(existing.total_minor) != total:
+        if existing is not None:  # a retry: a full credit note (lines=None) matches whatever total it had
+            if existing.invoice_id != invoice_id or (lines is not None and int(existing.total_minor) != total):
                 why = f"credit note {note_id!r} exists with other content ({existing.number})"
                 raise Conflict("credit_note_id", why)
             return note_record(existing)

@@ -114,6 +114,10 @@ def test_the_same_credit_note_id_counts_once(sf) -> None:
         create_credit_note(sf, TENANT, "inv-1", "r", [{"description": "x", "amount": "11.00"}], credit_note_id="cn-42")
     assert exc.value.field == "credit_note_id"
     assert get_credit_note(sf, TENANT, "cn-42").total == Decimal("10.00")
+    full = create_credit_note(sf, TENANT, "inv-1", "cancel", None, issue_date=DAY, credit_note_id="cn-43")
+    assert full.total_minor == 11000  # 120.00 - 10.00
+    assert create_credit_note(sf, TENANT, "inv-1", "cancel", None, issue_date=DAY, credit_note_id="cn-43") == full
+    assert invoices.get(sf, TENANT, "inv-1").credited_minor == 12000
 
 
 def test_credit_notes_do_not_use_invoice_numbers(sf) -> None:

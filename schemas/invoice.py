@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -260,7 +261,8 @@ def validate(doc: InvoiceDoc) -> InvoiceDoc:
     total = subtotal - discount_total + tax_total; amount_due = total - credits_applied; the lines' discount
     amounts, when any is set, add up to discount_total; a line's subject
     shares add up to its quantity and amount; rates are in [0, 1]; a reverse-charge total has no tax and a
-    mention; periods and lines run forwards; due_date is not before issue_date; a draft has no number.
+    mention; periods and lines run forwards; due_date is not before issue_date; a draft has no number; the
+    time zone is an IANA name.
     """
     if doc.schema_version != SCHEMA_VERSION:
         raise ValueError(f"schema_version: {doc.schema_version} is not {SCHEMA_VERSION}; convert with from_v1")
@@ -278,6 +280,10 @@ def validate(doc: InvoiceDoc) -> InvoiceDoc:
         if value != expected:
             raise ValueError(f"{field}: {_fmt(value)} is not {what} ({_fmt(expected)})")
 
+    try:
+        ZoneInfo(doc.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone: {doc.timezone!r} is not an IANA time zone (e.g. Europe/Paris)") from None
     if doc.status == "draft" and doc.number is not None:
         raise ValueError(f"number: a draft has no number yet (got {doc.number!r}); numbers are given at finalization")
     if doc.period_start >= doc.period_end:

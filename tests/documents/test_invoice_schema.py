@@ -89,6 +89,7 @@ def test_example_and_sales_tax_documents_add_up(example_doc: InvoiceDoc) -> None
         ({"currency": "XXX"}, "currency"),
         ({"number": "ACME-2026-000007", "status": "draft"}, "number"),
         ({"period_end": datetime(2026, 10, 1, tzinfo=UTC)}, "period_end"),
+        ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
     ],
 )
 def test_validate_refuses_documents_that_do_not_add_up(change: dict, field: str) -> None:

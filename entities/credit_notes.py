@@ -34,14 +34,8 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 from meterstream.entities import numbering
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
 from meterstream.entities.db import Base
-from meterstream.entities.invoices import (
-    ISSUED,
-    apply_money,
-    from_minor,
-    locked,
-    text,
-    to_minor,
-)
+from meterstream.entities.invoice_rules import ISSUED, from_minor, text, to_minor
+from meterstream.entities.invoices import apply_money, locked
 
 APPLIED = "applied"
 REFUND_DUE = "refund_due"

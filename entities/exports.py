@@ -25,7 +25,8 @@ from sqlalchemy.orm import sessionmaker
 
 from meterstream.entities.common import Invalid
 from meterstream.entities.credit_notes import CreditNote, CreditNoteRow, note_record
-from meterstream.entities.invoices import DRAFT, Invoice, InvoiceRow, from_minor, to_record
+from meterstream.entities.invoice_rules import DRAFT, from_minor
+from meterstream.entities.invoices import Invoice, InvoiceRow, to_record
 from meterstream.entities.payments import Payment, PaymentRow, payment_record
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")

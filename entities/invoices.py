@@ -44,18 +44,25 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from meterstream.entities import numbering
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware
 from meterstream.entities.db import Base
-from meterstream.rating.money import EXACT, minor_units, to_decimal
-
-DRAFT = "draft"
-FINALIZED = "finalized"
-PARTIALLY_PAID = "partially_paid"
-PAID = "paid"
-OVERDUE = "overdue"
-VOIDED = "voided"
-STATUSES = (DRAFT, FINALIZED, PARTIALLY_PAID, PAID, OVERDUE, VOIDED)
-OPEN = (FINALIZED, PARTIALLY_PAID, OVERDUE)  # finalized and something may still be due
-ISSUED = (FINALIZED, PARTIALLY_PAID, PAID, OVERDUE)  # finalized, not voided
-MAX_MINOR = 10**18  # BIGINT holds 9.2e18; far beyond any invoice
+from meterstream.entities.invoice_rules import (
+    DRAFT,
+    FINALIZED,
+    ISSUED,
+    OPEN,
+    OVERDUE,
+    PAID,
+    PARTIALLY_PAID,
+    STATUSES,
+    VOIDED,
+    amount_due,
+    check_currency,
+    check_day,
+    check_document,
+    from_minor,
+    settled_status,
+    text,
+    to_minor,
+)
 
 
 class InvoiceRow(Base):
@@ -97,35 +104,6 @@ class InvoiceRow(Base):
 # Writes that lock several invoices lock them in this one total order (oldest due first, as payments are
 # allocated), so two such writes on PostgreSQL can never wait for each other in a cycle (a deadlock).
 LOCK_ORDER = (InvoiceRow.due_date, InvoiceRow.issue_date, InvoiceRow.number, InvoiceRow.id)
-
-
-def from_minor(minor: int, currency: str) -> Decimal:
-    """Minor units as a Decimal amount with the currency's digits: 12000 EUR -> Decimal('120.00')."""
-    return Decimal(minor).scaleb(-minor_units(currency))
-
-
-def to_minor(field: str, value: object, currency: str, allow_negative: bool = False) -> int:
-    """An amount (Decimal, int or decimal string; never float) as integer minor units, exactly.
-
-    Refused (Invalid naming `field`): floats, non-numbers, more decimals than the currency has, negative
-    amounts (unless allowed), more than 10^18 minor units."""
-    try:
-        amount = to_decimal(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise Invalid(field, str(exc)) from None
-    digits = minor_units(currency)
-    try:
-        scaled = amount.scaleb(digits, context=EXACT)
-    except ArithmeticError:
-        raise Invalid(field, f"out of range (got {value})") from None
-    if scaled != scaled.to_integral_value(context=EXACT):
-        raise Invalid(field, f"{currency} amounts have at most {digits} decimals (got {value})")
-    minor = int(scaled)
-    if minor < 0 and not allow_negative:
-        raise Invalid(field, f"never negative (got {value})")
-    if abs(minor) > MAX_MINOR:
-        raise Invalid(field, f"out of range (got {value})")
-    return minor
 
 
 @dataclass(frozen=True)
@@ -205,59 +183,12 @@ def to_record(row: InvoiceRow) -> Invoice:
     )
 
 
-def amount_due(billed: int, credited: int, paid: int) -> int:
-    """What is left to collect, in minor units (never below 0: credit beyond it is owed back, see credit notes)."""
-    return max(0, billed - credited - paid)
-
-
-def settled_status(status: str, billed: int, credited: int, paid: int) -> str:
-    """The status of a finalized invoice after its money changed (pure; the rule in the module docstring)."""
-    if amount_due(billed, credited, paid) == 0:
-        return PAID
-    if status == OVERDUE:
-        return OVERDUE
-    return PARTIALLY_PAID if paid > 0 else FINALIZED
-
-
 def apply_money(row: InvoiceRow, credited: int, paid: int, now: datetime) -> None:
     """Set an issued invoice's credited and paid sums; recompute amount due and status (caller holds the lock)."""
     row.credited_minor, row.paid_minor = credited, paid
     row.amount_due_minor = amount_due(int(row.billed_minor), credited, paid)
     row.status = settled_status(row.status, int(row.billed_minor), credited, paid)
     row.version, row.updated_at = int(row.version) + 1, now
-
-
-def text(field: str, value: object, limit: int) -> str:
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise Invalid(field, f"a non-empty string of at most {limit} characters (got {value!r})")
-    return value
-
-
-def check_currency(value: object) -> str:
-    if not isinstance(value, str):
-        raise Invalid("currency", f"an ISO 4217 code (got {value!r})")
-    try:
-        minor_units(value)
-    except ValueError as exc:
-        raise Invalid("currency", str(exc)) from None
-    return value
-
-
-def _day(field: str, value: object) -> date:
-    if not isinstance(value, date) or isinstance(value, datetime):
-        raise Invalid(field, f"a date (got {value!r})")
-    return value
-
-
-def _document(value: object) -> str:
-    raw = value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
-    if not isinstance(raw, str):
-        raise Invalid("document", f"JSON bytes or text (got {type(value).__name__})")
-    try:
-        json.loads(raw)
-    except ValueError as exc:
-        raise Invalid("document", f"not JSON: {exc}") from None
-    return raw
 
 
 def locked(s: Session, tenant: str, invoice_id: str) -> InvoiceRow:
@@ -325,11 +256,11 @@ def upsert_draft_in(
     billed_minor = total_minor if amount_due is None else to_minor("amount_due", amount_due, currency)
     if billed_minor > total_minor:
         raise Invalid("amount_due", f"more than the total ({amount_due} > {total})")
-    _day("issue_date", issue_date)
-    _day("due_date", due_date)
+    check_day("issue_date", issue_date)
+    check_day("due_date", due_date)
     if due_date < issue_date:
         raise Invalid("due_date", f"{due_date} is before issue_date {issue_date}")
-    doc = _document(document)
+    doc = check_document(document)
     now = datetime.now(UTC)
     numbering.lock_for_write(s)
     numbering.insert_ignore(
@@ -389,7 +320,7 @@ def finalize_in(
         return to_record(row)  # finalizing twice: the same number
     given = numbering.allocate(s, tenant, issuer, series, row.issue_date.year, template)
     row.document = (stamp or stamp_document)(row.document, given.number)
-    _document(row.document)
+    check_document(row.document)
     row.issuer, row.series, row.number = issuer, series, given.number
     row.finalized_at, row.status = at.astimezone(UTC), FINALIZED
     apply_money(row, 0, 0, datetime.now(UTC))  # a zero invoice is paid at once
@@ -459,7 +390,7 @@ def list_invoices(
 def mark_overdue(sf: sessionmaker, today: date) -> list[Invoice]:
     """Every tenant's finalized or partially paid invoice whose due date is before `today` and which still has
     an amount due becomes `overdue` (on the due date itself it is not overdue yet). Returns those changed."""
-    _day("today", today)
+    check_day("today", today)
     now = datetime.now(UTC)
     with sf.begin() as s:
         numbering.lock_for_write(s)

@@ -31,16 +31,8 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 from meterstream.entities import invoices, numbering
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware
 from meterstream.entities.db import Base
-from meterstream.entities.invoices import (
-    OPEN,
-    InvoiceRow,
-    apply_money,
-    check_currency,
-    from_minor,
-    locked,
-    text,
-    to_minor,
-)
+from meterstream.entities.invoice_rules import OPEN, check_currency, from_minor, text, to_minor
+from meterstream.entities.invoices import InvoiceRow, apply_money, locked
 
 
 class PaymentRow(Base):

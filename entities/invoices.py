@@ -387,23 +387,22 @@ def list_invoices(
         return [to_record(r) for r in rows]
 
 
-def mark_overdue(sf: sessionmaker, today: date) -> list[Invoice]:
-    """Every tenant's finalized or partially paid invoice whose due date is before `today` and which still has
-    an amount due becomes `overdue` (on the due date itself it is not overdue yet). Returns those changed."""
+def mark_overdue(sf: sessionmaker, today: date, tenant: str | None = None) -> list[Invoice]:
+    """Every finalized or partially paid invoice (of every tenant, or of `tenant`) whose due date is before
+    `today` and which still has an amount due becomes `overdue` (on the due date itself it is not overdue yet).
+    Returns those changed."""
     check_day("today", today)
     now = datetime.now(UTC)
+    stmt = select(InvoiceRow).where(
+        InvoiceRow.status.in_((FINALIZED, PARTIALLY_PAID)),
+        InvoiceRow.due_date < today,
+        InvoiceRow.amount_due_minor > 0,
+    )
+    if tenant is not None:
+        stmt = stmt.where(InvoiceRow.tenant == tenant)
     with sf.begin() as s:
         numbering.lock_for_write(s)
-        rows = s.scalars(
-            select(InvoiceRow)
-            .where(
-                InvoiceRow.status.in_((FINALIZED, PARTIALLY_PAID)),
-                InvoiceRow.due_date < today,
-                InvoiceRow.amount_due_minor > 0,
-            )
-            .order_by(*LOCK_ORDER)
-            .with_for_update()
-        ).all()
+        rows = s.scalars(stmt.order_by(*LOCK_ORDER).with_for_update()).all()
         for row in rows:
             row.status, row.version, row.updated_at = OVERDUE, int(row.version) + 1, now
         s.flush()

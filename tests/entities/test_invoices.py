@@ -213,10 +213,12 @@ def test_a_paid_invoice_is_not_voided(sf) -> None:
 def test_overdue_after_the_due_date_until_nothing_is_due(sf) -> None:
     issued(sf, "late", due_date=date(2026, 12, 31))  # 120.00
     issued(sf, "later", due_date=date(2027, 1, 31))
+    issued(sf, "globex-late", tenant="globex-t", due_date=date(2026, 12, 31))
     draft(sf, "still-draft", due_date=date(2026, 12, 1))
     assert invoices.mark_overdue(sf, date(2026, 12, 31)) == []  # the due date itself: not yet
-    marked = invoices.mark_overdue(sf, date(2027, 1, 1))
+    marked = invoices.mark_overdue(sf, date(2027, 1, 1), tenant=TENANT)
     assert [i.invoice_id for i in marked] == ["late"]
+    assert [i.invoice_id for i in invoices.mark_overdue(sf, date(2027, 1, 1))] == ["globex-late"]  # every tenant
     assert invoices.get(sf, TENANT, "late").status == "overdue"
     assert invoices.get(sf, TENANT, "still-draft").status == "draft"
     pay = {"currency": "EUR", "paid_on": date(2027, 1, 2), "invoice_id": "late"}

@@ -1,0 +1,195 @@
+"""Pydantic models of the own API's finance routes (/v1/invoices, /v1/payments, /v1/credit_notes): the edge.
+
+Money is a decimal string both ways, in the currency's digits (`120.00`, JPY `1500`); a JSON number is
+refused for money (`api.entities_models.Money`). Dates are ISO 8601 (`2026-12-05`), instants RFC 3339 in UTC.
+Responses are built from the store's records (entities/invoices.py, credit_notes.py, payments.py) by the
+functions at the end of this module.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from meterstream.api.entities_models import Money
+from meterstream.entities.credit_notes import CreditNote
+from meterstream.entities.invoice_rules import from_minor
+from meterstream.entities.invoices import Invoice
+from meterstream.entities.payments import Payment
+
+Status = Literal["draft", "finalized", "partially_paid", "paid", "overdue", "voided"]
+DecimalText = str  # a decimal string in the currency's digits
+Text = Field(min_length=1, max_length=1024)
+Id = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- invoices ------------------------------------------------------------------------------------------
+
+
+class InvoiceOut(BaseModel):
+    """An invoice record: who, what period, its number and dates, and where its money stands now."""
+
+    invoice_id: str = Field(description="The close's id of the invoice (stable across re-runs).")
+    number: str | None = Field(description="Gapless number given at finalization; null for a draft.")
+    status: Status
+    customer: str
+    period: str
+    currency: str
+    issue_date: date
+    due_date: date
+    total: DecimalText = Field(description="The document's total (tax included).")
+    billed: DecimalText = Field(description="What the invoice asks for: total minus prepaid credits applied.")
+    credited: DecimalText = Field(description="Sum of the credit notes issued against it.")
+    paid: DecimalText = Field(description="Sum of the payments allocated to it.")
+    amount_due: DecimalText = Field(description="max(0, billed - credited - paid); 0 once voided.")
+    issuer: str | None
+    series: str | None
+    finalized_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None
+    version: int = Field(description="Counts the record's writes.")
+
+
+class InvoiceList(BaseModel):
+    items: list[InvoiceOut]
+
+
+class VoidIn(_In):
+    reason: str = Text
+
+
+# --- payments ------------------------------------------------------------------------------------------
+
+
+class PaymentIn(_In):
+    """A payment received: for one invoice (`invoice_id`) or for a customer's open invoices (`customer`,
+    oldest due first). Overpayments and another currency than the invoices' are refused."""
+
+    invoice_id: str | None = Field(None, min_length=1, max_length=256)
+    customer: str | None = Field(None, min_length=1, max_length=256)
+    amount: Money
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217")
+    paid_at: date = Field(description="The day the money was received (ISO 8601 date).")
+    reference: str = Field(min_length=1, max_length=256, description="The payer's reference (bank transfer id, "
+                           "PSP charge id): recording it again with the same content changes nothing.")  # fmt: skip
+
+
+class AllocationOut(BaseModel):
+    invoice_id: str
+    number: str
+    amount: DecimalText
+
+
+class PaymentOut(BaseModel):
+    reference: str
+    customer: str
+    invoice_id: str | None = Field(description="The invoice the payment named, if it named one.")
+    currency: str
+    amount: DecimalText
+    paid_at: date
+    allocations: list[AllocationOut] = Field(description="The part of the payment applied to each invoice.")
+    created_at: datetime
+
+
+class PaymentList(BaseModel):
+    items: list[PaymentOut]
+
+
+# --- credit notes --------------------------------------------------------------------------------------
+
+
+class CreditLineIn(_In):
+    description: str = Text
+    amount: Money
+
+
+class CreditNoteIn(_In):
+    invoice_id: str = Field(min_length=1, max_length=256)
+    reason: str = Text
+    lines: list[CreditLineIn] | None = Field(None, min_length=1, description="null: a full credit note of what "
+                                             "the invoice still has to credit.")  # fmt: skip
+    credit_note_id: str | None = Field(None, min_length=1, max_length=256, description="Idempotency key: the same "
+                                       "id again returns the stored credit note (default: a new ULID).")  # fmt: skip
+    issue_date: date | None = Field(None, description="Default: today (UTC).")
+
+
+class CreditLineOut(BaseModel):
+    description: str
+    amount: DecimalText
+
+
+class CreditNoteOut(BaseModel):
+    credit_note_id: str
+    number: str
+    invoice_id: str
+    invoice_number: str
+    customer: str
+    currency: str
+    status: Literal["applied", "refund_due"]
+    reason: str
+    lines: list[CreditLineOut]
+    total: DecimalText
+    credit: DecimalText = Field(description="The part that reduced the invoice's amount due.")
+    refund: DecimalText = Field(description="The part already paid, now owed back to the customer.")
+    issue_date: date
+    created_at: datetime
+
+
+class CreditNoteList(BaseModel):
+    items: list[CreditNoteOut]
+
+
+# --- records -> bodies ---------------------------------------------------------------------------------
+
+
+def _money(minor: int, currency: str) -> str:
+    return str(from_minor(minor, currency))
+
+
+def _instant(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with milliseconds."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def invoice_body(inv: Invoice) -> dict:
+    c = inv.currency
+    return {
+        "invoice_id": inv.invoice_id, "number": inv.number, "status": inv.status, "customer": inv.customer,
+        "period": inv.period, "currency": c, "issue_date": inv.issue_date.isoformat(),
+        "due_date": inv.due_date.isoformat(), "total": _money(inv.total_minor, c),
+        "billed": _money(inv.billed_minor, c), "credited": _money(inv.credited_minor, c),
+        "paid": _money(inv.paid_minor, c), "amount_due": _money(inv.amount_due_minor, c), "issuer": inv.issuer,
+        "series": inv.series, "finalized_at": _instant(inv.finalized_at), "voided_at": _instant(inv.voided_at),
+        "void_reason": inv.void_reason, "version": inv.version,
+    }  # fmt: skip
+
+
+def payment_body(p: Payment) -> dict:
+    return {
+        "reference": p.reference, "customer": p.customer, "invoice_id": p.invoice_id, "currency": p.currency,
+        "amount": _money(p.amount_minor, p.currency), "paid_at": p.paid_on.isoformat(),
+        "allocations": [{"invoice_id": a.invoice_id, "number": a.number, "amount": _money(a.amount_minor, p.currency)}
+                        for a in p.allocations],
+        "created_at": _instant(p.created_at),
+    }  # fmt: skip
+
+
+def credit_note_body(cn: CreditNote) -> dict:
+    c = cn.currency
+    return {
+        "credit_note_id": cn.credit_note_id, "number": cn.number, "invoice_id": cn.invoice_id,
+        "invoice_number": cn.invoice_number, "customer": cn.customer, "currency": c, "status": cn.status,
+        "reason": cn.reason,
+        "lines": [{"description": x.description, "amount": _money(x.amount_minor, c)} for x in cn.lines],
+        "total": _money(cn.total_minor, c), "credit": _money(cn.credit_minor, c),
+        "refund": _money(cn.refund_minor, c), "issue_date": cn.issue_date.isoformat(),
+        "created_at": _instant(cn.created_at),
+    }  # fmt: skip

@@ -1,0 +1,207 @@
+"""Finance routes of the key's tenant: invoices, payments, credit notes and month exports (docs/api.md).
+
+- `GET /v1/invoices?customer=&status=&period=`: the invoice records; `GET /v1/invoices/{id}`: the invoice
+  document (JSON, version 2); `GET /v1/invoices/{id}.html` and `.pdf`: the document rendered (documents/),
+  showing the record's current status; `POST /v1/invoices/{id}/void` {reason}.
+- `POST /v1/payments` {invoice_id or customer, amount, currency, paid_at, reference} and `GET /v1/payments`.
+- `POST /v1/credit_notes` {invoice_id, reason, lines | null} and `GET /v1/credit_notes`.
+- `GET /v1/exports/{YYYY-MM}.json` (invoices, credit notes, payments of the month) and `.csv?kind=` (one
+  CSV per kind: invoices, credit_notes, payments), from entities/exports.py.
+
+Reads need a `read` key, writes an `admin` key. Errors name the field: 422 `invalid` (a bad body or
+parameter, or what the store's rules refuse: an overpayment, another currency, more credit than is left),
+404 `not_found`, 409 `conflict` (a transition the status does not allow, a reference recorded with other
+content). The store's functions do the work (entities/invoices.py, payments.py, credit_notes.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from meterstream.api.auth import require
+from meterstream.api.errors import ApiError
+from meterstream.api.invoices_models import (
+    CreditNoteIn,
+    CreditNoteList,
+    CreditNoteOut,
+    InvoiceList,
+    InvoiceOut,
+    PaymentIn,
+    PaymentList,
+    PaymentOut,
+    Status,
+    VoidIn,
+    credit_note_body,
+    invoice_body,
+    payment_body,
+)
+from meterstream.api.routes.entity_common import EntityRoute, errors, store
+from meterstream.documents.stored import StoredDocumentError, document_json, render_stored
+from meterstream.entities import credit_notes, exports, invoices, payments
+from meterstream.entities.common import NotFound
+from meterstream.entities.keys import Principal
+
+router = APIRouter(route_class=EntityRoute)
+Admin = Annotated[Principal, Depends(require("admin"))]
+Reader = Annotated[Principal, Depends(require("read"))]
+_READ_ERRORS = errors(401, 403, 404, 422, 429)
+_WRITE_ERRORS = errors(401, 403, 404, 409, 422, 429)
+Locale = Annotated[str | None, Query(max_length=35, description="e.g. de_DE (default: the buyer's)")]
+_MEDIA = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
+
+
+def _sessions(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.sessions
+
+
+# --- invoices ------------------------------------------------------------------------------------------
+
+
+@router.get("/v1/invoices", tags=["invoices"], response_model=InvoiceList, responses=_READ_ERRORS,
+            summary="List invoices (by issue date, number; drafts last)")  # fmt: skip
+async def list_invoices(
+    request: Request,
+    principal: Reader,
+    customer: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    status: Status | None = None,
+    period: Annotated[str | None, Query(min_length=1, max_length=64, description="The close's label, e.g. 2026-11")]
+    = None,
+) -> dict:
+    found = await store(invoices.list_invoices, _sessions(request), principal.tenant, customer, status)
+    return {"items": [invoice_body(inv) for inv in found if period is None or inv.period == period]}
+
+
+async def _rendered(request: Request, tenant: str, invoice_id: str, fmt: str, locale: str | None) -> Response:
+    inv = await store(invoices.get, _sessions(request), tenant, invoice_id)
+    try:
+        files = await run_in_threadpool(render_stored, inv.document, inv.number or inv.invoice_id, (fmt,), locale,
+                                        inv.status)  # fmt: skip
+    except StoredDocumentError as exc:
+        raise ApiError(422, "invalid", str(exc), field="document") from None
+    except ValueError as exc:  # an unknown locale
+        raise ApiError(422, "invalid", str(exc).removeprefix("locale: "), field="locale") from None
+    name = f"{inv.number or inv.invoice_id}.{fmt}"
+    return Response(files[fmt], media_type=_MEDIA[fmt], headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+
+@router.get("/v1/invoices/{invoice_id}.html", tags=["invoices"], response_class=Response,
+            responses={200: {"content": {"text/html": {}}, "description": "The invoice page"}, **_READ_ERRORS},
+            summary="The invoice as an HTML page")  # fmt: skip
+async def invoice_html(request: Request, principal: Reader, invoice_id: str, locale: Locale = None) -> Response:
+    return await _rendered(request, principal.tenant, invoice_id, "html", locale)
+
+
+@router.get("/v1/invoices/{invoice_id}.pdf", tags=["invoices"], response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "The invoice PDF"}, **_READ_ERRORS},
+            summary="The invoice as a PDF")  # fmt: skip
+async def invoice_pdf(request: Request, principal: Reader, invoice_id: str, locale: Locale = None) -> Response:
+    return await _rendered(request, principal.tenant, invoice_id, "pdf", locale)
+
+
+@router.get("/v1/invoices/{invoice_id}", tags=["invoices"], response_class=Response,
+            responses={200: {"content": {"application/json": {"schema": {"$ref": "urn:meterstream:schema:invoice:2"}}},
+                             "description": "The invoice document, version 2 (schemas/invoice.schema.json)"},
+                       **_READ_ERRORS},
+            summary="The invoice document (JSON, version 2)")  # fmt: skip
+async def get_invoice(request: Request, principal: Reader, invoice_id: str) -> Response:
+    inv = await store(invoices.get, _sessions(request), principal.tenant, invoice_id)
+    try:
+        body = document_json(inv.document)
+    except StoredDocumentError as exc:
+        raise ApiError(422, "invalid", str(exc), field="document") from None
+    return Response(body, media_type="application/json", headers={"Meterstream-Invoice-Status": inv.status})
+
+
+@router.post("/v1/invoices/{invoice_id}/void", tags=["invoices"], response_model=InvoiceOut,
+             responses=_WRITE_ERRORS, summary="Void a finalized invoice nothing was paid or credited on")  # fmt: skip
+async def void_invoice(request: Request, principal: Admin, invoice_id: str, body: VoidIn) -> dict:
+    return invoice_body(await store(invoices.void, _sessions(request), principal.tenant, invoice_id, body.reason))
+
+
+# --- payments ------------------------------------------------------------------------------------------
+
+
+def _record(sf, tenant: str, body: PaymentIn) -> tuple[payments.Payment, bool]:  # type: ignore[no-untyped-def]
+    """(payment, created?): a reference recorded before with the same content is answered 200, not 201."""
+    try:
+        payments.get_payment(sf, tenant, body.reference)
+        existed = True
+    except NotFound:
+        existed = False
+    paid = payments.record_payment(
+        sf, tenant, amount=body.amount, currency=body.currency, paid_on=body.paid_at, reference=body.reference,
+        invoice_id=body.invoice_id, customer=body.customer,
+    )  # fmt: skip
+    return paid, not existed
+
+
+@router.post("/v1/payments", tags=["payments"], response_model=PaymentOut, status_code=201,
+             responses={200: {"model": PaymentOut, "description": "This reference was recorded before (same content)"},
+                        **_WRITE_ERRORS},
+             summary="Record a payment received, for an invoice or a customer's open invoices")  # fmt: skip
+async def record_payment(request: Request, response: Response, principal: Admin, body: PaymentIn) -> dict:
+    paid, created = await store(_record, _sessions(request), principal.tenant, body)
+    response.status_code = 201 if created else 200
+    return payment_body(paid)
+
+
+@router.get("/v1/payments", tags=["payments"], response_model=PaymentList, responses=_READ_ERRORS,
+            summary="List payments (by date paid)")  # fmt: skip
+async def list_payments(
+    request: Request, principal: Reader, customer: Annotated[str | None, Query(min_length=1, max_length=256)] = None
+) -> dict:
+    found = await store(payments.list_payments, _sessions(request), principal.tenant, customer)
+    return {"items": [payment_body(p) for p in found]}
+
+
+# --- credit notes --------------------------------------------------------------------------------------
+
+
+@router.post("/v1/credit_notes", tags=["credit notes"], response_model=CreditNoteOut, status_code=201,
+             responses=_WRITE_ERRORS, summary="Issue a credit note against a finalized invoice")  # fmt: skip
+async def create_credit_note(request: Request, principal: Admin, body: CreditNoteIn) -> dict:
+    lines = None if body.lines is None else [{"description": x.description, "amount": x.amount} for x in body.lines]
+    note = await store(credit_notes.create_credit_note, _sessions(request), principal.tenant, body.invoice_id,
+                       body.reason, lines, issue_date=body.issue_date, credit_note_id=body.credit_note_id)  # fmt: skip
+    return credit_note_body(note)
+
+
+@router.get("/v1/credit_notes", tags=["credit notes"], response_model=CreditNoteList, responses=_READ_ERRORS,
+            summary="List credit notes (in the order issued)")  # fmt: skip
+async def list_credit_notes(
+    request: Request,
+    principal: Reader,
+    invoice_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    customer: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+) -> dict:
+    found = await store(credit_notes.list_credit_notes, _sessions(request), principal.tenant, invoice_id, customer)
+    return {"items": [credit_note_body(cn) for cn in found]}
+
+
+# --- exports -------------------------------------------------------------------------------------------
+
+
+@router.get("/v1/exports/{month}.json", tags=["exports"], response_class=Response,
+            responses={200: {"content": {"application/json": {}}, "description": "tenant, month, invoices, "
+                             "credit_notes (with lines), payments (with allocations)"}, **_READ_ERRORS},
+            summary="A month's finalized invoices, credit notes and payments for an ERP, as JSON")  # fmt: skip
+async def export_json(request: Request, principal: Reader, month: str) -> Response:
+    data = await store(exports.read_month, _sessions(request), principal.tenant, month)
+    return Response(exports.to_json(data).encode(), media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{month}.json"'})  # fmt: skip
+
+
+@router.get("/v1/exports/{month}.csv", tags=["exports"], response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "One CSV (RFC 4180) of the kind asked"},
+                       **_READ_ERRORS},
+            summary="A month's invoices, credit notes or payments for an ERP, as CSV")  # fmt: skip
+async def export_csv(
+    request: Request, principal: Reader, month: str, kind: Literal["invoices", "credit_notes", "payments"] = "invoices"
+) -> Response:
+    data = await store(exports.read_month, _sessions(request), principal.tenant, month)
+    text = exports.to_csv(data)[f"{kind}.csv"]
+    return Response(text.encode(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{month}-{kind}.csv"'})  # fmt: skip

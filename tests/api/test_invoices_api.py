@@ -1,0 +1,184 @@
+"""The own finance API (/v1/invoices, /v1/payments, /v1/credit_notes, /v1/exports) through FastAPI's TestClient,
+on SQLite AND PostgreSQL (the tests/api/test_entities_api.py fixture), over invoices stored with a hand-checked
+version 2 document (finance_helpers.py: 1234.56 USD + 89.51 sales tax = 1324.07).
+
+Every expected figure is worked out by hand in the test from the request amounts, never read from a response.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from finance_helpers import TOTAL, store_invoice
+from test_entities_api import client, error, key, pg  # noqa: F401 - the two-database fixtures
+
+from meterstream.api.app import create_app
+from meterstream.schemas.invoice import decode
+from meterstream.schemas.settings import Settings
+
+TENANT = "acme"  # the tenant of test_entities_api.key()
+
+
+def _sf(c: TestClient):  # type: ignore[no-untyped-def]
+    return c.app.state.sessions
+
+
+def test_invoices_payments_credit_notes_and_export(client: TestClient) -> None:  # noqa: F811
+    admin, reader = key(client), key(client, "read")
+    sf = _sf(client)
+    first = store_invoice(sf, TENANT, "INV-A", "cust-1")
+    second = store_invoice(sf, TENANT, "INV-B", "cust-1", issue_date=date(2026, 12, 2), due_date=date(2027, 1, 1))
+    store_invoice(sf, TENANT, "INV-C", "cust-2", finalize=False)
+    store_invoice(sf, "other-tenant", "INV-X", "cust-1")  # never visible to acme's keys
+    assert (first.number, second.number) == ("ACME-2026-000001", "ACME-2026-000002")
+
+    listed = client.get("/v1/invoices", headers=reader)
+    assert listed.status_code == 200
+    items = listed.json()["items"]
+    # by issue date (A and C: Dec 1, B: Dec 2), then number with drafts last
+    assert [(i["invoice_id"], i["number"], i["status"]) for i in items] == [
+        ("INV-A", "ACME-2026-000001", "finalized"), ("INV-C", None, "draft"),
+        ("INV-B", "ACME-2026-000002", "finalized")]  # fmt: skip
+    assert (items[0]["total"], items[0]["amount_due"], items[0]["currency"]) == (TOTAL, TOTAL, "USD")
+    only = client.get("/v1/invoices", params={"customer": "cust-2"}, headers=reader).json()["items"]
+    assert [i["invoice_id"] for i in only] == ["INV-C"]
+    drafts = client.get("/v1/invoices", params={"status": "draft", "period": "2026-11"}, headers=reader)
+    assert [i["invoice_id"] for i in drafts.json()["items"]] == ["INV-C"]
+    assert client.get("/v1/invoices", params={"period": "2026-10"}, headers=reader).json()["items"] == []
+    assert error(client.get("/v1/invoices", params={"status": "open"}, headers=reader))[::2] == (422, "status")
+
+    got = client.get("/v1/invoices/INV-A", headers=reader)
+    assert got.status_code == 200 and got.headers["content-type"] == "application/json"
+    doc = decode(got.content)  # a version 2 document, stamped at finalization
+    assert (doc.number, doc.status, str(doc.total), str(doc.tax_total)) == ("ACME-2026-000001", "finalized",
+                                                                            "1324.07", "89.51")  # fmt: skip
+    assert error(client.get("/v1/invoices/INV-X", headers=reader))[:2] == (404, "not_found")
+
+    # a payment of 324.07 on INV-A: 1324.07 - 324.07 = 1000.00 still due
+    pay = {"invoice_id": "INV-A", "amount": "324.07", "currency": "USD", "paid_at": "2026-12-05", "reference": "tr-1"}
+    assert client.post("/v1/payments", json=pay, headers=reader).status_code == 403
+    made = client.post("/v1/payments", json=pay, headers=admin)
+    assert made.status_code == 201
+    assert made.json()["allocations"] == [{"invoice_id": "INV-A", "number": "ACME-2026-000001", "amount": "324.07"}]
+    again = client.post("/v1/payments", json=pay, headers=admin)  # a retry: counted once
+    assert (again.status_code, again.json()["amount"]) == (200, "324.07")
+    assert error(client.post("/v1/payments", json={**pay, "amount": "10.00"}, headers=admin))[::2] == (409,
+                                                                                                    "reference")
+    assert error(client.post("/v1/payments", json={**pay, "amount": 10.5, "reference": "tr-f"},
+                             headers=admin))[::2] == (422, "amount")  # fmt: skip
+    over = client.post("/v1/payments", json={**pay, "amount": "1000.01", "reference": "tr-2"}, headers=admin)
+    assert error(over)[::2] == (422, "amount") and "1000.00" in over.json()["error"]["message"]
+    eur = client.post("/v1/payments", json={**pay, "currency": "EUR", "reference": "tr-3"}, headers=admin)
+    assert error(eur)[::2] == (422, "currency")
+    inv_a = client.get("/v1/invoices", params={"customer": "cust-1"}, headers=reader).json()["items"][0]
+    assert (inv_a["status"], inv_a["paid"], inv_a["amount_due"]) == ("partially_paid", "324.07", "1000.00")
+
+    # a partial credit note of 100.00: due 1000.00 -> 900.00, all of it credit
+    note = {"invoice_id": "INV-A", "reason": "storage overbilled", "lines": [{"description": "storage",
+                                                                              "amount": "100.00"}]}  # fmt: skip
+    cn = client.post("/v1/credit_notes", json=note, headers=admin)
+    assert cn.status_code == 201
+    assert {k: cn.json()[k] for k in ("number", "invoice_number", "total", "credit", "refund", "status")} == {
+        "number": "ACME-CN-2026-000001", "invoice_number": "ACME-2026-000001", "total": "100.00",
+        "credit": "100.00", "refund": "0.00", "status": "applied"}  # fmt: skip
+    # a full credit note: what is left to credit, 1324.07 - 100.00 = 1224.07; 900.00 of it cancels what is due,
+    # 1224.07 - 900.00 = 324.07 (the payment) is owed back
+    full = client.post("/v1/credit_notes", json={"invoice_id": "INV-A", "reason": "cancelled", "lines": None},
+                       headers=admin)  # fmt: skip
+    assert full.status_code == 201
+    assert [full.json()[k] for k in ("total", "credit", "refund", "status")] == ["1224.07", "900.00", "324.07",
+                                                                               "refund_due"]  # fmt: skip
+    more = client.post("/v1/credit_notes", json=note, headers=admin)
+    assert error(more)[::2] == (422, "amount")
+    bad_line = client.post("/v1/credit_notes", json={**note, "lines": [{"description": "x", "amount": "1.001"}]},
+                           headers=admin)  # fmt: skip
+    assert error(bad_line)[::2] == (422, "lines[0].amount")
+    notes = client.get("/v1/credit_notes", params={"invoice_id": "INV-A"}, headers=reader).json()["items"]
+    assert [n["number"] for n in notes] == ["ACME-CN-2026-000001", "ACME-CN-2026-000002"]
+    inv_a = client.get("/v1/invoices", params={"customer": "cust-1"}, headers=reader).json()["items"][0]
+    assert (inv_a["status"], inv_a["credited"], inv_a["amount_due"]) == ("paid", "1324.07", "0.00")
+
+    # void: INV-A has money on it (409 naming status), INV-B has none, the draft has nothing to void
+    assert error(client.post("/v1/invoices/INV-A/void", json={"reason": "x"}, headers=admin))[::2] == (409, "status")
+    assert error(client.post("/v1/invoices/INV-C/void", json={"reason": "x"}, headers=admin))[::2] == (409, "status")
+    assert error(client.post("/v1/invoices/INV-B/void", json={}, headers=admin))[::2] == (422, "reason")
+    voided = client.post("/v1/invoices/INV-B/void", json={"reason": "sent twice"}, headers=admin)
+    assert voided.status_code == 200
+    assert (voided.json()["status"], voided.json()["void_reason"], voided.json()["amount_due"]) == ("voided",
+                                                                                                  "sent twice", "0.00")
+    assert error(client.post("/v1/payments", json={**pay, "invoice_id": "INV-B", "reference": "tr-4"},
+                             headers=admin))[::2] == (409, "status")  # fmt: skip
+
+    payments = client.get("/v1/payments", headers=reader).json()["items"]
+    assert [(p["reference"], p["amount"], p["paid_at"]) for p in payments] == [("tr-1", "324.07", "2026-12-05")]
+
+    # the December export: both numbered invoices (the voided one too), both credit notes, the payment
+    export = client.get("/v1/exports/2026-12.json", headers=reader)
+    assert export.status_code == 200 and export.headers["content-type"] == "application/json"
+    body = orjson.loads(export.content)
+    assert [(i["number"], i["status"], i["amount_due"]) for i in body["invoices"]] == [
+        ("ACME-2026-000001", "paid", "0.00"), ("ACME-2026-000002", "voided", "0.00")]  # fmt: skip
+    assert [n["total"] for n in body["credit_notes"]] == ["100.00", "1224.07"]
+    assert [p["reference"] for p in body["payments"]] == ["tr-1"]
+    rows = list(csv.DictReader(io.StringIO(client.get("/v1/exports/2026-12.csv", headers=reader).text)))
+    assert [(r["number"], r["total"], r["credited"], r["paid"]) for r in rows] == [
+        ("ACME-2026-000001", "1324.07", "1324.07", "324.07"), ("ACME-2026-000002", "1324.07", "0.00", "0.00")]
+    pay_csv = client.get("/v1/exports/2026-12.csv", params={"kind": "payments"}, headers=reader)
+    assert pay_csv.headers["content-type"].startswith("text/csv")
+    assert pay_csv.text.splitlines()[1] == "tr-1,2026-12-05,cust-1,USD,324.07,ACME-2026-000001,INV-A,324.07"
+    assert orjson.loads(client.get("/v1/exports/2026-11.json", headers=reader).content)["invoices"] == []
+    assert error(client.get("/v1/exports/2026-13.json", headers=reader))[::2] == (422, "month")
+    assert error(client.get("/v1/exports/2026-12.csv", params={"kind": "fees"}, headers=reader))[::2] == (422, "kind")
+
+
+def test_customer_payment_is_spread_oldest_due_first(client: TestClient) -> None:  # noqa: F811
+    admin = key(client)
+    sf = _sf(client)
+    store_invoice(sf, TENANT, "INV-1", "cust-9", issue_date=date(2026, 11, 1), due_date=date(2026, 11, 30))
+    store_invoice(sf, TENANT, "INV-2", "cust-9", issue_date=date(2026, 12, 1), due_date=date(2026, 12, 31))
+    # 1500.00: INV-1 (due first) takes all its 1324.07, INV-2 the rest, 1500.00 - 1324.07 = 175.93
+    bulk = {"customer": "cust-9", "amount": "1500.00", "currency": "USD", "paid_at": "2026-12-10", "reference": "b1"}
+    made = client.post("/v1/payments", json=bulk, headers=admin)
+    assert made.status_code == 201, made.text
+    assert [(a["invoice_id"], a["amount"]) for a in made.json()["allocations"]] == [("INV-1", "1324.07"),
+                                                                                   ("INV-2", "175.93")]  # fmt: skip
+    neither = client.post("/v1/payments", json={"amount": "1.00", "currency": "USD", "paid_at": "2026-12-10",
+                                                "reference": "r"}, headers=admin)  # fmt: skip
+    assert error(neither)[::2] == (422, "invoice_id")
+
+
+@pytest.fixture
+def sqlite_client(tmp_path) -> TestClient:  # type: ignore[no-untyped-def]
+    class _NoIngest:
+        def close(self, timeout: float = 0) -> None:
+            pass
+
+    settings = Settings(home=tmp_path, database_url=None, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0)
+    with TestClient(create_app(settings, ingest=_NoIngest())) as c:  # type: ignore[arg-type]
+        yield c
+
+
+def test_html_and_pdf_of_a_stored_invoice(sqlite_client: TestClient) -> None:
+    c = sqlite_client
+    reader = key(c, "read")
+    store_invoice(_sf(c), TENANT, "INV-R", "cust-1")
+    page = c.get("/v1/invoices/INV-R.html", headers=reader)
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "ACME-2026-000001" in page.text and "$1,324.07" in page.text and "Issued" in page.text
+    german = c.get("/v1/invoices/INV-R.html", params={"locale": "de_DE"}, headers=reader).text
+    assert "1.324,07" in german  # the amount in the German way
+    assert error(c.get("/v1/invoices/INV-R.html", params={"locale": "xx_YY"}, headers=reader))[::2] == (422, "locale")
+    pdf = c.get("/v1/invoices/INV-R.pdf", headers=reader)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-") and 'filename="ACME-2026-000001.pdf"' in pdf.headers["content-disposition"]
+    # paid in full: the page shows the record's status now, not the one stamped at finalization
+    admin = key(c)
+    c.post("/v1/payments", json={"invoice_id": "INV-R", "amount": TOTAL, "currency": "USD", "paid_at": "2026-12-03",
+                                 "reference": "p"}, headers=admin)  # fmt: skip
+    assert 'class="status status-paid">Paid<' in c.get("/v1/invoices/INV-R.html", headers=reader).text
+    assert error(c.get("/v1/invoices/NOPE.pdf", headers=reader))[:2] == (404, "not_found")

@@ -1,0 +1,320 @@
+"""Finance commands over the invoice store (the same SQL store as the API; docs/api.md has the HTTP twins):
+
+  meterstream invoices list|show|render|void     the invoice records, documents and files
+  meterstream payments record|list               payments received, reconciled against invoices
+  meterstream credit-notes create|list           corrections of finalized invoices
+  meterstream export --month YYYY-MM --format csv|json --out DIR    a month for the ERP
+
+Every command takes `--tenant`. A user error (an unknown invoice, an overpayment, a status that does not allow
+the change, a bad date) prints one line, `meterstream <command>: error: <field>: <reason>`, and exits 1.
+Commands that print a table print JSON instead with `--json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from meterstream.schemas.settings import Settings
+
+FORMATS = ("html", "pdf", "png")
+
+
+class UserError(Exception):
+    """A mistake in the command's input or a refusal of the store: one line, exit 1."""
+
+
+def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    from meterstream.entities.db import make_engine, migrate, session_factory
+
+    engine = make_engine(settings)
+    migrate(settings, engine)
+    return session_factory(engine)
+
+
+def _day(field: str, text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{field}: a date YYYY-MM-DD (got {text!r})") from None
+
+
+def _table(title: str, headers: list[str], rows: list[list[str]]) -> None:
+    """A table on a terminal; tab-separated lines (header first) when piped, so no column is cut."""
+    if sys.stdout.isatty():
+        from meterstream.deploy.cli import _print_table
+
+        _print_table(title, headers, rows)
+        return
+    for row in (headers, *rows):
+        print("\t".join(row))
+
+
+def _json_out(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # a reader never sees half a file
+
+
+# --- invoices ------------------------------------------------------------------------------------------
+
+
+def _invoices(args: argparse.Namespace, settings: Settings) -> int:
+    from meterstream.api.invoices_models import invoice_body
+    from meterstream.entities import invoices
+
+    if args.invoices_action == "render" and args.file is not None:
+        return _render_file(args)
+    sf = _sessions(settings)
+    if args.invoices_action == "list":
+        found = [inv for inv in invoices.list_invoices(sf, args.tenant, args.customer, args.status)
+                 if args.period is None or inv.period == args.period]  # fmt: skip
+        if args.json:
+            _json_out([invoice_body(inv) for inv in found])
+            return 0
+        rows = [[inv.number or "(draft)", inv.invoice_id, inv.status, inv.customer, inv.period,
+                 inv.issue_date.isoformat(), inv.due_date.isoformat(), inv.currency, str(inv.total),
+                 str(inv.amount_due)] for inv in found]  # fmt: skip
+        _table(f"invoices of {args.tenant}", ["number", "invoice_id", "status", "customer", "period", "issued", "due",
+                                              "currency", "total", "amount_due"], rows)  # fmt: skip
+        return 0
+    if args.invoices_action == "show":
+        from meterstream.documents.stored import document_json
+
+        inv = invoices.get(sf, args.tenant, args.invoice_id)
+        if args.record:
+            _json_out(invoice_body(inv))
+        else:
+            sys.stdout.write(json.dumps(json.loads(document_json(inv.document)), ensure_ascii=False, indent=2) + "\n")
+        return 0
+    if args.invoices_action == "void":
+        inv = invoices.void(sf, args.tenant, args.invoice_id, args.reason)
+        print(f"voided {inv.number} ({inv.invoice_id}): {inv.void_reason}")
+        return 0
+    if args.invoice_id is None:
+        raise UserError("invoice_id: name the invoice, or render a JSON file with --file")
+    from meterstream.documents.stored import render_stored
+
+    inv = invoices.get(sf, args.tenant, args.invoice_id)
+    stem = inv.number or inv.invoice_id
+    files = render_stored(inv.document, stem, args.format or FORMATS, args.locale, inv.status)
+    for fmt, data in files.items():
+        target = Path(args.out) / f"{stem}.{fmt}"
+        _write(target, data)
+        print(target)
+    return 0
+
+
+def _render_file(args: argparse.Namespace) -> int:
+    from meterstream.documents.render import render_invoice
+
+    if args.invoice_id is not None:
+        raise UserError("invoice_id: give an invoice id or --file, not both")
+    if not Path(args.file).is_file():
+        raise UserError(f"file: {args.file} does not exist")
+    for path in render_invoice(args.file, args.out, args.format or FORMATS, args.locale).values():
+        print(path)
+    return 0
+
+
+# --- payments ------------------------------------------------------------------------------------------
+
+
+def _payments(args: argparse.Namespace, settings: Settings) -> int:
+    from meterstream.api.invoices_models import payment_body
+    from meterstream.entities import payments
+
+    sf = _sessions(settings)
+    if args.payments_action == "record":
+        paid = payments.record_payment(sf, args.tenant, amount=args.amount, currency=args.currency,
+                                       paid_on=_day("paid_at", args.paid_at), reference=args.reference,
+                                       invoice_id=args.invoice, customer=args.customer)  # fmt: skip
+        if args.json:
+            _json_out(payment_body(paid))
+            return 0
+        parts = ", ".join(f"{a['number']} {a['amount']}" for a in payment_body(paid)["allocations"])
+        print(f"payment {paid.reference}: {paid.amount} {paid.currency} on {paid.paid_on} -> {parts}")
+        return 0
+    found = payments.list_payments(sf, args.tenant, args.customer)
+    if args.json:
+        _json_out([payment_body(p) for p in found])
+        return 0
+    rows = []
+    for p in found:
+        allocated = ", ".join(f"{b['number']}: {b['amount']}" for b in payment_body(p)["allocations"])
+        rows.append([p.reference, p.paid_on.isoformat(), p.customer, p.currency, str(p.amount), allocated])
+    _table(f"payments of {args.tenant}", ["reference", "paid_on", "customer", "currency", "amount", "allocated"], rows)
+    return 0
+
+
+# --- credit notes --------------------------------------------------------------------------------------
+
+
+def _credit_notes(args: argparse.Namespace, settings: Settings) -> int:
+    from meterstream.api.invoices_models import credit_note_body
+    from meterstream.entities import credit_notes
+
+    sf = _sessions(settings)
+    if args.credit_notes_action == "create":
+        lines = [{"description": d, "amount": a} for d, a in args.line] if args.line else None
+        note = credit_notes.create_credit_note(
+            sf, args.tenant, args.invoice, args.reason, lines, credit_note_id=args.id,
+            issue_date=_day("issue_date", args.issue_date) if args.issue_date else None,
+        )  # fmt: skip
+        if args.json:
+            _json_out(credit_note_body(note))
+            return 0
+        print(f"credit note {note.number} on {note.invoice_number}: {note.total} {note.currency} "
+              f"(credit {note.credit}, refund {note.refund}, {note.status})")  # fmt: skip
+        return 0
+    found = credit_notes.list_credit_notes(sf, args.tenant, args.invoice, args.customer)
+    if args.json:
+        _json_out([credit_note_body(cn) for cn in found])
+        return 0
+    rows = [[cn.number, cn.invoice_number, cn.customer, cn.issue_date.isoformat(), cn.currency, str(cn.total),
+             str(cn.credit), str(cn.refund), cn.status, cn.reason] for cn in found]  # fmt: skip
+    _table(f"credit notes of {args.tenant}", ["number", "invoice", "customer", "issued", "currency", "total", "credit",
+                                              "refund", "status", "reason"], rows)  # fmt: skip
+    return 0
+
+
+# --- export --------------------------------------------------------------------------------------------
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from meterstream.entities import exports
+
+    data = exports.read_month(_sessions(settings), args.tenant, args.month)
+    out = Path(args.out)
+    if args.format == "json":
+        files = {f"{args.tenant}-{args.month}.json": exports.to_json(data) + "\n"}
+    else:
+        files = {f"{args.tenant}-{args.month}-{name}": text for name, text in exports.to_csv(data).items()}
+    for name, text in files.items():
+        _write(out / name, text.encode())
+        print(out / name)
+    print(f"{len(data.invoices)} invoices, {len(data.credit_notes)} credit notes, {len(data.payments)} payments "
+          f"of {args.tenant} in {args.month}")  # fmt: skip
+    return 0
+
+
+# --- wiring --------------------------------------------------------------------------------------------
+
+
+def _guarded(func):  # type: ignore[no-untyped-def]
+    """The store's refusals and input mistakes as one line on stderr and exit code 1 (never a traceback)."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from meterstream.documents.stored import StoredDocumentError
+        from meterstream.entities.common import Conflict, Invalid, NotFound
+
+        try:
+            return func(args, settings)
+        except Conflict as exc:  # its message does not carry the field: named here like Invalid's
+            message = f"{exc.field}: {exc}"
+        except (UserError, Invalid, NotFound, StoredDocumentError) as exc:
+            message = str(exc)
+        except ValueError as exc:  # render: an unknown format or locale, a file that is not an invoice
+            message = str(exc)
+        print(f"meterstream {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+    return run
+
+
+def _tenant(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tenant", required=True)
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `invoices`, `payments`, `credit-notes` and `export` to the `meterstream` parser."""
+    p = sub.add_parser("invoices", help="invoice records, documents (JSON, HTML, PDF, PNG) and voiding")
+    acts = p.add_subparsers(dest="invoices_action", required=True)
+    c = acts.add_parser("list", help="list invoices (by issue date, number; drafts last)")
+    _tenant(c)
+    c.add_argument("--customer", default=None)
+    c.add_argument("--status", default=None, choices=["draft", "finalized", "partially_paid", "paid", "overdue",
+                                                      "voided"])  # fmt: skip
+    c.add_argument("--period", default=None, help="the close's label, e.g. 2026-11")
+    _json_flag(c)
+    c = acts.add_parser("show", help="print an invoice's document (JSON, version 2), or its record with --record")
+    _tenant(c)
+    c.add_argument("invoice_id")
+    c.add_argument("--record", action="store_true", help="the record (status, paid, credited, amount due) instead")
+    c = acts.add_parser("render", help="write an invoice as HTML, PDF and PNG (a stored one, or a JSON file)")
+    c.add_argument("invoice_id", nargs="?")
+    c.add_argument("--tenant", default=None, help="required with an invoice id")
+    c.add_argument("--file", default=None, help="an invoice JSON file (as `meterstream close` writes) instead")
+    c.add_argument("--format", action="append", choices=list(FORMATS), help="repeatable; default: all three")
+    c.add_argument("--locale", default=None, help="e.g. de_DE (default: the buyer's)")
+    c.add_argument("--out", default=".", help="directory for the files (default: here)")
+    c = acts.add_parser("void", help="void a finalized invoice nothing was paid or credited on")
+    _tenant(c)
+    c.add_argument("invoice_id")
+    c.add_argument("--reason", required=True)
+    p.set_defaults(func=_guarded(_invoices_checked))
+
+    p = sub.add_parser("payments", help="payments received, reconciled against finalized invoices")
+    acts = p.add_subparsers(dest="payments_action", required=True)
+    c = acts.add_parser("record", help="record a payment for an invoice (--invoice) or a customer's open invoices")
+    _tenant(c)
+    target = c.add_mutually_exclusive_group(required=True)
+    target.add_argument("--invoice", default=None, help="the invoice id paid")
+    target.add_argument("--customer", default=None, help="the customer who paid (oldest due first)")
+    c.add_argument("--amount", required=True, help="decimal, e.g. 324.07")
+    c.add_argument("--currency", required=True)
+    c.add_argument("--paid-at", required=True, help="YYYY-MM-DD, the day the money was received")
+    c.add_argument("--reference", required=True, help="bank transfer id, PSP charge id: recorded once")
+    _json_flag(c)
+    c = acts.add_parser("list", help="list payments (by date paid)")
+    _tenant(c)
+    c.add_argument("--customer", default=None)
+    _json_flag(c)
+    p.set_defaults(func=_guarded(_payments))
+
+    p = sub.add_parser("credit-notes", help="credit notes: corrections of finalized invoices")
+    acts = p.add_subparsers(dest="credit_notes_action", required=True)
+    c = acts.add_parser("create", help="issue a credit note (without --line: a full credit of what is left)")
+    _tenant(c)
+    c.add_argument("--invoice", required=True, help="the invoice id credited")
+    c.add_argument("--reason", required=True)
+    c.add_argument("--line", nargs=2, action="append", metavar=("DESCRIPTION", "AMOUNT"), help="repeatable")
+    c.add_argument("--id", default=None, help="idempotency key: the same id again returns the stored note")
+    c.add_argument("--issue-date", default=None, help="YYYY-MM-DD (default: today, UTC)")
+    _json_flag(c)
+    c = acts.add_parser("list", help="list credit notes (in the order issued)")
+    _tenant(c)
+    c.add_argument("--invoice", default=None)
+    c.add_argument("--customer", default=None)
+    _json_flag(c)
+    p.set_defaults(func=_guarded(_credit_notes))
+
+    p = sub.add_parser("export", help="a month's finalized invoices, credit notes and payments for an ERP")
+    _tenant(p)
+    p.add_argument("--month", required=True, help="YYYY-MM (invoices and credit notes by issue date, payments by "
+                   "date paid)")  # fmt: skip
+    p.add_argument("--format", required=True, choices=["csv", "json"])
+    p.add_argument("--out", required=True, help="directory: <tenant>-<month>.json or <tenant>-<month>-<kind>.csv")
+    p.set_defaults(func=_guarded(_export))
+
+
+def _invoices_checked(args: argparse.Namespace, settings: Settings) -> int:
+    if args.invoices_action == "render" and args.file is None and args.tenant is None:
+        raise UserError("tenant: --tenant is required to render a stored invoice")
+    return _invoices(args, settings)
+
+
+__all__ = ["register"]

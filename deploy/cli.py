@@ -301,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dlq_commands(sub)
 
+    from meterstream.deploy.cli_invoices import register as add_finance_commands
+
+    add_finance_commands(sub)  # invoices, payments, credit-notes, export
+
     from meterstream.api.cli import add_commands as add_api_commands
 
     add_api_commands(sub)

@@ -76,9 +76,16 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     from meterstream.rating.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
-    producer = None if args.no_publish else make_producer(settings)
     # embedded store: through the sink's ClickHouse HTTP front (as its internal writer) while the sink owns it
     client = front_client(settings, writer=True) or connect(settings)
+    if not getattr(args, "force", False):  # close guards: the period ended, the pipeline drained, Kafka up
+        from meterstream.deploy.close_guards import close_refusal
+
+        refusal = close_refusal(settings, args.period, client, StoreView.open(settings))
+        if refusal:
+            print(f"meterstream close: refused: {refusal}", file=sys.stderr)
+            return 3
+    producer = None if args.no_publish else make_producer(settings)
     result = close_period(
         client,
         settings.clickhouse_database,
@@ -247,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", required=True, help="YYYY-MM")
     p.add_argument("--out", default="meterstream-out/invoices", help="directory for the JSON documents")
     p.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")
+    p.add_argument("--force", action="store_true", help="close even if the period has not ended or the pipeline "
+                   "has a backlog (exit 3 when a guard refuses)")  # fmt: skip
     p.set_defaults(func=_close)
 
     p = sub.add_parser("chaos", help="fault-injection run: kills, broker restart, ClickHouse outage, then a verdict")
@@ -297,9 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--customer", default=None, help="only this customer's")
         c.set_defaults(func=_list_entities)
 
+    from meterstream.deploy.billing_run import add_commands as add_billing_commands
+
+    add_billing_commands(sub)
+
     from meterstream.ingest.dlq_cli import add_commands as add_dlq_commands
 
     add_dlq_commands(sub)
+
+    from meterstream.deploy.cli_webhooks import register as add_webhooks_commands
+
+    add_webhooks_commands(sub)  # webhooks add|list|disable|enable|deliveries|replay|events
 
     from meterstream.deploy.cli_invoices import register as add_finance_commands
 

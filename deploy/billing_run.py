@@ -1,0 +1,407 @@
+"""`meterstream billing run`: close every period that has ended and is not closed yet, behind the close guards.
+
+Which periods: the months after the last one in ClickHouse `period_closes` (with none closed yet: from the
+earliest month with rated usage), up to the month before the current UTC month, in order (a close bills the
+late usage of the periods closed before it). The current month is never closed. A period that has not ended
+in some billed time zone stops the run quietly (`waiting`: the next run closes it). Before the first close
+the run waits, up to `--wait` seconds, for the pipeline to process what was produced before it started
+(`close_guards.pipeline_backlog`); a backlog still there at the deadline, or Kafka unreachable, refuses the
+run (exit 1) with the guards' reason. Re-running changes nothing: every period it closed is in
+`period_closes`.
+
+`meterstream billing close --period P [--force] --json` is the same close as `meterstream close` with a JSON
+answer (the API's POST /v1/billing/close runs it as a child process: a close pauses the garbage collector of
+its process and takes a core for a while).
+
+Inside `meterstream up`, `BillingScheduler` runs `meterstream billing run` as a child process at start and
+then on `METERSTREAM_BILLING_SCHEDULE` (`daily@HH:MM`, UTC; `off` disables it), logs each run and writes its
+metrics for Prometheus's textfile collector (`<home>/billing/metrics.prom`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from meterstream.schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from meterstream.deploy.close_guards import LagTargets
+
+log = logging.getLogger("meterstream.billing")
+
+EXIT_REFUSED = 3  # `billing close` and `close`: a guard refused (the message says why)
+
+
+class BillingSettings(BaseSettings):
+    """The billing run's knobs (METERSTREAM_* environment variables, like `Settings`)."""
+
+    model_config = SettingsConfigDict(env_prefix="METERSTREAM_", extra="ignore")
+
+    billing_schedule: str = Field("daily@02:00", description="`daily@HH:MM` (UTC) or `off`: billing runs in `up`.")
+    billing_wait_seconds: float = Field(
+        600.0, ge=0, description="How long a billing run waits for the pipeline to process its backlog."
+    )
+    invoices_dir: Path = Field(Path("meterstream-out/invoices"), description="Where runs write invoice documents.")
+    operator_tenant: str | None = Field(
+        None, description="The tenant whose admin keys may close periods through the API (a close is global)."
+    )
+
+
+# --- the schedule (pure) ----------------------------------------------------------------------------------
+
+_DAILY = re.compile(r"^daily@([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class Daily:
+    hour: int
+    minute: int
+
+    def next_after(self, now: datetime) -> datetime:
+        """The first run time strictly after `now` (UTC)."""
+        now = now.astimezone(UTC)
+        at = now.replace(hour=self.hour, minute=self.minute, second=0, microsecond=0)
+        return at if at > now else at + timedelta(days=1)
+
+
+def parse_schedule(text: str) -> Daily | None:
+    """`daily@HH:MM` (24-hour UTC clock) -> Daily; `off` -> None; anything else: ValueError naming the variable."""
+    value = text.strip().lower()
+    if value == "off":
+        return None
+    m = _DAILY.match(value)
+    if m is None:
+        raise ValueError(f"METERSTREAM_BILLING_SCHEDULE: must be 'daily@HH:MM' (UTC, e.g. daily@02:00) or 'off', "
+                         f"got {text!r}")  # fmt: skip
+    return Daily(int(m.group(1)), int(m.group(2)))
+
+
+# --- which periods (pure) ---------------------------------------------------------------------------------
+
+
+def _next_month(period: str) -> str:
+    y, m = int(period[:4]), int(period[5:7])
+    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
+
+
+def due_periods(closed: list[str], usage_periods: list[str], now: datetime) -> list[str]:
+    """The periods a run closes, in order: after the last closed one (none closed: from the earliest with
+    usage) up to the month before `now`'s UTC month. Nothing to start from -> []."""
+    current = f"{now.astimezone(UTC):%Y-%m}"
+    if closed:
+        start = _next_month(max(closed))
+    else:
+        past = sorted(p for p in usage_periods if p < current)
+        if not past:
+            return []
+        start = past[0]
+    out = []
+    while start < current:
+        out.append(start)
+        start = _next_month(start)
+    return out
+
+
+# --- the run (I/O) ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class BillingRunResult:
+    closed: list[str] = field(default_factory=list)  # periods closed by this run
+    invoices: dict[str, int] = field(default_factory=dict)  # period -> invoices written
+    failed: list[dict[str, str]] = field(default_factory=list)  # customers not invoiced (period, tenant, ...)
+    waiting: str | None = None  # a due period that has not ended yet: the next run closes it
+    refused: str | None = None  # the guards' reason, when the run gave up (lag, Kafka)
+
+    @property
+    def outcome(self) -> str:
+        if self.refused:
+            return "refused"
+        if self.failed:
+            return "failed_customers"
+        return "closed" if self.closed else "nothing_to_do"
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.refused or self.failed else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "outcome": self.outcome}
+
+
+def _clients(settings: Settings) -> Any:
+    from meterstream.aggregation.client import connect
+    from meterstream.aggregation.http_front import front_client
+
+    # embedded store: through the sink's ClickHouse HTTP front (as its internal writer) while the sink owns it
+    return front_client(settings, writer=True) or connect(settings)
+
+
+def usage_periods(client: Any, db: str) -> list[str]:
+    return [r[0] for r in client.query(f"SELECT DISTINCT period FROM {db}.rated_usage ORDER BY period").result_rows]
+
+
+def close_one(settings: Settings, client: Any, period: str, out: Path, publish: bool) -> dict[str, Any]:
+    """Close `period` (no guards here) and summarize it."""
+    from meterstream.ingest.topics import Topics
+    from meterstream.invoice_emitter.close import close_period
+    from meterstream.invoice_emitter.store_plans import StoreView
+    from meterstream.rating.catalog import load_catalog
+
+    producer = None
+    if publish:
+        from meterstream.ingest.producer import make_producer
+
+        producer = make_producer(settings)
+    result = close_period(client, settings.clickhouse_database, load_catalog(settings.catalog), period, out,
+                          producer, Topics.from_settings(settings).invoices, progress=False,
+                          store=StoreView.open(settings))  # fmt: skip
+    return {
+        "period": period,
+        "invoices": len(result.invoices),
+        "totals": {c: str(t) for c, t in sorted(result.totals_by_currency.items())},
+        "reissued": result.reissued,
+        "unreconciled": len(result.unreconciled),
+        "failed": [{"tenant": t, "customer": c, "reason": r} for t, c, r in result.failed],
+        "directory": str(out / period),
+    }
+
+
+def run_billing(
+    settings: Settings,
+    out: Path,
+    wait_seconds: float = 600.0,
+    publish: bool = True,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    poll_seconds: float = 1.0,
+    client: Any = None,
+) -> BillingRunResult:
+    """Close every ended, unclosed period (see the module's docstring). Idempotent."""
+    from meterstream.deploy.close_guards import check_close
+    from meterstream.ingest.lag import LagProbe
+    from meterstream.invoice_emitter.ledger import closed_periods
+    from meterstream.invoice_emitter.store_plans import StoreView
+
+    client = client if client is not None else _clients(settings)
+    db = settings.clickhouse_database
+    result = BillingRunResult()
+    due = due_periods(closed_periods(client, db), usage_periods(client, db), now())
+    if not due:
+        return result
+    store = StoreView.open(settings)
+    targets: LagTargets | None = None
+    probe: LagProbe | None = None
+    drained = False
+    try:
+        for period in due:
+            report, targets = check_close(settings, period, store, now(), probe, targets)
+            if not report.ended:
+                result.waiting = report.end.text()
+                log.info("billing run: %s; not closed yet", result.waiting)
+                break
+            deadline = time.monotonic() + wait_seconds
+            while not drained:
+                if report.kafka_problem is None and probe is None:
+                    probe = LagProbe(settings)
+                if report.backlog is not None and report.backlog.empty:
+                    drained = True
+                    break
+                if time.monotonic() >= deadline:
+                    result.refused = f"waited {wait_seconds:g}s: {report.message()}"
+                    return result
+                log.info("billing run: waiting for the pipeline (%s)", "; ".join(report.reasons))
+                time.sleep(poll_seconds)
+                report, targets = check_close(settings, period, store, now(), probe, targets)
+            summary = close_one(settings, client, period, out, publish)
+            result.closed.append(period)
+            result.invoices[period] = summary["invoices"]
+            result.failed += [{"period": period, **f} for f in summary["failed"]]
+            log.info("billing run: closed %s (%d invoices, %d customers failed)", period, summary["invoices"],
+                     len(summary["failed"]))  # fmt: skip
+    finally:
+        if probe is not None:
+            probe.close()
+    return result
+
+
+# --- the scheduler inside `meterstream up` ----------------------------------------------------------------
+
+
+class BillingScheduler:
+    """Runs `meterstream billing run` as a child process at start and then daily, in a thread of `up`.
+
+    Each run's output is appended to `<logs>/billing.log`; after each run `<home>/billing/metrics.prom` is
+    rewritten (Prometheus text format, for node_exporter's textfile collector): runs by outcome, periods
+    closed, the last run's and the last successful run's times and the last exit code."""
+
+    def __init__(self, schedule: Daily, env: dict[str, str], home: Path, logs: Path,
+                 say: Callable[[str], None] = lambda msg: log.info(msg)) -> None:  # fmt: skip
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.schedule, self.env, self.home, self.logs, self.say = schedule, env, home, logs, say
+        self.stopping = threading.Event()
+        self.child: subprocess.Popen[str] | None = None
+        self.thread = threading.Thread(target=self._loop, name="billing-scheduler", daemon=True)
+        self.registry = CollectorRegistry()
+        self.runs = Counter("meterstream_billing_runs", "Billing runs by outcome", ["outcome"],
+                            registry=self.registry)  # fmt: skip
+        self.periods = Counter("meterstream_billing_periods_closed", "Periods closed by billing runs",
+                               registry=self.registry)  # fmt: skip
+        self.last_run = Gauge("meterstream_billing_last_run_timestamp_seconds", "End of the last billing run",
+                              registry=self.registry)  # fmt: skip
+        self.last_ok = Gauge("meterstream_billing_last_success_timestamp_seconds",
+                             "End of the last billing run that exited 0", registry=self.registry)  # fmt: skip
+        self.last_code = Gauge("meterstream_billing_last_exit_code", "Exit code of the last billing run",
+                               registry=self.registry)  # fmt: skip
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.home / "billing" / "metrics.prom"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """No new run; a run under way gets `timeout` seconds to finish, then SIGTERM."""
+        self.stopping.set()
+        child = self.child
+        if child is not None and child.poll() is None:
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.terminate()
+                child.wait(30)
+        self.thread.join(5)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            self.run_once()
+            wake = self.schedule.next_after(datetime.now(UTC))
+            self.say(f"billing: next run {wake:%Y-%m-%dT%H:%MZ}")
+            while not self.stopping.is_set() and datetime.now(UTC) < wake:
+                self.stopping.wait(min(60.0, max(0.1, (wake - datetime.now(UTC)).total_seconds())))
+
+    def run_once(self) -> dict[str, Any] | None:
+        """One `meterstream billing run --json` child; its result (None if it printed none)."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / "billing.log", "a") as err:
+            err.write(f"--- billing run {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n")
+            err.flush()
+            self.child = subprocess.Popen([sys.executable, "-m", "meterstream.deploy.cli", "billing", "run", "--json"],
+                                          env=self.env, stdout=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
+            stdout, _ = self.child.communicate()
+        code = self.child.returncode
+        self.child = None
+        answer: dict[str, Any] | None = None
+        try:
+            answer = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
+        except ValueError:
+            answer = None
+        outcome = answer["outcome"] if answer else "error"
+        self.runs.labels(outcome).inc()
+        if answer:
+            self.periods.inc(len(answer["closed"]))
+        self.last_run.set_to_current_time()
+        self.last_code.set(code)
+        if code == 0:
+            self.last_ok.set_to_current_time()
+        self._write_metrics()
+        self.say(f"billing run: {describe(answer) if answer else f'exit {code}, no result'} (log {self.logs})")
+        return answer
+
+    def _write_metrics(self) -> None:
+        from prometheus_client import write_to_textfile
+
+        self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(self.metrics_file), self.registry)
+
+
+def scheduler_for(env: dict[str, str], home: Path, logs: Path, say: Callable[[str], None]) -> BillingScheduler | None:
+    """The scheduler `up` runs (None: METERSTREAM_BILLING_SCHEDULE=off). ValueError for a bad schedule."""
+    schedule = parse_schedule(BillingSettings().billing_schedule)
+    return None if schedule is None else BillingScheduler(schedule, env, home, logs, say)
+
+
+def describe(answer: dict[str, Any]) -> str:
+    parts = [f"closed {', '.join(answer['closed'])}" if answer["closed"] else "nothing closed"]
+    if answer.get("waiting"):
+        parts.append(f"waiting: {answer['waiting']}")
+    if answer.get("refused"):
+        parts.append(f"refused: {answer['refused']}")
+    if answer.get("failed"):
+        parts.append(f"{len(answer['failed'])} customers not invoiced")
+    return "; ".join(parts)
+
+
+# --- CLI --------------------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    knobs = BillingSettings()
+    out = Path(args.out) if args.out else knobs.invoices_dir
+    wait = knobs.billing_wait_seconds if args.wait is None else args.wait
+    result = run_billing(settings, out, wait, publish=not args.no_publish)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(f"billing run: {describe(result.to_json())}")
+        for f in result.failed:
+            print(f"error: {f['period']} {f['tenant']}/{f['customer']} not invoiced: {f['reason']}", file=sys.stderr)
+        if result.refused:
+            print(f"refused: {result.refused}", file=sys.stderr)
+    return result.exit_code
+
+
+def _close(args: argparse.Namespace, settings: Settings) -> int:
+    """A close with a JSON answer: 0 closed, 1 some customers not invoiced, 3 refused by a guard."""
+    from meterstream.deploy.close_guards import check_period, close_refusal, opened_store
+
+    try:
+        period = check_period(args.period)
+    except ValueError as exc:
+        print(json.dumps({"error": "invalid", "field": "period", "message": str(exc)}))
+        return 2
+    out = Path(args.out) if args.out else BillingSettings().invoices_dir
+    client = _clients(settings)
+    if not args.force:
+        reason = close_refusal(settings, period, client, opened_store(settings))
+        if reason:
+            print(json.dumps({"error": "refused", "message": reason}))
+            return EXIT_REFUSED
+    summary = close_one(settings, client, period, out, publish=not args.no_publish)
+    print(json.dumps({**summary, "forced": bool(args.force)}))
+    return 1 if summary["failed"] else 0
+
+
+def add_commands(sub: Any) -> None:
+    """`meterstream billing run` and `meterstream billing close` (registered by deploy/cli.py)."""
+    p = sub.add_parser("billing", help="billing runs: close every ended period behind the close guards")
+    bs = p.add_subparsers(dest="billing_action", required=True)
+    c = bs.add_parser("run", help="close every period that has ended and is not closed (idempotent)")
+    c.add_argument("--out", default=None, help="directory for the JSON documents (METERSTREAM_INVOICES_DIR)")
+    c.add_argument("--wait", type=float, default=None,
+                   help="seconds to wait for the pipeline's backlog (METERSTREAM_BILLING_WAIT_SECONDS, 600)")
+    c.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")
+    c.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    c.set_defaults(func=_run)
+    c = bs.add_parser("close", help="close one period, answered in JSON (what POST /v1/billing/close runs)")
+    c.add_argument("--period", required=True, help="YYYY-MM")
+    c.add_argument("--force", action="store_true", help="close even if a guard refuses")
+    c.add_argument("--out", default=None, help="directory for the JSON documents (METERSTREAM_INVOICES_DIR)")
+    c.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")
+    c.set_defaults(func=_close)

@@ -1,0 +1,302 @@
+"""Close guards: refuse to close a period that has not ended where it is billed, or while the pipeline still
+holds unprocessed events (issue #15, item 3). `--force` overrides them (the caller decides; nothing here closes).
+
+A period (YYYY-MM) has ended once it has ended in every time zone it is billed in: UTC for the catalog file's
+customers, and each subscription customer's own time zone (the entity store; the close bills the subscription
+periods that end in the label's LOCAL month, `subscription_invoice.label_window`). The latest of those ends is
+the one that counts, e.g. 2026-12 ends 2027-01-01T05:00Z for a customer in America/New_York.
+
+The pipeline has unprocessed events while the processor's consumer group has not committed past the end of
+`usage-events` as it was when the check started, or the sink's group past the end of `rated-usage` (dead
+letters never reach an invoice, so the sink's dead-letter backlog does not count). Measured against a snapshot
+of the end offsets, so that a check that waits (`billing run`) finishes under continuous traffic: what was
+produced before the check must be processed; later events are new (late usage of a closed period becomes an
+adjustment on the next invoice). The lag is not split by period: any backlog refuses. Kafka unreachable
+refuses too (the lag cannot be known).
+
+Pure decisions (`period_end`, `GuardReport`) and small I/O functions (`billing_zones`, `pipeline_backlog`,
+`kafka_error`, `check_close`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from meterstream.invoice_emitter.subscription_invoice import label_window
+from meterstream.schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from meterstream.ingest.lag import LagProbe
+    from meterstream.invoice_emitter.store_plans import StoreView
+
+PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+FORCE_HINT = "use --force to close anyway"
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> offset
+
+
+def check_period(period: str) -> str:
+    """`period` if it is YYYY-MM, else ValueError naming the field."""
+    if not isinstance(period, str) or not PERIOD_RE.match(period):
+        raise ValueError(f"period: must be YYYY-MM, got {period!r}")
+    return period
+
+
+@dataclass(frozen=True)
+class PeriodEnd:
+    period: str
+    end: datetime  # UTC instant: the latest local end among the zones
+    zone: str  # the zone where it ends last
+
+    def text(self) -> str:
+        return f"{self.period} ends {self.end.astimezone(UTC):%Y-%m-%dT%H:%MZ} in {self.zone}"
+
+
+def period_end(period: str, zones: Iterable[str] = ()) -> PeriodEnd:
+    """The instant `period` has ended everywhere: the latest start of the next month among `zones` and UTC.
+    On a tie, UTC (then the alphabetically first zone) is named."""
+    check_period(period)
+    best: PeriodEnd | None = None
+    for zone in ["UTC", *sorted(set(zones) - {"UTC"})]:
+        end = label_window(period, zone)[1]
+        if best is None or end > best.end:
+            best = PeriodEnd(period, end, zone)
+    assert best is not None
+    return best
+
+
+@dataclass(frozen=True)
+class Backlog:
+    processor: int  # usage events the processor has not committed
+    sink: int  # rated-usage messages the sink has not committed (one message carries many records)
+
+    @property
+    def empty(self) -> bool:
+        return self.processor == 0 and self.sink == 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+@dataclass
+class GuardReport:
+    """What the guards found for one close; `reasons` is empty when the close may go ahead."""
+
+    end: PeriodEnd
+    now: datetime
+    backlog: Backlog | None = None  # None: not measured (Kafka unreachable, or the broker could not tell yet)
+    kafka_problem: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ended(self) -> bool:
+        return self.now >= self.end.end
+
+    @property
+    def reasons(self) -> list[str]:
+        out = [] if self.ended else [self.end.text()]
+        if self.kafka_problem is not None:
+            out.append(self.kafka_problem)
+        elif self.backlog is None:
+            out.append("the broker cannot tell the pipeline's lag yet (group coordinator not ready)")
+        else:
+            if self.backlog.processor > 0:
+                out.append(f"processor lag {_count(self.backlog.processor, 'event')}")
+            if self.backlog.sink > 0:
+                out.append(f"sink lag {_count(self.backlog.sink, 'message')}")
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+    def message(self) -> str:
+        """e.g. '2026-12 ends 2027-01-01T05:00Z in America/New_York; processor lag 1,234 events; sink lag 2
+        messages; use --force to close anyway' ('' when nothing stands in the way)."""
+        reasons = self.reasons
+        return "; ".join([*reasons, FORCE_HINT]) if reasons else ""
+
+
+# --- I/O ------------------------------------------------------------------------------------------------
+
+
+def billing_zones(store: StoreView | None) -> set[str]:
+    """The time zones subscription customers are billed in: each customer with a subscription of its own, and
+    every customer of a tenant that has a default subscription (`*`: it bills that tenant's other customers).
+    Empty without an entity store (the catalog file's customers are billed in UTC months)."""
+    if store is None:
+        return set()
+    from sqlalchemy import select
+
+    from meterstream.entities.customers import CustomerRow
+    from meterstream.schemas.entities import DEFAULT_CUSTOMER
+
+    subscribed = store.subscriptions()
+    zones = {store.timezone(t, c) for (t, c) in subscribed if c != DEFAULT_CUSTOMER}
+    default_tenants = sorted({t for (t, c) in subscribed if c == DEFAULT_CUSTOMER})
+    if default_tenants:
+        with store.sf() as s:
+            stmt = select(CustomerRow.timezone).where(
+                CustomerRow.tenant.in_(default_tenants), CustomerRow.deleted_at.is_(None)
+            )
+            zones |= {z or "UTC" for z in s.scalars(stmt.distinct())}
+    return zones
+
+
+def kafka_error(settings: Settings, timeout: float = 5.0) -> str | None:
+    """None when the broker answers a metadata request within `timeout`, else the reason for a refusal."""
+    from confluent_kafka import Consumer, KafkaException
+
+    probe = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "meterstream-close-guard",
+                      "enable.auto.commit": False, "log_level": 0})  # fmt: skip
+    try:
+        probe.list_topics(timeout=timeout)
+        return None
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else exc
+        return (f"Kafka at {settings.bootstrap} is unreachable ({getattr(err, 'str', lambda: str(err))()}): "
+                "the pipeline's lag cannot be checked")  # fmt: skip
+    finally:
+        probe.close()
+
+
+def _committed(probe: LagProbe, group: str, tps: list[tuple[str, int]]) -> Offsets | None:
+    """The group's committed offsets (-1: none) for `tps`; None while the coordinator cannot tell.
+    (The same OffsetFetch as `LagProbe.group_lag`, with the per-partition answer.)"""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from meterstream.ingest.lag import coordinator_not_ready
+
+    reader = probe.groups.get(group)
+    if reader is None:
+        reader = probe.groups[group] = Consumer({**probe.conf, "group.id": group})
+    try:
+        answer = reader.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
+    except KafkaException as exc:
+        if coordinator_not_ready(exc):
+            return None
+        raise
+    return {(tp.topic, tp.partition): tp.offset for tp in answer}
+
+
+def end_offsets(probe: LagProbe, topics: list[str]) -> Offsets:
+    return {(t, p): off for t in topics for p, off in probe.end_offsets(t).items()}
+
+
+def behind(targets: Offsets, committed: Offsets) -> int:
+    """Messages before `targets` not committed (a partition with no commit counts from 0). Pure."""
+    return sum(max(0, end - max(committed.get(tp, -1), 0)) for tp, end in targets.items())
+
+
+@dataclass
+class LagTargets:
+    """The end offsets a wait must reach: usage-events taken once; rated-usage taken once the processor
+    reached its target (the records it produced for those events are then all in rated-usage)."""
+
+    usage: Offsets
+    rated: Offsets | None = None
+
+
+def pipeline_backlog(settings: Settings, probe: LagProbe, targets: LagTargets | None = None
+                     ) -> tuple[Backlog | None, LagTargets]:  # fmt: skip
+    """(backlog against `targets`, the targets); the first call with targets=None snapshots them now.
+    Backlog None: the broker cannot tell the committed offsets yet."""
+    from meterstream.ingest.topics import Topics
+    from meterstream.processor.runner import app_id
+
+    topics = Topics.from_settings(settings)
+    targets = targets or LagTargets(end_offsets(probe, [topics.usage]))
+    done = _committed(probe, app_id(settings), list(targets.usage))
+    if done is None:
+        return None, targets
+    processor = behind(targets.usage, done)
+    if processor > 0:
+        rated = targets.rated or end_offsets(probe, [topics.rated])
+    else:
+        targets.rated = targets.rated or end_offsets(probe, [topics.rated])
+        rated = targets.rated
+    sink_done = _committed(probe, settings.topic("meterstream-sink"), list(rated))
+    if sink_done is None:
+        return None, targets
+    return Backlog(processor, behind(rated, sink_done)), targets
+
+
+def _settling(exc: Exception) -> bool:
+    """An answer of a broker that is settling (topic just created, leader moving, coordinator loading)."""
+    from confluent_kafka import KafkaError
+
+    from meterstream.ingest.lag import coordinator_not_ready
+
+    err = exc.args[0] if exc.args else None
+    leaderless = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError.UNKNOWN_TOPIC_OR_PART)  # fmt: skip
+    return coordinator_not_ready(exc) or (isinstance(err, KafkaError) and err.code() in leaderless)  # type: ignore[arg-type]
+
+
+def check_close(
+    settings: Settings,
+    period: str,
+    store: StoreView | None = None,
+    now: datetime | None = None,
+    probe: LagProbe | None = None,
+    targets: LagTargets | None = None,
+    kafka_timeout: float = 5.0,
+    settle_seconds: float = 10.0,
+) -> tuple[GuardReport, LagTargets | None]:
+    """Every guard for closing `period` now. `probe`: an open LagProbe to reuse (else one is opened and closed).
+    Answers the broker gives while it settles (no partition leader yet, group coordinator loading) are asked
+    again for up to `settle_seconds`."""
+    from confluent_kafka import KafkaException
+
+    from meterstream.ingest.lag import LagProbe
+
+    report = GuardReport(period_end(period, billing_zones(store)), now or datetime.now(UTC))
+    problem = kafka_error(settings, kafka_timeout)
+    if problem is not None:
+        report.kafka_problem = problem
+        return report, targets
+    own = probe is None
+    probe = probe or LagProbe(settings)
+    deadline = time.monotonic() + settle_seconds
+    try:
+        while True:
+            try:
+                report.backlog, targets = pipeline_backlog(settings, probe, targets)
+                break
+            except KafkaException as exc:  # e.g. a topic just created has no leader yet: ask again, briefly
+                if not _settling(exc) or time.monotonic() > deadline:
+                    report.kafka_problem = f"Kafka at {settings.bootstrap}: cannot read the pipeline's lag ({exc})"
+                    break
+                time.sleep(0.5)
+            if report.backlog is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        if own:
+            probe.close()
+    return report, targets
+
+
+def close_refusal(settings: Settings, period: str, client: Any = None, store: StoreView | None = None) -> str | None:
+    """Why `meterstream close --period` must not run now ('...; use --force to close anyway'), or None.
+    A period already closed is re-issued unchanged, so nothing is checked for it (needs `client`)."""
+    check_period(period)
+    if client is not None:
+        from meterstream.invoice_emitter.ledger import closed_periods
+
+        if period in closed_periods(client, settings.clickhouse_database):
+            return None
+    report, _ = check_close(settings, period, store)
+    return report.message() or None
+
+
+def opened_store(settings: Settings) -> StoreView | None:
+    from meterstream.invoice_emitter.store_plans import StoreView
+
+    return StoreView.open(settings)
+

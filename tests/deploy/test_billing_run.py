@@ -1,0 +1,219 @@
+"""`meterstream billing run` (deploy/billing_run.py): which periods, the guards it waits for, idempotence, the
+schedule and the scheduler `up` runs.
+
+Prices from tests/data/catalog.yaml, tenant t1 on plan `basic`: api_calls 0-10 free, 10-100 at 0.50, above 100
+at 0.25 (USD). By hand: 30 calls = 20 x 0.50 = 10.00; 12 calls = 2 x 0.50 = 1.00; 110 calls = 90 x 0.50 +
+10 x 0.25 = 47.50.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from meterstream.deploy.billing_run import (
+    BillingScheduler,
+    Daily,
+    due_periods,
+    parse_schedule,
+    run_billing,
+)
+from meterstream.schemas.settings import Settings
+
+CATALOG = Path(__file__).resolve().parents[1] / "data" / "catalog.yaml"
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+# --- pure: the schedule and the periods due ----------------------------------------------------------------
+
+
+def test_the_schedule_parser() -> None:
+    assert parse_schedule("daily@02:00") == Daily(2, 0)
+    assert parse_schedule(" DAILY@23:59 ") == Daily(23, 59)
+    assert parse_schedule("off") is None
+    for bad in ("daily@24:00", "daily@2:00", "daily", "weekly@02:00", "daily@02:60", ""):
+        with pytest.raises(ValueError, match="METERSTREAM_BILLING_SCHEDULE: must be 'daily@HH:MM'"):
+            parse_schedule(bad)
+
+
+def test_the_next_run_is_the_next_daily_time_strictly_after_now() -> None:
+    two = Daily(2, 0)
+    assert two.next_after(utc(2026, 12, 1, 1, 59)) == utc(2026, 12, 1, 2, 0)
+    assert two.next_after(utc(2026, 12, 1, 2, 0)) == utc(2026, 12, 2, 2, 0)  # just ran: tomorrow
+    assert two.next_after(utc(2026, 12, 31, 23, 0)) == utc(2027, 1, 1, 2, 0)
+
+
+def test_due_periods_follow_the_last_closed_one_and_never_include_the_current_month() -> None:
+    now = utc(2026, 12, 1, 0, 30)
+    assert due_periods(["2026-07", "2026-08"], ["2026-05"], now) == ["2026-09", "2026-10", "2026-11"]
+    assert due_periods(["2026-11"], [], now) == []
+    assert due_periods([], ["2026-12", "2026-10"], now) == ["2026-10", "2026-11"]  # from the earliest usage
+    assert due_periods([], ["2026-12"], now) == []  # only current usage
+    assert due_periods([], [], now) == []
+    assert due_periods(["2026-11"], [], utc(2027, 2, 3)) == ["2026-12", "2027-01"]  # across the year
+    assert due_periods(["2027-01"], [], now) == []  # a forced close of a later month: nothing before it again
+
+
+# --- the run: chdb + the session's real broker ------------------------------------------------------------
+
+
+def _usage(client, db: str, customer: str, at: datetime, quantity: str) -> None:  # type: ignore[no-untyped-def]
+    from meterstream.aggregation.rows import RATED_COLUMNS
+
+    row = ["t1", uuid.uuid4().hex, customer, "", "api_calls", at, f"{at:%Y-%m}", Decimal(quantity), Decimal(0),
+           Decimal(0), "USD", "basic", "api_calls", {}, "", 0, 0]  # fmt: skip
+    client.insert(f"{db}.rated_usage", [row], column_names=list(RATED_COLUMNS))
+
+
+@pytest.fixture
+def setup(chdb_client, kafka_settings: Settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from meterstream.aggregation.ddl import create_schema
+    from meterstream.ingest.topics import ensure_topics
+
+    db = f"b_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, db)
+    settings = kafka_settings.model_copy(update={
+        "topic_prefix": f"b{uuid.uuid4().hex[:8]}.", "clickhouse_database": db, "catalog": CATALOG,
+        "home": tmp_path / "home", "database_url": None})  # fmt: skip
+    ensure_topics(settings)
+    return settings, db
+
+
+@pytest.mark.kafka
+def test_a_run_closes_exactly_the_ended_unclosed_periods_and_a_second_run_nothing(
+    chdb_client, setup, tmp_path: Path
+) -> None:
+    from meterstream.invoice_emitter.ledger import closed_periods
+
+    settings, db = setup
+    _usage(chdb_client, db, "c1", utc(2026, 9, 10), "30")
+    _usage(chdb_client, db, "c1", utc(2026, 10, 10), "12")
+    _usage(chdb_client, db, "c2", utc(2026, 11, 10), "110")
+    _usage(chdb_client, db, "c1", utc(2026, 12, 2), "50")  # the current month: never closed
+    out = tmp_path / "inv"
+
+    def run(now: datetime):  # type: ignore[no-untyped-def]
+        return run_billing(settings, out, wait_seconds=30, publish=False, now=lambda: now, client=chdb_client)
+
+    first = run(utc(2026, 12, 5))
+    assert (first.closed, first.outcome, first.exit_code) == (["2026-09", "2026-10", "2026-11"], "closed", 0)
+    assert first.invoices == {"2026-09": 1, "2026-10": 1, "2026-11": 1}
+    total = {p: orjson.loads(f.read_bytes())["total"] for p, f in
+             [(p, next((out / p / "t1").glob("*.json"))) for p in first.closed]}  # fmt: skip
+    assert total == {"2026-09": "10.00", "2026-10": "1.00", "2026-11": "47.50"}
+    assert closed_periods(chdb_client, db) == ["2026-09", "2026-10", "2026-11"]
+    assert not (out / "2026-12").exists()
+
+    again = run(utc(2026, 12, 5, 1))
+    assert (again.closed, again.outcome, again.exit_code) == ([], "nothing_to_do", 0)
+    assert closed_periods(chdb_client, db) == ["2026-09", "2026-10", "2026-11"]
+
+
+@pytest.mark.kafka
+def test_a_run_waits_for_the_backlog_and_gives_up_at_its_deadline(chdb_client, setup, tmp_path: Path) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from meterstream.ingest.producer import make_producer
+    from meterstream.ingest.topics import Topics
+    from meterstream.invoice_emitter.ledger import closed_periods
+    from meterstream.processor.runner import app_id
+
+    settings, db = setup
+    _usage(chdb_client, db, "c1", utc(2026, 11, 10), "30")
+    usage_topic = Topics.from_settings(settings).usage
+    producer = make_producer(settings)
+    producer.produce(usage_topic, key=b"t1/c1", value=b'{"id": "late"}', partition=1)
+    assert producer.flush(30) == 0
+    out = tmp_path / "inv"
+
+    def run(wait: float):  # type: ignore[no-untyped-def]
+        return run_billing(settings, out, wait_seconds=wait, publish=False, now=lambda: utc(2026, 12, 5),
+                           poll_seconds=0.3, client=chdb_client)  # fmt: skip
+
+    refused = run(1.0)  # nobody processes the event: refused at the deadline, nothing closed
+    assert (refused.closed, refused.outcome, refused.exit_code) == ([], "refused", 1)
+    assert refused.refused == "waited 1s: processor lag 1 event; use --force to close anyway"
+    assert closed_periods(chdb_client, db) == []
+
+    def processor_catches_up() -> None:  # the processor commits the event a moment after the run started
+        c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": app_id(settings),
+                      "enable.auto.commit": False})  # fmt: skip
+        c.commit(offsets=[TopicPartition(usage_topic, 1, 1)], asynchronous=False)
+        c.close()
+
+    timer = threading.Timer(1.5, processor_catches_up)
+    timer.start()
+    try:
+        done = run(60.0)
+    finally:
+        timer.join()
+    assert (done.closed, done.exit_code) == (["2026-11"], 0)
+    assert orjson.loads((out / "2026-11" / "t1" / "c1.json").read_bytes())["total"] == "10.00"
+
+
+@pytest.mark.kafka
+def test_a_period_not_ended_in_a_customers_time_zone_waits_for_the_next_run(
+    chdb_client, setup, tmp_path: Path
+) -> None:
+    from meterstream.entities.customers import put_customer
+    from meterstream.entities.db import make_engine, migrate, session_factory
+    from meterstream.entities.plans import publish_plan
+    from meterstream.entities.subscriptions import create_subscription
+    from meterstream.invoice_emitter.ledger import closed_periods, mark_closed
+    from meterstream.schemas.entities import CustomerDoc, Phase, PlanVersionDoc, SubscriptionDoc
+
+    settings, db = setup
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = settings.model_copy(update={"database_url": url})
+    engine = make_engine(url=url)
+    migrate(engine=engine)
+    sf = session_factory(engine)
+    publish_plan(sf, PlanVersionDoc(tenant="acme", code="std", version=0, name="std", currency="USD",
+                                    usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}}))  # fmt: skip
+    put_customer(sf, CustomerDoc(tenant="acme", external_id="nyc", name="NYC", version=0, timezone="America/New_York"))
+    create_subscription(sf, SubscriptionDoc(tenant="acme", external_id="s1", customer="nyc", version=0,
+                                            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))]))
+    mark_closed(chdb_client, db, "2026-11")
+    # 03:00Z on New Year's day: December has ended in UTC, not in New York (EST, UTC-5)
+    result = run_billing(settings, tmp_path / "inv", wait_seconds=5, publish=False, now=lambda: utc(2027, 1, 1, 3),
+                         client=chdb_client)  # fmt: skip
+    assert (result.closed, result.outcome, result.exit_code) == ([], "nothing_to_do", 0)
+    assert result.waiting == "2026-12 ends 2027-01-01T05:00Z in America/New_York"
+    assert closed_periods(chdb_client, db) == ["2026-11"]
+
+
+# --- the scheduler `up` runs --------------------------------------------------------------------------------
+
+
+def test_the_scheduler_runs_billing_run_as_a_child_and_writes_its_metrics(tmp_path: Path) -> None:
+    """A fresh embedded store with no usage: the child finds nothing due (Kafka is not asked) and exits 0."""
+    store = tmp_path / "store"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
+    env.update({"METERSTREAM_HOME": str(tmp_path / "home"), "METERSTREAM_CLICKHOUSE_URL": f"chdb://{store}",
+                "METERSTREAM_CLICKHOUSE_HTTP_PORT": "0", "METERSTREAM_CATALOG": str(CATALOG)})  # fmt: skip
+    schema = "from meterstream.aggregation.client import connect; from meterstream.aggregation.ddl import " \
+             "create_schema; from meterstream.schemas.settings import Settings; create_schema(connect(Settings()), " \
+             "'meterstream')"  # fmt: skip
+    subprocess.run([sys.executable, "-c", schema], env=env, check=True, timeout=120)
+    said: list[str] = []
+    scheduler = BillingScheduler(Daily(2, 0), env, tmp_path / "home", tmp_path / "logs", said.append)
+    answer = scheduler.run_once()
+    assert answer is not None and answer["outcome"] == "nothing_to_do" and answer["closed"] == []
+    assert said == [f"billing run: nothing closed (log {tmp_path / 'logs'})"]
+    metrics = scheduler.metrics_file.read_text()
+    assert 'meterstream_billing_runs_total{outcome="nothing_to_do"} 1.0' in metrics
+    assert "meterstream_billing_last_exit_code 0.0" in metrics
+    assert "meterstream_billing_periods_closed_total 0.0" in metrics
+    assert "--- billing run " in (tmp_path / "logs" / "billing.log").read_text()

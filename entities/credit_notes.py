@@ -36,6 +36,7 @@ from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_
 from meterstream.entities.db import Base
 from meterstream.entities.invoice_rules import ISSUED, from_minor, text, to_minor
 from meterstream.entities.invoices import apply_money, locked
+from meterstream.webhooks import events
 
 APPLIED = "applied"
 REFUND_DUE = "refund_due"
@@ -212,6 +213,7 @@ def create_credit_note(
             created_at=now,
         )
         s.add(row)
+        events.credit_note_event(s, row)  # the lifecycle event, in this transaction (webhooks/events.py)
         apply_money(invoice, int(invoice.credited_minor) + total, int(invoice.paid_minor), now)
         s.flush()
         return note_record(row)

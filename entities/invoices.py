@@ -63,6 +63,7 @@ from meterstream.entities.invoice_rules import (
     text,
     to_minor,
 )
+from meterstream.webhooks import events
 
 
 class InvoiceRow(Base):
@@ -184,11 +185,14 @@ def to_record(row: InvoiceRow) -> Invoice:
 
 
 def apply_money(row: InvoiceRow, credited: int, paid: int, now: datetime) -> None:
-    """Set an issued invoice's credited and paid sums; recompute amount due and status (caller holds the lock)."""
+    """Set an issued invoice's credited and paid sums; recompute amount due and status (caller holds the lock).
+    A new status is announced by its lifecycle event in the same transaction (webhooks/events.py)."""
+    previous = row.status
     row.credited_minor, row.paid_minor = credited, paid
     row.amount_due_minor = amount_due(int(row.billed_minor), credited, paid)
     row.status = settled_status(row.status, int(row.billed_minor), credited, paid)
     row.version, row.updated_at = int(row.version) + 1, now
+    events.status_changed(row, previous)
 
 
 def locked(s: Session, tenant: str, invoice_id: str) -> InvoiceRow:
@@ -279,8 +283,11 @@ def upsert_draft_in(
     row.period = period
     row.total_minor, row.billed_minor, row.amount_due_minor = total_minor, billed_minor, billed_minor
     row.issue_date, row.due_date, row.document = issue_date, due_date, doc
+    created = int(row.version) == 0  # just inserted: the first draft (a replacement is no event)
     row.version, row.updated_at = int(row.version) + 1, now
     s.flush()
+    if created:
+        events.invoice_event(s, row, events.INVOICE_CREATED)
     return to_record(row)
 
 
@@ -323,6 +330,7 @@ def finalize_in(
     check_document(row.document)
     row.issuer, row.series, row.number = issuer, series, given.number
     row.finalized_at, row.status = at.astimezone(UTC), FINALIZED
+    events.invoice_event(s, row, events.INVOICE_FINALIZED, DRAFT)
     apply_money(row, 0, 0, datetime.now(UTC))  # a zero invoice is paid at once
     s.flush()
     return to_record(row)
@@ -355,9 +363,11 @@ def void(sf: sessionmaker, tenant: str, invoice_id: str, reason: str, at: dateti
             why = "payments or credit notes: correct it with a credit note" if row.status in ISSUED else "status"
             raise Conflict("status", f"invoice {invoice_id!r} is {row.status} and cannot be voided ({why})")
         now = datetime.now(UTC)
+        previous = row.status
         row.status, row.void_reason, row.voided_at = VOIDED, reason, (at or now).astimezone(UTC)
         row.amount_due_minor, row.version, row.updated_at = 0, int(row.version) + 1, now
         s.flush()
+        events.invoice_event(s, row, events.INVOICE_VOIDED, previous)
         return to_record(row)
 
 
@@ -404,7 +414,9 @@ def mark_overdue(sf: sessionmaker, today: date, tenant: str | None = None) -> li
         numbering.lock_for_write(s)
         rows = s.scalars(stmt.order_by(*LOCK_ORDER).with_for_update()).all()
         for row in rows:
+            previous = row.status
             row.status, row.version, row.updated_at = OVERDUE, int(row.version) + 1, now
+            events.invoice_event(s, row, events.INVOICE_OVERDUE, previous)
         s.flush()
         return [to_record(r) for r in rows]
 

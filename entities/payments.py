@@ -33,6 +33,7 @@ from meterstream.entities.common import Conflict, Invalid, NotFound, aware
 from meterstream.entities.db import Base
 from meterstream.entities.invoice_rules import OPEN, check_currency, from_minor, text, to_minor
 from meterstream.entities.invoices import InvoiceRow, apply_money, locked
+from meterstream.webhooks import events
 
 
 class PaymentRow(Base):
@@ -207,7 +208,7 @@ def record_payment(
             created_at=now,
         )
         s.add(payment)
-        s.flush()
+        events.payment_event(s, payment)  # the lifecycle event, in this transaction (webhooks/events.py)
         return payment_record(payment)
 
 

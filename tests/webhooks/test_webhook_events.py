@@ -1,0 +1,115 @@
+"""Lifecycle events (webhooks/events.py) on SQLite and PostgreSQL: every invoice transition, credit note and
+payment appends its event in the same transaction; a rolled-back transition leaves none. Expected payloads are
+written out by hand from the amounts the tests choose."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import orjson
+import pytest
+from invoice_helpers import AT, TENANT, draft, issued
+
+from meterstream.entities import invoices
+from meterstream.entities.credit_notes import create_credit_note
+from meterstream.entities.payments import record_payment
+from meterstream.webhooks.outbox import events
+
+
+def bodies(sf) -> list[dict]:
+    return [orjson.loads(e.body) for e in events(sf, TENANT)]
+
+
+def test_an_invoice_life_in_events(sf) -> None:
+    draft(sf, "inv-1", total="120.00")
+    draft(sf, "inv-1", total="130.00")  # replaced as usage arrives: no event
+    invoices.finalize(sf, TENANT, "inv-1", "ACME", "INV", AT)
+    record_payment(sf, TENANT, amount="30.00", currency="EUR", paid_on=date(2026, 12, 10), reference="bank-1",
+                   invoice_id="inv-1")  # fmt: skip
+    invoices.mark_overdue(sf, date(2027, 1, 5))  # due 2026-12-31, 100.00 still due
+    create_credit_note(sf, TENANT, "inv-1", "discount agreed", [{"description": "goodwill", "amount": "20.00"}],
+                       issue_date=date(2027, 1, 6))  # fmt: skip
+    record_payment(sf, TENANT, amount="80.00", currency="EUR", paid_on=date(2027, 1, 7), reference="bank-2",
+                   customer="c1")  # fmt: skip
+
+    got = bodies(sf)
+    assert [b["type"] for b in got] == [
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.partially_paid",
+        "payment.recorded",
+        "invoice.overdue",
+        "credit_note.created",  # 20.00 of 100.00 due: still overdue, no status event
+        "invoice.paid",
+        "payment.recorded",
+    ]
+    stored = events(sf, TENANT)
+    assert [e.key for e in stored] == ["acme-t/inv-1"] * 3 + ["acme-t/c1"] + ["acme-t/inv-1"] * 3 + ["acme-t/c1"]
+    assert all(b["id"] == e.event_id and b["id"].startswith("msg_") for b, e in zip(got, stored, strict=True))
+    assert all(b["timestamp"].endswith("Z") for b in got)
+    assert len({b["id"] for b in got}) == 8
+
+    created, finalized, partial, pay1, overdue, note, paid, pay2 = (b["data"] for b in got)
+    assert (created["status"], created["number"], created["total"], created["total_minor"], created["version"]) == (
+        "draft", None, "120.00", 12000, 1,
+    )  # fmt: skip
+    assert finalized["number"] == "ACME-2026-000001" and finalized["previous_status"] == "draft"
+    assert (finalized["total"], finalized["amount_due"], finalized["issue_date"], finalized["due_date"]) == (
+        "130.00", "130.00", "2026-12-01", "2026-12-31",
+    )  # fmt: skip
+    assert finalized["finalized_at"] == "2026-12-01T09:00:00.000000Z"
+    assert (partial["status"], partial["paid"], partial["amount_due"], partial["amount_due_minor"]) == (
+        "partially_paid", "30.00", "100.00", 10000,
+    )  # fmt: skip
+    assert pay1 == {"object": "payment", "tenant": TENANT, "reference": "bank-1", "customer": "c1",
+                    "invoice_id": "inv-1", "currency": "EUR", "amount": "30.00", "amount_minor": 3000,
+                    "paid_on": "2026-12-10", "allocations": [{"invoice_id": "inv-1", "number": "ACME-2026-000001",
+                                                              "amount": "30.00", "amount_minor": 3000}]}  # fmt: skip
+    assert (overdue["status"], overdue["previous_status"]) == ("overdue", "partially_paid")
+    assert (note["number"], note["invoice_number"], note["total"], note["credit"], note["refund"]) == (
+        "ACME-CN-2027-000001", "ACME-2026-000001", "20.00", "20.00", "0.00",  # CN year: its issue date
+    )  # fmt: skip
+    assert note["lines"] == [{"description": "goodwill", "amount": "20.00", "amount_minor": 2000}]
+    assert (paid["status"], paid["previous_status"], paid["paid"], paid["credited"], paid["amount_due"]) == (
+        "paid", "overdue", "110.00", "20.00", "0.00",
+    )  # fmt: skip
+    assert pay2["invoice_id"] is None and pay2["allocations"][0]["amount_minor"] == 8000
+    versions = [b["data"]["version"] for b in got if b["data"]["object"] == "invoice"]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)  # an invoice's events in order
+
+
+def test_void_and_a_zero_invoice(sf) -> None:
+    issued(sf, "inv-2", total="50.00")
+    invoices.void(sf, TENANT, "inv-2", "issued twice by mistake")
+    issued(sf, "inv-0", total="0.00")  # nothing to pay: paid at once
+    got = [(b["type"], b["data"]["invoice_id"], b["data"]["status"]) for b in bodies(sf)]
+    assert got == [
+        ("invoice.created", "inv-2", "draft"),
+        ("invoice.finalized", "inv-2", "finalized"),
+        ("invoice.voided", "inv-2", "voided"),
+        ("invoice.created", "inv-0", "draft"),
+        ("invoice.finalized", "inv-0", "finalized"),
+        ("invoice.paid", "inv-0", "paid"),
+    ]
+    voided = bodies(sf)[2]["data"]
+    assert (voided["void_reason"], voided["previous_status"], voided["amount_due"]) == (
+        "issued twice by mistake", "finalized", "0.00",
+    )  # fmt: skip
+
+
+def test_a_rolled_back_finalize_leaves_no_event_and_no_number(sf) -> None:
+    draft(sf, "inv-1")
+    with pytest.raises(RuntimeError, match="the close failed after finalizing"), sf.begin() as s:
+        invoices.finalize_in(s, TENANT, "inv-1", "ACME", "INV", AT)
+        raise RuntimeError("the close failed after finalizing")
+    assert [b["type"] for b in bodies(sf)] == ["invoice.created"]
+    assert invoices.get(sf, TENANT, "inv-1").status == "draft"
+    again = invoices.finalize(sf, TENANT, "inv-1", "ACME", "INV", datetime(2026, 12, 2, tzinfo=UTC))
+    assert again.number == "ACME-2026-000001"  # the rolled-back number was not used
+    assert [b["type"] for b in bodies(sf)] == ["invoice.created", "invoice.finalized"]
+
+
+def test_finalizing_twice_is_one_event(sf) -> None:
+    issued(sf, "inv-1")
+    invoices.finalize(sf, TENANT, "inv-1", "ACME", "INV", AT)
+    assert [b["type"] for b in bodies(sf)] == ["invoice.created", "invoice.finalized"]

@@ -1,0 +1,250 @@
+"""The webhook dispatcher: lifecycle events from `webhook_outbox` to the tenants' endpoints and to Kafka.
+
+One poll (`run_once`) does three things, each retried on the next poll when it fails:
+1. fan out: events not yet fanned out become one pending delivery per endpoint that wants them
+   (webhooks/outbox.py), due at once;
+2. publish: events not yet on Kafka are produced to `invoice-events` (webhooks/topic.py; key, headers), and
+   marked published only after Kafka acknowledged them (at least once: a crash in between repeats them);
+3. deliver: due deliveries are claimed (a lease, webhooks/deliveries.py) and POSTed with httpx (a timeout, no
+   redirects) with the Standard Webhooks headers (webhooks/signing.py); a 2xx answer delivers; anything else
+   (another status, a timeout, a refused connection) schedules the next attempt by webhooks/backoff.py, and
+   after the last one the delivery is dead until `replay`.
+
+Kafka and the receivers are independent: a broker outage delays the topic, not the webhooks, and a dead
+receiver delays nobody else's deliveries (beyond its own timeout per attempt, one delivery at a time).
+
+It runs as a daemon thread in the API process (api/app.py starts it in the lifespan, next to the entity
+relay; `meterstream up` runs the API), or alone through `start_dispatcher(settings, sessions)`.
+Metrics (Prometheus): events fanned out and published, deliveries delivered / failed / dead, the backlog.
+Health: stalled when work waits (events not fanned out or published, deliveries due) and nothing moved for
+`stall_seconds` (meterstream/health.py StallWatch). A failing receiver is not a stall: each attempt is progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from confluent_kafka import Producer
+from prometheus_client import Counter, Gauge
+from sqlalchemy.orm import sessionmaker
+
+from meterstream.health import StallWatch
+from meterstream.ingest.producer import DeliveryTracker, make_producer
+from meterstream.schemas.settings import Settings
+from meterstream.webhooks import backoff, deliveries, outbox
+from meterstream.webhooks.signing import sign_headers
+from meterstream.webhooks.topic import ensure_invoice_events_topic, invoice_events_topic
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "Meterstream-Webhooks/1"
+
+FANNED = Counter("meterstream_webhook_events_fanned_out_total", "Lifecycle events fanned out to endpoints")
+PUBLISHED = Counter("meterstream_webhook_events_published_total", "Lifecycle events Kafka acknowledged")
+OUTCOMES = Counter(
+    "meterstream_webhook_deliveries_total", "Webhook delivery attempts by outcome (delivered, failed, dead)",
+    ["outcome"],
+)  # fmt: skip
+BACKLOG = Gauge("meterstream_webhook_backlog", "Events not yet fanned out or published plus deliveries due")
+ERRORS = Counter("meterstream_webhook_dispatcher_errors_total", "Dispatcher steps that failed (retried)", ["step"])
+
+
+class PublishError(RuntimeError):
+    """Kafka did not acknowledge every event of a batch: they stay unpublished and are tried again."""
+
+
+class Dispatcher:
+    """`run_once()` is one poll; `start()` runs the loop in a daemon thread. `now` is the wall clock the schedule
+    uses (injected by tests), `monotonic` the clock of the stall watch."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker,
+        *,
+        kafka: bool = True,
+        producer: Producer | None = None,
+        client: httpx.Client | None = None,
+        timeout: float = 10.0,
+        batch_size: int = 100,
+        interval: float = 0.5,
+        schedule: tuple[float, ...] = backoff.SCHEDULE,
+        jitter: float = backoff.JITTER,
+        rng: random.Random | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.kafka = kafka
+        self.producer = producer
+        self.topic = invoice_events_topic(settings)
+        self.timeout = timeout
+        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False,
+                                             headers={"User-Agent": USER_AGENT})  # fmt: skip
+        self.batch_size = batch_size
+        self.interval = interval
+        self.schedule = schedule
+        self.jitter = jitter
+        self.rng = rng or random.Random()
+        self.now = now
+        self.watch = StallWatch(settings.stall_seconds, monotonic)
+        self.lease = timedelta(seconds=timeout + 30)
+        self.backlog = 0
+        self._topic_ready = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error_log: dict[str, float] = {}
+
+    # --- the three steps -----------------------------------------------------------------------------------
+    def fan_out_once(self) -> int:
+        """Fan out up to `batch_size` events; returns how many events."""
+        n_events, _deliveries = outbox.fan_out(self.sessions, self._utcnow(), self.batch_size)
+        if n_events:
+            FANNED.inc(n_events)
+            self.watch.progressed()
+        return n_events
+
+    def publish_once(self) -> int:
+        """Produce up to `batch_size` unpublished events to Kafka and mark them once acknowledged."""
+        if not self.kafka:
+            return 0
+        rows = outbox.unpublished(self.sessions, self.batch_size)
+        if not rows:
+            return 0
+        if not self._topic_ready:
+            ensure_invoice_events_topic(self.settings)
+            self._topic_ready = True
+        if self.producer is None:
+            self.producer = make_producer(self.settings, **{"linger.ms": 5})
+        tracker = DeliveryTracker()
+        for _seq, event_id, type_, key, body in rows:
+            headers = [("event-id", event_id.encode()), ("event-type", type_.encode())]
+            self._produce(key.encode(), body.encode(), headers, tracker)
+        remaining = self.producer.flush(30)
+        if remaining or tracker.errors or tracker.delivered != len(rows):
+            first = tracker.errors[0] if tracker.errors else f"{remaining} not acknowledged within 30 s"
+            self.producer = None  # a fresh idempotent producer for the retry
+            raise PublishError(f"{len(rows)} lifecycle events not published: {first}")
+        outbox.mark_published(self.sessions, [r[0] for r in rows], self._utcnow())
+        PUBLISHED.inc(len(rows))
+        self.watch.progressed()
+        return len(rows)
+
+    def deliver_once(self) -> int:
+        """Attempt up to `batch_size` due deliveries, one after the other; returns how many were attempted."""
+        work = deliveries.claim(self.sessions, self._utcnow(), self.batch_size, self.lease)
+        for item in work:
+            self._attempt(item)
+            self.watch.progressed()
+        return len(work)
+
+    def _attempt(self, item: deliveries.Work) -> deliveries.Delivery:
+        sent = self._utcnow()
+        headers = sign_headers(item.secret, item.delivery.event_id, int(sent.timestamp()), item.body)
+        headers["Content-Type"] = "application/json"
+        status: int | None = None
+        try:
+            response = self.client.post(item.url, content=item.body, headers=headers, timeout=self.timeout)
+            status = response.status_code
+            if 200 <= status < 300:
+                OUTCOMES.labels("delivered").inc()
+                return deliveries.succeeded(self.sessions, item.delivery.id, self._utcnow(), status)
+            error = f"HTTP {status}: {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        attempts = item.delivery.attempts + 1
+        delay = backoff.retry_delay(attempts, self.rng, self.schedule, self.jitter)
+        OUTCOMES.labels("failed" if delay is not None else "dead").inc()
+        done = deliveries.failed(self.sessions, item.delivery.id, self._utcnow(), error, status, delay)
+        if delay is None:
+            log.warning("webhook %s to %s is dead after %d attempts: %s", item.delivery.event_id,
+                        item.delivery.endpoint_id, attempts, error)  # fmt: skip
+        return done
+
+    def _produce(self, key: bytes, value: bytes, headers: list, tracker: DeliveryTracker) -> None:
+        assert self.producer is not None
+        while True:
+            try:
+                self.producer.produce(self.topic, key=key, value=value, headers=headers, on_delivery=tracker)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    # --- one poll, the loop, health ------------------------------------------------------------------------
+    def run_once(self) -> dict[str, int]:
+        """The three steps, each on its own: one failing (Kafka down) does not stop the others."""
+        done = {"fanned_out": 0, "published": 0, "attempted": 0}
+        for name, step in (("fanned_out", self.fan_out_once), ("published", self.publish_once),
+                           ("attempted", self.deliver_once)):  # fmt: skip
+            try:
+                done[name] = step()
+            except Exception as exc:  # the database, Kafka: keep going, try again next poll
+                ERRORS.labels(name).inc()
+                self._log_error(name, exc)
+        self.refresh_backlog()
+        return done
+
+    def refresh_backlog(self) -> int:
+        try:
+            waiting = outbox.waiting(self.sessions, self.kafka)
+            due = deliveries.due_count(self.sessions, self._utcnow())
+        except Exception as exc:
+            self._log_error("backlog", exc)
+            return self.backlog
+        self.backlog = waiting + due
+        BACKLOG.set(self.backlog)
+        self.watch.set_lag("webhooks", self.backlog)
+        return self.backlog
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(ok, detail): not ok when work waits and nothing moved for `stall_seconds`."""
+        stalled = self.watch.stalled()
+        return not stalled, {"backlog": self.backlog, "idle_seconds": round(self.watch.idle_seconds(), 1),
+                             "stalled": stalled}  # fmt: skip
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            done = self.run_once()
+            if max(done.values()) < self.batch_size:
+                self._stop.wait(self.interval)
+
+    def start(self) -> Dispatcher:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self.run, name="webhook-dispatcher", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self.producer is not None:
+            self.producer.flush(5)
+        self.client.close()
+
+    def _utcnow(self) -> datetime:
+        return deliveries.utc(self.now())
+
+    def _log_error(self, step: str, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log.get(step, float("-inf")) >= 60:
+            self._last_error_log[step] = now
+            log.warning("webhook dispatcher: %s: %s (retrying every %.2f s)", step, exc, self.interval)
+
+
+def start_dispatcher(settings: Settings, sessions: sessionmaker, **kwargs: Any) -> Dispatcher:
+    """A started dispatcher (daemon thread): for the API process, or any long-running process with the store."""
+    return Dispatcher(settings, sessions, **kwargs).start()
+
+
+__all__ = ["Dispatcher", "PublishError", "start_dispatcher"]

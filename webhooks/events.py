@@ -1,0 +1,216 @@
+"""Lifecycle events: one row in `webhook_outbox` per invoice transition, credit note and payment, appended in
+the SAME transaction as the change (a rolled-back finalize leaves no event; a committed one always has its event).
+
+Event types (docs/webhooks.md):
+- `invoice.created` (the first draft), `invoice.finalized`, `invoice.paid`, `invoice.partially_paid`,
+  `invoice.overdue`, `invoice.voided` — data: the invoice summary (`invoice_data`), not the document itself;
+- `credit_note.created` — data: the credit note (`credit_note_data`);
+- `payment.recorded` — data: the payment and its allocations (`payment_data`).
+Replacing a draft as usage arrives is not an event (it happens on every close run and would flood receivers).
+
+Each event is stored as the exact body every receiver gets (Standard Webhooks' recommended envelope plus the id):
+`{"id": "msg_<ULID>", "type": ..., "timestamp": "<RFC 3339 UTC>", "data": {...}}`. The same bytes go to every
+endpoint, on every retry, and to the `invoice-events` Kafka topic, keyed `tenant/invoice_id` (a payment:
+`tenant/customer`). Money appears twice: a decimal string with the currency's digits and integer minor units.
+
+Rows are read by the dispatcher (webhooks/dispatcher.py): `fanned_at` is set once the deliveries to the
+endpoints were created, `published_at` once Kafka acknowledged it. Why markers and not one read position:
+on PostgreSQL invoice writes take row locks only, so two transactions can commit in another order than their
+seq; a position could pass a seq that commits a moment later and miss that event for ever.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from meterstream.entities.common import new_ulid
+from meterstream.entities.db import Base
+from meterstream.entities.invoice_rules import from_minor
+
+INVOICE_CREATED = "invoice.created"
+INVOICE_FINALIZED = "invoice.finalized"
+INVOICE_PAID = "invoice.paid"
+INVOICE_PARTIALLY_PAID = "invoice.partially_paid"
+INVOICE_OVERDUE = "invoice.overdue"
+INVOICE_VOIDED = "invoice.voided"
+CREDIT_NOTE_CREATED = "credit_note.created"
+PAYMENT_RECORDED = "payment.recorded"
+EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
+               INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED)  # fmt: skip
+# the event an invoice's new status announces (a status without an entry announces nothing)
+STATUS_EVENTS = {"finalized": INVOICE_FINALIZED, "paid": INVOICE_PAID, "partially_paid": INVOICE_PARTIALLY_PAID,
+                 "overdue": INVOICE_OVERDUE, "voided": INVOICE_VOIDED}  # fmt: skip
+
+# BIGINT primary keys are not rowid aliases on SQLite: there the column is INTEGER (autoincrement).
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class WebhookOutboxRow(Base):
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        Index("ix_webhook_outbox_fanned_at", "fanned_at", "seq"),
+        Index("ix_webhook_outbox_published_at", "published_at", "seq"),
+        Index("ix_webhook_outbox_tenant_seq", "tenant", "seq"),
+        {"sqlite_autoincrement": True},  # never reuse a seq
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(256))  # the invoice id (a payment: its reference)
+    key: Mapped[str] = mapped_column(String(512))  # the Kafka key
+    body: Mapped[str] = mapped_column(Text)  # the JSON every receiver gets
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fanned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _when(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return rfc3339(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+
+
+def _money(data: dict[str, Any], currency: str, **minor: int) -> None:
+    for name, amount in minor.items():
+        data[name] = str(from_minor(int(amount), currency))
+        data[f"{name}_minor"] = int(amount)
+
+
+def append(s: Session, tenant: str, type: str, subject: str, key: str, data: dict[str, Any]) -> WebhookOutboxRow:
+    """Append one event in the caller's transaction (flushed, so its seq is taken now, in statement order)."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"type: one of {', '.join(EVENT_TYPES)} (got {type!r})")
+    now = datetime.now(UTC)
+    event_id = "msg_" + new_ulid()
+    body = orjson.dumps({"id": event_id, "type": type, "timestamp": rfc3339(now), "data": data}).decode()
+    row = WebhookOutboxRow(event_id=event_id, tenant=tenant, type=type, subject=subject, key=key, body=body,
+                           created_at=now)  # fmt: skip
+    s.add(row)
+    s.flush()
+    return row
+
+
+def invoice_data(row: Any, previous_status: str | None = None) -> dict[str, Any]:
+    """The summary of an invoice record (entities/invoices.py InvoiceRow) that an event carries."""
+    data: dict[str, Any] = {
+        "object": "invoice",
+        "tenant": row.tenant,
+        "invoice_id": row.invoice_id,
+        "number": row.number,
+        "customer": row.customer,
+        "period": row.period,
+        "status": row.status,
+        "previous_status": previous_status,
+        "currency": row.currency,
+    }
+    _money(data, row.currency, total=row.total_minor, billed=row.billed_minor, credited=row.credited_minor,
+           paid=row.paid_minor, amount_due=row.amount_due_minor)  # fmt: skip
+    data.update(
+        issuer=row.issuer,
+        series=row.series,
+        issue_date=_day(row.issue_date),
+        due_date=_day(row.due_date),
+        finalized_at=_when(row.finalized_at),
+        voided_at=_when(row.voided_at),
+        void_reason=row.void_reason,
+        version=int(row.version),
+    )
+    return data
+
+
+def invoice_event(s: Session, row: Any, type: str, previous_status: str | None = None) -> WebhookOutboxRow:
+    """Append an invoice event: key `tenant/invoice_id`."""
+    data = invoice_data(row, previous_status)
+    return append(s, row.tenant, type, row.invoice_id, f"{row.tenant}/{row.invoice_id}", data)
+
+
+def status_changed(row: Any, previous_status: str) -> WebhookOutboxRow | None:
+    """After money moved on an invoice (entities/invoices.py `apply_money`): the event its new status announces,
+    in the row's own session and transaction; None when the status did not change or announces nothing."""
+    if row.status == previous_status or row.status not in STATUS_EVENTS:
+        return None
+    s = Session.object_session(row)
+    if s is None:  # pragma: no cover - apply_money always runs on a row loaded in the writer's session
+        raise RuntimeError("invoice row outside a session: the event would not be in the transaction")
+    return invoice_event(s, row, STATUS_EVENTS[row.status], previous_status)
+
+
+def credit_note_event(s: Session, row: Any) -> WebhookOutboxRow:
+    """`credit_note.created` for a credit note row (entities/credit_notes.py), keyed by its invoice."""
+    data: dict[str, Any] = {
+        "object": "credit_note",
+        "tenant": row.tenant,
+        "credit_note_id": row.credit_note_id,
+        "number": row.number,
+        "invoice_id": row.invoice_id,
+        "invoice_number": row.invoice_number,
+        "customer": row.customer,
+        "status": row.status,
+        "reason": row.reason,
+        "currency": row.currency,
+    }
+    _money(data, row.currency, total=row.total_minor, credit=row.credit_minor, refund=row.refund_minor)
+    data["lines"] = [
+        {"description": x["description"], "amount": str(from_minor(int(x["amount_minor"]), row.currency)),
+         "amount_minor": int(x["amount_minor"])}
+        for x in orjson.loads(row.lines)
+    ]  # fmt: skip
+    data["issue_date"] = _day(row.issue_date)
+    return append(s, row.tenant, CREDIT_NOTE_CREATED, row.invoice_id, f"{row.tenant}/{row.invoice_id}", data)
+
+
+def payment_event(s: Session, row: Any) -> WebhookOutboxRow:
+    """`payment.recorded` for a payment row (entities/payments.py), keyed `tenant/customer` (a payment may
+    reach several invoices of the customer)."""
+    data: dict[str, Any] = {
+        "object": "payment",
+        "tenant": row.tenant,
+        "reference": row.reference,
+        "customer": row.customer,
+        "invoice_id": row.invoice_id,
+        "currency": row.currency,
+    }
+    _money(data, row.currency, amount=row.amount_minor)
+    data["paid_on"] = _day(row.paid_on)
+    data["allocations"] = [
+        {"invoice_id": a["invoice_id"], "number": a["number"],
+         "amount": str(from_minor(int(a["amount_minor"]), row.currency)), "amount_minor": int(a["amount_minor"])}
+        for a in orjson.loads(row.allocations)
+    ]  # fmt: skip
+    return append(s, row.tenant, PAYMENT_RECORDED, row.reference, f"{row.tenant}/{row.customer}", data)
+
+
+__all__ = [
+    "CREDIT_NOTE_CREATED",
+    "EVENT_TYPES",
+    "INVOICE_CREATED",
+    "INVOICE_FINALIZED",
+    "INVOICE_OVERDUE",
+    "INVOICE_PAID",
+    "INVOICE_PARTIALLY_PAID",
+    "INVOICE_VOIDED",
+    "PAYMENT_RECORDED",
+    "STATUS_EVENTS",
+    "WebhookOutboxRow",
+    "append",
+    "credit_note_event",
+    "invoice_data",
+    "invoice_event",
+    "payment_event",
+    "status_changed",
+]

@@ -1,9 +1,13 @@
-"""Period close: deduplicated usage from ClickHouse -> invoice documents (files, table, topic).
+"""Period close: deduplicated usage from ClickHouse -> finalized invoices (records, files, table, topic).
 
 A period is closed once. Closing it again re-issues the stored documents unchanged (final invoices
 never change); usage of a closed period that arrives later is billed as adjustment lines on the next
-close (see `adjustments.py`). Documents are deterministic (no wall clock inside), files are rewritten
-atomically, tables are keyed by (tenant, customer, period), and topic consumers key on `invoice_id`.
+close (see `adjustments.py`). Each customer's lines are computed as before (`document.py`, the subscription
+path), then issued as the version 2 document (`issue.py`: issuer, buyer, dates, per-user section, taxes,
+totals) and finalized with its gapless number in the invoice store (`records.py`), one transaction per
+customer; the file, the tables and the topic carry that numbered document. Documents are deterministic (no
+wall clock inside), files are rewritten atomically, tables are keyed by (tenant, customer, period), and
+topic consumers key on the document's `id`.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 from clickhouse_connect.driver.client import Client
 
 from meterstream.aggregation.usage_query import MeterUsage, UsageRecord, period_records, period_usage
 from meterstream.invoice_emitter.adjustments import adjustment_lines
 from meterstream.invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
-from meterstream.invoice_emitter.files import DocumentFiles
+from meterstream.invoice_emitter.files import DocumentFiles, file_name
+from meterstream.invoice_emitter.issue import Issuing, issue_draft
 from meterstream.invoice_emitter.ledger import (
     billed_lines,
     billed_quantities,
@@ -33,7 +39,9 @@ from meterstream.invoice_emitter.ledger import (
     store_invoices,
     stored_invoices,
 )
+from meterstream.invoice_emitter.records import Recorder
 from meterstream.invoice_emitter.store_plans import StoreView
+from meterstream.invoice_emitter.subjects import period_subjects
 from meterstream.invoice_emitter.subscription_close import SubscriptionClose, no_subscription_reason, subscription_close
 from meterstream.invoice_emitter.subscription_invoice import with_periods
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
@@ -171,6 +179,9 @@ def late_adjustments(
     return out
 
 
+RECORDS_FILE = "invoice-records.db"  # the invoice store of a close given no entity store (library use, tests)
+
+
 def close_period(
     client: Client,
     db: str,
@@ -181,16 +192,44 @@ def close_period(
     topic: str | None = None,
     progress: bool = True,
     store: StoreView | None = None,
+    issuing: Issuing | None = None,
+    render: tuple[str, ...] = (),
 ) -> CloseResult:
-    """Close `period` (YYYY-MM): compute, store and write every invoice; a closed period is re-issued.
+    """Close `period` (YYYY-MM): compute, finalize, store and write every invoice; a closed period is re-issued.
 
     With `store` (the entity store), customers with subscriptions are invoiced per their subscriptions
-    (`subscription_close`); without it, from the catalog file alone. A customer that cannot be invoiced is
-    in `CloseResult.failed` and the others are closed."""
+    (`subscription_close`), buyers come from the customers' billing details and the invoice records are kept
+    in it; without it, invoices come from the catalog file alone and their records are kept in a SQLite file
+    of their own, `<out_dir>/invoice-records.db` (`meterstream close` and the demo always pass a store).
+    `issuing`: issuer, tax table, issue date (default: `Issuing.default()`, the demo issuer). `render`: also
+    write these formats (html, pdf, png) next to each JSON file (`documents.render_invoice`). A customer
+    that cannot be invoiced is in `CloseResult.failed` and the others are closed."""
     if not PERIOD_RE.match(period):
         raise ValueError(f"period: must be YYYY-MM, got {period!r}")
+    if store is None:
+        store = _own_records(out_dir)
+        own = True
+    else:
+        own = False
+    recorder = Recorder(store.sf, issuing or Issuing.default())
     with _gc_paused():
-        return _close(client, db, catalog, period, out_dir, producer, topic, progress, store)
+        result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own)
+    if render:
+        from meterstream.documents import render_invoice
+
+        for path in result.files:
+            render_invoice(path, path.parent, render)
+    return result
+
+
+def _own_records(out_dir: Path) -> StoreView:
+    """An invoice store of the close's own under `out_dir` (created and migrated: safe to repeat)."""
+    from meterstream.entities.db import make_engine, migrate, session_factory
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url=f"sqlite:///{(out_dir / RECORDS_FILE).resolve()}")
+    migrate(engine=engine)
+    return StoreView(session_factory(engine))
 
 
 @contextmanager
@@ -219,7 +258,9 @@ def _close(
     producer: Any,
     topic: str | None,
     progress: bool,
-    store: StoreView | None,
+    store: StoreView,
+    recorder: Recorder,
+    own_records: bool,
 ) -> CloseResult:
     closed = closed_periods(client, db)
     files = DocumentFiles(out_dir / period, progress)
@@ -232,9 +273,11 @@ def _close(
             earlier_periods = [p for p in closed if p < period]
             failed: list[Failure] = []
             subs = SubscriptionClose()
-            if store is not None:
+            if not own_records:
                 subs = subscription_close(client, db, store, catalog, period, earlier_periods)
                 failed += subs.failed
+            customers = store.customers()
+            subjects = period_subjects(client, db, period, sorted(catalog.plans))
             # late usage of closed periods first, so that each document is final when built: its file
             # is written while the close goes on
             late: dict[tuple[str, str], list[tuple[str, str, str, list[dict[str, Any]]]]] = defaultdict(list)
@@ -270,8 +313,16 @@ def _close(
                                              f"{doc['currency']}"))
                         return None
                     doc = with_lines(doc, lines)
-                files.add(doc)
-                return doc
+                try:
+                    file_name(*key)  # a customer id that cannot name its file fails alone, before it is numbered
+                    draft = issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key))
+                    issued = recorder.finalize(draft)
+                except ValueError as exc:  # the store's Invalid and Conflict are ValueErrors
+                    failed.append((*key, str(exc)))
+                    return None
+                out = msgspec.to_builtins(issued)
+                files.add(out)
+                return out
 
             docs, unreconciled = compute_invoices(
                 client, db, catalog, period, finish=finish, failed=failed, store_customers=subs.customers

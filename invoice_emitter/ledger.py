@@ -80,8 +80,23 @@ def billed_quantities(
     return {(t, c, m): q for t, c, m, q in rows}
 
 
+def _invoice_id(doc: dict[str, Any]) -> str:
+    return doc["id"] if "id" in doc else doc["invoice_id"]  # version 2, version 1
+
+
+_FEES = frozenset(("fixed", "fixed_credit", "one_time", "installment", "minimum", "minimum_true_up", "discount"))
+
+
+def _meter(line: dict[str, Any]) -> str:
+    """The meter of a line (version 1: `meter`; version 2: the `code` of a usage or adjustment line, "" for fees)."""
+    if "meter" in line:
+        return line["meter"]
+    return "" if line.get("kind") in _FEES else line["code"]
+
+
 def store_invoices(client: Client, db: str, invoices: list[dict[str, Any]], chunk: int = 20_000) -> None:
     """Insert documents and their lines; the tables replace rows of the same invoice and line number.
+    Documents of version 2 (the close's) and version 1 (earlier closes) are both accepted.
 
     Column-oriented JSON (`JSONCompactColumns`): amounts and quantities go as the documents' own decimal
     text, so ClickHouse parses them exactly and no Decimal is rebuilt here; each document goes as a JSON
@@ -99,7 +114,7 @@ def store_invoices(client: Client, db: str, invoices: list[dict[str, Any]], chun
             column_names=INVOICE_COLUMNS,
             insert_block=orjson.dumps([
                 [d["tenant"] for d in docs], [d["customer"] for d in docs], [d["period"] for d in docs],
-                [d["invoice_id"] for d in docs], [d["plan"] for d in docs], [d["currency"] for d in docs],
+                [_invoice_id(d) for d in docs], [d["plan"] or "" for d in docs], [d["currency"] for d in docs],
                 [d["subtotal"] for d in docs], [d["total"] for d in docs], [len(d["lines"]) for d in docs],
                 docs, [closed_at] * len(docs),
             ]),
@@ -131,12 +146,12 @@ def _line_columns(docs: list[dict[str, Any]], closed_at: str) -> list[list[Any]]
             customer += [d["customer"]] * n
             period += [d["period"]] * n
             currency += [d["currency"]] * n
-    meter = list(map(itemgetter("meter"), lines))
+    meter = list(map(_meter, lines))
     return [
         tenant, customer, period, list(map(itemgetter("line_no"), lines)), meter,
         list(map(itemgetter("description"), lines)), list(map(itemgetter("quantity"), lines)),
         list(map(itemgetter("amount"), lines)), currency, [closed_at] * len(lines),
-        [line.get("line_key", m) for line, m in zip(lines, meter, strict=True)],
-        [line.get("applies_to", p) for line, p in zip(lines, period, strict=True)],
-        [line.get("kind", "usage") for line in lines],
+        [line.get("line_key") or m for line, m in zip(lines, meter, strict=True)],
+        [line.get("applies_to") or p for line, p in zip(lines, period, strict=True)],
+        [line.get("kind") or "usage" for line in lines],
     ]  # fmt: skip

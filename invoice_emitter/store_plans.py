@@ -2,9 +2,10 @@
 
 Read-only (the one write, the finalization mark, goes through `entities.finalization`). Plan versions are
 immutable, so a version is read once per close and kept; a deleted version still prices the phases that used
-it (deleting a plan only stops new use, like the live catalog). `StoreView.open(settings)` is None when
-there is no store to read (no `METERSTREAM_DATABASE_URL` and no SQLite file under the data directory: the
-demo, a file-catalog-only deployment), so the close then bills from the catalog file alone.
+it (deleting a plan only stops new use, like the live catalog). `StoreView.open(settings)` opens the store,
+creating the default SQLite file under the data directory when there is none yet: the store is the home of
+the invoice records (`records.py`), so a fresh machine's close creates it (a store without subscriptions
+bills from the catalog file alone).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import sessionmaker
 
 from meterstream.billing.plans import PlanLookup
 from meterstream.rating.catalog import CatalogError, Plan, build_plan
-from meterstream.schemas.entities import PlanVersionDoc, SubscriptionDoc
+from meterstream.schemas.entities import CustomerDoc, PlanVersionDoc, SubscriptionDoc
 from meterstream.schemas.settings import Settings
 
 __all__ = ["StoreView"]
@@ -32,14 +33,14 @@ class StoreView:
         self._versions: dict[tuple[str, str], dict[int, PlanVersionDoc]] = {}
         self._rating: dict[tuple[str, str, int, bytes], Plan] = {}
         self._timezones: dict[tuple[str, str], str] = {}
+        self._customers: dict[tuple[str, str], CustomerDoc] | None = None
 
     @classmethod
-    def open(cls, settings: Settings) -> StoreView | None:
-        """The store named by the settings (migrated: safe to repeat), or None when there is none."""
+    def open(cls, settings: Settings) -> StoreView:
+        """The store named by the settings, created (default SQLite under the data directory) and migrated
+        when needed: safe to repeat."""
         from meterstream.entities.db import make_engine, migrate, session_factory
 
-        if not settings.database_url and not (settings.home / "meterstream.db").exists():
-            return None
         engine = make_engine(settings)
         migrate(engine=engine)
         return cls(session_factory(engine))
@@ -64,6 +65,17 @@ class StoreView:
 
         subs = [d for d in list_subscriptions(self.sf, tenant, customer) if not d.deleted]
         return sorted(subs, key=lambda d: d.external_id)
+
+    def customers(self) -> dict[tuple[str, str], CustomerDoc]:
+        """Every customer that is not deleted, per (tenant, external id): their billing details, read once."""
+        from meterstream.entities.customers import CustomerRow, customer_doc
+
+        if self._customers is None:
+            with self.sf() as s:
+                rows = s.scalars(select(CustomerRow).where(CustomerRow.deleted_at.is_(None)))
+                docs = [customer_doc(row) for row in rows]
+            self._customers = {(d.tenant, d.external_id): d for d in docs}
+        return self._customers
 
     def timezone(self, tenant: str, customer: str) -> str:
         """The customer's billing time zone (UTC when the store has no such customer)."""

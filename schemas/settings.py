@@ -102,6 +102,27 @@ class Settings(BaseSettings):
     stall_seconds: float = Field(
         30.0, gt=0, description="/healthz answers 503 when work waits (lag > 0) and nothing moved for this long."
     )
+    # --- the issuer of invoices (the seller printed on every invoice; docs/billing.md "Issuer and taxes") ---
+    issuer_name: str = Field("Meterstream Demo GmbH", min_length=1, description="Issuer's legal name on invoices.")
+    issuer_address_line1: str | None = Field("Musterstrasse 1", description="Issuer's street address.")
+    issuer_address_line2: str | None = Field(None, description="Issuer's second address line.")
+    issuer_city: str | None = Field("Berlin", description="Issuer's city.")
+    issuer_postal_code: str | None = Field("10115", description="Issuer's postal code.")
+    issuer_state: str | None = Field(None, description="Issuer's state or region (ISO 3166-2 part, e.g. CA).")
+    issuer_country: str = Field(
+        "DE", pattern=r"^[A-Z]{2}$", description="Issuer's country (ISO 3166-1 alpha-2): decides VAT with the buyer's."
+    )
+    issuer_tax_id: str | None = Field("DE136695976", description="Issuer's tax id (EU VAT number), printed.")
+    issuer_email: str | None = Field("billing@example.com", description="Issuer's billing contact, printed.")
+    issuer_prefix: str = Field(
+        "DEMO", pattern=r"^[A-Za-z0-9]{1,32}$", description="Invoice number prefix: DEMO-2026-000001."
+    )
+    issuer_vat_registered: bool = Field(True, description="False: no VAT is charged to EU buyers (with a mention).")
+    tax_table_file: Path | None = Field(
+        None,
+        description="YAML tax table (billing/taxes.py TaxTable.from_config: rates by jurisdiction and tax code);"
+        " default: the 27 EU standard VAT rates, no sales tax.",
+    )
 
     @property
     def bootstrap(self) -> str:

@@ -176,14 +176,14 @@ def test_one_time_installments_and_minimum_true_up(chdb_client, db: str, sf, tmp
     oct_ = doc_of(close(chdb_client, db, sf, "2026-10", out), "org-kit")
     # 10.00 usage + 99.00 + 33.33 + true-up 50.00 - 10.00 = 40.00 -> 182.33
     assert [(ln["kind"], ln["amount"]) for ln in oct_["lines"]] == [
-        ("usage", "10.00"), ("one_time", "99.00"), ("installment", "33.33"), ("minimum_true_up", "40.00")]
+        ("usage", "10.00"), ("one_time", "99.00"), ("installment", "33.33"), ("minimum", "40.00")]
     assert Decimal(oct_["total"]) == Decimal("182.33")
     nov = doc_of(close(chdb_client, db, sf, "2026-11", out), "org-kit")
     assert [(ln["kind"], ln["amount"]) for ln in nov["lines"]] == [("usage", "60.00"), ("installment", "33.33")]
     dec = doc_of(close(chdb_client, db, sf, "2026-12", out), "org-kit")
     # no usage: the whole minimum is due; the last payment takes the remainder
     assert [(ln["kind"], ln["amount"]) for ln in dec["lines"]] == [("installment", "33.34"),
-                                                                  ("minimum_true_up", "50.00")]  # fmt: skip
+                                                                  ("minimum", "50.00")]  # fmt: skip
     assert Decimal(dec["total"]) == Decimal("83.34")
 
 
@@ -217,7 +217,7 @@ def test_a_customer_that_cannot_be_invoiced_fails_alone(chdb_client, db: str, sf
     # their October usage is late usage still not invoiceable: both are reported again
     assert [c for _, c, _ in nov.failed] == ["org-ghost", "org-ghost2"]
     bad = doc_of(nov, "org-bad")
-    assert sorted((ln["kind"], ln["applies_to"], ln["meter"], ln["amount"]) for ln in bad["lines"]) == [
+    assert sorted((ln["kind"], ln["applies_to"], ln["code"], ln["amount"]) for ln in bad["lines"]) == [
         ("adjustment", "2026-10", "api_calls", "10.00"), ("adjustment", "2026-10", "storage_gb_hours", "7.00")]
     assert bad["total"] == "17.00"
 
@@ -304,7 +304,13 @@ def test_draft_usage_is_the_document_the_close_writes(chdb_client, db: str, sf, 
     assert (draft["period_start"], draft["period_end"]) == ("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z")
     assert draft["total"] == "124.00"  # as in the upgrade test: 5 + 10 + 15 + 32 + 62
     final = doc_of(close(chdb_client, db, sf, "2026-10", tmp_path / "inv"), "org-d")
-    assert {**draft, "status": "final"} == final
+    # the close's document (version 2, finalized) has the draft's lines and amounts
+    assert (final["status"], final["period_start"], final["period_end"]) == (
+        "finalized", draft["period_start"], draft["period_end"])
+    assert [(ln["line_no"], ln["code"], ln["quantity"], ln["amount"], ln["start"], ln["end"]) for ln in final["lines"]] \
+        == [(ln["line_no"], ln.get("code") or ln["meter"], ln["quantity"], ln["amount"], ln["start"], ln["end"])
+            for ln in draft["lines"]]  # fmt: skip
+    assert final["total"] == final["subtotal"] == draft["total"]  # org-d has no country: no tax
 
 
 def test_an_anniversary_period_is_closed_by_the_month_it_ends_in(chdb_client, db: str, sf, tmp_path: Path) -> None:
@@ -349,9 +355,9 @@ def test_telecom_and_add_on_lines(chdb_client, db: str, sf, tmp_path: Path) -> N
     doc = doc_of(close(chdb_client, db, sf, "2026-10", tmp_path / "inv"), "org-m")
     # 2 SMS to a German mobile at 0.09 = 0.18 (telecom re-rating); 10 calls x 0.10 = 1.00 on the add-on;
     # the add-on's fee in arrears, the whole of October (Berlin): 5.00
-    assert [(ln["kind"], ln["plan"], ln["meter"], ln["amount"]) for ln in doc["lines"]] == [
+    assert [(ln["kind"], ln["plan"], ln["code"], ln["amount"]) for ln in doc["lines"]] == [
         ("usage", "mobile@1", "sms", "0.18"), ("usage", "extras@1", "api_calls", "1.00"),
-        ("fixed", "extras@1", "", "5.00")]  # fmt: skip
+        ("fixed", "extras@1", "extras", "5.00")]  # fmt: skip
     assert doc["lines"][0]["start"] == "2026-09-30T22:00:00Z" and doc["total"] == "6.18"
 
 

@@ -82,15 +82,14 @@ def test_a_second_late_batch_is_charged_only_for_itself(chdb_client, db: str, tm
     assert totals(close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False)) == {"c1": Decimal("10.00")}
 
 
-def test_a_customer_id_that_cannot_be_a_file_name_fails_the_close_before_anything_is_stored(
-    chdb_client, db: str, tmp_path: Path
-) -> None:
-    from meterstream.invoice_emitter.ledger import closed_periods
-
+def test_a_customer_id_that_cannot_be_a_file_name_fails_alone(chdb_client, db: str, tmp_path: Path) -> None:
+    """Issue #15: one bad customer id never blocks the others; it is reported with the reason, never numbered."""
     insert(chdb_client, db, "c1", "2026-09", "30")
     insert(chdb_client, db, "../c2", "2026-09", "30")
-    with pytest.raises(ValueError, match="cannot name a file"):
-        close_period(chdb_client, db, CATALOG, "2026-09", tmp_path / "inv", progress=False)
-    assert closed_periods(chdb_client, db) == []
-    assert chdb_client.query(f"SELECT count() FROM {db}.invoices").result_rows == [(0,)]
-    assert not (tmp_path / "inv").exists() or list((tmp_path / "inv").iterdir()) == []
+    result = close_period(chdb_client, db, CATALOG, "2026-09", tmp_path / "inv", progress=False)
+    assert [d["customer"] for d in result.invoices] == ["c1"]
+    assert [(t, c) for t, c, _ in result.failed] == [("t1", "../c2")]
+    assert "cannot name a file" in result.failed[0][2]
+    assert result.invoices[0]["number"] == "DEMO-2026-000001"  # the bad one used no number
+    assert sorted(p.name for p in (tmp_path / "inv").iterdir() if p.is_dir()) == ["2026-09"]
+    assert not (tmp_path / "c2.json").exists() and not (tmp_path / "inv" / "c2.json").exists()

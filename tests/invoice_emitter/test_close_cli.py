@@ -1,5 +1,6 @@
-"""`meterstream close` (deploy/cli.py): without an entity store it closes from the catalog file alone; a customer
-that cannot be invoiced is printed with the reason, the others are written, and the exit status is 1.
+"""`meterstream close` (deploy/cli.py): on a fresh machine it creates the entity store (the home of the invoice
+records) and closes from the catalog file; a customer that cannot be invoiced is printed with the reason, the
+others are written, finalized and numbered, and the exit status is 1.
 
 Prices from tests/data/catalog.yaml, plan `basic`: api_calls 0-10 free, 10-100 at 0.50 (USD).
 """
@@ -18,6 +19,7 @@ import pytest
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
 from meterstream.deploy import cli
+from meterstream.entities import invoices
 from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.schemas.settings import Settings
 
@@ -29,7 +31,7 @@ def row(customer: str, plan: str, quantity: str) -> list:
             Decimal(quantity), Decimal(0), Decimal(0), "USD", plan, "api_calls", {}, "", 0, 0]  # fmt: skip
 
 
-def test_close_without_a_store_reports_the_customer_it_cannot_invoice_and_exits_1(
+def test_close_on_a_fresh_machine_reports_the_customer_it_cannot_invoice_and_exits_1(
     chdb_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = f"c_{uuid.uuid4().hex[:10]}"
@@ -37,17 +39,24 @@ def test_close_without_a_store_reports_the_customer_it_cannot_invoice_and_exits_
     chdb_client.insert(f"{db}.rated_usage", [row("c1", "basic", "30"), row("c2", "gone", "5")],
                        column_names=list(RATED_COLUMNS))  # fmt: skip
     settings = Settings(home=tmp_path / "home", catalog=CATALOG, clickhouse_database=db, database_url=None)
-    assert StoreView.open(settings) is None  # no store file: the catalog file alone
+    assert not (tmp_path / "home" / "meterstream.db").exists()  # a fresh machine: no store yet
     monkeypatch.setattr("meterstream.aggregation.client.connect", lambda _settings: chdb_client)
     out = tmp_path / "inv"
-    status = cli._close(argparse.Namespace(period="2026-10", out=str(out), no_publish=True), settings)
+    args = argparse.Namespace(period="2026-10", out=str(out), no_publish=True, force=True, issue_date=None, render="")
+    status = cli._close(args, settings)
     assert status == 1
     err = capsys.readouterr().err
     assert "error: t1/c2 not invoiced: plan: usage of t1/c2 in 2026-10 was rated with plan 'gone'" in err
     doc = orjson.loads((out / "2026-10" / "t1" / "c1.json").read_bytes())
     assert doc["total"] == "10.00"  # (30 - 10) x 0.50
     assert not (out / "2026-10" / "t1" / "c2.json").exists()
-    assert not (tmp_path / "home" / "meterstream.db").exists()  # the close did not create a store
+    # the close created the store and finalized the invoice in it: the demo issuer's first number of 2026
+    assert (doc["status"], doc["number"], doc["issue_date"], doc["due_date"]) == (
+        "finalized", "DEMO-2026-000001", "2026-11-01", "2026-11-01"
+    )  # the day after October ends (UTC: a catalog-file customer), no payment terms
+    assert doc["issuer"]["name"] == "Meterstream Demo GmbH" and doc["buyer"] == {**doc["buyer"], "name": "c1"}
+    record = invoices.get(StoreView.open(settings).sf, "t1", doc["id"])
+    assert (record.status, record.number, record.total) == ("finalized", "DEMO-2026-000001", Decimal("10.00"))
 
 
 def test_close_writes_through_the_sinks_clickhouse_front_while_it_owns_the_embedded_store(tmp_path: Path) -> None:
@@ -95,7 +104,7 @@ def test_close_writes_through_the_sinks_clickhouse_front_while_it_owns_the_embed
         out = tmp_path / "inv"
         done = subprocess.run(
             [sys.executable, "-m", "meterstream.deploy.cli", "close", "--period", "2026-10", "--out", str(out),
-             "--no-publish"],
+             "--no-publish", "--force"],  # no Kafka here: the close guards cannot check the pipeline's lag
             env={**env, "METERSTREAM_HOME": str(home), "METERSTREAM_CATALOG": str(CATALOG),
                  "METERSTREAM_CLICKHOUSE_URL": f"chdb://{store}", "METERSTREAM_CLICKHOUSE_HTTP_PORT": str(port)},
             capture_output=True, text=True, timeout=300,

@@ -1,0 +1,202 @@
+"""The close's invoice as the version 2 document (schemas/invoice.py): parties, dates, per-user section, taxes,
+totals. Pure: no I/O, no clock (docs/billing.md, "What the close writes").
+
+`issue_draft(v1, issuing, customer, subjects)` takes the document the close computed (the version 1 dict of
+`document.py` / `subscription_invoice.py`: lines and amounts, unchanged) and returns the validated draft
+`InvoiceDoc` that `records.py` finalizes (number, status `finalized`):
+
+- issuer: from configuration (`Issuing.from_settings`: the `METERSTREAM_ISSUER_*` settings);
+- buyer: the customer's billing details (`buyer_from_customer`); a customer the entity store does not know (a
+  catalog-file customer) gets a minimal buyer, its external id as name, and no tax (no country to decide it);
+- issue date: the local day on which the closed period ends, in the time zone the document's period is
+  counted in (the catalog file's periods are UTC months: the 1st of the next month; a subscription period
+  ending 2026-11-15T00:00 Europe/Paris: 2026-11-15), unless the close names one (`--issue-date`); due date =
+  issue date + the customer's `payment_terms_days` (0 without a customer record);
+- per-user section: usage lines of the catalog-file path whose subjects' quantities add up to the line get
+  fair shares of the line amount (`billing.allocation.subject_shares`, largest remainder);
+- tax and totals: `billing.totals.invoice_totals` with the issuer as seller and the customer as buyer; no
+  coupons (they need a coupon store; none is applied), so total = subtotal + tax, to the cent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from meterstream.billing.allocation import subject_shares
+from meterstream.billing.taxes import Buyer, Seller, TaxTable, buyer_of
+from meterstream.billing.totals import TotalsLine, invoice_totals
+from meterstream.entities.numbering import INVOICE_SERIES
+from meterstream.schemas.entities import CustomerDoc
+from meterstream.schemas.invoice import (
+    Address,
+    InvoiceDoc,
+    InvoiceLine,
+    Party,
+    SubjectShare,
+    TaxTotal,
+    buyer_from_customer,
+    from_v1,
+    validate,
+)
+from meterstream.schemas.settings import Settings
+
+__all__ = ["NO_COUNTRY_NOTE", "NO_SUBJECT", "Issuing", "issue_date_of", "issue_draft", "load_tax_table"]
+
+NO_COUNTRY_NOTE = "No tax calculated: the buyer has no country in its billing details."
+NO_SUBJECT = "(no subject)"  # usage without a subject in a line's per-user section
+
+
+@dataclass(frozen=True)
+class Issuing:
+    """Who issues the close's invoices and how: the issuer block, the seller as tax sees it, the number prefix
+    and series, the tax table, and an issue date that overrides the rule (None: the rule)."""
+
+    issuer: Party
+    seller: Seller
+    prefix: str
+    table: TaxTable = field(default_factory=TaxTable)
+    series: str = INVOICE_SERIES
+    issue_date: date | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, issue_date: date | None = None) -> Issuing:
+        """From the `METERSTREAM_ISSUER_*` settings and `METERSTREAM_TAX_TABLE_FILE` (defaults: the demo issuer,
+        Meterstream Demo GmbH in Germany, and the EU standard VAT rates)."""
+        address = Address(
+            line1=settings.issuer_address_line1,
+            line2=settings.issuer_address_line2,
+            city=settings.issuer_city,
+            postal_code=settings.issuer_postal_code,
+            state=settings.issuer_state,
+            country=settings.issuer_country,
+        )
+        issuer = Party(name=settings.issuer_name, address=address, tax_id=settings.issuer_tax_id,
+                       email=settings.issuer_email)  # fmt: skip
+        seller = Seller(settings.issuer_country, vat_registered=settings.issuer_vat_registered)
+        table = load_tax_table(settings.tax_table_file) if settings.tax_table_file else TaxTable()
+        return cls(issuer, seller, settings.issuer_prefix, table, issue_date=issue_date)
+
+    @classmethod
+    def default(cls) -> Issuing:
+        """The demo issuer with the default tax table (the settings' defaults, not the environment)."""
+        return cls.from_settings(Settings.model_construct())
+
+
+def load_tax_table(path: Path) -> TaxTable:
+    """A tax table from YAML ({rates: {US: {standard: "0.05"}}, ...}); unquoted decimals keep their text."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):  # unquoted 0.0725 stays the decimal 0.0725, never a float
+        pass
+
+    _Loader.add_constructor(
+        "tag:yaml.org,2002:float", lambda loader, node: Decimal(loader.construct_scalar(node).replace("_", ""))
+    )
+    try:
+        config = yaml.load(Path(path).read_text(), Loader=_Loader)  # a SafeLoader subclass
+    except OSError as exc:
+        raise ValueError(f"tax_table_file: cannot read {path}: {exc.strerror}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"tax_table_file: {path} is not a mapping (rates: ...)")
+    return TaxTable.from_config(config)
+
+
+def issue_date_of(period_end: datetime, timezone: str) -> date:
+    """The issue date the rule gives: the local day (in `timezone`) on which the period ends (its end is the
+    first instant after it, so this is the day after the period's last day)."""
+    return period_end.astimezone(ZoneInfo(timezone)).date()
+
+
+def _buyer(tenant: str, customer_id: str, customer: CustomerDoc | None) -> tuple[Party, Buyer | None]:
+    if customer is None:
+        return Party(name=customer_id), None
+    party = buyer_from_customer(customer)
+    country = customer.country or (customer.address.country if customer.address else None)
+    return party, (buyer_of(customer) if country else None)
+
+
+def _shares(line: InvoiceLine, subjects: Mapping[str, Decimal] | None, currency: str) -> list[SubjectShare]:
+    """The line's per-user section, or none when the subjects do not account for exactly its quantity."""
+    if not subjects or line.kind != "usage" or line.line_key is not None:
+        return []
+    if set(subjects) == {""} or any(q < 0 for q in subjects.values()):
+        return []
+    total = Decimal(0)
+    for q in subjects.values():
+        total += q
+    if total != line.quantity:
+        return []
+    named = {(s or NO_SUBJECT): q for s, q in subjects.items()}
+    return [SubjectShare(subject=s.subject, quantity=s.quantity, amount=s.amount)
+            for s in subject_shares(line.amount, named, currency)]  # fmt: skip
+
+
+def issue_draft(
+    v1: dict[str, Any],
+    issuing: Issuing,
+    customer: CustomerDoc | None = None,
+    subjects: Mapping[str, Mapping[str, Decimal]] | None = None,
+) -> InvoiceDoc:
+    """The validated draft version 2 document of the close's document `v1` (rules: module docstring).
+    `subjects`: meter -> subject -> quantity of the catalog-file usage of the period. ValueError naming the
+    field when it cannot be issued (an invalid buyer VAT number, a tax code without a rate, ...)."""
+    tenant, customer_id = v1["tenant"], v1["customer"]
+    buyer, tax_buyer = _buyer(tenant, customer_id, customer)
+    doc = from_v1(v1, issuing.issuer, buyer)
+    # the file path's period is a UTC month; a subscription document's periods are the customer's local ones
+    timezone = customer.timezone if customer is not None and v1.get("period_start") else "UTC"
+    issued = issuing.issue_date or issue_date_of(doc.period_end, timezone)
+    terms = customer.payment_terms_days if customer is not None else 0
+    currency = doc.currency
+    lines = [
+        msgspec.structs.replace(line, subjects=_shares(line, (subjects or {}).get(line.code), currency))
+        if subjects and line.kind == "usage" else line
+        for line in doc.lines
+    ]  # fmt: skip
+    notes = list(doc.notes)
+    if tax_buyer is None:
+        totals = None
+        notes.append(NO_COUNTRY_NOTE)
+    else:
+        totals = invoice_totals(
+            [TotalsLine(str(line.line_no), line.code, line.amount, line.tax_code) for line in lines],
+            currency, seller=issuing.seller, buyer=tax_buyer, table=issuing.table,
+        )  # fmt: skip
+        lines = [
+            msgspec.structs.replace(
+                line, discount_amount=t.discount_amount, tax_code=t.tax_code, tax_rate=t.tax_rate,
+                tax_amount=t.tax_amount, tax_category=t.tax_category,
+            )
+            for line, t in zip(lines, totals.lines, strict=True)
+        ]  # fmt: skip
+    fields: dict[str, Any] = {
+        "status": "draft",
+        "timezone": timezone,
+        "issue_date": issued,
+        "due_date": issued + timedelta(days=terms),
+        "lines": lines,
+        "notes": notes,
+    }
+    if totals is not None:
+        fields.update(
+            taxes=[
+                TaxTotal(rate=t.rate, taxable_amount=t.taxable_amount, tax_amount=t.tax_amount, tax_code=t.tax_code,
+                         category=t.category, reverse_charge=t.reverse_charge, mention=t.mention)
+                for t in totals.taxes
+            ],
+            subtotal=totals.subtotal,
+            discount_total=totals.discount_total,
+            tax_total=totals.tax_total,
+            total=totals.total,
+            amount_due=totals.total,
+            legal_mentions=totals.legal_mentions,
+        )  # fmt: skip
+    return validate(msgspec.structs.replace(doc, **fields))

@@ -307,9 +307,9 @@ def test_draft_usage_is_the_document_the_close_writes(chdb_client, db: str, sf, 
     # the close's document (version 2, finalized) has the draft's lines and amounts
     assert (final["status"], final["period_start"], final["period_end"]) == (
         "finalized", draft["period_start"], draft["period_end"])
-    assert [(ln["line_no"], ln["code"], ln["quantity"], ln["amount"], ln["start"], ln["end"]) for ln in final["lines"]] \
-        == [(ln["line_no"], ln.get("code") or ln["meter"], ln["quantity"], ln["amount"], ln["start"], ln["end"])
-            for ln in draft["lines"]]  # fmt: skip
+    got = [(ln["line_no"], ln["code"], ln["quantity"], ln["amount"], ln["start"], ln["end"]) for ln in final["lines"]]
+    assert got == [(ln["line_no"], ln.get("code") or ln["meter"], ln["quantity"], ln["amount"], ln["start"], ln["end"])
+                   for ln in draft["lines"]]  # fmt: skip
     assert final["total"] == final["subtotal"] == draft["total"]  # org-d has no country: no tax
 
 

@@ -24,7 +24,7 @@ from meterstream.api.metrics import MetricsMiddleware
 from meterstream.api.queries import UsageQueries
 from meterstream.api.ratelimit import TokenBuckets
 from meterstream.api.relay_flush import RelayFlushMiddleware
-from meterstream.api.routes import customers, events, health, invoices, plans, subscriptions, usage
+from meterstream.api.routes import billing, customers, events, health, invoices, plans, subscriptions, usage
 from meterstream.entities.db import make_engine, migrate, session_factory
 from meterstream.entities.keys import KeyRepository
 from meterstream.schemas.settings import Settings, get_settings
@@ -106,5 +106,6 @@ def create_app(
     for entity_routes in (customers, plans, subscriptions):
         app.include_router(entity_routes.router)
     app.include_router(invoices.router)  # invoices, payments, credit notes, exports
+    app.include_router(billing.router)  # POST /v1/billing/close (operator)
     app.state.compat = _mount_compat(app)
     return app

@@ -57,9 +57,6 @@ class BillingSettings(BaseSettings):
         600.0, ge=0, description="How long a billing run waits for the pipeline to process its backlog."
     )
     invoices_dir: Path = Field(Path("meterstream-out/invoices"), description="Where runs write invoice documents.")
-    operator_tenant: str | None = Field(
-        None, description="The tenant whose admin keys may close periods through the API (a close is global)."
-    )
 
 
 # --- the schedule (pure) ----------------------------------------------------------------------------------
@@ -286,7 +283,8 @@ class BillingScheduler:
             except subprocess.TimeoutExpired:
                 child.terminate()
                 child.wait(30)
-        self.thread.join(5)
+        if self.thread.is_alive():
+            self.thread.join(5)
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -303,7 +301,8 @@ class BillingScheduler:
             err.write(f"--- billing run {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n")
             err.flush()
             self.child = subprocess.Popen([sys.executable, "-m", "meterstream.deploy.cli", "billing", "run", "--json"],
-                                          env=self.env, stdout=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
+                                          env=self.env, stdout=subprocess.PIPE, stderr=err, text=True,
+                                          start_new_session=True)  # Ctrl-C on `up` lets a close finish (stop())
             stdout, _ = self.child.communicate()
         code = self.child.returncode
         self.child = None

@@ -123,6 +123,13 @@ def run_up(settings: Settings, api_port: int | None = None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     env = up_environment(settings, api_port)
     pipeline = Pipeline(env, home / "logs", own_process_groups=True)
+    from meterstream.deploy.billing_run import scheduler_for
+
+    try:  # billing runs on METERSTREAM_BILLING_SCHEDULE (deploy/billing_run.py), checked before anything starts
+        billing = scheduler_for(env, home, pipeline.logs, _say)
+    except ValueError as exc:
+        _say(f"error: {exc}")
+        return 1
 
     def on_signal(signum: int, _frame: object) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # one stop at a time; it is bounded (see _shutdown)
@@ -152,6 +159,12 @@ def run_up(settings: Settings, api_port: int | None = None) -> int:
         where = f"{broker.bootstrap} ({'started by up' if started_broker else 'reused'})"
         table = status_table(settings, api_port, pipeline, where, embedded)
         print(f"meterstream is up (Ctrl-C stops it):\n{table}", flush=True)
+        if billing is not None:  # a run now, then daily; each in a child process, logged to billing.log
+            _say(f"billing runs: now and daily at {billing.schedule.hour:02d}:{billing.schedule.minute:02d} UTC "
+                 f"(log {pipeline.logs / 'billing.log'}, metrics {billing.metrics_file})")
+            billing.start()
+        else:
+            _say("billing runs: off (METERSTREAM_BILLING_SCHEDULE=off)")
         while True:
             pipeline.check_alive()
             time.sleep(0.5)
@@ -161,6 +174,8 @@ def run_up(settings: Settings, api_port: int | None = None) -> int:
         _say(f"error: {exc}")
         code = 1
     finally:
+        if billing is not None:
+            billing.stop()  # before the sink it closes through
         _shutdown(settings, pipeline, started_broker)
         for s, handler in previous.items():
             signal.signal(s, handler)

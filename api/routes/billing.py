@@ -1,0 +1,112 @@
+"""POST /v1/billing/close: close a period from the API, behind the same guards as `meterstream close`.
+
+A close is global (every tenant's invoices for the period, one `period_closes` mark), so it is an operator
+action: the caller needs an `admin` key of the operator tenant, named by `METERSTREAM_OPERATOR_TENANT`; with
+the variable unset no key may close (403). Closing only the key's tenant is not offered: the period mark is
+global, so a second tenant's invoices would then never be computed (they would be re-issued as empty).
+
+The close runs as a child process (`meterstream billing close --period P --json`): a close pauses the garbage
+collector of its process and takes a core for a while, which an API process serving requests must not. One
+close at a time per API process (409 while one runs). Answers: 200 with the close's summary (customers that
+could not be invoiced are listed in `failed`, the others are closed), 409 `close_refused` with the guards'
+reason ('2026-12 ends 2027-01-01T05:00Z in America/New_York; processor lag 1,234 events; ...'), 422 for a bad
+body, 500 `close_failed` when the close itself failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from meterstream.api.auth import require
+from meterstream.api.errors import ApiError
+from meterstream.api.routes.entity_common import EntityRoute, errors
+from meterstream.entities.keys import Principal
+
+router = APIRouter(prefix="/v1/billing", tags=["billing"], route_class=EntityRoute)  # 422 naming the field
+Admin = Annotated[Principal, Depends(require("admin"))]
+REFUSED = 3  # `meterstream billing close`: a guard refused
+_running = threading.Lock()
+
+
+class _Operator(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METERSTREAM_", extra="ignore")
+    operator_tenant: str | None = None
+    billing_close_timeout_seconds: float = 3600.0
+
+
+class CloseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM", examples=["2026-11"])
+    force: bool = Field(False, description="close even if the period has not ended or the pipeline has a backlog")
+    publish: bool = Field(True, description="send the documents to the invoices topic")
+
+
+class CloseFailure(BaseModel):
+    tenant: str
+    customer: str
+    reason: str
+
+
+class CloseAnswer(BaseModel):
+    period: str
+    invoices: int = Field(description="invoices written (re-issued when the period was closed before)")
+    totals: dict[str, str] = Field(description="currency -> total of the invoices, decimal text")
+    reissued: bool
+    unreconciled: int = Field(description="lines whose streamed amount differs from the close's")
+    failed: list[CloseFailure]
+    forced: bool
+    directory: str
+
+
+@router.post(
+    "/close",
+    response_model=CloseAnswer,
+    summary="Close a period for every tenant (operator action)",
+    responses=errors(401, 403, 409, 422, 429, 500),
+)
+def close(body: CloseRequest, principal: Admin) -> dict:
+    knobs = _Operator()
+    if not knobs.operator_tenant:
+        raise ApiError(403, "forbidden", "closing a period is an operator action: set METERSTREAM_OPERATOR_TENANT to "
+                       "the tenant whose admin keys may close")  # fmt: skip
+    if principal.tenant != knobs.operator_tenant:
+        raise ApiError(403, "forbidden", "closing a period is an operator action: only admin keys of the operator "
+                       "tenant (METERSTREAM_OPERATOR_TENANT) may close")  # fmt: skip
+    if not _running.acquire(blocking=False):
+        raise ApiError(409, "close_running", "a close is already running; try again when it has finished")
+    try:
+        cmd = [sys.executable, "-m", "meterstream.deploy.cli", "billing", "close", "--period", body.period]
+        cmd += ["--force"] * body.force + ["--no-publish"] * (not body.publish)
+        try:
+            done = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True,
+                                  timeout=knobs.billing_close_timeout_seconds)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise ApiError(500, "close_failed", f"the close did not finish within "
+                           f"{knobs.billing_close_timeout_seconds:g}s") from None  # fmt: skip
+    finally:
+        _running.release()
+    answer = _last_json(done.stdout)
+    if done.returncode == REFUSED and answer is not None:
+        raise ApiError(409, "close_refused", answer["message"], field="force")
+    if done.returncode in (0, 1) and answer is not None and "period" in answer:
+        return answer
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    raise ApiError(500, "close_failed", f"the close failed (exit {done.returncode}): {last[:500]}")
+
+
+def _last_json(stdout: str) -> dict | None:
+    lines = stdout.strip().splitlines()
+    try:
+        value = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 
 from meterstream.schemas.settings import Settings
@@ -72,6 +73,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     from meterstream.ingest.producer import make_producer
     from meterstream.ingest.topics import Topics
     from meterstream.invoice_emitter.close import close_period
+    from meterstream.invoice_emitter.issue import Issuing
     from meterstream.invoice_emitter.store_plans import StoreView
     from meterstream.rating.catalog import load_catalog
 
@@ -94,7 +96,9 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
         Path(args.out),
         producer,
         Topics.from_settings(settings).invoices,
-        store=StoreView.open(settings),  # None without an entity store: the catalog file alone
+        store=StoreView.open(settings),  # created when missing: the home of the invoice records
+        issuing=Issuing.from_settings(settings, issue_date=getattr(args, "issue_date", None)),
+        render=tuple(f for f in (getattr(args, "render", "") or "").split(",") if f),
     )
     for currency, total in sorted(result.totals_by_currency.items()):
         print(f"{args.period}: {currency} {total}")
@@ -256,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")
     p.add_argument("--force", action="store_true", help="close even if the period has not ended or the pipeline "
                    "has a backlog (exit 3 when a guard refuses)")  # fmt: skip
+    p.add_argument("--issue-date", type=date.fromisoformat, default=None,
+                   help="YYYY-MM-DD; default: the day after the period ends (docs/billing.md)")  # fmt: skip
+    p.add_argument("--render", default="", help="also write html,pdf,png next to each JSON (PDF ~0.3 s each)")
     p.set_defaults(func=_close)
 
     p = sub.add_parser("chaos", help="fault-injection run: kills, broker restart, ClickHouse outage, then a verdict")

@@ -47,6 +47,7 @@ from meterstream.invoice_emitter.subscription_invoice import with_periods
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
 from meterstream.rating.catalog import Catalog
 from meterstream.rating.money import EXACT
+from meterstream.schemas.settings import get_settings
 
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -201,7 +202,8 @@ def close_period(
     (`subscription_close`), buyers come from the customers' billing details and the invoice records are kept
     in it; without it, invoices come from the catalog file alone and their records are kept in a SQLite file
     of their own, `<out_dir>/invoice-records.db` (`meterstream close` and the demo always pass a store).
-    `issuing`: issuer, tax table, issue date (default: `Issuing.default()`, the demo issuer). `render`: also
+    `issuing`: issuer, tax table, issue date (default: from the process's settings, `METERSTREAM_ISSUER_*`;
+    without them the demo issuer). `render`: also
     write these formats (html, pdf, png) next to each JSON file (`documents.render_invoice`). A customer
     that cannot be invoiced is in `CloseResult.failed` and the others are closed."""
     if not PERIOD_RE.match(period):
@@ -211,7 +213,7 @@ def close_period(
         own = True
     else:
         own = False
-    recorder = Recorder(store.sf, issuing or Issuing.default())
+    recorder = Recorder(store.sf, issuing or Issuing.from_settings(get_settings()))
     with _gc_paused():
         result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own)
     if render:

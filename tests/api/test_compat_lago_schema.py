@@ -29,9 +29,11 @@ def test_every_lago_operation_is_documented() -> None:
     ops = sorted((p.removeprefix("/compat/lago/api/v1"), m) for p, item in paths.items() if p.startswith("/compat/lago")
                  for m in item)  # fmt: skip
     assert ops == [("/billable_metrics", "get"), ("/billable_metrics", "post"), ("/billable_metrics/{code}", "get"),
+                   ("/credit_notes", "get"), ("/credit_notes", "post"), ("/credit_notes/{lago_id}", "get"),
                    ("/customers", "post"), ("/customers/{external_customer_id}/current_usage", "get"),
                    ("/customers/{external_id}", "get"),
                    ("/events", "post"), ("/events/batch", "post"), ("/events/{transaction_id}", "get"),
+                   ("/invoices", "get"), ("/invoices/{lago_id}", "get"), ("/invoices/{lago_id}/void", "post"),
                    ("/plans", "get"), ("/plans", "post"), ("/plans/{code}", "delete"), ("/plans/{code}", "get"),
                    ("/plans/{code}", "put"), ("/subscriptions", "get"), ("/subscriptions", "post"),
                    ("/subscriptions/{external_id}", "delete"), ("/subscriptions/{external_id}", "get")]  # fmt: skip

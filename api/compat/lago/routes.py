@@ -208,4 +208,7 @@ def mount(app: FastAPI) -> None:
     from meterstream.api.compat.lago.entity_routes import router as entities_router
 
     app.include_router(entities_router)
+    from meterstream.api.compat.lago.invoices import router as invoices_router
+
+    app.include_router(invoices_router)  # invoices and credit notes over the invoice store
     register_error_format(app, PREFIX, render_lago)

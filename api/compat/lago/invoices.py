@@ -1,0 +1,473 @@
+"""Lago-compatible invoices and credit notes at /compat/lago/api/v1, over the invoice store (docs/lago.md).
+
+`invoices.find_all` (filters `external_customer_id`, `status`, `payment_status`, `payment_overdue`),
+`invoices.find`, `invoices.void`, `credit_notes.create`, `credit_notes.find_all` (`external_customer_id`) and
+`credit_notes.find` of lago-python-client 1.55. The objects are built from the store's record (number, status,
+dates, what was paid and credited) and the invoice's document (lines -> `fees`, discounts -> coupons, taxes),
+in integer minor units (`*_cents`); rates are percentages (20.0) as in Lago.
+
+How Meterstream's invoice maps onto Lago's (version 3 amounts, as Lago defines them):
+- `lago_id` is Meterstream's invoice id; `status` draft | finalized | voided (finalized, partially paid, paid and
+  overdue are all `finalized`); `payment_status` `succeeded` once nothing is due (paid), else `pending`;
+  `payment_overdue` for overdue; a draft's `number` is `DRAFT` (numbers are given at finalization);
+- `fees_amount_cents` = subtotal (the lines), `coupons_amount_cents` = discount total,
+  `sub_total_excluding_taxes_amount_cents` = fees - coupons, `taxes_amount_cents` = tax total,
+  `sub_total_including_taxes_amount_cents` = the document's total, `prepaid_credit_amount_cents` = credits
+  applied, `total_amount_cents` = total - prepaid credits (what the invoice asks for);
+  `total_offsetted_credit_note_amount_cents` = credit notes issued against it, `total_paid_amount_cents` =
+  payments, `total_due_amount_cents` = what is still due;
+- each line is a fee: `amount_cents` before coupons (`precise_coupons_amount_cents` holds its share of them),
+  `taxes_amount_cents`, `total_amount_cents` = amount + taxes, `units` = quantity, `lago_id` a stable UUID.
+
+A credit note's items name fees of the invoice; its total is the sum of the items (credit notes carry no tax of
+their own). Meterstream keeps no customer balance, so the note cancels what is still due on the invoice first
+(`offset_amount_cents`) and the rest is owed back (`refund_amount_cents`, `refund_status: pending`);
+`credit_amount_cents` is always 0. The request's credit/refund/offset split, when given, must add up to the
+items' total; the split applied is the one above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from meterstream.api.compat.lago import models as m
+from meterstream.api.compat.lago.compat import LagoCompat
+from meterstream.api.compat.lago.customers import customer_object
+from meterstream.api.compat.lago.plans import lago_uuid
+from meterstream.api.compat.lago.responses import error_body, page_meta, validation_error
+from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat
+from meterstream.documents.stored import StoredDocumentError, document_of
+from meterstream.entities import credit_notes, invoices
+from meterstream.entities.common import Conflict, Invalid, NotFound
+from meterstream.entities.customers import get_customer_doc
+from meterstream.entities.invoice_rules import DRAFT, OVERDUE, PAID, VOIDED, from_minor, to_minor
+from meterstream.schemas.event import format_time
+from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine
+
+router = APIRouter(prefix=f"{PREFIX}/api/v1", tags=[TAG])
+READ = (400, *AUTH, 404)
+REASONS = ("duplicated_charge", "product_unsatisfactory", "order_change", "order_cancellation",
+           "fraudulent_charge", "other")  # fmt: skip
+LAGO_STATUSES = {"draft": (DRAFT,), "finalized": ("finalized", "partially_paid", PAID, OVERDUE),
+                 "voided": (VOIDED,), "pending": (), "failed": ()}  # fmt: skip
+PAYMENT_STATUSES = ("pending", "succeeded", "failed")
+_encode = msgspec.json.Encoder(decimal_format="number").encode  # rates as JSON numbers (20.0), exact text
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(_encode(body), status, media_type="application/json")
+
+
+def _invalid(field: str, reason: str) -> Response:
+    return _json(validation_error({field: [reason]}), 422)
+
+
+# --- OpenAPI models (the handlers encode themselves) ---------------------------------------------------
+
+
+class FeeItem(m._Open):
+    type: str
+    code: str
+    name: str
+    lago_item_id: str
+    item_type: str
+
+
+class FeeObject(m._Open):
+    lago_id: str
+    lago_invoice_id: str
+    amount_cents: int
+    amount_currency: str
+    taxes_amount_cents: int
+    taxes_rate: float = Field(description="A percentage: 20.0 is 20 %.")
+    total_amount_cents: int
+    units: str
+    payment_status: Literal["pending", "succeeded", "failed"]
+    item: FeeItem
+
+
+class InvoiceObject(m._Open):
+    lago_id: str = Field(description="Meterstream's invoice id.")
+    number: str = Field(description="DRAFT until finalized.")
+    issuing_date: str
+    payment_due_date: str
+    payment_overdue: bool
+    net_payment_term: int
+    invoice_type: str
+    version_number: int
+    status: Literal["draft", "finalized", "voided"]
+    payment_status: Literal["pending", "succeeded", "failed"]
+    currency: str
+    fees_amount_cents: int
+    coupons_amount_cents: int
+    taxes_amount_cents: int
+    credit_notes_amount_cents: int
+    progressive_billing_credit_amount_cents: int
+    sub_total_excluding_taxes_amount_cents: int
+    sub_total_including_taxes_amount_cents: int
+    prepaid_credit_amount_cents: int
+    total_amount_cents: int
+    total_due_amount_cents: int
+    total_paid_amount_cents: int
+    total_offsetted_credit_note_amount_cents: int
+    customer: dict[str, Any] | None
+    fees: list[FeeObject]
+
+
+class InvoiceOut(BaseModel):
+    invoice: InvoiceObject
+
+
+class InvoicesOut(BaseModel):
+    invoices: list[InvoiceObject]
+    meta: m.Meta
+
+
+class CreditNoteItemIn(BaseModel):
+    fee_id: str
+    amount_cents: int
+
+
+class CreditNoteIn(BaseModel):
+    invoice_id: str
+    reason: Literal[REASONS] | None = None  # type: ignore[valid-type]
+    description: str | None = None
+    credit_amount_cents: int | None = None
+    refund_amount_cents: int | None = None
+    offset_amount_cents: int | None = None
+    items: list[CreditNoteItemIn]
+
+
+class CreditNoteInput(BaseModel):
+    credit_note: CreditNoteIn
+
+
+class CreditNoteObject(m._Open):
+    lago_id: str
+    number: str
+    lago_invoice_id: str
+    invoice_number: str
+    issuing_date: str
+    reason: str
+    currency: str
+    total_amount_cents: int
+    credit_amount_cents: int
+    balance_amount_cents: int
+    refund_amount_cents: int
+    offset_amount_cents: int
+    taxes_amount_cents: int
+    taxes_rate: float
+    sub_total_excluding_taxes_amount_cents: int
+    coupons_adjustment_amount_cents: int
+
+
+class CreditNoteOut(BaseModel):
+    credit_note: CreditNoteObject
+
+
+class CreditNotesOut(BaseModel):
+    credit_notes: list[CreditNoteObject]
+    meta: m.Meta
+
+
+# --- objects (pure) ------------------------------------------------------------------------------------
+
+
+def _cents(value: Decimal, currency: str) -> int:
+    return to_minor("amount", value, currency, allow_negative=True)
+
+
+def _percent(rate: Decimal) -> Decimal:
+    return (rate * 100).normalize() if rate else Decimal("0.0")
+
+
+def fee_id(tenant: str, invoice_id: str, line_no: int) -> str:
+    return lago_uuid(tenant, "fee", invoice_id, str(line_no))
+
+
+def payment_status(record: invoices.Invoice) -> str:
+    return "succeeded" if record.status == PAID else "pending"
+
+
+def lago_status(record: invoices.Invoice) -> str:
+    return record.status if record.status in (DRAFT, VOIDED) else "finalized"
+
+
+def fee_object(record: invoices.Invoice, line: InvoiceLine) -> dict[str, Any]:
+    c = record.currency
+    amount, tax = _cents(line.amount, c), _cents(line.tax_amount, c)
+    usage = line.kind in ("usage", "adjustment")
+    return {
+        "lago_id": fee_id(record.tenant, record.invoice_id, line.line_no), "lago_charge_id": None,
+        "lago_invoice_id": record.invoice_id, "external_customer_id": record.customer,
+        "external_subscription_id": line.subscription, "amount_cents": amount, "amount_currency": c,
+        "precise_amount": str(line.precise_amount if line.precise_amount is not None else line.amount),
+        "precise_coupons_amount_cents": str(_cents(line.discount_amount, c)),
+        "taxes_amount_cents": tax, "taxes_rate": _percent(line.tax_rate), "total_amount_cents": amount + tax,
+        "total_amount_currency": c, "units": str(line.quantity), "total_aggregated_units": str(line.quantity),
+        "precise_unit_amount": str(line.unit_price) if line.unit_price is not None else None,
+        "events_count": line.events, "payment_status": payment_status(record), "description": line.description,
+        "pay_in_advance": False, "invoiceable": True,
+        "from_date": format_time(line.start) if line.start else None,
+        "to_date": format_time(line.end) if line.end else None,
+        "item": {"type": "charge" if usage else "subscription", "code": line.code, "name": line.description,
+                 "invoice_display_name": line.description, "lago_item_id": lago_uuid(record.tenant, "item", line.code),
+                 "item_type": "BillableMetric" if usage else "Subscription"},
+    }  # fmt: skip
+
+
+def invoice_object(record: invoices.Invoice, doc: InvoiceDoc | None, customer: dict[str, Any] | None) -> dict:
+    """Lago's invoice from the record and its document (None: a document that is not an invoice; the amounts
+    are then the record's, without fees)."""
+    c = record.currency
+    if doc is not None:
+        fees, coupons, taxes = _cents(doc.subtotal, c), _cents(doc.discount_total, c), _cents(doc.tax_total, c)
+        prepaid = _cents(doc.credits_applied, c)
+        lines = [fee_object(record, line) for line in doc.lines]
+        applied = [{"lago_invoice_id": record.invoice_id, "tax_code": t.tax_code, "tax_name": t.tax_code,
+                    "tax_rate": _percent(t.rate), "tax_description": t.mention,
+                    "amount_cents": _cents(t.tax_amount, c), "amount_currency": c,
+                    "fees_amount_cents": _cents(t.taxable_amount, c)} for t in doc.taxes]  # fmt: skip
+    else:
+        fees, coupons, taxes, prepaid = record.total_minor, 0, 0, record.total_minor - record.billed_minor
+        lines, applied = [], []
+    return {
+        "lago_id": record.invoice_id, "sequential_id": None, "number": record.number or "DRAFT",
+        "issuing_date": record.issue_date.isoformat(), "payment_due_date": record.due_date.isoformat(),
+        "payment_overdue": record.status == OVERDUE, "net_payment_term": (record.due_date - record.issue_date).days,
+        "invoice_type": "subscription", "version_number": 3, "status": lago_status(record),
+        "payment_status": payment_status(record), "currency": c, "fees_amount_cents": fees,
+        "coupons_amount_cents": coupons, "taxes_amount_cents": taxes, "credit_notes_amount_cents": 0,
+        "progressive_billing_credit_amount_cents": 0, "sub_total_excluding_taxes_amount_cents": fees - coupons,
+        "sub_total_including_taxes_amount_cents": fees - coupons + taxes, "prepaid_credit_amount_cents": prepaid,
+        "total_amount_cents": record.billed_minor, "total_due_amount_cents": record.amount_due_minor,
+        "total_paid_amount_cents": record.paid_minor, "total_offsetted_credit_note_amount_cents": record.credited_minor,
+        "voided_at": format_time(record.voided_at) if record.voided_at else None, "file_url": None,
+        "customer": customer, "fees": lines, "applied_taxes": applied,
+        "meterstream": {"status": record.status, "period": record.period, "amount_due": str(record.amount_due)},
+    }  # fmt: skip
+
+
+def split_reason(stored: str) -> tuple[str, str | None]:
+    """(Lago reason, description) of a stored reason `<reason>: <description>` (or free text: other)."""
+    head, sep, rest = stored.partition(": ")
+    if head in REASONS:
+        return head, (rest or None) if sep else None
+    return ("other", stored) if stored not in REASONS else (stored, None)
+
+
+def credit_note_object(note: credit_notes.CreditNote) -> dict[str, Any]:
+    reason, description = split_reason(note.reason)
+    created = format_time(note.created_at)
+    return {
+        "lago_id": note.credit_note_id, "sequential_id": None, "billing_entity_code": None, "number": note.number,
+        "lago_invoice_id": note.invoice_id, "invoice_number": note.invoice_number,
+        "issuing_date": note.issue_date.isoformat(), "credit_status": None,
+        "refund_status": "pending" if note.refund_minor else None, "reason": reason, "description": description,
+        "currency": note.currency, "total_amount_cents": note.total_minor, "credit_amount_cents": 0,
+        "balance_amount_cents": 0, "refund_amount_cents": note.refund_minor, "offset_amount_cents": note.credit_minor,
+        "taxes_amount_cents": 0, "taxes_rate": Decimal("0.0"),
+        "sub_total_excluding_taxes_amount_cents": note.total_minor, "coupons_adjustment_amount_cents": 0,
+        "created_at": created, "updated_at": created, "file_url": None,
+        "items": [{"lago_id": f"{note.credit_note_id}:{i + 1}", "amount_cents": line.amount_minor,
+                   "amount_currency": note.currency, "fee": None, "description": line.description}
+                  for i, line in enumerate(note.lines)],
+        "applied_taxes": [],
+        "meterstream": {"status": note.status, "customer": note.customer},
+    }  # fmt: skip
+
+
+# --- store calls ---------------------------------------------------------------------------------------
+
+
+def _customer(compat: LagoCompat, record: invoices.Invoice) -> dict[str, Any] | None:
+    """Lago's customer object of the invoice's customer, when the store has it (else null)."""
+    try:
+        doc = get_customer_doc(compat.state.sessions, record.tenant, record.customer)
+        row = compat.customers.get(record.tenant, record.customer)
+    except NotFound:
+        return None
+    return customer_object(doc, row.created_at, row.updated_at)
+
+
+def _object(compat: LagoCompat, record: invoices.Invoice, customers: dict[str, Any]) -> dict[str, Any]:
+    try:
+        doc: InvoiceDoc | None = document_of(record.document)
+    except StoredDocumentError:
+        doc = None
+    if record.customer not in customers:
+        customers[record.customer] = _customer(compat, record)
+    return invoice_object(record, doc, customers[record.customer])
+
+
+def _cents_arg(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(field, "an integer number of cents")
+    return value
+
+
+def _credit_lines(record: invoices.Invoice, doc: InvoiceDoc, items: Any) -> list[dict[str, Any]]:
+    if not isinstance(items, list) or not items:
+        raise Invalid("items", "a non-empty list of {fee_id, amount_cents}")
+    by_id = {fee_id(record.tenant, record.invoice_id, line.line_no): line for line in doc.lines}
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise Invalid(f"items[{i}]", "an object with fee_id and amount_cents")
+        wanted = item.get("fee_id")
+        line = by_id.get(wanted) if isinstance(wanted, str) else None
+        if line is None:
+            raise Invalid(f"items[{i}].fee_id", f"not a fee of invoice {record.invoice_id!r}")
+        cents = _cents_arg(f"items[{i}].amount_cents", item.get("amount_cents"))
+        most = _cents(line.amount, record.currency) + _cents(line.tax_amount, record.currency)
+        if not 0 < cents <= most:
+            raise Invalid(f"items[{i}].amount_cents", f"between 1 and the fee's {most} (got {cents})")
+        out.append({"description": f"{line.description} (line {line.line_no})",
+                    "amount": from_minor(cents, record.currency)})  # fmt: skip
+    return out
+
+
+def create_credit_note(sessions, tenant: str, raw: Any) -> credit_notes.CreditNote:  # type: ignore[no-untyped-def]
+    if not isinstance(raw, dict):
+        raise Invalid("credit_note", "an object")
+    invoice_id = raw.get("invoice_id")
+    if not isinstance(invoice_id, str) or not invoice_id:
+        raise Invalid("invoice_id", "required")
+    record = invoices.get(sessions, tenant, invoice_id)
+    reason = raw.get("reason") or "other"
+    if reason not in REASONS:
+        raise Invalid("reason", f"one of {', '.join(REASONS)}")
+    description = raw.get("description")
+    if description is not None and (not isinstance(description, str) or len(description) > 900):
+        raise Invalid("description", "a string of at most 900 characters")
+    try:
+        doc = document_of(record.document)
+    except StoredDocumentError as exc:
+        raise Invalid("invoice_id", str(exc)) from None
+    lines = _credit_lines(record, doc, raw.get("items"))
+    total = sum(to_minor("amount", x["amount"], record.currency) for x in lines)
+    split = {k: raw[k] for k in ("credit_amount_cents", "refund_amount_cents", "offset_amount_cents")
+             if raw.get(k) is not None}  # fmt: skip
+    if split:
+        given = sum(_cents_arg(k, v) for k, v in split.items())
+        if given != total:
+            raise Invalid("base", f"does_not_match_item_amounts: credit + refund + offset = {given}, items = {total}")
+    text = f"{reason}: {description}" if description else reason
+    return credit_notes.create_credit_note(sessions, tenant, invoice_id, text, lines)
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return await run_in_threadpool(fn, *args)
+
+
+# --- routes --------------------------------------------------------------------------------------------
+
+
+def _list_invoices(compat: LagoCompat, tenant: str, customer: str | None, statuses: tuple[str, ...] | None,
+                   paid: str | None, overdue: bool | None) -> list[dict[str, Any]]:  # fmt: skip
+    customers: dict[str, Any] = {}
+    out = []
+    for record in invoices.list_invoices(compat.state.sessions, tenant, customer):
+        if statuses is not None and record.status not in statuses:
+            continue
+        if paid is not None and payment_status(record) != paid:
+            continue
+        if overdue is not None and (record.status == OVERDUE) != overdue:
+            continue
+        out.append(_object(compat, record, customers))
+    return out
+
+
+@router.get("/invoices", summary="List invoices (Lago: findAllInvoices)", responses=m.answers(InvoicesOut, *READ))
+async def list_invoices_route(
+    request: Request, principal: Read,
+    external_customer_id: Annotated[str | None, Query()] = None,
+    status: Annotated[str | None, Query()] = None,
+    payment_status: Annotated[str | None, Query()] = None,
+    payment_overdue: Annotated[bool | None, Query()] = None,
+) -> Response:  # fmt: skip
+    """Filters: external_customer_id, status (draft, finalized, voided; pending and failed match none),
+    payment_status (pending, succeeded, failed), payment_overdue. One page holds every invoice."""
+    if status is not None and status not in LAGO_STATUSES:
+        return _invalid("status", f"one of {', '.join(LAGO_STATUSES)} (got {status!r})")
+    if payment_status is not None and payment_status not in PAYMENT_STATUSES:
+        return _invalid("payment_status", f"one of {', '.join(PAYMENT_STATUSES)} (got {payment_status!r})")
+    statuses = LAGO_STATUSES[status] if status is not None else None
+    found = await _call(_list_invoices, _compat(request), principal.tenant, external_customer_id, statuses,
+                        payment_status, payment_overdue)  # fmt: skip
+    return _json({"invoices": found, "meta": page_meta(len(found))})
+
+
+@router.get("/invoices/{lago_id}", summary="Retrieve an invoice (Lago: findInvoice)",
+            responses=m.answers(InvoiceOut, *READ))  # fmt: skip
+async def get_invoice_route(request: Request, principal: Read, lago_id: str) -> Response:
+    compat = _compat(request)
+
+    def run() -> dict[str, Any]:
+        return _object(compat, invoices.get(compat.state.sessions, principal.tenant, lago_id), {})
+
+    try:
+        return _json({"invoice": await _call(run)})
+    except NotFound:
+        return _json(error_body(404, "invoice_not_found"), 404)
+
+
+@router.post("/invoices/{lago_id}/void", summary="Void a finalized invoice nothing was paid or credited on",
+             responses=m.answers(InvoiceOut, *READ, 405))  # fmt: skip
+async def void_invoice_route(request: Request, principal: Admin, lago_id: str) -> Response:
+    compat = _compat(request)
+
+    def run() -> dict[str, Any]:
+        voided = invoices.void(compat.state.sessions, principal.tenant, lago_id, "voided through the Lago API")
+        return _object(compat, voided, {})
+
+    try:
+        return _json({"invoice": await _call(run)})
+    except NotFound:
+        return _json(error_body(404, "invoice_not_found"), 404)
+    except Conflict as exc:
+        return _json(error_body(405, "not_voidable", {"invoice": [str(exc)]}), 405)
+
+
+@router.post("/credit_notes", summary="Create a credit note (Lago: createCreditNote)",
+             responses=m.answers(CreditNoteOut, *WRITE, 404), openapi_extra=m.body_schema(CreditNoteInput))  # fmt: skip
+async def create_credit_note_route(request: Request, principal: Admin) -> Response:
+    """Items name the invoice's fees (`fee_id`) with `amount_cents`; the note cancels what is due first and
+    the rest is owed back (module docstring). 422 `validation_errors` naming the field."""
+    raw = await _body(request, "credit_note")
+    sessions = _compat(request).state.sessions
+    try:
+        note = await _call(create_credit_note, sessions, principal.tenant, raw)
+    except NotFound:
+        return _json(error_body(404, "invoice_not_found"), 404)
+    except (Invalid, Conflict) as exc:
+        return _invalid(exc.field or "base", getattr(exc, "reason", None) or str(exc))
+    return _json({"credit_note": credit_note_object(note)})
+
+
+@router.get("/credit_notes", summary="List credit notes (Lago: findAllCreditNotes)",
+            responses=m.answers(CreditNotesOut, 400, *AUTH))  # fmt: skip
+async def list_credit_notes_route(
+    request: Request, principal: Read, external_customer_id: Annotated[str | None, Query()] = None
+) -> Response:
+    found = await _call(credit_notes.list_credit_notes, _compat(request).state.sessions, principal.tenant, None,
+                        external_customer_id)  # fmt: skip
+    return _json({"credit_notes": [credit_note_object(n) for n in found], "meta": page_meta(len(found))})
+
+
+@router.get("/credit_notes/{lago_id}", summary="Retrieve a credit note (Lago: findCreditNote)",
+            responses=m.answers(CreditNoteOut, *READ))  # fmt: skip
+async def get_credit_note_route(request: Request, principal: Read, lago_id: str) -> Response:
+    try:
+        note = await _call(credit_notes.get_credit_note, _compat(request).state.sessions, principal.tenant, lago_id)
+    except NotFound:
+        return _json(error_body(404, "credit_note_not_found"), 404)
+    return _json({"credit_note": credit_note_object(note)})

@@ -41,13 +41,15 @@ def document_of(text: str | bytes) -> InvoiceDoc:
 
 
 def document_json(text: str) -> bytes:
-    """The version 2 JSON of a stored document: version 2 as stored (unchanged bytes), version 1 converted."""
+    """The version 2 JSON of a stored document: version 2 as stored (unchanged bytes), version 1 converted.
+    StoredDocumentError when it is neither (the message names the field)."""
     try:
         raw = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise StoredDocumentError(f"the stored document is not JSON: {exc}") from None
+    doc = document_of(text)  # refuses what is not an invoice, naming the field
     if isinstance(raw, dict) and raw.get("document_version") == 1:
-        return encode(document_of(text))
+        return encode(doc)
     return text.encode()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
+from pathlib import Path
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from finance_helpers import TOTAL, store_invoice
 from test_entities_api import client, error, key, pg  # noqa: F401 - the two-database fixtures
 
 from meterstream.api.app import create_app
+from meterstream.entities import invoices
 from meterstream.schemas.invoice import decode
 from meterstream.schemas.settings import Settings
 
@@ -182,3 +184,21 @@ def test_html_and_pdf_of_a_stored_invoice(sqlite_client: TestClient) -> None:
                                  "reference": "p"}, headers=admin)  # fmt: skip
     assert 'class="status status-paid">Paid<' in c.get("/v1/invoices/INV-R.html", headers=reader).text
     assert error(c.get("/v1/invoices/NOPE.pdf", headers=reader))[:2] == (404, "not_found")
+
+
+def test_a_version_1_document_is_served_as_version_2_and_junk_is_refused(sqlite_client: TestClient) -> None:
+    c = sqlite_client
+    reader = key(c, "read")
+    v1 = (Path(__file__).resolve().parents[1] / "documents" / "data" / "v1_cloudco_org-000.json").read_bytes()
+    raw = orjson.loads(v1)
+    invoices.upsert_draft(_sf(c), tenant=TENANT, invoice_id="INV-V1", customer=raw["customer"], period=raw["period"],
+                          currency=raw["currency"], total=raw["total"], issue_date=date(2026, 12, 1),
+                          due_date=date(2026, 12, 31), document=v1)  # fmt: skip
+    got = decode(c.get("/v1/invoices/INV-V1", headers=reader).content)
+    # version 1 "final" is version 2 "finalized" (schemas/invoice.py from_v1)
+    assert (got.schema_version, got.id, got.status, str(got.total)) == (2, raw["invoice_id"], "finalized", "1890.04")
+    invoices.upsert_draft(_sf(c), tenant=TENANT, invoice_id="INV-J", customer="c", period="2026-11", currency="EUR",
+                          total="1.00", issue_date=date(2026, 12, 1), due_date=date(2026, 12, 1),
+                          document=b'{"total": "1.00"}')  # fmt: skip
+    assert error(c.get("/v1/invoices/INV-J", headers=reader))[::2] == (422, "document")
+    assert error(c.get("/v1/invoices/INV-J.html", headers=reader))[::2] == (422, "document")

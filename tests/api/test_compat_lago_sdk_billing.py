@@ -161,11 +161,12 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
     assert usage.from_datetime == month.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # the close of this period writes the same amounts (the subscription ended now: the fee is prorated, so
-    # only the usage lines are compared; they are priced by the same code)
+    # only the usage lines are compared; they are priced by the same code). The month has not ended: --force
     label = f"{month:%Y-%m}"
     out = tmp_path / "inv"
     done = subprocess.run(
-        [sys.executable, "-m", "meterstream.deploy.cli", "close", "--period", label, "--out", str(out), "--no-publish"],
+        [sys.executable, "-m", "meterstream.deploy.cli", "close", "--period", label, "--out", str(out), "--no-publish",
+         "--force"],
         env=env,
         cwd=ROOT,
         capture_output=True,

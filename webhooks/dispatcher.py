@@ -62,7 +62,8 @@ class PublishError(RuntimeError):
 
 class Dispatcher:
     """`run_once()` is one poll; `start()` runs the loop in a daemon thread. `now` is the wall clock the schedule
-    uses (injected by tests), `monotonic` the clock of the stall watch."""
+    uses (injected by tests), `monotonic` the clock of the stall watch; `producer_factory` makes the Kafka
+    producer (again after a failed batch: a failed idempotent producer may be fenced)."""
 
     def __init__(
         self,
@@ -70,7 +71,7 @@ class Dispatcher:
         sessions: sessionmaker,
         *,
         kafka: bool = True,
-        producer: Producer | None = None,
+        producer_factory: Callable[[], Producer] | None = None,
         client: httpx.Client | None = None,
         timeout: float = 10.0,
         batch_size: int = 100,
@@ -84,7 +85,8 @@ class Dispatcher:
         self.settings = settings
         self.sessions = sessions
         self.kafka = kafka
-        self.producer = producer
+        self.producer: Producer | None = None
+        self.producer_factory = producer_factory or (lambda: make_producer(settings, **{"linger.ms": 5}))
         self.topic = invoice_events_topic(settings)
         self.timeout = timeout
         self.client = client or httpx.Client(timeout=timeout, follow_redirects=False,
@@ -123,7 +125,7 @@ class Dispatcher:
             ensure_invoice_events_topic(self.settings)
             self._topic_ready = True
         if self.producer is None:
-            self.producer = make_producer(self.settings, **{"linger.ms": 5})
+            self.producer = self.producer_factory()
         tracker = DeliveryTracker()
         for _seq, event_id, type_, key, body in rows:
             headers = [("event-id", event_id.encode()), ("event-type", type_.encode())]

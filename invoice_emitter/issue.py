@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from meterstream.billing.allocation import subject_shares
+from meterstream.billing.allocation import from_units, subject_shares
 from meterstream.billing.taxes import Buyer, Seller, TaxTable, buyer_of
 from meterstream.billing.totals import TotalsLine, invoice_totals
 from meterstream.entities.numbering import INVOICE_SERIES
@@ -162,9 +162,12 @@ def issue_draft(
         for line in doc.lines
     ]  # fmt: skip
     notes = list(doc.notes)
+    extra: dict[str, Any] = {}
+    totals = None
     if tax_buyer is None:
-        totals = None
         notes.append(NO_COUNTRY_NOTE)
+        zero = from_units(0, currency)  # 0.00 in the currency's minor digits, like every other amount
+        extra = {"discount_total": zero, "tax_total": zero}
     else:
         totals = invoice_totals(
             [TotalsLine(str(line.line_no), line.code, line.amount, line.tax_code) for line in lines],
@@ -184,6 +187,7 @@ def issue_draft(
         "due_date": issued + timedelta(days=terms),
         "lines": lines,
         "notes": notes,
+        **extra,
     }
     if totals is not None:
         fields.update(

@@ -11,6 +11,8 @@ from decimal import Decimal
 
 from clickhouse_connect.driver.client import Client
 
+from meterstream.invoice_emitter.document import decimal_text
+
 __all__ = ["Subjects", "period_subjects"]
 
 # (tenant, customer) -> meter -> subject -> quantity
@@ -34,5 +36,6 @@ def period_subjects(client: Client, db: str, period: str, plans: list[str]) -> S
     ).result_rows
     out: Subjects = {}
     for tenant, customer, meter, subject, quantity in rows:
-        out.setdefault((tenant, customer), {}).setdefault(meter, {})[subject] = quantity
+        # without the storage scale's trailing zeros, as the lines show quantities (30.000000000000 -> 30)
+        out.setdefault((tenant, customer), {}).setdefault(meter, {})[subject] = Decimal(decimal_text(quantity))
     return {key: meters for key, meters in out.items() if any(s for m in meters.values() for s in m)}

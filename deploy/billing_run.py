@@ -288,7 +288,12 @@ class BillingScheduler:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception as exc:  # a run that could not even start: said, counted, tried again next time
+                self.runs.labels("error").inc()
+                self._write_metrics()
+                self.say(f"billing run: could not run ({exc})")
             wake = self.schedule.next_after(datetime.now(UTC))
             self.say(f"billing: next run {wake:%Y-%m-%dT%H:%MZ}")
             while not self.stopping.is_set() and datetime.now(UTC) < wake:

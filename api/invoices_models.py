@@ -64,6 +64,11 @@ class VoidIn(_In):
     reason: str = Text
 
 
+class OverdueIn(_In):
+    today: date | None = Field(None, description="Default: today (UTC). Invoices due before it with something "
+                               "still due become overdue.")  # fmt: skip
+
+
 # --- payments ------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """Finance commands over the invoice store (the same SQL store as the API; docs/api.md has the HTTP twins):
 
-  meterstream invoices list|show|render|void     the invoice records, documents and files
+  meterstream invoices list|show|render|void|mark-overdue     the invoice records, documents and files
   meterstream payments record|list               payments received, reconciled against invoices
   meterstream credit-notes create|list           corrections of finalized invoices
   meterstream export --month YYYY-MM --format csv|json --out DIR    a month for the ERP
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,13 @@ def _invoices(args: argparse.Namespace, settings: Settings) -> int:
             _json_out(invoice_body(inv))
         else:
             sys.stdout.write(json.dumps(json.loads(document_json(inv.document)), ensure_ascii=False, indent=2) + "\n")
+        return 0
+    if args.invoices_action == "mark-overdue":
+        today = _day("today", args.today) if args.today else datetime.now(UTC).date()
+        changed = invoices.mark_overdue(sf, today, args.tenant)
+        for inv in changed:
+            print(f"overdue {inv.number} ({inv.invoice_id}): {inv.amount_due} {inv.currency} due since {inv.due_date}")
+        print(f"{len(changed)} invoices of {args.tenant} marked overdue as of {today}")
         return 0
     if args.invoices_action == "void":
         inv = invoices.void(sf, args.tenant, args.invoice_id, args.reason)
@@ -265,6 +272,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _tenant(c)
     c.add_argument("invoice_id")
     c.add_argument("--reason", required=True)
+    c = acts.add_parser("mark-overdue", help="invoices past their due date with something due become overdue")
+    _tenant(c)
+    c.add_argument("--today", default=None, help="YYYY-MM-DD (default: today, UTC)")
     p.set_defaults(func=_guarded(_invoices_checked))
 
     p = sub.add_parser("payments", help="payments received, reconciled against finalized invoices")

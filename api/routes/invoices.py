@@ -2,7 +2,8 @@
 
 - `GET /v1/invoices?customer=&status=&period=`: the invoice records; `GET /v1/invoices/{id}`: the invoice
   document (JSON, version 2); `GET /v1/invoices/{id}.html` and `.pdf`: the document rendered (documents/),
-  showing the record's current status; `POST /v1/invoices/{id}/void` {reason}.
+  showing the record's current status; `POST /v1/invoices/{id}/void` {reason};
+  `POST /v1/invoices/mark_overdue` {today?} (invoices past their due date with something due).
 - `POST /v1/payments` {invoice_id or customer, amount, currency, paid_at, reference} and `GET /v1/payments`.
 - `POST /v1/credit_notes` {invoice_id, reason, lines | null} and `GET /v1/credit_notes`.
 - `GET /v1/exports/{YYYY-MM}.json` (invoices, credit notes, payments of the month) and `.csv?kind=` (one
@@ -16,6 +17,7 @@ content). The store's functions do the work (entities/invoices.py, payments.py, 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -29,6 +31,7 @@ from meterstream.api.invoices_models import (
     CreditNoteOut,
     InvoiceList,
     InvoiceOut,
+    OverdueIn,
     PaymentIn,
     PaymentList,
     PaymentOut,
@@ -119,6 +122,16 @@ async def get_invoice(request: Request, principal: Reader, invoice_id: str) -> R
              responses=_WRITE_ERRORS, summary="Void a finalized invoice nothing was paid or credited on")  # fmt: skip
 async def void_invoice(request: Request, principal: Admin, invoice_id: str, body: VoidIn) -> dict:
     return invoice_body(await store(invoices.void, _sessions(request), principal.tenant, invoice_id, body.reason))
+
+
+@router.post("/v1/invoices/mark_overdue", tags=["invoices"], response_model=InvoiceList, responses=_WRITE_ERRORS,
+             summary="Mark the tenant's invoices past their due date with something due as overdue")  # fmt: skip
+async def mark_overdue(request: Request, principal: Admin, body: OverdueIn | None = None) -> dict:
+    """Finalized and partially paid invoices whose due date is before `today` and which still have an amount
+    due become `overdue` (on the due date itself they are not). Answers the invoices it changed."""
+    today = (body.today if body is not None else None) or datetime.now(UTC).date()
+    changed = await store(invoices.mark_overdue, _sessions(request), today, principal.tenant)
+    return {"items": [invoice_body(inv) for inv in changed]}
 
 
 # --- payments ------------------------------------------------------------------------------------------

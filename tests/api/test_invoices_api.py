@@ -202,3 +202,26 @@ def test_a_version_1_document_is_served_as_version_2_and_junk_is_refused(sqlite_
                           document=b'{"total": "1.00"}')  # fmt: skip
     assert error(c.get("/v1/invoices/INV-J", headers=reader))[::2] == (422, "document")
     assert error(c.get("/v1/invoices/INV-J.html", headers=reader))[::2] == (422, "document")
+
+
+def test_mark_overdue(client: TestClient) -> None:  # noqa: F811
+    admin, reader = key(client), key(client, "read")
+    sf = _sf(client)
+    store_invoice(sf, TENANT, "INV-OLD", "c1", issue_date=date(2026, 11, 1), due_date=date(2026, 11, 30))
+    store_invoice(sf, TENANT, "INV-NEW", "c1", issue_date=date(2026, 12, 1), due_date=date(2026, 12, 31))
+    store_invoice(sf, TENANT, "INV-PAID", "c2", issue_date=date(2026, 11, 1), due_date=date(2026, 11, 30))
+    store_invoice(sf, "other-tenant", "INV-O", "c1", issue_date=date(2026, 11, 1), due_date=date(2026, 11, 30))
+    pay = {"invoice_id": "INV-PAID", "amount": TOTAL, "currency": "USD", "paid_at": "2026-11-20", "reference": "p1"}
+    assert client.post("/v1/payments", json=pay, headers=admin).status_code == 201
+    assert client.post("/v1/invoices/mark_overdue", json={"today": "2026-12-31"}, headers=reader).status_code == 403
+    # on Dec 31: INV-OLD (due Nov 30, 1324.07 due) is overdue; INV-NEW is due that day, not yet; INV-PAID owes 0
+    marked = client.post("/v1/invoices/mark_overdue", json={"today": "2026-12-31"}, headers=admin)
+    assert marked.status_code == 200
+    assert [(i["invoice_id"], i["status"], i["amount_due"]) for i in marked.json()["items"]] == [
+        ("INV-OLD", "overdue", TOTAL)]  # fmt: skip
+    # a part payment keeps it overdue: 1324.07 - 24.07 = 1300.00 still due
+    client.post("/v1/payments", json={**pay, "invoice_id": "INV-OLD", "amount": "24.07", "reference": "p2"},
+                headers=admin)  # fmt: skip
+    overdue = client.get("/v1/invoices", params={"status": "overdue"}, headers=reader).json()["items"]
+    assert [(i["invoice_id"], i["amount_due"]) for i in overdue] == [("INV-OLD", "1300.00")]
+    assert client.post("/v1/invoices/mark_overdue", json={"today": "2026-12-31"}, headers=admin).json()["items"] == []

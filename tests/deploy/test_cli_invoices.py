@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,12 @@ def test_render_a_stored_invoice_and_a_file(sf, tmp_path: Path, capsys: pytest.C
     code, _, err = _run(capsys, "invoices", "render", "INV-R", "--out", str(out_dir))
     assert (code, err.strip()) == (1, "meterstream invoices: error: tenant: --tenant is required to render a stored "
                                       "invoice")  # fmt: skip
+
+
+def test_mark_overdue(sf, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    store_invoice(sf, T, "INV-OLD", "cust-1", issue_date=date(2026, 11, 1), due_date=date(2026, 11, 30))
+    store_invoice(sf, T, "INV-NEW", "cust-1", issue_date=date(2026, 12, 1), due_date=date(2026, 12, 31))
+    code, out, _ = _run(capsys, "invoices", "mark-overdue", "--tenant", T, "--today", "2026-12-31")
+    assert (code, out.splitlines()) == (0, [
+        "overdue ACME-2026-000001 (INV-OLD): 1324.07 USD due since 2026-11-30",
+        "1 invoices of acme marked overdue as of 2026-12-31"])  # fmt: skip

@@ -76,7 +76,12 @@ def create_app(
             from meterstream.entities.relay import start_relay
 
             app.state.relay = start_relay(settings, app.state.sessions)
+            from meterstream.webhooks.dispatcher import start_dispatcher  # lifecycle events: webhooks + Kafka
+
+            app.state.webhooks = start_dispatcher(settings, app.state.sessions)
         yield
+        if app.state.webhooks is not None:
+            app.state.webhooks.stop()
         if app.state.relay is not None:
             app.state.relay.stop()
         if ingest is None:  # ours: flush and stop the producer
@@ -93,6 +98,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.relay = None  # the entity outbox relay, started by the lifespan
+    app.state.webhooks = None  # the webhook dispatcher (webhooks/dispatcher.py), started with the relay
     app.state.keys = KeyRepository(app.state.sessions)
     app.state.rate_limiter = TokenBuckets(settings.api_rate_limit_per_s, settings.api_rate_limit_burst)
     app.state.ingest = ingest or IngestService(settings)

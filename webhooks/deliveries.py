@@ -115,7 +115,10 @@ def create_for(s: Session, event: WebhookOutboxRow, endpoints: Iterable[Endpoint
 
 
 def claim(sf: sessionmaker, now: datetime, limit: int, lease: timedelta) -> list[Work]:
-    """Up to `limit` pending deliveries due at `now` (oldest first), their `next_at` moved to `now + lease`."""
+    """Up to `limit` pending deliveries due at `now` (oldest first), their `next_at` moved to `now + lease`.
+    An idle poll only reads (no write lock)."""
+    if due_count(sf, now) == 0:
+        return []
     with sf.begin() as s:
         lock_for_write(s)
         stmt = (

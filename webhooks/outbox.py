@@ -19,7 +19,11 @@ from meterstream.webhooks.events import WebhookOutboxRow
 
 
 def fan_out(sf: sessionmaker, now: datetime, limit: int) -> tuple[int, int]:
-    """Fan out up to `limit` events (in seq order) to the endpoints that want them; returns (events, deliveries)."""
+    """Fan out up to `limit` events (in seq order) to the endpoints that want them; returns (events, deliveries).
+    An idle poll only reads (no write lock: on SQLite that is the whole database's)."""
+    with sf() as s:
+        if s.scalar(select(WebhookOutboxRow.seq).where(WebhookOutboxRow.fanned_at.is_(None)).limit(1)) is None:
+            return 0, 0
     with sf.begin() as s:
         lock_for_write(s)
         rows = s.scalars(

@@ -1,0 +1,42 @@
+"""The API process runs the dispatcher (api/app.py lifespan, next to the entity relay, as `meterstream up` does):
+an invoice finalized in its store reaches a registered receiver, signed, and the invoice-events topic."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from invoice_helpers import TENANT, issued
+
+from meterstream.api.app import create_app
+from meterstream.schemas.settings import Settings
+from meterstream.webhooks import endpoints
+from meterstream.webhooks.outbox import events
+from meterstream.webhooks.signing import verify
+
+pytestmark = pytest.mark.kafka
+
+
+def test_the_api_process_delivers_lifecycle_events(kafka_settings: Settings, tmp_path: Path, receiver) -> None:
+    settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"wa-{uuid.uuid4().hex[:8]}-",
+                                                 "database_url": None, "clickhouse_http_port": 0})  # fmt: skip
+    app = create_app(settings)
+    with TestClient(app):
+        assert app.state.webhooks is not None
+        sf = app.state.sessions
+        ep = endpoints.register(sf, TENANT, receiver.url, event_types=["invoice.finalized"])
+        issued(sf, "inv-1")
+        deadline = time.monotonic() + 10
+        while (not receiver.requests or any(e.published_at is None for e in events(sf, TENANT))) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert len(receiver.requests) == 1
+        headers, body = receiver.requests[0]
+        assert verify(ep.secret, headers, body).startswith("msg_")
+        assert all(e.published_at is not None for e in events(sf, TENANT))
+        assert app.state.webhooks.health()[0]
+    assert app.state.webhooks._thread is None  # stopped with the app

@@ -85,11 +85,16 @@ def test_finance_on_the_closes_invoices(closed) -> None:  # type: ignore[no-unty
         assert [(f.amount_cents, f.taxes_rate, f.taxes_amount_cents) for f in us.fees.__root__] == [
             (18000, 7.25, 1305), (5000, 7.25, 363), (7000, 7.25, 507)]  # fmt: skip
         (fr,) = lago.invoices.find_all({"payment_status": "succeeded"})["invoices"]
+        assert [(f.amount_cents, f.taxes_rate, f.taxes_amount_cents) for f in fr.fees.__root__] == [
+            (4237, 20.0, 847), (1999, 20.0, 400)]  # fmt: skip
         assert (fr.number, fr.fees_amount_cents, fr.taxes_amount_cents, fr.total_paid_amount_cents) == (
             "ACME-2026-000002", 6236, 1247, 7483)  # fmt: skip
         de = lago.invoices.find(ids["de-gmbh"])
         assert [(t.tax_rate, t.amount_cents, t.fees_amount_cents) for t in de.applied_taxes.__root__] == [
             (0.0, 0, 134900)]  # fmt: skip
+
+    raw = client.get(f"/compat/lago/api/v1/invoices/{ids['fr-consumer']}", headers=admin).content
+    assert b'"taxes_rate":20,' in raw and b"E+" not in raw  # a plain JSON number, as Lago writes it
 
     export = orjson.loads(client.get("/v1/exports/2026-11.json", headers=admin).content)  # issued on Nov 1
     assert [(i["number"], i["status"], i["paid"], i["credited"]) for i in export["invoices"]] == [

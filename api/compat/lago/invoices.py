@@ -186,7 +186,11 @@ def _cents(value: Decimal, currency: str) -> int:
 
 
 def _percent(rate: Decimal) -> Decimal:
-    return (rate * 100).normalize() if rate else Decimal("0.0")
+    """A rate (0.0725) as Lago's percentage (7.25; 20 rather than 2E+1), exact."""
+    if not rate:
+        return Decimal("0.0")
+    percent = (rate * 100).normalize()
+    return percent.quantize(Decimal(1)) if percent.as_tuple().exponent > 0 else percent  # type: ignore[operator]
 
 
 def fee_id(tenant: str, invoice_id: str, line_no: int) -> str:

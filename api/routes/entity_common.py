@@ -72,7 +72,7 @@ async def store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
     except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc).strip("'\"")) from None
+        raise ApiError(404, "not_found", str(exc.args[0]) if exc.args else str(exc)) from None  # as raised
     except Invalid as exc:
         raise ApiError(422, "invalid", str(exc), field=getattr(exc, "field", None)) from None
     except Conflict as exc:

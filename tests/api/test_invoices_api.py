@@ -59,7 +59,9 @@ def test_invoices_payments_credit_notes_and_export(client: TestClient) -> None: 
     doc = decode(got.content)  # a version 2 document, stamped at finalization
     assert (doc.number, doc.status, str(doc.total), str(doc.tax_total)) == ("ACME-2026-000001", "finalized",
                                                                             "1324.07", "89.51")  # fmt: skip
-    assert error(client.get("/v1/invoices/INV-X", headers=reader))[:2] == (404, "not_found")
+    missing = client.get("/v1/invoices/INV-X", headers=reader)
+    assert error(missing)[:2] == (404, "not_found")
+    assert missing.json()["error"]["message"] == "no invoice 'INV-X' for tenant 'acme'"  # the closing quote kept
 
     # a payment of 324.07 on INV-A: 1324.07 - 324.07 = 1000.00 still due
     pay = {"invoice_id": "INV-A", "amount": "324.07", "currency": "USD", "paid_at": "2026-12-05", "reference": "tr-1"}

@@ -47,6 +47,7 @@ from meterstream.invoice_emitter.subscription_invoice import with_periods
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
 from meterstream.rating.catalog import Catalog
 from meterstream.rating.money import EXACT
+from meterstream.schemas.invoice import InvoiceDoc
 from meterstream.schemas.settings import get_settings
 
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -180,6 +181,7 @@ def late_adjustments(
     return out
 
 
+RECORD_BATCH = 1000  # invoices finalized per store transaction (records.py `finalize_many`)
 RECORDS_FILE = "invoice-records.db"  # the invoice store of a close given no entity store (library use, tests)
 
 
@@ -317,28 +319,37 @@ def _close(
                     doc = with_lines(doc, lines)
                 try:
                     file_name(*key)  # a customer id that cannot name its file fails alone, before it is numbered
-                    draft = issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key))
-                    issued = recorder.finalize(draft)
-                except ValueError as exc:  # the store's Invalid and Conflict are ValueErrors
+                    drafts.append(issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key)))
+                except ValueError as exc:
                     failed.append((*key, str(exc)))
                     return None
-                out = msgspec.to_builtins(issued)
-                files.add(out)
-                return out
+                if len(drafts) >= RECORD_BATCH:
+                    record()
+                return None
 
-            docs, unreconciled = compute_invoices(
+            def record() -> None:
+                """Finalize the drafts built so far (numbers in the order built) and hand each to the files."""
+                for draft, issued in zip(drafts, recorder.finalize_many(drafts), strict=True):
+                    if isinstance(issued, ValueError):  # the store's Invalid and Conflict are ValueErrors
+                        failed.append((draft.tenant, draft.customer, str(issued)))
+                        continue
+                    out = msgspec.to_builtins(issued)
+                    files.add(out)
+                    docs[(draft.tenant, draft.customer)] = out
+                drafts.clear()
+
+            drafts: list[InvoiceDoc] = []
+            docs: dict[tuple[str, str], dict[str, Any]] = {}
+            _, unreconciled = compute_invoices(
                 client, db, catalog, period, finish=finish, failed=failed, store_customers=subs.customers
             )
             unreconciled += subs.unreconciled
             for (tenant, customer), bill in sorted(bills.items()):  # subscription lines only
-                kept = finish((tenant, customer), empty_invoice(tenant, customer, period, bill.plan, bill.currency))
-                if kept is not None:
-                    docs[(tenant, customer)] = kept
+                finish((tenant, customer), empty_invoice(tenant, customer, period, bill.plan, bill.currency))
             for (tenant, customer), adjustments in sorted(late.items()):  # late usage only
                 _, plan, currency, _ = adjustments[0]
-                kept = finish((tenant, customer), empty_invoice(tenant, customer, period, plan, currency))
-                if kept is not None:
-                    docs[(tenant, customer)] = kept
+                finish((tenant, customer), empty_invoice(tenant, customer, period, plan, currency))
+            record()
             failed = sorted({(t, c): (t, c, r) for t, c, r in reversed(failed)}.values())  # the first reason of each
             result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled, failed=failed)
             store_invoices(client, db, result.invoices)

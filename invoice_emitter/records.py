@@ -1,22 +1,40 @@
 """The close's invoices as records of the entity store: each draft finalized with its gapless number
-(entities/invoices.py), one transaction per customer (docs/billing.md, "What the close writes").
+(entities/invoices.py), the number allocated in the transaction that stores the record (docs/billing.md, "What
+the close writes").
 
-`Recorder.finalize(draft)` upserts the draft and finalizes it in ONE transaction: the number of (tenant,
-issuer prefix, series `INV`, year of the issue date) is allocated in it, so a failure leaves neither the
-record nor a used number. An invoice the store already holds as issued (finalized, paid, overdue, voided...:
-a close that stopped after recording it, or a re-run) is never changed: its stored document comes back as it
-is, with its number, so re-running a close gives the same numbered documents and uses no new number.
+`Recorder.finalize(draft)` is one customer in one transaction through the store's own functions: upsert the
+draft, then finalize it (`upsert_draft_in`, `finalize_in`): a failure leaves neither the record nor a used
+number. `Recorder.finalize_many(drafts)` does the same for a batch of customers in one transaction, in bulk
+statements — what a close of thousands of customers needs (the per-record path costs ~35 ms of CPU per
+invoice in the ORM: ~30 invoices/s). The bulk path writes what the per-record path writes, with the store's
+rules: one block of numbers per (tenant, year) taken from the counter row (`entities/numbering.py`:
+`last = last + n`, in the transaction, so a rollback gives them back), the records already finalized
+(`settled_status`: a 0.00 invoice is paid at once) and the lifecycle events `invoice.created`,
+`invoice.finalized` (and `invoice.paid` for a zero invoice) in `webhook_outbox`, in that order. A draft the
+store already holds as a draft goes through the per-record path; if a bulk statement fails (a concurrent close
+inserted the same invoice), the batch is rolled back and each draft is finalized on its own.
+
+Either way, an invoice the store already holds as issued (finalized, paid, overdue, voided...: a close that
+stopped after recording it, or a re-run) is never changed: its stored document comes back as it is, with its
+number, so re-running a close gives the same numbered documents and uses no new number.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import msgspec
-from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+import orjson
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
-from meterstream.entities.invoices import DRAFT, InvoiceRow, finalize_in, upsert_draft_in
+from meterstream.entities import numbering
+from meterstream.entities.common import new_ulid
+from meterstream.entities.invoice_rules import amount_due, settled_status, to_minor
+from meterstream.entities.invoices import DRAFT, FINALIZED, InvoiceRow, finalize_in, upsert_draft_in
 from meterstream.invoice_emitter.issue import Issuing
 from meterstream.schemas.invoice import InvoiceDoc, decode, encode, validate
 
@@ -29,31 +47,164 @@ class Recorder:
     def __init__(self, sf: sessionmaker, issuing: Issuing) -> None:
         self.sf = sf
         self.issuing = issuing
+        numbering.check_code("issuer", issuing.prefix)
+        numbering.check_code("series", issuing.series)
+
+    # --- one invoice ----------------------------------------------------------------------------------
 
     def finalize(self, draft: InvoiceDoc) -> InvoiceDoc:
         """The finalized, numbered document of `draft` (the stored one when it was issued before)."""
         with self.sf.begin() as s:
-            stored = s.execute(
-                select(InvoiceRow.status, InvoiceRow.document).where(
-                    InvoiceRow.tenant == draft.tenant, InvoiceRow.invoice_id == draft.id
+            return self._finalize_in(s, draft)
+
+    def _finalize_in(self, s: Session, draft: InvoiceDoc) -> InvoiceDoc:
+        stored = s.execute(
+            select(InvoiceRow.status, InvoiceRow.document).where(
+                InvoiceRow.tenant == draft.tenant, InvoiceRow.invoice_id == draft.id
+            )
+        ).first()
+        if stored is not None and stored.status != DRAFT:
+            return decode(stored.document)
+        final: list[InvoiceDoc] = []
+
+        def stamp(_document: str, number: str) -> str:
+            doc = validate(msgspec.structs.replace(draft, number=number, status="finalized"))
+            final.append(doc)
+            return encode(doc).decode()
+
+        upsert_draft_in(
+            s, tenant=draft.tenant, invoice_id=draft.id, customer=draft.customer, period=draft.period,
+            currency=draft.currency, total=draft.total, amount_due=draft.amount_due,
+            issue_date=draft.issue_date, due_date=draft.due_date, document=encode(draft),
+        )  # fmt: skip
+        record = finalize_in(s, draft.tenant, draft.id, self.issuing.prefix, self.issuing.series,
+                             datetime.now(UTC), stamp=stamp)  # fmt: skip
+        if not final:  # finalized by someone else between the read and the lock: theirs stands
+            return decode(record.document)
+        return final[0]
+
+    # --- a batch --------------------------------------------------------------------------------------
+
+    def finalize_many(self, drafts: Sequence[InvoiceDoc]) -> list[InvoiceDoc | ValueError]:
+        """Each draft's finalized document (or the ValueError that refused it), in the order given; one
+        transaction for the batch (module docstring). Ids must be distinct."""
+        if not drafts:
+            return []
+        try:
+            with self.sf.begin() as s:
+                return self._bulk(s, drafts)
+        except (IntegrityError, DBAPIError):  # a concurrent writer: one by one, each in its own transaction
+            out: list[InvoiceDoc | ValueError] = []
+            for draft in drafts:
+                try:
+                    out.append(self.finalize(draft))
+                except ValueError as exc:
+                    out.append(exc)
+            return out
+
+    def _bulk(self, s: Session, drafts: Sequence[InvoiceDoc]) -> list[InvoiceDoc | ValueError]:
+        numbering.lock_for_write(s)
+        keys = [(d.tenant, d.id) for d in drafts]
+        stored = {
+            (row.tenant, row.invoice_id): (row.status, row.document)
+            for start in range(0, len(keys), 500)
+            for row in s.execute(
+                select(InvoiceRow.tenant, InvoiceRow.invoice_id, InvoiceRow.status, InvoiceRow.document).where(
+                    tuple_(InvoiceRow.tenant, InvoiceRow.invoice_id).in_(keys[start : start + 500])
                 )
-            ).first()
-            if stored is not None and stored.status != DRAFT:
-                return decode(stored.document)
-            final: list[InvoiceDoc] = []
+            )
+        }  # fmt: skip
+        out: list[InvoiceDoc | ValueError | None] = [None] * len(drafts)
+        new: list[int] = []
+        for i, draft in enumerate(drafts):
+            found = stored.get((draft.tenant, draft.id))
+            if found is None:
+                new.append(i)
+            elif found[0] != DRAFT:
+                out[i] = decode(found[1])
+            else:  # a draft kept current by someone else (the API): the store's own path, in this transaction
+                try:
+                    with s.begin_nested():
+                        out[i] = self._finalize_in(s, draft)
+                except ValueError as exc:
+                    out[i] = exc
+        # money in minor units, checked as the store checks it (a negative total is refused, naming the field)
+        money: dict[int, tuple[int, int]] = {}
+        for i in new:
+            d = drafts[i]
+            try:
+                total = to_minor("total", d.total, d.currency)
+                billed = to_minor("amount_due", d.amount_due, d.currency)
+                if billed > total:
+                    raise ValueError(f"amount_due: more than the total ({d.amount_due} > {d.total})")
+                if d.issue_date is None or d.due_date is None:
+                    raise ValueError("issue_date: a finalized invoice has an issue and a due date")
+                money[i] = (total, billed)
+            except ValueError as exc:
+                out[i] = exc
+        new = [i for i in new if i in money]
+        # one block of numbers per (tenant, year of the issue date), in the order given
+        blocks: dict[tuple[str, int], list[int]] = {}
+        for i in new:
+            blocks.setdefault((drafts[i].tenant, drafts[i].issue_date.year), []).append(i)  # type: ignore[union-attr]
+        prefix, series = self.issuing.prefix, self.issuing.series
+        now = datetime.now(UTC)
+        numbers: dict[int, str] = {}
+        for (tenant, year), members in blocks.items():
+            key = (numbering.InvoiceNumberRow.tenant == tenant, numbering.InvoiceNumberRow.issuer == prefix,
+                   numbering.InvoiceNumberRow.series == series, numbering.InvoiceNumberRow.year == year)  # fmt: skip
+            numbering.insert_ignore(s, numbering.InvoiceNumberRow, tenant=tenant, issuer=prefix, series=series,
+                                    year=year, last=0, updated_at=now)  # fmt: skip
+            s.execute(update(numbering.InvoiceNumberRow).where(*key)
+                      .values(last=numbering.InvoiceNumberRow.last + len(members), updated_at=now))  # fmt: skip
+            last = int(s.scalar(select(numbering.InvoiceNumberRow.last).where(*key)))
+            for seq, i in enumerate(members, start=last - len(members) + 1):
+                numbers[i] = numbering.format_number(prefix, series, year, seq)
+        rows: list[dict] = []
+        event_rows: list[dict] = []
+        for i in new:
+            draft = drafts[i]
+            total, billed = money[i]
+            # the draft was validated when issued (issue.py); a number and the status change none of its figures
+            doc = msgspec.structs.replace(draft, number=numbers[i], status="finalized")
+            status = settled_status(FINALIZED, billed, 0, 0)
+            row = {
+                "tenant": draft.tenant, "invoice_id": draft.id, "customer": draft.customer, "period": draft.period,
+                "currency": draft.currency, "status": status, "total_minor": total, "billed_minor": billed,
+                "credited_minor": 0, "paid_minor": 0, "amount_due_minor": amount_due(billed, 0, 0),
+                "issue_date": draft.issue_date, "due_date": draft.due_date, "document": encode(doc).decode(),
+                "issuer": prefix, "series": series, "number": numbers[i], "finalized_at": now, "voided_at": None,
+                "void_reason": None, "version": 2, "created_at": now, "updated_at": now,
+            }  # fmt: skip
+            rows.append(row)
+            event_rows += _events(row, now)
+            out[i] = doc
+        if rows:
+            s.execute(insert(InvoiceRow), rows)
+        if event_rows:
+            from meterstream.webhooks.events import WebhookOutboxRow
 
-            def stamp(_document: str, number: str) -> str:
-                doc = validate(msgspec.structs.replace(draft, number=number, status="finalized"))
-                final.append(doc)
-                return encode(doc).decode()
+            s.execute(insert(WebhookOutboxRow), event_rows)
+        return out  # type: ignore[return-value]
 
-            upsert_draft_in(
-                s, tenant=draft.tenant, invoice_id=draft.id, customer=draft.customer, period=draft.period,
-                currency=draft.currency, total=draft.total, amount_due=draft.amount_due,
-                issue_date=draft.issue_date, due_date=draft.due_date, document=encode(draft),
-            )  # fmt: skip
-            record = finalize_in(s, draft.tenant, draft.id, self.issuing.prefix, self.issuing.series,
-                                 datetime.now(UTC), stamp=stamp)  # fmt: skip
-            if not final:  # finalized by someone else between the read and the lock: theirs stands
-                return decode(record.document)
-            return final[0]
+
+def _events(row: dict, now: datetime) -> list[dict]:
+    """The lifecycle events of a record created finalized (the per-record path's, in its order): created (as
+    the first draft), finalized, and paid when nothing is due. Bodies as `webhooks.events.append` makes them."""
+    from meterstream.webhooks import events
+
+    draft = SimpleNamespace(**{**row, "status": DRAFT, "number": None, "issuer": None, "series": None,
+                               "finalized_at": None, "version": 1})  # fmt: skip
+    finalized = SimpleNamespace(**{**row, "status": FINALIZED, "version": 1})
+    steps = [(events.INVOICE_CREATED, draft, None), (events.INVOICE_FINALIZED, finalized, DRAFT)]
+    if row["status"] != FINALIZED and row["status"] in events.STATUS_EVENTS:
+        steps.append((events.STATUS_EVENTS[row["status"]], SimpleNamespace(**row), FINALIZED))
+    out = []
+    for type_, state, previous in steps:
+        event_id = "msg_" + new_ulid()
+        data = events.invoice_data(state, previous)
+        body = orjson.dumps({"id": event_id, "type": type_, "timestamp": events.rfc3339(now), "data": data}).decode()
+        out.append({"event_id": event_id, "tenant": row["tenant"], "type": type_, "subject": row["invoice_id"],
+                    "key": f"{row['tenant']}/{row['invoice_id']}", "body": body, "created_at": now,
+                    "fanned_at": None, "published_at": None})  # fmt: skip
+    return out

@@ -6,12 +6,12 @@ One poll (`run_once`) does three things, each retried on the next poll when it f
 2. publish: events not yet on Kafka are produced to `invoice-events` (webhooks/topic.py; key, headers), and
    marked published only after Kafka acknowledged them (at least once: a crash in between repeats them);
 3. deliver: due deliveries are claimed (a lease, webhooks/deliveries.py) and POSTed with httpx (a timeout, no
-   redirects) with the Standard Webhooks headers (webhooks/signing.py); a 2xx answer delivers; anything else
-   (another status, a timeout, a refused connection) schedules the next attempt by webhooks/backoff.py, and
-   after the last one the delivery is dead until `replay`.
+   redirects; `concurrency` at a time) with the Standard Webhooks headers (webhooks/signing.py); a 2xx answer
+   delivers; anything else (another status, a timeout, a refused connection) schedules the next attempt by
+   webhooks/backoff.py, and after the last one the delivery is dead until `replay`.
 
 Kafka and the receivers are independent: a broker outage delays the topic, not the webhooks, and a dead
-receiver delays nobody else's deliveries (beyond its own timeout per attempt, one delivery at a time).
+receiver holds at most one of the `concurrency` senders per due delivery, for its timeout.
 
 It runs as a daemon thread in the API process (api/app.py starts it in the lifespan, next to the entity
 relay; `meterstream up` runs the API), or alone through `start_dispatcher(settings, sessions)`.
@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,6 +76,7 @@ class Dispatcher:
         client: httpx.Client | None = None,
         timeout: float = 10.0,
         batch_size: int = 100,
+        concurrency: int = 8,
         interval: float = 0.5,
         schedule: tuple[float, ...] = backoff.SCHEDULE,
         jitter: float = backoff.JITTER,
@@ -98,7 +100,10 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.now = now
         self.watch = StallWatch(settings.stall_seconds, monotonic)
-        self.lease = timedelta(seconds=timeout + 30)
+        self.concurrency = max(1, concurrency)
+        self._senders = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-send")
+        # a claimed batch is sent within ceil(batch / concurrency) timeouts; the lease outlasts that
+        self.lease = timedelta(seconds=timeout * -(-batch_size // self.concurrency) + 30)
         self.backlog = 0
         self._topic_ready = False
         self._stop = threading.Event()
@@ -141,10 +146,10 @@ class Dispatcher:
         return len(rows)
 
     def deliver_once(self) -> int:
-        """Attempt up to `batch_size` due deliveries, one after the other; returns how many were attempted."""
+        """Attempt up to `batch_size` due deliveries, `concurrency` at a time; returns how many were attempted."""
         work = deliveries.claim(self.sessions, self._utcnow(), self.batch_size, self.lease)
-        for item in work:
-            self._attempt(item)
+        for done in as_completed([self._senders.submit(self._attempt, item) for item in work]):
+            done.result()  # a database error recording the outcome: raised here, retried after the lease
             self.watch.progressed()
         return len(work)
 
@@ -230,6 +235,7 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._senders.shutdown(wait=True)
         if self.producer is not None:
             self.producer.flush(5)
         self.client.close()

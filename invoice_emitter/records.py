@@ -179,12 +179,13 @@ class Recorder:
             rows.append(row)
             event_rows += _events(row, now)
             out[i] = doc
+        # Core executemany on the tables (the ORM's bulk insert costs ~3x more per row here)
         if rows:
-            s.execute(insert(InvoiceRow), rows)
+            s.connection().execute(insert(InvoiceRow.__table__), rows)
         if event_rows:
             from meterstream.webhooks.events import WebhookOutboxRow
 
-            s.execute(insert(WebhookOutboxRow), event_rows)
+            s.connection().execute(insert(WebhookOutboxRow.__table__), event_rows)
         return out  # type: ignore[return-value]
 
 

@@ -373,7 +373,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _close(args: argparse.Namespace, settings: Settings) -> int:
     """A close with a JSON answer: 0 closed, 1 some customers not invoiced, 3 refused by a guard."""
-    from meterstream.deploy.close_guards import check_period, close_refusal, opened_store
+    from meterstream.deploy.close_guards import check_period, close_refusal
 
     try:
         period = check_period(args.period)
@@ -383,7 +383,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out) if args.out else BillingSettings().invoices_dir
     client = _clients(settings)
     if not args.force:
-        reason = close_refusal(settings, period, client, opened_store(settings))
+        reason = close_refusal(settings, period, client)
         if reason:
             print(json.dumps({"error": "refused", "message": reason}))
             return EXIT_REFUSED

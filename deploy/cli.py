@@ -83,7 +83,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     if not getattr(args, "force", False):  # close guards: the period ended, the pipeline drained, Kafka up
         from meterstream.deploy.close_guards import close_refusal
 
-        refusal = close_refusal(settings, args.period, client, StoreView.open(settings))
+        refusal = close_refusal(settings, args.period, client)
         if refusal:
             print(f"meterstream close: refused: {refusal}", file=sys.stderr)
             return 3

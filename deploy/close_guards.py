@@ -284,14 +284,19 @@ def check_close(
 
 def close_refusal(settings: Settings, period: str, client: Any = None, store: StoreView | None = None) -> str | None:
     """Why `meterstream close --period` must not run now ('...; use --force to close anyway'), or None.
-    A period already closed is re-issued unchanged, so nothing is checked for it (needs `client`)."""
-    check_period(period)
+    A period already closed is re-issued unchanged, so nothing is checked for it (needs `client`). `store`:
+    the entity store (default: the one the settings name, opened after those checks). A bad period
+    is a RuntimeError naming the field (the CLI prints operator errors without a traceback)."""
+    try:
+        check_period(period)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
     if client is not None:
         from meterstream.invoice_emitter.ledger import closed_periods
 
         if period in closed_periods(client, settings.clickhouse_database):
             return None
-    report, _ = check_close(settings, period, store)
+    report, _ = check_close(settings, period, store if store is not None else opened_store(settings))
     return report.message() or None
 
 

@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -187,8 +188,11 @@ def run_billing(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     poll_seconds: float = 1.0,
     client: Any = None,
+    stop: threading.Event | None = None,
 ) -> BillingRunResult:
-    """Close every ended, unclosed period (see the module's docstring). Idempotent."""
+    """Close every ended, unclosed period (see the module's docstring). Idempotent. `stop` set (SIGTERM of the
+    CLI): the run ends while waiting or between two periods, never inside a close."""
+    stop = stop or threading.Event()
     from meterstream.deploy.close_guards import check_close
     from meterstream.ingest.lag import LagProbe
     from meterstream.invoice_emitter.ledger import closed_periods
@@ -206,6 +210,9 @@ def run_billing(
     drained = False
     try:
         for period in due:
+            if stop.is_set():
+                result.refused = f"stopped before {period} was closed"
+                return result
             report, targets = check_close(settings, period, store, now(), probe, targets)
             if not report.ended:
                 result.waiting = report.end.text()
@@ -222,7 +229,9 @@ def run_billing(
                     result.refused = f"waited {wait_seconds:g}s: {report.message()}"
                     return result
                 log.info("billing run: waiting for the pipeline (%s)", "; ".join(report.reasons))
-                time.sleep(poll_seconds)
+                if stop.wait(poll_seconds):
+                    result.refused = f"stopped while waiting: {report.message()}"
+                    return result
                 report, targets = check_close(settings, period, store, now(), probe, targets)
             summary = close_one(settings, client, period, out, publish)
             result.closed.append(period)
@@ -274,14 +283,16 @@ class BillingScheduler:
         self.thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """No new run; a run under way gets `timeout` seconds to finish, then SIGTERM."""
+        """No new run; a run under way is asked to stop (SIGTERM: at once while it waits for the pipeline, after
+        the period it is closing) and killed if it has not ended after `timeout` seconds."""
         self.stopping.set()
         child = self.child
         if child is not None and child.poll() is None:
+            child.terminate()
             try:
                 child.wait(timeout)
             except subprocess.TimeoutExpired:
-                child.terminate()
+                child.kill()
                 child.wait(30)
         if self.thread.is_alive():
             self.thread.join(5)
@@ -359,7 +370,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     knobs = BillingSettings()
     out = Path(args.out) if args.out else knobs.invoices_dir
     wait = knobs.billing_wait_seconds if args.wait is None else args.wait
-    result = run_billing(settings, out, wait, publish=not args.no_publish)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # end between periods, never inside a close
+    result = run_billing(settings, out, wait, publish=not args.no_publish, stop=stop)
     if args.json:
         print(json.dumps(result.to_json()))
     else:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -146,6 +147,16 @@ def test_a_run_waits_for_the_backlog_and_gives_up_at_its_deadline(chdb_client, s
     assert (refused.closed, refused.outcome, refused.exit_code) == ([], "refused", 1)
     assert refused.refused == "waited 1s: processor lag 1 event; use --force to close anyway"
     assert closed_periods(chdb_client, db) == []
+
+    # stopped (SIGTERM of `billing run`, `up` stopping) while it waits: it ends at once, nothing closed
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    t0 = time.monotonic()
+    stopped = run_billing(settings, out, wait_seconds=60, publish=False, now=lambda: utc(2026, 12, 5),
+                          poll_seconds=0.3, client=chdb_client, stop=stop)  # fmt: skip
+    assert time.monotonic() - t0 < 30
+    assert stopped.refused == "stopped while waiting: processor lag 1 event; use --force to close anyway"
+    assert (stopped.closed, closed_periods(chdb_client, db)) == ([], [])
 
     def processor_catches_up() -> None:  # the processor commits the event a moment after the run started
         c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": app_id(settings),

@@ -219,7 +219,7 @@ def close_period(
     with _gc_paused():
         result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own)
     if render:
-        from meterstream.documents import render_invoice
+        from meterstream.documents.render import render_invoice
 
         for path in result.files:
             render_invoice(path, path.parent, render)

@@ -123,3 +123,12 @@ def test_finalizing_twice_gives_the_stored_document_and_no_new_number(tmp_path: 
     assert again == first and again.total == Decimal("40.00")
     other = recorder.finalize(msgspec.structs.replace(draft, id="INV-202610-other", customer="c2"))
     assert other.number == "DEMO-2026-000002"  # the next number: no gap, no duplicate
+
+
+def test_render_writes_html_next_to_the_json(chdb_client, db: str, tmp_path: Path) -> None:
+    insert(chdb_client, db, "c1", "u1", "30")  # (30 - 10) x 0.50 = 10.00
+    result = close_period(chdb_client, db, CATALOG, "2026-10", tmp_path / "inv", progress=False, render=("html",))
+    (path,) = result.files
+    html = path.with_suffix(".html").read_text()
+    assert "DEMO-2026-000001" in html and "Meterstream Demo GmbH" in html and "10.00" in html
+    assert not path.with_suffix(".pdf").exists()  # only the formats asked for

@@ -100,8 +100,9 @@ def append(s: Session, tenant: str, type: str, subject: str, key: str, data: dic
     now = datetime.now(UTC)
     event_id = "msg_" + new_ulid()
     body = orjson.dumps({"id": event_id, "type": type, "timestamp": rfc3339(now), "data": data}).decode()
-    s.execute(insert(WebhookOutboxRow).values(event_id=event_id, tenant=tenant, type=type, subject=subject, key=key,
-                                              body=body, created_at=now))  # fmt: skip
+    row = {"event_id": event_id, "tenant": tenant, "type": type, "subject": subject, "key": key, "body": body,
+           "created_at": now}  # fmt: skip
+    s.execute(insert(WebhookOutboxRow.__table__), row)  # a Core statement compiled once, parameters per event
     return event_id
 
 

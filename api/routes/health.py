@@ -18,18 +18,24 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/healthz",
     response_model=Health,
-    responses={503: {"model": Health, "description": "The entity outbox relay in this process is stalled"}},
-    summary="The API process is alive and its entity relay moves",
+    responses={503: {"model": Health, "description": "The entity relay or webhook dispatcher here is stalled"}},
+    summary="The API process is alive, its entity relay and webhook dispatcher move",
 )
 async def healthz(request: Request) -> Response:
     """Red (503) when the entity outbox relay this process runs has changes waiting and relayed none for
-    `METERSTREAM_STALL_SECONDS` (entities/relay.py); green otherwise."""
+    `METERSTREAM_STALL_SECONDS` (entities/relay.py), or its webhook dispatcher has work waiting and made no
+    progress for as long (webhooks/dispatcher.py); green otherwise."""
     checks: dict = {}
     ok = True
     relay = getattr(request.app.state, "relay", None)
     if relay is not None:
         ok, detail = relay.health()
         checks["entity_relay"] = {"ok": ok, "detail": orjson.dumps(detail).decode()}
+    dispatcher = getattr(request.app.state, "webhooks", None)  # webhooks/dispatcher.py: stalled = backlog, no progress
+    if dispatcher is not None:
+        hooks_ok, detail = dispatcher.health()
+        checks["webhooks"] = {"ok": hooks_ok, "detail": orjson.dumps(detail).decode()}
+        ok = ok and hooks_ok
     body = orjson.dumps({"status": "ok" if ok else "unavailable", "checks": checks})
     return Response(body, 200 if ok else 503, media_type="application/json")
 

@@ -24,7 +24,7 @@ def test_the_api_process_delivers_lifecycle_events(kafka_settings: Settings, tmp
     settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"wa-{uuid.uuid4().hex[:8]}-",
                                                  "database_url": None, "clickhouse_http_port": 0})  # fmt: skip
     app = create_app(settings)
-    with TestClient(app):
+    with TestClient(app) as client:
         assert app.state.webhooks is not None
         sf = app.state.sessions
         ep = endpoints.register(sf, TENANT, receiver.url, event_types=["invoice.finalized"])
@@ -39,4 +39,6 @@ def test_the_api_process_delivers_lifecycle_events(kafka_settings: Settings, tmp
         assert verify(ep.secret, headers, body).startswith("msg_")
         assert all(e.published_at is not None for e in events(sf, TENANT))
         assert app.state.webhooks.health()[0]
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.json()["checks"]["webhooks"]["ok"] is True
     assert app.state.webhooks._thread is None  # stopped with the app

@@ -175,5 +175,5 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     doc = json.loads((out / label / TENANT / "acme.json").read_text())
-    lines = {ln["meter"]: (ln["quantity"], ln["amount"]) for ln in doc["lines"] if ln["kind"] == "usage"}
+    lines = {ln["code"]: (ln["quantity"], ln["amount"]) for ln in doc["lines"] if ln["kind"] == "usage"}  # v2: code
     assert lines == {"storage": ("15", "7.00"), "api_calls": ("3", "0.06"), "probe": (lines["probe"][0], "0.00")}

@@ -41,7 +41,7 @@ from meterstream.invoice_emitter.ledger import (
 )
 from meterstream.invoice_emitter.records import Recorder
 from meterstream.invoice_emitter.store_plans import StoreView
-from meterstream.invoice_emitter.subjects import period_subjects
+from meterstream.invoice_emitter.subjects import line_subjects, period_subjects
 from meterstream.invoice_emitter.subscription_close import SubscriptionClose, no_subscription_reason, subscription_close
 from meterstream.invoice_emitter.subscription_invoice import with_periods
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
@@ -281,7 +281,8 @@ def _close(
                 subs = subscription_close(client, db, store, catalog, period, earlier_periods)
                 failed += subs.failed
             customers = store.customers()
-            subjects = period_subjects(client, db, period, sorted(catalog.plans))
+            file_plans = sorted(catalog.plans)
+            subjects = period_subjects(client, db, period, file_plans)
             # late usage of closed periods first, so that each document is final when built: its file
             # is written while the close goes on
             late: dict[tuple[str, str], list[tuple[str, str, str, list[dict[str, Any]]]]] = defaultdict(list)
@@ -319,7 +320,8 @@ def _close(
                     doc = with_lines(doc, lines)
                 try:
                     file_name(*key)  # a customer id that cannot name its file fails alone, before it is numbered
-                    drafts.append(issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key)))
+                    by_line = line_subjects(client, db, *key, bill.lines, file_plans) if bill is not None else None
+                    drafts.append(issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key), by_line))
                 except ValueError as exc:
                     failed.append((*key, str(exc)))
                     return None

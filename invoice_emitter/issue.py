@@ -12,7 +12,8 @@ totals. Pure: no I/O, no clock (docs/billing.md, "What the close writes").
   counted in (the catalog file's periods are UTC months: the 1st of the next month; a subscription period
   ending 2026-11-15T00:00 Europe/Paris: 2026-11-15), unless the close names one (`--issue-date`); due date =
   issue date + the customer's `payment_terms_days` (0 without a customer record);
-- per-user section: usage lines of the catalog-file path whose subjects' quantities add up to the line get
+- per-user section: usage lines whose subjects' quantities add up to the line (catalog-file lines: the
+  period's usage of the meter; subscription lines: the usage of the meter in the line's [start, end)) get
   fair shares of the line amount (`billing.allocation.subject_shares`, largest remainder);
 - tax and totals: `billing.totals.invoice_totals` with the issuer as seller and the customer as buyer; no
   coupons (they need a coupon store; none is applied), so total = subtotal + tax, to the cent.
@@ -125,7 +126,7 @@ def _buyer(tenant: str, customer_id: str, customer: CustomerDoc | None) -> tuple
 
 def _shares(line: InvoiceLine, subjects: Mapping[str, Decimal] | None, currency: str) -> list[SubjectShare]:
     """The line's per-user section, or none when the subjects do not account for exactly its quantity."""
-    if not subjects or line.kind != "usage" or line.line_key is not None:
+    if not subjects or line.kind != "usage":
         return []
     if set(subjects) == {""} or any(q < 0 for q in subjects.values()):
         return []
@@ -144,9 +145,11 @@ def issue_draft(
     issuing: Issuing,
     customer: CustomerDoc | None = None,
     subjects: Mapping[str, Mapping[str, Decimal]] | None = None,
+    line_subjects: Mapping[str, Mapping[str, Decimal]] | None = None,
 ) -> InvoiceDoc:
     """The validated draft version 2 document of the close's document `v1` (rules: module docstring).
-    `subjects`: meter -> subject -> quantity of the catalog-file usage of the period. ValueError naming the
+    `subjects`: meter -> subject -> quantity of the catalog-file usage of the period (lines without a line
+    key); `line_subjects`: line key -> subject -> quantity (subscription usage lines). ValueError naming the
     field when it cannot be issued (an invalid buyer VAT number, a tax code without a rate, ...)."""
     tenant, customer_id = v1["tenant"], v1["customer"]
     buyer, tax_buyer = _buyer(tenant, customer_id, customer)
@@ -156,11 +159,15 @@ def issue_draft(
     issued = issuing.issue_date or issue_date_of(doc.period_end, timezone)
     terms = customer.payment_terms_days if customer is not None else 0
     currency = doc.currency
-    lines = [
-        msgspec.structs.replace(line, subjects=_shares(line, (subjects or {}).get(line.code), currency))
-        if subjects and line.kind == "usage" else line
-        for line in doc.lines
-    ]  # fmt: skip
+    lines = doc.lines
+    if subjects or line_subjects:
+        lines = [
+            msgspec.structs.replace(line, subjects=_shares(line, (line_subjects or {}).get(line.line_key)
+                                                           if line.line_key else (subjects or {}).get(line.code),
+                                                           currency))
+            if line.kind == "usage" else line
+            for line in lines
+        ]  # fmt: skip
     notes = list(doc.notes)
     extra: dict[str, Any] = {}
     totals = None

@@ -7,13 +7,15 @@ are fair and add up exactly to the line whatever the pricing model made of the t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from meterstream.invoice_emitter.document import decimal_text
 
-__all__ = ["Subjects", "period_subjects"]
+__all__ = ["Subjects", "line_subjects", "period_subjects"]
 
 # (tenant, customer) -> meter -> subject -> quantity
 Subjects = dict[tuple[str, str], dict[str, dict[str, Decimal]]]
@@ -39,3 +41,61 @@ def period_subjects(client: Client, db: str, period: str, plans: list[str]) -> S
         # without the storage scale's trailing zeros, as the lines show quantities (30.000000000000 -> 30)
         out.setdefault((tenant, customer), {}).setdefault(meter, {})[subject] = Decimal(decimal_text(quantity))
     return {key: meters for key, meters in out.items() if any(s for m in meters.values() for s in m)}
+
+
+def _micros(at: datetime) -> int:
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def line_subjects(
+    client: Client, db: str, tenant: str, customer: str, lines: list[dict[str, Any]], skip_plans: list[str]
+) -> dict[str, dict[str, Decimal]]:
+    """Per subscription usage line (by `line_key`): the quantity per subject of the line's meter within the
+    line's [start, end), from the usage not rated with `skip_plans` (the catalog file's, billed by the file
+    path). One query per customer: usage by subject between consecutive line bounds, summed per line. Lines
+    whose usage has no subject at all get none."""
+    wanted = [ln for ln in lines if ln.get("kind") == "usage" and ln.get("line_key") and ln.get("start")
+              and ln.get("end") and ln.get("meter")]  # fmt: skip
+    if not wanted:
+        return {}
+    spans = {ln["line_key"]: (_micros(_instant(ln["start"])), _micros(_instant(ln["end"]))) for ln in wanted}
+    bounds = sorted({b for span in spans.values() for b in span})
+    rows = client.query(
+        f"""
+        SELECT arrayCount(b -> b <= toUnixTimestamp64Micro(time), {{bounds:Array(Int64)}}) AS piece,
+               meter, subject, sum(quantity)
+        FROM {db}.rated_usage FINAL
+        WHERE tenant = {{tenant:String}} AND customer = {{customer:String}}
+          AND time >= fromUnixTimestamp64Micro({{lo:Int64}}, 'UTC')
+          AND time < fromUnixTimestamp64Micro({{hi:Int64}}, 'UTC')
+          AND plan NOT IN {{skip:Array(String)}}
+        GROUP BY piece, meter, subject
+        """,
+        parameters={"bounds": bounds, "tenant": tenant, "customer": customer, "lo": bounds[0], "hi": bounds[-1],
+                    "skip": skip_plans},
+        settings={"do_not_merge_across_partitions_select_final": 1},
+    ).result_rows  # fmt: skip
+    # piece i (1-based) is [bounds[i-1], bounds[i])
+    by_piece: dict[tuple[str, int], dict[str, Decimal]] = {}
+    for piece, meter, subject, quantity in rows:
+        slot = by_piece.setdefault((meter, bounds[int(piece) - 1]), {})
+        slot[subject] = slot.get(subject, Decimal(0)) + quantity
+    out: dict[str, dict[str, Decimal]] = {}
+    for ln in wanted:
+        lo, hi = spans[ln["line_key"]]
+        found: dict[str, Decimal] = {}
+        for (meter, start), subjects in by_piece.items():
+            if meter == ln["meter"] and lo <= start < hi:
+                for subject, q in subjects.items():
+                    found[subject] = found.get(subject, Decimal(0)) + q
+        if any(found):
+            out[ln["line_key"]] = {s: Decimal(decimal_text(q)) for s, q in found.items()}
+    return out
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -208,3 +208,29 @@ def test_the_issue_date_can_be_given(chdb_client, db: str, sf, tmp_path: Path) -
                           store=StoreView(sf), issuing=issuing)  # fmt: skip
     docs = by_customer(result)
     assert (docs["de-gmbh"]["issue_date"], docs["de-gmbh"]["due_date"]) == ("2026-11-03", "2026-12-03")
+
+
+def test_per_user_shares_of_a_volume_priced_subscription_line(chdb_client, db: str, sf, tmp_path: Path) -> None:
+    # volume pricing: up to 100 calls at 0.10, above 100 every call at 0.05. October: u1 60 + u2 90 = 150 calls
+    # -> 150 x 0.05 = 7.50 (per-event deltas would go negative when the total crosses 100: shares do not).
+    # Shares by quantity: u1 60/150 x 7.50 = 3.00, u2 90/150 x 7.50 = 4.50. The November call is outside.
+    volume = {"model": "volume", "tiers": [{"up_to": "100", "unit_amount": "0.10"},
+                                           {"up_to": None, "unit_amount": "0.05"}]}  # fmt: skip
+    publish_plan(sf, PlanVersionDoc(tenant=T, code="vol", version=0, name="vol", currency="USD",
+                                    usage={"api_calls": volume}))  # fmt: skip
+    put_customer(sf, CustomerDoc(tenant=T, external_id="team", name="Team", version=0))
+    create_subscription(sf, SubscriptionDoc(tenant=T, external_id="s-team", customer="team", version=0,
+                                            phases=[Phase(plan_code="vol", plan_version=1,
+                                                          start=datetime(2026, 10, 1, tzinfo=UTC))]))  # fmt: skip
+    for subject, quantity, day in (("u1", "60", 3), ("u2", "40", 5), ("u2", "50", 31)):
+        row = [T, uuid.uuid4().hex, "team", subject, "api_calls", datetime(2026, 10, day, 12, tzinfo=UTC), "2026-10",
+               Decimal(quantity), Decimal(0), Decimal(0), "USD", "vol@1", "api_calls", {}, "", 0, 0]  # fmt: skip
+        chdb_client.insert(f"{db}.rated_usage", [row], column_names=list(RATED_COLUMNS))
+    row = [T, uuid.uuid4().hex, "team", "u1", "api_calls", datetime(2026, 11, 1, tzinfo=UTC), "2026-11",
+           Decimal("7"), Decimal(0), Decimal(0), "USD", "vol@1", "api_calls", {}, "", 0, 0]  # fmt: skip
+    chdb_client.insert(f"{db}.rated_usage", [row], column_names=list(RATED_COLUMNS))
+    (doc,) = close(chdb_client, db, sf, "2026-10", tmp_path / "inv").invoices
+    (line,) = doc["lines"]
+    assert (line["quantity"], line["amount"]) == ("150", "7.50")
+    assert line["subjects"] == [{"subject": "u1", "quantity": "60", "amount": "3.00"},
+                                {"subject": "u2", "quantity": "90", "amount": "4.50"}]  # fmt: skip

@@ -238,6 +238,7 @@ class Dispatcher:
         self._senders.shutdown(wait=True)
         if self.producer is not None:
             self.producer.flush(5)
+            self.producer = None  # released now, not when the dispatcher is collected
         self.client.close()
 
     def _utcnow(self) -> datetime:

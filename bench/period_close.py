@@ -13,9 +13,10 @@ progress=False)` is timed: the FINAL reads, pricing, invoice documents, the `inv
 `invoice_lines` inserts and the JSON files. Since issue #15 that includes issuing each invoice as the
 version 2 document (issuer, buyer, dates, taxes, validation) and finalizing it with its number in the
 invoice store (no store is passed: the close's own SQLite file under the work folder, created and migrated
-inside the timed close, ~1 s). Measured on the 2-core machine, load ~4: 10,000 customers 1,324 invoices/s
-before (v1 documents, no store) and 320/s after (the profile: v1 -> v2 conversion `from_v1` ~19 %, store
-inserts and lifecycle events ~20 %, `validate` ~8 %, pricing ~17 %; before the Core inserts).
+inside the timed close, ~1 s). Measured on the 2-core machine shared with other work (load ~4): 10,000
+customers 1,324 invoices/s before (v1 documents, no store); after, 320/s at 10,000 under cProfile (which
+slows it) and 390/s at 2,000 without it. The profile: v1 -> v2 conversion `from_v1` ~19 %, store inserts
+and lifecycle events ~20 % (before the Core inserts), `validate` ~8 %, pricing ~17 %.
 JSON: per size `seconds`, `invoices`, `invoices_per_s`, the close's CPU seconds (`cpu_user_s`, `cpu_sys_s`:
 this process and the file-writing helper) and the 1-minute load average after it (`load_1m`: other work
 on the machine makes these figures noisy).

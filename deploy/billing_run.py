@@ -35,10 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from meterstream.schemas.settings import Settings
+from meterstream.schemas.settings import Settings, settings_from_env
 
 if TYPE_CHECKING:
     from meterstream.deploy.close_guards import LagTargets
@@ -46,18 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("meterstream.billing")
 
 EXIT_REFUSED = 3  # `billing close` and `close`: a guard refused (the message says why)
-
-
-class BillingSettings(BaseSettings):
-    """The billing run's knobs (METERSTREAM_* environment variables, like `Settings`)."""
-
-    model_config = SettingsConfigDict(env_prefix="METERSTREAM_", extra="ignore")
-
-    billing_schedule: str = Field("daily@02:00", description="`daily@HH:MM` (UTC) or `off`: billing runs in `up`.")
-    billing_wait_seconds: float = Field(
-        600.0, ge=0, description="How long a billing run waits for the pipeline to process its backlog."
-    )
-    invoices_dir: Path = Field(Path("meterstream-out/invoices"), description="Where runs write invoice documents.")
 
 
 # --- the schedule (pure) ----------------------------------------------------------------------------------
@@ -348,7 +333,7 @@ class BillingScheduler:
 
 def scheduler_for(env: dict[str, str], home: Path, logs: Path, say: Callable[[str], None]) -> BillingScheduler | None:
     """The scheduler `up` runs (None: METERSTREAM_BILLING_SCHEDULE=off). ValueError for a bad schedule."""
-    schedule = parse_schedule(BillingSettings().billing_schedule)
+    schedule = parse_schedule(settings_from_env(env).billing_schedule)
     return None if schedule is None else BillingScheduler(schedule, env, home, logs, say)
 
 
@@ -367,9 +352,8 @@ def describe(answer: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    knobs = BillingSettings()
-    out = Path(args.out) if args.out else knobs.invoices_dir
-    wait = knobs.billing_wait_seconds if args.wait is None else args.wait
+    out = Path(args.out) if args.out else settings.invoices_dir
+    wait = settings.billing_wait_seconds if args.wait is None else args.wait
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # end between periods, never inside a close
     result = run_billing(settings, out, wait, publish=not args.no_publish, stop=stop)
@@ -393,7 +377,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(json.dumps({"error": "invalid", "field": "period", "message": str(exc)}))
         return 2
-    out = Path(args.out) if args.out else BillingSettings().invoices_dir
+    out = Path(args.out) if args.out else settings.invoices_dir
     client = _clients(settings)
     if not args.force:
         reason = close_refusal(settings, period, client)

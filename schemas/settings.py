@@ -124,6 +124,19 @@ class Settings(BaseSettings):
         " default: the 27 EU standard VAT rates, no sales tax.",
     )
 
+    # --- billing runs and the operator's close (deploy/billing_run.py, api/routes/billing.py) ---
+    billing_schedule: str = Field("daily@02:00", description="`daily@HH:MM` (UTC) or `off`: billing runs in `up`.")
+    billing_wait_seconds: float = Field(
+        600.0, ge=0, description="How long a billing run waits for the pipeline to process its backlog."
+    )
+    invoices_dir: Path = Field(Path("meterstream-out/invoices"), description="Where billing runs write invoices.")
+    operator_tenant: str | None = Field(
+        None, description="The tenant whose admin keys may close a period through the API (unset: nobody)."
+    )
+    billing_close_timeout_seconds: float = Field(
+        3600.0, gt=0, description="The API's close (POST /v1/billing/close) gives up after this many seconds."
+    )
+
     @property
     def bootstrap(self) -> str:
         """The broker every client talks to: the named one, or the local one."""

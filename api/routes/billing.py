@@ -24,23 +24,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from meterstream.api.auth import require
 from meterstream.api.errors import ApiError
 from meterstream.api.routes.entity_common import EntityRoute, errors
 from meterstream.entities.keys import Principal
+from meterstream.schemas.settings import Settings
 
 router = APIRouter(prefix="/v1/billing", tags=["billing"], route_class=EntityRoute)  # 422 naming the field
 Admin = Annotated[Principal, Depends(require("admin"))]
 REFUSED = 3  # `meterstream billing close`: a guard refused
 _running = threading.Lock()
-
-
-class _Operator(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="METERSTREAM_", extra="ignore")
-    operator_tenant: str | None = None
-    billing_close_timeout_seconds: float = 3600.0
 
 
 class CloseRequest(BaseModel):
@@ -74,7 +68,7 @@ class CloseAnswer(BaseModel):
     responses=errors(401, 403, 409, 422, 429, 500),
 )
 def close(body: CloseRequest, principal: Admin) -> dict:
-    knobs = _Operator()
+    knobs = Settings()  # read now: an operator may set METERSTREAM_OPERATOR_TENANT without restarting the API
     if not knobs.operator_tenant:
         raise ApiError(403, "forbidden", "closing a period is an operator action: set METERSTREAM_OPERATOR_TENANT to "
                        "the tenant whose admin keys may close")  # fmt: skip

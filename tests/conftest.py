@@ -1,10 +1,12 @@
-"""Shared fixtures: a real Kafka broker for the session (started through `deploy.kafka_local`), and a free
-port for every ClickHouse HTTP front a test's sink may serve (never the fixed default 8123, which two
-runs at once would fight over)."""
+"""Shared fixtures: a real Kafka broker for the session (started through `deploy.kafka_local`), a throwaway
+PostgreSQL cluster for the session (tests/entities/pg_cluster.py; every test that runs on both databases
+takes its databases from it), and a free port for every ClickHouse HTTP front a test's sink may serve (never
+the fixed default 8123, which two runs at once would fight over)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,9 @@ from meterstream.deploy.ports import free_port, free_port_pair
 from meterstream.schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent / "entities"))
+
+from pg_cluster import PostgresCluster, pg_bin  # noqa: E402  (tests/entities/pg_cluster.py)
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +33,21 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     kafka_local.start(settings)
     yield settings
     kafka_local.stop(settings)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session (a temp dir, a free port); tests create databases in it.
+    Without PostgreSQL installed its tests are skipped, except in CI (CI=true), where they fail: .ci/run
+    installs postgresql-15 when it is missing."""
+    if pg_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (initdb/pg_ctl): .ci/run installs postgresql-15")
+        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl)")
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ documented [start, end) rule), never copied from a response.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entities"))
 
-from pg_cluster import PostgresCluster, pg_bin
+from pg_cluster import PostgresCluster
 
 from meterstream.api.app import create_app
 from meterstream.schemas.settings import Settings
@@ -29,18 +28,10 @@ class _NoIngest:
         pass
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresCluster]:
-    if pg_bin() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed (initdb/pg_ctl): .ci/run installs postgresql-15")
-        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl)")
-    import tempfile
-
-    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="meterstream-pg-api-")))
-    cluster.start()
-    yield cluster
-    cluster.stop()
+@pytest.fixture
+def pg(pg_cluster: PostgresCluster) -> PostgresCluster:
+    """The session's PostgreSQL cluster (tests/conftest.py)."""
+    return pg_cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

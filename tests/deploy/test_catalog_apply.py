@@ -7,10 +7,7 @@ Expected counts and phases are worked out by hand from the files below.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +17,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entities"))
 
-from pg_cluster import PostgresCluster, pg_bin
+from pg_cluster import PostgresCluster
 
 from meterstream.deploy.cli import main
 from meterstream.entities.catalog_apply import EPOCH, CatalogApplyError, apply_catalog, apply_file
@@ -53,16 +50,10 @@ assignments:
 """
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresCluster]:
-    if pg_bin() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed (initdb/pg_ctl): .ci/run installs postgresql-15")
-        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl)")
-    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="meterstream-pg-apply-")))
-    cluster.start()
-    yield cluster
-    cluster.stop()
+@pytest.fixture
+def pg(pg_cluster: PostgresCluster) -> PostgresCluster:
+    """The session's PostgreSQL cluster (tests/conftest.py)."""
+    return pg_cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,7 +8,6 @@ fail: .ci/run installs postgresql-15 when it is missing.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,21 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pg_cluster import PostgresCluster, pg_bin
+from pg_cluster import PostgresCluster
 
 from meterstream.entities.db import make_engine, migrate, session_factory
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    if pg_bin() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed (initdb/pg_ctl): .ci/run installs postgresql-15")
-        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl)")
-    cluster = PostgresCluster()
-    cluster.start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture(scope="session")

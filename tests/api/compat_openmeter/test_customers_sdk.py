@@ -7,9 +7,7 @@ Expected values are written by hand from the requests (versions count writes), n
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from om_server import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "entities"))
 
-from pg_cluster import PostgresCluster, pg_bin
+from pg_cluster import PostgresCluster
 
 from meterstream.api.app import create_app
 from meterstream.schemas.settings import Settings
@@ -32,16 +30,10 @@ class _NoIngest:
         pass
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresCluster]:
-    if pg_bin() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed (initdb/pg_ctl): .ci/run installs postgresql-15")
-        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl)")
-    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="meterstream-pg-om-")))
-    cluster.start()
-    yield cluster
-    cluster.stop()
+@pytest.fixture
+def pg(pg_cluster: PostgresCluster) -> PostgresCluster:
+    """The session's PostgreSQL cluster (tests/conftest.py)."""
+    return pg_cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

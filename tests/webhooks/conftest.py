@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 
 _ENTITIES = Path(__file__).resolve().parents[1] / "entities"
-sys.path.insert(0, str(_ENTITIES))  # pg_cluster, invoice_helpers
+sys.path.insert(0, str(_ENTITIES))  # invoice_helpers (the session PostgreSQL cluster is tests/conftest.py pg_cluster)
 
 _spec = importlib.util.spec_from_file_location("webhooks_entities_fixtures", _ENTITIES / "conftest.py")
 assert _spec is not None and _spec.loader is not None
 _fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fixtures)
 
-pg_cluster = _fixtures.pg_cluster
 pg_store_url = _fixtures.pg_store_url
 db_url = _fixtures.db_url
 engine = _fixtures.engine

@@ -50,6 +50,18 @@ def pg_cluster() -> Iterator[PostgresCluster]:
     cluster.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own on each database (the migration tests move the schema up and down)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.db'}"
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)
+
+
 @pytest.fixture(autouse=True)
 def clickhouse_http_port(monkeypatch: pytest.MonkeyPatch) -> int:
     """Every test: a sink it starts from this environment (in-process Settings, or a child process that

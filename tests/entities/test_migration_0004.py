@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from sqlalchemy import inspect, text
 
 from meterstream.entities.customers import get_customer_doc
@@ -16,18 +13,6 @@ NEW_TABLES = {"plan_versions", "subscriptions", "subscription_phases", "entity_o
               "relay_position"}  # fmt: skip
 NEW_CUSTOMER_COLUMNS = {"legal_name", "tax_id", "country", "address", "timezone", "invoice_grace_days",
                         "payment_terms_days", "version"}  # fmt: skip
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of its own (the migration tests move the schema up and down)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.db'}"
-        return
-    cluster = request.getfixturevalue("pg_cluster")
-    url = cluster.create_database()
-    yield url
-    cluster.drop_database(url)
 
 
 def test_migrated_tables_match_the_models(engine) -> None:

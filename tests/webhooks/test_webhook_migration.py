@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import inspect
 
 MY_TABLES = ("webhook_endpoints", "webhook_outbox", "webhook_deliveries")
@@ -21,17 +18,6 @@ def test_the_migration_matches_the_models(engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert [d for d in diff if any(f"'{t}'" in repr(d) or f"table={t}" in repr(d) for t in MY_TABLES)] == []
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.db'}"
-        return
-    cluster = request.getfixturevalue("pg_cluster")
-    url = cluster.create_database()
-    yield url
-    cluster.drop_database(url)
 
 
 def test_down_to_0006_and_up_again(fresh_url: str) -> None:

@@ -27,16 +27,17 @@ from types import SimpleNamespace
 
 import msgspec
 import orjson
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from meterstream.entities import numbering
-from meterstream.entities.common import new_ulid
-from meterstream.entities.invoice_rules import amount_due, settled_status, to_minor
+from meterstream.entities.common import Conflict, Invalid, new_ulid
+from meterstream.entities.invoice_rules import amount_due, check_currency, settled_status, text, to_minor
 from meterstream.entities.invoices import DRAFT, FINALIZED, InvoiceRow, finalize_in, upsert_draft_in
 from meterstream.invoice_emitter.issue import Issuing
 from meterstream.schemas.invoice import InvoiceDoc, decode, encode, validate
+from meterstream.webhooks import events
 
 __all__ = ["Recorder"]
 
@@ -82,6 +83,104 @@ class Recorder:
         if not final:  # finalized by someone else between the read and the lock: theirs stands
             return decode(record.document)
         return final[0]
+
+    # --- drafts ---------------------------------------------------------------------------------------
+
+    def upsert_drafts(self, drafts: Sequence[InvoiceDoc]) -> list[InvoiceDoc | ValueError]:
+        """Store each draft as a draft record, without finalizing it (what `upsert_draft_in` does, in bulk): a new
+        invoice is inserted with its `invoice.created` event; a stored draft is replaced (no event); an invoice
+        the store holds as issued is never changed (`Conflict("status")`), nor is a draft of another customer or
+        currency (`Conflict`). Returns each draft as stored (or the ValueError that refused it), in the order
+        given; one transaction for the batch, and if a bulk statement fails (a concurrent writer), one
+        transaction per draft. Ids must be distinct."""
+        if not drafts:
+            return []
+        try:
+            with self.sf.begin() as s:
+                return self._bulk_drafts(s, drafts)
+        except (IntegrityError, DBAPIError):
+            out: list[InvoiceDoc | ValueError] = []
+            for draft in drafts:
+                try:
+                    with self.sf.begin() as s:
+                        out.append(self._upsert_draft_in(s, draft))
+                except ValueError as exc:
+                    out.append(exc)
+            return out
+
+    def _upsert_draft_in(self, s: Session, draft: InvoiceDoc) -> InvoiceDoc:
+        _check_draft(draft)
+        upsert_draft_in(
+            s, tenant=draft.tenant, invoice_id=draft.id, customer=draft.customer, period=draft.period,
+            currency=draft.currency, total=draft.total, amount_due=draft.amount_due,
+            issue_date=draft.issue_date, due_date=draft.due_date, document=encode(draft),
+        )  # fmt: skip
+        return draft
+
+    def _bulk_drafts(self, s: Session, drafts: Sequence[InvoiceDoc]) -> list[InvoiceDoc | ValueError]:
+        numbering.lock_for_write(s)
+        keys = [(d.tenant, d.id) for d in drafts]
+        stored = {
+            (row.tenant, row.invoice_id): row
+            for start in range(0, len(keys), 500)
+            for row in s.execute(
+                select(InvoiceRow.tenant, InvoiceRow.invoice_id, InvoiceRow.status, InvoiceRow.customer,
+                       InvoiceRow.currency).where(
+                    tuple_(InvoiceRow.tenant, InvoiceRow.invoice_id).in_(keys[start : start + 500])
+                )
+            )
+        }  # fmt: skip
+        now = datetime.now(UTC)
+        out: list[InvoiceDoc | ValueError] = []
+        rows: list[dict] = []
+        updates: list[dict] = []
+        event_rows: list[dict] = []
+        for draft in drafts:
+            try:
+                _check_draft(draft)
+                total, billed = _money(draft)
+                found = stored.get((draft.tenant, draft.id))
+                if found is not None:
+                    if found.status != DRAFT:
+                        raise Conflict("status", f"invoice {draft.id!r} is {found.status}: only a draft can be "
+                                                 "replaced")  # fmt: skip
+                    if found.customer != draft.customer:
+                        raise Conflict("customer", f"draft {draft.id!r} belongs to customer {found.customer!r}, "
+                                                   f"not {draft.customer!r}")  # fmt: skip
+                    if found.currency != draft.currency:
+                        raise Conflict("currency", f"draft {draft.id!r} is in {found.currency}, not {draft.currency}")
+            except ValueError as exc:
+                out.append(exc)
+                continue
+            document = encode(draft).decode()
+            if found is None:
+                row = _record_row(draft, DRAFT, total, billed, document, now)
+                row.update(issuer=None, series=None, number=None, finalized_at=None, version=1)
+                rows.append(row)
+                event_rows.append(_event_row(row, events.INVOICE_CREATED, None, now))
+            else:
+                updates.append({"k_tenant": draft.tenant, "k_id": draft.id, "period": draft.period,
+                                "total_minor": total, "billed_minor": billed, "amount_due_minor": billed,
+                                "issue_date": draft.issue_date, "due_date": draft.due_date, "document": document,
+                                "updated_at": now})  # fmt: skip
+            out.append(draft)
+        if rows:
+            s.connection().execute(insert(InvoiceRow.__table__), rows)
+        if updates:
+            table = InvoiceRow.__table__
+            s.connection().execute(
+                update(table)
+                .where(table.c.tenant == bindparam("k_tenant"), table.c.invoice_id == bindparam("k_id"))
+                .values(period=bindparam("period"), total_minor=bindparam("total_minor"),
+                        billed_minor=bindparam("billed_minor"), amount_due_minor=bindparam("amount_due_minor"),
+                        issue_date=bindparam("issue_date"), due_date=bindparam("due_date"),
+                        document=bindparam("document"), updated_at=bindparam("updated_at"),
+                        version=table.c.version + 1),
+                updates,
+            )  # fmt: skip
+        if event_rows:
+            s.connection().execute(insert(events.WebhookOutboxRow.__table__), event_rows)
+        return out
 
     # --- a batch --------------------------------------------------------------------------------------
 
@@ -183,29 +282,63 @@ class Recorder:
         if rows:
             s.connection().execute(insert(InvoiceRow.__table__), rows)
         if event_rows:
-            from meterstream.webhooks.events import WebhookOutboxRow
-
-            s.connection().execute(insert(WebhookOutboxRow.__table__), event_rows)
+            s.connection().execute(insert(events.WebhookOutboxRow.__table__), event_rows)
         return out  # type: ignore[return-value]
+
+
+def _check_draft(draft: InvoiceDoc) -> None:
+    """What the store checks of a draft before it writes it (Invalid naming the field)."""
+    if draft.status != DRAFT or draft.number is not None:
+        raise Invalid("status", f"a draft without a number (got {draft.status}, {draft.number!r})")
+    text("tenant", draft.tenant, 128)
+    text("invoice_id", draft.id, 256)
+    text("customer", draft.customer, 256)
+    text("period", draft.period, 64)
+    check_currency(draft.currency)
+    if draft.issue_date is None or draft.due_date is None:
+        raise Invalid("issue_date", "a draft record has an issue and a due date")
+    if draft.due_date < draft.issue_date:
+        raise Invalid("due_date", f"{draft.due_date} is before issue_date {draft.issue_date}")
+
+
+def _money(draft: InvoiceDoc) -> tuple[int, int]:
+    """(total, billed) in minor units, checked as the store checks them (a negative total is refused)."""
+    total = to_minor("total", draft.total, draft.currency)
+    billed = to_minor("amount_due", draft.amount_due, draft.currency)
+    if billed > total:
+        raise Invalid("amount_due", f"more than the total ({draft.amount_due} > {draft.total})")
+    return total, billed
+
+
+def _record_row(doc: InvoiceDoc, status: str, total: int, billed: int, document: str, now: datetime) -> dict:
+    """An `invoices` row of `doc` (the caller sets issuer, series, number, finalized_at, version)."""
+    return {
+        "tenant": doc.tenant, "invoice_id": doc.id, "customer": doc.customer, "period": doc.period,
+        "currency": doc.currency, "status": status, "total_minor": total, "billed_minor": billed,
+        "credited_minor": 0, "paid_minor": 0, "amount_due_minor": amount_due(billed, 0, 0),
+        "issue_date": doc.issue_date, "due_date": doc.due_date, "document": document,
+        "voided_at": None, "void_reason": None, "created_at": now, "updated_at": now,
+    }  # fmt: skip
+
+
+def _event_row(state: dict, type_: str, previous: str | None, now: datetime) -> dict:
+    """A `webhook_outbox` row for an invoice in `state` (a row dict), as `webhooks.events.append` makes it."""
+    event_id = "msg_" + new_ulid()
+    data = events.invoice_data(SimpleNamespace(**state), previous)
+    body = orjson.dumps({"id": event_id, "type": type_, "timestamp": events.rfc3339(now), "data": data}).decode()
+    return {"event_id": event_id, "tenant": state["tenant"], "type": type_, "subject": state["invoice_id"],
+            "key": f"{state['tenant']}/{state['invoice_id']}", "body": body, "created_at": now,
+            "fanned_at": None, "published_at": None}  # fmt: skip
 
 
 def _events(row: dict, now: datetime) -> list[dict]:
     """The lifecycle events of a record created finalized (the per-record path's, in its order): created (as
     the first draft), finalized, and paid when nothing is due. Bodies as `webhooks.events.append` makes them."""
-    from meterstream.webhooks import events
-
-    draft = SimpleNamespace(**{**row, "status": DRAFT, "number": None, "issuer": None, "series": None,
-                               "finalized_at": None, "version": 1})  # fmt: skip
-    finalized = SimpleNamespace(**{**row, "status": FINALIZED, "version": 1})
-    steps = [(events.INVOICE_CREATED, draft, None), (events.INVOICE_FINALIZED, finalized, DRAFT)]
+    draft = {**row, "status": DRAFT, "number": None, "issuer": None, "series": None, "finalized_at": None,
+             "version": 1}  # fmt: skip
+    finalized = {**row, "status": FINALIZED, "version": 1}
+    out = [_event_row(draft, events.INVOICE_CREATED, None, now), _event_row(finalized, events.INVOICE_FINALIZED,
+                                                                            DRAFT, now)]  # fmt: skip
     if row["status"] != FINALIZED and row["status"] in events.STATUS_EVENTS:
-        steps.append((events.STATUS_EVENTS[row["status"]], SimpleNamespace(**row), FINALIZED))
-    out = []
-    for type_, state, previous in steps:
-        event_id = "msg_" + new_ulid()
-        data = events.invoice_data(state, previous)
-        body = orjson.dumps({"id": event_id, "type": type_, "timestamp": events.rfc3339(now), "data": data}).decode()
-        out.append({"event_id": event_id, "tenant": row["tenant"], "type": type_, "subject": row["invoice_id"],
-                    "key": f"{row['tenant']}/{row['invoice_id']}", "body": body, "created_at": now,
-                    "fanned_at": None, "published_at": None})  # fmt: skip
+        out.append(_event_row(row, events.STATUS_EVENTS[row["status"]], FINALIZED, now))
     return out

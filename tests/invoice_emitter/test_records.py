@@ -69,3 +69,39 @@ def test_a_batch_is_numbered_in_order_with_the_stores_rules(tmp_path: Path) -> N
     assert (finalized["number"], finalized["status"], finalized["previous_status"], finalized["total"]) == (
         "DEMO-2026-000003", "finalized", "draft", "40.00")
     assert ("c3", "invoice.finalized") in got and ("c2", "invoice.finalized") in got
+
+
+def test_drafts_are_stored_and_replaced_in_bulk_without_numbers(tmp_path: Path) -> None:
+    sf = store(tmp_path)
+    issuing = Issuing.default()
+    recorder = Recorder(sf, issuing)
+    done = recorder.finalize(issue_draft(v1("c2", "7.00"), issuing))  # issued before: never changed
+    first = [issue_draft(v1(c, t), issuing) for c, t in (("c1", "40.00"), ("c2", "9.99"), ("c3", "-1.00"))]
+    out = recorder.upsert_drafts(first)
+    assert out[0] == first[0]
+    assert isinstance(out[1], ValueError) and out[1].field == "status"  # type: ignore[attr-defined]
+    assert isinstance(out[2], ValueError) and str(out[2]).startswith("total")
+    # usage arrives: c1's draft is replaced (no new event), c4 is new
+    again = [issue_draft(v1(c, t), issuing) for c, t in (("c1", "41.50"), ("c4", "0.00"))]
+    assert recorder.upsert_drafts(again) == again
+    by_id = {r.customer: r for r in invoices.list_invoices(sf, "t1")}
+    assert sorted(by_id) == ["c1", "c2", "c4"]
+    c1 = by_id["c1"]
+    assert (c1.status, c1.number, c1.total_minor, c1.amount_due_minor, c1.version) == ("draft", None, 4150, 4150, 2)
+    assert msgspec.json.decode(c1.document)["total"] == "41.50"
+    assert (by_id["c2"].status, by_id["c2"].number, by_id["c2"].total_minor) == ("finalized", done.number, 700)
+    assert (by_id["c4"].status, by_id["c4"].total_minor) == ("draft", 0)  # a draft is never paid
+    with sf() as s:
+        rows = s.execute(select(WebhookOutboxRow.subject, WebhookOutboxRow.type, WebhookOutboxRow.body)
+                         .order_by(WebhookOutboxRow.seq)).all()  # fmt: skip
+    got = [(subject.rsplit("-", 1)[1], type_) for subject, type_, _ in rows]
+    assert got[-2:] == [("c1", "invoice.created"), ("c4", "invoice.created")]
+    created = orjson.loads(rows[-2][2])["data"]
+    assert (created["status"], created["number"], created["total"], created["version"]) == ("draft", None, "40.00", 1)
+    # the store's own path finalizes a bulk draft: the next number, the replaced document
+    final = recorder.finalize_many([issue_draft(v1("c1", "41.50"), issuing)])
+    assert final[0].number == "DEMO-2026-000002" and final[0].total == Decimal("41.50")
+    # a draft of the same id for another customer is refused, naming the field
+    other = msgspec.structs.replace(issue_draft(v1("c9", "1.00"), issuing), id=again[1].id)
+    (refused,) = recorder.upsert_drafts([other])
+    assert isinstance(refused, ValueError) and refused.field == "customer"  # type: ignore[attr-defined]

@@ -40,6 +40,7 @@ from meterstream.aggregation.rows import (
     SINK_DEAD_LETTER_FIELDS,
     Position,
     RecordBatch,
+    Unreadable,
     arrow_line,
     refusal_row,
     store_field,
@@ -199,7 +200,12 @@ class ClickHouseSink:
         batch = self.rated if msg.topic() == self.topics.rated else self.dead
         if not len(batch):
             self.started[batch.table] = time.monotonic()
-        batch.add(msg.value(), Position(msg.topic(), msg.partition(), msg.offset(), msg.key()))
+        value, pos = msg.value(), Position(msg.topic(), msg.partition(), msg.offset(), msg.key())
+        if value is None:  # a tombstone: a dead letter (stage sink) at the insert, its offset committed with the batch
+            batch.unreadable.append(Unreadable(b"", pos, f"tombstone (null value) on {msg.topic()}: nothing to store"))
+            batch.rows += 1
+        else:
+            batch.add(value, pos)
         span = self.ranges.setdefault((msg.topic(), msg.partition()), [msg.offset(), msg.offset()])
         span[1] = msg.offset()
 

@@ -3,6 +3,10 @@
 Determination (`determine`), for a seller, a buyer and a line's tax code, in this order:
 1. a tax-exempt buyer (`Buyer.tax_exempt`, with its reason): no tax, the reason is the mention (E);
 2. a line with tax code `exempt`: no tax, the table's exemption mention (E);
+2b. a buyer with explicit taxes (`Buyer.taxes`: the customer's own tax codes, else its tenant's default
+   taxes, Lago's `taxes`; `ExplicitTaxes.of`): those rates instead of the rules below, whatever the line's
+   tax code and the countries; several add up (Lago sums the rates of a fee's taxes) into one rate (S, or Z
+   when 0), the mention names each tax and its rate;
 3. a buyer in the EU:
    - seller not VAT-registered: no VAT, the seller's mention (E; e.g. a franchise threshold);
    - B2B = the buyer has a tax id; it must be a valid EU VAT number by format and check digits
@@ -37,7 +41,7 @@ from stdnum.eu import vat as eu_vat
 
 from meterstream.billing.allocation import apportion, from_units, round_half_away, to_units
 from meterstream.billing.tax_rates import EU_MEMBER_STATES, EU_STANDARD_VAT, ISO_COUNTRIES
-from meterstream.rating.money import ZERO, to_decimal
+from meterstream.rating.money import EXACT, ZERO, to_decimal
 from meterstream.schemas.entities import CustomerDoc
 
 __all__ = [
@@ -45,6 +49,8 @@ __all__ = [
     "REVERSE_CHARGE_MENTION",
     "STANDARD",
     "Buyer",
+    "ExplicitTax",
+    "ExplicitTaxes",
     "LineTax",
     "Seller",
     "TaxDecision",
@@ -52,6 +58,7 @@ __all__ = [
     "TaxTotal",
     "buyer_of",
     "determine",
+    "explicit_decision",
     "tax_in_units",
     "tax_totals",
     "valid_country",
@@ -90,17 +97,48 @@ class Seller:
 
 
 @dataclass(frozen=True, slots=True)
-class Buyer:
-    """The customer as tax sees it. A buyer with a tax id is a business (B2B)."""
+class ExplicitTax:
+    """A tax given explicitly (Lago's tax object): code, name and rate as a fraction (0.2 is 20 %)."""
 
-    country: str
+    code: str
+    name: str
+    rate: Decimal
+
+    def __post_init__(self) -> None:
+        rate = to_decimal(self.rate)
+        if not 0 <= rate <= 1:
+            raise ValueError(f"taxes.{self.code}.rate: a fraction between 0 and 1 (0.2 is 20 %), got {rate}")
+        object.__setattr__(self, "rate", rate)
+
+
+@dataclass(frozen=True)
+class ExplicitTaxes:
+    """The explicit taxes of a close: each customer's own ((tenant, customer) -> taxes) and each tenant's
+    defaults (tenant -> taxes; Lago's `applied_to_organization`)."""
+
+    customers: Mapping[tuple[str, str], tuple[ExplicitTax, ...]] = field(default_factory=dict)
+    organizations: Mapping[str, tuple[ExplicitTax, ...]] = field(default_factory=dict)
+
+    def of(self, tenant: str, customer: str) -> tuple[ExplicitTax, ...]:
+        """Lago's precedence: the customer's own taxes, else its tenant's defaults, else none (the rules)."""
+        return self.customers.get((tenant, customer)) or self.organizations.get(tenant, ())
+
+
+@dataclass(frozen=True, slots=True)
+class Buyer:
+    """The customer as tax sees it. A buyer with a tax id is a business (B2B). With explicit `taxes` the
+    country may be unknown (None): the taxes do not depend on it."""
+
+    country: str | None
     tax_id: str | None = None  # an EU VAT number for EU buyers (spaces, dots and dashes are ignored)
     subdivision: str | None = None  # ISO 3166-2 part after the dash: the US state ('CA' for US-CA)
     tax_exempt: bool = False
     exempt_reason: str | None = None  # required when tax_exempt: printed on the invoice
+    taxes: tuple[ExplicitTax, ...] = ()  # explicit taxes: these rates instead of the rules (rule 2b)
 
     def __post_init__(self) -> None:
-        valid_country(self.country, "buyer.country")
+        if self.country is not None or not self.taxes:
+            valid_country(self.country, "buyer.country")
         if self.tax_exempt and not (self.exempt_reason and self.exempt_reason.strip()):
             raise ValueError("buyer.exempt_reason: a tax-exempt customer needs the reason printed on its invoices")
         if self.tax_id is not None and not self.tax_id.strip():
@@ -109,24 +147,34 @@ class Buyer:
     @property
     def jurisdictions(self) -> tuple[str, ...]:
         """Where a rate is looked up, most specific first: ('US-CA', 'US') or ('FR',)."""
+        if self.country is None:
+            return ()
         if self.subdivision:
             return (f"{self.country}-{self.subdivision.upper()}", self.country)
         return (self.country,)
 
 
-def buyer_of(customer: CustomerDoc, *, tax_exempt: bool = False, exempt_reason: str | None = None) -> Buyer:
+def buyer_of(
+    customer: CustomerDoc,
+    *,
+    tax_exempt: bool = False,
+    exempt_reason: str | None = None,
+    taxes: Sequence[ExplicitTax] = (),
+) -> Buyer:
     """The tax buyer of a customer's billing details: its country (`country`, else `address.country`), its
-    tax id, and the state of its address as the subdivision. ValueError naming `country` when it has none."""
+    tax id, and the state of its address as the subdivision; `taxes`: its explicit taxes (rule 2b).
+    ValueError naming `country` when it has neither a country nor explicit taxes."""
     address = customer.address
     country = customer.country or (address.country if address else None)
-    if not country:
+    if not country and not taxes:
         raise ValueError(f"country: customer {customer.external_id!r} has no country; taxes are decided by it")
     return Buyer(
-        country,
+        country or None,
         tax_id=customer.tax_id,
         subdivision=address.state if address else None,
         tax_exempt=tax_exempt,
         exempt_reason=exempt_reason,
+        taxes=tuple(taxes),
     )
 
 
@@ -220,6 +268,8 @@ def determine(seller: Seller, buyer: Buyer, tax_code: str | None, table: TaxTabl
         return TaxDecision(ZERO, "E", code, None, mention=buyer.exempt_reason)
     if code == EXEMPT:
         return TaxDecision(ZERO, "E", code, None, mention=table.exempt_mention)
+    if buyer.taxes:
+        return explicit_decision(buyer.taxes, code)
     if buyer.country in EU_MEMBER_STATES:
         if not seller.vat_registered:
             return TaxDecision(ZERO, "E", code, None, mention=seller.not_registered_mention)
@@ -235,6 +285,21 @@ def determine(seller: Seller, buyer: Buyer, tax_code: str | None, table: TaxTabl
         mention = OUTSIDE_EU_B2B_MENTION if buyer.tax_id else OUTSIDE_EU_B2C_MENTION
         return TaxDecision(ZERO, "O", code, None, mention=mention)
     return TaxDecision(ZERO, "O", code, None)
+
+
+def explicit_decision(taxes: Sequence[ExplicitTax], code: str = STANDARD) -> TaxDecision:
+    """Rule 2b: the sum of the explicit taxes' rates (S, or Z when it is 0); the mention names each tax
+    (`VAT FR (vat_fr) 20 %`), so the breakdown says which taxes make the rate."""
+    rate = ZERO
+    for tax in taxes:
+        rate = EXACT.add(rate, tax.rate)
+    mention = " + ".join(f"{t.name} ({t.code}) {_percent(t.rate)} %" for t in taxes)
+    return TaxDecision(rate, "S" if rate else "Z", code, None, mention=mention)
+
+
+def _percent(rate: Decimal) -> str:
+    text = format(EXACT.multiply(rate, Decimal(100)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _rated(table: TaxTable, jurisdiction: str, code: str) -> TaxDecision:

@@ -15,13 +15,16 @@ totals. Pure: no I/O, no clock (docs/billing.md, "What the close writes").
 - per-user section: usage lines whose subjects' quantities add up to the line (catalog-file lines: the
   period's usage of the meter; subscription lines: the usage of the meter in the line's [start, end)) get
   fair shares of the line amount (`billing.allocation.subject_shares`, largest remainder);
-- tax and totals: `billing.totals.invoice_totals` with the issuer as seller and the customer as buyer; no
-  coupons (they need a coupon store; none is applied), so total = subtotal + tax, to the cent.
+- tax and totals: `billing.totals.invoice_totals` with the issuer as seller and the customer as buyer (with its
+  explicit taxes, `Issuing.taxes`: docs/taxes.md) and the customer's coupon uses (`Issuing.coupons`, loaded once
+  per close from the store: entities/coupons.py); each active coupon is one entry of `discounts`, named by its
+  code (also when it took 0.00: the store derives the coupons' use from these entries), and
+  total = subtotal - discounts + tax, to the cent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -32,12 +35,14 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from meterstream.billing.allocation import from_units, subject_shares
-from meterstream.billing.taxes import Buyer, Seller, TaxTable, buyer_of
+from meterstream.billing.discounts import CouponUse
+from meterstream.billing.taxes import Buyer, ExplicitTax, ExplicitTaxes, Seller, TaxTable, buyer_of
 from meterstream.billing.totals import TotalsLine, invoice_totals
 from meterstream.entities.numbering import INVOICE_SERIES
 from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.invoice import (
     Address,
+    Discount,
     InvoiceDoc,
     InvoiceLine,
     Party,
@@ -58,7 +63,9 @@ NO_SUBJECT = "(no subject)"  # usage without a subject in a line's per-user sect
 @dataclass(frozen=True)
 class Issuing:
     """Who issues the close's invoices and how: the issuer block, the seller as tax sees it, the number prefix
-    and series, the tax table, and an issue date that overrides the rule (None: the rule)."""
+    and series, the tax table, and an issue date that overrides the rule (None: the rule). `coupons`: each
+    customer's coupon uses ((tenant, customer) -> uses); `taxes`: the explicit taxes; None: not loaded yet
+    (`invoice_emitter.store_terms.with_store_terms` loads both from the store once per close)."""
 
     issuer: Party
     seller: Seller
@@ -66,6 +73,8 @@ class Issuing:
     table: TaxTable = field(default_factory=TaxTable)
     series: str = INVOICE_SERIES
     issue_date: date | None = None
+    coupons: Mapping[tuple[str, str], Sequence[CouponUse]] | None = None
+    taxes: ExplicitTaxes | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, issue_date: date | None = None) -> Issuing:
@@ -116,12 +125,14 @@ def issue_date_of(period_end: datetime, timezone: str) -> date:
     return period_end.astimezone(ZoneInfo(timezone)).date()
 
 
-def _buyer(tenant: str, customer_id: str, customer: CustomerDoc | None) -> tuple[Party, Buyer | None]:
+def _buyer(
+    tenant: str, customer_id: str, customer: CustomerDoc | None, taxes: Sequence[ExplicitTax] = ()
+) -> tuple[Party, Buyer | None]:
     if customer is None:
-        return Party(name=customer_id), None
+        return Party(name=customer_id), (Buyer(None, taxes=tuple(taxes)) if taxes else None)
     party = buyer_from_customer(customer)
     country = customer.country or (customer.address.country if customer.address else None)
-    return party, (buyer_of(customer) if country else None)
+    return party, (buyer_of(customer, taxes=taxes) if country or taxes else None)
 
 
 def _shares(line: InvoiceLine, subjects: Mapping[str, Decimal] | None, currency: str) -> list[SubjectShare]:
@@ -152,7 +163,8 @@ def issue_draft(
     key); `line_subjects`: line key -> subject -> quantity (subscription usage lines). ValueError naming the
     field when it cannot be issued (an invalid buyer VAT number, a tax code without a rate, ...)."""
     tenant, customer_id = v1["tenant"], v1["customer"]
-    buyer, tax_buyer = _buyer(tenant, customer_id, customer)
+    explicit = issuing.taxes.of(tenant, customer_id) if issuing.taxes is not None else ()
+    buyer, tax_buyer = _buyer(tenant, customer_id, customer, explicit)
     doc = from_v1(v1, issuing.issuer, buyer)
     # the file path's period is a UTC month; a subscription document's periods are the customer's local ones
     timezone = customer.timezone if customer is not None and v1.get("period_start") else "UTC"
@@ -179,6 +191,7 @@ def issue_draft(
         totals = invoice_totals(
             [TotalsLine(str(line.line_no), line.code, line.amount, line.tax_code) for line in lines],
             currency, seller=issuing.seller, buyer=tax_buyer, table=issuing.table,
+            coupons=(issuing.coupons or {}).get((tenant, customer_id), ()),
         )  # fmt: skip
         lines = [
             msgspec.structs.replace(
@@ -202,6 +215,11 @@ def issue_draft(
                 TaxTotal(rate=t.rate, taxable_amount=t.taxable_amount, tax_amount=t.tax_amount, tax_code=t.tax_code,
                          category=t.category, reverse_charge=t.reverse_charge, mention=t.mention)
                 for t in totals.taxes
+            ],
+            discounts=[
+                Discount(code=d.code, description=d.description, kind=d.kind, percentage=d.percentage,
+                         amount=d.amount, periods_remaining=d.periods_remaining)
+                for d in totals.discounts
             ],
             subtotal=totals.subtotal,
             discount_total=totals.discount_total,

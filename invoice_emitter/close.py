@@ -15,7 +15,7 @@ from __future__ import annotations
 import gc
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,8 +28,9 @@ from clickhouse_connect.driver.client import Client
 
 from meterstream.aggregation.usage_query import MeterUsage, UsageRecord, period_records, period_usage
 from meterstream.invoice_emitter.adjustments import adjustment_lines
+from meterstream.invoice_emitter.closed import earlier_closed, issued_documents
 from meterstream.invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
-from meterstream.invoice_emitter.files import DocumentFiles, file_name
+from meterstream.invoice_emitter.files import DocumentFiles, file_name, write_documents
 from meterstream.invoice_emitter.issue import Issuing, issue_draft
 from meterstream.invoice_emitter.ledger import (
     billed_lines,
@@ -71,6 +72,7 @@ class CloseResult:
 
 
 Failure = tuple[str, str, str]  # (tenant, customer, reason)
+Key = tuple[str, str]  # (tenant, customer)
 
 
 def compute_invoices(
@@ -82,6 +84,7 @@ def compute_invoices(
     finish: Callable[[tuple[str, str], dict[str, Any]], dict[str, Any] | None] | None = None,
     failed: list[Failure] | None = None,
     store_customers: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    skip: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
     """Each customer's invoice for `period` from the usage in ClickHouse now, priced with the catalog FILE's
     plans; plus unreconciled lines.
@@ -91,11 +94,13 @@ def compute_invoices(
     the customer cannot be invoiced, like a customer with usage under two file plans. Such a customer is
     appended to `failed` (tenant, customer, reason) and the others are invoiced; without `failed`, ValueError.
     `finish(key, document)`, if given, gets each document as it is built and returns the one to keep (None:
-    none).
+    none). `only`: these customers alone; `skip`: not these (their invoice is issued, or they are in grace).
     """
     usage = period_usage(client, db, period)
     if only is not None:
         usage = [u for u in usage if (u.tenant, u.customer) in only]
+    if skip:
+        usage = [u for u in usage if (u.tenant, u.customer) not in skip]
     plans = catalog.plans
     if store_customers:
         usage = [u for u in usage if u.plan in plans or (u.tenant, u.customer) not in store_customers]
@@ -151,9 +156,11 @@ def late_adjustments(
     period: str,
     failed: list[Failure] | None = None,
     store_customers: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    only: set[tuple[str, str]] | None = None,
 ) -> dict[tuple[str, str], tuple[str, str, list[dict[str, Any]]]]:
-    """Adjustment lines, per customer, for usage of `closed` not billed by closes before `period` (the file
-    path's lines; subscription lines are adjusted by `subscription_close`)."""
+    """Adjustment lines, per customer, for usage of `closed` not billed by the invoices stored so far (the file
+    path's lines; subscription lines are adjusted by `subscription_close`). `only`: for these customers alone
+    (those `closed` is closed for, when it is not closed for everyone; those this close invoices)."""
     plans = catalog.plans
     now = {
         (u.tenant, u.customer, u.meter): u for u in period_usage(client, db, closed)
@@ -164,6 +171,8 @@ def late_adjustments(
         (t, c) for (t, c, m) in set(now) | set(billed)
         if (now[(t, c, m)].quantity if (t, c, m) in now else Decimal(0)) != billed.get((t, c, m), Decimal(0))
     }  # fmt: skip
+    if only is not None:
+        changed &= only
     if not changed:
         return {}
     docs, _ = compute_invoices(
@@ -197,6 +206,8 @@ def close_period(
     store: StoreView | None = None,
     issuing: Issuing | None = None,
     render: tuple[str, ...] = (),
+    customers: Collection[Key] | None = None,
+    exclude: Collection[Key] = (),
 ) -> CloseResult:
     """Close `period` (YYYY-MM): compute, finalize, store and write every invoice; a closed period is re-issued.
 
@@ -207,7 +218,12 @@ def close_period(
     `issuing`: issuer, tax table, issue date (default: from the process's settings, `METERSTREAM_ISSUER_*`;
     without them the demo issuer). `render`: also
     write these formats (html, pdf, png) next to each JSON file (`documents.render_invoice`). A customer
-    that cannot be invoiced is in `CloseResult.failed` and the others are closed."""
+    that cannot be invoiced is in `CloseResult.failed` and the others are closed.
+
+    `customers`: close only these (tenant, customer); `exclude`: every customer but these (the billing run's
+    customers in their grace period). Either way the period is not marked closed in `period_closes` (that
+    mark means every customer of it is closed, `closed.py`); customers whose invoice of the period is issued
+    already are never computed again: their stored document is used as it is (same number, same amounts)."""
     if not PERIOD_RE.match(period):
         raise ValueError(f"period: must be YYYY-MM, got {period!r}")
     if store is None:
@@ -216,14 +232,65 @@ def close_period(
     else:
         own = False
     recorder = Recorder(store.sf, issuing or Issuing.from_settings(get_settings()))
+    scope = Scope(None if customers is None else frozenset(customers), frozenset(exclude))
     with _gc_paused():
-        result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own)
+        result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own, scope)
     if render:
         from meterstream.documents.render import render_invoice
 
         for path in result.files:
             render_invoice(path, path.parent, render)
     return result
+
+
+def draft_period(
+    client: Client,
+    db: str,
+    catalog: Catalog,
+    period: str,
+    store: StoreView,
+    issuing: Issuing | None = None,
+    customers: Collection[Key] | None = None,
+) -> CloseResult:
+    """The close of `period` in draft mode (`invoice_emitter/drafts.py`): every customer's invoice computed by the
+    close's own code, from the usage in ClickHouse now, and stored as a DRAFT record (`Recorder.upsert_drafts`):
+    no number, nothing finalized, no finalization mark, no `period_closes`, no ClickHouse ledger rows, no files,
+    nothing published. Customers whose invoice of the period is issued are left alone; a period closed for
+    everyone has no drafts. `customers`: only these. `CloseResult.invoices` are the drafts stored."""
+    if not PERIOD_RE.match(period):
+        raise ValueError(f"period: must be YYYY-MM, got {period!r}")
+    recorder = Recorder(store.sf, issuing or Issuing.from_settings(get_settings()))
+    scope = Scope(None if customers is None else frozenset(customers), frozenset(), drafting=True)
+    with _gc_paused():
+        return _close(client, db, catalog, period, Path("."), None, None, False, store, recorder, False, scope)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whom a close invoices: `only` these customers (None: everyone), never those in `exclude`; `drafting`:
+    store drafts instead of finalizing (`draft_period`)."""
+
+    only: frozenset[Key] | None = None
+    exclude: frozenset[Key] = frozenset()
+    drafting: bool = False
+
+    @property
+    def whole(self) -> bool:
+        """A close of every customer of the period: the one that marks it in `period_closes`."""
+        return self.only is None and not self.exclude and not self.drafting
+
+
+class _NoFiles:
+    """A draft refresh writes no files."""
+
+    def add(self, doc: dict[str, Any]) -> None:
+        pass
+
+    def publish(self) -> list[Path]:
+        return []
+
+    def abort(self) -> None:
+        pass
 
 
 def _own_records(out_dir: Path) -> StoreView:
@@ -265,102 +332,138 @@ def _close(
     store: StoreView,
     recorder: Recorder,
     own_records: bool,
+    scope: Scope = Scope(),
 ) -> CloseResult:
-    closed = closed_periods(client, db)
-    files = DocumentFiles(out_dir / period, progress)
+    wide = closed_periods(client, db)
+    only = None if scope.only is None else set(scope.only)
+    if period in wide:  # closed for everyone: its documents are final
+        if scope.drafting:
+            return CloseResult(period)
+        invoices = stored_invoices(client, db, period)
+        if only is not None:
+            invoices = [d for d in invoices if (d["tenant"], d["customer"]) in only]
+        return _published(CloseResult(period, invoices, reissued=True), out_dir, progress, producer, topic, [])
+    issued = issued_documents(store.sf, period, only)  # closed alone before (or by an interrupted close)
+    if only is not None and only <= set(issued) and not scope.drafting:
+        result = CloseResult(period, [issued[k] for k in sorted(issued)], reissued=True)
+        return _published(result, out_dir, progress, producer, topic, [])
+    files: DocumentFiles | _NoFiles = _NoFiles() if scope.drafting else DocumentFiles(out_dir / period, progress)
     try:
-        if period in closed:
-            result = CloseResult(period, stored_invoices(client, db, period), reissued=True)
-            for doc in result.invoices:
-                files.add(doc)
-        else:
-            earlier_periods = [p for p in closed if p < period]
-            failed: list[Failure] = []
-            subs = SubscriptionClose()
-            if not own_records:
-                subs = subscription_close(client, db, store, catalog, period, earlier_periods)
-                failed += subs.failed
-            customers = store.customers()
-            file_plans = sorted(catalog.plans)
-            subjects = period_subjects(client, db, period, file_plans)
-            # late usage of closed periods first, so that each document is final when built: its file
-            # is written while the close goes on
-            late: dict[tuple[str, str], list[tuple[str, str, str, list[dict[str, Any]]]]] = defaultdict(list)
-            for earlier in earlier_periods:
-                for key, (plan, currency, lines) in late_adjustments(
-                    client, db, catalog, earlier, period, failed, subs.customers
-                ).items():
+        skip = set(issued) | set(scope.exclude)
+        earlier_periods, partial = earlier_closed(store.sf, wide, period)
+        failed: list[Failure] = []
+        subs = SubscriptionClose()
+        if not own_records:
+            subs = subscription_close(client, db, store, catalog, period, earlier_periods,
+                                      finalize=not scope.drafting, only=only, skip=skip, partial=partial)  # fmt: skip
+            failed += subs.failed
+        customers = store.customers()
+        file_plans = sorted(catalog.plans)
+        subjects = period_subjects(client, db, period, file_plans)
+        # late usage of closed periods first, so that each document is final when built: its file
+        # is written while the close goes on
+        late: dict[tuple[str, str], list[tuple[str, str, str, list[dict[str, Any]]]]] = defaultdict(list)
+        for earlier in earlier_periods:
+            for_whom = partial.get(earlier)
+            if only is not None:
+                for_whom = only if for_whom is None else for_whom & only
+            for key, (plan, currency, lines) in late_adjustments(
+                client, db, catalog, earlier, period, failed, subs.customers, for_whom
+            ).items():
+                if key not in skip:
                     late[key].append((earlier, plan, currency, lines))
-            for key, adjustments in subs.late.items():
-                late[key] += adjustments
-            bills = dict(subs.bills)
+        for key, adjustments in subs.late.items():
+            late[key] += adjustments
+        bills = dict(subs.bills)
 
-            blocked: set[tuple[str, str]] = set()  # customers in `failed`: no document at all this close
-            seen = [0]  # how many entries of `failed` are in `blocked`
+        blocked: set[tuple[str, str]] = set()  # customers in `failed`: no document at all this close
+        seen = [0]  # how many entries of `failed` are in `blocked`
 
-            def finish(key: tuple[str, str], doc: dict[str, Any]) -> dict[str, Any] | None:
-                bill = bills.pop(key, None)
-                pending = late.pop(key, ())
-                if seen[0] < len(failed):
-                    blocked.update((t, c) for t, c, _ in failed[seen[0] :])
-                    seen[0] = len(failed)
-                if key in blocked:  # its other lines are billed once it can be invoiced (as late usage)
-                    return None
-                if bill is not None:
-                    if doc["currency"] != bill.currency:
-                        failed.append((*key, f"currency: usage in {doc['currency']} under the catalog file's plan, "
-                                             f"subscriptions in {bill.currency}; an invoice has one currency"))
-                        return None
-                    doc = with_periods(with_lines(doc, bill.lines), bill)
-                for earlier, _, currency, lines in pending:
-                    if doc["currency"] != currency:
-                        failed.append((*key, f"currency: late {earlier} usage in {currency}, invoice in "
-                                             f"{doc['currency']}"))
-                        return None
-                    doc = with_lines(doc, lines)
-                try:
-                    file_name(*key)  # a customer id that cannot name its file fails alone, before it is numbered
-                    by_line = line_subjects(client, db, *key, bill.lines, file_plans) if bill is not None else None
-                    drafts.append(issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key), by_line))
-                except ValueError as exc:
-                    failed.append((*key, str(exc)))
-                    return None
-                if len(drafts) >= RECORD_BATCH:
-                    record()
+        def finish(key: tuple[str, str], doc: dict[str, Any]) -> dict[str, Any] | None:
+            bill = bills.pop(key, None)
+            pending = late.pop(key, ())
+            if seen[0] < len(failed):
+                blocked.update((t, c) for t, c, _ in failed[seen[0] :])
+                seen[0] = len(failed)
+            if key in blocked or key in skip:  # blocked: its other lines are billed once it can be invoiced
                 return None
+            if bill is not None:
+                if doc["currency"] != bill.currency:
+                    failed.append((*key, f"currency: usage in {doc['currency']} under the catalog file's plan, "
+                                         f"subscriptions in {bill.currency}; an invoice has one currency"))
+                    return None
+                doc = with_periods(with_lines(doc, bill.lines), bill)
+            for earlier, _, currency, lines in pending:
+                if doc["currency"] != currency:
+                    failed.append((*key, f"currency: late {earlier} usage in {currency}, invoice in "
+                                         f"{doc['currency']}"))
+                    return None
+                doc = with_lines(doc, lines)
+            try:
+                file_name(*key)  # a customer id that cannot name its file fails alone, before it is numbered
+                by_line = line_subjects(client, db, *key, bill.lines, file_plans) if bill is not None else None
+                drafts.append(issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key), by_line))
+            except ValueError as exc:
+                failed.append((*key, str(exc)))
+                return None
+            if len(drafts) >= RECORD_BATCH:
+                record()
+            return None
 
-            def record() -> None:
-                """Finalize the drafts built so far (numbers in the order built) and hand each to the files."""
-                for draft, issued in zip(drafts, recorder.finalize_many(drafts), strict=True):
-                    if isinstance(issued, ValueError):  # the store's Invalid and Conflict are ValueErrors
-                        failed.append((draft.tenant, draft.customer, str(issued)))
-                        continue
-                    out = msgspec.to_builtins(issued)
-                    files.add(out)
-                    docs[(draft.tenant, draft.customer)] = out
-                drafts.clear()
+        def record() -> None:
+            """Finalize (or, drafting, store as drafts) the drafts built so far (numbers in the order built) and
+            hand each to the files."""
+            stored = _upsert_drafts(recorder, drafts) if scope.drafting else recorder.finalize_many(drafts)
+            for draft, issued_doc in zip(drafts, stored, strict=True):
+                if isinstance(issued_doc, ValueError):  # the store's Invalid and Conflict are ValueErrors
+                    failed.append((draft.tenant, draft.customer, str(issued_doc)))
+                    continue
+                out = msgspec.to_builtins(issued_doc)
+                files.add(out)
+                docs[(draft.tenant, draft.customer)] = out
+            drafts.clear()
 
-            drafts: list[InvoiceDoc] = []
-            docs: dict[tuple[str, str], dict[str, Any]] = {}
-            _, unreconciled = compute_invoices(
-                client, db, catalog, period, finish=finish, failed=failed, store_customers=subs.customers
-            )
-            unreconciled += subs.unreconciled
-            for (tenant, customer), bill in sorted(bills.items()):  # subscription lines only
-                finish((tenant, customer), empty_invoice(tenant, customer, period, bill.plan, bill.currency))
-            for (tenant, customer), adjustments in sorted(late.items()):  # late usage only
-                _, plan, currency, _ = adjustments[0]
-                finish((tenant, customer), empty_invoice(tenant, customer, period, plan, currency))
-            record()
-            failed = sorted({(t, c): (t, c, r) for t, c, r in reversed(failed)}.values())  # the first reason of each
-            result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled, failed=failed)
-            store_invoices(client, db, result.invoices)
+        drafts: list[InvoiceDoc] = []
+        docs: dict[tuple[str, str], dict[str, Any]] = {}
+        if not scope.drafting:  # issued before: unchanged, with the others (files, ClickHouse, topic)
+            for key in sorted(issued):
+                files.add(issued[key])
+                docs[key] = issued[key]
+        _, unreconciled = compute_invoices(
+            client, db, catalog, period, only=only, finish=finish, failed=failed, store_customers=subs.customers,
+            skip=skip,
+        )  # fmt: skip
+        unreconciled += subs.unreconciled
+        for (tenant, customer), bill in sorted(bills.items()):  # subscription lines only
+            finish((tenant, customer), empty_invoice(tenant, customer, period, bill.plan, bill.currency))
+        for (tenant, customer), adjustments in sorted(late.items()):  # late usage only
+            _, plan, currency, _ = adjustments[0]
+            finish((tenant, customer), empty_invoice(tenant, customer, period, plan, currency))
+        record()
+        failed = sorted({(t, c): (t, c, r) for t, c, r in reversed(failed)}.values())  # the first reason of each
+        if only is not None:
+            failed = [f for f in failed if (f[0], f[1]) in only]
+        result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled, failed=failed)
+        if scope.drafting:
+            return result
+        store_invoices(client, db, result.invoices)
+        if scope.whole:
             mark_closed(client, db, period)
-        files.publish()
+        paths = files.publish()
     except BaseException:
         files.abort()
         raise
-    result.files = [out_dir / period / d["tenant"] / f"{d['customer']}.json" for d in result.invoices]
+    return _published(result, out_dir, progress, producer, topic, paths)
+
+
+def _published(
+    result: CloseResult, out_dir: Path, progress: bool, producer: Any, topic: str | None, paths: list[Path] | None
+) -> CloseResult:
+    """`result` with its files (written now when `paths` is empty and there are documents: a re-issue) and its
+    documents sent to the invoices topic."""
+    if result.invoices and not paths:
+        write_documents(out_dir / result.period, result.invoices, progress)
+    result.files = [out_dir / result.period / d["tenant"] / f"{d['customer']}.json" for d in result.invoices]
     if producer is not None and topic:
         for doc in result.invoices:
             producer.produce(topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc))
@@ -368,3 +471,23 @@ def _close(
         if producer.flush(60):
             raise RuntimeError("invoices topic: not every document was delivered")
     return result
+
+
+def _upsert_drafts(recorder: Recorder, drafts: list[InvoiceDoc]) -> list[Any]:
+    """`Recorder.upsert_drafts` (bulk); per record through the store's own function where it is missing."""
+    bulk = getattr(recorder, "upsert_drafts", None)
+    if bulk is not None:
+        return bulk(drafts)
+    from meterstream.entities.invoices import upsert_draft
+    from meterstream.schemas.invoice import encode
+
+    out: list[Any] = []
+    for d in drafts:
+        try:
+            upsert_draft(recorder.sf, tenant=d.tenant, invoice_id=d.id, customer=d.customer, period=d.period,
+                         currency=d.currency, total=d.total, amount_due=d.amount_due, issue_date=d.issue_date,
+                         due_date=d.due_date, document=encode(d))  # fmt: skip
+            out.append(d)
+        except ValueError as exc:
+            out.append(exc)
+    return out

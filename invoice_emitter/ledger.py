@@ -48,13 +48,15 @@ def _lines_of(subscriptions: bool | None) -> str:
 def billed_lines(
     client: Client, db: str, applies_to: str, before: str, subscriptions: bool | None = None
 ) -> dict[tuple[str, str], dict[str, tuple[str, Decimal, Decimal]]]:
-    """Per customer and line key: (meter, quantity, amount) billed for `applies_to` by closes before `before`
-    (`subscriptions`: only subscription lines, True, or only the others, False)."""
+    """Per customer and line key: (meter, quantity, amount) billed for `applies_to` by every stored invoice but
+    those of label `before` (the invoice being built; `subscriptions`: only subscription lines, True, or only the
+    others, False). Every label, not only earlier ones: a customer closed alone for a later label first
+    (`close --customer`) may already have been billed late usage there."""
     rows = client.query(
         f"""
         SELECT tenant, customer, line_key, any(meter), sum(quantity), sum(amount)
         FROM {db}.invoice_lines FINAL
-        WHERE applies_to = {{q:String}} AND period < {{p:String}} {_lines_of(subscriptions)}
+        WHERE applies_to = {{q:String}} AND period != {{p:String}} {_lines_of(subscriptions)}
         GROUP BY tenant, customer, line_key
         """,
         parameters={"q": applies_to, "p": before},
@@ -68,11 +70,12 @@ def billed_lines(
 def billed_quantities(
     client: Client, db: str, applies_to: str, before: str, subscriptions: bool | None = None
 ) -> dict[tuple[str, str, str], Decimal]:
-    """Per (tenant, customer, meter): the quantity billed for `applies_to` by closes before `before`."""
+    """Per (tenant, customer, meter): the quantity billed for `applies_to` by every stored invoice but those of
+    label `before` (as `billed_lines`)."""
     rows = client.query(
         f"""
         SELECT tenant, customer, meter, sum(quantity) FROM {db}.invoice_lines FINAL
-        WHERE applies_to = {{q:String}} AND period < {{p:String}} {_lines_of(subscriptions)}
+        WHERE applies_to = {{q:String}} AND period != {{p:String}} {_lines_of(subscriptions)}
         GROUP BY tenant, customer, meter
         """,
         parameters={"q": applies_to, "p": before},

@@ -62,8 +62,14 @@ def subscription_close(
     label: str,
     earlier: list[str],
     finalize: bool = True,
+    only: set[Key] | None = None,
+    skip: set[Key] | frozenset[Key] = frozenset(),
+    partial: dict[str, set[Key]] | None = None,
 ) -> SubscriptionClose:
-    """Lines, late adjustments (for the closed labels `earlier`) and failures of every subscription customer."""
+    """Lines, late adjustments (for the closed labels `earlier`) and failures of every subscription customer
+    (`only`: of these alone; never of those in `skip`). `partial`: earlier labels closed only for some customers
+    (`closed.earlier_closed`); the others' usage of such a label is not late. `customers` lists every customer
+    with a subscription whatever the filters (the file path leaves their store-plan usage to this path)."""
     out = SubscriptionClose()
     file_plans = sorted(catalog.plans)
     pricer = MeterPricer()
@@ -83,18 +89,22 @@ def subscription_close(
         if tenant in defaults:
             by_customer[(tenant, customer)] = defaults[tenant]
             defaulted.add((tenant, customer))
-        else:
+        elif (only is None or (tenant, customer) in only) and (tenant, customer) not in skip:
             out.failed.append((tenant, customer, no_subscription_reason(tenant, customer, label, plan)))
     out.customers = set(by_customer)
-    if not by_customer:
+    chosen = {k: v for k, v in by_customer.items() if (only is None or k in only) and k not in skip}
+    if not chosen:
         return out
+    partial = partial or {}
     billed = {closed: billed_lines(client, db, closed, label, subscriptions=True) for closed in earlier}
-    for (tenant, customer), subs in by_customer.items():
+    for (tenant, customer), subs in chosen.items():
         key = (tenant, customer)
         fees = key not in defaulted
         try:
             late = []
             for closed in earlier:
+                if closed in partial and key not in partial[closed]:  # still open for this customer
+                    continue
                 before = customer_bill(client, db, store, tenant, customer, subs, closed, file_plans, pricer,
                                        fees=fees)  # fmt: skip
                 was = billed[closed].get(key, {})

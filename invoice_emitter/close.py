@@ -42,6 +42,7 @@ from meterstream.invoice_emitter.ledger import (
 )
 from meterstream.invoice_emitter.records import Recorder
 from meterstream.invoice_emitter.store_plans import StoreView
+from meterstream.invoice_emitter.store_terms import with_store_terms
 from meterstream.invoice_emitter.subjects import line_subjects, period_subjects
 from meterstream.invoice_emitter.subscription_close import SubscriptionClose, no_subscription_reason, subscription_close
 from meterstream.invoice_emitter.subscription_invoice import with_periods
@@ -231,7 +232,7 @@ def close_period(
         own = True
     else:
         own = False
-    recorder = Recorder(store.sf, issuing or Issuing.from_settings(get_settings()))
+    recorder = Recorder(store.sf, with_store_terms(issuing or Issuing.from_settings(get_settings()), store.sf, period))
     scope = Scope(None if customers is None else frozenset(customers), frozenset(exclude))
     with _gc_paused():
         result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own, scope)
@@ -259,7 +260,7 @@ def draft_period(
     everyone has no drafts. `customers`: only these. `CloseResult.invoices` are the drafts stored."""
     if not PERIOD_RE.match(period):
         raise ValueError(f"period: must be YYYY-MM, got {period!r}")
-    recorder = Recorder(store.sf, issuing or Issuing.from_settings(get_settings()))
+    recorder = Recorder(store.sf, with_store_terms(issuing or Issuing.from_settings(get_settings()), store.sf, period))
     scope = Scope(None if customers is None else frozenset(customers), frozenset(), drafting=True)
     with _gc_paused():
         return _close(client, db, catalog, period, Path("."), None, None, False, store, recorder, False, scope)

@@ -1,6 +1,7 @@
 """Finance commands over the invoice store (the same SQL store as the API; docs/api.md has the HTTP twins):
 
   meterstream invoices list|show|render|void|mark-overdue     the invoice records, documents and files
+                                                 (render --format html|pdf|png|xml; xml: UBL 2.1 / EN 16931)
   meterstream payments record|list               payments received, reconciled against invoices
   meterstream credit-notes create|list           corrections of finalized invoices
   meterstream export --month YYYY-MM --format csv|json --out DIR    a month for the ERP
@@ -21,7 +22,8 @@ from typing import Any
 
 from meterstream.schemas.settings import Settings
 
-FORMATS = ("html", "pdf", "png")
+FORMATS = ("html", "pdf", "png")  # the default of `invoices render`
+CHOICES = (*FORMATS, "xml")  # xml: the UBL 2.1 / EN 16931 e-invoice (documents/ubl.py)
 
 
 class UserError(Exception):
@@ -261,11 +263,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _tenant(c)
     c.add_argument("invoice_id")
     c.add_argument("--record", action="store_true", help="the record (status, paid, credited, amount due) instead")
-    c = acts.add_parser("render", help="write an invoice as HTML, PDF and PNG (a stored one, or a JSON file)")
+    c = acts.add_parser("render", help="write an invoice as HTML, PDF, PNG or UBL XML (a stored one, or a JSON file)")
     c.add_argument("invoice_id", nargs="?")
     c.add_argument("--tenant", default=None, help="required with an invoice id")
     c.add_argument("--file", default=None, help="an invoice JSON file (as `meterstream close` writes) instead")
-    c.add_argument("--format", action="append", choices=list(FORMATS), help="repeatable; default: all three")
+    c.add_argument("--format", action="append", choices=list(CHOICES),
+                   help="repeatable; default: html, pdf and png; xml: the UBL 2.1 / EN 16931 e-invoice")  # fmt: skip
     c.add_argument("--locale", default=None, help="e.g. de_DE (default: the buyer's)")
     c.add_argument("--out", default=".", help="directory for the files (default: here)")
     c = acts.add_parser("void", help="void a finalized invoice nothing was paid or credited on")

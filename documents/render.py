@@ -1,8 +1,9 @@
-"""`render_invoice`: an invoice JSON file (version 2, or version 1 as the close wrote it) to HTML, PDF and PNG.
+"""`render_invoice`: an invoice JSON file (version 2, or version 1 as the close wrote it) to HTML, PDF, PNG and
+the UBL 2.1 / EN 16931 e-invoice (XML).
 
-The hook for the CLI (`meterstream invoice render`, next): reads the file, converts a version 1 document
-(`schemas.invoice.from_v1`), validates it, and writes `<name>.html`, `<name>.pdf`, `<name>.png` (page 1) into
-the output folder, `<name>` being the JSON file's name without `.json`.
+The hook for the CLI (`meterstream invoices render`): reads the file, converts a version 1 document
+(`schemas.invoice.from_v1`), validates it, and writes `<name>.html`, `<name>.pdf`, `<name>.png` (page 1) and, when
+asked, `<name>.xml` (`documents/ubl.py`) into the output folder, `<name>` being the JSON file's name without `.json`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import orjson
 
 from meterstream.schemas.invoice import InvoiceDoc, decode, from_v1, validate
 
-__all__ = ["FORMATS", "load_invoice", "render_invoice"]
+__all__ = ["ALL_FORMATS", "FORMATS", "load_invoice", "render_invoice"]
 
-FORMATS = ("html", "pdf", "png")
+FORMATS = ("html", "pdf", "png")  # the default: what a person reads
+ALL_FORMATS = (*FORMATS, "xml")  # xml: the UBL 2.1 / EN 16931 e-invoice, for the buyer's accounting software
 
 
 def load_invoice(path: Path | str) -> InvoiceDoc:
@@ -49,20 +51,30 @@ def render_invoice(
     formats: Iterable[str] = FORMATS,
     locale: str | None = None,
 ) -> dict[str, Path]:
-    """Render the invoice at `path_to_json` into `out_dir` in `formats` (html, pdf, png); {format: path written}.
+    """Render the invoice at `path_to_json` into `out_dir` in `formats` (html, pdf, png, xml); {format: path written}.
 
-    `locale` overrides the buyer's (e.g. de_DE). ValueError for an unknown format, a document that does not
-    validate, or an unknown locale; nothing is written then."""
+    `locale` overrides the buyer's (e.g. de_DE; the XML has none). ValueError for an unknown format, a document
+    that does not validate, an unknown locale, or (xml) a document that cannot be an EN 16931 invoice, such as a
+    draft; nothing is written then."""
     wanted = list(dict.fromkeys(formats))
-    unknown = [f for f in wanted if f not in FORMATS]
+    unknown = [f for f in wanted if f not in ALL_FORMATS]
     if unknown:
-        raise ValueError(f"formats: {unknown[0]!r} is not one of {', '.join(FORMATS)}")
-    from meterstream.documents.html import render_html
-
+        raise ValueError(f"formats: {unknown[0]!r} is not one of {', '.join(ALL_FORMATS)}")
     source = Path(path_to_json)
     doc = load_invoice(source)
-    html = render_html(doc, locale)
     outputs: dict[str, bytes] = {}
+    if "xml" in wanted:
+        from meterstream.documents.ubl import to_ubl
+
+        try:
+            outputs["xml"] = to_ubl(doc)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+    html = ""
+    if {"html", "pdf", "png"} & set(wanted):
+        from meterstream.documents.html import render_html
+
+        html = render_html(doc, locale)
     if "html" in wanted:
         outputs["html"] = html.encode()
     if "pdf" in wanted or "png" in wanted:

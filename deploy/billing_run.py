@@ -9,6 +9,13 @@ the run waits, up to `--wait` seconds, for the pipeline to process what was prod
 run (exit 1) with the guards' reason. Re-running changes nothing: every period it closed is in
 `period_closes`.
 
+Grace periods: customers whose `invoice_grace_days` have not passed since the period ended in their time zone
+(`close_guards.in_grace`) are left out of the close (their drafts are kept current, `invoice_emitter/drafts.py`);
+everyone else is finalized, and the period is not marked closed, so the next run comes back to it, finalizes
+those whose grace has passed (the others keep their numbers: `close.py`), and marks it once nobody is left.
+The run closes no later period meanwhile (`waiting` names the customers). Each run also marks the finalized
+invoices past their due date overdue (`entities.invoices.mark_overdue`, today in UTC).
+
 `meterstream billing close --period P [--force] --json` is the same close as `meterstream close` with a JSON
 answer (the API's POST /v1/billing/close runs it as a child process: a close pauses the garbage collector of
 its process and takes a core for a while).
@@ -105,11 +112,13 @@ def due_periods(closed: list[str], usage_periods: list[str], now: datetime) -> l
 
 @dataclass
 class BillingRunResult:
-    closed: list[str] = field(default_factory=list)  # periods closed by this run
+    closed: list[str] = field(default_factory=list)  # periods closed (for every customer) by this run
     invoices: dict[str, int] = field(default_factory=dict)  # period -> invoices written
     failed: list[dict[str, str]] = field(default_factory=list)  # customers not invoiced (period, tenant, ...)
     waiting: str | None = None  # a due period that has not ended yet: the next run closes it
     refused: str | None = None  # the guards' reason, when the run gave up (lag, Kafka)
+    in_grace: dict[str, list[str]] = field(default_factory=dict)  # period -> customers left for a later run
+    overdue: int = 0  # invoices marked overdue by this run
 
     @property
     def outcome(self) -> str:
@@ -117,7 +126,7 @@ class BillingRunResult:
             return "refused"
         if self.failed:
             return "failed_customers"
-        return "closed" if self.closed else "nothing_to_do"
+        return "closed" if self.closed or self.invoices else "nothing_to_do"
 
     @property
     def exit_code(self) -> int:
@@ -139,8 +148,17 @@ def usage_periods(client: Any, db: str) -> list[str]:
     return [r[0] for r in client.query(f"SELECT DISTINCT period FROM {db}.rated_usage ORDER BY period").result_rows]
 
 
-def close_one(settings: Settings, client: Any, period: str, out: Path, publish: bool) -> dict[str, Any]:
-    """Close `period` (no guards here) and summarize it."""
+def close_one(
+    settings: Settings,
+    client: Any,
+    period: str,
+    out: Path,
+    publish: bool,
+    customers: set[tuple[str, str]] | None = None,
+    exclude: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+    store: Any = None,
+) -> dict[str, Any]:
+    """Close `period` (no guards here; `customers`: only these, `exclude`: all but these) and summarize it."""
     from meterstream.ingest.topics import Topics
     from meterstream.invoice_emitter.close import close_period
     from meterstream.invoice_emitter.store_plans import StoreView
@@ -153,9 +171,10 @@ def close_one(settings: Settings, client: Any, period: str, out: Path, publish: 
         producer = make_producer(settings)
     result = close_period(client, settings.clickhouse_database, load_catalog(settings.catalog), period, out,
                           producer, Topics.from_settings(settings).invoices, progress=False,
-                          store=StoreView.open(settings))  # fmt: skip
+                          store=store or StoreView.open(settings), customers=customers, exclude=exclude)  # fmt: skip
     return {
         "period": period,
+        "customers": None if customers is None else [f"{t}/{c}" for t, c in sorted(customers)],
         "invoices": len(result.invoices),
         "totals": {c: str(t) for c, t in sorted(result.totals_by_currency.items())},
         "reissued": result.reissued,
@@ -178,7 +197,8 @@ def run_billing(
     """Close every ended, unclosed period (see the module's docstring). Idempotent. `stop` set (SIGTERM of the
     CLI): the run ends while waiting or between two periods, never inside a close."""
     stop = stop or threading.Event()
-    from meterstream.deploy.close_guards import check_close
+    from meterstream.deploy.close_guards import check_close, grace_text, in_grace
+    from meterstream.entities.invoices import mark_overdue
     from meterstream.ingest.lag import LagProbe
     from meterstream.invoice_emitter.ledger import closed_periods
     from meterstream.invoice_emitter.store_plans import StoreView
@@ -186,10 +206,11 @@ def run_billing(
     client = client if client is not None else _clients(settings)
     db = settings.clickhouse_database
     result = BillingRunResult()
+    store = StoreView.open(settings)
+    result.overdue = len(mark_overdue(store.sf, now().astimezone(UTC).date()))
     due = due_periods(closed_periods(client, db), usage_periods(client, db), now())
     if not due:
         return result
-    store = StoreView.open(settings)
     targets: LagTargets | None = None
     probe: LagProbe | None = None
     drained = False
@@ -218,10 +239,17 @@ def run_billing(
                     result.refused = f"stopped while waiting: {report.message()}"
                     return result
                 report, targets = check_close(settings, period, store, now(), probe, targets)
-            summary = close_one(settings, client, period, out, publish)
-            result.closed.append(period)
+            grace = in_grace(store, period, now())
+            summary = close_one(settings, client, period, out, publish,
+                                exclude={(g.tenant, g.customer) for g in grace}, store=store)  # fmt: skip
             result.invoices[period] = summary["invoices"]
             result.failed += [{"period": period, **f} for f in summary["failed"]]
+            if grace:  # closed for everyone else: the next run finalizes them once their grace has passed
+                result.in_grace[period] = [f"{g.tenant}/{g.customer}" for g in grace]
+                result.waiting = f"{period}: {grace_text(grace)}"
+                log.info("billing run: %s closed but for %s", period, grace_text(grace))
+                break
+            result.closed.append(period)
             log.info("billing run: closed %s (%d invoices, %d customers failed)", period, summary["invoices"],
                      len(summary["failed"]))  # fmt: skip
     finally:
@@ -339,6 +367,8 @@ def scheduler_for(env: dict[str, str], home: Path, logs: Path, say: Callable[[st
 
 def describe(answer: dict[str, Any]) -> str:
     parts = [f"closed {', '.join(answer['closed'])}" if answer["closed"] else "nothing closed"]
+    if answer.get("overdue"):
+        parts.append(f"{answer['overdue']} invoices overdue")
     if answer.get("waiting"):
         parts.append(f"waiting: {answer['waiting']}")
     if answer.get("refused"):
@@ -377,14 +407,27 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(json.dumps({"error": "invalid", "field": "period", "message": str(exc)}))
         return 2
+    from meterstream.deploy.close_guards import resolve_tenant
+    from meterstream.invoice_emitter.store_plans import StoreView
+
     out = Path(args.out) if args.out else settings.invoices_dir
     client = _clients(settings)
+    store = StoreView.open(settings)
+    customers = None
+    if args.customer:
+        try:
+            tenant = resolve_tenant(client, settings.clickhouse_database, store, args.customer, args.tenant)
+        except ValueError as exc:
+            field_name = str(exc).split(":", 1)[0]
+            print(json.dumps({"error": "invalid", "field": field_name, "message": str(exc)}))
+            return 2
+        customers = {(tenant, args.customer)}
     if not args.force:
-        reason = close_refusal(settings, period, client)
+        reason = close_refusal(settings, period, client, store, customers)
         if reason:
             print(json.dumps({"error": "refused", "message": reason}))
             return EXIT_REFUSED
-    summary = close_one(settings, client, period, out, publish=not args.no_publish)
+    summary = close_one(settings, client, period, out, publish=not args.no_publish, customers=customers, store=store)
     print(json.dumps({**summary, "forced": bool(args.force)}))
     return 1 if summary["failed"] else 0
 
@@ -402,6 +445,8 @@ def add_commands(sub: Any) -> None:
     c.set_defaults(func=_run)
     c = bs.add_parser("close", help="close one period, answered in JSON (what POST /v1/billing/close runs)")
     c.add_argument("--period", required=True, help="YYYY-MM")
+    c.add_argument("--customer", default=None, help="close only this customer (external id)")
+    c.add_argument("--tenant", default=None, help="the customer's tenant (needed when the id exists in several)")
     c.add_argument("--force", action="store_true", help="close even if a guard refuses")
     c.add_argument("--out", default=None, help="directory for the JSON documents (METERSTREAM_INVOICES_DIR)")
     c.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")

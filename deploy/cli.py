@@ -70,6 +70,7 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
 def _close(args: argparse.Namespace, settings: Settings) -> int:
     from meterstream.aggregation.client import connect
     from meterstream.aggregation.http_front import front_client
+    from meterstream.deploy.close_guards import check_period
     from meterstream.ingest.producer import make_producer
     from meterstream.ingest.topics import Topics
     from meterstream.invoice_emitter.close import close_period
@@ -77,13 +78,27 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     from meterstream.invoice_emitter.store_plans import StoreView
     from meterstream.rating.catalog import load_catalog
 
+    try:
+        check_period(args.period)  # an operator error, before anything is opened
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
     catalog = load_catalog(settings.catalog)
     # embedded store: through the sink's ClickHouse HTTP front (as its internal writer) while the sink owns it
     client = front_client(settings, writer=True) or connect(settings)
-    if not getattr(args, "force", False):  # close guards: the period ended, the pipeline drained, Kafka up
+    store = StoreView.open(settings)  # created when missing: the home of the invoice records
+    customers = None
+    if getattr(args, "customer", None):  # one customer: only its invoice is finalized (docs/billing.md)
+        from meterstream.deploy.close_guards import resolve_tenant
+
+        try:
+            tenant = resolve_tenant(client, settings.clickhouse_database, store, args.customer, args.tenant)
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from None
+        customers = {(tenant, args.customer)}
+    if not getattr(args, "force", False):  # close guards: the period ended, the pipeline drained, Kafka up, grace
         from meterstream.deploy.close_guards import close_refusal
 
-        refusal = close_refusal(settings, args.period, client)
+        refusal = close_refusal(settings, args.period, client, store, customers)
         if refusal:
             print(f"meterstream close: refused: {refusal}", file=sys.stderr)
             return 3
@@ -96,9 +111,10 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
         Path(args.out),
         producer,
         Topics.from_settings(settings).invoices,
-        store=StoreView.open(settings),  # created when missing: the home of the invoice records
+        store=store,
         issuing=Issuing.from_settings(settings, issue_date=getattr(args, "issue_date", None)),
         render=tuple(f for f in (getattr(args, "render", "") or "").split(",") if f),
+        customers=customers,
     )
     for currency, total in sorted(result.totals_by_currency.items()):
         print(f"{args.period}: {currency} {total}")
@@ -258,8 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", required=True, help="YYYY-MM")
     p.add_argument("--out", default="meterstream-out/invoices", help="directory for the JSON documents")
     p.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")
-    p.add_argument("--force", action="store_true", help="close even if the period has not ended or the pipeline "
-                   "has a backlog (exit 3 when a guard refuses)")  # fmt: skip
+    p.add_argument("--customer", default=None, help="close only this customer (external id): its invoice alone "
+                   "is finalized")  # fmt: skip
+    p.add_argument("--tenant", default=None, help="the customer's tenant (needed when the id exists in several)")
+    p.add_argument("--force", action="store_true", help="close even if the period has not ended, the pipeline "
+                   "has a backlog or customers are in their grace period (exit 3 when a guard refuses)")  # fmt: skip
     p.add_argument("--issue-date", type=date.fromisoformat, default=None,
                    help="YYYY-MM-DD; default: the day after the period ends (docs/billing.md)")  # fmt: skip
     p.add_argument("--render", default="", help="also write html,pdf,png next to each JSON (PDF ~0.3 s each)")

@@ -14,8 +14,16 @@ produced before the check must be processed; later events are new (late usage of
 adjustment on the next invoice). The lag is not split by period: any backlog refuses. Kafka unreachable
 refuses too (the lag cannot be known).
 
-Pure decisions (`period_end`, `GuardReport`) and small I/O functions (`billing_zones`, `pipeline_backlog`,
-`kafka_error`, `check_close`).
+Grace periods (issue #15 item 2): a customer with `invoice_grace_days` N is finalized only once its period has
+ended in its own time zone and N more days have passed; until then its draft is kept current (late usage lands
+in it). `in_grace` lists the customers still in theirs; `close_refusal` names them (`--force` closes them too),
+the billing run closes everyone else and comes back for them (deploy/billing_run.py).
+
+A close of one customer (`close --customer`) is checked against that customer's own time zone and grace, and
+the same pipeline backlog (the lag is not split by customer either).
+
+Pure decisions (`period_end`, `grace_end`, `GuardReport`) and small I/O functions (`billing_zones`, `in_grace`,
+`pipeline_backlog`, `kafka_error`, `check_close`, `resolve_tenant`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from meterstream.invoice_emitter.subscription_invoice import label_window
@@ -70,6 +78,28 @@ def period_end(period: str, zones: Iterable[str] = ()) -> PeriodEnd:
 
 
 @dataclass(frozen=True)
+class Grace:
+    tenant: str
+    customer: str
+    until: datetime  # UTC instant: the period's local end + the customer's grace days
+
+    def text(self) -> str:
+        return f"{self.tenant}/{self.customer} until {self.until.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+
+
+def grace_end(period: str, timezone: str, grace_days: int) -> datetime:
+    """When a customer's invoice of `period` may be finalized: the period's end in `timezone` + `grace_days`."""
+    return label_window(check_period(period), timezone)[1] + timedelta(days=grace_days)
+
+
+def grace_text(grace: list[Grace], shown: int = 5) -> str:
+    """e.g. '2 customers in their grace period: t1/c1 until 2026-12-04T00:00Z, t1/c2 until ...'."""
+    names = ", ".join(g.text() for g in grace[:shown])
+    more = f" and {len(grace) - shown:,} more" if len(grace) > shown else ""
+    return f"{_count(len(grace), 'customer')} in their grace period: {names}{more}"
+
+
+@dataclass(frozen=True)
 class Backlog:
     processor: int  # usage events the processor has not committed
     sink: int  # rated-usage messages the sink has not committed (one message carries many records)
@@ -92,6 +122,7 @@ class GuardReport:
     backlog: Backlog | None = None  # None: not measured (Kafka unreachable, or the broker could not tell yet)
     kafka_problem: str | None = None
     notes: list[str] = field(default_factory=list)
+    grace: list[Grace] = field(default_factory=list)  # customers still in their grace period
 
     @property
     def ended(self) -> bool:
@@ -100,6 +131,8 @@ class GuardReport:
     @property
     def reasons(self) -> list[str]:
         out = [] if self.ended else [self.end.text()]
+        if self.grace:
+            out.append(grace_text(self.grace))
         if self.kafka_problem is not None:
             out.append(self.kafka_problem)
         elif self.backlog is None:
@@ -146,6 +179,46 @@ def billing_zones(store: StoreView | None) -> set[str]:
             )
             zones |= {z or "UTC" for z in s.scalars(stmt.distinct())}
     return zones
+
+
+def in_grace(
+    store: StoreView | None, period: str, now: datetime, customers: set[tuple[str, str]] | None = None
+) -> list[Grace]:
+    """The customers (of `customers`, default every customer in the store) whose invoice of `period` is not issued
+    yet and whose grace period has not passed at `now`, by end of grace then name."""
+    if store is None:
+        return []
+    from meterstream.invoice_emitter.closed import issued_keys
+
+    out = []
+    for (tenant, customer), doc in store.customers().items():
+        if doc.invoice_grace_days <= 0 or (customers is not None and (tenant, customer) not in customers):
+            continue
+        until = grace_end(period, doc.timezone, doc.invoice_grace_days)
+        if now < until:
+            out.append(Grace(tenant, customer, until))
+    if out:
+        issued = issued_keys(store.sf, period)
+        out = [g for g in out if (g.tenant, g.customer) not in issued]
+    return sorted(out, key=lambda g: (g.until, g.tenant, g.customer))
+
+
+def resolve_tenant(client: Any, db: str, store: StoreView | None, customer: str, tenant: str | None) -> str:
+    """The tenant of `customer` for a close of one customer: `tenant` when given, else the one tenant that has
+    usage or a customer record with that id. ValueError naming the field when there is none or several."""
+    if tenant:
+        return tenant
+    rows = client.query(f"SELECT DISTINCT tenant FROM {db}.rated_usage WHERE customer = {{c:String}}",
+                        parameters={"c": customer}).result_rows  # fmt: skip
+    tenants = {r[0] for r in rows}
+    if store is not None:
+        tenants |= {t for (t, c) in store.customers() if c == customer}
+    if not tenants:
+        raise ValueError(f"customer: no usage and no customer record with the id {customer!r}")
+    if len(tenants) > 1:
+        raise ValueError(f"tenant: customer {customer!r} exists in tenants {', '.join(sorted(tenants))}; name one "
+                         "with --tenant")  # fmt: skip
+    return tenants.pop()
 
 
 def kafka_error(settings: Settings, timeout: float = 5.0) -> str | None:
@@ -247,15 +320,21 @@ def check_close(
     targets: LagTargets | None = None,
     kafka_timeout: float = 5.0,
     settle_seconds: float = 10.0,
+    customers: set[tuple[str, str]] | None = None,
 ) -> tuple[GuardReport, LagTargets | None]:
-    """Every guard for closing `period` now. `probe`: an open LagProbe to reuse (else one is opened and closed).
-    Answers the broker gives while it settles (no partition leader yet, group coordinator loading) are asked
-    again for up to `settle_seconds`."""
+    """Every guard for closing `period` now (grace periods aside: `in_grace`). `probe`: an open LagProbe to reuse
+    (else one is opened and closed). Answers the broker gives while it settles (no partition leader yet, group
+    coordinator loading) are asked again for up to `settle_seconds`. `customers`: a close of these alone (their
+    time zones count, not everyone's)."""
     from confluent_kafka import KafkaException
 
     from meterstream.ingest.lag import LagProbe
 
-    report = GuardReport(period_end(period, billing_zones(store)), now or datetime.now(UTC))
+    if customers is not None:
+        zones = {store.timezone(t, c) for t, c in customers} if store is not None else set()
+    else:
+        zones = billing_zones(store)
+    report = GuardReport(period_end(period, zones), now or datetime.now(UTC))
     problem = kafka_error(settings, kafka_timeout)
     if problem is not None:
         report.kafka_problem = problem
@@ -282,11 +361,19 @@ def check_close(
     return report, targets
 
 
-def close_refusal(settings: Settings, period: str, client: Any = None, store: StoreView | None = None) -> str | None:
-    """Why `meterstream close --period` must not run now ('...; use --force to close anyway'), or None.
-    A period already closed is re-issued unchanged, so nothing is checked for it (needs `client`). `store`:
-    the entity store (default: the one the settings name, opened after those checks). A bad period
-    is a RuntimeError naming the field (the CLI prints operator errors without a traceback)."""
+def close_refusal(
+    settings: Settings,
+    period: str,
+    client: Any = None,
+    store: StoreView | None = None,
+    customers: set[tuple[str, str]] | None = None,
+    now: datetime | None = None,
+) -> str | None:
+    """Why `meterstream close --period [--customer]` must not run now ('...; use --force to close anyway'), or
+    None. A period already closed (for everyone, or for each of `customers`) is re-issued unchanged, so nothing
+    is checked for it (needs `client`). `store`: the entity store (default: the one the settings name, opened
+    after those checks). Customers in their grace period refuse the close, named. A bad period is a
+    RuntimeError naming the field (the CLI prints operator errors without a traceback)."""
     try:
         check_period(period)
     except ValueError as exc:
@@ -296,7 +383,14 @@ def close_refusal(settings: Settings, period: str, client: Any = None, store: St
 
         if period in closed_periods(client, settings.clickhouse_database):
             return None
-    report, _ = check_close(settings, period, store if store is not None else opened_store(settings))
+    store = store if store is not None else opened_store(settings)
+    if customers is not None and store is not None:
+        from meterstream.invoice_emitter.closed import issued_keys
+
+        if customers <= issued_keys(store.sf, period):
+            return None
+    report, _ = check_close(settings, period, store, now, customers=customers)
+    report.grace = in_grace(store, period, report.now, customers)
     return report.message() or None
 
 

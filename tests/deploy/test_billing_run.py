@@ -228,3 +228,74 @@ def test_the_scheduler_runs_billing_run_as_a_child_and_writes_its_metrics(tmp_pa
     assert "meterstream_billing_last_exit_code 0.0" in metrics
     assert "meterstream_billing_periods_closed_total 0.0" in metrics
     assert "--- billing run " in (tmp_path / "logs" / "billing.log").read_text()
+
+
+@pytest.mark.kafka
+def test_a_customer_in_its_grace_period_is_finalized_by_the_first_run_after_it_with_its_late_usage(
+    chdb_client, setup, tmp_path: Path
+) -> None:
+    """c1 has 3 days of grace: November ends 2026-12-01T00:00Z (UTC), so c1 is finalized from 2026-12-04T00:00Z.
+    By hand: c2 110 calls = 90 x 0.50 + 10 x 0.25 = 47.50; c1 30 calls = 10.00, with 60 late calls 90 = 40.00."""
+    from meterstream.entities import invoices
+    from meterstream.entities.customers import put_customer
+    from meterstream.entities.db import make_engine, migrate, session_factory
+    from meterstream.invoice_emitter.ledger import closed_periods
+    from meterstream.schemas.entities import CustomerDoc
+
+    settings, db = setup
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = settings.model_copy(update={"database_url": url})
+    engine = make_engine(url=url)
+    migrate(engine=engine)
+    sf = session_factory(engine)
+    put_customer(sf, CustomerDoc(tenant="t1", external_id="c1", name="C1", version=0, invoice_grace_days=3))
+    _usage(chdb_client, db, "c1", utc(2026, 11, 10), "30")
+    _usage(chdb_client, db, "c2", utc(2026, 11, 10), "110")
+    out = tmp_path / "inv"
+
+    def run(now: datetime):  # type: ignore[no-untyped-def]
+        return run_billing(settings, out, wait_seconds=30, publish=False, now=lambda: now, client=chdb_client)
+
+    first = run(utc(2026, 12, 3, 23, 59))  # a minute before c1's grace ends
+    assert (first.closed, first.invoices, first.outcome, first.exit_code) == ([], {"2026-11": 1}, "closed", 0)
+    assert first.in_grace == {"2026-11": ["t1/c1"]}
+    assert first.waiting == "2026-11: 1 customer in their grace period: t1/c1 until 2026-12-04T00:00Z"
+    assert closed_periods(chdb_client, db) == []  # not closed for everyone yet
+    [c2] = invoices.list_invoices(sf, "t1")
+    assert (c2.customer, c2.status, c2.number, c2.total) == ("c2", "finalized", "DEMO-2026-000001", Decimal("47.50"))
+
+    _usage(chdb_client, db, "c1", utc(2026, 11, 20), "60")  # late, but within c1's grace: on its November invoice
+    second = run(utc(2026, 12, 4))
+    assert (second.closed, second.in_grace, second.waiting, second.exit_code) == (["2026-11"], {}, None, 0)
+    assert closed_periods(chdb_client, db) == ["2026-11"]
+    got = {r.customer: (r.number, r.total) for r in invoices.list_invoices(sf, "t1")}
+    assert got == {"c2": ("DEMO-2026-000001", Decimal("47.50")), "c1": ("DEMO-2026-000002", Decimal("40.00"))}
+    assert orjson.loads((out / "2026-11" / "t1" / "c1.json").read_bytes())["total"] == "40.00"
+
+
+def test_each_run_marks_invoices_past_their_due_date_overdue(chdb_client, tmp_path: Path) -> None:
+    """No usage at all: nothing to close, but a finalized invoice due 2026-11-01 is overdue on 2026-11-02."""
+    from meterstream.aggregation.ddl import create_schema
+    from meterstream.entities import invoices
+    from meterstream.entities.db import make_engine, migrate, session_factory
+
+    db = f"b_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, db)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = make_engine(url=url)
+    migrate(engine=engine)
+    sf = session_factory(engine)
+    invoices.upsert_draft(sf, tenant="t1", invoice_id="i1", customer="c1", period="2026-10", currency="USD",
+                          total="12.00", issue_date=datetime(2026, 11, 1).date(),
+                          due_date=datetime(2026, 11, 1).date(), document=b"{}")  # fmt: skip
+    invoices.finalize(sf, "t1", "i1", "DEMO")
+    settings = Settings(home=tmp_path / "home", catalog=CATALOG, clickhouse_database=db, database_url=url)
+
+    def run(now: datetime):  # type: ignore[no-untyped-def]
+        return run_billing(settings, tmp_path / "inv", publish=False, now=lambda: now, client=chdb_client)
+
+    assert run(utc(2026, 11, 1, 23)).overdue == 0  # on the due date itself: not yet
+    result = run(utc(2026, 11, 2, 0, 30))
+    assert (result.overdue, result.outcome, result.exit_code) == (1, "nothing_to_do", 0)
+    assert invoices.get(sf, "t1", "i1").status == "overdue"
+    assert run(utc(2026, 11, 3)).overdue == 0  # once

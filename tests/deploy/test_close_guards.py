@@ -220,3 +220,39 @@ def test_close_refuses_without_force_and_closes_with_it(
     this_month = f"{datetime.now(UTC):%Y-%m}"
     assert close(this_month, force=False) == 3
     assert f"{this_month} ends " in capsys.readouterr().err
+
+
+# --- grace periods -----------------------------------------------------------------------------------------
+
+
+def test_grace_ends_days_after_the_period_ends_in_the_customers_zone_and_the_refusal_names_them(tmp_path) -> None:
+    from meterstream.deploy.close_guards import Grace, grace_end, in_grace
+    from meterstream.entities.customers import put_customer
+    from meterstream.entities.db import make_engine, migrate, session_factory
+    from meterstream.invoice_emitter.store_plans import StoreView
+    from meterstream.schemas.entities import CustomerDoc
+
+    # November 2026 ends 2026-12-01T00:00 local; New York is EST (UTC-5): 05:00Z, + 3 days
+    assert grace_end("2026-11", "America/New_York", 3) == utc(2026, 12, 4, 5)
+    assert grace_end("2026-11", "UTC", 0) == utc(2026, 12, 1)
+    engine = make_engine(url=f"sqlite:///{tmp_path / 'store.db'}")
+    migrate(engine=engine)
+    sf = session_factory(engine)
+    put_customer(sf, CustomerDoc(tenant="t1", external_id="ny", name="NY", version=0, timezone="America/New_York",
+                                 invoice_grace_days=3))  # fmt: skip
+    put_customer(sf, CustomerDoc(tenant="t1", external_id="utc", name="U", version=0, invoice_grace_days=1))
+    put_customer(sf, CustomerDoc(tenant="t1", external_id="none", name="N", version=0))
+    store = StoreView(sf)
+    at = utc(2026, 12, 2, 12)
+    assert in_grace(store, "2026-11", at) == [Grace("t1", "ny", utc(2026, 12, 4, 5))]  # utc's ended 12-02T00:00Z
+    assert in_grace(store, "2026-11", utc(2026, 12, 1, 12)) == [Grace("t1", "utc", utc(2026, 12, 2)),
+                                                                Grace("t1", "ny", utc(2026, 12, 4, 5))]  # fmt: skip
+    assert in_grace(store, "2026-11", at, {("t1", "utc")}) == []
+    assert in_grace(store, "2026-11", utc(2026, 12, 4, 5)) == []  # the end of grace itself: over
+    report = GuardReport(period_end("2026-11"), at, Backlog(0, 0), grace=in_grace(store, "2026-11", at))
+    assert report.message() == ("1 customer in their grace period: t1/ny until 2026-12-04T05:00Z; "
+                                "use --force to close anyway")  # fmt: skip
+    many = [Grace("t1", f"c{i}", utc(2026, 12, 3)) for i in range(7)]
+    assert GuardReport(period_end("2026-11"), at, Backlog(0, 0), grace=many).reasons == [
+        "7 customers in their grace period: t1/c0 until 2026-12-03T00:00Z, t1/c1 until 2026-12-03T00:00Z, "
+        "t1/c2 until 2026-12-03T00:00Z, t1/c3 until 2026-12-03T00:00Z, t1/c4 until 2026-12-03T00:00Z and 2 more"]

@@ -117,3 +117,37 @@ def test_close_writes_through_the_sinks_clickhouse_front_while_it_owns_the_embed
     finally:
         front.terminate()
         front.wait(30)
+
+
+def test_close_of_one_customer_from_the_cli(
+    chdb_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`meterstream close --period 2026-10 --customer c1`: only c1 is finalized (30 calls: 10.00); its tenant is
+    found from its usage; an id that two tenants use needs --tenant."""
+    from meterstream.invoice_emitter.ledger import closed_periods
+
+    db = f"c_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, db)
+    twin = row("c3", "bulk", "5")
+    twin[0] = "t2"
+    chdb_client.insert(f"{db}.rated_usage", [row("c1", "basic", "30"), row("c2", "basic", "40"), row("c3", "basic", "5"),
+                                             twin], column_names=list(RATED_COLUMNS))  # fmt: skip
+    settings = Settings(home=tmp_path / "home", catalog=CATALOG, clickhouse_database=db, database_url=None)
+    monkeypatch.setattr("meterstream.aggregation.client.connect", lambda _settings: chdb_client)
+    out = tmp_path / "inv"
+
+    def close(customer: str, tenant: str | None = None) -> int:
+        return cli._close(argparse.Namespace(period="2026-10", out=str(out), no_publish=True, force=True,
+                                             issue_date=None, render="", customer=customer, tenant=tenant), settings)
+
+    assert close("c1") == 0
+    assert sorted(p.name for p in (out / "2026-10" / "t1").iterdir()) == ["c1.json"]
+    doc = orjson.loads((out / "2026-10" / "t1" / "c1.json").read_bytes())
+    assert (doc["total"], doc["number"]) == ("10.00", "DEMO-2026-000001")
+    assert closed_periods(chdb_client, db) == []
+    with pytest.raises(RuntimeError, match="tenant: customer 'c3' exists in tenants t1, t2; name one with --tenant"):
+        close("c3")
+    with pytest.raises(RuntimeError, match="customer: no usage and no customer record with the id 'nobody'"):
+        close("nobody")
+    assert close("c3", "t2") == 0
+    assert orjson.loads((out / "2026-10" / "t2" / "c3.json").read_bytes())["number"] == "DEMO-2026-000001"

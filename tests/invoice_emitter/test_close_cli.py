@@ -130,8 +130,8 @@ def test_close_of_one_customer_from_the_cli(
     create_schema(chdb_client, db)
     twin = row("c3", "bulk", "5")
     twin[0] = "t2"
-    chdb_client.insert(f"{db}.rated_usage", [row("c1", "basic", "30"), row("c2", "basic", "40"), row("c3", "basic", "5"),
-                                             twin], column_names=list(RATED_COLUMNS))  # fmt: skip
+    rows = [row("c1", "basic", "30"), row("c2", "basic", "40"), row("c3", "basic", "5"), twin]
+    chdb_client.insert(f"{db}.rated_usage", rows, column_names=list(RATED_COLUMNS))
     settings = Settings(home=tmp_path / "home", catalog=CATALOG, clickhouse_database=db, database_url=None)
     monkeypatch.setattr("meterstream.aggregation.client.connect", lambda _settings: chdb_client)
     out = tmp_path / "inv"

@@ -429,7 +429,7 @@ def _active_applied(s: Session, where: Sequence[Any]) -> list[tuple[AppliedCoupo
         .where(AppliedCouponRow.status == ACTIVE, *where)
         .order_by(AppliedCouponRow.applied_at, AppliedCouponRow.id)
     )
-    return [(a, c) for a, c in s.execute(stmt).tuples()]
+    return [(a, c) for a, c in s.execute(stmt)]
 
 
 def period_end(period: str) -> datetime:
@@ -544,7 +544,7 @@ def _state(s: Session, tenant: str, customer: str | None) -> dict[str, AppliedCo
         .where(*where)
         .order_by(AppliedCouponRow.applied_at, AppliedCouponRow.id)
     )
-    rows = list(s.execute(stmt).tuples())
+    rows = list(s.execute(stmt))
     inv_where: list[Any] = [InvoiceRow.tenant == tenant]
     if customer is not None:
         inv_where.append(InvoiceRow.customer == customer)

@@ -215,7 +215,7 @@ def customer_tax_codes(sf: sessionmaker, tenant: str, customers: Iterable[str]) 
     )
     out: dict[str, list[StoredTax]] = defaultdict(list)
     with sf() as s:
-        for customer, row in s.execute(stmt).tuples():
+        for customer, row in s.execute(stmt):
             out[customer].append(_stored(row))
     return dict(out)
 

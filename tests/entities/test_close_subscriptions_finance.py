@@ -1,10 +1,14 @@
 """Issue #15, "Done when": a month closed for a German business with a valid VAT number (reverse charge, 0 %),
-a French consumer (20 % VAT) and a US customer (flat sales tax) with a minimum commitment, each invoice compared
-to a hand calculation; a late event after finalization becomes the documented adjustment; re-running the
-close changes nothing. Embedded ClickHouse (chdb) and the entity store on SQLite and PostgreSQL.
+a French consumer (20 % VAT) and a US customer (flat sales tax) with a coupon and a minimum commitment, each
+invoice compared to a hand calculation; a late event after finalization becomes the documented adjustment;
+re-running the close changes nothing; a repeating coupon over 2 periods, then no more; a fixed coupon used once
+whose rest carries over to the next invoice. Embedded ClickHouse (chdb) and the entity store on SQLite and
+PostgreSQL.
 
 Issuer: ACME SAS, France, VAT-registered, invoice prefix ACME; tax table: the EU standard rates (FR 20 %)
-plus a flat US sales tax of 7.25 % (docs/taxes.md). No coupons: the close applies none (docs/billing.md).
+plus a flat US sales tax of 7.25 % (docs/taxes.md). Coupons (docs/coupons.md) come off before tax: each
+coupon's amount is shared among the lines it applies to in proportion to their amounts (largest remainder in
+cents), and each line is taxed on its amount less its share.
 Subscriptions start at the local start of October 2026, monthly calendar periods, fees in arrears (each
 close bills its own month's fee).
 """
@@ -26,6 +30,7 @@ from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
 from meterstream.billing.taxes import REVERSE_CHARGE_MENTION, Seller, TaxTable
 from meterstream.entities import invoices
+from meterstream.entities.coupons import CouponSpec, apply_coupon, create_coupon, list_applied
 from meterstream.entities.customers import put_customer
 from meterstream.entities.plans import publish_plan
 from meterstream.entities.subscriptions import create_subscription
@@ -92,6 +97,10 @@ def setup(sf, client, db: str) -> None:
     usage(client, db, "de-gmbh", datetime(2026, 10, 10, tzinfo=UTC), "10000", "EUR")  # 10,000 x 0.125 = 1,250.00
     usage(client, db, "fr-consumer", datetime(2026, 10, 10, tzinfo=UTC), "4237", "EUR")  # 4,237 x 0.01 = 42.37
     usage(client, db, "us-inc", datetime(2026, 10, 10, tzinfo=UTC), "1000", "USD")  # 1,000 x 0.18 = 180.00
+    # the US customer's coupon: 10 % off the whole invoice, once
+    create_coupon(sf, CouponSpec(tenant=T, code="WELCOME10", name="Welcome 10 %", kind="percentage",
+                                 percent_off=Decimal("10"), duration="once"))  # fmt: skip
+    apply_coupon(sf, T, "us-inc", "WELCOME10")
 
 
 def close(client, db: str, sf, label: str, out: Path):
@@ -135,15 +144,24 @@ def test_the_issues_three_customers_by_hand(chdb_client, db: str, sf, tmp_path: 
     assert [(t["rate"], t["taxable_amount"], t["tax_amount"]) for t in fr["taxes"]] == [("0.20", "62.36", "12.47")]
     assert (fr["issue_date"], fr["due_date"]) == ("2026-11-01", "2026-11-01")  # no payment terms: due on issue
 
-    # US customer, flat sales tax 7.25 %: usage 1,000 x 0.18 = 180.00, base fee 50.00, minimum commitment
-    # 300.00 less usage and fees (docs/billing.md): true-up 300.00 - 180.00 - 50.00 = 70.00; subtotal 300.00;
-    # tax 300.00 x 0.0725 = 21.75 exactly, shared among the lines by largest remainder: 180 x 0.0725 = 13.05,
-    # 50 x 0.0725 = 3.625, 70 x 0.0725 = 5.075 -> floors 13.05 + 3.62 + 5.07 = 21.74, the cent left goes to the
-    # first of the equal remainders (0.5 each): 3.63; total 321.75 USD. Issued Nov 1 (New York), due 15 days later.
+    # US customer, flat sales tax 7.25 %, coupon WELCOME10 (10 % off the whole invoice, once): usage
+    # 1,000 x 0.18 = 180.00, base fee 50.00, minimum commitment 300.00 less usage and fees (docs/billing.md):
+    # true-up 300.00 - 180.00 - 50.00 = 70.00; subtotal 300.00. The minimum true-up is a line like the others:
+    # a whole-invoice coupon discounts it too (a coupon limited to line codes would only if it named it).
+    # Coupon before tax: 10 % x 300.00 = 30.00, shared by amount: 18.00 / 5.00 / 7.00 (exact).
+    # Taxable 162.00 + 45.00 + 63.00 = 270.00; tax 270.00 x 0.0725 = 19.575 -> 19.58 (half away from zero),
+    # shared among the lines by largest remainder: 162 x 0.0725 = 11.745, 45 x 0.0725 = 3.2625, 63 x 0.0725 =
+    # 4.5675 -> floors 11.74 + 3.26 + 4.56 = 19.56, the 2 cents left to the largest remainders (0.75: 4.57,
+    # then 0.5: 11.75). Total 300.00 - 30.00 + 19.58 = 289.58 USD. Issued Nov 1 (New York), due 15 days later.
     us = docs["us-inc"]
-    assert lines(us) == [("usage", "180.00", "0.0725", "13.05", "S"), ("fixed", "50.00", "0.0725", "3.63", "S"),
-                         ("minimum", "70.00", "0.0725", "5.07", "S")]  # fmt: skip
-    assert (us["subtotal"], us["tax_total"], us["total"], us["currency"]) == ("300.00", "21.75", "321.75", "USD")
+    assert lines(us) == [("usage", "180.00", "0.0725", "11.75", "S"), ("fixed", "50.00", "0.0725", "3.26", "S"),
+                         ("minimum", "70.00", "0.0725", "4.57", "S")]  # fmt: skip
+    assert [ln["discount_amount"] for ln in us["lines"]] == ["18.00", "5.00", "7.00"]
+    assert us["discounts"] == [{"code": "WELCOME10", "description": "Welcome 10 %", "kind": "percentage",
+                                "percentage": "0.1", "amount": "30.00", "periods_remaining": 0}]  # fmt: skip
+    assert (us["subtotal"], us["discount_total"], us["tax_total"], us["total"], us["currency"]) == (
+        "300.00", "30.00", "19.58", "289.58", "USD")  # fmt: skip
+    assert [(t["taxable_amount"], t["tax_amount"]) for t in us["taxes"]] == [("270.00", "19.58")]
     assert (us["issue_date"], us["due_date"]) == ("2026-11-01", "2026-11-16")
 
     # finalized, numbered without gaps in the order closed (customer order), recorded in the store
@@ -157,7 +175,7 @@ def test_the_issues_three_customers_by_hand(chdb_client, db: str, sf, tmp_path: 
         assert file_doc.number == d["number"]  # the file carries the numbered document
     stored = chdb_client.query(f"SELECT customer, total, document FROM {db}.invoices FINAL ORDER BY customer")
     assert [(c, t) for c, t, _ in stored.result_rows] == [
-        ("de-gmbh", Decimal("1349")), ("fr-consumer", Decimal("74.83")), ("us-inc", Decimal("321.75"))]  # fmt: skip
+        ("de-gmbh", Decimal("1349")), ("fr-consumer", Decimal("74.83")), ("us-inc", Decimal("289.58"))]  # fmt: skip
     assert orjson.loads(stored.result_rows[0][2])["number"] == "ACME-2026-000001"
 
 
@@ -188,6 +206,13 @@ def test_rerun_changes_nothing_and_late_usage_is_adjusted_on_the_next_invoice(
     assert sorted(d["number"] for d in nov.values()) == ["ACME-2026-000004", "ACME-2026-000005", "ACME-2026-000006"]
     # the October invoice stays as it was
     assert invoices.get(sf, T, first.invoices[1]["id"]).total == Decimal("74.83")
+    # the US customer's once coupon was used by October's invoice (counted once, though October was closed
+    # twice): November has no discount. Fee 50.00, no usage, true-up 300.00 - 50.00 = 250.00; subtotal 300.00,
+    # tax 300.00 x 0.0725 = 21.75, total 321.75.
+    us = nov["us-inc"]
+    assert (us["discounts"], us["discount_total"], us["subtotal"], us["total"]) == ([], "0.00", "300.00", "321.75")
+    ((applied),) = list_applied(sf, T, "us-inc")
+    assert (applied.periods_used, applied.status) == (1, "terminated")  # used up: derived from the invoices
 
 
 def test_an_invalid_vat_number_fails_that_customer_alone(chdb_client, db: str, sf, tmp_path: Path) -> None:
@@ -234,3 +259,61 @@ def test_per_user_shares_of_a_volume_priced_subscription_line(chdb_client, db: s
     assert (line["quantity"], line["amount"]) == ("150", "7.50")
     assert line["subjects"] == [{"subject": "u1", "quantity": "60", "amount": "3.00"},
                                 {"subject": "u2", "quantity": "90", "amount": "4.50"}]  # fmt: skip
+
+
+def coupon(sf, code: str, **terms: Any) -> None:
+    create_coupon(sf, CouponSpec(tenant=T, code=code, name=code.title(), **terms))
+    apply_coupon(sf, T, "fr-consumer", code)
+
+
+def test_a_repeating_coupon_applies_to_two_periods_then_no_more(chdb_client, db: str, sf, tmp_path: Path) -> None:
+    setup(sf, chdb_client, db)
+    coupon(sf, "loyal", kind="percentage", percent_off=Decimal("20"), duration="repeating", duration_periods=2)
+    out = tmp_path / "inv"
+    october = by_customer(close(chdb_client, db, sf, "2026-10", out))["fr-consumer"]
+    # October: 42.37 + 19.99 = 62.36; 20 % = 12.472 -> 12.47, shared by amount: 12.47 x 42.37 / 62.36 = 8.4727..,
+    # 12.47 x 19.99 / 62.36 = 3.9972.. -> floors 8.47 + 3.99 = 12.46, the cent to the larger remainder: 4.00.
+    # Taxable 33.90 + 15.99 = 49.89, VAT 20 % = 9.978 -> 9.98: 33.90 x 0.2 = 6.78, 15.99 x 0.2 = 3.198 -> 3.20.
+    # Total 62.36 - 12.47 + 9.98 = 59.87.
+    assert [(ln["discount_amount"], ln["tax_amount"]) for ln in october["lines"]] == [("8.47", "6.78"),
+                                                                                       ("4.00", "3.20")]  # fmt: skip
+    assert october["discounts"] == [{"code": "loyal", "description": "Loyal", "kind": "percentage",
+                                     "percentage": "0.2", "amount": "12.47", "periods_remaining": 1}]  # fmt: skip
+    assert (october["discount_total"], october["tax_total"], october["total"]) == ("12.47", "9.98", "59.87")
+
+    # November: the fee 19.99; 20 % = 3.998 -> 4.00; taxable 15.99, VAT 3.198 -> 3.20; total 19.99 - 4.00 + 3.20
+    # = 19.19; the coupon's last period.
+    november = by_customer(close(chdb_client, db, sf, "2026-11", out))["fr-consumer"]
+    assert [(d["amount"], d["periods_remaining"]) for d in november["discounts"]] == [("4.00", 0)]
+    assert (november["discount_total"], november["tax_total"], november["total"]) == ("4.00", "3.20", "19.19")
+
+    # December: no coupon any more: 19.99 + VAT 3.998 -> 4.00 = 23.99
+    december = by_customer(close(chdb_client, db, sf, "2026-12", out))["fr-consumer"]
+    assert (december["discounts"], december["discount_total"], december["total"]) == ([], "0.00", "23.99")
+    ((applied),) = list_applied(sf, T, "fr-consumer")
+    assert (applied.periods_used, applied.periods_remaining, applied.status) == (2, 0, "terminated")
+
+
+def test_a_fixed_once_coupon_carries_its_rest_over(chdb_client, db: str, sf, tmp_path: Path) -> None:
+    setup(sf, chdb_client, db)
+    coupon(sf, "credit80", kind="fixed", amount_off=Decimal("80.00"), currency="EUR", duration="once")
+    out = tmp_path / "inv"
+    # October: 62.36 of lines, the coupon offers 80.00 and takes all 62.36 (never more than the subtotal):
+    # every line fully discounted, no VAT, total 0.00; 80.00 - 62.36 = 17.64 is left.
+    october = by_customer(close(chdb_client, db, sf, "2026-10", out))["fr-consumer"]
+    assert [(ln["discount_amount"], ln["tax_amount"]) for ln in october["lines"]] == [("42.37", "0.00"),
+                                                                                       ("19.99", "0.00")]  # fmt: skip
+    assert (october["discount_total"], october["tax_total"], october["total"]) == ("62.36", "0.00", "0.00")
+    ((applied),) = list_applied(sf, T, "fr-consumer")
+    assert (applied.periods_used, applied.amount_remaining, applied.status) == (1, Decimal("17.64"), "active")
+
+    # November: the fee 19.99 less the rest 17.64 = 2.35 taxable, VAT 0.47; total 19.99 - 17.64 + 0.47 = 2.82
+    november = by_customer(close(chdb_client, db, sf, "2026-11", out))["fr-consumer"]
+    assert [d["amount"] for d in november["discounts"]] == ["17.64"]
+    assert (november["discount_total"], november["tax_total"], november["total"]) == ("17.64", "0.47", "2.82")
+
+    # December: used up: 19.99 + VAT 4.00 = 23.99
+    december = by_customer(close(chdb_client, db, sf, "2026-12", out))["fr-consumer"]
+    assert (december["discounts"], december["total"]) == ([], "23.99")
+    ((applied),) = list_applied(sf, T, "fr-consumer")
+    assert (applied.amount_remaining, applied.status) == (Decimal("0.00"), "terminated")

@@ -56,8 +56,12 @@ class InvoiceOut(BaseModel):
     version: int = Field(description="Counts the record's writes.")
 
 
+_NEXT = Field(None, description="Pass it back as `cursor` for the next page; null on the last page.")
+
+
 class InvoiceList(BaseModel):
     items: list[InvoiceOut]
+    next_cursor: str | None = _NEXT
 
 
 class VoidIn(_In):
@@ -104,6 +108,7 @@ class PaymentOut(BaseModel):
 
 class PaymentList(BaseModel):
     items: list[PaymentOut]
+    next_cursor: str | None = _NEXT
 
 
 # --- credit notes --------------------------------------------------------------------------------------
@@ -148,6 +153,7 @@ class CreditNoteOut(BaseModel):
 
 class CreditNoteList(BaseModel):
     items: list[CreditNoteOut]
+    next_cursor: str | None = _NEXT
 
 
 # --- records -> bodies ---------------------------------------------------------------------------------

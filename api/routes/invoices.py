@@ -1,11 +1,15 @@
 """Finance routes of the key's tenant: invoices, payments, credit notes and month exports (docs/api.md).
 
-- `GET /v1/invoices?customer=&status=&period=`: the invoice records; `GET /v1/invoices/{id}`: the invoice
-  document (JSON, version 2); `GET /v1/invoices/{id}.html` and `.pdf`: the document rendered (documents/),
-  showing the record's current status; `POST /v1/invoices/{id}/void` {reason};
+- `GET /v1/invoices?customer=&status=&period=&limit=&cursor=`: the invoice records, a page at a time;
+  `GET /v1/invoices/{id}`: the invoice document (JSON, version 2); `GET /v1/invoices/{id}.html` and `.pdf`: the
+  document rendered (documents/), showing the record's current status; `GET /v1/invoices/{id}/ubl`: the UBL 2.1 /
+  EN 16931 e-invoice (documents/ubl.py); `POST /v1/invoices/{id}/void` {reason};
   `POST /v1/invoices/mark_overdue` {today?} (invoices past their due date with something due).
 - `POST /v1/payments` {invoice_id or customer, amount, currency, paid_at, reference} and `GET /v1/payments`.
 - `POST /v1/credit_notes` {invoice_id, reason, lines | null} and `GET /v1/credit_notes`.
+
+The three lists page by keyset (entities/invoice_lists.py): `limit` (1..1000, default 100) rows after `cursor`,
+and the answer's `next_cursor` (null on the last page) is the cursor of the next page.
 - `GET /v1/exports/{YYYY-MM}.json` (invoices, credit notes, payments of the month) and `.csv?kind=` (one
   CSV per kind: invoices, credit_notes, payments), from entities/exports.py.
 
@@ -42,8 +46,9 @@ from meterstream.api.invoices_models import (
     payment_body,
 )
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
-from meterstream.documents.stored import StoredDocumentError, document_json, render_stored
-from meterstream.entities import credit_notes, exports, invoices, payments
+from meterstream.documents.stored import StoredDocumentError, document_json, document_of, render_stored
+from meterstream.documents.ubl import to_ubl
+from meterstream.entities import credit_notes, exports, invoice_lists, invoices, payments
 from meterstream.entities.common import NotFound
 from meterstream.entities.keys import Principal
 
@@ -54,6 +59,9 @@ _READ_ERRORS = errors(401, 403, 404, 422, 429)
 _WRITE_ERRORS = errors(401, 403, 404, 409, 422, 429)
 Locale = Annotated[str | None, Query(max_length=35, description="e.g. de_DE (default: the buyer's)")]
 _MEDIA = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
+Limit = Annotated[int, Query(ge=1, le=invoice_lists.MAX_LIMIT, description="Rows per page")]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=512, description="The `next_cursor` of the page "
+                                     "before (default: the first page)")]  # fmt: skip
 
 
 def _sessions(request: Request):  # type: ignore[no-untyped-def]
@@ -64,7 +72,7 @@ def _sessions(request: Request):  # type: ignore[no-untyped-def]
 
 
 @router.get("/v1/invoices", tags=["invoices"], response_model=InvoiceList, responses=_READ_ERRORS,
-            summary="List invoices (by issue date, number; drafts last)")  # fmt: skip
+            summary="List invoices, a page at a time (by issue date, number; drafts last)")  # fmt: skip
 async def list_invoices(
     request: Request,
     principal: Reader,
@@ -72,9 +80,13 @@ async def list_invoices(
     status: Status | None = None,
     period: Annotated[str | None, Query(min_length=1, max_length=64, description="The close's label, e.g. 2026-11")]
     = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict:
-    found = await store(invoices.list_invoices, _sessions(request), principal.tenant, customer, status)
-    return {"items": [invoice_body(inv) for inv in found if period is None or inv.period == period]}
+    page = await store(invoice_lists.invoice_page, _sessions(request), principal.tenant, customer=customer,
+                       statuses=None if status is None else (status,), period=period, limit=limit,
+                       cursor=cursor)  # fmt: skip
+    return {"items": [invoice_body(inv) for inv in page.items], "next_cursor": page.next_cursor}
 
 
 async def _rendered(request: Request, tenant: str, invoice_id: str, fmt: str, locale: str | None) -> Response:
@@ -102,6 +114,31 @@ async def invoice_html(request: Request, principal: Reader, invoice_id: str, loc
             summary="The invoice as a PDF")  # fmt: skip
 async def invoice_pdf(request: Request, principal: Reader, invoice_id: str, locale: Locale = None) -> Response:
     return await _rendered(request, principal.tenant, invoice_id, "pdf", locale)
+
+
+def _ubl(sf, tenant: str, invoice_id: str) -> tuple[invoices.Invoice, bytes]:  # type: ignore[no-untyped-def]
+    inv = invoices.get(sf, tenant, invoice_id)
+    if inv.status == "draft":
+        raise ApiError(409, "conflict", "a draft has no e-invoice: it is issued once the invoice is finalized",
+                       field="status")  # fmt: skip
+    try:
+        return inv, to_ubl(document_of(inv.document))
+    except StoredDocumentError as exc:
+        raise ApiError(422, "invalid", str(exc), field="document") from None
+    except ValueError as exc:  # what an EN 16931 invoice cannot lack, named by the document's field
+        field, _, reason = str(exc).partition(": ")
+        raise ApiError(422, "invalid", reason or field, field=f"document.{field}" if reason else "document") from None
+
+
+@router.get("/v1/invoices/{invoice_id}/ubl", tags=["invoices"], response_class=Response,
+            responses={200: {"content": {"application/xml": {}}, "description": "The invoice as a UBL 2.1 Invoice "
+                             "following EN 16931 (urn:cen.eu:en16931:2017)"}, **errors(401, 403, 404, 409, 422, 429)},
+            summary="The e-invoice: UBL 2.1 / EN 16931 XML")  # fmt: skip
+async def invoice_ubl(request: Request, principal: Reader, invoice_id: str) -> Response:
+    inv, xml = await store(_ubl, _sessions(request), principal.tenant, invoice_id)
+    name = f"{inv.number or inv.invoice_id}.xml"
+    return Response(xml, media_type="application/xml", headers={
+        "Content-Disposition": f'inline; filename="{name}"', "Meterstream-Invoice-Status": inv.status})  # fmt: skip
 
 
 @router.get("/v1/invoices/{invoice_id}", tags=["invoices"], response_class=Response,
@@ -162,12 +199,17 @@ async def record_payment(request: Request, response: Response, principal: Admin,
 
 
 @router.get("/v1/payments", tags=["payments"], response_model=PaymentList, responses=_READ_ERRORS,
-            summary="List payments (by date paid)")  # fmt: skip
+            summary="List payments, a page at a time (by date paid, then the order recorded)")  # fmt: skip
 async def list_payments(
-    request: Request, principal: Reader, customer: Annotated[str | None, Query(min_length=1, max_length=256)] = None
+    request: Request,
+    principal: Reader,
+    customer: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict:
-    found = await store(payments.list_payments, _sessions(request), principal.tenant, customer)
-    return {"items": [payment_body(p) for p in found]}
+    page = await store(invoice_lists.payment_page, _sessions(request), principal.tenant, customer=customer,
+                       limit=limit, cursor=cursor)  # fmt: skip
+    return {"items": [payment_body(p) for p in page.items], "next_cursor": page.next_cursor}
 
 
 # --- credit notes --------------------------------------------------------------------------------------
@@ -183,15 +225,18 @@ async def create_credit_note(request: Request, principal: Admin, body: CreditNot
 
 
 @router.get("/v1/credit_notes", tags=["credit notes"], response_model=CreditNoteList, responses=_READ_ERRORS,
-            summary="List credit notes (in the order issued)")  # fmt: skip
+            summary="List credit notes, a page at a time (in the order issued)")  # fmt: skip
 async def list_credit_notes(
     request: Request,
     principal: Reader,
     invoice_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     customer: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict:
-    found = await store(credit_notes.list_credit_notes, _sessions(request), principal.tenant, invoice_id, customer)
-    return {"items": [credit_note_body(cn) for cn in found]}
+    page = await store(invoice_lists.credit_note_page, _sessions(request), principal.tenant, invoice_id=invoice_id,
+                       customer=customer, limit=limit, cursor=cursor)  # fmt: skip
+    return {"items": [credit_note_body(cn) for cn in page.items], "next_cursor": page.next_cursor}
 
 
 # --- exports -------------------------------------------------------------------------------------------

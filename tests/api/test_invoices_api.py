@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -227,3 +227,127 @@ def test_mark_overdue(client: TestClient) -> None:  # noqa: F811
     overdue = client.get("/v1/invoices", params={"status": "overdue"}, headers=reader).json()["items"]
     assert [(i["invoice_id"], i["amount_due"]) for i in overdue] == [("INV-OLD", "1300.00")]
     assert client.post("/v1/invoices/mark_overdue", json={"today": "2026-12-31"}, headers=admin).json()["items"] == []
+
+
+# --- pages -------------------------------------------------------------------------------------------------
+
+
+def _all_pages(c: TestClient, path: str, headers: dict[str, str], **params: object) -> list[list[dict]]:
+    pages, cursor = [], None
+    while True:
+        got = c.get(path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers)
+        assert got.status_code == 200, got.text
+        pages.append(got.json()["items"])
+        cursor = got.json()["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+def test_invoice_lists_page_by_cursor(client: TestClient) -> None:  # noqa: F811
+    admin, reader = key(client), key(client, "read")
+    sf = _sf(client)
+    # five finalized (numbered 1..5 in this order) on three days, two drafts; the order is (issue date, number,
+    # drafts last): Dec 1: 000002, 000004, D-1 | Dec 2: 000001, 000005, D-2 | Dec 3: 000003
+    days = {"A": 2, "B": 1, "C": 3, "D": 1, "E": 2}
+    for name, day in days.items():
+        store_invoice(sf, TENANT, f"INV-{name}", "cust-1", issue_date=date(2026, 12, day), due_date=date(2027, 1, 5))
+    store_invoice(sf, TENANT, "INV-D1", "cust-2", finalize=False, issue_date=date(2026, 12, 1))
+    store_invoice(sf, TENANT, "INV-D2", "cust-2", finalize=False, issue_date=date(2026, 12, 2))
+    store_invoice(sf, "other-tenant", "INV-X", "cust-1")
+    expected = ["INV-B", "INV-D", "INV-D1", "INV-A", "INV-E", "INV-D2", "INV-C"]
+    pages = _all_pages(client, "/v1/invoices", reader, limit=3)
+    assert [[i["invoice_id"] for i in p] for p in pages] == [expected[:3], expected[3:6], expected[6:]]
+    assert [i["number"] for i in pages[0]] == ["ACME-2026-000002", "ACME-2026-000004", None]
+    # an exact multiple of the page: the last full page says there is no next one
+    pages = _all_pages(client, "/v1/invoices", reader, limit=7)
+    assert [len(p) for p in pages] == [7]
+    # filters hold across pages: cust-1's five
+    pages = _all_pages(client, "/v1/invoices", reader, limit=2, customer="cust-1")
+    assert [i["invoice_id"] for p in pages for i in p] == ["INV-B", "INV-D", "INV-A", "INV-E", "INV-C"]
+    assert [len(p) for p in pages] == [2, 2, 1]
+
+    # an invoice issued on an earlier day while a client pages does not shift the pages after the cursor
+    first = client.get("/v1/invoices", params={"limit": 2}, headers=reader).json()
+    store_invoice(sf, TENANT, "INV-EARLY", "cust-3", issue_date=date(2026, 11, 30), due_date=date(2026, 12, 30))
+    rest = _all_pages(client, "/v1/invoices", reader, limit=2, cursor=first["next_cursor"])
+    assert [i["invoice_id"] for i in first["items"]] + [i["invoice_id"] for p in rest for i in p] == expected
+
+    assert error(client.get("/v1/invoices", params={"cursor": "bm90IGEgY3Vyc29y"}, headers=reader))[::2] == (
+        422, "cursor")  # fmt: skip
+    assert error(client.get("/v1/invoices", params={"limit": 0}, headers=reader))[::2] == (422, "limit")
+    assert error(client.get("/v1/invoices", params={"limit": 1001}, headers=reader))[::2] == (422, "limit")
+    # a cursor of the payments list is not one of the invoices list
+    for n in range(3):
+        pay = {"invoice_id": "INV-C", "amount": "1.00", "currency": "USD", "paid_at": f"2026-12-0{5 - n}",
+               "reference": f"p{n}"}  # fmt: skip
+        assert client.post("/v1/payments", json=pay, headers=admin).status_code == 201
+    pay_page = client.get("/v1/payments", params={"limit": 2}, headers=reader).json()
+    assert error(client.get("/v1/invoices", params={"cursor": pay_page["next_cursor"]}, headers=reader))[::2] == (
+        422, "cursor")  # fmt: skip
+
+
+def test_payment_and_credit_note_lists_page_by_cursor(client: TestClient) -> None:  # noqa: F811
+    admin, reader = key(client), key(client, "read")
+    sf = _sf(client)
+    store_invoice(sf, TENANT, "INV-A", "cust-1")
+    # five payments of 1.00: paid Dec 9, 5, 7, 5, 6 (recorded in that order); by date then the order recorded:
+    # p1 (5th), p3 (5th), p4 (6th), p2 (7th), p0 (9th)
+    for n, day in enumerate((9, 5, 7, 5, 6)):
+        pay = {"invoice_id": "INV-A", "amount": "1.00", "currency": "USD", "paid_at": f"2026-12-0{day}",
+               "reference": f"p{n}"}  # fmt: skip
+        assert client.post("/v1/payments", json=pay, headers=admin).status_code == 201
+    pages = _all_pages(client, "/v1/payments", reader, limit=2)
+    assert [[p["reference"] for p in page] for page in pages] == [["p1", "p3"], ["p4", "p2"], ["p0"]]
+    assert _all_pages(client, "/v1/payments", reader, limit=2, customer="cust-9") == [[]]
+
+    # three credit notes of 2.00, 3.00, 4.00: numbered CN 1, 2, 3 in the order issued
+    for amount in ("2.00", "3.00", "4.00"):
+        body = {"invoice_id": "INV-A", "reason": "goodwill", "lines": [{"description": "credit", "amount": amount}]}
+        assert client.post("/v1/credit_notes", json=body, headers=admin).status_code == 201
+    pages = _all_pages(client, "/v1/credit_notes", reader, limit=2)
+    assert [[n["total"] for n in page] for page in pages] == [["2.00", "3.00"], ["4.00"]]
+    assert [n["number"] for page in pages for n in page] == ["ACME-CN-2026-000001", "ACME-CN-2026-000002",
+                                                             "ACME-CN-2026-000003"]  # fmt: skip
+
+
+# --- the e-invoice -----------------------------------------------------------------------------------------
+
+
+def test_the_ubl_e_invoice_of_a_stored_invoice(sqlite_client: TestClient) -> None:
+    """The stored sample (1,234.56 + 7.25 % sales tax 89.51 = 1,324.07 USD) with a seller VAT id is served as
+    UBL 2.1 XML; the sample's own seller has no tax id, which EN 16931 requires (BR-CO-26): 422 naming it."""
+    from importlib.resources import files
+
+    import msgspec
+    from finance_helpers import v2_draft
+    from lxml import etree
+
+    from meterstream.documents.ubl import NS
+    from meterstream.schemas.invoice import encode
+
+    c = sqlite_client
+    reader = key(c, "read")
+    sf = _sf(c)
+    store_invoice(sf, TENANT, "INV-NOID", "cust-1")
+    doc = v2_draft(TENANT, "INV-U", "cust-1")
+    doc = msgspec.structs.replace(doc, issuer=msgspec.structs.replace(doc.issuer, tax_id="US12345678"))
+    invoices.upsert_draft(sf, tenant=TENANT, invoice_id="INV-U", customer="cust-1", period=doc.period,
+                          currency=doc.currency, total=doc.total, amount_due=doc.amount_due,
+                          issue_date=date(2026, 12, 1), due_date=date(2026, 12, 31), document=encode(doc))  # fmt: skip
+    assert error(c.get("/v1/invoices/INV-U/ubl", headers=reader))[::2] == (409, "status")  # a draft: none yet
+    invoices.finalize(sf, TENANT, "INV-U", "ACME", "INV", datetime(2026, 12, 1, 9, tzinfo=UTC))
+
+    got = c.get("/v1/invoices/INV-U/ubl", headers=reader)
+    assert got.status_code == 200 and got.headers["content-type"] == "application/xml"
+    assert 'filename="ACME-2026-000002.xml"' in got.headers["content-disposition"]
+    root = etree.fromstring(got.content)
+    schema = etree.XMLSchema(etree.parse(str(files("peppol") / "schema" / "maindoc" / "UBL-Invoice-2.1.xsd")))
+    assert schema.validate(root), schema.error_log
+    assert root.findtext("cbc:ID", namespaces=NS) == "ACME-2026-000002"
+    assert [root.findtext(f"cac:LegalMonetaryTotal/cbc:{n}", namespaces=NS) for n in
+            ("LineExtensionAmount", "TaxExclusiveAmount", "TaxInclusiveAmount", "PayableAmount")] == [
+        "1234.56", "1234.56", "1324.07", "1324.07"]  # fmt: skip
+
+    refused = c.get("/v1/invoices/INV-NOID/ubl", headers=reader)
+    assert error(refused)[::2] == (422, "document.issuer.tax_id") and "BR-CO-26" in refused.json()["error"]["message"]
+    assert error(c.get("/v1/invoices/NOPE/ubl", headers=reader))[:2] == (404, "not_found")

@@ -24,7 +24,7 @@ from meterstream.api.metrics import MetricsMiddleware
 from meterstream.api.queries import UsageQueries
 from meterstream.api.ratelimit import TokenBuckets
 from meterstream.api.relay_flush import RelayFlushMiddleware
-from meterstream.api.routes import billing, customers, events, health, invoices, plans, subscriptions, usage
+from meterstream.api.routes import billing, coupons, customers, events, health, invoices, plans, subscriptions, usage
 from meterstream.entities.db import make_engine, migrate, session_factory
 from meterstream.entities.keys import KeyRepository
 from meterstream.schemas.settings import Settings, get_settings
@@ -113,5 +113,6 @@ def create_app(
         app.include_router(entity_routes.router)
     app.include_router(invoices.router)  # invoices, payments, credit notes, exports
     app.include_router(billing.router)  # POST /v1/billing/close (operator)
+    app.include_router(coupons.router)  # coupons and applied coupons (docs/coupons.md)
     app.state.compat = _mount_compat(app)
     return app

@@ -156,3 +156,41 @@ def test_credit_notes_through_the_sdk(lago) -> None:  # type: ignore[no-untyped-
     with pytest.raises(LagoApiError) as no_invoice:
         sdk.credit_notes.create(CreditNote(invoice_id="NOPE", items=Items(__root__=[Item(fee_id="x", amount_cents=1)])))
     assert (no_invoice.value.status_code, no_invoice.value.response["code"]) == (404, "invoice_not_found")
+
+
+def test_find_all_pages_through_the_sdk(lago) -> None:  # type: ignore[no-untyped-def]
+    """Five invoices (numbered 1..5 as finalized) issued Dec 3, 1, 2, 1, 2 and one draft of Dec 1: in the order of
+    issue date, number, drafts last: B (000002), D (000004), DR, C (000003), E (000005), A (000001)."""
+    sdk, sf = lago
+    for name, day in (("A", 3), ("B", 1), ("C", 2), ("D", 1), ("E", 2)):
+        store_invoice(sf, T, f"INV-{name}", "globex", issue_date=date(2026, 12, day), due_date=date(2027, 1, 5))
+    store_invoice(sf, T, "INV-DR", "initech", finalize=False, issue_date=date(2026, 12, 1))
+    pages = [sdk.invoices.find_all({"per_page": 4, "page": n}) for n in (1, 2, 3)]
+    assert [[i.lago_id for i in p["invoices"]] for p in pages] == [
+        ["INV-B", "INV-D", "INV-DR", "INV-C"], ["INV-E", "INV-A"], []]  # fmt: skip
+    # 6 invoices by 4: 2 pages; the page past the last is empty, with neither a next nor a previous page
+    assert [p["meta"] for p in pages] == [
+        {"current_page": 1, "next_page": 2, "prev_page": None, "total_pages": 2, "total_count": 6},
+        {"current_page": 2, "next_page": None, "prev_page": 1, "total_pages": 2, "total_count": 6},
+        {"current_page": 3, "next_page": None, "prev_page": None, "total_pages": 2, "total_count": 6}]  # fmt: skip
+    # filters count before paging: globex's finalized five, 2 a page -> 3 pages, the last holding one
+    third = sdk.invoices.find_all({"external_customer_id": "globex", "status": "finalized", "per_page": 2, "page": 3})
+    assert [i.lago_id for i in third["invoices"]] == ["INV-A"]
+    assert third["meta"] == {"current_page": 3, "next_page": None, "prev_page": 2, "total_pages": 3, "total_count": 5}
+    every = sdk.invoices.find_all()  # Lago's default page: 100 rows
+    assert len(every["invoices"]) == 6 and every["meta"]["total_pages"] == 1
+    assert sdk.invoices.find_all({"payment_status": "failed"})["meta"]["total_count"] == 0
+    for bad in ({"per_page": 0}, {"per_page": 1001}, {"page": "x"}):
+        with pytest.raises(LagoApiError) as refused:
+            sdk.invoices.find_all(bad)
+        assert refused.value.status_code == 422 and list(refused.value.response["error_details"]) == list(bad)
+
+    # credit notes: three on INV-B (1.00, 2.00, 3.00), in the order issued, 2 a page
+    fee = sdk.invoices.find("INV-B").fees.__root__[0]
+    for cents in (100, 200, 300):
+        sdk.credit_notes.create(CreditNote(invoice_id="INV-B", items=Items(__root__=[
+            Item(fee_id=fee.lago_id, amount_cents=cents)])))  # fmt: skip
+    first, second = (sdk.credit_notes.find_all({"per_page": 2, "page": n}) for n in (1, 2))
+    assert [n.total_amount_cents for n in first["credit_notes"]] == [100, 200]
+    assert [n.total_amount_cents for n in second["credit_notes"]] == [300]
+    assert second["meta"] == {"current_page": 2, "next_page": None, "prev_page": 1, "total_pages": 2, "total_count": 3}

@@ -2,9 +2,13 @@
 
 `invoices.find_all` (filters `external_customer_id`, `status`, `payment_status`, `payment_overdue`),
 `invoices.find`, `invoices.void`, `credit_notes.create`, `credit_notes.find_all` (`external_customer_id`) and
-`credit_notes.find` of lago-python-client 1.55. The objects are built from the store's record (number, status,
-dates, what was paid and credited) and the invoice's document (lines -> `fees`, discounts -> coupons, taxes),
-in integer minor units (`*_cents`); rates are percentages (20.0) as in Lago.
+`credit_notes.find` of lago-python-client 1.55. The lists take Lago's `page` (default 1) and `per_page` (default
+100, at most 1000) and answer Lago's `meta` (current_page, next_page, prev_page, total_pages, total_count: the
+pages of `per_page` rows; a page past the last is empty, with no next and no previous page), in the order of the
+own API (invoices: issue date, number, drafts last; credit notes: the order issued; entities/invoice_lists.py).
+The objects are built from the store's record (number, status, dates, what was paid and credited) and the
+invoice's document (lines -> `fees`, discounts -> coupons, taxes), in integer minor units (`*_cents`); rates
+are percentages (20.0) as in Lago.
 
 How Meterstream's invoice maps onto Lago's (version 3 amounts, as Lago defines them):
 - `lago_id` is Meterstream's invoice id; `status` draft | finalized | voided (finalized, partially paid, paid and
@@ -42,13 +46,13 @@ from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.compat import LagoCompat
 from meterstream.api.compat.lago.customers import customer_object
 from meterstream.api.compat.lago.plans import lago_uuid
-from meterstream.api.compat.lago.responses import error_body, page_meta, validation_error
+from meterstream.api.compat.lago.responses import error_body, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat
 from meterstream.documents.stored import StoredDocumentError, document_of
-from meterstream.entities import credit_notes, invoices
+from meterstream.entities import credit_notes, invoice_lists, invoices
 from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.customers import get_customer_doc
-from meterstream.entities.invoice_rules import DRAFT, OVERDUE, PAID, VOIDED, from_minor, to_minor
+from meterstream.entities.invoice_rules import DRAFT, OVERDUE, PAID, STATUSES, VOIDED, from_minor, to_minor
 from meterstream.schemas.event import format_time
 from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine
 
@@ -59,6 +63,7 @@ REASONS = ("duplicated_charge", "product_unsatisfactory", "order_change", "order
 LAGO_STATUSES = {"draft": (DRAFT,), "finalized": ("finalized", "partially_paid", PAID, OVERDUE),
                  "voided": (VOIDED,), "pending": (), "failed": ()}  # fmt: skip
 PAYMENT_STATUSES = ("pending", "succeeded", "failed")
+PER_PAGE = 100  # Lago's default
 _encode = msgspec.json.Encoder(decimal_format="number").encode  # rates as JSON numbers (20.0), exact text
 
 
@@ -375,19 +380,56 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
 # --- routes --------------------------------------------------------------------------------------------
 
 
-def _list_invoices(compat: LagoCompat, tenant: str, customer: str | None, statuses: tuple[str, ...] | None,
-                   paid: str | None, overdue: bool | None) -> list[dict[str, Any]]:  # fmt: skip
+def _statuses(status: str | None, paid: str | None, overdue: bool | None) -> frozenset[str] | None:
+    """The record statuses Lago's filters leave (None: no filter): status through LAGO_STATUSES, payment status
+    `succeeded` = paid and `pending` = anything else (`failed` matches none), `payment_overdue` = overdue."""
+    if status is None and paid is None and overdue is None:
+        return None
+    allowed = set(STATUSES) if status is None else set(LAGO_STATUSES[status])
+    if paid == "succeeded":
+        allowed &= {PAID}
+    elif paid == "pending":
+        allowed -= {PAID}
+    elif paid == "failed":
+        allowed = set()
+    if overdue is True:
+        allowed &= {OVERDUE}
+    elif overdue is False:
+        allowed -= {OVERDUE}
+    return frozenset(allowed)
+
+
+def paging(page: str | None, per_page: str | None) -> tuple[int, int] | Response:
+    """(page, per_page) from Lago's query parameters, or the 422 answer naming the bad one."""
+    values = []
+    limits = (("page", page, 1, None), ("per_page", per_page, PER_PAGE, invoice_lists.MAX_LIMIT))
+    for name, text, default, most in limits:
+        if text is None:
+            values.append(default)
+            continue
+        number = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
+        if number < 1 or (most is not None and number > most):
+            bound = f"from 1 to {most}" if most is not None else ">= 1"
+            return _invalid(name, f"an integer {bound} (got {text!r})")
+        values.append(number)
+    return values[0], values[1]
+
+
+def page_meta(page: int, per_page: int, total: int) -> dict[str, Any]:
+    """Lago's pagination `meta` for page `page` of `per_page` rows out of `total`."""
+    pages = -(-total // per_page)
+    return {"current_page": page, "next_page": page + 1 if page < pages else None,
+            "prev_page": page - 1 if 1 < page <= pages else None, "total_pages": pages,
+            "total_count": total}  # fmt: skip
+
+
+def _list_invoices(compat: LagoCompat, tenant: str, customer: str | None, statuses: frozenset[str] | None,
+                   page: int, per_page: int) -> dict[str, Any]:  # fmt: skip
+    found = invoice_lists.invoice_page(compat.state.sessions, tenant, customer=customer, statuses=statuses,
+                                       limit=per_page, offset=(page - 1) * per_page, count=True)  # fmt: skip
     customers: dict[str, Any] = {}
-    out = []
-    for record in invoices.list_invoices(compat.state.sessions, tenant, customer):
-        if statuses is not None and record.status not in statuses:
-            continue
-        if paid is not None and payment_status(record) != paid:
-            continue
-        if overdue is not None and (record.status == OVERDUE) != overdue:
-            continue
-        out.append(_object(compat, record, customers))
-    return out
+    return {"invoices": [_object(compat, record, customers) for record in found.items],
+            "meta": page_meta(page, per_page, found.total or 0)}  # fmt: skip
 
 
 @router.get("/invoices", summary="List invoices (Lago: findAllInvoices)", responses=m.answers(InvoicesOut, *READ))
@@ -397,17 +439,21 @@ async def list_invoices_route(
     status: Annotated[str | None, Query()] = None,
     payment_status: Annotated[str | None, Query()] = None,
     payment_overdue: Annotated[bool | None, Query()] = None,
+    page: Annotated[str | None, Query(description="Default 1")] = None,
+    per_page: Annotated[str | None, Query(description="Default 100, at most 1000")] = None,
 ) -> Response:  # fmt: skip
     """Filters: external_customer_id, status (draft, finalized, voided; pending and failed match none),
-    payment_status (pending, succeeded, failed), payment_overdue. One page holds every invoice."""
+    payment_status (pending, succeeded, failed), payment_overdue; `page` and `per_page` (module docstring)."""
     if status is not None and status not in LAGO_STATUSES:
         return _invalid("status", f"one of {', '.join(LAGO_STATUSES)} (got {status!r})")
     if payment_status is not None and payment_status not in PAYMENT_STATUSES:
         return _invalid("payment_status", f"one of {', '.join(PAYMENT_STATUSES)} (got {payment_status!r})")
-    statuses = LAGO_STATUSES[status] if status is not None else None
-    found = await _call(_list_invoices, _compat(request), principal.tenant, external_customer_id, statuses,
-                        payment_status, payment_overdue)  # fmt: skip
-    return _json({"invoices": found, "meta": page_meta(len(found))})
+    paged = paging(page, per_page)
+    if isinstance(paged, Response):
+        return paged
+    statuses = _statuses(status, payment_status, payment_overdue)
+    body = await _call(_list_invoices, _compat(request), principal.tenant, external_customer_id, statuses, *paged)
+    return _json(body)
 
 
 @router.get("/invoices/{lago_id}", summary="Retrieve an invoice (Lago: findInvoice)",
@@ -460,11 +506,20 @@ async def create_credit_note_route(request: Request, principal: Admin) -> Respon
 @router.get("/credit_notes", summary="List credit notes (Lago: findAllCreditNotes)",
             responses=m.answers(CreditNotesOut, 400, *AUTH))  # fmt: skip
 async def list_credit_notes_route(
-    request: Request, principal: Read, external_customer_id: Annotated[str | None, Query()] = None
-) -> Response:
-    found = await _call(credit_notes.list_credit_notes, _compat(request).state.sessions, principal.tenant, None,
-                        external_customer_id)  # fmt: skip
-    return _json({"credit_notes": [credit_note_object(n) for n in found], "meta": page_meta(len(found))})
+    request: Request, principal: Read,
+    external_customer_id: Annotated[str | None, Query()] = None,
+    page: Annotated[str | None, Query(description="Default 1")] = None,
+    per_page: Annotated[str | None, Query(description="Default 100, at most 1000")] = None,
+) -> Response:  # fmt: skip
+    paged = paging(page, per_page)
+    if isinstance(paged, Response):
+        return paged
+    number, size = paged
+    found = await _call(lambda: invoice_lists.credit_note_page(
+        _compat(request).state.sessions, principal.tenant, customer=external_customer_id, limit=size,
+        offset=(number - 1) * size, count=True))  # fmt: skip
+    return _json({"credit_notes": [credit_note_object(n) for n in found.items],
+                  "meta": page_meta(number, size, found.total or 0)})  # fmt: skip
 
 
 @router.get("/credit_notes/{lago_id}", summary="Retrieve a credit note (Lago: findCreditNote)",

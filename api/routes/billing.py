@@ -1,9 +1,14 @@
 """POST /v1/billing/close: close a period from the API, behind the same guards as `meterstream close`.
 
-A close is global (every tenant's invoices for the period, one `period_closes` mark), so it is an operator
-action: the caller needs an `admin` key of the operator tenant, named by `METERSTREAM_OPERATOR_TENANT`; with
-the variable unset no key may close (403). Closing only the key's tenant is not offered: the period mark is
+A close of the period is global (every tenant's invoices for the period, one `period_closes` mark), so it is an
+operator action: the caller needs an `admin` key of the operator tenant, named by `METERSTREAM_OPERATOR_TENANT`;
+with the variable unset no key may close (403). Closing only the key's tenant is not offered: the period mark is
 global, so a second tenant's invoices would then never be computed (they would be re-issued as empty).
+
+A close of ONE customer (`"customer": "<external id>"`) finalizes that customer's invoice alone and marks nothing
+global (docs/billing.md), so an `admin` key of the customer's own tenant may do it; the operator's admin keys may
+close any tenant's customer (`"tenant"`; without it, the tenant that has the customer, when only one does). The
+guards are the customer's: its period end in its time zone, its grace period, the pipeline's backlog.
 
 The close runs as a child process (`meterstream billing close --period P --json`): a close pauses the garbage
 collector of its process and takes a core for a while, which an API process serving requests must not. One
@@ -42,6 +47,10 @@ class CloseRequest(BaseModel):
     period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM", examples=["2026-11"])
     force: bool = Field(False, description="close even if the period has not ended or the pipeline has a backlog")
     publish: bool = Field(True, description="send the documents to the invoices topic")
+    customer: str | None = Field(None, min_length=1, max_length=256, description="close only this customer "
+                                 "(external id): its invoice alone is finalized")  # fmt: skip
+    tenant: str | None = Field(None, min_length=1, max_length=128, description="the customer's tenant (default: "
+                               "the key's; another tenant's customer: operator keys only)")  # fmt: skip
 
 
 class CloseFailure(BaseModel):
@@ -59,26 +68,34 @@ class CloseAnswer(BaseModel):
     failed: list[CloseFailure]
     forced: bool
     directory: str
+    customers: list[str] | None = Field(None, description="tenant/customer closed alone (null: the whole period)")
 
 
 @router.post(
     "/close",
     response_model=CloseAnswer,
-    summary="Close a period for every tenant (operator action)",
+    summary="Close a period for every tenant (operator action), or one customer",
     responses=errors(401, 403, 409, 422, 429, 500),
 )
 def close(body: CloseRequest, principal: Admin) -> dict:
     knobs = Settings()  # read now: an operator may set METERSTREAM_OPERATOR_TENANT without restarting the API
-    if not knobs.operator_tenant:
-        raise ApiError(403, "forbidden", "closing a period is an operator action: set METERSTREAM_OPERATOR_TENANT to "
-                       "the tenant whose admin keys may close")  # fmt: skip
-    if principal.tenant != knobs.operator_tenant:
-        raise ApiError(403, "forbidden", "closing a period is an operator action: only admin keys of the operator "
-                       "tenant (METERSTREAM_OPERATOR_TENANT) may close")  # fmt: skip
+    one: list[str] = []
+    if body.customer is not None:
+        operator = bool(knobs.operator_tenant) and principal.tenant == knobs.operator_tenant
+        tenant = body.tenant if operator else (body.tenant or principal.tenant)
+        if tenant != principal.tenant and not operator:
+            raise ApiError(403, "forbidden", "closing another tenant's customer is an operator action "
+                           "(METERSTREAM_OPERATOR_TENANT)", field="tenant")  # fmt: skip
+        one = ["--customer", body.customer] + (["--tenant", tenant] if tenant else [])
+    elif body.tenant is not None:
+        raise ApiError(422, "invalid", "tenant: only with a customer (a period is closed for every tenant)",
+                       field="tenant")  # fmt: skip
+    if not one:
+        _operator_only(knobs, principal)
     if not _running.acquire(blocking=False):
         raise ApiError(409, "close_running", "a close is already running; try again when it has finished")
     try:
-        cmd = [sys.executable, "-m", "meterstream.deploy.cli", "billing", "close", "--period", body.period]
+        cmd = [sys.executable, "-m", "meterstream.deploy.cli", "billing", "close", "--period", body.period, *one]
         cmd += ["--force"] * body.force + ["--no-publish"] * (not body.publish)
         try:
             done = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True,
@@ -91,10 +108,21 @@ def close(body: CloseRequest, principal: Admin) -> dict:
     answer = _last_json(done.stdout)
     if done.returncode == REFUSED and answer is not None:
         raise ApiError(409, "close_refused", answer["message"], field="force")
+    if done.returncode == 2 and answer is not None and answer.get("error") == "invalid":
+        raise ApiError(422, "invalid", answer["message"], field=answer.get("field"))
     if done.returncode in (0, 1) and answer is not None and "period" in answer:
         return answer
     last = (done.stderr.strip().splitlines() or ["no output"])[-1]
     raise ApiError(500, "close_failed", f"the close failed (exit {done.returncode}): {last[:500]}")
+
+
+def _operator_only(knobs: Settings, principal: Principal) -> None:
+    if not knobs.operator_tenant:
+        raise ApiError(403, "forbidden", "closing a period is an operator action: set METERSTREAM_OPERATOR_TENANT to "
+                       "the tenant whose admin keys may close")  # fmt: skip
+    if principal.tenant != knobs.operator_tenant:
+        raise ApiError(403, "forbidden", "closing a period is an operator action: only admin keys of the operator "
+                       "tenant (METERSTREAM_OPERATOR_TENANT) may close")  # fmt: skip
 
 
 def _last_json(stdout: str) -> dict | None:

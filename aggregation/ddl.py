@@ -35,9 +35,12 @@ UPGRADES: tuple[tuple[str, str, str], ...] = (
 
 
 def statements(db: str) -> list[str]:
-    """The DDL statements of schema.sql for database `db`, comments stripped, in order."""
+    """The DDL statements of schema.sql for database `db`, comments stripped, in order, then the analysts'
+    views (`views.py`)."""
+    from meterstream.aggregation.views import statements as view_statements
+
     text = "\n".join(line for line in SCHEMA_SQL.read_text().splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip().replace("{db}", db) for s in text.split(";") if s.strip()]
+    return [s.strip().replace("{db}", db) for s in text.split(";") if s.strip()] + view_statements(db)
 
 
 def create_schema(client: Client, db: str) -> int:

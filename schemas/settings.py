@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     billing_wait_seconds: float = Field(
         600.0, ge=0, description="How long a billing run waits for the pipeline to process its backlog."
     )
+    draft_refresh_seconds: float = Field(
+        60.0, ge=0, description="`up` brings the open periods' draft invoices up to date this often (0: never)."
+    )
     invoices_dir: Path = Field(Path("meterstream-out/invoices"), description="Where billing runs write invoices.")
     operator_tenant: str | None = Field(
         None, description="The tenant whose admin keys may close a period through the API (unset: nobody)."

@@ -23,6 +23,10 @@ its process and takes a core for a while).
 Inside `meterstream up`, `BillingScheduler` runs `meterstream billing run` as a child process at start and
 then on `METERSTREAM_BILLING_SCHEDULE` (`daily@HH:MM`, UTC; `off` disables it), logs each run and writes its
 metrics for Prometheus's textfile collector (`<home>/billing/metrics.prom`).
+
+`meterstream billing drafts [--all]` brings the drafts of every open period up to date
+(`invoice_emitter/drafts.py`; state in `<home>/billing/drafts-state.json`); inside `up`, `DraftScheduler` runs
+it as a child process every `METERSTREAM_DRAFT_REFRESH_SECONDS` (default 60; 0: off), logged to `drafts.log`.
 """
 
 from __future__ import annotations
@@ -182,6 +186,29 @@ def close_one(
         "failed": [{"tenant": t, "customer": c, "reason": r} for t, c, r in result.failed],
         "directory": str(out / period),
     }
+
+
+def drafts_state_file(settings: Settings) -> Path:
+    return settings.home / "billing" / "drafts-state.json"
+
+
+def run_drafts(
+    settings: Settings,
+    full: bool = False,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    client: Any = None,
+) -> dict[str, Any]:
+    """One refresh of the drafts (`invoice_emitter.drafts.refresh_drafts`), its state kept in the home."""
+    from meterstream.invoice_emitter.drafts import DraftState, refresh_drafts
+    from meterstream.invoice_emitter.store_plans import StoreView
+    from meterstream.rating.catalog import load_catalog
+
+    client = client if client is not None else _clients(settings)
+    path = drafts_state_file(settings)
+    refresh, state = refresh_drafts(client, settings.clickhouse_database, load_catalog(settings.catalog),
+                                    StoreView.open(settings), now(), DraftState.load(path), full=full)  # fmt: skip
+    state.save(path)
+    return refresh.to_json()
 
 
 def run_billing(
@@ -359,6 +386,73 @@ class BillingScheduler:
         write_to_textfile(str(self.metrics_file), self.registry)
 
 
+class DraftScheduler:
+    """Runs `meterstream billing drafts` as a child process every `interval` seconds, in a thread of `up`; each
+    run's output goes to `<logs>/drafts.log`, and a run that fails or leaves customers without a draft is said."""
+
+    def __init__(self, interval: float, env: dict[str, str], logs: Path,
+                 say: Callable[[str], None] = lambda msg: log.info(msg)) -> None:  # fmt: skip
+        self.interval, self.env, self.logs, self.say = interval, env, logs, say
+        self.stopping = threading.Event()
+        self.child: subprocess.Popen[str] | None = None
+        self.thread = threading.Thread(target=self._loop, name="draft-refresh", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        child = self.child
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(30)
+        if self.thread.is_alive():
+            self.thread.join(5)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.run_once()
+            except Exception as exc:  # said, tried again next time
+                self.say(f"drafts: could not refresh ({exc})")
+            self.stopping.wait(self.interval)
+
+    def run_once(self) -> dict[str, Any] | None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / "drafts.log", "a") as err:
+            err.write(f"--- drafts {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n")
+            err.flush()
+            self.child = subprocess.Popen([sys.executable, "-m", "meterstream.deploy.cli", "billing", "drafts",
+                                           "--json"], env=self.env, stdout=subprocess.PIPE, stderr=err, text=True,
+                                          start_new_session=True)  # fmt: skip
+            stdout, _ = self.child.communicate()
+            err.write(stdout)
+        code = self.child.returncode
+        self.child = None
+        try:
+            answer = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
+        except ValueError:
+            answer = None
+        if self.stopping.is_set():
+            return answer
+        if code != 0 or answer is None:
+            self.say(f"drafts: refresh failed (exit {code}; log {self.logs / 'drafts.log'})")
+        elif answer["failed"]:
+            self.say(f"drafts: {len(answer['failed'])} customers without a current draft (log "
+                     f"{self.logs / 'drafts.log'})")  # fmt: skip
+        return answer
+
+
+def drafts_scheduler_for(env: dict[str, str], logs: Path, say: Callable[[str], None]) -> DraftScheduler | None:
+    """The draft refresh `up` runs (None: METERSTREAM_DRAFT_REFRESH_SECONDS=0)."""
+    interval = settings_from_env(env).draft_refresh_seconds
+    return DraftScheduler(interval, env, logs, say) if interval > 0 else None
+
+
 def scheduler_for(env: dict[str, str], home: Path, logs: Path, say: Callable[[str], None]) -> BillingScheduler | None:
     """The scheduler `up` runs (None: METERSTREAM_BILLING_SCHEDULE=off). ValueError for a bad schedule."""
     schedule = parse_schedule(settings_from_env(env).billing_schedule)
@@ -396,6 +490,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if result.refused:
             print(f"refused: {result.refused}", file=sys.stderr)
     return result.exit_code
+
+
+def _drafts(args: argparse.Namespace, settings: Settings) -> int:
+    answer = run_drafts(settings, full=args.all)
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        who = "all customers" if answer["customers"] is None else f"{answer['customers']} customers with new usage"
+        print(f"drafts: {answer['drafts']} written for {', '.join(answer['labels']) or 'no open period'} ({who}, "
+              f"{answer['seconds']:.1f}s)")  # fmt: skip
+        for f in answer["failed"]:
+            print(f"error: {f['period']} {f['tenant']}/{f['customer']} has no current draft: {f['reason']}",
+                  file=sys.stderr)  # fmt: skip
+    return 0
 
 
 def _close(args: argparse.Namespace, settings: Settings) -> int:
@@ -443,6 +551,11 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")
     c.add_argument("--json", action="store_true", help="print the result as one JSON object")
     c.set_defaults(func=_run)
+    c = bs.add_parser("drafts", help="bring the draft invoices of every open period up to date")
+    c.add_argument("--all", action="store_true", help="every customer (default: those with new usage, unless "
+                   "something else changed)")  # fmt: skip
+    c.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    c.set_defaults(func=_drafts)
     c = bs.add_parser("close", help="close one period, answered in JSON (what POST /v1/billing/close runs)")
     c.add_argument("--period", required=True, help="YYYY-MM")
     c.add_argument("--customer", default=None, help="close only this customer (external id)")

@@ -123,10 +123,11 @@ def run_up(settings: Settings, api_port: int | None = None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     env = up_environment(settings, api_port)
     pipeline = Pipeline(env, home / "logs", own_process_groups=True)
-    from meterstream.deploy.billing_run import scheduler_for
+    from meterstream.deploy.billing_run import drafts_scheduler_for, scheduler_for
 
     try:  # billing runs on METERSTREAM_BILLING_SCHEDULE (deploy/billing_run.py), checked before anything starts
         billing = scheduler_for(env, home, pipeline.logs, _say)
+        drafts = drafts_scheduler_for(env, pipeline.logs, _say)  # METERSTREAM_DRAFT_REFRESH_SECONDS
     except ValueError as exc:
         _say(f"error: {exc}")
         return 1
@@ -165,6 +166,9 @@ def run_up(settings: Settings, api_port: int | None = None) -> int:
             billing.start()
         else:
             _say("billing runs: off (METERSTREAM_BILLING_SCHEDULE=off)")
+        if drafts is not None:  # the open periods' drafts, kept current (invoice_emitter/drafts.py)
+            _say(f"draft invoices: refreshed every {drafts.interval:g}s (log {pipeline.logs / 'drafts.log'})")
+            drafts.start()
         while True:
             pipeline.check_alive()
             time.sleep(0.5)
@@ -174,6 +178,8 @@ def run_up(settings: Settings, api_port: int | None = None) -> int:
         _say(f"error: {exc}")
         code = 1
     finally:
+        if drafts is not None:
+            drafts.stop()
         if billing is not None:
             billing.stop()  # before the sink it closes through
         _shutdown(settings, pipeline, started_broker)

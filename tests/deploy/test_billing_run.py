@@ -299,3 +299,35 @@ def test_each_run_marks_invoices_past_their_due_date_overdue(chdb_client, tmp_pa
     assert (result.overdue, result.outcome, result.exit_code) == (1, "nothing_to_do", 0)
     assert invoices.get(sf, "t1", "i1").status == "overdue"
     assert run(utc(2026, 11, 3)).overdue == 0  # once
+
+
+def test_the_draft_scheduler_runs_billing_drafts_as_a_child(tmp_path: Path) -> None:
+    """A fresh embedded store with one event of the current month: the child writes its draft (30 calls: 10.00)
+    and keeps its state; a second run finds nothing new."""
+    from meterstream.deploy.billing_run import DraftScheduler, drafts_scheduler_for
+
+    store = tmp_path / "store"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
+    env.update({"METERSTREAM_HOME": str(tmp_path / "home"), "METERSTREAM_CLICKHOUSE_URL": f"chdb://{store}",
+                "METERSTREAM_CLICKHOUSE_HTTP_PORT": "0", "METERSTREAM_CATALOG": str(CATALOG)})  # fmt: skip
+    seed = (
+        "import uuid; from datetime import UTC, datetime; from decimal import Decimal; "
+        "from meterstream.aggregation.client import connect; from meterstream.aggregation.ddl import create_schema; "
+        "from meterstream.aggregation.rows import RATED_COLUMNS; from meterstream.schemas.settings import Settings; "
+        "c = connect(Settings()); create_schema(c, 'meterstream'); now = datetime.now(UTC); "
+        "c.insert('meterstream.rated_usage', [['t1', uuid.uuid4().hex, 'c1', '', 'api_calls', now, f'{now:%Y-%m}', "
+        "Decimal(30), Decimal(0), Decimal(0), 'USD', 'basic', 'api_calls', {}, '', 0, 0]], "
+        "column_names=list(RATED_COLUMNS))"
+    )
+    subprocess.run([sys.executable, "-c", seed], env=env, check=True, timeout=120)
+    assert drafts_scheduler_for({**env, "METERSTREAM_DRAFT_REFRESH_SECONDS": "0"}, tmp_path, print) is None
+    said: list[str] = []
+    scheduler = drafts_scheduler_for(env, tmp_path / "logs", said.append)
+    assert isinstance(scheduler, DraftScheduler) and scheduler.interval == 60
+    first = scheduler.run_once()
+    assert first is not None and (first["full"], first["drafts"], first["failed"]) == (True, 1, [])
+    assert said == []  # quiet when all is well
+    second = scheduler.run_once()
+    assert second is not None and (second["full"], second["customers"], second["drafts"]) == (False, 0, 0)
+    assert (tmp_path / "home" / "billing" / "drafts-state.json").exists()
+    assert "--- drafts " in (tmp_path / "logs" / "drafts.log").read_text()

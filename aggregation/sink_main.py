@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 
@@ -9,6 +10,7 @@ from meterstream.aggregation.client import connect
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.http_front import serve_front
 from meterstream.aggregation.sink import ClickHouseSink
+from meterstream.health import Watchdog, exit_stalled, kafka_answers
 from meterstream.ops_http import serve_ops
 from meterstream.schemas.settings import Settings
 
@@ -22,6 +24,9 @@ def run_sink(settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
     serve_ops(settings.sink_metrics_port, host=settings.ops_host, health=sink.state.health)
     front = serve_front(settings)  # embedded store: readers reach it through this process (ClickHouse HTTP)
+    # stalled with lag while Kafka answers and inserts do not fail: exit with status 75 to be started again
+    Watchdog(sink.state.watch, settings.watchdog_seconds, reachable=lambda: kafka_answers(settings.bootstrap),
+             excused=lambda: sink.state.degraded).run_in_thread(exit_stalled(logging.getLogger("meterstream.sink")))
     try:
         sink.run(stop)
     finally:

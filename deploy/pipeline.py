@@ -17,6 +17,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from meterstream.deploy.ports import free_port
+from meterstream.health import STALLED_EXIT_CODE
 from meterstream.schemas.settings import Settings
 
 
@@ -32,6 +33,7 @@ class Pipeline:
         self.logs = logs
         self.own_process_groups = own_process_groups  # a terminal's Ctrl-C reaches only the orchestrator
         self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}  # by name: how often a stalled process was started again
         logs.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str) -> subprocess.Popen:
@@ -50,10 +52,20 @@ class Pipeline:
         return proc
 
     def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+        """Supervise: a process its watchdog ended (status 75, `meterstream.health.STALLED_EXIT_CODE`: stalled
+        with work waiting while Kafka answered) is started again, fresh, from its committed state; any other
+        exit raises with the end of its log."""
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                continue
+            if proc.returncode == STALLED_EXIT_CODE:
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                say(f"{name} stalled and exited (status {STALLED_EXIT_CODE}); starting it again "
+                    f"(restart {self.restarts[name]})", tag="supervisor")  # fmt: skip
+                self.start(name)
+                continue
+            tail = (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
         proc = self.procs.pop(name, None)

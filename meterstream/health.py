@@ -8,6 +8,8 @@ an idle spell, so the first message after an hour of quiet is not reported as an
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -61,3 +63,94 @@ class StallWatch:
 
     def stalled(self) -> bool:
         return self.idle_seconds() > self.stall_seconds
+
+
+# A stage that the watchdog ends exits with this status (EX_TEMPFAIL): the supervisor
+# (`deploy.pipeline.Pipeline.check_alive`, used by `up`, the demo and the chaos run) starts it again.
+STALLED_EXIT_CODE = 75
+
+
+class StageStalled(RuntimeError):
+    """Raised by `Watchdog.check`: the stage must exit with STALLED_EXIT_CODE and be started again."""
+
+
+class Watchdog:
+    """Ends a stage that stays stalled (work waiting, no progress) for `seconds` while Kafka answers.
+
+    `/healthz` already turns red after `StallWatch.stall_seconds`; this is the next step: a stalled stage
+    whose broker is reachable is not waiting for anything it can get, so it gives up and exits (its state
+    is committed and its input position with it, exactly as after a SIGKILL) to be started fresh, with new
+    Kafka clients, by its supervisor. `reachable()` is asked only once the stall lasts `seconds`: while
+    the broker is down the stall is explained, and a restarted stage could not start anyway. `excused()`
+    lets a stage name another explanation (the sink while ClickHouse inserts fail). `seconds` <= 0: off.
+    """
+
+    def __init__(
+        self,
+        watch: StallWatch,
+        seconds: float,
+        reachable: Callable[[], bool] = lambda: True,
+        excused: Callable[[], bool] = lambda: False,
+        every: float = 1.0,
+    ) -> None:
+        self.watch = watch
+        self.seconds = seconds
+        self.reachable = reachable
+        self.excused = excused
+        self.every = every  # how often `check` looks (it is called once per loop iteration)
+        self._next = float("-inf")
+
+    def check(self) -> None:
+        if self.seconds <= 0:
+            return
+        now = self.watch.clock()
+        if now < self._next:
+            return
+        self._next = now + self.every
+        idle = self.watch.idle_seconds()
+        if idle > self.seconds and not self.excused() and self.reachable():
+            raise StageStalled(
+                f"no progress for {idle:.0f} s with {self.watch.behind()} messages waiting while Kafka answers"
+            )
+
+    def run_in_thread(self, on_stall: Callable[[StageStalled], None], name: str = "watchdog") -> threading.Thread:
+        """Check every `every` seconds on a daemon thread of its own, so a stage blocked anywhere (a wait
+        for acknowledgements, a client call that never returns) is still seen; `on_stall` ends the process."""
+
+        def loop() -> None:
+            while True:
+                time.sleep(self.every)
+                try:
+                    self.check()
+                except StageStalled as exc:
+                    on_stall(exc)
+                    return
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        return thread
+
+
+def exit_stalled(log: logging.Logger) -> Callable[[StageStalled], None]:
+    """The watchdog's end of a process: log why and exit with STALLED_EXIT_CODE at once, without closing
+    Kafka clients (one of them may be what hangs). What the stage committed is durable, as after a SIGKILL."""
+
+    def end(exc: StageStalled) -> None:
+        log.error("stalled: %s; exiting with status %d to be restarted", exc, STALLED_EXIT_CODE)
+        logging.shutdown()
+        os._exit(STALLED_EXIT_CODE)
+
+    return end
+
+
+def kafka_answers(bootstrap: str, timeout: float = 5.0) -> bool:
+    """True when the broker answers a metadata request (on a connection of its own)."""
+    from confluent_kafka import Consumer, KafkaException
+
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "meterstream-watchdog-probe", "log_level": 0})
+    try:
+        return bool(probe.list_topics(timeout=timeout).brokers)
+    except KafkaException:
+        return False
+    finally:
+        probe.close()

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from meterstream.health import Watchdog, exit_stalled, kafka_answers
 from meterstream.ingest.lag import coordinator_not_ready
 from meterstream.ingest.producer import make_producer
 from meterstream.ingest.topics import Topics
@@ -299,6 +300,9 @@ def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     serve_ops(settings.processor_metrics_port + worker, host=settings.ops_host, health=processor.status.health)
+    # stalled with work waiting while the broker answers: exit with status 75, the supervisor starts it again
+    Watchdog(processor.status.watch, settings.watchdog_seconds, reachable=lambda: kafka_answers(settings.bootstrap)
+             ).run_in_thread(exit_stalled(log))  # fmt: skip
     processor.run(stop)
 
 

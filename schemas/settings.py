@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     stall_seconds: float = Field(
         30.0, gt=0, description="/healthz answers 503 when work waits (lag > 0) and nothing moved for this long."
     )
+    watchdog_seconds: float = Field(
+        120.0, ge=0, description="A processor or sink stalled this long while Kafka answers exits (status 75) to be "
+        "restarted by its supervisor (0: never)."
+    )
     # --- the issuer of invoices (the seller printed on every invoice; docs/billing.md "Issuer and taxes") ---
     issuer_name: str = Field("Meterstream Demo GmbH", min_length=1, description="Issuer's legal name on invoices.")
     issuer_address_line1: str | None = Field("Musterstrasse 1", description="Issuer's street address.")

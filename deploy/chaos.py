@@ -136,6 +136,7 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
         done: Counter[str] = Counter()
         for point, fault in zip(points, faults, strict=True):
             while time.monotonic() - t0 < point * seconds:
+                pipeline.check_alive()  # the supervisor: a stage its watchdog ended is started again
                 time.sleep(0.2)
             _inject(fault, pipeline, settings, fault_file, plan, rng)
             done[fault] += 1
@@ -147,6 +148,8 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
         pipeline.stop("processor")
         pipeline.stop("sink")
         say(f"drained {time.monotonic() - t0:.1f}s after the first produce; closing {period}")
+        if pipeline.restarts:
+            say("watchdog restarts: " + ", ".join(f"{k} x{v}" for k, v in sorted(pipeline.restarts.items())))
         _cli(env, "close", "--period", period, "--out", str(out / "invoices"), "--no-publish")
         probe = LagProbe(run)
         usage_messages = probe.count(run.topic("usage-events"))

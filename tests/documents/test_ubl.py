@@ -133,15 +133,19 @@ def french_b2c() -> InvoiceDoc:
 
 
 def us_sales_tax() -> InvoiceDoc:
-    """1,000 calls x 0.18 = 180.00, fee 50.00, minimum 300.00 - 230.00 = 70.00 true-up: 300.00 USD; 7.25 % sales
-    tax: 300.00 x 0.0725 = 21.75 (13.05 + 3.63 + 5.07 by line); total 321.75."""
+    """1,000 calls x 0.18 = 180.00, fee 50.00, minimum 300.00 - 230.00 = 70.00 true-up: 300.00 USD; coupon
+    WELCOME10, 10 % before tax: 30.00, by line 18.00 + 5.00 + 7.00; taxable 270.00, 7.25 % sales tax:
+    270.00 x 0.0725 = 19.575 -> 19.58 (11.75 + 3.26 + 4.57 by line); total 300.00 - 30.00 + 19.58 = 289.58."""
     buyer = Party(name="Example Inc.", address=Address(city="Austin", state="TX", country="US"))
-    lines = [line(1, "usage", "api_calls", "1000", "180.00", rate="0.0725", tax="13.05", unit_price="0.18"),
-             line(2, "fixed", "base", "1", "50.00", rate="0.0725", tax="3.63", unit_price="50.00"),
-             line(3, "minimum", "minimum", "1", "70.00", rate="0.0725", tax="5.07")]  # fmt: skip
-    taxes = [TaxTotal(rate=D("0.0725"), taxable_amount=D("300.00"), tax_amount=D("21.75"), category="S")]
-    return invoice("us-inc", "America/New_York", "USD", buyer, lines, taxes, "300.00", "21.75", "321.75",
-                   date(2026, 11, 16))  # fmt: skip
+    lines = [line(1, "usage", "api_calls", "1000", "180.00", rate="0.0725", tax="11.75", unit_price="0.18",
+                  discount="18.00"),
+             line(2, "fixed", "base", "1", "50.00", rate="0.0725", tax="3.26", unit_price="50.00", discount="5.00"),
+             line(3, "minimum", "minimum", "1", "70.00", rate="0.0725", tax="4.57", discount="7.00")]  # fmt: skip
+    taxes = [TaxTotal(rate=D("0.0725"), taxable_amount=D("270.00"), tax_amount=D("19.58"), category="S")]
+    coupon = Discount(code="WELCOME10", description="Welcome 10 %", kind="percentage", percentage=D("0.1"),
+                      amount=D("30.00"), periods_remaining=0)  # fmt: skip
+    return invoice("us-inc", "America/New_York", "USD", buyer, lines, taxes, "300.00", "19.58", "289.58",
+                   date(2026, 11, 16), discounts=[coupon], discount_total=D("30.00"))  # fmt: skip
 
 
 # --- the three invoices of the issue ----------------------------------------------------------------------
@@ -210,12 +214,19 @@ def test_french_consumer_standard_rate(ubl_schema) -> None:
     assert one(root, "cbc:DueDate") == "2026-11-01"
 
 
-def test_us_flat_sales_tax(ubl_schema) -> None:
+def test_us_flat_sales_tax_with_a_coupon(ubl_schema) -> None:
     root = parsed(us_sales_tax(), ubl_schema)
-    # 180.00 + 50.00 + 70.00 = 300.00; 300.00 x 7.25 / 100 = 21.75 exactly; 300.00 + 21.75 = 321.75
-    assert breakdown(root) == [("S", "300.00", "21.75", "7.25")]
-    assert totals(root) == {"LineExtensionAmount": "300.00", "TaxExclusiveAmount": "300.00",
-                            "TaxInclusiveAmount": "321.75", "PayableAmount": "321.75"}  # fmt: skip
+    # the coupon: one allowance of 30.00 = 10 % of 300.00, before tax, in the lines' VAT group (BR-31..33)
+    (allowance,) = root.xpath("cac:AllowanceCharge", namespaces=NS)
+    assert texts(allowance, "*[not(self::cac:TaxCategory)]") == [
+        "false", "WELCOME10: Welcome 10 %", "10", "30.00", "300.00"]  # fmt: skip
+    assert texts(allowance, "cac:TaxCategory/cbc:*") == ["S", "7.25"]
+    # BR-CO-17: 270.00 x 7.25 / 100 = 19.575 -> 19.58; BR-CO-13: 300.00 - 30.00 = 270.00; BR-CO-15: + 19.58
+    assert breakdown(root) == [("S", "270.00", "19.58", "7.25")]
+    assert totals(root) == {"LineExtensionAmount": "300.00", "TaxExclusiveAmount": "270.00",
+                            "TaxInclusiveAmount": "289.58", "AllowanceTotalAmount": "30.00",
+                            "PayableAmount": "289.58"}  # fmt: skip
+    assert texts(root, "cac:InvoiceLine/cbc:LineExtensionAmount") == ["180.00", "50.00", "70.00"]  # before it
     assert set(texts(root, "//@currencyID")) == {"USD"}
     assert texts(root, "cac:AccountingCustomerParty//cac:PostalAddress//cbc:*") == ["Austin", "TX", "US"]
     # New York days: [Oct 1 00:00 EDT, Nov 1 00:00 EDT) is Oct 1..31

@@ -117,25 +117,41 @@ class ChdbSessions:
         self.path = os.path.realpath(path)
         self.max_sessions = max_sessions
         self._root = self._connect(self.path)  # keeps the engine open while the front lives
-        self._sessions: dict[tuple[str, int], tuple[_Handle, float]] = {}
+        self._sessions: dict[tuple[str, str, int], tuple[_Handle, float]] = {}
         self._guard = threading.Lock()
         row = self._root.query("SELECT version(), timezone()", "TabSeparated").bytes().decode().strip()
         self.version, self.timezone = row.split("\t")
 
-    def _open(self, readonly: int) -> _Handle:
+    def _open(self, readonly: int, setup: tuple[str, ...] = ()) -> _Handle:
         handle = _Handle(self._connect(self.path), readonly)
-        if readonly:
-            handle.call(f"SET readonly = {readonly}")
+        try:
+            for stmt in setup:  # a tenant's row filters, set before readonly so that it cannot change them
+                handle.call(stmt)
+            if readonly:
+                handle.call(f"SET readonly = {readonly}")
+        except BaseException:
+            handle.conn.close()
+            raise
         return handle
 
-    def _session(self, session_id: str, readonly: int, timeout: float, check: bool) -> _Handle:
+    def trusted_rows(self, sql: str, params: dict[str, str] | None = None) -> list[list[str]]:
+        """Rows (as text) of a read on a connection of its own, for the front's own bookkeeping."""
+        handle = self._open(0)
+        try:
+            text = handle.call(sql, "TSV", params).bytes().decode()
+        finally:
+            handle.conn.close()
+        return [line.split("\t") for line in text.splitlines()]
+
+    def _session(self, session_id: str, readonly: int, timeout: float, check: bool, scope: Any = None) -> _Handle:
         now = time.monotonic()
         with self._guard:
             for key, (h, ttl) in list(self._sessions.items()):  # expire idle sessions (ClickHouse: session_timeout)
                 if now - h.last_used > ttl and not h.lock.locked():
                     del self._sessions[key]
                     h.conn.close()
-            entry = self._sessions.get((session_id, readonly))
+            key = (getattr(scope, "key", ""), session_id, readonly)  # a session is its user's only
+            entry = self._sessions.get(key)
             if entry is None:
                 if check:
                     raise ch_error(SESSION_NOT_FOUND, "SESSION_NOT_FOUND", f"Session {session_id} not found")
@@ -144,8 +160,8 @@ class ChdbSessions:
                     if idle:
                         victim = min(idle)[1]
                         self._sessions.pop(victim)[0].conn.close()
-                entry = (self._open(readonly), timeout)
-                self._sessions[(session_id, readonly)] = entry
+                entry = (self._open(readonly, getattr(scope, "setup", ())), timeout)
+                self._sessions[key] = entry
             handle = entry[0]
             handle.last_used = now
             return handle
@@ -164,20 +180,23 @@ class ChdbSessions:
         session_id: str | None = None,
         session_timeout: float = 60.0,
         session_check: bool = False,
+        scope: Any = None,
     ) -> Result:
-        """Run one statement; `data` (an HTTP body after a `query` parameter) is the INSERT's input."""
+        """Run one statement; `data` (an HTTP body after a `query` parameter) is the INSERT's input. `scope`
+        (`tenant_access.TenantScope`): the tenant's connection set-up and statement check."""
         if default_format.lower() in _PYTHON_FORMATS:
             raise ch_error(UNKNOWN_FORMAT, "UNKNOWN_FORMAT", f"Unknown format {default_format}")
         if session_id:
-            handle = self._session(session_id, readonly, session_timeout, session_check)
+            handle = self._session(session_id, readonly, session_timeout, session_check, scope)
             if not handle.lock.acquire(blocking=False):
                 msg = f"Session {session_id} is locked by a concurrent client"
                 raise ch_error(SESSION_IS_LOCKED, "SESSION_IS_LOCKED", msg)
         else:
-            handle = self._open(readonly)
+            handle = self._open(readonly, getattr(scope, "setup", ()))
             handle.lock.acquire()
         try:
-            return self._run(handle, sql, data, trusted, database, default_format, params or {}, settings or {})
+            return self._run(handle, sql, data, trusted, database, default_format, params or {}, settings or {},
+                             scope)  # fmt: skip
         finally:
             handle.last_used = time.monotonic()
             handle.lock.release()
@@ -186,7 +205,7 @@ class ChdbSessions:
 
     def _run(
         self, h: _Handle, sql: str, data: bytes, trusted: bool, database: str | None, fmt: str,
-        params: dict[str, str], settings: dict[str, str],
+        params: dict[str, str], settings: dict[str, str], scope: Any = None,
     ) -> Result:  # fmt: skip
         if database:  # every time: a USE statement in the session may have moved it since
             h.call(f"USE `{database.replace('`', '')}`")
@@ -201,6 +220,8 @@ class ChdbSessions:
                 data = b""
         if not trusted:
             self._check_read(h, sql)
+        if scope is not None:
+            self._check_scope(h, sql, params, scope)
         start = time.monotonic()
         if data:
             head, clause, in_fmt = insert.groups()
@@ -233,6 +254,19 @@ class ChdbSessions:
             why = "INTO OUTFILE writes a file"
         if why:
             raise ch_error(READONLY, "READONLY", f"Cannot execute query in readonly mode: {why}")
+
+    @staticmethod
+    def _check_scope(h: _Handle, sql: str, params: dict[str, str], scope: Any) -> None:
+        """The tenant's check (`tenant_access`) on ClickHouse's parse of the statement."""
+        from meterstream.aggregation.tenant_access import Refused
+
+        def call(stmt: str, p: dict[str, str]) -> str:
+            return h.call(stmt, "TSVRaw", p).bytes().decode()
+
+        try:
+            scope.check(call, sql, params)
+        except Refused as exc:
+            raise ch_error(exc.code, exc.name, f"{scope.tenant}: {exc.message}") from None
 
     def close(self) -> None:
         """Close idle connections; one a request still uses is left to the process exit (closing a chdb

@@ -17,9 +17,15 @@ materialised before they are sent. Errors as ClickHouse sends them: its HTTP sta
 `X-ClickHouse-Exception-Code` header and `Code: N. DB::Exception: ... (NAME) (version V)` as text.
 GET `/` and `/ping` answer `Ok.`.
 
-Everyone is a reader (`readonly=2`, reads only, see `chdb_sessions`) except user `meterstream` with
-`Settings.clickhouse_http_password` (unset: nobody writes through the front); GET is read-only for it
-too, as on a server. Issue #17 adds per-tenant users.
+Who may connect (issue #17; threat model in docs/analytics.md):
+- a tenant: user = tenant id, password = one of its `read` or `admin` API keys (`front_auth`, checked
+  against the entity store, cached 5 s). It reads its own rows only (`tenant_access`: row filters pinned
+  on its connection, every statement parsed by ClickHouse and refused if it names anything else), always
+  read-only (`readonly=2`, or 1 if it asks), in database `meterstream`;
+- the internal user `meterstream` with `Settings.clickhouse_http_password` (or the data directory's
+  `clickhouse-writer.secret`): writes on POST (the sink's tools, the close), reads every tenant's rows when
+  it asks `readonly` (`meterstream query`, the API: `front_client`) and on GET, as on a server;
+- nobody else: no credentials, a wrong password or an unknown user fail with AUTHENTICATION_FAILED.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import os
 import re
 import signal
 import threading
+import time
 import urllib.request
 import uuid
 import zlib
@@ -45,6 +52,8 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from meterstream.aggregation.chdb_sessions import ChdbSessions, StoreError, ch_error
+from meterstream.aggregation.front_auth import TenantKeys, keys_from_settings
+from meterstream.aggregation.tenant_access import Catalogue, Refused, TenantPolicy
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.http_front")
@@ -133,7 +142,15 @@ class _Handler(BaseHTTPRequestHandler):
                     params[part.get_param("name", header="content-disposition")] = part.get_content()
                 body = b""
             query_id = params.get("query_id") or str(uuid.uuid4())
-            trusted, readonly = self._auth(params)
+            trusted, readonly, scope = self._auth(params)
+            database = params.get("database") or None
+            settings = {k: v for k, v in params.items() if k not in _TRANSPORT and not k.startswith("param_")}
+            if scope is not None:
+                database = self._tenant_database(database, scope.tenant)
+                try:
+                    self.server.policy.check_settings(settings)
+                except Refused as exc:
+                    raise ch_error(exc.code, exc.name, f"{scope.tenant}: {exc.message}") from None
             sql = params.get("query", "")
             if not sql:  # the statement is the body, or its first part when data follows an INSERT ... FORMAT
                 head = _BODY_INSERT.match(body)
@@ -143,13 +160,14 @@ class _Handler(BaseHTTPRequestHandler):
                 readonly=readonly,
                 trusted=trusted,
                 data=body,
-                database=params.get("database") or None,
+                database=database,
                 default_format=params.get("default_format") or "TabSeparated",
                 params={k[6:]: v for k, v in params.items() if k.startswith("param_")},
-                settings={k: v for k, v in params.items() if k not in _TRANSPORT and not k.startswith("param_")},
+                settings=settings,
                 session_id=params.get("session_id") or None,
                 session_timeout=float(params.get("session_timeout") or 60),
                 session_check=params.get("session_check") == "1",
+                scope=scope,
             )
             ctype = _CONTENT_TYPES.get(result.fmt.lower().removesuffix("withnames").removesuffix("withnamesandtypes"))
             headers = {
@@ -166,8 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("ClickHouse HTTP front: request failed")
             self._error(ch_error(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}"), query_id)
 
-    def _auth(self, params: dict[str, str]) -> tuple[bool, int]:
-        """(trusted, readonly level): the internal user writes on POST; everyone else reads (readonly=2)."""
+    def _auth(self, params: dict[str, str]) -> tuple[bool, int, Any]:
+        """(trusted, readonly level, tenant scope or None): the internal user writes on POST and reads every
+        tenant's rows when it asks `readonly` (or on GET); a tenant reads its own rows (readonly=2)."""
         user, password = params.get("user") or "default", params.get("password") or ""
         auth = self.headers.get("Authorization") or ""
         if auth.startswith("Basic "):
@@ -175,13 +194,23 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.headers.get("X-ClickHouse-User"):
             user, password = self.headers["X-ClickHouse-User"], self.headers.get("X-ClickHouse-Key") or ""
         asked = int(params.get("readonly") or 0)
+        why = "Authentication failed: password is incorrect, or there is no user with such name"
         if user != INTERNAL_USER:
-            return False, 1 if asked == 1 else 2
+            keys = self.server.keys
+            if keys is None or not keys.check(user, password):
+                raise ch_error(516, "AUTHENTICATION_FAILED", f"{user}: {why}")
+            return False, 1 if asked == 1 else 2, self.server.policy.scope(user)
         secret = self.server.internal_password
         if not secret or not hmac.compare_digest(password.encode(), secret.encode()):
-            why = "Authentication failed: password is incorrect, or there is no user with such name"
             raise ch_error(516, "AUTHENTICATION_FAILED", f"{user}: {why}")
-        return True, asked or (2 if self.command == "GET" else 0)
+        readonly = asked or (2 if self.command == "GET" else 0)
+        return readonly == 0 or (self.command == "GET" and not asked), readonly, None
+
+    def _tenant_database(self, asked: str | None, tenant: str) -> str:
+        db = self.server.policy.db
+        if asked not in (None, "", "default", db):
+            raise ch_error(497, "ACCESS_DENIED", f"{tenant}: tenant users read database {db} only")
+        return db
 
     def _error(self, exc: StoreError, query_id: str) -> None:
         text = exc.text if "(version " in exc.text else f"{exc.text} (version {self.server.store.version})"
@@ -206,17 +235,21 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     store: ChdbSessions
     internal_password: str | None
+    keys: TenantKeys | None
+    policy: TenantPolicy
 
 
 class ClickHouseFront:
     """The HTTP front over a store path, serving from a daemon thread; `port` is the bound one."""
 
-    def __init__(self, store_path: str, host: str = "127.0.0.1", port: int = 8123, internal_password: str | None = None
-    ) -> None:  # fmt: skip
+    def __init__(self, store_path: str, host: str = "127.0.0.1", port: int = 8123, internal_password: str | None = None,
+                 keys: TenantKeys | None = None, database: str = "meterstream") -> None:  # fmt: skip
         self.store = ChdbSessions(store_path)
         self.server = _Server((host, port), _Handler)
         self.server.store = self.store
         self.server.internal_password = internal_password
+        self.server.keys = keys
+        self.server.policy = TenantPolicy(database, _Catalogue(self.store, database), _Aliases(self.store))
         self.host, self.port = host, self.server.server_address[1]
         name = f"clickhouse-http-{self.port}"
         threading.Thread(target=self.server.serve_forever, name=name, daemon=True).start()
@@ -225,6 +258,42 @@ class ClickHouseFront:
         self.server.shutdown()
         self.server.server_close()
         self.store.close()
+
+
+class _Catalogue:
+    """The analytics database's tables (those with a `tenant` column, and all), re-read every 2 seconds."""
+
+    def __init__(self, store: ChdbSessions, db: str, ttl: float = 2.0) -> None:
+        self.store, self.db, self.ttl = store, db, ttl
+        self._cached: tuple[float, Catalogue] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Catalogue:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] > self.ttl:
+                p = {"db": self.db}
+                tables = self.store.trusted_rows("SELECT name FROM system.tables WHERE database = {db:String}", p)
+                tenant = self.store.trusted_rows(
+                    "SELECT table FROM system.columns WHERE database = {db:String} AND name = 'tenant'", p
+                )
+                cat = Catalogue(self.db, frozenset(r[0] for r in tenant), frozenset(r[0] for r in tables))
+                self._cached = (now, cat)
+            return self._cached[1]
+
+
+class _Aliases:
+    """Setting aliases (`alias_for`), so that a pinned setting cannot be changed under another name."""
+
+    def __init__(self, store: ChdbSessions) -> None:
+        self.store = store
+        self._aliases: dict[str, str] | None = None
+
+    def __call__(self) -> dict[str, str]:
+        if self._aliases is None:
+            rows = self.store.trusted_rows("SELECT name, alias_for FROM system.settings WHERE alias_for != ''")
+            self._aliases = {name: target for name, target in rows}
+        return self._aliases
 
 
 def store_path(settings: Settings) -> str | None:
@@ -270,7 +339,8 @@ def serve_front(settings: Settings) -> ClickHouseFront | None:
         return None
     try:
         front = ClickHouseFront(path, settings.clickhouse_http_host, settings.clickhouse_http_port,
-                                writer_password(settings, create=True))  # fmt: skip
+                                writer_password(settings, create=True), keys_from_settings(settings),
+                                settings.clickhouse_database)  # fmt: skip
     except OSError as exc:
         log.error("ClickHouse HTTP front not started on %s:%s: %s", settings.clickhouse_http_host,
                   settings.clickhouse_http_port, exc)  # fmt: skip
@@ -293,16 +363,18 @@ def front_answers(settings: Settings, timeout: float = 2.0) -> bool:
 
 
 def front_client(settings: Settings, writer: bool = False, **kwargs: Any):
-    """A clickhouse-connect client to the front of this store, or None when it does not answer. `writer`: as
-    the internal user `meterstream` (`writer_password`), which may write (the close while the sink runs);
-    None when this installation has no writer password."""
+    """A clickhouse-connect client to the front of this store as its internal user `meterstream`
+    (`writer_password`), or None when the front does not answer or this installation has no writer password.
+    `writer`: it may write (the close while the sink runs); else it reads every tenant's rows, read-only
+    (`meterstream query`, the API)."""
     if not front_answers(settings):
         return None
-    if writer:
-        password = writer_password(settings)
-        if password is None:
-            return None
-        kwargs = {"username": INTERNAL_USER, "password": password, **kwargs}
+    password = writer_password(settings)
+    if password is None:
+        return None
+    kwargs = {"username": INTERNAL_USER, "password": password, **kwargs}
+    if not writer:
+        kwargs["settings"] = {"readonly": 2, **(kwargs.get("settings") or {})}
     import clickhouse_connect
 
     host = "127.0.0.1" if settings.clickhouse_http_host in ("0.0.0.0", "") else settings.clickhouse_http_host
@@ -317,9 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8123)
     p.add_argument("--password-env", default="METERSTREAM_CLICKHOUSE_HTTP_PASSWORD",
                    help="environment variable holding the internal user's password")  # fmt: skip
+    p.add_argument("--database", default="meterstream", help="the analytics database tenants read")
     args = p.parse_args(argv)
     os.makedirs(args.store, exist_ok=True)
-    front = ClickHouseFront(args.store, args.host, args.port, os.environ.get(args.password_env))
+    keys = keys_from_settings(Settings())  # tenants sign in with the keys of METERSTREAM_DATABASE_URL's store
+    front = ClickHouseFront(args.store, args.host, args.port, os.environ.get(args.password_env), keys, args.database)
     print(f"listening on http://{front.host}:{front.port}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

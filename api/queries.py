@@ -173,11 +173,22 @@ class UsageQueries:
 
                 try:
                     self._client = clickhouse_connect.get_client(
-                        dsn=dsn, connect_timeout=3, send_receive_timeout=30, autogenerate_session_id=False
+                        dsn=dsn, connect_timeout=3, send_receive_timeout=30, autogenerate_session_id=False,
+                        **self._front_credentials(dsn),
                     )
                 except Exception as exc:
                     raise ClickHouseUnavailable(str(exc)[:300]) from None
             return self._client
+
+    def _front_credentials(self, dsn: str) -> dict[str, Any]:
+        """On the embedded store's front: its internal user, read-only (it reads every tenant; every query here
+        is scoped by tenant in SQL). A server URL carries its own credentials."""
+        if dsn == self.settings.clickhouse_url:
+            return {}
+        from meterstream.aggregation.http_front import INTERNAL_USER, writer_password
+
+        password = writer_password(self.settings)
+        return {"username": INTERNAL_USER, "password": password, "settings": {"readonly": 2}} if password else {}
 
     def query(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         """Rows of a read (`{name:Type}` placeholders, values in `params`); ClickHouseUnavailable on failure."""

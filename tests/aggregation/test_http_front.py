@@ -76,10 +76,19 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]
 
 
 def _reader(port: int, **kw) -> clickhouse_connect.driver.Client:
+    """The internal user asking for readonly=2 (what `front_client` gives `meterstream query` and the API);
+    with `username`: that user as it asks. Tenant readers: test_http_front_tenants.py."""
+    if "username" not in kw:
+        kw = {"username": INTERNAL_USER, "password": PASSWORD, "settings": {"readonly": 2}, **kw}
     return clickhouse_connect.get_client(host="127.0.0.1", port=port, **kw)
 
 
+READER = {"Authorization": "Basic " + base64.b64encode(f"{INTERNAL_USER}:{PASSWORD}".encode()).decode()}
+
+
 def _http(port: int, query: str, method: str = "GET", headers: dict | None = None, **params: str):
+    if headers is None:  # the internal user, read-only
+        headers, params = READER, {"readonly": "2", **params}
     url = f"http://127.0.0.1:{port}/?" + urllib.parse.urlencode({"query": query, **params})
     req = urllib.request.Request(url, method=method, headers=headers or {}, data=b"" if method == "POST" else None)
     try:
@@ -147,7 +156,7 @@ def test_raw_http_json_and_ping(front) -> None:
     assert json.loads(body)["data"] == [{"x": 1, "y": "a"}]
     status, headers, body = _http(port, "SELECT 40 + 2")  # default format TabSeparated
     assert (status, body) == (200, b"42\n")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as resp:  # no credentials needed
         assert resp.read() == b"Ok.\n"
         assert resp.headers[STORE_HEADER] == os.path.realpath(store)
 

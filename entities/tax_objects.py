@@ -30,6 +30,7 @@ __all__ = [
     "StoredTax",
     "TaxRow",
     "TaxSpec",
+    "check_tax_codes",
     "create_tax",
     "customer_tax_codes",
     "delete_tax",
@@ -184,6 +185,15 @@ def delete_tax(sf: sessionmaker, tenant: str, code: str) -> StoredTax:
         s.execute(delete(CustomerTaxRow).where(CustomerTaxRow.tenant == tenant, CustomerTaxRow.code == code))
         s.delete(row)
         return stored
+
+
+def check_tax_codes(sf: sessionmaker, tenant: str, codes: Sequence[str]) -> None:
+    """`Invalid` naming `tax_codes` when one of `codes` is not a tax of the tenant."""
+    with sf() as s:
+        known = set(s.scalars(select(TaxRow.code).where(TaxRow.tenant == tenant, TaxRow.code.in_(list(codes)))))
+    missing = [c for c in codes if c not in known]
+    if missing:
+        raise Invalid("tax_codes", f"unknown tax code {missing[0]!r} (create it first: taxes)")
 
 
 def set_customer_tax_codes(sf: sessionmaker, tenant: str, customer: str, codes: Sequence[str]) -> list[StoredTax]:

@@ -53,7 +53,7 @@ def test_name_defaults() -> None:
     ({"external_id": "x", "metadata": [{"value": "v"}]}, "metadata[0].key"),
     ({"external_id": "x", "billing_configuration": {"payment_provider": "stripe"}},
      "billing_configuration.payment_provider"),
-    ({"external_id": "x", "tax_codes": ["vat"]}, "tax_codes"),
+    ({"external_id": "x", "integration_customers": [{"integration_type": "netsuite"}]}, "integration_customers"),
 ])  # fmt: skip
 def test_refused_with_the_field_named(raw: dict, field: str) -> None:
     with pytest.raises(Invalid) as err:

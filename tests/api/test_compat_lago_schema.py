@@ -28,15 +28,22 @@ def test_every_lago_operation_is_documented() -> None:
     paths = APP.openapi()["paths"]
     ops = sorted((p.removeprefix("/compat/lago/api/v1"), m) for p, item in paths.items() if p.startswith("/compat/lago")
                  for m in item)  # fmt: skip
-    assert ops == [("/billable_metrics", "get"), ("/billable_metrics", "post"), ("/billable_metrics/{code}", "get"),
+    assert ops == [("/applied_coupons", "get"), ("/applied_coupons", "post"),
+                   ("/billable_metrics", "get"), ("/billable_metrics", "post"), ("/billable_metrics/{code}", "get"),
+                   ("/coupons", "get"), ("/coupons", "post"), ("/coupons/{code}", "delete"), ("/coupons/{code}", "get"),
+                   ("/coupons/{code}", "put"),
                    ("/credit_notes", "get"), ("/credit_notes", "post"), ("/credit_notes/{lago_id}", "get"),
-                   ("/customers", "post"), ("/customers/{external_customer_id}/current_usage", "get"),
+                   ("/customers", "post"), ("/customers/{external_customer_id}/applied_coupons", "get"),
+                   ("/customers/{external_customer_id}/applied_coupons/{applied_coupon_id}", "delete"),
+                   ("/customers/{external_customer_id}/current_usage", "get"),
                    ("/customers/{external_id}", "get"),
                    ("/events", "post"), ("/events/batch", "post"), ("/events/{transaction_id}", "get"),
                    ("/invoices", "get"), ("/invoices/{lago_id}", "get"), ("/invoices/{lago_id}/void", "post"),
                    ("/plans", "get"), ("/plans", "post"), ("/plans/{code}", "delete"), ("/plans/{code}", "get"),
                    ("/plans/{code}", "put"), ("/subscriptions", "get"), ("/subscriptions", "post"),
-                   ("/subscriptions/{external_id}", "delete"), ("/subscriptions/{external_id}", "get")]  # fmt: skip
+                   ("/subscriptions/{external_id}", "delete"), ("/subscriptions/{external_id}", "get"),
+                   ("/taxes", "get"), ("/taxes", "post"), ("/taxes/{code}", "delete"), ("/taxes/{code}", "get"),
+                   ("/taxes/{code}", "put")]  # fmt: skip
 
 
 @schema.parametrize()

@@ -4,15 +4,19 @@ Lago's `POST /customers` is an upsert by `external_id`: fields the request leave
 values (a new customer gets the defaults). Mapping: name (absent: firstname + lastname, else the
 external id), legal_name, email, tax_identification_number -> tax_id, currency, timezone (absent: UTC),
 country, address_line1/2, city, zipcode, state -> address, `billing_configuration.invoice_grace_period`
--> invoice_grace_days, net_payment_term -> payment_terms_days, metadata `[{key, value}]` -> metadata.
-Fields with no Meterstream meaning are refused when set (payment providers, integrations, taxes, ...)
+-> invoice_grace_days (the days after a period's end during which late usage still lands in the draft; the
+billing run finalizes after them), net_payment_term -> payment_terms_days, metadata `[{key, value}]` ->
+metadata. `tax_codes` (codes of Lago `taxes`) are the customer's own taxes, stored apart from the customer
+document (entities/tax_objects.py: `tax_codes_from_lago` here, answered as the customer's `taxes`); a customer
+with tax codes is taxed with them instead of the automatic VAT/sales-tax rules (docs/taxes.md).
+Fields with no Meterstream meaning are refused when set (payment providers, integrations, ...)
 rather than accepted and forgotten; display-only ones Lago clients commonly send (phone, url, logo_url,
 legal_number, customer_type, document_locale) are ignored and come back null.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +31,7 @@ _TEXT = {"name": "name", "legal_name": "legal_name", "email": "email", "tax_iden
          "currency": "currency", "timezone": "timezone", "country": "country"}  # fmt: skip
 _ADDRESS = {"address_line1": "line1", "address_line2": "line2", "city": "city", "zipcode": "postal_code",
             "state": "state"}  # fmt: skip
-_REFUSED = ("integration_customers", "tax_codes", "shipping_address", "invoice_custom_section_codes",
+_REFUSED = ("integration_customers", "shipping_address", "invoice_custom_section_codes",
             "billing_entity_code")  # fmt: skip
 _REFUSED_BILLING = (
     "payment_provider",
@@ -106,6 +110,17 @@ def customer_from_lago(raw: Any, tenant: str, stored: CustomerDoc | None) -> Cus
     return msgspec.structs.replace(base, **changes, address=address if has_address else None)
 
 
+def tax_codes_from_lago(raw: Any) -> list[str] | None:
+    """The customer's `tax_codes` (None: not sent, the stored ones stay; [] removes them); `Invalid` naming
+    `tax_codes` when it is not an array of codes."""
+    if not isinstance(raw, Mapping) or raw.get("tax_codes") is None:
+        return None
+    codes = raw["tax_codes"]
+    if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
+        raise Invalid("tax_codes", "an array of tax codes (taxes created with POST /taxes)")
+    return codes
+
+
 def _metadata(raw: Any) -> dict[str, str]:
     """Lago metadata `[{key, value, display_in_invoice}]` (or a plain object) as key -> value."""
     if raw is None:
@@ -129,8 +144,10 @@ def _metadata(raw: Any) -> dict[str, str]:
     return out
 
 
-def customer_object(doc: CustomerDoc, created_at: datetime, updated_at: datetime) -> dict[str, Any]:
-    """Lago's customer object (lago_id stable per tenant and external id)."""
+def customer_object(
+    doc: CustomerDoc, created_at: datetime, updated_at: datetime, taxes: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """Lago's customer object (lago_id stable per tenant and external id); `taxes`: its own tax objects."""
     address = doc.address or Address()
     return {
         "lago_id": lago_uuid(doc.tenant, "customer", doc.external_id), "external_id": doc.external_id,
@@ -148,6 +165,6 @@ def customer_object(doc: CustomerDoc, created_at: datetime, updated_at: datetime
              "display_in_invoice": False, "created_at": None}
             for k, v in sorted(doc.metadata.items())
         ],
-        "integration_customers": [], "taxes": [], "shipping_address": None,
+        "integration_customers": [], "taxes": list(taxes), "shipping_address": None,
         "meterstream": {"version": doc.version},
     }  # fmt: skip

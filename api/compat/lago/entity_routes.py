@@ -18,11 +18,12 @@ from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.compat import LagoCompat
-from meterstream.api.compat.lago.customers import customer_from_lago, customer_object
+from meterstream.api.compat.lago.customers import customer_from_lago, customer_object, tax_codes_from_lago
 from meterstream.api.compat.lago.plans import charge_from_price, plan_from_lago, plan_object
 from meterstream.api.compat.lago.responses import error_body, page_meta, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat, _json
 from meterstream.api.compat.lago.subscriptions import STATUSES, LagoNotFound, status_of
+from meterstream.api.compat.lago.taxes import tax_object
 from meterstream.api.compat.lago.usage import usage_object
 from meterstream.api.errors import ApiError
 from meterstream.api.queries import ClickHouseUnavailable
@@ -30,6 +31,7 @@ from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.customers import get_customer_doc, put_customer
 from meterstream.entities.plans import delete_plan, get_plan, list_plans, publish_plan
 from meterstream.entities.subscriptions import get_subscription, list_subscriptions
+from meterstream.entities.tax_objects import check_tax_codes, customer_tax_codes, set_customer_tax_codes
 from meterstream.schemas.entities import PlanVersionDoc
 
 router = APIRouter(prefix=f"{PREFIX}/api/v1", tags=[TAG])
@@ -153,13 +155,19 @@ def _upsert_customer(compat: LagoCompat, tenant: str, raw: Any) -> dict[str, Any
         except NotFound:
             stored = None
     doc = customer_from_lago(raw, tenant, stored)
+    tax_codes = tax_codes_from_lago(raw)
+    if tax_codes:
+        check_tax_codes(sf, tenant, tax_codes)  # before the customer is written
     saved = put_customer(sf, doc, expected_version=stored.version if stored is not None else 0)
+    if tax_codes is not None:
+        set_customer_tax_codes(sf, tenant, saved.external_id, tax_codes)
     return _customer_object(compat, saved)
 
 
 def _customer_object(compat: LagoCompat, doc: Any) -> dict[str, Any]:
     row = compat.customers.get(doc.tenant, doc.external_id)
-    return customer_object(doc, row.created_at, row.updated_at)
+    taxes = customer_tax_codes(compat.state.sessions, doc.tenant, [doc.external_id]).get(doc.external_id, [])
+    return customer_object(doc, row.created_at, row.updated_at, [tax_object(t) for t in taxes])
 
 
 @router.post("/customers", summary="Create or update a customer (upsert by external_id)",

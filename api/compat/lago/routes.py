@@ -211,4 +211,9 @@ def mount(app: FastAPI) -> None:
     from meterstream.api.compat.lago.invoices import router as invoices_router
 
     app.include_router(invoices_router)  # invoices and credit notes over the invoice store
+    from meterstream.api.compat.lago.coupons import router as coupons_router
+    from meterstream.api.compat.lago.taxes import router as taxes_router
+
+    app.include_router(coupons_router)  # coupons and applied coupons (docs/coupons.md)
+    app.include_router(taxes_router)  # taxes; customers' tax_codes are in customers.py
     register_error_format(app, PREFIX, render_lago)

@@ -21,13 +21,16 @@ number, so re-running a close gives the same numbered documents and uses no new 
 
 from __future__ import annotations
 
+import os
+from base64 import b32encode
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from types import SimpleNamespace
 
 import msgspec
 import orjson
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -164,8 +167,7 @@ class Recorder:
                                 "issue_date": draft.issue_date, "due_date": draft.due_date, "document": document,
                                 "updated_at": now})  # fmt: skip
             out.append(draft)
-        if rows:
-            s.connection().execute(insert(InvoiceRow.__table__), rows)
+        _insert(s, InvoiceRow.__table__, rows)
         if updates:
             table = InvoiceRow.__table__
             s.connection().execute(
@@ -178,8 +180,7 @@ class Recorder:
                         version=table.c.version + 1),
                 updates,
             )  # fmt: skip
-        if event_rows:
-            s.connection().execute(insert(events.WebhookOutboxRow.__table__), event_rows)
+        _insert(s, events.WebhookOutboxRow.__table__, event_rows)
         return out
 
     # --- a batch --------------------------------------------------------------------------------------
@@ -261,28 +262,20 @@ class Recorder:
                 numbers[i] = numbering.format_number(prefix, series, year, seq)
         rows: list[dict] = []
         event_rows: list[dict] = []
+        ids = _ulids(3 * len(new), now)
         for i in new:
             draft = drafts[i]
             total, billed = money[i]
             # the draft was validated when issued (issue.py); a number and the status change none of its figures
             doc = msgspec.structs.replace(draft, number=numbers[i], status="finalized")
-            status = settled_status(FINALIZED, billed, 0, 0)
-            row = {
-                "tenant": draft.tenant, "invoice_id": draft.id, "customer": draft.customer, "period": draft.period,
-                "currency": draft.currency, "status": status, "total_minor": total, "billed_minor": billed,
-                "credited_minor": 0, "paid_minor": 0, "amount_due_minor": amount_due(billed, 0, 0),
-                "issue_date": draft.issue_date, "due_date": draft.due_date, "document": encode(doc).decode(),
-                "issuer": prefix, "series": series, "number": numbers[i], "finalized_at": now, "voided_at": None,
-                "void_reason": None, "version": 2, "created_at": now, "updated_at": now,
-            }  # fmt: skip
+            row = _record_row(doc, settled_status(FINALIZED, billed, 0, 0), total, billed, encode(doc).decode(), now)
+            row.update(issuer=prefix, series=series, number=numbers[i], finalized_at=now, version=2)
             rows.append(row)
-            event_rows += _events(row, now)
+            event_rows += _events(row, now, ids)
             out[i] = doc
-        # Core executemany on the tables (the ORM's bulk insert costs ~3x more per row here)
-        if rows:
-            s.connection().execute(insert(InvoiceRow.__table__), rows)
-        if event_rows:
-            s.connection().execute(insert(events.WebhookOutboxRow.__table__), event_rows)
+        # executemany on the tables (the ORM's bulk insert costs ~3x more per row here)
+        _insert(s, InvoiceRow.__table__, rows)
+        _insert(s, events.WebhookOutboxRow.__table__, event_rows)
         return out  # type: ignore[return-value]
 
 
@@ -321,24 +314,81 @@ def _record_row(doc: InvoiceDoc, status: str, total: int, billed: int, document:
     }  # fmt: skip
 
 
+def _ulids(n: int, now: datetime) -> list[str]:
+    """`n` ULIDs of the instant `now` (`entities.common.new_ulid`'s format: 48-bit milliseconds + 80 random bits,
+    Crockford base32), from one read of the random source and one base32 encoding."""
+    head = int(now.timestamp() * 1000).to_bytes(10, "big")  # the upper 80 of 160 bits: the milliseconds
+    noise = os.urandom(10 * n)
+    text = b32encode(b"".join(head + noise[k : k + 10] for k in range(0, 10 * n, 10))).translate(_CROCKFORD).decode()
+    return [text[k + 6 : k + 32] for k in range(0, 32 * n, 32)]
+
+
+# the 26 characters of a ULID are the last 26 of the standard base32 text of its value in 20 bytes
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
 def _event_row(state: dict, type_: str, previous: str | None, now: datetime) -> dict:
     """A `webhook_outbox` row for an invoice in `state` (a row dict), as `webhooks.events.append` makes it."""
-    event_id = "msg_" + new_ulid()
     data = events.invoice_data(SimpleNamespace(**state), previous)
-    body = orjson.dumps({"id": event_id, "type": type_, "timestamp": events.rfc3339(now), "data": data}).decode()
+    return _outbox_row(state, type_, data, now, "msg_" + new_ulid())
+
+
+def _outbox_row(state: dict, type_: str, data: dict, now: datetime, event_id: str, stamp: str | None = None) -> dict:
+    """The row of one event; `stamp` is `events.rfc3339(now)` when the caller has it."""
+    stamp = stamp or events.rfc3339(now)
+    body = orjson.dumps({"id": event_id, "type": type_, "timestamp": stamp, "data": data}).decode()
     return {"event_id": event_id, "tenant": state["tenant"], "type": type_, "subject": state["invoice_id"],
             "key": f"{state['tenant']}/{state['invoice_id']}", "body": body, "created_at": now,
             "fanned_at": None, "published_at": None}  # fmt: skip
 
 
-def _events(row: dict, now: datetime) -> list[dict]:
+def _events(row: dict, now: datetime, ids: list[str]) -> list[dict]:
     """The lifecycle events of a record created finalized (the per-record path's, in its order): created (as
-    the first draft), finalized, and paid when nothing is due. Bodies as `webhooks.events.append` makes them."""
-    draft = {**row, "status": DRAFT, "number": None, "issuer": None, "series": None, "finalized_at": None,
-             "version": 1}  # fmt: skip
-    finalized = {**row, "status": FINALIZED, "version": 1}
-    out = [_event_row(draft, events.INVOICE_CREATED, None, now), _event_row(finalized, events.INVOICE_FINALIZED,
-                                                                            DRAFT, now)]  # fmt: skip
-    if row["status"] != FINALIZED and row["status"] in events.STATUS_EVENTS:
-        out.append(_event_row(row, events.STATUS_EVENTS[row["status"]], FINALIZED, now))
+    the first draft), finalized, and paid when nothing is due. Bodies as `webhooks.events.append` makes them
+    (`events.invoice_data`, built here once for the three). `ids`: ULIDs to take the event ids from."""
+    data = events.invoice_data(SimpleNamespace(**{**row, "status": DRAFT, "number": None, "issuer": None,
+                                                  "series": None, "finalized_at": None, "version": 1}))  # fmt: skip
+    stamp = events.rfc3339(now)
+    out = [_outbox_row(row, events.INVOICE_CREATED, data, now, "msg_" + ids.pop(), stamp)]
+    data = {**data, "number": row["number"], "status": FINALIZED, "previous_status": DRAFT,
+            "issuer": row["issuer"], "series": row["series"], "finalized_at": stamp}  # fmt: skip
+    out.append(_outbox_row(row, events.INVOICE_FINALIZED, data, now, "msg_" + ids.pop(), stamp))
+    status = row["status"]
+    if status != FINALIZED and status in events.STATUS_EVENTS:
+        data = {**data, "status": status, "previous_status": FINALIZED, "version": row["version"]}
+        out.append(_outbox_row(row, events.STATUS_EVENTS[status], data, now, "msg_" + ids.pop(), stamp))
     return out
+
+
+def _insert(s: Session, table: Table, rows: list[dict]) -> None:
+    """INSERT `rows` (dicts with the same keys) into `table` in the session's transaction: Core executemany; on
+    SQLite straight to the driver with the column types' bind processors applied (SQLAlchemy's per-row parameter
+    processing costs more than SQLite's insert there), each distinct value processed once."""
+    if not rows:
+        return
+    conn = s.connection()
+    dialect = conn.dialect
+    if dialect.name != "sqlite":
+        conn.execute(insert(table), rows)
+        return
+    keys = list(rows[0])
+    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
+    order = compiled.positiontup or keys
+    getter = itemgetter(*order)
+    procs = [(i, proc, {}) for i, k in enumerate(order)
+             if (proc := table.c[k].type.dialect_impl(dialect).bind_processor(dialect)) is not None]  # fmt: skip
+    params: list = []
+    for row in rows:
+        values = getter(row)
+        if procs:
+            values = list(values)
+            for i, proc, memo in procs:  # each distinct value processed once (one `now` for the whole batch)
+                v = values[i]
+                if v is not None:
+                    done = memo.get(v)
+                    if done is None:
+                        done = memo[v] = proc(v)
+                    values[i] = done
+            values = tuple(values)
+        params.append(values)
+    conn.exec_driver_sql(compiled.string, params)

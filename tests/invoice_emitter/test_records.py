@@ -105,3 +105,22 @@ def test_drafts_are_stored_and_replaced_in_bulk_without_numbers(tmp_path: Path) 
     other = msgspec.structs.replace(issue_draft(v1("c9", "1.00"), issuing), id=again[1].id)
     (refused,) = recorder.upsert_drafts([other])
     assert isinstance(refused, ValueError) and refused.field == "customer"  # type: ignore[attr-defined]
+
+
+def test_batch_ulids_have_the_stores_format() -> None:
+    from datetime import UTC, datetime
+
+    from meterstream.entities.common import new_ulid
+    from meterstream.invoice_emitter.records import _ulids
+
+    now = datetime(2026, 12, 1, 13, 45, 20, 838507, tzinfo=UTC)
+    ids = _ulids(50, now)
+    one = new_ulid(now.timestamp())
+    # 48-bit milliseconds in the first 10 characters (identical), 80 random bits in the other 16
+    assert {i[:10] for i in ids} == {one[:10]} and len(set(ids)) == 50
+    assert all(len(i) == 26 and set(i) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for i in ids)
+    # decoded back, the time part is the instant's milliseconds
+    value = 0
+    for ch in ids[0]:
+        value = value * 32 + "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(ch)
+    assert value >> 80 == 1_796_132_720_838  # 20,788 days + 13:45:20.838 after 1970-01-01

@@ -6,6 +6,16 @@ rated). So the first replay that rates it is NEW and RATED; any later replay of 
 operator running `dlq replay` twice, or a copy of it) lands at another offset and is a DUPLICATE,
 dropped and counted. Replays go to the source partition so that they meet the same per-partition
 dedup entries and running totals as the key's other events (the key decides that partition).
+
+Marks and the replay position. Every replayed letter is marked: a record keyed by its source position
+(`topic:partition:offset`) on the compacted topic `dead-letters-replayed` (when, where in the dead-letter
+topic, by whom), written once Kafka acknowledged the replayed events; `dlq list` shows it. `meterstream dlq
+replay` reads the dead-letter topic from the replay position, the offsets committed by the consumer group
+`meterstream-dlq-replay` on it, not from the beginning, and skips letters already marked. After a replay it
+moves the position, per partition, over the letters that are settled (replayed now or marked before, and
+messages that are no dead letter at all) up to the first one that is not: a letter a filter left out is
+offered again by the next replay, never skipped for good. `--from-beginning` reads the whole topic and
+`--again` replays marked letters too.
 """
 
 from __future__ import annotations
@@ -14,10 +24,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, make_dataclass
+from datetime import UTC, datetime
 from typing import Any, get_type_hints
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from meterstream.ingest.lag import LagProbe
 from meterstream.ingest.producer import DeliveryTracker, make_producer
@@ -28,6 +40,9 @@ from meterstream.schemas.settings import Settings
 log = logging.getLogger(__name__)
 
 REPLAY_HEADER = "meterstream-replay-of"
+REPLAY_GROUP = "meterstream-dlq-replay"  # its committed offsets on the dead-letter topic: the replay position
+MARKS_TOPIC = "dead-letters-replayed"  # compacted: one mark per replayed letter, keyed by its source position
+MARKS_CONFIG = {"cleanup.policy": "compact"}
 _NOT_READY = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
 
 
@@ -69,13 +84,20 @@ class ReplayResult:
     skipped_unparseable: list[str] = field(default_factory=list)
 
 
-def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> Iterator[Message]:
-    """Every message below the end offsets seen at start (offsets ascend per partition); commits nothing.
+Scanned = tuple[int, int, "DeadLetterRecord | None"]  # (dlq partition, dlq offset, the letter; None: not one)
+
+
+def read_topic(
+    settings: Settings, topic: str, timeout: float = 30.0, start: dict[int, int] | None = None
+) -> Iterator[Message]:
+    """Every message below the end offsets seen at start (offsets ascend per partition), from `start`
+    (per partition; default: the beginning); commits nothing.
 
     Assigns partitions explicitly (no group join, no offset commits), so it never disturbs the
     pipeline's consumers; messages produced after the start are not read, so it always terminates.
     """
-    ends = {p: end for p, end in _end_offsets(settings, topic, timeout).items() if end > 0}
+    start = start or {}
+    ends = {p: end for p, end in _end_offsets(settings, topic, timeout).items() if end > start.get(p, 0)}
     if not ends:
         return
     consumer = Consumer(
@@ -89,7 +111,7 @@ def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> Iterato
         }
     )
     try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in ends])
         pending = set(ends)
         deadline = time.monotonic() + timeout
         while pending:
@@ -159,12 +181,27 @@ def read_dead_letters(
     twice; both copies sit in the same partition (the source's), the first at the lower offset.
     `reason_contains` matches case-insensitively; `limit` caps the result after filtering.
     """
-    topic = Topics.from_settings(settings).dead_letters
-    msgs = sorted(read_topic(settings, topic), key=lambda m: (m.partition(), m.offset()))
-    records = (parse_record(m.value(), m.partition(), m.offset()) for m in msgs)
-    out = dedup_by_source(r for r in records if r is not None)
-    out = [r for r in out if _matches(r, stage, reason_contains, tenant)]
+    out = letters(scan_dead_letters(settings), stage=stage, reason_contains=reason_contains, tenant=tenant)
     return out[:limit] if limit is not None else out
+
+
+def scan_dead_letters(settings: Settings, start: dict[int, int] | None = None) -> list[Scanned]:
+    """Every message of the dead-letter topic from `start` (default: the beginning), in topic order, parsed."""
+    topic = Topics.from_settings(settings).dead_letters
+    msgs = sorted(read_topic(settings, topic, start=start), key=lambda m: (m.partition(), m.offset()))
+    return [(m.partition(), m.offset(), parse_record(m.value(), m.partition(), m.offset())) for m in msgs]
+
+
+def letters(
+    scanned: Iterable[Scanned],
+    *,
+    stage: str | None = None,
+    reason_contains: str | None = None,
+    tenant: str | None = None,
+) -> list[DeadLetterRecord]:
+    """The dead letters of a scan, one per source position, filtered (see `read_dead_letters`)."""
+    out = dedup_by_source(r for _, _, r in scanned if r is not None)
+    return [r for r in out if _matches(r, stage, reason_contains, tenant)]
 
 
 def dedup_by_source(records: Iterable[DeadLetterRecord]) -> list[DeadLetterRecord]:
@@ -237,14 +274,14 @@ def replay_dead_letters(
         if include_unparseable or is_replayable(r):
             todo.append(r)
         else:
-            result.skipped_unparseable.append(_source_text(r))
+            result.skipped_unparseable.append(source_text(r))
     if not todo:
         return result
     producer = producer or make_producer(settings)
     partitions = _partition_count(producer, usage)
     tracker = DeliveryTracker()
     for i, r in enumerate(todo, 1):
-        source = _source_text(r)
+        source = source_text(r)
         kwargs: dict[str, Any] = {
             "value": r.raw.encode(),
             "key": r.key.encode() if r.key is not None else None,
@@ -262,6 +299,7 @@ def replay_dead_letters(
         raise KafkaException(f"{remaining} replayed messages not delivered within 120 s")
     if tracker.errors:
         raise KafkaException(f"{len(tracker.errors)} replays failed, first: {tracker.errors[0]}")
+    _mark(settings, producer, todo)
     if progress is not None:
         progress(len(todo), len(todo))
     return result
@@ -285,5 +323,107 @@ def _partition_count(producer: Producer, topic: str) -> int:
     return len(meta.partitions)
 
 
-def _source_text(r: DeadLetterRecord) -> str:
+def source_text(r: DeadLetterRecord) -> str:
     return f"{r.topic}:{r.partition}:{r.offset}"
+
+
+# ---- marks and the replay position --------------------------------------------------------------------------
+
+
+def marks_topic(settings: Settings) -> str:
+    return settings.topic(MARKS_TOPIC)
+
+
+def ensure_marks_topic(settings: Settings, timeout: float = 30.0) -> None:
+    """Create the compacted marks topic when missing (never left to the broker's auto-creation)."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    name = marks_topic(settings)
+    if name in admin.list_topics(timeout=timeout).topics:
+        return
+    new = NewTopic(name, num_partitions=1, replication_factor=1, config=MARKS_CONFIG)
+    try:
+        admin.create_topics([new], operation_timeout=timeout)[name].result()
+    except KafkaException as exc:  # a concurrent creator is fine
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise
+
+
+def read_marks(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Replayed letters by source position (`topic:partition:offset`): when, and where the letter sits.
+    Creates nothing: no marks topic yet means nothing was marked."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    if marks_topic(settings) not in admin.list_topics(timeout=30).topics:
+        return {}
+    marks: dict[str, dict[str, Any]] = {}
+    for m in read_topic(settings, marks_topic(settings)):
+        key = m.key()
+        if key is None:
+            continue
+        if m.value() is None:
+            marks.pop(key.decode(), None)
+            continue
+        try:
+            marks[key.decode()] = orjson.loads(m.value())
+        except orjson.JSONDecodeError:
+            log.warning("replay mark %r is not JSON; ignored", key)
+    return marks
+
+
+def _mark(settings: Settings, producer: Producer, records: list[DeadLetterRecord]) -> None:
+    """Mark replayed letters (after their events were acknowledged). A mark that fails is logged, not raised:
+    the events are replayed, and replaying a letter again is harmless (the processor drops the duplicate)."""
+    try:
+        ensure_marks_topic(settings)
+        topic, now = marks_topic(settings), datetime.now(UTC).isoformat(timespec="milliseconds")
+        tracker = DeliveryTracker()
+        for r in records:
+            source = source_text(r)
+            mark = {"source": source, "dlq_partition": r.dlq_partition, "dlq_offset": r.dlq_offset, "replayed_at": now}
+            _produce(producer, topic, {"key": source.encode(), "value": orjson.dumps(mark), "on_delivery": tracker})
+        if producer.flush(60) or tracker.errors:
+            raise KafkaException(f"marks not delivered: {tracker.errors[:1]}")
+    except KafkaException as exc:
+        log.warning("replayed %d dead letters but could not mark them (%s)", len(records), exc)
+
+
+def _group_consumer(settings: Settings) -> Consumer:
+    return Consumer({"bootstrap.servers": settings.bootstrap, "group.id": settings.topic(REPLAY_GROUP),
+                     "enable.auto.commit": False})  # fmt: skip
+
+
+def replay_position(settings: Settings) -> dict[int, int]:
+    """Per dead-letter partition, the offset the next `dlq replay` reads from (none committed: absent)."""
+    topic = Topics.from_settings(settings).dead_letters
+    consumer = _group_consumer(settings)
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
+    finally:
+        consumer.close()
+
+
+def commit_replay_position(settings: Settings, position: dict[int, int]) -> None:
+    if not position:
+        return
+    topic = Topics.from_settings(settings).dead_letters
+    consumer = _group_consumer(settings)
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in position.items()], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def advance(scanned: Iterable[Scanned], settled: set[str], start: dict[int, int]) -> dict[int, int]:
+    """The replay position after a replay: per partition, past every message from `start` on that is settled
+    (no dead letter at all, or a letter whose source is in `settled`) up to the first letter that is not."""
+    position = dict(start)
+    blocked: set[int] = set()
+    for p, offset, record in sorted(scanned, key=lambda m: (m[0], m[1])):
+        if p in blocked:
+            continue
+        if record is None or source_text(record) in settled:
+            position[p] = offset + 1
+        else:
+            blocked.add(p)
+    return position

@@ -11,11 +11,18 @@ import orjson
 
 from meterstream.ingest.dlq import (
     DeadLetterRecord,
+    advance,
+    commit_replay_position,
     is_replayable,
+    letters,
     parse_position,
     read_dead_letters,
+    read_marks,
     replay_dead_letters,
+    replay_position,
+    scan_dead_letters,
     select_positions,
+    source_text,
 )
 from meterstream.ingest.topics import Topics
 from meterstream.schemas.settings import Settings
@@ -46,6 +53,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="print what would be replayed, send nothing")
     p.add_argument("--include-unparseable", action="store_true", help="also replay raw input that is not JSON")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--from-beginning", action="store_true", help="read the whole topic, not from the replay position")
+    p.add_argument("--again", action="store_true", help="also replay letters already replayed (marked)")
     p.set_defaults(func=cmd_replay)
 
 
@@ -59,11 +68,13 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     records = read_dead_letters(
         settings, stage=args.stage, reason_contains=args.reason, tenant=args.tenant, limit=args.limit
     )
+    marks = read_marks(settings)
     if args.json:
         for r in records:
-            print(orjson.dumps(r.to_dict()).decode())
+            replayed_at = marks.get(source_text(r), {}).get("replayed_at")
+            print(orjson.dumps({**r.to_dict(), "replayed_at": replayed_at}).decode())
     else:
-        print_table(records)
+        print_table(records, marks)
     return 0
 
 
@@ -87,16 +98,30 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    records = read_dead_letters(settings, stage=args.stage, reason_contains=args.reason, tenant=args.tenant)
+    # from the replay position (the group meterstream-dlq-replay), skipping letters already replayed (marked)
+    start = {} if args.from_beginning else replay_position(settings)
+    scanned = scan_dead_letters(settings, start)
+    marks = read_marks(settings)
+    records = letters(scanned, stage=args.stage, reason_contains=args.reason, tenant=args.tenant)
     if positions:
         records = select_positions(records, positions)
+    marked = [r for r in records if source_text(r) in marks]
+    if not args.again:
+        records = [r for r in records if source_text(r) not in marks]
     todo = [r for r in records if args.include_unparseable or is_replayable(r)]
     skipped = len(records) - len(todo)
     usage = Topics.from_settings(settings).usage
     print_table(todo)
     note = f" ({skipped} unparseable skipped; --include-unparseable sends them)" if skipped else ""
+    if marked and not args.again:
+        note += f" ({len(marked)} already replayed skipped; --again sends them)"
     print(f"{len(todo)} dead letters to replay to {usage}{note}")
-    if not todo or args.dry_run:
+    # settled: marked, or never replayed by default (not a JSON object); the position moves over them
+    settled = set(marks) | {source_text(r) for r in letters(scanned) if not is_replayable(r)}
+    if args.dry_run:
+        return 0
+    if not todo:
+        commit_replay_position(settings, advance(scanned, settled, start))
         return 0
     if not args.yes:
         if not sys.stdin.isatty():
@@ -106,6 +131,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             print("nothing replayed")
             return 1
     result = replay_dead_letters(settings, todo, include_unparseable=True, progress=_progress())
+    commit_replay_position(settings, advance(scanned, settled | set(result.replayed), start))
     print(f"replayed {len(result.replayed)} events to {usage}")
     return 0
 
@@ -123,10 +149,18 @@ def _progress() -> Callable[[int, int], None]:
     return report
 
 
-def print_table(records: list[DeadLetterRecord]) -> None:
-    """Source position, stage, field, reason (shortened), tenant, event id: one line each."""
-    header = ("POSITION", "STAGE", "FIELD", "REASON", "TENANT", "EVENT ID")
-    rows = [(r.position, r.stage, r.field, _shorten(r.reason), r.tenant or "-", r.event_id or "-") for r in records]
+def print_table(records: list[DeadLetterRecord], marks: dict[str, dict] | None = None) -> None:
+    """Source position, stage, field, reason (shortened), when it was replayed (with `marks`), tenant, event id:
+    one line each."""
+    def replayed(r: DeadLetterRecord) -> list[str]:
+        if marks is None:
+            return []
+        return [str(marks.get(source_text(r), {}).get("replayed_at") or "-")[:19]]
+
+    marked = ["REPLAYED"] if marks is not None else []
+    header = ("POSITION", "STAGE", "FIELD", "REASON", *marked, "TENANT", "EVENT ID")
+    rows = [(r.position, r.stage, r.field, _shorten(r.reason), *replayed(r), r.tenant or "-", r.event_id or "-")
+            for r in records]  # fmt: skip
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 import uuid
 from decimal import Decimal
@@ -17,10 +18,14 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from meterstream.deploy.cli import build_parser
 from meterstream.ingest.dlq import (
     REPLAY_HEADER,
+    DeadLetterRecord,
     ReplayResult,
+    advance,
     parse_position,
     read_dead_letters,
+    read_marks,
     replay_dead_letters,
+    replay_position,
 )
 from meterstream.ingest.producer import make_producer
 from meterstream.ingest.topics import Topics, ensure_topics
@@ -253,3 +258,84 @@ def test_replayed_event_is_charged_once(settings: Settings) -> None:
     rated = outcomes[0].rated
     assert rated is not None and rated["id"] == "late-1" and rated["tenant"] == "nobody"
     assert Decimal(rated["amount"]) == Decimal("5")  # 20 api_calls on basic: 10 free, 10 at 0.5
+
+
+# ---- the replay position and the marks (#12, #17) -------------------------------------------------------------
+# Before: every replay read the whole dead-letter topic and offered every letter again (a second `replay --yes`
+# re-sent all of them), and nothing said which letters had been replayed. Now a replay reads from the offsets
+# the group `meterstream-dlq-replay` committed, skips letters marked on `dead-letters-replayed`, and `dlq list`
+# shows when each letter was replayed.
+
+LATER = dead_letter(
+    "rate", "customer", "no plan for customer nobody/c3", 1, 6, event("n3", "nobody", "c3"),
+    key="nobody/c3", event_id="n3", tenant="nobody",
+)  # fmt: skip
+
+
+def _letter(partition: int, offset: int, source_offset: int) -> DeadLetterRecord:
+    return DeadLetterRecord(stage="rate", field="customer", reason="r", topic=USAGE, partition=partition,
+                            offset=source_offset, key=None, raw="{}", event_id=None, tenant=None,
+                            dlq_partition=partition, dlq_offset=offset)  # fmt: skip
+
+
+def test_the_position_moves_over_settled_messages_up_to_the_first_letter_that_is_not() -> None:
+    scanned = [
+        (0, 10, _letter(0, 10, 100)), (0, 11, None), (0, 12, _letter(0, 12, 101)), (0, 13, _letter(0, 13, 102)),
+        (1, 4, _letter(1, 4, 200)), (1, 5, _letter(1, 5, 200)),  # a repeated letter: same source, settled alike
+        (2, 0, _letter(2, 0, 300)),
+    ]  # fmt: skip
+    settled = {f"{USAGE}:0:100", f"{USAGE}:0:102", f"{USAGE}:1:200"}
+    # partition 0: 10 settled, 11 no letter, 12 not settled -> stops at 12 (13 is offered again, harmless);
+    # partition 1: both copies settled -> 6; partition 2: nothing settled -> stays where it started (absent)
+    assert advance(scanned, settled, {0: 10, 1: 4}) == {0: 12, 1: 6}
+    assert advance([], settled, {0: 3}) == {0: 3}
+
+
+def _headers(settings: Settings, expected: int) -> list[bytes]:
+    msgs = consume_all(settings, Topics.from_settings(settings).usage, expected)
+    return sorted(m.headers()[0][1] for m in msgs if (m.headers() or [(None, None)])[0][0] == REPLAY_HEADER)
+
+
+def test_replay_resumes_from_its_position_and_marks_what_it_replayed(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    produce_dead_letters(settings, [NOT_JSON, NO_PLAN, NO_METER, NO_KEY])
+    assert replay_position(settings) == {} and read_marks(settings) == {}
+
+    assert cli(settings, "replay", "--tenant", "nobody", "--yes") == 0
+    assert "replayed 2 events" in capsys.readouterr().out
+    # dead-letter partitions: 0 holds NOT_JSON (never replayed by default: settled), 1 NO_PLAN and 3 NO_KEY
+    # (replayed), 2 NO_METER (left out by the filter: the position stays before it)
+    assert replay_position(settings) == {0: 1, 1: 1, 3: 1}
+    assert set(read_marks(settings)) == {f"{USAGE}:1:5", f"{USAGE}:3:9"}
+
+    assert cli(settings, "list") == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", rows["1:5"][-3])  # when it was replayed
+    assert rows["2:7"][-3] == "-" and rows["0:3"][-3] == "-"
+    assert cli(settings, "list", "--json", "--tenant", "nobody") == 0
+    listed = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert all(r["replayed_at"] for r in listed) and len(listed) == 2
+
+    # the next replay reads from the position: only NO_METER is left to send
+    assert cli(settings, "replay", "--yes") == 0
+    out = capsys.readouterr().out
+    assert "1 dead letters to replay" in out and "replayed 1 events" in out and "2:7" in out
+    assert replay_position(settings) == {0: 1, 1: 1, 2: 1, 3: 1}
+
+    # a new letter arrives: a replay sends it alone
+    produce_dead_letters(settings, [LATER])
+    assert cli(settings, "replay", "--yes") == 0
+    assert "replayed 1 events" in capsys.readouterr().out
+    assert replay_position(settings) == {0: 1, 1: 2, 2: 1, 3: 1}
+
+    # the whole topic again: every letter is marked, nothing is sent unless --again
+    assert cli(settings, "replay", "--from-beginning", "--yes") == 0
+    out = capsys.readouterr().out
+    assert "0 dead letters to replay" in out and "4 already replayed skipped; --again sends them" in out
+    assert _headers(settings, 4) == sorted(f"{USAGE}:{p}".encode() for p in ("1:5", "3:9", "2:7", "1:6"))
+
+    assert cli(settings, "replay", "--from-beginning", "--again", "--position", "2:7", "--yes") == 0
+    assert "replayed 1 events" in capsys.readouterr().out
+    assert len(_headers(settings, 5)) == 5

@@ -121,14 +121,24 @@ def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         reply = json.loads(urllib.request.urlopen(req, timeout=30).read())
         assert [r["status"] for r in reply["results"]] == ["accepted", "accepted", "duplicate"]
 
-        front = clickhouse_connect.get_client(host="127.0.0.1", port=ports["METERSTREAM_CLICKHOUSE_HTTP_PORT"])
-        sql = "SELECT count(), sum(quantity), sum(amount) FROM meterstream.rated_usage FINAL WHERE tenant = 'cloudco'"
+        def read_key(tenant: str) -> str:
+            made = subprocess.run([*cli, "keys", "create", "--tenant", tenant, "--role", "read"],
+                                  env=env, capture_output=True, text=True, check=True)  # fmt: skip
+            return made.stdout.strip().splitlines()[-1]
+
+        # an analyst of tenant cloudco, as the README shows: user = tenant, password = a read key
+        port = ports["METERSTREAM_CLICKHOUSE_HTTP_PORT"]
+        front = clickhouse_connect.get_client(host="127.0.0.1", port=port, username="cloudco",
+                                              password=read_key("cloudco"))  # fmt: skip
+        sql = "SELECT count(), sum(quantity), sum(amount) FROM meterstream.rated_usage FINAL"  # its own rows only
         deadline = time.monotonic() + 90
         while (rows := front.query(sql).result_rows)[0][0] < 2:
             assert time.monotonic() < deadline, f"events not visible: {rows}\n{err.read_text()}"
             time.sleep(0.5)
         # 100 + 250 api calls; cloud-standard's first 10,000 calls are free (deploy/demo_catalog.yaml)
         assert rows == [(2, Decimal("350"), Decimal("0"))]
+        other = clickhouse_connect.get_client(host="127.0.0.1", port=port, username="other", password=read_key("other"))
+        assert other.query(sql).result_rows == [(0, Decimal(0), Decimal(0))]  # cloudco's rows are not its
         query = subprocess.run([*cli, "query", "SELECT count() FROM meterstream.rated_usage FINAL"],
                                env=env, capture_output=True, text=True, check=True)  # fmt: skip
         assert query.stdout.splitlines() == ["count()", "2"]  # through the front: the sink holds the store

@@ -34,6 +34,7 @@ from meterstream.entities.coupons import CouponSpec, apply_coupon, create_coupon
 from meterstream.entities.customers import put_customer
 from meterstream.entities.plans import publish_plan
 from meterstream.entities.subscriptions import create_subscription
+from meterstream.entities.tax_objects import TaxSpec, create_tax, set_customer_tax_codes
 from meterstream.invoice_emitter.close import close_period
 from meterstream.invoice_emitter.issue import Issuing
 from meterstream.invoice_emitter.store_plans import StoreView
@@ -317,3 +318,28 @@ def test_a_fixed_once_coupon_carries_its_rest_over(chdb_client, db: str, sf, tmp
     assert (december["discounts"], december["total"]) == ([], "23.99")
     ((applied),) = list_applied(sf, T, "fr-consumer")
     assert (applied.amount_remaining, applied.status) == (Decimal("0.00"), "terminated")
+
+
+def test_explicit_taxes_replace_the_automatic_rules_at_the_close(chdb_client, db: str, sf, tmp_path: Path) -> None:
+    # Lago's taxes (docs/taxes.md): the German business gets its own tax code (19 %) instead of the reverse
+    # charge; a tenant default tax of 5 % (applied_to_organization) taxes everyone without their own codes.
+    setup(sf, chdb_client, db)
+    create_tax(sf, TaxSpec(tenant=T, code="de_vat", name="USt", rate=Decimal("19")))
+    create_tax(sf, TaxSpec(tenant=T, code="flat5", name="Flat", rate=Decimal("5"), applied_to_organization=True))
+    set_customer_tax_codes(sf, T, "de-gmbh", ["de_vat"])
+    docs = by_customer(close(chdb_client, db, sf, "2026-10", tmp_path / "inv"))
+
+    # DE: 1,250.00 x 0.19 = 237.50, 99.00 x 0.19 = 18.81; 1,349.00 x 0.19 = 256.31; total 1,605.31
+    de = docs["de-gmbh"]
+    assert lines(de) == [("usage", "1250.00", "0.19", "237.50", "S"), ("fixed", "99.00", "0.19", "18.81", "S")]
+    assert (de["tax_total"], de["total"], de["legal_mentions"]) == ("256.31", "1605.31", ["USt (de_vat) 19 %"])
+    # FR: 62.36 x 0.05 = 3.118 -> 3.12; 42.37 x 0.05 = 2.1185, 19.99 x 0.05 = 0.9995 -> floors 2.11 + 0.99 = 3.10,
+    # the 2 cents to the two remainders (0.95, then 0.85): 2.12 and 1.00; total 62.36 + 3.12 = 65.48
+    fr = docs["fr-consumer"]
+    assert lines(fr) == [("usage", "42.37", "0.05", "2.12", "S"), ("fixed", "19.99", "0.05", "1.00", "S")]
+    assert (fr["tax_total"], fr["total"]) == ("3.12", "65.48")
+    # US (its 10 % coupon first): taxable 162.00 + 45.00 + 63.00 = 270.00 x 0.05 = 13.50 (8.10 + 2.25 + 3.15);
+    # total 300.00 - 30.00 + 13.50 = 283.50
+    us = docs["us-inc"]
+    assert [ln["tax_amount"] for ln in us["lines"]] == ["8.10", "2.25", "3.15"]
+    assert (us["tax_total"], us["total"]) == ("13.50", "283.50")

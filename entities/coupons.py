@@ -3,7 +3,8 @@
 A coupon (`CouponRow`) is a tenant's discount definition: code, name, percentage (`percent_off`, 10 = 10 %) or
 fixed (`amount_off` + `currency`), duration `once` / `repeating` (`duration_periods` billing periods) /
 `forever`, the line codes it is limited to (`applies_to`; none: the whole invoice), an optional expiry
-(`expires_at`: it applies to no close of a period ending after it, and cannot be applied after it), whether
+(`expires_at`: it cannot be applied to a customer after it; a customer who got it before keeps it, as Lago's
+expiration is "the date after which the coupon can no longer be redeemed"), whether
 a customer may get it again after it ended (`reusable`), and `terminated_at` (Lago's `DELETE /coupons/{code}`:
 it can no longer be applied; customers who have it keep it, as in Lago). An applied coupon
 (`AppliedCouponRow`) is a coupon given to one customer (its external id) at `applied_at`, `active` until it
@@ -446,15 +447,13 @@ def coupon_uses(
     session: Session, tenant_customers: Iterable[tuple[str, str]] | None, period: str
 ) -> dict[tuple[str, str], list[CouponUse]]:
     """(tenant, customer) -> the uses of the coupons to apply to its invoice for `period` (YYYY-MM), in the
-    order they were applied; only customers with an active coupon that has not expired by the period's end
-    (and still applies: `billing.discounts.is_active`) appear. `tenant_customers`: only these (None: all).
-    Two queries whatever the number of customers."""
-    end = period_end(period)
+    order they were applied; only customers holding an active applied coupon appear (whether it still applies,
+    `billing.discounts.is_active`, is the engine's decision on the use). The coupon's expiry does not stop it:
+    expiry is about applying it to customers. `tenant_customers`: only these (None: all). Two queries whatever
+    the number of customers."""
+    period_end(period)  # YYYY-MM or Invalid naming `period`
     wanted = set(tenant_customers) if tenant_customers is not None else None
-    applied = [
-        (a, c) for a, c in _active_applied(session, ())
-        if (wanted is None or (a.tenant, a.customer) in wanted) and (c.expires_at is None or aware(c.expires_at) >= end)
-    ]  # fmt: skip
+    applied = [(a, c) for a, c in _active_applied(session, ()) if wanted is None or (a.tenant, a.customer) in wanted]
     if not applied:
         return {}
     invoices = _issued_invoices(session, (InvoiceRow.period < period,))

@@ -1,7 +1,8 @@
 """The coupon store (entities/coupons.py) on SQLite and PostgreSQL: the use of an applied coupon is derived from
 the customer's issued invoices (drafts and voided invoices do not count, invoices of the period closed or
 later do not count, invoices from before the coupon was applied do not count), the bulk loader's query count,
-expiry, the rules of applying; migration 0008 matches the models and goes down to 0007 and up again.
+expiry (it stops applying the coupon, not applied coupons), the rules of applying; migration 0008 matches the
+models and goes down to 0007 and up again.
 Expected values are written from the invoices given, by hand."""
 
 from __future__ import annotations
@@ -131,9 +132,8 @@ def test_expiry_termination_and_the_rules_of_applying(sf) -> None:
     create_coupon(sf, CouponSpec(tenant=T, code="short", name="Short", kind="percentage", percent_off=Decimal("5"),
                                  expires_at=datetime(2026, 11, 15, tzinfo=UTC), reusable=False))  # fmt: skip
     apply_coupon(sf, T, "c1", "short", at=datetime(2026, 10, 1, tzinfo=UTC))
-    with sf() as s:
-        assert list(coupon_uses(s, None, "2026-10")) == [(T, "c1")]  # October ends before it expires
-        assert coupon_uses(s, None, "2026-11") == {}  # expired before November's end: not applied
+    with sf() as s:  # applied before it expired: the customer keeps it after (expiry is about applying it)
+        assert list(coupon_uses(s, None, "2026-12")) == [(T, "c1")]
     with pytest.raises(Conflict) as twice:
         apply_coupon(sf, T, "c1", "short", at=datetime(2026, 10, 2, tzinfo=UTC))
     assert twice.value.field == "coupon_code"

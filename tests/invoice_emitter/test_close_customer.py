@@ -173,3 +173,45 @@ def test_drafts_are_kept_current_and_the_close_finalizes_the_same_record(chdb_cl
         record.invoice_id, "finalized", "DEMO-2026-000001", Decimal("40.00"))
     assert closed.invoices[0]["total"] == "40.00"
     assert draft_period(chdb_client, db, CATALOG, "2026-09", sv).invoices == []  # closed: no drafts any more
+
+
+def test_a_subscription_customer_closed_alone(chdb_client, db: str, tmp_path: Path) -> None:
+    """Plan `std` of tenant acme: 0.10 per api call, calendar months in UTC, no fee. By hand: s-a 50 calls in
+    October = 5.00, 20 late October calls = +2.00; s-b 30 calls = 3.00."""
+    from meterstream.entities.customers import put_customer
+    from meterstream.entities.finalization import finalized_until
+    from meterstream.entities.plans import publish_plan
+    from meterstream.entities.subscriptions import create_subscription
+    from meterstream.schemas.entities import CustomerDoc, Phase, PlanVersionDoc, SubscriptionDoc
+
+    sv = store(tmp_path / "store.db")
+    publish_plan(sv.sf, PlanVersionDoc(tenant="acme", code="std", version=0, name="std", currency="USD",
+                                       usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}}))  # fmt: skip
+    for who in ("s-a", "s-b"):
+        put_customer(sv.sf, CustomerDoc(tenant="acme", external_id=who, name=who, version=0))
+        create_subscription(sv.sf, SubscriptionDoc(
+            tenant="acme", external_id=f"sub-{who}", customer=who, version=0,
+            phases=[Phase(plan_code="std", plan_version=1, start=datetime(2026, 10, 1, tzinfo=UTC))]))  # fmt: skip
+
+    def use(customer: str, day: int, quantity: str) -> None:
+        row = ["acme", uuid.uuid4().hex, customer, "", "api_calls", datetime(2026, 10, day, tzinfo=UTC), "2026-10",
+               Decimal(quantity), Decimal(0), Decimal(0), "USD", "std@1", "api_calls", {}, "", 0, 0]  # fmt: skip
+        chdb_client.insert(f"{db}.rated_usage", [row], column_names=list(RATED_COLUMNS))
+
+    use("s-a", 5, "50")
+    use("s-b", 6, "30")
+    out = tmp_path / "inv"
+    alone = close_period(chdb_client, db, CATALOG, "2026-10", out, progress=False, store=sv,
+                         customers={("acme", "s-a")})  # fmt: skip
+    assert [(d["customer"], d["total"]) for d in alone.invoices] == [("s-a", "5.00")]
+    assert finalized_until(sv.sf, "acme", "s-a") == datetime(2026, 11, 1, tzinfo=UTC)
+    assert finalized_until(sv.sf, "acme", "s-b") is None  # not closed: its subscription may still change
+
+    use("s-a", 30, "20")  # late for s-a
+    whole = by_customer(close_period(chdb_client, db, CATALOG, "2026-10", out, progress=False, store=sv))
+    assert {c: d["total"] for c, d in whole.items()} == {"s-a": "5.00", "s-b": "3.00"}
+    assert whole["s-a"] == alone.invoices[0]
+    nov = by_customer(close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False, store=sv))
+    adj = [(ln["kind"], ln["applies_to"], ln["quantity"], ln["amount"]) for ln in nov["s-a"]["lines"]]
+    assert adj == [("adjustment", "2026-10", "20", "2.00")]
+    assert (nov["s-a"]["total"], nov["s-b"]["total"]) == ("2.00", "0.00")

@@ -74,6 +74,7 @@ __all__ = [
     "update_coupon",
 ]
 
+MAX_PERIODS = 1200  # a repeating coupon lasts at most 100 years of months
 ACTIVE = "active"
 TERMINATED = "terminated"
 Kind = Literal["percentage", "fixed"]
@@ -194,6 +195,12 @@ def check_spec(spec: CouponSpec) -> CouponSpec:
         for i, c in enumerate(spec.applies_to):
             if not isinstance(c, str) or not (0 < len(c) <= 128):
                 raise Invalid(f"applies_to[{i}]", "a line code of 1-128 characters")
+    if spec.duration_periods is not None and not 1 <= spec.duration_periods <= MAX_PERIODS:
+        raise Invalid("duration_periods", f"from 1 to {MAX_PERIODS} billing periods (got {spec.duration_periods})")
+    for name in ("percent_off", "amount_off"):
+        value = getattr(spec, name)
+        if value is not None and isinstance(value, Decimal) and len(str(value)) > 40:
+            raise Invalid(name, "at most 40 characters of decimal text")
     currency = spec.currency.upper() if isinstance(spec.currency, str) else spec.currency
     if currency is not None:
         try:
@@ -482,6 +489,14 @@ def _check_overrides(coupon: CouponSpec, o: CouponOverrides) -> CouponOverrides:
         raise Invalid("amount_off", f"coupon {coupon.code!r} is a percentage coupon: override percent_off")
     if coupon.kind == "fixed" and o.percent_off is not None:
         raise Invalid("percent_off", f"coupon {coupon.code!r} is a fixed coupon: override amount_off")
+    if o.duration_periods is not None and not 1 <= o.duration_periods <= MAX_PERIODS:
+        raise Invalid("duration_periods", f"from 1 to {MAX_PERIODS} billing periods (got {o.duration_periods})")
+    for name in ("percent_off", "amount_off"):
+        value = getattr(o, name)
+        if value is not None and len(str(value)) > 40:
+            raise Invalid(name, "at most 40 characters of decimal text")
+    if o.currency is not None and (not isinstance(o.currency, str) or len(o.currency) != 3):
+        raise Invalid("currency", "an ISO 4217 code such as EUR")
     if o.duration_periods is not None and o.duration is None:
         o = replace(o, duration=coupon.duration)
     return replace(o, currency=o.currency.upper() if o.currency else None)

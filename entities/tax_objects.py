@@ -107,6 +107,8 @@ def check_tax(spec: TaxSpec) -> TaxSpec:
         rate = to_decimal(spec.rate)
     except (TypeError, ValueError) as exc:
         raise Invalid("rate", f"a decimal percentage such as 20 or 7.25 ({exc})") from None
+    if len(str(rate)) > 40:
+        raise Invalid("rate", "at most 40 characters of decimal text")
     if not 0 <= rate <= 100:
         raise Invalid("rate", f"a percentage between 0 and 100 (20 is 20 %), got {rate}")
     if spec.description is not None and len(spec.description) > 1024:

@@ -92,7 +92,7 @@ def spec_from_lago(raw: Any, tenant: str, stored: store.CouponSpec | None = None
         if lago in raw:
             changes[ours] = _text(lago, raw[lago], required=lago != "description")
     if "coupon_type" in raw:
-        kind = _KIND.get(raw["coupon_type"])
+        kind = _KIND.get(raw["coupon_type"]) if isinstance(raw["coupon_type"], str) else None
         if kind is None:
             raise Invalid("coupon_type", f"fixed_amount or percentage (got {raw['coupon_type']!r})")
         changes["kind"] = kind
@@ -102,7 +102,7 @@ def spec_from_lago(raw: Any, tenant: str, stored: store.CouponSpec | None = None
     if raw.get("percentage_rate") is not None:
         changes["percent_off"] = lago_decimal("percentage_rate", raw["percentage_rate"])
     if "frequency" in raw:
-        duration = _FREQUENCY.get(raw["frequency"])
+        duration = _FREQUENCY.get(raw["frequency"]) if isinstance(raw["frequency"], str) else None
         if duration is None:
             raise Invalid("frequency", f"once, recurring or forever (got {raw['frequency']!r})")
         changes["duration"] = duration
@@ -115,7 +115,7 @@ def spec_from_lago(raw: Any, tenant: str, stored: store.CouponSpec | None = None
             raise Invalid("reusable", "true or false")
         changes["reusable"] = raw["reusable"]
     if "expiration" in raw:
-        if raw["expiration"] == "no_expiration":
+        if raw["expiration"] is None or raw["expiration"] == "no_expiration":
             changes["expires_at"] = None
         elif raw["expiration"] == "time_limit":
             at = _text("expiration_at", raw.get("expiration_at"), required=True)
@@ -191,7 +191,7 @@ def overrides_from_lago(raw: Mapping[str, Any]) -> store.CouponOverrides:
     amount, currency = _amount(raw, currency) if raw.get("amount_cents") is not None else (None, None)
     duration = None
     if raw.get("frequency") is not None:
-        duration = _FREQUENCY.get(raw["frequency"])
+        duration = _FREQUENCY.get(raw["frequency"]) if isinstance(raw["frequency"], str) else None
         if duration is None:
             raise Invalid("frequency", f"once, recurring or forever (got {raw['frequency']!r})")
     rate = raw.get("percentage_rate")

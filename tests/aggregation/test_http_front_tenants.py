@@ -133,6 +133,8 @@ def test_each_tenant_reads_its_own_rows_through_clickhouse_connect(front: Front)
     assert acme.command("SELECT count() FROM numbers(1) WHERE 'b1' IN (SELECT event_id FROM rated_usage)") == 0
     assert acme.command("SELECT (SELECT sum(quantity) FROM rated_usage WHERE tenant = 'bolt')") == 0
     assert acme.command("WITH t AS (SELECT * FROM rated_usage) SELECT count() FROM t WHERE tenant != 'acme'") == 0
+    # the filter runs before the query's own conditions: throwIf would raise on bolt's row (0 on acme's)
+    assert acme.command("SELECT count() FROM rated_usage WHERE throwIf(tenant = 'bolt')") == 0
     bolt = _client(front, "bolt", front.bolt)
     assert bolt.query("SELECT event_id, quantity, amount FROM meterstream.rated_usage").result_rows == [
         ("b1", Decimal(7), Decimal("9.99"))
@@ -153,6 +155,13 @@ def test_curl_style_requests_with_basic_auth_headers_and_parameters(front: Front
     status, _, body = _http(front.port, "SELECT count() FROM meterstream.rated_usage", method="GET",
                             user="acme", password=front.acme)  # fmt: skip
     assert (status, body) == (200, b"3\n")
+    # as the README's `curl -u acme:KEY host:port --data-binary 'SQL'`: the statement is the POST body
+    req = urllib.request.Request(f"http://127.0.0.1:{front.port}/", method="POST",
+                                 data=b"SELECT sum(quantity) FROM meterstream.usage_monthly",
+                                 headers={**_basic("acme", front.acme),
+                                          "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.read() == b"115\n"  # 10 + 5 + 100
 
 
 @pytest.mark.parametrize(

@@ -181,7 +181,9 @@ class ColumnarStep:
         counts: Counter[str] = Counter()
         rated_n = dup_n = 0
         groups: dict[str, list[Any]] = {}  # c| key -> [before, last offset written, total(before), its pricer]
-        bundles: dict[str, Any] = {}  # b| key -> the state's value
+        # b| key -> (the state's value, its bundle use as decimals: read back from the value's text, as the
+        # specification reads it, once per change instead of once per event)
+        bundles: dict[str, tuple[Any, dict[str, Decimal]]] = {}
         routes, route_of, window_ms = self.routes, self._route, self.window_ms
         run_exact, add, subtract = exact_runner(), EXACT.add, EXACT.subtract
         get = state.get
@@ -248,12 +250,14 @@ class ColumnarStep:
                     amount = run_exact(fn, before, after)
                 else:
                     bkey = f"{BUNDLE_PREFIX}{tenant}\x1f{customer}\x1f{period}"
-                    current = bundles.get(bkey, _MISSING)
-                    if current is _MISSING:
-                        current = bundles[bkey] = get(bkey)
+                    cached = bundles.get(bkey)
+                    if cached is None:
+                        current = get(bkey)
+                        used = {k: Decimal(v) for k, v in current[0].items()} if current is not None else {}
+                        cached = bundles[bkey] = (current, used)
+                    current, used = cached
                     if current is not None and current[-1] >= offset:
                         raise _Fallback
-                    used = {k: Decimal(v) for k, v in current[0].items()} if current is not None else {}
                     try:
                         cdr = rate_cdr(
                             fn,
@@ -267,6 +271,7 @@ class ColumnarStep:
                         raise _Fallback from None
                     amount, line = cdr.cost, cdr.line_key
                     if cdr.bundle_units_used:
+                        used = dict(used)  # the cached one is the state before this event
                         for bundle, units in cdr.bundle_units_used.items():
                             used[bundle] = add(used[bundle], units) if bundle in used else units
                         bvalue = [{k: format(v, "f") for k, v in used.items()}, offset]
@@ -302,7 +307,8 @@ class ColumnarStep:
             group[0] = after if len(text) < 28 else Decimal(text)  # what the next event reads back
             group[1], group[2], group[3] = offset, total_after, fn
             if bvalue is not None:
-                pending[bkey] = bundles[bkey] = bvalue  # type: ignore[index]
+                pending[bkey] = bvalue
+                bundles[bkey] = (bvalue, {k: Decimal(v) for k, v in bvalue[0].items()})  # type: ignore[index]
             lines.append(record)
             rated_n += 1
         out.last[p] = msgs[-1].offset

@@ -106,6 +106,25 @@ LEFT JOIN (
 )
 
 
+# cost per user: each invoice line's shares per subject as the invoice documents carry them (billing/allocation.py:
+# whole minor units by largest remainder, so a line's shares add up exactly to its amount); version 2 documents
+COST_PER_USER = ("cost_per_user", """
+SELECT tenant, customer, period, currency, invoice_id,
+       toUInt32(JSONExtractUInt(line, 'line_no')) AS line_no, JSONExtractString(line, 'kind') AS kind,
+       JSONExtractString(line, 'code') AS meter, JSONExtractString(line, 'applies_to') AS applies_to,
+       JSONExtractString(share, 'subject') AS subject,
+       toDecimal128(trim(BOTH '"' FROM JSONExtractRaw(share, 'quantity')), 12) AS quantity,
+       toDecimal128(trim(BOTH '"' FROM JSONExtractRaw(share, 'amount')), 6) AS amount,
+       toDecimal128(trim(BOTH '"' FROM JSONExtractRaw(line, 'amount')), 6) AS line_amount
+FROM (
+    SELECT tenant, customer, period, currency, invoice_id, line
+    FROM {db}.invoices FINAL
+    ARRAY JOIN JSONExtractArrayRaw(document, 'lines') AS line
+)
+ARRAY JOIN JSONExtractArrayRaw(line, 'subjects') AS share""")
+VIEWS = (*VIEWS, COST_PER_USER)
+
+
 def view_names() -> tuple[str, ...]:
     return tuple(name for name, _ in VIEWS)
 

@@ -177,3 +177,34 @@ def test_reconciliation_shows_event_time_billing_period_and_late_usage(chdb_clie
         ("c2", "storage_gb_hours", "2026-10", datetime(2026, 10, 3, 10), datetime(2026, 10, 20), D(1010), D(0), D(0),
          D(0), D(1010)),
     ]  # fmt: skip
+
+
+def test_cost_per_user_is_the_invoice_s_shares_and_adds_up_to_each_line(chdb_client, db: str) -> None:
+    from meterstream.billing.allocation import split
+
+    # as the close allocates: 10.00 among three equal users, 1.00 among users of weights 2 and 1
+    even = split(D("10.00"), {"u1": 1, "u2": 1, "u3": 1}, "USD")
+    uneven = split(D("1.00"), {"u1": 2, "u2": 1}, "USD")
+    lines = [{"line_no": 1, "kind": "usage", "code": "api_calls", "quantity": "30", "amount": "10.00",
+              "subjects": [{"subject": s, "quantity": "10", "amount": str(a)} for s, a in sorted(even.items())]},
+             {"line_no": 2, "kind": "adjustment", "code": "api_calls", "quantity": "3", "amount": "1.00",
+              "applies_to": "2026-09", "subjects": [{"subject": s, "quantity": q, "amount": str(uneven[s])}
+                                                    for s, q in (("u1", "2"), ("u2", "1"))]}]  # fmt: skip
+    import orjson
+
+    chdb_client.insert(f"{db}.invoices", [["t3", "c9", "2026-10", "inv-c9", "basic", "USD", D("11.00"), D("11.00"), 2,
+                                           orjson.dumps({"version": 2, "lines": lines}).decode(),
+                                           _at(2026, 11, 1, 1)]])  # fmt: skip
+    rows = _rows(chdb_client, f"SELECT line_no, kind, applies_to, subject, quantity, amount, line_amount "
+                              f"FROM {db}.cost_per_user WHERE tenant = 't3' ORDER BY line_no, subject")
+    # 1000 cents / 3 = 333 each and 1 left, to the first in subject order; 100 x 2/3 = 66.67 -> 67, 33.33 -> 33
+    assert rows == [
+        (1, "usage", "", "u1", D(10), D("3.34"), D("10.00")),
+        (1, "usage", "", "u2", D(10), D("3.33"), D("10.00")),
+        (1, "usage", "", "u3", D(10), D("3.33"), D("10.00")),
+        (2, "adjustment", "2026-09", "u1", D(2), D("0.67"), D("1.00")),
+        (2, "adjustment", "2026-09", "u2", D(1), D("0.33"), D("1.00")),
+    ]
+    sums = _rows(chdb_client, f"SELECT line_no, sum(amount) = any(line_amount) FROM {db}.cost_per_user "
+                              "WHERE tenant = 't3' GROUP BY line_no ORDER BY line_no")  # fmt: skip
+    assert sums == [(1, True), (2, True)]

@@ -370,14 +370,25 @@ def _utc_month(label: str) -> tuple[datetime, datetime] | None:
     return start, datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
 
 
+# text -> value: the same texts recur (0, tier bounds, unit prices), and a Decimal is immutable
+_NUMS: dict[str, Decimal] = {}
+_NUMS_KEPT = 200_000
+
+
 def _num(value: Any) -> Decimal:
     """`to_decimal`, faster for the usual case: the plain decimal text a version 1 document holds."""
     if type(value) is str:
+        result = _NUMS.get(value)
+        if result is not None:
+            return result
         try:
             result = Decimal(value)
         except InvalidOperation:
             return to_decimal(value)  # its error
         if result.is_finite():
+            if len(_NUMS) >= _NUMS_KEPT:
+                _NUMS.clear()
+            _NUMS[value] = result
             return result
     return to_decimal(value)
 

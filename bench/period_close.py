@@ -144,7 +144,7 @@ def populate(client, db: str, catalog, customers: int, per_meter: int) -> int:
     return rows
 
 
-def run_one(customers: int, per_meter: int, profile: Path | None, work: Path) -> dict:
+def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pdfs: int = 0) -> dict:
     from meterstream.aggregation.client import connect
     from meterstream.aggregation.ddl import create_schema
     from meterstream.invoice_emitter.close import close_period
@@ -176,6 +176,7 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path) ->
         profile.mkdir(parents=True, exist_ok=True)
         prof.dump_stats(str(profile / f"close-{customers}.prof"))
     invoices = len(result.invoices)
+    pdf = render_pdfs(result.files, pdfs, work / "pdf")
     return {
         "customers": customers,
         "meters_per_customer": len(METERS),
@@ -189,7 +190,29 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path) ->
         "cpu_user_s": round(c1.user - c0.user + c1.children_user - c0.children_user, 2),
         "cpu_sys_s": round(c1.system - c0.system + c1.children_system - c0.children_system, 2),
         "load_1m": os.getloadavg()[0],  # other work on the machine (the figures are noisy under load)
+        **pdf,
     }
+
+
+def render_pdfs(files: list[Path], count: int, out_dir: Path) -> dict:
+    """PDF rendering, measured apart from the close: `count` of the close's invoice files (spread over the
+    customers) rendered one after the other to PDF with `documents.render_invoice`, in this process. CPU seconds
+    per PDF give PDFs per core per second; the first render (fonts, templates) is left out of the figures."""
+    if count <= 0 or not files:
+        return {}
+    from meterstream.documents.render import render_invoice
+
+    step = max(1, len(files) // (count + 1))
+    chosen = files[::step][: count + 1]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    render_invoice(chosen[0], out_dir, ("pdf",))  # warm-up: not counted
+    c0, t0 = time.process_time(), time.perf_counter()
+    for path in chosen[1:]:
+        render_invoice(path, out_dir, ("pdf",))
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    n = len(chosen) - 1
+    return {"pdfs": n, "pdf_cpu_s": round(cpu, 3), "pdf_wall_s": round(wall, 3),
+            "pdfs_per_core_s": round(n / cpu, 1) if cpu else None}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events-per-meter", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--pdfs", type=int, default=20, help="invoices rendered to PDF after the close, timed apart")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child: one size, JSON on stdout
     ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)  # child: its work folder
     args = ap.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.events_per_meter, args.profile, args.work)))
+        print(json.dumps(run_one(args.one, args.events_per_meter, args.profile, args.work, args.pdfs)))
         return 0
     results = []
     # Work folders (stores, invoice files) are removed after the last size, not between sizes: on this
@@ -212,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in (int(x) for x in args.customers.split(",")):
             cmd = [sys.executable, __file__, "--one", str(n), "--events-per-meter", str(args.events_per_meter)]
-            cmd += ["--work", str(base / str(n))]
+            cmd += ["--work", str(base / str(n)), "--pdfs", str(args.pdfs)]
             if args.profile:
                 cmd += ["--profile", str(args.profile)]
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ))
@@ -222,13 +246,14 @@ def main(argv: list[str] | None = None) -> int:
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    print("| customers | meters | rows | close seconds | invoices/s | unreconciled | CPU user / sys s | load |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| customers | meters | rows | close seconds | invoices/s | unreconciled | CPU user / sys s | load "
+          "| PDFs per core-second |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(
             f"| {r['customers']:,} | {r['meters_per_customer']} | {r['rows']:,} | {r['seconds']:.2f} "
             f"| {r['invoices_per_s']:,.0f} | {r['unreconciled']} | {r['cpu_user_s']} / {r['cpu_sys_s']} "
-            f"| {r['load_1m']:.1f} |"
+            f"| {r['load_1m']:.1f} | {r.get('pdfs_per_core_s', '-')} |"
         )
     doc = {"machine": f"{os.cpu_count()} cores, {os.uname().machine}", "runs": results}
     for r in results:

@@ -18,7 +18,18 @@ from meterstream.rating.money import rounding_runner
 from meterstream.rating.telecom.rater import MAX_VOICE_SECONDS
 from meterstream.rating.telecom.session_rules import DEFAULT_RULES, SessionRules
 from meterstream.rating.telecom.sessions import SessionError, SessionState
-from meterstream.rating.telecom.walk import INF, ZERO, ZERO_COST, amount, charge, first_index, pieces, reached, resolve
+from meterstream.rating.telecom.walk import (
+    INF,
+    ZERO,
+    ZERO_COST,
+    amount,
+    charge,
+    connect_reached,
+    first_index,
+    pieces,
+    reached,
+    resolve,
+)
 
 
 def max_duration(
@@ -82,9 +93,11 @@ def _max_duration(plan, meter, balance, start, dimensions, bundle_used, session,
         cap = t.caps[p.band]
         if connect_due:
             connect_due = False
+            before = cost
             cost, _, cut = charge(cost, p.rate.connect_fee * t.den, cap)
-            if cut and cap[1] == "disconnect":
-                limit = min(limit, t.point(1))
+            if cut and cap[1] == "disconnect":  # nothing more is charged: the cost stays at the cap
+                end = connect_reached(t, before, cap) if fits(cost) else ZERO
+                return min(end, limit) - u0
         if p.phi.is_infinite():
             end = _open_end(t, cost, p, cap, fits)
             return end if end.is_infinite() else min(end, limit) - u0
@@ -94,6 +107,8 @@ def _max_duration(plan, meter, balance, start, dimensions, bundle_used, session,
                 return min(reached(t, cost, p), limit) - u0
             cost = after
             best = max(best, t.point(t.index_at_most(p.phi)))
+            if cut and _nothing_more(t, cost):
+                return limit - u0  # every band's cap stops charging at or below the cost so far
             continue
         end = _last_fitting(t, cost, p, cap, fits, t.index_at_most(p.phi)) or best
         if cap is not None and cap[1] == "disconnect" and charge(cost, amount(t, p, end), cap)[2]:
@@ -118,3 +133,9 @@ def _last_fitting(t, cost, p, cap, fits, hi: int | None) -> Decimal | None:
     lo = t.index_after(p.plo)
     k = first_index(lambda k: not fits(charge(cost, amount(t, p, t.point(k)), cap)[0]), lo, hi) - 1
     return t.point(k) if k >= lo else None
+
+
+def _nothing_more(t, cost) -> bool:
+    """Whether no band can charge anything more: each has a stop_charging cap the cost has reached."""
+    scaled = cost.fixed * cost.den + cost.num
+    return all(c is not None and c[1] == "stop_charging" and c[0] * cost.den <= scaled for c in t.caps.values())

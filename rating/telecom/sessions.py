@@ -31,7 +31,18 @@ from meterstream.rating.money import rounding_runner
 from meterstream.rating.telecom.rater import MAX_VOICE_SECONDS, Segment, _allocate
 from meterstream.rating.telecom.session_rules import DEFAULT_RULES, SessionRules
 from meterstream.rating.telecom.timebands import MILLION
-from meterstream.rating.telecom.walk import ZERO, ZERO_COST, Cost, Tariff, amount, charge, pieces, reached, resolve
+from meterstream.rating.telecom.walk import (
+    ZERO,
+    ZERO_COST,
+    Cost,
+    Tariff,
+    amount,
+    charge,
+    connect_reached,
+    pieces,
+    reached,
+    resolve,
+)
 
 MAX_HELD = 64  # records held behind one gap at most; one more is refused (the caller dead-letters it)
 Outcome = Literal["rated", "duplicate", "late", "held", "released"]
@@ -286,14 +297,18 @@ def _walk(t: Tariff, state: SessionState, u1: Decimal, bundle_used, outcome, seq
         fee = ZERO
         if connect_due:
             connect_due = False
+            before = cost
             cost, fee, cut = charge(cost, p.rate.connect_fee * t.den, cap)
             fee_charged = fee / t.den
             if cut:
                 capped = True
                 if cap[1] == "disconnect" and disconnect_at is None:
-                    disconnect_at = t.point(1)  # the fee alone reaches the cap: the first increment is the last
+                    disconnect_at = connect_reached(t, before, cap)
         before = cost
-        cost, charged, cut = charge(cost, amount(t, p, p.phi), cap)
+        if disconnect_at is not None and p.plo >= disconnect_at:
+            charged, cut = ZERO, amount(t, p, p.phi) > 0  # after the disconnect point nothing is charged
+        else:
+            cost, charged, cut = charge(cost, amount(t, p, p.phi), cap)
         if cut:
             capped = True
             if cap[1] == "disconnect" and disconnect_at is None:

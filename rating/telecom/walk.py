@@ -264,6 +264,12 @@ def first_index(pred, lo: int, hi: int | None) -> int:
     return lo
 
 
+def connect_reached(t: Tariff, cost: Cost, cap: tuple[Decimal, Strategy]) -> Decimal:
+    """Where a cap the connect fee was cut by is reached: at 0 if the cost had reached it already
+    (no increment starts), else with the fee, i.e. within the first increment (its end)."""
+    return ZERO if cap[0] * cost.den <= cost.fixed * cost.den + cost.num else t.point(1)
+
+
 def reached(t: Tariff, cost: Cost, piece: Piece) -> Decimal:
     """The first increment end in ``piece`` where ``cost`` plus its charge reaches the band's cap.
 

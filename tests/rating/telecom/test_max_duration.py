@@ -223,3 +223,45 @@ def test_differential_running_session(plan, start, number, first, balance):
     assert cost(first + d) - state.cost <= balance
     if d < day:
         assert cost(_next_end(number, first + d)) - state.cost > balance
+
+
+caps = st.lists(
+    st.fixed_dictionaries(
+        {
+            "band": st.sampled_from([None, "peak", "offpeak", "weekend"]),
+            "amount": st.decimals(0, 4, places=2),
+            "strategy": st.sampled_from(["stop_charging", "disconnect"]),
+        }
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=starts,
+    number=st.sampled_from(sorted(FIRST_STEP)),
+    balance=st.decimals(0, 4, places=4),
+    rounding=st.sampled_from(["per_record", "per_increment"]),
+    max_cost=caps,
+)
+def test_differential_with_rules(plan, start, number, balance, rounding, max_cost):
+    # rate_cdr knows neither per-increment rounding nor band caps: the reference is a one-record session
+    rules = SessionRules(rounding=rounding, max_cost=tuple(max_cost))
+    dims = {"destination": number}
+    used = {"NAT_MIN": D(600)}
+    day = D(86400)
+
+    def session(q):
+        rec = SessionRecord("s", 1, "voice_seconds", start, dims, usage=D(q))
+        return rate_session_record(plan, None, rec, bundle_used=used, rules=rules)[0]
+
+    d = max_duration(plan, meter="voice_seconds", balance=balance, start=start, dimensions=dims,
+                     bundle_used=used, rules=rules, horizon=day)  # fmt: skip
+    at = session(d)
+    assert at.cost <= balance
+    assert at.disconnect_at is None or at.disconnect_at >= d  # never past a disconnect
+    if d < day:
+        nxt = session(_next_end(number, d))
+        # one increment more costs too much, or a disconnect cap ends the call at d
+        assert nxt.cost > balance or (nxt.disconnect_at is not None and nxt.disconnect_at <= d)

@@ -256,6 +256,22 @@ def test_band_cap_disconnect(plan):
     ]
 
 
+def test_nothing_charged_after_disconnect(plan):
+    # the same peak cap from 18:58: minute 1 (peak) 1.70, minute 2 (peak) cut to 0.30 -> 2.00,
+    # disconnect at 120 s. The switch goes on: minutes 3 and 4 are off-peak, where the plan's 3.00
+    # cap would allow 0.60 more, but after the disconnect point nothing is charged: 2.00.
+    cap = {"destination": "INTL", "band": "peak", "amount": "2.00", "strategy": "disconnect"}
+    rules = SessionRules(max_cost=(cap,))
+    start = berlin(2025, 3, 4, 18, 58)
+    state, _ = run(plan, [record(1, 100, number=INTL, start=start), record(2, 140, number=INTL, start=start)],
+                   rules=rules)  # fmt: skip
+    assert (state.cost, state.disconnect_at) == (D("2.00"), D(120))
+    # with stop_charging instead, off-peak charges again up to the plan cap: 2.60 after minute 3, then 3.00
+    rules = SessionRules(max_cost=({**cap, "strategy": "stop_charging"},))
+    state, _ = run(plan, [record(1, 240, number=INTL, start=start)], rules=rules)
+    assert (state.cost, state.disconnect_at) == (D("3.00"), None)
+
+
 def test_cap_per_band_compares_the_session_cost(plan):
     # CGRateS semantics: the session's cost so far against the cap of the band in force.
     # offpeak cap 2.00, peak cap 5.00 (stop charging). INTL Tue 07:58, 240 s (peak from 08:00):

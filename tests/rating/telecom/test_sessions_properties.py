@@ -79,15 +79,30 @@ def test_any_cut_costs_one_record(plan, session, bundle_used):
     assert all(s.cost >= 0 for s in slices)
 
 
+caps = st.lists(
+    st.fixed_dictionaries(
+        {
+            "band": st.sampled_from([None, "peak", "offpeak", "weekend"]),
+            "amount": st.decimals(0, 4, places=2),
+            "strategy": st.sampled_from(["stop_charging", "disconnect"]),
+        }
+    ),
+    max_size=3,
+)
+
+
 @settings(max_examples=200, deadline=None)
-@given(session=sessions(), bundle_used=used)
-def test_per_increment_any_cut_costs_one_record(plan, session, bundle_used):
+@given(session=sessions(), bundle_used=used, rounding=st.sampled_from(["per_record", "per_increment"]), cap=caps)
+def test_with_rules_any_cut_costs_one_record(plan, session, bundle_used, rounding, cap):
+    # rate_cdr knows neither per-increment rounding nor band caps: the reference is a one-record session
     meter, number, start, total, records = session
-    rules = SessionRules(rounding="per_increment")
+    rules = SessionRules(rounding=rounding, max_cost=tuple(cap))
     state, slices = _feed(plan, meter, number, start, records, bundle_used, rules)
     one, _ = _feed(plan, meter, number, start, [(None, total)], bundle_used, rules)
     assert sum(s.cost for s in slices) == state.cost == one.cost
-    assert state.cost == state.precise_cost  # every increment already on the rating precision
+    assert (state.precise_cost, state.capped, state.disconnect_at) == (one.precise_cost, one.capped, one.disconnect_at)
+    if rounding == "per_increment":
+        assert state.cost == state.precise_cost  # every increment already on the rating precision
 
 
 @settings(max_examples=200, deadline=None)

@@ -301,8 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_query)
 
     from meterstream.deploy.cli_clickhouse import add_clickhouse_command
+    from meterstream.deploy.cli_revenue import add_revenue_command
 
     add_clickhouse_command(sub)
+    add_revenue_command(sub)
 
     p = sub.add_parser("up", help="broker, processor, sink and API in the foreground; Ctrl-C stops them all")
     p.add_argument("--port", type=int, default=None, help="API port (default: METERSTREAM_API_PORT, 8080)")

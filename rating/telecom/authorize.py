@@ -79,6 +79,8 @@ def _max_duration(plan, meter, balance, start, dimensions, bundle_used, session,
     if horizon is None:
         horizon = Decimal(MAX_VOICE_SECONDS) if t.voice else INF
     limit = u0 + horizon
+    if session is not None and session.final:
+        return ZERO  # the session has ended
     if session is not None and session.disconnect_at is not None:
         return max(min(session.disconnect_at, limit) - u0, ZERO)
     budget = (session.cost if session is not None else ZERO) + balance

@@ -7,6 +7,7 @@ connect fee 0.10, 60/60, 0.06/min peak, 0.03/min off-peak; bundle FREE5 of 5 fre
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -121,6 +122,9 @@ def test_running_session(auth_plan):
     assert (rated.cost, state.billed) == (D("0.22"), D(120))
     assert md(auth_plan, "0.30", session=state) == D(330)
     assert md(auth_plan, "0", session=state) == D(30)
+    last = replace(rec, sequence=2, usage=D(1), final=True)
+    ended, _ = rate_session_record(auth_plan, state, last, bundle_used=SPENT)
+    assert md(auth_plan, "0.30", session=ended) == 0  # a session that ended allows nothing more
     with pytest.raises(SessionError) as e:
         md(auth_plan, "0.30", session=state, dims={"destination": "+4940"})
     assert e.value.field == "dimensions.destination"

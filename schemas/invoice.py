@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -358,6 +359,7 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+@lru_cache(maxsize=1024)  # a pure function of the label; a close asks it for every document
 def _utc_month(label: str) -> tuple[datetime, datetime] | None:
     """[start, end) of the UTC month `label` (YYYY-MM), the periods of the catalog file's close; else None."""
     try:
@@ -421,38 +423,59 @@ def _tiers(breakdown: list[dict[str, Any]]) -> list[TierRow]:
     return rows
 
 
+# id(breakdown list) -> (the list, its rows): the close shares one breakdown list among the documents that show
+# the same (price, quantity) (invoice_emitter/document.py MeterPricer), and documents are not modified once built;
+# holding the list keeps its id from being reused. Rows are read-only (frozen Structs).
+_TIERS: dict[int, tuple[list[dict[str, Any]], list[TierRow]]] = {}
+_TIERS_KEPT = 50_000
+
+
 def _v1_line(line: dict[str, Any], doc_start: datetime, doc_end: datetime, plan: str | None) -> InvoiceLine:
-    kind = _V1_KINDS.get(line.get("kind"))
+    get = line.get
+    kind = _V1_KINDS.get(get("kind"))
     if kind is None:
-        raise ValueError(f"lines[{line.get('line_no')}].kind: {line.get('kind')!r} is not a version 1 line kind")
-    tiers = _tiers(line.get("breakdown") or [])
-    unit_price = _dec(line.get("unit_price"))
+        raise ValueError(f"lines[{get('line_no')}].kind: {get('kind')!r} is not a version 1 line kind")
+    breakdown = get("breakdown")
+    if breakdown:
+        known = _TIERS.get(id(breakdown))
+        if known is not None and known[0] is breakdown:
+            tiers = known[1]
+        else:
+            tiers = _tiers(breakdown)
+            if len(_TIERS) >= _TIERS_KEPT:
+                _TIERS.clear()
+            _TIERS[id(breakdown)] = (breakdown, tiers)
+    else:
+        tiers = []
+    unit_price = _dec(get("unit_price"))
     if unit_price is None and len(tiers) == 1 and tiers[0].kind == "unit":
         unit_price = tiers[0].unit_price
-    start = _instant(line["start"]) if line.get("start") else None
-    end = _instant(line["end"]) if line.get("end") else None
-    applies_to = line.get("applies_to")
+    start = get("start")
+    start = _instant(start) if start else None
+    end = get("end")
+    end = _instant(end) if end else None
+    applies_to = get("applies_to")
     if start is None and end is None:
         # the file path's lines cover the document's period; an adjustment covers the period it corrects
         start, end = (_utc_month(applies_to) or (None, None)) if applies_to else (doc_start, doc_end)
     return InvoiceLine(
         line_no=int(line["line_no"]),
         kind=kind,  # type: ignore[arg-type]
-        code=line.get("code") or line.get("meter") or "",
-        description=line.get("description") or "",
-        plan=line.get("plan") or plan,
-        subscription=line.get("subscription"),
-        quantity=_num(line.get("quantity", "0")),
+        code=get("code") or get("meter") or "",
+        description=get("description") or "",
+        plan=get("plan") or plan,
+        subscription=get("subscription"),
+        quantity=_num(get("quantity", "0")),
         unit_price=unit_price,
         tiers=tiers,
         start=start,
         end=end,
         amount=_num(line["amount"]),
-        precise_amount=_dec(line.get("precise_amount")),
-        events=line.get("events"),
-        bundle_units=_dec(line.get("bundle_units")),
+        precise_amount=_dec(get("precise_amount")),
+        events=get("events"),
+        bundle_units=_dec(get("bundle_units")),
         applies_to=applies_to,
-        line_key=line.get("line_key"),
+        line_key=get("line_key"),
     )
 
 

@@ -173,6 +173,8 @@ def _check(state: SessionState | None, record: SessionRecord, first_sequence: in
     value = getattr(record, given[0])
     if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
         raise SessionError(given[0], f"must be a finite Decimal >= 0, got {value!r}")
+    if not isinstance(record.start, datetime) or record.start.utcoffset() is None:
+        raise SessionError("start", f"must be a timezone-aware datetime, got {record.start!r}")
     if state is None:
         return
     for name, mine, theirs in (
@@ -185,8 +187,7 @@ def _check(state: SessionState | None, record: SessionRecord, first_sequence: in
             raise SessionError(name, f"{theirs!r} differs from the session's {mine!r}")
 
 
-def _empty(plan, record: SessionRecord, rules: SessionRules, first_sequence: int) -> SessionState:
-    t = resolve(plan, meter=record.meter, start=record.start, dimensions=record.dimensions, rules=rules)
+def _empty(t: Tariff, record: SessionRecord, first_sequence: int) -> SessionState:
     return SessionState(
         session_id=record.session_id,
         meter=record.meter,
@@ -201,8 +202,10 @@ def _empty(plan, record: SessionRecord, rules: SessionRules, first_sequence: int
 
 def _rate(plan, state, record, bundle_used, rules, first_sequence):
     _check(state, record, first_sequence)
+    t = None
     if state is None:
-        state = _empty(plan, record, rules, first_sequence)
+        t = resolve(plan, meter=record.meter, start=record.start, dimensions=record.dimensions, rules=rules)
+        state = _empty(t, record, first_sequence)
     seq = record.sequence
     if seq <= state.last_sequence:
         if seq in state.missing:
@@ -223,7 +226,7 @@ def _rate(plan, state, record, bundle_used, rules, first_sequence):
         waiting = _gaps(state.last_sequence, held)
         reason = f"held: waiting for sequence {', '.join(map(str, waiting))}"
         return replace(state, held=held), _nothing(plan, state, "held", (seq,), reason, waiting)
-    return _apply(plan, state, [record], bundle_used, rules, "rated")
+    return _apply(plan, state, [record], bundle_used, rules, "rated", t)
 
 
 def _release(plan, state, bundle_used, rules):
@@ -237,10 +240,12 @@ def _gaps(last: int, held: tuple[SessionRecord, ...]) -> tuple[int, ...]:
     return tuple(s for s in range(last + 1, held[-1].sequence) if s not in seen)
 
 
-def _apply(plan, state, records, bundle_used, rules, outcome):
+def _apply(plan, state, records, bundle_used, rules, outcome, t=None):
     """Rate ``records`` (and the held ones they make contiguous, or all held ones on release)."""
-    dims = {"destination": state.destination} if state.destination is not None else {}
-    t = resolve(plan, meter=state.meter, start=state.start, dimensions=dims, rules=rules, den=state.cost_exact.den)
+    if t is None:
+        dims = {"destination": state.destination} if state.destination is not None else {}
+        den = state.cost_exact.den
+        t = resolve(plan, meter=state.meter, start=state.start, dimensions=dims, rules=rules, den=den)
     last, usage, final = state.last_sequence, state.usage, state.final
     missing = list(state.missing)
     sequences: list[int] = []
@@ -276,11 +281,11 @@ def _apply(plan, state, records, bundle_used, rules, outcome):
         sequences.append(r.sequence)
     new_missing = [s for s in new_missing if s not in sequences]
     missing.extend(new_missing)
-    state = replace(state, last_sequence=last, final=final, missing=tuple(missing), held=tuple(held))
-    return _walk(t, state, usage, bundle_used, outcome, tuple(sequences), tuple(new_missing))
+    changes = {"last_sequence": last, "final": final, "missing": tuple(missing), "held": tuple(held)}
+    return _walk(t, state, usage, bundle_used, outcome, tuple(sequences), tuple(new_missing), changes)
 
 
-def _walk(t: Tariff, state: SessionState, u1: Decimal, bundle_used, outcome, sequences, new_missing):
+def _walk(t: Tariff, state: SessionState, u1: Decimal, bundle_used, outcome, sequences, new_missing, changes):
     u0 = state.usage
     dest = t.dest
     remaining = {b.id: b.amount - bundle_used.get(b.id, ZERO) for b in dest.bundles}
@@ -354,6 +359,7 @@ def _walk(t: Tariff, state: SessionState, u1: Decimal, bundle_used, outcome, seq
         bundle_units_used=tuple(bundles.items()),
         capped=state.capped or capped,
         disconnect_at=disconnect_at,
+        **changes,
     )
     rated = RatedSlice(
         session_id=state.session_id,

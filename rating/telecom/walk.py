@@ -82,7 +82,7 @@ def resolve(
 
     ``den`` is a denominator already in use (a session's state), kept as a factor of the new one.
     """
-    cp = plan.compiled
+    cp = plan.__pydantic_private__["_compiled"] or plan.compiled
     cm = cp.meters.get(meter)
     if cm is None:
         raise NoRate("meter not rated by plan", meter, field="meter")
@@ -93,7 +93,7 @@ def resolve(
         raise ValueError("start must be timezone-aware") from None
     band = cp.schedule.band_at(t0_us)
     rate = dest.rates[band]
-    pers = [g[2] for r in dest.rates.values() for g in r.groups]
+    base, caps = _per_destination(dest, rules)
     return Tariff(
         meter=meter,
         currency=cp.currency,
@@ -105,13 +105,33 @@ def resolve(
         start_band=band,
         first=rate.first,
         step=rate.step,
-        den=lcm(den, *pers),
+        den=base if den in (1, base) else lcm(den, base),
         quantum=cp.quantum,
         rounding=cp.rounding,
         method=cp.method,
         per_increment=rules.rounding == "per_increment",
-        caps={b: rules.cap(dest.id, b, dest.max_cost) for b in dest.rates},
+        caps=caps,
     )
+
+
+_PER_DESTINATION: dict[tuple[int, SessionRules], tuple[Any, int, dict]] = {}
+
+
+def _per_destination(dest: Any, rules: SessionRules) -> tuple[int, dict[str, tuple[Decimal, Strategy] | None]]:
+    """The destination's common denominator and its cap per band under ``rules`` (computed once).
+
+    Keyed by the compiled destination's identity; the entry holds the destination itself, so the
+    identity cannot be reused by another object while the entry exists.
+    """
+    key = (id(dest), rules)
+    found = _PER_DESTINATION.get(key)
+    if found is None or found[0] is not dest:
+        if len(_PER_DESTINATION) >= 4096:
+            _PER_DESTINATION.clear()
+        den = lcm(*(g[2] for r in dest.rates.values() for g in r.groups))
+        caps = {b: rules.cap(dest.id, b, dest.max_cost) for b in dest.rates}
+        found = _PER_DESTINATION[key] = (dest, den, caps)
+    return found[1], found[2]
 
 
 class Cost(NamedTuple):

@@ -300,3 +300,10 @@ def test_data_session_rated_at_its_start_band(plan):
             record(2, 1_500_000, number=None, start=start, meter="data_bytes")]  # fmt: skip
     _, slices = run(plan, recs)
     assert [(s.billed, s.cost) for s in slices] == [(D(2_000_000), D("0.10")), (D(1_000_000), D("0.05"))]
+
+
+def test_naive_start_is_refused(plan):
+    naive = record(1, 30, start=TUE_10.replace(tzinfo=None))
+    with pytest.raises(SessionError) as e:
+        rate_session_record(plan, None, naive, bundle_used={})
+    assert e.value.field == "start" and "timezone-aware" in e.value.reason

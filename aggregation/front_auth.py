@@ -10,11 +10,13 @@ entity store each time and a revoked key stops working within `ttl` seconds.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 READ_ROLES = frozenset({"read", "admin"})
+log = logging.getLogger("meterstream.http_front")
 
 
 class TenantKeys:
@@ -55,7 +57,8 @@ def keys_from_settings(settings) -> TenantKeys | None:  # type: ignore[no-untype
         from meterstream.entities.keys import KeyRepository
 
         repo = KeyRepository(session_factory(make_engine(settings)))
-    except Exception:  # no entity store here: no tenant can sign in (the internal user still works)
+    except Exception as exc:  # no entity store here: no tenant can sign in (the internal user still works)
+        log.warning("ClickHouse HTTP front: tenants cannot sign in, the entity store does not open: %s", exc)
         return None
 
     def authenticate(token: str):  # type: ignore[no-untyped-def]

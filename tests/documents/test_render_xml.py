@@ -66,3 +66,33 @@ def test_cli_render_file_as_xml(tmp_path: Path, capsys: pytest.CaptureFixture[st
     _, err = capsys.readouterr()
     assert code == 1
     assert err.startswith("meterstream invoices: error: ") and ": number: the invoice has no number yet" in err
+
+
+def test_cli_render_a_stored_invoice_as_xml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """The example finalized in the store of METERSTREAM_HOME gets its number from the store (ACME-2026-000001)."""
+    from meterstream.entities import invoices
+    from meterstream.entities.db import make_engine, migrate, session_factory
+    from meterstream.schemas.settings import Settings
+
+    monkeypatch.setenv("METERSTREAM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("METERSTREAM_DATABASE_URL", raising=False)
+    settings = Settings()
+    engine = make_engine(settings)
+    migrate(settings, engine)
+    sf = session_factory(engine)
+    doc = msgspec.structs.replace(decode(EXAMPLE.read_bytes()), status="draft", number=None, tenant="t1")
+    invoices.upsert_draft(sf, tenant="t1", invoice_id=doc.id, customer=doc.customer, period=doc.period,
+                          currency=doc.currency, total=doc.total, amount_due=doc.amount_due,
+                          issue_date=doc.issue_date, due_date=doc.due_date, document=encode(doc))  # fmt: skip
+    code = main(["invoices", "render", doc.id, "--tenant", "t1", "--format", "xml", "--out", str(tmp_path / "o")])
+    _, err = capsys.readouterr()
+    assert code == 1 and "number: the invoice has no number yet (status draft)" in err  # a draft: none yet
+    invoices.finalize(sf, "t1", doc.id, "ACME", "INV")
+    code = main(["invoices", "render", doc.id, "--tenant", "t1", "--format", "xml", "--out", str(tmp_path / "o")])
+    out, _ = capsys.readouterr()
+    assert (code, out.strip()) == (0, str(tmp_path / "o" / "ACME-2026-000001.xml"))
+    root = etree.parse(out.strip()).getroot()
+    assert root.findtext("cbc:ID", namespaces=NS) == "ACME-2026-000001"
+    assert root.findtext("cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) == "459.97"
+    engine.dispose()

@@ -8,6 +8,7 @@ an idle spell, so the first message after an hour of quiet is not reported as an
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import threading
@@ -138,6 +139,7 @@ def exit_stalled(log: logging.Logger) -> Callable[[StageStalled], None]:
     def end(exc: StageStalled) -> None:
         log.error("stalled: %s; exiting with status %d to be restarted", exc, STALLED_EXIT_CODE)
         logging.shutdown()
+        faulthandler.dump_traceback(all_threads=True)  # where each thread was: the stall's cause, in the log
         os._exit(STALLED_EXIT_CODE)
 
     return end

@@ -4,7 +4,8 @@ prints (issue #17; the embedded store's front does the same in `tenant_access`).
 Per tenant: a user named after the tenant whose passwords are the tenant's API keys (ClickHouse keeps their
 SHA-256, `sha256_hash`; the entity store keeps only a hash of each key's secret, so the keys are given on
 the command line and checked against the store first), `readonly = 2` (reads only; settings may change, as
-Grafana needs); a permissive row policy `tenant = '<tenant>'` on every table with a `tenant` column; SELECT
+Grafana needs); a permissive row policy `tenant = '<tenant>'` on every table with a `tenant` column (on
+`dead_letters` also the unparsed ones whose Kafka key is `<tenant>/...`, as on the embedded front); SELECT
 on those tables and on the views (`views.py`, and the rollups of schema.sql), which read the tables as the
 querying user (SQL SECURITY INVOKER, ClickHouse's default for views), so they are filtered too. No other
 grant: no other table, database, table function (file, url, remote, s3 need grants it does not get),
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from meterstream.aggregation.tenant_access import quote
+from meterstream.aggregation.tenant_access import quote, tenant_filter
 from meterstream.aggregation.views import view_names
 
 # the tables of schema.sql with a `tenant` column, and its rollup views (tests check both lists against the DDL)
@@ -46,7 +47,7 @@ def tenant_statements(db: str, tenant: str, keys: Sequence[str]) -> list[str]:
     policy = ident(f"meterstream_tenant_{tenant}")
     for table in TENANT_TABLES:
         out.append(f"CREATE ROW POLICY OR REPLACE {policy} ON {ident(db)}.{ident(table)} "
-                   f"AS PERMISSIVE FOR SELECT USING tenant = {quote(tenant)} TO {user}")  # fmt: skip
+                   f"AS PERMISSIVE FOR SELECT USING {tenant_filter(tenant, table)} TO {user}")  # fmt: skip
     for table in (*TENANT_TABLES, *SCHEMA_VIEWS, *view_names()):
         out.append(f"GRANT SELECT ON {ident(db)}.{ident(table)} TO {user}")
     return out

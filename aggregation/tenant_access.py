@@ -121,7 +121,12 @@ def parse_ast(dump: str) -> Node:
     return root
 
 
-def tenant_filter(tenant: str) -> str:
+def tenant_filter(tenant: str, table: str = "") -> str:
+    """The rows of `table` that are `tenant`'s. A dead letter the processor could not parse has no tenant; its
+    Kafka key (`tenant/customer`, set by the API from the key's tenant) says whose it is (tenant ids have no
+    '/')."""
+    if table == "dead_letters":
+        return f"tenant = {quote(tenant)} OR (tenant = '' AND startsWith(kafka_key, {quote(tenant + '/')}))"
     return f"tenant = {quote(tenant)}"
 
 
@@ -133,9 +138,8 @@ def quote(value: str) -> str:
 def filters_setting(db: str, tables: Iterable[str], tenant: str) -> str:
     """The `SET additional_table_filters = {...}` that scopes a connection to `tenant`."""
     tables = sorted(tables)
-    where = tenant_filter(tenant)
     names = ", ".join(quote(t) for t in tables) or "''"
-    entries = {f"{db}.{t}": where for t in tables}
+    entries = {f"{db}.{t}": tenant_filter(tenant, t) for t in tables}
     entries["system.databases"] = f"name = {quote(db)}"
     entries["system.tables"] = f"database = {quote(db)} AND name IN ({names})"
     entries["system.columns"] = f"database = {quote(db)} AND table IN ({names})"

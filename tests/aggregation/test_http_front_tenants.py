@@ -90,6 +90,13 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     create_schema(writer, "meterstream")
     writer.insert("meterstream.rated_usage", ROWS, column_names=COLUMNS)
     writer.command("INSERT INTO meterstream.period_closes VALUES ('2026-10', '2026-11-01 00:00:00')")
+    writer.command(  # a parsed one of acme's, two unparsed (tenant '') keyed acme/ and acmex/, one of bolt's
+        "INSERT INTO meterstream.dead_letters (topic, partition, offset, stage, field, reason, tenant, kafka_key, raw) "
+        "VALUES ('usage-events', 0, 1, 'rate', 'meter', 'no price', 'acme', 'acme/org-1', '{}'), "
+        "('usage-events', 0, 2, 'parse', '', 'not JSON', '', 'acme/org-1', 'x'), "
+        "('usage-events', 0, 3, 'parse', '', 'not JSON', '', 'acmex/o', 'y'), "
+        "('usage-events', 0, 4, 'rate', 'meter', 'no price', 'bolt', 'bolt/b-1', '{}')"
+    )
     writer.command("CREATE DATABASE IF NOT EXISTS other")
     writer.command("CREATE TABLE other.secrets (tenant String, s String) ENGINE = MergeTree ORDER BY s")
     writer.command("INSERT INTO other.secrets VALUES ('acme', 'mine'), ('bolt', 'theirs')")
@@ -140,6 +147,9 @@ def test_each_tenant_reads_its_own_rows_through_clickhouse_connect(front: Front)
         ("b1", Decimal(7), Decimal("9.99"))
     ]
     # an admin key reads too; the dead letters, invoices and views list only the tenant's own
+    # dead letters: its own, and the unparsed ones its Kafka key names (offsets 1 and 2; not acmex's, not bolt's)
+    assert acme.query("SELECT offset FROM meterstream.dead_letters ORDER BY offset").result_rows == [(1,), (2,)]
+    assert bolt.query("SELECT offset FROM meterstream.dead_letters").result_rows == [(4,)]
     admin = _client(front, "acme", front.acme_admin)
     assert admin.command("SELECT count() FROM meterstream.usage_by_period") == 2  # (org-1, 2026-10), (org-2, 2026-11)
 

@@ -25,6 +25,8 @@ def test_the_statements_for_one_tenant() -> None:
                         "AS PERMISSIVE FOR SELECT USING tenant = 'acme' TO `acme`")  # fmt: skip
     assert len(stmts) == 1 + len(TENANT_TABLES) + len(TENANT_TABLES) + len(SCHEMA_VIEWS) + len(view_names())
     assert "GRANT SELECT ON `meterstream`.`usage_monthly` TO `acme`" in stmts
+    assert ("CREATE ROW POLICY OR REPLACE `meterstream_tenant_acme` ON `meterstream`.`dead_letters` AS PERMISSIVE FOR "
+            "SELECT USING tenant = 'acme' OR (tenant = '' AND startsWith(kafka_key, 'acme/')) TO `acme`") in stmts
     assert not any("period_closes" in s for s in stmts)  # operator data, no tenant column: not granted
 
 

@@ -42,10 +42,10 @@ knows only VAT (docs/invoices.md, "E-invoice").
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from zoneinfo import ZoneInfo
 
 from lxml import etree
@@ -53,15 +53,28 @@ from lxml import etree
 from meterstream.rating.money import EXACT, ZERO, round_money
 from meterstream.schemas.invoice import Discount, InvoiceDoc, InvoiceLine, Party, validate
 
-__all__ = ["CUSTOMIZATION_ID", "INVOICE_NS", "NS", "UNIT_CODES", "to_ubl", "unit_code"]
+__all__ = [
+    "CREDIT_NOTE_NS",
+    "CUSTOMIZATION_ID",
+    "INVOICE_NS",
+    "NS",
+    "UNIT_CODES",
+    "credit_note_to_ubl",
+    "to_ubl",
+    "unit_code",
+]
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017"
 INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+CREDIT_NOTE_NS = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 NS = {"inv": INVOICE_NS, "cac": CAC, "cbc": CBC}
 COMMERCIAL_INVOICE = "380"  # UNCL 1001
+CREDIT_NOTE = "381"
 _NSMAP = {None: INVOICE_NS, "cac": CAC, "cbc": CBC}
+_CN_NSMAP = {None: CREDIT_NOTE_NS, "cac": CAC, "cbc": CBC}
+_SPLIT = Context(prec=60, rounding=ROUND_HALF_UP)  # gross -> net division, rounded to the minor unit after
 
 # Our units (case-insensitive) -> UN/ECE Recommendation 20 codes; anything else is C62 ("one").
 UNIT_CODES: dict[str, str] = {
@@ -413,4 +426,83 @@ def to_ubl(doc: InvoiceDoc) -> bytes:
 
     for line in doc.lines:
         _line(b, root, doc, line, group_of[id(line)], tz)
+    return etree.tostring(root, encoding="UTF-8", xml_declaration=True, pretty_print=True)
+
+
+# ------------------------------------------------------------------------------------------- credit notes
+
+
+def credit_note_to_ubl(
+    invoice: InvoiceDoc, *, number: str, issue_date: date, reason: str, lines: Sequence[tuple[str, Decimal]]
+) -> bytes:
+    """A credit note (entities/credit_notes.py: `number`, `issue_date`, `reason`, `lines` of (description, amount))
+    against the finalized `invoice`, as a UBL 2.1 CreditNote following EN 16931 (type 381, the invoice as billing
+    reference BT-25, its seller and buyer).
+
+    Our credit notes credit what the invoice billed, tax included, and carry no tax split of their own; the
+    e-invoice needs one (BG-23), so each line is split at the invoice's one VAT category and rate: net =
+    amount / (1 + rate) rounded half up to the minor unit, tax = amount - net (a 0 % category: all net). The
+    tax is then within one minor unit of net x rate, the tolerance of BR-CO-17. An invoice with several VAT
+    groups is refused (`invoice.taxes`): a line of ours does not say which group it credits."""
+    validate(invoice)
+    if invoice.status == "draft" or not invoice.number or invoice.issue_date is None:
+        raise ValueError("invoice: a credit note is issued against a finalized invoice with a number and issue date")
+    if not lines:
+        raise ValueError("lines: a credit note has at least one line (BR-16)")
+    groups = _groups(invoice)
+    if len(groups) != 1:
+        names = ", ".join(f"{g.category} {_percent(g.rate)} %" for g in groups)
+        raise ValueError(f"invoice.taxes: the invoice has several VAT groups ({names}); a credit note line does not "
+                         "say which one it credits")  # fmt: skip
+    _check_tax_ids(invoice, groups)
+    src = groups[0]
+    split: list[tuple[str, Decimal, Decimal]] = []  # (description, amount, net)
+    for i, (description, amount) in enumerate(lines):
+        if amount <= 0 or round_money(amount, invoice.currency) != amount:
+            raise ValueError(f"lines[{i}].amount: {_text(amount)} is not a positive amount in {invoice.currency}")
+        net = round_money(_SPLIT.divide(amount, _SPLIT.add(Decimal(1), src.rate)), invoice.currency)
+        split.append((description, amount, net))
+    total = _sum(x[1] for x in split)
+    net_total = _sum(x[2] for x in split)
+    group = _Group(src.category, src.rate, reasons=list(src.reasons))
+    b = _Builder(invoice.currency)
+    tz = ZoneInfo(invoice.timezone)
+
+    root = etree.Element(f"{{{CREDIT_NOTE_NS}}}CreditNote", nsmap=_CN_NSMAP)
+    b.basic(root, "CustomizationID", CUSTOMIZATION_ID)
+    b.basic(root, "ID", number)
+    b.basic(root, "IssueDate", issue_date.isoformat())
+    b.basic(root, "CreditNoteTypeCode", CREDIT_NOTE)
+    b.basic(root, "Note", reason)
+    for note in invoice.legal_mentions:
+        b.basic(root, "Note", note)
+    b.basic(root, "DocumentCurrencyCode", invoice.currency)
+    b.basic(root, "BuyerReference", invoice.customer)
+    _period(b, root, invoice.period_start, invoice.period_end, tz)
+    ref = b.agg(b.agg(root, "BillingReference"), "InvoiceDocumentReference")
+    b.basic(ref, "ID", invoice.number)
+    b.basic(ref, "IssueDate", invoice.issue_date.isoformat())
+    vat_ids = src.category != "O"
+    _party(b, b.agg(root, "AccountingSupplierParty"), invoice.issuer, "invoice.issuer", seller=True, vat_ids=vat_ids)
+    _party(b, b.agg(root, "AccountingCustomerParty"), invoice.buyer, "invoice.buyer", seller=False, vat_ids=vat_ids)
+    tax_total = b.agg(root, "TaxTotal")
+    b.amount(tax_total, "TaxAmount", EXACT.subtract(total, net_total))
+    sub = b.agg(tax_total, "TaxSubtotal")
+    b.amount(sub, "TaxableAmount", net_total)
+    b.amount(sub, "TaxAmount", EXACT.subtract(total, net_total))
+    _tax_category(b, sub, "TaxCategory", group, reasons=True)
+    totals = b.agg(root, "LegalMonetaryTotal")
+    b.amount(totals, "LineExtensionAmount", net_total)
+    b.amount(totals, "TaxExclusiveAmount", net_total)
+    b.amount(totals, "TaxInclusiveAmount", total)
+    b.amount(totals, "PayableAmount", total)
+    for i, (description, _amount, net) in enumerate(split):
+        el = b.agg(root, "CreditNoteLine")
+        b.basic(el, "ID", str(i + 1))
+        b.basic(el, "CreditedQuantity", "1", unitCode=ONE)
+        b.amount(el, "LineExtensionAmount", net)
+        item = b.agg(el, "Item")
+        b.basic(item, "Name", description)
+        _tax_category(b, item, "ClassifiedTaxCategory", group, reasons=False)
+        b.amount(b.agg(el, "Price"), "PriceAmount", net)
     return etree.tostring(root, encoding="UTF-8", xml_declaration=True, pretty_print=True)

@@ -24,7 +24,7 @@ from invoice_samples import sales_tax_doc
 from lxml import etree
 
 from meterstream.billing.taxes import REVERSE_CHARGE_MENTION
-from meterstream.documents.ubl import CUSTOMIZATION_ID, NS, to_ubl, unit_code
+from meterstream.documents.ubl import CUSTOMIZATION_ID, NS, credit_note_to_ubl, to_ubl, unit_code
 from meterstream.schemas.invoice import (
     Address,
     Discount,
@@ -398,3 +398,55 @@ def test_utc_instants_of_a_period_are_local_days() -> None:
                                   period_end=datetime(2026, 10, 31, 23, tzinfo=UTC))  # fmt: skip
     root = etree.fromstring(to_ubl(doc))
     assert texts(root, "cac:InvoicePeriod/*") == ["2026-10-01", "2026-10-31"]
+
+
+# --- credit notes ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def credit_note_schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(files("peppol") / "schema" / "maindoc" / "UBL-CreditNote-2.1.xsd")))
+
+
+def test_a_credit_note_of_the_french_invoice(credit_note_schema) -> None:
+    """Crediting the fee 19.99 and a goodwill 12.00, tax included, against the 20 % invoice: 19.99 / 1.20 =
+    16.658.. -> net 16.66, VAT 3.33; 12.00 / 1.20 = 10.00, VAT 2.00; net 26.66, VAT 5.33, total 31.99
+    (BR-CO-17: 26.66 x 20 / 100 = 5.332 -> 5.33)."""
+    xml = credit_note_to_ubl(french_b2c(), number="ACME-CN-2026-000001", issue_date=date(2026, 11, 20),
+                             reason="duplicated_charge: fee billed twice",
+                             lines=[("Base fee", D("19.99")), ("Goodwill", D("12.00"))])  # fmt: skip
+    root = etree.fromstring(xml)
+    assert credit_note_schema.validate(root), [e.message for e in credit_note_schema.error_log]
+    assert etree.QName(root).localname == "CreditNote"
+    assert (one(root, "cbc:ID"), one(root, "cbc:CreditNoteTypeCode"), one(root, "cbc:IssueDate")) == (
+        "ACME-CN-2026-000001", "381", "2026-11-20")  # fmt: skip
+    assert texts(root, "cac:BillingReference/cac:InvoiceDocumentReference/cbc:*") == ["ACME-2026-000001", "2026-11-01"]
+    assert texts(root, "cbc:Note") == ["duplicated_charge: fee billed twice"]
+    assert breakdown(root) == [("S", "26.66", "5.33", "20")]
+    assert totals(root) == {"LineExtensionAmount": "26.66", "TaxExclusiveAmount": "26.66",
+                            "TaxInclusiveAmount": "31.99", "PayableAmount": "31.99"}  # fmt: skip
+    assert texts(root, "cac:CreditNoteLine/cbc:LineExtensionAmount") == ["16.66", "10.00"]
+    assert one(root, "cac:AccountingCustomerParty//cbc:RegistrationName") == "Marie Curie"
+
+
+def test_a_credit_note_of_the_reverse_charge_invoice(credit_note_schema) -> None:
+    """0 % reverse charge: 100.00 credited is 100.00 net, no VAT, the Art. 196 mention as the AE reason."""
+    xml = credit_note_to_ubl(german_b2b(), number="ACME-CN-2026-000002", issue_date=date(2026, 11, 20),
+                             reason="other", lines=[("Usage corrected", D("100.00"))])  # fmt: skip
+    root = etree.fromstring(xml)
+    assert credit_note_schema.validate(root), [e.message for e in credit_note_schema.error_log]
+    assert breakdown(root) == [("AE", "100.00", "0.00", "0")]
+    assert one(root, "//cac:TaxSubtotal//cbc:TaxExemptionReason") == REVERSE_CHARGE_MENTION
+    assert totals(root)["PayableAmount"] == "100.00"
+    assert one(root, "cac:AccountingCustomerParty//cac:PartyTaxScheme/cbc:CompanyID") == "DE136695976"
+
+
+def test_a_credit_note_needs_one_vat_group_and_positive_lines() -> None:
+    doc = french_b2c()
+    two = msgspec.structs.replace(doc, lines=[doc.lines[0], msgspec.structs.replace(
+        doc.lines[1], tax_category="E", tax_rate=D("0"), tax_amount=D("0.00"))], taxes=[], tax_total=D("8.47"),
+        total=D("70.83"), amount_due=D("70.83"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"^invoice\.taxes: the invoice has several VAT groups \(S 20 %, E 0 %\)"):
+        credit_note_to_ubl(two, number="CN-1", issue_date=date(2026, 11, 20), reason="x", lines=[("a", D("1.00"))])
+    with pytest.raises(ValueError, match=r"^lines\[0\]\.amount: -1\.00 is not a positive amount in EUR"):
+        credit_note_to_ubl(doc, number="CN-1", issue_date=date(2026, 11, 20), reason="x", lines=[("a", D("-1.00"))])

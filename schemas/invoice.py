@@ -298,9 +298,10 @@ def validate(doc: InvoiceDoc) -> InvoiceDoc:
         at = f"lines[{i}]"
         if line.line_no != i + 1:
             raise ValueError(f"{at}.line_no: {line.line_no}, expected {i + 1} (lines are numbered 1..n in order)")
-        money(f"{at}.amount", line.amount)
-        money(f"{at}.tax_amount", line.tax_amount)
-        money(f"{at}.discount_amount", line.discount_amount)
+        for name in ("amount", "tax_amount", "discount_amount"):
+            value = getattr(line, name)
+            if not value.is_finite() or value.quantize(quantum, ROUND_HALF_UP, ROUNDING) != value:
+                money(f"{at}.{name}", value)  # raises, naming the field
         if not ZERO <= line.tax_rate <= 1:
             raise ValueError(f"{at}.tax_rate: {_fmt(line.tax_rate)} is not a fraction between 0 and 1")
         if line.start is not None and line.end is not None and line.start >= line.end:

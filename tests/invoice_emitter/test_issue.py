@@ -132,3 +132,17 @@ def test_render_writes_html_next_to_the_json(chdb_client, db: str, tmp_path: Pat
     html = path.with_suffix(".html").read_text()
     assert "DEMO-2026-000001" in html and "Meterstream Demo GmbH" in html and "10.00" in html
     assert not path.with_suffix(".pdf").exists()  # only the formats asked for
+
+
+@pytest.mark.parametrize("field", ["amount", "tax_amount", "discount_amount"])
+def test_validate_names_a_line_amount_that_is_not_whole_cents(field: str) -> None:
+    from meterstream.schemas.invoice import validate
+
+    draft = issue_draft(v1(), Issuing.default())
+    (line,) = draft.lines
+    # 0.005 USD is half a cent; NaN is no amount at all; 1.000 is a whole cent amount written with more digits
+    for bad, text in ((Decimal("0.005"), "0.005"), (Decimal("NaN"), "NaN")):
+        doc = msgspec.structs.replace(draft, lines=[msgspec.structs.replace(line, **{field: bad})])
+        with pytest.raises(ValueError, match=rf"^lines\[0\]\.{field}: {text} is not an amount in USD \(2 decimals\)"):
+            validate(doc)
+    assert validate(msgspec.structs.replace(draft, lines=[msgspec.structs.replace(line, amount=Decimal("40.000"))]))

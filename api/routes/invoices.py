@@ -6,7 +6,8 @@
   EN 16931 e-invoice (documents/ubl.py); `POST /v1/invoices/{id}/void` {reason};
   `POST /v1/invoices/mark_overdue` {today?} (invoices past their due date with something due).
 - `POST /v1/payments` {invoice_id or customer, amount, currency, paid_at, reference} and `GET /v1/payments`.
-- `POST /v1/credit_notes` {invoice_id, reason, lines | null} and `GET /v1/credit_notes`.
+- `POST /v1/credit_notes` {invoice_id, reason, lines | null} and `GET /v1/credit_notes`;
+  `GET /v1/credit_notes/{id}/ubl`: the credit note as UBL 2.1 CreditNote (EN 16931).
 
 The three lists page by keyset (entities/invoice_lists.py): `limit` (1..1000, default 100) rows after `cursor`,
 and the answer's `next_cursor` (null on the last page) is the cursor of the next page.
@@ -47,9 +48,10 @@ from meterstream.api.invoices_models import (
 )
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
 from meterstream.documents.stored import StoredDocumentError, document_json, document_of, render_stored
-from meterstream.documents.ubl import to_ubl
+from meterstream.documents.ubl import credit_note_to_ubl, to_ubl
 from meterstream.entities import credit_notes, exports, invoice_lists, invoices, payments
 from meterstream.entities.common import NotFound
+from meterstream.entities.invoice_rules import from_minor
 from meterstream.entities.keys import Principal
 
 router = APIRouter(route_class=EntityRoute)
@@ -237,6 +239,30 @@ async def list_credit_notes(
     page = await store(invoice_lists.credit_note_page, _sessions(request), principal.tenant, invoice_id=invoice_id,
                        customer=customer, limit=limit, cursor=cursor)  # fmt: skip
     return {"items": [credit_note_body(cn) for cn in page.items], "next_cursor": page.next_cursor}
+
+
+def _credit_note_ubl(sf, tenant: str, credit_note_id: str) -> tuple[credit_notes.CreditNote, bytes]:  # type: ignore[no-untyped-def]
+    note = credit_notes.get_credit_note(sf, tenant, credit_note_id)
+    inv = invoices.get(sf, tenant, note.invoice_id)
+    lines = [(x.description, from_minor(x.amount_minor, note.currency)) for x in note.lines]
+    try:
+        return note, credit_note_to_ubl(document_of(inv.document), number=note.number, issue_date=note.issue_date,
+                                        reason=note.reason, lines=lines)  # fmt: skip
+    except StoredDocumentError as exc:
+        raise ApiError(422, "invalid", f"its invoice's {exc}", field="invoice.document") from None
+    except ValueError as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise ApiError(422, "invalid", reason or field, field=field if reason else "invoice") from None
+
+
+@router.get("/v1/credit_notes/{credit_note_id}/ubl", tags=["credit notes"], response_class=Response,
+            responses={200: {"content": {"application/xml": {}}, "description": "The credit note as a UBL 2.1 "
+                             "CreditNote following EN 16931"}, **_READ_ERRORS},
+            summary="The credit note as an e-invoice: UBL 2.1 / EN 16931 XML")  # fmt: skip
+async def credit_note_ubl(request: Request, principal: Reader, credit_note_id: str) -> Response:
+    note, xml = await store(_credit_note_ubl, _sessions(request), principal.tenant, credit_note_id)
+    return Response(xml, media_type="application/xml",
+                    headers={"Content-Disposition": f'inline; filename="{note.number}.xml"'})  # fmt: skip
 
 
 # --- exports -------------------------------------------------------------------------------------------

@@ -348,6 +348,21 @@ def test_the_ubl_e_invoice_of_a_stored_invoice(sqlite_client: TestClient) -> Non
             ("LineExtensionAmount", "TaxExclusiveAmount", "TaxInclusiveAmount", "PayableAmount")] == [
         "1234.56", "1234.56", "1324.07", "1324.07"]  # fmt: skip
 
+    # a credit note of 107.25, tax included, at the invoice's 7.25 %: 107.25 / 1.0725 = 100.00 net + 7.25 tax
+    admin = key(c)
+    made = c.post("/v1/credit_notes", json={"invoice_id": "INV-U", "reason": "goodwill",
+                                            "lines": [{"description": "Goodwill", "amount": "107.25"}]}, headers=admin)
+    note = c.get(f"/v1/credit_notes/{made.json()['credit_note_id']}/ubl", headers=reader)
+    assert note.status_code == 200 and note.headers["content-type"] == "application/xml"
+    cn = etree.fromstring(note.content)
+    cn_schema = etree.XMLSchema(etree.parse(str(files("peppol") / "schema" / "maindoc" / "UBL-CreditNote-2.1.xsd")))
+    assert cn_schema.validate(cn), cn_schema.error_log
+    assert [cn.findtext(p, namespaces=NS) for p in (
+        "cbc:ID", "cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID", "cac:TaxTotal/cac:TaxSubtotal/"
+        "cbc:TaxableAmount", "cac:TaxTotal/cbc:TaxAmount", "cac:LegalMonetaryTotal/cbc:PayableAmount")] == [
+        "ACME-CN-2026-000001", "ACME-2026-000002", "100.00", "7.25", "107.25"]  # fmt: skip
+    assert error(c.get("/v1/credit_notes/NOPE/ubl", headers=reader))[:2] == (404, "not_found")
+
     refused = c.get("/v1/invoices/INV-NOID/ubl", headers=reader)
     assert error(refused)[::2] == (422, "document.issuer.tax_id") and "BR-CO-26" in refused.json()["error"]["message"]
     assert error(c.get("/v1/invoices/NOPE/ubl", headers=reader))[:2] == (404, "not_found")

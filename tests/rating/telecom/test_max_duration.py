@@ -269,3 +269,18 @@ def test_differential_with_rules(plan, start, number, balance, rounding, max_cos
         nxt = session(_next_end(number, d))
         # one increment more costs too much, or a disconnect cap ends the call at d
         assert nxt.cost > balance or (nxt.disconnect_at is not None and nxt.disconnect_at <= d)
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=starts, balance=st.decimals(0, 20, places=4), meter=st.sampled_from(["data_bytes", "sms"]))
+def test_differential_data_and_sms(plan, start, balance, meter):
+    # data: 0.05/MB peak, 0.01/MB otherwise, 1/1 MB increments (one increment = 1,000,000 bytes); SMS 0.09 each
+    step = D(1_000_000) if meter == "data_bytes" else D(1)
+    dims = {"destination": "+4930123"}
+
+    def cost(q):
+        return rate_cdr(plan, meter=meter, quantity=q, start=start, dimensions=dims, bundle_used={}).cost
+
+    d = max_duration(plan, meter=meter, balance=balance, start=start, dimensions=dims, bundle_used={})
+    assert d % step == 0
+    assert cost(d) <= balance < cost(d + step)

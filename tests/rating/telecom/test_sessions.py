@@ -67,6 +67,15 @@ def test_increments_continue_across_records(plan):
     assert (state.usage, state.billed, state.increments, state.cost, state.final) == (D(90), D(120), 2, D("0.6"), True)
 
 
+def test_thirty_plus_forty_five_on_60_60(plan):
+    # the brief's example: MOB 60/60, 30 s + 45 s = 75 s. Record 1 opens minute 1 (0.30); record 2
+    # covers [30, 75): the rest of minute 1 and the start of minute 2 (0.30). 2 increments, 0.60,
+    # as one record of 75 s (75 s -> 120 s billed).
+    state, slices = run(plan, [record(1, 30), record(2, 45, final=True)])
+    assert [(s.billed, s.increments, s.cost) for s in slices] == [(D(60), 1, D("0.30")), (D(60), 1, D("0.30"))]
+    assert (state.increments, state.billed, state.cost) == (2, D(120), D("0.60"))
+
+
 def test_connect_fee_once(plan):
     # INTL 60/60: 0.50 connect + 1.20 first minute. 30 s + 30 s are both in the first minute:
     # record 1 = 0.50 + 1.20 = 1.70, record 2 = 0 (alone it would be another 1.70).

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     kafka_port: int = Field(9092, description="Port of the local broker (its controller uses port + 1).")
     kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven Central.")
     kafka_heap: str = Field("1g", description="Local broker JVM heap (-Xmx).")
+    kafka_brokers: int = Field(
+        1, ge=1, le=9, description="Nodes of the local KRaft cluster (`kafka start --brokers N`): node i listens on "
+        "kafka_port + 2(i-1), its controller on the port after; 3 gives replication factor 3, min.insync.replicas 2."
+    )
     topic_prefix: str = Field("", description="Prefix for every topic name (several pipelines, one broker).")
     partitions: int = Field(4, ge=1, description="Partitions of the usage and rated topics.")
     clickhouse_url: str | None = Field(
@@ -37,6 +41,11 @@ class Settings(BaseSettings):
     )
     clickhouse_database: str = Field(
         "meterstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database."
+    )
+    clickhouse_cluster: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="A ClickHouse server cluster (remote_servers) name: replicated tables ON CLUSTER plus Distributed"
+        " tables (aggregation/cluster_ddl.py); unset: single-node tables.",
     )
     clickhouse_http_port: int = Field(
         8123, ge=0, le=65535,
@@ -147,7 +156,9 @@ class Settings(BaseSettings):
     @property
     def bootstrap(self) -> str:
         """The broker every client talks to: the named one, or the local one."""
-        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        return ",".join(f"127.0.0.1:{self.kafka_port + 2 * i}" for i in range(self.kafka_brokers))
 
     @property
     def clickhouse_dsn(self) -> str:

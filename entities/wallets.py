@@ -1,0 +1,519 @@
+"""Prepaid wallets of customers and their ledger, in the entity store (docs/wallets.md).
+
+A wallet (`WalletRow`) belongs to one customer (its external id), in a currency (the customer's when it has
+one) with a `rate_amount`: the price of one credit in that currency (1: the wallet counts money). It has a
+name, an optional code, a `priority` (lowest is consumed first), an optional `expires_at` (its credits expire
+then) and a status: active, or terminated (its credits end at `terminated_at`).
+
+Its ledger (`WalletTransactionRow`): inbound transactions (a `paid` top-up or `granted` credits), each with
+its credits, their amount in integer minor units (credits x rate_amount: it must be a whole number of minor
+units, or the top-up is refused naming the field), `pending` or `settled` (only settled ones count), an
+optional expiry; outbound `void` transactions (credits taken back by hand). Every write may carry a client
+`reference`: repeating a write with the same reference answers the first one (same content) or `Conflict`
+naming `reference` (other content), so a retried top-up is never counted twice.
+
+Consumption and expiry are never stored: they are DERIVED from the ledger and the customer's rated usage by
+the one pure rule of billing/wallet_balance.py (`customer_balances` here wires the two), so a recomputation
+can never debit twice. The stream processor will call the same rule on its own state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from meterstream.billing.allocation import from_units, to_units
+from meterstream.billing.wallet_balance import Draw, Lot, WalletBalance, WalletTerms, balances, usage_draws
+from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
+from meterstream.entities.customers import find_customer_row
+from meterstream.entities.db import Base
+from meterstream.rating.money import EXACT, ROUNDING, minor_units, round_money
+
+__all__ = [
+    "ACTIVE",
+    "TERMINATED",
+    "CustomerBalances",
+    "StoredTransaction",
+    "StoredWallet",
+    "TopUp",
+    "WalletSpec",
+    "WalletState",
+    "create_wallet",
+    "credits_of",
+    "customer_balances",
+    "get_wallet",
+    "list_transactions",
+    "list_wallets",
+    "settle_transaction",
+    "terminate_wallet",
+    "top_up",
+    "update_wallet",
+    "void_credits",
+]
+
+ACTIVE = "active"
+TERMINATED = "terminated"
+PENDING = "pending"
+SETTLED = "settled"
+CREDIT_DECIMALS = 5  # credits shown with at most 5 decimals (Lago's precision), rounded half up
+MAX_PRIORITY = 50
+_CREDITS_Q = Decimal(1).scaleb(-CREDIT_DECIMALS)
+
+
+class WalletRow(Base):
+    __tablename__ = "wallets"
+    __table_args__ = (Index("ix_wallets_tenant_customer", "tenant", "customer"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    wallet_id: Mapped[str] = mapped_column(String(26), unique=True)  # ULID, the API's id
+    tenant: Mapped[str] = mapped_column(String(128))
+    customer: Mapped[str] = mapped_column(String(256))  # the customer's external id
+    code: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    rate_amount: Mapped[str] = mapped_column(String(40))  # decimal text: one credit in `currency`
+    priority: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WalletTransactionRow(Base):
+    __tablename__ = "wallet_transactions"
+    __table_args__ = (UniqueConstraint("wallet_ref", "reference", name="uq_wallet_transactions_reference"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str] = mapped_column(String(26), unique=True)  # ULID, the API's id
+    tenant: Mapped[str] = mapped_column(String(128))
+    wallet_ref: Mapped[int] = mapped_column(Integer, ForeignKey("wallets.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound
+    kind: Mapped[str] = mapped_column(String(16))  # paid | granted | void
+    credits: Mapped[str] = mapped_column(String(40))  # decimal text
+    units: Mapped[int] = mapped_column(BigInteger)  # the amount in minor units of the wallet's currency
+    status: Mapped[str] = mapped_column(String(16))  # pending | settled
+    reference: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# --- values --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalletSpec:
+    tenant: str
+    customer: str
+    currency: str | None = None  # None: the customer's
+    rate_amount: Decimal = Decimal(1)
+    name: str | None = None
+    code: str | None = None
+    priority: int = MAX_PRIORITY
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredWallet:
+    id: str
+    tenant: str
+    customer: str
+    code: str | None
+    name: str | None
+    currency: str
+    rate_amount: Decimal
+    priority: int
+    status: str
+    expires_at: datetime | None
+    created_at: datetime
+    terminated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TopUp:
+    kind: Literal["paid", "granted"]
+    credits: Any  # a Decimal, or decimal text; checked by `check_credits`
+    status: Literal["pending", "settled"] = SETTLED
+    reference: str | None = None
+    expires_at: datetime | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredTransaction:
+    id: str
+    wallet: str
+    direction: str
+    kind: str
+    credits: Decimal
+    units: int
+    status: str
+    reference: str | None
+    name: str | None
+    expires_at: datetime | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+def _wallet(row: WalletRow) -> StoredWallet:
+    return StoredWallet(
+        id=row.wallet_id, tenant=row.tenant, customer=row.customer, code=row.code, name=row.name,
+        currency=row.currency, rate_amount=Decimal(row.rate_amount), priority=row.priority, status=row.status,
+        expires_at=aware(row.expires_at), created_at=aware(row.created_at), terminated_at=aware(row.terminated_at),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _tx(row: WalletTransactionRow, wallet_id: str) -> StoredTransaction:
+    return StoredTransaction(
+        id=row.transaction_id, wallet=wallet_id, direction=row.direction, kind=row.kind,
+        credits=Decimal(row.credits), units=row.units, status=row.status, reference=row.reference, name=row.name,
+        expires_at=aware(row.expires_at), created_at=aware(row.created_at), settled_at=aware(row.settled_at),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+# --- checks --------------------------------------------------------------------------------------------------
+
+
+def _decimal(field: str, value: Any) -> Decimal:
+    if isinstance(value, (float, bool)):
+        raise Invalid(field, f"a decimal string such as \"10.50\" (got the JSON {type(value).__name__} {value!r})")
+    if isinstance(value, str):
+        if len(value) > 40:
+            raise Invalid(field, "at most 40 characters of decimal text")
+        try:
+            value = Decimal(value.strip())
+        except InvalidOperation:
+            raise Invalid(field, f"not a decimal number: {value!r}") from None
+    if isinstance(value, int):
+        value = Decimal(value)
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise Invalid(field, f"a finite decimal number (got {value!r})")
+    if len(str(value)) > 40:
+        raise Invalid(field, "at most 40 characters of decimal text")
+    return value
+
+
+def check_credits(field: str, value: Any, rate_amount: Decimal, currency: str) -> tuple[Decimal, int]:
+    """(credits, their amount in minor units) of a top-up or void, or `Invalid` naming `field`: a positive
+    decimal with at most 5 decimals whose amount (credits x rate_amount) is a whole number of minor units."""
+    credits = _decimal(field, value)
+    if credits <= 0:
+        raise Invalid(field, f"must be more than 0 (got {credits})")
+    if credits.as_tuple().exponent < -CREDIT_DECIMALS:  # type: ignore[operator]
+        raise Invalid(field, f"at most {CREDIT_DECIMALS} decimals (got {credits})")
+    amount = EXACT.multiply(credits, rate_amount)
+    try:
+        units = to_units(amount, currency, field)
+    except ValueError:
+        raise Invalid(field, f"{credits} credits x rate_amount {rate_amount} = {amount} {currency}: not a whole "
+                             f"number of {currency} minor units") from None  # fmt: skip
+    return credits, units
+
+
+def credits_of(units: int, wallet: StoredWallet) -> Decimal:
+    """Minor units of a wallet's currency as credits: units / (rate_amount x 10^minor), 5 decimals half up."""
+    value = ROUNDING.divide(from_units(units, wallet.currency), wallet.rate_amount)
+    return value.quantize(_CREDITS_Q, context=ROUNDING).normalize(ROUNDING) if value else Decimal(0)
+
+
+def _check_spec(spec: WalletSpec, customer_currency: str | None) -> WalletSpec:
+    currency = spec.currency.upper() if isinstance(spec.currency, str) else customer_currency
+    if currency is None:
+        raise Invalid("currency", "required: the customer has no currency")
+    try:
+        minor_units(currency)
+    except ValueError as exc:
+        raise Invalid("currency", str(exc)) from None
+    if customer_currency is not None and currency != customer_currency:
+        raise Invalid("currency", f"the customer is billed in {customer_currency}, not {currency}")
+    rate = _decimal("rate_amount", spec.rate_amount)
+    if rate <= 0:
+        raise Invalid("rate_amount", f"must be more than 0 (got {rate})")
+    if isinstance(spec.priority, bool) or not isinstance(spec.priority, int) or not 1 <= spec.priority <= MAX_PRIORITY:
+        raise Invalid("priority", f"a whole number from 1 to {MAX_PRIORITY} (got {spec.priority!r})")
+    if spec.name is not None and not (isinstance(spec.name, str) and len(spec.name) <= 256):
+        raise Invalid("name", "at most 256 characters")
+    if spec.code is not None and not (isinstance(spec.code, str) and 0 < len(spec.code) <= 128):
+        raise Invalid("code", "1-128 characters")
+    if spec.expires_at is not None and spec.expires_at.tzinfo is None:
+        raise Invalid("expires_at", "a time with its UTC offset (2026-12-31T23:59:59Z)")
+    return replace(spec, currency=currency, rate_amount=rate)
+
+
+def _check_reference(reference: str | None) -> None:
+    if reference is not None and not (isinstance(reference, str) and 0 < len(reference) <= 256):
+        raise Invalid("reference", "1-256 characters")
+
+
+# --- wallets -------------------------------------------------------------------------------------------------
+
+
+def _row(s: Session, tenant: str, wallet_id: str, *, lock: bool = False) -> WalletRow:
+    stmt = select(WalletRow).where(WalletRow.tenant == tenant, WalletRow.wallet_id == wallet_id)
+    row = s.scalar(stmt.with_for_update() if lock else stmt)
+    if row is None:
+        raise NotFound(f"wallet {wallet_id!r} not found")
+    return row
+
+
+def create_wallet(sf: sessionmaker, spec: WalletSpec, top_ups: Sequence[TopUp] = (),
+                  *, at: datetime | None = None) -> tuple[StoredWallet, list[StoredTransaction]]:  # fmt: skip
+    """A new active wallet of the customer, with its first top-ups, in one transaction. `NotFound` for an
+    unknown customer; `Invalid` naming the field."""
+    now = at or datetime.now(UTC)
+    with sf.begin() as s:
+        customer = find_customer_row(s, spec.tenant, spec.customer)
+        if customer is None:
+            raise NotFound(f"customer {spec.customer!r} not found")
+        spec = _check_spec(spec, customer.currency)
+        row = WalletRow(
+            wallet_id=new_ulid(), tenant=spec.tenant, customer=spec.customer, code=spec.code, name=spec.name,
+            currency=spec.currency, rate_amount=str(spec.rate_amount), priority=spec.priority, status=ACTIVE,
+            expires_at=spec.expires_at, created_at=now, updated_at=now, terminated_at=None,
+        )  # fmt: skip
+        s.add(row)
+        s.flush()
+        wallet = _wallet(row)
+        txs = [_top_up(s, row, wallet, t, now)[0] for t in top_ups]
+        return wallet, txs
+
+
+def get_wallet(sf: sessionmaker, tenant: str, wallet_id: str) -> StoredWallet:
+    with sf() as s:
+        return _wallet(_row(s, tenant, wallet_id))
+
+
+def list_wallets(sf: sessionmaker, tenant: str, customer: str, status: str | None = None) -> list[StoredWallet]:
+    """The customer's wallets (one status), oldest first."""
+    if status is not None and status not in (ACTIVE, TERMINATED):
+        raise Invalid("status", f"active or terminated (got {status!r})")
+    where: list[Any] = [WalletRow.tenant == tenant, WalletRow.customer == customer]
+    if status is not None:
+        where.append(WalletRow.status == status)
+    with sf() as s:
+        return [_wallet(r) for r in s.scalars(select(WalletRow).where(*where).order_by(WalletRow.id))]
+
+
+def update_wallet(sf: sessionmaker, tenant: str, wallet_id: str, *, name: Any = ..., priority: Any = ...,
+                  expires_at: Any = ...) -> StoredWallet:  # fmt: skip
+    """Change an active wallet's name, priority or expiry (arguments left out stay)."""
+    with sf.begin() as s:
+        row = _row(s, tenant, wallet_id, lock=True)
+        if row.status != ACTIVE:
+            raise Conflict("status", f"wallet {wallet_id!r} is terminated")
+        current = _wallet(row)
+        spec = WalletSpec(tenant, row.customer, row.currency, current.rate_amount,
+                          row.name if name is ... else name, row.code,
+                          row.priority if priority is ... else priority,
+                          current.expires_at if expires_at is ... else expires_at)  # fmt: skip
+        spec = _check_spec(spec, row.currency)
+        row.name, row.priority, row.expires_at = spec.name, spec.priority, spec.expires_at
+        row.updated_at = datetime.now(UTC)
+        s.flush()
+        return _wallet(row)
+
+
+def terminate_wallet(sf: sessionmaker, tenant: str, wallet_id: str, *, at: datetime | None = None) -> StoredWallet:
+    """Terminate a wallet: what is left of its credits ends now (counted as expired). Repeating it is a no-op."""
+    with sf.begin() as s:
+        row = _row(s, tenant, wallet_id, lock=True)
+        if row.status == ACTIVE:
+            now = at or datetime.now(UTC)
+            row.status, row.terminated_at, row.updated_at = TERMINATED, now, now
+            s.flush()
+        return _wallet(row)
+
+
+# --- transactions --------------------------------------------------------------------------------------------
+
+
+def _by_reference(s: Session, row: WalletRow, reference: str | None) -> WalletTransactionRow | None:
+    if reference is None:
+        return None
+    return s.scalar(select(WalletTransactionRow).where(WalletTransactionRow.wallet_ref == row.id,
+                                                        WalletTransactionRow.reference == reference))  # fmt: skip
+
+
+def _top_up(s: Session, row: WalletRow, wallet: StoredWallet, t: TopUp,
+            now: datetime) -> tuple[StoredTransaction, bool]:  # fmt: skip
+    if t.kind not in ("paid", "granted"):
+        raise Invalid("kind", f"paid or granted (got {t.kind!r})")
+    if t.status not in (PENDING, SETTLED):
+        raise Invalid("status", f"pending or settled (got {t.status!r})")
+    field = f"{t.kind}_credits"
+    credits, units = check_credits(field, t.credits, wallet.rate_amount, wallet.currency)
+    _check_reference(t.reference)
+    if t.expires_at is not None and t.expires_at.tzinfo is None:
+        raise Invalid("expires_at", "a time with its UTC offset (2026-12-31T23:59:59Z)")
+    if t.name is not None and len(t.name) > 256:
+        raise Invalid("name", "at most 256 characters")
+    same = _by_reference(s, row, t.reference)
+    if same is not None:
+        if (same.kind, Decimal(same.credits), aware(same.expires_at)) != (t.kind, credits, t.expires_at):
+            raise Conflict("reference", f"reference {t.reference!r} was used for another transaction of this wallet")
+        return _tx(same, wallet.id), False
+    if row.status != ACTIVE:
+        raise Conflict("status", f"wallet {wallet.id!r} is terminated")
+    tx = WalletTransactionRow(
+        transaction_id=new_ulid(), tenant=row.tenant, wallet_ref=row.id, direction="inbound", kind=t.kind,
+        credits=str(credits), units=units, status=t.status, reference=t.reference, name=t.name,
+        expires_at=t.expires_at, created_at=now, settled_at=now if t.status == SETTLED else None,
+    )  # fmt: skip
+    s.add(tx)
+    s.flush()
+    return _tx(tx, wallet.id), True
+
+
+def top_up(sf: sessionmaker, tenant: str, wallet_id: str, t: TopUp,
+           *, at: datetime | None = None) -> tuple[StoredTransaction, bool]:  # fmt: skip
+    """Add paid or granted credits to an active wallet: (the transaction, whether it is new). A repeat of the
+    same `reference` answers the first transaction; `Invalid` naming the field for a bad amount."""
+    with sf.begin() as s:
+        row = _row(s, tenant, wallet_id, lock=True)
+        return _top_up(s, row, _wallet(row), t, at or datetime.now(UTC))
+
+
+def void_credits(sf: sessionmaker, tenant: str, wallet_id: str, credits: Any, *, reference: str | None = None,
+                 at: datetime | None = None) -> tuple[StoredTransaction, bool]:  # fmt: skip
+    """Take credits back from a wallet (an outbound `void`, settled at once; what is there to take: the rule's)."""
+    _check_reference(reference)
+    now = at or datetime.now(UTC)
+    with sf.begin() as s:
+        row = _row(s, tenant, wallet_id, lock=True)
+        wallet = _wallet(row)
+        amount, units = check_credits("voided_credits", credits, wallet.rate_amount, wallet.currency)
+        same = _by_reference(s, row, reference)
+        if same is not None:
+            if (same.kind, Decimal(same.credits)) != ("void", amount):
+                raise Conflict("reference", f"reference {reference!r} was used for another transaction of this wallet")
+            return _tx(same, wallet.id), False
+        if row.status != ACTIVE:
+            raise Conflict("status", f"wallet {wallet_id!r} is terminated")
+        tx = WalletTransactionRow(
+            transaction_id=new_ulid(), tenant=tenant, wallet_ref=row.id, direction="outbound", kind="void",
+            credits=str(amount), units=units, status=SETTLED, reference=reference, name=None, expires_at=None,
+            created_at=now, settled_at=now,
+        )  # fmt: skip
+        s.add(tx)
+        s.flush()
+        return _tx(tx, wallet.id), True
+
+
+def settle_transaction(sf: sessionmaker, tenant: str, wallet_id: str, transaction_id: str,
+                       *, at: datetime | None = None) -> StoredTransaction:  # fmt: skip
+    """Mark a pending top-up settled (its payment arrived): it counts from now. Settled already: a no-op."""
+    with sf.begin() as s:
+        row = _row(s, tenant, wallet_id)
+        tx = s.scalar(select(WalletTransactionRow).where(WalletTransactionRow.wallet_ref == row.id,
+                                                         WalletTransactionRow.transaction_id == transaction_id)
+                      .with_for_update())  # fmt: skip
+        if tx is None:
+            raise NotFound(f"transaction {transaction_id!r} of wallet {wallet_id!r} not found")
+        if tx.status == PENDING:
+            tx.status, tx.settled_at = SETTLED, at or datetime.now(UTC)
+            s.flush()
+        return _tx(tx, wallet_id)
+
+
+def list_transactions(sf: sessionmaker, tenant: str, wallet_id: str) -> list[StoredTransaction]:
+    """A wallet's written transactions, oldest first (consumption and expiry are derived: `customer_balances`)."""
+    with sf() as s:
+        row = _row(s, tenant, wallet_id)
+        txs = s.scalars(select(WalletTransactionRow).where(WalletTransactionRow.wallet_ref == row.id)
+                        .order_by(WalletTransactionRow.id))  # fmt: skip
+        return [_tx(t, row.wallet_id) for t in txs]
+
+
+# --- balances ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalletState:
+    """A wallet with its balance (minor units) now, after all usage so far (`ongoing`) and after the usage of
+    the months before this one (`billed`: what closed periods invoiced)."""
+
+    wallet: StoredWallet
+    ongoing: WalletBalance
+    billed: WalletBalance
+    last_consumed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CustomerBalances:
+    customer: str
+    currency: str
+    wallets: list[WalletState]
+    uncovered: int  # usage (minor units) the wallets could not cover
+    usage: int  # the customer's usage since its first wallet started, rounded to minor units
+    at: datetime
+
+
+# (currency, bounds) -> the customer's usage in that currency in each piece [bounds[i], bounds[i+1]), exact
+UsageReader = Callable[[str, list[datetime]], list[Decimal]]
+
+
+def _month_start(at: datetime) -> datetime:
+    at = at.astimezone(UTC)
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def customer_balances(sf: sessionmaker, tenant: str, customer: str, usage: UsageReader,
+                      *, now: datetime | None = None) -> list[CustomerBalances]:  # fmt: skip
+    """The balances of the customer's wallets, per currency, from the ledger and `usage` (the customer's rated
+    usage, read through the API's query path). One usage read per currency."""
+    now = now or datetime.now(UTC)
+    with sf() as s:
+        rows = list(s.scalars(select(WalletRow).where(WalletRow.tenant == tenant, WalletRow.customer == customer)
+                              .order_by(WalletRow.id)))  # fmt: skip
+        if not rows:
+            return []
+        txs = list(s.scalars(select(WalletTransactionRow).where(
+            WalletTransactionRow.wallet_ref.in_([r.id for r in rows])).order_by(WalletTransactionRow.id)))  # fmt: skip
+    ids = {r.id: r.wallet_id for r in rows}
+    out = []
+    for currency in sorted({r.currency for r in rows}):
+        wallets = [_wallet(r) for r in rows if r.currency == currency]
+        terms = []
+        for w in wallets:
+            ends = [t for t in (w.expires_at, w.terminated_at) if t is not None]
+            terms.append(WalletTerms(w.id, w.priority, w.created_at, min(ends) if ends else None))
+        mine = {w.id for w in wallets}
+        lots, voids = [], []
+        for t in txs:
+            wallet = ids[t.wallet_ref]
+            if wallet not in mine or t.status != SETTLED:
+                continue
+            if t.direction == "inbound":
+                lots.append(Lot(t.transaction_id, wallet, t.units, aware(t.settled_at), aware(t.expires_at)))  # type: ignore[arg-type]
+            else:
+                voids.append(Draw(aware(t.settled_at), t.units, "void", wallet))  # type: ignore[arg-type]
+        start = min(w.started_at for w in terms)
+        month = _month_start(now)
+        marks = {start, month, now}
+        for w in terms:
+            marks.update(t for t in (w.started_at, w.ends_at) if t is not None)
+        marks.update(lot.expires_at for lot in lots if lot.expires_at is not None)
+        bounds = sorted(m for m in marks if start <= m <= now)
+        bounds.append(now + timedelta(days=1))  # events stamped a little ahead of this clock count too
+        totals = usage(currency, bounds)
+        cumulative, running = [], Decimal(0)
+        for piece in totals:
+            running = EXACT.add(running, piece)
+            cumulative.append(to_units(round_money(running, currency), currency))
+        draws = usage_draws(bounds, cumulative)
+        ongoing, uncovered = balances(terms, lots, [*voids, *draws], now)
+        billed, _ = balances(terms, lots, [*voids, *(d for d in draws if d.at < month)], now)
+        states = []
+        for w in wallets:
+            consumed = [h.at for h in ongoing[w.id].history if h.kind == "consumed"]
+            states.append(WalletState(w, ongoing[w.id], billed[w.id], max(consumed) if consumed else None))
+        out.append(CustomerBalances(customer, currency, states, uncovered, cumulative[-1] if cumulative else 0, now))
+    return out

@@ -14,17 +14,21 @@ from meterstream.schemas.settings import Settings
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
     from meterstream.deploy import kafka_local
 
+    if args.brokers is not None:  # a local cluster of N KRaft nodes (deploy/kafka_cluster.py)
+        settings = settings.model_copy(update={"kafka_brokers": args.brokers})
     if args.action == "install":
         print(kafka_local.ensure_jars(settings))
         return 0
     if args.action == "start":
-        st = kafka_local.start(settings)
+        st = kafka_local.start(settings, node=args.node)
     elif args.action == "stop":
-        stopped = kafka_local.stop(settings)
+        stopped = kafka_local.stop(settings, kill=args.kill, node=args.node)
         print("stopped" if stopped else "no local broker was running")
         return 0
     else:
         st = kafka_local.status(settings)
+    for n in st.nodes:
+        print(f"node={n.node} bootstrap={n.bootstrap} pid={n.pid} answering={n.answering}")
     print(f"bootstrap={st.bootstrap} managed={st.managed} pid={st.pid} answering={st.answering}")
     return 0 if st.answering else 1
 
@@ -257,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("kafka", help="run a local single-node Kafka (KRaft) from Maven Central jars")
     p.add_argument("action", choices=["install", "start", "stop", "status"])
+    p.add_argument("--brokers", type=int, choices=range(1, 10), metavar="N",
+                   help="nodes of a local KRaft cluster (default METERSTREAM_KAFKA_BROKERS, 1)")  # fmt: skip
+    p.add_argument("--node", type=int, help="start or stop only this node of a local cluster (1..N)")
+    p.add_argument("--kill", action="store_true", help="stop with SIGKILL instead of a controlled shutdown")
     p.set_defaults(func=_kafka)
 
     p = sub.add_parser("init", help="create topics and ClickHouse tables (safe to run again)")
@@ -373,15 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if getattr(args, "handler", None) is not None and args.func is None:  # rate subcommands set handler
-        return int(args.handler(args) or 0)
-    from meterstream.rating.catalog import CatalogError
+    from meterstream.deploy.cli_errors import run_guarded  # user errors: one line, exit 2; never a traceback
 
-    try:
-        return int(args.func(args, Settings()) or 0)
-    except (CatalogError, RuntimeError) as exc:  # operator errors: say what is wrong, no traceback
-        print(f"meterstream {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    if getattr(args, "handler", None) is not None and args.func is None:  # rate subcommands set handler
+        return run_guarded(args.command, lambda: int(args.handler(args) or 0))
+    return run_guarded(args.command, lambda: int(args.func(args, Settings()) or 0))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""A single-node Apache Kafka (KRaft) on 127.0.0.1, from Maven Central jars: no Docker, only Java 17 + Maven."""
+"""A single-node Apache Kafka (KRaft) on 127.0.0.1, from Maven Central jars: no Docker, only Java 17 + Maven.
+
+METERSTREAM_KAFKA_BROKERS > 1: a cluster of that many nodes instead (deploy/kafka_cluster.py).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ class BrokerStatus:
     managed: bool  # started by us (False: METERSTREAM_KAFKA_BOOTSTRAP names an external broker)
     pid: int | None
     answering: bool
+    nodes: tuple = ()  # a cluster's nodes (kafka_cluster.NodeStatus); () for the single node
 
 
 def _say(msg: str) -> None:
@@ -153,10 +157,50 @@ def _quiet_logger():  # librdkafka logs connection refusals loudly while the bro
     return log
 
 
-def start(settings: Settings, wait_seconds: float = 90.0) -> BrokerStatus:
-    """Start the local broker unless one is named or already running; return once it answers."""
+def _cluster(settings: Settings, node: int | None = None, running: bool = False) -> Settings | None:
+    """The settings of the local multi-node cluster to act on (deploy/kafka_cluster.py), or None for the
+    single node: METERSTREAM_KAFKA_BROKERS > 1, or a node named, or (`running`: stop and status) a cluster
+    started from this home that still runs."""
+    from meterstream.deploy import kafka_cluster
+
+    if settings.kafka_bootstrap:
+        return None
+    if settings.kafka_brokers > 1:
+        return settings
+    layout = kafka_cluster.running_layout(settings) if running else None
+    if node is not None and layout is None:
+        layout = kafka_cluster.read_layout(settings)
+        if layout is None:
+            raise ValueError(f"--node {node}: no cluster was started from {broker_dir(settings)} (--brokers 3)")
+    if layout is None:
+        return None
+    return settings.model_copy(update={"kafka_brokers": layout.brokers, "kafka_port": layout.kafka_port})
+
+
+def _cluster_status(settings: Settings, nodes: list) -> BrokerStatus:
+    pids = [n.pid for n in nodes if n.pid is not None]
+    return BrokerStatus(settings.bootstrap, True, pids[0] if pids else None,
+                        bool(nodes) and all(n.answering for n in nodes), tuple(nodes))  # fmt: skip
+
+
+def start(settings: Settings, wait_seconds: float = 90.0, node: int | None = None) -> BrokerStatus:
+    """Start the local broker unless one is named or already running; return once it answers. With
+    METERSTREAM_KAFKA_BROKERS > 1 (or `node`), the local cluster's nodes (deploy/kafka_cluster.py)."""
     if settings.kafka_bootstrap:
         return BrokerStatus(settings.bootstrap, False, None, answers(settings.bootstrap))
+    cluster = _cluster(settings, node)
+    if cluster is not None:
+        from meterstream.deploy import kafka_cluster
+
+        return _cluster_status(cluster, kafka_cluster.start(cluster, node=node, wait_seconds=wait_seconds))
+    from meterstream.deploy.kafka_cluster import running_layout
+
+    layout = running_layout(settings)
+    if layout is not None:
+        raise RuntimeError(
+            f"a {layout.brokers}-node cluster runs from {broker_dir(settings)}: set METERSTREAM_KAFKA_BROKERS="
+            f"{layout.brokers} (and METERSTREAM_KAFKA_PORT={layout.kafka_port}) to use it, or `kafka stop` it"
+        )
     pid = _pid(settings)
     if pid is not None and answers(settings.bootstrap):
         return BrokerStatus(settings.bootstrap, True, pid, True)
@@ -219,10 +263,16 @@ def _cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) 
 _RESERVED_UUIDS = (bytes(16), bytes(15) + b"\x01")  # Uuid.ZERO_UUID, Uuid.METADATA_TOPIC_ID
 
 
-def stop(settings: Settings, wait_seconds: float = 30.0, kill: bool = False) -> bool:
-    """Stop the local broker (SIGTERM, then SIGKILL after `wait_seconds`); False if none ran."""
+def stop(settings: Settings, wait_seconds: float = 30.0, kill: bool = False, node: int | None = None) -> bool:
+    """Stop the local broker (SIGTERM, then SIGKILL after `wait_seconds`); False if none ran. A local
+    cluster: all its nodes, or only `node`."""
     if settings.kafka_bootstrap:
         return False
+    cluster = _cluster(settings, node, running=True)
+    if cluster is not None:
+        from meterstream.deploy import kafka_cluster
+
+        return bool(kafka_cluster.stop(cluster, node=node, kill=kill, wait_seconds=wait_seconds))
     pid = _pid(settings)
     if pid is None:
         return False
@@ -252,5 +302,10 @@ def _reap(pid: int) -> None:
 def status(settings: Settings) -> BrokerStatus:
     if settings.kafka_bootstrap:
         return BrokerStatus(settings.bootstrap, False, None, answers(settings.bootstrap))
+    cluster = _cluster(settings, running=True)
+    if cluster is not None:
+        from meterstream.deploy import kafka_cluster
+
+        return _cluster_status(cluster, kafka_cluster.status(cluster))
     pid = _pid(settings)
     return BrokerStatus(settings.bootstrap, True, pid, pid is not None and answers(settings.bootstrap))

@@ -37,19 +37,29 @@ def entities_topic(settings: Settings) -> str:
     return settings.topic(ENTITIES)
 
 
+def replication(brokers: int) -> tuple[int, dict[str, str]]:
+    """Replication factor and topic config on a cluster of `brokers` live brokers: RF = min(3, brokers), and
+    `min.insync.replicas` 2 with 3 replicas (an acks=all write is on two nodes and survives losing one), 1
+    below; a single broker gets RF 1 and no extra config, as before clusters existed."""
+    rf = max(1, min(3, brokers))
+    return rf, ({"min.insync.replicas": "2" if rf >= 3 else "1"} if rf > 1 else {})
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create missing topics (safe to run again), the compacted `entities` topic included; returns the names
-    it created."""
+    """Create missing topics (safe to run again), the compacted `entities` topic included, replicated as
+    `replication` says for the brokers the cluster's metadata lists; returns the names it created."""
     topics = Topics.from_settings(settings)
     admin = AdminClient({"bootstrap.servers": settings.bootstrap})
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    md = admin.list_topics(timeout=timeout)
+    existing = set(md.topics)
+    rf, config = replication(len(md.brokers))
     wanted = [
-        NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
+        NewTopic(name, num_partitions=settings.partitions, replication_factor=rf, config=dict(config))
         for name in topics.all()
         if name not in existing
     ]
     if entities_topic(settings) not in existing:
-        wanted.append(_entities_new_topic(settings))
+        wanted.append(_entities_new_topic(settings, len(md.brokers)))
     return _create(admin, wanted, timeout)
 
 
@@ -58,13 +68,17 @@ def ensure_entities_topic(settings: Settings, timeout: float = 30.0) -> bool:
     broker's topic auto-creation never makes it as a plain, deleting topic); True when it created it."""
     admin = AdminClient({"bootstrap.servers": settings.bootstrap})
     name = entities_topic(settings)
-    if name in admin.list_topics(timeout=timeout).topics:
+    md = admin.list_topics(timeout=timeout)
+    if name in md.topics:
         return False
-    return bool(_create(admin, [_entities_new_topic(settings)], timeout))
+    return bool(_create(admin, [_entities_new_topic(settings, len(md.brokers))], timeout))
 
 
-def _entities_new_topic(settings: Settings) -> NewTopic:
-    return NewTopic(entities_topic(settings), num_partitions=1, replication_factor=1, config=ENTITIES_CONFIG)
+def _entities_new_topic(settings: Settings, brokers: int = 1) -> NewTopic:
+    rf, config = replication(brokers)
+    return NewTopic(
+        entities_topic(settings), num_partitions=1, replication_factor=rf, config={**ENTITIES_CONFIG, **config}
+    )
 
 
 def _create(admin: AdminClient, wanted: list[NewTopic], timeout: float) -> list[str]:

@@ -145,6 +145,7 @@ class TopUp:
     reference: str | None = None
     expires_at: datetime | None = None
     name: str | None = None
+    field: str | None = None  # the name of `credits` in the caller's request (default: paid_credits, ...)
 
 
 @dataclass(frozen=True)
@@ -348,7 +349,7 @@ def _top_up(s: Session, row: WalletRow, wallet: StoredWallet, t: TopUp,
         raise Invalid("kind", f"paid or granted (got {t.kind!r})")
     if t.status not in (PENDING, SETTLED):
         raise Invalid("status", f"pending or settled (got {t.status!r})")
-    field = f"{t.kind}_credits"
+    field = t.field or f"{t.kind}_credits"
     credits, units = check_credits(field, t.credits, wallet.rate_amount, wallet.currency)
     _check_reference(t.reference)
     if t.expires_at is not None and t.expires_at.tzinfo is None:
@@ -381,15 +382,17 @@ def top_up(sf: sessionmaker, tenant: str, wallet_id: str, t: TopUp,
         return _top_up(s, row, _wallet(row), t, at or datetime.now(UTC))
 
 
-def void_credits(sf: sessionmaker, tenant: str, wallet_id: str, credits: Any, *, reference: str | None = None,
-                 at: datetime | None = None) -> tuple[StoredTransaction, bool]:  # fmt: skip
+def void_credits(
+    sf: sessionmaker, tenant: str, wallet_id: str, credits: Any, *, reference: str | None = None,
+    at: datetime | None = None, field: str = "voided_credits",
+) -> tuple[StoredTransaction, bool]:  # fmt: skip
     """Take credits back from a wallet (an outbound `void`, settled at once; what is there to take: the rule's)."""
     _check_reference(reference)
     now = at or datetime.now(UTC)
     with sf.begin() as s:
         row = _row(s, tenant, wallet_id, lock=True)
         wallet = _wallet(row)
-        amount, units = check_credits("voided_credits", credits, wallet.rate_amount, wallet.currency)
+        amount, units = check_credits(field, credits, wallet.rate_amount, wallet.currency)
         same = _by_reference(s, row, reference)
         if same is not None:
             if (same.kind, Decimal(same.credits)) != ("void", amount):
@@ -500,7 +503,10 @@ def customer_balances(sf: sessionmaker, tenant: str, customer: str, usage: Usage
         marks = {start, month, now}
         for w in terms:
             marks.update(t for t in (w.started_at, w.ends_at) if t is not None)
+        # every instant at which what usage may draw from changes is a bound: a piece is drawn at its start
         marks.update(lot.expires_at for lot in lots if lot.expires_at is not None)
+        marks.update(lot.settled_at for lot in lots)
+        marks.update(v.at for v in voids)
         bounds = sorted(m for m in marks if start <= m <= now)
         bounds.append(now + timedelta(days=1))  # events stamped a little ahead of this clock count too
         totals = usage(currency, bounds)

@@ -1,0 +1,49 @@
+"""The wallets' read of rated usage: one customer's amounts in one currency per piece of time, through the API's
+one query path to ClickHouse (api/queries.py: FINAL, scoped by tenant, values as parameters)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from meterstream.api.queries import UsageQueries
+from meterstream.entities.wallets import UsageReader
+
+
+def _micros(at: datetime) -> int:
+    delta = at.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def plan_pieces(
+    db: str, tenant: str, customer: str, currency: str, bounds: list[datetime]
+) -> tuple[str, dict[str, Any]]:
+    """(SQL, parameters): the exact sum of `amount` per piece [bounds[i], bounds[i+1]), piece i+1 in the answer."""
+    micros = [_micros(b) for b in bounds]
+    if len(micros) < 2 or micros != sorted(micros):
+        raise ValueError("bounds: at least two, sorted")
+    sql = (
+        "SELECT arrayCount(b -> b <= toUnixTimestamp64Micro(time), {bounds:Array(Int64)}) AS piece, "
+        "sum(toDecimal256(amount, 18)) "
+        f"FROM {db}.rated_usage FINAL "
+        "WHERE tenant = {tenant:String} AND customer = {customer:String} AND currency = {currency:String} "
+        "AND time >= fromUnixTimestamp64Micro({lo:Int64}, 'UTC') "
+        "AND time < fromUnixTimestamp64Micro({hi:Int64}, 'UTC') "
+        "GROUP BY piece ORDER BY piece"
+    )
+    return sql, {"bounds": micros, "tenant": tenant, "customer": customer, "currency": currency, "lo": micros[0],
+                 "hi": micros[-1]}  # fmt: skip
+
+
+def usage_reader(queries: UsageQueries, tenant: str, customer: str) -> UsageReader:
+    """The `UsageReader` of entities.wallets.customer_balances for one customer."""
+
+    def read(currency: str, bounds: list[datetime]) -> list[Decimal]:
+        sql, params = plan_pieces(queries.db, tenant, customer, currency, bounds)
+        out = [Decimal(0)] * (len(bounds) - 1)
+        for piece, amount in queries.query(sql, params):
+            out[int(piece) - 1] = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+        return out
+
+    return read

@@ -43,8 +43,13 @@ def statements(db: str) -> list[str]:
     return [s.strip().replace("{db}", db) for s in text.split(";") if s.strip()] + view_statements(db)
 
 
-def create_schema(client: Client, db: str) -> int:
-    """Create what is missing, then apply the upgrades an older store lacks; returns statements run."""
+def create_schema(client: Client, db: str, cluster: str | None = None) -> int:
+    """Create what is missing, then apply the upgrades an older store lacks; returns statements run. With a
+    `cluster` (METERSTREAM_CLICKHOUSE_CLUSTER): the replicated + Distributed tables of `cluster_ddl` instead."""
+    if cluster:
+        from meterstream.aggregation.cluster_ddl import create_cluster_schema
+
+        return create_cluster_schema(client, db, cluster)
     stmts = statements(db)
     for stmt in stmts:
         client.command(stmt)

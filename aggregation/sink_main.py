@@ -17,7 +17,7 @@ from meterstream.schemas.settings import Settings
 
 def run_sink(settings: Settings) -> int:
     client = connect(settings)  # embedded chdb: this process owns the data path while it runs
-    create_schema(client, settings.clickhouse_database)
+    create_schema(client, settings.clickhouse_database, settings.clickhouse_cluster)
     sink = ClickHouseSink(settings, client)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

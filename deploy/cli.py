@@ -46,7 +46,7 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
 
     migrate(settings)
     print(f"database: migrated {database_url(settings).split('@')[-1]}")
-    n = create_schema(connect(settings), settings.clickhouse_database)
+    n = create_schema(connect(settings), settings.clickhouse_database, settings.clickhouse_cluster)
     print(
         f"clickhouse: {n} statements applied to {settings.clickhouse_database} at {settings.clickhouse_dsn}"
     )

@@ -34,8 +34,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from meterstream.billing.allocation import from_units, subject_shares
-from meterstream.billing.discounts import CouponUse
+from meterstream.billing.allocation import from_units, subject_shares, to_units
+from meterstream.billing.discounts import CouponUse, DiscountApplied, apply_discounts
 from meterstream.billing.taxes import Buyer, ExplicitTax, ExplicitTaxes, Seller, TaxTable, buyer_of
 from meterstream.billing.totals import TotalsLine, invoice_totals
 from meterstream.entities.numbering import INVOICE_SERIES
@@ -151,6 +151,26 @@ def _shares(line: InvoiceLine, subjects: Mapping[str, Decimal] | None, currency:
             for s in subject_shares(line.amount, named, currency)]  # fmt: skip
 
 
+def _discounts_only(
+    lines: list[InvoiceLine], uses: Sequence[CouponUse], doc: InvoiceDoc, zero: Decimal
+) -> tuple[list[InvoiceLine], dict[str, Any]]:
+    """The coupons of an invoice without tax: each line's share, the `discounts`, the totals."""
+    result = apply_discounts([TotalsLine(str(line.line_no), line.code, line.amount) for line in lines], uses,
+                             doc.currency)  # fmt: skip
+    lines = [msgspec.structs.replace(line, discount_amount=result.line_discounts[str(line.line_no)]) for line in lines]
+    total = from_units(to_units(doc.subtotal, doc.currency) - to_units(result.discount_total, doc.currency),
+                       doc.currency)  # fmt: skip
+    return lines, {"discounts": [_discount(d) for d in result.discounts], "discount_total": result.discount_total,
+                   "tax_total": zero, "total": total,
+                   "amount_due": from_units(to_units(total, doc.currency) - to_units(doc.credits_applied, doc.currency),
+                                            doc.currency)}  # fmt: skip
+
+
+def _discount(d: DiscountApplied) -> Discount:
+    return Discount(code=d.code, description=d.description, kind=d.kind, percentage=d.percentage, amount=d.amount,
+                    periods_remaining=d.periods_remaining)  # fmt: skip
+
+
 def issue_draft(
     v1: dict[str, Any],
     issuing: Issuing,
@@ -183,15 +203,18 @@ def issue_draft(
     notes = list(doc.notes)
     extra: dict[str, Any] = {}
     totals = None
+    uses = (issuing.coupons or {}).get((tenant, customer_id), ())
     if tax_buyer is None:
         notes.append(NO_COUNTRY_NOTE)
         zero = from_units(0, currency)  # 0.00 in the currency's minor digits, like every other amount
         extra = {"discount_total": zero, "tax_total": zero}
+        if uses:  # no tax to decide, but the customer's coupons still apply
+            lines, extra = _discounts_only(lines, uses, doc, zero)
     else:
         totals = invoice_totals(
             [TotalsLine(str(line.line_no), line.code, line.amount, line.tax_code) for line in lines],
             currency, seller=issuing.seller, buyer=tax_buyer, table=issuing.table,
-            coupons=(issuing.coupons or {}).get((tenant, customer_id), ()),
+            coupons=uses,
         )  # fmt: skip
         lines = [
             msgspec.structs.replace(
@@ -216,11 +239,7 @@ def issue_draft(
                          category=t.category, reverse_charge=t.reverse_charge, mention=t.mention)
                 for t in totals.taxes
             ],
-            discounts=[
-                Discount(code=d.code, description=d.description, kind=d.kind, percentage=d.percentage,
-                         amount=d.amount, periods_remaining=d.periods_remaining)
-                for d in totals.discounts
-            ],
+            discounts=[_discount(d) for d in totals.discounts],
             subtotal=totals.subtotal,
             discount_total=totals.discount_total,
             tax_total=totals.tax_total,

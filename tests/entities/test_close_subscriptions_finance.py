@@ -345,3 +345,19 @@ def test_explicit_taxes_replace_the_automatic_rules_at_the_close(chdb_client, db
     us = docs["us-inc"]
     assert [ln["tax_amount"] for ln in us["lines"]] == ["8.10", "2.25", "3.15"]
     assert (us["tax_total"], us["total"]) == ("13.50", "283.50")
+
+
+def test_a_customer_without_a_country_gets_its_coupon_and_no_tax(chdb_client, db: str, sf, tmp_path: Path) -> None:
+    # no country: no tax is calculated (the note says so), but the coupon still comes off: fee 19.99 less a
+    # 5.00 once coupon = 14.99, tax 0.00, total 14.99
+    customer_with_plan(sf, CustomerDoc(tenant=T, external_id="nowhere", name="Nowhere Ltd", version=0), "EUR",
+                       unit="0.01", fee="19.99")  # fmt: skip
+    create_coupon(sf, CouponSpec(tenant=T, code="five", name="Five off", kind="fixed", amount_off=Decimal("5.00"),
+                                 currency="EUR"))  # fmt: skip
+    apply_coupon(sf, T, "nowhere", "five")
+    (doc,) = close(chdb_client, db, sf, "2026-10", tmp_path / "inv").invoices
+    assert [(ln["amount"], ln["discount_amount"]) for ln in doc["lines"]] == [("19.99", "5.00")]
+    assert (doc["subtotal"], doc["discount_total"], doc["tax_total"], doc["total"], doc["amount_due"]) == (
+        "19.99", "5.00", "0.00", "14.99", "14.99")  # fmt: skip
+    assert [(d["code"], d["amount"]) for d in doc["discounts"]] == [("five", "5.00")]
+    assert "No tax calculated" in doc["notes"][-1]

@@ -199,6 +199,8 @@ def _decimal(field: str, value: Any) -> Decimal:
         raise Invalid(field, f"a finite decimal number (got {value!r})")
     if len(str(value)) > 40:
         raise Invalid(field, "at most 40 characters of decimal text")
+    if value and (value.adjusted() >= 24 or value.as_tuple().exponent < -20):  # type: ignore[operator]
+        raise Invalid(field, f"out of range: below 10^24, at most 20 decimals (got {value})")
     return value
 
 

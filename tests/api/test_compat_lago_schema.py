@@ -36,6 +36,7 @@ def test_every_lago_operation_is_documented() -> None:
                    ("/customers", "post"), ("/customers/{external_customer_id}/applied_coupons", "get"),
                    ("/customers/{external_customer_id}/applied_coupons/{applied_coupon_id}", "delete"),
                    ("/customers/{external_customer_id}/current_usage", "get"),
+                   ("/customers/{external_customer_id}/wallets", "get"),
                    ("/customers/{external_id}", "get"),
                    ("/events", "post"), ("/events/batch", "post"), ("/events/{transaction_id}", "get"),
                    ("/invoices", "get"), ("/invoices/{lago_id}", "get"), ("/invoices/{lago_id}/void", "post"),
@@ -43,7 +44,10 @@ def test_every_lago_operation_is_documented() -> None:
                    ("/plans/{code}", "put"), ("/subscriptions", "get"), ("/subscriptions", "post"),
                    ("/subscriptions/{external_id}", "delete"), ("/subscriptions/{external_id}", "get"),
                    ("/taxes", "get"), ("/taxes", "post"), ("/taxes/{code}", "delete"), ("/taxes/{code}", "get"),
-                   ("/taxes/{code}", "put")]  # fmt: skip
+                   ("/taxes/{code}", "put"),
+                   ("/wallet_transactions", "post"), ("/wallets", "get"), ("/wallets", "post"),
+                   ("/wallets/{wallet_id}", "delete"), ("/wallets/{wallet_id}", "get"), ("/wallets/{wallet_id}", "put"),
+                   ("/wallets/{wallet_id}/wallet_transactions", "get")]  # fmt: skip
 
 
 @schema.parametrize()

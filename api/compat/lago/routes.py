@@ -216,4 +216,7 @@ def mount(app: FastAPI) -> None:
 
     app.include_router(coupons_router)  # coupons and applied coupons (docs/coupons.md)
     app.include_router(taxes_router)  # taxes; customers' tax_codes are in customers.py
+    from meterstream.api.compat.lago.wallets import router as wallets_router
+
+    app.include_router(wallets_router)  # wallets and wallet transactions (docs/wallets.md)
     register_error_format(app, PREFIX, render_lago)

@@ -10,9 +10,8 @@ runner does (the columnar path's records as the runner packs them: JSON Lines, o
 `schemas.rated.pack_rows`). Both paths must give the same number of rated records and the same RocksDB
 contents, key by key (checked), so the figures compare equal work. Reported: µs of CPU per event for
 each path (this process's CPU time, RocksDB's threads included, so that other work on a shared machine
-inflates it less than wall time; best of `--repeat` runs; after set-up the garbage collector is off and
-what is alive frozen, as the runner does after its first batch: processor/collector.py), legacy / columnar,
-and the wall-clock figures beside them.
+inflates it less than wall time; best of `--repeat` runs; gc frozen after set-up as the runner freezes
+it after its first batch), legacy / columnar, and the wall-clock figures beside them.
 
     python bench/processor_step.py [--events 100000] [--partitions 4] [--batch 20000] [--repeat 2]
                                    [--json FILE] [--profile columnar|legacy]
@@ -21,6 +20,7 @@ and the wall-clock figures beside them.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import shutil
@@ -40,7 +40,6 @@ if str(HERE.parent) not in sys.path:
     sys.path.append(str(HERE.parent))
 
 from meterstream.ingest.workload import WorkloadSpec, generate  # noqa: E402
-from meterstream.processor.collector import Collector  # noqa: E402
 from meterstream.processor.columnar import ColumnarStep, Message  # noqa: E402
 from meterstream.processor.step import Kind, Position, process  # noqa: E402
 from meterstream.processor.store import BatchState, PartitionStore  # noqa: E402
@@ -135,8 +134,8 @@ def timed(runner: Runner, msgs: list[Message], partitions: int, batch: int, now_
     try:
         stores = {p: PartitionStore(root / f"p{p}") for p in range(partitions)}
         batches = [msgs[i : i + batch] for i in range(0, len(msgs), batch)]
-        collector = Collector()  # as the runner after its first batch: collector off, what is alive frozen
-        collector.warm_up()
+        gc.collect()
+        gc.freeze()
         if profile:
             import cProfile
             import pstats
@@ -151,7 +150,7 @@ def timed(runner: Runner, msgs: list[Message], partitions: int, batch: int, now_
             t0, c0 = time.perf_counter(), time.process_time()
             out = runner(batches, stores, now_ms)
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        collector.close()
+        gc.unfreeze()
         state = {p: dict(store.db.items()) for p, store in stores.items()}
         for store in stores.values():
             store.close()

@@ -17,6 +17,7 @@ once, with no group rebalance.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -35,7 +36,6 @@ from meterstream.ingest.topics import Topics
 from meterstream.ops_http import serve_ops
 from meterstream.processor import metrics
 from meterstream.processor.checkpoint import Checkpointer, InFlight
-from meterstream.processor.collector import Collector
 from meterstream.processor.columnar import ColumnarStep, Message
 from meterstream.processor.live_catalog import open_catalog_view
 from meterstream.processor.step import Kind, Position, process
@@ -154,7 +154,7 @@ class NativeProcessor:
     def run(self, stop: threading.Event) -> None:
         self.assign()
         process_batch = self.process_legacy if self.legacy else self.process_batch
-        collector = Collector()  # the garbage collector runs between batches only (processor/collector.py)
+        warm = False
         poll_catalog = getattr(self.catalog, "poll_updates", None)
         catch_up = getattr(self.catalog, "catch_up", None)
         try:
@@ -167,14 +167,15 @@ class NativeProcessor:
                     if catch_up is not None:
                         self._catch_up(catch_up)
                     self.checkpoint.add(process_batch(msgs))
-                    collector.warm_up()  # once: the catalog, caches and modules are loaded
+                    if not warm:  # the catalog, caches and modules are loaded: keep the collector off them
+                        gc.collect()
+                        gc.freeze()
+                        warm = True
                 self.checkpoint.commit_delivered(keep=1)  # the newest batch's acks may arrive meanwhile
                 self.checkpoint.refresh_group_offsets(time.monotonic())
                 self.purge()
-                collector.between_batches()
             self.checkpoint.commit_delivered(keep=0)
         finally:
-            collector.close()
             self.consumer.close()
             for store in self.stores.values():
                 store.close()

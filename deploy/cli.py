@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meterstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("kafka", help="run a local single-node Kafka (KRaft) from Maven Central jars")
+    p = sub.add_parser("kafka", help="run a local Kafka (KRaft: one node, or --brokers N) from Maven Central jars")
     p.add_argument("action", choices=["install", "start", "stop", "status"])
     p.add_argument("--brokers", type=int, choices=range(1, 10), metavar="N",
                    help="nodes of a local KRaft cluster (default METERSTREAM_KAFKA_BROKERS, 1)")  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 
 from meterstream.schemas.settings import Settings
 
@@ -60,7 +61,7 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     if repo.revoke(args.key_id):
         print(f"revoked {args.key_id}")
         return 0
-    print(f"no active key {args.key_id}")
+    print(f"meterstream keys: error: no active key {args.key_id}", file=sys.stderr)
     return 1
 
 

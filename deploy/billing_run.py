@@ -514,6 +514,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
         period = check_period(args.period)
     except ValueError as exc:
         print(json.dumps({"error": "invalid", "field": "period", "message": str(exc)}))
+        print(f"meterstream billing close: error: {exc}", file=sys.stderr)  # for a person at the terminal too
         return 2
     from meterstream.deploy.close_guards import resolve_tenant
     from meterstream.invoice_emitter.store_plans import StoreView
@@ -528,6 +529,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             field_name = str(exc).split(":", 1)[0]
             print(json.dumps({"error": "invalid", "field": field_name, "message": str(exc)}))
+            print(f"meterstream billing close: error: {exc}", file=sys.stderr)
             return 2
         customers = {(tenant, args.customer)}
     if not args.force:

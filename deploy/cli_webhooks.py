@@ -143,6 +143,9 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
     done = replay(_sessions(settings), args.tenant, datetime.now(UTC), delivery_ids=args.delivery,
                   endpoint_id=args.endpoint, status=args.status)  # fmt: skip
+    if args.delivery and not done:  # ids the user named: an unknown one is an error, not "nothing to do"
+        ids = ", ".join(str(i) for i in args.delivery)
+        raise ValueError(f"delivery: no delivery {ids} of tenant {args.tenant!r} matched (see `webhooks deliveries`)")
     print(f"replaying {len(done)} deliveries: {', '.join(str(d.id) for d in done) or 'none matched'}")
     return 0
 

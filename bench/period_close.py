@@ -17,6 +17,13 @@ inside the timed close, ~1 s). Measured on the 2-core machine shared with other 
 customers 1,324 invoices/s before (v1 documents, no store); after, 320/s at 10,000 under cProfile (which
 slows it) and 390/s at 2,000 without it. The profile: v1 -> v2 conversion `from_v1` ~19 %, store inserts
 and lifecycle events ~20 % (before the Core inserts), `validate` ~8 %, pricing ~17 %.
+Session 7 (issue #15 speed work: from_v1 and validate without to_decimal's dispatch, shared breakdowns converted
+once; records' events from one summary, batch ULIDs, SQLite inserts through the driver, per-tenant lookups),
+10,000 customers, the session's start and its end run one after the other on the same machine under the same
+load (load 15-18 from other work: absolute rates mean little there): CPU 1,405-1,451 -> 873-1,223 us per
+invoice, wall 62 -> 41-43 s. On a quiet machine the start measured 1,460 invoices/s (6.85 s, CPU 835 us per
+invoice). Profile after (share of the close): pricing 24 %, issuing 24 % (from_v1 14 %, validate 7 %),
+finalize_many 20 %, ClickHouse ledger inserts 7 %, files 6 %, the own store's migration 2 %, reads 4 %.
 JSON: per size `seconds`, `invoices`, `invoices_per_s`, the close's CPU seconds (`cpu_user_s`, `cpu_sys_s`:
 this process and the file-writing helper) and the 1-minute load average after it (`load_1m`: other work
 on the machine makes these figures noisy).

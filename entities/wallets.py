@@ -511,7 +511,7 @@ def customer_balances(sf: sessionmaker, tenant: str, customer: str, usage: Usage
         marks.update(v.at for v in voids)
         bounds = sorted(m for m in marks if start <= m <= now)
         bounds.append(now + timedelta(days=1))  # events stamped a little ahead of this clock count too
-        totals = usage(currency, bounds)
+        totals = usage(currency, bounds) if len(bounds) > 1 else []  # no wallet had started yet: no usage
         cumulative, running = [], Decimal(0)
         for piece in totals:
             running = EXACT.add(running, piece)

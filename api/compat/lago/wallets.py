@@ -218,7 +218,7 @@ async def create_wallet(request: Request, principal: Admin) -> Response:
         customer = _text("external_customer_id", body.get("external_customer_id"))
         if not customer:
             raise Invalid("external_customer_id", "required")
-        rate = _credits(body.get("rate_amount", "1"))
+        rate = _credits(body.get("rate_amount") if body.get("rate_amount") is not None else "1")
         priority = body.get("priority", store.MAX_PRIORITY)
         spec = store.WalletSpec(principal.tenant, customer, _text("currency", body.get("currency")), rate,
                                 _text("name", body.get("name")), _text("code", body.get("code")),

@@ -206,7 +206,8 @@ def run_drafts(
     client = client if client is not None else _clients(settings)
     path = drafts_state_file(settings)
     refresh, state = refresh_drafts(client, settings.clickhouse_database, load_catalog(settings.catalog),
-                                    StoreView.open(settings), now(), DraftState.load(path), full=full)  # fmt: skip
+                                    StoreView.open(settings), now(), DraftState.load(path), full=full,
+                                    cluster=settings.clickhouse_cluster)  # fmt: skip
     state.save(path)
     return refresh.to_json()
 

@@ -17,6 +17,11 @@ needed). Everything is refreshed when anything else could have changed a draft: 
 another label closed, or an entity write (customers, subscriptions, plans: `entity_outbox`'s newest sequence).
 The marks are read BEFORE the usage, so rows inserted during a refresh are picked up by the next one.
 
+On a ClickHouse cluster (`METERSTREAM_CLICKHOUSE_CLUSTER`, aggregation/cluster_ddl.py) the parts are those of
+`rated_usage_local` on every replica, listed with `clusterAllReplicas(<cluster>, system.parts)`; they give the
+months with usage (the open labels), and every refresh there is a full one: block numbers are counted per shard
+and a replica may not have fetched a part yet, so no mark read on one host says what another host holds.
+
 The state is a small JSON file (`<METERSTREAM_HOME>/billing/drafts-state.json`) written after a refresh
 succeeds; without it the next refresh is a full one. Runs as `meterstream billing drafts` and, inside
 `meterstream up`, every `METERSTREAM_DRAFT_REFRESH_SECONDS` (deploy/billing_run.py).
@@ -24,6 +29,7 @@ succeeds; without it the next refresh is a full one. Runs as `meterstream billin
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -104,12 +110,26 @@ def open_labels(closed: list[str], usage: list[str], now: datetime) -> list[str]
 # --- I/O ----------------------------------------------------------------------------------------------------
 
 
-def usage_marks(client: Client, db: str) -> dict[str, int]:
-    """Per partition of `rated_usage` (YYYYMM): the highest block number of its active parts."""
+def parts_source(cluster: str | None = None) -> tuple[str, str]:
+    """(where the parts are listed, the table whose parts hold `rated_usage`'s rows): one server's
+    `system.parts` and `rated_usage`; on `cluster`, every replica's (`clusterAllReplicas`) and `rated_usage_local`."""
+    if not cluster:
+        return "system.parts", "rated_usage"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster):
+        raise ValueError(f"clickhouse_cluster: {cluster!r} is not a plain identifier")
+    from meterstream.aggregation.cluster_ddl import local_table
+
+    return f"clusterAllReplicas('{cluster}', system.parts)", local_table("rated_usage")
+
+
+def usage_marks(client: Client, db: str, cluster: str | None = None) -> dict[str, int]:
+    """Per partition of `rated_usage` (YYYYMM): the highest block number of its active parts (on a cluster: over
+    every replica of every shard, which names the partitions but is no refresh mark: see the module docstring)."""
+    source, table = parts_source(cluster)
     rows = client.query(
-        "SELECT partition_id, max(max_block_number) FROM system.parts WHERE database = {db:String} "
-        "AND table = 'rated_usage' AND active GROUP BY partition_id",
-        parameters={"db": db},
+        f"SELECT partition_id, max(max_block_number) FROM {source} WHERE database = {{db:String}} "
+        "AND table = {table:String} AND active GROUP BY partition_id",
+        parameters={"db": db, "table": table},
     ).result_rows
     return {str(p): int(b) for p, b in rows}
 
@@ -151,15 +171,18 @@ def refresh_drafts(
     state: DraftState | None = None,
     issuing: Issuing | None = None,
     full: bool = False,
+    cluster: str | None = None,
 ) -> tuple[DraftRefresh, DraftState]:
-    """Bring every open label's drafts up to date (module docstring); the refresh done and the new state."""
+    """Bring every open label's drafts up to date (module docstring); the refresh done and the new state.
+    `cluster` (METERSTREAM_CLICKHOUSE_CLUSTER): the parts are read on every replica and the refresh is full."""
     t0 = time.perf_counter()
     closed = closed_periods(client, db)
-    marks = usage_marks(client, db)  # before reading any usage
+    marks = usage_marks(client, db, cluster)  # before reading any usage
     labels = open_labels(closed, sorted({f"{p[:4]}-{p[4:6]}" for p in marks}), now)
     position = entity_position(store)
     new = DraftState(closed, labels, position, marks)
-    full = full or state is None or (state.closed, state.labels, state.entities) != (closed, labels, position)
+    seen = (state.closed, state.labels, state.entities) if state is not None else None
+    full = full or bool(cluster) or seen != (closed, labels, position)
     customers = None if full else changed_customers(client, db, state.marks)  # type: ignore[union-attr]
     out = DraftRefresh(labels, full, None if customers is None else len(customers))
     if customers is not None and not customers:
@@ -173,4 +196,5 @@ def refresh_drafts(
     return out, new
 
 
-__all__ = ["DraftRefresh", "DraftState", "changed_customers", "open_labels", "refresh_drafts", "usage_marks"]
+__all__ = ["DraftRefresh", "DraftState", "changed_customers", "open_labels", "parts_source", "refresh_drafts",
+           "usage_marks"]

@@ -94,7 +94,8 @@ def status_table(settings: Settings, api_port: int, pipeline: Pipeline, broker: 
     api = f"http://{_loopback(settings.api_host)}:{api_port}"
     pid = {name: proc.pid for name, proc in pipeline.procs.items()}
     port = settings.clickhouse_http_port
-    front = f"http://{_loopback(settings.clickhouse_http_host)}:{port}  (read-only; `meterstream query` uses it)"
+    front = (f"http://{_loopback(settings.clickhouse_http_host)}:{port}  (tenants: user = tenant id, password = a "
+             "read key, own rows only; `meterstream query` and the API: internal user `meterstream`)")
     rows = [
         ("API", f"{api}  (docs {api}/docs, pid {pid.get('api')})"),
         ("Kafka", broker),

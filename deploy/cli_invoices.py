@@ -45,6 +45,16 @@ def _day(field: str, text: str) -> date:
         raise UserError(f"{field}: a date YYYY-MM-DD (got {text!r})") from None
 
 
+def _period_label(text: str) -> str:
+    """`text` if the close can have written it: invoice records carry the close's label, `YYYY-MM` (month 01-12;
+    invoice_emitter/close.py PERIOD_RE), whatever the billing intervals; else one line naming --period."""
+    from meterstream.invoice_emitter.close import PERIOD_RE
+
+    if not PERIOD_RE.fullmatch(text):
+        raise UserError(f"--period: a close's label YYYY-MM with a month 01 to 12 (got {text!r})")
+    return text
+
+
 def _table(title: str, headers: list[str], rows: list[list[str]]) -> None:
     """A table on a terminal; tab-separated lines (header first) when piped, so no column is cut."""
     if sys.stdout.isatty():
@@ -76,6 +86,8 @@ def _invoices(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.invoices_action == "render" and args.file is not None:
         return _render_file(args)
+    if args.invoices_action == "list" and args.period is not None:
+        _period_label(args.period)
     sf = _sessions(settings)
     if args.invoices_action == "list":
         found = [inv for inv in invoices.list_invoices(sf, args.tenant, args.customer, args.status)

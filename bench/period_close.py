@@ -20,9 +20,11 @@ and lifecycle events ~20 % (before the Core inserts), `validate` ~8 %, pricing ~
 Session 7 (issue #15 speed work: from_v1 and validate without to_decimal's dispatch, shared breakdowns converted
 once; records' events from one summary, batch ULIDs, SQLite inserts through the driver, per-tenant lookups),
 10,000 customers, the session's start and its end run one after the other on the same machine under the same
-load (load 15-18 from other work: absolute rates mean little there): CPU 1,405-1,451 -> 873-1,223 us per
-invoice, wall 62 -> 41-43 s. On a quiet machine the start measured 1,460 invoices/s (6.85 s, CPU 835 us per
-invoice). Profile after (share of the close): pricing 24 %, issuing 24 % (from_v1 14 %, validate 7 %),
+load, each in a folder of its own (nothing deleted in between): at load 3-4, CPU (user + sys, with the file
+writer) 1,084 / 1,007 -> 863 / 715 us per invoice, user CPU 7.8 / 8.2 -> 6.3 / 5.9 s, 852 / 874 -> 789 / 1,170
+invoices/s; at load 15-18, 1,405-1,451 -> 873-1,223 us, wall 62 -> 41-43 s. At the session's start, at load
+2.6, the start measured 1,460 invoices/s (6.85 s, CPU 835 us per invoice).
+Profile after (share of the close): pricing 24 %, issuing 24 % (from_v1 14 %, validate 7 %),
 finalize_many 20 %, ClickHouse ledger inserts 7 %, files 6 %, the own store's migration 2 %, reads 4 %.
 JSON: per size `seconds`, `invoices`, `invoices_per_s`, the close's CPU seconds (`cpu_user_s`, `cpu_sys_s`:
 this process and the file-writing helper) and the 1-minute load average after it (`load_1m`: other work

@@ -11,8 +11,14 @@ rules: one block of numbers per (tenant, year) taken from the counter row (`enti
 `last = last + n`, in the transaction, so a rollback gives them back), the records already finalized
 (`settled_status`: a 0.00 invoice is paid at once) and the lifecycle events `invoice.created`,
 `invoice.finalized` (and `invoice.paid` for a zero invoice) in `webhook_outbox`, in that order. A draft the
-store already holds as a draft goes through the per-record path; if a bulk statement fails (a concurrent close
-inserted the same invoice), the batch is rolled back and each draft is finalized on its own.
+store already holds as a draft (kept current by `drafts.py` or the API) is finalized in bulk too, as the
+per-record path does it (`upsert_draft_in` then `finalize_in`): its row, locked, is updated in place by primary
+key (one executemany: document, amounts, dates, number, status, version + 2), with the events that path writes
+(`invoice.finalized`, then `invoice.paid` for a zero invoice; replacing a draft is no event), and it is refused
+as that path refuses it (another customer or currency: `Conflict`; bad fields: `Invalid`, same messages).
+Numbers go to new and stored drafts alike, in the order given. If a bulk statement fails (a concurrent close
+inserted the same invoice) or a stored draft stopped being a draft under the batch, the batch is rolled back
+and each draft is finalized on its own.
 
 Either way, an invoice the store already holds as issued (finalized, paid, overdue, voided...: a close that
 stopped after recording it, or a re-run) is never changed: its stored document comes back as it is, with its
@@ -37,7 +43,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from meterstream.entities import numbering
 from meterstream.entities.common import Conflict, Invalid, new_ulid
-from meterstream.entities.invoice_rules import amount_due, check_currency, settled_status, text, to_minor
+from meterstream.entities.invoice_rules import (
+    amount_due,
+    check_currency,
+    check_day,
+    settled_status,
+    text,
+    to_minor,
+)
 from meterstream.entities.invoices import DRAFT, FINALIZED, InvoiceRow, finalize_in, upsert_draft_in
 from meterstream.invoice_emitter.issue import Issuing
 from meterstream.schemas.invoice import InvoiceDoc, decode, encode, validate
@@ -187,7 +200,7 @@ class Recorder:
         try:
             with self.sf.begin() as s:
                 return self._bulk(s, drafts)
-        except (IntegrityError, DBAPIError):  # a concurrent writer: one by one, each in its own transaction
+        except (IntegrityError, DBAPIError, _Raced):  # a concurrent writer: one by one, each in a transaction
             out: list[InvoiceDoc | ValueError] = []
             for draft in drafts:
                 try:
@@ -199,41 +212,35 @@ class Recorder:
     def _bulk(self, s: Session, drafts: Sequence[InvoiceDoc]) -> list[InvoiceDoc | ValueError]:
         numbering.lock_for_write(s)
         stored = {
-            (row.tenant, row.invoice_id): (row.status, row.document)
-            for row in _stored(s, drafts, InvoiceRow.status, InvoiceRow.document)
-        }
+            (row.tenant, row.invoice_id): row
+            for row in _stored(s, drafts, InvoiceRow.id, InvoiceRow.status, InvoiceRow.document,
+                               InvoiceRow.customer, InvoiceRow.currency, InvoiceRow.version,
+                               InvoiceRow.credited_minor, InvoiceRow.paid_minor, InvoiceRow.voided_at,
+                               InvoiceRow.void_reason, lock=True)
+        }  # fmt: skip
         out: list[InvoiceDoc | ValueError | None] = [None] * len(drafts)
-        new: list[int] = []
+        chosen: list[int] = []  # new invoices and stored drafts, in the order given
+        money: dict[int, tuple[int, int]] = {}
         for i, draft in enumerate(drafts):
             found = stored.get((draft.tenant, draft.id))
-            if found is None:
-                new.append(i)
-            elif found[0] != DRAFT:
-                out[i] = decode(found[1])
-            else:  # a draft kept current by someone else (the API): the store's own path, in this transaction
-                try:
-                    with s.begin_nested():
-                        out[i] = self._finalize_in(s, draft)
-                except ValueError as exc:
-                    out[i] = exc
-        # money in minor units, checked as the store checks it (a negative total is refused, naming the field)
-        money: dict[int, tuple[int, int]] = {}
-        for i in new:
-            d = drafts[i]
-            try:
-                total = to_minor("total", d.total, d.currency)
-                billed = to_minor("amount_due", d.amount_due, d.currency)
-                if billed > total:
-                    raise ValueError(f"amount_due: more than the total ({d.amount_due} > {d.total})")
-                if d.issue_date is None or d.due_date is None:
-                    raise ValueError("issue_date: a finalized invoice has an issue and a due date")
-                money[i] = (total, billed)
+            if found is not None and found.status != DRAFT:  # issued before: its stored document, as it is
+                out[i] = decode(found.document)
+                continue
+            try:  # what the store checks (upsert_draft_in), in its order: the fields, then the stored draft's
+                money[i] = _store_checks(draft)
+                if found is not None:
+                    if found.customer != draft.customer:
+                        raise Conflict("customer", f"draft {draft.id!r} belongs to customer {found.customer!r}, "
+                                                   f"not {draft.customer!r}")  # fmt: skip
+                    if found.currency != draft.currency:
+                        raise Conflict("currency", f"draft {draft.id!r} is in {found.currency}, not {draft.currency}")
             except ValueError as exc:
                 out[i] = exc
-        new = [i for i in new if i in money]
+                continue
+            chosen.append(i)
         # one block of numbers per (tenant, year of the issue date), in the order given
         blocks: dict[tuple[str, int], list[int]] = {}
-        for i in new:
+        for i in chosen:
             blocks.setdefault((drafts[i].tenant, drafts[i].issue_date.year), []).append(i)  # type: ignore[union-attr]
         prefix, series = self.issuing.prefix, self.issuing.series
         now = datetime.now(UTC)
@@ -249,38 +256,94 @@ class Recorder:
             for seq, i in enumerate(members, start=last - len(members) + 1):
                 numbers[i] = numbering.format_number(prefix, series, year, seq)
         rows: list[dict] = []
+        updates: list[dict] = []
         event_rows: list[dict] = []
-        ids = _ulids(sum(3 if money[i][1] == 0 else 2 for i in new), now)  # created, finalized (+ paid: 0 due)
-        for i in new:
+        ids = _ulids(sum(3 if money[i][1] == 0 else 2 for i in chosen), now)  # (created,) finalized (+ paid)
+        for i in chosen:
             draft = drafts[i]
             total, billed = money[i]
             # the draft was validated when issued (issue.py); a number and the status change none of its figures
             doc = msgspec.structs.replace(draft, number=numbers[i], status="finalized")
             row = _record_row(doc, settled_status(FINALIZED, billed, 0, 0), total, billed, encode(doc).decode(), now)
             row.update(issuer=prefix, series=series, number=numbers[i], finalized_at=now, version=2)
-            rows.append(row)
-            event_rows += _events(row, now, ids)
+            found = stored.get((draft.tenant, draft.id))
+            if found is None:
+                rows.append(row)
+                event_rows += _events(row, now, ids)
+            else:  # a draft kept current (drafts.py, the API): finalized in place, as upsert_draft_in + finalize_in
+                row.update(version=int(found.version) + 2, voided_at=found.voided_at, void_reason=found.void_reason)
+                updates.append({**row, "k_id": found.id})
+                event_rows += _stored_events(row, found, now, ids)
             out[i] = doc
         # executemany on the tables (the ORM's bulk insert costs ~3x more per row here)
         _insert(s, InvoiceRow.__table__, rows)
+        _finalize_stored(s, updates)
         _insert(s, events.WebhookOutboxRow.__table__, event_rows)
         return out  # type: ignore[return-value]
 
 
-def _stored(s: Session, drafts: Sequence[InvoiceDoc], *columns: Any) -> list[Any]:
+class _Raced(Exception):
+    """A stored draft changed under the batch (not a draft any more): the batch is rolled back, then each draft
+    is finalized on its own."""
+
+
+_FINAL_COLUMNS = ("period", "status", "total_minor", "billed_minor", "credited_minor", "paid_minor",
+                  "amount_due_minor", "issue_date", "due_date", "document", "issuer", "series", "number",
+                  "finalized_at", "version", "updated_at")  # fmt: skip
+
+
+def _finalize_stored(s: Session, updates: list[dict]) -> None:
+    """UPDATE the stored drafts of `updates` (row dicts + `k_id`, the primary key) to their finalized state:
+    one executemany; only rows still drafts (locked by `_stored`; the count is checked where the driver
+    reports it for executemany)."""
+    if not updates:
+        return
+    table = InvoiceRow.__table__
+    conn = s.connection()
+    result = conn.execute(
+        update(table)
+        .where(table.c.id == bindparam("k_id"), table.c.status == DRAFT)
+        .values({c: bindparam(c) for c in _FINAL_COLUMNS}),
+        [{c: u[c] for c in ("k_id", *_FINAL_COLUMNS)} for u in updates],
+    )
+    if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(updates):
+        raise _Raced(f"{len(updates) - result.rowcount} stored drafts changed under the batch")
+
+
+def _stored_events(row: dict, found: Any, now: datetime, ids: list[str]) -> list[dict]:
+    """The events the per-record path appends when it finalizes a stored draft (`upsert_draft_in` replaces it:
+    no event; `finalize_in`: finalized with the version after the replacement and the stored credited and paid
+    sums, then `apply_money`'s paid when nothing is due, one version later)."""
+    state = {**row, "status": FINALIZED, "version": row["version"] - 1, "credited_minor": int(found.credited_minor),
+             "paid_minor": int(found.paid_minor), "amount_due_minor": row["billed_minor"]}  # fmt: skip
+    data = events.invoice_data(SimpleNamespace(**state), DRAFT)
+    stamp = events.rfc3339(now)
+    out = [_outbox_row(row, events.INVOICE_FINALIZED, data, now, "msg_" + ids.pop(), stamp)]
+    status = row["status"]
+    if status != FINALIZED and status in events.STATUS_EVENTS:
+        data = events.invoice_data(SimpleNamespace(**row), FINALIZED)
+        out.append(_outbox_row(row, events.STATUS_EVENTS[status], data, now, "msg_" + ids.pop(), stamp))
+    return out
+
+
+def _stored(s: Session, drafts: Sequence[InvoiceDoc], *columns: Any, lock: bool = False) -> list[Any]:
     """The store's rows (tenant, invoice_id, `columns`) of the drafts' invoices that exist: one query per tenant
-    and 900 ids (an IN list on the unique (tenant, invoice_id) index; pairs of values cost SQLite ~3x more)."""
+    and 900 ids (an IN list on the unique (tenant, invoice_id) index; pairs of values cost SQLite ~3x more).
+    `lock`: the rows locked until the transaction ends (PostgreSQL `FOR UPDATE`, by tenant and id, one order
+    for every batch; SQLite holds the database write lock already), so what is read is what is written over."""
     ids: dict[str, list[str]] = {}
     for d in drafts:
         ids.setdefault(d.tenant, []).append(d.id)
     out: list[Any] = []
-    for tenant, of_tenant in ids.items():
+    for tenant in sorted(ids) if lock else ids:
+        of_tenant = sorted(ids[tenant]) if lock else ids[tenant]
         for start in range(0, len(of_tenant), 900):
-            out += s.execute(
-                select(InvoiceRow.tenant, InvoiceRow.invoice_id, *columns).where(
-                    InvoiceRow.tenant == tenant, InvoiceRow.invoice_id.in_(of_tenant[start : start + 900])
-                )
-            ).all()
+            stmt = select(InvoiceRow.tenant, InvoiceRow.invoice_id, *columns).where(
+                InvoiceRow.tenant == tenant, InvoiceRow.invoice_id.in_(of_tenant[start : start + 900])
+            )
+            if lock:
+                stmt = stmt.order_by(InvoiceRow.invoice_id).with_for_update()
+            out += s.execute(stmt).all()
     return out
 
 
@@ -297,6 +360,25 @@ def _check_draft(draft: InvoiceDoc) -> None:
         raise Invalid("issue_date", "a draft record has an issue and a due date")
     if draft.due_date < draft.issue_date:
         raise Invalid("due_date", f"{draft.due_date} is before issue_date {draft.issue_date}")
+
+
+def _store_checks(draft: InvoiceDoc) -> tuple[int, int]:
+    """What `upsert_draft_in` checks of a draft, in its order and with its messages (Invalid naming the field);
+    the draft's (total, billed) in minor units. (Its JSON check is not repeated: `encode` gives a JSON object.)"""
+    text("tenant", draft.tenant, 128)
+    text("invoice_id", draft.id, 256)
+    text("customer", draft.customer, 256)
+    text("period", draft.period, 64)
+    check_currency(draft.currency)
+    total = to_minor("total", draft.total, draft.currency)
+    billed = to_minor("amount_due", draft.amount_due, draft.currency)
+    if billed > total:
+        raise Invalid("amount_due", f"more than the total ({draft.amount_due} > {draft.total})")
+    check_day("issue_date", draft.issue_date)
+    check_day("due_date", draft.due_date)
+    if draft.due_date < draft.issue_date:  # type: ignore[operator]
+        raise Invalid("due_date", f"{draft.due_date} is before issue_date {draft.issue_date}")
+    return total, billed
 
 
 def _money(draft: InvoiceDoc) -> tuple[int, int]:

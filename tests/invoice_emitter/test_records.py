@@ -1,18 +1,22 @@
 """invoice_emitter/records.py: a batch of drafts finalized in one transaction gets the numbers, records and
-lifecycle events the store's per-invoice path gives (entities/invoices.py), on SQLite."""
+lifecycle events the store's per-invoice path gives (entities/invoices.py), drafts the store holds already
+included (a differential test on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import orjson
+import pytest
 from sqlalchemy import select
 
 from meterstream.entities import invoices
 from meterstream.entities.db import make_engine, migrate, session_factory
+from meterstream.entities.numbering import InvoiceNumberRow as NumberRow
 from meterstream.invoice_emitter.issue import Issuing, issue_draft
 from meterstream.invoice_emitter.records import Recorder
 from meterstream.webhooks.events import WebhookOutboxRow
@@ -46,10 +50,10 @@ def test_a_batch_is_numbered_in_order_with_the_stores_rules(tmp_path: Path) -> N
     batch = [issue_draft(v1(c, t), issuing) for c, t in (("c1", "40.00"), ("c2", "9.99"), ("c3", "3.00"),
                                                           ("c4", "0.00"), ("c5", "-1.00"))]  # fmt: skip
     out = recorder.finalize_many(batch)
-    # c3 (the existing draft) goes through the store's path first in the batch: 000002; then the new ones in
-    # order: c1 000003, c4 000004; c2 keeps its stored document (7.00, not 9.99); c5's negative total is refused
+    # numbers in the order built, the stored draft c3 among the new ones: c1 000002, c3 000003, c4 000004; c2 keeps
+    # its stored document (7.00, not 9.99); c5's negative total is refused
     assert [getattr(x, "number", None) for x in out] == [
-        "DEMO-2026-000003", "DEMO-2026-000001", "DEMO-2026-000002", "DEMO-2026-000004", None]
+        "DEMO-2026-000002", "DEMO-2026-000001", "DEMO-2026-000003", "DEMO-2026-000004", None]  # fmt: skip
     assert out[1] == done and out[1].total == Decimal("7.00")
     assert isinstance(out[4], ValueError) and str(out[4]).startswith("total")
     by_id = {r.customer: r for r in invoices.list_invoices(sf, "t1")}
@@ -57,18 +61,21 @@ def test_a_batch_is_numbered_in_order_with_the_stores_rules(tmp_path: Path) -> N
     assert (by_id["c1"].status, by_id["c1"].total_minor, by_id["c1"].amount_due_minor) == ("finalized", 4000, 4000)
     assert (by_id["c3"].status, by_id["c3"].total_minor) == ("finalized", 300)  # the draft replaced: 3.00
     assert (by_id["c4"].status, by_id["c4"].amount_due_minor) == ("paid", 0)  # nothing due: paid at once
-    assert msgspec.json.decode(by_id["c1"].document)["number"] == "DEMO-2026-000003"
+    assert msgspec.json.decode(by_id["c1"].document)["number"] == "DEMO-2026-000002"
     # lifecycle events as the per-invoice path appends them: created, finalized (paid for a zero invoice)
     with sf() as s:
         rows = s.execute(select(WebhookOutboxRow.subject, WebhookOutboxRow.type, WebhookOutboxRow.body)
                          .order_by(WebhookOutboxRow.seq)).all()  # fmt: skip
     got = [(subject.rsplit("-", 1)[1], type_) for subject, type_, _ in rows]
-    assert got[-5:] == [("c1", "invoice.created"), ("c1", "invoice.finalized"), ("c4", "invoice.created"),
-                        ("c4", "invoice.finalized"), ("c4", "invoice.paid")]  # fmt: skip
-    finalized = orjson.loads(rows[-4][2])["data"]
+    # in the order built; the stored draft c3 has no second created event (replacing a draft is none)
+    assert got[-6:] == [("c1", "invoice.created"), ("c1", "invoice.finalized"), ("c3", "invoice.finalized"),
+                        ("c4", "invoice.created"), ("c4", "invoice.finalized"), ("c4", "invoice.paid")]  # fmt: skip
+    finalized = orjson.loads(rows[-5][2])["data"]
     assert (finalized["number"], finalized["status"], finalized["previous_status"], finalized["total"]) == (
-        "DEMO-2026-000003", "finalized", "draft", "40.00")
-    assert ("c3", "invoice.finalized") in got and ("c2", "invoice.finalized") in got
+        "DEMO-2026-000002", "finalized", "draft", "40.00")
+    c3 = orjson.loads(rows[-4][2])["data"]  # stored at version 1, replaced (2), then finalized
+    assert (c3["number"], c3["total"], c3["version"]) == ("DEMO-2026-000003", "3.00", 2)
+    assert got.count(("c3", "invoice.created")) == 1 and ("c2", "invoice.finalized") in got
 
 
 def test_drafts_are_stored_and_replaced_in_bulk_without_numbers(tmp_path: Path) -> None:
@@ -124,3 +131,136 @@ def test_batch_ulids_have_the_stores_format() -> None:
     for ch in ids[0]:
         value = value * 32 + "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(ch)
     assert value >> 80 == 1_796_132_720_838  # 20,788 days + 13:45:20.838 after 1970-01-01
+
+
+# --- the bulk path and the per-record path, side by side ----------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list]:
+    """Two empty, migrated invoice stores on one database kind (PostgreSQL: the session's throwaway cluster)."""
+    cluster = request.getfixturevalue("pg_cluster") if request.param == "postgresql" else None
+    urls = [cluster.create_database() for _ in "ab"] if cluster else [f"sqlite:///{tmp_path / n}.db" for n in "ab"]
+    engines = [make_engine(url=u) for u in urls]
+    for engine in engines:
+        migrate(engine=engine)
+    yield [session_factory(engine) for engine in engines]
+    for engine in engines:
+        engine.dispose()
+    for url in urls if cluster else ():
+        cluster.drop_database(url)
+
+
+def _prepare(sf, issuing: Issuing) -> list:
+    """The same store state before the close, written by the store's own per-record functions; the close's batch."""
+    recorder = Recorder(sf, issuing)
+    recorder.finalize(issue_draft(v1("c2", "7.00"), issuing))  # issued before: DEMO-2026-000001
+    recorder.finalize(issue_draft(v1("c11", "8.00"), issuing))  # DEMO-2026-000002, then voided
+    invoices.void(sf, "t1", "INV-202610-c11", "sent to the wrong address")
+
+    def kept(customer: str, total: str, *, owner: str | None = None, currency: str = "USD") -> None:
+        d = issue_draft(v1(customer, total), issuing)
+        invoices.upsert_draft(sf, tenant="t1", invoice_id=d.id, customer=owner or customer, period="2026-10",
+                              currency=currency, total=total, issue_date=date(2026, 11, 1),
+                              due_date=date(2026, 11, 1), document=msgspec.json.encode(d))  # fmt: skip
+
+    kept("c3", "2.00")
+    kept("c3", "2.50")  # replaced once by a refresh: version 2
+    kept("c6", "5.00")
+    kept("c7", "1.00")
+    kept("c8", "1.00", owner="someone-else")
+    kept("c9", "1.00", currency="EUR")
+    c10 = issue_draft(v1("c10", "6.00"), issuing)  # issued in January 2027: the 2027 numbers
+    c10 = msgspec.structs.replace(c10, issue_date=date(2027, 1, 4), due_date=date(2027, 2, 3))
+    return [issue_draft(v1(c, t), issuing) for c, t in (("c1", "40.00"), ("c2", "9.99"), ("c3", "3.00"),
+                                                        ("c4", "0.00"), ("c5", "-1.00"), ("c6", "0.00"),
+                                                        ("c7", "-2.00"), ("c8", "1.00"), ("c9", "1.00"))] + [
+        c10, *(issue_draft(v1(c, t), issuing) for c, t in (("c11", "8.00"), ("c12", "12.34")))]  # fmt: skip
+
+
+def _records(sf) -> list[tuple]:
+    """Every invoice row, by invoice id, without the surrogate key and the wall-clock columns (finalized or not)."""
+    cols = [c for c in invoices.InvoiceRow.__table__.c if c.name not in CLOCKS]
+    row = invoices.InvoiceRow
+    with sf() as s:
+        rows = s.execute(select(*cols, row.finalized_at, row.voided_at).order_by(row.invoice_id))
+        return [(*r[:-2], r[-2] is not None, r[-1] is not None) for r in rows]
+
+
+CLOCKS = {"id", "created_at", "updated_at", "finalized_at", "voided_at"}
+
+
+def _events(sf) -> list[tuple]:
+    """Every lifecycle event, in the outbox's order, without its id and clock (each checked for its form)."""
+    out = []
+    with sf() as s:
+        for row in s.execute(select(WebhookOutboxRow).order_by(WebhookOutboxRow.seq)).scalars():
+            body = orjson.loads(row.body)
+            assert body["id"] == row.event_id and len(row.event_id) == 30 and row.event_id.startswith("msg_")
+            assert body["type"] == row.type and body["timestamp"].endswith("Z")
+            data = body["data"]
+            stamped = data.pop("finalized_at")
+            assert (stamped is not None) == (data["status"] != "draft")
+            assert (data.pop("voided_at") is not None) == (data["status"] == "voided")
+            out.append((row.tenant, row.type, row.subject, row.key, data))
+    return out
+
+
+def test_a_batch_with_stored_drafts_records_what_the_per_record_path_records(two_stores: list) -> None:
+    bulk_sf, one_sf = two_stores
+    issuing = Issuing.default()
+    batch = _prepare(bulk_sf, issuing)
+    assert _prepare(one_sf, issuing) == batch
+    before = len(_events(bulk_sf))
+    bulk = Recorder(bulk_sf, issuing).finalize_many(batch)
+    one_recorder = Recorder(one_sf, issuing)
+    single: list = []
+    for draft in batch:  # the per-record path, one transaction per invoice, in the order built
+        try:
+            single.append(one_recorder.finalize(draft))
+        except ValueError as exc:
+            single.append(exc)
+    # by hand: 000001 (c2) and 000002 (c11, voided) were given before; then, in the order built, every new or
+    # stored draft that is accepted: c1, c3, c4, c6, c12 in 2026, c10 alone in 2027; none for the refused
+    expected = ["DEMO-2026-000003", "DEMO-2026-000001", "DEMO-2026-000004", "DEMO-2026-000005", None,
+                "DEMO-2026-000006", None, None, None, "DEMO-2027-000001", "DEMO-2026-000002", "DEMO-2026-000007"]
+    for out in (bulk, single):
+        assert [getattr(x, "number", None) for x in out] == expected
+        assert [getattr(x, "field", None) for x in out] == [None] * 4 + ["total", None, "total", "customer",
+                                                             "currency", None, None, None]  # fmt: skip
+    for got, want in zip(bulk, single, strict=True):
+        assert type(got) is type(want)
+        assert got == want if not isinstance(got, ValueError) else str(got) == str(want)
+    assert bulk[2].total == Decimal("3.00") and bulk[1].total == Decimal("7.00")  # type: ignore[union-attr]
+    # the records, row by row, on both stores
+    rows, one_rows = _records(bulk_sf), _records(one_sf)
+    assert rows == one_rows
+    by_customer = {r[2]: r for r in rows}
+    names = [c.name for c in invoices.InvoiceRow.__table__.c if c.name not in CLOCKS]
+
+    def field(customer: str, name: str) -> object:
+        return by_customer[customer][names.index(name)]
+
+    # by hand: c3 stored at version 2, replaced (3) and finalized (4) at 3.00; c6 0.00: paid at once, version 4 too
+    assert [field("c3", n) for n in ("status", "total_minor", "amount_due_minor", "version")] == [
+        "finalized", 300, 300, 4]
+    assert [field("c6", n) for n in ("status", "total_minor", "amount_due_minor", "version")] == ["paid", 0, 0, 3]
+    assert [field("c7", n) for n in ("status", "total_minor", "number")] == ["draft", 100, None]  # untouched
+    assert field("someone-else", "status") == "draft" and field("c9", "currency") == "EUR"
+    assert [field("c11", n) for n in ("status", "number")] == ["voided", "DEMO-2026-000002"]
+    # the lifecycle events, in order, on both stores
+    events_bulk, events_one = _events(bulk_sf), _events(one_sf)
+    assert events_bulk == events_one
+    got = [(subject.rsplit("-", 1)[1], type_) for _, type_, subject, _, _ in events_bulk[before:]]
+    assert got == [("c1", "invoice.created"), ("c1", "invoice.finalized"), ("c3", "invoice.finalized"),
+                   ("c4", "invoice.created"), ("c4", "invoice.finalized"), ("c4", "invoice.paid"),
+                   ("c6", "invoice.finalized"), ("c6", "invoice.paid"), ("c10", "invoice.created"),
+                   ("c10", "invoice.finalized"), ("c12", "invoice.created"), ("c12", "invoice.finalized")]  # fmt: skip
+    c6_paid = events_bulk[before + 7][4]
+    assert (c6_paid["status"], c6_paid["previous_status"], c6_paid["total"], c6_paid["version"]) == (
+        "paid", "finalized", "0.00", 3)
+    # the counters: 7 numbers in 2026, 1 in 2027, on both stores
+    for sf in two_stores:
+        with sf() as s:
+            counters = s.execute(select(NumberRow.year, NumberRow.last).order_by(NumberRow.year)).all()
+        assert [tuple(c) for c in counters] == [(2026, 7), (2027, 1)]

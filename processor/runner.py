@@ -161,7 +161,7 @@ class NativeProcessor:
             while not stop.is_set():
                 if poll_catalog is not None:
                     poll_catalog()  # entity changes: seen by the next batch (issue #14)
-                msgs = self.consumer.consume(num_messages=20_000, timeout=0.1)  # 20,000 or the timeout
+                msgs = self.consumer.consume(num_messages=5000, timeout=0.1)  # 5000 or the timeout
                 self._watch_lag()  # before processing: a batch that never finishes shows as a stall
                 if msgs:
                     if catch_up is not None:

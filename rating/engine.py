@@ -8,7 +8,7 @@ so every unrounded amount is exact (or an error), whatever the caller's own deci
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 from meterstream.rating.lines import Quote
@@ -24,11 +24,13 @@ def quote(price: Mapping[str, Any] | PriceBase, quantity: Decimal | int | str) -
 
     For the percentage model the quantity is one event's value.
     """
-    parsed = parse_price(price)
+    parsed = price if isinstance(price, PriceBase) else parse_price(price)
     amount = to_decimal(quantity)
-    with localcontext(EXACT):
-        priced, lines = parsed.pricer.explain(amount)
-        precise = sum((line.amount for line in lines), ZERO)
+    priced, lines = exact_runner()(parsed.pricer.explain, amount)
+    precise = ZERO
+    add = EXACT.add  # the sum in EXACT, which raises instead of rounding
+    for line in lines:
+        precise = add(precise, line.amount)
     return Quote(
         parsed.currency, round_money(precise, parsed.currency), precise, tuple(lines), amount, priced
     )

@@ -264,3 +264,36 @@ def test_a_batch_with_stored_drafts_records_what_the_per_record_path_records(two
         with sf() as s:
             counters = s.execute(select(NumberRow.year, NumberRow.last).order_by(NumberRow.year)).all()
         assert [tuple(c) for c in counters] == [(2026, 7), (2027, 1)]
+
+
+def test_a_stored_draft_that_changed_under_the_batch_sends_the_batch_to_the_per_record_path(
+    two_stores: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from meterstream.invoice_emitter import records
+
+    sf = two_stores[0]
+    issuing = Issuing.default()
+    recorder = Recorder(sf, issuing)
+    batch = [issue_draft(v1(c, "5.00"), issuing) for c in ("c1", "c2", "c3")]
+    assert recorder.upsert_drafts(batch[1:]) == batch[1:]  # c2, c3 kept current as drafts
+    read = records._stored
+
+    def read_then_changed(s, drafts, *columns, lock=False):
+        rows = read(s, drafts, *columns, lock=lock)
+        if lock:  # what the bulk path read as a draft is issued by the time it writes (a writer the lock missed)
+            s.execute(update(invoices.InvoiceRow).where(invoices.InvoiceRow.invoice_id == batch[2].id)
+                      .values(status="finalized"))  # fmt: skip
+        return rows
+
+    monkeypatch.setattr(records, "_stored", read_then_changed)
+    one_by_one: list[str] = []
+    finalize = Recorder.finalize
+    monkeypatch.setattr(Recorder, "finalize", lambda self, d: one_by_one.append(d.customer) or finalize(self, d))
+    out = recorder.finalize_many(batch)
+    # the batch was rolled back (the change with it) and each draft finalized on its own, numbers in order
+    assert one_by_one == ["c1", "c2", "c3"]
+    assert [d.number for d in out] == ["DEMO-2026-000001", "DEMO-2026-000002", "DEMO-2026-000003"]  # type: ignore[union-attr]
+    assert [(r.customer, r.status, r.version) for r in invoices.list_invoices(sf, "t1")] == [
+        ("c1", "finalized", 2), ("c2", "finalized", 3), ("c3", "finalized", 3)]  # fmt: skip

@@ -108,14 +108,15 @@ class Recorder:
         invoice is inserted with its `invoice.created` event; a stored draft is replaced (no event); an invoice
         the store holds as issued is never changed (`Conflict("status")`), nor is a draft of another customer or
         currency (`Conflict`). Returns each draft as stored (or the ValueError that refused it), in the order
-        given; one transaction for the batch, and if a bulk statement fails (a concurrent writer), one
-        transaction per draft. Ids must be distinct."""
+        given; one transaction for the batch (the stored rows locked: a close finalizing one meanwhile waits, or is
+        waited for and then refuses it), and if a bulk statement fails or a stored draft stopped being a draft
+        (a concurrent writer), one transaction per draft. Ids must be distinct."""
         if not drafts:
             return []
         try:
             with self.sf.begin() as s:
                 return self._bulk_drafts(s, drafts)
-        except (IntegrityError, DBAPIError):
+        except (IntegrityError, DBAPIError, _Raced):
             out: list[InvoiceDoc | ValueError] = []
             for draft in drafts:
                 try:
@@ -138,7 +139,7 @@ class Recorder:
         numbering.lock_for_write(s)
         stored = {
             (row.tenant, row.invoice_id): row
-            for row in _stored(s, drafts, InvoiceRow.status, InvoiceRow.customer, InvoiceRow.currency)
+            for row in _stored(s, drafts, InvoiceRow.status, InvoiceRow.customer, InvoiceRow.currency, lock=True)
         }
         now = datetime.now(UTC)
         out: list[InvoiceDoc | ValueError] = []
@@ -175,11 +176,13 @@ class Recorder:
                                 "updated_at": now})  # fmt: skip
             out.append(draft)
         _insert(s, InvoiceRow.__table__, rows)
-        if updates:
+        if updates:  # only rows still drafts (locked above; counted where the driver reports it)
             table = InvoiceRow.__table__
-            s.connection().execute(
+            conn = s.connection()
+            result = conn.execute(
                 update(table)
-                .where(table.c.tenant == bindparam("k_tenant"), table.c.invoice_id == bindparam("k_id"))
+                .where(table.c.tenant == bindparam("k_tenant"), table.c.invoice_id == bindparam("k_id"),
+                       table.c.status == DRAFT)
                 .values(period=bindparam("period"), total_minor=bindparam("total_minor"),
                         billed_minor=bindparam("billed_minor"), amount_due_minor=bindparam("amount_due_minor"),
                         issue_date=bindparam("issue_date"), due_date=bindparam("due_date"),
@@ -187,6 +190,8 @@ class Recorder:
                         version=table.c.version + 1),
                 updates,
             )  # fmt: skip
+            if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(updates):
+                raise _Raced(f"{len(updates) - result.rowcount} stored drafts changed under the batch")
         _insert(s, events.WebhookOutboxRow.__table__, event_rows)
         return out
 

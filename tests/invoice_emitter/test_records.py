@@ -297,3 +297,34 @@ def test_a_stored_draft_that_changed_under_the_batch_sends_the_batch_to_the_per_
     assert [d.number for d in out] == ["DEMO-2026-000001", "DEMO-2026-000002", "DEMO-2026-000003"]  # type: ignore[union-attr]
     assert [(r.customer, r.status, r.version) for r in invoices.list_invoices(sf, "t1")] == [
         ("c1", "finalized", 2), ("c2", "finalized", 3), ("c3", "finalized", 3)]  # fmt: skip
+
+
+def test_a_draft_refresh_never_writes_over_an_invoice_issued_under_it(
+    two_stores: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from meterstream.invoice_emitter import records
+
+    sf = two_stores[0]
+    issuing = Issuing.default()
+    recorder = Recorder(sf, issuing)
+    first = [issue_draft(v1(c, "5.00"), issuing) for c in ("c1", "c2")]
+    assert recorder.upsert_drafts(first) == first
+    read = records._stored
+    changed: list[str] = []
+
+    def read_then_issued(s, drafts, *columns, lock=False):
+        rows = read(s, drafts, *columns, lock=lock)
+        if lock and not changed:  # c2 read as a draft, issued by the time the refresh writes (a writer the lock missed)
+            changed.append("c2")
+            s.execute(update(invoices.InvoiceRow).where(invoices.InvoiceRow.invoice_id == first[1].id)
+                      .values(status="finalized", number="X-1"))  # fmt: skip
+        return rows
+
+    monkeypatch.setattr(records, "_stored", read_then_issued)
+    again = [issue_draft(v1(c, "6.00"), issuing) for c in ("c1", "c2")]
+    assert recorder.upsert_drafts(again) == again  # rolled back (the change with it), then one by one
+    # each replaced once, by the per-record path: 6.00, version 2; nothing kept of the batch's transaction
+    got = [(r.customer, r.status, r.total_minor, r.version, r.number) for r in invoices.list_invoices(sf, "t1")]
+    assert got == [("c1", "draft", 600, 2, None), ("c2", "draft", 600, 2, None)]

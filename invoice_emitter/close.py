@@ -30,7 +30,7 @@ from meterstream.aggregation.usage_query import MeterUsage, UsageRecord, period_
 from meterstream.invoice_emitter.adjustments import adjustment_lines
 from meterstream.invoice_emitter.closed import earlier_closed, issued_documents
 from meterstream.invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
-from meterstream.invoice_emitter.files import DocumentFiles, file_name, write_documents
+from meterstream.invoice_emitter.files import DocumentFiles, file_name, file_paths, write_documents
 from meterstream.invoice_emitter.issue import Issuing, issue_draft
 from meterstream.invoice_emitter.ledger import (
     billed_lines,
@@ -464,7 +464,7 @@ def _published(
     documents sent to the invoices topic."""
     if result.invoices and not paths:
         write_documents(out_dir / result.period, result.invoices, progress)
-    result.files = [out_dir / result.period / d["tenant"] / f"{d['customer']}.json" for d in result.invoices]
+    result.files = file_paths(out_dir / result.period, ((d["tenant"], d["customer"]) for d in result.invoices))
     if producer is not None and topic:
         for doc in result.invoices:
             producer.produce(topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc))

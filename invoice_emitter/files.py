@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,19 @@ _CHUNK = 256 * 1024  # bytes handed to the pipe at once
 def document_bytes(doc: dict[str, Any]) -> bytes:
     """A document's file content."""
     return orjson.dumps(doc, option=_OPTIONS)
+
+
+def file_paths(folder: Path, keys: Iterable[tuple[str, str]]) -> list[Path]:
+    """`folder / tenant / "<customer>.json"` for each (tenant, customer), in order (one path join per file: a
+    join costs microseconds, which a close pays per invoice)."""
+    tenants: dict[str, Path] = {}
+    paths: list[Path] = []
+    for tenant, customer in keys:
+        where = tenants.get(tenant)
+        if where is None:
+            where = tenants[tenant] = folder / tenant
+        paths.append(where / f"{customer}.json")
+    return paths
 
 
 def file_name(tenant: str, customer: str) -> str:
@@ -122,7 +136,7 @@ class DocumentFiles:
         if self._progress and self._names:
             n = len(self._names)
             print(f"\r[close] {self.folder.name}: {n}/{n} invoices", file=sys.stderr)
-        return [self.folder / tenant / f"{customer}.json" for tenant, customer in self._names]
+        return file_paths(self.folder, self._names)
 
     def abort(self) -> None:
         """Stop the helper and remove what was written (nothing was published)."""

@@ -131,6 +131,9 @@ def run_settings(kafka_settings: Settings, tmp_path: Path) -> tuple[Settings, di
             "METERSTREAM_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
             "METERSTREAM_TOPIC_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}.",
             "METERSTREAM_CLICKHOUSE_URL": f"chdb://{tmp_path / 'clickhouse'}",
+            # its own entity store: the session home's is shared with the chaos run, whose issued invoices a close
+            # of the same period would otherwise take as this system's (closed = the store's issued records)
+            "METERSTREAM_DATABASE_URL": f"sqlite:///{tmp_path / 'entities.db'}",
             "METERSTREAM_CATALOG": str(DATA / "catalog.yaml"),
             "METERSTREAM_PROCESSOR_METRICS_PORT": str(free_port()),
             "METERSTREAM_SINK_METRICS_PORT": str(free_port()),

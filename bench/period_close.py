@@ -182,7 +182,7 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
     t_pop = time.perf_counter() - t0
     print(f"[close-bench] {customers} customers: {rows} rows inserted in {t_pop:.1f}s", file=sys.stderr)
     out_dir = work / "invoices"
-    drafts = refresh_drafts(client, db, catalog, out_dir) if with_drafts else {}
+    drafts = refresh_drafts(client, db, catalog, out_dir) if with_drafts else migrate_store(out_dir)
     prof = None
     if profile is not None:
         import cProfile
@@ -235,6 +235,19 @@ def refresh_drafts(client, db: str, catalog, out_dir: Path) -> dict:  # type: ig
     return {"with_drafts": True, "drafts": len(result.invoices), "drafts_seconds": round(seconds, 3),
             "drafts_cpu_s": round(c1.user - c0.user + c1.system - c0.system, 2),
             "store_migrate_seconds": round(migrate_s, 3)}  # fmt: skip
+
+
+def migrate_store(out_dir: Path) -> dict:
+    """The close's own invoice store (`close._own_records`) created and migrated before the timed close, timed
+    apart (`store_migrate_seconds`): in production the store exists before any close, so its migration (mostly
+    importing alembic) is not part of a close's cost. The close still checks it is at the head revision."""
+    from meterstream.invoice_emitter.close import _own_records
+
+    t0 = time.perf_counter()
+    store = _own_records(out_dir)
+    migrate_s = time.perf_counter() - t0
+    store.sf.kw["bind"].dispose()  # the close opens the file again
+    return {"store_migrate_seconds": round(migrate_s, 3)}
 
 
 def render_pdfs(files: list[Path], count: int, out_dir: Path) -> dict:

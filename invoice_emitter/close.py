@@ -415,6 +415,7 @@ def _close(
             """Finalize (or, drafting, store as drafts) the drafts built so far (numbers in the order built) and
             hand each to the files."""
             stored = _upsert_drafts(recorder, drafts) if scope.drafting else recorder.finalize_many(drafts)
+            known = getattr(recorder, "encoded", None) or {}  # their compact JSON, already encoded by the store
             for draft, issued_doc in zip(drafts, stored, strict=True):
                 if isinstance(issued_doc, ValueError):  # the store's Invalid and Conflict are ValueErrors
                     failed.append((draft.tenant, draft.customer, str(issued_doc)))
@@ -422,10 +423,14 @@ def _close(
                 out = msgspec.to_builtins(issued_doc)
                 files.add(out)
                 docs[(draft.tenant, draft.customer)] = out
+                pair = known.get(id(issued_doc))
+                if pair is not None and pair[0] is issued_doc:
+                    raw[(draft.tenant, draft.customer)] = pair[1]
             drafts.clear()
 
         drafts: list[InvoiceDoc] = []
         docs: dict[tuple[str, str], dict[str, Any]] = {}
+        raw: dict[tuple[str, str], bytes] = {}  # `encode(doc)` of docs finalized now: orjson.dumps(doc) byte for byte
         if not scope.drafting:  # issued before: unchanged, with the others (files, ClickHouse, topic)
             for key in sorted(issued):
                 files.add(issued[key])
@@ -447,7 +452,7 @@ def _close(
         result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled, failed=failed)
         if scope.drafting:
             return result
-        store_invoices(client, db, result.invoices)
+        store_invoices(client, db, result.invoices, encoded=[raw.get(k) for k in sorted(docs)])
         if scope.whole:
             mark_closed(client, db, period)
         paths = files.publish()

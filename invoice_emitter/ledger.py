@@ -97,14 +97,19 @@ def _meter(line: dict[str, Any]) -> str:
     return "" if line.get("kind") in _FEES else line["code"]
 
 
-def store_invoices(client: Client, db: str, invoices: list[dict[str, Any]], chunk: int = 20_000) -> None:
+def store_invoices(
+    client: Client, db: str, invoices: list[dict[str, Any]], chunk: int = 20_000,
+    encoded: list[bytes | None] | None = None,
+) -> None:  # fmt: skip
     """Insert documents and their lines; the tables replace rows of the same invoice and line number.
     Documents of version 2 (the close's) and version 1 (earlier closes) are both accepted.
 
     Column-oriented JSON (`JSONCompactColumns`): amounts and quantities go as the documents' own decimal
     text, so ClickHouse parses them exactly and no Decimal is rebuilt here; each document goes as a JSON
     object that ClickHouse keeps as its text (`input_format_json_read_objects_as_strings`), which is
-    exactly `orjson.dumps(document)`, with no second encoding. `chunk` invoices per insert.
+    exactly `orjson.dumps(document)`, with no second encoding. `chunk` invoices per insert. `encoded`: per
+    document, that JSON when the caller has it already (`schemas.invoice.encode` of the same document gives the
+    same bytes), or None; it is inserted as it is (`orjson.Fragment`) instead of encoding the document again.
     """
     if not invoices:
         return
@@ -112,6 +117,10 @@ def store_invoices(client: Client, db: str, invoices: list[dict[str, Any]], chun
     closed_at = f"{now:%Y-%m-%d %H:%M:%S}.{now.microsecond // 1000:03d}"  # DateTime64(3, 'UTC') text
     for start in range(0, len(invoices), chunk):
         docs = invoices[start : start + chunk]
+        bodies: list[Any] = docs
+        if encoded is not None:
+            bodies = [d if e is None else orjson.Fragment(e) for d, e in zip(docs, encoded[start : start + chunk],
+                                                                                strict=True)]  # fmt: skip
         client.raw_insert(
             f"{db}.invoices",
             column_names=INVOICE_COLUMNS,
@@ -119,7 +128,7 @@ def store_invoices(client: Client, db: str, invoices: list[dict[str, Any]], chun
                 [d["tenant"] for d in docs], [d["customer"] for d in docs], [d["period"] for d in docs],
                 [_invoice_id(d) for d in docs], [d["plan"] or "" for d in docs], [d["currency"] for d in docs],
                 [d["subtotal"] for d in docs], [d["total"] for d in docs], [len(d["lines"]) for d in docs],
-                docs, [closed_at] * len(docs),
+                bodies, [closed_at] * len(docs),
             ]),
             settings={"input_format_json_read_objects_as_strings": 1},
             fmt="JSONCompactColumns",

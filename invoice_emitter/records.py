@@ -65,6 +65,11 @@ class Recorder:
     def __init__(self, sf: sessionmaker, issuing: Issuing) -> None:
         self.sf = sf
         self.issuing = issuing
+        # the compact JSON (`encode`) of the documents the last `finalize_many` returned, by id(): the close hands
+        # it on to ClickHouse instead of encoding the same document again (the document is kept with its bytes,
+        # so an id() cannot be reused while its entry exists)
+        self.encoded: dict[int, tuple[InvoiceDoc, bytes]] = {}
+        self._pending: dict[int, tuple[InvoiceDoc, bytes]] = {}
         numbering.check_code("issuer", issuing.prefix)
         numbering.check_code("series", issuing.series)
 
@@ -111,6 +116,7 @@ class Recorder:
         given; one transaction for the batch (the stored rows locked: a close finalizing one meanwhile waits, or is
         waited for and then refuses it), and if a bulk statement fails or a stored draft stopped being a draft
         (a concurrent writer), one transaction per draft. Ids must be distinct."""
+        self.encoded = {}
         if not drafts:
             return []
         try:
@@ -204,7 +210,9 @@ class Recorder:
             return []
         try:
             with self.sf.begin() as s:
-                return self._bulk(s, drafts)
+                done = self._bulk(s, drafts)
+            self.encoded, self._pending = self._pending, {}  # committed: the bytes are the stored documents'
+            return done
         except (IntegrityError, DBAPIError, _Raced):  # a concurrent writer: one by one, each in a transaction
             out: list[InvoiceDoc | ValueError] = []
             for draft in drafts:
@@ -224,6 +232,7 @@ class Recorder:
                                InvoiceRow.void_reason, lock=True)
         }  # fmt: skip
         out: list[InvoiceDoc | ValueError | None] = [None] * len(drafts)
+        encoded: dict[int, tuple[InvoiceDoc, bytes]] = {}
         chosen: list[int] = []  # new invoices and stored drafts, in the order given
         money: dict[int, tuple[int, int]] = {}
         for i, draft in enumerate(drafts):
@@ -269,7 +278,9 @@ class Recorder:
             total, billed = money[i]
             # the draft was validated when issued (issue.py); a number and the status change none of its figures
             doc = msgspec.structs.replace(draft, number=numbers[i], status="finalized")
-            row = _record_row(doc, settled_status(FINALIZED, billed, 0, 0), total, billed, encode(doc).decode(), now)
+            data = encode(doc)
+            encoded[id(doc)] = (doc, data)
+            row = _record_row(doc, settled_status(FINALIZED, billed, 0, 0), total, billed, data.decode(), now)
             row.update(issuer=prefix, series=series, number=numbers[i], finalized_at=now, version=2)
             found = stored.get((draft.tenant, draft.id))
             if found is None:
@@ -284,6 +295,7 @@ class Recorder:
         _insert(s, InvoiceRow.__table__, rows)
         _finalize_stored(s, updates)
         _insert(s, events.WebhookOutboxRow.__table__, event_rows)
+        self._pending = encoded
         return out  # type: ignore[return-value]
 
 

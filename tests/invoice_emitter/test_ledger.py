@@ -67,3 +67,15 @@ def test_storing_again_replaces_rows(chdb_client, db: str) -> None:
     store_invoices(chdb_client, db, docs())
     assert chdb_client.query(f"SELECT count() FROM {db}.invoice_lines FINAL").result_rows == [(3,)]
     assert stored_invoices(chdb_client, db, "2026-10") == docs()
+
+
+def test_documents_already_encoded_are_stored_as_given(chdb_client, db: str) -> None:
+    """`encoded`: the caller's JSON of a document is the stored text as it is (here its keys in reverse order, so
+    a second encoding would show); None falls back to encoding the document; the columns come from the documents."""
+    given = [orjson.dumps(dict(reversed(docs()[0].items()))), None, orjson.dumps(dict(reversed(docs()[2].items())))]
+    store_invoices(chdb_client, db, docs(), encoded=given)
+    stored = chdb_client.query(f"SELECT document FROM {db}.invoices FINAL ORDER BY tenant, customer").result_rows
+    assert [r[0] for r in stored] == [given[0].decode(), orjson.dumps(docs()[1]).decode(), given[2].decode()]
+    assert given[0].decode() != orjson.dumps(docs()[0]).decode()
+    totals = chdb_client.query(f"SELECT customer, total FROM {db}.invoices FINAL ORDER BY 1").result_rows
+    assert totals == [("c/2", Decimal("0.12")), ("c1", Decimal("-27.38")), ("x", Decimal(0))]

@@ -19,7 +19,15 @@ pytestmark = pytest.mark.kafka
 CHECKS = ALL_CHECKS
 OWN = r"^/(v1/|healthz|readyz)"
 APP, _BASE = build_app()
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex=OWN)
+# POST /v1/billing/close runs the close as a child process, which opens its own ClickHouse store: here the embedded
+# store is held by this test process (one process per chdb store), so every allowed close would fail for the harness,
+# not for the route. The route is tested with a real close in tests/api/test_billing_close_api.py and
+# tests/api/test_billing_close_customer_api.py.
+schema = (
+    schemathesis.openapi.from_asgi("/openapi.json", APP)
+    .include(path_regex=OWN)
+    .exclude(path="/v1/billing/close", method="POST")
+)
 
 
 @pytest.fixture(scope="module")

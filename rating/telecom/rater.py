@@ -116,7 +116,7 @@ class RatedCDR(NamedTuple):
         }
 
 
-def _group_parts(lo: Decimal, hi: Decimal, groups: tuple, first: Decimal, step: Decimal) -> list[tuple]:
+def group_parts(lo: Decimal, hi: Decimal, groups: tuple, first: Decimal, step: Decimal) -> list[tuple]:
     """Cut billed ``[lo, hi)`` where the rate group changes (at increment starts)."""
     if len(groups) == 1:
         return [(lo, hi, groups[0])]
@@ -133,7 +133,7 @@ def _group_parts(lo: Decimal, hi: Decimal, groups: tuple, first: Decimal, step: 
     return out
 
 
-def _allocate(lines: dict[str, Decimal], cost: Decimal, q: Decimal, method: str):
+def allocate_lines(lines: dict[str, Decimal], cost: Decimal, q: Decimal, method: str):
     """Round per line; the largest line takes the difference so lines sum to ``cost``."""
     if len(lines) == 1:
         return ((next(iter(lines)), cost),)
@@ -487,7 +487,7 @@ def _rate_general(
         lo = grid_ceil(a, first, step)
         hi = grid_ceil(b, first, step)
         parts = []
-        for glo, ghi, g in _group_parts(lo, hi, rate.groups, first, step):
+        for glo, ghi, g in group_parts(lo, hi, rate.groups, first, step):
             if bundles and glo < ghi:
                 for plo, phi, bid in split_by_bundles(glo, ghi, band, bundles, remaining, used):
                     parts.append((plo, phi, bid, g))
@@ -554,6 +554,6 @@ def _rate_general(
             tuple(segments),
             used,
             prefix + raw[0][5],
-            _allocate(by_line, cost, cp.quantum, cp.method),
+            allocate_lines(by_line, cost, cp.quantum, cp.method),
         ),
     )

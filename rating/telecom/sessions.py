@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Literal, NamedTuple
 
 from meterstream.rating.money import rounding_runner
-from meterstream.rating.telecom.rater import MAX_VOICE_SECONDS, Segment, _allocate
+from meterstream.rating.telecom.rater import MAX_VOICE_SECONDS, Segment, allocate_lines
 from meterstream.rating.telecom.session_rules import DEFAULT_RULES, SessionRules
 from meterstream.rating.telecom.timebands import MILLION
 from meterstream.rating.telecom.walk import (
@@ -383,7 +383,7 @@ def _walk(t: Tariff, state: SessionState, u1: Decimal, bundle_used, outcome, seq
         final=new_state.final,
         segments=tuple(segments),
         bundle_units_used=used,
-        lines=_allocate(by_line, slice_cost, t.quantum, t.method) if by_line else (),
+        lines=allocate_lines(by_line, slice_cost, t.quantum, t.method) if by_line else (),
     )
     return new_state, rated
 

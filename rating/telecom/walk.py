@@ -25,7 +25,7 @@ from meterstream.rating.telecom.bundles import split_by_bundles
 from meterstream.rating.telecom.errors import NoRate
 from meterstream.rating.telecom.increments import grid_ceil, grid_count
 from meterstream.rating.telecom.model import TelecomPlan
-from meterstream.rating.telecom.rater import _group_parts
+from meterstream.rating.telecom.rater import group_parts
 from meterstream.rating.telecom.session_rules import SessionRules, Strategy
 from meterstream.rating.telecom.timebands import MILLION, to_us
 
@@ -195,7 +195,7 @@ def pieces(t: Tariff, u0: Decimal, u1: Decimal, remaining: dict[str, Decimal], u
         rate = rates[band]
         lo, hi = t.ceil(a), t.ceil(b)
         parts = []
-        for glo, ghi, g in _group_parts(lo, hi, rate.groups, t.first, t.step):
+        for glo, ghi, g in group_parts(lo, hi, rate.groups, t.first, t.step):
             if bundles and glo < ghi:
                 for plo, phi, bid in split_by_bundles(glo, ghi, band, bundles, remaining, used):
                     parts.append((plo, phi, bid, g))

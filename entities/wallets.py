@@ -14,7 +14,9 @@ naming `reference` (other content), so a retried top-up is never counted twice.
 
 Consumption and expiry are never stored: they are DERIVED from the ledger and the customer's rated usage by
 the one pure rule of billing/wallet_balance.py (`customer_balances` here wires the two), so a recomputation
-can never debit twice. The stream processor will call the same rule on its own state.
+can never debit twice. Every write also puts the wallet with its settled ledger (`wallet_doc`) on the entity
+outbox, in the same transaction, so the relay carries it to the `entities` topic and the stream processor
+(processor/balances.py) debits with the same rule on its own state.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from meterstream.billing.allocation import from_units, to_units
 from meterstream.billing.wallet_balance import Draw, Lot, WalletBalance, WalletTerms, balances, usage_draws
+from meterstream.entities import outbox
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
 from meterstream.entities.customers import find_customer_row
 from meterstream.entities.db import Base
 from meterstream.rating.money import EXACT, ROUNDING, minor_units, round_money
+from meterstream.schemas.entities import WalletDoc, WalletEntryDoc
 
 __all__ = [
     "ACTIVE",
@@ -256,6 +260,39 @@ def _check_reference(reference: str | None) -> None:
         raise Invalid("reference", "1-256 characters")
 
 
+# --- the entities topic --------------------------------------------------------------------------------------
+
+
+def _touch(row: WalletRow, now: datetime) -> None:
+    """Bump `updated_at` (the published document's version) strictly past its last value."""
+    last = aware(row.updated_at) if row.updated_at is not None else None
+    row.updated_at = now if last is None or now > last else last + timedelta(microseconds=1)
+
+
+def wallet_doc(s: Session, row: WalletRow) -> WalletDoc:
+    """The wallet with its settled ledger as the `entities` topic carries it (schemas.entities.WalletDoc)."""
+    wallet = _wallet(row)
+    ends = [t for t in (wallet.expires_at, wallet.terminated_at) if t is not None]
+    txs = s.scalars(select(WalletTransactionRow).where(WalletTransactionRow.wallet_ref == row.id,
+                                                       WalletTransactionRow.status == SETTLED)
+                    .order_by(WalletTransactionRow.id))  # fmt: skip
+    entries = [WalletEntryDoc(id=t.transaction_id, kind=t.kind, units=t.units, settled_at=aware(t.settled_at),  # type: ignore[arg-type]
+                              expires_at=aware(t.expires_at)) for t in txs]  # fmt: skip
+    updated = aware(row.updated_at)
+    version = (updated - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)  # type: ignore[operator]
+    return WalletDoc(
+        tenant=row.tenant, id=row.wallet_id, customer=row.customer, currency=row.currency,
+        rate_amount=wallet.rate_amount, priority=row.priority, started_at=wallet.created_at,
+        ends_at=min(ends) if ends else None, status=row.status, version=version, entries=entries,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _publish(s: Session, row: WalletRow) -> None:
+    """Put the wallet's new state on the outbox, in the writing transaction (after `outbox.begin_write`)."""
+    s.flush()
+    outbox.append(s, [wallet_doc(s, row)])
+
+
 # --- wallets -------------------------------------------------------------------------------------------------
 
 
@@ -273,6 +310,7 @@ def create_wallet(sf: sessionmaker, spec: WalletSpec, top_ups: Sequence[TopUp] =
     unknown customer; `Invalid` naming the field."""
     now = at or datetime.now(UTC)
     with sf.begin() as s:
+        outbox.begin_write(s)
         customer = find_customer_row(s, spec.tenant, spec.customer)
         if customer is None:
             raise NotFound(f"customer {spec.customer!r} not found")
@@ -286,6 +324,7 @@ def create_wallet(sf: sessionmaker, spec: WalletSpec, top_ups: Sequence[TopUp] =
         s.flush()
         wallet = _wallet(row)
         txs = [_top_up(s, row, wallet, t, now)[0] for t in top_ups]
+        _publish(s, row)
         return wallet, txs
 
 
@@ -309,6 +348,7 @@ def update_wallet(sf: sessionmaker, tenant: str, wallet_id: str, *, name: Any = 
                   expires_at: Any = ...) -> StoredWallet:  # fmt: skip
     """Change an active wallet's name, priority or expiry (arguments left out stay)."""
     with sf.begin() as s:
+        outbox.begin_write(s)
         row = _row(s, tenant, wallet_id, lock=True)
         if row.status != ACTIVE:
             raise Conflict("status", f"wallet {wallet_id!r} is terminated")
@@ -319,19 +359,21 @@ def update_wallet(sf: sessionmaker, tenant: str, wallet_id: str, *, name: Any = 
                           current.expires_at if expires_at is ... else expires_at)  # fmt: skip
         spec = _check_spec(spec, row.currency)
         row.name, row.priority, row.expires_at = spec.name, spec.priority, spec.expires_at
-        row.updated_at = datetime.now(UTC)
-        s.flush()
+        _touch(row, datetime.now(UTC))
+        _publish(s, row)
         return _wallet(row)
 
 
 def terminate_wallet(sf: sessionmaker, tenant: str, wallet_id: str, *, at: datetime | None = None) -> StoredWallet:
     """Terminate a wallet: what is left of its credits ends now (counted as expired). Repeating it is a no-op."""
     with sf.begin() as s:
+        outbox.begin_write(s)
         row = _row(s, tenant, wallet_id, lock=True)
         if row.status == ACTIVE:
             now = at or datetime.now(UTC)
-            row.status, row.terminated_at, row.updated_at = TERMINATED, now, now
-            s.flush()
+            row.status, row.terminated_at = TERMINATED, now
+            _touch(row, now)
+            _publish(s, row)
         return _wallet(row)
 
 
@@ -379,9 +421,15 @@ def top_up(sf: sessionmaker, tenant: str, wallet_id: str, t: TopUp,
            *, at: datetime | None = None) -> tuple[StoredTransaction, bool]:  # fmt: skip
     """Add paid or granted credits to an active wallet: (the transaction, whether it is new). A repeat of the
     same `reference` answers the first transaction; `Invalid` naming the field for a bad amount."""
+    now = at or datetime.now(UTC)
     with sf.begin() as s:
+        outbox.begin_write(s)
         row = _row(s, tenant, wallet_id, lock=True)
-        return _top_up(s, row, _wallet(row), t, at or datetime.now(UTC))
+        tx, new = _top_up(s, row, _wallet(row), t, now)
+        if new:
+            _touch(row, now)
+            _publish(s, row)
+        return tx, new
 
 
 def void_credits(
@@ -392,6 +440,7 @@ def void_credits(
     _check_reference(reference)
     now = at or datetime.now(UTC)
     with sf.begin() as s:
+        outbox.begin_write(s)
         row = _row(s, tenant, wallet_id, lock=True)
         wallet = _wallet(row)
         amount, units = check_credits(field, credits, wallet.rate_amount, wallet.currency)
@@ -408,7 +457,8 @@ def void_credits(
             created_at=now, settled_at=now,
         )  # fmt: skip
         s.add(tx)
-        s.flush()
+        _touch(row, now)
+        _publish(s, row)
         return _tx(tx, wallet.id), True
 
 
@@ -416,6 +466,7 @@ def settle_transaction(sf: sessionmaker, tenant: str, wallet_id: str, transactio
                        *, at: datetime | None = None) -> StoredTransaction:  # fmt: skip
     """Mark a pending top-up settled (its payment arrived): it counts from now. Settled already: a no-op."""
     with sf.begin() as s:
+        outbox.begin_write(s)
         row = _row(s, tenant, wallet_id)
         tx = s.scalar(select(WalletTransactionRow).where(WalletTransactionRow.wallet_ref == row.id,
                                                          WalletTransactionRow.transaction_id == transaction_id)
@@ -424,7 +475,8 @@ def settle_transaction(sf: sessionmaker, tenant: str, wallet_id: str, transactio
             raise NotFound(f"transaction {transaction_id!r} of wallet {wallet_id!r} not found")
         if tx.status == PENDING:
             tx.status, tx.settled_at = SETTLED, at or datetime.now(UTC)
-            s.flush()
+            _touch(row, tx.settled_at)
+            _publish(s, row)
         return _tx(tx, wallet_id)
 
 

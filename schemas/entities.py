@@ -7,7 +7,8 @@ models are the edge; these are the inside. Encoded with msgspec (`encode_change`
 instants as RFC 3339 UTC, money as decimal strings (Decimal inside, never float).
 
 Identity on the topic (the Kafka key, so compaction keeps the newest document of each entity):
-`customer|<tenant>|<external id>`, `plan|<tenant>|<code>|<version>`, `subscription|<tenant>|<external id>`
+`customer|<tenant>|<external id>`, `plan|<tenant>|<code>|<version>`, `subscription|<tenant>|<external id>`,
+`wallet|<tenant>|<wallet id>` (a prepaid wallet with its settled ledger: `WalletDoc`)
 (the separator is U+001F, `KEY_SEP`). A deleted entity is sent as a document with `deleted=True` (kept,
 so the processor learns of the deletion) and may later be compacted away with a tombstone.
 
@@ -166,7 +167,42 @@ class SubscriptionDoc(msgspec.Struct, kw_only=True, tag="subscription"):
         return None
 
 
-EntityDoc = CustomerDoc | PlanVersionDoc | SubscriptionDoc
+class WalletEntryDoc(msgspec.Struct, kw_only=True):
+    """One settled transaction of a wallet's ledger: a `paid`/`granted` top-up (a lot) or a `void`."""
+
+    id: str
+    kind: Literal["paid", "granted", "void"]
+    units: int  # minor units of the wallet's currency, > 0
+    settled_at: datetime
+    expires_at: datetime | None = None  # a lot's own expiry
+
+
+class WalletDoc(msgspec.Struct, kw_only=True, tag="wallet"):
+    """A prepaid wallet with its settled ledger (entities/wallets.py), for the processor's real-time debit.
+
+    One whole document per wallet (its terms and every settled transaction), so the newest version is the whole
+    state; `version` grows with every change of the wallet or its ledger (the store's `updated_at` in
+    microseconds, bumped by each write)."""
+
+    tenant: str
+    id: str  # the wallet id (ULID)
+    customer: str  # the customer's external id
+    currency: str
+    rate_amount: Decimal  # one credit in `currency`
+    priority: int  # lowest first
+    started_at: datetime
+    ends_at: datetime | None = None  # its expiry or termination, whichever is first
+    status: Literal["active", "terminated"] = "active"
+    version: int
+    entries: list[WalletEntryDoc] = []
+    deleted: bool = False
+
+    @property
+    def key(self) -> str:
+        return KEY_SEP.join(("wallet", self.tenant, self.id))
+
+
+EntityDoc = CustomerDoc | PlanVersionDoc | SubscriptionDoc | WalletDoc
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 _decoder = msgspec.json.Decoder(EntityDoc)
@@ -193,6 +229,8 @@ __all__ = [
     "Phase",
     "PlanVersionDoc",
     "SubscriptionDoc",
+    "WalletDoc",
+    "WalletEntryDoc",
     "decode_change",
     "encode_change",
 ]

@@ -26,6 +26,7 @@ from meterstream.api.ratelimit import TokenBuckets
 from meterstream.api.relay_flush import RelayFlushMiddleware
 from meterstream.api.routes import billing, coupons, customers, events, health, invoices, plans, subscriptions, usage
 from meterstream.api.routes import wallets as wallet_routes
+from meterstream.console import mount as mount_console
 from meterstream.entities.db import make_engine, migrate, session_factory
 from meterstream.entities.keys import KeyRepository
 from meterstream.schemas.settings import Settings, get_settings
@@ -117,4 +118,5 @@ def create_app(
     app.include_router(coupons.router)  # coupons and applied coupons (docs/coupons.md)
     app.include_router(wallet_routes.router)  # prepaid wallets and their balances (docs/wallets.md)
     app.state.compat = _mount_compat(app)
+    mount_console(app)  # the web console under /console (console/)
     return app

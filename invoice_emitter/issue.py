@@ -39,6 +39,7 @@ from meterstream.billing.discounts import CouponUse, DiscountApplied, apply_disc
 from meterstream.billing.taxes import Buyer, ExplicitTax, ExplicitTaxes, Seller, TaxTable, buyer_of
 from meterstream.billing.totals import TotalsLine, invoice_totals
 from meterstream.entities.numbering import INVOICE_SERIES
+from meterstream.invoice_emitter.document import with_lines
 from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.invoice import (
     Address,
@@ -75,6 +76,8 @@ class Issuing:
     issue_date: date | None = None
     coupons: Mapping[tuple[str, str], Sequence[CouponUse]] | None = None
     taxes: ExplicitTaxes | None = None
+    # pending charges (late fees, entities/dunning.py): (tenant, customer) -> [(currency, version 1 line)]
+    charges: Mapping[tuple[str, str], Sequence[tuple[str, dict[str, Any]]]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, issue_date: date | None = None) -> Issuing:
@@ -183,6 +186,9 @@ def issue_draft(
     key); `line_subjects`: line key -> subject -> quantity (subscription usage lines). ValueError naming the
     field when it cannot be issued (an invalid buyer VAT number, a tax code without a rate, ...)."""
     tenant, customer_id = v1["tenant"], v1["customer"]
+    charges = [line for cur, line in (issuing.charges or {}).get((tenant, customer_id), ()) if cur == v1["currency"]]
+    if charges:  # late fees waiting for this customer's next invoice in their currency: lines of this one
+        v1 = with_lines(v1, charges)
     explicit = issuing.taxes.of(tenant, customer_id) if issuing.taxes is not None else ()
     buyer, tax_buyer = _buyer(tenant, customer_id, customer, explicit)
     doc = from_v1(v1, issuing.issuer, buyer)

@@ -5,7 +5,9 @@ Event types (docs/webhooks.md):
 - `invoice.created` (the first draft), `invoice.finalized`, `invoice.paid`, `invoice.partially_paid`,
   `invoice.overdue`, `invoice.voided` — data: the invoice summary (`invoice_data`), not the document itself;
 - `credit_note.created` — data: the credit note (`credit_note_data`);
-- `payment.recorded` — data: the payment and its allocations (`payment_data`).
+- `payment.recorded` — data: the payment and its allocations (`payment_data`);
+- `dunning.reminder`, `dunning.late_fee`, `dunning.suspended`, `dunning.reactivated` — data: the dunning step
+  (docs/dunning.md), the same as on the notifications topic.
 Replacing a draft as usage arrives is not an event (it happens on every close run and would flood receivers).
 
 Each event is stored as the exact body every receiver gets (Standard Webhooks' recommended envelope plus the id):
@@ -40,8 +42,14 @@ INVOICE_OVERDUE = "invoice.overdue"
 INVOICE_VOIDED = "invoice.voided"
 CREDIT_NOTE_CREATED = "credit_note.created"
 PAYMENT_RECORDED = "payment.recorded"
+# collections (docs/dunning.md): data is the notification's (deploy/dunning_run.py), keyed `tenant/customer`
+DUNNING_REMINDER = "dunning.reminder"
+DUNNING_LATE_FEE = "dunning.late_fee"
+DUNNING_SUSPENDED = "dunning.suspended"
+DUNNING_REACTIVATED = "dunning.reactivated"
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
-               INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED)  # fmt: skip
+               INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED, DUNNING_REMINDER, DUNNING_LATE_FEE,
+               DUNNING_SUSPENDED, DUNNING_REACTIVATED)  # fmt: skip
 # the event an invoice's new status announces (a status without an entry announces nothing)
 STATUS_EVENTS = {"finalized": INVOICE_FINALIZED, "paid": INVOICE_PAID, "partially_paid": INVOICE_PARTIALLY_PAID,
                  "overdue": INVOICE_OVERDUE, "voided": INVOICE_VOIDED}  # fmt: skip
@@ -198,6 +206,10 @@ def payment_event(s: Session, row: Any) -> str:
 
 __all__ = [
     "CREDIT_NOTE_CREATED",
+    "DUNNING_LATE_FEE",
+    "DUNNING_REACTIVATED",
+    "DUNNING_REMINDER",
+    "DUNNING_SUSPENDED",
     "EVENT_TYPES",
     "INVOICE_CREATED",
     "INVOICE_FINALIZED",

@@ -72,7 +72,7 @@ class Message(NamedTuple):
 class BatchOutput:
     """What one batch produced, per input partition, in input order."""
 
-    __slots__ = ("dead_letters", "last", "outcomes", "rated")
+    __slots__ = ("balances", "dead_letters", "last", "outcomes", "rated")
 
     def __init__(self) -> None:
         # rated records as rows (values in schemas.rated.RATED_FIELDS order), to be packed as Arrow
@@ -81,6 +81,8 @@ class BatchOutput:
         self.dead_letters: list[tuple[int, bytes | None, DeadLetter]] = []  # (partition, key, letter)
         self.outcomes: dict[int, Counter[str]] = {}
         self.last: dict[int, int] = {}  # last offset seen per partition
+        # prepaid balances' outputs (topic, key, value): snapshots, provisioning commands, notifications
+        self.balances: list[tuple[str, bytes, bytes]] = []
 
 
 class _Fallback(Exception):
@@ -103,6 +105,7 @@ class ColumnarStep:
         # (tenant, customer, meter) -> (plan, kind, pricing function), None where the specification decides
         self.routes: dict[tuple[str, str, str], Any] = {}  # or _TIMED
         self.generation = getattr(catalog, "generation", 0)  # of the catalog the caches were built from
+        self.balances: Any = None  # processor.balances.Balances: debits the rated rows after each batch
 
     def run(self, states: dict[int, BatchState], msgs: Sequence[Message], now_ms: int) -> BatchOutput:
         """Process `msgs` (any partitions, Kafka order within each) against their partitions' buffers."""
@@ -113,6 +116,8 @@ class ColumnarStep:
         out = BatchOutput()
         for p, ms in by_partition.items():
             self._partition(states[p], p, ms, now_ms, out)
+        if self.balances is not None:  # prepaid debit, in the same buffers (processor/balances.py)
+            out.balances = self.balances.after_batch(states, out.rated, out.last, now_ms)
         return out
 
     def _route(self, tenant: str, customer: str, meter: str) -> tuple[Plan, str, Any] | None:

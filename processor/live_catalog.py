@@ -42,6 +42,7 @@ from meterstream.schemas.entities import (
     Phase,
     PlanVersionDoc,
     SubscriptionDoc,
+    WalletDoc,
     decode_change,
 )
 from meterstream.schemas.settings import Settings
@@ -100,6 +101,10 @@ class EntityTable:
         self._subs: dict[tuple[str, str], dict[str, SubscriptionDoc]] = {}  # (tenant, customer) -> id -> doc
         self._candidates: dict[tuple[str, str], list[_Candidate]] = {}
         self._plan_cache: dict[tuple[str, str, int, bytes], Plan | None] = {}
+        # prepaid wallets (processor/balances.py): (tenant, customer) -> wallet id -> doc, and the customers whose
+        # wallets or customer document changed since the processor last took them (`take_wallet_changes`)
+        self._wallets: dict[tuple[str, str], dict[str, WalletDoc]] = {}
+        self.wallet_changes: set[tuple[str, str]] = set()
 
     # --- updates -------------------------------------------------------------------------------------
     def apply(self, doc: EntityDoc) -> bool:
@@ -110,9 +115,15 @@ class EntityTable:
             return False
         self._unindex(old)
         self.docs[key] = doc
+        if isinstance(doc, WalletDoc):  # not a rating change: the plan caches and `generation` stay
+            self._wallets.setdefault((doc.tenant, doc.customer), {})[doc.id] = doc
+            self.wallet_changes.add((doc.tenant, doc.customer))
+            UPDATES.inc()
+            return True
         self._forget_plan(doc)
         if isinstance(doc, CustomerDoc):
             self._customers[(doc.tenant, doc.external_id)] = doc
+            self.wallet_changes.add((doc.tenant, doc.external_id))  # its thresholds or credit limit may change
         elif isinstance(doc, PlanVersionDoc):
             self._plans.setdefault((doc.tenant, doc.code), {})[doc.version] = doc
         else:
@@ -126,6 +137,8 @@ class EntityTable:
         if old is None:
             return False
         self._unindex(old)
+        if isinstance(old, WalletDoc):
+            return True
         self._forget_plan(old)
         self._changed()
         return True
@@ -157,6 +170,9 @@ class EntityTable:
             versions.pop(old.version, None)
         elif isinstance(old, SubscriptionDoc):
             self._subs.get((old.tenant, old.customer), {}).pop(old.external_id, None)
+        elif isinstance(old, WalletDoc):
+            self._wallets.get((old.tenant, old.customer), {}).pop(old.id, None)
+            self.wallet_changes.add((old.tenant, old.customer))
 
     def _forget_plan(self, doc: EntityDoc) -> None:
         """Built plans are cached across changes (plan versions are immutable); only this version's go."""
@@ -173,6 +189,19 @@ class EntityTable:
     # --- reads ---------------------------------------------------------------------------------------
     def customer(self, tenant: str, external_id: str) -> CustomerDoc | None:
         return self._customers.get((tenant, external_id))
+
+    def wallets(self, tenant: str, customer: str) -> list[WalletDoc]:
+        """The customer's wallets that are not deleted, by id (oldest first: ids are ULIDs)."""
+        found = self._wallets.get((tenant, customer), {})
+        return [found[k] for k in sorted(found) if not found[k].deleted]
+
+    def has_wallets(self, tenant: str, customer: str) -> bool:
+        return bool(self._wallets.get((tenant, customer)))
+
+    def take_wallet_changes(self) -> set[tuple[str, str]]:
+        """The customers whose wallets (or customer document) changed since the last call."""
+        changed, self.wallet_changes = self.wallet_changes, set()
+        return changed
 
     def plan_version(self, tenant: str, code: str, version: int) -> PlanVersionDoc | None:
         return self._plans.get((tenant, code), {}).get(version)

@@ -1,0 +1,389 @@
+"""Prepaid balances in the stream processor: debit rated usage as it is rated, and tell provisioning.
+
+After each batch is rated (`ColumnarStep.run` calls `Balances.after_batch`), the rated rows of every customer
+that has a wallet or a credit limit (the live catalog's `WalletDoc`s and customer metadata,
+billing/thresholds.py) are added to a state entry of that customer in the partition's own buffer
+(`store.BatchState`), key `w|<tenant>\\x1f<customer>`, so it is committed in the same RocksDB WriteBatch as the
+dedup entries, the running totals and the input offset (and copied by a changelog like any other key). A crash
+before the commit replays the batch from the committed state: the debit is recomputed, never added twice; the
+entry also keeps the last input offset it debited (`o`) and skips any row at or before it.
+
+Usage is kept exact (Decimal under `rating.money.EXACT`) per *piece*: the time from one wallet mark (a wallet's
+start or end, a top-up's settlement or expiry, a void) to the next, keyed by the mark at its start. The balance
+is then billing/wallet_balance.py's one rule (the API's rule too): cumulative usage rounded to minor units at
+each mark, drawn by priority then soonest expiry, never below zero. Usage stamped before the customer's first
+wallet started is not drawn (`pre`). A mark that arrives later (a top-up) applies to usage debited after it.
+
+Outputs, produced with the batch's other outputs before its state commit (so they are repeated, byte for byte
+but for `at`, after a crash, and carry deterministic ids):
+
+- a `BalanceSnapshot` on the compacted `balances` topic for every customer with wallets whose balance was
+  evaluated in the batch;
+- `suspend` (reason `balance_exhausted`) on the `provisioning` topic when the customer's usage has drawn its
+  wallets to zero, `reactivate` when a top-up brings the balance back above zero; `suspend` with reason
+  `credit_limit_exceeded` when a customer's usage of a period passes its `credit_limit`, `reactivate` when it
+  no longer does (a new period, a higher limit);
+- `Notification`s on the `notifications` topic: `balance.exhausted`, `balance.threshold_crossed` (once per
+  crossing: the levels the customer is past are kept in the state, and only levels entering that set are
+  notified), `credit_limit.exceeded`.
+
+Wallet changes without usage (a top-up) are handled by `tick`, which the processor loop calls once per
+iteration: it evaluates the changed customers owned by this worker's partitions (the partition of the usage
+key `tenant/customer`, librdkafka's default partitioner: CRC-32 of the key modulo the partition count) as a
+batch of its own that commits the state with the partition's current offset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import zlib
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from meterstream.billing import thresholds as th
+from meterstream.billing.allocation import from_units, to_units
+from meterstream.billing.wallet_balance import Draw, Lot, WalletTerms, balances, usage_draws
+from meterstream.processor.checkpoint import InFlight
+from meterstream.processor.store import BatchState
+from meterstream.rating.money import EXACT, ROUNDING, round_money
+from meterstream.schemas.entities import WalletDoc
+from meterstream.schemas.event import event_key
+from meterstream.schemas.provisioning import (
+    BALANCES,
+    NOTIFICATIONS,
+    PROVISIONING,
+    BalanceSnapshot,
+    Notification,
+    ProvisioningCommand,
+    customer_key,
+    encode,
+)
+from meterstream.schemas.settings import Settings
+
+log = logging.getLogger("meterstream.processor.balances")
+
+BALANCE_PREFIX = "w|"
+EXHAUSTED = "balance_exhausted"
+CREDIT_LIMIT = "credit_limit_exceeded"
+_PERIODS_KEPT = 3
+# rated row fields (schemas.rated.RATED_FIELDS order)
+_TENANT, _CUSTOMER, _TIME, _PERIOD, _AMOUNT, _CURRENCY, _OFFSET = 0, 2, 5, 6, 8, 10, 16
+
+Output = tuple[str, bytes, bytes]  # (topic, key, value)
+
+
+def balance_key(tenant: str, customer: str) -> str:
+    return f"{BALANCE_PREFIX}{tenant}\x1f{customer}"
+
+
+def partition_of(tenant: str, customer: str, partitions: int) -> int:
+    """The partition of a customer's usage events: librdkafka's default partitioner (`consistent_random`: CRC-32
+    of the key modulo the partition count) over the usage key `tenant/customer` (schemas.event.event_key), the
+    key of every producer of usage (the API's ingest, ingest.producer, the workload)."""
+    return zlib.crc32(event_key(tenant, customer)) % partitions
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _id(*parts: Any) -> str:
+    """A deterministic id from the cause (the same cause after a crash gives the same id)."""
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def _marks(wallets: Sequence[WalletDoc]) -> list[datetime]:
+    """Every instant at which what usage may draw from changes (as entities.wallets.customer_balances)."""
+    marks: set[datetime] = set()
+    for w in wallets:
+        marks.add(w.started_at)
+        if w.ends_at is not None:
+            marks.add(w.ends_at)
+        for e in w.entries:
+            marks.add(e.settled_at)
+            if e.expires_at is not None:
+                marks.add(e.expires_at)
+    return sorted(marks)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    currency: str
+    balance: int  # minor units, over the customer's wallets of `currency`
+    inbound: int  # settled top-ups put in so far
+    used: int  # usage since the first wallet started, rounded to minor units
+    uncovered: int
+    wallets: list[dict[str, Any]]
+
+
+def evaluate(wallets: Sequence[WalletDoc], pieces: dict[str, str], now: datetime) -> Evaluation:
+    """The customer's balance from its wallets (one currency) and its usage pieces (mark -> exact amount)."""
+    currency = wallets[0].currency
+    terms = [WalletTerms(w.id, w.priority, w.started_at, w.ends_at) for w in wallets]
+    lots, voids = [], []
+    for w in wallets:
+        for e in w.entries:
+            if e.kind == "void":
+                voids.append(Draw(e.settled_at, e.units, "void", w.id))
+            else:
+                lots.append(Lot(e.id, w.id, e.units, e.settled_at, e.expires_at))
+    bounds = sorted(_when(k) for k in pieces)
+    cumulative, running = [], Decimal(0)
+    by_time = {_when(k): v for k, v in pieces.items()}
+    for b in bounds:
+        running = EXACT.add(running, Decimal(by_time[b]))
+        cumulative.append(to_units(round_money(running, currency), currency))
+    draws = usage_draws([*bounds, now], cumulative) if bounds else []
+    out, uncovered = balances(terms, lots, [*voids, *draws], now)
+    total = sum(b.balance for b in out.values())
+    inbound = sum(b.inbound for b in out.values())
+    rows = [{"id": w.id, "balance": str(from_units(out[w.id].balance, currency)),
+             "consumed": str(from_units(out[w.id].consumed, currency)),
+             "credits": str(_credits(out[w.id].balance, w))} for w in wallets]  # fmt: skip
+    return Evaluation(currency, total, inbound, cumulative[-1] if cumulative else 0, uncovered, rows)
+
+
+def _credits(units: int, w: WalletDoc) -> Decimal:
+    value = ROUNDING.divide(from_units(units, w.currency), w.rate_amount)
+    return value.quantize(Decimal("0.00001"), context=ROUNDING).normalize(ROUNDING) if value else Decimal(0)
+
+
+class Balances:
+    """The processor's prepaid debit and provisioning decisions (see the module docstring)."""
+
+    def __init__(self, settings: Settings, table: Any) -> None:
+        self.table = table  # processor.live_catalog.EntityTable (wallets, customers)
+        self.provisioning = settings.topic(PROVISIONING)
+        self.notifications = settings.topic(NOTIFICATIONS)
+        self.balances = settings.topic(BALANCES)
+        self._watch: dict[tuple[str, str], tuple[bool, th.Rules]] = {}
+        self.dirty: set[tuple[str, str]] = set()  # wallet or customer changes not yet evaluated by `tick`
+        self.last_offset: dict[int, int] = {}  # per partition, the last input offset of a processed batch
+        self.partitions: int | None = None
+
+    @classmethod
+    def of_catalog(cls, settings: Settings, catalog: Any) -> Balances | None:
+        """For a processor's catalog view with live entities; None without (no wallets can reach it)."""
+        live = getattr(catalog, "live", None)
+        table = getattr(live, "table", live)
+        return cls(settings, table) if table is not None and hasattr(table, "wallets") else None
+
+    # --- which customers ------------------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        changed = self.table.take_wallet_changes()
+        if changed:
+            for c in changed:
+                self._watch.pop(c, None)
+            self.dirty |= changed
+
+    def _watched(self, tenant: str, customer: str) -> tuple[bool, th.Rules]:
+        slot = (tenant, customer)
+        found = self._watch.get(slot)
+        if found is None:
+            doc = self.table.customer(tenant, customer)
+            rules, errors = th.rules_from_metadata(doc.metadata if doc is not None and not doc.deleted else None)
+            for error in errors:
+                log.error("customer %s/%s: %s (left out)", tenant, customer, error)
+            found = (self.table.has_wallets(tenant, customer) or rules.credit_limit is not None, rules)
+            if len(self._watch) > 100_000:
+                self._watch.clear()
+            self._watch[slot] = found
+        return found
+
+    # --- after a rated batch --------------------------------------------------------------------------------
+    def after_batch(self, states: dict[int, Any], rated: dict[int, list[tuple]], last: dict[int, int],
+                    now_ms: int) -> list[Output]:  # fmt: skip
+        """Debit the batch's rated rows (per partition, in input order) and decide; the outputs to produce."""
+        self._refresh()
+        out: list[Output] = []
+        for p, rows in rated.items():
+            mine: dict[tuple[str, str], list[tuple]] = {}
+            for row in rows:
+                slot = (row[_TENANT], row[_CUSTOMER])
+                if slot in mine:
+                    mine[slot].append(row)
+                elif self._watched(*slot)[0]:
+                    mine[slot] = [row]
+            for (tenant, customer), own in mine.items():
+                out += self._customer(states[p], tenant, customer, own, now_ms)
+        self.last_offset.update(last)
+        return out
+
+    def _customer(self, state: Any, tenant: str, customer: str, rows: Iterable[tuple], now_ms: int) -> list[Output]:
+        key = balance_key(tenant, customer)
+        current = state.get(key)
+        entry: dict[str, Any] = dict(current) if current is not None else {"o": -1}
+        wallets = self.table.wallets(tenant, customer)
+        currency = wallets[0].currency if wallets else None
+        marks = _marks(wallets)
+        mark_text = [_iso(m) for m in marks]
+        pieces = dict(entry.get("u", {}))
+        periods = dict(entry.get("m", {}))
+        pre = Decimal(entry.get("pre", "0"))
+        last = entry["o"]
+        as_of = entry.get("as")
+        debited = False
+        for row in rows:
+            offset = row[_OFFSET]
+            if offset <= last:
+                continue  # debited already (a replay of a committed position)
+            last = offset
+            amount = Decimal(row[_AMOUNT])
+            ptext = f"{row[_PERIOD]}|{row[_CURRENCY]}"
+            periods[ptext] = str(EXACT.add(Decimal(periods.get(ptext, "0")), amount))
+            entry["pl"] = ptext
+            as_of = row[_TIME]
+            debited = True
+            if row[_CURRENCY] != currency:
+                continue
+            i = bisect_right(marks, _when(row[_TIME])) - 1
+            if i < 0:
+                pre = EXACT.add(pre, amount)
+            else:
+                k = mark_text[i]
+                pieces[k] = str(EXACT.add(Decimal(pieces.get(k, "0")), amount))
+        if not debited:
+            return []
+        if len(periods) > _PERIODS_KEPT:
+            periods = dict(sorted(periods.items())[-_PERIODS_KEPT:])
+        entry.update(o=last, u=pieces, m=periods, pre=str(pre), **({"as": as_of} if as_of else {}))
+        return self._decide(state, key, entry, tenant, customer, wallets, now_ms)
+
+    def _decide(self, state: Any, key: str, entry: dict[str, Any], tenant: str, customer: str,
+                wallets: list[WalletDoc], now_ms: int, at: str | None = None) -> list[Output]:  # fmt: skip
+        """Evaluate the customer's entry, write it into `state` and return the outputs of any change; `at`: when
+        it was decided (default: the event time of the last usage debited)."""
+        out: list[Output] = []
+        _, rules = self._watched(tenant, customer)
+        ckey = customer_key(tenant, customer)
+        suspended = set(entry.get("sus", []))
+        counters = dict(entry.get("n", {}))
+        at = at or entry.get("as") or _iso(datetime.fromtimestamp(now_ms / 1000, UTC))
+        if wallets:
+            marks = _marks(wallets)
+            now = max(datetime.fromtimestamp(now_ms / 1000, UTC), marks[-1])
+            if entry.get("as"):
+                now = max(now, _when(entry["as"]))
+            ev = evaluate(wallets, entry.get("u", {}), now)
+            cur = ev.currency
+            balance_text = str(from_units(ev.balance, cur))
+            figures = {"balance": balance_text, "currency": cur, "used": str(from_units(ev.used, cur)),
+                       "credits_in": str(from_units(ev.inbound, cur))}  # fmt: skip
+            snap = BalanceSnapshot(tenant=tenant, customer=customer, currency=cur, balance=balance_text,
+                                   consumed=str(from_units(ev.used, cur)), as_of=at, wallets=ev.wallets)  # fmt: skip
+            out.append((self.balances, ckey, encode(snap)))
+            exhausted = ev.balance <= 0 and ev.used > 0
+            if exhausted and EXHAUSTED not in suspended:
+                n = counters[EXHAUSTED] = counters.get(EXHAUSTED, 0) + 1
+                suspended.add(EXHAUSTED)
+                out.append(self._command(tenant, customer, "suspend", EXHAUSTED, n,
+                                         f"balance {balance_text} {cur} <= 0", figures, at))  # fmt: skip
+                out.append(self._note(tenant, customer, "balance.exhausted", n, figures, at))
+            elif not exhausted and EXHAUSTED in suspended:
+                suspended.discard(EXHAUSTED)
+                out.append(self._command(tenant, customer, "reactivate", EXHAUSTED, counters.get(EXHAUSTED, 0),
+                                         "top-up", figures, at))  # fmt: skip
+            now_crossed = th.crossed(rules, cur, ev.balance, ev.inbound, ev.used)
+            for level in th.entered(entry.get("th", []), now_crossed):
+                n = counters[level] = counters.get(level, 0) + 1
+                out.append(self._note(tenant, customer, "balance.threshold_crossed", n,
+                                      {**figures, "threshold": level}, at, level))  # fmt: skip
+            entry["th"] = sorted(now_crossed)
+        limit = rules.credit_limit
+        used_period = Decimal(entry.get("m", {}).get(entry.get("pl", ""), "0"))
+        over = limit is not None and used_period > limit
+        if over or CREDIT_LIMIT in suspended:
+            figures = {"period": entry.get("pl", "").split("|")[0], "usage": str(used_period),
+                       "credit_limit": str(limit) if limit is not None else None}  # fmt: skip
+            if over and CREDIT_LIMIT not in suspended:
+                n = counters[CREDIT_LIMIT] = counters.get(CREDIT_LIMIT, 0) + 1
+                suspended.add(CREDIT_LIMIT)
+                out.append(self._command(tenant, customer, "suspend", CREDIT_LIMIT, n,
+                                         f"usage {used_period} > credit limit {limit}", figures, at))  # fmt: skip
+                out.append(self._note(tenant, customer, "credit_limit.exceeded", n, figures, at))
+            elif not over and CREDIT_LIMIT in suspended:
+                suspended.discard(CREDIT_LIMIT)
+                out.append(self._command(tenant, customer, "reactivate", CREDIT_LIMIT,
+                                         counters.get(CREDIT_LIMIT, 0), "usage within the credit limit", figures,
+                                         at))  # fmt: skip
+        entry["sus"] = sorted(suspended)
+        entry["n"] = counters
+        state[key] = entry
+        return out
+
+    def _command(self, tenant: str, customer: str, command: str, reason: str, n: int, cause: str,
+                 figures: dict[str, Any], at: str) -> Output:  # fmt: skip
+        msg = ProvisioningCommand(id=_id(tenant, customer, command, reason, n), tenant=tenant, customer=customer,
+                                  command=command, reason=reason, cause=cause, state=figures, at=at)  # type: ignore[arg-type]  # fmt: skip
+        return (self.provisioning, customer_key(tenant, customer), encode(msg))
+
+    def _note(self, tenant: str, customer: str, kind: str, n: int, data: dict[str, Any], at: str,
+              level: str = "") -> Output:  # fmt: skip
+        msg = Notification(id=_id(tenant, customer, kind, level, n), tenant=tenant, customer=customer, kind=kind,
+                           data=data, at=at)  # fmt: skip
+        return (self.notifications, customer_key(tenant, customer), encode(msg))
+
+    # --- wallet changes without usage -----------------------------------------------------------------------
+    def reevaluate(self, state: Any, tenant: str, customer: str, now_ms: int) -> list[Output]:
+        """Decide again for a customer whose wallets or rules changed (no new usage): e.g. a top-up reactivates."""
+        key = balance_key(tenant, customer)
+        current = state.get(key)
+        entry = dict(current) if current is not None else {"o": -1}
+        wallets = self.table.wallets(tenant, customer)
+        at = entry.get("as")
+        if wallets:  # the newest wallet change (a top-up's settlement) is what decides now
+            newest = _marks(wallets)[-1]
+            at = _iso(newest) if at is None or _when(at) < newest else at
+        return self._decide(state, key, entry, tenant, customer, wallets, now_ms, at)
+
+    def tick(self, processor: Any) -> Any:
+        """Evaluate the customers whose wallets changed (a top-up, a new wallet) and that this worker's partitions
+        own, as a batch of its own (`checkpoint.InFlight`) whose outputs are produced and whose state commits
+        with the partition's current offset; None when there is nothing to do."""
+        self._refresh()
+        if not self.dirty:
+            return None
+        changed, self.dirty = self.dirty, set()
+        if self.partitions is None:
+            topic = processor.topics.usage
+            self.partitions = len(processor.consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        mine = [(c, partition_of(*c, self.partitions)) for c in sorted(changed)]
+        mine = [(c, p) for c, p in mine if p in processor.stores and self._watched(*c)[0]]
+        if not mine:
+            return None
+        processor.checkpoint.commit_delivered(keep=0)  # a tick's buffer chains on a committed state only
+        now_ms = int(time.time() * 1000)
+        batch = InFlight(time.perf_counter(), 0)
+        outputs: list[Output] = []
+        scratch: dict[int, BatchState] = {}  # partitions never processed: no position to commit a state with
+        for (tenant, customer), p in mine:
+            state = batch.states.get(p) or scratch.get(p)
+            if state is None:
+                offset = self.last_offset.get(p)
+                if offset is None:
+                    nxt = processor.stores[p].next_offset()
+                    offset = None if nxt is None else nxt - 1
+                if offset is None:
+                    state = scratch[p] = BatchState(processor.stores[p])
+                else:
+                    state = batch.states[p] = processor.latest[p] = BatchState(processor.stores[p],
+                                                                               processor.latest.get(p))  # fmt: skip
+                    batch.last[p], batch.outcomes[p] = offset, Counter()
+            outputs += self.reevaluate(state, tenant, customer, now_ms)
+        for topic, key, value in outputs:
+            processor.checkpoint.produce(topic, key, value, -1, batch)
+        return batch
+
+
+__all__ = ["BALANCE_PREFIX", "Balances", "Evaluation", "balance_key", "evaluate", "partition_of"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from meterstream.schemas.provisioning import BALANCES, BALANCES_CONFIG, NOTIFICATIONS, PROVISIONING
 from meterstream.schemas.settings import Settings
 
 USAGE = "usage-events"
@@ -37,6 +38,14 @@ def entities_topic(settings: Settings) -> str:
     return settings.topic(ENTITIES)
 
 
+def provisioning_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """The topics of prepaid balances and collections (schemas/provisioning.py), each with its own config:
+    `provisioning` commands and `notifications` (keyed by customer: ordered per customer), and the compacted
+    `balances` (the latest snapshot per customer)."""
+    return {settings.topic(PROVISIONING): {}, settings.topic(NOTIFICATIONS): {},
+            settings.topic(BALANCES): dict(BALANCES_CONFIG)}  # fmt: skip
+
+
 def replication(brokers: int) -> tuple[int, dict[str, str]]:
     """Replication factor and topic config on a cluster of `brokers` live brokers: RF = min(3, brokers), and
     `min.insync.replicas` 2 with 3 replicas (an acks=all write is on two nodes and survives losing one), 1
@@ -46,7 +55,8 @@ def replication(brokers: int) -> tuple[int, dict[str, str]]:
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create missing topics (safe to run again), the compacted `entities` topic included, replicated as
+    """Create missing topics (safe to run again), the compacted `entities` topic and the provisioning,
+    notifications and compacted balances topics included, replicated as
     `replication` says for the brokers the cluster's metadata lists; returns the names it created."""
     topics = Topics.from_settings(settings)
     admin = AdminClient({"bootstrap.servers": settings.bootstrap})
@@ -56,6 +66,11 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     wanted = [
         NewTopic(name, num_partitions=settings.partitions, replication_factor=rf, config=dict(config))
         for name in topics.all()
+        if name not in existing
+    ]
+    wanted += [
+        NewTopic(name, num_partitions=settings.partitions, replication_factor=rf, config={**extra, **config})
+        for name, extra in provisioning_topics(settings).items()
         if name not in existing
     ]
     if entities_topic(settings) not in existing:

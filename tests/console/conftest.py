@@ -1,0 +1,159 @@
+"""Fixtures of the console tests: Debian's chromium driven by Playwright (no browser download), and the API app
+with its console on a real uvicorn server, seeded with hand-made data: rated usage in the embedded ClickHouse,
+customers and invoices in the SQL store, for tenant `acme` and for a second tenant `other`.
+
+Without /usr/bin/chromium or the playwright package the browser tests skip, except in CI (.ci/run installs both),
+where they fail."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import uvicorn
+
+from meterstream.aggregation.ddl import create_schema
+from meterstream.aggregation.rows import RATED_FIELDS
+from meterstream.api.app import create_app
+from meterstream.deploy.ports import free_port
+from meterstream.entities.customers import put_customer
+from meterstream.ingest.topics import ensure_topics
+from meterstream.schemas.entities import CustomerDoc
+from meterstream.schemas.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+from finance_helpers import store_invoice  # tests/api: a finalized v2 invoice, total 1324.07
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def day(n: int) -> str:
+    """The date `n` days before today (UTC), YYYY-MM-DD."""
+    return (TODAY - timedelta(days=n)).strftime("%Y-%m-%d")
+
+
+def _rec(tenant: str, eid: str, customer: str, meter: str, when: datetime, quantity: str, amount: str,
+         currency: str = "USD", subject: str = "") -> dict[str, Any]:  # fmt: skip
+    t = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return {
+        "tenant": tenant, "id": eid, "customer": customer, "subject": subject, "meter": meter, "time": t,
+        "period": t[:7], "quantity": quantity, "amount": amount, "cumulative": quantity, "currency": currency,
+        "plan": "p", "line": meter, "dimensions": {}, "source": "", "src_partition": 0, "src_offset": 1,
+    }  # fmt: skip
+
+
+def _at(days_before: int, hour: int, minute: int = 0) -> datetime:
+    return TODAY - timedelta(days=days_before) + timedelta(hours=hour, minutes=minute)
+
+
+# acme c1: api_calls on 3 days ago (100 + 50, subjects u1 and u2) and yesterday (30, u1); storage today (u1).
+# acme c2: two events today, 1.005 + 0.5 = 1.505 EUR, rounded half away from zero: 1.51 EUR.
+# other: the same customer name c1 (7777 calls) and secret-co; none of it may show for acme.
+ROWS = [
+    _rec("acme", "e1", "c1", "api_calls", _at(3, 10), "100", "0.2", subject="u1"),
+    _rec("acme", "e2", "c1", "api_calls", _at(3, 11), "50", "0.1", subject="u2"),
+    _rec("acme", "e3", "c1", "api_calls", _at(1, 9), "30", "0.06", subject="u1"),
+    _rec("acme", "e4", "c1", "storage_gb_hours", _at(0, 0), "1000", "0.137", subject="u1"),
+    _rec("acme", "f1", "c2", "api_calls", _at(0, 0), "3", "1.005", currency="EUR"),
+    _rec("acme", "f2", "c2", "api_calls", _at(0, 0, 1), "2", "0.5", currency="EUR"),
+    _rec("other", "o1", "c1", "api_calls", _at(1, 9), "7777", "9"),
+    _rec("other", "o2", "secret-co", "api_calls", _at(1, 9), "1", "1"),
+]
+
+
+@dataclass
+class Console:
+    url: str
+    settings: Settings
+    app: Any
+
+    def key(self, tenant: str = "acme", role: str = "read") -> str:
+        return self.app.state.keys.create(tenant, role, "console test")[1]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    missing = [what for what, ok in (("chromium", Path(CHROMIUM).exists()),
+                                     ("playwright", importlib.util.find_spec("playwright") is not None)) if not ok]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{' and '.join(missing)} missing in CI: .ci/run installs chromium (apt) and playwright (pip)")
+        pytest.skip(f"{' and '.join(missing)} not installed (apt-get install chromium; pip install playwright)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def console(kafka_settings: Settings, chdb_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    db = f"console_{uuid.uuid4().hex[:8]}"
+    settings = kafka_settings.model_copy(update={
+        "home": tmp_path_factory.mktemp("console"), "topic_prefix": f"console-{uuid.uuid4().hex[:10]}.",
+        "database_url": None, "clickhouse_http_port": 0, "clickhouse_database": db, "api_rate_limit_per_s": 0.0,
+        "processor_metrics_port": free_port(), "sink_metrics_port": free_port(),
+    })  # fmt: skip
+    ensure_topics(settings)
+    create_schema(chdb_client, db)
+    chdb_client.raw_insert(f"{db}.rated_usage", RATED_FIELDS, b"\n".join(orjson.dumps(r) for r in ROWS),
+                           fmt="JSONEachRow")  # fmt: skip
+    app = create_app(settings, clickhouse_client=chdb_client, relay=False)
+    sf = app.state.sessions
+    put_customer(sf, CustomerDoc(tenant="acme", external_id="c1", name="Acme Robotics", version=0))
+    put_customer(sf, CustomerDoc(tenant="other", external_id="secret-co", name="Secret Co", version=0))
+    store_invoice(sf, "acme", "inv-acme-1", "c1")  # finalized: ACME-... number
+    store_invoice(sf, "acme", "inv-acme-2", "c2", finalize=False)  # a draft
+    store_invoice(sf, "other", "inv-other-1", "secret-co")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="console-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield Console(f"http://127.0.0.1:{port}", settings, app)
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def login(console: Console) -> Any:
+    """login(page, key): submit the login form with `key`."""
+
+    def _login(page: Any, key: str) -> None:
+        page.goto(f"{console.url}/console/login")
+        page.fill("#key", key)
+        page.click("button[type=submit]")
+
+    return _login

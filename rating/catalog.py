@@ -155,7 +155,7 @@ def build_plan(
             raise CatalogError(f"{where}.{meters_field}.{meter}.{exc}") from None
     telecom_plan, telecom_meters = None, frozenset()
     if telecom is not None:
-        telecom_plan = _parse_telecom(telecom, currency, f"{where}.telecom", base_dir)
+        telecom_plan = _parse_telecom(telecom, currency, where, base_dir)
         telecom_meters = frozenset(telecom_plan.meters)
         clash = telecom_meters & set(prices)
         if clash:
@@ -166,6 +166,8 @@ def build_plan(
 
 
 def _parse_telecom(spec: Any, currency: str, where: str, base_dir: Path | None) -> Any:
+    """The plan's `telecom:` section (inline, `file:` or `csv:`); `where` is the plan's path. Errors name
+    `<where>.telecom...` (CSV files' paths are put under it), e.g. `plans[0].telecom.sessions.max_cost[0].band`."""
     from meterstream.rating.telecom import TelecomCatalogError, load_telecom_csv, parse_telecom_plan
 
     try:
@@ -178,7 +180,8 @@ def _parse_telecom(spec: Any, currency: str, where: str, base_dir: Path | None) 
             try:
                 spec = yaml.safe_load(ref.read_text())
             except OSError as exc:
-                raise CatalogError(f"{where}.file: cannot read {ref} ({exc.strerror})") from None
+                raise CatalogError(f"{where}.telecom.file: cannot read {ref} ({exc.strerror})") from None
         return parse_telecom_plan(spec, currency=currency)
     except TelecomCatalogError as exc:
-        raise CatalogError(f"{where}.{exc}") from None
+        named = [(p if p.split(".")[0] == "telecom" else f"telecom.{p}", r) for p, r in exc.problems]
+        raise CatalogError("; ".join(f"{where}.{p}: {r}" for p, r in named)) from None

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from meterstream.rating.money import rounding_runner
 from meterstream.rating.telecom.rater import MAX_VOICE_SECONDS
-from meterstream.rating.telecom.session_rules import DEFAULT_RULES, SessionRules
+from meterstream.rating.telecom.session_rules import SessionRules, rules_for
 from meterstream.rating.telecom.sessions import SessionError, SessionState
 from meterstream.rating.telecom.walk import (
     INF,
@@ -41,7 +41,7 @@ def max_duration(
     dimensions: Mapping[str, str],
     bundle_used: Mapping[str, Decimal],
     session: SessionState | None = None,
-    rules: SessionRules = DEFAULT_RULES,
+    rules: SessionRules | None = None,
     horizon: Decimal | None = None,
 ) -> Decimal:
     """The longest further usage (base units: seconds for voice) whose charge does not exceed ``balance``.
@@ -52,9 +52,11 @@ def max_duration(
     would be charged (``rate_cdr``'s ``cost`` for one record). A ``disconnect`` cap ends the answer
     where it is reached. The answer is at most ``horizon`` (default: 31 days for voice, the longest
     record; unbounded for SMS and data, where ``Decimal('Infinity')`` means the balance never runs
-    out). Raises ``NoRate`` as ``rate_cdr`` does, ``ValueError`` for a bad balance or horizon.
+    out). ``rules`` None: the plan's own ``sessions:`` rules. Raises ``NoRate`` as ``rate_cdr`` does,
+    ``ValueError`` for a bad balance or horizon.
     """
     run = rounding_runner()
+    rules = rules_for(plan, rules)
     return run(_max_duration, plan, meter, balance, start, dimensions, bundle_used, session, rules, horizon)
 
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_serializer
 
 from meterstream.rating.telecom.errors import TelecomCatalogError
 
@@ -212,6 +212,38 @@ class Bundle(_Frozen):
     period: Literal["day", "week", "month"] = "month"
 
 
+Strategy = Literal["stop_charging", "disconnect"]
+
+
+class BandCap(_Frozen):
+    """At most ``amount`` for a session while ``band`` is in force (to ``destination``)."""
+
+    destination: str | None = None  # a destination id of the plan, "*any" (the default rate), None: all
+    band: str | None = None  # a time band of the plan, None: all
+    amount: Money
+    strategy: Strategy = "stop_charging"
+
+
+class SessionRules(_Frozen):
+    """How sessions are rounded and capped (defaults: one rounding per session, the plan's caps).
+
+    The rules themselves: ``rating/telecom/session_rules.py`` and docs/telecom.md, *Sessions*.
+    """
+
+    rounding: Literal["per_record", "per_increment"] = "per_record"
+    max_cost: tuple[BandCap, ...] = ()
+
+    def cap(self, destination_id: str, band: str, default: Decimal | None) -> tuple[Decimal, Strategy] | None:
+        """The cap for ``band`` on ``destination_id``: the first matching entry, else the plan's."""
+        for c in self.max_cost:
+            if c.destination in (None, destination_id) and c.band in (None, band):
+                return c.amount, c.strategy
+        return None if default is None else (default, "stop_charging")
+
+
+DEFAULT_RULES = SessionRules()
+
+
 class TelecomSection(_Frozen):
     """The ``telecom:`` section exactly as written in the catalog."""
 
@@ -224,11 +256,20 @@ class TelecomSection(_Frozen):
     rates: dict[Id, Rate] = Field(min_length=1)
     meters: dict[str, Meter] = Field(min_length=1)
     bundles: tuple[Bundle, ...] = ()
+    sessions: SessionRules = DEFAULT_RULES  # interim/final records of one session: rounding, caps per band
 
     @field_validator("holidays")
     @classmethod
     def _sorted(cls, v: tuple[date, ...]) -> tuple[date, ...]:
         return tuple(sorted(set(v)))
+
+    @model_serializer(mode="wrap")
+    def _without_default_sessions(self, handler: Any) -> Any:
+        """A plan without session rules dumps as before they existed (stored plans compare equal)."""
+        out = handler(self)
+        if isinstance(out, dict) and self.sessions == DEFAULT_RULES:
+            out.pop("sessions", None)
+        return out
 
 
 class TelecomPlan(TelecomSection):
@@ -330,6 +371,8 @@ def _cross_check(plan: TelecomPlan) -> list[tuple[str, str]]:
                 for b in sorted(bands - set(entry.bands)):
                     problems.append((f"{path}.bands", f"no rate for time band {b!r}"))
 
+    problems.extend(session_problems(plan.sessions, plan, "telecom.sessions"))
+
     groups = {d.group for d in plan.destinations.values()}
     groups |= {e.group or "other" for m in plan.meters.values() for e in m.rates if e.destination == ANY}
     ids: set[str] = set()
@@ -351,6 +394,19 @@ def _cross_check(plan: TelecomPlan) -> list[tuple[str, str]]:
         for k, band in enumerate(b.bands):
             if band not in bands:
                 problems.append((f"{path}.bands[{k}]", f"unknown time band {band!r}"))
+    return problems
+
+
+def session_problems(rules: SessionRules, plan: TelecomPlan, where: str) -> list[tuple[str, str]]:
+    """Caps naming a band or destination the plan does not have, as (field path, reason)."""
+    bands = set(plan.bands())
+    destinations = set(plan.destinations) | {ANY}
+    problems = []
+    for i, c in enumerate(rules.max_cost):
+        if c.band is not None and c.band not in bands:
+            problems.append((f"{where}.max_cost[{i}].band", f"unknown time band {c.band!r}"))
+        if c.destination is not None and c.destination not in destinations:
+            problems.append((f"{where}.max_cost[{i}].destination", f"unknown destination {c.destination!r}"))
     return problems
 
 

@@ -16,51 +16,35 @@ CGRateS users expect both (``RoundingDecimals`` applied per increment, and ``Max
   Where no cap matches, the plan's ``max_cost`` of the destination applies as ``stop_charging``
   (what ``rate_cdr`` does for one record).
 
-These rules are a value the caller passes (the catalog's ``telecom:`` section does not carry them
-yet); :func:`parse_session_rules` validates one against a plan.
+A plan says them in its ``telecom:`` section under ``sessions:`` (``TelecomPlan.sessions``, validated
+with the plan: schemas/telecom_plan.v1.json); a caller may still pass other rules explicitly, and
+:func:`parse_session_rules` validates a separate ``sessions`` mapping against a plan.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from meterstream.rating.telecom.errors import TelecomCatalogError
-from meterstream.rating.telecom.model import ANY, TelecomPlan
+from meterstream.rating.telecom.model import (
+    DEFAULT_RULES,
+    BandCap,
+    SessionRules,
+    Strategy,
+    TelecomPlan,
+    session_problems,
+)
 
-Strategy = Literal["stop_charging", "disconnect"]
-
-
-class BandCap(BaseModel):
-    """At most ``amount`` for a session while ``band`` is in force (to ``destination``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    destination: str | None = None  # a destination id of the plan, "*any" (the default rate), None: all
-    band: str | None = None  # a time band of the plan, None: all
-    amount: Decimal = Field(ge=0, allow_inf_nan=False)
-    strategy: Strategy = "stop_charging"
+__all__ = ["DEFAULT_RULES", "BandCap", "SessionRules", "Strategy", "parse_session_rules", "rules_for"]
 
 
-class SessionRules(BaseModel):
-    """How sessions are rounded and capped (defaults: one rounding per session, the plan's caps)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    rounding: Literal["per_record", "per_increment"] = "per_record"
-    max_cost: tuple[BandCap, ...] = ()
-
-    def cap(self, destination_id: str, band: str, default: Decimal | None) -> tuple[Decimal, Strategy] | None:
-        """The cap for ``band`` on ``destination_id``: the first matching entry, else the plan's."""
-        for c in self.max_cost:
-            if c.destination in (None, destination_id) and c.band in (None, band):
-                return c.amount, c.strategy
-        return None if default is None else (default, "stop_charging")
-
-
-DEFAULT_RULES = SessionRules()
+def rules_for(plan: Any, rules: SessionRules | None) -> SessionRules:
+    """``rules`` when given, else the plan's own ``sessions:`` rules (a plan without them: the defaults)."""
+    if rules is not None:
+        return rules
+    return getattr(plan, "sessions", None) or DEFAULT_RULES
 
 
 def parse_session_rules(section: dict[str, Any], *, plan: TelecomPlan) -> SessionRules:
@@ -80,14 +64,7 @@ def parse_session_rules(section: dict[str, Any], *, plan: TelecomPlan) -> Sessio
                 path += f"[{part}]" if isinstance(part, int) else f".{part}"
             problems.append((path, e["msg"]))
         raise TelecomCatalogError(problems) from None
-    bands = set(plan.bands())
-    destinations = set(plan.destinations) | {ANY}
-    problems = []
-    for i, c in enumerate(rules.max_cost):
-        if c.band is not None and c.band not in bands:
-            problems.append((f"sessions.max_cost[{i}].band", f"unknown time band {c.band!r}"))
-        if c.destination is not None and c.destination not in destinations:
-            problems.append((f"sessions.max_cost[{i}].destination", f"unknown destination {c.destination!r}"))
+    problems = session_problems(rules, plan, "sessions")
     if problems:
         raise TelecomCatalogError(problems)
     return rules

@@ -29,7 +29,7 @@ from typing import Literal, NamedTuple
 
 from meterstream.rating.money import rounding_runner
 from meterstream.rating.telecom.rater import MAX_VOICE_SECONDS, Segment, allocate_lines
-from meterstream.rating.telecom.session_rules import DEFAULT_RULES, SessionRules
+from meterstream.rating.telecom.session_rules import SessionRules, rules_for
 from meterstream.rating.telecom.timebands import MILLION
 from meterstream.rating.telecom.walk import (
     ZERO,
@@ -136,7 +136,7 @@ def rate_session_record(
     record: SessionRecord,
     *,
     bundle_used: Mapping[str, Decimal],
-    rules: SessionRules = DEFAULT_RULES,
+    rules: SessionRules | None = None,
     first_sequence: int = 1,
 ) -> tuple[SessionState, RatedSlice]:
     """Rate one record of a session; ``state`` is None for the session's first record seen.
@@ -144,21 +144,22 @@ def rate_session_record(
     ``bundle_used`` is what the customer used of each bundle this period before this record (the
     caller adds each slice's ``bundle_units_used``, as for ``rate_cdr``). ``first_sequence`` is the
     first record's number (3GPP partial records start at 1, Diameter CC-Request-Number at 0).
+    ``rules`` None: the plan's own ``sessions:`` rules (``TelecomPlan.sessions``).
     Raises ``NoRate`` (destination or meter not priced) and :class:`SessionError` (bad record);
     neither changes the caller's state. Runs in ``money.ROUNDING`` like ``rate_cdr``.
     """
-    return rounding_runner()(_rate, plan, state, record, bundle_used, rules, first_sequence)
+    return rounding_runner()(_rate, plan, state, record, bundle_used, rules_for(plan, rules), first_sequence)
 
 
 def release_held(
-    plan, state: SessionState, *, bundle_used: Mapping[str, Decimal], rules: SessionRules = DEFAULT_RULES
+    plan, state: SessionState, *, bundle_used: Mapping[str, Decimal], rules: SessionRules | None = None
 ) -> tuple[SessionState, RatedSlice]:
     """Rate the held records now, as if the missing ones carried no usage (reported in ``missing``).
 
     For the caller that stops waiting (the final record is held and a timeout passed): the usage
     of the missing records is unknown, so this is what is known, charged, and said.
     """
-    return rounding_runner()(_release, plan, state, bundle_used, rules)
+    return rounding_runner()(_release, plan, state, bundle_used, rules_for(plan, rules))
 
 
 def _check(state: SessionState | None, record: SessionRecord, first_sequence: int) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import day
+from console_seed import day
 
 from meterstream.ops_http import serve_ops
 

@@ -18,7 +18,10 @@ from meterstream.rating.money import EXACT
 def adjustment_lines(
     now_lines: list[dict[str, Any]], billed: dict[str, tuple[str, Decimal, Decimal]], applies_to: str, currency: str
 ) -> list[dict[str, Any]]:
-    """Lines for the difference between `now_lines` (the period recomputed) and `billed` (by line key)."""
+    """Lines for the difference between `now_lines` (the period recomputed) and `billed` (by line key).
+
+    `amount` is the line's amount now minus the amount billed (both rounded, so the period's invoices add up to
+    its rounded amount now); `precise_amount` is the line's unrounded amount now minus the amount billed."""
     from meterstream.rating import round_money
 
     current = {line.get("line_key", line["meter"]): line for line in now_lines}
@@ -28,6 +31,8 @@ def adjustment_lines(
         meter, billed_q, billed_a = billed.get(key, (line["meter"] if line else key, Decimal(0), Decimal(0)))
         quantity = EXACT.subtract(Decimal(line["quantity"]), billed_q) if line else EXACT.minus(billed_q)
         amount = EXACT.subtract(Decimal(line["amount"]), billed_a) if line else EXACT.minus(billed_a)
+        now_precise = (line.get("precise_amount") or line["amount"]) if line else None
+        precise = EXACT.subtract(Decimal(now_precise), billed_a) if line else EXACT.minus(billed_a)
         if quantity == 0 and amount == 0:
             continue
         what = line["description"] if line else meter.replace("_", " ")
@@ -39,5 +44,6 @@ def adjustment_lines(
             "description": f"late usage for {applies_to}: {what}",
             "quantity": decimal_text(quantity),
             "amount": format(round_money(amount, currency), "f"),
+            "precise_amount": decimal_text(precise),
         })  # fmt: skip
     return out

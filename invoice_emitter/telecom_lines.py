@@ -17,7 +17,11 @@ from meterstream.rating.catalog import Plan
 
 
 def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
-    """(lines by meter/destination group/time band, re-rated total, streamed total) for one customer."""
+    """(lines by meter/destination group/time band, re-rated total, streamed total) for one customer.
+
+    A line's `quantity` is the real usage, `billed_units` the units its billing increments billed (`bundle_units`
+    of them from bundles), `streamed_amount` what the stream rated for the records counted in its `events` (a
+    record split across bands counts in the line where it starts)."""
     from meterstream.rating import round_money
     from meterstream.rating.money import EXACT
     from meterstream.rating.telecom import rate_cdr
@@ -27,6 +31,8 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
     amount: dict[str, Decimal] = defaultdict(Decimal)
     events: dict[str, int] = defaultdict(int)
     bundle_units: dict[str, Decimal] = defaultdict(Decimal)
+    billed_units: dict[str, Decimal] = defaultdict(Decimal)
+    streamed_by_line: dict[str, Decimal] = defaultdict(Decimal)
     rerated = streamed = Decimal(0)
     add = EXACT.add  # sums in the one explicit context (the default one keeps only 28 digits)
     for r in records:
@@ -38,16 +44,20 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
         for seg in rated.segments:
             key = f"{r.meter}/{seg.destination_group}/{seg.band}"
             quantity[key] = add(quantity[key], seg.usage)
+            billed_units[key] = add(billed_units[key], seg.billed)
             if seg.bundle_id:
                 bundle_units[key] = add(bundle_units[key], seg.billed)
         for key, value in rated.lines:
             amount[key] = add(amount[key], value)
         events[rated.line_key] += 1
+        streamed_by_line[rated.line_key] = add(streamed_by_line[rated.line_key], r.streamed_amount)
         rerated = add(rerated, rated.cost)
         streamed = add(streamed, r.streamed_amount)
     lines = []
     for key in sorted(set(amount) | set(quantity)):
         meter, group, band = key.split("/", 2)
+        precise = format(amount[key], "f")
+        billed = decimal_text(billed_units[key])
         lines.append(
             {
                 "meter": meter,
@@ -55,9 +65,16 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
                 "line_key": key,
                 "quantity": decimal_text(quantity[key]),
                 "events": events.get(key, 0),
-                "bundle_units": format(bundle_units[key], "f"),
-                "precise_amount": format(amount[key], "f"),
+                "bundle_units": decimal_text(bundle_units[key]),
+                "billed_units": billed,
+                "precise_amount": precise,
                 "amount": format(round_money(amount[key], plan.currency), "f"),
+                "streamed_amount": decimal_text(streamed_by_line[key]),
+                # shown on the document as the line's pricing step (a version 2 line has no billed_units field)
+                "breakdown": [
+                    {"description": "billed units (after billing increments)", "kind": "billed_units",
+                     "quantity": billed, "amount": precise}
+                ],
             }
         )
     return lines, rerated, streamed

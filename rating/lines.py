@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-__all__ = ["Quote", "QuoteLine"]
+__all__ = ["Quote", "QuoteLine", "plain"]
+
+
+def plain(value: Decimal) -> str:
+    """Decimal text for a line's wording: no exponent, no storage scale's trailing zeros (1000.000000000000 -> 1000)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _s(value: Decimal | None) -> str | None:

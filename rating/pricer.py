@@ -18,7 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from meterstream.rating.lines import QuoteLine
+from meterstream.rating.lines import QuoteLine, plain
 from meterstream.rating.money import ZERO
 from meterstream.rating.tiers import ceil_div
 
@@ -62,7 +62,7 @@ class UnitCore:
     def lines(self, quantity: Decimal) -> list[QuoteLine]:
         if not quantity:
             return []
-        text = f"{quantity} × {self.unit_amount}"
+        text = f"{plain(quantity)} × {self.unit_amount}"
         return [QuoteLine("unit", text, quantity, self.unit_amount, quantity * self.unit_amount)]
 
 
@@ -74,7 +74,7 @@ class FlatCore(UnitCore):
     def lines(self, quantity: Decimal) -> list[QuoteLine]:
         if not quantity:
             return []
-        text = f"Flat fee × {quantity}"
+        text = f"Flat fee × {plain(quantity)}"
         return [QuoteLine("flat", text, quantity, self.unit_amount, quantity * self.unit_amount)]
 
 
@@ -103,7 +103,7 @@ class PackageCore:
         packages = self.packages(quantity)
         if not packages:
             return []
-        text = f"{quantity} units = {packages} package(s) of {self.package_size} × {self.package_amount}"
+        text = f"{plain(quantity)} units = {plain(packages)} package(s) of {self.package_size} × {self.package_amount}"
         return [QuoteLine("package", text, packages, self.package_amount, packages * self.package_amount)]
 
 
@@ -222,7 +222,7 @@ class UsagePricer:
         lines: list[QuoteLine] = []
         if self.free_units is not None:
             used = self.converted(quantity) - priced
-            lines.append(QuoteLine("free_units", f"{used} of {self.free_units} free units", used, ZERO, ZERO))
+            lines.append(QuoteLine("free_units", f"{plain(used)} of {self.free_units} free units", used, ZERO, ZERO))
         lines.extend(self.core.lines(priced))
         amount = self.core.amount(priced)
         if self.minimum is not None and amount < self.minimum:
@@ -274,7 +274,7 @@ class PercentagePricer:
 
     def explain(self, quantity: Decimal) -> tuple[Decimal, list[QuoteLine]]:
         _check_quantity(quantity)
-        text = f"{self.rate}% of {quantity}"
+        text = f"{self.rate}% of {plain(quantity)}"
         lines = [QuoteLine("percentage", text, quantity, self.rate_fraction, quantity * self.rate_fraction)]
         if self.fixed_amount:
             fixed = self.fixed_amount

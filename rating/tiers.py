@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from meterstream.rating.lines import QuoteLine
+from meterstream.rating.lines import QuoteLine, plain
 from meterstream.rating.money import ZERO
 
 __all__ = ["GraduatedTable", "TierSpec", "VolumeTable", "ceil_div"]
@@ -75,12 +75,12 @@ class _Tier:
         if units and self.unit is not None:
             out.append(
                 QuoteLine(
-                    "tier", f"{name}: {units} × {self.unit}", units, self.unit, units * self.unit, **bounds
+                    "tier", f"{name}: {plain(units)} × {self.unit}", units, self.unit, units * self.unit, **bounds
                 )
             )
         elif units and self.block_size is not None:
             blocks = ceil_div(units, self.block_size)
-            text = f"{name}: {units} units = {blocks} block(s) of {self.block_size} × {self.block_amount}"
+            text = f"{name}: {plain(units)} units = {plain(blocks)} block(s) of {self.block_size} × {self.block_amount}"
             out.append(
                 QuoteLine("tier_block", text, blocks, self.block_amount, blocks * self.block_amount, **bounds)
             )

@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     )  # fmt: skip
     clickhouse_http_host: str = Field("127.0.0.1", description="Address of that ClickHouse HTTP front.")
     clickhouse_http_password: str | None = Field(
-        None, description="Password of user `meterstream`, the only one the front lets write (unset: nobody)."
+        None,
+        description="Password of user `meterstream`, the front's internal user (reads every tenant, the only one that"
+        " may write; `meterstream query`, the API, the close); unset: a secret the sink generates and keeps in"
+        " <home>/clickhouse-writer.secret (owner-only).",
     )
     catalog: Path = Field(_DEFAULT_CATALOG, description="Plans and customer assignments (YAML or JSON).")
     processor_engine: Literal["native", "legacy", "faust"] = Field(

@@ -352,7 +352,7 @@ class Balances:
         own, as a batch of its own (`checkpoint.InFlight`) whose outputs are produced and whose state commits
         with the partition's current offset; None when there is nothing to do."""
         self._refresh()
-        if not self.dirty:
+        if not self.dirty or not processor.stores:  # nothing, or no partition assigned yet: keep them for later
             return None
         changed, self.dirty = self.dirty, set()
         if self.partitions is None:
@@ -386,4 +386,19 @@ class Balances:
         return batch
 
 
-__all__ = ["BALANCE_PREFIX", "Balances", "Evaluation", "balance_key", "evaluate", "partition_of"]
+
+
+def install(processor: Any) -> Balances | None:
+    """Wire prepaid balances into a native processor (processor/runner.py calls it once, in `__init__`): the
+    columnar step debits after each batch; the runner produces `BatchOutput.balances` with the batch's outputs
+    and adds `tick(processor)`'s batch to the checkpoint once per loop iteration. None when the processor has no
+    live entities (no wallets can reach it) or runs the legacy per-message engine (not wired there)."""
+    if getattr(processor, "legacy", False):
+        return None
+    found = Balances.of_catalog(processor.settings, processor.catalog)
+    if found is not None:
+        processor.columnar.balances = found
+    return found
+
+
+__all__ = ["BALANCE_PREFIX", "Balances", "Evaluation", "balance_key", "evaluate", "install", "partition_of"]

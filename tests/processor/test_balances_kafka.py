@@ -1,0 +1,261 @@
+"""Prepaid balances with a real broker and a running native processor (issue 16): the balance falls as events
+stream, at zero a `suspend` reaches the provisioning topic within 1 s of the event's produce, a top-up through the
+entity store brings `reactivate`, and a processor killed mid-stream debits every rated amount exactly once.
+
+Amounts by hand: tests/data/catalog.yaml rates tenant t1's `storage_gb_hours` at 0.001 USD per unit, so an event
+of 1000 units costs 1.00 USD. A wallet of 5 USD credits (rate 1) falls 4.00, 3.00, 2.00, 1.00, 0.00.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from meterstream.deploy.ports import free_port
+from meterstream.entities.customers import put_customer
+from meterstream.entities.db import make_engine, migrate, session_factory
+from meterstream.entities.relay import OutboxRelay
+from meterstream.entities.wallets import TopUp, WalletSpec, create_wallet, top_up
+from meterstream.ingest.dlq import read_topic
+from meterstream.ingest.producer import make_producer
+from meterstream.ingest.topics import Topics, ensure_topics
+from meterstream.processor.balances import balance_key, partition_of
+from meterstream.processor.live_catalog import open_catalog_view
+from meterstream.processor.runner import NativeProcessor, state_dir
+from meterstream.processor.store import PartitionStore
+from meterstream.rating.catalog import load_catalog
+from meterstream.schemas.entities import CustomerDoc
+from meterstream.schemas.event import event_key, format_time
+from meterstream.schemas.provisioning import BALANCES, PROVISIONING, decode_balance, decode_command
+from meterstream.schemas.rated import unpack
+
+pytestmark = pytest.mark.kafka
+T = "t1"
+DATA = Path(__file__).resolve().parents[1] / "data"
+RESULTS: dict[str, object] = {}
+
+
+def event(i: str, customer: str, quantity: str = "1000") -> bytes:
+    at = datetime.now(UTC) + timedelta(seconds=1)  # after the wallet's start, whatever the clock's resolution
+    return orjson.dumps({"id": i, "tenant": T, "customer": customer, "meter": "storage_gb_hours",
+                         "quantity": quantity, "time": format_time(at)})  # fmt: skip
+
+
+class Tail:
+    """Reads a topic from the beginning in a thread, noting when each message arrived (perf_counter)."""
+
+    def __init__(self, settings, topic: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"tail-{uuid.uuid4().hex}",
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 10})  # fmt: skip
+        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self.seen: list[tuple[float, bytes]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            m = self.consumer.poll(0.01)
+            if m is not None and m.error() is None:
+                self.seen.append((time.perf_counter(), m.value()))
+        self.consumer.close()
+
+    def wait(self, match, timeout: float = 20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for arrived, value in list(self.seen):
+                if match(value):
+                    return arrived, value
+            time.sleep(0.005)
+        raise AssertionError("nothing matching arrived")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def command_of(customer: str, command: str):
+    def match(value: bytes) -> bool:
+        c = decode_command(value)
+        return c.customer == customer and c.command == command and c.reason == "balance_exhausted"
+
+    return match
+
+
+def store(tmp_path: Path):
+    engine = make_engine(url=f"sqlite:///{tmp_path / 'entities.db'}")
+    migrate(engine=engine)
+    return session_factory(engine)
+
+
+def new_customer(sf, customer: str, credits: str) -> str:
+    put_customer(sf, CustomerDoc(tenant=T, external_id=customer, name=customer, version=0, currency="USD"))
+    wallet, _ = create_wallet(sf, WalletSpec(T, customer, "USD"), [TopUp("paid", credits)])
+    return wallet.id
+
+
+def test_balance_falls_suspend_within_1s_and_a_top_up_reactivates(kafka_settings, tmp_path) -> None:
+    settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"bal{uuid.uuid4().hex[:8]}.",
+                                                 "partitions": 2, "catalog": DATA / "catalog.yaml"})  # fmt: skip
+    ensure_topics(settings)
+    topics = Topics.from_settings(settings)
+    sf = store(tmp_path)
+    relay = OutboxRelay(settings, sf, replay=False).start()
+    processor = NativeProcessor(settings, open_catalog_view(settings, load_catalog(settings.catalog)))
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
+    thread.start()
+    provisioning = Tail(settings, settings.topic(PROVISIONING))
+    balances = Tail(settings, settings.topic(BALANCES))
+    producer = make_producer(settings, **{"linger.ms": 0})
+    try:
+        # 1. the balance falls as events stream: 5.00 -> 4.00, 3.00, 2.00, 1.00, 0.00, then suspend
+        wallet = new_customer(sf, "falls", "5")
+        assert relay.flush(10.0)
+        seen = []
+        for i in range(5):
+            producer.produce(topics.usage, event(f"f{i}", "falls"), event_key(T, "falls"))
+            producer.flush(10)
+            want = f"{4 - i}.00"
+            balances.wait(lambda v, want=want: (s := decode_balance(v)).customer == "falls" and s.balance == want)
+            seen.append(want)
+        assert seen == ["4.00", "3.00", "2.00", "1.00", "0.00"]
+        _, raw = provisioning.wait(command_of("falls", "suspend"))
+        suspend = decode_command(raw)
+        assert suspend.state["balance"] == "0.00" and suspend.state["credits_in"] == "5.00"
+
+        # 2. a top-up through the entity store -> reactivate (no usage needed)
+        started = time.perf_counter()
+        top_up(sf, T, wallet, TopUp("paid", "3"))
+        assert relay.flush(10.0)
+        arrived, raw = provisioning.wait(command_of("falls", "reactivate"))
+        RESULTS["top_up_to_reactivate_s"] = round(arrived - started, 3)
+        assert decode_command(raw).state["balance"] == "3.00"
+        balances.wait(lambda v: (s := decode_balance(v)).customer == "falls" and s.balance == "3.00")
+
+        # 3. latency: event produced -> suspend on the provisioning topic, over repeated trials
+        latencies = []
+        for n in range(int(os.environ.get("BALANCE_TRIALS", "20"))):
+            customer = f"lat{n}"
+            new_customer(sf, customer, "1")
+            assert relay.flush(10.0)
+            time.sleep(0.2)  # let the processor idle, as between events in production
+            t0 = time.perf_counter()
+            producer.produce(topics.usage, event(f"l{n}", customer), event_key(T, customer))
+            producer.flush(10)
+            arrived, _ = provisioning.wait(command_of(customer, "suspend"))
+            latencies.append(arrived - t0)
+    finally:
+        stop.set()
+        thread.join(30)
+        relay.stop()
+        provisioning.close()
+        balances.close()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    RESULTS.update(trials=len(latencies), p50_s=round(statistics.median(latencies), 3), p99_s=round(p99, 3),
+                   max_s=round(latencies[-1], 3))  # fmt: skip
+    print("balance latency:", RESULTS)
+    assert p99 <= 1.0, RESULTS
+    # every command once: a suspend and a reactivate for `falls`, one suspend per trial customer
+    commands = [decode_command(v) for _, v in provisioning.seen]
+    assert len({c.id for c in commands}) == len(commands) == 2 + len(latencies)
+    # the customer's messages all sit on the partition of its usage key (librdkafka's partitioner)
+    usage_parts = {m.partition() for m in read_topic(settings, topics.usage) if m.key() == event_key(T, "falls")}
+    assert usage_parts == {partition_of(T, "falls", 2)}
+
+
+def _env(settings, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
+    env.update({"METERSTREAM_HOME": str(settings.home), "METERSTREAM_KAFKA_BOOTSTRAP": settings.bootstrap,
+                "METERSTREAM_TOPIC_PREFIX": settings.topic_prefix, "METERSTREAM_PARTITIONS": "2",
+                "METERSTREAM_CATALOG": str(DATA / "catalog.yaml"),
+                "METERSTREAM_PROCESSOR_METRICS_PORT": str(free_port()),
+                "METERSTREAM_DATABASE_URL": f"sqlite:///{tmp_path / 'entities.db'}"})  # fmt: skip
+    return env
+
+
+def _start(env: dict[str, str]) -> subprocess.Popen:
+    code = "from meterstream.processor.runner import run_native; from meterstream.schemas.settings import " \
+           "Settings; run_native(Settings())"  # fmt: skip
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def test_a_processor_killed_mid_stream_debits_every_rated_amount_once(kafka_settings, tmp_path) -> None:
+    settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"balk{uuid.uuid4().hex[:8]}.",
+                                                 "partitions": 2, "catalog": DATA / "catalog.yaml"})  # fmt: skip
+    ensure_topics(settings)
+    topics = Topics.from_settings(settings)
+    sf = store(tmp_path)
+    relay = OutboxRelay(settings, sf, replay=False).start()
+    new_customer(sf, "crash", "100000")
+    assert relay.flush(10.0)
+    env = _env(settings, tmp_path)
+    child = _start(env)
+    producer = make_producer(settings)
+    n = 20_000
+    def read_rated() -> tuple[dict[str, Decimal], int]:
+        found, records = {}, 0
+        for m in read_topic(settings, topics.rated):
+            for r in unpack(m.value()):
+                found[r["id"]] = Decimal(r["amount"])
+                records += 1
+        return found, records
+
+    try:
+        # 20,000 events of 7 units (0.007 USD each): 140.000 USD in all, by hand
+        for i in range(n):
+            producer.produce(topics.usage, event(f"k{i}", "crash", "7"), event_key(T, "crash"))
+        producer.flush(30)
+        deadline = time.monotonic() + 120
+        while (at_kill := len(read_rated()[0])) < 2_000:  # mid-stream: some batches committed, some in flight
+            assert time.monotonic() < deadline, "the processor rated nothing"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+        child = _start(env)
+        deadline = time.monotonic() + 120
+        while len((found := read_rated())[0]) < n and time.monotonic() < deadline:
+            time.sleep(1)
+        rated, records = found
+        time.sleep(2)  # the last batch's state commit
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(60)
+        relay.stop()
+    RESULTS.update(crash_rated_at_kill=at_kill, crash_records=records, crash_unique=len(rated))
+    print("crash:", RESULTS)
+    assert at_kill < n  # killed mid-stream
+    assert len(rated) == n
+    assert sum(rated.values()) == Decimal("140.000")
+    p = partition_of(T, "crash", 2)
+    paths = [path for path in state_dir(settings).glob("p*") if path.name == f"p{p}"]
+    assert paths, list(state_dir(settings).glob("*"))
+    s = PartitionStore(paths[0])
+    try:
+        entry = s.get(balance_key(T, "crash"))
+    finally:
+        s.close()
+    consumed = sum(Decimal(v) for v in entry["u"].values()) + Decimal(entry["pre"])
+    assert consumed == Decimal("140.000")  # every rated amount debited exactly once
+    last = None
+    for m in read_topic(settings, settings.topic(BALANCES)):
+        snap = decode_balance(m.value())
+        if snap.customer == "crash":
+            last = snap
+    assert last is not None and last.balance == "99860.00" and last.consumed == "140.00"

@@ -3,24 +3,33 @@ server (`aggregation.grants`); the embedded store's front needs none (docs/analy
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
-from meterstream.schemas.settings import Settings
+import typer
 
+from meterstream.deploy.cli_common import call
 
-def add_clickhouse_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("clickhouse", help="ClickHouse server set-up: tenant readers (users, row policies, grants)")
-    cs = p.add_subparsers(dest="action", required=True)
-    c = cs.add_parser("grants", help="print CREATE USER / CREATE ROW POLICY / GRANT SELECT statements for tenants")
-    c.add_argument("--key", action="append", required=True, metavar="KEY",
-                   help="a read or admin API key; its tenant becomes a user with this key as a password (repeat)")
-    c.add_argument("--service-user", default="default",
-                   help="the user the sink, the close and the API connect as (keeps reading every row)")
-    c.set_defaults(func=_grants)
+if TYPE_CHECKING:  # kept out of `meterstream --help`
+    from meterstream.schemas.settings import Settings
 
 
-def _grants(args: argparse.Namespace, settings: Settings) -> int:
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(no_args_is_help=True, help="ClickHouse server set-up: tenant readers (users, row policies, "
+                        "grants)")  # fmt: skip
+    app.add_typer(group, name="clickhouse")
+
+    @group.command("grants", help="print CREATE USER / CREATE ROW POLICY / GRANT SELECT statements for tenants")
+    def grants(
+        key: Annotated[list[str], typer.Option(metavar="KEY", help="a read or admin API key; its tenant becomes a "
+                                               "user with this key as a password (repeat)")],
+        service_user: Annotated[str, typer.Option(help="the user the sink, the close and the API connect as (keeps "
+                                                       "reading every row)")] = "default",
+    ) -> int:  # fmt: skip
+        return call(_grants, locals())
+
+
+def _grants(args: Any, settings: Settings) -> int:
     from meterstream.aggregation.front_auth import READ_ROLES
     from meterstream.aggregation.grants import script
     from meterstream.entities.db import make_engine, session_factory

@@ -13,14 +13,18 @@ Commands that print a table print JSON instead with `--json`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from meterstream.schemas.settings import Settings
+import typer
+
+from meterstream.deploy.cli_common import call, one_of, table
+
+if TYPE_CHECKING:  # kept out of `meterstream --help`
+    from meterstream.schemas.settings import Settings
 
 FORMATS = ("html", "pdf", "png")  # the default of `invoices render`
 CHOICES = (*FORMATS, "xml")  # xml: the UBL 2.1 / EN 16931 e-invoice (documents/ubl.py)
@@ -57,13 +61,7 @@ def _period_label(text: str) -> str:
 
 def _table(title: str, headers: list[str], rows: list[list[str]]) -> None:
     """A table on a terminal; tab-separated lines (header first) when piped, so no column is cut."""
-    if sys.stdout.isatty():
-        from meterstream.deploy.cli import _print_table
-
-        _print_table(title, headers, rows)
-        return
-    for row in (headers, *rows):
-        print("\t".join(row))
+    table(title, headers, rows)
 
 
 def _json_out(value: Any) -> None:
@@ -80,7 +78,7 @@ def _write(path: Path, data: bytes) -> None:
 # --- invoices ------------------------------------------------------------------------------------------
 
 
-def _invoices(args: argparse.Namespace, settings: Settings) -> int:
+def _invoices(args: Any, settings: Settings) -> int:
     from meterstream.api.invoices_models import invoice_body
     from meterstream.entities import invoices
 
@@ -135,7 +133,7 @@ def _invoices(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _render_file(args: argparse.Namespace) -> int:
+def _render_file(args: Any) -> int:
     from meterstream.documents.render import render_invoice
 
     if args.invoice_id is not None:
@@ -150,7 +148,7 @@ def _render_file(args: argparse.Namespace) -> int:
 # --- payments ------------------------------------------------------------------------------------------
 
 
-def _payments(args: argparse.Namespace, settings: Settings) -> int:
+def _payments(args: Any, settings: Settings) -> int:
     from meterstream.api.invoices_models import payment_body
     from meterstream.entities import payments
 
@@ -180,7 +178,7 @@ def _payments(args: argparse.Namespace, settings: Settings) -> int:
 # --- credit notes --------------------------------------------------------------------------------------
 
 
-def _credit_notes(args: argparse.Namespace, settings: Settings) -> int:
+def _credit_notes(args: Any, settings: Settings) -> int:
     from meterstream.api.invoices_models import credit_note_body
     from meterstream.entities import credit_notes
 
@@ -211,7 +209,7 @@ def _credit_notes(args: argparse.Namespace, settings: Settings) -> int:
 # --- export --------------------------------------------------------------------------------------------
 
 
-def _export(args: argparse.Namespace, settings: Settings) -> int:
+def _export(args: Any, settings: Settings) -> int:
     from meterstream.entities import exports
 
     data = exports.read_month(_sessions(settings), args.tenant, args.month)
@@ -234,7 +232,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 def _guarded(func):  # type: ignore[no-untyped-def]
     """The store's refusals and input mistakes as one line on stderr and exit code 1 (never a traceback)."""
 
-    def run(args: argparse.Namespace, settings: Settings) -> int:
+    def run(args: Any, settings: Settings) -> int:
         from meterstream.documents.stored import StoredDocumentError
         from meterstream.entities.common import Conflict, Invalid, NotFound
 
@@ -252,91 +250,133 @@ def _guarded(func):  # type: ignore[no-untyped-def]
     return run
 
 
-def _tenant(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tenant", required=True)
+Tenant = Annotated[str, typer.Option()]
+Json = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+Status = Literal["draft", "finalized", "partially_paid", "paid", "overdue", "voided"]
 
 
-def _json_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+def _lines(extra: list[str]) -> list[tuple[str, str]] | None:
+    """`--line DESCRIPTION AMOUNT`, repeatable (two values each: typer's options take one, so read them here)."""
+    lines, rest = [], list(extra)
+    while rest:
+        flag = rest.pop(0)
+        if flag != "--line":
+            raise typer.BadParameter(f"unexpected {flag!r}", param_hint="--line DESCRIPTION AMOUNT")
+        if len(rest) < 2:
+            raise typer.BadParameter("needs two values, DESCRIPTION AMOUNT", param_hint="--line")
+        lines.append((rest.pop(0), rest.pop(0)))
+    return lines or None
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add `invoices`, `payments`, `credit-notes` and `export` to the `meterstream` parser."""
-    p = sub.add_parser("invoices", help="invoice records, documents (JSON, HTML, PDF, PNG) and voiding")
-    acts = p.add_subparsers(dest="invoices_action", required=True)
-    c = acts.add_parser("list", help="list invoices (by issue date, number; drafts last)")
-    _tenant(c)
-    c.add_argument("--customer", default=None)
-    c.add_argument("--status", default=None, choices=["draft", "finalized", "partially_paid", "paid", "overdue",
-                                                      "voided"])  # fmt: skip
-    c.add_argument("--period", default=None, help="the close's label, e.g. 2026-11")
-    _json_flag(c)
-    c = acts.add_parser("show", help="print an invoice's document (JSON, version 2), or its record with --record")
-    _tenant(c)
-    c.add_argument("invoice_id")
-    c.add_argument("--record", action="store_true", help="the record (status, paid, credited, amount due) instead")
-    c = acts.add_parser("render", help="write an invoice as HTML, PDF, PNG or UBL XML (a stored one, or a JSON file)")
-    c.add_argument("invoice_id", nargs="?")
-    c.add_argument("--tenant", default=None, help="required with an invoice id")
-    c.add_argument("--file", default=None, help="an invoice JSON file (as `meterstream close` writes) instead")
-    c.add_argument("--format", action="append", choices=list(CHOICES),
-                   help="repeatable; default: html, pdf and png; xml: the UBL 2.1 / EN 16931 e-invoice")  # fmt: skip
-    c.add_argument("--locale", default=None, help="e.g. de_DE (default: the buyer's)")
-    c.add_argument("--out", default=".", help="directory for the files (default: here)")
-    c = acts.add_parser("void", help="void a finalized invoice nothing was paid or credited on")
-    _tenant(c)
-    c.add_argument("invoice_id")
-    c.add_argument("--reason", required=True)
-    c = acts.add_parser("mark-overdue", help="invoices past their due date with something due become overdue")
-    _tenant(c)
-    c.add_argument("--today", default=None, help="YYYY-MM-DD (default: today, UTC)")
-    p.set_defaults(func=_guarded(_invoices_checked))
+def register(app: typer.Typer) -> None:
+    """Add `invoices`, `payments`, `credit-notes` and `export`."""
+    def run(command: str, fn: Any, params: dict[str, Any], **extra: Any) -> int:
+        return call(_guarded(fn), params, command=command, **extra)
 
-    p = sub.add_parser("payments", help="payments received, reconciled against finalized invoices")
-    acts = p.add_subparsers(dest="payments_action", required=True)
-    c = acts.add_parser("record", help="record a payment for an invoice (--invoice) or a customer's open invoices")
-    _tenant(c)
-    target = c.add_mutually_exclusive_group(required=True)
-    target.add_argument("--invoice", default=None, help="the invoice id paid")
-    target.add_argument("--customer", default=None, help="the customer who paid (oldest due first)")
-    c.add_argument("--amount", required=True, help="decimal, e.g. 324.07")
-    c.add_argument("--currency", required=True)
-    c.add_argument("--paid-at", required=True, help="YYYY-MM-DD, the day the money was received")
-    c.add_argument("--reference", required=True, help="bank transfer id, PSP charge id: recorded once")
-    _json_flag(c)
-    c = acts.add_parser("list", help="list payments (by date paid)")
-    _tenant(c)
-    c.add_argument("--customer", default=None)
-    _json_flag(c)
-    p.set_defaults(func=_guarded(_payments))
+    invoices = typer.Typer(no_args_is_help=True, help="invoice records, documents (JSON, HTML, PDF, PNG) and voiding")
+    app.add_typer(invoices, name="invoices")
 
-    p = sub.add_parser("credit-notes", help="credit notes: corrections of finalized invoices")
-    acts = p.add_subparsers(dest="credit_notes_action", required=True)
-    c = acts.add_parser("create", help="issue a credit note (without --line: a full credit of what is left)")
-    _tenant(c)
-    c.add_argument("--invoice", required=True, help="the invoice id credited")
-    c.add_argument("--reason", required=True)
-    c.add_argument("--line", nargs=2, action="append", metavar=("DESCRIPTION", "AMOUNT"), help="repeatable")
-    c.add_argument("--id", default=None, help="idempotency key: the same id again returns the stored note")
-    c.add_argument("--issue-date", default=None, help="YYYY-MM-DD (default: today, UTC)")
-    _json_flag(c)
-    c = acts.add_parser("list", help="list credit notes (in the order issued)")
-    _tenant(c)
-    c.add_argument("--invoice", default=None)
-    c.add_argument("--customer", default=None)
-    _json_flag(c)
-    p.set_defaults(func=_guarded(_credit_notes))
+    def inv(action: str, params: dict[str, Any]) -> int:
+        base = {"invoice_id": None, "file": None, "period": None, "customer": None, "status": None}
+        return run("invoices", _invoices_checked, {**base, **params}, invoices_action=action)
 
-    p = sub.add_parser("export", help="a month's finalized invoices, credit notes and payments for an ERP")
-    _tenant(p)
-    p.add_argument("--month", required=True, help="YYYY-MM (invoices and credit notes by issue date, payments by "
-                   "date paid)")  # fmt: skip
-    p.add_argument("--format", required=True, choices=["csv", "json"])
-    p.add_argument("--out", required=True, help="directory: <tenant>-<month>.json or <tenant>-<month>-<kind>.csv")
-    p.set_defaults(func=_guarded(_export))
+    @invoices.command("list", help="list invoices (by issue date, number; drafts last)")
+    def invoices_list(tenant: Tenant, customer: Annotated[str | None, typer.Option()] = None,
+                      status: Annotated[Status | None, typer.Option()] = None,
+                      period: Annotated[str | None, typer.Option(help="the close's label, e.g. 2026-11")] = None,
+                      json: Json = False) -> int:  # fmt: skip
+        return inv("list", locals())
+
+    @invoices.command("show", help="print an invoice's document (JSON, version 2), or its record with --record")
+    def invoices_show(tenant: Tenant, invoice_id: Annotated[str, typer.Argument()],
+                      record: Annotated[bool, typer.Option("--record", help="the record (status, paid, credited, "
+                                                           "amount due) instead")] = False) -> int:  # fmt: skip
+        return inv("show", locals())
+
+    @invoices.command("render", help="write an invoice as HTML, PDF, PNG or UBL XML (a stored one, or a JSON file)")
+    def invoices_render(
+        invoice_id: Annotated[str | None, typer.Argument()] = None,
+        tenant: Annotated[str | None, typer.Option(help="required with an invoice id")] = None,
+        file: Annotated[str | None, typer.Option(help="an invoice JSON file (as `meterstream close` writes) "
+                                                      "instead")] = None,
+        format: Annotated[list[str] | None, typer.Option(
+            callback=one_of(*CHOICES), help="repeatable; default: html, pdf and png; xml: the UBL 2.1 / EN 16931 "
+            "e-invoice")] = None,
+        locale: Annotated[str | None, typer.Option(help="e.g. de_DE (default: the buyer's)")] = None,
+        out: Annotated[str, typer.Option(help="directory for the files (default: here)")] = ".",
+    ) -> int:  # fmt: skip
+        return inv("render", locals())
+
+    @invoices.command("void", help="void a finalized invoice nothing was paid or credited on")
+    def invoices_void(tenant: Tenant, invoice_id: Annotated[str, typer.Argument()],
+                      reason: Annotated[str, typer.Option()]) -> int:  # fmt: skip
+        return inv("void", locals())
+
+    @invoices.command("mark-overdue", help="invoices past their due date with something due become overdue")
+    def invoices_mark_overdue(tenant: Tenant, today: Annotated[str | None, typer.Option(
+            help="YYYY-MM-DD (default: today, UTC)")] = None) -> int:  # fmt: skip
+        return inv("mark-overdue", locals())
+
+    payments = typer.Typer(no_args_is_help=True, help="payments received, reconciled against finalized invoices")
+    app.add_typer(payments, name="payments")
+
+    @payments.command("record", help="record a payment for an invoice (--invoice) or a customer's open invoices "
+                      "(--customer): one of the two")  # fmt: skip
+    def payments_record(
+        tenant: Tenant,
+        amount: Annotated[str, typer.Option(help="decimal, e.g. 324.07")],
+        currency: Annotated[str, typer.Option()],
+        paid_at: Annotated[str, typer.Option(help="YYYY-MM-DD, the day the money was received")],
+        reference: Annotated[str, typer.Option(help="bank transfer id, PSP charge id: recorded once")],
+        invoice: Annotated[str | None, typer.Option(help="the invoice id paid")] = None,
+        customer: Annotated[str | None, typer.Option(help="the customer who paid (oldest due first)")] = None,
+        json: Json = False,
+    ) -> int:
+        if (invoice is None) == (customer is None):
+            raise typer.BadParameter("give exactly one of --invoice and --customer", param_hint="--invoice/--customer")
+        return run("payments", _payments, locals(), payments_action="record")
+
+    @payments.command("list", help="list payments (by date paid)")
+    def payments_list(tenant: Tenant, customer: Annotated[str | None, typer.Option()] = None,
+                      json: Json = False) -> int:  # fmt: skip
+        return run("payments", _payments, locals(), payments_action="list")
+
+    credit_notes = typer.Typer(no_args_is_help=True, help="credit notes: corrections of finalized invoices")
+    app.add_typer(credit_notes, name="credit-notes")
+
+    @credit_notes.command("create", help="issue a credit note (without --line: a full credit of what is left); "
+                          "--line DESCRIPTION AMOUNT, repeatable", context_settings={
+                              "allow_extra_args": True, "ignore_unknown_options": True})  # fmt: skip
+    def credit_notes_create(
+        ctx: typer.Context,
+        tenant: Tenant,
+        invoice: Annotated[str, typer.Option(help="the invoice id credited")],
+        reason: Annotated[str, typer.Option()],
+        id: Annotated[str | None, typer.Option(help="idempotency key: the same id again returns the stored note")]
+        = None,
+        issue_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today, UTC)")] = None,
+        json: Json = False,
+    ) -> int:  # fmt: skip
+        params = {k: v for k, v in locals().items() if k != "ctx"}
+        return run("credit-notes", _credit_notes, {**params, "line": _lines(ctx.args)}, credit_notes_action="create")
+
+    @credit_notes.command("list", help="list credit notes (in the order issued)")
+    def credit_notes_list(tenant: Tenant, invoice: Annotated[str | None, typer.Option()] = None,
+                          customer: Annotated[str | None, typer.Option()] = None, json: Json = False) -> int:
+        return run("credit-notes", _credit_notes, locals(), credit_notes_action="list")
+
+    @app.command("export", help="a month's finalized invoices, credit notes and payments for an ERP")
+    def export(
+        tenant: Tenant,
+        month: Annotated[str, typer.Option(help="YYYY-MM (invoices and credit notes by issue date, payments by date "
+                                                "paid)")],
+        format: Annotated[Literal["csv", "json"], typer.Option()],
+        out: Annotated[str, typer.Option(help="directory: <tenant>-<month>.json or <tenant>-<month>-<kind>.csv")],
+    ) -> int:  # fmt: skip
+        return run("export", _export, locals())
 
 
-def _invoices_checked(args: argparse.Namespace, settings: Settings) -> int:
+def _invoices_checked(args: Any, settings: Settings) -> int:
     if args.invoices_action == "render" and args.file is None and args.tenant is None:
         raise UserError("tenant: --tenant is required to render a stored invoice")
     return _invoices(args, settings)

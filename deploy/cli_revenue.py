@@ -3,21 +3,28 @@ the subscriptions in the entity store (`billing.revenue_metrics`; docs/analytics
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
 
-from meterstream.schemas.settings import Settings
+import typer
+
+from meterstream.deploy.cli_common import call
+
+if TYPE_CHECKING:  # kept out of `meterstream --help`
+    from meterstream.schemas.settings import Settings
 
 
-def add_revenue_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("revenue", help="MRR, ARR, churn and net revenue retention of a month, from subscriptions")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--month", required=True, help="YYYY-MM: MRR at its first instant (UTC) and at the next month's")
-    p.add_argument("--json", action="store_true", help="one JSON object per currency, one per line")
-    p.set_defaults(func=_revenue)
+def register(app: typer.Typer) -> None:
+    @app.command("revenue", help="MRR, ARR, churn and net revenue retention of a month, from subscriptions")
+    def revenue(
+        tenant: Annotated[str, typer.Option()],
+        month: Annotated[str, typer.Option(help="YYYY-MM: MRR at its first instant (UTC) and at the next month's")],
+        json: Annotated[bool, typer.Option("--json", help="one JSON object per currency, one per line")] = False,
+    ) -> int:
+        return call(_revenue, locals())
 
 
 def _month(text: str) -> tuple[datetime, datetime]:
@@ -29,7 +36,7 @@ def _month(text: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _revenue(args: argparse.Namespace, settings: Settings) -> int:
+def _revenue(args: Any, settings: Settings) -> int:
     from meterstream.billing.revenue_metrics import movements, mrr_by_customer
     from meterstream.entities.db import make_engine, session_factory
     from meterstream.entities.plans import find_plan_row, plan_doc

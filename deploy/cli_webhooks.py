@@ -3,68 +3,104 @@ and their deliveries, on the entity store (docs/webhooks.md). Registered in depl
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib import import_module
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
+import typer
 
-from meterstream.schemas.settings import Settings
+from meterstream.deploy.cli_common import aligned, call, table
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `webhooks` and its subcommands; each sets `func(args, settings) -> int`."""
-    from meterstream.webhooks.deliveries import STATUSES
-    from meterstream.webhooks.events import EVENT_TYPES
-
-    p = subparsers.add_parser("webhooks", help="signed webhook endpoints of a tenant, deliveries, replay")
-    sub = p.add_subparsers(dest="webhooks_action", required=True)
-
-    c = sub.add_parser("add", help="register an endpoint; prints its id and its secret (whsec_...) once")
-    c.add_argument("--tenant", required=True)
-    c.add_argument("--url", required=True, help="http(s) URL that receives the POSTs")
-    c.add_argument("--event", action="append", default=[], choices=EVENT_TYPES, metavar="TYPE",
-                   help=f"only these event types (repeatable; default all): {', '.join(EVENT_TYPES)}")  # fmt: skip
-    c.add_argument("--description", default="")
-    c.set_defaults(func=_guarded(_add))
-
-    c = sub.add_parser("list", help="the tenant's endpoints (secrets shown with --show-secrets)")
-    c.add_argument("--tenant", required=True)
-    c.add_argument("--show-secrets", action="store_true")
-    c.set_defaults(func=_guarded(_list))
-
-    for name, what in (("disable", "stop sending new events to an endpoint"), ("enable", "send again")):
-        c = sub.add_parser(name, help=what)
-        c.add_argument("--tenant", required=True)
-        c.add_argument("endpoint", metavar="ENDPOINT_ID")
-        c.set_defaults(func=_guarded(_set_enabled), enabled=name == "enable")
-
-    c = sub.add_parser("deliveries", help="deliveries of the tenant, newest first (status, attempts, last error)")
-    c.add_argument("--tenant", required=True)
-    c.add_argument("--status", choices=STATUSES, default=None)
-    c.add_argument("--endpoint", default=None, metavar="ENDPOINT_ID")
-    c.add_argument("--limit", type=int, default=50)
-    c.add_argument("--json", action="store_true", help="JSON lines")
-    c.set_defaults(func=_guarded(_deliveries))
-
-    c = sub.add_parser("replay", help="put dead deliveries (or chosen ones) back in the queue, due now")
-    c.add_argument("--tenant", required=True)
-    c.add_argument("--delivery", type=int, action="append", default=None, metavar="ID", help="these (repeatable)")
-    c.add_argument("--endpoint", default=None, metavar="ENDPOINT_ID", help="only this endpoint's")
-    c.add_argument("--status", choices=STATUSES, default="dead", help="which to replay without --delivery")
-    c.set_defaults(func=_guarded(_replay))
-
-    c = sub.add_parser("events", help="the tenant's newest lifecycle events (the outbox)")
-    c.add_argument("--tenant", required=True)
-    c.add_argument("--limit", type=int, default=50)
-    c.set_defaults(func=_guarded(_events))
+if TYPE_CHECKING:  # kept out of `meterstream --help`
+    from meterstream.schemas.settings import Settings
 
 
-def _guarded(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
+def _one_of(loader: str) -> Callable[[Any], Any]:
+    """A typer callback: each value must be one of `module:NAME`'s (imported when the command runs, not at --help)."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        module, name = loader.split(":")
+        allowed = getattr(import_module(module), name)
+        for v in value if isinstance(value, list) else [value]:
+            if v not in allowed:
+                raise typer.BadParameter(f"{v!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+Tenant = Annotated[str, typer.Option()]
+Endpoint = Annotated[str | None, typer.Option(metavar="ENDPOINT_ID", help="only this endpoint's")]
+Json = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
+STATUSES = "meterstream.webhooks.deliveries:STATUSES"
+
+
+def register(app: typer.Typer) -> None:
+    """Add `webhooks` and its subcommands."""
+    webhooks = typer.Typer(no_args_is_help=True, help="signed webhook endpoints of a tenant, deliveries, replay")
+    app.add_typer(webhooks, name="webhooks")
+
+    def run(name: str, fn: Callable[[Any, Settings], int], params: dict[str, Any], **extra: Any) -> int:
+        return call(_guarded(fn), params, webhooks_action=name, **extra)
+
+    @webhooks.command("add", help="register an endpoint; prints its id and its secret (whsec_...) once")
+    def add(
+        tenant: Tenant,
+        url: Annotated[str, typer.Option(help="http(s) URL that receives the POSTs")],
+        event: Annotated[list[str] | None, typer.Option(metavar="TYPE", callback=_one_of(
+            "meterstream.webhooks.events:EVENT_TYPES"), help="only these event types (repeatable; default all; "
+            "see docs/webhooks.md)")] = None,
+        description: Annotated[str, typer.Option()] = "",
+    ) -> int:  # fmt: skip
+        return run("add", _add, {**locals(), "event": event or []})
+
+    @webhooks.command("list", help="the tenant's endpoints (secrets shown with --show-secrets)")
+    def list_(tenant: Tenant, show_secrets: Annotated[bool, typer.Option("--show-secrets")] = False,
+              json: Json = False) -> int:  # fmt: skip
+        return run("list", _list, locals())
+
+    @webhooks.command("disable", help="stop sending new events to an endpoint")
+    def disable(tenant: Tenant, endpoint: Annotated[str, typer.Argument(metavar="ENDPOINT_ID")]) -> int:
+        return run("disable", _set_enabled, locals(), enabled=False)
+
+    @webhooks.command("enable", help="send again")
+    def enable(tenant: Tenant, endpoint: Annotated[str, typer.Argument(metavar="ENDPOINT_ID")]) -> int:
+        return run("enable", _set_enabled, locals(), enabled=True)
+
+    @webhooks.command("deliveries", help="deliveries of the tenant, newest first (status, attempts, last error)")
+    def deliveries(
+        tenant: Tenant,
+        status: Annotated[str | None, typer.Option(callback=_one_of(STATUSES))] = None,
+        endpoint: Endpoint = None,
+        limit: Annotated[int, typer.Option(min=0)] = 50,
+        json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+    ) -> int:
+        return run("deliveries", _deliveries, locals())
+
+    @webhooks.command("replay", help="put dead deliveries (or chosen ones) back in the queue, due now")
+    def replay(
+        tenant: Tenant,
+        delivery: Annotated[list[int] | None, typer.Option(metavar="ID", help="these (repeatable)")] = None,
+        endpoint: Endpoint = None,
+        status: Annotated[str, typer.Option(callback=_one_of(STATUSES), help="which to replay without --delivery")]
+        = "dead",
+    ) -> int:  # fmt: skip
+        return run("replay", _replay, locals())
+
+    @webhooks.command("events", help="the tenant's newest lifecycle events (the outbox)")
+    def events(tenant: Tenant, limit: Annotated[int, typer.Option(min=0)] = 50, json: Json = False) -> int:
+        return run("events", _events, locals())
+
+
+def _guarded(fn: Callable[[Any, Settings], int]) -> Callable[[Any, Settings], int]:
     """Bad input and unknown ids: one line naming the field and the reason, exit 2."""
 
-    def run(args: argparse.Namespace, settings: Settings) -> int:
+    def run(args: Any, settings: Settings) -> int:
         from meterstream.entities.common import Invalid, NotFound
 
         try:
@@ -84,17 +120,16 @@ def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
     return session_factory(engine)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    for line in (headers, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+def _table(title: str, headers: list[str], rows: list[list[str]], as_json: bool = False) -> None:
+    """A rich table on a terminal, aligned columns when piped, a JSON array with --json."""
+    table(title, headers, rows, as_json=as_json, plain=aligned)
 
 
 def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
 
 
-def _add(args: argparse.Namespace, settings: Settings) -> int:
+def _add(args: Any, settings: Settings) -> int:
     from meterstream.webhooks.endpoints import register
 
     ep = register(_sessions(settings), args.tenant, args.url, event_types=args.event, description=args.description)
@@ -104,17 +139,18 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace, settings: Settings) -> int:
+def _list(args: Any, settings: Settings) -> int:
     from meterstream.webhooks.endpoints import list_endpoints
 
     rows = [[ep.endpoint_id, ep.url, "yes" if ep.enabled else "no", ",".join(ep.event_types) or "all",
              ep.secret if args.show_secrets else ep.secret[:10] + "...", ep.description]
             for ep in list_endpoints(_sessions(settings), args.tenant)]  # fmt: skip
-    _table(["endpoint", "url", "enabled", "events", "secret", "description"], rows)
+    _table(f"webhook endpoints of {args.tenant}", ["endpoint", "url", "enabled", "events", "secret", "description"],
+           rows, args.json)
     return 0
 
 
-def _set_enabled(args: argparse.Namespace, settings: Settings) -> int:
+def _set_enabled(args: Any, settings: Settings) -> int:
     from meterstream.webhooks.endpoints import set_enabled
 
     ep = set_enabled(_sessions(settings), args.tenant, args.endpoint, args.enabled)
@@ -122,7 +158,7 @@ def _set_enabled(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _deliveries(args: argparse.Namespace, settings: Settings) -> int:
+def _deliveries(args: Any, settings: Settings) -> int:
     from meterstream.webhooks.deliveries import list_deliveries
 
     found = list_deliveries(_sessions(settings), args.tenant, status=args.status, endpoint_id=args.endpoint,
@@ -134,11 +170,12 @@ def _deliveries(args: argparse.Namespace, settings: Settings) -> int:
     rows = [[str(d.id), d.event_id, d.event_type, d.endpoint_id, d.status, str(d.attempts),
              _when(d.next_at) if d.status == "pending" else "", str(d.last_status or ""), (d.last_error or "")[:60]]
             for d in found]  # fmt: skip
-    _table(["id", "event", "type", "endpoint", "status", "attempts", "next_at", "http", "last_error"], rows)
+    _table(f"webhook deliveries of {args.tenant}", ["id", "event", "type", "endpoint", "status", "attempts", "next_at",
+                                                    "http", "last_error"], rows)  # fmt: skip
     return 0
 
 
-def _replay(args: argparse.Namespace, settings: Settings) -> int:
+def _replay(args: Any, settings: Settings) -> int:
     from meterstream.webhooks.deliveries import replay
 
     done = replay(_sessions(settings), args.tenant, datetime.now(UTC), delivery_ids=args.delivery,
@@ -150,12 +187,13 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _events(args: argparse.Namespace, settings: Settings) -> int:
+def _events(args: Any, settings: Settings) -> int:
     from meterstream.webhooks.outbox import events
 
     rows = [[str(e.seq), e.event_id, e.type, e.subject, _when(e.created_at), _when(e.fanned_at),
              _when(e.published_at)] for e in events(_sessions(settings), args.tenant, args.limit)]  # fmt: skip
-    _table(["seq", "event", "type", "subject", "created", "fanned_out", "on_kafka"], rows)
+    _table(f"lifecycle events of {args.tenant}", ["seq", "event", "type", "subject", "created", "fanned_out",
+                                                  "on_kafka"], rows, args.json)  # fmt: skip
     return 0
 
 

@@ -220,7 +220,17 @@ def _matches(r: DeadLetterRecord, stage: str | None, reason_contains: str | None
         return False
     if reason_contains is not None and reason_contains.lower() not in r.reason.lower():
         return False
-    return tenant is None or r.tenant == tenant
+    return tenant is None or letter_tenant(r) == tenant
+
+
+def letter_tenant(r: DeadLetterRecord) -> str | None:
+    """The letter's tenant, else the tenant its Kafka key names (`tenant/customer`): input that did not parse has
+    no tenant field, but its producer keyed it by tenant, so `dlq list --tenant` finds it too."""
+    if r.tenant:
+        return r.tenant
+    if r.key and "/" in r.key:
+        return r.key.split("/", 1)[0] or None
+    return None
 
 
 def parse_position(text: str) -> tuple[int, int]:

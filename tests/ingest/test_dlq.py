@@ -15,7 +15,7 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from meterstream.deploy.cli import build_parser
+from meterstream.deploy.cli import main
 from meterstream.ingest.dlq import (
     REPLAY_HEADER,
     DeadLetterRecord,
@@ -123,9 +123,8 @@ class Tty(io.StringIO):
 
 
 def cli(settings: Settings, *argv: str) -> int:
-    """Dispatch through the real `meterstream` parser, as `deploy.cli.main` does."""
-    args = build_parser().parse_args(["dlq", *argv])
-    return args.func(args, settings)
+    """`meterstream dlq ...` through the real CLI (`deploy.cli.main`), with these settings."""
+    return main(["dlq", *argv], settings=settings)
 
 
 def test_list_filters_and_dedups_by_source_position(settings: Settings) -> None:

@@ -1,0 +1,79 @@
+"""`meterstream serve` (the HTTP API) and `meterstream keys create|list|revoke` (API keys; they work while the API
+runs: the same SQL store). The API's own start-up is api/cli.py's `_serve`."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import typer
+
+from meterstream.deploy.cli_common import call, table
+
+if TYPE_CHECKING:  # kept out of `meterstream --help`
+    from meterstream.schemas.settings import Settings
+
+
+def _serve(args: Any, settings: Settings) -> int:
+    from meterstream.api.cli import _serve as serve
+
+    return serve(args, settings)
+
+
+def _repo(settings: Settings):  # type: ignore[no-untyped-def]
+    from meterstream.api.cli import _repo as repo
+
+    return repo(settings)
+
+
+def _create(args: Any, settings: Settings) -> int:
+    info, token = _repo(settings).create(args.tenant, args.role, args.name)  # ValueError: one line, exit 2
+    print(f"key_id={info.key_id} tenant={info.tenant} role={info.role} name={info.name or ''}")
+    print("the secret below is shown once; it is stored only as a hash:")
+    print(token)
+    return 0
+
+
+def _list(args: Any, settings: Settings) -> int:
+    rows = [[k.key_id, k.tenant, k.role, k.name or "", k.created_at.isoformat(),
+             k.revoked_at.isoformat() if k.revoked_at else ""] for k in _repo(settings).list(args.tenant)]  # fmt: skip
+    table("API keys (never their secrets)", ["key_id", "tenant", "role", "name", "created_at", "revoked_at"], rows,
+          as_json=args.as_json)  # fmt: skip
+    return 0
+
+
+def _revoke(args: Any, settings: Settings) -> int:
+    if _repo(settings).revoke(args.key_id):
+        print(f"revoked {args.key_id}")
+        return 0
+    print(f"meterstream keys: error: no active key {args.key_id}", file=sys.stderr)
+    return 1
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve", help="run the HTTP API (uvicorn) against the configured Kafka, ClickHouse and database")
+    def serve(
+        host: Annotated[str | None, typer.Option(help="address to listen on (default: METERSTREAM_API_HOST, "
+                                                      "127.0.0.1)")] = None,
+        port: Annotated[int | None, typer.Option(help="port (default: METERSTREAM_API_PORT, 8080)")] = None,
+        log_level: Annotated[Literal["critical", "error", "warning", "info", "debug"], typer.Option()] = "info",
+    ) -> int:  # fmt: skip
+        return call(_serve, locals())
+
+    keys = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke (works while the API runs)")
+    app.add_typer(keys, name="keys")
+
+    @keys.command("create", help="create a key; its secret is printed alone on the last line")
+    def create(tenant: Annotated[str, typer.Option()], role: Annotated[Literal["admin", "ingest", "read"],
+               typer.Option()], name: Annotated[str | None, typer.Option()] = None) -> int:  # fmt: skip
+        return call(_create, locals())
+
+    @keys.command("list", help="list keys (never their secrets)")
+    def list_(tenant: Annotated[str | None, typer.Option()] = None,
+              as_json: Annotated[bool, typer.Option("--json", help="a JSON array instead of a table")] = False,
+              ) -> int:  # fmt: skip
+        return call(_list, locals())
+
+    @keys.command("revoke", help="revoke a key: refused from its next request on")
+    def revoke(key_id: Annotated[str, typer.Argument()]) -> int:
+        return call(_revoke, locals())

@@ -14,7 +14,11 @@ Grace periods: customers whose `invoice_grace_days` have not passed since the pe
 everyone else is finalized, and the period is not marked closed, so the next run comes back to it, finalizes
 those whose grace has passed (the others keep their numbers: `close.py`), and marks it once nobody is left.
 The run closes no later period meanwhile (`waiting` names the customers). Each run also marks the finalized
-invoices past their due date overdue (`entities.invoices.mark_overdue`, today in UTC).
+invoices past their due date overdue (`entities.invoices.mark_overdue`, today in UTC), then applies the dunning
+steps that have come due (`deploy/dunning_run.py`, docs/dunning.md: reminders, late fees billed on the next
+close, suspension and reactivation through the provisioning topic), before any close, so a late fee due before
+a period ended is on that period's invoice. A dunning failure (Kafka down) is said in `dunning_error`, exits 1,
+and does not stop the closes; the next run does the steps it could not.
 
 `meterstream billing close --period P [--force] --json` is the same close as `meterstream close` with a JSON
 answer (the API's POST /v1/billing/close runs it as a child process: a close pauses the garbage collector of
@@ -123,6 +127,8 @@ class BillingRunResult:
     refused: str | None = None  # the guards' reason, when the run gave up (lag, Kafka)
     in_grace: dict[str, list[str]] = field(default_factory=dict)  # period -> customers left for a later run
     overdue: int = 0  # invoices marked overdue by this run
+    dunning: dict[str, Any] | None = None  # the collections step (DunningResult.to_json), None if it failed
+    dunning_error: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -134,7 +140,7 @@ class BillingRunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.refused or self.failed else 0
+        return 1 if self.refused or self.failed or self.dunning_error else 0
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "outcome": self.outcome}
@@ -235,7 +241,9 @@ def run_billing(
     db = settings.clickhouse_database
     result = BillingRunResult()
     store = StoreView.open(settings)
-    result.overdue = len(mark_overdue(store.sf, now().astimezone(UTC).date()))
+    today = now().astimezone(UTC).date()
+    result.overdue = len(mark_overdue(store.sf, today))
+    result.dunning, result.dunning_error = _dunning(settings, store.sf, today, publish)
     due = due_periods(closed_periods(client, db), usage_periods(client, db), now())
     if not due:
         return result
@@ -286,10 +294,93 @@ def run_billing(
     return result
 
 
-# --- the scheduler inside `meterstream up` ----------------------------------------------------------------
+def _dunning(settings: Settings, sf: Any, today: Any, publish: bool) -> tuple[dict[str, Any] | None, str | None]:
+    from meterstream.deploy.dunning_run import dunning_for_run
+
+    try:
+        return dunning_for_run(settings, sf, today, publish).to_json(), None
+    except Exception as exc:  # Kafka down, a policy the rules refuse: said, and the closes still run
+        log.error("billing run: dunning failed: %s", exc)
+        return None, f"{type(exc).__name__}: {exc}"
 
 
-class BillingScheduler:
+# --- the schedulers inside `meterstream up` ---------------------------------------------------------------
+
+
+class ChildScheduler:
+    """A `meterstream billing ...` command run as a child process, again and again, in a daemon thread of `up`:
+    `run_once` (one child, its output appended to a log), `wait_next` (until the next run or `stop`). `stop` asks a
+    child under way to end (SIGTERM) and kills it after `stop_timeout` seconds."""
+
+    thread_name = "child-scheduler"
+    stop_timeout = 30.0
+    logs: Path  # where run_child appends the children's output (set by the subclass)
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.stopping = threading.Event()
+        self.child: subprocess.Popen[str] | None = None
+        self.thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """No new run; a run under way is asked to stop (SIGTERM) and killed if it has not ended after `timeout`
+        seconds (default `stop_timeout`)."""
+        self.stopping.set()
+        child = self.child
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(self.stop_timeout if timeout is None else timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(30)
+        if self.thread.is_alive():
+            self.thread.join(5)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.run_once()
+            except Exception as exc:  # a run that could not even start: said, tried again next time
+                self.could_not_run(exc)
+            self.wait_next()
+
+    def run_once(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def could_not_run(self, exc: Exception) -> None:
+        self.say(f"{self.thread_name}: could not run ({exc})")
+
+    def wait_next(self) -> None:
+        raise NotImplementedError
+
+    def run_child(self, args: list[str], log_name: str, header: str, log_stdout: bool = False,
+                  env: dict[str, str] | None = None) -> tuple[int, dict[str, Any] | None]:  # fmt: skip
+        """`meterstream <args>` as a child (stderr, and with `log_stdout` stdout too, appended to `<logs>/log_name`
+        after `header`); (exit code, the JSON object of its last line of output or None)."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / log_name, "a") as err:
+            err.write(f"--- {header} {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n")
+            err.flush()
+            self.child = subprocess.Popen([sys.executable, "-m", "meterstream.deploy.cli", *args], env=env,
+                                          stdout=subprocess.PIPE, stderr=err, text=True,
+                                          start_new_session=True)  # fmt: skip  # Ctrl-C on `up` lets a close finish
+            stdout, _ = self.child.communicate()
+            if log_stdout:
+                err.write(stdout)
+        code = self.child.returncode
+        self.child = None
+        try:
+            answer = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
+        except ValueError:
+            answer = None
+        return code, answer
+
+
+class BillingScheduler(ChildScheduler):
     """Runs `meterstream billing run` as a child process at start and then daily, in a thread of `up`.
 
     Each run's output is appended to `<logs>/billing.log`; after each run `<home>/billing/metrics.prom` is
@@ -300,10 +391,8 @@ class BillingScheduler:
                  say: Callable[[str], None] = lambda msg: log.info(msg)) -> None:  # fmt: skip
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
-        self.schedule, self.env, self.home, self.logs, self.say = schedule, env, home, logs, say
-        self.stopping = threading.Event()
-        self.child: subprocess.Popen[str] | None = None
-        self.thread = threading.Thread(target=self._loop, name="billing-scheduler", daemon=True)
+        super().__init__(say)
+        self.schedule, self.env, self.home, self.logs = schedule, env, home, logs
         self.registry = CollectorRegistry()
         self.runs = Counter("meterstream_billing_runs", "Billing runs by outcome", ["outcome"],
                             registry=self.registry)  # fmt: skip
@@ -320,54 +409,25 @@ class BillingScheduler:
     def metrics_file(self) -> Path:
         return self.home / "billing" / "metrics.prom"
 
-    def start(self) -> None:
-        self.thread.start()
+    # a run under way is asked to stop (SIGTERM: at once while it waits for the pipeline, after the period it
+    # is closing) and killed if it has not ended after a minute
+    thread_name = "billing-scheduler"
+    stop_timeout = 60.0
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """No new run; a run under way is asked to stop (SIGTERM: at once while it waits for the pipeline, after
-        the period it is closing) and killed if it has not ended after `timeout` seconds."""
-        self.stopping.set()
-        child = self.child
-        if child is not None and child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(30)
-        if self.thread.is_alive():
-            self.thread.join(5)
+    def could_not_run(self, exc: Exception) -> None:  # said, counted, tried again next time
+        self.runs.labels("error").inc()
+        self._write_metrics()
+        self.say(f"billing run: could not run ({exc})")
 
-    def _loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.run_once()
-            except Exception as exc:  # a run that could not even start: said, counted, tried again next time
-                self.runs.labels("error").inc()
-                self._write_metrics()
-                self.say(f"billing run: could not run ({exc})")
-            wake = self.schedule.next_after(datetime.now(UTC))
-            self.say(f"billing: next run {wake:%Y-%m-%dT%H:%MZ}")
-            while not self.stopping.is_set() and datetime.now(UTC) < wake:
-                self.stopping.wait(min(60.0, max(0.1, (wake - datetime.now(UTC)).total_seconds())))
+    def wait_next(self) -> None:
+        wake = self.schedule.next_after(datetime.now(UTC))
+        self.say(f"billing: next run {wake:%Y-%m-%dT%H:%MZ}")
+        while not self.stopping.is_set() and datetime.now(UTC) < wake:
+            self.stopping.wait(min(60.0, max(0.1, (wake - datetime.now(UTC)).total_seconds())))
 
     def run_once(self) -> dict[str, Any] | None:
         """One `meterstream billing run --json` child; its result (None if it printed none)."""
-        self.logs.mkdir(parents=True, exist_ok=True)
-        with open(self.logs / "billing.log", "a") as err:
-            err.write(f"--- billing run {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n")
-            err.flush()
-            self.child = subprocess.Popen([sys.executable, "-m", "meterstream.deploy.cli", "billing", "run", "--json"],
-                                          env=self.env, stdout=subprocess.PIPE, stderr=err, text=True,
-                                          start_new_session=True)  # Ctrl-C on `up` lets a close finish (stop())
-            stdout, _ = self.child.communicate()
-        code = self.child.returncode
-        self.child = None
-        answer: dict[str, Any] | None = None
-        try:
-            answer = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
-        except ValueError:
-            answer = None
+        code, answer = self.run_child(["billing", "run", "--json"], "billing.log", "billing run", env=self.env)
         outcome = answer["outcome"] if answer else "error"
         self.runs.labels(outcome).inc()
         if answer:
@@ -387,57 +447,27 @@ class BillingScheduler:
         write_to_textfile(str(self.metrics_file), self.registry)
 
 
-class DraftScheduler:
+class DraftScheduler(ChildScheduler):
     """Runs `meterstream billing drafts` as a child process every `interval` seconds, in a thread of `up`; each
     run's output goes to `<logs>/drafts.log`, and a run that fails or leaves customers without a draft is said."""
 
+    thread_name = "draft-refresh"
+    stop_timeout = 30.0
+
     def __init__(self, interval: float, env: dict[str, str], logs: Path,
                  say: Callable[[str], None] = lambda msg: log.info(msg)) -> None:  # fmt: skip
-        self.interval, self.env, self.logs, self.say = interval, env, logs, say
-        self.stopping = threading.Event()
-        self.child: subprocess.Popen[str] | None = None
-        self.thread = threading.Thread(target=self._loop, name="draft-refresh", daemon=True)
+        super().__init__(say)
+        self.interval, self.env, self.logs = interval, env, logs
 
-    def start(self) -> None:
-        self.thread.start()
+    def could_not_run(self, exc: Exception) -> None:  # said, tried again next time
+        self.say(f"drafts: could not refresh ({exc})")
 
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stopping.set()
-        child = self.child
-        if child is not None and child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(30)
-        if self.thread.is_alive():
-            self.thread.join(5)
-
-    def _loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.run_once()
-            except Exception as exc:  # said, tried again next time
-                self.say(f"drafts: could not refresh ({exc})")
-            self.stopping.wait(self.interval)
+    def wait_next(self) -> None:
+        self.stopping.wait(self.interval)
 
     def run_once(self) -> dict[str, Any] | None:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        with open(self.logs / "drafts.log", "a") as err:
-            err.write(f"--- drafts {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n")
-            err.flush()
-            self.child = subprocess.Popen([sys.executable, "-m", "meterstream.deploy.cli", "billing", "drafts",
-                                           "--json"], env=self.env, stdout=subprocess.PIPE, stderr=err, text=True,
-                                          start_new_session=True)  # fmt: skip
-            stdout, _ = self.child.communicate()
-            err.write(stdout)
-        code = self.child.returncode
-        self.child = None
-        try:
-            answer = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
-        except ValueError:
-            answer = None
+        code, answer = self.run_child(["billing", "drafts", "--json"], "drafts.log", "drafts", log_stdout=True,
+                                      env=self.env)  # fmt: skip
         if self.stopping.is_set():
             return answer
         if code != 0 or answer is None:
@@ -464,6 +494,13 @@ def describe(answer: dict[str, Any]) -> str:
     parts = [f"closed {', '.join(answer['closed'])}" if answer["closed"] else "nothing closed"]
     if answer.get("overdue"):
         parts.append(f"{answer['overdue']} invoices overdue")
+    dunning = answer.get("dunning") or {}
+    done = [f"{dunning[k]} {k.replace('_', ' ')}" for k in ("reminders", "late_fees", "suspended", "reactivated")
+            if dunning.get(k)]  # fmt: skip
+    if done:
+        parts.append(f"dunning: {', '.join(done)}")
+    if answer.get("dunning_error"):
+        parts.append(f"dunning failed: {answer['dunning_error']}")
     if answer.get("waiting"):
         parts.append(f"waiting: {answer['waiting']}")
     if answer.get("refused"):

@@ -1,7 +1,7 @@
 """What is in flight and the one commit order of the native processor.
 
 A processed batch (`InFlight`) holds, per input partition, its state buffer (`store.BatchState`), the
-last input offset it covers and its outcome counters, plus how many of its outputs Kafka has yet to
+last input offset it covers and its outcome counters, plus how many of its messages Kafka has yet to
 acknowledge. `Checkpointer` owns the deque of such batches and commits them, oldest first, in this
 order and nowhere else:
 
@@ -9,15 +9,20 @@ order and nowhere else:
    idempotent `acks=all` producer, each with a delivery callback counting down `outstanding`;
 2. **flush**: wait until Kafka acknowledged all of them (the wait overlaps the next batch's
    processing: at most `keep` batches stay in flight); a failed delivery stops here, uncommitted;
-3. **state**: per partition, one atomic RocksDB WriteBatch with the batch's state writes, the outcome
-   counters and the next input offset (`PartitionStore.commit`);
-4. **offsets**: the consumer group's offsets (asynchronous, informational: a restart resumes from the
-   offset in the store, which the group offset only mirrors for lag probes);
-5. metrics and status.
+3. **changelog** (when the processor keeps one, processor/changelog.py): the batch's state writes, counters
+   and next input offset as changelog records (`BatchState.prepare`), produced and acknowledged like the
+   outputs. They go only after the outputs are acknowledged, so a changelog never holds the state of a
+   batch whose outputs could still be lost: an instance that restores it resumes after outputs Kafka has;
+4. **state**: per partition, one atomic RocksDB WriteBatch with the same writes, the next input offset and
+   the changelog offset reached (`BatchState.commit`);
+5. **offsets**: the consumer group's offsets (asynchronous, informational: a restart resumes from the
+   offset in the state, which the group offset only mirrors for lag probes);
+6. metrics and status.
 
 A crash before step 3 replays the batch with the state of the batch before it, so every output is
-repeated byte for byte (and collapses in ClickHouse); a crash after step 3 resumes right after it.
-Modelled on quixstreams' `Checkpoint.commit` (produce -> flush -> state -> offsets), written once.
+repeated byte for byte (and collapses in ClickHouse); a crash after step 3 resumes right after it (the
+local store, behind its changelog, is brought up to it first). Modelled on quixstreams'
+`Checkpoint.commit` (produce -> flush -> changelog -> state -> offsets), written once.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from typing import Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from meterstream.processor import metrics
-from meterstream.processor.store import BatchState
+from meterstream.processor.changelog import ChangelogWriter
+from meterstream.processor.store import BatchState, Prepared
 
 log = logging.getLogger("meterstream.processor")
 
@@ -42,7 +48,10 @@ class InFlight:
     Outputs are few (rated records are packed), so one delivery callback per output costs little.
     """
 
-    __slots__ = ("busy_s", "errors", "last", "outcomes", "outstanding", "size", "started", "states")
+    __slots__ = (
+        "busy_s", "changelog_next", "errors", "last", "logged", "outcomes", "outstanding", "prepared", "size",
+        "started", "states",
+    )  # fmt: skip
 
     def __init__(self, started: float, size: int) -> None:
         self.started, self.size, self.busy_s = started, size, 0.0
@@ -51,11 +60,24 @@ class InFlight:
         self.outcomes: dict[int, Counter[str]] = {}
         self.outstanding = 0
         self.errors: list[str] = []
+        self.logged = False  # step 3 done: its changelog records produced
+        self.prepared: dict[int, Prepared] = {}  # per input partition, the writes as logged
+        self.changelog_next: dict[int, int] = {}  # per changelog partition, the offset after its last record
 
     def delivered(self, err: Any, msg: Any) -> None:
         self.outstanding -= 1
         if err is not None:
             self.errors.append(str(err))
+
+    def logged_one(self, err: Any, msg: Any) -> None:
+        """A changelog record's delivery: also the offset the partition's changelog reached."""
+        self.outstanding -= 1
+        if err is not None:
+            self.errors.append(str(err))
+            return
+        p, following = msg.partition(), msg.offset() + 1
+        if following > self.changelog_next.get(p, -1):
+            self.changelog_next[p] = following
 
 
 class Checkpointer:
@@ -67,11 +89,13 @@ class Checkpointer:
         consumer: Any,
         input_topic: str,
         on_committed: Callable[[InFlight], None] | None = None,
+        changelog: ChangelogWriter | None = None,
     ) -> None:
         self.producer = producer
         self.consumer = consumer
         self.input_topic = input_topic
-        self.on_committed = on_committed  # step 5: metrics and status, after the state is durable
+        self.on_committed = on_committed  # step 6: metrics and status, after the state is durable
+        self.changelog = changelog  # step 3 (None: local state only)
         self.in_flight: deque[InFlight] = deque()
         self.group_offsets: dict[int, int] = {}  # per partition, the next offset step 4 last reported
         self.group_committed_at = 0.0
@@ -79,7 +103,7 @@ class Checkpointer:
     GROUP_REFRESH_S = 5.0
 
     def refresh_group_offsets(self, now: float) -> None:
-        """Repeat step 4 with the newest offsets every GROUP_REFRESH_S seconds.
+        """Repeat step 5 with the newest offsets every GROUP_REFRESH_S seconds.
 
         The consumer-group commit is asynchronous and its failure is not fatal (the input position that
         counts is the one in the state store), but tools read the group: the lag probes, `up`, the demo
@@ -108,7 +132,7 @@ class Checkpointer:
         self.in_flight.append(batch)
 
     def commit_delivered(self, keep: int) -> None:
-        """Steps 2-5: commit, in order, the batches whose outputs Kafka acknowledged, waiting until at
+        """Steps 2-6: commit, in order, the batches whose outputs Kafka acknowledged, waiting until at
         most `keep` remain in flight. A failed delivery raises here, uncommitted: a restart replays
         from the last committed batch."""
         waited = time.monotonic()
@@ -124,13 +148,30 @@ class Checkpointer:
                     log.warning("waiting for Kafka to acknowledge a batch's outputs")
                     waited = time.monotonic()
                 continue
+            if self.changelog is not None and not batch.logged:
+                self._log(batch)  # step 3: its acknowledgements are waited for like the outputs'
+                continue
             self.in_flight.popleft()
             self._commit(batch)
 
+    def drop(self) -> int:
+        """Forget the batches in flight, uncommitted (their input replays from the committed state: the
+        caller moves the consumer back); returns how many."""
+        n = len(self.in_flight)
+        self.in_flight.clear()
+        return n
+
+    def _log(self, batch: InFlight) -> None:
+        assert self.changelog is not None
+        batch.logged = True
+        for p, offset in batch.last.items():
+            prepared = batch.prepared[p] = batch.states[p].prepare(offset + 1, batch.outcomes[p])
+            batch.outstanding += self.changelog.produce(p, prepared.records, batch.logged_one)
+
     def _commit(self, batch: InFlight) -> None:
-        for p, offset in batch.last.items():  # step 3: state + counters + next offset, atomically
-            batch.states[p].commit(offset + 1, batch.outcomes[p])
-        for p, offset in batch.last.items():  # step 4: the group's offsets (for tools; see refresh)
+        for p, offset in batch.last.items():  # step 4: state + counters + next offset, atomically
+            batch.states[p].commit(offset + 1, batch.outcomes[p], batch.prepared.get(p), batch.changelog_next.get(p))
+        for p, offset in batch.last.items():  # step 5: the group's offsets (for tools; see refresh)
             self.group_offsets[p] = offset + 1
         self._commit_group(time.monotonic())
         metrics.EVENTS_IN.inc(batch.size)

@@ -5,14 +5,20 @@ proven equal to the per-message `step.process`; `METERSTREAM_PROCESSOR_ENGINE=le
 `step.process` on each message instead), produce the outputs (idempotent, acks=all,
 to the input's partition number; rated records packed into few messages: Arrow IPC from the columnar
 path, `schemas.rated.pack_rows`, JSON Lines from the legacy loop, `schemas.rated.pack`), and
-once Kafka acknowledged all of them, commit state + next offset atomically per partition. The wait
+once Kafka acknowledged all of them, log the state writes to the changelog (processor/changelog.py) and,
+once acknowledged too, commit state + next offset atomically per partition. The wait
 for the acknowledgements overlaps the next batch (at most one batch is in flight while the next is
 processed, reading the in-flight batch's writes through its buffer), and batches commit in order.
 A crash before a state commit replays from the last committed batch with the same state, so the
 outputs are repeated byte for byte and collapse in ClickHouse; nothing is skipped because the input
-position lives in the same atomic write as the state. Partitions are assigned statically, as
-contiguous ranges like Kafka's range assignor (`worker_partitions`): a restarted worker resumes at
-once, with no group rebalance.
+position lives in the same atomic write as the state.
+
+Partitions come from the consumer group (cooperative-sticky: a rebalance moves only the partitions that
+change owner). On assignment a partition's store is opened and brought up to its changelog (restored
+from it when the local store is missing or behind: local RocksDB is a cache), and reading resumes at
+the offset in its state. On revoke, the batches in flight are committed first; on a lost assignment
+they are dropped uncommitted and replay on the new owner. Instances can be started and stopped at will
+(docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -27,14 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from meterstream.health import Watchdog, exit_stalled, kafka_answers
-from meterstream.ingest.lag import coordinator_not_ready
 from meterstream.ingest.producer import make_producer
 from meterstream.ingest.topics import Topics
 from meterstream.ops_http import serve_ops
-from meterstream.processor import metrics
+from meterstream.processor import balances, metrics
+from meterstream.processor.changelog import (
+    ChangelogReader,
+    ChangelogWriter,
+    Restored,
+    changelog_topic,
+    ensure_changelog,
+)
 from meterstream.processor.checkpoint import Checkpointer, InFlight
 from meterstream.processor.columnar import ColumnarStep, Message
 from meterstream.processor.live_catalog import open_catalog_view
@@ -67,20 +79,18 @@ def committed_counts(settings: Settings) -> Counter[str]:
 
 
 def worker_partitions(partitions: int, worker: int, workers: int) -> list[int]:
-    """Worker i of n takes the i-th of n contiguous, near-equal ranges of the partition numbers."""
+    """Worker i of n takes the i-th of n contiguous, near-equal ranges of the partition numbers (kept for
+    tools; processors take what the consumer group assigns them)."""
     return list(range(worker * partitions // workers, (worker + 1) * partitions // workers))
 
 
 class NativeProcessor:
-    def __init__(
-        self, settings: Settings, catalog: PlanSource, worker: int = 0, workers: int = 1
-    ) -> None:
+    def __init__(self, settings: Settings, catalog: PlanSource, changelog: bool = True) -> None:
         self.settings = settings
         self.catalog = catalog
         self.topics = Topics.from_settings(settings)
         self.window_ms = settings.dedup_window_days * 86_400_000
         self.base = state_dir(settings)
-        self.worker, self.workers = worker, workers
         self.stores: dict[int, PartitionStore] = {}
         self.purged_day = -1
         self.status = metrics.ProcessorStatus(settings.stall_seconds)
@@ -88,60 +98,115 @@ class NativeProcessor:
             {
                 "bootstrap.servers": settings.bootstrap,
                 "group.id": app_id(settings),
+                "partition.assignment.strategy": "cooperative-sticky",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 50,
             }
         )
         self.producer = make_producer(settings, **{"linger.ms": 5})
-        self.checkpoint = Checkpointer(self.producer, self.consumer, self.topics.usage, self._committed_batch)
+        self.changelog_topic = changelog_topic(settings) if changelog else None
+        writer = ChangelogWriter(self.producer, self.changelog_topic) if self.changelog_topic else None
+        self.reader = ChangelogReader(settings, self.changelog_topic) if self.changelog_topic else None
+        self.restored: list[Restored] = []  # what each assignment restored (tests, logs)
+        self.checkpoint = Checkpointer(
+            self.producer, self.consumer, self.topics.usage, self._committed_batch, changelog=writer
+        )
         self.latest: dict[int, BatchState] = {}  # per partition, the last batch's buffer
         self._catch_up_logged = float("-inf")
         self.time_window = TimeWindow.of(settings.event_max_age_days, settings.event_max_future_minutes)
         # native: the columnar batch path; legacy: step.process per message (the specification)
         self.legacy = settings.processor_engine == "legacy"
         self.columnar = ColumnarStep(catalog, self.topics.usage, self.window_ms, self.time_window)
+        self.balances = balances.install(self)  # prepaid debit and provisioning (processor/balances.py)
 
-    def assign(self) -> None:
+    def subscribe(self) -> None:
+        """Join the group (cooperative-sticky): partitions arrive and leave through the callbacks below."""
         topic = self.topics.usage
-        meta = self.consumer.list_topics(topic, timeout=30).topics[topic]
-        mine = worker_partitions(len(meta.partitions), self.worker, self.workers)
-        for p in mine:
-            self.stores[p] = PartitionStore(self.base / f"p{p}")
-        fresh = [p for p in mine if self.stores[p].next_offset() is None]
-        committed = self._committed(topic, fresh) if fresh else {}
-        tps = []
-        for p in mine:
-            start = self.stores[p].next_offset()
-            if start is None:  # never processed here: the group's commit, else the beginning
-                start = committed.get(p, -1) if committed.get(p, -1) >= 0 else OFFSET_BEGINNING
-            tps.append(TopicPartition(topic, p, start))
-            self.status.committed(p, start if start >= 0 else None)  # lag is measured from the start
-        self.consumer.assign(tps)
-        log.warning("worker %d/%d assigned partitions %s", self.worker, self.workers, mine)
-        self._publish_counts()
-        self.purge()
+        if self.changelog_topic is not None:
+            meta = self.consumer.list_topics(topic, timeout=30).topics[topic]
+            ensure_changelog(self.settings, len(meta.partitions))
+        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
 
-    def _committed(self, topic: str, partitions: list[int], wait_s: float = 120.0) -> dict[int, int]:
-        """The group's committed offsets, waiting while the broker's group coordinator is not ready."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                tps = self.consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
-                return {tp.partition: tp.offset for tp in tps}
-            except KafkaException as exc:
-                if not coordinator_not_ready(exc) or time.monotonic() > deadline:
-                    raise
-                log.warning("group coordinator not ready (%s); retrying", exc)
-                time.sleep(1.0)
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Open each new partition's store, bring it up to its changelog, and read on from the offset in
+        its state (the group's offset only when the partition has none: OFFSET_INVALID asks for it)."""
+        topic = self.topics.usage
+        tps = []
+        for tp in partitions:
+            p = tp.partition
+            store = self.stores[p] = PartitionStore(self.base / f"p{p}")
+            if self.reader is not None:
+                restored = self.reader.catch_up(p, store)
+                if restored is not None:
+                    self.restored.append(restored)
+                    log.warning("partition %d: restored %d state entries (%d changelog records) in %.2fs%s",
+                                p, restored.entries, restored.records, restored.seconds,
+                                " (full)" if restored.full else "")  # fmt: skip
+            start = store.next_offset()
+            tps.append(TopicPartition(topic, p, start) if start is not None else TopicPartition(topic, p))
+            self.status.committed(p, start)  # lag is measured from the start
+        consumer.incremental_assign(tps)
+        log.warning("assigned partitions %s; now %s", sorted(tp.partition for tp in partitions), sorted(self.stores))
+        self._publish_counts()
+        self.purged_day = -1  # purge the new stores too (next loop)
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Finish and commit what is in flight (all partitions: batches commit in order), then let go."""
+        if self.failed:
+            self.checkpoint.drop()
+        else:
+            self.checkpoint.commit_delivered(keep=0)
+        self._release([tp.partition for tp in partitions])
+        consumer.incremental_unassign(partitions)
+        log.warning("revoked partitions %s; now %s", sorted(tp.partition for tp in partitions), sorted(self.stores))
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """The group moved them already (this instance was too slow to answer): nothing in flight may
+        commit, since another instance may be writing their state; the batches replay there."""
+        dropped = self.checkpoint.drop()
+        self._release([tp.partition for tp in partitions])
+        for p, store in self.stores.items():  # partitions still held (librdkafka loses all at once): back
+            self.latest.pop(p, None)
+            start = store.next_offset()
+            if start is not None:
+                consumer.seek(TopicPartition(self.topics.usage, p, start))
+        consumer.incremental_unassign(partitions)
+        log.warning("lost partitions %s (%d batches in flight dropped)", sorted(tp.partition for tp in partitions),
+                    dropped)  # fmt: skip
+
+    def _release(self, partitions: list[int]) -> None:
+        for p in partitions:
+            store = self.stores.pop(p, None)
+            if store is not None:
+                store.close()
+            self.latest.pop(p, None)
+            self.checkpoint.group_offsets.pop(p, None)  # its new owner commits the group's offset now
+            self.status.positions.pop(p, None)
+            self.status.set_lag(p, 0)
+        self._publish_counts()
 
     def purge(self) -> None:
-        """Forget ids older than the dedup window (run at start and when the day changes)."""
+        """Forget ids older than the dedup window (run at assignment and when the day changes). With a
+        changelog, its tombstones are produced and acknowledged before the stores delete (nothing in
+        flight then, so each store's changelog position stays exact)."""
         cutoff_day = (int(time.time() * 1000) - self.window_ms) // DAY_MS
-        if cutoff_day == self.purged_day:
+        if cutoff_day == self.purged_day or not self.stores:
             return
-        for store in self.stores.values():
-            metrics.DEDUP_PURGED.inc(store.purge_before(cutoff_day))
+        self.checkpoint.commit_delivered(keep=0)
+        plans = {p: store.plan_purge(cutoff_day) for p, store in self.stores.items()}
+        reached: dict[int, int] = {}
+        if self.changelog_topic is not None and any(plan.records for plan in plans.values()):
+            batch = InFlight(time.perf_counter(), 0)
+            for p, plan in plans.items():
+                batch.outstanding += self.checkpoint.changelog.produce(p, plan.records, batch.logged_one)
+            self.producer.flush()
+            if batch.errors or batch.outstanding:
+                raise KafkaException(f"changelog tombstones not delivered: {batch.errors[:1]}")
+            reached = batch.changelog_next
+        for p, plan in plans.items():
+            self.stores[p].apply(plan, reached.get(p))
+            metrics.DEDUP_PURGED.inc(plan.forgotten)
         self.purged_day = cutoff_day
 
     def _publish_counts(self) -> None:
@@ -151,8 +216,10 @@ class NativeProcessor:
         for outcome in Kind:
             metrics.COMMITTED.labels(outcome.value).set(total.get(outcome.value, 0))
 
+    failed = False  # a batch failed: what is in flight must not commit when the partitions go
+
     def run(self, stop: threading.Event) -> None:
-        self.assign()
+        self.subscribe()
         process_batch = self.process_legacy if self.legacy else self.process_batch
         warm = False
         poll_catalog = getattr(self.catalog, "poll_updates", None)
@@ -161,6 +228,8 @@ class NativeProcessor:
             while not stop.is_set():
                 if poll_catalog is not None:
                     poll_catalog()  # entity changes: seen by the next batch (issue #14)
+                if self.balances is not None and (tick := self.balances.tick(self)) is not None:
+                    self.checkpoint.add(tick)  # wallet changes without usage (a top-up): processor/balances.py
                 msgs = self.consumer.consume(num_messages=5000, timeout=0.1)  # 5000 or the timeout
                 self._watch_lag()  # before processing: a batch that never finishes shows as a stall
                 if msgs:
@@ -175,10 +244,16 @@ class NativeProcessor:
                 self.checkpoint.refresh_group_offsets(time.monotonic())
                 self.purge()
             self.checkpoint.commit_delivered(keep=0)
+        except BaseException:
+            self.failed = True
+            raise
         finally:
-            self.consumer.close()
-            for store in self.stores.values():
-                store.close()
+            try:
+                self.consumer.close()  # leaves the group: the revoke callback commits or drops, then releases
+            finally:
+                self._release(list(self.stores))
+                if self.reader is not None:
+                    self.reader.close()
             if (close_catalog := getattr(self.catalog, "close", None)) is not None:
                 close_catalog()
 
@@ -202,9 +277,12 @@ class NativeProcessor:
         batch = InFlight(time.perf_counter(), len(msgs))
         batch_msgs: list[Message] = []
         add, new_message = batch_msgs.append, tuple.__new__  # NamedTuple's own __new__ is Python, ~0.8 us
+        stores = self.stores
         for m in msgs:
             if m.error():
                 log.warning("consumer error: %s", m.error())
+                continue
+            if m.partition() not in stores:  # fetched before its partition was revoked: its new owner reads it
                 continue
             kind, ts = m.timestamp()
             add(new_message(Message, (m.partition(), m.offset(), m.key(), m.value(), ts if kind else None)))
@@ -220,6 +298,8 @@ class NativeProcessor:
         for p, rows in out.rated.items():
             for value in pack_rows(rows):  # Arrow IPC, one record batch per message (schemas.rated)
                 produce(rated_topic, None, value, p, batch)
+        for topic, key, value in out.balances:  # balances, provisioning, notifications (keyed by customer)
+            produce(topic, key, value, -1, batch)
         batch.last, batch.outcomes = out.last, out.outcomes
         self._count(batch)
         batch.busy_s = time.perf_counter() - batch.started
@@ -249,6 +329,8 @@ class NativeProcessor:
                 log.warning("consumer error: %s", m.error())
                 continue
             p = m.partition()
+            if p not in self.stores:  # fetched before its partition was revoked: its new owner reads it
+                continue
             if p != current:
                 current = p
                 state = buffers.get(p)
@@ -292,10 +374,13 @@ class NativeProcessor:
 
 
 def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:
-    """Run until SIGTERM/SIGINT; the batch in hand is finished and committed first."""
+    """Run until SIGTERM/SIGINT; the batch in hand is finished and committed first.
+
+    Partitions come from the consumer group; `worker` only picks this instance's ops port
+    (`processor_metrics_port + worker`) and `workers` is ignored (kept for one release)."""
     # live entities (the compacted `entities` topic) first, the catalog file as fallback
     view = open_catalog_view(settings, load_catalog(settings.catalog))
-    processor = NativeProcessor(settings, view, worker, workers)
+    processor = NativeProcessor(settings, view)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -13,6 +13,12 @@ Dedup entries are bounded: each commit adds one index entry per day its entries 
 `t|<day>|*<next offset>` holding their keys (a JSON list), and `purge_before(day)` walks that index from
 its start, deleting what fell out of the window, so a purge touches only expired ids. Earlier versions
 wrote one index key per entry, `t|<day>|<key>` with an empty value; the purge reads those too.
+
+The store is a cache of the partition's changelog (processor/changelog.py): `prepare` turns a batch's
+writes (every key, whatever its name) into the store's operations and the changelog records of the same
+change, `apply` writes the operations with the changelog offset they reach (`\x00changelog`, local only),
+`plan_purge` gives the purge's deletes and the tombstones of the index entries it drops, and `restore`
+applies changelog records read back (a packed index record holds its commit's dedup entries of that day).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
@@ -30,6 +36,8 @@ from meterstream.processor.dedup import DEDUP_PREFIX
 
 _MISSING = object()
 _OFFSET_KEY = b"\x00offset"
+COMMIT_END = _OFFSET_KEY  # the last changelog record of every commit (and purge)
+_CHANGELOG_KEY = b"\x00changelog"  # local only: the changelog offset this store reached
 _COUNTS_KEY = b"\x00counts"
 _INDEX = b"t|"
 _BATCH_INDEX = b"*"  # after `t|<day>|`: a commit's index entry (a dedup key starts with "d|")
@@ -50,6 +58,46 @@ def encode_entry(value: dict[str, Any]) -> bytes:
         except (KeyError, struct.error):
             pass
     return _dumps(value)
+
+
+_LEN = struct.Struct(">HH")  # a packed entry's key and value lengths
+
+
+def pack_entries(pairs: list[tuple[str, bytes]]) -> bytes:
+    """Dedup entries (key, encoded value) as one changelog value: per entry two big-endian u16 lengths,
+    the key's UTF-8, the value."""
+    parts: list[bytes] = []
+    add, head = parts.append, _LEN.pack
+    for key, raw in pairs:
+        k = key.encode()
+        add(head(len(k), len(raw)))
+        add(k)
+        add(raw)
+    return b"".join(parts)
+
+
+def unpack_entries(data: bytes) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    i, size, unpack = 0, _LEN.size, _LEN.unpack_from
+    while i < len(data):
+        klen, vlen = unpack(data, i)
+        i += size
+        key = data[i : i + klen].decode()
+        i += klen
+        out.append((key, data[i : i + vlen]))
+        i += vlen
+    return out
+
+
+class Prepared(NamedTuple):
+    """A commit (or purge) before it is applied: the store's operations (None: delete), the changelog
+    records of the same change, the counters after it (None: unchanged) and, for a purge, how many ids
+    it forgets."""
+
+    ops: list[tuple[bytes, bytes | None]]
+    records: list[tuple[bytes, bytes | None]]
+    counts: Counter[str] | None
+    forgotten: int = 0
 
 
 def decode_value(raw: bytes) -> Any:
@@ -95,58 +143,163 @@ class PartitionStore:
         raw = self.db.get(_OFFSET_KEY)
         return None if raw is None else int(raw)
 
-    def commit(self, writes: dict[str, Any], next_offset: int, outcomes: Counter[str]) -> None:
-        """Apply a batch: state, dedup time index, outcome counters and next offset, atomically."""
-        batch = WriteBatch(raw_mode=True)
-        put, dumps, entry = batch.put, _dumps, encode_entry
-        first_seen: dict[int, list[str]] = {}  # day -> dedup keys first seen that day (one index entry each)
-        day_keys: list[str] = []
+    def changelog_next(self) -> int | None:
+        """The first changelog offset (processor/changelog.py) not yet reflected here (None: never set)."""
+        raw = self.db.get(_CHANGELOG_KEY)
+        return None if raw is None else int(raw)
+
+    def prepare(self, writes: dict[str, Any], next_offset: int, outcomes: Counter[str]) -> Prepared:
+        """A batch's writes as the store's operations and as changelog records, not yet applied.
+
+        Every key of `writes` is written, whatever its name (dedup entries, running totals, bundle use,
+        balances...). The changelog gets one record per non-dedup key (compaction keeps the newest) and
+        one packed record per day index entry holding its dedup entries (`pack_entries`), so purging an
+        index entry is one tombstone; the counters and the next offset come last."""
+        ops: list[tuple[bytes, bytes | None]] = []
+        records: list[tuple[bytes, bytes | None]] = []
+        put, dumps, entry = ops.append, _dumps, encode_entry
+        first_seen: dict[int, list[tuple[str, bytes]]] = {}  # day -> dedup keys first seen that day, encoded
+        day_keys: list[tuple[str, bytes]] = []
         last_t = None
         for key, value in writes.items():
             if key.startswith(DEDUP_PREFIX):
-                put(key.encode(), entry(value))
+                raw = entry(value)
+                put((key.encode(), raw))
                 t = value["t"]
                 if t != last_t:  # a batch's entries share one clock: one day lookup per batch
                     last_t = t
                     day_keys = first_seen.setdefault(t // DAY_MS, [])
-                day_keys.append(key)
+                day_keys.append((key, raw))
             else:
-                put(key.encode(), dumps(value))
-        for day, keys in first_seen.items():
+                raw = dumps(value)
+                put((key.encode(), raw))
+                records.append((key.encode(), raw))
+        for day, pairs in first_seen.items():
             index_key = b"%s%08d|%s%020d" % (_INDEX, day, _BATCH_INDEX, next_offset)
             earlier = self.db.get(index_key)  # a commit to the same offset before (tools, tests): keep its keys
-            put(index_key, dumps(keys if earlier is None else [*_loads(earlier), *keys]))
+            if earlier is not None:
+                known = {k for k, _ in pairs}
+                old = [(k, v) for k in _loads(earlier) if k not in known and (v := self.db.get(k.encode())) is not None]
+                pairs = old + pairs
+            put((index_key, dumps([k for k, _ in pairs])))
+            records.insert(0, (index_key, pack_entries(pairs)))
         counts = self.counts + outcomes
-        put(_COUNTS_KEY, dumps(counts))
-        put(_OFFSET_KEY, str(next_offset).encode())
-        self.db.write(batch)
-        self.counts = counts
+        tail = [(_COUNTS_KEY, dumps(counts)), (_OFFSET_KEY, str(next_offset).encode())]
+        ops.extend(tail)
+        records.extend(tail)
+        return Prepared(ops, records, counts)
 
-    def purge_before(self, day: int) -> int:
-        """Forget dedup entries first seen before `day` (days since the epoch); returns how many."""
+    def apply(self, prepared: Prepared, changelog_next: int | None = None) -> None:
+        """Write prepared operations atomically, with the changelog position they reach (when logged)."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in prepared.ops:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        if changelog_next is not None:
+            batch.put(_CHANGELOG_KEY, str(changelog_next).encode())
+        self.db.write(batch)
+        if prepared.counts is not None:
+            self.counts = prepared.counts
+
+    def commit(self, writes: dict[str, Any], next_offset: int, outcomes: Counter[str]) -> None:
+        """Apply a batch: state, dedup time index, outcome counters and next offset, atomically."""
+        self.apply(self.prepare(writes, next_offset, outcomes))
+
+    def plan_purge(self, day: int) -> Prepared:
+        """The deletes that forget dedup entries first seen before `day` (days since the epoch), and the
+        changelog tombstones of the index entries they leave (`len(prepared.forgotten)`: how many ids)."""
         end = b"%s%08d|" % (_INDEX, day)
         cutoff_ms = day * DAY_MS
-        batch = WriteBatch(raw_mode=True)
-        n = 0
+        ops: list[tuple[bytes, bytes | None]] = []
+        records: list[tuple[bytes, bytes | None]] = []
         deleted: set[bytes] = set()
         for key, value in self.db.items(from_key=_INDEX):
             if not key.startswith(_INDEX) or key >= end:
                 break
-            batch.delete(key)
+            ops.append((key, None))
             rest = key[len(_INDEX) + 9 :]
             # this version's index entry lists a commit's keys; an earlier version's names one key
-            dkeys = [k.encode() for k in _loads(value)] if rest.startswith(_BATCH_INDEX) else [rest]
+            if rest.startswith(_BATCH_INDEX):
+                dkeys = [k.encode() for k in _loads(value)]
+                records.append((key, None))
+            else:
+                dkeys = [rest]
             for dkey in dkeys:
                 raw = self.db.get(dkey)
                 if raw is not None and dkey not in deleted and decode_value(raw)["t"] < cutoff_ms:  # not re-seen
-                    batch.delete(dkey)
+                    ops.append((dkey, None))
                     deleted.add(dkey)
-                    n += 1
+        if records and (offset := self.db.get(_OFFSET_KEY)) is not None:
+            records.append((_OFFSET_KEY, offset))  # a changelog unit ends with the offset (changelog.py)
+        return Prepared(ops, records, None, len(deleted))
+
+    def purge_before(self, day: int) -> int:
+        """Forget dedup entries first seen before `day` (days since the epoch); returns how many."""
+        plan = self.plan_purge(day)
+        self.apply(plan)
+        return plan.forgotten
+
+    def restore(self, records: list[tuple[bytes, bytes | None]], changelog_next: int) -> int:
+        """Apply changelog records (in log order) and the position they reach, atomically; returns how
+        many state entries they wrote. The inverse of `prepare`/`plan_purge`: a packed index record puts
+        its dedup entries and the index entry; its tombstone deletes the index entry and those of its
+        entries not seen again since (the purge's rule); any other record puts or deletes its key."""
+        batch = WriteBatch(raw_mode=True)
+        written: dict[bytes, bytes | None] = {}  # this call's writes: later records read them
+        get = self.db.get
+
+        def current(key: bytes) -> bytes | None:
+            return written[key] if key in written else get(key)
+
+        n = 0
+        for key, value in records:
+            if key.startswith(_INDEX) and key[len(_INDEX) + 9 :].startswith(_BATCH_INDEX):
+                if value is None:
+                    listed = current(key)
+                    day = int(key[len(_INDEX) : len(_INDEX) + 8])
+                    for k in _loads(listed) if listed else []:
+                        dkey = k.encode()
+                        raw = current(dkey)
+                        if raw is not None and decode_value(raw)["t"] // DAY_MS <= day:
+                            batch.delete(dkey)
+                            written[dkey] = None
+                    batch.delete(key)
+                    written[key] = None
+                    continue
+                pairs = unpack_entries(value)
+                for k, raw in pairs:
+                    batch.put(k.encode(), raw)
+                    written[k.encode()] = raw
+                index = _dumps([k for k, _ in pairs])
+                batch.put(key, index)
+                written[key] = index
+                n += len(pairs)
+            elif value is None:
+                batch.delete(key)
+                written[key] = None
+            else:
+                batch.put(key, value)
+                written[key] = value
+                n += 1
+        batch.put(_CHANGELOG_KEY, str(changelog_next).encode())
         self.db.write(batch)
+        raw = self.db.get(_COUNTS_KEY)
+        self.counts = Counter(orjson.loads(raw) if raw else {})
         return n
 
     def close(self) -> None:
         self.db.close()
+
+    def wipe(self) -> None:
+        """Delete every entry (a store that no longer matches its changelog is rebuilt from it)."""
+        keys = list(self.db.keys())
+        batch = WriteBatch(raw_mode=True)
+        for key in keys:
+            batch.delete(key)
+        self.db.write(batch)
+        self.counts = Counter()
 
 
 class BatchState(MutableMapping[str, Any]):
@@ -184,9 +337,21 @@ class BatchState(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         self.pending[key] = value
 
-    def commit(self, next_offset: int, outcomes: Counter[str]) -> None:
-        """Write this buffer to the store (the previous batch's must be committed already)."""
-        self.store.commit(self.pending, next_offset, outcomes)
+    def prepare(self, next_offset: int, outcomes: Counter[str]) -> Prepared:
+        """This buffer as the store's operations and changelog records (the previous batch's must be
+        committed already)."""
+        return self.store.prepare(self.pending, next_offset, outcomes)
+
+    def commit(
+        self,
+        next_offset: int,
+        outcomes: Counter[str],
+        prepared: Prepared | None = None,
+        changelog_next: int | None = None,
+    ) -> None:
+        """Write this buffer to the store (the previous batch's must be committed already); `prepared`
+        (from `prepare`) when its changelog records were produced, with the changelog position reached."""
+        self.store.apply(prepared or self.store.prepare(self.pending, next_offset, outcomes), changelog_next)
         self.after = None
 
     def __delitem__(self, key: str) -> None:

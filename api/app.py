@@ -116,6 +116,9 @@ def create_app(
     app.include_router(invoices.router)  # invoices, payments, credit notes, exports
     app.include_router(billing.router)  # POST /v1/billing/close (operator)
     app.include_router(coupons.router)  # coupons and applied coupons (docs/coupons.md)
+    from meterstream.api.routes import dunning as dunning_routes
+
+    app.include_router(dunning_routes.router)  # dunning policies, customers' dunning (docs/dunning.md)
     app.include_router(wallet_routes.router)  # prepaid wallets and their balances (docs/wallets.md)
     app.state.compat = _mount_compat(app)
     mount_console(app)  # the web console under /console (console/)

@@ -39,6 +39,7 @@ from meterstream.entities.invoices import InvoiceRow
 __all__ = [
     "TENANT_DEFAULT",
     "Charge",
+    "CustomerState",
     "DunningChargeRow",
     "DunningLogRow",
     "DunningPolicyRow",
@@ -46,6 +47,7 @@ __all__ = [
     "StoredPolicy",
     "add_charge",
     "charge_line_key",
+    "customer_state",
     "delete_policy",
     "done_steps",
     "get_policy",
@@ -53,6 +55,7 @@ __all__ = [
     "list_log",
     "list_policies",
     "load_policies",
+    "open_suspensions",
     "pending_charge_lines",
     "policy_for",
     "put_policy",
@@ -436,3 +439,30 @@ def settle_billed(sf: sessionmaker, at: datetime | None = None) -> int:
                 r.billed_invoice_id, r.billed_at = invoice_id, now
                 n += 1
         return n
+
+
+# --- a customer's state (the API) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerState:
+    customer: str
+    policy: StoredPolicy | None  # the one that applies: the customer's own, else the tenant's default
+    source: str | None  # "customer", "tenant" or None (no dunning)
+    suspended_for: list[str]  # invoices the customer is suspended for by dunning (not reactivated yet)
+    log: list[LogEntry]
+    charges: list[Charge]
+
+
+def customer_state(sf: sessionmaker, tenant: str, customer: str) -> CustomerState:
+    """The customer's dunning: its policy and where it comes from, the steps done, the late fees (pending or
+    billed) and whether it is suspended. NotFound for a customer the tenant does not have."""
+    with sf() as s:
+        if find_customer_row(s, tenant, customer) is None:
+            raise NotFound(f"customer {customer!r}")
+        rows = {r.customer: r for r in s.scalars(select(DunningPolicyRow).where(
+            DunningPolicyRow.tenant == tenant, DunningPolicyRow.customer.in_((customer, TENANT_DEFAULT))))}  # fmt: skip
+        row, source = (rows[customer], "customer") if customer in rows else (rows.get(TENANT_DEFAULT), "tenant")
+        suspended = open_suspensions(s).get((tenant, customer), [])
+    return CustomerState(customer, _stored(row) if row is not None else None, source if row is not None else None,
+                         suspended, list_log(sf, tenant, customer), list_charges(sf, tenant, customer))  # fmt: skip

@@ -13,6 +13,7 @@ topic consumers key on the document's `id`.
 from __future__ import annotations
 
 import gc
+import pickle
 import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator
@@ -40,6 +41,7 @@ from meterstream.invoice_emitter.ledger import (
     store_invoices,
     stored_invoices,
 )
+from meterstream.invoice_emitter.parallel import ordered_map
 from meterstream.invoice_emitter.records import Recorder
 from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.invoice_emitter.store_terms import with_store_terms
@@ -50,6 +52,8 @@ from meterstream.invoice_emitter.telecom_lines import telecom_lines
 from meterstream.rating.catalog import Catalog
 from meterstream.rating.money import EXACT
 from meterstream.schemas.invoice import InvoiceDoc
+from meterstream.schemas.invoice import decode as decode_doc
+from meterstream.schemas.invoice import encode as encode_doc
 from meterstream.schemas.settings import get_settings
 
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -86,6 +90,8 @@ def compute_invoices(
     failed: list[Failure] | None = None,
     store_customers: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
     skip: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    stage: Callable[[tuple[str, str], dict[str, Any]], Any] | None = None,
+    workers: int = 0,
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
     """Each customer's invoice for `period` from the usage in ClickHouse now, priced with the catalog FILE's
     plans; plus unreconciled lines.
@@ -96,6 +102,10 @@ def compute_invoices(
     appended to `failed` (tenant, customer, reason) and the others are invoiced; without `failed`, ValueError.
     `finish(key, document)`, if given, gets each document as it is built and returns the one to keep (None:
     none). `only`: these customers alone; `skip`: not these (their invoice is issued, or they are in grace).
+    `stage(key, document)`, if given, runs on each document first and `finish` gets what it returns (an
+    `InvoiceDoc`, a reason text, None or a document dict); with `workers` >= 1 and at least `FORK_FROM`
+    customers, `stage` and the pricing run in that many forked worker processes (`parallel.ordered_map`: in the
+    same order, the same results), so `stage` must be pure.
     """
     usage = period_usage(client, db, period)
     if only is not None:
@@ -112,9 +122,7 @@ def compute_invoices(
     records: dict[tuple[str, str], list[UsageRecord]] = defaultdict(list)
     for r in period_records(client, db, period, telecom_plans):
         records[(r.tenant, r.customer)].append(r)
-    docs: dict[tuple[str, str], dict[str, Any]] = {}
-    unreconciled: list[str] = []
-    pricer = MeterPricer()  # each distinct (price, quantity) of this close is quoted once
+    items: list[tuple[Key, Any, list[MeterUsage], list[UsageRecord]]] = []
     for (tenant, customer), by_plan in sorted(groups.items()):
         reason = _cannot_invoice(tenant, customer, period, by_plan, catalog)
         if reason is not None:
@@ -124,17 +132,64 @@ def compute_invoices(
             continue
         ((plan_id, rows),) = by_plan.items()
         plan = plans[plan_id]
+        items.append(((tenant, customer), plan, rows, records.get((tenant, customer), [])))
+    pricer = MeterPricer()  # each distinct (price, quantity) of this close is quoted once (per process)
+
+    def priced(item: tuple[Key, Any, list[MeterUsage], list[UsageRecord]]) -> tuple[Any, list[str]]:
+        """The customer's document (through `stage`, if given) and its unreconciled lines."""
+        (tenant, customer), plan, rows, calls = item
+        flagged: list[str] = []
         extra: list[dict[str, Any]] = []
         if plan.telecom is not None:
-            extra, rerated, streamed = telecom_lines(plan, records[(tenant, customer)])
+            extra, rerated, streamed = telecom_lines(plan, calls)
             if rerated != streamed:
-                unreconciled.append(f"{tenant}/{customer}/telecom")
+                flagged.append(f"{tenant}/{customer}/telecom")
         doc, differ = invoice_and_differences(tenant, customer, period, plan, rows, extra, pricer)
-        kept = doc if finish is None else finish((tenant, customer), doc)
+        flagged += [f"{tenant}/{customer}/{meter}" for meter in differ]
+        return (doc if stage is None else stage((tenant, customer), doc)), flagged
+
+    if stage is not None and workers > 0 and len(items) >= FORK_FROM:
+        outcomes: Iterator[tuple[Any, list[str]]] = map(_from_worker, ordered_map(_for_parent(priced), items, workers))
+    else:
+        outcomes = map(priced, items)
+    docs: dict[tuple[str, str], dict[str, Any]] = {}
+    unreconciled: list[str] = []
+    for (key, *_), (out, flagged) in zip(items, outcomes, strict=True):
+        kept = out if finish is None else finish(key, out)
         if kept is not None:
-            docs[(tenant, customer)] = kept
-        unreconciled += [f"{tenant}/{customer}/{meter}" for meter in differ]
+            docs[key] = kept
+        unreconciled += flagged
     return docs, unreconciled
+
+
+FORK_FROM = 2000  # customers: from how many a close prices and issues in a forked worker (`workers`)
+_STAGED = msgspec.msgpack.Encoder()
+_UNSTAGED = msgspec.msgpack.Decoder(tuple[int, Any, list[str]])  # bytes (msgpack bin), text or None
+
+
+def _for_parent(priced: Callable[[Any], tuple[Any, list[str]]]) -> Callable[[Any], bytes]:
+    """`priced` as a worker runs it: its (outcome, unreconciled) as bytes (`_from_worker` reads them back). An
+    issued draft goes as its JSON (`schemas.invoice.encode`: decimals as text, instants with their offset, so it
+    decodes to a document that encodes to the same bytes), a reason as text, a version 1 dict pickled."""
+
+    def run(item: Any) -> bytes:
+        out, flagged = priced(item)
+        if isinstance(out, InvoiceDoc):
+            return _STAGED.encode((0, encode_doc(out), flagged))
+        if out is None or isinstance(out, str):
+            return _STAGED.encode((1, out, flagged))
+        return _STAGED.encode((2, pickle.dumps(out), flagged))
+
+    return run
+
+
+def _from_worker(data: bytes) -> tuple[Any, list[str]]:
+    tag, payload, flagged = _UNSTAGED.decode(data)
+    if tag == 0:
+        return decode_doc(payload), flagged  # type: ignore[arg-type]
+    if tag == 1:
+        return payload, flagged
+    return pickle.loads(payload), flagged  # type: ignore[arg-type]  # the worker's own dict, made by this code
 
 
 def _cannot_invoice(
@@ -191,6 +246,7 @@ def late_adjustments(
     return out
 
 
+WORKERS = 1  # forked pricing/issuing processes of a large close (`close_period(workers=)`): 2 cores here
 RECORD_BATCH = 1000  # invoices finalized per store transaction (records.py `finalize_many`)
 RECORDS_FILE = "invoice-records.db"  # the invoice store of a close given no entity store (library use, tests)
 
@@ -209,6 +265,7 @@ def close_period(
     render: tuple[str, ...] = (),
     customers: Collection[Key] | None = None,
     exclude: Collection[Key] = (),
+    workers: int = WORKERS,
 ) -> CloseResult:
     """Close `period` (YYYY-MM): compute, finalize, store and write every invoice; a closed period is re-issued.
 
@@ -224,7 +281,9 @@ def close_period(
     `customers`: close only these (tenant, customer); `exclude`: every customer but these (the billing run's
     customers in their grace period). Either way the period is not marked closed in `period_closes` (that
     mark means every customer of it is closed, `closed.py`); customers whose invoice of the period is issued
-    already are never computed again: their stored document is used as it is (same number, same amounts)."""
+    already are never computed again: their stored document is used as it is (same number, same amounts).
+    `workers`: from `FORK_FROM` customers on, the pricing and issuing run in this many forked processes while
+    this one numbers, stores and writes (`parallel.py`; 0: all here); the documents and numbers are the same."""
     if not PERIOD_RE.match(period):
         raise ValueError(f"period: must be YYYY-MM, got {period!r}")
     if store is None:
@@ -235,7 +294,8 @@ def close_period(
     recorder = Recorder(store.sf, with_store_terms(issuing or Issuing.from_settings(get_settings()), store.sf, period))
     scope = Scope(None if customers is None else frozenset(customers), frozenset(exclude))
     with _gc_paused():
-        result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own, scope)
+        result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own, scope,
+                        workers)  # fmt: skip
     if render:
         from meterstream.documents.render import render_invoice
 
@@ -334,6 +394,7 @@ def _close(
     recorder: Recorder,
     own_records: bool,
     scope: Scope = Scope(),
+    workers: int = 0,
 ) -> CloseResult:
     wide = closed_periods(client, db)
     only = None if scope.only is None else set(scope.only)
@@ -380,35 +441,52 @@ def _close(
         blocked: set[tuple[str, str]] = set()  # customers in `failed`: no document at all this close
         seen = [0]  # how many entries of `failed` are in `blocked`
 
-        def finish(key: tuple[str, str], doc: dict[str, Any]) -> dict[str, Any] | None:
-            bill = bills.pop(key, None)
-            pending = late.pop(key, ())
+        def update_blocked() -> None:
             if seen[0] < len(failed):
                 blocked.update((t, c) for t, c, _ in failed[seen[0] :])
                 seen[0] = len(failed)
-            if key in blocked or key in skip:  # blocked: its other lines are billed once it can be invoiced
-                return None
+
+        def stage(key: tuple[str, str], doc: dict[str, Any], ahead: bool = True) -> InvoiceDoc | str | dict | None:
+            """The pure part of `finish` (it may run in a worker process, `compute_invoices(workers=)`): the draft
+            issued from `doc`, or the reason it cannot be, or None (no document). `ahead` (before `finish`): a
+            customer with subscription lines is left to `finish` (`doc` as it is: its lines' subjects are read
+            from ClickHouse), and one blocked or skipped gets None."""
+            bill = bills.get(key)
+            if ahead and (bill is not None or key in blocked or key in skip):
+                return doc if bill is not None else None
             if bill is not None:
                 if doc["currency"] != bill.currency:
-                    failed.append((*key, f"currency: usage in {doc['currency']} under the catalog file's plan, "
-                                         f"subscriptions in {bill.currency}; an invoice has one currency"))
-                    return None
+                    return (f"currency: usage in {doc['currency']} under the catalog file's plan, "
+                            f"subscriptions in {bill.currency}; an invoice has one currency")  # fmt: skip
                 doc = with_periods(with_lines(doc, bill.lines), bill)
-            for earlier, _, currency, lines in pending:
+            for earlier, _, currency, lines in late.get(key, ()):
                 if doc["currency"] != currency:
-                    failed.append((*key, f"currency: late {earlier} usage in {currency}, invoice in "
-                                         f"{doc['currency']}"))
-                    return None
+                    return f"currency: late {earlier} usage in {currency}, invoice in {doc['currency']}"
                 doc = with_lines(doc, lines)
             try:
                 file_name(*key)  # a customer id that cannot name its file fails alone, before it is numbered
                 by_line = line_subjects(client, db, *key, bill.lines, file_plans) if bill is not None else None
-                drafts.append(issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key), by_line))
+                return issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key), by_line)
             except ValueError as exc:
-                failed.append((*key, str(exc)))
+                return str(exc)
+
+        def finish(key: tuple[str, str], staged: InvoiceDoc | str | dict | None) -> None:
+            """Take the customer's staged outcome: a draft to finalize (in batches), a failure, or nothing."""
+            update_blocked()
+            if key in blocked or key in skip:  # blocked: its other lines are billed once it can be invoiced
+                bills.pop(key, None)
+                late.pop(key, None)
                 return None
-            if len(drafts) >= RECORD_BATCH:
-                record()
+            if isinstance(staged, dict):  # not staged yet (subscription lines, or no stage before)
+                staged = stage(key, staged, ahead=False)
+            bills.pop(key, None)
+            late.pop(key, None)
+            if isinstance(staged, str):
+                failed.append((*key, staged))
+            elif staged is not None:
+                drafts.append(staged)
+                if len(drafts) >= RECORD_BATCH:
+                    record()
             return None
 
         def record() -> None:
@@ -435,9 +513,10 @@ def _close(
             for key in sorted(issued):
                 files.add(issued[key])
                 docs[key] = issued[key]
+        update_blocked()  # `stage` ahead of `finish` (in a worker) knows those blocked before the customers' loop
         _, unreconciled = compute_invoices(
             client, db, catalog, period, only=only, finish=finish, failed=failed, store_customers=subs.customers,
-            skip=skip,
+            skip=skip, stage=stage, workers=workers,
         )  # fmt: skip
         unreconciled += subs.unreconciled
         for (tenant, customer), bill in sorted(bills.items()):  # subscription lines only

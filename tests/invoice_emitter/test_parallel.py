@@ -1,0 +1,69 @@
+"""`invoice_emitter.parallel.ordered_map`: forked workers give map's results in map's order; a worker's
+exception is raised in the parent; a worker that dies is an error, never missing results."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from meterstream.invoice_emitter import parallel
+
+
+def square(n: int) -> bytes:
+    return str(n * n).encode()
+
+
+@pytest.mark.skipif(not parallel.can_fork(), reason="forking needs Linux and no other Python thread")
+@pytest.mark.parametrize(("workers", "chunk"), [(1, 3), (2, 1), (3, 4), (5, 100)])
+def test_results_in_order_from_forked_workers(monkeypatch: pytest.MonkeyPatch, workers: int, chunk: int) -> None:
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(parallel.os, "fork", counting_fork)
+    pids = {os.getpid()}
+
+    def where(n: int) -> bytes:  # which process computed it, and the square
+        return f"{os.getpid()}:{n * n}".encode()
+
+    out = [x.decode().split(":") for x in parallel.ordered_map(where, list(range(23)), workers, chunk)]
+    assert [int(sq) for _, sq in out] == [n * n for n in range(23)]  # 0, 1, 4, ... in order
+    assert len(forked) == min(workers, -(-23 // chunk))  # one per worker, never more than chunks
+    assert not {int(pid) for pid, _ in out} & pids  # all computed in the workers, none here
+    assert {int(pid) for pid, _ in out} == set(forked)
+
+
+def test_no_workers_is_map() -> None:
+    assert list(parallel.ordered_map(square, [1, 2, 3], 0)) == [b"1", b"4", b"9"]
+    assert list(parallel.ordered_map(square, [], 2)) == []
+
+
+@pytest.mark.skipif(not parallel.can_fork(), reason="forking needs Linux and no other Python thread")
+def test_a_workers_exception_is_raised_here() -> None:
+    def fails_at_seven(n: int) -> bytes:
+        if n == 7:
+            raise ValueError(f"item {n}: refused")
+        return square(n)
+
+    got: list[bytes] = []
+    with pytest.raises(ValueError, match="item 7: refused"):
+        for x in parallel.ordered_map(fails_at_seven, list(range(20)), 2, chunk=2):
+            got.append(x)
+    assert got == [square(n) for n in range(6)]  # the chunks before item 7's, in order; none after
+
+
+@pytest.mark.skipif(not parallel.can_fork(), reason="forking needs Linux and no other Python thread")
+def test_a_worker_that_dies_is_an_error() -> None:
+    def dies_at_five(n: int) -> bytes:
+        if n == 5:
+            os._exit(3)
+        return square(n)
+
+    with pytest.raises(RuntimeError, match="ended without the results of items 4"):
+        list(parallel.ordered_map(dies_at_five, list(range(10)), 1, chunk=4))

@@ -43,7 +43,7 @@ def _documented() -> set[str]:
 def _read_in_code() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for folder, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and (d == ".ci" or not d.startswith(".")) and not d.endswith(".egg-info")]
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and (d == ".ci" or d[0] != ".") and "egg-info" not in d]
         for file in files:
             path = Path(folder) / file
             if path.suffix not in SUFFIXES and not file.startswith(("Dockerfile", "docker-compose")):

@@ -126,7 +126,8 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _REASON_WIDTH else text[: _REASON_WIDTH - 1] + "…"
 
 
-Stage = Annotated[Literal["parse", "rate"] | None, typer.Option(help="only letters of this stage")]
+Stage = Annotated[Literal["api", "parse", "rate"] | None, typer.Option(help="only letters of this stage (api: refused "
+                                                                             "at the HTTP API's reception)")]
 Reason = Annotated[str | None, typer.Option(metavar="TEXT", help="reason contains TEXT (case-insensitive)")]
 Tenant = Annotated[str | None, typer.Option(help="only this tenant's (its field, or its Kafka key's tenant/...)")]
 

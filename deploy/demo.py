@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -70,10 +69,14 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
 
 
 def _with_progress(records, total: int):
-    for n, rec in enumerate(records, 1):
-        if n % 20_000 == 0 or n == total:
-            print(f"\r[demo] produced {n}/{total}", end="" if n < total else "\n", file=sys.stderr, flush=True)
-        yield rec
+    """A progress bar of the events produced, on a terminal only (deploy/cli_common.progress)."""
+    from meterstream.deploy.cli_common import progress
+
+    with progress("[demo] producing events", total) as advance:
+        for n, rec in enumerate(records, 1):
+            if n % 20_000 == 0 or n == total:
+                advance(n, total)
+            yield rec
 
 
 def print_summary(

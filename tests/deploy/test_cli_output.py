@@ -1,0 +1,126 @@
+"""The CLI's output (issue #17 item 5): one line for a command-line mistake, `--json` where a table is printed,
+plain text with no escape codes when piped, tables that fit the terminal, progress only on a terminal, and
+`dlq list --tenant` finding the parse errors whose Kafka key names the tenant. Each failed before the typer CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meterstream.deploy.cli import commands, main
+from meterstream.deploy.cli_common import progress, table
+from meterstream.deploy.cli_dlq import print_table
+from meterstream.ingest.dlq import DeadLetterRecord, letters
+
+CLI = [sys.executable, "-m", "meterstream.deploy.cli"]
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def home(clean_env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("METERSTREAM_HOME", str(tmp_path))
+    monkeypatch.setenv("METERSTREAM_DATABASE_URL", f"sqlite:///{tmp_path / 'entities.db'}")
+    return tmp_path
+
+
+def letter(position: int, stage: str, key: str | None, tenant: str | None) -> DeadLetterRecord:
+    return DeadLetterRecord(stage=stage, field="body" if stage == "parse" else "meter", reason="bad", topic="usage",
+                            partition=0, offset=position, key=key, raw="{", event_id=None, tenant=tenant,
+                            dlq_partition=0, dlq_offset=position)  # fmt: skip
+
+
+def test_dlq_list_tenant_finds_parse_errors_by_their_kafka_key(capsys: pytest.CaptureFixture[str]) -> None:
+    scanned = [(0, i, r) for i, r in enumerate([
+        letter(0, "parse", "acme/c1", None),  # not JSON: no tenant field, but the producer keyed it acme/c1
+        letter(1, "rate", "acme/c2", "acme"),
+        letter(2, "parse", "beta/c1", None),
+        letter(3, "parse", None, None),  # no key: no tenant to tell
+    ])]  # fmt: skip
+    assert [r.position for r in letters(scanned, tenant="acme")] == ["0:0", "0:1"]
+    assert [r.position for r in letters(scanned, tenant="beta")] == ["0:2"]
+    print_table(letters(scanned))
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["POSITION", "STAGE", "FIELD", "REASON", "TENANT", "EVENT", "ID"]
+    assert [(r[0], r[-2]) for r in rows[1:]] == [("0:0", "acme"), ("0:1", "acme"), ("0:2", "beta"), ("0:3", "-")]
+
+
+def test_dlq_stage_api_is_a_stage_to_filter_by() -> None:
+    """The API dead-letters refused events with stage `api` (docs/openmeter.md: `dlq list --stage api`); the
+    argparse CLI refused that value."""
+    found = dict(commands())
+    for path in (("dlq", "list"), ("dlq", "replay")):
+        ctx = found[path].make_context(" ".join(path), ["--stage", "api"])
+        assert ctx.params["stage"] == "api"
+
+
+def test_a_command_line_mistake_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, names in ((["close"], "Missing option '--period'"), (["nope"], "No such command 'nope'"),
+                        (["keys", "create", "--tenant", "a", "--role", "root"], "'root' is not one of"),
+                        (["kafka", "start", "--brokers", "12"], "--brokers")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2, argv
+        assert err.count("\n") == 1 and names in err and err.startswith("meterstream "), (argv, err)
+        assert "Traceback" not in err and "Usage" not in err
+
+
+def test_keys_list_json(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for tenant, role, name in (("acme", "read", "analyst"), ("acme", "admin", None), ("beta", "ingest", "pump")):
+        argv = ["keys", "create", "--tenant", tenant, "--role", role, *(["--name", name] if name else [])]
+        assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["keys", "list", "--tenant", "acme", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted((k["tenant"], k["role"], k["name"], k["revoked_at"]) for k in listed) == [
+        ("acme", "admin", "", ""), ("acme", "read", "analyst", "")]  # fmt: skip
+    assert set(listed[0]) == {"key_id", "tenant", "role", "name", "created_at", "revoked_at"}
+
+
+def test_lists_piped_are_plain_lines_without_escape_codes(home: Path) -> None:
+    """Before: `customers list` drew a rich table with box characters into the pipe."""
+    env = {**os.environ, "TERM": "xterm-256color", "FORCE_COLOR": "", "COLUMNS": "200"}
+    env.pop("FORCE_COLOR")
+    done = subprocess.run([*CLI, "customers", "list", "--tenant", "acme"], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "external_id\tname\tcurrency\tcountry\ttimezone\temail\tversion\n"
+    assert "\x1b" not in done.stdout + done.stderr
+    done = subprocess.run([*CLI, "plans", "list", "--tenant", "acme", "--json"], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert (done.returncode, json.loads(done.stdout)) == (0, [])
+
+
+def test_a_table_on_a_terminal_fits_its_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = Tty()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setenv("COLUMNS", "50")
+    long = "a-rather-long-reason-that-cannot-fit-in-fifty-columns-at-all"
+    table("t", ["id", "reason"], [["1", long]])
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in out.getvalue().splitlines()]  # the title's italics
+    assert lines and max(len(line) for line in lines) <= 50, lines
+    assert "".join(line.replace("│", "").replace(" ", "") for line in lines).find(long) >= 0  # folded, not cut
+
+
+def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    with progress("replaying", 10) as advance:
+        advance(10, 10)
+    assert piped.getvalue() == ""
+    tty = Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    with progress("replaying", 10) as advance:
+        advance(10, 10)
+    assert "replaying" in tty.getvalue() and "10/10" in tty.getvalue()

@@ -24,6 +24,7 @@ from meterstream.api.metrics import MetricsMiddleware
 from meterstream.api.queries import UsageQueries
 from meterstream.api.ratelimit import TokenBuckets
 from meterstream.api.relay_flush import RelayFlushMiddleware
+from meterstream.api.routes import authorize as authorize_routes
 from meterstream.api.routes import billing, coupons, customers, events, health, invoices, plans, subscriptions, usage
 from meterstream.api.routes import wallets as wallet_routes
 from meterstream.console import mount as mount_console
@@ -81,7 +82,12 @@ def create_app(
             from meterstream.webhooks.dispatcher import start_dispatcher  # lifecycle events: webhooks + Kafka
 
             app.state.webhooks = start_dispatcher(settings, app.state.sessions)
+            from meterstream.api.routes.authorize import start_feed  # balances in memory for /v1/authorize
+
+            app.state.balance_reader = start_feed(app)
         yield
+        if app.state.balance_reader is not None:
+            app.state.balance_reader.stop()
         if app.state.webhooks is not None:
             app.state.webhooks.stop()
         if app.state.relay is not None:
@@ -101,6 +107,7 @@ def create_app(
     app.state.sessions = session_factory(engine)
     app.state.relay = None  # the entity outbox relay, started by the lifespan
     app.state.webhooks = None  # the webhook dispatcher (webhooks/dispatcher.py), started with the relay
+    app.state.balance_reader = None  # the balances topic reader (api/balance_feed.py), started with the relay
     app.state.keys = KeyRepository(app.state.sessions)
     app.state.rate_limiter = TokenBuckets(settings.api_rate_limit_per_s, settings.api_rate_limit_burst)
     app.state.ingest = ingest or IngestService(settings)
@@ -120,6 +127,7 @@ def create_app(
 
     app.include_router(dunning_routes.router)  # dunning policies, customers' dunning (docs/dunning.md)
     app.include_router(wallet_routes.router)  # prepaid wallets and their balances (docs/wallets.md)
+    app.include_router(authorize_routes.router)  # POST /v1/authorize and its holds (docs/authorization.md)
     app.state.compat = _mount_compat(app)
     mount_console(app)  # the web console under /console (console/)
     return app

@@ -1,0 +1,236 @@
+"""Authorization holds: money reserved on a prepaid customer's balance by `POST /v1/authorize` (docs/authorization.md).
+
+A hold (`HoldRow`) reserves `amount` (a decimal in the plan's currency, at the plan's rating precision) for one
+session of one customer, until `expires_at`. While it is active and not expired it lowers the balance later
+authorizations see (`held`). The session's rated usage consumes it (`consume`): each rated record of that
+session takes its amount off the hold's `consumed` (the balance itself falls by the same amount when the
+processor debits it, so the two are never counted twice), and the session's final record releases what is
+left. Otherwise it ends by expiry: an expired hold counts for nothing from `expires_at` on, whether or not
+`expire` has marked it yet, so no sweeper is needed for the answers to be right.
+
+One hold per (tenant, customer, session id): authorizing the same session again replaces its reservation (a
+Diameter CCR-Update asking for more units), and a session whose hold was released by its final record is over
+(`Conflict` naming `session_id`). A hold without a session id ends only by expiry or `release`.
+Amounts are decimal text, never floats; every sum runs in `money.EXACT` (it raises rather than rounds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import DateTime, Index, Integer, String, UniqueConstraint, select, update
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
+from meterstream.entities.db import Base
+from meterstream.rating.money import EXACT
+
+__all__ = [
+    "ACTIVE",
+    "EXPIRED",
+    "RELEASED",
+    "HoldRow",
+    "HoldSpec",
+    "StoredHold",
+    "consume",
+    "consume_rated",
+    "expire",
+    "get_hold",
+    "held",
+    "place_hold",
+    "release",
+]
+
+ACTIVE = "active"
+RELEASED = "released"
+EXPIRED = "expired"
+MAX_TTL = timedelta(days=31)
+ZERO = Decimal(0)
+
+
+class HoldRow(Base):
+    __tablename__ = "authorization_holds"
+    __table_args__ = (
+        UniqueConstraint("tenant", "customer", "session_id", name="uq_authorization_holds_session"),
+        Index("ix_authorization_holds_customer", "tenant", "customer", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hold_id: Mapped[str] = mapped_column(String(26), unique=True)  # ULID, the API's id
+    tenant: Mapped[str] = mapped_column(String(128))
+    customer: Mapped[str] = mapped_column(String(256))  # the customer's external id
+    session_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    meter: Mapped[str] = mapped_column(String(128))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[str] = mapped_column(String(40))  # decimal text: reserved
+    consumed: Mapped[str] = mapped_column(String(40))  # decimal text: the session's rated usage so far
+    quantity: Mapped[str] = mapped_column(String(40))  # decimal text: the usage authorized (seconds for a call)
+    status: Mapped[str] = mapped_column(String(16))  # active | released | expired
+    reason: Mapped[str | None] = mapped_column(String(256), nullable=True)  # why it ended
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class HoldSpec:
+    tenant: str
+    customer: str
+    meter: str
+    currency: str
+    amount: Decimal  # >= 0
+    quantity: Decimal  # >= 0
+    ttl: timedelta
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredHold:
+    id: str
+    tenant: str
+    customer: str
+    session_id: str | None
+    meter: str
+    currency: str
+    amount: Decimal
+    consumed: Decimal
+    quantity: Decimal
+    status: str
+    reason: str | None
+    expires_at: datetime
+    created_at: datetime
+
+    @property
+    def remaining(self) -> Decimal:
+        """What the hold still reserves (0 once the session's rated usage reached it)."""
+        return max(EXACT.subtract(self.amount, self.consumed), ZERO)
+
+    def active_at(self, now: datetime) -> bool:
+        return self.status == ACTIVE and now < self.expires_at
+
+
+def _stored(row: HoldRow) -> StoredHold:
+    return StoredHold(row.hold_id, row.tenant, row.customer, row.session_id, row.meter, row.currency,
+                      Decimal(row.amount), Decimal(row.consumed), Decimal(row.quantity), row.status, row.reason,
+                      aware(row.expires_at), aware(row.created_at))  # type: ignore[arg-type]  # fmt: skip
+
+
+def _check(spec: HoldSpec) -> None:
+    for name in ("amount", "quantity"):
+        value = getattr(spec, name)
+        if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+            raise Invalid(name, f"must be a finite decimal >= 0, got {value!r}")
+    if not timedelta(0) < spec.ttl <= MAX_TTL:
+        raise Invalid("hold_ttl_seconds", f"must be more than 0 and at most {int(MAX_TTL.total_seconds())} seconds")
+    if spec.session_id is not None and not (0 < len(spec.session_id) <= 256):
+        raise Invalid("session_id", "must be 1 to 256 characters")
+
+
+def place_hold(sf: sessionmaker, spec: HoldSpec, *, now: datetime | None = None) -> StoredHold:
+    """Reserve `spec.amount` until now + ttl. The session's earlier hold, if active (or expired: the session
+    runs on), is replaced in place (same id, consumption kept: the new amount counts from the session's
+    start); one released by the final record is a `Conflict` naming `session_id`."""
+    _check(spec)
+    now = now or datetime.now(UTC)
+    with sf.begin() as s:
+        row = None
+        if spec.session_id is not None:
+            row = s.scalars(select(HoldRow).where(HoldRow.tenant == spec.tenant, HoldRow.customer == spec.customer,
+                                                  HoldRow.session_id == spec.session_id)).first()  # fmt: skip
+        if row is not None and row.status == RELEASED:
+            raise Conflict("session_id", f"session {spec.session_id!r} has ended ({row.reason})")
+        if row is None:
+            row = HoldRow(hold_id=new_ulid(), tenant=spec.tenant, customer=spec.customer, session_id=spec.session_id,
+                          consumed="0", created_at=now)  # fmt: skip
+            s.add(row)
+        row.meter, row.currency, row.amount, row.quantity = spec.meter, spec.currency, str(spec.amount), str(
+            spec.quantity)
+        row.status, row.reason, row.expires_at, row.updated_at = ACTIVE, None, now + spec.ttl, now
+        s.flush()
+        return _stored(row)
+
+
+def held(sf: sessionmaker, tenant: str, customer: str, currency: str, *, now: datetime | None = None,
+         except_session: str | None = None) -> Decimal:  # fmt: skip
+    """The sum of what the customer's active, unexpired holds in `currency` still reserve (the hold of
+    `except_session` left out: a session authorizing again replaces its own)."""
+    now = now or datetime.now(UTC)
+    total = ZERO
+    with sf() as s:
+        rows = s.execute(select(HoldRow.amount, HoldRow.consumed, HoldRow.expires_at, HoldRow.session_id).where(
+            HoldRow.tenant == tenant, HoldRow.customer == customer, HoldRow.status == ACTIVE,
+            HoldRow.currency == currency)).all()  # fmt: skip
+    for amount, consumed, expires_at, session_id in rows:
+        if aware(expires_at) <= now or (except_session is not None and session_id == except_session):  # type: ignore[operator]
+            continue
+        total = EXACT.add(total, max(EXACT.subtract(Decimal(amount), Decimal(consumed)), ZERO))
+    return total
+
+
+def consume(sf: sessionmaker, tenant: str, customer: str, session_id: str, amount: Decimal, *, final: bool,
+            now: datetime | None = None) -> StoredHold | None:  # fmt: skip
+    """A rated record of the session: its `amount` is taken off the hold; the final record releases it.
+    None when the session has no hold (nothing to do). A record of a released hold changes nothing
+    (a replayed record is harmless)."""
+    now = now or datetime.now(UTC)
+    with sf.begin() as s:
+        row = s.scalars(select(HoldRow).where(HoldRow.tenant == tenant, HoldRow.customer == customer,
+                                              HoldRow.session_id == session_id)).first()  # fmt: skip
+        if row is None:
+            return None
+        if row.status == RELEASED:
+            return _stored(row)
+        row.consumed = str(EXACT.add(Decimal(row.consumed), amount))
+        if final:
+            row.status, row.reason = RELEASED, "final record"
+        row.updated_at = now
+        s.flush()
+        return _stored(row)
+
+
+def release(sf: sessionmaker, tenant: str, hold_id: str, *, reason: str = "released",
+            now: datetime | None = None) -> StoredHold:  # fmt: skip
+    """End a hold by hand (the caller knows the session is over). NotFound for another tenant's or no hold."""
+    now = now or datetime.now(UTC)
+    with sf.begin() as s:
+        row = s.scalars(select(HoldRow).where(HoldRow.tenant == tenant, HoldRow.hold_id == hold_id)).first()
+        if row is None:
+            raise NotFound(f"hold {hold_id!r} not found")
+        if row.status == ACTIVE:
+            row.status, row.reason, row.updated_at = RELEASED, reason, now
+        s.flush()
+        return _stored(row)
+
+
+def get_hold(sf: sessionmaker, tenant: str, hold_id: str) -> StoredHold:
+    with sf() as s:
+        row = s.scalars(select(HoldRow).where(HoldRow.tenant == tenant, HoldRow.hold_id == hold_id)).first()
+        if row is None:
+            raise NotFound(f"hold {hold_id!r} not found")
+        return _stored(row)
+
+
+def expire(sf: sessionmaker, *, now: datetime | None = None) -> int:
+    """Mark active holds past their expiry `expired` (housekeeping: `held` ignores them already)."""
+    now = now or datetime.now(UTC)
+    with sf.begin() as s:
+        done = s.execute(update(HoldRow).where(HoldRow.status == ACTIVE, HoldRow.expires_at <= now)
+                         .values(status=EXPIRED, reason="expired", updated_at=now))  # fmt: skip
+        return int(done.rowcount or 0)
+
+
+def consume_rated(sf: sessionmaker, records: list[dict]) -> int:
+    """Rated records (schemas/rated.py) of sessions: each one whose dimensions name a `session_id` consumes
+    that session's hold by its `amount`; `final` = "true" releases it. Returns how many holds it touched."""
+    touched = 0
+    for r in records:
+        dims = r.get("dimensions") or {}
+        session_id = dims.get("session_id")
+        if not session_id:
+            continue
+        final = str(dims.get("final", "")).lower() in ("true", "1")
+        if consume(sf, r["tenant"], r["customer"], session_id, Decimal(r["amount"]), final=final) is not None:
+            touched += 1
+    return touched

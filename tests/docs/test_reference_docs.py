@@ -94,7 +94,7 @@ def test_the_catalog_file_parses() -> None:
 def test_the_documented_catalog_error_is_the_engines() -> None:
     message = "plans[0].meters.api_calls.tiers[1].up_to: bounds must increase (5 after 10)"
     assert message in CATALOG
-    tiers = [{"up_to": "10", "unit_amount": "1"}, {"up_to": "5", "unit_amount": "1"}, {"up_to": None, "unit_amount": "1"}]
+    tiers = [{"up_to": bound, "unit_amount": "1"} for bound in ("10", "5", None)]
     bad = {"plans": [{"id": "p", "currency": "USD", "meters": {"api_calls": {"model": "graduated", "tiers": tiers}}}]}
     with pytest.raises(CatalogError) as caught:
         parse_catalog(bad)

@@ -161,9 +161,7 @@ def plan(sf: sessionmaker, today: date, now: datetime | None = None) -> list[_Pl
     out: list[_Planned] = []
     with sf() as s:
         policies = store.load_policies(s)
-        if not policies:
-            return []
-        rows = list(s.scalars(select(InvoiceRow).where(
+        rows = [] if not policies else list(s.scalars(select(InvoiceRow).where(
             InvoiceRow.status == OVERDUE, InvoiceRow.amount_due_minor > 0,
             InvoiceRow.tenant.in_({t for t, _ in policies})).order_by(InvoiceRow.due_date, InvoiceRow.id)))  # fmt: skip
         done = store.done_steps(s, [(r.tenant, r.invoice_id) for r in rows])

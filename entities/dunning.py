@@ -11,8 +11,9 @@ billing run applies them (deploy/dunning_run.py).
   the customer's next invoice: the close loads the pending ones (`pending_charge_lines`, called by
   invoice_emitter/store_terms.py). Whether a charge is billed is derived from the issued invoices, as the
   coupons' use is: a charge whose line key is on an issued (not voided) invoice of its customer is billed, so
-  re-running a close never bills it twice; `settle_billed` then records which invoice billed it (a cache for
-  the listing and the next loads). A charge goes on the invoice of the first period that ends after the day it
+  re-running a close never bills it twice; `settle_billed` (each collections run) then records which invoice
+  billed it (a cache for the listing and the next loads), and makes a charge whose invoice was voided pending
+  again. A charge goes on the invoice of the first period that ends after the day it
   became due; a customer without an invoice in that period keeps it pending for the next one.
 """
 
@@ -26,14 +27,26 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    and_,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from meterstream.billing.dunning import LateFee, Policy, PolicyError
 from meterstream.entities.common import Invalid, NotFound, aware
 from meterstream.entities.customers import find_customer_row
 from meterstream.entities.db import Base
-from meterstream.entities.invoice_rules import ISSUED, from_minor
+from meterstream.entities.invoice_rules import ISSUED, VOIDED, from_minor
 from meterstream.entities.invoices import InvoiceRow
 
 __all__ = [
@@ -292,8 +305,8 @@ def _insert_ignore(s: Session, model: type[Base], values: dict[str, Any]) -> boo
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    result = s.execute(insert(model).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    stmt = insert(model).values(**values).on_conflict_do_nothing().returning(model.id)  # type: ignore[attr-defined]
+    return s.execute(stmt).first() is not None  # a conflict returns no row (rowcount is not reliable here)
 
 
 def record_step(s: Session, tenant: str, invoice_id: str, customer: str, step: str, due_on: date,
@@ -428,9 +441,16 @@ def pending_charge_lines(s: Session, period: str) -> dict[tuple[str, str], list[
 
 
 def settle_billed(sf: sessionmaker, at: datetime | None = None) -> int:
-    """Record, for each pending charge now on an issued invoice, which invoice billed it; returns how many."""
+    """Record, for each pending charge now on an issued invoice, which invoice billed it; returns how many. A
+    charge whose invoice was voided since is pending again (the next invoice bills it)."""
     now = (at or datetime.now(UTC)).astimezone(UTC)
     with sf.begin() as s:
+        voided = s.scalars(select(DunningChargeRow).join(InvoiceRow, and_(
+            InvoiceRow.tenant == DunningChargeRow.tenant, InvoiceRow.invoice_id == DunningChargeRow.billed_invoice_id,
+        )).where(InvoiceRow.status == VOIDED)).all()  # fmt: skip
+        for r in voided:
+            r.billed_invoice_id, r.billed_at = None, None
+        s.flush()
         rows, issued = _unbilled(s)
         n = 0
         for r in rows:

@@ -266,3 +266,46 @@ def test_down_to_0009_and_up_again(tmp_path: Path) -> None:
     migrate(engine=engine)
     assert set(MY_TABLES) <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_a_charge_on_a_voided_invoice_is_pending_again(sf) -> None:  # type: ignore[no-untyped-def]
+    from meterstream.entities.dunning import add_charge, pending_charge_lines, settle_billed
+    from meterstream.entities.invoices import void
+
+    customer(sf)
+    with sf.begin() as s:
+        assert add_charge(s, T, "c1", "inv-src", "late_fee:1", "Late fee 1", "EUR", 250, date(2026, 11, 14))
+        assert not add_charge(s, T, "c1", "inv-src", "late_fee:1", "Late fee 1", "EUR", 250, date(2026, 11, 14))
+    with sf() as s:
+        (pending,) = pending_charge_lines(s, "2026-11")[(T, "c1")]
+        assert pending_charge_lines(s, "2026-10") == {}  # due 11-14: not before October ended
+    assert pending == ("EUR", {"kind": "one_time", "code": "late_fee", "description": "Late fee 1", "quantity": "1",
+                               "unit_price": "2.50", "amount": "2.50", "line_key": "dunning:inv-src:late_fee:1",
+                               "applies_to": "inv-src"})  # fmt: skip
+    doc = b'{"lines": [{"line_key": "dunning:inv-src:late_fee:1", "amount": "2.50"}]}'
+    upsert_draft(sf, tenant=T, invoice_id="inv-nov", customer="c1", period="2026-11", currency="EUR", total="2.50",
+                 issue_date=date(2026, 12, 1), due_date=date(2026, 12, 15), document=doc)  # fmt: skip
+    with sf() as s:  # a draft does not bill it
+        assert (T, "c1") in pending_charge_lines(s, "2026-11")
+    finalize(sf, T, "inv-nov", "ACME", "INV", AT)
+    with sf() as s:  # the issued invoice does
+        assert pending_charge_lines(s, "2026-12") == {}
+    assert settle_billed(sf) == 1
+    assert list_charges(sf, T, "c1")[0].billed_invoice_id == "inv-nov"
+    void(sf, T, "inv-nov", "wrong address")
+    assert settle_billed(sf) == 0
+    assert list_charges(sf, T, "c1")[0].billed_invoice_id is None
+    with sf() as s:
+        assert [line["amount"] for _, line in pending_charge_lines(s, "2026-12")[(T, "c1")]] == ["2.50"]
+
+
+def test_a_step_is_logged_once(sf) -> None:  # type: ignore[no-untyped-def]
+    from meterstream.entities.dunning import done_steps, record_step
+
+    with sf.begin() as s:
+        assert record_step(s, T, "inv-1", "c1", "reminder:1", date(2026, 10, 18))
+        assert not record_step(s, T, "inv-1", "c1", "reminder:1", date(2026, 10, 18))  # a second run: skipped
+        assert record_step(s, T, "inv-1", "c1", "reminder:2", date(2026, 10, 22))
+        assert record_step(s, "other", "inv-1", "c1", "reminder:1", date(2026, 10, 18))  # another tenant's invoice
+    with sf() as s:
+        assert done_steps(s, [(T, "inv-1"), (T, "inv-2")]) == {(T, "inv-1"): {"reminder:1", "reminder:2"}}

@@ -169,7 +169,6 @@ class Balances:
         self.balances = settings.topic(BALANCES)
         self._watch: dict[tuple[str, str], tuple[bool, th.Rules]] = {}
         self.dirty: set[tuple[str, str]] = set()  # wallet or customer changes not yet evaluated by `tick`
-        self.last_offset: dict[int, int] = {}  # per partition, the last input offset of a processed batch
         self.partitions: int | None = None
 
     @classmethod
@@ -204,7 +203,8 @@ class Balances:
     # --- after a rated batch --------------------------------------------------------------------------------
     def after_batch(self, states: dict[int, Any], rated: dict[int, list[tuple]], last: dict[int, int],
                     now_ms: int) -> list[Output]:  # fmt: skip
-        """Debit the batch's rated rows (per partition, in input order) and decide; the outputs to produce."""
+        """Debit the batch's rated rows (per partition, in input order) and decide; the outputs to produce.
+        (`last`, the batch's last offset per partition, is not needed: each row carries its own offset.)"""
         self._refresh()
         out: list[Output] = []
         for p, rows in rated.items():
@@ -217,7 +217,6 @@ class Balances:
                     mine[slot] = [row]
             for (tenant, customer), own in mine.items():
                 out += self._customer(states[p], tenant, customer, own, now_ms)
-        self.last_offset.update(last)
         return out
 
     def _customer(self, state: Any, tenant: str, customer: str, rows: Iterable[tuple], now_ms: int) -> list[Output]:
@@ -370,10 +369,8 @@ class Balances:
         for (tenant, customer), p in mine:
             state = batch.states.get(p) or scratch.get(p)
             if state is None:
-                offset = self.last_offset.get(p)
-                if offset is None:
-                    nxt = processor.stores[p].next_offset()
-                    offset = None if nxt is None else nxt - 1
+                nxt = processor.stores[p].next_offset()  # exact: every batch before this one is committed
+                offset = None if nxt is None else nxt - 1
                 if offset is None:
                     state = scratch[p] = BatchState(processor.stores[p])
                 else:

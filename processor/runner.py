@@ -99,6 +99,9 @@ class NativeProcessor:
                 "bootstrap.servers": settings.bootstrap,
                 "group.id": app_id(settings),
                 "partition.assignment.strategy": "cooperative-sticky",
+                # a dead instance's partitions move after this long without its heartbeat (librdkafka: 45 s)
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 50,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from meterstream.deploy.ports import free_port
@@ -87,9 +88,12 @@ class Instance:
 
 
 def members(settings: Settings) -> dict[str, set[int]]:
-    """The group's members (by client host/port-free id) and the partitions the group gave each."""
+    """The group's members (by member id) and the partitions the group gave each."""
     admin = AdminClient({"bootstrap.servers": settings.bootstrap})
-    group = admin.describe_consumer_groups([app_id(settings)])[app_id(settings)].result(timeout=10)
+    try:
+        group = admin.describe_consumer_groups([app_id(settings)])[app_id(settings)].result(timeout=10)
+    except KafkaException:  # e.g. NOT_COORDINATOR while a fresh broker loads the group: ask again
+        return {}
     return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions} for m in group.members}
 
 

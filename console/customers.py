@@ -78,7 +78,7 @@ def usage_charts(rows: list[dict[str, Any]], first: date, last: date) -> tuple[l
         m[day] = EXACT.add(m.get(day, Decimal(0)), Decimal(r["quantity"]))
         s = per_subject[(r["subject"], r["currency"])]
         s[day] = EXACT.add(s.get(day, Decimal(0)), Decimal(r["amount"]))
-    meters = [daily_bars(meter, "quantity", values, first, last) for meter, values in sorted(per_meter.items())]
+    meters = [daily_bars(meter, "", values, first, last) for meter, values in sorted(per_meter.items())]
     subjects = [daily_bars(subject or "(no subject)", currency, values, first, last)
                 for (subject, currency), values in sorted(per_subject.items())]  # fmt: skip
     return meters, subjects

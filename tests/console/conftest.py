@@ -117,6 +117,7 @@ def login(console: Console) -> Any:
     def _login(page: Any, key: str) -> None:
         page.goto(f"{console.url}/console/login")
         page.fill("#key", key)
-        page.click("button[type=submit]")
+        with page.expect_navigation():
+            page.click("button[type=submit]")
 
     return _login

@@ -37,14 +37,16 @@ def letters(console):  # type: ignore[no-untyped-def]
 
 def test_the_tenants_letters_only_and_replay_from_the_page(page, console, login, letters) -> None:  # type: ignore[no-untyped-def]
     login(page, console.key(role="admin"))
-    page.click("text=Dead letters")
+    with page.expect_navigation():
+        page.click("text=Dead letters")
     rows = page.locator("#dead-letters tbody tr")
     sources = rows.evaluate_all("rows => rows.map(r => r.dataset.source)")
     assert sources == [f"{letters.usage}:0:7", f"{letters.usage}:0:8"]  # acme's, and the parse error keyed acme/
     assert "other tenant" not in page.content()
     assert rows.nth(1).locator("input[type=checkbox]").count() == 0  # "not json at all" cannot become an event
     rows.nth(0).locator("input[type=checkbox]").check()
-    page.click("#replay")
+    with page.expect_navigation():
+        page.click("#replay")
     assert page.locator("#replayed").inner_text() == "Replayed 1 dead letter."
     assert page.locator(f"tr[data-source='{letters.usage}:0:7'] td.mark").inner_text() != ""  # marked
     assert page.locator(f"tr[data-source='{letters.usage}:0:7'] input[type=checkbox]").count() == 0

@@ -32,7 +32,8 @@ def test_the_session_cookie_is_httponly_secure_strict_and_logout_ends_it(page, c
     assert (cookie["httpOnly"], cookie["secure"], cookie["sameSite"], cookie["path"]) == (True, True, "Strict",
                                                                                           "/console")  # fmt: skip
     assert page.evaluate("document.cookie") == ""  # not readable by scripts
-    page.click("text=Log out")
+    with page.expect_navigation():
+        page.click("text=Log out")
     assert page.url.endswith("/console/login")
     page.goto(f"{console.url}/console/invoices")
     assert page.url.endswith("/console/login")
@@ -60,7 +61,8 @@ def test_customers_with_this_periods_running_amount_and_only_the_tenants(page, c
 
 def test_a_customers_charts_per_meter_and_per_subject(page, console, login) -> None:  # type: ignore[no-untyped-def]
     login(page, console.key())
-    page.click("#customers >> text=c1")
+    with page.expect_navigation():
+        page.click("#customers a:text-is('c1')")
     assert page.locator("h1").inner_text().startswith("Customer c1")
 
     def bars(kind: str, title: str) -> list[tuple[str | None, str | None]]:
@@ -94,11 +96,13 @@ def test_a_customers_running_amount_and_invoices(page, console, login) -> None: 
 
 def test_invoices_with_html_and_pdf_and_drafts(page, console, login) -> None:  # type: ignore[no-untyped-def]
     login(page, console.key())
-    page.click("text=Invoices")
+    with page.expect_navigation():
+        page.click("text=Invoices")
     rows = page.locator("table.invoices tbody tr")
     assert sorted(rows.evaluate_all("rows => rows.map(r => r.dataset.invoice)")) == ["inv-acme-1", "inv-acme-2"]
     page.select_option("#status", "draft")
-    page.click("text=Show")
+    with page.expect_navigation():
+        page.click("text=Show")
     assert rows.evaluate_all("rows => rows.map(r => r.dataset.invoice)") == ["inv-acme-2"]
     page.goto(f"{console.url}/console/invoices")
     with page.expect_navigation():
@@ -116,7 +120,8 @@ def test_pipeline_health_reads_the_processors_healthz(page, console, login) -> N
     ops = serve_ops(s.processor_metrics_port, lambda: (True, {"events": 42, "lag": 0}), host=s.ops_host)
     try:
         login(page, console.key())
-        page.click("text=Health")
+        with page.expect_navigation():
+            page.click("text=Health")
         rows = page.locator("#pipeline-health tbody tr")
         worker = rows.nth(0).locator("td").all_inner_texts()
         assert worker[:2] == ["processor worker 0", "ok"] and "events: 42" in worker[2]

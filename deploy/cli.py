@@ -20,20 +20,41 @@ if TYPE_CHECKING:
 
     from meterstream.schemas.settings import Settings
 
-# the command groups, in the order `meterstream --help` lists them
-GROUPS = ("pipeline", "close", "entities", "clickhouse", "revenue", "billing", "dlq", "webhooks", "invoices", "api",
-          "rate", "extras")  # fmt: skip
+# the command groups (deploy/cli_<group>.py), in the order `meterstream --help` lists them, with the top-level
+# names each registers: a command builds only its own group (typer reads every signature it registers)
+GROUPS = {
+    "pipeline": ("kafka", "init", "process", "sink", "up", "demo", "chaos"),
+    "close": ("close", "query"),
+    "entities": ("catalog", "customers", "plans", "subscriptions"),
+    "clickhouse": ("clickhouse",),
+    "revenue": ("revenue",),
+    "billing": ("billing",),
+    "dlq": ("dlq",),
+    "webhooks": ("webhooks",),
+    "invoices": ("invoices", "payments", "credit-notes", "export"),
+    "api": ("serve", "keys"),
+    "rate": ("rate",),
+    "provisioning": ("provisioning",),
+    "extras": (),
+}
 
 
-def build_app() -> typer.Typer:
+def build_app(command: str | None = None) -> typer.Typer:
+    """The app with every group, or only the group that registers `command` (when one does)."""
     import typer
 
     app = typer.Typer(name="meterstream", help=__doc__.split("\n")[0], no_args_is_help=True, add_completion=False,
                       rich_markup_mode=None, pretty_exceptions_enable=False,
                       context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})  # fmt: skip
-    for group in GROUPS:
+    app.callback()(_root)  # a group even when one command is registered (typer would run a lone command directly)
+    only = [g for g, names in GROUPS.items() if command in names]
+    for group in only or GROUPS:
         import_module(f"meterstream.deploy.cli_{group}").register(app)
     return app
+
+
+def _root() -> None:
+    """`meterstream`: one CLI for the broker, the pipeline processes, period close, rating and the demo."""
 
 
 def commands(app: typer.Typer | None = None) -> list[tuple[tuple[str, ...], object]]:
@@ -62,7 +83,7 @@ def command_name(argv: list[str]) -> str:
 def _invoke(argv: list[str], name: str) -> int:
     import typer
 
-    command = typer.main.get_command(build_app())
+    command = typer.main.get_command(build_app(name))
     try:
         with command.make_context("meterstream", list(argv)) as ctx:
             return int(command.invoke(ctx) or 0)

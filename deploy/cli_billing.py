@@ -54,3 +54,16 @@ def register(app: typer.Typer) -> None:
         no_publish: NoPublish = False,
     ) -> int:  # fmt: skip
         return call(_handler("_close"), locals())
+
+    @billing.command("dunning", help="one collections run, today in UTC: the due reminders, late fees, suspensions "
+                     "and reactivations (docs/dunning.md)")  # fmt: skip
+    def dunning(
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="say what is due, send and store nothing")] = False,
+        json: Json = False,
+        no_publish: Annotated[bool, typer.Option("--no-publish", help="send nothing to Kafka (notifications, "
+                                                 "provisioning commands)")] = False,
+    ) -> int:  # fmt: skip
+        from meterstream.deploy.cli_common import settings
+        from meterstream.deploy.dunning_run import main_dunning
+
+        return main_dunning(settings(), dry_run=dry_run, as_json=json, publish=not no_publish)

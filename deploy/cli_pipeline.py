@@ -109,8 +109,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("process", help="run the stream processor (dedup + rate) until stopped")
     def process(
-        worker: Annotated[int, typer.Option(help="this worker's index (native engine)")] = 0,
-        workers: Annotated[int, typer.Option(help="workers sharing the partitions (contiguous ranges)")] = 1,
+        worker: Annotated[int, typer.Option(min=0, help="this instance's index: its ops port is "
+                                            "METERSTREAM_PROCESSOR_METRICS_PORT + index (native engine)")] = 0,
+        workers: Annotated[int, typer.Option(min=1, help="ignored: the consumer group assigns the partitions (kept "
+                                             "for one release)")] = 1,
     ) -> int:
         return call(_process, locals())
 

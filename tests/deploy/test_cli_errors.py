@@ -30,7 +30,7 @@ CLI = [sys.executable, "-c", "import sys; from meterstream.deploy.cli import mai
 NOPE = "NOPE-404"
 # long-running services or ones that start a broker: only the bad-setting case (they must not start here)
 LONG_RUNNING = {("process",), ("sink",), ("up",), ("demo",), ("chaos",), ("serve",), ("init",), ("kafka",),
-                ("billing", "run")}  # fmt: skip
+                ("billing", "run"), ("provisioning", "consume")}  # fmt: skip
 NO_SETTINGS = {("rate", "quote"), ("rate", "event")}  # they read no settings: their bad input is in bad_inputs
 # one of two options is required (checked by the command, not the parser): the placeholder names the first
 ONE_OF = {("payments", "record"): ["--invoice", "x"]}

@@ -124,3 +124,16 @@ def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     with progress("replaying", 10) as advance:
         advance(10, 10)
     assert "replaying" in tty.getvalue() and "10/10" in tty.getvalue()
+
+
+def test_each_group_registers_the_names_main_builds_it_for() -> None:
+    """`main` builds only the group that registers the command typed (fast start): the table must be right."""
+    import typer
+
+    from meterstream.deploy.cli import GROUPS, build_app
+
+    every = set(typer.main.get_command(build_app()).commands)
+    assert every == {name for names in GROUPS.values() for name in names}
+    for names in GROUPS.values():
+        if names:
+            assert set(typer.main.get_command(build_app(names[0])).commands) == set(names), names

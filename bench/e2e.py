@@ -13,8 +13,9 @@ METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics, a fresh chdb store and fresh co
    whatever the day, and the same events (fixed seed) for every run within a month.
 2. **Raw baseline.** One confluent-kafka consumer (fresh group, `consume(10000)`) reads the whole
    topic and `orjson.loads` every value, nothing else: events/s.
-3. **Pipeline (backlog drain).** The processor worker(s) (`python -m meterstream.deploy.cli process --worker i
-   --workers n`) and the ClickHouse sink start as separate OS processes, as deployed, on the
+3. **Pipeline (backlog drain).** The processor instance(s) (`python -m meterstream.deploy.cli process`, n of them
+   in one consumer group, each with its own ops port) and the ClickHouse sink start as separate OS processes, as
+   deployed, on the
    pre-produced backlog. We measure the *backlog* method (documented option of the issue): the
    events are already in Kafka, so "first produce" is replaced by the moment the pipeline starts
    moving. `pipeline_events_per_s` = N / (t_drained - t_first_commit), where t_first_commit is the
@@ -48,7 +49,9 @@ remembered id once they stopped (`dedup_ids`: dedup entries in their RocksDB sto
 per id; `estimate_live_bytes_per_id`: RocksDB's own `rocksdb.estimate-live-data-size`, summed over
 the partition stores, per id), produce rate, ... A short markdown table is printed. `--profile DIR`
 records py-spy raw stacks of the processor(s) and the sink during phase 3 (`python bench/e2e.py
---profile prof/` then aggregate the `.raw` files).
+--profile prof/` then aggregate the `.raw` files). After the run, the state changelog: `changelog_bytes_per_id`
+(its segments on the local broker's disk, before compaction, per dedup id) and `restore_s_per_million_entries`
+(every partition restored into empty stores, as an instance does when a partition arrives with no local store).
 """
 
 from __future__ import annotations
@@ -91,21 +94,43 @@ def say(msg: str) -> None:
 
 
 class BenchPipeline(Pipeline):
-    """deploy.demo.Pipeline, with processor workers started as `process --worker i --workers n`."""
+    """deploy.pipeline.Pipeline; processor instance i (0-based) is `start_processor(i + 1)`: one consumer group."""
 
     def start_worker(self, i: int, n: int) -> subprocess.Popen:
-        name = f"processor-{i}"
-        log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "meterstream.deploy.cli", "process", "--worker", str(i), "--workers", str(n)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-        self.procs[name] = proc
-        return proc
+        return self.start_processor(i + 1)
+
+
+def changelog_footprint(run: Settings, broker_data: Path | None, dedup_ids: int, scratch: Path) -> dict:
+    """The changelog after the run: its bytes on the broker's disk per remembered id (segments as written, not
+    yet compacted: an upper bound) and the time to restore every partition into empty stores, per million
+    state entries (`processor/changelog.py` ChangelogReader, as an instance does on assignment)."""
+    from meterstream.processor.changelog import ChangelogReader, changelog_topic
+    from meterstream.processor.store import PartitionStore
+
+    topic = changelog_topic(run)
+    out: dict = {}
+    if broker_data is not None:
+        size = sum(f.stat().st_size for d in broker_data.glob(f"{topic}-*") for f in d.glob("*.log"))
+        out["changelog_bytes"] = size
+        out["changelog_bytes_per_id"] = round(size / dedup_ids, 1) if dedup_ids else None
+    reader = ChangelogReader(run)
+    entries = records = 0
+    started = time.perf_counter()
+    try:
+        for p in range(run.partitions):
+            store = PartitionStore(scratch / f"p{p}")
+            done = reader.catch_up(p, store)
+            store.close()
+            if done is not None:
+                entries += done.entries
+                records += done.records
+    finally:
+        reader.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    out.update({"restore_entries": entries, "restore_records": records, "restore_seconds": round(seconds, 2),
+                "restore_s_per_million_entries": round(seconds / entries * 1e6, 2) if entries else None})  # fmt: skip
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -506,9 +531,15 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 spy.kill()
         pipeline.stop_all()
-        if started_broker and not args.keep_broker:
+        if started_broker and not args.keep_broker and sys.exc_info()[0] is not None:
             kafka_local.stop(settings)
     result.update(dedup_footprint(state_dir(run)))
+    try:  # the changelog is read back from the broker, then it stops
+        data = settings.home.resolve() / "kafka" / "data" if started_broker else None
+        result.update(changelog_footprint(run, data, result.get("dedup_ids") or 0, out / "restore"))
+    finally:
+        if started_broker and not args.keep_broker:
+            kafka_local.stop(settings)
     # check: every accepted event is in ClickHouse (in a subprocess: chdb, one path per process)
     sql = f"SELECT count() FROM {run.clickhouse_database}.rated_usage FINAL"
     got = subprocess.run(
@@ -544,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| dedup state per id ({result['dedup_ids']:,} ids, {result['dedup_stores']} stores) "
         f"| {result['state_dir_bytes_per_id']} B on disk, "
         f"{result['estimate_live_bytes_per_id']} B live (RocksDB estimate) |",
+        f"| changelog per id (not yet compacted), restore time per million entries "
+        f"| {result.get('changelog_bytes_per_id')} B, {result.get('restore_s_per_million_entries')} s |",
     ]
     print("\n".join(table))
     if args.json:

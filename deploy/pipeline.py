@@ -28,20 +28,31 @@ def say(msg: str, tag: str = "demo") -> None:
 class Pipeline:
     """The processor and the sink as separate OS processes, as in production."""
 
-    def __init__(self, env: dict[str, str], logs: Path, own_process_groups: bool = False) -> None:
+    def __init__(
+        self, env: dict[str, str], logs: Path, own_process_groups: bool = False, instance_homes: Path | None = None
+    ) -> None:
         self.env = env
+        # each processor instance its own home (its own local stores, as on separate machines); None: shared
+        self.instance_homes = instance_homes
         self.logs = logs
         self.own_process_groups = own_process_groups  # a terminal's Ctrl-C reaches only the orchestrator
         self.procs: dict[str, subprocess.Popen] = {}
         self.restarts: dict[str, int] = {}  # by name: how often a stalled process was started again
+        self._started_processors: dict[str, None] = {}  # in start order
         logs.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str) -> subprocess.Popen:
+        """Start `processor`, `sink` or `api`; `processor-N` is one more processor instance (`start_processor`)."""
         log = open(self.logs / f"{name}.log", "ab")
-        command = {"processor": "process", "sink": "sink", "api": "serve"}[name]
+        command = {"processor": "process", "sink": "sink", "api": "serve"}[name.split("-")[0]]
+        env = self.env
+        if name.startswith("processor-"):  # its own ops port: the base one + N - 1
+            env = {**env, "METERSTREAM_PROCESSOR_METRICS_PORT": str(self._processor_port(int(name.split("-")[1])))}
+        if name.startswith("processor") and self.instance_homes is not None:
+            env = {**env, "METERSTREAM_HOME": str(self.instance_home(name))}
         proc = subprocess.Popen(
             [sys.executable, "-m", "meterstream.deploy.cli", command],
-            env=self.env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -49,7 +60,32 @@ class Pipeline:
             process_group=0 if self.own_process_groups else None,
         )
         self.procs[name] = proc
+        if name.startswith("processor"):
+            self._started_processors.setdefault(name, None)
         return proc
+
+    def _processor_port(self, n: int) -> int:
+        base = int(self.env.get("METERSTREAM_PROCESSOR_METRICS_PORT") or Settings().processor_metrics_port)
+        return base + n - 1
+
+    def start_processor(self, n: int = 1) -> subprocess.Popen:
+        """Processor instance n (1: `processor`, else `processor-n`, its ops port the base one + n - 1). The
+        instances form one consumer group: each takes the partitions the group assigns it, a new one takes
+        some over, a stopped one's move to the others, with their state from the changelog."""
+        return self.start("processor" if n == 1 else f"processor-{n}")
+
+    def instance_home(self, name: str) -> Path:
+        assert self.instance_homes is not None
+        return self.instance_homes / name
+
+    def processors(self) -> list[str]:
+        """The processor instances running (or started and not stopped)."""
+        return [name for name in self.procs if name.split("-")[0] == "processor"]
+
+    @property
+    def started_processors(self) -> list[str]:
+        """Every processor instance started so far, stopped or not."""
+        return list(self._started_processors)
 
     def check_alive(self) -> None:
         """Supervise: a process its watchdog ended (status 75, `meterstream.health.STALLED_EXIT_CODE`: stalled

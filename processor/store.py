@@ -76,17 +76,22 @@ def pack_entries(pairs: list[tuple[str, bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def unpack_entries(data: bytes) -> list[tuple[str, bytes]]:
-    out: list[tuple[str, bytes]] = []
-    i, size, unpack = 0, _LEN.size, _LEN.unpack_from
-    while i < len(data):
+def unpack_entries_raw(data: bytes) -> list[tuple[bytes, bytes]]:
+    """`pack_entries`' pairs, keys as UTF-8 bytes."""
+    out: list[tuple[bytes, bytes]] = []
+    add, i, size, unpack, end = out.append, 0, _LEN.size, _LEN.unpack_from, len(data)
+    while i < end:
         klen, vlen = unpack(data, i)
         i += size
-        key = data[i : i + klen].decode()
-        i += klen
-        out.append((key, data[i : i + vlen]))
-        i += vlen
+        j = i + klen
+        add((data[i:j], data[j : j + vlen]))
+        i = j + vlen
     return out
+
+
+def unpack_entries(data: bytes) -> list[tuple[str, bytes]]:
+    """`pack_entries`' pairs as they were given."""
+    return [(k.decode(), v) for k, v in unpack_entries_raw(data)]
 
 
 class Prepared(NamedTuple):
@@ -247,47 +252,56 @@ class PartitionStore:
         its dedup entries and the index entry; its tombstone deletes the index entry and those of its
         entries not seen again since (the purge's rule); any other record puts or deletes its key."""
         batch = WriteBatch(raw_mode=True)
-        written: dict[bytes, bytes | None] = {}  # this call's writes: later records read them
-        get = self.db.get
-
-        def current(key: bytes) -> bytes | None:
-            return written[key] if key in written else get(key)
-
+        put, delete = batch.put, batch.delete
+        deferred: list[tuple[bytes, bytes | None]] = []  # from the first tombstone of an index entry on
         n = 0
-        for key, value in records:
-            if key.startswith(_INDEX) and key[len(_INDEX) + 9 :].startswith(_BATCH_INDEX):
-                if value is None:
-                    listed = current(key)
-                    day = int(key[len(_INDEX) : len(_INDEX) + 8])
-                    for k in _loads(listed) if listed else []:
-                        dkey = k.encode()
-                        raw = current(dkey)
-                        if raw is not None and decode_value(raw)["t"] // DAY_MS <= day:
-                            batch.delete(dkey)
-                            written[dkey] = None
-                    batch.delete(key)
-                    written[key] = None
-                    continue
-                pairs = unpack_entries(value)
+        for i, (key, value) in enumerate(records):
+            if key.startswith(_INDEX) and key[len(_INDEX) + 9 : len(_INDEX) + 10] == _BATCH_INDEX:
+                if value is None:  # needs the entries as they are by now: write the rest one record at a time
+                    deferred = records[i:]
+                    break
+                pairs = unpack_entries_raw(value)
                 for k, raw in pairs:
-                    batch.put(k.encode(), raw)
-                    written[k.encode()] = raw
-                index = _dumps([k for k, _ in pairs])
-                batch.put(key, index)
-                written[key] = index
+                    put(k, raw)
+                put(key, _dumps([k.decode() for k, _ in pairs]))
                 n += len(pairs)
             elif value is None:
-                batch.delete(key)
-                written[key] = None
+                delete(key)
             else:
-                batch.put(key, value)
-                written[key] = value
+                put(key, value)
                 n += 1
+        for key, value in deferred:
+            self.db.write(batch)
+            batch = WriteBatch(raw_mode=True)
+            if key.startswith(_INDEX) and key[len(_INDEX) + 9 : len(_INDEX) + 10] == _BATCH_INDEX and value is None:
+                listed = self.db.get(key)
+                day = int(key[len(_INDEX) : len(_INDEX) + 8])
+                for k in _loads(listed) if listed else []:
+                    raw = self.db.get(k.encode())
+                    if raw is not None and decode_value(raw)["t"] // DAY_MS <= day:
+                        batch.delete(k.encode())
+                batch.delete(key)
+            else:
+                n += self._restore_one(batch, key, value)
         batch.put(_CHANGELOG_KEY, str(changelog_next).encode())
         self.db.write(batch)
         raw = self.db.get(_COUNTS_KEY)
         self.counts = Counter(orjson.loads(raw) if raw else {})
         return n
+
+    @staticmethod
+    def _restore_one(batch: WriteBatch, key: bytes, value: bytes | None) -> int:
+        if value is None:
+            batch.delete(key)
+            return 0
+        if key.startswith(_INDEX) and key[len(_INDEX) + 9 : len(_INDEX) + 10] == _BATCH_INDEX:
+            pairs = unpack_entries_raw(value)
+            for k, raw in pairs:
+                batch.put(k, raw)
+            batch.put(key, _dumps([k.decode() for k, _ in pairs]))
+            return len(pairs)
+        batch.put(key, value)
+        return 1
 
     def close(self) -> None:
         self.db.close()

@@ -137,3 +137,27 @@ def test_each_group_registers_the_names_main_builds_it_for() -> None:
     for names in GROUPS.values():
         if names:
             assert set(typer.main.get_command(build_app(names[0])).commands) == set(names), names
+
+
+def test_close_counts_its_invoices_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The close's running count ("\\r[close] ... invoices") went into piped logs too."""
+    from types import SimpleNamespace
+
+    from meterstream.schemas.settings import Settings
+
+    seen: list[bool] = []
+
+    def close_period(*args: object, **kwargs: object) -> SimpleNamespace:
+        seen.append(bool(kwargs["progress"]))
+        return SimpleNamespace(totals_by_currency={}, invoices=[], unreconciled=[], failed=[])
+
+    monkeypatch.setattr("meterstream.invoice_emitter.close.close_period", close_period)
+    monkeypatch.setattr("meterstream.aggregation.client.connect", lambda settings: object())
+    monkeypatch.setattr("meterstream.aggregation.http_front.front_client", lambda settings, writer=False: None)
+    catalog = Path(__file__).resolve().parents[1] / "data" / "catalog.yaml"
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'e.db'}", catalog=catalog)
+    argv = ["close", "--period", "2026-10", "--no-publish", "--force", "--out", str(tmp_path / "out")]
+    for stderr in (io.StringIO(), Tty()):
+        monkeypatch.setattr(sys, "stderr", stderr)
+        assert main(argv, settings=settings) == 0
+    assert seen == [False, True]

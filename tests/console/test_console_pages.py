@@ -32,6 +32,9 @@ def test_the_session_cookie_is_httponly_secure_strict_and_logout_ends_it(page, c
     assert (cookie["httpOnly"], cookie["secure"], cookie["sameSite"], cookie["path"]) == (True, True, "Strict",
                                                                                           "/console")  # fmt: skip
     assert page.evaluate("document.cookie") == ""  # not readable by scripts
+    answer = page.context.request.get(f"{console.url}/console/customers")
+    assert answer.headers["cache-control"] == "no-store"  # tenant data is never cached
+    assert "script-src" not in answer.headers["content-security-policy"]  # default-src 'none': no script runs
     with page.expect_navigation():
         page.click("text=Log out")
     assert page.url.endswith("/console/login")

@@ -8,11 +8,19 @@ them, restarts the Kafka broker once, and makes ClickHouse unavailable for 20+ s
 sink checks before each insert). Then it drains, closes the period and compares, per customer and
 meter, the deduplicated quantities and the invoice totals with what the generated input says. The last
 line is the verdict; the exit status is non-zero on any difference.
+
+The cluster mode (`cluster_plan`, `run_cluster_chaos`) runs the same comparison on a local 3-node KRaft cluster
+(RF 3, `min.insync.replicas` 2) with processors in one consumer group, each instance with its own home (its own
+local stores, as on separate machines): it SIGKILLs a broker node and starts it again, starts an instance and
+SIGKILLs another one (deleting its home) while the group moves partitions to the newcomer, so the moved
+partitions' state comes from the changelog only, and adds an instance mid-stream. The durable counters are
+read from the changelog (every partition restored into empty stores), not from any instance's disk.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +50,23 @@ class ChaosPlan:
     broker_restarts: int = 1
     clickhouse_outage_s: float = 22.0
     seed: int = 11
+    brokers: int = 1  # > 1: a local cluster of that many KRaft nodes (deploy/kafka_cluster.py)
+    processor_instances: int = 1  # started before phase A, one consumer group
+    broker_kills: int = 0  # SIGKILL one node of the cluster, start it again a few seconds later
+    instance_joins: int = 0  # start one more processor instance mid-stream
+    kills_on_move: int = 0  # start an instance, and SIGKILL another (its home deleted) while partitions move
+
+
+def cluster_plan(events: int = 200_000, seconds: float | None = None, seed: int = 11) -> ChaosPlan:
+    """The cluster mode: 3 brokers, 2 processor instances, a broker killed, an instance killed during a
+    partition move, an instance added; one processor and one sink SIGKILL, ClickHouse down once."""
+    return ChaosPlan(events=events, seconds=seconds, processor_kills=1, sink_kills=1, broker_restarts=0, seed=seed,
+                     brokers=3, processor_instances=2, broker_kills=1, instance_joins=1, kills_on_move=1)  # fmt: skip
+
+
+def run_cluster_chaos(settings: Settings, out: Path, events: int = 200_000, seconds: float | None = None) -> int:
+    """`meterstream chaos --cluster` (to be wired by the CLI): `run_chaos` with `cluster_plan`."""
+    return run_chaos(settings, cluster_plan(events, seconds), out)
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -89,8 +114,13 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
     period = (first - timedelta(days=1)).strftime("%Y-%m")
     closed = (first - timedelta(days=1)).replace(day=1) - timedelta(days=1)
     closed_period = closed.strftime("%Y-%m")
+    cluster = plan.brokers > 1
+    if cluster:
+        settings = settings.model_copy(update={"kafka_brokers": plan.brokers})
     kafka_local.start(settings)
     env = demo_environment(settings, out, run_id)
+    if cluster:
+        env["METERSTREAM_KAFKA_BOOTSTRAP"] = settings.bootstrap  # every node: clients go on when one is down
     fault_file = out / "clickhouse-down"
     fault_file.unlink(missing_ok=True)
     env["METERSTREAM_SINK_FAULT_FILE"] = str(fault_file)
@@ -98,7 +128,8 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
     run = settings_from_env(env)
     catalog = load_catalog(run.catalog)
     ensure_topics(run)
-    pipeline = Pipeline(env, out / "logs")
+    group = plan.processor_instances > 1 or plan.instance_joins or plan.kills_on_move
+    pipeline = Pipeline(env, out / "logs", instance_homes=out / "instances" if group else None)
     extra = ("saasco", "iotco")
     try:
         # Phase A: a period billed and closed before the storm
@@ -107,7 +138,8 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
                               extra_tenants=extra, keep_events=True, seed=plan.seed)  # fmt: skip
         from meterstream.ingest.producer import make_producer, produce_all
 
-        pipeline.start("processor")
+        for n in range(1, plan.processor_instances + 1):
+            pipeline.start_processor(n)
         pipeline.start("sink")
         produce_all(make_producer(run), run.topic("usage-events"), generate(spec_a, truth_a))
         wait_drained(run, pipeline, app_id(run), truth_a.produced)
@@ -125,6 +157,8 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
         seconds = plan.seconds or max(30.0, plan.events / 6_000)
         faults = (["kill-processor"] * plan.processor_kills + ["kill-sink"] * plan.sink_kills
                   + ["restart-broker"] * (plan.broker_restarts if not settings.kafka_bootstrap else 0)
+                  + ["kill-broker"] * (plan.broker_kills if cluster and not settings.kafka_bootstrap else 0)
+                  + ["add-instance"] * plan.instance_joins + ["kill-on-move"] * plan.kills_on_move
                   + ["clickhouse-down"])  # fmt: skip
         rng.shuffle(faults)
         points = sorted(rng.uniform(0.05, 0.85) for _ in faults)
@@ -145,8 +179,12 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
         if not produced_done.is_set():
             raise RuntimeError("the producer failed (see its error above)")
         wait_drained(run, pipeline, app_id(run), truth_a.produced + truth_b.produced, timeout=3600)
-        pipeline.stop("processor")
+        for name in pipeline.processors():
+            pipeline.stop(name)
         pipeline.stop("sink")
+        if group:
+            say(f"processor instances at the end: {', '.join(pipeline.started_processors)}; "
+                f"partitions restored from the changelog: {_restores(pipeline.logs)}")  # fmt: skip
         say(f"drained {time.monotonic() - t0:.1f}s after the first produce; closing {period}")
         if pipeline.restarts:
             say("watchdog restarts: " + ", ".join(f"{k} x{v}" for k, v in sorted(pipeline.restarts.items())))
@@ -165,11 +203,30 @@ def _inject(fault: str, pipeline: Pipeline, settings: Settings, fault_file: Path
             rng: random.Random) -> None:  # fmt: skip
     from meterstream.deploy import kafka_local
 
-    if fault in ("kill-processor", "kill-sink"):
-        name = fault.removeprefix("kill-")
+    if fault == "kill-processor":  # one instance (of those running), started again on its own home
+        name = rng.choice(sorted(pipeline.processors()))
         pipeline.stop(name, sig=signal.SIGKILL)
         time.sleep(rng.uniform(0.2, 2.0))
         pipeline.start(name)
+    elif fault == "kill-sink":
+        pipeline.stop("sink", sig=signal.SIGKILL)
+        time.sleep(rng.uniform(0.2, 2.0))
+        pipeline.start("sink")
+    elif fault == "add-instance":
+        say(f"  starting {_next_instance(pipeline)}")
+    elif fault == "kill-on-move":  # the newcomer's join moves partitions: an older instance dies meanwhile
+        victim = rng.choice(sorted(pipeline.processors()))
+        newcomer = _next_instance(pipeline)
+        time.sleep(rng.uniform(0.5, 3.0))
+        pipeline.stop(victim, sig=signal.SIGKILL)
+        shutil.rmtree(pipeline.instance_home(victim), ignore_errors=True)  # its disk is gone with it
+        say(f"  started {newcomer}, killed {victim} and deleted its local stores")
+    elif fault == "kill-broker":
+        node = rng.randint(1, settings.kafka_brokers)
+        kafka_local.stop(settings, kill=True, node=node)
+        time.sleep(rng.uniform(2.0, 6.0))
+        kafka_local.start(settings, node=node)
+        say(f"  node {node} killed and started again")
     elif fault == "restart-broker":
         kafka_local.stop(settings)
         time.sleep(rng.uniform(1.0, 3.0))
@@ -180,12 +237,23 @@ def _inject(fault: str, pipeline: Pipeline, settings: Settings, fault_file: Path
         fault_file.unlink()
 
 
+def _next_instance(pipeline: Pipeline) -> str:
+    n = 1 + max((int(name.split("-")[1]) if "-" in name else 1 for name in pipeline.started_processors), default=0)
+    pipeline.start_processor(n)
+    return "processor" if n == 1 else f"processor-{n}"
+
+
+def _restores(logs: Path) -> int:
+    return sum(f.read_text(errors="replace").count("state entries") for f in logs.glob("processor*.log"))
+
+
 def _verdict(run: Settings, catalog, truth_a, truth_b, period: str, closed: str, usage_messages: int,
              faults: Counter, elapsed: float) -> int:  # fmt: skip
     import orjson
 
     from meterstream.aggregation.client import connect
     from meterstream.deploy.chaos_expect import expected_totals
+    from meterstream.processor.changelog import changelog_counts
     from meterstream.processor.runner import committed_counts
 
     db = run.clickhouse_database
@@ -222,7 +290,15 @@ def _verdict(run: Settings, catalog, truth_a, truth_b, period: str, closed: str,
     }  # fmt: skip
     expected = expected_totals(catalog, period, closed, truth_a.accepted_events, truth_b.accepted_events)
     mismatched = sum(1 for key in set(actual) | set(expected) if actual.get(key) != expected.get(key))
-    counts = committed_counts(run)
+    if run.processor_engine == "faust":
+        counts = committed_counts(run)
+    else:  # the changelog is the durable state: what any instance would restore
+        from meterstream.ingest.lag import LagProbe
+
+        probe = LagProbe(run)
+        partitions = len(probe.end_offsets(run.topic("usage-events")))
+        probe.close()
+        counts = changelog_counts(run, partitions, run.home.resolve() / f"chaos-counts-{run.topic_prefix}")
     accepted = truth_a.accepted + truth_b.accepted
     dup_truth = truth_a.duplicates + truth_b.duplicates
     counters_ok = (

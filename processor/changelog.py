@@ -13,8 +13,11 @@ end is restored from it (`restore`) before any input is read.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -85,8 +88,18 @@ class ChangelogReader:
             }
         )
 
-    def watermarks(self, partition: int, timeout: float = 30.0) -> tuple[int, int]:
-        return self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=timeout)
+    def watermarks(self, partition: int, timeout: float = 120.0) -> tuple[int, int]:
+        """The changelog partition's (low, high) offsets, asked again while the cluster cannot answer (a
+        broker down: its leaderships move; NOT_LEADER_FOR_PARTITION, timeouts) for up to `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("changelog partition %d: watermarks not read (%s); asking again", partition, exc)
+                time.sleep(1.0)
 
     def catch_up(self, partition: int, store: PartitionStore, timeout: float = 600.0) -> Restored | None:
         """Bring `store` to the changelog's end: nothing when it is there already; from its own position
@@ -134,8 +147,11 @@ class ChangelogReader:
                     if at >= high:
                         position = high
                 for m in msgs:
-                    if m.error():
-                        raise KafkaException(m.error())
+                    if (err := m.error()) is not None:
+                        if err.retriable():  # e.g. a leader moving: the fetch goes on from where it is
+                            log.warning("changelog partition %d: %s; reading on", partition, err)
+                            continue
+                        raise KafkaException(err)
                     offset = m.offset()
                     if offset >= high:
                         position = high
@@ -166,6 +182,26 @@ class ChangelogReader:
         self.consumer.close()
 
 
+def changelog_counts(settings: Settings, partitions: int, scratch: Path) -> Counter[str]:
+    """The outcome counters committed with the state, summed over partitions, read from the changelog alone
+    (each partition restored into an empty store under `scratch`, removed afterwards): what any instance that
+    took the partitions over would hold."""
+    total: Counter[str] = Counter()
+    reader = ChangelogReader(settings)
+    try:
+        for p in range(partitions):
+            store = PartitionStore(scratch / f"p{p}")
+            try:
+                reader.catch_up(p, store)
+                total += store.counts
+            finally:
+                store.close()
+    finally:
+        reader.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return total
+
+
 class ChangelogWriter:
     """Produces a partition's changelog records on the processor's producer, tracking the offsets reached."""
 
@@ -186,4 +222,7 @@ class ChangelogWriter:
         return len(records)
 
 
-__all__ = ["CHANGELOG", "ChangelogReader", "ChangelogWriter", "Restored", "changelog_topic", "ensure_changelog"]
+__all__ = [
+    "CHANGELOG", "ChangelogReader", "ChangelogWriter", "Restored", "changelog_counts", "changelog_topic",
+    "ensure_changelog",
+]  # fmt: skip

@@ -99,9 +99,10 @@ class NativeProcessor:
                 "bootstrap.servers": settings.bootstrap,
                 "group.id": app_id(settings),
                 "partition.assignment.strategy": "cooperative-sticky",
-                # a dead instance's partitions move after this long without its heartbeat (librdkafka: 45 s)
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 2_000,
+                # a dead instance's partitions move after this long without its heartbeat (librdkafka: 45 s);
+                # 10 s lost the assignment while a killed broker's group coordinator moved (the chaos run)
+                "session.timeout.ms": 15_000,
+                "heartbeat.interval.ms": 3_000,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 50,
@@ -356,6 +357,9 @@ class NativeProcessor:
         for p, lines in rated_lines.items():
             for value in pack(lines):
                 produce(rated_topic, None, value, p, batch)
+        if self.balances is not None:  # prepaid debit of the rated lines (processor/balances.py)
+            for topic, key, value in self.balances.after_lines(buffers, rated_lines, now_ms):
+                produce(topic, key, value, -1, batch)
         batch.outcomes = {p: Counter({k.value: n for k in Kind if (n := ks.count(k))}) for p, ks in kinds.items()}
         self._count(batch)
         batch.busy_s = time.perf_counter() - batch.started

@@ -47,13 +47,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from meterstream.billing import thresholds as th
 from meterstream.billing.allocation import from_units, to_units
 from meterstream.billing.wallet_balance import Draw, Lot, WalletTerms, balances, usage_draws
 from meterstream.processor.checkpoint import InFlight
 from meterstream.processor.store import BatchState
 from meterstream.rating.money import EXACT, ROUNDING, round_money
-from meterstream.schemas.entities import WalletDoc
+from meterstream.schemas.entities import CustomerDoc, WalletDoc
 from meterstream.schemas.event import event_key
 from meterstream.schemas.provisioning import (
     BALANCES,
@@ -65,6 +67,7 @@ from meterstream.schemas.provisioning import (
     customer_key,
     encode,
 )
+from meterstream.schemas.rated import row_of
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor.balances")
@@ -169,6 +172,7 @@ class Balances:
         self.balances = settings.topic(BALANCES)
         self._watch: dict[tuple[str, str], tuple[bool, th.Rules]] = {}
         self.dirty: set[tuple[str, str]] = set()  # wallet or customer changes not yet evaluated by `tick`
+        self._any: bool | None = None  # whether any customer has wallets or a credit limit (None: not known)
         self.partitions: int | None = None
 
     @classmethod
@@ -185,6 +189,19 @@ class Balances:
             for c in changed:
                 self._watch.pop(c, None)
             self.dirty |= changed
+            self._any = None
+
+    def any_watched(self) -> bool:
+        """Whether any customer has a wallet or a credit limit (else a batch costs nothing here)."""
+        if self._any is None:
+            self._any = any(self.table.has_wallets(t, c) or self._watched(t, c)[0] for t, c in self._customers())
+        return self._any
+
+    def _customers(self) -> set[tuple[str, str]]:
+        found = {(d.tenant, d.customer) for d in self.table.docs.values() if isinstance(d, WalletDoc)}
+        found |= {(d.tenant, d.external_id) for d in self.table.docs.values()
+                  if isinstance(d, CustomerDoc) and th.CREDIT_LIMIT in d.metadata}  # fmt: skip
+        return found
 
     def _watched(self, tenant: str, customer: str) -> tuple[bool, th.Rules]:
         slot = (tenant, customer)
@@ -207,6 +224,8 @@ class Balances:
         (`last`, the batch's last offset per partition, is not needed: each row carries its own offset.)"""
         self._refresh()
         out: list[Output] = []
+        if not self.any_watched():
+            return out
         for p, rows in rated.items():
             mine: dict[tuple[str, str], list[tuple]] = {}
             for row in rows:
@@ -333,6 +352,15 @@ class Balances:
                            data=data, at=at)  # fmt: skip
         return (self.notifications, customer_key(tenant, customer), encode(msg))
 
+    def after_lines(self, states: dict[int, Any], lines: dict[int, list[bytes]], now_ms: int) -> list[Output]:
+        """`after_batch` for the legacy engine, whose rated records are JSON lines (decoded only when some
+        customer has a wallet or a credit limit)."""
+        self._refresh()
+        if not self.any_watched():
+            return []
+        loads = orjson.loads
+        return self.after_batch(states, {p: [row_of(loads(x)) for x in xs] for p, xs in lines.items()}, {}, now_ms)
+
     # --- wallet changes without usage -----------------------------------------------------------------------
     def reevaluate(self, state: Any, tenant: str, customer: str, now_ms: int) -> list[Output]:
         """Decide again for a customer whose wallets or rules changed (no new usage): e.g. a top-up reactivates."""
@@ -388,10 +416,8 @@ class Balances:
 def install(processor: Any) -> Balances | None:
     """Wire prepaid balances into a native processor (processor/runner.py calls it once, in `__init__`): the
     columnar step debits after each batch; the runner produces `BatchOutput.balances` with the batch's outputs
-    and adds `tick(processor)`'s batch to the checkpoint once per loop iteration. None when the processor has no
-    live entities (no wallets can reach it) or runs the legacy per-message engine (not wired there)."""
-    if getattr(processor, "legacy", False):
-        return None
+    and adds `tick(processor)`'s batch to the checkpoint once per loop iteration (the legacy engine calls
+    `after_lines` on its JSON lines). None when the processor has no live entities (no wallets can reach it)."""
     found = Balances.of_catalog(processor.settings, processor.catalog)
     if found is not None:
         processor.columnar.balances = found

@@ -35,7 +35,6 @@ GROUPS = {
     "api": ("serve", "keys"),
     "rate": ("rate",),
     "provisioning": ("provisioning",),
-    "extras": (),
 }
 
 

@@ -78,30 +78,47 @@ def cmd_replay(args: Any, settings: Settings) -> int:
     todo = [r for r in records if args.include_unparseable or is_replayable(r)]
     skipped = len(records) - len(todo)
     usage = Topics.from_settings(settings).usage
-    print_table(todo)
-    note = f" ({skipped} unparseable skipped; --include-unparseable sends them)" if skipped else ""
-    if marked and not args.again:
-        note += f" ({len(marked)} already replayed skipped; --again sends them)"
-    print(f"{len(todo)} dead letters to replay to {usage}{note}")
+    as_json = getattr(args, "json", False)
+    answer = {"topic": usage, "to_replay": [source_text(r) for r in todo], "skipped_unparseable": skipped,
+              "skipped_replayed": 0 if args.again else len(marked), "dry_run": bool(args.dry_run), "replayed": []}
+    if not as_json:
+        print_table(todo)
+        note = f" ({skipped} unparseable skipped; --include-unparseable sends them)" if skipped else ""
+        if marked and not args.again:
+            note += f" ({len(marked)} already replayed skipped; --again sends them)"
+        print(f"{len(todo)} dead letters to replay to {usage}{note}")
     # settled: marked, or never replayed by default (not a JSON object); the position moves over them
     settled = set(marks) | {source_text(r) for r in letters(scanned) if not is_replayable(r)}
-    if args.dry_run:
-        return 0
-    if not todo:
-        commit_replay_position(settings, advance(scanned, settled, start))
+    if args.dry_run or not todo:
+        if not args.dry_run:
+            commit_replay_position(settings, advance(scanned, settled, start))
+        _answer(answer, as_json)
         return 0
     if not args.yes:
         if not sys.stdin.isatty():
             print("meterstream dlq: error: refusing to replay without --yes when not interactive", file=sys.stderr)
             return 2
-        if input(f"replay {len(todo)} events to {usage}? [y/N] ").strip().lower() not in ("y", "yes"):
-            print("nothing replayed")
+        prompt = f"replay {len(todo)} events to {usage}? [y/N] "
+        if as_json:  # stdout is the JSON answer's
+            print(prompt, end="", file=sys.stderr, flush=True)
+        if input("" if as_json else prompt).strip().lower() not in ("y", "yes"):
+            print("nothing replayed", file=sys.stderr if as_json else sys.stdout)
             return 1
     with progress(f"replaying to {usage}", len(todo)) as advance_bar:  # a bar on a terminal only
         result = replay_dead_letters(settings, todo, include_unparseable=True, progress=advance_bar)
     commit_replay_position(settings, advance(scanned, settled | set(result.replayed), start))
-    print(f"replayed {len(result.replayed)} events to {usage}")
+    answer["replayed"] = list(result.replayed)
+    if not as_json:
+        print(f"replayed {len(result.replayed)} events to {usage}")
+    _answer(answer, as_json)
     return 0
+
+
+def _answer(answer: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        import json
+
+        print(json.dumps(answer))
 
 
 def print_table(records: list[DeadLetterRecord], marks: dict[str, dict] | None = None) -> None:
@@ -162,6 +179,8 @@ def register(app: typer.Typer) -> None:
         from_beginning: Annotated[bool, typer.Option("--from-beginning", help="read the whole topic, not from the "
                                                      "replay position")] = False,
         again: Annotated[bool, typer.Option("--again", help="also replay letters already replayed (marked)")] = False,
+        json: Annotated[bool, typer.Option("--json", help="one JSON object: what was to replay, skipped, replayed")]
+        = False,
     ) -> int:  # fmt: skip
         params = {**locals(), "position": [*(position or []), *(more or [])]}
         return call(cmd_replay, params)

@@ -83,11 +83,16 @@ def _demo(args: Any, settings: Settings) -> int:
 
 
 def _chaos(args: Any, settings: Settings) -> int:
-    from meterstream.deploy.chaos import ChaosPlan, run_chaos
+    from meterstream.deploy import chaos
 
-    plan = ChaosPlan(events=args.events, seconds=args.seconds, processor_kills=args.kills, sink_kills=args.kills,
-                     clickhouse_outage_s=args.outage, seed=args.seed)  # fmt: skip
-    return run_chaos(settings, plan, Path(args.out))
+    if args.cluster:  # 3 brokers, 2 processor instances, a broker and an instance killed, one joining (H2's plan)
+        run_cluster = getattr(chaos, "run_cluster_chaos", None)
+        if run_cluster is None:
+            raise RuntimeError("--cluster: this build's deploy/chaos.py has no cluster mode (run_cluster_chaos)")
+        return run_cluster(settings, Path(args.out), events=args.events or 200_000, seconds=args.seconds)
+    plan = chaos.ChaosPlan(events=args.events or 500_000, seconds=args.seconds, processor_kills=args.kills,
+                           sink_kills=args.kills, clickhouse_outage_s=args.outage, seed=args.seed)  # fmt: skip
+    return chaos.run_chaos(settings, plan, Path(args.out))
 
 
 def register(app: typer.Typer) -> None:
@@ -135,11 +140,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("chaos", help="fault-injection run: kills, broker restart, ClickHouse outage, then a verdict")
     def chaos(
-        events: Annotated[int, typer.Option(min=1)] = 500_000,
+        events: Annotated[int | None, typer.Option(min=1, help="events produced (default 500,000; --cluster: "
+                                                   "200,000)")] = None,
         seconds: Annotated[float | None, typer.Option(help="spread production over this long")] = None,
         kills: Annotated[int, typer.Option(min=0, help="SIGKILLs of the processor and of the sink, each")] = 3,
         outage: Annotated[float, typer.Option(help="seconds ClickHouse is unavailable")] = 22.0,
         seed: Annotated[int, typer.Option()] = 11,
         out: Annotated[str, typer.Option()] = "meterstream-chaos",
-    ) -> int:
+        cluster: Annotated[bool, typer.Option("--cluster", help="the cluster mode: 3 brokers, 2 processor instances, "
+                                              "a broker and an instance killed, one joining (--kills, --outage and "
+                                              "--seed are the plan's)")] = False,
+    ) -> int:  # fmt: skip
         return call(_chaos, locals())

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,43 @@ def test_close_counts_its_invoices_on_a_terminal_only(monkeypatch: pytest.Monkey
         monkeypatch.setattr(sys, "stderr", stderr)
         assert main(argv, settings=settings) == 0
     assert seen == [False, True]
+
+
+@pytest.mark.kafka
+def test_dlq_replay_json(kafka_settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dlq replay --json`: one JSON object (what was to replay, what was skipped, what was replayed), no table."""
+    import uuid
+
+    import orjson
+
+    from meterstream.ingest.producer import make_producer
+    from meterstream.ingest.topics import Topics, ensure_topics
+
+    settings = kafka_settings.model_copy(update={"topic_prefix": f"clijson-{uuid.uuid4().hex[:8]}."})
+    ensure_topics(settings)
+    topics = Topics.from_settings(settings)
+    producer = make_producer(settings)
+    event = {"id": "e1", "tenant": "acme", "customer": "c1", "meter": "calls", "quantity": "1",
+             "time": "2026-11-02T10:00:00Z"}  # fmt: skip
+    for offset, raw in ((7, orjson.dumps(event).decode()), (8, "{not json")):
+        letter = {"stage": "rate" if offset == 7 else "parse", "field": "meter", "reason": "no price",
+                  "topic": topics.usage, "partition": 0, "offset": offset, "key": "acme/c1", "raw": raw,
+                  "event_id": "e1" if offset == 7 else None, "tenant": "acme" if offset == 7 else None}  # fmt: skip
+        producer.produce(topics.dead_letters, value=orjson.dumps(letter), key=b"acme/c1", partition=0)
+    assert producer.flush(30) == 0
+    from meterstream.ingest.dlq import replay_position
+
+    for _ in range(60):  # a fresh broker answers NOT_COORDINATOR for group offsets until its coordinator loaded
+        try:
+            replay_position(settings)
+            break
+        except Exception:
+            time.sleep(0.5)
+    usage = topics.usage
+    assert main(["dlq", "replay", "--tenant", "acme", "--dry-run", "--json"], settings=settings) == 0
+    assert json.loads(capsys.readouterr().out) == {"topic": usage, "to_replay": [f"{usage}:0:7"],
+                                                   "skipped_unparseable": 1, "skipped_replayed": 0,
+                                                   "dry_run": True, "replayed": []}  # fmt: skip
+    assert main(["dlq", "replay", "--tenant", "acme", "--yes", "--json"], settings=settings) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["to_replay"], answer["replayed"]) == ([f"{usage}:0:7"], [f"{usage}:0:7"])

@@ -217,6 +217,12 @@ class Balances:
             self._watch[slot] = found
         return found
 
+    def _wallets(self, tenant: str, customer: str) -> list[WalletDoc]:
+        """The customer's wallets in one currency (its first wallet's: a customer is billed in one currency; a
+        wallet in another one, which the store refuses for a customer with a currency, is left out)."""
+        wallets = self.table.wallets(tenant, customer)
+        return [w for w in wallets if w.currency == wallets[0].currency] if wallets else wallets
+
     # --- after a rated batch --------------------------------------------------------------------------------
     def after_batch(self, states: dict[int, Any], rated: dict[int, list[tuple]], last: dict[int, int],
                     now_ms: int) -> list[Output]:  # fmt: skip
@@ -242,7 +248,7 @@ class Balances:
         key = balance_key(tenant, customer)
         current = state.get(key)
         entry: dict[str, Any] = dict(current) if current is not None else {"o": -1}
-        wallets = self.table.wallets(tenant, customer)
+        wallets = self._wallets(tenant, customer)
         currency = wallets[0].currency if wallets else None
         marks = _marks(wallets)
         mark_text = [_iso(m) for m in marks]
@@ -367,7 +373,7 @@ class Balances:
         key = balance_key(tenant, customer)
         current = state.get(key)
         entry = dict(current) if current is not None else {"o": -1}
-        wallets = self.table.wallets(tenant, customer)
+        wallets = self._wallets(tenant, customer)
         at = entry.get("as")
         if wallets:  # the newest wallet change (a top-up's settlement) is what decides now
             newest = _marks(wallets)[-1]

@@ -21,6 +21,8 @@ RESULTS = ROOT / "bench" / "results"
 PAGE = ROOT / "docs" / "capacity.md"
 TEMPLATE = (Path(__file__).resolve().parent / "capacity.md.in").read_text(encoding="utf-8")  # str.format fields
 
+# the files cited; the ranges are over the runs of sessions 5-7 (e2e) and of 2026-12-01 (API), so that a later
+# result file does not change this page until someone chooses to cite it
 W1 = "e2e-300k-native-w1-2026-12-01-s7.json"  # the session 7 pair on a quiet machine (README)
 W2 = "e2e-300k-native-w2-2026-12-01-s7.json"
 API = "api-2026-12-01-quiet.json"
@@ -53,7 +55,7 @@ def figures() -> dict[str, Any]:
     runs = [r for r in native if r.get("cpu_us_per_event_steady")]
     per_proc = [round(sum(v for k, v in r["cpu_us_per_event_steady"].items() if k.startswith("processor-")), 1)
                 for r in runs]  # fmt: skip
-    api_runs = [p for f in sorted(RESULTS.glob("api-*.json")) for p in load(f.name)["phases"]
+    api_runs = [p for f in sorted(RESULTS.glob("api-2026-12-01*.json")) for p in load(f.name)["phases"]
                 if p["phase"] == "batch-1000" and not load(f.name).get("with_pipeline")]  # fmt: skip
     api_us = next(p["api_cpu_us_per_event"] for p in api["phases"] if p["phase"] == "batch-1000")
     threads_p = w1["threads_cpu_s_steady"]["processor-0"]
@@ -63,7 +65,7 @@ def figures() -> dict[str, Any]:
     per_instance = math.floor(1e6 / proc)
     per_instance_70 = math.floor(1e6 / proc * UTILIZATION)
     dedup_b = w1["state_dir_bytes_per_id"]
-    dedup_all = [r["state_dir_bytes_per_id"] for r in map(load, (p.name for p in RESULTS.glob("e2e-*.json")))
+    dedup_all = [r["state_dir_bytes_per_id"] for r in map(load, (p.name for p in RESULTS.glob("e2e-*-s[567]*.json")))
                  if r.get("state_dir_bytes_per_id")]  # fmt: skip
     f: dict[str, Any] = {
         "w1": f"bench/results/{W1}", "w2": f"bench/results/{W2}", "api_file": f"bench/results/{API}",

@@ -2,10 +2,13 @@
 
 `StorePlans.plan_for(tenant, customer, meter, at)` answers as the stream processor's `CatalogView` does (the
 customer's subscriptions in effect at `at`, then the tenant's default subscription, then the file catalog
-`settings.catalog`), with the entity documents read from the SQL store instead of the `entities` topic:
-the customer's document, its and the tenant's default (`*`) subscriptions and the tenant's plan versions go
-into an `EntityTable` kept `ttl` seconds per customer (a plan or subscription change is seen within `ttl`).
-`customer(tenant, external_id)` is the stored customer document (None: unknown), from the same cache.
+`settings.catalog`). Its `EntityTable` is fed from the entity store's transactional outbox (entities/outbox.py:
+every committed customer, plan version, subscription and wallet document, in commit order, the same documents
+the relay puts on the `entities` topic): read whole on first use, then only the rows after the last one seen,
+at most every `refresh` seconds (one indexed query that usually returns nothing). So a lookup is a dict read,
+and a change is seen within `refresh` seconds of its commit. `customer(tenant, external_id)` is the stored
+customer document (None: unknown or deleted); an unknown one makes it read the outbox at once, so a customer
+created just before its first authorization is found.
 """
 
 from __future__ import annotations
@@ -16,72 +19,58 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-import msgspec
-from sqlalchemy import or_, select
 from sqlalchemy.orm import sessionmaker
 
-from meterstream.entities.customers import customer_doc, find_customer_row
-from meterstream.entities.plans import PlanVersionRow, plan_doc
-from meterstream.entities.subscriptions import SubscriptionRow
-from meterstream.processor.live_catalog import DEFAULT_CUSTOMER, CatalogView, EntityTable
+from meterstream.entities.outbox import read_outbox
+from meterstream.processor.live_catalog import CatalogView, EntityTable
 from meterstream.rating.catalog import Catalog, CatalogError, Plan, load_catalog
-from meterstream.schemas.entities import CustomerDoc, SubscriptionDoc
+from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
+BATCH = 5000
 
 
 class StorePlans:
-    def __init__(self, settings: Settings, sf: sessionmaker, *, ttl: float = 2.0,
+    def __init__(self, settings: Settings, sf: sessionmaker, *, refresh: float = 0.5,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.sf = sf
-        self.ttl = ttl
+        self.refresh = refresh
         self.clock = clock
-        self._catalog: Catalog | None = None
-        self._catalog_path = settings.catalog
-        self._catalog_loaded = False
-        self._cache: dict[tuple[str, str], tuple[float, EntityTable, CustomerDoc | None]] = {}
+        self.table = EntityTable()
+        self.seq = 0
+        self._checked = float("-inf")
         self._lock = threading.Lock()
+        self._catalog: Catalog | None = None
+        try:
+            self._catalog = load_catalog(settings.catalog)
+        except CatalogError as exc:
+            log.warning("authorizations: the file catalog is not usable (%s); stored plans only", exc)
+        self.view = CatalogView(self.table, self._catalog)
 
-    def catalog(self) -> Catalog | None:
-        if not self._catalog_loaded:
-            try:
-                self._catalog = load_catalog(self._catalog_path)
-            except CatalogError as exc:
-                log.warning("authorizations: the file catalog is not usable (%s); stored plans only", exc)
-            self._catalog_loaded = True
-        return self._catalog
-
-    def _load(self, tenant: str, external_id: str) -> tuple[EntityTable, CustomerDoc | None]:
-        table = EntityTable()
-        with self.sf() as s:
-            row = find_customer_row(s, tenant, external_id)
-            doc = customer_doc(row) if row is not None else None
-            if doc is not None:
-                table.apply(doc)
-            whose = or_(SubscriptionRow.customer == external_id, SubscriptionRow.customer == DEFAULT_CUSTOMER)
-            subs = s.scalars(select(SubscriptionRow.doc).where(SubscriptionRow.tenant == tenant, whose))
-            for raw in subs:
-                table.apply(msgspec.json.decode(raw, type=SubscriptionDoc))
-            for version in s.scalars(select(PlanVersionRow).where(PlanVersionRow.tenant == tenant)):
-                table.apply(plan_doc(version))
-        return table, doc
-
-    def _entry(self, tenant: str, customer: str) -> tuple[EntityTable, CustomerDoc | None]:
+    def catch_up(self, *, force: bool = False) -> int:
+        """Apply the outbox rows committed since the last read (at most every `refresh` s unless `force`)."""
         now = self.clock()
-        hit = self._cache.get((tenant, customer))
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1], hit[2]
-        table, doc = self._load(tenant, customer)
+        if not force and now - self._checked < self.refresh:
+            return 0
         with self._lock:
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[(tenant, customer)] = (now, table, doc)
-        return table, doc
+            self._checked = now
+            applied = 0
+            while True:
+                rows = read_outbox(self.sf, self.seq, BATCH)
+                for seq, key, value in rows:
+                    applied += int(self.table.apply_message(key, value))
+                    self.seq = seq
+                if len(rows) < BATCH:
+                    return applied
 
     def customer(self, tenant: str, external_id: str) -> CustomerDoc | None:
-        return self._entry(tenant, external_id)[1]
+        self.catch_up()
+        doc = self.table.customer(tenant, external_id)
+        if doc is None and self.catch_up(force=True):  # created a moment ago: read the outbox now
+            doc = self.table.customer(tenant, external_id)
+        return None if doc is None or doc.deleted else doc
 
     def plan_for(self, tenant: str, customer: str, meter: str, at: datetime) -> Plan | None:
-        table, _ = self._entry(tenant, customer)
-        return CatalogView(table, self.catalog()).plan_for(tenant, customer, meter, at)
+        self.catch_up()
+        return self.view.plan_for(tenant, customer, meter, at)

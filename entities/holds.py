@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import DateTime, Index, Integer, String, UniqueConstraint, select, update
+from sqlalchemy import DateTime, Index, Integer, String, UniqueConstraint, bindparam, select, update
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
@@ -133,7 +133,7 @@ def place_hold(sf: sessionmaker, spec: HoldSpec, *, now: datetime | None = None)
     runs on), is replaced in place (same id, consumption kept: the new amount counts from the session's
     start); one released by the final record is a `Conflict` naming `session_id`."""
     _check(spec)
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).astimezone(UTC)  # stored as UTC (SQLite keeps no offset)
     with sf.begin() as s:
         row = None
         if spec.session_id is not None:
@@ -152,16 +152,32 @@ def place_hold(sf: sessionmaker, spec: HoldSpec, *, now: datetime | None = None)
         return _stored(row)
 
 
+_HELD = select(HoldRow.amount, HoldRow.consumed, HoldRow.expires_at, HoldRow.session_id).where(
+    HoldRow.tenant == bindparam("tenant"), HoldRow.customer == bindparam("customer"), HoldRow.status == ACTIVE,
+    HoldRow.currency == bindparam("currency"))  # fmt: skip
+_HELD_SQLITE = ("SELECT amount, consumed, expires_at, session_id FROM authorization_holds "
+                "WHERE tenant = ? AND customer = ? AND status = ? AND currency = ?")  # fmt: skip
+
+
 def held(sf: sessionmaker, tenant: str, customer: str, currency: str, *, now: datetime | None = None,
          except_session: str | None = None) -> Decimal:  # fmt: skip
     """The sum of what the customer's active, unexpired holds in `currency` still reserve (the hold of
     `except_session` left out: a session authorizing again replaces its own)."""
     now = now or datetime.now(UTC)
     total = ZERO
-    with sf() as s:
-        rows = s.execute(select(HoldRow.amount, HoldRow.consumed, HoldRow.expires_at, HoldRow.session_id).where(
-            HoldRow.tenant == tenant, HoldRow.customer == customer, HoldRow.status == ACTIVE,
-            HoldRow.currency == currency)).all()  # fmt: skip
+    engine = sf.kw["bind"]
+    if engine.dialect.name == "sqlite":  # straight through the pooled DB-API connection, as keys.authenticate
+        conn = engine.raw_connection()  # (an ORM session cost ~0.6 ms of CPU per call here, this ~0.05)
+        try:
+            cur = conn.cursor()
+            cur.execute(_HELD_SQLITE, (tenant, customer, ACTIVE, currency))
+            rows = [(a, c, datetime.fromisoformat(e), sid) for a, c, e, sid in cur.fetchall()]
+            cur.close()
+        finally:
+            conn.close()
+    else:
+        with engine.connect() as c:
+            rows = c.execute(_HELD, {"tenant": tenant, "customer": customer, "currency": currency}).all()
     for amount, consumed, expires_at, session_id in rows:
         if aware(expires_at) <= now or (except_session is not None and session_id == except_session):  # type: ignore[operator]
             continue

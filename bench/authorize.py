@@ -1,0 +1,152 @@
+"""POST /v1/authorize latency (issue 16: p99 <= 5 ms locally), one command:
+
+    python bench/authorize.py [--requests 5000] [--customers 1000] [--json FILE]
+
+Builds the API app in this process (SQLite entity store in a temporary home, the plan of
+tests/api/test_authorize.py: a Berlin voice tariff with connect fee, 60/60 increments, peak/off-peak bands and
+a bundle, plus a unit-priced usage meter), stores `--customers` customers and gives each a balance snapshot
+in the app's balance feed, as the `balances` topic reader does (api/balance_feed.py), then sends the requests
+one at a time through the ASGI app (httpx's ASGITransport: the whole FastAPI stack with authentication, the
+per-key rate limit off, validation, the store reads and the answer; no socket, no uvicorn). Three mixes, each
+timed per request with perf_counter:
+
+1. `voice`: a call's longest duration (max_duration over the tariff, the charge by the session rater);
+2. `voice_hold`: the same with `hold: true` and a new session id each time (one SQLite write per request);
+3. `usage`: a usage meter's largest quantity.
+
+Reports p50/p90/p99/max per mix and requests/s; the ledger fallback (no snapshot: wallets + ClickHouse) is not
+measured here (it needs ClickHouse; api/wallet_usage.py). The machine is shared and noisy: report as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from meterstream.api.app import create_app  # noqa: E402
+from meterstream.api.routes.authorize import feed_of  # noqa: E402
+from meterstream.entities.customers import put_customer  # noqa: E402
+from meterstream.schemas.entities import CustomerDoc  # noqa: E402
+from meterstream.schemas.provisioning import BalanceSnapshot  # noqa: E402
+from meterstream.schemas.settings import Settings  # noqa: E402
+
+TELECOM = {
+    "timezone": "Europe/Berlin",
+    "rounding": {"decimals": 4, "method": "half_up"},
+    "time_bands": {"default": "offpeak",
+                   "periods": [{"band": "peak", "days": ["weekdays"], "start": "08:00", "end": "18:00"}]},
+    "destinations": {"NAT": {"group": "national", "prefixes": ["49"]}},
+    "rates": {
+        "R_PEAK": {"connect_fee": "0.10", "increments": "60/60", "groups": [{"price": "0.06", "per": 60}]},
+        "R_OFF": {"connect_fee": "0.10", "increments": "60/60", "groups": [{"price": "0.03", "per": 60}]},
+    },
+    "meters": {"voice_seconds": {"kind": "voice",
+                                 "rates": [{"destination": "NAT", "bands": {"peak": "R_PEAK", "offpeak": "R_OFF"}}]}},
+    "bundles": [{"id": "FREE5", "meter": "voice_seconds", "amount": 5, "unit": "minutes"}],
+}  # fmt: skip
+CATALOG = {
+    "plans": [{"id": "prepaid", "currency": "EUR", "telecom": TELECOM,
+               "meters": {"api_calls": {"model": "unit", "unit_amount": "0.003"}}}],
+    "assignments": [{"tenant": "t1", "customer": "*", "plan": "prepaid"}],
+}  # fmt: skip
+
+
+class _NoIngest:
+    def close(self) -> None:
+        pass
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def _run(app, key: str, customers: int, requests: int) -> dict:  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {key}"}
+    mixes = {
+        # a switch asks for at most an hour; 17:55 crosses the band change at 18:00
+        "voice": lambda i: {"meter": "voice_seconds", "dimensions": {"destination": "+4930123"},
+                            "start": "2025-03-04T17:55:00+01:00", "duration_seconds": "3600"},
+        "voice_hold": lambda i: {"meter": "voice_seconds", "dimensions": {"destination": "+4930123"},
+                                 "duration_seconds": "600", "hold": True, "session_id": f"s{i}"},
+        "usage": lambda i: {"meter": "api_calls", "quantity": "1000"},
+    }  # fmt: skip
+    out: dict = {}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for name, body in mixes.items():
+            for i in range(min(200, requests)):  # warm-up (plan caches, compiled tariff, connection)
+                r = await client.post("/v1/authorize", headers=headers,
+                                      json={"customer": f"c{i % customers}", **body(-i - 1)})  # fmt: skip
+                assert r.status_code == 200, r.text
+            lat = []
+            t0 = time.perf_counter()
+            for i in range(requests):
+                payload = {"customer": f"c{i % customers}", **body(i)}
+                s = time.perf_counter()
+                r = await client.post("/v1/authorize", headers=headers, json=payload)
+                lat.append((time.perf_counter() - s) * 1000)
+                if r.status_code != 200:
+                    raise SystemExit(f"{name}: {r.status_code} {r.text}")
+            wall = time.perf_counter() - t0
+            sample = r.json()
+            out[name] = {
+                "requests": requests, "p50_ms": round(_pct(lat, 50), 3), "p90_ms": round(_pct(lat, 90), 3),
+                "p99_ms": round(_pct(lat, 99), 3), "max_ms": round(max(lat), 3),
+                "mean_ms": round(statistics.fmean(lat), 3), "requests_per_s": round(requests / wall, 1),
+                "sample": {k: sample[k] for k in ("balance_source", "available", "allowed", "charge")},
+            }  # fmt: skip
+            print(f"{name:11s} p50 {out[name]['p50_ms']:.3f} ms  p90 {out[name]['p90_ms']:.3f}  "
+                  f"p99 {out[name]['p99_ms']:.3f}  max {out[name]['max_ms']:.1f}  "
+                  f"{out[name]['requests_per_s']:.0f} req/s  (allowed {sample['allowed']})")  # fmt: skip
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=5000)
+    ap.add_argument("--customers", type=int, default=1000)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        catalog = home / "catalog.yaml"
+        catalog.write_text(yaml.safe_dump(CATALOG))
+        settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None,
+                            catalog=catalog, clickhouse_http_port=0)  # fmt: skip
+        app = create_app(settings, ingest=_NoIngest(), relay=False)  # type: ignore[arg-type]
+        t = time.perf_counter()
+        for i in range(args.customers):
+            put_customer(app.state.sessions, CustomerDoc(tenant="t1", external_id=f"c{i}", name=f"c{i}", version=0,
+                                                         currency="EUR"))  # fmt: skip
+            feed_of(app).put(BalanceSnapshot(tenant="t1", customer=f"c{i}", currency="EUR", balance="50.00",
+                                             consumed="0", as_of="2026-12-01T10:00:00Z"))  # fmt: skip
+        print(f"{args.customers} customers stored in {time.perf_counter() - t:.1f} s")
+        key = app.state.keys.create("t1", "ingest", "bench")[1]
+        results = asyncio.run(_run(app, key, args.customers, args.requests))
+    load = os.getloadavg()
+    doc = {"bench": "authorize", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "customers": args.customers, "loadavg": [round(x, 2) for x in load], "target_p99_ms": 5.0,
+           "transport": "in-process ASGI (httpx.ASGITransport), one request at a time", "results": results}  # fmt: skip
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

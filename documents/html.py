@@ -40,6 +40,7 @@ _STEP_NAMES = {
     "package": "Packages",
     "tier_block": "Blocks",
     "free_units": "Free units",
+    "billed_units": "Billed units",  # telecom lines: units after billing increments
     "minimum_true_up": "Minimum commitment: true-up",
     "maximum_cap": "Maximum: cap",
     "percentage": "Percentage",

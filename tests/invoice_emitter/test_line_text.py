@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from meterstream.aggregation.usage_query import MeterUsage, UsageRecord
+from meterstream.documents.html import render_html
 from meterstream.invoice_emitter.adjustments import adjustment_lines
 from meterstream.invoice_emitter.document import build_invoice
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
@@ -79,6 +80,9 @@ def test_telecom_line_shows_billed_units_and_streamed_amount() -> None:
     assert [(row.kind, row.quantity, row.amount) for row in v2.tiers] == [
         ("billed_units", Decimal(240), Decimal("0.4000"))
     ]
+    # and the rendered page names that step in the page's language
+    html = render_html(from_v1(doc), locale="de_DE")
+    assert "Abgerechnete Einheiten" in html and "billed_units" not in html
 
 
 def test_adjustment_line_has_its_precise_amount() -> None:

@@ -24,6 +24,8 @@ from meterstream.rating.money import EXACT, round_money
 
 router = APIRouter()
 MAX_CUSTOMERS = 1000
+MAX_SUBJECT_CHARTS = 24  # a customer with hundreds of users: the largest by amount
+RANGES = (7, 30, 90)  # days offered on a customer's page
 
 
 def _money(amount: Decimal, currency: str) -> str:
@@ -67,9 +69,12 @@ async def customer_list(request: Request, user: User) -> Response:
                 error=error)  # fmt: skip
 
 
-def usage_charts(rows: list[dict[str, Any]], first: date, last: date) -> tuple[list[Chart], list[Chart]]:
+def usage_charts(
+    rows: list[dict[str, Any]], first: date, last: date, max_subjects: int = MAX_SUBJECT_CHARTS
+) -> tuple[list[Chart], list[Chart], int]:
     """Daily charts from usage rows grouped by subject and meter per day: per meter the quantity, per subject and
-    currency the amount (a subject's meters add up in money, not in units)."""
+    currency the amount (a subject's meters add up in money, not in units): the `max_subjects` largest by amount
+    (then by name), and how many subjects were left out."""
     per_meter: dict[str, dict[date, Decimal]] = defaultdict(dict)
     per_subject: dict[tuple[str, str], dict[date, Decimal]] = defaultdict(dict)
     for r in rows:
@@ -81,7 +86,8 @@ def usage_charts(rows: list[dict[str, Any]], first: date, last: date) -> tuple[l
     meters = [daily_bars(meter, "", values, first, last) for meter, values in sorted(per_meter.items())]
     subjects = [daily_bars(subject or "(no subject)", currency, values, first, last)
                 for (subject, currency), values in sorted(per_subject.items())]  # fmt: skip
-    return meters, subjects
+    subjects.sort(key=lambda c: -Decimal(c.total))  # stable: equal totals keep the name order
+    return meters, subjects[:max_subjects], max(len(subjects) - max_subjects, 0)
 
 
 def _doc(sessions: Any, tenant: str, customer: str) -> Any:
@@ -103,15 +109,16 @@ async def customer_page(
         state.sessions, user.tenant, customer=customer, limit=100).items)  # fmt: skip
     meters: list[Chart] = []
     subjects: list[Chart] = []
+    more = 0
     running = None
     error = None
     try:
         rows = await run_in_threadpool(state.queries.usage, UsageQuery(
             tenant=user.tenant, group_by=("subject", "meter"), window="day", customer=customer,
             start=datetime.combine(first, time(), UTC), end=datetime.combine(last + timedelta(days=1), time(), UTC)))
-        meters, subjects = usage_charts(rows, first, last)
+        meters, subjects, more = usage_charts(rows, first, last)
         running = await run_in_threadpool(state.queries.running_amount, user.tenant, customer, current_period())
     except ClickHouseUnavailable as exc:
         error = f"usage is not available: {exc}"
-    return page(request, "customer.html", user, customer=customer, doc=doc, days=days, meters=meters,
-                subjects=subjects, running=running, invoices=invoices, error=error)  # fmt: skip
+    return page(request, "customer.html", user, customer=customer, doc=doc, days=days, ranges=RANGES, meters=meters,
+                subjects=subjects, more_subjects=more, running=running, invoices=invoices, error=error)  # fmt: skip

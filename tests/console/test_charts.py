@@ -36,3 +36,18 @@ def test_no_usage_no_bars_and_days_outside_the_range_are_refused() -> None:
     with pytest.raises(ValueError, match=r"2026-12-01 is outside 2026-11-28\.\.2026-11-30"):
         daily_bars("m", "quantity", {D[3]: Decimal(1)}, D[0], D[2])
     assert days(D[0], D[3]) == D
+
+
+def test_a_customers_charts_keep_the_largest_subjects() -> None:
+    from meterstream.console.customers import usage_charts
+
+    def row(subject: str, meter: str, day: str, quantity: str, amount: str) -> dict:
+        return {"window_start": f"{day}T00:00:00+00:00", "subject": subject, "meter": meter, "currency": "USD",
+                "quantity": quantity, "amount": amount, "events": 1}  # fmt: skip
+
+    rows = [row("ann", "calls", "2026-11-29", "10", "1"), row("bob", "calls", "2026-11-29", "5", "3"),
+            row("bob", "sms", "2026-11-30", "2", "0.5"), row("cy", "calls", "2026-11-30", "1", "2")]  # fmt: skip
+    meters, subjects, more = usage_charts(rows, D[0], D[3], max_subjects=2)
+    assert [(c.title, c.total) for c in meters] == [("calls", "16"), ("sms", "2")]
+    assert [(c.title, c.total) for c in subjects] == [("bob", "3.5"), ("cy", "2")]  # ann's 1 is the smallest
+    assert more == 1

@@ -115,6 +115,9 @@ class DunningStateOut(BaseModel):
     charges: list[DunningChargeOut]
 
 
+_PUT: dict[int | str, dict[str, Any]] = {**_WRITE, 201: {"model": DunningPolicyOut, "description": "Created"}}
+
+
 def policy_out(p: dunning.StoredPolicy) -> dict[str, Any]:
     fee = p.policy.late_fee
     return {
@@ -141,7 +144,7 @@ async def list_policies(request: Request, principal: Reader) -> dict:
     return {"items": [policy_out(p) for p in found]}
 
 
-@router.put("/v1/dunning_policies/default", response_model=DunningPolicyOut, responses=_WRITE,
+@router.put("/v1/dunning_policies/default", response_model=DunningPolicyOut, responses=_PUT,
             summary="Create or replace the tenant's default dunning policy")  # fmt: skip
 async def put_default(request: Request, response: Response, principal: Admin, body: DunningPolicyIn) -> dict:
     return await _put(request, response, principal.tenant, None, body)
@@ -160,7 +163,7 @@ async def delete_default(request: Request, principal: Admin) -> Response:
     return Response(status_code=204)
 
 
-@router.put("/v1/customers/{external_id}/dunning_policy", response_model=DunningPolicyOut, responses=_WRITE,
+@router.put("/v1/customers/{external_id}/dunning_policy", response_model=DunningPolicyOut, responses=_PUT,
             summary="Create or replace a customer's own dunning policy")  # fmt: skip
 async def put_customer_policy(request: Request, response: Response, principal: Admin, external_id: ExternalId,
                               body: DunningPolicyIn) -> dict:  # fmt: skip

@@ -141,7 +141,7 @@ class ChangelogReader:
             while position < high:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"changelog partition {partition}: restore stopped at {position} of {high}")
-                msgs = consumer.consume(num_messages=10_000, timeout=1.0)
+                msgs = consumer.consume(num_messages=10_000, timeout=0.1)  # returns at the timeout when fewer
                 if not msgs:  # the end may be a gap (a tombstone compacted away): ask where the fetch is
                     at = consumer.position([TopicPartition(self.topic, partition)])[0].offset
                     if at >= high:

@@ -176,10 +176,10 @@ def populate(client, db: str, catalog, customers: int, per_meter: int) -> int:
 
 
 def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pdfs: int = 0,
-            with_drafts: bool = False) -> dict:  # fmt: skip
+            with_drafts: bool = False, workers: int | None = None) -> dict:  # fmt: skip
     from meterstream.aggregation.client import connect
     from meterstream.aggregation.ddl import create_schema
-    from meterstream.invoice_emitter.close import close_period
+    from meterstream.invoice_emitter.close import WORKERS, close_period
     from meterstream.rating.catalog import load_catalog
 
     work.mkdir(parents=True)
@@ -202,13 +202,15 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
         prof = cProfile.Profile()
         prof.enable()
     c0, t0 = os.times(), time.perf_counter()
-    result = close_period(client, db, catalog, PERIOD, out_dir, producer=None, progress=False)
+    workers = WORKERS if workers is None else workers
+    result = close_period(client, db, catalog, PERIOD, out_dir, producer=None, progress=False, workers=workers)
     seconds, c1 = time.perf_counter() - t0, os.times()
     if prof is not None:
         prof.disable()
         profile.mkdir(parents=True, exist_ok=True)
         prof.dump_stats(str(profile / f"close-{customers}.prof"))
     invoices = len(result.invoices)
+    cpu = sum(c1[:4]) - sum(c0[:4])  # user + sys of this process and its waited children (file writer, workers)
     pdf = render_pdfs(result.files, pdfs, work / "pdf")
     return {
         "customers": customers,
@@ -218,6 +220,11 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
         "seconds": round(seconds, 3),
         "invoices": invoices,
         "invoices_per_s": round(invoices / seconds, 1),
+        "workers": workers,
+        # CPU microseconds per invoice (user + sys, all processes of the close): less noisy than the wall clock
+        "cpu_us_per_invoice": round(cpu / invoices * 1e6) if invoices else None,
+        # of which this process alone (the rest: the file writer and the forked workers)
+        "cpu_self_us_per_invoice": round((sum(c1[:2]) - sum(c0[:2])) / invoices * 1e6) if invoices else None,
         "unreconciled": len(result.unreconciled),
         # CPU of the close, this process and its helper (file writer): user and kernel seconds
         "cpu_user_s": round(c1.user - c0.user + c1.children_user - c0.children_user, 2),
@@ -292,12 +299,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pdfs", type=int, default=20, help="invoices rendered to PDF after the close, timed apart")
     ap.add_argument("--with-drafts", action="store_true",
                     help="keep the period's drafts current in the invoice store before the timed close")  # fmt: skip
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="forked pricing/issuing workers of the close (default: the close's, WORKERS; 0: none)",
+    )
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child: one size, JSON on stdout
     ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)  # child: its work folder
     args = ap.parse_args(argv)
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.events_per_meter, args.profile, args.work, args.pdfs,
-                                 args.with_drafts)))  # fmt: skip
+                                 args.with_drafts, args.workers)))  # fmt: skip
         return 0
     results = []
     # Work folders (stores, invoice files) are removed after the last size, not between sizes: on this
@@ -312,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--profile", str(args.profile)]
             if args.with_drafts:
                 cmd += ["--with-drafts"]
+            if args.workers is not None:
+                cmd += ["--workers", str(args.workers)]
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ))
             sys.stderr.write(done.stderr)
             if done.returncode:

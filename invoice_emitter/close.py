@@ -42,7 +42,7 @@ from meterstream.invoice_emitter.ledger import (
     stored_invoices,
 )
 from meterstream.invoice_emitter.parallel import ordered_map
-from meterstream.invoice_emitter.records import Recorder
+from meterstream.invoice_emitter.records import EncodedDraft, EncodedFinal, Recorder
 from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.invoice_emitter.store_terms import with_store_terms
 from meterstream.invoice_emitter.subjects import line_subjects, period_subjects
@@ -52,7 +52,6 @@ from meterstream.invoice_emitter.telecom_lines import telecom_lines
 from meterstream.rating.catalog import Catalog
 from meterstream.rating.money import EXACT
 from meterstream.schemas.invoice import InvoiceDoc
-from meterstream.schemas.invoice import decode as decode_doc
 from meterstream.schemas.invoice import encode as encode_doc
 from meterstream.schemas.settings import get_settings
 
@@ -169,8 +168,8 @@ _UNSTAGED = msgspec.msgpack.Decoder(tuple[int, Any, list[str]])  # bytes (msgpac
 
 def _for_parent(priced: Callable[[Any], tuple[Any, list[str]]]) -> Callable[[Any], bytes]:
     """`priced` as a worker runs it: its (outcome, unreconciled) as bytes (`_from_worker` reads them back). An
-    issued draft goes as its JSON (`schemas.invoice.encode`: decimals as text, instants with their offset, so it
-    decodes to a document that encodes to the same bytes), a reason as text, a version 1 dict pickled."""
+    issued draft goes as its JSON (`schemas.invoice.encode`), which the store numbers as it is
+    (`records.EncodedDraft`), a reason as text, a version 1 dict pickled."""
 
     def run(item: Any) -> bytes:
         out, flagged = priced(item)
@@ -185,8 +184,8 @@ def _for_parent(priced: Callable[[Any], tuple[Any, list[str]]]) -> Callable[[Any
 
 def _from_worker(data: bytes) -> tuple[Any, list[str]]:
     tag, payload, flagged = _UNSTAGED.decode(data)
-    if tag == 0:
-        return decode_doc(payload), flagged  # type: ignore[arg-type]
+    if tag == 0:  # numbered by the store as it is (records.EncodedDraft): no decoding of the whole document here
+        return EncodedDraft(payload), flagged  # type: ignore[arg-type]
     if tag == 1:
         return payload, flagged
     return pickle.loads(payload), flagged  # type: ignore[arg-type]  # the worker's own dict, made by this code
@@ -498,7 +497,10 @@ def _close(
                 if isinstance(issued_doc, ValueError):  # the store's Invalid and Conflict are ValueErrors
                     failed.append((draft.tenant, draft.customer, str(issued_doc)))
                     continue
-                out = msgspec.to_builtins(issued_doc)
+                if isinstance(issued_doc, EncodedFinal):  # numbered from its JSON (a worker's draft)
+                    out = orjson.loads(issued_doc.data)
+                else:
+                    out = msgspec.to_builtins(issued_doc)
                 files.add(out)
                 docs[(draft.tenant, draft.customer)] = out
                 pair = known.get(id(issued_doc))

@@ -30,7 +30,8 @@ from __future__ import annotations
 import os
 from base64 import b32encode
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any
@@ -56,7 +57,80 @@ from meterstream.invoice_emitter.issue import Issuing
 from meterstream.schemas.invoice import InvoiceDoc, decode, encode, validate
 from meterstream.webhooks import events
 
-__all__ = ["Recorder"]
+__all__ = ["EncodedDraft", "Recorder"]
+
+
+class _Head(msgspec.Struct, frozen=True):
+    """The fields of a draft the store reads (the rest of its JSON is skipped when decoding)."""
+
+    id: str
+    number: str | None
+    status: str
+    tenant: str
+    customer: str
+    period: str
+    currency: str
+    total: Decimal
+    amount_due: Decimal
+    issue_date: date | None = None
+    due_date: date | None = None
+
+
+_decode_head = msgspec.json.Decoder(_Head).decode
+_DRAFT_MARK = b',"number":null,"status":"draft",'  # right after the id: InvoiceDoc's field order
+
+
+class EncodedDraft:
+    """A validated draft as its JSON (`schemas.invoice.encode`), made elsewhere (a close's worker process,
+    `close.py`), with the fields the store reads: `finalize_many` numbers it without decoding the whole document;
+    its finalized JSON is the draft's with the number and status put in (what `encode` of the finalized document
+    gives, byte for byte: the two fields come right after the id, and the text `,"number":null` cannot occur
+    inside a JSON string, whose quotes are escaped). `doc()`: the whole document (the per-record path's)."""
+
+    __slots__ = ("data", "head")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.head = head = _decode_head(data)
+        if head.status != DRAFT or head.number is not None or data.find(_DRAFT_MARK) < 0:
+            raise ValueError(f"draft {head.id!r}: not a draft without a number ({head.status}, {head.number!r})")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.head, name)
+
+    def doc(self) -> InvoiceDoc:
+        return decode(self.data)
+
+    def finalized(self, number: str) -> bytes:
+        """The finalized document's JSON: `encode(replace(doc, number=number, status="finalized"))`."""
+        data = self.data
+        at = data.find(_DRAFT_MARK)
+        return b"".join((data[:at], b',"number":', encode_text(number), b',"status":"finalized",',
+                         data[at + len(_DRAFT_MARK) :]))  # fmt: skip
+
+
+class EncodedFinal:
+    """A document `finalize_many` finalized from an `EncodedDraft`: its JSON (`data`) and the store's fields
+    (`head`, with the number). `doc()` decodes the whole document."""
+
+    __slots__ = ("data", "head")
+
+    def __init__(self, data: bytes, head: _Head) -> None:
+        self.data = data
+        self.head = head
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.head, name)
+
+    def doc(self) -> InvoiceDoc:
+        return decode(self.data)
+
+
+def encode_text(value: str) -> bytes:
+    return _text_encoder.encode(value)
+
+
+_text_encoder = msgspec.json.Encoder()
 
 
 class Recorder:
@@ -205,7 +279,8 @@ class Recorder:
 
     def finalize_many(self, drafts: Sequence[InvoiceDoc]) -> list[InvoiceDoc | ValueError]:
         """Each draft's finalized document (or the ValueError that refused it), in the order given; one
-        transaction for the batch (module docstring). Ids must be distinct."""
+        transaction for the batch (module docstring). Ids must be distinct. A draft given as an `EncodedDraft`
+        comes back as an `EncodedFinal` (its JSON numbered; the per-record fallback decodes it first)."""
         if not drafts:
             return []
         try:
@@ -217,7 +292,7 @@ class Recorder:
             out: list[InvoiceDoc | ValueError] = []
             for draft in drafts:
                 try:
-                    out.append(self.finalize(draft))
+                    out.append(self.finalize(draft.doc() if isinstance(draft, EncodedDraft) else draft))
                 except ValueError as exc:
                     out.append(exc)
             return out
@@ -277,8 +352,12 @@ class Recorder:
             draft = drafts[i]
             total, billed = money[i]
             # the draft was validated when issued (issue.py); a number and the status change none of its figures
-            doc = msgspec.structs.replace(draft, number=numbers[i], status="finalized")
-            data = encode(doc)
+            if isinstance(draft, EncodedDraft):  # its JSON, numbered as it is (no decoding, no second encoding)
+                data = draft.finalized(numbers[i])
+                doc = EncodedFinal(data, msgspec.structs.replace(draft.head, number=numbers[i], status="finalized"))
+            else:
+                doc = msgspec.structs.replace(draft, number=numbers[i], status="finalized")
+                data = encode(doc)
             encoded[id(doc)] = (doc, data)
             row = _record_row(doc, settled_status(FINALIZED, billed, 0, 0), total, billed, data.decode(), now)
             row.update(issuer=prefix, series=series, number=numbers[i], finalized_at=now, version=2)

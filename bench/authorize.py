@@ -14,8 +14,10 @@ timed per request with perf_counter:
 2. `voice_hold`: the same with `hold: true` and a new session id each time (one SQLite write per request);
 3. `usage`: a usage meter's largest quantity.
 
-Reports p50/p90/p99/max per mix and requests/s; the ledger fallback (no snapshot: wallets + ClickHouse) is not
-measured here (it needs ClickHouse; api/wallet_usage.py). The machine is shared and noisy: report as measured.
+Reports p50/p90/p99/max per mix, requests/s and the process's CPU time per request (the figure a loaded
+machine distorts least: wall latency waits for the CPU when other jobs hold it; see `loadavg` in the JSON).
+The ledger fallback (no snapshot: wallets + ClickHouse) is not measured here (it needs ClickHouse;
+api/wallet_usage.py). The machine is shared and noisy: report as measured.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ async def _run(app, key: str, customers: int, requests: int) -> dict:  # type: i
                                       json={"customer": f"c{i % customers}", **body(-i - 1)})  # fmt: skip
                 assert r.status_code == 200, r.text
             lat = []
+            c0 = time.process_time()
             t0 = time.perf_counter()
             for i in range(requests):
                 payload = {"customer": f"c{i % customers}", **body(i)}
@@ -102,16 +105,19 @@ async def _run(app, key: str, customers: int, requests: int) -> dict:  # type: i
                 if r.status_code != 200:
                     raise SystemExit(f"{name}: {r.status_code} {r.text}")
             wall = time.perf_counter() - t0
+            cpu = time.process_time() - c0
             sample = r.json()
             out[name] = {
                 "requests": requests, "p50_ms": round(_pct(lat, 50), 3), "p90_ms": round(_pct(lat, 90), 3),
                 "p99_ms": round(_pct(lat, 99), 3), "max_ms": round(max(lat), 3),
                 "mean_ms": round(statistics.fmean(lat), 3), "requests_per_s": round(requests / wall, 1),
+                "cpu_us_per_request": round(cpu / requests * 1e6, 1),
                 "sample": {k: sample[k] for k in ("balance_source", "available", "allowed", "charge")},
             }  # fmt: skip
             print(f"{name:11s} p50 {out[name]['p50_ms']:.3f} ms  p90 {out[name]['p90_ms']:.3f}  "
                   f"p99 {out[name]['p99_ms']:.3f}  max {out[name]['max_ms']:.1f}  "
-                  f"{out[name]['requests_per_s']:.0f} req/s  (allowed {sample['allowed']})")  # fmt: skip
+                  f"{out[name]['requests_per_s']:.0f} req/s  CPU {out[name]['cpu_us_per_request']:.0f} us/request  "
+                  f"(allowed {sample['allowed']})")  # fmt: skip
     return out
 
 

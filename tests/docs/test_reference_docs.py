@@ -82,6 +82,7 @@ def test_each_documented_error_is_what_the_parser_says(change: str, field: str, 
 
 BLOCKS = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", CATALOG, re.S)]
 PRICES = [b for b in BLOCKS if "price" in b]
+[TELECOM] = [b["telecom_example"] for b in BLOCKS if "telecom_example" in b]
 
 
 def test_the_catalog_file_parses() -> None:
@@ -117,3 +118,19 @@ def test_worked_example(example: dict[str, Any]) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.Draft202012Validator(PRICE_SCHEMA).validate(example["price"])
     assert str(quote(example["price"], example["quantity"]).total) == example["total"]
+
+
+@pytest.mark.parametrize("call", TELECOM["calls"], ids=[c["start"] for c in TELECOM["calls"]])
+def test_telecom_worked_example(call: dict[str, Any]) -> None:
+    from datetime import datetime
+    from decimal import Decimal
+
+    from meterstream.rating.telecom import rate_cdr
+
+    doc = {"plans": [{"id": "mobile", "currency": "EUR", "telecom": TELECOM["plan"]}], "assignments": []}
+    plan = parse_catalog(doc).plans["mobile"]
+    rated = rate_cdr(plan.telecom, meter="voice_seconds", quantity=Decimal(call["seconds"]),
+                     start=datetime.fromisoformat(call["start"]), dimensions={"destination": call["destination"]},
+                     bundle_used={})  # fmt: skip
+    assert rated.cost == Decimal(call["cost"])
+    assert {key: amount for key, amount in rated.lines} == {k: Decimal(v) for k, v in call["lines"].items()}

@@ -85,11 +85,8 @@ def _demo(args: Any, settings: Settings) -> int:
 def _chaos(args: Any, settings: Settings) -> int:
     from meterstream.deploy import chaos
 
-    if args.cluster:  # 3 brokers, 2 processor instances, a broker and an instance killed, one joining (H2's plan)
-        run_cluster = getattr(chaos, "run_cluster_chaos", None)
-        if run_cluster is None:
-            raise RuntimeError("--cluster: this build's deploy/chaos.py has no cluster mode (run_cluster_chaos)")
-        return run_cluster(settings, Path(args.out), events=args.events or 200_000, seconds=args.seconds)
+    if args.cluster:  # 3 brokers, 2 processor instances, a broker and an instance killed, one joining
+        return chaos.run_cluster_chaos(settings, Path(args.out), events=args.events or 200_000, seconds=args.seconds)
     plan = chaos.ChaosPlan(events=args.events or 500_000, seconds=args.seconds, processor_kills=args.kills,
                            sink_kills=args.kills, clickhouse_outage_s=args.outage, seed=args.seed)  # fmt: skip
     return chaos.run_chaos(settings, plan, Path(args.out))

@@ -12,7 +12,9 @@ timed per request with perf_counter:
 
 1. `voice`: a call's longest duration (max_duration over the tariff, the charge by the session rater);
 2. `voice_hold`: the same with `hold: true` and a new session id each time (one SQLite write per request);
-3. `usage`: a usage meter's largest quantity.
+3. `usage`: a usage meter's largest quantity;
+
+and, first, `baseline_404`: an authenticated GET of a missing hold, the stack's own cost for comparison.
 
 Reports p50/p90/p99/max per mix, requests/s and the process's CPU time per request (the figure a loaded
 machine distorts least: wall latency waits for the CPU when other jobs hold it; see `loadavg` in the JSON).
@@ -89,6 +91,18 @@ async def _run(app, key: str, customers: int, requests: int) -> dict:  # type: i
     out: dict = {}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        # the stack's own cost, for comparison: an authenticated GET of a hold that does not exist (404)
+        lat, c0 = [], time.process_time()
+        for _ in range(requests):
+            s = time.perf_counter()
+            r = await client.get("/v1/authorize/holds/none", headers=headers)
+            lat.append((time.perf_counter() - s) * 1000)
+            assert r.status_code == 404, r.text
+        out["baseline_404"] = {"requests": requests, "p50_ms": round(_pct(lat, 50), 3),
+                               "p99_ms": round(_pct(lat, 99), 3),
+                               "cpu_us_per_request": round((time.process_time() - c0) / requests * 1e6, 1)}  # fmt: skip
+        print(f"baseline    p50 {out['baseline_404']['p50_ms']:.3f} ms  p99 {out['baseline_404']['p99_ms']:.3f}  "
+              f"CPU {out['baseline_404']['cpu_us_per_request']:.0f} us/request (GET a missing hold: auth + 404)")
         for name, body in mixes.items():
             for i in range(min(200, requests)):  # warm-up (plan caches, compiled tariff, connection)
                 r = await client.post("/v1/authorize", headers=headers,

@@ -26,11 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from meterstream.schemas.settings import Settings
 
-__all__ = ["BalanceCheck", "check_balances", "seed_wallets"]
+__all__ = ["BalanceCheck", "changelog_entries", "check_balances", "committed_entries", "seed_wallets"]
 
 _AHEAD = timedelta(days=2)  # usage stamped a little ahead of this clock counts too (as the API's balance)
 
@@ -90,28 +91,64 @@ def seed_wallets(run: Settings, catalog: Any, customers: Sequence[tuple[str, str
     return n
 
 
-def _committed_entries(run: Settings) -> dict[str, Any]:
-    """Every `w|` entry of the processor's partition stores (read only while no processor runs)."""
+def _entries_of(store: Any) -> dict[str, Any]:
     from meterstream.processor.balances import BALANCE_PREFIX
-    from meterstream.processor.runner import state_dir
-    from meterstream.processor.store import PartitionStore, decode_value
+    from meterstream.processor.store import decode_value
 
     found: dict[str, Any] = {}
     prefix = BALANCE_PREFIX.encode()
+    for key, raw in store.db.items(from_key=prefix):
+        if not key.startswith(prefix):
+            break
+        found[key.decode()] = decode_value(raw)
+    return found
+
+
+def committed_entries(run: Settings) -> dict[str, Any]:
+    """Every `w|` entry of the processor's local partition stores under `run.home` (only while none runs)."""
+    from meterstream.processor.runner import state_dir
+    from meterstream.processor.store import PartitionStore
+
+    found: dict[str, Any] = {}
     for path in sorted(state_dir(run).glob("p*")):
         store = PartitionStore(path)
         try:
-            for key, raw in store.db.items(from_key=prefix):
-                if not key.startswith(prefix):
-                    break
-                found[key.decode()] = decode_value(raw)
+            found.update(_entries_of(store))
         finally:
             store.close()
     return found
 
 
-def check_balances(run: Settings, client: Any = None, now: datetime | None = None) -> BalanceCheck:
-    """Reconcile every wallet of the entity store (see the module docstring)."""
+def changelog_entries(run: Settings, partitions: int, scratch: Path) -> dict[str, Any]:
+    """Every `w|` entry as the processors' changelog holds it (each partition restored into an empty store under
+    `scratch`, removed afterwards): what any instance taking the partitions over would hold (several instances
+    with homes of their own: the cluster chaos mode)."""
+    import shutil
+
+    from meterstream.processor.changelog import ChangelogReader
+    from meterstream.processor.store import PartitionStore
+
+    found: dict[str, Any] = {}
+    reader = ChangelogReader(run)
+    try:
+        for p in range(partitions):
+            store = PartitionStore(scratch / f"p{p}")
+            try:
+                reader.catch_up(p, store)
+                found.update(_entries_of(store))
+            finally:
+                store.close()
+    finally:
+        reader.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return found
+
+
+def check_balances(run: Settings, client: Any = None, now: datetime | None = None,
+                   entries: dict[str, Any] | None = None) -> BalanceCheck:  # fmt: skip
+    """Reconcile every wallet of the entity store (see the module docstring). `entries`: the processor's
+    committed `w|` entries (default: `committed_entries(run)`, the local stores; `changelog_entries` when the
+    processors kept homes of their own)."""
     from sqlalchemy import select
 
     from meterstream.aggregation.client import connect
@@ -128,7 +165,7 @@ def check_balances(run: Settings, client: Any = None, now: datetime | None = Non
     queries = UsageQueries(run, client)
     engine = make_engine(run)
     sf = session_factory(engine)
-    entries = _committed_entries(run)
+    entries = committed_entries(run) if entries is None else entries
     out = BalanceCheck()
     try:
         with sf() as s:

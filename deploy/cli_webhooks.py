@@ -1,5 +1,5 @@
 """`meterstream webhooks add|list|disable|enable|deliveries|replay|events`: signed webhook endpoints of a tenant
-and their deliveries, on the entity store (docs/webhooks.md). Registered in deploy/cli.py by `register(sub)`."""
+and their deliveries, on the entity store (docs/webhooks.md). Registered in deploy/cli.py by `register(app)`."""
 
 from __future__ import annotations
 

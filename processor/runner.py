@@ -139,7 +139,7 @@ class NativeProcessor:
         tps = []
         for tp in partitions:
             p = tp.partition
-            store = self.stores[p] = PartitionStore(self.base / f"p{p}")
+            store = self.stores[p] = self._open(p)
             if self.reader is not None:
                 restored = self.reader.catch_up(p, store)
                 if restored is not None:
@@ -154,6 +154,20 @@ class NativeProcessor:
         log.warning("assigned partitions %s; now %s", sorted(tp.partition for tp in partitions), sorted(self.stores))
         self._publish_counts()
         self.purged_day = -1  # purge the new stores too (next loop)
+
+    def _open(self, p: int, wait_s: float = 60.0) -> PartitionStore:
+        """Partition p's local store. Instances sharing a home (one machine) open the same directory when a
+        partition moves between them: if the previous owner still holds its lock (it lost the partition
+        but has not noticed yet), wait for it."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return PartitionStore(self.base / f"p{p}")
+            except Exception as exc:  # rocksdict raises a plain Exception: "IO error: While lock file: ..."
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                log.warning("partition %d: its local store is still locked (%s); waiting", p, exc)
+                time.sleep(0.5)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Finish and commit what is in flight (all partitions: batches commit in order), then let go."""

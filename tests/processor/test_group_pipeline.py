@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import ClassVar
 
@@ -54,3 +55,26 @@ def test_without_instance_homes_every_instance_shares_the_home(popen, tmp_path: 
     assert [e["METERSTREAM_PROCESSOR_METRICS_PORT"] for _, e in popen.started] == ["9400", "9401"]
 
 
+
+
+def test_a_store_still_locked_by_its_previous_owner_is_waited_for(tmp_path: Path) -> None:
+    """Instances sharing a home: the partition's new owner opens the directory the previous one may still hold."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from meterstream.processor.runner import NativeProcessor
+    from meterstream.processor.store import PartitionStore
+
+    held = PartitionStore(tmp_path / "p0")
+    held.commit({"c|x": ["1", 0]}, 1, Counter({"rated": 1}))
+    threading.Timer(1.0, held.close).start()  # the previous owner lets go a second later
+    owner = SimpleNamespace(base=tmp_path)
+    t0 = time.monotonic()
+    store = NativeProcessor._open(owner, 0, wait_s=30)
+    assert time.monotonic() - t0 >= 0.9 and store.next_offset() == 1
+    store.close()
+    held = PartitionStore(tmp_path / "p0")
+    with pytest.raises(Exception, match=r"(?i)lock"):
+        NativeProcessor._open(owner, 0, wait_s=0.5)  # not for ever
+    held.close()

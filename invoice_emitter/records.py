@@ -297,8 +297,10 @@ class Recorder:
                     out.append(exc)
             return out
 
-    def _bulk(self, s: Session, drafts: Sequence[InvoiceDoc]) -> list[InvoiceDoc | ValueError]:
+    def _bulk(self, s: Session, given: Sequence[InvoiceDoc]) -> list[InvoiceDoc | ValueError]:
         numbering.lock_for_write(s)
+        # the fields the store reads: an EncodedDraft's decoded head (plain attributes), else the document
+        drafts: list[Any] = [d.head if isinstance(d, EncodedDraft) else d for d in given]
         stored = {
             (row.tenant, row.invoice_id): row
             for row in _stored(s, drafts, InvoiceRow.id, InvoiceRow.status, InvoiceRow.document,
@@ -352,14 +354,15 @@ class Recorder:
             draft = drafts[i]
             total, billed = money[i]
             # the draft was validated when issued (issue.py); a number and the status change none of its figures
-            if isinstance(draft, EncodedDraft):  # its JSON, numbered as it is (no decoding, no second encoding)
-                data = draft.finalized(numbers[i])
-                doc = EncodedFinal(data, msgspec.structs.replace(draft.head, number=numbers[i], status="finalized"))
+            source = given[i]
+            if isinstance(source, EncodedDraft):  # its JSON, numbered as it is (no decoding, no second encoding)
+                data = source.finalized(numbers[i])
+                doc = EncodedFinal(data, msgspec.structs.replace(draft, number=numbers[i], status="finalized"))
             else:
                 doc = msgspec.structs.replace(draft, number=numbers[i], status="finalized")
                 data = encode(doc)
             encoded[id(doc)] = (doc, data)
-            row = _record_row(doc, settled_status(FINALIZED, billed, 0, 0), total, billed, data.decode(), now)
+            row = _record_row(draft, settled_status(FINALIZED, billed, 0, 0), total, billed, data.decode(), now)
             row.update(issuer=prefix, series=series, number=numbers[i], finalized_at=now, version=2)
             found = stored.get((draft.tenant, draft.id))
             if found is None:

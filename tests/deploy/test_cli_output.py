@@ -202,3 +202,14 @@ def test_dlq_replay_json(kafka_settings, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["dlq", "replay", "--tenant", "acme", "--yes", "--json"], settings=settings) == 0
     answer = json.loads(capsys.readouterr().out)
     assert (answer["to_replay"], answer["replayed"]) == ([f"{usage}:0:7"], [f"{usage}:0:7"])
+
+
+def test_query_json_keeps_decimals_exact(tmp_path: Path) -> None:
+    """`query --json`: the rows as objects; a Decimal as its exact text (never a float)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
+    env.update(METERSTREAM_HOME=str(tmp_path), METERSTREAM_CLICKHOUSE_URL=f"chdb://{tmp_path / 'store'}",
+               METERSTREAM_CLICKHOUSE_HTTP_PORT="1")  # no front answers there: the embedded store itself
+    sql = "SELECT 1 AS n, toDecimal128('0.10', 12) * 3 AS amount, 'acme' AS tenant"
+    done = subprocess.run([*CLI, "query", "--json", sql], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"n": 1, "amount": "0.300000000000", "tenant": "acme"}]

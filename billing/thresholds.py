@@ -89,7 +89,9 @@ def rules_from_metadata(metadata: Mapping[str, str] | None) -> tuple[Rules, list
 def crossed(rules: Rules, currency: str, balance: int, inbound: int, used: int) -> set[str]:
     """The levels this prepaid state is past: `below:<X>` when the balance (minor units) is under X, `usage:<N>`
     when the usage drawn is at least N% of the credits put in (`inbound`, minor units; none put in: none)."""
-    out = set()
+    out: set[str] = set()
+    if not rules.balance_below and not rules.usage_percent:
+        return out
     amount = Decimal(balance).scaleb(-minor_units(currency))  # exact: an integer's exponent moves
     for level in rules.balance_below:
         if amount < level:

@@ -153,11 +153,13 @@ def evaluate(wallets: Sequence[WalletDoc], pieces: dict[str, str], now: datetime
     inbound = sum(b.inbound for b in out.values())
     rows = [{"id": w.id, "balance": str(from_units(out[w.id].balance, currency)),
              "consumed": str(from_units(out[w.id].consumed, currency)),
-             "credits": str(_credits(out[w.id].balance, w))} for w in wallets]  # fmt: skip
+             "credits": format(_credits(out[w.id].balance, w), "f")} for w in wallets]  # fmt: skip
     return Evaluation(currency, total, inbound, cumulative[-1] if cumulative else 0, uncovered, rows)
 
 
 def _credits(units: int, w: WalletDoc) -> Decimal:
+    if w.rate_amount == 1:  # a wallet that counts money: its credits are its amount
+        return from_units(units, w.currency).normalize(ROUNDING) if units else Decimal(0)
     value = ROUNDING.divide(from_units(units, w.currency), w.rate_amount)
     return value.quantize(Decimal("0.00001"), context=ROUNDING).normalize(ROUNDING) if value else Decimal(0)
 

@@ -199,6 +199,9 @@ def test_evaluate_follows_priority_then_expiry() -> None:
     ev = evaluate([w1, w2], {at(0).isoformat(): "7.00"}, at(12))
     assert ev.balance == 800 and ev.used == 700 and ev.uncovered == 0
     assert {w["id"]: (w["balance"], w["credits"]) for w in ev.wallets} == {"A": ("8.00", "8"), "B": ("0.00", "0")}
+    # nothing used: 10.00 EUR = 10 credits at rate 1 (written out, never "1E+1"); B's 5.00 EUR at 0.50 = 10 credits
+    ev = evaluate([w1, w2], {}, at(12))
+    assert {w["id"]: w["credits"] for w in ev.wallets} == {"A": "10", "B": "10"}
 
 
 def test_partition_of_is_crc32_of_the_usage_key() -> None:

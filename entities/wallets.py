@@ -228,7 +228,11 @@ def check_credits(field: str, value: Any, rate_amount: Decimal, currency: str) -
 def credits_of(units: int, wallet: StoredWallet) -> Decimal:
     """Minor units of a wallet's currency as credits: units / (rate_amount x 10^minor), 5 decimals half up."""
     value = ROUNDING.divide(from_units(units, wallet.currency), wallet.rate_amount)
-    return value.quantize(_CREDITS_Q, context=ROUNDING).normalize(ROUNDING) if value else Decimal(0)
+    if not value:
+        return Decimal(0)
+    value = value.quantize(_CREDITS_Q, context=ROUNDING).normalize(ROUNDING)
+    # a whole number keeps its digits: 10, not 1E+1 (what str() of a normalized 10 would print)
+    return value.quantize(Decimal(1), context=ROUNDING) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
 
 
 def _check_spec(spec: WalletSpec, customer_currency: str | None) -> WalletSpec:

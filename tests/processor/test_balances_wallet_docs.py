@@ -44,3 +44,13 @@ def test_every_wallet_write_publishes_the_whole_wallet_with_a_growing_version(tm
     assert len(table.wallets("t", "c")[0].entries) == 4
     assert table.take_wallet_changes() == {("t", "c")} and table.take_wallet_changes() == set()
     engine.dispose()
+
+
+def test_credits_are_written_out_whole() -> None:
+    from decimal import Decimal
+
+    from meterstream.entities.wallets import StoredWallet, credits_of
+
+    w = StoredWallet("w", "t", "c", None, None, "EUR", Decimal("0.5"), 50, "active", None, AT, None)
+    # 5.00 EUR at 0.50 a credit = 10 credits (str() of the normalized value used to print "1E+1" in /v1)
+    assert [str(credits_of(u, w)) for u in (500, 50_000, 617, 1, 0)] == ["10", "1000", "12.34", "0.02", "0"]

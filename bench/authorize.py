@@ -14,7 +14,8 @@ timed per request with perf_counter:
 2. `voice_hold`: the same with `hold: true` and a new session id each time (one SQLite write per request);
 3. `usage`: a usage meter's largest quantity;
 
-and, first, `baseline_404`: an authenticated GET of a missing hold, the stack's own cost for comparison.
+and, first, `core_voice` (the voice authorization called directly, no HTTP: api/authorization.py) and
+`baseline_404` (an authenticated GET of a missing hold: the HTTP stack's own cost), for comparison.
 
 Reports p50/p90/p99/max per mix, requests/s and the process's CPU time per request (the figure a loaded
 machine distorts least: wall latency waits for the CPU when other jobs hold it; see `loadavg` in the JSON).
@@ -135,6 +136,33 @@ async def _run(app, key: str, customers: int, requests: int) -> dict:  # type: i
     return out
 
 
+def _core(app, customers: int, requests: int) -> dict:  # type: ignore[no-untyped-def]
+    """The authorization itself (api/authorization.py: plan, balance, holds, max_duration, charge), no HTTP."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from meterstream.api.authorization import Request, authorize
+    from meterstream.api.routes.authorize import _context
+
+    ctx = _context(app)
+    start = datetime.fromisoformat("2025-03-04T17:55:00+01:00")
+    reqs = [Request(f"c{i}", "voice_seconds", {"destination": "+4930123"}, duration_seconds=Decimal(3600), start=start)
+            for i in range(customers)]  # fmt: skip
+    for i in range(min(200, requests)):
+        authorize(ctx, "t1", reqs[i % customers])
+    lat, c0 = [], time.process_time()
+    for i in range(requests):
+        s = time.perf_counter()
+        authorize(ctx, "t1", reqs[i % customers])
+        lat.append((time.perf_counter() - s) * 1000)
+    out = {"requests": requests, "p50_ms": round(_pct(lat, 50), 3), "p90_ms": round(_pct(lat, 90), 3),
+           "p99_ms": round(_pct(lat, 99), 3), "max_ms": round(max(lat), 3),
+           "cpu_us_per_request": round((time.process_time() - c0) / requests * 1e6, 1)}  # fmt: skip
+    print(f"core_voice  p50 {out['p50_ms']:.3f} ms  p90 {out['p90_ms']:.3f}  p99 {out['p99_ms']:.3f}  "
+          f"CPU {out['cpu_us_per_request']:.0f} us/request (the voice authorization without HTTP)")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=5000)
@@ -156,7 +184,8 @@ def main() -> int:
                                              consumed="0", as_of="2026-12-01T10:00:00Z"))  # fmt: skip
         print(f"{args.customers} customers stored in {time.perf_counter() - t:.1f} s")
         key = app.state.keys.create("t1", "ingest", "bench")[1]
-        results = asyncio.run(_run(app, key, args.customers, args.requests))
+        results = {"core_voice": _core(app, args.customers, args.requests)}
+        results.update(asyncio.run(_run(app, key, args.customers, args.requests)))
     load = os.getloadavg()
     doc = {"bench": "authorize", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "customers": args.customers, "loadavg": [round(x, 2) for x in load], "target_p99_ms": 5.0,

@@ -89,6 +89,21 @@ def ensure_entities_topic(settings: Settings, timeout: float = 30.0) -> bool:
     return bool(_create(admin, [_entities_new_topic(settings, len(md.brokers))], timeout))
 
 
+def ensure_provisioning_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the provisioning, notifications and balances topics when missing (the processor calls it before it
+    produces to them, so a deployment whose topics predate them never waits on a missing topic); returns the names
+    it created."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    md = admin.list_topics(timeout=timeout)
+    rf, config = replication(len(md.brokers))
+    wanted = [
+        NewTopic(name, num_partitions=settings.partitions, replication_factor=rf, config={**extra, **config})
+        for name, extra in provisioning_topics(settings).items()
+        if name not in md.topics
+    ]
+    return _create(admin, wanted, timeout)
+
+
 def _entities_new_topic(settings: Settings, brokers: int = 1) -> NewTopic:
     rf, config = replication(brokers)
     return NewTopic(

@@ -428,6 +428,9 @@ def install(processor: Any) -> Balances | None:
     `after_lines` on its JSON lines). None when the processor has no live entities (no wallets can reach it)."""
     found = Balances.of_catalog(processor.settings, processor.catalog)
     if found is not None:
+        from meterstream.ingest.topics import ensure_provisioning_topics
+
+        ensure_provisioning_topics(processor.settings)  # an older deployment's topics may predate them
         processor.columnar.balances = found
     return found
 

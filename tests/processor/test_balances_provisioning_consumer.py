@@ -54,3 +54,20 @@ def test_the_consumer_over_kafka_applies_each_id_once(kafka_settings, tmp_path) 
     more: list[str] = []
     assert main_provisioning(settings, tmp_path / "p.sqlite", once=True, out=more.append, idle_exit_s=2) == 0
     assert more == []
+
+
+@pytest.mark.kafka
+def test_the_three_topics_are_created_once_and_balances_is_compacted(kafka_settings) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from meterstream.ingest.topics import ensure_provisioning_topics
+    from meterstream.schemas.provisioning import BALANCES, NOTIFICATIONS
+
+    settings = kafka_settings.model_copy(update={"topic_prefix": f"pt{uuid.uuid4().hex[:8]}."})
+    names = [settings.topic(n) for n in (PROVISIONING, NOTIFICATIONS, BALANCES)]
+    assert sorted(ensure_provisioning_topics(settings)) == sorted(names)
+    assert ensure_provisioning_topics(settings) == []
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    configs = {res.name: fut.result() for res, fut in admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]).items()}  # fmt: skip
+    assert [configs[n]["cleanup.policy"].value for n in names] == ["delete", "delete", "compact"]

@@ -52,6 +52,22 @@ per invoice) is NOT reached: left per the profile (4,000 customers, cProfile): `
 structs (~18 dict look-ups per line; the shared-breakdown cache misses: most breakdowns are per customer),
 `validate`, `msgspec.to_builtins` of each finalized document (the files and `CloseResult.invoices` are dicts),
 the pricing (`rating.engine.quote`) and the SQLite executemany.
+Session 8 (H1): from 2,000 customers the close prices and issues in a forked worker while its own process numbers,
+stores and writes (`invoice_emitter/parallel.py`; the worker's drafts are numbered from their JSON,
+`records.EncodedDraft`; a differential test checks the same documents, numbers, files and records as the close in
+one process). By default only while the machine has a core spare (`parallel.spare_cores`): on a busy machine the
+worker costs more CPU in all than it saves. `--workers N` forces it (0: one process); JSON adds `workers`,
+`cpu_us_per_invoice` (all the close's processes) and `cpu_self_us_per_invoice` (its own). 10,000 customers, load
+9-11 (7 other helpers' tests), three rounds alternating (bench/results/period_close_s8_h1.json): with the worker
+39.2 / 45.1 / 40.8 s = 255 / 222 / 245 invoices/s, CPU 1,353 / 1,283 / 1,267 us per invoice in all, of which the
+close's own process 534 / 506 / 487; in one process 24.9 / 53.0 / 32.5 s = 402 / 189 / 308 invoices/s, CPU 1,171 /
+1,183 / 770 us, own process 756 / 913 / 676. The worker takes ~30 % off the close's own process but adds ~250 us of
+CPU per invoice (pages shared after the fork copied on first write, results through a pipe); the file writer's
+kernel time is 100-400 us per invoice here. 2,000 invoices/s is NOT reached: it needs <= ~1,000 us of CPU per
+invoice in all on 2 idle cores, and the session start's code measured 1,021 us at load 2.2 (542/s) and 990 us at
+load 6.9 (314/s). Where the worker's time goes (py-spy): pricing 40 %, issuing 35 % (`from_v1` 17 %), encoding 7 %;
+the close's own process: `finalize_many` 54 % (SQLite inserts 25 %, lifecycle events 12 %, the store's checks 7 %),
+the ClickHouse ledger ~7 %.
 """
 
 from __future__ import annotations
@@ -179,7 +195,7 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
             with_drafts: bool = False, workers: int | None = None) -> dict:  # fmt: skip
     from meterstream.aggregation.client import connect
     from meterstream.aggregation.ddl import create_schema
-    from meterstream.invoice_emitter.close import WORKERS, close_period
+    from meterstream.invoice_emitter.close import close_period
     from meterstream.rating.catalog import load_catalog
 
     work.mkdir(parents=True)
@@ -202,7 +218,6 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
         prof = cProfile.Profile()
         prof.enable()
     c0, t0 = os.times(), time.perf_counter()
-    workers = WORKERS if workers is None else workers
     result = close_period(client, db, catalog, PERIOD, out_dir, producer=None, progress=False, workers=workers)
     seconds, c1 = time.perf_counter() - t0, os.times()
     if prof is not None:
@@ -220,7 +235,7 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
         "seconds": round(seconds, 3),
         "invoices": invoices,
         "invoices_per_s": round(invoices / seconds, 1),
-        "workers": workers,
+        "workers": workers,  # None: the close's default (a worker while a core is spare)
         # CPU microseconds per invoice (user + sys, all processes of the close): less noisy than the wall clock
         "cpu_us_per_invoice": round(cpu / invoices * 1e6) if invoices else None,
         # of which this process alone (the rest: the file writer and the forked workers)
@@ -303,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         default=None,
-        help="forked pricing/issuing workers of the close (default: the close's, WORKERS; 0: none)",
+        help="forked pricing/issuing workers of the close (default: the close's: one while a core is spare; 0: none)",
     )
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child: one size, JSON on stdout
     ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)  # child: its work folder

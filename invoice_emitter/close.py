@@ -41,7 +41,7 @@ from meterstream.invoice_emitter.ledger import (
     store_invoices,
     stored_invoices,
 )
-from meterstream.invoice_emitter.parallel import ordered_map
+from meterstream.invoice_emitter.parallel import ordered_map, spare_cores
 from meterstream.invoice_emitter.records import EncodedDraft, EncodedFinal, Recorder
 from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.invoice_emitter.store_terms import with_store_terms
@@ -90,7 +90,7 @@ def compute_invoices(
     store_customers: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
     skip: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
     stage: Callable[[tuple[str, str], dict[str, Any]], Any] | None = None,
-    workers: int = 0,
+    workers: int | None = 0,
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
     """Each customer's invoice for `period` from the usage in ClickHouse now, priced with the catalog FILE's
     plans; plus unreconciled lines.
@@ -104,7 +104,8 @@ def compute_invoices(
     `stage(key, document)`, if given, runs on each document first and `finish` gets what it returns (an
     `InvoiceDoc`, a reason text, None or a document dict); with `workers` >= 1 and at least `FORK_FROM`
     customers, `stage` and the pricing run in that many forked worker processes (`parallel.ordered_map`: in the
-    same order, the same results), so `stage` must be pure.
+    same order, the same results), so `stage` must be pure; None: `WORKERS` while the machine has a core spare
+    (`parallel.spare_cores`), else none.
     """
     usage = period_usage(client, db, period)
     if only is not None:
@@ -147,6 +148,8 @@ def compute_invoices(
         flagged += [f"{tenant}/{customer}/{meter}" for meter in differ]
         return (doc if stage is None else stage((tenant, customer), doc)), flagged
 
+    if workers is None:  # the default: one worker while a core is spare; on a machine busy with other work, none
+        workers = min(WORKERS, spare_cores())
     if stage is not None and workers > 0 and len(items) >= FORK_FROM:
         outcomes: Iterator[tuple[Any, list[str]]] = map(_from_worker, ordered_map(_for_parent(priced), items, workers))
     else:
@@ -264,7 +267,7 @@ def close_period(
     render: tuple[str, ...] = (),
     customers: Collection[Key] | None = None,
     exclude: Collection[Key] = (),
-    workers: int = WORKERS,
+    workers: int | None = None,
 ) -> CloseResult:
     """Close `period` (YYYY-MM): compute, finalize, store and write every invoice; a closed period is re-issued.
 
@@ -282,7 +285,9 @@ def close_period(
     mark means every customer of it is closed, `closed.py`); customers whose invoice of the period is issued
     already are never computed again: their stored document is used as it is (same number, same amounts).
     `workers`: from `FORK_FROM` customers on, the pricing and issuing run in this many forked processes while
-    this one numbers, stores and writes (`parallel.py`; 0: all here); the documents and numbers are the same."""
+    this one numbers, stores and writes (`parallel.py`; 0: all here); the documents and numbers are the same.
+    None (the default): `WORKERS` while the machine has a core spare, none when it is busy with other work
+    (there a worker costs more CPU in all than it takes off this process)."""
     if not PERIOD_RE.match(period):
         raise ValueError(f"period: must be YYYY-MM, got {period!r}")
     if store is None:
@@ -393,7 +398,7 @@ def _close(
     recorder: Recorder,
     own_records: bool,
     scope: Scope = Scope(),
-    workers: int = 0,
+    workers: int | None = 0,
 ) -> CloseResult:
     wide = closed_periods(client, db)
     only = None if scope.only is None else set(scope.only)

@@ -42,6 +42,16 @@ def can_fork() -> bool:
     return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
 
 
+def spare_cores() -> int:
+    """Cores with nothing to run over the last minute (count minus the 1-minute load average, which counts this
+    process): a worker pays only on such a core. On a busy machine it is CPU taken from the others and costs
+    more in all (the pages the two processes share are copied on first write, results cross a pipe)."""
+    try:
+        return max(0, int((os.cpu_count() or 1) - os.getloadavg()[0]))
+    except OSError:  # no load average
+        return 0
+
+
 def ordered_map(
     fn: Callable[[Any], bytes], items: Sequence[Any], workers: int, chunk: int | None = None
 ) -> Iterator[bytes]:

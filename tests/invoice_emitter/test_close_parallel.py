@@ -47,7 +47,7 @@ def usage(client, db: str, period: str, late: bool = False) -> None:
     insert(client, db, "t1", "two", period, "bulk", "api_calls", "30")  # usage under two plans
 
 
-def closes(client, out: Path, workers: int) -> tuple[list, list[bytes], list[tuple], list[str]]:
+def closes(client, out: Path, workers: int | None) -> tuple[list, list[bytes], list[tuple], list[str]]:
     db = f"t_{uuid.uuid4().hex[:10]}"
     create_schema(client, db)
     results = []
@@ -94,7 +94,7 @@ def test_forked_close_is_the_one_process_close(chdb_client, tmp_path: Path, monk
     assert f_records == s_records
     assert f_stored == s_stored
 
-    # what both gave, by hand: 20 invoices in September (14 + 5 + none for ../bad and two), numbered 1..14 in
+    # what both gave, by hand: 19 invoices in September (14 + 5, none for ../bad and two), numbered 1..14 in
     # t1 and 1..5 in t2 in customer order; October adds the late-only customer's adjustment invoice
     sep, oct_ = split
     assert [(t, c) for t, c, _ in sep.failed] == [("t1", "../bad"), ("t1", "two")]
@@ -107,4 +107,26 @@ def test_forked_close_is_the_one_process_close(chdb_client, tmp_path: Path, monk
     # c03: September 56 + 3 = 59 calls (24.50) billed; with 250 late, 309: 45.00 + 209 * 0.25 = 97.25 -> +72.75
     adjustments = [x for x in by_customer["c03"]["lines"] if x["kind"] == "adjustment"]
     assert [(x["applies_to"], x["quantity"], x["amount"]) for x in adjustments] == [("2026-09", "250", "72.75")]
-    assert len(oct_.invoices) == 20 and Decimal(late_only["total"]) == Decimal("15.00")
+    assert len(sep.invoices) == 19 and len(oct_.invoices) == 20 and Decimal(late_only["total"]) == Decimal("15.00")
+
+
+@pytest.mark.skipif(not parallel.can_fork(), reason="forking needs Linux and no other Python thread")
+@pytest.mark.parametrize(("spare", "forks"), [(0, 0), (1, 2)])
+def test_by_default_a_worker_only_on_a_spare_core(
+    chdb_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spare: int, forks: int
+) -> None:
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(close_mod, "FORK_FROM", 1)
+    monkeypatch.setattr(close_mod, "spare_cores", lambda: spare)  # a busy machine (0), one idle core (1)
+    monkeypatch.setattr(parallel.os, "fork", counting_fork)
+    results, *_ = closes(chdb_client, tmp_path / "default", workers=None)
+    assert len(forked) == forks  # one worker per close of the two periods, or none
+    assert [len(r.invoices) for r in results] == [19, 20]

@@ -67,3 +67,13 @@ def test_a_worker_that_dies_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match="ended without the results of items 4"):
         list(parallel.ordered_map(dies_at_five, list(range(10)), 1, chunk=4))
+
+
+def test_spare_cores_follow_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (0.4, 0.0, 0.0))
+    assert parallel.spare_cores() == 1  # this close on one core, the other idle
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    assert parallel.spare_cores() == 0
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (9.5, 0.0, 0.0))
+    assert parallel.spare_cores() == 0

@@ -20,15 +20,9 @@ router = APIRouter()
 RAW_SHOWN = 160
 
 
-def of_tenant(record: Any, tenant: str) -> bool:
-    if record.tenant is not None:
-        return record.tenant == tenant
-    return record.key is not None and record.key.split("/", 1)[0] == tenant
-
-
 def tenant_letters(settings: Any, tenant: str) -> tuple[list[Any], dict[str, dict[str, Any]]]:
     """(the tenant's dead letters in topic order, replay marks by source position)."""
-    records = [r for r in dlq.letters(dlq.scan_dead_letters(settings)) if of_tenant(r, tenant)]
+    records = [r for r in dlq.letters(dlq.scan_dead_letters(settings)) if dlq.letter_tenant(r) == tenant]
     return records, dlq.read_marks(settings)
 
 

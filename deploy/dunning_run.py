@@ -269,28 +269,11 @@ class KafkaSink:
 
 
 def ensure_dunning_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the notifications and provisioning topics when missing (idempotent; a concurrent creator is fine),
-    replicated like the pipeline's topics."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    """Create the notifications and provisioning topics (and the balances topic beside them) when missing:
+    `ingest.topics.ensure_provisioning_topics`, idempotent."""
+    from meterstream.ingest.topics import ensure_provisioning_topics
 
-    from meterstream.ingest.topics import replication
-
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
-    md = admin.list_topics(timeout=timeout)
-    rf, config = replication(len(md.brokers))
-    names = [settings.topic(n) for n in (PROVISIONING, NOTIFICATIONS)]
-    wanted = [NewTopic(name, num_partitions=settings.partitions, replication_factor=rf, config=dict(config))
-              for name in names if name not in md.topics]  # fmt: skip
-    created = []
-    if wanted:
-        for name, fut in admin.create_topics(wanted, operation_timeout=timeout).items():
-            try:
-                fut.result()
-                created.append(name)
-            except Exception as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise
-    return created
+    return ensure_provisioning_topics(settings, timeout)
 
 
 def dunning_for_run(settings: Settings, sf: sessionmaker, today: date, publish: bool) -> DunningResult:

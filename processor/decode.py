@@ -73,6 +73,7 @@ _fromisoformat = datetime.fromisoformat
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _new_tuple = tuple.__new__  # builds a Fast without NamedTuple's Python-level __new__ (~0.8 us here)
 _CACHE_MAX = 200_000  # memo sizes: cleared when exceeded (values repeat: meters, tenants, quantities)
+_MEMO_DIGITS = 6  # whole-number quantities of more digits are converted each time, not memoised
 
 
 class Fast(NamedTuple):
@@ -141,7 +142,18 @@ class Decoder:
         """The batch's values, each a `Fast` event or None (take the per-message specification);
         `received` holds each message's receive time (epoch ms) the event's time is judged against."""
         out: list[Fast | None] = []
-        add, accept, decode_wire = out.append, self._accept, _decode_wire
+        add, accept, decode_wire, new, quantity = out.append, self._accept, _decode_wire, _new_tuple, self._quantity
+        # `_accept`'s checks inline where every memo answers (the common event): the same tests, so the same
+        # answer; any miss or refusal goes through `_accept`, which checks in full (and memoises)
+        tenants, meters, keys, days, bounds_of, quantities = (
+            self.tenants,
+            self.meters,
+            self.dimension_keys,
+            self.days,
+            self.bounds,
+            self.quantities,
+        )  # cleared in place when full, never replaced: these stay the memos
+        hours_minutes, seconds, fractions = _HOURS_MINUTES, _SECONDS, _FRACTIONS
         for raw, received_ms in zip(values, received, strict=True):
             if raw is None:
                 add(None)
@@ -151,8 +163,22 @@ class Decoder:
             except _WireError:
                 add(None)
                 continue
-            add(accept(w.id, w.tenant, w.customer, w.subject, w.meter, w.quantity, w.time, w.dimensions, w.source,
-                       received_ms))  # fmt: skip
+            tenant, meter, t, q, dims = w.tenant, w.meter, w.time, w.quantity, w.dimensions
+            if (
+                tenant in tenants
+                and meter in meters
+                and (not dims or keys.issuperset(dims))
+                and t[:11] in days
+                and t[11:16] in hours_minutes
+                and t[16:19] in seconds
+                and t[19:] in fractions
+                and (bounds := bounds_of.get(received_ms)) is not None
+                and bounds[0] <= t <= bounds[1]
+                and (known := quantities.get(q) or quantity(q)) is not None
+            ):
+                add(new(Fast, (w.id, tenant, w.customer, w.subject, meter, known[0], known[1], t, dims, w.source)))
+            else:
+                add(accept(w.id, tenant, w.customer, w.subject, meter, q, t, dims, w.source, received_ms))
         return out
 
     def one(self, raw: bytes | None, received_ms: int) -> Fast | None:
@@ -286,16 +312,25 @@ class Decoder:
         return True
 
     def _quantity(self, q: Any) -> tuple[Decimal, str] | None:
-        if type(q) is int:
-            if not 0 <= q < _INT_LIMIT:
+        if type(q) is str and q.isascii() and q.isdigit() and len(q) <= _MAX_INT_DIGITS:
+            # a plain whole number (byte counts: mostly distinct): what parse_quantity returns for it is
+            # Decimal(q) (its pattern matches; no fraction to check), and its text is q itself unless it
+            # has leading zeros; memoised only when short (long ones rarely repeat and would churn the memo)
+            value = Decimal(q)
+            known = (value, q if q[0] != "0" or len(q) == 1 else format(value, "f"))
+            if len(q) > _MEMO_DIGITS:
+                return known
+        else:
+            if type(q) is int:
+                if not 0 <= q < _INT_LIMIT:
+                    return None
+            elif type(q) is not str or not _QUANTITY_RE.fullmatch(q):
                 return None
-        elif type(q) is not str or not _QUANTITY_RE.fullmatch(q):
-            return None
-        try:
-            value = parse_quantity(q)  # the schema's own conversion
-        except ValueError:
-            return None
-        known = (value, format(value, "f"))
+            try:
+                value = parse_quantity(q)  # the schema's own conversion
+            except ValueError:
+                return None
+            known = (value, format(value, "f"))
         if len(self.quantities) >= _CACHE_MAX:
             self.quantities.clear()
         self.quantities[q] = known

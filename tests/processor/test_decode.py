@@ -172,3 +172,59 @@ def test_batch_decode_keeps_positions() -> None:
     values = [event(), None, b"not json", orjson.dumps({"id": "x"}), event(id='"e9"')]
     out = Decoder(WINDOW).decode(values, [NOW_MS] * len(values))
     assert [f.id if f is not None else None for f in out] == ["e1", None, None, None, "e9"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "taken"),
+    [
+        ("0", Decimal(0), True),
+        ("000", Decimal(0), True),  # leading zeros: the text is the value's, "0"
+        ("007", Decimal(7), True),
+        ("1234567", Decimal(1234567), True),  # longer than the memoised ones: converted each time
+        ("123456789012345678", Decimal(123456789012345678), True),  # 18 digits: the decoder's margin
+        ("0001234567", Decimal(1234567), True),
+        ("1234567890123456789", None, False),  # 19 digits: beyond the margin, the specification decides
+        ("\u0661\u0662", None, False),  # Arabic-Indic digits: str.isdigit says yes, the schema says no
+        ("\u00b2", None, False),  # superscript two
+        ("12 ", None, False),
+        ("", None, False),
+    ],
+)
+def test_whole_number_quantities(text: str, value: Decimal | None, taken: bool) -> None:
+    """Whole-number strings (byte counts) skip the pattern and parse_quantity: the same value and the
+    canonical text as the specification, the first time (not memoised) and the second (memoised or not)."""
+    raw = event(quantity=orjson.dumps(text).decode())
+    decoder = Decoder(WINDOW)
+    for _ in range(2):
+        fast = decoder.one(raw, NOW_MS)
+        assert (fast is not None) is taken
+        if fast is not None:
+            assert fast.quantity == value and type(fast.quantity) is Decimal
+            assert fast.quantity_text == format(value, "f")  # hand: "007" -> "7", "000" -> "0"
+            assert_same_event(fast, raw)
+
+
+def test_a_batch_decodes_as_each_event_alone_while_memos_fill_and_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch loop answers from the memos when they all know the values and asks `_accept` otherwise:
+    with memos cleared every two entries, a batch of varied events still decodes event by event as a
+    fresh decoder decodes each one alone (taken or not, the same fields)."""
+    import meterstream.processor.decode as decode_module
+
+    monkeypatch.setattr(decode_module, "_CACHE_MAX", 2)
+    texts = [
+        event(),
+        event(tenant='"other"', quantity='"123456789"'),
+        event(time='"2026-11-01T10:60:00.000Z"'),  # a bad minute after a valid one of the same day
+        event(dimensions='{"region":"eu","zone":"a"}', quantity='"007"'),
+        event(meter='"Bad"'),
+        event(time='"2026-11-02T13:00:00.001Z"'),  # past the window
+        event(quantity='"12.50"', time='"2026-10-31T23:59:59.999Z"'),
+        event(dimensions='{"a\\tb":"x"}'),
+        event(),
+    ]
+    values = texts * 3
+    received = [NOW_MS, NOW_MS + 1, NOW_MS] * 9
+    batch = Decoder(WINDOW).decode(values, received)
+    alone = [Decoder(WINDOW).one(v, r) for v, r in zip(values, received, strict=True)]
+    assert batch == alone
+    assert [f is not None for f in batch[:9]] == [True, True, False, True, False, False, True, False, True]

@@ -185,7 +185,9 @@ class ColumnarStep:
         dead = out.dead_letters
         counts: Counter[str] = Counter()
         rated_n = dup_n = 0
-        groups: dict[str, list[Any]] = {}  # c| key -> [before, last offset written, total(before), its pricer]
+        # (tenant, customer, meter, period) -> [before, last offset written, total(before), its pricer, its c| key,
+        # its customer's b| key or None]: the keys' texts built once per group, not per event
+        groups: dict[tuple[str, str, str, str], list[Any]] = {}
         # b| key -> (the state's value, its bundle use as decimals: read back from the value's text, as the
         # specification reads it, once per change instead of once per event)
         bundles: dict[str, tuple[Any, dict[str, Decimal]]] = {}
@@ -224,16 +226,17 @@ class ColumnarStep:
                 plan, kind, fn = route
                 if period is None:
                     period = f.time_text[:7]
-                ckey = f"{CUMULATIVE_PREFIX}{tenant}\x1f{customer}\x1f{meter}\x1f{period}"
-                group = groups.get(ckey)
+                gkey = (tenant, customer, meter, period)
+                group = groups.get(gkey)
                 if group is None:
+                    ckey = f"{CUMULATIVE_PREFIX}{tenant}\x1f{customer}\x1f{meter}\x1f{period}"
                     current = get(ckey)
                     if current is None:
-                        group = [None, -1, None, None]
+                        group = [None, -1, None, None, ckey, None]
                     else:
-                        group = [Decimal(current[0]), current[-1], None, None]
-                    groups[ckey] = group
-                before, written, total_before, priced_by = group
+                        group = [Decimal(current[0]), current[-1], None, None, ckey, None]
+                    groups[gkey] = group
+                before, written, total_before, priced_by, ckey, bkey = group
                 if written >= offset:
                     raise _Fallback  # a later write already landed: the specification decides
                 after = add(before, f.quantity) if before is not None else f.quantity  # as rate_event does
@@ -242,7 +245,7 @@ class ColumnarStep:
                 text = format(after, "f")
                 line = meter
                 total_after = None
-                bkey = bvalue = None
+                bvalue = None
                 if kind is _USAGE:
                     total_after = run_exact(fn, after)
                     if before is None:
@@ -254,7 +257,8 @@ class ColumnarStep:
                 elif kind is _OTHER:
                     amount = run_exact(fn, before, after)
                 else:
-                    bkey = f"{BUNDLE_PREFIX}{tenant}\x1f{customer}\x1f{period}"
+                    if bkey is None:
+                        bkey = group[5] = f"{BUNDLE_PREFIX}{tenant}\x1f{customer}\x1f{period}"
                     cached = bundles.get(bkey)
                     if cached is None:
                         current = get(bkey)

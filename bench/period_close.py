@@ -63,7 +63,10 @@ worker costs more CPU in all than it saves. `--workers N` forces it (0: one proc
 close's own process 534 / 506 / 487; in one process 24.9 / 53.0 / 32.5 s = 402 / 189 / 308 invoices/s, CPU 1,171 /
 1,183 / 770 us, own process 756 / 913 / 676. The worker takes ~30 % off the close's own process but adds ~250 us of
 CPU per invoice (pages shared after the fork copied on first write, results through a pipe); the file writer's
-kernel time is 100-400 us per invoice here. 2,000 invoices/s is NOT reached: it needs <= ~1,000 us of CPU per
+kernel time is 100-400 us per invoice here. When the load fell to 3.6-5 (two more rounds): with the worker 9.03 /
+11.35 s = 1,108 / 881 invoices/s (all 1,194 / 1,205 us, own 516 / 503), in one process 10.46 / 13.04 s = 956 / 767
+(1,336 / 987 us, own 736 / 670); the default just before, at load 5 (no spare core: one process), 7.68 s = 1,302/s
+(816 us). 2,000 invoices/s is NOT reached: it needs <= ~1,000 us of CPU per
 invoice in all on 2 idle cores, and the session start's code measured 1,021 us at load 2.2 (542/s) and 990 us at
 load 6.9 (314/s). Where the worker's time goes (py-spy): pricing 40 %, issuing 35 % (`from_v1` 17 %), encoding 7 %;
 the close's own process: `finalize_many` 54 % (SQLite inserts 25 %, lifecycle events 12 %, the store's checks 7 %),

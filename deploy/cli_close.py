@@ -64,6 +64,7 @@ def _close(args: Any, settings: Settings) -> int:
         render=tuple(f for f in (getattr(args, "render", "") or "").split(",") if f),
         customers=customers,
         progress=is_terminal(sys.stderr),  # its running count only on a terminal: nothing in a piped log
+        workers=getattr(args, "workers", None),
     )
     for currency, total in sorted(result.totals_by_currency.items()):
         print(f"{args.period}: {currency} {total}")
@@ -136,6 +137,8 @@ def register(app: typer.Typer) -> None:
         issue_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default: the day after the period ends "
                                                             "(docs/billing.md)")] = None,
         render: Annotated[str, typer.Option(help="also write html,pdf,png next to each JSON (PDF ~0.3 s each)")] = "",
+        workers: Annotated[int | None, typer.Option(min=0, help="forked workers pricing and issuing (0: none; "
+                                                    "default: one while a core is spare)")] = None,
     ) -> int:  # fmt: skip
         return call(lambda args, settings: _close(args, settings), {**locals(), "issue_date": _issue_date(issue_date)})
 

@@ -9,7 +9,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Limits of what an event may carry: what the stores and the money type can hold (docs/events.md).
 # The processor's columnar path imports these; `parse_event` stays the one definition of "valid".
@@ -137,6 +147,15 @@ def check_dimensions(dimensions: dict[str, str]) -> None:
                 raise DimensionError(key, f"value is {n} UTF-8 bytes, at most {DIMENSION_VALUE_MAX_BYTES} allowed")
 
 
+class FieldError(ValueError):
+    """A model-level check's error, naming the field it is about (`parse_event` reports that field)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
 class DimensionError(ValueError):
     """A bad dimension: `key` names the entry whose value is wrong (None: a key itself is wrong)."""
 
@@ -177,6 +196,46 @@ def _days(ms: int) -> str:
 DEFAULT_TIME_WINDOW = TimeWindow.of(DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_FUTURE_MINUTES)
 
 
+SESSION_SEQUENCE_MAX = 2**31 - 1
+
+
+class SessionInfo(BaseModel):
+    """An interim or final record of one call or data session (docs/telecom.md, *Sessions in the stream*).
+
+    The event's `quantity` is this record's slice of usage, or with `total_usage` true the session's usage
+    since `start`; `start` is the session's start (answer time), the same on every record of the session.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=256)
+    sequence: StrictInt = Field(ge=0, le=SESSION_SEQUENCE_MAX)
+    start: datetime
+    total_usage: StrictBool = False
+    final: StrictBool = False
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: Any) -> datetime:
+        return _aware_time(value)
+
+    def to_wire(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "sequence": self.sequence, "start": format_time(self.start)}
+        if self.total_usage:
+            data["total_usage"] = True
+        if self.final:
+            data["final"] = True
+        return data
+
+
+def _aware_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("must carry a time zone offset")
+        return _in_range(value.astimezone(UTC).replace(microsecond=value.microsecond - value.microsecond % 1000))
+    return parse_time(value)
+
+
 class UsageEvent(BaseModel):
     """One accepted usage event (schema v1). Immutable; quantities are exact decimals."""
 
@@ -191,6 +250,7 @@ class UsageEvent(BaseModel):
     time: datetime
     dimensions: dict[str, str] = Field(default_factory=dict, max_length=DIMENSIONS_MAX)
     source: str | None = Field(None, max_length=256)
+    session: SessionInfo | None = None  # a telecom session's interim or final record
     _time_text: str = PrivateAttr("")  # `time` in wire form, kept from the input when it already was
 
     def model_post_init(self, context: Any, /) -> None:
@@ -209,11 +269,13 @@ class UsageEvent(BaseModel):
     @field_validator("time", mode="before")
     @classmethod
     def _time(cls, value: Any) -> datetime:
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ValueError("must carry a time zone offset")
-            return _in_range(value.astimezone(UTC).replace(microsecond=value.microsecond - value.microsecond % 1000))
-        return parse_time(value)
+        return _aware_time(value)
+
+    @model_validator(mode="after")
+    def _session_start(self) -> UsageEvent:
+        if self.session is not None and self.session.start > self.time:
+            raise FieldError("session.start", "must not be after the record's time")
+        return self
 
     @field_validator("dimensions", mode="after")
     @classmethod
@@ -250,6 +312,8 @@ class UsageEvent(BaseModel):
             data["dimensions"] = self.dimensions
         if self.source is not None:
             data["source"] = self.source
+        if self.session is not None:
+            data["session"] = self.session.to_wire()
         return data
 
 
@@ -273,7 +337,7 @@ _METER_RE = re.compile(r"[a-z][a-z0-9_.-]{0,127}")
 _CANONICAL_TIME_RE = re.compile(r"(?:19|2[0-2])[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _FAST_VALUE_CHARS = DIMENSION_VALUE_MAX_BYTES // 4  # at most 4 UTF-8 bytes per character
 _FAST_KEY_CHARS = DIMENSION_KEY_MAX_BYTES // 4
-_FIELDS = frozenset(UsageEvent.model_fields)
+_FIELDS = frozenset(UsageEvent.model_fields) - {"session"}  # a session record goes through pydantic
 _REQUIRED = frozenset(name for name, f in UsageEvent.model_fields.items() if f.is_required())
 _new_event = UsageEvent.__new__
 _set = object.__setattr__
@@ -348,6 +412,7 @@ def _fast_event(data: dict[str, Any]) -> UsageEvent | None:
             "time": when,
             "dimensions": dimensions,
             "source": source,
+            "session": None,
         },
     )
     _set(event, "__pydantic_fields_set__", set(keys))
@@ -394,4 +459,6 @@ def _validate(data: dict[str, Any]) -> UsageEvent:
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, DimensionError) and cause.key is not None:
             field = f"{field}.{cause.key}"
+        elif isinstance(cause, FieldError):
+            field, reason = cause.field, cause.reason
         raise InvalidEvent(field, reason) from None

@@ -82,12 +82,17 @@ def create_app(
             from meterstream.webhooks.dispatcher import start_dispatcher  # lifecycle events: webhooks + Kafka
 
             app.state.webhooks = start_dispatcher(settings, app.state.sessions)
+            from meterstream.webhooks.notifications_relay import start_notifications_relay  # alerts -> webhooks
+
+            app.state.notifications = start_notifications_relay(settings, app.state.sessions)
             from meterstream.api.routes.authorize import start_feed  # balances in memory for /v1/authorize
 
             app.state.balance_reader = start_feed(app)
         yield
         if app.state.balance_reader is not None:
             app.state.balance_reader.stop()
+        if app.state.notifications is not None:
+            app.state.notifications.stop()
         if app.state.webhooks is not None:
             app.state.webhooks.stop()
         if app.state.relay is not None:
@@ -107,6 +112,7 @@ def create_app(
     app.state.sessions = session_factory(engine)
     app.state.relay = None  # the entity outbox relay, started by the lifespan
     app.state.webhooks = None  # the webhook dispatcher (webhooks/dispatcher.py), started with the relay
+    app.state.notifications = None  # notifications topic -> webhook events (webhooks/notifications_relay.py)
     app.state.balance_reader = None  # the balances topic reader (api/balance_feed.py), started with the relay
     app.state.keys = KeyRepository(app.state.sessions)
     app.state.rate_limiter = TokenBuckets(settings.api_rate_limit_per_s, settings.api_rate_limit_burst)

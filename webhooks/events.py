@@ -8,6 +8,8 @@ Event types (docs/webhooks.md):
 - `payment.recorded` — data: the payment and its allocations (`payment_data`);
 - `dunning.reminder`, `dunning.late_fee`, `dunning.suspended`, `dunning.reactivated` — data: the dunning step
   (docs/dunning.md), the same as on the notifications topic.
+- `balance.threshold_crossed`, `balance.exhausted`, `credit_limit.exceeded` — data: the processor's notification
+  (processor/balances.py), written once by webhooks/notifications_relay.py, keyed `tenant/customer`.
 Replacing a draft as usage arrives is not an event (it happens on every close run and would flood receivers).
 
 Each event is stored as the exact body every receiver gets (Standard Webhooks' recommended envelope plus the id):
@@ -47,9 +49,14 @@ DUNNING_REMINDER = "dunning.reminder"
 DUNNING_LATE_FEE = "dunning.late_fee"
 DUNNING_SUSPENDED = "dunning.suspended"
 DUNNING_REACTIVATED = "dunning.reactivated"
+# prepaid balances and credit limits (docs/wallets.md): the processor's notifications, relayed once each
+BALANCE_THRESHOLD_CROSSED = "balance.threshold_crossed"
+BALANCE_EXHAUSTED = "balance.exhausted"
+CREDIT_LIMIT_EXCEEDED = "credit_limit.exceeded"
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
                INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED, DUNNING_REMINDER, DUNNING_LATE_FEE,
-               DUNNING_SUSPENDED, DUNNING_REACTIVATED)  # fmt: skip
+               DUNNING_SUSPENDED, DUNNING_REACTIVATED, BALANCE_THRESHOLD_CROSSED, BALANCE_EXHAUSTED,
+               CREDIT_LIMIT_EXCEEDED)  # fmt: skip
 # the event an invoice's new status announces (a status without an entry announces nothing)
 STATUS_EVENTS = {"finalized": INVOICE_FINALIZED, "paid": INVOICE_PAID, "partially_paid": INVOICE_PARTIALLY_PAID,
                  "overdue": INVOICE_OVERDUE, "voided": INVOICE_VOIDED}  # fmt: skip
@@ -99,14 +106,16 @@ def _money(data: dict[str, Any], currency: str, **minor: int) -> None:
         data[f"{name}_minor"] = int(amount)
 
 
-def append(s: Session, tenant: str, type: str, subject: str, key: str, data: dict[str, Any]) -> str:
+def append(s: Session, tenant: str, type: str, subject: str, key: str, data: dict[str, Any],
+           event_id: str | None = None) -> str:
     """Append one event in the caller's transaction; returns its id. One INSERT executed now (its seq follows the
     statements before it), not an ORM object: a close finalizing thousands of invoices in one session does not
-    carry thousands more objects through every flush."""
+    carry thousands more objects through every flush. `event_id`: a deterministic id (a relayed notification's;
+    the unique column refuses it twice), default a new one."""
     if type not in EVENT_TYPES:
         raise ValueError(f"type: one of {', '.join(EVENT_TYPES)} (got {type!r})")
     now = datetime.now(UTC)
-    event_id = "msg_" + new_ulid()
+    event_id = event_id or "msg_" + new_ulid()
     body = orjson.dumps({"id": event_id, "type": type, "timestamp": rfc3339(now), "data": data}).decode()
     row = {"event_id": event_id, "tenant": tenant, "type": type, "subject": subject, "key": key, "body": body,
            "created_at": now}  # fmt: skip
@@ -205,6 +214,9 @@ def payment_event(s: Session, row: Any) -> str:
 
 
 __all__ = [
+    "BALANCE_EXHAUSTED",
+    "BALANCE_THRESHOLD_CROSSED",
+    "CREDIT_LIMIT_EXCEEDED",
     "CREDIT_NOTE_CREATED",
     "DUNNING_LATE_FEE",
     "DUNNING_REACTIVATED",

@@ -36,6 +36,11 @@ async def healthz(request: Request) -> Response:
         hooks_ok, detail = dispatcher.health()
         checks["webhooks"] = {"ok": hooks_ok, "detail": orjson.dumps(detail).decode()}
         ok = ok and hooks_ok
+    alerts = getattr(request.app.state, "notifications", None)  # webhooks/notifications_relay.py
+    if alerts is not None:
+        alerts_ok, detail = alerts.health()
+        checks["notifications"] = {"ok": alerts_ok, "detail": orjson.dumps(detail).decode()}
+        ok = ok and alerts_ok
     body = orjson.dumps({"status": "ok" if ok else "unavailable", "checks": checks})
     return Response(body, 200 if ok else 503, media_type="application/json")
 

@@ -1,0 +1,120 @@
+"""The processor's alerts reach the webhooks: webhooks/notifications_relay.py reads the real `notifications` topic
+and writes each balance / credit-limit notification once as a webhook event (a repeat, or a second read of the
+whole topic, writes nothing more), skips dunning notifications (deploy/dunning_run.py writes their events itself)
+and unknown kinds, passes over an unreadable message; the dispatcher then delivers the event to an endpoint."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+from fastapi.testclient import TestClient
+
+from meterstream.api.app import create_app
+from meterstream.ingest.topics import ensure_provisioning_topics
+from meterstream.schemas.provisioning import NOTIFICATIONS, Notification, customer_key, encode
+from meterstream.schemas.settings import Settings
+from meterstream.webhooks import endpoints
+from meterstream.webhooks.dispatcher import Dispatcher
+from meterstream.webhooks.notifications_relay import NotificationsRelay, write_once
+from meterstream.webhooks.outbox import events
+from meterstream.webhooks.signing import verify
+
+TENANT = "acme-t"
+
+
+def note(id: str, kind: str, customer: str = "c-1", **data: str) -> Notification:
+    return Notification(id=id, tenant=TENANT, customer=customer, kind=kind, data=data, at="2026-12-01T10:00:00Z")
+
+
+CROSSED = note("a" * 32, "balance.threshold_crossed", balance="4.00", currency="EUR", threshold="balance<5")
+EXHAUSTED = note("b" * 32, "balance.exhausted", customer="c-2", balance="0.00", currency="EUR", used="25.00")
+REMINDER = note("c" * 32, "dunning.reminder", invoice="ACME-2026-000001")
+OTHER = note("d" * 32, "balance.refilled", balance="10.00")
+
+
+def produce(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None:
+    ensure_provisioning_topics(settings)
+    p = Producer({"bootstrap.servers": settings.bootstrap})
+    for key, value in messages:
+        p.produce(settings.topic(NOTIFICATIONS), value, key)
+    assert p.flush(10) == 0
+
+
+def drain(relay: NotificationsRelay, expected: int, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while sum(relay.totals.values()) < expected and time.monotonic() < deadline:
+        relay.run_once()
+    assert sum(relay.totals.values()) == expected, relay.totals
+
+
+def test_write_once_skips_what_is_written(sf) -> None:
+    assert write_once(sf, [CROSSED, CROSSED, REMINDER]) == {"written": 1, "repeated": 1, "dunning": 1,
+                                                             "other_kind": 0}  # fmt: skip
+    assert write_once(sf, [CROSSED, EXHAUSTED, OTHER]) == {"written": 1, "repeated": 1, "dunning": 0,
+                                                            "other_kind": 1}  # fmt: skip
+    stored = events(sf, TENANT)
+    assert [(e.event_id, e.type, e.key) for e in stored] == [
+        ("msg_" + "a" * 32, "balance.threshold_crossed", "acme-t/c-1"),
+        ("msg_" + "b" * 32, "balance.exhausted", "acme-t/c-2"),
+    ]
+    body = orjson.loads(stored[1].body)
+    assert body["id"] == "msg_" + "b" * 32 and body["type"] == "balance.exhausted"
+    assert body["data"] == {"object": "notification", "id": "b" * 32, "customer": "c-2", "at": "2026-12-01T10:00:00Z",
+                            "balance": "0.00", "currency": "EUR", "used": "25.00"}  # fmt: skip
+
+
+@pytest.mark.kafka
+def test_relayed_once_from_the_topic_and_delivered(kafka_settings: Settings, sf, receiver) -> None:
+    settings = kafka_settings.model_copy(update={"topic_prefix": f"nr-{uuid.uuid4().hex[:8]}-", "partitions": 2})
+    ep = endpoints.register(sf, TENANT, receiver.url, event_types=["balance.exhausted"])
+    msgs = [(customer_key(TENANT, n.customer), encode(n)) for n in (CROSSED, EXHAUSTED, REMINDER, OTHER)]
+    msgs += [(customer_key(TENANT, "c-1"), encode(CROSSED)),  # the processor repeated a batch after a crash
+             (customer_key(TENANT, "c-3"), b'{"id": 1, "kind": "balance.exhausted"}')]  # fmt: skip
+    produce(settings, msgs)
+    relay = NotificationsRelay(settings, sf)
+    try:
+        drain(relay, 6)
+        assert relay.totals == {"written": 2, "repeated": 1, "dunning": 1, "other_kind": 1, "unreadable": 1}
+        assert relay.health()[0]
+    finally:
+        relay.close()
+    assert sorted(e.type for e in events(sf, TENANT)) == ["balance.exhausted", "balance.threshold_crossed"]
+    # the group's offsets lost (a new group reads the topic again): nothing written twice
+    again = NotificationsRelay(settings, sf, group=f"{relay.group}-again")
+    try:
+        drain(again, 6)
+        assert again.totals["written"] == 0 and again.totals["repeated"] == 3
+    finally:
+        again.close()
+    assert len(events(sf, TENANT)) == 2
+    d = Dispatcher(settings, sf)
+    try:
+        d.run_once()
+    finally:
+        d.stop()
+    assert len(receiver.requests) == 1  # only the type the endpoint asked for, once
+    body = orjson.loads(receiver.requests[0][1])
+    assert body["type"] == "balance.exhausted" and body["data"]["balance"] == "0.00"
+    assert verify(ep.secret, *receiver.requests[0]) == "msg_" + "b" * 32  # signed, the deterministic id
+
+
+@pytest.mark.kafka
+def test_the_api_process_runs_the_relay(kafka_settings: Settings, tmp_path: Path) -> None:
+    settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"na-{uuid.uuid4().hex[:8]}-",
+                                                 "database_url": None, "clickhouse_http_port": 0})  # fmt: skip
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert isinstance(app.state.notifications, NotificationsRelay)
+        produce(settings, [(customer_key(TENANT, "c-2"), encode(EXHAUSTED))])
+        deadline = time.monotonic() + 20
+        while not events(app.state.sessions, TENANT) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e.event_id for e in events(app.state.sessions, TENANT)] == ["msg_" + "b" * 32]
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.json()["checks"]["notifications"]["ok"] is True
+    assert not app.state.notifications._thread.is_alive()  # stopped with the app

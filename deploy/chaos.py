@@ -147,6 +147,11 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
         say(f"phase A: {truth_a.produced} events for {closed_period}; closing it")
         _cli(env, "close", "--period", closed_period, "--out", str(out / "invoices"), "--no-publish")
         pipeline.start("sink")
+        from meterstream.deploy.chaos_balances import seed_wallets  # prepaid customers: the balance check
+
+        prepaid = sorted({(t, c) for (_p, t, c, _m) in truth_a.events_by_period})[:20]
+        start = datetime.fromisoformat(f"{period}-01T00:00:00+00:00")
+        say(f"prepaid wallets (25 credits each, from {period}-01): {seed_wallets(run, catalog, prepaid, '25', start)}")
 
         # Phase B: the main stream, with faults
         truth_b = Truth()
@@ -318,7 +323,15 @@ def _verdict(run: Settings, catalog, truth_a, truth_b, period: str, closed: str,
     print(f" expected: accepted={accepted:,} duplicates={dup_truth:,} refused={len(refused):,}")
     print(f" quantities per period/customer/meter: {len(truth_n):,} keys, {mismatched_quantities} differ")
     print(f" invoices {period} (incl. late {closed} adjustments): {len(actual)} written, {mismatched} differ")
+    from meterstream.deploy.chaos_balances import changelog_entries, check_balances
+
+    entries = None if run.processor_engine == "faust" else changelog_entries(
+        run, partitions, run.home.resolve() / f"chaos-balances-{run.topic_prefix}")  # fmt: skip
+    balances = check_balances(run, client, entries=entries)  # every wallet = top-ups - rated usage, to the unit
+    print(f" {balances.verdict()} -> {'reconciled' if balances.ok else 'NOT RECONCILED'}")
+    for line in balances.lines[:10]:
+        print("   " + line)
     print("─" * 72)
     print(f"lost={lost} duplicated={duplicated} mismatched_invoices={mismatched} dlq={found}/{len(refused)}")
-    ok = lost == 0 and duplicated == 0 and mismatched == 0 and mismatched_quantities == 0
+    ok = lost == 0 and duplicated == 0 and mismatched == 0 and mismatched_quantities == 0 and balances.ok
     return 0 if ok and found == len(refused) and counters_ok else 1

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from meterstream.processor.dedup import Verdict, check, dedup_key, remember
 from meterstream.processor.rate import RatingError, rate_event
+from meterstream.processor.sessions import rate_session_event
 from meterstream.rating.catalog import PlanSource
 from meterstream.schemas.event import InvalidEvent, TimeWindow, parse_event
 from meterstream.schemas.rated import DeadLetter, RatedUsage
@@ -18,6 +19,7 @@ class Kind(Enum):
     REPLAYED = "replayed"
     DUPLICATE = "duplicate"
     DEAD_LETTER = "dead_letter"
+    HELD = "held"  # a session record behind a gap in its sequence: kept, not yet charged (processor/sessions.py)
 
 
 class Outcome(NamedTuple):  # named tuples: one is made per message, a frozen dataclass costs 3x more
@@ -41,11 +43,15 @@ class Position(NamedTuple):
 
 
 class Priced(NamedTuple):
-    """A new event, priced and not yet written: its dedup key, rated record and running-total writes."""
+    """A new event, priced and not yet written: its dedup key, rated record and running-total writes.
+
+    A session record (processor/sessions.py) may write state without a record of its own: `kind` HELD
+    (behind a gap) or DUPLICATE (a record a later total already covered)."""
 
     dkey: str
-    record: RatedUsage
+    record: RatedUsage | None
     writes: list[Any]
+    kind: Kind = Kind.RATED
 
 
 def evaluate(
@@ -81,6 +87,8 @@ def evaluate(
     if verdict is Verdict.REPLAY:
         return Outcome(Kind.REPLAYED)
     try:
+        if event.session is not None:
+            return _session(catalog, state, event, pos, dkey)
         record, writes = rate_event(catalog, state, event, pos.partition, pos.offset)
     except RatingError as exc:
         dl = _dead_letter("rate", exc.field, exc.reason, value, pos, event.id, event.tenant)
@@ -88,11 +96,22 @@ def evaluate(
     return Priced(dkey, record, writes)
 
 
+_SESSION_KINDS = {"rated": Kind.RATED, "released": Kind.RATED, "held": Kind.HELD, "late": Kind.DUPLICATE}
+
+
+def _session(catalog: PlanSource, state: MutableMapping[str, Any], event, pos: Position, dkey: str) -> Outcome | Priced:
+    """A telecom session record (processor/sessions.py): a repeated sequence is a duplicate, nothing written."""
+    result = rate_session_event(catalog, state, event, pos.partition, pos.offset)
+    if result.outcome == "duplicate":
+        return Outcome(Kind.DUPLICATE)
+    return Priced(dkey, result.record, result.writes, _SESSION_KINDS[result.outcome])
+
+
 def commit(state: MutableMapping[str, Any], priced: Priced, pos: Position, now_ms: int) -> Outcome:
     """Write a priced event: the dedup entry first, then the running totals it moves."""
     remember(state, priced.dkey, pos.partition, pos.offset, now_ms)
     apply_writes(state, priced.writes, pos.offset)
-    return Outcome(Kind.RATED, rated=priced.record)
+    return Outcome(priced.kind, rated=priced.record)
 
 
 def process(

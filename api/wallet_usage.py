@@ -1,5 +1,12 @@
 """The wallets' read of rated usage: one customer's amounts in one currency per piece of time, through the API's
-one query path to ClickHouse (api/queries.py: FINAL, scoped by tenant, values as parameters)."""
+one query path to ClickHouse (api/queries.py: FINAL, scoped by tenant, values as parameters).
+
+With the processor's latest balance snapshot of the customer (api/balance_feed.py, the compacted `balances`
+topic), the read is current to the processor's commit rather than to the sink's: the snapshot's `consumed` (the
+rated usage the processor debited since the customer's first wallet started) ahead of ClickHouse's sum over the
+same time is usage rated but not yet written by the sink, counted in the newest piece. The ledger (top-ups,
+voids, expiries, priorities) stays the SQL store's, read now, so a top-up shows at once; a snapshot behind
+ClickHouse (the feed lagging) adds nothing."""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from typing import Any
 
 from meterstream.api.queries import UsageQueries
 from meterstream.entities.wallets import UsageReader
+from meterstream.rating.money import EXACT
+from meterstream.schemas.provisioning import BalanceSnapshot
 
 
 def _micros(at: datetime) -> int:
@@ -36,14 +45,31 @@ def plan_pieces(
                  "hi": micros[-1]}  # fmt: skip
 
 
-def usage_reader(queries: UsageQueries, tenant: str, customer: str) -> UsageReader:
-    """The `UsageReader` of entities.wallets.customer_balances for one customer."""
+def streamed_ahead(snapshot: BalanceSnapshot | None, currency: str, stored: Decimal) -> Decimal:
+    """The usage the processor debited that ClickHouse's exact sum `stored` (same customer, same time) does not
+    hold yet: the snapshot's `consumed` minus `stored`, never below zero; 0 without a snapshot in `currency`."""
+    if snapshot is None or snapshot.currency != currency:
+        return Decimal(0)
+    ahead = EXACT.subtract(Decimal(snapshot.consumed), stored)
+    return ahead if ahead > 0 else Decimal(0)
+
+
+def usage_reader(queries: UsageQueries, tenant: str, customer: str,
+                 snapshot: BalanceSnapshot | None = None) -> UsageReader:  # fmt: skip
+    """The `UsageReader` of entities.wallets.customer_balances for one customer; with the processor's `snapshot`
+    of the customer, current to the processor (module docstring)."""
 
     def read(currency: str, bounds: list[datetime]) -> list[Decimal]:
         sql, params = plan_pieces(queries.db, tenant, customer, currency, bounds)
         out = [Decimal(0)] * (len(bounds) - 1)
         for piece, amount in queries.query(sql, params):
             out[int(piece) - 1] = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+        stored = Decimal(0)
+        for amount in out:
+            stored = EXACT.add(stored, amount)
+        ahead = streamed_ahead(snapshot, currency, stored)
+        if ahead:
+            out[-1] = EXACT.add(out[-1], ahead)
         return out
 
     return read

@@ -6,8 +6,10 @@ voided_credits) and `wallet_transactions.find_all(wallet_id)` of lago-python-cli
 `lago_id` is its id's 128 bits written as a UUID (and back), so both ids find it.
 
 Balances, as Lago defines them, from the one rule (billing/wallet_balance.py) over the ledger and the customer's
-rated usage read NOW through the API's query path (so they are current to the pipeline's latency, not to a
-refresh every few minutes):
+rated usage read NOW through the API's query path plus, when the API holds the processor's balance snapshot of
+the customer (api/balance_feed.py), the usage the processor debited that the sink has not written yet
+(api/wallet_usage.py): current to the processor's commit (within 1 s of the event), not to a refresh every few
+minutes:
 - `balance_cents` / `credits_balance`: after the usage of the months before this one (what the closes invoiced);
 - `ongoing_balance_cents` / `credits_ongoing_balance`: after all usage so far;
 - `ongoing_usage_balance_cents` / `credits_ongoing_usage_balance`: this month's usage drawn from the wallet
@@ -153,8 +155,11 @@ def _states(request: Request, tenant: str, customer: str, *, strict: bool) -> tu
     """wallet id -> its state now, and the time; ClickHouse unreachable: raised when `strict`, else ({}, None)."""
     now = datetime.now(UTC)
     try:
+        feed = getattr(request.app.state, "balance_feed", None)  # the processor's snapshots (api/balance_feed.py)
+        snapshot = feed.get(tenant, customer) if feed is not None else None
         found = store.customer_balances(request.app.state.sessions, tenant, customer,
-                                        usage_reader(request.app.state.queries, tenant, customer), now=now)  # fmt: skip
+                                        usage_reader(request.app.state.queries, tenant, customer, snapshot),
+                                        now=now)  # fmt: skip
     except ClickHouseUnavailable:
         if strict:
             raise

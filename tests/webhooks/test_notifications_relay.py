@@ -118,3 +118,61 @@ def test_the_api_process_runs_the_relay(kafka_settings: Settings, tmp_path: Path
         health = client.get("/healthz")
         assert health.status_code == 200 and health.json()["checks"]["notifications"]["ok"] is True
     assert not app.state.notifications._thread.is_alive()  # stopped with the app
+
+
+class FakeMessage:
+    def __init__(self, value: bytes, offset: int) -> None:
+        self._value, self._offset = value, offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class FakeConsumer:
+    def __init__(self, _config: dict) -> None:
+        self.batches = [[FakeMessage(encode(CROSSED), 0), FakeMessage(encode(EXHAUSTED), 1)]]
+        self.commits = 0
+
+    def subscribe(self, _topics: list[str]) -> None:
+        return None
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        return self.batches.pop(0) if self.batches else []
+
+    def commit(self, asynchronous: bool) -> None:
+        self.commits += 1
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_store_failure_keeps_the_batch_and_commits_nothing(sf, monkeypatch: pytest.MonkeyPatch) -> None:
+    from meterstream.webhooks import notifications_relay
+
+    relay = NotificationsRelay(Settings(topic_prefix="x-"), sf, consumer_factory=FakeConsumer)
+    relay._subscribed = True  # no broker: the fake consumer stands for it
+    real = notifications_relay.write_once
+    calls = []
+
+    def failing_once(sessions, notes):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        return real(sessions, notes)
+
+    monkeypatch.setattr(notifications_relay, "write_once", failing_once)
+    with pytest.raises(RuntimeError):
+        relay.run_once()
+    assert relay._consumer.commits == 0 and events(sf, TENANT) == [] and relay.health()[1]["waiting"] == 2
+    assert relay.run_once() == 2  # the same two, not a new read
+    assert relay._consumer.commits == 1
+    assert [e.type for e in events(sf, TENANT)] == ["balance.threshold_crossed", "balance.exhausted"]

@@ -131,10 +131,11 @@ class FeedReader:
             return
         if self.on_rated is None:
             return
+        from meterstream.entities.holds import session_of
         from meterstream.schemas.rated import unpack
 
         try:
-            records = [r for r in unpack(msg.value()) if (r.get("dimensions") or {}).get("session_id")]
+            records = [r for r in unpack(msg.value()) if session_of(r)[0]]
             if records:
                 self.on_rated(records)  # type: ignore[arg-type]
         except Exception:  # a bad message or a store error must not stop the balances

@@ -41,6 +41,7 @@ __all__ = [
     "held",
     "place_hold",
     "release",
+    "session_of",
 ]
 
 ACTIVE = "active"
@@ -238,15 +239,25 @@ def expire(sf: sessionmaker, *, now: datetime | None = None) -> int:
 
 
 def consume_rated(sf: sessionmaker, records: list[dict]) -> int:
-    """Rated records (schemas/rated.py) of sessions: each one whose dimensions name a `session_id` consumes
-    that session's hold by its `amount`; `final` = "true" releases it. Returns how many holds it touched."""
+    """Rated records (schemas/rated.py) of sessions: each one naming a session consumes that session's hold by
+    its `amount`, and the session's final record releases it. Returns how many holds it touched. A record names
+    its session by a `session` field {"id", "final"} (a usage event's `session`, when the rated record carries
+    it) or by the dimensions `session_id` and `final` ("true")."""
     touched = 0
     for r in records:
-        dims = r.get("dimensions") or {}
-        session_id = dims.get("session_id")
+        session_id, final = session_of(r)
         if not session_id:
             continue
-        final = str(dims.get("final", "")).lower() in ("true", "1")
         if consume(sf, r["tenant"], r["customer"], session_id, Decimal(r["amount"]), final=final) is not None:
             touched += 1
     return touched
+
+
+def session_of(record: dict) -> tuple[str | None, bool]:
+    """(session id, final) of a rated record: its `session` field, else its dimensions; (None, False): none."""
+    session = record.get("session")
+    if isinstance(session, dict) and session.get("id"):
+        return str(session["id"]), bool(session.get("final"))
+    dims = record.get("dimensions") or {}
+    sid = dims.get("session_id")
+    return (sid or None), str(dims.get("final", "")).lower() in ("true", "1")

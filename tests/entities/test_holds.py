@@ -78,3 +78,19 @@ def test_down_to_0010_and_up_again(fresh_url: str) -> None:
     holds.place_hold(sf, spec("1", "s1"), now=NOW)
     assert holds.held(sf, "t1", "c1", "EUR", now=NOW) == D("1")
     engine.dispose()
+
+
+def test_rated_records_name_their_session_by_field_or_dimensions(sf) -> None:  # type: ignore[no-untyped-def]
+    holds.place_hold(sf, spec("0.70", "s1"), now=NOW)
+    holds.place_hold(sf, spec("0.40", "s2"), now=NOW)
+    base = {"tenant": "t1", "customer": "c1", "amount": "0.10", "dimensions": {}}
+    records = [
+        {**base, "session": {"id": "s1", "sequence": 1}},  # 0.70 - 0.10 = 0.60
+        {**base, "dimensions": {"session_id": "s2"}},  # 0.40 - 0.10 = 0.30
+        {**base, "session": {"id": "s2", "final": True}},  # released
+        base,  # no session: nothing
+    ]
+    assert holds.consume_rated(sf, records) == 3
+    assert holds.held(sf, "t1", "c1", "EUR", now=NOW) == D("0.60")
+    assert holds.session_of({"dimensions": {"session_id": "x", "final": "TRUE"}}) == ("x", True)
+    assert holds.session_of({"dimensions": {}}) == (None, False)

@@ -19,7 +19,10 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
 - the final record releases what is held: when the final record is (or a held record is) final and a
   gap is still open, the held records are rated as if the missing ones carried no usage
   (`release_held`), logged with the missing numbers. A final record with `total_usage` needs no
-  release: its total covers the missing slices.
+  release: its total covers the missing slices;
+- a finished session (final record rated, nothing held) keeps only `{"closed": last sequence, "missing",
+  "usage", "cost"}` (about 60 bytes instead of the full state): enough to tell a repeat (duplicate) or a
+  covered record (late) from a record after the end (refused, `session.sequence`).
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ def rate_session_event(
     period = catalog.period_for(event.tenant, event.customer, event.meter, s.start) or format_time(s.start)[:7]
     skey = session_key(event.tenant, event.customer, s.id)
     current = state.get(skey)
+    if current is not None and "closed" in current[0]:
+        return _closed(current[0], s.sequence, skey, offset)
     try:
         before: SessionState | None = decode_state(current[0]) if current is not None else None
     except SessionError as exc:
@@ -141,9 +146,26 @@ def rate_session_event(
             ", ".join(map(str, rated.missing)),
             rated.outcome,
         )
-    writes.append((skey, [encode_state(after), offset]))
+    writes.append((skey, [_closing(after) if after.final and not after.held else encode_state(after), offset]))
     record = _record(state, event, plan, period, rated, (bkey, used), writes, partition, offset)
     return SessionResult(rated.outcome, record, writes, "")
+
+
+def _closing(state: SessionState) -> dict[str, Any]:
+    """What is kept of a finished session: enough to tell a repeat (duplicate) or a covered record (late)
+    from a record after the end (refused), and what it cost; about 60 bytes instead of the full state."""
+    return {"closed": state.last_sequence, "missing": list(state.missing), "usage": str(state.usage),
+            "cost": str(state.cost)}  # fmt: skip
+
+
+def _closed(doc: dict[str, Any], seq: int, skey: str, offset: int) -> SessionResult:
+    last, missing = doc["closed"], doc["missing"]
+    if seq > last:
+        raise RatingError("session.sequence", f"{seq} comes after the final record {last}")
+    if seq in missing:
+        rest = {**doc, "missing": [m for m in missing if m != seq]}
+        return SessionResult("late", None, [(skey, [rest, offset])], "covered by a later total")
+    return SessionResult("duplicate", None, [], f"sequence {seq} already rated (the session has ended)")
 
 
 def _record(state, event, plan, period, rated: RatedSlice, bundles, writes, partition, offset) -> RatedUsage:

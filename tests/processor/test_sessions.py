@@ -153,8 +153,12 @@ def test_a_final_record_behind_a_gap_releases_what_is_held_and_a_late_record_is_
     final = run(record("r3", 3, "60", final=True))
     # record 2 lost: released as if it were empty; 90..150 s opens the third minute: 0.06
     assert final.kind is Kind.RATED and final.rated["amount"] == "0.0600"
+    key = session_key("telco", "line-1", "c-81")
+    assert state[key][0] == {"closed": 3, "missing": [2], "usage": "150", "cost": "0.2800"}  # all that is kept
     late = run(record("r2", 2, "30"))
     assert late.kind is Kind.DUPLICATE and late.rated is None
+    assert state[key][0]["missing"] == []
+    assert run(record("r3-again", 3, "60", final=True)).kind is Kind.DUPLICATE
     after = run(record("r4", 4, "30"))
     assert after.kind is Kind.DEAD_LETTER and after.dead_letter["field"] == "session.sequence"
     assert "after the final record 3" in after.dead_letter["reason"]

@@ -18,8 +18,11 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
   (that record's rated row then carries the held slices' usage and cost too);
 - the final record releases what is held: when the final record is (or a held record is) final and a
   gap is still open, the held records are rated as if the missing ones carried no usage
-  (`release_held`), logged with the missing numbers. A final record with `total_usage` needs no
-  release: its total covers the missing slices;
+  (`release_held`), logged with the missing numbers. So does a timeout, judged on Kafka timestamps
+  (so a replay decides the same): a record of the session received `HOLD_TIMEOUT_MS` (10 minutes) or
+  more after the oldest held one releases them all with it. There is no sweep by the clock: a session
+  whose records stop behind a gap keeps its held records until one more arrives. A final record with
+  `total_usage` needs no release: its total covers the missing slices;
 - a finished session (final record rated, nothing held) keeps only `{"closed": last sequence, "missing",
   "usage", "cost"}` (about 60 bytes instead of the full state): enough to tell a repeat (duplicate) or a
   covered record (late) from a record after the end (refused, `session.sequence`).
@@ -57,6 +60,7 @@ from meterstream.schemas.rated import RatedUsage
 
 log = logging.getLogger(__name__)
 SESSION_PREFIX = "s|"
+HOLD_TIMEOUT_MS = 10 * 60_000  # held records are released when a record of the session comes this much later
 _ADD = EXACT.add
 # the pure rater's field names -> the event's
 _FIELDS = {
@@ -83,9 +87,17 @@ class SessionResult(NamedTuple):
 
 
 def rate_session_event(
-    catalog: PlanSource, state: MutableMapping[str, Any], event: UsageEvent, partition: int, offset: int
+    catalog: PlanSource,
+    state: MutableMapping[str, Any],
+    event: UsageEvent,
+    partition: int,
+    offset: int,
+    received_ms: int | None = None,
 ) -> SessionResult:
     """Rate a session record against its session's state; reads `state` only (the caller writes).
+
+    `received_ms` is the message's Kafka timestamp (None: it has none), which a replay sees again: records
+    held for `HOLD_TIMEOUT_MS` or more by the time another record of the session arrives are released.
 
     Raises `RatingError` (field named as the event names it) for a record that cannot be rated: no plan,
     a meter that is not a telecom meter of the plan, no rate, a sequence after the final record, a start
@@ -107,6 +119,7 @@ def rate_session_event(
         before: SessionState | None = decode_state(current[0]) if current is not None else None
     except SessionError as exc:
         raise RatingError("session", f"stored state of session {s.id!r} unreadable ({exc})") from None
+    held_since = current[0].get("held_since") if current is not None else None
     bkey = bundle_key(event.tenant, event.customer, period)
     stored = state.get(bkey)
     used = {k: Decimal(v) for k, v in stored[0].items()} if stored is not None else {}
@@ -123,7 +136,11 @@ def rate_session_event(
     first = 0 if before is None and s.sequence == 0 else 1
     try:
         after, rated = rate_session_record(plan.telecom, before, record, bundle_used=used, first_sequence=first)
-        if rated.outcome == "held" and any(h.final for h in after.held):
+        since = held_since if held_since is not None and before is not None and before.held else received_ms
+        if rated.outcome == "held" and (  # the arriving record was held: it and the others go out together
+            any(h.final for h in after.held)
+            or (received_ms is not None and since is not None and received_ms - since >= HOLD_TIMEOUT_MS)
+        ):
             after, rated = release_held(plan.telecom, after, bundle_used=used)
     except NoRate as exc:
         raise RatingError(exc.field, f"{exc.reason}: {exc.detail}" if exc.field == "quantity" else exc.reason) from None
@@ -133,7 +150,7 @@ def rate_session_event(
         return SessionResult("duplicate", None, [], rated.reason)
     writes: list[tuple[str, Any]] = []
     if rated.outcome in ("late", "held"):
-        writes.append((skey, [encode_state(after), offset]))
+        writes.append((skey, [_open(after, since), offset]))
         if rated.outcome == "held":
             log.warning("session %r of %s/%s: %s", s.id, event.tenant, event.customer, rated.reason)
         return SessionResult(rated.outcome, None, writes, rated.reason)
@@ -146,9 +163,17 @@ def rate_session_event(
             ", ".join(map(str, rated.missing)),
             rated.outcome,
         )
-    writes.append((skey, [_closing(after) if after.final and not after.held else encode_state(after), offset]))
+    writes.append((skey, [_closing(after) if after.final and not after.held else _open(after, since), offset]))
     record = _record(state, event, plan, period, rated, (bkey, used), writes, partition, offset)
     return SessionResult(rated.outcome, record, writes, "")
+
+
+def _open(state: SessionState, since: int | None) -> dict[str, Any]:
+    """The stored state of an open session, with when its oldest held record was received (if known)."""
+    doc = encode_state(state)
+    if state.held and since is not None:
+        doc["held_since"] = since
+    return doc
 
 
 def _closing(state: SessionState) -> dict[str, Any]:

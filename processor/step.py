@@ -101,7 +101,9 @@ _SESSION_KINDS = {"rated": Kind.RATED, "released": Kind.RATED, "held": Kind.HELD
 
 def _session(catalog: PlanSource, state: MutableMapping[str, Any], event, pos: Position, dkey: str) -> Outcome | Priced:
     """A telecom session record (processor/sessions.py): a repeated sequence is a duplicate, nothing written."""
-    result = rate_session_event(catalog, state, event, pos.partition, pos.offset)
+    ts = pos.timestamp_ms  # the Kafka timestamp (a replay sees it again) judges how long records were held
+    received = ts if ts is not None and ts >= 0 else None
+    result = rate_session_event(catalog, state, event, pos.partition, pos.offset, received)
     if result.outcome == "duplicate":
         return Outcome(Kind.DUPLICATE)
     return Priced(dkey, result.record, result.writes, _SESSION_KINDS[result.outcome])

@@ -236,3 +236,23 @@ def test_increments_are_priced_by_the_band_in_force_when_they_start(start: str) 
     b = run(record("r2", 2, "70", start=start, time="2026-11-03T17:10:00.000Z"))
     # minute 1 starts in peak (0.10 + 0.06), minute 2 starts at 18:00:30, off-peak (0.03)
     assert (a.rated["amount"], b.rated["amount"]) == ("0.1600", "0.0300")
+
+
+def test_held_records_are_released_when_a_record_of_the_session_comes_10_minutes_after_the_oldest() -> None:
+    state: dict = {}
+    outs = []
+    sent = [
+        (NOW, record("r1", 1, "30")),  # 0.16
+        (NOW + 60_000, record("r3", 3, "30")),  # held (record 2 lost)
+        (NOW + 60_000 + 599_999, record("r4", 4, "30")),  # held: 1 ms short of 10 minutes after record 3
+        (NOW + 60_000 + 600_000, record("r5", 5, "30")),  # 10 minutes after record 3: 3, 4, 5 released
+        (NOW + 700_000, record("r2", 2, "30")),  # record 2 after all: late, not charged
+    ]
+    for offset, (ms, value) in enumerate(sent):
+        outs.append(process(CATALOG, state, value, Position("usage", 0, offset, None, ms), NOW, WINDOW))
+    assert [o.kind for o in outs] == [Kind.RATED, Kind.HELD, Kind.HELD, Kind.RATED, Kind.DUPLICATE]
+    # released as if record 2 were empty: 30..120 s, the second minute: 0.06
+    assert outs[3].rated["amount"] == "0.0600" and outs[3].rated["quantity"] == "90"
+    stored = state[session_key("telco", "line-1", "c-81")][0]
+    assert stored["held"] == [] and stored["missing"] == [] and "held_since" not in stored
+    assert stored["usage"] == "120" and stored["cost"] == "0.2200"

@@ -23,6 +23,8 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
   more after the oldest held one releases them all with it. There is no sweep by the clock: a session
   whose records stop behind a gap keeps its held records until one more arrives. A final record with
   `total_usage` needs no release: its total covers the missing slices;
+- the rated record is dated at the session's start (`time`) and carries `session_id` (and `final` "true" on
+  the record that ends the session) in its dimensions;
 - a finished session (final record rated, nothing held) keeps only `{"closed": last sequence, "missing",
   "usage", "cost"}` (about 60 bytes instead of the full state): enough to tell a repeat (duplicate) or a
   covered record (late) from a record after the end (refused, `session.sequence`).
@@ -176,6 +178,15 @@ def _open(state: SessionState, since: int | None) -> dict[str, Any]:
     return doc
 
 
+def _dimensions(event: UsageEvent, final: bool) -> dict[str, str]:
+    """The event's dimensions and the session's id (and `final` on the record that ends it), which the rated
+    record carries for its readers (authorization holds: entities/holds.py `session_of`; analysts)."""
+    dims = {**event.dimensions, "session_id": event.session.id}
+    if final:
+        dims["final"] = "true"
+    return dims
+
+
 def _closing(state: SessionState) -> dict[str, Any]:
     """What is kept of a finished session: enough to tell a repeat (duplicate) or a covered record (late)
     from a record after the end (refused), and what it cost; about 60 bytes instead of the full state."""
@@ -224,7 +235,7 @@ def _record(state, event, plan, period, rated: RatedSlice, bundles, writes, part
         "customer": event.customer,
         "subject": event.subject or "",
         "meter": event.meter,
-        "time": event.time_text,
+        "time": format_time(event.session.start),  # the session's: its period, bands and plan
         "period": period,
         "quantity": format(rated.usage, "f"),
         "amount": format(rated.cost, "f"),
@@ -232,7 +243,7 @@ def _record(state, event, plan, period, rated: RatedSlice, bundles, writes, part
         "currency": plan.currency,
         "plan": plan.id,
         "line": line,
-        "dimensions": dict(event.dimensions),
+        "dimensions": _dimensions(event, rated.final),
         "source": event.source or "",
         "src_partition": partition,
         "src_offset": offset,

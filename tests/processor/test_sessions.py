@@ -108,6 +108,10 @@ def test_a_call_cut_in_30_and_45_seconds_bills_the_connect_fee_once_and_2_increm
     assert first.rated["quantity"] == "30" and second.rated["quantity"] == "45"
     assert second.rated["cumulative"] == "75"  # the meter's period total grows by the slices
     assert second.rated["line"] == "voice_seconds/national/peak" and second.rated["period"] == "2026-11"
+    # dated at the session's start; the session named in the dimensions (authorization holds read them)
+    assert first.rated["time"] == START and second.rated["time"] == START
+    assert first.rated["dimensions"] == {"destination": "+4930123456", "session_id": "c-81"}
+    assert second.rated["dimensions"] == {"destination": "+4930123456", "session_id": "c-81", "final": "true"}
 
 
 def test_total_usage_records_bill_the_same_as_slices() -> None:

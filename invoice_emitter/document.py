@@ -7,14 +7,11 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-import msgspec
-
 from meterstream.aggregation.usage_query import MeterUsage
 from meterstream.rating import quote, round_money
 from meterstream.rating.catalog import Plan
 from meterstream.rating.lines import QuoteLine
 from meterstream.rating.money import EXACT
-from meterstream.schemas.invoice import InvoiceLine, V1Invoice, utc_month, v1_line
 
 DOCUMENT_VERSION = 1
 _ZERO = Decimal(0)
@@ -36,7 +33,7 @@ def invoice_id(tenant: str, customer: str, period: str) -> str:
 class PricedMeter:
     """What a meter line shows for one (price, quantity): the quote's figures as document text."""
 
-    __slots__ = ("amount", "amount_text", "breakdown", "precise", "precise_text", "quantity_text", "v2")
+    __slots__ = ("amount", "amount_text", "breakdown", "precise", "precise_text", "quantity_text")
 
     def __init__(self, price: Any, quantity: Decimal, texts: dict[Decimal, str] | None = None) -> None:
         q = quote(price, quantity)
@@ -46,9 +43,6 @@ class PricedMeter:
         self.precise_text = decimal_text(q.precise_total)
         self.amount_text = format(q.total, "f")
         self.breakdown = [_quote_line(line, {} if texts is None else texts) for line in q.lines]
-        # (meter, plan, period) -> the version 2 line of a document's line showing this figure (`v1_line` of it,
-        # made once; a document's own line differs only by its number and events)
-        self.v2: dict[tuple[str, str, str], InvoiceLine] = {}
 
 
 class MeterPricer:
@@ -140,8 +134,6 @@ def invoice_and_differences(
         lines.append(_numbered(line, len(lines) + 1))
         subtotal = _add(subtotal, Decimal(line["amount"]))
     line_of = pricer.line
-    month = None if extra_lines else utc_month(period)  # with v2 lines made as the lines are (from_v1 takes them)
-    v2: list[InvoiceLine] = []
     for meter, description, price, cache in pricer.meters(plan):
         u = by_meter.get(meter)
         if u is None:
@@ -157,32 +149,23 @@ def invoice_and_differences(
             streamed_text = p.precise_text if streamed == p.precise and streamed else decimal_text(streamed)
         if p.precise != streamed:
             differ.append(meter)
-        line = {
-            "line_no": len(lines) + 1,
-            "meter": meter,
-            "description": description,
-            "quantity": p.quantity_text,
-            "events": events,
-            "precise_amount": p.precise_text,
-            "amount": p.amount_text,
-            "streamed_amount": streamed_text,
-            "breakdown": p.breakdown,
-        }
-        lines.append(line)
-        if month is not None:
-            known = p.v2.get((meter, plan.id, period))
-            if known is None:
-                known = p.v2[(meter, plan.id, period)] = v1_line(line, month[0], month[1], plan.id or None)
-                v2.append(known)
-            else:
-                v2.append(msgspec.structs.replace(known, line_no=line["line_no"], events=events))
+        lines.append(
+            {
+                "line_no": len(lines) + 1,
+                "meter": meter,
+                "description": description,
+                "quantity": p.quantity_text,
+                "events": events,
+                "precise_amount": p.precise_text,
+                "amount": p.amount_text,
+                "streamed_amount": streamed_text,
+                "breakdown": p.breakdown,
+            }
+        )
         subtotal = _add(subtotal, p.amount)
     total = format(round_money(subtotal, plan.currency), "f")
-    doc = V1Invoice(empty_invoice(tenant, customer, period, plan.id, plan.currency))
-    doc.update(lines=lines, subtotal=total, total=total)
-    if month is not None:
-        doc.converted = (lines, v2, month[0], month[1], plan.id or None)
-    return doc, differ
+    doc = empty_invoice(tenant, customer, period, plan.id, plan.currency)
+    return {**doc, "lines": lines, "subtotal": total, "total": total}, differ
 
 
 def empty_invoice(tenant: str, customer: str, period: str, plan: str, currency: str) -> dict[str, Any]:

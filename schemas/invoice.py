@@ -480,31 +480,6 @@ def _v1_line(line: dict[str, Any], doc_start: datetime, doc_end: datetime, plan:
     )
 
 
-class V1Invoice(dict):
-    """A version 1 document dict as the close builds it (invoice_emitter/document.py), carrying its lines already
-    as version 2 lines: `converted` = (the `lines` list they were made from, the InvoiceLines, start, end, plan).
-    `from_v1` takes them while the document still has that very list, the same number of lines and the same
-    period and plan (documents are not modified once built; a copy such as `{**doc, ...}` is a plain dict and
-    is converted line by line). Each line is what `v1_line` makes of the dict, so the result is the same."""
-
-    __slots__ = ("converted",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.converted: tuple[list, list[InvoiceLine], datetime, datetime, str | None] | None = None
-
-
-def utc_month(label: str) -> tuple[datetime, datetime] | None:
-    """[start, end) of the UTC month `label` (YYYY-MM), the period `from_v1` gives a document without
-    period_start / period_end; None when `label` is not YYYY-MM."""
-    return _utc_month(label)
-
-
-def v1_line(line: dict[str, Any], start: datetime, end: datetime, plan: str | None) -> InvoiceLine:
-    """One version 1 line as `from_v1` converts it in a document of period [start, end) under `plan`."""
-    return _v1_line(line, start, end, plan)
-
-
 def from_v1(doc: dict[str, Any], issuer: Party | None = None, buyer: Party | None = None) -> InvoiceDoc:
     """A version 1 invoice (the close's dict, `document_version: 1`) as a version 2 document.
 
@@ -533,14 +508,7 @@ def from_v1(doc: dict[str, Any], issuer: Party | None = None, buyer: Party | Non
         if month is None:
             raise ValueError(f"period: {doc.get('period')!r} is not YYYY-MM and the document has no period_start")
         start, end = month
-    plan = doc.get("plan") or None
-    given = doc.get("lines", [])
-    converted = doc.converted if type(doc) is V1Invoice else None
-    if (converted is not None and converted[0] is given and len(converted[1]) == len(given)
-            and converted[2] == start and converted[3] == end and converted[4] == plan):  # fmt: skip
-        lines = list(converted[1])
-    else:
-        lines = [_v1_line(line, start, end, plan) for line in given]
+    lines = [_v1_line(line, start, end, doc.get("plan") or None) for line in doc.get("lines", [])]
     subtotal = _num(doc["subtotal"])
     total = _num(doc["total"])
     return InvoiceDoc(

@@ -71,6 +71,16 @@ invoice in all on 2 idle cores, and the session start's code measured 1,021 us a
 load 6.9 (314/s). Where the worker's time goes (py-spy): pricing 40 %, issuing 35 % (`from_v1` 17 %), encoding 7 %;
 the close's own process: `finalize_many` 54 % (SQLite inserts 25 %, lifecycle events 12 %, the store's checks 7 %),
 the ClickHouse ledger ~7 %.
+Session 8 (H10): building each document's version 2 lines with its version 1 lines (no `from_v1` line by line for
+the close's own documents) was tried and reverted (d86b579, 638b315): 10,000 customers, one process (`--workers
+0`), five rounds alternating before/after, each from a snapshot of its commit (bench/results/period_close_s8_h10.json):
+the close's own process 783 / 756 / 842 / 732 / 805 us of CPU per invoice before vs 835 / 851 / 771 / 772 / 791 after
+(all processes, with the file writer: 803-1,325 vs 855-1,390 us; 230-605 vs 218-647 invoices/s at load 5.6-12.4).
+The bench's quantities are ~60 % distinct (30,324 quotes for 50,000 lines), so most lines are converted once either
+way: issuing got 60-85 us per invoice cheaper and the pricing about as much dearer. The store's batch path
+(executemany straight to SQLite, outbox rows in one executemany, no ORM objects) and the files (one open per file, no
+fsync, a folder made once) were already as item 2-4 of the session's list asks. The user CPU is ~650-790 us per
+invoice and the kernel's 150-600 more (files, SQLite, chdb): 2,000/s is NOT reached on this machine.
 """
 
 from __future__ import annotations

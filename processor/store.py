@@ -14,6 +14,13 @@ Dedup entries are bounded: each commit adds one index entry per day its entries 
 its start, deleting what fell out of the window, so a purge touches only expired ids. Earlier versions
 wrote one index key per entry, `t|<day>|<key>` with an empty value; the purge reads those too.
 
+Finished telecom sessions (processor/sessions.py: `s|...` keys whose value is `[{"closed": ...}, offset]`)
+expire with the same window: the commit that writes a closed session stamps it with the batch's clock (`"t"`,
+the batch's dedup entries' first-seen ms) and adds `u|<day>|<session key>` (value: that ms); the purge
+deletes a session whose stamp fell out of the window, with a changelog tombstone for it and for its index
+entry (a session written again since, by a late record, carries the newer stamp and is kept). Until then a
+repeated or covered record of the session is still told apart from a new session.
+
 The store is a cache of the partition's changelog (processor/changelog.py): `prepare` turns a batch's
 writes (every key, whatever its name) into the store's operations and the changelog records of the same
 change, `apply` writes the operations with the changelog offset they reach (`\x00changelog`, local only),
@@ -24,6 +31,7 @@ applies changelog records read back (a packed index record holds its commit's de
 from __future__ import annotations
 
 import struct
+import time
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -40,6 +48,8 @@ COMMIT_END = _OFFSET_KEY  # the last changelog record of every commit (and purge
 _CHANGELOG_KEY = b"\x00changelog"  # local only: the changelog offset this store reached
 _COUNTS_KEY = b"\x00counts"
 _INDEX = b"t|"
+_SESSION_INDEX = b"u|"  # `u|<day>|<session key>`: a finished session, stamped that day
+_SESSION_PREFIX = "s|"  # processor/sessions.py SESSION_PREFIX (not imported: the store stays free of rating)
 _BATCH_INDEX = b"*"  # after `t|<day>|`: a commit's index entry (a dedup key starts with "d|")
 DAY_MS = 86_400_000
 _ENTRY = struct.Struct(">BIQQ")  # tag, partition, offset, first seen (epoch ms)
@@ -165,6 +175,7 @@ class PartitionStore:
         put, dumps, entry = ops.append, _dumps, encode_entry
         first_seen: dict[int, list[tuple[str, bytes]]] = {}  # day -> dedup keys first seen that day, encoded
         day_keys: list[tuple[str, bytes]] = []
+        closed: list[tuple[str, Any]] = []  # finished sessions: stamped and indexed below
         last_t = None
         for key, value in writes.items():
             if key.startswith(DEDUP_PREFIX):
@@ -175,10 +186,20 @@ class PartitionStore:
                     last_t = t
                     day_keys = first_seen.setdefault(t // DAY_MS, [])
                 day_keys.append((key, raw))
+            elif key.startswith(_SESSION_PREFIX) and _closed_session(value):
+                closed.append((key, value))
             else:
                 raw = dumps(value)
                 put((key.encode(), raw))
                 records.append((key.encode(), raw))
+        if closed:
+            t = last_t if last_t is not None else int(time.time() * 1000)
+            for key, value in closed:
+                raw = dumps([{**value[0], "t": t}, *value[1:]])
+                index_key = b"%s%08d|%s" % (_SESSION_INDEX, t // DAY_MS, key.encode())
+                stamp = dumps(t)
+                ops.extend(((key.encode(), raw), (index_key, stamp)))
+                records.extend(((key.encode(), raw), (index_key, stamp)))
         for day, pairs in first_seen.items():
             index_key = b"%s%08d|%s%020d" % (_INDEX, day, _BATCH_INDEX, next_offset)
             earlier = self.db.get(index_key)  # a commit to the same offset before (tools, tests): keep its keys
@@ -236,9 +257,30 @@ class PartitionStore:
                 if raw is not None and dkey not in deleted and decode_value(raw)["t"] < cutoff_ms:  # not re-seen
                     ops.append((dkey, None))
                     deleted.add(dkey)
+        self._plan_session_purge(day, ops, records)
         if records and (offset := self.db.get(_OFFSET_KEY)) is not None:
             records.append((_OFFSET_KEY, offset))  # a changelog unit ends with the offset (changelog.py)
         return Prepared(ops, records, None, len(deleted))
+
+    def _plan_session_purge(self, day: int, ops: list, records: list) -> None:
+        """Add the deletes and tombstones of finished sessions stamped before `day` (and of their index)."""
+        end = b"%s%08d|" % (_SESSION_INDEX, day)
+        cutoff_ms = day * DAY_MS
+        gone: set[bytes] = set()
+        for key, _ in self.db.items(from_key=_SESSION_INDEX):
+            if not key.startswith(_SESSION_INDEX) or key >= end:
+                break
+            ops.append((key, None))
+            records.append((key, None))
+            skey = key[len(_SESSION_INDEX) + 9 :]
+            raw = self.db.get(skey)
+            if raw is None or skey in gone:
+                continue
+            doc = _loads(raw)[0]
+            if isinstance(doc, dict) and "closed" in doc and doc.get("t", cutoff_ms) < cutoff_ms:  # not re-stamped
+                ops.append((skey, None))
+                records.append((skey, None))
+                gone.add(skey)
 
     def purge_before(self, day: int) -> int:
         """Forget dedup entries first seen before `day` (days since the epoch); returns how many."""
@@ -314,6 +356,11 @@ class PartitionStore:
             batch.delete(key)
         self.db.write(batch)
         self.counts = Counter()
+
+
+def _closed_session(value: Any) -> bool:
+    """A finished session's stored value `[{"closed": last sequence, ...}, offset]` (processor/sessions.py)."""
+    return type(value) is list and len(value) == 2 and type(value[0]) is dict and "closed" in value[0]
 
 
 class BatchState(MutableMapping[str, Any]):

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
+from meterstream.background import BackgroundLoop
 from meterstream.schemas.provisioning import BALANCES, BalanceSnapshot, decode_balance
 from meterstream.schemas.settings import Settings
 
@@ -67,8 +68,10 @@ class BalanceFeed:
         return True
 
 
-class FeedReader:
+class FeedReader(BackgroundLoop):
     """The background reader of `balances` (from the beginning) and, with `on_rated`, `rated-usage` (from now)."""
+
+    thread_name = "balance-feed"
 
     def __init__(self, settings: Settings, feed: BalanceFeed, on_rated: OnRated | None = None) -> None:
         from meterstream.ingest.topics import RATED
@@ -78,8 +81,7 @@ class FeedReader:
         self.on_rated = on_rated
         self.balances_topic = settings.topic(BALANCES)
         self.rated_topic = settings.topic(RATED)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_loop()
         self._consumer: Consumer | None = None
         self.ready = threading.Event()  # set once the partitions are assigned
         self.error: str | None = None
@@ -141,13 +143,3 @@ class FeedReader:
         except Exception:  # a bad message or a store error must not stop the balances
             log.exception("api balance feed: rated-usage message at %s/%s not applied to holds",
                           msg.partition(), msg.offset())  # fmt: skip
-
-    def start(self) -> FeedReader:
-        self._thread = threading.Thread(target=self.run, name="balance-feed", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)

@@ -38,6 +38,7 @@ from confluent_kafka import Producer
 from prometheus_client import Counter, Gauge
 from sqlalchemy.orm import sessionmaker
 
+from meterstream.background import BackgroundLoop
 from meterstream.entities import outbox
 from meterstream.health import StallWatch
 from meterstream.ingest.producer import DeliveryTracker, make_producer
@@ -63,8 +64,10 @@ class RelayError(RuntimeError):
     """Kafka did not acknowledge every change of a batch: the position stays where it was."""
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
     """Relays `entity_outbox` to the `entities` topic; `relay_once()` is one poll, `start()` runs the loop."""
+
+    stop_timeout = 10.0
 
     def __init__(
         self,
@@ -94,8 +97,8 @@ class OutboxRelay:
         self.relayed = 0
         self.backlog = 0
         self.replayer = DeadLetterReplayer(settings, replay_delay, clock) if replay else None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_loop()
+        self.thread_name = f"entity-relay-{name}"
         self._topic_ready = False
         self._last_error_log = float("-inf")
         self._lock = threading.Lock()  # one relay_once at a time (the loop and `flush` callers)
@@ -189,19 +192,13 @@ class OutboxRelay:
                 self._stop.wait(self.interval)
 
     def start(self) -> OutboxRelay:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self.run, name=f"entity-relay-{self.name}", daemon=True)
-            self._thread.start()
-            if self.replayer is not None:
-                self.replayer.start()
+        if self._start_loop() and self.replayer is not None:
+            self.replayer.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def stop(self, timeout: float | None = None) -> None:
+        timeout = self.stop_timeout if timeout is None else timeout
+        self._stop_loop(timeout)
         if self.replayer is not None:
             self.replayer.stop(timeout)
         if self.producer is not None:

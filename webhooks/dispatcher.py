@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -36,6 +35,7 @@ from confluent_kafka import Producer
 from prometheus_client import Counter, Gauge
 from sqlalchemy.orm import sessionmaker
 
+from meterstream.background import BackgroundLoop
 from meterstream.health import StallWatch
 from meterstream.ingest.producer import DeliveryTracker, make_producer
 from meterstream.schemas.settings import Settings
@@ -61,10 +61,13 @@ class PublishError(RuntimeError):
     """Kafka did not acknowledge every event of a batch: they stay unpublished and are tried again."""
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
     """`run_once()` is one poll; `start()` runs the loop in a daemon thread. `now` is the wall clock the schedule
     uses (injected by tests), `monotonic` the clock of the stall watch; `producer_factory` makes the Kafka
     producer (again after a failed batch: a failed idempotent producer may be fenced)."""
+
+    thread_name = "webhook-dispatcher"
+    stop_timeout = 15.0
 
     def __init__(
         self,
@@ -106,8 +109,7 @@ class Dispatcher:
         self.lease = timedelta(seconds=timeout * -(-batch_size // self.concurrency) + 30)
         self.backlog = 0
         self._topic_ready = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_loop()
         self._last_error_log: dict[str, float] = {}
 
     # --- the three steps -----------------------------------------------------------------------------------
@@ -223,18 +225,8 @@ class Dispatcher:
             if max(done.values()) < self.batch_size:
                 self._stop.wait(self.interval)
 
-    def start(self) -> Dispatcher:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self.run, name="webhook-dispatcher", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop_loop(timeout)
         self._senders.shutdown(wait=True)
         if self.producer is not None:
             self.producer.flush(5)

@@ -26,7 +26,6 @@ notifications were read and none could be written for `stall_seconds` (the entit
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
+from meterstream.background import BackgroundLoop
 from meterstream.health import StallWatch
 from meterstream.schemas.provisioning import NOTIFICATIONS, Notification, decode_notification
 from meterstream.schemas.settings import Settings
@@ -123,8 +123,10 @@ def decode_all(messages: Iterable[Any]) -> tuple[list[Notification], int]:
 ConsumerFactory = Callable[[dict[str, Any]], Any]
 
 
-class NotificationsRelay:
+class NotificationsRelay(BackgroundLoop):
     """`notifications` -> `webhook_outbox`, in a daemon thread (`start`/`stop`), or a step at a time (`run_once`)."""
+
+    thread_name = "notifications-relay"
 
     def __init__(self, settings: Settings, sessions: sessionmaker, *, consumer_factory: ConsumerFactory = Consumer,
                  group: str | None = None, batch_size: int = 500, poll_seconds: float = 0.2,
@@ -147,8 +149,7 @@ class NotificationsRelay:
             "fetch.wait.max.ms": 50,
         })  # fmt: skip
         self._subscribed = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_loop()
         self.error: str | None = None
 
     def _subscribe(self) -> None:
@@ -205,16 +206,6 @@ class NotificationsRelay:
                     self._stop.wait(self.retry_seconds)
         finally:
             self._consumer.close()
-
-    def start(self) -> NotificationsRelay:
-        self._thread = threading.Thread(target=self.run, name="notifications-relay", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def close(self) -> None:
         """For a relay driven by `run_once` (no thread)."""

@@ -6,47 +6,25 @@ the comments (one EUR wallet, rate 1: credits = euros)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
-from lago_app import NoIngest
-from lago_python_client.client import Client
 from lago_python_client.models import Customer
 from lago_python_client.models.wallet import Wallet
 from lago_python_client.models.wallet_transaction import WalletTransaction
+from lago_wallet_helpers import lago_wallet_app
 from test_wallets_api import rated
 
-from meterstream.aggregation.ddl import create_schema
-from meterstream.aggregation.rows import RATED_FIELDS
-from meterstream.api.app import create_app
 from meterstream.api.routes.authorize import feed_of
 from meterstream.api.wallet_usage import streamed_ahead
 from meterstream.schemas.provisioning import BalanceSnapshot
-from meterstream.schemas.settings import Settings
 
 
 @pytest.fixture
 def lago(tmp_path: Path, chdb_client):  # type: ignore[no-untyped-def]
-    from fastapi.testclient import TestClient
-    from test_compat_lago_sdk import serve
-
-    db = f"lws_{uuid.uuid4().hex[:8]}"
-    create_schema(chdb_client, db)
-    settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None,
-                        clickhouse_database=db)  # fmt: skip
-    app = create_app(settings, ingest=NoIngest(), relay=False, clickhouse_client=chdb_client)  # type: ignore[arg-type]
-
-    def insert(*rows: dict) -> None:
-        chdb_client.raw_insert(f"{db}.rated_usage", RATED_FIELDS, b"\n".join(orjson.dumps(r) for r in rows),
-                               fmt="JSONEachRow")  # fmt: skip
-
-    with TestClient(app) as client:
-        key = client.app.state.keys.create("t1", "admin", "sdk")[1]
-        with serve(client.app) as base:
-            yield Client(api_key=key, api_url=f"{base}/compat/lago/"), insert, feed_of(client.app)
+    with lago_wallet_app(tmp_path, chdb_client, "lws") as (sdk, insert, app):
+        yield sdk, insert, feed_of(app)
 
 
 def snap(consumed: str, currency: str = "EUR") -> BalanceSnapshot:

@@ -10,43 +10,22 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
-from lago_app import NoIngest
-from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import Customer
 from lago_python_client.models.wallet import Wallet
 from lago_python_client.models.wallet_transaction import WalletTransaction
+from lago_wallet_helpers import lago_wallet_app
 from test_wallets_api import rated
 
-from meterstream.aggregation.ddl import create_schema
-from meterstream.aggregation.rows import RATED_FIELDS
-from meterstream.api.app import create_app
 from meterstream.api.compat.lago.wallets import lago_id, our_id
 from meterstream.entities.common import new_ulid
-from meterstream.schemas.settings import Settings
 
 
 @pytest.fixture
 def lago(tmp_path: Path, chdb_client):  # type: ignore[no-untyped-def]
-    from fastapi.testclient import TestClient
-    from test_compat_lago_sdk import serve
-
-    db = f"lw_{uuid.uuid4().hex[:8]}"
-    create_schema(chdb_client, db)
-    settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None,
-                        clickhouse_database=db)  # fmt: skip
-    app = create_app(settings, ingest=NoIngest(), relay=False, clickhouse_client=chdb_client)  # type: ignore[arg-type]
-
-    def insert(*rows: dict) -> None:
-        chdb_client.raw_insert(f"{db}.rated_usage", RATED_FIELDS, b"\n".join(orjson.dumps(r) for r in rows),
-                               fmt="JSONEachRow")  # fmt: skip
-
-    with TestClient(app) as client:
-        key = client.app.state.keys.create("t1", "admin", "sdk")[1]
-        with serve(client.app) as base:
-            yield Client(api_key=key, api_url=f"{base}/compat/lago/"), insert
+    with lago_wallet_app(tmp_path, chdb_client, "lw") as (sdk, insert, _app):
+        yield sdk, insert
 
 
 def test_ids_round_trip() -> None:

@@ -27,9 +27,9 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
   the record that ends the session) in its dimensions;
 - a finished session (final record rated, nothing held) keeps only `{"closed": last sequence, "missing",
   "usage", "cost"}` (about 60 bytes instead of the full state): enough to tell a repeat (duplicate) or a
-  covered record (late) from a record after the end (refused, `session.sequence`). The store stamps it with the
-  batch's clock (`"t"`) and deletes it once the dedup window has passed (processor/store.py), like the event
-  ids: a record of the session arriving after that is rated as a new session.
+  covered record (late) from a record after the end (refused, `session.sequence`). The store deletes it once the
+  dedup window has passed since it was written (processor/store.py), like the event ids: a record of the
+  session arriving after that is rated as a new session.
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ its start, deleting what fell out of the window, so a purge touches only expired
 wrote one index key per entry, `t|<day>|<key>` with an empty value; the purge reads those too.
 
 Finished telecom sessions (processor/sessions.py: `s|...` keys whose value is `[{"closed": ...}, offset]`)
-expire with the same window: the commit that writes a closed session stamps it with the batch's clock (`"t"`,
-the batch's dedup entries' first-seen ms) and adds `u|<day>|<session key>` (value: that ms); the purge
-deletes a session whose stamp fell out of the window, with a changelog tombstone for it and for its index
-entry (a session written again since, by a late record, carries the newer stamp and is kept). Until then a
-repeated or covered record of the session is still told apart from a new session.
+expire with the same window: the commit that writes a closed session adds `u|<day>|<session key>`, the day
+of the batch's clock (its dedup entries' first-seen ms), holding the offset of that write; the purge of that
+day deletes the session if it still holds that write (a session written again since, by a late record, has a
+newer offset and a newer index entry, and is kept), with changelog tombstones for it and its index entry.
+Until then a repeated or covered record of the session is still told apart from a new session.
 
 The store is a cache of the partition's changelog (processor/changelog.py): `prepare` turns a batch's
 writes (every key, whatever its name) into the store's operations and the changelog records of the same
@@ -175,7 +175,7 @@ class PartitionStore:
         put, dumps, entry = ops.append, _dumps, encode_entry
         first_seen: dict[int, list[tuple[str, bytes]]] = {}  # day -> dedup keys first seen that day, encoded
         day_keys: list[tuple[str, bytes]] = []
-        closed: list[tuple[str, Any]] = []  # finished sessions: stamped and indexed below
+        closed: list[tuple[str, Any]] = []  # finished sessions: indexed below
         last_t = None
         for key, value in writes.items():
             if key.startswith(DEDUP_PREFIX):
@@ -186,20 +186,18 @@ class PartitionStore:
                     last_t = t
                     day_keys = first_seen.setdefault(t // DAY_MS, [])
                 day_keys.append((key, raw))
-            elif key.startswith(_SESSION_PREFIX) and _closed_session(value):
-                closed.append((key, value))
             else:
                 raw = dumps(value)
                 put((key.encode(), raw))
                 records.append((key.encode(), raw))
+                if key.startswith(_SESSION_PREFIX) and _closed_session(value):
+                    closed.append((key, value))
         if closed:
-            t = last_t if last_t is not None else int(time.time() * 1000)
+            day = (last_t if last_t is not None else int(time.time() * 1000)) // DAY_MS
             for key, value in closed:
-                raw = dumps([{**value[0], "t": t}, *value[1:]])
-                index_key = b"%s%08d|%s" % (_SESSION_INDEX, t // DAY_MS, key.encode())
-                stamp = dumps(t)
-                ops.extend(((key.encode(), raw), (index_key, stamp)))
-                records.extend(((key.encode(), raw), (index_key, stamp)))
+                index = (b"%s%08d|%s" % (_SESSION_INDEX, day, key.encode()), dumps(value[-1]))
+                put(index)
+                records.append(index)
         for day, pairs in first_seen.items():
             index_key = b"%s%08d|%s%020d" % (_INDEX, day, _BATCH_INDEX, next_offset)
             earlier = self.db.get(index_key)  # a commit to the same offset before (tools, tests): keep its keys
@@ -263,11 +261,10 @@ class PartitionStore:
         return Prepared(ops, records, None, len(deleted))
 
     def _plan_session_purge(self, day: int, ops: list, records: list) -> None:
-        """Add the deletes and tombstones of finished sessions stamped before `day` (and of their index)."""
+        """Add the deletes and tombstones of finished sessions indexed before `day` (and of their index)."""
         end = b"%s%08d|" % (_SESSION_INDEX, day)
-        cutoff_ms = day * DAY_MS
         gone: set[bytes] = set()
-        for key, _ in self.db.items(from_key=_SESSION_INDEX):
+        for key, written in self.db.items(from_key=_SESSION_INDEX):
             if not key.startswith(_SESSION_INDEX) or key >= end:
                 break
             ops.append((key, None))
@@ -276,8 +273,8 @@ class PartitionStore:
             raw = self.db.get(skey)
             if raw is None or skey in gone:
                 continue
-            doc = _loads(raw)[0]
-            if isinstance(doc, dict) and "closed" in doc and doc.get("t", cutoff_ms) < cutoff_ms:  # not re-stamped
+            value = _loads(raw)
+            if _closed_session(value) and value[-1] == _loads(written):  # not written again since
                 ops.append((skey, None))
                 records.append((skey, None))
                 gone.add(skey)

@@ -38,6 +38,17 @@ class Run:
         return outs
 
 
+def index(store: PartitionStore) -> dict[int, int]:
+    """The finished-session index of KEY: day -> the offset of the write it names."""
+    out = {}
+    for key, value in store.db.items(from_key=b"u|"):
+        if not key.startswith(b"u|"):
+            break
+        assert key.endswith(b"|" + KEY.encode())
+        out[int(key[2:10])] = int(value)
+    return out
+
+
 def purge_at(store: PartitionStore, now: int) -> None:
     store.purge_before((now - WINDOW) // DAY_MS)  # the runner's cutoff
 
@@ -51,8 +62,9 @@ def test_a_closed_session_is_kept_for_the_window_then_deleted(tmp_path: Path) ->
     run = Run(store)
     outs = run(record("r1", 1, "30"), record("r2", 2, "45", final=True))
     assert [o.rated["amount"] for o in outs] == ["0.1600", "0.0600"]
-    doc, _offset = store.get(KEY)
-    assert doc["closed"] == 2 and doc["t"] == NOW  # stamped with the batch's clock
+    doc, offset = store.get(KEY)
+    assert doc == {"closed": 2, "missing": [], "usage": "75", "cost": "0.2200"}  # what is kept: 0.16 + 0.06
+    assert index(store) == {NOW // DAY_MS: offset}  # indexed on the batch's day, with the write's offset
 
     purge_at(store, NOW + 6 * DAY_MS)  # 6 days later: inside the 7-day window
     assert store.get(KEY) is not None
@@ -61,7 +73,7 @@ def test_a_closed_session_is_kept_for_the_window_then_deleted(tmp_path: Path) ->
 
     purge_at(store, NOW + 8 * DAY_MS)  # the window has passed (cutoff day = the close day + 1)
     assert store.get(KEY) is None
-    assert [k for k in store.db.keys() if k.startswith(b"u|")] == []  # the index entry is gone too
+    assert index(store) == {}  # the index entry is gone too
 
 
 def test_an_open_session_is_never_deleted(tmp_path: Path) -> None:
@@ -70,7 +82,7 @@ def test_an_open_session_is_never_deleted(tmp_path: Path) -> None:
     purge_at(store, NOW + 30 * DAY_MS)
     doc, _ = store.get(KEY)
     assert "closed" not in doc
-    assert [k for k in store.db.keys() if k.startswith(b"u|")] == []
+    assert index(store) == {}
 
 
 def test_a_late_record_restamps_the_session_so_the_old_index_entry_does_not_delete_it(tmp_path: Path) -> None:
@@ -82,7 +94,7 @@ def test_a_late_record_restamps_the_session_so_the_old_index_entry_does_not_dele
     later = NOW + 5 * DAY_MS
     (late,) = run(record("r2", 2, "60", total=True), now=later)  # covered by the total: late, not charged
     assert late.kind is not Kind.RATED and late.rated is None
-    assert store.get(KEY)[0]["t"] == later
+    assert index(store) == {NOW // DAY_MS: 1, later // DAY_MS: 2}  # written at offset 1, again at offset 2
     purge_at(store, NOW + 8 * DAY_MS)  # the first stamp's day is purged, the session was stamped again since
     assert store.get(KEY) is not None
     purge_at(store, later + 8 * DAY_MS)

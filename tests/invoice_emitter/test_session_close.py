@@ -137,3 +137,33 @@ def test_sessions_of_two_customers_with_the_same_id_are_apart(chdb_client, db: s
     totals = {d["customer"]: Decimal(d["total"]) for d in result.invoices}
     assert totals == {"c1": Decimal("0.22"), "c2": Decimal("0.16")}
     assert result.unreconciled == []
+
+
+def test_rounding_per_increment_is_replayed_as_the_stream_charged_it(chdb_client, db: str, tmp_path: Path) -> None:
+    # plan `inc`: 60/30 at 0.05/min, no connect fee, rounding to 2 decimals half up, sessions rounded per
+    # increment. A 120 s call as 60 + 30 + 30 s: increments 60 s = 0.05, 30 s = 0.025 -> 0.03, 30 s -> 0.03;
+    # the stream charged 0.05, 0.03, 0.03 = 0.11. One record of 120 s rounded once would be 0.10 (0.05 + 0.025
+    # + 0.025): the close must replay the session's rules, not rate its total as one plain record.
+    catalog = parse_catalog({
+        "plans": [{"id": "inc", "currency": "EUR", "telecom": {
+            "timezone": "UTC",
+            "rounding": {"decimals": 2, "method": "half_up"},
+            "time_bands": {"default": "any", "periods": []},
+            "destinations": {"NAT": {"group": "national", "prefixes": ["49"]}},
+            "rates": {"R": {"increments": "60/30", "groups": [{"price": "0.05", "per": 60}]}},
+            "meters": {"voice_seconds": {"kind": "voice", "rates": [{"destination": "NAT", "rate": "R"}]}},
+            "sessions": {"rounding": "per_increment"},
+        }}],
+        "assignments": [{"tenant": "t1", "customer": "*", "plan": "inc"}],
+    })  # fmt: skip
+    rows = [["t1", uuid.uuid4().hex, "c1", "", "voice_seconds", datetime(2026, 11, 3, 10, tzinfo=UTC), PERIOD,
+             Decimal(q), Decimal(a), Decimal(0), "EUR", "inc", "voice_seconds/national/any",
+             {"destination": "+4930123456", "session_id": "S9", **({"final": "true"} if i == 2 else {})}, "", 0, i]
+            for i, (q, a) in enumerate([("60", "0.05"), ("30", "0.03"), ("30", "0.03")])]  # fmt: skip
+    chdb_client.insert(f"{db}.rated_usage", rows, column_names=list(RATED_COLUMNS))
+    result = close_period(chdb_client, db, catalog, PERIOD, tmp_path / "inv", progress=False)
+    (doc,) = result.invoices
+    assert Decimal(doc["total"]) == Decimal("0.11")
+    assert result.unreconciled == []
+    (line,) = lines(result, "c1").values()
+    assert (Decimal(line["quantity"]), billed(line), line["events"]) == (120, 120, 1)

@@ -32,3 +32,14 @@ def topic_messages(settings: Settings, which: str) -> list[tuple[bytes | None, d
 def bearer(client: TestClient, tenant: str = "acme", role: str = "ingest") -> dict[str, str]:
     _info, token = client.app.state.keys.create(tenant, role, "test")
     return {"Authorization": f"Bearer {token}"}
+
+
+def role_key(client: TestClient, role: str = "admin", tenant: str = "acme") -> dict[str, str]:
+    """The Authorization header of a new key (role first: the entity API tests vary the role)."""
+    return bearer(client, tenant, role)
+
+
+def error(response: Any) -> tuple[int, str, str | None]:
+    """(status, error code, field) of an error response in the API's shape."""
+    body = response.json()["error"]
+    return response.status_code, body["code"], body.get("field")

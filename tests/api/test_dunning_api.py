@@ -10,6 +10,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from api_helpers import error
+from api_helpers import role_key as key
 from fastapi.testclient import TestClient
 
 from meterstream.api.app import create_app
@@ -28,16 +30,6 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(app) as c:
         yield c
     app.state.engine.dispose()
-
-
-def key(client: TestClient, role: str = "admin", tenant: str = "acme") -> dict[str, str]:
-    _info, token = client.app.state.keys.create(tenant, role, "test")
-    return {"Authorization": f"Bearer {token}"}
-
-
-def error(response) -> tuple[int, str, str | None]:  # type: ignore[no-untyped-def]
-    body = response.json()["error"]
-    return response.status_code, body["code"], body.get("field")
 
 
 def customer(client: TestClient) -> None:

@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entities"))
 
+from api_helpers import error
+from api_helpers import role_key as key
 from pg_cluster import PostgresCluster
 
 from meterstream.api.app import create_app
@@ -47,16 +49,6 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
     app.state.engine.dispose()
     if url is not None:
         cluster.drop_database(url)
-
-
-def key(client: TestClient, role: str = "admin", tenant: str = "acme") -> dict[str, str]:
-    _info, token = client.app.state.keys.create(tenant, role, "test")
-    return {"Authorization": f"Bearer {token}"}
-
-
-def error(response) -> tuple[int, str, str | None]:  # type: ignore[no-untyped-def]
-    body = response.json()["error"]
-    return response.status_code, body["code"], body.get("field")
 
 
 PRO = {

@@ -9,13 +9,7 @@ so 10,000 GB-hours cost 1.37 USD per event; a 100 USD wallet (paid_credits 100, 
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,40 +17,15 @@ import pytest
 from lago_python_client.client import Client
 from lago_python_client.models import Customer
 from lago_python_client.models.wallet import Wallet
-
-from meterstream.deploy.ports import free_port, free_port_pair
+from pipeline_up import call, meterstream_up
 
 pytestmark = pytest.mark.kafka
 EVENTS = 40
 
 
-def _call(url: str, key: str, method: str = "GET", body: object = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    req = urllib.request.Request(url, method=method, data=data, headers=headers)
-    return json.loads(urllib.request.urlopen(req, timeout=30).read())
-
-
 def test_lago_ongoing_balance_follows_the_events_within_a_second(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    ports = {"METERSTREAM_KAFKA_PORT": free_port_pair(), "METERSTREAM_PROCESSOR_METRICS_PORT": free_port(),
-             "METERSTREAM_SINK_METRICS_PORT": free_port(), "METERSTREAM_CLICKHOUSE_HTTP_PORT": free_port()}  # fmt: skip
-    api = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
-    env.update({k: str(v) for k, v in ports.items()}, METERSTREAM_HOME=str(home), METERSTREAM_KAFKA_HEAP="512m")
-    out, err = tmp_path / "up.out", tmp_path / "up.err"
-    with open(out, "wb") as o, open(err, "wb") as e:
-        up = subprocess.Popen([sys.executable, "-m", "meterstream.deploy.cli", "up", "--port", str(api)], env=env,
-                              stdout=o, stderr=e, stdin=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        while "meterstream is up" not in out.read_text():
-            assert up.poll() is None and time.monotonic() < deadline, f"up did not come up:\n{err.read_text()}"
-            time.sleep(0.5)
-        cli = [sys.executable, "-m", "meterstream.deploy.cli"]
-        key = subprocess.run([*cli, "keys", "create", "--tenant", "cloudco", "--role", "admin"], env=env,
-                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]  # fmt: skip
-        base = f"http://127.0.0.1:{api}"
+    with meterstream_up(tmp_path) as up:
+        base, key, err = up.base, up.key, up.err
         lago = Client(api_key=key, api_url=f"{base}/compat/lago/")
         lago.customers.create(Customer(external_id="acme", name="Acme", currency="USD"))
         wallet = lago.wallets.create(Wallet(external_customer_id="acme", currency="USD", rate_amount="1",
@@ -65,7 +34,7 @@ def test_lago_ongoing_balance_follows_the_events_within_a_second(tmp_path: Path)
         for i in range(EVENTS):
             event = {"id": f"w-{i}", "customer": "acme", "meter": "storage_gb_hours", "quantity": "10000",
                      "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}  # fmt: skip
-            _call(f"{base}/v1/events", key, "POST", [event])
+            call(f"{base}/v1/events", key, "POST", [event])
             sent = time.monotonic()
             expected = 10_000 - 137 * (i + 1)  # cents: 1.37 USD per event
             limit = 60 if i == 0 else 5  # the first event warms the pipeline up: not measured
@@ -83,9 +52,3 @@ def test_lago_ongoing_balance_follows_the_events_within_a_second(tmp_path: Path)
         p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         print(f"\nLago ongoing balance after an event (2..{EVENTS}): p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
               f"max {ordered[-1] * 1000:.0f} ms over {len(ordered)} events")  # fmt: skip
-    finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(120)
-        except subprocess.TimeoutExpired:
-            up.kill()

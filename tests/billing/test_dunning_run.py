@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from kafka_helpers import read_from_start
 
 from meterstream.billing.dunning import Policy
 from meterstream.deploy.billing_run import ChildScheduler, describe, run_billing
@@ -22,24 +22,6 @@ from meterstream.schemas.provisioning import decode_command, decode_notification
 from meterstream.schemas.settings import Settings
 
 CATALOG = Path(__file__).resolve().parents[1] / "data" / "catalog.yaml"
-
-
-def read_all(settings: Settings, topic: str, expected: int) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        got = []
-        for _ in range(50):
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                got.append(msg)
-            if len(got) > expected:
-                break
-        return got
-    finally:
-        consumer.close()
 
 
 @pytest.mark.kafka
@@ -76,11 +58,12 @@ def test_the_billing_run_sends_dunning_to_kafka_once(chdb_client, kafka_settings
     assert describe(first.to_json()) == "nothing closed; 1 invoices overdue; dunning: 1 reminders, 1 suspended"
     second = run(datetime(2026, 11, 4, 2, tzinfo=UTC))
     assert second.dunning is not None and second.dunning["steps"] == []
-    (cmd,) = read_all(settings, settings.topic("provisioning"), 1)
+    (cmd,) = read_from_start(settings, settings.topic("provisioning"), 1, polls=50, beyond=True)
     command = decode_command(cmd.value())
     assert (cmd.key(), command.command, command.reason, command.state["amount_due"]) == (
         b"t1\x1fc1", "suspend", "invoice_overdue", "12.00")
-    notes = [decode_notification(m.value()) for m in read_all(settings, settings.topic("notifications"), 2)]
+    sent = read_from_start(settings, settings.topic("notifications"), 2, polls=50, beyond=True)
+    notes = [decode_notification(m.value()) for m in sent]
     assert [(n.kind, n.data["due_on"]) for n in notes] == [("dunning.reminder", "2026-11-02"),
                                                           ("dunning.suspended", "2026-11-03")]  # fmt: skip
 

@@ -9,8 +9,8 @@ from datetime import date
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from invoice_helpers import TENANT, issued
+from kafka_helpers import read_from_start
 
 from meterstream.deploy.ports import free_port
 from meterstream.entities.payments import record_payment
@@ -21,24 +21,6 @@ from meterstream.webhooks.outbox import events
 from meterstream.webhooks.topic import invoice_events_topic
 
 pytestmark = pytest.mark.kafka
-
-
-def read_all(settings: Settings, topic: str, expected: int) -> list:
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        got = []
-        for _ in range(100):
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                got.append(msg)
-            if len(got) >= expected:
-                break
-        return got
-    finally:
-        consumer.close()
 
 
 def test_events_reach_the_invoice_events_topic(kafka_settings: Settings, sf, receiver) -> None:
@@ -55,7 +37,7 @@ def test_events_reach_the_invoice_events_topic(kafka_settings: Settings, sf, rec
         d.stop()
     topic = invoice_events_topic(settings)
     assert topic == settings.topic_prefix + "invoice-events"
-    msgs = read_all(settings, topic, 4)
+    msgs = read_from_start(settings, topic, 4)
     stored = {e.event_id: e for e in events(sf, TENANT)}
     assert len(msgs) == 4 and all(e.published_at is not None for e in stored.values())
     by_key: dict[bytes, list[str]] = {}

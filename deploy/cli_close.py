@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from meterstream.deploy.cli_common import call, is_terminal, table
+from meterstream.deploy.cli_common import call, is_terminal, progress, table
 
 if TYPE_CHECKING:  # kept out of `meterstream --help`
     from meterstream.schemas.settings import Settings
@@ -51,21 +51,22 @@ def _close(args: Any, settings: Settings) -> int:
             print(f"meterstream close: refused: {refusal}", file=sys.stderr)
             return 3
     producer = None if args.no_publish else make_producer(settings)
-    result = close_period(
-        client,
-        settings.clickhouse_database,
-        catalog,
-        args.period,
-        Path(args.out),
-        producer,
-        Topics.from_settings(settings).invoices,
-        store=store,
-        issuing=Issuing.from_settings(settings, issue_date=getattr(args, "issue_date", None)),
-        render=tuple(f for f in (getattr(args, "render", "") or "").split(",") if f),
-        customers=customers,
-        progress=is_terminal(sys.stderr),  # its running count only on a terminal: nothing in a piped log
-        workers=getattr(args, "workers", None),
-    )
+    with progress(f"close {args.period}") as advance:  # a bar on a terminal; piped: nothing in the log
+        result = close_period(
+            client,
+            settings.clickhouse_database,
+            catalog,
+            args.period,
+            Path(args.out),
+            producer,
+            Topics.from_settings(settings).invoices,
+            store=store,
+            issuing=Issuing.from_settings(settings, issue_date=getattr(args, "issue_date", None)),
+            render=tuple(f for f in (getattr(args, "render", "") or "").split(",") if f),
+            customers=customers,
+            progress=advance if is_terminal(sys.stderr) else False,
+            workers=getattr(args, "workers", None),
+        )
     for currency, total in sorted(result.totals_by_currency.items()):
         print(f"{args.period}: {currency} {total}")
     print(f"{len(result.invoices)} invoices written under {Path(args.out) / args.period}")

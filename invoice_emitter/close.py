@@ -31,7 +31,7 @@ from meterstream.aggregation.usage_query import MeterUsage, UsageRecord, period_
 from meterstream.invoice_emitter.adjustments import adjustment_lines
 from meterstream.invoice_emitter.closed import earlier_closed, issued_documents
 from meterstream.invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
-from meterstream.invoice_emitter.files import DocumentFiles, file_name, file_paths, write_documents
+from meterstream.invoice_emitter.files import DocumentFiles, Progress, file_name, file_paths, write_documents
 from meterstream.invoice_emitter.issue import Issuing, issue_draft
 from meterstream.invoice_emitter.ledger import (
     billed_lines,
@@ -261,7 +261,7 @@ def close_period(
     out_dir: Path,
     producer: Any = None,
     topic: str | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     store: StoreView | None = None,
     issuing: Issuing | None = None,
     render: tuple[str, ...] = (),
@@ -393,7 +393,7 @@ def _close(
     out_dir: Path,
     producer: Any,
     topic: str | None,
-    progress: bool,
+    progress: Progress,
     store: StoreView,
     recorder: Recorder,
     own_records: bool,
@@ -549,7 +549,7 @@ def _close(
 
 
 def _published(
-    result: CloseResult, out_dir: Path, progress: bool, producer: Any, topic: str | None, paths: list[Path] | None
+    result: CloseResult, out_dir: Path, progress: Progress, producer: Any, topic: str | None, paths: list[Path] | None
 ) -> CloseResult:
     """`result` with its files (written now when `paths` is empty and there are documents: a re-issue) and its
     documents sent to the invoices topic."""

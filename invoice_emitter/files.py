@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ import orjson
 
 from meterstream.invoice_emitter._file_writer import FRAME, write_file
 
+# A close's progress: False (quiet), True (a running count on stderr) or a callback advance(done, total or None)
+# (the CLI's progress bar, deploy/cli_common.progress), called every 100 documents and once at the end.
+Progress = bool | Callable[[int, int | None], None]
 HELPER_FROM = 500  # fewer documents are written in-process: starting the helper costs ~30-50 ms
 _OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 _CHUNK = 256 * 1024  # bytes handed to the pipe at once
@@ -75,10 +78,11 @@ def file_name(tenant: str, customer: str) -> str:
 class DocumentFiles:
     """The invoice files of one period: `add` every document, then `publish` (or `abort`)."""
 
-    def __init__(self, folder: Path, progress: bool = False, helper_from: int = HELPER_FROM) -> None:
+    def __init__(self, folder: Path, progress: Progress = False, helper_from: int = HELPER_FROM) -> None:
         self.folder = folder
         self.staging = folder.parent / f".partial-{folder.name}"
         self._progress = progress
+        self._advance = progress if callable(progress) else None  # the CLI's progress bar: advance(done, total)
         self._helper_from = helper_from
         self._names: list[tuple[str, str]] = []  # (tenant, customer), in the order added
         self._held: list[tuple[str, bytes]] = []  # documents not handed to a helper (yet)
@@ -103,8 +107,11 @@ class DocumentFiles:
                 self._start_helper()
         else:
             self._frame(name, data)
-        if self._progress and len(self._names) % 1000 == 0:
-            print(f"\r[close] {self.folder.name}: {len(self._names)} invoices", end="", file=sys.stderr)
+        if self._progress and len(self._names) % 100 == 0:
+            if self._advance is not None:
+                self._advance(len(self._names), None)
+            elif len(self._names) % 1000 == 0:
+                print(f"\r[close] {self.folder.name}: {len(self._names)} invoices", end="", file=sys.stderr)
 
     def publish(self) -> list[Path]:
         """Wait until every file is written, move them into place; their paths in the order added."""
@@ -135,7 +142,10 @@ class DocumentFiles:
         shutil.rmtree(self.staging)
         if self._progress and self._names:
             n = len(self._names)
-            print(f"\r[close] {self.folder.name}: {n}/{n} invoices", file=sys.stderr)
+            if self._advance is not None:
+                self._advance(n, n)
+            else:
+                print(f"\r[close] {self.folder.name}: {n}/{n} invoices", file=sys.stderr)
         return file_paths(self.folder, self._names)
 
     def abort(self) -> None:
@@ -216,7 +226,7 @@ class DocumentFiles:
             )
 
 
-def write_documents(folder: Path, docs: list[dict[str, Any]], progress: bool = False) -> list[Path]:
+def write_documents(folder: Path, docs: list[dict[str, Any]], progress: Progress = False) -> list[Path]:
     """Write `docs` as the invoice files of `folder` (a period's); their paths, in the order of `docs`."""
     files = DocumentFiles(folder, progress)
     try:

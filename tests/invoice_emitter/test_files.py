@@ -80,3 +80,13 @@ def test_names_that_would_leave_the_folder_are_refused(tenant: str, customer: st
 
 def test_a_customer_with_a_slash_gets_a_subfolder() -> None:
     assert file_name("t1", "acme/eu") == "t1/acme/eu.json"
+
+
+def test_a_progress_callback_is_told_every_hundred_documents_and_at_the_end(tmp_path: Path, capsys) -> None:
+    seen: list[tuple[int, int | None]] = []
+    out = DocumentFiles(tmp_path / "2026-10", progress=lambda done, total: seen.append((done, total)))
+    for i in range(250):
+        out.add(doc("t1", f"c{i}"))
+    out.publish()
+    assert seen == [(100, None), (200, None), (250, 250)]  # 250 documents: two steps of 100, then done
+    assert capsys.readouterr().err == ""  # the bar draws; the file writer prints nothing of its own

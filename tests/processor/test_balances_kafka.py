@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,9 +21,9 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from native_child import native_env, start_native
 
 from meterstream.deploy.chaos_balances import changelog_entries
-from meterstream.deploy.ports import free_port
 from meterstream.entities.customers import put_customer
 from meterstream.entities.db import make_engine, migrate, session_factory
 from meterstream.entities.relay import OutboxRelay
@@ -182,23 +180,6 @@ def test_balance_falls_suspend_within_1s_and_a_top_up_reactivates(kafka_settings
     assert usage_parts == {partition_of(T, "falls", 2)}
 
 
-def _env(settings, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
-    env.update({"METERSTREAM_HOME": str(settings.home), "METERSTREAM_KAFKA_BOOTSTRAP": settings.bootstrap,
-                "METERSTREAM_TOPIC_PREFIX": settings.topic_prefix, "METERSTREAM_PARTITIONS": "2",
-                "METERSTREAM_CATALOG": str(DATA / "catalog.yaml"),
-                "METERSTREAM_PROCESSOR_METRICS_PORT": str(free_port()),
-                "METERSTREAM_DATABASE_URL": f"sqlite:///{tmp_path / 'entities.db'}"})  # fmt: skip
-    return env
-
-
-def _start(env: dict[str, str]) -> subprocess.Popen:
-    code = "from meterstream.processor.runner import run_native; from meterstream.schemas.settings import " \
-           "Settings; run_native(Settings())"  # fmt: skip
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-
-
 def test_a_processor_killed_mid_stream_debits_every_rated_amount_once(kafka_settings, tmp_path) -> None:
     settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"balk{uuid.uuid4().hex[:8]}.",
                                                  "partitions": 2, "catalog": DATA / "catalog.yaml"})  # fmt: skip
@@ -208,8 +189,8 @@ def test_a_processor_killed_mid_stream_debits_every_rated_amount_once(kafka_sett
     relay = OutboxRelay(settings, sf, replay=False).start()
     new_customer(sf, "crash", "100000")
     assert relay.flush(10.0)
-    env = _env(settings, tmp_path)
-    child = _start(env)
+    env = native_env(settings, DATA / "catalog.yaml", tmp_path)
+    child = start_native(env)
     producer = make_producer(settings)
     n = 20_000
     def read_rated() -> tuple[dict[str, Decimal], int]:
@@ -231,7 +212,7 @@ def test_a_processor_killed_mid_stream_debits_every_rated_amount_once(kafka_sett
             time.sleep(0.05)
         child.send_signal(signal.SIGKILL)
         child.wait(30)
-        child = _start(env)
+        child = start_native(env)
         deadline = time.monotonic() + 120
         while len((found := read_rated())[0]) < n and time.monotonic() < deadline:
             time.sleep(1)
@@ -261,7 +242,7 @@ def test_a_processor_killed_mid_stream_debits_every_rated_amount_once(kafka_sett
     # it then replays that batch on its next start, which must not debit it twice either
     while (next_offset or 0) < n and restarts < 2:
         restarts += 1
-        child = _start(env)
+        child = start_native(env)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if (changelog_entries(settings, 2, tmp_path / f"scratch-{restarts}").get(key) or {}).get("o") == n - 1:

@@ -5,10 +5,7 @@ a 0.10 connect fee and 0.06 a minute in every band: 0.16, 0.00 and 0.06, 0.22 a 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from native_child import native_env, start_native
 
-from meterstream.deploy.ports import free_port
 from meterstream.ingest.dlq import read_topic
 from meterstream.ingest.producer import make_producer
 from meterstream.ingest.topics import Topics, ensure_topics
@@ -66,13 +63,6 @@ def records() -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _start(env: dict[str, str]) -> subprocess.Popen:
-    code = "from meterstream.processor.runner import run_native; from meterstream.schemas.settings import " \
-           "Settings; run_native(Settings())"  # fmt: skip
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-
-
 def test_a_processor_killed_mid_stream_charges_every_session_once(kafka_settings, tmp_path: Path) -> None:
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(CATALOG)
@@ -81,16 +71,12 @@ def test_a_processor_killed_mid_stream_charges_every_session_once(kafka_settings
                                                  "catalog": catalog})  # fmt: skip
     ensure_topics(settings)
     topics = Topics.from_settings(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
-    env.update({"METERSTREAM_HOME": str(tmp_path), "METERSTREAM_KAFKA_BOOTSTRAP": settings.bootstrap,
-                "METERSTREAM_TOPIC_PREFIX": prefix, "METERSTREAM_PARTITIONS": "2", "METERSTREAM_CATALOG": str(catalog),
-                "METERSTREAM_PROCESSOR_METRICS_PORT": str(free_port()),
-                "METERSTREAM_DATABASE_URL": f"sqlite:///{tmp_path / 'entities.db'}"})  # fmt: skip
+    env = native_env(settings, catalog, tmp_path)
 
     def read_rated() -> list[dict]:
         return [r for m in read_topic(settings, topics.rated) for r in unpack(m.value())]
 
-    child = _start(env)
+    child = start_native(env)
     messages = records()
     try:
         producer = make_producer(settings)
@@ -111,7 +97,7 @@ def test_a_processor_killed_mid_stream_charges_every_session_once(kafka_settings
         for value, key in messages[2 * CALLS :]:  # the final records, for a processor restarted from its state
             producer.produce(topics.usage, value, key)
         producer.flush(30)
-        child = _start(env)
+        child = start_native(env)
         deadline = time.monotonic() + 120
         rated = read_rated()
         while len({r["id"] for r in rated}) < 3 * CALLS and time.monotonic() < deadline:

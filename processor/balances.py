@@ -310,16 +310,8 @@ class Balances:
                                    consumed=str(from_units(ev.used, cur)), as_of=at, wallets=ev.wallets)  # fmt: skip
             out.append((self.balances, ckey, encode(snap)))
             exhausted = ev.balance <= 0 and ev.used > 0
-            if exhausted and EXHAUSTED not in suspended:
-                n = counters[EXHAUSTED] = counters.get(EXHAUSTED, 0) + 1
-                suspended.add(EXHAUSTED)
-                out.append(self._command(tenant, customer, "suspend", EXHAUSTED, n,
-                                         f"balance {balance_text} {cur} <= 0", figures, at))  # fmt: skip
-                out.append(self._note(tenant, customer, "balance.exhausted", n, figures, at))
-            elif not exhausted and EXHAUSTED in suspended:
-                suspended.discard(EXHAUSTED)
-                out.append(self._command(tenant, customer, "reactivate", EXHAUSTED, counters.get(EXHAUSTED, 0),
-                                         "top-up", figures, at))  # fmt: skip
+            out += self._suspension(tenant, customer, EXHAUSTED, exhausted, suspended, counters, figures, at,
+                                    f"balance {balance_text} {cur} <= 0", "balance.exhausted", "top-up")  # fmt: skip
             now_crossed = th.crossed(rules, cur, ev.balance, ev.inbound, ev.used)
             for level in th.entered(entry.get("th", []), now_crossed):
                 n = counters[level] = counters.get(level, 0) + 1
@@ -332,21 +324,29 @@ class Balances:
         if over or CREDIT_LIMIT in suspended:
             figures = {"period": entry.get("pl", "").split("|")[0], "usage": str(used_period),
                        "credit_limit": str(limit) if limit is not None else None}  # fmt: skip
-            if over and CREDIT_LIMIT not in suspended:
-                n = counters[CREDIT_LIMIT] = counters.get(CREDIT_LIMIT, 0) + 1
-                suspended.add(CREDIT_LIMIT)
-                out.append(self._command(tenant, customer, "suspend", CREDIT_LIMIT, n,
-                                         f"usage {used_period} > credit limit {limit}", figures, at))  # fmt: skip
-                out.append(self._note(tenant, customer, "credit_limit.exceeded", n, figures, at))
-            elif not over and CREDIT_LIMIT in suspended:
-                suspended.discard(CREDIT_LIMIT)
-                out.append(self._command(tenant, customer, "reactivate", CREDIT_LIMIT,
-                                         counters.get(CREDIT_LIMIT, 0), "usage within the credit limit", figures,
-                                         at))  # fmt: skip
+            out += self._suspension(tenant, customer, CREDIT_LIMIT, over, suspended, counters, figures, at,
+                                    f"usage {used_period} > credit limit {limit}", "credit_limit.exceeded",
+                                    "usage within the credit limit")  # fmt: skip
         entry["sus"] = sorted(suspended)
         entry["n"] = counters
         state[key] = entry
         return out
+
+    def _suspension(self, tenant: str, customer: str, reason: str, holds: bool, suspended: set[str],
+                    counters: dict[str, int], figures: dict[str, Any], at: str, cause: str, note_kind: str,
+                    lifted: str) -> list[Output]:  # fmt: skip
+        """When `reason` starts to hold: the suspend command and the `note_kind` notification (its counter + 1, so
+        each episode has its own ids); when it stops: the reactivate command (`lifted`); else nothing. Updates
+        `suspended` and `counters` in place."""
+        if holds and reason not in suspended:
+            n = counters[reason] = counters.get(reason, 0) + 1
+            suspended.add(reason)
+            return [self._command(tenant, customer, "suspend", reason, n, cause, figures, at),
+                    self._note(tenant, customer, note_kind, n, figures, at)]  # fmt: skip
+        if not holds and reason in suspended:
+            suspended.discard(reason)
+            return [self._command(tenant, customer, "reactivate", reason, counters.get(reason, 0), lifted, figures, at)]
+        return []
 
     def _command(self, tenant: str, customer: str, command: str, reason: str, n: int, cause: str,
                  figures: dict[str, Any], at: str) -> Output:  # fmt: skip

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from meterstream.deploy.ports import free_port, free_port_pair
@@ -60,3 +61,12 @@ def meterstream_up(tmp_path: Path) -> Iterator[Up]:
             up.wait(120)
         except subprocess.TimeoutExpired:
             up.kill()
+
+
+def post_storage_event(up: Up, i: int) -> float:
+    """Event `w-<i>` of customer acme: 10,000 storage GB-hours now (1.37 USD on the demo catalog's cloud-standard);
+    the monotonic time once the API accepted it."""
+    event = {"id": f"w-{i}", "customer": "acme", "meter": "storage_gb_hours", "quantity": "10000",
+             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}  # fmt: skip
+    call(f"{up.base}/v1/events", up.key, "POST", [event])
+    return time.monotonic()

@@ -10,14 +10,13 @@ so 10,000 GB-hours cost 1.37 USD per event; a 100 USD wallet (paid_credits 100, 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from lago_python_client.client import Client
 from lago_python_client.models import Customer
 from lago_python_client.models.wallet import Wallet
-from pipeline_up import call, meterstream_up
+from pipeline_up import meterstream_up, post_storage_event
 
 pytestmark = pytest.mark.kafka
 EVENTS = 40
@@ -32,10 +31,7 @@ def test_lago_ongoing_balance_follows_the_events_within_a_second(tmp_path: Path)
                                             paid_credits="100"))  # fmt: skip
         latencies = []
         for i in range(EVENTS):
-            event = {"id": f"w-{i}", "customer": "acme", "meter": "storage_gb_hours", "quantity": "10000",
-                     "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}  # fmt: skip
-            call(f"{base}/v1/events", key, "POST", [event])
-            sent = time.monotonic()
+            sent = post_storage_event(up, i)
             expected = 10_000 - 137 * (i + 1)  # cents: 1.37 USD per event
             limit = 60 if i == 0 else 5  # the first event warms the pipeline up: not measured
             while (seen := lago.wallets.find(wallet.lago_id)).ongoing_balance_cents != expected:

@@ -8,11 +8,10 @@ so 10,000 GB-hours cost 1.37 USD per event."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pipeline_up import call, meterstream_up
+from pipeline_up import call, meterstream_up, post_storage_event
 
 pytestmark = pytest.mark.kafka
 EVENTS = 20
@@ -26,10 +25,7 @@ def test_the_balance_follows_the_events_within_a_second(tmp_path: Path) -> None:
         balance_url = f"{base}/v1/wallets/{wallet['id']}/balance"
         latencies = []
         for i in range(EVENTS):
-            event = {"id": f"w-{i}", "customer": "acme", "meter": "storage_gb_hours", "quantity": "10000",
-                     "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}  # fmt: skip
-            call(f"{base}/v1/events", key, "POST", [event])
-            sent = time.monotonic()
+            sent = post_storage_event(up, i)
             expected = f"{137 * (i + 1) // 100}.{137 * (i + 1) % 100:02d}"  # 1.37 USD per event
             limit = 60 if i == 0 else 5  # the first event warms the pipeline up: not measured
             while (seen := call(balance_url, key))["consumed"] != expected:

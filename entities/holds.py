@@ -135,6 +135,9 @@ def place_hold(sf: sessionmaker, spec: HoldSpec, *, now: datetime | None = None)
     start); one released by the final record is a `Conflict` naming `session_id`."""
     _check(spec)
     now = (now or datetime.now(UTC)).astimezone(UTC)  # stored as UTC (SQLite keeps no offset)
+    engine = sf.kw["bind"]
+    if _raw_sqlite(engine):
+        return _place_hold_sqlite(engine, spec, now)
     with sf.begin() as s:
         row = None
         if spec.session_id is not None:
@@ -151,6 +154,60 @@ def place_hold(sf: sessionmaker, spec: HoldSpec, *, now: datetime | None = None)
         row.status, row.reason, row.expires_at, row.updated_at = ACTIVE, None, now + spec.ttl, now
         s.flush()
         return _stored(row)
+
+
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite DATETIME text (naive UTC), so both paths read alike
+_FIND_SQLITE = ("SELECT hold_id, consumed, status, reason, created_at FROM authorization_holds "
+                "WHERE tenant = ? AND customer = ? AND session_id = ?")  # fmt: skip
+_UPDATE_SQLITE = ("UPDATE authorization_holds SET meter = ?, currency = ?, amount = ?, quantity = ?, status = ?, "
+                  "reason = NULL, expires_at = ?, updated_at = ? WHERE hold_id = ?")  # fmt: skip
+_INSERT_SQLITE = ("INSERT INTO authorization_holds (hold_id, tenant, customer, session_id, meter, currency, amount, "
+                  "consumed, quantity, status, reason, expires_at, created_at, updated_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)")  # fmt: skip
+
+
+def _raw_sqlite(engine) -> bool:  # type: ignore[no-untyped-def]
+    """Whether `place_hold` takes the raw DB-API path (SQLite); PostgreSQL keeps the ORM session."""
+    return engine.dialect.name == "sqlite"
+
+
+def _place_hold_sqlite(engine, spec: HoldSpec, now: datetime) -> StoredHold:  # type: ignore[no-untyped-def]
+    """`place_hold` straight through the pooled DB-API connection (an ORM session cost ~2.7 ms of CPU per hold
+    here): the same rows in one transaction, BEGIN IMMEDIATE so that two processes placing holds of one
+    customer serialize on the database's write lock (busy_timeout waits) instead of both reading first."""
+    expires_at = now + spec.ttl
+    amount, quantity = str(spec.amount), str(spec.quantity)
+    conn = engine.raw_connection()
+    try:
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            found = None
+            if spec.session_id is not None:
+                cur.execute(_FIND_SQLITE, (spec.tenant, spec.customer, spec.session_id))
+                found = cur.fetchone()
+            if found is not None and found[2] == RELEASED:
+                raise Conflict("session_id", f"session {spec.session_id!r} has ended ({found[3]})")
+            if found is None:
+                hold_id, consumed, created_at = new_ulid(), "0", now
+                cur.execute(_INSERT_SQLITE, (hold_id, spec.tenant, spec.customer, spec.session_id, spec.meter,
+                                             spec.currency, amount, consumed, quantity, ACTIVE,
+                                             expires_at.strftime(_SQLITE_TS), now.strftime(_SQLITE_TS),
+                                             now.strftime(_SQLITE_TS)))  # fmt: skip
+            else:
+                hold_id, consumed, created_at = found[0], found[1], aware(datetime.fromisoformat(found[4]))
+                cur.execute(_UPDATE_SQLITE, (spec.meter, spec.currency, amount, quantity, ACTIVE,
+                                             expires_at.strftime(_SQLITE_TS), now.strftime(_SQLITE_TS), hold_id))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+    finally:
+        conn.close()
+    return StoredHold(hold_id, spec.tenant, spec.customer, spec.session_id, spec.meter, spec.currency, spec.amount,
+                      Decimal(consumed), spec.quantity, ACTIVE, None, expires_at, created_at)  # type: ignore[arg-type]  # fmt: skip
 
 
 _HELD = select(HoldRow.amount, HoldRow.consumed, HoldRow.expires_at, HoldRow.session_id).where(

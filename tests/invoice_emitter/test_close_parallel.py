@@ -6,7 +6,6 @@ store records and the same ClickHouse documents. Two periods: the second has lat
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import uuid
 from datetime import UTC, datetime
@@ -65,21 +64,13 @@ def closes(client, out: Path, workers: int | None) -> tuple[list, list[bytes], l
 
 
 @pytest.mark.skipif(not parallel.can_fork(), reason="forking needs Linux and no other Python thread")
-def test_forked_close_is_the_one_process_close(chdb_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_forked_close_is_the_one_process_close(
+    chdb_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int]
+) -> None:
     serial, s_files, s_records, s_stored = closes(chdb_client, tmp_path / "serial", workers=0)
-
-    forked: list[int] = []
-    real_fork = os.fork
-
-    def counting_fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-        return pid
 
     monkeypatch.setattr(close_mod, "FORK_FROM", 1)  # fork for these few customers
     monkeypatch.setattr(parallel, "CHUNK", 2)  # and many small chunks, alternating between two workers
-    monkeypatch.setattr(parallel.os, "fork", counting_fork)
     split, f_files, f_records, f_stored = closes(chdb_client, tmp_path / "forked", workers=2)
     assert len(forked) == 4  # two workers for each period's close
 
@@ -113,20 +104,10 @@ def test_forked_close_is_the_one_process_close(chdb_client, tmp_path: Path, monk
 @pytest.mark.skipif(not parallel.can_fork(), reason="forking needs Linux and no other Python thread")
 @pytest.mark.parametrize(("spare", "forks"), [(0, 0), (1, 2)])
 def test_by_default_a_worker_only_on_a_spare_core(
-    chdb_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spare: int, forks: int
+    chdb_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int], spare: int, forks: int
 ) -> None:
-    forked: list[int] = []
-    real_fork = os.fork
-
-    def counting_fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-        return pid
-
     monkeypatch.setattr(close_mod, "FORK_FROM", 1)
     monkeypatch.setattr(close_mod, "spare_cores", lambda: spare)  # a busy machine (0), one idle core (1)
-    monkeypatch.setattr(parallel.os, "fork", counting_fork)
     results, *_ = closes(chdb_client, tmp_path / "default", workers=None)
     assert len(forked) == forks  # one worker per close of the two periods, or none
     assert [len(r.invoices) for r in results] == [19, 20]

@@ -16,17 +16,7 @@ def square(n: int) -> bytes:
 
 @pytest.mark.skipif(not parallel.can_fork(), reason="forking needs Linux and no other Python thread")
 @pytest.mark.parametrize(("workers", "chunk"), [(1, 3), (2, 1), (3, 4), (5, 100)])
-def test_results_in_order_from_forked_workers(monkeypatch: pytest.MonkeyPatch, workers: int, chunk: int) -> None:
-    forked: list[int] = []
-    real_fork = os.fork
-
-    def counting_fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-        return pid
-
-    monkeypatch.setattr(parallel.os, "fork", counting_fork)
+def test_results_in_order_from_forked_workers(forked: list[int], workers: int, chunk: int) -> None:
     pids = {os.getpid()}
 
     def where(n: int) -> bytes:  # which process computed it, and the square

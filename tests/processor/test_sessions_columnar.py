@@ -16,8 +16,7 @@ from test_columnar_differential import (  # the same harness (tests/processor is
     TIMESTAMPS,
     WINDOW,
     Message,
-    _by_partition,
-    _outcome,
+    assert_same_outcome,
     event,
     run_columnar,
     run_legacy,
@@ -72,17 +71,7 @@ def scenario(draw: st.DrawFn):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenario())
 def test_columnar_equals_specification_with_session_records(case: tuple) -> None:
-    batches, clocks, window = case
-    with tempfile.TemporaryDirectory() as tmp:
-        legacy = _outcome(run_legacy, Path(tmp) / "legacy", batches, clocks, window)
-        columnar = _outcome(run_columnar, Path(tmp) / "columnar", batches, clocks, window)
-    if isinstance(legacy, Exception) or isinstance(columnar, Exception):
-        assert repr(columnar) == repr(legacy)
-        return
-    (l_rated, l_dead, l_state), (c_rated, c_dead, c_state) = legacy, columnar
-    assert _by_partition(c_rated) == _by_partition(l_rated)
-    assert _by_partition(c_dead) == _by_partition(l_dead)
-    assert c_state == l_state
+    assert_same_outcome(*case)
 
 
 def test_the_scenario_reaches_session_states_and_held_records() -> None:

@@ -96,11 +96,17 @@ def status_table(settings: Settings, api_port: int, pipeline: Pipeline, broker: 
     port = settings.clickhouse_http_port
     front = (f"http://{_loopback(settings.clickhouse_http_host)}:{port}  (tenants: user = tenant id, password = a "
              "read key, own rows only; `meterstream query` and the API: internal user `meterstream`)")
+    processor_ops = f"http://{ops}:{settings.processor_metrics_port}"
+    sink_ops = f"http://{ops}:{settings.sink_metrics_port}"
     rows = [
-        ("API", f"{api}  (docs {api}/docs, pid {pid.get('api')})"),
+        ("API", f"{api}  (docs /docs, OpenAPI /openapi.json, metrics /metrics, health /healthz /readyz; "
+                f"pid {pid.get('api')})"),
+        ("console", f"{api}/console  (log in with a read or admin API key: `meterstream keys create`)"),
+        ("OpenMeter API", f"{api}/compat/openmeter  (the OpenMeter SDK's endpoint)"),
+        ("Lago API", f"{api}/compat/lago/  (the Lago client's api_url; the trailing slash matters)"),
         ("Kafka", broker),
-        ("processor", f"pid {pid['processor']}, metrics http://{ops}:{settings.processor_metrics_port}/metrics"),
-        ("sink", f"pid {pid['sink']}, metrics http://{ops}:{settings.sink_metrics_port}/metrics"),
+        ("processor", f"pid {pid['processor']}, metrics {processor_ops}/metrics, health {processor_ops}/healthz"),
+        ("sink", f"pid {pid['sink']}, metrics {sink_ops}/metrics, health {sink_ops}/healthz"),
         ("ClickHouse HTTP", front if port and embedded else "off (ClickHouse server, or port 0)"),
         ("data dir", str(settings.home.resolve())),
         ("logs", str(pipeline.logs)),

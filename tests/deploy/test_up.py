@@ -89,6 +89,28 @@ def _stop(up: subprocess.Popen, sig: int, pids: list[int]) -> tuple[int, float]:
         raise
 
 
+def _every_address_in_the_table_answers(table: str) -> None:
+    """Each address the status table prints is served: the API's paths, the console (its login page), the
+    compat APIs (their routes in the OpenAPI document), the processor's and the sink's /metrics and /healthz."""
+    rows = {ln.split("  ")[1].strip(): ln for ln in table.splitlines() if ln.startswith("  ")}
+    api = rows["API"].split()[1]
+    for path in re.findall(r" (/[a-z.]+)", rows["API"]):
+        assert urllib.request.urlopen(api + path, timeout=60).status == 200, path
+    (console,) = re.findall(r"http://\S+", rows["console"])
+    login = urllib.request.urlopen(console, timeout=60)  # redirected to the login page
+    assert login.url.endswith("/console/login") and "<form" in login.read().decode()
+    paths = json.loads(urllib.request.urlopen(f"{api}/openapi.json", timeout=60).read())["paths"]
+    for name in ("OpenMeter API", "Lago API"):
+        (base,) = re.findall(r"http://\S+", rows[name])
+        prefix = base.removeprefix(api).rstrip("/") + "/"
+        assert any(p.startswith(prefix) for p in paths), (name, prefix)
+    for name in ("processor", "sink"):
+        urls = re.findall(r"http://\S+/(?:metrics|healthz)", rows[name])
+        assert len(urls) == 2, rows[name]
+        for url in urls:
+            assert urllib.request.urlopen(url, timeout=60).status == 200, url
+
+
 @pytest.mark.kafka
 def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     up, err, env, ports = _up(tmp_path)
@@ -103,6 +125,7 @@ def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{api_port}" in table and str(ports["METERSTREAM_CLICKHOUSE_HTTP_PORT"]) in table
         ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{api_port}/readyz", timeout=10).read())
         assert ready["status"] == "ok"
+        _every_address_in_the_table_answers(table)
 
         cli = [sys.executable, "-m", "meterstream.deploy.cli"]
         keys = subprocess.run([*cli, "keys", "create", "--tenant", "cloudco", "--role", "ingest"],

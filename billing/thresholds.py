@@ -26,6 +26,7 @@ from meterstream.rating.money import minor_units
 __all__ = [
     "BALANCE_BELOW",
     "CREDIT_LIMIT",
+    "TOP_UP_REQUESTED",
     "USAGE_PERCENT",
     "Rules",
     "crossed",
@@ -36,6 +37,9 @@ __all__ = [
 BALANCE_BELOW = "balance_alert_below"
 USAGE_PERCENT = "usage_alert_percent"
 CREDIT_LIMIT = "credit_limit"
+# the notification kind of an automatic top-up's crossing (a wallet's rule, not a customer level): the processor
+# decides it with the same hysteresis as the levels (`entered`), the API process's relay writes the top-up
+TOP_UP_REQUESTED = "wallet.top_up_requested"
 _MAX_LEVELS = 10
 
 

@@ -17,17 +17,25 @@ the one pure rule of billing/wallet_balance.py (`customer_balances` here wires t
 can never debit twice. Every write also puts the wallet with its settled ledger (`wallet_doc`) on the entity
 outbox, in the same transaction, so the relay carries it to the `entities` topic and the stream processor
 (processor/balances.py) debits with the same rule on its own state.
+
+Automatic top-ups (`TopUpRule`, Lago's `recurring_transaction_rules` with trigger `threshold`): a wallet may
+carry one rule "when the ongoing balance falls to or below `threshold_credits`, add `paid_credits` and/or
+`granted_credits`". The rules travel with the wallet's document; the stream processor sees each crossing and
+puts one request on the `notifications` topic (kind `wallet.top_up_requested`, a deterministic id); the API
+process's notifications relay calls `recurring_top_up`, which writes the top-up with the reference
+`auto:<request id>:<kind>`: a request delivered twice writes one top-up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from meterstream.billing.allocation import from_units, to_units
@@ -37,7 +45,7 @@ from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_
 from meterstream.entities.customers import find_customer_row
 from meterstream.entities.db import Base
 from meterstream.rating.money import EXACT, ROUNDING, minor_units, round_money
-from meterstream.schemas.entities import WalletDoc, WalletEntryDoc
+from meterstream.schemas.entities import TopUpRuleDoc, WalletDoc, WalletEntryDoc
 
 __all__ = [
     "ACTIVE",
@@ -46,14 +54,17 @@ __all__ = [
     "StoredTransaction",
     "StoredWallet",
     "TopUp",
+    "TopUpRule",
     "WalletSpec",
     "WalletState",
+    "check_rules",
     "create_wallet",
     "credits_of",
     "customer_balances",
     "get_wallet",
     "list_transactions",
     "list_wallets",
+    "recurring_top_up",
     "settle_transaction",
     "terminate_wallet",
     "top_up",
@@ -88,6 +99,7 @@ class WalletRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    recurring_rules: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list (migration 0012)
 
 
 class WalletTransactionRow(Base):
@@ -123,6 +135,23 @@ class WalletSpec:
     code: str | None = None
     priority: int = MAX_PRIORITY
     expires_at: datetime | None = None
+    rules: Sequence[Mapping[str, Any]] | None = None  # automatic top-up rules as given (checked: `check_rules`)
+
+
+@dataclass(frozen=True)
+class TopUpRule:
+    """An automatic top-up: when the wallet's ongoing balance falls to or below `threshold_credits` (trigger
+    `threshold`, method `fixed`), add `paid_credits` and `granted_credits` (0: none of that kind)."""
+
+    id: str
+    threshold_credits: Decimal
+    paid_credits: Decimal
+    granted_credits: Decimal
+    created_at: datetime
+    started_at: datetime | None = None
+    expiration_at: datetime | None = None
+    trigger: str = "threshold"
+    method: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -139,6 +168,7 @@ class StoredWallet:
     expires_at: datetime | None
     created_at: datetime
     terminated_at: datetime | None
+    rules: tuple[TopUpRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,7 +203,30 @@ def _wallet(row: WalletRow) -> StoredWallet:
         id=row.wallet_id, tenant=row.tenant, customer=row.customer, code=row.code, name=row.name,
         currency=row.currency, rate_amount=Decimal(row.rate_amount), priority=row.priority, status=row.status,
         expires_at=aware(row.expires_at), created_at=aware(row.created_at), terminated_at=aware(row.terminated_at),  # type: ignore[arg-type]
+        rules=_rules_of(row),
     )  # fmt: skip
+
+
+def _rules_of(row: WalletRow) -> tuple[TopUpRule, ...]:
+    if not row.recurring_rules:
+        return ()
+    out = []
+    for r in json.loads(row.recurring_rules):
+        times = {k: datetime.fromisoformat(r[k]) if r.get(k) else None for k in ("started_at", "expiration_at")}
+        amounts = [Decimal(r[k]) for k in ("threshold_credits", "paid_credits", "granted_credits")]
+        out.append(TopUpRule(r["id"], *amounts, datetime.fromisoformat(r["created_at"]), **times))  # type: ignore[misc]
+    return tuple(out)
+
+
+def _rules_text(rules: Sequence[TopUpRule]) -> str | None:
+    if not rules:
+        return None
+    return json.dumps([{"id": r.id, "trigger": r.trigger, "method": r.method,
+                        "threshold_credits": str(r.threshold_credits), "paid_credits": str(r.paid_credits),
+                        "granted_credits": str(r.granted_credits), "created_at": r.created_at.isoformat(),
+                        "started_at": r.started_at.isoformat() if r.started_at else None,
+                        "expiration_at": r.expiration_at.isoformat() if r.expiration_at else None}
+                       for r in rules])  # fmt: skip
 
 
 def _tx(row: WalletTransactionRow, wallet_id: str) -> StoredTransaction:
@@ -235,6 +288,92 @@ def credits_of(units: int, wallet: StoredWallet) -> Decimal:
     return value.quantize(Decimal(1), context=ROUNDING) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
 
 
+MAX_RULES = 1  # as Lago: one recurring rule per wallet
+_RULES = "recurring_transaction_rules"
+_RULE_FIELDS = {"id", "trigger", "method", "threshold_credits", "paid_credits", "granted_credits",
+                "started_at", "expiration_at"}  # fmt: skip
+_IGNORED_RULE_FIELDS = {"created_at", "status", "interval", "target_ongoing_balance", "transaction_metadata",
+                        "transaction_name", "invoice_requires_successful_payment", "ignore_paid_top_up_limits",
+                        "grants_target_top_up", "purchase_order_number", "payment_method",
+                        "invoice_custom_section", "applied_invoice_custom_sections"}  # fmt: skip
+
+
+def _optional_credits(field: str, value: Any, rate_amount: Decimal, currency: str) -> Decimal:
+    """A rule's paid or granted credits: absent, empty or zero is 0; else checked like a top-up's."""
+    if value is None or value == "":
+        return Decimal(0)
+    if not isinstance(value, (float, bool)) and _decimal(field, value) == 0:
+        return Decimal(0)
+    return check_credits(field, value, rate_amount, currency)[0]
+
+
+def _rule_time(field: str, value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        found = value
+    elif isinstance(value, str):
+        try:
+            found = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise Invalid(field, f"an ISO 8601 time with its UTC offset (got {value!r})") from None
+    else:
+        raise Invalid(field, f"an ISO 8601 time with its UTC offset (got {value!r})")
+    if found.tzinfo is None:
+        raise Invalid(field, "a time with its UTC offset (2026-12-31T23:59:59Z)")
+    return found.astimezone(UTC)
+
+
+def check_rules(raw: Any, rate_amount: Decimal, currency: str, existing: Sequence[TopUpRule] = (),
+                now: datetime | None = None) -> tuple[TopUpRule, ...]:  # fmt: skip
+    """The automatic top-up rules of a wallet from a request's list (Lago's `recurring_transaction_rules`), or
+    `Invalid` naming the field (`recurring_transaction_rules[0].threshold_credits`). A rule that names the `id`
+    of an existing rule keeps its id and creation time; any other is new. Only trigger
+    `threshold` with method `fixed` is supported: `interval` and `target` are refused naming the field."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, (list, tuple)):
+        raise Invalid(_RULES, "a list of rules")
+    if len(raw) > MAX_RULES:
+        raise Invalid(_RULES, f"at most {MAX_RULES} rule per wallet (got {len(raw)})")
+    now = now or datetime.now(UTC)
+    known = {r.id: r for r in existing}
+    out = []
+    for i, item in enumerate(raw):
+        at = f"{_RULES}[{i}]"
+        if not isinstance(item, Mapping):
+            raise Invalid(at, "a JSON object")
+        unknown = sorted(set(item) - _RULE_FIELDS - _IGNORED_RULE_FIELDS)
+        if unknown:
+            raise Invalid(f"{at}.{unknown[0]}", "not a field of a recurring transaction rule")
+        trigger = item.get("trigger")
+        if trigger != "threshold":
+            why = "only `threshold` is supported (an `interval` trigger is not, yet)" if trigger == "interval" else \
+                f"`threshold` (got {trigger!r})"  # fmt: skip
+            raise Invalid(f"{at}.trigger", why)
+        method = item.get("method") or "fixed"
+        if method != "fixed":
+            raise Invalid(f"{at}.method", f"only `fixed` is supported (got {method!r})")
+        if item.get("threshold_credits") in (None, ""):
+            raise Invalid(f"{at}.threshold_credits", "required for trigger `threshold`")
+        threshold = _decimal(f"{at}.threshold_credits", item["threshold_credits"])
+        if threshold < 0 or threshold.as_tuple().exponent < -CREDIT_DECIMALS:  # type: ignore[operator]
+            raise Invalid(f"{at}.threshold_credits", f"0 or more, at most {CREDIT_DECIMALS} decimals (got {threshold})")
+        paid = _optional_credits(f"{at}.paid_credits", item.get("paid_credits"), rate_amount, currency)
+        granted = _optional_credits(f"{at}.granted_credits", item.get("granted_credits"), rate_amount, currency)
+        if not paid and not granted:
+            raise Invalid(f"{at}.paid_credits", "give paid_credits or granted_credits (more than 0)")
+        started = _rule_time(f"{at}.started_at", item.get("started_at"))
+        ends = _rule_time(f"{at}.expiration_at", item.get("expiration_at"))
+        if started is not None and ends is not None and ends <= started:
+            raise Invalid(f"{at}.expiration_at", "after started_at")
+        given = item.get("id")
+        before = known.get(given) if isinstance(given, str) else None
+        out.append(TopUpRule(before.id if before else new_ulid(), threshold, paid, granted,
+                             before.created_at if before else now, started, ends))  # fmt: skip
+    return tuple(out)
+
+
 def _check_spec(spec: WalletSpec, customer_currency: str | None) -> WalletSpec:
     currency = spec.currency.upper() if isinstance(spec.currency, str) else customer_currency
     if currency is None:
@@ -284,10 +423,14 @@ def wallet_doc(s: Session, row: WalletRow) -> WalletDoc:
                               expires_at=aware(t.expires_at)) for t in txs]  # fmt: skip
     updated = aware(row.updated_at)
     version = (updated - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)  # type: ignore[operator]
+    rules = [TopUpRuleDoc(id=r.id, threshold_credits=r.threshold_credits, paid_credits=r.paid_credits,
+                          granted_credits=r.granted_credits, started_at=r.started_at, expiration_at=r.expiration_at)
+             for r in wallet.rules]  # fmt: skip
     return WalletDoc(
         tenant=row.tenant, id=row.wallet_id, customer=row.customer, currency=row.currency,
         rate_amount=wallet.rate_amount, priority=row.priority, started_at=wallet.created_at,
         ends_at=min(ends) if ends else None, status=row.status, version=version, entries=entries,  # type: ignore[arg-type]
+        top_up_rules=rules,
     )  # fmt: skip
 
 
@@ -319,10 +462,12 @@ def create_wallet(sf: sessionmaker, spec: WalletSpec, top_ups: Sequence[TopUp] =
         if customer is None:
             raise NotFound(f"customer {spec.customer!r} not found")
         spec = _check_spec(spec, customer.currency)
+        rules = check_rules(spec.rules, spec.rate_amount, spec.currency, now=now)  # type: ignore[arg-type]
         row = WalletRow(
             wallet_id=new_ulid(), tenant=spec.tenant, customer=spec.customer, code=spec.code, name=spec.name,
             currency=spec.currency, rate_amount=str(spec.rate_amount), priority=spec.priority, status=ACTIVE,
             expires_at=spec.expires_at, created_at=now, updated_at=now, terminated_at=None,
+            recurring_rules=_rules_text(rules),
         )  # fmt: skip
         s.add(row)
         s.flush()
@@ -349,8 +494,9 @@ def list_wallets(sf: sessionmaker, tenant: str, customer: str, status: str | Non
 
 
 def update_wallet(sf: sessionmaker, tenant: str, wallet_id: str, *, name: Any = ..., priority: Any = ...,
-                  expires_at: Any = ...) -> StoredWallet:  # fmt: skip
-    """Change an active wallet's name, priority or expiry (arguments left out stay)."""
+                  expires_at: Any = ..., rules: Any = ...) -> StoredWallet:  # fmt: skip
+    """Change an active wallet's name, priority, expiry or automatic top-up rules (arguments left out stay;
+    `rules` replaces the list: a rule naming an existing rule's `id` keeps it, `[]` removes them all)."""
     with sf.begin() as s:
         outbox.begin_write(s)
         row = _row(s, tenant, wallet_id, lock=True)
@@ -362,6 +508,8 @@ def update_wallet(sf: sessionmaker, tenant: str, wallet_id: str, *, name: Any = 
                           row.priority if priority is ... else priority,
                           current.expires_at if expires_at is ... else expires_at)  # fmt: skip
         spec = _check_spec(spec, row.currency)
+        if rules is not ...:
+            row.recurring_rules = _rules_text(check_rules(rules, current.rate_amount, row.currency, current.rules))
         row.name, row.priority, row.expires_at = spec.name, spec.priority, spec.expires_at
         _touch(row, datetime.now(UTC))
         _publish(s, row)
@@ -482,6 +630,38 @@ def settle_transaction(sf: sessionmaker, tenant: str, wallet_id: str, transactio
             _touch(row, tx.settled_at)
             _publish(s, row)
         return _tx(tx, wallet_id)
+
+
+def recurring_top_up(sf: sessionmaker, tenant: str, wallet_id: str, rule_id: str, request_id: str,
+                     paid_credits: Any, granted_credits: Any, *, at: datetime | None = None) -> str:  # fmt: skip
+    """Apply an automatic top-up the processor requested (one crossing of rule `rule_id`): its paid and granted
+    credits as settled top-ups with the references `auto:<request_id>:paid` / `:granted`, in one transaction, so
+    the same request applied twice writes them once. Returns `written`, `repeated`, or why nothing was written:
+    `wallet_gone` (no such wallet), `wallet_terminated`, `rule_gone` (the rule was removed or replaced since).
+    `Invalid` naming the field for an unusable amount."""
+    now = at or datetime.now(UTC)
+    with sf.begin() as s:
+        outbox.begin_write(s)
+        row = s.scalar(select(WalletRow).where(WalletRow.tenant == tenant, WalletRow.wallet_id == wallet_id)
+                       .with_for_update())  # fmt: skip
+        if row is None:
+            return "wallet_gone"
+        wallet = _wallet(row)
+        wanted = [TopUp(kind, credits, reference=f"auto:{request_id}:{kind}", name="automatic top-up")  # type: ignore[arg-type]
+                  for kind, credits in (("paid", paid_credits), ("granted", granted_credits))
+                  if credits is not None and Decimal(str(credits)) > 0]  # fmt: skip
+        if all(_by_reference(s, row, t.reference) is not None for t in wanted):
+            return "repeated"
+        if row.status != ACTIVE:
+            return "wallet_terminated"
+        if rule_id not in {r.id for r in wallet.rules}:
+            return "rule_gone"
+        new = [_top_up(s, row, wallet, t, now)[1] for t in wanted]
+        if not any(new):
+            return "repeated"
+        _touch(row, now)
+        _publish(s, row)
+        return "written"
 
 
 def list_transactions(sf: sessionmaker, tenant: str, wallet_id: str) -> list[StoredTransaction]:

@@ -25,7 +25,12 @@ but for `at`, after a crash, and carry deterministic ids):
   no longer does (a new period, a higher limit);
 - `Notification`s on the `notifications` topic: `balance.exhausted`, `balance.threshold_crossed` (once per
   crossing: the levels the customer is past are kept in the state, and only levels entering that set are
-  notified), `credit_limit.exceeded`.
+  notified), `credit_limit.exceeded`, and `wallet.top_up_requested` when a wallet with an automatic top-up rule
+  (`WalletDoc.top_up_rules`, Lago's `recurring_transaction_rules`, trigger `threshold`) falls to or below its
+  `threshold_credits`: once per crossing (the rules at or below their line are kept in the state, `tu`, like the
+  levels; a rule leaves the set when a top-up brings the wallet back above its line). The API process's
+  notifications relay writes the top-up (webhooks/notifications_relay.py -> entities.wallets.recurring_top_up,
+  idempotent by the request's id), which comes back here as a new version of the wallet.
 
 Wallet changes without usage (a top-up) are handled by `tick`, which the processor loop calls once per
 iteration: it evaluates the changed customers owned by this worker's partitions (the partition of the usage
@@ -55,7 +60,7 @@ from meterstream.billing.wallet_balance import Draw, Lot, WalletTerms, balances,
 from meterstream.processor.checkpoint import InFlight
 from meterstream.processor.store import BatchState
 from meterstream.rating.money import EXACT, ROUNDING, round_money
-from meterstream.schemas.entities import CustomerDoc, WalletDoc
+from meterstream.schemas.entities import CustomerDoc, TopUpRuleDoc, WalletDoc
 from meterstream.schemas.event import event_key
 from meterstream.schemas.provisioning import (
     BALANCES,
@@ -80,6 +85,7 @@ _PERIODS_KEPT = 3
 _TENANT, _CUSTOMER, _TIME, _PERIOD, _AMOUNT, _CURRENCY, _OFFSET = 0, 2, 5, 6, 8, 10, 16
 
 Output = tuple[str, bytes, bytes]  # (topic, key, value)
+Due = dict[str, tuple[WalletDoc, TopUpRuleDoc]]  # rule id -> (its wallet, the rule)
 
 
 def balance_key(tenant: str, customer: str) -> str:
@@ -318,6 +324,14 @@ class Balances:
                 out.append(self._note(tenant, customer, "balance.threshold_crossed", n,
                                       {**figures, "threshold": level}, at, level))  # fmt: skip
             entry["th"] = sorted(now_crossed)
+            due = self._top_ups_due(wallets, ev, _when(at))
+            for rule_id in th.entered(entry.get("tu", []), set(due)):
+                w, rule = due[rule_id]
+                n = counters[f"tu:{rule_id}"] = counters.get(f"tu:{rule_id}", 0) + 1
+                out.append(self._note(tenant, customer, th.TOP_UP_REQUESTED, n,
+                                      top_up_request(w, rule, ev), at, rule_id))  # fmt: skip
+            if due or entry.get("tu"):
+                entry["tu"] = sorted(due)
         limit = rules.credit_limit
         used_period = Decimal(entry.get("m", {}).get(entry.get("pl", ""), "0"))
         over = limit is not None and used_period > limit
@@ -331,6 +345,23 @@ class Balances:
         entry["n"] = counters
         state[key] = entry
         return out
+
+    @staticmethod
+    def _top_ups_due(wallets: list[WalletDoc], ev: Evaluation, at: datetime) -> Due:
+        """rule id -> (wallet, rule) for every automatic top-up rule in effect at `at` whose active wallet's
+        balance is at or below its threshold (threshold_credits x rate_amount, exact)."""
+        due: Due = {}
+        balance = {row["id"]: Decimal(row["balance"]) for row in ev.wallets}
+        for w in wallets:
+            if not w.top_up_rules or w.status != "active" or (w.ends_at is not None and w.ends_at <= at):
+                continue
+            for rule in w.top_up_rules:
+                if (rule.started_at is not None and at < rule.started_at) or (
+                        rule.expiration_at is not None and at >= rule.expiration_at):  # fmt: skip
+                    continue
+                if balance[w.id] <= EXACT.multiply(rule.threshold_credits, w.rate_amount):
+                    due[rule.id] = (w, rule)
+        return due
 
     def _suspension(self, tenant: str, customer: str, reason: str, holds: bool, suspended: set[str],
                     counters: dict[str, int], figures: dict[str, Any], at: str, cause: str, note_kind: str,
@@ -421,6 +452,15 @@ class Balances:
 
 
 
+def top_up_request(w: WalletDoc, rule: TopUpRuleDoc, ev: Evaluation) -> dict[str, Any]:
+    """The data of a `wallet.top_up_requested` notification: what to add (credits as decimal text), and why."""
+    row = next(r for r in ev.wallets if r["id"] == w.id)
+    return {"wallet": w.id, "rule": rule.id, "currency": w.currency, "paid_credits": format(rule.paid_credits, "f"),
+            "granted_credits": format(rule.granted_credits, "f"),
+            "threshold_credits": format(rule.threshold_credits, "f"), "balance": row["balance"],
+            "credits_balance": row["credits"]}  # fmt: skip
+
+
 def install(processor: Any) -> Balances | None:
     """Wire prepaid balances into a native processor (processor/runner.py calls it once, in `__init__`): the
     columnar step debits after each batch; the runner produces `BatchOutput.balances` with the batch's outputs
@@ -435,4 +475,5 @@ def install(processor: Any) -> Balances | None:
     return found
 
 
-__all__ = ["BALANCE_PREFIX", "Balances", "Evaluation", "balance_key", "evaluate", "install", "partition_of"]
+__all__ = ["BALANCE_PREFIX", "Balances", "Evaluation", "balance_key", "evaluate", "install", "partition_of",
+           "top_up_request"]

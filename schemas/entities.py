@@ -177,6 +177,18 @@ class WalletEntryDoc(msgspec.Struct, kw_only=True):
     expires_at: datetime | None = None  # a lot's own expiry
 
 
+class TopUpRuleDoc(msgspec.Struct, kw_only=True):
+    """A wallet's automatic top-up rule (entities/wallets.py, Lago's `recurring_transaction_rules`, trigger
+    `threshold`): when the wallet's ongoing balance falls to or below `threshold_credits`, add the credits."""
+
+    id: str
+    threshold_credits: Decimal
+    paid_credits: Decimal = Decimal(0)
+    granted_credits: Decimal = Decimal(0)
+    started_at: datetime | None = None
+    expiration_at: datetime | None = None
+
+
 class WalletDoc(msgspec.Struct, kw_only=True, tag="wallet"):
     """A prepaid wallet with its settled ledger (entities/wallets.py), for the processor's real-time debit.
 
@@ -196,6 +208,7 @@ class WalletDoc(msgspec.Struct, kw_only=True, tag="wallet"):
     version: int
     entries: list[WalletEntryDoc] = []
     deleted: bool = False
+    top_up_rules: list[TopUpRuleDoc] = []  # automatic top-ups (processor/balances.py decides each crossing)
 
     @property
     def key(self) -> str:
@@ -229,6 +242,7 @@ __all__ = [
     "Phase",
     "PlanVersionDoc",
     "SubscriptionDoc",
+    "TopUpRuleDoc",
     "WalletDoc",
     "WalletEntryDoc",
     "decode_change",

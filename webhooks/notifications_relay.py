@@ -11,6 +11,13 @@ the same transaction, so neither a processor's repeat nor this relay's own (a cr
 offset commit) makes a second webhook. Offsets are committed only after the write committed (at least once in,
 exactly once out).
 
+Automatic top-ups: a `wallet.top_up_requested` notification (a wallet's rule crossed, billing/thresholds.py) is
+not a webhook event: it is applied to the wallet store (`entities.wallets.recurring_top_up`), in its own
+transaction, before the webhook events of the batch and before the offset commit; the top-ups carry the
+references `auto:<notification id>:<kind>`, so a request the processor repeats, or this relay reads twice,
+writes one top-up. A request whose wallet was terminated or whose rule was removed since is counted and passed
+over; an unusable amount is logged and passed over (the processor's own output, not a customer's input).
+
 Skipped on purpose: `dunning.*` notifications (deploy/dunning_run.py appends their webhook events itself, in the
 transaction that logs the step: relaying them too would send each twice), and kinds that are not webhook event
 types (counted, logged). A message that is not a readable Notification is logged with its partition and offset,
@@ -38,6 +45,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from meterstream.background import BackgroundLoop
+from meterstream.billing.thresholds import TOP_UP_REQUESTED
+from meterstream.entities.common import Conflict, Invalid
 from meterstream.health import StallWatch
 from meterstream.schemas.provisioning import NOTIFICATIONS, Notification, decode_notification
 from meterstream.schemas.settings import Settings
@@ -47,7 +56,8 @@ log = logging.getLogger(__name__)
 
 OUTCOMES = Counter(
     "meterstream_notification_webhooks_total",
-    "Notifications of the notifications topic by outcome (written, repeated, dunning, other_kind, unreadable)",
+    "Notifications of the notifications topic by outcome (written, repeated, dunning, other_kind, unreadable, "
+    "top_up_written, top_up_repeated, top_up_skipped)",
     ["outcome"],
 )  # fmt: skip
 # written by deploy/dunning_run.py itself (webhooks/events.py DUNNING_*), never relayed
@@ -66,6 +76,8 @@ def event_data(note: Notification) -> dict[str, Any]:
 
 def classify(note: Notification) -> str | None:
     """None when the notification becomes a webhook event, else why it does not (the metric's outcome)."""
+    if note.kind == TOP_UP_REQUESTED:
+        return "top_up"
     if note.kind.startswith(OWN_WEBHOOKS_PREFIX):
         return "dunning"
     if note.kind not in events.EVENT_TYPES:
@@ -76,10 +88,14 @@ def classify(note: Notification) -> str | None:
 def write_once(sessions: sessionmaker, notes: Iterable[Notification]) -> dict[str, int]:
     """Write the notifications as webhook events in one transaction, skipping any already written (by id);
     returns the count per outcome. Raises when the store fails (nothing written; the caller retries)."""
-    counts = {"written": 0, "repeated": 0, "dunning": 0, "other_kind": 0}
+    counts = {"written": 0, "repeated": 0, "dunning": 0, "other_kind": 0}  # + top_up_* when there are top-ups
     wanted: dict[str, Notification] = {}
     for note in notes:
         why = classify(note)
+        if why == "top_up":
+            outcome = apply_top_up(sessions, note)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            continue
         if why is not None:
             counts[why] += 1
             continue
@@ -105,6 +121,24 @@ def write_once(sessions: sessionmaker, notes: Iterable[Notification]) -> dict[st
             if attempt == 2:
                 raise
     return counts  # pragma: no cover - the loop returns or raises
+
+
+def apply_top_up(sessions: sessionmaker, note: Notification) -> str:
+    """Write the automatic top-up a `wallet.top_up_requested` notification asks for (at most once per id); the
+    metric's outcome. Raises when the store fails (the caller retries the batch)."""
+    from meterstream.entities.wallets import recurring_top_up
+
+    data = note.data
+    try:
+        done = recurring_top_up(sessions, note.tenant, str(data.get("wallet")), str(data.get("rule")), note.id,
+                                data.get("paid_credits"), data.get("granted_credits"))  # fmt: skip
+    except (Invalid, Conflict) as exc:
+        log.error("top-up request %s of %s/%s not applied: %s", note.id, note.tenant, note.customer, exc)
+        return "top_up_skipped"
+    if done in ("written", "repeated"):
+        return f"top_up_{done}"
+    log.warning("top-up request %s of %s/%s not applied: %s", note.id, note.tenant, note.customer, done)
+    return "top_up_skipped"
 
 
 def decode_all(messages: Iterable[Any]) -> tuple[list[Notification], int]:
@@ -139,7 +173,8 @@ class NotificationsRelay(BackgroundLoop):
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
         self.watch = StallWatch(settings.stall_seconds, monotonic)
-        self.totals: dict[str, int] = {"written": 0, "repeated": 0, "dunning": 0, "other_kind": 0, "unreadable": 0}
+        self.totals: dict[str, int] = {"written": 0, "repeated": 0, "dunning": 0, "other_kind": 0, "unreadable": 0,
+                                       "top_up_written": 0, "top_up_repeated": 0, "top_up_skipped": 0}  # fmt: skip
         self._pending: list[Any] = []  # read, not yet written (the store failed): retried before reading more
         self._consumer = consumer_factory({
             "bootstrap.servers": settings.bootstrap,
@@ -217,4 +252,5 @@ def start_notifications_relay(settings: Settings, sessions: sessionmaker, **kwar
     return NotificationsRelay(settings, sessions, **kwargs).start()
 
 
-__all__ = ["NotificationsRelay", "classify", "event_data", "event_id", "start_notifications_relay", "write_once"]
+__all__ = ["NotificationsRelay", "apply_top_up", "classify", "event_data", "event_id", "start_notifications_relay",
+           "write_once"]

@@ -169,27 +169,50 @@ class PartitionStore:
         Every key of `writes` is written, whatever its name (dedup entries, running totals, bundle use,
         balances...). The changelog gets one record per non-dedup key (compaction keeps the newest) and
         one packed record per day index entry holding its dedup entries (`pack_entries`), so purging an
-        index entry is one tombstone; the counters and the next offset come last."""
+        index entry is one tombstone; the counters and the next offset come last.
+
+        One pass per key (the hot path: one dedup entry per rated event): each key is encoded once, its
+        entry packed inline, and its day's packed record built as it goes (the bytes `pack_entries` gives
+        for the same pairs; tests/processor/test_store.py holds the plain version it must equal)."""
         ops: list[tuple[bytes, bytes | None]] = []
         records: list[tuple[bytes, bytes | None]] = []
-        put, dumps, entry = ops.append, _dumps, encode_entry
-        first_seen: dict[int, list[tuple[str, bytes]]] = {}  # day -> dedup keys first seen that day, encoded
-        day_keys: list[tuple[str, bytes]] = []
+        put, record, dumps, pack_entry, head = ops.append, records.append, _dumps, _pack_entry, _LEN.pack
+        days: dict[int, tuple[list[bytes], list[str]]] = {}  # day -> (its packed record's parts, its keys)
+        heads: dict[int, bytes] = {}  # a key length -> the header of a binary entry with that key length
+        parts: list[bytes] = []
+        names: list[str] = []
         closed: list[tuple[str, Any]] = []  # finished sessions: indexed below
         last_t = None
         for key, value in writes.items():
+            kb = key.encode()
             if key.startswith(DEDUP_PREFIX):
-                raw = entry(value)
-                put((key.encode(), raw))
+                try:  # encode_entry, inline
+                    raw = pack_entry(_ENTRY_TAG, value["p"], value["o"], value["t"]) if len(value) == 3 else None
+                except (KeyError, struct.error):
+                    raw = None
                 t = value["t"]
                 if t != last_t:  # a batch's entries share one clock: one day lookup per batch
                     last_t = t
-                    day_keys = first_seen.setdefault(t // DAY_MS, [])
-                day_keys.append((key, raw))
+                    day = days.get(t // DAY_MS)
+                    if day is None:
+                        day = days[t // DAY_MS] = ([], [])
+                    parts, names = day
+                if raw is None:
+                    raw = dumps(value)
+                    parts.append(head(len(kb), len(raw)))
+                else:
+                    h = heads.get(len(kb))
+                    if h is None:
+                        h = heads[len(kb)] = head(len(kb), _ENTRY_SIZE)
+                    parts.append(h)
+                put((kb, raw))
+                parts.append(kb)
+                parts.append(raw)
+                names.append(key)
             else:
                 raw = dumps(value)
-                put((key.encode(), raw))
-                records.append((key.encode(), raw))
+                put((kb, raw))
+                record((kb, raw))
                 if key.startswith(_SESSION_PREFIX) and _closed_session(value):
                     closed.append((key, value))
         if closed:
@@ -197,16 +220,22 @@ class PartitionStore:
             for key, value in closed:
                 index = (b"%s%08d|%s" % (_SESSION_INDEX, day, key.encode()), dumps(value[-1]))
                 put(index)
-                records.append(index)
-        for day, pairs in first_seen.items():
+                record(index)
+        indexed: list[tuple[bytes, bytes | None]] = []
+        for day, (parts, names) in days.items():
             index_key = b"%s%08d|%s%020d" % (_INDEX, day, _BATCH_INDEX, next_offset)
+            packed = b"".join(parts)
             earlier = self.db.get(index_key)  # a commit to the same offset before (tools, tests): keep its keys
             if earlier is not None:
-                known = {k for k, _ in pairs}
+                known = set(names)
                 old = [(k, v) for k in _loads(earlier) if k not in known and (v := self.db.get(k.encode())) is not None]
-                pairs = old + pairs
-            put((index_key, dumps([k for k, _ in pairs])))
-            records.insert(0, (index_key, pack_entries(pairs)))
+                packed = pack_entries(old) + packed
+                names = [k for k, _ in old] + names
+            put((index_key, dumps(names)))
+            indexed.append((index_key, packed))
+        if indexed:  # first, the last day first (as inserted at the front one by one before)
+            indexed.reverse()
+            records[:0] = indexed
         counts = self.counts + outcomes
         tail = [(_COUNTS_KEY, dumps(counts)), (_OFFSET_KEY, str(next_offset).encode())]
         ops.extend(tail)
@@ -216,11 +245,12 @@ class PartitionStore:
     def apply(self, prepared: Prepared, changelog_next: int | None = None) -> None:
         """Write prepared operations atomically, with the changelog position they reach (when logged)."""
         batch = WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
         for key, value in prepared.ops:
             if value is None:
-                batch.delete(key)
+                delete(key)
             else:
-                batch.put(key, value)
+                put(key, value)
         if changelog_next is not None:
             batch.put(_CHANGELOG_KEY, str(changelog_next).encode())
         self.db.write(batch)
@@ -360,19 +390,48 @@ def _closed_session(value: Any) -> bool:
     return type(value) is list and len(value) == 2 and type(value[0]) is dict and "closed" in value[0]
 
 
+class Uncommitted:
+    """Several uncommitted batches' buffers seen as one `pending` (oldest first: a newer write wins), for a
+    batch started while two before it are uncommitted; committed once its newest member is."""
+
+    __slots__ = ("after", "members", "pending")
+
+    def __init__(self, members: list[BatchState]) -> None:
+        self.members = members
+        self.after = None
+        self.pending: dict[str, Any] = {}
+        for member in members:
+            self.pending.update(member.pending)
+
+    @property
+    def committed(self) -> bool:
+        return self.members[-1].committed  # batches commit in order
+
+
 class BatchState(MutableMapping[str, Any]):
     """A write buffer over a store: what `step.process` sees while a batch is being processed.
 
-    `after` is the previous batch's buffer while that batch is still uncommitted (its outputs on their
-    way to Kafka): its writes are seen as if committed. Batches commit in order, and the processor
-    starts a batch only once the one before the previous is committed, so one level is enough;
-    `committed()` cuts the link so old buffers are freed.
+    `after` is the previous batches' buffer while they are still uncommitted (outputs or changelog records
+    on their way to Kafka): their writes are seen as if committed. Batches commit in order and the
+    processor starts a batch while at most two before it are uncommitted (processor/checkpoint.py): with
+    one, `after` is its buffer; with two, an `Uncommitted` view of both (their writes merged once, when
+    this batch starts; they are final by then). Readers look at `after.pending`, then the store, one level
+    whatever the depth. A committed buffer is not linked (its writes are in the store), and `commit` cuts
+    this buffer's link so old buffers are freed.
     """
 
     def __init__(self, store: PartitionStore, after: BatchState | None = None) -> None:
         self.store = store
         self.pending: dict[str, Any] = {}
-        self.after = after
+        self.committed = False
+        link: BatchState | Uncommitted | None = None
+        if after is not None and not after.committed:
+            link = after
+            before = after.after
+            if before is not None and not before.committed:  # two uncommitted batches before this one
+                earlier = before.members if isinstance(before, Uncommitted) else [before]
+                link = Uncommitted([b for b in earlier if not b.committed] + [after])
+        self.after = link
         self._db_get = store.db.get  # the hot path: one lookup in pending, else one in RocksDB
 
     def __getitem__(self, key: str) -> Any:
@@ -411,6 +470,7 @@ class BatchState(MutableMapping[str, Any]):
         (from `prepare`) when its changelog records were produced, with the changelog position reached."""
         self.store.apply(prepared or self.store.prepare(self.pending, next_offset, outcomes), changelog_next)
         self.after = None
+        self.committed = True
 
     def __delitem__(self, key: str) -> None:
         raise NotImplementedError("state entries are never deleted inside a batch")

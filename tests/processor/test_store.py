@@ -3,8 +3,19 @@
 from collections import Counter
 from pathlib import Path
 
+import orjson
+
 from meterstream.processor.dedup import dedup_key
-from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
+from meterstream.processor.store import (
+    DAY_MS,
+    BatchState,
+    PartitionStore,
+    Prepared,
+    Uncommitted,
+    _closed_session,
+    encode_entry,
+    pack_entries,
+)
 
 
 def test_batch_is_invisible_until_committed_and_survives_reopen(tmp_path: Path) -> None:
@@ -109,3 +120,99 @@ def test_one_index_entry_per_commit_and_day_and_none_lost_on_a_repeated_offset(t
     assert len(index) == 2  # days 3 and 4
     assert store.purge_before(4) == 4  # e0..e2 and e4, first seen on day 3
     assert [store.get(k) is None for k in ids] == [True, True, True, False, True]
+
+
+def _plain_prepare(store: PartitionStore, writes: dict, next_offset: int, outcomes: Counter) -> Prepared:
+    """`PartitionStore.prepare` as first written (two passes, `encode_entry` and `pack_entries` per entry):
+    the specification the one-pass version must equal, record for record and byte for byte."""
+    ops: list = []
+    records: list = []
+    first_seen: dict[int, list] = {}
+    closed = []
+    last_t = None
+    for key, value in writes.items():
+        if key.startswith("d|"):
+            raw = encode_entry(value)
+            ops.append((key.encode(), raw))
+            t = value["t"]
+            last_t = t
+            first_seen.setdefault(t // DAY_MS, []).append((key, raw))
+        else:
+            raw = orjson.dumps(value)
+            ops.append((key.encode(), raw))
+            records.append((key.encode(), raw))
+            if key.startswith("s|") and _closed_session(value):
+                closed.append((key, value))
+    for key, value in closed:
+        index = (b"u|%08d|%s" % (last_t // DAY_MS, key.encode()), orjson.dumps(value[-1]))
+        ops.append(index)
+        records.append(index)
+    for day, pairs in first_seen.items():
+        index_key = b"t|%08d|*%020d" % (day, next_offset)
+        earlier = store.db.get(index_key)
+        if earlier is not None:
+            known = {k for k, _ in pairs}
+            old = [(k, store.db.get(k.encode())) for k in orjson.loads(earlier) if k not in known]
+            pairs = [(k, v) for k, v in old if v is not None] + pairs
+        ops.append((index_key, orjson.dumps([k for k, _ in pairs])))
+        records.insert(0, (index_key, pack_entries(pairs)))
+    counts = store.counts + outcomes
+    tail = [(b"\x00counts", orjson.dumps(counts)), (b"\x00offset", str(next_offset).encode())]
+    return Prepared(ops + tail, records + tail, counts)
+
+
+def test_prepare_gives_the_plain_versions_operations_and_records(tmp_path: Path) -> None:
+    """Two days in one batch, entries that stay JSON (negative offset, a fifth field, a partition past
+    2^32), non-ASCII ids, running totals, a finished and an open session, and a repeated offset whose
+    earlier index entry is merged: the same operations and changelog records as the plain two-pass version."""
+    store = PartitionStore(tmp_path / "p0")
+    store.commit({dedup_key("t", "early"): {"p": 1, "o": 7, "t": 9 * DAY_MS}}, 12, Counter(rated=1))
+    writes = {
+        dedup_key("t", "a"): {"p": 1, "o": 10, "t": 9 * DAY_MS + 5},
+        "c|t|x|calls|2024-10": ["12.5", 10],
+        dedup_key("t", "é✓"): {"p": 1, "o": 11, "t": 9 * DAY_MS + 5},
+        dedup_key("u", "late"): {"p": 1, "o": 11, "t": 10 * DAY_MS},  # the next day
+        dedup_key("t", "neg"): {"p": 1, "o": -1, "t": 10 * DAY_MS},
+        dedup_key("t", "five"): {"p": 1, "o": 3, "t": 10 * DAY_MS, "r": 1},
+        dedup_key("t", "huge"): {"p": 2**32, "o": 1, "t": 10 * DAY_MS},  # no 4-byte partition
+        "s|t|x|sess": [{"closed": 3, "missing": []}, 11],
+        "s|t|x|open": [{"seen": [1]}, 11],
+        "b|t|x": [{"min": "3"}, 11],
+    }
+    expected = _plain_prepare(store, writes, 12, Counter(rated=5, duplicate=1))
+    got = store.prepare(writes, 12, Counter(rated=5, duplicate=1))
+    assert got == expected
+    # by hand: the day-10 record first, then day 9's, which holds "early" (same offset 12) before "a"
+    assert [k for k, _ in got.records[:2]] == [b"t|00000010|*%020d" % 12, b"t|00000009|*%020d" % 12]
+    early = dedup_key("t", "early").encode()
+    assert got.records[1][1].startswith(len(early).to_bytes(2, "big") + (21).to_bytes(2, "big") + early + b"\x01")
+    assert got.records[-2:] == [(b"\x00counts", b'{"rated":6,"duplicate":1}'), (b"\x00offset", b"12")]
+    store.close()
+
+
+def test_a_batch_started_behind_two_uncommitted_ones_reads_both(tmp_path: Path) -> None:
+    """With two batches in flight (one awaiting its changelog's acknowledgement, one its outputs'), the
+    third reads the newer write of a key both wrote, the older batch's other writes, the store for the rest;
+    once they commit, batches after them link to nothing committed."""
+    store = PartitionStore(tmp_path / "p0")
+    store.commit({"c|x": ["1", 0], "c|y": ["7", 0], "c|z": ["3", 0]}, 1, Counter(rated=1))
+    a = BatchState(store)
+    a["c|x"], a["c|y"] = ["2", 1], ["8", 1]
+    b = BatchState(store, after=a)
+    b["c|x"] = ["4", 2]
+    c = BatchState(store, after=b)  # a and b both uncommitted
+    assert isinstance(c.after, Uncommitted) and c.after.members == [a, b]
+    assert (c.get("c|x"), c.get("c|y"), c.get("c|z")) == (["4", 2], ["8", 1], ["3", 0])
+    assert c.after.pending == {"c|x": ["4", 2], "c|y": ["8", 1]}  # what the columnar path reads
+    c["c|y"] = ["9", 3]
+    a.commit(2, Counter(rated=1))
+    assert c.after.committed is False  # b is not
+    d = BatchState(store, after=c)  # a committed: only b and c are in flight
+    assert isinstance(d.after, Uncommitted) and d.after.members == [b, c]
+    assert (d.get("c|x"), d.get("c|y"), d.get("c|z")) == (["4", 2], ["9", 3], ["3", 0])
+    b.commit(3, Counter(rated=1))
+    c.commit(4, Counter(rated=1))
+    assert BatchState(store, after=c).after is None and BatchState(store, after=d).after is not None
+    d.commit(5, Counter())
+    assert store.get("c|x") == ["4", 2] and store.get("c|y") == ["9", 3] and store.next_offset() == 5
+    assert store.counts == Counter(rated=4)

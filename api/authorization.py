@@ -10,7 +10,9 @@ The steps (docs/authorization.md):
 4. the allowance, exact: a telecom meter's longest session (rating/telecom/authorize.py `max_duration`: connect
    fee, increments, time bands, rate groups, bundles, the plan's session rules), a usage meter's largest
    quantity (rating/allowance.py); the charge of that allowance;
-5. with `hold`, a hold of that charge for the session until it expires.
+5. with `hold`, a hold of that charge for the session until it expires: steps 3 to 5 then run in one transaction
+   under the customer's hold lock (entities/holds.py `reserving`), so concurrent authorizations of one customer,
+   in any number of API processes, never reserve more than the balance between them.
 
 Everything here but the reads in `Context` is pure; errors are `AuthorizeError(status, field, message)`.
 """
@@ -112,7 +114,21 @@ def authorize(ctx: Context, tenant: str, req: Request, *, now: datetime | None =
     balance = ctx.balance(tenant, req.customer, plan.currency)
     if balance is None:
         raise AuthorizeError(422, "customer", f"customer {req.customer!r} has no prepaid wallet in {plan.currency}")
-    held = holds.held(ctx.sessions, tenant, req.customer, plan.currency, now=now, except_session=req.session_id)
+    before = None  # the period's quantity so far, for a usage price whose charge depends on it (read outside the lock)
+    if req.meter not in plan.telecom_meters and depends_on_before(plan.prices[req.meter]):
+        before = ctx.period_quantity(tenant, req.customer, req.meter, start)
+    if not req.hold:  # nothing reserved: a read of what is held is enough
+        held = holds.held(ctx.sessions, tenant, req.customer, plan.currency, now=now, except_session=req.session_id)
+        return _answer(req, tenant, plan, balance, held, before, start, now, None)
+    # the read of what is held, the allowance and the hold in one transaction under the customer's hold lock
+    # (entities/holds.py `reserving`): a concurrent authorization of this customer, in any API process, waits
+    with holds.reserving(ctx.sessions, tenant, req.customer) as r:
+        held = r.held(plan.currency, now=now, except_session=req.session_id)
+        return _answer(req, tenant, plan, balance, held, before, start, now, r)
+
+
+def _answer(req: Request, tenant: str, plan: Plan, balance: Balance, held: Decimal, before: Decimal | None,
+            start: datetime, now: datetime, reservation: holds.Reservation | None) -> Answer:  # fmt: skip
     available = EXACT.subtract(balance.amount, held)
     room = max(available, ZERO)
     requested = req.duration_seconds if req.duration_seconds is not None else req.quantity
@@ -125,20 +141,18 @@ def authorize(ctx: Context, tenant: str, req: Request, *, now: datetime | None =
         kind = "usage"
         if req.duration_seconds is not None:
             raise AuthorizeError(422, "duration_seconds", f"meter {req.meter!r} is not a voice meter: give quantity")
-        price = plan.prices[req.meter]
-        before = ctx.period_quantity(tenant, req.customer, req.meter, start) if depends_on_before(price) else None
         try:
-            allowed, charge = allowed_quantity(price, available=room, before=before, step=req.quantity_step,
-                                               limit=requested)  # fmt: skip
+            allowed, charge = allowed_quantity(plan.prices[req.meter], available=room, before=before,
+                                               step=req.quantity_step, limit=requested)  # fmt: skip
         except ValueError as exc:
             raise AuthorizeError(422, "quantity_step", str(exc)) from None
     hold = None
-    if req.hold:
+    if reservation is not None:
         amount = charge if allowed.is_finite() else ZERO
         quantity = allowed if allowed.is_finite() else (requested or ZERO)
         spec = holds.HoldSpec(tenant, req.customer, req.meter, plan.currency, amount, quantity, req.hold_ttl,
                               req.session_id)  # fmt: skip
-        hold = holds.place_hold(ctx.sessions, spec, now=now)
+        hold = reservation.place(spec, now=now)
     return Answer(req.customer, req.meter, plan.currency, kind, balance, held, available, requested, allowed,
                   charge, start, hold)  # fmt: skip
 

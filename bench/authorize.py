@@ -2,10 +2,11 @@
 
     python bench/authorize.py [--requests 5000] [--customers 1000] [--json FILE]
 
-Builds the API app in this process (SQLite entity store in a temporary home, the plan of
-tests/api/test_authorize.py: a Berlin voice tariff with connect fee, 60/60 increments, peak/off-peak bands and
-a bundle, plus a unit-priced usage meter), stores `--customers` customers and gives each a balance snapshot
-in the app's balance feed, as the `balances` topic reader does (api/balance_feed.py), then sends the requests
+Builds the API app in this process with the set-up the authorization tests use (api/authorize_example.py: SQLite
+entity store in a temporary home, the example plan of docs/authorization.md: a Berlin voice tariff with connect
+fee, 60/60 increments, peak/off-peak bands and a bundle, plus a unit-priced usage meter), stores `--customers`
+customers and gives each a balance snapshot in the app's balance feed, as the `balances` topic reader does
+(api/balance_feed.py), then sends the requests
 one at a time through the ASGI app (httpx's ASGITransport: the whole FastAPI stack with authentication, the
 per-key rate limit off, validation, the store reads and the answer; no socket, no uvicorn). Three mixes, each
 timed per request with perf_counter:
@@ -36,42 +37,11 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from meterstream.api.app import create_app  # noqa: E402
-from meterstream.api.routes.authorize import feed_of  # noqa: E402
-from meterstream.entities.customers import put_customer  # noqa: E402
-from meterstream.schemas.entities import CustomerDoc  # noqa: E402
-from meterstream.schemas.provisioning import BalanceSnapshot  # noqa: E402
-from meterstream.schemas.settings import Settings  # noqa: E402
-
-TELECOM = {
-    "timezone": "Europe/Berlin",
-    "rounding": {"decimals": 4, "method": "half_up"},
-    "time_bands": {"default": "offpeak",
-                   "periods": [{"band": "peak", "days": ["weekdays"], "start": "08:00", "end": "18:00"}]},
-    "destinations": {"NAT": {"group": "national", "prefixes": ["49"]}},
-    "rates": {
-        "R_PEAK": {"connect_fee": "0.10", "increments": "60/60", "groups": [{"price": "0.06", "per": 60}]},
-        "R_OFF": {"connect_fee": "0.10", "increments": "60/60", "groups": [{"price": "0.03", "per": 60}]},
-    },
-    "meters": {"voice_seconds": {"kind": "voice",
-                                 "rates": [{"destination": "NAT", "bands": {"peak": "R_PEAK", "offpeak": "R_OFF"}}]}},
-    "bundles": [{"id": "FREE5", "meter": "voice_seconds", "amount": 5, "unit": "minutes"}],
-}  # fmt: skip
-CATALOG = {
-    "plans": [{"id": "prepaid", "currency": "EUR", "telecom": TELECOM,
-               "meters": {"api_calls": {"model": "unit", "unit_amount": "0.003"}}}],
-    "assignments": [{"tenant": "t1", "customer": "*", "plan": "prepaid"}],
-}  # fmt: skip
-
-
-class _NoIngest:
-    def close(self) -> None:
-        pass
+from meterstream.api.authorize_example import add_customer, example_app  # noqa: E402
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -170,18 +140,10 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        catalog = home / "catalog.yaml"
-        catalog.write_text(yaml.safe_dump(CATALOG))
-        settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None,
-                            catalog=catalog, clickhouse_http_port=0)  # fmt: skip
-        app = create_app(settings, ingest=_NoIngest(), relay=False)  # type: ignore[arg-type]
+        app = example_app(Path(tmp), clickhouse_http_port=0)
         t = time.perf_counter()
         for i in range(args.customers):
-            put_customer(app.state.sessions, CustomerDoc(tenant="t1", external_id=f"c{i}", name=f"c{i}", version=0,
-                                                         currency="EUR"))  # fmt: skip
-            feed_of(app).put(BalanceSnapshot(tenant="t1", customer=f"c{i}", currency="EUR", balance="50.00",
-                                             consumed="0", as_of="2026-12-01T10:00:00Z"))  # fmt: skip
+            add_customer(app, f"c{i}", balance="50.00")
         print(f"{args.customers} customers stored in {time.perf_counter() - t:.1f} s")
         key = app.state.keys.create("t1", "ingest", "bench")[1]
         results = {"core_voice": _core(app, args.customers, args.requests)}

@@ -16,11 +16,14 @@ Amounts are decimal text, never floats; every sum runs in `money.EXACT` (it rais
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import DateTime, Index, Integer, String, UniqueConstraint, bindparam, select, update
+from sqlalchemy import DateTime, Index, Integer, String, UniqueConstraint, bindparam, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
@@ -33,6 +36,7 @@ __all__ = [
     "RELEASED",
     "HoldRow",
     "HoldSpec",
+    "Reservation",
     "StoredHold",
     "consume",
     "consume_rated",
@@ -41,6 +45,7 @@ __all__ = [
     "held",
     "place_hold",
     "release",
+    "reserving",
     "session_of",
 ]
 
@@ -132,28 +137,155 @@ def _check(spec: HoldSpec) -> None:
 def place_hold(sf: sessionmaker, spec: HoldSpec, *, now: datetime | None = None) -> StoredHold:
     """Reserve `spec.amount` until now + ttl. The session's earlier hold, if active (or expired: the session
     runs on), is replaced in place (same id, consumption kept: the new amount counts from the session's
-    start); one released by the final record is a `Conflict` naming `session_id`."""
+    start); one released by the final record is a `Conflict` naming `session_id`. (An authorization that must
+    read what is held and reserve in one step uses `reserving`.)"""
     _check(spec)
-    now = (now or datetime.now(UTC)).astimezone(UTC)  # stored as UTC (SQLite keeps no offset)
+    with reserving(sf, spec.tenant, spec.customer) as r:
+        return r.place(spec, now=now)
+
+
+class Reservation:
+    """The customer's hold lock, held until the transaction ends (`reserving`): `held` then `place` in it cannot
+    interleave with another reservation of the same customer, from this process or another."""
+
+    def held(self, currency: str, *, now: datetime | None = None, except_session: str | None = None) -> Decimal:
+        """As module `held`, inside the locked transaction."""
+        return _sum_held(self._held_rows(currency), now or datetime.now(UTC), except_session)
+
+    def place(self, spec: HoldSpec, *, now: datetime | None = None) -> StoredHold:
+        """As `place_hold`, inside the locked transaction (committed when `reserving` ends without error)."""
+        _check(spec)
+        if (spec.tenant, spec.customer) != self._customer:
+            raise Invalid("customer", f"this reservation locks {self._customer!r}, not {spec.customer!r}")
+        return self._place(spec, (now or datetime.now(UTC)).astimezone(UTC))  # stored as UTC (SQLite keeps no offset)
+
+    def __init__(self, tenant: str, customer: str) -> None:
+        self._customer = (tenant, customer)
+
+    def _held_rows(self, currency: str) -> list[tuple]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _place(self, spec: HoldSpec, now: datetime) -> StoredHold:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+@contextmanager
+def reserving(sf: sessionmaker, tenant: str, customer: str) -> Iterator[Reservation]:
+    """One write transaction that holds the customer's hold lock: on SQLite the database's write lock
+    (BEGIN IMMEDIATE: every other writer waits, busy_timeout), on PostgreSQL a transaction-scoped advisory lock
+    on (tenant, customer) (`pg_advisory_xact_lock`: other customers are not held up). Committed on a normal
+    exit, rolled back on an exception. `POST /v1/authorize` with a hold reads `held`, computes the allowance
+    and `place`s the hold in it, so two authorizations of one customer never both spend the same balance."""
     engine = sf.kw["bind"]
     if _raw_sqlite(engine):
-        return _place_hold_sqlite(engine, spec, now)
-    with sf.begin() as s:
-        row = None
+        conn = engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            try:
+                if SQLITE_SYNCHRONOUS != "FULL":
+                    cur.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _SqliteReservation(tenant, customer, cur)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                finally:
+                    if SQLITE_SYNCHRONOUS != "FULL":
+                        cur.execute("PRAGMA synchronous=FULL")  # the pooled connection's default, for other writes
+            finally:
+                cur.close()
+        finally:
+            conn.close()  # back to the pool
+        return
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(_LOCK_PG, {"ns": LOCK_NAMESPACE, "key": lock_key(tenant, customer)})
+        yield _CoreReservation(tenant, customer, conn)
+
+
+LOCK_NAMESPACE = 0x4D53_4831  # "MSH1": the first key of pg_advisory_xact_lock(int, int), the holds' own space
+# SQLite's synchronous level for the hold transaction (WAL journal): NORMAL does not fsync the WAL at each commit,
+# only at checkpoints. A committed hold survives a crash of the process (the WAL is in the OS's page cache) but
+# may be lost with the machine's power (docs/authorization.md, "Durability of holds").
+SQLITE_SYNCHRONOUS = "NORMAL"
+_LOCK_PG = text("SELECT pg_advisory_xact_lock(:ns, :key)")
+
+
+def lock_key(tenant: str, customer: str) -> int:
+    """The second key of the customer's advisory lock: a 32-bit signed hash of (tenant, customer). Two customers
+    sharing one only wait for each other; they never share holds."""
+    digest = hashlib.blake2b(f"{tenant}\x1f{customer}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class _SqliteReservation(Reservation):
+    def __init__(self, tenant: str, customer: str, cur) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(tenant, customer)
+        self._cur = cur
+
+    def _held_rows(self, currency: str) -> list[tuple]:
+        self._cur.execute(_HELD_SQLITE, (*self._customer, ACTIVE, currency))
+        return [(a, c, datetime.fromisoformat(e), sid) for a, c, e, sid in self._cur.fetchall()]
+
+    def _place(self, spec: HoldSpec, now: datetime) -> StoredHold:
+        """Straight through the pooled DB-API connection (an ORM session cost ~2.7 ms of CPU per hold here)."""
+        cur = self._cur
+        expires_at = now + spec.ttl
+        amount, quantity = str(spec.amount), str(spec.quantity)
+        found = None
         if spec.session_id is not None:
-            row = s.scalars(select(HoldRow).where(HoldRow.tenant == spec.tenant, HoldRow.customer == spec.customer,
-                                                  HoldRow.session_id == spec.session_id)).first()  # fmt: skip
-        if row is not None and row.status == RELEASED:
-            raise Conflict("session_id", f"session {spec.session_id!r} has ended ({row.reason})")
-        if row is None:
-            row = HoldRow(hold_id=new_ulid(), tenant=spec.tenant, customer=spec.customer, session_id=spec.session_id,
-                          consumed="0", created_at=now)  # fmt: skip
-            s.add(row)
-        row.meter, row.currency, row.amount, row.quantity = spec.meter, spec.currency, str(spec.amount), str(
-            spec.quantity)
-        row.status, row.reason, row.expires_at, row.updated_at = ACTIVE, None, now + spec.ttl, now
-        s.flush()
-        return _stored(row)
+            cur.execute(_FIND_SQLITE, (spec.tenant, spec.customer, spec.session_id))
+            found = cur.fetchone()
+        if found is not None and found[2] == RELEASED:
+            raise Conflict("session_id", f"session {spec.session_id!r} has ended ({found[3]})")
+        if found is None:
+            hold_id, consumed, created_at = new_ulid(), "0", now
+            cur.execute(_INSERT_SQLITE, (hold_id, spec.tenant, spec.customer, spec.session_id, spec.meter,
+                                         spec.currency, amount, consumed, quantity, ACTIVE,
+                                         expires_at.strftime(_SQLITE_TS), now.strftime(_SQLITE_TS),
+                                         now.strftime(_SQLITE_TS)))  # fmt: skip
+        else:
+            hold_id, consumed, created_at = found[0], found[1], aware(datetime.fromisoformat(found[4]))
+            cur.execute(_UPDATE_SQLITE, (spec.meter, spec.currency, amount, quantity, ACTIVE,
+                                         expires_at.strftime(_SQLITE_TS), now.strftime(_SQLITE_TS), hold_id))
+        return StoredHold(hold_id, spec.tenant, spec.customer, spec.session_id, spec.meter, spec.currency,
+                          spec.amount, Decimal(consumed), spec.quantity, ACTIVE, None, expires_at,
+                          created_at)  # type: ignore[arg-type]  # fmt: skip
+
+
+class _CoreReservation(Reservation):
+    def __init__(self, tenant: str, customer: str, conn) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(tenant, customer)
+        self._conn = conn
+
+    def _held_rows(self, currency: str) -> list[tuple]:
+        tenant, customer = self._customer
+        return list(self._conn.execute(_HELD, {"tenant": tenant, "customer": customer, "currency": currency}).all())
+
+    def _place(self, spec: HoldSpec, now: datetime) -> StoredHold:
+        conn, t = self._conn, HoldRow.__table__
+        found = None
+        if spec.session_id is not None:
+            found = conn.execute(select(t.c.hold_id, t.c.consumed, t.c.status, t.c.reason, t.c.created_at).where(
+                t.c.tenant == spec.tenant, t.c.customer == spec.customer, t.c.session_id == spec.session_id)).first()
+        if found is not None and found[2] == RELEASED:
+            raise Conflict("session_id", f"session {spec.session_id!r} has ended ({found[3]})")
+        values = {"meter": spec.meter, "currency": spec.currency, "amount": str(spec.amount),
+                  "quantity": str(spec.quantity), "status": ACTIVE, "reason": None,
+                  "expires_at": now + spec.ttl, "updated_at": now}  # fmt: skip
+        if found is None:
+            hold_id, consumed, created_at = new_ulid(), "0", now
+            conn.execute(t.insert().values(hold_id=hold_id, tenant=spec.tenant, customer=spec.customer,
+                                           session_id=spec.session_id, consumed=consumed, created_at=now,
+                                           **values))  # fmt: skip
+        else:
+            hold_id, consumed, created_at = found[0], found[1], aware(found[4])
+            conn.execute(update(t).where(t.c.hold_id == hold_id).values(**values))
+        return StoredHold(hold_id, spec.tenant, spec.customer, spec.session_id, spec.meter, spec.currency,
+                          spec.amount, Decimal(consumed), spec.quantity, ACTIVE, None, now + spec.ttl,
+                          created_at)  # type: ignore[arg-type]  # fmt: skip
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite DATETIME text (naive UTC), so both paths read alike
@@ -167,47 +299,8 @@ _INSERT_SQLITE = ("INSERT INTO authorization_holds (hold_id, tenant, customer, s
 
 
 def _raw_sqlite(engine) -> bool:  # type: ignore[no-untyped-def]
-    """Whether `place_hold` takes the raw DB-API path (SQLite); PostgreSQL keeps the ORM session."""
+    """Whether holds take the raw DB-API path (SQLite); PostgreSQL goes through SQLAlchemy Core."""
     return engine.dialect.name == "sqlite"
-
-
-def _place_hold_sqlite(engine, spec: HoldSpec, now: datetime) -> StoredHold:  # type: ignore[no-untyped-def]
-    """`place_hold` straight through the pooled DB-API connection (an ORM session cost ~2.7 ms of CPU per hold
-    here): the same rows in one transaction, BEGIN IMMEDIATE so that two processes placing holds of one
-    customer serialize on the database's write lock (busy_timeout waits) instead of both reading first."""
-    expires_at = now + spec.ttl
-    amount, quantity = str(spec.amount), str(spec.quantity)
-    conn = engine.raw_connection()
-    try:
-        cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            found = None
-            if spec.session_id is not None:
-                cur.execute(_FIND_SQLITE, (spec.tenant, spec.customer, spec.session_id))
-                found = cur.fetchone()
-            if found is not None and found[2] == RELEASED:
-                raise Conflict("session_id", f"session {spec.session_id!r} has ended ({found[3]})")
-            if found is None:
-                hold_id, consumed, created_at = new_ulid(), "0", now
-                cur.execute(_INSERT_SQLITE, (hold_id, spec.tenant, spec.customer, spec.session_id, spec.meter,
-                                             spec.currency, amount, consumed, quantity, ACTIVE,
-                                             expires_at.strftime(_SQLITE_TS), now.strftime(_SQLITE_TS),
-                                             now.strftime(_SQLITE_TS)))  # fmt: skip
-            else:
-                hold_id, consumed, created_at = found[0], found[1], aware(datetime.fromisoformat(found[4]))
-                cur.execute(_UPDATE_SQLITE, (spec.meter, spec.currency, amount, quantity, ACTIVE,
-                                             expires_at.strftime(_SQLITE_TS), now.strftime(_SQLITE_TS), hold_id))
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.close()
-    finally:
-        conn.close()
-    return StoredHold(hold_id, spec.tenant, spec.customer, spec.session_id, spec.meter, spec.currency, spec.amount,
-                      Decimal(consumed), spec.quantity, ACTIVE, None, expires_at, created_at)  # type: ignore[arg-type]  # fmt: skip
 
 
 _HELD = select(HoldRow.amount, HoldRow.consumed, HoldRow.expires_at, HoldRow.session_id).where(
@@ -220,9 +313,9 @@ _HELD_SQLITE = ("SELECT amount, consumed, expires_at, session_id FROM authorizat
 def held(sf: sessionmaker, tenant: str, customer: str, currency: str, *, now: datetime | None = None,
          except_session: str | None = None) -> Decimal:  # fmt: skip
     """The sum of what the customer's active, unexpired holds in `currency` still reserve (the hold of
-    `except_session` left out: a session authorizing again replaces its own)."""
+    `except_session` left out: a session authorizing again replaces its own). A read without the lock: an
+    answer that places no hold needs none."""
     now = now or datetime.now(UTC)
-    total = ZERO
     engine = sf.kw["bind"]
     if engine.dialect.name == "sqlite":  # straight through the pooled DB-API connection, as keys.authenticate
         conn = engine.raw_connection()  # (an ORM session cost ~0.6 ms of CPU per call here, this ~0.05)
@@ -236,6 +329,11 @@ def held(sf: sessionmaker, tenant: str, customer: str, currency: str, *, now: da
     else:
         with engine.connect() as c:
             rows = c.execute(_HELD, {"tenant": tenant, "customer": customer, "currency": currency}).all()
+    return _sum_held(rows, now, except_session)
+
+
+def _sum_held(rows, now: datetime, except_session: str | None) -> Decimal:  # type: ignore[no-untyped-def]
+    total = ZERO
     for amount, consumed, expires_at, session_id in rows:
         if aware(expires_at) <= now or (except_session is not None and session_id == except_session):  # type: ignore[operator]
             continue

@@ -2,7 +2,8 @@
 the embedded ClickHouse, or from a snapshot of the balances feed; holds (entities/holds.py) reduce later
 authorizations, are consumed and released by the session's rated records, and end by expiry.
 
-Plan (hand-computable, as tests/rating/telecom/test_max_duration.py): Berlin, peak Mon-Fri 08:00-18:00. National
+Plan (api/authorize_example.py, shared with bench/authorize.py; hand-computable, as
+tests/rating/telecom/test_max_duration.py): Berlin, peak Mon-Fri 08:00-18:00. National
 calls (49...) 0.10 connect fee, 60/60, 0.06/min peak, 0.03/min off-peak; bundle FREE5 of 5 free minutes.
 Usage meters: api_calls 0.003 EUR per call; tokens graduated, 100 free then 0.01 each. 2025-03-04 is a Tuesday.
 Every expected figure is worked by hand in the comments.
@@ -17,60 +18,26 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
-from lago_app import NoIngest
 
 from meterstream.aggregation.ddl import create_schema
-from meterstream.api.app import create_app
+from meterstream.api.authorize_example import NAT, add_customer, example_app
 from meterstream.api.routes.authorize import feed_of
 from meterstream.entities import holds
 from meterstream.entities.common import Invalid, NotFound
-from meterstream.entities.customers import put_customer
-from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.provisioning import BalanceSnapshot
-from meterstream.schemas.settings import Settings
 
 TUE_10 = "2025-03-04T10:00:00+01:00"  # Berlin, peak
-NAT = {"destination": "+4930123"}
-TELECOM = {
-    "timezone": "Europe/Berlin",
-    "rounding": {"decimals": 4, "method": "half_up"},
-    "time_bands": {"default": "offpeak",
-                   "periods": [{"band": "peak", "days": ["weekdays"], "start": "08:00", "end": "18:00"}]},
-    "destinations": {"NAT": {"group": "national", "prefixes": ["49"]}},
-    "rates": {
-        "R_PEAK": {"connect_fee": "0.10", "increments": "60/60", "groups": [{"price": "0.06", "per": 60}]},
-        "R_OFF": {"connect_fee": "0.10", "increments": "60/60", "groups": [{"price": "0.03", "per": 60}]},
-    },
-    "meters": {"voice_seconds": {"kind": "voice",
-                                 "rates": [{"destination": "NAT", "bands": {"peak": "R_PEAK", "offpeak": "R_OFF"}}]}},
-    "bundles": [{"id": "FREE5", "meter": "voice_seconds", "amount": 5, "unit": "minutes"}],
-}  # fmt: skip
-CATALOG = {
-    "plans": [{
-        "id": "prepaid", "currency": "EUR", "telecom": TELECOM,
-        "meters": {"api_calls": {"model": "unit", "unit_amount": "0.003"},
-                   "tokens": {"model": "graduated", "tiers": [{"up_to": "100", "unit_amount": "0"},
-                                                              {"up_to": None, "unit_amount": "0.01"}]}},
-    }],
-    "assignments": [{"tenant": "t1", "customer": "*", "plan": "prepaid"}],
-}  # fmt: skip
 
 
 @pytest.fixture
 def app(tmp_path: Path, chdb_client):  # type: ignore[no-untyped-def]
     db = f"a_{uuid.uuid4().hex[:8]}"
     create_schema(chdb_client, db)
-    catalog = tmp_path / "catalog.yaml"
-    catalog.write_text(yaml.safe_dump(CATALOG))
-    settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None,
-                        clickhouse_database=db, catalog=catalog)  # fmt: skip
-    application = create_app(settings, ingest=NoIngest(), relay=False, clickhouse_client=chdb_client)  # type: ignore[arg-type]
+    application = example_app(tmp_path, clickhouse_client=chdb_client, clickhouse_database=db)
     with TestClient(application) as client:
         for customer in ("c1", "c2"):
-            put_customer(application.state.sessions, CustomerDoc(tenant="t1", external_id=customer, name=customer,
-                                                                 version=0, currency="EUR"))  # fmt: skip
+            add_customer(application, customer)
         admin = {"Authorization": f"Bearer {application.state.keys.create('t1', 'admin', 'a')[1]}"}
         ingest = {"Authorization": f"Bearer {application.state.keys.create('t1', 'ingest', 'i')[1]}"}
         r = client.post("/v1/customers/c1/wallets", headers=admin, json={"name": "Main", "paid_credits": "1.00"})

@@ -1,7 +1,7 @@
 """The API's balance feed on a real broker: a snapshot on the `balances` topic answers /v1/authorize from memory
 (balance_source "stream"), a newer one replaces it, a tombstone forgets it; a final rated record of a held
 session on `rated-usage` releases the hold. Figures by hand (plan of test_authorize.py: 0.10 connect fee,
-0.06/min peak, 60/60)."""
+0.06/min peak, 60/60; api/authorize_example.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 from confluent_kafka import Producer
-from test_authorize import CATALOG, NAT, TUE_10
+from test_authorize import TUE_10
 
+from meterstream.api.authorize_example import NAT, add_customer, write_catalog
 from meterstream.api.routes.authorize import feed_of
 from meterstream.entities import holds
-from meterstream.entities.customers import put_customer
 from meterstream.ingest.topics import RATED
-from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.provisioning import BALANCES, BalanceSnapshot, customer_key, encode
 from meterstream.schemas.rated import dumps, pack
 
@@ -36,12 +34,10 @@ def wait_for(check: Callable[[], object], timeout: float = 20.0, every: Callable
 
 
 def test_snapshots_and_final_records_from_kafka(api_settings, make_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    catalog = tmp_path / "catalog.yaml"
-    catalog.write_text(yaml.safe_dump(CATALOG))
-    settings = api_settings.model_copy(update={"catalog": catalog})
+    settings = api_settings.model_copy(update={"catalog": write_catalog(tmp_path)})
     client = make_client(settings)  # owns its producer: the relay and the balance feed run
     app = client.app
-    put_customer(app.state.sessions, CustomerDoc(tenant="t1", external_id="c1", name="c1", version=0, currency="EUR"))
+    add_customer(app, "c1")
     ingest = {"Authorization": f"Bearer {app.state.keys.create('t1', 'ingest', 'i')[1]}"}
     producer = Producer({"bootstrap.servers": settings.bootstrap})
 

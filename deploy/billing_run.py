@@ -578,29 +578,3 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     summary = close_one(settings, client, period, out, publish=not args.no_publish, customers=customers, store=store)
     print(json.dumps({**summary, "forced": bool(args.force)}))
     return 1 if summary["failed"] else 0
-
-
-def add_commands(sub: Any) -> None:
-    """`meterstream billing run` and `meterstream billing close` (registered by deploy/cli.py)."""
-    p = sub.add_parser("billing", help="billing runs: close every ended period behind the close guards")
-    bs = p.add_subparsers(dest="billing_action", required=True)
-    c = bs.add_parser("run", help="close every period that has ended and is not closed (idempotent)")
-    c.add_argument("--out", default=None, help="directory for the JSON documents (METERSTREAM_INVOICES_DIR)")
-    c.add_argument("--wait", type=float, default=None,
-                   help="seconds to wait for the pipeline's backlog (METERSTREAM_BILLING_WAIT_SECONDS, 600)")
-    c.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")
-    c.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    c.set_defaults(func=_run)
-    c = bs.add_parser("drafts", help="bring the draft invoices of every open period up to date")
-    c.add_argument("--all", action="store_true", help="every customer (default: those with new usage, unless "
-                   "something else changed)")  # fmt: skip
-    c.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    c.set_defaults(func=_drafts)
-    c = bs.add_parser("close", help="close one period, answered in JSON (what POST /v1/billing/close runs)")
-    c.add_argument("--period", required=True, help="YYYY-MM")
-    c.add_argument("--customer", default=None, help="close only this customer (external id)")
-    c.add_argument("--tenant", default=None, help="the customer's tenant (needed when the id exists in several)")
-    c.add_argument("--force", action="store_true", help="close even if a guard refuses")
-    c.add_argument("--out", default=None, help="directory for the JSON documents (METERSTREAM_INVOICES_DIR)")
-    c.add_argument("--no-publish", action="store_true", help="do not send documents to the invoices topic")
-    c.set_defaults(func=_close)

@@ -1,10 +1,9 @@
 """`meterstream rate quote|event`: price a quantity, or rate one telecom event, from the command line (the work is
-rating/cli.py's `_quote` and rating/telecom/cli.py's `_handle`; they read no settings)."""
+rating/cli.py's `quote_command` and rating/telecom/cli.py's `rate_event_command`; they read no settings)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated
 
 import typer
@@ -19,9 +18,9 @@ def register(app: typer.Typer) -> None:
         price: Annotated[str, typer.Option(help="price file (YAML/JSON) or the price itself, inline")],
         quantity: Annotated[str, typer.Option(help="decimal quantity (for percentage: the event's value)")],
     ) -> int:
-        from meterstream.rating.cli import _quote
+        from meterstream.rating.cli import quote_command
 
-        return int(_quote(SimpleNamespace(price=price, quantity=quantity)) or 0)
+        return quote_command(price, quantity)
 
     @rate.command("event", help="rate one usage event with a telecom plan and print JSON")
     def event(
@@ -33,7 +32,6 @@ def register(app: typer.Typer) -> None:
         = None,
         currency: Annotated[str, typer.Option(help="currency of a bare telecom section (default EUR)")] = "EUR",
     ) -> int:  # fmt: skip
-        from meterstream.rating.telecom.cli import _handle
+        from meterstream.rating.telecom.cli import rate_event_command
 
-        args = SimpleNamespace(catalog=catalog, event=event, bundle_used=bundle_used, plan=plan, currency=currency)
-        return int(_handle(args) or 0)
+        return rate_event_command(catalog, event, bundle_used, plan, currency)

@@ -4,12 +4,11 @@
 
 prints {"currency", "total", "precise_total", "quantity", "priced_quantity", "lines": [...]} with
 decimals as strings; an invalid price prints the error (naming the field) to stderr and exits 2.
-The main CLI mounts this with `add_commands(subparsers)`; `run(argv)` is the same without it.
+The command line is deploy/cli_rate.py's (typer); `quote_command` is the work, and reads no settings.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 from meterstream.rating.engine import quote
 from meterstream.rating.price import PriceError
 
-__all__ = ["add_commands", "load_price_text", "run"]
+__all__ = ["load_price_text", "quote_command"]
 
 EXIT_INVALID = 2
 
@@ -43,14 +42,15 @@ def load_price_text(source: str) -> Any:
     return yaml.load(text, Loader=_DecimalLoader)  # a SafeLoader subclass
 
 
-def _quote(args: argparse.Namespace) -> int:
+def quote_command(price: str, quantity: str) -> int:
+    """Print the quote of `quantity` under `price` (a file path, or the price inline) as JSON; the exit status."""
     try:
-        document = load_price_text(args.price)
+        document = load_price_text(price)
     except (OSError, yaml.YAMLError, ArithmeticError) as exc:
-        print(f"invalid price: cannot read {args.price!r}: {exc}", file=sys.stderr)
+        print(f"invalid price: cannot read {price!r}: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        result = quote(document, args.quantity)
+        result = quote(document, quantity)
     except PriceError as exc:
         print(f"invalid price: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -59,27 +59,3 @@ def _quote(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     sys.stdout.write(orjson.dumps(result.to_json()).decode() + "\n")
     return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """Register `rate` with its `quote` subcommand; returns the `rate` subparsers so that other
-    modules can add theirs (e.g. `rate event`). Subcommands set `handler(args) -> int` (and func=None)."""
-    rate = subparsers.add_parser("rate", help="price quantities with the tariff engine")
-    rate_subparsers = rate.add_subparsers(dest="rate_command", required=True)
-    p = rate_subparsers.add_parser("quote", help="price a period quantity (see docs/pricing.md)")
-    p.add_argument("--price", required=True, help="price file (YAML/JSON) or the price itself, inline")
-    p.add_argument("--quantity", required=True, help="decimal quantity (for percentage: the event's value)")
-    p.set_defaults(func=None, handler=_quote)
-    return rate_subparsers
-
-
-def run(argv: list[str] | None = None) -> int:
-    """`meterstream rate ...` without the rest of the CLI (tests, scripts)."""
-    parser = argparse.ArgumentParser(prog="meterstream")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.handler(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(run())

@@ -6,11 +6,11 @@
 key, or a full catalog ``plans: [{id, currency, telecom: {...}}]`` (first plan with
 a telecom section, or ``--plan``).  ``--event`` / ``--bundle-used`` take JSON text
 or ``@path``.  Exit status: 0 rated, 1 no rate (dead letter), 2 bad input.
+The command line is deploy/cli_rate.py's (typer); ``rate_event_command`` is the work.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import datetime
@@ -23,33 +23,6 @@ import yaml
 from meterstream.rating.telecom.errors import NoRate, TelecomCatalogError
 from meterstream.rating.telecom.model import TelecomPlan, parse_telecom_plan
 from meterstream.rating.telecom.rater import rate_cdr
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--catalog", required=True, type=Path, help="telecom section or catalog YAML/JSON")
-    p.add_argument("--event", required=True, help="usage event as JSON (or @file)")
-    p.add_argument(
-        "--bundle-used", default="{}", help='bundle use so far, JSON like {"national_minutes": "600"}'
-    )
-    p.add_argument("--plan", default=None, help="plan id in a full catalog (default: first telecom plan)")
-    p.add_argument("--currency", default="EUR", help="currency of a bare telecom section (default EUR)")
-
-
-def add_event_command(rate_subparsers: Any) -> None:
-    """Register ``event`` under the ``rate`` command group (argparse sub-subparsers)."""
-    p = rate_subparsers.add_parser("event", help="rate one usage event with a telecom plan and print JSON")
-    _add_arguments(p)
-    p.set_defaults(handler=_handle, func=None)
-
-
-def run(argv: list[str]) -> int:
-    """Entry point for tests: ``run(["--catalog", f, "--event", "{...}"])`` (``rate event`` optional)."""
-    parser = argparse.ArgumentParser(prog="meterstream")
-    rate = parser.add_subparsers(dest="command", required=True).add_parser("rate")
-    add_event_command(rate.add_subparsers(dest="rate_command", required=True))
-    if not argv or argv[0] != "rate":
-        argv = ["rate", "event", *argv]
-    return _handle(parser.parse_args(argv))
 
 
 def _json_arg(text: str) -> Any:
@@ -87,17 +60,21 @@ def _event(raw: Any) -> tuple[str, Decimal, datetime, dict[str, str]]:
     return str(raw["meter"]), quantity, start, dims
 
 
-def _handle(args: argparse.Namespace) -> int:
+def rate_event_command(
+    catalog: Path, event: str, bundle_used: str = "{}", plan: str | None = None, currency: str = "EUR"
+) -> int:
+    """Print the rated event as JSON (or its no-rate reason); the exit status: 0 rated, 1 no rate, 2 bad input.
+    `event` and `bundle_used` are JSON text or `@path`; `plan` picks a plan of a full catalog."""
     try:
-        plan = load_plan_file(args.catalog, plan_id=args.plan, currency=args.currency)
-        raw = _json_arg(args.event)
+        telecom = load_plan_file(catalog, plan_id=plan, currency=currency)
+        raw = _json_arg(event)
         meter, quantity, start, dims = _event(raw)
-        used = {str(k): Decimal(str(v)) for k, v in _json_arg(args.bundle_used).items()}
+        used = {str(k): Decimal(str(v)) for k, v in _json_arg(bundle_used).items()}
     except (TelecomCatalogError, OSError, ValueError, KeyError, InvalidOperation, AttributeError) as exc:
         print(f"error: {exc!r}" if isinstance(exc, KeyError) else f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        rated = rate_cdr(plan, meter=meter, quantity=quantity, start=start, dimensions=dims, bundle_used=used)
+        rated = rate_cdr(telecom, meter=meter, quantity=quantity, start=start, dimensions=dims, bundle_used=used)
     except NoRate as exc:
         print(json.dumps({"id": raw.get("id"), "error": exc.reason, "detail": exc.detail}))
         return 1

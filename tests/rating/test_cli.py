@@ -1,14 +1,13 @@
-"""`meterstream rate quote` through rating.cli.run (independent of deploy/cli.py)."""
+"""`meterstream rate quote`: the CLI (deploy/cli.py's typer app, in this process) onto rating.cli.quote_command."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from meterstream.rating.cli import add_commands, run
+from meterstream.deploy.cli import main
 
 GRADUATED_YAML = """\
 model: graduated
@@ -21,7 +20,7 @@ tiers:
 
 
 def _quote(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
-    code = run(["rate", "quote", *argv])
+    code = main(["rate", "quote", *argv])
     out, err = capsys.readouterr()
     return code, (json.loads(out) if out else {}), err
 
@@ -68,12 +67,11 @@ def test_bad_quantity_and_unreadable_price_exit_2(capsys: pytest.CaptureFixture[
     assert _quote(capsys, "--price", "{unclosed: [", "--quantity", "1")[0] == 2
 
 
-def test_rate_subparsers_can_be_extended() -> None:
-    parser = argparse.ArgumentParser()
-    rate_subparsers = add_commands(parser.add_subparsers(dest="command"))
-    event = rate_subparsers.add_parser("event")
-    event.set_defaults(handler=lambda args: 0)
-    args = parser.parse_args(["rate", "event"])
-    assert args.handler(args) == 0
-    args = parser.parse_args(["rate", "quote", "--price", "p.yaml", "--quantity", "1"])
-    assert (args.func, args.rate_command) == (None, "quote")
+def test_the_rate_group_has_quote_and_event_and_nothing_registers_argparse() -> None:
+    from meterstream.deploy.cli import build_app, commands
+    from meterstream.rating import cli
+    from meterstream.rating.telecom import cli as telecom_cli
+
+    assert sorted(path for path, _ in commands(build_app("rate"))) == [("rate", "event"), ("rate", "quote")]
+    for module in (cli, telecom_cli):  # the typer app is the one command line
+        assert not hasattr(module, "argparse") and not hasattr(module, "run"), module.__name__

@@ -1,14 +1,13 @@
-"""``meterstream rate event``: the rated event as JSON."""
+"""``meterstream rate event``: the rated event as JSON (the CLI, deploy/cli.py's typer app, in this process)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import yaml
 
-from meterstream.rating.telecom.cli import add_event_command, run
+from meterstream.deploy.cli import main
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "rating" / "telecom" / "examples" / "telecom_plan.yaml"
 
@@ -27,7 +26,7 @@ EVENT = {
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = run(list(argv))
+    code = main(list(argv) if argv[:2] == ("rate", "event") else ["rate", "event", *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -100,10 +99,11 @@ def test_bad_catalog_is_reported(tmp_path, capsys):
     assert code == 2 and "telecom.rates.RT_EU.increments" in err
 
 
-def test_add_event_command_registers_under_rate():
-    parser = argparse.ArgumentParser(prog="meterstream")
-    rate = parser.add_subparsers(dest="command").add_parser("rate")
-    add_event_command(rate.add_subparsers(dest="rate_command"))
-    args = parser.parse_args(["rate", "event", "--catalog", "x.yaml", "--event", "{}"])
-    assert args.func is None and callable(args.handler)
-    assert args.catalog == Path("x.yaml") and args.bundle_used == "{}"
+def test_bundle_used_defaults_to_none_used(capsys):
+    # without --bundle-used the 300-minute bundle is untouched: all 150 s (90 peak + 60 offpeak) from it, cost 0
+    code, out, _ = _run(capsys, "--catalog", str(EXAMPLE), "--event", json.dumps(EVENT))
+    doc = json.loads(out)
+    assert code == 0
+    assert (doc["cost"], doc["bundle_units_used"]) == ("0.0000", {"national_minutes": "150"})
+    assert [(s["usage"], s["bundle_id"]) for s in doc["segments"]] == [("90", "national_minutes"),
+                                                                      ("60", "national_minutes")]

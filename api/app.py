@@ -122,6 +122,9 @@ def create_app(
     app.add_middleware(RelayFlushMiddleware)  # entity writes answered only once on the entities topic
     app.add_middleware(MetricsMiddleware)
     app.include_router(health.router)
+    # POST /v1/authorize and its holds (docs/authorization.md), first: FastAPI tries the routes in order, and
+    # an authorization (p99 <= 5 ms) matched after every other router spent ~0.4 ms of CPU on the tries
+    app.include_router(authorize_routes.router)
     app.include_router(events.make_router(settings))
     app.include_router(usage.router)
     for entity_routes in (customers, plans, subscriptions):
@@ -133,7 +136,6 @@ def create_app(
 
     app.include_router(dunning_routes.router)  # dunning policies, customers' dunning (docs/dunning.md)
     app.include_router(wallet_routes.router)  # prepaid wallets and their balances (docs/wallets.md)
-    app.include_router(authorize_routes.router)  # POST /v1/authorize and its holds (docs/authorization.md)
     app.state.compat = _mount_compat(app)
     mount_console(app)  # the web console under /console (console/)
     return app

@@ -20,6 +20,7 @@ from meterstream.entities.wallets import (
     CustomerBalances,
     StoredTransaction,
     StoredWallet,
+    TopUpRule,
     WalletSpec,
     WalletState,
     credits_of,
@@ -28,6 +29,25 @@ from meterstream.entities.wallets import (
 # checked by the store, which names the field: a JSON number that is not whole (a float) is refused there
 Credits = Annotated[Any, WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,5})?$",
                                          "description": "A decimal string (never a JSON number)."})]
+
+
+class TopUpRuleIn(_In):
+    """An automatic top-up (Lago's `recurring_transaction_rules`): when the wallet's ongoing balance falls to or
+    below `threshold_credits`, add `paid_credits` and/or `granted_credits` (docs/wallets.md)."""
+
+    id: str | None = Field(default=None, max_length=64, description="An existing rule's id: that rule, changed.")
+    trigger: str = Field(default="threshold", description="`threshold` (an `interval` trigger is not supported).")
+    method: str = Field(default="fixed", description="`fixed` (`target` is not supported).")
+    threshold_credits: Credits = Field(description="The line, in credits: at or below it, the top-up is made.")
+    paid_credits: Credits | None = None
+    granted_credits: Credits | None = None
+    started_at: AwareDatetime | None = None
+    expiration_at: AwareDatetime | None = None
+
+
+def rules_in(rules: list[TopUpRuleIn] | None) -> list[dict[str, Any]] | None:
+    """The rules as the store checks them (entities.wallets.check_rules names any bad field)."""
+    return None if rules is None else [r.model_dump(exclude_none=True) for r in rules]
 
 
 class WalletCreate(_In):
@@ -39,6 +59,7 @@ class WalletCreate(_In):
     expires_at: AwareDatetime | None = None
     paid_credits: Credits | None = Field(default=None, description="A first paid top-up (settled).")
     granted_credits: Credits | None = Field(default=None, description="First granted credits.")
+    recurring_transaction_rules: list[TopUpRuleIn] | None = Field(default=None, description="At most one rule.")
 
     def to_spec(self, tenant: str, customer: str) -> WalletSpec:
         try:
@@ -46,13 +67,15 @@ class WalletCreate(_In):
         except ArithmeticError:
             rate = self.rate_amount  # type: ignore[assignment]  # the store names the field
         return WalletSpec(tenant, customer, self.currency, rate, self.name, self.code, self.priority,
-                          self.expires_at)  # fmt: skip
+                          self.expires_at, rules_in(self.recurring_transaction_rules))  # fmt: skip
 
 
 class WalletUpdate(_In):
     name: Name | None = None
     priority: int | None = Field(default=None, ge=1, le=50)
     expires_at: AwareDatetime | None = None
+    recurring_transaction_rules: list[TopUpRuleIn] | None = Field(
+        default=None, description="Replaces the rules (a rule with an existing `id` keeps it; `[]` removes them).")
 
 
 class TransactionCreate(_In):
@@ -63,6 +86,18 @@ class TransactionCreate(_In):
                                   description="The client's reference: a repeat answers the first transaction.")
     expires_at: AwareDatetime | None = Field(default=None, description="Inbound: the credits expire then.")
     name: str | None = Field(default=None, max_length=256)
+
+
+class TopUpRuleOut(BaseModel):
+    id: str
+    trigger: Literal["threshold"]
+    method: Literal["fixed"]
+    threshold_credits: str
+    paid_credits: str
+    granted_credits: str
+    started_at: datetime | None
+    expiration_at: datetime | None
+    created_at: datetime
 
 
 class WalletOut(BaseModel):
@@ -77,6 +112,7 @@ class WalletOut(BaseModel):
     expires_at: datetime | None
     created_at: datetime
     terminated_at: datetime | None
+    recurring_transaction_rules: list[TopUpRuleOut] = []
 
 
 class WalletList(BaseModel):
@@ -142,7 +178,14 @@ def wallet_out(w: StoredWallet) -> dict[str, Any]:
         "id": w.id, "customer": w.customer, "code": w.code, "name": w.name, "currency": w.currency,
         "rate_amount": str(w.rate_amount), "priority": w.priority, "status": w.status, "expires_at": w.expires_at,
         "created_at": w.created_at, "terminated_at": w.terminated_at,
+        "recurring_transaction_rules": [rule_out(r) for r in w.rules],
     }  # fmt: skip
+
+
+def rule_out(r: TopUpRule) -> dict[str, Any]:
+    return {"id": r.id, "trigger": r.trigger, "method": r.method, "threshold_credits": format(r.threshold_credits, "f"),
+            "paid_credits": format(r.paid_credits, "f"), "granted_credits": format(r.granted_credits, "f"),
+            "started_at": r.started_at, "expiration_at": r.expiration_at, "created_at": r.created_at}  # fmt: skip
 
 
 def transaction_out(t: StoredTransaction, w: StoredWallet) -> dict[str, Any]:

@@ -3,8 +3,8 @@ key, reads `read`.
 
 - POST /v1/customers/{external_id}/wallets creates a wallet (optional first paid and granted credits);
   GET lists the customer's wallets; GET /v1/customers/{external_id}/balance: every wallet's ongoing balance.
-- GET /v1/wallets/{id} reads one, PATCH changes its name, priority or expiry, DELETE terminates it (what is
-  left of its credits ends).
+- GET /v1/wallets/{id} reads one, PATCH changes its name, priority, expiry or automatic top-up rules
+  (`recurring_transaction_rules`, trigger `threshold`), DELETE terminates it (what is left of its credits ends).
 - POST /v1/wallets/{id}/transactions: a paid or granted top-up, or a void (credits taken back); a repeated
   `reference` answers the first transaction (200, not 201). GET lists them; POST .../{tid}/settle settles a
   pending top-up.
@@ -38,6 +38,7 @@ from meterstream.api.wallets_models import (
     WalletUpdate,
     balance_out,
     customer_balances_out,
+    rules_in,
     transaction_out,
     wallet_out,
 )
@@ -80,9 +81,11 @@ async def get_wallet(request: Request, principal: Reader, wallet_id: str) -> dic
 
 
 @router.patch("/v1/wallets/{wallet_id}", response_model=WalletOut, responses=_WRITE,
-              summary="Change a wallet's name, priority or expiry")  # fmt: skip
+              summary="Change a wallet's name, priority, expiry or top-up rules")  # fmt: skip
 async def update_wallet(request: Request, principal: Admin, wallet_id: str, body: WalletUpdate) -> dict:
-    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    changes = {k: getattr(body, k) for k in body.model_fields_set if k != "recurring_transaction_rules"}
+    if "recurring_transaction_rules" in body.model_fields_set:
+        changes["rules"] = rules_in(body.recurring_transaction_rules) or []
     return wallet_out(await store(wallets.update_wallet, request.app.state.sessions, principal.tenant, wallet_id,
                                   **changes))  # fmt: skip
 

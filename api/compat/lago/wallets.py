@@ -16,7 +16,10 @@ minutes:
   (the difference of the two); `consumed_credits`: what earlier months drew.
 Differences from Lago: a wallet never goes below zero (usage no wallet covers is invoiced as usual), and
 `paid_credits` are settled at once unless `invoice_requires_successful_payment` is true (then pending until
-settled through POST /v1/wallets/{id}/transactions/{tid}/settle). Recurring top-up rules are refused (422).
+settled through POST /v1/wallets/{id}/transactions/{tid}/settle). `recurring_transaction_rules`: one rule with
+trigger `threshold` and method `fixed` (a rule without credits takes the wallet's `paid_credits` /
+`granted_credits`, as Lago does), applied by the stream processor (docs/wallets.md); `interval` and `target`
+are refused (422 naming the field). An update's rules replace the wallet's (a rule with its `lago_id` is kept).
 """
 
 from __future__ import annotations
@@ -93,9 +96,43 @@ def _given(raw: Mapping[str, Any], name: str) -> bool:
     return value is not None and value != "" and str(value).strip() not in ("0", "0.0")
 
 
+def _rules(raw: Mapping[str, Any], wallet: Mapping[str, Any] | None = None) -> list[dict[str, Any]] | None:
+    """Lago's `recurring_transaction_rules` for the store (None: not given): `lago_id` read back to the rule's id,
+    credits sent as JSON numbers read by their text; a fixed rule without credits takes the wallet's (create)."""
+    rules = raw.get("recurring_transaction_rules")
+    if rules is None:
+        return None
+    if not isinstance(rules, list):
+        raise Invalid("recurring_transaction_rules", "a list of rules")
+    out = []
+    for rule in rules:
+        if not isinstance(rule, Mapping):
+            out.append(rule)  # the store names it
+            continue
+        item = {k: _credits(v) for k, v in rule.items() if k != "lago_id"}
+        if rule.get("lago_id"):
+            item["id"] = our_id(str(rule["lago_id"]))
+        if wallet is not None and item.get("paid_credits") is None and item.get("granted_credits") is None:
+            item["paid_credits"] = _credits(wallet.get("paid_credits"))
+            item["granted_credits"] = _credits(wallet.get("granted_credits"))
+        out.append(item)
+    return out
+
+
+def rule_object(r: store.TopUpRule) -> dict[str, Any]:
+    """Lago's recurring transaction rule object."""
+    return {
+        "lago_id": lago_id(r.id), "trigger": r.trigger, "method": r.method, "interval": None,
+        "threshold_credits": _num(r.threshold_credits), "paid_credits": _num(r.paid_credits),
+        "granted_credits": _num(r.granted_credits), "target_ongoing_balance": None, "status": "active",
+        "started_at": format_time(r.started_at) if r.started_at else None,
+        "expiration_at": format_time(r.expiration_at) if r.expiration_at else None,
+        "created_at": format_time(r.created_at), "transaction_metadata": [], "transaction_name": None,
+        "invoice_requires_successful_payment": False,
+    }  # fmt: skip
+
+
 def _top_ups(raw: Mapping[str, Any]) -> list[store.TopUp]:
-    if raw.get("recurring_transaction_rules"):
-        raise Invalid("recurring_transaction_rules", "recurring top-ups are not supported yet")
     pending = raw.get("invoice_requires_successful_payment") is True
     out = []
     if _given(raw, "paid_credits"):
@@ -129,7 +166,8 @@ def wallet_object(s: store.WalletState | None, w: store.StoredWallet, synced: da
         "last_balance_sync_at": format_time(synced) if synced else None,
         "last_consumed_credit_at": format_time(s.last_consumed_at) if s and s.last_consumed_at else None,
         "terminated_at": format_time(w.terminated_at) if w.terminated_at else None,
-        "recurring_transaction_rules": [], "applies_to": None, "invoice_requires_successful_payment": False,
+        "recurring_transaction_rules": [rule_object(r) for r in w.rules], "applies_to": None,
+        "invoice_requires_successful_payment": False,
         "paid_top_up_max_amount_cents": None, "paid_top_up_min_amount_cents": None, "metadata": None,
     }  # fmt: skip
 
@@ -228,7 +266,7 @@ async def create_wallet(request: Request, principal: Admin) -> Response:
         spec = store.WalletSpec(principal.tenant, customer, _text("currency", body.get("currency")), rate,
                                 _text("name", body.get("name")), _text("code", body.get("code")),
                                 priority if priority is not None else store.MAX_PRIORITY,
-                                _time("expiration_at", body.get("expiration_at")))  # fmt: skip
+                                _time("expiration_at", body.get("expiration_at")), _rules(body, body))  # fmt: skip
         wallet, _ = store.create_wallet(request.app.state.sessions, spec, _top_ups(body))
         return _json({"wallet": _objects(request, [wallet], strict=False)[0]})
 
@@ -271,16 +309,16 @@ async def get_wallet(request: Request, principal: Read, wallet_id: str) -> Respo
     return await _run(run)
 
 
-@router.put("/wallets/{wallet_id}", summary="Update a wallet (name, priority, expiration_at)",
+@router.put("/wallets/{wallet_id}", summary="Update a wallet (name, priority, expiration_at, recurring rules)",
             responses=m.answers(WalletOut, *WRITE, 404))  # fmt: skip
 async def update_wallet(request: Request, principal: Admin, wallet_id: str) -> Response:
     raw = await _body(request, "wallet")
 
     def run() -> Response:
         body = _mapping(raw, "wallet")
-        if body.get("recurring_transaction_rules"):
-            raise Invalid("recurring_transaction_rules", "recurring top-ups are not supported yet")
         changes: dict[str, Any] = {}
+        if (rules := _rules(body)) is not None:
+            changes["rules"] = rules
         if body.get("name") is not None:
             changes["name"] = _text("name", body["name"])
         if body.get("priority") is not None:

@@ -122,8 +122,11 @@ def test_meterstream_services_reach_every_broker_replica_and_postgres(services: 
         assert settings.database_url and settings.database_url.startswith("postgresql+psycopg://")
         assert settings.database_url.split("@")[1].startswith("postgres:5432/")
         assert set(services[name]["depends_on"]) >= {*KAFKA, *CLICKHOUSE, "postgres"}
-    assert services["processor-1"]["command"][-3:] == ["0", "--workers", "2"]
-    assert services["processor-2"]["command"][-3:] == ["1", "--workers", "2"]
+    # one consumer group assigns the partitions: no --workers (ignored), no --worker (in its own container each
+    # serves the ops port its environment names)
+    for name in ("processor-1", "processor-2"):
+        assert services[name]["command"] == ["process"], name
+        assert services[name]["environment"]["METERSTREAM_PROCESSOR_METRICS_PORT"] == "9464"
     # each processor keeps its own partitions' state
     assert _mounts(services["processor-1"])["/data"] != _mounts(services["processor-2"])["/data"]
     dockerfile = (DEPLOY.parent / services["api"]["build"]["dockerfile"]).read_text()
@@ -134,3 +137,31 @@ def test_meterstream_services_reach_every_broker_replica_and_postgres(services: 
 def test_docker_compose_accepts_the_file() -> None:
     result = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("compose", [COMPOSE, DEPLOY.parent / "docker-compose.yml"], ids=["cluster", "single"])
+def test_every_meterstream_command_parses_and_passes_no_ignored_option(compose: Path) -> None:
+    """Each service built from the Meterstream image runs a command the CLI accepts, with no option the CLI
+    ignores (as `--workers` has been since the consumer group assigns the partitions)."""
+    from meterstream.deploy.cli import commands
+
+    by_path = dict(commands())
+    ours = {name: s for name, s in yaml.safe_load(compose.read_text())["services"].items() if "build" in s}
+    assert {"processor-1", "processor-2"} <= set(ours) or "processor" in ours
+    for name, service in ours.items():
+        entrypoint = service.get("entrypoint") or ["meterstream"]
+        assert entrypoint[0] == "meterstream", name
+        argv = [*entrypoint[1:], *service.get("command", [])]
+        if "command" not in service:  # a tool service (`docker compose run keys create ...`): the user gives the rest
+            assert any(p[: len(argv)] == tuple(argv) for p in by_path), name
+            continue
+        path = next(p for p in by_path if tuple(argv[: len(p)]) == p)
+        command = by_path[path]
+        ctx = command.make_context("meterstream " + " ".join(path), argv[len(path):])  # raises on a bad option
+        given = [p for p in command.params if ctx.get_parameter_source(p.name).name == "COMMANDLINE"]
+        assert [p.name for p in given if "ignored" in (p.help or "")] == [], name
+    # the check sees an ignored option when one is given
+    process = by_path[("process",)]
+    ctx = process.make_context("meterstream process", ["--workers", "2"])
+    assert any("ignored" in (p.help or "") for p in process.params if ctx.get_parameter_source(p.name).name
+               == "COMMANDLINE")  # fmt: skip

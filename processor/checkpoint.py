@@ -7,7 +7,7 @@ order and nowhere else:
 
 1. **produce** every output of the batch (rated records packed into few messages, dead letters), on the
    idempotent `acks=all` producer, each with a delivery callback counting down `outstanding`;
-2. **flush**: wait until Kafka acknowledged all of them (the wait overlaps the next batch's
+2. **flush**: wait until Kafka acknowledged all of them (the wait overlaps the next batches'
    processing: at most `keep` batches stay in flight); a failed delivery stops here, uncommitted;
 3. **changelog** (when the processor keeps one, processor/changelog.py): the batch's state writes, counters
    and next input offset as changelog records (`BatchState.prepare`), produced and acknowledged like the
@@ -23,6 +23,36 @@ A crash before step 3 replays the batch with the state of the batch before it, s
 repeated byte for byte (and collapses in ClickHouse); a crash after step 3 resumes right after it (the
 local store, behind its changelog, is brought up to it first). Modelled on quixstreams'
 `Checkpoint.commit` (produce -> flush -> changelog -> state -> offsets), written once.
+
+**Two round trips, overlapped.** Steps 2 and 3 are two acknowledgement round trips per batch. The
+processor (`keep=2`) does not wait for them in turn: `commit_delivered` advances the oldest batch as far
+as Kafka allows without blocking (outputs acknowledged -> its changelog records produced -> acknowledged
+-> state) and returns while at most two batches are in flight, so batch N's changelog records travel
+while N+2 is processed, next to N+1's outputs (N+2 reads N's and N+1's writes, `store.BatchState`).
+
+**Why the changelog records are not produced with the outputs** (one round trip, each commit closed by
+its end record `store.COMMIT_END`, a restore applying only commits whose end record is there), thought
+through and rejected because a changelog could then hold the state of a batch whose outputs are lost:
+
+- If the end record goes with the outputs, a process killed (SIGKILL, OOM, power) after producing loses
+  whatever was still in librdkafka's queue, and which of a batch's messages had reached a broker by then
+  is a matter of timing: the changelog partition's records and end record may be acknowledged (their own
+  produce request, maybe another broker) while a rated-usage message of the same batch never left the
+  process. The instance that restores the partition resumes after the batch: that output never comes.
+  The idempotent producer does not prevent it: it orders and de-duplicates per partition, with no
+  atomicity across partitions, and a delivery failure being fatal only stops the process, it does not take
+  back the records already acknowledged. Only transactions (exactly-once, outputs and changelog records in
+  one transaction, consumers reading committed) give that atomicity; not built (a transaction commit is a
+  round trip of its own, and faust's experience with it is in shared/notes/pitfalls.md).
+- If only the end record waits for the outputs' acknowledgements, the second round trip stays (for one
+  record instead of all), and a commit whose end record never came (the writer killed in between) leaves
+  its records in the log anyway. A restore must then skip them, but compaction may already have removed,
+  for a key they rewrite, the record of the last complete commit (compaction keeps the newest record per
+  key, complete or not): the restored state would lack that key's committed value (a running total, a
+  balance) or take the unfinished one, whose outputs may be lost. Neither is allowed.
+
+So the order stays produce -> acknowledged -> changelog -> acknowledged -> state, and the cost of the
+second round trip is hidden by overlapping it with processing instead of removed.
 """
 
 from __future__ import annotations
@@ -133,8 +163,9 @@ class Checkpointer:
 
     def commit_delivered(self, keep: int) -> None:
         """Steps 2-6: commit, in order, the batches whose outputs Kafka acknowledged, waiting until at
-        most `keep` remain in flight. A failed delivery raises here, uncommitted: a restart replays
-        from the last committed batch."""
+        most `keep` remain in flight; the oldest batch goes as far as its acknowledgements allow either way
+        (its changelog records produced as soon as its outputs are acknowledged). A failed delivery raises
+        here, uncommitted: a restart replays from the last committed batch."""
         waited = time.monotonic()
         while self.in_flight:
             self.producer.poll(0 if len(self.in_flight) <= keep else 0.005)

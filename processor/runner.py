@@ -6,9 +6,10 @@ proven equal to the per-message `step.process`; `METERSTREAM_PROCESSOR_ENGINE=le
 to the input's partition number; rated records packed into few messages: Arrow IPC from the columnar
 path, `schemas.rated.pack_rows`, JSON Lines from the legacy loop, `schemas.rated.pack`), and
 once Kafka acknowledged all of them, log the state writes to the changelog (processor/changelog.py) and,
-once acknowledged too, commit state + next offset atomically per partition. The wait
-for the acknowledgements overlaps the next batch (at most one batch is in flight while the next is
-processed, reading the in-flight batch's writes through its buffer), and batches commit in order.
+once acknowledged too, commit state + next offset atomically per partition. The waits
+for the acknowledgements overlap the next batches (at most two batches are in flight while the next is
+processed: batch N's changelog records are acknowledged while N+2 is processed, N+1's outputs too; it
+reads their writes through its buffer, store.BatchState), and batches commit in order.
 A crash before a state commit replays from the last committed batch with the same state, so the
 outputs are repeated byte for byte and collapse in ClickHouse; nothing is skipped because the input
 position lives in the same atomic write as the state.
@@ -258,7 +259,9 @@ class NativeProcessor:
                         gc.collect()
                         gc.freeze()
                         warm = True
-                self.checkpoint.commit_delivered(keep=1)  # the newest batch's acks may arrive meanwhile
+                # two batches may stay in flight: the newest one's outputs and the one before's changelog
+                # records are acknowledged while the next batch is processed (processor/checkpoint.py)
+                self.checkpoint.commit_delivered(keep=2)
                 self.checkpoint.refresh_group_offsets(time.monotonic())
                 self.purge()
             self.checkpoint.commit_delivered(keep=0)

@@ -22,12 +22,23 @@ message's processing, since faust only lets an agent write (and tombstone in the
 partition of the event it is processing. The table has no day index, so a purge scans the locally held
 table once a day per partition; a partition without traffic is not purged, but then it does not grow
 either.
+
+Prepaid debit (processor/balances.py, the same `Balances` as the native engine: one specification of the wallet
+rules): the worker rates against the live catalog (the `entities` topic over the catalog file, as the native
+engine), and after each rated event of a customer with a wallet or a credit limit runs `Balances.after_batch` on
+that one row, with the table as the state (the entry `w|<tenant>\x1f<customer>` lives on the customer's own
+partition, as its usage). The balance, provisioning and notification outputs are sent first, then the entry is
+written: a crash between them repeats the outputs with the same ids (the entry keeps the last debited offset, so
+a replayed event is never debited twice). Not done here: a wallet change without usage (a top-up, a new
+rule) is decided at the customer's next event, not at once (the native engine's `tick`: faust lets an agent
+write a table only while it processes an event of that partition).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -37,12 +48,15 @@ import orjson
 from meterstream.ingest.topics import Topics
 from meterstream.ops_http import serve_ops
 from meterstream.processor import metrics
+from meterstream.processor.balances import Balances
 from meterstream.processor.dedup import DEDUP_PREFIX
+from meterstream.processor.live_catalog import open_catalog_view
 from meterstream.processor.runner import app_id
 from meterstream.processor.step import Kind, Outcome, Position, Priced, apply_writes, commit, evaluate
 from meterstream.processor.store import DAY_MS
-from meterstream.rating.catalog import Catalog, load_catalog
+from meterstream.rating.catalog import Catalog, PlanSource, load_catalog
 from meterstream.schemas.event import TimeWindow
+from meterstream.schemas.rated import row_of
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
@@ -116,7 +130,28 @@ class DedupPurger:
         return len(expired)
 
 
-def build_app(settings: Settings, catalog: Catalog) -> faust.App:
+class _Pending:
+    """The table as `Balances` sees it: reads through, writes kept until the outputs are sent (`writes`)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.writes: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.writes[key] if key in self.writes else self.table.get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes[key] = value
+
+
+def _partition_counts(settings: Settings, names: Iterable[str]) -> dict[str, int]:
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": settings.bootstrap}).list_topics(timeout=30)
+    return {name: len(md.topics[name].partitions) for name in names}
+
+
+def build_app(settings: Settings, catalog: PlanSource | Catalog) -> faust.App:
     topics = Topics.from_settings(settings)
     window_ms = settings.dedup_window_days * 86_400_000
     time_window = TimeWindow.of(settings.event_max_age_days, settings.event_max_future_minutes)
@@ -145,6 +180,19 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     state = app.Table("state", default=None, partitions=settings.partitions, key_type=str)
     status = metrics.ProcessorStatus()
     purger = DedupPurger(window_ms)
+    balances = Balances.of_catalog(settings, catalog)  # None: a catalog without live entities (no wallets)
+    outputs: dict[str, tuple[Any, int]] = {}
+    if balances is not None:
+        from meterstream.ingest.topics import ensure_provisioning_topics
+
+        ensure_provisioning_topics(settings)
+        names = (balances.balances, balances.provisioning, balances.notifications)
+        for name, count in _partition_counts(settings, names).items():
+            outputs[name] = (app.topic(name, key_serializer="raw", value_serializer="raw"), count)
+
+        @app.timer(interval=0.2)
+        async def poll_entities() -> None:
+            catalog.poll_updates()  # type: ignore[union-attr]  # entity changes: seen by the next event
 
     @app.agent(usage)
     async def rate_usage(stream: faust.StreamT) -> None:
@@ -167,6 +215,13 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             )
             if out.rated is not None:
                 await rated.send(key=msg.key, value=orjson.dumps(out.rated), partition=msg.partition)
+                if balances is not None:
+                    pending, rows = _Pending(state), {msg.partition: [row_of(out.rated)]}
+                    for topic, key, value in balances.after_batch({msg.partition: pending}, rows, {}, now_ms):
+                        target, count = outputs[topic]  # keyed by customer: librdkafka's partitioner, as natively
+                        await target.send(key=key, value=value, partition=zlib.crc32(key) % count)
+                    for key, entry in pending.writes.items():
+                        state[key] = entry
             elif out.dead_letter is not None:
                 dl = out.dead_letter
                 metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
@@ -198,7 +253,8 @@ def _update_lag(app: faust.App, msg: Any, status: metrics.ProcessorStatus) -> No
 
 def run_worker(settings: Settings) -> None:
     """Run the processor until SIGTERM/SIGINT (faust handles both and shuts down cleanly)."""
-    catalog = load_catalog(settings.catalog)
+    # live entities (the compacted `entities` topic) first, the catalog file as fallback: as the native engine
+    catalog = open_catalog_view(settings, load_catalog(settings.catalog))
     app = build_app(settings, catalog)
     status = app.meterstream_status  # type: ignore[attr-defined]
 

@@ -5,7 +5,10 @@ storing. Files are written under a hidden staging folder next to the period's, `
 and `publish()` — called once the period is recorded as closed — moves them into place: a tenant
 folder that does not exist yet is renamed in one go (it appears complete or not at all); into one that
 exists, each file is renamed over the old one (atomic per file). A close that fails or is killed leaves
-nothing visible; the next close of the period discards the staging folder.
+nothing visible; the next close of the period discards the staging folder. Inside it the files are written in a
+folder with a random name (`spread.spread_folder`): on ext4 it and the tenant folders made in it are placed in a
+block group with room, not beside inodes deleted a moment ago (each file's creation scanned past those: up to 10x
+the kernel time).
 
 From `HELPER_FROM` documents on, a helper process (`_file_writer.py`) writes the files, fed through a
 pipe by a thread (a blocked pipe write holds no GIL): creating a file is mostly kernel work (40-700 µs
@@ -29,6 +32,7 @@ from typing import Any
 import orjson
 
 from meterstream.invoice_emitter._file_writer import FRAME, write_file
+from meterstream.invoice_emitter.spread import spread_folder
 
 # A close's progress: False (quiet), True (a running count on stderr) or a callback advance(done, total or None)
 # (the CLI's progress bar, deploy/cli_common.progress), called every 100 documents and once at the end.
@@ -81,6 +85,7 @@ class DocumentFiles:
     def __init__(self, folder: Path, progress: Progress = False, helper_from: int = HELPER_FROM) -> None:
         self.folder = folder
         self.staging = folder.parent / f".partial-{folder.name}"
+        self._root = self.staging  # where the tenant folders are written: a folder in `staging` (`add`)
         self._progress = progress
         self._advance = progress if callable(progress) else None  # the CLI's progress bar: advance(done, total)
         self._helper_from = helper_from
@@ -99,6 +104,7 @@ class DocumentFiles:
             if self.staging.exists():
                 shutil.rmtree(self.staging)  # left by an interrupted close
             self.staging.mkdir(parents=True)
+            self._root = spread_folder(self.staging)  # placed where ext4 has room (spread.py: kernel time)
         self._names.append((tenant, customer))
         data = document_bytes(doc)
         if self._helper is None:
@@ -120,7 +126,7 @@ class DocumentFiles:
         if self._helper is None:
             made: set[Path] = set()
             for name, data in self._held:
-                path = self.staging / name
+                path = self._root / name
                 if path.parent not in made:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     made.add(path.parent)
@@ -130,7 +136,7 @@ class DocumentFiles:
             self._finish_helper()
         tenants = dict.fromkeys(tenant for tenant, _ in self._names)
         for tenant in tenants:
-            source, target = self.staging / tenant, self.folder / tenant
+            source, target = self._root / tenant, self.folder / tenant
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
@@ -170,7 +176,7 @@ class DocumentFiles:
         script = Path(__file__).with_name("_file_writer.py")
         try:
             helper = subprocess.Popen(
-                [sys.executable, str(script), str(self.staging)], stdin=subprocess.PIPE, stderr=subprocess.PIPE
+                [sys.executable, str(script), str(self._root)], stdin=subprocess.PIPE, stderr=subprocess.PIPE
             )
         except OSError:  # no interpreter to start (embedded Python): write in this process
             self._helper_from = sys.maxsize
@@ -222,7 +228,7 @@ class DocumentFiles:
         self._helper = self._feeder = None
         if code or self._feed_error is not None:
             raise OSError(
-                f"writing invoice files under {self.staging} failed (helper exit {code}): {message or self._feed_error}"
+                f"writing invoice files under {self._root} failed (helper exit {code}): {message or self._feed_error}"
             )
 
 

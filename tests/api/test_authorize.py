@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.api.authorize_example import NAT, add_customer, example_app
-from meterstream.api.routes.authorize import feed_of
+from meterstream.api.routes.authorize import AuthorizeOut, feed_of
 from meterstream.entities import holds
 from meterstream.entities.common import Invalid, NotFound
 from meterstream.schemas.provisioning import BalanceSnapshot
@@ -169,6 +169,20 @@ def test_bad_input_names_the_field(app, body, status, field) -> None:  # type: i
     r = auth(client, ingest, **{"meter": "voice_seconds", "dimensions": NAT, "start": TUE_10, **body})
     assert r.status_code == status, r.text
     assert r.json()["error"]["field"] == field, r.text
+
+
+def test_the_answer_is_what_the_documented_model_serializes(app) -> None:  # type: ignore[no-untyped-def]
+    """The route serializes its answer itself (no response_model validation at run time): the JSON must be what
+    AuthorizeOut would make of it, datetimes included (UTC as Z, an offset kept)."""
+    client, _, ingest = app
+    for body in ({"duration_seconds": "300", "hold": True, "session_id": "ser"}, {"meter": "api_calls"}):
+        r = auth(client, ingest, **{"meter": "voice_seconds", "dimensions": NAT, "start": TUE_10, **body})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json", r.text
+        assert AuthorizeOut.model_validate_json(r.content).model_dump(mode="json") == r.json()
+    held = r.json()  # the usage answer: the voice hold of 0.10 + 5 x 0.06 = 0.40 is held
+    assert (held["held"], held["start"], held["hold"]) == ("0.4000", "2025-03-04T10:00:00+01:00", None)
+    hold = auth(client, ingest, meter="voice_seconds", dimensions=NAT, hold=True, session_id="ser2").json()["hold"]
+    assert hold["expires_at"].endswith("Z")  # stored and answered in UTC
 
 
 def test_roles_and_openapi(app) -> None:  # type: ignore[no-untyped-def]

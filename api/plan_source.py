@@ -29,6 +29,7 @@ from meterstream.schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 BATCH = 5000
+_AFTER_SQLITE = "SELECT seq, key, value FROM entity_outbox WHERE seq > ? ORDER BY seq LIMIT ?"
 
 
 class StorePlans:
@@ -57,12 +58,29 @@ class StorePlans:
             self._checked = now
             applied = 0
             while True:
-                rows = read_outbox(self.sf, self.seq, BATCH)
+                rows = self._read(self.seq)
                 for seq, key, value in rows:
                     applied += int(self.table.apply_message(key, value))
                     self.seq = seq
                 if len(rows) < BATCH:
                     return applied
+
+    def _read(self, after: int) -> list[tuple[int, bytes, bytes]]:
+        """The outbox rows after `after`: on SQLite straight through the pooled DB-API connection (an ORM
+        session read that finds nothing cost ~0.7 ms of CPU and ~3 ms of wall time here, paid by the request that
+        happens to come due; this ~0.05 ms), elsewhere `read_outbox`."""
+        engine = self.sf.kw["bind"]
+        if engine.dialect.name != "sqlite":
+            return read_outbox(self.sf, after, BATCH)
+        conn = engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            cur.execute(_AFTER_SQLITE, (after, BATCH))
+            rows = [(int(seq), bytes(key), bytes(value)) for seq, key, value in cur.fetchall()]
+            cur.close()
+        finally:
+            conn.close()  # back to the pool
+        return rows
 
     def customer(self, tenant: str, external_id: str) -> CustomerDoc | None:
         self.catch_up()

@@ -242,7 +242,9 @@ class ColumnarStep:
                 after = add(before, f.quantity) if before is not None else f.quantity  # as rate_event does
                 if after >= _BIG:
                     raise _Fallback  # near the column's limits: the specification decides (and words it)
-                text = format(after, "f")
+                text = str(after)  # format(after, "f") where str() gives no exponent (the same text), faster
+                if "E" in text:
+                    text = format(after, "f")
                 line = meter
                 total_after = None
                 bvalue = None
@@ -286,6 +288,9 @@ class ColumnarStep:
                         bvalue = [{k: format(v, "f") for k, v in used.items()}, offset]
                 if not -_BIG < amount < _BIG:
                     raise _Fallback
+                amount_text = str(amount)
+                if "E" in amount_text:
+                    amount_text = format(amount, "f")
                 record = (  # schemas.rated.RATED_FIELDS, in order
                     tenant,
                     f.id,
@@ -295,7 +300,7 @@ class ColumnarStep:
                     f.time_text,
                     period,
                     f.quantity_text,
-                    format(amount, "f"),
+                    amount_text,
                     text,
                     plan.currency,
                     plan.id,

@@ -177,12 +177,32 @@ def _stream(batch: pa.RecordBatch) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+@functools.cache
+def _stream_overhead() -> int:
+    """The bytes of an IPC stream of `arrow_schema()` around its record batch: the schema message and the
+    end-of-stream marker (the length of a stream with no batch)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    pa.ipc.new_stream(sink, arrow_schema()).close()
+    return len(sink.getvalue())
+
+
+def stream_size(batch: pa.RecordBatch) -> int:
+    """`len(_stream(batch))`, computed without writing the stream (the batch message's size, measured by
+    Arrow, plus the schema message and end marker)."""
+    import pyarrow as pa
+
+    return _stream_overhead() + pa.ipc.get_record_batch_size(batch)
+
+
 def _split(batch: pa.RecordBatch, max_bytes: int) -> list[bytes]:
-    value = _stream(batch)
+    # the stream's size decides where to cut, as if it were written; only the parts that are sent are written
+    size = stream_size(batch)
     n = batch.num_rows
-    if len(value) <= max_bytes or n == 1:
-        return [value]
-    step = -(-n // max(2, -(-len(value) // max_bytes)))  # ceil(n / ceil(size / max_bytes)), at least 2 parts
+    if size <= max_bytes or n == 1:
+        return [_stream(batch)]
+    step = -(-n // max(2, -(-size // max_bytes)))  # ceil(n / ceil(size / max_bytes)), at least 2 parts
     return [v for start in range(0, n, step) for v in _split(batch.slice(start, step), max_bytes)]
 
 

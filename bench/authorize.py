@@ -15,8 +15,10 @@ timed per request with perf_counter:
 2. `voice_hold`: the same with `hold: true` and a new session id each time (one SQLite write per request);
 3. `usage`: a usage meter's largest quantity;
 
-and, first, `core_voice` (the voice authorization called directly, no HTTP: api/authorization.py) and
-`baseline_404` (an authenticated GET of a missing hold: the HTTP stack's own cost), for comparison.
+and, first, `core_voice` (the voice authorization called directly, no HTTP: api/authorization.py),
+`client_only` (httpx posting to an ASGI app that answers at once: the harness's own CPU, part of every mix's
+CPU figure; a real client pays it in its own process) and `baseline_404` (an authenticated GET of a missing hold:
+the HTTP stack's own cost), for comparison.
 
 Reports p50/p90/p99/max per mix, requests/s and the process's CPU time per request (the figure a loaded
 machine distorts least: wall latency waits for the CPU when other jobs hold it; see `loadavg` in the JSON).
@@ -59,7 +61,7 @@ async def _run(app, key: str, customers: int, requests: int) -> dict:  # type: i
                                  "duration_seconds": "600", "hold": True, "session_id": f"s{i}"},
         "usage": lambda i: {"meter": "api_calls", "quantity": "1000"},
     }  # fmt: skip
-    out: dict = {}
+    out: dict = {"client_only": await _client_only(headers, requests)}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         # the stack's own cost, for comparison: an authenticated GET of a hold that does not exist (404)
@@ -104,6 +106,28 @@ async def _run(app, key: str, customers: int, requests: int) -> dict:  # type: i
                   f"{out[name]['requests_per_s']:.0f} req/s  CPU {out[name]['cpu_us_per_request']:.0f} us/request  "
                   f"(allowed {sample['allowed']})")  # fmt: skip
     return out
+
+
+async def _noop_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    """An ASGI app that answers `{}` at once: what the harness (httpx building and reading requests) costs alone."""
+    if scope["type"] != "http":
+        return
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def _client_only(headers: dict, requests: int) -> dict:
+    body = {"customer": "c0", "meter": "voice_seconds", "dimensions": {"destination": "+4930123"},
+            "start": "2025-03-04T17:55:00+01:00", "duration_seconds": "3600"}  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_noop_app), base_url="http://bench") as client:
+        c0 = time.process_time()
+        for _ in range(requests):
+            await client.post("/v1/authorize", headers=headers, json=body)
+        cpu = round((time.process_time() - c0) / requests * 1e6, 1)
+    print(f"client_only CPU {cpu:.0f} us/request (the harness alone: httpx to an app that answers at once; "
+          "included in every mix's CPU figure)")
+    return {"requests": requests, "cpu_us_per_request": cpu}
 
 
 def _core(app, customers: int, requests: int) -> dict:  # type: ignore[no-untyped-def]

@@ -12,6 +12,9 @@ One hold per (tenant, customer, session id): authorizing the same session again 
 Diameter CCR-Update asking for more units), and a session whose hold was released by its final record is over
 (`Conflict` naming `session_id`). A hold without a session id ends only by expiry or `release`.
 Amounts are decimal text, never floats; every sum runs in `money.EXACT` (it raises rather than rounds).
+An authorization that places a hold reads what is held and writes its hold in one transaction under the
+customer's hold lock (`reserving`: SQLite's write lock, PostgreSQL's advisory lock per tenant and customer), so
+concurrent authorizations in several API processes never reserve more than the balance between them.
 """
 
 from __future__ import annotations

@@ -34,6 +34,11 @@ UPGRADES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# Table settings that `CREATE TABLE IF NOT EXISTS` leaves alone in older stores: (table, setting, value), set
+# with ALTER ... MODIFY SETTING when the table's definition lacks them (schema.sql says why each is there).
+SETTINGS_UPGRADES: tuple[tuple[str, str, str], ...] = (("rated_usage", "merge_selector_base", "10"),)
+
+
 def statements(db: str) -> list[str]:
     """The DDL statements of schema.sql for database `db`, comments stripped, in order, then the analysts'
     views (`views.py`)."""
@@ -57,7 +62,8 @@ def create_schema(client: Client, db: str, cluster: str | None = None) -> int:
 
 
 def upgrade(client: Client, db: str) -> int:
-    """Apply the `UPGRADES` whose marker column is missing (a store created before the change)."""
+    """Apply the `UPGRADES` whose marker column is missing (a store created before the change), and the
+    `SETTINGS_UPGRADES` the table's definition lacks."""
     applied = 0
     for table, column, alter in UPGRADES:
         present = client.command(
@@ -67,5 +73,13 @@ def upgrade(client: Client, db: str) -> int:
         )
         if not int(present):
             client.command(alter.replace("{db}", db))
+            applied += 1
+    for table, setting, value in SETTINGS_UPGRADES:
+        definition = client.command(
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            parameters={"db": db, "t": table},
+        )
+        if f"{setting} = {value}" not in str(definition):
+            client.command(f"ALTER TABLE {db}.{table} MODIFY SETTING {setting} = {value}")
             applied += 1
     return applied

@@ -64,7 +64,10 @@ def test_local_tables_are_the_single_node_tables_replicated(chdb_client, cluster
     assert rated == [
         (f"CREATE TABLE IF NOT EXISTS {DB}.rated_usage", f"CREATE TABLE IF NOT EXISTS {DB}.rated_usage_local {ON}"),
         ("ENGINE = ReplacingMergeTree", f"ENGINE = ReplicatedReplacingMergeTree({PATH})"),
-        ("SETTINGS non_replicated_deduplication_window = 1000", "SETTINGS replicated_deduplication_window = 1000"),
+        (  # the merge setting carried over
+            "SETTINGS non_replicated_deduplication_window = 1000, merge_selector_base = 10",
+            "SETTINGS replicated_deduplication_window = 1000, merge_selector_base = 10",
+        ),
     ], rated
     invoices = _changed_lines(chdb_client, _single("invoices"), _local(cluster_stmts, "invoices"))
     assert invoices == [

@@ -50,7 +50,7 @@ def test_an_older_store_is_upgraded_in_place_and_keeps_its_rows(chdb_client) -> 
         "VALUES ('cloudco', 'evt-old', 'org-7', '2026-10-01 00:00:00', '2026-10', 1, 0.1, 1)"
     )
 
-    assert create_schema(chdb_client, db) == len(statements(db)) + 3  # every upgrade applied
+    assert create_schema(chdb_client, db) == len(statements(db)) + 4  # every upgrade applied (3 columns, 1 setting)
     assert create_schema(chdb_client, db) == len(statements(db))  # and only once
 
     rated = RecordBatch("rated_usage", RATED_FIELDS)

@@ -92,3 +92,32 @@ def test_raw_path_serializes_concurrent_holds(tmp_path: Path) -> None:
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM authorization_holds")).scalar() == 1
     engine.dispose()
+
+
+def test_the_hold_transaction_runs_at_synchronous_normal_then_restores_full(tmp_path: Path) -> None:
+    """docs/authorization.md, Durability of holds: NORMAL (1) inside the hold's transaction, the connection back at
+    FULL (2) for the next user of the pooled connection (one connection here: StaticPool)."""
+    from sqlalchemy.pool import StaticPool
+
+    engine = make_engine(url=f"sqlite:///{tmp_path / 's.db'}", poolclass=StaticPool)
+    migrate(engine=engine)
+    sf = session_factory(engine)
+
+    def level() -> int:
+        conn = engine.raw_connection()
+        try:
+            return conn.cursor().execute("PRAGMA synchronous").fetchone()[0]
+        finally:
+            conn.close()
+
+    assert level() == 2
+    with holds.reserving(sf, "t1", "c1") as r:
+        assert r._cur.execute("PRAGMA synchronous").fetchone()[0] == 1  # type: ignore[attr-defined]
+        r.place(spec("0.40", "s1"), now=NOW)
+    assert level() == 2
+    with pytest.raises(Conflict):  # a failed reservation restores it too
+        holds.consume(sf, "t1", "c1", "s1", D("0.40"), final=True, now=NOW)
+        holds.place_hold(sf, spec("0.10", "s1"), now=NOW)
+    assert level() == 2
+    assert holds.held(sf, "t1", "c1", "EUR", now=NOW) == 0  # 0.40 held, 0.40 consumed: nothing left
+    engine.dispose()

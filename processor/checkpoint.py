@@ -43,7 +43,7 @@ through and rejected because a changelog could then hold the state of a batch wh
   atomicity across partitions, and a delivery failure being fatal only stops the process, it does not take
   back the records already acknowledged. Only transactions (exactly-once, outputs and changelog records in
   one transaction, consumers reading committed) give that atomicity; not built (a transaction commit is a
-  round trip of its own, and faust's experience with it is in shared/notes/pitfalls.md).
+  round trip of its own, and faust, which has it, calls its exactly-once mode experimental).
 - If only the end record waits for the outputs' acknowledgements, the second round trip stays (for one
   record instead of all), and a commit whose end record never came (the writer killed in between) leaves
   its records in the log anyway. A restore must then skip them, but compaction may already have removed,

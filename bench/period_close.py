@@ -81,6 +81,26 @@ way: issuing got 60-85 us per invoice cheaper and the pricing about as much dear
 (executemany straight to SQLite, outbox rows in one executemany, no ORM objects) and the files (one open per file, no
 fsync, a folder made once) were already as item 2-4 of the session's list asks. The user CPU is ~650-790 us per
 invoice and the kernel's 150-600 more (files, SQLite, chdb): 2,000/s is NOT reached on this machine.
+Session 9 (H5): where the kernel time went. The JSON adds, per invoice, user and kernel CPU us and minor page
+faults of this process (`self_*`) and of its waited children (`children_*`: the forked worker, the file writer).
+Page faults were not it (self ~15, children ~2.7 per invoice). `perf record -e cpu-clock -g` of a whole run: the
+file writer spent 4.3 s in `openat` -> `ext4_create` -> `__ext4_new_inode` -> `find_inode_bit` ->
+`recently_deleted` (19 % of all the bench's CPU): on this ext4 without a journal, creating an inode scans the block
+group's free inodes and skips those deleted in the last 1-6 minutes, and the group the files landed in (next to
+the work folder's parent, /tmp) was full of them (the previous bench run's removed folder, other work's temporary
+files). Since then the files are written in a randomly named folder of a staging folder marked `chattr +T`
+(`invoice_emitter/spread.py`), which ext4 places in a roomy group: 10,000 files made then removed, three rounds,
+255-297 us of kernel time per file before, 36-37 us after. Also `period_subjects` leaves customers without any
+subject out in ClickHouse (the bench has none: 50,000 rows were read and dropped). 10,000 customers, `--workers 1`,
+load 8-11, three rounds alternating before (694535f's files and subjects, patched into the same code) / after, each
+in a fresh folder removed after it: CPU of all processes 1,234 / 1,397 / 1,351 -> 916 / 897 / 926 us per invoice;
+user 7.46 / 7.57 / 8.11 -> 7.10 / 7.21 / 7.24 s, kernel 4.88 / 6.40 / 5.40 -> 2.06 / 1.76 / 2.02 s (the children's
+kernel time 356-458 -> 70-90 us per invoice); this process 527 / 576 / 542 -> 494 / 470 / 496 us (user 394-420 ->
+365-383); 34.0 / 43.3 / 39.9 -> 30.8 / 30.6 / 38.8 s at that load. The invoice files of a 2,000-customer close are
+byte for byte the same. What is left: ~900 us of CPU per invoice in all, this process ~480 (SQLite executemany and
+the lifecycle events, decoding each numbered document, the ClickHouse reads and ledger inserts, chdb's threads
+count here), the worker ~350 (pricing, issuing), the file writer ~80: at best ~2,000 invoices/s on 2 idle cores
+only if this process and the worker overlap fully (this process is the longer: ~4.8 s for 10,000).
 """
 
 from __future__ import annotations

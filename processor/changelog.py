@@ -8,6 +8,13 @@ and one packed record per commit and day for the dedup entries, keyed like the s
 (`t|<day>|*<offset>`), which the daily purge deletes with one tombstone. Each store keeps the changelog
 offset it reached; a partition assigned to an instance whose store is missing or behind the changelog's
 end is restored from it (`restore`) before any input is read.
+
+Whole commits only: a commit's records end with its offset record (`store.COMMIT_END`). A writer that died
+while producing a commit leaves its first records without that end; the batch never committed and replays
+on the partition's next owner, whose commit may cover fewer input messages. So every owner, on taking a
+partition, first writes a `WRITER_START` record to it: a reader drops the unfinished records before one, and
+never mixes a dead writer's partial commit (dedup entries of events the replay has not reached yet) into the
+next owner's first commit.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ CHANGELOG = "meterstream-processor-changelog"
 # compacted; a tombstone stays a day so a restore that began before the compaction still sees it
 CHANGELOG_CONFIG = {"cleanup.policy": "compact", "delete.retention.ms": "86400000", "segment.ms": "3600000"}
 _RESTORE_CHUNK = 20_000  # records per RocksDB WriteBatch while restoring
+WRITER_START = b"\x00writer"  # a new owner's first record on a partition: unfinished records before it are void
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -157,8 +165,14 @@ class ChangelogReader:
                         position = high
                         break
                     key = m.key()
-                    unit.append((key, m.value()))
                     position = offset + 1
+                    if key == WRITER_START:  # a new owner: what its predecessor left unfinished never committed
+                        if unit:
+                            log.warning("changelog partition %d: %d records of an unfinished commit before offset "
+                                        "%d dropped (its writer died)", partition, len(unit), offset)  # fmt: skip
+                        unit = []
+                        continue
+                    unit.append((key, m.value()))
                     if key == COMMIT_END:
                         chunk.extend(unit)
                         unit = []
@@ -221,8 +235,24 @@ class ChangelogWriter:
                     self.producer.poll(0.05)
         return len(records)
 
+    def start(self, partition: int) -> None:
+        """Mark this writer's start on `partition` (call on taking it, before its first commit): readers drop
+        any unfinished commit a previous owner left before this point. Ordered before the commits that follow
+        by the idempotent producer; a failed delivery fails those commits too."""
+        while True:
+            try:
+                self.producer.produce(self.topic, b"1", WRITER_START, partition, on_delivery=_start_delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+
+def _start_delivered(err: Any, msg: Any) -> None:
+    if err is not None:
+        log.warning("changelog: a writer start mark not delivered (%s)", err)
+
 
 __all__ = [
-    "CHANGELOG", "ChangelogReader", "ChangelogWriter", "Restored", "changelog_counts", "changelog_topic",
-    "ensure_changelog",
+    "CHANGELOG", "WRITER_START", "ChangelogReader", "ChangelogWriter", "Restored", "changelog_counts",
+    "changelog_topic", "ensure_changelog",
 ]  # fmt: skip

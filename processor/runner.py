@@ -148,6 +148,8 @@ class NativeProcessor:
                     log.warning("partition %d: restored %d state entries (%d changelog records) in %.2fs%s",
                                 p, restored.entries, restored.records, restored.seconds,
                                 " (full)" if restored.full else "")  # fmt: skip
+            if self.checkpoint.changelog is not None:  # before this instance's first commit of p (changelog.py)
+                self.checkpoint.changelog.start(p)
             start = store.next_offset()
             tps.append(TopicPartition(topic, p, start) if start is not None else TopicPartition(topic, p))
             self.status.committed(p, start)  # lag is measured from the start

@@ -133,3 +133,46 @@ def test_the_reader_applies_whole_commits_and_catches_up(kafka_settings: Setting
     reader.close()
     source.close()
     target.close()
+
+
+def test_a_dead_writers_unfinished_commit_is_dropped_at_the_next_owners_start(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """Owner A commits offset 0, then dies producing its commit of offsets 1-2 (the dedup entries of events b and
+    c, no end). Owner B restores, replays with a smaller batch (offset 1 only) and commits it. A restore must
+    hold b but not c: c was not processed by any committed batch, so B (or the next owner) must still rate it."""
+    settings = kafka_settings.model_copy(update={"topic_prefix": f"cw{uuid.uuid4().hex[:8]}."})
+    ensure_changelog(settings, 1)
+    producer = make_producer(settings)
+    writer = ChangelogWriter(producer, changelog_topic(settings))
+    a = PartitionStore(tmp_path / "a")
+    writer.start(0)
+    first = a.prepare({"d|t1\x1fa": entry(0, DAY), "c|t1|x": ["1", 0]}, 1, Counter({"rated": 1}))
+    writer.produce(0, first.records, None)
+    a.apply(first)
+    unfinished = a.prepare({"d|t1\x1fb": entry(1, DAY), "d|t1\x1fc": entry(2, DAY, 1), "c|t1|x": ["3", 2]}, 3,
+                           Counter({"rated": 2}))  # fmt: skip
+    assert unfinished.records[-1][0] == COMMIT_END
+    writer.produce(0, unfinished.records[:1], None)  # the packed dedup record (b and c), then A died
+    assert producer.flush(30) == 0
+    a.close()
+
+    reader = ChangelogReader(settings)
+    b = PartitionStore(tmp_path / "b")
+    reader.catch_up(0, b)
+    assert b.next_offset() == 1 and b.get("d|t1\x1fc") is None  # the trailing partial commit is not applied
+    writer.start(0)  # B takes the partition (runner._on_assign)
+    replay = b.prepare({"d|t1\x1fb": entry(1, DAY, 5), "c|t1|x": ["2", 1]}, 2, Counter({"rated": 1}))
+    writer.produce(0, replay.records, None)
+    assert producer.flush(30) == 0
+    b.close()
+
+    c = PartitionStore(tmp_path / "c")  # a third owner, from nothing
+    done = reader.catch_up(0, c)
+    assert done is not None and done.full
+    assert c.next_offset() == 2 and c.get("c|t1|x") == ["2", 1]
+    assert c.get("d|t1\x1fb") == entry(1, DAY, 5)  # B's entry
+    assert c.get("d|t1\x1fc") is None  # A's unfinished entry for c is void: c is rated when it is read
+    assert c.counts == Counter({"rated": 2})
+    reader.close()
+    c.close()

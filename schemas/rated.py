@@ -169,8 +169,6 @@ def _record_batch(rows: list[RatedRow]) -> pa.RecordBatch:
             arrays.append(text.cast(field.type))
         elif field.type == string:
             arrays.append(ascii_strings(values))
-        elif i == _DIMENSIONS:
-            arrays.append(string_maps(values, field.type))
         else:
             arrays.append(pa.array(values, field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
@@ -198,22 +196,6 @@ def ascii_strings(values: Sequence[Any]) -> pa.Array:
         return pa.array(values, pa.string())
     data = text.encode("ascii")
     return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-
-
-def string_maps(values: Sequence[Any], map_type: pa.MapType) -> pa.Array:
-    """`pa.array(values, map_type)` for a map<string, string> column, the same array, built from the maps' keys and
-    values in order (`ascii_strings`) and the running sums of their sizes when every value is a dict; Arrow's
-    per-value conversion otherwise (None, pairs, other types)."""
-    import pyarrow as pa
-
-    if _INT32 is None or set(map(type, values)) != {dict}:
-        return pa.array(values, map_type)
-    offsets = array(_INT32, (0,))
-    offsets.extend(accumulate(map(len, values)))
-    keys = ascii_strings([k for d in values for k in d])
-    items = ascii_strings([v for d in values for v in d.values()])
-    starts = pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)])
-    return pa.MapArray.from_arrays(starts, keys, items, type=map_type)
 
 
 def _stream(batch: pa.RecordBatch) -> bytes:

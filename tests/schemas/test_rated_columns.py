@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterstream.schemas.rated import ascii_strings, string_maps
+from meterstream.schemas.rated import ascii_strings
 
 VALUE = st.one_of(
     st.text(st.characters(max_codepoint=127), max_size=30),
@@ -47,27 +47,3 @@ def test_other_types_are_refused_as_arrow_refuses_them(values: list) -> None:
         pa.array(values, pa.string())
     with pytest.raises(pa.ArrowException):
         ascii_strings(values)
-
-
-MAP = pa.map_(pa.string(), pa.string())
-DIMENSIONS = st.dictionaries(VALUE, st.one_of(VALUE, VALUE, st.none()), max_size=4)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(DIMENSIONS, DIMENSIONS, DIMENSIONS, st.none()), max_size=40), st.integers(0, 5))
-def test_maps_are_the_same_array_as_arrows_conversion(values: list, start: int) -> None:
-    expected = pa.array(values, MAP)
-    built = string_maps(values, MAP)
-    assert built.type == MAP and built.equals(expected)
-    assert ipc(built) == ipc(expected)
-    assert ipc(built.slice(start)) == ipc(expected.slice(start))
-
-
-def test_maps_keep_their_key_order_and_refuse_what_arrow_refuses() -> None:
-    built = string_maps([{"region": "eu", "az": "b"}, {}, {"destination": "+4930"}], MAP)
-    assert built.to_pylist() == [[("region", "eu"), ("az", "b")], [], [("destination", "+4930")]]
-    for values in ([{"a": 1}], [{1: "a"}]):
-        with pytest.raises(pa.ArrowException):
-            pa.array(values, MAP)
-        with pytest.raises(pa.ArrowException):
-            string_maps(values, MAP)

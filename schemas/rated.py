@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from array import array
-from collections.abc import Sequence
-from itertools import accumulate
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
@@ -160,42 +157,15 @@ def _record_batch(rows: list[RatedRow]) -> pa.RecordBatch:
     schema = arrow_schema()
     columns = list(zip(*rows, strict=True))
     arrays = []
-    string = pa.string()
     for i, (field, values) in enumerate(zip(schema, columns, strict=True)):
         if i == _TIME:
-            text = ascii_strings(values)
+            text = pa.array(values, pa.string())
             if not pc.all(pc.match_substring_regex(text, _CANONICAL_TIME)).as_py():
                 raise ValueError("time: not in the canonical form YYYY-MM-DDTHH:MM:SS.mmmZ")
             arrays.append(text.cast(field.type))
-        elif field.type == string:
-            arrays.append(ascii_strings(values))
         else:
             arrays.append(pa.array(values, field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-_INT32 = "i" if array("i").itemsize == 4 else "l" if array("l").itemsize == 4 else None  # Arrow's string offsets
-
-
-def ascii_strings(values: Sequence[Any]) -> pa.Array:
-    """`pa.array(values, pa.string())`, the same array, built from one joined text and its offsets when every
-    value is a str and all are ASCII (one character, one UTF-8 byte: the offsets are the lengths' running
-    sums); Arrow's per-value conversion otherwise (which also keeps None as null and refuses other types)."""
-    import pyarrow as pa
-
-    try:
-        text = "".join(values)
-    except TypeError:  # a None or another type: Arrow decides
-        return pa.array(values, pa.string())
-    if _INT32 is None or not text.isascii():
-        return pa.array(values, pa.string())
-    offsets = array(_INT32, (0,))
-    try:
-        offsets.extend(accumulate(map(len, values)))
-    except OverflowError:  # over 2 GiB of text: Arrow decides
-        return pa.array(values, pa.string())
-    data = text.encode("ascii")
-    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _stream(batch: pa.RecordBatch) -> bytes:

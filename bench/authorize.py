@@ -20,6 +20,7 @@ and, first, `core_voice` (the voice authorization called directly, no HTTP: api/
 CPU figure; a real client pays it in its own process) and `baseline_404` (an authenticated GET of a missing hold:
 the HTTP stack's own cost), for comparison.
 
+The garbage collector is set as `meterstream serve` sets it once the app is built (meterstream/collector.py).
 Reports p50/p90/p99/max per mix, requests/s and the process's CPU time per request (the figure a loaded
 machine distorts least: wall latency waits for the CPU when other jobs hold it; see `loadavg` in the JSON).
 The ledger fallback (no snapshot: wallets + ClickHouse) is not measured here (it needs ClickHouse;
@@ -44,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from meterstream.api.authorize_example import add_customer, example_app  # noqa: E402
+from meterstream.collector import settle_after_start  # noqa: E402
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -170,6 +172,7 @@ def main() -> int:
             add_customer(app, f"c{i}", balance="50.00")
         print(f"{args.customers} customers stored in {time.perf_counter() - t:.1f} s")
         key = app.state.keys.create("t1", "ingest", "bench")[1]
+        settle_after_start()  # the collector as `meterstream serve` sets it once the app is built
         results = {"core_voice": _core(app, args.customers, args.requests)}
         results.update(asyncio.run(_run(app, key, args.customers, args.requests)))
     load = os.getloadavg()

@@ -15,21 +15,15 @@ if TYPE_CHECKING:  # kept out of `meterstream --help`
 
 
 def _serve(args: Any, settings: Settings) -> int:
-    import gc
-
     import uvicorn
 
     from meterstream.api.app import create_app
+    from meterstream.collector import settle_after_start
 
     host = args.host or settings.api_host
     port = args.port or settings.api_port
     app = create_app(settings)
-    # Tail latency: a 1,000-event request allocates ~10^5 objects, so the default collector runs its
-    # full (generation 2) passes over every live object — the app, pydantic, SQLAlchemy — every few
-    # requests. Freeze what start-up built (never garbage) and collect the young generation less often.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    settle_after_start()  # tail latency: start-up's objects frozen, young collections rarer (meterstream/collector.py)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level=args.log_level, timeout_keep_alive=30)
     return 0
 

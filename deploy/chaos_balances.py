@@ -123,24 +123,11 @@ def changelog_entries(run: Settings, partitions: int, scratch: Path) -> dict[str
     """Every `w|` entry as the processors' changelog holds it (each partition restored into an empty store under
     `scratch`, removed afterwards): what any instance taking the partitions over would hold (several instances
     with homes of their own: the cluster chaos mode)."""
-    import shutil
-
-    from meterstream.processor.changelog import ChangelogReader
-    from meterstream.processor.store import PartitionStore
+    from meterstream.processor.changelog import restored_from_changelog
 
     found: dict[str, Any] = {}
-    reader = ChangelogReader(run)
-    try:
-        for p in range(partitions):
-            store = PartitionStore(scratch / f"p{p}")
-            try:
-                reader.catch_up(p, store)
-                found.update(_entries_of(store))
-            finally:
-                store.close()
-    finally:
-        reader.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+    for store in restored_from_changelog(run, partitions, scratch):
+        found.update(_entries_of(store))
     return found
 
 

@@ -23,6 +23,7 @@ import logging
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,23 +197,29 @@ class ChangelogReader:
         self.consumer.close()
 
 
-def changelog_counts(settings: Settings, partitions: int, scratch: Path) -> Counter[str]:
-    """The outcome counters committed with the state, summed over partitions, read from the changelog alone
-    (each partition restored into an empty store under `scratch`, removed afterwards): what any instance that
-    took the partitions over would hold."""
-    total: Counter[str] = Counter()
+def restored_from_changelog(settings: Settings, partitions: int, scratch: Path) -> Iterator[PartitionStore]:
+    """Each partition's state as its changelog alone holds it: restored into an empty store under `scratch` and
+    yielded open (closed after; `scratch` removed at the end). What any instance taking the partitions over would
+    hold (tools and checks: `changelog_counts`, the chaos run's balance check)."""
     reader = ChangelogReader(settings)
     try:
         for p in range(partitions):
             store = PartitionStore(scratch / f"p{p}")
             try:
                 reader.catch_up(p, store)
-                total += store.counts
+                yield store
             finally:
                 store.close()
     finally:
         reader.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def changelog_counts(settings: Settings, partitions: int, scratch: Path) -> Counter[str]:
+    """The outcome counters committed with the state, summed over partitions, read from the changelog alone."""
+    total: Counter[str] = Counter()
+    for store in restored_from_changelog(settings, partitions, scratch):
+        total += store.counts
     return total
 
 
@@ -254,5 +261,5 @@ def _start_delivered(err: Any, msg: Any) -> None:
 
 __all__ = [
     "CHANGELOG", "WRITER_START", "ChangelogReader", "ChangelogWriter", "Restored", "changelog_counts",
-    "changelog_topic", "ensure_changelog",
+    "changelog_topic", "ensure_changelog", "restored_from_changelog",
 ]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -122,4 +123,22 @@ def _create(admin: AdminClient, wanted: list[NewTopic], timeout: float) -> list[
         except Exception as exc:  # a concurrent creator is fine
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    _wait_for_leaders(admin, created, timeout)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Wait until the metadata shows every partition of the topics just created with a leader: a create returns
+    when the controller has the topic, before the brokers do, and a client that starts at once would otherwise
+    meet `UNKNOWN_TOPIC_OR_PART`. Other brokers may still lag a moment (KRaft metadata is eventually consistent:
+    clients retry)."""
+    deadline = time.monotonic() + timeout
+    while names and time.monotonic() < deadline:
+        md = admin.list_topics(timeout=timeout)
+        if all(
+            n in md.topics and md.topics[n].error is None and md.topics[n].partitions
+            and all(p.leader >= 0 for p in md.topics[n].partitions.values())
+            for n in names
+        ):  # fmt: skip
+            return
+        time.sleep(0.1)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from meterstream.deploy import kafka_cluster, kafka_local
@@ -30,9 +30,7 @@ def test_replication_by_cluster_size() -> None:
 def test_node_properties_make_a_three_voter_quorum(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, kafka_port=40000, kafka_brokers=3, kafka_bootstrap=None)
     layout = kafka_cluster.Layout(3, 40000, "AAECAwQFBgcICQoLDA0ODw")
-    props = dict(
-        line.split("=", 1) for line in kafka_cluster.node_properties(settings, layout, 2).splitlines() if line
-    )
+    props = dict(line.split("=", 1) for line in kafka_cluster.node_properties(settings, layout, 2).splitlines() if line)
     assert props["node.id"] == "2"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:40001,2@127.0.0.1:40003,3@127.0.0.1:40005"
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:40002,CONTROLLER://127.0.0.1:40003"
@@ -89,6 +87,21 @@ def _consume_all(settings: Settings, topic: str, expected: int, timeout: float =
     return seen
 
 
+def _topic_min_isr(admin: AdminClient, names: list[str], timeout: float = 30.0) -> dict[str, str]:
+    """Each topic's min.insync.replicas. DescribeConfigs goes to any broker, and a broker may learn of a topic
+    just created a moment after the one that answered the metadata (KRaft metadata is eventually consistent):
+    UNKNOWN_TOPIC_OR_PART is retried until `timeout`, as a client would."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            configs = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in names])
+            return {res.name: fut.result()["min.insync.replicas"].value for res, fut in configs.items()}
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_rf3_min_isr2_and_one_node_killed_and_restarted(cluster: Settings) -> None:
     settings = cluster
     assert ensure_topics(settings)  # created now, from the metadata's 3 brokers
@@ -100,10 +113,9 @@ def test_rf3_min_isr2_and_one_node_killed_and_restarted(cluster: Settings) -> No
     for name in ours:
         for p in md.topics[name].partitions.values():
             assert sorted(p.replicas) == [1, 2, 3], (name, p.id, p.replicas)
-    configs = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in ours])
-    for res, fut in configs.items():
-        assert fut.result()["min.insync.replicas"].value == "2", res
-    assert len(configs) == 5
+    min_isr = _topic_min_isr(admin, ours)
+    assert min_isr == {name: "2" for name in ours}
+    assert len(min_isr) == 5
 
     topic = topics.usage
     _produce(settings, topic, range(0, 300))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 import pyarrow as pa
+from rated_record import RECORD
 
 from meterstream.schemas.rated import (
     RATED_FIELDS,
@@ -17,14 +18,6 @@ from meterstream.schemas.rated import (
     row_of,
     unpack,
 )
-
-RECORD = {
-    "tenant": "cloudco", "id": "evt-1", "customer": "org-7", "subject": "", "meter": "api_calls",
-    "time": "2026-10-12T10:11:12.345Z", "period": "2026-10", "quantity": "1234.000000000001",
-    "amount": "0.024680000000000020", "cumulative": "99999999999999.5", "currency": "USD", "plan": "cloud-standard",
-    "line": "api_calls", "dimensions": {"region": "eu-west-1", "az": "b"}, "source": "gw-1", "src_partition": 3,
-    "src_offset": 123456789,
-}  # fmt: skip
 
 
 def test_an_arrow_message_decodes_to_the_same_records_byte_for_byte() -> None:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from invoice_plans import mobile_plan
+
 from meterstream.aggregation.usage_query import MeterUsage, UsageRecord
 from meterstream.invoice_emitter.document import build_invoice
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
@@ -50,14 +52,7 @@ def _plans():
     return parse_catalog({
         "plans": [
             {"id": "cloud", "currency": "USD", "meters": {"api_calls": {"model": "unit", "unit_amount": "0.002"}}},
-            {"id": "mobile", "currency": "EUR", "telecom": {
-                "timezone": "UTC",
-                "rounding": {"decimals": 4, "method": "half_up"},
-                "time_bands": {"default": "any", "periods": []},
-                "destinations": {"NAT": {"group": "national", "prefixes": ["49"]}},
-                "rates": {"R": {"increments": "60/60", "groups": [{"price": "0.10", "per": 60}]}},
-                "meters": {"voice_seconds": {"kind": "voice", "rates": [{"destination": "NAT", "rate": "R"}]}},
-            }},
+            mobile_plan(),
         ],
         "assignments": [{"tenant": "t", "customer": "*", "plan": "cloud"}],
     }).plans  # fmt: skip

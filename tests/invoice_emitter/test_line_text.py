@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from invoice_plans import mobile_plan
+
 from meterstream.aggregation.usage_query import MeterUsage, UsageRecord
 from meterstream.documents.html import render_html
 from meterstream.invoice_emitter.adjustments import adjustment_lines
@@ -31,14 +33,7 @@ def _catalog():
                     {"up_to": "10000", "unit_amount": "0"}, {"up_to": None, "unit_amount": "0.00002"}]},
                 "objects": {"model": "package", "package_size": "1000", "package_amount": "0.12", "rounding": "up"},
             }},
-            {"id": "mobile", "currency": "EUR", "telecom": {
-                "timezone": "UTC",
-                "rounding": {"decimals": 4, "method": "half_up"},
-                "time_bands": {"default": "any", "periods": []},
-                "destinations": {"NAT": {"group": "national", "prefixes": ["49"]}},
-                "rates": {"R": {"increments": "60/60", "groups": [{"price": "0.10", "per": 60}]}},
-                "meters": {"voice_seconds": {"kind": "voice", "rates": [{"destination": "NAT", "rate": "R"}]}},
-            }},
+            mobile_plan(),
         ],
         "assignments": [{"tenant": "t", "customer": "*", "plan": "cloud"}],
     })  # fmt: skip

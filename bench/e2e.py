@@ -47,8 +47,14 @@ at the end of phase 3; the broker's is its peak since it started), the processor
 remembered id once they stopped (`dedup_ids`: dedup entries in their RocksDB stores;
 `state_dir_bytes_per_id`: the state directories on disk, WAL, index and running totals included,
 per id; `estimate_live_bytes_per_id`: RocksDB's own `rocksdb.estimate-live-data-size`, summed over
-the partition stores, per id), produce rate, ... A short markdown table is printed. `--profile DIR`
-records py-spy raw stacks of the processor(s) and the sink during phase 3 (`python bench/e2e.py
+the partition stores, per id), produce rate, how the events fall on the input partitions
+(`input_per_partition`) and which instance processed how many (`events_per_instance`, from each instance's
+`meterstream_processor_events_in_total`; `busiest_instance_share`: with n instances the busiest one bounds the
+speed-up), ... A short markdown table is printed. `--customers uniform` makes every customer as likely (the
+default, pareto, is the demo's: each tenant's first customer sends ~56% of its events, so two partitions carry
+most of the backlog and which instance gets them decides how much a second instance helps). `--profile DIR`
+records py-spy raw stacks of the processor(s) and the sink during phase 3, idle frames included so that
+waits show (`python bench/e2e.py
 --profile prof/` then aggregate the `.raw` files). After the run, the state changelog: `changelog_bytes_per_id`
 (its segments on the local broker's disk, before compaction, per dedup id) and `restore_s_per_million_entries`
 (every partition restored into empty stores, as an instance does when a partition arrives with no local store).
@@ -65,6 +71,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +105,20 @@ class BenchPipeline(Pipeline):
 
     def start_worker(self, i: int, n: int) -> subprocess.Popen:
         return self.start_processor(i + 1)
+
+
+def events_read(port: int) -> int | None:
+    """Messages a processor instance read from the usage topic (`meterstream_processor_events_in_total` on its
+    ops port); None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("meterstream_processor_events_in_total "):
+            return int(float(line.split()[1]))
+    return None
 
 
 def changelog_footprint(run: Settings, broker_data: Path | None, dedup_ids: int, scratch: Path) -> dict:
@@ -256,7 +277,9 @@ def drain(
         probe.close()
 
 
-def latency_phase(run: Settings, rate: float, seconds: float, period: str, warmup: float = 2.0) -> dict:
+def latency_phase(
+    run: Settings, rate: float, seconds: float, period: str, warmup: float = 2.0, customers: str = "pareto"
+) -> dict:
     """Produce at a fixed rate; see the module docstring for how visibility is observed."""
     topics = Topics.from_settings(run)
     sink_group = run.topic("meterstream-sink")
@@ -306,13 +329,14 @@ def latency_phase(run: Settings, rate: float, seconds: float, period: str, warmu
     started.wait(30)
     producer = make_producer(run)
     total = int(rate * seconds)
-    spec = WorkloadSpec(events=total, period=period, run_id=f"lat{int(time.time())}", seed=11)
+    spec = WorkloadSpec(events=total, period=period, run_id=f"lat{int(time.time())}", seed=11, customers=customers)
     records = list(generate(spec, Truth()))
 
     def on_delivery(ts: float):
         def cb(err, msg) -> None:
             if err is None:
                 produce_ts[(msg.partition(), msg.offset())] = ts
+
         return cb
 
     say(f"latency phase: {total} events at {rate:,.0f}/s for {seconds:.0f}s")
@@ -399,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-broker", action="store_true", help="leave the local broker running")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of the processes (phase 3)")
     ap.add_argument("--period", default=None, help="YYYY-MM the events are dated in (default: last month, UTC)")
+    ap.add_argument("--customers", default="pareto", choices=["pareto", "uniform"],
+                    help="pareto (the default: a few customers make most events) or uniform")  # fmt: skip
     args = ap.parse_args(argv)
 
     from meterstream.deploy import kafka_local
@@ -431,18 +457,25 @@ def main(argv: list[str] | None = None) -> int:
     topics = Topics.from_settings(run)
     period = args.period or last_month()
     result: dict = {"events": args.events, "workers": args.workers, "engine": args.engine, "partitions": run.partitions,
-                    "period": period}  # fmt: skip
+                    "period": period, "customers": args.customers}  # fmt: skip
     result["machine"] = f"{os.cpu_count()} cores, {os.uname().machine}, broker on the same machine"
 
     say(f"generating {args.events} events")
     truth = Truth()
-    records = list(generate(WorkloadSpec(events=args.events, period=period, run_id=run_id), truth))
+    records = list(
+        generate(WorkloadSpec(events=args.events, period=period, run_id=run_id, customers=args.customers), truth)
+    )
     say(f"producing to {topics.usage}")
     t0 = time.perf_counter()
     produce_all(make_producer(run), topics.usage, records, DeliveryTracker())
     result["produce_events_per_s"] = round(args.events / (time.perf_counter() - t0))
     del records
     say(f"produced at {result['produce_events_per_s']:,}/s")
+    probe = LagProbe(run)
+    try:  # how the events fall on the partitions (the key is tenant/customer): a busy customer makes a busy one
+        result["input_per_partition"] = {str(p): n for p, n in sorted(probe.end_offsets(topics.usage).items())}
+    finally:
+        probe.close()
 
     say("raw baseline")
     baseline_broker = kafka_local._pid(settings) if started_broker else None
@@ -470,8 +503,20 @@ def main(argv: list[str] | None = None) -> int:
             for name, proc in pipeline.procs.items():
                 spies.append(
                     subprocess.Popen(
-                        ["py-spy", "record", "-p", str(proc.pid), "-f", "raw", "-r", "97", "--nonblocking",
-                         "-o", str(args.profile / f"{name}-w{args.workers}.raw")],
+                        [
+                            "py-spy",
+                            "record",
+                            "-p",
+                            str(proc.pid),
+                            "-f",
+                            "raw",
+                            "-r",
+                            "97",
+                            "--nonblocking",
+                            "--idle",
+                            "-o",
+                            str(args.profile / f"{name}-w{args.workers}.raw"),
+                        ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
@@ -488,6 +533,12 @@ def main(argv: list[str] | None = None) -> int:
                 broker_threads_first.update(thread_cpu(broker_pid))
 
         t_first, t_drained = drain(run, pipeline, truth.produced, timeout=3600, on_first=sample_first)
+        # which instance processed how much: with n instances the busiest one's share bounds the speed-up
+        per_instance = {name: events_read(int(env["METERSTREAM_PROCESSOR_METRICS_PORT"]) + i)
+                        for i, name in enumerate(pipeline.processors())}  # fmt: skip
+        result["events_per_instance"] = per_instance
+        if all(v is not None for v in per_instance.values()) and sum(per_instance.values()):
+            result["busiest_instance_share"] = round(max(per_instance.values()) / sum(per_instance.values()), 3)
         for spy in spies:
             spy.send_signal(signal.SIGINT)
         cpu = {name: round(cpu_seconds(p.pid), 1) for name, p in pipeline.procs.items()}
@@ -519,7 +570,11 @@ def main(argv: list[str] | None = None) -> int:
         result["ratio"] = round(sustained / base, 4)
         say(f"pipeline {sustained:,.0f} events/s (ratio {sustained / base:.3f}); cpu {cpu}")
         if not args.skip_latency:
-            result.update(latency_phase(run, sustained * args.latency_fraction, args.latency_seconds, period))
+            result.update(
+                latency_phase(
+                    run, sustained * args.latency_fraction, args.latency_seconds, period, customers=args.customers
+                )
+            )
         else:
             result.update({"p50_latency_s": None, "p99_latency_s": None})
     finally:
@@ -544,7 +599,10 @@ def main(argv: list[str] | None = None) -> int:
     sql = f"SELECT count() FROM {run.clickhouse_database}.rated_usage FINAL"
     got = subprocess.run(
         [sys.executable, "-m", "meterstream.deploy.cli", "query", sql],
-        env=env, cwd=ROOT, capture_output=True, text=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     try:
         rows = int(got.stdout.strip().splitlines()[-1])
@@ -558,7 +616,12 @@ def main(argv: list[str] | None = None) -> int:
         "| metric | value |",
         "| --- | --- |",
         f"| events (backlog) | {args.events:,} |",
-        f"| processor workers, engine | {args.workers}, {args.engine} |",
+        f"| processor workers, engine, customers | {args.workers}, {args.engine}, {args.customers} |",
+        f"| events per input partition "
+        f"| {', '.join(f'{k}: {v:,}' for k, v in result['input_per_partition'].items())} |",
+        f"| events per instance (busiest one's share) "
+        f"| {', '.join(f'{k} {v}' for k, v in result.get('events_per_instance', {}).items())} "
+        f"({result.get('busiest_instance_share')}) |",
         f"| raw baseline (1 consumer + orjson) | {result['baseline_events_per_s']:,} events/s |",
         f"| pipeline, sustained (backlog drain) | {result['pipeline_events_per_s']:,} events/s |",
         f"| pipeline incl. process startup | {result['pipeline_events_per_s_incl_startup']:,} events/s |",

@@ -57,6 +57,9 @@ class WorkloadSpec:
     late_rate: float = 0.0
     extra_tenants: tuple[str, ...] = ()  # more cloud-style tenants besides `cloudco`
     keep_events: bool = False
+    # "pareto": a few customers make most of the traffic (each tenant's first customer ~56% of its events: with few
+    # partitions the two busiest partitions carry most events); "uniform": every customer as likely
+    customers: str = "pareto"
 
 
 def _period_bounds(period: str) -> tuple[datetime, int]:
@@ -65,7 +68,9 @@ def _period_bounds(period: str) -> tuple[datetime, int]:
     return start, int((nxt - start).total_seconds() * 1000)
 
 
-def _customer(rng: random.Random, prefix: str, n: int) -> int:
+def _customer(rng: random.Random, spec: WorkloadSpec, n: int) -> int:
+    if spec.customers == "uniform":
+        return rng.randrange(n)
     return min(int(rng.paretovariate(1.2)) - 1, n - 1)  # a few customers make most of the traffic
 
 
@@ -73,7 +78,7 @@ def _event(rng: random.Random, spec: WorkloadSpec, i: int, start: datetime, span
     when = format_time(start + timedelta(milliseconds=rng.randrange(span_ms)))
     eid = f"{spec.run_id}-{i:09d}"
     if rng.random() < 0.5:
-        c = _customer(rng, "acct", spec.telco_customers)
+        c = _customer(rng, spec, spec.telco_customers)
         line = f"+4917{c:04d}{rng.randrange(5)}"
         kind = rng.random()
         if kind < 0.55:
@@ -98,7 +103,7 @@ def _event(rng: random.Random, spec: WorkloadSpec, i: int, start: datetime, span
             "dimensions": dims,
             "source": "mediation-1",
         }
-    c = _customer(rng, "org", spec.cloud_customers)
+    c = _customer(rng, spec, spec.cloud_customers)
     tenant = rng.choice(("cloudco", *spec.extra_tenants)) if spec.extra_tenants else "cloudco"
     user = f"user-{rng.randrange(20):02d}"
     if rng.random() < 0.8:

@@ -11,115 +11,34 @@ from __future__ import annotations
 import os
 import signal
 import statistics
-import threading
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-import orjson
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from balance_stream import DATA, T, Tail, balance_stream, command_of, event, new_customer, start_processor
 from native_child import native_env, start_native, wait_assigned
 
 from meterstream.deploy.chaos_balances import changelog_entries
-from meterstream.entities.customers import put_customer
-from meterstream.entities.db import make_engine, migrate, session_factory
 from meterstream.entities.relay import OutboxRelay
-from meterstream.entities.wallets import TopUp, WalletSpec, create_wallet, top_up
+from meterstream.entities.wallets import TopUp, top_up
 from meterstream.ingest.dlq import read_topic
 from meterstream.ingest.producer import make_producer
-from meterstream.ingest.topics import Topics, ensure_topics
 from meterstream.processor.balances import balance_key, partition_of
-from meterstream.processor.live_catalog import open_catalog_view
-from meterstream.processor.runner import NativeProcessor, state_dir
+from meterstream.processor.runner import state_dir
 from meterstream.processor.store import PartitionStore
-from meterstream.rating.catalog import load_catalog
-from meterstream.schemas.entities import CustomerDoc
-from meterstream.schemas.event import event_key, format_time
+from meterstream.schemas.event import event_key
 from meterstream.schemas.provisioning import BALANCES, PROVISIONING, decode_balance, decode_command
 from meterstream.schemas.rated import unpack
 
 pytestmark = pytest.mark.kafka
-T = "t1"
-DATA = Path(__file__).resolve().parents[1] / "data"
 RESULTS: dict[str, object] = {}
-
-
-def event(i: str, customer: str, quantity: str = "1000") -> bytes:
-    at = datetime.now(UTC) + timedelta(seconds=1)  # after the wallet's start, whatever the clock's resolution
-    return orjson.dumps({"id": i, "tenant": T, "customer": customer, "meter": "storage_gb_hours",
-                         "quantity": quantity, "time": format_time(at)})  # fmt: skip
-
-
-class Tail:
-    """Reads a topic from the beginning in a thread, noting when each message arrived (perf_counter)."""
-
-    def __init__(self, settings, topic: str) -> None:
-        self.consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"tail-{uuid.uuid4().hex}",
-                                  "enable.auto.commit": False, "fetch.wait.max.ms": 10})  # fmt: skip
-        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        self.seen: list[tuple[float, bytes]] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            m = self.consumer.poll(0.01)
-            if m is not None and m.error() is None:
-                self.seen.append((time.perf_counter(), m.value()))
-        self.consumer.close()
-
-    def wait(self, match, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for arrived, value in list(self.seen):
-                if match(value):
-                    return arrived, value
-            time.sleep(0.005)
-        raise AssertionError("nothing matching arrived")
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(10)
-
-
-def command_of(customer: str, command: str):
-    def match(value: bytes) -> bool:
-        c = decode_command(value)
-        return c.customer == customer and c.command == command and c.reason == "balance_exhausted"
-
-    return match
-
-
-def store(tmp_path: Path):
-    engine = make_engine(url=f"sqlite:///{tmp_path / 'entities.db'}")
-    migrate(engine=engine)
-    return session_factory(engine)
-
-
-def new_customer(sf, customer: str, credits: str) -> str:
-    put_customer(sf, CustomerDoc(tenant=T, external_id=customer, name=customer, version=0, currency="USD"))
-    wallet, _ = create_wallet(sf, WalletSpec(T, customer, "USD"), [TopUp("paid", credits)])
-    return wallet.id
 
 
 @pytest.mark.parametrize("engine", ["native", "legacy"])
 def test_balance_falls_suspend_within_1s_and_a_top_up_reactivates(kafka_settings, tmp_path, engine) -> None:
-    settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"bal{uuid.uuid4().hex[:8]}.",
-                                                 "partitions": 2, "catalog": DATA / "catalog.yaml",
-                                                 "processor_engine": engine})  # fmt: skip
-    ensure_topics(settings)
-    topics = Topics.from_settings(settings)
-    sf = store(tmp_path)
+    settings, topics, sf = balance_stream(kafka_settings, tmp_path, "bal", processor_engine=engine)
     relay = OutboxRelay(settings, sf, replay=False).start()
-    processor = NativeProcessor(settings, open_catalog_view(settings, load_catalog(settings.catalog)))
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
-    thread.start()
+    stop, thread = start_processor(settings)
     provisioning = Tail(settings, settings.topic(PROVISIONING))
     balances = Tail(settings, settings.topic(BALANCES))
     producer = make_producer(settings, **{"linger.ms": 0})
@@ -181,11 +100,7 @@ def test_balance_falls_suspend_within_1s_and_a_top_up_reactivates(kafka_settings
 
 
 def test_a_processor_killed_mid_stream_debits_every_rated_amount_once(kafka_settings, tmp_path) -> None:
-    settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"balk{uuid.uuid4().hex[:8]}.",
-                                                 "partitions": 2, "catalog": DATA / "catalog.yaml"})  # fmt: skip
-    ensure_topics(settings)
-    topics = Topics.from_settings(settings)
-    sf = store(tmp_path)
+    settings, topics, sf = balance_stream(kafka_settings, tmp_path, "balk")
     relay = OutboxRelay(settings, sf, replay=False).start()
     new_customer(sf, "crash", "100000")
     assert relay.flush(10.0)

@@ -10,48 +10,33 @@ Amounts by hand: tests/data/catalog.yaml rates tenant t1's `storage_gb_hours` at
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
+from balance_stream import T, Tail, balance_stream, event, start_processor
 from confluent_kafka import Producer
-from test_balances_kafka import Tail, event, store
 
 from meterstream.entities.customers import put_customer
 from meterstream.entities.relay import OutboxRelay
 from meterstream.entities.wallets import TopUp, WalletSpec, create_wallet, list_transactions
 from meterstream.ingest.producer import make_producer
-from meterstream.ingest.topics import Topics, ensure_topics
-from meterstream.processor.live_catalog import open_catalog_view
-from meterstream.processor.runner import NativeProcessor
-from meterstream.rating.catalog import load_catalog
 from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.event import event_key
 from meterstream.schemas.provisioning import BALANCES, NOTIFICATIONS, decode_balance, decode_notification
 from meterstream.webhooks.notifications_relay import start_notifications_relay
 
 pytestmark = pytest.mark.kafka
-T = "t1"
-DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def test_a_crossing_tops_up_once_through_the_relay_and_comes_back(kafka_settings, tmp_path) -> None:
-    settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"tu{uuid.uuid4().hex[:8]}.",
-                                                 "partitions": 2, "catalog": DATA / "catalog.yaml"})  # fmt: skip
-    ensure_topics(settings)
-    topics = Topics.from_settings(settings)
-    sf = store(tmp_path)
+    settings, topics, sf = balance_stream(kafka_settings, tmp_path, "tu")
     put_customer(sf, CustomerDoc(tenant=T, external_id="auto", name="auto", version=0, currency="USD"))
     rule = {"trigger": "threshold", "threshold_credits": "2", "paid_credits": "10"}
     wallet, _ = create_wallet(sf, WalletSpec(T, "auto", "USD", rules=[rule]), [TopUp("paid", "5")])
     relay = OutboxRelay(settings, sf, replay=False).start()
     assert relay.flush(10.0)
-    processor = NativeProcessor(settings, open_catalog_view(settings, load_catalog(settings.catalog)))
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
-    thread.start()
+    stop, thread = start_processor(settings)
     notes = start_notifications_relay(settings, sf, group=f"tu-{uuid.uuid4().hex[:6]}")
     balances = Tail(settings, settings.topic(BALANCES))
     requests = Tail(settings, settings.topic(NOTIFICATIONS))

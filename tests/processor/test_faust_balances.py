@@ -12,38 +12,23 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import orjson
 import pytest
+from balance_stream import DATA, T, Tail, balance_stream, command_of, event, new_customer
 from native_child import native_env
-from test_balances_kafka import Tail, command_of, new_customer, store
 
 from meterstream.entities.relay import OutboxRelay
 from meterstream.ingest.producer import make_producer
-from meterstream.ingest.topics import Topics, ensure_topics
-from meterstream.schemas.event import event_key, format_time
+from meterstream.schemas.event import event_key
 from meterstream.schemas.provisioning import BALANCES, PROVISIONING, decode_balance, decode_command
 
 pytest.importorskip("faust")
 pytestmark = pytest.mark.kafka
-T = "t1"
-DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def event(i: str, customer: str, at: datetime) -> bytes:
-    return orjson.dumps({"id": i, "tenant": T, "customer": customer, "meter": "storage_gb_hours",
-                         "quantity": "1000", "time": format_time(at)})  # fmt: skip
 
 
 def test_the_faust_engine_debits_the_wallet_and_suspends_at_zero(kafka_settings, tmp_path) -> None:
-    settings = kafka_settings.model_copy(update={"home": tmp_path, "topic_prefix": f"fb{uuid.uuid4().hex[:8]}.",
-                                                 "partitions": 2, "catalog": DATA / "catalog.yaml"})  # fmt: skip
-    ensure_topics(settings)
-    topics = Topics.from_settings(settings)
-    sf = store(tmp_path)
+    settings, topics, sf = balance_stream(kafka_settings, tmp_path, "fb")
     relay = OutboxRelay(settings, sf, replay=False).start()
     new_customer(sf, "pre", "5")
     assert relay.flush(10.0)
@@ -61,7 +46,7 @@ def test_the_faust_engine_debits_the_wallet_and_suspends_at_zero(kafka_settings,
         at = datetime.now(UTC) + timedelta(seconds=1)  # after the wallet's start
         seen = []
         for i, eid in enumerate(["e0", "e1", "e2", "e2", "e3", "e4"]):
-            producer.produce(topics.usage, event(eid, "pre", at + timedelta(seconds=i)), event_key(T, "pre"))
+            producer.produce(topics.usage, event(eid, "pre", at=at + timedelta(seconds=i)), event_key(T, "pre"))
             producer.flush(10)
             if i == 3:
                 continue  # the duplicate: nothing new to wait for

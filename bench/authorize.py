@@ -2,7 +2,7 @@
 
     python bench/authorize.py [--requests 5000] [--customers 1000] [--json FILE]
 
-Builds the API app in this process with the set-up the authorization tests use (api/authorize_example.py: SQLite
+Builds the API app in this process with the set-up the authorization tests use (bench/authorize_setup.py: SQLite
 entity store in a temporary home, the example plan of docs/authorization.md: a Berlin voice tariff with connect
 fee, 60/60 increments, peak/off-peak bands and a bundle, plus a unit-priced usage meter), stores `--customers`
 customers and gives each a balance snapshot in the app's balance feed, as the `balances` topic reader does
@@ -44,7 +44,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from meterstream.api.authorize_example import add_customer, example_app  # noqa: E402
+# bench/authorize_setup.py: this script's folder is on sys.path
+from authorize_setup import add_customer, example_app  # noqa: E402
+
 from meterstream.collector import settle_after_start  # noqa: E402
 
 

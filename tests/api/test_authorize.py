@@ -2,7 +2,7 @@
 the embedded ClickHouse, or from a snapshot of the balances feed; holds (entities/holds.py) reduce later
 authorizations, are consumed and released by the session's rated records, and end by expiry.
 
-Plan (api/authorize_example.py, shared with bench/authorize.py; hand-computable, as
+Plan (bench/authorize_setup.py, shared with bench/authorize.py; hand-computable, as
 tests/rating/telecom/test_max_duration.py): Berlin, peak Mon-Fri 08:00-18:00. National
 calls (49...) 0.10 connect fee, 60/60, 0.06/min peak, 0.03/min off-peak; bundle FREE5 of 5 free minutes.
 Usage meters: api_calls 0.003 EUR per call; tokens graduated, 100 free then 0.01 each. 2025-03-04 is a Tuesday.
@@ -18,14 +18,17 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from by_path import load
 from fastapi.testclient import TestClient
 
 from meterstream.aggregation.ddl import create_schema
-from meterstream.api.authorize_example import NAT, add_customer, example_app
 from meterstream.api.routes.authorize import AuthorizeOut, feed_of
 from meterstream.entities import holds
 from meterstream.entities.common import Invalid, NotFound
 from meterstream.schemas.provisioning import BalanceSnapshot
+
+setup = load("bench/authorize_setup.py")  # the plan and app of bench/authorize.py
+NAT, add_customer, example_app = setup.NAT, setup.add_customer, setup.example_app
 
 TUE_10 = "2025-03-04T10:00:00+01:00"  # Berlin, peak
 

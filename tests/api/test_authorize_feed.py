@@ -1,7 +1,7 @@
 """The API's balance feed on a real broker: a snapshot on the `balances` topic answers /v1/authorize from memory
 (balance_source "stream"), a newer one replaces it, a tombstone forgets it; a final rated record of a held
 session on `rated-usage` releases the hold. Figures by hand (plan of test_authorize.py: 0.10 connect fee,
-0.06/min peak, 60/60; api/authorize_example.py)."""
+0.06/min peak, 60/60; bench/authorize_setup.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ from pathlib import Path
 
 import orjson
 import pytest
+from by_path import load
 from confluent_kafka import Producer
 from test_authorize import TUE_10
 
-from meterstream.api.authorize_example import NAT, add_customer, write_catalog
 from meterstream.api.routes.authorize import feed_of
 from meterstream.entities import holds
 from meterstream.ingest.topics import RATED
 from meterstream.schemas.provisioning import BALANCES, BalanceSnapshot, customer_key, encode
 from meterstream.schemas.rated import dumps, pack
+
+setup = load("bench/authorize_setup.py")  # the plan and app of bench/authorize.py
+NAT, add_customer, write_catalog = setup.NAT, setup.add_customer, setup.write_catalog
 
 pytestmark = pytest.mark.kafka
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from meterstream.api.authorize_example import example_settings
+from by_path import load
+
 from meterstream.api.plan_source import StorePlans
 from meterstream.entities.customers import put_customer
 from meterstream.entities.db import make_engine, migrate, session_factory
 from meterstream.entities.outbox import read_outbox
 from meterstream.schemas.entities import CustomerDoc
+
+setup = load("bench/authorize_setup.py")  # the plan and app of bench/authorize.py
+example_settings = setup.example_settings
 
 
 def doc(customer: str, name: str, version: int = 0) -> CustomerDoc:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import orjson
+from by_path import load
 from rocksdict import Options, Rdict
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("state_footprint", ROOT / "bench" / "state_footprint.py")
-assert _spec is not None and _spec.loader is not None
-footprint = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(footprint)
+footprint = load("bench/state_footprint.py")
 
 
 def _store(path: Path, entries: dict[bytes, bytes]) -> None:

@@ -3,20 +3,17 @@ arithmetic holds when worked by hand from the same inputs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
+
+from by_path import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _model():
-    spec = importlib.util.spec_from_file_location("capacity_model", ROOT / "bench" / "capacity_model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("bench/capacity_model.py")
 
 
 def test_the_page_is_current() -> None:

@@ -8,10 +8,11 @@ page must name at least one variable of it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from pathlib import Path
+
+from by_path import load
 
 from meterstream.schemas.settings import Settings
 
@@ -24,11 +25,7 @@ SUFFIXES = {".py", ".yml", ".yaml", ".toml", ".sh", ".cfg", ".ini", ".j2", ".jso
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("gen_configuration", ROOT / "docs/reference/gen_configuration.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("docs/reference/gen_configuration.py")
 
 
 def _rows(page: str) -> set[str]:

@@ -15,11 +15,14 @@ from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
+from by_path import load
 
 from meterstream.api.authorization import Balance, Context, Request, authorize
-from meterstream.api.authorize_example import example_plan
 from meterstream.entities import holds
 from meterstream.entities.db import make_engine, session_factory
+
+setup = load("bench/authorize_setup.py")  # the plan and app of bench/authorize.py
+example_plan = setup.example_plan
 
 NOW = datetime(2026, 12, 1, 10, tzinfo=UTC)
 WORKERS = 8

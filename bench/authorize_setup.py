@@ -1,6 +1,7 @@
 """The example prepaid plan of docs/authorization.md and an API app set up with it: the one set-up that
-bench/authorize.py and the authorization tests (tests/api/test_authorize*.py, tests/entities/test_holds_race.py)
-share. Nothing at runtime imports it.
+bench/authorize.py and the authorization tests (tests/api/test_authorize*.py, tests/api/test_plan_source.py,
+tests/entities/test_holds_race.py, which load it by path: tests/by_path.py) share. It lives under bench/, not in
+the runtime package: nothing at runtime uses it.
 
 The plan (hand-computable): Berlin, peak Mon-Fri 08:00-18:00. National calls (49...) 0.10 EUR connect fee, 60/60,
 0.06/min peak, 0.03/min off-peak; bundle FREE5 of 5 free minutes. Usage meters: `api_calls` 0.003 EUR per call,

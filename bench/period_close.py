@@ -284,6 +284,13 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
         # after a fork; these are most of the kernel time), of this process (`self`) and of its waited children
         # (`children`: the forked workers and the file writer)
         **_per_invoice(r0, r1, invoices),
+        # this process's phases of the close (`CloseResult.phases`): wall seconds and CPU us per invoice (all its
+        # threads, embedded ClickHouse's included; not the workers' nor the file writer's). `loop` holds `finalize`
+        # and `documents`; its wall minus its CPU is mostly this process waiting for the forked worker's results
+        "phases": {
+            name: {"wall_s": round(wall, 3), "cpu_us_per_invoice": round(cpu / invoices * 1e6) if invoices else None}
+            for name, (wall, cpu) in result.phases.items()
+        },
         **drafts,
         **pdf,
     }

@@ -41,7 +41,8 @@ from meterstream.invoice_emitter.ledger import (
     store_invoices,
     stored_invoices,
 )
-from meterstream.invoice_emitter.parallel import ordered_map, spare_cores
+from meterstream.invoice_emitter.parallel import CpuWindow, ordered_map, spare_cores
+from meterstream.invoice_emitter.phases import Phases
 from meterstream.invoice_emitter.records import EncodedDraft, EncodedFinal, Recorder
 from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.invoice_emitter.store_terms import with_store_terms
@@ -66,6 +67,8 @@ class CloseResult:
     unreconciled: list[str] = field(default_factory=list)  # lines whose streamed amount differs
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, customer, reason): not invoiced
     reissued: bool = False  # the period was already closed: stored documents, unchanged
+    # where this process spent the close: {phase: (wall s, CPU s)} (`phases.py`; the bench reports them)
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def totals_by_currency(self) -> dict[str, Decimal]:
@@ -91,6 +94,7 @@ def compute_invoices(
     skip: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
     stage: Callable[[tuple[str, str], dict[str, Any]], Any] | None = None,
     workers: int | None = 0,
+    phases: Phases | None = None,
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
     """Each customer's invoice for `period` from the usage in ClickHouse now, priced with the catalog FILE's
     plans; plus unreconciled lines.
@@ -105,8 +109,31 @@ def compute_invoices(
     `InvoiceDoc`, a reason text, None or a document dict); with `workers` >= 1 and at least `FORK_FROM`
     customers, `stage` and the pricing run in that many forked worker processes (`parallel.ordered_map`: in the
     same order, the same results), so `stage` must be pure; None: `WORKERS` while the machine has a core spare
-    (`parallel.spare_cores`), else none.
+    (`parallel.spare_cores`, judged over the reads), else none. `phases`: the reads timed as `usage`, the
+    customers' loop as `loop`.
     """
+    timed = phases or Phases()
+    window = CpuWindow()  # whether a core is spare, judged over the reads (`spare_cores`)
+    with timed("usage"):
+        items = _usage_items(client, db, catalog, period, only, failed, store_customers, skip)
+    forking = stage is not None and len(items) >= FORK_FROM
+    if workers is None:  # the default: one worker while a core is spare; on a machine busy with other work, none
+        workers = min(WORKERS, spare_cores(window)) if forking else 0
+    with timed("loop"):
+        return _priced_all(items, period, finish, stage, workers if forking else 0)
+
+
+def _usage_items(
+    client: Client,
+    db: str,
+    catalog: Catalog,
+    period: str,
+    only: set[tuple[str, str]] | None,
+    failed: list[Failure] | None,
+    store_customers: frozenset[tuple[str, str]] | set[tuple[str, str]],
+    skip: frozenset[tuple[str, str]] | set[tuple[str, str]],
+) -> list[tuple[Key, Any, list[MeterUsage], list[UsageRecord]]]:
+    """`compute_invoices`' reads: each customer's (key, plan, usage rows, telecom records), in order."""
     usage = period_usage(client, db, period)
     if only is not None:
         usage = [u for u in usage if (u.tenant, u.customer) in only]
@@ -133,6 +160,17 @@ def compute_invoices(
         ((plan_id, rows),) = by_plan.items()
         plan = plans[plan_id]
         items.append(((tenant, customer), plan, rows, records.get((tenant, customer), [])))
+    return items
+
+
+def _priced_all(
+    items: list[tuple[Key, Any, list[MeterUsage], list[UsageRecord]]],
+    period: str,
+    finish: Callable[[tuple[str, str], dict[str, Any]], dict[str, Any] | None] | None,
+    stage: Callable[[tuple[str, str], dict[str, Any]], Any] | None,
+    workers: int,
+) -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
+    """`compute_invoices`' loop: each item priced (and staged), in order, here or in `workers` forked ones."""
     pricer = MeterPricer()  # each distinct (price, quantity) of this close is quoted once (per process)
 
     def priced(item: tuple[Key, Any, list[MeterUsage], list[UsageRecord]]) -> tuple[Any, list[str]]:
@@ -148,9 +186,7 @@ def compute_invoices(
         flagged += [f"{tenant}/{customer}/{meter}" for meter in differ]
         return (doc if stage is None else stage((tenant, customer), doc)), flagged
 
-    if workers is None:  # the default: one worker while a core is spare; on a machine busy with other work, none
-        workers = min(WORKERS, spare_cores())
-    if stage is not None and workers > 0 and len(items) >= FORK_FROM:
+    if stage is not None and workers > 0:
         outcomes: Iterator[tuple[Any, list[str]]] = map(_from_worker, ordered_map(_for_parent(priced), items, workers))
     else:
         outcomes = map(priced, items)
@@ -297,9 +333,11 @@ def close_period(
         own = False
     recorder = Recorder(store.sf, with_store_terms(issuing or Issuing.from_settings(get_settings()), store.sf, period))
     scope = Scope(None if customers is None else frozenset(customers), frozenset(exclude))
-    with _gc_paused():
+    phases = Phases()
+    with phases("close"), _gc_paused(phases):
         result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own, scope,
-                        workers)  # fmt: skip
+                        workers, phases)  # fmt: skip
+    result.phases = phases.as_dict()
     if render:
         from meterstream.documents.render import render_invoice
 
@@ -369,7 +407,7 @@ def _own_records(out_dir: Path) -> StoreView:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def _gc_paused(phases: Phases | None = None) -> Iterator[None]:
     """No cyclic garbage collection during a close: it builds millions of long-lived, acyclic objects (the
     documents), and every full collection would walk all of them again (15-25% of a large close).
     Reference counting still frees everything the close drops; cycles wait until the close returns. The
@@ -382,7 +420,8 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-            gc.collect(0)
+            with (phases or Phases())("gc"):
+                gc.collect(0)
 
 
 def _close(
@@ -399,7 +438,10 @@ def _close(
     own_records: bool,
     scope: Scope = Scope(),
     workers: int | None = 0,
+    phases: Phases | None = None,
 ) -> CloseResult:
+    timed = phases or Phases()
+    preparing = timed.start("prepare")
     wide = closed_periods(client, db)
     only = None if scope.only is None else set(scope.only)
     if period in wide:  # closed for everyone: its documents are final
@@ -496,7 +538,9 @@ def _close(
         def record() -> None:
             """Finalize (or, drafting, store as drafts) the drafts built so far (numbers in the order built) and
             hand each to the files."""
-            stored = _upsert_drafts(recorder, drafts) if scope.drafting else recorder.finalize_many(drafts)
+            with timed("finalize"):
+                stored = _upsert_drafts(recorder, drafts) if scope.drafting else recorder.finalize_many(drafts)
+            documents = timed.start("documents")
             known = getattr(recorder, "encoded", None) or {}  # their compact JSON, already encoded by the store
             for draft, issued_doc in zip(drafts, stored, strict=True):
                 if isinstance(issued_doc, ValueError):  # the store's Invalid and Conflict are ValueErrors
@@ -512,6 +556,7 @@ def _close(
                 if pair is not None and pair[0] is issued_doc:
                     raw[(draft.tenant, draft.customer)] = pair[1]
             drafts.clear()
+            timed.stop(documents)
 
         drafts: list[InvoiceDoc] = []
         docs: dict[tuple[str, str], dict[str, Any]] = {}
@@ -521,9 +566,10 @@ def _close(
                 files.add(issued[key])
                 docs[key] = issued[key]
         update_blocked()  # `stage` ahead of `finish` (in a worker) knows those blocked before the customers' loop
+        timed.stop(preparing)
         _, unreconciled = compute_invoices(
             client, db, catalog, period, only=only, finish=finish, failed=failed, store_customers=subs.customers,
-            skip=skip, stage=stage, workers=workers,
+            skip=skip, stage=stage, workers=workers, phases=timed,
         )  # fmt: skip
         unreconciled += subs.unreconciled
         for (tenant, customer), bill in sorted(bills.items()):  # subscription lines only
@@ -538,10 +584,12 @@ def _close(
         result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled, failed=failed)
         if scope.drafting:
             return result
-        store_invoices(client, db, result.invoices, encoded=[raw.get(k) for k in sorted(docs)])
-        if scope.whole:
-            mark_closed(client, db, period)
-        paths = files.publish()
+        with timed("ledger"):
+            store_invoices(client, db, result.invoices, encoded=[raw.get(k) for k in sorted(docs)])
+            if scope.whole:
+                mark_closed(client, db, period)
+        with timed("publish"):
+            paths = files.publish()
     except BaseException:
         files.abort()
         raise

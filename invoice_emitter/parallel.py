@@ -23,6 +23,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
@@ -42,14 +43,67 @@ def can_fork() -> bool:
     return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
 
 
-def spare_cores() -> int:
-    """Cores with nothing to run over the last minute (count minus the 1-minute load average, which counts this
-    process): a worker pays only on such a core. On a busy machine it is CPU taken from the others and costs
-    more in all (the pages the two processes share are copied on first write, results cross a pipe)."""
+def spare_cores(since: CpuWindow | None = None) -> int:
+    """Cores other work leaves idle besides the one this process runs on: a worker pays only on such a core. On a
+    busy machine it is CPU taken from the others and costs more in all (the pages the two processes share are
+    copied on first write, results cross a pipe).
+
+    `since`: judged over the window from then to now (`CpuWindow`: what the machine did, minus this process's own
+    CPU); without it, or where that cannot be read, from the 1-minute load average (which counts this process,
+    and lags: a minute after a busy spell, even this process's own, it still counts that spell)."""
+    if since is not None:
+        spare = since.spare()
+        if spare is not None:
+            return spare
     try:
         return max(0, int((os.cpu_count() or 1) - os.getloadavg()[0]))
     except OSError:  # no load average
         return 0
+
+
+_STAT = "/proc/stat"
+_MIN_WINDOW = 0.05  # seconds: a shorter window says too little (the kernel counts CPU time in 10 ms ticks)
+
+
+class CpuWindow:
+    """The machine's CPU use from now until `spare()` (Linux `/proc/stat`), to see whether a core is idle now
+    rather than over the last minute. Open it before work this process does anyway (a close's reads): its own CPU
+    over the window (`os.times`, every thread of it) is taken out, and no time is spent waiting to measure."""
+
+    def __init__(self) -> None:
+        self._start = (_machine_ticks(), _own_cpu(), time.perf_counter())
+
+    def spare(self) -> int | None:
+        """Cores neither this process nor anything else used over the window, beyond the one this process goes on
+        using (None: unknown, no `/proc/stat` or a window too short)."""
+        (ticks0, own0, wall0), ticks1, own1, wall1 = self._start, _machine_ticks(), _own_cpu(), time.perf_counter()
+        cores = os.cpu_count() or 1
+        if ticks0 is None or ticks1 is None or wall1 - wall0 < _MIN_WINDOW:
+            return None
+        busy, total = ticks1[0] - ticks0[0], ticks1[1] - ticks0[1]
+        if total <= 0:
+            return None
+        others = busy / total * cores - (own1 - own0) / (wall1 - wall0)  # cores busy with other processes
+        return max(0, int(cores - 1 - others + 0.25))  # a core 75 % idle counts as spare
+
+
+def _machine_ticks() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of all cores since boot (the `cpu` line of /proc/stat), None where unreadable."""
+    try:
+        with open(_STAT, "rb") as f:
+            fields = f.readline().split()
+        values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    if len(values) < 8 or fields[0] != b"cpu":
+        return None
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def ordered_map(

@@ -107,7 +107,7 @@ def test_by_default_a_worker_only_on_a_spare_core(
     chdb_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int], spare: int, forks: int
 ) -> None:
     monkeypatch.setattr(close_mod, "FORK_FROM", 1)
-    monkeypatch.setattr(close_mod, "spare_cores", lambda: spare)  # a busy machine (0), one idle core (1)
+    monkeypatch.setattr(close_mod, "spare_cores", lambda *_: spare)  # a busy machine (0), one idle core (1)
     results, *_ = closes(chdb_client, tmp_path / "default", workers=None)
     assert len(forked) == forks  # one worker per close of the two periods, or none
     assert [len(r.invoices) for r in results] == [19, 20]

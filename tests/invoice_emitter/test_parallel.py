@@ -67,3 +67,23 @@ def test_spare_cores_follow_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parallel.spare_cores() == 0
     monkeypatch.setattr(parallel.os, "getloadavg", lambda: (9.5, 0.0, 0.0))
     assert parallel.spare_cores() == 0
+
+
+def test_spare_cores_over_a_window_leave_this_process_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a window, a core is spare when the machine's busy ticks, less this process's own CPU, leave it idle."""
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (1.9, 0.0, 0.0))  # the last minute: busy (0 spare)
+    ticks = iter([(1000, 5000), (1000 + 30, 5000 + 60)])  # 60 ticks over 0.3 s on 2 cores, 30 of them busy
+    monkeypatch.setattr(parallel, "_machine_ticks", lambda: next(ticks))
+    own = iter([10.0, 10.3])  # this process: 0.3 s of CPU in 0.3 s (one core), the only busy one
+    monkeypatch.setattr(parallel, "_own_cpu", lambda: next(own))
+    clock = iter([100.0, 100.3])
+    monkeypatch.setattr(parallel.time, "perf_counter", lambda: next(clock))
+    window = parallel.CpuWindow()
+    assert parallel.spare_cores(window) == 1  # the other core idle, whatever the load average says
+    ticks = iter([(1000, 5000), (1000 + 60, 5000 + 60)])  # both cores busy: the other with someone else's work
+    own, clock = iter([10.0, 10.3]), iter([100.0, 100.3])
+    assert parallel.spare_cores(parallel.CpuWindow()) == 0
+    ticks = iter([(1000, 5000), (1000 + 1, 5000 + 2)])  # a window too short to say: the load average's answer
+    own, clock = iter([10.0, 10.0]), iter([100.0, 100.01])
+    assert parallel.spare_cores(parallel.CpuWindow()) == 0

@@ -171,12 +171,7 @@ class OpenMeterService:
         db = self.queries.db
         where = ["tenant = {tenant:String}", "meter = {meter:String}", "subject != ''"]
         params: dict[str, Any] = {"tenant": tenant, "meter": slug}
-        if start is not None:
-            where.append("time >= {start:DateTime64(3, 'UTC')}")
-            params["start"] = start.astimezone(UTC).replace(tzinfo=None)
-        if end is not None:
-            where.append("time < {end:DateTime64(3, 'UTC')}")
-            params["end"] = end.astimezone(UTC).replace(tzinfo=None)
+        time_range(start, end, where, params)
         sql = f"SELECT DISTINCT subject FROM {db}.rated_usage FINAL WHERE {' AND '.join(where)} ORDER BY subject"
         return [r[0] for r in self.queries.query(sql, params)]
 

@@ -226,6 +226,11 @@ def test_meter_queries_json_and_csv_through_the_sdk(om):
         "2026-11-03T00:00:00Z,2026-11-03T01:00:00Z,,,a,2.25",
     ]
     assert reader.meters.list_subjects("tokens") == ["u1", "u2"]
+    # from is inclusive, to exclusive: u1's usage is on the 2nd, u2's at 00:30 on the 3rd
+    third = dt.datetime(2026, 11, 3, tzinfo=dt.UTC)
+    assert reader.meters.list_subjects("tokens", from_parameter=third) == ["u2"]
+    assert reader.meters.list_subjects("tokens", from_parameter=frm, to=third) == ["u1"]
+    assert reader.meters.list_subjects("tokens", from_parameter=third, to=third + dt.timedelta(minutes=30)) == []
     with pytest.raises(HttpResponseError) as exc:
         reader.meters.query_json("tokens", group_by=["region"])
     assert exc.value.status_code == 400 and exc.value.response.json()["extensions"]["field"] == "groupBy"

@@ -80,7 +80,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 def _produce_paced(run: Settings, records: list[tuple[bytes, bytes]], seconds: float, done: threading.Event) -> None:
-    from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_all
+    from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_all, undelivered
 
     producer = make_producer(run, **{"message.timeout.ms": 600_000})
     tracker = DeliveryTracker()
@@ -91,9 +91,8 @@ def _produce_paced(run: Settings, records: list[tuple[bytes, bytes]], seconds: f
         pause = t0 + seconds * (i + chunk) / len(records) - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-    left = producer.flush(180)
-    if left or tracker.errors:
-        raise RuntimeError(f"producer: {left} events undelivered after 180 s, errors: {tracker.errors[:1]}")
+    if (why := undelivered(producer, tracker, 180)) is not None:
+        raise RuntimeError(f"producer: events not delivered: {why}")
     done.set()
 
 

@@ -261,11 +261,10 @@ class KafkaSink:
         self.producer.poll(0)
 
     def flush(self) -> None:
-        left = self.producer.flush(self.timeout)
-        if left:
-            raise RuntimeError(f"dunning: {left} messages not acknowledged by Kafka within {self.timeout:g}s")
-        if self.tracker.errors:
-            raise RuntimeError(f"dunning: Kafka refused messages: {'; '.join(self.tracker.errors[:3])}")
+        from meterstream.ingest.producer import undelivered
+
+        if (why := undelivered(self.producer, self.tracker, self.timeout)) is not None:
+            raise RuntimeError(f"dunning: messages not delivered to Kafka: {why}")
 
 
 def ensure_dunning_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

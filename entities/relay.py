@@ -41,7 +41,7 @@ from sqlalchemy.orm import sessionmaker
 from meterstream.background import BackgroundLoop
 from meterstream.entities import outbox
 from meterstream.health import StallWatch
-from meterstream.ingest.producer import DeliveryTracker, make_producer
+from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_waiting, undelivered
 from meterstream.ingest.topics import ensure_entities_topic, entities_topic
 from meterstream.schemas.entities import SubscriptionDoc, decode_change
 from meterstream.schemas.settings import Settings
@@ -144,12 +144,10 @@ class OutboxRelay(BackgroundLoop):
         if rows:
             tracker = DeliveryTracker()
             for _seq, key, value in rows:
-                self._produce(key, value, tracker)
-            remaining = self.producer.flush(30)
-            if remaining or tracker.errors or tracker.delivered != len(rows):
-                first = tracker.errors[0] if tracker.errors else f"{remaining} not acknowledged within 30 s"
+                produce_waiting(self.producer, self.topic, key=key, value=value, on_delivery=tracker)
+            if (why := undelivered(self.producer, tracker, 30, len(rows))) is not None:
                 self.producer = None  # a fresh idempotent producer for the retry (a failed one may be fenced)
-                raise RelayError(f"{len(rows)} changes after seq {position} not relayed: {first}")
+                raise RelayError(f"{len(rows)} changes after seq {position} not relayed: {why}")
             position = rows[-1][0]
             outbox.set_relay_position(self.sessions, self.name, position)  # only after Kafka acknowledged
             self.relayed += len(rows)
@@ -165,15 +163,6 @@ class OutboxRelay(BackgroundLoop):
         self.backlog = max(backlog, 0)
         BACKLOG.set(self.backlog)
         self.watch.set_lag("outbox", self.backlog)
-
-    def _produce(self, key: bytes, value: bytes, tracker: DeliveryTracker) -> None:
-        assert self.producer is not None
-        while True:
-            try:
-                self.producer.produce(self.topic, key=key, value=value, on_delivery=tracker)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
 
     # --- the loop ----------------------------------------------------------------------------------------
     def run(self) -> None:

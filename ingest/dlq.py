@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from meterstream.ingest.lag import LagProbe
-from meterstream.ingest.producer import DeliveryTracker, make_producer
+from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_waiting, undelivered
 from meterstream.ingest.topics import Topics
 from meterstream.schemas.rated import DeadLetter
 from meterstream.schemas.settings import Settings
@@ -300,30 +300,17 @@ def replay_dead_letters(
         }
         if r.partition < partitions:
             kwargs["partition"] = r.partition
-        _produce(producer, usage, kwargs)
+        produce_waiting(producer, usage, **kwargs)
+        producer.poll(0)
         result.replayed.append(source)
         if progress is not None and i % 1000 == 0:
             progress(i, len(todo))
-    remaining = producer.flush(120)
-    if remaining:
-        raise KafkaException(f"{remaining} replayed messages not delivered within 120 s")
-    if tracker.errors:
-        raise KafkaException(f"{len(tracker.errors)} replays failed, first: {tracker.errors[0]}")
+    if (why := undelivered(producer, tracker, 120)) is not None:
+        raise KafkaException(f"replayed messages not delivered: {why}")
     _mark(settings, producer, todo)
     if progress is not None:
         progress(len(todo), len(todo))
     return result
-
-
-def _produce(producer: Producer, topic: str, kwargs: dict[str, Any]) -> None:
-    """Produce, waiting for room when the local queue is full (as `produce_all` does)."""
-    while True:
-        try:
-            producer.produce(topic, **kwargs)
-            break
-        except BufferError:
-            producer.poll(0.05)
-    producer.poll(0)
 
 
 def _partition_count(producer: Producer, topic: str) -> int:
@@ -389,9 +376,10 @@ def _mark(settings: Settings, producer: Producer, records: list[DeadLetterRecord
         for r in records:
             source = source_text(r)
             mark = {"source": source, "dlq_partition": r.dlq_partition, "dlq_offset": r.dlq_offset, "replayed_at": now}
-            _produce(producer, topic, {"key": source.encode(), "value": orjson.dumps(mark), "on_delivery": tracker})
-        if producer.flush(60) or tracker.errors:
-            raise KafkaException(f"marks not delivered: {tracker.errors[:1]}")
+            produce_waiting(producer, topic, key=source.encode(), value=orjson.dumps(mark), on_delivery=tracker)
+            producer.poll(0)
+        if (why := undelivered(producer, tracker, 60)) is not None:
+            raise KafkaException(f"marks not delivered: {why}")
     except KafkaException as exc:
         log.warning("replayed %d dead letters but could not mark them (%s)", len(records), exc)
 

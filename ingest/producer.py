@@ -53,18 +53,32 @@ def produce_all(
     """
     tracker = tracker or DeliveryTracker()
     for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, on_delivery=tracker)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, topic, value=value, key=key, on_delivery=tracker)
         producer.poll(0)
     if not flush:
         return tracker
-    remaining = producer.flush(120)
-    if remaining:
-        raise KafkaException(f"{remaining} messages not delivered within 120 s")
-    if tracker.errors:
-        raise KafkaException(f"{len(tracker.errors)} deliveries failed, first: {tracker.errors[0]}")
+    if (why := undelivered(producer, tracker, 120)) is not None:
+        raise KafkaException(f"messages not delivered: {why}")
     return tracker
+
+
+def produce_waiting(producer: Producer, topic: str, **kwargs: Any) -> None:
+    """`producer.produce(topic, **kwargs)`; while the local queue is full, serve delivery reports and try again."""
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def undelivered(producer: Producer, tracker: DeliveryTracker, timeout: float, sent: int | None = None) -> str | None:
+    """Flush `producer` (at most `timeout` seconds): None when every message was acknowledged (given `sent`, when
+    `tracker` counted that many), else why not: how many deliveries failed and the first error, or how many
+    messages were still unacknowledged after `timeout`."""
+    remaining = producer.flush(timeout)
+    if tracker.errors:
+        return f"{len(tracker.errors)} failed, first: {tracker.errors[0]}"
+    if remaining or (sent is not None and tracker.delivered != sent):
+        return f"{remaining} not acknowledged within {timeout:g} s"
+    return None

@@ -31,6 +31,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from meterstream.ingest.producer import produce_waiting
 from meterstream.ingest.topics import replication
 from meterstream.processor.store import COMMIT_END, PartitionStore
 from meterstream.schemas.settings import Settings
@@ -233,7 +234,7 @@ class ChangelogWriter:
     def produce(self, partition: int, records: list[tuple[bytes, bytes | None]], on_delivery: Any) -> int:
         """Produce `records` to changelog partition `partition` in order; returns how many."""
         produce, topic = self.producer.produce, self.topic
-        for key, value in records:
+        for key, value in records:  # ingest.producer.produce_waiting inlined: this runs once per changelog record
             while True:
                 try:
                     produce(topic, value, key, partition, on_delivery=on_delivery)
@@ -246,12 +247,8 @@ class ChangelogWriter:
         """Mark this writer's start on `partition` (call on taking it, before its first commit): readers drop
         any unfinished commit a previous owner left before this point. Ordered before the commits that follow
         by the idempotent producer; a failed delivery fails those commits too."""
-        while True:
-            try:
-                self.producer.produce(self.topic, b"1", WRITER_START, partition, on_delivery=_start_delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        produce_waiting(self.producer, self.topic, value=b"1", key=WRITER_START, partition=partition,
+                        on_delivery=_start_delivered)  # fmt: skip
 
 
 def _start_delivered(err: Any, msg: Any) -> None:

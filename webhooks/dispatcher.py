@@ -37,7 +37,7 @@ from sqlalchemy.orm import sessionmaker
 
 from meterstream.background import BackgroundLoop
 from meterstream.health import StallWatch
-from meterstream.ingest.producer import DeliveryTracker, make_producer
+from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_waiting, undelivered
 from meterstream.schemas.settings import Settings
 from meterstream.webhooks import backoff, deliveries, outbox
 from meterstream.webhooks.signing import sign_headers
@@ -136,12 +136,11 @@ class Dispatcher(BackgroundLoop):
         tracker = DeliveryTracker()
         for _seq, event_id, type_, key, body in rows:
             headers = [("event-id", event_id.encode()), ("event-type", type_.encode())]
-            self._produce(key.encode(), body.encode(), headers, tracker)
-        remaining = self.producer.flush(30)
-        if remaining or tracker.errors or tracker.delivered != len(rows):
-            first = tracker.errors[0] if tracker.errors else f"{remaining} not acknowledged within 30 s"
+            produce_waiting(self.producer, self.topic, key=key.encode(), value=body.encode(), headers=headers,
+                            on_delivery=tracker)  # fmt: skip
+        if (why := undelivered(self.producer, tracker, 30, len(rows))) is not None:
             self.producer = None  # a fresh idempotent producer for the retry
-            raise PublishError(f"{len(rows)} lifecycle events not published: {first}")
+            raise PublishError(f"{len(rows)} lifecycle events not published: {why}")
         outbox.mark_published(self.sessions, [r[0] for r in rows], self._utcnow())
         PUBLISHED.inc(len(rows))
         self.watch.progressed()
@@ -177,15 +176,6 @@ class Dispatcher(BackgroundLoop):
             log.warning("webhook %s to %s is dead after %d attempts: %s", item.delivery.event_id,
                         item.delivery.endpoint_id, attempts, error)  # fmt: skip
         return done
-
-    def _produce(self, key: bytes, value: bytes, headers: list, tracker: DeliveryTracker) -> None:
-        assert self.producer is not None
-        while True:
-            try:
-                self.producer.produce(self.topic, key=key, value=value, headers=headers, on_delivery=tracker)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
 
     # --- one poll, the loop, health ------------------------------------------------------------------------
     def run_once(self) -> dict[str, int]:

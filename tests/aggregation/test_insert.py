@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
 import pytest
+from sink_helpers import new_database
 
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import DEAD_LETTER_FIELDS, RATED_FIELDS, Position, RecordBatch
 from meterstream.aggregation.sink import ClickHouseSink, insert_records
 from meterstream.schemas.settings import Settings
@@ -49,9 +48,7 @@ DEAD = {
 
 @pytest.fixture
 def db(chdb_client) -> str:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
+    return new_database(chdb_client, "t")
 
 
 def batch(table: str, *records: dict) -> RecordBatch:

@@ -7,27 +7,20 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from datetime import datetime
 from decimal import Decimal
 
 import orjson
 import pyarrow as pa
 import pytest
+from sink_helpers import RECORD, CountingConsumer, new_database
 
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.refusals import NullProbe, refused_lines
 from meterstream.aggregation.rows import INSERT_SETTINGS, RATED_FIELDS, Position, RecordBatch, store_field
 from meterstream.aggregation.sink import ClickHouseSink, insert_records
 from meterstream.schemas.rated import pack_rows, read_arrow, row_of
 from meterstream.schemas.settings import Settings
 
-RECORD = {
-    "tenant": "cloudco", "id": "evt-1", "customer": "org-7", "subject": "user-3", "meter": "api_calls",
-    "time": "2026-10-12T10:11:12.345Z", "period": "2026-10", "quantity": "12.5", "amount": "1.25",
-    "cumulative": "100", "currency": "USD", "plan": "cloud-standard", "line": "api_calls",
-    "dimensions": {"region": "eu-west-1"}, "source": "gw-1", "src_partition": 3, "src_offset": 77,
-}  # fmt: skip
 SELECT = (
     "SELECT tenant, event_id, customer, subject, meter, time, period, quantity, amount, cumulative, currency, "
     "plan, line, dimensions, source, src_partition, src_offset FROM {db}.rated_usage FINAL ORDER BY event_id"
@@ -50,9 +43,7 @@ def json_lines(*records: dict) -> bytes:
 
 @pytest.fixture
 def db(chdb_client) -> str:
-    name = f"a_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
+    return new_database(chdb_client, "a")
 
 
 def test_arrow_records_land_with_every_value_exact(chdb_client, db: str) -> None:
@@ -123,21 +114,6 @@ def test_a_null_in_an_arrow_column_is_refused_not_stored_as_empty(chdb_client, d
     with NullProbe(chdb_client, db, "rated_usage", RATED_FIELDS, INSERT_SETTINGS["rated_usage"]) as probe:
         error = probe(table)
     assert error is not None and "NULL" in error and store_field(error, RATED_FIELDS) == "tenant"
-
-
-class CountingConsumer:
-    """The sink's consumer with its commits counted (confluent's Consumer cannot be patched)."""
-
-    def __init__(self, consumer) -> None:
-        self._consumer = consumer
-        self.commits: list[list] = []
-
-    def commit(self, *args, **kwargs):
-        self.commits.append(kwargs.get("offsets"))
-        return self._consumer.commit(*args, **kwargs)
-
-    def __getattr__(self, name: str):
-        return getattr(self._consumer, name)
 
 
 @pytest.mark.kafka

@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import orjson
 import pytest
+from sink_helpers import RECORD, CountingConsumer, new_database
 
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.refusals import NullProbe, is_data_error, refused_lines
 from meterstream.aggregation.rows import INSERT_SETTINGS, RATED_FIELDS, Position, store_field, store_reason
 from meterstream.aggregation.sink import ClickHouseSink
 from meterstream.schemas.settings import Settings
-
-RECORD = {
-    "tenant": "cloudco", "id": "evt-1", "customer": "org-7", "subject": "user-3", "meter": "api_calls",
-    "time": "2026-10-12T10:11:12.345Z", "period": "2026-10", "quantity": "12.5", "amount": "1.25",
-    "cumulative": "100", "currency": "USD", "plan": "cloud-standard", "line": "api_calls",
-    "dimensions": {"region": "eu-west-1"}, "source": "gw-1", "src_partition": 3, "src_offset": 77,
-}  # fmt: skip
 
 
 def rec(**changes: object) -> bytes:
@@ -38,9 +30,7 @@ def without(name: str) -> bytes:
 
 @pytest.fixture
 def db(chdb_client) -> str:
-    name = f"r_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
+    return new_database(chdb_client, "r")
 
 
 # (case, record, the field the dead letter names, words of ClickHouse's message)
@@ -124,21 +114,6 @@ def test_only_data_errors_count_as_refusals() -> None:
     assert not is_data_error(DatabaseError("Code: 115. Unknown setting", code=115))  # the query, not the rows
     assert not is_data_error(OperationalError("connection refused"))
     assert not is_data_error(ConnectionError("ClickHouse unavailable (injected)"))
-
-
-class CountingConsumer:
-    """The sink's consumer with its commits counted (confluent's Consumer cannot be patched)."""
-
-    def __init__(self, consumer) -> None:
-        self._consumer = consumer
-        self.commits: list[list] = []
-
-    def commit(self, *args, **kwargs):
-        self.commits.append(kwargs.get("offsets"))
-        return self._consumer.commit(*args, **kwargs)
-
-    def __getattr__(self, name: str):
-        return getattr(self._consumer, name)
 
 
 @pytest.mark.kafka

@@ -15,17 +15,11 @@ import uuid
 
 import orjson
 import pytest
+from sink_helpers import RECORD
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.sink import ClickHouseSink
 from meterstream.schemas.settings import Settings
-
-RECORD = {
-    "tenant": "cloudco", "id": "evt-1", "customer": "org-7", "subject": "user-3", "meter": "api_calls",
-    "time": "2026-10-12T10:11:12.345Z", "period": "2026-10", "quantity": "12.5", "amount": "1.25",
-    "cumulative": "100", "currency": "USD", "plan": "cloud-standard", "line": "api_calls",
-    "dimensions": {"region": "eu-west-1"}, "source": "gw-1", "src_partition": 3, "src_offset": 77,
-}  # fmt: skip
 
 
 @pytest.mark.kafka

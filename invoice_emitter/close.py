@@ -16,7 +16,7 @@ import gc
 import pickle
 import re
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,6 +31,7 @@ from meterstream.aggregation.usage_query import MeterUsage, UsageRecord, period_
 from meterstream.invoice_emitter.adjustments import adjustment_lines
 from meterstream.invoice_emitter.closed import earlier_closed, issued_documents
 from meterstream.invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
+from meterstream.invoice_emitter.documents_list import Documents
 from meterstream.invoice_emitter.files import DocumentFiles, Progress, file_name, file_paths, write_documents
 from meterstream.invoice_emitter.issue import Issuing, issue_draft
 from meterstream.invoice_emitter.ledger import (
@@ -38,6 +39,7 @@ from meterstream.invoice_emitter.ledger import (
     billed_quantities,
     closed_periods,
     mark_closed,
+    store_encoded,
     store_invoices,
     stored_invoices,
 )
@@ -62,7 +64,7 @@ PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 @dataclass
 class CloseResult:
     period: str
-    invoices: list[dict[str, Any]] = field(default_factory=list)
+    invoices: Sequence[dict[str, Any]] = field(default_factory=list)  # `Documents` from a close: decoded when read
     files: list[Path] = field(default_factory=list)
     unreconciled: list[str] = field(default_factory=list)  # lines whose streamed amount differs
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, customer, reason): not invoiced
@@ -542,25 +544,36 @@ def _close(
                 stored = _upsert_drafts(recorder, drafts) if scope.drafting else recorder.finalize_many(drafts)
             documents = timed.start("documents")
             known = getattr(recorder, "encoded", None) or {}  # their compact JSON, already encoded by the store
+            batch: list[bytes] = []  # the compact JSON of this batch's finalized documents, for the ledger
             for draft, issued_doc in zip(drafts, stored, strict=True):
                 if isinstance(issued_doc, ValueError):  # the store's Invalid and Conflict are ValueErrors
                     failed.append((draft.tenant, draft.customer, str(issued_doc)))
                     continue
+                key = (draft.tenant, draft.customer)
                 if isinstance(issued_doc, EncodedFinal):  # numbered from its JSON (a worker's draft)
-                    out = orjson.loads(issued_doc.data)
+                    data: bytes | None = issued_doc.data
                 else:
-                    out = msgspec.to_builtins(issued_doc)
-                files.add(out)
-                docs[(draft.tenant, draft.customer)] = out
-                pair = known.get(id(issued_doc))
-                if pair is not None and pair[0] is issued_doc:
-                    raw[(draft.tenant, draft.customer)] = pair[1]
+                    pair = known.get(id(issued_doc))
+                    data = pair[1] if pair is not None and pair[0] is issued_doc else None
+                if data is None or scope.drafting:
+                    out = orjson.loads(data) if data is not None else msgspec.to_builtins(issued_doc)
+                    files.add(out)
+                    docs[key] = out
+                else:  # its bytes as they are: the file re-indented, the ledger's fields read, no dict built
+                    files.add_encoded(*key, data)
+                    docs[key] = (*key, data)
+                    batch.append(data)
+                    ledgered.add(key)
             drafts.clear()
             timed.stop(documents)
+            if batch:  # into ClickHouse now, while a forked worker prices the next customers
+                with timed("ledger"):
+                    store_encoded(client, db, batch)
 
         drafts: list[InvoiceDoc] = []
-        docs: dict[tuple[str, str], dict[str, Any]] = {}
-        raw: dict[tuple[str, str], bytes] = {}  # `encode(doc)` of docs finalized now: orjson.dumps(doc) byte for byte
+        # each customer's document: a dict, or (tenant, customer, its compact JSON) for `Documents`
+        docs: dict[tuple[str, str], dict[str, Any] | tuple[str, str, bytes]] = {}
+        ledgered: set[tuple[str, str]] = set()  # in ClickHouse's ledger already (`store_encoded`, per batch)
         if not scope.drafting:  # issued before: unchanged, with the others (files, ClickHouse, topic)
             for key in sorted(issued):
                 files.add(issued[key])
@@ -581,11 +594,11 @@ def _close(
         failed = sorted({(t, c): (t, c, r) for t, c, r in reversed(failed)}.values())  # the first reason of each
         if only is not None:
             failed = [f for f in failed if (f[0], f[1]) in only]
-        result = CloseResult(period, [docs[k] for k in sorted(docs)], unreconciled=unreconciled, failed=failed)
+        result = CloseResult(period, Documents(docs[k] for k in sorted(docs)), unreconciled=unreconciled, failed=failed)
         if scope.drafting:
             return result
-        with timed("ledger"):
-            store_invoices(client, db, result.invoices, encoded=[raw.get(k) for k in sorted(docs)])
+        with timed("ledger"):  # the documents not stored per batch (issued before; finalized one by one)
+            store_invoices(client, db, [docs[k] for k in sorted(docs) if k not in ledgered])  # type: ignore[misc]
             if scope.whole:
                 mark_closed(client, db, period)
         with timed("publish"):
@@ -601,12 +614,15 @@ def _published(
 ) -> CloseResult:
     """`result` with its files (written now when `paths` is empty and there are documents: a re-issue) and its
     documents sent to the invoices topic."""
-    if result.invoices and not paths:
-        write_documents(out_dir / result.period, result.invoices, progress)
-    result.files = file_paths(out_dir / result.period, ((d["tenant"], d["customer"]) for d in result.invoices))
+    if not isinstance(result.invoices, Documents):
+        result.invoices = Documents(result.invoices)
+    invoices = result.invoices
+    if invoices and not paths:
+        write_documents(out_dir / result.period, list(invoices), progress)
+    result.files = file_paths(out_dir / result.period, invoices.keys())
     if producer is not None and topic:
-        for doc in result.invoices:
-            producer.produce(topic, key=f"{doc['tenant']}/{doc['customer']}".encode(), value=orjson.dumps(doc))
+        for i, (tenant, customer) in enumerate(invoices.keys()):  # each document's compact JSON, as it is
+            producer.produce(topic, key=f"{tenant}/{customer}".encode(), value=invoices.encoded(i))
             producer.poll(0)
         if producer.flush(60):
             raise RuntimeError("invoices topic: not every document was delivered")

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from meterstream.invoice_emitter._file_writer import FRAME, write_file
@@ -45,6 +46,13 @@ _CHUNK = 256 * 1024  # bytes handed to the pipe at once
 def document_bytes(doc: dict[str, Any]) -> bytes:
     """A document's file content."""
     return orjson.dumps(doc, option=_OPTIONS)
+
+
+def encoded_document_bytes(data: bytes) -> bytes:
+    """`document_bytes(orjson.loads(data))` for a document's compact JSON `data` (`schemas.invoice.encode`, which
+    is `orjson.dumps` of the document's dict), re-indented as it is (`msgspec.json.format`, no objects built):
+    the same bytes, a third of the CPU."""
+    return msgspec.json.format(data, indent=2) + b"\n"
 
 
 def file_paths(folder: Path, keys: Iterable[tuple[str, str]]) -> list[Path]:
@@ -98,7 +106,14 @@ class DocumentFiles:
         self._feed_error: OSError | None = None
 
     def add(self, doc: dict[str, Any]) -> None:
-        tenant, customer = doc["tenant"], doc["customer"]
+        self.add_bytes(doc["tenant"], doc["customer"], document_bytes(doc))
+
+    def add_encoded(self, tenant: str, customer: str, data: bytes) -> None:
+        """`add` of the document whose compact JSON is `data` (`encoded_document_bytes`: the same file)."""
+        self.add_bytes(tenant, customer, encoded_document_bytes(data))
+
+    def add_bytes(self, tenant: str, customer: str, data: bytes) -> None:
+        """The file of (tenant, customer) with the content `data`."""
         name = file_name(tenant, customer)
         if not self._names:
             if self.staging.exists():
@@ -106,7 +121,6 @@ class DocumentFiles:
             self.staging.mkdir(parents=True)
             self._root = spread_folder(self.staging)  # placed where ext4 has room (spread.py: kernel time)
         self._names.append((tenant, customer))
-        data = document_bytes(doc)
         if self._helper is None:
             self._held.append((name, data))
             if len(self._held) >= self._helper_from:

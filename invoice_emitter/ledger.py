@@ -7,6 +7,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+import msgspec
 import orjson
 from clickhouse_connect.driver.client import Client
 
@@ -167,3 +168,83 @@ def _line_columns(docs: list[dict[str, Any]], closed_at: str) -> list[list[Any]]
         [line.get("applies_to") or p for line, p in zip(lines, period, strict=True)],
         [line.get("kind") or "usage" for line in lines],
     ]  # fmt: skip
+
+
+class _LedgerLine(msgspec.Struct):
+    """The fields of a version 2 line the ledger keeps (amounts as their JSON text: exact, no Decimal built)."""
+
+    line_no: int
+    kind: str
+    code: str
+    description: str
+    quantity: str
+    amount: str
+    applies_to: str | None = None
+    line_key: str | None = None
+
+
+class _LedgerDoc(msgspec.Struct):
+    """The fields of a version 2 document the ledger keeps; the rest of its JSON is skipped when decoding."""
+
+    tenant: str
+    customer: str
+    period: str
+    id: str
+    currency: str
+    subtotal: str
+    total: str
+    lines: list[_LedgerLine]
+    plan: str | None = None
+
+
+_decode_ledger = msgspec.json.Decoder(_LedgerDoc).decode
+
+
+def store_encoded(client: Client, db: str, encoded: list[bytes]) -> None:
+    """`store_invoices` of version 2 documents given as their compact JSON (`schemas.invoice.encode`): the same
+    rows, read from the bytes with a typed decoder of the ledger's fields only (no dict of each whole document);
+    each document goes in as its bytes. A close calls it per batch of finalized invoices, while its forked worker
+    prices the next ones."""
+    if not encoded:
+        return
+    now = datetime.now(UTC)
+    closed_at = f"{now:%Y-%m-%d %H:%M:%S}.{now.microsecond // 1000:03d}"  # DateTime64(3, 'UTC') text
+    docs = [_decode_ledger(e) for e in encoded]
+    client.raw_insert(
+        f"{db}.invoices",
+        column_names=INVOICE_COLUMNS,
+        insert_block=orjson.dumps([
+            [d.tenant for d in docs], [d.customer for d in docs], [d.period for d in docs], [d.id for d in docs],
+            [d.plan or "" for d in docs], [d.currency for d in docs], [d.subtotal for d in docs],
+            [d.total for d in docs], [len(d.lines) for d in docs], list(map(orjson.Fragment, encoded)),
+            [closed_at] * len(docs),
+        ]),
+        settings={"input_format_json_read_objects_as_strings": 1},
+        fmt="JSONCompactColumns",
+    )  # fmt: skip
+    tenant: list[str] = []
+    customer: list[str] = []
+    period: list[str] = []
+    currency: list[str] = []
+    lines: list[_LedgerLine] = []
+    for d in docs:
+        n = len(d.lines)
+        if n:
+            lines += d.lines
+            tenant += [d.tenant] * n
+            customer += [d.customer] * n
+            period += [d.period] * n
+            currency += [d.currency] * n
+    if not lines:
+        return
+    meter = ["" if line.kind in _FEES else line.code for line in lines]
+    columns = [
+        tenant, customer, period, [line.line_no for line in lines], meter, [line.description for line in lines],
+        [line.quantity for line in lines], [line.amount for line in lines], currency, [closed_at] * len(lines),
+        [line.line_key or m for line, m in zip(lines, meter, strict=True)],
+        [line.applies_to or p for line, p in zip(lines, period, strict=True)],
+        [line.kind or "usage" for line in lines],
+    ]  # fmt: skip
+    client.raw_insert(
+        f"{db}.invoice_lines", column_names=LINE_COLUMNS, insert_block=orjson.dumps(columns), fmt="JSONCompactColumns"
+    )

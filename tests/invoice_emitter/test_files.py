@@ -90,3 +90,18 @@ def test_a_progress_callback_is_told_every_hundred_documents_and_at_the_end(tmp_
     out.publish()
     assert seen == [(100, None), (200, None), (250, 250)]  # 250 documents: two steps of 100, then done
     assert capsys.readouterr().err == ""  # the bar draws; the file writer prints nothing of its own
+
+
+def test_a_document_given_as_its_json_makes_the_same_file() -> None:
+    """`encoded_document_bytes` re-indents a document's compact JSON as it is: byte for byte the file of its dict
+    (`document_bytes`), escapes, non-ASCII text, empty lists and nested objects included."""
+    from meterstream.invoice_emitter.files import document_bytes, encoded_document_bytes
+    from meterstream.schemas.invoice import encode, from_v1
+
+    doc = empty_invoice("t1", "c1", "2026-10", "basic", "USD")
+    text = 'a "q"\t×\n\\ ü \u2028 \x1f'
+    doc["lines"] = [{"line_no": 1, "meter": "api", "description": text, "quantity": "1.5", "amount": "0.10"}]
+    v2 = encode(from_v1(doc))
+    assert encoded_document_bytes(v2) == document_bytes(orjson.loads(v2))
+    assert encoded_document_bytes(v2).startswith(b'{\n  "schema_version": 2,\n  "id": "INV-')
+    assert b'"tiers": [],\n' in encoded_document_bytes(v2) and encoded_document_bytes(v2).endswith(b"}\n")

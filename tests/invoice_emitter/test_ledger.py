@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+import msgspec
 import orjson
 import pytest
 
@@ -79,3 +80,42 @@ def test_documents_already_encoded_are_stored_as_given(chdb_client, db: str) -> 
     assert given[0].decode() != orjson.dumps(docs()[0]).decode()
     totals = chdb_client.query(f"SELECT customer, total FROM {db}.invoices FINAL ORDER BY 1").result_rows
     assert totals == [("c/2", Decimal("0.12")), ("c1", Decimal("-27.38")), ("x", Decimal(0))]
+
+
+def test_encoded_version_2_documents_give_the_rows_of_their_dicts(chdb_client, db: str) -> None:
+    """`store_encoded` (a close's batches, from the documents' bytes) stores what `store_invoices` stores of the
+    same documents as dicts: the same invoice and line rows, and each document's text as given. A fee line (here a
+    fixed charge) has no meter, as in `store_invoices`."""
+    from meterstream.invoice_emitter.ledger import store_encoded
+    from meterstream.schemas.invoice import InvoiceLine, encode, from_v1
+
+    v2 = [from_v1(d) for d in docs()]
+    fee = InvoiceLine(line_no=3, kind="fixed", code="platform", description="Platform fee", quantity=Decimal(1),
+                      amount=Decimal("10.00"))  # fmt: skip
+    v2[1] = msgspec.structs.replace(v2[1], lines=[*v2[1].lines, fee], subtotal=Decimal("-17.38"),
+                                    total=Decimal("-17.38"), amount_due=Decimal("-17.38"))  # fmt: skip
+    other = f"t_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, other)
+    store_invoices(chdb_client, other, [msgspec.to_builtins(d) for d in v2])
+    store_encoded(chdb_client, db, [encode(d) for d in v2])
+    columns = "customer, line_no, meter, description, quantity, amount, currency, line_key, applies_to, kind"
+    rows = {
+        name: (
+            chdb_client.query(f"SELECT * EXCEPT closed_at FROM {name}.invoices FINAL ORDER BY 1, 2").result_rows,
+            chdb_client.query(f"SELECT {columns} FROM {name}.invoice_lines FINAL ORDER BY 1, 2").result_rows,
+        )
+        for name in (db, other)
+    }
+    assert rows[db] == rows[other]
+    invoices, lines = rows[db]
+    assert [(r[1], r[6], r[7], r[8]) for r in invoices] == [  # customer, subtotal, total, line_count
+        ("c/2", Decimal("0.12"), Decimal("0.12"), 1), ("c1", Decimal("-17.38"), Decimal("-17.38"), 3),
+        ("x", Decimal(0), Decimal(0), 0),
+    ]  # fmt: skip
+    assert [r[:3] + r[7:] for r in lines if r[0] == "c1"] == [
+        ("c1", 1, "api_calls", "api_calls", "2026-10", "usage"),
+        ("c1", 2, "sms", "sms/EU/peak", "2026-09", "adjustment"),
+        ("c1", 3, "", "", "2026-10", "fixed"),
+    ]
+    stored = chdb_client.query(f"SELECT document FROM {db}.invoices FINAL ORDER BY tenant, customer").result_rows
+    assert [r[0] for r in stored] == [encode(d).decode() for d in v2]

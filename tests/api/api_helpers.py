@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi.testclient import TestClient
 
+from meterstream.api.app import create_app
 from meterstream.ingest.dlq import read_topic
 from meterstream.ingest.topics import Topics
 from meterstream.schemas.settings import Settings
@@ -43,3 +45,26 @@ def error(response: Any) -> tuple[int, str, str | None]:
     """(status, error code, field) of an error response in the API's shape."""
     body = response.json()["error"]
     return response.status_code, body["code"], body.get("field")
+
+
+class NoIngest:
+    """Stands in for the API's IngestService where a test sends no events (no Kafka)."""
+
+    def close(self, timeout: float = 0) -> None:
+        pass
+
+    def submit(self, tenant: str, events: list[Any]) -> list[Any]:
+        assert not events, "this test sends no events"
+        return []
+
+
+def offline_settings(home: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+    """Settings of an app without Kafka (an unreachable bootstrap) nor the per-key rate limit, its store at
+    `database_url` (None: SQLite in `home`)."""
+    return Settings(home=home, database_url=database_url, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0,
+                    **overrides)  # fmt: skip
+
+
+def offline_app(home: Path, database_url: str | None = None, **kwargs: Any) -> Any:
+    """The API app on `offline_settings` with `NoIngest`; `kwargs` go to create_app (relay=False, ...)."""
+    return create_app(offline_settings(home, database_url), ingest=NoIngest(), **kwargs)  # type: ignore[arg-type]

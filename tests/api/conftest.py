@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_helpers import offline_app
 from fastapi.testclient import TestClient
 
 from meterstream.api.app import create_app
@@ -52,3 +53,12 @@ def make_client(api_settings: Settings) -> Iterator:
 def client(make_client) -> TestClient:  # type: ignore[no-untyped-def]
     return make_client()
 
+
+@pytest.fixture
+def offline_client(fresh_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    """An app without Kafka (api_helpers.offline_app) on an empty store of each kind: SQLite, then PostgreSQL
+    (tests/conftest.py fresh_url)."""
+    app = offline_app(tmp_path, fresh_url)
+    with TestClient(app) as c:
+        yield c
+    app.state.engine.dispose()

@@ -10,23 +10,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from api_helpers import error
+from api_helpers import error, offline_app
 from api_helpers import role_key as key
 from fastapi.testclient import TestClient
-
-from meterstream.api.app import create_app
-from meterstream.schemas.settings import Settings
-
-
-class _NoIngest:
-    def close(self, timeout: float = 0) -> None:
-        pass
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0)
-    app = create_app(settings, ingest=_NoIngest())  # type: ignore[arg-type]
+    app = offline_app(tmp_path)
     with TestClient(app) as c:
         yield c
     app.state.engine.dispose()

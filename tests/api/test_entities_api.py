@@ -8,47 +8,16 @@ documented [start, end) rule), never copied from a response.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from fastapi.testclient import TestClient
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entities"))
-
 from api_helpers import error
 from api_helpers import role_key as key
-from pg_cluster import PostgresCluster
-
-from meterstream.api.app import create_app
-from meterstream.schemas.settings import Settings
-
-
-class _NoIngest:
-    def close(self, timeout: float = 0) -> None:
-        pass
+from fastapi.testclient import TestClient
 
 
 @pytest.fixture
-def pg(pg_cluster: PostgresCluster) -> PostgresCluster:
-    """The session's PostgreSQL cluster (tests/conftest.py)."""
-    return pg_cluster
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
-    url = None
-    if request.param == "postgresql":
-        cluster: PostgresCluster = request.getfixturevalue("pg")
-        url = cluster.create_database()
-    settings = Settings(home=tmp_path, database_url=url, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0)
-    app = create_app(settings, ingest=_NoIngest())  # type: ignore[arg-type]
-    with TestClient(app) as c:
-        yield c
-    app.state.engine.dispose()
-    if url is not None:
-        cluster.drop_database(url)
+def client(offline_client: TestClient) -> TestClient:
+    """The app on an empty store of each kind, SQLite and PostgreSQL (tests/api/conftest.py)."""
+    return offline_client
 
 
 PRO = {

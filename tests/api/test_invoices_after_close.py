@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from api_helpers import offline_app
 from fastapi.testclient import TestClient
 from lago_python_client.client import Client
 from test_compat_lago_sdk import serve
@@ -25,15 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entities"))
 from test_close_subscriptions_finance import close, setup
 
 from meterstream.aggregation.ddl import create_schema
-from meterstream.api.app import create_app
-from meterstream.schemas.settings import Settings
 
 T = "acme"  # the tenant of the close's set-up
-
-
-class _NoIngest:
-    def close(self, timeout: float = 0) -> None:
-        pass
 
 
 @pytest.fixture
@@ -41,9 +35,7 @@ def closed(chdb_client, tmp_path: Path):  # type: ignore[no-untyped-def]
     """An app whose store holds October's three finalized invoices, and {customer: invoice id}."""
     db = f"fa_{uuid.uuid4().hex[:10]}"
     create_schema(chdb_client, db)
-    settings = Settings(home=tmp_path / "home", database_url=None, kafka_bootstrap="127.0.0.1:9",
-                        api_rate_limit_per_s=0.0)  # fmt: skip
-    with TestClient(create_app(settings, ingest=_NoIngest())) as client:  # type: ignore[arg-type]
+    with TestClient(offline_app(tmp_path / "home")) as client:
         sf = client.app.state.sessions
         setup(sf, chdb_client, db)
         result = close(chdb_client, db, sf, "2026-10", tmp_path / "inv")

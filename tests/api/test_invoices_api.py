@@ -14,23 +14,28 @@ from pathlib import Path
 
 import orjson
 import pytest
+from api_helpers import error, offline_app
+from api_helpers import role_key as key
 from fastapi.testclient import TestClient
 from finance_helpers import TOTAL, store_invoice
-from test_entities_api import client, error, key, pg  # noqa: F401 - the two-database fixtures
 
-from meterstream.api.app import create_app
 from meterstream.entities import invoices
 from meterstream.schemas.invoice import decode
-from meterstream.schemas.settings import Settings
 
-TENANT = "acme"  # the tenant of test_entities_api.key()
+TENANT = "acme"  # the tenant of api_helpers.role_key()
+
+
+@pytest.fixture
+def client(offline_client: TestClient) -> TestClient:
+    """The app on an empty store of each kind, SQLite and PostgreSQL (tests/api/conftest.py)."""
+    return offline_client
 
 
 def _sf(c: TestClient):  # type: ignore[no-untyped-def]
     return c.app.state.sessions
 
 
-def test_invoices_payments_credit_notes_and_export(client: TestClient) -> None:  # noqa: F811
+def test_invoices_payments_credit_notes_and_export(client: TestClient) -> None:
     admin, reader = key(client), key(client, "read")
     sf = _sf(client)
     first = store_invoice(sf, TENANT, "INV-A", "cust-1")
@@ -140,7 +145,7 @@ def test_invoices_payments_credit_notes_and_export(client: TestClient) -> None: 
     assert error(client.get("/v1/exports/2026-12.csv", params={"kind": "fees"}, headers=reader))[::2] == (422, "kind")
 
 
-def test_customer_payment_is_spread_oldest_due_first(client: TestClient) -> None:  # noqa: F811
+def test_customer_payment_is_spread_oldest_due_first(client: TestClient) -> None:
     admin = key(client)
     sf = _sf(client)
     store_invoice(sf, TENANT, "INV-1", "cust-9", issue_date=date(2026, 11, 1), due_date=date(2026, 11, 30))
@@ -158,12 +163,7 @@ def test_customer_payment_is_spread_oldest_due_first(client: TestClient) -> None
 
 @pytest.fixture
 def sqlite_client(tmp_path) -> TestClient:  # type: ignore[no-untyped-def]
-    class _NoIngest:
-        def close(self, timeout: float = 0) -> None:
-            pass
-
-    settings = Settings(home=tmp_path, database_url=None, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0)
-    with TestClient(create_app(settings, ingest=_NoIngest())) as c:  # type: ignore[arg-type]
+    with TestClient(offline_app(tmp_path)) as c:
         yield c
 
 
@@ -206,7 +206,7 @@ def test_a_version_1_document_is_served_as_version_2_and_junk_is_refused(sqlite_
     assert error(c.get("/v1/invoices/INV-J.html", headers=reader))[::2] == (422, "document")
 
 
-def test_mark_overdue(client: TestClient) -> None:  # noqa: F811
+def test_mark_overdue(client: TestClient) -> None:
     admin, reader = key(client), key(client, "read")
     sf = _sf(client)
     store_invoice(sf, TENANT, "INV-OLD", "c1", issue_date=date(2026, 11, 1), due_date=date(2026, 11, 30))
@@ -243,7 +243,7 @@ def _all_pages(c: TestClient, path: str, headers: dict[str, str], **params: obje
             return pages
 
 
-def test_invoice_lists_page_by_cursor(client: TestClient) -> None:  # noqa: F811
+def test_invoice_lists_page_by_cursor(client: TestClient) -> None:
     admin, reader = key(client), key(client, "read")
     sf = _sf(client)
     # five finalized (numbered 1..5 in this order) on three days, two drafts; the order is (issue date, number,
@@ -286,7 +286,7 @@ def test_invoice_lists_page_by_cursor(client: TestClient) -> None:  # noqa: F811
         422, "cursor")  # fmt: skip
 
 
-def test_payment_and_credit_note_lists_page_by_cursor(client: TestClient) -> None:  # noqa: F811
+def test_payment_and_credit_note_lists_page_by_cursor(client: TestClient) -> None:
     admin, reader = key(client), key(client, "read")
     sf = _sf(client)
     store_invoice(sf, TENANT, "INV-A", "cust-1")

@@ -7,19 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from api_helpers import offline_app
 from fastapi.testclient import TestClient
 
-from meterstream.api.app import create_app
 from meterstream.entities import outbox
-from meterstream.schemas.settings import Settings
-
-
-class _NoIngest:
-    def close(self, timeout: float = 0) -> None:
-        pass
-
-    def submit(self, *args, **kwargs):  # pragma: no cover - event ingestion is not flushed, nor reached here
-        raise AssertionError("not used")
 
 
 class _Relay:
@@ -36,8 +27,7 @@ class _Relay:
 
 
 def test_writes_wait_for_the_relay_reads_refusals_and_events_do_not(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, database_url=None, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0)
-    app = create_app(settings, ingest=_NoIngest(), relay=False)  # type: ignore[arg-type]
+    app = offline_app(tmp_path, relay=False)
     with TestClient(app) as client:
         relay = app.state.relay = _Relay(app.state.sessions)
         _info, token = app.state.keys.create("acme", "admin", "test")

@@ -15,10 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entities"))
-
-from pg_cluster import PostgresCluster
-
 from meterstream.deploy.cli import main
 from meterstream.entities.catalog_apply import EPOCH, CatalogApplyError, apply_catalog, apply_file
 from meterstream.entities.customers import get_customer_doc, list_customer_docs
@@ -51,24 +47,12 @@ assignments:
 
 
 @pytest.fixture
-def pg(pg_cluster: PostgresCluster) -> PostgresCluster:
-    """The session's PostgreSQL cluster (tests/conftest.py)."""
-    return pg_cluster
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sf(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'entities.db'}"
-    else:
-        cluster: PostgresCluster = request.getfixturevalue("pg")
-        url = cluster.create_database()
-    engine = make_engine(url=url)
+def sf(fresh_url: str):  # type: ignore[no-untyped-def]
+    """A migrated, empty store of each kind, SQLite and PostgreSQL (tests/conftest.py fresh_url)."""
+    engine = make_engine(url=fresh_url)
     migrate(engine=engine)
     yield session_factory(engine)
     engine.dispose()
-    if request.param == "postgresql":
-        cluster.drop_database(url)
 
 
 def outcomes(result) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]

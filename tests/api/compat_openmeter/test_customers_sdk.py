@@ -7,43 +7,21 @@ Expected values are written by hand from the requests (versions count writes), n
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openmeter
 import pytest
+from api_helpers import offline_app
 from corehttp.exceptions import HttpResponseError, ResourceNotFoundError
 from om_server import serve
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "entities"))
-
-from pg_cluster import PostgresCluster
-
-from meterstream.api.app import create_app
-from meterstream.schemas.settings import Settings
-
-
-class _NoIngest:
-    def close(self, timeout: float = 0) -> None:
-        pass
-
 
 @pytest.fixture
-def pg(pg_cluster: PostgresCluster) -> PostgresCluster:
-    """The session's PostgreSQL cluster (tests/conftest.py)."""
-    return pg_cluster
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
-    url = None
-    if request.param == "postgresql":
-        cluster: PostgresCluster = request.getfixturevalue("pg")
-        url = cluster.create_database()
-    settings = Settings(home=tmp_path, database_url=url, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0)
-    app = create_app(settings, ingest=_NoIngest())  # type: ignore[arg-type]
+def env(fresh_url: str, tmp_path: Path) -> Iterator[dict]:
+    """The app on an empty store of each kind, SQLite and PostgreSQL (tests/conftest.py fresh_url), served."""
+    app = offline_app(tmp_path, fresh_url)
     token = app.state.keys.create("acme", "admin", "sdk")[1]
     with serve(app) as base:
         om = openmeter.Client(endpoint=f"{base}/compat/openmeter", token=token)
@@ -52,8 +30,6 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
         om.close()
         http.close()
     app.state.engine.dispose()
-    if url is not None:
-        cluster.drop_database(url)
 
 
 ACME = {

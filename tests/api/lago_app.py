@@ -9,30 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from api_helpers import offline_app
 from fastapi.testclient import TestClient
 
-from meterstream.api.app import create_app
 from meterstream.ingest.translate import MeterDefinition
-from meterstream.schemas.settings import Settings
 
 BASE = "/compat/lago/api/v1"
 
 
-class NoIngest:
-    """Stands in for the IngestService: these tests send no events."""
-
-    def close(self, timeout: float = 0) -> None:
-        pass
-
-    def submit(self, tenant: str, events: list[Any]) -> list[Any]:
-        assert not events, "these tests send no events"
-        return []
-
-
 def make_app(home: Path, clickhouse_client: Any = None) -> TestClient:
-    settings = Settings(home=home, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None)
-    app = create_app(settings, ingest=NoIngest(), relay=False, clickhouse_client=clickhouse_client)  # type: ignore[arg-type]
-    return TestClient(app)
+    return TestClient(offline_app(home, relay=False, clickhouse_client=clickhouse_client))
 
 
 def headers(client: TestClient, tenant: str = "t1", role: str = "admin") -> dict[str, str]:

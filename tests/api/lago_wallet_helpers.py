@@ -10,16 +10,30 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from api_helpers import NoIngest, offline_settings
 from fastapi import FastAPI
-from lago_app import NoIngest
 from lago_python_client.client import Client
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_FIELDS
 from meterstream.api.app import create_app
-from meterstream.schemas.settings import Settings
 
 Insert = Callable[..., None]
+
+
+def usage_app(tmp_path: Path, chdb_client: Any, prefix: str) -> tuple[FastAPI, Insert]:
+    """The app without Kafka (api_helpers), its usage store a fresh database `prefix`_... in the embedded ClickHouse,
+    and `insert(*rated_usage rows)` into that database."""
+    db = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    create_schema(chdb_client, db)
+    settings = offline_settings(tmp_path, clickhouse_database=db)
+    app = create_app(settings, ingest=NoIngest(), relay=False, clickhouse_client=chdb_client)  # type: ignore[arg-type]
+
+    def insert(*rows: dict) -> None:
+        chdb_client.raw_insert(f"{db}.rated_usage", RATED_FIELDS, b"\n".join(orjson.dumps(r) for r in rows),
+                               fmt="JSONEachRow")  # fmt: skip
+
+    return app, insert
 
 
 @contextmanager
@@ -28,16 +42,7 @@ def lago_wallet_app(tmp_path: Path, chdb_client: Any, prefix: str) -> Iterator[t
     from fastapi.testclient import TestClient
     from test_compat_lago_sdk import serve
 
-    db = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    create_schema(chdb_client, db)
-    settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None,
-                        clickhouse_database=db)  # fmt: skip
-    app = create_app(settings, ingest=NoIngest(), relay=False, clickhouse_client=chdb_client)  # type: ignore[arg-type]
-
-    def insert(*rows: dict) -> None:
-        chdb_client.raw_insert(f"{db}.rated_usage", RATED_FIELDS, b"\n".join(orjson.dumps(r) for r in rows),
-                               fmt="JSONEachRow")  # fmt: skip
-
+    app, insert = usage_app(tmp_path, chdb_client, prefix)
     with TestClient(app) as client:
         key = client.app.state.keys.create("t1", "admin", "sdk")[1]
         with serve(client.app) as base:

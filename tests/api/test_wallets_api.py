@@ -9,17 +9,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 from fastapi.testclient import TestClient
-from lago_app import NoIngest
+from lago_wallet_helpers import usage_app
 
-from meterstream.aggregation.ddl import create_schema
-from meterstream.aggregation.rows import RATED_FIELDS
-from meterstream.api.app import create_app
 from meterstream.entities.customers import put_customer
 from meterstream.schemas.entities import CustomerDoc
-from meterstream.schemas.settings import Settings
 
 
 def rated(tenant: str, customer: str, amount: str, at: datetime, eid: str | None = None,
@@ -35,16 +30,7 @@ def rated(tenant: str, customer: str, amount: str, at: datetime, eid: str | None
 
 @pytest.fixture
 def app(tmp_path: Path, chdb_client):  # type: ignore[no-untyped-def]
-    db = f"w_{uuid.uuid4().hex[:8]}"
-    create_schema(chdb_client, db)
-    settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0, database_url=None,
-                        clickhouse_database=db)  # fmt: skip
-    application = create_app(settings, ingest=NoIngest(), relay=False, clickhouse_client=chdb_client)  # type: ignore[arg-type]
-
-    def insert(*rows: dict) -> None:
-        chdb_client.raw_insert(f"{db}.rated_usage", RATED_FIELDS, b"\n".join(orjson.dumps(r) for r in rows),
-                               fmt="JSONEachRow")  # fmt: skip
-
+    application, insert = usage_app(tmp_path, chdb_client, "w")
     with TestClient(application) as client:
         for tenant, customer in (("t1", "c1"), ("t2", "c1")):
             put_customer(application.state.sessions, CustomerDoc(tenant=tenant, external_id=customer, name=customer,

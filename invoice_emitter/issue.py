@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -122,6 +123,7 @@ def load_tax_table(path: Path) -> TaxTable:
     return TaxTable.from_config(config)
 
 
+@lru_cache(maxsize=4096)  # a close asks it of each customer, for one or a few (period end, time zone) pairs
 def issue_date_of(period_end: datetime, timezone: str) -> date:
     """The issue date the rule gives: the local day (in `timezone`) on which the period ends (its end is the
     first instant after it, so this is the day after the period's last day)."""

@@ -4,8 +4,9 @@ process numbers, stores and writes the ones before (issue #15's speed target).
 `ordered_map(fn, items, workers)` yields `fn(item)` (bytes) for every item, in the order of `items`, like
 `map`. With `workers` >= 1 the items are cut into chunks of `chunk`; worker `w` (a child forked from this
 process, so it sees everything the caller built: plans, customers, issuing terms) computes chunks w, w +
-workers, ... and writes each chunk's results to its pipe as one frame; this process reads the frames in chunk
-order. A worker that is ahead blocks on its full pipe (backpressure), so memory stays bounded.
+workers, ... and writes each chunk's results to its pipe as one frame; a thread of this process reads the frames
+in chunk order, up to `AHEAD` frames ahead of the caller, so a worker goes on while the caller is busy with what
+it got. A worker further ahead blocks on its full pipe (backpressure), so memory stays bounded.
 
 `fn` must be pure: it runs in a copy of this process (a child's changes are not seen here) and must not use
 connections, threads or files of the parent (ClickHouse, the invoice store, the Kafka producer). An
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import signal
 import struct
 import sys
@@ -120,6 +122,9 @@ def ordered_map(
     count = (len(items) + chunk - 1) // chunk
     workers = min(workers, count)
     started: list[tuple[int, BinaryIO]] = []
+    frames: queue.Queue[Any] = queue.Queue(maxsize=AHEAD)
+    stop = threading.Event()
+    reader: threading.Thread | None = None
     try:
         for w in range(workers):
             read_fd, write_fd = os.pipe()
@@ -136,26 +141,65 @@ def ordered_map(
                     os._exit(code)
             os.close(write_fd)
             started.append((pid, os.fdopen(read_fd, "rb", buffering=1 << 20)))
-        for k in range(count):
-            pid, stream = started[k % workers]
-            head = stream.read(_HEAD.size)
-            if len(head) != _HEAD.size:
-                raise RuntimeError(f"close worker {pid} ended without the results of items {k * chunk}..")
-            kind, size = _HEAD.unpack(head)
-            payload = stream.read(size)
-            if len(payload) != size:
-                raise RuntimeError(f"close worker {pid}: truncated results of items {k * chunk}..")
+        reader = threading.Thread(target=_read_frames, args=(started, count, chunk, frames, stop),
+                                  name="close-workers", daemon=True)  # fmt: skip
+        reader.start()
+        for _ in range(count):
+            frame = frames.get()
+            if isinstance(frame, BaseException):
+                raise frame
+            kind, payload = frame
             if kind == _ERROR:
                 raise _unpickled(payload)
             yield from _decode_frame(payload)
     finally:
-        for pid, stream in started:
-            stream.close()  # a worker still writing gets EPIPE (or is killed just below)
+        stop.set()
+        for pid, _ in started:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)  # done already, or stopped here: its pipe closes, the reader ends
             except ProcessLookupError:
                 pass
+        if reader is not None:
+            reader.join()
+        for pid, stream in started:
+            stream.close()
             os.waitpid(pid, 0)
+
+
+AHEAD = 8  # frames read ahead of the caller (~2,000 documents of a close, ~9 MB)
+
+
+def _read_frames(
+    started: list[tuple[int, BinaryIO]], count: int, chunk: int, frames: queue.Queue[Any], stop: threading.Event
+) -> None:
+    """Reader thread: the workers' frames in chunk order into `frames` (kind, payload), or the error that ends
+    them; a blocked read holds no GIL. So a worker never waits while the caller is busy with a batch (storing a
+    thousand invoices takes a few hundred ms, while a pipe holds a few documents): up to `AHEAD` frames wait here."""
+    workers = len(started)
+    for k in range(count):
+        pid, stream = started[k % workers]
+        frame: tuple[int, bytes] | BaseException
+        try:
+            head = stream.read(_HEAD.size)
+            if len(head) != _HEAD.size:
+                frame = RuntimeError(f"close worker {pid} ended without the results of items {k * chunk}..")
+            else:
+                kind, size = _HEAD.unpack(head)
+                payload = stream.read(size)
+                if len(payload) != size:
+                    frame = RuntimeError(f"close worker {pid}: truncated results of items {k * chunk}..")
+                else:
+                    frame = (kind, payload)
+        except (OSError, ValueError) as exc:  # the stream closed under it: the caller stopped
+            frame = RuntimeError(f"close worker {pid}: results of items {k * chunk}.. unreadable: {exc}")
+        while not stop.is_set():
+            try:
+                frames.put(frame, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        if stop.is_set() or isinstance(frame, BaseException) or frame[0] == _ERROR:
+            return
 
 
 def _serve(fn: Callable[[Any], bytes], items: Sequence[Any], chunks: range, size: int, fd: int) -> None:

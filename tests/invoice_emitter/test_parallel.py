@@ -87,3 +87,21 @@ def test_spare_cores_over_a_window_leave_this_process_out(monkeypatch: pytest.Mo
     ticks = iter([(1000, 5000), (1000 + 1, 5000 + 2)])  # a window too short to say: the load average's answer
     own, clock = iter([10.0, 10.0]), iter([100.0, 100.01])
     assert parallel.spare_cores(parallel.CpuWindow()) == 0
+
+
+@pytest.mark.skipif(not parallel.can_fork(), reason="forking needs Linux and no other Python thread")
+def test_a_worker_goes_on_while_the_caller_is_busy(forked: list[int]) -> None:
+    """The caller holds the first result (busy storing a batch, in a close): the worker still delivers every other
+    frame (read ahead by this process, up to `AHEAD`) and ends, instead of waiting on its full pipe. Each frame is
+    ~600 kB, more than a pipe holds."""
+    import time
+
+    big = b"x" * 600_000
+    results = parallel.ordered_map(lambda n: big + str(n).encode(), list(range(parallel.AHEAD)), 1, chunk=1)
+    assert next(results) == big + b"0"
+    deadline = time.monotonic() + 20
+    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT  # has it ended? (not reaped: `ordered_map` waits for it)
+    while time.monotonic() < deadline and os.waitid(os.P_PID, forked[0], flags) is None:
+        time.sleep(0.01)
+    assert os.waitid(os.P_PID, forked[0], flags) is not None, "the worker waited for the caller"
+    assert [r[-1:] for r in results] == [str(n).encode() for n in range(1, parallel.AHEAD)]

@@ -1,9 +1,12 @@
 """What the sink tests share (test_sink_arrow.py, test_sink_refusals.py, test_sink_tombstone.py, test_insert.py): a
 rated-usage record ClickHouse takes as it is, a database of their own in the session's embedded ClickHouse, and the
-sink's consumer with its commits counted."""
+sink's consumer with its commits counted, one flush run in a thread with a time limit, and the sink run until
+its consumer group has caught up."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 from meterstream.aggregation.ddl import create_schema
@@ -36,3 +39,52 @@ class CountingConsumer:
 
     def __getattr__(self, name: str):
         return getattr(self._consumer, name)
+
+
+def flush_within(sink, seconds: float = 60.0) -> list[bool]:  # type: ignore[no-untyped-def]
+    """Run `sink.flush()` in a thread; fail when it does not finish within `seconds` (a refused row must not stall
+    the sink). The sink is stopped and its consumer closed afterwards. Returns [flush's result]."""
+    done = threading.Event()
+    result: list[bool] = []
+    worker = threading.Thread(target=lambda: (result.append(sink.flush()), done.set()), daemon=True)
+    worker.start()
+    try:
+        assert done.wait(seconds), "the flush did not finish: a refused row stalls the sink"
+    finally:
+        sink.stop.set()
+        worker.join(30)
+        sink.consumer.close()
+    return result
+
+
+def drain(sink, settings, topics: list[str], seconds: float = 60.0) -> tuple[int | None, list[BaseException]]:  # type: ignore[no-untyped-def]
+    """Run the sink (`sink.run`) in a thread until its group's lag on `topics` is 0, `seconds` passed or it raised;
+    then stop it (it must stop). Returns (the last lag read, what `sink.run` raised)."""
+    from meterstream.ingest.lag import LagProbe
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sink.run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    probe = LagProbe(settings)
+    lag = None
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not errors:
+            lag = probe.group_lag(sink.group, topics)
+            if lag == 0:
+                break
+            time.sleep(0.2)
+    finally:
+        probe.close()
+        stop.set()
+        runner.join(30)
+    assert not runner.is_alive(), "the sink did not stop"
+    return lag, errors

@@ -5,15 +5,13 @@ where the sink's consumer commits or runs, a real Kafka broker."""
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import datetime
 from decimal import Decimal
 
 import orjson
 import pyarrow as pa
 import pytest
-from sink_helpers import RECORD, CountingConsumer, new_database
+from sink_helpers import RECORD, CountingConsumer, drain, flush_within, new_database
 
 from meterstream.aggregation.refusals import NullProbe, refused_lines
 from meterstream.aggregation.rows import INSERT_SETTINGS, RATED_FIELDS, Position, RecordBatch, store_field
@@ -135,17 +133,7 @@ def test_one_flush_of_mixed_messages_dead_letters_refused_rows_and_commits_once(
         sink.rated.add(value, Position(topic, 2, offset))
     sink.ranges[(topic, 2)] = [10, 14]
     assert len(sink.rated) == 9
-    done = threading.Event()
-    result: list[bool] = []
-    worker = threading.Thread(target=lambda: (result.append(sink.flush()), done.set()), daemon=True)
-    worker.start()
-    try:
-        assert done.wait(60), "the flush did not finish: a refused row stalls the sink"
-    finally:
-        sink.stop.set()
-        worker.join(30)
-        sink.consumer.close()
-    assert result == [True]
+    assert flush_within(sink) == [True]
     assert [[(tp.topic, tp.partition, tp.offset) for tp in c] for c in counting.commits] == [[(topic, 2, 15)]]
     ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
     assert ids == [("a",), ("c",), ("d",), ("f",), ("g",)]
@@ -170,7 +158,6 @@ def test_one_flush_of_mixed_messages_dead_letters_refused_rows_and_commits_once(
 
 @pytest.mark.kafka
 def test_the_running_sink_lands_arrow_and_json_messages_as_written(chdb_client, db, kafka_settings) -> None:
-    from meterstream.ingest.lag import LagProbe
     from meterstream.ingest.producer import make_producer
     from meterstream.ingest.topics import ensure_topics
 
@@ -185,20 +172,7 @@ def test_the_running_sink_lands_arrow_and_json_messages_as_written(chdb_client, 
     producer.produce(topic, arrow(r(id="x1", src_offset=1)))  # a processor's replay: same row, collapses
     assert producer.flush(30) == 0
     sink = ClickHouseSink(settings, chdb_client)
-    stop = threading.Event()
-    runner = threading.Thread(target=sink.run, args=(stop,), daemon=True)
-    runner.start()
-    probe = LagProbe(settings)
-    try:
-        deadline = time.monotonic() + 60
-        while probe.group_lag(sink.group, [topic]) != 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert probe.group_lag(sink.group, [topic]) == 0
-    finally:
-        probe.close()
-        stop.set()
-        runner.join(30)
-    assert not runner.is_alive()
+    assert drain(sink, settings, [topic]) == (0, [])
     t = datetime(2026, 10, 12, 10, 11, 12, 345000)
     common = ("cloud-standard", "api_calls", {"region": "eu-west-1"}, "gw-1", 3)
     assert chdb_client.query(SELECT.format(db=db)).result_rows == [

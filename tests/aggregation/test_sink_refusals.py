@@ -7,12 +7,9 @@ Decimal(38, 18) 20; src_offset is UInt64; quantities are never negative (CHECK c
 
 from __future__ import annotations
 
-import threading
-import time
-
 import orjson
 import pytest
-from sink_helpers import RECORD, CountingConsumer, new_database
+from sink_helpers import RECORD, CountingConsumer, drain, flush_within, new_database
 
 from meterstream.aggregation.refusals import NullProbe, is_data_error, refused_lines
 from meterstream.aggregation.rows import INSERT_SETTINGS, RATED_FIELDS, Position, store_field, store_reason
@@ -142,17 +139,7 @@ def test_one_flush_inserts_the_rest_dead_letters_the_refused_and_commits_once(ch
         (sink.rated if pos.topic == rated else sink.dead).add(value, pos)
         span = sink.ranges.setdefault((pos.topic, pos.partition), [pos.offset, pos.offset])
         span[1] = pos.offset
-    done = threading.Event()
-    result: list[bool] = []
-    worker = threading.Thread(target=lambda: (result.append(sink.flush()), done.set()), daemon=True)
-    worker.start()
-    try:
-        assert done.wait(60), "the flush did not finish: a refused record stalls the sink"
-    finally:
-        sink.stop.set()
-        worker.join(30)
-        sink.consumer.close()
-    assert result == [True]
+    assert flush_within(sink) == [True]
     assert len(counting.commits) == 1
     assert sorted((tp.topic, tp.partition, tp.offset) for tp in counting.commits[0]) == sorted(
         [(rated, 2, 13), (dead, 1, 7)]
@@ -182,7 +169,6 @@ def test_one_flush_inserts_the_rest_dead_letters_the_refused_and_commits_once(ch
 def test_the_running_sink_lands_everything_after_a_refused_record(chdb_client, db, kafka_settings) -> None:
     """The reported bug: one 31-digit quantity made the sink retry its block forever, so nothing after it
     landed and the group's offsets never moved. Now the next messages land and the lag drains to 0."""
-    from meterstream.ingest.lag import LagProbe
     from meterstream.ingest.producer import make_producer
     from meterstream.ingest.topics import ensure_topics
 
@@ -198,22 +184,7 @@ def test_the_running_sink_lands_everything_after_a_refused_record(chdb_client, d
     assert producer.flush(30) == 0
 
     sink = ClickHouseSink(settings, chdb_client)
-    stop = threading.Event()
-    runner = threading.Thread(target=sink.run, args=(stop,), daemon=True)
-    runner.start()
-    probe = LagProbe(settings)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if probe.group_lag(sink.group, [topic, settings.topic("dead-letters")]) == 0:
-                break
-            time.sleep(0.2)
-        assert probe.group_lag(sink.group, [topic, settings.topic("dead-letters")]) == 0
-    finally:
-        probe.close()
-        stop.set()
-        runner.join(30)
-    assert not runner.is_alive()
+    assert drain(sink, settings, [topic, settings.topic("dead-letters")]) == (0, [])
     count = chdb_client.command(f"SELECT count() FROM {db}.rated_usage FINAL")
     assert count == 6  # a + after-0..4
     dl = chdb_client.query(f"SELECT event_id, field, offset, record FROM {db}.dead_letters FINAL").result_rows

@@ -9,27 +9,20 @@ Real Kafka broker (session fixture) and embedded ClickHouse.
 
 from __future__ import annotations
 
-import threading
-import time
-import uuid
-
 import orjson
 import pytest
-from sink_helpers import RECORD
+from sink_helpers import RECORD, drain, new_database
 
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.sink import ClickHouseSink
 from meterstream.schemas.settings import Settings
 
 
 @pytest.mark.kafka
 def test_tombstones_are_dead_lettered_and_the_sink_drains(chdb_client, kafka_settings) -> None:
-    from meterstream.ingest.lag import LagProbe
     from meterstream.ingest.producer import make_producer
     from meterstream.ingest.topics import ensure_topics
 
-    db = f"t_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, db)
+    db = new_database(chdb_client, "t")
     settings = Settings(
         **{**kafka_settings.model_dump(), "clickhouse_database": db, "topic_prefix": f"{db}.", "partitions": 1}
     )
@@ -44,31 +37,8 @@ def test_tombstones_are_dead_lettered_and_the_sink_drains(chdb_client, kafka_set
     assert producer.flush(30) == 0
 
     sink = ClickHouseSink(settings, chdb_client)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            sink.run(stop)
-        except BaseException as exc:  # the old sink died here with TypeError
-            errors.append(exc)
-
-    runner = threading.Thread(target=run, daemon=True)
-    runner.start()
-    probe = LagProbe(settings)
-    try:
-        deadline = time.monotonic() + 60
-        lag = None
-        while time.monotonic() < deadline and not errors:
-            lag = probe.group_lag(sink.group, [rated, dead])
-            if lag == 0:
-                break
-            time.sleep(0.2)
-    finally:
-        probe.close()
-        stop.set()
-        runner.join(30)
-    assert errors == []
+    lag, errors = drain(sink, settings, [rated, dead])
+    assert errors == []  # the old sink died here with TypeError
     assert lag == 0, "the group's offsets did not move past the tombstones"
     ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
     assert ids == [("after",), ("before",)]

@@ -101,40 +101,15 @@ def running_layout(settings: Settings) -> Layout | None:
 
 
 def node_properties(settings: Settings, layout: Layout, node: int) -> str:
-    port, ctl = layout.ports(node)
+    from meterstream.deploy.kafka_local import kraft_properties
+
     rf = replication_factor(layout.brokers)
-    isr = min_insync(rf)
-    return "\n".join(
-        [
-            "process.roles=broker,controller",
-            f"node.id={node}",
-            f"controller.quorum.voters={layout.voters()}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            f"log.dirs={node_dir(settings, node) / 'data'}",
-            f"num.partitions={settings.partitions}",
-            # every topic, our own (ingest/topics.py sets the same explicitly), auto-created and internal ones
-            f"default.replication.factor={rf}",
-            f"min.insync.replicas={isr}",
-            f"offsets.topic.replication.factor={rf}",
-            "offsets.topic.num.partitions=8",
-            f"transaction.state.log.replication.factor={rf}",
-            f"transaction.state.log.min.isr={isr}",
-            f"share.coordinator.state.topic.replication.factor={rf}",
-            f"share.coordinator.state.topic.min.isr={isr}",
-            "unclean.leader.election.enable=false",
-            # a killed node is fenced (its leaderships move, it leaves the ISR) after 6 s without a heartbeat
-            "broker.heartbeat.interval.ms=1000",
-            "broker.session.timeout.ms=6000",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "log.retention.hours=-1",
-            "",
-        ]
-    )
+    return kraft_properties(
+        node=node, quorum=f"controller.quorum.voters={layout.voters()}", port=layout.ports(node)[0],
+        data=node_dir(settings, node) / "data", partitions=settings.partitions, rf=rf, isr=min_insync(rf),
+        # a killed node is fenced (its leaderships move, it leaves the ISR) after 6 s without a heartbeat
+        extra=["broker.heartbeat.interval.ms=1000", "broker.session.timeout.ms=6000"],
+    )  # fmt: skip
 
 
 def free_port_block(count: int, attempts: int = 100) -> int:

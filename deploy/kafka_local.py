@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,25 +83,42 @@ def ensure_jars(settings: Settings) -> Path:
 
 
 def _server_properties(settings: Settings, data: Path) -> str:
-    port, ctl = settings.kafka_port, settings.kafka_port + 1
+    port = settings.kafka_port
+    return kraft_properties(node=1, quorum=f"controller.quorum.bootstrap.servers=127.0.0.1:{port + 1}", port=port,
+                            data=data, partitions=settings.partitions)  # fmt: skip
+
+
+def kraft_properties(*, node: int, quorum: str, port: int, data: Path, partitions: int, rf: int = 1, isr: int = 1,
+                     extra: Sequence[str] = ()) -> str:  # fmt: skip
+    """server.properties of one of our KRaft nodes (broker and controller in one process, plaintext on 127.0.0.1,
+    the controller on `port` + 1): `quorum` is the controller line (one node's bootstrap server, a cluster's static
+    voters); `rf` and `isr` the replication of every topic, internal ones included (1 and 1, Kafka's defaults, for a
+    single node); `extra` lines follow. The single node (`_server_properties`) and each node of a local cluster
+    (kafka_cluster.node_properties) are written by it."""
+    ctl = port + 1
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{ctl}",
+            f"node.id={node}",
+            quorum,
             f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={data}",
-            f"num.partitions={settings.partitions}",
-            "offsets.topic.replication.factor=1",
+            f"num.partitions={partitions}",
+            # every topic, our own (ingest/topics.py sets the same explicitly), auto-created and internal ones
+            f"default.replication.factor={rf}",
+            f"min.insync.replicas={isr}",
+            f"offsets.topic.replication.factor={rf}",
             "offsets.topic.num.partitions=8",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={isr}",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            f"share.coordinator.state.topic.min.isr={isr}",
+            "unclean.leader.election.enable=false",
+            *extra,
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=true",
             "log.retention.hours=-1",

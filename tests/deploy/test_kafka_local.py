@@ -1,12 +1,14 @@
-"""The local broker's KRaft cluster id: what `StorageTool format -t <id>` accepts."""
+"""The local broker's KRaft cluster id (what `StorageTool format -t <id>` accepts) and its server.properties."""
 
 from __future__ import annotations
 
 import base64
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
-from meterstream.deploy.kafka_local import _cluster_id
+from meterstream.deploy.kafka_local import _cluster_id, _server_properties
+from meterstream.schemas.settings import Settings
 
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}")
 
@@ -44,3 +46,20 @@ def test_kafkas_reserved_ids_are_never_used() -> None:
     good = bytes(range(16))
     source = _feed(bytes(16), bytes(15) + b"\x01", good)
     assert _cluster_id(lambda: next(source)) == base64.urlsafe_b64encode(good).decode().rstrip("=")
+
+
+def test_the_single_node_is_its_own_quorum_with_one_copy_of_every_topic(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, kafka_port=40100, partitions=6)
+    text = _server_properties(settings, tmp_path / "data")
+    props = dict(line.split("=", 1) for line in text.splitlines() if line)
+    assert len(props) == len([line for line in text.splitlines() if line])  # no key twice
+    assert props["node.id"] == "1" and props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:40101"  # the controller: the port + 1
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:40100,CONTROLLER://127.0.0.1:40101"
+    assert (props["log.dirs"], props["num.partitions"]) == (str(tmp_path / "data"), "6")
+    # one node: every topic, the internal ones too, has one copy and needs one in sync
+    for key in ("default.replication.factor", "offsets.topic.replication.factor",
+                "transaction.state.log.replication.factor", "share.coordinator.state.topic.replication.factor",
+                "min.insync.replicas", "transaction.state.log.min.isr", "share.coordinator.state.topic.min.isr"):
+        assert props[key] == "1", key
+    assert "controller.quorum.voters" not in props and "broker.session.timeout.ms" not in props

@@ -10,9 +10,6 @@ import base64
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,9 +20,9 @@ from pathlib import Path
 import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
+from front_process import running_front
 
 from meterstream.aggregation.http_front import INTERNAL_USER, STORE_HEADER, front_answers
-from meterstream.deploy.ports import free_port
 from meterstream.schemas.settings import Settings
 
 PASSWORD = "s3cret-for-tests"
@@ -34,45 +31,28 @@ PASSWORD = "s3cret-for-tests"
 @pytest.fixture(scope="module")
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     store = tmp_path_factory.mktemp("front-store")
-    port = free_port()
     env = dict(os.environ, METERSTREAM_CLICKHOUSE_HTTP_PASSWORD=PASSWORD)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meterstream.aggregation.http_front", "--store", str(store), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).read()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "front did not answer"
-            time.sleep(0.2)
-    writer = clickhouse_connect.get_client(host="127.0.0.1", port=port, username=INTERNAL_USER, password=PASSWORD)
-    writer.command("CREATE DATABASE IF NOT EXISTS shop")
-    writer.command(
-        "CREATE TABLE shop.sales (id UInt64, item String, amount Decimal(18, 6), at DateTime64(3, 'UTC'))"
-        " ENGINE = ReplacingMergeTree ORDER BY id"
-    )
-    utc = dt.UTC
-    writer.insert(  # Native, lz4-compressed body, the statement in the body's first line
-        "shop.sales",
-        [
-            [1, "tea", Decimal("1.5"), dt.datetime(2026, 1, 1, tzinfo=utc)],
-            [2, "cake", Decimal("2.25"), dt.datetime(2026, 1, 2, tzinfo=utc)],
-        ],
-        column_names=["id", "item", "amount", "at"],
-    )
-    writer.raw_insert(  # JSONEachRow text body, the statement in the `query` parameter
-        "shop.sales", ["id", "item", "amount", "at"],
-        '{"id": 3, "item": "jam", "amount": "3", "at": "2026-01-03 00:00:00"}\n', fmt="JSONEachRow",
-    )  # fmt: skip
-    yield port, store
-    proc.terminate()
-    assert proc.wait(30) == 0
+    with running_front(store, env) as port:
+        writer = clickhouse_connect.get_client(host="127.0.0.1", port=port, username=INTERNAL_USER, password=PASSWORD)
+        writer.command("CREATE DATABASE IF NOT EXISTS shop")
+        writer.command(
+            "CREATE TABLE shop.sales (id UInt64, item String, amount Decimal(18, 6), at DateTime64(3, 'UTC'))"
+            " ENGINE = ReplacingMergeTree ORDER BY id"
+        )
+        utc = dt.UTC
+        writer.insert(  # Native, lz4-compressed body, the statement in the body's first line
+            "shop.sales",
+            [
+                [1, "tea", Decimal("1.5"), dt.datetime(2026, 1, 1, tzinfo=utc)],
+                [2, "cake", Decimal("2.25"), dt.datetime(2026, 1, 2, tzinfo=utc)],
+            ],
+            column_names=["id", "item", "amount", "at"],
+        )
+        writer.raw_insert(  # JSONEachRow text body, the statement in the `query` parameter
+            "shop.sales", ["id", "item", "amount", "at"],
+            '{"id": 3, "item": "jam", "amount": "3", "at": "2026-01-03 00:00:00"}\n', fmt="JSONEachRow",
+        )  # fmt: skip
+        yield port, store
 
 
 def _reader(port: int, **kw) -> clickhouse_connect.driver.Client:

@@ -11,8 +11,6 @@ import base64
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -25,12 +23,11 @@ from pathlib import Path
 import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
+from front_process import key_store, running_front
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.http_front import INTERNAL_USER, front_client
-from meterstream.deploy.ports import free_port
-from meterstream.entities.db import make_engine, session_factory
-from meterstream.entities.keys import ApiKey, KeyRepository
+from meterstream.entities.keys import KeyRepository
 from meterstream.schemas.settings import Settings
 
 PASSWORD = "writer-secret-for-tests"
@@ -65,46 +62,30 @@ class Front:
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     root = tmp_path_factory.mktemp("tenant-front")
     store, url = root / "store", f"sqlite:///{root / 'entities.db'}"
-    engine = make_engine(url=url)
-    ApiKey.__table__.create(engine)  # the one table the front reads
-    keys = KeyRepository(session_factory(engine))
+    keys = key_store(url)
     tokens = {name: keys.create(tenant, role)[1] for name, tenant, role in [
         ("acme", "acme", "read"), ("acme_admin", "acme", "admin"), ("acme_ingest", "acme", "ingest"),
         ("bolt", "bolt", "read")]}  # fmt: skip
-    port = free_port()
     env = dict(os.environ, METERSTREAM_CLICKHOUSE_HTTP_PASSWORD=PASSWORD, METERSTREAM_DATABASE_URL=url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meterstream.aggregation.http_front", "--store", str(store), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).read()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "front did not answer"
-            time.sleep(0.2)
-    writer = clickhouse_connect.get_client(host="127.0.0.1", port=port, username=INTERNAL_USER, password=PASSWORD)
-    create_schema(writer, "meterstream")
-    writer.insert("meterstream.rated_usage", ROWS, column_names=COLUMNS)
-    writer.command("INSERT INTO meterstream.period_closes VALUES ('2026-10', '2026-11-01 00:00:00')")
-    writer.command(  # a parsed one of acme's, two unparsed (tenant '') keyed acme/ and acmex/, one of bolt's
-        "INSERT INTO meterstream.dead_letters (topic, partition, offset, stage, field, reason, tenant, kafka_key, raw) "
-        "VALUES ('usage-events', 0, 1, 'rate', 'meter', 'no price', 'acme', 'acme/org-1', '{}'), "
-        "('usage-events', 0, 2, 'parse', '', 'not JSON', '', 'acme/org-1', 'x'), "
-        "('usage-events', 0, 3, 'parse', '', 'not JSON', '', 'acmex/o', 'y'), "
-        "('usage-events', 0, 4, 'rate', 'meter', 'no price', 'bolt', 'bolt/b-1', '{}')"
-    )
-    writer.command("CREATE DATABASE IF NOT EXISTS other")
-    writer.command("CREATE TABLE other.secrets (tenant String, s String) ENGINE = MergeTree ORDER BY s")
-    writer.command("INSERT INTO other.secrets VALUES ('acme', 'mine'), ('bolt', 'theirs')")
-    settings = Settings(clickhouse_url=f"chdb://{store}", clickhouse_http_port=port, clickhouse_http_password=PASSWORD)
-    yield Front(port, store, keys, tokens["acme"], tokens["acme_admin"], tokens["acme_ingest"], tokens["bolt"],
-                settings)  # fmt: skip
-    proc.terminate()
-    assert proc.wait(30) == 0
+    with running_front(store, env) as port:
+        writer = clickhouse_connect.get_client(host="127.0.0.1", port=port, username=INTERNAL_USER, password=PASSWORD)
+        create_schema(writer, "meterstream")
+        writer.insert("meterstream.rated_usage", ROWS, column_names=COLUMNS)
+        writer.command("INSERT INTO meterstream.period_closes VALUES ('2026-10', '2026-11-01 00:00:00')")
+        writer.command(  # a parsed one of acme's, two unparsed (tenant '') keyed acme/ and acmex/, one of bolt's
+            "INSERT INTO meterstream.dead_letters (topic, partition, offset, stage, field, reason, tenant, kafka_key, "
+            "raw) VALUES ('usage-events', 0, 1, 'rate', 'meter', 'no price', 'acme', 'acme/org-1', '{}'), "
+            "('usage-events', 0, 2, 'parse', '', 'not JSON', '', 'acme/org-1', 'x'), "
+            "('usage-events', 0, 3, 'parse', '', 'not JSON', '', 'acmex/o', 'y'), "
+            "('usage-events', 0, 4, 'rate', 'meter', 'no price', 'bolt', 'bolt/b-1', '{}')"
+        )
+        writer.command("CREATE DATABASE IF NOT EXISTS other")
+        writer.command("CREATE TABLE other.secrets (tenant String, s String) ENGINE = MergeTree ORDER BY s")
+        writer.command("INSERT INTO other.secrets VALUES ('acme', 'mine'), ('bolt', 'theirs')")
+        settings = Settings(clickhouse_url=f"chdb://{store}", clickhouse_http_port=port,
+                            clickhouse_http_password=PASSWORD)  # fmt: skip
+        yield Front(port, store, keys, tokens["acme"], tokens["acme_admin"], tokens["acme_ingest"], tokens["bolt"],
+                    settings)  # fmt: skip
 
 
 def _client(front: Front, user: str, key: str, **kw) -> clickhouse_connect.driver.Client:

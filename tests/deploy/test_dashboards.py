@@ -16,10 +16,6 @@ import importlib
 import json
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,12 +24,10 @@ from pathlib import Path
 import clickhouse_connect
 import pytest
 import yaml
+from front_process import key_store, running_front
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.http_front import INTERNAL_USER
-from meterstream.deploy.ports import free_port
-from meterstream.entities.db import make_engine, session_factory
-from meterstream.entities.keys import ApiKey, KeyRepository
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
@@ -279,26 +273,10 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     """The sink's ClickHouse HTTP front over an embedded store in a tmp dir, tenants signed in by API key."""
     root = tmp_path_factory.mktemp("dashboards")
     store, url = root / "store", f"sqlite:///{root / 'entities.db'}"
-    engine = make_engine(url=url)
-    ApiKey.__table__.create(engine)  # the one table the front reads
-    keys = KeyRepository(session_factory(engine))
+    keys = key_store(url)
     acme = keys.create("acme", "read")[1]
-    port = free_port()
     env = dict(os.environ, METERSTREAM_CLICKHOUSE_HTTP_PASSWORD=PASSWORD, METERSTREAM_DATABASE_URL=url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meterstream.aggregation.http_front", "--store", str(store), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).read()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "front did not answer"
-                time.sleep(0.2)
+    with running_front(store, env, timeout=90) as port:
         writer = clickhouse_connect.get_client(host="127.0.0.1", port=port, username=INTERNAL_USER, password=PASSWORD)
         create_schema(writer, "meterstream")
         writer.insert("meterstream.rated_usage", ROWS, column_names=COLUMNS)
@@ -312,9 +290,6 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
             "('usage-events', 0, 4, 'rate', 'meter', 'no price', 'bolt', 'bolt/b-1', '{}')"
         )
         yield Front(port, acme)
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @pytest.fixture(scope="module")

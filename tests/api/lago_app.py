@@ -6,6 +6,9 @@ usage gets a stand-in for the close's `draft_usage` (`app.state.lago.draft_usage
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +49,25 @@ def plan_body(code: str, metric_id: str, **extra: Any) -> dict[str, Any]:
     }  # fmt: skip
     plan.update(extra)
     return {"plan": plan}
+
+
+def subscribe_to_pro(client: TestClient, tenant: str, start: datetime) -> dict[str, str]:
+    """Through the Lago routes: metrics `storage` (SUM of gb) and `api_calls` (COUNT), plan `pro` (`plan_body` plus
+    api_calls at 0.02 each) and customer acme's subscription `s1` to it from `start`. Returns the admin headers."""
+    admin = headers(client, tenant)
+    storage = add_metric(client, tenant, "storage")
+    calls = add_metric(client, tenant, "api_calls", aggregation="COUNT", field=None)
+    body = plan_body("pro", storage)
+    body["plan"]["charges"].append({"billable_metric_id": calls, "charge_model": "standard",
+                                    "properties": {"amount": "0.02"}})  # fmt: skip
+    assert client.post(f"{BASE}/plans", json=body, headers=admin).status_code == 200
+    sub = {"external_id": "s1", "external_customer_id": "acme", "plan_code": "pro",
+           "subscription_at": start.isoformat()}  # fmt: skip
+    assert client.post(f"{BASE}/subscriptions", json={"subscription": sub}, headers=admin).status_code == 200
+    return admin
+
+
+def pro_row(tenant: str, meter: str, quantity: str, amount: str, at: datetime) -> list[Any]:
+    """A rated_usage row (aggregation/rows.py RATED_COLUMNS) of acme's subscription s1 to `pro`."""
+    return [tenant, uuid.uuid4().hex, "acme", "s1", meter, at, f"{at:%Y-%m}", Decimal(quantity), Decimal(amount),
+            Decimal(0), "USD", "pro@1", meter, {}, "", 0, 0]  # fmt: skip

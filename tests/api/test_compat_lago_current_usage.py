@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
-from lago_app import BASE, add_metric, headers, make_app, plan_body
+from lago_app import BASE, make_app, pro_row, subscribe_to_pro
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
@@ -29,9 +28,7 @@ CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.y
 
 
 def rated(client, db: str, meter: str, quantity: str, at: datetime) -> None:  # type: ignore[no-untyped-def]
-    row = [T, uuid.uuid4().hex, "acme", "s1", meter, at, f"{at:%Y-%m}", Decimal(quantity), Decimal(0), Decimal(0),
-           "USD", "pro@1", meter, {}, "", 0, 0]  # fmt: skip
-    client.insert(f"{db}.rated_usage", [row], column_names=list(RATED_COLUMNS))
+    client.insert(f"{db}.rated_usage", [pro_row(T, meter, quantity, "0", at)], column_names=list(RATED_COLUMNS))
 
 
 def test_current_usage_equals_the_hand_calculation_and_the_close(chdb_client, tmp_path: Path) -> None:
@@ -42,16 +39,7 @@ def test_current_usage_equals_the_hand_calculation_and_the_close(chdb_client, tm
     at = max(now - timedelta(minutes=1), month + timedelta(seconds=1))
     with make_app(tmp_path, clickhouse_client=chdb_client) as client:
         client.app.state.queries.db = db
-        admin = headers(client, T)
-        storage = add_metric(client, T, "storage")
-        calls = add_metric(client, T, "api_calls", aggregation="COUNT", field=None)
-        body = plan_body("pro", storage)
-        body["plan"]["charges"].append({"billable_metric_id": calls, "charge_model": "standard",
-                                        "properties": {"amount": "0.02"}})  # fmt: skip
-        assert client.post(f"{BASE}/plans", json=body, headers=admin).status_code == 200
-        sub = {"external_id": "s1", "external_customer_id": "acme", "plan_code": "pro",
-               "subscription_at": month.isoformat()}  # fmt: skip
-        assert client.post(f"{BASE}/subscriptions", json={"subscription": sub}, headers=admin).status_code == 200
+        admin = subscribe_to_pro(client, T, month)
         for meter, quantity in (("storage", "8"), ("storage", "7"), *[("api_calls", "1")] * 3):
             rated(chdb_client, db, meter, quantity, at)
 

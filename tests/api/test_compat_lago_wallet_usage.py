@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from lago_app import BASE, add_metric, headers, make_app, plan_body
+from lago_app import BASE, make_app, pro_row, subscribe_to_pro
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
@@ -37,16 +36,7 @@ def test_wallet_ongoing_usage_is_the_current_usage(chdb_client, tmp_path: Path) 
     create_schema(chdb_client, db)
     with make_app(tmp_path, clickhouse_client=chdb_client) as client:
         client.app.state.queries.db = db
-        admin = headers(client, T)
-        storage = add_metric(client, T, "storage")
-        calls = add_metric(client, T, "api_calls", aggregation="COUNT", field=None)
-        body = plan_body("pro", storage)
-        body["plan"]["charges"].append({"billable_metric_id": calls, "charge_model": "standard",
-                                        "properties": {"amount": "0.02"}})  # fmt: skip
-        assert client.post(f"{BASE}/plans", json=body, headers=admin).status_code == 200
-        sub = {"external_id": "s1", "external_customer_id": "acme", "plan_code": "pro",
-               "subscription_at": month.isoformat()}  # fmt: skip
-        assert client.post(f"{BASE}/subscriptions", json={"subscription": sub}, headers=admin).status_code == 200
+        admin = subscribe_to_pro(client, T, month)
         made = client.post(f"{BASE}/wallets", headers=admin, json={"wallet": {
             "external_customer_id": "acme", "currency": "USD", "paid_credits": "20"}})  # fmt: skip
         assert made.status_code == 200, made.text
@@ -54,9 +44,8 @@ def test_wallet_ongoing_usage_is_the_current_usage(chdb_client, tmp_path: Path) 
 
         at = datetime.now(UTC) + timedelta(milliseconds=5)  # after the wallet started
         rows = [("storage", "8", "4.00"), ("storage", "7", "3.00"), *[("api_calls", "1", "0.02")] * 3]
-        chdb_client.insert(f"{db}.rated_usage", [
-            [T, uuid.uuid4().hex, "acme", "s1", meter, at, f"{at:%Y-%m}", Decimal(q), Decimal(a), Decimal(0), "USD",
-             "pro@1", meter, {}, "", 0, 0] for meter, q, a in rows], column_names=list(RATED_COLUMNS))  # fmt: skip
+        chdb_client.insert(f"{db}.rated_usage", [pro_row(T, meter, q, a, at) for meter, q, a in rows],
+                           column_names=list(RATED_COLUMNS))  # fmt: skip
 
         usage = client.get(f"{BASE}/customers/acme/current_usage?external_subscription_id=s1", headers=admin)
         found = client.get(f"{BASE}/wallets/{wallet}", headers=admin)

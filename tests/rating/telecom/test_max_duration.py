@@ -8,7 +8,6 @@ connect fee 0.10, 60/60, 0.06/min peak, 0.03/min off-peak; bundle FREE5 of 5 fre
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,6 +20,7 @@ from meterstream.rating.telecom.session_rules import SessionRules
 from meterstream.rating.telecom.sessions import SessionError, SessionRecord, rate_session_record
 
 from .plans import berlin
+from .strategies import caps, starts, used
 
 D = Decimal
 NAT = {"destination": "+4930123"}
@@ -171,8 +171,6 @@ def test_errors(auth_plan):
 # -- differential: against rate_cdr on the hand plan of plans.py (bands, 60/1 and 60/60, connect fee,
 # rate groups, a 3.00 cap, a bundle) --------------------------------------------------------------
 
-YEAR = datetime(2025, 1, 1, tzinfo=UTC)
-starts = st.integers(0, 365 * 86400 * 1_000_000 - 1).map(lambda us: YEAR + timedelta(microseconds=us))
 FIRST_STEP = {"+4930123": (60, 1), "+4917123": (60, 60), "+44207": (60, 60)}  # from plans.py, by hand
 
 
@@ -186,7 +184,7 @@ def _next_end(number: str, d: Decimal) -> Decimal:
     start=starts,
     number=st.sampled_from(sorted(FIRST_STEP)),
     balance=st.decimals(0, 6, places=4),
-    used=st.one_of(st.just({}), st.integers(0, 700).map(lambda n: {"NAT_MIN": D(n)})),
+    used=used,
 )
 def test_differential_against_rate_cdr(plan, start, number, balance, used):
     dims = {"destination": number}
@@ -227,18 +225,6 @@ def test_differential_running_session(plan, start, number, first, balance):
     assert cost(first + d) - state.cost <= balance
     if d < day:
         assert cost(_next_end(number, first + d)) - state.cost > balance
-
-
-caps = st.lists(
-    st.fixed_dictionaries(
-        {
-            "band": st.sampled_from([None, "peak", "offpeak", "weekend"]),
-            "amount": st.decimals(0, 4, places=2),
-            "strategy": st.sampled_from(["stop_charging", "disconnect"]),
-        }
-    ),
-    max_size=3,
-)
 
 
 @settings(max_examples=200, deadline=None)

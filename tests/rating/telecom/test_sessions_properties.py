@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -13,10 +12,9 @@ from meterstream.rating.telecom import rate_cdr
 from meterstream.rating.telecom.session_rules import SessionRules
 from meterstream.rating.telecom.sessions import SessionRecord, rate_session_record
 
+from .strategies import caps, starts, used
+
 D = Decimal
-YEAR = datetime(2025, 1, 1, tzinfo=UTC)
-starts = st.integers(0, 365 * 86400 * 1_000_000 - 1).map(lambda us: YEAR + timedelta(microseconds=us))
-used = st.one_of(st.just({}), st.integers(0, 700).map(lambda n: {"NAT_MIN": D(n)}))
 
 
 @st.composite
@@ -77,18 +75,6 @@ def test_any_cut_costs_one_record(plan, session, bundle_used):
     assert sum(s.connect_fee for s in slices) == sum(s.connect_fee for s in one.segments)
     assert all(sum(a for _, a in s.lines) == s.cost for s in slices if s.lines)
     assert all(s.cost >= 0 for s in slices)
-
-
-caps = st.lists(
-    st.fixed_dictionaries(
-        {
-            "band": st.sampled_from([None, "peak", "offpeak", "weekend"]),
-            "amount": st.decimals(0, 4, places=2),
-            "strategy": st.sampled_from(["stop_charging", "disconnect"]),
-        }
-    ),
-    max_size=3,
-)
 
 
 @settings(max_examples=200, deadline=None)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 from meterstream.rating.money import EXACT, round_money
+from meterstream.schemas.errors import FieldReasonError
 from meterstream.schemas.settings import Settings
 
 Window = Literal["hour", "day", "month"]
@@ -26,13 +27,8 @@ _WINDOW_SQL = {"hour": "toStartOfHour", "day": "toStartOfDay", "month": "toStart
 _FINAL = {"do_not_merge_across_partitions_select_final": 1}
 
 
-class QueryError(ValueError):
+class QueryError(FieldReasonError):
     """A request the query path refuses: `field` names the parameter, `reason` says why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 class ClickHouseUnavailable(Exception):

@@ -6,6 +6,8 @@ import os
 import time
 from datetime import UTC, datetime
 
+from meterstream.schemas.errors import FieldReasonError
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -35,12 +37,7 @@ class Conflict(ValueError):
         self.field = field
 
 
-class Invalid(ValueError):
+class Invalid(FieldReasonError):
     """Bad input: `field` is the path of the offending field (e.g. `usage.calls.tiers[1].up_to`), `reason` why.
 
     The message is `field: reason`. Raised before anything is written (a write is one transaction)."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}" if field else reason)
-        self.field = field
-        self.reason = reason

@@ -15,6 +15,7 @@ from meterstream.rating.catalog import Plan, PlanSource
 from meterstream.rating.engine import delta
 from meterstream.rating.money import EXACT
 from meterstream.rating.telecom import NoRate, rate_cdr
+from meterstream.schemas.errors import FieldReasonError
 from meterstream.schemas.event import QUANTITY_MAX, QUANTITY_MAX_INTEGER_DIGITS, QUANTITY_SCALE, UsageEvent
 from meterstream.schemas.rated import RatedUsage
 
@@ -28,13 +29,8 @@ AMOUNT_MAX = Decimal("9" * AMOUNT_MAX_INTEGER_DIGITS + "." + "9" * AMOUNT_SCALE)
 _ADD = EXACT.add  # running totals: exact (a 38-digit sum rounds in the default 28-digit context)
 
 
-class RatingError(ValueError):
+class RatingError(FieldReasonError):
     """The event is valid but cannot be rated (no plan, meter not priced...): it goes to the dead letters."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 def cumulative_key(tenant: str, customer: str, meter: str, period: str) -> str:

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from meterstream.schemas.errors import FieldReasonError
+
 # Limits of what an event may carry: what the stores and the money type can hold (docs/events.md).
 # The processor's columnar path imports these; `parse_event` stays the one definition of "valid".
 QUANTITY_SCALE = 12  # fractional digits: ClickHouse rated_usage.quantity is Decimal(38, 12)
@@ -47,13 +49,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(FieldReasonError):
     """A usage event that cannot be accepted; `field` names what is wrong, `reason` says why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 def parse_quantity(value: Any) -> Decimal:

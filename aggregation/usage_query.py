@@ -52,13 +52,21 @@ class UsageRecord:
     streamed_amount: Decimal
 
 
+_RECORD_COLUMNS = "tenant, customer, meter, quantity, time, dimensions, amount"  # a UsageRecord's, in its order
+
+
+def _records(rows: list) -> list[UsageRecord]:
+    """UsageRecords from rows of `_RECORD_COLUMNS` (times are UTC)."""
+    return [UsageRecord(t, c, m, q, ts.replace(tzinfo=UTC), dict(d), a) for t, c, m, q, ts, d, a in rows]
+
+
 def period_records(client: Client, db: str, period: str, plans: list[str]) -> list[UsageRecord]:
     """Every deduplicated record of `plans` in the period, in arrival order (the order the stream rated)."""
     if not plans:
         return []
     result = client.query(
         f"""
-        SELECT tenant, customer, meter, quantity, time, dimensions, amount
+        SELECT {_RECORD_COLUMNS}
         FROM {db}.rated_usage FINAL
         WHERE period = {{period:String}} AND plan IN {{plans:Array(String)}}
         ORDER BY tenant, customer, src_partition, src_offset
@@ -66,7 +74,7 @@ def period_records(client: Client, db: str, period: str, plans: list[str]) -> li
         parameters={"period": period, "plans": plans},
         settings=_FINAL,
     )
-    return [UsageRecord(t, c, m, q, ts.replace(tzinfo=UTC), dict(d), a) for t, c, m, q, ts, d, a in result.result_rows]
+    return _records(result.result_rows)
 
 
 # --- time-range reads (subscriptions: billing periods in the customer's time zone, phases) ---------------
@@ -131,7 +139,7 @@ def records_between(
         return []
     result = client.query(
         f"""
-        SELECT tenant, customer, meter, quantity, time, dimensions, amount
+        SELECT {_RECORD_COLUMNS}
         FROM {db}.rated_usage FINAL
         WHERE tenant = {{tenant:String}} AND customer = {{customer:String}}
           AND time >= fromUnixTimestamp64Micro({{lo:Int64}}, 'UTC')
@@ -143,7 +151,7 @@ def records_between(
                     "meters": meters, "skip": skip_plans},
         settings=_FINAL,
     )  # fmt: skip
-    return [UsageRecord(t, c, m, q, ts.replace(tzinfo=UTC), dict(d), a) for t, c, m, q, ts, d, a in result.result_rows]
+    return _records(result.result_rows)
 
 
 def rated_customers(

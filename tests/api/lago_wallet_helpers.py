@@ -40,7 +40,7 @@ def usage_app(tmp_path: Path, chdb_client: Any, prefix: str) -> tuple[FastAPI, I
 def lago_wallet_app(tmp_path: Path, chdb_client: Any, prefix: str) -> Iterator[tuple[Client, Insert, FastAPI]]:
     """(the SDK with an admin key of tenant t1, `insert(*rated_usage rows)`, the app) while the server runs."""
     from fastapi.testclient import TestClient
-    from test_compat_lago_sdk import serve
+    from served_app import serve
 
     app, insert = usage_app(tmp_path, chdb_client, prefix)
     with TestClient(app) as client:

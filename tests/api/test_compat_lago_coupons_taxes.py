@@ -27,7 +27,7 @@ from meterstream.entities.tax_objects import tax_overrides
 
 @pytest.fixture
 def app_and_lago(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from test_compat_lago_sdk import serve
+    from served_app import serve
 
     with make_app(tmp_path) as client:
         key = client.app.state.keys.create("t1", "admin", "sdk")[1]

@@ -21,7 +21,7 @@ from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import Customer
 from lago_python_client.models.credit_note import CreditNote, Item, Items
-from test_compat_lago_sdk import serve
+from served_app import serve
 
 from meterstream.entities import invoices, payments
 from meterstream.schemas.invoice import decode, encode

@@ -17,20 +17,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import uvicorn
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import BatchEvent, BillableMetric, Event, Subscription
+from served_app import serve
 
 from meterstream.schemas.settings import Settings, settings_from_env
 
@@ -58,26 +55,6 @@ def environment(kafka_settings: Settings, tmp_path: Path) -> dict[str, str]:
         }
     )
     return env
-
-
-@contextmanager
-def serve(app: object) -> Iterator[str]:
-    """The app on a real uvicorn server (a thread of this process) on a free port; yields the base URL."""
-    from meterstream.deploy.ports import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-lago-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
 
 
 def meterstream_query(env: dict[str, str], sql: str) -> list[list[str]]:

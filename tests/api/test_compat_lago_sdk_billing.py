@@ -27,7 +27,8 @@ import pytest
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import BatchEvent, BillableMetric, Charge, Charges, Customer, Event, Plan, Subscription
-from test_compat_lago_sdk import ROOT, environment, find_when_rated, serve
+from served_app import serve
+from test_compat_lago_sdk import ROOT, environment, find_when_rated
 
 from meterstream.schemas.settings import Settings, settings_from_env
 

@@ -21,7 +21,7 @@ from lago_python_client.models import (
     Subscription,
 )
 from lago_python_client.models.customer import CustomerBillingConfiguration, Metadata, MetadataList
-from test_compat_lago_sdk import serve
+from served_app import serve
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from api_helpers import offline_app
 from fastapi.testclient import TestClient
 from lago_python_client.client import Client
-from test_compat_lago_sdk import serve
+from served_app import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "entities"))
 

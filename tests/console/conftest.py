@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
-import uvicorn
+from served_app import serve
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_FIELDS
@@ -85,20 +83,8 @@ def console(kafka_settings: Settings, chdb_client: Any, tmp_path_factory: pytest
     store_invoice(sf, "acme", "inv-acme-1", "c1")  # finalized: ACME-... number
     store_invoice(sf, "acme", "inv-acme-2", "c2", finalize=False)  # a draft
     store_invoice(sf, "other", "inv-other-1", "secret-co")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="console-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield Console(f"http://127.0.0.1:{port}", settings, app)
-    finally:
-        server.should_exit = True
-        thread.join(20)
+    with serve(app, timeout=30) as base:
+        yield Console(base, settings, app)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import openmeter
 import pytest
 from api_helpers import offline_app
 from corehttp.exceptions import HttpResponseError, ResourceNotFoundError
-from om_server import serve
+from served_app import serve
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from api_helpers import topic_messages
 from corehttp.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-from om_server import serve
+from served_app import serve
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.api.app import create_app

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import openmeter
 import pytest
-from om_server import serve
+from served_app import serve
 
 from meterstream.api.app import create_app
 from meterstream.deploy.ports import free_port

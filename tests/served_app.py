@@ -1,4 +1,5 @@
-"""A real uvicorn server for SDK tests (in a thread of the test process, on a free port)."""
+"""A real uvicorn server for the tests that drive the app through a client over HTTP (the OpenMeter and Lago SDKs,
+the console's browser): in a thread of the test process, on a free port."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from meterstream.deploy.ports import free_port
 
 
 @contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1:<free port>; yields the base URL; stops the server afterwards."""
+def serve(app: FastAPI, timeout: float = 20.0) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1:<free port> (RuntimeError when it has not started within `timeout` seconds); yields
+    the base URL; stops the server afterwards."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + timeout
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")

@@ -101,6 +101,29 @@ byte for byte the same. What is left: ~900 us of CPU per invoice in all, this pr
 the lifecycle events, decoding each numbered document, the ClickHouse reads and ledger inserts, chdb's threads
 count here), the worker ~350 (pricing, issuing), the file writer ~80: at best ~2,000 invoices/s on 2 idle cores
 only if this process and the worker overlap fully (this process is the longer: ~4.8 s for 10,000).
+Session 10 (H2): the JSON's `phases` split this process's close (`CloseResult.phases`, `invoice_emitter/phases.py`):
+wall s and CPU us per invoice of `prepare`, `usage` (the ClickHouse reads before any worker), `loop` (holding
+`finalize`: numbering and the SQLite inserts, `documents`: files and results, and now `ledger`), `ledger` (ClickHouse
+`invoices`/`invoice_lines`), `publish`, `gc`. Found: (1) session 9's quiet runs (1,325 and 1,728/s) closed in ONE
+process: their children used 19-22 us of user CPU per invoice, the file writer alone; the default asked the 1-minute
+load average, which still counted the bench's own populate a second before (1.9-2.0 on 2 cores: no spare core).
+The default now judges the cores over the close's own reads (`parallel.CpuWindow`: /proc/stat less this process's
+CPU). (2) The ledger was one insert after the loop (~1.0-1.9 s serial at 10k); it is now inserted per batch of 1,000
+while the worker prices the next customers, from the documents' bytes (`ledger.store_encoded`, a typed decoder of
+its fields). (3) Each numbered document was decoded to a dict (orjson.loads) for the files and the result: the files
+are now its bytes re-indented (`msgspec.json.format`, byte for byte the same) and `CloseResult.invoices` decodes a
+document when it is read (`documents_list.Documents`). (4) The worker blocked on its 64 kB pipe whenever this process
+stored a batch: a reader thread now takes its frames as they come (`parallel.AHEAD` frames ahead; worker's time
+blocked writing, 10k, load 3-3.6: 5.2 / 3.4 s before, 0.7 / 1.1 s after), the pipe widened to 1 MB. 10,000
+customers, `--workers 1`, alternating with a snapshot of the session's start (+ the phase timers), each in its own
+folder, load 2.7-3.5 (another helper's callgrind held a core: wall figures mean little): this process 411 / 426 /
+478 / 512 -> 376 / 318 (ledger and files) and 442 / 415 (with the reader thread) us of CPU per invoice; documents 62-79
+-> 25-32 us; ledger 93-114 us (0.94-1.86 s serial after the loop) -> 83-119 us inside the loop; finalize 159-205 ->
+141-206 us; usage 23-33 us (0.21-0.81 s wall) either way; all processes 771-935 -> 654-1,008 us. One process
+(`--workers 0`): this process 774 / 704 -> 629 / 718 us. The invoice files, the store's records and the ClickHouse
+ledger rows of a 2,000-customer close are identical before and after. Not measured here: the quiet wall clock
+(the machine was never idle); what is left per invoice: this process ~320-440 us (SQLite inserts and events ~160,
+ledger ~100), the worker ~330 (pricing, from_v1, validate), the file writer ~70.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ they are dropped uncommitted and replay on the new owner. Instances can be start
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import threading
@@ -36,6 +35,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from meterstream.collector import settle_after_start
 from meterstream.health import Watchdog, exit_stalled, kafka_answers
 from meterstream.ingest.producer import make_producer
 from meterstream.ingest.topics import Topics
@@ -257,9 +257,8 @@ class NativeProcessor:
                     if catch_up is not None:
                         self._catch_up(catch_up)
                     self.checkpoint.add(process_batch(msgs))
-                    if not warm:  # the catalog, caches and modules are loaded: keep the collector off them
-                        gc.collect()
-                        gc.freeze()
+                    if not warm:  # the catalog, caches and modules are loaded: keep the collector off them, and
+                        settle_after_start()  # collect the young generation less often (meterstream/collector.py)
                         warm = True
                 # two batches may stay in flight: the newest one's outputs and the one before's changelog
                 # records are acknowledged while the next batch is processed (processor/checkpoint.py)

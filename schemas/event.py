@@ -446,16 +446,24 @@ def _validate(data: dict[str, Any]) -> UsageEvent:
     try:
         return UsageEvent.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in err["loc"]) or "$"
-        reason = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            reason = "required"
-        elif err["type"] == "extra_forbidden":
-            reason = "unknown field"
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, DimensionError) and cause.key is not None:
-            field = f"{field}.{cause.key}"
-        elif isinstance(cause, FieldError):
-            field, reason = cause.field, cause.reason
-        raise InvalidEvent(field, reason) from None
+        field, reason = _first_error(exc)
+    # raised outside the handler and with no local holding an error: the validator's exception (whose
+    # traceback holds this frame and, through it, every caller's) is not kept alive in a reference cycle
+    raise InvalidEvent(field, reason) from None
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    """The field and reason of the first error pydantic found."""
+    err = exc.errors(include_url=False)[0]
+    field = ".".join(str(p) for p in err["loc"]) or "$"
+    reason = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        reason = "required"
+    elif err["type"] == "extra_forbidden":
+        reason = "unknown field"
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, DimensionError) and cause.key is not None:
+        field = f"{field}.{cause.key}"
+    elif isinstance(cause, FieldError):
+        field, reason = cause.field, cause.reason
+    return field, reason

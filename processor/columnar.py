@@ -16,7 +16,8 @@ Equal to the per-message specification by construction where it matters and by t
   window = duplicate), the new cumulative `before + quantity` in `money.EXACT` as `rate_event`
   computes it, the amount as `pricer.total(after) - pricer.total(before)` under
   `money.EXACT` (that is `UsagePricer.delta`; total(before) is the previous event's total(after),
-  kept instead of recomputed), other pricers' own `delta`, `rate_cdr` for telecom records with the
+  kept instead of recomputed), other pricers' own `delta`, `rate_cdr` for telecom records (`brief`: its
+  memo's cost, line and bundle without building the RatedCDR) with the
   bundle use read back from the state's text form, the dedup entry `{"p", "o", "t"}`, the running
   total `[text, offset]`, and the rated record with the same values, as a row in the record's field
   order (the runner sends the rows as Arrow, `schemas.rated.pack_rows`; the specification's records
@@ -277,13 +278,18 @@ class ColumnarStep:
                             start=f.time,
                             dimensions=f.dimensions,
                             bundle_used=used,
+                            brief=True,
                         )
                     except NoRate:
                         raise _Fallback from None
-                    amount, line = cdr.cost, cdr.line_key
-                    if cdr.bundle_units_used:
+                    if type(cdr) is tuple:  # the rater's memo, briefly: (cost, line key, bundle or None, billed)
+                        amount, line, bundle, units = cdr
+                        covered = {bundle: units} if bundle is not None else None
+                    else:
+                        amount, line, covered = cdr.cost, cdr.line_key, cdr.bundle_units_used
+                    if covered:
                         used = dict(used)  # the cached one is the state before this event
-                        for bundle, units in cdr.bundle_units_used.items():
+                        for bundle, units in covered.items():
                             used[bundle] = add(used[bundle], units) if bundle in used else units
                         bvalue = [{k: format(v, "f") for k, v in used.items()}, offset]
                 if not -_BIG < amount < _BIG:

@@ -169,6 +169,7 @@ def rate_cdr(
     start: datetime,
     dimensions: Mapping[str, str],
     bundle_used: Mapping[str, Decimal],
+    brief: bool = False,
 ) -> RatedCDR:
     """Rate one record.
 
@@ -188,6 +189,12 @@ def rate_cdr(
     quantity put back in. Everything else, and every record that would raise, goes
     through ``_rate_cdr``, the rules as written; tests/rating/telecom/
     test_telecom_differential.py checks the two against a frozen copy of the rater.
+
+    ``brief=True`` (the columnar processor, which needs no segments): a record answered from the memo of
+    a one-group, whole-increment leg comes back as the plain tuple ``(cost, line_key, bundle_id, billed)``
+    (``bundle_id`` None when no bundle covered it) — the values its RatedCDR would hold as ``cost``,
+    ``line_key`` and ``bundle_units_used == {bundle_id: billed}`` — without building the RatedCDR and its
+    Segment; every other record still comes back as a RatedCDR (tell them apart by ``type(r) is tuple``).
     """
     cp = plan.__pydantic_private__["_compiled"] or plan.compiled
     cm = cp.meters.get(meter)
@@ -255,6 +262,8 @@ def rate_cdr(
                     table.clear()
                 table[key] = found
             head, tail, billed, line = found
+            if brief:
+                return head[2], line[0], bundle_id, billed  # type: ignore[return-value]
             return _new_rated(
                 RatedCDR,
                 head  # concatenation: measurably cheaper here than unpacking  # noqa: RUF005

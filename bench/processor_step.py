@@ -10,8 +10,8 @@ runner does (the columnar path's records as the runner packs them: JSON Lines, o
 `schemas.rated.pack_rows`). Both paths must give the same number of rated records and the same RocksDB
 contents, key by key (checked), so the figures compare equal work. Reported: µs of CPU per event for
 each path (this process's CPU time, RocksDB's threads included, so that other work on a shared machine
-inflates it less than wall time; best of `--repeat` runs; gc frozen after set-up as the runner freezes
-it after its first batch), legacy / columnar, and the wall-clock figures beside them.
+inflates it less than wall time; best of `--repeat` runs; the collector settled after set-up as the runner
+settles it after its first batch), legacy / columnar, and the wall-clock figures beside them.
 
     python bench/processor_step.py [--events 100000] [--partitions 4] [--batch 5000] [--repeat 2]
                                    [--json FILE] [--profile columnar|legacy]
@@ -39,6 +39,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 if str(HERE.parent) not in sys.path:
     sys.path.append(str(HERE.parent))
 
+from meterstream.collector import settle_after_start  # noqa: E402
 from meterstream.ingest.workload import WorkloadSpec, generate  # noqa: E402
 from meterstream.processor.columnar import ColumnarStep, Message  # noqa: E402
 from meterstream.processor.step import Kind, Position, process  # noqa: E402
@@ -134,8 +135,7 @@ def timed(runner: Runner, msgs: list[Message], partitions: int, batch: int, now_
     try:
         stores = {p: PartitionStore(root / f"p{p}") for p in range(partitions)}
         batches = [msgs[i : i + batch] for i in range(0, len(msgs), batch)]
-        gc.collect()
-        gc.freeze()
+        settle_after_start()  # as the runner does after its first batch (meterstream/collector.py)
         if profile:
             import cProfile
             import pstats

@@ -304,10 +304,11 @@ class NativeProcessor:
             if m.error():
                 log.warning("consumer error: %s", m.error())
                 continue
-            if m.partition() not in stores:  # fetched before its partition was revoked: its new owner reads it
+            p = m.partition()
+            if p not in stores:  # fetched before its partition was revoked: its new owner reads it
                 continue
             kind, ts = m.timestamp()
-            add(new_message(Message, (m.partition(), m.offset(), m.key(), m.value(), ts if kind else None)))
+            add(new_message(Message, (p, m.offset(), m.key(), m.value(), ts if kind else None)))
         states = batch.states
         for p in {m.partition for m in batch_msgs}:
             states[p] = self.latest[p] = BatchState(self.stores[p], self.latest.get(p))

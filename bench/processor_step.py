@@ -13,7 +13,7 @@ each path (this process's CPU time, RocksDB's threads included, so that other wo
 inflates it less than wall time; best of `--repeat` runs; the collector settled after set-up as the runner
 settles it after its first batch), legacy / columnar, and the wall-clock figures beside them.
 
-    python bench/processor_step.py [--events 100000] [--partitions 4] [--batch 20000] [--repeat 2]
+    python bench/processor_step.py [--events 100000] [--partitions 4] [--batch 5000] [--repeat 2]
                                    [--json FILE] [--profile columnar|legacy]
 """
 
@@ -163,7 +163,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=20_000, help="messages per polled batch (runner.BATCH_MAX)")
+    ap.add_argument("--batch", type=int, default=5000, help="messages per polled batch (runner.BATCH_MAX)")
     ap.add_argument("--period", default="2026-10", help="the workload's month (events must lie in the time window)")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each path; the best is reported")
     ap.add_argument("--json", type=Path)

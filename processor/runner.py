@@ -59,10 +59,10 @@ from meterstream.schemas.rated import pack, pack_rows
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
-# messages per polled batch at most. Per-batch work (Arrow messages, the store's write batch, the changelog
-# records) spreads over more events: bench/processor_step.py under callgrind, 40,000 events, 91,486 -> 88,288
-# instructions per event from 5,000 to 20,000. Below full rate a batch is what arrived in the 0.1 s poll.
-BATCH_MAX = 20_000
+# messages per polled batch at most. Not more: a batch's dedup entries of one partition and day travel as ONE
+# changelog record (store.prepare's packed index record), which must stay under Kafka's 1 MB message limit;
+# 20,000 (3.5% fewer instructions per event in bench/processor_step.py) failed with MSG_SIZE_TOO_LARGE in e2e.
+BATCH_MAX = 5_000
 
 
 def app_id(settings: Settings) -> str:

@@ -58,6 +58,11 @@ _ENTRY_SIZE = _ENTRY.size
 _pack_entry = _ENTRY.pack
 _unpack_entry = _ENTRY.unpack
 _dumps, _loads = orjson.dumps, orjson.loads
+# the most bytes of dedup entries in one packed changelog record: a day's entries of a batch beyond it go in more
+# records (`t|<day>|*<offset>.<i>`), each well under Kafka's 1 MB message limit (librdkafka's message.max.bytes,
+# the broker's max.message.bytes): 5,000 ids of 200 characters in one partition made one 1.2 MB record, which
+# the producer refused (MSG_SIZE_TOO_LARGE) and the processor stopped on it
+CHANGELOG_RECORD_MAX = 512 * 1024
 
 
 def encode_entry(value: dict[str, Any]) -> bytes:
@@ -76,14 +81,16 @@ _LEN = struct.Struct(">HH")  # a packed entry's key and value lengths
 def pack_entries(pairs: list[tuple[str, bytes]]) -> bytes:
     """Dedup entries (key, encoded value) as one changelog value: per entry two big-endian u16 lengths,
     the key's UTF-8, the value."""
+    return b"".join(_entry_parts(pairs))
+
+
+def _entry_parts(pairs: list[tuple[str, bytes]]) -> list[bytes]:
+    """`pack_entries`' parts: header, key, value for each entry."""
     parts: list[bytes] = []
-    add, head = parts.append, _LEN.pack
     for key, raw in pairs:
-        k = key.encode()
-        add(head(len(k), len(raw)))
-        add(k)
-        add(raw)
-    return b"".join(parts)
+        kb = key.encode()
+        parts += (_LEN.pack(len(kb), len(raw)), kb, raw)
+    return parts
 
 
 def unpack_entries_raw(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -133,6 +140,23 @@ def _options() -> Options:
     options.set_memtable_prefix_bloom_ratio(0.1)
     options.set_memtable_whole_key_filtering(True)
     return options
+
+
+def _chunks(parts: list[bytes], names: list[str]) -> Iterator[tuple[list[bytes], list[str]]]:
+    """A day's packed entries (three parts per entry, one name each) in runs of at most CHANGELOG_RECORD_MAX
+    bytes (one entry alone is never split), in order; one run when they fit, as almost always."""
+    size = sum(map(len, parts))
+    if size <= CHANGELOG_RECORD_MAX:
+        yield parts, names
+        return
+    start = size = 0
+    for i in range(0, len(parts), 3):
+        entry = len(parts[i]) + len(parts[i + 1]) + len(parts[i + 2])
+        if size + entry > CHANGELOG_RECORD_MAX and i > start:
+            yield parts[start:i], names[start // 3 : i // 3]
+            start, size = i, 0
+        size += entry
+    yield parts[start:], names[start // 3 :]
 
 
 class PartitionStore:
@@ -224,18 +248,19 @@ class PartitionStore:
         indexed: list[tuple[bytes, bytes | None]] = []
         for day, (parts, names) in days.items():
             index_key = b"%s%08d|%s%020d" % (_INDEX, day, _BATCH_INDEX, next_offset)
-            packed = b"".join(parts)
             earlier = self.db.get(index_key)  # a commit to the same offset before (tools, tests): keep its keys
             if earlier is not None:
                 known = set(names)
                 old = [(k, v) for k in _loads(earlier) if k not in known and (v := self.db.get(k.encode())) is not None]
-                packed = pack_entries(old) + packed
+                parts = [*_entry_parts(old), *parts]
                 names = [k for k, _ in old] + names
-            put((index_key, dumps(names)))
-            indexed.append((index_key, packed))
-        if indexed:  # first, the last day first (as inserted at the front one by one before)
-            indexed.reverse()
-            records[:0] = indexed
+            day_records = []
+            for i, (chunk, chunk_names) in enumerate(_chunks(parts, names)):
+                key = index_key if i == 0 else b"%s.%d" % (index_key, i)  # still `t|<day>|*`: an index entry
+                put((key, dumps(chunk_names)))
+                day_records.append((key, b"".join(chunk)))
+            indexed[:0] = day_records  # the last day first (as inserted at the front one by one before)
+        records[:0] = indexed
         counts = self.counts + outcomes
         tail = [(_COUNTS_KEY, dumps(counts)), (_OFFSET_KEY, str(next_offset).encode())]
         ops.extend(tail)

@@ -176,3 +176,27 @@ def test_a_dead_writers_unfinished_commit_is_dropped_at_the_next_owners_start(
     assert c.counts == Counter({"rated": 2})
     reader.close()
     c.close()
+
+
+@pytest.mark.kafka
+def test_a_batch_of_long_ids_goes_through_kafka_and_comes_back(kafka_settings: Settings, tmp_path: Path) -> None:
+    """5,000 ids of 200 characters, one partition, one batch: 1,145,000 bytes of packed entries (229 each, by
+    hand: tests/processor/test_store.py), which one record could not carry (the producer refused it:
+    MSG_SIZE_TOO_LARGE). Produced with the processor's producer settings and read back into an empty store."""
+    settings = kafka_settings.model_copy(update={"topic_prefix": f"cl{uuid.uuid4().hex[:8]}."})
+    ensure_changelog(settings, 1)
+    source = PartitionStore(tmp_path / "source")
+    producer = make_producer(settings)
+    writer = ChangelogWriter(producer, changelog_topic(settings))
+    ids = [f"d|t\x1f{i:05d}".ljust(204, "x") for i in range(5000)]
+    batch = source.prepare({k: entry(i, DAY) for i, k in enumerate(ids)}, 5000, Counter({"rated": 5000}))
+    assert writer.produce(0, batch.records, None) == 3 + 2  # three packed records, the counters, the offset
+    assert producer.flush(30) == 0
+    reader = ChangelogReader(settings)
+    target = PartitionStore(tmp_path / "target")
+    done = reader.catch_up(0, target)
+    assert done is not None and done.entries == 5000 + 2
+    assert target.next_offset() == 5000 and all(target.get(k) == entry(i, DAY) for i, k in enumerate(ids))
+    reader.close()
+    source.close()
+    target.close()

@@ -216,3 +216,33 @@ def test_a_batch_started_behind_two_uncommitted_ones_reads_both(tmp_path: Path) 
     d.commit(5, Counter())
     assert store.get("c|x") == ["4", 2] and store.get("c|y") == ["9", 3] and store.next_offset() == 5
     assert store.counts == Counter(rated=4)
+
+
+def test_a_batch_of_long_ids_is_logged_in_records_under_kafkas_message_limit(tmp_path: Path) -> None:
+    """5,000 ids of 200 characters in one partition's batch: one packed record was 1.2 MB and the producer
+    refused it (MSG_SIZE_TOO_LARGE, over librdkafka's 1,000,000-byte message.max.bytes): the processor stopped.
+    By hand: an entry is 4 bytes of lengths + its key (`d|` + `t` + 0x1f + 200 = 204 bytes) + 21 = 229 bytes,
+    1,145,000 for the batch; at most 524,288 per record (CHANGELOG_RECORD_MAX) is 2,289 entries: 3 records
+    (2,289 + 2,289 + 422). Restored into an empty store they give back every entry; a purge forgets them all
+    and tombstones all three records."""
+    store = PartitionStore(tmp_path / "p0")
+    ids = [dedup_key("t", f"{i:05d}".ljust(200, "x")) for i in range(5000)]
+    writes = {k: {"p": 0, "o": i, "t": 3 * DAY_MS + 7} for i, k in enumerate(ids)}
+    prepared = store.prepare(writes, 5000, Counter(rated=5000))
+    index = [(k, v) for k, v in prepared.records if k.startswith(b"t|")]
+    assert [len(v) for _, v in index] == [2289 * 229, 2289 * 229, 422 * 229]
+    assert [k for k, _ in index] == [b"t|00000003|*%020d" % 5000, b"t|00000003|*%020d.1" % 5000,
+                                     b"t|00000003|*%020d.2" % 5000]  # fmt: skip
+    assert all(len(k) + len(v) < 1_000_000 for k, v in prepared.records)
+    store.apply(prepared)
+
+    restored = PartitionStore(tmp_path / "p0-restored")
+    assert restored.restore(prepared.records, 1) == 5000 + 2  # the entries, the counters and the offset
+    assert all(restored.get(k) == {"p": 0, "o": i, "t": 3 * DAY_MS + 7} for i, k in enumerate(ids))
+    for s in (store, restored):
+        plan = s.plan_purge(4)
+        assert plan.forgotten == 5000
+        assert sorted(k for k, v in plan.records if v is None) == sorted(k for k, _ in index)
+        s.apply(plan)
+        assert all(s.get(k) is None for k in ids) and not [k for k in s.db.keys() if k.startswith(b"t|")]
+        s.close()

@@ -107,7 +107,10 @@ class NativeProcessor:
                 # a dead instance's partitions move after this long without its heartbeat (librdkafka: 45 s);
                 # 10 s lost the assignment while a killed broker's group coordinator moved (the chaos run)
                 "session.timeout.ms": 15_000,
-                "heartbeat.interval.ms": 3_000,
+                # a rebalance reaches a member with its next heartbeat, and a cooperative move takes two
+                # rebalances: at 3 s, a second instance joining left the moved partitions unowned ~3 s and the
+                # first instance alone ~3 s before that (bench/e2e.py, session 10); 2 requests/s are nothing
+                "heartbeat.interval.ms": 500,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 50,

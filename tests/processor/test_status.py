@@ -162,7 +162,8 @@ def test_a_processor_blocked_in_its_first_batch_answers_503(kafka_settings, tmp_
         while _healthz(port) != 503 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _healthz(port) == 503
-        assert processor.status.events == 0 and processor.status.watch.behind() == 6
+        # work waiting: the lag seen before the blocked batch, 3 or 6 (the first fetch may hold one partition's 3)
+        assert processor.status.events == 0 and processor.status.watch.behind() in (3, 6)
         release.set()
         deadline = time.monotonic() + 30
         while _healthz(port) != 200 and time.monotonic() < deadline:

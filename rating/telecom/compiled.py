@@ -8,7 +8,7 @@ increments, and the one division per record stays exact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
@@ -102,6 +102,9 @@ class CompiledPlan:
     schedule: Schedule
     meters: dict[str, CompiledMeter]
     spans: dict  # the schedule's band intervals per UTC day as timedeltas (Schedule.spans), read by the rater
+    # the rater's memo (rater._hour_entry): a UTC hour's canonical text `YYYY-MM-DDTHH` -> (band, how far its
+    # interval in `spans` reaches past the hour's end, that end), or None when a band change cuts the hour
+    hours: dict = field(default_factory=dict)
 
 
 def _rate(plan: TelecomPlan, rid: str, scale: int) -> CompiledRate:

@@ -166,10 +166,11 @@ def rate_cdr(
     *,
     meter: str,
     quantity: Decimal,
-    start: datetime,
+    start: datetime | None = None,
     dimensions: Mapping[str, str],
     bundle_used: Mapping[str, Decimal],
     brief: bool = False,
+    time_text: str | None = None,
 ) -> RatedCDR:
     """Rate one record.
 
@@ -190,16 +191,24 @@ def rate_cdr(
     through ``_rate_cdr``, the rules as written; tests/rating/telecom/
     test_telecom_differential.py checks the two against a frozen copy of the rater.
 
-    ``brief=True`` (the columnar processor, which needs no segments): a record answered from the memo of
-    a one-group, whole-increment leg comes back as the plain tuple ``(cost, line_key, bundle_id, billed)``
-    (``bundle_id`` None when no bundle covered it) — the values its RatedCDR would hold as ``cost``,
-    ``line_key`` and ``bundle_units_used == {bundle_id: billed}`` — without building the RatedCDR and its
-    Segment; every other record still comes back as a RatedCDR (tell them apart by ``type(r) is tuple``).
+    ``brief=True`` (the columnar processor, which needs no segments): a record answered from the memo
+    comes back as the plain tuple ``(cost, line_key, bundle_id, billed)`` (``bundle_id`` None when no
+    bundle covered it) — the values its RatedCDR would hold as ``cost``, ``line_key`` and
+    ``bundle_units_used == {bundle_id: billed}`` (``{}`` when None) — without building the RatedCDR and
+    its segments; every other record still comes back as a RatedCDR (tell them apart by
+    ``type(r) is tuple``).
+
+    ``time_text`` (instead of ``start``, which may then be None): the start as the canonical UTC text
+    ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (what ``schemas.event`` writes, ``Fast.time_text``); it stands for
+    ``datetime.fromisoformat(time_text)``, parsed only when needed. The band of a record in an hour that
+    no band change cuts is then looked up by the hour's text (``CompiledPlan.hours``) instead of from
+    the instant (voice records still checked exactly against the band's end unless too short to reach
+    it). tests/rating/telecom/test_telecom_brief.py checks both against the frozen rater.
     """
     cp = plan.__pydantic_private__["_compiled"] or plan.compiled
     cm = cp.meters.get(meter)
     if cm is None or type(quantity) is not Decimal:
-        return rounding_runner()(_rate_cdr, plan, meter, quantity, start, dimensions, bundle_used)
+        return _reference(plan, meter, quantity, start, time_text, dimensions, bundle_used)
     try:
         number = dimensions.get("destination")
         dest = None
@@ -214,10 +223,22 @@ def rate_cdr(
                 if len(cm.numbers) >= MEMO_LIMIT:
                     cm.numbers.clear()
                 cm.numbers[number[: cm.head]] = dest
-        since = start - EPOCH  # exact; its days are whole UTC days since the epoch, floored
-        spans = cp.spans.get(since.days) or cp.schedule.day_spans(since.days)
-        i = bisect_right(spans[0], since) - 1
-        leg = dest.legs[spans[2][i]]
+        hour = None
+        if start is None and time_text[-1] == "Z":  # a text (as documented): its hour, if no band change cuts it
+            hour = cp.hours.get(time_text[:13], _UNSEEN)
+            if hour is _UNSEEN:
+                hour = _hour_entry(cp, time_text)
+        if hour is None:
+            if start is None:
+                start = _fromisoformat(time_text)
+            since = start - EPOCH  # exact; its days are whole UTC days since the epoch, floored
+            spans = cp.spans.get(since.days) or cp.schedule.day_spans(since.days)
+            i = bisect_right(spans[0], since) - 1
+            band = spans[2][i]
+            end = spans[1][i]
+        else:
+            band, slack, end = hour
+        leg = dest.legs[band]
         text = str(quantity)
         known = leg.keys.get(text)
         if known is None:
@@ -237,8 +258,13 @@ def rate_cdr(
                     keys.clear()
                 keys[text] = known
         q_td, key = known
-        if cm.voice and since + q_td > spans[1][i]:
-            raise _NotMemoised  # crosses a band change
+        if cm.voice and (hour is None or q_td > slack):  # may reach the band's end: check exactly
+            if hour is not None:
+                if start is None:
+                    start = _fromisoformat(time_text)
+                since = start - EPOCH
+            if since + q_td > end:
+                raise _NotMemoised  # crosses a band change
         if leg.simple:
             bundle_id = None
             if key and leg.bundles:
@@ -257,13 +283,15 @@ def rate_cdr(
             table = leg.charged if bundle_id is None else leg.covered[bundle_id]
             found = table.get(key)
             if found is None:  # first record with these billed units here: price it as _rate_cdr's fast path does
-                found = rounding_runner()(_simple_entry, cp, meter, dest, leg, spans[2][i], quantity, key, bundle_id)
+                found = rounding_runner()(_simple_entry, cp, meter, dest, leg, band, quantity, key, bundle_id)
                 if len(table) >= MEMO_LIMIT:
                     table.clear()
                 table[key] = found
             head, tail, billed, line = found
             if brief:
                 return head[2], line[0], bundle_id, billed  # type: ignore[return-value]
+            if start is None:
+                start = _fromisoformat(time_text)
             return _new_rated(
                 RatedCDR,
                 head  # concatenation: measurably cheaper here than unpacking  # noqa: RUF005
@@ -285,14 +313,60 @@ def rate_cdr(
                         raise _NotMemoised  # draws on a bundle
             if found is not None:
                 head, pieces, line = found
+                if brief:  # memoised only when no bundle was drawn on: covered nothing
+                    return head[2], line[0], None, head[8]  # type: ignore[return-value]
+                if start is None:
+                    start = _fromisoformat(time_text)
                 segments = tuple(
                     [_new_segment(Segment, (start if off is None else start + off, *rest)) for off, rest in pieces]
                 )
                 return _new_rated(RatedCDR, (*head, segments, {}, *line))
             miss = (leg.charged, key, None)
+            if start is None:
+                start = _fromisoformat(time_text)
     except Exception:  # _NotMemoised, or bad input: the reference path raises the error the rules define
-        return rounding_runner()(_rate_cdr, plan, meter, quantity, start, dimensions, bundle_used)
+        return _reference(plan, meter, quantity, start, time_text, dimensions, bundle_used)
     return _remember(plan, miss, meter, quantity, start, dimensions, bundle_used)
+
+
+_UNSEEN = object()
+_fromisoformat = datetime.fromisoformat
+ONE_HOUR = timedelta(hours=1)
+
+
+def _reference(
+    plan: TelecomPlan,
+    meter: str,
+    quantity: Decimal,
+    start: datetime | None,
+    time_text: str | None,
+    dimensions: Mapping[str, str],
+    bundle_used: Mapping[str, Decimal],
+) -> RatedCDR:
+    """``_rate_cdr`` in ROUNDING, the start parsed from ``time_text`` when only the text was given."""
+    if start is None and time_text is not None:
+        start = _fromisoformat(time_text)
+    return rounding_runner()(_rate_cdr, plan, meter, quantity, start, dimensions, bundle_used)
+
+
+def _hour_entry(cp: Any, time_text: str) -> tuple[str, timedelta, timedelta] | None:
+    """``cp.hours[time_text[:13]]``: the UTC hour's band, how far the band interval of the rater's memo
+    path (``cp.spans``: cut at UTC midnight too) reaches past the hour's end, and that interval's end
+    (since the epoch); None when a band change falls inside the hour (each record then looks it up)."""
+    since = _fromisoformat(time_text) - EPOCH
+    hour = timedelta(days=since.days, hours=since.seconds // 3600)
+    if (EPOCH + hour).strftime("%Y-%m-%dT%H") != time_text[:13]:
+        return None  # not the canonical text: not a key (nothing remembered)
+    spans = cp.spans.get(since.days) or cp.schedule.day_spans(since.days)
+    i = bisect_right(spans[0], hour) - 1
+    end = spans[1][i]
+    after = hour + ONE_HOUR
+    entry = (spans[2][i], end - after, end) if end >= after else None
+    hours = cp.hours
+    if len(hours) >= MEMO_LIMIT:
+        hours.clear()
+    hours[time_text[:13]] = entry
+    return entry
 
 
 class _NotMemoised(Exception):

@@ -275,7 +275,7 @@ class ColumnarStep:
                             fn,
                             meter=meter,
                             quantity=f.quantity,
-                            start=f.time,
+                            time_text=f.time_text,  # the canonical UTC text: parsed by the rater only if needed
                             dimensions=f.dimensions,
                             bundle_used=used,
                             brief=True,

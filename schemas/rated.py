@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import functools
 import logging
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -150,42 +151,112 @@ def row_of(record: RatedUsage | dict[str, Any]) -> RatedRow:
     return tuple(record[name] for name in RATED_FIELDS)  # type: ignore[literal-required]
 
 
-def _record_batch(rows: list[RatedRow]) -> pa.RecordBatch:
+@functools.cache
+def _row_type() -> pa.StructType:
+    """The struct of one row as `_record_batch` converts it: the schema's fields, `time` as its text."""
     import pyarrow as pa
+
+    return pa.struct([pa.field(f.name, pa.string()) if i == _TIME else f for i, f in enumerate(arrow_schema())])
+
+
+# The canonical time's bytes with every digit read as "0" (bytes.translate with _ZEROED_DIGITS).
+_TIME_SHAPE = b"0000-00-00T00:00:00.000Z"
+_ZEROED_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_TIME_ROWS_MAX = 65_536  # batches are at most a few thousand rows; larger ones are checked by the expression
+
+
+@functools.cache
+def _time_offsets() -> bytes:
+    """The offsets buffer (int32, native byte order, as Arrow's) of 24-byte strings: 0, 24, 48, ..."""
+    return array.array("i", range(0, 24 * (_TIME_ROWS_MAX + 1), 24)).tobytes()
+
+
+def _all_canonical_times(text: pa.StringArray) -> bool:
+    """True when every value of `text` is a time in the canonical form (what `_CANONICAL_TIME` matches), read
+    from the array's buffers: no nulls, every value 24 bytes long (the offsets are 0, 24, 48, ...), and those
+    bytes are ASCII digits where the form has digits and its own characters elsewhere. False says only that
+    this test did not prove it (a null, a slice, another length or byte: the regular expression decides)."""
+    n = len(text)
+    if text.null_count or text.offset or n > _TIME_ROWS_MAX:
+        return False
+    _, offsets, data = text.buffers()
+    if not _time_offsets().startswith(memoryview(offsets)[: 4 * (n + 1)]):
+        return False
+    return memoryview(data)[: 24 * n].tobytes().translate(_ZEROED_DIGITS) == _TIME_SHAPE * n
+
+
+def _time_column(text: pa.StringArray) -> pa.Array:
     import pyarrow.compute as pc
+
+    if not _all_canonical_times(text) and not pc.all(pc.match_substring_regex(text, _CANONICAL_TIME)).as_py():
+        raise ValueError("time: not in the canonical form YYYY-MM-DDTHH:MM:SS.mmmZ")
+    return text.cast(arrow_schema().field(_TIME).type)
+
+
+def _record_batch(rows: list[RatedRow]) -> pa.RecordBatch:
+    """The rows as one record batch of `arrow_schema()`. Arrow converts the rows (tuples) in one pass, as one
+    struct array whose fields are the columns; anything else (rows that are not all tuples of the schema's
+    width, a value that does not convert, a null row) goes through `_record_batch_by_columns`, which decides
+    and raises as it always did. Both give the same arrays: Arrow converts each value with the same converter
+    of its field's type either way (tests/schemas/test_rated_batch.py compares the IPC bytes)."""
+    import pyarrow as pa
+
+    if type(rows[0]) is tuple:  # a list row would be read by Arrow as (name, value) pairs
+        try:
+            struct = pa.array(rows, _row_type())
+        except Exception:  # the column-by-column conversion raises the error that counts
+            return _record_batch_by_columns(rows)
+        if isinstance(struct, pa.StructArray) and not struct.null_count:
+            columns = struct.flatten()
+            columns[_TIME] = _time_column(columns[_TIME])
+            return pa.RecordBatch.from_arrays(columns, schema=arrow_schema())
+    return _record_batch_by_columns(rows)
+
+
+def _record_batch_by_columns(rows: list[RatedRow]) -> pa.RecordBatch:
+    import pyarrow as pa
 
     schema = arrow_schema()
     columns = list(zip(*rows, strict=True))
     arrays = []
     for i, (field, values) in enumerate(zip(schema, columns, strict=True)):
         if i == _TIME:
-            text = pa.array(values, pa.string())
-            if not pc.all(pc.match_substring_regex(text, _CANONICAL_TIME)).as_py():
-                raise ValueError("time: not in the canonical form YYYY-MM-DDTHH:MM:SS.mmmZ")
-            arrays.append(text.cast(field.type))
+            arrays.append(_time_column(pa.array(values, pa.string())))
         else:
             arrays.append(pa.array(values, field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _stream(batch: pa.RecordBatch) -> bytes:
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the continuation marker and a zero length
 
 
 @functools.cache
-def _stream_overhead() -> int:
-    """The bytes of an IPC stream of `arrow_schema()` around its record batch: the schema message and the
-    end-of-stream marker (the length of a stream with no batch)."""
+def _stream_frame() -> tuple[bytes, bytes]:
+    """What an IPC stream of `arrow_schema()` holds around its record batch: the schema message before it and
+    the end-of-stream marker after it (a stream with no batch is exactly the two)."""
     import pyarrow as pa
 
     sink = pa.BufferOutputStream()
     pa.ipc.new_stream(sink, arrow_schema()).close()
-    return len(sink.getvalue())
+    empty = sink.getvalue().to_pybytes()
+    if not empty.endswith(_END_OF_STREAM):
+        raise RuntimeError(f"an empty Arrow IPC stream does not end with the end-of-stream marker: {empty[-8:]!r}")
+    return empty[: -len(_END_OF_STREAM)], _END_OF_STREAM
+
+
+def _stream(batch: pa.RecordBatch) -> bytes:
+    """The IPC stream of one record batch of `arrow_schema()`: the schema message, the batch's message (as the
+    stream writer writes it: `RecordBatch.serialize`, default options) and the end-of-stream marker, joined
+    once (the schema message is built once; tests/schemas/test_rated_batch.py compares with the writer's)."""
+    head, end = _stream_frame()
+    return b"".join((head, batch.serialize(), end))
+
+
+def _stream_overhead() -> int:
+    """The bytes of an IPC stream of `arrow_schema()` around its record batch: the schema message and the
+    end-of-stream marker (the length of a stream with no batch)."""
+    head, end = _stream_frame()
+    return len(head) + len(end)
 
 
 def stream_size(batch: pa.RecordBatch) -> int:

@@ -246,3 +246,38 @@ def test_a_batch_of_long_ids_is_logged_in_records_under_kafkas_message_limit(tmp
         s.apply(plan)
         assert all(s.get(k) is None for k in ids) and not [k for k in s.db.keys() if k.startswith(b"t|")]
         s.close()
+
+
+def test_a_batch_reads_the_stores_values_through_its_copy_of_recent_writes(tmp_path: Path, monkeypatch) -> None:
+    """`PartitionStore.recent` answers a batch's reads of committed keys other than dedup entries: after commits,
+    a purge that deletes a finished session, a copy grown past its bound, a restore from changelog records and a
+    wipe, every read is what RocksDB itself holds (a stale copy would return the session after its purge, the old
+    total after the restore, anything after the wipe)."""
+    store = PartitionStore(tmp_path / "p0")
+    sess = "s|t|x|sess"
+    store.commit({dedup_key("t", "a"): {"p": 0, "o": 0, "t": 9 * DAY_MS + 5}, "c|x": ["1", 0],
+                  sess: [{"closed": 3, "missing": []}, 0]}, 1, Counter(rated=1))  # fmt: skip
+    store.commit({"c|x": ["2.5", 1], "b|x": [{"min": "3"}, 1]}, 2, Counter(rated=1))
+
+    def reads() -> dict:
+        state = BatchState(store)
+        return {k: state.get(k) for k in ("c|x", "b|x", sess, "c|never")}
+
+    assert {b"c|x", b"b|x", sess.encode()} <= store.recent.keys()
+    assert dedup_key("t", "a").encode() not in store.recent
+    assert all(store.db.get(k) == v for k, v in store.recent.items())
+    assert reads() == {"c|x": ["2.5", 1], "b|x": [{"min": "3"}, 1], sess: [{"closed": 3, "missing": []}, 0],
+                       "c|never": None}  # fmt: skip
+    assert store.purge_before(10) == 1  # day 9's entry and the session finished that day
+    assert reads() == {"c|x": ["2.5", 1], "b|x": [{"min": "3"}, 1], sess: None, "c|never": None}
+    monkeypatch.setattr("meterstream.processor.store.RECENT_MAX", 3)
+    store.commit({"c|x": ["4", 2], "c|y": ["1", 2], "c|z": ["1", 2]}, 3, Counter(rated=1))
+    store.commit({"c|y": ["2", 3]}, 4, Counter(rated=1))  # more than 3 held: started again
+    assert b"c|x" not in store.recent and b"c|y" in store.recent
+    assert reads()["c|x"] == ["4", 2] and BatchState(store).get("c|y") == ["2", 3]
+    store.restore([(b"c|y", b'["7",4]'), (b"\x00offset", b"5")], 9)
+    assert BatchState(store).get("c|y") == ["7", 4]
+    store.commit({"c|x": ["8", 5]}, 6, Counter(rated=1))
+    store.wipe()
+    assert reads() == {"c|x": None, "b|x": None, sess: None, "c|never": None}
+    store.close()

@@ -9,6 +9,7 @@ increments, and the one division per record stays exact.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
@@ -47,7 +48,7 @@ class Leg:
     same situation; each table is cleared when it reaches ``MEMO_LIMIT`` entries.
     """
 
-    __slots__ = ("bundles", "charged", "covered", "fi", "keys", "rate", "si", "simple", "test_all")
+    __slots__ = ("bundles", "charged", "covered", "fi", "keys", "plain", "rate", "si", "simple", "test_all")
 
     def __init__(self, rate: CompiledRate, band: str, bundles: tuple[CompiledBundle, ...]) -> None:
         self.rate = rate
@@ -58,8 +59,12 @@ class Leg:
         self.bundles = tuple((b.id, b.amount) for b in bundles if b.bands is None or band in b.bands)
         # the general path evaluates every bundle of the destination (any band): so does its memo check
         self.test_all = tuple((b.id, b.amount, b.bands is None or band in b.bands) for b in bundles)
-        # quantity text (a plain whole number) -> (quantity in microseconds, memo key)
-        self.keys: dict[str, tuple[int, int]] = {}
+        # no bundle can change a record's answer here: the rater remembers each quantity's brief answer
+        self.plain = not self.bundles if self.simple else not self.test_all
+        # quantity (a Decimal whose text is a plain whole number; looked up by value, so an entry is used only
+        # for that same Decimal object or one whose text is digits too) -> (its timedelta for voice meters,
+        # memo key, the Decimal, its brief answer on a `plain` leg once known, else None)
+        self.keys: dict[Decimal, tuple[timedelta | None, int, Decimal, tuple | None]] = {}
         self.charged: dict[int, tuple] = {}
         self.covered: dict[str, dict[int, tuple]] = {b: {} for b, _ in self.bundles}
 

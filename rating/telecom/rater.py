@@ -211,18 +211,25 @@ def rate_cdr(
         return _reference(plan, meter, quantity, start, time_text, dimensions, bundle_used)
     try:
         number = dimensions.get("destination")
-        dest = None
         if number:
-            # +digits or digits only (what prefixes.match accepts), long enough that the head decides
-            rest = number.strip("0123456789")
-            if (not rest or (rest == "+" and number[0] == "+")) and len(number) >= cm.head:
-                dest = cm.numbers.get(number[: cm.head])
+            # memo keys are the heads of valid numbers (+digits or digits, what prefixes.match accepts): a number
+            # whose head is one is valid when all after its first character is ASCII digits
+            dest = cm.numbers.get(number[: cm.head])
+            if dest is not None and not (number.isascii() and number[1:].isdigit()):
+                dest = None
+        else:
+            dest = cm.numbers.get("")  # no number: the default rate (remembered under "", never a head)
         if dest is None:
             dest = cm.prefixes.match(number)  # answers, or raises, for every number
-            if number and (not rest or (rest == "+" and number[0] == "+")) and len(number) >= cm.head:
-                if len(cm.numbers) >= MEMO_LIMIT:
-                    cm.numbers.clear()
-                cm.numbers[number[: cm.head]] = dest
+            if not number:
+                cm.numbers[""] = dest
+            else:
+                # +digits or digits only, long enough that the head decides
+                rest = number.strip("0123456789")
+                if (not rest or (rest == "+" and number[0] == "+")) and len(number) >= cm.head:
+                    if len(cm.numbers) >= MEMO_LIMIT:
+                        cm.numbers.clear()
+                    cm.numbers[number[: cm.head]] = dest
         hour = None
         if start is None and time_text[-1] == "Z":  # a text (as documented): its hour, if no band change cuts it
             hour = cp.hours.get(time_text[:13], _UNSEEN)
@@ -239,9 +246,11 @@ def rate_cdr(
         else:
             band, slack, end = hour
         leg = dest.legs[band]
-        text = str(quantity)
-        known = leg.keys.get(text)
+        known = leg.keys.get(quantity)  # by value; entries hold the one whole-number text of it
+        if known is not None and known[2] is not quantity and not str(quantity).isdigit():
+            raise _NotMemoised  # an equal number written otherwise (60.0, 6E+1): a fraction or exponent
         if known is None:
+            text = str(quantity)
             if not text.isdigit():  # fractions, exponents, signs, NaN: not memoised
                 raise _NotMemoised
             qi = int(text)
@@ -251,13 +260,15 @@ def rate_cdr(
                 key = leg.fi if qi else 0
             else:  # billed units: `first`, then whole `step`s
                 key = leg.fi - ((leg.fi - qi) // leg.si) * leg.si
-            known = (timedelta(seconds=qi) if cm.voice else None, key)
             if qi < 1_000_000:  # durations and message counts repeat; byte counts rarely do
+                known = (timedelta(seconds=qi) if cm.voice else None, key, quantity, None)
                 keys = leg.keys
                 if len(keys) >= MEMO_LIMIT:
                     keys.clear()
-                keys[text] = known
-        q_td, key = known
+                keys[quantity] = known
+            else:  # not remembered: no brief answer to remember either (False)
+                known = (timedelta(seconds=qi) if cm.voice else None, key, quantity, False)
+        q_td, key, _, answer = known
         if cm.voice and (hour is None or q_td > slack):  # may reach the band's end: check exactly
             if hour is not None:
                 if start is None:
@@ -265,6 +276,8 @@ def rate_cdr(
                 since = start - EPOCH
             if since + q_td > end:
                 raise _NotMemoised  # crosses a band change
+        if answer and brief:  # a leg no bundle can cover: this quantity's answer, as below
+            return answer
         if leg.simple:
             bundle_id = None
             if key and leg.bundles:
@@ -289,7 +302,10 @@ def rate_cdr(
                 table[key] = found
             head, tail, billed, line = found
             if brief:
-                return head[2], line[0], bundle_id, billed  # type: ignore[return-value]
+                answer = (head[2], line[0], bundle_id, billed)
+                if leg.plain and known[3] is None:
+                    leg.keys[quantity] = (q_td, key, known[2], answer)  # the entry is there: replaced
+                return answer  # type: ignore[return-value]
             if start is None:
                 start = _fromisoformat(time_text)
             return _new_rated(
@@ -314,7 +330,10 @@ def rate_cdr(
             if found is not None:
                 head, pieces, line = found
                 if brief:  # memoised only when no bundle was drawn on: covered nothing
-                    return head[2], line[0], None, head[8]  # type: ignore[return-value]
+                    answer = (head[2], line[0], None, head[8])
+                    if leg.plain and known[3] is None:
+                        leg.keys[quantity] = (q_td, key, known[2], answer)  # the entry is there: replaced
+                    return answer  # type: ignore[return-value]
                 if start is None:
                     start = _fromisoformat(time_text)
                 segments = tuple(

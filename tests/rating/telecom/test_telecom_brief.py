@@ -165,3 +165,22 @@ def test_a_text_that_is_not_canonical_is_not_a_key():
         assert canon(ours) == canon(ref)
         assert ours.cost == D("0.0915")  # 08:00 UTC = 10:00 local: peak
     assert "2026-10-05T10" not in plan.compiled.hours
+
+
+def test_a_known_number_head_with_a_bad_tail_is_refused():
+    """Destinations are remembered by their first digits; a number sharing them must still be E.164 digits
+    throughout (what prefixes.match requires): the same refusal as the frozen rater, for every way of calling."""
+    plan = fresh_plan("example")
+    good = _call("+4930123456", 61, "2026-10-05T10:00:00.000Z")
+    check(plan, good, True)
+    for bad in ("+4930123a56", "+493012345\u0663", "+4930123456+", "+49301 3456", "4930+23456"):
+        cdr = {**good, "dimensions": {"destination": bad}}
+        assert check(plan, cdr, True) == "raised", bad
+        assert check(plan, cdr, False) == "raised", bad
+    # and with nothing to route by (data records carry no number): the default rate, remembered
+    data = {"meter": "data_bytes", "quantity": D(2_000_000), "start": good["start"], "dimensions": {},
+            "bundle_used": {}}  # fmt: skip
+    for _ in range(2):
+        assert check(plan, data, True) == "brief"  # 2 MB at 0.02 per MB
+    assert rate_cdr(plan, **{k: v for k, v in data.items() if k != "start"}, time_text="2026-10-05T10:00:00.000Z",
+                    brief=True)[0] == D("0.0400")  # fmt: skip

@@ -201,7 +201,7 @@ def _record_batch(rows: list[RatedRow]) -> pa.RecordBatch:
     of its field's type either way (tests/schemas/test_rated_batch.py compares the IPC bytes)."""
     import pyarrow as pa
 
-    if type(rows[0]) is tuple:  # a list row would be read by Arrow as (name, value) pairs
+    if rows and type(rows[0]) is tuple:  # a list row would be read by Arrow as (name, value) pairs
         try:
             struct = pa.array(rows, _row_type())
         except Exception:  # the column-by-column conversion raises the error that counts

@@ -201,6 +201,7 @@ def test_rows_that_are_not_tuples_of_the_schemas_width_are_judged_as_before() ->
     ]
     for rows in cases:
         assert outcome(pack_rows, rows, 1 << 20) == outcome(reference_pack_rows, rows, 1 << 20), rows
+    assert outcome(_record_batch, []) == outcome(reference_batch, []) == ("raises", ValueError)  # no columns
     # lists are packed as Arrow, like tuples
     assert pack_rows(cases[0]) == written_split(reference_batch(good), 1 << 20)
 

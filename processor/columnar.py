@@ -179,9 +179,9 @@ class ColumnarStep:
         pending = state.pending
         earlier = state.after.pending if state.after is not None else {}
         dkeys = [None if f is None else f"{DEDUP_PREFIX}{f.tenant}\x1f{f.id}" for f in events]
-        need = [k for k in dkeys if k is not None and k not in pending and k not in earlier]
-        # stored entries, encoded (None: never seen); a key not here is in `earlier` (or `pending`)
-        fetched = dict(zip(need, state.store.get_many_raw([k.encode() for k in need]), strict=True))
+        # every event's stored entry (encoded; None: not stored), in one multi-get, read in the loop only where
+        # neither this batch nor the uncommitted ones before it wrote the key (b"": no event, no entry)
+        stored = state.store.get_many_raw([b"" if k is None else k.encode() for k in dkeys])
         lines = out.rated.setdefault(p, [])
         dead = out.dead_letters
         counts: Counter[str] = Counter()
@@ -195,17 +195,15 @@ class ColumnarStep:
         routes, route_of, window_ms = self.routes, self._route, self.window_ms
         run_exact, add, subtract = exact_runner(), EXACT.add, EXACT.subtract
         get = state.get
-        for m, f, dkey in zip(msgs, events, dkeys, strict=True):
+        for m, f, dkey, raw in zip(msgs, events, dkeys, stored, strict=True):
             offset = m.offset
             try:
                 if f is None:
                     raise _Fallback
                 seen = pending.get(dkey, _MISSING)
                 if seen is _MISSING:
-                    raw = fetched.get(dkey, _MISSING)
-                    if raw is _MISSING:
-                        seen = earlier[dkey]
-                    else:
+                    seen = earlier.get(dkey, _MISSING)
+                    if seen is _MISSING:
                         seen = None if raw is None else decode_value(raw)
                 if seen is not None:
                     if seen["p"] == p and seen["o"] == offset:

@@ -130,6 +130,7 @@ class NativeProcessor:
         # native: the columnar batch path; legacy: step.process per message (the specification)
         self.legacy = settings.processor_engine == "legacy"
         self.columnar = ColumnarStep(catalog, self.topics.usage, self.window_ms, self.time_window)
+        self.columnar.pack = pack_rows  # Arrow IPC, one record batch per message (schemas.rated)
         self.balances = balances.install(self)  # prepaid debit and provisioning (processor/balances.py)
 
     def subscribe(self) -> None:
@@ -325,8 +326,8 @@ class NativeProcessor:
         for p, key, dl in out.dead_letters:
             metrics.DEAD_LETTERS.labels(dl["stage"], dl["field"]).inc()
             produce(dead_topic, key, dumps(dl), p, batch)
-        for p, rows in out.rated.items():
-            for value in pack_rows(rows):  # Arrow IPC, one record batch per message (schemas.rated)
+        for p, values in out.messages.items():  # the rated rows, packed by the step (ColumnarStep.pack)
+            for value in values:
                 produce(rated_topic, None, value, p, batch)
         for topic, key, value in out.balances:  # balances, provisioning, notifications (keyed by customer)
             produce(topic, key, value, -1, batch)

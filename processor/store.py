@@ -26,6 +26,11 @@ writes (every key, whatever its name) into the store's operations and the change
 change, `apply` writes the operations with the changelog offset they reach (`\x00changelog`, local only),
 `plan_purge` gives the purge's deletes and the tombstones of the index entries it drops, and `restore`
 applies changelog records read back (a packed index record holds its commit's dedup entries of that day).
+
+A batch reads its running totals, bundle use and sessions again and again: the store keeps the values its
+commits wrote for keys other than dedup entries (`recent`, the bytes RocksDB holds, at most RECENT_MAX keys),
+so such a read is a dict lookup, not a RocksDB get (~3-7 µs on a memtable the batch's work has pushed out of
+the CPU's caches); a purge, a restore and a wipe empty it. Write the store only through these methods.
 """
 
 from __future__ import annotations

@@ -56,14 +56,6 @@ WINDOW_MS = 35 * 86_400_000
 Runner = Callable[[list[list[Message]], dict[int, PartitionStore], int], int]
 
 
-def pack_any(lines: list) -> list[bytes]:
-    """Messages of one partition's rated records as the runner packs them: encoded records as JSON Lines,
-    rows as Arrow (`schemas.rated.pack_rows`)."""
-    if not lines or isinstance(lines[0], bytes):
-        return pack(lines)
-    return rated.pack_rows(lines)  # type: ignore[attr-defined]
-
-
 def messages(events: int, partitions: int, period: str) -> list[Message]:
     """The workload as polled messages: round-robin over partitions, offsets counting per partition."""
     records = list(generate(WorkloadSpec(events=events, period=period, run_id="bench")))
@@ -72,6 +64,7 @@ def messages(events: int, partitions: int, period: str) -> list[Message]:
 
 def columnar_runner(catalog: Catalog, window: TimeWindow) -> Runner:
     step = ColumnarStep(catalog, TOPIC, WINDOW_MS, window)
+    step.pack = rated.pack_rows  # as the runner: each partition's rows packed right after it is rated
 
     def run(batches: list[list[Message]], stores: dict[int, PartitionStore], now_ms: int) -> int:
         n = 0
@@ -82,7 +75,6 @@ def columnar_runner(catalog: Catalog, window: TimeWindow) -> Runner:
                 states[p] = latest[p] = BatchState(stores[p], latest.get(p))
             out = step.run(states, msgs, now_ms)
             for lines in out.rated.values():
-                pack_any(lines)
                 n += len(lines)
             for p, state in states.items():
                 state.commit(out.last[p] + 1, out.outcomes.get(p, Counter()))

@@ -39,7 +39,7 @@ import struct
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, MutableMapping
-from itertools import starmap
+from itertools import islice, starmap
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -69,8 +69,8 @@ _dumps, _loads = orjson.dumps, orjson.loads
 # the broker's max.message.bytes): 5,000 ids of 200 characters in one partition made one 1.2 MB record, which
 # the producer refused (MSG_SIZE_TOO_LARGE) and the processor stopped on it
 CHANGELOG_RECORD_MAX = 512 * 1024
-# the most keys `PartitionStore.recent` holds before it starts again (~150 bytes each)
-RECENT_MAX = 65_536
+# the most keys `PartitionStore.recent` holds (~150-300 bytes each) before the least recently written half goes
+RECENT_MAX = 32_768
 
 
 def encode_entry(value: dict[str, Any]) -> bytes:
@@ -310,11 +310,13 @@ class PartitionStore:
             recent.clear()
             return
         self.counts = prepared.counts
-        if len(recent) > RECENT_MAX:
-            recent.clear()
+        if len(recent) > RECENT_MAX:  # the least recently written go, down to half
+            for key in list(islice(recent, len(recent) - RECENT_MAX // 2)):
+                del recent[key]
         # a commit's records put its other keys with their stored values; the index records (t|) differ
         for key, value in prepared.records:
             if not key.startswith(_INDEX):
+                recent.pop(key, None)  # to the end: the dict's order is the order of the last writes
                 recent[key] = value  # type: ignore[assignment]
 
     def commit(self, writes: dict[str, Any], next_offset: int, outcomes: Counter[str]) -> None:

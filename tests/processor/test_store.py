@@ -272,8 +272,10 @@ def test_a_batch_reads_the_stores_values_through_its_copy_of_recent_writes(tmp_p
     assert reads() == {"c|x": ["2.5", 1], "b|x": [{"min": "3"}, 1], sess: None, "c|never": None}
     monkeypatch.setattr("meterstream.processor.store.RECENT_MAX", 3)
     store.commit({"c|x": ["4", 2], "c|y": ["1", 2], "c|z": ["1", 2]}, 3, Counter(rated=1))
-    store.commit({"c|y": ["2", 3]}, 4, Counter(rated=1))  # more than 3 held: started again
-    assert b"c|x" not in store.recent and b"c|y" in store.recent
+    # 5 held (c|x, c|y, c|z, counts, offset), more than 3: the 4 least recently written go first, then this
+    # commit's writes move to the end in its records' order (c|y, counts, offset)
+    store.commit({"c|y": ["2", 3]}, 4, Counter(rated=1))
+    assert list(store.recent) == [b"c|y", b"\x00counts", b"\x00offset"]
     assert reads()["c|x"] == ["4", 2] and BatchState(store).get("c|y") == ["2", 3]
     store.restore([(b"c|y", b'["7",4]'), (b"\x00offset", b"5")], 9)
     assert BatchState(store).get("c|y") == ["7", 4]

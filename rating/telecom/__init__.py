@@ -5,6 +5,9 @@ Public API::
     parse_telecom_plan(section, *, currency) -> TelecomPlan
     load_telecom_csv(directory, *, currency) -> TelecomPlan
     rate_cdr(plan, *, meter, quantity, start, dimensions, bundle_used) -> RatedCDR
+    # the columnar processor's call: the start as its canonical UTC text, memoised answers as tuples
+    rate_cdr(plan, *, meter, quantity, time_text, dimensions, bundle_used, brief=True)
+        -> (cost, line_key, bundle_id, billed) | RatedCDR
 
 See docs/telecom.md for the catalog format and the rating rules.
 """

@@ -65,6 +65,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from meterstream.ingest.producer import produce_waiting
 from meterstream.processor import metrics
 from meterstream.processor.changelog import ChangelogWriter
 from meterstream.processor.store import BatchState, Prepared
@@ -150,12 +151,7 @@ class Checkpointer:
     def produce(self, topic: str, key: bytes | None, value: bytes, partition: int, batch: InFlight) -> None:
         """Step 1 for one output of `batch` (waits for room in the producer's queue)."""
         batch.outstanding += 1
-        while True:
-            try:
-                self.producer.produce(topic, value, key, partition, on_delivery=batch.delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        produce_waiting(self.producer, topic, value=value, key=key, partition=partition, on_delivery=batch.delivered)
 
     def add(self, batch: InFlight) -> None:
         """A batch whose outputs were all produced joins the queue, behind the ones before it."""

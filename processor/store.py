@@ -186,6 +186,7 @@ def _write_batch(ops: list[tuple[bytes, bytes | None]]) -> WriteBatch:
             put(key, value)
     return batch
 
+
 class PartitionStore:
     """The durable state of one input partition."""
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import zlib
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -61,7 +60,7 @@ from meterstream.processor.checkpoint import InFlight
 from meterstream.processor.store import BatchState
 from meterstream.rating.money import EXACT, ROUNDING, round_money
 from meterstream.schemas.entities import CustomerDoc, TopUpRuleDoc, WalletDoc
-from meterstream.schemas.event import event_key
+from meterstream.schemas.event import partition_of
 from meterstream.schemas.provisioning import (
     BALANCES,
     NOTIFICATIONS,
@@ -90,13 +89,6 @@ Due = dict[str, tuple[WalletDoc, TopUpRuleDoc]]  # rule id -> (its wallet, the r
 
 def balance_key(tenant: str, customer: str) -> str:
     return f"{BALANCE_PREFIX}{tenant}\x1f{customer}"
-
-
-def partition_of(tenant: str, customer: str, partitions: int) -> int:
-    """The partition of a customer's usage events: librdkafka's default partitioner (`consistent_random`: CRC-32
-    of the key modulo the partition count) over the usage key `tenant/customer` (schemas.event.event_key), the
-    key of every producer of usage (the API's ingest, ingest.producer, the workload)."""
-    return zlib.crc32(event_key(tenant, customer)) % partitions
 
 
 def _iso(at: datetime) -> str:

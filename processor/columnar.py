@@ -30,11 +30,13 @@ Rating stays exact: Decimal in the engine's explicit context, never float.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from meterstream.processor import metrics
 from meterstream.processor.decode import Decoder, Fast
 from meterstream.processor.dedup import DEDUP_PREFIX
 from meterstream.processor.rate import BUNDLE_PREFIX, CUMULATIVE_PREFIX
@@ -44,10 +46,12 @@ from meterstream.rating.catalog import Plan, PlanSource
 from meterstream.rating.money import EXACT, exact_runner
 from meterstream.rating.pricer import UsagePricer
 from meterstream.rating.telecom import NoRate, rate_cdr
-from meterstream.schemas.event import DEFAULT_TIME_WINDOW, TimeWindow
+from meterstream.schemas.event import DEFAULT_TIME_WINDOW, TimeWindow, partition_of
 from meterstream.schemas.rated import DeadLetter, RatedRow, row_of
 
+log = logging.getLogger("meterstream.processor")
 _MISSING = object()
+_MISROUTED_LOGGED = 10  # customers named in the log one by one; after that, every 1,000th
 # Quantities and amounts this large are left to the specification, which refuses what the store's
 # Decimal(38, s) columns cannot hold (with its own wording); 10**18 is under both limits.
 _BIG = Decimal(10**18)
@@ -113,6 +117,11 @@ class ColumnarStep:
         # partition is rated, while its rows are still in the CPU's caches (~0.3 µs per event less than
         # packing them after the whole batch); None: the caller packs `rated`
         self.pack: Callable[[list[RatedRow]], list[bytes]] | None = None
+        # the usage topic's partition count, set by the runner: each customer's partition is then checked
+        # against its key's (`partition_of`) once per batch (`_check_home`); None: not checked
+        self.partitions: int | None = None
+        self.homes: dict[tuple[str, str], int] = {}  # (tenant, customer) -> the partition its events came on
+        self.misrouted: set[tuple[str, str]] = set()  # customers seen on another partition than their key's
 
     def run(self, states: dict[int, BatchState], msgs: Sequence[Message], now_ms: int) -> BatchOutput:
         """Process `msgs` (any partitions, Kafka order within each) against their partitions' buffers."""
@@ -237,6 +246,8 @@ class ColumnarStep:
                 gkey = (tenant, customer, meter, period)
                 group = groups.get(gkey)
                 if group is None:
+                    if self.partitions is not None and self.homes.get((tenant, customer)) != p:
+                        self._check_home(tenant, customer, p)
                     ckey = f"{CUMULATIVE_PREFIX}{tenant}\x1f{customer}\x1f{meter}\x1f{period}"
                     current = get(ckey)
                     if current is None:
@@ -343,6 +354,32 @@ class ColumnarStep:
         counts[Kind.DUPLICATE.value] += dup_n
         # in Kind order, zeros left out: the counters' JSON in the store is byte-identical to the legacy loop's
         out.outcomes[p] = Counter({k.value: n for k in Kind if (n := counts[k.value])})
+
+    def _check_home(self, tenant: str, customer: str, p: int) -> None:
+        """A customer's events must all come on one partition, its key's (docs/events.md), since its running
+        totals and wallet live in that partition's state: events produced with another partitioner (the Java
+        client's default murmur2), without the key, or to a chosen partition are rated against a second set
+        of totals. Counted once per customer (`meterstream_processor_misrouted_customers_total`) and logged."""
+        homes = self.homes
+        if len(homes) >= _ROUTES_MAX:
+            homes.clear()
+        seen = homes.setdefault((tenant, customer), p)
+        assert self.partitions is not None
+        expected = partition_of(tenant, customer, self.partitions)
+        if (p == expected and seen == p) or (tenant, customer) in self.misrouted:
+            return
+        if len(self.misrouted) >= _ROUTES_MAX:
+            self.misrouted.clear()
+        self.misrouted.add((tenant, customer))
+        metrics.MISROUTED.inc()
+        n = len(self.misrouted)
+        if n <= _MISROUTED_LOGGED or n % 1000 == 0:
+            log.warning(
+                "customer %r of tenant %r: usage on partition %d%s, but its key %r belongs on partition %d: "
+                "produce usage with the key tenant/customer and librdkafka's default partitioner (docs/events.md); "
+                "%d customer(s) so far",
+                customer, tenant, p, "" if seen == p else f" and {seen}", f"{tenant}/{customer}", expected, n,
+            )  # fmt: skip
 
     def _fallback(
         self,

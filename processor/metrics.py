@@ -17,6 +17,11 @@ COMMITTED = Gauge(
     ["outcome"],
 )
 DEDUP_PURGED = Counter("meterstream_processor_dedup_purged_total", "Event ids forgotten after the dedup window")
+MISROUTED = Counter(
+    "meterstream_processor_misrouted_customers",
+    "Customers whose usage came on another partition than their key's (tenant/customer, librdkafka's CRC-32): "
+    "their running totals and wallet split between partitions",
+)
 LAG = Gauge("meterstream_processor_consumer_lag", "Messages behind the partition end", ["partition"])
 STEP_SECONDS = Histogram(
     "meterstream_processor_step_seconds",

@@ -59,10 +59,11 @@ from meterstream.schemas.rated import pack, pack_rows
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
-# messages per polled batch at most. 20,000 gave 3.5% fewer instructions per event (bench/processor_step.py) but
-# failed with MSG_SIZE_TOO_LARGE in e2e while a batch's dedup entries of one day went in one changelog record;
-# store.prepare now splits them (CHANGELOG_RECORD_MAX): larger batches are possible, their latency not measured.
-BATCH_MAX = 5_000
+# messages per polled batch at most: fewer instructions per event than 5,000 (-3.5%: per-batch work, the
+# multi-gets, one WriteBatch); a batch's dedup entries are split into changelog records of at most
+# CHANGELOG_RECORD_MAX (store.prepare). Under half the peak rate `consume` returns on its 0.1 s timeout with far
+# fewer, so the batch size, and the latency it adds, grow only with the backlog (bench/e2e.py measures both).
+BATCH_MAX = 20_000
 
 
 def app_id(settings: Settings) -> str:
@@ -136,8 +137,9 @@ class NativeProcessor:
     def subscribe(self) -> None:
         """Join the group (cooperative-sticky): partitions arrive and leave through the callbacks below."""
         topic = self.topics.usage
+        meta = self.consumer.list_topics(topic, timeout=30).topics[topic]
+        self.columnar.partitions = len(meta.partitions)  # checks each customer's partition (ColumnarStep)
         if self.changelog_topic is not None:
-            meta = self.consumer.list_topics(topic, timeout=30).topics[topic]
             ensure_changelog(self.settings, len(meta.partitions))
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
 

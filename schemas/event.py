@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -316,6 +317,13 @@ class UsageEvent(BaseModel):
 
 def event_key(tenant: str, customer: str) -> bytes:
     return f"{tenant}/{customer}".encode()
+
+
+def partition_of(tenant: str, customer: str, partitions: int) -> int:
+    """The partition of a customer's usage events: librdkafka's default partitioner (`consistent_random`: CRC-32
+    of the key modulo the partition count) over the usage key `tenant/customer` (`event_key`), the key of every
+    producer of usage (the API's ingest, ingest.producer, the workload)."""
+    return zlib.crc32(event_key(tenant, customer)) % partitions
 
 
 def format_time(value: datetime) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import threading
 import time
 from decimal import Decimal
 
@@ -116,17 +117,25 @@ def test_a_processor_killed_mid_stream_debits_every_rated_amount_once(kafka_sett
                 records += 1
         return found, records
 
+    def produce_paced() -> None:  # ~2,500 events/s: the processor sees many small batches, not one backlog
+        for start in range(0, n, 500):
+            for i in range(start, start + 500):
+                producer.produce(topics.usage, event(f"k{i}", "crash", "7"), event_key(T, "crash"))
+            producer.poll(0)
+            time.sleep(0.2)
+        producer.flush(30)
+
+    producing = threading.Thread(target=produce_paced, daemon=True)
     try:
         # 20,000 events of 7 units (0.007 USD each): 140.000 USD in all, by hand
-        for i in range(n):
-            producer.produce(topics.usage, event(f"k{i}", "crash", "7"), event_key(T, "crash"))
-        producer.flush(30)
+        producing.start()
         deadline = time.monotonic() + 120
         while (at_kill := len(read_rated()[0])) < 2_000:  # mid-stream: some batches committed, some in flight
             assert time.monotonic() < deadline, "the processor rated nothing"
             time.sleep(0.05)
         child.send_signal(signal.SIGKILL)
         child.wait(30)
+        producing.join(60)  # the rest of the events arrive while no processor runs
         # the killed instance may have produced its last batches' outputs and changelog records without
         # committing them to its store: the rated topic and the changelog can be complete while the store is a
         # batch behind. So wait for what the restarted instance did: it holds the partitions (its store brought

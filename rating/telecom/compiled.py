@@ -93,7 +93,8 @@ class CompiledMeter:
     prefixes: PrefixTable[CompiledDestination]
     voice: bool
     # memo for the rater: the first `head` characters of a valid number (with or without its "+")
-    # -> the destination `prefixes.match` gave for it
+    # -> the destination `prefixes.match` gave for it; "" -> the default (records without a number);
+    # cleared at prefixes.MEMO_LIMIT entries (65,536: a short prefix such as "1" has 10**(head - 2) heads)
     numbers: dict[str, CompiledDestination]
     head: int
 

@@ -30,6 +30,7 @@ from meterstream.rating.telecom.compiled import MEMO_LIMIT
 from meterstream.rating.telecom.errors import NoRate
 from meterstream.rating.telecom.increments import grid_ceil, grid_count
 from meterstream.rating.telecom.model import TelecomPlan
+from meterstream.rating.telecom.prefixes import MEMO_LIMIT as HEADS_LIMIT
 from meterstream.rating.telecom.rounding import round_amount
 from meterstream.rating.telecom.timebands import EPOCH, MILLION, ONE_US
 
@@ -227,7 +228,7 @@ def rate_cdr(
                 # +digits or digits only, long enough that the head decides
                 rest = number.strip("0123456789")
                 if (not rest or (rest == "+" and number[0] == "+")) and len(number) >= cm.head:
-                    if len(cm.numbers) >= MEMO_LIMIT:
+                    if len(cm.numbers) >= HEADS_LIMIT:  # as many as the prefix table's own memo of heads
                         cm.numbers.clear()
                     cm.numbers[number[: cm.head]] = dest
         hour = None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 from calendar import monthrange
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,12 +19,14 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
+from meterstream.billing.allocation import cell_shares
 from meterstream.rating.money import EXACT, round_money
 from meterstream.schemas.errors import FieldReasonError
 from meterstream.schemas.settings import Settings
 
 Window = Literal["hour", "day", "month"]
 GROUPABLE = ("customer", "subject", "meter")
+_EXTRA = ("customer", "meter", "period")  # what a subject's fair share is computed over (`UsageQueries.usage`)
 _WINDOW_SQL = {"hour": "toStartOfHour", "day": "toStartOfDay", "month": "toStartOfMonth"}
 _FINAL = {"do_not_merge_across_partitions_select_final": 1}
 
@@ -61,8 +65,9 @@ class UsageQuery:
     meters: tuple[str, ...] = ()
 
 
-def plan_usage(q: UsageQuery, db: str) -> tuple[str, dict[str, Any], list[str]]:
-    """(SQL, parameters, names of the grouped columns in order): pure, so it is tested without ClickHouse."""
+def plan_usage(q: UsageQuery, db: str, extra: tuple[str, ...] = ()) -> tuple[str, dict[str, Any], list[str]]:
+    """(SQL, parameters, names of the grouped columns in order): pure, so it is tested without ClickHouse.
+    `extra`: columns grouped after the asked ones (fixed names of this module, never user input)."""
     check_tz(q.tz)
     params: dict[str, Any] = {"tenant": q.tenant, "tz": q.tz}
     select: list[str] = []
@@ -83,6 +88,11 @@ def plan_usage(q: UsageQuery, db: str) -> tuple[str, dict[str, Any], list[str]]:
             select.append(f"dimensions[{{d{i}:String}}] AS d{i}")
         else:
             raise QueryError("group_by", f"{g!r}: use customer, subject, meter or dimensions.<key>")
+        names.append(g)
+    for g in extra:
+        if g not in _EXTRA:
+            raise ValueError(f"extra: {g!r} is not a column of the fair-share path")
+        select.append(g)
         names.append(g)
     where = ["tenant = {tenant:String}"]
     time_range(q.start, q.end, where, params)
@@ -140,6 +150,70 @@ def _dec(value: Any) -> str:
     return text
 
 
+def _decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _record(row: tuple, names: list[str], q: UsageQuery, zone: ZoneInfo) -> dict[str, Any]:
+    """One row of `plan_usage`'s SQL as a row of GET /v1/usage (exact decimal text)."""
+    rec: dict[str, Any] = {}
+    dims: dict[str, str] = {}
+    for i, name in enumerate(names):
+        value = row[i]
+        if name == "window":
+            start, end = window_bounds(int(value), q.window, zone)  # type: ignore[arg-type]
+            rec["window_start"], rec["window_end"] = start.isoformat(), end.isoformat()
+        elif name.startswith("dimensions."):
+            dims[name.removeprefix("dimensions.")] = value
+        else:
+            rec[name] = value
+    if dims:
+        rec["dimensions"] = dims
+    i = len(names)
+    rec["currency"] = row[i]
+    rec["quantity"], rec["amount"], rec["events"] = _dec(row[i + 1]), _dec(row[i + 2]), int(row[i + 3])
+    return rec
+
+
+Pool = tuple[str, str, str, str]  # customer, meter, currency, billing period
+PoolSubjects = dict[str, tuple[Decimal, Decimal]]  # subject -> quantity and streamed amount in the period
+
+
+def fair_amounts(cells: list[dict[str, Any]], pools: Mapping[Pool, PoolSubjects]) -> None:
+    """Replace each cell's streamed amount by its fair share, in place. Pure.
+
+    A cell is usage of one subject of one customer, meter, currency and billing period (and whatever else was
+    asked: a day, a dimension). `pools` has, per (customer, meter, currency, period), every subject's quantity
+    and streamed amount in the whole period. The period's amount of the customer and meter is rounded to the
+    currency's minor unit, as its invoice line would be, and shared among its subjects by quantity, then each
+    subject's share among its cells by quantity (`billing.allocation.cell_shares`, the rule of the invoices'
+    per-user section, with usage without a subject named "(no subject)" as there). So no share is negative
+    whatever volume pricing did to the per-event deltas, and the shares of a period add up exactly to the
+    customer's rounded amount. A pool the rule cannot share (a negative quantity, an unknown currency) keeps
+    its streamed amounts.
+    """
+    from meterstream.invoice_emitter.issue import NO_SUBJECT
+
+    grouped: dict[Pool, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, c in enumerate(cells):
+        grouped[(c["customer"], c["meter"], c["currency"], c["period"])][c["subject"]].append(i)
+    for pool, subjects in grouped.items():
+        known = pools.get(pool, {})
+        total = Decimal(0)
+        for _, amount in known.values():
+            total = EXACT.add(total, amount)
+        quantities = {(s or NO_SUBJECT): qty for s, (qty, _) in known.items()}
+        try:
+            shares = cell_shares(round_money(total, pool[2]), quantities, {
+                (s or NO_SUBJECT): [Decimal(cells[i]["quantity"]) for i in idx] for s, idx in subjects.items()
+            }, pool[2])  # fmt: skip
+        except ValueError:
+            continue
+        for s, idx in subjects.items():
+            for i, amount in zip(idx, shares[s or NO_SUBJECT], strict=True):
+                cells[i]["amount"] = _dec(amount)
+
+
 class UsageQueries:
     """Reads for the API. `client` may be injected (tests: an embedded chdb client); else opened lazily."""
 
@@ -169,7 +243,10 @@ class UsageQueries:
 
                 try:
                     self._client = clickhouse_connect.get_client(
-                        dsn=dsn, connect_timeout=3, send_receive_timeout=30, autogenerate_session_id=False,
+                        dsn=dsn,
+                        connect_timeout=3,
+                        send_receive_timeout=30,
+                        autogenerate_session_id=False,
                         **self._front_credentials(dsn),
                     )
                 except Exception as exc:
@@ -207,29 +284,57 @@ class UsageQueries:
             return False, str(exc)
 
     def usage(self, q: UsageQuery) -> list[dict[str, Any]]:
+        """Rows of GET /v1/usage. Grouped by subject, a row's amount is the subject's fair share of its
+        customer's amount (`fair_amounts`), not the sum of its events' streamed amounts."""
+        if "subject" in q.group_by:
+            return self._usage_by_subject(q)
         sql, params, names = plan_usage(q, self.db)
         zone = check_tz(q.tz)
-        out = []
-        for row in self._query(sql, params):
-            rec: dict[str, Any] = {}
-            i = 0
-            dims: dict[str, str] = {}
-            for name in names:
-                value = row[i]
-                i += 1
-                if name == "window":
-                    start, end = window_bounds(int(value), q.window, zone)  # type: ignore[arg-type]
-                    rec["window_start"], rec["window_end"] = start.isoformat(), end.isoformat()
-                elif name.startswith("dimensions."):
-                    dims[name.removeprefix("dimensions.")] = value
-                else:
-                    rec[name] = value
-            if dims:
-                rec["dimensions"] = dims
-            rec["currency"] = row[i]
-            rec["quantity"], rec["amount"], rec["events"] = _dec(row[i + 1]), _dec(row[i + 2]), int(row[i + 3])
-            out.append(rec)
-        return out
+        return [_record(row, names, q, zone) for row in self._query(sql, params)]
+
+    def _usage_by_subject(self, q: UsageQuery) -> list[dict[str, Any]]:
+        """The asked rows cut finer (per customer, meter and billing period too), each given its fair share
+        of the period's amount of its customer and meter (read in a second query over the whole periods,
+        every subject), then added up to the asked grouping."""
+        extra = tuple(g for g in _EXTRA if g not in q.group_by)
+        sql, params, names = plan_usage(q, self.db, extra)
+        zone = check_tz(q.tz)
+        rows = self._query(sql, params)
+        cells = [_record(row, names, q, zone) for row in rows]
+        if not cells:
+            return []
+        pools = self._period_subjects(q.tenant, cells)
+        fair_amounts(cells, pools)
+        asked = len(names) - len(extra)
+        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row, cell in zip(rows, cells, strict=True):
+            key = (*row[:asked], cell["currency"])
+            for g in extra:
+                del cell[g]
+            got = out.get(key)
+            if got is None:
+                out[key] = cell
+                continue
+            for field in ("quantity", "amount"):
+                got[field] = _dec(EXACT.add(Decimal(got[field]), Decimal(cell[field])))
+            got["events"] += cell["events"]
+        return [out[k] for k in sorted(out)]
+
+    def _period_subjects(self, tenant: str, cells: list[dict[str, Any]]) -> dict[Pool, PoolSubjects]:
+        """Quantity and streamed amount per subject of every (customer, meter, currency, period) of `cells`, over
+        the whole period and all subjects."""
+        sql = (
+            "SELECT customer, meter, currency, period, subject, sum(toDecimal256(quantity, 12)), "
+            f"sum(toDecimal256(amount, 18)) FROM {self.db}.rated_usage FINAL "
+            "WHERE tenant = {tenant:String} AND customer IN {customers:Array(String)} "
+            "AND meter IN {meters:Array(String)} AND period IN {periods:Array(String)} "
+            "GROUP BY customer, meter, currency, period, subject"
+        )
+        params = {"tenant": tenant, **{f"{k}s": sorted({c[k] for c in cells}) for k in _EXTRA}}
+        pools: dict[Pool, PoolSubjects] = defaultdict(dict)
+        for customer, meter, currency, period, subject, qty, amount in self._query(sql, params):
+            pools[(customer, meter, currency, period)][subject] = (_decimal(qty), _decimal(amount))
+        return pools
 
     def running_amount(self, tenant: str, customer: str, period: str) -> dict[str, Any]:
         """The period's streamed (running) amount of one customer, per meter and per currency."""

@@ -12,6 +12,10 @@ negative amount (a credit) is split as its absolute value and negated, so credit
 Weights that are all zero (a flat fee on a line nobody used) split the amount equally among all parts,
 by the same rule (10.00 among three: 3.34, 3.33, 3.33).
 
+`cell_shares(amount, quantities, cells, currency)` goes one level further, for live usage shown per day (or
+per dimension): each subject's share (`subject_shares`) is split among that subject's cells by the same rule,
+the part of its quantity in no cell (usage outside the days asked) keeping its own part.
+
 `split_units(units, weights)` is the same rule in minor units with ties in the caller's order (a discount
 among invoice lines, in line order). `apportion(numerators, denominator, total)` is the core: whole numbers
 within one of given exact values that add up to a given total. Exact values are rationals held as
@@ -30,6 +34,7 @@ from meterstream.rating.money import EXACT, minor_units, to_decimal
 __all__ = [
     "SubjectShare",
     "apportion",
+    "cell_shares",
     "from_units",
     "round_half_away",
     "split",
@@ -148,3 +153,38 @@ def subject_shares(
     """
     shares = split(amount, quantities, currency)
     return [SubjectShare(subject, to_decimal(quantities[subject]), shares[subject]) for subject in shares]
+
+
+def cell_shares(
+    amount: Decimal | int | str,
+    quantities: Mapping[str, Decimal | int | str],
+    cells: Mapping[str, Sequence[Decimal | int | str]],
+    currency: str,
+) -> dict[str, list[Decimal]]:
+    """Each subject's share of `amount` (`subject_shares`, by its quantity in `quantities`), split among that
+    subject's cells (`cells[subject]`: the quantities of its usage per day, per dimension... that were asked
+    for) in proportion to their quantities, by the same rule with ties in cell order. The subject's quantity
+    in no cell (`quantities[subject]` minus its cells: usage outside the range asked) takes its own part, not
+    returned. So a subject's cells add up to its share exactly when they cover all its quantity, and the
+    shares of all subjects add up to `amount` exactly.
+
+    ValueError naming the field: a negative quantity (`quantities[<s>]`, `cells[<s>]`), cells adding up to
+    more than the subject's quantity (`cells[<s>]`), a subject of `cells` not in `quantities`.
+    """
+    shares = {s.subject: s.amount for s in subject_shares(amount, quantities, currency)}
+    out: dict[str, list[Decimal]] = {}
+    for subject, values in cells.items():
+        if subject not in shares:
+            raise ValueError(f"cells[{subject}]: not a subject of quantities")
+        parts = [to_decimal(v) for v in values]
+        if any(v < 0 for v in parts):
+            raise ValueError(f"cells[{subject}]: must not be negative")
+        rest = to_decimal(quantities[subject])
+        for v in parts:
+            rest = EXACT.subtract(rest, v)
+        if rest < 0:
+            raise ValueError(f"cells[{subject}]: add up to more than the subject's quantity {quantities[subject]}")
+        weights = whole_weights([*parts, rest] if rest else parts)  # no rest: the cells hold all (even 0 of 0)
+        units = split_units(to_units(shares[subject], currency), weights)
+        out[subject] = [from_units(u, currency) for u in units[: len(parts)]]
+    return out

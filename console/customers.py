@@ -1,5 +1,7 @@
 """Customers and their usage: the list with this period's running amount, and one customer's page with a daily
-chart per meter (quantities) and per subject (amounts), the period's running amount per meter, and its invoices.
+chart per meter (quantities) and per subject (amounts: each user's fair share of the customer's amount per meter and
+billing period, computed by the query path with the close's rule, never a sum of per-event deltas), the period's
+running amount per meter, and its invoices.
 
 Reads go through the API's query path (`UsageQueries.usage`, `running_amount`: rated_usage FINAL, scoped by
 tenant) and the entity store (`customers.list_customer_docs`, `invoice_lists.invoice_page`)."""
@@ -73,7 +75,8 @@ def usage_charts(
     rows: list[dict[str, Any]], first: date, last: date, max_subjects: int = MAX_SUBJECT_CHARTS
 ) -> tuple[list[Chart], list[Chart], int]:
     """Daily charts from usage rows grouped by subject and meter per day: per meter the quantity, per subject and
-    currency the amount (a subject's meters add up in money, not in units): the `max_subjects` largest by amount
+    currency the amount (a subject's meters add up in money, not in units; the rows' amounts are already fair shares,
+    `api.queries.fair_amounts`): the `max_subjects` largest by amount
     (then by name), and how many subjects were left out."""
     per_meter: dict[str, dict[date, Decimal]] = defaultdict(dict)
     per_subject: dict[tuple[str, str], dict[date, Decimal]] = defaultdict(dict)
@@ -113,9 +116,17 @@ async def customer_page(
     running = None
     error = None
     try:
-        rows = await run_in_threadpool(state.queries.usage, UsageQuery(
-            tenant=user.tenant, group_by=("subject", "meter"), window="day", customer=customer,
-            start=datetime.combine(first, time(), UTC), end=datetime.combine(last + timedelta(days=1), time(), UTC)))
+        rows = await run_in_threadpool(
+            state.queries.usage,
+            UsageQuery(
+                tenant=user.tenant,
+                group_by=("subject", "meter"),
+                window="day",
+                customer=customer,
+                start=datetime.combine(first, time(), UTC),
+                end=datetime.combine(last + timedelta(days=1), time(), UTC),
+            ),
+        )
         meters, subjects, more = usage_charts(rows, first, last)
         running = await run_in_threadpool(state.queries.running_amount, user.tenant, customer, current_period())
     except ClickHouseUnavailable as exc:

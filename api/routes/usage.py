@@ -2,7 +2,9 @@
 
 GET /v1/usage: quantities and streamed amounts of the key's tenant, grouped by customer, subject,
 meter and/or dimensions.<key>, optionally per hour/day/month window in an IANA time zone, between
-`from` (inclusive) and `to` (exclusive). GET /v1/customers/{customer}/running-amount: the period's
+`from` (inclusive) and `to` (exclusive). Grouped by subject, an amount is the subject's fair share of its
+customer's amount per meter and billing period (`queries.fair_amounts`), not a sum of per-event deltas.
+GET /v1/customers/{customer}/running-amount: the period's
 (UTC calendar month, default the current one) running amount per meter and currency.
 """
 
@@ -26,6 +28,7 @@ from meterstream.entities.keys import Principal
 router = APIRouter(prefix="/v1", tags=["usage"])
 Reader = Annotated[Principal, Depends(require("read"))]
 _ERRORS = {c: {"model": ErrorBody} for c in (400, 401, 403, 429, 503)}
+GROUP_BY = "customer, subject, meter, dimensions.<key>; by subject, amounts are fair shares of the customer's"
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 
 
@@ -43,7 +46,7 @@ async def _run(fn, *args):  # type: ignore[no-untyped-def]
 async def get_usage(
     request: Request,
     principal: Reader,
-    group_by: Annotated[list[str] | None, Query(description="customer, subject, meter, dimensions.<key>")] = None,
+    group_by: Annotated[list[str] | None, Query(description=GROUP_BY)] = None,
     window: Literal["hour", "day", "month"] | None = None,
     tz: Annotated[str, Query(max_length=64, description="IANA time zone of the windows")] = "UTC",
     from_: Annotated[str | None, Query(alias="from", description="RFC 3339, inclusive")] = None,

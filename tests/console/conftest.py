@@ -36,6 +36,8 @@ from finance_helpers import store_invoice  # tests/api: a finalized v2 invoice, 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
 @dataclass
 class Console:
     url: str
@@ -48,8 +50,14 @@ class Console:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    missing = [what for what, ok in (("chromium", Path(CHROMIUM).exists()),
-                                     ("playwright", importlib.util.find_spec("playwright") is not None)) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("chromium", Path(CHROMIUM).exists()),
+            ("playwright", importlib.util.find_spec("playwright") is not None),
+        )
+        if not ok
+    ]
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"{' and '.join(missing)} missing in CI: .ci/run installs chromium (apt) and playwright (pip)")

@@ -28,6 +28,8 @@ def _at(days_before: int, hour: int, minute: int = 0) -> datetime:
 
 
 # acme c1: api_calls on 3 days ago (100 + 50, subjects u1 and u2) and yesterday (30, u1); storage today (u1).
+# acme c1: minutes today on a volume-priced plan (up to 100 minutes 1.00 USD each, above 100 all at 0.45): u2 80 ->
+# 80.00, then u3 40 -> cum 120 x 0.45 = 54.00, streamed as 54.00 - 80.00 = -26.00 (u3's streamed sum: negative).
 # acme c2: two events today, 1.005 + 0.5 = 1.505 EUR, rounded half away from zero: 1.51 EUR.
 # other: the same customer name c1 (7777 calls) and secret-co; none of it may show for acme.
 ROWS = [
@@ -35,6 +37,8 @@ ROWS = [
     _rec("acme", "e2", "c1", "api_calls", _at(3, 11), "50", "0.1", subject="u2"),
     _rec("acme", "e3", "c1", "api_calls", _at(1, 9), "30", "0.06", subject="u1"),
     _rec("acme", "e4", "c1", "storage_gb_hours", _at(0, 0), "1000", "0.137", subject="u1"),
+    _rec("acme", "g1", "c1", "minutes", _at(0, 0, 2), "80", "80.00", subject="u2"),
+    _rec("acme", "g2", "c1", "minutes", _at(0, 0, 3), "40", "-26.00", subject="u3"),
     _rec("acme", "f1", "c2", "api_calls", _at(0, 0), "3", "1.005", currency="EUR"),
     _rec("acme", "f2", "c2", "api_calls", _at(0, 0, 1), "2", "0.5", currency="EUR"),
     _rec("other", "o1", "c1", "api_calls", _at(1, 9), "7777", "9"),

@@ -73,12 +73,17 @@ def test_a_customers_charts_per_meter_and_per_subject(page, console, login) -> N
         assert chart.count() == 1
         return [(b.get_attribute("data-day"), b.get_attribute("data-value")) for b in chart.locator("rect.bar").all()]
 
-    assert page.locator("svg.chart.meter").count() == 2
+    assert page.locator("svg.chart.meter").count() == 3
     assert bars("meter", "api_calls") == [(day(3), "150"), (day(1), "30")]  # 100 + 50; other's 7777 absent
+    assert bars("meter", "minutes") == [(day(0), "120")]
     assert bars("meter", "storage_gb_hours") == [(day(0), "1000")]
-    assert page.locator("svg.chart.subject").count() == 2
-    assert bars("subject", "u1") == [(day(3), "0.2"), (day(1), "0.06"), (day(0), "0.137")]
-    assert bars("subject", "u2") == [(day(3), "0.1")]
+    assert page.locator("svg.chart.subject").count() == 3
+    # amounts per user are fair shares of the customer's amount per meter and period, rounded to cents like an
+    # invoice line: api_calls at 0.002 a call shares as it streamed (0.20, 0.06; u2 0.10), storage 0.137 -> 0.14;
+    # minutes (volume pricing): 54.00 shared 80 : 40 -> u2 36.00, u3 18.00, where u3 streamed -26.00
+    assert bars("subject", "u1") == [(day(3), "0.2"), (day(1), "0.06"), (day(0), "0.14")]
+    assert bars("subject", "u2") == [(day(3), "0.1"), (day(0), "36")]
+    assert bars("subject", "u3") == [(day(0), "18")]
     # the bars are drawn: the taller one for the larger day (150 vs 30 calls)
     tall, short = (page.locator("svg.chart.meter[data-title='api_calls'] rect.bar").nth(i).bounding_box()
                    for i in (0, 1))  # fmt: skip

@@ -18,6 +18,10 @@ crash in between sends the same ids again on the next run (consumers apply an id
 step already logged (by a concurrent run) is not logged, charged or announced again. Without `publish`
 (`billing run --no-publish`) nothing goes to Kafka; the log, webhooks and charges are written all the same.
 
+The reactivation step also runs at once for one customer when a payment, credit note or void settles what it was
+suspended for (`OnSettled`, called by the API's finance routes): the same planning (`plan_reactivation`) and
+the same writes (`apply_planned`), so whichever comes first does it and the other does nothing more.
+
 `main_dunning(settings, dry_run=False, as_json=False) -> int` is the command `meterstream billing dunning
 [--dry-run] [--json]`: one collections run on its own (today in UTC); `--dry-run` lists the steps due without
 doing them.
@@ -27,13 +31,15 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from meterstream.billing.dunning import OverdueInvoice, Step, reactivation_due, steps_due
 from meterstream.entities import dunning as store
@@ -173,15 +179,35 @@ def plan(sf: sessionmaker, today: date, now: datetime | None = None) -> list[_Pl
                                      from_minor(int(row.amount_due_minor), row.currency))  # fmt: skip
             for step in steps_due(invoice, policy, today, done.get((row.tenant, row.invoice_id), ())):
                 out.append(_plan_invoice(row, step, now))
-        for (tenant, customer), invoice_ids in sorted(store.open_suspensions(s).items()):
-            suspended = list(s.scalars(select(InvoiceRow).where(InvoiceRow.tenant == tenant,
-                                                                InvoiceRow.invoice_id.in_(invoice_ids))))  # fmt: skip
-            dues = [(r.invoice_id, Decimal(0) if r.status == VOIDED else from_minor(int(r.amount_due_minor),
-                                                                                     r.currency)) for r in suspended]
-            step = reactivation_due(dues, today)
-            if step is not None:
-                out.append(_plan_reactivation(tenant, customer, suspended, step, now))
+        out += _reactivations(s, today, now)
     return out
+
+
+def _reactivations(s: Session, today: date, now: datetime, tenant: str | None = None,
+                   customer: str | None = None) -> list[_Planned]:  # fmt: skip
+    """The reactivations due: every customer suspended by dunning (of one tenant, or one customer of it, when
+    given) whose suspended invoices are all settled now."""
+    out: list[_Planned] = []
+    for (t, c), invoice_ids in sorted(store.open_suspensions(s, tenant, customer).items()):
+        suspended = list(s.scalars(select(InvoiceRow).where(InvoiceRow.tenant == t,
+                                                            InvoiceRow.invoice_id.in_(invoice_ids))))  # fmt: skip
+        dues = [
+            (r.invoice_id, Decimal(0) if r.status == VOIDED else from_minor(int(r.amount_due_minor), r.currency))
+            for r in suspended
+        ]
+        step = reactivation_due(dues, today)
+        if step is not None:
+            out.append(_plan_reactivation(t, c, suspended, step, now))
+    return out
+
+
+def plan_reactivation(sf: sessionmaker, tenant: str, customer: str, today: date,
+                      now: datetime | None = None) -> list[_Planned]:  # fmt: skip
+    """The customer's reactivation if it is due now (read only): the collections run's own rule
+    (`reactivation_due` over its open suspensions), for one customer. Empty when it is not suspended by
+    dunning, or still owes on one of the invoices it was suspended for."""
+    with sf() as s:
+        return _reactivations(s, today, now or datetime.now(UTC), tenant, customer)
 
 
 def run_dunning(sf: sessionmaker, today: date, sink: Sink | None = None, dry_run: bool = False,
@@ -194,6 +220,17 @@ def run_dunning(sf: sessionmaker, today: date, sink: Sink | None = None, dry_run
         for p in planned:
             _count(result, p)
         return result
+    apply_planned(sf, planned, sink, now, result)
+    result.charges_billed = store.settle_billed(sf, now)
+    for step in result.steps:
+        log.info("dunning: %s %s %s %s", step["tenant"], step["customer"], step["invoice"], step["step"])
+    return result
+
+
+def apply_planned(sf: sessionmaker, planned: list[_Planned], sink: Sink | None, now: datetime,
+                  result: DunningResult) -> DunningResult:  # fmt: skip
+    """Do the `planned` steps once each (module docstring: Kafka acknowledged first, then one transaction logs
+    them, appends their webhook events and adds their charges); counts what this call did in `result`."""
     if sink is not None and planned:
         for p in planned:
             key = customer_key(p.tenant, p.customer)
@@ -219,9 +256,6 @@ def run_dunning(sf: sessionmaker, today: date, sink: Sink | None = None, dry_run
                     store.add_charge(s, p.tenant, p.customer, p.invoice_ids[0], p.step.name, description, currency,
                                      minor, p.step.due_on, at=now)  # fmt: skip
                 _count(result, p)
-    result.charges_billed = store.settle_billed(sf, now)
-    for step in result.steps:
-        log.info("dunning: %s %s %s %s", step["tenant"], step["customer"], step["invoice"], step["step"])
     return result
 
 
@@ -273,6 +307,47 @@ def ensure_dunning_topics(settings: Settings, timeout: float = 30.0) -> list[str
     from meterstream.ingest.topics import ensure_provisioning_topics
 
     return ensure_provisioning_topics(settings, timeout)
+
+
+class OnSettled:
+    """The reactivation at once when money settles what a customer was suspended for: a payment, a credit note or
+    a void calls it with the customer (`api/routes/invoices.py` after each of them). It does the collections
+    run's reactivation step for that customer alone (`plan_reactivation`, `apply_planned`: the same rule, ids,
+    messages, log and webhook event, so a later run or a second call does nothing more) through one Kafka
+    sink, made on first need (`sink_factory`, default `KafkaSink(settings)`) and kept.
+
+    It never fails its caller: the money is recorded whatever happens here. Kafka down or the store failing:
+    logged, nothing is logged as done, and the next collections run (`meterstream billing dunning`, or the
+    daily billing run) reactivates as before. Calls are serialized (one sink, one flush at a time)."""
+
+    def __init__(self, settings: Settings, sf: sessionmaker,
+                 sink_factory: Callable[[Settings], Sink] | None = None) -> None:  # fmt: skip
+        self.settings, self.sf = settings, sf
+        self.sink_factory = sink_factory or KafkaSink
+        self._sink: Sink | None = None
+        self._lock = threading.Lock()
+        self.failures = 0
+
+    def __call__(self, tenant: str, customer: str, now: datetime | None = None) -> DunningResult | None:
+        """The customer's reactivation if due now; None when it failed (logged; the next run does it)."""
+        now = now or datetime.now(UTC)
+        try:
+            with self._lock:
+                planned = plan_reactivation(self.sf, tenant, customer, now.date(), now)
+                if not planned:
+                    return DunningResult()
+                if self._sink is None:
+                    self._sink = self.sink_factory(self.settings)
+                result = apply_planned(self.sf, planned, self._sink, now, DunningResult())
+        except Exception as exc:  # Kafka down, the store unreachable: the next collections run reactivates
+            self.failures += 1
+            log.warning("dunning: reactivation of %s/%s after a settlement left to the next run (%s)", tenant,
+                        customer, exc)  # fmt: skip
+            return None
+        for step in result.steps:
+            log.info("dunning: %s %s %s %s (settled)", step["tenant"], step["customer"], step["invoice"],
+                     step["step"])  # fmt: skip
+        return result
 
 
 def dunning_for_run(settings: Settings, sf: sessionmaker, today: date, publish: bool) -> DunningResult:

@@ -8,6 +8,8 @@
 - `POST /v1/payments` {invoice_id or customer, amount, currency, paid_at, reference} and `GET /v1/payments`.
 - `POST /v1/credit_notes` {invoice_id, reason, lines | null} and `GET /v1/credit_notes`;
   `GET /v1/credit_notes/{id}/ubl`: the credit note as UBL 2.1 CreditNote (EN 16931).
+- A payment, credit note or void that settles every invoice a customer was suspended for by dunning sends its
+  `reactivate` at once, after the answer (`on_settled`, docs/dunning.md), not at the next collections run.
 
 The three lists page by keyset (entities/invoice_lists.py): `limit` (1..1000, default 100) rows after `cursor`,
 and the answer's `next_cursor` (null on the last page) is the cursor of the next page.
@@ -25,7 +27,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.auth import require
@@ -47,6 +49,7 @@ from meterstream.api.invoices_models import (
     payment_body,
 )
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
+from meterstream.deploy.dunning_run import OnSettled
 from meterstream.documents.stored import StoredDocumentError, document_json, document_of, render_stored
 from meterstream.documents.ubl import credit_note_to_ubl, to_ubl
 from meterstream.entities import credit_notes, exports, invoice_lists, invoices, payments
@@ -70,6 +73,23 @@ def _sessions(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.sessions
 
 
+def on_settled(app) -> OnSettled | None:  # type: ignore[no-untyped-def]
+    """The app's reactivation at once after a payment, credit note or void (deploy/dunning_run.OnSettled), made on
+    first use: only in an app that runs its outbox relay, i.e. owns its Kafka connection (`meterstream serve`,
+    `up`). Without it (relay=False) nothing is sent at once and the next collections run reactivates."""
+    hook = getattr(app.state, "on_settled", None)
+    if hook is None and getattr(app.state, "relay", None) is not None:
+        hook = app.state.on_settled = OnSettled(app.state.settings, app.state.sessions)
+    return hook
+
+
+def _reactivate_after(request: Request, background: BackgroundTasks, tenant: str, customer: str) -> None:
+    """After the answer is sent: the customer's reactivation if this settled what it was suspended for."""
+    hook = on_settled(request.app)
+    if hook is not None:
+        background.add_task(hook, tenant, customer)  # a sync callable: Starlette runs it in its threadpool
+
+
 # --- invoices ------------------------------------------------------------------------------------------
 
 
@@ -80,8 +100,9 @@ async def list_invoices(
     principal: Reader,
     customer: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     status: Status | None = None,
-    period: Annotated[str | None, Query(min_length=1, max_length=64, description="The close's label, e.g. 2026-11")]
-    = None,
+    period: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="The close's label, e.g. 2026-11")
+    ] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict:
@@ -159,8 +180,11 @@ async def get_invoice(request: Request, principal: Reader, invoice_id: str) -> R
 
 @router.post("/v1/invoices/{invoice_id}/void", tags=["invoices"], response_model=InvoiceOut,
              responses=_WRITE_ERRORS, summary="Void a finalized invoice nothing was paid or credited on")  # fmt: skip
-async def void_invoice(request: Request, principal: Admin, invoice_id: str, body: VoidIn) -> dict:
-    return invoice_body(await store(invoices.void, _sessions(request), principal.tenant, invoice_id, body.reason))
+async def void_invoice(request: Request, background: BackgroundTasks, principal: Admin, invoice_id: str,
+                       body: VoidIn) -> dict:  # fmt: skip
+    voided = await store(invoices.void, _sessions(request), principal.tenant, invoice_id, body.reason)
+    _reactivate_after(request, background, principal.tenant, voided.customer)
+    return invoice_body(voided)
 
 
 @router.post("/v1/invoices/mark_overdue", tags=["invoices"], response_model=InvoiceList, responses=_WRITE_ERRORS,
@@ -194,9 +218,11 @@ def _record(sf, tenant: str, body: PaymentIn) -> tuple[payments.Payment, bool]: 
              responses={200: {"model": PaymentOut, "description": "This reference was recorded before (same content)"},
                         **_WRITE_ERRORS},
              summary="Record a payment received, for an invoice or a customer's open invoices")  # fmt: skip
-async def record_payment(request: Request, response: Response, principal: Admin, body: PaymentIn) -> dict:
+async def record_payment(request: Request, response: Response, background: BackgroundTasks, principal: Admin,
+                         body: PaymentIn) -> dict:  # fmt: skip
     paid, created = await store(_record, _sessions(request), principal.tenant, body)
     response.status_code = 201 if created else 200
+    _reactivate_after(request, background, principal.tenant, paid.customer)
     return payment_body(paid)
 
 
@@ -219,10 +245,12 @@ async def list_payments(
 
 @router.post("/v1/credit_notes", tags=["credit notes"], response_model=CreditNoteOut, status_code=201,
              responses=_WRITE_ERRORS, summary="Issue a credit note against a finalized invoice")  # fmt: skip
-async def create_credit_note(request: Request, principal: Admin, body: CreditNoteIn) -> dict:
+async def create_credit_note(request: Request, background: BackgroundTasks, principal: Admin,
+                             body: CreditNoteIn) -> dict:  # fmt: skip
     lines = None if body.lines is None else [{"description": x.description, "amount": x.amount} for x in body.lines]
     note = await store(credit_notes.create_credit_note, _sessions(request), principal.tenant, body.invoice_id,
                        body.reason, lines, issue_date=body.issue_date, credit_note_id=body.credit_note_id)  # fmt: skip
+    _reactivate_after(request, background, principal.tenant, note.customer)
     return credit_note_body(note)
 
 

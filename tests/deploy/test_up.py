@@ -1,11 +1,13 @@
 """`meterstream up` as a user runs it: its own broker, the pipeline, the API, the ClickHouse front; Ctrl-C.
 
-Events go in through the API, come back through the sink's ClickHouse HTTP front (clickhouse-connect) and
+Events go in through the API, come back through the sink's ClickHouse HTTP front (clickhouse-connect, and raw
+HTTP with Basic auth as the README's `curl -u` does, running the README's analyst queries per tenant) and
 through `meterstream query`; SIGINT stops everything in order, within a bound, and leaves no process.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -111,6 +114,71 @@ def _every_address_in_the_table_answers(table: str) -> None:
             assert urllib.request.urlopen(url, timeout=60).status == 200, url
 
 
+def _post(url: str, body: str, user: str = "", password: str = "") -> bytes:
+    """POST `body` as curl's `--data-binary` does, with HTTP Basic auth as `curl -u user:password` sends it."""
+    headers = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()} if user else {}
+    return urllib.request.urlopen(urllib.request.Request(url, data=body.encode(), headers=headers), timeout=60).read()
+
+
+README_PYTHON = "SELECT customer, month, sum(amount) FROM meterstream.usage_monthly GROUP BY ALL ORDER BY ALL"
+README_CURL = (
+    "SELECT customer, rank, amount FROM meterstream.customer_ranking_monthly "
+    "WHERE month = toStartOfMonth(today()) AND rank <= 5"
+)
+
+
+def _readme_analyst_queries(cli: list[str], env: dict[str, str], api_port: int, front_port: int, read_key) -> None:  # type: ignore[no-untyped-def]
+    """README's two analyst queries (clickhouse-connect and `curl -u`), word for word, as tenant saasco while
+    tenant cloudco has usage of a customer with the same name this month: each sees only its own.
+
+    Storage on cloud-standard is 0.000137 USD per GB-hour (deploy/demo_catalog.yaml): saasco org-1 1000 -> 0.137,
+    org-2 3000 -> 0.411; cloudco org-1 2000 -> 0.274 (and its last-month api_calls, 0: the first 10,000 free)."""
+    now = datetime.now(UTC)
+    when = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def send(tenant: str, events: list[tuple[str, str, str]]) -> None:
+        made = subprocess.run([*cli, "keys", "create", "--tenant", tenant, "--role", "ingest"],
+                              env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        body = [
+            {"id": i, "customer": c, "meter": "storage_gb_hours", "quantity": q, "time": when} for i, c, q in events
+        ]
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/v1/events", data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}",
+                     "Content-Type": "application/json"},
+        )  # fmt: skip
+        reply = json.loads(urllib.request.urlopen(req, timeout=30).read())
+        assert [r["status"] for r in reply["results"]] == ["accepted"] * len(events), reply
+
+    send("saasco", [("s-1", "org-1", "1000"), ("s-2", "org-2", "3000")])
+    send("cloudco", [("c-1", "org-1", "2000")])
+    saasco_key, cloudco_key = read_key("saasco"), read_key("cloudco")
+    url = f"http://127.0.0.1:{front_port}/"
+    count = "SELECT count() FROM meterstream.rated_usage FINAL WHERE meter = 'storage_gb_hours'"
+    deadline = time.monotonic() + 90
+    while _post(url, count, "saasco", saasco_key) != b"2\n" or _post(url, count, "cloudco", cloudco_key) != b"1\n":
+        assert time.monotonic() < deadline, "storage events not visible"
+        time.sleep(0.5)
+    month = now.date().replace(day=1)
+
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=front_port, username="saasco", password=saasco_key)
+    assert ch.query(README_PYTHON).result_rows == [
+        ("org-1", month, Decimal("0.137")),
+        ("org-2", month, Decimal("0.411")),
+    ]
+
+    def ranking(tenant: str, key: str) -> list[tuple[str, int, Decimal]]:
+        text = _post(url, README_CURL, tenant, key).decode()
+        return [(c, int(r), Decimal(a)) for c, r, a in (ln.split("\t") for ln in text.splitlines())]
+
+    assert ranking("saasco", saasco_key) == [("org-2", 1, Decimal("0.411")), ("org-1", 2, Decimal("0.137"))]
+    assert ranking("cloudco", cloudco_key) == [("org-1", 1, Decimal("0.274"))]  # the same name, its own amount
+    for user, password in (("saasco", cloudco_key), ("", "")):  # another tenant's key; no credentials
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post(url, README_CURL, user, password)
+        assert refused.value.code == 403 and b"AUTHENTICATION_FAILED" in refused.value.read()
+
+
 @pytest.mark.kafka
 def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     up, err, env, ports = _up(tmp_path)
@@ -165,6 +233,7 @@ def test_up_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         query = subprocess.run([*cli, "query", "SELECT count() FROM meterstream.rated_usage FINAL"],
                                env=env, capture_output=True, text=True, check=True)  # fmt: skip
         assert query.stdout.splitlines() == ["count()", "2"]  # through the front: the sink holds the store
+        _readme_analyst_queries(cli, env, api_port, port, read_key)
     finally:
         rc, stopped_in = _stop(up, signal.SIGINT, pids)
     log = err.read_text()

@@ -6,7 +6,10 @@ topic), the read is current to the processor's commit rather than to the sink's:
 rated usage the processor debited since the customer's first wallet started) ahead of ClickHouse's sum over the
 same time is usage rated but not yet written by the sink, counted in the newest piece. The ledger (top-ups,
 voids, expiries, priorities) stays the SQL store's, read now, so a top-up shows at once; a snapshot behind
-ClickHouse (the feed lagging) adds nothing."""
+ClickHouse (the feed lagging) adds nothing.
+
+`balances_now` is the one read of a customer's balances that the API's routes use (/v1 wallets and Lago's
+wallets): the ledger, its usage through `usage_reader`, with the customer's snapshot from the app's feed."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from meterstream.api.queries import UsageQueries
-from meterstream.entities.wallets import UsageReader
+from meterstream.entities.wallets import CustomerBalances, UsageReader, customer_balances
 from meterstream.rating.money import EXACT
 from meterstream.schemas.provisioning import BalanceSnapshot
 
@@ -73,3 +76,20 @@ def usage_reader(queries: UsageQueries, tenant: str, customer: str,
         return out
 
     return read
+
+
+def snapshot_of(state: Any, tenant: str, customer: str) -> BalanceSnapshot | None:
+    """The processor's latest snapshot of the customer in the app's balance feed (`state.balance_feed`, filled
+    by api/balance_feed.FeedReader); None without a feed or a snapshot."""
+    feed = getattr(state, "balance_feed", None)
+    return feed.get(tenant, customer) if feed is not None else None
+
+
+def balances_now(state: Any, tenant: str, customer: str,
+                 now: datetime | None = None) -> tuple[datetime, list[CustomerBalances]]:  # fmt: skip
+    """(now, the customer's balances now) for an app's `state` (sessions, queries, balance_feed): the SQL ledger
+    read now, its consumption from ClickHouse through the API's query path, current to the processor's snapshot
+    when the feed has one (module docstring). ClickHouse unreachable: api.queries.ClickHouseUnavailable."""
+    now = now or datetime.now(UTC)
+    reader = usage_reader(state.queries, tenant, customer, snapshot_of(state, tenant, customer))
+    return now, customer_balances(state.sessions, tenant, customer, reader, now=now)

@@ -9,13 +9,15 @@ key, reads `read`.
   `reference` answers the first transaction (200, not 201). GET lists them; POST .../{tid}/settle settles a
   pending top-up.
 - GET /v1/wallets/{id}/balance: the ongoing balance (settled inbound - consumed - voided - expired, the
-  consumption derived from the customer's rated usage in ClickHouse now), what was consumed, the history.
+  consumption derived from the customer's rated usage in ClickHouse now, plus what the processor's latest balance
+  snapshot debited that ClickHouse does not hold yet: api/wallet_usage.balances_now, as Lago's wallets read it),
+  what was consumed, the history.
 Errors: 422 `invalid` naming the field, 404 `not_found`, 409 `conflict`, 503 when ClickHouse is not reachable.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,7 +27,7 @@ from meterstream.api.auth import require
 from meterstream.api.errors import ApiError
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
-from meterstream.api.wallet_usage import usage_reader
+from meterstream.api.wallet_usage import balances_now
 from meterstream.api.wallets_models import (
     BalanceOut,
     CustomerBalancesOut,
@@ -132,15 +134,13 @@ async def settle(request: Request, principal: Admin, wallet_id: str, transaction
 
 
 def customer_states(request: Request, tenant: str, customer: str) -> tuple[datetime, list[wallets.CustomerBalances]]:
-    """(now, the customer's balances now): the ledger with its usage through the API's query path."""
-    now = datetime.now(UTC)
+    """(now, the customer's balances now): api/wallet_usage.balances_now, the read Lago's wallets use too (the
+    ledger, its usage through the API's query path, current to the processor's snapshot in the balance feed)."""
     try:
-        reader = usage_reader(request.app.state.queries, tenant, customer)
-        found = wallets.customer_balances(request.app.state.sessions, tenant, customer, reader, now=now)
+        return balances_now(request.app.state, tenant, customer)
     except ClickHouseUnavailable as exc:
         msg = f"ClickHouse is not reachable: {exc}"
         raise ApiError(503, "unavailable", msg, headers={"Retry-After": "5"}) from None
-    return now, found
 
 
 def _wallet_balance(request: Request, tenant: str, wallet_id: str) -> dict:

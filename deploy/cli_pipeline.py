@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -29,10 +30,19 @@ def _kafka(args: Any, settings: Settings) -> int:
         return 0
     else:
         st = kafka_local.status(settings)
+    if args.as_json:
+        print(json.dumps(broker_json(st), indent=2))
+        return 0 if st.answering else 1
     for n in st.nodes:
         print(f"node={n.node} bootstrap={n.bootstrap} pid={n.pid} answering={n.answering}")
     print(f"bootstrap={st.bootstrap} managed={st.managed} pid={st.pid} answering={st.answering}")
     return 0 if st.answering else 1
+
+
+def broker_json(st: Any) -> dict[str, Any]:
+    """`kafka start|status --json`: the broker (kafka_local.BrokerStatus) and a local cluster's nodes, as printed."""
+    nodes = [{"node": n.node, "bootstrap": n.bootstrap, "pid": n.pid, "answering": n.answering} for n in st.nodes]
+    return {"bootstrap": st.bootstrap, "managed": st.managed, "pid": st.pid, "answering": st.answering, "nodes": nodes}
 
 
 def _init(args: Any, settings: Settings) -> int:
@@ -102,6 +112,8 @@ def register(app: typer.Typer) -> None:
         = None,
         kill: Annotated[bool, typer.Option("--kill", help="stop with SIGKILL instead of a controlled shutdown")]
         = False,
+        as_json: Annotated[bool, typer.Option("--json", help="start, status: one JSON object")]
+        = False,
     ) -> int:  # fmt: skip
         return call(_kafka, locals())
 
@@ -111,10 +123,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("process", help="run the stream processor (dedup + rate) until stopped")
     def process(
-        worker: Annotated[int, typer.Option(min=0, help="this instance's index: its ops port is "
-                                            "METERSTREAM_PROCESSOR_METRICS_PORT + index (native engine)")] = 0,
-        workers: Annotated[int, typer.Option(min=1, help="ignored: the consumer group assigns the partitions (kept "
-                                             "for one release)")] = 1,
+        worker: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                help="this instance's index: its ops port is "
+                "METERSTREAM_PROCESSOR_METRICS_PORT + index (native engine)",
+            ),
+        ] = 0,
+        workers: Annotated[
+            int, typer.Option(min=1, help="ignored: the consumer group assigns the partitions (kept for one release)")
+        ] = 1,
     ) -> int:
         return call(_process, locals())
 

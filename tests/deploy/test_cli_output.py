@@ -207,9 +207,56 @@ def test_dlq_replay_json(kafka_settings, capsys: pytest.CaptureFixture[str]) -> 
 def test_query_json_keeps_decimals_exact(tmp_path: Path) -> None:
     """`query --json`: the rows as objects; a Decimal as its exact text (never a float)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
-    env.update(METERSTREAM_HOME=str(tmp_path), METERSTREAM_CLICKHOUSE_URL=f"chdb://{tmp_path / 'store'}",
-               METERSTREAM_CLICKHOUSE_HTTP_PORT="1")  # no front answers there: the embedded store itself
+    env.update(
+        METERSTREAM_HOME=str(tmp_path),
+        METERSTREAM_CLICKHOUSE_URL=f"chdb://{tmp_path / 'store'}",
+        METERSTREAM_CLICKHOUSE_HTTP_PORT="1",
+    )  # no front answers there: the embedded store itself
     sql = "SELECT 1 AS n, toDecimal128('0.10', 12) * 3 AS amount, 'acme' AS tenant"
     done = subprocess.run([*CLI, "query", "--json", sql], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [{"n": 1, "amount": "0.300000000000", "tenant": "acme"}]
+
+
+def test_kafka_status_json(kafka_settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`kafka status --json`: the broker as one JSON object (the key=value lines' fields); exit 1 when it is down."""
+    from meterstream.deploy.ports import free_port_pair
+    from meterstream.schemas.settings import Settings
+
+    assert main(["kafka", "status", "--json"], settings=kafka_settings) == 0
+    pid = int((kafka_settings.home / "kafka" / "broker.pid").read_text())
+    assert json.loads(capsys.readouterr().out) == {"bootstrap": kafka_settings.bootstrap, "managed": True,
+                                                   "pid": pid, "answering": True, "nodes": []}  # fmt: skip
+    down = Settings(home=tmp_path, kafka_port=free_port_pair())  # nothing started there
+    assert main(["kafka", "status", "--json"], settings=down) == 1
+    assert json.loads(capsys.readouterr().out) == {"bootstrap": down.bootstrap, "managed": True, "pid": None,
+                                                   "answering": False, "nodes": []}  # fmt: skip
+
+
+RATE = ["rate", "quote", "--price", '{model: graduated, currency: USD, tiers: [{up_to: "5", unit_amount: "7.00"}, '
+        '{up_to: null, unit_amount: "6.50"}]}', "--quantity", "6"]  # fmt: skip
+
+
+def test_rate_quote_json_on_a_terminal_and_a_table_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rate quote` printed JSON only; on a terminal it is now a table of the lines, `--json` keeps the JSON (and
+    piped, as before, scripts get the JSON): 5 x 7.00 + 1 x 6.50 = 41.50, the decimals as exact strings."""
+    tty = Tty()
+    monkeypatch.setattr(sys, "stdout", tty)
+    monkeypatch.setenv("COLUMNS", "120")
+    assert main([*RATE, "--json"]) == 0
+    quote = json.loads(tty.getvalue())
+    assert (quote["currency"], quote["total"], quote["precise_total"], quote["quantity"]) == ("USD", "41.50",
+                                                                                              "41.50", "6")  # fmt: skip
+    assert [(ln["tier"], ln["quantity"], ln["unit_amount"], ln["amount"]) for ln in quote["lines"]] == [
+        (1, "5", "7.00", "35.00"), (2, "1", "6.50", "6.50")]  # fmt: skip
+    tty = Tty()
+    monkeypatch.setattr(sys, "stdout", tty)
+    assert main(RATE) == 0
+    text = re.sub(r"\x1b\[[0-9;]*m", "", tty.getvalue())
+    assert "6 -> 41.50 USD" in text
+    cells = [[c.strip() for c in ln.split("│")[1:-1]] for ln in text.splitlines() if ln.count("│") == 6]
+    assert [c[0:1] + c[2:] for c in cells] == [["1", "5", "7.00", "35.00"], ["2", "1", "6.50", "6.50"]]
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", piped)
+    assert main(RATE) == 0
+    assert json.loads(piped.getvalue()) == quote

@@ -32,6 +32,9 @@ JSON: per size `seconds`, `invoices`, `invoices_per_s`, the close's CPU seconds 
 this process and the file-writing helper) and the 1-minute load average after it (`load_1m`: other work
 on the machine makes these figures noisy).
 `--profile DIR` also writes a cProfile of the close per size (`close-<N>.prof`).
+Progress: when stderr is a terminal, a bar for the rows inserted and one for the close's invoices written
+(`deploy/cli_common.progress`, as `meterstream close` draws it); the bar's redraws (rich, a thread) then run
+inside the timed close, so the JSON says `progress_bar`; the figures here were measured with stderr piped.
 `--with-drafts`: before the timed close, the period's drafts are kept current as `meterstream up` keeps them
 (`invoice_emitter.close.draft_period` into the close's own invoice store, created and migrated first, outside
 the timing: `store_migrate_seconds`, which the close without drafts pays inside its timing, ~1 s); the close
@@ -187,8 +190,8 @@ def catalog_doc() -> dict:
     }
 
 
-def populate(client, db: str, catalog, customers: int, per_meter: int) -> int:
-    """Insert the synthetic deduplicated rows; returns how many."""
+def populate(client, db: str, catalog, customers: int, per_meter: int, advance=None) -> int:
+    """Insert the synthetic deduplicated rows; returns how many. `advance(done, total)`: customers done (a bar)."""
     import random
 
     from meterstream.aggregation.rows import RATED_COLUMNS
@@ -209,6 +212,8 @@ def populate(client, db: str, catalog, customers: int, per_meter: int) -> int:
             cols = [[] for _ in RATED_COLUMNS]
 
     for c in range(customers):
+        if advance is not None and c % 1000 == 0:
+            advance(c, customers)
         customer = f"cust-{c:06d}"
         for meter, (lo, hi, scale) in QUANTITY.items():
             price = plan.prices[meter]
@@ -244,6 +249,8 @@ def populate(client, db: str, catalog, customers: int, per_meter: int) -> int:
                 if len(cols[0]) >= chunk:
                     flush()
     flush()
+    if advance is not None:
+        advance(customers, customers)
     return rows
 
 
@@ -251,9 +258,11 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
             with_drafts: bool = False, workers: int | None = None) -> dict:  # fmt: skip
     from meterstream.aggregation.client import connect
     from meterstream.aggregation.ddl import create_schema
+    from meterstream.deploy.cli_common import is_terminal, progress
     from meterstream.invoice_emitter.close import close_period
     from meterstream.rating.catalog import load_catalog
 
+    bar = is_terminal(sys.stderr)  # progress bars on a terminal only (the parent passes its stderr through)
     work.mkdir(parents=True)
     cat_path = work / "catalog.json"
     cat_path.write_text(json.dumps(catalog_doc()))
@@ -262,7 +271,8 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
     db = "meterstream"
     create_schema(client, db)
     t0 = time.perf_counter()
-    rows = populate(client, db, catalog, customers, per_meter)
+    with progress(f"[close-bench] {customers:,} customers: rows", customers) as advance:
+        rows = populate(client, db, catalog, customers, per_meter, advance if bar else None)
     t_pop = time.perf_counter() - t0
     print(f"[close-bench] {customers} customers: {rows} rows inserted in {t_pop:.1f}s", file=sys.stderr)
     out_dir = work / "invoices"
@@ -275,7 +285,9 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
         prof.enable()
     r0 = _rusage()
     c0, t0 = os.times(), time.perf_counter()
-    result = close_period(client, db, catalog, PERIOD, out_dir, producer=None, progress=False, workers=workers)
+    with progress(f"[close-bench] close, {customers:,} customers", customers) as advance:  # invoices written
+        result = close_period(client, db, catalog, PERIOD, out_dir, producer=None, progress=advance if bar else False,
+                              workers=workers)  # fmt: skip
     seconds, c1 = time.perf_counter() - t0, os.times()
     r1 = _rusage()
     if prof is not None:
@@ -294,6 +306,7 @@ def run_one(customers: int, per_meter: int, profile: Path | None, work: Path, pd
         "invoices": invoices,
         "invoices_per_s": round(invoices / seconds, 1),
         "workers": workers,  # None: the close's default (a worker while a core is spare)
+        "progress_bar": bar,  # the close drew a bar (stderr a terminal): a redraw thread ran during the timing
         # CPU microseconds per invoice (user + sys, all processes of the close): less noisy than the wall clock
         "cpu_us_per_invoice": round(cpu / invoices * 1e6) if invoices else None,
         # of which this process alone (the rest: the file writer and the forked workers)
@@ -433,8 +446,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--with-drafts"]
             if args.workers is not None:
                 cmd += ["--workers", str(args.workers)]
-            done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ))
-            sys.stderr.write(done.stderr)
+            # stderr passed through: the child's log lines as they come, and its bars when it is a terminal
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ))
             if done.returncode:
                 raise SystemExit(f"close bench for {n} customers failed")
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -1,5 +1,5 @@
 """A reference consumer of the `provisioning` topic (docs/provisioning.md): what a provisioning system does with
-Meterstream's `suspend` / `reactivate` / `limit` commands, small enough to copy.
+Meterstream's `suspend` / `reactivate` / `limit` / `disconnect` commands, small enough to copy.
 
 It keeps, per customer, the set of active reasons of each kind (a customer may be suspended for its exhausted
 balance and for an overdue invoice at once; a `reactivate` lifts only the reason it names) in a small SQLite
@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS applied (id TEXT PRIMARY KEY, tenant TEXT, customer T
                                     at TEXT);
 CREATE TABLE IF NOT EXISTS reasons (tenant TEXT, customer TEXT, kind TEXT, reason TEXT, since TEXT, cause TEXT,
                                     PRIMARY KEY (tenant, customer, kind, reason));
+CREATE TABLE IF NOT EXISTS disconnected (tenant TEXT, customer TEXT, session TEXT, at TEXT, cause TEXT,
+                                         PRIMARY KEY (tenant, customer, session));
 """
 
 
@@ -56,6 +58,8 @@ class Applied:
         c = self.command
         reasons = ", ".join([*self.suspended, *(f"limit:{r}" for r in self.limited)]) or "-"
         what = "" if self.new else " (already applied)"
+        if c.command == "disconnect":
+            what = f" session {c.state.get('session_id')!r}{what}"
         return f"{c.tenant}/{c.customer}: {c.command} {c.reason}{what} -> {self.state} [{reasons}]  ({c.cause})"
 
 
@@ -73,7 +77,10 @@ class ProvisioningState:
                                   (c.id, c.tenant, c.customer, c.command, c.reason, c.at))  # fmt: skip
             new = cur.rowcount == 1
             if new:
-                if c.command == "reactivate":
+                if c.command == "disconnect":  # one session, not the customer
+                    self.db.execute("INSERT OR IGNORE INTO disconnected VALUES (?, ?, ?, ?, ?)",
+                                    (c.tenant, c.customer, str(c.state.get("session_id")), c.at, c.cause))  # fmt: skip
+                elif c.command == "reactivate":
                     self.db.execute("DELETE FROM reasons WHERE tenant = ? AND customer = ? AND reason = ?",
                                     (c.tenant, c.customer, c.reason))  # fmt: skip
                 else:
@@ -86,6 +93,12 @@ class ProvisioningState:
         rows = self.db.execute("SELECT kind, reason FROM reasons WHERE tenant = ? AND customer = ? ORDER BY reason",
                                (tenant, customer)).fetchall()  # fmt: skip
         return (tuple(r for k, r in rows if k == "suspend"), tuple(r for k, r in rows if k == "limit"))
+
+    def disconnected(self, tenant: str, customer: str) -> list[str]:
+        """The customer's sessions a `disconnect` cut, in session id order."""
+        rows = self.db.execute("SELECT session FROM disconnected WHERE tenant = ? AND customer = ? ORDER BY session",
+                               (tenant, customer)).fetchall()  # fmt: skip
+        return [r[0] for r in rows]
 
     def state(self, tenant: str, customer: str) -> str:
         suspended, limited = self.reasons(tenant, customer)

@@ -52,11 +52,14 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from confluent_kafka import TopicPartition
 
 from meterstream.billing import thresholds as th
 from meterstream.billing.allocation import from_units, to_units
 from meterstream.billing.wallet_balance import Draw, Lot, WalletTerms, balances, usage_draws
+from meterstream.processor import sessions
 from meterstream.processor.checkpoint import InFlight
+from meterstream.processor.rate import RatingError
 from meterstream.processor.store import BatchState
 from meterstream.rating.money import EXACT, ROUNDING, round_money
 from meterstream.schemas.entities import CustomerDoc, TopUpRuleDoc, WalletDoc
@@ -71,7 +74,7 @@ from meterstream.schemas.provisioning import (
     customer_key,
     encode,
 )
-from meterstream.schemas.rated import row_of
+from meterstream.schemas.rated import pack_rows, row_of
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor.balances")
@@ -174,6 +177,8 @@ class Balances:
         self.dirty: set[tuple[str, str]] = set()  # wallet or customer changes not yet evaluated by `tick`
         self._any: bool | None = None  # whether any customer has wallets or a credit limit (None: not known)
         self.partitions: int | None = None
+        self.catalog: Any = None  # the processor's catalog (set by `install`): rates sessions released by the clock
+        self.first_held: dict[str, int] = {}  # sessions held without a Kafka timestamp: when first seen held
 
     @classmethod
     def of_catalog(cls, settings: Settings, catalog: Any) -> Balances | None:
@@ -229,7 +234,7 @@ class Balances:
         """Debit the batch's rated rows (per partition, in input order) and decide; the outputs to produce.
         (`last`, the batch's last offset per partition, is not needed: each row carries its own offset.)"""
         self._refresh()
-        out: list[Output] = []
+        out: list[Output] = self.session_messages(states)
         if not self.any_watched():
             return out
         for p, rows in rated.items():
@@ -244,7 +249,32 @@ class Balances:
                 out += self._customer(states[p], tenant, customer, own, now_ms)
         return out
 
-    def _customer(self, state: Any, tenant: str, customer: str, rows: Iterable[tuple], now_ms: int) -> list[Output]:
+    def session_messages(self, states: dict[int, Any]) -> list[Output]:
+        """The hold, release and disconnect messages the batch's session records left in their partitions'
+        outboxes (processor/sessions.py), taken out of the batch's state: produced with the batch, and again,
+        the same, if a crash repeats it. A partition's outbox is read only if the batch wrote it (a state that
+        cannot tell, the faust engine's view, is not read: that engine sends no session messages)."""
+        out: list[Output] = []
+        for state in states.values():
+            written = state.pending if isinstance(state, BatchState) else state if isinstance(state, dict) else ()
+            if sessions.OUTBOX_KEY in written:
+                out += [self._message(m) for m in sessions.take_outbox(state)]
+        return out
+
+    def _message(self, m: dict[str, Any]) -> Output:
+        """An outbox message (processor/sessions.py) as the output it stands for, its id made from its `key`."""
+        tenant, customer = m["tenant"], m["customer"]
+        if m["topic"] == "provisioning":
+            cmd = ProvisioningCommand(id=_id(tenant, customer, *m["key"]), tenant=tenant, customer=customer,
+                                      command=m["command"], reason=m["reason"], cause=m["cause"], state=m["state"],
+                                      at=m["at"])  # fmt: skip
+            return (self.provisioning, customer_key(tenant, customer), encode(cmd))
+        note = Notification(id=_id(tenant, customer, *m["key"]), tenant=tenant, customer=customer, kind=m["kind"],
+                            data=m["data"], at=m["at"])  # fmt: skip
+        return (self.notifications, customer_key(tenant, customer), encode(note))
+
+    def _customer(self, state: Any, tenant: str, customer: str, rows: Iterable[tuple], now_ms: int,
+                  replayable: bool = True) -> list[Output]:  # fmt: skip
         key = balance_key(tenant, customer)
         current = state.get(key)
         entry: dict[str, Any] = dict(current) if current is not None else {"o": -1}
@@ -260,9 +290,10 @@ class Balances:
         debited = False
         for row in rows:
             offset = row[_OFFSET]
-            if offset <= last:
-                continue  # debited already (a replay of a committed position)
-            last = offset
+            if replayable:  # else a row released by the clock, committed with this debit (never replayed)
+                if offset <= last:
+                    continue  # debited already (a replay of a committed position)
+                last = offset
             amount = Decimal(row[_AMOUNT])
             ptext = f"{row[_PERIOD]}|{row[_CURRENCY]}"
             periods[ptext] = str(EXACT.add(Decimal(periods.get(ptext, "0")), amount))
@@ -388,7 +419,7 @@ class Balances:
         customer has a wallet or a credit limit)."""
         self._refresh()
         if not self.any_watched():
-            return []
+            return self.session_messages(states)
         loads = orjson.loads
         return self.after_batch(states, {p: [row_of(loads(x)) for x in xs] for p, xs in lines.items()}, {}, now_ms)
 
@@ -406,42 +437,113 @@ class Balances:
         return self._decide(state, key, entry, tenant, customer, wallets, now_ms, at)
 
     def tick(self, processor: Any) -> Any:
-        """Evaluate the customers whose wallets changed (a top-up, a new wallet) and that this worker's partitions
-        own, as a batch of its own (`checkpoint.InFlight`) whose outputs are produced and whose state commits
-        with the partition's current offset; None when there is nothing to do."""
+        """Once per loop iteration: release the telecom sessions held too long (processor/sessions.py, by the wall
+        clock) and evaluate the customers whose wallets changed (a top-up, a new wallet), for the partitions of
+        this worker, as a batch of its own (`checkpoint.InFlight`) whose outputs (rated records, debits,
+        notifications, commands) are produced and whose state commits with the partition's current offset;
+        None when there is nothing to do."""
         self._refresh()
-        if not self.dirty or not processor.stores:  # nothing, or no partition assigned yet: keep them for later
+        if not processor.stores:  # no partition assigned yet: keep the changes for later
             return None
-        changed, self.dirty = self.dirty, set()
-        if self.partitions is None:
-            topic = processor.topics.usage
-            self.partitions = len(processor.consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        mine = [(c, partition_of(*c, self.partitions)) for c in sorted(changed)]
-        mine = [(c, p) for c, p in mine if p in processor.stores and self._watched(*c)[0]]
-        if not mine:
+        now_ms = int(time.time() * 1000)
+        expired = self._held_too_long(processor, now_ms)
+        mine: list[tuple[tuple[str, str], int]] = []
+        if self.dirty:
+            changed, self.dirty = self.dirty, set()
+            if self.partitions is None:
+                topic = processor.topics.usage
+                self.partitions = len(processor.consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+            mine = [(c, partition_of(*c, self.partitions)) for c in sorted(changed)]
+            mine = [(c, p) for c, p in mine if p in processor.stores and self._watched(*c)[0]]
+        if not mine and not expired:
             return None
         processor.checkpoint.commit_delivered(keep=0)  # a tick's buffer chains on a committed state only
-        now_ms = int(time.time() * 1000)
         batch = InFlight(time.perf_counter(), 0)
         outputs: list[Output] = []
         scratch: dict[int, BatchState] = {}  # partitions never processed: no position to commit a state with
+        for p, skeys in expired.items():
+            state = self._tick_state(processor, batch, scratch, p)
+            outputs += self._release(processor, batch, state, p, skeys, now_ms)
         for (tenant, customer), p in mine:
-            state = batch.states.get(p) or scratch.get(p)
-            if state is None:
-                nxt = processor.stores[p].next_offset()  # exact: every batch before this one is committed
-                offset = None if nxt is None else nxt - 1
-                if offset is None:
-                    state = scratch[p] = BatchState(processor.stores[p])
-                else:
-                    state = batch.states[p] = processor.latest[p] = BatchState(processor.stores[p],
-                                                                               processor.latest.get(p))  # fmt: skip
-                    batch.last[p], batch.outcomes[p] = offset, Counter()
+            state = self._tick_state(processor, batch, scratch, p)
             outputs += self.reevaluate(state, tenant, customer, now_ms)
         for topic, key, value in outputs:
             processor.checkpoint.produce(topic, key, value, -1, batch)
         return batch
 
+    @staticmethod
+    def _tick_state(processor: Any, batch: InFlight, scratch: dict[int, BatchState], p: int) -> BatchState:
+        """Partition p's buffer in the tick's batch, committed with its current offset (a scratch buffer, never
+        committed, for a partition that has no position yet)."""
+        state = batch.states.get(p) or scratch.get(p)
+        if state is None:
+            nxt = processor.stores[p].next_offset()  # exact: every batch before this one is committed
+            if nxt is None:
+                state = scratch[p] = BatchState(processor.stores[p])
+            else:
+                state = batch.states[p] = processor.latest[p] = BatchState(processor.stores[p],
+                                                                           processor.latest.get(p))  # fmt: skip
+                batch.last[p], batch.outcomes[p] = nxt - 1, Counter()
+        return state
 
+    def _held_too_long(self, processor: Any, now_ms: int) -> dict[int, list[str]]:
+        """partition -> its sessions held `sessions.HOLD_TIMEOUT_MS` or more (one small read per partition)."""
+        if self.catalog is None:
+            return {}
+        found = {}
+        for p, store in processor.stores.items():
+            latest = processor.latest.get(p)
+            due = sessions.timed_out(latest if latest is not None else store, now_ms, self.first_held)
+            if due and (nxt := store.next_offset()) is not None and self._caught_up(processor, p, nxt):
+                found[p] = due
+        return found
+
+    @staticmethod
+    def _caught_up(processor: Any, p: int, nxt: int) -> bool:
+        """Whether partition p's committed position reached its high watermark as last fetched: a partition with
+        records still to read (a backlog after a stop) may hold the missing record, so its sessions wait."""
+        _, high = processor.consumer.get_watermark_offsets(TopicPartition(processor.topics.usage, p), cached=True)
+        return high < 0 or nxt >= high
+
+    def _release(self, processor: Any, batch: InFlight, state: BatchState, p: int, skeys: list[str],
+                 now_ms: int) -> list[Output]:  # fmt: skip
+        """Release the sessions `skeys` of partition p by the clock: their rated records go to the rated topic,
+        their cost is debited (a customer with wallets or a credit limit), their notes go out; all committed
+        with the tick's batch."""
+        offset = batch.last[p]
+        rows = []
+        for skey in skeys:
+            self.first_held.pop(skey, None)
+            try:
+                result = sessions.release_timed_out(self.catalog, state, skey, p, offset, now_ms)
+            except RatingError as exc:  # reported, and out of the index: a later record of the session decides
+                box = state.get(sessions.OUTBOX_KEY)
+                _, tenant, customer = box[0]["held"][skey]
+                log.error("session %r of %s/%s not released by the clock: %s: %s", skey, tenant, customer, exc.field,
+                          exc.reason)  # fmt: skip
+                note = {"topic": "notifications", "kind": sessions.RELEASE_FAILED, "tenant": tenant,
+                        "customer": customer, "key": [sessions.RELEASE_FAILED, skey, offset],
+                        "at": _iso(datetime.fromtimestamp(now_ms / 1000, UTC)),
+                        "data": {"session": skey.split("\x1f")[-1], "field": exc.field,
+                                 "reason": exc.reason}}  # fmt: skip
+                box_doc = sessions.drop_held(box[0], skey)
+                state[sessions.OUTBOX_KEY] = [{**box_doc, "out": [*box_doc["out"], note]}, offset]
+                continue
+            for key, value in result.writes:  # committed with this batch only: no replay to guard against
+                state[key] = value
+            if result.record is not None:
+                rows.append(row_of(result.record))
+        out: list[Output] = []
+        if rows:
+            for value in pack_rows(rows):
+                processor.checkpoint.produce(processor.topics.rated, None, value, p, batch)
+            mine: dict[tuple[str, str], list[tuple]] = {}
+            for row in rows:
+                if self._watched(row[_TENANT], row[_CUSTOMER])[0]:
+                    mine.setdefault((row[_TENANT], row[_CUSTOMER]), []).append(row)
+            for (tenant, customer), own in mine.items():
+                out += self._customer(state, tenant, customer, own, now_ms, replayable=False)
+        return out + self.session_messages({p: state})
 
 
 def top_up_request(w: WalletDoc, rule: TopUpRuleDoc, ev: Evaluation) -> dict[str, Any]:
@@ -463,9 +565,18 @@ def install(processor: Any) -> Balances | None:
         from meterstream.ingest.topics import ensure_provisioning_topics
 
         ensure_provisioning_topics(processor.settings)  # an older deployment's topics may predate them
+        found.catalog = processor.catalog
         processor.columnar.balances = found
     return found
 
 
-__all__ = ["BALANCE_PREFIX", "Balances", "Evaluation", "balance_key", "evaluate", "install", "partition_of",
-           "top_up_request"]
+__all__ = [
+    "BALANCE_PREFIX",
+    "Balances",
+    "Evaluation",
+    "balance_key",
+    "evaluate",
+    "install",
+    "partition_of",
+    "top_up_request",
+]

@@ -20,9 +20,23 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
   gap is still open, the held records are rated as if the missing ones carried no usage
   (`release_held`), logged with the missing numbers. So does a timeout, judged on Kafka timestamps
   (so a replay decides the same): a record of the session received `HOLD_TIMEOUT_MS` (10 minutes) or
-  more after the oldest held one releases them all with it. There is no sweep by the clock: a session
-  whose records stop behind a gap keeps its held records until one more arrives. A final record with
-  `total_usage` needs no release: its total covers the missing slices;
+  more after the oldest held one releases them all with it. A session whose records stop behind a gap is
+  released by the clock instead: every partition keeps the sessions it holds in one state entry,
+  `h|sessions` (`OUTBOX_KEY`: session key -> [held since, tenant, customer]), and the processor's tick
+  (processor/balances.py `Balances.tick`) releases those held `HOLD_TIMEOUT_MS` or more by the wall clock
+  (`release_timed_out`) in a batch of its own that commits the session, the running totals, the index and
+  the balance debit together, so a crash before that commit releases them again, identically, and never
+  twice. The rated record of such a release carries the id and offset of the newest held record (which
+  had none), so a repeat after a crash has the same identity (ClickHouse collapses it). A final record
+  with `total_usage` needs no release: its total covers the missing slices;
+- every hold and every release is reported: the same entry keeps the messages this partition's records
+  caused (`out`: a `session.held` notification per held record, a `session.released` one per release with
+  the sequences, the missing numbers and why, and the one `disconnect` provisioning command of a session
+  whose cost reached a `disconnect` cap) until the batch's outputs take them (`Balances.after_batch`
+  produces them with the batch and empties the list), so they go out exactly when the batch's state
+  commits, and again, byte for byte, if a crash repeats the batch (ids are deterministic). At most
+  `OUTBOX_MAX` wait in the entry (a processor without balances never empties it): older ones are dropped,
+  logged;
 - the rated record is dated at the session's start (`time`) and carries `session_id` (and `final` "true" on
   the record that ends the session) in its dimensions;
 - a finished session (final record rated, nothing held) keeps only `{"closed": last sequence, "missing",
@@ -35,7 +49,8 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -51,6 +66,7 @@ from meterstream.rating.catalog import PlanSource
 from meterstream.rating.money import EXACT
 from meterstream.rating.telecom import NoRate
 from meterstream.rating.telecom.session_codec import decode_state, encode_state
+from meterstream.rating.telecom.session_rules import rules_for
 from meterstream.rating.telecom.sessions import (
     RatedSlice,
     SessionError,
@@ -59,12 +75,19 @@ from meterstream.rating.telecom.sessions import (
     rate_session_record,
     release_held,
 )
+from meterstream.rating.telecom.walk import resolve
 from meterstream.schemas.event import QUANTITY_MAX, QUANTITY_MAX_INTEGER_DIGITS, QUANTITY_SCALE, UsageEvent, format_time
 from meterstream.schemas.rated import RatedUsage
 
 log = logging.getLogger(__name__)
 SESSION_PREFIX = "s|"
 HOLD_TIMEOUT_MS = 10 * 60_000  # held records are released when a record of the session comes this much later
+# per partition: the sessions holding records (`held`) and the messages waiting to go out (`out`)
+OUTBOX_KEY = "h|sessions"
+OUTBOX_MAX = 1_000
+HELD, RELEASED, RELEASE_FAILED = "session.held", "session.released", "session.release_failed"
+DISCONNECT = "disconnect"
+MAX_COST = "session_max_cost"
 _ADD = EXACT.add
 # the pure rater's field names -> the event's
 _FIELDS = {
@@ -152,11 +175,16 @@ def rate_session_event(
         raise RatingError(_FIELDS.get(exc.field, exc.field), exc.reason) from None
     if rated.outcome == "duplicate":
         return SessionResult("duplicate", None, [], rated.reason)
+    origin = Origin(event.tenant, event.customer, event.id, event.subject or "", event.source or "", event.meter,
+                    s.start, event.dimensions, s.id)  # fmt: skip
+    held = (origin.id, offset, origin.subject, origin.source) if rated.outcome == "held" else _held_event(current)
     writes: list[tuple[str, Any]] = []
+    at = _iso_ms(received_ms) if received_ms is not None else format_time(event.time)
     if rated.outcome in ("late", "held"):
-        writes.append((skey, [_open(after, since), offset]))
+        writes.append((skey, [_open(after, since, held), offset]))
         if rated.outcome == "held":
             log.warning("session %r of %s/%s: %s", s.id, event.tenant, event.customer, rated.reason)
+        _report(state, writes, origin, before, after, rated, since, offset, at, plan)
         return SessionResult(rated.outcome, None, writes, rated.reason)
     if rated.missing:
         log.warning(
@@ -167,23 +195,136 @@ def rate_session_event(
             ", ".join(map(str, rated.missing)),
             rated.outcome,
         )
-    writes.append((skey, [_closing(after) if after.final and not after.held else _open(after, since), offset]))
-    record = _record(state, event, plan, period, rated, (bkey, used), writes, partition, offset)
+    writes.append((skey, [_closing(after) if after.final and not after.held else _open(after, since, held), offset]))
+    record = _record(state, origin, plan, period, rated, (bkey, used), writes, partition, offset)
+    _report(state, writes, origin, before, after, rated, since, offset, at, plan)
     return SessionResult(rated.outcome, record, writes, "")
 
 
-def _open(state: SessionState, since: int | None) -> dict[str, Any]:
-    """The stored state of an open session, with when its oldest held record was received (if known)."""
+class Origin(NamedTuple):
+    """Where a rated session row comes from: the record that rated it (or, released by the clock, the newest
+    held record), and the session's meter, start and dimensions."""
+
+    tenant: str
+    customer: str
+    id: str
+    subject: str
+    source: str
+    meter: str
+    start: datetime
+    dimensions: Mapping[str, str]
+    session_id: str
+
+
+def _iso_ms(ms: int) -> str:
+    return format_time(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def _held_event(current: Any) -> tuple[str, int, str, str] | None:
+    """The newest held record's (event id, offset, subject, source) kept in a stored open session (None: none)."""
+    if current is None:
+        return None
+    found = current[0].get("held_event")
+    return tuple(found) if found else None  # type: ignore[return-value]
+
+
+def _report(state: Any, writes: list[tuple[str, Any]], origin: Origin, before: SessionState | None,
+            after: SessionState, rated: RatedSlice, since: int | None, offset: int, at: str,
+            plan: Any, why: str | None = None) -> None:  # fmt: skip
+    """Add to `writes` the partition's outbox entry when the session's held records or its disconnect change:
+    the session in (or out of) `held`, and the messages that say so (module docstring)."""
+    before_held = {h.sequence for h in before.held} if before is not None else set()
+    after_held = {h.sequence for h in after.held}
+    messages = []
+    if after_held - before_held:
+        messages.append(_note(origin, HELD, at, sorted(after_held - before_held), {
+            "waiting_for": list(rated.missing), "reason": rated.reason}))  # fmt: skip
+    if before_held - after_held:
+        messages.append(_release_note(origin, before, rated, sorted(before_held - after_held), at, why))
+    if rated.disconnect and (before is None or before.disconnect_at is None):
+        messages.append(_disconnect(origin, plan, after, rated, at))
+    if not messages and bool(after_held) == bool(before_held):
+        return
+    current = state.get(OUTBOX_KEY)
+    doc = current[0] if current is not None else {"held": {}, "out": []}
+    held = dict(doc["held"])
+    skey = session_key(origin.tenant, origin.customer, origin.session_id)
+    if after_held:
+        held[skey] = [since, origin.tenant, origin.customer]
+    else:
+        held.pop(skey, None)
+    out = [*doc["out"], *messages]
+    if len(out) > OUTBOX_MAX:
+        log.error("session outbox: %d messages not taken, the oldest %d dropped", len(out), len(out) - OUTBOX_MAX)
+        out = out[-OUTBOX_MAX:]
+    writes.append((OUTBOX_KEY, [{"held": held, "out": out}, offset]))
+
+
+def _note(origin: Origin, kind: str, at: str, sequences: list[int], data: dict[str, Any]) -> dict[str, Any]:
+    """An outbox notification; its id is made from `key` (processor/balances.py turns it into a `Notification`)."""
+    return {"topic": "notifications", "kind": kind, "tenant": origin.tenant, "customer": origin.customer,
+            "key": [kind, origin.session_id, *sequences], "at": at,
+            "data": {"session_id": origin.session_id, "meter": origin.meter, "sequences": sequences,
+                     **data}}  # fmt: skip
+
+
+def _release_note(origin: Origin, before: Any, rated: RatedSlice, released: list[int], at: str,
+                  why: str | None = None) -> dict[str, Any]:  # fmt: skip
+    if why is None and rated.outcome == "rated":
+        why = "the missing records arrived"
+    elif why is None and (any(h.final for h in before.held) or rated.final):
+        why = "the final record is held: the missing records are taken as empty"
+    elif why is None:
+        why = f"held {HOLD_TIMEOUT_MS // 60_000} minutes or more: the missing records are taken as empty"
+    return _note(origin, RELEASED, at, released, {
+        "missing": list(rated.missing), "reason": why, "usage": format(rated.usage, "f"),
+        "amount": format(rated.cost, "f"), "currency": rated.currency})  # fmt: skip
+
+
+def _disconnect(origin: Origin, plan: Any, after: SessionState, rated: RatedSlice, at: str) -> dict[str, Any]:
+    """The session's one `disconnect` command: its cost reached a `disconnect` cap (rating/telecom/session_rules.py)."""
+    band, cap = _disconnect_cap(plan, after, rated)
+    figures = {"session_id": origin.session_id, "meter": origin.meter, "band": band,
+               "max_cost": None if cap is None else format(cap, "f"), "cost": format(after.cost, "f"),
+               "currency": rated.currency, "disconnect_at": format(rated.disconnect_at, "f"),
+               "usage": format(after.usage, "f"), "destination": after.destination_id}  # fmt: skip
+    return {"topic": "provisioning", "command": DISCONNECT, "reason": MAX_COST, "tenant": origin.tenant,
+            "customer": origin.customer, "key": [DISCONNECT, MAX_COST, origin.session_id], "at": at,
+            "cause": f"session {origin.session_id!r} cost {figures['cost']} {rated.currency} reached the"
+                     f" {band} band's maximum {figures['max_cost']}: cut at {figures['disconnect_at']}",
+            "state": figures}  # fmt: skip
+
+
+def _disconnect_cap(plan: Any, after: SessionState, rated: RatedSlice) -> tuple[str | None, Decimal | None]:
+    """(band, cap amount) of the `disconnect` cap reached: the band of the slice's first piece under such a cap
+    (a cap reached by the connect fee: the first piece), else the first band with one."""
+    dims = {"destination": after.destination} if after.destination is not None else {}
+    rules = rules_for(plan.telecom, None)
+    t = resolve(plan.telecom, meter=after.meter, start=after.start, dimensions=dims, rules=rules)
+    caps = {b: c for b, c in t.caps.items() if c is not None and c[1] == "disconnect"}
+    for seg in rated.segments:
+        if seg.band in caps:
+            return seg.band, caps[seg.band][0]
+    band = next(iter(sorted(caps)), None)
+    return band, caps[band][0] if band is not None else None
+
+
+def _open(state: SessionState, since: int | None, held: tuple[str, int, str, str] | None = None) -> dict[str, Any]:
+    """The stored state of an open session, with when its oldest held record was received (if known) and the
+    newest held record's event id and offset (a release by the clock names its rated record after them)."""
     doc = encode_state(state)
-    if state.held and since is not None:
-        doc["held_since"] = since
+    if state.held:
+        if since is not None:
+            doc["held_since"] = since
+        if held is not None:
+            doc["held_event"] = list(held)
     return doc
 
 
-def _dimensions(event: UsageEvent, final: bool) -> dict[str, str]:
-    """The event's dimensions and the session's id (and `final` on the record that ends it), which the rated
+def _dimensions(origin: Origin, final: bool) -> dict[str, str]:
+    """The record's dimensions and the session's id (and `final` on the record that ends it), which the rated
     record carries for its readers (authorization holds: entities/holds.py `session_of`; analysts)."""
-    dims = {**event.dimensions, "session_id": event.session.id}
+    dims = {**origin.dimensions, "session_id": origin.session_id}
     if final:
         dims["final"] = "true"
     return dims
@@ -206,8 +347,10 @@ def _closed(doc: dict[str, Any], seq: int, skey: str, offset: int) -> SessionRes
     return SessionResult("duplicate", None, [], f"sequence {seq} already rated (the session has ended)")
 
 
-def _record(state, event, plan, period, rated: RatedSlice, bundles, writes, partition, offset) -> RatedUsage:
-    """The rated row of a rated (or released) slice, adding the running total and bundle use to `writes`."""
+def _record(state, event: Origin, plan, period, rated: RatedSlice, bundles, writes, partition, offset,
+            src_offset: int | None = None) -> RatedUsage:  # fmt: skip
+    """The rated row of a rated (or released) slice, adding the running total and bundle use to `writes`
+    (tagged `offset`); the row names `src_offset` (default `offset`) as its source."""
     bkey, used = bundles
     key = cumulative_key(event.tenant, event.customer, event.meter, period)
     current = state.get(key)
@@ -235,9 +378,9 @@ def _record(state, event, plan, period, rated: RatedSlice, bundles, writes, part
         "tenant": event.tenant,
         "id": event.id,
         "customer": event.customer,
-        "subject": event.subject or "",
+        "subject": event.subject,
         "meter": event.meter,
-        "time": format_time(event.session.start),  # the session's: its period, bands and plan
+        "time": format_time(event.start),  # the session's: its period, bands and plan
         "period": period,
         "quantity": format(rated.usage, "f"),
         "amount": format(rated.cost, "f"),
@@ -246,7 +389,85 @@ def _record(state, event, plan, period, rated: RatedSlice, bundles, writes, part
         "plan": plan.id,
         "line": line,
         "dimensions": _dimensions(event, rated.final),
-        "source": event.source or "",
+        "source": event.source,
         "src_partition": partition,
-        "src_offset": offset,
+        "src_offset": offset if src_offset is None else src_offset,
     }
+
+
+# --- held records released by the clock (called from the processor's tick) -----------------------------------
+def timed_out(state: Mapping[str, Any], now_ms: int, first_seen: dict[str, int]) -> list[str]:
+    """The session keys of this partition's state whose oldest held record was received `HOLD_TIMEOUT_MS` or
+    more before `now_ms` (wall clock). A session held without a Kafka timestamp is timed from when this process
+    first saw it held (`first_seen`, kept by the caller; a restart starts that wait again)."""
+    current = state.get(OUTBOX_KEY)
+    if current is None or not current[0]["held"]:
+        return []
+    due = []
+    for skey, (since, *_) in current[0]["held"].items():
+        start = since if since is not None else first_seen.setdefault(skey, now_ms)
+        if now_ms - start >= HOLD_TIMEOUT_MS:
+            due.append(skey)
+    return sorted(due)
+
+
+def release_timed_out(
+    catalog: PlanSource, state: MutableMapping[str, Any], skey: str, partition: int, offset: int, now_ms: int
+) -> SessionResult:
+    """Release the held records of session `skey` (listed in the partition's `OUTBOX_KEY` entry) as if the
+    missing ones carried no usage: the rated row, dated like the session's others, is named after the newest
+    held record (event id and source offset), and the writes are tagged `offset` (the partition's committed
+    position: the caller commits them as a batch of its own). Reads `state` only. A session no longer held
+    just leaves the index. Raises `RatingError` as `rate_session_event` does (the plan is gone, the total
+    would overflow): the caller reports it and drops the session from the index (a later record of the
+    session still releases it)."""
+    box = state.get(OUTBOX_KEY)
+    since, tenant, customer = box[0]["held"][skey]
+    current = state.get(skey)
+    doc = current[0] if current is not None else None
+    if doc is None or "closed" in doc or not doc.get("held"):
+        return SessionResult("released", None, [(OUTBOX_KEY, [drop_held(box[0], skey), offset])], "nothing held")
+    try:
+        before = decode_state(doc)
+    except SessionError as exc:
+        raise RatingError("session", f"stored state of session {doc.get('session_id')!r} unreadable ({exc})") from None
+    plan = catalog.plan_for(tenant, customer, before.meter, before.start)
+    if plan is None:
+        raise RatingError("customer", catalog.no_plan_reason(tenant, customer, before.start))
+    period = catalog.period_for(tenant, customer, before.meter, before.start) or format_time(before.start)[:7]
+    bkey = bundle_key(tenant, customer, period)
+    stored = state.get(bkey)
+    used = {k: Decimal(v) for k, v in stored[0].items()} if stored is not None else {}
+    try:
+        after, rated = release_held(plan.telecom, before, bundle_used=used)
+    except NoRate as exc:
+        raise RatingError(exc.field, exc.reason) from None
+    except SessionError as exc:
+        raise RatingError(_FIELDS.get(exc.field, exc.field), exc.reason) from None
+    newest = before.held[-1]
+    held = _held_event(current) or (f"{before.session_id}#{newest.sequence}", current[1], "", "")
+    origin = Origin(tenant, customer, held[0], held[2], held[3], before.meter, before.start, newest.dimensions,
+                    before.session_id)  # fmt: skip
+    at = _iso_ms((since if since is not None else now_ms - HOLD_TIMEOUT_MS) + HOLD_TIMEOUT_MS)
+    log.warning("session %r of %s/%s: released by the clock (held since %s), sequence %s taken as empty",
+                before.session_id, tenant, customer, since, ", ".join(map(str, rated.missing)) or "none")  # fmt: skip
+    writes: list[tuple[str, Any]] = [(skey, [_closing(after) if after.final else _open(after, None), offset])]
+    record = _record(state, origin, plan, period, rated, (bkey, used), writes, partition, offset, held[1])
+    why = f"held {HOLD_TIMEOUT_MS // 60_000} minutes or more, no further record: the missing ones are taken as empty"
+    _report(state, writes, origin, before, after, rated, since, offset, at, plan, why)
+    return SessionResult("released", record, writes, why)
+
+
+def drop_held(box: dict[str, Any], skey: str) -> dict[str, Any]:
+    """The outbox entry `box` without session `skey` in its held index."""
+    return {**box, "held": {k: v for k, v in box["held"].items() if k != skey}}
+
+
+def take_outbox(state: MutableMapping[str, Any]) -> list[dict[str, Any]]:
+    """The messages waiting in the partition's outbox entry, emptying it in `state` (same offset tag), for the
+    caller that produces them with the batch whose state commits this (processor/balances.py)."""
+    current = state.get(OUTBOX_KEY)
+    if current is None or not current[0]["out"]:
+        return []
+    state[OUTBOX_KEY] = [{**current[0], "out": []}, current[1]]
+    return current[0]["out"]

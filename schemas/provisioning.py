@@ -13,6 +13,18 @@ keeps the set of active suspend reasons per customer and cuts access while that 
 `id` is deterministic from what caused the command, so a producer that repeats itself after a crash sends
 the same `id`, and a consumer applies each `id` once (idempotent). `state` carries the figures that caused it
 (balance, limit, invoice number, days overdue) as strings, never floats.
+
+`disconnect` (reason `session_max_cost`) cuts one telecom session, not the customer: the session's cost reached a
+maximum-cost cap with strategy `disconnect` (rating/telecom/session_rules.py). `state` names the session
+(`session_id`, `meter`, `destination`), the time `band` and its cap (`max_cost`), the session's `cost` and
+`currency` when it was decided, and where usage stops being charged (`disconnect_at`, in the meter's base unit
+from the session's start). One per session (its id is made from the session id); it is not part of the
+customer's suspend reasons and nothing reverses it.
+
+Notifications of telecom sessions (processor/sessions.py): `session.held` (a record behind a gap in its session's
+sequence: `data.sequences` held, `waiting_for` the missing numbers), `session.released` (held records rated:
+`sequences`, `missing` taken as empty, `reason`, `usage`, `amount`, `currency`), `session.release_failed` (the
+clock's release could not rate them: `field`, `reason`).
 """
 
 from __future__ import annotations
@@ -27,9 +39,10 @@ NOTIFICATIONS = "notifications"
 BALANCES = "balances"
 BALANCES_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 
-Command = Literal["suspend", "reactivate", "limit"]
-# Why access is cut or limited; a reactivate names the one it lifts.
-Reason = Literal["balance_exhausted", "credit_limit_exceeded", "invoice_overdue"]
+Command = Literal["suspend", "reactivate", "limit", "disconnect"]
+# Why access is cut or limited; a reactivate names the one it lifts. `session_max_cost`: a `disconnect` command
+# (one telecom session, named in `state.session_id`, reached a `disconnect` cap of its plan's session rules).
+Reason = Literal["balance_exhausted", "credit_limit_exceeded", "invoice_overdue", "session_max_cost"]
 
 
 class ProvisioningCommand(msgspec.Struct, frozen=True, kw_only=True):

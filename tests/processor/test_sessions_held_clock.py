@@ -1,0 +1,183 @@
+"""Held session records released by the clock (processor/sessions.py through `Balances.tick`), holds and releases
+reported on the notifications topic, and the released cost debited once across a crash.
+
+Plan of tests/processor/test_sessions.py: national calls 60/60, 0.10 connect fee, 0.06/min peak; the session
+starts Tuesday 3 November 2026 09:00Z (10:00 Berlin, peak). Record 1 (30 s) costs 0.10 + 0.06 = 0.16. Record 2 is
+lost; record 3 (60 s) arrives 60 s after record 1 and is held. No further record comes: 10 minutes after record 3
+was received the tick releases it as if record 2 were empty: 30..90 s opens the second minute, 0.06. The
+customer's wallet of 1.00 EUR falls to 0.84, then to 0.78.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from test_sessions import CATALOG, NOW, WINDOW, record
+
+from meterstream.processor import balances as balances_module
+from meterstream.processor.balances import Balances, balance_key
+from meterstream.processor.live_catalog import EntityTable
+from meterstream.processor.sessions import OUTBOX_KEY, session_key
+from meterstream.processor.step import Kind, Position, process
+from meterstream.processor.store import BatchState, PartitionStore
+from meterstream.schemas.entities import WalletDoc, WalletEntryDoc
+from meterstream.schemas.provisioning import decode_balance, decode_notification
+from meterstream.schemas.rated import row_of, unpack
+from meterstream.schemas.settings import Settings
+
+T0 = NOW  # record 1's Kafka timestamp: 2026-11-03T10:00:00Z
+HELD_AT = T0 + 60_000  # record 3's
+DUE = HELD_AT + 600_000  # 10 minutes later
+SKEY = session_key("telco", "line-1", "c-81")
+
+
+class Checkpoint:
+    def __init__(self) -> None:
+        self.produced: list[tuple[str, bytes | None, bytes, int]] = []
+
+    def commit_delivered(self, keep: int = 0) -> None:
+        pass
+
+    def produce(self, topic, key, value, partition, batch) -> None:
+        self.produced.append((topic, key, value, partition))
+
+
+class Consumer:
+    def __init__(self, high: int) -> None:
+        self.high = high
+
+    def get_watermark_offsets(self, tp, cached=True):
+        return 0, self.high
+
+
+def wallet_table() -> EntityTable:
+    table = EntityTable()
+    lot = WalletEntryDoc(id="t1", kind="paid", units=100, settled_at=datetime(2026, 11, 3, tzinfo=UTC))
+    table.apply(WalletDoc(tenant="telco", id="W1", customer="line-1", currency="EUR", rate_amount=Decimal(1),
+                          priority=50, started_at=datetime(2026, 11, 3, tzinfo=UTC), version=1,
+                          entries=[lot]))  # fmt: skip
+    return table
+
+
+def processor(store: PartitionStore, high: int) -> SimpleNamespace:
+    return SimpleNamespace(stores={0: store}, latest={}, checkpoint=Checkpoint(), consumer=Consumer(high),
+                           topics=SimpleNamespace(usage="usage", rated="rated-usage"))  # fmt: skip
+
+
+def balances() -> Balances:
+    b = Balances(Settings(), wallet_table())
+    b.catalog = CATALOG
+    b._refresh()
+    b.dirty.clear()  # the wallet is known; no top-up to evaluate
+    return b
+
+
+def tick(b: Balances, proc: SimpleNamespace, now_ms: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(balances_module.time, "time", lambda: now_ms / 1000)
+    return b.tick(proc)
+
+
+def notes(out) -> list:
+    return [decode_notification(v) for t, _, v in out if t.endswith("notifications")]
+
+
+def first_batch(store: PartitionStore, b: Balances) -> list:
+    """Records 1 and 3 in one batch (offsets 0 and 1), debited and committed; the batch's outputs."""
+    state = BatchState(store)
+    one = process(CATALOG, state, record("r1", 1, "30"), Position("usage", 0, 0, None, T0), NOW, WINDOW)
+    three = process(CATALOG, state, record("r3", 3, "60"), Position("usage", 0, 1, None, HELD_AT), NOW, WINDOW)
+    assert (one.kind, three.kind) == (Kind.RATED, Kind.HELD) and one.rated["amount"] == "0.1600"
+    out = b.after_batch({0: state}, {0: [row_of(one.rated)]}, {0: 1}, NOW)
+    state.commit(2, Counter({"rated": 1, "held": 1}))
+    return out
+
+
+def test_a_held_session_is_released_by_the_clock_once_across_a_crash(tmp_path, monkeypatch) -> None:
+    store = PartitionStore(tmp_path / "p0")
+    b = balances()
+    out = first_batch(store, b)
+    [held] = notes(out)
+    assert held.kind == "session.held" and held.customer == "line-1"
+    assert held.data["sequences"] == [3] and held.data["waiting_for"] == [2] and held.data["session_id"] == "c-81"
+    assert held.at == "2026-11-03T10:01:00.000Z"  # record 3's Kafka timestamp: a replay says the same
+    assert [decode_balance(v).balance for t, _, v in out if t.endswith("balances")] == ["0.84"]
+    assert store.get(OUTBOX_KEY)[0] == {"held": {SKEY: [HELD_AT, "telco", "line-1"]}, "out": []}  # taken
+
+    proc = processor(store, high=2)
+    assert tick(b, proc, DUE - 1, monkeypatch) is None  # 1 ms short of 10 minutes
+    assert tick(b, processor(store, high=3), DUE, monkeypatch) is None  # a record still to read: it may be the gap
+
+    batch = tick(b, proc, DUE, monkeypatch)
+    assert batch is not None and batch.last == {0: 1}  # commits with the partition's position
+    produced = proc.checkpoint.produced
+    [rated] = [r for t, _, v, p in produced if t == "rated-usage" for r in unpack(v)]
+    # released as if record 2 were empty: 30..90 s opens the second minute, 0.06; named after the held record
+    assert (rated["id"], rated["amount"], rated["quantity"], rated["src_offset"]) == ("r3", "0.0600", "60", 1)
+    assert rated["time"] == "2026-11-03T09:00:00.000Z" and rated["cumulative"] == "90"
+    out = [(t, k, v) for t, k, v, _ in produced]
+    [released] = notes(out)
+    assert released.kind == "session.released" and released.data["sequences"] == [3]
+    assert released.data["missing"] == [2] and released.data["amount"] == "0.0600"
+    assert released.at == "2026-11-03T10:11:00.000Z"  # held since + 10 minutes: the same after a crash
+    assert [decode_balance(v).balance for t, _, v in out if t.endswith("balances")] == ["0.78"]
+
+    # a crash before the tick's commit: the next run releases the same, byte for byte
+    store.close()
+    store = PartitionStore(tmp_path / "p0")
+    proc2 = processor(store, high=2)
+    b2 = balances()
+    batch = tick(b2, proc2, DUE + 5_000, monkeypatch)
+    assert proc2.checkpoint.produced == produced
+    for p, state in batch.states.items():
+        state.commit(batch.last[p] + 1, batch.outcomes[p])
+
+    # committed: a restart releases nothing again, and the wallet holds 0.16 + 0.06 of usage, debited once
+    store.close()
+    store = PartitionStore(tmp_path / "p0")
+    try:
+        assert tick(balances(), processor(store, high=2), DUE + 3_600_000, monkeypatch) is None
+        assert store.get(OUTBOX_KEY)[0] == {"held": {}, "out": []}
+        entry = store.get(balance_key("telco", "line-1"))
+        assert sum(Decimal(v) for v in entry["u"].values()) == Decimal("0.22")
+        stored = store.get(SKEY)[0]
+        assert stored["held"] == [] and stored["missing"] == [2] and stored["cost"] == "0.2200"
+        # record 2 after all: covered (late), never charged
+        late = process(CATALOG, BatchState(store), record("r2", 2, "30"), Position("usage", 0, 2, None, DUE), NOW,
+                       WINDOW)  # fmt: skip
+        assert late.kind is Kind.DUPLICATE and late.rated is None
+    finally:
+        store.close()
+
+
+def test_holds_and_releases_by_a_record_are_reported_once_each(tmp_path) -> None:
+    """Record 3 held, record 4 held, record 2 fills the gap: two `session.held` and one `session.released`."""
+    store = PartitionStore(tmp_path / "p0")
+    try:
+        b = balances()
+        state = BatchState(store)
+        values = [record("r1", 1, "30"), record("r3", 3, "30"), record("r4", 4, "30")]
+        outs = [process(CATALOG, state, value, Position("usage", 0, i, None, T0 + i * 1000), NOW, WINDOW)
+                for i, value in enumerate(values)]  # fmt: skip
+        out = b.after_batch({0: state}, {0: [row_of(o.rated) for o in outs if o.rated]}, {0: 2}, NOW)
+        state.commit(3, Counter())
+        assert [(n.kind, n.data["sequences"], n.data["waiting_for"]) for n in notes(out)] == [
+            ("session.held", [3], [2]), ("session.held", [4], [2])]  # fmt: skip
+        state = BatchState(store)
+        filled = process(CATALOG, state, record("r2", 2, "30"), Position("usage", 0, 3, None, T0 + 5000), NOW, WINDOW)
+        # records 2, 3, 4: 30..120 s, the second minute: 0.06
+        assert filled.rated["amount"] == "0.0600" and filled.rated["quantity"] == "90"
+        out = b.after_batch({0: state}, {0: [row_of(filled.rated)]}, {0: 3}, NOW)
+        state.commit(4, Counter())
+        [released] = notes(out)
+        assert released.kind == "session.released" and released.data["sequences"] == [3, 4]
+        assert released.data["missing"] == [] and released.data["reason"] == "the missing records arrived"
+        assert store.get(OUTBOX_KEY)[0] == {"held": {}, "out": []}
+        # a batch that holds nothing produces no session messages (its outbox is not even read)
+        state = BatchState(store)
+        assert b.session_messages({0: state}) == []
+    finally:
+        store.close()

@@ -83,7 +83,7 @@ def on_settled(app) -> OnSettled | None:  # type: ignore[no-untyped-def]
     return hook
 
 
-def _reactivate_after(request: Request, background: BackgroundTasks, tenant: str, customer: str) -> None:
+def reactivate_after(request: Request, background: BackgroundTasks, tenant: str, customer: str) -> None:
     """After the answer is sent: the customer's reactivation if this settled what it was suspended for."""
     hook = on_settled(request.app)
     if hook is not None:
@@ -183,7 +183,7 @@ async def get_invoice(request: Request, principal: Reader, invoice_id: str) -> R
 async def void_invoice(request: Request, background: BackgroundTasks, principal: Admin, invoice_id: str,
                        body: VoidIn) -> dict:  # fmt: skip
     voided = await store(invoices.void, _sessions(request), principal.tenant, invoice_id, body.reason)
-    _reactivate_after(request, background, principal.tenant, voided.customer)
+    reactivate_after(request, background, principal.tenant, voided.customer)
     return invoice_body(voided)
 
 
@@ -222,7 +222,7 @@ async def record_payment(request: Request, response: Response, background: Backg
                          body: PaymentIn) -> dict:  # fmt: skip
     paid, created = await store(_record, _sessions(request), principal.tenant, body)
     response.status_code = 201 if created else 200
-    _reactivate_after(request, background, principal.tenant, paid.customer)
+    reactivate_after(request, background, principal.tenant, paid.customer)
     return payment_body(paid)
 
 
@@ -250,7 +250,7 @@ async def create_credit_note(request: Request, background: BackgroundTasks, prin
     lines = None if body.lines is None else [{"description": x.description, "amount": x.amount} for x in body.lines]
     note = await store(credit_notes.create_credit_note, _sessions(request), principal.tenant, body.invoice_id,
                        body.reason, lines, issue_date=body.issue_date, credit_note_id=body.credit_note_id)  # fmt: skip
-    _reactivate_after(request, background, principal.tenant, note.customer)
+    reactivate_after(request, background, principal.tenant, note.customer)
     return credit_note_body(note)
 
 

@@ -82,6 +82,10 @@ log = logging.getLogger("meterstream.processor.balances")
 BALANCE_PREFIX = "w|"
 EXHAUSTED = "balance_exhausted"
 CREDIT_LIMIT = "credit_limit_exceeded"
+SOFT_LIMIT = "credit_limit_soft"  # the `limit` command's reason: usage at the soft level of the credit limit
+SOFT_NOTE = "credit_limit.soft_reached"
+LIMIT_LEVEL = "credit_limit.threshold_crossed"
+COMMITMENT_LEVEL = "commitment.threshold_crossed"
 _PERIODS_KEPT = 3
 # rated row fields (schemas.rated.RATED_FIELDS order)
 _TENANT, _CUSTOMER, _TIME, _PERIOD, _AMOUNT, _CURRENCY, _OFFSET = 0, 2, 5, 6, 8, 10, 16
@@ -205,7 +209,8 @@ class Balances:
     def _customers(self) -> set[tuple[str, str]]:
         found = {(d.tenant, d.customer) for d in self.table.docs.values() if isinstance(d, WalletDoc)}
         found |= {(d.tenant, d.external_id) for d in self.table.docs.values()
-                  if isinstance(d, CustomerDoc) and th.CREDIT_LIMIT in d.metadata}  # fmt: skip
+                  if isinstance(d, CustomerDoc) and (th.CREDIT_LIMIT in d.metadata
+                                                     or th.COMMITMENT_PERCENT in d.metadata)}  # fmt: skip
         return found
 
     def _watched(self, tenant: str, customer: str) -> tuple[bool, th.Rules]:
@@ -216,7 +221,7 @@ class Balances:
             rules, errors = th.rules_from_metadata(doc.metadata if doc is not None and not doc.deleted else None)
             for error in errors:
                 log.error("customer %s/%s: %s (left out)", tenant, customer, error)
-            found = (self.table.has_wallets(tenant, customer) or rules.credit_limit is not None, rules)
+            found = (self.table.has_wallets(tenant, customer) or rules.postpaid, rules)
             if len(self._watch) > 100_000:
                 self._watch.clear()
             self._watch[slot] = found
@@ -357,6 +362,18 @@ class Balances:
                 entry["tu"] = sorted(due)
         limit = rules.credit_limit
         used_period = Decimal(entry.get("m", {}).get(entry.get("pl", ""), "0"))
+        if rules.postpaid or entry.get("pth"):
+            out += self._postpaid_levels(tenant, customer, rules, entry, used_period, counters, at)
+        soft = th.soft_limited(rules, used_period)
+        if soft or SOFT_LIMIT in suspended:
+            figures = {"period": entry.get("pl", "").split("|")[0], "usage": str(used_period),
+                       "credit_limit": str(limit) if limit is not None else None,
+                       "soft_percent": None if rules.credit_soft_percent is None
+                       else str(rules.credit_soft_percent)}  # fmt: skip
+            out += self._suspension(tenant, customer, SOFT_LIMIT, soft, suspended, counters, figures, at,
+                                    f"usage {used_period} >= {rules.credit_soft_percent}% of credit limit {limit}",
+                                    SOFT_NOTE, "usage under the soft level of the credit limit",
+                                    command="limit")  # fmt: skip
         over = limit is not None and used_period > limit
         if over or CREDIT_LIMIT in suspended:
             figures = {"period": entry.get("pl", "").split("|")[0], "usage": str(used_period),
@@ -368,6 +385,36 @@ class Balances:
         entry["n"] = counters
         state[key] = entry
         return out
+
+    def _postpaid_levels(self, tenant: str, customer: str, rules: th.Rules, entry: dict[str, Any], used: Decimal,
+                         counters: dict[str, int], at: str) -> list[Output]:  # fmt: skip
+        """The period's usage against percentages of the credit limit and of the subscriptions' minimum commitment:
+        one notification per level entering the set kept in the entry (`pth`), as the prepaid levels."""
+        period, _, currency = entry.get("pl", "").partition("|")
+        commitment = self._commitment(tenant, customer, currency, at) if rules.commitment_percent else None
+        now = th.postpaid_crossed(rules, used, commitment)
+        out = []
+        for level in th.entered(entry.get("pth", []), now):
+            n = counters[f"p:{level}"] = counters.get(f"p:{level}", 0) + 1
+            kind = LIMIT_LEVEL if level.startswith("limit:") else COMMITMENT_LEVEL
+            data = {"threshold": level, "period": period, "usage": str(used), "currency": currency,
+                    "credit_limit": None if rules.credit_limit is None else str(rules.credit_limit),
+                    "commitment": None if commitment is None else str(commitment)}  # fmt: skip
+            out.append(self._note(tenant, customer, kind, n, data, at, level))
+        entry["pth"] = sorted(now)
+        return out
+
+    def _commitment(self, tenant: str, customer: str, currency: str, at: str) -> Decimal | None:
+        """The minimum commitment per billing period of the customer's subscriptions in effect at `at` (their plan
+        versions' `minimum_commitment` in `currency`, summed; not prorated); None when none has one."""
+        when = _when(at)
+        total = None
+        for sub in self.table.subscriptions(tenant, customer):
+            phase = sub.phase_at(when)
+            doc = None if phase is None else self.table.plan_version(tenant, phase.plan_code, phase.plan_version)
+            if doc is not None and doc.minimum_commitment and doc.currency == currency:
+                total = EXACT.add(total or Decimal(0), doc.minimum_commitment)
+        return total
 
     @staticmethod
     def _top_ups_due(wallets: list[WalletDoc], ev: Evaluation, at: datetime) -> Due:
@@ -388,14 +435,14 @@ class Balances:
 
     def _suspension(self, tenant: str, customer: str, reason: str, holds: bool, suspended: set[str],
                     counters: dict[str, int], figures: dict[str, Any], at: str, cause: str, note_kind: str,
-                    lifted: str) -> list[Output]:  # fmt: skip
-        """When `reason` starts to hold: the suspend command and the `note_kind` notification (its counter + 1, so
-        each episode has its own ids); when it stops: the reactivate command (`lifted`); else nothing. Updates
-        `suspended` and `counters` in place."""
+                    lifted: str, command: str = "suspend") -> list[Output]:  # fmt: skip
+        """When `reason` starts to hold: the `command` (suspend, or limit) and the `note_kind` notification (its
+        counter + 1, so each episode has its own ids); when it stops: the reactivate command (`lifted`); else
+        nothing. Updates `suspended` (the active reasons, suspend and limit) and `counters` in place."""
         if holds and reason not in suspended:
             n = counters[reason] = counters.get(reason, 0) + 1
             suspended.add(reason)
-            return [self._command(tenant, customer, "suspend", reason, n, cause, figures, at),
+            return [self._command(tenant, customer, command, reason, n, cause, figures, at),
                     self._note(tenant, customer, note_kind, n, figures, at)]  # fmt: skip
         if not holds and reason in suspended:
             suspended.discard(reason)

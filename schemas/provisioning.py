@@ -42,7 +42,11 @@ BALANCES_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"
 Command = Literal["suspend", "reactivate", "limit", "disconnect"]
 # Why access is cut or limited; a reactivate names the one it lifts. `session_max_cost`: a `disconnect` command
 # (one telecom session, named in `state.session_id`, reached a `disconnect` cap of its plan's session rules).
-Reason = Literal["balance_exhausted", "credit_limit_exceeded", "invoice_overdue", "session_max_cost"]
+# `credit_limit_soft`: a `limit` command (the period's usage reached the customer's `credit_limit_soft_percent` of
+# its credit limit: throttle before the suspension), lifted by a `reactivate` naming it.
+Reason = Literal[
+    "balance_exhausted", "credit_limit_exceeded", "invoice_overdue", "session_max_cost", "credit_limit_soft"
+]
 
 
 class ProvisioningCommand(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,89 @@
+"""Postpaid levels in processor/balances.py (billing/thresholds.py): percentages of the credit limit and of the
+subscriptions' minimum commitment, each notified once per crossing, and the `limit` command at the soft level,
+lifted by `reactivate` when the period's usage is back under it. On a real RocksDB partition store, amounts by hand.
+
+Customer c2: credit_limit 100, alerts at 50% and 80%, soft level 90%. December's usage: 30.00 + 20.00 = 50.00
+(50% reached: one note); + 29.99 = 79.99 (nothing); + 0.01 = 80.00 (80%); + 10.00 = 90.00 (the soft level: `limit`);
++ 5.00 = 95.00 (nothing again); + 5.01 = 100.01 > 100 (suspend). January: 1.00 (every level left: `reactivate`
+for both reasons, no note); + 49.00 = 50.00 (50% crossed again: a new note with a new id).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from test_balances import Partition, T, at, kinds, row
+
+from meterstream.deploy.provisioning_consumer import ProvisioningState
+from meterstream.processor.balances import Balances
+from meterstream.processor.live_catalog import EntityTable
+from meterstream.schemas.entities import CustomerDoc, Phase, PlanVersionDoc, SubscriptionDoc
+from meterstream.schemas.provisioning import decode_command, decode_notification
+from meterstream.schemas.settings import Settings
+
+JAN = datetime(2027, 1, 5, tzinfo=UTC)
+
+
+def notes(out) -> list:
+    return [decode_notification(v) for t, _, v in out if t.endswith("notifications")]
+
+
+def test_credit_limit_levels_notify_once_and_the_soft_level_limits_then_lifts(tmp_path) -> None:
+    table = EntityTable()
+    table.apply(CustomerDoc(tenant=T, external_id="c2", name="C2", version=1, currency="EUR",
+                            metadata={"credit_limit": "100", "credit_limit_alert_percent": "50,80",
+                                      "credit_limit_soft_percent": "90"}))  # fmt: skip
+    b = Balances(Settings(), table)
+    part = Partition(tmp_path / "p0")
+
+    out = part.run(b, [row("c2", "30.00", at(10), 1), row("c2", "20.00", at(10, 1), 2)])
+    assert kinds(out) == [("note", "credit_limit.threshold_crossed")]
+    [first] = notes(out)
+    assert first.data == {"threshold": "limit:50", "period": "2026-12", "usage": "50.00", "currency": "EUR",
+                          "credit_limit": "100", "commitment": None}  # fmt: skip
+    assert kinds(part.run(b, [row("c2", "29.99", at(11), 3)])) == []  # 79.99: under 80%
+    out = part.run(b, [row("c2", "0.01", at(11, 1), 4)])
+    assert [n.data["threshold"] for n in notes(out)] == ["limit:80"]  # exactly 80.00: reached
+
+    out = part.run(b, [row("c2", "10.00", at(12), 5)])  # 90.00: the soft level
+    assert kinds(out) == [("limit", "credit_limit_soft"), ("note", "credit_limit.soft_reached")]
+    limit = next(decode_command(v) for t, _, v in out if t.endswith("provisioning"))
+    assert limit.state == {"period": "2026-12", "usage": "90.00", "credit_limit": "100", "soft_percent": "90"}
+    assert kinds(part.run(b, [row("c2", "5.00", at(12, 1), 6)])) == []  # 95.00: limited already, no flapping
+
+    out = part.run(b, [row("c2", "5.01", at(13), 7)])  # 100.01 > 100
+    assert kinds(out) == [("suspend", "credit_limit_exceeded"), ("note", "credit_limit.exceeded")]
+
+    out = part.run(b, [row("c2", "1.00", JAN, 8, period="2027-01")])  # a new period: 1.00
+    assert kinds(out) == [("reactivate", "credit_limit_soft"), ("reactivate", "credit_limit_exceeded")]
+    unlimit = next(decode_command(v) for t, _, v in out if t.endswith("provisioning"))
+    out = part.run(b, [row("c2", "49.00", JAN.replace(hour=1), 9, period="2027-01")])
+    [again] = notes(out)
+    assert again.data["threshold"] == "limit:50" and again.data["period"] == "2027-01" and again.id != first.id
+
+    # the reference consumer: limited by the `limit`, active again after its `reactivate`
+    state = ProvisioningState(tmp_path / "prov.sqlite")
+    try:
+        assert state.apply(limit).state == "limited"
+        assert state.apply(unlimit).state == "active"
+    finally:
+        state.close()
+
+
+def test_a_commitment_level_counts_the_subscriptions_minimum_commitment(tmp_path) -> None:
+    table = EntityTable()
+    table.apply(CustomerDoc(tenant=T, external_id="c3", name="C3", version=1, currency="EUR",
+                            metadata={"commitment_alert_percent": "100"}))  # fmt: skip
+    table.apply(PlanVersionDoc(tenant=T, code="pro", version=1, name="Pro", currency="EUR",
+                               minimum_commitment=Decimal("200")))  # fmt: skip
+    table.apply(SubscriptionDoc(tenant=T, external_id="s3", customer="c3", version=1,
+                                phases=[Phase(plan_code="pro", plan_version=1, start=at(0))]))  # fmt: skip
+    b = Balances(Settings(), table)
+    part = Partition(tmp_path / "p0")
+    assert kinds(part.run(b, [row("c3", "150.00", at(10), 1)])) == []  # 75% of 200
+    out = part.run(b, [row("c3", "50.00", at(11), 2)])  # 200.00: 100% of the commitment
+    [note] = notes(out)
+    assert note.kind == "commitment.threshold_crossed"
+    assert (note.data["threshold"], note.data["usage"], note.data["commitment"]) == ("commitment:100", "200.00", "200")
+    assert kinds(part.run(b, [row("c3", "10.00", at(12), 3)])) == []  # past it already: once per crossing

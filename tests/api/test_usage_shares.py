@@ -107,3 +107,28 @@ def test_with_a_dimension_the_cells_of_a_user_add_up_to_its_share(reader) -> Non
     rows = _rows(client, acme, group_by=["subject", "dimensions.region"], subject="u1")
     assert [(r["dimensions"]["region"], r["amount"], r["events"]) for r in rows] == [("eu", "23.5", 2),
                                                                                      ("us", "22.5", 1)]  # fmt: skip
+
+
+def _cell(subject: str, quantity: str, amount: str) -> dict[str, object]:
+    return {"customer": "c1", "meter": "m", "currency": "USD", "period": "2026-11", "subject": subject,
+            "quantity": quantity, "amount": amount, "events": 1}  # fmt: skip
+
+
+def test_usage_without_a_subject_is_named_as_on_the_invoice() -> None:
+    # 0.01 USD between "" and "#1", 1 unit each: one cent, equal remainders, so it goes to the first name in order.
+    # The invoice names usage without a subject "(no subject)", which sorts after "#1" ("(" > "#"): "#1" gets it.
+    from meterstream.api.queries import fair_amounts
+
+    cells = [_cell("", "1", "0.004"), _cell("#1", "1", "0.006")]
+    pools = {("c1", "m", "USD", "2026-11"): {"": (Decimal(1), Decimal("0.004")), "#1": (Decimal(1), Decimal("0.006"))}}
+    fair_amounts(cells, pools)
+    assert [(c["subject"], c["amount"]) for c in cells] == [("", "0"), ("#1", "0.01")]
+
+
+def test_a_period_with_a_negative_quantity_keeps_its_streamed_amounts() -> None:
+    from meterstream.api.queries import fair_amounts
+
+    cells = [_cell("u1", "5", "2.5"), _cell("u2", "-1", "-0.5")]  # a correction: nothing fair to share by
+    pools = {("c1", "m", "USD", "2026-11"): {"u1": (Decimal(5), Decimal("2.5")), "u2": (Decimal(-1), Decimal("-0.5"))}}
+    fair_amounts(cells, pools)
+    assert [c["amount"] for c in cells] == ["2.5", "-0.5"]

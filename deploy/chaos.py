@@ -19,6 +19,7 @@ read from the changelog (every partition restored into empty stores), not from a
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import signal
@@ -64,9 +65,10 @@ def cluster_plan(events: int = 200_000, seconds: float | None = None, seed: int 
                      brokers=3, processor_instances=2, broker_kills=1, instance_joins=1, kills_on_move=1)  # fmt: skip
 
 
-def run_cluster_chaos(settings: Settings, out: Path, events: int = 200_000, seconds: float | None = None) -> int:
-    """`meterstream chaos --cluster` (to be wired by the CLI): `run_chaos` with `cluster_plan`."""
-    return run_chaos(settings, cluster_plan(events, seconds), out)
+def run_cluster_chaos(settings: Settings, out: Path, events: int = 200_000, seconds: float | None = None,
+                      as_json: bool = False) -> int:  # fmt: skip
+    """`meterstream chaos --cluster`: `run_chaos` with `cluster_plan`."""
+    return run_chaos(settings, cluster_plan(events, seconds), out, as_json=as_json)
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -96,7 +98,8 @@ def _produce_paced(run: Settings, records: list[tuple[bytes, bytes]], seconds: f
     done.set()
 
 
-def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
+def run_chaos(settings: Settings, plan: ChaosPlan, out: Path, as_json: bool = False) -> int:
+    """The chaos run; its verdict as text on stdout, or (`as_json`) as one JSON object (built in `_verdict`)."""
     from meterstream.deploy import kafka_local
     from meterstream.ingest.lag import LagProbe
     from meterstream.ingest.topics import ensure_topics
@@ -197,7 +200,7 @@ def run_chaos(settings: Settings, plan: ChaosPlan, out: Path) -> int:
         usage_messages = probe.count(run.topic("usage-events"))
         probe.close()
         return _verdict(run, catalog, truth_a, truth_b, period, closed_period, usage_messages, done,
-                        time.monotonic() - t_start)  # fmt: skip
+                        time.monotonic() - t_start, as_json=as_json)  # fmt: skip
     finally:
         fault_file.unlink(missing_ok=True)
         pipeline.stop_all()
@@ -252,7 +255,7 @@ def _restores(logs: Path) -> int:
 
 
 def _verdict(run: Settings, catalog, truth_a, truth_b, period: str, closed: str, usage_messages: int,
-             faults: Counter, elapsed: float) -> int:  # fmt: skip
+             faults: Counter, elapsed: float, as_json: bool = False) -> int:  # fmt: skip
     import orjson
 
     from meterstream.aggregation.client import connect
@@ -311,6 +314,28 @@ def _verdict(run: Settings, catalog, truth_a, truth_b, period: str, closed: str,
         and counts["dead_letter"] == len(refused)
         and sum(counts.values()) == usage_messages
     )
+    from meterstream.deploy.chaos_balances import changelog_entries, check_balances
+
+    entries = None if run.processor_engine == "faust" else changelog_entries(
+        run, partitions, run.home.resolve() / f"chaos-balances-{run.topic_prefix}")  # fmt: skip
+    balances = check_balances(run, client, entries=entries)  # every wallet = top-ups - rated usage, to the unit
+    ok = lost == 0 and duplicated == 0 and mismatched == 0 and mismatched_quantities == 0 and balances.ok
+    ok = ok and found == len(refused) and counters_ok
+    if as_json:
+        print(json.dumps({
+            "ok": ok, "events": truth_a.produced + truth_b.produced, "seconds": round(elapsed),
+            "faults": dict(sorted(faults.items())), "lost": lost, "duplicated": duplicated,
+            "counters": {"in": usage_messages, **{k: counts[k] for k in ("rated", "duplicate", "dead_letter",
+                                                                          "replayed")}, "add_up": counters_ok},
+            "expected": {"accepted": accepted, "duplicates": dup_truth, "refused": len(refused)},
+            "quantity_keys": len(truth_n), "quantities_differ": mismatched_quantities,
+            "invoices_period": period, "invoices_written": len(actual), "invoices_differ": mismatched,
+            "dead_letters_found": found, "dead_letters_expected": len(refused),
+            "balances": {"wallets": balances.wallets, "customers": balances.customers,
+                         "mismatched": balances.mismatched, "processor_mismatched": balances.processor_mismatched,
+                         "ok": balances.ok, "differences": balances.lines[:10]},
+        }, indent=2))  # fmt: skip
+        return 0 if ok else 1
     print("─" * 72)
     print(f" chaos run: {truth_a.produced + truth_b.produced:,} events, {elapsed:.0f}s, faults: "
           + ", ".join(f"{k} x{v}" for k, v in sorted(faults.items())))  # fmt: skip
@@ -322,15 +347,9 @@ def _verdict(run: Settings, catalog, truth_a, truth_b, period: str, closed: str,
     print(f" expected: accepted={accepted:,} duplicates={dup_truth:,} refused={len(refused):,}")
     print(f" quantities per period/customer/meter: {len(truth_n):,} keys, {mismatched_quantities} differ")
     print(f" invoices {period} (incl. late {closed} adjustments): {len(actual)} written, {mismatched} differ")
-    from meterstream.deploy.chaos_balances import changelog_entries, check_balances
-
-    entries = None if run.processor_engine == "faust" else changelog_entries(
-        run, partitions, run.home.resolve() / f"chaos-balances-{run.topic_prefix}")  # fmt: skip
-    balances = check_balances(run, client, entries=entries)  # every wallet = top-ups - rated usage, to the unit
     print(f" {balances.verdict()} -> {'reconciled' if balances.ok else 'NOT RECONCILED'}")
     for line in balances.lines[:10]:
         print("   " + line)
     print("─" * 72)
     print(f"lost={lost} duplicated={duplicated} mismatched_invoices={mismatched} dlq={found}/{len(refused)}")
-    ok = lost == 0 and duplicated == 0 and mismatched == 0 and mismatched_quantities == 0 and balances.ok
-    return 0 if ok and found == len(refused) and counters_ok else 1
+    return 0 if ok else 1

@@ -83,23 +83,24 @@ def _sink(args: Any, settings: Settings) -> int:
 def _up(args: Any, settings: Settings) -> int:
     from meterstream.deploy.up import run_up
 
-    return run_up(settings, api_port=args.port)
+    return run_up(settings, api_port=args.port, as_json=args.as_json)
 
 
 def _demo(args: Any, settings: Settings) -> int:
     from meterstream.deploy.demo import run_demo
 
-    return run_demo(settings, events=args.events, out=Path(args.out), period=args.period)
+    return run_demo(settings, events=args.events, out=Path(args.out), period=args.period, as_json=args.as_json)
 
 
 def _chaos(args: Any, settings: Settings) -> int:
     from meterstream.deploy import chaos
 
     if args.cluster:  # 3 brokers, 2 processor instances, a broker and an instance killed, one joining
-        return chaos.run_cluster_chaos(settings, Path(args.out), events=args.events or 200_000, seconds=args.seconds)
+        return chaos.run_cluster_chaos(settings, Path(args.out), events=args.events or 200_000, seconds=args.seconds,
+                                       as_json=args.as_json)  # fmt: skip
     plan = chaos.ChaosPlan(events=args.events or 500_000, seconds=args.seconds, processor_kills=args.kills,
                            sink_kills=args.kills, clickhouse_outage_s=args.outage, seed=args.seed)  # fmt: skip
-    return chaos.run_chaos(settings, plan, Path(args.out))
+    return chaos.run_chaos(settings, plan, Path(args.out), as_json=args.as_json)
 
 
 def register(app: typer.Typer) -> None:
@@ -142,8 +143,9 @@ def register(app: typer.Typer) -> None:
         return call(_sink, {})
 
     @app.command("up", help="broker, processor, sink and API in the foreground; Ctrl-C stops them all")
-    def up(port: Annotated[int | None, typer.Option(help="API port (default: METERSTREAM_API_PORT, 8080)")] = None
-           ) -> int:  # fmt: skip
+    def up(port: Annotated[int | None, typer.Option(help="API port (default: METERSTREAM_API_PORT, 8080)")] = None,
+           as_json: Annotated[bool, typer.Option("--json", help="the status as one JSON line instead of the table")]
+           = False) -> int:  # fmt: skip
         return call(_up, locals())
 
     @app.command("demo", help="the whole pipeline on a generated workload, end to end")
@@ -151,6 +153,7 @@ def register(app: typer.Typer) -> None:
         events: Annotated[int, typer.Option(min=1)] = 100_000,
         out: Annotated[str, typer.Option()] = "meterstream-out",
         period: Annotated[str | None, typer.Option(help="YYYY-MM (default: last month)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="the summary as one JSON object")] = False,
     ) -> int:
         return call(_demo, locals())
 
@@ -166,5 +169,6 @@ def register(app: typer.Typer) -> None:
         cluster: Annotated[bool, typer.Option("--cluster", help="the cluster mode: 3 brokers, 2 processor instances, "
                                               "a broker and an instance killed, one joining (--kills, --outage and "
                                               "--seed are the plan's)")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="the verdict as one JSON object")] = False,
     ) -> int:  # fmt: skip
         return call(_chaos, locals())

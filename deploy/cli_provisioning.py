@@ -24,8 +24,9 @@ def register(app: typer.Typer) -> None:
                                                        "<prefix>meterstream-provisioning-consumer)")] = None,
         idle_exit: Annotated[float, typer.Option(min=0, help="with --once: seconds without a message before "
                                                              "exiting")] = 5.0,
+        as_json: Annotated[bool, typer.Option("--json", help="JSON lines: one object per command applied")] = False,
     ) -> int:  # fmt: skip
         from meterstream.deploy.cli_common import settings
         from meterstream.deploy.provisioning_consumer import main_provisioning
 
-        return main_provisioning(settings(), state, once=once, group=group, idle_exit_s=idle_exit)
+        return main_provisioning(settings(), state, once=once, group=group, idle_exit_s=idle_exit, as_json=as_json)

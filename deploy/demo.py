@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from meterstream.deploy.pipeline import Pipeline, demo_environment, say, scrape, wait_drained
 from meterstream.schemas.settings import Settings, settings_from_env
@@ -17,7 +19,7 @@ def last_month() -> str:
     return f"{prev.year:04d}-{prev.month:02d}"
 
 
-def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> int:
+def run_demo(settings: Settings, events: int, out: Path, period: str | None, as_json: bool = False) -> int:
     from meterstream.aggregation.client import connect
     from meterstream.deploy import kafka_local
     from meterstream.ingest.producer import make_producer, produce_all
@@ -62,7 +64,8 @@ def run_demo(settings: Settings, events: int, out: Path, period: str | None) -> 
             make_producer(run),
             run.topic("invoices"),
         )
-        print_summary(truth, metrics, result, client, run, out, t_pipe, time.monotonic() - t_start)
+        summary = demo_summary(truth, metrics, result, client, run, out, t_pipe, time.monotonic() - t_start)
+        print(json.dumps(summary, indent=2) if as_json else summary_text(summary))
     finally:
         pipeline.stop_all()
     return 0
@@ -79,9 +82,11 @@ def _with_progress(records, total: int):
             yield rec
 
 
-def print_summary(
+def demo_summary(
     truth, metrics: dict[str, float], result, client, run: Settings, out: Path, t_pipe: float, t_all: float
-) -> None:
+) -> dict[str, Any]:
+    """The demo's verdict: counts against the generated truth, amounts as exact decimal strings (`demo --json`)."""
+
     def m(outcome: str) -> int:
         return int(metrics.get(f"meterstream_processor_events_total{{outcome={outcome}}}", 0))
 
@@ -91,7 +96,6 @@ def print_summary(
     )
     rows = client.query(f"SELECT count() FROM {db}.rated_usage FINAL").result_rows[0][0]
     dl = client.query(f"SELECT count() FROM {db}.dead_letters FINAL").result_rows[0][0]
-    events_in = int(metrics.get("meterstream_processor_events_in_total", 0))
     top = sorted(result.invoices, key=lambda d: Decimal(d["total"]), reverse=True)[:5]
     stored = {
         (t, c, mtr): q
@@ -100,27 +104,54 @@ def print_summary(
         ).result_rows
     }
     mismatched = sum(1 for key in set(truth.quantities) | set(stored) if truth.quantities.get(key) != stored.get(key))
-    totals = result.totals_by_currency
+    return {
+        "period": result.period,
+        "events_in": int(metrics.get("meterstream_processor_events_in_total", 0)),
+        "duplicates_dropped": m("duplicate"),
+        "duplicates_generated": truth.duplicates,
+        "dead_lettered": m("dead_letter"),
+        "dead_letters_generated": truth.malformed + truth.unratable,
+        "rated_events": int(rows),
+        "rated_events_expected": truth.accepted,
+        "dead_letters_in_clickhouse": int(dl),
+        "streamed_amounts": {cur: str(streamed[cur]) for cur in sorted(streamed)},
+        "invoiced_totals": {cur: str(t) for cur, t in sorted(result.totals_by_currency.items())},
+        "invoices_written": len(result.invoices),
+        "invoices_folder": str(out / "invoices" / result.period),
+        "quantities_not_generated_truth": mismatched,
+        "lines_not_streamed_amount": len(result.unreconciled),
+        "pipeline_seconds": round(t_pipe, 1),
+        "events_per_second": round(truth.produced / t_pipe),
+        "wall_seconds": round(t_all, 1),
+        "top_customers": [
+            {"tenant": d["tenant"], "customer": d["customer"], "currency": d["currency"], "total": str(d["total"])}
+            for d in top
+        ],
+    }
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    """The demo's summary as the README shows it."""
     line = "─" * 64
-    print(line)
-    print(f" Meterstream demo — period {result.period}")
-    print(line)
-    print(f" {'events in':<34}{events_in:>14,}")
-    print(f" {'duplicates dropped':<34}{m('duplicate'):>14,}   (generated {truth.duplicates:,})")
-    print(f" {'dead-lettered':<34}{m('dead_letter'):>14,}   (generated {truth.malformed + truth.unratable:,})")
-    print(f" {'rated events (in ClickHouse)':<34}{rows:>14,}   (expected {truth.accepted:,})")
-    print(f" {'dead letters (in ClickHouse)':<34}{dl:>14,}")
-    for cur in sorted(streamed):
-        print(f" {'rated amount, streaming ' + cur:<34}{streamed[cur]:>14.2f}")
-    for cur in sorted(totals):
-        print(f" {'invoiced total ' + cur:<34}{totals[cur]:>14}")
-    print(f" {'invoices written':<34}{len(result.invoices):>14,}   ({out / 'invoices' / result.period})")
-    print(f" {'quantities != generated truth':<34}{mismatched:>14}")
-    print(f" {'lines != streamed amount':<34}{len(result.unreconciled):>14}")
-    print(f" {'pipeline time (produce→drained)':<34}{t_pipe:>13.1f}s   ({truth.produced / t_pipe:,.0f} events/s)")
-    print(f" {'demo wall time':<34}{t_all:>13.1f}s")
-    print(line)
-    print(" top customers")
-    for d in top:
-        print(f"   {d['tenant'] + '/' + d['customer']:<32}{d['currency']:>5} {d['total']:>14}")
-    print(line)
+    out = [line, f" Meterstream demo — period {s['period']}", line]
+    out.append(f" {'events in':<34}{s['events_in']:>14,}")
+    out.append(f" {'duplicates dropped':<34}{s['duplicates_dropped']:>14,}   (generated {s['duplicates_generated']:,})")
+    out.append(f" {'dead-lettered':<34}{s['dead_lettered']:>14,}   (generated {s['dead_letters_generated']:,})")
+    out.append(f" {'rated events (in ClickHouse)':<34}{s['rated_events']:>14,}   "
+               f"(expected {s['rated_events_expected']:,})")  # fmt: skip
+    out.append(f" {'dead letters (in ClickHouse)':<34}{s['dead_letters_in_clickhouse']:>14,}")
+    for cur, amount in s["streamed_amounts"].items():
+        out.append(f" {'rated amount, streaming ' + cur:<34}{Decimal(amount):>14.2f}")
+    for cur, total in s["invoiced_totals"].items():
+        out.append(f" {'invoiced total ' + cur:<34}{total:>14}")
+    out.append(f" {'invoices written':<34}{s['invoices_written']:>14,}   ({s['invoices_folder']})")
+    out.append(f" {'quantities != generated truth':<34}{s['quantities_not_generated_truth']:>14}")
+    out.append(f" {'lines != streamed amount':<34}{s['lines_not_streamed_amount']:>14}")
+    out.append(f" {'pipeline time (produce→drained)':<34}{s['pipeline_seconds']:>13.1f}s   "
+               f"({s['events_per_second']:,} events/s)")  # fmt: skip
+    out.append(f" {'demo wall time':<34}{s['wall_seconds']:>13.1f}s")
+    out += [line, " top customers"]
+    for d in s["top_customers"]:
+        out.append(f"   {d['tenant'] + '/' + d['customer']:<32}{d['currency']:>5} {d['total']:>14}")
+    out.append(line)
+    return "\n".join(out)

@@ -15,6 +15,7 @@ committed: it can never become one), never applied.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -53,6 +54,13 @@ class Applied:
     state: str  # the customer's effective state after it
     suspended: tuple[str, ...]
     limited: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """`provisioning consume --json`: the command applied and the customer's state after it, one object."""
+        c = self.command
+        return {"tenant": c.tenant, "customer": c.customer, "command": c.command, "reason": c.reason, "id": c.id,
+                "new": self.new, "state": self.state, "suspended": list(self.suspended),
+                "limited": list(self.limited), "cause": c.cause, "figures": c.state, "at": c.at}  # fmt: skip
 
     def line(self) -> str:
         c = self.command
@@ -110,11 +118,16 @@ class ProvisioningState:
 
 def main_provisioning(settings: Settings, state_path: Path | None = None, *, once: bool = False,
                       group: str | None = None, out: Callable[[str], None] = print,
-                      idle_exit_s: float = 5.0) -> int:  # fmt: skip
+                      idle_exit_s: float = 5.0, as_json: bool = False) -> int:  # fmt: skip
     """Consume the provisioning topic, apply each command once and print each customer's effective state.
 
     `once`: stop when no message arrived for `idle_exit_s` (read what is there, then exit); else run until
-    interrupted. Returns 0 (1 when the topic cannot be read)."""
+    interrupted. Returns 0 (1 when the topic cannot be read). `as_json`: JSON lines, one object per command
+    applied (`Applied.to_json`), `{"skipped": ..., "reason": ...}` and `{"error": ...}`."""
+
+    def say(text: str, **fields: object) -> None:
+        out(json.dumps(fields) if as_json else text)
+
     topic = settings.topic(PROVISIONING)
     path = state_path or settings.home / "provisioning.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +154,7 @@ def main_provisioning(settings: Settings, state_path: Path | None = None, *, onc
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
                 if err.fatal() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    out(f"error: {topic}: {err}")
+                    say(f"error: {topic}: {err}", error=f"{topic}: {err}")
                     return 1
                 log.warning("%s: %s", topic, err)
                 continue
@@ -149,14 +162,17 @@ def main_provisioning(settings: Settings, state_path: Path | None = None, *, onc
             try:
                 command = decode_command(msg.value())
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                out(f"skipped {topic}[{msg.partition()}]@{msg.offset()}: not a provisioning command ({exc})")
+                where = f"{topic}[{msg.partition()}]@{msg.offset()}"
+                say(f"skipped {where}: not a provisioning command ({exc})", skipped=where,
+                    reason=f"not a provisioning command ({exc})")  # fmt: skip
             else:
-                out(state.apply(command).line())
+                applied = state.apply(command)
+                out(json.dumps(applied.to_json()) if as_json else applied.line())
             consumer.commit(message=msg, asynchronous=False)  # after the SQLite commit: at least once
     except KeyboardInterrupt:
         return 0
     except KafkaException as exc:
-        out(f"error: {topic}: {exc}")
+        say(f"error: {topic}: {exc}", error=f"{topic}: {exc}")
         return 1
     finally:
         consumer.close()

@@ -11,6 +11,7 @@ then the broker, only if `up` started it. A child that exits on its own stops ev
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -89,16 +90,19 @@ def up_environment(settings: Settings, api_port: int) -> dict[str, str]:
     return env
 
 
-def status_table(settings: Settings, api_port: int, pipeline: Pipeline, broker: str, embedded: bool) -> str:
+def status_rows(
+    settings: Settings, api_port: int, pipeline: Pipeline, broker: str, embedded: bool
+) -> list[tuple[str, str]]:
+    """(service, where it runs) of the status table, in its order."""
     ops = _loopback(settings.ops_host)
     api = f"http://{_loopback(settings.api_host)}:{api_port}"
     pid = {name: proc.pid for name, proc in pipeline.procs.items()}
     port = settings.clickhouse_http_port
     front = (f"http://{_loopback(settings.clickhouse_http_host)}:{port}  (tenants: user = tenant id, password = a "
-             "read key, own rows only; `meterstream query` and the API: internal user `meterstream`)")
+             "read key, own rows only; `meterstream query` and the API: internal user `meterstream`)")  # fmt: skip
     processor_ops = f"http://{ops}:{settings.processor_metrics_port}"
     sink_ops = f"http://{ops}:{settings.sink_metrics_port}"
-    rows = [
+    return [
         ("API", f"{api}  (docs /docs, OpenAPI /openapi.json, metrics /metrics, health /healthz /readyz; "
                 f"pid {pid.get('api')})"),
         ("console", f"{api}/console  (log in with a read or admin API key: `meterstream keys create`)"),
@@ -110,12 +114,21 @@ def status_table(settings: Settings, api_port: int, pipeline: Pipeline, broker: 
         ("ClickHouse HTTP", front if port and embedded else "off (ClickHouse server, or port 0)"),
         ("data dir", str(settings.home.resolve())),
         ("logs", str(pipeline.logs)),
-    ]
+    ]  # fmt: skip
+
+
+def status_table(settings: Settings, api_port: int, pipeline: Pipeline, broker: str, embedded: bool) -> str:
+    rows = status_rows(settings, api_port, pipeline, broker, embedded)
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
-def run_up(settings: Settings, api_port: int | None = None) -> int:
+def status_json(rows: list[tuple[str, str]]) -> str:
+    """`up --json`: one line, {"status": "up", "services": [{"service", "where"}, ...]} (the table's rows)."""
+    return json.dumps({"status": "up", "services": [{"service": k, "where": v} for k, v in rows]})
+
+
+def run_up(settings: Settings, api_port: int | None = None, as_json: bool = False) -> int:
     from meterstream.aggregation.http_front import front_answers, store_path
 
     embedded = store_path(settings) is not None
@@ -165,11 +178,14 @@ def run_up(settings: Settings, api_port: int | None = None) -> int:
         pipeline.start("api")
         _wait("API", lambda: _answers(f"http://{_loopback(settings.api_host)}:{api_port}/readyz"), pipeline)
         where = f"{broker.bootstrap} ({'started by up' if started_broker else 'reused'})"
-        table = status_table(settings, api_port, pipeline, where, embedded)
-        print(f"meterstream is up (Ctrl-C stops it):\n{table}", flush=True)
+        if as_json:  # one line, once everything answers (what a script waits for)
+            print(status_json(status_rows(settings, api_port, pipeline, where, embedded)), flush=True)
+        else:
+            table = status_table(settings, api_port, pipeline, where, embedded)
+            print(f"meterstream is up (Ctrl-C stops it):\n{table}", flush=True)
         if billing is not None:  # a run now, then daily; each in a child process, logged to billing.log
             _say(f"billing runs: now and daily at {billing.schedule.hour:02d}:{billing.schedule.minute:02d} UTC "
-                 f"(log {pipeline.logs / 'billing.log'}, metrics {billing.metrics_file})")
+                 f"(log {pipeline.logs / 'billing.log'}, metrics {billing.metrics_file})")  # fmt: skip
             billing.start()
         else:
             _say("billing runs: off (METERSTREAM_BILLING_SCHEDULE=off)")

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,83 @@ def test_rate_quote_json_on_a_terminal_and_a_table_without_it(monkeypatch: pytes
     monkeypatch.setattr(sys, "stdout", piped)
     assert main(RATE) == 0
     assert json.loads(piped.getvalue()) == quote
+
+
+def test_every_command_that_prints_a_table_or_a_verdict_takes_json() -> None:
+    found = dict(commands())
+    for path, argv in ((("up",), ["--json"]), (("demo",), ["--json"]), (("chaos",), ["--json"]),
+                       (("provisioning", "consume"), ["--json"]), (("kafka",), ["status", "--json"]),
+                       (("rate", "quote"), ["--price", "p", "--quantity", "1", "--json"])):  # fmt: skip
+        assert found[path].make_context(" ".join(path), argv).params["as_json"] is True, path
+
+
+def test_up_status_json_has_the_tables_rows(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from meterstream.deploy.up import status_json, status_rows
+    from meterstream.schemas.settings import Settings
+
+    pipeline = SimpleNamespace(procs={"api": SimpleNamespace(pid=11), "processor": SimpleNamespace(pid=12),
+                                      "sink": SimpleNamespace(pid=13)}, logs=tmp_path / "logs")  # fmt: skip
+    settings = Settings(home=tmp_path, api_host="127.0.0.1", ops_host="127.0.0.1", processor_metrics_port=9101,
+                        sink_metrics_port=9102)  # fmt: skip
+    answer = json.loads(status_json(status_rows(settings, 8080, pipeline, "127.0.0.1:9092 (reused)", True)))
+    services = {s["service"]: s["where"] for s in answer["services"]}
+    assert answer["status"] == "up" and list(services)[:5] == ["API", "console", "OpenMeter API", "Lago API", "Kafka"]
+    assert services["Kafka"] == "127.0.0.1:9092 (reused)"
+    ops = "http://127.0.0.1:9101"
+    assert services["processor"] == f"pid 12, metrics {ops}/metrics, health {ops}/healthz"
+    assert services["logs"] == str(tmp_path / "logs")
+
+
+def test_demo_summary_json_keeps_exact_decimals_and_the_text_is_built_from_it() -> None:
+    from types import SimpleNamespace as NS
+
+    from meterstream.deploy.demo import demo_summary, summary_text
+
+    class Client:
+        def query(self, sql: str) -> NS:
+            if "GROUP BY currency" in sql:
+                return NS(result_rows=[("EUR", Decimal("29350.634")), ("USD", Decimal("3717.59"))])
+            if "dead_letters" in sql:
+                return NS(result_rows=[(589,)])
+            if "GROUP BY ALL" in sql:
+                return NS(result_rows=[("t", "c", "m", Decimal("5"))])
+            return NS(result_rows=[(96329,)])
+
+    truth = NS(duplicates=3082, malformed=500, unratable=89, accepted=96329, produced=100000,
+               quantities={("t", "c", "m"): Decimal("5")})  # fmt: skip
+    metrics = {"meterstream_processor_events_in_total": 100000.0,
+               "meterstream_processor_events_total{outcome=duplicate}": 3082.0,
+               "meterstream_processor_events_total{outcome=dead_letter}": 589.0}  # fmt: skip
+    result = NS(period="2026-11", invoices=[{"tenant": "t", "customer": "c", "currency": "EUR", "total": "12.30"}],
+                totals_by_currency={"EUR": Decimal("29350.65")}, unreconciled=[])  # fmt: skip
+    s = demo_summary(truth, metrics, result, Client(), NS(clickhouse_database="db"), Path("out"), 8.3, 16.7)
+    assert json.loads(json.dumps(s))["streamed_amounts"] == {"EUR": "29350.634", "USD": "3717.59"}
+    got = (s["invoiced_totals"], s["quantities_not_generated_truth"], s["events_per_second"])
+    assert got == ({"EUR": "29350.65"}, 0, 12048)  # 100,000 / 8.3 s = 12,048.2
+    text = summary_text(s).splitlines()
+    assert " rated amount, streaming EUR             29350.63" in text  # the README's line (29350.634 shown to cents)
+    assert " pipeline time (produce→drained)             8.3s   (12,048 events/s)" in text
+
+
+def test_provisioning_applied_json(tmp_path: Path) -> None:
+    from meterstream.deploy.provisioning_consumer import ProvisioningState
+    from meterstream.schemas.provisioning import ProvisioningCommand
+
+    state = ProvisioningState(tmp_path / "p.sqlite")
+    c = ProvisioningCommand(id="p1", tenant="acme", customer="c1", command="suspend", reason="balance_exhausted",
+                            cause="balance 0.00 EUR <= 0", state={"balance": "0.00"},
+                            at="2026-12-02T04:00:00Z")  # fmt: skip
+    first, again = state.apply(c).to_json(), state.apply(c).to_json()
+    assert first == {"tenant": "acme", "customer": "c1", "command": "suspend", "reason": "balance_exhausted",
+                     "id": "p1", "new": True, "state": "suspended", "suspended": ["balance_exhausted"], "limited": [],
+                     "cause": "balance 0.00 EUR <= 0", "figures": {"balance": "0.00"},
+                     "at": "2026-12-02T04:00:00Z"}  # fmt: skip
+    assert again == {**first, "new": False}  # a redelivery: nothing changed
+    top_up = ProvisioningCommand(id="p2", tenant="acme", customer="c1", command="reactivate",
+                                 reason="balance_exhausted", cause="top-up", state={"balance": "10.00"},
+                                 at="2026-12-02T04:01:00Z")  # fmt: skip
+    after = state.apply(top_up).to_json()
+    assert (after["command"], after["new"], after["state"], after["suspended"]) == ("reactivate", True, "active", [])
+    assert json.loads(json.dumps(after))["figures"] == {"balance": "10.00"}  # figures stay decimal strings

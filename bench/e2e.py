@@ -84,6 +84,7 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition  # noqa: E402
 from state_footprint import dedup_footprint  # noqa: E402  (bench/state_footprint.py)
 
+from meterstream.deploy.cli_common import is_terminal, progress  # noqa: E402
 from meterstream.deploy.demo import last_month  # noqa: E402
 from meterstream.deploy.pipeline import Pipeline, demo_environment  # noqa: E402
 from meterstream.deploy.ports import free_port_pair  # noqa: E402
@@ -238,7 +239,8 @@ def drain(
     run: Settings, pipeline: Pipeline, produced: int, timeout: float, on_first: Callable[[], None] = lambda: None
 ) -> tuple[float, float]:
     """Poll both groups' committed offsets; returns (t_first_commit, t_drained) on the monotonic clock.
-    `on_first` runs at the first commit seen (to sample CPU counters once start-up is over).
+    `on_first` runs at the first commit seen (to sample CPU counters once start-up is over). On a terminal
+    the events processed show as a progress bar (`deploy/cli_common.progress`), else as a line redrawn.
 
     The probe costs the broker CPU too (each request ~0.3-0.7 ms of broker CPU here, measured), so it asks
     little while the processor works: the input's end offsets once (nothing else writes to it now), then
@@ -252,25 +254,33 @@ def drain(
     t_first = None
     deadline = time.monotonic() + timeout
     last_print = 0.0
+    bar = is_terminal(sys.stderr)
     try:
-        while time.monotonic() < deadline:
-            pipeline.check_alive()
-            now = time.monotonic()
-            try:
-                committed = {tp.partition: tp.offset for tp in reader.committed(tps, timeout=10)}
-                p_lag = sum(end - max(committed.get(p, -1), 0) for p, end in ends.items())
-            except KafkaException:
-                p_lag = None  # e.g. the group coordinator is still loading
-            if p_lag is not None and p_lag < produced and t_first is None:
-                t_first = now
-                on_first()
-            if p_lag == 0 and probe.group_lag(run.topic("meterstream-sink"), [topics.rated, topics.dead_letters]) == 0:
-                print(file=sys.stderr)
-                return t_first or now, now
-            if now - last_print > 1 and p_lag is not None:
-                last_print = now
-                print(f"\r[e2e] processed {produced - p_lag}/{produced}     ", end="", file=sys.stderr, flush=True)
-            time.sleep(0.2)
+        with progress("[e2e] events processed", produced) as advance:
+            while time.monotonic() < deadline:
+                pipeline.check_alive()
+                now = time.monotonic()
+                try:
+                    committed = {tp.partition: tp.offset for tp in reader.committed(tps, timeout=10)}
+                    p_lag = sum(end - max(committed.get(p, -1), 0) for p, end in ends.items())
+                except KafkaException:
+                    p_lag = None  # e.g. the group coordinator is still loading
+                if p_lag is not None and p_lag < produced and t_first is None:
+                    t_first = now
+                    on_first()
+                sink_topics = [topics.rated, topics.dead_letters]
+                if p_lag == 0 and probe.group_lag(run.topic("meterstream-sink"), sink_topics) == 0:
+                    if not bar:
+                        print(file=sys.stderr)
+                    return t_first or now, now
+                if now - last_print > 1 and p_lag is not None:
+                    last_print = now
+                    if bar:
+                        advance(produced - p_lag, produced)
+                    else:
+                        line = f"\r[e2e] processed {produced - p_lag}/{produced}     "
+                        print(line, end="", file=sys.stderr, flush=True)
+                time.sleep(0.2)
         raise TimeoutError("the pipeline did not drain in time")
     finally:
         reader.close()

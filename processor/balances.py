@@ -488,12 +488,14 @@ class Balances:
         clock) and evaluate the customers whose wallets changed (a top-up, a new wallet), for the partitions of
         this worker, as a batch of its own (`checkpoint.InFlight`) whose outputs (rated records, debits,
         notifications, commands) are produced and whose state commits with the partition's current offset;
-        None when there is nothing to do."""
+        None when there is nothing to do. A release by the clock is decided first, in a batch without outputs
+        that the tick adds to the checkpoint and commits itself (`_decide_releases`), then performed."""
         self._refresh()
         if not processor.stores:  # no partition assigned yet: keep the changes for later
             return None
         now_ms = int(time.time() * 1000)
         expired = self._held_too_long(processor, now_ms)
+        decided = self._releases_decided(processor)
         mine: list[tuple[tuple[str, str], int]] = []
         if self.dirty:
             changed, self.dirty = self.dirty, set()
@@ -502,13 +504,16 @@ class Balances:
                 self.partitions = len(processor.consumer.list_topics(topic, timeout=10).topics[topic].partitions)
             mine = [(c, partition_of(*c, self.partitions)) for c in sorted(changed)]
             mine = [(c, p) for c, p in mine if p in processor.stores and self._watched(*c)[0]]
-        if not mine and not expired:
+        if not mine and not expired and not decided:
             return None
         processor.checkpoint.commit_delivered(keep=0)  # a tick's buffer chains on a committed state only
+        if expired:  # phase one, committed before any output depends on it
+            self._decide_releases(processor, expired)
+            decided = self._releases_decided(processor)
         batch = InFlight(time.perf_counter(), 0)
         outputs: list[Output] = []
         scratch: dict[int, BatchState] = {}  # partitions never processed: no position to commit a state with
-        for p, skeys in expired.items():
+        for p, skeys in decided.items():  # phase two: every decision here is committed (commit_delivered above)
             state = self._tick_state(processor, batch, scratch, p)
             outputs += self._release(processor, batch, state, p, skeys, now_ms)
         for (tenant, customer), p in mine:
@@ -546,6 +551,32 @@ class Balances:
         return found
 
     @staticmethod
+    def _releases_decided(processor: Any) -> dict[int, list[str]]:
+        """partition -> its sessions whose release by the clock is decided (`sessions.decide_release`)."""
+        found = {}
+        for p, store in processor.stores.items():
+            latest = processor.latest.get(p)
+            if keys := sessions.decided(latest if latest is not None else store):
+                found[p] = keys
+        return found
+
+    def _decide_releases(self, processor: Any, expired: dict[int, list[str]]) -> None:
+        """Phase one of the release by the clock: record in each session's state that it is to be released, and
+        under which identity (`sessions.decide_release`), as a batch of its own with no output, committed now.
+        The wall clock is read only here: once this is committed, whatever releases the session (the next phase,
+        repeated after a crash, or a record of the session read first) names its row alike."""
+        batch = InFlight(time.perf_counter(), 0)
+        scratch: dict[int, BatchState] = {}
+        for p, skeys in expired.items():
+            state = self._tick_state(processor, batch, scratch, p)
+            for skey in skeys:
+                self.first_held.pop(skey, None)
+                for key, value in sessions.decide_release(state, skey, batch.last[p]):
+                    state[key] = value
+        processor.checkpoint.add(batch)
+        processor.checkpoint.commit_delivered(keep=0)
+
+    @staticmethod
     def _caught_up(processor: Any, p: int, nxt: int) -> bool:
         """Whether partition p's committed position reached its high watermark as last fetched: a partition with
         records still to read (a backlog after a stop) may hold the missing record, so its sessions wait."""
@@ -560,12 +591,11 @@ class Balances:
         offset = batch.last[p]
         rows = []
         for skey in skeys:
-            self.first_held.pop(skey, None)
             try:
                 result = sessions.release_timed_out(self.catalog, state, skey, p, offset, now_ms)
             except RatingError as exc:  # reported, and out of the index: a later record of the session decides
                 box = state.get(sessions.OUTBOX_KEY)
-                _, tenant, customer = box[0]["held"][skey]
+                _, tenant, customer = box[0]["held"][skey][:3]
                 log.error("session %r of %s/%s not released by the clock: %s: %s", skey, tenant, customer, exc.field,
                           exc.reason)  # fmt: skip
                 note = {"topic": "notifications", "kind": sessions.RELEASE_FAILED, "tenant": tenant,

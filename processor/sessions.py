@@ -23,12 +23,16 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
   more after the oldest held one releases them all with it. A session whose records stop behind a gap is
   released by the clock instead: every partition keeps the sessions it holds in one state entry,
   `h|sessions` (`OUTBOX_KEY`: session key -> [held since, tenant, customer]), and the processor's tick
-  (processor/balances.py `Balances.tick`) releases those held `HOLD_TIMEOUT_MS` or more by the wall clock
-  (`release_timed_out`) in a batch of its own that commits the session, the running totals, the index and
-  the balance debit together, so a crash before that commit releases them again, identically, and never
-  twice. The rated record of such a release carries the id and offset of the newest held record (which
-  had none), so a repeat after a crash has the same identity (ClickHouse collapses it). A final record
-  with `total_usage` needs no release: its total covers the missing slices;
+  (processor/balances.py `Balances.tick`) releases those held `HOLD_TIMEOUT_MS` or more by the wall clock in
+  two phases. First it decides (`decide_release`): the session's state records the release and its identity
+  (`DECIDED`: the newest held record's event id and offset, which had no rated record) and the index entry is
+  marked, committed with no output. Then (`release_timed_out`) it releases in a batch of its own that commits
+  the session, the running totals, the index and the balance debit together. A crash before that commit leaves
+  the decision committed: the next tick releases again, identically, or a record of the session read first
+  releases under the decided identity (`rate_session_event`: a record at or before the newest held one after
+  the decided release, which covers it; a later one with it, in one row). Either way every row carrying the
+  released slices has that one identity (ClickHouse keeps the later one). A final record with `total_usage`
+  needs no release: its total covers the missing slices;
 - every hold and every release is reported: the same entry keeps the messages this partition's records
   caused (`out`: a `session.held` notification per held record, a `session.released` one per release with
   the sequences, the missing numbers and why, and the one `disconnect` provisioning command of a session
@@ -86,6 +90,9 @@ HOLD_TIMEOUT_MS = 10 * 60_000  # held records are released when a record of the 
 OUTBOX_KEY = "h|sessions"
 OUTBOX_MAX = 1_000
 HELD, RELEASED, RELEASE_FAILED = "session.held", "session.released", "session.release_failed"
+# in an open session's stored state: the identity of the release by the clock decided for it (`decide_release`)
+DECIDED = "release"
+BY_CLOCK = f"held {HOLD_TIMEOUT_MS // 60_000} minutes or more, no further record: the missing ones are taken as empty"
 DISCONNECT = "disconnect"
 MAX_COST = "session_max_cost"
 _ADD = EXACT.add
@@ -124,7 +131,10 @@ def rate_session_event(
     """Rate a session record against its session's state; reads `state` only (the caller writes).
 
     `received_ms` is the message's Kafka timestamp (None: it has none), which a replay sees again: records
-    held for `HOLD_TIMEOUT_MS` or more by the time another record of the session arrives are released.
+    held for `HOLD_TIMEOUT_MS` or more by the time another record of the session arrives are released. A
+    session whose release by the clock is decided (`decide_release`) is released first, by any record of it,
+    under the decided identity: a record at or before its newest held one is then covered (or a repeat), a
+    later one is released with the held ones, in the same row.
 
     Raises `RatingError` (field named as the event names it) for a record that cannot be rated: no plan,
     a meter that is not a telecom meter of the plan, no rate, a sequence after the final record, a start
@@ -161,11 +171,18 @@ def rate_session_event(
         final=s.final,
     )
     first = 0 if before is None and s.sequence == 0 else 1
+    decided = _decided_release(current, before)
     try:
-        after, rated = rate_session_record(plan.telecom, before, record, bundle_used=used, first_sequence=first)
         since = held_since if held_since is not None and before is not None and before.held else received_ms
+        if decided is not None and before is not None and s.sequence <= before.held[-1].sequence:
+            # the release decided by the clock first, as the tick does it; the record is then covered or a repeat
+            after, rated = release_held(plan.telecom, before, bundle_used=used)
+            after = rate_session_record(plan.telecom, after, record, bundle_used=used, first_sequence=first)[0]
+        else:
+            after, rated = rate_session_record(plan.telecom, before, record, bundle_used=used, first_sequence=first)
         if rated.outcome == "held" and (  # the arriving record was held: it and the others go out together
-            any(h.final for h in after.held)
+            decided is not None
+            or any(h.final for h in after.held)
             or (received_ms is not None and since is not None and received_ms - since >= HOLD_TIMEOUT_MS)
         ):
             after, rated = release_held(plan.telecom, after, bundle_used=used)
@@ -180,6 +197,13 @@ def rate_session_event(
     held = (origin.id, offset, origin.subject, origin.source) if rated.outcome == "held" else _held_event(current)
     writes: list[tuple[str, Any]] = []
     at = _iso_ms(received_ms) if received_ms is not None else format_time(event.time)
+    why = None
+    if decided is not None:  # the decided release's identity: the row a tick may have produced before a crash
+        origin = origin._replace(id=decided[0], subject=decided[2], source=decided[3])
+        if before is not None and rated.sequences == tuple(h.sequence for h in before.held):
+            why = BY_CLOCK  # released as decided, nothing added: the tick's row and notification, time included
+            origin = origin._replace(dimensions=before.held[-1].dimensions)
+            at = _iso_ms(since + HOLD_TIMEOUT_MS) if since is not None else at
     if rated.outcome in ("late", "held"):
         writes.append((skey, [_open(after, since, held), offset]))
         if rated.outcome == "held":
@@ -197,13 +221,13 @@ def rate_session_event(
         )
     writes.append((skey, [_closing(after) if after.final and not after.held else _open(after, since, held), offset]))
     record = _record(state, origin, plan, period, rated, (bkey, used), writes, partition, offset)
-    _report(state, writes, origin, before, after, rated, since, offset, at, plan)
+    _report(state, writes, origin, before, after, rated, since, offset, at, plan, why)
     return SessionResult(rated.outcome, record, writes, "")
 
 
 class Origin(NamedTuple):
-    """Where a rated session row comes from: the record that rated it (or, released by the clock, the newest
-    held record), and the session's meter, start and dimensions."""
+    """Where a rated session row comes from: the record that rated it (or, for a release by the clock, decided
+    or done, the newest held record), and the session's meter, start and dimensions."""
 
     tenant: str
     customer: str
@@ -218,6 +242,15 @@ class Origin(NamedTuple):
 
 def _iso_ms(ms: int) -> str:
     return format_time(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def _decided_release(current: Any, before: SessionState | None) -> tuple[str, int, str, str] | None:
+    """The identity (event id, offset, subject, source) of the release by the clock decided for a stored open
+    session (`decide_release`), or None: none decided, or nothing held any more."""
+    if current is None or before is None or not before.held:
+        return None
+    found = current[0].get(DECIDED)
+    return tuple(found) if found else None  # type: ignore[return-value]
 
 
 def _held_event(current: Any) -> tuple[str, int, str, str] | None:
@@ -404,11 +437,39 @@ def timed_out(state: Mapping[str, Any], now_ms: int, first_seen: dict[str, int])
     if current is None or not current[0]["held"]:
         return []
     due = []
-    for skey, (since, *_) in current[0]["held"].items():
+    for skey, (since, *rest) in current[0]["held"].items():
+        if rest[2:]:  # its release is decided already (`decide_release`)
+            continue
         start = since if since is not None else first_seen.setdefault(skey, now_ms)
         if now_ms - start >= HOLD_TIMEOUT_MS:
             due.append(skey)
     return sorted(due)
+
+
+def decided(state: Mapping[str, Any]) -> list[str]:
+    """The session keys of this partition's state whose release by the clock is decided (`decide_release`)."""
+    current = state.get(OUTBOX_KEY)
+    if current is None:
+        return []
+    return sorted(skey for skey, entry in current[0]["held"].items() if entry[3:])
+
+
+def decide_release(state: Mapping[str, Any], skey: str, offset: int) -> list[tuple[str, Any]]:
+    """Phase one of a release by the clock: the writes (tagged `offset`) that record, in the session's stored
+    state (`DECIDED`) and in the partition's held index, that session `skey` is to be released and under which
+    identity: the newest held record's event id and offset. No output depends on the decision before the caller
+    has committed them; from then on every path that releases the session (`release_timed_out`, or a record of
+    the session, `rate_session_event`) names the row alike, so a crash in between never leaves two rows.
+    A session no longer held just leaves the index."""
+    box = state.get(OUTBOX_KEY)
+    current = state.get(skey)
+    doc = current[0] if current is not None else None
+    if doc is None or "closed" in doc or not doc.get("held"):
+        return [(OUTBOX_KEY, [drop_held(box[0], skey), offset])]
+    newest = doc["held"][-1]
+    identity = _held_event(current) or (f"{doc['session_id']}#{newest['sequence']}", current[1], "", "")
+    held = {**box[0]["held"], skey: [*box[0]["held"][skey][:3], True]}
+    return [(skey, [{**doc, DECIDED: list(identity)}, offset]), (OUTBOX_KEY, [{**box[0], "held": held}, offset])]
 
 
 def release_timed_out(
@@ -416,13 +477,13 @@ def release_timed_out(
 ) -> SessionResult:
     """Release the held records of session `skey` (listed in the partition's `OUTBOX_KEY` entry) as if the
     missing ones carried no usage: the rated row, dated like the session's others, is named after the newest
-    held record (event id and source offset), and the writes are tagged `offset` (the partition's committed
-    position: the caller commits them as a batch of its own). Reads `state` only. A session no longer held
-    just leaves the index. Raises `RatingError` as `rate_session_event` does (the plan is gone, the total
-    would overflow): the caller reports it and drops the session from the index (a later record of the
-    session still releases it)."""
+    held record (event id and source offset) as decided (`decide_release`), and the writes are tagged `offset`
+    (the partition's committed position: the caller commits them as a batch of its own). Reads `state` only. A
+    session no longer held just leaves the index. Raises `RatingError` as `rate_session_event` does (the plan is
+    gone, the total would overflow): the caller reports it and drops the session from the index (a later record
+    of the session still releases it, under the decided identity)."""
     box = state.get(OUTBOX_KEY)
-    since, tenant, customer = box[0]["held"][skey]
+    since, tenant, customer = box[0]["held"][skey][:3]
     current = state.get(skey)
     doc = current[0] if current is not None else None
     if doc is None or "closed" in doc or not doc.get("held"):
@@ -445,7 +506,8 @@ def release_timed_out(
     except SessionError as exc:
         raise RatingError(_FIELDS.get(exc.field, exc.field), exc.reason) from None
     newest = before.held[-1]
-    held = _held_event(current) or (f"{before.session_id}#{newest.sequence}", current[1], "", "")
+    held = (_decided_release(current, before) or _held_event(current)
+            or (f"{before.session_id}#{newest.sequence}", current[1], "", ""))  # fmt: skip
     origin = Origin(tenant, customer, held[0], held[2], held[3], before.meter, before.start, newest.dimensions,
                     before.session_id)  # fmt: skip
     at = _iso_ms((since if since is not None else now_ms - HOLD_TIMEOUT_MS) + HOLD_TIMEOUT_MS)
@@ -453,9 +515,8 @@ def release_timed_out(
                 before.session_id, tenant, customer, since, ", ".join(map(str, rated.missing)) or "none")  # fmt: skip
     writes: list[tuple[str, Any]] = [(skey, [_closing(after) if after.final else _open(after, None), offset])]
     record = _record(state, origin, plan, period, rated, (bkey, used), writes, partition, offset, held[1])
-    why = f"held {HOLD_TIMEOUT_MS // 60_000} minutes or more, no further record: the missing ones are taken as empty"
-    _report(state, writes, origin, before, after, rated, since, offset, at, plan, why)
-    return SessionResult("released", record, writes, why)
+    _report(state, writes, origin, before, after, rated, since, offset, at, plan, BY_CLOCK)
+    return SessionResult("released", record, writes, BY_CLOCK)
 
 
 def drop_held(box: dict[str, Any], skey: str) -> dict[str, Any]:

@@ -36,11 +36,19 @@ SKEY = session_key("telco", "line-1", "c-81")
 
 
 class Checkpoint:
+    """processor/checkpoint.py's Checkpointer as the tick uses it: a batch the tick adds itself (the decision of a
+    release, no outputs) commits at the next `commit_delivered`; the batch the tick returns is the runner's."""
+
     def __init__(self) -> None:
         self.produced: list[tuple[str, bytes | None, bytes, int]] = []
+        self.in_flight: list = []
+
+    def add(self, batch) -> None:
+        self.in_flight.append(batch)
 
     def commit_delivered(self, keep: int = 0) -> None:
-        pass
+        while self.in_flight:
+            commit(self.in_flight.pop(0))
 
     def produce(self, topic, key, value, partition, batch) -> None:
         self.produced.append((topic, key, value, partition))
@@ -74,6 +82,11 @@ def balances() -> Balances:
     b._refresh()
     b.dirty.clear()  # the wallet is known; no top-up to evaluate
     return b
+
+
+def commit(batch) -> None:
+    for p, state in batch.states.items():
+        state.commit(batch.last[p] + 1, batch.outcomes[p])
 
 
 def tick(b: Balances, proc: SimpleNamespace, now_ms: int, monkeypatch: pytest.MonkeyPatch):

@@ -52,7 +52,9 @@ the partition stores, per id), produce rate, how the events fall on the input pa
 `meterstream_processor_events_in_total`; `busiest_instance_share`: with n instances the busiest one bounds the
 speed-up), ... A short markdown table is printed. `--customers uniform` makes every customer as likely (the
 default, pareto, is the demo's: each tenant's first customer sends ~56% of its events, so two partitions carry
-most of the backlog and which instance gets them decides how much a second instance helps). `--profile DIR`
+most of the backlog and which instance gets them decides how much a second instance helps).
+`--timeline` records, every 0.5 s of phase 3, the committed events, each instance's events read and every
+process's CPU seconds (`timeline` in the JSON: where the drain's wall time goes). `--profile DIR`
 records py-spy raw stacks of the processor(s) and the sink during phase 3, idle frames included so that
 waits show (`python bench/e2e.py
 --profile prof/` then aggregate the `.raw` files). After the run, the state changelog: `changelog_bytes_per_id`
@@ -236,11 +238,17 @@ def raw_baseline(run: Settings, topic: str, expected: int) -> tuple[float, float
 
 
 def drain(
-    run: Settings, pipeline: Pipeline, produced: int, timeout: float, on_first: Callable[[], None] = lambda: None
+    run: Settings,
+    pipeline: Pipeline,
+    produced: int,
+    timeout: float,
+    on_first: Callable[[], None] = lambda: None,
+    timeline: Callable[[float, int | None], None] | None = None,
 ) -> tuple[float, float]:
     """Poll both groups' committed offsets; returns (t_first_commit, t_drained) on the monotonic clock.
-    `on_first` runs at the first commit seen (to sample CPU counters once start-up is over). On a terminal
-    the events processed show as a progress bar (`deploy/cli_common.progress`), else as a line redrawn.
+    `on_first` runs at the first commit seen (to sample CPU counters once start-up is over); `timeline(now,
+    committed)`, when given, at every poll (`--timeline`). On a terminal the events processed show as a progress
+    bar (`deploy/cli_common.progress`), else as a line redrawn.
 
     The probe costs the broker CPU too (each request ~0.3-0.7 ms of broker CPU here, measured), so it asks
     little while the processor works: the input's end offsets once (nothing else writes to it now), then
@@ -268,6 +276,8 @@ def drain(
                 if p_lag is not None and p_lag < produced and t_first is None:
                     t_first = now
                     on_first()
+                if timeline is not None:
+                    timeline(now, None if p_lag is None else produced - p_lag)
                 sink_topics = [topics.rated, topics.dead_letters]
                 if p_lag == 0 and probe.group_lag(run.topic("meterstream-sink"), sink_topics) == 0:
                     if not bar:
@@ -430,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-seconds", type=float, default=30.0)
     ap.add_argument("--latency-fraction", type=float, default=0.5)
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument(
+        "--timeline",
+        action="store_true",
+        help="record every 0.5 s of the drain: committed events, each instance's events and CPU (JSON)",
+    )
     ap.add_argument("--keep-broker", action="store_true", help="leave the local broker running")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of the processes (phase 3)")
     ap.add_argument("--period", default=None, help="YYYY-MM the events are dated in (default: last month, UTC)")
@@ -542,7 +557,30 @@ def main(argv: list[str] | None = None) -> int:
                 at_first["broker"] = cpu_seconds(broker_pid)
                 broker_threads_first.update(thread_cpu(broker_pid))
 
-        t_first, t_drained = drain(run, pipeline, truth.produced, timeout=3600, on_first=sample_first)
+        samples: list[dict] = []
+        last_sample = [0.0]
+
+        def sample_timeline(now: float, committed: int | None) -> None:
+            """Every 0.5 s: the processor group's committed events, each instance's events read and CPU seconds
+            so far (where the wall time of the drain goes: a rebalance, an idle instance, the sink's tail)."""
+            if now - last_sample[0] < 0.5:
+                return
+            last_sample[0] = now
+            ports = {name: int(env["METERSTREAM_PROCESSOR_METRICS_PORT"]) + i
+                     for i, name in enumerate(pipeline.processors())}  # fmt: skip
+            samples.append({
+                "t": round(now - t_launch, 2),
+                "committed": committed,
+                "read": {name: events_read(port) for name, port in ports.items()},
+                "cpu_s": {name: round(cpu_seconds(p.pid), 2) for name, p in pipeline.procs.items()}
+                | ({"broker": round(cpu_seconds(broker_pid), 2)} if broker_pid else {}),
+            })  # fmt: skip
+
+        t_first, t_drained = drain(run, pipeline, truth.produced, timeout=3600, on_first=sample_first,
+                                   timeline=sample_timeline if args.timeline else None)  # fmt: skip
+        if args.timeline:
+            result["timeline"] = {"t_first_commit": round(t_first - t_launch, 2),
+                                  "t_drained": round(t_drained - t_launch, 2), "samples": samples}  # fmt: skip
         # which instance processed how much: with n instances the busiest one's share bounds the speed-up
         per_instance = {name: events_read(int(env["METERSTREAM_PROCESSOR_METRICS_PORT"]) + i)
                         for i, name in enumerate(pipeline.processors())}  # fmt: skip

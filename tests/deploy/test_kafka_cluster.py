@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -102,13 +103,26 @@ def _topic_min_isr(admin: AdminClient, names: list[str], timeout: float = 30.0) 
             time.sleep(0.2)
 
 
+def _metadata_with(admin: AdminClient, names: list[str], wait_s: float = 30.0) -> Any:
+    """The cluster's metadata once it lists every topic of `names` with a leader for each partition. The answering
+    broker may be another than the one that created them, and KRaft metadata reaches each broker on its own
+    schedule (a fresh-clone CI run saw a topic missing from a list taken right after `ensure_topics`)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        md = admin.list_topics(timeout=10)
+        led = {n for n, t in md.topics.items() if t.partitions and all(p.leader >= 0 for p in t.partitions.values())}
+        if led.issuperset(names) or time.monotonic() > deadline:
+            return md
+        time.sleep(0.2)
+
+
 def test_rf3_min_isr2_and_one_node_killed_and_restarted(cluster: Settings) -> None:
     settings = cluster
     assert ensure_topics(settings)  # created now, from the metadata's 3 brokers
     topics = Topics.from_settings(settings)
     ours = [*topics.all(), entities_topic(settings)]
     admin = AdminClient({"bootstrap.servers": settings.bootstrap})
-    md = admin.list_topics(timeout=10)
+    md = _metadata_with(admin, ours)
     assert sorted(md.brokers) == [1, 2, 3]
     for name in ours:
         for p in md.topics[name].partitions.values():

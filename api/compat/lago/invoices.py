@@ -37,7 +37,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -48,6 +48,7 @@ from meterstream.api.compat.lago.customers import customer_object
 from meterstream.api.compat.lago.plans import lago_uuid
 from meterstream.api.compat.lago.responses import error_body, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat
+from meterstream.api.routes.invoices import reactivate_after
 from meterstream.documents.stored import StoredDocumentError, document_of
 from meterstream.entities import credit_notes, invoice_lists, invoices
 from meterstream.entities.common import Conflict, Invalid, NotFound
@@ -472,26 +473,32 @@ async def get_invoice_route(request: Request, principal: Read, lago_id: str) -> 
 
 @router.post("/invoices/{lago_id}/void", summary="Void a finalized invoice nothing was paid or credited on",
              responses=m.answers(InvoiceOut, *READ, 405))  # fmt: skip
-async def void_invoice_route(request: Request, principal: Admin, lago_id: str) -> Response:
+async def void_invoice_route(request: Request, background: BackgroundTasks, principal: Admin, lago_id: str
+                             ) -> Response:  # fmt: skip
+    """A void that settles what the customer was suspended for (an overdue invoice) reactivates it at once
+    (api/routes/invoices.reactivate_after, as /v1 does)."""
     compat = _compat(request)
 
-    def run() -> dict[str, Any]:
+    def run() -> tuple[invoices.Invoice, dict[str, Any]]:
         voided = invoices.void(compat.state.sessions, principal.tenant, lago_id, "voided through the Lago API")
-        return _object(compat, voided, {})
+        return voided, _object(compat, voided, {})
 
     try:
-        return _json({"invoice": await _call(run)})
+        voided, body = await _call(run)
     except NotFound:
         return _json(error_body(404, "invoice_not_found"), 404)
     except Conflict as exc:
         return _json(error_body(405, "not_voidable", {"invoice": [str(exc)]}), 405)
+    reactivate_after(request, background, principal.tenant, voided.customer)
+    return _json({"invoice": body})
 
 
 @router.post("/credit_notes", summary="Create a credit note (Lago: createCreditNote)",
              responses=m.answers(CreditNoteOut, *WRITE, 404), openapi_extra=m.body_schema(CreditNoteInput))  # fmt: skip
-async def create_credit_note_route(request: Request, principal: Admin) -> Response:
+async def create_credit_note_route(request: Request, background: BackgroundTasks, principal: Admin) -> Response:
     """Items name the invoice's fees (`fee_id`) with `amount_cents`; the note cancels what is due first and
-    the rest is owed back (module docstring). 422 `validation_errors` naming the field."""
+    the rest is owed back (module docstring). 422 `validation_errors` naming the field. A note that settles what
+    the customer was suspended for reactivates it at once (api/routes/invoices.reactivate_after)."""
     raw = await _body(request, "credit_note")
     sessions = _compat(request).state.sessions
     try:
@@ -500,6 +507,7 @@ async def create_credit_note_route(request: Request, principal: Admin) -> Respon
         return _json(error_body(404, "invoice_not_found"), 404)
     except (Invalid, Conflict) as exc:
         return _invalid(exc.field or "base", getattr(exc, "reason", None) or str(exc))
+    reactivate_after(request, background, principal.tenant, note.customer)
     return _json({"credit_note": credit_note_object(note)})
 
 

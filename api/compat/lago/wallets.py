@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -39,7 +39,7 @@ from meterstream.api.compat.lago.plans import lago_uuid
 from meterstream.api.compat.lago.responses import error_body, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _json
 from meterstream.api.queries import ClickHouseUnavailable
-from meterstream.api.wallet_usage import usage_reader
+from meterstream.api.wallet_usage import balances_now
 from meterstream.billing.allocation import from_units
 from meterstream.entities import wallets as store
 from meterstream.entities.common import Conflict, Invalid, NotFound
@@ -191,13 +191,8 @@ def transaction_object(t: store.StoredTransaction, w: store.StoredWallet) -> dic
 def _states(request: Request, tenant: str, customer: str, *, strict: bool) -> tuple[dict[str, store.WalletState],
                                                                                     datetime | None]:  # fmt: skip
     """wallet id -> its state now, and the time; ClickHouse unreachable: raised when `strict`, else ({}, None)."""
-    now = datetime.now(UTC)
     try:
-        feed = getattr(request.app.state, "balance_feed", None)  # the processor's snapshots (api/balance_feed.py)
-        snapshot = feed.get(tenant, customer) if feed is not None else None
-        found = store.customer_balances(request.app.state.sessions, tenant, customer,
-                                        usage_reader(request.app.state.queries, tenant, customer, snapshot),
-                                        now=now)  # fmt: skip
+        now, found = balances_now(request.app.state, tenant, customer)  # the read /v1 makes (api/wallet_usage.py)
     except ClickHouseUnavailable:
         if strict:
             raise

@@ -42,6 +42,25 @@ def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
     return session_factory(engine)
 
 
+def _reactivate(settings: Settings, sf, command: str, tenant: str, customer: str,  # type: ignore[no-untyped-def]
+                as_json: bool) -> None:  # fmt: skip
+    """After a payment, a void or a credit note: the customer's reactivation at once if this settled what dunning
+    suspended it for (deploy/dunning_run.OnSettled, as the API's twins do). Never fails the command (the money is
+    recorded): Kafka or the store failing is a warning on stderr and the next collections run reactivates.
+    The reactivation is said on stdout, or on stderr with `--json` (stdout keeps the one JSON object)."""
+    from meterstream.deploy.dunning_run import OnSettled
+
+    result = OnSettled(settings, sf)(tenant, customer)
+    if result is None:
+        print(f"meterstream {command}: warning: {tenant}/{customer} not reactivated now (Kafka or the store "
+              "failed, logged above); the next collections run (`meterstream billing dunning`) does it",
+              file=sys.stderr)  # fmt: skip
+        return
+    for step in result.steps:
+        print(f"reactivated {step['tenant']}/{step['customer']} (suspended for {step['invoice']}, now settled)",
+              file=sys.stderr if as_json else sys.stdout)  # fmt: skip
+
+
 def _day(field: str, text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -118,6 +137,7 @@ def _invoices(args: Any, settings: Settings) -> int:
     if args.invoices_action == "void":
         inv = invoices.void(sf, args.tenant, args.invoice_id, args.reason)
         print(f"voided {inv.number} ({inv.invoice_id}): {inv.void_reason}")
+        _reactivate(settings, sf, args.command, args.tenant, inv.customer, False)
         return 0
     if args.invoice_id is None:
         raise UserError("invoice_id: name the invoice, or render a JSON file with --file")
@@ -159,9 +179,10 @@ def _payments(args: Any, settings: Settings) -> int:
                                        invoice_id=args.invoice, customer=args.customer)  # fmt: skip
         if args.json:
             _json_out(payment_body(paid))
-            return 0
-        parts = ", ".join(f"{a['number']} {a['amount']}" for a in payment_body(paid)["allocations"])
-        print(f"payment {paid.reference}: {paid.amount} {paid.currency} on {paid.paid_on} -> {parts}")
+        else:
+            parts = ", ".join(f"{a['number']} {a['amount']}" for a in payment_body(paid)["allocations"])
+            print(f"payment {paid.reference}: {paid.amount} {paid.currency} on {paid.paid_on} -> {parts}")
+        _reactivate(settings, sf, args.command, args.tenant, paid.customer, args.json)
         return 0
     found = payments.list_payments(sf, args.tenant, args.customer)
     if args.json:
@@ -191,9 +212,10 @@ def _credit_notes(args: Any, settings: Settings) -> int:
         )  # fmt: skip
         if args.json:
             _json_out(credit_note_body(note))
-            return 0
-        print(f"credit note {note.number} on {note.invoice_number}: {note.total} {note.currency} "
-              f"(credit {note.credit}, refund {note.refund}, {note.status})")  # fmt: skip
+        else:
+            print(f"credit note {note.number} on {note.invoice_number}: {note.total} {note.currency} "
+                  f"(credit {note.credit}, refund {note.refund}, {note.status})")  # fmt: skip
+        _reactivate(settings, sf, args.command, args.tenant, note.customer, args.json)
         return 0
     found = credit_notes.list_credit_notes(sf, args.tenant, args.invoice, args.customer)
     if args.json:
@@ -270,6 +292,7 @@ def _lines(extra: list[str]) -> list[tuple[str, str]] | None:
 
 def register(app: typer.Typer) -> None:
     """Add `invoices`, `payments`, `credit-notes` and `export`."""
+
     def run(command: str, fn: Any, params: dict[str, Any], **extra: Any) -> int:
         return call(_guarded(fn), params, command=command, **extra)
 
@@ -362,7 +385,8 @@ def register(app: typer.Typer) -> None:
 
     @credit_notes.command("list", help="list credit notes (in the order issued)")
     def credit_notes_list(tenant: Tenant, invoice: Annotated[str | None, typer.Option()] = None,
-                          customer: Annotated[str | None, typer.Option()] = None, json: Json = False) -> int:
+                          customer: Annotated[str | None, typer.Option()] = None,
+                          json: Json = False) -> int:  # fmt: skip
         return run("credit-notes", _credit_notes, locals(), credit_notes_action="list")
 
     @app.command("export", help="a month's finalized invoices, credit notes and payments for an ERP")

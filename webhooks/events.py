@@ -8,8 +8,10 @@ Event types (docs/webhooks.md):
 - `payment.recorded` — data: the payment and its allocations (`payment_data`);
 - `dunning.reminder`, `dunning.late_fee`, `dunning.suspended`, `dunning.reactivated` — data: the dunning step
   (docs/dunning.md), the same as on the notifications topic.
-- `balance.threshold_crossed`, `balance.exhausted`, `credit_limit.exceeded` — data: the processor's notification
-  (processor/balances.py), written once by webhooks/notifications_relay.py, keyed `tenant/customer`.
+- `balance.threshold_crossed`, `balance.exhausted`, `credit_limit.exceeded`, `credit_limit.threshold_crossed`,
+  `credit_limit.soft_reached`, `commitment.threshold_crossed` (processor/balances.py) and `session.held`,
+  `session.released`, `session.release_failed` (processor/sessions.py) — data: the processor's notification,
+  written once by webhooks/notifications_relay.py, keyed `tenant/customer`.
 Replacing a draft as usage arrives is not an event (it happens on every close run and would flood receivers).
 
 Each event is stored as the exact body every receiver gets (Standard Webhooks' recommended envelope plus the id):
@@ -53,10 +55,23 @@ DUNNING_REACTIVATED = "dunning.reactivated"
 BALANCE_THRESHOLD_CROSSED = "balance.threshold_crossed"
 BALANCE_EXHAUSTED = "balance.exhausted"
 CREDIT_LIMIT_EXCEEDED = "credit_limit.exceeded"
+# postpaid levels (docs/provisioning.md). The processor's own names are processor/balances.py LIMIT_LEVEL,
+# SOFT_NOTE, COMMITMENT_LEVEL and processor/sessions.py HELD, RELEASED, RELEASE_FAILED; spelled here because
+# importing the stream processor would load it (and Kafka, telecom rating) into every entity-store user
+# (+0.24 s per CLI start); tests/webhooks/test_notifications_relay.py checks both spellings are the same.
+CREDIT_LIMIT_THRESHOLD_CROSSED = "credit_limit.threshold_crossed"
+CREDIT_LIMIT_SOFT_REACHED = "credit_limit.soft_reached"
+COMMITMENT_THRESHOLD_CROSSED = "commitment.threshold_crossed"
+# telecom sessions (docs/telecom.md): a record held behind a sequence gap, held records rated, a release that failed
+SESSION_HELD = "session.held"
+SESSION_RELEASED = "session.released"
+SESSION_RELEASE_FAILED = "session.release_failed"
+PROCESSOR_NOTIFICATIONS = (BALANCE_THRESHOLD_CROSSED, BALANCE_EXHAUSTED, CREDIT_LIMIT_EXCEEDED,
+                           CREDIT_LIMIT_THRESHOLD_CROSSED, CREDIT_LIMIT_SOFT_REACHED, COMMITMENT_THRESHOLD_CROSSED,
+                           SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED)  # fmt: skip
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
                INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED, DUNNING_REMINDER, DUNNING_LATE_FEE,
-               DUNNING_SUSPENDED, DUNNING_REACTIVATED, BALANCE_THRESHOLD_CROSSED, BALANCE_EXHAUSTED,
-               CREDIT_LIMIT_EXCEEDED)  # fmt: skip
+               DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS)  # fmt: skip
 # the event an invoice's new status announces (a status without an entry announces nothing)
 STATUS_EVENTS = {"finalized": INVOICE_FINALIZED, "paid": INVOICE_PAID, "partially_paid": INVOICE_PARTIALLY_PAID,
                  "overdue": INVOICE_OVERDUE, "voided": INVOICE_VOIDED}  # fmt: skip
@@ -107,7 +122,7 @@ def _money(data: dict[str, Any], currency: str, **minor: int) -> None:
 
 
 def append(s: Session, tenant: str, type: str, subject: str, key: str, data: dict[str, Any],
-           event_id: str | None = None) -> str:
+           event_id: str | None = None) -> str:  # fmt: skip
     """Append one event in the caller's transaction; returns its id. One INSERT executed now (its seq follows the
     statements before it), not an ORM object: a close finalizing thousands of invoices in one session does not
     carry thousands more objects through every flush. `event_id`: a deterministic id (a relayed notification's;

@@ -176,3 +176,43 @@ def test_a_store_failure_keeps_the_batch_and_commits_nothing(sf, monkeypatch: py
     assert relay.run_once() == 2  # the same two, not a new read
     assert relay._consumer.commits == 1
     assert [e.type for e in events(sf, TENANT)] == ["balance.threshold_crossed", "balance.exhausted"]
+
+
+HELD = note("e" * 32, "session.held", customer="c-4", session_id="s-9", meter="voice", waiting_for="3")
+SOFT = note("f" * 32, "credit_limit.soft_reached", customer="c-5", usage="80.00", limit="100.00", currency="EUR")
+NEW_KINDS = ("credit_limit.threshold_crossed", "credit_limit.soft_reached", "commitment.threshold_crossed",
+             "session.held", "session.released", "session.release_failed")  # fmt: skip
+
+
+def test_the_processors_notification_kinds_are_webhook_event_types() -> None:
+    from meterstream.processor import balances, sessions
+    from meterstream.webhooks import events as types
+
+    assert set(NEW_KINDS) <= set(types.EVENT_TYPES)
+    # the processor's spelling of each kind is the webhooks' (webhooks/events.py spells them to stay light)
+    ours = (types.CREDIT_LIMIT_THRESHOLD_CROSSED, types.CREDIT_LIMIT_SOFT_REACHED, types.COMMITMENT_THRESHOLD_CROSSED)
+    assert (balances.LIMIT_LEVEL, balances.SOFT_NOTE, balances.COMMITMENT_LEVEL) == ours
+    assert (sessions.HELD, sessions.RELEASED, sessions.RELEASE_FAILED) == (
+        types.SESSION_HELD, types.SESSION_RELEASED, types.SESSION_RELEASE_FAILED)  # fmt: skip
+
+
+def test_a_session_and_a_credit_limit_notification_reach_an_endpoint(sf, receiver) -> None:
+    from datetime import UTC, datetime
+
+    ep = endpoints.register(sf, TENANT, receiver.url, event_types=["session.held", "credit_limit.soft_reached"])
+    assert write_once(sf, [HELD, SOFT, CROSSED]) == {"written": 3, "repeated": 0, "dunning": 0, "other_kind": 0}
+    assert [(e.type, e.key) for e in events(sf, TENANT)] == [("session.held", "acme-t/c-4"),
+                                                             ("credit_limit.soft_reached", "acme-t/c-5"),
+                                                             ("balance.threshold_crossed", "acme-t/c-1")]  # fmt: skip
+    d = Dispatcher(Settings(), sf, kafka=False, now=lambda: datetime.now(UTC))
+    try:
+        d.run_once()
+    finally:
+        d.stop()
+    bodies = sorted((orjson.loads(b) for _, b in receiver.requests), key=lambda b: b["type"])
+    assert [(b["type"], b["id"]) for b in bodies] == [("credit_limit.soft_reached", "msg_" + "f" * 32),
+                                                      ("session.held", "msg_" + "e" * 32)]  # fmt: skip
+    assert bodies[1]["data"] == {"object": "notification", "id": "e" * 32, "customer": "c-4",
+                                 "at": "2026-12-01T10:00:00Z", "session_id": "s-9", "meter": "voice",
+                                 "waiting_for": "3"}  # fmt: skip
+    assert {verify(ep.secret, *r) for r in receiver.requests} == {"msg_" + "e" * 32, "msg_" + "f" * 32}

@@ -27,7 +27,7 @@ hysteresis is by state, never by time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -103,31 +103,12 @@ def rules_from_metadata(metadata: Mapping[str, str] | None) -> tuple[Rules, list
     metadata = metadata or {}
     errors: list[str] = []
     found: dict[str, object] = {}
-    for field, name in ((BALANCE_BELOW, "balance_below"), (USAGE_PERCENT, "usage_percent")):
+    for field, name, parse in _FIELDS:
         if field in metadata:
             try:
-                found[name] = _levels(field, str(metadata[field]))
+                found[name] = parse(field, str(metadata[field]))
             except ValueError as exc:
                 errors.append(str(exc))
-    if CREDIT_LIMIT in metadata:
-        try:
-            found["credit_limit"] = _number(CREDIT_LIMIT, str(metadata[CREDIT_LIMIT]))
-        except ValueError as exc:
-            errors.append(str(exc))
-    for field, name in ((CREDIT_PERCENT, "credit_percent"), (COMMITMENT_PERCENT, "commitment_percent")):
-        if field in metadata:
-            try:
-                found[name] = _percents(field, str(metadata[field]))
-            except ValueError as exc:
-                errors.append(str(exc))
-    if CREDIT_SOFT_PERCENT in metadata:
-        try:
-            value = _number(CREDIT_SOFT_PERCENT, str(metadata[CREDIT_SOFT_PERCENT]))
-            if not 0 < value <= 100:
-                raise ValueError(f"metadata.{CREDIT_SOFT_PERCENT}: a percentage above 0 and at most 100 (got {value})")
-            found["credit_soft_percent"] = value
-        except ValueError as exc:
-            errors.append(str(exc))
     for field, name in ((CREDIT_PERCENT, "credit_percent"), (CREDIT_SOFT_PERCENT, "credit_soft_percent")):
         if name in found and "credit_limit" not in found:
             errors.append(f"metadata.{field}: needs metadata.{CREDIT_LIMIT} (a percentage of it)")
@@ -140,6 +121,24 @@ def _percents(field: str, text: str) -> tuple[Decimal, ...]:
     if any(p <= 0 for p in levels):
         raise ValueError(f"metadata.{field}: percentages above 0 (got {text.strip()!r})")
     return levels
+
+
+def _percent(field: str, text: str) -> Decimal:
+    value = _number(field, text)
+    if not 0 < value <= 100:
+        raise ValueError(f"metadata.{field}: a percentage above 0 and at most 100 (got {value})")
+    return value
+
+
+# (metadata field, Rules attribute, parser), in the order their errors are reported
+_FIELDS: tuple[tuple[str, str, Callable[[str, str], object]], ...] = (
+    (BALANCE_BELOW, "balance_below", _levels),
+    (USAGE_PERCENT, "usage_percent", _levels),
+    (CREDIT_LIMIT, "credit_limit", _number),
+    (CREDIT_PERCENT, "credit_percent", _percents),
+    (COMMITMENT_PERCENT, "commitment_percent", _percents),
+    (CREDIT_SOFT_PERCENT, "credit_soft_percent", _percent),
+)
 
 
 def crossed(rules: Rules, currency: str, balance: int, inbound: int, used: int) -> set[str]:

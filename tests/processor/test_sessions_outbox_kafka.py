@@ -16,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+import yaml
 from balance_stream import Tail, balance_stream, start_processor
+from test_sessions_kafka import CATALOG as UNCAPPED
 
 from meterstream.ingest.dlq import read_topic
 from meterstream.ingest.producer import make_producer
@@ -26,23 +28,14 @@ from meterstream.schemas.rated import unpack
 
 pytestmark = pytest.mark.kafka
 T = "telco"
-CATALOG = """
-version: 1
-plans:
-  - id: tel
-    currency: EUR
-    telecom:
-      version: 1
-      timezone: Europe/Berlin
-      rounding: {decimals: 4, method: half_up}
-      time_bands: {default: any, periods: []}
-      destinations: {DE_FIXED: {group: national, prefixes: ["49"]}}
-      rates: {RT: {connect_fee: "0.10", increments: "60/60", groups: [{price: "0.06", per: 60}]}}
-      meters: {voice_seconds: {kind: voice, rates: [{destination: DE_FIXED, rate: RT}]}}
-      sessions: {max_cost: [{amount: "0.20", strategy: disconnect}]}
-assignments:
-  - {tenant: telco, customer: "*", plan: tel}
-"""
+CAP = {"max_cost": [{"amount": "0.20", "strategy": "disconnect"}]}
+
+
+def capped_catalog() -> str:
+    """test_sessions_kafka's plan (60/60, 0.10 connect fee, 0.06/min, band `any`) with the session cap above."""
+    data = yaml.safe_load(UNCAPPED)
+    data["plans"][0]["telecom"]["sessions"] = CAP
+    return yaml.safe_dump(data)
 
 
 def call(eid: str, customer: str, session: str, seq: int, seconds: str, start: datetime) -> bytes:
@@ -53,7 +46,7 @@ def call(eid: str, customer: str, session: str, seq: int, seconds: str, start: d
 
 def test_disconnect_and_a_release_by_the_clock_reach_their_topics(kafka_settings, tmp_path) -> None:
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text(CATALOG)
+    catalog.write_text(capped_catalog())
     settings, topics, _ = balance_stream(kafka_settings, tmp_path, "sout", catalog=catalog)
     stop, thread = start_processor(settings)
     provisioning = Tail(settings, settings.topic(PROVISIONING))

@@ -17,11 +17,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from api_helpers import role_key
 from finance_helpers import store_invoice
 from kafka_helpers import read_from_start
 
-from meterstream.deploy.dunning_run import KafkaSink, run_dunning
 from meterstream.schemas.provisioning import decode_command
 from meterstream.schemas.settings import Settings
 
@@ -29,22 +27,14 @@ pytestmark = pytest.mark.kafka
 LAGO = "/compat/lago/api/v1"
 
 
-def test_a_lago_void_and_credit_note_reactivate_at_once(make_client, api_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_lago_void_and_credit_note_reactivate_at_once(make_client, suspend_c1_c2, api_settings: Settings) -> None:  # type: ignore[no-untyped-def]
     client = make_client(api_settings)
     assert client.app.state.relay is not None  # the app owns its Kafka connection, as `meterstream serve`
-    admin = role_key(client)
-    for c in ("c1", "c2"):
-        assert client.put(f"/v1/customers/{c}", json={"name": c, "currency": "USD"}, headers=admin).status_code in (
-            200, 201)  # fmt: skip
-    policy = {"reminder_days": [3], "suspend_after_last": True}
-    assert client.put("/v1/dunning_policies/default", json=policy, headers=admin).status_code == 201
-    sf = client.app.state.sessions
-    for invoice_id, customer in (("inv-1", "c1"), ("inv-2", "c2")):
+
+    def invoice(sf, invoice_id: str, customer: str) -> None:  # type: ignore[no-untyped-def]
         store_invoice(sf, "acme", invoice_id, customer, issue_date=date(2026, 10, 1), due_date=date(2026, 10, 15))
-    overdue = client.post("/v1/invoices/mark_overdue", json={"today": "2026-10-19"}, headers=admin).json()["items"]
-    assert sorted(i["invoice_id"] for i in overdue) == ["inv-1", "inv-2"]
-    run = run_dunning(sf, date(2026, 10, 19), KafkaSink(api_settings), now=datetime(2026, 10, 19, 9, tzinfo=UTC))
-    assert (run.reminders, run.suspended, run.reactivated) == (2, 2, 0)
+
+    admin = suspend_c1_c2(client, api_settings, "USD", invoice, now=datetime(2026, 10, 19, 9, tzinfo=UTC))
     provisioning = api_settings.topic("provisioning")
 
     voided = client.post(f"{LAGO}/invoices/inv-1/void", headers=admin)

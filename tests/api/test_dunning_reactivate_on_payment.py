@@ -16,10 +16,8 @@ import time
 from datetime import UTC, date, datetime
 
 import pytest
-from api_helpers import role_key
 from kafka_helpers import read_from_start
 
-from meterstream.deploy.dunning_run import KafkaSink, run_dunning
 from meterstream.entities.invoices import finalize, upsert_draft
 from meterstream.schemas.provisioning import decode_command, decode_notification
 from meterstream.schemas.settings import Settings
@@ -35,23 +33,13 @@ def _invoice(sf, invoice_id: str, customer: str) -> None:  # type: ignore[no-unt
     finalize(sf, "acme", invoice_id, "ACME", at=datetime(2026, 10, 1, tzinfo=UTC))
 
 
-def test_a_payment_through_the_api_reactivates_at_once(make_client, api_settings: Settings, fresh_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_payment_through_the_api_reactivates_at_once(  # type: ignore[no-untyped-def]
+    make_client, suspend_c1_c2, api_settings: Settings, fresh_url: str
+) -> None:
     settings = api_settings.model_copy(update={"database_url": fresh_url})
     client = make_client(settings)
     assert client.app.state.relay is not None  # the app owns its Kafka connection, as `meterstream serve`
-    admin = role_key(client)
-    for c in ("c1", "c2"):
-        assert client.put(f"/v1/customers/{c}", json={"name": c, "currency": "EUR"}, headers=admin).status_code in (
-            200, 201)  # fmt: skip
-    policy = {"reminder_days": [3], "suspend_after_last": True}
-    assert client.put("/v1/dunning_policies/default", json=policy, headers=admin).status_code == 201
-    sf = client.app.state.sessions
-    _invoice(sf, "inv-1", "c1")
-    _invoice(sf, "inv-2", "c2")
-    overdue = client.post("/v1/invoices/mark_overdue", json={"today": "2026-10-19"}, headers=admin).json()["items"]
-    assert sorted(i["invoice_id"] for i in overdue) == ["inv-1", "inv-2"]
-    run = run_dunning(sf, date(2026, 10, 19), KafkaSink(settings))
-    assert (run.reminders, run.suspended, run.reactivated) == (2, 2, 0)
+    admin = suspend_c1_c2(client, settings, "EUR", _invoice)
 
     started = time.monotonic()
     paid = client.post("/v1/payments", json=PAYMENT, headers=admin)

@@ -17,9 +17,10 @@ so no schema change was needed; amounts are decimal text in the wallets' currenc
   minimum commitment of the customer's subscriptions in effect (their plan versions' `minimum_commitment`, as
   the processor's catalog has them; levels `commitment:100`).
 
+Every number is at most `MAX_DIGITS` (30) significant digits and below 10^24 (a longer one is refused, named).
 `crossed(...)` names the levels a prepaid state is past (`below:10`, `usage:80`), `postpaid_crossed(...)` those of
-a period's usage (`limit:80`, `commitment:100`), `soft_limited(...)` whether the soft level is reached (compared
-exactly, `rating.money.EXACT`). The processor keeps the set it last
+a period's usage (`limit:80`, `commitment:100`), `soft_limited(...)` whether the soft level is reached (all
+compared exactly, as fractions: never rounded, never an error). The processor keeps the set it last
 reported in its own state and notifies only the levels that *enter* the set (`entered`): a level stays in the
 set, silent, until the balance is back above it (a top-up), so a balance moving around a line cannot flap: the
 hysteresis is by state, never by time.
@@ -30,8 +31,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
-from meterstream.rating.money import EXACT, minor_units
+from meterstream.rating.money import minor_units
 
 __all__ = [
     "BALANCE_BELOW",
@@ -59,6 +61,9 @@ COMMITMENT_PERCENT = "commitment_alert_percent"
 # decides it with the same hysteresis as the levels (`entered`), the API process's relay writes the top-up
 TOP_UP_REQUESTED = "wallet.top_up_requested"
 _MAX_LEVELS = 10
+# significant digits of one metadata number: a percentage times a limit then has at most 60, what rating.money.EXACT
+# holds exactly (the comparisons below are exact whatever the digits; this bounds what the state and notes carry)
+MAX_DIGITS = 30
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ def _number(field: str, text: str) -> Decimal:
         raise ValueError(f"metadata.{field}: not a decimal number: {text.strip()!r}") from None
     if not value.is_finite() or value < 0 or (value and value.adjusted() >= 24):
         raise ValueError(f"metadata.{field}: a decimal from 0 to below 10^24 (got {text.strip()!r})")
+    if len(value.as_tuple().digits) > MAX_DIGITS:
+        raise ValueError(f"metadata.{field}: at most {MAX_DIGITS} significant digits (got {text.strip()!r})")
     return value
 
 
@@ -153,7 +160,7 @@ def crossed(rules: Rules, currency: str, balance: int, inbound: int, used: int) 
             out.add(f"below:{level}")
     if inbound > 0:
         for pct in rules.usage_percent:
-            if Decimal(used) * 100 >= pct * inbound:
+            if _reached(Decimal(used), pct, Decimal(inbound)):
                 out.add(f"usage:{pct}")
     return out
 
@@ -169,11 +176,11 @@ def postpaid_crossed(rules: Rules, used: Decimal, commitment: Decimal | None) ->
     out: set[str] = set()
     if rules.credit_limit is not None:
         for pct in rules.credit_percent:
-            if _mul(used, 100) >= _mul(pct, rules.credit_limit):
+            if _reached(used, pct, rules.credit_limit):
                 out.add(f"limit:{pct}")
     if commitment:
         for pct in rules.commitment_percent:
-            if _mul(used, 100) >= _mul(pct, commitment):
+            if _reached(used, pct, commitment):
                 out.add(f"commitment:{pct}")
     return out
 
@@ -182,8 +189,10 @@ def soft_limited(rules: Rules, used: Decimal) -> bool:
     """Whether a period's usage reached the soft level (`credit_limit_soft_percent` of the credit limit)."""
     if rules.credit_limit is None or rules.credit_soft_percent is None:
         return False
-    return _mul(used, 100) >= _mul(rules.credit_soft_percent, rules.credit_limit)
+    return _reached(used, rules.credit_soft_percent, rules.credit_limit)
 
 
-def _mul(a: Decimal | int, b: Decimal | int) -> Decimal:
-    return EXACT.multiply(Decimal(a), Decimal(b))
+def _reached(used: Decimal, percent: Decimal, base: Decimal) -> bool:
+    """Whether `used` is at least `percent`% of `base`: used x 100 >= percent x base, compared as exact fractions
+    (a product never rounds nor traps, whatever the operands' digits)."""
+    return Fraction(used) * 100 >= Fraction(percent) * Fraction(base)

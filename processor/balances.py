@@ -87,6 +87,7 @@ SOFT_NOTE = "credit_limit.soft_reached"
 LIMIT_LEVEL = "credit_limit.threshold_crossed"
 COMMITMENT_LEVEL = "commitment.threshold_crossed"
 _PERIODS_KEPT = 3
+_SKIP_LOG_S = 60.0  # a customer whose decisions fail is logged at most this often
 # rated row fields (schemas.rated.RATED_FIELDS order)
 _TENANT, _CUSTOMER, _TIME, _PERIOD, _AMOUNT, _CURRENCY, _OFFSET = 0, 2, 5, 6, 8, 10, 16
 
@@ -183,6 +184,7 @@ class Balances:
         self.partitions: int | None = None
         self.catalog: Any = None  # the processor's catalog (set by `install`): rates sessions released by the clock
         self.first_held: dict[str, int] = {}  # sessions held without a Kafka timestamp: when first seen held
+        self._skip_logged: dict[tuple[str, str, str], float] = {}  # (tenant, customer, what) -> last logged
 
     @classmethod
     def of_catalog(cls, settings: Settings, catalog: Any) -> Balances | None:
@@ -251,8 +253,29 @@ class Balances:
                 elif self._watched(*slot)[0]:
                     mine[slot] = [row]
             for (tenant, customer), own in mine.items():
-                out += self._customer(states[p], tenant, customer, own, now_ms)
+                out += self._guarded(self._customer, states[p], tenant, customer, own, now_ms)
         return out
+
+    def _guarded(self, decide: Any, state: Any, tenant: str, customer: str, *args: Any, **kw: Any) -> list[Output]:
+        """`decide(state, tenant, customer, ...)`, one customer's debit and decisions: any exception is logged
+        (`_skipped`) and the customer left as it was for this batch, never failing the batch (one bad customer
+        must not stall every tenant's rating: a failed batch is replayed, and would fail again)."""
+        try:
+            return decide(state, tenant, customer, *args, **kw)
+        except Exception as exc:
+            self._skipped(tenant, customer, "debit and decisions", exc)
+            return []
+
+    def _skipped(self, tenant: str, customer: str, what: str, exc: Exception) -> None:
+        """Log a customer's skipped `what`, at most once per `_SKIP_LOG_S` seconds per customer and `what`."""
+        now, slot = time.monotonic(), (tenant, customer, what)
+        if now - self._skip_logged.get(slot, -_SKIP_LOG_S) < _SKIP_LOG_S:
+            return
+        if len(self._skip_logged) > 10_000:
+            self._skip_logged.clear()
+        self._skip_logged[slot] = now
+        log.error("customer %s/%s: %s skipped: %s: %s", tenant, customer, what, type(exc).__name__, exc,
+                  exc_info=exc)  # fmt: skip
 
     def session_messages(self, states: dict[int, Any]) -> list[Output]:
         """The hold, release and disconnect messages the batch's session records left in their partitions'
@@ -360,6 +383,23 @@ class Balances:
                                       top_up_request(w, rule, ev), at, rule_id))  # fmt: skip
             if due or entry.get("tu"):
                 entry["tu"] = sorted(due)
+        try:  # on copies, applied only whole: a failure leaves the levels as they were, and no output half made
+            tried, sus, cnt = dict(entry), set(suspended), dict(counters)
+            out += self._limits(tenant, customer, rules, tried, sus, cnt, at)
+            entry.update(tried)
+            suspended, counters = sus, cnt
+        except Exception as exc:  # one customer's levels never stop the batch (its debit is still kept)
+            self._skipped(tenant, customer, "levels", exc)
+        entry["sus"] = sorted(suspended)
+        entry["n"] = counters
+        state[key] = entry
+        return out
+
+    def _limits(self, tenant: str, customer: str, rules: th.Rules, entry: dict[str, Any], suspended: set[str],
+                counters: dict[str, int], at: str) -> list[Output]:  # fmt: skip
+        """The postpaid decisions of a customer's entry: levels, the soft `limit`, the credit limit's suspension
+        (updates `entry`, `suspended` and `counters` in place)."""
+        out: list[Output] = []
         limit = rules.credit_limit
         used_period = Decimal(entry.get("m", {}).get(entry.get("pl", ""), "0"))
         if rules.postpaid or entry.get("pth"):
@@ -381,9 +421,6 @@ class Balances:
             out += self._suspension(tenant, customer, CREDIT_LIMIT, over, suspended, counters, figures, at,
                                     f"usage {used_period} > credit limit {limit}", "credit_limit.exceeded",
                                     "usage within the credit limit")  # fmt: skip
-        entry["sus"] = sorted(suspended)
-        entry["n"] = counters
-        state[key] = entry
         return out
 
     def _postpaid_levels(self, tenant: str, customer: str, rules: th.Rules, entry: dict[str, Any], used: Decimal,
@@ -518,7 +555,7 @@ class Balances:
             outputs += self._release(processor, batch, state, p, skeys, now_ms)
         for (tenant, customer), p in mine:
             state = self._tick_state(processor, batch, scratch, p)
-            outputs += self.reevaluate(state, tenant, customer, now_ms)
+            outputs += self._guarded(self.reevaluate, state, tenant, customer, now_ms)
         for topic, key, value in outputs:
             processor.checkpoint.produce(topic, key, value, -1, batch)
         return batch
@@ -619,7 +656,7 @@ class Balances:
                 if self._watched(row[_TENANT], row[_CUSTOMER])[0]:
                     mine.setdefault((row[_TENANT], row[_CUSTOMER]), []).append(row)
             for (tenant, customer), own in mine.items():
-                out += self._customer(state, tenant, customer, own, now_ms, replayable=False)
+                out += self._guarded(self._customer, state, tenant, customer, own, now_ms, replayable=False)
         return out + self.session_messages({p: state})
 
 

@@ -63,3 +63,32 @@ def test_levels_are_reached_at_exactly_their_percentage() -> None:
     assert postpaid_crossed(rules, D("25"), D(0)) == set()  # no commitment: no commitment level
     assert not soft_limited(rules, D("225.449999")) and soft_limited(rules, D("225.45"))
     assert not soft_limited(Rules(credit_limit=D(100)), D(1000))  # no soft level set
+
+
+def test_a_number_with_too_many_digits_is_refused_naming_the_field() -> None:
+    # 37 significant digits each (review finding: their product has 74, more than rating.money.EXACT's 60)
+    long_limit, long_soft = "1000.123456789012345678901234567890123", "90.12345678901234567890123456789012345"
+    rules, errors = rules_from_metadata({"credit_limit": long_limit, "credit_limit_soft_percent": long_soft})
+    assert errors == [
+        f"metadata.credit_limit: at most 30 significant digits (got {long_limit!r})",
+        f"metadata.credit_limit_soft_percent: at most 30 significant digits (got {long_soft!r})",
+    ]
+    assert rules == Rules()
+    # 30 digits are fine
+    rules, errors = rules_from_metadata({"credit_limit": "1000.12345678901234567890123456"})
+    assert errors == [] and rules.credit_limit == D("1000.12345678901234567890123456")
+
+
+def test_long_operands_are_compared_exactly_never_raising() -> None:
+    # built directly (past the metadata check): 1% of 3.3333333333333333333333333333333333333 (38 digits)
+    # = 0.033333333333333333333333333333333333333; used x 100 against 1 x limit, exactly
+    third = D("3.3333333333333333333333333333333333333")
+    rules = Rules(credit_limit=third, credit_percent=(D("1"),), credit_soft_percent=D("99.999999999999999999999999"))
+    assert postpaid_crossed(rules, D("0.033333333333333333333333333333333333333"), None) == {"limit:1"}
+    assert postpaid_crossed(rules, D("0.033333333333333333333333333333333333332"), None) == set()
+    # 99.999999999999999999999999% of 3.3333333333333333333333333333333333333 =
+    # 3.3333333333333333333333333333333333333 - 3.3333333333333333333333333333333333333e-26
+    # = 3.333333333333333333333333299999999999966666666666666666666666667 (64 digits: inexact at 60)
+    exact = D("3.333333333333333333333333299999999999966666666666666666666666667")
+    below = D("3.333333333333333333333333299999999999966666666666666666666666666")  # 1e-63 less
+    assert soft_limited(rules, exact) and not soft_limited(rules, below)

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from test_balances import Partition, T, at, kinds, row
 
+from meterstream.billing import thresholds as th
 from meterstream.deploy.provisioning_consumer import ProvisioningState
 from meterstream.processor.balances import Balances
 from meterstream.processor.live_catalog import EntityTable
@@ -87,3 +88,44 @@ def test_a_commitment_level_counts_the_subscriptions_minimum_commitment(tmp_path
     assert note.kind == "commitment.threshold_crossed"
     assert (note.data["threshold"], note.data["usage"], note.data["commitment"]) == ("commitment:100", "200.00", "200")
     assert kinds(part.run(b, [row("c3", "10.00", at(12), 3)])) == []  # past it already: once per crossing
+
+
+def test_long_decimal_metadata_never_stops_the_batch(tmp_path, caplog) -> None:
+    # review finding: these two values made the soft level's product inexact (decimal.Inexact in the batch, replayed
+    # for ever); now both are refused by name, and the customer's batch still goes through
+    long_limit, long_soft = "1000.123456789012345678901234567890123", "90.12345678901234567890123456789012345"
+    table = EntityTable()
+    table.apply(CustomerDoc(tenant=T, external_id="c4", name="C4", version=1, currency="EUR",
+                            metadata={"credit_limit": long_limit, "credit_limit_soft_percent": long_soft}))  # fmt: skip
+    table.apply(CustomerDoc(tenant=T, external_id="c2", name="C2", version=1, currency="EUR",
+                            metadata={"credit_limit": "100", "credit_limit_alert_percent": "50"}))  # fmt: skip
+    b = Balances(Settings(), table)
+    part = Partition(tmp_path / "p0")
+    out = part.run(b, [row("c4", "950.00", at(10), 1), row("c2", "60.00", at(10), 2)])
+    assert [n.data["threshold"] for n in notes(out)] == ["limit:50"]  # c2: 60 >= 50% of 100
+    assert "metadata.credit_limit: at most 30 significant digits" in caplog.text
+
+
+def test_a_failing_level_decision_skips_that_customer_s_levels_only(tmp_path, caplog, monkeypatch) -> None:
+    # any exception in one customer's levels is logged and skips them: the debit is kept, the batch and the other
+    # customers go on; the levels are decided again (and notified) by its next batch
+    table = EntityTable()
+    for c in ("c5", "c6"):
+        table.apply(CustomerDoc(tenant=T, external_id=c, name=c, version=1, currency="EUR",
+                                metadata={"credit_limit": "100", "credit_limit_alert_percent": "50"}))  # fmt: skip
+    b = Balances(Settings(), table)
+    part = Partition(tmp_path / "p0")
+    real = th.postpaid_crossed
+
+    def broken(rules, used, commitment):
+        if used == Decimal("70.00"):  # c5's usage
+            raise ArithmeticError("boom")
+        return real(rules, used, commitment)
+
+    monkeypatch.setattr(th, "postpaid_crossed", broken)
+    out = part.run(b, [row("c5", "70.00", at(10), 1), row("c6", "55.00", at(10), 2)])
+    assert [(n.customer, n.data["threshold"]) for n in notes(out)] == [("c6", "limit:50")]
+    assert "customer acme/c5: levels skipped: ArithmeticError: boom" in caplog.text
+    monkeypatch.setattr(th, "postpaid_crossed", real)
+    out = part.run(b, [row("c5", "1.00", at(11), 3)])  # 70.00 was debited: 71.00 now, past 50%
+    assert [(n.customer, n.data["threshold"], n.data["usage"]) for n in notes(out)] == [("c5", "limit:50", "71.00")]

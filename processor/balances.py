@@ -185,6 +185,7 @@ class Balances:
         self.catalog: Any = None  # the processor's catalog (set by `install`): rates sessions released by the clock
         self.first_held: dict[str, int] = {}  # sessions held without a Kafka timestamp: when first seen held
         self._skip_logged: dict[tuple[str, str, str], float] = {}  # (tenant, customer, what) -> last logged
+        self.stream_ms: dict[int, int] = {}  # partition -> newest Kafka timestamp read (`observe`)
 
     @classmethod
     def of_catalog(cls, settings: Settings, catalog: Any) -> Balances | None:
@@ -575,16 +576,32 @@ class Balances:
                 batch.last[p], batch.outcomes[p] = nxt - 1, Counter()
         return state
 
+    def observe(self, msgs: Iterable[Any]) -> None:
+        """Keep each partition's stream time: the newest Kafka timestamp (`timestamp_ms`) of the messages read
+        (`columnar.Message`s, before the step rates them; `install` wires it)."""
+        stream = self.stream_ms
+        for m in msgs:
+            ts = m.timestamp_ms
+            if ts is not None and ts > stream.get(m.partition, -1):
+                stream[m.partition] = ts
+
     def _held_too_long(self, processor: Any, now_ms: int) -> dict[int, list[str]]:
-        """partition -> its sessions held `sessions.HOLD_TIMEOUT_MS` or more (one small read per partition)."""
+        """partition -> its sessions held `sessions.HOLD_TIMEOUT_MS` or more (one small read per partition): by
+        stream time (a record of the session produced within the timeout would have been read before the
+        partition's newest timestamp passed it: a busy partition never waits to be caught up), or by the wall
+        clock once the partition is caught up (an idle partition; a session held without a Kafka timestamp)."""
         if self.catalog is None:
             return {}
         found = {}
         for p, store in processor.stores.items():
             latest = processor.latest.get(p)
-            due = sessions.timed_out(latest if latest is not None else store, now_ms, self.first_held)
-            if due and (nxt := store.next_offset()) is not None and self._caught_up(processor, p, nxt):
-                found[p] = due
+            state = latest if latest is not None else store
+            due = set(sessions.timed_out(state, self.stream_ms[p], None)) if p in self.stream_ms else set()
+            clock = sessions.timed_out(state, now_ms, self.first_held)
+            if clock and (nxt := store.next_offset()) is not None and self._caught_up(processor, p, nxt):
+                due.update(clock)
+            if due:
+                found[p] = sorted(due)
         return found
 
     @staticmethod
@@ -681,6 +698,13 @@ def install(processor: Any) -> Balances | None:
         ensure_provisioning_topics(processor.settings)  # an older deployment's topics may predate them
         found.catalog = processor.catalog
         processor.columnar.balances = found
+        run = processor.columnar.run
+
+        def run_observed(states: Any, msgs: Sequence[Any], now_ms: int) -> Any:
+            found.observe(msgs)  # stream time for the release of held sessions (`_held_too_long`)
+            return run(states, msgs, now_ms)
+
+        processor.columnar.run = run_observed
     return found
 
 

@@ -429,10 +429,11 @@ def _record(state, event: Origin, plan, period, rated: RatedSlice, bundles, writ
 
 
 # --- held records released by the clock (called from the processor's tick) -----------------------------------
-def timed_out(state: Mapping[str, Any], now_ms: int, first_seen: dict[str, int]) -> list[str]:
+def timed_out(state: Mapping[str, Any], now_ms: int, first_seen: dict[str, int] | None) -> list[str]:
     """The session keys of this partition's state whose oldest held record was received `HOLD_TIMEOUT_MS` or
-    more before `now_ms` (wall clock). A session held without a Kafka timestamp is timed from when this process
-    first saw it held (`first_seen`, kept by the caller; a restart starts that wait again)."""
+    more before `now_ms` (the wall clock, or the partition's stream time: its newest Kafka timestamp read). A
+    session held without a Kafka timestamp is timed from when this process first saw it held (`first_seen`, kept
+    by the caller; a restart starts that wait again), or left out (`first_seen` None: stream time)."""
     current = state.get(OUTBOX_KEY)
     if current is None or not current[0]["held"]:
         return []
@@ -440,7 +441,9 @@ def timed_out(state: Mapping[str, Any], now_ms: int, first_seen: dict[str, int])
     for skey, (since, *rest) in current[0]["held"].items():
         if rest[2:]:  # its release is decided already (`decide_release`)
             continue
-        start = since if since is not None else first_seen.setdefault(skey, now_ms)
+        if since is None and first_seen is None:
+            continue
+        start = since if since is not None else first_seen.setdefault(skey, now_ms)  # type: ignore[union-attr]
         if now_ms - start >= HOLD_TIMEOUT_MS:
             due.append(skey)
     return sorted(due)

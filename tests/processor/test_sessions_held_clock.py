@@ -194,3 +194,35 @@ def test_holds_and_releases_by_a_record_are_reported_once_each(tmp_path) -> None
         assert b.session_messages({0: state}) == []
     finally:
         store.close()
+
+
+def test_a_busy_partition_releases_by_stream_time(tmp_path, monkeypatch) -> None:
+    """Records of other customers keep arriving (the partition is never caught up: its high watermark stays ahead):
+    the held session is released once the partition's newest Kafka timestamp read reaches record 3's + 10 minutes
+    (DUE), not before, whatever the wall clock says."""
+    from meterstream.processor.columnar import Message
+
+    store = PartitionStore(tmp_path / "p0")
+    try:
+        b = balances()
+        first_batch(store, b)
+        b.observe([Message(0, 0, None, None, T0), Message(0, 1, None, None, HELD_AT)])
+        busy = processor(store, high=50)  # records still to read, for ever
+        late_wall = DUE + 3_600_000  # an hour past due by the wall clock: not what decides on a busy partition
+        for i, ts in enumerate(range(HELD_AT + 60_000, DUE, 60_000)):  # other customers, one a minute up to 10:10
+            b.observe([Message(0, 2 + i, b"telco/line-9", None, ts)])
+            assert tick(b, busy, late_wall, monkeypatch) is None
+        b.observe([Message(0, 20, b"telco/line-9", None, DUE - 1)])  # 1 ms short of 10 minutes of stream time
+        assert tick(b, busy, late_wall, monkeypatch) is None
+        b.observe([Message(0, 21, b"telco/line-9", None, DUE)])  # 10:11:00.000: record 3's + 10 minutes
+        batch = tick(b, busy, late_wall, monkeypatch)
+        assert batch is not None
+        [rated] = [r for t, _, v, p in busy.checkpoint.produced if t == "rated-usage" for r in unpack(v)]
+        assert (rated["id"], rated["amount"], rated["quantity"], rated["src_offset"]) == ("r3", "0.0600", "60", 1)
+        [released] = notes([(t, k, v) for t, k, v, _ in busy.checkpoint.produced])
+        assert released.at == "2026-11-03T10:11:00.000Z" and released.data["missing"] == [2]
+        # an older timestamp read later (producers' clocks differ) never moves stream time back
+        b.observe([Message(0, 22, None, None, T0)])
+        assert b.stream_ms[0] == DUE
+    finally:
+        store.close()

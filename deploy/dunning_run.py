@@ -300,6 +300,12 @@ class KafkaSink:
         if (why := undelivered(self.producer, self.tracker, self.timeout)) is not None:
             raise RuntimeError(f"dunning: messages not delivered to Kafka: {why}")
 
+    def close(self) -> None:
+        """Give up what is still queued (a failed flush's leftovers would fail again later): the next sink starts
+        clean."""
+        self.producer.purge()
+        self.producer.poll(0)
+
 
 def ensure_dunning_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create the notifications and provisioning topics (and the balances topic beside them) when missing:
@@ -314,33 +320,82 @@ class OnSettled:
     a void calls it with the customer (`api/routes/invoices.py` after each of them). It does the collections
     run's reactivation step for that customer alone (`plan_reactivation`, `apply_planned`: the same rule, ids,
     messages, log and webhook event, so a later run or a second call does nothing more) through one Kafka
-    sink, made on first need (`sink_factory`, default `KafkaSink(settings)`) and kept.
+    sink, made on first need (`sink_factory`, default `KafkaSink(settings, timeout)`) and kept while it works.
 
     It never fails its caller: the money is recorded whatever happens here. Kafka down or the store failing:
-    logged, nothing is logged as done, and the next collections run (`meterstream billing dunning`, or the
-    daily billing run) reactivates as before. Calls are serialized (one sink, one flush at a time)."""
+    logged, nothing is logged as done, the sink is closed and dropped (the next call makes a fresh one), and the
+    next collections run (`meterstream billing dunning`, or the daily billing run) reactivates as before.
 
-    def __init__(self, settings: Settings, sf: sessionmaker,
-                 sink_factory: Callable[[Settings], Sink] | None = None) -> None:  # fmt: skip
-        self.settings, self.sf = settings, sf
-        self.sink_factory = sink_factory or KafkaSink
+    One call works at a time (one sink, one flush) and no call waits for another: a call that finds one running
+    hands its customer to it (at most `max_pending` waiting; more are left to the next run) and returns at once,
+    so a burst of settlements while Kafka hangs holds one thread, not one per settlement. The running call does
+    the handed customers before it returns; after a failure it gives them up (logged, the next run does them)
+    rather than hold its thread for each in turn."""
+
+    def __init__(self, settings: Settings, sf: sessionmaker, sink_factory: Callable[[Settings], Sink] | None = None,
+                 timeout: float = 30.0, max_pending: int = 1000) -> None:  # fmt: skip
+        self.settings, self.sf, self.timeout, self.max_pending = settings, sf, timeout, max_pending
+        self.sink_factory = sink_factory or (lambda s: KafkaSink(s, self.timeout))
         self._sink: Sink | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held by the call at work; never waited for
+        self._pending: dict[tuple[str, str], datetime] = {}  # customers to do, with when each settled
+        self._pending_lock = threading.Lock()  # held only to add or take one
         self.failures = 0
+        self.given_up = 0  # customers left to the next run without a try (a failure, or too many waiting)
 
     def __call__(self, tenant: str, customer: str, now: datetime | None = None) -> DunningResult | None:
-        """The customer's reactivation if due now; None when it failed (logged; the next run does it)."""
-        now = now or datetime.now(UTC)
+        """The customer's reactivation if due now, done by this call; None when it failed (logged; the next run
+        does it) or was handed to the call at work (which does it before it returns)."""
+        key = (tenant, customer)
+        with self._pending_lock:
+            if key not in self._pending and len(self._pending) >= self.max_pending:
+                self.given_up += 1
+                log.warning("dunning: reactivation of %s/%s after a settlement left to the next run (%d waiting)",
+                            tenant, customer, len(self._pending))  # fmt: skip
+                return None
+            self._pending.setdefault(key, now or datetime.now(UTC))
+        mine: DunningResult | None = None
+        while self._lock.acquire(blocking=False):
+            try:
+                while (item := self._take()) is not None:
+                    result = self._one(*item)
+                    if item[:2] == key:
+                        mine = result
+                    if result is None:
+                        self._give_up_pending()
+            finally:
+                self._lock.release()
+            with self._pending_lock:  # handed over after the last take, before the release: do it too
+                if not self._pending:
+                    break
+        return mine
+
+    def _take(self) -> tuple[str, str, datetime] | None:
+        with self._pending_lock:
+            if not self._pending:
+                return None
+            key = next(iter(self._pending))
+            return (*key, self._pending.pop(key))
+
+    def _give_up_pending(self) -> None:
+        with self._pending_lock:
+            left, self._pending = list(self._pending), {}
+        if left:
+            self.given_up += len(left)
+            log.warning("dunning: reactivation of %s after a settlement left to the next run (Kafka failed)",
+                        ", ".join(f"{t}/{c}" for t, c in left))  # fmt: skip
+
+    def _one(self, tenant: str, customer: str, now: datetime) -> DunningResult | None:
         try:
-            with self._lock:
-                planned = plan_reactivation(self.sf, tenant, customer, now.date(), now)
-                if not planned:
-                    return DunningResult()
-                if self._sink is None:
-                    self._sink = self.sink_factory(self.settings)
-                result = apply_planned(self.sf, planned, self._sink, now, DunningResult())
+            planned = plan_reactivation(self.sf, tenant, customer, now.date(), now)
+            if not planned:
+                return DunningResult()
+            if self._sink is None:
+                self._sink = self.sink_factory(self.settings)
+            result = apply_planned(self.sf, planned, self._sink, now, DunningResult())
         except Exception as exc:  # Kafka down, the store unreachable: the next collections run reactivates
             self.failures += 1
+            self._drop_sink()
             log.warning("dunning: reactivation of %s/%s after a settlement left to the next run (%s)", tenant,
                         customer, exc)  # fmt: skip
             return None
@@ -348,6 +403,17 @@ class OnSettled:
             log.info("dunning: %s %s %s %s (settled)", step["tenant"], step["customer"], step["invoice"],
                      step["step"])  # fmt: skip
         return result
+
+    def _drop_sink(self) -> None:
+        """A sink that failed once may keep failing (a timed-out flush's messages fail later, its tracker keeps
+        the errors): close it; the next call makes a fresh one."""
+        sink, self._sink = self._sink, None
+        close = getattr(sink, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:  # closing a broken sink: nothing more to do
+                log.warning("dunning: closing the Kafka sink failed (%s)", exc)
 
 
 def dunning_for_run(settings: Settings, sf: sessionmaker, today: date, publish: bool) -> DunningResult:

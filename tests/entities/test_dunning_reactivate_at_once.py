@@ -13,6 +13,8 @@ collections run reactivates as before.
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -153,3 +155,105 @@ def test_a_customer_not_suspended_opens_no_sink(sf, customer: str) -> None:  # t
 
     done = OnSettled(Settings(), sf, sink_factory=factory)(T, customer, NOW)
     assert done is not None and done.steps == [] and made == []  # no Kafka connection for nothing to send
+
+
+class FailsOnce(Kept):
+    """A sink whose first flush fails (Kafka down), then works; `closed` when OnSettled gives it up."""
+
+    def __init__(self) -> None:
+        super().__init__(fail=True)
+        self.closed = False
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        finally:
+            self.fail = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_after_a_kafka_failure_the_next_settlement_uses_a_fresh_sink(sf) -> None:  # type: ignore[no-untyped-def]
+    """A sink that failed once is closed and dropped: c1's settlement fails (still suspended), c2's next one
+    reactivates through a new sink, and so does c1's retry (the kept sink would raise again, its errors kept)."""
+    _suspended(sf, ["c1", "c2"])
+    made: list[Kept] = []
+
+    def factory(_settings: Settings) -> Kept:
+        made.append(FailsOnce() if not made else Kept())
+        return made[-1]
+
+    hook = OnSettled(Settings(), sf, sink_factory=factory)
+    _pay(sf, "100.00", "p1")
+    assert hook(T, "c1", NOW) is None and hook.failures == 1
+    assert customer_state(sf, T, "c1").suspended_for == ["inv-1"]
+    assert made[0].closed  # type: ignore[attr-defined]
+
+    _pay(sf, "100.00", "p2", invoice_id="inv-2")
+    assert hook(T, "c2", NOW).reactivated == 1  # type: ignore[union-attr]
+    assert hook(T, "c1", NOW).reactivated == 1  # type: ignore[union-attr]
+    assert len(made) == 2 and made[0].sent == []
+    assert [(c.customer, c.command) for c in (decode_command(v) for t, _, v in made[1].sent if t == PROVISIONING)] == [
+        ("c2", "reactivate"),
+        ("c1", "reactivate"),
+    ]
+    assert [customer_state(sf, T, c).suspended_for for c in ("c1", "c2")] == [[], []]
+
+
+class Blocking(Kept):
+    """A sink whose flush waits for `go` (a broker that does not answer yet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushing, self.go = threading.Event(), threading.Event()
+
+    def flush(self) -> None:
+        self.flushing.set()
+        assert self.go.wait(10)
+        super().flush()
+
+
+def test_settlements_while_one_is_blocked_return_at_once(sf) -> None:  # type: ignore[no-untyped-def]
+    """While c1's flush hangs, c2's and c3's settlements do not wait for it: each call returns at once (None: handed
+    over), and the blocked call does them when its flush returns: three reactivations, one thread busy."""
+    _suspended(sf, ["c1", "c2", "c3"])
+    sink = Blocking()
+    hook = _hook(sf, sink)
+    for n in (1, 2, 3):
+        _pay(sf, "100.00", f"p{n}", invoice_id=f"inv-{n}")
+    first: list[object] = []
+    worker = threading.Thread(target=lambda: first.append(hook(T, "c1", NOW)))
+    worker.start()
+    assert sink.flushing.wait(10)
+    started = time.monotonic()
+    assert hook(T, "c2", NOW) is None and hook(T, "c3", NOW) is None
+    assert time.monotonic() - started < 0.5  # did not wait on the blocked flush (it waits up to 10 s)
+    assert [customer_state(sf, T, c).suspended_for for c in ("c1", "c2", "c3")] == [["inv-1"], ["inv-2"], ["inv-3"]]
+    sink.go.set()
+    worker.join(10)
+    assert not worker.is_alive() and first[0].reactivated == 1  # type: ignore[attr-defined]
+    assert [decode_command(v).customer for t, _, v in sink.sent if t == PROVISIONING] == ["c1", "c2", "c3"]
+    assert [customer_state(sf, T, c).suspended_for for c in ("c1", "c2", "c3")] == [[], [], []]
+    assert hook.failures == 0 and hook.given_up == 0
+
+
+def test_a_failure_gives_up_the_handed_customers_and_too_many_waiting(sf) -> None:  # type: ignore[no-untyped-def]
+    """c1's flush hangs then fails: c2, handed to it, is left to the next run rather than tried after (one thread
+    is not held for each); with max_pending 1, c3 arriving while c2 waits is given up at once."""
+    _suspended(sf, ["c1", "c2", "c3"])
+    sink = Blocking()
+    sink.fail = True
+    hook = OnSettled(Settings(), sf, sink_factory=lambda _s: sink, max_pending=1)
+    for n in (1, 2, 3):
+        _pay(sf, "100.00", f"p{n}", invoice_id=f"inv-{n}")
+    worker = threading.Thread(target=hook, args=(T, "c1", NOW))
+    worker.start()
+    assert sink.flushing.wait(10)
+    assert hook(T, "c2", NOW) is None and hook(T, "c3", NOW) is None and hook.given_up == 1  # c3
+    sink.go.set()
+    worker.join(10)
+    assert not worker.is_alive() and hook.failures == 1 and hook.given_up == 2  # c2 too
+    assert [customer_state(sf, T, c).suspended_for for c in ("c1", "c2", "c3")] == [["inv-1"], ["inv-2"], ["inv-3"]]
+    result = run_dunning(sf, date(2026, 10, 20), Kept())  # the next run reactivates all three
+    assert sorted(s["customer"] for s in result.steps if s["step"] == "reactivate") == ["c1", "c2", "c3"]

@@ -38,9 +38,10 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
   the sequences, the missing numbers and why, and the one `disconnect` provisioning command of a session
   whose cost reached a `disconnect` cap) until the batch's outputs take them (`Balances.after_batch`
   produces them with the batch and empties the list), so they go out exactly when the batch's state
-  commits, and again, byte for byte, if a crash repeats the batch (ids are deterministic). At most
-  `OUTBOX_MAX` wait in the entry (a processor without balances never empties it): older ones are dropped,
-  logged;
+  commits, and again, byte for byte, if a crash repeats the batch (ids are deterministic). An entry emptied every
+  batch is never cut (a batch's messages all go out, however many); one whose messages earlier batches left
+  (`CARRIED`: a processor without balances; the faust engine, whose state cannot tell) keeps at most
+  `OUTBOX_MAX`: the oldest notifications are dropped, logged, never a provisioning command;
 - the rated record is dated at the session's start (`time`) and carries `session_id` (and `final` "true" on
   the record that ends the session) in its dimensions;
 - a finished session (final record rated, nothing held) keeps only `{"closed": last sequence, "missing",
@@ -88,7 +89,11 @@ SESSION_PREFIX = "s|"
 HOLD_TIMEOUT_MS = 10 * 60_000  # held records are released when a record of the session comes this much later
 # per partition: the sessions holding records (`held`) and the messages waiting to go out (`out`)
 OUTBOX_KEY = "h|sessions"
+# the outbox of a partition whose messages are not taken (a processor without balances, the faust engine) keeps at
+# most this many (the oldest notifications dropped, never a provisioning command); one that a producer empties every
+# batch (Balances) is never cut: its messages are those of one batch (no earlier batch left any: `CARRIED` absent)
 OUTBOX_MAX = 1_000
+CARRIED = "carried"  # in the outbox entry: how many messages earlier batches left in it (absent: none)
 HELD, RELEASED, RELEASE_FAILED = "session.held", "session.released", "session.release_failed"
 # in an open session's stored state: the identity of the release by the clock decided for it (`decide_release`)
 DECIDED = "release"
@@ -286,11 +291,39 @@ def _report(state: Any, writes: list[tuple[str, Any]], origin: Origin, before: S
         held[skey] = [since, origin.tenant, origin.customer]
     else:
         held.pop(skey, None)
+    carried = _carried(state, doc)
     out = [*doc["out"], *messages]
-    if len(out) > OUTBOX_MAX:
-        log.error("session outbox: %d messages not taken, the oldest %d dropped", len(out), len(out) - OUTBOX_MAX)
-        out = out[-OUTBOX_MAX:]
-    writes.append((OUTBOX_KEY, [{"held": held, "out": out}, offset]))
+    if len(out) > OUTBOX_MAX and carried != 0:
+        out = _capped(out)
+    new = {**doc, "held": held, "out": out}
+    new.pop(CARRIED, None)
+    if carried:
+        new[CARRIED] = carried
+    writes.append((OUTBOX_KEY, [new, offset]))
+
+
+def _carried(state: Any, doc: dict[str, Any]) -> int | None:
+    """How many of the outbox's messages earlier batches left (0: its messages are this batch's only, so a producer
+    empties it every batch; None: cannot tell, a state that does not show its batch's writes, the faust view)."""
+    pending = getattr(state, "pending", None)
+    if pending is None:
+        return None
+    return doc.get(CARRIED, 0) if OUTBOX_KEY in pending else len(doc["out"])
+
+
+def _capped(out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An outbox whose messages earlier batches left (nobody takes them) cut to `OUTBOX_MAX` messages: the oldest
+    notifications dropped, logged; a provisioning command (`disconnect`) is never dropped."""
+    drop = len(out) - OUTBOX_MAX
+    kept = []
+    for m in out:
+        if drop > 0 and m["topic"] != "provisioning":
+            drop -= 1
+        else:
+            kept.append(m)
+    log.error("session outbox: %d messages not taken, the oldest %d notifications dropped", len(out),
+              len(out) - len(kept))  # fmt: skip
+    return kept
 
 
 def _note(origin: Origin, kind: str, at: str, sequences: list[int], data: dict[str, Any]) -> dict[str, Any]:
@@ -533,5 +566,5 @@ def take_outbox(state: MutableMapping[str, Any]) -> list[dict[str, Any]]:
     current = state.get(OUTBOX_KEY)
     if current is None or not current[0]["out"]:
         return []
-    state[OUTBOX_KEY] = [{**current[0], "out": []}, current[1]]
+    state[OUTBOX_KEY] = [{**{k: v for k, v in current[0].items() if k != CARRIED}, "out": []}, current[1]]
     return current[0]["out"]

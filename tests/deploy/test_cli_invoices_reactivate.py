@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_a_kafka_failure_is_a_warning_and_the_next_run_reactivates(
     engine, sf = _store(monkeypatch, tmp_path / "home", ("c1",))
     assert _run(capsys, "invoices", "mark-overdue", "--tenant", T, "--today", "2026-10-19")[0] == 0
     assert run_dunning(sf, date(2026, 10, 19), _Sink(), now=NOW).suspended == 1
-    monkeypatch.setattr(dunning_run, "KafkaSink", lambda settings: _Sink(fail=True))
+    monkeypatch.setattr(dunning_run, "KafkaSink", lambda settings, timeout: _Sink(fail=True))
 
     pay = ("payments", "record", "--tenant", T, "--invoice", "inv-c1", "--amount", "1324.07", "--currency", "USD",
            "--paid-at", "2026-10-20", "--reference", "bank-1", "--json")  # fmt: skip
@@ -136,4 +137,25 @@ def test_a_kafka_failure_is_a_warning_and_the_next_run_reactivates(
     (reactivate,) = [decode_command(v) for topic, v in later.sent if topic == PROVISIONING]
     got = (reactivate.customer, reactivate.command, reactivate.cause)
     assert got == ("c1", "reactivate", "invoice ACME-2026-000001 paid")
+    engine.dispose()
+
+
+def test_an_unreachable_kafka_costs_the_command_a_few_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens on 127.0.0.1:9: the payment that settles c1's suspension is recorded, the reactivation is a
+    warning and the command ends within 10 s (the API's 30 s per Kafka step made it about 30 s)."""
+    monkeypatch.setenv("METERSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    engine, sf = _store(monkeypatch, tmp_path / "home", ("c1",))
+    assert _run(capsys, "invoices", "mark-overdue", "--tenant", T, "--today", "2026-10-19")[0] == 0
+    assert run_dunning(sf, date(2026, 10, 19), _Sink(), now=NOW).suspended == 1
+    started = time.monotonic()
+    code, out, err = _run(capsys, "payments", "record", "--tenant", T, "--invoice", "inv-c1", "--amount", "1324.07",
+                          "--currency", "USD", "--paid-at", "2026-10-20", "--reference", "bank-1")  # fmt: skip
+    took = time.monotonic() - started
+    assert code == 0 and "meterstream payments: warning: acme/c1 not reactivated now" in err
+    assert took < 10, f"the command took {took:.1f} s"
+    assert "reactivated" not in out
+    with sf() as s:  # still suspended: the next collections run reactivates
+        assert {k: list(v) for k, v in dunning.open_suspensions(s, T, "c1").items()} == {(T, "c1"): ["inv-c1"]}
     engine.dispose()

@@ -99,6 +99,12 @@ def balance_key(tenant: str, customer: str) -> str:
     return f"{BALANCE_PREFIX}{tenant}\x1f{customer}"
 
 
+def _first_day(period: str) -> str:
+    """A period label's first day, comparable as text (billing/periods.py `Schedule.label`: `YYYY-MM` for a
+    calendar month, else `YYYY-MM-DD`; "" for none)."""
+    return f"{period}-01" if len(period) == 7 else period
+
+
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat()
 
@@ -326,7 +332,8 @@ class Balances:
             amount = Decimal(row[_AMOUNT])
             ptext = f"{row[_PERIOD]}|{row[_CURRENCY]}"
             periods[ptext] = str(EXACT.add(Decimal(periods.get(ptext, "0")), amount))
-            entry["pl"] = ptext
+            if _first_day(row[_PERIOD]) >= _first_day(entry.get("pl", "").partition("|")[0]):
+                entry["pl"] = ptext  # only forward: a session's row (released late) is dated at its start
             as_of = row[_TIME]
             debited = True
             if row[_CURRENCY] != currency:

@@ -17,7 +17,7 @@ from test_balances import Partition, T, at, kinds, row
 
 from meterstream.billing import thresholds as th
 from meterstream.deploy.provisioning_consumer import ProvisioningState
-from meterstream.processor.balances import Balances
+from meterstream.processor.balances import Balances, balance_key
 from meterstream.processor.live_catalog import EntityTable
 from meterstream.schemas.entities import CustomerDoc, Phase, PlanVersionDoc, SubscriptionDoc
 from meterstream.schemas.provisioning import decode_command, decode_notification
@@ -129,3 +129,21 @@ def test_a_failing_level_decision_skips_that_customer_s_levels_only(tmp_path, ca
     monkeypatch.setattr(th, "postpaid_crossed", real)
     out = part.run(b, [row("c5", "1.00", at(11), 3)])  # 70.00 was debited: 71.00 now, past 50%
     assert [(n.customer, n.data["threshold"], n.data["usage"]) for n in notes(out)] == [("c5", "limit:50", "71.00")]
+
+
+def test_a_row_of_an_earlier_period_never_moves_the_period_back(tmp_path) -> None:
+    # credit limit 100: December 150.00 (suspended), January 1.00 (reactivated); then a session's row released
+    # late by the clock, dated at the session's start in December: 0.50 more for December (150.50), but the
+    # period decided on stays January (1.00, within the limit): nothing is sent
+    table = EntityTable()
+    table.apply(CustomerDoc(tenant=T, external_id="c7", name="C7", version=1, currency="EUR",
+                            metadata={"credit_limit": "100"}))  # fmt: skip
+    b = Balances(Settings(), table)
+    part = Partition(tmp_path / "p0")
+    assert kinds(part.run(b, [row("c7", "150.00", at(10), 1)])) == [("suspend", "credit_limit_exceeded"),
+                                                                     ("note", "credit_limit.exceeded")]  # fmt: skip
+    assert kinds(part.run(b, [row("c7", "1.00", JAN, 2, period="2027-01")])) == [
+        ("reactivate", "credit_limit_exceeded")]  # fmt: skip
+    assert kinds(part.run(b, [row("c7", "0.50", at(11), 3)])) == []
+    entry = part.store.get(balance_key(T, "c7"))
+    assert entry["pl"] == "2027-01|EUR" and entry["m"] == {"2026-12|EUR": "150.50", "2027-01|EUR": "1.00"}

@@ -1,9 +1,10 @@
 """Webhook endpoints per tenant: register (a fresh `whsec_` secret), list, get, disable, enable.
 
 An endpoint has an id (`ep_<ULID>`), an http(s) URL, its secret (kept in the store: signing needs it), the event
-types it wants (empty: all) and `enabled`. Events are fanned out to the tenant's endpoints that are enabled and
-want the event's type at the moment the dispatcher reads the event; a disabled endpoint gets nothing new (its
-pending deliveries are still tried, and `replay` still works).
+types it wants (empty: every type but the opt-in `session.*` ones, webhooks/events.py `subscribed`) and
+`enabled`. Events are fanned out to the tenant's endpoints that are enabled and want the event's type at the
+moment the dispatcher reads the event; a disabled endpoint gets nothing new (its pending deliveries are still
+tried, and `replay` still works).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from meterstream.entities.common import Invalid, NotFound, aware, new_ulid
 from meterstream.entities.db import Base
 from meterstream.entities.invoice_rules import text
 from meterstream.entities.numbering import lock_for_write
-from meterstream.webhooks.events import EVENT_TYPES
+from meterstream.webhooks.events import EVENT_TYPES, OPT_IN_TYPES, subscribed
 from meterstream.webhooks.signing import new_secret, secret_key
 
 
@@ -57,7 +58,7 @@ class Endpoint:
     updated_at: datetime
 
     def wants(self, event_type: str) -> bool:
-        return self.enabled and (not self.event_types or event_type in self.event_types)
+        return self.enabled and subscribed(self.event_types, event_type)
 
 
 def to_endpoint(row: WebhookEndpointRow) -> Endpoint:
@@ -72,6 +73,14 @@ def to_endpoint(row: WebhookEndpointRow) -> Endpoint:
         created_at=aware(row.created_at),  # type: ignore[arg-type]
         updated_at=aware(row.updated_at),  # type: ignore[arg-type]
     )
+
+
+def opt_in_subscriptions(s: Session, tenants: Iterable[str]) -> set[tuple[str, str]]:
+    """(tenant, type) for every opt-in type (events.OPT_IN_TYPES) an enabled endpoint of one of `tenants` names:
+    the only opt-in events worth storing (caller's transaction; one read of the small endpoints table)."""
+    rows = s.execute(select(WebhookEndpointRow.tenant, WebhookEndpointRow.event_types).where(
+        WebhookEndpointRow.tenant.in_(sorted(set(tenants))), WebhookEndpointRow.enabled.is_(True)))  # fmt: skip
+    return {(tenant, t) for tenant, types in rows for t in orjson.loads(types) if t in OPT_IN_TYPES}
 
 
 def check_url(url: object) -> str:

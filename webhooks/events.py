@@ -11,7 +11,8 @@ Event types (docs/webhooks.md):
 - `balance.threshold_crossed`, `balance.exhausted`, `credit_limit.exceeded`, `credit_limit.threshold_crossed`,
   `credit_limit.soft_reached`, `commitment.threshold_crossed` (processor/balances.py) and `session.held`,
   `session.released`, `session.release_failed` (processor/sessions.py) — data: the processor's notification,
-  written once by webhooks/notifications_relay.py, keyed `tenant/customer`.
+  written once by webhooks/notifications_relay.py, keyed `tenant/customer`. The `session.*` types are opt-in
+  (`OPT_IN_TYPES`, `subscribed`): only an endpoint that names them gets them, not one that takes every type.
 Replacing a draft as usage arrives is not an event (it happens on every close run and would flood receivers).
 
 Each event is stored as the exact body every receiver gets (Standard Webhooks' recommended envelope plus the id):
@@ -27,6 +28,7 @@ seq; a position could pass a seq that commits a moment later and miss that event
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -69,9 +71,22 @@ SESSION_RELEASE_FAILED = "session.release_failed"
 PROCESSOR_NOTIFICATIONS = (BALANCE_THRESHOLD_CROSSED, BALANCE_EXHAUSTED, CREDIT_LIMIT_EXCEEDED,
                            CREDIT_LIMIT_THRESHOLD_CROSSED, CREDIT_LIMIT_SOFT_REACHED, COMMITMENT_THRESHOLD_CROSSED,
                            SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED)  # fmt: skip
+# opt-in: one event per held record or release (telecom sessions), far more than the others; delivered only to an
+# endpoint that names them, never part of an endpoint's "every type" (no event_types), and relayed from the
+# notifications topic only for a tenant with an enabled endpoint that names the kind (webhooks/notifications_relay)
+OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED})
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
                INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED, DUNNING_REMINDER, DUNNING_LATE_FEE,
                DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS)  # fmt: skip
+
+
+def subscribed(event_types: Iterable[str], event_type: str) -> bool:
+    """Whether an endpoint with `event_types` gets `event_type`: a type it names, or, when it names none (every
+    type), any type but the opt-in ones (`OPT_IN_TYPES`)."""
+    named = tuple(event_types)
+    return event_type in named if named else event_type not in OPT_IN_TYPES
+
+
 # the event an invoice's new status announces (a status without an entry announces nothing)
 STATUS_EVENTS = {"finalized": INVOICE_FINALIZED, "paid": INVOICE_PAID, "partially_paid": INVOICE_PARTIALLY_PAID,
                  "overdue": INVOICE_OVERDUE, "voided": INVOICE_VOIDED}  # fmt: skip
@@ -244,6 +259,7 @@ __all__ = [
     "INVOICE_PAID",
     "INVOICE_PARTIALLY_PAID",
     "INVOICE_VOIDED",
+    "OPT_IN_TYPES",
     "PAYMENT_RECORDED",
     "STATUS_EVENTS",
     "WebhookOutboxRow",
@@ -253,4 +269,5 @@ __all__ = [
     "invoice_event",
     "payment_event",
     "status_changed",
+    "subscribed",
 ]

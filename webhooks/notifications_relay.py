@@ -18,6 +18,12 @@ references `auto:<notification id>:<kind>`, so a request the processor repeats, 
 writes one top-up. A request whose wallet was terminated or whose rule was removed since is counted and passed
 over; an unusable amount is logged and passed over (the processor's own output, not a customer's input).
 
+Opt-in kinds (`session.held`, `session.released`, `session.release_failed`: one per held record or release,
+webhooks/events.py OPT_IN_TYPES) are written only for a tenant with an enabled endpoint that names the kind
+(read in the write's transaction); the others are counted (`outcome="unsubscribed"`) and passed over, so a
+tenant without such an endpoint gets no outbox row, no delivery and no `invoice-events` message per held
+record. An endpoint registered later gets the kind from then on, not the notifications passed over before.
+
 Skipped on purpose: `dunning.*` notifications (deploy/dunning_run.py appends their webhook events itself, in the
 transaction that logs the step: relaying them too would send each twice), and kinds that are not webhook event
 types (counted, logged). A message that is not a readable Notification is logged with its partition and offset,
@@ -42,7 +48,7 @@ from confluent_kafka import Consumer, KafkaError
 from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from meterstream.background import BackgroundLoop
 from meterstream.billing.thresholds import TOP_UP_REQUESTED
@@ -51,13 +57,14 @@ from meterstream.health import StallWatch
 from meterstream.schemas.provisioning import NOTIFICATIONS, Notification, decode_notification
 from meterstream.schemas.settings import Settings
 from meterstream.webhooks import events
+from meterstream.webhooks.endpoints import opt_in_subscriptions
 
 log = logging.getLogger(__name__)
 
 OUTCOMES = Counter(
     "meterstream_notification_webhooks_total",
-    "Notifications of the notifications topic by outcome (written, repeated, dunning, other_kind, unreadable, "
-    "top_up_written, top_up_repeated, top_up_skipped)",
+    "Notifications of the notifications topic by outcome (written, repeated, dunning, other_kind, unsubscribed, "
+    "unreadable, top_up_written, top_up_repeated, top_up_skipped)",
     ["outcome"],
 )  # fmt: skip
 # written by deploy/dunning_run.py itself (webhooks/events.py DUNNING_*), never relayed
@@ -86,9 +93,11 @@ def classify(note: Notification) -> str | None:
 
 
 def write_once(sessions: sessionmaker, notes: Iterable[Notification]) -> dict[str, int]:
-    """Write the notifications as webhook events in one transaction, skipping any already written (by id);
-    returns the count per outcome. Raises when the store fails (nothing written; the caller retries)."""
-    counts = {"written": 0, "repeated": 0, "dunning": 0, "other_kind": 0}  # + top_up_* when there are top-ups
+    """Write the notifications as webhook events in one transaction, skipping any already written (by id) and
+    any of an opt-in kind no enabled endpoint of its tenant names; returns the count per outcome. Raises when the
+    store fails (nothing written; the caller retries)."""
+    # + top_up_* when there are top-ups, unsubscribed when opt-in kinds were passed over
+    counts = {"written": 0, "repeated": 0, "dunning": 0, "other_kind": 0}
     wanted: dict[str, Notification] = {}
     for note in notes:
         why = classify(note)
@@ -108,19 +117,33 @@ def write_once(sessions: sessionmaker, notes: Iterable[Notification]) -> dict[st
     for attempt in (1, 2):  # a second writer may commit the same id between our read and our insert: read again
         try:
             with sessions.begin() as s:
-                known = set(s.scalars(select(table.c.event_id).where(table.c.event_id.in_(list(wanted)))))
-                for eid, note in wanted.items():
+                todo = _subscribed_only(s, wanted)
+                ids = list(todo)
+                known = set(s.scalars(select(table.c.event_id).where(table.c.event_id.in_(ids)))) if ids else set()
+                for eid, note in todo.items():
                     if eid in known:
                         continue
                     events.append(s, note.tenant, note.kind, note.customer, f"{note.tenant}/{note.customer}",
                                   event_data(note), event_id=eid)  # fmt: skip
             counts["repeated"] += len(known)
-            counts["written"] += len(wanted) - len(known)
+            counts["written"] += len(todo) - len(known)
+            if len(todo) < len(wanted):
+                counts["unsubscribed"] = len(wanted) - len(todo)
             return counts
         except IntegrityError:
             if attempt == 2:
                 raise
     return counts  # pragma: no cover - the loop returns or raises
+
+
+def _subscribed_only(s: Session, wanted: dict[str, Notification]) -> dict[str, Notification]:
+    """`wanted` without the opt-in kinds no enabled endpoint of their tenant names (events.OPT_IN_TYPES)."""
+    opt_in = {note.tenant for note in wanted.values() if note.kind in events.OPT_IN_TYPES}
+    if not opt_in:
+        return wanted
+    named = opt_in_subscriptions(s, opt_in)
+    return {eid: note for eid, note in wanted.items()
+            if note.kind not in events.OPT_IN_TYPES or (note.tenant, note.kind) in named}  # fmt: skip
 
 
 def apply_top_up(sessions: sessionmaker, note: Notification) -> str:
@@ -252,5 +275,12 @@ def start_notifications_relay(settings: Settings, sessions: sessionmaker, **kwar
     return NotificationsRelay(settings, sessions, **kwargs).start()
 
 
-__all__ = ["NotificationsRelay", "apply_top_up", "classify", "event_data", "event_id", "start_notifications_relay",
-           "write_once"]
+__all__ = [
+    "NotificationsRelay",
+    "apply_top_up",
+    "classify",
+    "event_data",
+    "event_id",
+    "start_notifications_relay",
+    "write_once",
+]

@@ -216,3 +216,60 @@ def test_a_session_and_a_credit_limit_notification_reach_an_endpoint(sf, receive
                                  "at": "2026-12-01T10:00:00Z", "session_id": "s-9", "meter": "voice",
                                  "waiting_for": "3"}  # fmt: skip
     assert {verify(ep.secret, *r) for r in receiver.requests} == {"msg_" + "e" * 32, "msg_" + "f" * 32}
+
+
+RELEASED = note("1" * 32, "session.released", customer="c-4", session_id="s-9", meter="voice", records="3")
+FAILED = note("2" * 32, "session.release_failed", customer="c-4", session_id="s-9", meter="voice")
+
+
+def _delivered(sf, receiver) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """(endpoint path, event type) of every POST one dispatcher pass makes."""
+    from datetime import UTC, datetime
+
+    d = Dispatcher(Settings(), sf, kafka=False, now=lambda: datetime.now(UTC))
+    try:
+        d.run_once()
+    finally:
+        d.stop()
+    got = [(orjson.loads(body)["id"], orjson.loads(body)["type"]) for _, body in receiver.requests]
+    receiver.requests.clear()
+    return sorted(got)
+
+
+def test_session_kinds_are_opt_in(sf, receiver) -> None:  # type: ignore[no-untyped-def]
+    """An endpoint of every type (no event_types) does not get the per-record session kinds, and while no enabled
+    endpoint of the tenant names a session kind its notifications are not stored at all (no outbox row, so no
+    delivery and no invoice-events message); once an endpoint names session.held, session.held (only) is stored
+    and goes to that endpoint alone."""
+    everything = endpoints.register(sf, TENANT, receiver.url)
+    assert everything.event_types == ()
+    # another tenant's endpoint naming the kind, and a disabled one of this tenant, do not count
+    endpoints.register(sf, "other-t", receiver.url, event_types=["session.held"])
+    off = endpoints.register(sf, TENANT, receiver.url, event_types=["session.held"])
+    endpoints.disable(sf, TENANT, off.endpoint_id)
+    assert write_once(sf, [HELD, CROSSED, RELEASED]) == {"written": 1, "repeated": 0, "dunning": 0, "other_kind": 0,
+                                                         "unsubscribed": 2}  # fmt: skip
+    assert [e.type for e in events(sf, TENANT)] == ["balance.threshold_crossed"]
+    assert _delivered(sf, receiver) == [("msg_" + "a" * 32, "balance.threshold_crossed")]
+
+    endpoints.register(sf, TENANT, receiver.url, event_types=["session.held"])
+    held2 = note("3" * 32, "session.held", customer="c-4", session_id="s-10", meter="voice", waiting_for="7")
+    assert write_once(sf, [held2, RELEASED, FAILED]) == {"written": 1, "repeated": 0, "dunning": 0, "other_kind": 0,
+                                                         "unsubscribed": 2}  # fmt: skip
+    assert [e.type for e in events(sf, TENANT)] == ["balance.threshold_crossed", "session.held"]
+    assert _delivered(sf, receiver) == [("msg_" + "3" * 32, "session.held")]  # once: the naming endpoint's
+
+
+def test_an_endpoint_wants_session_kinds_only_by_name() -> None:
+    from datetime import UTC, datetime
+
+    from meterstream.webhooks.events import EVENT_TYPES, subscribed
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    every = endpoints.Endpoint(TENANT, "ep_1", "http://x/", "whsec_x", (), "", True, now, now)
+    named = endpoints.Endpoint(TENANT, "ep_2", "http://x/", "whsec_x", ("session.released", "invoice.paid"), "",
+                               True, now, now)  # fmt: skip
+    assert [t for t in EVENT_TYPES if not every.wants(t)] == ["session.held", "session.released",
+                                                              "session.release_failed"]  # fmt: skip
+    assert [t for t in EVENT_TYPES if named.wants(t)] == ["invoice.paid", "session.released"]
+    assert not subscribed((), "session.held") and subscribed((), "credit_limit.soft_reached")

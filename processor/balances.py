@@ -599,16 +599,21 @@ class Balances:
         clock once the partition is caught up (an idle partition; a session held without a Kafka timestamp)."""
         if self.catalog is None:
             return {}
-        found = {}
+        found, held = {}, set()
+        self.stream_ms = {p: ms for p, ms in self.stream_ms.items() if p in processor.stores}  # revoked: forgotten
         for p, store in processor.stores.items():
             latest = processor.latest.get(p)
             state = latest if latest is not None else store
             due = set(sessions.timed_out(state, self.stream_ms[p], None)) if p in self.stream_ms else set()
             clock = sessions.timed_out(state, now_ms, self.first_held)
+            if self.first_held:
+                held |= sessions.held_keys(state)
             if clock and (nxt := store.next_offset()) is not None and self._caught_up(processor, p, nxt):
                 due.update(clock)
             if due:
                 found[p] = sorted(due)
+        if self.first_held:  # sessions released by a record, or of a revoked partition: no longer timed here
+            self.first_held = {k: ms for k, ms in self.first_held.items() if k in held}
         return found
 
     @staticmethod

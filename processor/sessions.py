@@ -482,6 +482,12 @@ def timed_out(state: Mapping[str, Any], now_ms: int, first_seen: dict[str, int] 
     return sorted(due)
 
 
+def held_keys(state: Mapping[str, Any]) -> set[str]:
+    """The session keys this partition's state holds records of (its `OUTBOX_KEY` index)."""
+    current = state.get(OUTBOX_KEY)
+    return set(current[0]["held"]) if current is not None else set()
+
+
 def decided(state: Mapping[str, Any]) -> list[str]:
     """The session keys of this partition's state whose release by the clock is decided (`decide_release`)."""
     current = state.get(OUTBOX_KEY)

@@ -118,7 +118,7 @@ def test_a_held_session_is_released_by_the_clock_once_across_a_crash(tmp_path, m
     assert held.data["sequences"] == [3] and held.data["waiting_for"] == [2] and held.data["session_id"] == "c-81"
     assert held.at == "2026-11-03T10:01:00.000Z"  # record 3's Kafka timestamp: a replay says the same
     assert [decode_balance(v).balance for t, _, v in out if t.endswith("balances")] == ["0.84"]
-    assert store.get(OUTBOX_KEY)[0] == {"held": {SKEY: [HELD_AT, "telco", "line-1"]}, "out": []}  # taken
+    assert store.get(OUTBOX_KEY)[0] == {"held": {SKEY: [HELD_AT, "telco", "line-1"]}, "out": []}
 
     proc = processor(store, high=2)
     assert tick(b, proc, DUE - 1, monkeypatch) is None  # 1 ms short of 10 minutes
@@ -224,5 +224,43 @@ def test_a_busy_partition_releases_by_stream_time(tmp_path, monkeypatch) -> None
         # an older timestamp read later (producers' clocks differ) never moves stream time back
         b.observe([Message(0, 22, None, None, T0)])
         assert b.stream_ms[0] == DUE
+    finally:
+        store.close()
+
+
+def test_sessions_timed_without_a_timestamp_are_forgotten_once_released_or_revoked(tmp_path, monkeypatch) -> None:
+    """Record 3 held without a Kafka timestamp is timed from when the tick first saw it (`first_held`); once record 2
+    releases it, or once its partition is revoked, the next tick forgets it."""
+    store = PartitionStore(tmp_path / "p0")
+    try:
+        b = balances()
+        state = BatchState(store)
+        for i, (eid, seq, quantity) in enumerate((("r1", 1, "30"), ("r3", 3, "60"))):
+            process(CATALOG, state, record(eid, seq, quantity), Position("usage", 0, i, None, None), NOW, WINDOW)
+        b.after_batch({0: state}, {0: []}, {0: 1}, NOW)
+        state.commit(2, Counter())
+        proc = processor(store, high=2)
+        assert tick(b, proc, NOW, monkeypatch) is None and b.first_held == {SKEY: NOW}
+        state = BatchState(store)  # record 2 arrives: records 2 and 3 rated, nothing held any more
+        filled = process(CATALOG, state, record("r2", 2, "30"), Position("usage", 0, 2, None, None), NOW, WINDOW)
+        assert filled.kind is Kind.RATED
+        b.after_batch({0: state}, {0: [row_of(filled.rated)]}, {0: 2}, NOW)
+        state.commit(3, Counter())
+        assert tick(b, processor(store, high=3), NOW + 1_000, monkeypatch) is None and b.first_held == {}
+
+        b2 = balances()  # a session of a partition this worker then loses
+        other = PartitionStore(tmp_path / "p1")
+        try:
+            state = BatchState(other)
+            for i, (eid, seq) in enumerate((("x1", 1), ("x3", 3))):
+                process(CATALOG, state, record(eid, seq, "30", session="c-82"), Position("usage", 0, i, None, None),
+                        NOW, WINDOW)  # fmt: skip
+            state.commit(2, Counter())
+            assert tick(b2, processor(other, high=2), NOW, monkeypatch) is None
+            assert list(b2.first_held) == [session_key("telco", "line-1", "c-82")]
+            assert tick(b2, processor(store, high=3), NOW + 1_000, monkeypatch) is None  # p1 revoked: only p0
+            assert b2.first_held == {}
+        finally:
+            other.close()
     finally:
         store.close()

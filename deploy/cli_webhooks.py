@@ -53,8 +53,8 @@ def register(app: typer.Typer) -> None:
         tenant: Tenant,
         url: Annotated[str, typer.Option(help="http(s) URL that receives the POSTs")],
         event: Annotated[list[str] | None, typer.Option(metavar="TYPE", callback=_one_of(
-            "meterstream.webhooks.events:EVENT_TYPES"), help="only these event types (repeatable; default all; "
-            "see docs/webhooks.md)")] = None,
+            "meterstream.webhooks.events:EVENT_TYPES"), help="only these event types (repeatable; "
+            "default all but the opt-in session.* kinds; see docs/webhooks.md)")] = None,
         description: Annotated[str, typer.Option()] = "",
     ) -> int:  # fmt: skip
         return run("add", _add, {**locals(), "event": event or []})

@@ -264,3 +264,22 @@ def test_sessions_timed_without_a_timestamp_are_forgotten_once_released_or_revok
             other.close()
     finally:
         store.close()
+
+
+def test_install_feeds_stream_time_from_every_columnar_batch(monkeypatch) -> None:
+    """`install` wires `observe` in front of the columnar step: each batch's Kafka timestamps reach stream time
+    (the newest per partition; a message without one, None, leaves it)."""
+    from meterstream.ingest import topics
+    from meterstream.processor.columnar import Message
+
+    monkeypatch.setattr(topics, "ensure_provisioning_topics", lambda settings: None)
+    seen = []
+    columnar = SimpleNamespace(balances=None, run=lambda states, msgs, now_ms: seen.append(len(msgs)) or "out")
+    live = SimpleNamespace(table=wallet_table())
+    proc = SimpleNamespace(settings=Settings(), catalog=SimpleNamespace(live=live), columnar=columnar)
+    b = balances_module.install(proc)
+    assert b is not None and columnar.balances is b
+    msgs = [Message(0, 5, None, None, HELD_AT), Message(1, 7, None, None, T0), Message(0, 6, None, None, T0),
+            Message(2, 1, None, None, None)]  # fmt: skip
+    assert columnar.run({}, msgs, NOW) == "out" and seen == [4]
+    assert b.stream_ms == {0: HELD_AT, 1: T0}

@@ -49,6 +49,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -78,6 +79,7 @@ from meterstream.schemas.rated import pack_rows, row_of
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor.balances")
+_TIMESTAMP_MS = attrgetter("timestamp_ms")  # a columnar.Message's Kafka timestamp (None: none)
 
 BALANCE_PREFIX = "w|"
 EXHAUSTED = "balance_exhausted"
@@ -585,12 +587,19 @@ class Balances:
 
     def observe(self, msgs: Iterable[Any]) -> None:
         """Keep each partition's stream time: the newest Kafka timestamp (`timestamp_ms`) of the messages read
-        (`columnar.Message`s, before the step rates them; `install` wires it)."""
-        stream = self.stream_ms
+        (`columnar.Message`s of any partitions; a message without one, None, leaves it)."""
+        by_partition: dict[int, list[Any]] = {}
         for m in msgs:
-            ts = m.timestamp_ms
-            if ts is not None and ts > stream.get(m.partition, -1):
-                stream[m.partition] = ts
+            by_partition.setdefault(m.partition, []).append(m)
+        for p, ms in by_partition.items():
+            self.observe_partition(p, ms)
+
+    def observe_partition(self, p: int, msgs: Sequence[Any]) -> None:
+        """`observe` for one partition's messages, in C-level calls (the columnar step calls it per partition
+        of every batch, before rating them)."""
+        newest = max(filter(None, map(_TIMESTAMP_MS, msgs)), default=-1)
+        if newest > self.stream_ms.get(p, -1):
+            self.stream_ms[p] = newest
 
     def _held_too_long(self, processor: Any, now_ms: int) -> dict[int, list[str]]:
         """partition -> its sessions held `sessions.HOLD_TIMEOUT_MS` or more (one small read per partition): by
@@ -709,14 +718,7 @@ def install(processor: Any) -> Balances | None:
 
         ensure_provisioning_topics(processor.settings)  # an older deployment's topics may predate them
         found.catalog = processor.catalog
-        processor.columnar.balances = found
-        run = processor.columnar.run
-
-        def run_observed(states: Any, msgs: Sequence[Any], now_ms: int) -> Any:
-            found.observe(msgs)  # stream time for the release of held sessions (`_held_too_long`)
-            return run(states, msgs, now_ms)
-
-        processor.columnar.run = run_observed
+        processor.columnar.balances = found  # it debits, and feeds stream time (`observe_partition`), per batch
     return found
 
 

@@ -130,13 +130,15 @@ class ColumnarStep:
         for m in msgs:
             by_partition.setdefault(m.partition, []).append(m)
         out = BatchOutput()
-        pack = self.pack
+        pack, balances = self.pack, self.balances
         for p, ms in by_partition.items():
+            if balances is not None:  # the partition's stream time, for held sessions (processor/balances.py)
+                balances.observe_partition(p, ms)
             self._partition(states[p], p, ms, now_ms, out)
             if pack is not None:
                 out.messages[p] = pack(out.rated[p])
-        if self.balances is not None:  # prepaid debit, in the same buffers (processor/balances.py)
-            out.balances = self.balances.after_batch(states, out.rated, out.last, now_ms)
+        if balances is not None:  # prepaid debit, in the same buffers (processor/balances.py)
+            out.balances = balances.after_batch(states, out.rated, out.last, now_ms)
         return out
 
     def _route(self, tenant: str, customer: str, meter: str) -> tuple[Plan, str, Any] | None:

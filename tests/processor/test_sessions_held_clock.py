@@ -266,20 +266,31 @@ def test_sessions_timed_without_a_timestamp_are_forgotten_once_released_or_revok
         store.close()
 
 
-def test_install_feeds_stream_time_from_every_columnar_batch(monkeypatch) -> None:
-    """`install` wires `observe` in front of the columnar step: each batch's Kafka timestamps reach stream time
-    (the newest per partition; a message without one, None, leaves it)."""
+def test_the_columnar_step_feeds_stream_time_per_partition_before_rating(monkeypatch, tmp_path) -> None:
+    """`install` hands the balances to the columnar step, which gives each partition's messages to
+    `observe_partition` before rating them: the newest Kafka timestamp per partition becomes its stream time (a
+    message without one, None, leaves it)."""
     from meterstream.ingest import topics
-    from meterstream.processor.columnar import Message
+    from meterstream.processor.columnar import ColumnarStep, Message
+    from meterstream.processor.store import BatchState, PartitionStore
+    from meterstream.rating.catalog import load_catalog
 
     monkeypatch.setattr(topics, "ensure_provisioning_topics", lambda settings: None)
-    seen = []
-    columnar = SimpleNamespace(balances=None, run=lambda states, msgs, now_ms: seen.append(len(msgs)) or "out")
+    step = ColumnarStep(load_catalog(Settings().catalog), "usage", 35 * 86_400_000)
     live = SimpleNamespace(table=wallet_table())
-    proc = SimpleNamespace(settings=Settings(), catalog=SimpleNamespace(live=live), columnar=columnar)
+    proc = SimpleNamespace(settings=Settings(), catalog=SimpleNamespace(live=live), columnar=step)
     b = balances_module.install(proc)
-    assert b is not None and columnar.balances is b
-    msgs = [Message(0, 5, None, None, HELD_AT), Message(1, 7, None, None, T0), Message(0, 6, None, None, T0),
-            Message(2, 1, None, None, None)]  # fmt: skip
-    assert columnar.run({}, msgs, NOW) == "out" and seen == [4]
-    assert b.stream_ms == {0: HELD_AT, 1: T0}
+    assert b is not None and step.balances is b
+    order: list[str] = []
+    monkeypatch.setattr(b, "after_batch", lambda *args: order.append("after_batch") or [])
+    stores = {p: PartitionStore(tmp_path / f"p{p}") for p in (0, 1, 2)}
+    try:
+        states = {p: BatchState(store) for p, store in stores.items()}
+        msgs = [Message(0, 5, None, b"{}", HELD_AT), Message(1, 7, None, b"{}", T0), Message(0, 6, None, b"{}", T0),
+                Message(2, 1, None, b"{}", None)]  # fmt: skip
+        step.run(states, msgs, NOW)
+    finally:
+        for store in stores.values():
+            store.close()
+    assert b.stream_ms == {0: HELD_AT, 1: T0}  # partition 0's newest is HELD_AT (later than T0); 2 has none
+    assert order == ["after_batch"]

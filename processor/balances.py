@@ -58,7 +58,7 @@ from confluent_kafka import TopicPartition
 from meterstream.billing import thresholds as th
 from meterstream.billing.allocation import from_units, to_units
 from meterstream.billing.wallet_balance import Draw, Lot, WalletTerms, balances, usage_draws
-from meterstream.processor import sessions
+from meterstream.processor import metrics, sessions
 from meterstream.processor.checkpoint import InFlight
 from meterstream.processor.rate import RatingError
 from meterstream.processor.store import BatchState
@@ -276,7 +276,9 @@ class Balances:
             return []
 
     def _skipped(self, tenant: str, customer: str, what: str, exc: Exception) -> None:
-        """Log a customer's skipped `what`, at most once per `_SKIP_LOG_S` seconds per customer and `what`."""
+        """Count (`meterstream_processor_balance_skips_total`) and log a customer's skipped `what`, the log at most
+        once per `_SKIP_LOG_S` seconds per customer and `what`."""
+        metrics.BALANCE_SKIPS.labels(what).inc()
         now, slot = time.monotonic(), (tenant, customer, what)
         if now - self._skip_logged.get(slot, -_SKIP_LOG_S) < _SKIP_LOG_S:
             return

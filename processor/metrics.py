@@ -22,6 +22,11 @@ MISROUTED = Counter(
     "Customers whose usage came on another partition than their key's (tenant/customer, librdkafka's CRC-32): "
     "their running totals and wallet split between partitions",
 )
+BALANCE_SKIPS = Counter(
+    "meterstream_processor_balance_skips_total",
+    "A customer's wallet debit or decisions skipped for a batch after an error (logged; processor/balances.py)",
+    ["what"],
+)
 LAG = Gauge("meterstream_processor_consumer_lag", "Messages behind the partition end", ["partition"])
 STEP_SECONDS = Histogram(
     "meterstream_processor_step_seconds",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from prometheus_client import REGISTRY
 from test_balances import Partition, T, at, kinds, row
 
 from meterstream.billing import thresholds as th
@@ -123,9 +124,12 @@ def test_a_failing_level_decision_skips_that_customer_s_levels_only(tmp_path, ca
         return real(rules, used, commitment)
 
     monkeypatch.setattr(th, "postpaid_crossed", broken)
+    skips = REGISTRY.get_sample_value("meterstream_processor_balance_skips_total", {"what": "levels"}) or 0.0
     out = part.run(b, [row("c5", "70.00", at(10), 1), row("c6", "55.00", at(10), 2)])
     assert [(n.customer, n.data["threshold"]) for n in notes(out)] == [("c6", "limit:50")]
     assert "customer acme/c5: levels skipped: ArithmeticError: boom" in caplog.text
+    # counted too, so that a dashboard or an alert sees it
+    assert REGISTRY.get_sample_value("meterstream_processor_balance_skips_total", {"what": "levels"}) == skips + 1
     monkeypatch.setattr(th, "postpaid_crossed", real)
     out = part.run(b, [row("c5", "1.00", at(11), 3)])  # 70.00 was debited: 71.00 now, past 50%
     assert [(n.customer, n.data["threshold"], n.data["usage"]) for n in notes(out)] == [("c5", "limit:50", "71.00")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import orjson
 
@@ -61,6 +62,20 @@ class Partition:
         return out
 
 
+class Setup(NamedTuple):
+    table: EntityTable
+    balances: Balances
+    part: Partition
+
+
+def on_partition(tmp_path, *docs) -> Setup:  # type: ignore[no-untyped-def]
+    """An entity table holding `docs` (applied in order), `Balances` over it, and partition 0's store."""
+    table = EntityTable()
+    for doc in docs:
+        table.apply(doc)
+    return Setup(table, Balances(Settings(), table), Partition(tmp_path / "p0"))
+
+
 def kinds(out):
     found = []
     for topic, _key, value in out:
@@ -79,12 +94,13 @@ def snapshot(out):
 
 
 def test_debit_suspend_at_zero_topup_reactivates_and_thresholds_notify_once_per_crossing(tmp_path) -> None:
-    table = EntityTable()
-    table.apply(CustomerDoc(tenant=T, external_id="c1", name="C1", version=1, currency="EUR",
-                            metadata={"balance_alert_below": "5"}))  # fmt: skip
-    table.apply(wallet(1, LOT1))
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    table, b, part = on_partition(
+        tmp_path,
+        CustomerDoc(
+            tenant=T, external_id="c1", name="C1", version=1, currency="EUR", metadata={"balance_alert_below": "5"}
+        ),
+        wallet(1, LOT1),
+    )
 
     out = part.run(b, [row("c1", "4.004", at(10), 1), row("c1", "3.5", at(10, 1), 2)])
     snap = snapshot(out)
@@ -128,10 +144,7 @@ def test_debit_suspend_at_zero_topup_reactivates_and_thresholds_notify_once_per_
 
 
 def test_a_replayed_row_is_not_debited_twice(tmp_path) -> None:
-    table = EntityTable()
-    table.apply(wallet(1, LOT1))
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(tmp_path, wallet(1, LOT1))
     rows = [row("c1", "2.25", at(10), 1), row("c1", "0.75", at(10, 1), 2)]
     assert snapshot(part.run(b, rows)).balance == "7.00"
     # the same positions again (a replay of committed positions): skipped, nothing changes, nothing emitted
@@ -148,21 +161,17 @@ def test_a_replayed_row_is_not_debited_twice(tmp_path) -> None:
 
 
 def test_usage_before_the_wallet_started_and_other_currencies_are_not_drawn(tmp_path) -> None:
-    table = EntityTable()
-    table.apply(wallet(1, LOT1))
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(tmp_path, wallet(1, LOT1))
     out = part.run(b, [row("c1", "3.00", DAY.replace(day=1, month=11), 1), row("c1", "2", at(9), 2, currency="USD"),
                        row("c1", "1.234", at(9), 3)])  # fmt: skip
     assert snapshot(out).balance == "8.77"  # 10.00 - round(1.234)
 
 
 def test_postpaid_credit_limit_suspends_and_a_new_period_reactivates(tmp_path) -> None:
-    table = EntityTable()
-    table.apply(CustomerDoc(tenant=T, external_id="c2", name="C2", version=1, currency="EUR",
-                            metadata={"credit_limit": "5"}))  # fmt: skip
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(
+        tmp_path,
+        CustomerDoc(tenant=T, external_id="c2", name="C2", version=1, currency="EUR", metadata={"credit_limit": "5"}),
+    )
     assert kinds(part.run(b, [row("c2", "3.00", at(9), 1)])) == []
     out = part.run(b, [row("c2", "2.50", at(9, 5), 2)])  # 5.50 > 5
     assert kinds(out) == [("suspend", "credit_limit_exceeded"), ("note", "credit_limit.exceeded")]

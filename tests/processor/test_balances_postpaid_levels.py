@@ -14,15 +14,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from prometheus_client import REGISTRY
-from test_balances import Partition, T, at, kinds, row
+from test_balances import T, at, kinds, on_partition, row
 
 from meterstream.billing import thresholds as th
 from meterstream.deploy.provisioning_consumer import ProvisioningState
-from meterstream.processor.balances import Balances, balance_key
-from meterstream.processor.live_catalog import EntityTable
+from meterstream.processor.balances import balance_key
 from meterstream.schemas.entities import CustomerDoc, Phase, PlanVersionDoc, SubscriptionDoc
 from meterstream.schemas.provisioning import decode_command, decode_notification
-from meterstream.schemas.settings import Settings
 
 JAN = datetime(2027, 1, 5, tzinfo=UTC)
 
@@ -32,12 +30,17 @@ def notes(out) -> list:
 
 
 def test_credit_limit_levels_notify_once_and_the_soft_level_limits_then_lifts(tmp_path) -> None:
-    table = EntityTable()
-    table.apply(CustomerDoc(tenant=T, external_id="c2", name="C2", version=1, currency="EUR",
-                            metadata={"credit_limit": "100", "credit_limit_alert_percent": "50,80",
-                                      "credit_limit_soft_percent": "90"}))  # fmt: skip
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(
+        tmp_path,
+        CustomerDoc(
+            tenant=T,
+            external_id="c2",
+            name="C2",
+            version=1,
+            currency="EUR",
+            metadata={"credit_limit": "100", "credit_limit_alert_percent": "50,80", "credit_limit_soft_percent": "90"},
+        ),
+    )
 
     out = part.run(b, [row("c2", "30.00", at(10), 1), row("c2", "20.00", at(10, 1), 2)])
     assert kinds(out) == [("note", "credit_limit.threshold_crossed")]
@@ -74,15 +77,25 @@ def test_credit_limit_levels_notify_once_and_the_soft_level_limits_then_lifts(tm
 
 
 def test_a_commitment_level_counts_the_subscriptions_minimum_commitment(tmp_path) -> None:
-    table = EntityTable()
-    table.apply(CustomerDoc(tenant=T, external_id="c3", name="C3", version=1, currency="EUR",
-                            metadata={"commitment_alert_percent": "100"}))  # fmt: skip
-    table.apply(PlanVersionDoc(tenant=T, code="pro", version=1, name="Pro", currency="EUR",
-                               minimum_commitment=Decimal("200")))  # fmt: skip
-    table.apply(SubscriptionDoc(tenant=T, external_id="s3", customer="c3", version=1,
-                                phases=[Phase(plan_code="pro", plan_version=1, start=at(0))]))  # fmt: skip
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(
+        tmp_path,
+        CustomerDoc(
+            tenant=T,
+            external_id="c3",
+            name="C3",
+            version=1,
+            currency="EUR",
+            metadata={"commitment_alert_percent": "100"},
+        ),
+        PlanVersionDoc(tenant=T, code="pro", version=1, name="Pro", currency="EUR", minimum_commitment=Decimal("200")),
+        SubscriptionDoc(
+            tenant=T,
+            external_id="s3",
+            customer="c3",
+            version=1,
+            phases=[Phase(plan_code="pro", plan_version=1, start=at(0))],
+        ),
+    )
     assert kinds(part.run(b, [row("c3", "150.00", at(10), 1)])) == []  # 75% of 200
     out = part.run(b, [row("c3", "50.00", at(11), 2)])  # 200.00: 100% of the commitment
     [note] = notes(out)
@@ -95,13 +108,25 @@ def test_long_decimal_metadata_never_stops_the_batch(tmp_path, caplog) -> None:
     # review finding: these two values made the soft level's product inexact (decimal.Inexact in the batch, replayed
     # for ever); now both are refused by name, and the customer's batch still goes through
     long_limit, long_soft = "1000.123456789012345678901234567890123", "90.12345678901234567890123456789012345"
-    table = EntityTable()
-    table.apply(CustomerDoc(tenant=T, external_id="c4", name="C4", version=1, currency="EUR",
-                            metadata={"credit_limit": long_limit, "credit_limit_soft_percent": long_soft}))  # fmt: skip
-    table.apply(CustomerDoc(tenant=T, external_id="c2", name="C2", version=1, currency="EUR",
-                            metadata={"credit_limit": "100", "credit_limit_alert_percent": "50"}))  # fmt: skip
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(
+        tmp_path,
+        CustomerDoc(
+            tenant=T,
+            external_id="c4",
+            name="C4",
+            version=1,
+            currency="EUR",
+            metadata={"credit_limit": long_limit, "credit_limit_soft_percent": long_soft},
+        ),
+        CustomerDoc(
+            tenant=T,
+            external_id="c2",
+            name="C2",
+            version=1,
+            currency="EUR",
+            metadata={"credit_limit": "100", "credit_limit_alert_percent": "50"},
+        ),
+    )
     out = part.run(b, [row("c4", "950.00", at(10), 1), row("c2", "60.00", at(10), 2)])
     assert [n.data["threshold"] for n in notes(out)] == ["limit:50"]  # c2: 60 >= 50% of 100
     assert "metadata.credit_limit: at most 30 significant digits" in caplog.text
@@ -110,12 +135,9 @@ def test_long_decimal_metadata_never_stops_the_batch(tmp_path, caplog) -> None:
 def test_a_failing_level_decision_skips_that_customer_s_levels_only(tmp_path, caplog, monkeypatch) -> None:
     # any exception in one customer's levels is logged and skips them: the debit is kept, the batch and the other
     # customers go on; the levels are decided again (and notified) by its next batch
-    table = EntityTable()
-    for c in ("c5", "c6"):
-        table.apply(CustomerDoc(tenant=T, external_id=c, name=c, version=1, currency="EUR",
-                                metadata={"credit_limit": "100", "credit_limit_alert_percent": "50"}))  # fmt: skip
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(tmp_path, *(CustomerDoc(tenant=T, external_id=c, name=c, version=1, currency="EUR",
+                              metadata={"credit_limit": "100", "credit_limit_alert_percent": "50"})
+                              for c in ("c5", "c6")))  # fmt: skip
     real = th.postpaid_crossed
 
     def broken(rules, used, commitment):
@@ -139,11 +161,10 @@ def test_a_row_of_an_earlier_period_never_moves_the_period_back(tmp_path) -> Non
     # credit limit 100: December 150.00 (suspended), January 1.00 (reactivated); then a session's row released
     # late by the clock, dated at the session's start in December: 0.50 more for December (150.50), but the
     # period decided on stays January (1.00, within the limit): nothing is sent
-    table = EntityTable()
-    table.apply(CustomerDoc(tenant=T, external_id="c7", name="C7", version=1, currency="EUR",
-                            metadata={"credit_limit": "100"}))  # fmt: skip
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(
+        tmp_path,
+        CustomerDoc(tenant=T, external_id="c7", name="C7", version=1, currency="EUR", metadata={"credit_limit": "100"}),
+    )
     assert kinds(part.run(b, [row("c7", "150.00", at(10), 1)])) == [("suspend", "credit_limit_exceeded"),
                                                                      ("note", "credit_limit.exceeded")]  # fmt: skip
     assert kinds(part.run(b, [row("c7", "1.00", JAN, 2, period="2027-01")])) == [

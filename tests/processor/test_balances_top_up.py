@@ -16,6 +16,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from test_balances import T, at, on_partition, row
+
 from meterstream.entities.customers import put_customer
 from meterstream.entities.db import make_engine, migrate, session_factory
 from meterstream.entities.wallets import (
@@ -28,27 +30,13 @@ from meterstream.entities.wallets import (
     update_wallet,
     wallet_doc,
 )
-from meterstream.processor.balances import Balances, balance_key
-from meterstream.processor.live_catalog import EntityTable
-from meterstream.processor.store import BatchState, PartitionStore
+from meterstream.processor.balances import balance_key
+from meterstream.processor.store import BatchState
 from meterstream.schemas.entities import CustomerDoc, TopUpRuleDoc, WalletDoc, WalletEntryDoc
 from meterstream.schemas.provisioning import Notification, decode_balance, decode_notification
-from meterstream.schemas.settings import Settings
 from meterstream.webhooks.notifications_relay import write_once
 
-T = "acme"
-DAY = datetime(2026, 12, 1, tzinfo=UTC)
 REQUESTED = "wallet.top_up_requested"
-
-
-def at(hh: int, mm: int = 0) -> datetime:
-    return DAY.replace(hour=hh, minute=mm)
-
-
-def row(customer: str, amount: str, when: datetime, offset: int, currency: str = "EUR") -> tuple:
-    # schemas.rated.RATED_FIELDS order
-    return (T, f"e{offset}", customer, "", "api_calls", when.isoformat().replace("+00:00", "Z"), "2026-12", "1",
-            amount, "1", currency, "p@1", "api_calls", {}, "", 0, offset)  # fmt: skip
 
 
 RULE = TopUpRuleDoc(id="R1", threshold_credits=Decimal("3"), paid_credits=Decimal("20"))
@@ -59,18 +47,6 @@ LOT2 = WalletEntryDoc(id="t2", kind="paid", units=2000, settled_at=at(12))
 def wallet(version: int, *entries: WalletEntryDoc, rules=(RULE,), rate: str = "1") -> WalletDoc:  # type: ignore[no-untyped-def]
     return WalletDoc(tenant=T, id="W1", customer="c1", currency="EUR", rate_amount=Decimal(rate), priority=50,
                      started_at=at(0), version=version, entries=list(entries), top_up_rules=list(rules))  # fmt: skip
-
-
-class Partition:
-    def __init__(self, path) -> None:  # type: ignore[no-untyped-def]
-        self.store = PartitionStore(path)
-
-    def run(self, balances: Balances, rows: list[tuple]) -> list[tuple[str, bytes, bytes]]:
-        state = BatchState(self.store)
-        last = max(r[16] for r in rows)
-        out = balances.after_batch({0: state}, {0: rows}, {0: last}, int(at(23).timestamp() * 1000))
-        state.commit(last + 1, Counter())
-        return out
 
 
 def requests(out) -> list:  # type: ignore[no-untyped-def]
@@ -84,10 +60,7 @@ def balance(out) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_one_request_per_crossing_and_a_new_one_after_the_top_up(tmp_path) -> None:
-    table = EntityTable()
-    table.apply(wallet(1, LOT1))
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    table, b, part = on_partition(tmp_path, wallet(1, LOT1))
 
     out = part.run(b, [row("c1", "4.004", at(10), 1), row("c1", "3.5", at(10, 1), 2)])
     assert balance(out) == "2.50"
@@ -116,10 +89,7 @@ def test_one_request_per_crossing_and_a_new_one_after_the_top_up(tmp_path) -> No
 def test_the_line_is_at_or_below_in_credits_of_the_wallets_rate(tmp_path) -> None:
     # rate 0.5 EUR per credit: 20 credits = 10.00 EUR; the line, 10 credits, is 5.00 EUR
     rule = TopUpRuleDoc(id="R2", threshold_credits=Decimal("10"), granted_credits=Decimal("4"))
-    table = EntityTable()
-    table.apply(wallet(1, LOT1, rules=(rule,), rate="0.5"))
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(tmp_path, wallet(1, LOT1, rules=(rule,), rate="0.5"))
     out = part.run(b, [row("c1", "4.99", at(10), 1)])
     assert balance(out) == "5.01" and requests(out) == []  # 10.02 credits: above the line
     out = part.run(b, [row("c1", "0.01", at(10, 1), 2)])
@@ -130,19 +100,13 @@ def test_the_line_is_at_or_below_in_credits_of_the_wallets_rate(tmp_path) -> Non
 def test_a_rule_not_yet_started_or_expired_asks_nothing(tmp_path) -> None:
     later = TopUpRuleDoc(id="R3", threshold_credits=Decimal("5"), paid_credits=Decimal("1"), started_at=at(11))
     ended = TopUpRuleDoc(id="R4", threshold_credits=Decimal("5"), paid_credits=Decimal("1"), expiration_at=at(9))
-    table = EntityTable()
-    table.apply(wallet(1, LOT1, rules=(later, ended)))
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(tmp_path, wallet(1, LOT1, rules=(later, ended)))
     assert requests(part.run(b, [row("c1", "6.00", at(10), 1)])) == []  # balance 4.00, neither rule in effect
     assert [r.data["rule"] for r in requests(part.run(b, [row("c1", "1.00", at(11), 2)]))] == ["R3"]
 
 
 def test_a_batch_repeated_after_a_crash_asks_with_the_same_id(tmp_path) -> None:
-    table = EntityTable()
-    table.apply(wallet(1, LOT1))
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    _, b, part = on_partition(tmp_path, wallet(1, LOT1))
     rows = [row("c1", "8.00", at(10), 1)]
     first = b.after_batch({0: BatchState(part.store)}, {0: rows}, {0: 1}, 0)
     second = b.after_batch({0: BatchState(part.store)}, {0: rows}, {0: 1}, 0)  # the first state never committed
@@ -168,10 +132,7 @@ def test_the_loop_through_the_store_tops_up_once_even_when_the_request_comes_twi
     rules = [{"trigger": "threshold", "threshold_credits": "3", "paid_credits": "20", "granted_credits": "5"}]
     made, _ = create_wallet(sf, WalletSpec(T, "c1", rules=rules), [TopUp("paid", "10")], at=start)
     (rule,) = made.rules
-    table = EntityTable()
-    table.apply(_doc(sf, made.id))
-    b = Balances(Settings(), table)
-    part = Partition(tmp_path / "p0")
+    table, b, part = on_partition(tmp_path, _doc(sf, made.id))
     usage = start + timedelta(minutes=30)
     out = part.run(b, [row("c1", "7.504", usage, 1)])
     assert balance(out) == "2.50"

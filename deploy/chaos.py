@@ -238,10 +238,11 @@ def _inject(fault: str, pipeline: Pipeline, settings: Settings, fault_file: Path
         kafka_local.stop(settings)
         time.sleep(rng.uniform(1.0, 3.0))
         kafka_local.start(settings)
-    elif fault == "clickhouse-down":
+    elif fault == "clickhouse-down":  # in the background: the faults after it land at their points meanwhile
         fault_file.touch()
-        time.sleep(plan.clickhouse_outage_s)
-        fault_file.unlink()
+        back = threading.Timer(plan.clickhouse_outage_s, fault_file.unlink, kwargs={"missing_ok": True})
+        back.daemon = True
+        back.start()
 
 
 def _next_instance(pipeline: Pipeline) -> str:

@@ -32,6 +32,12 @@ commits wrote for keys other than dedup entries (`recent`, the bytes RocksDB hol
 so such a read is a dict lookup, not a RocksDB get (~3 µs of CPU each on bench/processor_step.py's columnar
 path, the memtable pushed out of the CPU's caches by the batch's work); a purge, a restore and a wipe empty
 it. Write the store only through these methods.
+
+A write whose value is None (a key other than a dedup entry) deletes the key: a RocksDB delete and a changelog
+tombstone. The store keeps an in-memory index of the held telecom sessions' keys (`h|held|<session key>`,
+processor/sessions.py), `held`: the committed values, read by a prefix scan when the store is opened, after a
+restore and emptied by a wipe, and kept by every commit; the processor's tick finds the sessions to release there
+without reading a whole-partition value.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ _COUNTS_KEY = b"\x00counts"
 _INDEX = b"t|"
 _SESSION_INDEX = b"u|"  # `u|<day>|<session key>`: a finished session, stamped that day
 _SESSION_PREFIX = "s|"  # processor/sessions.py SESSION_PREFIX (not imported: the store stays free of rating)
+_HELD_PREFIX = b"h|held|"  # processor/sessions.py HELD_PREFIX: one key per held session, indexed in memory (`held`)
 _BATCH_INDEX = b"*"  # after `t|<day>|`: a commit's index entry (a dedup key starts with "d|")
 DAY_MS = 86_400_000
 _ENTRY = struct.Struct(">BIQQ")  # tag, partition, offset, first seen (epoch ms)
@@ -200,6 +207,21 @@ class PartitionStore:
         self.recent: dict[bytes, bytes] = {}
         raw = self.db.get(_COUNTS_KEY)
         self.counts: Counter[str] = Counter(orjson.loads(raw) if raw else {})
+        # the held telecom sessions' keys (`h|held|...`, processor/sessions.py) -> their decoded values, as committed:
+        # built by a prefix scan when opened (and after a restore or a wipe), then kept by `apply`
+        self.held: dict[str, Any] = {}
+        self.held_version = 0  # changes whenever `held` does (a reader may keep what it derived from it until then)
+        self._load_held()
+
+    def _load_held(self) -> None:
+        """Build `held` from the store: a prefix scan of the `h|held|` keys."""
+        held: dict[str, Any] = {}
+        for key, raw in self.db.items(from_key=_HELD_PREFIX):
+            if not key.startswith(_HELD_PREFIX):
+                break
+            held[key.decode()] = _loads(raw)
+        self.held = held
+        self.held_version += 1
 
     def get(self, key: str) -> Any:
         raw = self.db.get(key.encode())
@@ -224,9 +246,11 @@ class PartitionStore:
         """A batch's writes as the store's operations and as changelog records, not yet applied.
 
         Every key of `writes` is written, whatever its name (dedup entries, running totals, bundle use,
-        balances...). The changelog gets one record per non-dedup key (compaction keeps the newest) and
-        one packed record per day index entry holding its dedup entries (`pack_entries`), so purging an
-        index entry is one tombstone; the counters and the next offset come last.
+        balances...); a key other than a dedup entry whose value is None is deleted (a tombstone in the
+        changelog: processor/sessions.py's held-session and outbox keys). The changelog gets one record per
+        non-dedup key (compaction keeps the newest) and one packed record per day index entry holding its
+        dedup entries (`pack_entries`), so purging an index entry is one tombstone; the counters and the next
+        offset come last.
 
         One pass per key (the hot path: one dedup entry per rated event): each key is encoded once, its
         entry packed inline, and its day's packed record built as it goes (the bytes `pack_entries` gives
@@ -267,6 +291,9 @@ class PartitionStore:
                 parts.append(kb)
                 parts.append(raw)
                 names.append(key)
+            elif value is None:  # a delete, and its tombstone
+                put((kb, None))
+                record((kb, None))
             else:
                 raw = dumps(value)
                 put((kb, raw))
@@ -315,11 +342,21 @@ class PartitionStore:
         if len(recent) > RECENT_MAX:  # the least recently written go, down to half
             for key in list(islice(recent, len(recent) - RECENT_MAX // 2)):
                 del recent[key]
-        # a commit's records put its other keys with their stored values; the index records (t|) differ
+        # a commit's records put its other keys with their stored values (None: deleted); the index records (t|)
+        # differ; the held sessions' keys are kept in `held` too
+        held = self.held
         for key, value in prepared.records:
-            if not key.startswith(_INDEX):
-                recent.pop(key, None)  # to the end: the dict's order is the order of the last writes
-                recent[key] = value  # type: ignore[assignment]
+            if key.startswith(_INDEX):
+                continue
+            recent.pop(key, None)  # to the end: the dict's order is the order of the last writes
+            if value is not None:
+                recent[key] = value
+                if key.startswith(_HELD_PREFIX):
+                    held[key.decode()] = _loads(value)
+                    self.held_version += 1
+            elif key.startswith(_HELD_PREFIX):
+                held.pop(key.decode(), None)
+                self.held_version += 1
 
     def commit(self, writes: dict[str, Any], next_offset: int, outcomes: Counter[str]) -> None:
         """Apply a batch: state, dedup time index, outcome counters and next offset, atomically."""
@@ -419,6 +456,7 @@ class PartitionStore:
         batch.put(_CHANGELOG_KEY, str(changelog_next).encode())
         self.db.write(batch)
         self.recent.clear()
+        self._load_held()
         raw = self.db.get(_COUNTS_KEY)
         self.counts = Counter(orjson.loads(raw) if raw else {})
         return n
@@ -448,6 +486,8 @@ class PartitionStore:
             batch.delete(key)
         self.db.write(batch)
         self.recent.clear()
+        self.held = {}
+        self.held_version += 1
         self.counts = Counter()
 
 

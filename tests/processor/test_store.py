@@ -137,6 +137,9 @@ def _plain_prepare(store: PartitionStore, writes: dict, next_offset: int, outcom
             t = value["t"]
             last_t = t
             first_seen.setdefault(t // DAY_MS, []).append((key, raw))
+        elif value is None:  # a delete: its tombstone
+            ops.append((key.encode(), None))
+            records.append((key.encode(), None))
         else:
             raw = orjson.dumps(value)
             ops.append((key.encode(), raw))
@@ -178,6 +181,7 @@ def test_prepare_gives_the_plain_versions_operations_and_records(tmp_path: Path)
         "s|t|x|sess": [{"closed": 3, "missing": []}, 11],
         "s|t|x|open": [{"seen": [1]}, 11],
         "b|t|x": [{"min": "3"}, 11],
+        "h|held|s|t|x|gone": None,  # a delete
     }
     expected = _plain_prepare(store, writes, 12, Counter(rated=5, duplicate=1))
     got = store.prepare(writes, 12, Counter(rated=5, duplicate=1))
@@ -282,4 +286,36 @@ def test_a_batch_reads_the_stores_values_through_its_copy_of_recent_writes(tmp_p
     store.commit({"c|x": ["8", 5]}, 6, Counter(rated=1))
     store.wipe()
     assert reads() == {"c|x": None, "b|x": None, sess: None, "c|never": None}
+    store.close()
+
+
+def test_a_none_write_deletes_the_key_and_the_held_index_follows(tmp_path: Path) -> None:
+    """A write of None (a key other than a dedup entry) is a RocksDB delete and a changelog tombstone, forgotten by
+    the recent writes; the store's in-memory index of held sessions (`held`, the `h|held|` keys) follows puts and
+    deletes, and is read back by a prefix scan on reopening and after a restore, emptied by a wipe."""
+    store = PartitionStore(tmp_path / "p0")
+    a, b = "h|held|s|t\x1fc\x1fa", "h|held|s|t\x1fc\x1fb"
+    store.commit({a: [[1000, "t", "c"], 1], b: [[2000, "t", "c"], 2], "h|helc": ["x", 2], "c|x": ["1", 2]}, 3,
+                 Counter())  # fmt: skip
+    assert store.held == {a: [[1000, "t", "c"], 1], b: [[2000, "t", "c"], 2]}  # not "h|helc": another prefix
+    version = store.held_version
+    state = BatchState(store)
+    state[a] = None
+    state["c|x"] = None
+    assert state.get(a) is None and state.get("c|x") is None  # the pending delete hides the stored value
+    prepared = state.prepare(4, Counter())
+    assert (a.encode(), None) in prepared.records and (b"c|x", None) in prepared.records
+    state.commit(4, Counter(), prepared)
+    assert store.get(a) is None and store.get("c|x") is None and b"c|x" not in store.recent
+    assert BatchState(store).get("c|x") is None and store.get(b) == [[2000, "t", "c"], 2]
+    assert store.held == {b: [[2000, "t", "c"], 2]} and store.held_version > version
+    store.commit({}, 5, Counter())  # a commit that writes no held key leaves the index and its version
+    assert store.held_version == version + 1
+    store.close()
+    store = PartitionStore(tmp_path / "p0")
+    assert store.held == {b: [[2000, "t", "c"], 2]}
+    store.restore([(a.encode(), b'[[3000,"t","c"],6]'), (b.encode(), None)], 9)
+    assert store.held == {a: [[3000, "t", "c"], 6]}
+    store.wipe()
+    assert store.held == {} and store.get(a) is None
     store.close()

@@ -194,6 +194,9 @@ class Balances:
         self.first_held: dict[str, int] = {}  # sessions held without a Kafka timestamp: when first seen held
         self._skip_logged: dict[tuple[str, str, str], float] = {}  # (tenant, customer, what) -> last logged
         self.stream_ms: dict[int, int] = {}  # partition -> newest Kafka timestamp read (`observe`)
+        self._upgraded: dict[int, Any] = {}  # partition -> its store, once seen without an earlier version's index
+        # partition -> (its store, the store's `held_version`, `sessions.hold_summary` of its held index then)
+        self._held_summary: dict[int, tuple[Any, int, tuple[float, bool]]] = {}
 
     @classmethod
     def of_catalog(cls, settings: Settings, catalog: Any) -> Balances | None:
@@ -543,6 +546,7 @@ class Balances:
         if not processor.stores:  # no partition assigned yet: keep the changes for later
             return None
         now_ms = int(time.time() * 1000)
+        legacy = self._legacy_indexes(processor)
         expired = self._held_too_long(processor, now_ms)
         decided = self._releases_decided(processor)
         mine: list[tuple[tuple[str, str], int]] = []
@@ -553,7 +557,7 @@ class Balances:
                 self.partitions = len(processor.consumer.list_topics(topic, timeout=10).topics[topic].partitions)
             mine = [(c, partition_of(*c, self.partitions)) for c in sorted(changed)]
             mine = [(c, p) for c, p in mine if p in processor.stores and self._watched(*c)[0]]
-        if not mine and not expired and not decided:
+        if not mine and not expired and not decided and not legacy:
             return None
         processor.checkpoint.commit_delivered(keep=0)  # a tick's buffer chains on a committed state only
         if expired:  # phase one, committed before any output depends on it
@@ -562,6 +566,13 @@ class Balances:
         batch = InFlight(time.perf_counter(), 0)
         outputs: list[Output] = []
         scratch: dict[int, BatchState] = {}  # partitions never processed: no position to commit a state with
+        for p in legacy:  # an earlier version's held index and outbox, moved to this version's keys
+            state = self._tick_state(processor, batch, scratch, p)
+            for key, value in sessions.upgrade(state, batch.last.get(p, -1)):
+                state[key] = value
+            outputs += self.session_messages({p: state})
+            if p not in batch.states:  # never committed (no position): not looked at again
+                self._upgraded[p] = processor.stores[p]
         for p, skeys in decided.items():  # phase two: every decision here is committed (commit_delivered above)
             state = self._tick_state(processor, batch, scratch, p)
             outputs += self._release(processor, batch, state, p, skeys, now_ms)
@@ -603,8 +614,23 @@ class Balances:
         if newest > self.stream_ms.get(p, -1):
             self.stream_ms[p] = newest
 
+    def _legacy_indexes(self, processor: Any) -> list[int]:
+        """The partitions whose state still has an earlier version's held index and outbox (`sessions.LEGACY_KEY`),
+        each store read once: a store without it (or moved from it by a committed tick) is not read again."""
+        found = []
+        for p, store in processor.stores.items():
+            if self._upgraded.get(p) is store:
+                continue
+            latest = processor.latest.get(p)
+            if (latest if latest is not None else store).get(sessions.LEGACY_KEY) is None:
+                self._upgraded[p] = store
+            else:
+                found.append(p)
+        return found
+
     def _held_too_long(self, processor: Any, now_ms: int) -> dict[int, list[str]]:
-        """partition -> its sessions held `sessions.HOLD_TIMEOUT_MS` or more (one small read per partition): by
+        """partition -> its sessions held `sessions.HOLD_TIMEOUT_MS` or more (the store's committed held index,
+        each candidate confirmed in the partition's latest state): by
         stream time (a record of the session produced within the timeout would have been read before the
         partition's newest timestamp passed it: a busy partition never waits to be caught up), or by the wall
         clock once the partition is caught up (an idle partition; a session held without a Kafka timestamp)."""
@@ -612,13 +638,18 @@ class Balances:
             return {}
         found, held = {}, set()
         self.stream_ms = {p: ms for p, ms in self.stream_ms.items() if p in processor.stores}  # revoked: forgotten
+        self._held_summary = {p: v for p, v in self._held_summary.items() if p in processor.stores}
         for p, store in processor.stores.items():
+            index = store.held
+            newest = max(now_ms, self.stream_ms.get(p, -1))
+            if not index or newest - self._summary(p, store)[0] < sessions.HOLD_TIMEOUT_MS:
+                continue  # none due (an unchanged index is not read again)
             latest = processor.latest.get(p)
             state = latest if latest is not None else store
-            due = set(sessions.timed_out(state, self.stream_ms[p], None)) if p in self.stream_ms else set()
-            clock = sessions.timed_out(state, now_ms, self.first_held)
+            due = set(sessions.timed_out(index, state, self.stream_ms[p], None)) if p in self.stream_ms else set()
+            clock = sessions.timed_out(index, state, now_ms, self.first_held)
             if self.first_held:
-                held |= sessions.held_keys(state)
+                held |= sessions.held_keys(index)
             if clock and (nxt := store.next_offset()) is not None and self._caught_up(processor, p, nxt):
                 due.update(clock)
             if due:
@@ -627,13 +658,22 @@ class Balances:
             self.first_held = {k: ms for k, ms in self.first_held.items() if k in held}
         return found
 
-    @staticmethod
-    def _releases_decided(processor: Any) -> dict[int, list[str]]:
-        """partition -> its sessions whose release by the clock is decided (`sessions.decide_release`)."""
+    def _summary(self, p: int, store: Any) -> tuple[float, bool]:
+        """`sessions.hold_summary` of partition p's held index, derived again only when the index changed."""
+        found = self._held_summary.get(p)
+        if found is None or found[0] is not store or found[1] != store.held_version:
+            found = self._held_summary[p] = (store, store.held_version, sessions.hold_summary(store.held))
+        return found[2]
+
+    def _releases_decided(self, processor: Any) -> dict[int, list[str]]:
+        """partition -> its sessions whose release by the clock is decided (`sessions.decide_release`): the store's
+        committed held index, confirmed in the partition's latest state."""
         found = {}
         for p, store in processor.stores.items():
+            if not store.held or not self._summary(p, store)[1]:
+                continue
             latest = processor.latest.get(p)
-            if keys := sessions.decided(latest if latest is not None else store):
+            if keys := sessions.decided(store.held, latest if latest is not None else store):
                 found[p] = keys
         return found
 
@@ -664,15 +704,15 @@ class Balances:
                  now_ms: int) -> list[Output]:  # fmt: skip
         """Release the sessions `skeys` of partition p by the clock: their rated records go to the rated topic,
         their cost is debited (a customer with wallets or a credit limit), their notes go out; all committed
-        with the tick's batch."""
+        with the tick's batch. Each session's messages are taken from the outbox as it goes (one session's at a time
+        in it, however many are released), and go out after the debits."""
         offset = batch.last[p]
-        rows = []
+        rows, messages = [], []
         for skey in skeys:
             try:
                 result = sessions.release_timed_out(self.catalog, state, skey, p, offset, now_ms)
             except RatingError as exc:  # reported, and out of the index: a later record of the session decides
-                box = state.get(sessions.OUTBOX_KEY)
-                _, tenant, customer = box[0]["held"][skey][:3]
+                _, tenant, customer = state.get(sessions.held_key(skey))[0][:3]
                 log.error("session %r of %s/%s not released by the clock: %s: %s", skey, tenant, customer, exc.field,
                           exc.reason)  # fmt: skip
                 note = {"topic": "notifications", "kind": sessions.RELEASE_FAILED, "tenant": tenant,
@@ -680,11 +720,13 @@ class Balances:
                         "at": _iso(datetime.fromtimestamp(now_ms / 1000, UTC)),
                         "data": {"session": skey.split("\x1f")[-1], "field": exc.field,
                                  "reason": exc.reason}}  # fmt: skip
-                box_doc = sessions.drop_held(box[0], skey)
-                state[sessions.OUTBOX_KEY] = [{**box_doc, "out": [*box_doc["out"], note]}, offset]
+                for key, value in (sessions.drop_held(skey), sessions.outbox_write(state, [note], offset)):
+                    state[key] = value
+                messages += self.session_messages({p: state})
                 continue
             for key, value in result.writes:  # committed with this batch only: no replay to guard against
                 state[key] = value
+            messages += self.session_messages({p: state})
             if result.record is not None:
                 rows.append(row_of(result.record))
         out: list[Output] = []
@@ -697,7 +739,7 @@ class Balances:
                     mine.setdefault((row[_TENANT], row[_CUSTOMER]), []).append(row)
             for (tenant, customer), own in mine.items():
                 out += self._guarded(self._customer, state, tenant, customer, own, now_ms, replayable=False)
-        return out + self.session_messages({p: state})
+        return out + messages
 
 
 def top_up_request(w: WalletDoc, rule: TopUpRuleDoc, ev: Evaluation) -> dict[str, Any]:

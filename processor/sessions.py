@@ -21,9 +21,14 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
   (`release_held`), logged with the missing numbers. So does a timeout, judged on Kafka timestamps
   (so a replay decides the same): a record of the session received `HOLD_TIMEOUT_MS` (10 minutes) or
   more after the oldest held one releases them all with it. A session whose records stop behind a gap is
-  released by the clock instead: every partition keeps the sessions it holds in one state entry,
-  `h|sessions` (`OUTBOX_KEY`: session key -> [held since, tenant, customer]), and the processor's tick
-  (processor/balances.py `Balances.tick`) releases those held `HOLD_TIMEOUT_MS` or more by the wall clock in
+  released by the clock instead: every held session has a state key of its own in its partition's held index,
+  `h|held|<session key>` (`held_key`: `[[held since, tenant, customer], offset]`, about 80 bytes), written by
+  the batch that holds the session and deleted (a None write: a RocksDB delete and a changelog tombstone) by the
+  one that releases it; the partition store keeps the committed index in memory (processor/store.py `held`,
+  rebuilt by a prefix scan when the store is opened or restored). The processor's tick
+  (processor/balances.py `Balances.tick`) takes its candidates from that index, confirms each in the partition's
+  latest state view (a session held only by a batch not yet committed waits one tick) and releases those held
+  `HOLD_TIMEOUT_MS` or more by the wall clock in
   two phases. First it decides (`decide_release`): the session's state records the release and its identity
   (`DECIDED`: the newest held record's event id and offset, which had no rated record) and the index entry is
   marked, committed with no output. Then (`release_timed_out`) it releases in a batch of its own that commits
@@ -33,15 +38,18 @@ skips a write at an offset already reached). The rules (docs/telecom.md, *Sessio
   the decided release, which covers it; a later one with it, in one row). Either way every row carrying the
   released slices has that one identity (ClickHouse keeps the later one). A final record with `total_usage`
   needs no release: its total covers the missing slices;
-- every hold and every release is reported: the same entry keeps the messages this partition's records
-  caused (`out`: a `session.held` notification per held record, a `session.released` one per release with
-  the sequences, the missing numbers and why, and the one `disconnect` provisioning command of a session
-  whose cost reached a `disconnect` cap) until the batch's outputs take them (`Balances.after_batch`
-  produces them with the batch and empties the list), so they go out exactly when the batch's state
-  commits, and again, byte for byte, if a crash repeats the batch (ids are deterministic). An entry emptied every
-  batch is never cut (a batch's messages all go out, however many); one whose messages earlier batches left
-  (`CARRIED`: a processor without balances; the faust engine, whose state cannot tell) keeps at most
-  `OUTBOX_MAX`: the oldest notifications are dropped, logged, never a provisioning command;
+- every hold and every release is reported: the partition's outbox, `h|outbox` (`OUTBOX_KEY`), keeps the
+  messages this partition's records caused (`out`: a `session.held` notification per held record, a
+  `session.released` one per release with the sequences, the missing numbers and why, and the one `disconnect`
+  provisioning command of a session whose cost reached a `disconnect` cap) until the batch's outputs take them
+  (`Balances.after_batch` produces them with the batch and deletes the entry), so they go out exactly when the
+  batch's state commits, and again, byte for byte, if a crash repeats the batch (ids are deterministic). An
+  outbox emptied every batch is never cut (a batch's messages all go out, however many); one whose messages
+  earlier batches left (`CARRIED`: a processor without balances; the faust engine, whose state cannot tell)
+  keeps at most `OUTBOX_MAX`: the oldest notifications are dropped, logged, never a provisioning command;
+- earlier versions kept the held index and the outbox in one entry per partition, `h|sessions` (`LEGACY_KEY`);
+  the tick's first pass over a partition whose store still has it moves it to the keys above in a batch of its
+  own (`upgrade`), whose messages go out with it;
 - the rated record is dated at the session's start (`time`) and carries `session_id` (and `final` "true" on
   the record that ends the session) in its dimensions;
 - a finished session (final record rated, nothing held) keeps only `{"closed": last sequence, "missing",
@@ -87,8 +95,13 @@ from meterstream.schemas.rated import RatedUsage
 log = logging.getLogger(__name__)
 SESSION_PREFIX = "s|"
 HOLD_TIMEOUT_MS = 10 * 60_000  # held records are released when a record of the session comes this much later
-# per partition: the sessions holding records (`held`) and the messages waiting to go out (`out`)
-OUTBOX_KEY = "h|sessions"
+# per held session: `h|held|<session key>` -> [[held since, tenant, customer(, True once its release is decided)],
+# offset], deleted by its release; the store keeps the partition's in memory (processor/store.py `held`)
+HELD_PREFIX = "h|held|"
+# per partition: the messages waiting to go out, `[{"out": [...](, "carried": n)}, offset]`, deleted when taken
+OUTBOX_KEY = "h|outbox"
+# earlier versions' one entry per partition: `[{"held": {session key: entry}, "out": [...]}, offset]` (`upgrade`)
+LEGACY_KEY = "h|sessions"
 # the outbox of a partition whose messages are not taken (a processor without balances, the faust engine) keeps at
 # most this many (the oldest notifications dropped, never a provisioning command); one that a producer empties every
 # batch (Balances) is never cut: its messages are those of one batch (no earlier batch left any: `CARRIED` absent)
@@ -269,8 +282,9 @@ def _held_event(current: Any) -> tuple[str, int, str, str] | None:
 def _report(state: Any, writes: list[tuple[str, Any]], origin: Origin, before: SessionState | None,
             after: SessionState, rated: RatedSlice, since: int | None, offset: int, at: str,
             plan: Any, why: str | None = None) -> None:  # fmt: skip
-    """Add to `writes` the partition's outbox entry when the session's held records or its disconnect change:
-    the session in (or out of) `held`, and the messages that say so (module docstring)."""
+    """Add to `writes` the session's held-index key when its held records change (put while it holds some,
+    deleted, None, when it no longer does) and the partition's outbox with the messages that say so (module
+    docstring)."""
     before_held = {h.sequence for h in before.held} if before is not None else set()
     after_held = {h.sequence for h in after.held}
     messages = []
@@ -281,25 +295,31 @@ def _report(state: Any, writes: list[tuple[str, Any]], origin: Origin, before: S
         messages.append(_release_note(origin, before, rated, sorted(before_held - after_held), at, why))
     if rated.disconnect and (before is None or before.disconnect_at is None):
         messages.append(_disconnect(origin, plan, after, rated, at))
-    if not messages and bool(after_held) == bool(before_held):
-        return
-    current = state.get(OUTBOX_KEY)
-    doc = current[0] if current is not None else {"held": {}, "out": []}
-    held = dict(doc["held"])
-    skey = session_key(origin.tenant, origin.customer, origin.session_id)
+    hkey = held_key(session_key(origin.tenant, origin.customer, origin.session_id))
     if after_held:
-        held[skey] = [since, origin.tenant, origin.customer]
-    else:
-        held.pop(skey, None)
+        entry = [since, origin.tenant, origin.customer]
+        current = state.get(hkey)  # written once per hold: unchanged while the session stays held
+        if current is None or current[0][:3] != entry:
+            writes.append((hkey, [entry, offset]))
+    elif before_held:
+        writes.append((hkey, None))
+    if messages:
+        writes.append(outbox_write(state, messages, offset))
+
+
+def outbox_write(state: Any, messages: list[dict[str, Any]], offset: int) -> tuple[str, Any]:
+    """The write (tagged `offset`) that adds `messages` to the partition's outbox (`OUTBOX_KEY`): after those
+    waiting there, cut to `OUTBOX_MAX` when earlier batches left messages in it (`CARRIED`, module docstring)."""
+    current = state.get(OUTBOX_KEY)
+    doc = current[0] if current is not None else {"out": []}
     carried = _carried(state, doc)
     out = [*doc["out"], *messages]
     if len(out) > OUTBOX_MAX and carried != 0:
         out = _capped(out)
-    new = {**doc, "held": held, "out": out}
-    new.pop(CARRIED, None)
+    new: dict[str, Any] = {"out": out}
     if carried:
         new[CARRIED] = carried
-    writes.append((OUTBOX_KEY, [new, offset]))
+    return (OUTBOX_KEY, [new, offset])
 
 
 def _carried(state: Any, doc: dict[str, Any]) -> int | None:
@@ -462,74 +482,103 @@ def _record(state, event: Origin, plan, period, rated: RatedSlice, bundles, writ
 
 
 # --- held records released by the clock (called from the processor's tick) -----------------------------------
-def timed_out(state: Mapping[str, Any], now_ms: int, first_seen: dict[str, int] | None) -> list[str]:
-    """The session keys of this partition's state whose oldest held record was received `HOLD_TIMEOUT_MS` or
-    more before `now_ms` (the wall clock, or the partition's stream time: its newest Kafka timestamp read). A
-    session held without a Kafka timestamp is timed from when this process first saw it held (`first_seen`, kept
-    by the caller; a restart starts that wait again), or left out (`first_seen` None: stream time)."""
-    current = state.get(OUTBOX_KEY)
-    if current is None or not current[0]["held"]:
-        return []
+def held_key(skey: str) -> str:
+    """The state key of session `skey`'s entry in the partition's held index."""
+    return f"{HELD_PREFIX}{skey}"
+
+
+def _session_of(hkey: str) -> str:
+    return hkey[len(HELD_PREFIX) :]
+
+
+def timed_out(held: Mapping[str, Any], state: Mapping[str, Any], now_ms: int,
+              first_seen: dict[str, int] | None) -> list[str]:  # fmt: skip
+    """The session keys of the partition's committed held index `held` (`PartitionStore.held`: held key -> value)
+    whose oldest held record was received `HOLD_TIMEOUT_MS` or more before `now_ms` (the wall clock, or the
+    partition's stream time: its newest Kafka timestamp read), each confirmed in `state` (the partition's latest
+    view: a session released, decided or held anew by a batch not yet committed is left out). A session held
+    without a Kafka timestamp is timed from when this process first saw it held (`first_seen`, kept by the
+    caller; a restart starts that wait again), or left out (`first_seen` None: stream time)."""
     due = []
-    for skey, (since, *rest) in current[0]["held"].items():
-        if rest[2:]:  # its release is decided already (`decide_release`)
+    for hkey, (entry, _) in held.items():
+        if entry[3:]:  # its release is decided already (`decide_release`)
             continue
+        since = entry[0]
         if since is None and first_seen is None:
             continue
+        skey = _session_of(hkey)
         start = since if since is not None else first_seen.setdefault(skey, now_ms)  # type: ignore[union-attr]
         if now_ms - start >= HOLD_TIMEOUT_MS:
-            due.append(skey)
+            latest = state.get(hkey)
+            if latest is not None and latest[0] == entry:
+                due.append(skey)
     return sorted(due)
 
 
-def held_keys(state: Mapping[str, Any]) -> set[str]:
-    """The session keys this partition's state holds records of (its `OUTBOX_KEY` index)."""
-    current = state.get(OUTBOX_KEY)
-    return set(current[0]["held"]) if current is not None else set()
+def hold_summary(held: Mapping[str, Any]) -> tuple[float, bool]:
+    """Of a partition's held index: the earliest `held since` of its sessions not yet decided (`timed_out` finds
+    none due before it is `HOLD_TIMEOUT_MS` old; -inf when one was held without a Kafka timestamp, which the caller
+    times; +inf for none), and whether any session's release is decided (`decided` finds none otherwise)."""
+    earliest, any_decided = float("inf"), False
+    for entry, _ in held.values():
+        if entry[3:]:
+            any_decided = True
+        elif entry[0] is None:
+            earliest = float("-inf")
+        elif entry[0] < earliest:
+            earliest = entry[0]
+    return earliest, any_decided
 
 
-def decided(state: Mapping[str, Any]) -> list[str]:
-    """The session keys of this partition's state whose release by the clock is decided (`decide_release`)."""
-    current = state.get(OUTBOX_KEY)
-    if current is None:
-        return []
-    return sorted(skey for skey, entry in current[0]["held"].items() if entry[3:])
+def held_keys(held: Mapping[str, Any]) -> set[str]:
+    """The session keys of a partition's held index (`PartitionStore.held`)."""
+    return {_session_of(hkey) for hkey in held}
+
+
+def decided(held: Mapping[str, Any], state: Mapping[str, Any]) -> list[str]:
+    """The session keys of the partition's committed held index `held` whose release by the clock is decided
+    (`decide_release`), confirmed in `state` (the partition's latest view)."""
+    found = []
+    for hkey, (entry, _) in held.items():
+        if entry[3:] and (latest := state.get(hkey)) is not None and latest[0][3:]:
+            found.append(_session_of(hkey))
+    return sorted(found)
 
 
 def decide_release(state: Mapping[str, Any], skey: str, offset: int) -> list[tuple[str, Any]]:
     """Phase one of a release by the clock: the writes (tagged `offset`) that record, in the session's stored
-    state (`DECIDED`) and in the partition's held index, that session `skey` is to be released and under which
-    identity: the newest held record's event id and offset. No output depends on the decision before the caller
-    has committed them; from then on every path that releases the session (`release_timed_out`, or a record of
-    the session, `rate_session_event`) names the row alike, so a crash in between never leaves two rows.
+    state (`DECIDED`) and in its held-index entry, that session `skey` is to be released and under which identity:
+    the newest held record's event id and offset. No output depends on the decision before the caller has
+    committed them; from then on every path that releases the session (`release_timed_out`, or a record of the
+    session, `rate_session_event`) names the row alike, so a crash in between never leaves two rows.
     A session no longer held just leaves the index."""
-    box = state.get(OUTBOX_KEY)
+    hkey = held_key(skey)
+    entry = state.get(hkey)
     current = state.get(skey)
     doc = current[0] if current is not None else None
-    if doc is None or "closed" in doc or not doc.get("held"):
-        return [(OUTBOX_KEY, [drop_held(box[0], skey), offset])]
+    if entry is None or doc is None or "closed" in doc or not doc.get("held"):
+        return [drop_held(skey)]
     newest = doc["held"][-1]
     identity = _held_event(current) or (f"{doc['session_id']}#{newest['sequence']}", current[1], "", "")
-    held = {**box[0]["held"], skey: [*box[0]["held"][skey][:3], True]}
-    return [(skey, [{**doc, DECIDED: list(identity)}, offset]), (OUTBOX_KEY, [{**box[0], "held": held}, offset])]
+    return [(skey, [{**doc, DECIDED: list(identity)}, offset]), (hkey, [[*entry[0][:3], True], offset])]
 
 
 def release_timed_out(
     catalog: PlanSource, state: MutableMapping[str, Any], skey: str, partition: int, offset: int, now_ms: int
 ) -> SessionResult:
-    """Release the held records of session `skey` (listed in the partition's `OUTBOX_KEY` entry) as if the
+    """Release the held records of session `skey` (its entry in the partition's held index) as if the
     missing ones carried no usage: the rated row, dated like the session's others, is named after the newest
     held record (event id and source offset) as decided (`decide_release`), and the writes are tagged `offset`
     (the partition's committed position: the caller commits them as a batch of its own). Reads `state` only. A
     session no longer held just leaves the index. Raises `RatingError` as `rate_session_event` does (the plan is
     gone, the total would overflow): the caller reports it and drops the session from the index (a later record
     of the session still releases it, under the decided identity)."""
-    box = state.get(OUTBOX_KEY)
-    since, tenant, customer = box[0]["held"][skey][:3]
+    entry = state.get(held_key(skey))
     current = state.get(skey)
     doc = current[0] if current is not None else None
-    if doc is None or "closed" in doc or not doc.get("held"):
-        return SessionResult("released", None, [(OUTBOX_KEY, [drop_held(box[0], skey), offset])], "nothing held")
+    if entry is None or doc is None or "closed" in doc or not doc.get("held"):
+        return SessionResult("released", None, [drop_held(skey)], "nothing held")
+    since, tenant, customer = entry[0][:3]
     try:
         before = decode_state(doc)
     except SessionError as exc:
@@ -561,16 +610,37 @@ def release_timed_out(
     return SessionResult("released", record, writes, BY_CLOCK)
 
 
-def drop_held(box: dict[str, Any], skey: str) -> dict[str, Any]:
-    """The outbox entry `box` without session `skey` in its held index."""
-    return {**box, "held": {k: v for k, v in box["held"].items() if k != skey}}
+def drop_held(skey: str) -> tuple[str, Any]:
+    """The write that deletes session `skey`'s entry from the partition's held index."""
+    return (held_key(skey), None)
 
 
 def take_outbox(state: MutableMapping[str, Any]) -> list[dict[str, Any]]:
-    """The messages waiting in the partition's outbox entry, emptying it in `state` (same offset tag), for the
-    caller that produces them with the batch whose state commits this (processor/balances.py)."""
+    """The messages waiting in the partition's outbox, deleting it in `state`, for the caller that produces them
+    with the batch whose state commits this (processor/balances.py)."""
     current = state.get(OUTBOX_KEY)
     if current is None or not current[0]["out"]:
         return []
-    state[OUTBOX_KEY] = [{**{k: v for k, v in current[0].items() if k != CARRIED}, "out": []}, current[1]]
+    state[OUTBOX_KEY] = None
     return current[0]["out"]
+
+
+def upgrade(state: Mapping[str, Any], offset: int) -> list[tuple[str, Any]]:
+    """The writes (tagged `offset`) that move a partition's `LEGACY_KEY` entry, written by earlier versions (the
+    held index and the outbox in one value), to the keys of this version, and delete it: each session it lists
+    that is still held and not indexed since gets its held-index entry as it was (its decided flag too), its
+    messages go to the outbox. None when there is no such entry. The processor's tick commits them as a batch of
+    their own, the messages produced with it."""
+    current = state.get(LEGACY_KEY)
+    if current is None:
+        return []
+    doc = current[0]
+    writes: list[tuple[str, Any]] = []
+    for skey, entry in doc.get("held", {}).items():
+        session = state.get(skey)
+        if state.get(held_key(skey)) is None and session is not None and session[0].get("held"):
+            writes.append((held_key(skey), [entry, offset]))
+    if doc.get("out"):
+        writes.append(outbox_write(state, doc["out"], offset))
+    writes.append((LEGACY_KEY, None))
+    return writes

@@ -21,7 +21,7 @@ from test_sessions import CATALOG, NOW, WINDOW, record
 from meterstream.processor import balances as balances_module
 from meterstream.processor.balances import Balances, balance_key
 from meterstream.processor.live_catalog import EntityTable
-from meterstream.processor.sessions import OUTBOX_KEY, session_key
+from meterstream.processor.sessions import OUTBOX_KEY, held_key, session_key
 from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.schemas.entities import WalletDoc, WalletEntryDoc
@@ -118,7 +118,10 @@ def test_a_held_session_is_released_by_the_clock_once_across_a_crash(tmp_path, m
     assert held.data["sequences"] == [3] and held.data["waiting_for"] == [2] and held.data["session_id"] == "c-81"
     assert held.at == "2026-11-03T10:01:00.000Z"  # record 3's Kafka timestamp: a replay says the same
     assert [decode_balance(v).balance for t, _, v in out if t.endswith("balances")] == ["0.84"]
-    assert store.get(OUTBOX_KEY)[0] == {"held": {SKEY: [HELD_AT, "telco", "line-1"]}, "out": []}
+    # the session's own key in the held index (tagged with record 3's offset), in the store's in-memory index too;
+    # the outbox taken by the batch's outputs: deleted
+    assert store.get(held_key(SKEY)) == [[HELD_AT, "telco", "line-1"], 1]
+    assert store.held == {held_key(SKEY): [[HELD_AT, "telco", "line-1"], 1]} and store.get(OUTBOX_KEY) is None
 
     proc = processor(store, high=2)
     assert tick(b, proc, DUE - 1, monkeypatch) is None  # 1 ms short of 10 minutes
@@ -153,7 +156,7 @@ def test_a_held_session_is_released_by_the_clock_once_across_a_crash(tmp_path, m
     store = PartitionStore(tmp_path / "p0")
     try:
         assert tick(balances(), processor(store, high=2), DUE + 3_600_000, monkeypatch) is None
-        assert store.get(OUTBOX_KEY)[0] == {"held": {}, "out": []}
+        assert store.get(held_key(SKEY)) is None and store.held == {} and store.get(OUTBOX_KEY) is None
         entry = store.get(balance_key("telco", "line-1"))
         assert sum(Decimal(v) for v in entry["u"].values()) == Decimal("0.22")
         stored = store.get(SKEY)[0]
@@ -188,7 +191,7 @@ def test_holds_and_releases_by_a_record_are_reported_once_each(tmp_path) -> None
         [released] = notes(out)
         assert released.kind == "session.released" and released.data["sequences"] == [3, 4]
         assert released.data["missing"] == [] and released.data["reason"] == "the missing records arrived"
-        assert store.get(OUTBOX_KEY)[0] == {"held": {}, "out": []}
+        assert store.get(held_key(SKEY)) is None and store.held == {} and store.get(OUTBOX_KEY) is None
         # a batch that holds nothing produces no session messages (its outbox is not even read)
         state = BatchState(store)
         assert b.session_messages({0: state}) == []

@@ -1,4 +1,4 @@
-"""The session outbox (processor/sessions.py `h|sessions`) in one batch of more than `OUTBOX_MAX` (1,000) messages.
+"""The session outbox (processor/sessions.py `h|outbox`) in one batch of more than `OUTBOX_MAX` (1,000) messages.
 
 Plan and cap of tests/processor/test_sessions_disconnect.py (disconnect at 0.20). Each of 400 sessions gets record 1
 (30 s: 0.16), record 3 (60 s, held: a `session.held` note) and record 2 (45 s: records 2 and 3 released, a
@@ -54,7 +54,7 @@ def test_a_batch_of_more_than_the_cap_sends_every_message(tmp_path) -> None:
         assert len(commands) == SESSIONS and {c.command for c in commands} == {"disconnect"}
         assert {c.state["session_id"] for c in commands} == {f"s{i}" for i in range(SESSIONS)}
         assert Counter(n.kind for n in notes) == {"session.held": SESSIONS, "session.released": SESSIONS}
-        assert store.get(OUTBOX_KEY)[0]["out"] == []
+        assert store.get(OUTBOX_KEY) is None  # taken by the batch's outputs: deleted
     finally:
         store.close()
 

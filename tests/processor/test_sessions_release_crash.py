@@ -27,7 +27,7 @@ from test_sessions import CATALOG, NOW, WINDOW, record
 from test_sessions_held_clock import DUE, HELD_AT, SKEY, balances, commit, first_batch, notes, processor, tick
 
 from meterstream.processor.balances import balance_key
-from meterstream.processor.sessions import OUTBOX_KEY
+from meterstream.processor.sessions import held_key
 from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.schemas.rated import row_of, unpack
@@ -87,7 +87,7 @@ def test_a_crashed_release_then_a_record_leaves_one_row_identity(case, tmp_path,
         assert sum(Decimal(r["amount"]) for r in kept.values()) == Decimal("0.22")
         entry = store.get(balance_key("telco", "line-1"))
         assert sum(Decimal(v) for v in entry["u"].values()) == Decimal("0.22")  # debited once: 1.00 -> 0.78
-        assert store.get(OUTBOX_KEY)[0]["held"] == {}
+        assert store.get(held_key(SKEY)) is None and store.held == {}
         assert "release" not in store.get(SKEY)[0] and store.get(SKEY)[0]["held"] == []
     finally:
         store.close()
@@ -106,7 +106,7 @@ def test_the_decision_is_committed_before_any_release_output(tmp_path, monkeypat
     try:
         doc = store.get(SKEY)[0]
         assert doc["release"] == ["r3", 1, "", ""]  # the newest held record: its event id and offset
-        assert store.get(OUTBOX_KEY)[0]["held"] == {SKEY: [HELD_AT, "telco", "line-1", True]}
+        assert store.get(held_key(SKEY)) == [[HELD_AT, "telco", "line-1", True], 1]  # tagged with the position
         assert store.next_offset() == 2  # committed at the partition's position, no input consumed
         # a tick that is not caught up (a record still to read) still performs a decided release
         proc = processor(store, high=5)

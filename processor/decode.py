@@ -18,7 +18,8 @@ What "plainly valid" means is a strict subset of what `parse_event` accepts, wit
   `parse_quantity` (memoised per distinct input), and anything it refuses goes the slow way;
 - time already in the canonical form (`2026-11-01T12:00:00.000Z`), a real date in 1900-2299 (checked
   once per distinct day) and a real time of day (looked up among all valid texts), and
-  within the schema's `TimeWindow` around the message's receive time (its own `check`).
+  within the schema's `TimeWindow` around the message's receive time (its own `check`; the batch loop
+  first tries the window common to the whole batch, from its oldest and newest receive times).
 The result for an accepted event equals the model `parse_event` returns, field by field (the
 differential test, tests/processor/test_columnar_differential.py, checks this on random input).
 `Decoder.check` does the same for an object already decoded (the API's ingest path).
@@ -149,15 +150,18 @@ class Decoder:
         add, accept, decode_wire, new, quantity = out.append, self._accept, _decode_wire, Fast, self._quantity
         # `_accept`'s checks inline where every memo answers (the common event): the same tests, so the same
         # answer; any miss or refusal goes through `_accept`, which checks in full (and memoises)
-        tenants, meters, keys, days, bounds_of, quantities = (
+        tenants, meters, keys, days, quantities = (
             self.tenants,
             self.meters,
             self.dimension_keys,
             self.days,
-            self.bounds,
             self.quantities,
         )  # cleared in place when full, never replaced: these stay the memos
         hours_minutes, seconds, fractions = _HOURS_MINUTES, _SECONDS, _FRACTIONS
+        # the window common to every message of the batch: from the newest receive time's lower end to the
+        # oldest's upper end (canonical texts sort as instants); a time outside it is judged by `_accept`
+        # against its own message's window
+        lo, hi = self._common_window(received)
         for raw, received_ms in zip(values, received, strict=True):
             if raw is None:
                 add(None)
@@ -176,14 +180,23 @@ class Decoder:
                 and t[11:16] in hours_minutes
                 and t[16:19] in seconds
                 and t[19:] in fractions
-                and (bounds := bounds_of.get(received_ms)) is not None
-                and bounds[0] <= t <= bounds[1]
+                and lo <= t <= hi
                 and (known := quantities.get(q) or quantity(q)) is not None
             ):
                 add(new(w.id, tenant, w.customer, w.subject, meter, known[0], known[1], t, dims, w.source))
             else:
                 add(accept(w.id, tenant, w.customer, w.subject, meter, q, t, dims, w.source, received_ms))
         return out
+
+    def _common_window(self, received: list[int]) -> tuple[str, str]:
+        """The canonical texts (lo, hi) between which a time lies in the window of every receive time of
+        `received`; ("~", "") (no time) when `received` is empty."""
+        if not received:
+            return "~", ""
+        newest, oldest = max(received), min(received)
+        lo = (self.bounds.get(newest) or self._bounds(newest))[0]
+        hi = (self.bounds.get(oldest) or self._bounds(oldest))[1]
+        return lo, hi
 
     def one(self, raw: bytes | None, received_ms: int) -> Fast | None:
         return self.decode([raw], [received_ms])[0]

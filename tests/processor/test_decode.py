@@ -228,3 +228,25 @@ def test_a_batch_decodes_as_each_event_alone_while_memos_fill_and_clear(monkeypa
     alone = [Decoder(WINDOW).one(v, r) for v, r in zip(values, received, strict=True)]
     assert batch == alone
     assert [f is not None for f in batch[:9]] == [True, True, False, True, False, False, True, False, True]
+
+
+def test_each_event_is_judged_against_its_own_receive_time_whatever_the_batch_holds() -> None:
+    """The batch loop tries the window common to all its messages first: a time outside it is still judged
+    against its own message's window, not refused for another message's, nor taken for another's. Received
+    2026-11-02T12:00 (NOW_MS) and two hours later; the window is 92 days back and 60 minutes ahead."""
+    two_hours = 7_200_000
+    cases = [  # (event time, receive time, taken): by hand from the window's two ends
+        ("2026-11-02T12:30:00.000Z", NOW_MS, True),  # 30 min ahead of its own receive time
+        ("2026-11-02T13:00:00.001Z", NOW_MS, False),  # 1 ms past its own upper end (later ones allow it)
+        ("2026-11-02T14:30:00.000Z", NOW_MS + two_hours, True),  # past the first message's upper end
+        ("2026-08-02T12:00:00.000Z", NOW_MS, True),  # exactly 92 days before its receive time
+        ("2026-08-02T12:00:00.000Z", NOW_MS + two_hours, False),  # 92 days and 2 hours before
+        ("2026-08-02T14:00:00.000Z", NOW_MS + two_hours, True),
+    ]
+    values = [event(time=f'"{t}"') for t, _, _ in cases]
+    received = [r for _, r, _ in cases]
+    batch = Decoder(WINDOW).decode(values, received)
+    assert [f is not None for f in batch] == [taken for _, _, taken in cases]
+    assert [f is not None for f in batch] == [
+        Decoder(WINDOW).one(v, r) is not None for v, r in zip(values, received, strict=True)
+    ]

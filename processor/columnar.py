@@ -34,6 +34,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from meterstream.processor import metrics
@@ -55,6 +56,7 @@ _MISROUTED_LOGGED = 10  # customers named in the log one by one; after that, eve
 # Quantities and amounts this large are left to the specification, which refuses what the store's
 # Decimal(38, s) columns cannot hold (with its own wording); 10**18 is under both limits.
 _BIG = Decimal(10**18)
+_NEG_BIG = -_BIG
 _TELECOM = "telecom"
 _USAGE = "usage"
 _OTHER = "other"
@@ -90,6 +92,10 @@ class BatchOutput:
         self.last: dict[int, int] = {}  # last offset seen per partition
         # prepaid balances' outputs (topic, key, value): snapshots, provisioning commands, notifications
         self.balances: list[tuple[str, bytes, bytes]] = []
+
+
+_value_of = itemgetter(Message._fields.index("value"))
+_timestamp_of = itemgetter(Message._fields.index("timestamp_ms"))
 
 
 class _Fallback(Exception):
@@ -194,8 +200,14 @@ class ColumnarStep:
         return how
 
     def _partition(self, state: BatchState, p: int, msgs: list[Message], now_ms: int, out: BatchOutput) -> None:
-        received = [now_ms if m.timestamp_ms is None or m.timestamp_ms < 0 else m.timestamp_ms for m in msgs]
-        events = self.decoder.decode([m.value for m in msgs], received)
+        received = list(map(_timestamp_of, msgs))  # C-level: Kafka's timestamps, as they are ...
+        try:
+            stamped = min(received) >= 0
+        except TypeError:  # a None among them
+            stamped = False
+        if not stamped:  # ... unless one is missing or negative: the batch clock for those
+            received = [now_ms if t is None or t < 0 else t for t in received]
+        events = self.decoder.decode(list(map(_value_of, msgs)), received)
         pending = state.pending
         earlier = state.after.pending if state.after is not None else {}
         dkeys = [None if f is None else f"{DEDUP_PREFIX}{f.tenant}\x1f{f.id}" for f in events]
@@ -207,7 +219,9 @@ class ColumnarStep:
         counts: Counter[str] = Counter()
         rated_n = dup_n = 0
         # (tenant, customer, meter, period) -> [before, last offset written, total(before), its pricer, its c| key,
-        # its customer's b| key or None]: the keys' texts built once per group, not per event
+        # its customer's b| key or None, its route or None]: the keys' texts built once per group, not per event;
+        # the route (plan, kind, pricing function) kept unless it depends on each event's time (`_TIMED`), so that
+        # an event of a known group is looked up once, by its month
         groups: dict[tuple[str, str, str, str], list[Any]] = {}
         # b| key -> (the state's value, its bundle use as decimals: read back from the value's text, as the
         # specification reads it, once per change instead of once per event)
@@ -232,32 +246,39 @@ class ColumnarStep:
                         dup_n += 1
                         continue
                 tenant, customer, meter = f.tenant, f.customer, f.meter
-                route = routes.get((tenant, customer, meter), _MISSING)
-                if route is _MISSING:
-                    route = route_of(tenant, customer, meter)
-                period = None
-                if route is _TIMED:
-                    route = self._timed_route(f)
-                    if route is not None:  # a live subscription's own billing period (as rate_event)
-                        period = self.catalog.period_for(tenant, customer, meter, f.time)
-                if route is None:
-                    raise _Fallback  # no plan, or the plan does not price the meter: the specification words it
+                period = f.time_text[:7]
+                group = groups.get((tenant, customer, meter, period))
+                if group is None or group[6] is None:  # not yet, or a live subscription's (route per event)
+                    route = routes.get((tenant, customer, meter), _MISSING)
+                    if route is _MISSING:
+                        route = route_of(tenant, customer, meter)
+                    timed = route is _TIMED
+                    if timed:
+                        route = self._timed_route(f)
+                        if route is not None:  # a live subscription's own billing period (as rate_event)
+                            own = self.catalog.period_for(tenant, customer, meter, f.time)
+                            if own is not None:
+                                period = own
+                    if route is None:
+                        raise _Fallback  # no plan, or the plan does not price the meter: the specification words it
+                    gkey = (tenant, customer, meter, period)
+                    group = groups.get(gkey)
+                    if group is None:
+                        if self.partitions is not None and self.homes.get((tenant, customer)) != p:
+                            self._check_home(tenant, customer, p)
+                        ckey = f"{CUMULATIVE_PREFIX}{tenant}\x1f{customer}\x1f{meter}\x1f{period}"
+                        current = get(ckey)
+                        # the route is kept with the group unless it depends on the event's time
+                        kept = None if timed else route
+                        if current is None:
+                            group = [None, -1, None, None, ckey, None, kept]
+                        else:
+                            group = [Decimal(current[0]), current[-1], None, None, ckey, None, kept]
+                        groups[gkey] = group
+                else:
+                    route = group[6]
                 plan, kind, fn = route
-                if period is None:
-                    period = f.time_text[:7]
-                gkey = (tenant, customer, meter, period)
-                group = groups.get(gkey)
-                if group is None:
-                    if self.partitions is not None and self.homes.get((tenant, customer)) != p:
-                        self._check_home(tenant, customer, p)
-                    ckey = f"{CUMULATIVE_PREFIX}{tenant}\x1f{customer}\x1f{meter}\x1f{period}"
-                    current = get(ckey)
-                    if current is None:
-                        group = [None, -1, None, None, ckey, None]
-                    else:
-                        group = [Decimal(current[0]), current[-1], None, None, ckey, None]
-                    groups[gkey] = group
-                before, written, total_before, priced_by, ckey, bkey = group
+                before, written, total_before, priced_by, ckey, bkey, _ = group
                 if written >= offset:
                     raise _Fallback  # a later write already landed: the specification decides
                 after = add(before, f.quantity) if before is not None else f.quantity  # as rate_event does
@@ -312,7 +333,7 @@ class ColumnarStep:
                         for bundle, units in covered.items():
                             used[bundle] = add(used[bundle], units) if bundle in used else units
                         bvalue = [{k: format(v, "f") for k, v in used.items()}, offset]
-                if not -_BIG < amount < _BIG:
+                if not _NEG_BIG < amount < _BIG:
                     raise _Fallback
                 amount_text = str(amount)
                 if "E" in amount_text:

@@ -17,7 +17,8 @@ What "plainly valid" means is a strict subset of what `parse_event` accepts, wit
   digits, or a JSON integer in [0, min(10**_MAX_INT_DIGITS, JSON_NUMBER_MAX)]; its value is `parse_event`'s own
   `parse_quantity` (memoised per distinct input), and anything it refuses goes the slow way;
 - time already in the canonical form (`2026-11-01T12:00:00.000Z`), a real date in 1900-2299 (checked
-  once per distinct day) and a real time of day (looked up among all valid texts), and
+  once per distinct day) and a real time of day (looked up among all valid texts; the batch loop looks up
+  the day and hour `YYYY-MM-DDTHH` in a memo of those that passed both checks, then `:MM:SS` and `.mmmZ`), and
   within the schema's `TimeWindow` around the message's receive time (its own `check`; the batch loop
   first tries the window common to the whole batch, from its oldest and newest receive times).
 The result for an accepted event equals the model `parse_event` returns, field by field (the
@@ -69,6 +70,7 @@ _DAY_RE = re.compile(r"(?:19|2[0-2])[0-9]{2}-[0-9]{2}-[0-9]{2}T")
 _HOURS_MINUTES = frozenset(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
 _SECONDS = frozenset(f":{s:02d}" for s in range(60))
 _FRACTIONS = frozenset(f".{ms:03d}Z" for ms in range(1000))
+_MINUTES_SECONDS = frozenset(f":{m:02d}:{s:02d}" for m in range(60) for s in range(60))
 _CONTROL_RE = re.compile(r"[\x00-\x1f]")
 _date_fromisoformat = date.fromisoformat
 _fromisoformat = datetime.fromisoformat
@@ -142,6 +144,7 @@ class Decoder:
         self.meters: set[str] = set()
         self.quantities: dict[Any, tuple[Decimal, str]] = {}
         self.days: set[str] = set()  # "YYYY-MM-DDT" of real dates in 1900-2299
+        self.hours: set[str] = set()  # "YYYY-MM-DDTHH": a day of `days` and an hour 00-23
 
     def decode(self, values: list[bytes | None], received: list[int]) -> list[Fast | None]:
         """The batch's values, each a `Fast` event or None (take the per-message specification);
@@ -150,14 +153,14 @@ class Decoder:
         add, accept, decode_wire, new, quantity = out.append, self._accept, _decode_wire, Fast, self._quantity
         # `_accept`'s checks inline where every memo answers (the common event): the same tests, so the same
         # answer; any miss or refusal goes through `_accept`, which checks in full (and memoises)
-        tenants, meters, keys, days, quantities = (
+        tenants, meters, keys, hours, quantities = (
             self.tenants,
             self.meters,
             self.dimension_keys,
-            self.days,
+            self.hours,
             self.quantities,
         )  # cleared in place when full, never replaced: these stay the memos
-        hours_minutes, seconds, fractions = _HOURS_MINUTES, _SECONDS, _FRACTIONS
+        minutes_seconds, fractions = _MINUTES_SECONDS, _FRACTIONS
         # the window common to every message of the batch: from the newest receive time's lower end to the
         # oldest's upper end (canonical texts sort as instants); a time outside it is judged by `_accept`
         # against its own message's window
@@ -176,9 +179,8 @@ class Decoder:
                 tenant in tenants
                 and meter in meters
                 and (not dims or keys.issuperset(dims))
-                and t[:11] in days
-                and t[11:16] in hours_minutes
-                and t[16:19] in seconds
+                and t[:13] in hours  # the day and the hour (`_accept`'s day and t[11:13] of its t[11:16] test)
+                and t[13:19] in minutes_seconds  # its t[13:16] and t[16:19] tests
                 and t[19:] in fractions
                 and lo <= t <= hi
                 and (known := quantities.get(q) or quantity(q)) is not None
@@ -270,6 +272,8 @@ class Decoder:
             return None
         if t[11:16] not in _HOURS_MINUTES or t[16:19] not in _SECONDS or t[19:] not in _FRACTIONS:
             return None
+        if t[:13] not in self.hours:
+            self._remember(self.hours, t[:13])
         bounds = self.bounds.get(received_ms)
         if bounds is None:
             bounds = self._bounds(received_ms)

@@ -250,3 +250,21 @@ def test_each_event_is_judged_against_its_own_receive_time_whatever_the_batch_ho
     assert [f is not None for f in batch] == [
         Decoder(WINDOW).one(v, r) is not None for v, r in zip(values, received, strict=True)
     ]
+
+
+def test_a_known_day_and_hour_does_not_make_its_minutes_seconds_or_fraction_valid() -> None:
+    """The batch loop looks up the day and hour together (a memo of the ones `_accept` passed), then the rest:
+    after 10:00 of a day is known, its other minutes and seconds are taken and bad ones refused, by hand."""
+    decoder = Decoder(None)
+    values = [
+        event(time='"2026-11-01T10:00:00.000Z"'),
+        event(time='"2026-11-01T10:59:59.999Z"'),  # same hour: taken
+        event(time='"2026-11-01T10:00:60.000Z"'),  # second 60
+        event(time='"2026-11-01T10:60:00.000Z"'),  # minute 60
+        event(time='"2026-11-01T10:00:00.00xZ"'),
+        event(time='"2026-11-01T10-00:00.000Z"'),  # a dash for the colon after the hour
+        event(time='"2026-11-01T24:00:00.000Z"'),  # hour 24 of a known day
+        event(time='"2026-11-31T10:00:00.000Z"'),  # no such day, same hour
+    ]
+    assert [f is not None for f in decoder.decode(values, [0] * len(values))] == [True, True] + [False] * 6
+    assert [f is not None for f in decoder.decode(values, [0] * len(values))] == [True, True] + [False] * 6

@@ -618,14 +618,14 @@ class Balances:
         """The partitions whose state still has an earlier version's held index and outbox (`sessions.LEGACY_KEY`),
         each store read once: a store without it (or moved from it by a committed tick) is not read again."""
         found = []
+        self._upgraded = {p: s for p, s in self._upgraded.items() if processor.stores.get(p) is s}  # revoked: let go
         for p, store in processor.stores.items():
             if self._upgraded.get(p) is store:
                 continue
-            latest = processor.latest.get(p)
-            if (latest if latest is not None else store).get(sessions.LEGACY_KEY) is None:
+            if store.get(sessions.LEGACY_KEY) is None:  # committed without it: never looked at again
                 self._upgraded[p] = store
-            else:
-                found.append(p)
+            elif (latest := processor.latest.get(p)) is None or latest.get(sessions.LEGACY_KEY) is not None:
+                found.append(p)  # (else a batch in flight moves it: looked at again once that commits or drops)
         return found
 
     def _held_too_long(self, processor: Any, now_ms: int) -> dict[int, list[str]]:
@@ -646,12 +646,15 @@ class Balances:
                 continue  # none due (an unchanged index is not read again)
             latest = processor.latest.get(p)
             state = latest if latest is not None else store
+            caught_up = (nxt := store.next_offset()) is not None and self._caught_up(processor, p, nxt)
+            if not caught_up and self.stream_ms.get(p, -1) - self._summary(p, store)[0] < sessions.HOLD_TIMEOUT_MS:
+                continue  # a backlog: only stream time decides, and it has not passed any
             due = set(sessions.timed_out(index, state, self.stream_ms[p], None)) if p in self.stream_ms else set()
-            clock = sessions.timed_out(index, state, now_ms, self.first_held)
+            # not caught up: the wall clock decides nothing, so nothing is confirmed (a backlog reads no state here)
+            clock = sessions.timed_out(index, state if caught_up else None, now_ms, self.first_held)
             if self.first_held:
                 held |= sessions.held_keys(index)
-            if clock and (nxt := store.next_offset()) is not None and self._caught_up(processor, p, nxt):
-                due.update(clock)
+            due.update(clock)
             if due:
                 found[p] = sorted(due)
         if self.first_held:  # sessions released by a record, or of a revoked partition: no longer timed here

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -130,6 +130,38 @@ class DedupPurger:
         return len(expired)
 
 
+class TableState(MutableMapping[str, Any]):
+    """The table as the shared step writes it: a write of None deletes the key (a changelog tombstone), as the native
+    store does (processor/store.py: a released session's `h|held|` key); faust itself would keep the JSON value null,
+    in the table and in its changelog, for every session ever held."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> Any:
+        return self.table[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.table.get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if value is not None:
+            self.table[key] = value
+        elif key in self.table:
+            del self.table[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
 class _Pending:
     """The table as `Balances` sees it: reads through, writes kept until the outputs are sent (`writes`)."""
 
@@ -206,7 +238,7 @@ def build_app(settings: Settings, catalog: PlanSource | Catalog) -> faust.App:
                 metrics.DEDUP_PURGED.inc(purged)
             out = process_replayable(
                 catalog,
-                state,
+                TableState(state),
                 msg.value,
                 Position(msg.topic, msg.partition, msg.offset, msg.key, _timestamp_ms(msg)),
                 now_ms,

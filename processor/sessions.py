@@ -491,14 +491,16 @@ def _session_of(hkey: str) -> str:
     return hkey[len(HELD_PREFIX) :]
 
 
-def timed_out(held: Mapping[str, Any], state: Mapping[str, Any], now_ms: int,
+def timed_out(held: Mapping[str, Any], state: Mapping[str, Any] | None, now_ms: int,
               first_seen: dict[str, int] | None) -> list[str]:  # fmt: skip
     """The session keys of the partition's committed held index `held` (`PartitionStore.held`: held key -> value)
     whose oldest held record was received `HOLD_TIMEOUT_MS` or more before `now_ms` (the wall clock, or the
     partition's stream time: its newest Kafka timestamp read), each confirmed in `state` (the partition's latest
     view: a session released, decided or held anew by a batch not yet committed is left out). A session held
     without a Kafka timestamp is timed from when this process first saw it held (`first_seen`, kept by the
-    caller; a restart starts that wait again), or left out (`first_seen` None: stream time)."""
+    caller; a restart starts that wait again), or left out (`first_seen` None: stream time). `state` None: nothing
+    is confirmed and nothing returned, only `first_seen` kept (a partition with a backlog: the wall clock decides
+    nothing there)."""
     due = []
     for hkey, (entry, _) in held.items():
         if entry[3:]:  # its release is decided already (`decide_release`)
@@ -508,7 +510,7 @@ def timed_out(held: Mapping[str, Any], state: Mapping[str, Any], now_ms: int,
             continue
         skey = _session_of(hkey)
         start = since if since is not None else first_seen.setdefault(skey, now_ms)  # type: ignore[union-attr]
-        if now_ms - start >= HOLD_TIMEOUT_MS:
+        if now_ms - start >= HOLD_TIMEOUT_MS and state is not None:  # None: only `first_seen` kept
             latest = state.get(hkey)
             if latest is not None and latest[0] == entry:
                 due.append(skey)

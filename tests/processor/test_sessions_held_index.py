@@ -276,3 +276,23 @@ def test_a_release_that_cannot_rate_is_reported_and_leaves_the_index(tmp_path: P
         assert store.get(SKEY)[0]["release"] == ["r3", 1, "", ""]  # the decision stays with the session
     finally:
         store.close()
+
+
+# an upgrade whose tick batch is dropped (never committed) after a later tick saw it in flight: the store still has
+# the old entry, and its held session must still be moved and released by the clock
+def test_dropped_upgrade_is_done_again(tmp_path: Path, monkeypatch) -> None:
+    store = PartitionStore(tmp_path / "p0")
+    b = balances()
+    try:
+        first_batch(store, b)  # record 3 of session c-81 held
+        legacy = {"held": {SKEY: [HELD_AT, "telco", "line-1"]}, "out": []}
+        store.commit({held_key(SKEY): None, LEGACY_KEY: [legacy, 1]}, 2, Counter())  # as the previous version left it
+        proc = processor(store, high=2)
+        assert tick(b, proc, HELD_AT + 1_000, monkeypatch) is not None  # the upgrade, in flight
+        tick(b, proc, HELD_AT + 2_000, monkeypatch)  # the next loop iteration: the upgrade still in flight
+        proc.latest.pop(0)  # the batch in flight dropped (runner._on_lost for a partition it keeps): not committed
+        assert store.get(LEGACY_KEY) is not None and store.held == {}
+        upgraded = tick(b, proc, HELD_AT + 3_000, monkeypatch)
+        assert upgraded is not None, "the old entry is never moved: its session is never released by the clock"
+    finally:
+        store.close()

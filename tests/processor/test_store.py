@@ -129,6 +129,7 @@ def _plain_prepare(store: PartitionStore, writes: dict, next_offset: int, outcom
     records: list = []
     first_seen: dict[int, list] = {}
     closed = []
+    deletes = []  # the store's operations put them last
     last_t = None
     for key, value in writes.items():
         if key.startswith("d|"):
@@ -138,7 +139,7 @@ def _plain_prepare(store: PartitionStore, writes: dict, next_offset: int, outcom
             last_t = t
             first_seen.setdefault(t // DAY_MS, []).append((key, raw))
         elif value is None:  # a delete: its tombstone
-            ops.append((key.encode(), None))
+            deletes.append((key.encode(), None))
             records.append((key.encode(), None))
         else:
             raw = orjson.dumps(value)
@@ -161,7 +162,7 @@ def _plain_prepare(store: PartitionStore, writes: dict, next_offset: int, outcom
         records.insert(0, (index_key, pack_entries(pairs)))
     counts = store.counts + outcomes
     tail = [(b"\x00counts", orjson.dumps(counts)), (b"\x00offset", str(next_offset).encode())]
-    return Prepared(ops + tail, records + tail, counts)
+    return Prepared(ops + tail + deletes, records + tail, counts)
 
 
 def test_prepare_gives_the_plain_versions_operations_and_records(tmp_path: Path) -> None:

@@ -219,7 +219,8 @@ class ColumnarStep:
         counts: Counter[str] = Counter()
         rated_n = dup_n = 0
         # (tenant, customer, meter, period) -> [before, last offset written, total(before), its pricer, its c| key,
-        # its customer's b| key or None, its route or None]: the keys' texts built once per group, not per event;
+        # its customer's b| key or None, its route or None, the running total's value it put in `pending` or None]:
+        # the keys' texts built once per group, not per event;
         # the route (plan, kind, pricing function) kept unless it depends on each event's time (`_TIMED`), so that
         # an event of a known group is looked up once, by its month
         groups: dict[tuple[str, str, str, str], list[Any]] = {}
@@ -271,14 +272,14 @@ class ColumnarStep:
                         # the route is kept with the group unless it depends on the event's time
                         kept = None if timed else route
                         if current is None:
-                            group = [None, -1, None, None, ckey, None, kept]
+                            group = [None, -1, None, None, ckey, None, kept, None]
                         else:
-                            group = [Decimal(current[0]), current[-1], None, None, ckey, None, kept]
+                            group = [Decimal(current[0]), current[-1], None, None, ckey, None, kept, None]
                         groups[gkey] = group
                 else:
                     route = group[6]
                 plan, kind, fn = route
-                before, written, total_before, priced_by, ckey, bkey, _ = group
+                before, written, total_before, priced_by, ckey, bkey, _, total_value = group
                 if written >= offset:
                     raise _Fallback  # a later write already landed: the specification decides
                 after = add(before, f.quantity) if before is not None else f.quantity  # as rate_event does
@@ -364,7 +365,10 @@ class ColumnarStep:
                 continue
             # the writes, in step.process's order: dedup entry, running total, bundle use
             pending[dkey] = {"p": p, "o": offset, "t": now_ms}
-            pending[ckey] = [text, offset]
+            if total_value is None:
+                pending[ckey] = group[7] = [text, offset]
+            else:  # the list this group put in the buffer (still there, in its place): updated in place
+                total_value[0], total_value[1] = text, offset
             group[0] = after if len(text) < 28 else Decimal(text)  # what the next event reads back
             group[1], group[2], group[3] = offset, total_after, fn
             if bvalue is not None:

@@ -11,11 +11,17 @@ NOT_READY = {
     KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.NOT_COORDINATOR,
     KafkaError._TIMED_OUT,
+    # a (re)started broker: its partitions' leadership moving, or not answering for a moment
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
 }
 
 
 def coordinator_not_ready(exc: KafkaException) -> bool:
-    """True for errors that pass once the broker's group coordinator is up (right after a (re)start)."""
+    """True for errors that pass once the broker is up again and its group coordinator and partition leaders are
+    settled (right after a (re)start)."""
     err = exc.args[0] if exc.args else None
     return isinstance(err, KafkaError) and (err.retriable() or err.code() in NOT_READY)
 
@@ -50,13 +56,14 @@ class LagProbe:
     def group_lag(self, group: str, topics: list[str]) -> int | None:
         """Messages in `topics` not yet committed by `group` (an uncommitted partition counts whole).
 
-        None when the broker cannot tell yet (e.g. its group coordinator is still loading).
+        None when the broker cannot tell yet: its group coordinator is still loading, or a partition's leader is
+        moving (a restarted broker: `NOT_LEADER_FOR_PARTITION` from the end offsets) — any retriable error.
         """
-        ends = {(t, p): off for t in topics for p, off in self.end_offsets(t).items()}
         reader = self.groups.get(group)
         if reader is None:
             reader = self.groups[group] = Consumer({**self.conf, "group.id": group})
         try:
+            ends = {(t, p): off for t in topics for p, off in self.end_offsets(t).items()}
             tps = reader.committed([TopicPartition(t, p) for (t, p) in ends], timeout=10)
         except KafkaException as exc:
             if coordinator_not_ready(exc):

@@ -75,8 +75,9 @@ def test_twenty_thousand_held_sessions_one_small_key_each(tmp_path: Path, monkey
         ratio = last / first
         print(f"\nholding: {first / BATCH * 1e6:.0f} us/record with 0-3,000 held, {last / BATCH * 1e6:.0f} us/record"
               f" with 17,000-20,000 held (ratio {ratio:.2f}); biggest records {biggest}")  # fmt: skip
-        # the previous one-value index (code before this change, this machine): 207 -> 632 us/record (ratio 3.05)
-        assert ratio < 1.6, seconds
+        # the previous one-value index (code before this change, this machine): 207 -> 632 us/record (ratio 3.05);
+        # this one 0.95-1.10 alone, once 1.6 beside a loaded machine's other work: 2.2 still tells the two apart
+        assert ratio < 2.2, seconds
 
         assert len(store.held) == SESSIONS
         assert store.held[held_key(skey(12_345))] == [[T0, "telco", "line-45"], 12_345]

@@ -62,6 +62,12 @@ class Partition:
         return out
 
 
+def customer(external_id: str, metadata: dict[str, str]) -> CustomerDoc:
+    """Customer `external_id` of tenant T, in EUR, with `metadata` (its levels: balance_alert_below...)."""
+    return CustomerDoc(tenant=T, external_id=external_id, name=external_id.upper(), version=1, currency="EUR",
+                       metadata=metadata)  # fmt: skip
+
+
 class Setup(NamedTuple):
     table: EntityTable
     balances: Balances
@@ -96,9 +102,7 @@ def snapshot(out):
 def test_debit_suspend_at_zero_topup_reactivates_and_thresholds_notify_once_per_crossing(tmp_path) -> None:
     table, b, part = on_partition(
         tmp_path,
-        CustomerDoc(
-            tenant=T, external_id="c1", name="C1", version=1, currency="EUR", metadata={"balance_alert_below": "5"}
-        ),
+        customer("c1", {"balance_alert_below": "5"}),
         wallet(1, LOT1),
     )
 
@@ -170,7 +174,7 @@ def test_usage_before_the_wallet_started_and_other_currencies_are_not_drawn(tmp_
 def test_postpaid_credit_limit_suspends_and_a_new_period_reactivates(tmp_path) -> None:
     _, b, part = on_partition(
         tmp_path,
-        CustomerDoc(tenant=T, external_id="c2", name="C2", version=1, currency="EUR", metadata={"credit_limit": "5"}),
+        customer("c2", {"credit_limit": "5"}),
     )
     assert kinds(part.run(b, [row("c2", "3.00", at(9), 1)])) == []
     out = part.run(b, [row("c2", "2.50", at(9, 5), 2)])  # 5.50 > 5

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from prometheus_client import REGISTRY
-from test_balances import T, at, kinds, on_partition, row
+from test_balances import T, at, customer, kinds, on_partition, row
 
 from meterstream.billing import thresholds as th
 from meterstream.deploy.provisioning_consumer import ProvisioningState
@@ -32,13 +32,8 @@ def notes(out) -> list:
 def test_credit_limit_levels_notify_once_and_the_soft_level_limits_then_lifts(tmp_path) -> None:
     _, b, part = on_partition(
         tmp_path,
-        CustomerDoc(
-            tenant=T,
-            external_id="c2",
-            name="C2",
-            version=1,
-            currency="EUR",
-            metadata={"credit_limit": "100", "credit_limit_alert_percent": "50,80", "credit_limit_soft_percent": "90"},
+        customer(
+            "c2", {"credit_limit": "100", "credit_limit_alert_percent": "50,80", "credit_limit_soft_percent": "90"}
         ),
     )
 
@@ -79,14 +74,7 @@ def test_credit_limit_levels_notify_once_and_the_soft_level_limits_then_lifts(tm
 def test_a_commitment_level_counts_the_subscriptions_minimum_commitment(tmp_path) -> None:
     _, b, part = on_partition(
         tmp_path,
-        CustomerDoc(
-            tenant=T,
-            external_id="c3",
-            name="C3",
-            version=1,
-            currency="EUR",
-            metadata={"commitment_alert_percent": "100"},
-        ),
+        customer("c3", {"commitment_alert_percent": "100"}),
         PlanVersionDoc(tenant=T, code="pro", version=1, name="Pro", currency="EUR", minimum_commitment=Decimal("200")),
         SubscriptionDoc(
             tenant=T,
@@ -110,22 +98,8 @@ def test_long_decimal_metadata_never_stops_the_batch(tmp_path, caplog) -> None:
     long_limit, long_soft = "1000.123456789012345678901234567890123", "90.12345678901234567890123456789012345"
     _, b, part = on_partition(
         tmp_path,
-        CustomerDoc(
-            tenant=T,
-            external_id="c4",
-            name="C4",
-            version=1,
-            currency="EUR",
-            metadata={"credit_limit": long_limit, "credit_limit_soft_percent": long_soft},
-        ),
-        CustomerDoc(
-            tenant=T,
-            external_id="c2",
-            name="C2",
-            version=1,
-            currency="EUR",
-            metadata={"credit_limit": "100", "credit_limit_alert_percent": "50"},
-        ),
+        customer("c4", {"credit_limit": long_limit, "credit_limit_soft_percent": long_soft}),
+        customer("c2", {"credit_limit": "100", "credit_limit_alert_percent": "50"}),
     )
     out = part.run(b, [row("c4", "950.00", at(10), 1), row("c2", "60.00", at(10), 2)])
     assert [n.data["threshold"] for n in notes(out)] == ["limit:50"]  # c2: 60 >= 50% of 100
@@ -163,7 +137,7 @@ def test_a_row_of_an_earlier_period_never_moves_the_period_back(tmp_path) -> Non
     # period decided on stays January (1.00, within the limit): nothing is sent
     _, b, part = on_partition(
         tmp_path,
-        CustomerDoc(tenant=T, external_id="c7", name="C7", version=1, currency="EUR", metadata={"credit_limit": "100"}),
+        customer("c7", {"credit_limit": "100"}),
     )
     assert kinds(part.run(b, [row("c7", "150.00", at(10), 1)])) == [("suspend", "credit_limit_exceeded"),
                                                                      ("note", "credit_limit.exceeded")]  # fmt: skip

@@ -1,6 +1,6 @@
 """The sink's CPU per row into embedded ClickHouse at the sink's own cadence, background merges included.
 
-    python bench/sink_cpu.py [--events 100000] [--rate 25000] [--batch-seconds 0.3] [--json FILE]
+    python bench/sink_cpu.py [--events 100000] [--rate 25000] [--batch-seconds 0.3 | --backlog] [--json FILE]
 
 The rated records are the processor's (`bench/sink_format.rated_rows`: the demo workload through the
 columnar processor, packed into Arrow `rated-usage` messages as the processor sends them); they are
@@ -9,6 +9,8 @@ the sink's batch (`RecordBatch.add` per message) and insert (`sink.insert_record
 `--batch-seconds`, each insert holding the rows that arrive in that time at `--rate` rows/s (what the
 sink does while the processor drains a backlog: a flush when the batch is `sink_batch_seconds` old),
 sleeping between inserts so that ClickHouse's background merges run as they do in the sink process.
+`--backlog`: the blocks the sink inserts while a backlog waits (`sink.batch_limits` with a backlog:
+`sink_backlog_batch_seconds`, at most `sink_backlog_batch_rows`) instead of `--batch-seconds`.
 After the last insert it waits until no merge runs and the part count has not moved for `--settle`
 seconds, so merges the inserts caused are counted even when they happen after the stream drained (the
 python thread, which only polls then, is counted up to the last insert).
@@ -37,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meterstream.aggregation.client import connect
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_FIELDS, RecordBatch
-from meterstream.aggregation.sink import insert_records
+from meterstream.aggregation.sink import batch_limits, insert_records
 from meterstream.schemas.rated import read_arrow
+from meterstream.schemas.settings import Settings
 
 _NUMBER = re.compile(r"[-#]?\d+")
 
@@ -107,8 +110,8 @@ def settle(client, db: str, quiet: float, limit: float = 120.0) -> int:
     return last
 
 
-def run(values: list[bytes], rate: float, batch_seconds: float, quiet: float, alter: list[str]) -> dict:
-    per_insert = max(int(rate * batch_seconds), 1)
+def run(values: list[bytes], rate: float, batch_seconds: float, quiet: float, alter: list[str], rows: int) -> dict:
+    per_insert = max(min(int(rate * batch_seconds), rows), 1)
     with tempfile.TemporaryDirectory() as tmp:
         client = connect(dsn=f"chdb://{Path(tmp) / 'chdb'}")
         db = "bench"
@@ -123,7 +126,7 @@ def run(values: list[bytes], rate: float, batch_seconds: float, quiet: float, al
         for i, value in enumerate(values):
             batch.add(value)
             if len(batch) >= per_insert or i == len(values) - 1:
-                next_at += batch_seconds
+                next_at += len(batch) / rate  # the time those rows took to arrive
                 time.sleep(max(next_at - time.monotonic(), 0.0))
                 insert_records(client, db, batch, f"bench-{inserts}")
                 inserts += 1
@@ -163,22 +166,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=25_000.0, help="rows per second reaching the sink")
-    ap.add_argument("--batch-seconds", type=float, default=0.3)
+    ap.add_argument("--batch-seconds", type=float, default=None, help="default: sink_batch_seconds")
+    ap.add_argument("--backlog", action="store_true", help="the sink's blocks while a backlog waits")
     ap.add_argument("--settle", type=float, default=8.0, help="seconds without a merge before stopping")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--table-setting", action="append", default=[], help="k=v, applied to rated_usage (repeatable)")
     args = ap.parse_args()
     values = messages(args.events)
+    settings = Settings()
+    rows, seconds = batch_limits(settings, settings.sink_backlog_rows if args.backlog else 0)
+    if args.batch_seconds is not None and not args.backlog:
+        seconds = args.batch_seconds
     result = {
         "events": args.events,
         "rate": args.rate,
-        "batch_seconds": args.batch_seconds,
+        "backlog": args.backlog,
+        "batch_seconds": seconds,
+        "batch_rows_max": rows,
         "table_settings": args.table_setting,
         "rounds": [],
     }
     for _ in range(args.rounds):
-        figures = run(values, args.rate, args.batch_seconds, args.settle, args.table_setting)
+        figures = run(values, args.rate, seconds, args.settle, args.table_setting, rows)
         figures["load_avg"] = os.getloadavg()[0]
         result["rounds"].append(figures)
         print(orjson.dumps(figures).decode())

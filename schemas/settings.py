@@ -111,6 +111,17 @@ class Settings(BaseSettings):
     sink_dead_letter_seconds: float = Field(
         2.0, gt=0, description="Dead letters are inserted after this many seconds (or sink_batch_rows)."
     )
+    sink_backlog_rows: int = Field(
+        100_000,
+        ge=0,
+        description="While at least this many events wait for the processor (its group's lag on the usage topic) "
+        "or rows for the sink (its own lag), the sink inserts larger, fewer blocks (sink_backlog_batch_rows / "
+        "sink_backlog_batch_seconds): fewer parts for ClickHouse to merge. 0: never.",
+    )
+    sink_backlog_batch_rows: int = Field(200_000, ge=1, description="Sink flushes after this many rows in a backlog...")
+    sink_backlog_batch_seconds: float = Field(
+        2.0, gt=0, description="...or after this many seconds (a backlog's events are older than that already)."
+    )
     stall_seconds: float = Field(
         30.0, gt=0, description="/healthz answers 503 when work waits (lag > 0) and nothing moved for this long."
     )

@@ -125,10 +125,63 @@ ARRAY JOIN JSONExtractArrayRaw(line, 'subjects') AS share""")
 VIEWS = (*VIEWS, COST_PER_USER)
 
 
+def _minor_units_sql() -> str:
+    """The currency's minor units in SQL (`rating.money.CURRENCY_MINOR_UNITS`: the codes that are not 2 listed)."""
+    from meterstream.rating.money import CURRENCY_MINOR_UNITS
+
+    other = sorted((c, n) for c, n in CURRENCY_MINOR_UNITS.items() if n != 2)
+    codes = ", ".join(f"'{c}'" for c, _ in other)
+    return f"transform(currency, [{codes}], [{', '.join(str(n) for _, n in other)}], 2)"
+
+
+# each subject's fair share of its customer's running amount per meter, currency and billing period: the rule of
+# `billing.allocation.subject_shares` (the invoices' per-user section, GET /v1/usage?group_by=subject) in SQL.
+# The pool's streamed amount (every subject's, '' included) is rounded half away from zero to the currency's minor
+# unit (`running_amount`, as its invoice line would be); its absolute value in minor units is split by quantity:
+# each subject gets the floor of its exact proportion (integers: quantities as whole 10^-12 units), and the units
+# left go one each to the largest remainders, equal remainders by subject id ('' as '(no subject)'); all
+# quantities 0: equal parts; a negative amount is split as its absolute value and negated.
+SUBJECT_SHARES = ("subject_shares_open", """
+SELECT tenant, customer, meter, currency, period, subject, events, subject_quantity AS quantity, streamed_amount,
+       toDecimal128(running_units, 6) / intExp10(minor) AS running_amount,
+       toDecimal128(sign(running_units) * (floor_units + (rank <= left_units AND remainder > 0)), 6)
+           / intExp10(minor) AS amount
+FROM (
+    SELECT *, abs_units - sum(floor_units) OVER pool AS left_units,
+           row_number() OVER (PARTITION BY tenant, customer, meter, currency, period
+                              ORDER BY remainder DESC, if(subject = '', '(no subject)', subject)) AS rank
+    FROM (
+        SELECT *, intDiv(abs_units * weight, weights) AS floor_units, (abs_units * weight) % weights AS remainder
+        FROM (
+            SELECT *, {minor} AS minor,
+                   toInt256(round(sum(streamed_amount) OVER pool * intExp10(minor), 0)) AS running_units,
+                   abs(running_units) AS abs_units,
+                   sum(quantity_units) OVER pool AS quantity_total, count() OVER pool AS subjects,
+                   if(quantity_total = 0, toInt256(1), quantity_units) AS weight,
+                   if(quantity_total = 0, toInt256(subjects), quantity_total) AS weights
+            FROM (
+                SELECT tenant, customer, meter, currency, period, subject, count() AS events,
+                       sum(quantity) AS subject_quantity, sum(toDecimal256(amount, 18)) AS streamed_amount,
+                       toInt256(sum(toDecimal256(quantity, 12)) * intExp10(12)) AS quantity_units
+                FROM {db}.rated_usage FINAL
+                GROUP BY tenant, customer, meter, currency, period, subject
+            )
+            WINDOW pool AS (PARTITION BY tenant, customer, meter, currency, period)
+        )
+    )
+    WINDOW pool AS (PARTITION BY tenant, customer, meter, currency, period)
+)""".replace("{minor}", _minor_units_sql()))
+VIEWS = (*VIEWS, SUBJECT_SHARES)
+
+
 def view_names() -> tuple[str, ...]:
     return tuple(name for name, _ in VIEWS)
 
 
 def statements(db: str) -> list[str]:
-    """`CREATE OR REPLACE VIEW` for each view, in database `db`."""
-    return [f"CREATE OR REPLACE VIEW {db}.{name} AS {sql.strip().replace('{db}', db)}" for name, sql in VIEWS]
+    """`CREATE OR REPLACE VIEW` for each view, in database `db`, then the tables written for analysts from outside
+    ClickHouse (`revenue_table`: MRR, ARR, churn, NRR; `CREATE TABLE IF NOT EXISTS`)."""
+    from meterstream.aggregation import revenue_table
+
+    views = [f"CREATE OR REPLACE VIEW {db}.{name} AS {sql.strip().replace('{db}', db)}" for name, sql in VIEWS]
+    return views + revenue_table.statements(db)

@@ -18,7 +18,10 @@ invoices past their due date overdue (`entities.invoices.mark_overdue`, today in
 steps that have come due (`deploy/dunning_run.py`, docs/dunning.md: reminders, late fees billed on the next
 close, suspension and reactivation through the provisioning topic), before any close, so a late fee due before
 a period ended is on that period's invoice. A dunning failure (Kafka down) is said in `dunning_error`, exits 1,
-and does not stop the closes; the next run does the steps it could not.
+and does not stop the closes; the next run does the steps it could not. Each run then writes the MRR, ARR, churn
+and net revenue retention of the previous and the current UTC month of every tenant with subscriptions to
+ClickHouse's `revenue_monthly` (`cli_revenue.store_recent`, docs/analytics.md); a failure there is said in
+`revenue_error`, exits 1 and does not stop the closes either.
 
 `meterstream billing close --period P [--force] --json` is the same close as `meterstream close` with a JSON
 answer (the API's POST /v1/billing/close runs it as a child process: a close pauses the garbage collector of
@@ -129,6 +132,8 @@ class BillingRunResult:
     overdue: int = 0  # invoices marked overdue by this run
     dunning: dict[str, Any] | None = None  # the collections step (DunningResult.to_json), None if it failed
     dunning_error: str | None = None
+    revenue: dict[str, Any] | None = None  # revenue_monthly written (cli_revenue.store_recent), None if it failed
+    revenue_error: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -140,13 +145,14 @@ class BillingRunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.refused or self.failed or self.dunning_error else 0
+        return 1 if self.refused or self.failed or self.dunning_error or self.revenue_error else 0
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "outcome": self.outcome}
 
 
-def _clients(settings: Settings) -> Any:
+def store_client(settings: Settings) -> Any:
+    """A client that may write the ClickHouse store (the front's writer while the sink owns an embedded one)."""
     from meterstream.aggregation.client import connect
     from meterstream.aggregation.http_front import front_client
 
@@ -209,7 +215,7 @@ def run_drafts(
     from meterstream.invoice_emitter.store_plans import StoreView
     from meterstream.rating.catalog import load_catalog
 
-    client = client if client is not None else _clients(settings)
+    client = client if client is not None else store_client(settings)
     path = drafts_state_file(settings)
     refresh, state = refresh_drafts(client, settings.clickhouse_database, load_catalog(settings.catalog),
                                     StoreView.open(settings), now(), DraftState.load(path), full=full,
@@ -237,13 +243,14 @@ def run_billing(
     from meterstream.invoice_emitter.ledger import closed_periods
     from meterstream.invoice_emitter.store_plans import StoreView
 
-    client = client if client is not None else _clients(settings)
+    client = client if client is not None else store_client(settings)
     db = settings.clickhouse_database
     result = BillingRunResult()
     store = StoreView.open(settings)
     today = now().astimezone(UTC).date()
     result.overdue = len(mark_overdue(store.sf, today))
     result.dunning, result.dunning_error = _dunning(settings, store.sf, today, publish)
+    result.revenue, result.revenue_error = _revenue(store.sf, client, db, now())
     due = due_periods(closed_periods(client, db), usage_periods(client, db), now())
     if not due:
         return result
@@ -301,6 +308,16 @@ def _dunning(settings: Settings, sf: Any, today: Any, publish: bool) -> tuple[di
         return dunning_for_run(settings, sf, today, publish).to_json(), None
     except Exception as exc:  # Kafka down, a policy the rules refuse: said, and the closes still run
         log.error("billing run: dunning failed: %s", exc)
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _revenue(sf: Any, client: Any, db: str, at: datetime) -> tuple[dict[str, Any] | None, str | None]:
+    from meterstream.deploy.cli_revenue import store_recent
+
+    try:
+        return store_recent(sf, client, db, at), None
+    except Exception as exc:  # a plan missing from the store, ClickHouse refusing the insert: said, closes still run
+        log.error("billing run: revenue_monthly not written: %s", exc)
         return None, f"{type(exc).__name__}: {exc}"
 
 
@@ -501,6 +518,8 @@ def describe(answer: dict[str, Any]) -> str:
         parts.append(f"dunning: {', '.join(done)}")
     if answer.get("dunning_error"):
         parts.append(f"dunning failed: {answer['dunning_error']}")
+    if answer.get("revenue_error"):
+        parts.append(f"revenue_monthly not written: {answer['revenue_error']}")
     if answer.get("waiting"):
         parts.append(f"waiting: {answer['waiting']}")
     if answer.get("refused"):
@@ -558,7 +577,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     from meterstream.invoice_emitter.store_plans import StoreView
 
     out = Path(args.out) if args.out else settings.invoices_dir
-    client = _clients(settings)
+    client = store_client(settings)
     store = StoreView.open(settings)
     customers = None
     if args.customer:

@@ -101,10 +101,9 @@ def test_an_add_on_in_another_currency_is_refused() -> None:
         subscription_mrr(sub, _at(2026, 10, 1), lambda c, v, a: eur if c == "eur_addon" else PLANS[c])
 
 
-def test_the_cli_reads_the_entity_store(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    import json
-
-    from meterstream.deploy.cli import main
+def entity_store(tmp_path, tenant: str = "t") -> str:  # type: ignore[no-untyped-def]
+    """An entity store with `tenant`'s plans basic (30/month) and pro (100/month + 120/year = 110/month), c1 on
+    basic from 2026-09-01, c2 on pro from 2026-09-01 to 2026-10-20; its URL."""
     from meterstream.entities.customers import put_customer
     from meterstream.entities.db import make_engine, migrate, session_factory
     from meterstream.entities.plans import publish_plan
@@ -116,14 +115,22 @@ def test_the_cli_reads_the_entity_store(tmp_path, monkeypatch, capsys) -> None: 
     migrate(engine=engine)
     sf = session_factory(engine)
     for code in ("basic", "pro"):
-        publish_plan(sf, PlanVersionDoc(tenant="t", code=code, version=0, name=code, currency="USD",
+        publish_plan(sf, PlanVersionDoc(tenant=tenant, code=code, version=0, name=code, currency="USD",
                                         fixed=PLANS[code].fixed))  # fmt: skip
     for customer, code, end in (("c1", "basic", None), ("c2", "pro", _at(2026, 10, 20))):
-        put_customer(sf, CustomerDoc(tenant="t", external_id=customer, name=customer, version=0))
-        create_subscription(sf, SubscriptionDoc(tenant="t", external_id=f"s-{customer}", customer=customer, version=0,
-                                                phases=[Phase(plan_code=code, plan_version=1, start=_at(2026, 9, 1),
-                                                              end=end)]))  # fmt: skip
-    monkeypatch.setenv("METERSTREAM_DATABASE_URL", url)
+        put_customer(sf, CustomerDoc(tenant=tenant, external_id=customer, name=customer, version=0))
+        create_subscription(sf, SubscriptionDoc(tenant=tenant, external_id=f"s-{customer}", customer=customer,
+                                                version=0, phases=[Phase(plan_code=code, plan_version=1,
+                                                                         start=_at(2026, 9, 1), end=end)]))  # fmt: skip
+    return url
+
+
+def test_the_cli_reads_the_entity_store(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from meterstream.deploy.cli import main
+
+    monkeypatch.setenv("METERSTREAM_DATABASE_URL", entity_store(tmp_path))
     assert main(["revenue", "--tenant", "t", "--month", "2026-10", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     # start: c1 30 + c2 110 = 140; end: c1 30; c2 churned 110; retention 30 / 140 = 0.2142857...
@@ -131,4 +138,25 @@ def test_the_cli_reads_the_entity_store(tmp_path, monkeypatch, capsys) -> None: 
     assert (row["customer_churn_rate"], row["net_revenue_retention"]) == ("0.5000", "0.2143")
     assert row["churned_customers"] == ["c2"]
     assert main(["revenue", "--tenant", "t", "--month", "2026-13"]) == 1
-    assert "--month: YYYY-MM" in capsys.readouterr().err
+    assert "--month: must be YYYY-MM" in capsys.readouterr().err
+
+
+def test_the_cli_refuses_a_one_digit_month_and_answers_for_a_tenant_without_subscriptions(
+    tmp_path, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from meterstream.deploy.cli import main
+
+    monkeypatch.setenv("METERSTREAM_DATABASE_URL", entity_store(tmp_path))
+    for bad in ("2026-1", "2026-00", "26-10", "2026-10-01", ""):
+        assert main(["revenue", "--tenant", "t", "--month", bad]) == 1, bad
+        assert f"--month: must be YYYY-MM with a month 01-12 (got {bad!r})" in capsys.readouterr().err
+    assert main(["revenue", "--tenant", "nobody", "--month", "2026-10", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["currency"], row["end_mrr"], row["customers_start"], row["churned_customers"]) == (None, None, 0, [])
+    assert "no subscription in effect on 2026-10-01 or 2026-11-01" in row["note"]
+    assert main(["revenue", "--tenant", "nobody", "--month", "2026-10"]) == 0
+    assert capsys.readouterr().out == (
+        "tenant nobody has no subscription in effect on 2026-10-01 or 2026-11-01: no recurring revenue\n"
+    )

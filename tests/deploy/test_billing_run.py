@@ -331,3 +331,32 @@ def test_the_draft_scheduler_runs_billing_drafts_as_a_child(tmp_path: Path) -> N
     assert second is not None and (second["full"], second["customers"], second["drafts"]) == (False, 0, 0)
     assert (tmp_path / "home" / "billing" / "drafts-state.json").exists()
     assert "--- drafts " in (tmp_path / "logs" / "drafts.log").read_text()
+
+
+def test_each_run_writes_revenue_monthly_for_the_previous_and_the_current_month(chdb_client, tmp_path: Path) -> None:
+    """Tenant t: c1 on basic (30/month) from 2026-09-01, c2 on pro (110/month) until 2026-10-20
+    (tests/analytics/test_revenue_metrics.entity_store). A run on 2026-11-02 writes October and November."""
+    import sys
+
+    from meterstream.aggregation.ddl import create_schema
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analytics"))
+    from test_revenue_metrics import entity_store
+
+    db = f"b_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, db)
+    settings = Settings(home=tmp_path / "home", catalog=CATALOG, clickhouse_database=db,
+                        database_url=entity_store(tmp_path))  # fmt: skip
+    result = run_billing(settings, tmp_path / "inv", publish=False, now=lambda: utc(2026, 11, 2), client=chdb_client)
+    assert (result.revenue, result.revenue_error, result.exit_code) == (
+        {"months": ["2026-10", "2026-11"], "tenants": 1, "rows": 2}, None, 0)
+    got = chdb_client.query(f"SELECT month, currency, start_mrr, end_mrr, churned_mrr, arr, net_revenue_retention "
+                            f"FROM {db}.revenue_monthly FINAL ORDER BY month").result_rows  # fmt: skip
+    # October: 140 -> 30 (c2's 110 churned), ARR 360, NRR 30/140; November: 30 -> 30, NRR 1
+    assert [tuple(r) for r in got] == [
+        (datetime(2026, 10, 1).date(), "USD", Decimal(140), Decimal(30), Decimal(110), Decimal(360), Decimal("0.2143")),
+        (datetime(2026, 11, 1).date(), "USD", Decimal(30), Decimal(30), Decimal(0), Decimal(360), Decimal(1)),
+    ]
+    # January's run: December and January; the year turns
+    assert run_billing(settings, tmp_path / "inv", publish=False, now=lambda: utc(2027, 1, 3),
+                       client=chdb_client).revenue["months"] == ["2026-12", "2027-01"]  # fmt: skip

@@ -262,6 +262,19 @@ LINES = [
 ]  # fmt: skip
 
 
+REVENUE_COLUMNS = ["tenant", "month", "currency", "start_mrr", "end_mrr", "new_mrr", "churned_mrr", "arr",
+                   "customers_start", "customers_end", "customers_churned", "customer_churn_rate",
+                   "net_revenue_retention", "computed_at"]  # fmt: skip
+REVENUE = [  # what the billing run writes (tests/analytics/test_revenue_table.py); October written twice
+    ["acme", dt.date(2026, 8, 1), "USD", D(0), D(30), D(30), D(0), D(360), 0, 1, 0, None, None, CLOSED],  # before
+    ["acme", dt.date(2026, 9, 1), "USD", D(30), D(140), D(110), D(0), D(1680), 1, 2, 0, D(0), D(1), CLOSED],
+    ["acme", dt.date(2026, 10, 1), "USD", D(140), D(999), D(0), D(0), D(0), 2, 1, 1, D(0), D(0), CLOSED],
+    ["acme", dt.date(2026, 10, 1), "USD", D(140), D(30), D(0), D(110), D(360), 2, 1, 1, D("0.5"), D("0.2143"),
+     CLOSED + dt.timedelta(days=1)],  # the later run's figures replace the earlier ones
+    ["bolt", dt.date(2026, 10, 1), "EUR", D(50), D(50), D(0), D(0), D(600), 1, 1, 0, D(0), D(1), CLOSED],
+]  # fmt: skip
+
+
 @dataclass
 class Front:
     port: int
@@ -282,6 +295,7 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
         writer.insert("meterstream.rated_usage", ROWS, column_names=COLUMNS)
         writer.insert("meterstream.invoices", INVOICES)
         writer.insert("meterstream.invoice_lines", LINES, column_names=LINE_COLUMNS)
+        writer.insert("meterstream.revenue_monthly", REVENUE, column_names=REVENUE_COLUMNS)
         writer.command(  # acme: a parsed letter and an unparsed one keyed acme/...; bolt: one
             "INSERT INTO meterstream.dead_letters (topic, partition, offset, stage, field, reason, tenant, kafka_key, "
             "raw) VALUES ('usage-events', 0, 1, 'rate', 'meter', 'no price', 'acme', 'acme/org-1', '{}'), "
@@ -310,7 +324,7 @@ def test_every_clickhouse_panel_runs_as_a_tenant_reader(reader) -> None:  # type
         if target["format"] == 0 and result.result_rows:  # a time series: its first column is the time
             assert result.column_names[0] == "time", (uid, panel["title"])
         ran += len(result.result_rows) > 0
-    assert ran >= 8  # every panel but the spikes' has rows on this data
+    assert ran >= 10  # every panel but the spikes' has rows on this data
 
 
 def test_revenue_by_plan_and_meter_summed_by_hand(reader) -> None:  # type: ignore[no-untyped-def]
@@ -351,6 +365,25 @@ def test_usage_panels(reader) -> None:  # type: ignore[no-untyped-def]
     got = rows(reader, panel_sql("meterstream-business", "Usage not invoiced yet"))
     assert got == [("2026-11", "org-2", "storage", D(100), D(0), D(0), D(100))]
     assert rows(reader, panel_sql("meterstream-business", "Usage spikes (3x the trailing 7-day average)")) == []
+
+
+def test_recurring_revenue_panel_and_table_show_the_tenants_own(reader) -> None:  # type: ignore[no-untyped-def]
+    # months from September (the month the range starts in) to November; the later October row replaces the
+    # earlier one (FINAL); bolt's EUR month is not acme's
+    got = rows(reader, panel_sql("meterstream-business", "MRR, ARR and churn by month"))
+    assert got == [
+        (dt.date(2026, 9, 1), "USD", D(30), D(140), D(110), D(0), D(0), D(0), D(1680), D(0), D(1)),
+        (dt.date(2026, 10, 1), "USD", D(140), D(30), D(0), D(0), D(0), D(110), D(360), D("0.5"), D("0.2143")),
+    ]
+    assert rows(reader, "SELECT DISTINCT tenant FROM meterstream.revenue_monthly") == [("acme",)]
+    assert rows(reader, "SELECT count() FROM meterstream.revenue_monthly WHERE tenant = 'bolt'") == [(0,)]
+
+
+def test_running_amount_per_user_panel(reader) -> None:  # type: ignore[no-untyped-def]
+    # the only usage of acme on no invoice: org-1's August (a5, ann, 1000 calls, 99.00); every other period of
+    # acme's customers is invoiced (org-1 October with its late a6, org-2 November)
+    got = rows(reader, panel_sql("meterstream-business", "Running amount per user (periods not invoiced yet)"))
+    assert got == [("2026-08", "org-1", "api_calls", "ann", "USD", D(1000), D(99))]
 
 
 def test_dead_letters_panel_shows_the_tenants_own(reader) -> None:  # type: ignore[no-untyped-def]

@@ -4,9 +4,9 @@ The figures are `billing.revenue_metrics`' (from the subscriptions in the entity
 hold), as `meterstream revenue` prints them: money rounded once to the currency's minor unit, ratios to 4 places.
 The daily billing run (`deploy/billing_run.py`) writes the current and the previous month of every tenant with
 subscriptions, `meterstream revenue --store` the month asked. A month written again replaces its row
-(ReplacingMergeTree by `computed_at`, sort key tenant, month, currency): read it with FINAL. A currency that has no
-subscription left in a month is written as zeros by the next run, not left with old figures, as long as the tenant
-still has a subscription in some currency.
+(ReplacingMergeTree by `computed_at`, sort key tenant, month, currency): read it with FINAL. A currency stored for a
+month that has no figures any more (its subscriptions deleted) is written as zeros by the next write of that month
+(`deploy/cli_revenue.store_rows`), not left with old figures.
 
 Its `tenant` column puts it under the embedded front's tenant filters like every table (`tenant_access`). The DDL
 is appended to `views.statements` (run by `ddl.create_schema` and on every upgrade): `CREATE TABLE IF NOT EXISTS`,

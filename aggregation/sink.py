@@ -154,14 +154,14 @@ class Backlog:
             while not self.done.is_set():
                 try:
                     lag = probe.group_lag(self.group, self.topics)
-                except KafkaException as exc:
+                except Exception as exc:  # e.g. a broker restarting: ask again (an old answer counts as none)
                     log.debug("processor lag not known (%s)", exc)
                     lag = None
                 if lag is not None:
                     self.last = (self.clock(), lag)
                     BACKLOG.set(lag)
                 self.done.wait(self.every)
-        except Exception as exc:  # never the sink's end: without answers it flushes as if caught up
+        except Exception as exc:  # the probe cannot be made: never the sink's end, it flushes as if caught up
             log.warning("the processor's backlog cannot be read (%s); flushing as if caught up", exc)
         finally:
             if probe is not None:

@@ -11,6 +11,9 @@ sink does while the processor drains a backlog: a flush when the batch is `sink_
 sleeping between inserts so that ClickHouse's background merges run as they do in the sink process.
 `--backlog`: the blocks the sink inserts while a backlog waits (`sink.batch_limits` with a backlog:
 `sink_backlog_batch_seconds`, at most `sink_backlog_batch_rows`) instead of `--batch-seconds`.
+`--to-one-part`: then `OPTIMIZE TABLE ... FINAL` (every thread's CPU counted), so that set-ups which leave
+different numbers of parts unmerged are compared at the same end (`cpu_us_per_row_to_one_part`): a store that
+merges less while the stream runs has the rest still to do.
 After the last insert it waits until no merge runs and the part count has not moved for `--settle`
 seconds, so merges the inserts caused are counted even when they happen after the stream drained (the
 python thread, which only polls then, is counted up to the last insert).
@@ -110,7 +113,9 @@ def settle(client, db: str, quiet: float, limit: float = 120.0) -> int:
     return last
 
 
-def run(values: list[bytes], rate: float, batch_seconds: float, quiet: float, alter: list[str], rows: int) -> dict:
+def run(
+    values: list[bytes], rate: float, batch_seconds: float, quiet: float, alter: list[str], rows: int, one: bool
+) -> dict:
     per_insert = max(min(int(rate * batch_seconds), rows), 1)
     with tempfile.TemporaryDirectory() as tmp:
         client = connect(dsn=f"chdb://{Path(tmp) / 'chdb'}")
@@ -142,6 +147,12 @@ def run(values: list[bytes], rate: float, batch_seconds: float, quiet: float, al
         events = {k: v - events0.get(k, 0) for k, v in engine_events(client).items()}
         total = sum(v for k, v in groups.items() if k != "(system time)")
         at_insert = sum(v - before.get(k, 0.0) for k, v in inserted.items() if k != "(system time)")
+        to_one = None
+        if one:  # the merges still to do, all at once
+            c0 = thread_cpu()
+            client.command(f"OPTIMIZE TABLE {db}.rated_usage FINAL")
+            c1 = thread_cpu()
+            to_one = sum(v - c0.get(k, 0.0) for k, v in c1.items() if k != "(system time)")
         t0 = time.process_time()
         client.query(f"SELECT count(), sum(streamed_amount) FROM {db}.usage_by_period")
         final_query_s = time.process_time() - t0
@@ -157,6 +168,7 @@ def run(values: list[bytes], rate: float, batch_seconds: float, quiet: float, al
         "wall_s": round(wall, 2),
         "cpu_us_per_row": round(total / rows * 1e6, 2),
         "cpu_us_per_row_until_last_insert": round(at_insert / rows * 1e6, 2),
+        **({"cpu_us_per_row_to_one_part": round((total + to_one) / rows * 1e6, 2)} if to_one is not None else {}),
         "threads_cpu_s": dict(sorted(((k, v) for k, v in groups.items() if v > 0), key=lambda kv: -kv[1])),
         "usage_by_period_query_cpu_s": round(final_query_s, 3),
     }
@@ -168,6 +180,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=25_000.0, help="rows per second reaching the sink")
     ap.add_argument("--batch-seconds", type=float, default=None, help="default: sink_batch_seconds")
     ap.add_argument("--backlog", action="store_true", help="the sink's blocks while a backlog waits")
+    ap.add_argument("--to-one-part", action="store_true", help="then merge what is left into one part, counted")
     ap.add_argument("--settle", type=float, default=8.0, help="seconds without a merge before stopping")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
@@ -184,11 +197,12 @@ def main() -> None:
         "backlog": args.backlog,
         "batch_seconds": seconds,
         "batch_rows_max": rows,
+        "to_one_part": args.to_one_part,
         "table_settings": args.table_setting,
         "rounds": [],
     }
     for _ in range(args.rounds):
-        figures = run(values, args.rate, seconds, args.settle, args.table_setting, rows)
+        figures = run(values, args.rate, seconds, args.settle, args.table_setting, rows, args.to_one_part)
         figures["load_avg"] = os.getloadavg()[0]
         result["rounds"].append(figures)
         print(orjson.dumps(figures).decode())

@@ -151,3 +151,32 @@ def test_the_backlog_is_the_usage_events_the_processor_group_has_not_committed(k
     finally:
         backlog.stop()
     assert backlog.thread is not None and not backlog.thread.is_alive()
+
+
+class FlakyProbe:
+    """A LagProbe whose broker fails twice (a restart), then answers 42."""
+
+    closed = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.calls = 0
+
+    def group_lag(self, group: str, topics: list[str]) -> int:
+        self.calls += 1
+        if self.calls <= 2:
+            raise RuntimeError("broker restarting")
+        return 42
+
+    def close(self) -> None:
+        FlakyProbe.closed = True
+
+
+def test_a_failing_probe_is_asked_again_and_closed_at_the_stop(monkeypatch) -> None:
+    monkeypatch.setattr("meterstream.aggregation.sink.LagProbe", FlakyProbe)
+    backlog = Backlog(Settings(), every=0.05)
+    backlog.start()
+    try:
+        assert wait_for(lambda: backlog.events() == 42, timeout=5), "the thread ended on the first failure"
+    finally:
+        backlog.stop()
+    assert FlakyProbe.closed and backlog.thread is not None and not backlog.thread.is_alive()

@@ -135,6 +135,9 @@ class InvoiceLine(_Struct, kw_only=True):
     end: Instant | None = None
     amount: Decimal  # rounded to the currency's minor unit, before discounts and tax
     precise_amount: Decimal | None = None  # unrounded, as priced
+    # what the stream rated for the line (the per-event amounts of its events, unrounded): reconciliation only,
+    # never billed; None where the stream rated nothing of it (fees, late usage)
+    streamed_amount: Decimal | None = None
     discount_amount: Decimal = ZERO  # the line's part of the document's discounts (the tax base is amount - it)
     tax_code: str | None = None
     tax_rate: Decimal = ZERO  # a fraction: 0.20 is 20 %
@@ -473,6 +476,7 @@ def _v1_line(line: dict[str, Any], doc_start: datetime, doc_end: datetime, plan:
         end=end,
         amount=_num(line["amount"]),
         precise_amount=_dec(get("precise_amount")),
+        streamed_amount=_dec(get("streamed_amount")),
         events=get("events"),
         bundle_units=_dec(get("bundle_units")),
         applies_to=applies_to,
@@ -486,7 +490,8 @@ def from_v1(doc: dict[str, Any], issuer: Party | None = None, buyer: Party | Non
     Carried over: id (`invoice_id`), status (`final` -> `finalized`, `draft` stays), tenant, customer, period,
     plan, currency, timezone, billing periods, lines (a line without a plan has the document's; kinds: none ->
     usage, minimum_true_up -> minimum; the meter or charge code as `code`; breakdown -> tiers with each tier's
-    flat fee on its row; a single unit price as `unit_price`), subtotal and total. Version 1 knew no numbers,
+    flat fee on its row; a single unit price as `unit_price`; `streamed_amount` as it is), subtotal and
+    total. Version 1 knew no numbers,
     issue or due dates, parties, discounts or taxes: number and dates stay None, parties are the ones given,
     tax is 0 on every line (version 1 wrote `tax: "0"`; anything else is refused). Without period_start /
     period_end (the catalog file's close), the period is the UTC month of the label, and lines without their

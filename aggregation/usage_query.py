@@ -50,14 +50,15 @@ class UsageRecord:
     time: datetime
     dimensions: dict[str, str]
     streamed_amount: Decimal
+    subject: str = ""  # the user the event is attributed to ("" : none), for the invoice's per-user section
 
 
-_RECORD_COLUMNS = "tenant, customer, meter, quantity, time, dimensions, amount"  # a UsageRecord's, in its order
+_RECORD_COLUMNS = "tenant, customer, meter, quantity, time, dimensions, amount, subject"  # a UsageRecord's, in order
 
 
 def _records(rows: list) -> list[UsageRecord]:
     """UsageRecords from rows of `_RECORD_COLUMNS` (times are UTC)."""
-    return [UsageRecord(t, c, m, q, ts.replace(tzinfo=UTC), dict(d), a) for t, c, m, q, ts, d, a in rows]
+    return [UsageRecord(t, c, m, q, ts.replace(tzinfo=UTC), dict(d), a, s) for t, c, m, q, ts, d, a, s in rows]
 
 
 def period_records(client: Client, db: str, period: str, plans: list[str]) -> list[UsageRecord]:

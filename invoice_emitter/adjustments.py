@@ -4,26 +4,48 @@ Rule: a closed period's invoice never changes. Usage that reaches ClickHouse aft
 closed is billed on the next close as adjustment lines, one per line key whose quantity or amount
 moved, priced as the difference between the period's total now and what was billed — so tiers,
 bundles and minimums of that period apply exactly as if the usage had been on time.
+
+The same difference gives the adjustment its per-subject quantities (what each subject used on the line now
+minus the quantities of its shares billed before), which the issued invoice shares the adjustment's amount by,
+and, on a telecom line, its billed units (now minus billed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from meterstream.invoice_emitter.document import decimal_text
 from meterstream.rating.money import EXACT
 
+BILLED_UNITS_STEP = "billed units (after billing increments)"  # a telecom line's one pricing step (telecom_lines.py)
+
+
+class BilledDetail(NamedTuple):
+    """What the stored invoices billed for one line key of a closed period, beyond quantity and amount."""
+
+    subjects: dict[str, Decimal]  # subject ("" : none) -> the quantity of its shares
+    billed_units: Decimal | None  # telecom: the billed units; None: a billed line of the key did not say
+
 
 def adjustment_lines(
-    now_lines: list[dict[str, Any]], billed: dict[str, tuple[str, Decimal, Decimal]], applies_to: str, currency: str
+    now_lines: list[dict[str, Any]],
+    billed: dict[str, tuple[str, Decimal, Decimal]],
+    applies_to: str,
+    currency: str,
+    details: Mapping[str, BilledDetail] | None = None,
 ) -> list[dict[str, Any]]:
     """Lines for the difference between `now_lines` (the period recomputed) and `billed` (by line key).
 
     `amount` is the line's amount now minus the amount billed (both rounded, so the period's invoices add up to
-    its rounded amount now); `precise_amount` is the line's unrounded amount now minus the amount billed."""
+    its rounded amount now); `precise_amount` is the line's unrounded amount now minus the amount billed.
+    `details` (by line key: `BilledDetail`): with it, a line now carrying `subject_quantities` gives the
+    adjustment its own (`late_subjects`), and one carrying `billed_units` (telecom) its billed units and their
+    pricing step (`breakdown`), when what was billed is known."""
     from meterstream.rating import round_money
 
+    details = details or {}
     current = {line.get("line_key", line["meter"]): line for line in now_lines}
     out = []
     for key in sorted(set(current) | set(billed)):
@@ -36,7 +58,7 @@ def adjustment_lines(
         if quantity == 0 and amount == 0:
             continue
         what = line["description"] if line else meter.replace("_", " ")
-        out.append({
+        adjustment = {
             "kind": "adjustment",
             "applies_to": applies_to,
             "meter": meter,
@@ -45,5 +67,59 @@ def adjustment_lines(
             "quantity": decimal_text(quantity),
             "amount": format(round_money(amount, currency), "f"),
             "precise_amount": decimal_text(precise),
-        })  # fmt: skip
+        }
+        detail = details.get(key)
+        if key in billed and detail is None:  # billed, but not what it billed per subject or in units
+            detail = BilledDetail({}, None)
+        subjects = late_subjects(line, detail, quantity)
+        if subjects is not None:
+            adjustment["subject_quantities"] = {s: decimal_text(q) for s, q in sorted(subjects.items())}
+        units = _late_units(line, detail)
+        if units is not None:
+            adjustment["billed_units"] = decimal_text(units)
+            adjustment["breakdown"] = [{"description": BILLED_UNITS_STEP, "kind": "billed_units",
+                                        "quantity": decimal_text(units), "amount": decimal_text(precise)}]  # fmt: skip
+        out.append(adjustment)
     return out
+
+
+def late_subjects(
+    line: dict[str, Any] | None, detail: BilledDetail | None, quantity: Decimal
+) -> dict[str, Decimal] | None:
+    """The adjustment's quantity per subject: each subject's quantity on the line now (`subject_quantities`)
+    minus the quantity of its shares billed before (`detail.subjects`); subjects whose quantity did not move are
+    left out. None when that is not known exactly: the line now has no subject quantities (and nothing of the
+    key was shared before), a subject would be negative, or the differences do not add up to the adjustment's
+    `quantity` (a billed line of the key had no per-user section, so its subjects are not known). An adjustment
+    of no quantity (its amount moved: a bundle taken by other usage) keeps the line's subjects now, at 0 each,
+    which the issued invoice shares equally (`billing.allocation.split`)."""
+    now = {s: Decimal(q) for s, q in (line or {}).get("subject_quantities", {}).items()}
+    before = detail.subjects if detail is not None else {}
+    if not now and not before:
+        return None
+    diff: dict[str, Decimal] = {}
+    total = Decimal(0)
+    for subject in sorted(set(now) | set(before)):
+        d = EXACT.subtract(now.get(subject, Decimal(0)), before.get(subject, Decimal(0)))
+        if d < 0:
+            return None
+        if d:
+            diff[subject] = d
+            total = EXACT.add(total, d)
+    if total != quantity:
+        return None
+    if not diff:
+        return {s: Decimal(0) for s in now} or None
+    return diff
+
+
+def _late_units(line: dict[str, Any] | None, detail: BilledDetail | None) -> Decimal | None:
+    """A telecom adjustment's billed units: the line's billed units now minus those billed (None: not a telecom
+    line, or what was billed did not say)."""
+    now = (line or {}).get("billed_units")
+    if now is None and (detail is None or detail.billed_units is None or line is not None):
+        return None
+    before = Decimal(0) if detail is None else detail.billed_units
+    if before is None:
+        return None
+    return EXACT.subtract(Decimal(now) if now is not None else Decimal(0), before)

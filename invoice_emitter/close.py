@@ -35,6 +35,7 @@ from meterstream.invoice_emitter.documents_list import Documents
 from meterstream.invoice_emitter.files import DocumentFiles, Progress, file_name, file_paths, write_documents
 from meterstream.invoice_emitter.issue import Issuing, issue_draft
 from meterstream.invoice_emitter.ledger import (
+    billed_details,
     billed_lines,
     billed_quantities,
     closed_periods,
@@ -48,7 +49,7 @@ from meterstream.invoice_emitter.phases import Phases
 from meterstream.invoice_emitter.records import EncodedDraft, EncodedFinal, Recorder
 from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.invoice_emitter.store_terms import with_store_terms
-from meterstream.invoice_emitter.subjects import line_subjects, period_subjects
+from meterstream.invoice_emitter.subjects import line_subjects, period_subjects, with_subject_quantities
 from meterstream.invoice_emitter.subscription_close import SubscriptionClose, no_subscription_reason, subscription_close
 from meterstream.invoice_emitter.subscription_invoice import with_periods
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
@@ -275,12 +276,16 @@ def late_adjustments(
         client, db, catalog, closed, only=changed, failed=failed, store_customers=store_customers
     )
     lines_billed = billed_lines(client, db, closed, period, subscriptions=False)
+    # per subject: the usage now (telecom lines carry theirs) and the shares billed, for the late subjects
+    by_meter = period_subjects(client, db, closed, sorted(plans))
+    details = billed_details(client, db, closed, period, set(docs), subscriptions=False)
     out = {}
     for key in sorted(changed):
         doc = docs.get(key)
         if doc is None:  # usage never leaves the deduplicated table; nothing to adjust against
             continue
-        lines = adjustment_lines(doc["lines"], lines_billed.get(key, {}), closed, doc["currency"])
+        now = with_subject_quantities(doc["lines"], by_meter.get(key))
+        lines = adjustment_lines(now, lines_billed.get(key, {}), closed, doc["currency"], details.get(key))
         if lines:
             out[key] = (doc["plan"], doc["currency"], lines)
     return out

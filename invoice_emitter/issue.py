@@ -12,9 +12,12 @@ totals. Pure: no I/O, no clock (docs/billing.md, "What the close writes").
   counted in (the catalog file's periods are UTC months: the 1st of the next month; a subscription period
   ending 2026-11-15T00:00 Europe/Paris: 2026-11-15), unless the close names one (`--issue-date`); due date =
   issue date + the customer's `payment_terms_days` (0 without a customer record);
-- per-user section: usage lines whose subjects' quantities add up to the line (catalog-file lines: the
-  period's usage of the meter; subscription lines: the usage of the meter in the line's [start, end)) get
-  fair shares of the line amount (`billing.allocation.subject_shares`, largest remainder);
+- per-user section: usage and adjustment lines whose subjects' quantities add up to the line (catalog-file
+  lines: the period's usage of the meter; subscription lines: the usage of the meter in the line's [start,
+  end); telecom lines: their records' usage on the line, `subject_quantities`; late usage: each subject's usage
+  of the line now minus its shares billed, `adjustments.late_subjects`) get fair shares of the line amount
+  (`billing.allocation.subject_shares`, largest remainder). Usage without a subject is the share
+  `(no subject)`; a document none of whose lines names a subject has no per-user section; fees have none;
 - tax and totals: `billing.totals.invoice_totals` with the issuer as seller and the customer as buyer (with its
   explicit taxes, `Issuing.taxes`: docs/taxes.md) and the customer's coupon uses (`Issuing.coupons`, loaded once
   per close from the store: entities/coupons.py); each active coupon is one entry of `discounts`, named by its
@@ -41,6 +44,7 @@ from meterstream.billing.taxes import Buyer, ExplicitTax, ExplicitTaxes, Seller,
 from meterstream.billing.totals import TotalsLine, invoice_totals
 from meterstream.entities.numbering import INVOICE_SERIES
 from meterstream.invoice_emitter.document import with_lines
+from meterstream.rating.money import EXACT, to_decimal
 from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.invoice import (
     Address,
@@ -140,20 +144,47 @@ def _buyer(
     return party, (buyer_of(customer, taxes=taxes) if country or taxes else None)
 
 
+_SHARED = frozenset(("usage", "adjustment"))  # the line kinds with a per-user section (fees have none)
+
+
 def _shares(line: InvoiceLine, subjects: Mapping[str, Decimal] | None, currency: str) -> list[SubjectShare]:
     """The line's per-user section, or none when the subjects do not account for exactly its quantity."""
-    if not subjects or line.kind != "usage":
-        return []
-    if set(subjects) == {""} or any(q < 0 for q in subjects.values()):
+    if not subjects or line.kind not in _SHARED or any(q < 0 for q in subjects.values()):
         return []
     total = Decimal(0)
     for q in subjects.values():
-        total += q
+        total = EXACT.add(total, q)
     if total != line.quantity:
         return []
     named = {(s or NO_SUBJECT): q for s, q in subjects.items()}
     return [SubjectShare(subject=s.subject, quantity=s.quantity, amount=s.amount)
             for s in subject_shares(line.amount, named, currency)]  # fmt: skip
+
+
+def _line_quantities(
+    v1_lines: list[dict[str, Any]],
+    lines: list[InvoiceLine],
+    subjects: Mapping[str, Mapping[str, Decimal]] | None,
+    line_subjects: Mapping[str, Mapping[str, Decimal]] | None,
+) -> list[Mapping[str, Decimal] | None] | None:
+    """Each line's quantity per subject: the version 1 line's own `subject_quantities` (telecom lines, late usage),
+    else `line_subjects` by its line key, else `subjects` by its meter (a line without a line key). None when no
+    line has a named subject: a customer whose usage names no subject gets no per-user section at all."""
+    out: list[Mapping[str, Decimal] | None] = []
+    named = False
+    for raw, line in zip(v1_lines, lines, strict=True):
+        found: Mapping[str, Decimal] | None = None
+        if line.kind in _SHARED:
+            own = raw.get("subject_quantities")
+            if own is not None:
+                found = {s: to_decimal(q) for s, q in own.items()}
+            elif line.line_key:
+                found = (line_subjects or {}).get(line.line_key)
+            else:
+                found = (subjects or {}).get(line.code)
+            named = named or (found is not None and any(found))
+        out.append(found)
+    return out if named else None
 
 
 def _discounts_only(
@@ -200,14 +231,10 @@ def issue_draft(
     terms = customer.payment_terms_days if customer is not None else 0
     currency = doc.currency
     lines = doc.lines
-    if subjects or line_subjects:
-        lines = [
-            msgspec.structs.replace(line, subjects=_shares(line, (line_subjects or {}).get(line.line_key)
-                                                           if line.line_key else (subjects or {}).get(line.code),
-                                                           currency))
-            if line.kind == "usage" else line
-            for line in lines
-        ]  # fmt: skip
+    quantities = _line_quantities(v1["lines"], lines, subjects, line_subjects)
+    if quantities is not None:
+        lines = [msgspec.structs.replace(line, subjects=_shares(line, q, currency)) if q else line
+                 for line, q in zip(lines, quantities, strict=True)]  # fmt: skip
     notes = list(doc.notes)
     extra: dict[str, Any] = {}
     totals = None

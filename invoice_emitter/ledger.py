@@ -11,6 +11,9 @@ import msgspec
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from meterstream.invoice_emitter.adjustments import BilledDetail
+from meterstream.rating.money import EXACT
+
 INVOICE_COLUMNS = [
     "tenant", "customer", "period", "invoice_id", "plan", "currency", "subtotal", "total", "line_count", "document",
     "closed_at",
@@ -66,6 +69,61 @@ def billed_lines(
     for tenant, customer, key, meter, quantity, amount in rows:
         out.setdefault((tenant, customer), {})[key] = (meter, quantity, amount)
     return out
+
+
+def billed_details(
+    client: Client, db: str, applies_to: str, before: str, customers: set[tuple[str, str]],
+    subscriptions: bool | None = None,
+) -> dict[tuple[str, str], dict[str, BilledDetail]]:  # fmt: skip
+    """Per customer of `customers` and line key: what the stored invoices (but those of label `before`, as
+    `billed_lines`) billed for `applies_to` per subject (the quantities of the lines' per-user shares, the share
+    `(no subject)` as "") and in billed units (telecom lines: their `billed_units` pricing step; None when a
+    line of the key has none), read from the documents themselves (version 2 and version 1)."""
+    from meterstream.invoice_emitter.issue import NO_SUBJECT
+
+    if not customers:
+        return {}
+    rows = client.query(
+        f"""
+        SELECT tenant, customer, period, document FROM {db}.invoices FINAL
+        WHERE period != {{p:String}} AND customer IN {{customers:Array(String)}}
+        """,
+        parameters={"p": before, "customers": sorted({c for _, c in customers})},
+    ).result_rows
+    subjects: dict[tuple[str, str], dict[str, dict[str, Decimal]]] = {}
+    units: dict[tuple[str, str], dict[str, Decimal | None]] = {}
+    for tenant, customer, period, document in rows:
+        if (tenant, customer) not in customers:
+            continue
+        for line in orjson.loads(document).get("lines", ()):
+            if (line.get("applies_to") or period) != applies_to:
+                continue
+            key = line.get("line_key") or _meter(line)
+            if subscriptions is not None and key.startswith("@") != subscriptions:
+                continue
+            by_subject = subjects.setdefault((tenant, customer), {}).setdefault(key, {})
+            for share in line.get("subjects") or ():  # version 2's shares (a version 1 line has none)
+                name = "" if share["subject"] == NO_SUBJECT else share["subject"]
+                by_subject[name] = EXACT.add(by_subject.get(name, Decimal(0)), Decimal(share["quantity"]))
+            step = _billed_units(line)
+            kept = units.setdefault((tenant, customer), {})
+            if key not in kept:
+                kept[key] = step
+            elif kept[key] is not None:
+                kept[key] = None if step is None else EXACT.add(kept[key], step)  # type: ignore[arg-type]
+    return {
+        who: {key: BilledDetail(by_key[key], units[who][key]) for key in by_key} for who, by_key in subjects.items()
+    }
+
+
+def _billed_units(line: dict[str, Any]) -> Decimal | None:
+    """A stored telecom line's billed units: version 1's `billed_units`, version 2's `billed_units` tier row."""
+    if line.get("billed_units") is not None:
+        return Decimal(line["billed_units"])
+    for row in line.get("tiers") or line.get("breakdown") or ():
+        if row.get("kind") == "billed_units" and row.get("quantity") is not None:
+            return Decimal(row["quantity"])
+    return None
 
 
 def billed_quantities(

@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from meterstream.invoice_emitter.document import decimal_text
 
-__all__ = ["Subjects", "line_subjects", "period_subjects"]
+__all__ = ["Subjects", "line_subjects", "period_subjects", "with_subject_quantities"]
 
 # (tenant, customer) -> meter -> subject -> quantity
 Subjects = dict[tuple[str, str], dict[str, dict[str, Decimal]]]
@@ -61,8 +61,9 @@ def line_subjects(
 ) -> dict[str, dict[str, Decimal]]:
     """Per subscription usage line (by `line_key`): the quantity per subject of the line's meter within the
     line's [start, end), from the usage not rated with `skip_plans` (the catalog file's, billed by the file
-    path). One query per customer: usage by subject between consecutive line bounds, summed per line. Lines
-    whose usage has no subject at all get none."""
+    path). One query per customer: usage by subject between consecutive line bounds, summed per line (the
+    subject "" for usage without one; the issued invoice shares a line by them when the document has any
+    named subject)."""
     wanted = [ln for ln in lines if ln.get("kind") == "usage" and ln.get("line_key") and ln.get("start")
               and ln.get("end") and ln.get("meter")]  # fmt: skip
     if not wanted:
@@ -97,10 +98,29 @@ def line_subjects(
             if meter == ln["meter"] and lo <= start < hi:
                 for subject, q in subjects.items():
                     found[subject] = found.get(subject, Decimal(0)) + q
-        if any(found):
+        if found:
             out[ln["line_key"]] = {s: Decimal(decimal_text(q)) for s, q in found.items()}
     return out
 
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def with_subject_quantities(
+    lines: list[dict[str, Any]],
+    by_meter: dict[str, dict[str, Decimal]] | None = None,
+    by_key: dict[str, dict[str, Decimal]] | None = None,
+) -> list[dict[str, Any]]:
+    """`lines` (version 1) with `subject_quantities` (subject -> quantity text) on the usage lines that have none
+    yet: a line with a line key from `by_key` (`line_subjects`), one without from `by_meter` (`period_subjects`
+    of its customer). Late usage is shared by the difference of these (`adjustments.late_subjects`)."""
+    out = []
+    for line in lines:
+        if "subject_quantities" not in line and line.get("kind", "usage") == "usage":
+            key = line.get("line_key")
+            found = (by_key or {}).get(key) if key else (by_meter or {}).get(line.get("meter", ""))
+            if found:
+                line = {**line, "subject_quantities": {s: decimal_text(q) for s, q in sorted(found.items())}}
+        out.append(line)
+    return out

@@ -22,8 +22,9 @@ from clickhouse_connect.driver.client import Client
 from meterstream.aggregation.usage_query import rated_customers
 from meterstream.invoice_emitter.adjustments import adjustment_lines
 from meterstream.invoice_emitter.document import MeterPricer
-from meterstream.invoice_emitter.ledger import billed_lines
+from meterstream.invoice_emitter.ledger import billed_details, billed_lines
 from meterstream.invoice_emitter.store_plans import StoreView
+from meterstream.invoice_emitter.subjects import line_subjects, with_subject_quantities
 from meterstream.invoice_emitter.subscription_invoice import CustomerBill, customer_bill, label_window
 from meterstream.rating.catalog import Catalog
 from meterstream.schemas.entities import DEFAULT_CUSTOMER, SubscriptionDoc
@@ -111,8 +112,14 @@ def subscription_close(
                 if before is None and not was:
                     continue
                 currency = before.currency if before is not None else _currency(store, subs)
-                lines = adjustment_lines([] if before is None else before.lines, was, closed, currency)
-                if lines:
+                now = [] if before is None else before.lines
+                lines = adjustment_lines(now, was, closed, currency)
+                if lines:  # late usage: what each subject used late, and telecom billed units (read only now)
+                    if now:
+                        by_key = line_subjects(client, db, tenant, customer, now, file_plans)
+                        now = with_subject_quantities(now, by_key=by_key)
+                    details = billed_details(client, db, closed, label, {key}, subscriptions=True).get(key)
+                    lines = adjustment_lines(now, was, closed, currency, details)
                     late.append((closed, before.plan if before is not None else "", currency, lines))
             bill = customer_bill(client, db, store, tenant, customer, subs, label, file_plans, pricer, fees=fees)
             if bill is not None and record is not None and bill.until is not None:

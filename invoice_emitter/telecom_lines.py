@@ -32,7 +32,8 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
 
     A line's `quantity` is the real usage, `billed_units` the units its billing increments billed (`bundle_units`
     of them from bundles), `streamed_amount` what the stream rated for the records counted in its `events` (a
-    record split across bands counts in the line where it starts)."""
+    record split across bands counts in the line where it starts), `subject_quantities` the line's `quantity` per
+    subject of its records ("": records without one), which the issued invoice shares the line's amount by."""
     from meterstream.rating import round_money
     from meterstream.rating.money import EXACT
     from meterstream.rating.telecom import rate_cdr
@@ -44,6 +45,7 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
     bundle_units: dict[str, Decimal] = defaultdict(Decimal)
     billed_units: dict[str, Decimal] = defaultdict(Decimal)
     streamed_by_line: dict[str, Decimal] = defaultdict(Decimal)
+    by_subject: dict[str, dict[str, Decimal]] = defaultdict(dict)  # line key -> subject -> its usage on the line
     rerated = streamed = Decimal(0)
     add = EXACT.add  # sums in the one explicit context (the default one keeps only 28 digits)
     sessions: dict[tuple[str, str], list[Any]] = {}  # (meter, session id) -> [state, line key, streamed, usage]
@@ -61,6 +63,8 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
         for seg in rated.segments:
             key = f"{r.meter}/{seg.destination_group}/{seg.band}"
             quantity[key] = add(quantity[key], seg.usage)
+            subjects = by_subject[key]
+            subjects[r.subject] = add(subjects.get(r.subject, Decimal(0)), seg.usage)
             billed_units[key] = add(billed_units[key], seg.billed)
             if seg.bundle_id:
                 bundle_units[key] = add(bundle_units[key], seg.billed)
@@ -79,6 +83,7 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
                 bundle_used=used,
             ).line_key  # fmt: skip
             quantity[key] = add(quantity[key], Decimal(0))
+            by_subject[key].setdefault(first.subject, Decimal(0))
         events[key] += 1
         streamed_by_line[key] = add(streamed_by_line[key], session_streamed)
     lines = []
@@ -98,6 +103,7 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
                 "precise_amount": precise,
                 "amount": format(round_money(amount[key], plan.currency), "f"),
                 "streamed_amount": decimal_text(streamed_by_line[key]),
+                "subject_quantities": {s: decimal_text(q) for s, q in sorted(by_subject[key].items())},
                 # shown on the document as the line's pricing step (a version 2 line has no billed_units field)
                 "breakdown": [
                     {"description": "billed units (after billing increments)", "kind": "billed_units",

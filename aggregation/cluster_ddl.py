@@ -46,6 +46,7 @@ SHARDING: dict[str, str] = {
     "invoice_lines": "cityHash64(tenant, customer)",
     "dead_letters": "cityHash64(topic, partition)",  # identity (topic, partition, offset, record)
     "period_closes": "cityHash64(period)",
+    "revenue_monthly": "cityHash64(tenant)",  # identity (tenant, month, currency)
 }
 
 # what the sink's inserts need on a cluster (set in the cluster's user profile, deploy/clickhouse-cluster/)

@@ -24,7 +24,7 @@ from meterstream.aggregation.tenant_access import quote, tenant_filter
 from meterstream.aggregation.views import view_names
 
 # the tables of schema.sql with a `tenant` column, and its rollup views (tests check both lists against the DDL)
-TENANT_TABLES: tuple[str, ...] = ("rated_usage", "dead_letters", "invoices", "invoice_lines")
+TENANT_TABLES: tuple[str, ...] = ("rated_usage", "dead_letters", "invoices", "invoice_lines", "revenue_monthly")
 SCHEMA_VIEWS: tuple[str, ...] = ("usage_hourly", "usage_daily", "usage_by_period")
 
 

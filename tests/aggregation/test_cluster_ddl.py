@@ -17,7 +17,7 @@ from meterstream.schemas.settings import Settings
 
 DB, CLUSTER = "meterstream", "meterstream_cluster"
 ON = f"ON CLUSTER {CLUSTER}"
-TABLES = ("rated_usage", "dead_letters", "invoices", "invoice_lines", "period_closes")
+TABLES = ("rated_usage", "dead_letters", "invoices", "invoice_lines", "period_closes", "revenue_monthly")
 PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 
 
@@ -127,7 +127,7 @@ def test_distributed_tables_shard_by_tenant_and_customer(chdb_client, cluster_st
 def test_views_are_the_single_node_views_over_the_distributed_tables(chdb_client, cluster_stmts) -> None:
     views = [s for s in cluster_stmts if " VIEW " in s.split("\n")[0]]
     single = [s for s in ddl.statements(DB) if " VIEW " in s.split("\n")[0]]
-    assert len(views) == len(single) == 12
+    assert len(views) == len(single) == 13
     assert all("_local" not in v for v in views)  # reads go through the Distributed tables
     with_settings = []
     for one, clustered in zip(single, views, strict=True):
@@ -174,7 +174,7 @@ def test_the_configuration_selects_the_cluster_ddl(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("METERSTREAM_CLICKHOUSE_CLUSTER", "analytics")
     assert Settings().clickhouse_cluster == "analytics"
     clustered, single = _Recorder(), _Recorder()
-    assert create_schema(clustered, DB, Settings().clickhouse_cluster) == len(ddl.statements(DB)) + 5
+    assert create_schema(clustered, DB, Settings().clickhouse_cluster) == len(ddl.statements(DB)) + len(TABLES)
     assert clustered.commands[0] == f"CREATE DATABASE IF NOT EXISTS {DB} ON CLUSTER analytics"
     monkeypatch.delenv("METERSTREAM_CLICKHOUSE_CLUSTER")
     create_schema(single, DB, Settings().clickhouse_cluster)

@@ -5,10 +5,14 @@ a real broker."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
+import orjson
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from sink_helpers import RECORD, CountingConsumer, new_database
 
 from meterstream.aggregation.rows import RATED_FIELDS, RecordBatch
 from meterstream.aggregation.sink import Backlog, ClickHouseSink, batch_limits
@@ -180,3 +184,58 @@ def test_a_failing_probe_is_asked_again_and_closed_at_the_stop(monkeypatch) -> N
     finally:
         backlog.stop()
     assert FlakyProbe.closed and backlog.thread is not None and not backlog.thread.is_alive()
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("backlog", [True, False])
+def test_the_running_sink_inserts_one_block_while_a_backlog_waits_and_one_per_age_without(
+    chdb_client, kafka_settings, backlog: bool
+) -> None:
+    """Three bursts of rated records 0.6 s apart. With 20 events waiting for a processor that has committed none
+    (threshold 10) the sink holds them for up to 4 s and inserts them as one block (one commit); with the backlog
+    threshold at 0 (never) it inserts a block every 0.2 s: three commits. Both land every record once."""
+    db = new_database(chdb_client, "k" if backlog else "n")
+    settings = Settings(
+        **{
+            **kafka_settings.model_dump(),
+            "clickhouse_database": db,
+            "topic_prefix": f"{db}.",
+            "partitions": 1,
+            "sink_batch_seconds": 0.2,
+            "sink_backlog_rows": 10 if backlog else 0,
+            "sink_backlog_batch_seconds": 4.0,
+        }
+    )
+    ensure_topics(settings)
+    producer = Producer({"bootstrap.servers": settings.bootstrap})
+    for _ in range(20):  # events no processor has read
+        producer.produce(settings.topic("usage-events"), value=b"{}")
+    producer.flush(10)
+    sink = ClickHouseSink(settings, chdb_client)
+    counting = CountingConsumer(sink.consumer)
+    sink.consumer = counting  # type: ignore[assignment]
+    stop = threading.Event()
+    runner = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        if backlog:
+            assert wait_for(lambda: sink.backlog.events() == 20), sink.backlog.events()
+        else:
+            time.sleep(2.0)  # the group's assignment, as the backlog's wait gives the other case
+        for burst in range(3):
+            for i in range(5):
+                record = {**RECORD, "id": f"evt-{burst}-{i}", "src_offset": 5 * burst + i}
+                producer.produce(sink.topics.rated, value=orjson.dumps(record))
+            producer.flush(10)
+            time.sleep(0.6)
+        assert wait_for(lambda: bool(counting.commits) and counting.commits[-1][0].offset == 15, 20)
+    finally:
+        stop.set()
+        runner.join(30)
+    assert not runner.is_alive()
+    assert chdb_client.command(f"SELECT count() FROM {db}.rated_usage FINAL") == 15
+    offsets = [[tp.offset for tp in c] for c in counting.commits]
+    if backlog:
+        assert offsets == [[15]], offsets  # one block: the three bursts held together
+    else:
+        assert offsets == [[5], [10], [15]], offsets  # a block per burst

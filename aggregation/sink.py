@@ -55,7 +55,7 @@ from meterstream.aggregation.rows import (
 )
 from meterstream.health import Clock, StallWatch
 from meterstream.ingest.lag import LagProbe
-from meterstream.ingest.topics import Topics
+from meterstream.ingest.topics import Topics, processor_group
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.sink")
@@ -124,9 +124,8 @@ class Backlog:
     hold rows back)."""
 
     def __init__(self, settings: Settings, every: float = 0.5, stale: float = 3.0, clock: Clock = time.monotonic):
-        from meterstream.processor.runner import app_id  # the processor's group (both engines use it)
-
-        self.settings, self.group, self.every, self.stale, self.clock = settings, app_id(settings), every, stale, clock
+        self.settings, self.every, self.stale, self.clock = settings, every, stale, clock
+        self.group = processor_group(settings)  # the processor's group (both engines use it)
         self.topics = [Topics.from_settings(settings).usage]
         self.last: tuple[float, int] | None = None  # (when, events)
         self.done = threading.Event()

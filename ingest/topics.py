@@ -39,6 +39,12 @@ def entities_topic(settings: Settings) -> str:
     return settings.topic(ENTITIES)
 
 
+def processor_group(settings: Settings) -> str:
+    """The stream processor's consumer group (both engines; also its state folder's and changelog's name): here, so
+    that readers of its lag (the sink, tools) need not import the processor."""
+    return settings.topic("meterstream-processor")
+
+
 def provisioning_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """The topics of prepaid balances and collections (schemas/provisioning.py), each with its own config:
     `provisioning` commands and `notifications` (keyed by customer: ordered per customer), and the compacted

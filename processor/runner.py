@@ -38,7 +38,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from meterstream.collector import settle_after_start
 from meterstream.health import Watchdog, exit_stalled, kafka_answers
 from meterstream.ingest.producer import make_producer
-from meterstream.ingest.topics import Topics
+from meterstream.ingest.topics import Topics, processor_group
 from meterstream.ops_http import serve_ops
 from meterstream.processor import balances, metrics
 from meterstream.processor.changelog import (
@@ -67,7 +67,7 @@ BATCH_MAX = 20_000
 
 
 def app_id(settings: Settings) -> str:
-    return settings.topic("meterstream-processor")
+    return processor_group(settings)
 
 
 def state_dir(settings: Settings) -> Path:

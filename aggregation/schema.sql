@@ -106,6 +106,9 @@ ORDER BY (tenant, customer, period, line_no);
 ALTER TABLE {db}.invoice_lines ADD COLUMN IF NOT EXISTS line_key String DEFAULT meter;
 ALTER TABLE {db}.invoice_lines ADD COLUMN IF NOT EXISTS applies_to LowCardinality(String) DEFAULT period;
 ALTER TABLE {db}.invoice_lines ADD COLUMN IF NOT EXISTS kind LowCardinality(String) DEFAULT 'usage';
+-- What the stream rated for a usage line (rated_usage.amount's scale), beside the amount invoiced: usage and
+-- invoices reconcile line by line; NULL on fees, adjustments and lines stored before the column existed.
+ALTER TABLE {db}.invoice_lines ADD COLUMN IF NOT EXISTS streamed_amount Nullable(Decimal(38, 18));
 
 -- Closed periods: their invoices are final; usage arriving later is billed as adjustments.
 CREATE TABLE IF NOT EXISTS {db}.period_closes

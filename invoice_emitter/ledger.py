@@ -20,7 +20,7 @@ INVOICE_COLUMNS = [
 ]  # fmt: skip
 LINE_COLUMNS = [
     "tenant", "customer", "period", "line_no", "meter", "description", "quantity", "amount", "currency",
-    "closed_at", "line_key", "applies_to", "kind",
+    "closed_at", "line_key", "applies_to", "kind", "streamed_amount",
 ]  # fmt: skip
 
 
@@ -225,6 +225,7 @@ def _line_columns(docs: list[dict[str, Any]], closed_at: str) -> list[list[Any]]
         [line.get("line_key") or m for line, m in zip(lines, meter, strict=True)],
         [line.get("applies_to") or p for line, p in zip(lines, period, strict=True)],
         [line.get("kind") or "usage" for line in lines],
+        [line.get("streamed_amount") for line in lines],
     ]  # fmt: skip
 
 
@@ -239,6 +240,7 @@ class _LedgerLine(msgspec.Struct):
     amount: str
     applies_to: str | None = None
     line_key: str | None = None
+    streamed_amount: str | None = None
 
 
 class _LedgerDoc(msgspec.Struct):
@@ -302,6 +304,7 @@ def store_encoded(client: Client, db: str, encoded: list[bytes]) -> None:
         [line.line_key or m for line, m in zip(lines, meter, strict=True)],
         [line.applies_to or p for line, p in zip(lines, period, strict=True)],
         [line.kind or "usage" for line in lines],
+        [line.streamed_amount for line in lines],
     ]  # fmt: skip
     client.raw_insert(
         f"{db}.invoice_lines", column_names=LINE_COLUMNS, insert_block=orjson.dumps(columns), fmt="JSONCompactColumns"

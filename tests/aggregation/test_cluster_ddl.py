@@ -88,7 +88,7 @@ def test_local_tables_are_the_single_node_tables_replicated(chdb_client, cluster
 def test_alters_go_to_the_local_tables_on_the_cluster(cluster_stmts) -> None:
     alters = [s for s in cluster_stmts if s.startswith("ALTER")]
     single = [s for s in ddl.statements(DB) if s.startswith("ALTER")]
-    assert len(alters) == len(single) == 5
+    assert len(alters) == len(single) == 6
     assert alters[0] == (f"ALTER TABLE {DB}.rated_usage_local {ON} ADD CONSTRAINT IF NOT EXISTS quantity_not_negative "
                          "CHECK quantity >= 0")  # fmt: skip
     assert all(a.startswith(f"ALTER TABLE {DB}.") and f"_local {ON} " in a for a in alters)

@@ -61,6 +61,14 @@ def test_telecom_lines_are_shared_per_user_and_carry_the_streamed_amount(chdb_cl
     typed = decode((tmp_path / "inv" / "2026-10" / "telco" / "sub-3.json").read_bytes())
     streamed = {line.line_key: line.streamed_amount for line in typed.lines}
     assert streamed == {telco.VOICE: D("0.6"), telco.SMS: D("0.18")}
+    # and in the ledger analysts read (invoice_lines), beside the amount invoiced
+    rows = chdb_client.query(
+        f"SELECT line_key, amount, streamed_amount FROM {db}.invoice_lines FINAL WHERE tenant = 'telco'"
+    ).result_rows
+    assert {k: (D(a), D(s)) for k, a, s in rows} == {
+        telco.VOICE: (D("0.60"), D("0.6")),
+        telco.SMS: (D("0.18"), D("0.18")),
+    }
 
 
 def test_late_telecom_usage_is_shared_by_the_late_subjects_with_its_billed_units(

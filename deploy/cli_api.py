@@ -68,7 +68,8 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: Annotated[str | None, typer.Option(help="address to listen on (default: METERSTREAM_API_HOST, "
                                                       "127.0.0.1)")] = None,
-        port: Annotated[int | None, typer.Option(help="port (default: METERSTREAM_API_PORT, 8080)")] = None,
+        port: Annotated[int | None, typer.Option(min=1, max=65535, help="port (default: METERSTREAM_API_PORT, "
+                                                 "8080)")] = None,
         log_level: Annotated[Literal["critical", "error", "warning", "info", "debug"], typer.Option()] = "info",
     ) -> int:  # fmt: skip
         return call(_serve, locals())

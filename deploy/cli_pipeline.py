@@ -143,7 +143,8 @@ def register(app: typer.Typer) -> None:
         return call(_sink, {})
 
     @app.command("up", help="broker, processor, sink and API in the foreground; Ctrl-C stops them all")
-    def up(port: Annotated[int | None, typer.Option(help="API port (default: METERSTREAM_API_PORT, 8080)")] = None,
+    def up(port: Annotated[int | None, typer.Option(min=1, max=65535, help="API port (default: "
+                                                    "METERSTREAM_API_PORT, 8080)")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="the status as one JSON line instead of the table")]
            = False) -> int:  # fmt: skip
         return call(_up, locals())

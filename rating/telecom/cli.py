@@ -32,23 +32,36 @@ def _json_arg(text: str) -> Any:
 
 
 def load_plan_file(path: Path, *, plan_id: str | None = None, currency: str = "EUR") -> TelecomPlan:
-    """Read a telecom plan from a section file or a full catalog file."""
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """Read a telecom plan from a section file, a file with a top-level `telecom:` key, or a full catalog (its
+    first plan with a telecom section, or `plan_id`). The section is parsed as the catalog parses it
+    (`rating.catalog.build_plan`): `telecom: {file: ...}` and `{csv: ...}` resolve against the file's directory,
+    and errors name `plans[i].telecom...` (`$.telecom...` for a top-level key). A file that is not YAML/JSON or
+    not a mapping: TelecomCatalogError naming the file."""
+    from meterstream.rating.catalog import build_plan
+
+    try:
+        with path.open(encoding="utf-8") as f:  # YAML's errors name the file
+            doc = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise TelecomCatalogError([(str(path), f"not valid YAML/JSON ({' '.join(str(exc).split())})")]) from None
     if not isinstance(doc, dict):
         raise TelecomCatalogError([(str(path), "not a mapping")])
     if "plans" in doc:
-        plans = [p for p in doc["plans"] if isinstance(p, dict) and "telecom" in p]
+        plans = [(i, p) for i, p in enumerate(doc["plans"] or []) if isinstance(p, dict) and "telecom" in p]
         if plan_id is not None:
-            plans = [p for p in plans if p.get("id") == plan_id]
+            plans = [(i, p) for i, p in plans if p.get("id") == plan_id]
         if not plans:
             raise TelecomCatalogError(
                 [(f"{path}.plans", f"no plan with a telecom section{' ' + plan_id if plan_id else ''}")]
             )
-        chosen = plans[0]
-        return parse_telecom_plan(chosen["telecom"], currency=str(chosen.get("currency", currency)))
-    if "telecom" in doc:
-        return parse_telecom_plan(doc["telecom"], currency=str(doc.get("currency", currency)))
-    return parse_telecom_plan(doc, currency=currency)
+        i, chosen = plans[0]
+        section, currency, where = chosen["telecom"], str(chosen.get("currency", currency)), f"plans[{i}]"
+    elif "telecom" in doc:
+        section, currency, where = doc["telecom"], str(doc.get("currency", currency)), "$"
+    else:
+        return parse_telecom_plan(doc, currency=currency)
+    telecom: TelecomPlan = build_plan("telecom", currency, {}, section, where=where, base_dir=path.parent).telecom
+    return telecom
 
 
 def _event(raw: Any) -> tuple[str, Decimal, datetime, dict[str, str]]:

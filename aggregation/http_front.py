@@ -349,17 +349,34 @@ def serve_front(settings: Settings) -> ClickHouseFront | None:
     return front
 
 
+def front_url(settings: Settings) -> str:
+    """Where a client of this installation reaches the front (a wildcard listen address: this machine)."""
+    host = "127.0.0.1" if settings.clickhouse_http_host in ("0.0.0.0", "") else settings.clickhouse_http_host
+    return f"http://{host}:{settings.clickhouse_http_port}"
+
+
+def front_problem(settings: Settings, timeout: float = 2.0) -> str | None:
+    """None when the front of THIS store answers (not another store's, nor a ClickHouse server's); else why
+    not, in a few words (what `aggregation.client.open_store` tells the user)."""
+    path = store_path(settings)
+    if path is None:
+        return "a ClickHouse server has no front"
+    if not settings.clickhouse_http_port:
+        return "METERSTREAM_CLICKHOUSE_HTTP_PORT is 0 (off) here"
+    try:
+        with urllib.request.urlopen(f"{front_url(settings)}/ping", timeout=timeout) as resp:
+            served = resp.headers.get(STORE_HEADER)
+    except OSError as exc:
+        reason = getattr(exc, "reason", None) or exc  # urllib wraps the socket's error
+        return " ".join(str(getattr(reason, "strerror", None) or reason).split()) or type(exc).__name__
+    if served != path:
+        return f"it serves another store ({served})" if served else "what answers there is not a Meterstream front"
+    return None
+
+
 def front_answers(settings: Settings, timeout: float = 2.0) -> bool:
     """True when the front of THIS store answers (not another store's, nor a ClickHouse server's)."""
-    path = store_path(settings)
-    if path is None or not settings.clickhouse_http_port:
-        return False
-    host = "127.0.0.1" if settings.clickhouse_http_host in ("0.0.0.0", "") else settings.clickhouse_http_host
-    try:
-        with urllib.request.urlopen(f"http://{host}:{settings.clickhouse_http_port}/ping", timeout=timeout) as resp:
-            return resp.headers.get(STORE_HEADER) == path
-    except OSError:
-        return False
+    return front_problem(settings, timeout) is None
 
 
 def front_client(settings: Settings, writer: bool = False, **kwargs: Any):

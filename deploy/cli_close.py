@@ -16,8 +16,7 @@ if TYPE_CHECKING:  # kept out of `meterstream --help`
 
 
 def _close(args: Any, settings: Settings) -> int:
-    from meterstream.aggregation.client import connect
-    from meterstream.aggregation.http_front import front_client
+    from meterstream.aggregation.client import open_store
     from meterstream.deploy.close_guards import check_period
     from meterstream.ingest.producer import make_producer
     from meterstream.ingest.topics import Topics
@@ -32,7 +31,7 @@ def _close(args: Any, settings: Settings) -> int:
         raise RuntimeError(str(exc)) from None
     catalog = load_catalog(settings.catalog)
     # embedded store: through the sink's ClickHouse HTTP front (as its internal writer) while the sink owns it
-    client = front_client(settings, writer=True) or connect(settings)
+    client = open_store(settings, writer=True)
     store = StoreView.open(settings)  # created when missing: the home of the invoice records
     customers = None
     if getattr(args, "customer", None):  # one customer: only its invoice is finalized (docs/billing.md)
@@ -67,35 +66,25 @@ def _close(args: Any, settings: Settings) -> int:
             progress=advance if is_terminal(sys.stderr) else False,
             workers=getattr(args, "workers", None),
         )
+    if customers and not result.invoices and not result.failed:  # the one customer asked for: nothing matched
+        raise ValueError(nothing_to_invoice(*next(iter(customers)), args.period))
     for currency, total in sorted(result.totals_by_currency.items()):
         print(f"{args.period}: {currency} {total}")
     print(f"{len(result.invoices)} invoices written under {Path(args.out) / args.period}")
     if result.unreconciled:
-        print(
-            f"warning: {len(result.unreconciled)} lines differ from their streamed amounts", file=sys.stderr
-        )
+        print(f"warning: {len(result.unreconciled)} lines differ from their streamed amounts", file=sys.stderr)
     for tenant, customer, reason in result.failed:
         print(f"error: {tenant}/{customer} not invoiced: {reason}", file=sys.stderr)
     return 1 if result.failed else 0
 
 
 def _query(args: Any, settings: Settings) -> int:
-    from meterstream.aggregation.client import connect
-    from meterstream.aggregation.http_front import front_client
+    from meterstream.aggregation.client import open_store
 
+    if is_blank(args.sql):  # clickhouse-connect would send ' FORMAT Native' alone, and ClickHouse answer nonsense
+        raise ValueError(f"sql: the statement is empty (got {args.sql!r})")
     # embedded store: through the ClickHouse HTTP front of the sink that holds it, when one answers
-    client = front_client(settings)
-    if client is None:
-        try:
-            client = connect(settings)
-        except Exception as exc:
-            if not settings.clickhouse_dsn.startswith("chdb://"):
-                raise
-            raise RuntimeError(
-                f"cannot open the embedded store {settings.clickhouse_dsn} ({str(exc)[:200]}); the process holding "
-                "it (a running sink) answers queries on METERSTREAM_CLICKHOUSE_HTTP_PORT, which does not answer "
-                f"here ({settings.clickhouse_http_port or 'off'})"
-            ) from None
+    client = open_store(settings)
     result = client.query(args.sql)
     headers = list(result.column_names)
     if getattr(args, "as_json", False):  # values as ClickHouse's JSON would quote them: text, exact decimals
@@ -106,6 +95,33 @@ def _query(args: Any, settings: Settings) -> int:
         return 0
     table(None, headers, [[str(v) for v in row] for row in result.result_rows])  # piped: TSV, header first
     return 0
+
+
+def nothing_to_invoice(tenant: str, customer: str, period: str) -> str:
+    """The error of a close of one customer that wrote nothing (`close` and `billing close --customer`)."""
+    return (f"customer: nothing to invoice for {tenant}/{customer} in {period} (no usage and nothing else billed to "
+            "them in that period); no invoice written")  # fmt: skip
+
+
+def is_blank(sql: str) -> bool:
+    """True when the text holds no statement: only whitespace, `;`, and comments (`-- ...`, `# ...` to the end
+    of the line, `/* ... */`), as ClickHouse reads them. Stops at the first other character, so quotes never
+    matter."""
+    i, n = 0, len(sql)
+    while i < n:
+        if sql[i].isspace() or sql[i] == ";":
+            i += 1
+        elif sql.startswith("--", i) or sql[i] == "#":
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            if end < 0:
+                return False  # an unclosed comment: ClickHouse says what is wrong with it
+            i = end + 2
+        else:
+            return False
+    return True
 
 
 def _cell(value: Any) -> Any:
@@ -150,4 +166,3 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="a JSON array of rows instead of a table")] = False,
     ) -> int:
         return call(lambda args, settings: _query(args, settings), locals())
-

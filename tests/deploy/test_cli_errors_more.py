@@ -61,6 +61,18 @@ def test_a_port_out_of_range_is_refused_before_anything_starts(home: Path) -> No
         assert done.returncode == 2 and "'--port'" in done.stderr, (argv, done.returncode, done.stderr)
 
 
+@pytest.mark.xfail(strict=True, reason="needs the port bounds on schemas/settings.py's fields (H5's report)")
+def test_a_port_setting_out_of_range_names_its_variable(home: Path) -> None:
+    cases = [("METERSTREAM_API_PORT", "99999", "less than or equal to 65535"),
+             ("METERSTREAM_KAFKA_PORT", "65535", "less than or equal to 65534"),  # its controller listens on + 1
+             ("METERSTREAM_PROCESSOR_METRICS_PORT", "70000", "less than or equal to 65535"),
+             ("METERSTREAM_SINK_METRICS_PORT", "0", "greater than or equal to 1")]  # fmt: skip
+    jobs = [(["keys", "list"], {variable: value}) for variable, value, _ in cases]
+    for (variable, value, bound), done in zip(cases, run_many(jobs, environment(home)), strict=True):
+        assert_one_line_error(done, f"{variable}: Input should be {bound} (got '{value}')", variable)
+        assert done.returncode == 2
+
+
 # --- M2: the demo's catalog, and catalogs that are not YAML -------------------------------------------------
 
 

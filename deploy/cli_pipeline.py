@@ -46,7 +46,7 @@ def broker_json(st: Any) -> dict[str, Any]:
 
 
 def _init(args: Any, settings: Settings) -> int:
-    from meterstream.aggregation.client import connect
+    from meterstream.aggregation.client import open_store
     from meterstream.aggregation.ddl import create_schema
     from meterstream.deploy import kafka_local
     from meterstream.entities.db import database_url, migrate
@@ -57,7 +57,8 @@ def _init(args: Any, settings: Settings) -> int:
     print(f"topics: created {created or 'none (all present)'}")
     migrate(settings)
     print(f"database: migrated {database_url(settings).split('@')[-1]}")
-    n = create_schema(connect(settings), settings.clickhouse_database, settings.clickhouse_cluster)
+    # embedded store held by the sink: through its front, as its writer (or one line saying why not)
+    n = create_schema(open_store(settings, writer=True), settings.clickhouse_database, settings.clickhouse_cluster)
     print(f"clickhouse: {n} statements applied to {settings.clickhouse_database} at {settings.clickhouse_dsn}")
     return 0
 

@@ -153,11 +153,11 @@ class BillingRunResult:
 
 def store_client(settings: Settings) -> Any:
     """A client that may write the ClickHouse store (the front's writer while the sink owns an embedded one)."""
-    from meterstream.aggregation.client import connect
-    from meterstream.aggregation.http_front import front_client
+    from meterstream.aggregation.client import open_store
 
-    # embedded store: through the sink's ClickHouse HTTP front (as its internal writer) while the sink owns it
-    return front_client(settings, writer=True) or connect(settings)
+    # embedded store: through the sink's ClickHouse HTTP front (as its internal writer) while the sink owns it;
+    # held by another process with no front to use: one line saying so (StoreHeld), chdb not opened
+    return open_store(settings, writer=True)
 
 
 def usage_periods(client: Any, db: str) -> list[str]:
@@ -595,5 +595,12 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"error": "refused", "message": reason}))
             return EXIT_REFUSED
     summary = close_one(settings, client, period, out, publish=not args.no_publish, customers=customers, store=store)
+    if customers and not summary["invoices"] and not summary["failed"]:  # the one customer asked for: nothing
+        from meterstream.deploy.cli_close import nothing_to_invoice
+
+        message = nothing_to_invoice(*next(iter(customers)), period)
+        print(json.dumps({"error": "invalid", "field": "customer", "message": message}))
+        print(f"meterstream billing close: error: {message}", file=sys.stderr)
+        return 2
     print(json.dumps({**summary, "forced": bool(args.force)}))
     return 1 if summary["failed"] else 0

@@ -18,6 +18,7 @@ import orjson
 import yaml
 
 from meterstream.rating.engine import quote
+from meterstream.rating.money import PRECISION
 from meterstream.rating.price import PriceError
 
 __all__ = ["load_price_text", "quote_command"]
@@ -54,7 +55,11 @@ def quote_command(price: str, quantity: str) -> int:
     except PriceError as exc:
         print(f"invalid price: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    except (ValueError, TypeError, ArithmeticError) as exc:
+    except ArithmeticError:  # a decimal signal of EXACT (its text is only the signal's class): what it means
+        print(f"invalid quantity: {quantity!r} cannot be priced exactly: its amounts need more than {PRECISION} "
+              "significant digits", file=sys.stderr)  # fmt: skip
+        return EXIT_INVALID
+    except (ValueError, TypeError) as exc:
         print(f"invalid quantity: {exc}", file=sys.stderr)
         return EXIT_INVALID
     sys.stdout.write(orjson.dumps(result.to_json()).decode() + "\n")

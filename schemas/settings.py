@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         None, description="An existing broker; when set, no local broker is started."
     )
-    kafka_port: int = Field(9092, description="Port of the local broker (its controller uses port + 1).")
+    kafka_port: int = Field(9092, ge=1, le=65534, description="Port of the local broker (its controller: port + 1).")
     kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven Central.")
     kafka_heap: str = Field("1g", description="Local broker JVM heap (-Xmx).")
     kafka_brokers: int = Field(
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         None, description="SQL store of API keys and entities; default sqlite:///<home>/meterstream.db."
     )
     api_host: str = Field("127.0.0.1", description="Address `meterstream serve` listens on (0.0.0.0 in containers).")
-    api_port: int = Field(8080, description="Port of the HTTP API.")
+    api_port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API.")
     api_max_events: int = Field(10_000, ge=1_000, description="Most events one POST /v1/events may carry.")
     api_max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest request body the API reads (413 above it)."
@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     ops_host: str = Field(
         "127.0.0.1", description="Address of /metrics and /healthz (0.0.0.0 in containers)."
     )
-    processor_metrics_port: int = Field(9464, description="Stream processor /metrics and /healthz.")
-    sink_metrics_port: int = Field(9465, description="ClickHouse sink /metrics and /healthz.")
+    processor_metrics_port: int = Field(9464, ge=1, le=65535, description="Stream processor /metrics and /healthz.")
+    sink_metrics_port: int = Field(9465, ge=1, le=65535, description="ClickHouse sink /metrics and /healthz.")
     sink_batch_rows: int = Field(50_000, ge=1, description="Sink flushes after this many rows...")
     sink_fault_file: Path | None = Field(
         None, description="Fault injection: while this file exists, the sink's ClickHouse inserts fail."

@@ -61,7 +61,6 @@ def test_a_port_out_of_range_is_refused_before_anything_starts(home: Path) -> No
         assert done.returncode == 2 and "'--port'" in done.stderr, (argv, done.returncode, done.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the port bounds on schemas/settings.py's fields (H5's report)")
 def test_a_port_setting_out_of_range_names_its_variable(home: Path) -> None:
     cases = [("METERSTREAM_API_PORT", "99999", "less than or equal to 65535"),
              ("METERSTREAM_KAFKA_PORT", "65535", "less than or equal to 65534"),  # its controller listens on + 1
@@ -169,8 +168,6 @@ def test_init_on_a_held_store_is_one_line(kafka_settings: Settings, home: Path, 
     assert "Cannot lock" not in done.stderr and done.returncode == 2
 
 
-@pytest.mark.xfail(strict=True, reason="needs deploy/billing_run.py's store_client on aggregation.client.open_store "
-                   "(H5's report, session 14)")  # fmt: skip
 def test_billing_commands_on_a_held_store_are_one_line(home: Path, tmp_path: Path, held: tuple[Path, int]) -> None:
     store, pid = held
     port = free_port()
@@ -231,7 +228,6 @@ def test_is_blank_reads_comments_as_clickhouse_does() -> None:
 # --- M5: a quantity the engine cannot price exactly --------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="needs rating/cli.py's quote_command to name ArithmeticError (H5's report)")
 def test_rate_quote_with_a_quantity_beyond_the_engine_s_precision(home: Path) -> None:
     price = '{"model": "unit", "unit_amount": "0.10", "currency": "EUR"}'
     # 1e400 x 0.10 rounded to cents needs 400 digits; 61 significant digits x 0.10 needs 61 (the engine has 60)
@@ -282,8 +278,6 @@ def test_close_of_a_customer_that_matches_nothing_says_so(seeded: dict[str, str]
     assert json.loads((tmp_path / "inv" / "2026-10" / "t1" / "c1.json").read_text())["total"] == "10.00"
 
 
-@pytest.mark.xfail(strict=True, reason="needs deploy/billing_run.py's _close to refuse a close that matched "
-                   "nothing (H5's report, session 14)")  # fmt: skip
 def test_billing_close_of_a_customer_that_matches_nothing_says_so(seeded: dict[str, str], tmp_path: Path) -> None:
     argv = ["billing", "close", "--period", "2026-10", "--force", "--no-publish", "--out", str(tmp_path),
             "--tenant", "t1", "--customer", "nope"]  # fmt: skip

@@ -108,7 +108,7 @@ def test_clickhouse_config_matches_the_ddl_and_the_compose_file(services: dict) 
     # the DDL the init and the sink run for that cluster names it in every statement
     stmts = cluster_ddl.statements("meterstream", cluster)
     assert all(f"ON CLUSTER {cluster}" in s for s in stmts)
-    assert sum(f"Distributed({cluster}, meterstream," in s for s in stmts) == 5
+    assert sum(f"Distributed({cluster}, meterstream," in s for s in stmts) == len(cluster_ddl.SHARDING) == 6
 
 
 def test_meterstream_services_reach_every_broker_replica_and_postgres(services: dict) -> None:

@@ -85,3 +85,16 @@ def chdb_client(tmp_path_factory: pytest.TempPathFactory):
     from meterstream.aggregation.client import connect
 
     return connect(dsn=f"chdb://{tmp_path_factory.mktemp('chdb')}")
+
+
+@pytest.fixture
+def db(chdb_client) -> str:  # type: ignore[no-untyped-def]
+    """A fresh database with Meterstream's tables (aggregation/ddl.py) in the session's embedded ClickHouse; a test
+    module that needs another scope or content defines its own `db`."""
+    import uuid
+
+    from meterstream.aggregation.ddl import create_schema
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, name)
+    return name

@@ -4,11 +4,9 @@ c1 on basic 30/month from 2026-09-01, c2 on pro 110/month from 2026-09-01 to 202
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import pytest
 from test_revenue_metrics import entity_store
 
 from meterstream.aggregation.ddl import create_schema
@@ -18,13 +16,6 @@ D = Decimal
 FIGURES = ("SELECT month, currency, start_mrr, end_mrr, new_mrr, expansion_mrr, contraction_mrr, churned_mrr, arr, "
            "customers_start, customers_end, customers_churned, customer_churn_rate, net_revenue_retention, "
            "churned_customers FROM {db}.revenue_monthly FINAL WHERE tenant = 't' ORDER BY month, currency")  # fmt: skip
-
-
-@pytest.fixture
-def db(chdb_client) -> str:  # type: ignore[no-untyped-def]
-    name = f"rev_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
 
 
 def _figures(client, db: str) -> list[tuple]:  # type: ignore[no-untyped-def]

@@ -40,13 +40,6 @@ CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.y
 FREE_100_THEN = [{"up_to": "100", "unit_amount": "0"}]
 
 
-@pytest.fixture
-def db(chdb_client) -> str:
-    name = f"s_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
-
-
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 

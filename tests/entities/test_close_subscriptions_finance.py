@@ -23,10 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-import pytest
 from sqlalchemy import func, select
 
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
 from meterstream.billing.taxes import REVERSE_CHARGE_MENTION, Seller, TaxTable
 from meterstream.entities import invoices
@@ -52,13 +50,6 @@ ISSUING = Issuing(
     prefix="ACME",
     table=TaxTable({"US": {"standard": "0.0725"}}),
 )  # fmt: skip
-
-
-@pytest.fixture
-def db(chdb_client) -> str:
-    name = f"f_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
 
 
 def customer_with_plan(sf, customer: CustomerDoc, currency: str, unit: str, fee: str, minimum: str | None = None):

@@ -11,21 +11,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
 from meterstream.invoice_emitter.close import close_period
 from meterstream.rating.catalog import load_catalog
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
-
-
-@pytest.fixture
-def db(chdb_client) -> str:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
 
 
 def insert(client, db: str, customer: str, period: str, *quantities: str) -> None:

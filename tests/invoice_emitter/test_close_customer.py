@@ -15,7 +15,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
-import pytest
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
@@ -26,13 +25,6 @@ from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.rating.catalog import load_catalog
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
-
-
-@pytest.fixture
-def db(chdb_client) -> str:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
 
 
 def store(path: Path) -> StoreView:

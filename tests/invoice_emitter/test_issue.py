@@ -14,7 +14,6 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
 from meterstream.entities import invoices
 from meterstream.entities.db import make_engine, migrate, session_factory
@@ -25,13 +24,6 @@ from meterstream.rating.catalog import load_catalog
 from meterstream.schemas.entities import CustomerDoc
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
-
-
-@pytest.fixture
-def db(chdb_client) -> str:
-    name = f"i_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
 
 
 def insert(client, db: str, customer: str, subject: str, quantity: str, period: str = "2026-10") -> None:

@@ -12,9 +12,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
 from meterstream.invoice_emitter.adjustments import BilledDetail, adjustment_lines, late_subjects
 from meterstream.invoice_emitter.close import close_period
@@ -22,13 +19,6 @@ from meterstream.rating.catalog import load_catalog
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
 D = Decimal
-
-
-@pytest.fixture
-def db(chdb_client) -> str:  # type: ignore[no-untyped-def]
-    name = f"ls_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
 
 
 def insert(client, db: str, period: str, rows: list[tuple[str, str, str]]) -> None:  # type: ignore[no-untyped-def]

@@ -14,13 +14,6 @@ from meterstream.invoice_emitter.document import empty_invoice, with_lines
 from meterstream.invoice_emitter.ledger import store_invoices, stored_invoices
 
 
-@pytest.fixture
-def db(chdb_client) -> str:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
-
-
 def docs() -> list[dict]:
     usage = {"meter": "api_calls", "description": 'api "calls"\t×\n\\ ünïcode', "quantity": "1250.750000000001",
              "events": 2, "precise_amount": "0.123456789", "amount": "0.12"}  # fmt: skip

@@ -18,9 +18,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
 from meterstream.aggregation.usage_query import period_records
 from meterstream.invoice_emitter.close import close_period
@@ -45,13 +42,6 @@ CATALOG = parse_catalog({
     "assignments": [{"tenant": "t1", "customer": "*", "plan": "voice"}],
 })  # fmt: skip
 DAY, NIGHT = "voice_seconds/national/day", "voice_seconds/national/night"
-
-
-@pytest.fixture
-def db(chdb_client) -> str:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
 
 
 def insert(client, db: str, customer: str, rows: list[tuple]) -> None:

@@ -8,18 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import pytest
-
-from meterstream.aggregation.ddl import create_schema
 from meterstream.aggregation.rows import RATED_COLUMNS
 from meterstream.invoice_emitter.subjects import period_subjects
-
-
-@pytest.fixture
-def db(chdb_client) -> str:
-    name = f"s_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
 
 
 def insert(client, db: str, customer: str, subject: str, quantity: str, meter: str = "api_calls",

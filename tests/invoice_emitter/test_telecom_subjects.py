@@ -9,26 +9,16 @@ the cents left to the largest remainders (billing/allocation.py).
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from by_path import load
 
-from meterstream.aggregation.ddl import create_schema
 from meterstream.invoice_emitter.close import close_period
 from meterstream.schemas.invoice import decode
 
 telco = load("tests/invoice_emitter/telco_usage.py")
 D = Decimal
-
-
-@pytest.fixture
-def db(chdb_client) -> str:  # type: ignore[no-untyped-def]
-    name = f"tel_{uuid.uuid4().hex[:10]}"
-    create_schema(chdb_client, name)
-    return name
 
 
 def by_key(result) -> dict[str, dict]:  # type: ignore[no-untyped-def]

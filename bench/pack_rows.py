@@ -35,7 +35,7 @@ if str(HERE.parent) not in sys.path:
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
-from meterstream.collector import settle_after_start  # noqa: E402
+from meterstream.collector import BetweenBatches  # noqa: E402
 from meterstream.ingest.workload import WorkloadSpec, generate  # noqa: E402
 from meterstream.processor.columnar import ColumnarStep, Message  # noqa: E402
 from meterstream.processor.store import BatchState, PartitionStore  # noqa: E402
@@ -92,7 +92,8 @@ def in_flow(step: ColumnarStep, msgs: list[Message], now_ms: int, pack) -> tuple
         stores = {p: PartitionStore(root / f"p{p}") for p in range(PARTITIONS)}
         latest: dict[int, BatchState] = {}
         spent, row_sets = 0.0, []
-        settle_after_start()
+        collector = BetweenBatches()  # as the runner: no collection inside a batch, a young one between them
+        collector.settle()
         for i in range(0, len(msgs), BATCH):
             batch = msgs[i : i + BATCH]
             states = {}
@@ -107,6 +108,8 @@ def in_flow(step: ColumnarStep, msgs: list[Message], now_ms: int, pack) -> tuple
                     row_sets.append(rows)
             for p, state in states.items():
                 state.commit(out.last[p] + 1, out.outcomes.get(p, Counter()))
+            collector.tick()
+        collector.restore()
         gc.unfreeze()
         for store in stores.values():
             store.close()

@@ -51,7 +51,7 @@ if str(HERE.parent) not in sys.path:
 
 from confluent_kafka import Message as KafkaMessage  # noqa: E402
 
-from meterstream.collector import settle_after_start  # noqa: E402
+from meterstream.collector import BetweenBatches  # noqa: E402
 from meterstream.ingest.workload import WorkloadSpec, generate  # noqa: E402
 from meterstream.processor.columnar import BatchOutput, ColumnarStep, Message  # noqa: E402
 from meterstream.processor.store import BatchState, PartitionStore  # noqa: E402
@@ -160,9 +160,11 @@ def inner(args: argparse.Namespace) -> None:
         for b in warm:
             run.batch(b)
         run.digest_outputs()
-        settle_after_start()  # as the runner does after its first batch
+        collector = BetweenBatches()  # as the runner does after its first batch: no collection inside a batch
+        collector.settle()
         steps: list[Callable[[], None]] = [functools.partial(run.batch, b) for b in measured]
         functools.reduce(lambda _, f: f(), steps, None)  # the one call callgrind counts in
+        collector.restore()
         digest = run.digest_outputs()
         result = {"rated": run.rated, "dead_letters": run.dead, "outputs": digest}
         code = sys.modules[ColumnarStep.__module__].__file__ or ""

@@ -39,7 +39,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 if str(HERE.parent) not in sys.path:
     sys.path.append(str(HERE.parent))
 
-from meterstream.collector import settle_after_start  # noqa: E402
+from meterstream.collector import BetweenBatches  # noqa: E402
 from meterstream.ingest.workload import WorkloadSpec, generate  # noqa: E402
 from meterstream.processor.columnar import ColumnarStep, Message  # noqa: E402
 from meterstream.processor.step import Kind, Position, process  # noqa: E402
@@ -53,6 +53,8 @@ from meterstream.schemas.settings import Settings  # noqa: E402
 TOPIC = "usage"
 WINDOW_MS = 35 * 86_400_000
 
+# the runner's collector: off inside a batch, young collections between batches every second (tick)
+COLLECTOR = BetweenBatches()
 Runner = Callable[[list[list[Message]], dict[int, PartitionStore], int], int]
 
 
@@ -78,6 +80,7 @@ def columnar_runner(catalog: Catalog, window: TimeWindow) -> Runner:
                 n += len(lines)
             for p, state in states.items():
                 state.commit(out.last[p] + 1, out.outcomes.get(p, Counter()))
+            COLLECTOR.tick()  # as the runner's loop, between batches
         return n
 
     return run
@@ -115,6 +118,7 @@ def legacy_runner(catalog: Catalog, window: TimeWindow) -> Runner:
             for p, state in states.items():
                 outcomes = Counter({k.value: c for k in Kind if (c := kinds[p].count(k))})
                 state.commit(last[p] + 1, outcomes)
+            COLLECTOR.tick()
         return n
 
     return run
@@ -127,7 +131,7 @@ def timed(runner: Runner, msgs: list[Message], partitions: int, batch: int, now_
     try:
         stores = {p: PartitionStore(root / f"p{p}") for p in range(partitions)}
         batches = [msgs[i : i + batch] for i in range(0, len(msgs), batch)]
-        settle_after_start()  # as the runner does after its first batch (meterstream/collector.py)
+        COLLECTOR.settle()  # as the runner does after its first batch (meterstream/collector.py)
         if profile:
             import cProfile
             import pstats
@@ -142,6 +146,7 @@ def timed(runner: Runner, msgs: list[Message], partitions: int, batch: int, now_
             t0, c0 = time.perf_counter(), time.process_time()
             out = runner(batches, stores, now_ms)
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        COLLECTOR.restore()
         gc.unfreeze()
         state = {p: dict(store.db.items()) for p, store in stores.items()}
         for store in stores.values():

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from meterstream.collector import settle_after_start
+from meterstream.collector import BetweenBatches
 from meterstream.health import Watchdog, exit_stalled, kafka_answers
 from meterstream.ingest.producer import make_producer
 from meterstream.ingest.topics import Topics, processor_group
@@ -252,7 +252,7 @@ class NativeProcessor:
     def run(self, stop: threading.Event) -> None:
         self.subscribe()
         process_batch = self.process_legacy if self.legacy else self.process_batch
-        warm = False
+        collector = BetweenBatches()  # no automatic collection inside a batch (meterstream/collector.py)
         poll_catalog = getattr(self.catalog, "poll_updates", None)
         catch_up = getattr(self.catalog, "catch_up", None)
         try:
@@ -267,19 +267,20 @@ class NativeProcessor:
                     if catch_up is not None:
                         self._catch_up(catch_up)
                     self.checkpoint.add(process_batch(msgs))
-                    if not warm:  # the catalog, caches and modules are loaded: keep the collector off them, and
-                        settle_after_start()  # collect the young generation less often (meterstream/collector.py)
-                        warm = True
+                    if not collector.settled:  # the catalog, caches and modules are loaded: frozen with start-up's
+                        collector.settle()
                 # two batches may stay in flight: the newest one's outputs and the one before's changelog
                 # records are acknowledged while the next batch is processed (processor/checkpoint.py)
                 self.checkpoint.commit_delivered(keep=2)
                 self.checkpoint.refresh_group_offsets(time.monotonic())
                 self.purge()
+                collector.tick()
             self.checkpoint.commit_delivered(keep=0)
         except BaseException:
             self.failed = True
             raise
         finally:
+            collector.restore()
             try:
                 self.consumer.close()  # leaves the group: the revoke callback commits or drops, then releases
             finally:

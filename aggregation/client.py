@@ -121,3 +121,50 @@ def open_store(settings: Settings, *, writer: bool = False) -> Client:
     except Exception as exc:  # chdb's reason, on one line
         reason = " ".join(str(exc).split())[:300]
         raise RuntimeError(f"cannot open the embedded store {path}: {reason}") from None
+
+
+def is_embedded(client: Client) -> bool:
+    """True for a client of the embedded store (chdb), False for one of a ClickHouse server."""
+    return type(client).__name__ == "ChdbClient"
+
+
+def _literal(value: int | str) -> str:
+    """A setting's value or a path as ClickHouse SQL: an integer as is, a string quoted."""
+    if type(value) is int:
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def insert_arrow(client: Client, table: str, data: Any, settings: dict[str, int | str]) -> None:
+    """`client.insert_arrow(table, data, settings=settings)`, for the embedded store without its two copies.
+
+    On chdb, clickhouse-connect writes the Arrow file of the whole block into a growing buffer in memory, copies
+    that into a bytes object, writes those to a temporary file and runs `INSERT ... FROM INFILE ... FORMAT Arrow`:
+    two copies of the block into freshly mapped memory, whose page faults (the kernel zeroing the pages) were the
+    largest item of the sink's CPU (perf, session 15). Here the same file (Arrow's file writer, default options)
+    is written straight to the temporary file, and the same statement reads it: the same parser, settings and
+    errors (tests/aggregation/test_insert_arrow.py). A server gets `client.insert_arrow` (the block goes over HTTP)."""
+    if not is_embedded(client):
+        client.insert_arrow(table, data, settings=settings)
+        return
+    import tempfile
+
+    import pyarrow as pa
+
+    fd, path = tempfile.mkstemp(suffix=".arrow", prefix="meterstream-insert-")
+    os.close(fd)
+    try:
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
+            writer.write_table(data)
+        columns = ", ".join(f"`{name}`" for name in data.schema.names)
+        clause = ", ".join(f"{name} = {_literal(value)}" for name, value in settings.items())
+        client.command(
+            f"INSERT INTO {table} ({columns}) FROM INFILE {_literal(path)}"
+            + (f" SETTINGS {clause}" if clause else "")
+            + " FORMAT Arrow"
+        )
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -39,6 +39,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
+from meterstream.aggregation.client import insert_arrow
 from meterstream.aggregation.refusals import NullProbe, is_data_error, refused_lines
 from meterstream.aggregation.rows import (
     DEAD_LETTER_FIELDS,
@@ -191,11 +192,12 @@ def insert_records(client: Client, db: str, batch: RecordBatch, token: str) -> N
             settings={"insert_deduplication_token": token, **settings},
             fmt="JSONEachRow",
         )
-    if batch.arrow:
-        client.insert_arrow(
+    if batch.arrow:  # as client.insert_arrow, without its copies on the embedded store (aggregation/client.py)
+        insert_arrow(
+            client,
             f"{db}.{batch.table}",
             batch.arrow_table(),
-            settings={"insert_deduplication_token": f"{token}:arrow", **settings},
+            {"insert_deduplication_token": f"{token}:arrow", **settings},
         )
 
 

@@ -162,6 +162,8 @@ class NativeProcessor:
                 self.checkpoint.changelog.start(p)
             start = store.next_offset()
             tps.append(TopicPartition(topic, p, start) if start is not None else TopicPartition(topic, p))
+            if start is not None:  # the group's offset may be behind the state (an instance killed between its
+                self.checkpoint.group_offsets[p] = start  # state commit and the group's): the refresh commits it
             self.status.committed(p, start)  # lag is measured from the start
         consumer.incremental_assign(tps)
         log.warning("assigned partitions %s; now %s", sorted(tp.partition for tp in partitions), sorted(self.stores))

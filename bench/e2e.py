@@ -1,10 +1,11 @@
 """End-to-end throughput and latency of the deployed pipeline on a real broker (issue 6).
 
     python bench/e2e.py [--events N] [--workers 1|2] [--engine native|legacy] [--json FILE]
-                        [--latency-seconds S] [--keep-broker] [--period YYYY-MM]
+                        [--latency-seconds S] [--keep-broker] [--keep-topics] [--period YYYY-MM]
 
 One run, four phases, all on the same broker (a local one under --home, started if needed, or
-METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics, a fresh chdb store and fresh consumer groups:
+METERSTREAM_KAFKA_BOOTSTRAP), with fresh topics (deleted at the end unless --keep-topics), a fresh chdb store and
+fresh consumer groups:
 
 1. **Produce.** N events of the demo workload (`ingest.workload`, mixed telco/cloud tenants, 3%
    duplicates, 0.5% malformed) are generated up front and produced to `usage-events` with the
@@ -201,6 +202,21 @@ def peak_rss_mb(pid: int) -> float:
     except (OSError, ValueError):
         pass
     return float("nan")
+
+
+def drop_topics(run: Settings) -> int:
+    """Delete this run's topics (its prefix's): a broker kept across runs (the bench's own, under --home) would
+    otherwise keep ~150 MB and ~30 partitions per 1M-event run for good. How many were deleted."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": run.bootstrap})
+    prefix = run.topic("")
+    names = [t for t in admin.list_topics(timeout=30).topics if prefix and t.startswith(prefix)]
+    if not names:
+        return 0
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        future.result(timeout=60)
+    return len(names)
 
 
 def raw_baseline(run: Settings, topic: str, expected: int) -> tuple[float, float]:
@@ -448,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-broker", action="store_true", help="leave the local broker running")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of the processes (phase 3)")
     ap.add_argument("--period", default=None, help="YYYY-MM the events are dated in (default: last month, UTC)")
+    ap.add_argument("--keep-topics", action="store_true", help="leave the run's topics on the broker")
     ap.add_argument("--customers", default="pareto", choices=["pareto", "uniform"],
                     help="pareto (the default: a few customers make most events) or uniform")  # fmt: skip
     args = ap.parse_args(argv)
@@ -640,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the changelog is read back from the broker, then it stops
         data = settings.home.resolve() / "kafka" / "data" if started_broker else None
         result.update(changelog_footprint(run, data, result.get("dedup_ids") or 0, out / "restore"))
+        if not args.keep_topics:
+            say(f"deleted the run's {drop_topics(run)} topics")
     finally:
         if started_broker and not args.keep_broker:
             kafka_local.stop(settings)

@@ -168,6 +168,14 @@ class Backlog:
                 probe.close()
 
 
+def _names(partitions: list[TopicPartition]) -> str:
+    """Partitions for a log line: `topic[0, 1]`, per topic."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return ", ".join(f"{t}{sorted(ps)}" for t, ps in sorted(by_topic.items())) or "nothing"
+
+
 def batch_limits(settings: Settings, waiting: int) -> tuple[int, float]:
     """(rows, seconds) after which the rated batch is inserted, with `waiting` events or rows in a backlog."""
     if settings.sink_backlog_rows and waiting >= settings.sink_backlog_rows:
@@ -500,6 +508,7 @@ class ClickHouseSink:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.assigned.add((tp.topic, tp.partition))
+        log.warning("assigned %s; now %d partitions", _names(partitions), len(self.assigned))  # as the processor logs
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # hand partitions over with everything consumed so far inserted and committed; if inserts fail,
@@ -513,6 +522,7 @@ class ClickHouseSink:
             self.committed.pop(key, None)
             self.consumed.pop(key, None)
             self.state.watch.forget(key)
+        log.warning("revoked %s; now %d partitions", _names(partitions), len(self.assigned))
 
     def _watch_lag(self) -> None:
         """Lag of the group on our partitions: watermarks (as last fetched) minus committed offsets."""

@@ -22,6 +22,8 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
+from meterstream.aggregation.client import insert_arrow
+
 log = logging.getLogger("meterstream.sink")
 
 # Server errors that say nothing about the data (the store is away, overloaded, or refuses the query
@@ -127,7 +129,7 @@ class NullProbe:
         self.inserts += 1
         try:
             if isinstance(lines, pa.Table):
-                self.client.insert_arrow(f"{self.db}.{self.twin}", lines, settings=self.settings)
+                insert_arrow(self.client, f"{self.db}.{self.twin}", lines, self.settings)  # the sink's own path
             else:
                 self.client.raw_insert(
                     f"{self.db}.{self.twin}", self.fields, b"\n".join(lines), settings=self.settings, fmt="JSONEachRow"

@@ -44,7 +44,8 @@ from meterstream.billing.taxes import Buyer, ExplicitTax, ExplicitTaxes, Seller,
 from meterstream.billing.totals import TotalsLine, invoice_totals
 from meterstream.entities.numbering import INVOICE_SERIES
 from meterstream.invoice_emitter.document import with_lines
-from meterstream.rating.money import EXACT, to_decimal
+from meterstream.invoice_emitter.subjects import subject_quantities_of
+from meterstream.rating.money import EXACT
 from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.invoice import (
     Address,
@@ -167,21 +168,15 @@ def _line_quantities(
     subjects: Mapping[str, Mapping[str, Decimal]] | None,
     line_subjects: Mapping[str, Mapping[str, Decimal]] | None,
 ) -> list[Mapping[str, Decimal] | None] | None:
-    """Each line's quantity per subject: the version 1 line's own `subject_quantities` (telecom lines, late usage),
-    else `line_subjects` by its line key, else `subjects` by its meter (a line without a line key). None when no
-    line has a named subject: a customer whose usage names no subject gets no per-user section at all."""
+    """Each usage or adjustment line's quantity per subject (`subjects.subject_quantities_of`: its own, else
+    `line_subjects` by its line key, else `subjects` by its meter). None when no line has a named subject: a
+    customer whose usage names no subject gets no per-user section at all."""
     out: list[Mapping[str, Decimal] | None] = []
     named = False
     for raw, line in zip(v1_lines, lines, strict=True):
         found: Mapping[str, Decimal] | None = None
         if line.kind in _SHARED:
-            own = raw.get("subject_quantities")
-            if own is not None:
-                found = {s: to_decimal(q) for s, q in own.items()}
-            elif line.line_key:
-                found = (line_subjects or {}).get(line.line_key)
-            else:
-                found = (subjects or {}).get(line.code)
+            found = subject_quantities_of(raw, subjects, line_subjects)
             named = named or (found is not None and any(found))
         out.append(found)
     return out if named else None

@@ -1,4 +1,6 @@
-"""Per-subject (per-user) quantities of a period's usage, for the invoices' per-user section (ClickHouse I/O only).
+"""Per-subject (per-user) quantities of a period's usage, for the invoices' per-user section: read from ClickHouse
+(`period_subjects`, `line_subjects`), and which of them a line takes (`subject_quantities_of`, pure: the close's
+`with_subject_quantities` and the issued invoice's per-user section both ask it).
 
 The quantities come from the deduplicated `rated_usage` table (FINAL), like the lines themselves; the close
 shares each line's amount among them (`billing.allocation.subject_shares`, in `issue.py`), so the shares
@@ -7,6 +9,7 @@ are fair and add up exactly to the line whatever the pricing model made of the t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,8 +17,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from meterstream.invoice_emitter.document import decimal_text
+from meterstream.rating.money import to_decimal
 
-__all__ = ["Subjects", "line_subjects", "period_subjects", "with_subject_quantities"]
+__all__ = ["Subjects", "line_subjects", "period_subjects", "subject_quantities_of", "with_subject_quantities"]
 
 # (tenant, customer) -> meter -> subject -> quantity
 Subjects = dict[tuple[str, str], dict[str, dict[str, Decimal]]]
@@ -107,19 +111,36 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def subject_quantities_of(
+    line: Mapping[str, Any],
+    by_meter: Mapping[str, Mapping[str, Decimal]] | None = None,
+    by_key: Mapping[str, Mapping[str, Decimal]] | None = None,
+) -> Mapping[str, Decimal] | None:
+    """A version 1 line's quantity per subject, in the one order of precedence the close and the issued invoice
+    share: the line's own `subject_quantities` (telecom lines, late usage), else `by_key` by its line key
+    (`line_subjects`: subscription usage), else `by_meter` by its meter (`period_subjects`: a line without a line
+    key). None when none of them has the line."""
+    own = line.get("subject_quantities")
+    if own is not None:
+        return {s: to_decimal(q) for s, q in own.items()}
+    key = line.get("line_key")
+    if key:
+        return (by_key or {}).get(key)
+    return (by_meter or {}).get(line.get("code") or line.get("meter") or "")
+
+
 def with_subject_quantities(
     lines: list[dict[str, Any]],
-    by_meter: dict[str, dict[str, Decimal]] | None = None,
-    by_key: dict[str, dict[str, Decimal]] | None = None,
+    by_meter: Mapping[str, Mapping[str, Decimal]] | None = None,
+    by_key: Mapping[str, Mapping[str, Decimal]] | None = None,
 ) -> list[dict[str, Any]]:
     """`lines` (version 1) with `subject_quantities` (subject -> quantity text) on the usage lines that have none
-    yet: a line with a line key from `by_key` (`line_subjects`), one without from `by_meter` (`period_subjects`
-    of its customer). Late usage is shared by the difference of these (`adjustments.late_subjects`)."""
+    yet, found as `subject_quantities_of` finds them. Late usage is shared by the difference of these
+    (`adjustments.late_subjects`)."""
     out = []
     for line in lines:
         if "subject_quantities" not in line and line.get("kind", "usage") == "usage":
-            key = line.get("line_key")
-            found = (by_key or {}).get(key) if key else (by_meter or {}).get(line.get("meter", ""))
+            found = subject_quantities_of(line, by_meter, by_key)
             if found:
                 line = {**line, "subject_quantities": {s: decimal_text(q) for s, q in sorted(found.items())}}
         out.append(line)

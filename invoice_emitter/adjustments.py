@@ -7,7 +7,9 @@ bundles and minimums of that period apply exactly as if the usage had been on ti
 
 The same difference gives the adjustment its per-subject quantities (what each subject used on the line now
 minus the quantities of its shares billed before), which the issued invoice shares the adjustment's amount by,
-and, on a telecom line, its billed units (now minus billed).
+on a telecom line its billed units (now minus billed), and its `streamed_amount`: what the stream rated for the
+line now minus what the billed lines of the key said it had rated, i.e. the late events' own streamed amounts (for
+reconciliation, as on any usage line; left out when a side does not say).
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ from typing import Any, NamedTuple
 from meterstream.invoice_emitter.document import decimal_text
 from meterstream.rating.money import EXACT
 
+_ZERO = Decimal(0)
 BILLED_UNITS_STEP = "billed units (after billing increments)"  # a telecom line's one pricing step (telecom_lines.py)
+
+
+class Billed(NamedTuple):
+    """What the stored invoices billed for one line key of a closed period (`ledger.billed_lines`)."""
+
+    meter: str
+    quantity: Decimal
+    amount: Decimal
+    streamed_amount: Decimal | None = None  # the lines' streamed amounts added up; None: a billed line had none
 
 
 class BilledDetail(NamedTuple):
@@ -31,7 +43,7 @@ class BilledDetail(NamedTuple):
 
 def adjustment_lines(
     now_lines: list[dict[str, Any]],
-    billed: dict[str, tuple[str, Decimal, Decimal]],
+    billed: Mapping[str, Billed | tuple[str, Decimal, Decimal]],
     applies_to: str,
     currency: str,
     details: Mapping[str, BilledDetail] | None = None,
@@ -50,7 +62,10 @@ def adjustment_lines(
     out = []
     for key in sorted(set(current) | set(billed)):
         line = current.get(key)
-        meter, billed_q, billed_a = billed.get(key, (line["meter"] if line else key, Decimal(0), Decimal(0)))
+        was = billed.get(key)
+        meter, billed_q, billed_a, billed_s = (
+            Billed(*was) if was is not None else Billed(line["meter"] if line else key, _ZERO, _ZERO, _ZERO)
+        )
         quantity = EXACT.subtract(Decimal(line["quantity"]), billed_q) if line else EXACT.minus(billed_q)
         amount = EXACT.subtract(Decimal(line["amount"]), billed_a) if line else EXACT.minus(billed_a)
         now_precise = (line.get("precise_amount") or line["amount"]) if line else None
@@ -68,6 +83,9 @@ def adjustment_lines(
             "amount": format(round_money(amount, currency), "f"),
             "precise_amount": decimal_text(precise),
         }
+        streamed = _late_streamed(line, billed_s)
+        if streamed is not None:
+            adjustment["streamed_amount"] = decimal_text(streamed)
         detail = details.get(key)
         if key in billed and detail is None:  # billed, but not what it billed per subject or in units
             detail = BilledDetail({}, None)
@@ -81,6 +99,15 @@ def adjustment_lines(
                                         "quantity": decimal_text(units), "amount": decimal_text(precise)}]  # fmt: skip
         out.append(adjustment)
     return out
+
+
+def _late_streamed(line: dict[str, Any] | None, billed: Decimal | None) -> Decimal | None:
+    """The line's streamed amount now (0 without a line: nothing of the key is streamed now) minus the billed
+    lines' own; None when either is not known."""
+    now = line.get("streamed_amount") if line is not None else "0"
+    if now is None or billed is None:
+        return None
+    return EXACT.subtract(Decimal(now), billed)
 
 
 def late_subjects(

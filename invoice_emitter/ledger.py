@@ -11,7 +11,7 @@ import msgspec
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from meterstream.invoice_emitter.adjustments import BilledDetail
+from meterstream.invoice_emitter.adjustments import Billed, BilledDetail
 from meterstream.rating.money import EXACT
 
 INVOICE_COLUMNS = [
@@ -51,23 +51,25 @@ def _lines_of(subscriptions: bool | None) -> str:
 
 def billed_lines(
     client: Client, db: str, applies_to: str, before: str, subscriptions: bool | None = None
-) -> dict[tuple[str, str], dict[str, tuple[str, Decimal, Decimal]]]:
-    """Per customer and line key: (meter, quantity, amount) billed for `applies_to` by every stored invoice but
-    those of label `before` (the invoice being built; `subscriptions`: only subscription lines, True, or only the
-    others, False). Every label, not only earlier ones: a customer closed alone for a later label first
-    (`close --customer`) may already have been billed late usage there."""
+) -> dict[tuple[str, str], dict[str, Billed]]:
+    """Per customer and line key: the meter, quantity, amount and streamed amount (None when a line of the key has
+    none) billed for `applies_to` by every stored invoice but those of label `before` (the invoice being built;
+    `subscriptions`: only subscription lines, True, or only the others, False). Every label, not only earlier ones:
+    a customer closed alone for a later label first (`close --customer`) may already have been billed late usage
+    there."""
     rows = client.query(
         f"""
-        SELECT tenant, customer, line_key, any(meter), sum(quantity), sum(amount)
+        SELECT tenant, customer, line_key, any(meter), sum(quantity), sum(amount),
+               if(countIf(isNull(streamed_amount)) > 0, NULL, sum(streamed_amount))
         FROM {db}.invoice_lines FINAL
         WHERE applies_to = {{q:String}} AND period != {{p:String}} {_lines_of(subscriptions)}
         GROUP BY tenant, customer, line_key
         """,
         parameters={"q": applies_to, "p": before},
     ).result_rows
-    out: dict[tuple[str, str], dict[str, tuple[str, Decimal, Decimal]]] = {}
-    for tenant, customer, key, meter, quantity, amount in rows:
-        out.setdefault((tenant, customer), {})[key] = (meter, quantity, amount)
+    out: dict[tuple[str, str], dict[str, Billed]] = {}
+    for tenant, customer, key, meter, quantity, amount, streamed in rows:
+        out.setdefault((tenant, customer), {})[key] = Billed(meter, quantity, amount, streamed)
     return out
 
 

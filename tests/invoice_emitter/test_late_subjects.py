@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from meterstream.aggregation.rows import RATED_COLUMNS
-from meterstream.invoice_emitter.adjustments import BilledDetail, adjustment_lines, late_subjects
+from meterstream.invoice_emitter.adjustments import Billed, BilledDetail, adjustment_lines, late_subjects
 from meterstream.invoice_emitter.close import close_period
 from meterstream.rating.catalog import load_catalog
 
@@ -46,7 +46,8 @@ def test_late_usage_is_shared_among_the_late_subjects(chdb_client, db: str, tmp_
     # 2750 cents by 40 : 20 -> 1833.33, 916.67: floors 1833 + 916 = 2749, the cent left to u3 (.67)
     late = [("u2", "40", "18.33"), ("u3", "20", "9.17")]
     assert [(s["subject"], s["quantity"], s["amount"]) for s in adj["subjects"]] == late
-    assert adj["streamed_amount"] is None  # late usage: reconciled by the view usage_reconciliation, not here
+    # what the stream rated for the late events, 20 + 7.5: the line's 47.5 now minus the 20 its September line said
+    assert D(adj["streamed_amount"]) == D("27.5")
 
 
 LINE = {"meter": "api_calls", "line_key": "api_calls", "description": "api calls", "quantity": "110",
@@ -78,3 +79,24 @@ def test_a_telecom_adjustment_gets_billed_units_only_when_the_billed_ones_are_kn
     assert "billed_units" not in adj and "breakdown" not in adj
     (adj,) = adjustment_lines([line], billed, "2026-10", "EUR")  # billed, but nothing known beyond the ledger
     assert "billed_units" not in adj
+
+
+def test_an_adjustment_streamed_amount_is_now_minus_billed_when_both_sides_say() -> None:
+    now = {"meter": "api_calls", "line_key": "api_calls", "description": "api calls", "quantity": "110",
+           "amount": "47.50", "precise_amount": "47.5", "streamed_amount": "47.4"}  # fmt: skip
+    (adj,) = adjustment_lines([now], {"api_calls": Billed("api_calls", D(50), D("20.00"), D("19.9"))}, "2026-09", "USD")
+    assert (adj["amount"], adj["streamed_amount"]) == ("27.50", "27.5")  # 47.50 - 20.00; 47.4 - 19.9
+    # nothing billed before: all of it is late
+    (adj,) = adjustment_lines([now], {}, "2026-09", "USD")
+    assert adj["streamed_amount"] == "47.4"
+    # a billed line that did not say what the stream rated (stored before the column, a fee): not known
+    for billed in ({"api_calls": Billed("api_calls", D(50), D("20.00"), None)},
+                   {"api_calls": ("api_calls", D(50), D("20.00"))}):  # fmt: skip
+        (adj,) = adjustment_lines([now], billed, "2026-09", "USD")
+        assert "streamed_amount" not in adj
+    # the line now does not say: not known either
+    (adj,) = adjustment_lines([{**now, "streamed_amount": None}], {}, "2026-09", "USD")
+    assert "streamed_amount" not in adj
+    # the usage is gone now (a credit): nothing streamed now, minus what was
+    (gone,) = adjustment_lines([], {"api_calls": Billed("api_calls", D(50), D("20.00"), D("19.9"))}, "2026-09", "USD")
+    assert (gone["amount"], gone["streamed_amount"]) == ("-20.00", "-19.9")

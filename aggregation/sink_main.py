@@ -25,8 +25,12 @@ def run_sink(settings: Settings) -> int:
     serve_ops(settings.sink_metrics_port, host=settings.ops_host, health=sink.state.health)
     front = serve_front(settings)  # embedded store: readers reach it through this process (ClickHouse HTTP)
     # stalled with lag while Kafka answers and inserts do not fail: exit with status 75 to be started again
-    Watchdog(sink.state.watch, settings.watchdog_seconds, reachable=lambda: kafka_answers(settings.bootstrap),
-             excused=lambda: sink.state.degraded).run_in_thread(exit_stalled(logging.getLogger("meterstream.sink")))
+    Watchdog(
+        sink.state.watch,
+        settings.watchdog_seconds,
+        reachable=lambda: kafka_answers(settings.bootstrap),
+        excused=lambda: sink.state.degraded,
+    ).run_in_thread(exit_stalled(logging.getLogger("meterstream.sink")))
     try:
         sink.run(stop)
     finally:

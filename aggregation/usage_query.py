@@ -131,7 +131,13 @@ def usage_by_piece(
 
 
 def records_between(
-    client: Client, db: str, tenant: str, customer: str, start: datetime, end: datetime, meters: list[str],
+    client: Client,
+    db: str,
+    tenant: str,
+    customer: str,
+    start: datetime,
+    end: datetime,
+    meters: list[str],
     skip_plans: list[str],
 ) -> list[UsageRecord]:
     """The customer's deduplicated records of `meters` with event time in [start, end), in arrival order (the

@@ -13,35 +13,49 @@ from __future__ import annotations
 
 VIEWS: tuple[tuple[str, str], ...] = (
     # usage by month per customer, subject, meter (hour and day: usage_hourly, usage_daily in schema.sql)
-    ("usage_monthly", """
+    (
+        "usage_monthly",
+        """
 SELECT tenant, customer, subject, meter, currency, toStartOfMonth(time) AS month,
        count() AS events, sum(quantity) AS quantity, sum(amount) AS amount
 FROM {db}.rated_usage FINAL
-GROUP BY tenant, customer, subject, meter, currency, month"""),
+GROUP BY tenant, customer, subject, meter, currency, month""",
+    ),
     # usage per dimension key and value, by hour (sum it to days or months: the sums are exact)
-    ("usage_dimensions_hourly", """
+    (
+        "usage_dimensions_hourly",
+        """
 SELECT tenant, customer, subject, meter, currency, toStartOfHour(time) AS hour, dimension, value,
        count() AS events, sum(quantity) AS quantity, sum(amount) AS amount
 FROM {db}.rated_usage FINAL
 ARRAY JOIN mapKeys(dimensions) AS dimension, mapValues(dimensions) AS value
-GROUP BY tenant, customer, subject, meter, currency, hour, dimension, value"""),
+GROUP BY tenant, customer, subject, meter, currency, hour, dimension, value""",
+    ),
     # rated (streamed) revenue by plan, meter and customer, per billing period and event month
-    ("rated_revenue_monthly", """
+    (
+        "rated_revenue_monthly",
+        """
 SELECT tenant, period, toStartOfMonth(time) AS month, plan, meter, customer, currency,
        count() AS events, sum(quantity) AS quantity, sum(amount) AS amount
 FROM {db}.rated_usage FINAL
-GROUP BY tenant, period, month, plan, meter, customer, currency"""),
+GROUP BY tenant, period, month, plan, meter, customer, currency""",
+    ),
     # invoiced revenue: the closed invoices' lines with the invoice's plan (adjustments: kind = 'adjustment')
-    ("invoiced_revenue", """
+    (
+        "invoiced_revenue",
+        """
 SELECT l.tenant AS tenant, l.period AS period, l.customer AS customer, i.plan AS plan, l.meter AS meter,
        l.kind AS kind, l.applies_to AS applies_to, l.currency AS currency,
        sum(l.quantity) AS quantity, sum(l.amount) AS amount
 FROM {db}.invoice_lines AS l FINAL
 LEFT JOIN (SELECT tenant, customer, period, plan FROM {db}.invoices FINAL) AS i
   ON i.tenant = l.tenant AND i.customer = l.customer AND i.period = l.period
-GROUP BY tenant, period, customer, plan, meter, kind, applies_to, currency"""),
+GROUP BY tenant, period, customer, plan, meter, kind, applies_to, currency""",
+    ),
     # month over month per customer and meter: the previous calendar month's figures (0 when it had none)
-    ("usage_month_over_month", """
+    (
+        "usage_month_over_month",
+        """
 SELECT tenant, customer, meter, currency, month, events, quantity, amount,
        sum(events) OVER w AS previous_events,
        sum(quantity) OVER w AS previous_quantity,
@@ -56,9 +70,12 @@ FROM (
     GROUP BY tenant, customer, meter, currency, month
 )
 WINDOW w AS (PARTITION BY tenant, customer, meter, currency ORDER BY month_number
-             RANGE BETWEEN 1 PRECEDING AND 1 PRECEDING)"""),
+             RANGE BETWEEN 1 PRECEDING AND 1 PRECEDING)""",
+    ),
     # customers ranked by rated amount per month and currency: top N is `WHERE rank <= N`
-    ("customer_ranking_monthly", """
+    (
+        "customer_ranking_monthly",
+        """
 SELECT tenant, month, currency, customer, events, quantity, amount,
        rank() OVER (PARTITION BY tenant, month, currency ORDER BY amount DESC, customer) AS rank
 FROM (
@@ -66,9 +83,12 @@ FROM (
            count() AS events, sum(quantity) AS quantity, sum(amount) AS amount
     FROM {db}.rated_usage FINAL
     GROUP BY tenant, month, currency, customer
-)"""),
+)""",
+    ),
     # daily usage against the trailing average of the 7 calendar days before (days without usage count as 0)
-    ("usage_spikes_daily", """
+    (
+        "usage_spikes_daily",
+        """
 SELECT tenant, customer, meter, day, events, quantity,
        sum(quantity) OVER w AS trailing_sum_7d, trailing_sum_7d / 7 AS trailing_avg_7d,
        if(trailing_sum_7d > 0, quantity * 7 / trailing_sum_7d, NULL) AS ratio_to_trailing_avg
@@ -78,10 +98,13 @@ FROM (
     FROM {db}.rated_usage FINAL
     GROUP BY tenant, customer, meter, day
 )
-WINDOW w AS (PARTITION BY tenant, customer, meter ORDER BY day_number RANGE BETWEEN 7 PRECEDING AND 1 PRECEDING)"""),
+WINDOW w AS (PARTITION BY tenant, customer, meter ORDER BY day_number RANGE BETWEEN 7 PRECEDING AND 1 PRECEDING)""",
+    ),
     # usage per billing period (and event month) against what invoices charged for it: on the period's own
     # invoice (kind 'usage') and as late-usage adjustments on later ones (applies_to = the period)
-    ("usage_reconciliation", """
+    (
+        "usage_reconciliation",
+        """
 SELECT u.tenant AS tenant, u.customer AS customer, u.meter AS meter, u.period AS period,
        u.first_event AS first_event, u.last_event AS last_event, u.events AS events,
        u.quantity AS quantity, u.streamed_amount AS streamed_amount,
@@ -102,13 +125,16 @@ LEFT JOIN (
            sumIf(amount, kind = 'adjustment') AS adjusted_amount
     FROM {db}.invoice_lines FINAL
     GROUP BY tenant, customer, meter, period
-) AS b ON b.tenant = u.tenant AND b.customer = u.customer AND b.meter = u.meter AND b.period = u.period"""),
+) AS b ON b.tenant = u.tenant AND b.customer = u.customer AND b.meter = u.meter AND b.period = u.period""",
+    ),
 )
 
 
 # cost per user: each invoice line's shares per subject as the invoice documents carry them (billing/allocation.py:
 # whole minor units by largest remainder, so a line's shares add up exactly to its amount); version 2 documents
-COST_PER_USER = ("cost_per_user", """
+COST_PER_USER = (
+    "cost_per_user",
+    """
 SELECT tenant, customer, period, currency, invoice_id,
        toUInt32(JSONExtractUInt(line, 'line_no')) AS line_no, JSONExtractString(line, 'kind') AS kind,
        JSONExtractString(line, 'code') AS meter, JSONExtractString(line, 'applies_to') AS applies_to,
@@ -121,7 +147,8 @@ FROM (
     FROM {db}.invoices FINAL
     ARRAY JOIN JSONExtractArrayRaw(document, 'lines') AS line
 )
-ARRAY JOIN JSONExtractArrayRaw(line, 'subjects') AS share""")
+ARRAY JOIN JSONExtractArrayRaw(line, 'subjects') AS share""",
+)
 VIEWS = (*VIEWS, COST_PER_USER)
 
 
@@ -141,7 +168,9 @@ def _minor_units_sql() -> str:
 # each subject gets the floor of its exact proportion (integers: quantities as whole 10^-12 units), and the units
 # left go one each to the largest remainders, equal remainders by subject id ('' as '(no subject)'); all
 # quantities 0: equal parts; a negative amount is split as its absolute value and negated.
-SUBJECT_SHARES = ("subject_shares_open", """
+SUBJECT_SHARES = (
+    "subject_shares_open",
+    """
 SELECT tenant, customer, meter, currency, period, subject, events, subject_quantity AS quantity, streamed_amount,
        toDecimal128(running_units, 6) / intExp10(minor) AS running_amount,
        toDecimal128(sign(running_units) * (floor_units + (rank <= left_units AND remainder > 0)), 6)
@@ -170,7 +199,8 @@ FROM (
         )
     )
     WINDOW pool AS (PARTITION BY tenant, customer, meter, currency, period)
-)""".replace("{minor}", _minor_units_sql()))
+)""".replace("{minor}", _minor_units_sql()),
+)
 VIEWS = (*VIEWS, SUBJECT_SHARES)
 
 

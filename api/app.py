@@ -104,7 +104,7 @@ def create_app(
         title="Meterstream API",
         version="1",
         description="Usage ingest and real-time usage reads. Authenticate with `Authorization: Bearer <API key>` "
-        "(`meterstream keys create`). Errors: `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+        '(`meterstream keys create`). Errors: `{"error": {"code", "message", "field"?}}`.',
         lifespan=lifespan,
     )
     app.state.settings = settings

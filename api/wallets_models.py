@@ -27,8 +27,16 @@ from meterstream.entities.wallets import (
 )
 
 # checked by the store, which names the field: a JSON number that is not whole (a float) is refused there
-Credits = Annotated[Any, WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,5})?$",
-                                         "description": "A decimal string (never a JSON number)."})]
+Credits = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]+(\.[0-9]{1,5})?$",
+            "description": "A decimal string (never a JSON number).",
+        }
+    ),
+]
 
 
 class TopUpRuleIn(_In):
@@ -75,15 +83,20 @@ class WalletUpdate(_In):
     priority: int | None = Field(default=None, ge=1, le=50)
     expires_at: AwareDatetime | None = None
     recurring_transaction_rules: list[TopUpRuleIn] | None = Field(
-        default=None, description="Replaces the rules (a rule with an existing `id` keeps it; `[]` removes them).")
+        default=None, description="Replaces the rules (a rule with an existing `id` keeps it; `[]` removes them)."
+    )
 
 
 class TransactionCreate(_In):
     kind: Literal["paid", "granted", "void"]
     credits: Credits = Field(description="A positive decimal string; at most 5 decimals.")
     status: Literal["pending", "settled"] = "settled"
-    reference: str | None = Field(default=None, min_length=1, max_length=256,
-                                  description="The client's reference: a repeat answers the first transaction.")
+    reference: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The client's reference: a repeat answers the first transaction.",
+    )
     expires_at: AwareDatetime | None = Field(default=None, description="Inbound: the credits expire then.")
     name: str | None = Field(default=None, max_length=256)
 

@@ -78,8 +78,10 @@ async def _run(app, key: str, customers: int, requests: int) -> dict:  # type: i
         out["baseline_404"] = {"requests": requests, "p50_ms": round(_pct(lat, 50), 3),
                                "p99_ms": round(_pct(lat, 99), 3),
                                "cpu_us_per_request": round((time.process_time() - c0) / requests * 1e6, 1)}  # fmt: skip
-        print(f"baseline    p50 {out['baseline_404']['p50_ms']:.3f} ms  p99 {out['baseline_404']['p99_ms']:.3f}  "
-              f"CPU {out['baseline_404']['cpu_us_per_request']:.0f} us/request (GET a missing hold: auth + 404)")
+        print(
+            f"baseline    p50 {out['baseline_404']['p50_ms']:.3f} ms  p99 {out['baseline_404']['p99_ms']:.3f}  "
+            f"CPU {out['baseline_404']['cpu_us_per_request']:.0f} us/request (GET a missing hold: auth + 404)"
+        )
         for name, body in mixes.items():
             for i in range(min(200, requests)):  # warm-up (plan caches, compiled tariff, connection)
                 r = await client.post("/v1/authorize", headers=headers,
@@ -129,8 +131,10 @@ async def _client_only(headers: dict, requests: int) -> dict:
         for _ in range(requests):
             await client.post("/v1/authorize", headers=headers, json=body)
         cpu = round((time.process_time() - c0) / requests * 1e6, 1)
-    print(f"client_only CPU {cpu:.0f} us/request (the harness alone: httpx to an app that answers at once; "
-          "included in every mix's CPU figure)")
+    print(
+        f"client_only CPU {cpu:.0f} us/request (the harness alone: httpx to an app that answers at once; "
+        "included in every mix's CPU figure)"
+    )
     return {"requests": requests, "cpu_us_per_request": cpu}
 
 
@@ -156,8 +160,10 @@ def _core(app, customers: int, requests: int) -> dict:  # type: ignore[no-untype
     out = {"requests": requests, "p50_ms": round(_pct(lat, 50), 3), "p90_ms": round(_pct(lat, 90), 3),
            "p99_ms": round(_pct(lat, 99), 3), "max_ms": round(max(lat), 3),
            "cpu_us_per_request": round((time.process_time() - c0) / requests * 1e6, 1)}  # fmt: skip
-    print(f"core_voice  p50 {out['p50_ms']:.3f} ms  p90 {out['p90_ms']:.3f}  p99 {out['p99_ms']:.3f}  "
-          f"CPU {out['cpu_us_per_request']:.0f} us/request (the voice authorization without HTTP)")
+    print(
+        f"core_voice  p50 {out['p50_ms']:.3f} ms  p90 {out['p90_ms']:.3f}  p99 {out['p99_ms']:.3f}  "
+        f"CPU {out['cpu_us_per_request']:.0f} us/request (the voice authorization without HTTP)"
+    )
     return out
 
 

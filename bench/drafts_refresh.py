@@ -63,8 +63,13 @@ def run(customers: int, changed: int, work: Path) -> dict:
         c0, t0 = os.times(), time.perf_counter()
         refresh, new = refresh_drafts(client, db, catalog, store, now, state, full=full)
         seconds, c1 = time.perf_counter() - t0, os.times()
-        out[name] = {"seconds": round(seconds, 3), "cpu_s": round(c1.user - c0.user + c1.system - c0.system, 2),
-                     "drafts": refresh.drafts, "customers": refresh.customers, "failed": len(refresh.failed)}
+        out[name] = {
+            "seconds": round(seconds, 3),
+            "cpu_s": round(c1.user - c0.user + c1.system - c0.system, 2),
+            "drafts": refresh.drafts,
+            "customers": refresh.customers,
+            "failed": len(refresh.failed),
+        }
         print(f"[drafts-bench] {name}: {out[name]}", file=sys.stderr)
         return new
 

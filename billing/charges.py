@@ -62,7 +62,6 @@ class _Phase:
         return (self.plan, *self.addons)
 
 
-
 class SubscriptionCharges:
     """The fixed, one-time, installment and minimum lines of one subscription, period by period."""
 
@@ -87,11 +86,14 @@ class SubscriptionCharges:
         for i, _, (plan, addons) in resolved:
             for name, doc in ((f"phases[{i}].plan_code", plan), *((f"phases[{i}].addons", a) for a in addons)):
                 if doc.currency != self.currency:
-                    raise ValueError(f"{name}: plan {doc.rating_id} is in {doc.currency}, the subscription in "
-                                     f"{self.currency}")
+                    raise ValueError(
+                        f"{name}: plan {doc.rating_id} is in {doc.currency}, the subscription in {self.currency}"
+                    )
             if plan.interval != self.interval:
-                raise ValueError(f"phases[{i}].plan_code: plan {plan.rating_id} bills {plan.interval}, the "
-                                 f"subscription {self.interval} (changing the interval is not supported)")
+                raise ValueError(
+                    f"phases[{i}].plan_code: plan {plan.rating_id} bills {plan.interval}, the "
+                    f"subscription {self.interval} (changing the interval is not supported)"
+                )
         self.schedule = Schedule.starting(phases[0].start, self.interval, sub.billing_anchor, timezone)
         trial_day = None if sub.trial_end is None else self.schedule.local_day(aware(sub.trial_end, "trial_end"))
         spans = day_spans([(p.start, p.end) for _, p in kept], self.schedule)
@@ -147,9 +149,20 @@ class SubscriptionCharges:
             for plan in phase.plans:
                 for charge in plan.one_time:
                     amount = round_money(charge.amount, self.currency)
-                    lines.append(ChargeLine(
-                        "one_time", charge.code, f"{charge.name} ({plan.name})", plan.rating_id, Decimal(1),
-                        amount, amount, start, end, self.currency))
+                    lines.append(
+                        ChargeLine(
+                            "one_time",
+                            charge.code,
+                            f"{charge.name} ({plan.name})",
+                            plan.rating_id,
+                            Decimal(1),
+                            amount,
+                            amount,
+                            start,
+                            end,
+                            self.currency,
+                        )
+                    )
         return lines
 
     def installment_lines(self, period: Period) -> list[ChargeLine]:
@@ -167,10 +180,20 @@ class SubscriptionCharges:
                     schedule = installment_amounts(charge.total, charge.count, self.currency)
                     due = range(k, charge.count) if period.index == last else range(k, min(k + 1, charge.count))
                     for n in due:
-                        lines.append(ChargeLine(
-                            "installment", charge.code, f"{charge.name} ({plan.name}), payment {n + 1} of "
-                            f"{charge.count}", plan.rating_id, Decimal(1), schedule[n], schedule[n], start, end,
-                            self.currency))
+                        lines.append(
+                            ChargeLine(
+                                "installment",
+                                charge.code,
+                                f"{charge.name} ({plan.name}), payment {n + 1} of {charge.count}",
+                                plan.rating_id,
+                                Decimal(1),
+                                schedule[n],
+                                schedule[n],
+                                start,
+                                end,
+                                self.currency,
+                            )
+                        )
         return lines
 
     def minimum_true_up(self, period: Period, usage_total: Decimal) -> list[ChargeLine]:
@@ -197,10 +220,21 @@ class SubscriptionCharges:
         true_up = EXACT.subtract(minimum, spent)
         if true_up <= 0:
             return []
-        return [ChargeLine(
-            "minimum_true_up", "minimum_commitment", f"Minimum commitment true-up ({minimum} {self.currency} "
-            f"minimum, {spent} {self.currency} spent)", last_plan.rating_id, Decimal(1), true_up, true_up,
-            period.start, period.end, self.currency, "arrears")]
+        return [
+            ChargeLine(
+                "minimum_true_up",
+                "minimum_commitment",
+                f"Minimum commitment true-up ({minimum} {self.currency} minimum, {spent} {self.currency} spent)",
+                last_plan.rating_id,
+                Decimal(1),
+                true_up,
+                true_up,
+                period.start,
+                period.end,
+                self.currency,
+                "arrears",
+            )
+        ]
 
     # -- recurring fees -------------------------------------------------------------------------------
 
@@ -232,11 +266,23 @@ class SubscriptionCharges:
                 billed = self._piece(fee, 0, period.days, period.days)
                 credit = EXACT.subtract(billed, self._piece(fee, 0, b, period.days))
                 if credit:
-                    lines.append(ChargeLine(
-                        "fixed_credit", fee.charge.code, f"Unused time on {fee.charge.name} ({fee.plan.name}), "
-                        f"{_days_text(used_end, period.end_day)}", fee.plan.rating_id, Decimal(b - period.days),
-                        fee.amount, EXACT.minus(credit), self.schedule.day_start(used_end), period.end,
-                        self.currency, "advance", period.days))
+                    lines.append(
+                        ChargeLine(
+                            "fixed_credit",
+                            fee.charge.code,
+                            f"Unused time on {fee.charge.name} ({fee.plan.name}), "
+                            f"{_days_text(used_end, period.end_day)}",
+                            fee.plan.rating_id,
+                            Decimal(b - period.days),
+                            fee.amount,
+                            EXACT.minus(credit),
+                            self.schedule.day_start(used_end),
+                            period.end,
+                            self.currency,
+                            "advance",
+                            period.days,
+                        )
+                    )
         return lines
 
     def _due_lines(self, phase: _Phase, fee: _Fee, period: Period) -> list[ChargeLine]:
@@ -246,10 +292,22 @@ class SubscriptionCharges:
     def _piece_lines(self, phase: _Phase, fee: _Fee, period: Period, lo: date, hi: date) -> list[ChargeLine]:
         a, b = (lo - period.first_day).days, (hi - period.first_day).days
         amount = self._piece(fee, a, b, period.days)
-        return [ChargeLine(
-            "fixed", fee.charge.code, f"{fee.charge.name} ({fee.plan.name}), {_days_text(lo, hi)}",
-            fee.plan.rating_id, Decimal(b - a), fee.amount, amount, self.schedule.day_start(lo),
-            self.schedule.day_start(hi), self.currency, fee.charge.timing, period.days)]
+        return [
+            ChargeLine(
+                "fixed",
+                fee.charge.code,
+                f"{fee.charge.name} ({fee.plan.name}), {_days_text(lo, hi)}",
+                fee.plan.rating_id,
+                Decimal(b - a),
+                fee.amount,
+                amount,
+                self.schedule.day_start(lo),
+                self.schedule.day_start(hi),
+                self.currency,
+                fee.charge.timing,
+                period.days,
+            )
+        ]
 
     def _piece(self, fee: _Fee, a: int, b: int, days: int) -> Decimal:
         if fee.charge.prorate:
@@ -290,14 +348,17 @@ class SubscriptionCharges:
             overrides = phase.fixed_overrides if doc is plan else {}
             for j, charge in enumerate(doc.fixed):
                 if charge.interval != plan.interval:
-                    raise ValueError(f"phases[{i}]: plan {doc.rating_id} fixed[{j}].interval is {charge.interval}, "
-                                     f"the billing period {plan.interval} (a fee bills once per billing period)")
+                    raise ValueError(
+                        f"phases[{i}]: plan {doc.rating_id} fixed[{j}].interval is {charge.interval}, "
+                        f"the billing period {plan.interval} (a fee bills once per billing period)"
+                    )
                 amount = to_decimal(overrides.get(charge.code, charge.amount))
                 fees.append(_Fee(doc, charge, amount))
         for code, amount in phase.fixed_overrides.items():
             if code not in codes:
-                raise ValueError(f"phases[{i}].fixed_overrides.{code}: plan {plan.rating_id} has no fixed "
-                                 f"charge {code!r}")
+                raise ValueError(
+                    f"phases[{i}].fixed_overrides.{code}: plan {plan.rating_id} has no fixed charge {code!r}"
+                )
             if to_decimal(amount) < 0:
                 raise ValueError(f"phases[{i}].fixed_overrides.{code}: must not be negative")
         return tuple(fees)

@@ -35,9 +35,7 @@ def lookup_from(docs: Iterable[PlanVersionDoc]) -> PlanLookup:
                 raise KeyError(f"plan {code}@{version} not found") from None
         if not versions:
             raise KeyError(f"plan {code} not found")
-        published = [
-            doc for doc in versions.values() if doc.published_at is None or doc.published_at <= as_of
-        ]
+        published = [doc for doc in versions.values() if doc.published_at is None or doc.published_at <= as_of]
         if not published:  # a phase back-dated before the plan existed: its first version
             return versions[min(versions)]
         return max(published, key=lambda doc: doc.version)

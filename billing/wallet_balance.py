@@ -28,6 +28,7 @@ from typing import Literal
 
 __all__ = ["Draw", "HistoryEntry", "Lot", "WalletBalance", "WalletTerms", "balances", "usage_draws"]
 
+
 @dataclass(frozen=True)
 class WalletTerms:
     id: str
@@ -172,4 +173,3 @@ def usage_draws(bounds: Sequence[datetime], cumulative_units: Sequence[int]) -> 
             out.append(Draw(start, total - before, "usage"))
             before = total
     return out
-

@@ -37,4 +37,3 @@ async def logout(request: Request) -> Response:
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(COOKIE, path=PREFIX, secure=True, httponly=True, samesite="strict")
     return response
-

@@ -55,8 +55,13 @@ User = Annotated[Principal, Depends(signed_in)]
 
 
 # tenant data: never cached; no script runs on a console page and none may be framed by another site
-HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy":
-           "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"}
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
+    ),
+}
 
 
 def page(request: Request, template: str, user: Principal | None, status_code: int = 200, **context: Any) -> Response:

@@ -79,8 +79,14 @@ def cmd_replay(args: Any, settings: Settings) -> int:
     skipped = len(records) - len(todo)
     usage = Topics.from_settings(settings).usage
     as_json = getattr(args, "json", False)
-    answer = {"topic": usage, "to_replay": [source_text(r) for r in todo], "skipped_unparseable": skipped,
-              "skipped_replayed": 0 if args.again else len(marked), "dry_run": bool(args.dry_run), "replayed": []}
+    answer = {
+        "topic": usage,
+        "to_replay": [source_text(r) for r in todo],
+        "skipped_unparseable": skipped,
+        "skipped_replayed": 0 if args.again else len(marked),
+        "dry_run": bool(args.dry_run),
+        "replayed": [],
+    }
     if not as_json:
         print_table(todo)
         note = f" ({skipped} unparseable skipped; --include-unparseable sends them)" if skipped else ""
@@ -143,8 +149,10 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _REASON_WIDTH else text[: _REASON_WIDTH - 1] + "…"
 
 
-Stage = Annotated[Literal["api", "parse", "rate"] | None, typer.Option(help="only letters of this stage (api: refused "
-                                                                             "at the HTTP API's reception)")]
+Stage = Annotated[
+    Literal["api", "parse", "rate"] | None,
+    typer.Option(help="only letters of this stage (api: refused at the HTTP API's reception)"),
+]
 Reason = Annotated[str | None, typer.Option(metavar="TEXT", help="reason contains TEXT (case-insensitive)")]
 Tenant = Annotated[str | None, typer.Option(help="only this tenant's (its field, or its Kafka key's tenant/...)")]
 

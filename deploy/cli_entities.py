@@ -54,8 +54,12 @@ def _plans(args: Any, settings: Settings) -> int:
 
     rows = []
     for p in list_plans(_entity_sessions(settings), args.tenant):
-        charges = [*(f"usage:{m}" for m in p.usage), *(f"fixed:{f.code} {f.amount}/{f.interval}" for f in p.fixed),
-                   *(f"one_time:{c.code}" for c in p.one_time), *(f"installments:{c.code}" for c in p.installments)]
+        charges = [
+            *(f"usage:{m}" for m in p.usage),
+            *(f"fixed:{f.code} {f.amount}/{f.interval}" for f in p.fixed),
+            *(f"one_time:{c.code}" for c in p.one_time),
+            *(f"installments:{c.code}" for c in p.installments),
+        ]
         if p.telecom is not None:
             charges.append("telecom")
         rows.append([p.code, str(p.version), p.name, p.currency, p.interval, ", ".join(charges), _when(p.published_at)])

@@ -145,8 +145,12 @@ def _list(args: Any, settings: Settings) -> int:
     rows = [[ep.endpoint_id, ep.url, "yes" if ep.enabled else "no", ",".join(ep.event_types) or "all",
              ep.secret if args.show_secrets else ep.secret[:10] + "...", ep.description]
             for ep in list_endpoints(_sessions(settings), args.tenant)]  # fmt: skip
-    _table(f"webhook endpoints of {args.tenant}", ["endpoint", "url", "enabled", "events", "secret", "description"],
-           rows, args.json)
+    _table(
+        f"webhook endpoints of {args.tenant}",
+        ["endpoint", "url", "enabled", "events", "secret", "description"],
+        rows,
+        args.json,
+    )
     return 0
 
 

@@ -398,4 +398,3 @@ def opened_store(settings: Settings) -> StoreView | None:
     from meterstream.invoice_emitter.store_plans import StoreView
 
     return StoreView.open(settings)
-

@@ -46,13 +46,9 @@ def ensure_jars(settings: Settings) -> Path:
     if (target / ".complete").exists():
         return libs
     if shutil.which("mvn") is None:
-        raise RuntimeError(
-            "Maven (mvn) is needed to fetch the Kafka broker jars; install it (apt-get install maven)"
-        )
+        raise RuntimeError("Maven (mvn) is needed to fetch the Kafka broker jars; install it (apt-get install maven)")
     if shutil.which("java") is None:
-        raise RuntimeError(
-            "Java 17+ is needed to run the Kafka broker (apt-get install openjdk-17-jre-headless)"
-        )
+        raise RuntimeError("Java 17+ is needed to run the Kafka broker (apt-get install openjdk-17-jre-headless)")
     target.mkdir(parents=True, exist_ok=True)
     pom = (_HERE / "pom.xml.template").read_text().replace("@KAFKA_VERSION@", settings.kafka_version)
     (target / "pom.xml").write_text(pom)
@@ -74,9 +70,7 @@ def ensure_jars(settings: Settings) -> Path:
         text=True,
     )
     if result.returncode != 0:
-        raise RuntimeError(
-            f"mvn failed to fetch Kafka jars:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
+        raise RuntimeError(f"mvn failed to fetch Kafka jars:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     (target / ".complete").write_text(settings.kafka_version)
     _say(f"fetched {len(list(libs.glob('*.jar')))} jars")
     return libs
@@ -236,9 +230,7 @@ def start(settings: Settings, wait_seconds: float = 90.0, node: int | None = Non
         cluster_id = _cluster_id()
         _say(f"formatting storage in {data} (cluster id {cluster_id})")
         subprocess.run(
-            _java_cmd(
-                libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"
-            ),
+            _java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"),
             check=True,
             capture_output=True,
             text=True,

@@ -301,8 +301,19 @@ class _SqliteReservation(Reservation):
                                          now.strftime(_SQLITE_TS)))  # fmt: skip
         else:
             hold_id, consumed, created_at = found[0], found[1], aware(datetime.fromisoformat(found[4]))
-            cur.execute(_UPDATE_SQLITE, (spec.meter, spec.currency, amount, quantity, ACTIVE,
-                                         expires_at.strftime(_SQLITE_TS), now.strftime(_SQLITE_TS), hold_id))
+            cur.execute(
+                _UPDATE_SQLITE,
+                (
+                    spec.meter,
+                    spec.currency,
+                    amount,
+                    quantity,
+                    ACTIVE,
+                    expires_at.strftime(_SQLITE_TS),
+                    now.strftime(_SQLITE_TS),
+                    hold_id,
+                ),
+            )
         return StoredHold(hold_id, spec.tenant, spec.customer, spec.session_id, spec.meter, spec.currency,
                           spec.amount, Decimal(consumed), spec.quantity, ACTIVE, None, expires_at,
                           created_at)  # type: ignore[arg-type]  # fmt: skip
@@ -321,8 +332,11 @@ class _CoreReservation(Reservation):
         conn, t = self._conn, HoldRow.__table__
         found = None
         if spec.session_id is not None:
-            found = conn.execute(select(t.c.hold_id, t.c.consumed, t.c.status, t.c.reason, t.c.created_at).where(
-                t.c.tenant == spec.tenant, t.c.customer == spec.customer, t.c.session_id == spec.session_id)).first()
+            found = conn.execute(
+                select(t.c.hold_id, t.c.consumed, t.c.status, t.c.reason, t.c.created_at).where(
+                    t.c.tenant == spec.tenant, t.c.customer == spec.customer, t.c.session_id == spec.session_id
+                )
+            ).first()
         if found is not None and found[2] == RELEASED:
             raise Conflict("session_id", f"session {spec.session_id!r} has ended ({found[3]})")
         values = {"meter": spec.meter, "currency": spec.currency, "amount": str(spec.amount),

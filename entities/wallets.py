@@ -242,7 +242,7 @@ def _tx(row: WalletTransactionRow, wallet_id: str) -> StoredTransaction:
 
 def _decimal(field: str, value: Any) -> Decimal:
     if isinstance(value, (float, bool)):
-        raise Invalid(field, f"a decimal string such as \"10.50\" (got the JSON {type(value).__name__} {value!r})")
+        raise Invalid(field, f'a decimal string such as "10.50" (got the JSON {type(value).__name__} {value!r})')
     if isinstance(value, str):
         if len(value) > 40:
             raise Invalid(field, "at most 40 characters of decimal text")

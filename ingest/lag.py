@@ -45,9 +45,7 @@ class LagProbe:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts
-        }
+        return {p: self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
 
     def count(self, topic: str) -> int:
         """Messages in a topic (our topics are neither compacted nor trimmed locally)."""

@@ -196,5 +196,12 @@ def refresh_drafts(
     return out, new
 
 
-__all__ = ["DraftRefresh", "DraftState", "changed_customers", "open_labels", "parts_source", "refresh_drafts",
-           "usage_marks"]
+__all__ = [
+    "DraftRefresh",
+    "DraftState",
+    "changed_customers",
+    "open_labels",
+    "parts_source",
+    "refresh_drafts",
+    "usage_marks",
+]

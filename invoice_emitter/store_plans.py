@@ -143,4 +143,3 @@ class StoreView:
                 raise ValueError(str(exc)) from None
             self._rating[key] = plan
         return plan
-

@@ -268,7 +268,8 @@ def customer_bill(
                         pieces = [ab for (i, pid, _m), v in telecom_pieces.items() if i == index and pid == plan.id
                                   for ab in v]  # fmt: skip
                         records = [
-                            r for r in records_between(client, db, tenant, customer, seg.start, seg.end, meters, skip)
+                            r
+                            for r in records_between(client, db, tenant, customer, seg.start, seg.end, meters, skip)
                             if any(a <= r.time < b for a, b in pieces)
                         ]
                         lines, rerated, streamed = telecom_lines(plan, records)
@@ -313,7 +314,12 @@ def with_periods(doc: dict[str, Any], bill: CustomerBill) -> dict[str, Any]:
 
 
 def draft_usage(
-    client: Client, db: str, sf: Any, tenant: str, subscription_external_id: str, at: datetime,
+    client: Client,
+    db: str,
+    sf: Any,
+    tenant: str,
+    subscription_external_id: str,
+    at: datetime,
     file_plans: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The invoice document the close would write for the subscription's billing period containing `at`, from

@@ -106,8 +106,12 @@ def telecom_lines(plan: Plan, records: Iterable[UsageRecord]) -> tuple[list[dict
                 "subject_quantities": {s: decimal_text(q) for s, q in sorted(by_subject[key].items())},
                 # shown on the document as the line's pricing step (a version 2 line has no billed_units field)
                 "breakdown": [
-                    {"description": "billed units (after billing increments)", "kind": "billed_units",
-                     "quantity": billed, "amount": precise}
+                    {
+                        "description": "billed units (after billing increments)",
+                        "kind": "billed_units",
+                        "quantity": billed,
+                        "amount": precise,
+                    }
                 ],
             }
         )

@@ -56,9 +56,7 @@ NO_SUBSCRIPTION = "no subscription at the event's time"
 NO_PLAN = "no plan for customer"
 
 UPDATES = Counter("meterstream_live_catalog_updates_total", "Entity documents applied to the live catalog")
-BAD = Counter(
-    "meterstream_live_catalog_bad_documents_total", "Entity messages the live catalog could not use", ["why"]
-)
+BAD = Counter("meterstream_live_catalog_bad_documents_total", "Entity messages the live catalog could not use", ["why"])
 GENERATION = Gauge("meterstream_live_catalog_generation", "Changes every time the live catalog changes")
 
 

@@ -31,9 +31,7 @@ def quote(price: Mapping[str, Any] | PriceBase, quantity: Decimal | int | str) -
     add = EXACT.add  # the sum in EXACT, which raises instead of rounding
     for line in lines:
         precise = add(precise, line.amount)
-    return Quote(
-        parsed.currency, round_money(precise, parsed.currency), precise, tuple(lines), amount, priced
-    )
+    return Quote(parsed.currency, round_money(precise, parsed.currency), precise, tuple(lines), amount, priced)
 
 
 def delta(

@@ -146,9 +146,7 @@ def to_decimal(value: Decimal | int | str) -> Decimal:
         except InvalidOperation:
             raise ValueError(f"not a decimal number: {value!r}") from None
     else:
-        raise TypeError(
-            f"{type(value).__name__} {value!r} is not a decimal amount; pass a str, int or Decimal"
-        )
+        raise TypeError(f"{type(value).__name__} {value!r} is not a decimal amount; pass a str, int or Decimal")
     if not result.is_finite():
         raise ValueError(f"not a finite number: {value!r}")
     return result

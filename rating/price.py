@@ -85,9 +85,7 @@ def _non_negative(value: Decimal) -> Decimal:
 
 def _positive(value: Decimal) -> Decimal:
     if value <= ZERO:
-        raise PydanticCustomError(
-            "not_positive", "must be greater than 0 (got {value})", {"value": str(value)}
-        )
+        raise PydanticCustomError("not_positive", "must be greater than 0 (got {value})", {"value": str(value)})
     return value
 
 
@@ -111,9 +109,7 @@ class PriceBase(BaseModel):
     @classmethod
     def _known_currency(cls, code: str) -> str:
         if code not in CURRENCY_MINOR_UNITS:
-            raise PydanticCustomError(
-                "currency", f"unknown currency {code!r} (expected an active ISO 4217 code)"
-            )
+            raise PydanticCustomError("currency", f"unknown currency {code!r} (expected an active ISO 4217 code)")
         return code
 
     def model_post_init(self, context: Any, /) -> None:
@@ -153,9 +149,7 @@ class UsagePrice(PriceBase):
     def _usage(self, core: ModelCore) -> UsagePricer:
         convert = None
         if self.divide_by is not None or self.multiply_by is not None:
-            convert = conversion(
-                self.divide_by, self.multiply_by, self.conversion_rounding, self.conversion_precision
-            )
+            convert = conversion(self.divide_by, self.multiply_by, self.conversion_rounding, self.conversion_precision)
         return UsagePricer(
             core, convert=convert, free_units=self.free_units, minimum=self.minimum, maximum=self.maximum
         )
@@ -176,17 +170,13 @@ class Tier(BaseModel):
     def _one_pricing(self) -> Tier:
         blocks = self.block_size is not None or self.block_amount is not None
         if self.unit_amount is not None and blocks:
-            raise _problem(
-                "unit_amount", "a tier prices per unit or per block (block_size/block_amount), not both"
-            )
+            raise _problem("unit_amount", "a tier prices per unit or per block (block_size/block_amount), not both")
         if blocks and self.block_size is None:
             raise _problem("block_size", "required with block_amount")
         if blocks and self.block_amount is None:
             raise _problem("block_amount", "required with block_size")
         if self.unit_amount is None and not blocks and self.flat_amount is None:
-            raise _problem(
-                "unit_amount", "a tier needs unit_amount, block_size + block_amount, or flat_amount"
-            )
+            raise _problem("unit_amount", "a tier needs unit_amount, block_size + block_amount, or flat_amount")
         return self
 
 
@@ -203,13 +193,9 @@ class _TieredPrice(UsagePrice):
                     raise _problem(f"tiers[{index}].up_to", "only the last tier may be open (null)")
                 continue
             if index == last:
-                raise _problem(
-                    f"tiers[{index}].up_to", f"the last tier must be open (null), got {tier.up_to}"
-                )
+                raise _problem(f"tiers[{index}].up_to", f"the last tier must be open (null), got {tier.up_to}")
             if previous is not None and tier.up_to <= previous:
-                raise _problem(
-                    f"tiers[{index}].up_to", f"bounds must increase ({tier.up_to} after {previous})"
-                )
+                raise _problem(f"tiers[{index}].up_to", f"bounds must increase ({tier.up_to} after {previous})")
             previous = tier.up_to
         return self
 
@@ -286,9 +272,7 @@ class PercentagePrice(PriceBase):
 
 
 def _raise_rate(value: Decimal) -> Decimal:
-    raise PydanticCustomError(
-        "rate", "is a percentage between 0 and 100 (got {value})", {"value": str(value)}
-    )
+    raise PydanticCustomError("rate", "is a percentage between 0 and 100 (got {value})", {"value": str(value)})
 
 
 Price = UnitPrice | GraduatedPrice | VolumePrice | PackagePrice | FlatPrice | PercentagePrice

@@ -83,9 +83,7 @@ class PackageCore:
 
     __slots__ = ("amount", "package_amount", "package_size", "packages")
 
-    def __init__(
-        self, package_amount: Decimal, package_size: Decimal, rounding: Literal["up", "down"]
-    ) -> None:
+    def __init__(self, package_amount: Decimal, package_size: Decimal, rounding: Literal["up", "down"]) -> None:
         self.package_amount = package_amount
         self.package_size = package_size
         round_up = rounding == "up"

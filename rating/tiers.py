@@ -81,9 +81,7 @@ class _Tier:
         elif units and self.block_size is not None:
             blocks = ceil_div(units, self.block_size)
             text = f"{name}: {plain(units)} units = {plain(blocks)} block(s) of {self.block_size} × {self.block_amount}"
-            out.append(
-                QuoteLine("tier_block", text, blocks, self.block_amount, blocks * self.block_amount, **bounds)
-            )
+            out.append(QuoteLine("tier_block", text, blocks, self.block_amount, blocks * self.block_amount, **bounds))
         if self.flat:
             out.append(QuoteLine("tier_flat", f"{name}: flat fee", _ONE, self.flat, self.flat, **bounds))
         return out

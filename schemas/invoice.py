@@ -62,9 +62,7 @@ Status = Literal["draft", "finalized", "paid", "partially_paid", "overdue", "voi
 # a fee billed in advance (negative); one_time; installment; minimum: a minimum-commitment true-up;
 # adjustment: late usage of an earlier, closed period; discount: a negative line item counted in the
 # subtotal (document-level coupons are `InvoiceDoc.discounts`, applied after the subtotal, never lines).
-LineKind = Literal[
-    "usage", "fixed", "fixed_credit", "one_time", "installment", "minimum", "adjustment", "discount"
-]
+LineKind = Literal["usage", "fixed", "fixed_credit", "one_time", "installment", "minimum", "adjustment", "discount"]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]  # an instant: an offset is required
 # UNCL 5305 tax category, as EN 16931 uses it: S standard, Z zero rated, E exempt, AE reverse charge, O outside
 TaxCategory = Literal["S", "Z", "E", "AE", "O"]

@@ -24,26 +24,26 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "meterstream",
         description="Download cache reused across runs (Kafka broker jars).",
     )
-    kafka_bootstrap: str | None = Field(
-        None, description="An existing broker; when set, no local broker is started."
-    )
+    kafka_bootstrap: str | None = Field(None, description="An existing broker; when set, no local broker is started.")
     kafka_port: int = Field(9092, ge=1, le=65534, description="Port of the local broker (its controller: port + 1).")
     kafka_version: str = Field("4.1.1", description="Apache Kafka version fetched from Maven Central.")
     kafka_heap: str = Field("1g", description="Local broker JVM heap (-Xmx).")
     kafka_brokers: int = Field(
-        1, ge=1, le=9, description="Nodes of the local KRaft cluster (`kafka start --brokers N`): node i listens on "
-        "kafka_port + 2(i-1), its controller on the port after; 3 gives replication factor 3, min.insync.replicas 2."
+        1,
+        ge=1,
+        le=9,
+        description="Nodes of the local KRaft cluster (`kafka start --brokers N`): node i listens on "
+        "kafka_port + 2(i-1), its controller on the port after; 3 gives replication factor 3, min.insync.replicas 2.",
     )
     topic_prefix: str = Field("", description="Prefix for every topic name (several pipelines, one broker).")
     partitions: int = Field(4, ge=1, description="Partitions of the usage and rated topics.")
     clickhouse_url: str | None = Field(
         None, description="http://host:8123 for a server; default chdb://<home>/clickhouse (embedded)."
     )
-    clickhouse_database: str = Field(
-        "meterstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database."
-    )
+    clickhouse_database: str = Field("meterstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Database.")
     clickhouse_cluster: str | None = Field(
-        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="A ClickHouse server cluster (remote_servers) name: replicated tables ON CLUSTER plus Distributed"
         " tables (aggregation/cluster_ddl.py); unset: single-node tables.",
     )
@@ -98,9 +98,7 @@ class Settings(BaseSettings):
     api_recent_ids: int = Field(
         200_000, ge=0, description="Event ids the API remembers (per process, ~150 B each) to answer `duplicate`."
     )
-    ops_host: str = Field(
-        "127.0.0.1", description="Address of /metrics and /healthz (0.0.0.0 in containers)."
-    )
+    ops_host: str = Field("127.0.0.1", description="Address of /metrics and /healthz (0.0.0.0 in containers).")
     processor_metrics_port: int = Field(9464, ge=1, le=65535, description="Stream processor /metrics and /healthz.")
     sink_metrics_port: int = Field(9465, ge=1, le=65535, description="ClickHouse sink /metrics and /healthz.")
     sink_batch_rows: int = Field(50_000, ge=1, description="Sink flushes after this many rows...")
@@ -126,8 +124,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="/healthz answers 503 when work waits (lag > 0) and nothing moved for this long."
     )
     watchdog_seconds: float = Field(
-        120.0, ge=0, description="A processor or sink stalled this long while Kafka answers exits (status 75) to be "
-        "restarted by its supervisor (0: never)."
+        120.0,
+        ge=0,
+        description="A processor or sink stalled this long while Kafka answers exits (status 75) to be "
+        "restarted by its supervisor (0: never).",
     )
     # --- the issuer of invoices (the seller printed on every invoice; docs/billing.md "Issuer and taxes") ---
     issuer_name: str = Field("Meterstream Demo GmbH", min_length=1, description="Issuer's legal name on invoices.")

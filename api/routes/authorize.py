@@ -87,7 +87,8 @@ class AuthorizeOut(BaseModel):
     currency: str
     balance: str = Field(description="the prepaid balance in the plan's currency")
     balance_source: Literal["stream", "ledger"] = Field(
-        description="stream: the processor's last snapshot (balances topic); ledger: computed now")
+        description="stream: the processor's last snapshot (balances topic); ledger: computed now"
+    )
     balance_as_of: str | None
     held: str = Field(description="what the customer's other active holds still reserve")
     available: str = Field(description="balance - held")

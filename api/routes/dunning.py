@@ -40,14 +40,17 @@ class LateFeeIn(_In):
                                      "still due")  # fmt: skip
     after_days: Days = Field(default=30, description="The first fee, days after the due date.")
     period_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] | None = Field(
-        default=30, description="Then one more fee every this many days while unpaid (null: once).")
+        default=30, description="Then one more fee every this many days while unpaid (null: once)."
+    )
     max_periods: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = Field(
-        default=None, description=f"At most this many fees per invoice (null: {MAX_STEPS}).")
+        default=None, description=f"At most this many fees per invoice (null: {MAX_STEPS})."
+    )
 
 
 class DunningPolicyIn(_In):
     reminder_days: list[Annotated[int, Field(ge=1, le=MAX_DAYS)]] = Field(
-        default=[3, 7, 14], max_length=MAX_STEPS, description="Reminders, days after the due date (increasing).")
+        default=[3, 7, 14], max_length=MAX_STEPS, description="Reminders, days after the due date (increasing)."
+    )
     late_fee: LateFeeIn | None = None
     suspend_after_last: bool = Field(default=False, description="A provisioning `suspend` the day after the last "
                                                                 "reminder (reason invoice_overdue).")  # fmt: skip

@@ -90,9 +90,7 @@ def _plain(d: Decimal) -> str:
     return format(d.normalize(), "f")
 
 
-def _load_rates(
-    rows: _Rows, problems: list
-) -> dict[str, list[tuple[Decimal, Decimal, Decimal, Decimal, Decimal]]]:
+def _load_rates(rows: _Rows, problems: list) -> dict[str, list[tuple[Decimal, Decimal, Decimal, Decimal, Decimal]]]:
     raw: dict[str, list] = {}
     for n, row in rows:
         where = f"{rows.name}:{n}"
@@ -117,9 +115,7 @@ def _rate_section(rid: str, groups: list, scale: Decimal, problems: list) -> dic
     if any(g[4] / scale != step for g in groups[1:]):
         problems.append((where, "all rows after the first must share one RateIncrement"))
     if len(groups) > 1 and first != step and groups[1][0] / scale != first:
-        problems.append(
-            (where, "second row must start where the first increment ends (e.g. 60s/1s from 60s)")
-        )
+        problems.append((where, "second row must start where the first increment ends (e.g. 60s/1s from 60s)"))
     out_groups: list[dict[str, Any]] = []
     for start, _, price, unit, _ in groups:
         per = unit / scale
@@ -213,9 +209,7 @@ def _load_telecom_csv(directory: Path, currency: str) -> TelecomPlan:
         where = f"{dr_rows.name}:{n}"
         method = ROUNDING.get(_col(row, 3) or "*middle")
         if method is None:
-            problems.append(
-                (f"{where}.RoundingMethod", f"unknown {_col(row, 3)!r} (use *up, *middle, *down)")
-            )
+            problems.append((f"{where}.RoundingMethod", f"unknown {_col(row, 3)!r} (use *up, *middle, *down)"))
             method = "half_up"
         decimals = int(_col(row, 4) or 4) if (_col(row, 4) or "4").isdigit() else -1
         if decimals < 0:

@@ -506,9 +506,7 @@ def _rate_cdr(
         if bundle_id is not None or b is None:
             if bundle_id is None and billed:
                 per = first_rate.per
-                precise = connect + (
-                    first_rate.price * billed if per == 1 else first_rate.price * billed / per
-                )
+                precise = connect + (first_rate.price * billed if per == 1 else first_rate.price * billed / per)
             else:
                 precise = connect
             max_cost = dest.max_cost
@@ -639,9 +637,7 @@ def _rate_general(
     for s, usage, billed, incs, rid, band, bid, fee, amount in raw:
         key = prefix + band
         by_line[key] = by_line.get(key, ZERO) + amount
-        segments.append(
-            _new_segment(Segment, (s, usage, billed, incs, rid, did, dgroup, band, bid, fee, amount))
-        )
+        segments.append(_new_segment(Segment, (s, usage, billed, incs, rid, did, dgroup, band, bid, fee, amount)))
     return _new_rated(
         RatedCDR,
         (

@@ -19,14 +19,17 @@ ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" 
 
 def test_the_statements_for_one_tenant() -> None:
     stmts = tenant_statements("meterstream", "acme", ["abc"])
-    assert stmts[0] == (f"CREATE USER OR REPLACE `acme` IDENTIFIED WITH sha256_hash BY '{ABC_SHA256}' "
-                        "SETTINGS readonly = 2")
+    assert stmts[0] == (
+        f"CREATE USER OR REPLACE `acme` IDENTIFIED WITH sha256_hash BY '{ABC_SHA256}' SETTINGS readonly = 2"
+    )
     assert stmts[1] == ("CREATE ROW POLICY OR REPLACE `meterstream_tenant_acme` ON `meterstream`.`rated_usage` "
                         "AS PERMISSIVE FOR SELECT USING tenant = 'acme' TO `acme`")  # fmt: skip
     assert len(stmts) == 1 + len(TENANT_TABLES) + len(TENANT_TABLES) + len(SCHEMA_VIEWS) + len(view_names())
     assert "GRANT SELECT ON `meterstream`.`usage_monthly` TO `acme`" in stmts
-    assert ("CREATE ROW POLICY OR REPLACE `meterstream_tenant_acme` ON `meterstream`.`dead_letters` AS PERMISSIVE FOR "
-            "SELECT USING tenant = 'acme' OR (tenant = '' AND startsWith(kafka_key, 'acme/')) TO `acme`") in stmts
+    assert (
+        "CREATE ROW POLICY OR REPLACE `meterstream_tenant_acme` ON `meterstream`.`dead_letters` AS PERMISSIVE FOR "
+        "SELECT USING tenant = 'acme' OR (tenant = '' AND startsWith(kafka_key, 'acme/')) TO `acme`"
+    ) in stmts
     assert not any("period_closes" in s for s in stmts)  # operator data, no tenant column: not granted
 
 

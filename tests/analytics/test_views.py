@@ -81,8 +81,11 @@ def test_every_view_exists_and_has_a_tenant_column(chdb_client, db: str) -> None
 
 
 def test_usage_by_month_per_customer_subject_meter(chdb_client, db: str) -> None:
-    rows = _rows(chdb_client, f"SELECT customer, subject, meter, month, events, quantity, amount "
-                              f"FROM {db}.usage_monthly WHERE tenant = 't1' ORDER BY customer, meter, month, subject")
+    rows = _rows(
+        chdb_client,
+        f"SELECT customer, subject, meter, month, events, quantity, amount "
+        f"FROM {db}.usage_monthly WHERE tenant = 't1' ORDER BY customer, meter, month, subject",
+    )
     assert rows == [
         ("c1", "u1", "api_calls", date(2026, 9, 1), 2, D(140), D("1.40")),  # e1 100 + e6 40; 1.00 + 0.40
         ("c1", "u2", "api_calls", date(2026, 9, 1), 1, D(50), D("0.50")),
@@ -105,8 +108,11 @@ def test_usage_per_dimension_by_hour_rolls_up_to_months(chdb_client, db: str) ->
 
 
 def test_rated_revenue_by_plan_meter_customer(chdb_client, db: str) -> None:
-    rows = _rows(chdb_client, f"SELECT period, plan, meter, customer, events, quantity, amount "
-                              f"FROM {db}.rated_revenue_monthly WHERE tenant = 't1' AND period = '2026-09'")
+    rows = _rows(
+        chdb_client,
+        f"SELECT period, plan, meter, customer, events, quantity, amount "
+        f"FROM {db}.rated_revenue_monthly WHERE tenant = 't1' AND period = '2026-09'",
+    )
     assert rows == [("2026-09", "basic", "api_calls", "c1", 3, D(190), D("1.90"))]  # e1 + e2 + e6
     by_plan = _rows(chdb_client, f"SELECT plan, sum(amount) FROM {db}.rated_revenue_monthly GROUP BY 1 ORDER BY 1")
     # t1 basic: 1.90 (Sept api) + 3.00 + 0.13837 + 0.000685 + 1.40 = 6.439055; t2 pro: 99
@@ -155,8 +161,11 @@ def test_usage_spikes_against_the_trailing_seven_day_average(chdb_client, db: st
     assert rows[date(2026, 10, 1)] == (D(10), D(0), None)  # nothing before
     assert rows[date(2026, 10, 2)] == (D(10), D("1.428571428571"), D(7))  # 10 / 7 truncated; 10 x 7 / 10 exact
     assert rows[date(2026, 10, 8)] == (D(70), D(10), D(7))  # 7 days x 10 / 7 = 10; 70 / 10 = 7: the spike
-    spikes = _rows(chdb_client, f"SELECT customer, day, ratio_to_trailing_avg FROM {db}.usage_spikes_daily "
-                                "WHERE tenant = 't1' AND ratio_to_trailing_avg >= 5 ORDER BY day, customer")
+    spikes = _rows(
+        chdb_client,
+        f"SELECT customer, day, ratio_to_trailing_avg FROM {db}.usage_spikes_daily "
+        "WHERE tenant = 't1' AND ratio_to_trailing_avg >= 5 ORDER BY day, customer",
+    )
     # c3 on 10-03: 10 x 7 / 20 = 3.5, not one; c1 on 10-03: 300 x 7 / 40 (e6 on 09-30) = 52.5
     assert spikes == [("c3", date(2026, 10, 2), D(7)), ("c1", date(2026, 10, 3), D("52.5")),
                       ("c3", date(2026, 10, 8), D(7))]  # fmt: skip
@@ -195,8 +204,11 @@ def test_cost_per_user_is_the_invoice_s_shares_and_adds_up_to_each_line(chdb_cli
     chdb_client.insert(f"{db}.invoices", [["t3", "c9", "2026-10", "inv-c9", "basic", "USD", D("11.00"), D("11.00"), 2,
                                            orjson.dumps({"version": 2, "lines": lines}).decode(),
                                            _at(2026, 11, 1, 1)]])  # fmt: skip
-    rows = _rows(chdb_client, f"SELECT line_no, kind, applies_to, subject, quantity, amount, line_amount "
-                              f"FROM {db}.cost_per_user WHERE tenant = 't3' ORDER BY line_no, subject")
+    rows = _rows(
+        chdb_client,
+        f"SELECT line_no, kind, applies_to, subject, quantity, amount, line_amount "
+        f"FROM {db}.cost_per_user WHERE tenant = 't3' ORDER BY line_no, subject",
+    )
     # 1000 cents / 3 = 333 each and 1 left, to the first in subject order; 100 x 2/3 = 66.67 -> 67, 33.33 -> 33
     assert rows == [
         (1, "usage", "", "u1", D(10), D("3.34"), D("10.00")),

@@ -30,7 +30,6 @@ def topic_messages(settings: Settings, which: str) -> list[tuple[bytes | None, d
     return [(m.key(), orjson.loads(m.value())) for m in read_topic(settings, topic, timeout=30)]
 
 
-
 def bearer(client: TestClient, tenant: str = "acme", role: str = "ingest") -> dict[str, str]:
     _info, token = client.app.state.keys.create(tenant, role, "test")
     return {"Authorization": f"Bearer {token}"}

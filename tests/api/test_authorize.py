@@ -145,7 +145,11 @@ def test_the_balance_from_the_feed_snapshot(app) -> None:  # type: ignore[no-unt
     # 0.40 = 0.10 + 5 x 0.06: 300 s
     a = call(client, ingest)
     assert (a["balance"], a["balance_source"], a["balance_as_of"], a["allowed"]) == (
-        "0.40", "stream", "2026-12-01T10:00:00Z", "300")
+        "0.40",
+        "stream",
+        "2026-12-01T10:00:00Z",
+        "300",
+    )
     # a snapshot in another currency is not this plan's balance: the ledger answers (1.00 -> 900 s)
     feed_of(application).put(BalanceSnapshot(tenant="t1", customer="c1", currency="USD", balance="0",
                                              consumed="0", as_of="2026-12-01T10:00:00Z"))  # fmt: skip

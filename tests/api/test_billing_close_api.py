@@ -74,7 +74,12 @@ def test_an_operator_closes_a_period_through_the_api_behind_the_guards(
     assert r.status_code == 200, r.text
     answer = r.json()
     assert (answer["period"], answer["invoices"], answer["totals"], answer["failed"], answer["forced"]) == (
-        "2026-10", 1, {"USD": "10.00"}, [], True)
+        "2026-10",
+        1,
+        {"USD": "10.00"},
+        [],
+        True,
+    )
     assert orjson.loads((out / "2026-10" / "t1" / "c1.json").read_bytes())["total"] == "10.00"
 
     # closed: closing again re-issues the stored documents, no guard stands in the way

@@ -50,17 +50,23 @@ def test_a_tenant_admin_closes_one_of_its_customers(
 
     r = client.post("/v1/billing/close", json={**body, "tenant": "t2"}, headers=t1)
     assert r.status_code == 403 and r.json()["error"]["field"] == "tenant"
-    r = client.post("/v1/billing/close", json={"period": "2026-10", "tenant": "t1"}, headers=bearer(client, "ops",
-                                                                                                    "admin"))
+    r = client.post(
+        "/v1/billing/close", json={"period": "2026-10", "tenant": "t1"}, headers=bearer(client, "ops", "admin")
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "tenant"
-    assert client.post("/v1/billing/close", json={"period": "2026-10", "force": True},
-                       headers=t1).status_code == 403  # the whole period stays an operator action
+    assert (
+        client.post("/v1/billing/close", json={"period": "2026-10", "force": True}, headers=t1).status_code == 403
+    )  # the whole period stays an operator action
 
     r = client.post("/v1/billing/close", json=body, headers=t1)
     assert r.status_code == 200, r.text
     answer = r.json()
     assert (answer["invoices"], answer["totals"], answer["customers"], answer["failed"]) == (
-        1, {"USD": "10.00"}, ["t1/c1"], [])
+        1,
+        {"USD": "10.00"},
+        ["t1/c1"],
+        [],
+    )
     assert sorted(p.name for p in (out / "2026-10" / "t1").iterdir()) == ["c1.json"]
     doc = orjson.loads((out / "2026-10" / "t1" / "c1.json").read_bytes())
     assert (doc["total"], doc["number"], doc["status"]) == ("10.00", "DEMO-2026-000001", "finalized")

@@ -74,8 +74,11 @@ def test_event_flow_metric_subscription_duplicates(lago_client: TestClient) -> N
     assert UnmatchedRepository(c.app.state.sessions).count("lago-t", event_type="storage") == 1
 
     # the subscription belongs to customer acme; creating the metric replays the kept event
-    resp = c.post(f"{BASE}/subscriptions", json={"subscription": {"external_id": "sub-1",
-                  "external_customer_id": "acme"}}, headers=admin)  # fmt: skip  (no plan_code: attribution only)
+    resp = c.post(
+        f"{BASE}/subscriptions",
+        json={"subscription": {"external_id": "sub-1", "external_customer_id": "acme"}},
+        headers=admin,
+    )  # fmt: skip  (no plan_code: attribution only)
     assert resp.status_code == 200, resp.text
     assert resp.json()["subscription"]["external_customer_id"] == "acme"
     created = metric(c, admin, "storage")

@@ -77,7 +77,11 @@ def test_applied_coupons_with_the_rest_derived_from_issued_invoices(app_and_lago
     applied = lago.applied_coupons.create(AppliedCoupon(external_customer_id="c1", coupon_code="startup",
                                                         amount_cents=6000, amount_currency="EUR"))  # fmt: skip
     assert (applied.coupon_code, applied.amount_cents, applied.amount_cents_remaining, applied.status) == (
-        "startup", 6000, 6000, "active")  # the override: 60.00 instead of 50.00
+        "startup",
+        6000,
+        6000,
+        "active",
+    )  # the override: 60.00 instead of 50.00
     with pytest.raises(LagoApiError) as twice:
         lago.applied_coupons.create(AppliedCoupon(external_customer_id="c1", coupon_code="startup"))
     assert list(twice.value.response["error_details"]) == ["coupon_code"]

@@ -51,7 +51,10 @@ def test_current_usage_equals_the_hand_calculation_and_the_close(chdb_client, tm
     assert (usage["currency"], usage["amount_cents"], usage["total_amount_cents"]) == ("USD", 706, 706)
     by_code = {c["billable_metric"]["code"]: c for c in usage["charges_usage"]}
     assert (by_code["storage"]["units"], by_code["storage"]["amount_cents"], by_code["storage"]["events_count"]) == (
-        "15", 700, 2)
+        "15",
+        700,
+        2,
+    )
     assert (by_code["api_calls"]["units"], by_code["api_calls"]["amount_cents"], by_code["api_calls"]["events_count"]
             ) == ("3", 6, 3)  # fmt: skip
     assert usage["from_datetime"] == month.strftime("%Y-%m-%dT%H:%M:%SZ")

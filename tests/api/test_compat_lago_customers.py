@@ -73,7 +73,11 @@ def test_create_is_an_upsert_and_find_reads_it(client) -> None:  # type: ignore[
     assert resp.status_code == 200, resp.text
     created = resp.json()["customer"]
     assert (created["external_id"], created["currency"], created["country"], created["zipcode"]) == (
-        "acme", "EUR", "FR", "75002")
+        "acme",
+        "EUR",
+        "FR",
+        "75002",
+    )
     assert (created["net_payment_term"], created["billing_configuration"]["invoice_grace_period"]) == (30, 3)
     assert created["metadata"][0]["key"] == "crm_id" and created["metadata"][0]["value"] == "42"
     assert created["applicable_timezone"] == "Europe/Paris"

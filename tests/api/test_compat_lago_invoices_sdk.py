@@ -79,8 +79,10 @@ def test_invoices_through_the_sdk(lago) -> None:  # type: ignore[no-untyped-def]
 
     listed = sdk.invoices.find_all()["invoices"]
     assert [i.lago_id for i in listed] == ["INV-EX", "INV-US", "INV-DR"]  # issue date, number, drafts last
-    assert [i.lago_id for i in sdk.invoices.find_all({"external_customer_id": "globex"})["invoices"]] == ["INV-US",
-                                                                                                          "INV-DR"]
+    assert [i.lago_id for i in sdk.invoices.find_all({"external_customer_id": "globex"})["invoices"]] == [
+        "INV-US",
+        "INV-DR",
+    ]
     (draft,) = sdk.invoices.find_all({"status": "draft"})["invoices"]
     assert (draft.lago_id, draft.number, draft.status) == ("INV-DR", "DRAFT", "draft")
     assert sdk.invoices.find_all({"status": "failed"})["invoices"] == []

@@ -169,7 +169,11 @@ def test_create_find_update_list_destroy(client) -> None:  # type: ignore[no-unt
     assert resp.status_code == 200, resp.text
     created = resp.json()["plan"]
     assert (created["code"], created["amount_cents"], created["interval"], created["meterstream"]["rating_id"]) == (
-        "pro", 1000, "monthly", "pro@1")
+        "pro",
+        1000,
+        "monthly",
+        "pro@1",
+    )
     assert created["charges"][0]["lago_billable_metric_id"] == storage
     found = client.get(f"{BASE}/plans/pro", headers=reader).json()["plan"]
     assert found == created
@@ -228,5 +232,5 @@ def test_a_plan_of_the_own_api_with_finer_prices_is_shown() -> None:
         "egress": {"model": "flat", "amount": "1"}})  # fmt: skip
     obj = plan_object(doc, lambda m: None)
     assert [(c["billable_metric_code"], c["properties"], c["min_amount_cents"]) for c in obj["charges"]] == [
-        ("storage", {"amount": "0.000137"}, 13)]  # 0.125 shown as 13 cents (half away from zero); flat left out
-
+        ("storage", {"amount": "0.000137"}, 13)
+    ]  # 0.125 shown as 13 cents (half away from zero); flat left out

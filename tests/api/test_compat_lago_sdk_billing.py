@@ -166,8 +166,18 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
     label = f"{month:%Y-%m}"
     out = tmp_path / "inv"
     done = subprocess.run(
-        [sys.executable, "-m", "meterstream.deploy.cli", "close", "--period", label, "--out", str(out), "--no-publish",
-         "--force"],
+        [
+            sys.executable,
+            "-m",
+            "meterstream.deploy.cli",
+            "close",
+            "--period",
+            label,
+            "--out",
+            str(out),
+            "--no-publish",
+            "--force",
+        ],
         env=env,
         cwd=ROOT,
         capture_output=True,

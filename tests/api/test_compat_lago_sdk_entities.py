@@ -59,7 +59,12 @@ def test_plans_customers_subscriptions_through_the_sdk(lago: Client) -> None:
                                          properties={"graduated_ranges": ranges}, min_amount_cents=100)]),
     ))  # fmt: skip
     assert (plan.code, plan.interval, plan.amount_cents, plan.amount_currency, plan.pay_in_advance) == (
-        "pro", "yearly", 12000, "EUR", True)
+        "pro",
+        "yearly",
+        12000,
+        "EUR",
+        True,
+    )
     assert plan.minimum_commitment.amount_cents == 20000
     (ch,) = plan.charges.__root__
     assert (ch.lago_billable_metric_id, ch.billable_metric_code, ch.min_amount_cents) == (storage.lago_id, "storage",
@@ -77,7 +82,10 @@ def test_plans_customers_subscriptions_through_the_sdk(lago: Client) -> None:
         billing_configuration=CustomerBillingConfiguration(invoice_grace_period=2), net_payment_term=30,
     ))  # fmt: skip
     assert (customer.timezone, customer.net_payment_term, customer.billing_configuration.invoice_grace_period) == (
-        "Europe/Paris", 30, 2)
+        "Europe/Paris",
+        30,
+        2,
+    )
     assert [(m.key, m.value) for m in customer.metadata.__root__] == [("crm", "42")]
     assert lago.customers.find("acme").email == "ap@acme.test"
 

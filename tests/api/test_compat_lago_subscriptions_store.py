@@ -45,12 +45,20 @@ def test_create_on_a_plan_makes_a_store_subscription_and_its_customer(client) ->
     assert resp.status_code == 200, resp.text
     obj = resp.json()["subscription"]
     assert (obj["external_id"], obj["external_customer_id"], obj["plan_code"], obj["status"]) == (
-        "s1", "acme", "pro", "active")
+        "s1",
+        "acme",
+        "pro",
+        "active",
+    )
     assert (obj["billing_time"], obj["subscription_at"], obj["plan_amount_cents"]) == (
-        "anniversary", "2026-11-01T00:00:00.000Z", 1000)
+        "anniversary",
+        "2026-11-01T00:00:00.000Z",
+        1000,
+    )
     stored = get_subscription(client.app.state.sessions, "t1", "s1")
     assert [(p.plan_code, p.plan_version, p.start) for p in stored.phases] == [
-        ("pro", 1, datetime(2026, 11, 1, tzinfo=UTC))]
+        ("pro", 1, datetime(2026, 11, 1, tzinfo=UTC))
+    ]
     assert stored.billing_anchor == "anniversary"
     customer = get_customer_doc(client.app.state.sessions, "t1", "acme")  # created as Lago does
     assert (customer.name, customer.currency) == ("acme", "USD")
@@ -144,12 +152,22 @@ def test_current_usage_is_lagos_shape_of_the_draft_invoice(client) -> None:  # t
     body = resp.json()["customer_usage"]
     assert calls == [(CLICKHOUSE, "t1", "s1")]
     assert (body["from_datetime"], body["to_datetime"], body["issuing_date"]) == (
-        "2026-12-01T00:00:00Z", "2026-12-31T23:59:59Z", "2027-01-01")  # local date in Paris
+        "2026-12-01T00:00:00Z",
+        "2026-12-31T23:59:59Z",
+        "2027-01-01",
+    )  # local date in Paris
     assert (body["currency"], body["amount_cents"], body["total_amount_cents"], body["taxes_amount_cents"]) == (
-        "USD", 656, 656, 0)  # 2.50 + 4.00 + 0.06: usage only, as Lago's current usage
+        "USD",
+        656,
+        656,
+        0,
+    )  # 2.50 + 4.00 + 0.06: usage only, as Lago's current usage
     by_code = {c["billable_metric"]["code"]: c for c in body["charges_usage"]}
     assert (by_code["storage"]["units"], by_code["storage"]["amount_cents"], by_code["storage"]["events_count"]) == (
-        "15", 650, 3)
+        "15",
+        650,
+        3,
+    )
     assert (by_code["api_calls"]["units"], by_code["api_calls"]["amount_cents"]) == ("3", 6)
     assert by_code["api_calls"]["charge"]["charge_model"] == "standard"
     assert by_code["storage"]["charge"]["charge_model"] == "graduated"

@@ -52,4 +52,8 @@ def test_drafts_are_listed_and_the_close_finalizes_the_same_record(
     assert client.get("/v1/invoices?status=draft", headers=key).json()["items"] == []
     [final] = client.get("/v1/invoices", headers=key).json()["items"]
     assert (final["invoice_id"], final["status"], final["number"], final["total"]) == (
-        draft["invoice_id"], "finalized", "DEMO-2026-000001", "15.00")
+        draft["invoice_id"],
+        "finalized",
+        "DEMO-2026-000001",
+        "15.00",
+    )

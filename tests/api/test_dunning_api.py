@@ -87,6 +87,9 @@ def test_the_state_after_a_collections_run(client: TestClient) -> None:
     run_dunning(sf, date(2026, 11, 14))
     state = client.get("/v1/customers/c1/dunning", headers=admin).json()
     assert [(s["step"], s["due_on"]) for s in state["steps"]] == [
-        ("reminder:1", "2026-10-18"), ("suspend", "2026-10-19"), ("late_fee:1", "2026-11-14")]
+        ("reminder:1", "2026-10-18"),
+        ("suspend", "2026-10-19"),
+        ("late_fee:1", "2026-11-14"),
+    ]
     assert (state["suspended"], state["suspended_for"]) == (True, ["inv-1"])
     assert [(c["amount"], c["amount_minor"], c["billed_invoice_id"]) for c in state["charges"]] == [("2.00", 200, None)]

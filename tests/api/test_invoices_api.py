@@ -76,8 +76,7 @@ def test_invoices_payments_credit_notes_and_export(client: TestClient) -> None:
     assert made.json()["allocations"] == [{"invoice_id": "INV-A", "number": "ACME-2026-000001", "amount": "324.07"}]
     again = client.post("/v1/payments", json=pay, headers=admin)  # a retry: counted once
     assert (again.status_code, again.json()["amount"]) == (200, "324.07")
-    assert error(client.post("/v1/payments", json={**pay, "amount": "10.00"}, headers=admin))[::2] == (409,
-                                                                                                    "reference")
+    assert error(client.post("/v1/payments", json={**pay, "amount": "10.00"}, headers=admin))[::2] == (409, "reference")
     assert error(client.post("/v1/payments", json={**pay, "amount": 10.5, "reference": "tr-f"},
                              headers=admin))[::2] == (422, "amount")  # fmt: skip
     over = client.post("/v1/payments", json={**pay, "amount": "1000.01", "reference": "tr-2"}, headers=admin)
@@ -118,8 +117,11 @@ def test_invoices_payments_credit_notes_and_export(client: TestClient) -> None:
     assert error(client.post("/v1/invoices/INV-B/void", json={}, headers=admin))[::2] == (422, "reason")
     voided = client.post("/v1/invoices/INV-B/void", json={"reason": "sent twice"}, headers=admin)
     assert voided.status_code == 200
-    assert (voided.json()["status"], voided.json()["void_reason"], voided.json()["amount_due"]) == ("voided",
-                                                                                                  "sent twice", "0.00")
+    assert (voided.json()["status"], voided.json()["void_reason"], voided.json()["amount_due"]) == (
+        "voided",
+        "sent twice",
+        "0.00",
+    )
     assert error(client.post("/v1/payments", json={**pay, "invoice_id": "INV-B", "reference": "tr-4"},
                              headers=admin))[::2] == (409, "status")  # fmt: skip
 
@@ -136,7 +138,9 @@ def test_invoices_payments_credit_notes_and_export(client: TestClient) -> None:
     assert [p["reference"] for p in body["payments"]] == ["tr-1"]
     rows = list(csv.DictReader(io.StringIO(client.get("/v1/exports/2026-12.csv", headers=reader).text)))
     assert [(r["number"], r["total"], r["credited"], r["paid"]) for r in rows] == [
-        ("ACME-2026-000001", "1324.07", "1324.07", "324.07"), ("ACME-2026-000002", "1324.07", "0.00", "0.00")]
+        ("ACME-2026-000001", "1324.07", "1324.07", "324.07"),
+        ("ACME-2026-000002", "1324.07", "0.00", "0.00"),
+    ]
     pay_csv = client.get("/v1/exports/2026-12.csv", params={"kind": "payments"}, headers=reader)
     assert pay_csv.headers["content-type"].startswith("text/csv")
     assert pay_csv.text.splitlines()[1] == "tr-1,2026-12-05,cust-1,USD,324.07,ACME-2026-000001,INV-A,324.07"
@@ -350,8 +354,11 @@ def test_the_ubl_e_invoice_of_a_stored_invoice(sqlite_client: TestClient) -> Non
 
     # a credit note of 107.25, tax included, at the invoice's 7.25 %: 107.25 / 1.0725 = 100.00 net + 7.25 tax
     admin = key(c)
-    made = c.post("/v1/credit_notes", json={"invoice_id": "INV-U", "reason": "goodwill",
-                                            "lines": [{"description": "Goodwill", "amount": "107.25"}]}, headers=admin)
+    made = c.post(
+        "/v1/credit_notes",
+        json={"invoice_id": "INV-U", "reason": "goodwill", "lines": [{"description": "Goodwill", "amount": "107.25"}]},
+        headers=admin,
+    )
     note = c.get(f"/v1/credit_notes/{made.json()['credit_note_id']}/ubl", headers=reader)
     assert note.status_code == 200 and note.headers["content-type"] == "application/xml"
     cn = etree.fromstring(note.content)

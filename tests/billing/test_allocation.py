@@ -113,7 +113,7 @@ def test_apportion_refuses_a_total_out_of_reach() -> None:
         apportion([1, 1], 2, 3)
 
 
-cents = st.integers(min_value=-10**12, max_value=10**12)
+cents = st.integers(min_value=-(10**12), max_value=10**12)
 quantities = st.dictionaries(
     st.text("abcdefgh", min_size=1, max_size=4),
     st.decimals(min_value=0, max_value=10**9, places=6, allow_nan=False, allow_infinity=False),

@@ -66,8 +66,12 @@ def test_arrears_upgrade_matches_lago() -> None:
     assert (a.plan, a.quantity, a.amount, a.period_days, a.timing) == ("a@1", 14, D("45.16"), 31, "arrears")
     assert (b.plan, b.quantity, b.amount) == ("b@1", 17, D("109.68"))
     # the lines cover local days: January 1st 00:00 Paris = Dec 31 23:00Z; the 15th 00:00 Paris = 14th 23:00Z
-    assert (a.start, a.end, b.start, b.end) == (utc(2025, 12, 31, 23), utc(2026, 1, 14, 23), utc(2026, 1, 14, 23),
-                                                utc(2026, 1, 31, 23))
+    assert (a.start, a.end, b.start, b.end) == (
+        utc(2025, 12, 31, 23),
+        utc(2026, 1, 14, 23),
+        utc(2026, 1, 14, 23),
+        utc(2026, 1, 31, 23),
+    )
     assert b.to_json()["start"] == "2026-01-14T23:00:00Z" and b.to_json()["amount"] == "109.68"
     # February: B in full, 200.00
     assert amounts(invoice(charges, utc(2026, 2, 10))) == [("fixed", "b@1", "200.00")]
@@ -141,13 +145,19 @@ def test_installments_add_up_and_fall_due_on_cancellation() -> None:
     charges = SubscriptionCharges(sub(phase("a", utc(2026, 1, 20))), lookup)
     # 100.00 / 3 = 33.33 (rounded down to the cent) twice, the last takes the rest: 100.00 - 66.66 = 33.34
     paid = [amounts(invoice(charges, utc(2026, m, 25))) for m in (1, 2, 3, 4)]
-    assert paid == [[("installment", "a@1", "33.33")], [("installment", "a@1", "33.33")],
-                    [("installment", "a@1", "33.34")], []]
+    assert paid == [
+        [("installment", "a@1", "33.33")],
+        [("installment", "a@1", "33.33")],
+        [("installment", "a@1", "33.34")],
+        [],
+    ]
     assert invoice(charges, utc(2026, 2, 1))[0].description == "Phone (A), payment 2 of 3"
     # canceled in February: payments 2 and 3 are due on February's invoice
     canceled = SubscriptionCharges(sub(phase("a", utc(2026, 1, 20), utc(2026, 2, 10))), lookup)
-    assert amounts(invoice(canceled, utc(2026, 2, 1))) == [("installment", "a@1", "33.33"),
-                                                          ("installment", "a@1", "33.34")]
+    assert amounts(invoice(canceled, utc(2026, 2, 1))) == [
+        ("installment", "a@1", "33.33"),
+        ("installment", "a@1", "33.34"),
+    ]
     assert invoice(canceled, utc(2026, 3, 1)) == []
 
 
@@ -163,8 +173,10 @@ def test_minimum_commitment_true_up() -> None:
     # started January 16th: 16 of 31 days. Minimum: 100 - round(100 x 15/31 = 48.387...) = 51.61;
     # fee: 20 - round(20 x 15/31 = 9.677...) = 10.32; true-up: 51.61 - 30.00 - 10.32 = 11.29
     late = SubscriptionCharges(sub(phase("a", utc(2026, 1, 16))), lookup)
-    assert amounts(invoice(late, utc(2026, 1, 20), D(30))) == [("fixed", "a@1", "10.32"),
-                                                               ("minimum_true_up", "a@1", "11.29")]
+    assert amounts(invoice(late, utc(2026, 1, 20), D(30))) == [
+        ("fixed", "a@1", "10.32"),
+        ("minimum_true_up", "a@1", "11.29"),
+    ]
 
 
 def test_fixed_overrides_and_addons() -> None:
@@ -175,32 +187,55 @@ def test_fixed_overrides_and_addons() -> None:
     january = invoice(SubscriptionCharges(s, lookup), utc(2026, 1, 1))
     # the customer's 12.50 instead of 10.00; the add-on's version in force on January 1st (v1, 5.00 and
     # not v2's 7.00, published in June); each for January and for February in advance
-    assert amounts(january) == [("fixed", "a@1", "12.50"), ("fixed", "support@1", "5.00"),
-                                ("fixed", "a@1", "12.50"), ("fixed", "support@1", "5.00")]
+    assert amounts(january) == [
+        ("fixed", "a@1", "12.50"),
+        ("fixed", "support@1", "5.00"),
+        ("fixed", "a@1", "12.50"),
+        ("fixed", "support@1", "5.00"),
+    ]
     assert january[0].unit_price == D("12.5")
 
 
 @pytest.mark.parametrize(
     ("doc", "plans", "message"),
     [
-        (sub(phase("a", utc(2026, 1, 1), fixed_overrides={"nope": D(1)})), [plan("a", "10")],
-         r"phases\[0\]\.fixed_overrides\.nope: plan a@1 has no fixed charge 'nope'"),
-        (sub(phase("a", utc(2026, 1, 1), fixed_overrides={"base": D(-1)})), [plan("a", "10")],
-         r"phases\[0\]\.fixed_overrides\.base: must not be negative"),
-        (sub(phase("a", utc(2026, 1, 1), utc(2026, 2, 1)), phase("b", utc(2026, 1, 20))),
-         [plan("a", "10"), plan("b", "10")], r"phases\[1\]\.start: phases must be ordered and must not overlap"),
+        (
+            sub(phase("a", utc(2026, 1, 1), fixed_overrides={"nope": D(1)})),
+            [plan("a", "10")],
+            r"phases\[0\]\.fixed_overrides\.nope: plan a@1 has no fixed charge 'nope'",
+        ),
+        (
+            sub(phase("a", utc(2026, 1, 1), fixed_overrides={"base": D(-1)})),
+            [plan("a", "10")],
+            r"phases\[0\]\.fixed_overrides\.base: must not be negative",
+        ),
+        (
+            sub(phase("a", utc(2026, 1, 1), utc(2026, 2, 1)), phase("b", utc(2026, 1, 20))),
+            [plan("a", "10"), plan("b", "10")],
+            r"phases\[1\]\.start: phases must be ordered and must not overlap",
+        ),
         (sub(phase("a", utc(2026, 1, 1))), [plan("b", "10")], r"phases\[0\]\.plan_code: plan a@1 not found"),
-        (sub(phase("a", utc(2026, 1, 1), utc(2026, 2, 1)), phase("b", utc(2026, 2, 1))),
-         [plan("a", "10"), plan("b", "10", currency="EUR")],
-         r"phases\[1\]\.plan_code: plan b@1 is in EUR, the subscription in USD"),
-        (sub(phase("a", utc(2026, 1, 1), addons=["a"])), [plan("a", "10")],
-         r"phases\[0\]\.addons\[0\]: plan a@1 is not an add-on"),
-        (sub(phase("a", utc(2026, 1, 1))), [plan("a", "10", addon=True)],
-         r"phases\[0\]\.plan_code: a@1 is an add-on, not a main plan"),
+        (
+            sub(phase("a", utc(2026, 1, 1), utc(2026, 2, 1)), phase("b", utc(2026, 2, 1))),
+            [plan("a", "10"), plan("b", "10", currency="EUR")],
+            r"phases\[1\]\.plan_code: plan b@1 is in EUR, the subscription in USD",
+        ),
+        (
+            sub(phase("a", utc(2026, 1, 1), addons=["a"])),
+            [plan("a", "10")],
+            r"phases\[0\]\.addons\[0\]: plan a@1 is not an add-on",
+        ),
+        (
+            sub(phase("a", utc(2026, 1, 1))),
+            [plan("a", "10", addon=True)],
+            r"phases\[0\]\.plan_code: a@1 is an add-on, not a main plan",
+        ),
         (sub(phase("a", datetime(2026, 1, 1))), [plan("a", "10")], r"phases\[0\]\.start: naive datetime"),
-        (sub(phase("a", utc(2026, 1, 1))),
-         [plan("a", None, fixed=[FixedCharge(code="y", name="Y", amount=D(1), interval="yearly")])],
-         r"phases\[0\]: plan a@1 fixed\[0\]\.interval is yearly, the billing period monthly"),
+        (
+            sub(phase("a", utc(2026, 1, 1))),
+            [plan("a", None, fixed=[FixedCharge(code="y", name="Y", amount=D(1), interval="yearly")])],
+            r"phases\[0\]: plan a@1 fixed\[0\]\.interval is yearly, the billing period monthly",
+        ),
         (sub(), [], r"phases: a subscription needs at least one phase"),
     ],
 )
@@ -241,8 +276,11 @@ def test_property_same_price_phases_bill_the_full_fee(
 
 def test_a_gap_between_phases_and_an_empty_phase() -> None:
     lookup = lookup_from([plan("a", "28")])
-    s = sub(phase("a", utc(2026, 1, 1), utc(2026, 2, 10, 8)), phase("a", utc(2026, 3, 15), utc(2026, 3, 15)),
-            phase("a", utc(2026, 3, 15)))
+    s = sub(
+        phase("a", utc(2026, 1, 1), utc(2026, 2, 10, 8)),
+        phase("a", utc(2026, 3, 15), utc(2026, 3, 15)),
+        phase("a", utc(2026, 3, 15)),
+    )
     charges = SubscriptionCharges(s, lookup)
     # February: billed 28.00 in advance; used Feb 1..10 (10 of 28 days): 28 - round(28 x 10/28) = 18.00 back;
     # nothing in advance for March (no phase on March 1st)
@@ -290,8 +328,11 @@ def test_anniversary_month_end_and_dst_in_the_customer_zone() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    fees=st.lists(st.decimals(min_value=0, max_value=D(10000), places=2, allow_nan=False, allow_infinity=False),
-                  min_size=1, max_size=6),
+    fees=st.lists(
+        st.decimals(min_value=0, max_value=D(10000), places=2, allow_nan=False, allow_infinity=False),
+        min_size=1,
+        max_size=6,
+    ),
     cuts=st.sets(st.integers(min_value=1, max_value=30), min_size=5, max_size=5),
     hours=st.integers(min_value=0, max_value=23),
 )

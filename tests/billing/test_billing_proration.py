@@ -157,10 +157,18 @@ def test_day_spans_rules() -> None:
     assert day_spans([(utc(2026, 1, 1), utc(2026, 1, 20))], s) == [DaySpan(date(2026, 1, 1), date(2026, 1, 20))]
     # a phase that starts and ends on a day another phase takes over charges nothing
     spans = day_spans(
-        [(utc(2026, 1, 1), utc(2026, 1, 10, 12)), (utc(2026, 1, 10, 12), utc(2026, 1, 10, 18)),
-         (utc(2026, 1, 10, 18), None)], s)
-    assert spans == [DaySpan(date(2026, 1, 1), date(2026, 1, 10)), DaySpan(date(2026, 1, 10), date(2026, 1, 10)),
-                     DaySpan(date(2026, 1, 10), None)]
+        [
+            (utc(2026, 1, 1), utc(2026, 1, 10, 12)),
+            (utc(2026, 1, 10, 12), utc(2026, 1, 10, 18)),
+            (utc(2026, 1, 10, 18), None),
+        ],
+        s,
+    )
+    assert spans == [
+        DaySpan(date(2026, 1, 1), date(2026, 1, 10)),
+        DaySpan(date(2026, 1, 10), date(2026, 1, 10)),
+        DaySpan(date(2026, 1, 10), None),
+    ]
     # a gap: the day the first phase ends is its own (the next one starts days later)
     spans = day_spans([(utc(2026, 1, 1), utc(2026, 1, 10, 12)), (utc(2026, 1, 12), None)], s)
     assert spans == [DaySpan(date(2026, 1, 1), date(2026, 1, 11)), DaySpan(date(2026, 1, 12), None)]

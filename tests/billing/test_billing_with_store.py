@@ -30,20 +30,34 @@ def sf(tmp_path: Path):
 
 
 def plan(code: str, fee: str, addon: bool = False) -> PlanVersionDoc:
-    return PlanVersionDoc(tenant="acme", code=code, version=0, name=f"Plan {code.upper()}", currency="EUR",
-                          addon=addon, fixed=[FixedCharge(code="base", name="Subscription", amount=Decimal(fee),
-                                                          timing="arrears")])
+    return PlanVersionDoc(
+        tenant="acme",
+        code=code,
+        version=0,
+        name=f"Plan {code.upper()}",
+        currency="EUR",
+        addon=addon,
+        fixed=[FixedCharge(code="base", name="Subscription", amount=Decimal(fee), timing="arrears")],
+    )
 
 
 def test_upgrade_through_the_store(sf) -> None:
-    put_customer(sf, CustomerDoc(tenant="acme", external_id="c-1", name="C1", version=0, currency="EUR",
-                                 timezone="Europe/Paris"))
+    put_customer(
+        sf, CustomerDoc(tenant="acme", external_id="c-1", name="C1", version=0, currency="EUR", timezone="Europe/Paris")
+    )
     for doc in (plan("a", "100"), plan("b", "200"), plan("support", "5", addon=True)):
         publish_plan(sf, doc)
     jan1_paris = datetime(2025, 12, 31, 23, tzinfo=UTC)
-    create_subscription(sf, SubscriptionDoc(
-        tenant="acme", external_id="s-1", customer="c-1", version=0,
-        phases=[Phase(plan_code="a", plan_version=1, start=jan1_paris, addons=["support"])]))
+    create_subscription(
+        sf,
+        SubscriptionDoc(
+            tenant="acme",
+            external_id="s-1",
+            customer="c-1",
+            version=0,
+            phases=[Phase(plan_code="a", plan_version=1, start=jan1_paris, addons=["support"])],
+        ),
+    )
     change_plan(sf, "acme", "s-1", "b", datetime(2026, 1, 15, 9, tzinfo=UTC))
     sub = get_subscription(sf, "acme", "s-1")
     customer = get_customer_doc(sf, "acme", "c-1")
@@ -53,5 +67,9 @@ def test_upgrade_through_the_store(sf) -> None:
     # plan A 14/31 x 100 = 45.16, the add-on 14/31 x 5 = 2.258 -> 2.26; plan B 17/31 x 200 = 109.68 and
     # the add-on carried over: 5.00 - round(5 x 14/31 = 2.258) = 5.00 - 2.26 = 2.74
     assert [(line.plan, str(line.amount)) for line in january] == [
-        ("a@1", "45.16"), ("support@1", "2.26"), ("b@1", "109.68"), ("support@1", "2.74")]
+        ("a@1", "45.16"),
+        ("support@1", "2.26"),
+        ("b@1", "109.68"),
+        ("support@1", "2.74"),
+    ]
     assert sum(line.amount for line in january) == Decimal("159.84")

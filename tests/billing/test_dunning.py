@@ -140,9 +140,15 @@ def test_reactivation_waits_for_every_suspended_invoice() -> None:
 policies = st.builds(
     Policy,
     st.lists(st.integers(1, 60), max_size=5, unique=True).map(lambda d: tuple(sorted(d))),
-    st.none() | st.builds(LateFee, st.sampled_from(["fixed", "percent"]),
-                          st.decimals("0.01", "20", places=2), st.integers(0, 40),
-                          st.none() | st.integers(1, 40), st.none() | st.integers(1, 5)),
+    st.none()
+    | st.builds(
+        LateFee,
+        st.sampled_from(["fixed", "percent"]),
+        st.decimals("0.01", "20", places=2),
+        st.integers(0, 40),
+        st.none() | st.integers(1, 40),
+        st.none() | st.integers(1, 5),
+    ),
     st.booleans(),
 )
 

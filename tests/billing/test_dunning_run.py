@@ -61,7 +61,11 @@ def test_the_billing_run_sends_dunning_to_kafka_once(chdb_client, kafka_settings
     (cmd,) = read_from_start(settings, settings.topic("provisioning"), 1, polls=50, beyond=True)
     command = decode_command(cmd.value())
     assert (cmd.key(), command.command, command.reason, command.state["amount_due"]) == (
-        b"t1\x1fc1", "suspend", "invoice_overdue", "12.00")
+        b"t1\x1fc1",
+        "suspend",
+        "invoice_overdue",
+        "12.00",
+    )
     sent = read_from_start(settings, settings.topic("notifications"), 2, polls=50, beyond=True)
     notes = [decode_notification(m.value()) for m in sent]
     assert [(n.kind, n.data["due_on"]) for n in notes] == [("dunning.reminder", "2026-11-02"),

@@ -170,8 +170,12 @@ def test_groups_by_rate_with_a_credit_line_and_half_up() -> None:
     Exempt line 50.00: its own group, tax 0.00."""
     exempt = TaxDecision(D("0"), "E", "exempt", None, mention="Exempt from tax")
     line_taxes, totals = tax_totals(
-        [("1", D("100.00"), _s("0.20")), ("2", D("0.05"), _s("0.10")), ("3", D("-10.00"), _s("0.20")),
-         ("4", D("50.00"), exempt)],
+        [
+            ("1", D("100.00"), _s("0.20")),
+            ("2", D("0.05"), _s("0.10")),
+            ("3", D("-10.00"), _s("0.20")),
+            ("4", D("50.00"), exempt),
+        ],
         "EUR",
     )
     assert [t.tax_amount for t in line_taxes] == [D("20.00"), D("0.01"), D("-2.00"), D("0.00")]
@@ -183,9 +187,7 @@ def test_groups_by_rate_with_a_credit_line_and_half_up() -> None:
 
 
 def test_buyer_of_a_customer_uses_its_country_tax_id_and_state() -> None:
-    customer = CustomerDoc(
-        tenant="t", external_id="acme", name="Acme", version=1, tax_id="DE136695976", country="DE"
-    )
+    customer = CustomerDoc(tenant="t", external_id="acme", name="Acme", version=1, tax_id="DE136695976", country="DE")
     assert buyer_of(customer) == Buyer("DE", tax_id="DE136695976")
     ny = CustomerDoc(tenant="t", external_id="ny", name="NY", version=1, address=Address(country="US", state="NY"))
     assert buyer_of(ny).jurisdictions == ("US-NY", "US")

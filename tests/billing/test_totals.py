@@ -133,7 +133,10 @@ def test_published_example_flexprice_calculation_order() -> None:
 def test_invalid_vat_number_names_tax_id() -> None:
     with pytest.raises(ValueError, match=r"^buyer\.tax_id: 'DE13669597' is not a valid EU VAT number"):
         invoice_totals(
-            [TotalsLine("1", "api_calls", D("1.00"))], "EUR", seller=SELLER, buyer=Buyer("DE", tax_id="DE13669597"),
+            [TotalsLine("1", "api_calls", D("1.00"))],
+            "EUR",
+            seller=SELLER,
+            buyer=Buyer("DE", tax_id="DE13669597"),
             table=TABLE,
         )
 

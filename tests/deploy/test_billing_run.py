@@ -175,9 +175,7 @@ def test_a_run_waits_for_the_backlog_and_gives_up_at_its_deadline(chdb_client, s
 
 
 @pytest.mark.kafka
-def test_a_period_not_ended_in_a_customers_time_zone_waits_for_the_next_run(
-    chdb_client, setup, tmp_path: Path
-) -> None:
+def test_a_period_not_ended_in_a_customers_time_zone_waits_for_the_next_run(chdb_client, setup, tmp_path: Path) -> None:
     from meterstream.entities.customers import put_customer
     from meterstream.entities.db import make_engine, migrate, session_factory
     from meterstream.entities.plans import publish_plan
@@ -194,8 +192,16 @@ def test_a_period_not_ended_in_a_customers_time_zone_waits_for_the_next_run(
     publish_plan(sf, PlanVersionDoc(tenant="acme", code="std", version=0, name="std", currency="USD",
                                     usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}}))  # fmt: skip
     put_customer(sf, CustomerDoc(tenant="acme", external_id="nyc", name="NYC", version=0, timezone="America/New_York"))
-    create_subscription(sf, SubscriptionDoc(tenant="acme", external_id="s1", customer="nyc", version=0,
-                                            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))]))
+    create_subscription(
+        sf,
+        SubscriptionDoc(
+            tenant="acme",
+            external_id="s1",
+            customer="nyc",
+            version=0,
+            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))],
+        ),
+    )
     mark_closed(chdb_client, db, "2026-11")
     # 03:00Z on New Year's day: December has ended in UTC, not in New York (EST, UTC-5)
     result = run_billing(settings, tmp_path / "inv", wait_seconds=5, publish=False, now=lambda: utc(2027, 1, 1, 3),
@@ -349,7 +355,10 @@ def test_each_run_writes_revenue_monthly_for_the_previous_and_the_current_month(
                         database_url=entity_store(tmp_path))  # fmt: skip
     result = run_billing(settings, tmp_path / "inv", publish=False, now=lambda: utc(2026, 11, 2), client=chdb_client)
     assert (result.revenue, result.revenue_error, result.exit_code) == (
-        {"months": ["2026-10", "2026-11"], "tenants": 1, "rows": 2}, None, 0)
+        {"months": ["2026-10", "2026-11"], "tenants": 1, "rows": 2},
+        None,
+        0,
+    )
     got = chdb_client.query(f"SELECT month, currency, start_mrr, end_mrr, churned_mrr, arr, net_revenue_retention "
                             f"FROM {db}.revenue_monthly FINAL ORDER BY month").result_rows  # fmt: skip
     # October: 140 -> 30 (c2's 110 churned), ARR 360, NRR 30/140; November: 30 -> 30, NRR 1

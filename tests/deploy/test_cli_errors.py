@@ -65,17 +65,37 @@ def bad_inputs(tmp: Path) -> dict[tuple[str, ...], Case]:
         ("billing", "close"): Case(["billing", "close", "--period", "2026-13"], "2026-13"),
         ("query",): Case(["query", "SELEC 1"], "SYNTAX_ERROR"),
         ("revenue",): Case(["revenue", "--tenant", "acme", "--month", "2026-13"], "2026-13"),
-        ("export",): Case(["export", "--tenant", "acme", "--month", "2026-13", "--format", "csv", "--out", "x.csv"],
-                          "2026-13"),
+        ("export",): Case(
+            ["export", "--tenant", "acme", "--month", "2026-13", "--format", "csv", "--out", "x.csv"], "2026-13"
+        ),
         ("invoices", "show"): Case(["invoices", "show", "--tenant", "acme", NOPE], NOPE),
         ("invoices", "void"): Case(["invoices", "void", "--tenant", "acme", "--reason", "r", NOPE], NOPE),
         ("invoices", "render"): Case(["invoices", "render", "--tenant", "acme", "--out", str(tmp), NOPE], NOPE),
-        ("invoices", "mark-overdue"): Case(["invoices", "mark-overdue", "--tenant", "acme", "--today", "2026-13-01"],
-                                           "2026-13-01"),
-        ("payments", "record"): Case(["payments", "record", "--tenant", "acme", "--invoice", NOPE, "--amount", "10",
-                                      "--currency", "USD", "--paid-at", "2026-12-01", "--reference", "r"], NOPE),
-        ("credit-notes", "create"): Case(["credit-notes", "create", "--tenant", "acme", "--invoice", NOPE,
-                                          "--reason", "r"], NOPE),
+        ("invoices", "mark-overdue"): Case(
+            ["invoices", "mark-overdue", "--tenant", "acme", "--today", "2026-13-01"], "2026-13-01"
+        ),
+        ("payments", "record"): Case(
+            [
+                "payments",
+                "record",
+                "--tenant",
+                "acme",
+                "--invoice",
+                NOPE,
+                "--amount",
+                "10",
+                "--currency",
+                "USD",
+                "--paid-at",
+                "2026-12-01",
+                "--reference",
+                "r",
+            ],
+            NOPE,
+        ),
+        ("credit-notes", "create"): Case(
+            ["credit-notes", "create", "--tenant", "acme", "--invoice", NOPE, "--reason", "r"], NOPE
+        ),
         ("keys", "revoke"): Case(["keys", "revoke", NOPE], NOPE),
         ("keys", "create"): Case(["keys", "create", "--tenant", "a/b", "--role", "read"], "tenant: 1-128 characters"),
         ("webhooks", "add"): Case(["webhooks", "add", "--tenant", "acme", "--url", "not a url"], "not a url"),

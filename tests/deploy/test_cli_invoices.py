@@ -52,7 +52,17 @@ def test_finance_commands(sf, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert [i["invoice_id"] for i in json.loads(out)] == ["INV-B"]
     code, out, _ = _run(capsys, "invoices", "list", "--tenant", T)  # not a terminal: tab-separated lines
     assert code == 0 and out.splitlines()[1].split("\t") == [
-        "ACME-2026-000001", "INV-A", "finalized", "cust-1", "2026-11", "2026-12-01", "2026-12-31", "USD", TOTAL, TOTAL]
+        "ACME-2026-000001",
+        "INV-A",
+        "finalized",
+        "cust-1",
+        "2026-11",
+        "2026-12-01",
+        "2026-12-31",
+        "USD",
+        TOTAL,
+        TOTAL,
+    ]
 
     code, out, _ = _run(capsys, "invoices", "show", "INV-A", "--tenant", T)
     doc = json.loads(out)

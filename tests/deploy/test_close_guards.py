@@ -108,18 +108,35 @@ def test_not_ended_in_new_york_while_ended_in_utc(tmp_path: Path) -> None:
     put_customer(sf, CustomerDoc(tenant="acme", external_id="nyc", name="NYC", version=0, timezone="America/New_York"))
     # a customer WITHOUT a subscription (billed from the catalog file, UTC) does not delay the close
     put_customer(sf, CustomerDoc(tenant="acme", external_id="la", name="LA", version=0, timezone="America/Los_Angeles"))
-    create_subscription(sf, SubscriptionDoc(tenant="acme", external_id="s1", customer="nyc", version=0,
-                                            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))]))
+    create_subscription(
+        sf,
+        SubscriptionDoc(
+            tenant="acme",
+            external_id="s1",
+            customer="nyc",
+            version=0,
+            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))],
+        ),
+    )
     assert billing_zones(store) == {"America/New_York"}
     assert billing_zones(None) == set()
     end = period_end("2026-12", billing_zones(store))
     assert GuardReport(end, utc(2027, 1, 1, 3), Backlog(0, 0)).reasons == [
-        "2026-12 ends 2027-01-01T05:00Z in America/New_York"]
+        "2026-12 ends 2027-01-01T05:00Z in America/New_York"
+    ]
     assert GuardReport(period_end("2026-12", billing_zones(None)), utc(2027, 1, 1, 3), Backlog(0, 0)).ok
 
     # a tenant default subscription (`*`) bills every other customer of the tenant: LA counts now
-    create_subscription(sf, SubscriptionDoc(tenant="acme", external_id="default", customer="*", version=0,
-                                            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))]))
+    create_subscription(
+        sf,
+        SubscriptionDoc(
+            tenant="acme",
+            external_id="default",
+            customer="*",
+            version=0,
+            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))],
+        ),
+    )
     assert billing_zones(store) == {"America/New_York", "America/Los_Angeles"}
 
 
@@ -204,8 +221,10 @@ def test_close_refuses_without_force_and_closes_with_it(
 
     assert close("2026-10", force=False) == 3
     err = capsys.readouterr().err
-    assert err.strip() == (f"meterstream close: refused: Kafka at {settings.kafka_bootstrap} is unreachable "
-                           "(Connection refused): the pipeline's lag cannot be checked; use --force to close anyway")
+    assert err.strip() == (
+        f"meterstream close: refused: Kafka at {settings.kafka_bootstrap} is unreachable "
+        "(Connection refused): the pipeline's lag cannot be checked; use --force to close anyway"
+    )
     assert not (out / "2026-10").exists()
     assert close_refusal(settings, "2026-10", chdb_client) is not None  # still not closed
 
@@ -255,4 +274,5 @@ def test_grace_ends_days_after_the_period_ends_in_the_customers_zone_and_the_ref
     many = [Grace("t1", f"c{i}", utc(2026, 12, 3)) for i in range(7)]
     assert GuardReport(period_end("2026-11"), at, Backlog(0, 0), grace=many).reasons == [
         "7 customers in their grace period: t1/c0 until 2026-12-03T00:00Z, t1/c1 until 2026-12-03T00:00Z, "
-        "t1/c2 until 2026-12-03T00:00Z, t1/c3 until 2026-12-03T00:00Z, t1/c4 until 2026-12-03T00:00Z and 2 more"]
+        "t1/c2 until 2026-12-03T00:00Z, t1/c3 until 2026-12-03T00:00Z, t1/c4 until 2026-12-03T00:00Z and 2 more"
+    ]

@@ -157,7 +157,7 @@ def test_every_meterstream_command_parses_and_passes_no_ignored_option(compose: 
             continue
         path = next(p for p in by_path if tuple(argv[: len(p)]) == p)
         command = by_path[path]
-        ctx = command.make_context("meterstream " + " ".join(path), argv[len(path):])  # raises on a bad option
+        ctx = command.make_context("meterstream " + " ".join(path), argv[len(path) :])  # raises on a bad option
         given = [p for p in command.params if ctx.get_parameter_source(p.name).name == "COMMANDLINE"]
         assert [p.name for p in given if "ignored" in (p.help or "")] == [], name
     # the check sees an ignored option when one is given

@@ -132,8 +132,16 @@ def test_dashboards_load_and_use_the_provisioned_data_sources() -> None:
                 if "rawSql" in t:  # the plugin's SQL editor: table (1) or time series (0)
                     assert t["editorType"] == "sql" and t["format"] in (0, 1), p["title"]
     titles = {p["title"] for path in DASHBOARDS for p in load(path)["panels"]}
-    for needed in ("Events per second", "Consumer lag (messages)", "Dedup rate", "Dead letters per second",
-                   "Sink insert latency", "Health", "Rated revenue by plan and meter", "Usage by meter"):
+    for needed in (
+        "Events per second",
+        "Consumer lag (messages)",
+        "Dedup rate",
+        "Dead letters per second",
+        "Sink insert latency",
+        "Health",
+        "Rated revenue by plan and meter",
+        "Usage by meter",
+    ):
         assert needed in titles, needed
 
 
@@ -181,7 +189,7 @@ def metric_names(expr: str) -> list[tuple[str, set[str]]]:
     text = re.sub(r"\{[^}]*\}", selector, text)
     found = []
     for m in re.finditer(r"(?<![\w.$@])([a-zA-Z_:][\w:]*)(\s*@(\d+))?", text):
-        name, after = m.group(1), text[m.end():]
+        name, after = m.group(1), text[m.end() :]
         if (after.lstrip().startswith("(") and not m.group(2)) or name.lower() in PROMQL_WORDS:
             continue  # a function or an aggregation, or a keyword
         found.append((name, labels_of[int(m.group(3))] if m.group(2) else set()))
@@ -211,8 +219,13 @@ def test_every_prometheus_panel_reads_metrics_the_code_exports() -> None:
         for label in re.findall(r"\{\{(\w+)\}\}", target.get("legendFormat", "")):
             assert any(label in series.get(n, ()) or label in ("job", "instance") for n, _ in names), (panel, label)
     # the pipeline figures are all there
-    for needed in ("meterstream_processor_consumer_lag", "meterstream_sink_consumer_lag",
-                   "meterstream_processor_dead_letters_total", "meterstream_sink_insert_seconds_bucket", "up"):
+    for needed in (
+        "meterstream_processor_consumer_lag",
+        "meterstream_sink_consumer_lag",
+        "meterstream_processor_dead_letters_total",
+        "meterstream_sink_insert_seconds_bucket",
+        "up",
+    ):
         assert needed in used, needed
 
 
@@ -398,6 +411,7 @@ def test_macros_expand_as_the_plugin_does() -> None:
     assert expand_macros("$__dateFilter(d)", start, end) == "d >= toDate('1970-01-01') AND d <= toDate('1970-01-02')"
     assert expand_macros("$__timeInterval(t)", start, end, 60) == "toStartOfInterval(toDateTime(t), INTERVAL 60 second)"
     assert expand_macros("$__fromTime_ms $__toTime $__interval_s", start, end, 0) == (
-        "fromUnixTimestamp64Milli(0) toDateTime(86400) 1")
+        "fromUnixTimestamp64Milli(0) toDateTime(86400) 1"
+    )
     with pytest.raises(AssertionError):
         expand_macros("$customer")

@@ -58,8 +58,14 @@ def test_the_single_node_is_its_own_quorum_with_one_copy_of_every_topic(tmp_path
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:40100,CONTROLLER://127.0.0.1:40101"
     assert (props["log.dirs"], props["num.partitions"]) == (str(tmp_path / "data"), "6")
     # one node: every topic, the internal ones too, has one copy and needs one in sync
-    for key in ("default.replication.factor", "offsets.topic.replication.factor",
-                "transaction.state.log.replication.factor", "share.coordinator.state.topic.replication.factor",
-                "min.insync.replicas", "transaction.state.log.min.isr", "share.coordinator.state.topic.min.isr"):
+    for key in (
+        "default.replication.factor",
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "share.coordinator.state.topic.replication.factor",
+        "min.insync.replicas",
+        "transaction.state.log.min.isr",
+        "share.coordinator.state.topic.min.isr",
+    ):
         assert props[key] == "1", key
     assert "controller.quorum.voters" not in props and "broker.session.timeout.ms" not in props

@@ -52,4 +52,3 @@ def sales_tax_doc(currency: str = "USD", buyer: Party | None = None, status: str
         total=D("1324.07"),
         amount_due=D("1324.07"),
     )  # fmt: skip
-

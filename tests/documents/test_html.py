@@ -76,9 +76,11 @@ def test_amounts_show_the_iso_minor_digits() -> None:
     assert Formatter("en_US", "USD").number(D("1000.000000000000")) == "1,000"
     # 38 digits, the stored columns' precision (babel alone computes in Python's 28-digit default context)
     assert Formatter("en_US", "USD").number(D("12345678901234567890123456.123456789012")) == (
-        "12,345,678,901,234,567,890,123,456.123456789012")
+        "12,345,678,901,234,567,890,123,456.123456789012"
+    )
     assert Formatter("en_US", "USD").money(D("12345678901234567890123456.12")) == (
-        "$12,345,678,901,234,567,890,123,456.12")
+        "$12,345,678,901,234,567,890,123,456.12"
+    )
     assert Formatter("en_US", "USD").money(D("-0.00")) == "$0.00"
 
 
@@ -105,8 +107,20 @@ def test_tier_breakdown_rows(example_doc: InvoiceDoc) -> None:
 
 def test_example_totals_discount_reverse_charge_and_users(example_doc: InvoiceDoc) -> None:
     html = render_html(example_doc)
-    for text in ("Subtotal", "€533.30", "Discount WELCOME10 (10%)", "−€53.33", "VAT reverse charge", "on €479.97",
-                 "€479.97", "Credits applied", "−€20.00", "€459.97", "MSD-2026-000123", "1 December 2026"):
+    for text in (
+        "Subtotal",
+        "€533.30",
+        "Discount WELCOME10 (10%)",
+        "−€53.33",
+        "VAT reverse charge",
+        "on €479.97",
+        "€479.97",
+        "Credits applied",
+        "−€20.00",
+        "€459.97",
+        "MSD-2026-000123",
+        "1 December 2026",
+    ):
         assert text in html, text  # fmt: skip
     assert "Reverse charge: VAT to be accounted for by the recipient, Art. 196 Directive 2006/112/EC" in html
     assert "VAT ID FR40303265045" in html and "VAT ID IE6388047V" in html  # issuer and buyer blocks

@@ -34,8 +34,24 @@ def test_schema_file_is_generated_and_current() -> None:
     assert SCHEMA_PATH.read_text() == json_schema_text()
     schema = json.loads(SCHEMA_PATH.read_text())
     doc = schema["$defs"]["InvoiceDoc"]
-    for name in ("schema_version", "number", "status", "issuer", "buyer", "lines", "discounts", "taxes", "subtotal",
-                 "discount_total", "tax_total", "total", "credits_applied", "amount_due", "issue_date", "due_date"):
+    for name in (
+        "schema_version",
+        "number",
+        "status",
+        "issuer",
+        "buyer",
+        "lines",
+        "discounts",
+        "taxes",
+        "subtotal",
+        "discount_total",
+        "tax_total",
+        "total",
+        "credits_applied",
+        "amount_due",
+        "issue_date",
+        "due_date",
+    ):
         assert name in doc["properties"], name  # fmt: skip
     assert doc["properties"]["total"] == {"type": "string", "format": "decimal"}  # money is a string, never a float
     assert set(doc["properties"]["status"]["enum"]) == {"draft", "finalized", "paid", "partially_paid", "overdue",

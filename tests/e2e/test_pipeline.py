@@ -218,9 +218,7 @@ def test_events_to_invoices(kafka_settings: Settings, tmp_path: Path, engine: st
     settings, env = run_settings(kafka_settings, tmp_path)
     env["METERSTREAM_PROCESSOR_ENGINE"] = engine
     ensure_topics(settings)
-    stream = (
-        VALID[:6] + MALFORMED[:2] + DUPLICATES[:1] + VALID[6:] + UNRATABLE + DUPLICATES[1:] + MALFORMED[2:]
-    )
+    stream = VALID[:6] + MALFORMED[:2] + DUPLICATES[:1] + VALID[6:] + UNRATABLE + DUPLICATES[1:] + MALFORMED[2:]
     pipeline = Pipeline(env, tmp_path / "logs")
     try:
         pipeline.start("processor")
@@ -282,9 +280,7 @@ def test_events_to_invoices(kafka_settings: Settings, tmp_path: Path, engine: st
     db = settings.clickhouse_database
     assert query(env, f"SELECT count() FROM {db}.invoices FINAL") == [[str(len(EXPECTED))]]
     assert query(env, f"SELECT count() FROM {db}.rated_usage FINAL") == [[str(len(VALID))]]
-    daily = query(
-        env, f"SELECT sum(quantity) FROM {db}.usage_daily WHERE customer = 'c1' AND meter = 'api_calls'"
-    )
+    daily = query(env, f"SELECT sum(quantity) FROM {db}.usage_daily WHERE customer = 'c1' AND meter = 'api_calls'")
     assert Decimal(daily[0][0]) == Decimal("113")
 
 

@@ -169,7 +169,11 @@ def test_one_time_installments_and_minimum_true_up(chdb_client, db: str, sf, tmp
     oct_ = doc_of(close(chdb_client, db, sf, "2026-10", out), "org-kit")
     # 10.00 usage + 99.00 + 33.33 + true-up 50.00 - 10.00 = 40.00 -> 182.33
     assert [(ln["kind"], ln["amount"]) for ln in oct_["lines"]] == [
-        ("usage", "10.00"), ("one_time", "99.00"), ("installment", "33.33"), ("minimum", "40.00")]
+        ("usage", "10.00"),
+        ("one_time", "99.00"),
+        ("installment", "33.33"),
+        ("minimum", "40.00"),
+    ]
     assert Decimal(oct_["total"]) == Decimal("182.33")
     nov = doc_of(close(chdb_client, db, sf, "2026-11", out), "org-kit")
     assert [(ln["kind"], ln["amount"]) for ln in nov["lines"]] == [("usage", "60.00"), ("installment", "33.33")]
@@ -211,7 +215,9 @@ def test_a_customer_that_cannot_be_invoiced_fails_alone(chdb_client, db: str, sf
     assert [c for _, c, _ in nov.failed] == ["org-ghost", "org-ghost2"]
     bad = doc_of(nov, "org-bad")
     assert sorted((ln["kind"], ln["applies_to"], ln["code"], ln["amount"]) for ln in bad["lines"]) == [
-        ("adjustment", "2026-10", "api_calls", "10.00"), ("adjustment", "2026-10", "storage_gb_hours", "7.00")]
+        ("adjustment", "2026-10", "api_calls", "10.00"),
+        ("adjustment", "2026-10", "storage_gb_hours", "7.00"),
+    ]
     assert bad["total"] == "17.00"
 
 
@@ -225,8 +231,16 @@ def test_the_tenant_default_subscription_bills_usage_of_customers_without_their_
     # 2026-10-31T16:00Z is November 1st there, so November's). org-own: its own plan, 0.50 per call.
     plan(sf, "std", fee="20.00")
     plan(sf, "own", usage={"api_calls": {"model": "unit", "unit_amount": "0.50"}})
-    create_subscription(sf, SubscriptionDoc(tenant=T, external_id="default", customer="*", version=0,
-                                            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))]))
+    create_subscription(
+        sf,
+        SubscriptionDoc(
+            tenant=T,
+            external_id="default",
+            customer="*",
+            version=0,
+            phases=[Phase(plan_code="std", plan_version=1, start=utc(2026, 1, 1))],
+        ),
+    )
     put_customer(sf, CustomerDoc(tenant=T, external_id="walk-in", name="Walk-in", version=0, timezone="Asia/Tokyo"))
     subscribe(sf, "s-own", "org-own", "own", utc(2026, 10, 1))
     usage(chdb_client, db, "walk-in", utc(2026, 10, 5), "30", "std@1")
@@ -299,7 +313,10 @@ def test_draft_usage_is_the_document_the_close_writes(chdb_client, db: str, sf, 
     final = doc_of(close(chdb_client, db, sf, "2026-10", tmp_path / "inv"), "org-d")
     # the close's document (version 2, finalized) has the draft's lines and amounts
     assert (final["status"], final["period_start"], final["period_end"]) == (
-        "finalized", draft["period_start"], draft["period_end"])
+        "finalized",
+        draft["period_start"],
+        draft["period_end"],
+    )
     got = [(ln["line_no"], ln["code"], ln["quantity"], ln["amount"], ln["start"], ln["end"]) for ln in final["lines"]]
     assert got == [(ln["line_no"], ln.get("code") or ln["meter"], ln["quantity"], ln["amount"], ln["start"], ln["end"])
                    for ln in draft["lines"]]  # fmt: skip
@@ -310,9 +327,17 @@ def test_an_anniversary_period_is_closed_by_the_month_it_ends_in(chdb_client, db
     # anniversary from Oct 15: periods [Oct 15, Nov 15), [Nov 15, Dec 15); the first ends in November
     plan(sf, "ann", fee="30.00", timing="arrears")
     put_customer(sf, CustomerDoc(tenant=T, external_id="org-ann", name="A", version=0))
-    create_subscription(sf, SubscriptionDoc(tenant=T, external_id="s-ann", customer="org-ann", version=0,
-                                            billing_anchor="anniversary",
-                                            phases=[Phase(plan_code="ann", plan_version=1, start=utc(2026, 10, 15))]))
+    create_subscription(
+        sf,
+        SubscriptionDoc(
+            tenant=T,
+            external_id="s-ann",
+            customer="org-ann",
+            version=0,
+            billing_anchor="anniversary",
+            phases=[Phase(plan_code="ann", plan_version=1, start=utc(2026, 10, 15))],
+        ),
+    )
     usage(chdb_client, db, "org-ann", utc(2026, 10, 20), "10", "ann@1")  # 1.00
     usage(chdb_client, db, "org-ann", utc(2026, 11, 14, 23, 59), "10", "ann@1")  # 1.00
     usage(chdb_client, db, "org-ann", utc(2026, 11, 15), "100", "ann@1")  # the next period
@@ -333,10 +358,19 @@ def test_telecom_and_add_on_lines(chdb_client, db: str, sf, tmp_path: Path) -> N
     telecom = load_price_text((root / "rating/telecom/examples/telecom_plan.yaml").read_text())
     publish_plan(sf, PlanVersionDoc(tenant=T, code="mobile", version=0, name="Mobile", currency="EUR",
                                     telecom=telecom))  # fmt: skip
-    publish_plan(sf, PlanVersionDoc(
-        tenant=T, code="extras", version=0, name="Extras", currency="EUR", addon=True,
-        usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}},
-        fixed=[FixedCharge(code="extras", name="Extras fee", amount=Decimal("5.00"), timing="arrears")]))
+    publish_plan(
+        sf,
+        PlanVersionDoc(
+            tenant=T,
+            code="extras",
+            version=0,
+            name="Extras",
+            currency="EUR",
+            addon=True,
+            usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}},
+            fixed=[FixedCharge(code="extras", name="Extras fee", amount=Decimal("5.00"), timing="arrears")],
+        ),
+    )
     put_customer(sf, CustomerDoc(tenant=T, external_id="org-m", name="M", version=0, timezone="Europe/Berlin"))
     start = datetime(2026, 10, 1, tzinfo=ZoneInfo("Europe/Berlin"))
     create_subscription(sf, SubscriptionDoc(tenant=T, external_id="s-m", customer="org-m", version=0, phases=[
@@ -382,10 +416,21 @@ def test_a_weekly_subscription_has_every_week_ending_in_the_month_on_one_documen
 ) -> None:
     # calendar weeks start on Monday; from Mon Oct 5: weeks ending Oct 12, 19, 26 are October's, the week
     # Oct 26 - Nov 2 is November's (with Nov 9, 16, 23, 30). 7.00 a week in arrears, 0.10 a call.
-    publish_plan(sf, PlanVersionDoc(
-        tenant=T, code="wk", version=0, name="Weekly", currency="USD", interval="weekly",
-        usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}},
-        fixed=[FixedCharge(code="base", name="Base fee", amount=Decimal("7.00"), interval="weekly", timing="arrears")]))
+    publish_plan(
+        sf,
+        PlanVersionDoc(
+            tenant=T,
+            code="wk",
+            version=0,
+            name="Weekly",
+            currency="USD",
+            interval="weekly",
+            usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}},
+            fixed=[
+                FixedCharge(code="base", name="Base fee", amount=Decimal("7.00"), interval="weekly", timing="arrears")
+            ],
+        ),
+    )
     subscribe(sf, "s-wk", "org-wk", "wk", utc(2026, 10, 5))
     usage(chdb_client, db, "org-wk", utc(2026, 10, 6), "10", "wk@1")  # 1.00, week of Oct 5
     usage(chdb_client, db, "org-wk", utc(2026, 10, 27), "20", "wk@1")  # 2.00, week of Oct 26 (November's close)

@@ -160,7 +160,10 @@ def test_the_issues_three_customers_by_hand(chdb_client, db: str, sf, tmp_path: 
 
     # finalized, numbered without gaps in the order closed (customer order), recorded in the store
     assert [(d["status"], d["number"]) for d in result.invoices] == [
-        ("finalized", "ACME-2026-000001"), ("finalized", "ACME-2026-000002"), ("finalized", "ACME-2026-000003")]
+        ("finalized", "ACME-2026-000001"),
+        ("finalized", "ACME-2026-000002"),
+        ("finalized", "ACME-2026-000003"),
+    ]
     for d in result.invoices:
         record = invoices.get(sf, T, d["id"])
         assert (record.status, record.number, record.total) == ("finalized", d["number"], Decimal(d["total"]))
@@ -194,7 +197,9 @@ def test_rerun_changes_nothing_and_late_usage_is_adjusted_on_the_next_invoice(
     nov = by_customer(close(chdb_client, db, sf, "2026-11", out))
     fr = nov["fr-consumer"]
     assert [(ln["kind"], ln["applies_to"], ln["quantity"], ln["amount"]) for ln in fr["lines"]] == [
-        ("fixed", None, "30", "19.99"), ("adjustment", "2026-10", "100", "1.00")]  # the fee's quantity: 30 days
+        ("fixed", None, "30", "19.99"),
+        ("adjustment", "2026-10", "100", "1.00"),
+    ]  # the fee's quantity: 30 days
     assert (fr["subtotal"], fr["tax_total"], fr["total"]) == ("20.99", "4.20", "25.19")
     assert (fr["issue_date"], fr["number"]) == ("2026-12-01", "ACME-2026-000005")  # numbers go on: 4, 5, 6
     assert sorted(d["number"] for d in nov.values()) == ["ACME-2026-000004", "ACME-2026-000005", "ACME-2026-000006"]
@@ -217,7 +222,9 @@ def test_an_invalid_vat_number_fails_that_customer_alone(chdb_client, db: str, s
     assert [(c, r.split(":")[0]) for _, c, r in result.failed] == [("de-gmbh", "buyer.tax_id")]
     # the others are finalized, and the failed one used no number
     assert [(d["customer"], d["number"]) for d in result.invoices] == [
-        ("fr-consumer", "ACME-2026-000001"), ("us-inc", "ACME-2026-000002")]
+        ("fr-consumer", "ACME-2026-000001"),
+        ("us-inc", "ACME-2026-000002"),
+    ]
 
 
 def test_the_issue_date_can_be_given(chdb_client, db: str, sf, tmp_path: Path) -> None:

@@ -128,7 +128,11 @@ def test_the_worked_example(sf, chdb_client, tmp_path: Path) -> None:  # type: i
     assert notes[2].data["last"] is True and notes[4].data["late_fee"] == "2.00"
     (suspend,) = [decode_command(v) for t, _, v in sink.sent if t == PROVISIONING]
     assert (suspend.command, suspend.reason, suspend.customer, suspend.id) == (
-        "suspend", "invoice_overdue", "c1", "dunning:acme:inv-sep:suspend")
+        "suspend",
+        "invoice_overdue",
+        "c1",
+        "dunning:acme:inv-sep:suspend",
+    )
     assert suspend.state["amount_due"] == "100.00" and suspend.state["days_overdue"] == 15
     assert all(k == b"acme\x1fc1" for _, k, _ in sink.sent)
     (charge,) = list_charges(sf, T, "c1")
@@ -161,7 +165,8 @@ def test_the_worked_example(sf, chdb_client, tmp_path: Path) -> None:  # type: i
     november = close("2026-11")
     fee = [ln for ln in november["lines"] if ln["kind"] == "one_time"]
     assert [(ln["code"], ln["amount"], ln["line_key"]) for ln in fee] == [
-        ("late_fee", "2.00", "dunning:inv-sep:late_fee:1")]
+        ("late_fee", "2.00", "dunning:inv-sep:late_fee:1")
+    ]
     assert (november["subtotal"], november["total"]) == ("102.00", "102.00")
     assert close("2026-11")["total"] == "102.00"  # the re-run re-issues the same document
     assert run_dunning(sf, date(2026, 12, 1), sink).charges_billed == 1
@@ -176,7 +181,10 @@ def test_the_worked_example(sf, chdb_client, tmp_path: Path) -> None:  # type: i
     assert [s["step"] for s in result.steps] == ["reactivate"]
     (reactivate,) = [decode_command(v) for t, _, v in sink.sent[sent:] if t == PROVISIONING]
     assert (reactivate.command, reactivate.reason, reactivate.cause) == (
-        "reactivate", "invoice_overdue", "invoice ACME-2026-000001 paid")
+        "reactivate",
+        "invoice_overdue",
+        "invoice ACME-2026-000001 paid",
+    )
     assert run_dunning(sf, date(2026, 12, 3), sink).steps == []
     assert [e.step for e in list_log(sf, T, "c1")][-1] == "reactivate"
 
@@ -229,7 +237,12 @@ def test_dry_run_changes_nothing(sf) -> None:  # type: ignore[no-untyped-def]
     mark_overdue(sf, date(2026, 11, 20))
     result = run_dunning(sf, date(2026, 11, 20), Sink(), dry_run=True)
     assert [(s["step"], s.get("late_fee")) for s in result.steps] == [
-        ("reminder:1", None), ("reminder:2", None), ("reminder:3", None), ("suspend", None), ("late_fee:1", "2.00")]
+        ("reminder:1", None),
+        ("reminder:2", None),
+        ("reminder:3", None),
+        ("suspend", None),
+        ("late_fee:1", "2.00"),
+    ]
     assert list_log(sf, T, "c1") == [] and list_charges(sf, T, "c1") == []
 
 

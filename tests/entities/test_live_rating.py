@@ -45,8 +45,14 @@ def plan(code: str, unit: str) -> PlanVersionDoc:
 
 def event(i: str, customer: str, at: datetime, quantity: str) -> bytes:
     return orjson.dumps(
-        {"id": i, "tenant": T, "customer": customer, "meter": "api_calls", "quantity": quantity,
-         "time": format_time(at)}
+        {
+            "id": i,
+            "tenant": T,
+            "customer": customer,
+            "meter": "api_calls",
+            "quantity": quantity,
+            "time": format_time(at),
+        }
     )
 
 

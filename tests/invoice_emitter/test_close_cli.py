@@ -52,7 +52,10 @@ def test_close_on_a_fresh_machine_reports_the_customer_it_cannot_invoice_and_exi
     assert not (out / "2026-10" / "t1" / "c2.json").exists()
     # the close created the store and finalized the invoice in it: the demo issuer's first number of 2026
     assert (doc["status"], doc["number"], doc["issue_date"], doc["due_date"]) == (
-        "finalized", "DEMO-2026-000001", "2026-11-01", "2026-11-01"
+        "finalized",
+        "DEMO-2026-000001",
+        "2026-11-01",
+        "2026-11-01",
     )  # the day after October ends (UTC: a catalog-file customer), no payment terms
     assert doc["issuer"]["name"] == "Meterstream Demo GmbH" and doc["buyer"] == {**doc["buyer"], "name": "c1"}
     record = invoices.get(StoreView.open(settings).sf, "t1", doc["id"])
@@ -137,8 +140,19 @@ def test_close_of_one_customer_from_the_cli(
     out = tmp_path / "inv"
 
     def close(customer: str, tenant: str | None = None) -> int:
-        return cli._close(argparse.Namespace(period="2026-10", out=str(out), no_publish=True, force=True,
-                                             issue_date=None, render="", customer=customer, tenant=tenant), settings)
+        return cli._close(
+            argparse.Namespace(
+                period="2026-10",
+                out=str(out),
+                no_publish=True,
+                force=True,
+                issue_date=None,
+                render="",
+                customer=customer,
+                tenant=tenant,
+            ),
+            settings,
+        )
 
     assert close("c1") == 0
     assert sorted(p.name for p in (out / "2026-10" / "t1").iterdir()) == ["c1.json"]

@@ -127,7 +127,10 @@ def test_late_usage_of_a_customer_closed_alone_is_an_adjustment_on_its_next_invo
     # the draft became the finalized invoice: the same record, a new status
     record = invoices.get(sv.sf, "t1", octo["c1"]["id"])
     assert (record.status, record.number, orjson.loads(record.document)["total"]) == (
-        "finalized", "DEMO-2026-000003", "30.00")
+        "finalized",
+        "DEMO-2026-000003",
+        "30.00",
+    )
     assert close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False, store=sv).invoices == []
 
 
@@ -162,7 +165,11 @@ def test_drafts_are_kept_current_and_the_close_finalizes_the_same_record(chdb_cl
     closed = close_period(chdb_client, db, CATALOG, "2026-09", tmp_path / "inv", progress=False, store=sv)
     [final] = invoices.list_invoices(sv.sf, "t1")
     assert (final.invoice_id, final.status, final.number, final.total) == (
-        record.invoice_id, "finalized", "DEMO-2026-000001", Decimal("40.00"))
+        record.invoice_id,
+        "finalized",
+        "DEMO-2026-000001",
+        Decimal("40.00"),
+    )
     assert closed.invoices[0]["total"] == "40.00"
     assert draft_period(chdb_client, db, CATALOG, "2026-09", sv).invoices == []  # closed: no drafts any more
 

@@ -95,8 +95,10 @@ def test_a_refresh_recomputes_only_customers_with_new_usage_and_the_close_finali
     closed = close_period(chdb_client, db, CATALOG, "2026-11", tmp_path / "inv", progress=False, store=store)
     assert sorted(d["total"] for d in closed.invoices) == ["15.00", "5.00"]
     assert drafts_of(store) == {}
-    assert {r.customer: r.status for r in invoices.list_invoices(store.sf, "t1")} == {"c1": "finalized",
-                                                                                      "c2": "finalized"}
+    assert {r.customer: r.status for r in invoices.list_invoices(store.sf, "t1")} == {
+        "c1": "finalized",
+        "c2": "finalized",
+    }
     insert(chdb_client, db, "c1", utc(2026, 11, 29), "50")  # late: 90 calls = 40.00, +25.00
     dec, state = refresh_drafts(chdb_client, db, CATALOG, store, utc(2026, 12, 2), state)
     assert (dec.labels, dec.full, dec.drafts) == (["2026-12"], True, 1)

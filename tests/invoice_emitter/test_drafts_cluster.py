@@ -36,16 +36,17 @@ class FakeClient:
 def test_the_parts_are_listed_where_the_rows_are() -> None:
     assert parts_source(None) == ("system.parts", "rated_usage")
     assert parts_source("meterstream_cluster") == (
-        "clusterAllReplicas('meterstream_cluster', system.parts)", "rated_usage_local")
+        "clusterAllReplicas('meterstream_cluster', system.parts)",
+        "rated_usage_local",
+    )
     with pytest.raises(ValueError, match="clickhouse_cluster"):
         parts_source("x'); DROP TABLE t; --")
 
     single, cluster = FakeClient(), FakeClient()
-    assert usage_marks(single, "ms") == usage_marks(cluster, "ms", "meterstream_cluster") == {"202611": 7,
-                                                                                             "202612": 12}
-    (sql, params), = single.queries
+    assert usage_marks(single, "ms") == usage_marks(cluster, "ms", "meterstream_cluster") == {"202611": 7, "202612": 12}
+    ((sql, params),) = single.queries
     assert "FROM system.parts WHERE" in sql and params == {"db": "ms", "table": "rated_usage"}
-    (sql, params), = cluster.queries
+    ((sql, params),) = cluster.queries
     assert "FROM clusterAllReplicas('meterstream_cluster', system.parts) WHERE" in sql
     assert params == {"db": "ms", "table": "rated_usage_local"}
 
@@ -53,7 +54,7 @@ def test_the_parts_are_listed_where_the_rows_are() -> None:
 def test_the_cluster_query_parses(chdb_client) -> None:  # type: ignore[no-untyped-def]
     client = FakeClient()
     usage_marks(client, "ms", "meterstream_cluster")
-    (sql, _), = client.queries
+    ((sql, _),) = client.queries
     formatted = chdb_client.query("SELECT formatQuery({q:String})", parameters={"q": sql}).result_rows[0][0]
     assert "clusterAllReplicas('meterstream_cluster', system.parts)" in formatted
     assert "GROUP BY partition_id" in formatted

@@ -62,7 +62,9 @@ def test_per_user_shares_add_up_to_the_line(chdb_client, db: str, tmp_path: Path
     # the records of a close given no entity store live next to the files
     sf = session_factory(make_engine(url=f"sqlite:///{tmp_path / 'inv' / RECORDS_FILE}"))
     assert [(r.customer, r.number) for r in invoices.list_invoices(sf, "t1")] == [
-        ("c1", "DEMO-2026-000001"), ("c2", "DEMO-2026-000002")]
+        ("c1", "DEMO-2026-000001"),
+        ("c2", "DEMO-2026-000002"),
+    ]
 
 
 def test_a_share_with_usage_without_a_subject(chdb_client, db: str, tmp_path: Path) -> None:
@@ -71,7 +73,9 @@ def test_a_share_with_usage_without_a_subject(chdb_client, db: str, tmp_path: Pa
     insert(chdb_client, db, "c1", "", "25")
     (doc,) = close_period(chdb_client, db, CATALOG, "2026-10", tmp_path / "inv", progress=False).invoices
     assert [(s["subject"], s["amount"]) for s in doc["lines"][0]["subjects"]] == [
-        ("(no subject)", "11.25"), ("u1", "33.75")]
+        ("(no subject)", "11.25"),
+        ("u1", "33.75"),
+    ]
 
 
 def test_issue_date_rule() -> None:
@@ -90,7 +94,11 @@ def test_a_draft_for_a_customer_of_the_store() -> None:
     assert (doc.status, doc.number, doc.timezone) == ("draft", None, "UTC")
     assert (doc.issue_date, doc.due_date) == (date(2026, 11, 1), date(2026, 11, 15))
     assert (doc.subtotal, doc.tax_total, doc.total, doc.amount_due) == (
-        Decimal("40.00"), Decimal("8.00"), Decimal("48.00"), Decimal("48.00"))
+        Decimal("40.00"),
+        Decimal("8.00"),
+        Decimal("48.00"),
+        Decimal("48.00"),
+    )
     assert (doc.buyer.name, doc.issuer.name, doc.issuer.address.country) == ("Marie", "Meterstream Demo GmbH", "DE")
 
 

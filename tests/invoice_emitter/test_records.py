@@ -72,7 +72,11 @@ def test_a_batch_is_numbered_in_order_with_the_stores_rules(tmp_path: Path) -> N
                         ("c4", "invoice.created"), ("c4", "invoice.finalized"), ("c4", "invoice.paid")]  # fmt: skip
     finalized = orjson.loads(rows[-5][2])["data"]
     assert (finalized["number"], finalized["status"], finalized["previous_status"], finalized["total"]) == (
-        "DEMO-2026-000002", "finalized", "draft", "40.00")
+        "DEMO-2026-000002",
+        "finalized",
+        "draft",
+        "40.00",
+    )
     c3 = orjson.loads(rows[-4][2])["data"]  # stored at version 1, replaced (2), then finalized
     assert (c3["number"], c3["total"], c3["version"]) == ("DEMO-2026-000003", "3.00", 2)
     assert got.count(("c3", "invoice.created")) == 1 and ("c2", "invoice.finalized") in got
@@ -222,8 +226,20 @@ def test_a_batch_with_stored_drafts_records_what_the_per_record_path_records(two
             single.append(exc)
     # by hand: 000001 (c2) and 000002 (c11, voided) were given before; then, in the order built, every new or
     # stored draft that is accepted: c1, c3, c4, c6, c12 in 2026, c10 alone in 2027; none for the refused
-    expected = ["DEMO-2026-000003", "DEMO-2026-000001", "DEMO-2026-000004", "DEMO-2026-000005", None,
-                "DEMO-2026-000006", None, None, None, "DEMO-2027-000001", "DEMO-2026-000002", "DEMO-2026-000007"]
+    expected = [
+        "DEMO-2026-000003",
+        "DEMO-2026-000001",
+        "DEMO-2026-000004",
+        "DEMO-2026-000005",
+        None,
+        "DEMO-2026-000006",
+        None,
+        None,
+        None,
+        "DEMO-2027-000001",
+        "DEMO-2026-000002",
+        "DEMO-2026-000007",
+    ]
     for out in (bulk, single):
         assert [getattr(x, "number", None) for x in out] == expected
         assert [getattr(x, "field", None) for x in out] == [None] * 4 + ["total", None, "total", "customer",
@@ -243,7 +259,11 @@ def test_a_batch_with_stored_drafts_records_what_the_per_record_path_records(two
 
     # by hand: c3 stored at version 2, replaced (3) and finalized (4) at 3.00; c6 0.00: paid at once, version 4 too
     assert [field("c3", n) for n in ("status", "total_minor", "amount_due_minor", "version")] == [
-        "finalized", 300, 300, 4]
+        "finalized",
+        300,
+        300,
+        4,
+    ]
     assert [field("c6", n) for n in ("status", "total_minor", "amount_due_minor", "version")] == ["paid", 0, 0, 3]
     assert [field("c7", n) for n in ("status", "total_minor", "number")] == ["draft", 100, None]  # untouched
     assert field("someone-else", "status") == "draft" and field("c9", "currency") == "EUR"
@@ -258,7 +278,11 @@ def test_a_batch_with_stored_drafts_records_what_the_per_record_path_records(two
                    ("c10", "invoice.finalized"), ("c12", "invoice.created"), ("c12", "invoice.finalized")]  # fmt: skip
     c6_paid = events_bulk[before + 7][4]
     assert (c6_paid["status"], c6_paid["previous_status"], c6_paid["total"], c6_paid["version"]) == (
-        "paid", "finalized", "0.00", 3)
+        "paid",
+        "finalized",
+        "0.00",
+        3,
+    )
     # the counters: 7 numbers in 2026, 1 in 2027, on both stores
     for sf in two_stores:
         with sf() as s:

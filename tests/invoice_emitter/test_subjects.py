@@ -32,7 +32,9 @@ def test_customers_with_a_subject_get_all_their_usage_and_the_others_none(chdb_c
     c1 = {"api_calls": {"u1": Decimal("75"), "": Decimal("25")}, "seats": {"": Decimal("5")}}
     assert period_subjects(chdb_client, db, "2026-10", ["basic"]) == {("t1", "c1"): c1}
     assert period_subjects(chdb_client, db, "2026-10", ["basic", "other"]) == {
-        ("t1", "c1"): c1, ("t1", "c3"): {"api_calls": {"u9": Decimal("1.5")}}}
+        ("t1", "c1"): c1,
+        ("t1", "c3"): {"api_calls": {"u9": Decimal("1.5")}},
+    }
     assert period_subjects(chdb_client, db, "2026-10", []) == {}
     # quantities without the storage scale's trailing zeros, as the lines show them
     assert str(period_subjects(chdb_client, db, "2026-10", ["other"])[("t1", "c3")]["api_calls"]["u9"]) == "1.5"

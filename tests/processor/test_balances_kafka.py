@@ -109,6 +109,7 @@ def test_a_processor_killed_mid_stream_debits_every_rated_amount_once(kafka_sett
     child = start_native(env)
     producer = make_producer(settings)
     n = 20_000
+
     def read_rated() -> tuple[dict[str, Decimal], int]:
         found, records = {}, 0
         for m in read_topic(settings, topics.rated):

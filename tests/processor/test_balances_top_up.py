@@ -144,7 +144,9 @@ def test_the_loop_through_the_store_tops_up_once_even_when_the_request_comes_twi
     assert write_once(sf, [req, req])["top_up_repeated"] == 2
     txs = list_transactions(sf, T, made.id)
     assert [(t.kind, t.credits, t.reference) for t in txs[1:]] == [
-        ("paid", Decimal("20"), f"auto:{req.id}:paid"), ("granted", Decimal("5"), f"auto:{req.id}:granted")]
+        ("paid", Decimal("20"), f"auto:{req.id}:paid"),
+        ("granted", Decimal("5"), f"auto:{req.id}:granted"),
+    ]
 
     # the wallet's new version reaches the processor: 2.50 + 25.00 = 27.50, above the line
     doc = _doc(sf, made.id)

@@ -386,10 +386,20 @@ def test_live_plan_change_mid_period_prices_each_side_with_its_plan() -> None:
     then 4 more on 2026-10-20 under v2 (unit 0.0375: total(16) - total(12) = 0.15), continuing the period's
     running total; the specification and the batch path agree."""
     msgs = [
-        Message(0, 0, None, b'{"id":"x1","tenant":"cloud","customer":"a","meter":"graduated","quantity":"12",'
-                            b'"time":"2026-10-05T10:00:00.000Z"}'),
-        Message(0, 1, None, b'{"id":"x2","tenant":"cloud","customer":"a","meter":"graduated","quantity":"4",'
-                            b'"time":"2026-10-20T10:00:00.000Z"}'),
+        Message(
+            0,
+            0,
+            None,
+            b'{"id":"x1","tenant":"cloud","customer":"a","meter":"graduated","quantity":"12",'
+            b'"time":"2026-10-05T10:00:00.000Z"}',
+        ),
+        Message(
+            0,
+            1,
+            None,
+            b'{"id":"x2","tenant":"cloud","customer":"a","meter":"graduated","quantity":"4",'
+            b'"time":"2026-10-20T10:00:00.000Z"}',
+        ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         rated, dead, _ = run_columnar(Path(tmp) / "c", [msgs], [NOV_02], None, _live_view())
@@ -416,8 +426,13 @@ def test_live_subscription_totals_restart_at_its_own_period_in_its_time_zone() -
     table.apply(SubscriptionDoc(tenant="cloud", external_id="sc", customer="c", version=1, phases=start))
     times = ("2026-11-30T23:00:00.000Z", "2026-12-01T03:00:00.000Z", "2026-12-01T06:00:00.000Z")
     msgs = [
-        Message(0, i, None, b'{"id":"n%d","tenant":"cloud","customer":"c","meter":"graduated","quantity":"8",'
-                            b'"time":"%s"}' % (i, t.encode()))
+        Message(
+            0,
+            i,
+            None,
+            b'{"id":"n%d","tenant":"cloud","customer":"c","meter":"graduated","quantity":"8",'
+            b'"time":"%s"}' % (i, t.encode()),
+        )
         for i, t in enumerate(times)
     ]
     dec_03 = 1_796_256_000_000  # the batch clock: 2026-12-03T00:00:00Z
@@ -436,17 +451,42 @@ def test_live_subscription_totals_restart_at_its_own_period_in_its_time_zone() -
 def test_scenario_covers_the_outcomes() -> None:
     """A fixed batch through the columnar path gives every outcome, with hand-checked amounts."""
     msgs = [
-        Message(0, 0, None, b'{"id":"a","tenant":"cloud","customer":"a","meter":"graduated","quantity":"12",'
-                            b'"time":"2026-10-05T10:00:00.000Z"}'),
-        Message(0, 1, None, b'{"id":"a","tenant":"cloud","customer":"a","meter":"graduated","quantity":"12",'
-                            b'"time":"2026-10-05T10:00:00.000Z"}'),
-        Message(0, 2, None, b'{"id":"b","tenant":"cloud","customer":"a","meter":"graduated","quantity":"90",'
-                            b'"time":"2026-10-05T10:00:00.000Z"}'),
-        Message(0, 3, None, b'{"id":"c","tenant":"nobody","customer":"a","meter":"graduated","quantity":"1",'
-                            b'"time":"2026-10-05T10:00:00.000Z"}'),
+        Message(
+            0,
+            0,
+            None,
+            b'{"id":"a","tenant":"cloud","customer":"a","meter":"graduated","quantity":"12",'
+            b'"time":"2026-10-05T10:00:00.000Z"}',
+        ),
+        Message(
+            0,
+            1,
+            None,
+            b'{"id":"a","tenant":"cloud","customer":"a","meter":"graduated","quantity":"12",'
+            b'"time":"2026-10-05T10:00:00.000Z"}',
+        ),
+        Message(
+            0,
+            2,
+            None,
+            b'{"id":"b","tenant":"cloud","customer":"a","meter":"graduated","quantity":"90",'
+            b'"time":"2026-10-05T10:00:00.000Z"}',
+        ),
+        Message(
+            0,
+            3,
+            None,
+            b'{"id":"c","tenant":"nobody","customer":"a","meter":"graduated","quantity":"1",'
+            b'"time":"2026-10-05T10:00:00.000Z"}',
+        ),
         Message(0, 4, None, b"not json"),
-        Message(0, 5, None, b'{"id":"d","tenant":"cloud","customer":"a","meter":"fee","quantity":"100",'
-                            b'"time":"2026-10-05T10:00:00.000Z"}'),
+        Message(
+            0,
+            5,
+            None,
+            b'{"id":"d","tenant":"cloud","customer":"a","meter":"fee","quantity":"100",'
+            b'"time":"2026-10-05T10:00:00.000Z"}',
+        ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         store = PartitionStore(Path(tmp) / "p0")
@@ -456,7 +496,5 @@ def test_scenario_covers_the_outcomes() -> None:
     # graduated: 12 units -> 2 blocks of 5 at 1.5 + flat 2 = 5, plus 2 x 0.5 = 6; then 90 more (102):
     # 88 x 0.5 = 44 for tier 2 (to 100), 2 x 0.125 + flat 3 = 3.25 -> 47.25; fee: 100 x 2.9% + 0.30 = 3.20
     assert [float(a) for a in amounts] == [6.0, 47.25, 3.2]
-    assert out.outcomes[0] == Counter(
-        {Kind.RATED.value: 3, Kind.DUPLICATE.value: 1, Kind.DEAD_LETTER.value: 2}
-    )
+    assert out.outcomes[0] == Counter({Kind.RATED.value: 3, Kind.DUPLICATE.value: 1, Kind.DEAD_LETTER.value: 2})
     assert [(d[2]["stage"], d[2]["field"]) for d in out.dead_letters] == [("rate", "customer"), ("parse", "$")]

@@ -55,8 +55,6 @@ def test_without_instance_homes_every_instance_shares_the_home(popen, tmp_path: 
     assert [e["METERSTREAM_PROCESSOR_METRICS_PORT"] for _, e in popen.started] == ["9400", "9401"]
 
 
-
-
 def test_a_store_still_locked_by_its_previous_owner_is_waited_for(tmp_path: Path) -> None:
     """Instances sharing a home: the partition's new owner opens the directory the previous one may still hold."""
     import threading

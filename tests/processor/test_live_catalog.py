@@ -75,8 +75,15 @@ def test_arrival_order_does_not_matter() -> None:
         plan("basic", 1, "0.01"),
         plan("pro", 1, "0.005"),
         sub("s1", "org-1", [Phase(plan_code="basic", plan_version=1, start=at(1))], version=1),
-        sub("s1", "org-1", [Phase(plan_code="basic", plan_version=1, start=at(1), end=at(15, 12)),
-                            Phase(plan_code="pro", plan_version=1, start=at(15, 12))], version=2),
+        sub(
+            "s1",
+            "org-1",
+            [
+                Phase(plan_code="basic", plan_version=1, start=at(1), end=at(15, 12)),
+                Phase(plan_code="pro", plan_version=1, start=at(15, 12)),
+            ],
+            version=2,
+        ),
     ]
     forward, backward = EntityTable(), EntityTable()
     for d in docs:
@@ -158,10 +165,12 @@ def test_a_broken_message_is_skipped_not_fatal() -> None:
 
 def test_view_prefers_live_entities_and_falls_back_to_the_file_catalog() -> None:
     meters = {"api_calls": {"model": "unit", "unit_amount": "1"}}
-    file_catalog = parse_catalog({
-        "plans": [{"id": "file-plan", "currency": "USD", "meters": meters}],
-        "assignments": [{"tenant": T, "customer": "*", "plan": "file-plan"}],
-    })
+    file_catalog = parse_catalog(
+        {
+            "plans": [{"id": "file-plan", "currency": "USD", "meters": meters}],
+            "assignments": [{"tenant": T, "customer": "*", "plan": "file-plan"}],
+        }
+    )
     view = CatalogView(upgraded(), file_catalog)
     assert view.plan_for(T, "org-1", "api_calls", at(20)).id == "pro@1"
     assert view.plan_for(T, "org-1", "api_calls", at(20, month=10)).id == "file-plan"  # before the subscription
@@ -225,15 +234,25 @@ def test_the_topic_is_compacted_with_one_partition(topic_settings: Settings) -> 
 
 @pytest.mark.kafka
 def test_start_reads_the_current_state_and_updates_arrive_without_waiting(topic_settings: Settings) -> None:
-    produce(topic_settings, [
-        plan("basic", 1, "0.01"),
-        plan("pro", 1, "0.005"),
-        CustomerDoc(tenant=T, external_id="org-1", name="Org One", version=1),
-        sub("s1", "org-1", [Phase(plan_code="basic", plan_version=1, start=at(1))], version=1),
-        sub("s1", "org-1", [Phase(plan_code="basic", plan_version=1, start=at(1), end=at(15, 12)),
-                            Phase(plan_code="pro", plan_version=1, start=at(15, 12))], version=2),
-        sub("s1", "org-1", [Phase(plan_code="basic", plan_version=1, start=at(1))], version=1),  # a late repeat
-    ])
+    produce(
+        topic_settings,
+        [
+            plan("basic", 1, "0.01"),
+            plan("pro", 1, "0.005"),
+            CustomerDoc(tenant=T, external_id="org-1", name="Org One", version=1),
+            sub("s1", "org-1", [Phase(plan_code="basic", plan_version=1, start=at(1))], version=1),
+            sub(
+                "s1",
+                "org-1",
+                [
+                    Phase(plan_code="basic", plan_version=1, start=at(1), end=at(15, 12)),
+                    Phase(plan_code="pro", plan_version=1, start=at(15, 12)),
+                ],
+                version=2,
+            ),
+            sub("s1", "org-1", [Phase(plan_code="basic", plan_version=1, start=at(1))], version=1),  # a late repeat
+        ],
+    )
     live = LiveCatalog(topic_settings)
     try:
         live.start(timeout=30)

@@ -49,7 +49,7 @@ assignments:
   - {tenant: telco, customer: "*", plan: tel}
   - {tenant: telco, customer: bundled, plan: telb}
 """
-BUNDLES = 'bundles: [{id: free5, meter: voice_seconds, amount: 5, unit: minutes, groups: [national], period: month}]'
+BUNDLES = "bundles: [{id: free5, meter: voice_seconds, amount: 5, unit: minutes, groups: [national], period: month}]"
 
 
 def catalog():

@@ -23,9 +23,7 @@ def ev(
     tenant: str = "t1",
     t: str = "2026-10-05T00:00:00Z",
 ):
-    return orjson.dumps(
-        {"id": i, "tenant": tenant, "customer": customer, "meter": meter, "quantity": q, "time": t}
-    )
+    return orjson.dumps({"id": i, "tenant": tenant, "customer": customer, "meter": meter, "quantity": q, "time": t})
 
 
 def run(state: dict, value: bytes, offset: int, partition: int = 0):
@@ -35,9 +33,7 @@ def run(state: dict, value: bytes, offset: int, partition: int = 0):
 def test_graduated_deltas_by_hand() -> None:
     # tiers: 0-10 free, 10-100 at 0.5, above at 0.25. Events 8, 5, 100 -> cumulative 8, 13, 113.
     state: dict = {}
-    amounts = [
-        Decimal(run(state, ev(f"e{i}", q), i).rated["amount"]) for i, q in enumerate(["8", "5", "100"])
-    ]
+    amounts = [Decimal(run(state, ev(f"e{i}", q), i).rated["amount"]) for i, q in enumerate(["8", "5", "100"])]
     assert amounts == [Decimal("0"), Decimal("1.5"), Decimal("46.75")]  # 3*0.5; 87*0.5 + 13*0.25
     assert sum(amounts) == Decimal("48.25")
 

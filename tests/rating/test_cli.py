@@ -52,9 +52,7 @@ def test_quote_inline_yaml(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_invalid_price_names_the_field_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    tiers = (
-        '[{up_to: "10", unit_amount: "1"}, {up_to: "5", unit_amount: "1"}, {up_to: null, unit_amount: "1"}]'
-    )
+    tiers = '[{up_to: "10", unit_amount: "1"}, {up_to: "5", unit_amount: "1"}, {up_to: null, unit_amount: "1"}]'
     price = f"{{model: volume, currency: USD, tiers: {tiers}}}"
     code, out, err = _quote(capsys, "--price", price, "--quantity", "1")
     assert (code, out) == (2, {})

@@ -34,9 +34,7 @@ def test_docs_show_every_model() -> None:
     assert {example["price"]["model"] for example in EXAMPLES} == set(MODELS)
 
 
-@pytest.mark.parametrize(
-    "example", EXAMPLES, ids=[f"{e['price']['model']}-q{e['quantity']}" for e in EXAMPLES]
-)
+@pytest.mark.parametrize("example", EXAMPLES, ids=[f"{e['price']['model']}-q{e['quantity']}" for e in EXAMPLES])
 def test_docs_example(example: dict[str, Any]) -> None:
     VALIDATOR.validate(example["price"])
     assert str(quote(example["price"], example["quantity"]).total) == example["total"]

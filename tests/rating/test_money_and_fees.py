@@ -107,9 +107,7 @@ def test_installments_put_the_remainder_last() -> None:
 
 
 def test_flat_charge_schedules() -> None:
-    setup = parse_price(
-        {"model": "flat", "currency": "USD", "amount": "100", "cadence": "one_time", "installments": 3}
-    )
+    setup = parse_price({"model": "flat", "currency": "USD", "amount": "100", "cadence": "one_time", "installments": 3})
     assert [flat_charge(setup, i) for i in range(4)] == [D("33.33"), D("33.33"), D("33.34"), D(0)]
     monthly = parse_price({"model": "flat", "currency": "USD", "amount": "30", "billing": "in_arrears"})
     assert flat_charge(monthly, 5, proration=D("0.5")) == D(15)

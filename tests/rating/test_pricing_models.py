@@ -114,9 +114,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
             {
                 "model": "graduated",
                 "currency": "USD",
-                "tiers": _tiers(
-                    ("10", {"unit_amount": "0"}), (None, {"block_size": "5", "block_amount": "2"})
-                ),
+                "tiers": _tiers(("10", {"unit_amount": "0"}), (None, {"block_size": "5", "block_amount": "2"})),
             },
             q,
             total,

@@ -66,9 +66,7 @@ def usage_extras(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def usage_prices(
-    draw: st.DrawFn, models: tuple[str, ...] = ("unit", "graduated", "volume", "package")
-) -> Any:
+def usage_prices(draw: st.DrawFn, models: tuple[str, ...] = ("unit", "graduated", "volume", "package")) -> Any:
     model = draw(st.sampled_from(models))
     price: dict[str, Any] = {"model": model, "currency": draw(currencies), **draw(usage_extras())}
     if model == "unit":
@@ -110,9 +108,7 @@ def test_quote_lines_add_up_and_match_the_stream_path(price: Any, quantity: Deci
 
 
 @given(tiers(pricing=("unit",)), quantities)
-def test_volume_total_is_quantity_times_the_containing_tier(
-    tier_list: list[dict[str, Any]], q: Decimal
-) -> None:
+def test_volume_total_is_quantity_times_the_containing_tier(tier_list: list[dict[str, Any]], q: Decimal) -> None:
     price = {"model": "volume", "currency": "USD", "tiers": tier_list}
     containing = next(t for t in tier_list if t["up_to"] is None or q <= Decimal(t["up_to"]))
     expected = q * Decimal(containing["unit_amount"]) + Decimal(containing.get("flat_amount", "0"))

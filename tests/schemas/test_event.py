@@ -225,9 +225,7 @@ def test_limit_constants() -> None:
 
 
 def test_exact_quantities_and_time_normalisation() -> None:
-    e = parse_event(
-        orjson.dumps({**VALID, "quantity": "0.000000000001", "time": "2026-10-03T10:00:00.123999+02:00"})
-    )
+    e = parse_event(orjson.dumps({**VALID, "quantity": "0.000000000001", "time": "2026-10-03T10:00:00.123999+02:00"}))
     assert e.quantity == Decimal("0.000000000001")
     assert e.time.isoformat() == "2026-10-03T08:00:00.123000+00:00"
     assert parse_event(orjson.dumps({**VALID, "quantity": 0.1})).quantity == Decimal("0.1")

@@ -360,4 +360,3 @@ def _cloud_event_of(raw: dict[str, Any], meters: dict[str, MeterDefinition]) -> 
     return {"id": event_id, "source": source, "specversion": "1.0",
             "type": definition.event_type if definition else meter, "subject": raw.get("subject"),
             "time": raw.get("time"), "data": None}  # fmt: skip
-

@@ -173,5 +173,5 @@ def test_csv_has_exact_values():
     data = [{"windowStart": "a", "windowEnd": "b", "subject": "u,1", "customerId": None, "groupBy": {"model": "x"},
              "value": Decimal("0.100000000000")}]  # fmt: skip
     assert to_csv(["subject", "model"], data) == (
-        "window_start,window_end,subject,customer_id,model,value\r\na,b,\"u,1\",,x,0.1\r\n"
+        'window_start,window_end,subject,customer_id,model,value\r\na,b,"u,1",,x,0.1\r\n'
     )

@@ -54,7 +54,11 @@ def test_meters_crud_through_the_sdk(om):
     m = admin.meters.create({"slug": "tokens", "eventType": "prompt", "aggregation": "SUM", "name": "Tokens",
                              "valueProperty": "$.tokens", "groupBy": {"model": "$.model"}})  # fmt: skip
     assert (m.slug, m.aggregation, m.event_type, m.value_property, m.group_by) == (
-        "tokens", "SUM", "prompt", "$.tokens", {"model": "$.model"}
+        "tokens",
+        "SUM",
+        "prompt",
+        "$.tokens",
+        {"model": "$.model"},
     )
     assert isinstance(m.created_at, dt.datetime) and len(m.id) == 26
     assert reader.meters.get("tokens").id == m.id

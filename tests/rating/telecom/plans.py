@@ -71,9 +71,7 @@ SECTION: dict[str, Any] = {
             ],
         },
     },
-    "bundles": [
-        {"id": "NAT_MIN", "meter": "voice_seconds", "amount": 10, "unit": "minutes", "groups": ["national"]}
-    ],
+    "bundles": [{"id": "NAT_MIN", "meter": "voice_seconds", "amount": 10, "unit": "minutes", "groups": ["national"]}],
 }
 
 

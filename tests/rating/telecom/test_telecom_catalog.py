@@ -142,9 +142,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("change", "value", "field", "reason"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
-)
+@pytest.mark.parametrize(("change", "value", "field", "reason"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
 def test_invalid_sections_name_the_field(change, value, field, reason):
     s = section()
     _set(s, change, value)
@@ -270,10 +268,7 @@ def test_csv_unknown_rate_reference(tmp_path):
     (d / "DestinationRates.csv").write_text(text)
     with pytest.raises(TelecomCatalogError) as exc:
         load_telecom_csv(d, currency="EUR")
-    assert (
-        exc.value.problems[0][0].startswith("DestinationRates.csv:")
-        and "RT_MISSING" in exc.value.problems[0][1]
-    )
+    assert exc.value.problems[0][0].startswith("DestinationRates.csv:") and "RT_MISSING" in exc.value.problems[0][1]
 
 
 # --- the example plan, worked by hand ---------------------------------------------------------------

@@ -43,9 +43,7 @@ def test_rate_event_prints_json(capsys):
     assert doc["id"] == "cdr-1"
     assert doc["cost"] == "0.1000" and doc["currency"] == "EUR"
     assert doc["bundle_units_used"] == {"national_minutes": "50"}
-    assert [
-        (s["time_band"], s["rate_id"], s["usage"], s["increments"], s["bundle_id"]) for s in doc["segments"]
-    ] == [
+    assert [(s["time_band"], s["rate_id"], s["usage"], s["increments"], s["bundle_id"]) for s in doc["segments"]] == [
         ("peak", "RT_NAT_PEAK", "50", 1, "national_minutes"),
         ("peak", "RT_NAT_PEAK", "40", 30, None),
         ("offpeak", "RT_NAT_OFFPEAK", "60", 60, None),
@@ -105,5 +103,7 @@ def test_bundle_used_defaults_to_none_used(capsys):
     doc = json.loads(out)
     assert code == 0
     assert (doc["cost"], doc["bundle_units_used"]) == ("0.0000", {"national_minutes": "150"})
-    assert [(s["usage"], s["bundle_id"]) for s in doc["segments"]] == [("90", "national_minutes"),
-                                                                      ("60", "national_minutes")]
+    assert [(s["usage"], s["bundle_id"]) for s in doc["segments"]] == [
+        ("90", "national_minutes"),
+        ("60", "national_minutes"),
+    ]

@@ -47,9 +47,7 @@ def test_pieces_add_up(plan, start, seconds, number, bundle_used):
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    start=starts, seconds=st.integers(0, 3000), extra=st.integers(1, 600), number=numbers, bundle_used=used
-)
+@given(start=starts, seconds=st.integers(0, 3000), extra=st.integers(1, 600), number=numbers, bundle_used=used)
 def test_longer_never_cheaper(plan, start, seconds, extra, number, bundle_used):
     def cost(q: int) -> Decimal:
         return rate_cdr(plan, meter="voice_seconds", quantity=D(q), start=start,
@@ -65,9 +63,7 @@ def test_fast_path_matches_general_path(plan, start, seconds, number, bundle_use
     if meter == "sms":
         seconds = seconds.to_integral_value()
     dims = {"destination": number}
-    fast = rate_cdr(
-        plan, meter=meter, quantity=seconds, start=start, dimensions=dims, bundle_used=bundle_used
-    )
+    fast = rate_cdr(plan, meter=meter, quantity=seconds, start=start, dimensions=dims, bundle_used=bundle_used)
     cp = plan.compiled
     cm = cp.meters[meter]
     dest = cm.prefixes.match(number)

@@ -513,9 +513,7 @@ def test_priced_longer_prefix_wins():
     assert r.destination_id == "MOB_PREMIUM" and str(r.cost) == "2.0000"
 
 
-@pytest.mark.parametrize(
-    "dims", [{"destination": "+33123"}, {}, {"destination": ""}, {"destination": "+49-30"}]
-)
+@pytest.mark.parametrize("dims", [{"destination": "+33123"}, {}, {"destination": ""}, {"destination": "+49-30"}])
 def test_no_rate_for_destination(plan, dims):
     with pytest.raises(NoRate) as exc:
         rate_cdr(
@@ -560,10 +558,6 @@ def test_unrated_meter(plan):
 
 def test_bad_inputs(plan):
     with pytest.raises(ValueError, match="timezone-aware"):
-        rate_cdr(
-            plan, meter="sms", quantity=D(1), start=datetime(2025, 3, 4, 10), dimensions={}, bundle_used={}
-        )
+        rate_cdr(plan, meter="sms", quantity=D(1), start=datetime(2025, 3, 4, 10), dimensions={}, bundle_used={})
     with pytest.raises(ValueError, match="quantity"):
-        rate_cdr(
-            plan, meter="sms", quantity=D(-1), start=berlin(2025, 3, 4, 10), dimensions={}, bundle_used={}
-        )
+        rate_cdr(plan, meter="sms", quantity=D(-1), start=berlin(2025, 3, 4, 10), dimensions={}, bundle_used={})

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meterstream.deploy.cli_close import _close, _query  # noqa: F401 - the handlers tests call directly
 
@@ -45,15 +46,31 @@ def build_app(command: str | None = None) -> typer.Typer:
     app = typer.Typer(name="meterstream", help=__doc__.split("\n")[0], no_args_is_help=True, add_completion=False,
                       rich_markup_mode=None, pretty_exceptions_enable=False,
                       context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})  # fmt: skip
-    app.callback()(_root)  # a group even when one command is registered (typer would run a lone command directly)
+    app.callback()(_root_with(typer))  # a group even when one command is registered (typer would run a lone one)
     only = [g for g, names in GROUPS.items() if command in names]
     for group in only or GROUPS:
         import_module(f"meterstream.deploy.cli_{group}").register(app)
     return app
 
 
-def _root() -> None:
-    """`meterstream`: one CLI for the broker, the pipeline processes, period close, rating and the demo."""
+def _root_with(typer: Any) -> Callable[..., None]:
+    """The app's own callback, with its one option `--version` (typer is imported only when a command runs)."""
+
+    def show_version(value: bool) -> None:
+        if value:
+            from meterstream import __version__
+
+            print(f"meterstream {__version__}")
+            raise typer.Exit()
+
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", help="Print the version and exit.", is_eager=True, callback=show_version
+        ),
+    ) -> None:
+        """`meterstream`: one CLI for the broker, the pipeline processes, period close, rating and the demo."""
+
+    return _root
 
 
 def commands(app: typer.Typer | None = None) -> list[tuple[tuple[str, ...], object]]:

@@ -35,16 +35,13 @@ from pathlib import Path
 import httpx
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from meterstream.deploy import kafka_local  # noqa: E402
-from meterstream.deploy.pipeline import Pipeline, demo_environment  # noqa: E402
-from meterstream.deploy.ports import free_port, free_port_pair  # noqa: E402
-from meterstream.entities.db import make_engine, migrate, session_factory  # noqa: E402
-from meterstream.entities.keys import KeyRepository  # noqa: E402
-from meterstream.ingest.topics import ensure_topics  # noqa: E402
-from meterstream.schemas.settings import Settings, settings_from_env  # noqa: E402
+from meterstream.deploy import kafka_local
+from meterstream.deploy.pipeline import Pipeline, demo_environment
+from meterstream.deploy.ports import free_port, free_port_pair
+from meterstream.entities.db import make_engine, migrate, session_factory
+from meterstream.entities.keys import KeyRepository
+from meterstream.ingest.topics import ensure_topics
+from meterstream.schemas.settings import Settings, settings_from_env
 
 MARK = "@@@@@@@@@@"  # replaced per request by a run nonce + thread id + request counter: unique ids
 

@@ -34,20 +34,16 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 # bench/authorize_setup.py: this script's folder is on sys.path
-from authorize_setup import add_customer, example_app  # noqa: E402
+from authorize_setup import add_customer, example_app
 
-from meterstream.collector import settle_after_start  # noqa: E402
+from meterstream.collector import settle_after_start
 
 
 def _pct(values: list[float], p: float) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -18,10 +17,8 @@ from pathlib import Path
 
 import orjson
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]  # bench/ must not shadow the packages
-
-from meterstream.processor.dedup import dedup_key  # noqa: E402
-from meterstream.processor.store import PartitionStore  # noqa: E402
+from meterstream.processor.dedup import dedup_key
+from meterstream.processor.store import PartitionStore
 
 
 def measure(ids: int, batch: int = 5000) -> dict:

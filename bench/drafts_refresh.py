@@ -26,7 +26,6 @@ from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def _period_close_bench():  # type: ignore[no-untyped-def]

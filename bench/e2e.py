@@ -80,24 +80,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from state_footprint import dedup_footprint  # bench/state_footprint.py
+
+from meterstream.deploy.cli_common import is_terminal, progress
+from meterstream.deploy.demo import last_month
+from meterstream.deploy.pipeline import Pipeline, demo_environment
+from meterstream.deploy.ports import free_port_pair
+from meterstream.ingest.lag import LagProbe
+from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_all
+from meterstream.ingest.topics import Topics, ensure_topics
+from meterstream.ingest.workload import Truth, WorkloadSpec, generate
+from meterstream.processor.runner import app_id, state_dir
+from meterstream.schemas.rated import unpack
+from meterstream.schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition  # noqa: E402
-from state_footprint import dedup_footprint  # noqa: E402  (bench/state_footprint.py)
-
-from meterstream.deploy.cli_common import is_terminal, progress  # noqa: E402
-from meterstream.deploy.demo import last_month  # noqa: E402
-from meterstream.deploy.pipeline import Pipeline, demo_environment  # noqa: E402
-from meterstream.deploy.ports import free_port_pair  # noqa: E402
-from meterstream.ingest.lag import LagProbe  # noqa: E402
-from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_all  # noqa: E402
-from meterstream.ingest.topics import Topics, ensure_topics  # noqa: E402
-from meterstream.ingest.workload import Truth, WorkloadSpec, generate  # noqa: E402
-from meterstream.processor.runner import app_id, state_dir  # noqa: E402
-from meterstream.schemas.rated import unpack  # noqa: E402
-from meterstream.schemas.settings import Settings  # noqa: E402
 
 
 def say(msg: str) -> None:

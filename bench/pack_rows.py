@@ -19,30 +19,23 @@ from __future__ import annotations
 import argparse
 import gc
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/rating.py would shadow the package
-if str(HERE.parent) not in sys.path:
-    sys.path.append(str(HERE.parent))
-
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-
-from meterstream.collector import BetweenBatches  # noqa: E402
-from meterstream.ingest.workload import WorkloadSpec, generate  # noqa: E402
-from meterstream.processor.columnar import ColumnarStep, Message  # noqa: E402
-from meterstream.processor.store import BatchState, PartitionStore  # noqa: E402
-from meterstream.rating.catalog import load_catalog  # noqa: E402
-from meterstream.schemas import rated  # noqa: E402
-from meterstream.schemas.event import TimeWindow  # noqa: E402
-from meterstream.schemas.settings import Settings  # noqa: E402
+from meterstream.collector import BetweenBatches
+from meterstream.ingest.workload import WorkloadSpec, generate
+from meterstream.processor.columnar import ColumnarStep, Message
+from meterstream.processor.store import BatchState, PartitionStore
+from meterstream.rating.catalog import load_catalog
+from meterstream.schemas import rated
+from meterstream.schemas.event import TimeWindow
+from meterstream.schemas.settings import Settings
 
 PARTITIONS, BATCH, WINDOW_MS = 4, 5000, 35 * 86_400_000
 

@@ -144,7 +144,6 @@ from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 PERIOD = "2026-10"
 TENANT = "bench"

@@ -42,23 +42,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from confluent_kafka import Message as KafkaMessage
 
-HERE = Path(__file__).resolve().parent
-# run as a script, bench/ is sys.path[0] and bench/rating.py would shadow the package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-if str(HERE.parent) not in sys.path:
-    sys.path.append(str(HERE.parent))
-
-from confluent_kafka import Message as KafkaMessage  # noqa: E402
-
-from meterstream.collector import BetweenBatches  # noqa: E402
-from meterstream.ingest.workload import WorkloadSpec, generate  # noqa: E402
-from meterstream.processor.columnar import BatchOutput, ColumnarStep, Message  # noqa: E402
-from meterstream.processor.store import BatchState, PartitionStore  # noqa: E402
-from meterstream.rating.catalog import load_catalog  # noqa: E402
-from meterstream.schemas import rated  # noqa: E402
-from meterstream.schemas.event import TimeWindow  # noqa: E402
-from meterstream.schemas.settings import Settings  # noqa: E402
+from meterstream.collector import BetweenBatches
+from meterstream.ingest.workload import WorkloadSpec, generate
+from meterstream.processor.columnar import BatchOutput, ColumnarStep, Message
+from meterstream.processor.store import BatchState, PartitionStore
+from meterstream.rating.catalog import load_catalog
+from meterstream.schemas import rated
+from meterstream.schemas.event import TimeWindow
+from meterstream.schemas.settings import Settings
 
 TOPIC = "usage"
 WINDOW_MS = 35 * 86_400_000

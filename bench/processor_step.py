@@ -24,7 +24,6 @@ import gc
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -33,22 +32,16 @@ from pathlib import Path
 
 import orjson
 
-HERE = Path(__file__).resolve().parent
-# run as a script, bench/ is sys.path[0] and bench/rating.py would shadow the package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-if str(HERE.parent) not in sys.path:
-    sys.path.append(str(HERE.parent))
-
-from meterstream.collector import BetweenBatches  # noqa: E402
-from meterstream.ingest.workload import WorkloadSpec, generate  # noqa: E402
-from meterstream.processor.columnar import ColumnarStep, Message  # noqa: E402
-from meterstream.processor.step import Kind, Position, process  # noqa: E402
-from meterstream.processor.store import BatchState, PartitionStore  # noqa: E402
-from meterstream.rating.catalog import Catalog, load_catalog  # noqa: E402
-from meterstream.schemas import rated  # noqa: E402
-from meterstream.schemas.event import TimeWindow  # noqa: E402
-from meterstream.schemas.rated import pack  # noqa: E402
-from meterstream.schemas.settings import Settings  # noqa: E402
+from meterstream.collector import BetweenBatches
+from meterstream.ingest.workload import WorkloadSpec, generate
+from meterstream.processor.columnar import ColumnarStep, Message
+from meterstream.processor.step import Kind, Position, process
+from meterstream.processor.store import BatchState, PartitionStore
+from meterstream.rating.catalog import Catalog, load_catalog
+from meterstream.schemas import rated
+from meterstream.schemas.event import TimeWindow
+from meterstream.schemas.rated import pack
+from meterstream.schemas.settings import Settings
 
 TOPIC = "usage"
 WINDOW_MS = 35 * 86_400_000

@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import random
-import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from meterstream.rating import Price, delta, parse_price
 

@@ -29,21 +29,18 @@ from pathlib import Path
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from meterstream.deploy import kafka_local  # noqa: E402
-from meterstream.deploy.ports import free_port_pair  # noqa: E402
-from meterstream.ingest.producer import DeliveryTracker, make_producer  # noqa: E402
-from meterstream.processor.changelog import (  # noqa: E402
+from meterstream.deploy import kafka_local
+from meterstream.deploy.ports import free_port_pair
+from meterstream.ingest.producer import DeliveryTracker, make_producer
+from meterstream.processor.changelog import (
     ChangelogReader,
     ChangelogWriter,
     changelog_topic,
     ensure_changelog,
 )
-from meterstream.processor.dedup import dedup_key  # noqa: E402
-from meterstream.processor.store import PartitionStore  # noqa: E402
-from meterstream.schemas.settings import Settings  # noqa: E402
+from meterstream.processor.dedup import dedup_key
+from meterstream.processor.store import PartitionStore
+from meterstream.schemas.settings import Settings
 
 
 def say(msg: str) -> None:

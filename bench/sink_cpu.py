@@ -29,15 +29,11 @@ import argparse
 import os
 import re
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from meterstream.aggregation.client import connect
 from meterstream.aggregation.ddl import create_schema

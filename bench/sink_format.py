@@ -24,15 +24,12 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 import tempfile
 import time
 import zlib
 from pathlib import Path
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from meterstream.aggregation.client import connect
 from meterstream.aggregation.ddl import create_schema

@@ -30,14 +30,10 @@ from typing import Any
 
 import yaml
 
+from meterstream.rating.telecom import NoRate, parse_telecom_plan, rate_cdr
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# run as a script, bench/ is sys.path[0] and bench/rating.py would shadow the package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
-
-from meterstream.rating.telecom import NoRate, parse_telecom_plan, rate_cdr  # noqa: E402
 
 sys.path.append(str(ROOT / "tests" / "rating"))
 import reference_telecom  # noqa: E402  (the frozen rater: test code, imported by this bench only)

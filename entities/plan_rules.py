@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from meterstream.billing.tax_rates import ISO_COUNTRIES
 from meterstream.entities.common import Invalid
 from meterstream.rating.money import CURRENCY_MINOR_UNITS
 from meterstream.schemas.entities import (
@@ -41,7 +42,6 @@ TIMINGS = ("advance", "arrears")
 CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")  # no `@` (rating id code@version), no separators
 METER_RE = re.compile(r"[a-z][a-z0-9_.-]{0,127}")  # the usage event's meter (schemas/event.py)
 TENANT_RE = re.compile(r"[^/\x00-\x1f]{1,128}")  # the usage event's tenant
-COUNTRY_RE = re.compile(r"[A-Z]{2}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")
 
 # fields of a canonical price (rating/price.py) holding amounts or quantities: checked for precision
@@ -222,6 +222,13 @@ def validate_plan(doc: PlanVersionDoc) -> None:
         raise Invalid("usage", "a plan needs at least one charge (usage, telecom, fixed, one_time or installments)")
 
 
+def check_country(name: str, country: object) -> None:
+    """None, or an assigned ISO 3166-1 alpha-2 code (billing/tax_rates.py `ISO_COUNTRIES`, what invoicing accepts
+    for a buyer): a made-up code such as XX would be stored and then stop every invoice of the customer."""
+    if country is not None and (not isinstance(country, str) or country not in ISO_COUNTRIES):
+        raise Invalid(name, f"an ISO 3166-1 alpha-2 country code such as DE (got {country!r})")
+
+
 def validate_customer(doc: CustomerDoc) -> None:
     """Raise `Invalid` naming the first bad field of a customer document."""
     if not isinstance(doc, CustomerDoc):
@@ -236,14 +243,11 @@ def validate_customer(doc: CustomerDoc) -> None:
     if doc.email is not None and (not isinstance(doc.email, str) or len(doc.email) > 256
                                   or not EMAIL_RE.fullmatch(doc.email)):  # fmt: skip
         raise Invalid("email", f"an email address such as billing@example.com (got {doc.email!r})")
-    if doc.country is not None and (not isinstance(doc.country, str) or not COUNTRY_RE.fullmatch(doc.country)):
-        raise Invalid("country", f"an ISO 3166-1 alpha-2 code such as DE (got {doc.country!r})")
+    check_country("country", doc.country)
     if doc.address is not None:
         for name in ("line1", "line2", "city", "postal_code", "state"):
             check_text(f"address.{name}", getattr(doc.address, name), required=False)
-        country = doc.address.country
-        if country is not None and (not isinstance(country, str) or not COUNTRY_RE.fullmatch(country)):
-            raise Invalid("address.country", f"an ISO 3166-1 alpha-2 code such as DE (got {country!r})")
+        check_country("address.country", doc.address.country)
     if doc.currency is not None:
         check_currency("currency", doc.currency)
     try:

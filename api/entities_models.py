@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
+from meterstream.entities.subscriptions import start_now
 from meterstream.rating.money import CURRENCY_MINOR_UNITS, to_decimal
 from meterstream.schemas.entities import (
     Address,
@@ -277,7 +278,7 @@ class SubscriptionCreate(_In):
     customer: ExternalId = Field(description="The customer's external id; \"*\" = the tenant's default subscription.")
     plan: Code
     plan_version: int | None = Field(None, ge=1, le=MAX_INT, description="default: the plan's newest version")
-    start: AwareDatetime | None = Field(None, description="RFC 3339 with an offset; default: now")
+    start: AwareDatetime | None = Field(None, description="RFC 3339 with an offset; default: now, the current second")
     end: AwareDatetime | None = None
     billing_anchor: Literal["calendar", "anniversary"] = "calendar"
     trial_end: AwareDatetime | None = None
@@ -289,7 +290,7 @@ class SubscriptionCreate(_In):
     addons: list[Code] = Field(default_factory=list, description="add-on plan codes")
 
     def to_doc(self, tenant: str, plan_version: int, now: datetime) -> SubscriptionDoc:
-        start = _utc(self.start) or now
+        start = _utc(self.start) or start_now(now)
         phase = Phase(
             plan_code=self.plan, plan_version=plan_version, start=start, end=_utc(self.end),
             usage_overrides=self.usage_overrides, fixed_overrides=self.fixed_overrides, addons=self.addons,

@@ -78,6 +78,14 @@ class SubscriptionPhaseRow(Base):
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
+def start_now(now: datetime) -> datetime:
+    """A subscription's start when the caller gives none: the current second, whole. Event times are mostly whole
+    seconds (Lago's `timestamp` is an integer, many producers write seconds), and an event sent right after the
+    subscription, in the same second, must fall inside it rather than before its start (it would be dead-lettered
+    as "no subscription at the event's time")."""
+    return now.replace(microsecond=0)
+
+
 def _doc(row: SubscriptionRow) -> SubscriptionDoc:
     return msgspec.json.decode(row.doc, type=SubscriptionDoc)
 

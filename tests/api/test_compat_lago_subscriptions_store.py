@@ -214,3 +214,16 @@ def test_events_naming_a_subscription_of_the_own_api_find_its_customer(client) -
     assert client.app.state.lago.subscriptions.customers("t1", ["own-1", "unknown"]) == {"own-1": "globex"}
     found = client.get(f"{BASE}/subscriptions/own-1", headers=headers(client)).json()["subscription"]
     assert (found["external_customer_id"], found["plan_code"]) == ("globex", "pro")
+
+
+def test_a_subscription_without_subscription_at_starts_at_the_current_whole_second(client) -> None:  # type: ignore[no-untyped-def]
+    """Lago's own example (docs/lago.md "Switching"): subscribe, then send an event with `timestamp =
+    int(time.time())` at once. The event's whole second must lie inside the subscription, so the default start is
+    that second (an audit saw such an event dead-lettered against a start of 15:58:56.427)."""
+    before = datetime.now(UTC)
+    resp = client.post(f"{BASE}/subscriptions", json=sub("s-now"), headers=headers(client))
+    after = datetime.now(UTC)
+    assert resp.status_code == 200, resp.text
+    (phase,) = get_subscription(client.app.state.sessions, "t1", "s-now").phases
+    assert phase.start.microsecond == 0 and before.replace(microsecond=0) <= phase.start <= after
+    assert resp.json()["subscription"]["subscription_at"] == phase.start.strftime("%Y-%m-%dT%H:%M:%S.000Z")

@@ -358,3 +358,20 @@ def test_back_dated_writes_into_a_finalized_period_are_refused(client: TestClien
     ok = client.post("/v1/subscriptions/s1/change", json={"plan": "pro", "at": "2026-01-31T23:00:00Z"},
                      headers=admin)  # fmt: skip
     assert ok.status_code == 200 and ok.json()["phases"][1]["start"] == "2026-01-31T23:00:00Z"
+
+
+def test_a_subscription_without_start_starts_at_the_current_whole_second(client: TestClient) -> None:
+    """An event timed in the second the subscription was made (whole seconds, as most producers write them) must
+    fall inside it: the default start is that second, not the instant with its microseconds (an audit's event at
+    15:55:43Z was dead-lettered by a start of 15:55:43.942403Z)."""
+    from datetime import UTC, datetime
+
+    admin = _setup(client)
+    before = datetime.now(UTC)
+    made = client.post("/v1/subscriptions", json={"external_id": "now-1", "customer": "org-1", "plan": "pro"},
+                       headers=admin)  # fmt: skip
+    after = datetime.now(UTC)
+    assert made.status_code == 201, made.json()
+    start = datetime.fromisoformat(made.json()["phases"][0]["start"])
+    assert start.microsecond == 0 and before.replace(microsecond=0) <= start <= after
+    assert made.json()["status"] == "active"

@@ -32,6 +32,7 @@ from meterstream.entities.subscriptions import (
     create_subscription,
     get_subscription,
     list_subscriptions,
+    start_now,
 )
 from meterstream.schemas.entities import CustomerDoc, Phase, PlanVersionDoc, SubscriptionDoc
 from meterstream.schemas.event import format_time
@@ -110,7 +111,7 @@ class LagoSubscriptions:
         billing_time = raw.get("billing_time") or "calendar"
         if billing_time not in ANCHORS:
             raise Invalid("billing_time", f"one of {', '.join(ANCHORS)} (got {billing_time!r})")
-        start = _time("subscription_at", raw.get("subscription_at")) or now
+        start = _time("subscription_at", raw.get("subscription_at")) or start_now(now)
         end = _time("ending_at", raw.get("ending_at"))
         recorded = self.mappings.get(tenant, external_id)
         if recorded is not None and recorded.external_customer_id != customer:

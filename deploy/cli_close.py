@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -93,7 +94,7 @@ def _query(args: Any, settings: Settings) -> int:
         print(json.dumps([dict(zip(headers, (_cell(v) for v in row), strict=True)) for row in result.result_rows],
                          ensure_ascii=False, indent=2))  # fmt: skip
         return 0
-    table(None, headers, [[str(v) for v in row] for row in result.result_rows])  # piped: TSV, header first
+    table(None, headers, [[str(_cell(v)) for v in row] for row in result.result_rows])  # piped: TSV, header first
     return 0
 
 
@@ -125,7 +126,13 @@ def is_blank(sql: str) -> bool:
 
 
 def _cell(value: Any) -> Any:
-    return value if value is None or isinstance(value, bool | int | str) else str(value)
+    """A result value as `query` prints it: None, booleans, integers and text as they are; a Decimal in plain
+    notation with its column's scale, as ClickHouse writes it (0E-18 is 0.000000000000000000); anything else str."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
 
 
 def _issue_date(text: str | None) -> date | None:

@@ -213,10 +213,14 @@ def test_query_json_keeps_decimals_exact(tmp_path: Path) -> None:
         METERSTREAM_CLICKHOUSE_URL=f"chdb://{tmp_path / 'store'}",
         METERSTREAM_CLICKHOUSE_HTTP_PORT="1",
     )  # no front answers there: the embedded store itself
-    sql = "SELECT 1 AS n, toDecimal128('0.10', 12) * 3 AS amount, 'acme' AS tenant"
+    sql = "SELECT 1 AS n, toDecimal128('0.10', 12) * 3 AS amount, 'acme' AS tenant, toDecimal128(0, 18) AS zero"
     done = subprocess.run([*CLI, "query", "--json", sql], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [{"n": 1, "amount": "0.300000000000", "tenant": "acme"}]
+    # a zero of scale 18 as ClickHouse writes it, not Python's 0E-18
+    assert json.loads(done.stdout) == [{"n": 1, "amount": "0.300000000000", "tenant": "acme",
+                                        "zero": "0.000000000000000000"}]  # fmt: skip
+    piped = subprocess.run([*CLI, "query", sql], env=env, capture_output=True, text=True, timeout=180)
+    assert piped.stdout.splitlines() == ["n\tamount\ttenant\tzero", "1\t0.300000000000\tacme\t0.000000000000000000"]
 
 
 def test_kafka_status_json(kafka_settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

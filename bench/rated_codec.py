@@ -5,11 +5,12 @@ the broker (storing, then serving) and the sink (consuming and reading the Arrow
 
 The rated rows are the processor's (`bench/sink_format.rated_rows`: the demo workload through the columnar step),
 packed into Arrow messages as the processor sends them (`schemas.rated.pack_rows`), then repeated `--repeat` times.
-On the bench's local broker (`bench/e2e.py`'s, started if needed), for each round and each codec in turn (so each
-codec sees the same machine phase): a fresh 4-partition topic, every message produced with the processor's producer
-settings (`ingest.producer.make_producer`, `linger.ms` 5) and `compression.type` set to the codec, flushed; then
-consumed by one consumer with the sink's fetch settings, each value read as the sink reads it (`read_arrow`). CPU
-seconds: this process's (producer, then consumer: the client threads included) and the broker's (/proc), per row.
+On the bench's local broker (`bench/e2e.py`'s, started if needed and stopped at the end unless `--keep-broker`),
+for each round and each codec in turn (so each codec sees the same machine phase): a fresh 4-partition topic, every
+message produced with the processor's producer settings (`ingest.producer.make_producer`, `linger.ms` 5) and
+`compression.type` set to the codec, flushed; then consumed by one consumer with the sink's fetch settings, each
+value read as the sink reads it (`read_arrow`). CPU seconds: this process's (producer, then consumer: the client
+threads included) and the broker's (/proc), per row.
 The first round warms the broker's JIT and is left out of the summary (the median of the other rounds).
 """
 
@@ -19,7 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--codecs", default="lz4,zstd,none")
     ap.add_argument("--home", type=Path, default=Path("/tmp/meterstream-bench"))
+    ap.add_argument("--keep-broker", action="store_true", help="leave the local broker running (as bench/e2e.py)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -102,14 +103,20 @@ def main() -> None:
         port_file.write_text(str(free_port_pair()))
     settings = Settings(home=home, kafka_port=int(port_file.read_text()))
     kafka_local.start(settings)
-    broker = int(subprocess.check_output(["pgrep", "-f", "kafka.Kafka"]).split()[0])
+    broker = kafka_local._pid(settings)
+    if broker is None:
+        raise SystemExit(f"no local broker process for {settings.bootstrap}")
     codecs = args.codecs.split(",")
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in codecs}
-    for r in range(args.rounds):
-        for codec in codecs:
-            figures = round_trip(settings, broker, values, rows, codec)
-            runs[codec].append(figures)
-            print(f"round {r} {codec:5s} " + " ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
+    try:
+        for r in range(args.rounds):
+            for codec in codecs:
+                figures = round_trip(settings, broker, values, rows, codec)
+                runs[codec].append(figures)
+                print(f"round {r} {codec:5s} " + " ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
+    finally:
+        if not args.keep_broker:
+            kafka_local.stop(settings)
     kept = {c: rs[1:] or rs for c, rs in runs.items()}  # the first round warms the broker's JIT
     summary = {c: {k: round(statistics.median(f[k] for f in rs), 2) for k in rs[0]} for c, rs in kept.items()}
     bytes_per_row = round(sum(map(len, values)) / rows, 1)

@@ -29,6 +29,7 @@ from clickhouse_connect.driver.client import Client
 
 from meterstream.aggregation.usage_query import MeterUsage, UsageRecord, period_records, period_usage
 from meterstream.invoice_emitter.adjustments import adjustment_lines
+from meterstream.invoice_emitter.close_lock import close_lock
 from meterstream.invoice_emitter.closed import earlier_closed, issued_documents
 from meterstream.invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
 from meterstream.invoice_emitter.documents_list import Documents
@@ -330,7 +331,8 @@ def close_period(
     `workers`: from `FORK_FROM` customers on, the pricing and issuing run in this many forked processes while
     this one numbers, stores and writes (`parallel.py`; 0: all here); the documents and numbers are the same.
     None (the default): `WORKERS` while the machine has a core spare, none when it is busy with other work
-    (there a worker costs more CPU in all than it takes off this process)."""
+    (there a worker costs more CPU in all than it takes off this process). Closes of one entity store run one at a
+    time (`close_lock`), so each reads what every other one billed."""
     if not PERIOD_RE.match(period):
         raise ValueError(f"period: must be YYYY-MM, got {period!r}")
     if store is None:
@@ -341,7 +343,8 @@ def close_period(
     recorder = Recorder(store.sf, with_store_terms(issuing or Issuing.from_settings(get_settings()), store.sf, period))
     scope = Scope(None if customers is None else frozenset(customers), frozenset(exclude))
     phases = Phases()
-    with phases("close"), _gc_paused(phases):
+    # one close at a time per entity store: what this one reads as billed includes every other close's lines
+    with close_lock(store.sf), phases("close"), _gc_paused(phases):
         result = _close(client, db, catalog, period, out_dir, producer, topic, progress, store, recorder, own, scope,
                         workers, phases)  # fmt: skip
     result.phases = phases.as_dict()

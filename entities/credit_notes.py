@@ -142,6 +142,14 @@ def _lines(lines: Sequence[Mapping[str, object]], currency: str) -> list[CreditL
     return out
 
 
+def _check_issue_date(day: date, invoice_day: date) -> None:
+    """A credit note is dated on or after the invoice it corrects: an earlier date would precede it, open a number
+    series for a past year and change a month already exported. (A later date is the caller's, as an invoice's
+    issue date is: `--issue-date` may name a day ahead.)"""
+    if day < invoice_day:
+        raise Invalid("issue_date", f"{day.isoformat()} is before the invoice's issue date {invoice_day.isoformat()}")
+
+
 def create_credit_note(
     sf: sessionmaker,
     tenant: str,
@@ -183,6 +191,7 @@ def create_credit_note(
         if invoice.status not in ISSUED:
             why = f"invoice {invoice_id!r} is {invoice.status}: only a finalized invoice is credited"
             raise Conflict("status", why)
+        _check_issue_date(day, invoice.issue_date)
         if total <= 0 or total > creditable:
             left = from_minor(creditable, invoice.currency)
             raise Invalid(

@@ -52,6 +52,22 @@ def test_more_than_the_creditable_amount_is_refused_and_consumes_no_number(sf) -
     assert list_credit_notes(sf, TENANT) == []
 
 
+def test_a_credit_note_dated_before_its_invoice_is_refused_and_consumes_no_number(sf) -> None:
+    """An audit dated one 2020-01-01 against an invoice of 2027-03-01: it opened a 2020 series and changed an
+    exported month. The invoice here is issued 2026-12-01 (invoice_helpers.issued)."""
+    issued(sf, "inv-1", total="120.00")
+    one = [{"description": "x", "amount": "1.00"}]
+    with pytest.raises(Invalid) as exc:
+        create_credit_note(sf, TENANT, "inv-1", "r", one, issue_date=date(2020, 1, 1))
+    assert exc.value.field == "issue_date" and "2026-12-01" in str(exc.value)
+    with pytest.raises(Invalid):
+        create_credit_note(sf, TENANT, "inv-1", "r", one, issue_date=date(2026, 11, 30))  # the day before
+    assert numbering.last_number(sf, TENANT, "ACME", "CN", 2020) == 0
+    assert list_credit_notes(sf, TENANT) == []
+    # the invoice's own day is fine
+    assert create_credit_note(sf, TENANT, "inv-1", "r", one, issue_date=date(2026, 12, 1)).total_minor == 100
+
+
 def test_prepaid_credits_are_not_creditable(sf) -> None:
     issued(sf, "inv-1", total="120.00", amount_due="100.00")  # 20.00 of prepaid credits applied
     with pytest.raises(Invalid):

@@ -131,7 +131,9 @@ def _context(doc: InvoiceDoc, f: Formatter) -> dict[str, Any]:
         "with_tax": bool(doc.taxes),
         "period": f.span(doc.period_start, doc.period_end),
         "subject_lines": [x for x in lines if x["line"].subjects],
-        "mentions": [t.mention for t in doc.taxes if t.mention] + list(doc.legal_mentions),
+        # each sentence once: the close puts a tax group's mention (reverse charge, out of scope) in the legal
+        # mentions too, and the page printed it twice
+        "mentions": list(dict.fromkeys([t.mention for t in doc.taxes if t.mention] + list(doc.legal_mentions))),
     }
 
 

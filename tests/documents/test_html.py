@@ -155,3 +155,13 @@ def test_locale_from_the_buyer(language: str | None, country: str | None, expect
     buyer = Party(name="b", language=language, address=Address(country=country) if country else None)
     assert choose_locale(buyer) == expected
     assert choose_locale(None) == "en"
+
+
+def test_a_tax_mention_also_in_the_legal_mentions_is_printed_once(example_doc: InvoiceDoc) -> None:
+    """The close puts a tax group's mention (here reverse charge) in `legal_mentions` too: the page said it twice."""
+    sentence = "Reverse charge: VAT to be accounted for by the recipient, Art. 196 Directive 2006/112/EC"
+    both = msgspec.structs.replace(example_doc, legal_mentions=[sentence, "Late payment: 40 EUR fixed fee."])
+    html = render_html(both)
+    assert html.count(sentence) == 1
+    assert html.count("Late payment: 40 EUR fixed fee.") == 1
+    assert html.index(sentence) < html.index("Late payment")  # the tax mention first, then the others in order

@@ -8,6 +8,7 @@ and frees the slug. Rated usage already in ClickHouse is not touched by a delete
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Index, String, select, text
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
+from meterstream.entities import priceable
 from meterstream.entities.common import Conflict, NotFound, aware, new_ulid
 from meterstream.entities.db import Base
 from meterstream.ingest.translate import MeterDefinition, check_meter
@@ -88,9 +90,16 @@ def _meter(row: MeterRow) -> Meter:
     )  # fmt: skip
 
 
+FilePrices = Callable[[str], Mapping[str, Collection[str]]]  # tenant -> meter -> plans pricing it
+
+
 class MeterRepository:
-    def __init__(self, sessions: sessionmaker) -> None:
+    """`file_prices`: the file catalog's priced meters of a tenant (priceable.file_catalog_prices), so that a
+    meter the processor's fallback plans price is held to the same rule as one a stored plan prices."""
+
+    def __init__(self, sessions: sessionmaker, file_prices: FilePrices | None = None) -> None:
         self._sessions = sessions
+        self._file_prices = file_prices
 
     def create(
         self,
@@ -101,7 +110,10 @@ class MeterRepository:
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Meter:
-        """Store a new meter; `InvalidEvent` (field + reason) for a bad definition, `Conflict` for a taken slug."""
+        """Store a new meter; `InvalidEvent` (field + reason) for a bad definition, `Conflict` for a taken slug.
+
+        An aggregation other than SUM/COUNT is refused (`aggregation`) for a slug that an active plan version
+        of the tenant, or the file catalog's plans for it, price as usage (entities/priceable.py)."""
         err = check_meter(definition)
         if err is not None:
             raise err
@@ -120,8 +132,20 @@ class MeterRepository:
             taken = s.scalar(select(MeterRow.id).where(*active))
             if taken is not None:
                 raise Conflict("slug", f"a meter with slug {definition.slug!r} already exists")
+            if not priceable.summed(definition.aggregation):
+                priceable.check_meter(
+                    definition.slug, definition.aggregation, self._priced_by(s, tenant, definition.slug)
+                )
             s.add(row)
         return _meter(row)
+
+    def _priced_by(self, s: Any, tenant: str, slug: str) -> list[str]:
+        from meterstream.entities.plans import priced_by
+
+        found = priced_by(s, tenant, slug)
+        if self._file_prices is not None:
+            found += list(self._file_prices(tenant).get(slug, ()))
+        return found
 
     def _find(self, s: Any, tenant: str, id_or_slug: str) -> MeterRow | None:
         stmt = select(MeterRow).where(MeterRow.tenant == tenant, MeterRow.deleted_at.is_(None))

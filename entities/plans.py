@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from meterstream.entities import outbox
+from meterstream.entities import outbox, priceable
 from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.db import Base
+from meterstream.entities.meters import MeterRow
 from meterstream.entities.plan_rules import validate_plan
 from meterstream.schemas.entities import PlanVersionDoc
 
@@ -69,12 +71,15 @@ def _newest(s: Session, tenant: str, code: str) -> PlanVersionRow | None:
 
 def publish_plan(sf: sessionmaker, doc: PlanVersionDoc) -> tuple[PlanVersionDoc, bool]:
     """Publish a plan version: (new version N+1, True), or (the newest version, False) when its content is
-    identical. `doc.version` and `doc.published_at` are ignored. Bad input raises `Invalid`."""
+    identical. `doc.version` and `doc.published_at` are ignored. Bad input raises `Invalid`, and so does a
+    usage price on a meter whose active definition for the tenant is not a sum (`usage.<meter>`,
+    entities/priceable.py)."""
     validate_plan(doc)
     digest = content_hash(doc)
     now = datetime.now(UTC)
     with sf.begin() as s:
         outbox.begin_write(s)
+        check_usage_meters(s, doc.tenant, doc.usage)
         newest = _newest(s, doc.tenant, doc.code)
         if newest is not None and newest.deleted_at is None and newest.content_hash == digest:
             return plan_doc(newest), False
@@ -89,6 +94,29 @@ def publish_plan(sf: sessionmaker, doc: PlanVersionDoc) -> tuple[PlanVersionDoc,
         s.flush()
         outbox.append(s, [stored])
         return stored, True
+
+
+def check_usage_meters(s: Session, tenant: str, usage: dict[str, Any], field: str = "usage") -> None:
+    """The tenant's active meter definitions of the meters `usage` prices must be sums (entities/priceable.py):
+    else `Invalid("<field>.<meter>", why)`."""
+    if not usage:
+        return
+    stmt = select(MeterRow.slug, MeterRow.aggregation).where(
+        MeterRow.tenant == tenant, MeterRow.slug.in_(sorted(usage)), MeterRow.deleted_at.is_(None)
+    )
+    aggregations = {slug: aggregation for slug, aggregation in s.execute(stmt)}
+    priceable.check_usage(usage, aggregations.get, field)
+
+
+def priced_by(s: Session, tenant: str, meter: str) -> list[str]:
+    """The active plan versions of the tenant (`code@version`) that price `meter` as usage with money."""
+    stmt = select(PlanVersionRow).where(PlanVersionRow.tenant == tenant, PlanVersionRow.deleted_at.is_(None))
+    out = []
+    for row in s.scalars(stmt.order_by(PlanVersionRow.code, PlanVersionRow.version)):
+        doc = plan_doc(row)
+        if meter in doc.usage and priceable.charges(doc.usage[meter]):
+            out.append(doc.rating_id)
+    return out
 
 
 def find_plan_row(

@@ -23,6 +23,7 @@ from meterstream.entities.common import NotFound
 from meterstream.entities.customers import CustomerRepository
 from meterstream.entities.lago_subscriptions import LagoSubscriptionRepository
 from meterstream.entities.meters import Meter, MeterRepository
+from meterstream.entities.priceable import file_catalog_prices
 from meterstream.entities.unmatched import UnmatchedRepository
 from meterstream.schemas.event import InvalidEvent
 
@@ -32,7 +33,10 @@ class LagoCompat:
 
     def __init__(self, app: FastAPI) -> None:
         self.state = state = app.state
-        self.meters = MeterRepository(state.sessions)
+        # a billable metric is held to the usage-price rule against the file catalog too (entities/priceable.py)
+        self.meters = MeterRepository(
+            state.sessions, file_prices=lambda t: file_catalog_prices(getattr(state.settings, "catalog", None), t)
+        )
         self.subscriptions = LagoSubscriptionRepository(state.sessions)
         self.unmatched = UnmatchedRepository(state.sessions)
         self.customers = CustomerRepository(state.sessions)

@@ -30,6 +30,7 @@ from meterstream.api.metrics import count_events
 from meterstream.api.queries import UsageQueries, time_range
 from meterstream.entities.customers import CustomerRepository
 from meterstream.entities.meters import MeterRepository
+from meterstream.entities.priceable import file_catalog_prices
 from meterstream.entities.subjects import SubjectRepository
 from meterstream.entities.unmatched import UnmatchedEvent, UnmatchedRepository
 from meterstream.ingest.translate import (
@@ -71,10 +72,15 @@ class OpenMeterService:
         self._state = state
         self._sessions = state.sessions
         self.sessions = state.sessions  # the entity store (customers: entities/customers.py functions)
-        self.meters = MeterRepository(state.sessions)
+        self.meters = MeterRepository(state.sessions, file_prices=self._file_prices)
         self.subjects = SubjectRepository(state.sessions)
         self.customers = CustomerRepository(state.sessions)
         self.unmatched = UnmatchedRepository(state.sessions)
+
+    def _file_prices(self, tenant: str) -> dict[str, list[str]]:
+        """The meters the file catalog (`settings.catalog`, the processor's fallback plans) prices for the tenant."""
+        settings = getattr(self._state, "settings", None)
+        return file_catalog_prices(getattr(settings, "catalog", None), tenant)
 
     @property
     def ingest(self) -> IngestService:

@@ -6,11 +6,13 @@ from collections.abc import MutableMapping
 from enum import Enum
 from typing import Any, NamedTuple
 
+import orjson
+
 from meterstream.processor.dedup import Verdict, check, dedup_key, remember
 from meterstream.processor.rate import RatingError, rate_event
 from meterstream.processor.sessions import rate_session_event
 from meterstream.rating.catalog import PlanSource
-from meterstream.schemas.event import InvalidEvent, TimeWindow, parse_event
+from meterstream.schemas.event import InvalidEvent, TimeWindow, UsageEvent, parse_event
 from meterstream.schemas.rated import DeadLetter, RatedUsage
 
 
@@ -79,7 +81,8 @@ def evaluate(
             ts = pos.timestamp_ms
             event = parse_event(value, ts if ts is not None and ts >= 0 else now_ms, time_window)
     except InvalidEvent as exc:
-        return Outcome(Kind.DEAD_LETTER, dead_letter=_dead_letter("parse", exc.field, exc.reason, value, pos))
+        dl = _dead_letter("parse", exc.field, exc.reason, value, pos, _named_id(value))
+        return Outcome(Kind.DEAD_LETTER, dead_letter=dl)
     dkey = dedup_key(event.tenant, event.id)
     verdict, _ = check(state, dkey, pos.partition, pos.offset, now_ms, window_ms)
     if verdict is Verdict.DUPLICATE:
@@ -142,6 +145,20 @@ def apply_writes(state: MutableMapping[str, Any], writes: list[Any], offset: int
         current = state.get(key)
         if current is None or current[-1] < offset:
             state[key] = value
+
+
+_ID_MAX = next(m.max_length for m in UsageEvent.model_fields["id"].metadata if hasattr(m, "max_length"))
+
+
+def _named_id(value: bytes | None) -> str | None:
+    """The `id` a refused event names, when it is a JSON object whose id is a string within the schema's length
+    (so `dlq list` shows which event it was); None otherwise. Only on the refusal path: never for a good event."""
+    try:
+        data = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    event_id = data.get("id") if isinstance(data, dict) else None
+    return event_id if isinstance(event_id, str) and 0 < len(event_id) <= _ID_MAX else None
 
 
 def _dead_letter(

@@ -129,3 +129,15 @@ def test_periods_and_customers_are_separate() -> None:
     other = run(state, ev("c", "50", customer="c2"), 2)
     assert nov.rated["period"] == "2026-11" and nov.rated["cumulative"] == "50"
     assert other.rated["cumulative"] == "50"
+
+
+def test_a_refused_event_keeps_the_id_it_names() -> None:
+    """A parse-stage dead letter names the event when the JSON object has a usable id (an audit's `extra` field made
+    `dlq list` show EVENT ID '-' although the id was right there); none when there is no such id."""
+    extra = orjson.loads(ev("k-2", "1")) | {"extra": {"x": 1}}
+    out = run({}, orjson.dumps(extra), 0)
+    assert out.kind is Kind.DEAD_LETTER
+    dl = out.dead_letter
+    assert (dl["stage"], dl["field"], dl["event_id"], dl["tenant"]) == ("parse", "extra", "k-2", None)
+    for value in (b"{not json", b"[1, 2]", orjson.dumps({"id": 7, "x": 1}), orjson.dumps({"id": "x" * 257})):
+        assert run({}, value, 1).dead_letter["event_id"] is None

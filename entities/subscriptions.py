@@ -31,7 +31,7 @@ from meterstream.entities.customers import find_customer_row
 from meterstream.entities.db import Base
 from meterstream.entities.finalization import finalized_floor
 from meterstream.entities.plan_rules import check_money, check_price, check_tenant, check_text
-from meterstream.entities.plans import find_plan_row, plan_doc
+from meterstream.entities.plans import check_usage_meters, find_plan_row, plan_doc
 from meterstream.schemas.entities import Phase, PlanVersionDoc, SubscriptionDoc
 
 DEFAULT_CUSTOMER = "*"
@@ -188,6 +188,7 @@ def _normalize(s: Session, doc: SubscriptionDoc) -> tuple[SubscriptionDoc, list[
         if currency is not None and plan.currency != currency:
             raise Invalid(f"{where}.plan_code", f"plan {plan.code!r} is in {plan.currency}, the customer in {currency}")
         _check_overrides(where, phase, plan)
+        check_usage_meters(s, doc.tenant, phase.usage_overrides, f"{where}.usage_overrides")  # sums only
         addon_rows = []
         for j, code in enumerate(phase.addons):
             addon_row = None

@@ -12,13 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from entity_docs import TENANT, plan
+from entity_docs import TENANT, customer, phase, plan, subscription
 
 from meterstream.entities.catalog_apply import CatalogApplyError, apply_catalog
 from meterstream.entities.common import Invalid, NotFound
+from meterstream.entities.customers import put_customer
 from meterstream.entities.meters import MeterRepository
 from meterstream.entities.plans import delete_plan, get_plan, publish_plan
 from meterstream.entities.priceable import catalog_prices, charges, file_catalog_prices
+from meterstream.entities.subscriptions import create_subscription
 from meterstream.ingest.translate import MeterDefinition
 from meterstream.rating.catalog import parse_catalog
 from meterstream.schemas.event import InvalidEvent
@@ -166,3 +168,17 @@ def test_catalog_prices_by_assignment_and_money() -> None:
 )  # fmt: skip
 def test_charges(price: object, charging: bool) -> None:
     assert charges(price) is charging
+
+
+def test_a_subscription_override_cannot_put_money_on_a_meter_that_is_not_a_sum(sf) -> None:
+    """The plan meters `peak` (a MAX meter) at 0, which is allowed; a customer's own price for it would bill the
+    sum of its readings (3 x 10 = 30 where the meter says 10): refused, naming the override."""
+    MeterRepository(sf).create(TENANT, meter("peak", "MAX"))
+    publish_plan(sf, plan("pk", usage={"api_calls": UNIT_1, "peak": FREE}, fixed=[]))
+    put_customer(sf, customer("c1"))
+    with pytest.raises(Invalid) as err:
+        create_subscription(sf, subscription(phases=[phase("pk", usage_overrides={"peak": UNIT_1})]))
+    assert err.value.field == "phases[0].usage_overrides.peak"
+    # an own price on a sum meter is fine
+    made = create_subscription(sf, subscription(phases=[phase("pk", usage_overrides={"api_calls": FREE})]))
+    assert made.phases[0].usage_overrides == {"api_calls": FREE}

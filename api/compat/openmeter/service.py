@@ -242,21 +242,25 @@ class OpenMeterService:
         return list(grouped.values())
 
     def _refused_events(self, tenant: str, f: EventFilter, meters: dict[str, MeterDefinition]) -> list[dict[str, Any]]:
+        """Events refused by the API (their CloudEvent as received) and, by the processor, usage events translated
+        from a CloudEvent (id `om:...`) that it could not rate, e.g. a meter no plan prices: their CloudEvent
+        rebuilt as for rated events, so an accepted event never vanishes from the list."""
         db = self.queries.db
         sql = (
-            f"SELECT field, reason, raw FROM {db}.dead_letters FINAL "
-            "WHERE tenant = {tenant:String} AND stage = 'api' AND topic = 'api' "
+            f"SELECT stage, event_id, field, reason, raw FROM {db}.dead_letters FINAL "
+            "WHERE tenant = {tenant:String} AND ((stage = 'api' AND topic = 'api') "
+            "OR (stage = 'rate' AND startsWith(event_id, 'om:'))) "
             "ORDER BY offset DESC LIMIT {limit:UInt32}"
         )
         out = []
-        for fld, reason, raw in self.queries.query(sql, {"tenant": tenant, "limit": f.limit * 8}):
+        for stage, event_id, fld, reason, raw in self.queries.query(sql, {"tenant": tenant, "limit": f.limit * 8}):
             try:
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 continue
             if not isinstance(data, dict):
                 continue
-            cloud = _cloud_event_of(data, meters)
+            cloud = _cloud_event_of(data, meters) if stage == "api" else _cloud_event_of_usage(event_id, data, meters)
             if cloud is None:
                 continue
             out.append({"event": cloud, "validationError": f"{fld}: {reason}", "customerId": None,
@@ -349,6 +353,26 @@ def _rebuild(data: dict[str, Any], meter: MeterDefinition, qty: str, dims: dict[
     for name, path in meter.group_by.items():
         if name in dims:
             _put(data, path, dims[name])
+
+
+def _cloud_event_of_usage(
+    event_id: str, usage: dict[str, Any], meters: dict[str, MeterDefinition]
+) -> dict[str, Any] | None:
+    """The CloudEvent a translated usage event came from (`om:<meter>:<len>:<source>:<id>`), its data rebuilt from
+    what the meter kept (as `_rated_events` does); None for a hashed id, which does not name its source and id."""
+    parsed = parse_derived_id(event_id)
+    if parsed is None:
+        return None
+    meter, source, cloud_id = parsed
+    definition = meters.get(meter)
+    dims = usage.get("dimensions")
+    cloud = {"id": cloud_id, "source": source, "specversion": "1.0",
+             "type": definition.event_type if definition else meter, "subject": usage.get("subject") or None,
+             "time": usage.get("time"), "data": {}}  # fmt: skip
+    quantity = usage.get("quantity")
+    if definition is not None and isinstance(quantity, str):
+        _rebuild(cloud["data"], definition, quantity, dims if isinstance(dims, dict) else {})
+    return cloud
 
 
 def _cloud_event_of(raw: dict[str, Any], meters: dict[str, MeterDefinition]) -> dict[str, Any] | None:

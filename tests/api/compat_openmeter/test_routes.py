@@ -172,3 +172,34 @@ def test_an_event_outside_the_time_window_is_dead_lettered_not_lost(om, api_sett
     assert topic_messages(api_settings, "usage") == []
     letters = [v for _, v in topic_messages(api_settings, "dead_letters")]
     assert [(v["stage"], v["field"], v["event_id"]) for v in letters] == [("api", "time", "om:tokens:1:s:old-1")]
+
+
+def test_an_event_the_processor_could_not_rate_is_listed_with_its_reason(om, chdb_client):
+    """An accepted CloudEvent whose usage event the processor dead-letters (here: a meter no plan prices) stays in
+    `events.list`, rebuilt from what its meter kept and with the processor's reason (it vanished from the list)."""
+    db = om.app.state.settings.clickhouse_database
+    usage = {"tenant": "acme", "id": "om:tokens:3:web:tok-1", "customer": "u1", "subject": "u1",
+             "meter": "tokens", "quantity": "42", "time": "2026-11-30T11:00:00.000Z", "dimensions": {"model": "b"},
+             "source": "web"}  # fmt: skip
+    reason = "plan 'cloud-standard' does not price meter 'tokens'"
+    rows = [
+        {"topic": "usage-events", "partition": 0, "offset": 7, "record": 0, "stage": "rate", "field": "meter",
+         "reason": reason, "tenant": "acme", "event_id": usage["id"], "raw": orjson.dumps(usage).decode()},
+        # another tenant's, and a hashed id (names no source and id): not listed
+        {"topic": "usage-events", "partition": 0, "offset": 8, "record": 0, "stage": "rate", "field": "meter",
+         "reason": reason, "tenant": "globex", "event_id": "om:tokens:3:web:tok-2",
+         "raw": orjson.dumps({**usage, "tenant": "globex", "id": "om:tokens:3:web:tok-2"}).decode()},
+        {"topic": "usage-events", "partition": 0, "offset": 9, "record": 0, "stage": "rate", "field": "meter",
+         "reason": reason, "tenant": "acme", "event_id": "om:tokens:h:" + "0" * 64,
+         "raw": orjson.dumps({**usage, "id": "om:tokens:h:" + "0" * 64}).decode()},
+    ]  # fmt: skip
+    body = b"\n".join(orjson.dumps(r) for r in rows)
+    chdb_client.raw_insert(f"{db}.dead_letters", list(rows[0]), body, fmt="JSONEachRow")
+    listed = om.get(f"{P}/events", params={"id": "tok"})
+    assert listed.status_code == 200, listed.text
+    (item,) = listed.json()
+    assert item["validationError"] == f"meter: {reason}"
+    event = item["event"]
+    assert (event["id"], event["source"], event["type"], event["subject"]) == ("tok-1", "web", "prompt", "u1")
+    assert event["data"] == {"tokens": 42, "model": "b"}
+    assert item["customerId"] is None

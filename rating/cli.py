@@ -48,7 +48,8 @@ def quote_command(price: str, quantity: str) -> int:
     try:
         document = load_price_text(price)
     except (OSError, yaml.YAMLError, ArithmeticError) as exc:
-        print(f"invalid price: cannot read {price!r}: {exc}", file=sys.stderr)
+        reason = " ".join(str(exc).split())  # one line: YAML's message spans several, with a caret drawing
+        print(f"invalid price: cannot read {price!r}: {reason}", file=sys.stderr)
         return EXIT_INVALID
     try:
         result = quote(document, quantity)

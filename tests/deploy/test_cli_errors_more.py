@@ -285,3 +285,10 @@ def test_billing_close_of_a_customer_that_matches_nothing_says_so(seeded: dict[s
     assert_one_line_error(done, "customer: nothing to invoice for t1/nope in 2026-10 (", "billing close")
     assert done.returncode == 2
     assert json.loads(done.stdout)["field"] == "customer"
+
+
+def test_rate_quote_with_a_price_that_is_not_yaml_says_so_on_one_line(home: Path) -> None:
+    """YAML's parse error spans six lines (with a caret drawing); the CLI's errors are one line (docs/cli.md)."""
+    (done,) = run_many([(["rate", "quote", "--price", "{bad", "--quantity", "1"], {})], environment(home))
+    assert_one_line_error(done, "invalid price: cannot read '{bad': while parsing a flow mapping", "rate quote {bad")
+    assert done.returncode == 2

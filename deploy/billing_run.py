@@ -598,7 +598,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     if customers and not summary["invoices"] and not summary["failed"]:  # the one customer asked for: nothing
         from meterstream.deploy.cli_close import nothing_to_invoice
 
-        message = nothing_to_invoice(*next(iter(customers)), period)
+        message = nothing_to_invoice(*next(iter(customers)), period, client, settings.clickhouse_database)
         print(json.dumps({"error": "invalid", "field": "customer", "message": message}))
         print(f"meterstream billing close: error: {message}", file=sys.stderr)
         return 2

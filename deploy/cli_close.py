@@ -68,7 +68,7 @@ def _close(args: Any, settings: Settings) -> int:
             workers=getattr(args, "workers", None),
         )
     if customers and not result.invoices and not result.failed:  # the one customer asked for: nothing matched
-        raise ValueError(nothing_to_invoice(*next(iter(customers)), args.period))
+        raise ValueError(nothing_to_invoice(*next(iter(customers)), args.period, client, settings.clickhouse_database))
     for currency, total in sorted(result.totals_by_currency.items()):
         print(f"{args.period}: {currency} {total}")
     print(f"{len(result.invoices)} invoices written under {Path(args.out) / args.period}")
@@ -98,8 +98,17 @@ def _query(args: Any, settings: Settings) -> int:
     return 0
 
 
-def nothing_to_invoice(tenant: str, customer: str, period: str) -> str:
-    """The error of a close of one customer that wrote nothing (`close` and `billing close --customer`)."""
+def nothing_to_invoice(tenant: str, customer: str, period: str, client: Any = None, db: str | None = None) -> str:
+    """The error of a close of one customer that wrote nothing (`close` and `billing close --customer`). When
+    `period` is closed for every customer already (`period_closes`, read through `client`), that is the reason:
+    what reaches it now is billed as adjustments on the customer's next close, not on an invoice of its own."""
+    if client is not None and db is not None:
+        from meterstream.invoice_emitter.ledger import closed_periods
+
+        if period in closed_periods(client, db):
+            return (f"customer: nothing to invoice for {tenant}/{customer} in {period}: {period} is closed for every "
+                    "customer, so its usage and fees that come now are billed as adjustments on the customer's next "
+                    "close; no invoice written")  # fmt: skip
     return (f"customer: nothing to invoice for {tenant}/{customer} in {period} (no usage and nothing else billed to "
             "them in that period); no invoice written")  # fmt: skip
 

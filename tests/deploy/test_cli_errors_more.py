@@ -292,3 +292,21 @@ def test_rate_quote_with_a_price_that_is_not_yaml_says_so_on_one_line(home: Path
     (done,) = run_many([(["rate", "quote", "--price", "{bad", "--quantity", "1"], {})], environment(home))
     assert_one_line_error(done, "invalid price: cannot read '{bad': while parsing a flow mapping", "rate quote {bad")
     assert done.returncode == 2
+
+
+def test_close_of_a_customer_in_a_period_closed_for_everyone_says_where_its_usage_goes(
+    home: Path, tmp_path: Path
+) -> None:
+    """2026-10 is closed for every customer (`period_closes`) before c1's usage of it was invoiced: a close of c1
+    alone for 2026-10 writes nothing, and says why (an audit got "no usage and nothing else billed" for a customer
+    whose usage was there, and went to the next close as late usage)."""
+    store = tmp_path / "store"
+    mark = "from meterstream.invoice_emitter.ledger import mark_closed\nmark_closed(client, 'meterstream', '2026-10')\n"
+    subprocess.run([sys.executable, "-c", SEED + mark, str(store)], check=True, timeout=120)
+    env = environment(home, METERSTREAM_CLICKHOUSE_URL=f"chdb://{store}")
+    close = ["close", "--period", "2026-10", "--force", "--no-publish", "--out", str(tmp_path / "inv")]
+    [done] = run_many([([*close, "--tenant", "t1", "--customer", "c1"], {})], env)
+    assert_one_line_error(done, "customer: nothing to invoice for t1/c1 in 2026-10: 2026-10 is closed for every "
+                          "customer, so its usage and fees that come now are billed as adjustments on the customer's "
+                          "next close", "close --customer c1 of a closed period")  # fmt: skip
+    assert done.returncode == 2

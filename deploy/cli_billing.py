@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     @billing.command("run", help="close every period that has ended and is not closed (idempotent)")
     def run(
         out: Out = None,
-        wait: Annotated[float | None, typer.Option(help="seconds to wait for the pipeline's backlog "
+        wait: Annotated[float | None, typer.Option(min=0, help="seconds to wait for the pipeline's backlog "
                                                         "(METERSTREAM_BILLING_WAIT_SECONDS, 600)")] = None,
         no_publish: NoPublish = False,
         json: Json = False,

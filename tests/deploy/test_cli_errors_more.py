@@ -310,3 +310,9 @@ def test_close_of_a_customer_in_a_period_closed_for_everyone_says_where_its_usag
                           "customer, so its usage and fees that come now are billed as adjustments on the customer's "
                           "next close", "close --customer c1 of a closed period")  # fmt: skip
     assert done.returncode == 2
+
+
+def test_billing_run_refuses_a_negative_wait(home: Path) -> None:
+    [done] = run_many([(["billing", "run", "--wait", "-5"], {})], environment(home))
+    assert_one_line_error(done, "Invalid value for '--wait'", "billing run --wait -5")
+    assert done.returncode == 2

@@ -236,6 +236,7 @@ class ClickHouseSink:
         self.consumed: dict[tuple[str, int], int] = {}  # the rated topic's next offset to read, per partition
         self.rows_per_message = 1.0  # of the last rated batch: the sink's own lag in rows, roughly
         self.behind = False  # inserting larger blocks (a backlog waits)
+        self.last_message = time.monotonic()  # when a poll last brought messages
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap,
@@ -259,11 +260,16 @@ class ClickHouseSink:
             self.backlog.start()
         try:
             while not stop.is_set():
-                for msg in self.consumer.consume(num_messages=10_000, timeout=0.1):  # 10,000 or the timeout
+                msgs = self.consumer.consume(num_messages=10_000, timeout=0.1)  # 10,000 or the timeout
+                for msg in msgs:
                     self._add(msg)
                 self._watch_lag()
                 now = time.monotonic()
-                due = [b for b in (self.rated, self.dead) if len(b) and self._due(b, now)]
+                if msgs:
+                    self.last_message = now
+                # nothing came for as long as a rated batch may wait: the stream paused or ended
+                quiet = now - self.last_message >= self.settings.sink_batch_seconds
+                due = [b for b in (self.rated, self.dead) if len(b) and self._due(b, now, quiet)]
                 if due:
                     self.flush(due)
                 elif self.uncommitted and now >= self.commit_retry_at:
@@ -273,8 +279,13 @@ class ClickHouseSink:
             self.backlog.stop()
             self.consumer.close()
 
-    def _due(self, batch: RecordBatch, now: float) -> bool:
-        """Is the batch to be inserted now: big or old enough (rated usage: larger and older in a backlog)?"""
+    def _due(self, batch: RecordBatch, now: float, quiet: bool = False) -> bool:
+        """Is the batch to be inserted now: big or old enough (rated usage: larger and older in a backlog)?
+
+        Dead letters wait for their own clock (`sink_dead_letter_seconds`) while rated usage keeps coming, so that
+        they do not add an insert to every rated one; once the stream is `quiet` (nothing came for
+        `sink_batch_seconds`) and no rated row waits, they are due: the sink has nothing else to do, and the dead
+        letters of a burst's last events are visible about as soon as its rated rows."""
         if batch is self.rated:
             waiting = self.backlog.events() + self._own_waiting()
             rows, seconds = batch_limits(self.settings, waiting)
@@ -285,6 +296,8 @@ class ClickHouseSink:
                     "%d events or rows wait: %s", waiting, "larger blocks" if behind else "caught up, short flushes"
                 )
         else:
+            if quiet and not len(self.rated):
+                return True
             rows, seconds = self.settings.sink_batch_rows, self.max_age[batch.table]
         return len(batch) >= rows or now - self.started[batch.table] >= seconds
 

@@ -107,7 +107,10 @@ class Settings(BaseSettings):
     )
     sink_batch_seconds: float = Field(0.3, gt=0, description="...or after this many seconds (bounds latency).")
     sink_dead_letter_seconds: float = Field(
-        2.0, gt=0, description="Dead letters are inserted after this many seconds (or sink_batch_rows)."
+        2.0,
+        gt=0,
+        description="While rated usage keeps coming, dead letters are inserted after this many seconds (or "
+        "sink_batch_rows); when the stream pauses, after sink_batch_seconds.",
     )
     sink_backlog_rows: int = Field(
         100_000,

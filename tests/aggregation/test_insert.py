@@ -126,9 +126,12 @@ def test_the_sink_dead_letters_a_refused_record_and_inserts_the_rest(chdb_client
     assert all("Unexpected end of stream while parsing JSONEachRow" in row[9] for row in dead)
 
 
-def test_dead_letters_wait_for_their_own_clock_and_a_stop_flushes_them(chdb_client, db: str, kafka_settings) -> None:
-    """Rated records go in after `sink_batch_seconds`; dead letters (rare, each insert has a fixed cost)
-    after `sink_dead_letter_seconds`, with their own offsets committed then; stopping inserts what is left."""
+def test_dead_letters_wait_for_their_own_clock_while_usage_flows_and_go_in_when_it_pauses(
+    chdb_client, db: str, kafka_settings
+) -> None:
+    """Rated records go in after `sink_batch_seconds`; dead letters (rare, each insert has a fixed cost) wait for
+    `sink_dead_letter_seconds` while rated usage keeps coming, and go in as soon as the stream pauses (nothing
+    for `sink_batch_seconds`), with their own offsets committed then; stopping inserts what is left."""
     import threading
     import time
 
@@ -142,48 +145,84 @@ def test_dead_letters_wait_for_their_own_clock_and_a_stop_flushes_them(chdb_clie
             **kafka_settings.model_dump(),
             "clickhouse_database": db,
             "topic_prefix": f"{db}.",
-            "sink_batch_seconds": 0.2,
-            "sink_dead_letter_seconds": 4.0,
+            "sink_batch_seconds": 0.5,
+            "sink_dead_letter_seconds": 60.0,  # far longer than the test: only a pause (or a stop) lets them in
         }
     )
     ensure_topics(settings)
     producer = make_producer(settings)
-    rated = b"\n".join(orjson.dumps(dict(RECORD, id=f"e{i}", src_offset=i)) for i in range(3))
-    producer.produce(settings.topic("rated-usage"), rated, partition=0)
-    producer.produce(settings.topic("dead-letters"), orjson.dumps(DEAD), partition=0)
-    assert producer.flush(30) == 0
+    feeding = threading.Event()
+    fed = [0]
+
+    def feed() -> None:  # a rated message every 20 ms while `feeding` is set: the stream never pauses
+        while feeding.is_set():
+            i = fed[0]
+            producer.produce(
+                settings.topic("rated-usage"), orjson.dumps(dict(RECORD, id=f"e{i}", src_offset=i)), partition=0
+            )
+            producer.flush(5)
+            fed[0] = i + 1
+            time.sleep(0.02)
 
     def count(table: str) -> int:
         return chdb_client.command(f"SELECT count() FROM {db}.{table}")
 
+    def committed_dead_letters() -> int:
+        reader = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": sink.group})  # no subscribe
+        committed = reader.committed([TopicPartition(settings.topic("dead-letters"), 0)], timeout=10)
+        reader.close()
+        return committed[0].offset
+
+    producer.produce(settings.topic("dead-letters"), orjson.dumps(DEAD), partition=0)
+    assert producer.flush(30) == 0
+    feeding.set()
+    feeder = threading.Thread(target=feed)
+    feeder.start()
     sink = ClickHouseSink(settings, chdb_client)
     stop = threading.Event()
     runner = threading.Thread(target=sink.run, args=(stop,))
     runner.start()
     try:
         deadline = time.monotonic() + 60
-        while count("rated_usage") < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        rated_seen = time.monotonic()
-        assert count("rated_usage") == 3
-        assert count("dead_letters") == 0  # consumed with the rated message, not inserted yet
-        while count("dead_letters") < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert count("dead_letters") == 1
-        assert time.monotonic() - rated_seen >= 2.0  # waited for its own clock (4 s from consumption)
-        reader = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": sink.group})  # no subscribe
-        committed = reader.committed([TopicPartition(settings.topic("dead-letters"), 0)], timeout=10)
-        reader.close()
-        assert committed[0].offset == 1
-
-        # a dead letter consumed just before a stop is inserted by the stop, not left for later
-        producer.produce(settings.topic("dead-letters"), orjson.dumps(dict(DEAD, offset=43)), partition=0)
-        assert producer.flush(30) == 0
         while len(sink.dead) == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(sink.dead) == 1 and count("dead_letters") == 1
+        assert len(sink.dead) == 1  # consumed
+        flowing_until = time.monotonic() + 3.0
+        while time.monotonic() < flowing_until:  # usage flows: rated rows go in, the dead letter waits
+            assert count("dead_letters") == 0
+            time.sleep(0.1)
+        assert count("rated_usage") > 0
+
+        # the same while a second dead letter comes, then a stop while usage still flows inserts both
+        producer.produce(settings.topic("dead-letters"), orjson.dumps(dict(DEAD, offset=43)), partition=0)
+        while len(sink.dead) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(sink.dead) == 2 and count("dead_letters") == 0
+    finally:
+        stop.set()
+        runner.join(30)
+        feeding.clear()
+        feeder.join(30)
+    assert not runner.is_alive()
+    assert count("dead_letters") == 2
+    assert committed_dead_letters() == 2
+
+    # a new sink (same group), a dead letter and no usage: it goes in once the stream is quiet, not after 60 s
+    producer.produce(settings.topic("dead-letters"), orjson.dumps(dict(DEAD, offset=44)), partition=0)
+    assert producer.flush(30) == 0
+    sink = ClickHouseSink(settings, chdb_client)
+    stop = threading.Event()
+    runner = threading.Thread(target=sink.run, args=(stop,))
+    started = time.monotonic()
+    runner.start()
+    try:
+        while count("dead_letters") < 3 and time.monotonic() - started < 30:
+            time.sleep(0.05)
+        assert count("dead_letters") == 3
+        assert time.monotonic() - started < 20  # well before its 60 s clock
+        assert committed_dead_letters() == 3
     finally:
         stop.set()
         runner.join(30)
     assert not runner.is_alive()
-    assert count("dead_letters") == 2
+    assert count("rated_usage") == len({f"e{i}" for i in range(fed[0])})

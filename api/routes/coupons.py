@@ -31,6 +31,7 @@ from meterstream.api.coupons_models import (
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
 from meterstream.entities import coupons
 from meterstream.entities.common import NotFound
+from meterstream.entities.customers import get_customer_doc
 from meterstream.entities.keys import Principal
 
 router = APIRouter(tags=["coupons"], route_class=EntityRoute)
@@ -84,7 +85,9 @@ async def list_applied(
     external_id: str,
     status: Annotated[str | None, Query(description="active or terminated")] = None,
 ) -> dict:
-    found = await store(coupons.list_applied, request.app.state.sessions, principal.tenant, external_id, status)
+    sf = request.app.state.sessions
+    await store(get_customer_doc, sf, principal.tenant, external_id)  # an unknown customer is 404, not no coupons
+    found = await store(coupons.list_applied, sf, principal.tenant, external_id, status)
     return {"items": [applied_out(a) for a in found]}
 
 

@@ -46,6 +46,7 @@ from meterstream.api.wallets_models import (
 )
 from meterstream.entities import wallets
 from meterstream.entities.common import NotFound
+from meterstream.entities.customers import get_customer_doc
 from meterstream.entities.keys import Principal
 
 router = APIRouter(tags=["wallets"], route_class=EntityRoute)
@@ -73,7 +74,9 @@ async def list_wallets(
     request: Request, principal: Reader, external_id: str,
     status: Annotated[str | None, Query(description="active or terminated")] = None,
 ) -> dict:  # fmt: skip
-    found = await store(wallets.list_wallets, request.app.state.sessions, principal.tenant, external_id, status)
+    sf = request.app.state.sessions
+    await store(get_customer_doc, sf, principal.tenant, external_id)  # an unknown customer is 404, not no wallets
+    found = await store(wallets.list_wallets, sf, principal.tenant, external_id, status)
     return {"items": [wallet_out(w) for w in found]}
 
 
@@ -160,6 +163,9 @@ async def wallet_balance(request: Request, principal: Reader, wallet_id: str) ->
 
 
 def _customer_balance(request: Request, tenant: str, customer: str) -> dict:
+    """404 for a customer the tenant does not have (another tenant's too): an empty answer would read as "no
+    wallets", and a typo in the id would go unnoticed."""
+    get_customer_doc(request.app.state.sessions, tenant, customer)
     now, found = customer_states(request, tenant, customer)
     return customer_balances_out(customer, now, found)
 

@@ -32,6 +32,7 @@ from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, 
 from meterstream.billing.allocation import from_units, to_units
 from meterstream.entities import coupons as store
 from meterstream.entities.common import Conflict, Invalid, NotFound
+from meterstream.entities.customers import get_customer_doc
 from meterstream.rating.money import to_decimal
 from meterstream.schemas.event import format_time, parse_time
 
@@ -307,8 +308,13 @@ async def apply_coupon(request: Request, principal: Admin) -> Response:
 
 
 async def _applied_list(request: Request, tenant: str, customer: str | None, status: str | None, page: int,
-                        per_page: int) -> Response:  # fmt: skip
+                        per_page: int, *, known: bool = False) -> Response:  # fmt: skip
+    """`known`: the customer is the path's (/customers/{id}/applied_coupons), so an unknown one is 404
+    customer_not_found, as Lago's customer routes answer; the `external_customer_id` filter only filters."""
+
     def run() -> Response:
+        if known:
+            get_customer_doc(request.app.state.sessions, tenant, customer)  # type: ignore[arg-type]
         found = store.list_applied(request.app.state.sessions, tenant, customer, status)
         chunk = found[(page - 1) * per_page : page * per_page]
         return _json({"applied_coupons": [applied_object(a) for a in chunk],
@@ -327,12 +333,12 @@ async def list_applied(
 
 
 @router.get("/customers/{external_customer_id}/applied_coupons", summary="A customer's applied coupons",
-            responses=m.answers(AppliedCouponsOut, *AUTH, 400, 422))  # fmt: skip
+            responses=m.answers(AppliedCouponsOut, *AUTH, 400, 404, 422))  # fmt: skip
 async def customer_applied(
     request: Request, principal: Read, external_customer_id: str, page: Page = 1, per_page: PerPage = 100,
     status: Annotated[str | None, Query()] = None,
 ) -> Response:  # fmt: skip
-    return await _applied_list(request, principal.tenant, external_customer_id, status, page, per_page)
+    return await _applied_list(request, principal.tenant, external_customer_id, status, page, per_page, known=True)
 
 
 @router.delete("/customers/{external_customer_id}/applied_coupons/{applied_coupon_id}",
@@ -342,6 +348,7 @@ async def remove_applied(request: Request, principal: Admin, external_customer_i
     sf = request.app.state.sessions
 
     def run() -> Response:
+        get_customer_doc(sf, principal.tenant, external_customer_id)  # Lago: customer_not_found first
         for a in store.list_applied(sf, principal.tenant, external_customer_id):
             if applied_coupon_id in (a.id, lago_uuid(principal.tenant, "applied_coupon", a.id)):
                 done = store.terminate_applied(sf, principal.tenant, external_customer_id, a.id)

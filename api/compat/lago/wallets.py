@@ -43,6 +43,7 @@ from meterstream.api.wallet_usage import balances_now
 from meterstream.billing.allocation import from_units
 from meterstream.entities import wallets as store
 from meterstream.entities.common import Conflict, Invalid, NotFound
+from meterstream.entities.customers import get_customer_doc
 from meterstream.schemas.event import format_time, parse_time
 
 router = APIRouter(prefix=f"{PREFIX}/api/v1", tags=[TAG])
@@ -271,6 +272,7 @@ async def create_wallet(request: Request, principal: Admin) -> Response:
 def _customer_wallets(request: Request, tenant: str, customer: str | None, page: int, per_page: int) -> Response:
     if not customer:
         raise Invalid("external_customer_id", "required")
+    get_customer_doc(request.app.state.sessions, tenant, customer)  # Lago: 404 customer_not_found, not []
     found = store.list_wallets(request.app.state.sessions, tenant, customer)
     chunk = found[(page - 1) * per_page : page * per_page]
     pages = max(1, -(-len(found) // per_page))
@@ -280,7 +282,7 @@ def _customer_wallets(request: Request, tenant: str, customer: str | None, page:
 
 
 @router.get("/wallets", summary="List a customer's wallets (external_customer_id)",
-            responses=m.answers(WalletsOut, *AUTH, 400, 422, 503))  # fmt: skip
+            responses=m.answers(WalletsOut, *AUTH, 400, 404, 422, 503))  # fmt: skip
 async def list_wallets(
     request: Request, principal: Read, page: Page = 1, per_page: PerPage = 100,
     external_customer_id: Annotated[str | None, Query()] = None,
@@ -289,7 +291,7 @@ async def list_wallets(
 
 
 @router.get("/customers/{external_customer_id}/wallets", summary="A customer's wallets",
-            responses=m.answers(WalletsOut, *AUTH, 400, 422, 503))  # fmt: skip
+            responses=m.answers(WalletsOut, *AUTH, 400, 404, 422, 503))  # fmt: skip
 async def customer_wallets(request: Request, principal: Read, external_customer_id: str, page: Page = 1,
                            per_page: PerPage = 100) -> Response:  # fmt: skip
     return await _run(_customer_wallets, request, principal.tenant, external_customer_id, page, per_page)

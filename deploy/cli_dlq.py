@@ -8,13 +8,56 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from meterstream.deploy.cli_common import aligned, call, progress, table
+from meterstream.deploy.cli_common import Handler, aligned, call, progress, table
 
 if TYPE_CHECKING:  # kept out of `meterstream --help`
     from meterstream.ingest.dlq import DeadLetterRecord
     from meterstream.schemas.settings import Settings
 
 _REASON_WIDTH = 60
+_PROBE_SECONDS = 5.0
+
+
+def broker_answers(settings: Settings) -> None:
+    """Refuse (RuntimeError: one line, exit 2) when the broker does not answer a metadata request: dead letters
+    live in Kafka, and without this the command waited, printed librdkafka's connection log line by line and
+    ended with a KafkaException worded as a bug. The probe logs nothing (log_level 0)."""
+    from confluent_kafka import Consumer, KafkaException
+
+    probe = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "meterstream-dlq-probe",
+                      "enable.auto.commit": False, "log_level": 0})  # fmt: skip
+    try:
+        probe.list_topics(timeout=_PROBE_SECONDS)
+    except KafkaException as exc:
+        raise RuntimeError(unreachable(settings, exc)) from None
+    finally:
+        probe.close()
+
+
+def unreachable(settings: Settings, exc: BaseException) -> str:
+    return (f"the Kafka broker at {settings.bootstrap} cannot be reached ({kafka_reason(exc)}): dead letters are "
+            "read from Kafka; start it (meterstream kafka start, or meterstream up) or set "
+            "METERSTREAM_KAFKA_BOOTSTRAP")  # fmt: skip
+
+
+def kafka_reason(exc: BaseException) -> str:
+    err = exc.args[0] if exc.args else exc
+    return err.str() if hasattr(err, "str") else str(err)
+
+
+def on_kafka(handler: Handler) -> Handler:
+    """`handler`, whose Kafka failures on the way (the broker gone mid-command, a read that timed out) are the
+    one-line user error naming the broker and the reason, not an unexpected exception worded as a bug."""
+
+    def run(args: Any, settings: Settings) -> int:
+        from confluent_kafka import KafkaException
+
+        try:
+            return handler(args, settings)
+        except (KafkaException, TimeoutError) as exc:
+            raise RuntimeError(f"the Kafka broker at {settings.bootstrap} failed: {kafka_reason(exc)}") from None
+
+    return run
 
 
 def cmd_list(args: Any, settings: Settings) -> int:
@@ -22,6 +65,7 @@ def cmd_list(args: Any, settings: Settings) -> int:
 
     from meterstream.ingest.dlq import read_dead_letters, read_marks, source_text
 
+    broker_answers(settings)
     records = read_dead_letters(settings, stage=args.stage, reason_contains=args.reason, tenant=args.tenant,
                                 limit=args.limit)  # fmt: skip
     marks = read_marks(settings)
@@ -40,6 +84,7 @@ def cmd_show(args: Any, settings: Settings) -> int:
     from meterstream.ingest.dlq import parse_position, read_dead_letters, select_positions
 
     position = parse_position(args.position)  # ValueError: one line naming the position, exit 2
+    broker_answers(settings)
     found = select_positions(read_dead_letters(settings), [position])
     if not found:
         print(f"meterstream dlq: error: no dead letter for source position {args.position}", file=sys.stderr)
@@ -65,6 +110,7 @@ def cmd_replay(args: Any, settings: Settings) -> int:
     from meterstream.ingest.topics import Topics
 
     positions = [parse_position(p) for p in args.position]  # ValueError: one line naming the position, exit 2
+    broker_answers(settings)
     # from the replay position (the group meterstream-dlq-replay), skipping letters already replayed (marked)
     start = {} if args.from_beginning else replay_position(settings)
     scanned = scan_dead_letters(settings, start)
@@ -166,12 +212,12 @@ def register(app: typer.Typer) -> None:
               limit: Annotated[int | None, typer.Option(min=0, help="at most N records")] = None,
               json: Annotated[bool, typer.Option("--json", help="JSON lines (every field, raw included)")] = False,
               ) -> int:  # fmt: skip
-        return call(cmd_list, locals())
+        return call(on_kafka(cmd_list), locals())
 
     @dlq.command("show", help="one dead letter in full, raw input included")
     def show(position: Annotated[str, typer.Argument(metavar="POSITION", help="PARTITION:OFFSET of the source "
                                                                               "message")]) -> int:  # fmt: skip
-        return call(cmd_show, locals())
+        return call(on_kafka(cmd_show), locals())
 
     @dlq.command("replay", help="re-produce dead-lettered events to the usage topic (charged once)")
     def replay(
@@ -191,4 +237,4 @@ def register(app: typer.Typer) -> None:
         = False,
     ) -> int:  # fmt: skip
         params = {**locals(), "position": [*(position or []), *(more or [])]}
-        return call(cmd_replay, params)
+        return call(on_kafka(cmd_replay), params)

@@ -46,6 +46,10 @@ def event_object(outcome: LagoOutcome, created_at: datetime) -> dict[str, Any]:
     extension: dict[str, Any] = {"status": outcome.status, "event_ids": outcome.usage_ids}
     if outcome.status == "unmatched":
         extension["reason"] = f"no billable metric with code {event.code!r}: kept, and replayed once one exists"
+    if outcome.not_metered:
+        extension["not_metered"] = outcome.not_metered
+        extension["reason"] = ("no value for these billable metrics' field_name: they count nothing for this "
+                               "event (Lago's aggregation skips it)")  # fmt: skip
     if outcome.error is not None:
         extension["field"], extension["reason"] = outcome.error.field, outcome.error.reason
     return _event(

@@ -2,6 +2,8 @@
 
 Per Lago event the outcome is one of:
 - `accepted`: its usage events (one per billable metric / meter of its `code`) are in Kafka, acknowledged;
+  none for a metric whose `field_name` its properties lack (`not_metered`: Lago's aggregation skips it, so it
+  is charged nothing; translate.py);
 - `duplicate`: its transaction id was already accepted (by this API recently, or earlier in the same
   request): not stored again, and a success (Lago #3049: one duplicate never fails a batch). A duplicate
   this API cannot see is still dropped by the processor's dedup and never charged;
@@ -38,6 +40,7 @@ class LagoOutcome:
     customer: str | None = None
     usage_ids: list[str] = field(default_factory=list)
     error: InvalidEvent | None = None
+    not_metered: list[dict[str, str]] = field(default_factory=list)  # metrics of its code lacking their field
 
 
 class LagoEvents:
@@ -102,6 +105,7 @@ class LagoEvents:
                 out.status, out.error = "rejected", InvalidEvent(lago_field(exc.field), exc.reason)
                 continue
             out.usage_ids = [u["id"] for u in tr.usage]
+            out.not_metered = [_not_metered(m) for m in tr.not_metered]
             usage.extend(tr.usage)
             owner.extend([i] * len(tr.usage))
 
@@ -122,6 +126,12 @@ class LagoEvents:
         if unmatched:
             self.keep_unmatched(tenant, unmatched)
         return outcomes
+
+
+def _not_metered(meter: MeterDefinition) -> dict[str, str]:
+    """What the answer says of a metric the event fed nothing (its field_name missing): which, and the field."""
+    field_name = lago_field("data" + (meter.value_property or "$")[1:])
+    return {"billable_metric": meter.event_type, "meter": meter.slug, "field": field_name}
 
 
 def _unmatched_record(raw: Any, event: LagoEvent, customer: str) -> dict[str, Any]:

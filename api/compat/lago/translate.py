@@ -11,6 +11,12 @@ with them.
 
 Customer: the event's `external_customer_id` if given; else the customer recorded for its
 `external_subscription_id` (`POST /api/v1/subscriptions`); else the subscription id itself.
+
+An event whose `properties` lack a billable metric's `field_name` (absent or null; sum, max, latest,
+unique count) is accepted and yields nothing for that metric, as Lago stores such an event and its
+aggregation skips it (a sum adds nothing, a max or latest has no value from it): `not_metered` names those
+meters. A value that is there but not a quantity (negative, not a number) is still refused, naming it.
+The native API (ingest/translate.py, OpenMeter) stays strict: there a missing value is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from meterstream.api.compat.lago.events import SOURCE, LagoEvent
-from meterstream.ingest.translate import MeterDefinition, translate
+from meterstream.ingest.translate import _MISSING, MeterDefinition, extract, translate
 from meterstream.schemas.event import InvalidEvent
 
 # Field names of the usage event / CloudEvent, as the Lago caller knows them.
@@ -84,12 +90,30 @@ class LagoTranslation:
     usage: list[dict[str, Any]] = field(default_factory=list)
     errors: list[InvalidEvent] = field(default_factory=list)
     unmatched: bool = False
+    not_metered: list[MeterDefinition] = field(default_factory=list)  # the event lacks their field_name
+
+
+def lacks_quantity(meter: MeterDefinition, properties: Any) -> bool:
+    """True when `meter` takes its quantity from a property (every aggregation but COUNT) and the event's
+    `properties` do not have it (absent or null): Lago accepts such an event and its aggregation skips it."""
+    if meter.aggregation == "COUNT" or not meter.value_property:
+        return False
+    value = extract(properties, meter.value_property)
+    return value is _MISSING or value is None
 
 
 def translate_lago(
     event: LagoEvent, meters: Iterable[MeterDefinition], customer: str, now: datetime | None = None
 ) -> LagoTranslation:
-    """Usage events for `event` (customer already resolved), one per meter whose event_type is its code."""
+    """Usage events for `event` (customer already resolved), one per meter whose event_type is its code, but
+    none for a meter whose field_name the event lacks (`not_metered`, module docstring)."""
+    meters = list(meters)
+    skipped = [m for m in meters if m.event_type == event.code and lacks_quantity(m, event.properties)]
+    if skipped:
+        fed = [m for m in meters if m not in skipped]
+        if not any(m.event_type == event.code for m in fed):  # its code has metrics: not unmatched, just nothing
+            return LagoTranslation(event, customer, not_metered=skipped)
+        meters = fed
     result = translate(cloud_event(event), meters, {event.subject: customer}, now)
     if result.envelope_error is not None:  # parse_lago_event checked these fields: a defect if reached
         err = result.envelope_error
@@ -102,4 +126,4 @@ def translate_lago(
         dims = {**extra, **out.get("dimensions", {})}
         usage.append({**out, "dimensions": dims} if dims else out)
     errors = [InvalidEvent(lago_field(e.field), e.reason) for e in result.errors]
-    return LagoTranslation(event, customer, usage=usage, errors=errors)
+    return LagoTranslation(event, customer, usage=usage, errors=errors, not_metered=skipped)

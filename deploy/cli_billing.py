@@ -16,6 +16,24 @@ def _handler(name: str) -> Any:
     return getattr(billing_run, name)
 
 
+def refused_period(period: str) -> int:
+    """0 for a period that can be billed; else `billing close`'s refusal (a JSON answer, as billing_run answers a
+    period that is not YYYY-MM, and the line for a person at the terminal), exit 2. 0000-01 and 9999-12 matched
+    YYYY-MM and then failed inside the close ("year 0 is out of range")."""
+    import json
+    import sys
+
+    from meterstream.deploy.cli_common import billable_period
+
+    try:
+        billable_period(period)
+    except ValueError as exc:
+        print(json.dumps({"error": "invalid", "field": "period", "message": str(exc)}))
+        print(f"meterstream billing close: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 Out = Annotated[str | None, typer.Option(help="directory for the JSON documents (METERSTREAM_INVOICES_DIR)")]
 NoPublish = Annotated[bool, typer.Option("--no-publish", help="do not send documents to the invoices topic")]
 Json = Annotated[bool, typer.Option("--json", help="print the result as one JSON object")]
@@ -53,7 +71,8 @@ def register(app: typer.Typer) -> None:
         out: Out = None,
         no_publish: NoPublish = False,
     ) -> int:  # fmt: skip
-        return call(_handler("_close"), locals())
+        close = _handler("_close")  # the settings first (one that does not parse is named), then the period
+        return call(lambda args, settings: refused_period(args.period) or close(args, settings), locals())
 
     @billing.command("dunning", help="one collections run, today in UTC: the due reminders, late fees, suspensions "
                      "and reactivations (docs/dunning.md)")  # fmt: skip

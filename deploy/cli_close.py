@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from meterstream.deploy.cli_common import call, is_terminal, progress, table
+from meterstream.deploy.cli_common import billable_period, call, is_terminal, progress, table
 
 if TYPE_CHECKING:  # kept out of `meterstream --help`
     from meterstream.schemas.settings import Settings
@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # kept out of `meterstream --help`
 
 def _close(args: Any, settings: Settings) -> int:
     from meterstream.aggregation.client import open_store
-    from meterstream.deploy.close_guards import check_period
     from meterstream.ingest.producer import make_producer
     from meterstream.ingest.topics import Topics
     from meterstream.invoice_emitter.close import close_period
@@ -27,7 +26,7 @@ def _close(args: Any, settings: Settings) -> int:
     from meterstream.rating.catalog import load_catalog
 
     try:
-        check_period(args.period)  # an operator error (one line, exit 2), before anything is opened
+        billable_period(args.period)  # an operator error (one line, exit 2), before anything is opened
     except ValueError as exc:
         raise RuntimeError(str(exc)) from None
     catalog = load_catalog(settings.catalog)

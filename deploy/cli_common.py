@@ -64,6 +64,24 @@ def one_of(*allowed: str) -> Callable[[Any], Any]:
     return check
 
 
+# the years a period can be: those a usage event's time may carry (schemas/event.py: ClickHouse DateTime64 holds
+# 1900-01-01 to 2299-12-31); a month outside holds no usage, and its bounds may not be dates at all (0000-01, 9999-12)
+PERIOD_YEARS = (1900, 2299)
+
+
+def billable_period(text: str, field: str = "period") -> str:
+    """`text` if it is a month that can be billed, YYYY-MM with a month 01-12 of a year in PERIOD_YEARS; else a
+    ValueError naming `field` and saying what a valid period is (0000-01 answered "year 0 is out of range")."""
+    import re
+
+    m = re.fullmatch(r"(\d{4})-(\d{2})", text)
+    if m is None or not 1 <= int(m[2]) <= 12 or not PERIOD_YEARS[0] <= int(m[1]) <= PERIOD_YEARS[1]:
+        first, last = PERIOD_YEARS
+        raise ValueError(f"{field}: must be YYYY-MM, got {text!r}: a month 01-12 of a year {first}-{last} (the "
+                         "years usage events may carry), e.g. 2026-11")  # fmt: skip
+    return text
+
+
 def is_terminal(stream: Any = None) -> bool:
     stream = sys.stdout if stream is None else stream
     try:

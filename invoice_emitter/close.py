@@ -83,6 +83,43 @@ class CloseResult:
 
 
 Failure = tuple[str, str, str]  # (tenant, customer, reason)
+
+
+def with_credits_that_fit(
+    doc: dict[str, Any], late: list[dict[str, Any]], issue: Callable[[list[dict[str, Any]]], InvoiceDoc]
+) -> InvoiceDoc | None:
+    """The draft of `doc` with its `late` lines (`issue(lines)` builds it), leaving out the late-usage credits
+    (adjustment lines with a negative amount) that would make its total negative; None when nothing is left.
+
+    An invoice is never negative (the store refuses it), and a late-usage credit (a volume tier that makes the
+    period cheaper once more usage arrived) can exceed everything else the customer is billed this time: that
+    customer used to fail at every close, its fees and usage not invoiced either, until its charges grew past the
+    credit. Now the rest is invoiced, and a credit left out is simply not billed: the ledger still owes it (the
+    next close computes the period's adjustment again from what the invoices billed) and it goes on the first
+    later invoice that can take it whole. Credits are tried in their order (earlier periods first, then by line
+    key), each kept when the total stays at zero or more. The same draft as before whenever the total is not
+    negative; a total negative for another reason is left to the store, which refuses it as before."""
+    draft = issue(late)
+    if draft.total >= 0:
+        return draft
+    credits = [i for i, line in enumerate(late) if line.get("kind") == "adjustment" and Decimal(line["amount"]) < 0]
+    if not credits:
+        return draft
+    left_out = set(credits)
+    rest = [line for i, line in enumerate(late) if i not in left_out]
+    best = issue(rest) if doc["lines"] or rest else None
+    if best is not None and best.total < 0:
+        return best  # negative without any late-usage credit: not this rule's case
+    for i in credits:
+        left_out.discard(i)
+        trial = issue([line for j, line in enumerate(late) if j not in left_out])
+        if trial.total >= 0:
+            best = trial
+        else:
+            left_out.add(i)
+    return best
+
+
 Key = tuple[str, str]  # (tenant, customer)
 
 
@@ -515,14 +552,20 @@ def _close(
                     return (f"currency: usage in {doc['currency']} under the catalog file's plan, "
                             f"subscriptions in {bill.currency}; an invoice has one currency")  # fmt: skip
                 doc = with_periods(with_lines(doc, bill.lines), bill)
+            late_lines: list[dict[str, Any]] = []
             for earlier, _, currency, lines in late.get(key, ()):
                 if doc["currency"] != currency:
                     return f"currency: late {earlier} usage in {currency}, invoice in {doc['currency']}"
-                doc = with_lines(doc, lines)
+                late_lines += lines
             try:
                 file_name(*key)  # a customer id that cannot name its file fails alone, before it is numbered
                 by_line = line_subjects(client, db, *key, bill.lines, file_plans) if bill is not None else None
-                return issue_draft(doc, recorder.issuing, customers.get(key), subjects.get(key), by_line)
+
+                def issue(lines: list[dict[str, Any]]) -> InvoiceDoc:
+                    return issue_draft(with_lines(doc, lines) if lines else doc, recorder.issuing, customers.get(key),
+                                       subjects.get(key), by_line)  # fmt: skip
+
+                return with_credits_that_fit(doc, late_lines, issue)
             except ValueError as exc:
                 return str(exc)
 

@@ -83,3 +83,56 @@ def test_a_customer_id_that_cannot_be_a_file_name_fails_alone(chdb_client, db: s
     assert result.invoices[0]["number"] == "DEMO-2026-000001"  # the bad one used no number
     assert sorted(p.name for p in (tmp_path / "inv").iterdir() if p.is_dir()) == ["2026-09"]
     assert not (tmp_path / "c2.json").exists() and not (tmp_path / "inv" / "c2.json").exists()
+
+
+def insert_bulk(client, db: str, tenant: str, customer: str, period: str, *quantities: str) -> None:
+    """Usage of plan `bulk` (EUR, volume: up to 100 units 0.10 each, above 100 0.05 each for all, +5.00 flat)."""
+    t = datetime(int(period[:4]), int(period[5:]), 15, tzinfo=UTC)
+    rows = [[tenant, uuid.uuid4().hex, customer, "", "api_calls", t, period, Decimal(q), Decimal(0), Decimal(0), "EUR",
+             "bulk", "api_calls", {}, "", 0, 0] for q in quantities]  # fmt: skip
+    client.insert(f"{db}.rated_usage", rows, column_names=list(RATED_COLUMNS))
+
+
+def lines_of(doc) -> list[tuple[str, str]]:
+    return [(line.get("applies_to") or doc["period"], line["amount"]) for line in doc["lines"]]
+
+
+def test_a_late_usage_credit_larger_than_the_invoice_waits_and_the_rest_is_invoiced(
+    chdb_client, db: str, tmp_path: Path
+) -> None:
+    """A volume price makes a period cheaper when late usage arrives: a credit. An invoice is never negative, so a
+    credit that does not fit waits for a later invoice; the customer's other charges are invoiced meanwhile (the
+    customer used to fail at every close, its October usage not invoiced either)."""
+    out = tmp_path / "inv"
+    for period in ("2026-08", "2026-09"):
+        insert_bulk(chdb_client, db, "t2", "x", period, "100")  # 100 * 0.10 + 5 = 15.00
+        assert totals(close_period(chdb_client, db, CATALOG, period, out, progress=False)) == {"x": Decimal("15.00")}
+    insert_bulk(chdb_client, db, "t2", "x", "2026-08", "1")  # late: 101 * 0.05 + 5 = 10.05, credit -4.95
+    insert_bulk(chdb_client, db, "t2", "x", "2026-09", "1")  # the same for September: -4.95
+    insert_bulk(chdb_client, db, "t2", "x", "2026-10", "10")  # 10 * 0.10 + 5 = 6.00
+
+    oct_ = close_period(chdb_client, db, CATALOG, "2026-10", out, progress=False)
+    # 6.00 - 4.95 - 4.95 < 0: August's credit fits (6.00 - 4.95 = 1.05), September's waits
+    assert oct_.failed == []
+    assert totals(oct_) == {"x": Decimal("1.05")}
+    assert lines_of(oct_.invoices[0]) == [("2026-10", "6.00"), ("2026-08", "-4.95")]
+
+    insert_bulk(chdb_client, db, "t2", "x", "2026-11", "100")  # 15.00
+    nov = close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False)
+    assert totals(nov) == {"x": Decimal("10.05")}  # 15.00 - 4.95: September's credit, once; August's not again
+    assert lines_of(nov.invoices[0]) == [("2026-11", "15.00"), ("2026-09", "-4.95")]
+    for doc in (*oct_.invoices, *nov.invoices):
+        assert sum(Decimal(line["amount"]) for line in doc["lines"]) == Decimal(doc["total"])
+    assert close_period(chdb_client, db, CATALOG, "2026-12", out, progress=False).invoices == []
+
+
+def test_a_late_usage_credit_alone_makes_no_invoice_and_no_failure(chdb_client, db: str, tmp_path: Path) -> None:
+    out = tmp_path / "inv"
+    insert_bulk(chdb_client, db, "t1", "big", "2026-09", "100")  # t1/big is on `bulk`: 15.00
+    close_period(chdb_client, db, CATALOG, "2026-09", out, progress=False)
+    insert_bulk(chdb_client, db, "t1", "big", "2026-09", "1")  # -4.95
+    oct_ = close_period(chdb_client, db, CATALOG, "2026-10", out, progress=False)
+    assert (oct_.invoices, oct_.failed) == ([], [])  # was: failed, "total: never negative (got -4.95)"
+    insert_bulk(chdb_client, db, "t1", "big", "2026-11", "100")
+    nov = close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False)
+    assert totals(nov) == {"big": Decimal("10.05")}

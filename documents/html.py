@@ -9,6 +9,7 @@ refused, never rendered.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from meterstream.documents.formatting import Formatter, formatter_for
-from meterstream.documents.labels import translator
+from meterstream.documents.labels import FEE_BILLED_LATE, FEE_CORRECTED, LATE_USAGE, translator
 from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine, TierRow, validate
 
 __all__ = ["TEMPLATES", "render_html"]
@@ -71,6 +72,30 @@ _STATUS_NAMES = {
 }
 
 
+def _pattern(key: str, period: str) -> re.Pattern[str]:
+    """A label with {a} and {b} as a pattern reading them back from the English text; `period` ("a" or "b") is
+    the closed period's label, YYYY-MM, so a fee's name or a meter's description with ", " or ": " reads whole."""
+    other = "b" if period == "a" else "a"
+    text = re.escape(key).replace(f"\\{{{period}\\}}", f"(?P<{period}>\\d{{4}}-\\d{{2}})")
+    return re.compile("^" + text.replace(f"\\{{{other}\\}}", f"(?P<{other}>.+)") + "$", re.DOTALL)
+
+
+# an adjustment's description is written in English (invoice_emitter/adjustments.py); printed in the document's
+# language: the fee's name, the period and the meter's description stay as they are
+_ADJUSTMENT_WORDS = [(FEE_BILLED_LATE, _pattern(FEE_BILLED_LATE, "b")), (FEE_CORRECTED, _pattern(FEE_CORRECTED, "b")),
+                     (LATE_USAGE, _pattern(LATE_USAGE, "a"))]  # fmt: skip
+
+
+def _description(line: InvoiceLine, t: Callable[..., str]) -> str:
+    """The line's description, an adjustment's in the document's language (others are the tenant's own words)."""
+    if line.kind == "adjustment":
+        for key, pattern in _ADJUSTMENT_WORDS:
+            m = pattern.match(line.description)
+            if m:
+                return t(key, a=m["a"], b=m["b"])
+    return line.description
+
+
 @dataclass(frozen=True)
 class StepView:
     label: str
@@ -112,6 +137,7 @@ def _context(doc: InvoiceDoc, f: Formatter) -> dict[str, Any]:
     lines = [
         {
             "line": line,
+            "description": _description(line, t),
             "kind": t(_KIND_NAMES[line.kind]),
             "covers": f.span(line.start, line.end),
             "steps": [_step(row, f, t) for row in line.tiers] if _shows_steps(line) else [],

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["KEYS", "LABELS", "translator"]
+__all__ = ["FEE_BILLED_LATE", "FEE_CORRECTED", "KEYS", "LABELS", "LATE_USAGE", "translator"]
+
+# an adjustment line's description (invoice_emitter/adjustments.py writes it in English, the document's data; the
+# renderer prints it in the document's language): {a} the fee's name or the period, {b} the period or the meter
+FEE_BILLED_LATE = "{a}, {b} (billed late)"  # a recurring fee of closed period {b} billed on a later invoice
+FEE_CORRECTED = "{a}, {b} (corrected)"  # a fee of closed period {b} billed, and now owed less (or no more)
+LATE_USAGE = "late usage for {a}: {b}"  # usage of closed period {a} that came after its close
 
 KEYS = (
     "Invoice", "Draft invoice", "No number until finalized", "Not numbered",
@@ -21,7 +27,7 @@ KEYS = (
     "Tier {n}: {a} – {b}", "Tier {n}: above {a}", "Packages", "Blocks", "Free units", "Billed units",
     "Minimum commitment: true-up", "Maximum: cap", "Percentage", "Flat fee", "Fixed fee", "Minimum per event",
     "Maximum per event", "flat", "Subtotal", "VAT reverse charge", "on", "Total", "Credits applied", "Amount due",
-    "Amount due by {a}", "Usage by user", "User", "Page {a} of {b}",
+    "Amount due by {a}", "Usage by user", "User", "Page {a} of {b}", FEE_BILLED_LATE, FEE_CORRECTED, LATE_USAGE,
 )  # fmt: skip
 
 LABELS: dict[str, dict[str, str]] = {
@@ -88,6 +94,9 @@ LABELS: dict[str, dict[str, str]] = {
         "Usage by user": "Nutzung nach Benutzer",
         "User": "Benutzer",
         "Page {a} of {b}": "Seite {a} von {b}",
+        FEE_BILLED_LATE: "{a}, {b} (nachberechnet)",
+        FEE_CORRECTED: "{a}, {b} (korrigiert)",
+        LATE_USAGE: "Nachträgliche Nutzung für {a}: {b}",
     },
     "fr": {
         "Invoice": "Facture",
@@ -152,6 +161,9 @@ LABELS: dict[str, dict[str, str]] = {
         "Usage by user": "Consommation par utilisateur",
         "User": "Utilisateur",
         "Page {a} of {b}": "Page {a} sur {b}",
+        FEE_BILLED_LATE: "{a}, {b} (facturé tardivement)",
+        FEE_CORRECTED: "{a}, {b} (régularisé)",
+        LATE_USAGE: "Consommation tardive pour {a} : {b}",
     },
 }
 

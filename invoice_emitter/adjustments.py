@@ -18,11 +18,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from meterstream.documents.labels import FEE_BILLED_LATE, FEE_CORRECTED, LATE_USAGE
 from meterstream.invoice_emitter.document import decimal_text
 from meterstream.rating.money import EXACT
 
 _ZERO = Decimal(0)
 BILLED_UNITS_STEP = "billed units (after billing increments)"  # a telecom line's one pricing step (telecom_lines.py)
+# the kinds of a subscription's charge lines (billing/lines.py, subscription_invoice.py): fees, not usage
+FEE_KINDS = frozenset({"fixed", "fixed_credit", "one_time", "installment", "minimum", "minimum_true_up"})
 
 
 class Billed(NamedTuple):
@@ -72,13 +75,12 @@ def adjustment_lines(
         precise = EXACT.subtract(Decimal(now_precise), billed_a) if line else EXACT.minus(billed_a)
         if quantity == 0 and amount == 0:
             continue
-        what = line["description"] if line else meter.replace("_", " ")
         adjustment = {
             "kind": "adjustment",
             "applies_to": applies_to,
             "meter": meter,
             "line_key": key,
-            "description": f"late usage for {applies_to}: {what}",
+            "description": adjustment_description(key, line, meter, applies_to, amount),
             "quantity": decimal_text(quantity),
             "amount": format(round_money(amount, currency), "f"),
             "precise_amount": decimal_text(precise),
@@ -99,6 +101,34 @@ def adjustment_lines(
                                         "quantity": decimal_text(units), "amount": decimal_text(precise)}]  # fmt: skip
         out.append(adjustment)
     return out
+
+
+def adjustment_description(key: str, line: dict[str, Any] | None, meter: str, applies_to: str, amount: Decimal) -> str:
+    """What an adjustment says it is. Usage: `late usage for 2026-09: <the line's description>`. A fee (a charge
+    line of a subscription: a recurring fee, its credit, a one-time charge, ...) is worded as a fee,
+    `<fee name>, 2026-09 (billed late)`, or `(corrected)` when the difference goes against the fee (billed, and now
+    owed less or no more): a fee caught up on a later invoice read "late usage". The English is the document's
+    data; the renderer prints it in the document's language (documents/labels.py)."""
+    fee = fee_name(key, line, meter)
+    if fee is None:
+        what = line["description"] if line else meter.replace("_", " ")
+        return LATE_USAGE.format(a=applies_to, b=what)
+    owed_now = Decimal(line["amount"]) if line else _ZERO
+    caught_up = line is not None and (amount > 0) == (owed_now > 0) and amount != 0
+    return (FEE_BILLED_LATE if caught_up else FEE_CORRECTED).format(a=fee, b=applies_to)
+
+
+def fee_name(key: str, line: dict[str, Any] | None, meter: str) -> str | None:
+    """The fee's name when the line (now, or as billed: only its key is left) is a fee, else None. A fee line has
+    no meter and its key is `@<subscription>/<start>/<kind>/<code>/<plan>` (subscription_invoice.py)."""
+    if line is not None:
+        if line.get("kind") not in FEE_KINDS:
+            return None
+        return str(line.get("description") or line.get("code") or key)
+    parts = key.rsplit("/", 3)
+    if meter or not key.startswith("@") or len(parts) != 4 or parts[1] not in FEE_KINDS:
+        return None
+    return parts[2]
 
 
 def _late_streamed(line: dict[str, Any] | None, billed: Decimal | None) -> Decimal | None:

@@ -486,9 +486,23 @@ def _apply_subscription(
         raise _store_error(want.where, exc) from None
 
 
+def _check_plans_against_store(sf: sessionmaker, desired: Desired) -> None:
+    """`publish_plan`'s check of the tenant's meter definitions (`plans.check_usage_meters`), for every plan of the
+    file, before anything is written; the same error, at the plan's field path."""
+    with sf() as s:
+        for where, doc in desired.plans:
+            try:
+                plans.check_usage_meters(s, doc.tenant, doc.usage)
+            except Invalid as exc:
+                raise _store_error(where, exc) from None
+
+
 def apply_desired(sf: sessionmaker, desired: Desired, *, now: datetime | None = None) -> ApplyResult:
-    """Write what `read_catalog` validated: customers, plans, then subscriptions."""
+    """Write what `read_catalog` validated: customers, plans, then subscriptions. What the store would refuse of a
+    plan because of the meters it finds there (a usage price on a meter that is not a sum, entities/priceable.py)
+    is checked first, so that such a file writes nothing, as an invalid one does."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    _check_plans_against_store(sf, desired)
     result = ApplyResult(warnings=list(desired.warnings))
     for where, doc in desired.customers:
         result.changes.append(_apply_customer(sf, where, doc))

@@ -16,7 +16,7 @@ from entity_docs import TENANT, customer, phase, plan, subscription
 
 from meterstream.entities.catalog_apply import CatalogApplyError, apply_catalog
 from meterstream.entities.common import Invalid, NotFound
-from meterstream.entities.customers import put_customer
+from meterstream.entities.customers import get_customer_doc, put_customer
 from meterstream.entities.meters import MeterRepository
 from meterstream.entities.plans import delete_plan, get_plan, publish_plan
 from meterstream.entities.priceable import catalog_prices, charges, file_catalog_prices
@@ -182,3 +182,24 @@ def test_a_subscription_override_cannot_put_money_on_a_meter_that_is_not_a_sum(s
     # an own price on a sum meter is fine
     made = create_subscription(sf, subscription(phases=[phase("pk", usage_overrides={"api_calls": FREE})]))
     assert made.phases[0].usage_overrides == {"api_calls": FREE}
+
+
+def test_catalog_apply_refused_for_a_plan_it_prices_writes_nothing(sf) -> None:
+    """A file whose second plan prices the tenant's MAX meter: refused before anything is written, the customer
+    and the first plan included (they were written before the refused plan, a file half applied)."""
+    MeterRepository(sf).create("t1", meter("peak", "MAX"))
+    doc = {
+        "tenant": "t1",
+        "customers": [{"external_id": "acme", "name": "Acme"}],
+        "plans": [
+            {"code": "basic", "currency": "USD", "usage": {"calls": UNIT_1}},
+            {"code": "peaky", "currency": "USD", "usage": {"peak": UNIT_1}},
+        ],
+    }
+    with pytest.raises(CatalogApplyError) as err:
+        apply_catalog(sf, doc)
+    assert "plans[1]" in str(err.value) and "peak" in str(err.value) and "MAX" in str(err.value)
+    with pytest.raises(NotFound):
+        get_plan(sf, "t1", "basic")
+    with pytest.raises(NotFound):
+        get_customer_doc(sf, "t1", "acme")

@@ -488,13 +488,19 @@ def _apply_subscription(
 
 def _check_plans_against_store(sf: sessionmaker, desired: Desired) -> None:
     """`publish_plan`'s check of the tenant's meter definitions (`plans.check_usage_meters`), for every plan of the
-    file, before anything is written; the same error, at the plan's field path."""
+    file, and the subscription store's for every subscription's usage overrides, before anything is written; the
+    same errors, at their field paths."""
     with sf() as s:
         for where, doc in desired.plans:
             try:
                 plans.check_usage_meters(s, doc.tenant, doc.usage)
             except Invalid as exc:
                 raise _store_error(where, exc) from None
+        for want in desired.subscriptions:
+            try:
+                plans.check_usage_meters(s, want.tenant, want.usage_overrides, "usage_overrides")
+            except Invalid as exc:
+                raise _store_error(want.where, exc) from None
 
 
 def apply_desired(sf: sessionmaker, desired: Desired, *, now: datetime | None = None) -> ApplyResult:

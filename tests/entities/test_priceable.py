@@ -203,3 +203,25 @@ def test_catalog_apply_refused_for_a_plan_it_prices_writes_nothing(sf) -> None:
         get_plan(sf, "t1", "basic")
     with pytest.raises(NotFound):
         get_customer_doc(sf, "t1", "acme")
+
+
+def test_catalog_apply_refused_for_a_subscription_override_writes_nothing(sf) -> None:
+    """The same for a subscription's own price on the MAX meter (its plan meters it at 0): refused at the
+    subscription's override before the customer and the plan are written."""
+    MeterRepository(sf).create("t1", meter("peak", "MAX"))
+    doc = {
+        "tenant": "t1",
+        "customers": [{"external_id": "acme", "name": "Acme"}],
+        "plans": [{"code": "pk", "currency": "USD", "usage": {"calls": UNIT_1, "peak": FREE}}],
+        "subscriptions": [{"external_id": "s1", "customer": "acme", "plan": "pk", "usage_overrides": {"peak": UNIT_1}}],
+    }
+    with pytest.raises(CatalogApplyError) as err:
+        apply_catalog(sf, doc)
+    assert "subscriptions[0].usage_overrides.peak" in str(err.value) and "MAX" in str(err.value)
+    with pytest.raises(NotFound):
+        get_plan(sf, "t1", "pk")
+    with pytest.raises(NotFound):
+        get_customer_doc(sf, "t1", "acme")
+    doc["subscriptions"][0]["usage_overrides"] = {"calls": FREE}  # an own price on a sum meter: applied
+    apply_catalog(sf, doc)
+    assert get_plan(sf, "t1", "pk").version == 1

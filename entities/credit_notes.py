@@ -16,6 +16,9 @@ now owed back — is `refund` (status `refund_due`: paying it back happens outsi
 in the export). Example: billed 100.00, paid 70.00, credit note 50.00 -> credit 30.00 (due 30.00 -> 0,
 the invoice is `paid`), refund 20.00.
 
+**Issue date** (default: today, UTC): on or after the invoice's issue date, and not later than today —
+`Invalid("issue_date", ...)` naming the dates otherwise (the API answers 422).
+
 `credit_note_id` makes creation idempotent: the same id again returns the stored note when it names the same
 invoice and total (or is a full credit note again, `lines=None`), else `Conflict("credit_note_id")`.
 """
@@ -142,10 +145,19 @@ def _lines(lines: Sequence[Mapping[str, object]], currency: str) -> list[CreditL
     return out
 
 
+def _check_not_ahead(day: date, today: date) -> None:
+    """A credit note is dated no later than the day it is issued (today, UTC; the issuer has no time zone of its
+    own): a date ahead would put a correction already in force, and a refund owed, into a month not yet come,
+    number it in a series (year) not yet open, and leave it out of the exports of the months until then."""
+    if day > today:
+        raise Invalid("issue_date", f"{day.isoformat()} is later than today ({today.isoformat()}, UTC): a credit note "
+                                    "is dated the day it is issued or before, never ahead")  # fmt: skip
+
+
 def _check_issue_date(day: date, invoice_day: date) -> None:
     """A credit note is dated on or after the invoice it corrects: an earlier date would precede it, open a number
-    series for a past year and change a month already exported. (A later date is the caller's, as an invoice's
-    issue date is: `--issue-date` may name a day ahead.)"""
+    series for a past year and change a month already exported. (With `_check_not_ahead`: between the invoice's
+    issue date and today.)"""
     if day < invoice_day:
         raise Invalid("issue_date", f"{day.isoformat()} is before the invoice's issue date {invoice_day.isoformat()}")
 
@@ -161,15 +173,19 @@ def create_credit_note(
     credit_note_id: str | None = None,
     series: str = numbering.CREDIT_NOTE_SERIES,
     template: str | None = None,
+    today: date | None = None,
 ) -> CreditNote:
     """Issue a credit note against a finalized invoice (module docstring), in one transaction with its number
-    and the invoice's new amount due. `lines`: [{"description": ..., "amount": Decimal | str | int}]."""
+    and the invoice's new amount due. `lines`: [{"description": ..., "amount": Decimal | str | int}].
+    `today`: the day it is issued on (default: the UTC clock's; a replay of a dated timeline names its own)."""
     text("reason", reason, 1024)
     note_id = text("credit_note_id", credit_note_id, 256) if credit_note_id is not None else new_ulid()
-    day = issue_date or datetime.now(UTC).date()
+    now = datetime.now(UTC)
+    today = today or now.date()
+    day = issue_date or today
     if not isinstance(day, date) or isinstance(day, datetime):
         raise Invalid("issue_date", f"a date (got {day!r})")
-    now = datetime.now(UTC)
+    _check_not_ahead(day, today)
     with sf.begin() as s:
         numbering.lock_for_write(s)
         invoice = locked(s, tenant, invoice_id)

@@ -14,7 +14,7 @@ from meterstream.entities.common import Conflict, Invalid
 from meterstream.entities.credit_notes import create_credit_note, get_credit_note, list_credit_notes
 from meterstream.entities.payments import record_payment
 
-DAY = date(2026, 12, 10)
+DAY = date(2026, 12, 1)  # the invoices' issue date (invoice_helpers.issued); not ahead of today
 
 
 def test_partial_then_full_credit_note(sf) -> None:

@@ -224,6 +224,10 @@ class UsageQueries:
         self._injected = client is not None
         self._lock = threading.Lock()
 
+    def configured(self) -> bool:
+        """Is there a ClickHouse to read (an injected client, or an endpoint in the settings)?"""
+        return self._injected or self.target() is not None
+
     def target(self) -> str | None:
         url = self.settings.clickhouse_url
         if url and url.startswith(("http://", "https://")):

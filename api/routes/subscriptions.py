@@ -6,8 +6,10 @@ on the plan's newest version unless `plan_version` says otherwise); `/change` en
 `at`. Optimistic locking as for customers: `version` in the body or `If-Match`; stale -> 409 `version`.
 Two subscriptions of one customer on one plan may not overlap in time (409). Nothing may take effect inside
 a period the close has invoiced (entities/finalization.py): a `start` or `at` before the end of the customer's
-newest finalized period answers 422 `invalid` naming `start` / `at` (the store reads the boundary in the
-write's own transaction); a back-dated change into a period not yet invoiced is accepted.
+newest finalized period answers 422 `invalid` naming `start` / `at` and the instant from which it may (the store
+reads the boundary in the write's own transaction). That boundary is also the end of the newest month closed
+for every customer (api/closed_periods.py), for a customer the close did not invoice (no subscription then);
+a back-dated change into a period not yet invoiced is accepted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from meterstream.api.auth import require
+from meterstream.api.closed_periods import closed_until
 from meterstream.api.entities_models import (
     Cancel,
     PlanChange,
@@ -36,7 +39,7 @@ router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], route_cla
 Admin = Annotated[Principal, Depends(require("admin"))]
 Reader = Annotated[Principal, Depends(require("read"))]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='The version you read, e.g. "3"')]
-_WRITE_ERRORS = errors(401, 403, 404, 409, 422, 429)
+_WRITE_ERRORS = errors(401, 403, 404, 409, 422, 429, 503)  # 503: the closed months cannot be read (ClickHouse)
 
 
 def _body(doc: SubscriptionDoc, response: Response) -> dict:
@@ -51,7 +54,8 @@ def _body_field(field: str) -> str:
     return {"plan_code": "plan"}.get(field, field)
 
 
-def _create(sessions, tenant: str, body: SubscriptionCreate) -> SubscriptionDoc:  # type: ignore[no-untyped-def]
+def _create(state, tenant: str, body: SubscriptionCreate) -> SubscriptionDoc:  # type: ignore[no-untyped-def]
+    sessions = state.sessions
     version = body.plan_version
     if version is None:
         try:
@@ -59,23 +63,41 @@ def _create(sessions, tenant: str, body: SubscriptionCreate) -> SubscriptionDoc:
         except NotFound:
             raise Invalid("plan", f"no plan {body.plan!r}") from None
     try:
-        return subscriptions.create_subscription(sessions, body.to_doc(tenant, version, datetime.now(UTC)))
+        doc = body.to_doc(tenant, version, datetime.now(UTC))
+        floor = closed_until(state, tenant, doc.customer, doc.phases[0].start)
+        return subscriptions.create_subscription(sessions, doc, finalized_until=floor)
     except Invalid as exc:
         raise Invalid(_body_field(exc.field), exc.reason) from None
 
 
-def _change(sessions, *args, **kwargs) -> SubscriptionDoc:  # type: ignore[no-untyped-def]
+def _closed_for(state, tenant: str, external_id: str, at: datetime) -> datetime | None:  # type: ignore[no-untyped-def]
+    """The closed-month boundary of the subscription's customer for a write at `at` (api/closed_periods.py); None
+    for a subscription the store does not have (the write answers 404)."""
     try:
-        return subscriptions.change_plan(sessions, *args, **kwargs)
+        customer = subscriptions.get_subscription(state.sessions, tenant, external_id).customer
+    except NotFound:
+        return None
+    return closed_until(state, tenant, customer, at)
+
+
+def _change(state, tenant: str, external_id: str, plan: str, at: datetime, **kwargs) -> SubscriptionDoc:  # type: ignore[no-untyped-def]
+    floor = _closed_for(state, tenant, external_id, at)
+    try:
+        return subscriptions.change_plan(state.sessions, tenant, external_id, plan, at, finalized_until=floor, **kwargs)
     except Invalid as exc:
         raise Invalid(_body_field(exc.field), exc.reason) from None
+
+
+def _cancel(state, tenant: str, external_id: str, at: datetime, **kwargs) -> SubscriptionDoc:  # type: ignore[no-untyped-def]
+    floor = _closed_for(state, tenant, external_id, at)
+    return subscriptions.cancel_subscription(state.sessions, tenant, external_id, at, finalized_until=floor, **kwargs)
 
 
 @router.post(
     "", response_model=SubscriptionOut, status_code=201, responses=_WRITE_ERRORS, summary="Create a subscription"
 )
 async def create_subscription(request: Request, response: Response, principal: Admin, body: SubscriptionCreate) -> dict:
-    return _body(await store(_create, request.app.state.sessions, principal.tenant, body), response)
+    return _body(await store(_create, request.app.state, principal.tenant, body), response)
 
 
 @router.get("", response_model=SubscriptionList, responses=errors(401, 403, 422, 429), summary="List subscriptions")
@@ -115,7 +137,7 @@ async def change_plan(
 ) -> dict:
     at = (body.at or datetime.now(UTC)).astimezone(UTC)
     doc = await store(
-        _change, request.app.state.sessions, principal.tenant, external_id, body.plan, at,
+        _change, request.app.state, principal.tenant, external_id, body.plan, at,
         plan_version=body.plan_version, expected_version=expected_version(if_match, body.version),
     )  # fmt: skip
     return _body(doc, response)
@@ -137,7 +159,7 @@ async def cancel_subscription(
 ) -> dict:
     at = (body.at or datetime.now(UTC)).astimezone(UTC)
     doc = await store(
-        subscriptions.cancel_subscription, request.app.state.sessions, principal.tenant, external_id, at,
+        _cancel, request.app.state, principal.tenant, external_id, at,
         expected_version=expected_version(if_match, body.version),
     )  # fmt: skip
     return _body(doc, response)

@@ -59,7 +59,9 @@ class NoIngest:
 
 def offline_settings(home: Path, database_url: str | None = None, **overrides: Any) -> Settings:
     """Settings of an app without Kafka (an unreachable bootstrap) nor the per-key rate limit, its store at
-    `database_url` (None: SQLite in `home`)."""
+    `database_url` (None: SQLite in `home`), and no ClickHouse endpoint unless a test injects a client (reads that
+    need one answer 503; a sink serving :8123 on this machine is never read by a test)."""
+    overrides = {"clickhouse_http_port": 0, **overrides}
     return Settings(home=home, database_url=database_url, kafka_bootstrap="127.0.0.1:9", api_rate_limit_per_s=0.0,
                     **overrides)  # fmt: skip
 

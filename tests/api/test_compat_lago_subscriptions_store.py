@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,7 +15,16 @@ from lago_app import BASE, add_metric, headers, make_app, plan_body
 from meterstream.entities.customers import get_customer_doc
 from meterstream.entities.subscriptions import get_subscription
 
-CLICKHOUSE = object()  # the client the route hands to draft_usage (never used by the stand-in)
+
+class NoCloses:
+    """The client the route hands to draft_usage (never used by the stand-in); the subscription writes read the
+    closed months through it (api/closed_periods.py): none."""
+
+    def query(self, *_args: object, **_kwargs: object) -> SimpleNamespace:
+        return SimpleNamespace(result_rows=[])
+
+
+CLICKHOUSE = NoCloses()
 
 
 @pytest.fixture

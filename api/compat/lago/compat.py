@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from meterstream.api.closed_periods import closed_until
 from meterstream.api.compat.lago.events import parse_lago_event
 from meterstream.api.compat.lago.lookup import LagoLookup, kept_codes, kept_transaction
 from meterstream.api.compat.lago.metrics import FROM_AGGREGATION
@@ -40,7 +41,11 @@ class LagoCompat:
         self.subscriptions = LagoSubscriptionRepository(state.sessions)
         self.unmatched = UnmatchedRepository(state.sessions)
         self.customers = CustomerRepository(state.sessions)
-        self.lago_subscriptions = LagoSubscriptions(state.sessions, self.subscriptions)
+        self.lago_subscriptions = LagoSubscriptions(
+            state.sessions,
+            self.subscriptions,
+            lambda tenant, customer, when: closed_until(state, tenant, customer, when),
+        )
         self._draft_usage: Callable[..., dict[str, Any]] | None = None
 
     @property

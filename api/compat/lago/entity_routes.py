@@ -299,7 +299,7 @@ async def get_subscription_route(request: Request, principal: Read, external_id:
 
 
 @router.delete("/subscriptions/{external_id}", summary="Terminate a subscription now",
-               responses=m.answers(m.LagoSubscriptionOut, *READ, 422))  # fmt: skip
+               responses=m.answers(m.LagoSubscriptionOut, *READ, 422, 503))  # fmt: skip
 async def terminate_subscription(request: Request, principal: Admin, external_id: str) -> Response:
     try:
         obj = await _call(_compat(request).lago_subscriptions.terminate, principal.tenant, external_id)

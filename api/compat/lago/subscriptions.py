@@ -14,7 +14,7 @@ and ends into invoiced periods are refused by the store (`entities/finalization.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,9 +90,14 @@ def status_of(doc: SubscriptionDoc, now: datetime) -> str:
 
 
 class LagoSubscriptions:
-    def __init__(self, sessions: sessionmaker, mappings: LagoSubscriptionRepository) -> None:
+    def __init__(self, sessions: sessionmaker, mappings: LagoSubscriptionRepository,
+                 closed_until: Callable[[str, str, datetime], datetime | None] | None = None) -> None:  # fmt: skip
+        """`closed_until(tenant, customer, when)`: for a write at `when`, the end of the newest month closed for
+        every customer (api/closed_periods.py), a boundary for the customers the close did not invoice; the store
+        keeps it as `finalized_until` with its own."""
         self.sf = sessions
         self.mappings = mappings
+        self.closed_until = closed_until or (lambda _tenant, _customer, _when: None)
 
     # --- writes -------------------------------------------------------------------------------------
 
@@ -136,14 +141,17 @@ class LagoSubscriptions:
                     billing_anchor=billing_time,
                     phases=[Phase(plan_code=plan.code, plan_version=plan.version, start=start, end=end)],
                 )  # fmt: skip
-                stored = create_subscription(self.sf, doc)
+                floor = self.closed_until(tenant, customer, start)
+                stored = create_subscription(self.sf, doc, finalized_until=floor)
             elif existing.customer != customer:
                 raise Invalid("external_id", f"subscription {external_id} belongs to customer {existing.customer}")
             else:
                 current = existing.phase_at(now) or existing.phases[-1]
                 stored = existing
                 if current.plan_code != plan.code:  # Lago: the same external_id on another plan = a plan change
-                    stored = change_plan(self.sf, tenant, external_id, plan.code, max(now, existing.phases[0].start))
+                    at = max(now, existing.phases[0].start)
+                    stored = change_plan(self.sf, tenant, external_id, plan.code, at,
+                                         finalized_until=self.closed_until(tenant, customer, at))  # fmt: skip
         except Invalid as exc:
             raise Invalid(lago_field(exc.field), exc.reason) from None
         except Conflict as exc:
@@ -177,7 +185,8 @@ class LagoSubscriptions:
         if status_of(doc, now) in ("terminated", "canceled"):
             raise LagoNotFound("subscription_not_found", f"subscription {external_id!r} has already ended")
         try:
-            stored = cancel_subscription(self.sf, tenant, external_id, now)
+            stored = cancel_subscription(self.sf, tenant, external_id, now,
+                                         finalized_until=self.closed_until(tenant, doc.customer, now))  # fmt: skip
         except Invalid as exc:
             raise Invalid(lago_field(exc.field), exc.reason) from None
         return self.object(stored, mapping, now)

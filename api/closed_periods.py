@@ -1,0 +1,64 @@
+"""How far a customer is invoiced by the closes of whole periods, for the subscription writes of the API (/v1 and
+Lago): the end, in the customer's time zone, of the newest month in ClickHouse `period_closes`.
+
+The store refuses a start or change taking effect inside a finalized period (entities/finalization.py), but the
+boundary it keeps is recorded per customer, and only for a customer the close invoiced through a subscription.
+A customer without one at the close (created later, or billed nothing) had no boundary, so a subscription
+created for it starting inside the closed month was accepted, and that month then came out of the next close as
+late-usage adjustments of a month already closed. `period_closes` marks a month closed for every customer of
+every tenant (invoice_emitter/closed.py), so the end of its newest month is a boundary for every customer: the
+routes pass it to the store as `finalized_until` (the store keeps the later of the two).
+
+The tenant's default subscription (`customer: "*"`) prices customers in every time zone: its boundary is the
+month's end in the westernmost one (UTC-12), the last instant at which any customer's month ends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from meterstream.api.errors import ApiError
+from meterstream.api.queries import ClickHouseUnavailable
+from meterstream.entities.common import NotFound
+from meterstream.entities.customers import get_customer_doc
+from meterstream.invoice_emitter.subscription_invoice import label_window
+
+DEFAULT_CUSTOMER = "*"
+WESTERNMOST = "Etc/GMT+12"  # UTC-12 (the POSIX sign is inverted)
+
+
+def newest_closed(state: Any) -> str | None:
+    """The newest month label ("2026-11") closed for every customer, or None: none, or no ClickHouse configured
+    (then no close can have marked one for this API to read). ClickHouse configured but not reachable: 503, as
+    a back-dated write must not get past a close it cannot see."""
+    queries = state.queries
+    if not queries.configured():
+        return None
+    try:
+        rows = queries.query(f"SELECT max(period) FROM {queries.db}.period_closes", {})
+    except ClickHouseUnavailable as exc:
+        raise ApiError(503, "unavailable", f"cannot read the closed periods (ClickHouse: {exc}); retry",
+                       headers={"Retry-After": "5"}) from None  # fmt: skip
+    label = rows[0][0] if rows else None
+    return label or None  # max() of no rows is ""
+
+
+def closed_until(state: Any, tenant: str, customer: str, when: datetime) -> datetime | None:
+    """For a write taking effect at `when`: the end of the newest month closed for every customer, in `customer`'s
+    time zone (UTC for a customer the store does not know: the write refuses it anyway), or None (module
+    docstring). None without a read when `when` is not in the past: a closed month has ended (a pending change
+    does not depend on ClickHouse being up). Blocking: run off the event loop."""
+    if when >= datetime.now(UTC):
+        return None
+    label = newest_closed(state)
+    if label is None:
+        return None
+    if customer == DEFAULT_CUSTOMER:
+        zone = WESTERNMOST
+    else:
+        try:
+            zone = get_customer_doc(state.sessions, tenant, customer).timezone or "UTC"
+        except NotFound:
+            zone = "UTC"
+    return label_window(label, zone)[1]

@@ -28,10 +28,17 @@ from meterstream.schemas.event import InvalidEvent
 log = logging.getLogger(__name__)
 
 SUMMED = ("SUM", "COUNT")
-# the amounts of the canonical price shapes (rating/price.py) that can put money on an invoice
+# the numbers of the price shapes (rating/price.py) that can put money on an invoice ...
 _MONEY = frozenset(
     {"unit_amount", "flat_amount", "block_amount", "package_amount", "amount", "rate", "fixed_amount", "min_amount",
      "minimum"}
+)  # fmt: skip
+# ... and those that cannot (quantities, conversions, caps); `charges` counts any other number as money, so that a
+# shape added later with an amount of another name is not taken for free (tests/entities/test_priceable.py checks
+# that every number of every shape is in one of the two sets)
+_NOT_MONEY = frozenset(
+    {"free_units", "maximum", "divide_by", "multiply_by", "conversion_precision", "up_to", "block_size",
+     "package_size", "max_amount", "installments"}
 )  # fmt: skip
 _WHY = "usage is billed as the sum of the events' quantities per period (a usage price needs a SUM or COUNT meter)"
 
@@ -43,17 +50,21 @@ def summed(aggregation: str | None) -> bool:
 
 def charges(price: Any) -> bool:
     """Whether a usage price (canonical shape, or a parsed rating price) can bill money: some amount, rate or
-    minimum in it (or in one of its tiers) other than 0. Something unreadable counts as charging."""
+    minimum in it (or in one of its tiers) other than 0, or any other number not known to be a quantity
+    (`_NOT_MONEY`). Something unreadable counts as charging."""
     if hasattr(price, "model_dump"):
         price = price.model_dump()
     if not isinstance(price, Mapping):
         return True
     for key, value in price.items():
-        if key in _MONEY and value is not None and not _zero(value):
-            return True
         if key == "tiers":
             if not isinstance(value, list | tuple) or any(charges(tier) for tier in value):
                 return True
+        elif key in _MONEY:
+            if value is not None and not _zero(value):
+                return True
+        elif key not in _NOT_MONEY and _number(value) and not _zero(value):
+            return True  # a number of unknown meaning: money, to be safe
     return False
 
 
@@ -62,6 +73,16 @@ def _zero(value: Any) -> bool:
         return False
     try:
         return Decimal(str(value)) == 0
+    except (InvalidOperation, ValueError):
+        return False
+
+
+def _number(value: Any) -> bool:
+    """A number, or a text of one (prices carry decimals as strings); not a boolean, a word or None."""
+    if value is None or isinstance(value, bool):
+        return False
+    try:
+        return Decimal(str(value)).is_finite()
     except (InvalidOperation, ValueError):
         return False
 

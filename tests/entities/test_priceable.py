@@ -164,10 +164,43 @@ def test_catalog_prices_by_assignment_and_money() -> None:
         ({"model": "percentage", "rate": "0", "fixed_amount": "0.25"}, True),
         ({"model": "percentage", "rate": "0"}, False),
         ("not a price", True),
+        # a shape with an amount of a name not known yet counts as charging; its words and quantities do not
+        ({"model": "unit", "unit_amount": "0", "surcharge": "0.10"}, True),
+        ({"model": "unit", "unit_amount": "0", "surcharge": "0", "note": "per call", "conversion_rounding": "up",
+          "conversion_precision": 2, "divide_by": "60", "multiply_by": "2"}, False),
     ],
 )  # fmt: skip
 def test_charges(price: object, charging: bool) -> None:
     assert charges(price) is charging
+
+
+def test_every_number_of_every_price_shape_is_known_as_money_or_not() -> None:
+    """`charges` reads the shapes by their field names: every numeric field of rating/price.py's models (tiers
+    included) must be in `_MONEY` or `_NOT_MONEY`, so a field added to a shape is classified on purpose."""
+    import inspect
+    import typing
+    from decimal import Decimal
+
+    import pydantic
+
+    from meterstream.entities.priceable import _MONEY, _NOT_MONEY
+    from meterstream.rating import price as shapes
+
+    def numeric(annotation: object) -> bool:
+        if annotation in (Decimal, int):
+            return True
+        return any(numeric(arg) for arg in typing.get_args(annotation))
+
+    fields = {
+        name
+        for model in vars(shapes).values()
+        if inspect.isclass(model) and issubclass(model, pydantic.BaseModel) and model.__module__ == shapes.__name__
+        for name, info in model.model_fields.items()
+        if numeric(info.annotation)
+    }
+    assert fields, "no numeric field found: the reading of rating/price.py is wrong"
+    assert not _MONEY & _NOT_MONEY
+    assert fields - _MONEY - _NOT_MONEY == set()
 
 
 def test_a_subscription_override_cannot_put_money_on_a_meter_that_is_not_a_sum(sf) -> None:

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from meterstream.documents.formatting import Formatter, formatter_for
-from meterstream.documents.labels import FEE_BILLED_LATE, FEE_CORRECTED, LATE_USAGE, translator
+from meterstream.documents.labels import FEE_BILLED_LATE, FEE_CORRECTED, LATE_USAGE, MENTIONS, translator
 from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine, TierRow, validate
 
 __all__ = ["TEMPLATES", "render_html"]
@@ -86,6 +86,12 @@ _ADJUSTMENT_WORDS = [(FEE_BILLED_LATE, _pattern(FEE_BILLED_LATE, "b")), (FEE_COR
                      (LATE_USAGE, _pattern(LATE_USAGE, "a"))]  # fmt: skip
 
 
+def _mention(text: str, t: Callable[..., str]) -> str:
+    """A legal mention in the document's language when it is one of billing/taxes.py's (the document holds its
+    English); a tenant's own wording (an exemption reason, payment terms) as written."""
+    return t(text) if text in MENTIONS else text
+
+
 def _description(line: InvoiceLine, t: Callable[..., str]) -> str:
     """The line's description, an adjustment's in the document's language (others are the tenant's own words)."""
     if line.kind == "adjustment":
@@ -144,6 +150,7 @@ def _context(doc: InvoiceDoc, f: Formatter) -> dict[str, Any]:
         }
         for line in doc.lines
     ]
+    said = dict.fromkeys([x.mention for x in doc.taxes if x.mention] + list(doc.legal_mentions))  # each once
     # CSS text of the page counter, from the label table only (no document data): marked safe for <style>
     page = t("Page {a} of {b}", a='" counter(page) "', b='" counter(pages) "')
     return {
@@ -153,13 +160,13 @@ def _context(doc: InvoiceDoc, f: Formatter) -> dict[str, Any]:
         "page_counter": Markup(f'"{page}"'),
         "lines": lines,
         "status_name": t(_STATUS_NAMES[doc.status]),
-        "watermark": {"draft": "DRAFT", "voided": "VOID"}.get(doc.status),
+        "watermark": {"draft": t("DRAFT"), "voided": t("VOID")}.get(doc.status),
         "with_tax": bool(doc.taxes),
         "period": f.span(doc.period_start, doc.period_end),
         "subject_lines": [x for x in lines if x["line"].subjects],
         # each sentence once: the close puts a tax group's mention (reverse charge, out of scope) in the legal
         # mentions too, and the page printed it twice
-        "mentions": list(dict.fromkeys([t.mention for t in doc.taxes if t.mention] + list(doc.legal_mentions))),
+        "mentions": [_mention(m, t) for m in said],
     }
 
 

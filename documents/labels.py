@@ -9,13 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["FEE_BILLED_LATE", "FEE_CORRECTED", "KEYS", "LABELS", "LATE_USAGE", "translator"]
+from meterstream.billing.taxes import (
+    EXEMPT_MENTION,
+    NOT_REGISTERED_MENTION,
+    OUTSIDE_EU_B2B_MENTION,
+    OUTSIDE_EU_B2C_MENTION,
+    REVERSE_CHARGE_MENTION,
+)
+
+__all__ = ["FEE_BILLED_LATE", "FEE_CORRECTED", "KEYS", "LABELS", "LATE_USAGE", "MENTIONS", "translator"]
 
 # an adjustment line's description (invoice_emitter/adjustments.py writes it in English, the document's data; the
 # renderer prints it in the document's language): {a} the fee's name or the period, {b} the period or the meter
 FEE_BILLED_LATE = "{a}, {b} (billed late)"  # a recurring fee of closed period {b} billed on a later invoice
 FEE_CORRECTED = "{a}, {b} (corrected)"  # a fee of closed period {b} billed, and now owed less (or no more)
 LATE_USAGE = "late usage for {a}: {b}"  # usage of closed period {a} that came after its close
+# the tax mentions billing/taxes.py writes into a document (in English, its data): the page prints them in its
+# language; a mention a tenant configured (its own exemption wording) is printed as written
+MENTIONS = (REVERSE_CHARGE_MENTION, OUTSIDE_EU_B2B_MENTION, OUTSIDE_EU_B2C_MENTION, EXEMPT_MENTION,
+            NOT_REGISTERED_MENTION)  # fmt: skip
 
 KEYS = (
     "Invoice", "Draft invoice", "No number until finalized", "Not numbered",
@@ -28,6 +40,7 @@ KEYS = (
     "Minimum commitment: true-up", "Maximum: cap", "Percentage", "Flat fee", "Fixed fee", "Minimum per event",
     "Maximum per event", "flat", "Subtotal", "VAT reverse charge", "on", "Total", "Credits applied", "Amount due",
     "Amount due by {a}", "Usage by user", "User", "Page {a} of {b}", FEE_BILLED_LATE, FEE_CORRECTED, LATE_USAGE,
+    "DRAFT", "VOID", *MENTIONS,
 )  # fmt: skip
 
 LABELS: dict[str, dict[str, str]] = {
@@ -97,6 +110,14 @@ LABELS: dict[str, dict[str, str]] = {
         FEE_BILLED_LATE: "{a}, {b} (nachberechnet)",
         FEE_CORRECTED: "{a}, {b} (korrigiert)",
         LATE_USAGE: "Nachträgliche Nutzung für {a}: {b}",
+        "DRAFT": "ENTWURF",
+        "VOID": "STORNIERT",
+        REVERSE_CHARGE_MENTION: "Steuerschuldnerschaft des Leistungsempfängers (Reverse Charge), Art. 196 Richtlinie "
+        "2006/112/EG",
+        OUTSIDE_EU_B2B_MENTION: "Keine Umsatzsteuer: Leistungsort außerhalb der EU, Art. 44 Richtlinie 2006/112/EG",
+        OUTSIDE_EU_B2C_MENTION: "Keine Umsatzsteuer: Leistungsort außerhalb der EU, Art. 58 Richtlinie 2006/112/EG",
+        EXEMPT_MENTION: "Steuerfrei",
+        NOT_REGISTERED_MENTION: "Keine Umsatzsteuer berechnet: der Verkäufer ist nicht umsatzsteuerlich registriert",
     },
     "fr": {
         "Invoice": "Facture",
@@ -164,6 +185,15 @@ LABELS: dict[str, dict[str, str]] = {
         FEE_BILLED_LATE: "{a}, {b} (facturé tardivement)",
         FEE_CORRECTED: "{a}, {b} (régularisé)",
         LATE_USAGE: "Consommation tardive pour {a} : {b}",
+        "DRAFT": "BROUILLON",
+        "VOID": "ANNULÉE",
+        REVERSE_CHARGE_MENTION: "Autoliquidation : TVA due par le preneur, art. 196 de la directive 2006/112/CE",
+        OUTSIDE_EU_B2B_MENTION: "TVA non applicable : lieu de prestation hors de l'UE, art. 44 de la directive "
+        "2006/112/CE",
+        OUTSIDE_EU_B2C_MENTION: "TVA non applicable : lieu de prestation hors de l'UE, art. 58 de la directive "
+        "2006/112/CE",
+        EXEMPT_MENTION: "Exonéré de TVA",
+        NOT_REGISTERED_MENTION: "TVA non facturée : le vendeur n'est pas assujetti à la TVA",
     },
 }
 

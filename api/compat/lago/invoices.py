@@ -46,7 +46,7 @@ from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.compat import LagoCompat
 from meterstream.api.compat.lago.customers import customer_object
 from meterstream.api.compat.lago.plans import lago_uuid
-from meterstream.api.compat.lago.responses import error_body, validation_error
+from meterstream.api.compat.lago.responses import empty_meta, error_body, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat
 from meterstream.api.routes.invoices import reactivate_after
 from meterstream.documents.stored import StoredDocumentError, document_of
@@ -417,7 +417,9 @@ def paging(page: str | None, per_page: str | None) -> tuple[int, int] | Response
 
 
 def page_meta(page: int, per_page: int, total: int) -> dict[str, Any]:
-    """Lago's pagination `meta` for page `page` of `per_page` rows out of `total`."""
+    """Lago's pagination `meta` for page `page` of `per_page` rows out of `total` (none: page 0 of 0, as Lago)."""
+    if total == 0:
+        return empty_meta()
     pages = -(-total // per_page)
     return {"current_page": page, "next_page": page + 1 if page < pages else None,
             "prev_page": page - 1 if 1 < page <= pages else None, "total_pages": pages,

@@ -175,5 +175,14 @@ def metric_object(meter: Meter) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
+def empty_meta() -> dict[str, Any]:
+    """Lago's pagination `meta` of an empty list: page 0 of 0 (lago-api's Pagination concern answers
+    current_page 0, total_pages 0 when there is nothing to list, not page 1 of 1). Every Lago list uses it."""
+    return {"current_page": 0, "next_page": None, "prev_page": None, "total_pages": 0, "total_count": 0}
+
+
 def page_meta(count: int) -> dict[str, Any]:
+    """The `meta` of a list answered whole (one page of `count`; none: `empty_meta`)."""
+    if count == 0:
+        return empty_meta()
     return {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1, "total_count": count}

@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.plans import lago_uuid
-from meterstream.api.compat.lago.responses import error_body, validation_error
+from meterstream.api.compat.lago.responses import empty_meta, error_body, page_meta, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _json
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.api.wallet_usage import balances_now
@@ -275,9 +275,10 @@ def _customer_wallets(request: Request, tenant: str, customer: str | None, page:
     get_customer_doc(request.app.state.sessions, tenant, customer)  # Lago: 404 customer_not_found, not []
     found = store.list_wallets(request.app.state.sessions, tenant, customer)
     chunk = found[(page - 1) * per_page : page * per_page]
-    pages = max(1, -(-len(found) // per_page))
+    pages = -(-len(found) // per_page)
     meta = {"current_page": page, "next_page": page + 1 if page < pages else None,
             "prev_page": page - 1 if page > 1 else None, "total_pages": pages, "total_count": len(found)}  # fmt: skip
+    meta = meta if found else empty_meta()  # page 0 of 0, as Lago
     return _json({"wallets": _objects(request, chunk, strict=True), "meta": meta})
 
 
@@ -373,7 +374,7 @@ async def list_transactions(request: Request, principal: Read, wallet_id: str) -
         sf = request.app.state.sessions
         wallet = store.get_wallet(sf, principal.tenant, our_id(wallet_id))
         found = store.list_transactions(sf, principal.tenant, wallet.id)
-        meta = {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1, "total_count": len(found)}
+        meta = page_meta(len(found))
         return _json({"wallet_transactions": [transaction_object(t, wallet) for t in found], "meta": meta})
 
     return await _run(run)

@@ -55,7 +55,7 @@ from meterstream.invoice_emitter.subscription_close import SubscriptionClose, no
 from meterstream.invoice_emitter.subscription_invoice import with_periods
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
 from meterstream.rating.catalog import Catalog
-from meterstream.rating.money import EXACT
+from meterstream.rating.money import EXACT, minor_units
 from meterstream.schemas.invoice import InvoiceDoc
 from meterstream.schemas.invoice import encode as encode_doc
 from meterstream.schemas.settings import get_settings
@@ -88,17 +88,19 @@ Failure = tuple[str, str, str]  # (tenant, customer, reason)
 def with_credits_that_fit(
     doc: dict[str, Any], late: list[dict[str, Any]], issue: Callable[[list[dict[str, Any]]], InvoiceDoc]
 ) -> InvoiceDoc | None:
-    """The draft of `doc` with its `late` lines (`issue(lines)` builds it), leaving out the late-usage credits
-    (adjustment lines with a negative amount) that would make its total negative; None when nothing is left.
+    """The draft of `doc` with its `late` lines (`issue(lines)` builds it), with no more of the late-usage credits
+    (adjustment lines with a negative amount) than keep its total at zero or more; None when nothing is left.
 
     An invoice is never negative (the store refuses it), and a late-usage credit (a volume tier that makes the
     period cheaper once more usage arrived) can exceed everything else the customer is billed this time: that
     customer used to fail at every close, its fees and usage not invoiced either, until its charges grew past the
-    credit. Now the rest is invoiced, and a credit left out is simply not billed: the ledger still owes it (the
-    next close computes the period's adjustment again from what the invoices billed) and it goes on the first
-    later invoice that can take it whole. Credits are tried in their order (earlier periods first, then by line
-    key), each kept when the total stays at zero or more. The same draft as before whenever the total is not
-    negative; a total negative for another reason is left to the store, which refuses it as before."""
+    credit. Now the rest is invoiced with as much credit as it takes: credits in their order (earlier periods
+    first, then by line key), each whole when the total stays at zero or more, then a part of the first one left
+    that has a quantity (`_part_of`: the most, in minor units, that keeps the total at zero or more). What is not
+    billed is simply not on the invoice: the ledger still owes it (the next close computes the period's adjustment
+    again from what the invoices billed), so the rest of a credit goes on the next invoices (its last part with
+    the quantity). The same draft as before whenever the total is not negative; a total negative for another
+    reason is left to the store, which refuses it as before."""
     draft = issue(late)
     if draft.total >= 0:
         return draft
@@ -106,18 +108,63 @@ def with_credits_that_fit(
     if not credits:
         return draft
     left_out = set(credits)
-    rest = [line for i, line in enumerate(late) if i not in left_out]
-    best = issue(rest) if doc["lines"] or rest else None
+
+    def lines(part: tuple[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The late lines but those left out; `part`: (i, line), credit i in its place as `line` instead."""
+        at, instead = part if part is not None else (-1, None)
+        return [instead if j == at else line for j, line in enumerate(late) if j not in left_out or j == at]
+
+    best = issue(lines()) if doc["lines"] or len(left_out) < len(late) else None
     if best is not None and best.total < 0:
         return best  # negative without any late-usage credit: not this rule's case
     for i in credits:
         left_out.discard(i)
-        trial = issue([line for j, line in enumerate(late) if j not in left_out])
+        trial = issue(lines())
         if trial.total >= 0:
             best = trial
         else:
             left_out.add(i)
-    return best
+    # a part only of a credit with a quantity: its last part carries it, which makes the next close look again
+    partable = sorted(i for i in left_out if Decimal(late[i]["quantity"]) != 0)
+    if best is None or best.total <= 0 or not partable:
+        return best
+    first = partable[0]
+    return _part_of(late[first], doc["currency"], lambda line: issue(lines((first, line)))) or best
+
+
+def _part_of(credit: dict[str, Any], currency: str, issue: Callable[[dict[str, Any]], InvoiceDoc]) -> InvoiceDoc | None:
+    """The draft with the largest part of `credit` (a whole number of minor units, less than all of it) that keeps
+    its total at zero or more (`issue(line)` builds the draft with the credit replaced by `line`), found by
+    halving (taxes and rounding make the total a step function of the part); None when not even one minor unit
+    fits. The part is a line of quantity 0 (its subjects at 0 each, 0 billed units, 0 streamed): the late usage's
+    quantity goes with the credit's last part, so a close sees the period's quantity still unbilled
+    (`late_adjustments` looks only at customers whose billed quantity differs) and offers the rest again."""
+    digits = minor_units(currency)
+    whole = -int(Decimal(credit["amount"]).scaleb(digits))  # in minor units, > 0
+    found = None
+    low, high = 1, whole - 1
+    while low <= high:
+        mid = (low + high) // 2
+        trial = issue(_part_line(credit, format(Decimal(-mid).scaleb(-digits), "f")))
+        if trial.total >= 0:
+            found, low = trial, mid + 1
+        else:
+            high = mid - 1
+    return found
+
+
+def _part_line(credit: dict[str, Any], amount: str) -> dict[str, Any]:
+    """`credit` as a part of itself: `amount`, of quantity 0 (see `_part_of`)."""
+    line = {**credit, "quantity": "0", "amount": amount, "precise_amount": amount}
+    if "subject_quantities" in line:
+        line["subject_quantities"] = dict.fromkeys(line["subject_quantities"], "0")
+    if "streamed_amount" in line:
+        line["streamed_amount"] = "0"
+    if "billed_units" in line:
+        line["billed_units"] = "0"
+    if "breakdown" in line:  # telecom billed units: the one step, as the line
+        line["breakdown"] = [{**step, "quantity": "0", "amount": amount} for step in line["breakdown"]]
+    return line
 
 
 Key = tuple[str, str]  # (tenant, customer)

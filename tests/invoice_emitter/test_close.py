@@ -13,7 +13,7 @@ from pathlib import Path
 
 from meterstream.aggregation.rows import RATED_COLUMNS
 from meterstream.invoice_emitter.close import close_period
-from meterstream.rating.catalog import load_catalog
+from meterstream.rating.catalog import load_catalog, parse_catalog
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[1] / "data" / "catalog.yaml")
 
@@ -112,15 +112,17 @@ def test_a_late_usage_credit_larger_than_the_invoice_waits_and_the_rest_is_invoi
     insert_bulk(chdb_client, db, "t2", "x", "2026-10", "10")  # 10 * 0.10 + 5 = 6.00
 
     oct_ = close_period(chdb_client, db, CATALOG, "2026-10", out, progress=False)
-    # 6.00 - 4.95 - 4.95 < 0: August's credit fits (6.00 - 4.95 = 1.05), September's waits
+    # 6.00 - 4.95 - 4.95 < 0: August's credit fits whole (6.00 - 4.95 = 1.05), September's for 1.05 of its 4.95
     assert oct_.failed == []
-    assert totals(oct_) == {"x": Decimal("1.05")}
-    assert lines_of(oct_.invoices[0]) == [("2026-10", "6.00"), ("2026-08", "-4.95")]
+    assert totals(oct_) == {"x": Decimal("0.00")}
+    assert lines_of(oct_.invoices[0]) == [("2026-10", "6.00"), ("2026-08", "-4.95"), ("2026-09", "-1.05")]
+    assert [line["quantity"] for line in oct_.invoices[0]["lines"]] == ["10", "1", "0"]  # a part: no quantity
 
     insert_bulk(chdb_client, db, "t2", "x", "2026-11", "100")  # 15.00
     nov = close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False)
-    assert totals(nov) == {"x": Decimal("10.05")}  # 15.00 - 4.95: September's credit, once; August's not again
-    assert lines_of(nov.invoices[0]) == [("2026-11", "15.00"), ("2026-09", "-4.95")]
+    assert totals(nov) == {"x": Decimal("11.10")}  # 15.00 - (4.95 - 1.05): the rest of September's credit
+    assert lines_of(nov.invoices[0]) == [("2026-11", "15.00"), ("2026-09", "-3.90")]
+    assert nov.invoices[0]["lines"][1]["quantity"] == "1"  # the credit's last part carries the late unit
     for doc in (*oct_.invoices, *nov.invoices):
         assert sum(Decimal(line["amount"]) for line in doc["lines"]) == Decimal(doc["total"])
     assert close_period(chdb_client, db, CATALOG, "2026-12", out, progress=False).invoices == []
@@ -136,3 +138,38 @@ def test_a_late_usage_credit_alone_makes_no_invoice_and_no_failure(chdb_client, 
     insert_bulk(chdb_client, db, "t1", "big", "2026-11", "100")
     nov = close_period(chdb_client, db, CATALOG, "2026-11", out, progress=False)
     assert totals(nov) == {"big": Decimal("10.05")}
+
+
+def test_a_large_late_usage_credit_goes_on_the_next_invoices_until_it_is_used(chdb_client, db: str, tmp_path):
+    """Volume price 1.00 a unit up to 100 units, 0.10 a unit for all above: 100 units bill 100.00, 101 units 10.10, so
+    one late unit credits 89.90, more than a month's usage. Each invoice takes as much of it as brings it to 0."""
+    catalog = parse_catalog({
+        "version": 1,
+        "plans": [{"id": "cliff", "currency": "EUR", "meters": {"api_calls": {"model": "volume", "tiers": [
+            {"up_to": "100", "unit_amount": "1.00"}, {"up_to": None, "unit_amount": "0.10"}]}}}],
+        "assignments": [{"tenant": "t3", "customer": "*", "plan": "cliff"}],
+    })  # fmt: skip
+    out = tmp_path / "inv"
+
+    def usage(period: str, quantity: str) -> None:
+        t = datetime(int(period[:4]), int(period[5:]), 15, tzinfo=UTC)
+        row = ["t3", uuid.uuid4().hex, "c", "", "api_calls", t, period, Decimal(quantity), Decimal(0), Decimal(0),
+               "EUR", "cliff", "api_calls", {}, "", 0, 0]  # fmt: skip
+        chdb_client.insert(f"{db}.rated_usage", [row], column_names=list(RATED_COLUMNS))
+
+    def close(period: str) -> list[tuple[str, str, str]]:
+        result = close_period(chdb_client, db, catalog, period, out, progress=False)
+        assert result.failed == []
+        return [(line.get("applies_to") or period, line["quantity"], line["amount"])
+                for doc in result.invoices for line in doc["lines"]]  # fmt: skip
+
+    usage("2026-09", "100")
+    assert close("2026-09") == [("2026-09", "100", "100.00")]
+    usage("2026-09", "1")  # late: 101 * 0.10 = 10.10, credit 89.90
+    usage("2026-10", "10")  # 10.00
+    assert close("2026-10") == [("2026-10", "10", "10.00"), ("2026-09", "0", "-10.00")]  # total 0.00
+    usage("2026-11", "50")  # 50.00
+    assert close("2026-11") == [("2026-11", "50", "50.00"), ("2026-09", "0", "-50.00")]  # 79.90 was left
+    usage("2026-12", "100")  # 100.00
+    assert close("2026-12") == [("2026-12", "100", "100.00"), ("2026-09", "1", "-29.90")]  # total 70.10
+    assert close("2027-01") == []  # used up: 10.00 + 50.00 + 29.90 = 89.90

@@ -237,8 +237,15 @@ def _credit_notes(args: Any, settings: Settings) -> int:
 
 
 def _export(args: Any, settings: Settings) -> int:
+    from meterstream.deploy.cli_revenue import LAST_MONTH, month_bounds
     from meterstream.entities import exports
 
+    last = "{:04d}-{:02d}".format(*LAST_MONTH)
+    if len(args.month) == len(last) and args.month > last:  # 9999-12 is YYYY-MM, but its end is no date (exports
+        try:  # answered "year 10000 is out of range"); other months are the store's to refuse, as before
+            month_bounds(args.month)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     data = exports.read_month(_sessions(settings), args.tenant, args.month)
     out = Path(args.out)
     if args.format == "json":

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # kept out of `meterstream --help`
     from meterstream.schemas.settings import Settings
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+LAST_MONTH = (9999, 11)  # the last month whose end (the first day of the next) a date can hold
 _MONEY = ("start_mrr", "end_mrr", "new", "expansion", "contraction", "churned", "arr")
 
 
@@ -46,6 +47,9 @@ def month_bounds(text: str) -> tuple[datetime, datetime]:
     year, month = int(m.group(1)), int(m.group(2))
     if year < 1:
         raise ValueError(f"--month: year must be 0001 or later (got {text!r})")
+    if (year, month) > LAST_MONTH:  # its end, the next month's first day, is no date: "year 10000 is out of range"
+        raise ValueError(f"--month: must be a month from 0001-01 to 9999-11, e.g. 2026-11 (got {text!r}: the month "
+                         "after it, where it ends, is no date)")  # fmt: skip
     start = datetime(year, month, 1, tzinfo=UTC)
     return start, start.replace(year=year + month // 12, month=month % 12 + 1)
 

@@ -50,3 +50,20 @@ def test_close_and_billing_close_say_what_a_valid_period_is(home: Path) -> None:
             answer = json.loads(done.stdout)
             assert (answer["error"], answer["field"]) == ("invalid", "period")
             assert answer["message"] == f"period: must be YYYY-MM, got {period!r}: {VALID}"
+
+
+def test_revenue_and_export_of_the_last_month_say_what_a_valid_month_is(home: Path) -> None:
+    """`revenue|export --month 9999-12`: YYYY-MM, but its end (the next month's first day) is no date; they answered
+    "year 10000 is out of range". 9999-11 is the last month they can read."""
+    out = str(home / "export")
+    jobs = [(["revenue", "--tenant", "acme", "--month", "9999-12"], {}),
+            (["export", "--tenant", "acme", "--month", "9999-12", "--format", "csv", "--out", out], {}),
+            (["export", "--tenant", "acme", "--month", "9999-11", "--format", "csv", "--out", out], {})]  # fmt: skip
+    revenue, export, last = run_many(jobs, environment(home))
+    for argv, done in zip([j[0] for j in jobs[:2]], (revenue, export), strict=True):
+        assert_one_line_error(done, "--month: must be a month from 0001-01 to 9999-11, e.g. 2026-11 (got '9999-12'",
+                              " ".join(argv))  # fmt: skip
+        assert done.stderr.startswith(f"meterstream {argv[0]}: error: ") and "out of range" not in done.stderr
+        assert done.returncode == 1  # the finance commands' refusal (docs/cli.md)
+    assert (last.returncode, last.stderr) == (0, "")
+    assert "0 invoices, 0 credit notes, 0 payments of acme in 9999-11" in last.stdout

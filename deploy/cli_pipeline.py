@@ -52,7 +52,10 @@ def _init(args: Any, settings: Settings) -> int:
     from meterstream.entities.db import database_url, migrate
     from meterstream.ingest.topics import ensure_topics
 
-    kafka_local.start(settings)
+    if not kafka_local.start(settings).answering:  # a broker named by METERSTREAM_KAFKA_BOOTSTRAP that does not
+        # answer: one line (it printed librdkafka's connection log and then a KafkaException worded as a bug)
+        raise RuntimeError(f"the Kafka broker at {settings.bootstrap} cannot be reached: init creates the topics "
+                           "there; start it or set METERSTREAM_KAFKA_BOOTSTRAP")  # fmt: skip
     created = ensure_topics(settings)
     print(f"topics: created {created or 'none (all present)'}")
     migrate(settings)

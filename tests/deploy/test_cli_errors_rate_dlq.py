@@ -78,3 +78,13 @@ def test_dlq_a_bad_position_is_named_before_the_broker_is_asked(home: Path) -> N
     [done] = run_many([(["dlq", "show", "nope"], {})], environment(home))
     assert_one_line_error(done, "'nope': expected PARTITION:OFFSET", "dlq show nope")
     assert done.returncode == 2
+
+
+def test_init_with_the_named_broker_unreachable_says_so_on_one_line(home: Path) -> None:
+    """`init` with METERSTREAM_KAFKA_BOOTSTRAP naming a broker that does not answer printed librdkafka's connection
+    log line by line and then `KafkaException: ... (run with METERSTREAM_DEBUG=1 for the traceback)`, exit 1."""
+    env = environment(home)
+    [done] = run_many([(["init"], {})], env)
+    assert_one_line_error(done, f"the Kafka broker at {env['METERSTREAM_KAFKA_BOOTSTRAP']} cannot be reached", "init")
+    assert done.stderr.startswith("meterstream init: error: ") and "KafkaException" not in done.stderr
+    assert done.returncode == 2

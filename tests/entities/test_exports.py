@@ -141,7 +141,13 @@ def test_a_month_read_from_the_store(sf) -> None:
     issued(sf, "dec-void", total="5.00")  # ACME-2026-000004
     invoices.void(sf, TENANT, "dec-void", "duplicate")
     create_credit_note(
-        sf, TENANT, "dec-1", "goodwill", [{"description": "goodwill", "amount": "20.00"}], issue_date=date(2026, 12, 10)
+        sf,
+        TENANT,
+        "dec-1",
+        "goodwill",
+        [{"description": "goodwill", "amount": "20.00"}],
+        issue_date=date(2026, 12, 10),
+        today=date(2026, 12, 10),  # the test's timeline
     )
     record_payment(
         sf, TENANT, amount="50.00", currency="EUR", paid_on=date(2026, 12, 5), reference="b1", invoice_id="dec-1"

@@ -28,7 +28,7 @@ def test_an_invoice_life_in_events(sf) -> None:
                    invoice_id="inv-1")  # fmt: skip
     invoices.mark_overdue(sf, date(2027, 1, 5))  # due 2026-12-31, 100.00 still due
     create_credit_note(sf, TENANT, "inv-1", "discount agreed", [{"description": "goodwill", "amount": "20.00"}],
-                       issue_date=date(2027, 1, 6))  # fmt: skip
+                       issue_date=date(2027, 1, 6), today=date(2027, 1, 6))  # fmt: skip
     record_payment(sf, TENANT, amount="80.00", currency="EUR", paid_on=date(2027, 1, 7), reference="bank-2",
                    customer="c1")  # fmt: skip
 

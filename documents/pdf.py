@@ -6,12 +6,21 @@ Debian's fonts-dejavu-core).
 
 from __future__ import annotations
 
+import os
+
 from weasyprint import HTML
 
 from meterstream.documents.html import TEMPLATES, render_html
 from meterstream.schemas.invoice import InvoiceDoc
 
 __all__ = ["html_to_pdf", "render_pdf"]
+
+# The same document must give the same PDF bytes (a re-run of a close re-renders it). Without HarfBuzz-Subset,
+# WeasyPrint subsets the embedded fonts with fontTools, which stamps each subset's `head.modified` with the
+# current time, so two renders a second apart differed (tests/documents/test_pdf.py failed now and then).
+# fontTools takes that time from SOURCE_DATE_EPOCH when it is set (the reproducible-builds convention): set for
+# this process unless the caller set it, to 0 (the fonts' stamp then says 1970; nothing reads it).
+os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
 
 
 def html_to_pdf(html: str) -> bytes:

@@ -105,9 +105,11 @@ def with_credits_that_fit(
     if draft.total >= 0:
         return draft
     credits = [i for i, line in enumerate(late) if line.get("kind") == "adjustment" and Decimal(line["amount"]) < 0]
-    if not credits:
-        return draft
-    left_out = set(credits)
+    # a credit of the catalog file's lines with no quantity is billed now or never: `late_adjustments` offers a
+    # customer's late usage again only while a billed quantity differs, so one left out would be lost (a price that
+    # went down; subscription lines are recomputed at every close)
+    optional = [i for i in credits if _offered_again(late[i])]
+    left_out = set(optional)
 
     def lines(part: tuple[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """The late lines but those left out; `part`: (i, line), credit i in its place as `line` instead."""
@@ -116,41 +118,78 @@ def with_credits_that_fit(
 
     best = issue(lines()) if doc["lines"] or len(left_out) < len(late) else None
     if best is not None and best.total < 0:
-        return best  # negative without any late-usage credit: not this rule's case
-    for i in credits:
+        return draft  # negative without the credits that may wait: the store refuses it as before
+    taken = []
+    for i in optional:
         left_out.discard(i)
         trial = issue(lines())
         if trial.total >= 0:
             best = trial
+            taken.append(i)
         else:
             left_out.add(i)
-    # a part only of a credit with a quantity: its last part carries it, which makes the next close look again
-    partable = sorted(i for i in left_out if Decimal(late[i]["quantity"]) != 0)
-    if best is None or best.total <= 0 or not partable:
-        return best
-    first = partable[0]
-    return _part_of(late[first], doc["currency"], lambda line: issue(lines((first, line)))) or best
+    if best is None:
+        return None
+    currency = doc["currency"]
+    if best.total > 0 and left_out:  # the most of the first credit left out that keeps the total at 0 or more
+        first = min(left_out)
+        left_out.discard(first)
+        part = _part_of(late[first], currency, lambda line: issue(lines((first, line))), whole=False)
+        left_out.add(first)
+        return part or best
+    if best.total == 0 and taken:  # the last credit taken may be larger than it takes to reach 0 (its part would do)
+        last = taken[-1]
+        return _part_of(late[last], currency, lambda line: issue(lines((last, line))), whole=True) or best
+    return best
 
 
-def _part_of(credit: dict[str, Any], currency: str, issue: Callable[[dict[str, Any]], InvoiceDoc]) -> InvoiceDoc | None:
-    """The draft with the largest part of `credit` (a whole number of minor units, less than all of it) that keeps
-    its total at zero or more (`issue(line)` builds the draft with the credit replaced by `line`), found by
-    halving (taxes and rounding make the total a step function of the part); None when not even one minor unit
-    fits. The part is a line of quantity 0 (its subjects at 0 each, 0 billed units, 0 streamed): the late usage's
-    quantity goes with the credit's last part, so a close sees the period's quantity still unbilled
-    (`late_adjustments` looks only at customers whose billed quantity differs) and offers the rest again."""
+def _offered_again(credit: dict[str, Any]) -> bool:
+    """Whether a later close computes this credit again if this invoice leaves it out (or takes only a part of it):
+    a subscription line (recomputed at every close), or one with a quantity (`late_adjustments` looks again while
+    the billed quantity differs; a credit's last part carries its quantity)."""
+    return str(credit.get("line_key", "")).startswith("@") or Decimal(credit["quantity"]) != 0
+
+
+def _part_of(
+    credit: dict[str, Any], currency: str, issue: Callable[[dict[str, Any]], InvoiceDoc], whole: bool
+) -> InvoiceDoc | None:
+    """The draft with a part of `credit` (a whole number of minor units, less than all of it) in its place
+    (`issue(line)` builds the draft with the credit replaced by `line`), or None: the largest part that keeps the
+    total at zero or more (when the whole credit does not: `whole` False), then, if that brings the total to 0, the
+    smallest part that still does, so that the credit does not take the place of a coupon (a discount never takes
+    more than what the lines leave: past 0, more credit would only shrink it, and a coupon is used up by an invoice
+    it took nothing from). Found by halving (taxes and rounding make the total a step function of the part). The
+    part is a line of quantity 0 (its subjects at 0 each, 0 billed units, 0 streamed): the late usage's quantity
+    goes with the credit's last part, so a close sees the period's quantity still unbilled and offers the rest."""
     digits = minor_units(currency)
-    whole = -int(Decimal(credit["amount"]).scaleb(digits))  # in minor units, > 0
-    found = None
-    low, high = 1, whole - 1
-    while low <= high:
+    units = -int(Decimal(credit["amount"]).scaleb(digits))  # all of it, in minor units (> 0)
+
+    def total_with(n: int) -> InvoiceDoc:
+        return issue(_part_line(credit, format(Decimal(-n).scaleb(-digits), "f")))
+
+    most, found = (units, None) if whole else (0, None)
+    if not whole:
+        low, high = 1, units - 1
+        while low <= high:
+            mid = (low + high) // 2
+            trial = total_with(mid)
+            if trial.total >= 0:
+                most, found, low = mid, trial, mid + 1
+            else:
+                high = mid - 1
+        if found is None or found.total != 0:
+            return found
+    low, high = 1, most  # the smallest part with a total of 0 (at most `most`, which has one)
+    while low < high:
         mid = (low + high) // 2
-        trial = issue(_part_line(credit, format(Decimal(-mid).scaleb(-digits), "f")))
-        if trial.total >= 0:
-            found, low = trial, mid + 1
+        if total_with(mid).total <= 0:
+            high = mid
         else:
-            high = mid - 1
-    return found
+            low = mid + 1
+    if low == units:
+        return None  # all of it: not a part
+    smallest = total_with(low)
+    return smallest if smallest.total == 0 else found
 
 
 def _part_line(credit: dict[str, Any], amount: str) -> dict[str, Any]:

@@ -488,8 +488,8 @@ def _apply_subscription(
 
 def _check_plans_against_store(sf: sessionmaker, desired: Desired) -> None:
     """`publish_plan`'s check of the tenant's meter definitions (`plans.check_usage_meters`), for every plan of the
-    file, and the subscription store's for every subscription's usage overrides, before anything is written; the
-    same errors, at their field paths."""
+    file, and the subscription store's for the usage overrides of every subscription the file creates, before
+    anything is written; the same errors, at their field paths."""
     with sf() as s:
         for where, doc in desired.plans:
             try:
@@ -497,6 +497,11 @@ def _check_plans_against_store(sf: sessionmaker, desired: Desired) -> None:
             except Invalid as exc:
                 raise _store_error(where, exc) from None
         for want in desired.subscriptions:
+            try:  # only a subscription the file creates gets its overrides written (`_apply_subscription`)
+                subscriptions.get_subscription(sf, want.tenant, want.external_id)
+                continue
+            except NotFound:
+                pass
             try:
                 plans.check_usage_meters(s, want.tenant, want.usage_overrides, "usage_overrides")
             except Invalid as exc:

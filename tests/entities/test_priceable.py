@@ -258,3 +258,18 @@ def test_catalog_apply_refused_for_a_subscription_override_writes_nothing(sf) ->
     doc["subscriptions"][0]["usage_overrides"] = {"calls": FREE}  # an own price on a sum meter: applied
     apply_catalog(sf, doc)
     assert get_plan(sf, "t1", "pk").version == 1
+
+
+def test_catalog_apply_of_the_same_file_again_is_unchanged_even_if_a_meter_changed_since(sf) -> None:
+    """The override check is for subscriptions the file creates: applying the same file again after a meter the
+    override prices was defined as MAX writes nothing and refuses nothing (the subscription is left as it is)."""
+    doc = {
+        "tenant": "t1",
+        "customers": [{"external_id": "acme", "name": "Acme"}],
+        "plans": [{"code": "pk", "currency": "USD", "usage": {"calls": UNIT_1, "peak": FREE}}],
+        "subscriptions": [{"external_id": "s1", "customer": "acme", "plan": "pk", "usage_overrides": {"peak": UNIT_1}}],
+    }
+    apply_catalog(sf, doc)
+    MeterRepository(sf).create("t1", meter("peak", "MAX"))
+    again = apply_catalog(sf, doc)
+    assert {c.outcome for c in again.changes} == {"unchanged"}

@@ -15,7 +15,7 @@ month's end in the westernmost one (UTC-12), the last instant at which any custo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from meterstream.api.errors import ApiError
@@ -25,6 +25,9 @@ from meterstream.entities.customers import get_customer_doc
 from meterstream.invoice_emitter.subscription_invoice import label_window
 
 DEFAULT_CUSTOMER = "*"
+# a write "now" carries the instant its route took a moment before: no read for it (a month is closed once it has
+# ended; a write back-dated by more than this reads the closed months)
+NOW_SLACK = timedelta(minutes=5)
 WESTERNMOST = "Etc/GMT+12"  # UTC-12 (the POSIX sign is inverted)
 
 
@@ -47,9 +50,9 @@ def newest_closed(state: Any) -> str | None:
 def closed_until(state: Any, tenant: str, customer: str, when: datetime) -> datetime | None:
     """For a write taking effect at `when`: the end of the newest month closed for every customer, in `customer`'s
     time zone (UTC for a customer the store does not know: the write refuses it anyway), or None (module
-    docstring). None without a read when `when` is not in the past: a closed month has ended (a pending change
-    does not depend on ClickHouse being up). Blocking: run off the event loop."""
-    if when >= datetime.now(UTC):
+    docstring). None without a read when `when` is not in the past (`NOW_SLACK`): a closed month has ended (a
+    change taking effect now or later does not depend on ClickHouse being up). Blocking: run off the event loop."""
+    if when >= datetime.now(UTC) - NOW_SLACK:
         return None
     label = newest_closed(state)
     if label is None:

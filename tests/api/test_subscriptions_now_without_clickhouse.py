@@ -1,0 +1,41 @@
+"""Subscription writes taking effect now need no closed-month read (api/closed_periods.py): they succeed while a
+configured ClickHouse is down (a back-dated write still answers 503 then)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from api_helpers import offline_app
+from fastapi.testclient import TestClient
+
+from meterstream.entities.customers import put_customer
+from meterstream.entities.plans import publish_plan
+from meterstream.schemas.entities import CustomerDoc, PlanVersionDoc
+
+T = "acme"
+
+
+def test_writes_taking_effect_now_succeed_while_clickhouse_is_down(tmp_path: Path) -> None:
+    application = offline_app(tmp_path, relay=False)
+    application.state.settings.clickhouse_http_port = 9  # configured, nothing listens
+    with TestClient(application) as client:
+        sf = application.state.sessions
+        publish_plan(sf, PlanVersionDoc(tenant=T, code="basic", version=0, name="basic", currency="USD",
+                                        usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}}))  # fmt: skip
+        for name in ("org-b", "org-c"):
+            put_customer(sf, CustomerDoc(tenant=T, external_id=name, name=name, version=0, currency="USD"))
+        admin = {"Authorization": f"Bearer {application.state.keys.create(T, 'admin', 'a')[1]}"}
+        made = client.post("/v1/subscriptions", json={"external_id": "s1", "customer": "org-b", "plan": "basic",
+                                                      "start": "2099-01-01T00:00:00Z"}, headers=admin)  # fmt: skip
+        assert made.status_code == 201, made.text
+        cancel = client.post("/v1/subscriptions/s1/cancel", json={}, headers=admin)  # now
+        assert cancel.status_code == 200, cancel.text
+        body = {"subscription": {"external_id": "s-lago", "external_customer_id": "org-c", "plan_code": "basic"}}
+        lago = client.post("/compat/lago/api/v1/subscriptions", json=body, headers=admin)  # starts now
+        assert lago.status_code == 200, lago.text
+        ended = client.delete("/compat/lago/api/v1/subscriptions/s-lago", headers=admin)  # terminated now
+        assert ended.status_code == 200, ended.text
+        back = client.post("/v1/subscriptions", json={"external_id": "s2", "customer": "org-c", "plan": "basic",
+                                                      "start": "2020-01-01T00:00:00Z"}, headers=admin)  # fmt: skip
+        assert back.status_code == 503  # back-dated: the closed months must be read
+    application.state.engine.dispose()

@@ -15,8 +15,9 @@ month's end in the westernmost one (UTC-12), the last instant at which any custo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from meterstream.api.errors import ApiError
 from meterstream.api.queries import ClickHouseUnavailable
@@ -25,9 +26,6 @@ from meterstream.entities.customers import get_customer_doc
 from meterstream.invoice_emitter.subscription_invoice import label_window
 
 DEFAULT_CUSTOMER = "*"
-# a write "now" carries the instant its route took a moment before: no read for it (a month is closed once it has
-# ended; a write back-dated by more than this reads the closed months)
-NOW_SLACK = timedelta(minutes=5)
 WESTERNMOST = "Etc/GMT+12"  # UTC-12 (the POSIX sign is inverted)
 
 
@@ -50,13 +48,10 @@ def newest_closed(state: Any) -> str | None:
 def closed_until(state: Any, tenant: str, customer: str, when: datetime) -> datetime | None:
     """For a write taking effect at `when`: the end of the newest month closed for every customer, in `customer`'s
     time zone (UTC for a customer the store does not know: the write refuses it anyway), or None (module
-    docstring). None without a read when `when` is not in the past (`NOW_SLACK`): a closed month has ended (a
-    change taking effect now or later does not depend on ClickHouse being up). Blocking: run off the event loop."""
-    if when >= datetime.now(UTC) - NOW_SLACK:
-        return None
-    label = newest_closed(state)
-    if label is None:
-        return None
+    docstring). None without a read when `when` lies in the customer's current month or later: a month is closed
+    once it has ended (`meterstream close` refuses an open one unless forced), so only a write dated before it can
+    fall inside a closed month; a change taking effect this month does not depend on ClickHouse being up.
+    Blocking: run off the event loop."""
     if customer == DEFAULT_CUSTOMER:
         zone = WESTERNMOST
     else:
@@ -64,4 +59,10 @@ def closed_until(state: Any, tenant: str, customer: str, when: datetime) -> date
             zone = get_customer_doc(state.sessions, tenant, customer).timezone or "UTC"
         except NotFound:
             zone = "UTC"
+    now = datetime.now(UTC)
+    if when >= label_window(f"{now.astimezone(ZoneInfo(zone)):%Y-%m}", zone)[0]:
+        return None
+    label = newest_closed(state)
+    if label is None:
+        return None
     return label_window(label, zone)[1]

@@ -1,8 +1,9 @@
-"""Subscription writes taking effect now need no closed-month read (api/closed_periods.py): they succeed while a
-configured ClickHouse is down (a back-dated write still answers 503 then)."""
+"""Subscription writes taking effect in the customer's current month need no closed-month read (api/closed_periods.py):
+they succeed while a configured ClickHouse is down (a write dated in an earlier month still answers 503 then)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from api_helpers import offline_app
@@ -22,7 +23,7 @@ def test_writes_taking_effect_now_succeed_while_clickhouse_is_down(tmp_path: Pat
         sf = application.state.sessions
         publish_plan(sf, PlanVersionDoc(tenant=T, code="basic", version=0, name="basic", currency="USD",
                                         usage={"api_calls": {"model": "unit", "unit_amount": "0.10"}}))  # fmt: skip
-        for name in ("org-b", "org-c"):
+        for name in ("org-b", "org-c", "org-d"):
             put_customer(sf, CustomerDoc(tenant=T, external_id=name, name=name, version=0, currency="USD"))
         admin = {"Authorization": f"Bearer {application.state.keys.create(T, 'admin', 'a')[1]}"}
         made = client.post("/v1/subscriptions", json={"external_id": "s1", "customer": "org-b", "plan": "basic",
@@ -35,6 +36,10 @@ def test_writes_taking_effect_now_succeed_while_clickhouse_is_down(tmp_path: Pat
         assert lago.status_code == 200, lago.text
         ended = client.delete("/compat/lago/api/v1/subscriptions/s-lago", headers=admin)  # terminated now
         assert ended.status_code == 200, ended.text
+        month = datetime.now(UTC).strftime("%Y-%m-01T00:00:00Z")  # earlier this month: no closed month holds it
+        this_month = client.post("/v1/subscriptions", json={"external_id": "s3", "customer": "org-d", "plan": "basic",
+                                                            "start": month}, headers=admin)  # fmt: skip
+        assert this_month.status_code == 201, this_month.text
         back = client.post("/v1/subscriptions", json={"external_id": "s2", "customer": "org-c", "plan": "basic",
                                                       "start": "2020-01-01T00:00:00Z"}, headers=admin)  # fmt: skip
         assert back.status_code == 503  # back-dated: the closed months must be read

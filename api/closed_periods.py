@@ -15,15 +15,17 @@ month's end in the westernmost one (UTC-12), the last instant at which any custo
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from meterstream.api.errors import ApiError
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.entities.common import NotFound
 from meterstream.entities.customers import get_customer_doc
 from meterstream.invoice_emitter.subscription_invoice import label_window
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CUSTOMER = "*"
 WESTERNMOST = "Etc/GMT+12"  # UTC-12 (the POSIX sign is inverted)
@@ -31,16 +33,19 @@ WESTERNMOST = "Etc/GMT+12"  # UTC-12 (the POSIX sign is inverted)
 
 def newest_closed(state: Any) -> str | None:
     """The newest month label ("2026-11") closed for every customer, or None: none, or no ClickHouse configured
-    (then no close can have marked one for this API to read). ClickHouse configured but not reachable: 503, as
-    a back-dated write must not get past a close it cannot see."""
+    (then no close can have marked one for this API to read), or ClickHouse not reachable: then the store's own
+    boundary (`finalized_until`, per customer) is the only check, as before this rule, and a warning says so. A
+    503 here refused every back-dated subscription (a migration's, a test's) whenever the ClickHouse front was not
+    up, a worse failure than the rare late billing of a closed month this rule prevents."""
     queries = state.queries
     if not queries.configured():
         return None
     try:
         rows = queries.query(f"SELECT max(period) FROM {queries.db}.period_closes", {})
     except ClickHouseUnavailable as exc:
-        raise ApiError(503, "unavailable", f"cannot read the closed periods (ClickHouse: {exc}); retry",
-                       headers={"Retry-After": "5"}) from None  # fmt: skip
+        log.warning("closed periods not read (ClickHouse: %s): a back-dated subscription write is checked against "
+                    "the store's invoiced periods only", str(exc)[:200])  # fmt: skip
+        return None
     label = rows[0][0] if rows else None
     return label or None  # max() of no rows is ""
 

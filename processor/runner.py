@@ -56,6 +56,7 @@ from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
 from meterstream.rating.catalog import PlanSource, load_catalog
 from meterstream.schemas.event import TimeWindow
 from meterstream.schemas.rated import pack, pack_rows
+from meterstream.schemas.rated import warm as warm_arrow
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
@@ -132,6 +133,8 @@ class NativeProcessor:
         self.legacy = settings.processor_engine == "legacy"
         self.columnar = ColumnarStep(catalog, self.topics.usage, self.window_ms, self.time_window)
         self.columnar.pack = pack_rows  # Arrow IPC, one record batch per message (schemas.rated)
+        if not self.legacy:
+            warm_arrow()  # pyarrow's lazy imports now, not inside the first batch (~0.4 s)
         self.balances = balances.install(self)  # prepaid debit and provisioning (processor/balances.py)
 
     def subscribe(self) -> None:

@@ -54,6 +54,8 @@ the partition stores, per id), produce rate, how the events fall on the input pa
 speed-up), ... A short markdown table is printed. `--customers uniform` makes every customer as likely (the
 default, pareto, is the demo's: each tenant's first customer sends ~56% of its events, so two partitions carry
 most of the backlog and which instance gets them decides how much a second instance helps).
+`machine_parallel_scaling` (bench/machine.py, measured between phases 2 and 3): the work two CPU-bound processes
+do at once over one's alone, ~2.0 on two free cores; other load on the machine lowers it, and the ratio with it.
 `--timeline` records, every 0.5 s of phase 3, the committed events, each instance's events read and every
 process's CPU seconds (`timeline` in the JSON: where the drain's wall time goes). `--profile DIR`
 records py-spy raw stacks of the processor(s) and the sink during phase 3, idle frames included so that
@@ -81,6 +83,7 @@ from pathlib import Path
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from machine import parallel_scaling  # bench/machine.py
 from state_footprint import dedup_footprint  # bench/state_footprint.py
 
 from meterstream.deploy.cli_common import is_terminal, progress
@@ -528,6 +531,10 @@ def main(argv: list[str] | None = None) -> int:
             (cpu_seconds(baseline_broker) - baseline_cpu0) / args.events * 1e6, 1
         )
     say(f"baseline {base:,.0f} events/s")
+    # how many cores' worth of work two processes get right now (2.0: two free cores; bench/machine.py): the
+    # pipeline runs several processes, the baseline one, so other load on the machine lowers the ratio
+    result["machine_parallel_scaling"] = parallel_scaling()
+    say(f"two CPU-bound processes get {result['machine_parallel_scaling']} cores' worth of work")
 
     pipeline = BenchPipeline(env, out / "logs")
     spies: list[subprocess.Popen] = []
@@ -691,6 +698,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| pipeline, sustained (backlog drain) | {result['pipeline_events_per_s']:,} events/s |",
         f"| pipeline incl. process startup | {result['pipeline_events_per_s_incl_startup']:,} events/s |",
         f"| ratio pipeline / baseline | {result['ratio']:.3f} |",
+        f"| work of 2 CPU-bound processes / 1, before phase 3 (2.0: two free cores) "
+        f"| {result['machine_parallel_scaling']} |",
         f"| p50 / p99 event-to-visible latency at {result.get('latency_rate_events_per_s', 0):,.0f} events/s "
         f"| {result['p50_latency_s']} s / {result['p99_latency_s']} s |",
         f"| CPU seconds (phase 3, incl. process startup) "

@@ -118,7 +118,10 @@ def _check_not_finalized(
 
 
 def _overlaps(a_start: datetime, a_end: datetime | None, b_start: datetime, b_end: datetime | None) -> bool:
-    """Do [a_start, a_end) and [b_start, b_end) share an instant (None: open-ended)?"""
+    """Do [a_start, a_end) and [b_start, b_end) share an instant (None: open-ended)? An empty one (end <= start:
+    a subscription canceled before it started) shares none."""
+    if (a_end is not None and a_end <= a_start) or (b_end is not None and b_end <= b_start):
+        return False
     return (b_end is None or a_start < b_end) and (a_end is None or b_start < a_end)
 
 

@@ -1,0 +1,30 @@
+"""bench/e2e.py's latency phase maps each rated message to the input positions its records carry."""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+from by_path import ROOT, load
+
+from meterstream.schemas.rated import RATED_FIELDS, pack, pack_rows
+
+sys.path.insert(0, str(ROOT / "bench"))  # e2e.py imports its sibling modules as `python bench/e2e.py` does
+e2e = load("bench/e2e.py")
+
+
+def _row(p: int, o: int) -> tuple:
+    return ("t", f"e{o}", "c", "", "m", "2026-11-05T10:00:00.000Z", "2026-11", "1", "0.5", "1", "EUR", "p", "m",
+            {"k": "v"}, "", p, o)  # fmt: skip
+
+
+def test_an_arrow_message_gives_its_rows_positions_in_order() -> None:
+    rows = [_row(3, 17), _row(3, 18), _row(3, 40)]
+    (value,) = pack_rows(rows)
+    assert e2e.sources(value) == [(3, 17), (3, 18), (3, 40)]
+
+
+def test_a_json_lines_message_too() -> None:
+    lines = [orjson.dumps(dict(zip(RATED_FIELDS, _row(1, o), strict=True))) for o in (5, 9)]
+    (value,) = pack(lines)
+    assert e2e.sources(value) == [(1, 5), (1, 9)]

@@ -27,16 +27,26 @@ fresh consumer groups:
 4. **Latency at half the max rate.** With the pipeline still running, a second workload (new ids) is
    produced at a fixed rate of `--latency-fraction` (0.5) x the rate measured in phase 3, for
    `--latency-seconds`. Side channel, nothing added to the schema or the pipeline:
-   - the benchmark notes the wall clock of every `produce()` call and, from its delivery report,
-     the event's input (partition, offset);
-   - a read-only consumer (its own group) follows `rated-usage` and maps every output message's
-     (partition, offset) to the input positions its records carry (`src_partition`, `src_offset`);
-   - every 20 ms the benchmark reads the sink group's committed offsets on `rated-usage`: an output
-     at offset o of partition p is visible from the first poll where committed(p) > o.
+   - the benchmark produces in 10 ms ticks (one `produce_batch` call each, of messages built up front) and notes
+     each tick's wall clock as its events' produce time (over-estimating by at most 10 ms). It gives each event
+     the partition the pipeline's producers would (`schemas.event.partition_of_key`), so the n-th event to
+     partition p lands at p's end offset before the phase + n (one idempotent producer; checked against the end
+     offsets after the phase): no delivery callback. Its producer lingers `--latency-linger-ms` (50; the
+     pipeline's own producers 20): at 30,000 events/s the broker's CPU per event ingested is about halved (6.5
+     -> 3.5 µs, fewer and larger produce requests), and the latency includes the linger;
+   - every 20 ms the benchmark reads the sink group's committed offsets on `rated-usage`;
+   - after the phase, a read-only consumer (its own group) reads the phase's `rated-usage` messages and maps every
+     output message's (partition, offset) to the input positions its records carry (`src_partition`,
+     `src_offset`): an output at offset o of partition p is visible from the first poll where committed(p) > o.
+   Producing, polling and following cost the two measured cores as little as they can: the load generator is not
+   the system measured (`cpu_us_per_event_latency` reports its CPU as `bench`).
    latency = visible time - produce time (both on this machine's clock). It includes the
    producer's linger, the processor's batch, the sink's batch age (`sink_batch_seconds`) and the
    ClickHouse insert, and over-estimates by at most one poll (20 ms). Rated rows only (duplicates
    and dead letters have no rated row). The first 2 s are a warm-up and are not counted.
+   `cpu_us_per_event_latency`: each process's CPU (the benchmark's own as `bench`) per event produced after
+   the warm-up; `threads_cpu_s_latency` where it went per thread group. `--latency-rate R` produces at R
+   events/s instead (to compare settings at one rate).
 
 The JSON holds `baseline_events_per_s, pipeline_events_per_s, ratio, p50_latency_s, p99_latency_s,
 events` and more: `workers`, `engine` (`native`: the columnar processor; `legacy`: the per-message
@@ -77,6 +87,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +106,7 @@ from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_
 from meterstream.ingest.topics import Topics, ensure_topics
 from meterstream.ingest.workload import Truth, WorkloadSpec, generate
 from meterstream.processor.runner import app_id, state_dir
+from meterstream.schemas.event import partition_of_key
 from meterstream.schemas.rated import is_arrow, read_arrow, unpack
 from meterstream.schemas.settings import Settings
 
@@ -325,37 +337,74 @@ def sources(value: bytes) -> list[tuple[int, int]]:
     return [(r["src_partition"], r["src_offset"]) for r in unpack(value)]
 
 
+def input_positions(parts: list[int], start: dict[int, int]) -> list[tuple[int, int]]:
+    """(partition, offset) of events produced in this order to these partitions by one idempotent producer, each
+    partition's first at its end offset before (`start`): the n-th to p at start[p] + n."""
+    nxt = dict(start)
+    out = []
+    for p in parts:
+        out.append((p, nxt[p]))
+        nxt[p] += 1
+    return out
+
+
+def read_outputs(run: Settings, topic: str, start: dict[int, int]) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """Every `rated-usage` message from `start` to the topic's end, as output (partition, offset) -> the input
+    positions its records carry (`sources`). Read after the latency phase, so that following the outputs costs the
+    measured cores nothing while it runs."""
+    probe = LagProbe(run)
+    try:
+        end = probe.end_offsets(topic)
+    finally:
+        probe.close()
+    out: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    c = Consumer({"bootstrap.servers": run.bootstrap, "group.id": run.topic("bench-latency-follower"),
+                  "enable.auto.commit": False})  # fmt: skip
+    try:
+        c.assign([TopicPartition(topic, p, o) for p, o in start.items() if end.get(p, 0) > o])
+        left = {p for p, o in start.items() if end.get(p, 0) > o}
+        deadline = time.monotonic() + 120
+        while left and time.monotonic() < deadline:
+            for m in c.consume(num_messages=5000, timeout=0.5):
+                if m.error():
+                    continue
+                out[(m.partition(), m.offset())] = sources(m.value())
+                if m.offset() + 1 >= end[m.partition()]:
+                    left.discard(m.partition())
+    finally:
+        c.close()
+    return out
+
+
+def cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process and of this one (`bench`)."""
+    return {name: cpu_seconds(pid) for name, pid in pids.items()} | {"bench": time.process_time()}
+
+
+def threads_now(pids: dict[str, int]) -> dict[str, dict[str, float]]:
+    """`thread_cpu` of each named process and of this one (`bench`)."""
+    return {name: thread_cpu(pid) for name, pid in (pids | {"bench": os.getpid()}).items()}
+
+
 def latency_phase(
-    run: Settings, rate: float, seconds: float, period: str, warmup: float = 2.0, customers: str = "pareto"
+    run: Settings,
+    rate: float,
+    seconds: float,
+    period: str,
+    warmup: float = 2.0,
+    customers: str = "pareto",
+    pids: dict[str, int] | None = None,
+    linger_ms: int = 50,
 ) -> dict:
-    """Produce at a fixed rate; see the module docstring for how visibility is observed."""
+    """Produce at a fixed rate; see the module docstring for how visibility is observed. `pids`: the processes
+    whose CPU per event is reported (`cpu_us_per_event_latency`, with this process's as `bench`)."""
+    pids = pids or {}
     topics = Topics.from_settings(run)
     sink_group = run.topic("meterstream-sink")
     produce_ts: dict[tuple[int, int], float] = {}  # input (partition, offset) -> produce wall clock
     src_of: dict[tuple[int, int], list[tuple[int, int]]] = {}  # output (p, o) -> the inputs (p, o) it packs
     visible_at: list[tuple[float, dict[int, int]]] = []  # (wall clock, committed offsets of rated)
     stop = threading.Event()
-
-    def follow_outputs() -> None:
-        c = Consumer(
-            {
-                "bootstrap.servers": run.bootstrap,
-                "group.id": run.topic("bench-latency-follower"),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "latest",
-                "fetch.wait.max.ms": 10,
-            }
-        )
-        parts = c.list_topics(topics.rated, timeout=10).topics[topics.rated].partitions
-        highs = {p: c.get_watermark_offsets(TopicPartition(topics.rated, p), timeout=10)[1] for p in parts}
-        c.assign([TopicPartition(topics.rated, p, h) for p, h in highs.items()])
-        started.set()
-        while not stop.is_set():
-            for m in c.consume(num_messages=5000, timeout=0.1):
-                if m.error():
-                    continue
-                src_of[(m.partition(), m.offset())] = sources(m.value())
-        c.close()
 
     def poll_committed() -> None:
         c = Consumer({"bootstrap.servers": run.bootstrap, "group.id": sink_group, "enable.auto.commit": False})
@@ -370,44 +419,68 @@ def latency_phase(
             time.sleep(0.02)
         c.close()
 
-    started = threading.Event()
-    threads = [threading.Thread(target=f, daemon=True) for f in (follow_outputs, poll_committed)]
+    probe = LagProbe(run)
+    try:
+        rated_start = probe.end_offsets(topics.rated)  # the phase's outputs follow these (read after it)
+    finally:
+        probe.close()
+    threads = [threading.Thread(target=poll_committed, daemon=True)]
     for t in threads:
         t.start()
-    started.wait(30)
-    producer = make_producer(run)
+    # linger 50 ms (the pipeline's producers: 20): at a few 10,000 events/s the broker's CPU per event ingested is
+    # about halved (6.5 -> 3.5 µs at 30,000/s, fewer and larger produce requests); the events' latency includes it
+    producer = make_producer(run, **{"linger.ms": linger_ms})
     total = int(rate * seconds)
     spec = WorkloadSpec(events=total, period=period, run_id=f"lat{int(time.time())}", seed=11, customers=customers)
     records = list(generate(spec, Truth()))
-
-    def on_delivery(ts: float):
-        def cb(err, msg) -> None:
-            if err is None:
-                produce_ts[(msg.partition(), msg.offset())] = ts
-
-        return cb
+    # each event's partition up front (the pipeline's partitioner, schemas.event.partition_of_key): with one idempotent
+    # producer the n-th event produced to partition p lands at p's end offset before the phase + n, so no delivery
+    # callback is needed (it cost ~5 µs of this process's CPU per event, on the cores being measured)
+    probe = LagProbe(run)
+    try:
+        start = probe.end_offsets(topics.usage)
+    finally:
+        probe.close()
+    n_parts = len(start)
+    parts = [partition_of_key(key, n_parts) if key else 0 for key, _ in records]
+    # one produce_batch call per 10 ms tick, of messages built up front: ~1 µs of this process's CPU per event
+    # against ~4 with a produce() call each, on the cores being measured
+    messages = [{"key": key, "value": value, "partition": p} for (key, value), p in zip(records, parts, strict=True)]
+    stamps = [0.0] * total  # each event's produce time: the start of its 10 ms tick (over-estimates latency <= 10 ms)
 
     say(f"latency phase: {total} events at {rate:,.0f}/s for {seconds:.0f}s")
+    usage = topics.usage
+    cpu_from, n_from = cpu_now(pids), 0  # from the warm-up's end (below)
+    warm, threads_from = False, threads_now(pids)
     t0 = time.time()
     tick = 0.01
     sent = 0
     while sent < total:
-        due = min(total, int((time.time() - t0) * rate) + 1)
-        while sent < due:
-            key, value = records[sent]
-            ts = time.time()
-            while True:
-                try:
-                    producer.produce(topics.usage, value=value, key=key, on_delivery=on_delivery(ts))
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-            sent += 1
+        now = time.time()
+        if not warm and now >= t0 + warmup:
+            warm, cpu_from, n_from, threads_from = True, cpu_now(pids), sent, threads_now(pids)
+        due = min(total, int((now - t0) * rate) + 1)
+        if due > sent:
+            stamps[sent:due] = [now] * (due - sent)
+            queued = producer.produce_batch(usage, messages[sent:due])
+            if queued != due - sent:  # the queue holds 1,000,000 (ingest.producer): a retry could reorder them
+                raise RuntimeError(f"{due - sent - queued} events not queued: {messages[sent + queued].get('_error')}")
+            sent = due
         producer.poll(0)
         time.sleep(tick)
     producer.flush(60)
     t_end_produce = time.time()
-    # wait until both groups committed everything (then the follower has seen every output too)
+    cpu_to, threads_to = cpu_now(pids), threads_now(pids)
+    produce_ts.update(zip(input_positions(parts, start), stamps, strict=True))
+    seq = Counter(parts)
+    probe = LagProbe(run)
+    try:
+        end = probe.end_offsets(topics.usage)
+    finally:
+        probe.close()
+    if any(end[p] - start[p] != seq.get(p, 0) for p in start):  # another producer wrote to the topic meanwhile
+        raise RuntimeError(f"usage offsets moved by {end} - {start}, not the {seq} events produced: positions unknown")
+    # wait until both groups committed everything
     probe = LagProbe(run)
     deadline = time.time() + 120
     try:
@@ -423,6 +496,7 @@ def latency_phase(
     stop.set()
     for t in threads:
         t.join(10)
+    src_of.update(read_outputs(run, topics.rated, rated_start))
     # visibility of each output: first poll where committed(p) > o
     lat: list[float] = []
     missing = 0
@@ -447,6 +521,7 @@ def latency_phase(
 
     return {
         "latency_rate_events_per_s": round(rate, 1),
+        "latency_producer_linger_ms": linger_ms,
         "latency_produce_seconds": round(t_end_produce - t0, 2),
         "latency_events": total,
         "latency_samples": len(lat),
@@ -455,6 +530,14 @@ def latency_phase(
         "p90_latency_s": q(0.90),
         "p99_latency_s": q(0.99),
         "max_latency_s": round(lat[-1], 3) if lat else float("nan"),
+        # CPU per event produced while measuring (after the warm-up): the pipeline's processes, the broker and this
+        # benchmark's own process (the producer, the follower and the poller), on the same two cores
+        "cpu_us_per_event_latency": {
+            name: round((cpu_to[name] - cpu_from[name]) / max(1, total - n_from) * 1e6, 1) for name in cpu_to
+        },
+        "threads_cpu_s_latency": {
+            name: thread_cpu_delta(threads_from.get(name, {}), after, top=8) for name, after in threads_to.items()
+        },
     }
 
 
@@ -467,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", type=Path, default=Path("/tmp/meterstream-bench"))
     ap.add_argument("--latency-seconds", type=float, default=30.0)
     ap.add_argument("--latency-fraction", type=float, default=0.5)
+    ap.add_argument("--latency-rate", type=float, default=None,
+                    help="events/s of phase 4, not --latency-fraction x phase 3's rate (to compare)")  # fmt: skip
+    ap.add_argument("--latency-linger-ms", type=int, default=50, help="linger.ms of phase 4's producer")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument(
         "--timeline",
@@ -651,11 +737,9 @@ def main(argv: list[str] | None = None) -> int:
         result["ratio"] = round(sustained / base, 4)
         say(f"pipeline {sustained:,.0f} events/s (ratio {sustained / base:.3f}); cpu {cpu}")
         if not args.skip_latency:
-            result.update(
-                latency_phase(
-                    run, sustained * args.latency_fraction, args.latency_seconds, period, customers=args.customers
-                )
-            )
+            pids = {name: p.pid for name, p in pipeline.procs.items()} | ({"broker": broker_pid} if broker_pid else {})
+            rate = args.latency_rate or sustained * args.latency_fraction
+            result.update(latency_phase(run, rate, args.latency_seconds, period, customers=args.customers, pids=pids))
         else:
             result.update({"p50_latency_s": None, "p99_latency_s": None})
     finally:

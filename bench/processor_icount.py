@@ -36,7 +36,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +49,7 @@ from meterstream.processor.columnar import BatchOutput, ColumnarStep, Message
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import load_catalog
 from meterstream.schemas import rated
-from meterstream.schemas.event import TimeWindow
+from meterstream.schemas.event import TimeWindow, partition_of_key
 from meterstream.schemas.settings import Settings
 
 TOPIC = "usage"
@@ -67,7 +66,7 @@ def kafka_messages(events: int, period: str) -> list[KafkaMessage]:
     out = []
     offsets = [0] * PARTITIONS
     for i, (key, value) in enumerate(generate(WorkloadSpec(events=events, period=period, run_id="bench"))):
-        p = zlib.crc32(key) % PARTITIONS  # librdkafka's default partitioner (schemas.event.partition_of)
+        p = partition_of_key(key, PARTITIONS)  # librdkafka's default partitioner
         ts = (1, NOW_MS - 60_000 + i // 100)  # (TIMESTAMP_CREATE_TIME, ms)
         out.append(KafkaMessage(topic=TOPIC, partition=p, offset=offsets[p], key=key, value=value, timestamp=ts))
         offsets[p] += 1

@@ -26,7 +26,6 @@ import gc
 import os
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import orjson
@@ -39,6 +38,7 @@ from meterstream.ingest.workload import WorkloadSpec, generate
 from meterstream.processor.columnar import ColumnarStep, Message
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import load_catalog
+from meterstream.schemas.event import partition_of_key
 from meterstream.schemas.rated import pack, pack_rows
 from meterstream.schemas.settings import Settings
 
@@ -57,7 +57,7 @@ def rated_rows(events: int, work: Path) -> list[list[tuple]]:
     msgs: list[Message] = []
     offsets = [0] * PARTITIONS
     for key, value in generate(WorkloadSpec(events=events, run_id="sinkfmt")):
-        p = zlib.crc32(key) % PARTITIONS  # by key, as producers do: a duplicate meets its original's dedup state
+        p = partition_of_key(key, PARTITIONS)  # by key, as producers do: a duplicate meets its original's dedup state
         msgs.append(Message(p, offsets[p], key, value, None))
         offsets[p] += 1
     stores = {p: PartitionStore(work / f"p{p}") for p in range(PARTITIONS)}

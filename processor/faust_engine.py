@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
@@ -55,7 +54,7 @@ from meterstream.processor.runner import app_id
 from meterstream.processor.step import Kind, Outcome, Position, Priced, apply_writes, commit, evaluate
 from meterstream.processor.store import DAY_MS
 from meterstream.rating.catalog import Catalog, PlanSource, load_catalog
-from meterstream.schemas.event import TimeWindow
+from meterstream.schemas.event import TimeWindow, partition_of_key
 from meterstream.schemas.rated import row_of
 from meterstream.schemas.settings import Settings
 
@@ -251,7 +250,7 @@ def build_app(settings: Settings, catalog: PlanSource | Catalog) -> faust.App:
                     pending, rows = _Pending(state), {msg.partition: [row_of(out.rated)]}
                     for topic, key, value in balances.after_batch({msg.partition: pending}, rows, {}, now_ms):
                         target, count = outputs[topic]  # keyed by customer: librdkafka's partitioner, as natively
-                        await target.send(key=key, value=value, partition=zlib.crc32(key) % count)
+                        await target.send(key=key, value=value, partition=partition_of_key(key, count))
                     for key, entry in pending.writes.items():
                         state[key] = entry
             elif out.dead_letter is not None:

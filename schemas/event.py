@@ -323,7 +323,12 @@ def partition_of(tenant: str, customer: str, partitions: int) -> int:
     """The partition of a customer's usage events: librdkafka's default partitioner (`consistent_random`: CRC-32
     of the key modulo the partition count) over the usage key `tenant/customer` (`event_key`), the key of every
     producer of usage (the API's ingest, ingest.producer, the workload)."""
-    return zlib.crc32(event_key(tenant, customer)) % partitions
+    return partition_of_key(event_key(tenant, customer), partitions)
+
+
+def partition_of_key(key: bytes, partitions: int) -> int:
+    """The partition librdkafka's default partitioner gives a message with this (non-empty) key."""
+    return zlib.crc32(key) % partitions
 
 
 def format_time(value: datetime) -> str:

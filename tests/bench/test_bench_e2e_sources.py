@@ -28,3 +28,9 @@ def test_a_json_lines_message_too() -> None:
     lines = [orjson.dumps(dict(zip(RATED_FIELDS, _row(1, o), strict=True))) for o in (5, 9)]
     (value,) = pack(lines)
     assert e2e.sources(value) == [(1, 5), (1, 9)]
+
+
+def test_input_positions_follow_each_partitions_end_offset_in_produce_order() -> None:
+    # one idempotent producer: the n-th event sent to partition p lands at p's end offset before + n
+    got = e2e.input_positions([1, 0, 1, 1, 0], {0: 10, 1: 5, 2: 7})
+    assert got == [(1, 5), (0, 10), (1, 6), (1, 7), (0, 11)]

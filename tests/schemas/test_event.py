@@ -243,3 +243,12 @@ def test_not_an_object(raw: bytes) -> None:
     with pytest.raises(InvalidEvent) as err:
         parse_event(raw)
     assert err.value.field == "$"
+
+
+def test_partition_of_key_is_crc32_modulo_the_partition_count() -> None:
+    from meterstream.schemas.event import partition_of, partition_of_key
+
+    # CRC-32 (IEEE) of "123456789" is the published check value 0xCBF43926 = 3,421,780,262: 6 modulo 8, 2 modulo 4
+    assert partition_of_key(b"123456789", 8) == 6
+    assert partition_of_key(b"123456789", 4) == 2
+    assert partition_of("acme", "org-1", 8) == partition_of_key(b"acme/org-1", 8)

@@ -104,7 +104,7 @@ class FeedReader(BackgroundLoop):
             "group.id": f"{self.settings.topic_prefix}meterstream-api-balances",  # never joined nor committed
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "fetch.wait.max.ms": 50,
+            "fetch.wait.max.ms": 500,  # an empty fetch costs the broker CPU (processor/runner.py); data ends it at once
         })  # fmt: skip
         self._consumer = consumer
         try:

@@ -366,7 +366,8 @@ class LiveCatalog:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": True,
-                "fetch.wait.max.ms": 100,
+                # an empty long-poll fetch costs the broker CPU (processor/runner.py); a change ends it at once
+                "fetch.wait.max.ms": 500,
                 "topic.metadata.refresh.interval.ms": 60_000,
             }
         )

@@ -204,7 +204,7 @@ class NotificationsRelay(BackgroundLoop):
             "group.id": self.group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",  # a new group relays what the topic holds; ids make repeats harmless
-            "fetch.wait.max.ms": 50,
+            "fetch.wait.max.ms": 500,  # an empty fetch costs the broker CPU (processor/runner.py); data ends it at once
         })  # fmt: skip
         self._subscribed = False
         self._init_loop()

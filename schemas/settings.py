@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         "sink_batch_rows); when the stream pauses, after sink_batch_seconds.",
     )
     sink_backlog_rows: int = Field(
-        100_000,
+        300_000,
         ge=0,
         description="While at least this many events wait for the processor (its group's lag on the usage topic) "
         "or rows for the sink (its own lag), the sink inserts larger, fewer blocks (sink_backlog_batch_rows / "

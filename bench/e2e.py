@@ -424,11 +424,6 @@ def latency_phase(
             time.sleep(POLL_S)
         c.close()
 
-    probe = LagProbe(run)
-    try:
-        rated_start = probe.end_offsets(topics.rated)  # the phase's outputs follow these (read after it)
-    finally:
-        probe.close()
     threads = [threading.Thread(target=poll_committed, daemon=True)]
     for t in threads:
         t.start()
@@ -444,6 +439,7 @@ def latency_phase(
     probe = LagProbe(run)
     try:
         start = probe.end_offsets(topics.usage)
+        rated_start = probe.end_offsets(topics.rated)  # the phase's outputs follow these (read after it)
     finally:
         probe.close()
     n_parts = len(start)

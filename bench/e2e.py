@@ -475,16 +475,13 @@ def latency_phase(
     produce_ts.update(zip(input_positions(parts, start), stamps, strict=True))
     seq = Counter(parts)
     probe = LagProbe(run)
-    try:
-        end = probe.end_offsets(topics.usage)
-    finally:
-        probe.close()
-    if any(end[p] - start[p] != seq.get(p, 0) for p in start):  # another producer wrote to the topic meanwhile
-        raise RuntimeError(f"usage offsets moved by {end} - {start}, not the {seq} events produced: positions unknown")
-    # wait until both groups committed everything
-    probe = LagProbe(run)
     deadline = time.time() + 120
     try:
+        end = probe.end_offsets(topics.usage)
+        if any(end[p] - start[p] != seq.get(p, 0) for p in start):  # another producer wrote to the topic meanwhile
+            raise RuntimeError(f"usage offsets moved by {end} - {start}, not the {seq} events produced: positions "
+                               "unknown")  # fmt: skip
+        # wait until both groups committed everything
         while time.time() < deadline:
             p_lag = probe.group_lag(app_id(run), [topics.usage])
             s_lag = probe.group_lag(sink_group, [topics.rated, topics.dead_letters])
@@ -532,7 +529,7 @@ def latency_phase(
         "p99_latency_s": q(0.99),
         "max_latency_s": round(lat[-1], 3) if lat else float("nan"),
         # CPU per event produced while measuring (after the warm-up): the pipeline's processes, the broker and this
-        # benchmark's own process (the producer, the follower and the poller), on the same two cores
+        # benchmark's own process (the producer and the poller; the outputs are read after), on the same two cores
         "cpu_us_per_event_latency": {
             name: round((cpu_to[name] - cpu_from[name]) / max(1, total - n_from) * 1e6, 1) for name in cpu_to
         },
@@ -740,7 +737,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_latency:
             pids = {name: p.pid for name, p in pipeline.procs.items()} | ({"broker": broker_pid} if broker_pid else {})
             rate = args.latency_rate or sustained * args.latency_fraction
-            result.update(latency_phase(run, rate, args.latency_seconds, period, customers=args.customers, pids=pids))
+            result.update(latency_phase(run, rate, args.latency_seconds, period, customers=args.customers, pids=pids,
+                                        linger_ms=args.latency_linger_ms))  # fmt: skip
         else:
             result.update({"p50_latency_s": None, "p99_latency_s": None})
     finally:

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meterstream.schemas.entities import Anchor, Interval
 
-__all__ = ["INTERVAL_MONTHS", "Period", "Schedule", "aware"]
+__all__ = ["INTERVAL_MONTHS", "Period", "Schedule", "aware", "label_window"]
 
 # Months per period for the month-based intervals; weekly is handled in days.
 INTERVAL_MONTHS: dict[str, int] = {"monthly": 1, "quarterly": 3, "yearly": 12}
@@ -161,3 +161,11 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"timezone: unknown IANA time zone {name!r}") from None
+
+
+def label_window(label: str, timezone: str) -> tuple[datetime, datetime]:
+    """(local start of month `label`, local start of the next month) as UTC instants, in `timezone`."""
+    year, month = int(label[:4]), int(label[5:7])
+    clock = Schedule("monthly", "calendar", timezone, date(year, month, 1))
+    nxt = date(year + month // 12, month % 12 + 1, 1)
+    return clock.day_start(date(year, month, 1)), clock.day_start(nxt)

@@ -3,7 +3,7 @@ holds unprocessed events (issue #15, item 3). `--force` overrides them (the call
 
 A period (YYYY-MM) has ended once it has ended in every time zone it is billed in: UTC for the catalog file's
 customers, and each subscription customer's own time zone (the entity store; the close bills the subscription
-periods that end in the label's LOCAL month, `subscription_invoice.label_window`). The latest of those ends is
+periods that end in the label's LOCAL month, `billing.periods.label_window`). The latest of those ends is
 the one that counts, e.g. 2026-12 ends 2027-01-01T05:00Z for a customer in America/New_York.
 
 The pipeline has unprocessed events while the processor's consumer group has not committed past the end of
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from meterstream.invoice_emitter.subscription_invoice import label_window
+from meterstream.billing.periods import label_window
 from meterstream.schemas.settings import Settings
 
 if TYPE_CHECKING:

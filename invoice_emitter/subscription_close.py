@@ -20,12 +20,13 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from meterstream.aggregation.usage_query import rated_customers
+from meterstream.billing.periods import label_window
 from meterstream.invoice_emitter.adjustments import adjustment_lines
 from meterstream.invoice_emitter.document import MeterPricer
 from meterstream.invoice_emitter.ledger import billed_details, billed_lines
 from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.invoice_emitter.subjects import line_subjects, with_subject_quantities
-from meterstream.invoice_emitter.subscription_invoice import CustomerBill, customer_bill, label_window
+from meterstream.invoice_emitter.subscription_invoice import CustomerBill, customer_bill
 from meterstream.rating.catalog import Catalog
 from meterstream.schemas.entities import DEFAULT_CUSTOMER, SubscriptionDoc
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +36,7 @@ from clickhouse_connect.driver.client import Client
 
 from meterstream.aggregation.usage_query import MeterUsage, records_between, usage_by_piece
 from meterstream.billing.charges import SubscriptionCharges
-from meterstream.billing.periods import Period, Schedule
+from meterstream.billing.periods import Period, Schedule, label_window
 from meterstream.invoice_emitter.document import MeterPricer, empty_invoice, invoice_and_differences, with_lines
 from meterstream.invoice_emitter.store_plans import StoreView
 from meterstream.invoice_emitter.telecom_lines import telecom_lines
@@ -50,7 +50,6 @@ __all__ = [
     "close_label_of",
     "customer_bill",
     "draft_usage",
-    "label_window",
     "periods_closed_by",
     "subscription_document",
 ]
@@ -62,14 +61,6 @@ _ZERO = Decimal(0)
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def label_window(label: str, timezone: str) -> tuple[datetime, datetime]:
-    """(local start of month `label`, local start of the next month) as UTC instants, in `timezone`."""
-    year, month = int(label[:4]), int(label[5:7])
-    clock = Schedule("monthly", "calendar", timezone, date(year, month, 1))
-    nxt = date(year + month // 12, month % 12 + 1, 1)
-    return clock.day_start(date(year, month, 1)), clock.day_start(nxt)
 
 
 def close_label_of(period: Period, timezone: str) -> str:

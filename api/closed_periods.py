@@ -1,34 +1,19 @@
 """How far a customer is invoiced by the closes of whole periods, for the subscription writes of the API (/v1 and
-Lago): the end, in the customer's time zone, of the newest month in ClickHouse `period_closes`.
-
-The store refuses a start or change taking effect inside a finalized period (entities/finalization.py), but the
-boundary it keeps is recorded per customer, and only for a customer the close invoiced through a subscription.
-A customer without one at the close (created later, or billed nothing) had no boundary, so a subscription
-created for it starting inside the closed month was accepted, and that month then came out of the next close as
-late-usage adjustments of a month already closed. `period_closes` marks a month closed for every customer of
-every tenant (invoice_emitter/closed.py), so the end of its newest month is a boundary for every customer: the
-routes pass it to the store as `finalized_until` (the store keeps the later of the two).
-
-The tenant's default subscription (`customer: "*"`) prices customers in every time zone: its boundary is the
-month's end in the westernmost one (UTC-12), the last instant at which any customer's month ends.
+Lago): the newest month in ClickHouse `period_closes`, read here, and its end in the customer's time zone
+(`entities.finalization.closed_month_end`, which `meterstream catalog apply` uses too), passed to the store as
+`finalized_until`.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from meterstream.api.queries import ClickHouseUnavailable
-from meterstream.entities.common import NotFound
-from meterstream.entities.customers import get_customer_doc
-from meterstream.invoice_emitter.subscription_invoice import label_window
+from meterstream.entities.finalization import closed_month_end
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CUSTOMER = "*"
-WESTERNMOST = "Etc/GMT+12"  # UTC-12 (the POSIX sign is inverted)
 
 
 def newest_closed(state: Any) -> str | None:
@@ -52,22 +37,7 @@ def newest_closed(state: Any) -> str | None:
 
 def closed_until(state: Any, tenant: str, customer: str, when: datetime) -> datetime | None:
     """For a write taking effect at `when`: the end of the newest month closed for every customer, in `customer`'s
-    time zone (UTC for a customer the store does not know: the write refuses it anyway), or None (module
-    docstring). None without a read when `when` lies in the customer's current month or later: a month is closed
-    once it has ended (`meterstream close` refuses an open one unless forced), so only a write dated before it can
-    fall inside a closed month; a change taking effect this month does not depend on ClickHouse being up.
+    time zone, or None (`entities.finalization.closed_month_end`; ClickHouse is read only for a write dated before
+    the customer's current month, so a change taking effect this month does not depend on it being up).
     Blocking: run off the event loop."""
-    if customer == DEFAULT_CUSTOMER:
-        zone = WESTERNMOST
-    else:
-        try:
-            zone = get_customer_doc(state.sessions, tenant, customer).timezone or "UTC"
-        except NotFound:
-            zone = "UTC"
-    now = datetime.now(UTC)
-    if when >= label_window(f"{now.astimezone(ZoneInfo(zone)):%Y-%m}", zone)[0]:
-        return None
-    label = newest_closed(state)
-    if label is None:
-        return None
-    return label_window(label, zone)[1]
+    return closed_month_end(state.sessions, tenant, customer, when, lambda: newest_closed(state))

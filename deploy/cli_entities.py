@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,10 +22,32 @@ def _entity_sessions(settings: Settings):  # type: ignore[no-untyped-def]
     return session_factory(engine)
 
 
+def newest_closed(settings: Settings) -> str | None:
+    """The newest month closed for every customer (ClickHouse `period_closes`, through `open_store`: the embedded
+    store's front while the sink runs), for `catalog apply` (entities/finalization.py `closed_month_end`); None
+    when none is, when the embedded store does not exist yet (not created for this), or when ClickHouse cannot be
+    read: then the entity store's own per-customer boundary is the only check, as in the API, and a warning says
+    so on stderr."""
+    from meterstream.aggregation.client import open_store
+    from meterstream.aggregation.http_front import store_path
+    from meterstream.invoice_emitter.ledger import newest_closed as read
+
+    path = store_path(settings)
+    if path is not None and not os.path.isdir(path):
+        return None
+    try:
+        return read(open_store(settings), settings.clickhouse_database)
+    except Exception as exc:  # StoreHeld, a server that does not answer: one line, the apply goes on
+        print(f"warning: closed periods not read ({' '.join(str(exc).split())[:300]}): a subscription is checked "
+              "against the entity store's invoiced periods only", file=sys.stderr)  # fmt: skip
+        return None
+
+
 def _catalog(args: Any, settings: Settings) -> int:
     from meterstream.entities.catalog_apply import apply_file
 
-    result = apply_file(_entity_sessions(settings), args.file, tenants=args.tenant or [])
+    result = apply_file(_entity_sessions(settings), args.file, tenants=args.tenant or [],
+                        newest_closed=lambda: newest_closed(settings))  # fmt: skip
     for change in result.changes:
         if change.outcome != "unchanged" or args.verbose:
             print(change)

@@ -24,7 +24,7 @@ put every change on the outbox.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -421,7 +421,12 @@ def _phase_now(sub: SubscriptionDoc, now: datetime) -> Phase | None:
 
 
 def _apply_subscription(
-    sf: sessionmaker, want: DesiredSubscription, newest: dict[tuple[str, str], int], now: datetime, result: ApplyResult
+    sf: sessionmaker,
+    want: DesiredSubscription,
+    newest: dict[tuple[str, str], int],
+    now: datetime,
+    result: ApplyResult,
+    closed: Callable[[], str | None],
 ) -> Change:
     name = f"{want.tenant}/{want.external_id}"
     version = want.plan_version
@@ -439,7 +444,10 @@ def _apply_subscription(
     try:
         if current is None:
             start = want.start
-            floor = finalization.finalized_until(sf, want.tenant, want.customer)
+            # the end of the newest month closed for every customer, in the customer's time zone, if `start` lies
+            # before it: the store refuses a start before it as before its own per-customer boundary
+            closed_end = finalization.closed_month_end(sf, want.tenant, want.customer, start, closed, now)
+            floor = _later(finalization.finalized_until(sf, want.tenant, want.customer), closed_end)
             if start == EPOCH and floor is not None and floor > start:
                 # no start in the file: from the end of the invoiced periods on (invoiced usage is not repriced)
                 start = floor
@@ -454,7 +462,7 @@ def _apply_subscription(
                 status="pending" if start > now else "active",
             )  # fmt: skip
             doc = _convert(msgspec.to_builtins(doc), SubscriptionDoc, want.where)  # overrides' decimals checked
-            subscriptions.create_subscription(sf, doc)
+            subscriptions.create_subscription(sf, doc, finalized_until=closed_end)
             return Change("subscription", name, "created", f"{want.plan}@{version}")
         if current.customer != want.customer:
             raise _fail(f"{want.where}.customer", f"subscription {want.external_id!r} belongs to {current.customer!r}")
@@ -463,8 +471,14 @@ def _apply_subscription(
             result.warnings.append(f"{want.where}: subscription {name} has ended (canceled?); left as it is")
             return Change("subscription", name, "unchanged", "ended")
         if (phase.plan_code, phase.plan_version) == (want.plan, version):
-            floor = finalization.finalized_until(sf, want.tenant, want.customer) or EPOCH
-            shifted = want.start == EPOCH and current.phases[0].start <= floor  # started where invoicing ended
+            # no start in the file and another in the store: it started where invoicing ended when it was created
+            shifted = want.start == EPOCH != current.phases[0].start and current.phases[0].start <= (
+                _later(
+                    finalization.finalized_until(sf, want.tenant, want.customer),
+                    finalization.closed_month_end(sf, want.tenant, want.customer, EPOCH, closed, now),
+                )
+                or EPOCH
+            )
             differs = [k for k, have, wanted in (
                 ("start", current.phases[0].start, want.start), ("billing_anchor", current.billing_anchor,
                 want.billing_anchor), ("trial_end", current.trial_end, want.trial_end))
@@ -508,11 +522,37 @@ def _check_plans_against_store(sf: sessionmaker, desired: Desired) -> None:
                 raise _store_error(want.where, exc) from None
 
 
-def apply_desired(sf: sessionmaker, desired: Desired, *, now: datetime | None = None) -> ApplyResult:
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _once(read: Callable[[], str | None] | None) -> Callable[[], str | None]:
+    """`read`, called at most once (None: nothing closed)."""
+    memo: list[str | None] = []
+
+    def once() -> str | None:
+        if not memo:
+            memo.append(read() if read is not None else None)
+        return memo[0]
+
+    return once
+
+
+def apply_desired(
+    sf: sessionmaker,
+    desired: Desired,
+    *,
+    now: datetime | None = None,
+    newest_closed: Callable[[], str | None] | None = None,
+) -> ApplyResult:
     """Write what `read_catalog` validated: customers, plans, then subscriptions. What the store would refuse of a
     plan because of the meters it finds there (a usage price on a meter that is not a sum, entities/priceable.py)
-    is checked first, so that such a file writes nothing, as an invalid one does."""
+    is checked first, so that such a file writes nothing, as an invalid one does. `newest_closed()` reads the newest
+    month closed for every customer ("2026-11", or None; ClickHouse's `period_closes`: the CLI reads it, at most
+    once, and only for a subscription created with a start before its customer's current month): a subscription
+    the file creates does not start inside it (entities/finalization.py `closed_month_end`)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    closed = _once(newest_closed)
     _check_plans_against_store(sf, desired)
     result = ApplyResult(warnings=list(desired.warnings))
     for where, doc in desired.customers:
@@ -525,7 +565,7 @@ def apply_desired(sf: sessionmaker, desired: Desired, *, now: datetime | None = 
         newest[doc.tenant, doc.code] = stored.version
         result.changes.append(change)
     for want in desired.subscriptions:
-        result.changes.append(_apply_subscription(sf, want, newest, now, result))
+        result.changes.append(_apply_subscription(sf, want, newest, now, result, closed))
     return result
 
 
@@ -536,16 +576,25 @@ def apply_catalog(
     base_dir: Path | None = None,
     tenants: Iterable[str] = (),
     now: datetime | None = None,
+    newest_closed: Callable[[], str | None] | None = None,
 ) -> ApplyResult:
     """Validate a catalog document, then apply it (see the module's docstring)."""
-    return apply_desired(sf, read_catalog(data, base_dir=base_dir, tenants=tenants), now=now)
+    desired = read_catalog(data, base_dir=base_dir, tenants=tenants)
+    return apply_desired(sf, desired, now=now, newest_closed=newest_closed)
 
 
 def apply_file(
-    sf: sessionmaker, path: Path | str, *, tenants: Iterable[str] = (), now: datetime | None = None
+    sf: sessionmaker,
+    path: Path | str,
+    *,
+    tenants: Iterable[str] = (),
+    now: datetime | None = None,
+    newest_closed: Callable[[], str | None] | None = None,
 ) -> ApplyResult:
     path = Path(path)
-    return apply_catalog(sf, load_document(path), base_dir=path.parent, tenants=tenants, now=now)
+    return apply_catalog(
+        sf, load_document(path), base_dir=path.parent, tenants=tenants, now=now, newest_closed=newest_closed
+    )
 
 
 __all__ = [

@@ -17,20 +17,36 @@ is run again (safe: nothing is rewritten).
 
 The tenant's default subscription (`customer: "*"`) prices every customer without one of their own, so its
 boundary is the newest `until` of any of the tenant's customers (`finalized_floor`).
+
+That boundary is recorded per customer, and only for a customer the close invoiced through a subscription. A
+customer without one at the close (created later, or billed nothing) had none, so a subscription created for it
+starting inside the closed month was accepted, and that month then came out of the next close as late-usage
+adjustments of a month already closed. ClickHouse's `period_closes` marks a month closed for every customer of
+every tenant (invoice_emitter/closed.py), so the end of its newest month is a boundary for every customer:
+`closed_month_end` gives it in the customer's time zone, and every writer passes it to the store as
+`finalized_until` (the store keeps the later of the two): the API's routes (api/closed_periods.py reads the month)
+and `meterstream catalog apply` (entities/catalog_apply.py; the CLI reads it). The default subscription prices
+customers in every time zone: its boundary is the month's end in the westernmost one (UTC-12), the last instant at
+which any customer's month ends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from meterstream.billing.periods import label_window
 from meterstream.entities import outbox
-from meterstream.entities.common import Invalid, aware
+from meterstream.entities.common import Invalid, NotFound, aware
+from meterstream.entities.customers import get_customer_doc
 from meterstream.entities.db import Base
 
 DEFAULT_CUSTOMER = "*"
+WESTERNMOST = "Etc/GMT+12"  # UTC-12 (the POSIX sign is inverted)
 
 
 class FinalizedPeriodRow(Base):
@@ -93,4 +109,38 @@ def finalized_until(sf: sessionmaker, tenant: str, customer: str) -> datetime | 
         return finalized_floor(s, tenant, customer)
 
 
-__all__ = ["FinalizedPeriodRow", "finalized_floor", "finalized_until", "record_finalized"]
+def closed_month_end(
+    sf: sessionmaker,
+    tenant: str,
+    customer: str,
+    when: datetime,
+    newest_closed: Callable[[], str | None],
+    now: datetime | None = None,
+) -> datetime | None:
+    """For a subscription write taking effect at `when`: the end, in `customer`'s time zone (UTC for a customer the
+    store does not know: the write refuses it anyway; UTC-12 for the default subscription `*`), of the newest month
+    closed for every customer, or None (module docstring). `newest_closed()` reads that month's label ("2026-11",
+    None: none closed, or not readable); it is not called when `when` lies in the customer's current month or
+    later: a month is closed once it has ended (`meterstream close` refuses an open one unless forced), so only a
+    write dated before it can fall inside a closed month."""
+    if customer == DEFAULT_CUSTOMER:
+        zone = WESTERNMOST
+    else:
+        try:
+            zone = get_customer_doc(sf, tenant, customer).timezone or "UTC"
+        except NotFound:
+            zone = "UTC"
+    now = (now or datetime.now(UTC)).astimezone(ZoneInfo(zone))
+    if when >= label_window(f"{now:%Y-%m}", zone)[0]:
+        return None
+    label = newest_closed()
+    return None if label is None else label_window(label, zone)[1]
+
+
+__all__ = [
+    "FinalizedPeriodRow",
+    "closed_month_end",
+    "finalized_floor",
+    "finalized_until",
+    "record_finalized",
+]

@@ -28,6 +28,18 @@ def closed_periods(client: Client, db: str) -> list[str]:
     return [r[0] for r in client.query(f"SELECT DISTINCT period FROM {db}.period_closes ORDER BY period").result_rows]
 
 
+def newest_closed(client: Client, db: str) -> str | None:
+    """The newest month closed for every customer ("2026-11"), or None: none closed, or no `period_closes` table
+    yet (a store no close has written to)."""
+    exists = client.query(
+        "SELECT count() FROM system.tables WHERE database = {d:String} AND name = 'period_closes'", parameters={"d": db}
+    ).result_rows[0][0]
+    if not exists:
+        return None
+    label = client.query(f"SELECT max(period) FROM {db}.period_closes").result_rows[0][0]
+    return label or None  # max() of no rows is ""
+
+
 def mark_closed(client: Client, db: str, period: str) -> None:
     client.insert(f"{db}.period_closes", [[period, datetime.now(UTC)]], column_names=["period", "closed_at"])
 

@@ -247,3 +247,44 @@ def test_cli_lists_without_rich_are_tab_separated(
         "external_id\tcustomer\tstatus\tanchor\tphases\tversion",
         "catalog-*\t*\tactive\tcalendar\tbasic@1 [1970-01-01T00:00:00Z, ...)\t1",
     ]
+
+
+def test_cli_apply_refuses_a_start_inside_a_month_closed_for_every_customer(tmp_path: Path) -> None:
+    """The CLI reads `period_closes` of the embedded store (real chdb, in child processes: chdb opens one store
+    per process) and hands it to the apply: a customer the close never invoiced (no boundary of its own in the
+    entity store) cannot get a subscription starting in the closed October; November (not closed) is accepted.
+    Both dates lie before the month the test runs in (December 2026 or later), so the closed month is read."""
+    import json
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
+    env["METERSTREAM_HOME"] = str(tmp_path / "home")
+    close_october = (
+        "from meterstream.schemas.settings import Settings\n"
+        "from meterstream.aggregation.client import connect\n"
+        "from meterstream.aggregation.ddl import create_schema\n"
+        "from meterstream.invoice_emitter.ledger import mark_closed\n"
+        "s = Settings(); c = connect(s); create_schema(c, s.clickhouse_database)\n"
+        "mark_closed(c, s.clickhouse_database, '2026-10')\n"
+    )
+    subprocess.run([sys.executable, "-c", close_october], env=env, check=True, timeout=120)
+
+    def apply(start: str) -> subprocess.CompletedProcess:
+        sub = {"external_id": "sub-9", "customer": "org-9", "plan": "pro", "start": start}
+        doc = {"tenant": "t1", "customers": [{"external_id": "org-9", "name": "Org Nine", "currency": "USD"}],
+               "plans": [{"code": "pro", "name": "Pro", "currency": "USD",
+                          "usage": {"api_calls": {"model": "unit", "unit_amount": "0.002"}}}],
+               "subscriptions": [sub]}  # fmt: skip
+        path = tmp_path / "catalog.yaml"
+        path.write_text(json.dumps(doc))  # JSON is YAML
+        cli = [sys.executable, "-m", "meterstream.deploy.cli", "catalog", "apply", str(path)]
+        return subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+
+    refused = apply("2026-10-20T00:00:00Z")
+    assert refused.returncode == 2, refused.stderr
+    assert "subscriptions[0].start" in refused.stderr and "finalized" in refused.stderr
+    assert "2026-11-01" in refused.stderr  # the end of the closed October, UTC (the customer's zone)
+    accepted = apply("2026-11-05T00:00:00Z")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "warning: closed periods not read" not in accepted.stderr

@@ -11,7 +11,7 @@ import pytest
 
 from meterstream.aggregation.ddl import create_schema
 from meterstream.invoice_emitter.document import empty_invoice, with_lines
-from meterstream.invoice_emitter.ledger import store_invoices, stored_invoices
+from meterstream.invoice_emitter.ledger import mark_closed, newest_closed, store_invoices, stored_invoices
 
 
 def docs() -> list[dict]:
@@ -112,3 +112,15 @@ def test_encoded_version_2_documents_give_the_rows_of_their_dicts(chdb_client, d
     ]
     stored = chdb_client.query(f"SELECT document FROM {db}.invoices FINAL ORDER BY tenant, customer").result_rows
     assert [r[0] for r in stored] == [encode(d).decode() for d in v2]
+
+
+def test_newest_closed_month(chdb_client, db: str) -> None:
+    """What `meterstream catalog apply` bounds new subscriptions by: the newest label in `period_closes`; None when
+    nothing is closed, and when the database has no such table (a store no close wrote to)."""
+    assert newest_closed(chdb_client, db) is None
+    mark_closed(chdb_client, db, "2026-10")
+    mark_closed(chdb_client, db, "2026-09")  # an earlier month closed later (a re-run): still October
+    assert newest_closed(chdb_client, db) == "2026-10"
+    bare = f"t_{uuid.uuid4().hex[:10]}"
+    chdb_client.command(f"CREATE DATABASE {bare}")
+    assert newest_closed(chdb_client, bare) is None

@@ -23,6 +23,7 @@ put every change on the outbox.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -526,18 +527,6 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def _once(read: Callable[[], str | None] | None) -> Callable[[], str | None]:
-    """`read`, called at most once (None: nothing closed)."""
-    memo: list[str | None] = []
-
-    def once() -> str | None:
-        if not memo:
-            memo.append(read() if read is not None else None)
-        return memo[0]
-
-    return once
-
-
 def apply_desired(
     sf: sessionmaker,
     desired: Desired,
@@ -552,7 +541,7 @@ def apply_desired(
     once, and only for a subscription created with a start before its customer's current month): a subscription
     the file creates does not start inside it (entities/finalization.py `closed_month_end`)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    closed = _once(newest_closed)
+    closed = functools.cache(newest_closed or (lambda: None))  # read at most once
     _check_plans_against_store(sf, desired)
     result = ApplyResult(warnings=list(desired.warnings))
     for where, doc in desired.customers:

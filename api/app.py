@@ -81,7 +81,7 @@ def create_app(
             app.state.relay = start_relay(settings, app.state.sessions)
             from meterstream.webhooks.dispatcher import start_dispatcher  # lifecycle events: webhooks + Kafka
 
-            app.state.webhooks = start_dispatcher(settings, app.state.sessions)
+            app.state.webhooks = start_dispatcher(settings, app.state.sessions, renderers=app.state.webhook_renderers)
             from meterstream.webhooks.notifications_relay import start_notifications_relay  # alerts -> webhooks
 
             app.state.notifications = start_notifications_relay(settings, app.state.sessions)
@@ -112,6 +112,7 @@ def create_app(
     app.state.sessions = session_factory(engine)
     app.state.relay = None  # the entity outbox relay, started by the lifespan
     app.state.webhooks = None  # the webhook dispatcher (webhooks/dispatcher.py), started with the relay
+    app.state.webhook_renderers = {}  # payloads of other endpoint formats than the standard one (Lago's: its mount)
     app.state.notifications = None  # notifications topic -> webhook events (webhooks/notifications_relay.py)
     app.state.balance_reader = None  # the balances topic reader (api/balance_feed.py), started with the relay
     app.state.keys = KeyRepository(app.state.sessions)

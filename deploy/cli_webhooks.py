@@ -92,6 +92,10 @@ def register(app: typer.Typer) -> None:
     ) -> int:  # fmt: skip
         return run("replay", _replay, locals())
 
+    @webhooks.command("lago-keys", help="the keys that verify the tenant's Lago-format webhooks (docs/lago.md)")
+    def lago_keys(tenant: Tenant) -> int:
+        return run("lago-keys", _lago_keys, locals())
+
     @webhooks.command("events", help="the tenant's newest lifecycle events (the outbox)")
     def events(tenant: Tenant, limit: Annotated[int, typer.Option(min=0)] = 50, json: Json = False) -> int:
         return run("events", _events, locals())
@@ -143,14 +147,33 @@ def _list(args: Any, settings: Settings) -> int:
     from meterstream.webhooks.endpoints import list_endpoints
 
     rows = [[ep.endpoint_id, ep.url, "yes" if ep.enabled else "no", ",".join(ep.event_types) or "all",
-             ep.secret if args.show_secrets else ep.secret[:10] + "...", ep.description]
+             _secret(ep, args.show_secrets), ep.description, ep.format]
             for ep in list_endpoints(_sessions(settings), args.tenant)]  # fmt: skip
     _table(
         f"webhook endpoints of {args.tenant}",
-        ["endpoint", "url", "enabled", "events", "secret", "description"],
+        ["endpoint", "url", "enabled", "events", "secret", "description", "format"],
         rows,
         args.json,
     )
+    return 0
+
+
+def _secret(ep: Any, show: bool) -> str:
+    """A standard endpoint's secret (cut unless shown); a Lago-format one signs with the tenant's Lago keys."""
+    if ep.format != "standard":
+        return f"{ep.format} {ep.signature_algo} (webhooks lago-keys)"
+    return ep.secret if show else ep.secret[:10] + "..."
+
+
+def _lago_keys(args: Any, settings: Settings) -> int:
+    from meterstream.webhooks.lago_keys import keys_for
+    from meterstream.webhooks.lago_signing import public_pem
+
+    keys = keys_for(_sessions(settings), args.tenant)
+    print("HMAC key (endpoints with signature_algo hmac: base64 of HMAC-SHA256 of the body, keyed by it):")
+    print(keys.hmac_key)
+    print("public key (endpoints with signature_algo jwt: verifies the RS256 JWT; GET /api/v1/webhooks/public_key):")
+    print(public_pem(keys).decode().rstrip())
     return 0
 
 

@@ -4,6 +4,9 @@ Statuses: `pending` (an attempt is due at `next_at`), `delivered` (the receiver 
 attempt failed: the dead letter). `replay` puts dead (or chosen) deliveries back to `pending` with a fresh
 set of attempts. All times are UTC; `now` is passed in (the dispatcher's clock), so tests can move time.
 
+A delivery to a Lago-format endpoint (webhooks/endpoints.py `format`) keeps its own `body`, Lago's payload, made
+by the dispatcher's renderer at the first attempt and sent unchanged on every later one (and on `replay`).
+
 `claim` takes due deliveries for one dispatcher: it moves their `next_at` a lease ahead in a short transaction
 (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two dispatchers never take the same row), so a dispatcher that dies
 while posting leaves them due again when the lease ends, and no transaction stays open during the HTTP call.
@@ -15,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, UniqueConstraint, func, select
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from meterstream.entities.common import Invalid, aware
@@ -52,6 +55,7 @@ class WebhookDeliveryRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)  # a Lago-format endpoint's payload, once made
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,17 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Work:
-    """A claimed delivery with what posting it needs."""
+    """A claimed delivery with what posting it needs: `body` is the event's; a Lago-format endpoint's (`format`)
+    payload is `rendered` (None: not made yet)."""
 
     delivery: Delivery
     url: str
     secret: str
     body: bytes
+    format: str = "standard"
+    signature_algo: str | None = None
+    issuer: str | None = None
+    rendered: bytes | None = None
 
 
 def to_delivery(row: WebhookDeliveryRow) -> Delivery:
@@ -122,7 +131,8 @@ def claim(sf: sessionmaker, now: datetime, limit: int, lease: timedelta) -> list
     with sf.begin() as s:
         lock_for_write(s)
         stmt = (
-            select(WebhookDeliveryRow, WebhookEndpointRow.url, WebhookEndpointRow.secret, WebhookOutboxRow.body)
+            select(WebhookDeliveryRow, WebhookEndpointRow.url, WebhookEndpointRow.secret, WebhookOutboxRow.body,
+                   WebhookEndpointRow.format, WebhookEndpointRow.signature_algo, WebhookEndpointRow.issuer)
             .join(WebhookEndpointRow, (WebhookEndpointRow.tenant == WebhookDeliveryRow.tenant)
                   & (WebhookEndpointRow.endpoint_id == WebhookDeliveryRow.endpoint_id))
             .join(WebhookOutboxRow, WebhookOutboxRow.seq == WebhookDeliveryRow.event_seq)
@@ -132,11 +142,19 @@ def claim(sf: sessionmaker, now: datetime, limit: int, lease: timedelta) -> list
             .with_for_update(skip_locked=True, of=WebhookDeliveryRow)
         )  # fmt: skip
         out = []
-        for row, url, secret, body in s.execute(stmt).all():
+        for row, url, secret, body, format_, algo, issuer in s.execute(stmt).all():
             row.next_at, row.updated_at = now + lease, now
-            out.append(Work(to_delivery(row), url, secret, body.encode()))
+            rendered = row.body.encode() if row.body is not None else None
+            out.append(Work(to_delivery(row), url, secret, body.encode(), format_, algo, issuer, rendered))
         s.flush()
         return out
+
+
+def keep_body(sf: sessionmaker, delivery_id: int, body: bytes) -> None:
+    """Store a Lago-format delivery's payload, made at its first attempt, for every later one."""
+    with sf.begin() as s:
+        lock_for_write(s)
+        _locked(s, delivery_id).body = body.decode()
 
 
 def _locked(s: Session, delivery_id: int) -> WebhookDeliveryRow:
@@ -251,5 +269,5 @@ def utc(now: datetime) -> datetime:
 
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "STATUSES", "Delivery", "WebhookDeliveryRow", "Work", "claim",
-           "create_for", "dead_count", "due_count", "failed", "list_deliveries", "replay", "succeeded",
+           "create_for", "dead_count", "due_count", "failed", "keep_body", "list_deliveries", "replay", "succeeded",
            "to_delivery", "utc"]  # fmt: skip

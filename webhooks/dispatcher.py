@@ -6,7 +6,9 @@ One poll (`run_once`) does three things, each retried on the next poll when it f
 2. publish: events not yet on Kafka are produced to `invoice-events` (webhooks/topic.py; key, headers), and
    marked published only after Kafka acknowledged them (at least once: a crash in between repeats them);
 3. deliver: due deliveries are claimed (a lease, webhooks/deliveries.py) and POSTed with httpx (a timeout, no
-   redirects; `concurrency` at a time) with the Standard Webhooks headers (webhooks/signing.py); a 2xx answer
+   redirects; `concurrency` at a time) with the Standard Webhooks headers (webhooks/signing.py), or, to a
+   Lago-format endpoint, Lago's payload (made once by the `renderers`' "lago" function, api/compat/lago/webhooks.py)
+   with Lago's headers (webhooks/lago_signing.py, the tenant's keys: webhooks/lago_keys.py); a 2xx answer
    delivers; anything else (another status, a timeout, a refused connection) schedules the next attempt by
    webhooks/backoff.py, and after the last one the delivery is dead until `replay`.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +41,9 @@ from meterstream.background import BackgroundLoop
 from meterstream.health import StallWatch
 from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_waiting, undelivered
 from meterstream.schemas.settings import Settings
-from meterstream.webhooks import backoff, deliveries, outbox
+from meterstream.webhooks import backoff, deliveries, lago_signing, outbox
+from meterstream.webhooks.endpoints import LAGO
+from meterstream.webhooks.lago_keys import keys_for
 from meterstream.webhooks.signing import sign_headers
 from meterstream.webhooks.topic import ensure_invoice_events_topic, invoice_events_topic
 
@@ -57,6 +61,10 @@ BACKLOG = Gauge("meterstream_webhook_backlog", "Events not yet fanned out or pub
 ERRORS = Counter("meterstream_webhook_dispatcher_errors_total", "Dispatcher steps that failed (retried)", ["step"])
 
 
+# (entity store, tenant, our event type, the event's body) -> the payload a receiver of that format gets
+Renderer = Callable[[sessionmaker, str, str, bytes], bytes]
+
+
 class PublishError(RuntimeError):
     """Kafka did not acknowledge every event of a batch: they stay unpublished and are tried again."""
 
@@ -64,7 +72,8 @@ class PublishError(RuntimeError):
 class Dispatcher(BackgroundLoop):
     """`run_once()` is one poll; `start()` runs the loop in a daemon thread. `now` is the wall clock the schedule
     uses (injected by tests), `monotonic` the clock of the stall watch; `producer_factory` makes the Kafka
-    producer (again after a failed batch: a failed idempotent producer may be fenced)."""
+    producer (again after a failed batch: a failed idempotent producer may be fenced); `renderers` make the payloads
+    of endpoints of another format than the standard one, by format (the API passes Lago's)."""
 
     thread_name = "webhook-dispatcher"
     stop_timeout = 15.0
@@ -86,8 +95,11 @@ class Dispatcher(BackgroundLoop):
         rng: random.Random | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        renderers: Mapping[str, Renderer] | None = None,
     ) -> None:
         self.settings = settings
+        self.renderers = dict(renderers or {})
+        self._lago_keys: dict[str, lago_signing.LagoKeys] = {}  # tenant -> its keys (never changed once made)
         self.sessions = sessions
         self.kafka = kafka
         self.producer: Producer | None = None
@@ -154,13 +166,34 @@ class Dispatcher(BackgroundLoop):
             self.watch.progressed()
         return len(work)
 
+    def _lago_message(self, item: deliveries.Work) -> tuple[bytes, dict[str, str]]:
+        """A Lago-format delivery's payload (made at its first attempt and kept) and Lago's headers."""
+        d = item.delivery
+        body = item.rendered
+        if body is None:
+            render = self.renderers.get(LAGO)
+            if render is None:
+                raise RuntimeError("this dispatcher has no renderer for Lago-format endpoints (the API process has)")
+            body = render(self.sessions, d.tenant, d.event_type, item.body)
+            deliveries.keep_body(self.sessions, d.id, body)
+        keys = self._lago_keys.get(d.tenant)
+        if keys is None:
+            keys = self._lago_keys[d.tenant] = keys_for(self.sessions, d.tenant)
+        algo = item.signature_algo or lago_signing.DEFAULT_ALGORITHM
+        unique = lago_signing.unique_key(d.event_id, d.endpoint_id)
+        return body, lago_signing.sign_headers(algo, keys, item.issuer or "", unique, body)
+
     def _attempt(self, item: deliveries.Work) -> deliveries.Delivery:
         sent = self._utcnow()
-        headers = sign_headers(item.secret, item.delivery.event_id, int(sent.timestamp()), item.body)
-        headers["Content-Type"] = "application/json"
         status: int | None = None
         try:
-            response = self.client.post(item.url, content=item.body, headers=headers, timeout=self.timeout)
+            if item.format == LAGO:
+                body, headers = self._lago_message(item)
+            else:
+                body = item.body
+                headers = sign_headers(item.secret, item.delivery.event_id, int(sent.timestamp()), body)
+            headers["Content-Type"] = "application/json"
+            response = self.client.post(item.url, content=body, headers=headers, timeout=self.timeout)
             status = response.status_code
             if 200 <= status < 300:
                 OUTCOMES.labels("delivered").inc()
@@ -168,6 +201,8 @@ class Dispatcher(BackgroundLoop):
             error = f"HTTP {status}: {response.text[:200]}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a Lago payload that could not be made (the invoice is gone, the store failed)
+            error = f"payload: {type(exc).__name__}: {exc}"
         attempts = item.delivery.attempts + 1
         delay = backoff.retry_delay(attempts, self.rng, self.schedule, self.jitter)
         OUTCOMES.labels("failed" if delay is not None else "dead").inc()
@@ -238,4 +273,4 @@ def start_dispatcher(settings: Settings, sessions: sessionmaker, **kwargs: Any) 
     return Dispatcher(settings, sessions, **kwargs).start()
 
 
-__all__ = ["Dispatcher", "PublishError", "start_dispatcher"]
+__all__ = ["Dispatcher", "PublishError", "Renderer", "start_dispatcher"]

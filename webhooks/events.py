@@ -80,6 +80,15 @@ EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIAL
                DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS)  # fmt: skip
 
 
+# The events a Lago-format endpoint gets (docs/lago.md "Webhooks"), as Lago names them: (webhook_type, object_type).
+# Lago's `invoice.created` announces an issued (finalized) invoice and `invoice.drafted` a draft; Lago's payment
+# status moves to `succeeded` only when the invoice is paid in full. The others have no Lago equivalent here.
+LAGO_TYPES = {INVOICE_CREATED: ("invoice.drafted", "invoice"), INVOICE_FINALIZED: ("invoice.created", "invoice"),
+              INVOICE_PAID: ("invoice.payment_status_updated", "invoice"),
+              INVOICE_OVERDUE: ("invoice.payment_overdue", "invoice"), INVOICE_VOIDED: ("invoice.voided", "invoice"),
+              CREDIT_NOTE_CREATED: ("credit_note.created", "credit_note")}  # fmt: skip
+
+
 def subscribed(event_types: Iterable[str], event_type: str) -> bool:
     """Whether an endpoint with `event_types` gets `event_type`: a type it names, or, when it names none (every
     type), any type but the opt-in ones (`OPT_IN_TYPES`)."""
@@ -259,6 +268,7 @@ __all__ = [
     "INVOICE_PAID",
     "INVOICE_PARTIALLY_PAID",
     "INVOICE_VOIDED",
+    "LAGO_TYPES",
     "OPT_IN_TYPES",
     "PAYMENT_RECORDED",
     "STATUS_EVENTS",

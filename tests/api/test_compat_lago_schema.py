@@ -47,7 +47,11 @@ def test_every_lago_operation_is_documented() -> None:
                    ("/taxes/{code}", "put"),
                    ("/wallet_transactions", "post"), ("/wallets", "get"), ("/wallets", "post"),
                    ("/wallets/{wallet_id}", "delete"), ("/wallets/{wallet_id}", "get"), ("/wallets/{wallet_id}", "put"),
-                   ("/wallets/{wallet_id}/wallet_transactions", "get")]  # fmt: skip
+                   ("/wallets/{wallet_id}/wallet_transactions", "get"),
+                   ("/webhook_endpoints", "get"), ("/webhook_endpoints", "post"),
+                   ("/webhook_endpoints/{lago_id}", "delete"), ("/webhook_endpoints/{lago_id}", "get"),
+                   ("/webhook_endpoints/{lago_id}", "put"),
+                   ("/webhooks/json_public_key", "get"), ("/webhooks/public_key", "get")]  # fmt: skip
 
 
 @schema.parametrize()

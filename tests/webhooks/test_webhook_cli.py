@@ -86,3 +86,45 @@ def test_bad_input_names_the_field(home: Path, capsys) -> None:
     assert code == 2 and "no webhook endpoint 'ep_nope'" in err
     with pytest.raises(SystemExit):
         main(["webhooks", "add", "--tenant", TENANT, "--url", "https://x.example", "--event", "invoice.sent"])
+
+
+def test_lago_keys_verify_what_a_lago_endpoint_gets(home: Path, capsys, receiver) -> None:
+    """`webhooks lago-keys` prints the HMAC key and public key that verify a Lago-format endpoint's messages as
+    Lago's documentation shows; `list` names the endpoint's format and algorithm instead of a secret."""
+    import base64
+    import hashlib
+    import hmac
+
+    import jwt
+
+    from meterstream.api.compat.lago.webhooks import render
+    from meterstream.webhooks import endpoints
+
+    sf = session_factory(make_engine(Settings()))
+    run(capsys, "webhooks", "list", "--tenant", TENANT)  # migrates the store
+    endpoints.register_lago(sf, TENANT, receiver.url, signature_algo="hmac", event_types=["invoice.created"],
+                            issuer="https://billing.example.com/compat/lago")  # fmt: skip
+    jwt_receiver = receiver.url + "/jwt"
+    endpoints.register_lago(sf, TENANT, jwt_receiver, event_types=["invoice.created"],
+                            issuer="https://billing.example.com/compat/lago")  # fmt: skip
+    code, out, _ = run(capsys, "webhooks", "list", "--tenant", TENANT)
+    assert code == 0 and "lago hmac (webhooks lago-keys)" in out and "lago jwt" in out
+    code, out, _ = run(capsys, "webhooks", "lago-keys", "--tenant", TENANT)
+    assert code == 0
+    lines = out.splitlines()
+    hmac_key = lines[1]
+    public_key = "\n".join(lines[3:]).encode()
+    assert public_key.startswith(b"-----BEGIN PUBLIC KEY-----") and public_key.endswith(b"-----END PUBLIC KEY-----")
+    assert run(capsys, "webhooks", "lago-keys", "--tenant", TENANT)[1] == out  # made once, then the same
+
+    issued(sf, "inv-1")
+    Dispatcher(Settings(), sf, kafka=False, renderers={"lago": render}).run_once()
+    assert len(receiver.requests) == 2
+    for headers, body in receiver.requests:
+        if headers["x-lago-signature-algorithm"] == "hmac":
+            calc = base64.b64encode(hmac.new(hmac_key.encode(), body, hashlib.sha256).digest()).decode()
+            assert headers["x-lago-signature"] == calc
+        else:
+            claims = jwt.decode(headers["x-lago-signature"], public_key, algorithms=["RS256"],
+                                issuer="https://billing.example.com/compat/lago")  # fmt: skip
+            assert claims["data"] == body.decode()

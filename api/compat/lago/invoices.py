@@ -40,6 +40,7 @@ import msgspec
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.compat.lago import models as m
@@ -52,7 +53,7 @@ from meterstream.api.routes.invoices import reactivate_after
 from meterstream.documents.stored import StoredDocumentError, document_of
 from meterstream.entities import credit_notes, invoice_lists, invoices
 from meterstream.entities.common import Conflict, Invalid, NotFound
-from meterstream.entities.customers import get_customer_doc
+from meterstream.entities.customers import CustomerRepository, get_customer_doc
 from meterstream.entities.invoice_rules import DRAFT, OVERDUE, PAID, STATUSES, VOIDED, from_minor, to_minor
 from meterstream.schemas.event import format_time
 from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine
@@ -298,24 +299,30 @@ def credit_note_object(note: credit_notes.CreditNote) -> dict[str, Any]:
 # --- store calls ---------------------------------------------------------------------------------------
 
 
-def _customer(compat: LagoCompat, record: invoices.Invoice) -> dict[str, Any] | None:
+def _customer(sf: sessionmaker, record: invoices.Invoice) -> dict[str, Any] | None:
     """Lago's customer object of the invoice's customer, when the store has it (else null)."""
     try:
-        doc = get_customer_doc(compat.state.sessions, record.tenant, record.customer)
-        row = compat.customers.get(record.tenant, record.customer)
+        doc = get_customer_doc(sf, record.tenant, record.customer)
+        row = CustomerRepository(sf).get(record.tenant, record.customer)
     except NotFound:
         return None
     return customer_object(doc, row.created_at, row.updated_at)
 
 
-def _object(compat: LagoCompat, record: invoices.Invoice, customers: dict[str, Any]) -> dict[str, Any]:
+def stored_invoice_object(sf: sessionmaker, record: invoices.Invoice, customers: dict[str, Any]) -> dict[str, Any]:
+    """Lago's invoice of a stored record (`customers`: the customer objects read so far, by customer), as the
+    invoice routes answer it and Lago-format webhooks carry it (api/compat/lago/webhooks.py)."""
     try:
         doc: InvoiceDoc | None = document_of(record.document)
     except StoredDocumentError:
         doc = None
     if record.customer not in customers:
-        customers[record.customer] = _customer(compat, record)
+        customers[record.customer] = _customer(sf, record)
     return invoice_object(record, doc, customers[record.customer])
+
+
+def _object(compat: LagoCompat, record: invoices.Invoice, customers: dict[str, Any]) -> dict[str, Any]:
+    return stored_invoice_object(compat.state.sessions, record, customers)
 
 
 def _cents_arg(field: str, value: Any) -> int:

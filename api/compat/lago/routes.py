@@ -219,4 +219,8 @@ def mount(app: FastAPI) -> None:
     from meterstream.api.compat.lago.wallets import router as wallets_router
 
     app.include_router(wallets_router)  # wallets and wallet transactions (docs/wallets.md)
+    from meterstream.api.compat.lago import webhooks as lago_webhooks
+
+    app.include_router(lago_webhooks.router)  # webhook endpoints and the signing key
+    app.state.webhook_renderers["lago"] = lago_webhooks.render  # Lago's payloads, for the webhook dispatcher
     register_error_format(app, PREFIX, render_lago)

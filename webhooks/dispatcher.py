@@ -1,6 +1,8 @@
 """The webhook dispatcher: lifecycle events from `webhook_outbox` to the tenants' endpoints and to Kafka.
 
-One poll (`run_once`) does three things, each retried on the next poll when it fails:
+Once an hour (`digest_seconds`) it first reports the Lago events accepted with an error since the last report as
+`events.errors` events (webhooks/lago_digest.py). Then one poll (`run_once`) does three things, each retried on the
+next poll when it fails:
 1. fan out: events not yet fanned out become one pending delivery per endpoint that wants them
    (webhooks/outbox.py), due at once;
 2. publish: events not yet on Kafka are produced to `invoice-events` (webhooks/topic.py; key, headers), and
@@ -41,7 +43,7 @@ from meterstream.background import BackgroundLoop
 from meterstream.health import StallWatch
 from meterstream.ingest.producer import DeliveryTracker, make_producer, produce_waiting, undelivered
 from meterstream.schemas.settings import Settings
-from meterstream.webhooks import backoff, deliveries, lago_signing, outbox
+from meterstream.webhooks import backoff, deliveries, lago_digest, lago_signing, outbox
 from meterstream.webhooks.endpoints import LAGO
 from meterstream.webhooks.lago_keys import keys_for
 from meterstream.webhooks.signing import sign_headers
@@ -96,8 +98,11 @@ class Dispatcher(BackgroundLoop):
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         renderers: Mapping[str, Renderer] | None = None,
+        digest_seconds: float = 3600.0,
     ) -> None:
         self.settings = settings
+        self.digest_seconds = digest_seconds
+        self.digest_at = float("-inf")  # `monotonic` of the last digest (the first poll makes one)
         self.renderers = dict(renderers or {})
         self._lago_keys: dict[str, lago_signing.LagoKeys] = {}  # tenant -> its keys (never changed once made)
         self.sessions = sessions
@@ -114,6 +119,7 @@ class Dispatcher(BackgroundLoop):
         self.jitter = jitter
         self.rng = rng or random.Random()
         self.now = now
+        self.monotonic = monotonic
         self.watch = StallWatch(settings.stall_seconds, monotonic)
         self.concurrency = max(1, concurrency)
         self._senders = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-send")
@@ -124,7 +130,16 @@ class Dispatcher(BackgroundLoop):
         self._init_loop()
         self._last_error_log: dict[str, float] = {}
 
-    # --- the three steps -----------------------------------------------------------------------------------
+    # --- the steps -----------------------------------------------------------------------------------------
+    def digest_once(self) -> int:
+        """Once per `digest_seconds`: Lago events accepted with an error become `events.errors` events."""
+        now = self.monotonic()
+        if now - self.digest_at < self.digest_seconds:
+            return 0
+        made = lago_digest.digest_once(self.sessions, self._utcnow())
+        self.digest_at = now
+        return made
+
     def fan_out_once(self) -> int:
         """Fan out up to `batch_size` events; returns how many events."""
         n_events, _deliveries = outbox.fan_out(self.sessions, self._utcnow(), self.batch_size)
@@ -215,9 +230,9 @@ class Dispatcher(BackgroundLoop):
     # --- one poll, the loop, health ------------------------------------------------------------------------
     def run_once(self) -> dict[str, int]:
         """The three steps, each on its own: one failing (Kafka down) does not stop the others."""
-        done = {"fanned_out": 0, "published": 0, "attempted": 0}
-        for name, step in (("fanned_out", self.fan_out_once), ("published", self.publish_once),
-                           ("attempted", self.deliver_once)):  # fmt: skip
+        done = {"digested": 0, "fanned_out": 0, "published": 0, "attempted": 0}
+        for name, step in (("digested", self.digest_once), ("fanned_out", self.fan_out_once),
+                           ("published", self.publish_once), ("attempted", self.deliver_once)):  # fmt: skip
             try:
                 done[name] = step()
             except Exception as exc:  # the database, Kafka: keep going, try again next poll

@@ -13,6 +13,8 @@ Event types (docs/webhooks.md):
   `session.released`, `session.release_failed` (processor/sessions.py) — data: the processor's notification,
   written once by webhooks/notifications_relay.py, keyed `tenant/customer`. The `session.*` types are opt-in
   (`OPT_IN_TYPES`, `subscribed`): only an endpoint that names them gets them, not one that takes every type.
+- `events.errors` (webhooks/lago_digest.py, opt-in too) — data: the transaction ids of Lago events accepted with
+  an error in the last hour, by error (Lago's `events.errors` webhook).
 Replacing a draft as usage arrives is not an event (it happens on every close run and would flood receivers).
 
 Each event is stored as the exact body every receiver gets (Standard Webhooks' recommended envelope plus the id):
@@ -68,16 +70,18 @@ COMMITMENT_THRESHOLD_CROSSED = "commitment.threshold_crossed"
 SESSION_HELD = "session.held"
 SESSION_RELEASED = "session.released"
 SESSION_RELEASE_FAILED = "session.release_failed"
+# Lago events accepted with an error, reported once an hour (webhooks/lago_digest.py; Lago's `events.errors`)
+EVENTS_ERRORS = "events.errors"
 PROCESSOR_NOTIFICATIONS = (BALANCE_THRESHOLD_CROSSED, BALANCE_EXHAUSTED, CREDIT_LIMIT_EXCEEDED,
                            CREDIT_LIMIT_THRESHOLD_CROSSED, CREDIT_LIMIT_SOFT_REACHED, COMMITMENT_THRESHOLD_CROSSED,
                            SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED)  # fmt: skip
 # opt-in: one event per held record or release (telecom sessions), far more than the others; delivered only to an
 # endpoint that names them, never part of an endpoint's "every type" (no event_types), and relayed from the
 # notifications topic only for a tenant with an enabled endpoint that names the kind (webhooks/notifications_relay)
-OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED})
+OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED, EVENTS_ERRORS})
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
                INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED, DUNNING_REMINDER, DUNNING_LATE_FEE,
-               DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS)  # fmt: skip
+               DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS, EVENTS_ERRORS)  # fmt: skip
 
 
 # The events a Lago-format endpoint gets (docs/lago.md "Webhooks"), as Lago names them: (webhook_type, object_type).
@@ -86,7 +90,8 @@ EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIAL
 LAGO_TYPES = {INVOICE_CREATED: ("invoice.drafted", "invoice"), INVOICE_FINALIZED: ("invoice.created", "invoice"),
               INVOICE_PAID: ("invoice.payment_status_updated", "invoice"),
               INVOICE_OVERDUE: ("invoice.payment_overdue", "invoice"), INVOICE_VOIDED: ("invoice.voided", "invoice"),
-              CREDIT_NOTE_CREATED: ("credit_note.created", "credit_note")}  # fmt: skip
+              CREDIT_NOTE_CREATED: ("credit_note.created", "credit_note"),
+              EVENTS_ERRORS: ("events.errors", "events_errors")}  # fmt: skip
 
 
 def subscribed(event_types: Iterable[str], event_type: str) -> bool:
@@ -261,6 +266,7 @@ __all__ = [
     "DUNNING_REACTIVATED",
     "DUNNING_REMINDER",
     "DUNNING_SUSPENDED",
+    "EVENTS_ERRORS",
     "EVENT_TYPES",
     "INVOICE_CREATED",
     "INVOICE_FINALIZED",

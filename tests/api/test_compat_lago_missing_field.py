@@ -94,3 +94,11 @@ def test_api_accepts_the_event_and_produces_nothing_for_the_metric(lago_client: 
     usage = [v for _k, v in topic_messages(c.settings, "usage")]  # type: ignore[attr-defined]
     assert [(u["id"], u["quantity"]) for u in usage] == [("om:storage:4:lago:tx-ok", "3")]  # 3 GB, nothing else
     assert topic_messages(c.settings, "dead_letters") == []  # accepted: not dead-lettered either
+
+    # Lago stores every event: GET finds the one no metric counted, with its properties (was 404)
+    found = c.get(f"{BASE}/events/tx-no-gb", headers=admin)
+    assert found.status_code == 200, found.text
+    got = found.json()["event"]
+    assert (got["transaction_id"], got["code"], got["properties"]) == ("tx-no-gb", "storage", {"region": "eu"})
+    assert (got["meterstream"]["status"], got["meterstream"]["field"]) == ("not_metered", "properties.gb")
+    assert c.get(f"{BASE}/events/tx-never-sent", headers=admin).status_code == 404

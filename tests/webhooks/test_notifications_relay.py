@@ -270,6 +270,6 @@ def test_an_endpoint_wants_session_kinds_only_by_name() -> None:
     named = endpoints.Endpoint(TENANT, "ep_2", "http://x/", "whsec_x", ("session.released", "invoice.paid"), "",
                                True, now, now)  # fmt: skip
     assert [t for t in EVENT_TYPES if not every.wants(t)] == ["session.held", "session.released",
-                                                              "session.release_failed"]  # fmt: skip
+                                                              "session.release_failed", "events.errors"]  # fmt: skip
     assert [t for t in EVENT_TYPES if named.wants(t)] == ["invoice.paid", "session.released"]
     assert not subscribed((), "session.held") and subscribed((), "credit_limit.soft_reached")

@@ -51,7 +51,12 @@ def test_a_finalized_invoice_reaches_the_receiver_signed(sf, receiver) -> None:
     clock = Clock(datetime.now(UTC))  # the reference library checks the timestamp against the real time
     d = dispatcher(sf, clock)
     try:
-        assert d.run_once() == {"fanned_out": 2, "published": 0, "attempted": 1}  # created + finalized; 1 wanted
+        assert d.run_once() == {
+            "digested": 0,
+            "fanned_out": 2,
+            "published": 0,
+            "attempted": 1,
+        }  # created + finalized; 1 wanted
     finally:
         d.stop()
     assert len(receiver.requests) == 1

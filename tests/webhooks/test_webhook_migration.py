@@ -5,13 +5,14 @@ from __future__ import annotations
 from sqlalchemy import inspect
 
 MY_TABLES = ("webhook_endpoints", "webhook_outbox", "webhook_deliveries")
-LAGO_TABLES = ("lago_webhook_keys",)  # migration 0014 (Lago-format endpoints)
+LAGO_TABLES = ("lago_webhook_keys", "lago_event_errors")  # migrations 0014 (Lago-format endpoints) and 0015
 
 
 def test_the_migration_matches_the_models(engine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    import meterstream.entities.lago_event_errors
     import meterstream.webhooks.deliveries
     import meterstream.webhooks.lago_keys  # noqa: F401
     from meterstream.entities.db import Base

@@ -20,6 +20,7 @@ from meterstream.api.compat.lago.service import LagoEvents
 from meterstream.api.compat.lago.subscriptions import LagoSubscriptions
 from meterstream.api.compat.lago.translate import resolve_customer, translate_lago
 from meterstream.api.ingest import IngestService
+from meterstream.entities import lago_event_errors
 from meterstream.entities.common import NotFound
 from meterstream.entities.customers import CustomerRepository
 from meterstream.entities.lago_subscriptions import LagoSubscriptionRepository
@@ -97,8 +98,9 @@ class LagoCompat:
     @property
     def events(self) -> LagoEvents:
         return LagoEvents(
-            self.ingest, self.meters.definitions, self.subscriptions.customers, self._keep, self._left_behind
-        )
+            self.ingest, self.meters.definitions, self.subscriptions.customers, self._keep, self._left_behind,
+            lambda tenant, errors: lago_event_errors.record(self.state.sessions, tenant, errors),
+        )  # fmt: skip
 
     @property
     def lookup(self) -> LagoLookup:

@@ -4,7 +4,8 @@ Its usage events have ids `derived_id("lago", transaction_id, meter)`, one per m
 the lookup computes the candidate ids from the tenant's meter definitions (deleted ones included) and
 reads them by primary key:
 1. `rated_usage FINAL` (through api/queries.py, the one query path): rated -> status "rated";
-2. the unmatched events kept for (tenant, "lago", transaction_id): status "unmatched";
+2. the unmatched events kept for (tenant, "lago", transaction_id): status "unmatched"; else an accepted
+   event that fed no metric (its metrics' field_name missing, entities/lago_event_errors.py): "not_metered";
 3. `dead_letters` with those ids (refused after the API accepted them, e.g. no plan prices the meter
    for this customer): status "dead_lettered" with the stage's field and reason.
 Nothing found: 404. Accepted events become visible here once the pipeline has rated them (about a
@@ -23,6 +24,7 @@ from sqlalchemy.orm import sessionmaker
 from meterstream.api.compat.lago.events import SOURCE, parse_lago_event
 from meterstream.api.compat.lago.responses import kept_event_object, stored_event_object
 from meterstream.api.queries import UsageQueries
+from meterstream.entities import lago_event_errors
 from meterstream.entities.common import aware
 from meterstream.entities.meters import MeterRepository
 from meterstream.entities.unmatched import UnmatchedEvent
@@ -66,7 +68,7 @@ class LagoLookup:
             rows = self.queries.query(rated_sql(db), {"tenant": tenant, "ids": ids})
             if rows:
                 return stored_event_object(transaction_id, [_rated(r) for r in rows], code_of)
-        kept = self._unmatched(tenant, transaction_id)
+        kept = self._unmatched(tenant, transaction_id) or self._not_metered(tenant, transaction_id)
         if kept is not None:
             return kept
         if ids:
@@ -86,6 +88,18 @@ class LagoLookup:
         except InvalidEvent:  # kept events were checked when they came in: a defect if reached
             return None
         return kept_event_object(event, "unmatched", reason)
+
+    def _not_metered(self, tenant: str, transaction_id: str) -> dict[str, Any] | None:
+        """An accepted event whose metrics' field_name its properties lacked, so that nothing was metered."""
+        kept = lago_event_errors.kept_event(self.sessions, tenant, transaction_id)
+        if kept is None:
+            return None
+        raw, field, received = kept
+        try:
+            event = parse_lago_event(raw, received)
+        except InvalidEvent:  # checked when it came in: a defect if reached
+            return None
+        return kept_event_object(event, "not_metered", f"the event has no {field}: its metric counts nothing", field)
 
 
 def _kept(tenant: str, transaction_id: str) -> Any:

@@ -12,6 +12,10 @@ Per Lago event the outcome is one of:
 - `rejected`: the field and the reason; nothing of the event is produced, the raw Lago event goes to
   the dead letters (stage "api").
 An event is all or nothing: every usage event it yields is checked before any is produced.
+
+An accepted event with a metric it fed nothing (`not_metered`) and an unmatched one are also noted as Lago reports
+them in its `events.errors` webhook (entities/lago_event_errors.py: `missing_aggregation_property`, with the raw
+event, which `GET /events/{transaction_id}` then finds; `invalid_code`), once what the request produced is stored.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Literal
 from meterstream.api.compat.lago.events import SOURCE, LagoEvent, parse_lago_event
 from meterstream.api.compat.lago.translate import lago_field, resolve_customer, translate_lago
 from meterstream.api.ingest import IngestService
+from meterstream.entities.lago_event_errors import INVALID_CODE, MISSING_AGGREGATION_PROPERTY, EventError
 from meterstream.ingest.translate import MeterDefinition
 from meterstream.schemas.event import InvalidEvent
 
@@ -53,8 +58,10 @@ class LagoEvents:
         subscription_customers: Callable[[str, set[str]], dict[str, str]],
         keep_unmatched: Callable[[str, list[dict[str, Any]]], Any],
         replay_left_behind: Callable[[str, set[str]], Any] | None = None,
+        note_errors: Callable[[str, list[EventError]], Any] | None = None,
     ) -> None:
         self.ingest = ingest
+        self.note_errors = note_errors
         self.definitions = definitions
         self.subscription_customers = subscription_customers
         self.keep_unmatched = keep_unmatched
@@ -125,7 +132,24 @@ class LagoEvents:
             self.ingest.dead_letter(tenant, rejected)
         if unmatched:
             self.keep_unmatched(tenant, unmatched)
+        if self.note_errors is not None:
+            errors = [e for o in outcomes for e in _errors(o, raw_events[o.index])]
+            if errors:
+                self.note_errors(tenant, errors)
         return outcomes
+
+
+def _errors(out: LagoOutcome, raw: Any) -> list[EventError]:
+    """What Lago's `events.errors` reports of an event: a code no metric has; each metric it fed nothing."""
+    event = out.event
+    if event is None or out.status not in ("accepted", "unmatched"):
+        return []
+    if out.status == "unmatched":
+        return [EventError(event.transaction_id, event.code, INVALID_CODE)]
+    if not event.timestamp_given:  # kept with its reception time, as an unmatched event is
+        raw = {**raw, "timestamp": event.time_text}
+    return [EventError(event.transaction_id, event.code, MISSING_AGGREGATION_PROPERTY, nm["field"],
+                       raw if i == 0 else None) for i, nm in enumerate(out.not_metered)]  # fmt: skip
 
 
 def _not_metered(meter: MeterDefinition) -> dict[str, str]:

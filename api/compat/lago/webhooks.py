@@ -61,8 +61,11 @@ def render(sf: sessionmaker, tenant: str, event_type: str, event_body: bytes) ->
     data = orjson.loads(event_body)["data"]
     if object_type == "invoice":
         obj = stored_invoice_object(sf, invoices.get(sf, tenant, data["invoice_id"]), {})
-    else:
+    elif object_type == "credit_note":
         obj = credit_note_object(credit_notes.get_credit_note(sf, tenant, data["credit_note_id"]))
+    else:  # events_errors: the lists themselves (webhooks/lago_digest.py)
+        obj = {k: data[k] for k in ("invalid_code", "missing_aggregation_property", "invalid_filter_values",
+                                    "missing_group_key")}  # fmt: skip
     return _encode({"webhook_type": webhook_type, "object_type": object_type, object_type: obj})
 
 

@@ -13,6 +13,7 @@ A JWT names as issuer the URL this API was reached at when the endpoint was crea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -91,6 +92,13 @@ async def _run(fn: Any) -> Response:
         return _json(validation_error({exc.field or "base": [exc.reason]}), 422)
 
 
+def _one(fn: Callable[[sessionmaker, str, str], store.Endpoint], request: Request, tenant: str, lago_id: str
+         ) -> Callable[[], Response]:  # fmt: skip
+    """The answer of one endpoint that `fn` reads or changes, to run in the thread pool."""
+    sf = request.app.state.sessions
+    return lambda: _json({"webhook_endpoint": endpoint_object(fn(sf, tenant, lago_id))})
+
+
 def _issuer(request: Request) -> str:
     return str(request.base_url).rstrip("/") + PREFIX
 
@@ -128,9 +136,7 @@ async def list_endpoints(
 @router.get("/webhook_endpoints/{lago_id}", summary="Retrieve a webhook endpoint",
             responses=m.answers(WebhookEndpointOut, *READ))  # fmt: skip
 async def get_endpoint(request: Request, principal: Read, lago_id: str) -> Response:
-    sf = request.app.state.sessions
-    return await _run(lambda: _json({"webhook_endpoint": endpoint_object(store.get_lago(sf, principal.tenant,
-                                                                                         lago_id))}))  # fmt: skip
+    return await _run(_one(store.get_lago, request, principal.tenant, lago_id))
 
 
 @router.put("/webhook_endpoints/{lago_id}", summary="Update a webhook endpoint",
@@ -152,9 +158,7 @@ async def update_endpoint(request: Request, principal: Admin, lago_id: str) -> R
 @router.delete("/webhook_endpoints/{lago_id}", summary="Delete a webhook endpoint (its pending messages are dropped)",
                responses=m.answers(WebhookEndpointOut, *READ))  # fmt: skip
 async def delete_endpoint(request: Request, principal: Admin, lago_id: str) -> Response:
-    sf = request.app.state.sessions
-    return await _run(lambda: _json({"webhook_endpoint": endpoint_object(store.delete_lago(sf, principal.tenant,
-                                                                                            lago_id))}))  # fmt: skip
+    return await _run(_one(store.delete_lago, request, principal.tenant, lago_id))
 
 
 @router.get("/webhooks/public_key", summary="The key that verifies JWT-signed webhooks: base64 of its PEM",

@@ -25,12 +25,18 @@ class LagoWebhookKeysRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-def keys_for(sf: sessionmaker, tenant: str) -> LagoKeys:
-    """The tenant's keys, made and stored on first use (two writers racing: the first one stored wins)."""
+def stored_keys(sf: sessionmaker, tenant: str) -> LagoKeys | None:
+    """The tenant's keys if made (None: never needed yet); never makes them (for callers without a credential)."""
     with sf() as s:
         row = s.get(LagoWebhookKeysRow, tenant)
-        if row is not None:
-            return LagoKeys(row.hmac_key, row.private_pem)
+        return None if row is None else LagoKeys(row.hmac_key, row.private_pem)
+
+
+def keys_for(sf: sessionmaker, tenant: str) -> LagoKeys:
+    """The tenant's keys, made and stored on first use (two writers racing: the first one stored wins)."""
+    stored = stored_keys(sf, tenant)
+    if stored is not None:
+        return stored
     fresh = new_keys()
     try:
         with sf.begin() as s:
@@ -44,4 +50,4 @@ def keys_for(sf: sessionmaker, tenant: str) -> LagoKeys:
             return LagoKeys(row.hmac_key, row.private_pem)
 
 
-__all__ = ["LagoWebhookKeysRow", "keys_for"]
+__all__ = ["LagoWebhookKeysRow", "keys_for", "stored_keys"]

@@ -30,6 +30,7 @@ def test_every_lago_operation_is_documented() -> None:
                  for m in item)  # fmt: skip
     assert ops == [("/applied_coupons", "get"), ("/applied_coupons", "post"),
                    ("/billable_metrics", "get"), ("/billable_metrics", "post"), ("/billable_metrics/{code}", "get"),
+                   ("/compat/lago/files/invoices/{lago_id}.pdf", "get"),
                    ("/coupons", "get"), ("/coupons", "post"), ("/coupons/{code}", "delete"), ("/coupons/{code}", "get"),
                    ("/coupons/{code}", "put"),
                    ("/credit_notes", "get"), ("/credit_notes", "post"), ("/credit_notes/{lago_id}", "get"),
@@ -39,7 +40,8 @@ def test_every_lago_operation_is_documented() -> None:
                    ("/customers/{external_customer_id}/wallets", "get"),
                    ("/customers/{external_id}", "get"),
                    ("/events", "post"), ("/events/batch", "post"), ("/events/{transaction_id}", "get"),
-                   ("/invoices", "get"), ("/invoices/{lago_id}", "get"), ("/invoices/{lago_id}/void", "post"),
+                   ("/invoices", "get"), ("/invoices/{lago_id}", "get"), ("/invoices/{lago_id}/download", "post"),
+                   ("/invoices/{lago_id}/void", "post"),
                    ("/plans", "get"), ("/plans", "post"), ("/plans/{code}", "delete"), ("/plans/{code}", "get"),
                    ("/plans/{code}", "put"), ("/subscriptions", "get"), ("/subscriptions", "post"),
                    ("/subscriptions/{external_id}", "delete"), ("/subscriptions/{external_id}", "get"),

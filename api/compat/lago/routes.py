@@ -211,6 +211,9 @@ def mount(app: FastAPI) -> None:
     from meterstream.api.compat.lago.invoices import router as invoices_router
 
     app.include_router(invoices_router)  # invoices and credit notes over the invoice store
+    from meterstream.api.compat.lago.files import router as files_router
+
+    app.include_router(files_router)  # invoices.download and the signed URLs of their PDFs
     from meterstream.api.compat.lago.coupons import router as coupons_router
     from meterstream.api.compat.lago.taxes import router as taxes_router
 

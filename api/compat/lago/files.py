@@ -1,0 +1,111 @@
+"""Lago's invoice files at /compat/lago (docs/lago.md "Invoices and credit notes"): `invoices.download(lago_id)` of
+lago-python-client answers the invoice with a `file_url`, and that URL serves its PDF to whoever holds it, without a
+key, until it expires, as Lago's file URLs do (a link a finance team can put in an e-mail).
+
+The URL is signed, not stored: `/compat/lago/files/invoices/{lago_id}.pdf?tenant=&expires=&signature=`, the
+signature an HMAC-SHA256 (base64url) of tenant, invoice and expiry, keyed by a key derived from the tenant's Lago
+key (webhooks/lago_keys.py), so a URL names one invoice of one tenant until `expires` and any change refuses it
+(403). The PDF is rendered when fetched, as `GET /v1/invoices/{id}.pdf` renders it. A draft has no file (Lago
+makes files of finalized invoices): `file_url` null. Other answers (`GET /invoices/{lago_id}`, webhooks) carry
+`file_url` null: only `download` makes one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from meterstream.api.compat.lago import models as m
+from meterstream.api.compat.lago.invoices import InvoiceOut, _json, stored_invoice_object
+from meterstream.api.compat.lago.responses import error_body
+from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, Read
+from meterstream.documents.stored import StoredDocumentError, render_stored
+from meterstream.entities import invoices
+from meterstream.entities.common import NotFound
+from meterstream.entities.invoice_rules import DRAFT
+from meterstream.webhooks.lago_keys import keys_for, stored_keys
+
+router = APIRouter(prefix=PREFIX, tags=[TAG])
+LIFETIME_S = 7 * 86_400  # how long a file URL serves its file
+
+
+def file_key(hmac_key: str) -> bytes:
+    """The key of file URLs, derived from the tenant's Lago HMAC key (never the key itself)."""
+    return hmac.new(hmac_key.encode(), b"meterstream lago file urls", hashlib.sha256).digest()
+
+
+def file_signature(key: bytes, tenant: str, lago_id: str, expires: int) -> str:
+    mac = hmac.new(key, f"{tenant}\n{lago_id}\n{expires}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def file_url(sf: sessionmaker, base: str, tenant: str, lago_id: str, now: float | None = None) -> str:
+    """A URL serving the invoice's PDF until `now + LIFETIME_S`."""
+    expires = int(now if now is not None else time.time()) + LIFETIME_S
+    signature = file_signature(file_key(keys_for(sf, tenant).hmac_key), tenant, lago_id, expires)
+    query = urlencode({"tenant": tenant, "expires": expires, "signature": signature})
+    return f"{base}{PREFIX}/files/invoices/{lago_id}.pdf?{query}"
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@router.post("/api/v1/invoices/{lago_id}/download", summary="An invoice with a URL of its PDF (Lago: downloadInvoice)",
+             responses=m.answers(InvoiceOut, 400, *AUTH, 404))  # fmt: skip
+async def download_invoice(request: Request, principal: Read, lago_id: str) -> Response:
+    sf, base = request.app.state.sessions, _base(request)
+
+    def run() -> dict[str, Any]:
+        record = invoices.get(sf, principal.tenant, lago_id)
+        body = stored_invoice_object(sf, record, {})
+        if record.status != DRAFT:
+            body["file_url"] = file_url(sf, base, principal.tenant, lago_id)
+        return body
+
+    try:
+        return _json({"invoice": await run_in_threadpool(run)})
+    except NotFound:
+        return _json(error_body(404, "invoice_not_found"), 404)
+
+
+@router.get("/files/invoices/{lago_id}.pdf", summary="The PDF a download's file_url names (no key: its signature)",
+            response_class=Response, responses={200: {"content": {"application/pdf": {}}, "description": "The PDF"},
+                                                400: {}, 403: {}, 404: {}, 422: {}})  # fmt: skip
+async def invoice_file(
+    request: Request, lago_id: str, tenant: Annotated[str, Query(max_length=128)],
+    expires: Annotated[int, Query(ge=0, le=2**63 - 1)], signature: Annotated[str, Query(max_length=128)],
+) -> Response:  # fmt: skip
+    sf = request.app.state.sessions
+
+    def run() -> Response:
+        keys = stored_keys(sf, tenant)  # never made here: this route has no credential but the signature
+        expected = file_signature(file_key(keys.hmac_key), tenant, lago_id, expires) if keys is not None else ""
+        if not expected or not hmac.compare_digest(expected, signature):
+            return _json(error_body(403, "invalid_signature"), 403)
+        if expires < time.time():
+            return _json(error_body(403, "expired_url"), 403)
+        try:
+            record = invoices.get(sf, tenant, lago_id)
+            pdf = render_stored(record.document, record.number or record.invoice_id, ("pdf",), None, record.status)
+        except NotFound:
+            return _json(error_body(404, "invoice_not_found"), 404)
+        except StoredDocumentError:
+            return _json(error_body(422, "not_an_invoice"), 422)
+        name = f"{record.number or record.invoice_id}.pdf"
+        return Response(pdf["pdf"], media_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="{name}"'})  # fmt: skip
+
+    return await run_in_threadpool(run)
+
+
+__all__ = ["LIFETIME_S", "file_key", "file_signature", "file_url", "router"]

@@ -504,6 +504,20 @@ def list_customer_docs(sf: sessionmaker, tenant: str, limit: int = 100, offset: 
         return [customer_doc(r) for r in s.scalars(stmt)]
 
 
+def customer_page(
+    sf: sessionmaker, tenant: str, page: int, per_page: int
+) -> tuple[list[tuple[CustomerDoc, datetime, datetime]], int]:
+    """One page (1-based) of the tenant's active customers, oldest first, each with its creation and last change,
+    and how many there are."""
+    active = (CustomerRow.tenant == tenant, CustomerRow.deleted_at.is_(None))
+    stmt = (select(CustomerRow).where(*active).order_by(CustomerRow.created_at, CustomerRow.id)
+            .offset((page - 1) * per_page).limit(per_page))  # fmt: skip
+    with sf() as s:
+        total = int(s.scalar(select(func.count()).select_from(CustomerRow).where(*active)) or 0)
+        rows = [(customer_doc(r), aware(r.created_at), aware(r.updated_at)) for r in s.scalars(stmt)]
+    return rows, total  # type: ignore[return-value]
+
+
 def delete_customer(
     sf: sessionmaker, tenant: str, external_id: str, expected_version: int | None = None
 ) -> CustomerDoc:

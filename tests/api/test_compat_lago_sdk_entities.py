@@ -107,3 +107,30 @@ def test_plans_customers_subscriptions_through_the_sdk(lago: Client) -> None:
     with pytest.raises(LagoApiError) as unknown:
         lago.subscriptions.create(Subscription(external_customer_id="acme", plan_code="pro", external_id="s2"))
     assert (unknown.value.status_code, unknown.value.response["code"]) == (404, "plan_not_found")
+
+
+def test_customers_find_all_pages_and_destroy(lago: Client) -> None:
+    for key in ("acme", "globex", "initech"):
+        lago.customers.create(Customer(external_id=key, name=key.title(), currency="USD"))
+    first = lago.customers.find_all({"per_page": 2})
+    assert [c.external_id for c in first["customers"]] == ["acme", "globex"]  # oldest first
+    assert first["meta"] == {"current_page": 1, "next_page": 2, "prev_page": None, "total_pages": 2, "total_count": 3}
+    second = lago.customers.find_all({"per_page": 2, "page": 2})
+    assert [c.external_id for c in second["customers"]] == ["initech"]
+    assert second["meta"]["prev_page"] == 1 and second["meta"]["next_page"] is None
+
+    lago.plans.create(Plan(name="Pro", code="pro", interval="monthly", amount_cents=1000, amount_currency="USD",
+                           pay_in_advance=False))  # fmt: skip
+    lago.subscriptions.create(Subscription(external_customer_id="globex", plan_code="pro", external_id="g1"))
+    with pytest.raises(LagoApiError) as in_use:  # Lago would terminate g1 with it: here it must be ended first
+        lago.customers.destroy("globex")
+    assert in_use.value.status_code == 422 and "external_id" in in_use.value.response["error_details"]
+    assert lago.subscriptions.destroy("g1").status == "terminated"
+    assert lago.customers.destroy("globex").external_id == "globex"
+    with pytest.raises(LagoApiError) as gone:
+        lago.customers.find("globex")
+    assert (gone.value.status_code, gone.value.response["code"]) == (404, "customer_not_found")
+    assert [c.external_id for c in lago.customers.find_all()["customers"]] == ["acme", "initech"]
+    with pytest.raises(LagoApiError) as again:
+        lago.customers.destroy("globex")
+    assert again.value.status_code == 404

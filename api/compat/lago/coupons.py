@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.plans import lago_uuid
-from meterstream.api.compat.lago.responses import empty_meta, error_body, validation_error
+from meterstream.api.compat.lago.responses import error_body, page_of, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _json
 from meterstream.billing.allocation import from_units, to_units
 from meterstream.entities import coupons as store
@@ -199,14 +199,6 @@ def overrides_from_lago(raw: Mapping[str, Any]) -> store.CouponOverrides:
     percent = lago_decimal("percentage_rate", rate) if rate is not None else None
     return store.CouponOverrides(percent, amount, currency, duration,  # type: ignore[arg-type]
                                  _int("frequency_duration", raw.get("frequency_duration")))  # fmt: skip
-
-
-def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
-    if total == 0:
-        return empty_meta()  # page 0 of 0, as Lago
-    pages = -(-total // per_page)
-    return {"current_page": page, "next_page": page + 1 if page < pages else None,
-            "prev_page": page - 1 if page > 1 else None, "total_pages": pages, "total_count": total}  # fmt: skip
 
 
 # --- answers (OpenAPI only: the routes answer plain JSON) ---------------------------------------------------

@@ -20,7 +20,7 @@ from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.compat import LagoCompat
 from meterstream.api.compat.lago.customers import customer_from_lago, customer_object, tax_codes_from_lago
 from meterstream.api.compat.lago.plans import charge_from_price, plan_from_lago, plan_object
-from meterstream.api.compat.lago.responses import error_body, page_meta, validation_error
+from meterstream.api.compat.lago.responses import error_body, page_meta, page_of, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat, _json
 from meterstream.api.compat.lago.subscriptions import STATUSES, LagoNotFound, status_of
 from meterstream.api.compat.lago.taxes import tax_object
@@ -28,7 +28,7 @@ from meterstream.api.compat.lago.usage import usage_object
 from meterstream.api.errors import ApiError
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.entities.common import Conflict, Invalid, NotFound
-from meterstream.entities.customers import get_customer_doc, put_customer
+from meterstream.entities.customers import customer_page, delete_customer, get_customer_doc, put_customer
 from meterstream.entities.plans import delete_plan, get_plan, list_plans, publish_plan
 from meterstream.entities.subscriptions import get_subscription, list_subscriptions
 from meterstream.entities.tax_objects import check_tax_codes, customer_tax_codes, set_customer_tax_codes
@@ -168,6 +168,45 @@ def _customer_object(compat: LagoCompat, doc: Any) -> dict[str, Any]:
     row = compat.customers.get(doc.tenant, doc.external_id)
     taxes = customer_tax_codes(compat.state.sessions, doc.tenant, [doc.external_id]).get(doc.external_id, [])
     return customer_object(doc, row.created_at, row.updated_at, [tax_object(t) for t in taxes])
+
+
+@router.get("/customers", summary="List customers (Lago: findAllCustomers), oldest first",
+            responses=m.answers(m.CustomersOut, *AUTH, 400))  # fmt: skip
+async def list_customers(
+    request: Request, principal: Read, page: Annotated[int, Query(ge=1, le=2**31 - 1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:  # fmt: skip
+    """A page of the tenant's customers (every API's: one customer table), with Lago's paging `meta`."""
+    sf = request.app.state.sessions
+
+    def run() -> dict[str, Any]:
+        found, total = customer_page(sf, principal.tenant, page, per_page)
+        taxes = customer_tax_codes(sf, principal.tenant, [doc.external_id for doc, _, _ in found])
+        return {"customers": [customer_object(doc, created, updated, [tax_object(t) for t in taxes.get(
+                    doc.external_id, [])]) for doc, created, updated in found],
+                "meta": page_of(found, total, page, per_page)}  # fmt: skip
+
+    return _json(await _call(run))
+
+
+@router.delete("/customers/{external_id}", summary="Delete a customer (refused while a subscription has not ended)",
+               responses=m.answers(m.CustomerOut, *READ, 422))  # fmt: skip
+async def delete_customer_route(request: Request, principal: Admin, external_id: str) -> Response:
+    """Lago terminates the customer's subscriptions with it; here a subscription that has not ended refuses the
+    delete (422 naming `external_id`): terminate it first (`subscriptions.destroy`)."""
+    compat = _compat(request)
+
+    def run() -> dict[str, Any]:
+        body = _customer_object(compat, get_customer_doc(compat.state.sessions, principal.tenant, external_id))
+        delete_customer(compat.state.sessions, principal.tenant, external_id)
+        return body
+
+    try:
+        return _json({"customer": await _call(run)})
+    except NotFound:
+        return _not_found("customer_not_found")
+    except Conflict as exc:
+        return _invalid(exc)
 
 
 @router.post("/customers", summary="Create or update a customer (upsert by external_id)",

@@ -222,6 +222,11 @@ class CustomerOut(BaseModel):
     customer: CustomerObject
 
 
+class CustomersOut(BaseModel):
+    customers: list[CustomerObject]
+    meta: Meta
+
+
 class ChargeUsageObject(_Open):
     units: str
     events_count: int

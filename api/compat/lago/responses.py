@@ -186,3 +186,12 @@ def page_meta(count: int) -> dict[str, Any]:
     if count == 0:
         return empty_meta()
     return {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1, "total_count": count}
+
+
+def page_of(items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
+    """The `meta` of page `page` of `per_page` of `total` rows (Lago's paging)."""
+    if total == 0:
+        return empty_meta()  # page 0 of 0, as Lago
+    pages = -(-total // per_page)
+    return {"current_page": page, "next_page": page + 1 if page < pages else None,
+            "prev_page": page - 1 if page > 1 else None, "total_pages": pages, "total_count": total}  # fmt: skip

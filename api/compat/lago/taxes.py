@@ -21,9 +21,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.compat.lago import models as m
-from meterstream.api.compat.lago.coupons import lago_decimal, page_of
+from meterstream.api.compat.lago.coupons import lago_decimal
 from meterstream.api.compat.lago.plans import lago_uuid
-from meterstream.api.compat.lago.responses import error_body, validation_error
+from meterstream.api.compat.lago.responses import error_body, page_of, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body
 from meterstream.entities import tax_objects as store
 from meterstream.entities.common import Conflict, Invalid, NotFound

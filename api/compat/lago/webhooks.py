@@ -25,10 +25,9 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.compat.lago import models as m
-from meterstream.api.compat.lago.coupons import page_of
 from meterstream.api.compat.lago.invoices import credit_note_object, stored_invoice_object
 from meterstream.api.compat.lago.plans import lago_uuid
-from meterstream.api.compat.lago.responses import error_body, validation_error
+from meterstream.api.compat.lago.responses import error_body, page_of, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body
 from meterstream.entities import credit_notes, invoices
 from meterstream.entities.common import Invalid, NotFound

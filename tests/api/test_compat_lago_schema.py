@@ -29,7 +29,8 @@ def test_every_lago_operation_is_documented() -> None:
     ops = sorted((p.removeprefix("/compat/lago/api/v1"), m) for p, item in paths.items() if p.startswith("/compat/lago")
                  for m in item)  # fmt: skip
     assert ops == [("/applied_coupons", "get"), ("/applied_coupons", "post"),
-                   ("/billable_metrics", "get"), ("/billable_metrics", "post"), ("/billable_metrics/{code}", "get"),
+                   ("/billable_metrics", "get"), ("/billable_metrics", "post"), ("/billable_metrics/{code}", "delete"),
+                   ("/billable_metrics/{code}", "get"),
                    ("/compat/lago/files/invoices/{lago_id}.pdf", "get"),
                    ("/coupons", "get"), ("/coupons", "post"), ("/coupons/{code}", "delete"), ("/coupons/{code}", "get"),
                    ("/coupons/{code}", "put"),

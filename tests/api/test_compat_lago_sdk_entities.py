@@ -46,6 +46,19 @@ def test_billable_metrics_of_every_aggregation_type(lago: Client) -> None:
     assert refused.value.status_code == 422
     assert list(refused.value.response["error_details"]) == ["aggregation_type"]
 
+    assert lago.billable_metrics.destroy("max").aggregation_type == "max_agg"  # answers what it deleted
+    with pytest.raises(LagoApiError) as gone:
+        lago.billable_metrics.find("max")
+    assert (gone.value.status_code, gone.value.response["code"]) == (404, "billable_metric_not_found")
+    assert [m.code for m in lago.billable_metrics.find_all()["billable_metrics"]] == [
+        "count", "sum", "unique_count", "latest"]  # fmt: skip
+    with pytest.raises(LagoApiError) as twice:
+        lago.billable_metrics.destroy("max")
+    assert twice.value.status_code == 404
+    again = lago.billable_metrics.create(BillableMetric(name="Max", code="max", aggregation_type="max_agg",
+                                                        field_name="w"))  # fmt: skip
+    assert (again.code, again.field_name) == ("max", "w")  # the code is free again
+
 
 def test_plans_customers_subscriptions_through_the_sdk(lago: Client) -> None:
     storage = lago.billable_metrics.create(BillableMetric(name="S", code="storage", aggregation_type="sum_agg",

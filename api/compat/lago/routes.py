@@ -192,11 +192,32 @@ async def list_billable_metrics(request: Request, principal: Read) -> Response:
     responses=m.answers(m.BillableMetricOut, 400, *AUTH, 404),
 )
 async def get_billable_metric(request: Request, principal: Read, code: str) -> Response:
+    return await _metric(request, principal.tenant, code, delete=False)
+
+
+@router.delete(
+    "/billable_metrics/{code}",
+    summary="Delete a billable metric: its events are no longer metered (kept, as events of an unknown code)",
+    responses=m.answers(m.BillableMetricOut, 400, *AUTH, 404),
+)
+async def delete_billable_metric(request: Request, principal: Admin, code: str) -> Response:
+    return await _metric(request, principal.tenant, code, delete=True)
+
+
+async def _metric(request: Request, tenant: str, code: str, *, delete: bool) -> Response:
+    """The billable metric of `code` (a meter Lago can show), deleted first when `delete`."""
+    meters = _compat(request).meters
+
+    def run() -> dict[str, Any] | None:
+        metric = metric_object(meters.get(tenant, code))
+        if metric is not None and delete:
+            meters.delete(tenant, code)
+        return metric
+
     try:
-        meter = await run_in_threadpool(_compat(request).meters.get, principal.tenant, code)
+        metric = await run_in_threadpool(run)
     except NotFound:
-        return _json(error_body(404, "billable_metric_not_found"), 404)
-    metric = metric_object(meter)
+        metric = None
     if metric is None:
         return _json(error_body(404, "billable_metric_not_found"), 404)
     return _json({"billable_metric": metric})

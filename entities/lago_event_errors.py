@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy import DateTime, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from meterstream.entities.common import aware
 from meterstream.entities.db import Base
 
 INVALID_CODE = "invalid_code"
@@ -81,8 +82,7 @@ def kept_event(sf: sessionmaker, tenant: str, transaction_id: str) -> tuple[Any,
         )  # fmt: skip
         if row is None:
             return None
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-        return orjson.loads(row.raw), row.field or "", created
+        return orjson.loads(row.raw), row.field or "", aware(row.created_at)
 
 
 def take_unreported(s: Session, now: datetime, limit: int) -> dict[str, dict[str, list[str]]]:

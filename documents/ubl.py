@@ -59,7 +59,9 @@ __all__ = [
     "INVOICE_NS",
     "NS",
     "UNIT_CODES",
+    "CreditSplit",
     "credit_note_to_ubl",
+    "split_credit",
     "to_ubl",
     "unit_code",
 ]
@@ -432,6 +434,52 @@ def to_ubl(doc: InvoiceDoc) -> bytes:
 # ------------------------------------------------------------------------------------------- credit notes
 
 
+@dataclass(frozen=True)
+class CreditSplit:
+    """A credit note's lines split at its invoice's one VAT category and rate (`split_credit`)."""
+
+    category: str
+    rate: Decimal
+    reasons: tuple[str, ...]  # the group's exemption reasons (the invoice's legal mentions for it)
+    lines: tuple[tuple[str, Decimal, Decimal], ...]  # (description, amount, net)
+
+    @property
+    def total(self) -> Decimal:
+        return _sum(x[1] for x in self.lines)
+
+    @property
+    def net(self) -> Decimal:
+        return _sum(x[2] for x in self.lines)
+
+    @property
+    def tax(self) -> Decimal:
+        return EXACT.subtract(self.total, self.net)
+
+
+def split_credit(invoice: InvoiceDoc, lines: Sequence[tuple[str, Decimal]]) -> CreditSplit:
+    """A credit note's lines (description, amount, tax included) split into net and tax at the invoice's one VAT
+    category and rate: net = amount / (1 + rate) rounded half up to the minor unit, tax = amount - net (a 0 %
+    category: all net). The one rule of the split, for the e-invoice (`credit_note_to_ubl`) and the printed
+    credit note (documents/credit_note.py). ValueError naming the field: no line, a line that is not a positive
+    amount of the currency, or an invoice with several VAT groups (`invoice.taxes`: a line of ours does not say
+    which group it credits)."""
+    if not lines:
+        raise ValueError("lines: a credit note has at least one line (BR-16)")
+    groups = _groups(invoice)
+    if len(groups) != 1:
+        names = ", ".join(f"{g.category} {_percent(g.rate)} %" for g in groups)
+        raise ValueError(f"invoice.taxes: the invoice has several VAT groups ({names}); a credit note line does not "
+                         "say which one it credits")  # fmt: skip
+    src = groups[0]
+    split: list[tuple[str, Decimal, Decimal]] = []
+    for i, (description, amount) in enumerate(lines):
+        if amount <= 0 or round_money(amount, invoice.currency) != amount:
+            raise ValueError(f"lines[{i}].amount: {_text(amount)} is not a positive amount in {invoice.currency}")
+        net = round_money(_SPLIT.divide(amount, _SPLIT.add(Decimal(1), src.rate)), invoice.currency)
+        split.append((description, amount, net))
+    return CreditSplit(src.category, src.rate, tuple(src.reasons), tuple(split))
+
+
 def credit_note_to_ubl(
     invoice: InvoiceDoc, *, number: str, issue_date: date, reason: str, lines: Sequence[tuple[str, Decimal]]
 ) -> bytes:
@@ -440,31 +488,16 @@ def credit_note_to_ubl(
     reference BT-25, its seller and buyer).
 
     Our credit notes credit what the invoice billed, tax included, and carry no tax split of their own; the
-    e-invoice needs one (BG-23), so each line is split at the invoice's one VAT category and rate: net =
-    amount / (1 + rate) rounded half up to the minor unit, tax = amount - net (a 0 % category: all net). The
+    e-invoice needs one (BG-23): `split_credit` splits each line at the invoice's one VAT category and rate. The
     tax is then within one minor unit of net x rate, the tolerance of BR-CO-17. An invoice with several VAT
-    groups is refused (`invoice.taxes`): a line of ours does not say which group it credits."""
+    groups is refused (`invoice.taxes`)."""
     validate(invoice)
     if invoice.status == "draft" or not invoice.number or invoice.issue_date is None:
         raise ValueError("invoice: a credit note is issued against a finalized invoice with a number and issue date")
-    if not lines:
-        raise ValueError("lines: a credit note has at least one line (BR-16)")
-    groups = _groups(invoice)
-    if len(groups) != 1:
-        names = ", ".join(f"{g.category} {_percent(g.rate)} %" for g in groups)
-        raise ValueError(f"invoice.taxes: the invoice has several VAT groups ({names}); a credit note line does not "
-                         "say which one it credits")  # fmt: skip
-    _check_tax_ids(invoice, groups)
-    src = groups[0]
-    split: list[tuple[str, Decimal, Decimal]] = []  # (description, amount, net)
-    for i, (description, amount) in enumerate(lines):
-        if amount <= 0 or round_money(amount, invoice.currency) != amount:
-            raise ValueError(f"lines[{i}].amount: {_text(amount)} is not a positive amount in {invoice.currency}")
-        net = round_money(_SPLIT.divide(amount, _SPLIT.add(Decimal(1), src.rate)), invoice.currency)
-        split.append((description, amount, net))
-    total = _sum(x[1] for x in split)
-    net_total = _sum(x[2] for x in split)
-    group = _Group(src.category, src.rate, reasons=list(src.reasons))
+    credit = split_credit(invoice, lines)
+    group = _Group(credit.category, credit.rate, reasons=list(credit.reasons))
+    _check_tax_ids(invoice, [group])
+    split, total, net_total = credit.lines, credit.total, credit.net
     b = _Builder(invoice.currency)
     tz = ZoneInfo(invoice.timezone)
 
@@ -482,7 +515,7 @@ def credit_note_to_ubl(
     ref = b.agg(b.agg(root, "BillingReference"), "InvoiceDocumentReference")
     b.basic(ref, "ID", invoice.number)
     b.basic(ref, "IssueDate", invoice.issue_date.isoformat())
-    vat_ids = src.category != "O"
+    vat_ids = credit.category != "O"
     _party(b, b.agg(root, "AccountingSupplierParty"), invoice.issuer, "invoice.issuer", seller=True, vat_ids=vat_ids)
     _party(b, b.agg(root, "AccountingCustomerParty"), invoice.buyer, "invoice.buyer", seller=False, vat_ids=vat_ids)
     tax_total = b.agg(root, "TaxTotal")

@@ -16,11 +16,10 @@ import re
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from importlib.resources import files
-from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
-from invoice_samples import sales_tax_doc
+from invoice_samples import ACME, french_b2c, german_b2b, invoice, line, sales_tax_doc
 from lxml import etree
 
 from meterstream.billing.taxes import REVERSE_CHARGE_MENTION
@@ -29,14 +28,9 @@ from meterstream.schemas.invoice import (
     Address,
     Discount,
     InvoiceDoc,
-    InvoiceLine,
     Party,
     TaxTotal,
-    validate,
 )
-
-ACME = Party(name="ACME SAS", address=Address(line1="1 rue de la Paix", city="Paris", postal_code="75002",
-                                              country="FR"), tax_id="FR40303265045")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -71,65 +65,6 @@ def breakdown(root: etree._Element) -> list[tuple[str, str, str, str | None]]:
     return [(one(s, "cac:TaxCategory/cbc:ID"), one(s, "cbc:TaxableAmount"), one(s, "cbc:TaxAmount"),
              (texts(s, "cac:TaxCategory/cbc:Percent") or [None])[0])
             for s in root.xpath("cac:TaxTotal/cac:TaxSubtotal", namespaces=NS)]  # fmt: skip
-
-
-def line(no: int, kind: str, code: str, quantity: str, amount: str, *, rate: str = "0", tax: str = "0.00",
-         category: str = "S", unit_price: str | None = None, unit: str | None = None,
-         start: datetime | None = None, end: datetime | None = None, discount: str = "0") -> InvoiceLine:  # fmt: skip
-    return InvoiceLine(line_no=no, kind=kind, code=code, description=code.replace("_", " ").capitalize(),  # type: ignore[arg-type]
-                       quantity=D(quantity), unit=unit, unit_price=None if unit_price is None else D(unit_price),
-                       amount=D(amount), tax_rate=D(rate), tax_amount=D(tax), tax_category=category,  # type: ignore[arg-type]
-                       tax_code="standard", start=start, end=end, discount_amount=D(discount))  # fmt: skip
-
-
-def invoice(
-    customer: str,
-    tz: str,
-    currency: str,
-    buyer: Party,
-    lines: list[InvoiceLine],
-    taxes: list[TaxTotal],
-    subtotal: str,
-    tax: str,
-    total: str,
-    due: date,
-    **more,
-) -> InvoiceDoc:  # type: ignore[no-untyped-def]
-    zone = ZoneInfo(tz)
-    doc = InvoiceDoc(id=f"INV-202610-{customer}", number="ACME-2026-000001", status="finalized", tenant="acme",
-                     customer=customer, period="2026-10", period_start=datetime(2026, 10, 1, tzinfo=zone),
-                     period_end=datetime(2026, 11, 1, tzinfo=zone), issue_date=date(2026, 11, 1), due_date=due,
-                     currency=currency, issuer=ACME, buyer=buyer, timezone=tz, lines=lines, taxes=taxes,
-                     subtotal=D(subtotal), tax_total=D(tax), total=D(total),
-                     amount_due=D(more.pop("amount_due", total)), **more)  # fmt: skip
-    return validate(doc)
-
-
-def german_b2b() -> InvoiceDoc:
-    """10,000 calls x 0.125 = 1,250.00 + the base fee 99.00 (31 days of October) = 1,349.00 EUR; reverse charge:
-    0 % with the Art. 196 mention, so the total is 1,349.00. Berlin time: October is 1..31 locally."""
-    berlin = ZoneInfo("Europe/Berlin")
-    start, end = datetime(2026, 10, 1, tzinfo=berlin), datetime(2026, 11, 1, tzinfo=berlin)
-    buyer = Party(name="Muster GmbH", address=Address(line1="Hauptstr. 5", city="Berlin", postal_code="10115",
-                                                      country="DE"), tax_id="DE136695976")  # fmt: skip
-    lines = [line(1, "usage", "api_calls", "10000", "1250.00", category="AE", unit_price="0.125", start=start,
-                  end=end),
-             line(2, "fixed", "base", "31", "99.00", category="AE", unit="days", start=start, end=end)]  # fmt: skip
-    taxes = [TaxTotal(rate=D("0"), taxable_amount=D("1349.00"), tax_amount=D("0.00"), tax_code="standard",
-                      category="AE", reverse_charge=True, mention=REVERSE_CHARGE_MENTION)]  # fmt: skip
-    return invoice("de-gmbh", "Europe/Berlin", "EUR", buyer, lines, taxes, "1349.00", "0.00", "1349.00",
-                   date(2026, 12, 1), legal_mentions=[REVERSE_CHARGE_MENTION])  # fmt: skip
-
-
-def french_b2c() -> InvoiceDoc:
-    """4,237 calls x 0.01 = 42.37 + fee 19.99 = 62.36 EUR; 20 % VAT on the group: 62.36 x 0.20 = 12.472 -> 12.47,
-    per line 8.474 -> 8.47 and 3.998 -> 4.00 (largest remainder); total 74.83."""
-    buyer = Party(name="Marie Curie", address=Address(country="FR"))
-    lines = [line(1, "usage", "api_calls", "4237", "42.37", rate="0.20", tax="8.47", unit_price="0.01"),
-             line(2, "fixed", "base", "1", "19.99", rate="0.20", tax="4.00", unit_price="19.99")]  # fmt: skip
-    taxes = [TaxTotal(rate=D("0.20"), taxable_amount=D("62.36"), tax_amount=D("12.47"), category="S")]
-    return invoice("fr-consumer", "Europe/Paris", "EUR", buyer, lines, taxes, "62.36", "12.47", "74.83",
-                   date(2026, 11, 1))  # fmt: skip
 
 
 def us_sales_tax() -> InvoiceDoc:

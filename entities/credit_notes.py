@@ -108,6 +108,11 @@ class CreditNote:
     def refund(self) -> Decimal:
         return from_minor(self.refund_minor, self.currency)
 
+    @property
+    def amounts(self) -> tuple[tuple[str, Decimal], ...]:
+        """The lines as (description, amount), what the documents print (documents/credit_note.py, ubl.py)."""
+        return tuple((x.description, from_minor(x.amount_minor, self.currency)) for x in self.lines)
+
 
 def note_record(row: CreditNoteRow) -> CreditNote:
     lines = tuple(CreditLine(str(x["description"]), int(x["amount_minor"])) for x in json.loads(row.lines))

@@ -7,6 +7,7 @@
   `POST /v1/invoices/mark_overdue` {today?} (invoices past their due date with something due).
 - `POST /v1/payments` {invoice_id or customer, amount, currency, paid_at, reference} and `GET /v1/payments`.
 - `POST /v1/credit_notes` {invoice_id, reason, lines | null} and `GET /v1/credit_notes`;
+  `GET /v1/credit_notes/{id}.html` and `.pdf`: the credit note the customer receives (documents/credit_note.py);
   `GET /v1/credit_notes/{id}/ubl`: the credit note as UBL 2.1 CreditNote (EN 16931).
 - A payment, credit note or void that settles every invoice a customer was suspended for by dunning sends its
   `reactivate` at once, after the answer (`on_settled`, docs/dunning.md), not at the next collections run.
@@ -50,11 +51,16 @@ from meterstream.api.invoices_models import (
 )
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
 from meterstream.deploy.dunning_run import OnSettled
-from meterstream.documents.stored import StoredDocumentError, document_json, document_of, render_stored
-from meterstream.documents.ubl import credit_note_to_ubl, to_ubl
+from meterstream.documents.stored import (
+    StoredDocumentError,
+    document_json,
+    document_of,
+    render_stored,
+    render_stored_credit_note,
+)
+from meterstream.documents.ubl import to_ubl
 from meterstream.entities import credit_notes, exports, invoice_lists, invoices, payments
 from meterstream.entities.common import NotFound
-from meterstream.entities.invoice_rules import from_minor
 from meterstream.entities.keys import Principal
 
 router = APIRouter(route_class=EntityRoute)
@@ -269,13 +275,15 @@ async def list_credit_notes(
     return {"items": [credit_note_body(cn) for cn in page.items], "next_cursor": page.next_cursor}
 
 
-def _credit_note_ubl(sf, tenant: str, credit_note_id: str) -> tuple[credit_notes.CreditNote, bytes]:  # type: ignore[no-untyped-def]
+def credit_note_file(sf, tenant: str, credit_note_id: str, fmt: str, locale: str | None = None  # type: ignore[no-untyped-def]
+                     ) -> tuple[credit_notes.CreditNote, bytes]:  # fmt: skip
+    """The credit note as `fmt` (html, pdf: its page; xml: the UBL CreditNote), drawn from its invoice's stored
+    document (NotFound: no such note). ApiError 422 naming the field when the invoice's document is not an invoice,
+    the e-invoice cannot be made of it, or the locale is unknown."""
     note = credit_notes.get_credit_note(sf, tenant, credit_note_id)
     inv = invoices.get(sf, tenant, note.invoice_id)
-    lines = [(x.description, from_minor(x.amount_minor, note.currency)) for x in note.lines]
     try:
-        return note, credit_note_to_ubl(document_of(inv.document), number=note.number, issue_date=note.issue_date,
-                                        reason=note.reason, lines=lines)  # fmt: skip
+        return note, render_stored_credit_note(inv.document, note, (fmt,), locale)[fmt]
     except StoredDocumentError as exc:
         raise ApiError(422, "invalid", f"its invoice's {exc}", field="invoice.document") from None
     except ValueError as exc:
@@ -283,12 +291,34 @@ def _credit_note_ubl(sf, tenant: str, credit_note_id: str) -> tuple[credit_notes
         raise ApiError(422, "invalid", reason or field, field=field if reason else "invoice") from None
 
 
+async def _credit_note_rendered(request: Request, tenant: str, credit_note_id: str, fmt: str,
+                                locale: str | None) -> Response:  # fmt: skip
+    note, data = await store(credit_note_file, _sessions(request), tenant, credit_note_id, fmt, locale)
+    disposition = f'inline; filename="{note.number}.{fmt}"'
+    return Response(data, media_type=_MEDIA[fmt], headers={"Content-Disposition": disposition})
+
+
+@router.get("/v1/credit_notes/{credit_note_id}.html", tags=["credit notes"], response_class=Response,
+            responses={200: {"content": {"text/html": {}}, "description": "The credit note page"}, **_READ_ERRORS},
+            summary="A credit note as HTML (the page its customer receives)")  # fmt: skip
+async def credit_note_html(request: Request, principal: Reader, credit_note_id: str, locale: Locale = None) -> Response:
+    return await _credit_note_rendered(request, principal.tenant, credit_note_id, "html", locale)
+
+
+@router.get("/v1/credit_notes/{credit_note_id}.pdf", tags=["credit notes"], response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "The credit note PDF"},
+                       **_READ_ERRORS},
+            summary="A credit note as PDF (A4)")  # fmt: skip
+async def credit_note_pdf(request: Request, principal: Reader, credit_note_id: str, locale: Locale = None) -> Response:
+    return await _credit_note_rendered(request, principal.tenant, credit_note_id, "pdf", locale)
+
+
 @router.get("/v1/credit_notes/{credit_note_id}/ubl", tags=["credit notes"], response_class=Response,
             responses={200: {"content": {"application/xml": {}}, "description": "The credit note as a UBL 2.1 "
                              "CreditNote following EN 16931"}, **_READ_ERRORS},
             summary="The credit note as an e-invoice: UBL 2.1 / EN 16931 XML")  # fmt: skip
 async def credit_note_ubl(request: Request, principal: Reader, credit_note_id: str) -> Response:
-    note, xml = await store(_credit_note_ubl, _sessions(request), principal.tenant, credit_note_id)
+    note, xml = await store(credit_note_file, _sessions(request), principal.tenant, credit_note_id, "xml")
     return Response(xml, media_type="application/xml",
                     headers={"Content-Disposition": f'inline; filename="{note.number}.xml"'})  # fmt: skip
 

@@ -192,6 +192,40 @@ def test_html_and_pdf_of_a_stored_invoice(sqlite_client: TestClient) -> None:
     assert error(c.get("/v1/invoices/NOPE.pdf", headers=reader))[:2] == (404, "not_found")
 
 
+def test_html_and_pdf_of_a_credit_note(sqlite_client: TestClient) -> None:
+    """The stored sample (1,324.07 USD, 7.25 % sales tax) paid 1,000.00, then 500.00 credited, tax included: net
+    500.00 / 1.0725 = 466.200.. -> 466.20, tax 33.80; 324.07 was still due, so 324.07 comes off it and 175.93 is
+    owed back (refund due)."""
+    c = sqlite_client
+    reader, admin = key(c, "read"), key(c)
+    store_invoice(_sf(c), TENANT, "INV-R", "cust-1")
+    c.post("/v1/payments", json={"invoice_id": "INV-R", "amount": "1000.00", "currency": "USD",
+                                 "paid_at": "2026-12-02", "reference": "p"}, headers=admin)  # fmt: skip
+    made = c.post("/v1/credit_notes", json={"invoice_id": "INV-R", "reason": "service outage", "lines": [
+        {"description": "Outage credit", "amount": "500.00"}]}, headers=admin).json()  # fmt: skip
+    assert (made["credit"], made["refund"], made["status"]) == ("324.07", "175.93", "refund_due")
+    cn = made["credit_note_id"]
+    page = c.get(f"/v1/credit_notes/{cn}.html", headers=reader)
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert 'filename="ACME-CN-2026-000001.html"' in page.headers["content-disposition"]
+    for expected in ("<h1>Credit note</h1>", "ACME-2026-000001", "service outage", "Outage credit", "$466.20",
+                     "$33.80", "$500.00", "$324.07", "$175.93", "Refund due"):  # fmt: skip
+        assert expected in page.text, expected
+    german = c.get(f"/v1/credit_notes/{cn}.html", params={"locale": "de_DE"}, headers=reader).text
+    assert "<h1>Rechnungskorrektur</h1>" in german and "466,20" in german
+    pdf = c.get(f"/v1/credit_notes/{cn}.pdf", headers=reader)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert (
+        pdf.content.startswith(b"%PDF-") and 'filename="ACME-CN-2026-000001.pdf"' in pdf.headers["content-disposition"]
+    )
+    assert error(c.get(f"/v1/credit_notes/{cn}.pdf", params={"locale": "xx_YY"}, headers=reader))[::2] == (
+        422,
+        "locale",
+    )
+    assert error(c.get("/v1/credit_notes/NOPE.pdf", headers=reader))[:2] == (404, "not_found")
+    assert c.get(f"/v1/credit_notes/{cn}.pdf").status_code == 401
+
+
 def test_a_version_1_document_is_served_as_version_2_and_junk_is_refused(sqlite_client: TestClient) -> None:
     c = sqlite_client
     reader = key(c, "read")

@@ -58,8 +58,9 @@ def test_every_language_has_every_word_and_the_template_uses_only_those() -> Non
 
     for language, table in LABELS.items():
         assert set(table) == set(KEYS), language
-    used = set(re.findall(r'\bt\("([^"]+)"', (TEMPLATES / "invoice.html.j2").read_text()))
-    assert used and used <= set(KEYS), used - set(KEYS)
+    for template in ("invoice.html.j2", "credit_note.html.j2"):
+        used = set(re.findall(r'\bt\("([^"]+)"', (TEMPLATES / template).read_text()))
+        assert used and used <= set(KEYS), (template, used - set(KEYS))
 
 
 def test_amounts_show_the_iso_minor_digits() -> None:

@@ -3,7 +3,8 @@
   meterstream invoices list|show|render|void|mark-overdue     the invoice records, documents and files
                                                  (render --format html|pdf|png|xml; xml: UBL 2.1 / EN 16931)
   meterstream payments record|list               payments received, reconciled against invoices
-  meterstream credit-notes create|list           corrections of finalized invoices
+  meterstream credit-notes create|list|render    corrections of finalized invoices
+                                                 (render --format html|pdf|xml; xml: the UBL 2.1 CreditNote)
   meterstream export --month YYYY-MM --format csv|json --out DIR    a month for the ERP
 
 Every command takes `--tenant`. A user error (an unknown invoice, an overpayment, a status that does not allow
@@ -206,7 +207,7 @@ def _payments(args: Any, settings: Settings) -> int:
 
 def _credit_notes(args: Any, settings: Settings) -> int:
     from meterstream.api.invoices_models import credit_note_body
-    from meterstream.entities import credit_notes
+    from meterstream.entities import credit_notes, invoices
 
     sf = _sessions(settings)
     if args.credit_notes_action == "create":
@@ -221,6 +222,17 @@ def _credit_notes(args: Any, settings: Settings) -> int:
             print(f"credit note {note.number} on {note.invoice_number}: {note.total} {note.currency} "
                   f"(credit {note.credit}, refund {note.refund}, {note.status})")  # fmt: skip
         _reactivate(settings, sf, args.command, args.tenant, note.customer, args.json)
+        return 0
+    if args.credit_notes_action == "render":
+        from meterstream.documents.stored import render_stored_credit_note
+
+        note = credit_notes.get_credit_note(sf, args.tenant, args.credit_note_id)
+        inv = invoices.get(sf, args.tenant, note.invoice_id)
+        files = render_stored_credit_note(inv.document, note, args.format or ("html", "pdf"), args.locale)
+        for fmt, data in files.items():
+            target = Path(args.out) / f"{note.number}.{fmt}"
+            _write(target, data)
+            print(target)
         return 0
     found = credit_notes.list_credit_notes(sf, args.tenant, args.invoice, args.customer)
     if args.json:
@@ -400,6 +412,19 @@ def register(app: typer.Typer) -> None:
                           customer: Annotated[str | None, typer.Option()] = None,
                           json: Json = False) -> int:  # fmt: skip
         return run("credit-notes", _credit_notes, locals(), credit_notes_action="list")
+
+    @credit_notes.command("render", help="write a credit note as HTML and PDF (the page its customer receives) or UBL "
+                          "XML")  # fmt: skip
+    def credit_notes_render(
+        tenant: Tenant,
+        credit_note_id: Annotated[str, typer.Argument()],
+        format: Annotated[list[str] | None, typer.Option(
+            callback=one_of("html", "pdf", "xml"), help="repeatable; default: html and pdf; xml: the UBL 2.1 / "
+            "EN 16931 CreditNote")] = None,
+        locale: Annotated[str | None, typer.Option(help="e.g. de_DE (default: the buyer's)")] = None,
+        out: Annotated[str, typer.Option(help="directory for the files (default: here)")] = ".",
+    ) -> int:  # fmt: skip
+        return run("credit-notes", _credit_notes, locals(), credit_notes_action="render")
 
     @app.command("export", help="a month's finalized invoices, credit notes and payments for an ERP")
     def export(

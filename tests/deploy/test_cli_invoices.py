@@ -138,6 +138,33 @@ def test_render_a_stored_invoice_and_a_file(sf, tmp_path: Path, capsys: pytest.C
                                       "invoice")  # fmt: skip
 
 
+def test_render_a_credit_note(sf, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """107.25 credited, tax included, on the 7.25 % invoice: 107.25 / 1.0725 = 100.00 net + 7.25 tax, all of it off
+    the amount due (nothing was paid). The sample's seller has no tax id, which the e-invoice needs (BR-CO-26):
+    asking for xml too is refused in one line, and nothing is written."""
+    from meterstream.entities import credit_notes
+
+    store_invoice(sf, T, "INV-R", "cust-1")
+    credit_notes.create_credit_note(sf, T, "INV-R", "goodwill", [{"description": "Goodwill", "amount": "107.25"}],
+                                    credit_note_id="CN-1")  # fmt: skip
+    out_dir = tmp_path / "notes"
+    code, out, _ = _run(capsys, "credit-notes", "render", "CN-1", "--tenant", T, "--out", str(out_dir))
+    assert code == 0 and out.split() == [str(out_dir / "ACME-CN-2026-000001.html"),
+                                         str(out_dir / "ACME-CN-2026-000001.pdf")]  # fmt: skip
+    page = (out_dir / "ACME-CN-2026-000001.html").read_text()
+    for expected in ("Credit note", "ACME-2026-000001", "$100.00", "$7.25", "$107.25", "Deducted from the amount due"):
+        assert expected in page, expected
+    assert (out_dir / "ACME-CN-2026-000001.pdf").read_bytes().startswith(b"%PDF-")
+    code, _, err = _run(capsys, "credit-notes", "render", "CN-1", "--tenant", T, "--format", "xml", "--format", "html",
+                        "--out", str(tmp_path / "none"))  # fmt: skip
+    assert (
+        code == 1 and err.startswith("meterstream credit-notes: error: issuer.tax_id: ") and len(err.splitlines()) == 1
+    )
+    assert not (tmp_path / "none").exists()
+    code, _, err = _run(capsys, "credit-notes", "render", "NOPE", "--tenant", T)
+    assert code == 1 and "NOPE" in err
+
+
 def test_mark_overdue(sf, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     store_invoice(sf, T, "INV-OLD", "cust-1", issue_date=date(2026, 11, 1), due_date=date(2026, 11, 30))
     store_invoice(sf, T, "INV-NEW", "cust-1", issue_date=date(2026, 12, 1), due_date=date(2026, 12, 31))

@@ -1,5 +1,5 @@
 """Collections (dunning): which steps an overdue invoice is due for on a given day. Pure: no I/O, no clock
-(docs/dunning.md; the billing run applies the steps once each: entities/dunning.py, deploy/dunning_run.py).
+(docs/dunning.md; the billing run applies the steps once each: entities/dunning.py, invoice_emitter/dunning_run.py).
 
 A `Policy` (per tenant, overridden per customer) has
 - `reminder_days`: day offsets after the due date, strictly increasing, each >= 1 (e.g. 3, 7, 14): reminder k is

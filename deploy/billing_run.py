@@ -15,7 +15,7 @@ everyone else is finalized, and the period is not marked closed, so the next run
 those whose grace has passed (the others keep their numbers: `close.py`), and marks it once nobody is left.
 The run closes no later period meanwhile (`waiting` names the customers). Each run also marks the finalized
 invoices past their due date overdue (`entities.invoices.mark_overdue`, today in UTC), then applies the dunning
-steps that have come due (`deploy/dunning_run.py`, docs/dunning.md: reminders, late fees billed on the next
+steps that have come due (`invoice_emitter/dunning_run.py`, docs/dunning.md: reminders, late fees billed on the next
 close, suspension and reactivation through the provisioning topic), before any close, so a late fee due before
 a period ended is on that period's invoice. A dunning failure (Kafka down) is said in `dunning_error`, exits 1,
 and does not stop the closes; the next run does the steps it could not. Each run then writes the MRR, ARR, churn
@@ -302,7 +302,7 @@ def run_billing(
 
 
 def _dunning(settings: Settings, sf: Any, today: Any, publish: bool) -> tuple[dict[str, Any] | None, str | None]:
-    from meterstream.deploy.dunning_run import dunning_for_run
+    from meterstream.invoice_emitter.dunning_run import dunning_for_run
 
     try:
         return dunning_for_run(settings, sf, today, publish).to_json(), None

@@ -83,6 +83,6 @@ def register(app: typer.Typer) -> None:
                                                  "provisioning commands)")] = False,
     ) -> int:  # fmt: skip
         from meterstream.deploy.cli_common import settings
-        from meterstream.deploy.dunning_run import main_dunning
+        from meterstream.invoice_emitter.dunning_run import main_dunning
 
         return main_dunning(settings(), dry_run=dry_run, as_json=json, publish=not no_publish)

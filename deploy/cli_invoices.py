@@ -49,12 +49,12 @@ REACTIVATE_KAFKA_TIMEOUT = 3.0  # seconds for each Kafka step of the reactivatio
 def _reactivate(settings: Settings, sf, command: str, tenant: str, customer: str,  # type: ignore[no-untyped-def]
                 as_json: bool) -> None:  # fmt: skip
     """After a payment, a void or a credit note: the customer's reactivation at once if this settled what dunning
-    suspended it for (deploy/dunning_run.OnSettled, as the API's twins do). Never fails the command (the money is
-    recorded): Kafka or the store failing is a warning on stderr and the next collections run reactivates.
+    suspended it for (invoice_emitter/dunning_run.OnSettled, as the API's twins do). Never fails the command (the
+    money is recorded): Kafka or the store failing is a warning on stderr and the next collections run reactivates.
     Kafka unreachable costs the command at most a few seconds (`REACTIVATE_KAFKA_TIMEOUT` per step), not the
     API's 30 s per step.
     The reactivation is said on stdout, or on stderr with `--json` (stdout keeps the one JSON object)."""
-    from meterstream.deploy.dunning_run import OnSettled
+    from meterstream.invoice_emitter.dunning_run import OnSettled
 
     result = OnSettled(settings, sf, timeout=REACTIVATE_KAFKA_TIMEOUT)(tenant, customer)
     if result is None:

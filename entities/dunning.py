@@ -1,6 +1,6 @@
 """Collections in the entity store (docs/dunning.md): dunning policies, the log of the steps done, and the late
 fees waiting for the customer's next invoice. Migration 0010. The rules are billing/dunning.py (pure); the
-billing run applies them (deploy/dunning_run.py).
+billing run applies them (invoice_emitter/dunning_run.py).
 
 - Policies: one per tenant (`customer` None: the tenant's default) and one per customer overriding it
   (`put_policy` creates or replaces; `policy_for` picks the customer's, else the tenant's, else none: no

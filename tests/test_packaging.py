@@ -32,3 +32,23 @@ def test_no_top_level_folder_with_code_is_left_out() -> None:
         if d.is_dir() and (d / "__init__.py").exists() and d.name not in {"tests", "bench"}
     }
     assert with_code <= mapped, with_code - mapped
+
+
+def test_runtime_code_never_imports_from_deploy() -> None:
+    """deploy/ is the outermost layer (the CLI, process orchestration): the API, the processor, the store and the
+    documents never import it (the API's finance routes did: the dunning run lived in deploy/ until it moved to
+    invoice_emitter/)."""
+    import ast
+
+    offenders = []
+    for name, path in _config()["package-dir"].items():
+        base = ROOT / path
+        if name == "meterstream.deploy" or not base.is_dir():
+            continue
+        for source in base.rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text(), str(source))):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else [])  # fmt: skip
+                if any(n == "meterstream.deploy" or n.startswith("meterstream.deploy.") for n in names):
+                    offenders.append(f"{source.relative_to(ROOT)}:{node.lineno}")
+    assert len(_config()["package-dir"]) > 5 and not offenders, offenders

@@ -50,7 +50,7 @@ INVOICE_OVERDUE = "invoice.overdue"
 INVOICE_VOIDED = "invoice.voided"
 CREDIT_NOTE_CREATED = "credit_note.created"
 PAYMENT_RECORDED = "payment.recorded"
-# collections (docs/dunning.md): data is the notification's (deploy/dunning_run.py), keyed `tenant/customer`
+# collections (docs/dunning.md): data is the notification's (invoice_emitter/dunning_run.py), keyed `tenant/customer`
 DUNNING_REMINDER = "dunning.reminder"
 DUNNING_LATE_FEE = "dunning.late_fee"
 DUNNING_SUSPENDED = "dunning.suspended"

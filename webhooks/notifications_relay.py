@@ -24,8 +24,8 @@ webhooks/events.py OPT_IN_TYPES) are written only for a tenant with an enabled e
 tenant without such an endpoint gets no outbox row, no delivery and no `invoice-events` message per held
 record. An endpoint registered later gets the kind from then on, not the notifications passed over before.
 
-Skipped on purpose: `dunning.*` notifications (deploy/dunning_run.py appends their webhook events itself, in the
-transaction that logs the step: relaying them too would send each twice), and kinds that are not webhook event
+Skipped on purpose: `dunning.*` notifications (invoice_emitter/dunning_run.py appends their webhook events itself,
+in the transaction that logs the step: relaying them too would send each twice), and kinds that are not webhook event
 types (counted, logged). A message that is not a readable Notification is logged with its partition and offset,
 counted (`outcome="unreadable"`) and passed over: it is the processor's own output, not a customer's input,
 and the topic keeps it.
@@ -67,7 +67,7 @@ OUTCOMES = Counter(
     "unreadable, top_up_written, top_up_repeated, top_up_skipped)",
     ["outcome"],
 )  # fmt: skip
-# written by deploy/dunning_run.py itself (webhooks/events.py DUNNING_*), never relayed
+# written by invoice_emitter/dunning_run.py itself (webhooks/events.py DUNNING_*), never relayed
 OWN_WEBHOOKS_PREFIX = "dunning."
 
 

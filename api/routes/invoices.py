@@ -50,7 +50,6 @@ from meterstream.api.invoices_models import (
     payment_body,
 )
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
-from meterstream.deploy.dunning_run import OnSettled
 from meterstream.documents.stored import (
     StoredDocumentError,
     document_json,
@@ -62,6 +61,7 @@ from meterstream.documents.ubl import to_ubl
 from meterstream.entities import credit_notes, exports, invoice_lists, invoices, payments
 from meterstream.entities.common import NotFound
 from meterstream.entities.keys import Principal
+from meterstream.invoice_emitter.dunning_run import OnSettled
 
 router = APIRouter(route_class=EntityRoute)
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -80,8 +80,8 @@ def _sessions(request: Request):  # type: ignore[no-untyped-def]
 
 
 def on_settled(app) -> OnSettled | None:  # type: ignore[no-untyped-def]
-    """The app's reactivation at once after a payment, credit note or void (deploy/dunning_run.OnSettled), made on
-    first use: only in an app that runs its outbox relay, i.e. owns its Kafka connection (`meterstream serve`,
+    """The app's reactivation at once after a payment, credit note or void (invoice_emitter/dunning_run.OnSettled),
+    made on first use: only in an app that runs its outbox relay, i.e. owns its Kafka connection (`meterstream serve`,
     `up`). Without it (relay=False) nothing is sent at once and the next collections run reactivates."""
     hook = getattr(app.state, "on_settled", None)
     if hook is None and getattr(app.state, "relay", None) is not None:

@@ -13,8 +13,8 @@ from api_helpers import offline_app, role_key
 from fastapi.testclient import TestClient
 
 from meterstream.api.app import create_app
-from meterstream.deploy.dunning_run import KafkaSink, run_dunning
 from meterstream.ingest.topics import ensure_topics
+from meterstream.invoice_emitter.dunning_run import KafkaSink, run_dunning
 from meterstream.schemas.settings import Settings
 
 

@@ -72,8 +72,8 @@ def test_bad_policies_are_422_naming_the_field(client: TestClient, body: dict, f
 
 
 def test_the_state_after_a_collections_run(client: TestClient) -> None:
-    from meterstream.deploy.dunning_run import run_dunning
     from meterstream.entities import invoices
+    from meterstream.invoice_emitter.dunning_run import run_dunning
 
     admin = key(client)
     customer(client)

@@ -1,5 +1,5 @@
-"""The collections step of the billing run (deploy/billing_run.py + deploy/dunning_run.py): on a real broker the
-suspension reaches the `provisioning` topic (created by the run when missing) keyed by the customer, a re-run
+"""The collections step of the billing run (deploy/billing_run.py + invoice_emitter/dunning_run.py): on a real
+broker the suspension reaches the `provisioning` topic (created by the run when missing) keyed by the customer, a re-run
 sends nothing more; and the schedulers' shared child-process loop (ChildScheduler) runs, waits and stops.
 
 Invoice of 12.00 USD due 2026-11-01, policy: reminder at +1 day and suspension the day after it (11-03)."""

@@ -1,6 +1,6 @@
 """`meterstream payments record`, `invoices void` and `credit-notes create` reactivate a customer suspended by
-dunning at once (deploy/cli_invoices._reactivate -> deploy/dunning_run.OnSettled, as the API's twins do), and never
-fail the command when Kafka does.
+dunning at once (deploy/cli_invoices._reactivate -> invoice_emitter/dunning_run.OnSettled, as the API's twins do),
+and never fail the command when Kafka does.
 
 By hand: tenant policy "one reminder 3 days after the due date, then suspend the day after it"; customers c1, c2,
 c3 with one invoice each (tests/api/finance_helpers.store_invoice: 1234.56 USD + 89.51 tax = 1324.07), due
@@ -27,11 +27,11 @@ from finance_helpers import store_invoice
 from kafka_helpers import read_from_start
 
 from meterstream.billing.dunning import Policy
-from meterstream.deploy import dunning_run
 from meterstream.deploy.cli import main
-from meterstream.deploy.dunning_run import KafkaSink, run_dunning
 from meterstream.entities import dunning
 from meterstream.entities.db import make_engine, migrate, session_factory
+from meterstream.invoice_emitter import dunning_run
+from meterstream.invoice_emitter.dunning_run import KafkaSink, run_dunning
 from meterstream.schemas.provisioning import PROVISIONING, decode_command
 from meterstream.schemas.settings import Settings
 

@@ -1,4 +1,4 @@
-"""Reactivation at once when money settles a dunning suspension (deploy/dunning_run.OnSettled, the collections
+"""Reactivation at once when money settles a dunning suspension (invoice_emitter/dunning_run.OnSettled, the collections
 run's own reactivation step for one customer), on SQLite and PostgreSQL, with a sink that keeps the messages.
 
 By hand (policy: one reminder 3 days after the due date, then suspend the day after it): c1's invoice of 100.00
@@ -20,12 +20,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from meterstream.billing.dunning import Policy
-from meterstream.deploy.dunning_run import OnSettled, run_dunning
 from meterstream.entities.credit_notes import create_credit_note
 from meterstream.entities.customers import put_customer
 from meterstream.entities.dunning import customer_state, list_log, put_policy
 from meterstream.entities.invoices import finalize, mark_overdue, upsert_draft, void
 from meterstream.entities.payments import record_payment
+from meterstream.invoice_emitter.dunning_run import OnSettled, run_dunning
 from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.provisioning import NOTIFICATIONS, PROVISIONING, decode_command, decode_notification
 from meterstream.schemas.settings import Settings

@@ -1,4 +1,4 @@
-"""Collections (entities/dunning.py, deploy/dunning_run.py) on SQLite and PostgreSQL, with the close on chdb.
+"""Collections (entities/dunning.py, invoice_emitter/dunning_run.py) on SQLite and PostgreSQL, with the close on chdb.
 
 The worked example of issue 16: an invoice of 100.00 EUR due 2026-10-15 stays unpaid; the policy reminds at
 +3, +7 and +14 days, charges 2 % per 30 days from day 30, and suspends after the last reminder. By hand:
@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import inspect, select
 
 from meterstream.billing.dunning import LateFee, Policy
-from meterstream.deploy.dunning_run import run_dunning
 from meterstream.entities.common import Invalid, NotFound
 from meterstream.entities.customers import put_customer
 from meterstream.entities.dunning import (
@@ -31,6 +30,7 @@ from meterstream.entities.dunning import (
 )
 from meterstream.entities.invoices import finalize, mark_overdue, upsert_draft
 from meterstream.entities.payments import record_payment
+from meterstream.invoice_emitter.dunning_run import run_dunning
 from meterstream.schemas.entities import CustomerDoc
 from meterstream.schemas.provisioning import NOTIFICATIONS, PROVISIONING, decode_command, decode_notification
 from meterstream.webhooks.events import WebhookOutboxRow

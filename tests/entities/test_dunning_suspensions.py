@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import event
 
 from meterstream.billing.dunning import Policy
-from meterstream.deploy.dunning_run import run_dunning
 from meterstream.entities.customers import put_customer
 from meterstream.entities.dunning import customer_state, open_suspensions, put_policy, record_step
 from meterstream.entities.invoices import finalize, mark_overdue, upsert_draft
 from meterstream.entities.payments import record_payment
+from meterstream.invoice_emitter.dunning_run import run_dunning
 from meterstream.schemas.entities import CustomerDoc
 
 T = "acme"

@@ -1,7 +1,7 @@
 """The processor's alerts reach the webhooks: webhooks/notifications_relay.py reads the real `notifications` topic
 and writes each balance / credit-limit notification once as a webhook event (a repeat, or a second read of the
-whole topic, writes nothing more), skips dunning notifications (deploy/dunning_run.py writes their events itself)
-and unknown kinds, passes over an unreadable message; the dispatcher then delivers the event to an endpoint."""
+whole topic, writes nothing more), skips dunning notifications (invoice_emitter/dunning_run.py writes their events
+itself) and unknown kinds, passes over an unreadable message; the dispatcher then delivers the event to an endpoint."""
 
 from __future__ import annotations
 

@@ -40,13 +40,18 @@ Credits = Annotated[
 
 
 class TopUpRuleIn(_In):
-    """An automatic top-up (Lago's `recurring_transaction_rules`): when the wallet's ongoing balance falls to or
-    below `threshold_credits`, add `paid_credits` and/or `granted_credits` (docs/wallets.md)."""
+    """An automatic top-up (Lago's `recurring_transaction_rules`): add `paid_credits` and/or `granted_credits` when
+    the wallet's ongoing balance falls to or below `threshold_credits` (trigger `threshold`), or on each
+    anniversary of `started_at` (default: the wallet's creation) every `interval` (trigger `interval`; the billing
+    run writes them), docs/wallets.md."""
 
     id: str | None = Field(default=None, max_length=64, description="An existing rule's id: that rule, changed.")
-    trigger: str = Field(default="threshold", description="`threshold` (an `interval` trigger is not supported).")
+    trigger: str = Field(default="threshold", description="`threshold` or `interval`.")
     method: str = Field(default="fixed", description="`fixed` (`target` is not supported).")
-    threshold_credits: Credits = Field(description="The line, in credits: at or below it, the top-up is made.")
+    threshold_credits: Credits | None = Field(default=None, description="Trigger `threshold` (required there): the "
+                                              "line, in credits; at or below it, the top-up is made.")  # fmt: skip
+    interval: str | None = Field(default=None, description="Trigger `interval` (required there): weekly, monthly, "
+                                 "quarterly, semiannual or yearly.")  # fmt: skip
     paid_credits: Credits | None = None
     granted_credits: Credits | None = None
     started_at: AwareDatetime | None = None
@@ -103,9 +108,10 @@ class TransactionCreate(_In):
 
 class TopUpRuleOut(BaseModel):
     id: str
-    trigger: Literal["threshold"]
+    trigger: Literal["threshold", "interval"]
     method: Literal["fixed"]
-    threshold_credits: str
+    interval: Literal["weekly", "monthly", "quarterly", "semiannual", "yearly"] | None
+    threshold_credits: str | None
     paid_credits: str
     granted_credits: str
     started_at: datetime | None
@@ -196,8 +202,10 @@ def wallet_out(w: StoredWallet) -> dict[str, Any]:
 
 
 def rule_out(r: TopUpRule) -> dict[str, Any]:
-    return {"id": r.id, "trigger": r.trigger, "method": r.method, "threshold_credits": format(r.threshold_credits, "f"),
-            "paid_credits": format(r.paid_credits, "f"), "granted_credits": format(r.granted_credits, "f"),
+    threshold = None if r.threshold_credits is None else format(r.threshold_credits, "f")
+    return {"id": r.id, "trigger": r.trigger, "method": r.method, "interval": r.interval,
+            "threshold_credits": threshold, "paid_credits": format(r.paid_credits, "f"),
+            "granted_credits": format(r.granted_credits, "f"),
             "started_at": r.started_at, "expiration_at": r.expiration_at, "created_at": r.created_at}  # fmt: skip
 
 

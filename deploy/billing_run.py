@@ -17,7 +17,9 @@ The run closes no later period meanwhile (`waiting` names the customers). Each r
 invoices past their due date overdue (`entities.invoices.mark_overdue`, today in UTC), then applies the dunning
 steps that have come due (`invoice_emitter/dunning_run.py`, docs/dunning.md: reminders, late fees billed on the next
 close, suspension and reactivation through the provisioning topic), before any close, so a late fee due before
-a period ended is on that period's invoice. A dunning failure (Kafka down) is said in `dunning_error`, exits 1,
+a period ended is on that period's invoice, and writes the wallets' interval top-ups due by now
+(`entities.wallets.interval_top_ups`, docs/wallets.md: each anniversary once; a failure is said in
+`wallet_top_ups_error` and exits 1). A dunning failure (Kafka down) is said in `dunning_error`, exits 1,
 and does not stop the closes; the next run does the steps it could not. Each run then writes the MRR, ARR, churn
 and net revenue retention of the previous and the current UTC month of every tenant with subscriptions to
 ClickHouse's `revenue_monthly` (`cli_revenue.store_recent`, docs/analytics.md); a failure there is said in
@@ -134,6 +136,9 @@ class BillingRunResult:
     dunning_error: str | None = None
     revenue: dict[str, Any] | None = None  # revenue_monthly written (cli_revenue.store_recent), None if it failed
     revenue_error: str | None = None
+    # the wallets' interval top-ups due by now (entities.wallets.interval_top_ups counts), None if it failed
+    wallet_top_ups: dict[str, int] | None = None
+    wallet_top_ups_error: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -145,7 +150,8 @@ class BillingRunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.refused or self.failed or self.dunning_error or self.revenue_error else 0
+        errors = (self.dunning_error, self.revenue_error, self.wallet_top_ups_error)
+        return 1 if self.refused or self.failed or any(errors) else 0
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "outcome": self.outcome}
@@ -250,6 +256,7 @@ def run_billing(
     today = now().astimezone(UTC).date()
     result.overdue = len(mark_overdue(store.sf, today))
     result.dunning, result.dunning_error = _dunning(settings, store.sf, today, publish)
+    result.wallet_top_ups, result.wallet_top_ups_error = _wallet_top_ups(store.sf, now())
     result.revenue, result.revenue_error = _revenue(store.sf, client, db, now())
     due = due_periods(closed_periods(client, db), usage_periods(client, db), now())
     if not due:
@@ -308,6 +315,16 @@ def _dunning(settings: Settings, sf: Any, today: Any, publish: bool) -> tuple[di
         return dunning_for_run(settings, sf, today, publish).to_json(), None
     except Exception as exc:  # Kafka down, a policy the rules refuse: said, and the closes still run
         log.error("billing run: dunning failed: %s", exc)
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _wallet_top_ups(sf: Any, at: datetime) -> tuple[dict[str, int] | None, str | None]:
+    from meterstream.entities.wallets import interval_top_ups
+
+    try:
+        return dict(interval_top_ups(sf, at)), None
+    except Exception as exc:  # the database gone mid-run: said; the anniversaries not written come next run
+        log.error("billing run: wallet interval top-ups failed: %s", exc)
         return None, f"{type(exc).__name__}: {exc}"
 
 

@@ -23,23 +23,28 @@ carry one rule "when the ongoing balance falls to or below `threshold_credits`, 
 `granted_credits`". The rules travel with the wallet's document; the stream processor sees each crossing and
 puts one request on the `notifications` topic (kind `wallet.top_up_requested`, a deterministic id); the API
 process's notifications relay calls `recurring_top_up`, which writes the top-up with the reference
-`auto:<request id>:<kind>`: a request delivered twice writes one top-up.
+`auto:<request id>:<kind>`: a request delivered twice writes one top-up. A rule with trigger `interval` tops up on
+the calendar instead (weekly ... yearly, billing/wallet_intervals.py): the billing run calls `interval_top_ups`,
+which writes each anniversary due once (references `interval:<rule id>:<day>:<kind>`).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from meterstream.billing.allocation import from_units, to_units
 from meterstream.billing.wallet_balance import Draw, Lot, WalletBalance, WalletTerms, balances, usage_draws
+from meterstream.billing.wallet_intervals import INTERVALS, anniversaries
 from meterstream.entities import outbox
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
 from meterstream.entities.customers import find_customer_row
@@ -61,7 +66,9 @@ __all__ = [
     "create_wallet",
     "credits_of",
     "customer_balances",
+    "due_anniversaries",
     "get_wallet",
+    "interval_top_ups",
     "list_transactions",
     "list_wallets",
     "recurring_top_up",
@@ -140,11 +147,13 @@ class WalletSpec:
 
 @dataclass(frozen=True)
 class TopUpRule:
-    """An automatic top-up: when the wallet's ongoing balance falls to or below `threshold_credits` (trigger
-    `threshold`, method `fixed`), add `paid_credits` and `granted_credits` (0: none of that kind)."""
+    """An automatic top-up, method `fixed`: add `paid_credits` and `granted_credits` (0: none of that kind) when
+    the wallet's ongoing balance falls to or below `threshold_credits` (trigger `threshold`), or on each
+    anniversary of `started_at` (else of the wallet's creation) every `interval` (trigger `interval`:
+    billing/wallet_intervals.py; `threshold_credits` None)."""
 
     id: str
-    threshold_credits: Decimal
+    threshold_credits: Decimal | None
     paid_credits: Decimal
     granted_credits: Decimal
     created_at: datetime
@@ -152,6 +161,7 @@ class TopUpRule:
     expiration_at: datetime | None = None
     trigger: str = "threshold"
     method: str = "fixed"
+    interval: str | None = None  # weekly, monthly, quarterly, semiannual, yearly (trigger `interval`)
 
 
 @dataclass(frozen=True)
@@ -213,16 +223,19 @@ def _rules_of(row: WalletRow) -> tuple[TopUpRule, ...]:
     out = []
     for r in json.loads(row.recurring_rules):
         times = {k: datetime.fromisoformat(r[k]) if r.get(k) else None for k in ("started_at", "expiration_at")}
-        amounts = [Decimal(r[k]) for k in ("threshold_credits", "paid_credits", "granted_credits")]
-        out.append(TopUpRule(r["id"], *amounts, datetime.fromisoformat(r["created_at"]), **times))  # type: ignore[misc]
+        threshold = Decimal(r["threshold_credits"]) if r.get("threshold_credits") is not None else None
+        amounts = [Decimal(r[k]) for k in ("paid_credits", "granted_credits")]
+        out.append(TopUpRule(r["id"], threshold, *amounts, datetime.fromisoformat(r["created_at"]), **times,  # type: ignore[misc]
+                             trigger=r.get("trigger", "threshold"), interval=r.get("interval")))  # fmt: skip
     return tuple(out)
 
 
 def _rules_text(rules: Sequence[TopUpRule]) -> str | None:
     if not rules:
         return None
-    return json.dumps([{"id": r.id, "trigger": r.trigger, "method": r.method,
-                        "threshold_credits": str(r.threshold_credits), "paid_credits": str(r.paid_credits),
+    return json.dumps([{"id": r.id, "trigger": r.trigger, "method": r.method, "interval": r.interval,
+                        "threshold_credits": None if r.threshold_credits is None else str(r.threshold_credits),
+                        "paid_credits": str(r.paid_credits),
                         "granted_credits": str(r.granted_credits), "created_at": r.created_at.isoformat(),
                         "started_at": r.started_at.isoformat() if r.started_at else None,
                         "expiration_at": r.expiration_at.isoformat() if r.expiration_at else None}
@@ -291,8 +304,8 @@ def credits_of(units: int, wallet: StoredWallet) -> Decimal:
 MAX_RULES = 1  # as Lago: one recurring rule per wallet
 _RULES = "recurring_transaction_rules"
 _RULE_FIELDS = {"id", "trigger", "method", "threshold_credits", "paid_credits", "granted_credits",
-                "started_at", "expiration_at"}  # fmt: skip
-_IGNORED_RULE_FIELDS = {"created_at", "status", "interval", "target_ongoing_balance", "transaction_metadata",
+                "started_at", "expiration_at", "interval"}  # fmt: skip
+_IGNORED_RULE_FIELDS = {"created_at", "status", "target_ongoing_balance", "transaction_metadata",
                         "transaction_name", "invoice_requires_successful_payment", "ignore_paid_top_up_limits",
                         "grants_target_top_up", "purchase_order_number", "payment_method",
                         "invoice_custom_section", "applied_invoice_custom_sections"}  # fmt: skip
@@ -328,8 +341,9 @@ def check_rules(raw: Any, rate_amount: Decimal, currency: str, existing: Sequenc
                 now: datetime | None = None) -> tuple[TopUpRule, ...]:  # fmt: skip
     """The automatic top-up rules of a wallet from a request's list (Lago's `recurring_transaction_rules`), or
     `Invalid` naming the field (`recurring_transaction_rules[0].threshold_credits`). A rule that names the `id`
-    of an existing rule keeps its id and creation time; any other is new. Only trigger
-    `threshold` with method `fixed` is supported: `interval` and `target` are refused naming the field."""
+    of an existing rule keeps its id and creation time; any other is new. Triggers `threshold` (with
+    `threshold_credits`) and `interval` (with `interval`: weekly, monthly, quarterly, semiannual or yearly), method
+    `fixed`; `target` is refused naming the field."""
     if raw is None:
         return ()
     if not isinstance(raw, (list, tuple)):
@@ -347,18 +361,30 @@ def check_rules(raw: Any, rate_amount: Decimal, currency: str, existing: Sequenc
         if unknown:
             raise Invalid(f"{at}.{unknown[0]}", "not a field of a recurring transaction rule")
         trigger = item.get("trigger")
-        if trigger != "threshold":
-            why = "only `threshold` is supported (an `interval` trigger is not, yet)" if trigger == "interval" else \
-                f"`threshold` (got {trigger!r})"  # fmt: skip
-            raise Invalid(f"{at}.trigger", why)
+        if trigger not in ("threshold", "interval"):
+            raise Invalid(f"{at}.trigger", f"`threshold` or `interval` (got {trigger!r})")
         method = item.get("method") or "fixed"
         if method != "fixed":
             raise Invalid(f"{at}.method", f"only `fixed` is supported (got {method!r})")
-        if item.get("threshold_credits") in (None, ""):
-            raise Invalid(f"{at}.threshold_credits", "required for trigger `threshold`")
-        threshold = _decimal(f"{at}.threshold_credits", item["threshold_credits"])
-        if threshold < 0 or threshold.as_tuple().exponent < -CREDIT_DECIMALS:  # type: ignore[operator]
-            raise Invalid(f"{at}.threshold_credits", f"0 or more, at most {CREDIT_DECIMALS} decimals (got {threshold})")
+        threshold: Decimal | None = None
+        interval = item.get("interval")
+        if trigger == "interval":
+            if interval not in INTERVALS:
+                raise Invalid(
+                    f"{at}.interval", f"one of {', '.join(INTERVALS)} for trigger `interval` (got {interval!r})"
+                )
+            if item.get("threshold_credits") not in (None, ""):
+                raise Invalid(f"{at}.threshold_credits", "only for trigger `threshold`")
+        else:
+            if interval not in (None, ""):
+                raise Invalid(f"{at}.interval", "only for trigger `interval`")
+            interval = None
+            if item.get("threshold_credits") in (None, ""):
+                raise Invalid(f"{at}.threshold_credits", "required for trigger `threshold`")
+            threshold = _decimal(f"{at}.threshold_credits", item["threshold_credits"])
+            if threshold < 0 or threshold.as_tuple().exponent < -CREDIT_DECIMALS:  # type: ignore[operator]
+                raise Invalid(f"{at}.threshold_credits",
+                              f"0 or more, at most {CREDIT_DECIMALS} decimals (got {threshold})")  # fmt: skip
         paid = _optional_credits(f"{at}.paid_credits", item.get("paid_credits"), rate_amount, currency)
         granted = _optional_credits(f"{at}.granted_credits", item.get("granted_credits"), rate_amount, currency)
         if not paid and not granted:
@@ -370,7 +396,8 @@ def check_rules(raw: Any, rate_amount: Decimal, currency: str, existing: Sequenc
         given = item.get("id")
         before = known.get(given) if isinstance(given, str) else None
         out.append(TopUpRule(before.id if before else new_ulid(), threshold, paid, granted,
-                             before.created_at if before else now, started, ends))  # fmt: skip
+                             before.created_at if before else now, started, ends, trigger, "fixed",
+                             interval))  # fmt: skip
     return tuple(out)
 
 
@@ -423,9 +450,11 @@ def wallet_doc(s: Session, row: WalletRow) -> WalletDoc:
                               expires_at=aware(t.expires_at)) for t in txs]  # fmt: skip
     updated = aware(row.updated_at)
     version = (updated - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)  # type: ignore[operator]
+    # the threshold rules only: the processor watches the balance for them; interval rules run on the calendar
+    # (`interval_top_ups`, in the billing run)
     rules = [TopUpRuleDoc(id=r.id, threshold_credits=r.threshold_credits, paid_credits=r.paid_credits,
                           granted_credits=r.granted_credits, started_at=r.started_at, expiration_at=r.expiration_at)
-             for r in wallet.rules]  # fmt: skip
+             for r in wallet.rules if r.threshold_credits is not None]  # fmt: skip
     return WalletDoc(
         tenant=row.tenant, id=row.wallet_id, customer=row.customer, currency=row.currency,
         rate_amount=wallet.rate_amount, priority=row.priority, started_at=wallet.created_at,
@@ -494,9 +523,11 @@ def list_wallets(sf: sessionmaker, tenant: str, customer: str, status: str | Non
 
 
 def update_wallet(sf: sessionmaker, tenant: str, wallet_id: str, *, name: Any = ..., priority: Any = ...,
-                  expires_at: Any = ..., rules: Any = ...) -> StoredWallet:  # fmt: skip
+                  expires_at: Any = ..., rules: Any = ..., at: datetime | None = None) -> StoredWallet:  # fmt: skip
     """Change an active wallet's name, priority, expiry or automatic top-up rules (arguments left out stay;
-    `rules` replaces the list: a rule naming an existing rule's `id` keeps it, `[]` removes them all)."""
+    `rules` replaces the list: a rule naming an existing rule's `id` keeps it, `[]` removes them all). `at`: the
+    time of the change (default now), a new rule's creation time."""
+    now = at or datetime.now(UTC)
     with sf.begin() as s:
         outbox.begin_write(s)
         row = _row(s, tenant, wallet_id, lock=True)
@@ -509,9 +540,10 @@ def update_wallet(sf: sessionmaker, tenant: str, wallet_id: str, *, name: Any = 
                           current.expires_at if expires_at is ... else expires_at)  # fmt: skip
         spec = _check_spec(spec, row.currency)
         if rules is not ...:
-            row.recurring_rules = _rules_text(check_rules(rules, current.rate_amount, row.currency, current.rules))
+            row.recurring_rules = _rules_text(check_rules(rules, current.rate_amount, row.currency, current.rules,
+                                                          now=now))  # fmt: skip
         row.name, row.priority, row.expires_at = spec.name, spec.priority, spec.expires_at
-        _touch(row, datetime.now(UTC))
+        _touch(row, now)
         _publish(s, row)
         return _wallet(row)
 
@@ -662,6 +694,76 @@ def recurring_top_up(sf: sessionmaker, tenant: str, wallet_id: str, rule_id: str
         _touch(row, now)
         _publish(s, row)
         return "written"
+
+
+INTERVAL_CATCH_UP_MAX = 100  # anniversaries one rule writes in one run at most (the rest: the next runs)
+
+
+def _local_day(at: datetime, zone: ZoneInfo) -> date:
+    return at.astimezone(zone).date()
+
+
+def due_anniversaries(wallet: StoredWallet, rule: TopUpRule, zone: ZoneInfo, now: datetime) -> list[date]:
+    """The anniversaries of an interval rule due by `now` (local days of `zone`, the customer's time zone), as
+    Lago counts them: of `started_at`, else of the wallet's creation; never the wallet's own creation day; from
+    the day the rule was made (earlier ones were never owed); before `expiration_at` and before the wallet
+    expires or ends. Each is written once (`interval_top_ups`), so one the run missed is written by the next."""
+    if rule.interval is None:
+        return []
+    anchor = _local_day(rule.started_at or wallet.created_at, zone)
+    first = max(anchor, _local_day(rule.created_at, zone))
+    created = _local_day(wallet.created_at, zone)
+    ends = [t for t in (rule.expiration_at, wallet.expires_at, wallet.terminated_at) if t is not None]
+    days = []
+    for day in anniversaries(anchor, rule.interval, first, _local_day(now, zone)):
+        start = datetime(day.year, day.month, day.day, tzinfo=zone)  # the local day's first instant
+        if day != created and all(start < t for t in ends):
+            days.append(day)
+    return days
+
+
+def interval_top_ups(sf: sessionmaker, now: datetime | None = None, tenant: str | None = None) -> Counter[str]:
+    """Write the interval top-ups due by `now` (`due_anniversaries`) of every active wallet (of `tenant`, if
+    given): each anniversary's paid and granted credits as settled top-ups with the references
+    `interval:<rule id>:<day>:paid` / `:granted`, one transaction per wallet, so a run repeated (or two at once)
+    writes each once. At most INTERVAL_CATCH_UP_MAX anniversaries per rule per run. Counts: `written` and
+    `repeated` anniversaries, `wallets` touched."""
+    now = now or datetime.now(UTC)
+    counts: Counter[str] = Counter()
+    with sf() as s:
+        stmt = select(WalletRow.tenant, WalletRow.wallet_id).where(WalletRow.status == ACTIVE,
+                                                                   WalletRow.recurring_rules.is_not(None))  # fmt: skip
+        if tenant is not None:
+            stmt = stmt.where(WalletRow.tenant == tenant)
+        candidates = [(t, w) for t, w in s.execute(stmt.order_by(WalletRow.id))]
+    for wallet_tenant, wallet_id in candidates:
+        with sf.begin() as s:
+            outbox.begin_write(s)
+            row = s.scalar(select(WalletRow).where(WalletRow.tenant == wallet_tenant, WalletRow.wallet_id == wallet_id)
+                           .with_for_update())  # fmt: skip
+            if row is None or row.status != ACTIVE:
+                continue
+            wallet = _wallet(row)
+            rules = [r for r in wallet.rules if r.interval is not None]
+            if not rules:
+                continue
+            customer = find_customer_row(s, row.tenant, row.customer)
+            zone = ZoneInfo(customer.timezone if customer is not None and customer.timezone else "UTC")
+            wrote = False
+            for rule in rules:
+                for day in due_anniversaries(wallet, rule, zone, now)[:INTERVAL_CATCH_UP_MAX]:
+                    wanted = [TopUp(kind, credits, reference=f"interval:{rule.id}:{day.isoformat()}:{kind}",  # type: ignore[arg-type]
+                                    name=f"automatic top-up ({rule.interval}, {day.isoformat()})")
+                              for kind, credits in (("paid", rule.paid_credits), ("granted", rule.granted_credits))
+                              if credits > 0]  # fmt: skip
+                    new = [_top_up(s, row, wallet, t, now)[1] for t in wanted]
+                    counts["written" if any(new) else "repeated"] += 1
+                    wrote = wrote or any(new)
+            if wrote:
+                counts["wallets"] += 1
+                _touch(row, now)
+                _publish(s, row)
+    return counts
 
 
 def list_transactions(sf: sessionmaker, tenant: str, wallet_id: str) -> list[StoredTransaction]:

@@ -1,7 +1,7 @@
 """Automatic top-up rules through the APIs: /v1 wallets (`recurring_transaction_rules` on create and PATCH, returned
 with the wallet, refusals naming the field) and Lago's shape through lago-python-client, unchanged (create with a
-rule, a fixed rule without credits taking the wallet's, update keeping a rule by its `lago_id`, `interval`
-refused as LagoApiError 422 naming the field)."""
+rule, a fixed rule without credits taking the wallet's, update keeping a rule by its `lago_id`, an `interval` rule
+kept, a bad interval refused as LagoApiError 422 naming the field)."""
 
 from __future__ import annotations
 
@@ -39,10 +39,18 @@ def test_v1_rules_on_create_patch_and_read(app) -> None:  # noqa: F811  # type: 
     assert renamed["recurring_transaction_rules"] == [after]  # left out of the PATCH: kept
     cleared = client.patch(f"/v1/wallets/{wallet_id}", headers=admin, json={"recurring_transaction_rules": []})
     assert cleared.json()["recurring_transaction_rules"] == []
+    weekly = {"trigger": "interval", "interval": "weekly", "granted_credits": "3"}
+    every = client.patch(f"/v1/wallets/{wallet_id}", headers=admin, json={"recurring_transaction_rules": [weekly]})
+    (got,) = every.json()["recurring_transaction_rules"]
+    assert {k: got[k] for k in ("trigger", "interval", "threshold_credits", "paid_credits", "granted_credits")} == {
+        "trigger": "interval", "interval": "weekly", "threshold_credits": None, "paid_credits": "0",
+        "granted_credits": "3"}  # fmt: skip
 
 
 @pytest.mark.parametrize(("rule", "field"), [
-    ({**RULE, "trigger": "interval"}, "recurring_transaction_rules[0].trigger"),
+    ({**RULE, "trigger": "interval"}, "recurring_transaction_rules[0].interval"),
+    ({**RULE, "trigger": "interval", "interval": "monthly"}, "recurring_transaction_rules[0].threshold_credits"),
+    ({**RULE, "trigger": "later"}, "recurring_transaction_rules[0].trigger"),
     ({**RULE, "threshold_credits": "-2"}, "recurring_transaction_rules[0].threshold_credits"),
     ({**RULE, "threshold_credits": 2.5}, "recurring_transaction_rules[0].threshold_credits"),
     ({"trigger": "threshold", "threshold_credits": "1"}, "recurring_transaction_rules[0].paid_credits"),
@@ -89,8 +97,14 @@ def test_lago_sdk_rules(lago) -> None:  # type: ignore[no-untyped-def]
         rule.lago_id, "6", "4", rule.created_at)  # fmt: skip
     assert lago.wallets.find(made.lago_id).recurring_transaction_rules.__root__[0].lago_id == rule.lago_id
 
+    # an interval rule: kept and answered as Lago answers it (the billing run writes its top-ups: docs/wallets.md)
+    monthly = lago.wallets.create(Wallet(external_customer_id="c1", currency="EUR", recurring_transaction_rules=rules(
+        RecurringTransactionRule(trigger="interval", interval="monthly", paid_credits="5"))))  # fmt: skip
+    (every,) = monthly.recurring_transaction_rules.__root__
+    assert (every.trigger, every.interval, every.threshold_credits, every.paid_credits) == (
+        "interval", "monthly", None, "5")  # fmt: skip
     with pytest.raises(LagoApiError) as refused:
         lago.wallets.create(Wallet(external_customer_id="c1", currency="EUR", recurring_transaction_rules=rules(
-            RecurringTransactionRule(trigger="interval", interval="monthly", paid_credits="5"))))  # fmt: skip
+            RecurringTransactionRule(trigger="interval", interval="daily", paid_credits="5"))))  # fmt: skip
     assert (refused.value.status_code, list(refused.value.response["error_details"])) == (
-        422, ["recurring_transaction_rules[0].trigger"])  # fmt: skip
+        422, ["recurring_transaction_rules[0].interval"])  # fmt: skip

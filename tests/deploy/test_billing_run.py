@@ -369,3 +369,36 @@ def test_each_run_writes_revenue_monthly_for_the_previous_and_the_current_month(
     # January's run: December and January; the year turns
     assert run_billing(settings, tmp_path / "inv", publish=False, now=lambda: utc(2027, 1, 3),
                        client=chdb_client).revenue["months"] == ["2026-12", "2027-01"]  # fmt: skip
+
+
+def test_each_run_writes_the_wallets_interval_top_ups_due(chdb_client, tmp_path: Path) -> None:
+    """A wallet made 15 October 2026 with a monthly rule (50 paid): the run of 3 December writes 15 November's, a
+    run the same day nothing more, the run of 16 December 15 December's (entities/wallets.py interval_top_ups)."""
+    from meterstream.aggregation.ddl import create_schema
+    from meterstream.entities.customers import put_customer
+    from meterstream.entities.db import make_engine, migrate, session_factory
+    from meterstream.entities.wallets import WalletSpec, create_wallet, list_transactions
+    from meterstream.schemas.entities import CustomerDoc
+
+    db = f"b_{uuid.uuid4().hex[:10]}"
+    create_schema(chdb_client, db)
+    settings = Settings(home=tmp_path / "home", catalog=CATALOG, clickhouse_database=db,
+                        database_url=f"sqlite:///{tmp_path / 'entities.db'}")  # fmt: skip
+    engine = make_engine(settings)
+    migrate(settings, engine)
+    sf = session_factory(engine)
+    put_customer(sf, CustomerDoc(tenant="t", external_id="c1", name="c1", version=0, currency="EUR"))
+    rule = {"trigger": "interval", "interval": "monthly", "paid_credits": "50"}
+    wallet, _ = create_wallet(sf, WalletSpec("t", "c1", rules=[rule]), at=utc(2026, 10, 15, 9))
+
+    def run(day: int) -> dict | None:
+        result = run_billing(settings, tmp_path / "inv", publish=False, now=lambda: utc(2026, 12, day, 12),
+                             client=chdb_client)  # fmt: skip
+        assert result.wallet_top_ups_error is None and result.exit_code == 0
+        return result.wallet_top_ups
+
+    assert run(3) == {"written": 1, "wallets": 1}
+    assert run(3) == {"repeated": 1}
+    assert run(16) == {"repeated": 1, "written": 1, "wallets": 1}
+    assert [t.reference.split(":")[2] for t in list_transactions(sf, "t", wallet.id)] == ["2026-11-15", "2026-12-15"]
+    engine.dispose()

@@ -43,7 +43,12 @@ def test_a_rule_is_kept_and_published_with_the_wallet(sf) -> None:  # type: igno
 
 
 @pytest.mark.parametrize(("rule", "field", "words"), [
-    ({**RULE, "trigger": "interval", "interval": "monthly"}, "recurring_transaction_rules[0].trigger", "interval"),
+    ({**RULE, "trigger": "interval", "interval": "monthly"}, "recurring_transaction_rules[0].threshold_credits",
+     "only for trigger `threshold`"),
+    ({**RULE, "trigger": "interval", "interval": "daily", "threshold_credits": None},
+     "recurring_transaction_rules[0].interval", "one of weekly, monthly, quarterly, semiannual, yearly"),
+    ({**RULE, "interval": "monthly"}, "recurring_transaction_rules[0].interval", "only for trigger `interval`"),
+    ({**RULE, "trigger": "sometimes"}, "recurring_transaction_rules[0].trigger", "`threshold` or `interval`"),
     ({**RULE, "method": "target"}, "recurring_transaction_rules[0].method", "fixed"),
     ({k: v for k, v in RULE.items() if k != "threshold_credits"}, "recurring_transaction_rules[0].threshold_credits",
      "required"),

@@ -17,9 +17,10 @@ minutes:
 Differences from Lago: a wallet never goes below zero (usage no wallet covers is invoiced as usual), and
 `paid_credits` are settled at once unless `invoice_requires_successful_payment` is true (then pending until
 settled through POST /v1/wallets/{id}/transactions/{tid}/settle). `recurring_transaction_rules`: one rule with
-trigger `threshold` and method `fixed` (a rule without credits takes the wallet's `paid_credits` /
-`granted_credits`, as Lago does), applied by the stream processor (docs/wallets.md); `interval` and `target`
-are refused (422 naming the field). An update's rules replace the wallet's (a rule with its `lago_id` is kept).
+method `fixed` (a rule without credits takes the wallet's `paid_credits` / `granted_credits`, as Lago does),
+trigger `threshold` (applied by the stream processor) or `interval` (weekly ... yearly, written by the billing
+run), docs/wallets.md; `target` is refused (422 naming the field). An update's rules replace the wallet's (a rule
+with its `lago_id` is kept).
 """
 
 from __future__ import annotations
@@ -123,8 +124,9 @@ def _rules(raw: Mapping[str, Any], wallet: Mapping[str, Any] | None = None) -> l
 def rule_object(r: store.TopUpRule) -> dict[str, Any]:
     """Lago's recurring transaction rule object."""
     return {
-        "lago_id": lago_id(r.id), "trigger": r.trigger, "method": r.method, "interval": None,
-        "threshold_credits": _num(r.threshold_credits), "paid_credits": _num(r.paid_credits),
+        "lago_id": lago_id(r.id), "trigger": r.trigger, "method": r.method, "interval": r.interval,
+        "threshold_credits": None if r.threshold_credits is None else _num(r.threshold_credits),
+        "paid_credits": _num(r.paid_credits),
         "granted_credits": _num(r.granted_credits), "target_ongoing_balance": None, "status": "active",
         "started_at": format_time(r.started_at) if r.started_at else None,
         "expiration_at": format_time(r.expiration_at) if r.expiration_at else None,

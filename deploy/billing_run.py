@@ -438,6 +438,9 @@ class BillingScheduler(ChildScheduler):
                              "End of the last billing run that exited 0", registry=self.registry)  # fmt: skip
         self.last_code = Gauge("meterstream_billing_last_exit_code", "Exit code of the last billing run",
                                registry=self.registry)  # fmt: skip
+        self.top_ups = Counter("meterstream_billing_wallet_interval_top_ups",
+                               "Wallet interval top-ups (anniversaries) written by billing runs",
+                               registry=self.registry)  # fmt: skip
 
     @property
     def metrics_file(self) -> Path:
@@ -466,6 +469,7 @@ class BillingScheduler(ChildScheduler):
         self.runs.labels(outcome).inc()
         if answer:
             self.periods.inc(len(answer["closed"]))
+            self.top_ups.inc((answer.get("wallet_top_ups") or {}).get("written", 0))
         self.last_run.set_to_current_time()
         self.last_code.set(code)
         if code == 0:
@@ -537,6 +541,10 @@ def describe(answer: dict[str, Any]) -> str:
         parts.append(f"dunning failed: {answer['dunning_error']}")
     if answer.get("revenue_error"):
         parts.append(f"revenue_monthly not written: {answer['revenue_error']}")
+    if (answer.get("wallet_top_ups") or {}).get("written"):
+        parts.append(f"{answer['wallet_top_ups']['written']} wallet interval top-ups")
+    if answer.get("wallet_top_ups_error"):
+        parts.append(f"wallet interval top-ups failed: {answer['wallet_top_ups_error']}")
     if answer.get("waiting"):
         parts.append(f"waiting: {answer['waiting']}")
     if answer.get("refused"):

@@ -233,6 +233,7 @@ def test_the_scheduler_runs_billing_run_as_a_child_and_writes_its_metrics(tmp_pa
     assert 'meterstream_billing_runs_total{outcome="nothing_to_do"} 1.0' in metrics
     assert "meterstream_billing_last_exit_code 0.0" in metrics
     assert "meterstream_billing_periods_closed_total 0.0" in metrics
+    assert "meterstream_billing_wallet_interval_top_ups_total 0.0" in metrics
     assert "--- billing run " in (tmp_path / "logs" / "billing.log").read_text()
 
 

@@ -51,6 +51,7 @@ from meterstream.entities.customers import find_customer_row
 from meterstream.entities.db import Base
 from meterstream.rating.money import EXACT, ROUNDING, minor_units, round_money
 from meterstream.schemas.entities import TopUpRuleDoc, WalletDoc, WalletEntryDoc
+from meterstream.webhooks import events
 
 __all__ = [
     "ACTIVE",
@@ -67,6 +68,7 @@ __all__ = [
     "credits_of",
     "customer_balances",
     "due_anniversaries",
+    "get_transaction",
     "get_wallet",
     "interval_top_ups",
     "list_transactions",
@@ -75,6 +77,7 @@ __all__ = [
     "settle_transaction",
     "terminate_wallet",
     "top_up",
+    "transaction_source",
     "update_wallet",
     "void_credits",
 ]
@@ -240,6 +243,14 @@ def _rules_text(rules: Sequence[TopUpRule]) -> str | None:
                         "started_at": r.started_at.isoformat() if r.started_at else None,
                         "expiration_at": r.expiration_at.isoformat() if r.expiration_at else None}
                        for r in rules])  # fmt: skip
+
+
+def transaction_source(reference: str | None) -> str:
+    """What wrote a transaction, from its reference: `threshold` (an automatic top-up the processor asked for,
+    `auto:...`), `interval` (the billing run's, `interval:...`), else `manual` (Lago's wallet transaction `source`)."""
+    if reference is not None and reference.startswith(("auto:", "interval:")):
+        return "threshold" if reference.startswith("auto:") else "interval"
+    return "manual"
 
 
 def _tx(row: WalletTransactionRow, wallet_id: str) -> StoredTransaction:
@@ -598,6 +609,7 @@ def _top_up(s: Session, row: WalletRow, wallet: StoredWallet, t: TopUp,
     )  # fmt: skip
     s.add(tx)
     s.flush()
+    events.wallet_transaction_event(s, tx, row, transaction_source(t.reference))
     return _tx(tx, wallet.id), True
 
 
@@ -641,6 +653,8 @@ def void_credits(
             created_at=now, settled_at=now,
         )  # fmt: skip
         s.add(tx)
+        s.flush()
+        events.wallet_transaction_event(s, tx, row, transaction_source(reference))
         _touch(row, now)
         _publish(s, row)
         return _tx(tx, wallet.id), True
@@ -764,6 +778,19 @@ def interval_top_ups(sf: sessionmaker, now: datetime | None = None, tenant: str 
                 _touch(row, now)
                 _publish(s, row)
     return counts
+
+
+def get_transaction(sf: sessionmaker, tenant: str, transaction_id: str) -> tuple[StoredTransaction, StoredWallet]:
+    """One of the tenant's wallet transactions with its wallet; NotFound when there is none."""
+    with sf() as s:
+        found = s.execute(select(WalletTransactionRow, WalletRow)
+                          .join(WalletRow, WalletRow.id == WalletTransactionRow.wallet_ref)
+                          .where(WalletTransactionRow.tenant == tenant,
+                                 WalletTransactionRow.transaction_id == transaction_id)).first()  # fmt: skip
+        if found is None:
+            raise NotFound(f"wallet transaction {transaction_id!r} not found")
+        tx, row = found
+        return _tx(tx, row.wallet_id), _wallet(row)
 
 
 def list_transactions(sf: sessionmaker, tenant: str, wallet_id: str) -> list[StoredTransaction]:

@@ -6,6 +6,8 @@ Event types (docs/webhooks.md):
   `invoice.overdue`, `invoice.voided` — data: the invoice summary (`invoice_data`), not the document itself;
 - `credit_note.created` — data: the credit note (`credit_note_data`);
 - `payment.recorded` — data: the payment and its allocations (`payment_data`);
+- `wallet_transaction.created` — data: a wallet's new transaction (`wallet_transaction_event`): a top-up (paid or
+  granted, by hand or automatic: `source` manual, threshold or interval) or credits voided;
 - `dunning.reminder`, `dunning.late_fee`, `dunning.suspended`, `dunning.reactivated` — data: the dunning step
   (docs/dunning.md), the same as on the notifications topic.
 - `balance.threshold_crossed`, `balance.exhausted`, `credit_limit.exceeded`, `credit_limit.threshold_crossed`,
@@ -50,6 +52,7 @@ INVOICE_OVERDUE = "invoice.overdue"
 INVOICE_VOIDED = "invoice.voided"
 CREDIT_NOTE_CREATED = "credit_note.created"
 PAYMENT_RECORDED = "payment.recorded"
+WALLET_TRANSACTION_CREATED = "wallet_transaction.created"
 # collections (docs/dunning.md): data is the notification's (invoice_emitter/dunning_run.py), keyed `tenant/customer`
 DUNNING_REMINDER = "dunning.reminder"
 DUNNING_LATE_FEE = "dunning.late_fee"
@@ -80,7 +83,8 @@ PROCESSOR_NOTIFICATIONS = (BALANCE_THRESHOLD_CROSSED, BALANCE_EXHAUSTED, CREDIT_
 # notifications topic only for a tenant with an enabled endpoint that names the kind (webhooks/notifications_relay)
 OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED, EVENTS_ERRORS})
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
-               INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED, DUNNING_REMINDER, DUNNING_LATE_FEE,
+               INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED, WALLET_TRANSACTION_CREATED,
+               DUNNING_REMINDER, DUNNING_LATE_FEE,
                DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS, EVENTS_ERRORS)  # fmt: skip
 
 
@@ -91,6 +95,7 @@ LAGO_TYPES = {INVOICE_CREATED: ("invoice.drafted", "invoice"), INVOICE_FINALIZED
               INVOICE_PAID: ("invoice.payment_status_updated", "invoice"),
               INVOICE_OVERDUE: ("invoice.payment_overdue", "invoice"), INVOICE_VOIDED: ("invoice.voided", "invoice"),
               CREDIT_NOTE_CREATED: ("credit_note.created", "credit_note"),
+              WALLET_TRANSACTION_CREATED: ("wallet_transaction.created", "wallet_transaction"),
               EVENTS_ERRORS: ("events.errors", "events_errors")}  # fmt: skip
 
 
@@ -257,6 +262,28 @@ def payment_event(s: Session, row: Any) -> str:
     return append(s, row.tenant, PAYMENT_RECORDED, row.reference, f"{row.tenant}/{row.customer}", data)
 
 
+def wallet_transaction_event(s: Session, tx: Any, wallet: Any, source: str) -> str:
+    """`wallet_transaction.created` for a new wallet transaction row (entities/wallets.py WalletTransactionRow of
+    the wallet row `wallet`), keyed `tenant/customer`. `source`: manual, threshold or interval (what wrote it)."""
+    data: dict[str, Any] = {
+        "object": "wallet_transaction",
+        "tenant": tx.tenant,
+        "transaction_id": tx.transaction_id,
+        "wallet_id": wallet.wallet_id,
+        "customer": wallet.customer,
+        "direction": tx.direction,
+        "kind": tx.kind,
+        "source": source,
+        "status": tx.status,
+        "credits": tx.credits,
+        "currency": wallet.currency,
+    }
+    _money(data, wallet.currency, amount=tx.units)
+    data.update(reference=tx.reference, name=tx.name, expires_at=_when(tx.expires_at),
+                created_at=_when(tx.created_at), settled_at=_when(tx.settled_at))  # fmt: skip
+    return append(s, tx.tenant, WALLET_TRANSACTION_CREATED, tx.transaction_id, f"{tx.tenant}/{wallet.customer}", data)
+
+
 __all__ = [
     "BALANCE_EXHAUSTED",
     "BALANCE_THRESHOLD_CROSSED",
@@ -278,6 +305,7 @@ __all__ = [
     "OPT_IN_TYPES",
     "PAYMENT_RECORDED",
     "STATUS_EVENTS",
+    "WALLET_TRANSACTION_CREATED",
     "WebhookOutboxRow",
     "append",
     "credit_note_event",
@@ -286,4 +314,5 @@ __all__ = [
     "payment_event",
     "status_changed",
     "subscribed",
+    "wallet_transaction_event",
 ]

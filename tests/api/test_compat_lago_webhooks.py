@@ -12,6 +12,7 @@ import base64
 import hmac
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -269,3 +270,38 @@ def test_a_dispatcher_without_the_lago_renderer_fails_and_keeps_it(lago, receive
     clock.now += timedelta(hours=2)
     drain(later)
     assert [orjson.loads(b)["webhook_type"] for _, b in receiver.requests] == ["invoice.created"]
+
+
+def test_wallet_transactions_are_lagos_wallet_transaction_created(lago, receivers) -> None:  # type: ignore[no-untyped-def]
+    """A wallet made through the SDK with 40 paid credits at 0.5 (20.00 EUR) and a monthly interval rule of 6
+    granted credits: the top-up at creation and, on its first anniversary, the billing run's (3.00 EUR), each a
+    `wallet_transaction.created` message holding what `wallet_transactions.find_all` answers for it, with Lago's
+    `source` (manual, interval)."""
+    from lago_python_client.models import Customer
+    from lago_python_client.models.wallet import RecurringTransactionRule, RecurringTransactionRuleList, Wallet
+
+    from meterstream.entities.wallets import interval_top_ups
+
+    sdk, app, _base, _key = lago
+    every, _ = receivers
+    sdk.webhook_endpoints.create(WebhookEndpoint(webhook_url=every.url, signature_algo="hmac",
+                                                 event_types=["wallet_transaction.created"]))  # fmt: skip
+    sdk.customers.create(Customer(external_id="c9", name="C9", currency="EUR"))
+    rule = RecurringTransactionRule(trigger="interval", interval="monthly", granted_credits="6")
+    rules = RecurringTransactionRuleList(__root__=[rule])
+    made = sdk.wallets.create(Wallet(external_customer_id="c9", currency="EUR", rate_amount="0.5", paid_credits="40",
+                                     recurring_transaction_rules=rules))  # fmt: skip
+    created = datetime.fromisoformat(made.created_at.replace("Z", "+00:00"))
+    assert interval_top_ups(app.state.sessions, created + timedelta(days=31)) == {"written": 1, "wallets": 1}
+    drain(dispatcher(app))
+
+    got = [orjson.loads(b) for _, b in every.requests]
+    assert [(m["webhook_type"], m["object_type"]) for m in got] == [("wallet_transaction.created",
+                                                                     "wallet_transaction")] * 2  # fmt: skip
+    listed = {t.lago_id: t for t in sdk.wallet_transactions.find_all(made.lago_id)["wallet_transactions"]}
+    seen = [m["wallet_transaction"] for m in got]
+    figures = [(t["source"], t["transaction_status"], Decimal(t["amount"]), Decimal(t["credit_amount"])) for t in seen]
+    assert figures == [("manual", "purchased", Decimal("20.00"), Decimal(40)),
+                       ("interval", "granted", Decimal("3.00"), Decimal(6))]  # fmt: skip
+    for t in seen:
+        assert t["lago_wallet_id"] == made.lago_id and listed[t["lago_id"]].amount == t["amount"]

@@ -113,3 +113,52 @@ def test_finalizing_twice_is_one_event(sf) -> None:
     issued(sf, "inv-1")
     invoices.finalize(sf, TENANT, "inv-1", "ACME", "INV", AT)
     assert [b["type"] for b in bodies(sf)] == ["invoice.created", "invoice.finalized"]
+
+
+def test_every_wallet_transaction_is_an_event_with_what_wrote_it(sf) -> None:  # type: ignore[no-untyped-def]
+    """A wallet at rate 0.5 EUR per credit: 40 paid credits at creation (20.00 EUR), 8 granted by hand (4.00), an
+    automatic threshold top-up of 10 paid (5.00), an interval top-up of 6 granted (3.00) on 15 November, 2 voided
+    (1.00): five events, in order, each with the credits, the money (decimal and cents) and its source; a
+    repeated write (the same reference, the same anniversary) is no new event."""
+    from decimal import Decimal
+
+    from meterstream.entities.customers import put_customer
+    from meterstream.entities.wallets import (
+        TopUp,
+        WalletSpec,
+        create_wallet,
+        interval_top_ups,
+        recurring_top_up,
+        top_up,
+        update_wallet,
+        void_credits,
+    )
+    from meterstream.schemas.entities import CustomerDoc
+
+    put_customer(sf, CustomerDoc(tenant=TENANT, external_id="w1", name="w1", version=0, currency="EUR"))
+    rule = {"trigger": "threshold", "threshold_credits": "5", "paid_credits": "10"}
+    wallet, _ = create_wallet(sf, WalletSpec(TENANT, "w1", rate_amount=Decimal("0.5"), rules=[rule]),
+                              [TopUp("paid", "40")], at=datetime(2026, 10, 15, 9, tzinfo=UTC))  # fmt: skip
+    top_up(sf, TENANT, wallet.id, TopUp("granted", "8", reference="gift-1"))
+    top_up(sf, TENANT, wallet.id, TopUp("granted", "8", reference="gift-1"))  # the same write again: no event
+    assert recurring_top_up(sf, TENANT, wallet.id, wallet.rules[0].id, "req-1", "10", None) == "written"
+    interval = {"trigger": "interval", "interval": "monthly", "granted_credits": "6"}
+    update_wallet(sf, TENANT, wallet.id, rules=[interval], at=datetime(2026, 10, 15, 10, tzinfo=UTC))
+    assert interval_top_ups(sf, datetime(2026, 11, 20, tzinfo=UTC)) == {"written": 1, "wallets": 1}
+    assert interval_top_ups(sf, datetime(2026, 11, 21, tzinfo=UTC)) == {"repeated": 1}
+    void_credits(sf, TENANT, wallet.id, "2")
+
+    got = [b for b in bodies(sf) if b["type"] == "wallet_transaction.created"]
+    assert [(d["kind"], d["direction"], d["source"], d["credits"], d["amount"], d["amount_minor"], d["status"])
+            for d in (b["data"] for b in got)] == [
+        ("paid", "inbound", "manual", "40", "20.00", 2000, "settled"),
+        ("granted", "inbound", "manual", "8", "4.00", 400, "settled"),
+        ("paid", "inbound", "threshold", "10", "5.00", 500, "settled"),
+        ("granted", "inbound", "interval", "6", "3.00", 300, "settled"),
+        ("void", "outbound", "manual", "2", "1.00", 100, "settled"),
+    ]  # fmt: skip
+    first = got[0]["data"]
+    assert (first["object"], first["wallet_id"], first["customer"], first["currency"]) == (
+        "wallet_transaction", wallet.id, "w1", "EUR")  # fmt: skip
+    assert got[3]["data"]["reference"].endswith(":2026-11-15:granted")
+    assert {e.key for e in events(sf, TENANT) if e.type == "wallet_transaction.created"} == {f"{TENANT}/w1"}

@@ -181,7 +181,8 @@ _STATUS = {"paid": "purchased", "granted": "granted", "void": "voided"}
 def transaction_object(t: store.StoredTransaction, w: store.StoredWallet) -> dict[str, Any]:
     return {
         "lago_id": lago_id(t.id), "lago_wallet_id": lago_id(w.id), "lago_invoice_id": None,
-        "lago_credit_note_id": None, "lago_voided_invoice_id": None, "status": t.status, "source": "manual",
+        "lago_credit_note_id": None, "lago_voided_invoice_id": None, "status": t.status,
+        "source": store.transaction_source(t.reference),
         "transaction_status": _STATUS[t.kind], "transaction_type": t.direction,
         "amount": _num(from_units(t.units, w.currency)), "credit_amount": _num(t.credits),
         "remaining_amount_cents": None, "remaining_credit_amount": None, "priority": w.priority,

@@ -29,7 +29,8 @@ from meterstream.api.compat.lago.invoices import credit_note_object, stored_invo
 from meterstream.api.compat.lago.plans import lago_uuid
 from meterstream.api.compat.lago.responses import error_body, page_of, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body
-from meterstream.entities import credit_notes, invoices
+from meterstream.api.compat.lago.wallets import transaction_object
+from meterstream.entities import credit_notes, invoices, wallets
 from meterstream.entities.common import Invalid, NotFound
 from meterstream.schemas.event import format_time
 from meterstream.webhooks import endpoints as store
@@ -63,6 +64,8 @@ def render(sf: sessionmaker, tenant: str, event_type: str, event_body: bytes) ->
         obj = stored_invoice_object(sf, invoices.get(sf, tenant, data["invoice_id"]), {})
     elif object_type == "credit_note":
         obj = credit_note_object(credit_notes.get_credit_note(sf, tenant, data["credit_note_id"]))
+    elif object_type == "wallet_transaction":
+        obj = transaction_object(*wallets.get_transaction(sf, tenant, data["transaction_id"]))
     else:  # events_errors: the lists themselves (webhooks/lago_digest.py)
         obj = {k: data[k] for k in ("invalid_code", "missing_aggregation_property", "invalid_filter_values",
                                     "missing_group_key")}  # fmt: skip

@@ -22,7 +22,12 @@ def run_sink(settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    serve_ops(settings.sink_metrics_port, host=settings.ops_host, health=sink.state.health)
+    serve_ops(
+        settings.sink_metrics_port,
+        host=settings.ops_host,
+        health=sink.state.health,
+        setting="METERSTREAM_SINK_METRICS_PORT",
+    )
     front = serve_front(settings)  # embedded store: readers reach it through this process (ClickHouse HTTP)
     # stalled with lag while Kafka answers and inserts do not fail: exit with status 75 to be started again
     Watchdog(

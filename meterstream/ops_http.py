@@ -12,8 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 HealthCheck = Callable[[], tuple[bool, dict]]
 
 
-def serve_ops(port: int, health: HealthCheck, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    """Start the ops endpoint in a daemon thread; port 0 picks a free one (see `server.server_port`)."""
+def serve_ops(
+    port: int, health: HealthCheck, host: str = "127.0.0.1", setting: str | None = None
+) -> ThreadingHTTPServer:
+    """Start the ops endpoint in a daemon thread; port 0 picks a free one (see `server.server_port`). A port that
+    cannot be had raises OSError naming the address and `setting` (the environment variable that moves it)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -34,6 +37,10 @@ def serve_ops(port: int, health: HealthCheck, host: str = "127.0.0.1") -> Thread
         def log_message(self, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        hint = f" (another process has it: set {setting} to another port)" if setting else ""
+        raise OSError(exc.errno, f"metrics and health endpoint {host}:{port}: {exc.strerror}{hint}") from None
     threading.Thread(target=server.serve_forever, name=f"ops-http-{port}", daemon=True).start()
     return server

@@ -289,6 +289,11 @@ def run_worker(settings: Settings) -> None:
     app = build_app(settings, catalog)
     status = app.meterstream_status  # type: ignore[attr-defined]
 
-    serve_ops(settings.processor_metrics_port, host=settings.ops_host, health=status.health)
+    serve_ops(
+        settings.processor_metrics_port,
+        host=settings.ops_host,
+        health=status.health,
+        setting="METERSTREAM_PROCESSOR_METRICS_PORT",
+    )
     worker = faust.Worker(app, loglevel="WARN", quiet=True)
     worker.execute_from_commandline()

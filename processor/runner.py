@@ -429,7 +429,12 @@ def run_native(settings: Settings, worker: int = 0, workers: int = 1) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    serve_ops(settings.processor_metrics_port + worker, host=settings.ops_host, health=processor.status.health)
+    serve_ops(
+        settings.processor_metrics_port + worker,
+        host=settings.ops_host,
+        health=processor.status.health,
+        setting="METERSTREAM_PROCESSOR_METRICS_PORT",
+    )
     # stalled with work waiting while the broker answers: exit with status 75, the supervisor starts it again
     Watchdog(processor.status.watch, settings.watchdog_seconds, reachable=lambda: kafka_answers(settings.bootstrap)
              ).run_in_thread(exit_stalled(log))  # fmt: skip

@@ -178,3 +178,22 @@ def test_a_processor_blocked_in_its_first_batch_answers_503(kafka_settings, tmp_
         thread.join(30)
         server.shutdown()
     assert not thread.is_alive()
+
+
+def test_a_metrics_port_in_use_is_named_with_the_setting_that_moves_it() -> None:
+    """Before: `meterstream sink: error: OSError: [Errno 98] Address already in use`, naming no port."""
+    import socket
+
+    from meterstream.ops_http import serve_ops
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    try:
+        with pytest.raises(OSError) as err:
+            serve_ops(port, lambda: (True, {}), setting="METERSTREAM_SINK_METRICS_PORT")
+    finally:
+        held.close()
+    assert str(err.value).endswith(f"metrics and health endpoint 127.0.0.1:{port}: Address already in use (another "
+                                   "process has it: set METERSTREAM_SINK_METRICS_PORT to another port)")  # fmt: skip

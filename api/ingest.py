@@ -160,6 +160,8 @@ def wire_json(fast: Fast) -> bytes:
         data["dimensions"] = fast.dimensions
     if fast.source is not None:
         data["source"] = fast.source
+    if fast.origin is not None:
+        data["origin"] = {"key": fast.origin[0], "kind": fast.origin[1]}
     return _dumps(data)
 
 

@@ -20,7 +20,10 @@ SUM, AVG, MIN, MAX, LATEST: the value at `value_property` (a number or a decimal
 COUNT: 1; UNIQUE_COUNT: 1, with the value kept as the dimension `$unique` (string form).
 
 Event ids are derived from (source, id, meter), so a repeated (source, id) maps to the same usage
-event ids, which the processor (and the API's recent-ids index) drop as duplicates.
+event ids, which the processor (and the API's recent-ids index) drop as duplicates. Each usage event also
+carries its `origin` (`origin_of`: the key (source, id) and the kind, its type), so that the same (source, id)
+sent again with another type, which feeds other meters and so other usage ids, is a duplicate too: the
+processor keeps the first type seen for the key (processor/dedup.py, Origins).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import orjson
 from jsonpath_ng import parse as _jsonpath_parse
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 
-from meterstream.schemas.event import InvalidEvent, format_time, parse_quantity, parse_time
+from meterstream.schemas.event import ORIGIN_MAX, InvalidEvent, format_time, parse_quantity, parse_time
 
 AGGREGATIONS = ("SUM", "COUNT", "UNIQUE_COUNT", "AVG", "MIN", "MAX", "LATEST")
 UNIQUE_DIMENSION = "$unique"  # group-by names may not start with "$": this one never collides
@@ -148,6 +151,19 @@ def derived_id(source: str, event_id: str, meter: str) -> str:
         return text
     digest = hashlib.sha256(orjson.dumps([source, event_id])).hexdigest()
     return f"om:{meter}:h:{digest}"
+
+
+def _bounded(text: str, kind: str) -> str:
+    """`text` when it fits ORIGIN_MAX characters, else `h:<sha256>` of it (`h:` names no length or type)."""
+    if len(text) <= ORIGIN_MAX and not text.startswith("h:"):
+        return text
+    return f"h:{hashlib.sha256(orjson.dumps([kind, text])).hexdigest()}"
+
+
+def origin_of(source: str, event_id: str, event_type: str) -> dict[str, str]:
+    """The `origin` of the usage events of one external event: key `<len(source)>:<source>:<id>` (unambiguous,
+    as in `derived_id`), kind its type; either hashed when over ORIGIN_MAX characters."""
+    return {"key": _bounded(f"{len(source)}:{source}:{event_id}", "key"), "kind": _bounded(event_type, "kind")}
 
 
 def parse_derived_id(usage_id: str) -> tuple[str, str, str] | None:
@@ -277,6 +293,7 @@ def meter_event(
     }
     if dimensions:
         out["dimensions"] = dimensions
+    out["origin"] = origin_of(source, event_id, meter.event_type)  # the meter's type is the event's (`matching`)
     return out
 
 

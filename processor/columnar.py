@@ -247,6 +247,16 @@ class ColumnarStep:
                         dup_n += 1
                         continue
                 tenant, customer, meter = f.tenant, f.customer, f.meter
+                origin = f.origin
+                okey = None  # its origin's entry to write (processor/dedup.py, Origins), as step.evaluate decides
+                if origin is not None:
+                    okey = f"{DEDUP_PREFIX}{tenant}\x1e{origin[0]}"
+                    oseen = get(okey)
+                    if oseen is not None and now_ms - oseen["t"] <= window_ms:
+                        if oseen["k"] != origin[1]:
+                            dup_n += 1  # the client event was first sent as another kind: a duplicate
+                            continue
+                        okey = None  # known with this kind: nothing to write
                 period = f.time_text[:7]
                 group = groups.get((tenant, customer, meter, period))
                 if group is None or group[6] is None:  # not yet, or a live subscription's (route per event)
@@ -363,8 +373,10 @@ class ColumnarStep:
                     groups.clear()  # it moved running totals: read them again from the buffer
                     bundles.clear()
                 continue
-            # the writes, in step.process's order: dedup entry, running total, bundle use
+            # the writes, in step.process's order: dedup entry, origin entry, running total, bundle use
             pending[dkey] = {"p": p, "o": offset, "t": now_ms}
+            if okey is not None:
+                pending[okey] = {"p": p, "o": offset, "t": now_ms, "k": origin[1]}  # type: ignore[index]
             if total_value is None:
                 pending[ckey] = group[7] = [text, offset]
             else:  # the list this group put in the buffer (still there, in its place): updated in place

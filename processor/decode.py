@@ -97,6 +97,7 @@ class Fast(msgspec.Struct, gc=False):
     time_text: str  # canonical RFC 3339, UTC, milliseconds
     dimensions: dict[str, str]
     source: str | None
+    origin: tuple[str, str] | None = None  # the model's origin as (key, kind)
 
     @property
     def time(self) -> datetime:
@@ -109,6 +110,11 @@ _Text = Annotated[str, Meta(max_length=_MAX_CHARS)]
 _Key = Annotated[str, Meta(min_length=1, max_length=_MAX_KEY_CHARS)]
 _Value = Annotated[str, Meta(max_length=_MAX_VALUE_CHARS)]
 _Dimensions = Annotated[dict[_Key, _Value], Meta(max_length=_MAX_DIMENSIONS)]
+
+
+class _OriginWire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    key: _Id
+    kind: _Id
 
 
 class _Wire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -126,6 +132,7 @@ class _Wire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     subject: _Text | None = None
     source: _Text | None = None
     dimensions: _Dimensions = {}
+    origin: _OriginWire | None = None
 
 
 assert frozenset(_Wire.__struct_fields__) == _FIELDS, "the wire struct must name exactly the schema's fields"
@@ -175,6 +182,11 @@ class Decoder:
                 add(None)
                 continue
             tenant, meter, t, q, dims = w.tenant, w.meter, w.time, w.quantity, w.dimensions
+            o = w.origin
+            if o is not None:  # a derived event (compatibility layers): its origin as (key, kind)
+                add(accept(w.id, tenant, w.customer, w.subject, meter, q, t, dims, w.source, received_ms,
+                           (o.key, o.kind)))  # fmt: skip
+                continue
             if (
                 tenant in tenants
                 and meter in meters
@@ -244,7 +256,18 @@ class Decoder:
             for k, v in dimensions.items():
                 if type(v) is not str or len(v) > _MAX_VALUE_CHARS or not k or len(k) > _MAX_KEY_CHARS:
                     return None
-        return self._accept(id_, tenant, customer, subject, meter, q, t, dimensions, source, received_ms)
+        origin = None
+        if "origin" in data:
+            o = data["origin"]
+            if type(o) is not dict or len(o) != 2:
+                return None
+            key, kind = o.get("key"), o.get("kind")
+            if not (
+                type(key) is str and 0 < len(key) <= _MAX_CHARS and type(kind) is str and 0 < len(kind) <= _MAX_CHARS
+            ):
+                return None
+            origin = (key, kind)
+        return self._accept(id_, tenant, customer, subject, meter, q, t, dimensions, source, received_ms, origin)
 
     def _accept(
         self,
@@ -258,6 +281,7 @@ class Decoder:
         dimensions: dict[str, str],
         source: str | None,
         received_ms: int,
+        origin: tuple[str, str] | None = None,
     ) -> Fast | None:
         """The checks left once every field has its type and length (as `_Wire` states them): patterns,
         dimension keys, the time's form, date and window, the quantity's digits; each memoised."""
@@ -284,7 +308,7 @@ class Decoder:
             known = self._quantity(q)
             if known is None:
                 return None
-        return Fast(id_, tenant, customer, subject, meter, known[0], known[1], t, dimensions, source)
+        return Fast(id_, tenant, customer, subject, meter, known[0], known[1], t, dimensions, source, origin)
 
     def _bounds(self, received_ms: int) -> tuple[str, str]:
         """The time window around `received_ms` as the canonical texts of its ends: canonical times

@@ -6,6 +6,13 @@ remembered id matter). The same identity at another position is a duplicate (dro
 the *same* position it is a replay of a message processed before a crash. The native engine commits
 the store with the input offset, so its replays never reach an entry; an engine without that
 atomicity keeps what it must re-emit in its own data (processor/faust_engine.py).
+
+**Origins.** A usage event derived from a client event that yields several (one per meter it feeds: the
+OpenMeter and Lago layers) carries that event's `origin` (schemas.event.Origin: key, kind). Its entry
+`{"p", "o", "t", "k": kind}` (key `origin_key`, in the same `d|` namespace: packed, changelogged and purged with
+the dedup entries by day) says which kind the key was first seen with; a new event whose origin has the same key
+and another kind within the window is a duplicate (`origin_conflict`): a client event sent again with another
+type or code is not charged again, as OpenMeter and Lago drop it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,23 @@ class Verdict(Enum):
 
 def dedup_key(tenant: str, event_id: str) -> str:
     return f"{DEDUP_PREFIX}{tenant}\x1f{event_id}"
+
+
+def origin_key(tenant: str, key: str) -> str:
+    """The entry of an origin: `d|<tenant>\x1e<key>` (a tenant has no control characters, so it never equals an
+    id's entry, `d|<tenant>\x1f<id>`)."""
+    return f"{DEDUP_PREFIX}{tenant}\x1e{key}"
+
+
+def origin_conflict(seen: dict[str, Any] | None, kind: str, now_ms: int, window_ms: int) -> bool:
+    """Whether an origin's stored entry (None: none) makes a new event of `kind` a duplicate: the key was seen
+    with another kind within the window."""
+    return seen is not None and now_ms - seen["t"] <= window_ms and seen["k"] != kind
+
+
+def origin_is_new(seen: dict[str, Any] | None, now_ms: int, window_ms: int) -> bool:
+    """Whether an event's origin entry is to be written: none stored, or the stored one is older than the window."""
+    return seen is None or now_ms - seen["t"] > window_ms
 
 
 def check(

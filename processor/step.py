@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from meterstream.processor.dedup import Verdict, check, dedup_key, remember
+from meterstream.processor.dedup import Verdict, check, dedup_key, origin_conflict, origin_is_new, origin_key, remember
 from meterstream.processor.rate import RatingError, rate_event
 from meterstream.processor.sessions import rate_session_event
 from meterstream.rating.catalog import PlanSource
@@ -54,6 +54,7 @@ class Priced(NamedTuple):
     record: RatedUsage | None
     writes: list[Any]
     kind: Kind = Kind.RATED
+    origin: tuple[str, str] | None = None  # (its origin's entry key, kind) when that entry is to be written
 
 
 def evaluate(
@@ -89,14 +90,22 @@ def evaluate(
         return Outcome(Kind.DUPLICATE)
     if verdict is Verdict.REPLAY:
         return Outcome(Kind.REPLAYED)
+    origin = None
+    if event.origin is not None:  # the client event it came from: another kind of it is a duplicate (dedup.py)
+        okey = origin_key(event.tenant, event.origin.key)
+        seen = state.get(okey)
+        if origin_conflict(seen, event.origin.kind, now_ms, window_ms):
+            return Outcome(Kind.DUPLICATE)
+        origin = (okey, event.origin.kind) if origin_is_new(seen, now_ms, window_ms) else None
     try:
         if event.session is not None:
-            return _session(catalog, state, event, pos, dkey)
+            out = _session(catalog, state, event, pos, dkey)
+            return out._replace(origin=origin) if isinstance(out, Priced) else out
         record, writes = rate_event(catalog, state, event, pos.partition, pos.offset)
     except RatingError as exc:
         dl = _dead_letter("rate", exc.field, exc.reason, value, pos, event.id, event.tenant)
         return Outcome(Kind.DEAD_LETTER, dead_letter=dl)
-    return Priced(dkey, record, writes)
+    return Priced(dkey, record, writes, origin=origin)
 
 
 _SESSION_KINDS = {"rated": Kind.RATED, "released": Kind.RATED, "held": Kind.HELD, "late": Kind.DUPLICATE}
@@ -113,8 +122,12 @@ def _session(catalog: PlanSource, state: MutableMapping[str, Any], event, pos: P
 
 
 def commit(state: MutableMapping[str, Any], priced: Priced, pos: Position, now_ms: int) -> Outcome:
-    """Write a priced event: the dedup entry first, then the running totals it moves."""
+    """Write a priced event: the dedup entry first, then its origin's entry when new, then the running totals it
+    moves."""
     remember(state, priced.dkey, pos.partition, pos.offset, now_ms)
+    if priced.origin is not None:
+        okey, kind = priced.origin
+        state[okey] = {"p": pos.partition, "o": pos.offset, "t": now_ms, "k": kind}
     apply_writes(state, priced.writes, pos.offset)
     return Outcome(priced.kind, rated=priced.record)
 

@@ -226,6 +226,24 @@ class SessionInfo(BaseModel):
         return data
 
 
+ORIGIN_MAX = 256  # characters of an origin's key and of its kind
+
+
+class Origin(BaseModel):
+    """The client's own event that this usage event was derived from, when one client event yields several usage
+    events (the OpenMeter and Lago layers: one per meter its type or code feeds; docs/events.md, *Origin*).
+
+    `key` names the client event (OpenMeter: its source and id; Lago: its transaction id), `kind` what it was
+    sent as (OpenMeter: its type; Lago: its code). The first kind seen for a key within the dedup window is the
+    event's: a usage event whose origin has the same key and another kind is a duplicate (dropped, counted, never
+    charged), as OpenMeter and Lago drop a second event with the same id whatever its type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(min_length=1, max_length=ORIGIN_MAX)
+    kind: str = Field(min_length=1, max_length=ORIGIN_MAX)
+
+
 def _aware_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -249,6 +267,7 @@ class UsageEvent(BaseModel):
     dimensions: dict[str, str] = Field(default_factory=dict, max_length=DIMENSIONS_MAX)
     source: str | None = Field(None, max_length=256)
     session: SessionInfo | None = None  # a telecom session's interim or final record
+    origin: Origin | None = None  # the client event it was derived from (compatibility layers)
     _time_text: str = PrivateAttr("")  # `time` in wire form, kept from the input when it already was
 
     def model_post_init(self, context: Any, /) -> None:
@@ -312,6 +331,8 @@ class UsageEvent(BaseModel):
             data["source"] = self.source
         if self.session is not None:
             data["session"] = self.session.to_wire()
+        if self.origin is not None:
+            data["origin"] = {"key": self.origin.key, "kind": self.origin.kind}
         return data
 
 
@@ -347,7 +368,7 @@ _METER_RE = re.compile(r"[a-z][a-z0-9_.-]{0,127}")
 _CANONICAL_TIME_RE = re.compile(r"(?:19|2[0-2])[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _FAST_VALUE_CHARS = DIMENSION_VALUE_MAX_BYTES // 4  # at most 4 UTF-8 bytes per character
 _FAST_KEY_CHARS = DIMENSION_KEY_MAX_BYTES // 4
-_FIELDS = frozenset(UsageEvent.model_fields) - {"session"}  # a session record goes through pydantic
+_FIELDS = frozenset(UsageEvent.model_fields) - {"session", "origin"}  # those records go through pydantic
 _REQUIRED = frozenset(name for name, f in UsageEvent.model_fields.items() if f.is_required())
 _new_event = UsageEvent.__new__
 _set = object.__setattr__
@@ -423,6 +444,7 @@ def _fast_event(data: dict[str, Any]) -> UsageEvent | None:
             "dimensions": dimensions,
             "source": source,
             "session": None,
+            "origin": None,
         },
     )
     _set(event, "__pydantic_fields_set__", set(keys))

@@ -249,6 +249,7 @@ def test_translation_of_a_sum_event() -> None:
             "time": "2022-04-29T13:59:51.000Z",
             "source": "lago",
             "dimensions": {"gb": "10", "region": "eu", PRECISE_AMOUNT_KEY: "250"},
+            "origin": {"key": "4:lago:tx-1", "kind": "storage"},  # the transaction id and its code
         }
     ]
 

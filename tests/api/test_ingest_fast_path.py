@@ -139,12 +139,19 @@ _dim_values = (
 _dimensions = st.dictionaries(_dim_keys, _dim_values, max_size=4) | st.none() | st.just([]) | st.just("eu")
 _optional_text = st.none() | _text | st.sampled_from(["s" * 64, "s" * 65, "s" * 257]) | st.integers(0, 2)
 
+_origins = (
+    st.fixed_dictionaries({"key": st.sampled_from(["4:lago:t1", "", "k" * 65, "k" * 257]) | _text,
+                           "kind": st.sampled_from(["storage", "A", "x" * 64]) | _text | st.integers(0, 2)})
+    | st.sampled_from([None, "o", {"key": "k"}, {"key": "k", "kind": "A", "x": 1}, []])
+)  # fmt: skip
 _FIELDS = {
     "id": _ids, "tenant": _tenants, "customer": _customers, "subject": _optional_text, "meter": _meters,
-    "quantity": _quantities, "time": _times, "dimensions": _dimensions, "source": _optional_text,
+    "quantity": _quantities, "time": _times, "dimensions": _dimensions, "source": _optional_text, "origin": _origins,
 }  # fmt: skip
 _PLAIN = {  # the optional fields, plainly valid
     "tenant": st.just(TENANT), "subject": _text, "source": _text,
+    "origin": st.fixed_dictionaries({"key": st.sampled_from(["4:lago:t1", "9:chat-svc:e1"]),
+                                     "kind": st.sampled_from(["storage", "prompt"])}),
     "dimensions": st.dictionaries(st.sampled_from(["region", "zone"]), st.sampled_from(["eu", "us", ""]), max_size=2),
 }  # fmt: skip
 _REQUIRED = {"id", "customer", "meter", "quantity", "time"}

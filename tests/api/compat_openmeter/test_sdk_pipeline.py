@@ -47,6 +47,8 @@ E3 = cloud("e3", 70, "u9", tokens=2.5, model="a", user="x")  # u9: no customer c
 E4 = cloud("e4", 80, "u1", tokens="7.25", user="z")  # no model: an empty group
 E5 = cloud("e5", 90, "u2", tokens="abc")  # counted by `prompts`; every other meter refuses it
 S1 = cloud("s1", 20, "u1", type_="storage", gb=3)  # no meter has type storage: kept, unmatched
+UP1 = cloud("up1", 60, "u1", type_="upload")
+E2_AS_UPLOAD = cloud("e2", 55, "u2", type_="upload")  # e2 sent again as another type: a duplicate, as in OpenMeter
 
 METERS = [
     {"slug": "tokens", "eventType": "prompt", "aggregation": "SUM", "valueProperty": "$.tokens",
@@ -56,6 +58,7 @@ METERS = [
     {"slug": "peak", "eventType": "prompt", "aggregation": "MAX", "valueProperty": "$.tokens"},
     {"slug": "mean", "eventType": "prompt", "aggregation": "AVG", "valueProperty": "$.tokens"},
     {"slug": "last", "eventType": "prompt", "aggregation": "LATEST", "valueProperty": "$.tokens"},
+    {"slug": "uploads", "eventType": "upload", "aggregation": "COUNT"},
 ]  # fmt: skip
 
 
@@ -109,6 +112,7 @@ def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings
             om.events.ingest_events([E2, E3, S1])  # application/cloudevents-batch+json
             om.events.ingest_events_json([E4, E5])  # application/json
             om.events.ingest_event({**E1, "data": {"tokens": 999, "model": "z", "user": "q"}})  # duplicate (source, id)
+            om.events.ingest_events([E2_AS_UPLOAD, UP1])
             deadline = time.monotonic() + 60  # the sink serves the store over ClickHouse's HTTP protocol
             while not front_answers(settings) and time.monotonic() < deadline:
                 pipeline.check_alive()
@@ -122,6 +126,9 @@ def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings
             assert wait_for(lambda: value("prompts"), [5]) == [5]
             assert wait_for(lambda: value("tokens"), [24.75]) == [24.75]  # 10 + 5 + 2.5 + 7.25
             assert wait_for(lambda: value("last"), [7.25]) == [7.25]  # e4 is the latest event with a value
+            # uploads COUNT: up1 only; e2 sent again as an upload feeds `uploads` under another usage id, and is
+            # dropped all the same: its (source, id) came first as a prompt (it was charged twice before)
+            assert wait_for(lambda: value("uploads"), [1]) == [1]
             assert value("users") == [3]  # x, y, x, z
             assert value("peak") == [10]
             assert value("mean") == [6.1875]  # 24.75 / 4
@@ -149,15 +156,16 @@ def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings
 
             # e1..e5 rated (e5 by `prompts` only); e5 refused by five meters (listed once per dead letter);
             # s1 unmatched
-            expected = sorted([("e1", False), ("e2", False), ("e3", False), ("e4", False), ("e5", False), ("s1", True)]
-                              + [("e5", True)] * 5)  # fmt: skip
+            expected = sorted([("e1", False), ("e2", False), ("e3", False), ("e4", False), ("e5", False), ("s1", True),
+                               ("up1", False)] + [("e5", True)] * 5)  # fmt: skip
             assert wait_for(listed, expected) == expected
             e1 = next(e for e in om.events.list(id="e1"))
             assert (e1.event.source, e1.event.type, e1.event.subject) == ("chat-svc", "prompt", "u1")
             assert e1.event.data == {"tokens": 10, "model": "a", "user": "x"}  # what the meters kept
             assert e1.customer_id == acme.id
-            # acme pays for u1 and u2: e1, e2, e4 and e5 (rated by `prompts`); refusals name no customer
-            assert sorted(e.event.id for e in om.events.list(customer_id=[acme.id])) == ["e1", "e2", "e4", "e5"]
+            # acme pays for u1 and u2: e1, e2, e4, e5 (rated by `prompts`) and up1; refusals name no customer
+            listed_acme = sorted(e.event.id for e in om.events.list(customer_id=[acme.id]))
+            assert listed_acme == ["e1", "e2", "e4", "e5", "up1"]
             assert [e.event.id for e in om.events.list(subject="u9")] == ["e3"]
             assert [e.event.id for e in om.events.list(limit=2)] == ["e5", "e5"]  # newest first: e5 is at BASE+90m
             refused = sorted(e.validation_error for e in om.events.list(id="e5") if e.validation_error)
@@ -176,6 +184,7 @@ def test_sdk_events_come_back_through_queries_and_meterstream_query(api_settings
             ("peak", 4, Decimal("24.75"), Decimal(0)),
             ("prompts", 5, Decimal(5), Decimal("0.05")),  # 5 x 0.01
             ("tokens", 4, Decimal("24.75"), Decimal("0.02475")),  # 24.75 x 0.001
+            ("uploads", 1, Decimal(1), Decimal("0.05")),  # up1 only: e2 as an upload was not charged
             ("users", 4, Decimal(4), Decimal(0)),
         ]
     finally:

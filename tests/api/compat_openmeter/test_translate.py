@@ -59,6 +59,8 @@ def test_one_event_feeds_every_meter_of_its_type():
         "time": "2026-11-03T09:15:30.123Z",
         "source": "svc-a",
         "dimensions": {"model": "gpt-4", "tier": "2"},  # a number is kept as its JSON text
+        # the CloudEvent it came from: (source, id) and its type (a resend with another type is a duplicate)
+        "origin": {"key": "5:svc-a:e-1", "kind": "prompt"},
     }
     assert by_meter["prompts"]["quantity"] == "1" and "dimensions" not in by_meter["prompts"]
     assert by_meter["users"]["quantity"] == "1"

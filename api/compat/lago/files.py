@@ -138,26 +138,34 @@ Expires = Annotated[int, Query(ge=0, le=2**63 - 1)]
 Signature = Annotated[str, Query(max_length=128)]
 
 
+def _served(sf: sessionmaker, kind: str, tenant: str, lago_id: str, expires: int, signature: str,
+            load: Callable[[], tuple[bytes, str]]) -> Response:  # fmt: skip
+    """The PDF `load` renders (bytes, file name) once the URL's signature and expiry hold; 404
+    `<invoice|credit_note>_not_found`, 422 `not_an_invoice` when the stored document is not one."""
+    refused = _signed(sf, kind, tenant, lago_id, expires, signature)
+    if refused is not None:
+        return refused
+    try:
+        data, name = load()
+    except NotFound:
+        return _json(error_body(404, f"{kind.removesuffix('s')}_not_found"), 404)
+    except (StoredDocumentError, ApiError):  # the (credited) invoice's stored document is not an invoice
+        return _json(error_body(422, "not_an_invoice"), 422)
+    return _pdf(data, name)
+
+
 @router.get("/files/invoices/{lago_id}.pdf", summary="The PDF a download's file_url names (no key: its signature)",
             response_class=Response, responses=_FILE_ANSWERS)  # fmt: skip
 async def invoice_file(request: Request, lago_id: str, tenant: Tenant, expires: Expires, signature: Signature
                        ) -> Response:  # fmt: skip
     sf = request.app.state.sessions
 
-    def run() -> Response:
-        refused = _signed(sf, INVOICES, tenant, lago_id, expires, signature)
-        if refused is not None:
-            return refused
-        try:
-            record = invoices.get(sf, tenant, lago_id)
-            pdf = render_stored(record.document, record.number or record.invoice_id, ("pdf",), None, record.status)
-        except NotFound:
-            return _json(error_body(404, "invoice_not_found"), 404)
-        except StoredDocumentError:
-            return _json(error_body(422, "not_an_invoice"), 422)
-        return _pdf(pdf["pdf"], f"{record.number or record.invoice_id}.pdf")
+    def load() -> tuple[bytes, str]:
+        record = invoices.get(sf, tenant, lago_id)
+        name = record.number or record.invoice_id
+        return render_stored(record.document, name, ("pdf",), None, record.status)["pdf"], f"{name}.pdf"
 
-    return await run_in_threadpool(run)
+    return await run_in_threadpool(_served, sf, INVOICES, tenant, lago_id, expires, signature, load)
 
 
 @router.get("/files/credit_notes/{lago_id}.pdf", response_class=Response, responses=_FILE_ANSWERS,
@@ -166,19 +174,11 @@ async def credit_note_file_route(request: Request, lago_id: str, tenant: Tenant,
                                  signature: Signature) -> Response:  # fmt: skip
     sf = request.app.state.sessions
 
-    def run() -> Response:
-        refused = _signed(sf, CREDIT_NOTES, tenant, lago_id, expires, signature)
-        if refused is not None:
-            return refused
-        try:
-            note, pdf = credit_note_file(sf, tenant, lago_id, "pdf")
-        except NotFound:
-            return _json(error_body(404, "credit_note_not_found"), 404)
-        except ApiError:  # its invoice's stored document is not an invoice
-            return _json(error_body(422, "not_an_invoice"), 422)
-        return _pdf(pdf, f"{note.number}.pdf")
+    def load() -> tuple[bytes, str]:
+        note, pdf = credit_note_file(sf, tenant, lago_id, "pdf")
+        return pdf, f"{note.number}.pdf"
 
-    return await run_in_threadpool(run)
+    return await run_in_threadpool(_served, sf, CREDIT_NOTES, tenant, lago_id, expires, signature, load)
 
 
 __all__ = ["CREDIT_NOTES", "INVOICES", "LIFETIME_S", "file_key", "file_signature", "file_url", "router"]

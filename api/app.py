@@ -137,6 +137,9 @@ def create_app(
 
     app.include_router(dunning_routes.router)  # dunning policies, customers' dunning (docs/dunning.md)
     app.include_router(wallet_routes.router)  # prepaid wallets and their balances (docs/wallets.md)
+    from meterstream.api.routes import analytics as analytics_routes
+
+    app.include_router(analytics_routes.router)  # monthly finance figures (docs/analytics.md)
     app.state.compat = _mount_compat(app)
     mount_console(app)  # the web console under /console (console/)
     return app

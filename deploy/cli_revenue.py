@@ -72,21 +72,11 @@ def tenant_report(sf: sessionmaker, tenant: str, month: str) -> list[dict[str, A
     """The tenant's figures for `month` (YYYY-MM), one row per currency in currency order; [] when it has no
     subscription in effect at the month's start or end."""
     from meterstream.billing.revenue_metrics import movements, mrr_by_customer
-    from meterstream.entities.plans import find_plan_row, plan_doc
+    from meterstream.entities.figures import plan_lookup
     from meterstream.entities.subscriptions import list_subscriptions
 
     start, end = month_bounds(month)
-    cache: dict[tuple[str, int | None], Any] = {}
-
-    def plan(code: str, version: int | None, at: datetime) -> Any:
-        if (code, version) not in cache:  # a phase's version, or an add-on's newest (history kept when deleted)
-            with sf() as s:
-                row = find_plan_row(s, tenant, code, version, include_deleted=version is not None)
-                if row is None:
-                    raise RuntimeError(f"plan {code!r} (version {version or 'newest'}) not found")
-                cache[(code, version)] = plan_doc(row)
-        return cache[(code, version)]
-
+    plan = plan_lookup(sf, tenant)
     subs = list_subscriptions(sf, tenant)
     result: dict[str, Movements] = movements(mrr_by_customer(subs, start, plan), mrr_by_customer(subs, end, plan))
     return [report_row(tenant, month, currency, m) for currency, m in sorted(result.items())]

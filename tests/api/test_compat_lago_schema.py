@@ -28,7 +28,10 @@ def test_every_lago_operation_is_documented() -> None:
     paths = APP.openapi()["paths"]
     ops = sorted((p.removeprefix("/compat/lago/api/v1"), m) for p, item in paths.items() if p.startswith("/compat/lago")
                  for m in item)  # fmt: skip
-    assert ops == [("/applied_coupons", "get"), ("/applied_coupons", "post"),
+    assert ops == [("/analytics/gross_revenue", "get"), ("/analytics/invoice_collection", "get"),
+                   ("/analytics/invoiced_usage", "get"), ("/analytics/mrr", "get"),
+                   ("/analytics/overdue_balance", "get"),
+                   ("/applied_coupons", "get"), ("/applied_coupons", "post"),
                    ("/billable_metrics", "get"), ("/billable_metrics", "post"), ("/billable_metrics/{code}", "delete"),
                    ("/billable_metrics/{code}", "get"),
                    ("/compat/lago/files/credit_notes/{lago_id}.pdf", "get"),

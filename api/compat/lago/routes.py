@@ -243,6 +243,9 @@ def mount(app: FastAPI) -> None:
     from meterstream.api.compat.lago.wallets import router as wallets_router
 
     app.include_router(wallets_router)  # wallets and wallet transactions (docs/wallets.md)
+    from meterstream.api.compat.lago.analytics import router as analytics_router
+
+    app.include_router(analytics_router)  # analytics: gross revenue, collections, overdue, invoiced usage, MRR
     from meterstream.api.compat.lago import webhooks as lago_webhooks
 
     app.include_router(lago_webhooks.router)  # webhook endpoints and the signing key

@@ -129,6 +129,21 @@ class CreditNoteIn(_In):
     issue_date: date | None = Field(None, description="Default: today (UTC).")
 
 
+class CreditEstimateIn(_In):
+    invoice_id: str = Field(min_length=1, max_length=256)
+    lines: list[CreditLineIn] | None = Field(None, min_length=1, description="null: a full credit note of what "
+                                             "the invoice still has to credit.")  # fmt: skip
+
+
+class CreditEstimateOut(BaseModel):
+    invoice_id: str
+    currency: str
+    total: DecimalText = Field(description="The credit note's total (the lines').")
+    credit: DecimalText = Field(description="What would cancel the amount due.")
+    refund: DecimalText = Field(description="What would be owed back (already paid).")
+    creditable: DecimalText = Field(description="What the invoice has left to credit, before this note.")
+
+
 class CreditLineOut(BaseModel):
     description: str
     amount: DecimalText

@@ -38,7 +38,7 @@ from meterstream.entities import numbering
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
 from meterstream.entities.db import Base
 from meterstream.entities.invoice_rules import ISSUED, from_minor, text, to_minor
-from meterstream.entities.invoices import apply_money, locked
+from meterstream.entities.invoices import InvoiceRow, apply_money, locked
 from meterstream.webhooks import events
 
 APPLIED = "applied"
@@ -209,21 +209,9 @@ def create_credit_note(
                 why = f"credit note {note_id!r} exists with other content ({existing.number})"
                 raise Conflict("credit_note_id", why)
             return note_record(existing)
-        if invoice.status not in ISSUED:
-            why = f"invoice {invoice_id!r} is {invoice.status}: only a finalized invoice is credited"
-            raise Conflict("status", why)
+        _check_status(invoice)
         _check_issue_date(day, invoice.issue_date)
-        if total <= 0 or total > creditable:
-            left = from_minor(creditable, invoice.currency)
-            raise Invalid(
-                "amount",
-                f"{from_minor(total, invoice.currency)} {invoice.currency} is more than the invoice's remaining "
-                f"creditable amount {left} {invoice.currency}"
-                if total > 0
-                else "nothing left to credit",
-            )
-        due_before = int(invoice.amount_due_minor)
-        credit = min(total, due_before)
+        credit = _split(invoice, total).credit_minor
         given = numbering.allocate(s, tenant, invoice.issuer or "", series, day.year, template)
         row = CreditNoteRow(
             tenant=tenant,
@@ -247,6 +235,54 @@ def create_credit_note(
         apply_money(invoice, int(invoice.credited_minor) + total, int(invoice.paid_minor), now)
         s.flush()
         return note_record(row)
+
+
+@dataclass(frozen=True)
+class CreditSplit:
+    """How a credit note of `total_minor` would settle on its invoice now: `credit_minor` cancels what is due,
+    `refund_minor` is owed back (module docstring); `creditable_minor`: what the invoice had left to credit."""
+
+    total_minor: int
+    credit_minor: int
+    refund_minor: int
+    creditable_minor: int
+
+
+def _check_status(invoice: InvoiceRow) -> None:
+    if invoice.status not in ISSUED:
+        why = f"invoice {invoice.invoice_id!r} is {invoice.status}: only a finalized invoice is credited"
+        raise Conflict("status", why)
+
+
+def _split(invoice: InvoiceRow, total: int) -> CreditSplit:
+    """The checks of a credit note of `total` minor units against `invoice` (finalized, not voided: `_check_status`
+    first; within what is left to credit) and its split; Invalid("amount") naming the figures otherwise."""
+    _check_status(invoice)
+    creditable = int(invoice.billed_minor) - int(invoice.credited_minor)
+    if total <= 0 or total > creditable:
+        left = from_minor(creditable, invoice.currency)
+        raise Invalid(
+            "amount",
+            f"{from_minor(total, invoice.currency)} {invoice.currency} is more than the invoice's remaining "
+            f"creditable amount {left} {invoice.currency}"
+            if total > 0
+            else "nothing left to credit",
+        )
+    credit = min(total, int(invoice.amount_due_minor))
+    return CreditSplit(total, credit, total - credit, creditable)
+
+
+def estimate_credit_note(
+    sf: sessionmaker, tenant: str, invoice_id: str, lines: Sequence[Mapping[str, object]] | None = None
+) -> CreditSplit:
+    """What `create_credit_note` with these lines would do now, checked as it checks them, writing nothing."""
+    with sf() as s:
+        invoice = s.scalar(select(InvoiceRow).where(InvoiceRow.tenant == tenant, InvoiceRow.invoice_id == invoice_id))
+        if invoice is None:
+            raise NotFound(f"no invoice {invoice_id!r} for tenant {tenant!r}")
+        creditable = int(invoice.billed_minor) - int(invoice.credited_minor)
+        total = sum(x.amount_minor for x in _lines(lines, invoice.currency)) if lines is not None else creditable
+        return _split(invoice, total)
 
 
 def get_credit_note(sf: sessionmaker, tenant: str, credit_note_id: str) -> CreditNote:

@@ -7,6 +7,7 @@
   `POST /v1/invoices/mark_overdue` {today?} (invoices past their due date with something due).
 - `POST /v1/payments` {invoice_id or customer, amount, currency, paid_at, reference} and `GET /v1/payments`.
 - `POST /v1/credit_notes` {invoice_id, reason, lines | null} and `GET /v1/credit_notes`;
+  `POST /v1/credit_notes/estimate` {invoice_id, lines | null}: its total, credit and refund, nothing written;
   `GET /v1/credit_notes/{id}.html` and `.pdf`: the credit note the customer receives (documents/credit_note.py);
   `GET /v1/credit_notes/{id}/ubl`: the credit note as UBL 2.1 CreditNote (EN 16931).
 - A payment, credit note or void that settles every invoice a customer was suspended for by dunning sends its
@@ -34,6 +35,8 @@ from starlette.concurrency import run_in_threadpool
 from meterstream.api.auth import require
 from meterstream.api.errors import ApiError
 from meterstream.api.invoices_models import (
+    CreditEstimateIn,
+    CreditEstimateOut,
     CreditNoteIn,
     CreditNoteList,
     CreditNoteOut,
@@ -60,6 +63,7 @@ from meterstream.documents.stored import (
 from meterstream.documents.ubl import to_ubl
 from meterstream.entities import credit_notes, exports, invoice_lists, invoices, payments
 from meterstream.entities.common import NotFound
+from meterstream.entities.invoice_rules import from_minor
 from meterstream.entities.keys import Principal
 from meterstream.invoice_emitter.dunning_run import OnSettled
 
@@ -258,6 +262,19 @@ async def create_credit_note(request: Request, background: BackgroundTasks, prin
                        body.reason, lines, issue_date=body.issue_date, credit_note_id=body.credit_note_id)  # fmt: skip
     reactivate_after(request, background, principal.tenant, note.customer)
     return credit_note_body(note)
+
+
+@router.post("/v1/credit_notes/estimate", tags=["credit notes"], response_model=CreditEstimateOut,
+             responses=_WRITE_ERRORS,
+             summary="What a credit note would do now (checked as issued; nothing written)")  # fmt: skip
+async def estimate_credit_note(request: Request, principal: Reader, body: CreditEstimateIn) -> dict:
+    lines = None if body.lines is None else [{"description": x.description, "amount": x.amount} for x in body.lines]
+    sf = _sessions(request)
+    split = await store(credit_notes.estimate_credit_note, sf, principal.tenant, body.invoice_id, lines)
+    inv = await store(invoices.get, sf, principal.tenant, body.invoice_id)
+    money = {k: str(from_minor(getattr(split, f"{k}_minor"), inv.currency))
+             for k in ("total", "credit", "refund", "creditable")}  # fmt: skip
+    return {"invoice_id": inv.invoice_id, "currency": inv.currency, **money}
 
 
 @router.get("/v1/credit_notes", tags=["credit notes"], response_model=CreditNoteList, responses=_READ_ERRORS,

@@ -196,3 +196,47 @@ def test_find_all_pages_through_the_sdk(lago) -> None:  # type: ignore[no-untype
     assert [n.total_amount_cents for n in first["credit_notes"]] == [100, 200]
     assert [n.total_amount_cents for n in second["credit_notes"]] == [300]
     assert second["meta"] == {"current_page": 2, "next_page": None, "prev_page": 1, "total_pages": 2, "total_count": 3}
+
+
+def test_credit_note_estimate_writes_nothing(lago) -> None:  # type: ignore[no-untyped-def]
+    """INV-US asks 1,324.07: platform 1,000.00 + 72.50 tax = 1,072.50, storage 234.56 + 17.01 = 251.57; 1,000.00
+    is paid, so 324.07 is due. Storage in full: 251.57 cancels that much of what is due, nothing owed back. Both fees
+    in full (1,324.07): 324.07 cancels the rest due and 1,000.00 is owed back."""
+    from lago_python_client.models.credit_note import CreditNoteEstimate
+
+    sdk, sf = lago
+    store_invoice(sf, T, "INV-US", "globex")
+    payments.record_payment(sf, T, amount="1000.00", currency="USD", paid_on=date(2026, 12, 5), reference="wire-1",
+                            invoice_id="INV-US")  # fmt: skip
+    platform, storage = sdk.invoices.find("INV-US").fees.__root__
+
+    def estimate(*items: tuple[str, int], invoice_id: str = "INV-US"):  # type: ignore[no-untyped-def]
+        return sdk.credit_notes.estimate(CreditNoteEstimate(invoice_id=invoice_id, items=Items(__root__=[
+            Item(fee_id=fee, amount_cents=cents) for fee, cents in items])))  # fmt: skip
+
+    one = estimate((storage.lago_id, 25157))
+    assert (one.lago_invoice_id, one.invoice_number, one.currency) == ("INV-US", "ACME-2026-000001", "USD")
+    assert (one.sub_total_excluding_taxes_amount_cents, one.max_offsettable_amount_cents,
+            one.max_refundable_amount_cents, one.max_creditable_amount_cents, one.taxes_amount_cents) == (
+        25157, 25157, 0, 0, 0)  # fmt: skip
+    assert [(i.lago_fee_id, i.amount_cents) for i in one.items.__root__] == [(storage.lago_id, 25157)]
+    both = estimate((platform.lago_id, 107250), (storage.lago_id, 25157))
+    assert (both.sub_total_excluding_taxes_amount_cents, both.max_offsettable_amount_cents,
+            both.max_refundable_amount_cents) == (132407, 32407, 100000)  # fmt: skip
+
+    # nothing was written: no credit note, the invoice as it was
+    assert sdk.credit_notes.find_all()["credit_notes"] == []
+    assert sdk.invoices.find("INV-US").total_due_amount_cents == 32407
+
+    with pytest.raises(LagoApiError) as too_much:
+        estimate((storage.lago_id, 25158))
+    assert too_much.value.status_code == 422 and list(too_much.value.response["error_details"]) == [
+        "items[0].amount_cents"]  # fmt: skip
+    store_invoice(sf, T, "INV-DR", "globex", finalize=False)
+    draft_fee = sdk.invoices.find("INV-DR").fees.__root__[0]
+    with pytest.raises(LagoApiError) as draft:
+        estimate((draft_fee.lago_id, 100), invoice_id="INV-DR")
+    assert (draft.value.status_code, draft.value.response["code"]) == (405, "not_creditable")
+    with pytest.raises(LagoApiError) as missing:
+        estimate((storage.lago_id, 100), invoice_id="NOPE")
+    assert (missing.value.status_code, missing.value.response["code"]) == (404, "invoice_not_found")

@@ -407,3 +407,24 @@ def test_the_ubl_e_invoice_of_a_stored_invoice(sqlite_client: TestClient) -> Non
     refused = c.get("/v1/invoices/INV-NOID/ubl", headers=reader)
     assert error(refused)[::2] == (422, "document.issuer.tax_id") and "BR-CO-26" in refused.json()["error"]["message"]
     assert error(c.get("/v1/invoices/NOPE/ubl", headers=reader))[:2] == (404, "not_found")
+
+
+def test_credit_note_estimate_checks_as_issued_and_writes_nothing(client: TestClient) -> None:
+    """1,324.07 USD billed, 1,000.00 paid, so 324.07 due: a 500.00 note would cancel the 324.07 and owe 175.93
+    back; a full one (lines null) is 1,324.07: 324.07 cancelled, 1,000.00 owed back. On SQLite and PostgreSQL."""
+    admin, reader = key(client), key(client, "read")
+    store_invoice(_sf(client), TENANT, "INV-A", "cust-1")
+    paid = {"invoice_id": "INV-A", "amount": "1000.00", "currency": "USD", "paid_at": "2026-12-05", "reference": "w-1"}
+    assert client.post("/v1/payments", json=paid, headers=admin).status_code == 201
+    body = {"invoice_id": "INV-A", "lines": [{"description": "storage", "amount": "500.00"}]}
+    got = client.post("/v1/credit_notes/estimate", json=body, headers=reader)
+    assert got.status_code == 200, got.text
+    assert got.json() == {"invoice_id": "INV-A", "currency": "USD", "total": "500.00", "credit": "324.07",
+                          "refund": "175.93", "creditable": "1324.07"}  # fmt: skip
+    full = client.post("/v1/credit_notes/estimate", json={"invoice_id": "INV-A"}, headers=reader).json()
+    assert (full["total"], full["credit"], full["refund"]) == ("1324.07", "324.07", "1000.00")
+    assert client.get("/v1/credit_notes", headers=reader).json()["items"] == []  # nothing issued
+    assert client.get("/v1/invoices/INV-A", headers=reader).status_code == 200
+    too_much = {"invoice_id": "INV-A", "lines": [{"description": "x", "amount": "1324.08"}]}
+    assert error(client.post("/v1/credit_notes/estimate", json=too_much, headers=reader))[::2] == (422, "amount")
+    assert client.post("/v1/credit_notes/estimate", json={"invoice_id": "NOPE"}, headers=reader).status_code == 404

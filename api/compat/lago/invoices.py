@@ -185,6 +185,44 @@ class CreditNotesOut(BaseModel):
     meta: m.Meta
 
 
+class CreditNoteEstimateItemIn(BaseModel):
+    fee_id: str
+    amount_cents: int
+
+
+class CreditNoteEstimateIn(BaseModel):
+    invoice_id: str
+    items: list[CreditNoteEstimateItemIn]
+
+
+class CreditNoteEstimateInput(BaseModel):
+    credit_note: CreditNoteEstimateIn
+
+
+class EstimatedItem(BaseModel):
+    amount_cents: int
+    lago_fee_id: str | None
+
+
+class EstimatedCreditNote(m._Open):
+    lago_invoice_id: str
+    invoice_number: str
+    currency: str
+    taxes_amount_cents: int
+    taxes_rate: float
+    sub_total_excluding_taxes_amount_cents: int
+    max_creditable_amount_cents: int
+    max_refundable_amount_cents: int
+    max_offsettable_amount_cents: int
+    coupons_adjustment_amount_cents: int
+    items: list[EstimatedItem]
+    applied_taxes: list[dict[str, Any]]
+
+
+class CreditNoteEstimateOut(BaseModel):
+    estimated_credit_note: EstimatedCreditNote
+
+
 # --- objects (pure) ------------------------------------------------------------------------------------
 
 
@@ -352,24 +390,29 @@ def _credit_lines(record: invoices.Invoice, doc: InvoiceDoc, items: Any) -> list
     return out
 
 
-def create_credit_note(sessions, tenant: str, raw: Any) -> credit_notes.CreditNote:  # type: ignore[no-untyped-def]
+def _credit_request(sessions, tenant: str, raw: Any) -> tuple[invoices.Invoice, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+    """The invoice a credit note request names and its items as credit note lines (checked: `_credit_lines`)."""
     if not isinstance(raw, dict):
         raise Invalid("credit_note", "an object")
     invoice_id = raw.get("invoice_id")
     if not isinstance(invoice_id, str) or not invoice_id:
         raise Invalid("invoice_id", "required")
     record = invoices.get(sessions, tenant, invoice_id)
+    try:
+        doc = document_of(record.document)
+    except StoredDocumentError as exc:
+        raise Invalid("invoice_id", str(exc)) from None
+    return record, _credit_lines(record, doc, raw.get("items"))
+
+
+def create_credit_note(sessions, tenant: str, raw: Any) -> credit_notes.CreditNote:  # type: ignore[no-untyped-def]
+    record, lines = _credit_request(sessions, tenant, raw)
     reason = raw.get("reason") or "other"
     if reason not in REASONS:
         raise Invalid("reason", f"one of {', '.join(REASONS)}")
     description = raw.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > 900):
         raise Invalid("description", "a string of at most 900 characters")
-    try:
-        doc = document_of(record.document)
-    except StoredDocumentError as exc:
-        raise Invalid("invoice_id", str(exc)) from None
-    lines = _credit_lines(record, doc, raw.get("items"))
     total = sum(to_minor("amount", x["amount"], record.currency) for x in lines)
     split = {k: raw[k] for k in ("credit_amount_cents", "refund_amount_cents", "offset_amount_cents")
              if raw.get(k) is not None}  # fmt: skip
@@ -378,7 +421,26 @@ def create_credit_note(sessions, tenant: str, raw: Any) -> credit_notes.CreditNo
         if given != total:
             raise Invalid("base", f"does_not_match_item_amounts: credit + refund + offset = {given}, items = {total}")
     text = f"{reason}: {description}" if description else reason
-    return credit_notes.create_credit_note(sessions, tenant, invoice_id, text, lines)
+    return credit_notes.create_credit_note(sessions, tenant, record.invoice_id, text, lines)
+
+
+def estimate_credit_note(sessions, tenant: str, raw: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Lago's `estimated_credit_note` of a request as `create_credit_note` would take it, nothing written: the
+    items' total, what would cancel the amount due (`max_offsettable_amount_cents`) and what would be owed back
+    (`max_refundable_amount_cents`); no credit balance (`max_creditable_amount_cents` 0) and no tax of its own, as
+    the credit notes created here."""
+    record, lines = _credit_request(sessions, tenant, raw)
+    split = credit_notes.estimate_credit_note(sessions, tenant, record.invoice_id, lines)
+    items = raw["items"]
+    return {
+        "lago_invoice_id": record.invoice_id, "invoice_number": record.number or "DRAFT", "currency": record.currency,
+        "taxes_amount_cents": 0, "precise_taxes_amount_cents": "0.0", "taxes_rate": Decimal("0.0"),
+        "sub_total_excluding_taxes_amount_cents": split.total_minor, "max_creditable_amount_cents": 0,
+        "max_refundable_amount_cents": split.refund_minor, "max_offsettable_amount_cents": split.credit_minor,
+        "coupons_adjustment_amount_cents": 0, "precise_coupons_adjustment_amount_cents": "0.0",
+        "items": [{"amount_cents": item["amount_cents"], "lago_fee_id": item["fee_id"]} for item in items],
+        "applied_taxes": [],
+    }  # fmt: skip
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -518,6 +580,25 @@ async def create_credit_note_route(request: Request, background: BackgroundTasks
         return _invalid(exc.field or "base", getattr(exc, "reason", None) or str(exc))
     reactivate_after(request, background, principal.tenant, note.customer)
     return _json({"credit_note": credit_note_object(note)})
+
+
+@router.post("/credit_notes/estimate", summary="Estimate a credit note, nothing written (Lago: estimateCreditNote)",
+             responses=m.answers(CreditNoteEstimateOut, *WRITE, 404, 405),
+             openapi_extra=m.body_schema(CreditNoteEstimateInput))  # fmt: skip
+async def estimate_credit_note_route(request: Request, principal: Read) -> Response:
+    """The same request body and checks as `credit_notes.create` (items naming the invoice's fees); 422 naming the
+    field, 404 `invoice_not_found`, 405 `not_creditable` for a draft or voided invoice."""
+    raw = await _body(request, "credit_note")
+    sessions = _compat(request).state.sessions
+    try:
+        body = await _call(estimate_credit_note, sessions, principal.tenant, raw)
+    except NotFound:
+        return _json(error_body(404, "invoice_not_found"), 404)
+    except Conflict as exc:
+        return _json(error_body(405, "not_creditable", {"invoice": [str(exc)]}), 405)
+    except Invalid as exc:
+        return _invalid(exc.field or "base", getattr(exc, "reason", None) or str(exc))
+    return _json({"estimated_credit_note": body})
 
 
 @router.get("/credit_notes", summary="List credit notes (Lago: findAllCreditNotes)",

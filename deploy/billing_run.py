@@ -19,7 +19,9 @@ steps that have come due (`invoice_emitter/dunning_run.py`, docs/dunning.md: rem
 close, suspension and reactivation through the provisioning topic), before any close, so a late fee due before
 a period ended is on that period's invoice, and writes the wallets' interval top-ups due by now
 (`entities.wallets.interval_top_ups`, docs/wallets.md: each anniversary once; a failure is said in
-`wallet_top_ups_error` and exits 1). A dunning failure (Kafka down) is said in `dunning_error`, exits 1,
+`wallet_top_ups_error` and exits 1), and deletes the unmatched external events and Lago event errors received more
+than `METERSTREAM_UNMATCHED_RETENTION_DAYS` ago (`purged`; a failure in `purge_error`, exit 1). A dunning failure
+(Kafka down) is said in `dunning_error`, exits 1,
 and does not stop the closes; the next run does the steps it could not. Each run then writes the MRR, ARR, churn
 and net revenue retention of the previous and the current UTC month of every tenant with subscriptions to
 ClickHouse's `revenue_monthly` (`cli_revenue.store_recent`, docs/analytics.md); a failure there is said in
@@ -139,6 +141,9 @@ class BillingRunResult:
     # the wallets' interval top-ups due by now (entities.wallets.interval_top_ups counts), None if it failed
     wallet_top_ups: dict[str, int] | None = None
     wallet_top_ups_error: str | None = None
+    # rows past METERSTREAM_UNMATCHED_RETENTION_DAYS deleted (unmatched_events, lago_event_errors), None if it failed
+    purged: dict[str, int] | None = None
+    purge_error: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -150,7 +155,7 @@ class BillingRunResult:
 
     @property
     def exit_code(self) -> int:
-        errors = (self.dunning_error, self.revenue_error, self.wallet_top_ups_error)
+        errors = (self.dunning_error, self.revenue_error, self.wallet_top_ups_error, self.purge_error)
         return 1 if self.refused or self.failed or any(errors) else 0
 
     def to_json(self) -> dict[str, Any]:
@@ -258,6 +263,7 @@ def run_billing(
     result.dunning, result.dunning_error = _dunning(settings, store.sf, today, publish)
     result.wallet_top_ups, result.wallet_top_ups_error = _wallet_top_ups(store.sf, now())
     result.revenue, result.revenue_error = _revenue(store.sf, client, db, now())
+    result.purged, result.purge_error = _purge(store.sf, settings.unmatched_retention_days, now())
     due = due_periods(closed_periods(client, db), usage_periods(client, db), now())
     if not due:
         return result
@@ -325,6 +331,21 @@ def _wallet_top_ups(sf: Any, at: datetime) -> tuple[dict[str, int] | None, str |
         return dict(interval_top_ups(sf, at)), None
     except Exception as exc:  # the database gone mid-run: said; the anniversaries not written come next run
         log.error("billing run: wallet interval top-ups failed: %s", exc)
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _purge(sf: Any, days: int, at: datetime) -> tuple[dict[str, int] | None, str | None]:
+    """Unmatched events and Lago event errors received more than `days` ago, deleted (0: kept for ever)."""
+    from meterstream.entities import lago_event_errors, unmatched
+
+    if days <= 0:
+        return {"unmatched_events": 0, "lago_event_errors": 0}, None
+    cutoff = at - timedelta(days=days)
+    try:
+        return {"unmatched_events": unmatched.purge_received_before(sf, cutoff),
+                "lago_event_errors": lago_event_errors.purge_created_before(sf, cutoff)}, None  # fmt: skip
+    except Exception as exc:  # the database gone mid-run: said; the next run deletes them
+        log.error("billing run: purge of old unmatched events failed: %s", exc)
         return None, f"{type(exc).__name__}: {exc}"
 
 
@@ -545,6 +566,11 @@ def describe(answer: dict[str, Any]) -> str:
         parts.append(f"{answer['wallet_top_ups']['written']} wallet interval top-ups")
     if answer.get("wallet_top_ups_error"):
         parts.append(f"wallet interval top-ups failed: {answer['wallet_top_ups_error']}")
+    purged = sum((answer.get("purged") or {}).values())
+    if purged:
+        parts.append(f"{purged} unmatched events and Lago event errors past their retention deleted")
+    if answer.get("purge_error"):
+        parts.append(f"purge of old unmatched events failed: {answer['purge_error']}")
     if answer.get("waiting"):
         parts.append(f"waiting: {answer['waiting']}")
     if answer.get("refused"):

@@ -57,6 +57,14 @@ class EventError:
     raw: Any = None  # the raw Lago event, kept for `GET /events/{transaction_id}` (None: not kept here)
 
 
+def purge_created_before(sf: sessionmaker, cutoff: datetime) -> int:
+    """Delete the Lago event errors (of every tenant) recorded before `cutoff`, reported or not; how many."""
+    from sqlalchemy import delete
+
+    with sf.begin() as s:
+        return s.execute(delete(LagoEventErrorRow).where(LagoEventErrorRow.created_at < cutoff)).rowcount or 0
+
+
 def record(sf: sessionmaker, tenant: str, errors: list[EventError], now: datetime | None = None) -> None:
     """Store the errors of a request's accepted events (one transaction)."""
     if not errors:

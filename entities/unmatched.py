@@ -25,6 +25,14 @@ UNMATCHED = Counter("meterstream_api_unmatched_events_total", "External events t
 REPLAYED = Counter("meterstream_api_unmatched_replayed_total", "Unmatched events replayed after a meter was created")
 
 
+def purge_received_before(sf: sessionmaker, cutoff: datetime) -> int:
+    """Delete the unmatched events (of every tenant) received before `cutoff`, replayed or not; how many."""
+    from sqlalchemy import delete
+
+    with sf.begin() as s:
+        return s.execute(delete(UnmatchedEvent).where(UnmatchedEvent.received_at < cutoff)).rowcount or 0
+
+
 class UnmatchedEvent(Base):
     __tablename__ = "unmatched_events"
 

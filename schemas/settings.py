@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         " any event of the two previous calendar months is accepted until the end of the current one (late"
         " usage for a closed period becomes an adjustment).",
     )
+    unmatched_retention_days: int = Field(
+        365,
+        ge=0,
+        description="The daily billing run deletes external events that matched no meter (unmatched_events) and"
+        " Lago event errors (lago_event_errors, with the raw events GET /events/{transaction_id} reads) received"
+        " more than this many days ago; 0 keeps them for ever. The default is well past the time window in which"
+        " such an event could still be replayed and metered (METERSTREAM_EVENT_MAX_AGE_DAYS).",
+    )
     event_max_future_minutes: float = Field(
         DEFAULT_MAX_FUTURE_MINUTES,
         ge=0,

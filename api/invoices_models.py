@@ -156,7 +156,7 @@ class CreditNoteOut(BaseModel):
     invoice_number: str
     customer: str
     currency: str
-    status: Literal["applied", "refund_due"]
+    status: Literal["applied", "refund_due", "refunded"]
     reason: str
     lines: list[CreditLineOut]
     total: DecimalText
@@ -164,6 +164,13 @@ class CreditNoteOut(BaseModel):
     refund: DecimalText = Field(description="The part already paid, now owed back to the customer.")
     issue_date: date
     created_at: datetime
+    refunded_on: date | None = Field(None, description="The day the refund was paid back (status refunded).")
+    refund_reference: str | None = Field(None, description="The transfer or PSP refund that paid it back.")
+
+
+class RefundIn(_In):
+    refunded_on: date | None = Field(None, description="The day the refund was paid back; default: today (UTC).")
+    reference: str | None = Field(None, min_length=1, max_length=256, description="The bank transfer or PSP refund.")
 
 
 class CreditNoteList(BaseModel):
@@ -218,4 +225,5 @@ def credit_note_body(cn: CreditNote) -> dict:
         "total": _money(cn.total_minor, c), "credit": _money(cn.credit_minor, c),
         "refund": _money(cn.refund_minor, c), "issue_date": cn.issue_date.isoformat(),
         "created_at": _instant(cn.created_at),
+        "refunded_on": cn.refunded_on.isoformat() if cn.refunded_on else None, "refund_reference": cn.refund_reference,
     }  # fmt: skip

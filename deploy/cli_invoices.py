@@ -3,7 +3,7 @@
   meterstream invoices list|show|render|void|mark-overdue     the invoice records, documents and files
                                                  (render --format html|pdf|png|xml; xml: UBL 2.1 / EN 16931)
   meterstream payments record|list               payments received, reconciled against invoices
-  meterstream credit-notes create|list|render    corrections of finalized invoices
+  meterstream credit-notes create|list|render|refund    corrections of finalized invoices
                                                  (render --format html|pdf|xml; xml: the UBL 2.1 CreditNote)
   meterstream export --month YYYY-MM --format csv|json --out DIR    a month for the ERP
 
@@ -223,6 +223,15 @@ def _credit_notes(args: Any, settings: Settings) -> int:
                   f"(credit {note.credit}, refund {note.refund}, {note.status})")  # fmt: skip
         _reactivate(settings, sf, args.command, args.tenant, note.customer, args.json)
         return 0
+    if args.credit_notes_action == "refund":
+        note = credit_notes.mark_refunded(sf, args.tenant, args.credit_note_id,
+                                          _day("on", args.on) if args.on else None, args.reference)  # fmt: skip
+        if args.json:
+            _json_out(credit_note_body(note))
+        else:
+            print(f"credit note {note.number}: {note.refund} {note.currency} refunded on {note.refunded_on}"
+                  + (f" ({note.refund_reference})" if note.refund_reference else ""))  # fmt: skip
+        return 0
     if args.credit_notes_action == "render":
         from meterstream.documents.stored import render_stored_credit_note
 
@@ -406,6 +415,16 @@ def register(app: typer.Typer) -> None:
     ) -> int:  # fmt: skip
         params = {k: v for k, v in locals().items() if k != "ctx"}
         return run("credit-notes", _credit_notes, {**params, "line": _lines(ctx.args)}, credit_notes_action="create")
+
+    @credit_notes.command("refund", help="record that a credit note's refund was paid back (status refunded)")
+    def credit_notes_refund(
+        tenant: Tenant,
+        credit_note_id: Annotated[str, typer.Argument()],
+        on: Annotated[str | None, typer.Option(help="YYYY-MM-DD the refund was paid (default: today, UTC)")] = None,
+        reference: Annotated[str | None, typer.Option(help="the bank transfer or PSP refund")] = None,
+        json: Json = False,
+    ) -> int:  # fmt: skip
+        return run("credit-notes", _credit_notes, locals(), credit_notes_action="refund")
 
     @credit_notes.command("list", help="list credit notes (in the order issued)")
     def credit_notes_list(tenant: Tenant, invoice: Annotated[str | None, typer.Option()] = None,

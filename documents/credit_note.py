@@ -30,7 +30,7 @@ from meterstream.schemas.invoice import InvoiceDoc, validate
 
 __all__ = ["render_credit_note_html", "render_credit_note_pdf"]
 
-_STATUS = {"applied": "Applied", "refund_due": "Refund due"}
+_STATUS = {"applied": "Applied", "refund_due": "Refund due", "refunded": "Refunded"}
 
 
 def _split(invoice: InvoiceDoc, lines: Sequence[tuple[str, Decimal]]) -> CreditSplit | None:

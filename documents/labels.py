@@ -44,7 +44,7 @@ KEYS = (
     # the credit note's page (templates/credit_note.html.j2)
     "Credit note", "Credit note number", "Issued on", "Credits invoice", "Invoice date", "Reason", "Net",
     "Total credited", "Amounts include tax as invoiced", "Deducted from the amount due", "To be refunded", "Applied",
-    "Refund due", "Amount incl. tax",
+    "Refund due", "Refunded", "Amount incl. tax",
 )  # fmt: skip
 
 LABELS: dict[str, dict[str, str]] = {
@@ -62,6 +62,7 @@ LABELS: dict[str, dict[str, str]] = {
         "To be refunded": "Zu erstatten",
         "Applied": "Verrechnet",
         "Refund due": "Erstattung ausstehend",
+        "Refunded": "Erstattet",
         "Amount incl. tax": "Betrag brutto",
         "Invoice": "Rechnung",
         "Draft invoice": "Rechnungsentwurf",
@@ -151,6 +152,7 @@ LABELS: dict[str, dict[str, str]] = {
         "To be refunded": "À rembourser",
         "Applied": "Imputé",
         "Refund due": "Remboursement dû",
+        "Refunded": "Remboursé",
         "Amount incl. tax": "Montant TTC",
         "Invoice": "Facture",
         "Draft invoice": "Projet de facture",

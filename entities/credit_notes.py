@@ -43,6 +43,7 @@ from meterstream.webhooks import events
 
 APPLIED = "applied"
 REFUND_DUE = "refund_due"
+REFUNDED = "refunded"
 
 
 class CreditNoteRow(Base):
@@ -70,6 +71,8 @@ class CreditNoteRow(Base):
     refund_minor: Mapped[int] = mapped_column(BigInteger)
     issue_date: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    refunded_on: Mapped[date | None] = mapped_column(Date, nullable=True)  # `mark_refunded`
+    refund_reference: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class CreditNote:
     refund_minor: int
     issue_date: date
     created_at: datetime
+    refunded_on: date | None = None  # the day the refund was paid back (status `refunded`)
+    refund_reference: str | None = None  # the bank transfer or PSP refund that paid it
 
     @property
     def total(self) -> Decimal:
@@ -132,6 +137,8 @@ def note_record(row: CreditNoteRow) -> CreditNote:
         refund_minor=int(row.refund_minor),
         issue_date=row.issue_date,
         created_at=aware(row.created_at),  # type: ignore[arg-type]
+        refunded_on=row.refunded_on,
+        refund_reference=row.refund_reference,
     )
 
 
@@ -295,6 +302,48 @@ def get_credit_note(sf: sessionmaker, tenant: str, credit_note_id: str) -> Credi
         return note_record(row)
 
 
+def mark_refunded(
+    sf: sessionmaker,
+    tenant: str,
+    credit_note_id: str,
+    refunded_on: date | None = None,
+    reference: str | None = None,
+    *,
+    today: date | None = None,
+) -> CreditNote:
+    """Record that the refund of a credit note was paid back on `refunded_on` (default: today, UTC), with the
+    transfer's `reference`: status `refund_due` -> `refunded`. The same call again returns the stored note;
+    Conflict("status") for a note that owes nothing back (`applied`), Conflict("refunded_on") for one refunded
+    with another date or reference; Invalid("refunded_on") before the note's issue date or after today."""
+    today = today or datetime.now(UTC).date()
+    day = refunded_on or today
+    if not isinstance(day, date) or isinstance(day, datetime):
+        raise Invalid("refunded_on", f"a date (got {day!r})")
+    if reference is not None:
+        text("reference", reference, 256)
+    with sf.begin() as s:
+        row = s.scalar(
+            select(CreditNoteRow)
+            .where(CreditNoteRow.tenant == tenant, CreditNoteRow.credit_note_id == credit_note_id)
+            .with_for_update()
+        )
+        if row is None:
+            raise NotFound(f"no credit note {credit_note_id!r} for tenant {tenant!r}")
+        if row.status == REFUNDED:
+            if row.refunded_on == day and row.refund_reference == reference:
+                return note_record(row)
+            raise Conflict("refunded_on", f"credit note {row.number} was refunded on {row.refunded_on}"
+                           + (f" ({row.refund_reference})" if row.refund_reference else ""))  # fmt: skip
+        if row.status != REFUND_DUE or not row.refund_minor:
+            raise Conflict("status", f"credit note {row.number} owes nothing back: it was deducted from the amount due")
+        if day < row.issue_date or day > today:
+            raise Invalid("refunded_on", f"from the note's issue date {row.issue_date} to today {today} (got {day})")
+        row.status, row.refunded_on, row.refund_reference = REFUNDED, day, reference
+        s.flush()
+        events.credit_note_event(s, row, events.CREDIT_NOTE_REFUNDED)
+        return note_record(row)
+
+
 def list_credit_notes(
     sf: sessionmaker, tenant: str, invoice_id: str | None = None, customer: str | None = None
 ) -> list[CreditNote]:
@@ -310,6 +359,7 @@ def list_credit_notes(
 
 __all__ = [
     "APPLIED",
+    "REFUNDED",
     "REFUND_DUE",
     "CreditLine",
     "CreditNote",
@@ -317,4 +367,5 @@ __all__ = [
     "create_credit_note",
     "get_credit_note",
     "list_credit_notes",
+    "mark_refunded",
 ]

@@ -37,7 +37,7 @@ INVOICE_COLUMNS = (
 )  # fmt: skip
 CREDIT_NOTE_COLUMNS = (
     "number", "credit_note_id", "invoice_number", "invoice_id", "customer", "issue_date", "currency",
-    "total", "credit", "refund", "status", "reason",
+    "total", "credit", "refund", "status", "reason", "refunded_on", "refund_reference",
 )  # fmt: skip
 PAYMENT_COLUMNS = (
     "reference", "paid_on", "customer", "currency", "amount", "invoice_number", "invoice_id", "allocated",
@@ -137,6 +137,8 @@ def credit_note_rows(data: ExportData) -> list[dict[str, str]]:
             "refund": _money(cn.refund_minor, cn.currency),
             "status": cn.status,
             "reason": cn.reason,
+            "refunded_on": cn.refunded_on.isoformat() if cn.refunded_on else "",
+            "refund_reference": cn.refund_reference or "",
         }
         for cn in data.credit_notes
     ]

@@ -51,6 +51,7 @@ INVOICE_PARTIALLY_PAID = "invoice.partially_paid"
 INVOICE_OVERDUE = "invoice.overdue"
 INVOICE_VOIDED = "invoice.voided"
 CREDIT_NOTE_CREATED = "credit_note.created"
+CREDIT_NOTE_REFUNDED = "credit_note.refunded"
 PAYMENT_RECORDED = "payment.recorded"
 WALLET_TRANSACTION_CREATED = "wallet_transaction.created"
 # collections (docs/dunning.md): data is the notification's (invoice_emitter/dunning_run.py), keyed `tenant/customer`
@@ -83,7 +84,7 @@ PROCESSOR_NOTIFICATIONS = (BALANCE_THRESHOLD_CROSSED, BALANCE_EXHAUSTED, CREDIT_
 # notifications topic only for a tenant with an enabled endpoint that names the kind (webhooks/notifications_relay)
 OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED, EVENTS_ERRORS})
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
-               INVOICE_VOIDED, CREDIT_NOTE_CREATED, PAYMENT_RECORDED, WALLET_TRANSACTION_CREATED,
+               INVOICE_VOIDED, CREDIT_NOTE_CREATED, CREDIT_NOTE_REFUNDED, PAYMENT_RECORDED, WALLET_TRANSACTION_CREATED,
                DUNNING_REMINDER, DUNNING_LATE_FEE,
                DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS, EVENTS_ERRORS)  # fmt: skip
 
@@ -217,8 +218,9 @@ def status_changed(row: Any, previous_status: str) -> str | None:
     return invoice_event(s, row, STATUS_EVENTS[row.status], previous_status)
 
 
-def credit_note_event(s: Session, row: Any) -> str:
-    """`credit_note.created` for a credit note row (entities/credit_notes.py), keyed by its invoice."""
+def credit_note_event(s: Session, row: Any, type: str = CREDIT_NOTE_CREATED) -> str:
+    """`credit_note.created` (or `credit_note.refunded`) for a credit note row (entities/credit_notes.py), keyed by
+    its invoice."""
     data: dict[str, Any] = {
         "object": "credit_note",
         "tenant": row.tenant,
@@ -238,7 +240,9 @@ def credit_note_event(s: Session, row: Any) -> str:
         for x in orjson.loads(row.lines)
     ]  # fmt: skip
     data["issue_date"] = _day(row.issue_date)
-    return append(s, row.tenant, CREDIT_NOTE_CREATED, row.invoice_id, f"{row.tenant}/{row.invoice_id}", data)
+    if row.refunded_on is not None:
+        data["refunded_on"], data["refund_reference"] = _day(row.refunded_on), row.refund_reference
+    return append(s, row.tenant, type, row.invoice_id, f"{row.tenant}/{row.invoice_id}", data)
 
 
 def payment_event(s: Session, row: Any) -> str:

@@ -8,6 +8,7 @@
 - `POST /v1/payments` {invoice_id or customer, amount, currency, paid_at, reference} and `GET /v1/payments`.
 - `POST /v1/credit_notes` {invoice_id, reason, lines | null} and `GET /v1/credit_notes`;
   `POST /v1/credit_notes/estimate` {invoice_id, lines | null}: its total, credit and refund, nothing written;
+  `POST /v1/credit_notes/{id}/refund` {refunded_on?, reference?}: the refund was paid back (status `refunded`);
   `GET /v1/credit_notes/{id}.html` and `.pdf`: the credit note the customer receives (documents/credit_note.py);
   `GET /v1/credit_notes/{id}/ubl`: the credit note as UBL 2.1 CreditNote (EN 16931).
 - A payment, credit note or void that settles every invoice a customer was suspended for by dunning sends its
@@ -46,6 +47,7 @@ from meterstream.api.invoices_models import (
     PaymentIn,
     PaymentList,
     PaymentOut,
+    RefundIn,
     Status,
     VoidIn,
     credit_note_body,
@@ -275,6 +277,17 @@ async def estimate_credit_note(request: Request, principal: Reader, body: Credit
     money = {k: str(from_minor(getattr(split, f"{k}_minor"), inv.currency))
              for k in ("total", "credit", "refund", "creditable")}  # fmt: skip
     return {"invoice_id": inv.invoice_id, "currency": inv.currency, **money}
+
+
+@router.post("/v1/credit_notes/{credit_note_id}/refund", tags=["credit notes"], response_model=CreditNoteOut,
+             responses=_WRITE_ERRORS, summary="Record that a credit note's refund was paid back")  # fmt: skip
+async def refund_credit_note(request: Request, principal: Admin, credit_note_id: str, body: RefundIn) -> dict:
+    """Status `refund_due` -> `refunded` with the day and the transfer's reference; the same call again answers the
+    note; 409 `status` for a note that owes nothing back, `refunded_on` for one refunded otherwise; 422
+    `refunded_on` before the note's issue date or after today."""
+    note = await store(credit_notes.mark_refunded, _sessions(request), principal.tenant, credit_note_id,
+                       body.refunded_on, body.reference)  # fmt: skip
+    return credit_note_body(note)
 
 
 @router.get("/v1/credit_notes", tags=["credit notes"], response_model=CreditNoteList, responses=_READ_ERRORS,

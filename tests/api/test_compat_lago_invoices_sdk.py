@@ -240,3 +240,44 @@ def test_credit_note_estimate_writes_nothing(lago) -> None:  # type: ignore[no-u
     with pytest.raises(LagoApiError) as missing:
         estimate((storage.lago_id, 100), invoice_id="NOPE")
     assert (missing.value.status_code, missing.value.response["code"]) == (404, "invoice_not_found")
+
+
+def test_credit_note_refund_status_through_the_sdk(lago) -> None:  # type: ignore[no-untyped-def]
+    """INV-US 1,324.07 with 1,000.00 paid (324.07 due); storage credited in full, 251.57: all of it off the amount
+    due, nothing owed back; then platform 1,072.50: 72.50 off what is left due, 1,000.00 owed back (pending) until
+    finance says it was paid back (succeeded)."""
+    from lago_python_client.models.credit_note import CreditNoteUpdate
+
+    sdk, sf = lago
+    store_invoice(sf, T, "INV-US", "globex")
+    payments.record_payment(sf, T, amount="1000.00", currency="USD", paid_on=date(2026, 12, 5), reference="wire-1",
+                            invoice_id="INV-US")  # fmt: skip
+    platform, storage = sdk.invoices.find("INV-US").fees.__root__
+    first = sdk.credit_notes.create(CreditNote(invoice_id="INV-US", items=Items(__root__=[
+        Item(fee_id=storage.lago_id, amount_cents=25157)])))  # fmt: skip
+    second = sdk.credit_notes.create(CreditNote(invoice_id="INV-US", items=Items(__root__=[
+        Item(fee_id=platform.lago_id, amount_cents=107250)])))  # fmt: skip
+    assert (first.refund_amount_cents, first.refund_status) == (0, None)
+    assert (second.offset_amount_cents, second.refund_amount_cents, second.refund_status) == (7250, 100000, "pending")
+
+    same = sdk.credit_notes.update(CreditNoteUpdate(refund_status="pending"), second.lago_id)
+    assert same.refund_status == "pending"
+    done = sdk.credit_notes.update(CreditNoteUpdate(refund_status="succeeded"), second.lago_id)
+    assert (done.refund_status, done.refund_amount_cents) == ("succeeded", 100000)
+    assert sdk.credit_notes.find(second.lago_id).refund_status == "succeeded"
+    assert sdk.credit_notes.update(CreditNoteUpdate(refund_status="succeeded"), second.lago_id).refund_status == (
+        "succeeded"
+    )  # again: the same
+
+    for body, field in ((CreditNoteUpdate(refund_status="failed"), "refund_status"),
+                        (CreditNoteUpdate(refund_status="pending"), "refund_status"),
+                        (CreditNoteUpdate(refund_status="succeeded", metadata={"k": "v"}), "metadata")):  # fmt: skip
+        with pytest.raises(LagoApiError) as refused:
+            sdk.credit_notes.update(body, second.lago_id)
+        assert refused.value.status_code == 422 and list(refused.value.response["error_details"]) == [field]
+    with pytest.raises(LagoApiError) as nothing_owed:
+        sdk.credit_notes.update(CreditNoteUpdate(refund_status="succeeded"), first.lago_id)
+    assert (nothing_owed.value.status_code, nothing_owed.value.response["code"]) == (405, "not_refundable")
+    with pytest.raises(LagoApiError) as missing:
+        sdk.credit_notes.update(CreditNoteUpdate(refund_status="succeeded"), "NOPE")
+    assert (missing.value.status_code, missing.value.response["code"]) == (404, "credit_note_not_found")

@@ -428,3 +428,31 @@ def test_credit_note_estimate_checks_as_issued_and_writes_nothing(client: TestCl
     too_much = {"invoice_id": "INV-A", "lines": [{"description": "x", "amount": "1324.08"}]}
     assert error(client.post("/v1/credit_notes/estimate", json=too_much, headers=reader))[::2] == (422, "amount")
     assert client.post("/v1/credit_notes/estimate", json={"invoice_id": "NOPE"}, headers=reader).status_code == 404
+
+
+def test_a_refund_paid_back_is_recorded(client: TestClient) -> None:
+    """1,324.07 billed, 1,000.00 paid, a 500.00 credit note: 324.07 off the amount due, 175.93 owed back; finance
+    pays it back by transfer tr-7 and records it (SQLite and PostgreSQL)."""
+    admin, reader = key(client), key(client, "read")
+    store_invoice(_sf(client), TENANT, "INV-A", "cust-1")
+    paid = {"invoice_id": "INV-A", "amount": "1000.00", "currency": "USD", "paid_at": "2026-12-05", "reference": "w-1"}
+    assert client.post("/v1/payments", json=paid, headers=admin).status_code == 201
+    note = client.post(
+        "/v1/credit_notes",
+        headers=admin,
+        json={"invoice_id": "INV-A", "reason": "storage", "lines": [{"description": "storage", "amount": "500.00"}]},
+    ).json()
+    assert (note["status"], note["refund"], note["refunded_on"]) == ("refund_due", "175.93", None)  # fmt: skip
+    path = f"/v1/credit_notes/{note['credit_note_id']}/refund"
+    today = datetime.now(UTC).date().isoformat()
+    assert client.post(path, json={"reference": "tr-7"}, headers=reader).status_code == 403  # an admin's act
+    done = client.post(path, json={"reference": "tr-7"}, headers=admin)
+    assert done.status_code == 200, done.text
+    assert (done.json()["status"], done.json()["refunded_on"], done.json()["refund_reference"]) == (
+        "refunded", today, "tr-7")  # fmt: skip
+    assert client.post(path, json={"reference": "tr-7"}, headers=admin).json() == done.json()  # the same again
+    assert error(client.post(path, json={"reference": "tr-8"}, headers=admin))[::2] == (409, "refunded_on")
+    assert error(client.post(path, json={"refunded_on": "2026-01-01"}, headers=admin))[::2] == (409, "refunded_on")
+    listed = client.get("/v1/credit_notes", headers=reader).json()["items"]
+    assert [(n["status"], n["refund_reference"]) for n in listed] == [("refunded", "tr-7")]
+    assert client.post("/v1/credit_notes/nope/refund", json={}, headers=admin).status_code == 404

@@ -172,3 +172,24 @@ def test_mark_overdue(sf, capsys: pytest.CaptureFixture[str]) -> None:  # type: 
     assert (code, out.splitlines()) == (0, [
         "overdue ACME-2026-000001 (INV-OLD): 1324.07 USD due since 2026-11-30",
         "1 invoices of acme marked overdue as of 2026-12-31"])  # fmt: skip
+
+
+def test_a_refund_paid_back_from_the_cli(sf, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """1,324.07 paid in full, then a credit note of 10.00: nothing is due, so all 10.00 is owed back; finance pays it
+    back by transfer tr-1 and records it today."""
+    from datetime import UTC, datetime
+
+    store_invoice(sf, T, "INV-A", "cust-1")
+    assert _run(capsys, "payments", "record", "--tenant", T, "--invoice", "INV-A", "--amount", TOTAL, "--currency",
+                "USD", "--paid-at", "2026-12-02", "--reference", "bank-1")[0] == 0  # fmt: skip
+    code, out, _ = _run(capsys, "credit-notes", "create", "--tenant", T, "--invoice", "INV-A", "--reason", "goodwill",
+                        "--line", "goodwill", "10.00", "--json")  # fmt: skip
+    note = json.loads(out)
+    assert (note["credit"], note["refund"], note["status"]) == ("0.00", "10.00", "refund_due")
+    code, out, _ = _run(capsys, "credit-notes", "refund", note["credit_note_id"], "--tenant", T, "--reference", "tr-1")
+    today = datetime.now(UTC).date()
+    number = f"ACME-CN-{today.year}-000001"  # numbered in the year of its issue date (today)
+    assert (code, out.strip()) == (0, f"credit note {number}: 10.00 USD refunded on {today} (tr-1)")
+    code, _, err = _run(capsys, "credit-notes", "refund", note["credit_note_id"], "--tenant", T, "--on", "2026-12-01")
+    assert code == 1 and err.startswith(f"meterstream credit-notes: error: refunded_on: credit note {number} "
+                                        f"was refunded on {today} (tr-1)")  # fmt: skip

@@ -69,6 +69,18 @@ def test_a_paid_reverse_charge_invoice_credited_in_german() -> None:
     assert dict(rows(page, "meta"))["Korrigiert Rechnung"] == "ACME-2026-000001"
 
 
+def test_a_refund_paid_back_says_refunded() -> None:
+    """The same German note once its 100.00 was paid back (status refunded): "Erstattet", in English "Refunded",
+    where the page said what was still to be refunded."""
+    note = facts(lines=[("Usage corrected", D("100.00"))], credit=D("0"), refund=D("100.00"), status="refunded")
+    page = render_credit_note_html(german_b2b(), **note)
+    assert rows(page, "totals")[-1] == ["Erstattet", "100,00 €"]
+    assert "Zu erstatten" not in page and "Erstattung ausstehend" not in page
+    english = render_credit_note_html(german_b2b(), locale="en", **note)
+    assert rows(english, "totals")[-1] == ["Refunded", "€100.00"]
+    assert '<div class="status status-refunded">Refunded</div>' in english
+
+
 def test_an_invoice_with_two_vat_groups_is_credited_as_invoiced() -> None:
     """A line of ours does not say which VAT group it credits: no split, the amounts as invoiced (tax included),
     said so; a partial credit of 50.00 on an invoice of which 30.00 was paid: 20.00 off the amount due, 30.00 back

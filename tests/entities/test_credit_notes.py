@@ -141,3 +141,51 @@ def test_credit_notes_do_not_use_invoice_numbers(sf) -> None:
     create_credit_note(sf, TENANT, "inv-1", "r", [{"description": "x", "amount": "1.00"}], issue_date=DAY)
     assert issued(sf, "inv-2").number == "ACME-2026-000002"
     assert numbering.last_number(sf, TENANT, "ACME", "CN", 2026) == 1
+
+
+def test_a_refund_is_recorded_once_when_paid_back(sf) -> None:
+    """Billed 100.00, paid 70.00, a credit note of 50.00: 30.00 cancels what is due, 20.00 is owed back
+    (refund_due). Paid back on 15 December by transfer tr-9: refunded, once; one `credit_note.refunded` event."""
+    from sqlalchemy import select
+
+    from meterstream.entities.common import NotFound
+    from meterstream.entities.credit_notes import mark_refunded
+    from meterstream.webhooks.events import CREDIT_NOTE_REFUNDED, WebhookOutboxRow
+
+    issued(sf, "inv-1", total="100.00")
+    record_payment(sf, TENANT, amount="70.00", currency="EUR", paid_on=date(2026, 12, 5), reference="b-1",
+                   invoice_id="inv-1")  # fmt: skip
+    note = create_credit_note(sf, TENANT, "inv-1", "goodwill", [{"description": "x", "amount": "50.00"}],
+                              issue_date=date(2026, 12, 10), today=date(2026, 12, 10))  # fmt: skip
+    assert (note.credit_minor, note.refund_minor, note.status, note.refunded_on) == (3000, 2000, "refund_due", None)
+    today = date(2026, 12, 20)
+    for bad in (date(2026, 12, 9), date(2026, 12, 21)):  # before the note, after today
+        with pytest.raises(Invalid) as exc:
+            mark_refunded(sf, TENANT, note.credit_note_id, bad, "tr-9", today=today)
+        assert exc.value.field == "refunded_on"
+    done = mark_refunded(sf, TENANT, note.credit_note_id, date(2026, 12, 15), "tr-9", today=today)
+    assert (done.status, done.refunded_on, done.refund_reference, done.refund_minor) == (
+        "refunded", date(2026, 12, 15), "tr-9", 2000)  # fmt: skip
+    again = mark_refunded(sf, TENANT, note.credit_note_id, date(2026, 12, 15), "tr-9", today=today)
+    assert again == done
+    with pytest.raises(Conflict) as other:
+        mark_refunded(sf, TENANT, note.credit_note_id, date(2026, 12, 16), "tr-9", today=today)
+    assert other.value.field == "refunded_on" and "2026-12-15" in str(other.value)
+    assert get_credit_note(sf, TENANT, note.credit_note_id).status == "refunded"
+    inv = invoices.get(sf, TENANT, "inv-1")
+    assert (inv.credited_minor, inv.paid_minor, inv.amount_due_minor) == (5000, 7000, 0)  # the invoice unchanged
+    with sf() as s:
+        types = list(s.scalars(select(WebhookOutboxRow.type).where(WebhookOutboxRow.tenant == TENANT)))
+    assert types.count(CREDIT_NOTE_REFUNDED) == 1
+
+    second = create_credit_note(sf, TENANT, "inv-1", "more", [{"description": "y", "amount": "1.00"}],
+                                 issue_date=date(2026, 12, 10), today=date(2026, 12, 10))  # fmt: skip
+    assert second.refund_minor == 100 and second.status == "refund_due"  # nothing was due any more
+    issued(sf, "inv-2", total="10.00")
+    owed_nothing = create_credit_note(sf, TENANT, "inv-2", "z", [{"description": "z", "amount": "1.00"}],
+                                      issue_date=DAY, today=DAY)  # fmt: skip
+    with pytest.raises(Conflict) as nothing:
+        mark_refunded(sf, TENANT, owed_nothing.credit_note_id, today, today=today)
+    assert nothing.value.field == "status"
+    with pytest.raises(NotFound):
+        mark_refunded(sf, TENANT, "nope", today, today=today)

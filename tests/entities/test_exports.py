@@ -98,8 +98,8 @@ def test_csv_and_json_of_hand_built_records() -> None:
     )
     assert files["credit_notes.csv"] == (
         "number,credit_note_id,invoice_number,invoice_id,customer,issue_date,currency,total,credit,refund,status,"
-        "reason\r\n"
-        "ACME-CN-2026-000001,cn-1,ACME-2026-000001,inv-1,c1,2026-12-10,EUR,25.50,25.50,0.00,applied,duplicate\r\n"
+        "reason,refunded_on,refund_reference\r\n"
+        "ACME-CN-2026-000001,cn-1,ACME-2026-000001,inv-1,c1,2026-12-10,EUR,25.50,25.50,0.00,applied,duplicate,,\r\n"
     )
     assert files["payments.csv"] == (
         "reference,paid_on,customer,currency,amount,invoice_number,invoice_id,allocated\r\n"
@@ -174,7 +174,7 @@ def test_a_month_read_from_the_store(sf) -> None:
     ]
     assert files["credit_notes.csv"].split("\r\n")[1:-1] == [
         f"ACME-CN-2026-000001,{data.credit_notes[0].credit_note_id},ACME-2026-000002,dec-1,c1,2026-12-10,EUR,"
-        "20.00,20.00,0.00,applied,goodwill"
+        "20.00,20.00,0.00,applied,goodwill,,"
     ]
     assert files["payments.csv"].split("\r\n")[1:-1] == [  # by date paid: b0 (for November's invoice) first
         "b0,2026-12-01,c1,EUR,10.00,ACME-2026-000001,nov,10.00",

@@ -305,6 +305,9 @@ def invoice_object(record: invoices.Invoice, doc: InvoiceDoc | None, customer: d
     }  # fmt: skip
 
 
+_REFUND_STATUS = {credit_notes.REFUND_DUE: "pending", credit_notes.REFUNDED: "succeeded"}
+
+
 def split_reason(stored: str) -> tuple[str, str | None]:
     """(Lago reason, description) of a stored reason `<reason>: <description>` (or free text: other)."""
     head, sep, rest = stored.partition(": ")
@@ -320,7 +323,8 @@ def credit_note_object(note: credit_notes.CreditNote) -> dict[str, Any]:
         "lago_id": note.credit_note_id, "sequential_id": None, "billing_entity_code": None, "number": note.number,
         "lago_invoice_id": note.invoice_id, "invoice_number": note.invoice_number,
         "issuing_date": note.issue_date.isoformat(), "credit_status": None,
-        "refund_status": "pending" if note.refund_minor else None, "reason": reason, "description": description,
+        "refund_status": _REFUND_STATUS.get(note.status) if note.refund_minor else None, "reason": reason,
+        "description": description,
         "currency": note.currency, "total_amount_cents": note.total_minor, "credit_amount_cents": 0,
         "balance_amount_cents": 0, "refund_amount_cents": note.refund_minor, "offset_amount_cents": note.credit_minor,
         "taxes_amount_cents": 0, "taxes_rate": Decimal("0.0"),
@@ -330,7 +334,8 @@ def credit_note_object(note: credit_notes.CreditNote) -> dict[str, Any]:
                    "amount_currency": note.currency, "fee": None, "description": line.description}
                   for i, line in enumerate(note.lines)],
         "applied_taxes": [],
-        "meterstream": {"status": note.status, "customer": note.customer},
+        "meterstream": {"status": note.status, "customer": note.customer,
+                        "refunded_on": note.refunded_on.isoformat() if note.refunded_on else None},
     }  # fmt: skip
 
 
@@ -599,6 +604,48 @@ async def estimate_credit_note_route(request: Request, principal: Read) -> Respo
     except Invalid as exc:
         return _invalid(exc.field or "base", getattr(exc, "reason", None) or str(exc))
     return _json({"estimated_credit_note": body})
+
+
+@router.put("/credit_notes/{lago_id}", summary="Update a credit note's refund status (Lago: updateCreditNote)",
+            responses=m.answers(CreditNoteOut, *WRITE, 404, 405))  # fmt: skip
+async def update_credit_note_route(request: Request, principal: Admin, lago_id: str) -> Response:
+    """`refund_status: succeeded` records that the refund was paid back today (the own API's
+    `POST /v1/credit_notes/{id}/refund`, which also takes the day and the transfer's reference); `pending` leaves a
+    note still owed back as it is. `failed`, `metadata` (not kept here) and going back from `succeeded` are 422
+    naming the field; a note that owes nothing back is 405 `not_refundable`."""
+    raw = await _body(request, "credit_note")
+    sessions = _compat(request).state.sessions
+    if not isinstance(raw, dict):
+        return _invalid("credit_note", "an object")
+    if raw.get("metadata") is not None:
+        return _invalid("metadata", "credit note metadata is not kept by Meterstream")
+    wanted = raw.get("refund_status")
+    if wanted not in ("pending", "succeeded"):
+        why = "pending or succeeded (a failed refund leaves the note owed back: pending)"
+        return _invalid("refund_status", f"{why} (got {wanted!r})")
+
+    def run() -> credit_notes.CreditNote:
+        note = credit_notes.get_credit_note(sessions, principal.tenant, lago_id)
+        if wanted == "succeeded":
+            return credit_notes.mark_refunded(sessions, principal.tenant, lago_id, note.refunded_on,
+                                              note.refund_reference)  # fmt: skip
+        if note.status == credit_notes.REFUNDED:
+            raise Invalid("refund_status", f"refunded on {note.refunded_on}: a refund paid back stays succeeded")
+        if note.status != credit_notes.REFUND_DUE:
+            raise Conflict("status", f"credit note {note.number} owes nothing back")
+        return note
+
+    try:
+        note = await _call(run)
+    except NotFound:
+        return _json(error_body(404, "credit_note_not_found"), 404)
+    except Conflict as exc:
+        if exc.field == "status":
+            return _json(error_body(405, "not_refundable", {"credit_note": [str(exc)]}), 405)
+        return _invalid(exc.field or "base", str(exc))
+    except Invalid as exc:
+        return _invalid(exc.field or "base", getattr(exc, "reason", None) or str(exc))
+    return _json({"credit_note": credit_note_object(note)})
 
 
 @router.get("/credit_notes", summary="List credit notes (Lago: findAllCreditNotes)",

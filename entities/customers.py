@@ -43,6 +43,7 @@ from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_
 from meterstream.entities.db import Base
 from meterstream.entities.plan_rules import check_text, validate_customer
 from meterstream.schemas.entities import Address, CustomerDoc
+from meterstream.webhooks import events
 
 
 class CustomerRow(Base):
@@ -223,7 +224,7 @@ class CustomerRepository:
             s.add(row)
             s.flush()
             _claim_subjects(s, tenant, row.id, subjects)
-            outbox.append(s, [customer_doc(row)])
+            _changed(s, customer_doc(row), events.CUSTOMER_CREATED)
         return _customer(row, subjects)
 
     def replace(
@@ -266,7 +267,7 @@ class CustomerRepository:
             _write(row, doc, datetime.now(UTC))
             row.meta = new.metadata or None  # as OpenMeter sent it (JSON values kept)
             s.flush()
-            outbox.append(s, [customer_doc(row)])
+            _changed(s, customer_doc(row), events.CUSTOMER_UPDATED)
             return _customer(row, subjects if subjects is not None else own)
 
     def _subjects(self, s: Any, ids: list[str]) -> dict[str, list[str]]:
@@ -442,6 +443,12 @@ def _check_currency_change(s: Session, doc: CustomerDoc) -> None:
             )
 
 
+def _changed(s: Session, doc: CustomerDoc, type: str) -> None:
+    """A stored change of a customer: on the entities topic (outbox) and as a webhook event, in its transaction."""
+    outbox.append(s, [doc])
+    events.customer_event(s, doc, type)
+
+
 def _write(row: CustomerRow, doc: CustomerDoc, now: datetime) -> None:
     """The document's fields onto the row, version + 1."""
     row.name, row.legal_name, row.primary_email, row.tax_id = doc.name, doc.legal_name, doc.email, doc.tax_id
@@ -472,6 +479,7 @@ def put_customer(sf: sessionmaker, doc: CustomerDoc, expected_version: int | Non
             return customer_doc(row)
         if row is not None and doc.currency is not None and doc.currency != row.currency:
             _check_currency_change(s, doc)
+        created = row is None
         if row is None:
             first = _first_version(s, doc.tenant, doc.external_id)
             row = CustomerRow(id=new_ulid(), tenant=doc.tenant, key=doc.external_id, created_at=now, version=first - 1)
@@ -479,7 +487,7 @@ def put_customer(sf: sessionmaker, doc: CustomerDoc, expected_version: int | Non
         _write(row, doc, now)
         s.flush()
         stored = customer_doc(row)
-        outbox.append(s, [stored])
+        _changed(s, stored, events.CUSTOMER_CREATED if created else events.CUSTOMER_UPDATED)
         return stored
 
 
@@ -541,5 +549,5 @@ def delete_customer(
         s.execute(delete(CustomerSubjectRow).where(CustomerSubjectRow.customer_id == row.id))  # subjects freed
         s.flush()
         stored = customer_doc(row)
-        outbox.append(s, [stored])
+        _changed(s, stored, events.CUSTOMER_DELETED)
         return stored

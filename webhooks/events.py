@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
+import msgspec
 import orjson
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -51,6 +52,9 @@ INVOICE_PARTIALLY_PAID = "invoice.partially_paid"
 INVOICE_OVERDUE = "invoice.overdue"
 INVOICE_VOIDED = "invoice.voided"
 CREDIT_NOTE_CREATED = "credit_note.created"
+CUSTOMER_CREATED = "customer.created"
+CUSTOMER_UPDATED = "customer.updated"
+CUSTOMER_DELETED = "customer.deleted"
 CREDIT_NOTE_REFUNDED = "credit_note.refunded"
 PAYMENT_RECORDED = "payment.recorded"
 WALLET_TRANSACTION_CREATED = "wallet_transaction.created"
@@ -84,7 +88,8 @@ PROCESSOR_NOTIFICATIONS = (BALANCE_THRESHOLD_CROSSED, BALANCE_EXHAUSTED, CREDIT_
 # notifications topic only for a tenant with an enabled endpoint that names the kind (webhooks/notifications_relay)
 OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED, EVENTS_ERRORS})
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
-               INVOICE_VOIDED, CREDIT_NOTE_CREATED, CREDIT_NOTE_REFUNDED, PAYMENT_RECORDED, WALLET_TRANSACTION_CREATED,
+               INVOICE_VOIDED, CREDIT_NOTE_CREATED, CREDIT_NOTE_REFUNDED, PAYMENT_RECORDED,
+               CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED, WALLET_TRANSACTION_CREATED,
                DUNNING_REMINDER, DUNNING_LATE_FEE,
                DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS, EVENTS_ERRORS)  # fmt: skip
 
@@ -96,6 +101,7 @@ LAGO_TYPES = {INVOICE_CREATED: ("invoice.drafted", "invoice"), INVOICE_FINALIZED
               INVOICE_PAID: ("invoice.payment_status_updated", "invoice"),
               INVOICE_OVERDUE: ("invoice.payment_overdue", "invoice"), INVOICE_VOIDED: ("invoice.voided", "invoice"),
               CREDIT_NOTE_CREATED: ("credit_note.created", "credit_note"),
+              CUSTOMER_CREATED: ("customer.created", "customer"), CUSTOMER_UPDATED: ("customer.updated", "customer"),
               WALLET_TRANSACTION_CREATED: ("wallet_transaction.created", "wallet_transaction"),
               EVENTS_ERRORS: ("events.errors", "events_errors")}  # fmt: skip
 
@@ -264,6 +270,18 @@ def payment_event(s: Session, row: Any) -> str:
         for a in orjson.loads(row.allocations)
     ]  # fmt: skip
     return append(s, row.tenant, PAYMENT_RECORDED, row.reference, f"{row.tenant}/{row.customer}", data)
+
+
+def customer_event(s: Session, doc: Any, type: str) -> str:
+    """`customer.created`, `customer.updated` or `customer.deleted` for a stored customer document (entities/
+    customers.py CustomerDoc, as written), keyed `tenant/customer`."""
+    data: dict[str, Any] = {"object": "customer", "tenant": doc.tenant, "customer": doc.external_id}
+    for name in ("name", "legal_name", "email", "tax_id", "country", "currency", "timezone", "invoice_grace_days",
+                 "payment_terms_days", "description", "version", "deleted"):  # fmt: skip
+        data[name] = getattr(doc, name)
+    data["address"] = msgspec.to_builtins(doc.address) if doc.address is not None else None
+    data["metadata"] = dict(doc.metadata)
+    return append(s, doc.tenant, type, doc.external_id, f"{doc.tenant}/{doc.external_id}", data)
 
 
 def wallet_transaction_event(s: Session, tx: Any, wallet: Any, source: str) -> str:

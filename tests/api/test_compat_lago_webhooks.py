@@ -299,9 +299,33 @@ def test_wallet_transactions_are_lagos_wallet_transaction_created(lago, receiver
     assert [(m["webhook_type"], m["object_type"]) for m in got] == [("wallet_transaction.created",
                                                                      "wallet_transaction")] * 2  # fmt: skip
     listed = {t.lago_id: t for t in sdk.wallet_transactions.find_all(made.lago_id)["wallet_transactions"]}
-    seen = [m["wallet_transaction"] for m in got]
+    # deliveries are not ordered (docs/webhooks.md): by the transactions' own order
+    seen = sorted((m["wallet_transaction"] for m in got), key=lambda t: t["created_at"])
     figures = [(t["source"], t["transaction_status"], Decimal(t["amount"]), Decimal(t["credit_amount"])) for t in seen]
     assert figures == [("manual", "purchased", Decimal("20.00"), Decimal(40)),
                        ("interval", "granted", Decimal("3.00"), Decimal(6))]  # fmt: skip
     for t in seen:
         assert t["lago_wallet_id"] == made.lago_id and listed[t["lago_id"]].amount == t["amount"]
+
+
+def test_customer_changes_are_lagos_customer_created_and_updated(lago, receivers) -> None:  # type: ignore[no-untyped-def]
+    """A customer made through the SDK and then changed (Lago's create is an upsert): `customer.created` then
+    `customer.updated`, each holding what `customers.find` answers (as it is when first sent)."""
+    from lago_python_client.models import Customer
+
+    sdk, app, _base, _key = lago
+    every, _ = receivers
+    sdk.webhook_endpoints.create(WebhookEndpoint(webhook_url=every.url, signature_algo="hmac",
+                                                 event_types=["customer.created", "customer.updated"]))  # fmt: skip
+    sdk.customers.create(Customer(external_id="c9", name="Globex", currency="EUR"))
+    drain(dispatcher(app))
+    sdk.customers.create(Customer(external_id="c9", name="Globex SA", currency="EUR", email="billing@globex.example"))
+    drain(dispatcher(app))
+
+    got = [orjson.loads(b) for _, b in every.requests]
+    assert [(m["webhook_type"], m["object_type"], m["customer"]["name"]) for m in got] == [
+        ("customer.created", "customer", "Globex"), ("customer.updated", "customer", "Globex SA")]  # fmt: skip
+    found = sdk.customers.find("c9")
+    latest = got[-1]["customer"]
+    assert (latest["lago_id"], latest["external_id"], latest["email"], latest["currency"]) == (
+        found.lago_id, "c9", "billing@globex.example", "EUR")  # fmt: skip

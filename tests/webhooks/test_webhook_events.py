@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import msgspec
 import orjson
 import pytest
 from invoice_helpers import AT, TENANT, draft, issued
@@ -162,3 +163,31 @@ def test_every_wallet_transaction_is_an_event_with_what_wrote_it(sf) -> None:  #
         "wallet_transaction", wallet.id, "w1", "EUR")  # fmt: skip
     assert got[3]["data"]["reference"].endswith(":2026-11-15:granted")
     assert {e.key for e in events(sf, TENANT) if e.type == "wallet_transaction.created"} == {f"{TENANT}/w1"}
+
+
+def test_customer_changes_in_events(sf) -> None:
+    """Every stored change of a customer (the Lago/own upsert, OpenMeter's create and replace, the delete) appends
+    its event in the same transaction; a write that changes nothing appends none."""
+    from meterstream.entities.customers import CustomerCreate, CustomerRepository, delete_customer, put_customer
+    from meterstream.schemas.entities import CustomerDoc
+
+    doc = CustomerDoc(tenant=TENANT, external_id="c7", name="Globex", version=0, currency="EUR",
+                      metadata={"crm": "42"})  # fmt: skip
+    put_customer(sf, doc)
+    put_customer(sf, doc)  # the same again: nothing written, no event
+    put_customer(sf, msgspec.structs.replace(doc, name="Globex SA", email="billing@globex.example"))
+    made = CustomerRepository(sf).create(TENANT, CustomerCreate(name="Initech", key="c8"))
+    CustomerRepository(sf).replace(TENANT, "c8", CustomerCreate(name="Initech LLC", key="c8"), subject_keys=None)
+    delete_customer(sf, TENANT, "c7")
+
+    got = bodies(sf)
+    assert [(b["type"], b["data"]["customer"], b["data"]["name"], b["data"]["version"]) for b in got] == [
+        ("customer.created", "c7", "Globex", 1), ("customer.updated", "c7", "Globex SA", 2),
+        ("customer.created", "c8", "Initech", 1), ("customer.updated", "c8", "Initech LLC", 2),
+        ("customer.deleted", "c7", "Globex SA", 3)]  # fmt: skip
+    first, second, *_, deleted = (b["data"] for b in got)
+    assert (first["object"], first["tenant"], first["currency"], first["metadata"], first["email"]) == (
+        "customer", TENANT, "EUR", {"crm": "42"}, None)  # fmt: skip
+    assert second["email"] == "billing@globex.example" and deleted["deleted"] is True
+    assert [e.key for e in events(sf, TENANT)] == [f"{TENANT}/c7"] * 2 + [f"{TENANT}/c8"] * 2 + [f"{TENANT}/c7"]
+    assert made.key == "c8"

@@ -345,10 +345,15 @@ def credit_note_object(note: credit_notes.CreditNote) -> dict[str, Any]:
 def _customer(sf: sessionmaker, record: invoices.Invoice) -> dict[str, Any] | None:
     """Lago's customer object of the invoice's customer, when the store has it (else null)."""
     try:
-        doc = get_customer_doc(sf, record.tenant, record.customer)
-        row = CustomerRepository(sf).get(record.tenant, record.customer)
+        return stored_customer_object(sf, record.tenant, record.customer)
     except NotFound:
         return None
+
+
+def stored_customer_object(sf: sessionmaker, tenant: str, external_id: str) -> dict[str, Any]:
+    """Lago's customer object of a stored customer (what `GET /customers/{external_id}` answers); NotFound."""
+    doc = get_customer_doc(sf, tenant, external_id)
+    row = CustomerRepository(sf).get(tenant, external_id)
     return customer_object(doc, row.created_at, row.updated_at)
 
 

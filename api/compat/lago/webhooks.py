@@ -25,7 +25,7 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.compat.lago import models as m
-from meterstream.api.compat.lago.invoices import credit_note_object, stored_invoice_object
+from meterstream.api.compat.lago.invoices import credit_note_object, stored_customer_object, stored_invoice_object
 from meterstream.api.compat.lago.plans import lago_uuid
 from meterstream.api.compat.lago.responses import error_body, page_of, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body
@@ -66,6 +66,8 @@ def render(sf: sessionmaker, tenant: str, event_type: str, event_body: bytes) ->
         obj = credit_note_object(credit_notes.get_credit_note(sf, tenant, data["credit_note_id"]))
     elif object_type == "wallet_transaction":
         obj = transaction_object(*wallets.get_transaction(sf, tenant, data["transaction_id"]))
+    elif object_type == "customer":
+        obj = stored_customer_object(sf, tenant, data["customer"])
     else:  # events_errors: the lists themselves (webhooks/lago_digest.py)
         obj = {k: data[k] for k in ("invalid_code", "missing_aggregation_property", "invalid_filter_values",
                                     "missing_group_key")}  # fmt: skip

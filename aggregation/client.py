@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any
 
 import clickhouse_connect
@@ -124,8 +125,10 @@ def open_store(settings: Settings, *, writer: bool = False) -> Client:
 
 
 def is_embedded(client: Client) -> bool:
-    """True for a client of the embedded store (chdb), False for one of a ClickHouse server."""
-    return type(client).__name__ == "ChdbClient"
+    """True for a client of the embedded store (chdb), False for one of a ClickHouse server. clickhouse-connect's
+    chdb client module is looked up only if already imported (it imports chdb): no client of it exists otherwise."""
+    module = sys.modules.get("clickhouse_connect.driver._chdbclient")
+    return module is not None and isinstance(client, module.ChdbClient)
 
 
 def _literal(value: int | str) -> str:

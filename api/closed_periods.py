@@ -12,6 +12,7 @@ from typing import Any
 
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.entities.finalization import closed_month_end
+from meterstream.invoice_emitter.ledger import newest_closed_sql
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def newest_closed(state: Any) -> str | None:
     if not queries.configured():
         return None
     try:
-        rows = queries.query(f"SELECT max(period) FROM {queries.db}.period_closes", {})
+        rows = queries.query(newest_closed_sql(queries.db), {})
     except ClickHouseUnavailable as exc:
         log.warning("closed periods not read (ClickHouse: %s): a back-dated subscription write is checked against "
                     "the store's invoiced periods only", str(exc)[:200])  # fmt: skip

@@ -28,6 +28,12 @@ def closed_periods(client: Client, db: str) -> list[str]:
     return [r[0] for r in client.query(f"SELECT DISTINCT period FROM {db}.period_closes ORDER BY period").result_rows]
 
 
+def newest_closed_sql(db: str) -> str:
+    """The query of the newest month closed for every customer (one row: its label, "" when none), shared by
+    `newest_closed` and the API's reader (api/closed_periods.py)."""
+    return f"SELECT max(period) FROM {db}.period_closes"
+
+
 def newest_closed(client: Client, db: str) -> str | None:
     """The newest month closed for every customer ("2026-11"), or None: none closed, or no `period_closes` table
     yet (a store no close has written to)."""
@@ -36,7 +42,7 @@ def newest_closed(client: Client, db: str) -> str | None:
     ).result_rows[0][0]
     if not exists:
         return None
-    label = client.query(f"SELECT max(period) FROM {db}.period_closes").result_rows[0][0]
+    label = client.query(newest_closed_sql(db)).result_rows[0][0]
     return label or None  # max() of no rows is ""
 
 

@@ -144,6 +144,8 @@ class BillingRunResult:
     # rows past METERSTREAM_UNMATCHED_RETENTION_DAYS deleted (unmatched_events, lago_event_errors), None if it failed
     purged: dict[str, int] | None = None
     purge_error: str | None = None
+    # subscription.started / .terminated events written by this run (the webhook dispatcher's backstop), None: failed
+    announced: int | None = None
 
     @property
     def outcome(self) -> str:
@@ -264,6 +266,7 @@ def run_billing(
     result.wallet_top_ups, result.wallet_top_ups_error = _wallet_top_ups(store.sf, now())
     result.revenue, result.revenue_error = _revenue(store.sf, client, db, now())
     result.purged, result.purge_error = _purge(store.sf, settings.unmatched_retention_days, now())
+    result.announced = _announce(store.sf, now())
     due = due_periods(closed_periods(client, db), usage_periods(client, db), now())
     if not due:
         return result
@@ -332,6 +335,19 @@ def _wallet_top_ups(sf: Any, at: datetime) -> tuple[dict[str, int] | None, str |
     except Exception as exc:  # the database gone mid-run: said; the anniversaries not written come next run
         log.error("billing run: wallet interval top-ups failed: %s", exc)
         return None, f"{type(exc).__name__}: {exc}"
+
+
+def _announce(sf: Any, at: datetime) -> int | None:
+    """The subscriptions whose start or end has come and that the API's dispatcher has not announced (it was not
+    running): their lifecycle webhooks (entities/subscriptions.announce_due). A failure is logged; the next run or
+    the dispatcher does it."""
+    from meterstream.entities.subscriptions import announce_due
+
+    try:
+        return announce_due(sf, at, limit=100_000)
+    except Exception as exc:  # the database gone mid-run
+        log.error("billing run: subscription announcements failed: %s", exc)
+        return None
 
 
 def _purge(sf: Any, days: int, at: datetime) -> tuple[dict[str, int] | None, str | None]:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, delete, select
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, and_, delete, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from meterstream.entities import outbox
@@ -33,6 +33,7 @@ from meterstream.entities.finalization import finalized_floor
 from meterstream.entities.plan_rules import check_money, check_price, check_tenant, check_text
 from meterstream.entities.plans import check_usage_meters, find_plan_row, plan_doc
 from meterstream.schemas.entities import Phase, PlanVersionDoc, SubscriptionDoc
+from meterstream.webhooks import events
 
 DEFAULT_CUSTOMER = "*"
 ANCHORS = ("calendar", "anniversary")
@@ -40,7 +41,10 @@ ANCHORS = ("calendar", "anniversary")
 
 class SubscriptionRow(Base):
     __tablename__ = "subscriptions"
-    __table_args__ = (UniqueConstraint("tenant", "external_id", name="uq_subscriptions_tenant_external_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant", "external_id", name="uq_subscriptions_tenant_external_id"),
+        Index("ix_subscriptions_announced", "announced"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(128))
@@ -51,6 +55,11 @@ class SubscriptionRow(Base):
     doc: Mapped[str] = mapped_column(Text)  # the document as JSON (schemas.entities encoding)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # the lifecycle webhooks (`announce_due`): the first phase's start, the last phase's end (None: open-ended),
+    # and what was announced of it: pending (nothing yet) | started | ended
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    announced: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class SubscriptionPhaseRow(Base):
@@ -284,13 +293,68 @@ def _write_phases(s: Session, row: SubscriptionRow, rows: list[tuple[str, str, i
 def _store(
     s: Session, row: SubscriptionRow, doc: SubscriptionDoc, rows: list[tuple[str, str, int, Phase]]
 ) -> SubscriptionDoc:
-    row.version, row.status, row.updated_at = doc.version, doc.status, datetime.now(UTC)
+    now = datetime.now(UTC)
+    row.version, row.status, row.updated_at = doc.version, doc.status, now
     row.doc = _encoder.encode(doc).decode()
+    row.starts_at, row.ends_at = doc.phases[0].start, doc.phases[-1].end
     s.flush()
     _write_phases(s, row, rows)
     s.flush()
     outbox.append(s, [doc])
+    _announce(s, row, doc, now)
     return doc
+
+
+# --- lifecycle webhooks ---------------------------------------------------------------------------------------
+# A subscription is announced once when it starts (`subscription.started`: its first phase's start has come) and
+# once when it ends (`subscription.terminated`: its last phase's end has come; one canceled before it started
+# sends only this, with status canceled, when canceled), in the transaction that writes it or, for a start or end
+# that comes later, in the transaction of `announce_due` that sees it come (the webhook dispatcher runs it every
+# `ANNOUNCE_SECONDS`, the daily billing run too). A plan change inside a subscription (a new phase) is not a start.
+# A subscription ended and then extended is announced as started again; one moved to start later waits again.
+ANNOUNCE_SECONDS = 30.0
+
+
+def _transitions(announced: str | None, starts: datetime, ends: datetime | None, now: datetime
+                 ) -> tuple[list[str], str]:  # fmt: skip
+    """(the events due, in order; what is announced after them) for a subscription over [starts, ends)."""
+    state = announced or "pending"
+    never_runs = ends is not None and ends <= starts  # canceled before it started: ended now
+    if ends is not None and (ends <= now or never_runs):
+        if state == "ended":
+            return [], state
+        started = [events.SUBSCRIPTION_STARTED] if state == "pending" and not never_runs else []
+        return [*started, events.SUBSCRIPTION_TERMINATED], "ended"
+    if starts <= now:
+        return ([events.SUBSCRIPTION_STARTED] if state != "started" else []), "started"
+    return [], "pending"
+
+
+def _announce(s: Session, row: SubscriptionRow, doc: SubscriptionDoc, now: datetime) -> int:
+    due, row.announced = _transitions(row.announced, doc.phases[0].start, doc.phases[-1].end, now)
+    for type in due:
+        events.subscription_event(s, doc, type, now)
+    return len(due)
+
+
+def announce_due(sf: sessionmaker, now: datetime, limit: int = 500) -> int:
+    """Announce the starts and ends that have come by `now` and were not announced (see above), each subscription
+    in its own transaction; returns how many events were written."""
+    ends = and_(SubscriptionRow.ends_at.is_not(None), SubscriptionRow.ends_at <= now,
+                or_(SubscriptionRow.announced.is_(None), SubscriptionRow.announced != "ended"))  # fmt: skip
+    starts = and_(SubscriptionRow.starts_at <= now,
+                  or_(SubscriptionRow.ends_at.is_(None), SubscriptionRow.ends_at > now),
+                  or_(SubscriptionRow.announced.is_(None), SubscriptionRow.announced != "started"))  # fmt: skip
+    with sf() as s:
+        ids = list(s.scalars(select(SubscriptionRow.id).where(or_(ends, starts)).order_by(SubscriptionRow.id)
+                             .limit(limit)))  # fmt: skip
+    made = 0
+    for sub_id in ids:
+        with sf.begin() as s:
+            row = s.scalar(select(SubscriptionRow).where(SubscriptionRow.id == sub_id).with_for_update())
+            if row is not None:
+                made += _announce(s, row, _doc(row), now)
+    return made
 
 
 def create_subscription(

@@ -1,7 +1,8 @@
 """The webhook dispatcher: lifecycle events from `webhook_outbox` to the tenants' endpoints and to Kafka.
 
 Once an hour (`digest_seconds`) it first reports the Lago events accepted with an error since the last report as
-`events.errors` events (webhooks/lago_digest.py). Then one poll (`run_once`) does three things, each retried on the
+`events.errors` events (webhooks/lago_digest.py), and every 30 s it announces the subscriptions whose start or end
+has come (entities/subscriptions.announce_due). Then one poll (`run_once`) does three things, each retried on the
 next poll when it fails:
 1. fan out: events not yet fanned out become one pending delivery per endpoint that wants them
    (webhooks/outbox.py), due at once;
@@ -103,6 +104,7 @@ class Dispatcher(BackgroundLoop):
         self.settings = settings
         self.digest_seconds = digest_seconds
         self.digest_at = float("-inf")  # `monotonic` of the last digest (the first poll makes one)
+        self.announce_at = float("-inf")  # `monotonic` of the last look for subscriptions that started or ended
         self.renderers = dict(renderers or {})
         self._lago_keys: dict[str, lago_signing.LagoKeys] = {}  # tenant -> its keys (never changed once made)
         self.sessions = sessions
@@ -138,6 +140,18 @@ class Dispatcher(BackgroundLoop):
             return 0
         made = lago_digest.digest_once(self.sessions, self._utcnow())
         self.digest_at = now
+        return made
+
+    def announce_once(self) -> int:
+        """Every `ANNOUNCE_SECONDS`: subscriptions whose start or end has come since become `subscription.started` /
+        `subscription.terminated` events (entities/subscriptions.announce_due)."""
+        from meterstream.entities.subscriptions import ANNOUNCE_SECONDS, announce_due
+
+        now = self.monotonic()
+        if now - self.announce_at < ANNOUNCE_SECONDS:
+            return 0
+        made = announce_due(self.sessions, self._utcnow())
+        self.announce_at = now
         return made
 
     def fan_out_once(self) -> int:
@@ -230,8 +244,9 @@ class Dispatcher(BackgroundLoop):
     # --- one poll, the loop, health ------------------------------------------------------------------------
     def run_once(self) -> dict[str, int]:
         """The three steps, each on its own: one failing (Kafka down) does not stop the others."""
-        done = {"digested": 0, "fanned_out": 0, "published": 0, "attempted": 0}
-        for name, step in (("digested", self.digest_once), ("fanned_out", self.fan_out_once),
+        done = {"digested": 0, "announced": 0, "fanned_out": 0, "published": 0, "attempted": 0}
+        for name, step in (("digested", self.digest_once), ("announced", self.announce_once),
+                           ("fanned_out", self.fan_out_once),
                            ("published", self.publish_once), ("attempted", self.deliver_once)):  # fmt: skip
             try:
                 done[name] = step()

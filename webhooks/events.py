@@ -55,6 +55,8 @@ CREDIT_NOTE_CREATED = "credit_note.created"
 CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
 CUSTOMER_DELETED = "customer.deleted"
+SUBSCRIPTION_STARTED = "subscription.started"
+SUBSCRIPTION_TERMINATED = "subscription.terminated"
 CREDIT_NOTE_REFUNDED = "credit_note.refunded"
 PAYMENT_RECORDED = "payment.recorded"
 WALLET_TRANSACTION_CREATED = "wallet_transaction.created"
@@ -89,7 +91,8 @@ PROCESSOR_NOTIFICATIONS = (BALANCE_THRESHOLD_CROSSED, BALANCE_EXHAUSTED, CREDIT_
 OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED, EVENTS_ERRORS})
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
                INVOICE_VOIDED, CREDIT_NOTE_CREATED, CREDIT_NOTE_REFUNDED, PAYMENT_RECORDED,
-               CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED, WALLET_TRANSACTION_CREATED,
+               CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED, SUBSCRIPTION_STARTED, SUBSCRIPTION_TERMINATED,
+               WALLET_TRANSACTION_CREATED,
                DUNNING_REMINDER, DUNNING_LATE_FEE,
                DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS, EVENTS_ERRORS)  # fmt: skip
 
@@ -102,6 +105,8 @@ LAGO_TYPES = {INVOICE_CREATED: ("invoice.drafted", "invoice"), INVOICE_FINALIZED
               INVOICE_OVERDUE: ("invoice.payment_overdue", "invoice"), INVOICE_VOIDED: ("invoice.voided", "invoice"),
               CREDIT_NOTE_CREATED: ("credit_note.created", "credit_note"),
               CUSTOMER_CREATED: ("customer.created", "customer"), CUSTOMER_UPDATED: ("customer.updated", "customer"),
+              SUBSCRIPTION_STARTED: ("subscription.started", "subscription"),
+              SUBSCRIPTION_TERMINATED: ("subscription.terminated", "subscription"),
               WALLET_TRANSACTION_CREATED: ("wallet_transaction.created", "wallet_transaction"),
               EVENTS_ERRORS: ("events.errors", "events_errors")}  # fmt: skip
 
@@ -282,6 +287,22 @@ def customer_event(s: Session, doc: Any, type: str) -> str:
     data["address"] = msgspec.to_builtins(doc.address) if doc.address is not None else None
     data["metadata"] = dict(doc.metadata)
     return append(s, doc.tenant, type, doc.external_id, f"{doc.tenant}/{doc.external_id}", data)
+
+
+def subscription_event(s: Session, doc: Any, type: str, now: datetime) -> str:
+    """`subscription.started` or `subscription.terminated` of a subscription document (entities/subscriptions.py
+    `announce_due`), keyed `tenant/customer`: the plan of the phase that started (the first) or ended (the last)."""
+    first, last = doc.phases[0], doc.phases[-1]
+    phase = first if type == SUBSCRIPTION_STARTED else last
+    ended = type == SUBSCRIPTION_TERMINATED
+    data: dict[str, Any] = {
+        "object": "subscription", "tenant": doc.tenant, "subscription": doc.external_id, "customer": doc.customer,
+        "status": ("canceled" if last.end is not None and last.end <= first.start else "terminated") if ended
+        else "active",
+        "plan_code": phase.plan_code, "plan_version": phase.plan_version, "started_at": _when(first.start),
+        "ended_at": _when(last.end), "version": doc.version, "announced_at": _when(now),
+    }  # fmt: skip
+    return append(s, doc.tenant, type, doc.external_id, f"{doc.tenant}/{doc.customer}", data)
 
 
 def wallet_transaction_event(s: Session, tx: Any, wallet: Any, source: str) -> str:

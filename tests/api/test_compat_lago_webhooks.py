@@ -329,3 +329,29 @@ def test_customer_changes_are_lagos_customer_created_and_updated(lago, receivers
     latest = got[-1]["customer"]
     assert (latest["lago_id"], latest["external_id"], latest["email"], latest["currency"]) == (
         found.lago_id, "c9", "billing@globex.example", "EUR")  # fmt: skip
+
+
+def test_subscriptions_are_lagos_started_and_terminated(lago, receivers) -> None:  # type: ignore[no-untyped-def]
+    """A subscription made through the SDK from an hour ago: `subscription.started` at once; terminated through the
+    SDK: `subscription.terminated`; each holding what `subscriptions.find` answers when first sent."""
+    from lago_python_client.models import Customer, Plan, Subscription
+
+    sdk, app, _base, _key = lago
+    every, _ = receivers
+    kinds = ["subscription.started", "subscription.terminated"]
+    sdk.webhook_endpoints.create(WebhookEndpoint(webhook_url=every.url, signature_algo="hmac", event_types=kinds))
+    sdk.customers.create(Customer(external_id="c9", name="C9", currency="EUR"))
+    sdk.plans.create(Plan(name="Team", code="team", interval="monthly", amount_cents=1000, amount_currency="EUR"))
+    began = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    sdk.subscriptions.create(Subscription(external_customer_id="c9", external_id="s9", plan_code="team",
+                                          subscription_at=began.isoformat()))  # fmt: skip
+    drain(dispatcher(app))
+    sdk.subscriptions.destroy("s9")
+    drain(dispatcher(app))
+
+    got = [orjson.loads(b) for _, b in every.requests]
+    assert [(m["webhook_type"], m["object_type"], m["subscription"]["external_id"], m["subscription"]["status"])
+            for m in got] == [("subscription.started", "subscription", "s9", "active"),
+                              ("subscription.terminated", "subscription", "s9", "terminated")]  # fmt: skip
+    assert {m["subscription"]["plan_code"] for m in got} == {"team"}
+    assert got[0]["subscription"]["external_customer_id"] == "c9"

@@ -53,6 +53,7 @@ def test_a_finalized_invoice_reaches_the_receiver_signed(sf, receiver) -> None:
     try:
         assert d.run_once() == {
             "digested": 0,
+            "announced": 0,
             "fanned_out": 2,
             "published": 0,
             "attempted": 1,
@@ -205,3 +206,30 @@ def test_stalled_when_events_wait_and_nothing_moves(sf) -> None:
         assert not ok and detail["stalled"] and detail["backlog"] == 2 and detail["idle_seconds"] == 61.0
     finally:
         d.stop()
+
+
+def test_the_dispatcher_announces_a_subscription_when_its_start_comes(sf) -> None:
+    """A subscription dated two hours ahead (of the real clock, which the write reads): nothing at first; the
+    dispatcher's clock two hours and a minute on: `subscription.started`, once, then every 30 s at most a look."""
+    from entity_docs import customer, phase, plan, subscription
+
+    from meterstream.entities.customers import put_customer
+    from meterstream.entities.plans import publish_plan
+    from meterstream.entities.subscriptions import create_subscription
+
+    real = datetime.now(UTC).replace(microsecond=0)
+    put_customer(sf, customer())
+    publish_plan(sf, plan())
+    create_subscription(sf, subscription("s1", phases=[phase(start=real + timedelta(hours=2))]))
+    clock = Clock(real)
+    d = dispatcher(sf, clock)
+    try:
+        assert d.run_once()["announced"] == 0
+        clock.advance(2 * 3600 + 60)
+        assert d.run_once()["announced"] == 1
+        clock.advance(10)
+        assert d.run_once()["announced"] == 0  # looked 10 s ago: not again yet
+    finally:
+        d.stop()
+    types = [orjson.loads(e.body)["type"] for e in events(sf, "acme")]  # entity_docs.TENANT
+    assert types.count("subscription.started") == 1

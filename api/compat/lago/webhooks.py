@@ -29,9 +29,11 @@ from meterstream.api.compat.lago.invoices import credit_note_object, stored_cust
 from meterstream.api.compat.lago.plans import lago_uuid
 from meterstream.api.compat.lago.responses import error_body, page_of, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body
+from meterstream.api.compat.lago.subscriptions import LagoSubscriptions
 from meterstream.api.compat.lago.wallets import transaction_object
 from meterstream.entities import credit_notes, invoices, wallets
 from meterstream.entities.common import Invalid, NotFound
+from meterstream.entities.lago_subscriptions import LagoSubscriptionRepository
 from meterstream.schemas.event import format_time
 from meterstream.webhooks import endpoints as store
 from meterstream.webhooks.events import LAGO_TYPES
@@ -68,6 +70,8 @@ def render(sf: sessionmaker, tenant: str, event_type: str, event_body: bytes) ->
         obj = transaction_object(*wallets.get_transaction(sf, tenant, data["transaction_id"]))
     elif object_type == "customer":
         obj = stored_customer_object(sf, tenant, data["customer"])
+    elif object_type == "subscription":  # as GET /subscriptions/{external_id} answers it when first sent
+        obj = LagoSubscriptions(sf, LagoSubscriptionRepository(sf)).find(tenant, data["subscription"])
     else:  # events_errors: the lists themselves (webhooks/lago_digest.py)
         obj = {k: data[k] for k in ("invalid_code", "missing_aggregation_property", "invalid_filter_values",
                                     "missing_group_key")}  # fmt: skip

@@ -673,6 +673,9 @@ def settle_transaction(sf: sessionmaker, tenant: str, wallet_id: str, transactio
             raise NotFound(f"transaction {transaction_id!r} of wallet {wallet_id!r} not found")
         if tx.status == PENDING:
             tx.status, tx.settled_at = SETTLED, at or datetime.now(UTC)
+            s.flush()
+            source = transaction_source(tx.reference)
+            events.wallet_transaction_event(s, tx, row, source, events.WALLET_TRANSACTION_SETTLED)
             _touch(row, tx.settled_at)
             _publish(s, row)
         return _tx(tx, wallet_id)

@@ -60,6 +60,7 @@ SUBSCRIPTION_TERMINATED = "subscription.terminated"
 CREDIT_NOTE_REFUNDED = "credit_note.refunded"
 PAYMENT_RECORDED = "payment.recorded"
 WALLET_TRANSACTION_CREATED = "wallet_transaction.created"
+WALLET_TRANSACTION_SETTLED = "wallet_transaction.settled"
 # collections (docs/dunning.md): data is the notification's (invoice_emitter/dunning_run.py), keyed `tenant/customer`
 DUNNING_REMINDER = "dunning.reminder"
 DUNNING_LATE_FEE = "dunning.late_fee"
@@ -92,7 +93,7 @@ OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
                INVOICE_VOIDED, CREDIT_NOTE_CREATED, CREDIT_NOTE_REFUNDED, PAYMENT_RECORDED,
                CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED, SUBSCRIPTION_STARTED, SUBSCRIPTION_TERMINATED,
-               WALLET_TRANSACTION_CREATED,
+               WALLET_TRANSACTION_CREATED, WALLET_TRANSACTION_SETTLED,
                DUNNING_REMINDER, DUNNING_LATE_FEE,
                DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS, EVENTS_ERRORS)  # fmt: skip
 
@@ -108,6 +109,7 @@ LAGO_TYPES = {INVOICE_CREATED: ("invoice.drafted", "invoice"), INVOICE_FINALIZED
               SUBSCRIPTION_STARTED: ("subscription.started", "subscription"),
               SUBSCRIPTION_TERMINATED: ("subscription.terminated", "subscription"),
               WALLET_TRANSACTION_CREATED: ("wallet_transaction.created", "wallet_transaction"),
+              WALLET_TRANSACTION_SETTLED: ("wallet_transaction.updated", "wallet_transaction"),
               EVENTS_ERRORS: ("events.errors", "events_errors")}  # fmt: skip
 
 
@@ -305,9 +307,11 @@ def subscription_event(s: Session, doc: Any, type: str, now: datetime) -> str:
     return append(s, doc.tenant, type, doc.external_id, f"{doc.tenant}/{doc.customer}", data)
 
 
-def wallet_transaction_event(s: Session, tx: Any, wallet: Any, source: str) -> str:
+def wallet_transaction_event(s: Session, tx: Any, wallet: Any, source: str, type: str = WALLET_TRANSACTION_CREATED
+                             ) -> str:  # fmt: skip
     """`wallet_transaction.created` for a new wallet transaction row (entities/wallets.py WalletTransactionRow of
-    the wallet row `wallet`), keyed `tenant/customer`. `source`: manual, threshold or interval (what wrote it)."""
+    the wallet row `wallet`), or `wallet_transaction.settled` when a pending one's payment arrived; keyed
+    `tenant/customer`. `source`: manual, threshold or interval (what wrote it)."""
     data: dict[str, Any] = {
         "object": "wallet_transaction",
         "tenant": tx.tenant,
@@ -324,7 +328,7 @@ def wallet_transaction_event(s: Session, tx: Any, wallet: Any, source: str) -> s
     _money(data, wallet.currency, amount=tx.units)
     data.update(reference=tx.reference, name=tx.name, expires_at=_when(tx.expires_at),
                 created_at=_when(tx.created_at), settled_at=_when(tx.settled_at))  # fmt: skip
-    return append(s, tx.tenant, WALLET_TRANSACTION_CREATED, tx.transaction_id, f"{tx.tenant}/{wallet.customer}", data)
+    return append(s, tx.tenant, type, tx.transaction_id, f"{tx.tenant}/{wallet.customer}", data)
 
 
 __all__ = [

@@ -4,7 +4,7 @@ written out by hand from the amounts the tests choose."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import msgspec
 import orjson
@@ -191,3 +191,25 @@ def test_customer_changes_in_events(sf) -> None:
     assert second["email"] == "billing@globex.example" and deleted["deleted"] is True
     assert [e.key for e in events(sf, TENANT)] == [f"{TENANT}/c7"] * 2 + [f"{TENANT}/c8"] * 2 + [f"{TENANT}/c7"]
     assert made.key == "c8"
+
+
+def test_a_pending_top_up_settled_is_an_event(sf) -> None:
+    """A wallet opened with 30 paid credits pending payment (at the default rate 1: 30.00 EUR): created as pending;
+    the payment arrives: `wallet_transaction.settled`, once (settling again is a no-op), and Lago's endpoints get it
+    as `wallet_transaction.updated` (webhooks/events.py LAGO_TYPES)."""
+    from meterstream.entities.customers import put_customer
+    from meterstream.entities.wallets import TopUp, WalletSpec, create_wallet, settle_transaction
+    from meterstream.schemas.entities import CustomerDoc
+    from meterstream.webhooks.events import LAGO_TYPES, WALLET_TRANSACTION_SETTLED
+
+    put_customer(sf, CustomerDoc(tenant=TENANT, external_id="c1", name="C1", version=0, currency="EUR"))
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    w, (pending,) = create_wallet(sf, WalletSpec(TENANT, "c1"), [TopUp("paid", "30", status="pending")], at=start)
+    settle_transaction(sf, TENANT, w.id, pending.id, at=start + timedelta(days=2))
+    settle_transaction(sf, TENANT, w.id, pending.id, at=start + timedelta(days=3))
+    got = [b for b in bodies(sf) if b["type"].startswith("wallet_transaction.")]
+    assert [(b["type"], b["data"]["status"], b["data"]["amount"], b["data"]["settled_at"]) for b in got] == [
+        ("wallet_transaction.created", "pending", "30.00", None),
+        ("wallet_transaction.settled", "settled", "30.00", "2026-09-03T00:00:00.000000Z")]  # fmt: skip
+    assert got[1]["data"]["transaction_id"] == pending.id
+    assert LAGO_TYPES[WALLET_TRANSACTION_SETTLED] == ("wallet_transaction.updated", "wallet_transaction")

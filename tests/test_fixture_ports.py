@@ -31,3 +31,18 @@ def test_a_child_process_inherits_the_free_port(clickhouse_http_port: int) -> No
     code = "from meterstream.schemas.settings import Settings; print(Settings().clickhouse_http_port)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert int(out.stdout) == clickhouse_http_port
+
+
+def test_free_ports_are_below_the_ephemeral_range() -> None:
+    """Outbound connections take their source ports from the ephemeral range: a port chosen there could be taken by
+    a client's connection before the process meant to bind it does (a CI run lost a chaos test so)."""
+    from pathlib import Path
+
+    from meterstream.deploy.ports import free_port, free_port_pair
+
+    first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert all(10_000 <= p < first and _bindable(p) for p in ports), ports
+    assert len(set(ports)) > 40  # chosen at random, not one port again and again
+    pair = free_port_pair()
+    assert pair + 1 < first and _bindable(pair) and _bindable(pair + 1)

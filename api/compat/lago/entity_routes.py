@@ -260,18 +260,15 @@ async def current_usage(
 def usage_of(compat: LagoCompat, tenant: str, customer: str, subscription: str) -> dict[str, Any]:
     """Lago's customer usage of one subscription now (LagoNotFound for an unknown customer/subscription)."""
     sf = compat.state.sessions
-    try:
-        doc = get_customer_doc(sf, tenant, customer)
-    except NotFound:
-        raise LagoNotFound("customer_not_found", f"customer {customer!r} not found") from None
-    try:
-        sub = get_subscription(sf, tenant, subscription)
-    except NotFound:
-        sub = None
-    if sub is None or sub.customer != customer:
-        raise LagoNotFound("subscription_not_found", f"subscription {subscription!r} not found")
+    doc, _ = customer_subscription(sf, tenant, customer, subscription)
     queries = compat.state.queries
     invoice = compat.draft_usage(queries.client(), queries.db, sf, tenant, subscription, datetime.now(UTC))
+    return usage_object(invoice, tenant, compat.metric_info(tenant), charge_models(sf, tenant), doc.timezone)
+
+
+def charge_models(sf: Any, tenant: str) -> Callable[[str, str], str | None]:
+    """(plan rating id `code@version`, meter) -> the Lago charge model of the stored plan version pricing it
+    (None: not a stored plan, or it does not price the meter); plan versions read once each."""
     plans: dict[str, PlanVersionDoc | None] = {}
 
     def charge_model(rating_id: str, meter: str) -> str | None:
@@ -285,7 +282,22 @@ def usage_of(compat: LagoCompat, tenant: str, customer: str, subscription: str) 
         shape = charge_from_price(plan.usage[meter]) if plan is not None and meter in plan.usage else None
         return shape[0] if shape else None
 
-    return usage_object(invoice, tenant, compat.metric_info(tenant), charge_model, doc.timezone)
+    return charge_model
+
+
+def customer_subscription(sf: Any, tenant: str, customer: str, subscription: str) -> Any:
+    """The customer's stored customer document and subscription; LagoNotFound naming which is unknown."""
+    try:
+        doc = get_customer_doc(sf, tenant, customer)
+    except NotFound:
+        raise LagoNotFound("customer_not_found", f"customer {customer!r} not found") from None
+    try:
+        sub = get_subscription(sf, tenant, subscription)
+    except NotFound:
+        sub = None
+    if sub is None or sub.customer != customer:
+        raise LagoNotFound("subscription_not_found", f"subscription {subscription!r} not found")
+    return doc, sub
 
 
 # --- subscriptions -------------------------------------------------------------------------------------

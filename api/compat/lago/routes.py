@@ -232,6 +232,11 @@ def mount(app: FastAPI) -> None:
     from meterstream.api.compat.lago.invoices import router as invoices_router
 
     app.include_router(invoices_router)  # invoices and credit notes over the invoice store
+    from meterstream.api.compat.lago.fees import router as fees_router
+    from meterstream.api.compat.lago.past_usage import router as past_usage_router
+
+    app.include_router(fees_router)  # the fees of issued invoices
+    app.include_router(past_usage_router)  # a subscription's invoiced usage, per period
     from meterstream.api.compat.lago.files import router as files_router
 
     app.include_router(files_router)  # invoices.download and the signed URLs of their PDFs

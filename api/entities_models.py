@@ -322,6 +322,19 @@ class Cancel(_In):
     )
 
 
+class SubscriptionUpdate(_In):
+    """PATCH /v1/subscriptions/{id}: what is given changes, what is left out stays (entities.subscriptions
+    `update_subscription`)."""
+
+    name: str | None = Field(None, max_length=256)
+    end: AwareDatetime | None = Field(None, description="RFC 3339: the subscription ends then (later phases are "
+                                      "dropped, an earlier end extended); null: it runs on until canceled")  # fmt: skip
+    start: AwareDatetime | None = Field(None, description="RFC 3339; only before the subscription starts")
+    version: int | None = Field(
+        None, ge=1, le=MAX_INT, description="Optimistic lock: the subscription version you read"
+    )
+
+
 class PhaseOut(BaseModel):
     plan_code: str
     plan_version: int

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, and_, delete, or_, select
@@ -531,6 +532,71 @@ def cancel_subscription(
         now = datetime.now(UTC)
         changed = msgspec.structs.replace(changed, version=row.version + 1, status=_status(changed, now, canceled=True))
         return _store(s, row, changed, rows)
+
+
+KEEP: Any = object()  # `update_subscription`: leave this field as it is
+
+
+def update_subscription(
+    sf: sessionmaker,
+    tenant: str,
+    external_id: str,
+    *,
+    name: str | None = KEEP,
+    start: datetime = KEEP,
+    end: datetime | None = KEEP,
+    expected_version: int | None = None,
+    finalized_until: datetime | None = None,
+) -> SubscriptionDoc:
+    """Rename a subscription, move its end, or move its start while it has not started (what is not passed stays).
+
+    `end`: an instant (the subscription ends then: later phases are dropped, the phase in effect then ends there,
+    an earlier end extended), or None (it runs on until canceled). Refused (`Invalid` naming the field) once the
+    subscription has ended, for an end not after its start, and, for `start`, once it has started or past the end
+    of its first phase. An instant inside a finalized (invoiced) period of the customer is refused as for
+    `change_plan` (`finalized_until` as there). A subscription canceled (`cancel_subscription`) stays canceled while
+    it has an end; clearing the end makes it active again."""
+    now = datetime.now(UTC)
+    with sf.begin() as s:
+        outbox.begin_write(s)
+        row = _find(s, tenant, external_id)
+        _check_version(expected_version, row)
+        current = _doc(row)
+        phases = list(current.phases)
+        last_end = phases[-1].end
+        if last_end is not None and last_end <= now and (start is not KEEP or end is not KEEP):
+            raise Invalid("end" if end is not KEEP else "start",
+                          f"the subscription ended at {last_end.isoformat()}: it can no longer change")  # fmt: skip
+        if start is not KEEP:
+            when = _instant("start", start)
+            first = phases[0]
+            if first.start <= now:
+                raise Invalid("start", f"the subscription started at {first.start.isoformat()}: its start can no "
+                              "longer move")  # fmt: skip
+            if first.end is not None and when >= first.end:
+                raise Invalid("start", f"must be before the end of its first phase, {first.end.isoformat()}")
+            _check_not_finalized(s, "start", when, tenant, row.customer, finalized_until)
+            phases[0] = msgspec.structs.replace(first, start=when)
+        if end is not KEEP:
+            if end is None:
+                phases[-1] = msgspec.structs.replace(phases[-1], end=None)
+            else:
+                when = _instant("end", end)
+                if when <= phases[0].start:
+                    raise Invalid("end", f"must be after the start, {phases[0].start.isoformat()}")
+                _check_not_finalized(s, "end", when, tenant, row.customer, finalized_until)
+                kept = [phase for phase in phases if phase.start < when]
+                last = kept[-1]
+                if last is phases[-1] or last.end is None or last.end > when:
+                    kept[-1] = msgspec.structs.replace(last, end=when)
+                phases = kept
+        changed = msgspec.structs.replace(current, phases=phases, name=current.name if name is KEEP else name)
+        normalized, rows = _normalize(s, changed)
+        _check_no_overlap(s, normalized, rows, row.id)
+        canceled = current.status == "canceled" and normalized.phases[-1].end is not None
+        normalized = msgspec.structs.replace(normalized, version=row.version + 1,
+                                             status=_status(normalized, now, canceled=canceled))  # fmt: skip
+        return _store(s, row, normalized, rows)
 
 
 def subscriptions_in_use(

@@ -9,7 +9,8 @@ a period the close has invoiced (entities/finalization.py): a `start` or `at` be
 newest finalized period answers 422 `invalid` naming `start` / `at` and the instant from which it may (the store
 reads the boundary in the write's own transaction). That boundary is also the end of the newest month closed
 for every customer (api/closed_periods.py), for a customer the close did not invoice (no subscription then);
-a back-dated change into a period not yet invoiced is accepted.
+a back-dated change into a period not yet invoiced is accepted. PATCH renames a subscription, moves its end
+(`end`: null = it runs on) or, before it starts, its start.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from meterstream.api.entities_models import (
     SubscriptionCreate,
     SubscriptionList,
     SubscriptionOut,
+    SubscriptionUpdate,
     doc_body,
 )
 from meterstream.api.routes.entity_common import EntityRoute, errors, etag, expected_version, store
@@ -162,4 +164,35 @@ async def cancel_subscription(
         _cancel, request.app.state, principal.tenant, external_id, at,
         expected_version=expected_version(if_match, body.version),
     )  # fmt: skip
+    return _body(doc, response)
+
+
+def _update(state, tenant: str, external_id: str, changes: dict, expected: int | None) -> SubscriptionDoc:  # type: ignore[no-untyped-def]
+    if "start" in changes and changes["start"] is None:
+        raise Invalid("start", "an instant (a subscription cannot lose its start)")
+    at = min((changes[k] for k in ("start", "end") if changes.get(k) is not None), default=datetime.now(UTC))
+    floor = _closed_for(state, tenant, external_id, at)
+    return subscriptions.update_subscription(state.sessions, tenant, external_id, expected_version=expected,
+                                             finalized_until=floor, **changes)  # fmt: skip
+
+
+@router.patch(
+    "/{external_id}",
+    response_model=SubscriptionOut,
+    responses=_WRITE_ERRORS,
+    summary="Rename a subscription, move its end, or its start before it starts",
+)
+async def update_subscription(
+    request: Request,
+    response: Response,
+    principal: Admin,
+    external_id: str,
+    body: SubscriptionUpdate,
+    if_match: IfMatch = None,
+) -> dict:
+    """Only the fields in the body change: `{"end": null}` removes the end, a body without `end` keeps it."""
+    changes = {k: getattr(body, k) for k in ("name", "start", "end") if k in body.model_fields_set}
+    changes = {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in changes.items()}
+    doc = await store(_update, request.app.state, principal.tenant, external_id, changes,
+                      expected_version(if_match, body.version))  # fmt: skip
     return _body(doc, response)

@@ -147,3 +147,29 @@ def test_customers_find_all_pages_and_destroy(lago: Client) -> None:
     with pytest.raises(LagoApiError) as again:
         lago.customers.destroy("globex")
     assert again.value.status_code == 404
+
+
+def test_subscriptions_update_through_the_sdk(lago: Client) -> None:
+    """`subscriptions.update`: name, ending_at (shortened, extended), subscription_at before the start; the
+    dates lie in 2027, after the machine's now."""
+    lago.plans.create(Plan(name="Pro", code="pro", interval="monthly", amount_cents=1000, amount_currency="USD",
+                           pay_in_advance=False))  # fmt: skip
+    lago.subscriptions.create(Subscription(external_customer_id="acme", plan_code="pro", external_id="s1"))
+    ending = lago.subscriptions.update(Subscription(name="Main", ending_at="2027-03-01T00:00:00Z"), "s1")
+    assert (ending.name, ending.ending_at, ending.status) == ("Main", "2027-03-01T00:00:00.000Z", "active")
+    later = lago.subscriptions.update(Subscription(ending_at="2027-06-01T00:00:00Z"), "s1")
+    assert (later.name, later.ending_at) == ("Main", "2027-06-01T00:00:00.000Z")  # the name left out stays
+
+    lago.subscriptions.create(Subscription(external_customer_id="acme", plan_code="pro", external_id="s2",
+                                           subscription_at="2027-07-01T00:00:00Z"))  # fmt: skip
+    moved = lago.subscriptions.update(Subscription(subscription_at="2027-08-01T00:00:00Z"), "s2")
+    assert (moved.subscription_at, moved.status) == ("2027-08-01T00:00:00.000Z", "pending")
+    with pytest.raises(LagoApiError) as overlap:  # s1 may not run into s2 (one customer, one plan at a time)
+        lago.subscriptions.update(Subscription(ending_at="2027-09-01T00:00:00Z"), "s1")
+    assert overlap.value.status_code == 422
+    with pytest.raises(LagoApiError) as started:  # s1 has started: its start stays
+        lago.subscriptions.update(Subscription(subscription_at="2027-01-01T00:00:00Z"), "s1")
+    assert started.value.status_code == 422 and list(started.value.response["error_details"]) == ["subscription_at"]
+    with pytest.raises(LagoApiError) as unknown:
+        lago.subscriptions.update(Subscription(name="x"), "nope")
+    assert (unknown.value.status_code, unknown.value.response["code"]) == (404, "subscription_not_found")

@@ -237,6 +237,31 @@ def test_subscription_create_change_cancel(client: TestClient) -> None:
     assert error(client.get("/v1/subscriptions/nope", headers=reader)) == (404, "not_found", None)
 
 
+def test_subscription_update_renames_and_moves_the_end(client: TestClient) -> None:
+    """PATCH changes only what the body names; `end: null` removes the end. 2027 lies after the machine's now."""
+    admin = _setup(client)
+    created = client.post("/v1/subscriptions", json={"external_id": "sub-1", "customer": "org-1", "plan": "basic",
+                                                      "start": "2026-01-01T00:00:00Z"}, headers=admin)  # fmt: skip
+    assert created.status_code == 201
+    ended = client.patch("/v1/subscriptions/sub-1", json={"end": "2027-03-01T00:00:00+01:00", "name": "Main"},
+                         headers=admin)  # fmt: skip
+    assert ended.status_code == 200, ended.json()
+    body = ended.json()
+    assert (body["version"], body["name"], body["status"], body["phases"][-1]["end"]) == (
+        2, "Main", "active", "2027-02-28T23:00:00Z")  # fmt: skip
+    stale = client.patch("/v1/subscriptions/sub-1", json={"name": "x"}, headers={**admin, "If-Match": '"1"'})
+    assert error(stale) == (409, "conflict", "version")
+    runs_on = client.patch("/v1/subscriptions/sub-1", json={"end": None, "version": 2}, headers=admin)
+    runs_on_body = runs_on.json()
+    assert (runs_on_body["phases"][-1]["end"], runs_on_body["name"], runs_on.headers["ETag"]) == (None, "Main", '"3"')
+    started = client.patch("/v1/subscriptions/sub-1", json={"start": "2027-01-01T00:00:00Z"}, headers=admin)
+    assert error(started) == (422, "invalid", "start")
+    assert error(client.patch("/v1/subscriptions/sub-1", json={"start": None}, headers=admin)) == (422, "invalid",
+                                                                                                   "start")  # fmt: skip
+    assert error(client.patch("/v1/subscriptions/nope", json={"name": "x"}, headers=admin)) == (404, "not_found", None)
+    assert client.patch("/v1/subscriptions/sub-1", json={"name": "x"}, headers=key(client, "read")).status_code == 403
+
+
 def test_subscription_on_newest_version_and_default_customer(client: TestClient) -> None:
     admin = _setup(client)
     client.post("/v1/plans", json={**PRO, "name": "Pro 2"}, headers=admin)  # pro@2

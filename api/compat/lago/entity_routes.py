@@ -349,6 +349,22 @@ async def get_subscription_route(request: Request, principal: Read, external_id:
         return _not_found(exc.code)
 
 
+@router.put("/subscriptions/{external_id}", summary="Update a subscription: name, ending_at, subscription_at",
+            responses=m.answers(m.LagoSubscriptionOut, *WRITE, 404),
+            openapi_extra=m.body_schema(m.SubscriptionUpdateInput))  # fmt: skip
+async def update_subscription_route(request: Request, principal: Admin, external_id: str) -> Response:
+    """Lago's `subscriptions.update`: only the fields sent change (`ending_at` null: it runs on until terminated;
+    `subscription_at` only before it starts); a time inside an invoiced period is refused (422)."""
+    raw = await _body(request, "subscription")
+    try:
+        obj = await _call(_compat(request).lago_subscriptions.update, principal.tenant, external_id, raw)
+    except LagoNotFound as exc:
+        return _not_found(exc.code)
+    except (Invalid, Conflict) as exc:
+        return _invalid(exc)
+    return _json({"subscription": obj})
+
+
 @router.delete("/subscriptions/{external_id}", summary="Terminate a subscription now",
                responses=m.answers(m.LagoSubscriptionOut, *READ, 422, 503))  # fmt: skip
 async def terminate_subscription(request: Request, principal: Admin, external_id: str) -> Response:

@@ -265,6 +265,16 @@ class SubscriptionCreateInput(BaseModel):
     subscription: SubscriptionCreateIn
 
 
+class SubscriptionUpdateIn(_Open):
+    name: str | None = None
+    ending_at: str | None = Field(None, description="ISO 8601; null: the subscription runs on until terminated.")
+    subscription_at: str | None = Field(None, description="ISO 8601; only before the subscription starts.")
+
+
+class SubscriptionUpdateInput(BaseModel):
+    subscription: SubscriptionUpdateIn
+
+
 class LagoSubscriptionObject(_Open):
     lago_id: str
     external_id: str

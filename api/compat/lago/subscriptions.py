@@ -33,6 +33,7 @@ from meterstream.entities.subscriptions import (
     get_subscription,
     list_subscriptions,
     start_now,
+    update_subscription,
 )
 from meterstream.schemas.entities import CustomerDoc, Phase, PlanVersionDoc, SubscriptionDoc
 from meterstream.schemas.event import format_time
@@ -40,7 +41,8 @@ from meterstream.schemas.event import format_time
 ANCHORS = ("calendar", "anniversary")
 STATUSES = ("active", "pending", "canceled", "terminated")
 # store field -> the Lago field a client sent
-_FIELDS = {"phases[0].start": "subscription_at", "phases[0].end": "ending_at", "at": "ending_at",
+_FIELDS = {"phases[0].start": "subscription_at", "phases[0].end": "ending_at", "at": "ending_at", "end": "ending_at",
+           "start": "subscription_at",
            "billing_anchor": "billing_time", "phases[0].plan_code": "plan_code", "customer": "external_customer_id",
            "plan_version": "plan_code"}  # fmt: skip
 
@@ -189,6 +191,46 @@ class LagoSubscriptions:
                                          finalized_until=self.closed_until(tenant, doc.customer, now))  # fmt: skip
         except Invalid as exc:
             raise Invalid(lago_field(exc.field), exc.reason) from None
+        return self.object(stored, mapping, now)
+
+    def update(self, tenant: str, external_id: str, raw: Any, now: datetime | None = None) -> dict[str, Any]:
+        """Lago's `subscriptions.update`: `name`, `ending_at` (null: it runs on), `subscription_at` (only before
+        it starts), each changed only when sent (entities.subscriptions.update_subscription); `plan_overrides`
+        are not supported (422). LagoNotFound for an unknown subscription."""
+        now = now or datetime.now(UTC)
+        if not isinstance(raw, Mapping):
+            raise Invalid("subscription", "must be a JSON object")
+        if raw.get("plan_overrides"):
+            raise Invalid("plan_overrides", "plan overrides are not supported yet")
+        changes: dict[str, Any] = {}
+        if "name" in raw:
+            changes["name"] = _text(raw, "name")
+        if "ending_at" in raw:
+            changes["end"] = _time("ending_at", raw["ending_at"])
+        if "subscription_at" in raw:
+            start = _time("subscription_at", raw["subscription_at"])
+            if start is None:
+                raise Invalid("subscription_at", "an ISO 8601 time (a subscription cannot lose its start)")
+            changes["start"] = start
+        mapping = self.mappings.get(tenant, external_id)
+        try:
+            doc = get_subscription(self.sf, tenant, external_id)
+        except NotFound:
+            if mapping is not None and "name" in changes:  # recorded without a plan: only its name is kept
+                mapping, _ = self.mappings.create(tenant, external_id, mapping.external_customer_id, None,
+                                                  changes["name"])  # fmt: skip
+                return legacy_object(mapping)
+            raise LagoNotFound("subscription_not_found", f"subscription {external_id!r} not found") from None
+        at = min((v for k, v in changes.items() if k != "name" and v is not None), default=now)
+        try:
+            stored = update_subscription(self.sf, tenant, external_id, **changes,
+                                         finalized_until=self.closed_until(tenant, doc.customer, at))  # fmt: skip
+        except Invalid as exc:
+            raise Invalid(lago_field(exc.field), exc.reason) from None
+        except Conflict as exc:
+            raise Conflict(lago_field(exc.field), str(exc)) from None
+        if mapping is not None and changes.get("name") is not None:
+            mapping, _ = self.mappings.create(tenant, external_id, doc.customer, None, changes["name"])
         return self.object(stored, mapping, now)
 
     # --- reads --------------------------------------------------------------------------------------

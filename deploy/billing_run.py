@@ -657,7 +657,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         customers = {(tenant, args.customer)}
     if not args.force:
-        reason = close_refusal(settings, period, client, store, customers)
+        reason = close_refusal(settings, period, client, store, customers, end_grace=args.end_grace)
         if reason:
             print(json.dumps({"error": "refused", "message": reason}))
             return EXIT_REFUSED

@@ -68,6 +68,8 @@ def register(app: typer.Typer) -> None:
         tenant: Annotated[str | None, typer.Option(help="the customer's tenant (needed when the id exists in "
                                                         "several)")] = None,
         force: Annotated[bool, typer.Option("--force", help="close even if a guard refuses")] = False,
+        end_grace: Annotated[bool, typer.Option("--end-grace", help="end the customers' grace periods now "
+                                                "(finalize early); the other guards stay")] = False,
         out: Out = None,
         no_publish: NoPublish = False,
     ) -> int:  # fmt: skip

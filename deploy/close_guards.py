@@ -368,12 +368,14 @@ def close_refusal(
     store: StoreView | None = None,
     customers: set[tuple[str, str]] | None = None,
     now: datetime | None = None,
+    end_grace: bool = False,
 ) -> str | None:
     """Why `meterstream close --period [--customer]` must not run now ('...; use --force to close anyway'), or
     None. A period already closed (for everyone, or for each of `customers`) is re-issued unchanged, so nothing
     is checked for it (needs `client`). `store`: the entity store (default: the one the settings name, opened
-    after those checks). Customers in their grace period refuse the close, named. A bad period is a
-    RuntimeError naming the field (the CLI prints operator errors without a traceback)."""
+    after those checks). Customers in their grace period refuse the close, named, unless `end_grace` (their
+    grace ends now: an invoice finalized early; the other guards stay). A bad period is a RuntimeError naming the
+    field (the CLI prints operator errors without a traceback)."""
     try:
         check_period(period)
     except ValueError as exc:
@@ -390,7 +392,7 @@ def close_refusal(
         if customers <= issued_keys(store.sf, period):
             return None
     report, _ = check_close(settings, period, store, now, customers=customers)
-    report.grace = in_grace(store, period, report.now, customers)
+    report.grace = [] if end_grace else in_grace(store, period, report.now, customers)
     return report.message() or None
 
 

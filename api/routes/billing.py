@@ -29,10 +29,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import sessionmaker
 
 from meterstream.api.auth import require
 from meterstream.api.errors import ApiError
 from meterstream.api.routes.entity_common import EntityRoute, errors
+from meterstream.entities import invoices
+from meterstream.entities.common import Conflict
+from meterstream.entities.invoice_rules import DRAFT
 from meterstream.entities.keys import Principal
 from meterstream.schemas.settings import Settings
 
@@ -92,11 +96,18 @@ def close(body: CloseRequest, principal: Admin) -> dict:
                        field="tenant")  # fmt: skip
     if not one:
         _operator_only(knobs, principal)
+    options = ["--force"] * body.force + ["--no-publish"] * (not body.publish)
+    return run_close(knobs, body.period, [*one, *options])
+
+
+def run_close(knobs: Settings, period: str, options: list[str], refused_field: str | None = "force") -> dict:
+    """`meterstream billing close --period <period> <options>` as a child process (module docstring): its JSON
+    answer, or the ApiError (409 close_running / close_refused, 422 invalid, 500 close_failed). Blocking: the
+    routes call it in a worker thread (FastAPI runs a plain `def` route there)."""
     if not _running.acquire(blocking=False):
         raise ApiError(409, "close_running", "a close is already running; try again when it has finished")
     try:
-        cmd = [sys.executable, "-m", "meterstream.deploy.cli", "billing", "close", "--period", body.period, *one]
-        cmd += ["--force"] * body.force + ["--no-publish"] * (not body.publish)
+        cmd = [sys.executable, "-m", "meterstream.deploy.cli", "billing", "close", "--period", period, *options]
         try:
             done = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True,
                                   timeout=knobs.billing_close_timeout_seconds)  # fmt: skip
@@ -107,13 +118,34 @@ def close(body: CloseRequest, principal: Admin) -> dict:
         _running.release()
     answer = _last_json(done.stdout)
     if done.returncode == REFUSED and answer is not None:
-        raise ApiError(409, "close_refused", answer["message"], field="force")
+        raise ApiError(409, "close_refused", answer["message"], field=refused_field)
     if done.returncode == 2 and answer is not None and answer.get("error") == "invalid":
         raise ApiError(422, "invalid", answer["message"], field=answer.get("field"))
     if done.returncode in (0, 1) and answer is not None and "period" in answer:
         return answer
     last = (done.stderr.strip().splitlines() or ["no output"])[-1]
     raise ApiError(500, "close_failed", f"the close failed (exit {done.returncode}): {last[:500]}")
+
+
+def finalize_draft(sf: sessionmaker, tenant: str, invoice_id: str, publish: bool = True) -> invoices.Invoice:
+    """Finalize a draft invoice now, before its customer's grace period ends (Lago's `invoices.finalize`): the
+    close of its customer and period (`billing close --customer --end-grace`, as POST /close runs it), which
+    finalizes that customer's invoices of the period; the other guards stay (the period must have ended in the
+    customer's time zone, the pipeline be drained: else 409 close_refused). Raises NotFound, Conflict("status")
+    for an invoice that is not a draft, ApiError as `run_close`; answers the invoice as finalized."""
+    record = invoices.get(sf, tenant, invoice_id)
+    if record.status != DRAFT:
+        raise Conflict("status", f"invoice {invoice_id!r} is {record.status}: only a draft is finalized early")
+    options = ["--customer", record.customer, "--tenant", tenant, "--end-grace"] + ["--no-publish"] * (not publish)
+    answer = run_close(Settings(), record.period, options, refused_field=None)
+    for failure in answer.get("failed", []):
+        raise ApiError(422, "not_invoiced", f"the close could not invoice customer {record.customer!r}: "
+                       f"{failure['reason']}")  # fmt: skip
+    done = invoices.get(sf, tenant, invoice_id)
+    if done.status == DRAFT:  # the close finalized the customer's invoices under other ids
+        raise ApiError(409, "not_finalized", f"the close of {record.period} left this draft as it was: list "
+                       f"customer {record.customer!r}'s invoices")  # fmt: skip
+    return done
 
 
 def _operator_only(knobs: Settings, principal: Principal) -> None:

@@ -54,6 +54,7 @@ from meterstream.api.invoices_models import (
     invoice_body,
     payment_body,
 )
+from meterstream.api.routes.billing import finalize_draft
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
 from meterstream.documents.stored import (
     StoredDocumentError,
@@ -64,7 +65,7 @@ from meterstream.documents.stored import (
 )
 from meterstream.documents.ubl import to_ubl
 from meterstream.entities import credit_notes, exports, invoice_lists, invoices, payments
-from meterstream.entities.common import NotFound
+from meterstream.entities.common import Conflict, NotFound
 from meterstream.entities.invoice_rules import from_minor
 from meterstream.entities.keys import Principal
 from meterstream.invoice_emitter.dunning_run import OnSettled
@@ -74,6 +75,7 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 Reader = Annotated[Principal, Depends(require("read"))]
 _READ_ERRORS = errors(401, 403, 404, 422, 429)
 _WRITE_ERRORS = errors(401, 403, 404, 409, 422, 429)
+_CLOSE_ERRORS = errors(401, 403, 404, 409, 422, 429, 500)  # 500: the close failed
 Locale = Annotated[str | None, Query(max_length=35, description="e.g. de_DE (default: the buyer's)")]
 _MEDIA = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 Limit = Annotated[int, Query(ge=1, le=invoice_lists.MAX_LIMIT, description="Rows per page")]
@@ -197,6 +199,20 @@ async def void_invoice(request: Request, background: BackgroundTasks, principal:
     voided = await store(invoices.void, _sessions(request), principal.tenant, invoice_id, body.reason)
     reactivate_after(request, background, principal.tenant, voided.customer)
     return invoice_body(voided)
+
+
+@router.post("/v1/invoices/{invoice_id}/finalize", tags=["invoices"], response_model=InvoiceOut,
+             responses=_CLOSE_ERRORS, summary="Finalize a draft now, before its grace period ends")  # fmt: skip
+def finalize_invoice(request: Request, principal: Admin, invoice_id: str) -> dict:
+    """The close of the draft's customer and period, run now (api/routes/billing.py `finalize_draft`): 409
+    `conflict` naming `status` for an invoice that is not a draft, 409 `close_refused` while the period has not
+    ended in the customer's time zone or the pipeline has a backlog."""
+    try:
+        return invoice_body(finalize_draft(_sessions(request), principal.tenant, invoice_id))
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except Conflict as exc:
+        raise ApiError(409, "conflict", str(exc), field=exc.field) from None
 
 
 @router.post("/v1/invoices/mark_overdue", tags=["invoices"], response_model=InvoiceList, responses=_WRITE_ERRORS,

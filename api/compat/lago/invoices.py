@@ -49,6 +49,7 @@ from meterstream.api.compat.lago.customers import customer_object
 from meterstream.api.compat.lago.plans import lago_uuid
 from meterstream.api.compat.lago.responses import empty_meta, error_body, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat
+from meterstream.api.routes.billing import finalize_draft
 from meterstream.api.routes.invoices import reactivate_after
 from meterstream.documents.stored import StoredDocumentError, document_of
 from meterstream.entities import credit_notes, invoice_lists, invoices
@@ -572,6 +573,25 @@ async def void_invoice_route(request: Request, background: BackgroundTasks, prin
         return _json(error_body(405, "not_voidable", {"invoice": [str(exc)]}), 405)
     reactivate_after(request, background, principal.tenant, voided.customer)
     return _json({"invoice": body})
+
+
+@router.put("/invoices/{lago_id}/finalize", summary="Finalize a draft invoice now (Lago: finalizeInvoice)",
+            responses=m.answers(InvoiceOut, *READ, 405, 409, 422, 500))  # fmt: skip
+async def finalize_invoice_route(request: Request, principal: Admin, lago_id: str) -> Response:
+    """The close of the draft's customer and period, run now, its grace period ended (api/routes/billing.py
+    `finalize_draft`); 405 `not_finalizable` for an invoice that is not a draft; 409 `close_refused` while the
+    period has not ended in the customer's time zone or the pipeline has a backlog."""
+    compat = _compat(request)
+
+    def run() -> dict[str, Any]:
+        return _object(compat, finalize_draft(compat.state.sessions, principal.tenant, lago_id), {})
+
+    try:
+        return _json({"invoice": await _call(run)})
+    except NotFound:
+        return _json(error_body(404, "invoice_not_found"), 404)
+    except Conflict:
+        return _json(error_body(405, "not_finalizable"), 405)
 
 
 @router.post("/credit_notes", summary="Create a credit note (Lago: createCreditNote)",

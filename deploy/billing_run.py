@@ -222,13 +222,21 @@ def run_drafts(
     full: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     client: Any = None,
+    only: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One refresh of the drafts (`invoice_emitter.drafts.refresh_drafts`), its state kept in the home."""
+    """One refresh of the drafts (`invoice_emitter.drafts.refresh_drafts`), its state kept in the home; `only`
+    (tenant, customer): that customer's drafts alone (`refresh_customer`)."""
     from meterstream.invoice_emitter.drafts import DraftState, refresh_drafts
     from meterstream.invoice_emitter.store_plans import StoreView
     from meterstream.rating.catalog import load_catalog
 
     client = client if client is not None else store_client(settings)
+    if only is not None:  # one customer, on request: the periodic refresh's state is left as it is
+        from meterstream.invoice_emitter.drafts import refresh_customer
+
+        one = refresh_customer(client, settings.clickhouse_database, load_catalog(settings.catalog),
+                               StoreView.open(settings), now(), *only, cluster=settings.clickhouse_cluster)  # fmt: skip
+        return one.to_json()
     path = drafts_state_file(settings)
     refresh, state = refresh_drafts(client, settings.clickhouse_database, load_catalog(settings.catalog),
                                     StoreView.open(settings), now(), DraftState.load(path), full=full,
@@ -617,11 +625,25 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _drafts(args: argparse.Namespace, settings: Settings) -> int:
-    answer = run_drafts(settings, full=args.all)
+    only = None
+    if getattr(args, "customer", None):
+        from meterstream.deploy.close_guards import resolve_tenant
+        from meterstream.invoice_emitter.store_plans import StoreView
+
+        try:
+            only = (resolve_tenant(store_client(settings), settings.clickhouse_database, StoreView.open(settings),
+                                   args.customer, args.tenant), args.customer)  # fmt: skip
+        except ValueError as exc:
+            print(json.dumps({"error": "invalid", "field": str(exc).split(":", 1)[0], "message": str(exc)}))
+            print(f"meterstream billing drafts: error: {exc}", file=sys.stderr)
+            return 2
+    answer = run_drafts(settings, full=args.all, only=only)
     if args.json:
         print(json.dumps(answer))
     else:
         who = "all customers" if answer["customers"] is None else f"{answer['customers']} customers with new usage"
+        if only is not None:
+            who = f"customer {only[0]}/{only[1]}"
         print(f"drafts: {answer['drafts']} written for {', '.join(answer['labels']) or 'no open period'} ({who}, "
               f"{answer['seconds']:.1f}s)")  # fmt: skip
         for f in answer["failed"]:

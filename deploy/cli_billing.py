@@ -57,6 +57,9 @@ def register(app: typer.Typer) -> None:
     def drafts(
         all: Annotated[bool, typer.Option("--all", help="every customer (default: those with new usage, unless "
                                           "something else changed)")] = False,
+        customer: Annotated[str | None, typer.Option(help="only this customer's drafts, now (external id)")] = None,
+        tenant: Annotated[str | None, typer.Option(help="the customer's tenant (needed when the id exists in "
+                                                        "several)")] = None,
         json: Json = False,
     ) -> int:  # fmt: skip
         return call(_handler("_drafts"), locals())

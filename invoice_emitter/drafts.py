@@ -185,15 +185,41 @@ def refresh_drafts(
     full = full or bool(cluster) or seen != (closed, labels, position)
     customers = None if full else changed_customers(client, db, state.marks)  # type: ignore[union-attr]
     out = DraftRefresh(labels, full, None if customers is None else len(customers))
-    if customers is not None and not customers:
-        out.seconds = time.perf_counter() - t0
-        return out, new
-    for label in labels:
+    if customers is None or customers:
+        _draft_labels(client, db, catalog, store, issuing, customers, out)
+    out.seconds = time.perf_counter() - t0
+    return out, new
+
+
+def refresh_customer(
+    client: Client,
+    db: str,
+    catalog: Catalog,
+    store: StoreView,
+    now: datetime,
+    tenant: str,
+    customer: str,
+    issuing: Issuing | None = None,
+    cluster: str | None = None,
+) -> DraftRefresh:
+    """Bring one customer's drafts of every open label up to date now (an invoice refreshed on request: Lago's
+    `invoices.refresh`); the refresh state of `refresh_drafts` is neither read nor advanced."""
+    t0 = time.perf_counter()
+    usage = sorted({f"{p[:4]}-{p[4:6]}" for p in usage_marks(client, db, cluster)})
+    labels = open_labels(closed_periods(client, db), usage, now)
+    out = DraftRefresh(labels, False, 1)
+    _draft_labels(client, db, catalog, store, issuing, {(tenant, customer)}, out)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def _draft_labels(client: Client, db: str, catalog: Catalog, store: StoreView, issuing: Issuing | None,
+                  customers: set[tuple[str, str]] | None, out: DraftRefresh) -> None:  # fmt: skip
+    """The drafts of `out.labels` for `customers` (None: all), counted in `out`."""
+    for label in out.labels:
         result = draft_period(client, db, catalog, label, store, issuing, customers)
         out.drafts += len(result.invoices)
         out.failed += [{"period": label, "tenant": t, "customer": c, "reason": r} for t, c, r in result.failed]
-    out.seconds = time.perf_counter() - t0
-    return out, new
 
 
 __all__ = [
@@ -202,6 +228,7 @@ __all__ = [
     "changed_customers",
     "open_labels",
     "parts_source",
+    "refresh_customer",
     "refresh_drafts",
     "usage_marks",
 ]

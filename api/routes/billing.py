@@ -107,13 +107,7 @@ def run_close(knobs: Settings, period: str, options: list[str], refused_field: s
     if not _running.acquire(blocking=False):
         raise ApiError(409, "close_running", "a close is already running; try again when it has finished")
     try:
-        cmd = [sys.executable, "-m", "meterstream.deploy.cli", "billing", "close", "--period", period, *options]
-        try:
-            done = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True,
-                                  timeout=knobs.billing_close_timeout_seconds)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise ApiError(500, "close_failed", f"the close did not finish within "
-                           f"{knobs.billing_close_timeout_seconds:g}s") from None  # fmt: skip
+        done = _billing(knobs, "close", ["--period", period, *options], "close_failed")
     finally:
         _running.release()
     answer = _last_json(done.stdout)
@@ -125,6 +119,38 @@ def run_close(knobs: Settings, period: str, options: list[str], refused_field: s
         return answer
     last = (done.stderr.strip().splitlines() or ["no output"])[-1]
     raise ApiError(500, "close_failed", f"the close failed (exit {done.returncode}): {last[:500]}")
+
+
+def _billing(knobs: Settings, command: str, args: list[str], error: str) -> subprocess.CompletedProcess[str]:
+    """`meterstream billing <command> <args>` as a child process; ApiError(500, `error`) when it overruns."""
+    cmd = [sys.executable, "-m", "meterstream.deploy.cli", "billing", command, *args]
+    try:
+        return subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True,
+                              timeout=knobs.billing_close_timeout_seconds)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise ApiError(500, error, f"`billing {command}` did not finish within "
+                       f"{knobs.billing_close_timeout_seconds:g}s") from None  # fmt: skip
+
+
+def refresh_draft(sf: sessionmaker, tenant: str, invoice_id: str) -> invoices.Invoice:
+    """Bring a draft up to date now (Lago's `invoices.refresh`; drafts are otherwise refreshed every minute by
+    `up`): `billing drafts --customer` for its customer, as a child process. Raises NotFound, Conflict("status")
+    for an invoice that is not a draft, ApiError(500 refresh_failed) when the refresh failed or could not price the
+    customer's period (its reason); answers the invoice as it is now."""
+    record = invoices.get(sf, tenant, invoice_id)
+    if record.status != DRAFT:
+        raise Conflict("status", f"invoice {invoice_id!r} is {record.status}: only a draft is refreshed")
+    done = _billing(Settings(), "drafts", ["--customer", record.customer, "--tenant", tenant, "--json"],
+                    "refresh_failed")  # fmt: skip
+    answer = _last_json(done.stdout)
+    if done.returncode != 0 or answer is None or "drafts" not in answer:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ApiError(500, "refresh_failed", f"the refresh failed (exit {done.returncode}): {last[:500]}")
+    for failure in answer["failed"]:
+        if failure["period"] == record.period:
+            raise ApiError(500, "refresh_failed", f"the draft of {record.period} could not be priced: "
+                           f"{failure['reason']}")  # fmt: skip
+    return invoices.get(sf, tenant, invoice_id)
 
 
 def finalize_draft(sf: sessionmaker, tenant: str, invoice_id: str, publish: bool = True) -> invoices.Invoice:

@@ -27,6 +27,7 @@ content). The store's functions do the work (entities/invoices.py, payments.py, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -54,7 +55,7 @@ from meterstream.api.invoices_models import (
     invoice_body,
     payment_body,
 )
-from meterstream.api.routes.billing import finalize_draft
+from meterstream.api.routes.billing import finalize_draft, refresh_draft
 from meterstream.api.routes.entity_common import EntityRoute, errors, store
 from meterstream.documents.stored import (
     StoredDocumentError,
@@ -201,14 +202,26 @@ async def void_invoice(request: Request, background: BackgroundTasks, principal:
     return invoice_body(voided)
 
 
+@router.post("/v1/invoices/{invoice_id}/refresh", tags=["invoices"], response_model=InvoiceOut,
+             responses=_CLOSE_ERRORS, summary="Bring a draft up to date with the usage now")  # fmt: skip
+def refresh_invoice(request: Request, principal: Admin, invoice_id: str) -> dict:
+    """The draft's customer priced again now (api/routes/billing.py `refresh_draft`); 409 `conflict` naming
+    `status` for an invoice that is not a draft."""
+    return _closing(refresh_draft, request, principal, invoice_id)
+
+
 @router.post("/v1/invoices/{invoice_id}/finalize", tags=["invoices"], response_model=InvoiceOut,
              responses=_CLOSE_ERRORS, summary="Finalize a draft now, before its grace period ends")  # fmt: skip
 def finalize_invoice(request: Request, principal: Admin, invoice_id: str) -> dict:
     """The close of the draft's customer and period, run now (api/routes/billing.py `finalize_draft`): 409
     `conflict` naming `status` for an invoice that is not a draft, 409 `close_refused` while the period has not
     ended in the customer's time zone or the pipeline has a backlog."""
+    return _closing(finalize_draft, request, principal, invoice_id)
+
+
+def _closing(fn: Callable[..., invoices.Invoice], request: Request, principal: Principal, invoice_id: str) -> dict:
     try:
-        return invoice_body(finalize_draft(_sessions(request), principal.tenant, invoice_id))
+        return invoice_body(fn(_sessions(request), principal.tenant, invoice_id))
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:

@@ -49,13 +49,14 @@ from meterstream.api.compat.lago.customers import customer_object
 from meterstream.api.compat.lago.plans import lago_uuid
 from meterstream.api.compat.lago.responses import empty_meta, error_body, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat
-from meterstream.api.routes.billing import finalize_draft
+from meterstream.api.routes.billing import finalize_draft, refresh_draft
 from meterstream.api.routes.invoices import reactivate_after
 from meterstream.documents.stored import StoredDocumentError, document_of
 from meterstream.entities import credit_notes, invoice_lists, invoices
 from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.customers import CustomerRepository, get_customer_doc
 from meterstream.entities.invoice_rules import DRAFT, OVERDUE, PAID, STATUSES, VOIDED, from_minor, to_minor
+from meterstream.entities.keys import Principal
 from meterstream.schemas.event import format_time
 from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine
 
@@ -581,17 +582,30 @@ async def finalize_invoice_route(request: Request, principal: Admin, lago_id: st
     """The close of the draft's customer and period, run now, its grace period ended (api/routes/billing.py
     `finalize_draft`); 405 `not_finalizable` for an invoice that is not a draft; 409 `close_refused` while the
     period has not ended in the customer's time zone or the pipeline has a backlog."""
+    return await _draft_action(request, principal, lago_id, finalize_draft, "not_finalizable")
+
+
+@router.put("/invoices/{lago_id}/refresh", summary="Bring a draft invoice up to date now (Lago: refreshInvoice)",
+            responses=m.answers(InvoiceOut, *READ, 405, 500))  # fmt: skip
+async def refresh_invoice_route(request: Request, principal: Admin, lago_id: str) -> Response:
+    """The draft's customer priced again now (api/routes/billing.py `refresh_draft`); 405 `not_refreshable` for an
+    invoice that is not a draft."""
+    return await _draft_action(request, principal, lago_id, refresh_draft, "not_refreshable")
+
+
+async def _draft_action(request: Request, principal: Principal, lago_id: str,
+                        fn: Callable[..., invoices.Invoice], refused: str) -> Response:  # fmt: skip
     compat = _compat(request)
 
     def run() -> dict[str, Any]:
-        return _object(compat, finalize_draft(compat.state.sessions, principal.tenant, lago_id), {})
+        return _object(compat, fn(compat.state.sessions, principal.tenant, lago_id), {})
 
     try:
         return _json({"invoice": await _call(run)})
     except NotFound:
         return _json(error_body(404, "invoice_not_found"), 404)
     except Conflict:
-        return _json(error_body(405, "not_finalizable"), 405)
+        return _json(error_body(405, refused), 405)
 
 
 @router.post("/credit_notes", summary="Create a credit note (Lago: createCreditNote)",

@@ -1,10 +1,12 @@
-"""A draft finalized before its customer's grace period ends: POST /v1/invoices/{id}/finalize and Lago's
-`invoices.finalize` (lago-python-client on a real server), each running the customer's close as a child
-`meterstream billing close --customer --end-grace` (api/routes/billing.py `finalize_draft`), real broker.
+"""A draft refreshed on request and finalized before its customer's grace period ends: POST
+/v1/invoices/{id}/refresh and /finalize, and Lago's `invoices.refresh` / `invoices.finalize` (lago-python-client on
+a real server), each running a child `meterstream billing drafts --customer` / `billing close --customer
+--end-grace` (api/routes/billing.py `refresh_draft`, `finalize_draft`), real broker.
 
-Prices from tests/data/catalog.yaml, tenant t1 on plan `basic`: 30 api calls = (30 - 10) x 0.50 = 10.00 USD for
-each of c1 and c2 in 2026-10; both have 60 days of grace, so on the machine's clock (December 2026) October is
-still in grace: a plain close of either is refused, the drafts stay drafts until finalized.
+Prices from tests/data/catalog.yaml, tenant t1 on plan `basic`, 10 calls free then 0.50 each: 30 api calls =
+(30 - 10) x 0.50 = 10.00 USD for each of c1 and c2 in 2026-10; with 10 more for c1, 40 calls = 15.00; with 2 more
+for c2, 32 calls = 11.00. Both have 60 days of grace, so on the machine's clock (December 2026) October is still
+in grace: a plain close of either is refused, the drafts stay drafts until finalized.
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ from served_app import serve
 from test_billing_close_customer_api import CATALOG, SEED
 
 from meterstream.schemas.settings import Settings
+
+MORE = """
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from meterstream.aggregation.client import connect
+from meterstream.aggregation.rows import RATED_COLUMNS
+from meterstream.schemas.settings import Settings
+row = ["t1", uuid.uuid4().hex, "{customer}", "", "api_calls", datetime(2026, 10, 20, tzinfo=UTC), "2026-10",
+       Decimal({calls}), Decimal(0), Decimal(0), "USD", "basic", "api_calls", {{}}, "", 0, 0]
+connect(Settings()).insert("meterstream.rated_usage", [row], column_names=list(RATED_COLUMNS))
+"""
 
 
 def _child(*args: str) -> dict:
@@ -55,12 +69,19 @@ def test_a_draft_in_grace_is_finalized_early(client, api_settings: Settings, tmp
                           headers=admin)  # fmt: skip
     assert refused.status_code == 409 and "grace" in refused.json()["error"]["message"]
 
+    # 10 more calls for c1 (late usage in its grace period): the draft says so once refreshed
+    subprocess.run([sys.executable, "-c", MORE.format(customer="c1", calls=10)], check=True, timeout=120)
     c1 = drafts["c1"]["invoice_id"]
+    refreshed = client.post(f"/v1/invoices/{c1}/refresh", headers=admin)
+    assert refreshed.status_code == 200, refreshed.text
+    assert (refreshed.json()["status"], refreshed.json()["total"]) == ("draft", "15.00")
     done = client.post(f"/v1/invoices/{c1}/finalize", headers=admin)
     assert done.status_code == 200, done.text
     body = done.json()
-    assert (body["invoice_id"], body["status"], body["total"], body["number"]) == (c1, "finalized", "10.00",
+    assert (body["invoice_id"], body["status"], body["total"], body["number"]) == (c1, "finalized", "15.00",
                                                                                     "DEMO-2026-000001")  # fmt: skip
+    not_draft = client.post(f"/v1/invoices/{c1}/refresh", headers=admin)
+    assert not_draft.status_code == 409 and not_draft.json()["error"]["field"] == "status"
     again = client.post(f"/v1/invoices/{c1}/finalize", headers=admin)
     assert again.status_code == 409 and again.json()["error"]["field"] == "status"
     assert client.post("/v1/invoices/NOPE/finalize", headers=admin).status_code == 404
@@ -72,12 +93,18 @@ def test_a_draft_in_grace_is_finalized_early(client, api_settings: Settings, tmp
     key = client.app.state.keys.create("t1", "admin", "sdk")[1]
     with serve(client.app) as base:
         lago = Client(api_key=key, api_url=f"{base}/compat/lago/")
+        subprocess.run([sys.executable, "-c", MORE.format(customer="c2", calls=2)], check=True, timeout=120)
+        fresh = lago.invoices.refresh(drafts["c2"]["invoice_id"])
+        assert (fresh.status, fresh.number, fresh.total_amount_cents) == ("draft", "DRAFT", 1100)
         finalized = lago.invoices.finalize(drafts["c2"]["invoice_id"])
-        expected = ("finalized", "DEMO-2026-000002", 1000)
+        expected = ("finalized", "DEMO-2026-000002", 1100)
         assert (finalized.status, finalized.number, finalized.total_amount_cents) == expected
         with pytest.raises(LagoApiError) as not_draft:
             lago.invoices.finalize(drafts["c2"]["invoice_id"])
         assert (not_draft.value.status_code, not_draft.value.response["code"]) == (405, "not_finalizable")
+        with pytest.raises(LagoApiError) as not_refreshable:
+            lago.invoices.refresh(drafts["c2"]["invoice_id"])
+        assert (not_refreshable.value.status_code, not_refreshable.value.response["code"]) == (405, "not_refreshable")
         with pytest.raises(LagoApiError) as missing:
             lago.invoices.finalize("NOPE")
         assert (missing.value.status_code, missing.value.response["code"]) == (404, "invoice_not_found")

@@ -1,7 +1,8 @@
 """An invoice as PDF: the HTML of `html.py` printed by WeasyPrint (A4 and print CSS in the template).
 
-WeasyPrint needs Pango (Debian: libpango-1.0-0, libpangoft2-1.0-0) and the fonts the CSS names (DejaVu Sans,
-Debian's fonts-dejavu-core).
+WeasyPrint needs Pango (Debian: libpango-1.0-0, libpangoft2-1.0-0) and the fonts the CSS names: DejaVu Sans
+(Debian's fonts-dejavu-core), and for the scripts it lacks WenQuanYi Micro Hei (fonts-wqy-microhei: Chinese,
+Japanese, Korean) and Noto Sans Thai / Devanagari (fonts-noto-core); without them those names print as empty boxes.
 """
 
 from __future__ import annotations

@@ -174,6 +174,16 @@ class MeterRepository:
             row.deleted_at = row.updated_at = datetime.now(UTC)
             return _meter(row)
 
+    def describe(self, tenant: str, id_or_slug: str, *, name: str | None, description: str | None) -> Meter:
+        """Set a meter's name and description (what it meters, how it aggregates, stay: they decide the usage
+        already produced); NotFound for an unknown or deleted meter."""
+        with self._sessions.begin() as s:
+            row = self._find(s, tenant, id_or_slug)
+            if row is None:
+                raise NotFound(f"meter {id_or_slug!r} not found")
+            row.name, row.description, row.updated_at = name, description, datetime.now(UTC)
+            return _meter(row)
+
     def definitions(self, tenant: str, event_types: set[str] | None = None) -> list[MeterDefinition]:
         """The tenant's active definitions (of these event types only, when given): what translate needs."""
         stmt = select(MeterRow).where(MeterRow.tenant == tenant, MeterRow.deleted_at.is_(None))

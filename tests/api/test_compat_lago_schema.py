@@ -33,7 +33,7 @@ def test_every_lago_operation_is_documented() -> None:
                    ("/analytics/overdue_balance", "get"),
                    ("/applied_coupons", "get"), ("/applied_coupons", "post"),
                    ("/billable_metrics", "get"), ("/billable_metrics", "post"), ("/billable_metrics/{code}", "delete"),
-                   ("/billable_metrics/{code}", "get"),
+                   ("/billable_metrics/{code}", "get"), ("/billable_metrics/{code}", "put"),
                    ("/compat/lago/files/credit_notes/{lago_id}.pdf", "get"),
                    ("/compat/lago/files/invoices/{lago_id}.pdf", "get"),
                    ("/coupons", "get"), ("/coupons", "post"), ("/coupons/{code}", "delete"), ("/coupons/{code}", "get"),

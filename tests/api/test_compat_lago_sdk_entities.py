@@ -60,6 +60,28 @@ def test_billable_metrics_of_every_aggregation_type(lago: Client) -> None:
     assert (again.code, again.field_name) == ("max", "w")  # the code is free again
 
 
+def test_billable_metrics_update_renames_only(lago: Client) -> None:
+    """`billable_metrics.update`: name and description change; what the metric meters does not (422 naming it)."""
+    lago.billable_metrics.create(BillableMetric(name="Storage", code="storage", aggregation_type="sum_agg",
+                                                field_name="gb"))  # fmt: skip
+    renamed = lago.billable_metrics.update(BillableMetric(name="Storage (GB)", description="GB stored"), "storage")
+    assert (renamed.name, renamed.description, renamed.aggregation_type, renamed.field_name) == (
+        "Storage (GB)", "GB stored", "sum_agg", "gb")  # fmt: skip
+    assert lago.billable_metrics.find("storage").name == "Storage (GB)"
+    same = lago.billable_metrics.update(BillableMetric(name="Storage", code="storage", aggregation_type="sum_agg",
+                                                       field_name="gb"), "storage")  # its own values: accepted
+    assert (same.name, same.description) == ("Storage", "GB stored")
+    for change, field in ((BillableMetric(aggregation_type="max_agg"), "aggregation_type"),
+                          (BillableMetric(field_name="tb"), "field_name"), (BillableMetric(code="disk"), "code")):
+        with pytest.raises(LagoApiError) as refused:
+            lago.billable_metrics.update(change, "storage")
+        assert refused.value.status_code == 422 and list(refused.value.response["error_details"]) == [field]
+    assert lago.billable_metrics.find("storage").aggregation_type == "sum_agg"
+    with pytest.raises(LagoApiError) as missing:
+        lago.billable_metrics.update(BillableMetric(name="x"), "nope")
+    assert (missing.value.status_code, missing.value.response["code"]) == (404, "billable_metric_not_found")
+
+
 def test_plans_customers_subscriptions_through_the_sdk(lago: Client) -> None:
     storage = lago.billable_metrics.create(BillableMetric(name="S", code="storage", aggregation_type="sum_agg",
                                                           field_name="gb"))  # fmt: skip

@@ -195,6 +195,46 @@ async def get_billable_metric(request: Request, principal: Read, code: str) -> R
     return await _metric(request, principal.tenant, code, delete=False)
 
 
+@router.put(
+    "/billable_metrics/{code}",
+    summary="Update a billable metric's name and description (what it meters stays)",
+    responses=m.answers(m.BillableMetricOut, *WRITE, 404),
+    openapi_extra=m.body_schema(m.BillableMetricInput),
+)
+async def update_billable_metric(request: Request, principal: Admin, code: str) -> Response:
+    """Lago's `billable_metrics.update`: `name` and `description` change; `code`, `aggregation_type` and
+    `field_name` may be sent but must be the metric's own (they decide the usage already produced: another value
+    is a 422 naming the field; a new metric is created instead); the rest as `create` refuses it."""
+    raw = await _body(request, "billable_metric")
+    meters = _compat(request).meters
+
+    def run() -> Response:
+        try:
+            meter = meters.get(principal.tenant, code)
+        except NotFound:
+            return _json(error_body(404, "billable_metric_not_found"), 404)
+        current = metric_object(meter)
+        if current is None:  # a meter Lago cannot show (AVG, MIN... made through the OpenMeter API)
+            return _json(error_body(404, "billable_metric_not_found"), 404)
+        if not isinstance(raw, dict):
+            return _json(validation_error({"billable_metric": ["must be a JSON object"]}), 422)
+        kept = {k: current[k] for k in ("code", "name", "description", "aggregation_type", "field_name")}
+        try:
+            spec = meter_from_billable_metric({**kept, **raw})
+        except InvalidEvent as exc:
+            return _json(validation_error(field_errors(exc)), 422)
+        fixed = (("code", meter.slug, spec.slug), ("aggregation_type", meter.aggregation, spec.aggregation),
+                 ("field_name", meter.value_property, spec.value_property))  # fmt: skip
+        for name, mine, theirs in fixed:
+            if mine != theirs:
+                reason = "cannot change: it decides the usage already produced; create a new billable metric instead"
+                return _json(validation_error({name: [reason]}), 422)
+        updated = meters.describe(principal.tenant, meter.id, name=spec.name, description=spec.description)
+        return _json({"billable_metric": metric_object(updated)})
+
+    return await run_in_threadpool(run)
+
+
 @router.delete(
     "/billable_metrics/{code}",
     summary="Delete a billable metric: its events are no longer metered (kept, as events of an unknown code)",

@@ -18,8 +18,8 @@ transaction. Rules (docs/entities.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -61,6 +61,9 @@ class SubscriptionRow(Base):
     starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     announced: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # the notices (`_notices`): the trial's end, and those sent, space-delimited (` trial end45 end15 end1 `)
+    trial_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    notices: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class SubscriptionPhaseRow(Base):
@@ -297,7 +300,10 @@ def _store(
     now = datetime.now(UTC)
     row.version, row.status, row.updated_at = doc.version, doc.status, now
     row.doc = _encoder.encode(doc).decode()
+    if row.notices and aware(row.ends_at) != doc.phases[-1].end:  # another end: its alerts are due again
+        row.notices = _encode_notices(t for t in row.notices.split() if not t.startswith("end"))
     row.starts_at, row.ends_at = doc.phases[0].start, doc.phases[-1].end
+    row.trial_ends_at = doc.trial_end
     s.flush()
     _write_phases(s, row, rows)
     s.flush()
@@ -335,20 +341,67 @@ def _announce(s: Session, row: SubscriptionRow, doc: SubscriptionDoc, now: datet
     due, row.announced = _transitions(row.announced, doc.phases[0].start, doc.phases[-1].end, now)
     for type in due:
         events.subscription_event(s, doc, type, now)
-    return len(due)
+    sent = frozenset((row.notices or "").split())
+    notices, after = _notices(sent, doc.phases[0].start, doc.trial_end, doc.phases[-1].end, now)
+    for type, extra in notices:
+        events.subscription_event(s, doc, type, now, extra)
+    if after != sent:
+        row.notices = _encode_notices(after)
+    return len(due) + len(notices)
+
+
+# Notices, as Lago sends them: `subscription.trial_ended` once the trial is over (a trial that ends inside the
+# subscription's time), and `subscription.termination_alert` 45, 15 and 1 day(s) before a known end (only the
+# nearest of those due at once: a subscription written 10 days before its end gets the 15-day alert, not both;
+# an end moved re-arms them). Sent by the write that makes them due or by `announce_due` (every 30 s).
+TERMINATION_ALERT_DAYS = (45, 15, 1)
+
+
+def _notices(sent: frozenset[str], starts: datetime, trial_end: datetime | None, ends: datetime | None,
+             now: datetime) -> tuple[list[tuple[str, dict[str, Any]]], frozenset[str]]:  # fmt: skip
+    """(the notices due at `now`: (event type, its extra data), in order; the tokens sent after them)."""
+    due: list[tuple[str, dict[str, Any]]] = []
+    tokens = set(sent)
+    if (trial_end is not None and "trial" not in tokens and starts < trial_end <= now
+            and (ends is None or trial_end < ends)):  # fmt: skip
+        due.append((events.SUBSCRIPTION_TRIAL_ENDED, {"trial_ended_at": trial_end}))
+        tokens.add("trial")
+    if ends is not None and now < ends:
+        passed = [d for d in TERMINATION_ALERT_DAYS if ends - timedelta(days=d) <= now and f"end{d}" not in tokens]
+        if passed:
+            days = min(passed)
+            due.append((events.SUBSCRIPTION_TERMINATION_ALERT, {"alert_days": days}))
+            tokens.update(f"end{d}" for d in TERMINATION_ALERT_DAYS if d >= days)
+    return due, frozenset(tokens)
+
+
+def _encode_notices(tokens: Iterable[str]) -> str | None:
+    """The `notices` column: the tokens sorted, space-delimited with a space at each end (so that `LIKE '% end1 %'`
+    finds `end1` and not `end15`); None for none."""
+    found = sorted(set(tokens))
+    return f" {' '.join(found)} " if found else None
+
+
+def _notice_due(now: datetime) -> Any:
+    """SQL: a notice of `_notices` may be due at `now` (the pure function decides)."""
+    unsent = lambda token: or_(SubscriptionRow.notices.is_(None), SubscriptionRow.notices.not_like(f"% {token} %"))  # noqa: E731
+    trial = and_(SubscriptionRow.trial_ends_at.is_not(None), SubscriptionRow.trial_ends_at <= now, unsent("trial"))
+    alerts = [and_(SubscriptionRow.ends_at > now, SubscriptionRow.ends_at <= now + timedelta(days=d),
+                   unsent(f"end{d}")) for d in TERMINATION_ALERT_DAYS]  # fmt: skip
+    return or_(trial, *alerts)
 
 
 def announce_due(sf: sessionmaker, now: datetime, limit: int = 500) -> int:
-    """Announce the starts and ends that have come by `now` and were not announced (see above), each subscription
-    in its own transaction; returns how many events were written."""
+    """Announce the starts, ends and notices that have come by `now` and were not announced (see above), each
+    subscription in its own transaction; returns how many events were written."""
     ends = and_(SubscriptionRow.ends_at.is_not(None), SubscriptionRow.ends_at <= now,
                 or_(SubscriptionRow.announced.is_(None), SubscriptionRow.announced != "ended"))  # fmt: skip
     starts = and_(SubscriptionRow.starts_at <= now,
                   or_(SubscriptionRow.ends_at.is_(None), SubscriptionRow.ends_at > now),
                   or_(SubscriptionRow.announced.is_(None), SubscriptionRow.announced != "started"))  # fmt: skip
     with sf() as s:
-        ids = list(s.scalars(select(SubscriptionRow.id).where(or_(ends, starts)).order_by(SubscriptionRow.id)
-                             .limit(limit)))  # fmt: skip
+        ids = list(s.scalars(select(SubscriptionRow.id).where(or_(ends, starts, _notice_due(now)))
+                             .order_by(SubscriptionRow.id).limit(limit)))  # fmt: skip
     made = 0
     for sub_id in ids:
         with sf.begin() as s:

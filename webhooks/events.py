@@ -57,6 +57,8 @@ CUSTOMER_UPDATED = "customer.updated"
 CUSTOMER_DELETED = "customer.deleted"
 SUBSCRIPTION_STARTED = "subscription.started"
 SUBSCRIPTION_TERMINATED = "subscription.terminated"
+SUBSCRIPTION_TRIAL_ENDED = "subscription.trial_ended"
+SUBSCRIPTION_TERMINATION_ALERT = "subscription.termination_alert"
 CREDIT_NOTE_REFUNDED = "credit_note.refunded"
 PAYMENT_RECORDED = "payment.recorded"
 WALLET_TRANSACTION_CREATED = "wallet_transaction.created"
@@ -93,6 +95,7 @@ OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
                INVOICE_VOIDED, CREDIT_NOTE_CREATED, CREDIT_NOTE_REFUNDED, PAYMENT_RECORDED,
                CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED, SUBSCRIPTION_STARTED, SUBSCRIPTION_TERMINATED,
+               SUBSCRIPTION_TRIAL_ENDED, SUBSCRIPTION_TERMINATION_ALERT,
                WALLET_TRANSACTION_CREATED, WALLET_TRANSACTION_SETTLED,
                DUNNING_REMINDER, DUNNING_LATE_FEE,
                DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS, EVENTS_ERRORS)  # fmt: skip
@@ -108,6 +111,8 @@ LAGO_TYPES = {INVOICE_CREATED: ("invoice.drafted", "invoice"), INVOICE_FINALIZED
               CUSTOMER_CREATED: ("customer.created", "customer"), CUSTOMER_UPDATED: ("customer.updated", "customer"),
               SUBSCRIPTION_STARTED: ("subscription.started", "subscription"),
               SUBSCRIPTION_TERMINATED: ("subscription.terminated", "subscription"),
+              SUBSCRIPTION_TRIAL_ENDED: ("subscription.trial_ended", "subscription"),
+              SUBSCRIPTION_TERMINATION_ALERT: ("subscription.termination_alert", "subscription"),
               WALLET_TRANSACTION_CREATED: ("wallet_transaction.created", "wallet_transaction"),
               WALLET_TRANSACTION_SETTLED: ("wallet_transaction.updated", "wallet_transaction"),
               EVENTS_ERRORS: ("events.errors", "events_errors")}  # fmt: skip
@@ -291,18 +296,25 @@ def customer_event(s: Session, doc: Any, type: str) -> str:
     return append(s, doc.tenant, type, doc.external_id, f"{doc.tenant}/{doc.external_id}", data)
 
 
-def subscription_event(s: Session, doc: Any, type: str, now: datetime) -> str:
-    """`subscription.started` or `subscription.terminated` of a subscription document (entities/subscriptions.py
-    `announce_due`), keyed `tenant/customer`: the plan of the phase that started (the first) or ended (the last)."""
+def subscription_event(s: Session, doc: Any, type: str, now: datetime, extra: dict[str, Any] | None = None) -> str:
+    """A subscription document's `subscription.started`, `.terminated`, `.trial_ended` or `.termination_alert`
+    (entities/subscriptions.py `announce_due`), keyed `tenant/customer`: the plan of the phase that started (the
+    first), ended (the last) or is in effect (the notices; the last when none is); `extra` data of a notice."""
     first, last = doc.phases[0], doc.phases[-1]
-    phase = first if type == SUBSCRIPTION_STARTED else last
     ended = type == SUBSCRIPTION_TERMINATED
+    if type == SUBSCRIPTION_STARTED:
+        phase = first
+    elif ended:
+        phase = last
+    else:
+        phase = doc.phase_at(now) or last
     data: dict[str, Any] = {
         "object": "subscription", "tenant": doc.tenant, "subscription": doc.external_id, "customer": doc.customer,
         "status": ("canceled" if last.end is not None and last.end <= first.start else "terminated") if ended
         else "active",
         "plan_code": phase.plan_code, "plan_version": phase.plan_version, "started_at": _when(first.start),
         "ended_at": _when(last.end), "version": doc.version, "announced_at": _when(now),
+        **{k: _when(v) if isinstance(v, datetime) else v for k, v in (extra or {}).items()},
     }  # fmt: skip
     return append(s, doc.tenant, type, doc.external_id, f"{doc.tenant}/{doc.customer}", data)
 

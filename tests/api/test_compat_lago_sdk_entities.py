@@ -68,11 +68,15 @@ def test_billable_metrics_update_renames_only(lago: Client) -> None:
     assert (renamed.name, renamed.description, renamed.aggregation_type, renamed.field_name) == (
         "Storage (GB)", "GB stored", "sum_agg", "gb")  # fmt: skip
     assert lago.billable_metrics.find("storage").name == "Storage (GB)"
-    same = lago.billable_metrics.update(BillableMetric(name="Storage", code="storage", aggregation_type="sum_agg",
-                                                       field_name="gb"), "storage")  # its own values: accepted
+    same = lago.billable_metrics.update(
+        BillableMetric(name="Storage", code="storage", aggregation_type="sum_agg", field_name="gb"), "storage"
+    )  # its own values: accepted
     assert (same.name, same.description) == ("Storage", "GB stored")
-    for change, field in ((BillableMetric(aggregation_type="max_agg"), "aggregation_type"),
-                          (BillableMetric(field_name="tb"), "field_name"), (BillableMetric(code="disk"), "code")):
+    for change, field in (
+        (BillableMetric(aggregation_type="max_agg"), "aggregation_type"),
+        (BillableMetric(field_name="tb"), "field_name"),
+        (BillableMetric(code="disk"), "code"),
+    ):
         with pytest.raises(LagoApiError) as refused:
             lago.billable_metrics.update(change, "storage")
         assert refused.value.status_code == 422 and list(refused.value.response["error_details"]) == [field]

@@ -355,3 +355,24 @@ def test_subscriptions_are_lagos_started_and_terminated(lago, receivers) -> None
                               ("subscription.terminated", "subscription", "s9", "terminated")]  # fmt: skip
     assert {m["subscription"]["plan_code"] for m in got} == {"team"}
     assert got[0]["subscription"]["external_customer_id"] == "c9"
+
+
+def test_subscription_notices_are_lagos_termination_alert(lago, receivers) -> None:  # type: ignore[no-untyped-def]
+    """Through the SDK: a subscription ending in 10 days gets Lago's `subscription.termination_alert` at once (the
+    15-day alert: the 45-day one is moot), its object as `subscriptions.find` answers it."""
+    from lago_python_client.models import Customer, Plan, Subscription
+
+    sdk, app, _base, _key = lago
+    every, _ = receivers
+    sdk.webhook_endpoints.create(WebhookEndpoint(webhook_url=every.url, signature_algo="hmac",
+                                                 event_types=["subscription.termination_alert"]))  # fmt: skip
+    sdk.customers.create(Customer(external_id="c9", name="C9", currency="EUR"))
+    sdk.plans.create(Plan(name="Team", code="team", interval="monthly", amount_cents=1000, amount_currency="EUR"))
+    ends = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)
+    sdk.subscriptions.create(Subscription(external_customer_id="c9", external_id="s9", plan_code="team",
+                                          ending_at=ends.isoformat()))  # fmt: skip
+    drain(dispatcher(app))
+    (got,) = [orjson.loads(b) for _, b in every.requests]
+    assert (got["webhook_type"], got["object_type"], got["subscription"]["external_id"]) == (
+        "subscription.termination_alert", "subscription", "s9")  # fmt: skip
+    assert got["subscription"]["ending_at"].startswith(f"{ends:%Y-%m-%dT%H:%M:%S}")

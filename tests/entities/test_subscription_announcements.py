@@ -13,7 +13,13 @@ from entity_docs import TENANT, customer, phase, plan, subscription
 
 from meterstream.entities.customers import put_customer
 from meterstream.entities.plans import publish_plan
-from meterstream.entities.subscriptions import _transitions, announce_due, cancel_subscription, create_subscription
+from meterstream.entities.subscriptions import (
+    _notices,
+    _transitions,
+    announce_due,
+    cancel_subscription,
+    create_subscription,
+)
 from meterstream.webhooks.outbox import events
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -45,7 +51,7 @@ def _announced(sf) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def
     out = []
     for e in events(sf, TENANT):
         body = orjson.loads(e.body)
-        if body["type"].startswith("subscription."):
+        if body["type"] in (STARTED, TERMINATED):  # the lifecycle (the notices: `_notices_sent`)
             out.append((body["type"], body["data"]["subscription"], body["data"]["status"]))
     return out
 
@@ -112,5 +118,99 @@ def test_the_upgrade_marks_existing_subscriptions_as_announced(fresh_url: str) -
     before = len(events(sf, TENANT))
     assert announce_due(sf, NOW + HOUR) == 0  # nothing past is sent again
     assert announce_due(sf, NOW + 25 * HOUR) == 1  # `later` when it starts
+    assert len(events(sf, TENANT)) == before + 1
+    engine.dispose()
+
+
+# --- notices: trial ended, termination alerts -------------------------------------------------------------------
+
+TRIAL_ENDED, ALERT = "subscription.trial_ended", "subscription.termination_alert"
+DAY = 24 * HOUR
+
+
+def test_notices_by_hand() -> None:
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    none: frozenset[str] = frozenset()
+    # a trial ending inside the subscription: once, when it has ended
+    assert _notices(none, t0, t0 + 14 * DAY, None, t0 + 13 * DAY) == ([], none)
+    due, sent = _notices(none, t0, t0 + 14 * DAY, None, t0 + 14 * DAY)
+    assert due == [(TRIAL_ENDED, {"trial_ended_at": t0 + 14 * DAY})] and sent == {"trial"}
+    assert _notices(sent, t0, t0 + 14 * DAY, None, t0 + 20 * DAY) == ([], sent)
+    # a trial that would end after the subscription (or at its start): never
+    assert _notices(none, t0, t0 + 14 * DAY, t0 + 10 * DAY, t0 + 9 * DAY)[0] == [(ALERT, {"alert_days": 1})]
+    assert _notices(none, t0, t0, None, t0 + DAY) == ([], none)
+    # alerts 45, 15 and 1 day(s) before the end, each once; of several due at once only the nearest
+    end = t0 + 100 * DAY
+    assert _notices(none, t0, None, end, end - 46 * DAY) == ([], none)
+    due, sent = _notices(none, t0, None, end, end - 45 * DAY)
+    assert due == [(ALERT, {"alert_days": 45})] and sent == {"end45"}
+    assert _notices(sent, t0, None, end, end - 20 * DAY) == ([], sent)
+    due, sent = _notices(sent, t0, None, end, end - 10 * DAY)
+    assert due == [(ALERT, {"alert_days": 15})] and sent == {"end45", "end15"}
+    due, sent = _notices(none, t0, None, end, end - 12 * HOUR)  # written 12 hours before its end: only the 1-day
+    assert due == [(ALERT, {"alert_days": 1})] and sent == {"end45", "end15", "end1"}
+    assert _notices(sent, t0, None, end, end + HOUR) == ([], sent)  # ended: nothing more
+
+
+def _notices_sent(sf) -> list[tuple[str, str, object]]:  # type: ignore[no-untyped-def]
+    out = []
+    for e in events(sf, TENANT):
+        body = orjson.loads(e.body)
+        if body["type"] in (TRIAL_ENDED, ALERT):
+            data = body["data"]
+            out.append((body["type"], data["subscription"], data.get("alert_days", data.get("trial_ended_at"))))
+    return out
+
+
+def test_notices_are_sent_once_by_the_write_or_when_they_come(store) -> None:  # type: ignore[no-untyped-def]
+    create_subscription(store, subscription("s1", phases=[phase(start=NOW - 20 * DAY, end=NOW + 50 * DAY)],
+                                            trial_end=NOW - DAY))  # fmt: skip
+    # in the write: the trial that ended yesterday; no alert yet (50 days left)
+    assert _notices_sent(store) == [(TRIAL_ENDED, "s1", f"{NOW - DAY:%Y-%m-%dT%H:%M:%S}.000000Z")]
+    assert announce_due(store, NOW + 4 * DAY) == 0
+    assert announce_due(store, NOW + 5 * DAY) == 1 and announce_due(store, NOW + 6 * DAY) == 0  # 45 days before
+    assert announce_due(store, NOW + 35 * DAY) == 1  # 15 days before
+    assert announce_due(store, NOW + 49 * DAY) == 1 and announce_due(store, NOW + 49 * DAY + HOUR) == 0  # 1 day
+    assert [n[2] for n in _notices_sent(store)[1:]] == [45, 15, 1]
+    body = orjson.loads(events(store, TENANT)[-1].body)["data"]
+    assert (body["status"], body["plan_code"], body["customer"]) == ("active", "basic", "c1")
+
+    # canceled 10 days ahead: the 15-day alert at once; moved again: the alerts are due anew
+    put_customer(store, customer("c2", currency="USD"))
+    create_subscription(store, subscription("s2", "c2", phases=[phase(start=NOW - DAY)]))
+    cancel_subscription(store, TENANT, "s2", NOW + 10 * DAY)
+    assert _notices_sent(store)[-1] == (ALERT, "s2", 15)
+    cancel_subscription(store, TENANT, "s2", NOW + 5 * DAY)  # an earlier end: a new end, re-armed
+    assert _notices_sent(store)[-1] == (ALERT, "s2", 15)
+    assert announce_due(store, NOW + 4 * DAY + HOUR) == 1 and _notices_sent(store)[-1] == (ALERT, "s2", 1)
+
+
+def test_the_upgrade_to_0018_sends_no_past_notice(fresh_url: str) -> None:
+    """Subscriptions written before 0018 (made at the head, the columns dropped by a downgrade to 0017): the upgrade
+    records their trial end and marks the notices whose time has passed as sent."""
+    from alembic import command
+    from sqlalchemy import select
+
+    from meterstream.entities.db import alembic_config, make_engine, migrate, session_factory
+    from meterstream.entities.subscriptions import SubscriptionRow
+
+    engine = make_engine(url=fresh_url)
+    migrate(engine=engine)
+    sf = session_factory(engine)
+    put_customer(sf, customer(currency="USD"))
+    publish_plan(sf, plan())
+    create_subscription(sf, subscription("s1", phases=[phase(start=NOW - 20 * DAY, end=NOW + 10 * DAY)],
+                                         trial_end=NOW - DAY))  # fmt: skip
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0017")
+    migrate(engine=engine)
+    with sf() as s:
+        row = s.scalar(select(SubscriptionRow))
+        assert (row.notices, row.trial_ends_at is not None) == (" trial end45 end15 ", True)
+    before = len(events(sf, TENANT))
+    assert announce_due(sf, NOW + HOUR) == 0  # nothing past again
+    assert announce_due(sf, NOW + 9 * DAY + HOUR) == 1  # the 1-day alert when it comes
     assert len(events(sf, TENANT)) == before + 1
     engine.dispose()

@@ -362,10 +362,10 @@ def _notices(sent: frozenset[str], starts: datetime, trial_end: datetime | None,
     """(the notices due at `now`: (event type, its extra data), in order; the tokens sent after them)."""
     due: list[tuple[str, dict[str, Any]]] = []
     tokens = set(sent)
-    if (trial_end is not None and "trial" not in tokens and starts < trial_end <= now
-            and (ends is None or trial_end < ends)):  # fmt: skip
-        due.append((events.SUBSCRIPTION_TRIAL_ENDED, {"trial_ended_at": trial_end}))
-        tokens.add("trial")
+    if trial_end is not None and "trial" not in tokens and trial_end <= now:
+        if starts < trial_end and (ends is None or trial_end < ends):  # else no trial ran: nothing to say
+            due.append((events.SUBSCRIPTION_TRIAL_ENDED, {"trial_ended_at": trial_end}))
+        tokens.add("trial")  # done either way (announce_due looks no more)
     if ends is not None and now < ends:
         passed = [d for d in TERMINATION_ALERT_DAYS if ends - timedelta(days=d) <= now and f"end{d}" not in tokens]
         if passed:

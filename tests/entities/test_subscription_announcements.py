@@ -138,7 +138,7 @@ def test_notices_by_hand() -> None:
     assert _notices(sent, t0, t0 + 14 * DAY, None, t0 + 20 * DAY) == ([], sent)
     # a trial that would end after the subscription (or at its start): never
     assert _notices(none, t0, t0 + 14 * DAY, t0 + 10 * DAY, t0 + 9 * DAY)[0] == [(ALERT, {"alert_days": 1})]
-    assert _notices(none, t0, t0, None, t0 + DAY) == ([], none)
+    assert _notices(none, t0, t0, None, t0 + DAY) == ([], {"trial"})  # no trial ran: nothing, but looked at
     # alerts 45, 15 and 1 day(s) before the end, each once; of several due at once only the nearest
     end = t0 + 100 * DAY
     assert _notices(none, t0, None, end, end - 46 * DAY) == ([], none)

@@ -152,7 +152,8 @@ def line_count(document: str) -> int:
 # --- store reads ---------------------------------------------------------------------------------------
 
 
-def _issued(sf: sessionmaker, tenant: str, customer: str | None) -> Iterator[invoices.Invoice]:
+def issued(sf: sessionmaker, tenant: str, customer: str | None) -> Iterator[invoices.Invoice]:
+    """The tenant's issued invoices that stand (`ISSUED`), of one customer when given, in the lists' order."""
     offset = 0
     while True:
         page = invoice_lists.invoice_page(sf, tenant, customer=customer, statuses=ISSUED, limit=_SCAN, offset=offset)
@@ -167,7 +168,7 @@ def list_fees(sf: sessionmaker, tenant: str, customer: str | None, f: FeeFilter,
     """One page of the fees passing `f`, with Lago's `meta`."""
     found: list[tuple[invoices.Invoice, InvoiceLine]] = []
     if not f.nothing:
-        for record in _issued(sf, tenant, customer):
+        for record in issued(sf, tenant, customer):
             try:
                 doc = document_of(record.document)
             except StoredDocumentError:
@@ -180,7 +181,7 @@ def list_fees(sf: sessionmaker, tenant: str, customer: str | None, f: FeeFilter,
 
 def find_fee(sf: sessionmaker, tenant: str, lago_id: str) -> dict[str, Any] | None:
     """The fee with this id among the tenant's issued invoices, newest first; None when there is none."""
-    newest_first = sorted(_issued(sf, tenant, None), key=lambda r: (r.issue_date, r.number or ""), reverse=True)
+    newest_first = sorted(issued(sf, tenant, None), key=lambda r: (r.issue_date, r.number or ""), reverse=True)
     for record in newest_first:
         try:
             n = line_count(record.document)

@@ -19,7 +19,6 @@ Query: `external_subscription_id` (required; 404 `subscription_not_found` when i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -30,19 +29,18 @@ from sqlalchemy.orm import sessionmaker
 from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.compat import LagoCompat
 from meterstream.api.compat.lago.entity_routes import charge_models, customer_subscription
-from meterstream.api.compat.lago.fees import ISSUED
+from meterstream.api.compat.lago.fees import issued
 from meterstream.api.compat.lago.invoices import READ, _call, _cents, _invalid, _json, page_meta, paging
 from meterstream.api.compat.lago.responses import error_body, validation_error
 from meterstream.api.compat.lago.routes import PREFIX, TAG, Read, _compat
 from meterstream.api.compat.lago.subscriptions import LagoNotFound
 from meterstream.api.compat.lago.usage import ChargeModel, MetricInfo, usage_object
 from meterstream.documents.stored import StoredDocumentError, document_of
-from meterstream.entities import invoice_lists, invoices
+from meterstream.entities import invoices
 from meterstream.schemas.event import format_time
 from meterstream.schemas.invoice import InvoiceDoc
 
 router = APIRouter(prefix=f"{PREFIX}/api/v1", tags=[TAG])
-_SCAN = 500
 
 
 class PastUsageOut(BaseModel):
@@ -86,16 +84,8 @@ def usage_period(
 # --- store reads ---------------------------------------------------------------------------------------
 
 
-def _issued_newest_first(sf: sessionmaker, tenant: str, customer: str) -> Iterator[invoices.Invoice]:
-    records: list[invoices.Invoice] = []
-    offset = 0
-    while True:
-        page = invoice_lists.invoice_page(sf, tenant, customer=customer, statuses=ISSUED, limit=_SCAN, offset=offset)
-        records += page.items
-        if len(page.items) < _SCAN:
-            break
-        offset += _SCAN
-    return iter(sorted(records, key=lambda r: (r.period, r.issue_date, r.number or ""), reverse=True))
+def _issued_newest_first(sf: sessionmaker, tenant: str, customer: str) -> list[invoices.Invoice]:
+    return sorted(issued(sf, tenant, customer), key=lambda r: (r.period, r.issue_date, r.number or ""), reverse=True)
 
 
 def past_usage(compat: LagoCompat, tenant: str, customer: str, subscription: str, metric_code: str | None,

@@ -178,7 +178,7 @@ def refresh_drafts(
     t0 = time.perf_counter()
     closed = closed_periods(client, db)
     marks = usage_marks(client, db, cluster)  # before reading any usage
-    labels = open_labels(closed, sorted({f"{p[:4]}-{p[4:6]}" for p in marks}), now)
+    labels = open_labels(closed, _usage_labels(marks), now)
     position = entity_position(store)
     new = DraftState(closed, labels, position, marks)
     seen = (state.closed, state.labels, state.entities) if state is not None else None
@@ -189,6 +189,11 @@ def refresh_drafts(
         _draft_labels(client, db, catalog, store, issuing, customers, out)
     out.seconds = time.perf_counter() - t0
     return out, new
+
+
+def _usage_labels(marks: dict[str, int]) -> list[str]:
+    """The labels (YYYY-MM) of the usage parts' months (`usage_marks` keys are YYYYMM...), sorted."""
+    return sorted({f"{p[:4]}-{p[4:6]}" for p in marks})
 
 
 def refresh_customer(
@@ -205,8 +210,7 @@ def refresh_customer(
     """Bring one customer's drafts of every open label up to date now (an invoice refreshed on request: Lago's
     `invoices.refresh`); the refresh state of `refresh_drafts` is neither read nor advanced."""
     t0 = time.perf_counter()
-    usage = sorted({f"{p[:4]}-{p[4:6]}" for p in usage_marks(client, db, cluster)})
-    labels = open_labels(closed_periods(client, db), usage, now)
+    labels = open_labels(closed_periods(client, db), _usage_labels(usage_marks(client, db, cluster)), now)
     out = DraftRefresh(labels, False, 1)
     _draft_labels(client, db, catalog, store, issuing, {(tenant, customer)}, out)
     out.seconds = time.perf_counter() - t0

@@ -24,6 +24,7 @@ from meterstream.api.metrics import MetricsMiddleware
 from meterstream.api.queries import UsageQueries
 from meterstream.api.ratelimit import TokenBuckets
 from meterstream.api.relay_flush import RelayFlushMiddleware
+from meterstream.api.routes import add_ons as add_on_routes
 from meterstream.api.routes import authorize as authorize_routes
 from meterstream.api.routes import billing, coupons, customers, events, health, invoices, plans, subscriptions, usage
 from meterstream.api.routes import wallets as wallet_routes
@@ -133,6 +134,7 @@ def create_app(
     app.include_router(invoices.router)  # invoices, payments, credit notes, exports
     app.include_router(billing.router)  # POST /v1/billing/close (operator)
     app.include_router(coupons.router)  # coupons and applied coupons (docs/coupons.md)
+    app.include_router(add_on_routes.router)  # add-ons, billed on one-off invoices (docs/add-ons.md)
     from meterstream.api.routes import dunning as dunning_routes
 
     app.include_router(dunning_routes.router)  # dunning policies, customers' dunning (docs/dunning.md)

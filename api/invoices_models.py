@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from meterstream.api.entities_models import Money
 from meterstream.entities.credit_notes import CreditNote
@@ -74,6 +74,34 @@ class OverdueIn(_In):
 
 
 # --- payments ------------------------------------------------------------------------------------------
+
+
+class OneOffFeeIn(_In):
+    """A fee of a one-off invoice: an add-on (docs/add-ons.md) and what this invoice changes of it."""
+
+    add_on: str = Field(min_length=1, max_length=128, description="The add-on's code.")
+    units: Money | None = Field(None, description="How many (more than 0; default 1).")
+    unit_amount: Money | None = Field(None, description="Price of one unit in the invoice's currency (default: "
+                                      "the add-on's amount, when the add-on is priced in that currency).")  # fmt: skip
+    name: str | None = Field(None, min_length=1, max_length=256, description="Default: the add-on's invoice "
+                             "display name, else its name.")  # fmt: skip
+    description: str | None = Field(None, max_length=1024, description="Text after the name (default: the "
+                                    "add-on's description).")  # fmt: skip
+    from_: AwareDatetime | None = Field(None, alias="from", description="Start of the service billed (with `to`).")
+    to: AwareDatetime | None = Field(None, description="End of the service billed, exclusive (with `from`).")
+
+
+class OneOffIn(_In):
+    """A one-off invoice: add-on fees billed once to a customer, finalized and numbered at once
+    (docs/invoice-lifecycle.md, "One-off invoices")."""
+
+    customer: str = Id
+    currency: str | None = Field(None, min_length=3, max_length=3, description="ISO 4217; default: the "
+                                 "customer's currency.")  # fmt: skip
+    reference: str | None = Field(None, min_length=1, max_length=128, description="Your reference of the request: "
+                                  "sending it again answers the invoice already issued (200), never a second "
+                                  "one; with other fees it is refused (409).")  # fmt: skip
+    fees: list[OneOffFeeIn] = Field(min_length=1, max_length=100)
 
 
 class PaymentIn(_In):

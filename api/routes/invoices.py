@@ -1,5 +1,7 @@
 """Finance routes of the key's tenant: invoices, payments, credit notes and month exports (docs/api.md).
 
+- `POST /v1/invoices` {customer, currency?, reference?, fees: [{add_on, units?, unit_amount?, name?, description?,
+  from?, to?}]}: a one-off invoice of add-on fees, finalized and numbered at once (invoice_emitter/one_off.py);
 - `GET /v1/invoices?customer=&status=&period=&limit=&cursor=`: the invoice records, a page at a time;
   `GET /v1/invoices/{id}`: the invoice document (JSON, version 2); `GET /v1/invoices/{id}.html` and `.pdf`: the
   document rendered (documents/), showing the record's current status; `GET /v1/invoices/{id}/ubl`: the UBL 2.1 /
@@ -44,6 +46,7 @@ from meterstream.api.invoices_models import (
     CreditNoteOut,
     InvoiceList,
     InvoiceOut,
+    OneOffIn,
     OverdueIn,
     PaymentIn,
     PaymentList,
@@ -70,6 +73,7 @@ from meterstream.entities.common import Conflict, NotFound
 from meterstream.entities.invoice_rules import from_minor
 from meterstream.entities.keys import Principal
 from meterstream.invoice_emitter.dunning_run import OnSettled
+from meterstream.invoice_emitter.one_off_store import FeeRequest, issue_one_off
 
 router = APIRouter(route_class=EntityRoute)
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -138,6 +142,22 @@ async def _rendered(request: Request, tenant: str, invoice_id: str, fmt: str, lo
         raise ApiError(422, "invalid", str(exc).removeprefix("locale: "), field="locale") from None
     name = f"{inv.number or inv.invoice_id}.{fmt}"
     return Response(files[fmt], media_type=_MEDIA[fmt], headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+
+@router.post("/v1/invoices", tags=["invoices"], response_model=InvoiceOut, status_code=201,
+             responses={200: {"model": InvoiceOut, "description": "Issued before with this `reference`"},
+                        **_WRITE_ERRORS},
+             summary="Issue a one-off invoice of add-on fees")  # fmt: skip
+async def create_one_off(request: Request, response: Response, principal: Admin, body: OneOffIn) -> dict:
+    """Finalized and numbered at once (invoice_emitter/one_off.py); 404 naming an unknown customer or add-on, 422
+    naming the field, 409 naming `reference` when it was used for other fees."""
+    fees = [FeeRequest(f.add_on, f.units, f.unit_amount, f.name, f.description, f.from_, f.to) for f in body.fees]
+    sf = _sessions(request)
+    issued = await store(issue_one_off, sf, request.app.state.settings, principal.tenant, body.customer, fees,
+                         currency=body.currency, reference=body.reference)  # fmt: skip
+    if not issued.created:
+        response.status_code = 200
+    return invoice_body(await store(invoices.get, sf, principal.tenant, issued.doc.id))
 
 
 @router.get("/v1/invoices/{invoice_id}.html", tags=["invoices"], response_class=Response,

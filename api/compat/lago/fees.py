@@ -7,7 +7,8 @@ the close) and voided invoices (their charges were cancelled) have no fees here.
 
 `find_all` filters, as Lago names them: `external_customer_id`, `external_subscription_id` (the line's
 subscription), `currency`, `fee_type` (`charge`: usage lines and late-usage adjustments; `subscription`: recurring
-fees, one-time charges and minimum true-ups; `add_on`, `credit`, `instant_charge`: none here), `billable_metric_code`
+fees, one-time charges and minimum true-ups; `add_on`: the fees of one-off invoices, invoice_emitter/one_off.py;
+`credit`, `instant_charge`: none here), `billable_metric_code`
 (a charge's meter), `payment_status` (`succeeded`: the invoice is paid in full; `pending`: not yet; `failed`,
 `refunded`: none here), `created_at_from` / `created_at_to` (inclusive), `event_transaction_id` (Lago's fees of
 pay-in-advance charges name the event that made them; no fee here comes from one event: none), `failed_at_*`,
@@ -53,6 +54,7 @@ from meterstream.api.compat.lago.routes import PREFIX, TAG, Read, _compat
 from meterstream.documents.stored import StoredDocumentError, document_of
 from meterstream.entities import invoice_lists, invoices
 from meterstream.entities.invoice_rules import OVERDUE, PAID
+from meterstream.invoice_emitter.one_off import is_add_on_line
 from meterstream.schemas.event import format_time
 from meterstream.schemas.invoice import InvoiceLine
 
@@ -92,6 +94,8 @@ class FeeFilter:
 
 def fee_type(line: InvoiceLine) -> str:
     """Lago's fee type of an invoice line (the `item.type` of `fee_object`)."""
+    if is_add_on_line(line.line_key):
+        return "add_on"
     return "charge" if line.kind in CHARGE_KINDS else "subscription"
 
 
@@ -250,7 +254,7 @@ async def list_fees_route(
         return paged
     nothing = (
         event_transaction_id is not None
-        or fee_type in ("add_on", "credit", "instant_charge")
+        or fee_type in ("credit", "instant_charge")
         or payment_status in ("failed", "refunded")
         or any(instants[n] is not None for n in instants if not n.startswith("created"))
     )

@@ -57,6 +57,7 @@ from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.customers import CustomerRepository, get_customer_doc
 from meterstream.entities.invoice_rules import DRAFT, OVERDUE, PAID, STATUSES, VOIDED, from_minor, to_minor
 from meterstream.entities.keys import Principal
+from meterstream.invoice_emitter.one_off import ADD_ON_KEY, ONE_OFF_PERIOD, is_add_on_line
 from meterstream.schemas.event import format_time
 from meterstream.schemas.invoice import InvoiceDoc, InvoiceLine
 
@@ -252,10 +253,22 @@ def lago_status(record: invoices.Invoice) -> str:
     return record.status if record.status in (DRAFT, VOIDED) else "finalized"
 
 
+def fee_item(tenant: str, line: InvoiceLine) -> dict[str, Any]:
+    """The fee's `item`: the billable metric of a usage fee, the add-on of a one-off invoice's fee
+    (invoice_emitter/one_off.py; `lago_item_id` is the add-on's `lago_id`), else the subscription."""
+    if is_add_on_line(line.line_key):
+        add_on_id = (line.line_key or "").removeprefix(ADD_ON_KEY)
+        return {"type": "add_on", "code": line.code, "name": line.description, "invoice_display_name": line.description,
+                "lago_item_id": add_on_id, "item_type": "AddOn"}  # fmt: skip
+    usage = line.kind in ("usage", "adjustment")
+    return {"type": "charge" if usage else "subscription", "code": line.code, "name": line.description,
+            "invoice_display_name": line.description, "lago_item_id": lago_uuid(tenant, "item", line.code),
+            "item_type": "BillableMetric" if usage else "Subscription"}  # fmt: skip
+
+
 def fee_object(record: invoices.Invoice, line: InvoiceLine) -> dict[str, Any]:
     c = record.currency
     amount, tax = _cents(line.amount, c), _cents(line.tax_amount, c)
-    usage = line.kind in ("usage", "adjustment")
     return {
         "lago_id": fee_id(record.tenant, record.invoice_id, line.line_no), "lago_charge_id": None,
         "lago_invoice_id": record.invoice_id, "external_customer_id": record.customer,
@@ -269,10 +282,12 @@ def fee_object(record: invoices.Invoice, line: InvoiceLine) -> dict[str, Any]:
         "pay_in_advance": False, "invoiceable": True,
         "from_date": format_time(line.start) if line.start else None,
         "to_date": format_time(line.end) if line.end else None,
-        "item": {"type": "charge" if usage else "subscription", "code": line.code, "name": line.description,
-                 "invoice_display_name": line.description, "lago_item_id": lago_uuid(record.tenant, "item", line.code),
-                 "item_type": "BillableMetric" if usage else "Subscription"},
+        "item": fee_item(record.tenant, line),
     }  # fmt: skip
+
+
+def _invoice_type(record: invoices.Invoice) -> str:
+    return "one_off" if record.period == ONE_OFF_PERIOD else "subscription"
 
 
 def invoice_object(record: invoices.Invoice, doc: InvoiceDoc | None, customer: dict[str, Any] | None) -> dict:
@@ -294,7 +309,7 @@ def invoice_object(record: invoices.Invoice, doc: InvoiceDoc | None, customer: d
         "lago_id": record.invoice_id, "sequential_id": None, "number": record.number or "DRAFT",
         "issuing_date": record.issue_date.isoformat(), "payment_due_date": record.due_date.isoformat(),
         "payment_overdue": record.status == OVERDUE, "net_payment_term": (record.due_date - record.issue_date).days,
-        "invoice_type": "subscription", "version_number": 3, "status": lago_status(record),
+        "invoice_type": _invoice_type(record), "version_number": 3, "status": lago_status(record),
         "payment_status": payment_status(record), "currency": c, "fees_amount_cents": fees,
         "coupons_amount_cents": coupons, "taxes_amount_cents": taxes, "credit_notes_amount_cents": 0,
         "progressive_billing_credit_amount_cents": 0, "sub_total_excluding_taxes_amount_cents": fees - coupons,

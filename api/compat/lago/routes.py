@@ -272,6 +272,9 @@ def mount(app: FastAPI) -> None:
     from meterstream.api.compat.lago.invoices import router as invoices_router
 
     app.include_router(invoices_router)  # invoices and credit notes over the invoice store
+    from meterstream.api.compat.lago.one_off import router as one_off_router
+
+    app.include_router(one_off_router)  # one-off invoices of add-on fees (docs/add-ons.md)
     from meterstream.api.compat.lago.fees import router as fees_router
     from meterstream.api.compat.lago.past_usage import router as past_usage_router
 

@@ -64,6 +64,8 @@ def render(sf: sessionmaker, tenant: str, event_type: str, event_body: bytes) ->
     data = orjson.loads(event_body)["data"]
     if object_type == "invoice":
         obj = stored_invoice_object(sf, invoices.get(sf, tenant, data["invoice_id"]), {})
+        if obj["invoice_type"] == "one_off" and webhook_type == "invoice.created":
+            webhook_type = "invoice.one_off_created"  # Lago's name for an issued one-off invoice
     elif object_type == "credit_note":
         obj = credit_note_object(credit_notes.get_credit_note(sf, tenant, data["credit_note_id"]))
     elif object_type == "wallet_transaction":

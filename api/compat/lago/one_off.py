@@ -16,6 +16,7 @@ Errors: 404 `customer_not_found` / `add_on_not_found`, 422 `validation_errors` n
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -78,6 +79,14 @@ def _instant(field: str, value: Any) -> datetime | None:
     return at
 
 
+def _units(field: str, value: Any) -> Decimal:
+    """Units as the SDK sends them (a float): 2.0 is 2 units, 1.50 is 1.5 (the line shows the plain number)."""
+    units = lago_decimal(field, value)
+    if not units.is_finite():
+        raise Invalid(field, f"a decimal number (got {value!r})")
+    return Decimal(int(units)) if units == units.to_integral_value() else units.normalize()
+
+
 def _fees(raw: Any, currency: str | None) -> list[FeeRequest]:
     if not isinstance(raw, list) or not raw:
         raise Invalid("fees", "a non-empty list of fees")
@@ -99,7 +108,7 @@ def _fees(raw: Any, currency: str | None) -> list[FeeRequest]:
         if cents is not None and currency is None:
             raise Invalid("currency", "required with unit_amount_cents")
         out.append(FeeRequest(
-            add_on_code=code, units=None if units is None else lago_decimal(f"{at}.units", units),
+            add_on_code=code, units=None if units is None else _units(f"{at}.units", units),
             unit_amount=None if cents is None else from_minor(cents, currency),  # type: ignore[arg-type]
             name=_text(f"{at}.invoice_display_name", fee.get("invoice_display_name")),
             description=_text(f"{at}.description", fee.get("description")),

@@ -28,7 +28,9 @@ def test_every_lago_operation_is_documented() -> None:
     paths = APP.openapi()["paths"]
     ops = sorted((p.removeprefix("/compat/lago/api/v1"), m) for p, item in paths.items() if p.startswith("/compat/lago")
                  for m in item)  # fmt: skip
-    assert ops == [("/analytics/gross_revenue", "get"), ("/analytics/invoice_collection", "get"),
+    assert ops == [("/add_ons", "get"), ("/add_ons", "post"), ("/add_ons/{code}", "delete"), ("/add_ons/{code}", "get"),
+                   ("/add_ons/{code}", "put"),
+                   ("/analytics/gross_revenue", "get"), ("/analytics/invoice_collection", "get"),
                    ("/analytics/invoiced_usage", "get"), ("/analytics/mrr", "get"),
                    ("/analytics/overdue_balance", "get"),
                    ("/applied_coupons", "get"), ("/applied_coupons", "post"),

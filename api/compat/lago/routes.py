@@ -283,10 +283,12 @@ def mount(app: FastAPI) -> None:
     from meterstream.api.compat.lago.files import router as files_router
 
     app.include_router(files_router)  # invoices.download and the signed URLs of their PDFs
+    from meterstream.api.compat.lago.add_ons import router as add_ons_router
     from meterstream.api.compat.lago.coupons import router as coupons_router
     from meterstream.api.compat.lago.taxes import router as taxes_router
 
     app.include_router(coupons_router)  # coupons and applied coupons (docs/coupons.md)
+    app.include_router(add_ons_router)  # add-ons, billed on one-off invoices (docs/add-ons.md)
     app.include_router(taxes_router)  # taxes; customers' tax_codes are in customers.py
     from meterstream.api.compat.lago.wallets import router as wallets_router
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, UniqueConstraint, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
@@ -143,6 +144,14 @@ def _found(s: Session, tenant: str, code: str, *, lock: bool = False) -> AddOnRo
     return row
 
 
+def _flush(s: Session, code: str) -> None:
+    """Write; a concurrent write that took the code first (the unique index) is the same `Conflict`."""
+    try:
+        s.flush()
+    except IntegrityError:
+        raise Conflict("code", f"an add-on with code {code!r} already exists") from None
+
+
 # --- the repository ---------------------------------------------------------------------------------------
 
 
@@ -167,7 +176,7 @@ def create_add_on(
                        invoice_display_name=invoice_display_name, description=description, currency=currency,
                        amount_minor=minor, tax_codes=codes, created_at=now, updated_at=now)  # fmt: skip
         s.add(row)
-        s.flush()
+        _flush(s, code)
         return _of(row)
 
 
@@ -203,7 +212,7 @@ def update_add_on(
         if tax_codes is not KEEP:
             row.tax_codes = _tax_codes(s, tenant, tax_codes)
         row.updated_at = datetime.now(UTC)
-        s.flush()
+        _flush(s, row.code)
         return _of(row)
 
 

@@ -195,3 +195,25 @@ def test_the_migration_goes_down_to_0018_and_up_again(fresh_url: str) -> None:
     migrate(engine=engine)
     assert _setup_fee(sf).amount_minor == 15000  # an empty table again: the code is free
     engine.dispose()
+
+
+def test_a_code_taken_by_a_concurrent_write_is_a_conflict(sf, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The unique index decides when two writers both saw the code free (the look-up is made to miss it)."""
+    from meterstream.entities import add_ons
+
+    _setup_fee(sf)
+    create_add_on(sf, A, code="other", name="Other", amount="1", currency="EUR")
+    real = add_ons._find
+
+    def blind(s, tenant, code, *, lock=False):  # type: ignore[no-untyped-def]
+        return None if code == "setup_fee" else real(s, tenant, code, lock=lock)
+
+    monkeypatch.setattr(add_ons, "_find", blind)
+    with pytest.raises(Conflict) as taken:
+        _setup_fee(sf)
+    assert taken.value.field == "code"
+    with pytest.raises(Conflict) as renamed:
+        update_add_on(sf, A, "other", new_code="setup_fee")
+    assert renamed.value.field == "code"
+    monkeypatch.undo()
+    assert [(a.code, a.amount_minor) for a in list_add_ons(sf, A)[0]] == [("setup_fee", 15000), ("other", 100)]

@@ -35,6 +35,16 @@ __all__ = ["ADD_ON_KEY", "FEES_MAX", "ONE_OFF_PERIOD", "OneOffFee", "is_add_on_l
 ONE_OFF_PERIOD = "one-off"  # the `period` label of every one-off invoice
 ADD_ON_KEY = "add_on:"  # a one-off line's `line_key`: this prefix and the add-on's id
 FEES_MAX = 100  # fees on one one-off invoice
+# each figure's digits: units x price stays exact in money.EXACT (60 digits) and a line under 10**15 fits every
+# amount column of the store (minor units in a signed 64-bit integer)
+_UNITS_MAX = 10**12
+_PRICE_MAX = 10**15
+_DECIMALS_MAX = 12
+
+
+def _decimals(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,14 @@ def _check(fees: list[OneOffFee]) -> None:
     for i, fee in enumerate(fees):
         if not fee.units.is_finite() or fee.units <= 0:
             raise ValueError(f"fees[{i}].units: must be more than 0 (got {fee.units})")
+        if fee.units >= _UNITS_MAX or _decimals(fee.units) > _DECIMALS_MAX:
+            raise ValueError(f"fees[{i}].units: less than {_UNITS_MAX:,} with at most {_DECIMALS_MAX} decimals")
         if not fee.unit_price.is_finite() or fee.unit_price < 0:
             raise ValueError(f"fees[{i}].unit_amount: must not be negative (got {fee.unit_price})")
+        if fee.unit_price >= _PRICE_MAX or _decimals(fee.unit_price) > _DECIMALS_MAX:
+            raise ValueError(f"fees[{i}].unit_amount: less than {_PRICE_MAX:,} with at most {_DECIMALS_MAX} decimals")
+        if EXACT.multiply(fee.units, fee.unit_price) >= _PRICE_MAX:
+            raise ValueError(f"fees[{i}].units: units x unit amount must be less than {_PRICE_MAX:,}")
         if (fee.start is None) != (fee.end is None):
             raise ValueError(f"fees[{i}].{'to' if fee.end is None else 'from'}_datetime: give both ends or neither")
         if fee.start is not None and fee.end is not None and fee.start >= fee.end:

@@ -80,6 +80,10 @@ def test_a_fee_with_its_own_service_period() -> None:
         ([OneOffFee("01X", "setup", "Setup", D("1"), D("1"), AT, None)], "fees[0].to_datetime"),
         ([OneOffFee("01X", "setup", "Setup", D("1"), D("1"), AT, AT)], "fees[0].to_datetime"),
         ([OneOffFee("01X", "setup", "Setup", D("1"), D("1"))] * 101, "fees"),
+        ([OneOffFee("01X", "setup", "Setup", D("1E+12"), D("1"))], "fees[0].units"),  # too many units
+        ([OneOffFee("01X", "setup", "Setup", D("0.0000000000001"), D("1"))], "fees[0].units"),  # 13 decimals
+        ([OneOffFee("01X", "setup", "Setup", D("1"), D("1E+15"))], "fees[0].unit_amount"),
+        ([OneOffFee("01X", "setup", "Setup", D("1000000"), D("1000000000"))], "fees[0].units"),  # 10**15 in all
     ],
 )
 def test_refusals_name_the_field(fees: list[OneOffFee], field: str) -> None:

@@ -31,7 +31,7 @@ from meterstream.api.compat.lago.responses import error_body
 from meterstream.api.compat.lago.routes import PREFIX, TAG, WRITE, Admin, _body, _compat
 from meterstream.entities import invoices
 from meterstream.entities.common import Conflict, Invalid, NotFound
-from meterstream.entities.invoice_rules import from_minor
+from meterstream.entities.invoice_rules import check_currency, from_minor
 from meterstream.invoice_emitter.one_off_store import FeeRequest, issue_one_off
 
 router = APIRouter(prefix=f"{PREFIX}/api/v1", tags=[TAG])
@@ -133,7 +133,7 @@ async def create_one_off_route(request: Request, principal: Admin) -> Response:
         if customer is None:
             raise Invalid("external_customer_id", "required")
         currency = _text("currency", raw.get("currency"))
-        currency = currency.upper() if currency else None
+        currency = check_currency(currency.upper()) if currency else None  # Invalid naming `currency`
         issued = issue_one_off(sf, settings, principal.tenant, customer, _fees(raw.get("fees"), currency),
                                currency=currency)  # fmt: skip
         return _object(compat, invoices.get(sf, principal.tenant, issued.doc.id), {})

@@ -30,6 +30,7 @@ from sqlalchemy.orm import sessionmaker
 
 from meterstream.entities.common import Invalid
 from meterstream.entities.credit_notes import CreditNote, CreditNoteRow, note_record
+from meterstream.entities.customers import CustomerRow
 from meterstream.entities.invoice_rules import STATUSES
 from meterstream.entities.invoices import Invoice, InvoiceRow, to_record
 from meterstream.entities.payments import Payment, PaymentRow, payment_record
@@ -129,6 +130,57 @@ _DRAFT_LAST = case((InvoiceRow.number.is_(None), 1), else_=0)
 _INVOICE_ORDER = (InvoiceRow.issue_date, _DRAFT_LAST, func.coalesce(InvoiceRow.number, ""), InvoiceRow.invoice_id)
 
 
+@dataclass(frozen=True)
+class InvoiceFilter:
+    """More ways to narrow the invoice list (None: no condition): the currency; the issue date in [issued_from,
+    issued_to] (both inclusive); what the invoice asks for (`billed_minor`: the total less prepaid credits, Lago's
+    `total_amount_cents`) in [billed_from, billed_to] minor units; `one_off` True for one-off invoices only
+    (period label `one-off`, invoice_emitter/one_off.py), False for the others; `search`: text found (case aside)
+    in the invoice id, its number, the customer's external id, or the customer's name or email."""
+
+    currency: str | None = None
+    issued_from: date | None = None
+    issued_to: date | None = None
+    billed_from: int | None = None
+    billed_to: int | None = None
+    one_off: bool | None = None
+    search: str | None = None
+
+
+ONE_OFF_LABEL = "one-off"  # invoice_emitter/one_off.py ONE_OFF_PERIOD (the store does not import the emitter)
+
+
+def _like(text: str) -> str:
+    """`text` as a LIKE pattern that matches it anywhere, its own % _ and \\ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _filtered(stmt: Select, tenant: str, f: InvoiceFilter) -> Select:
+    if f.currency is not None:
+        stmt = stmt.where(InvoiceRow.currency == f.currency.upper())
+    if f.issued_from is not None:
+        stmt = stmt.where(InvoiceRow.issue_date >= f.issued_from)
+    if f.issued_to is not None:
+        stmt = stmt.where(InvoiceRow.issue_date <= f.issued_to)
+    if f.billed_from is not None:
+        stmt = stmt.where(InvoiceRow.billed_minor >= f.billed_from)
+    if f.billed_to is not None:
+        stmt = stmt.where(InvoiceRow.billed_minor <= f.billed_to)
+    if f.one_off is not None:
+        stmt = stmt.where(InvoiceRow.period == ONE_OFF_LABEL if f.one_off else InvoiceRow.period != ONE_OFF_LABEL)
+    if f.search is not None:
+        pattern = _like(f.search)
+        external_id = func.coalesce(CustomerRow.key, CustomerRow.id)  # entities/customers.py: the key, else the id
+        named = select(external_id).where(CustomerRow.tenant == tenant, or_(
+            CustomerRow.name.ilike(pattern, escape="\\"),
+            CustomerRow.primary_email.ilike(pattern, escape="\\")))  # fmt: skip
+        stmt = stmt.where(or_(
+            InvoiceRow.invoice_id.ilike(pattern, escape="\\"), InvoiceRow.number.ilike(pattern, escape="\\"),
+            InvoiceRow.customer.ilike(pattern, escape="\\"), InvoiceRow.customer.in_(named)))  # fmt: skip
+    return stmt
+
+
 def invoice_page(
     sf: sessionmaker,
     tenant: str,
@@ -140,9 +192,10 @@ def invoice_page(
     cursor: str | None = None,
     offset: int | None = None,
     count: bool = False,
+    where: InvoiceFilter | None = None,
 ) -> Page[Invoice]:
-    """A page of the tenant's invoices (of one customer, in `statuses`, of one period when given), by issue date,
-    number (drafts last), invoice id. `statuses` empty: no invoice matches."""
+    """A page of the tenant's invoices (of one customer, in `statuses`, of one period, matching `where` when given),
+    by issue date, number (drafts last), invoice id. `statuses` empty: no invoice matches."""
     stmt = select(InvoiceRow).where(InvoiceRow.tenant == tenant)
     if customer is not None:
         stmt = stmt.where(InvoiceRow.customer == customer)
@@ -153,6 +206,8 @@ def invoice_page(
         stmt = stmt.where(InvoiceRow.status.in_(sorted(statuses)))
     if period is not None:
         stmt = stmt.where(InvoiceRow.period == period)
+    if where is not None:
+        stmt = _filtered(stmt, tenant, where)
 
     def key(row: InvoiceRow) -> list[Any]:
         return [row.issue_date.isoformat(), 1 if row.number is None else 0, row.number or "", row.invoice_id]

@@ -2,7 +2,8 @@
 
 - `POST /v1/invoices` {customer, currency?, reference?, fees: [{add_on, units?, unit_amount?, name?, description?,
   from?, to?}]}: a one-off invoice of add-on fees, finalized and numbered at once (invoice_emitter/one_off.py);
-- `GET /v1/invoices?customer=&status=&period=&limit=&cursor=`: the invoice records, a page at a time;
+- `GET /v1/invoices?customer=&status=&period=&currency=&issued_from=&issued_to=&q=&limit=&cursor=`: the invoice
+  records, a page at a time;
   `GET /v1/invoices/{id}`: the invoice document (JSON, version 2); `GET /v1/invoices/{id}.html` and `.pdf`: the
   document rendered (documents/), showing the record's current status; `GET /v1/invoices/{id}/ubl`: the UBL 2.1 /
   EN 16931 e-invoice (documents/ubl.py); `POST /v1/invoices/{id}/void` {reason};
@@ -30,7 +31,7 @@ content). The store's functions do the work (entities/invoices.py, payments.py, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
@@ -70,6 +71,7 @@ from meterstream.documents.stored import (
 from meterstream.documents.ubl import to_ubl
 from meterstream.entities import credit_notes, exports, invoice_lists, invoices, payments
 from meterstream.entities.common import Conflict, NotFound
+from meterstream.entities.invoice_lists import InvoiceFilter
 from meterstream.entities.invoice_rules import from_minor
 from meterstream.entities.keys import Principal
 from meterstream.invoice_emitter.dunning_run import OnSettled
@@ -81,6 +83,8 @@ Reader = Annotated[Principal, Depends(require("read"))]
 _READ_ERRORS = errors(401, 403, 404, 422, 429)
 _WRITE_ERRORS = errors(401, 403, 404, 409, 422, 429)
 _CLOSE_ERRORS = errors(401, 403, 404, 409, 422, 429, 500)  # 500: the close failed
+Search = Annotated[str | None, Query(min_length=1, max_length=256, description="Text in the invoice id, its number, "
+                                     "the customer's id, name or email (case aside)")]  # fmt: skip
 Locale = Annotated[str | None, Query(max_length=35, description="e.g. de_DE (default: the buyer's)")]
 _MEDIA = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 Limit = Annotated[int, Query(ge=1, le=invoice_lists.MAX_LIMIT, description="Rows per page")]
@@ -120,14 +124,19 @@ async def list_invoices(
     customer: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     status: Status | None = None,
     period: Annotated[
-        str | None, Query(min_length=1, max_length=64, description="The close's label, e.g. 2026-11")
+        str | None, Query(min_length=1, max_length=64, description="The close's label, e.g. 2026-11; one-off")
     ] = None,
+    currency: Annotated[str | None, Query(pattern=r"^[A-Za-z]{3}$", description="ISO 4217")] = None,
+    issued_from: Annotated[date | None, Query(description="Issued on or after this day")] = None,
+    issued_to: Annotated[date | None, Query(description="Issued on or before this day")] = None,
+    q: Search = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict:
+    where = InvoiceFilter(currency=currency, issued_from=issued_from, issued_to=issued_to, search=q)
     page = await store(invoice_lists.invoice_page, _sessions(request), principal.tenant, customer=customer,
                        statuses=None if status is None else (status,), period=period, limit=limit,
-                       cursor=cursor)  # fmt: skip
+                       cursor=cursor, where=where)  # fmt: skip
     return {"items": [invoice_body(inv) for inv in page.items], "next_cursor": page.next_cursor}
 
 

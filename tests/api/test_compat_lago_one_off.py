@@ -88,3 +88,37 @@ def test_errors_as_lago_answers_them(lago) -> None:  # type: ignore[no-untyped-d
         body = exc.value.response
         assert (exc.value.status_code, body["code"], list(body["error_details"])) == (
             422, "validation_errors", [field])  # fmt: skip
+
+
+def test_the_invoice_list_filters_as_lago_names_them(lago) -> None:  # type: ignore[no-untyped-def]
+    """Lago's `invoices.find_all` filters over a subscription-style invoice (finance_helpers: 1324.07 USD, issued
+    here 2020-01-15) and a one-off invoice (2 x 150.00 EUR + 19 % = 357.00, issued today)."""
+    from datetime import date
+
+    from finance_helpers import store_invoice
+
+    sdk, app = lago
+    store_invoice(app.state.sessions, T, "INV-SUB", "globex", issue_date=date(2020, 1, 15))
+    sdk.add_ons.create(AddOn(name="Setup fee", code="setup", amount_cents=15000, amount_currency="EUR"))
+    one_off = _one_off(sdk, InvoiceFee(add_on_code="setup", units=2))
+    assert one_off.total_amount_cents == 35700
+
+    def ids(**options: str) -> list[str]:
+        return sorted(x.lago_id for x in sdk.invoices.find_all(options)["invoices"])
+
+    assert ids() == sorted(["INV-SUB", one_off.lago_id])
+    assert ids(invoice_type="one_off") == [one_off.lago_id]
+    assert ids(invoice_type="subscription") == ["INV-SUB"]
+    assert ids(invoice_type="progressive_billing") == []
+    assert ids(currency="USD") == ["INV-SUB"]
+    assert ids(issuing_date_from="2020-01-15", issuing_date_to="2020-01-15") == ["INV-SUB"]  # inclusive
+    assert ids(issuing_date_from=one_off.issuing_date) == [one_off.lago_id]
+    assert ids(amount_from="35700", amount_to="35700") == [one_off.lago_id]  # inclusive, in cents
+    assert ids(amount_from="100000") == ["INV-SUB"]
+    assert ids(search_term="kerry") == [one_off.lago_id]  # the customer's external id
+    assert ids(search_term="Kerry Brew") == [one_off.lago_id]  # its name
+    assert ids(payment_dispute_lost="true") == [] and ids(self_billed="false") == sorted(["INV-SUB", one_off.lago_id])
+    for name, bad in (("issuing_date_from", "12/01/2026"), ("amount_to", "-1"), ("invoice_type", "weekly")):
+        with pytest.raises(LagoApiError) as exc:
+            sdk.invoices.find_all({name: bad})
+        assert (exc.value.status_code, list(exc.value.response["error_details"])) == (422, [name])

@@ -86,3 +86,19 @@ def test_only_an_admin_key_issues_and_only_for_its_tenant(client: TestClient) ->
     assert client.post("/v1/invoices", json=body, headers=key(client, "read")).status_code == 403
     # another tenant has neither the customer nor the add-on
     assert error(client.post("/v1/invoices", json=body, headers=key(client, tenant="other")))[0] == 404
+
+
+def test_the_list_filters(client: TestClient) -> None:
+    admin = key(client)
+    made = client.post("/v1/invoices", json={"customer": "c1", "fees": [{"add_on": "setup"}]}, headers=admin).json()
+
+    def ids(**params: str) -> list[str]:
+        r = client.get("/v1/invoices", params=params, headers=admin)
+        assert r.status_code == 200, r.text
+        return [x["invoice_id"] for x in r.json()["items"]]
+
+    day = made["issue_date"]
+    assert ids(currency="eur", issued_from=day, issued_to=day, q="kunde") == [made["invoice_id"]]  # name, case aside
+    assert ids(q=made["number"]) == [made["invoice_id"]]
+    assert ids(currency="USD") == [] and ids(q="nobody") == [] and ids(issued_to="2020-01-01") == []
+    assert error(client.get("/v1/invoices", params={"issued_from": "soon"}, headers=admin))[:2] == (422, "invalid")

@@ -33,6 +33,7 @@ items' total; the split applied is the one above.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -523,9 +524,11 @@ def page_meta(page: int, per_page: int, total: int) -> dict[str, Any]:
 
 
 def _list_invoices(compat: LagoCompat, tenant: str, customer: str | None, statuses: frozenset[str] | None,
-                   page: int, per_page: int) -> dict[str, Any]:  # fmt: skip
+                   page: int, per_page: int, where: invoice_lists.InvoiceFilter | None = None,
+                   ) -> dict[str, Any]:  # fmt: skip
     found = invoice_lists.invoice_page(compat.state.sessions, tenant, customer=customer, statuses=statuses,
-                                       limit=per_page, offset=(page - 1) * per_page, count=True)  # fmt: skip
+                                       limit=per_page, offset=(page - 1) * per_page, count=True,
+                                       where=where)  # fmt: skip
     customers: dict[str, Any] = {}
     return {"invoices": [_object(compat, record, customers) for record in found.items],
             "meta": page_meta(page, per_page, found.total or 0)}  # fmt: skip
@@ -538,21 +541,67 @@ async def list_invoices_route(
     status: Annotated[str | None, Query()] = None,
     payment_status: Annotated[str | None, Query()] = None,
     payment_overdue: Annotated[bool | None, Query()] = None,
+    currency: Annotated[str | None, Query(description="ISO 4217")] = None,
+    issuing_date_from: Annotated[str | None, Query(description="YYYY-MM-DD, inclusive")] = None,
+    issuing_date_to: Annotated[str | None, Query(description="YYYY-MM-DD, inclusive")] = None,
+    amount_from: Annotated[str | None, Query(description="total_amount_cents at least this")] = None,
+    amount_to: Annotated[str | None, Query(description="total_amount_cents at most this")] = None,
+    invoice_type: Annotated[str | None, Query(description="subscription or one_off (the others match none)")] = None,
+    search_term: Annotated[str | None, Query(description="in the id, number, customer id, name or email")] = None,
+    payment_dispute_lost: Annotated[bool | None, Query(description="true matches none")] = None,
+    self_billed: Annotated[bool | None, Query(description="true matches none")] = None,
     page: Annotated[str | None, Query(description="Default 1")] = None,
     per_page: Annotated[str | None, Query(description="Default 100, at most 1000")] = None,
 ) -> Response:  # fmt: skip
     """Filters: external_customer_id, status (draft, finalized, voided; pending and failed match none),
-    payment_status (pending, succeeded, failed), payment_overdue; `page` and `per_page` (module docstring)."""
+    payment_status (pending, succeeded, failed), payment_overdue, currency, issuing_date_from/to, amount_from/to
+    (`total_amount_cents`, inclusive), invoice_type (subscription, one_off; add_on, credit, advance_charges and
+    progressive_billing invoices do not exist here: none), search_term, payment_dispute_lost and self_billed (no
+    invoice here is either: `true` matches none); `page` and `per_page` (module docstring)."""
     if status is not None and status not in LAGO_STATUSES:
         return _invalid("status", f"one of {', '.join(LAGO_STATUSES)} (got {status!r})")
     if payment_status is not None and payment_status not in PAYMENT_STATUSES:
         return _invalid("payment_status", f"one of {', '.join(PAYMENT_STATUSES)} (got {payment_status!r})")
+    if invoice_type is not None and invoice_type not in INVOICE_TYPES:
+        return _invalid("invoice_type", f"one of {', '.join(INVOICE_TYPES)} (got {invoice_type!r})")
+    where = _where(currency, issuing_date_from, issuing_date_to, amount_from, amount_to, invoice_type, search_term)
+    if isinstance(where, Response):
+        return where
     paged = paging(page, per_page)
     if isinstance(paged, Response):
         return paged
     statuses = _statuses(status, payment_status, payment_overdue)
-    body = await _call(_list_invoices, _compat(request), principal.tenant, external_customer_id, statuses, *paged)
+    if payment_dispute_lost or self_billed or invoice_type not in (None, "subscription", "one_off"):
+        statuses = frozenset()  # nothing here is such an invoice
+    body = await _call(_list_invoices, _compat(request), principal.tenant, external_customer_id, statuses, *paged,
+                       where)  # fmt: skip
     return _json(body)
+
+
+INVOICE_TYPES = ("subscription", "add_on", "credit", "one_off", "advance_charges", "progressive_billing")
+
+
+def _where(currency: str | None, day_from: str | None, day_to: str | None, amount_from: str | None,
+           amount_to: str | None, invoice_type: str | None, search: str | None,
+           ) -> invoice_lists.InvoiceFilter | Response:  # fmt: skip
+    """The list's filter from Lago's query parameters, or the 422 answer naming the bad one."""
+    days: list[date | None] = []
+    for name, text in (("issuing_date_from", day_from), ("issuing_date_to", day_to)):
+        try:
+            days.append(None if text is None else date.fromisoformat(text))
+        except ValueError:
+            return _invalid(name, f"a date YYYY-MM-DD (got {text!r})")
+    amounts: list[int | None] = []
+    for name, text in (("amount_from", amount_from), ("amount_to", amount_to)):
+        if text is not None and not (text.isascii() and text.isdigit() and len(text) <= 18):
+            return _invalid(name, f"a whole number of cents, 0 or more (got {text!r})")
+        amounts.append(None if text is None else int(text))
+    if currency is not None and not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
+        return _invalid("currency", f"an ISO 4217 code such as EUR (got {currency!r})")
+    one_off = {"one_off": True, "subscription": False}.get(invoice_type or "")
+    return invoice_lists.InvoiceFilter(currency=currency, issued_from=days[0], issued_to=days[1],
+                                       billed_from=amounts[0], billed_to=amounts[1], one_off=one_off,
+                                       search=search or None)  # fmt: skip
 
 
 @router.get("/invoices/{lago_id}", summary="Retrieve an invoice (Lago: findInvoice)",

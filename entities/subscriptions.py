@@ -295,8 +295,15 @@ def _write_phases(s: Session, row: SubscriptionRow, rows: list[tuple[str, str, i
 
 
 def _store(
-    s: Session, row: SubscriptionRow, doc: SubscriptionDoc, rows: list[tuple[str, str, int, Phase]]
+    s: Session,
+    row: SubscriptionRow,
+    doc: SubscriptionDoc,
+    rows: list[tuple[str, str, int, Phase]],
+    updated: bool = False,
 ) -> SubscriptionDoc:
+    """Write `doc` over `row`, with its outbox record and the lifecycle events it makes due; `updated`: a change of
+    a subscription that exists (a plan change, a new name, start or end: `subscription.updated`, before the
+    lifecycle events the change brings, such as `subscription.terminated` for an end moved into the past)."""
     now = datetime.now(UTC)
     row.version, row.status, row.updated_at = doc.version, doc.status, now
     row.doc = _encoder.encode(doc).decode()
@@ -308,6 +315,8 @@ def _store(
     _write_phases(s, row, rows)
     s.flush()
     outbox.append(s, [doc])
+    if updated:
+        events.subscription_event(s, doc, events.SUBSCRIPTION_UPDATED, now)
     _announce(s, row, doc, now)
     return doc
 
@@ -542,7 +551,7 @@ def change_plan(
         _check_no_overlap(s, normalized, rows, row.id)
         now = datetime.now(UTC)
         normalized = msgspec.structs.replace(normalized, version=row.version + 1, status=_status(normalized, now))
-        return _store(s, row, normalized, rows)
+        return _store(s, row, normalized, rows, updated=True)
 
 
 def cancel_subscription(
@@ -649,7 +658,7 @@ def update_subscription(
         canceled = current.status == "canceled" and normalized.phases[-1].end is not None
         normalized = msgspec.structs.replace(normalized, version=row.version + 1,
                                              status=_status(normalized, now, canceled=canceled))  # fmt: skip
-        return _store(s, row, normalized, rows)
+        return _store(s, row, normalized, rows, updated=True)
 
 
 def subscriptions_in_use(

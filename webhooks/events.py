@@ -6,6 +6,8 @@ Event types (docs/webhooks.md):
   `invoice.overdue`, `invoice.voided` — data: the invoice summary (`invoice_data`), not the document itself;
 - `credit_note.created` — data: the credit note (`credit_note_data`);
 - `payment.recorded` — data: the payment and its allocations (`payment_data`);
+- `customer.*`, `subscription.started`, `.terminated`, `.trial_ended`, `.termination_alert`, `.updated` — data: the
+  customer or subscription (`subscription_event`);
 - `wallet_transaction.created` — data: a wallet's new transaction (`wallet_transaction_event`): a top-up (paid or
   granted, by hand or automatic: `source` manual, threshold or interval) or credits voided;
 - `dunning.reminder`, `dunning.late_fee`, `dunning.suspended`, `dunning.reactivated` — data: the dunning step
@@ -59,6 +61,7 @@ SUBSCRIPTION_STARTED = "subscription.started"
 SUBSCRIPTION_TERMINATED = "subscription.terminated"
 SUBSCRIPTION_TRIAL_ENDED = "subscription.trial_ended"
 SUBSCRIPTION_TERMINATION_ALERT = "subscription.termination_alert"
+SUBSCRIPTION_UPDATED = "subscription.updated"
 CREDIT_NOTE_REFUNDED = "credit_note.refunded"
 PAYMENT_RECORDED = "payment.recorded"
 WALLET_TRANSACTION_CREATED = "wallet_transaction.created"
@@ -95,7 +98,7 @@ OPT_IN_TYPES = frozenset({SESSION_HELD, SESSION_RELEASED, SESSION_RELEASE_FAILED
 EVENT_TYPES = (INVOICE_CREATED, INVOICE_FINALIZED, INVOICE_PAID, INVOICE_PARTIALLY_PAID, INVOICE_OVERDUE,
                INVOICE_VOIDED, CREDIT_NOTE_CREATED, CREDIT_NOTE_REFUNDED, PAYMENT_RECORDED,
                CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED, SUBSCRIPTION_STARTED, SUBSCRIPTION_TERMINATED,
-               SUBSCRIPTION_TRIAL_ENDED, SUBSCRIPTION_TERMINATION_ALERT,
+               SUBSCRIPTION_TRIAL_ENDED, SUBSCRIPTION_TERMINATION_ALERT, SUBSCRIPTION_UPDATED,
                WALLET_TRANSACTION_CREATED, WALLET_TRANSACTION_SETTLED,
                DUNNING_REMINDER, DUNNING_LATE_FEE,
                DUNNING_SUSPENDED, DUNNING_REACTIVATED, *PROCESSOR_NOTIFICATIONS, EVENTS_ERRORS)  # fmt: skip
@@ -113,6 +116,7 @@ LAGO_TYPES = {INVOICE_CREATED: ("invoice.drafted", "invoice"), INVOICE_FINALIZED
               SUBSCRIPTION_TERMINATED: ("subscription.terminated", "subscription"),
               SUBSCRIPTION_TRIAL_ENDED: ("subscription.trial_ended", "subscription"),
               SUBSCRIPTION_TERMINATION_ALERT: ("subscription.termination_alert", "subscription"),
+              SUBSCRIPTION_UPDATED: ("subscription.updated", "subscription"),
               WALLET_TRANSACTION_CREATED: ("wallet_transaction.created", "wallet_transaction"),
               WALLET_TRANSACTION_SETTLED: ("wallet_transaction.updated", "wallet_transaction"),
               EVENTS_ERRORS: ("events.errors", "events_errors")}  # fmt: skip
@@ -297,9 +301,11 @@ def customer_event(s: Session, doc: Any, type: str) -> str:
 
 
 def subscription_event(s: Session, doc: Any, type: str, now: datetime, extra: dict[str, Any] | None = None) -> str:
-    """A subscription document's `subscription.started`, `.terminated`, `.trial_ended` or `.termination_alert`
-    (entities/subscriptions.py `announce_due`), keyed `tenant/customer`: the plan of the phase that started (the
-    first), ended (the last) or is in effect (the notices; the last when none is); `extra` data of a notice."""
+    """A subscription document's `subscription.started`, `.terminated`, `.trial_ended`, `.termination_alert`
+    (entities/subscriptions.py `announce_due`) or `.updated` (a change of a subscription that exists), keyed
+    `tenant/customer`: the plan of the phase that started (the first), ended (the last) or is in effect (the
+    notices and updates; the last when none is); `extra` data of a notice or an update. An update's status is
+    the subscription's own (pending, active, canceled, terminated)."""
     first, last = doc.phases[0], doc.phases[-1]
     ended = type == SUBSCRIPTION_TERMINATED
     if type == SUBSCRIPTION_STARTED:
@@ -311,7 +317,7 @@ def subscription_event(s: Session, doc: Any, type: str, now: datetime, extra: di
     data: dict[str, Any] = {
         "object": "subscription", "tenant": doc.tenant, "subscription": doc.external_id, "customer": doc.customer,
         "status": ("canceled" if last.end is not None and last.end <= first.start else "terminated") if ended
-        else "active",
+        else doc.status if type == SUBSCRIPTION_UPDATED else "active",
         "plan_code": phase.plan_code, "plan_version": phase.plan_version, "started_at": _when(first.start),
         "ended_at": _when(last.end), "version": doc.version, "announced_at": _when(now),
         **{k: _when(v) if isinstance(v, datetime) else v for k, v in (extra or {}).items()},

@@ -376,3 +376,30 @@ def test_subscription_notices_are_lagos_termination_alert(lago, receivers) -> No
     assert (got["webhook_type"], got["object_type"], got["subscription"]["external_id"]) == (
         "subscription.termination_alert", "subscription", "s9")  # fmt: skip
     assert got["subscription"]["ending_at"].startswith(f"{ends:%Y-%m-%dT%H:%M:%S}")
+
+
+def test_subscription_changes_are_lagos_subscription_updated(lago, receivers) -> None:  # type: ignore[no-untyped-def]
+    """Through the SDK: a rename (`subscriptions.update`) and an upgrade (`subscriptions.create` of the same
+    external id with another plan: Lago's plan change) each send `subscription.updated`, the object as
+    `subscriptions.find` answers it after the change; creating it sends none."""
+    from lago_python_client.models import Customer, Plan, Subscription
+
+    sdk, app, _base, _key = lago
+    every, _ = receivers
+    sdk.webhook_endpoints.create(WebhookEndpoint(webhook_url=every.url, signature_algo="hmac",
+                                                 event_types=["subscription.updated"]))  # fmt: skip
+    sdk.customers.create(Customer(external_id="c9", name="C9", currency="EUR"))
+    for code, cents in (("team", 1000), ("scale", 5000)):
+        sdk.plans.create(Plan(name=code.title(), code=code, interval="monthly", amount_cents=cents,
+                              amount_currency="EUR"))  # fmt: skip
+    sdk.subscriptions.create(Subscription(external_customer_id="c9", external_id="s9", plan_code="team"))
+    drain(dispatcher(app))
+    assert every.requests == []
+    sdk.subscriptions.update(Subscription(name="Main account"), "s9")
+    drain(dispatcher(app))
+    sdk.subscriptions.create(Subscription(external_customer_id="c9", external_id="s9", plan_code="scale"))
+    drain(dispatcher(app))
+    got = [orjson.loads(b) for _, b in every.requests]
+    assert [(m["webhook_type"], m["subscription"]["external_id"], m["subscription"]["name"]) for m in got] == [
+        ("subscription.updated", "s9", "Main account"), ("subscription.updated", "s9", "Main account")]  # fmt: skip
+    assert [m["subscription"]["plan_code"] for m in got] == ["team", "scale"]  # the upgrade is at once

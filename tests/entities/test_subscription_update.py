@@ -107,10 +107,27 @@ def test_a_canceled_subscription_stays_canceled_while_it_has_an_end(store) -> No
 
 
 def test_an_end_moved_into_the_past_terminates_it_once(store) -> None:
-    """An end set to an instant already past (and not invoiced) terminates it in the write: one
-    `subscription.terminated`, after its `subscription.started`."""
+    """An end set to an instant already past (and not invoiced) terminates it in the write: the change's
+    `subscription.updated`, then one `subscription.terminated`, after its `subscription.started`."""
     create_subscription(store, subscription(phases=[phase(start=at(1))]))
     ended = update_subscription(store, TENANT, "s1", end=at(1, month=6))
     assert ended.status == "terminated"
     types = [orjson.loads(e.body)["type"] for e in events(store, TENANT)]
-    assert [t for t in types if t.startswith("subscription.")] == ["subscription.started", "subscription.terminated"]
+    assert [t for t in types if t.startswith("subscription.")] == [
+        "subscription.started", "subscription.updated", "subscription.terminated"]  # fmt: skip
+
+
+def test_every_change_of_an_existing_subscription_is_announced_as_updated(store) -> None:
+    """`subscription.updated` for a rename, a moved end and a plan change, each with the subscription as the write
+    left it (status, version, end, plan in effect); not for its creation, nor for a write that changes nothing."""
+    create_subscription(store, subscription(phases=[phase(start=at(1, year=2099))]))  # pending: starts in 2099
+    update_subscription(store, TENANT, "s1", name="Renamed")
+    update_subscription(store, TENANT, "s1", end=at(1, month=6, year=2100))
+    change_plan(store, TENANT, "s1", "pro", at(1, month=3, year=2099))
+    change_plan(store, TENANT, "s1", "pro", at(1, month=3, year=2099))  # the same again: nothing changes
+    updates = [orjson.loads(e.body)["data"] for e in events(store, TENANT)
+               if orjson.loads(e.body)["type"] == "subscription.updated"]  # fmt: skip
+    assert [(d["subscription"], d["status"], d["version"], d["ended_at"]) for d in updates] == [
+        ("s1", "pending", 2, None), ("s1", "pending", 3, "2100-06-01T00:00:00.000000Z"),
+        ("s1", "pending", 4, "2100-06-01T00:00:00.000000Z")]  # fmt: skip
+    assert [e for e in events(store, TENANT) if orjson.loads(e.body)["type"] == "subscription.started"] == []

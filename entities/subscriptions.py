@@ -653,6 +653,8 @@ def update_subscription(
                     kept[-1] = msgspec.structs.replace(last, end=when)
                 phases = kept
         changed = msgspec.structs.replace(current, phases=phases, name=current.name if name is KEEP else name)
+        if changed == current:  # nothing changes: nothing written, nothing announced
+            return current
         normalized, rows = _normalize(s, changed)
         _check_no_overlap(s, normalized, rows, row.id)
         canceled = current.status == "canceled" and normalized.phases[-1].end is not None

@@ -122,6 +122,7 @@ def test_every_change_of_an_existing_subscription_is_announced_as_updated(store)
     left it (status, version, end, plan in effect); not for its creation, nor for a write that changes nothing."""
     create_subscription(store, subscription(phases=[phase(start=at(1, year=2099))]))  # pending: starts in 2099
     update_subscription(store, TENANT, "s1", name="Renamed")
+    update_subscription(store, TENANT, "s1", name="Renamed")  # the same again: nothing changes
     update_subscription(store, TENANT, "s1", end=at(1, month=6, year=2100))
     change_plan(store, TENANT, "s1", "pro", at(1, month=3, year=2099))
     change_plan(store, TENANT, "s1", "pro", at(1, month=3, year=2099))  # the same again: nothing changes

@@ -21,7 +21,7 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.compat.lago import models as m
-from meterstream.api.compat.lago.coupons import Page, PerPage
+from meterstream.api.compat.lago.coupons import Page, PerPage, lago_text
 from meterstream.api.compat.lago.responses import error_body, page_of, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body
 from meterstream.api.compat.lago.taxes import _json, tax_object
@@ -34,16 +34,6 @@ from meterstream.schemas.event import format_time
 router = APIRouter(prefix=f"{PREFIX}/api/v1", tags=[TAG])
 READ = (400, *AUTH, 404)
 _LAGO_FIELD = {"amount": "amount_cents", "currency": "amount_currency"}  # the store's names -> Lago's
-
-
-def _text(field: str, value: Any, *, required: bool = False) -> str | None:
-    if value is None:
-        if required:
-            raise Invalid(field, "required")
-        return None
-    if not isinstance(value, str):
-        raise Invalid(field, f"must be a string (got {type(value).__name__})")
-    return value
 
 
 def _cents(value: Any) -> int:
@@ -73,12 +63,12 @@ def changes_from_lago(raw: Any, current: store.AddOn | None = None) -> dict[str,
     out: dict[str, Any] = {}
     for name in ("name", "code"):
         if name in raw or current is None:
-            out[name] = _text(name, raw.get(name), required=True)
+            out[name] = lago_text(name, raw.get(name), required=True)
     for name in ("invoice_display_name", "description"):
         if name in raw:
-            out[name] = _text(name, raw[name]) or None  # Lago: "" is no value
+            out[name] = lago_text(name, raw[name]) or None  # Lago: "" is no value
     if current is None:
-        currency = _currency(_text("amount_currency", raw.get("amount_currency"), required=True))
+        currency = _currency(lago_text("amount_currency", raw.get("amount_currency"), required=True))
         if raw.get("amount_cents") is None:
             raise Invalid("amount_cents", "required")
     else:

@@ -54,7 +54,8 @@ def lago_decimal(field: str, value: Any) -> Decimal:
         raise Invalid(field, f"a decimal number such as 10 or 7.25 (got {value!r})") from None
 
 
-def _text(field: str, value: Any, *, required: bool = False) -> str | None:
+def lago_text(field: str, value: Any, *, required: bool = False) -> str | None:
+    """A string field of a Lago body (None when absent; `required`: 422 naming it when absent)."""
     if value is None:
         if required:
             raise Invalid(field, "required")
@@ -91,13 +92,13 @@ def spec_from_lago(raw: Any, tenant: str, stored: store.CouponSpec | None = None
     changes: dict[str, Any] = {}
     for lago, ours in (("code", "code"), ("name", "name"), ("description", "description")):
         if lago in raw:
-            changes[ours] = _text(lago, raw[lago], required=lago != "description")
+            changes[ours] = lago_text(lago, raw[lago], required=lago != "description")
     if "coupon_type" in raw:
         kind = _KIND.get(raw["coupon_type"]) if isinstance(raw["coupon_type"], str) else None
         if kind is None:
             raise Invalid("coupon_type", f"fixed_amount or percentage (got {raw['coupon_type']!r})")
         changes["kind"] = kind
-    currency = _text("amount_currency", raw.get("amount_currency")) or (stored.currency if stored else None)
+    currency = lago_text("amount_currency", raw.get("amount_currency")) or (stored.currency if stored else None)
     if "amount_cents" in raw:
         changes["amount_off"], changes["currency"] = _amount(raw, currency)
     if raw.get("percentage_rate") is not None:
@@ -119,7 +120,7 @@ def spec_from_lago(raw: Any, tenant: str, stored: store.CouponSpec | None = None
         if raw["expiration"] is None or raw["expiration"] == "no_expiration":
             changes["expires_at"] = None
         elif raw["expiration"] == "time_limit":
-            at = _text("expiration_at", raw.get("expiration_at"), required=True)
+            at = lago_text("expiration_at", raw.get("expiration_at"), required=True)
             try:
                 changes["expires_at"] = parse_time(at)
             except ValueError as exc:
@@ -188,7 +189,7 @@ def applied_object(a: store.AppliedCoupon) -> dict[str, Any]:
 
 
 def overrides_from_lago(raw: Mapping[str, Any]) -> store.CouponOverrides:
-    currency = _text("amount_currency", raw.get("amount_currency"))
+    currency = lago_text("amount_currency", raw.get("amount_currency"))
     amount, currency = _amount(raw, currency) if raw.get("amount_cents") is not None else (None, None)
     duration = None
     if raw.get("frequency") is not None:
@@ -292,8 +293,8 @@ async def apply_coupon(request: Request, principal: Admin) -> Response:
     def run() -> Response:
         if not isinstance(raw, Mapping):
             raise Invalid("applied_coupon", "must be a JSON object")
-        customer = _text("external_customer_id", raw.get("external_customer_id"), required=True)
-        code = _text("coupon_code", raw.get("coupon_code"), required=True)
+        customer = lago_text("external_customer_id", raw.get("external_customer_id"), required=True)
+        code = lago_text("coupon_code", raw.get("coupon_code"), required=True)
         applied = store.apply_coupon(request.app.state.sessions, principal.tenant, customer, code,  # type: ignore[arg-type]
                                      overrides_from_lago(raw))  # fmt: skip
         return _json({"applied_coupon": applied_object(applied)})

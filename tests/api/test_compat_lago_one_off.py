@@ -122,3 +122,28 @@ def test_the_invoice_list_filters_as_lago_names_them(lago) -> None:  # type: ign
         with pytest.raises(LagoApiError) as exc:
             sdk.invoices.find_all({name: bad})
         assert (exc.value.status_code, list(exc.value.response["error_details"])) == (422, [name])
+
+
+def test_marking_an_invoice_paid_as_lago_users_do(lago) -> None:  # type: ignore[no-untyped-def]
+    """`invoices.update(Invoice(payment_status="succeeded"), id)`: a payment of what is due (357.00) is recorded, so
+    the invoice is paid; again changes nothing; it cannot go back to pending; `failed` and metadata are refused."""
+    from lago_python_client.models.invoice import Invoice
+
+    sdk, app = lago
+    sdk.add_ons.create(AddOn(name="Setup fee", code="setup", amount_cents=15000, amount_currency="EUR"))
+    inv = _one_off(sdk, InvoiceFee(add_on_code="setup", units=2))  # 2 x 150.00 + 19 % = 357.00
+    paid = sdk.invoices.update(Invoice(payment_status="succeeded"), inv.lago_id)
+    assert (paid.payment_status, paid.total_paid_amount_cents, paid.total_due_amount_cents) == ("succeeded", 35700, 0)
+    again = sdk.invoices.update(Invoice(payment_status="succeeded"), inv.lago_id)
+    assert (again.payment_status, again.total_paid_amount_cents) == ("succeeded", 35700)  # one payment, not two
+    from meterstream.entities import payments
+
+    assert [p.amount_minor for p in payments.list_payments(app.state.sessions, T)] == [35700]
+    for body, field in ((Invoice(payment_status="pending"), "payment_status"),
+                        (Invoice(payment_status="failed"), "payment_status")):  # fmt: skip
+        with pytest.raises(LagoApiError) as exc:
+            sdk.invoices.update(body, inv.lago_id)
+        assert (exc.value.status_code, list(exc.value.response["error_details"])) == (422, [field])
+    with pytest.raises(LagoApiError) as exc:
+        sdk.invoices.update(Invoice(payment_status="succeeded"), "INV-NOPE")
+    assert (exc.value.status_code, exc.value.response["code"]) == (404, "invoice_not_found")

@@ -53,7 +53,7 @@ def test_every_lago_operation_is_documented() -> None:
                    ("/events", "post"), ("/events/batch", "post"), ("/events/{transaction_id}", "get"),
                    ("/fees", "get"), ("/fees/{lago_id}", "get"),
                    ("/invoices", "get"), ("/invoices", "post"), ("/invoices/{lago_id}", "get"),
-                   ("/invoices/{lago_id}/download", "post"),
+                   ("/invoices/{lago_id}", "put"), ("/invoices/{lago_id}/download", "post"),
                    ("/invoices/{lago_id}/finalize", "put"), ("/invoices/{lago_id}/refresh", "put"),
                    ("/invoices/{lago_id}/void", "post"),
                    ("/plans", "get"), ("/plans", "post"), ("/plans/{code}", "delete"), ("/plans/{code}", "get"),

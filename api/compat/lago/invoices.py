@@ -1,7 +1,7 @@
 """Lago-compatible invoices and credit notes at /compat/lago/api/v1, over the invoice store (docs/lago.md).
 
-`invoices.find_all` (filters `external_customer_id`, `status`, `payment_status`, `payment_overdue`),
-`invoices.find`, `invoices.void`, `credit_notes.create`, `credit_notes.find_all` (`external_customer_id`) and
+`invoices.find_all` (filters: `list_invoices_route`), `invoices.find`, `invoices.update` (`payment_status`:
+`update_payment_status`), `invoices.void`, `credit_notes.create`, `credit_notes.find_all` (`external_customer_id`) and
 `credit_notes.find` of lago-python-client 1.55. The lists take Lago's `page` (default 1) and `per_page` (default
 100, at most 1000) and answer Lago's `meta` (current_page, next_page, prev_page, total_pages, total_count: the
 pages of `per_page` rows; a page past the last is empty, with no next and no previous page), in the order of the
@@ -32,8 +32,9 @@ items' total; the split applied is the one above.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -53,7 +54,7 @@ from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, 
 from meterstream.api.routes.billing import finalize_draft, refresh_draft
 from meterstream.api.routes.invoices import reactivate_after
 from meterstream.documents.stored import StoredDocumentError, document_of
-from meterstream.entities import credit_notes, invoice_lists, invoices
+from meterstream.entities import credit_notes, invoice_lists, invoices, payments
 from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.customers import CustomerRepository, get_customer_doc
 from meterstream.entities.invoice_rules import DRAFT, OVERDUE, PAID, STATUSES, VOIDED, from_minor, to_minor
@@ -159,6 +160,15 @@ class CreditNoteIn(BaseModel):
 
 class CreditNoteInput(BaseModel):
     credit_note: CreditNoteIn
+
+
+class InvoiceUpdateIn(BaseModel):
+    payment_status: Literal["pending", "succeeded", "failed"] | None = None
+    metadata: list[dict[str, Any]] | None = None
+
+
+class InvoiceUpdateInput(BaseModel):
+    invoice: InvoiceUpdateIn
 
 
 class CreditNoteObject(m._Open):
@@ -471,6 +481,44 @@ def estimate_credit_note(sessions, tenant: str, raw: Any) -> dict[str, Any]:  # 
     }  # fmt: skip
 
 
+def payment_reference(invoice_id: str) -> str:
+    """The reference of the payment `invoices.update(payment_status="succeeded")` records: one per invoice, so a
+    repeated update counts once (entities/payments.py is idempotent on the reference)."""
+    ref = f"lago:payment_status:{invoice_id}"
+    return ref if len(ref) <= 256 else f"lago:payment_status:{hashlib.sha256(invoice_id.encode()).hexdigest()}"
+
+
+def update_payment_status(sessions, tenant: str, invoice_id: str, raw: Any) -> invoices.Invoice:  # type: ignore[no-untyped-def]
+    """Lago's `invoices.update`: `payment_status: succeeded` records a payment of what is still due (dated today,
+    UTC; `payment_reference`), so the invoice is paid as by any payment; `pending` and no status change nothing but
+    cannot make a paid invoice unpaid (payments are not undone: 422); `failed` is refused (no payment attempts
+    are kept here). Invoice metadata is not kept: a non-empty `metadata` is refused (422)."""
+    if not isinstance(raw, dict):
+        raise Invalid("invoice", "an object")
+    if raw.get("metadata"):
+        raise Invalid("metadata", "invoice metadata is not kept here (docs/lago.md)")
+    status = raw.get("payment_status")
+    record = invoices.get(sessions, tenant, invoice_id)
+    if status is None:
+        return record
+    if status not in PAYMENT_STATUSES:
+        raise Invalid("payment_status", f"one of {', '.join(PAYMENT_STATUSES)} (got {status!r})")
+    if status == "failed":
+        raise Invalid("payment_status", "failed is not kept: no payment attempts are made or recorded here")
+    if status == "pending":
+        if record.status == PAID:
+            raise Invalid("payment_status", "the invoice is paid: payments are not undone (issue a credit note)")
+        return record
+    if record.status in (DRAFT, VOIDED):
+        raise Invalid("payment_status", f"the invoice is {record.status}: nothing is due on it")
+    if record.status == PAID or record.amount_due_minor == 0:
+        return record
+    payments.record_payment(sessions, tenant, amount=from_minor(record.amount_due_minor, record.currency),
+                            currency=record.currency, paid_on=datetime.now(UTC).date(),
+                            reference=payment_reference(invoice_id), invoice_id=invoice_id)  # fmt: skip
+    return invoices.get(sessions, tenant, invoice_id)
+
+
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return await run_in_threadpool(fn, *args)
 
@@ -637,6 +685,29 @@ async def void_invoice_route(request: Request, background: BackgroundTasks, prin
     except Conflict as exc:
         return _json(error_body(405, "not_voidable", {"invoice": [str(exc)]}), 405)
     reactivate_after(request, background, principal.tenant, voided.customer)
+    return _json({"invoice": body})
+
+
+@router.put("/invoices/{lago_id}", summary="Update an invoice's payment status (Lago: updateInvoice)",
+            responses=m.answers(InvoiceOut, *WRITE, 404), openapi_extra=m.body_schema(InvoiceUpdateInput))  # fmt: skip
+async def update_invoice_route(request: Request, background: BackgroundTasks, principal: Admin, lago_id: str
+                               ) -> Response:  # fmt: skip
+    """`payment_status: succeeded` pays what is due (`update_payment_status`); a payment that settles what the
+    customer was suspended for reactivates it at once (api/routes/invoices.reactivate_after, as /v1 does)."""
+    raw = await _body(request, "invoice")
+    compat = _compat(request)
+
+    def run() -> tuple[invoices.Invoice, dict[str, Any]]:
+        record = update_payment_status(compat.state.sessions, principal.tenant, lago_id, raw)
+        return record, _object(compat, record, {})
+
+    try:
+        record, body = await _call(run)
+    except NotFound:
+        return _json(error_body(404, "invoice_not_found"), 404)
+    except (Invalid, Conflict) as exc:
+        return _invalid(exc.field or "base", getattr(exc, "reason", None) or str(exc))
+    reactivate_after(request, background, principal.tenant, record.customer)
     return _json({"invoice": body})
 
 

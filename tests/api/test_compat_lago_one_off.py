@@ -47,7 +47,7 @@ def test_a_one_off_invoice_through_the_sdk(lago) -> None:  # type: ignore[no-unt
         sdk.add_ons.create(AddOn(name="Consulting day", code="day", amount_cents=100000, amount_currency="USD"))
         inv = _one_off(sdk, InvoiceFee(add_on_code="setup", units=2),
                        InvoiceFee(add_on_code="day", units=1.5, unit_amount_cents=90000,
-                                  invoice_display_name="Workshop"))  # fmt: skip
+                                  invoice_display_name="Workshop"), currency=None)  # the customer's: EUR  # fmt: skip
         # 2 x 150.00 = 300.00 and 1.5 x 900.00 = 1350.00: 1650.00; 19 % VAT (German buyer and issuer) 313.50
         assert (inv.invoice_type, inv.status, inv.currency, inv.number) == ("one_off", "finalized", "EUR",
                                                                             "DEMO-2026-000001")  # fmt: skip

@@ -31,6 +31,7 @@ from meterstream.api.compat.lago.responses import error_body
 from meterstream.api.compat.lago.routes import PREFIX, TAG, WRITE, Admin, _body, _compat
 from meterstream.entities import invoices
 from meterstream.entities.common import Conflict, Invalid, NotFound
+from meterstream.entities.customers import get_customer_doc
 from meterstream.entities.invoice_rules import check_currency, from_minor
 from meterstream.invoice_emitter.one_off_store import FeeRequest, issue_one_off
 
@@ -106,7 +107,7 @@ def _fees(raw: Any, currency: str | None) -> list[FeeRequest]:
         if cents is not None and (isinstance(cents, bool) or not isinstance(cents, int) or cents < 0):
             raise Invalid(f"{at}.unit_amount_cents", f"a whole number of cents, 0 or more (got {cents!r})")
         if cents is not None and currency is None:
-            raise Invalid("currency", "required with unit_amount_cents")
+            raise Invalid("currency", "the customer has no currency: give the invoice's")
         out.append(FeeRequest(
             add_on_code=code, units=None if units is None else _units(f"{at}.units", units),
             unit_amount=None if cents is None else from_minor(cents, currency),  # type: ignore[arg-type]
@@ -133,7 +134,8 @@ async def create_one_off_route(request: Request, principal: Admin) -> Response:
         if customer is None:
             raise Invalid("external_customer_id", "required")
         currency = _text("currency", raw.get("currency"))
-        currency = check_currency(currency.upper()) if currency else None  # Invalid naming `currency`
+        currency = check_currency(currency.upper()) if currency else get_customer_doc(sf, principal.tenant,
+                                                                                       customer).currency  # fmt: skip
         issued = issue_one_off(sf, settings, principal.tenant, customer, _fees(raw.get("fees"), currency),
                                currency=currency)  # fmt: skip
         return _object(compat, invoices.get(sf, principal.tenant, issued.doc.id), {})

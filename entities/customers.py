@@ -31,6 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     delete,
+    false,
     func,
     or_,
     select,
@@ -512,12 +513,70 @@ def list_customer_docs(sf: sessionmaker, tenant: str, limit: int = 100, offset: 
         return [customer_doc(r) for r in s.scalars(stmt)]
 
 
+@dataclass(frozen=True)
+class CustomerFilter:
+    """Ways to narrow `customer_page` (None: no condition; several conditions: all of them). `search`: text found
+    (case aside, its % _ \\ taken literally) in the name, external id, email or legal name; `external_id` exactly;
+    `countries`, `currencies` (upper-case codes), `states`, `zipcodes` (the address's state and postal code, exact):
+    one of the values; `has_tax_id`: a tax id set or not; `tax_id` exactly; `metadata`: (key, value) pairs the
+    customer's metadata holds (value "": the key absent); `nothing`: no customer matches (a filter on something
+    Meterstream's customers never are, such as Lago's `account_type[]=partner`)."""
+
+    search: str | None = None
+    external_id: str | None = None
+    countries: tuple[str, ...] | None = None
+    states: tuple[str, ...] | None = None
+    zipcodes: tuple[str, ...] | None = None
+    currencies: tuple[str, ...] | None = None
+    has_tax_id: bool | None = None
+    tax_id: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    nothing: bool = False
+
+
+def _like(text: str) -> str:
+    """`text` as a LIKE pattern that matches it anywhere, its own % _ and \\ taken literally (as invoice_lists)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _customer_conditions(f: CustomerFilter) -> list[Any]:
+    """The SQL conditions of a filter (on the customers table)."""
+    if f.nothing:
+        return [false()]
+    where: list[Any] = []
+    external_id = func.coalesce(CustomerRow.key, CustomerRow.id)  # customer_doc: the key, else the id
+    if f.search is not None:
+        pattern = _like(f.search)
+        where.append(or_(*(column.ilike(pattern, escape="\\") for column in (
+            CustomerRow.name, external_id, CustomerRow.primary_email, CustomerRow.legal_name))))  # fmt: skip
+    if f.external_id is not None:
+        where.append(external_id == f.external_id)
+    if f.countries is not None:
+        where.append(CustomerRow.country.in_(f.countries))
+    if f.currencies is not None:
+        where.append(CustomerRow.currency.in_(f.currencies))
+    if f.states is not None:
+        where.append(CustomerRow.address["state"].as_string().in_(f.states))
+    if f.zipcodes is not None:
+        where.append(CustomerRow.address["postal_code"].as_string().in_(f.zipcodes))
+    if f.has_tax_id is not None:
+        where.append(CustomerRow.tax_id.is_not(None) if f.has_tax_id else CustomerRow.tax_id.is_(None))
+    if f.tax_id is not None:
+        where.append(CustomerRow.tax_id == f.tax_id)
+    for key, value in f.metadata:
+        held = CustomerRow.meta[key].as_string()
+        where.append(held == value if value else held.is_(None))
+    return where
+
+
 def customer_page(
-    sf: sessionmaker, tenant: str, page: int, per_page: int
+    sf: sessionmaker, tenant: str, page: int, per_page: int, where: CustomerFilter | None = None
 ) -> tuple[list[tuple[CustomerDoc, datetime, datetime]], int]:
-    """One page (1-based) of the tenant's active customers, oldest first, each with its creation and last change,
-    and how many there are."""
-    active = (CustomerRow.tenant == tenant, CustomerRow.deleted_at.is_(None))
+    """One page (1-based) of the tenant's active customers (those matching `where` when given), oldest first, each
+    with its creation and last change, and how many there are."""
+    active = (CustomerRow.tenant == tenant, CustomerRow.deleted_at.is_(None),
+              *(_customer_conditions(where) if where is not None else ()))  # fmt: skip
     stmt = (select(CustomerRow).where(*active).order_by(CustomerRow.created_at, CustomerRow.id)
             .offset((page - 1) * per_page).limit(per_page))  # fmt: skip
     with sf() as s:

@@ -28,7 +28,13 @@ from meterstream.api.compat.lago.usage import usage_object
 from meterstream.api.errors import ApiError
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.entities.common import Conflict, Invalid, NotFound
-from meterstream.entities.customers import customer_page, delete_customer, get_customer_doc, put_customer
+from meterstream.entities.customers import (
+    CustomerFilter,
+    customer_page,
+    delete_customer,
+    get_customer_doc,
+    put_customer,
+)
 from meterstream.entities.plans import delete_plan, get_plan, list_plans, publish_plan
 from meterstream.entities.subscriptions import get_subscription, list_subscriptions
 from meterstream.entities.tax_objects import check_tax_codes, customer_tax_codes, set_customer_tax_codes
@@ -170,17 +176,107 @@ def _customer_object(compat: LagoCompat, doc: Any) -> dict[str, Any]:
     return customer_object(doc, row.created_at, row.updated_at, [tax_object(t) for t in taxes])
 
 
+ACCOUNT_TYPES = ("customer", "partner")
+CUSTOMER_TYPES = ("company", "individual")
+
+
+def _codes(name: str, values: list[str] | None, size: int, what: str) -> tuple[str, ...] | None:
+    """Country (2 letters) or currency (3) codes upper-cased; `Invalid` naming the parameter for another value."""
+    if values is None:
+        return None
+    for value in values:
+        if not (len(value) == size and value.isascii() and value.isalpha()):
+            raise Invalid(name, f"{what} (got {value!r})")
+    return tuple(v.upper() for v in values)
+
+
+def _flag(name: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise Invalid(name, f"true or false (got {value!r})")
+    return value == "true"
+
+
+def customer_filter(request: Request, search_term: str | None, external_id: str | None, countries: list[str] | None,
+                    states: list[str] | None, zipcodes: list[str] | None, currencies: list[str] | None,
+                    has_tax_identification_number: str | None, tax_identification_number: str | None,
+                    account_type: list[str] | None, billing_entity_codes: list[str] | None, customer_type: str | None,
+                    has_customer_type: str | None) -> CustomerFilter:  # fmt: skip
+    """The customer list's filter from Lago's query parameters; `Invalid` naming the bad one. Lago concepts
+    Meterstream's customers do not have match as the customer objects answer them: every customer is of account
+    type `customer`, has no billing entity and no `customer_type` (null)."""
+    texts = {"search_term": search_term, "external_id": external_id, "tax_identification_number":
+             tax_identification_number, "customer_type": customer_type}  # fmt: skip
+    lists = {"countries[]": countries, "states[]": states, "zipcodes[]": zipcodes, "currencies[]": currencies,
+             "account_type[]": account_type, "billing_entity_codes[]": billing_entity_codes}  # fmt: skip
+    for name, value in [*texts.items(), *((n, v) for n, vs in lists.items() for v in vs or ())]:
+        if value is not None and ("\x00" in value or len(value) > 256):
+            raise Invalid(name, "at most 256 characters, no NUL")
+    for value in account_type or ():
+        if value not in ACCOUNT_TYPES:
+            raise Invalid("account_type[]", f"one of {', '.join(ACCOUNT_TYPES)} (got {value!r})")
+    if customer_type is not None and customer_type not in CUSTOMER_TYPES:
+        raise Invalid("customer_type", f"one of {', '.join(CUSTOMER_TYPES)} (got {customer_type!r})")
+    typed = _flag("has_customer_type", has_customer_type)
+    metadata = []
+    for name, value in request.query_params.multi_items():
+        if name.startswith("metadata[") and name.endswith("]"):
+            key = name.removeprefix("metadata[").removesuffix("]")
+            if not key or len(key) > 256 or len(value) > 256 or any(c in key for c in '"\\\x00') or "\x00" in value:
+                raise Invalid(name, "metadata[key]=value: a key (no quote, backslash or NUL) and its value (empty: "
+                              "the key absent), at most 256 characters each")  # fmt: skip
+            metadata.append((key, value))
+    nothing = (
+        (account_type is not None and "customer" not in account_type)  # partners do not exist here
+        or billing_entity_codes is not None  # nor billing entities
+        or customer_type is not None or typed is True  # nor customer types
+    )  # fmt: skip
+    return CustomerFilter(
+        search=search_term or None, external_id=external_id, countries=_codes("countries[]", countries, 2,
+        "an ISO 3166 alpha-2 country code such as FR"), states=tuple(states) if states is not None else None,
+        zipcodes=tuple(zipcodes) if zipcodes is not None else None, currencies=_codes("currencies[]", currencies, 3,
+        "an ISO 4217 currency code such as EUR"),
+        has_tax_id=_flag("has_tax_identification_number", has_tax_identification_number),
+        tax_id=tax_identification_number, metadata=tuple(metadata), nothing=nothing,
+    )  # fmt: skip
+
+
 @router.get("/customers", summary="List customers (Lago: findAllCustomers), oldest first",
-            responses=m.answers(m.CustomersOut, *AUTH, 400))  # fmt: skip
+            responses=m.answers(m.CustomersOut, *AUTH, 400, 422))  # fmt: skip
 async def list_customers(
     request: Request, principal: Read, page: Annotated[int, Query(ge=1, le=2**31 - 1)] = 1,
     per_page: Annotated[int, Query(ge=1, le=1000)] = 100,
+    search_term: Annotated[str | None, Query(description="in the name, external id, email or legal name")] = None,
+    external_id: Annotated[str | None, Query()] = None,
+    countries: Annotated[list[str] | None, Query(alias="countries[]", description="ISO 3166 alpha-2")] = None,
+    states: Annotated[list[str] | None, Query(alias="states[]")] = None,
+    zipcodes: Annotated[list[str] | None, Query(alias="zipcodes[]")] = None,
+    currencies: Annotated[list[str] | None, Query(alias="currencies[]", description="ISO 4217")] = None,
+    has_tax_identification_number: Annotated[str | None, Query(description="true or false")] = None,
+    tax_identification_number: Annotated[str | None, Query()] = None,
+    account_type: Annotated[list[str] | None, Query(alias="account_type[]",
+                                                    description="customer or partner (none here)")] = None,
+    billing_entity_codes: Annotated[list[str] | None, Query(alias="billing_entity_codes[]",
+                                                            description="matches none")] = None,
+    customer_type: Annotated[str | None, Query(description="company or individual: matches none")] = None,
+    has_customer_type: Annotated[str | None, Query(description="true matches none")] = None,
 ) -> Response:  # fmt: skip
-    """A page of the tenant's customers (every API's: one customer table), with Lago's paging `meta`."""
+    """A page of the tenant's customers (every API's: one customer table), with Lago's paging `meta`. Filters
+    (all of those given): search_term, external_id, countries[], states[], zipcodes[], currencies[],
+    has_tax_identification_number, tax_identification_number, metadata[key]=value (empty value: the key absent);
+    account_type[] without `customer`, billing_entity_codes[], customer_type and has_customer_type=true match none
+    (docs/lago.md). A bad value: 422 naming the parameter."""
     sf = request.app.state.sessions
+    try:
+        where = customer_filter(request, search_term, external_id, countries, states, zipcodes, currencies,
+                                has_tax_identification_number, tax_identification_number, account_type,
+                                billing_entity_codes, customer_type, has_customer_type)  # fmt: skip
+    except Invalid as exc:
+        return _invalid(exc)
 
     def run() -> dict[str, Any]:
-        found, total = customer_page(sf, principal.tenant, page, per_page)
+        found, total = customer_page(sf, principal.tenant, page, per_page, where)
         taxes = customer_tax_codes(sf, principal.tenant, [doc.external_id for doc, _, _ in found])
         return {"customers": [customer_object(doc, created, updated, [tax_object(t) for t in taxes.get(
                     doc.external_id, [])]) for doc, created, updated in found],

@@ -59,7 +59,7 @@ def test_every_lago_operation_is_documented() -> None:
                    ("/plans", "get"), ("/plans", "post"), ("/plans/{code}", "delete"), ("/plans/{code}", "get"),
                    ("/plans/{code}", "put"), ("/subscriptions", "get"), ("/subscriptions", "post"),
                    ("/subscriptions/{external_id}", "delete"), ("/subscriptions/{external_id}", "get"),
-                   ("/subscriptions/{external_id}", "put"),
+                   ("/subscriptions/{external_id}", "put"), ("/subscriptions/{external_id}/lifetime_usage", "get"),
                    ("/taxes", "get"), ("/taxes", "post"), ("/taxes/{code}", "delete"), ("/taxes/{code}", "get"),
                    ("/taxes/{code}", "put"),
                    ("/wallet_transactions", "post"), ("/wallets", "get"), ("/wallets", "post"),

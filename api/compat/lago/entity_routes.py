@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from meterstream.api.compat.lago import models as m
 from meterstream.api.compat.lago.compat import LagoCompat
 from meterstream.api.compat.lago.customers import customer_from_lago, customer_object, tax_codes_from_lago
+from meterstream.api.compat.lago.lifetime_usage import LifetimeUsageOut, lifetime_usage
 from meterstream.api.compat.lago.plans import charge_from_price, plan_from_lago, plan_object
 from meterstream.api.compat.lago.responses import error_body, page_meta, page_of, validation_error
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, WRITE, Admin, Read, _body, _compat, _json
@@ -443,6 +444,33 @@ async def get_subscription_route(request: Request, principal: Read, external_id:
                                                   external_id)})  # fmt: skip
     except LagoNotFound as exc:
         return _not_found(exc.code)
+
+
+@router.get("/subscriptions/{external_id}/lifetime_usage",
+            summary="The subscription's usage since it started, invoiced and current (Lago: lifetime usage)",
+            responses=m.answers(LifetimeUsageOut, *READ, 422, 503))  # fmt: skip
+async def lifetime_usage_route(request: Request, principal: Read, external_id: str) -> Response:
+    """The usage fees of the subscription's issued invoices plus its current usage; no thresholds (no progressive
+    billing here). See api/compat/lago/lifetime_usage.py."""
+    compat = _compat(request)
+
+    def run() -> dict[str, Any]:
+        now = datetime.now(UTC)
+        found = compat.lago_subscriptions.find(principal.tenant, external_id, now)
+
+        def current(customer: str, subscription: str) -> dict[str, Any]:
+            return usage_of(compat, principal.tenant, customer, subscription)
+
+        return lifetime_usage(compat.state.sessions, principal.tenant, found, current, now)
+
+    try:
+        return _json({"lifetime_usage": await _call(run)})
+    except LagoNotFound as exc:
+        return _not_found(exc.code)
+    except ClickHouseUnavailable as exc:
+        raise ApiError(503, "unavailable", f"usage store unavailable: {exc}", headers={"Retry-After": "1"}) from None
+    except ValueError as exc:  # the close cannot price its current period (as current_usage): said, not a 500
+        return _json(validation_error({"external_id": [str(exc)]}), 422)
 
 
 @router.put("/subscriptions/{external_id}", summary="Update a subscription: name, ending_at, subscription_at",

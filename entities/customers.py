@@ -15,6 +15,7 @@ claims is billed as its own customer (ingest/translate.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -565,8 +566,10 @@ def _customer_conditions(f: CustomerFilter) -> list[Any]:
     if f.tax_id is not None:
         where.append(CustomerRow.tax_id == f.tax_id)
     for key, value in f.metadata:
-        held = CustomerRow.meta[key].as_string()
-        where.append(held == value if value else held.is_(None))
+        # SQLite's JSON paths match a key as the JSON text stores it (non-ASCII escaped: "\\u00e9"), PostgreSQL's
+        # as it reads: both spellings asked (a key with a backslash of its own is refused by the API)
+        held = [CustomerRow.meta[path].as_string() for path in dict.fromkeys((key, json.dumps(key)[1:-1]))]
+        where.append(or_(*(h == value for h in held)) if value else and_(*(h.is_(None) for h in held)))
     return where
 
 

@@ -20,7 +20,7 @@ def store(sf):  # type: ignore[no-untyped-def]
 
     put("acme", "Acme Corp", email="ap@acme.example", legal_name="Acme SAS", country="FR", currency="EUR",
         tax_id="FR123", address=Address(city="Paris", postal_code="75002", state="IDF"),
-        metadata={"crm": "42", "tier": "gold"})  # fmt: skip
+        metadata={"crm": "42", "tier": "gold", "région": "Île"})  # fmt: skip
     put("globex_us", "Globex 100%", email="billing@globex.example", country="US", currency="USD",
         address=Address(postal_code="94107", state="CA"), metadata={"crm": "7"})  # fmt: skip
     put("kerry", "Kerry Brew", legal_name="Kerry Brewing Ltd", country="IE", currency="EUR", tax_id="IE9S",
@@ -65,6 +65,8 @@ def _ids(sf, where: CustomerFilter, page: int = 1, per_page: int = 100) -> tuple
         (CustomerFilter(metadata=(("crm", "7"), ("tier", ""))), ["globex_us"]),  # crm 7 and no tier
         (CustomerFilter(metadata=(("crm", ""),)), ["kerry", "bare"]),  # no crm key
         (CustomerFilter(metadata=(("crm", "42"), ("tier", "silver"))), []),
+        (CustomerFilter(metadata=(("région", "Île"),)), ["acme"]),  # a key that JSON text stores escaped
+        (CustomerFilter(metadata=(("région", ""),)), ["globex_us", "kerry", "bare"]),
         (CustomerFilter(currencies=("EUR",), has_tax_id=True, search="kerry"), ["kerry"]),  # all of them
         (CustomerFilter(currencies=("EUR",), countries=("US",)), []),
         (CustomerFilter(nothing=True), []),

@@ -535,8 +535,8 @@ class CustomerFilter:
     nothing: bool = False
 
 
-def _like(text: str) -> str:
-    """`text` as a LIKE pattern that matches it anywhere, its own % _ and \\ taken literally (as invoice_lists)."""
+def like_pattern(text: str) -> str:
+    """`text` as a LIKE pattern that matches it anywhere, its own % _ and \\ taken literally (both list searches)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
@@ -548,7 +548,7 @@ def _customer_conditions(f: CustomerFilter) -> list[Any]:
     where: list[Any] = []
     external_id = func.coalesce(CustomerRow.key, CustomerRow.id)  # customer_doc: the key, else the id
     if f.search is not None:
-        pattern = _like(f.search)
+        pattern = like_pattern(f.search)
         where.append(or_(*(column.ilike(pattern, escape="\\") for column in (
             CustomerRow.name, external_id, CustomerRow.primary_email, CustomerRow.legal_name))))  # fmt: skip
     if f.external_id is not None:

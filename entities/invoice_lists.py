@@ -30,7 +30,7 @@ from sqlalchemy.orm import sessionmaker
 
 from meterstream.entities.common import Invalid
 from meterstream.entities.credit_notes import CreditNote, CreditNoteRow, note_record
-from meterstream.entities.customers import CustomerRow
+from meterstream.entities.customers import CustomerRow, like_pattern
 from meterstream.entities.invoice_rules import STATUSES
 from meterstream.entities.invoices import Invoice, InvoiceRow, to_record
 from meterstream.entities.payments import Payment, PaymentRow, payment_record
@@ -150,12 +150,6 @@ class InvoiceFilter:
 ONE_OFF_LABEL = "one-off"  # invoice_emitter/one_off.py ONE_OFF_PERIOD (the store does not import the emitter)
 
 
-def _like(text: str) -> str:
-    """`text` as a LIKE pattern that matches it anywhere, its own % _ and \\ taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _filtered(stmt: Select, tenant: str, f: InvoiceFilter) -> Select:
     if f.currency is not None:
         stmt = stmt.where(InvoiceRow.currency == f.currency.upper())
@@ -170,7 +164,7 @@ def _filtered(stmt: Select, tenant: str, f: InvoiceFilter) -> Select:
     if f.one_off is not None:
         stmt = stmt.where(InvoiceRow.period == ONE_OFF_LABEL if f.one_off else InvoiceRow.period != ONE_OFF_LABEL)
     if f.search is not None:
-        pattern = _like(f.search)
+        pattern = like_pattern(f.search)
         external_id = func.coalesce(CustomerRow.key, CustomerRow.id)  # entities/customers.py: the key, else the id
         named = select(external_id).where(CustomerRow.tenant == tenant, or_(
             CustomerRow.name.ilike(pattern, escape="\\"),

@@ -96,7 +96,7 @@ class Run:
         catalog = load_catalog(settings.catalog)
         window = TimeWindow.of(settings.event_max_age_days, settings.event_max_future_minutes)
         self.step = ColumnarStep(catalog, TOPIC, WINDOW_MS, window)
-        self.step.pack = rated.pack_rows  # as the runner
+        self.step.pack = rated.RowPacker  # as the runner
         self.step.partitions = PARTITIONS  # as the runner: each customer's home partition is checked
         self.stores = {p: PartitionStore(root / f"p{p}") for p in range(PARTITIONS)}
         self.latest: dict[int, BatchState] = {}

@@ -59,7 +59,7 @@ def messages(events: int, partitions: int, period: str) -> list[Message]:
 
 def columnar_runner(catalog: Catalog, window: TimeWindow) -> Runner:
     step = ColumnarStep(catalog, TOPIC, WINDOW_MS, window)
-    step.pack = rated.pack_rows  # as the runner: each partition's rows packed right after it is rated
+    step.pack = rated.RowPacker  # as the runner: each chunk's rows converted right after it is rated
 
     def run(batches: list[list[Message]], stores: dict[int, PartitionStore], now_ms: int) -> int:
         n = 0

@@ -48,7 +48,7 @@ from meterstream.rating.money import EXACT, exact_runner
 from meterstream.rating.pricer import UsagePricer
 from meterstream.rating.telecom import NoRate, rate_cdr
 from meterstream.schemas.event import DEFAULT_TIME_WINDOW, TimeWindow, partition_of
-from meterstream.schemas.rated import DeadLetter, RatedRow, row_of
+from meterstream.schemas.rated import DeadLetter, RatedRow, RowPacker, row_of
 
 log = logging.getLogger("meterstream.processor")
 _MISSING = object()
@@ -64,6 +64,11 @@ _NO_PLAN = object()
 _TIMED = object()  # a route that depends on the event's time (live subscriptions)
 _ROUTES_MAX = 100_000  # (tenant, customer, meter) routes kept; cleared when exceeded
 _WRITES_TOTALS = (Kind.RATED, Kind.REPLAYED)
+# messages of one partition decoded, rated and packed together before the next ones: a polled batch (up to
+# runner.BATCH_MAX) goes through in chunks of this many, so that a chunk's decoded events and rows are still in
+# the CPU's caches when the next stage reads them (a whole partition's 5,000-20,000 events' objects, ~1.5 KB
+# each, are not); the batch still commits as one (its state buffer, one WriteBatch)
+CHUNK = 512
 
 
 class Message(NamedTuple):
@@ -119,15 +124,16 @@ class ColumnarStep:
         self.routes: dict[tuple[str, str, str], Any] = {}  # or _TIMED
         self.generation = getattr(catalog, "generation", 0)  # of the catalog the caches were built from
         self.balances: Any = None  # processor.balances.Balances: debits the rated rows after each batch
-        # packs a partition's rated rows into message values (schemas.rated.pack_rows) right after the
-        # partition is rated, while its rows are still in the CPU's caches (~0.3 µs per event less than
-        # packing them after the whole batch); None: the caller packs `rated`
-        self.pack: Callable[[list[RatedRow]], list[bytes]] | None = None
+        # makes the packer of a partition's rated rows into message values (schemas.rated.RowPacker: Arrow), which
+        # gets each chunk's rows right after the chunk is rated, while they are still in the CPU's caches (~0.3 µs
+        # per event less than packing them after the whole batch); None: the caller packs `rated`
+        self.pack: Callable[[], RowPacker] | None = None
         # the usage topic's partition count, set by the runner: each customer's partition is then checked
         # against its key's (`partition_of`) once per batch (`_check_home`); None: not checked
         self.partitions: int | None = None
         self.homes: dict[tuple[str, str], int] = {}  # (tenant, customer) -> the partition its events came on
         self.misrouted: set[tuple[str, str]] = set()  # customers seen on another partition than their key's
+        self.chunk = CHUNK  # messages of a partition decoded, rated and packed together (tests set fewer)
 
     def run(self, states: dict[int, BatchState], msgs: Sequence[Message], now_ms: int) -> BatchOutput:
         """Process `msgs` (any partitions, Kafka order within each) against their partitions' buffers."""
@@ -136,13 +142,26 @@ class ColumnarStep:
         for m in msgs:
             by_partition.setdefault(m.partition, []).append(m)
         out = BatchOutput()
-        pack, balances = self.pack, self.balances
+        pack, balances, chunk = self.pack, self.balances, self.chunk
         for p, ms in by_partition.items():
             if balances is not None:  # the partition's stream time, for held sessions (processor/balances.py)
                 balances.observe_partition(p, ms)
-            self._partition(states[p], p, ms, now_ms, out)
-            if pack is not None:
-                out.messages[p] = pack(out.rated[p])
+            state = states[p]
+            rows = out.rated[p] = []
+            packer = pack() if pack is not None else None
+            counts: Counter[str] = Counter()
+            # in chunks of CHUNK messages, each decoded, rated and converted to Arrow before the next: a chunk's
+            # objects (decoded events, rows) stay in the CPU's caches from one stage to the next (see CHUNK)
+            for start in range(0, len(ms), chunk):
+                first = len(rows)
+                self._partition(state, p, ms[start : start + chunk], now_ms, out)
+                counts.update(out.outcomes[p])
+                if packer is not None:
+                    packer.add(rows[first:])
+            # in Kind order, zeros left out: the counters' JSON in the store is byte-identical to the legacy loop's
+            out.outcomes[p] = Counter({k.value: n for k in Kind if (n := counts[k.value])})
+            if packer is not None:
+                out.messages[p] = packer.values()
         if balances is not None:  # prepaid debit, in the same buffers (processor/balances.py)
             out.balances = balances.after_batch(states, out.rated, out.last, now_ms)
         return out

@@ -4,7 +4,7 @@ Per batch: process the messages against a write buffer with the columnar path (p
 proven equal to the per-message `step.process`; `METERSTREAM_PROCESSOR_ENGINE=legacy` runs
 `step.process` on each message instead), produce the outputs (idempotent, acks=all,
 to the input's partition number; rated records packed into few messages: Arrow IPC from the columnar
-path, `schemas.rated.pack_rows`, JSON Lines from the legacy loop, `schemas.rated.pack`), and
+path, `schemas.rated.RowPacker`, JSON Lines from the legacy loop, `schemas.rated.pack`), and
 once Kafka acknowledged all of them, log the state writes to the changelog (processor/changelog.py) and,
 once acknowledged too, commit state + next offset atomically per partition. The waits
 for the acknowledgements overlap the next batches (at most two batches are in flight while the next is
@@ -55,7 +55,7 @@ from meterstream.processor.step import Kind, Position, process
 from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
 from meterstream.rating.catalog import PlanSource, load_catalog
 from meterstream.schemas.event import TimeWindow
-from meterstream.schemas.rated import pack, pack_rows
+from meterstream.schemas.rated import RowPacker, pack
 from meterstream.schemas.rated import warm as warm_arrow
 from meterstream.schemas.settings import Settings
 
@@ -135,7 +135,7 @@ class NativeProcessor:
         # native: the columnar batch path; legacy: step.process per message (the specification)
         self.legacy = settings.processor_engine == "legacy"
         self.columnar = ColumnarStep(catalog, self.topics.usage, self.window_ms, self.time_window)
-        self.columnar.pack = pack_rows  # Arrow IPC, one record batch per message (schemas.rated)
+        self.columnar.pack = RowPacker  # Arrow IPC, one record batch per message (schemas.rated)
         if not self.legacy:
             warm_arrow()  # pyarrow's lazy imports now, not inside the first batch (~0.4 s)
         self.balances = balances.install(self)  # prepaid debit and provisioning (processor/balances.py)

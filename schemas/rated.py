@@ -282,16 +282,49 @@ def pack_rows(rows: list[RatedRow], max_bytes: int = RATED_MESSAGE_MAX_BYTES) ->
     `max_bytes` (a row larger than that gets a message of its own), order kept. Rows that do not fit
     the Arrow schema (a value of another type, a time not in canonical form, an offset out of range)
     are sent as JSON Lines (`pack`) instead, so that the sink and ClickHouse judge them as before."""
-    if not rows:
-        return []
-    import pyarrow as pa
+    packer = RowPacker(max_bytes)
+    packer.add(rows)
+    return packer.values()
 
-    try:
-        batch = _record_batch(rows)
-    except (pa.ArrowException, ArithmeticError, TypeError, ValueError) as exc:  # e.g. OverflowError, ArrowInvalid
-        log.warning("%d rated records do not fit the Arrow schema (%s): sent as JSON Lines", len(rows), exc)
-        return pack([orjson.dumps(dict(zip(RATED_FIELDS, row, strict=True))) for row in rows], max_bytes)
-    return _split(batch, max_bytes)
+
+class RowPacker:
+    """`pack_rows` over rows given in parts: each part is converted to Arrow when it is added (the processor adds
+    a chunk's rows right after rating them, while they are still in the CPU's caches), and `values` joins the parts'
+    record batches and cuts them into messages as `pack_rows` cuts one. A part that does not fit the Arrow schema
+    goes as JSON Lines (`pack`), in its place in the order."""
+
+    __slots__ = ("batches", "max_bytes", "out")
+
+    def __init__(self, max_bytes: int = RATED_MESSAGE_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.batches: list[pa.RecordBatch] = []  # converted parts not yet cut into messages
+        self.out: list[bytes] = []
+
+    def add(self, rows: list[RatedRow]) -> None:
+        if not rows:
+            return
+        import pyarrow as pa
+
+        try:
+            self.batches.append(_record_batch(rows))
+        except (pa.ArrowException, ArithmeticError, TypeError, ValueError) as exc:  # e.g. OverflowError, ArrowInvalid
+            log.warning("%d rated records do not fit the Arrow schema (%s): sent as JSON Lines", len(rows), exc)
+            self._cut()
+            self.out += pack([orjson.dumps(dict(zip(RATED_FIELDS, row, strict=True))) for row in rows], self.max_bytes)
+
+    def values(self) -> list[bytes]:
+        """The message values of every part added, in order (the packer is then empty)."""
+        self._cut()
+        out, self.out = self.out, []
+        return out
+
+    def _cut(self) -> None:
+        batches = self.batches
+        if batches:
+            import pyarrow as pa
+
+            self.out += _split(batches[0] if len(batches) == 1 else pa.concat_batches(batches), self.max_bytes)
+            self.batches = []
 
 
 def warm() -> None:

@@ -263,6 +263,9 @@ def run_legacy(base: Path, batches: list[list[Message]], clocks: list[int], wind
 
 def run_columnar(base: Path, batches: list[list[Message]], clocks: list[int], window: TimeWindow | None, catalog=None):
     step = ColumnarStep(catalog or CATALOG, TOPIC, WINDOW, window)
+    # a partition's messages go through in chunks (columnar.CHUNK, 512): small chunks here, 1 to 7 messages (from
+    # the case's size), so that running totals, bundles, duplicates and replays cross chunk boundaries
+    step.chunk = 1 + sum(map(len, batches)) % 7
     stores: dict[int, PartitionStore] = {}
     latest: dict[int, BatchState] = {}
     rated: list[tuple[int, bytes]] = []

@@ -13,13 +13,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rated_record import RECORD
 
 from meterstream.schemas.rated import (
     _CANONICAL_TIME,
     RATED_FIELDS,
+    RowPacker,
     _all_canonical_times,
     _record_batch,
     _record_batch_by_columns,
@@ -246,6 +247,43 @@ ROW = st.fixed_dictionaries(
 def test_pack_rows_gives_the_references_messages(parts: list[dict], max_bytes: int) -> None:
     rows = [row_of({**RECORD, **part}) for part in parts]
     assert outcome(pack_rows, rows, max_bytes) == outcome(reference_pack_rows, rows, max_bytes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(ROW, max_size=12), min_size=1, max_size=5), st.sampled_from([600, 2048, 1 << 20]))
+def test_a_packer_fed_in_parts_gives_the_messages_of_its_parts(parts: list[list[dict]], max_bytes: int) -> None:
+    """The processor adds each chunk's rows as it rates them: the parts that fit Arrow give, together, the messages
+    `pack_rows` gives for all their rows at once; a part that does not fit goes as JSON Lines in its place."""
+    chunks = [[row_of({**RECORD, **part}) for part in chunk] for chunk in parts]
+    # rows that neither form can carry (a lone surrogate) raise in both, as pack_rows' own test shows
+    assume(all(outcome(reference_pack_rows, chunk, max_bytes)[0] == "ok" for chunk in chunks if chunk))
+    packer = RowPacker(max_bytes)
+    for chunk in chunks:
+        packer.add(chunk)
+    expected: list[bytes] = []
+    fitting: list = []  # rows of consecutive parts that fit, packed together
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if outcome(reference_batch, chunk)[0] == "ok":
+            fitting += chunk
+        else:
+            expected += reference_pack_rows(fitting, max_bytes) if fitting else []
+            expected += reference_pack_rows(chunk, max_bytes)
+            fitting = []
+    expected += reference_pack_rows(fitting, max_bytes) if fitting else []
+    assert packer.values() == expected
+    assert packer.values() == []  # emptied
+
+
+def test_a_part_that_does_not_fit_goes_as_json_lines_between_the_arrow_parts_around_it() -> None:
+    first, bad, last = rows_of({}, {}), rows_of({"time": "2026-10-12T10:11:12Z"}), rows_of({"id": "z"})
+    packer = RowPacker()
+    for rows in (first, [], bad, last):
+        packer.add(rows)
+    values = packer.values()
+    assert [is_arrow(v) for v in values] == [True, False, True]
+    assert [r["id"] for v in values for r in unpack(v)] == ["e0", "e1", "e0", "z"]
 
 
 @settings(max_examples=60, deadline=None)

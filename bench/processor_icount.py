@@ -2,9 +2,9 @@
 machine is shared and noisy, wall and CPU time are not; instruction counts repeat to a fraction of a percent).
 
 What is counted, per polled batch, as `processor/runner.py` `process_batch` runs it without Kafka: the
-conversion of confluent-kafka's messages to `columnar.Message` tuples (the runner's loop, repeated here: real
+conversion of confluent-kafka's messages to `columnar.Message` tuples (the runner's own `to_messages`, on real
 `confluent_kafka.Message` objects, built beforehand), a `BatchState` per partition, `ColumnarStep.run` (decode,
-dedup, rating, the rows packed as Arrow by `schemas.rated.pack_rows`) and each partition's state commit
+dedup, rating, the rows packed as Arrow by `schemas.rated.RowPacker`) and each partition's state commit
 (prepare + apply in RocksDB). Not counted: producing, consuming, the checkpoint's changelog, balances.
 
 The demo workload (`ingest.workload`, seed 7: telecom and cloud events, 3% duplicates, 0.5% malformed,
@@ -45,7 +45,8 @@ from confluent_kafka import Message as KafkaMessage
 
 from meterstream.collector import BetweenBatches
 from meterstream.ingest.workload import WorkloadSpec, generate
-from meterstream.processor.columnar import BatchOutput, ColumnarStep, Message
+from meterstream.processor.columnar import BatchOutput, ColumnarStep
+from meterstream.processor.runner import to_messages
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import load_catalog
 from meterstream.schemas import rated
@@ -71,21 +72,6 @@ def kafka_messages(events: int, period: str) -> list[KafkaMessage]:
         out.append(KafkaMessage(topic=TOPIC, partition=p, offset=offsets[p], key=key, value=value, timestamp=ts))
         offsets[p] += 1
     return out
-
-
-def to_messages(msgs: list[KafkaMessage], stores: dict[int, PartitionStore]) -> list[Message]:
-    """processor/runner.py `process_batch`'s conversion, as written there."""
-    batch_msgs: list[Message] = []
-    add, new_message = batch_msgs.append, tuple.__new__
-    for m in msgs:
-        if m.error():
-            continue
-        p = m.partition()
-        if p not in stores:
-            continue
-        kind, ts = m.timestamp()
-        add(new_message(Message, (p, m.offset(), m.key(), m.value(), ts if kind else None)))
-    return batch_msgs
 
 
 class Run:

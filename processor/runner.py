@@ -29,11 +29,13 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Message as KafkaMessage
 
 from meterstream.collector import BetweenBatches
 from meterstream.health import Watchdog, exit_stalled, kafka_answers
@@ -89,6 +91,25 @@ def worker_partitions(partitions: int, worker: int, workers: int) -> list[int]:
     """Worker i of n takes the i-th of n contiguous, near-equal ranges of the partition numbers (kept for
     tools; processors take what the consumer group assigns them)."""
     return list(range(worker * partitions // workers, (worker + 1) * partitions // workers))
+
+
+def to_messages(msgs: list[KafkaMessage], owned: Container[int]) -> list[Message]:
+    """confluent-kafka's messages as the columnar path's `Message` tuples, in order; a message with an error is
+    logged and left out, and so is one of a partition not in `owned` (fetched before its partition was revoked:
+    its new owner reads it); the timestamp is None where Kafka has none. A plain loop: 445 ns per message here,
+    `map` over each method and `zip` into the tuples 525-571 (the method calls are specialised in the loop)."""
+    out: list[Message] = []
+    add, new_message = out.append, tuple.__new__  # NamedTuple's own __new__ is Python, ~0.8 µs
+    for m in msgs:
+        if m.error():
+            log.warning("consumer error: %s", m.error())
+            continue
+        p = m.partition()
+        if p not in owned:
+            continue
+        kind, ts = m.timestamp()
+        add(new_message(Message, (p, m.offset(), m.key(), m.value(), ts if kind else None)))
+    return out
 
 
 class NativeProcessor:
@@ -316,18 +337,7 @@ class NativeProcessor:
         commits it once Kafka has all its outputs."""
         now_ms = int(time.time() * 1000)
         batch = InFlight(time.perf_counter(), len(msgs))
-        batch_msgs: list[Message] = []
-        add, new_message = batch_msgs.append, tuple.__new__  # NamedTuple's own __new__ is Python, ~0.8 us
-        stores = self.stores
-        for m in msgs:
-            if m.error():
-                log.warning("consumer error: %s", m.error())
-                continue
-            p = m.partition()
-            if p not in stores:  # fetched before its partition was revoked: its new owner reads it
-                continue
-            kind, ts = m.timestamp()
-            add(new_message(Message, (p, m.offset(), m.key(), m.value(), ts if kind else None)))
+        batch_msgs = to_messages(msgs, self.stores)
         states = batch.states
         for p in {m.partition for m in batch_msgs}:
             states[p] = self.latest[p] = BatchState(self.stores[p], self.latest.get(p))

@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import re
 import shutil
 import signal
@@ -597,6 +598,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"events": args.events, "workers": args.workers, "engine": args.engine, "partitions": run.partitions,
                     "period": period, "customers": args.customers}  # fmt: skip
     result["machine"] = f"{os.cpu_count()} cores, {os.uname().machine}, broker on the same machine"
+    # the interpreter every process of the run uses (the pipeline's processes are started with it): how it was built
+    # moves the Python-heavy processes' CPU per event (a PGO + LTO build, as Debian's or the python:3.11-slim image's,
+    # against pyenv's default build: docs/scale-out.md "Session 26")
+    result["python"] = f"{platform.python_version()} {os.path.realpath(sys.executable)}"
 
     say(f"generating {args.events} events")
     truth = Truth()

@@ -154,8 +154,7 @@ class ColumnarStep:
             # objects (decoded events, rows) stay in the CPU's caches from one stage to the next (see CHUNK)
             for start in range(0, len(ms), chunk):
                 first = len(rows)
-                self._partition(state, p, ms[start : start + chunk], now_ms, out)
-                counts.update(out.outcomes[p])
+                self._partition(state, p, ms[start : start + chunk], now_ms, out, counts)
                 if packer is not None:
                     packer.add(rows[first:])
             # in Kind order, zeros left out: the counters' JSON in the store is byte-identical to the legacy loop's
@@ -218,7 +217,11 @@ class ColumnarStep:
         self.meters[key] = (plan, how)
         return how
 
-    def _partition(self, state: BatchState, p: int, msgs: list[Message], now_ms: int, out: BatchOutput) -> None:
+    def _partition(
+        self, state: BatchState, p: int, msgs: list[Message], now_ms: int, out: BatchOutput, counts: Counter[str]
+    ) -> None:
+        """One chunk of partition p's messages, in Kafka order: rows and dead letters into `out`, the last offset
+        into `out.last`, each message's outcome added to `counts`."""
         received = list(map(_timestamp_of, msgs))  # C-level: Kafka's timestamps, as they are ...
         try:
             stamped = min(received) >= 0
@@ -235,7 +238,6 @@ class ColumnarStep:
         stored = state.store.get_many_raw([b"" if k is None else k.encode() for k in dkeys])
         lines = out.rated.setdefault(p, [])
         dead = out.dead_letters
-        counts: Counter[str] = Counter()
         rated_n = dup_n = 0
         # (tenant, customer, meter, period) -> [before, last offset written, total(before), its pricer, its c| key,
         # its customer's b| key or None, its route or None, the running total's value it put in `pending` or None]:
@@ -410,8 +412,6 @@ class ColumnarStep:
         out.last[p] = msgs[-1].offset
         counts[Kind.RATED.value] += rated_n
         counts[Kind.DUPLICATE.value] += dup_n
-        # in Kind order, zeros left out: the counters' JSON in the store is byte-identical to the legacy loop's
-        out.outcomes[p] = Counter({k.value: n for k in Kind if (n := counts[k.value])})
 
     def _check_home(self, tenant: str, customer: str, p: int) -> None:
         """A customer's events must all come on one partition, its key's (docs/events.md), since its running

@@ -11,6 +11,10 @@ month, UTC):
   api_calls (count_agg, standard 0.02): 3 calls (one sent twice) -> 0.06 -> 6 cents
   probe (count_agg, standard 0: only to see the subscription live in the processor): 0 cents
   current usage: 706 cents; the invoice adds the month's 10.00 fee in arrears (every day active): 17.06.
+Subscription s2 of customer globex on pro with Lago `plan_overrides` (fee 500 cents; storage graduated 0-10 at
+0.30, then 0.20; api_calls 0.05), from the start of this month:
+  storage 12 GB -> 10 x 0.30 + 2 x 0.20 = 3.40; api_calls 2 -> 0.10; current usage 350 cents; the close's lines
+  3.40 and 0.10 and the overridden fee 5.00 for the whole month (still subscribed).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import pytest
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import BatchEvent, BillableMetric, Charge, Charges, Customer, Event, Plan, Subscription
+from lago_python_client.models.charge import ChargeOverrides, ChargesOverrides
+from lago_python_client.models.plan import PlanOverrides
 from served_app import serve
 from test_compat_lago_sdk import ROOT, environment, find_when_rated
 
@@ -45,17 +51,18 @@ def graduated() -> dict:
     }
 
 
-def wait_live(base: str, key: str, lago: Client, stamp: int, timeout: float = 60) -> None:
+def wait_live(base: str, key: str, lago: Client, stamp: int, timeout: float = 60, subscription: str = "s1") -> None:
     """Send probe events until one is rated: the processor has the subscription (its entity reached the stream)."""
     deadline = time.monotonic() + timeout
     i = 0
     while True:
         i += 1
-        lago.events.create(Event(transaction_id=f"probe-{i}", external_subscription_id="s1", code="probe",
+        tx = f"probe-{subscription}-{i}"
+        lago.events.create(Event(transaction_id=tx, external_subscription_id=subscription, code="probe",
                                  timestamp=stamp))  # fmt: skip
         for _ in range(20):
             time.sleep(0.25)
-            r = httpx.get(f"{base}/compat/lago/api/v1/events/probe-{i}", headers={"Authorization": f"Bearer {key}"})
+            r = httpx.get(f"{base}/compat/lago/api/v1/events/{tx}", headers={"Authorization": f"Bearer {key}"})
             if r.status_code == 200:
                 break
         if r.status_code == 200 and r.json()["event"]["meterstream"]["status"] == "rated":
@@ -119,8 +126,22 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
             assert (sub.status, sub.plan_code, sub.external_customer_id) == ("active", "pro", "acme")
             listed = lago.subscriptions.find_all({"external_customer_id": "acme"})["subscriptions"]
             assert [s.external_id for s in listed] == ["s1"]
+            # globex's deal: pro with its own prices (plan_overrides), the charges named by their lago_id
+            charge_id = {c.billable_metric_code: c.lago_id for c in plan.charges.__root__}
+            lago.customers.create(Customer(external_id="globex", name="Globex", currency="USD", timezone="UTC"))
+            deal = lago.subscriptions.create(Subscription(
+                external_customer_id="globex", plan_code="pro", external_id="s2", subscription_at=month.isoformat(),
+                plan_overrides=PlanOverrides(amount_cents=500, charges=ChargesOverrides(__root__=[
+                    ChargeOverrides(id=charge_id["storage"], properties={"graduated_ranges": [
+                        {"from_value": 0, "to_value": 10, "per_unit_amount": "0.30", "flat_amount": "0"},
+                        {"from_value": 11, "to_value": None, "per_unit_amount": "0.20", "flat_amount": "0"}]}),
+                    ChargeOverrides(id=charge_id["api_calls"], properties={"amount": "0.05"}),
+                ])),
+            ))  # fmt: skip
+            assert (deal.plan_code, deal.plan_amount_cents) == ("pro", "500")
 
             wait_live(base, key, lago, stamp)
+            wait_live(base, key, lago, stamp, subscription="s2")
             lago.events.batch_create(BatchEvent(events=[
                 Event(transaction_id="st-1", external_subscription_id="s1", code="storage", timestamp=stamp,
                       properties={"gb": 8}),
@@ -131,6 +152,10 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
                 *(Event(transaction_id=f"call-{i}", external_subscription_id="s1", code="api_calls", timestamp=stamp)
                   for i in (1, 2, 3)),
                 Event(transaction_id="call-1", external_subscription_id="s1", code="api_calls", timestamp=stamp),
+                Event(transaction_id="g-st-1", external_subscription_id="s2", code="storage", timestamp=stamp,
+                      properties={"gb": "12"}),
+                *(Event(transaction_id=f"g-call-{i}", external_subscription_id="s2", code="api_calls",
+                        timestamp=stamp) for i in (1, 2)),
             ]))  # fmt: skip
             wait_drained(settings, pipeline, app_id(settings), 5, timeout=180)
             for tx in ("st-1", "st-2", "call-1", "call-2", "call-3"):
@@ -138,6 +163,7 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
             time.sleep(1.0)  # the sink's last batch (0.3 s) into ClickHouse
 
             usage = lago.customers.current_usage("acme", "s1")
+            deal_usage = lago.customers.current_usage("globex", "s2")
             with pytest.raises(LagoApiError) as missing:
                 lago.customers.current_usage("acme", "nope")
             assert missing.value.status_code == 404
@@ -160,6 +186,11 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
     assert by_code["probe"].amount_cents == 0
     assert by_code["storage"].charge.charge_model == "graduated"
     assert usage.from_datetime == month.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # globex's overrides: storage 12 GB = 10 x 0.30 + 2 x 0.20 = 3.40; 2 calls x 0.05 = 0.10
+    assert (deal_usage.amount_cents, deal_usage.total_amount_cents) == (350, 350)
+    deal_by_code = {c.billable_metric.code: c for c in deal_usage.charges_usage}
+    assert (deal_by_code["storage"].units, deal_by_code["storage"].amount_cents) == ("12", 340)
+    assert (deal_by_code["api_calls"].units, deal_by_code["api_calls"].amount_cents) == ("2", 10)
 
     # the close of this period writes the same amounts (the subscription ended now: the fee is prorated, so
     # only the usage lines are compared; they are priced by the same code). The month has not ended: --force
@@ -188,3 +219,9 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
     doc = json.loads((out / label / TENANT / "acme.json").read_text())
     lines = {ln["code"]: (ln["quantity"], ln["amount"]) for ln in doc["lines"] if ln["kind"] == "usage"}  # v2: code
     assert lines == {"storage": ("15", "7.00"), "api_calls": ("3", "0.06"), "probe": (lines["probe"][0], "0.00")}
+    # globex, still subscribed: its overridden prices, and its 5.00 fee for every day of the month (in arrears)
+    deal_doc = json.loads((out / label / TENANT / "globex.json").read_text())
+    deal_lines = {ln["code"]: (ln["quantity"], ln["amount"]) for ln in deal_doc["lines"] if ln["kind"] == "usage"}
+    assert (deal_lines["storage"], deal_lines["api_calls"]) == (("12", "3.40"), ("2", "0.10"))
+    fees = [ln["amount"] for ln in deal_doc["lines"] if ln["kind"] == "fixed"]
+    assert fees == ["5.00"]

@@ -122,7 +122,7 @@ def test_errors_name_the_lago_field(client) -> None:  # type: ignore[no-untyped-
     assert (taken.status_code, list(taken.json()["error_details"])) == (422, ["external_id"])
     for body, field in ((sub("s5", billing_time="weekly"), "billing_time"),
                         (sub("s5", subscription_at="yesterday"), "subscription_at"),
-                        (sub("s5", plan_overrides={"amount_cents": 1}), "plan_overrides"),
+                        (sub("s5", plan_overrides={"tax_codes": ["vat"]}), "plan_overrides.tax_codes"),
                         (sub("s5", ending_at="2020-01-01T00:00:00Z", subscription_at="2021-01-01T00:00:00Z"),
                          "ending_at")):  # fmt: skip
         resp = client.post(f"{BASE}/subscriptions", json=body, headers=admin)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from meterstream.entities.common import Invalid
 from meterstream.rating.money import CURRENCY_MINOR_UNITS, round_money
@@ -259,6 +259,108 @@ def plan_from_lago(raw: Any, tenant: str, metric: MetricLookup, code: str | None
     return PlanVersionDoc(tenant=tenant, code=code, version=0, name=name.strip(), currency=currency,
                           interval=interval, usage=usage, fixed=fixed,
                           minimum_commitment=minimum_commitment)  # fmt: skip
+
+
+class PlanOverrides(NamedTuple):
+    """Lago's `plan_overrides` of one subscription, as the store keeps them on its phase (entities.subscriptions):
+    prices that replace the plan's for some meters, fixed charges' amounts, and a trial's length in days."""
+
+    usage: dict[str, dict[str, Any]]
+    fixed: dict[str, Decimal]
+    trial_days: Decimal | None
+
+
+_OVERRIDE_REFUSED = ("tax_codes", "usage_thresholds", "fixed_charges")
+
+
+def overrides_from_lago(raw: Any, plan: PlanVersionDoc) -> PlanOverrides:
+    """A subscription's `plan_overrides` on `plan` (fields named `plan_overrides.<name>`); Invalid(field, reason).
+
+    As Lago's child plan: `amount_cents` replaces the recurring fee (the plan must have one), `charges[i]` (its
+    `id`: the charge's `lago_id` in the plan object, or its code) replaces that charge's `properties` (in the
+    charge's own model) and/or its `min_amount_cents`, the rest of the charge kept; `trial_period` (days) gives the
+    subscription a trial. Names, descriptions and display names change nothing billed and are not kept. What would
+    be billed otherwise is refused: another currency, taxes, usage thresholds, fixed charges, a different minimum
+    commitment, charge filters."""
+    where = "plan_overrides"
+    if not isinstance(raw, Mapping):
+        raise Invalid(where, "must be a JSON object")
+    currency = raw.get("amount_currency")
+    if currency is not None and currency != plan.currency:
+        raise Invalid(f"{where}.amount_currency", f"must be the plan's currency {plan.currency} (got {currency!r})")
+    for name in _OVERRIDE_REFUSED:
+        if raw.get(name):
+            raise Invalid(f"{where}.{name}", f"overriding {name} is not supported yet")
+    commitment = raw.get("minimum_commitment")
+    if commitment:
+        cents = commitment.get("amount_cents") if isinstance(commitment, Mapping) else None
+        kept = amount_to_cents(plan.minimum_commitment, plan.currency) if plan.minimum_commitment is not None else 0
+        if cents != kept:
+            raise Invalid(f"{where}.minimum_commitment", "overriding the minimum commitment is not supported yet")
+    fixed: dict[str, Decimal] = {}
+    if raw.get("amount_cents") is not None:
+        cents = _cents(f"{where}.amount_cents", raw["amount_cents"])
+        fee = next((f for f in plan.fixed if f.code == FEE_CODE), None)
+        if fee is None:
+            if cents:
+                raise Invalid(f"{where}.amount_cents", f"plan {plan.code!r} has no recurring fee to override")
+        else:
+            fixed[FEE_CODE] = cents_to_amount(cents, plan.currency)
+    trial_days = None
+    if raw.get("trial_period") is not None:
+        days = raw["trial_period"]
+        if isinstance(days, bool) or not isinstance(days, int | float | str):
+            raise Invalid(f"{where}.trial_period", f"a number of days >= 0 (got {days!r})")
+        try:
+            trial_days = Decimal(str(days))
+        except ArithmeticError:
+            trial_days = None
+        if trial_days is None or not trial_days.is_finite() or trial_days < 0:
+            raise Invalid(f"{where}.trial_period", f"a number of days >= 0 (got {days!r})")
+    charges = raw.get("charges") or []
+    if not isinstance(charges, list):
+        raise Invalid(f"{where}.charges", "must be an array of charge overrides")
+    by_id = {lago_uuid(plan.tenant, "plan", plan.code, "charge", meter): meter for meter in plan.usage}
+    usage: dict[str, dict[str, Any]] = {}
+    for i, charge in enumerate(charges):
+        at = f"{where}.charges[{i}]"
+        if not isinstance(charge, Mapping):
+            raise Invalid(at, "must be a JSON object")
+        ref = charge.get("id")
+        meter = by_id.get(ref) if isinstance(ref, str) else None
+        if meter is None and isinstance(ref, str) and ref in plan.usage:
+            meter = ref
+        if meter is None:
+            raise Invalid(f"{at}.id", f"no charge {ref!r} in plan {plan.code!r}: the lago_id of one of its charges")
+        if meter in usage:
+            raise Invalid(f"{at}.id", f"a second override of the charge on {meter!r}")
+        for name in ("filters", "tax_codes", "applied_pricing_unit"):
+            if charge.get(name):
+                raise Invalid(f"{at}.{name}", f"{name} on charges are not supported yet")
+        shape = charge_from_price(plan.usage[meter])
+        if shape is None:
+            raise Invalid(f"{at}.id", f"the charge on {meter!r} has a price Lago cannot describe: override it "
+                          "through Meterstream's own API")  # fmt: skip
+        model = shape[0]
+        parent = plan.usage[meter]
+        if "properties" in charge:
+            props = charge.get("properties")
+            if not isinstance(props, Mapping):
+                raise Invalid(f"{at}.properties", "must be a JSON object")
+            price = price_from_charge(at, model, props)
+            if "minimum" in parent:
+                price["minimum"] = parent["minimum"]
+        else:
+            price = dict(parent)
+        if charge.get("min_amount_cents") is not None:
+            cents = _cents(f"{at}.min_amount_cents", charge["min_amount_cents"])
+            if model == "percentage" and cents:
+                raise Invalid(f"{at}.min_amount_cents", "a period minimum is not supported on percentage charges")
+            price.pop("minimum", None)
+            if cents:
+                price["minimum"] = str(cents_to_amount(cents, plan.currency))
+        usage[meter] = price
+    return PlanOverrides(usage, fixed, trial_days)
 
 
 # --- output -----------------------------------------------------------------------------------------

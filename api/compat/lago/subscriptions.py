@@ -15,12 +15,12 @@ and ends into invoiced periods are refused by the store (`entities/finalization.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
-from meterstream.api.compat.lago.plans import FEE_CODE, amount_to_cents, lago_uuid
+from meterstream.api.compat.lago.plans import FEE_CODE, amount_to_cents, lago_uuid, overrides_from_lago
 from meterstream.billing.periods import Schedule
 from meterstream.entities.common import Conflict, Invalid, NotFound
 from meterstream.entities.customers import get_customer_doc, put_customer
@@ -44,7 +44,10 @@ STATUSES = ("active", "pending", "canceled", "terminated")
 _FIELDS = {"phases[0].start": "subscription_at", "phases[0].end": "ending_at", "at": "ending_at", "end": "ending_at",
            "start": "subscription_at",
            "billing_anchor": "billing_time", "phases[0].plan_code": "plan_code", "customer": "external_customer_id",
-           "plan_version": "plan_code"}  # fmt: skip
+           "plan_version": "plan_code", "trial_end": "plan_overrides.trial_period"}  # fmt: skip
+# store field prefixes -> the Lago field of the overrides they came from
+_PREFIXES = (("phases[0].usage_overrides", "plan_overrides.charges"),
+             ("phases[0].fixed_overrides", "plan_overrides.amount_cents"))  # fmt: skip
 
 
 class LagoNotFound(LookupError):
@@ -56,6 +59,9 @@ class LagoNotFound(LookupError):
 
 
 def lago_field(field: str) -> str:
+    for prefix, lago in _PREFIXES:
+        if field.startswith(prefix):
+            return lago
     return _FIELDS.get(field, field)
 
 
@@ -113,8 +119,9 @@ class LagoSubscriptions:
         customer = _text(raw, "external_customer_id", required=True)
         plan_code, name = _text(raw, "plan_code"), _text(raw, "name")
         assert external_id is not None and customer is not None
-        if raw.get("plan_overrides"):
-            raise Invalid("plan_overrides", "plan overrides are not supported yet")
+        overrides_raw = raw.get("plan_overrides")
+        if overrides_raw is not None and plan_code is None:
+            raise Invalid("plan_overrides", "overrides need a plan_code")
         billing_time = raw.get("billing_time") or "calendar"
         if billing_time not in ANCHORS:
             raise Invalid("billing_time", f"one of {', '.join(ANCHORS)} (got {billing_time!r})")
@@ -131,6 +138,10 @@ class LagoSubscriptions:
             plan = get_plan(self.sf, tenant, plan_code)
         except NotFound:
             raise LagoNotFound("plan_not_found", f"plan {plan_code!r} not found") from None
+        overrides = None if overrides_raw is None else overrides_from_lago(overrides_raw, plan)
+        trial_end = None
+        if overrides is not None and overrides.trial_days:
+            trial_end = start + timedelta(seconds=int(overrides.trial_days * 86_400))
         try:
             existing: SubscriptionDoc | None = get_subscription(self.sf, tenant, external_id)
         except NotFound:
@@ -138,10 +149,12 @@ class LagoSubscriptions:
         try:
             if existing is None:
                 self._ensure_customer(tenant, customer, plan)
+                phase = Phase(plan_code=plan.code, plan_version=plan.version, start=start, end=end,
+                              usage_overrides=overrides.usage if overrides else {},
+                              fixed_overrides=overrides.fixed if overrides else {})  # fmt: skip
                 doc = SubscriptionDoc(
                     tenant=tenant, external_id=external_id, customer=customer, version=0, name=name,
-                    billing_anchor=billing_time,
-                    phases=[Phase(plan_code=plan.code, plan_version=plan.version, start=start, end=end)],
+                    billing_anchor=billing_time, phases=[phase], trial_end=trial_end,
                 )  # fmt: skip
                 floor = self.closed_until(tenant, customer, start)
                 stored = create_subscription(self.sf, doc, finalized_until=floor)
@@ -150,6 +163,13 @@ class LagoSubscriptions:
             else:
                 current = existing.phase_at(now) or existing.phases[-1]
                 stored = existing
+                if overrides is not None and (
+                    current.plan_code != plan.code
+                    or (current.usage_overrides, current.fixed_overrides) != (overrides.usage, overrides.fixed)
+                ):
+                    raise Invalid("plan_overrides", f"subscription {external_id} exists: its overrides cannot be "
+                                  "changed or moved to another plan here (not supported yet); end it and create "
+                                  "another")  # fmt: skip
                 if current.plan_code != plan.code:  # Lago: the same external_id on another plan = a plan change
                     at = max(now, existing.phases[0].start)
                     stored = change_plan(self.sf, tenant, external_id, plan.code, at,
@@ -195,13 +215,14 @@ class LagoSubscriptions:
 
     def update(self, tenant: str, external_id: str, raw: Any, now: datetime | None = None) -> dict[str, Any]:
         """Lago's `subscriptions.update`: `name`, `ending_at` (null: it runs on), `subscription_at` (only before
-        it starts), each changed only when sent (entities.subscriptions.update_subscription); `plan_overrides`
-        are not supported (422). LagoNotFound for an unknown subscription."""
+        it starts), each changed only when sent (entities.subscriptions.update_subscription); changing
+        `plan_overrides` is not supported (422; `create` sets them). LagoNotFound for an unknown subscription."""
         now = now or datetime.now(UTC)
         if not isinstance(raw, Mapping):
             raise Invalid("subscription", "must be a JSON object")
         if raw.get("plan_overrides"):
-            raise Invalid("plan_overrides", "plan overrides are not supported yet")
+            raise Invalid("plan_overrides", "changing the overrides of a subscription is not supported yet (they are "
+                          "set when it is created)")  # fmt: skip
         changes: dict[str, Any] = {}
         if "name" in raw:
             changes["name"] = _text(raw, "name")
@@ -306,7 +327,8 @@ def subscription_object(
         "lago_id": mapping.lago_id if mapping is not None else lago_uuid(doc.tenant, "subscription", doc.external_id),
         "external_id": doc.external_id, "lago_customer_id": lago_uuid(doc.tenant, "customer", doc.customer),
         "external_customer_id": doc.customer, "plan_code": current.plan_code, "name": doc.name,
-        "plan_amount_cents": amount_to_cents(fee.amount, plan.currency) if fee and plan else 0,
+        "plan_amount_cents": amount_to_cents(current.fixed_overrides.get(fee.code, fee.amount), plan.currency)
+        if fee and plan else 0,
         "plan_amount_currency": plan.currency if plan else None,
         "status": status, "billing_time": doc.billing_anchor, "created_at": format_time(created),
         "subscription_at": format_time(first.start), "started_at": format_time(first.start)

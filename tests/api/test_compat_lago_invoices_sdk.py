@@ -159,6 +159,16 @@ def test_credit_notes_through_the_sdk(lago) -> None:  # type: ignore[no-untyped-
         sdk.credit_notes.create(CreditNote(invoice_id="NOPE", items=Items(__root__=[Item(fee_id="x", amount_cents=1)])))
     assert (no_invoice.value.status_code, no_invoice.value.response["code"]) == (404, "invoice_not_found")
 
+    # credit_notes.void: no note here carries a credit balance to void (Lago's own answer for one without any)
+    for made in (note, refund):
+        with pytest.raises(LagoApiError) as none:
+            sdk.credit_notes.void(made.lago_id)
+        assert (none.value.status_code, none.value.response["code"]) == (405, "no_voidable_amount")
+    with pytest.raises(LagoApiError) as no_note:
+        sdk.credit_notes.void("00000000-0000-0000-0000-000000000000")
+    assert (no_note.value.status_code, no_note.value.response["code"]) == (404, "credit_note_not_found")
+    assert sdk.credit_notes.find(refund.lago_id).refund_amount_cents == 100000  # nothing written
+
 
 def test_find_all_pages_through_the_sdk(lago) -> None:  # type: ignore[no-untyped-def]
     """Five invoices (numbered 1..5 as finalized) issued Dec 3, 1, 2, 1, 2 and one draft of Dec 1: in the order of

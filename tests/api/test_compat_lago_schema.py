@@ -42,7 +42,7 @@ def test_every_lago_operation_is_documented() -> None:
                    ("/coupons/{code}", "put"),
                    ("/credit_notes", "get"), ("/credit_notes", "post"), ("/credit_notes/estimate", "post"),
                    ("/credit_notes/{lago_id}", "get"), ("/credit_notes/{lago_id}", "put"),
-                   ("/credit_notes/{lago_id}/download", "post"),
+                   ("/credit_notes/{lago_id}/download", "post"), ("/credit_notes/{lago_id}/void", "put"),
                    ("/customers", "get"), ("/customers", "post"),
                    ("/customers/{external_customer_id}/applied_coupons", "get"),
                    ("/customers/{external_customer_id}/applied_coupons/{applied_coupon_id}", "delete"),

@@ -822,6 +822,21 @@ async def update_credit_note_route(request: Request, principal: Admin, lago_id: 
     return _json({"credit_note": credit_note_object(note)})
 
 
+@router.put("/credit_notes/{lago_id}/void", summary="Void a credit note's remaining credit (Lago: voidCreditNote)",
+            responses=m.answers(CreditNoteOut, *WRITE, 404, 405))  # fmt: skip
+async def void_credit_note_route(request: Request, principal: Admin, lago_id: str) -> Response:
+    """Lago voids what is left of a note's credit balance (`credit_status: voided`), and refuses a note with none
+    left with 405 `no_voidable_amount`. Here no note carries a credit balance (module docstring: `credit_amount_cents`
+    and `balance_amount_cents` are 0; the note offsets the invoice or is owed back), so every note answers that
+    405; an unknown one 404 `credit_note_not_found`. Nothing is written."""
+    try:
+        note = await _call(credit_notes.get_credit_note, _compat(request).state.sessions, principal.tenant, lago_id)
+    except NotFound:
+        return _json(error_body(404, "credit_note_not_found"), 404)
+    why = f"credit note {note.number} carries no credit balance (it offsets its invoice or is owed back)"
+    return _json(error_body(405, "no_voidable_amount", {"credit_note": [why]}), 405)
+
+
 @router.get("/credit_notes", summary="List credit notes (Lago: findAllCreditNotes)",
             responses=m.answers(CreditNotesOut, 400, *AUTH))  # fmt: skip
 async def list_credit_notes_route(

@@ -14,7 +14,8 @@ month, UTC):
 Subscription s2 of customer globex on pro with Lago `plan_overrides` (fee 500 cents; storage graduated 0-10 at
 0.30, then 0.20; api_calls 0.05), from the start of this month:
   storage 12 GB -> 10 x 0.30 + 2 x 0.20 = 3.40; api_calls 2 -> 0.10; current usage 350 cents; the close's lines
-  3.40 and 0.10 and the overridden fee 5.00 for the whole month (still subscribed).
+  3.40 and 0.10 and the overridden fee 5.00 for the whole month (still subscribed); `invoices.preview` of s2
+  answers that invoice before the close: 850 cents.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import BatchEvent, BillableMetric, Charge, Charges, Customer, Event, Plan, Subscription
 from lago_python_client.models.charge import ChargeOverrides, ChargesOverrides
+from lago_python_client.models.invoice import InvoicePreview
 from lago_python_client.models.plan import PlanOverrides
+from lago_python_client.models.subscription import Subscriptions
 from served_app import serve
 from test_compat_lago_sdk import ROOT, environment, find_when_rated
 
@@ -164,6 +167,10 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
 
             usage = lago.customers.current_usage("acme", "s1")
             deal_usage = lago.customers.current_usage("globex", "s2")
+            previewed = Subscriptions(external_ids=["s2"])
+            preview = lago.invoices.preview(
+                InvoicePreview(customer=Customer(external_id="globex"), subscriptions=previewed)
+            )
             with pytest.raises(LagoApiError) as missing:
                 lago.customers.current_usage("acme", "nope")
             assert missing.value.status_code == 404
@@ -191,6 +198,11 @@ def test_lago_sdk_billing_end_to_end(kafka_settings: Settings, tmp_path: Path) -
     deal_by_code = {c.billable_metric.code: c for c in deal_usage.charges_usage}
     assert (deal_by_code["storage"].units, deal_by_code["storage"].amount_cents) == ("12", 340)
     assert (deal_by_code["api_calls"].units, deal_by_code["api_calls"].amount_cents) == ("2", 10)
+    # its invoice preview: the period's whole invoice, the overridden 5.00 fee included: 340 + 10 + 500 = 850
+    assert (preview.status, preview.currency, preview.fees_amount_cents, preview.taxes_amount_cents,
+            preview.total_amount_cents) == ("draft", "USD", 850, 0, 850)  # fmt: skip
+    preview_fees = {f.item.code: f.amount_cents for f in preview.fees.__root__ if f.amount_cents}
+    assert preview_fees == {"storage": 340, "api_calls": 10, "subscription_fee": 500}
 
     # the close of this period writes the same amounts (the subscription ended now: the fee is prorated, so
     # only the usage lines are compared; they are priced by the same code). The month has not ended: --force

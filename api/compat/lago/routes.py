@@ -275,6 +275,9 @@ def mount(app: FastAPI) -> None:
     from meterstream.api.compat.lago.one_off import router as one_off_router
 
     app.include_router(one_off_router)  # one-off invoices of add-on fees (docs/add-ons.md)
+    from meterstream.api.compat.lago.preview import router as preview_router
+
+    app.include_router(preview_router)  # the invoice a subscription's current period would get
     from meterstream.api.compat.lago.fees import router as fees_router
     from meterstream.api.compat.lago.past_usage import router as past_usage_router
 

@@ -38,6 +38,12 @@ def add_metric(client: TestClient, tenant: str, code: str, aggregation: str = "S
     return meter.id
 
 
+def storage_and_calls(client: TestClient, tenant: str = "t1") -> tuple[str, str]:
+    """The billable metrics `storage` (sum of `gb`) and `api_calls` (a count); their lago_ids."""
+    storage = add_metric(client, tenant, "storage")
+    return storage, add_metric(client, tenant, "api_calls", aggregation="COUNT", field=None)
+
+
 def plan_body(code: str, metric_id: str, **extra: Any) -> dict[str, Any]:
     """A monthly USD plan: a 10.00 fee in arrears and graduated storage (0-10 at 0.50, then 0.40)."""
     plan = {

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lago_app import BASE, add_metric, headers, make_app, plan_body
+from lago_app import BASE, headers, make_app, plan_body, storage_and_calls
 from test_compat_lago_subscriptions_store import CLICKHOUSE, sub
 
 from meterstream.entities.subscriptions import get_subscription
@@ -23,8 +23,7 @@ START = "2026-11-01T00:00:00Z"
 def client(tmp_path: Path):  # type: ignore[no-untyped-def]
     with make_app(tmp_path, clickhouse_client=CLICKHOUSE) as c:
         admin = headers(c)
-        storage = add_metric(c, "t1", "storage")
-        calls = add_metric(c, "t1", "api_calls", aggregation="COUNT", field=None)
+        storage, calls = storage_and_calls(c)
         pro = plan_body("pro", storage)  # 10.00 a month, storage graduated 0-10 at 0.50, then 0.40
         pro["plan"]["charges"].append({"billable_metric_id": calls, "charge_model": "standard",
                                        "properties": {"amount": "0.02"}, "min_amount_cents": 100})  # fmt: skip

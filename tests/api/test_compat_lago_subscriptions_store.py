@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from lago_app import BASE, add_metric, headers, make_app, plan_body
+from lago_app import BASE, headers, make_app, plan_body, storage_and_calls
 
 from meterstream.entities.customers import get_customer_doc
 from meterstream.entities.subscriptions import get_subscription
@@ -31,8 +31,7 @@ CLICKHOUSE = NoCloses()
 def client(tmp_path: Path):  # type: ignore[no-untyped-def]
     with make_app(tmp_path, clickhouse_client=CLICKHOUSE) as c:
         admin = headers(c)
-        storage = add_metric(c, "t1", "storage")
-        calls = add_metric(c, "t1", "api_calls", aggregation="COUNT", field=None)
+        storage, calls = storage_and_calls(c)
         c.post(f"{BASE}/plans", json=plan_body("pro", storage), headers=admin)
         cheap = plan_body("lite", storage, amount_cents=0)
         cheap["plan"]["charges"].append({"billable_metric_id": calls, "charge_model": "standard",

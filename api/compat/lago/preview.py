@@ -26,17 +26,18 @@ from starlette.concurrency import run_in_threadpool
 
 from meterstream.api.body import decode_json, read_body
 from meterstream.api.compat.lago import models as m
+from meterstream.api.compat.lago.entity_routes import customer_subscription
 from meterstream.api.compat.lago.invoices import InvoiceOut, _invalid, _json, stored_invoice_object
 from meterstream.api.compat.lago.responses import error_body
 from meterstream.api.compat.lago.routes import AUTH, PREFIX, TAG, Read, _compat
-from meterstream.api.compat.lago.subscriptions import status_of
+from meterstream.api.compat.lago.subscriptions import LagoNotFound, status_of
 from meterstream.api.errors import ApiError
 from meterstream.api.queries import ClickHouseUnavailable
 from meterstream.entities import invoices
 from meterstream.entities.common import Invalid, NotFound
 from meterstream.entities.customers import get_customer_doc
 from meterstream.entities.invoice_rules import DRAFT, to_minor
-from meterstream.entities.subscriptions import get_subscription, list_subscriptions
+from meterstream.entities.subscriptions import list_subscriptions
 from meterstream.invoice_emitter.issue import Issuing, issue_draft
 from meterstream.invoice_emitter.store_terms import with_store_terms
 from meterstream.schemas.invoice import InvoiceDoc, encode
@@ -56,14 +57,8 @@ _SUBSCRIPTIONS_NOT_YET = {
 }
 
 
-class PreviewNotFound(LookupError):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
 def subscription_to_preview(sf: Any, tenant: str, body: Any, now: datetime) -> tuple[str, str]:
-    """(customer, subscription external id) the preview body names; Invalid naming the field, PreviewNotFound."""
+    """(customer, subscription external id) the preview body names; Invalid naming the field, LagoNotFound."""
     if not isinstance(body, dict):
         raise Invalid("customer", "the body must be a JSON object with customer and subscriptions")
     for name, reason in _NOT_YET.items():
@@ -83,7 +78,7 @@ def subscription_to_preview(sf: Any, tenant: str, body: Any, now: datetime) -> t
     try:
         get_customer_doc(sf, tenant, external_id)
     except NotFound:
-        raise PreviewNotFound("customer_not_found") from None
+        raise LagoNotFound("customer_not_found", f"customer {external_id!r} not found") from None
     ids = subscriptions.get("external_ids")
     if ids is None:
         active = [s.external_id for s in list_subscriptions(sf, tenant, external_id) if status_of(s, now) == "active"]
@@ -96,12 +91,7 @@ def subscription_to_preview(sf: Any, tenant: str, body: Any, now: datetime) -> t
     if len(ids) > 1:
         raise Invalid("subscriptions.external_ids", "one subscription per preview (several on one invoice are not "
                       "supported yet)")  # fmt: skip
-    try:
-        sub = get_subscription(sf, tenant, ids[0])
-    except NotFound:
-        sub = None
-    if sub is None or sub.customer != external_id:
-        raise PreviewNotFound("subscription_not_found")
+    _customer, sub = customer_subscription(sf, tenant, external_id, ids[0])
     return external_id, sub.external_id
 
 
@@ -152,7 +142,7 @@ async def preview_route(request: Request, principal: Read) -> Response:
 
     try:
         invoice = await run_in_threadpool(run)
-    except PreviewNotFound as exc:
+    except LagoNotFound as exc:
         return _json(error_body(404, exc.code), 404)
     except Invalid as exc:
         return _invalid(exc.field or "base", getattr(exc, "reason", None) or str(exc))

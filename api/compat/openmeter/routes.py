@@ -85,6 +85,7 @@ def render_problem(request: Request, err: ApiError) -> Response:
     problems = getattr(err, "problems", None)
     if problems:
         extensions["validationErrors"] = problems
+    extensions.update(getattr(err, "extensions", None) or {})  # e.g. a 409's conflictingEntityId
     body["extensions"] = extensions
     return Response(orjson.dumps(body), err.status, err.headers, media_type=PROBLEM)
 
@@ -486,4 +487,7 @@ def mount(app: FastAPI) -> None:
     """Mounted by api/app.py's create_app: the service on app.state, the routes, RFC 7807 errors."""
     app.state.openmeter = OpenMeterService(app.state)
     app.include_router(router)
+    from . import entitlements  # its routes import this module's helpers
+
+    entitlements.mount(app)
     register_error_format(app, PREFIX, render_problem)

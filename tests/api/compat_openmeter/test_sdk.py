@@ -7,36 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 
 import openmeter
 import orjson
 import pytest
 from api_helpers import topic_messages
 from corehttp.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-from served_app import serve
-
-from meterstream.aggregation.ddl import create_schema
-from meterstream.api.app import create_app
+from om_rows import put_rows
 
 pytestmark = pytest.mark.kafka
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=10)
-
-
-@pytest.fixture
-def om(api_settings, chdb_client):
-    db = f"om_sdk_{uuid.uuid4().hex[:8]}"
-    create_schema(chdb_client, db)
-    settings = api_settings.model_copy(update={"clickhouse_database": db})
-    app = create_app(settings, clickhouse_client=chdb_client)
-    keys = app.state.keys
-    tokens = {role: keys.create("acme", role, f"sdk {role}")[1] for role in ("admin", "ingest", "read")}
-    with serve(app) as base:
-        clients = {role: openmeter.Client(endpoint=f"{base}/compat/openmeter", token=t) for role, t in tokens.items()}
-        yield {"base": base, "settings": settings, "app": app, "db": db, "chdb": chdb_client, **clients}
-        for c in clients.values():
-            c.close()
-    app.state.ingest.close()
 
 
 def cloud(i, *, type_="prompt", subject="user-1", source="app", time=NOW, **data):
@@ -179,23 +159,12 @@ def test_subjects_and_customers_attribute_usage(om):
     assert keyed == [(b"acme/acme-corp", "acme-corp", "user-2"), (b"acme/user-9", "user-9", "user-9")]
 
 
-def _put_rows(om, rows):
-    fields = ["tenant", "id", "customer", "subject", "meter", "time", "period", "quantity", "amount", "cumulative",
-              "currency", "plan", "line", "dimensions", "source", "src_partition", "src_offset"]  # fmt: skip
-    body = b"\n".join(
-        orjson.dumps({"tenant": "acme", "period": r["time"][:7], "amount": "0", "cumulative": "0", "currency": "USD",
-                      "plan": "p", "line": r["meter"], "source": "app", "src_partition": 0, "src_offset": 0, **r})
-        for r in rows
-    )  # fmt: skip
-    om["chdb"].raw_insert(f"{om['db']}.rated_usage", fields, body, fmt="JSONEachRow")
-
-
 def test_meter_queries_json_and_csv_through_the_sdk(om):
     admin, reader = om["admin"], om["read"]
     admin.meters.create({"slug": "tokens", "eventType": "prompt", "aggregation": "SUM", "valueProperty": "$.tokens",
                          "groupBy": {"model": "$.model"}})  # fmt: skip
     c = admin.customers.create({"name": "ACME", "key": "acme-corp", "usageAttribution": {"subjectKeys": ["u1"]}})
-    _put_rows(om, [
+    put_rows(om, [
         {"id": "r1", "meter": "tokens", "customer": "acme-corp", "subject": "u1", "quantity": "10",
          "time": "2026-11-02T10:05:00.000Z", "dimensions": {"model": "a"}},
         {"id": "r2", "meter": "tokens", "customer": "acme-corp", "subject": "u1", "quantity": "5",

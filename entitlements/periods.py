@@ -1,0 +1,126 @@
+"""Usage periods and grant expirations of entitlements, as OpenMeter computes them (pure).
+
+An interval is `(count, unit)` with unit `hour`, `day`, `week`, `month` or `year`, written `DAY`, `WEEK`, `MONTH`,
+`YEAR` or an ISO 8601 duration of one component (`PT6H`, `P2D`, `P2W`, `P3M`, `P1Y`). Two kinds of arithmetic, as
+OpenMeter has them:
+
+- **usage period boundaries** are `anchor + n·interval` for every integer n, each computed from the anchor (never
+  chained), months and years with the day **clamped** to the month's last day (anchor Jan 31: Feb 28 or 29, Mar 31,
+  Apr 30...); a period is `[from, to)`;
+- **grant expirations** are `effectiveAt + count·unit` with the overflow **carried** into the next month, as Go's
+  `time.AddDate` does (Jan 31 + 1 MONTH = Mar 3, or Mar 2 in a leap year).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import UTC, datetime, timedelta
+
+Interval = tuple[int, str]  # (count, unit)
+
+_NAMES = {"DAY": (1, "day"), "WEEK": (1, "week"), "MONTH": (1, "month"), "YEAR": (1, "year")}
+_ISO = re.compile(r"P(?:(\d{1,4})([DWMY])|T(\d{1,5})H)")
+_ISO_UNIT = {"D": "day", "W": "week", "M": "month", "Y": "year"}
+_UNIT_ISO = {"day": "D", "week": "W", "month": "M", "year": "Y"}
+_FIXED = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+DURATIONS = ("HOUR", "DAY", "WEEK", "MONTH", "YEAR")  # a grant expiration's units
+
+
+def parse_interval(text: str) -> Interval:
+    """`DAY`/`WEEK`/`MONTH`/`YEAR` or a one-component ISO 8601 duration of at least one hour; ValueError otherwise."""
+    named = _NAMES.get(text)
+    if named is not None:
+        return named
+    m = _ISO.fullmatch(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not DAY, WEEK, MONTH, YEAR or an ISO 8601 duration such as PT6H, P2W or P3M")
+    count, unit = (int(m.group(1)), _ISO_UNIT[m.group(2)]) if m.group(1) else (int(m.group(3)), "hour")
+    if count < 1:
+        raise ValueError(f"{text!r}: the interval must be at least one hour")
+    return count, unit
+
+
+def interval_name(interval: Interval) -> str:
+    """OpenMeter's `interval`: the name when it is one day, week, month or year, else the ISO duration."""
+    for name, value in _NAMES.items():
+        if value == interval:
+            return name
+    return interval_iso(interval)
+
+
+def interval_iso(interval: Interval) -> str:
+    count, unit = interval
+    return f"PT{count}H" if unit == "hour" else f"P{count}{_UNIT_ISO[unit]}"
+
+
+def _clamped_months(anchor: datetime, months: int) -> datetime:
+    year, month0 = divmod(anchor.month - 1 + months, 12)
+    year += anchor.year
+    day = min(anchor.day, calendar.monthrange(year, month0 + 1)[1])
+    return anchor.replace(year=year, month=month0 + 1, day=day)
+
+
+def boundary(anchor: datetime, interval: Interval, n: int) -> datetime:
+    """The n-th period boundary from the anchor (n may be negative): `anchor + n·interval`, months clamped."""
+    count, unit = interval
+    if unit in _FIXED:
+        return anchor + _FIXED[unit] * (count * n)
+    return _clamped_months(anchor, count * n * (12 if unit == "year" else 1))
+
+
+def period_at(anchor: datetime, interval: Interval, at: datetime) -> tuple[datetime, datetime]:
+    """The usage period `[from, to)` that holds `at`."""
+    count, unit = interval
+    if unit in _FIXED:
+        n = (at - anchor) // (_FIXED[unit] * count)
+    else:
+        months = (at.year - anchor.year) * 12 + at.month - anchor.month
+        n = months // (count * (12 if unit == "year" else 1))
+    while boundary(anchor, interval, n) > at:
+        n -= 1
+    while boundary(anchor, interval, n + 1) <= at:
+        n += 1
+    return boundary(anchor, interval, n), boundary(anchor, interval, n + 1)
+
+
+def periods_between(
+    anchor: datetime, interval: Interval, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The usage periods from the one holding `start` to the one holding `end`, the first cut to begin at `start`."""
+    to = period_at(anchor, interval, start)[1]
+    out = [(start, to)]
+    while to <= end:
+        nxt = period_at(anchor, interval, to)
+        out.append(nxt)
+        to = nxt[1]
+    return out
+
+
+def expires_at(effective_at: datetime, duration: str, count: int) -> datetime:
+    """`effectiveAt + count·duration` as Go's `AddDate` computes it (a day past the month's end carries over)."""
+    if duration == "HOUR":
+        return effective_at + timedelta(hours=count)
+    if duration in ("DAY", "WEEK"):
+        return effective_at + timedelta(days=count * (7 if duration == "WEEK" else 1))
+    months = count * (12 if duration == "YEAR" else 1)
+    year, month0 = divmod(effective_at.month - 1 + months, 12)
+    first = effective_at.replace(year=effective_at.year + year, month=month0 + 1, day=1)
+    return first + timedelta(days=effective_at.day - 1)
+
+
+def minute(at: datetime) -> datetime:
+    """`at` in UTC truncated to the minute (OpenMeter truncates anchors, grant times and resets)."""
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def minute_up(at: datetime) -> datetime:
+    """`at` in UTC rounded up to the next full minute (a value is computed as of that minute)."""
+    down = minute(at)
+    return down if down == at else down + timedelta(minutes=1)
+
+
+__all__ = [
+    "DURATIONS", "Interval", "boundary", "expires_at", "interval_iso", "interval_name", "minute", "minute_up",
+    "parse_interval", "period_at", "periods_between",
+]  # fmt: skip

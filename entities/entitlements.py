@@ -6,6 +6,8 @@
 - An **entitlement** gives one customer one feature: `metered` (usage of the feature's meter burns the entitlement's
   grants, per usage period), `boolean` (access) or `static` (access with a JSON configuration). A customer has at
   most one active (not deleted) entitlement per feature key; deleting one keeps its row (`deleted_at`).
+- A **reset** starts a new usage period of a metered entitlement at a minute (anchored there, or keeping the
+  anchor), rolling its grants over as the automatic resets do.
 - A **grant** is an amount of a metered entitlement's usage, effective from a minute, optionally expiring,
   recurring, and rolling over at resets within its limits; voiding one ends it at a minute (what it covered stays).
 
@@ -15,6 +17,7 @@ the usage in ClickHouse (entitlements/burndown.py, api/compat/openmeter/entitlem
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,7 +29,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
 from meterstream.entities.db import Base
 from meterstream.entitlements.burndown import Grant
-from meterstream.entitlements.periods import Interval, interval_iso, parse_interval
+from meterstream.entitlements.periods import Interval, Timeline, interval_iso, parse_interval
 
 TYPES = ("metered", "boolean", "static")
 
@@ -109,6 +112,26 @@ class GrantRow(Base):
     voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class ResetRow(Base):
+    __tablename__ = "entitlement_resets"
+    __table_args__ = (Index("ix_entitlement_resets_entitlement", "tenant", "entitlement_id"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    entitlement_id: Mapped[str] = mapped_column(String(26))
+    reset_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    anchor: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # of the periods from this reset on
+    preserve_overage: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Reset:
+    at: datetime
+    anchor: datetime
+    preserve_overage: bool
+
+
 @dataclass(frozen=True)
 class Feature:
     id: str
@@ -154,6 +177,14 @@ class Entitlement(EntitlementCreate):
 
     def active_at(self, t: datetime) -> bool:
         return self.created_at <= t and (self.deleted_at is None or t < self.deleted_at)
+
+    def timeline(self, resets: Sequence[Reset] = ()) -> Timeline | None:
+        """Its usage periods, from `measureUsageFrom` and each reset (None without a usage period)."""
+        if self.usage_interval is None or self.usage_anchor is None:
+            return None
+        start = self.measure_usage_from or self.created_at
+        segments = [(start, self.usage_anchor), *((r.at, r.anchor) for r in sorted(resets, key=lambda r: r.at))]
+        return Timeline(self.usage_interval, tuple(segments))
 
 
 @dataclass(frozen=True)
@@ -370,6 +401,24 @@ class EntitlementRepository:
             stmt = stmt.where(GrantRow.entitlement_id.in_(entitlement_ids))
         with self._sessions() as s:
             return [_grant(r) for r in s.scalars(stmt.order_by(GrantRow.created_at, GrantRow.id))]
+
+    def resets(self, tenant: str, entitlement_id: str) -> list[Reset]:
+        stmt = select(ResetRow).where(ResetRow.tenant == tenant, ResetRow.entitlement_id == entitlement_id)
+        with self._sessions() as s:
+            return [Reset(aware(r.reset_at), aware(r.anchor), bool(r.preserve_overage))  # type: ignore[arg-type]
+                    for r in s.scalars(stmt.order_by(ResetRow.reset_at))]  # fmt: skip
+
+    def add_reset(self, tenant: str, entitlement_id: str, reset: Reset) -> None:
+        """Record a usage reset; Invalid when another reset of the entitlement is at or after its minute."""
+        with self._sessions.begin() as s:
+            last = s.scalar(select(ResetRow.reset_at).where(ResetRow.tenant == tenant,
+                                                            ResetRow.entitlement_id == entitlement_id)
+                            .order_by(ResetRow.reset_at.desc()).limit(1))  # fmt: skip
+            if last is not None and aware(last) >= reset.at:  # type: ignore[operator]
+                raise Invalid("effectiveAt", "must be after the entitlement's last reset")
+            s.add(ResetRow(id=new_ulid(), tenant=tenant, entitlement_id=entitlement_id, reset_at=reset.at,
+                           anchor=reset.anchor, preserve_overage=reset.preserve_overage,
+                           created_at=datetime.now(UTC)))  # fmt: skip
 
     def void_grant(self, tenant: str, grant_id: str, at: datetime) -> StoredGrant:
         with self._sessions.begin() as s:

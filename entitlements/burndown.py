@@ -21,13 +21,13 @@ Exact: Decimal amounts, only additions, subtractions and comparisons (no roundin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
-from meterstream.entitlements.periods import Interval, period_at
+from meterstream.entitlements.periods import Interval, Timeline, period_at
 
 ZERO = Decimal(0)
 _INSTANT = timedelta(microseconds=1)
@@ -96,9 +96,11 @@ def value_at(
     usage: Usage,
     at: datetime,
     preserve_overage: bool = False,
+    resets: Mapping[datetime, bool] | None = None,
 ) -> Value:
     """The entitlement's value at `at`: `periods` are its usage periods in order, from the first that must be
-    computed (the caller starts where no balance can carry over from before) to the one holding `at`."""
+    computed (the caller starts where no balance can carry over from before) to the one holding `at`; `resets` maps
+    the manual resets among their starts to whether each carries the overage (else `preserve_overage` decides)."""
     ordered = sorted(grants, key=Grant.order)
     balances: dict[str, Decimal] = {}
     overage = ZERO
@@ -108,7 +110,7 @@ def value_at(
         if i:  # the automatic reset at the period's start (a grant that starts right then is not rolled: it activates)
             kept = [g for g in ordered if g.active_at(start) and g.effective_at < start]
             balances = {g.id: g.rolled_over(balances.get(g.id, ZERO)) for g in kept}
-            if preserve_overage and overage:
+            if (resets or {}).get(start, preserve_overage) and overage:
                 overage = _burn(ordered, balances, overage, start)[0]
             else:
                 overage = ZERO
@@ -156,21 +158,22 @@ def _burn(
     return amount, burnt
 
 
-def first_period_start(
-    anchor: datetime, interval: Interval, measure_from: datetime, grants: Sequence[Grant], at: datetime,
-    preserve_overage: bool,
-) -> datetime:  # fmt: skip
-    """Where the computation of the value at `at` must begin (never before `measure_from`): the current period's
+def first_period_start(timeline: Timeline, grants: Sequence[Grant], at: datetime, preserve_overage: bool) -> datetime:
+    """Where the computation of the value at `at` must begin (never before the timeline's start): the current period's
     start, or earlier as long as a grant active at the start began before it (its balance rolled over at the resets
-    since, and depends on the grants and usage of those periods); `measure_from` when the overage is preserved."""
-    start = max(period_at(anchor, interval, at)[0], measure_from)
+    since, and depends on the grants and usage of those periods); the timeline's start when the overage is carried
+    across resets."""
+    measure_from = timeline.start
     if preserve_overage:
         return measure_from
+    start = timeline.period_at(at)[0]
     while True:
         earliest = min((g.effective_at for g in grants if g.active_at(start) and g.effective_at < start), default=None)
-        if earliest is None or earliest <= measure_from:
-            return start if earliest is None else measure_from
-        start = max(period_at(anchor, interval, earliest)[0], measure_from)
+        if earliest is None:
+            return start
+        if earliest <= measure_from:
+            return measure_from
+        start = timeline.period_at(earliest)[0]
 
 
 __all__ = ["Grant", "Usage", "Value", "first_period_start", "value_at"]

@@ -7,6 +7,7 @@ OpenMeter has them:
 - **usage period boundaries** are `anchor + n·interval` for every integer n, each computed from the anchor (never
   chained), months and years with the day **clamped** to the month's last day (anchor Jan 31: Feb 28 or 29, Mar 31,
   Apr 30...); a period is `[from, to)`;
+- **resets** (`Timeline`) start a new period at their minute, anchored there unless they keep the anchor;
 - **grant expirations** are `effectiveAt + count·unit` with the overflow **carried** into the next month, as Go's
   `time.AddDate` does (Jan 31 + 1 MONTH = Mar 3, or Mar 2 in a leap year).
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import calendar
 import re
+from bisect import bisect_right
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 Interval = tuple[int, str]  # (count, unit)
@@ -97,6 +100,48 @@ def periods_between(
     return out
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """An entitlement's usage periods: from `measureUsageFrom` with its anchor, then from each reset with the anchor
+    that reset set (its own time, or the one before when it kept the anchor). A reset starts a new period at once; the
+    period that held it ends there."""
+
+    interval: Interval
+    segments: tuple[tuple[datetime, datetime], ...]  # (start, anchor), in time order; the first starts measuring
+
+    @property
+    def start(self) -> datetime:
+        return self.segments[0][0]
+
+    @property
+    def last_reset(self) -> datetime:
+        """The start of the last segment: the last reset, else the start of measuring (OpenMeter's `lastReset`)."""
+        return self.segments[-1][0]
+
+    def period_at(self, at: datetime) -> tuple[datetime, datetime]:
+        """The usage period `[from, to)` that holds `at` (before the start of measuring: the first one)."""
+        i = max(bisect_right([s for s, _ in self.segments], at) - 1, 0)
+        seg_start, anchor = self.segments[i]
+        begin, end = period_at(anchor, self.interval, max(at, seg_start))
+        if i + 1 < len(self.segments):
+            end = min(end, self.segments[i + 1][0])
+        return max(begin, seg_start), end
+
+    def periods_between(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+        """The periods from the one holding `start` to the one holding `end`, the first cut to begin at `start`."""
+        to = self.period_at(start)[1]
+        out = [(start, to)]
+        while to <= end:
+            nxt = self.period_at(to)
+            out.append(nxt)
+            to = nxt[1]
+        return out
+
+    def resets(self) -> tuple[datetime, ...]:
+        """The times of the resets (the segments' starts after the first)."""
+        return tuple(s for s, _ in self.segments[1:])
+
+
 def expires_at(effective_at: datetime, duration: str, count: int) -> datetime:
     """`effectiveAt + count·duration` as Go's `AddDate` computes it (a day past the month's end carries over)."""
     if duration == "HOUR":
@@ -121,6 +166,16 @@ def minute_up(at: datetime) -> datetime:
 
 
 __all__ = [
-    "DURATIONS", "Interval", "boundary", "expires_at", "interval_iso", "interval_name", "minute", "minute_up",
-    "parse_interval", "period_at", "periods_between",
+    "DURATIONS",
+    "Interval",
+    "Timeline",
+    "boundary",
+    "expires_at",
+    "interval_iso",
+    "interval_name",
+    "minute",
+    "minute_up",
+    "parse_interval",
+    "period_at",
+    "periods_between",
 ]  # fmt: skip

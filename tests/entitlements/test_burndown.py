@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from meterstream.entitlements.burndown import Grant, first_period_start, value_at
-from meterstream.entitlements.periods import periods_between
+from meterstream.entitlements.periods import Timeline, periods_between
 
 D = Decimal
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -122,15 +122,17 @@ def test_a_recurring_grant_goes_back_to_its_amount():
 
 def test_where_the_computation_must_start():
     at = datetime(2026, 3, 10, tzinfo=UTC)
+    monthly = Timeline(MONTH, ((T0, T0),))
     fresh = grant("N", 5, effective_at=datetime(2026, 3, 2, tzinfo=UTC))
-    assert first_period_start(T0, MONTH, T0, [fresh], at, False) == datetime(2026, 3, 1, tzinfo=UTC)
+    assert first_period_start(monthly, [fresh], at, False) == datetime(2026, 3, 1, tzinfo=UTC)
     rolled = grant("R", 5, effective_at=datetime(2026, 2, 3, tzinfo=UTC))  # active on March 1: February counts
-    assert first_period_start(T0, MONTH, T0, [rolled], at, False) == datetime(2026, 2, 1, tzinfo=UTC)
+    assert first_period_start(monthly, [rolled], at, False) == datetime(2026, 2, 1, tzinfo=UTC)
     # a grant active on February 1 that began in January: back to January (its measure start)
     older = grant("O", 5, effective_at=datetime(2026, 1, 20, tzinfo=UTC))
     measure = datetime(2026, 1, 15, tzinfo=UTC)
-    assert first_period_start(T0, MONTH, measure, [rolled, older], at, False) == measure
-    assert first_period_start(T0, MONTH, measure, [fresh], at, True) == measure
+    late_start = Timeline(MONTH, ((measure, T0),))
+    assert first_period_start(late_start, [rolled, older], at, False) == measure
+    assert first_period_start(late_start, [fresh], at, True) == measure
 
 
 def test_usage_before_the_measuring_start_is_not_counted():
@@ -151,3 +153,18 @@ def test_a_grant_effective_at_the_very_time_pays_the_overage():
     # 10 at 1:00, all used by the 25 (15 over); back to 10 at 2:00, the very time, which pays 10 of the 15
     v = value([recurring], events, T0 + timedelta(hours=2))
     assert (v.balance, v.overage) == (D(0), D(5))
+
+
+def test_a_manual_reset_starts_a_period_and_rolls_over():
+    # monthly from January 1; reset on January 20 at noon (anchor there): 60 of 100 used before it, 30 after
+    reset = datetime(2026, 1, 20, 12, tzinfo=UTC)
+    timeline = Timeline(MONTH, ((T0, T0), (reset, reset)))
+    g = grant("G", 100, max_rollover=D(25))
+    events = [(T0 + timedelta(days=2), 60), (reset + timedelta(hours=1), 30)]
+    at = reset + timedelta(days=1)
+    v = value_at([g], timeline.periods_between(T0, at), usage_of(events), at, False, {reset: False})
+    # at the reset: min(25, max(0, 40)) = 25; then 30 used: 0 left, 5 over; the period is the reset's
+    assert (v.balance, v.usage, v.overage) == (D(0), D(30), D(5))
+    assert v.period == (reset, datetime(2026, 2, 20, 12, tzinfo=UTC))
+    assert timeline.period_at(T0 + timedelta(days=3)) == (T0, reset)  # the period before ends at the reset
+    assert timeline.last_reset == reset

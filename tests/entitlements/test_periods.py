@@ -62,3 +62,16 @@ def test_intervals_by_name_and_iso_duration():
 def test_minute_rounding_up():
     assert minute_up(at(2026, 1, 1, 10, 0, 0)) == at(2026, 1, 1, 10, 0)
     assert minute_up(datetime(2026, 1, 1, 10, 0, 1, tzinfo=UTC)) == at(2026, 1, 1, 10, 1)
+
+
+def test_a_timeline_with_resets_that_keep_or_move_the_anchor():
+    from meterstream.entitlements.periods import Timeline
+
+    t = Timeline((1, "month"), ((at(2026, 1, 10), at(2026, 1, 1)), (at(2026, 2, 15), at(2026, 2, 15)),
+                                (at(2026, 3, 20), at(2026, 2, 15))))  # fmt: skip
+    assert t.period_at(at(2026, 1, 12)) == (at(2026, 1, 10), at(2026, 2, 1))  # measuring began on the 10th
+    assert t.period_at(at(2026, 2, 10)) == (at(2026, 2, 1), at(2026, 2, 15))  # cut by the reset
+    assert t.period_at(at(2026, 3, 1)) == (at(2026, 2, 15), at(2026, 3, 15))  # anchored at the reset
+    assert t.period_at(at(2026, 3, 18)) == (at(2026, 3, 15), at(2026, 3, 20))
+    assert t.period_at(at(2026, 4, 1)) == (at(2026, 3, 20), at(2026, 4, 15))  # the last reset kept the anchor
+    assert t.resets() == (at(2026, 2, 15), at(2026, 3, 20)) and t.last_reset == at(2026, 3, 20)

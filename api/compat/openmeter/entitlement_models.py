@@ -3,13 +3,14 @@ rendered from the entities (entities/entitlements.py). Field names as OpenMeter'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from meterstream.entities.entitlements import Entitlement, Feature, StoredGrant
+from meterstream.entities.entitlements import Entitlement, Feature, Reset, StoredGrant
 from meterstream.entitlements.periods import interval_iso, interval_name, period_at
 
 from .models import json_number
@@ -47,6 +48,12 @@ class ExpirationIn(_In):
 class RecurrenceIn(_In):
     interval: str = Field(min_length=1, max_length=16)
     anchor: AwareDatetime | None = None
+
+
+class ResetIn(_In):
+    effective_at: AwareDatetime | None = Field(None, alias="effectiveAt")
+    retain_anchor: bool = Field(False, alias="retainAnchor")
+    preserve_overage: bool | None = Field(None, alias="preserveOverage")
 
 
 class GrantIn(_In):
@@ -95,17 +102,15 @@ def feature_json(f: Feature) -> dict[str, Any]:
     })  # fmt: skip
 
 
-def current_period(e: Entitlement, now: datetime) -> tuple[datetime, datetime] | None:
-    """The usage period holding `now` (the first one begins at `measureUsageFrom`)."""
-    if e.usage_interval is None or e.usage_anchor is None:
-        return None
-    start = e.measure_usage_from or e.created_at
-    at = max(now, start)
-    begin, end = period_at(e.usage_anchor, e.usage_interval, at)
-    return max(begin, start), end
+def current_period(e: Entitlement, now: datetime, resets: Sequence[Reset] = ()) -> tuple[datetime, datetime] | None:
+    """The usage period holding `now` (the first one begins at `measureUsageFrom`, each reset begins one)."""
+    timeline = e.timeline(resets)
+    return None if timeline is None else timeline.period_at(now)
 
 
-def entitlement_json(e: Entitlement, customer_key: str | None, now: datetime) -> dict[str, Any]:
+def entitlement_json(
+    e: Entitlement, customer_key: str | None, now: datetime, resets: Sequence[Reset] = ()
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": e.type, "id": e.id, "featureKey": e.feature_key, "featureId": e.feature_id,
         "customerId": e.customer_id, "customerKey": customer_key, "metadata": e.metadata,
@@ -115,12 +120,12 @@ def entitlement_json(e: Entitlement, customer_key: str | None, now: datetime) ->
     if e.usage_interval is not None and e.usage_anchor is not None:
         body["usagePeriod"] = {"interval": interval_name(e.usage_interval), "anchor": _t(e.usage_anchor),
                                "intervalISO": interval_iso(e.usage_interval)}  # fmt: skip
-        period = current_period(e, now)
+        period = current_period(e, now, resets)
         if period is not None:
             body["currentUsagePeriod"] = {"from": _t(period[0]), "to": _t(period[1])}
     if e.type == "metered":
         body["measureUsageFrom"] = _t(e.measure_usage_from)
-        body["lastReset"] = _t(e.measure_usage_from)  # no reset is recorded here (docs/entitlements.md)
+        body["lastReset"] = _t(max([e.measure_usage_from, *(r.at for r in resets)]))  # type: ignore[type-var]
         body["isSoftLimit"] = e.is_soft_limit
         body["preserveOverageAtReset"] = e.preserve_overage
         if e.issue_amount is not None:
@@ -158,6 +163,6 @@ def paginated(items: list[Any], page: int, page_size: int) -> dict[str, Any]:
 
 
 __all__ = [
-    "EntitlementIn", "FeatureIn", "GrantIn", "current_period", "entitlement_json", "feature_json", "grant_json",
-    "paginated",
+    "EntitlementIn", "FeatureIn", "GrantIn", "ResetIn", "current_period", "entitlement_json", "feature_json",
+    "grant_json", "paginated",
 ]  # fmt: skip

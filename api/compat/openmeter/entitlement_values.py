@@ -13,7 +13,7 @@ from meterstream.entities.customers import Customer
 from meterstream.entities.entitlements import Entitlement, Feature
 from meterstream.entities.meters import Meter
 from meterstream.entitlements.burndown import Value, first_period_start, value_at
-from meterstream.entitlements.periods import minute_up, periods_between
+from meterstream.entitlements.periods import minute_up
 
 from . import query as meter_query
 from .models import json_number
@@ -43,21 +43,23 @@ def metered_value(
     service: Any, tenant: str, customer: Customer, e: Entitlement, feature: Feature, meter: Meter, at: datetime
 ) -> Value:
     """The burn-down of the entitlement's grants as of `at` (rounded up to the minute, as OpenMeter does)."""
-    assert e.usage_interval is not None and e.usage_anchor is not None and e.measure_usage_from is not None
+    resets = service.entitlements.resets(tenant, e.id)
+    timeline = e.timeline(resets)
+    assert timeline is not None
     t = minute_up(at)
     grants = [g.grant for g in service.entitlements.grants(tenant, (e.id,))]
-    measure_from = e.measure_usage_from
-    if t < measure_from:  # nothing measured yet: what the grants active then hold
+    carried = {r.at: r.preserve_overage for r in resets}
+    if t < timeline.start:  # nothing measured yet: what the grants active then hold
         start = t
     else:
-        start = first_period_start(e.usage_anchor, e.usage_interval, measure_from, grants, t, e.preserve_overage)
+        preserving = e.preserve_overage or any(carried.values())
+        start = first_period_start(timeline, grants, t, preserving)
     minutes, values = minute_usage(service, tenant, customer, feature, meter, start, t)
 
     def usage(p0: datetime, p1: datetime) -> Decimal:
         return sum(values[bisect_left(minutes, p0) : bisect_left(minutes, p1)], ZERO)
 
-    periods = periods_between(e.usage_anchor, e.usage_interval, start, t)
-    return value_at(grants, periods, usage, t, e.preserve_overage)
+    return value_at(grants, timeline.periods_between(start, t), usage, t, e.preserve_overage, carried)
 
 
 def value_json(e: Entitlement | None, value: Value | None, v2: bool) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 The SDK calls answered: `features.create/list/get/delete`; `customer_entitlements_v2.post/list/get/delete`;
 `customer_entitlement_v2.create_customer_entitlement_grant/get_grants/get_customer_entitlement_value`;
 `customer_entitlement.get_customer_entitlement_value` (v1); `customer.get_customer_access`;
-`entitlements_v2.list/get`; `grants.delete` (void). Not answered (404): history, reset, override, the v1
-subject-scoped entitlement and grant paths.
+`customer_entitlement_v2.reset_customer_entitlement`; `entitlements_v2.list/get`; `grants.delete` (void). Not
+answered (404): history, override, the v1 subject-scoped entitlement and grant paths.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from meterstream.entities.entitlements import (
     EntitlementRepository,
     Feature,
     GrantCreate,
+    Reset,
 )
 from meterstream.entitlements.periods import expires_at, minute, parse_interval, period_at
 
@@ -34,6 +35,7 @@ from .entitlement_models import (
     EntitlementIn,
     FeatureIn,
     GrantIn,
+    ResetIn,
     current_period,
     entitlement_json,
     feature_json,
@@ -231,7 +233,7 @@ async def create_entitlement(request: Request, principal: Admin, customerIdOrKey
         return e, customer
 
     e, customer = await _call(_create)
-    return _json(entitlement_json(e, customer.key, now_utc()), 201)
+    return _json(entitlement_json(e, customer.key, now_utc()), 201)  # no reset yet
 
 
 @v2.get("/customers/{customerIdOrKey}/entitlements", responses=_ERRORS, summary="List a customer's entitlements")
@@ -245,9 +247,15 @@ async def list_customer_entitlements(
         customer = service.customers.get(principal.tenant, customerIdOrKey)
         now = now_utc()
         found = service.entitlements.entitlements(principal.tenant, (customer.id,), include_deleted=include_deleted)
-        return [entitlement_json(e, customer.key, now) for e in found]
+        return [_render(service, principal.tenant, e, customer.key, now) for e in found]
 
     return _json(paginated(await _call(_list), page, page_size))
+
+
+def _render(service: Any, tenant: str, e: Entitlement, customer_key: str | None, now: datetime) -> dict[str, Any]:
+    """An entitlement's JSON, its current usage period and last reset from its recorded resets."""
+    resets = service.entitlements.resets(tenant, e.id) if e.type == "metered" else []
+    return entitlement_json(e, customer_key, now, resets)
 
 
 def _customer_entitlement(service: Any, tenant: str, customer_id_or_key: str, id_or_key: str) -> tuple:
@@ -260,9 +268,13 @@ def _customer_entitlement(service: Any, tenant: str, customer_id_or_key: str, id
 async def get_customer_entitlement(
     request: Request, principal: Reader, customerIdOrKey: str, entitlementIdOrFeatureKey: str
 ) -> Response:
-    customer, e = await _call(_customer_entitlement, _service(request), principal.tenant, customerIdOrKey,
-                              entitlementIdOrFeatureKey)  # fmt: skip
-    return _json(entitlement_json(e, customer.key, now_utc()))
+    service = _service(request)
+
+    def _get() -> dict[str, Any]:
+        customer, e = _customer_entitlement(service, principal.tenant, customerIdOrKey, entitlementIdOrFeatureKey)
+        return _render(service, principal.tenant, e, customer.key, now_utc())
+
+    return _json(await _call(_get))
 
 
 @v2.delete("/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}", status_code=204,
@@ -296,7 +308,7 @@ async def create_grant(
             raise NotFound(f"entitlement {entitlementIdOrFeatureKey!r} not found")
         if e.type != "metered":
             raise Invalid("entitlementIdOrFeatureKey", f"grants are for metered entitlements, not {e.type} ones")
-        period = current_period(e, now)
+        period = current_period(e, now, service.entitlements.resets(principal.tenant, e.id))
         grant = _grant_create(body, "", period[0] if period else None)
         return service.entitlements.create_grant(principal.tenant, e.id, grant, now)
 
@@ -318,6 +330,40 @@ async def list_grants(
         return [grant_json(g, now) for g in grants if include_deleted or g.grant.voided_at is None]
 
     return _json(paginated(await _call(_list), page, page_size))
+
+
+@v2.post("/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/reset", status_code=204,
+         responses=_ERRORS, summary="Reset a metered entitlement's usage: a new usage period begins")  # fmt: skip
+async def reset_entitlement(
+    request: Request, principal: Admin, customerIdOrKey: str, entitlementIdOrFeatureKey: str
+) -> Response:
+    data = await request.body()
+    body = _parse(ResetIn, await _body(request)) if data.strip() else ResetIn()
+    service = _service(request)
+
+    def _reset() -> None:
+        now = now_utc()
+        _, e = _customer_entitlement(service, principal.tenant, customerIdOrKey, entitlementIdOrFeatureKey)
+        if e.deleted_at is not None:
+            raise NotFound(f"entitlement {entitlementIdOrFeatureKey!r} not found")
+        if e.type != "metered":
+            raise Invalid("entitlementIdOrFeatureKey", f"only metered entitlements are reset, not {e.type} ones")
+        at = minute(body.effective_at or now)
+        if at > now:
+            raise Invalid("effectiveAt", "must not be in the future")
+        resets = service.entitlements.resets(principal.tenant, e.id)
+        timeline = e.timeline(resets)
+        assert timeline is not None
+        if at < timeline.period_at(now)[0]:
+            raise Invalid("effectiveAt", "must not be before the start of the current usage period")
+        if at <= timeline.last_reset:
+            raise Invalid("effectiveAt", "must be after the entitlement's last reset")
+        anchor = timeline.segments[-1][1] if body.retain_anchor else at
+        preserve = e.preserve_overage if body.preserve_overage is None else body.preserve_overage
+        service.entitlements.add_reset(principal.tenant, e.id, Reset(at, anchor, preserve))
+
+    await _call(_reset)
+    return Response(status_code=204)
 
 
 @v1.delete("/grants/{grantId}", status_code=204, responses=_ERRORS, summary="Void a grant")
@@ -416,7 +462,7 @@ async def list_entitlements(
             include_deleted=not exclude_inactive,
         )  # fmt: skip
         keys = _customer_keys(service, principal.tenant, {e.customer_id for e in found})
-        return [entitlement_json(e, keys.get(e.customer_id), now) for e in found]
+        return [_render(service, principal.tenant, e, keys.get(e.customer_id), now) for e in found]
 
     return _json(paginated(await _call(_list), page, page_size))
 
@@ -438,7 +484,7 @@ async def get_entitlement(request: Request, principal: Reader, entitlementId: st
     def _get() -> dict[str, Any]:
         e = service.entitlements.entitlement_by_id(principal.tenant, entitlementId)
         keys = _customer_keys(service, principal.tenant, {e.customer_id})
-        return entitlement_json(e, keys[e.customer_id], now_utc())
+        return _render(service, principal.tenant, e, keys[e.customer_id], now_utc())
 
     return _json(await _call(_get))
 

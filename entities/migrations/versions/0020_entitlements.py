@@ -1,4 +1,4 @@
-"""Features, entitlements and grants (entities/entitlements.py, docs/entitlements.md): OpenMeter's entitlements.
+"""OpenMeter's features, entitlements, grants and usage resets (entities/entitlements.py, docs/entitlements.md).
 
 Revision ID: 0020
 Revises: 0019
@@ -82,9 +82,21 @@ def upgrade() -> None:
         sa.Column("voided_at", _WHEN, nullable=True),
     )
     op.create_index("ix_entitlement_grants_entitlement", "entitlement_grants", ["tenant", "entitlement_id"])
+    op.create_table(
+        "entitlement_resets",
+        sa.Column("id", sa.String(26), primary_key=True),
+        sa.Column("tenant", sa.String(128), nullable=False),
+        sa.Column("entitlement_id", sa.String(26), nullable=False),
+        sa.Column("reset_at", _WHEN, nullable=False),
+        sa.Column("anchor", _WHEN, nullable=False),
+        sa.Column("preserve_overage", sa.Boolean, nullable=False),
+        sa.Column("created_at", _WHEN, nullable=False),
+    )
+    op.create_index("ix_entitlement_resets_entitlement", "entitlement_resets", ["tenant", "entitlement_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("entitlement_resets")
     op.drop_table("entitlement_grants")
     op.drop_table("entitlements")
     op.drop_table("features")

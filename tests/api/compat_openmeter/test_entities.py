@@ -29,7 +29,16 @@ def test_migrated_tables_match_the_models(sessions):
     from meterstream.entities.db import Base
 
     engine = sessions.kw["bind"]
-    names = {"meter_definitions", "subjects", "customers", "customer_subjects"}
+    names = {
+        "meter_definitions",
+        "subjects",
+        "customers",
+        "customer_subjects",
+        "features",
+        "entitlements",
+        "entitlement_grants",
+        "entitlement_resets",
+    }
     assert names <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)

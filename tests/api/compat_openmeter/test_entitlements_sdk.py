@@ -161,3 +161,27 @@ def test_features_are_archived_not_deleted(setup):
         admin.customer_entitlements_v2.post("acme-corp", {"type": "boolean", "featureKey": "gpt_tokens"})
     replaced = admin.features.create({"key": "gpt_tokens", "name": "GPT tokens v2", "meterSlug": "tokens"})
     assert replaced.id != feature.id and reader.features.get("gpt_tokens").id == replaced.id
+
+
+def test_a_reset_starts_a_new_period_and_rolls_the_grants_over(setup):
+    om, _ = setup
+    admin, reader = om["admin"], om["read"]
+    grant = {"amount": 100, "effectiveAt": text(A), "maxRolloverAmount": 30}
+    admin.customer_entitlements_v2.post("acme-corp", {
+        "type": "metered", "featureKey": "gpt_tokens", "usagePeriod": {"interval": "PT6H", "anchor": text(A)},
+        "measureUsageFrom": text(A), "grants": [grant],
+    })  # fmt: skip
+    value = reader.customer_entitlement_v2.get_customer_entitlement_value
+    v = value("acme-corp", "gpt_tokens")  # without a reset: 95 of 100 used
+    assert (v.has_access, v.balance, v.usage, v.overage) == (True, 5, 95, 0)
+    admin.customer_entitlement_v2.reset_customer_entitlement("acme-corp", "gpt_tokens", {"effectiveAt": text(at(75))})
+    # at A+75: 30 + 20 used, 50 left, rolled over min(30, max(0, 50)) = 30; then r4's 45: 0 left, 15 over
+    v = value("acme-corp", "gpt_tokens")
+    assert (v.has_access, v.balance, v.usage, v.overage) == (False, 0, 45, 15)
+    e = reader.customer_entitlements_v2.get("acme-corp", "gpt_tokens")
+    assert (e["lastReset"], e["currentUsagePeriod"]) == (text(at(75)), {"from": text(at(75)), "to": text(at(435))})
+    assert e["usagePeriod"]["anchor"] == text(A)  # the entitlement's own anchor, as OpenMeter reports it
+    with pytest.raises(HttpResponseError) as err:  # a second reset at the same minute
+        admin.customer_entitlement_v2.reset_customer_entitlement("acme-corp", "gpt_tokens",
+                                                                  {"effectiveAt": text(at(75))})  # fmt: skip
+    assert (err.value.status_code, err.value.response.json()["extensions"]["field"]) == (400, "effectiveAt")

@@ -304,12 +304,23 @@ class EntitlementRepository:
     def create_entitlement(
         self, tenant: str, customer_id: str, item: EntitlementCreate, feature: Feature, now: datetime,
         grants: list[GrantCreate] = (),  # type: ignore[assignment]
+        replacing: str | None = None,
     ) -> Entitlement:  # fmt: skip
         """Store an entitlement (and the grants that come with it) in one transaction; EntitlementExists when the
-        customer already has an active entitlement for the feature's key."""
+        customer already has an active entitlement for the feature's key. `replacing` (an override: OpenMeter's)
+        names the customer's active entitlement, by id or feature key, that this one replaces: it is deleted in the
+        same transaction; NotFound when there is none, Invalid when it is of another feature."""
         if item.type not in TYPES:
             raise Invalid("type", f"must be one of {', '.join(TYPES)}")
         with self._sessions.begin() as s:
+            if replacing is not None:
+                old = self._entitlement_row(s, tenant, customer_id, replacing)
+                if old.deleted_at is not None:
+                    raise NotFound(f"entitlement {replacing!r} not found for customer {customer_id}")
+                if old.feature_key != feature.key:
+                    raise Invalid("featureKey", f"an override keeps the feature: {old.feature_key}, not {feature.key}")
+                old.deleted_at = old.updated_at = now
+                s.flush()
             taken = s.scalar(select(EntitlementRow.id).where(
                 EntitlementRow.tenant == tenant, EntitlementRow.customer_id == customer_id,
                 EntitlementRow.feature_key == feature.key, EntitlementRow.deleted_at.is_(None)))  # fmt: skip

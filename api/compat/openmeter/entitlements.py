@@ -3,8 +3,8 @@
 The SDK calls answered: `features.create/list/get/delete`; `customer_entitlements_v2.post/list/get/delete`;
 `customer_entitlement_v2.create_customer_entitlement_grant/get_grants/get_customer_entitlement_value`;
 `customer_entitlement.get_customer_entitlement_value` (v1); `customer.get_customer_access`;
-`customer_entitlement_v2.reset_customer_entitlement`; `entitlements_v2.list/get`; `grants.delete` (void). Not
-answered (404): history, override, the v1 subject-scoped entitlement and grant paths.
+`customer_entitlement_v2.reset_customer_entitlement`; `customer_entitlements_v2.override`; `entitlements_v2.list/get`;
+`grants.delete` (void). Not answered (404): history, the v1 subject-scoped entitlement and grant paths.
 """
 
 from __future__ import annotations
@@ -214,18 +214,18 @@ def _entitlement_create(
     return item, feature, grants
 
 
-@v2.post("/customers/{customerIdOrKey}/entitlements", status_code=201, responses=_ERRORS,
-         summary="Create a customer entitlement")  # fmt: skip
-async def create_entitlement(request: Request, principal: Admin, customerIdOrKey: str) -> Response:
+async def _store_entitlement(request: Request, principal: Any, customer_id_or_key: str,
+                             replacing: str | None = None) -> Response:  # fmt: skip
     body = _parse(EntitlementIn, await _body(request))
     service = _service(request)
 
     def _create() -> tuple[Entitlement, Customer]:
         now = now_utc()
-        customer = service.customers.get(principal.tenant, customerIdOrKey)
+        customer = service.customers.get(principal.tenant, customer_id_or_key)
         item, feature, grants = _entitlement_create(service, principal.tenant, body, now)
         try:
-            e = service.entitlements.create_entitlement(principal.tenant, customer.id, item, feature, now, grants)
+            e = service.entitlements.create_entitlement(principal.tenant, customer.id, item, feature, now, grants,
+                                                        replacing)  # fmt: skip
         except EntitlementExists as exc:  # OpenMeter names the entitlement in the way
             err = ApiError(409, "conflict", str(exc), field="featureKey")
             err.extensions = {"conflictingEntityId": exc.existing}  # type: ignore[attr-defined]
@@ -234,6 +234,20 @@ async def create_entitlement(request: Request, principal: Admin, customerIdOrKey
 
     e, customer = await _call(_create)
     return _json(entitlement_json(e, customer.key, now_utc()), 201)  # no reset yet
+
+
+@v2.post("/customers/{customerIdOrKey}/entitlements", status_code=201, responses=_ERRORS,
+         summary="Create a customer entitlement")  # fmt: skip
+async def create_entitlement(request: Request, principal: Admin, customerIdOrKey: str) -> Response:
+    return await _store_entitlement(request, principal, customerIdOrKey)
+
+
+@v2.put("/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/override", status_code=201,
+        responses=_ERRORS, summary="Replace a customer's entitlement (the old one is deleted)")  # fmt: skip
+async def override_entitlement(
+    request: Request, principal: Admin, customerIdOrKey: str, entitlementIdOrFeatureKey: str
+) -> Response:
+    return await _store_entitlement(request, principal, customerIdOrKey, replacing=entitlementIdOrFeatureKey)
 
 
 @v2.get("/customers/{customerIdOrKey}/entitlements", responses=_ERRORS, summary="List a customer's entitlements")

@@ -185,3 +185,23 @@ def test_a_reset_starts_a_new_period_and_rolls_the_grants_over(setup):
         admin.customer_entitlement_v2.reset_customer_entitlement("acme-corp", "gpt_tokens",
                                                                   {"effectiveAt": text(at(75))})  # fmt: skip
     assert (err.value.status_code, err.value.response.json()["extensions"]["field"]) == (400, "effectiveAt")
+
+
+def test_an_override_replaces_the_entitlement(setup):
+    om, _ = setup
+    admin, reader = om["admin"], om["read"]
+    admin.features.create({"key": "sso", "name": "Single sign-on"})
+    admin.features.create({"key": "seats", "name": "Seats"})
+    old = admin.customer_entitlements_v2.post("acme-corp", {"type": "boolean", "featureKey": "sso"})
+    new = admin.customer_entitlements_v2.override("acme-corp", "sso", {"type": "static", "featureKey": "sso",
+                                                                      "config": '{"tier": "gold"}'})  # fmt: skip
+    assert (new["type"], new["config"]) == ("static", '{"tier": "gold"}') and new["id"] != old["id"]
+    v = reader.customer_entitlement.get_customer_entitlement_value("acme-corp", "sso")
+    assert (v.has_access, v.config) == (True, '{"tier": "gold"}')
+    listed = reader.entitlements_v2.list(feature=["sso"])
+    assert [(x["id"], "deletedAt" in x) for x in listed["items"]] == [(old["id"], True), (new["id"], False)]
+    with pytest.raises(HttpResponseError) as err:  # an override keeps the feature
+        admin.customer_entitlements_v2.override("acme-corp", "sso", {"type": "boolean", "featureKey": "seats"})
+    assert (err.value.status_code, err.value.response.json()["extensions"]["field"]) == (400, "featureKey")
+    with pytest.raises(ResourceNotFoundError):  # nothing to override
+        admin.customer_entitlements_v2.override("acme-corp", "seats", {"type": "boolean", "featureKey": "seats"})

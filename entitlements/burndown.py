@@ -21,7 +21,7 @@ Exact: Decimal amounts, only additions, subtractions and comparisons (no roundin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -90,6 +90,20 @@ class Value:
 Usage = Callable[[datetime, datetime], Decimal]  # the usage in [from, to)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One phase of the burn-down (OpenMeter's burn-down history segment): its usage, the overage carried at its end,
+    the active grants' balances at its start (after activations) and end, and what each grant covered in it."""
+
+    start: datetime
+    end: datetime
+    usage: Decimal
+    overage: Decimal
+    balances_at_start: dict[str, Decimal]
+    balances_at_end: dict[str, Decimal]
+    grant_usages: dict[str, Decimal]
+
+
 def value_at(
     grants: Sequence[Grant],
     periods: Sequence[tuple[datetime, datetime]],
@@ -97,10 +111,15 @@ def value_at(
     at: datetime,
     preserve_overage: bool = False,
     resets: Mapping[datetime, bool] | None = None,
+    cuts: Iterable[datetime] = (),
+    trace: list[Segment] | None = None,
 ) -> Value:
     """The entitlement's value at `at`: `periods` are its usage periods in order, from the first that must be
     computed (the caller starts where no balance can carry over from before) to the one holding `at`; `resets` maps
-    the manual resets among their starts to whether each carries the overage (else `preserve_overage` decides)."""
+    the manual resets among their starts to whether each carries the overage (else `preserve_overage` decides).
+    `cuts` are more times to cut phases at (a phase cut in two burns the same: the order of the grants does not change
+    within it); `trace` (when given) receives every phase of positive length as a `Segment`."""
+    extra = sorted(cuts)
     ordered = sorted(grants, key=Grant.order)
     balances: dict[str, Decimal] = {}
     overage = ZERO
@@ -115,14 +134,14 @@ def value_at(
             else:
                 overage = ZERO
             period_usage = covered = ZERO
-        cuts = {start, stop}
+        edges = {start, stop, *(t for t in extra if start < t < stop)}
         recurs: dict[str, set[datetime]] = {}
         for g in ordered:
             recurs[g.id] = set(g.recurrences(start, stop + _INSTANT))  # one at `stop` too
             for t in (g.effective_at, g.expires_at, g.voided_at, *recurs[g.id]):
                 if t is not None and start < t < stop:
-                    cuts.add(t)
-        times = sorted(cuts)
+                    edges.add(t)
+        times = sorted(edges)
         phases = list(pairwise(times))
         if stop == at:  # at the time itself: a grant that becomes active (or recurs) then pays the carried overage
             phases.append((at, at))
@@ -134,11 +153,25 @@ def value_at(
                     balances[g.id] = g.amount
             used = usage(p0, p1) if p1 > p0 else ZERO
             period_usage += used
+            before = dict(balances) if trace is not None and p1 > p0 else None
             overage, burnt = _burn(ordered, balances, used + overage, p0)
             covered += burnt
+            if before is not None:
+                trace.append(_segment(ordered, p0, p1, used, overage, before, balances))  # type: ignore[union-attr]
     active = {g.id: balances.get(g.id, ZERO) for g in ordered if g.active_at(at)}
     balance = sum(active.values(), ZERO)
     return Value(balance, period_usage, overage, covered + balance, active, periods[-1])
+
+
+def _segment(
+    ordered: Sequence[Grant], p0: datetime, p1: datetime, used: Decimal, overage: Decimal,
+    before: dict[str, Decimal], after: dict[str, Decimal],
+) -> Segment:  # fmt: skip
+    active = [g.id for g in ordered if g.active_at(p0)]
+    return Segment(
+        p0, p1, used, overage, {k: before.get(k, ZERO) for k in active}, {k: after.get(k, ZERO) for k in active},
+        {k: before.get(k, ZERO) - after.get(k, ZERO) for k in active if before.get(k, ZERO) != after.get(k, ZERO)},
+    )  # fmt: skip
 
 
 def _burn(
@@ -176,4 +209,4 @@ def first_period_start(timeline: Timeline, grants: Sequence[Grant], at: datetime
         start = timeline.period_at(earliest)[0]
 
 
-__all__ = ["Grant", "Usage", "Value", "first_period_start", "value_at"]
+__all__ = ["Grant", "Segment", "Usage", "Value", "first_period_start", "value_at"]

@@ -18,7 +18,8 @@ import calendar
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 Interval = tuple[int, str]  # (count, unit)
 
@@ -140,6 +141,35 @@ class Timeline:
     def resets(self) -> tuple[datetime, ...]:
         """The times of the resets (the segments' starts after the first)."""
         return tuple(s for s, _ in self.segments[1:])
+
+
+WINDOW_SIZES = ("MINUTE", "HOUR", "DAY", "MONTH")
+
+
+def windows(start: datetime, end: datetime, size: str, zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The windows of `size` (MINUTE, HOUR, DAY or MONTH; days and months from the midnights of `zone`, so a day is
+    23 or 25 hours at a daylight-saving change) that meet `[start, end)`, in UTC, in order."""
+    local = start.astimezone(zone)
+    if size == "MINUTE":
+        first = minute(start)
+    elif size == "HOUR":
+        first = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    elif size == "DAY":
+        first = datetime.combine(local.date(), time(0), zone).astimezone(UTC)
+    else:
+        first = datetime.combine(local.date().replace(day=1), time(0), zone).astimezone(UTC)
+    out = []
+    w0 = first
+    while w0 < end:
+        if size in ("MINUTE", "HOUR"):
+            w1 = w0 + (timedelta(minutes=1) if size == "MINUTE" else timedelta(hours=1))
+        else:
+            day = w0.astimezone(zone).date()
+            nxt = day + timedelta(days=1) if size == "DAY" else (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+            w1 = datetime.combine(nxt, time(0), zone).astimezone(UTC)
+        out.append((w0, w1))
+        w0 = w1
+    return out
 
 
 def expires_at(effective_at: datetime, duration: str, count: int) -> datetime:

@@ -168,3 +168,21 @@ def test_a_manual_reset_starts_a_period_and_rolls_over():
     assert v.period == (reset, datetime(2026, 2, 20, 12, tzinfo=UTC))
     assert timeline.period_at(T0 + timedelta(days=3)) == (T0, reset)  # the period before ends at the reset
     assert timeline.last_reset == reset
+
+
+def test_extra_cuts_change_nothing_and_the_trace_shows_each_phase():
+    a = grant("A", 100, priority=1, expires_at=T0 + timedelta(days=31))
+    b = grant("B", 50, priority=1)
+    at = T0 + timedelta(days=10)
+    trace = []
+    cuts = [T0 + timedelta(hours=12), T0 + timedelta(days=2)]
+    v = value_at([a, b], periods_between(T0, MONTH, T0, at), usage_of([(T0 + timedelta(days=1), "120")]), at,
+                 cuts=cuts, trace=trace)  # fmt: skip
+    assert (v.balance, v.usage, v.total_available) == (D(30), D(120), D(150))  # as without the cuts
+    assert [(s.start, s.end, s.usage) for s in trace] == [
+        (T0, cuts[0], D(0)), (cuts[0], cuts[1], D(120)), (cuts[1], at, D(0)),
+    ]  # fmt: skip
+    burnt = trace[1]
+    assert burnt.balances_at_start == {"A": D(100), "B": D(50)}
+    assert (burnt.balances_at_end, burnt.overage) == ({"A": D(0), "B": D(30)}, D(0))
+    assert burnt.grant_usages == {"A": D(100), "B": D(20)}

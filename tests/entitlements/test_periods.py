@@ -75,3 +75,19 @@ def test_a_timeline_with_resets_that_keep_or_move_the_anchor():
     assert t.period_at(at(2026, 3, 18)) == (at(2026, 3, 15), at(2026, 3, 20))
     assert t.period_at(at(2026, 4, 1)) == (at(2026, 3, 20), at(2026, 4, 15))  # the last reset kept the anchor
     assert t.resets() == (at(2026, 2, 15), at(2026, 3, 20)) and t.last_reset == at(2026, 3, 20)
+
+
+def test_history_windows_follow_the_zone_midnights():
+    from zoneinfo import ZoneInfo
+
+    from meterstream.entitlements.periods import windows
+
+    berlin = ZoneInfo("Europe/Berlin")
+    # 2026-03-29 is 23 hours long in Berlin (clocks go forward at 02:00 local)
+    days = windows(at(2026, 3, 28, 12), at(2026, 3, 30, 1), "DAY", berlin)
+    assert days == [(at(2026, 3, 27, 23), at(2026, 3, 28, 23)), (at(2026, 3, 28, 23), at(2026, 3, 29, 22)),
+                    (at(2026, 3, 29, 22), at(2026, 3, 30, 22))]  # fmt: skip
+    months = windows(at(2026, 1, 15), at(2026, 3, 1), "MONTH", ZoneInfo("UTC"))
+    assert months == [(at(2026, 1, 1), at(2026, 2, 1)), (at(2026, 2, 1), at(2026, 3, 1))]
+    assert windows(at(2026, 1, 1, 10, 30), at(2026, 1, 1, 12), "HOUR", ZoneInfo("UTC")) == [
+        (at(2026, 1, 1, 10), at(2026, 1, 1, 11)), (at(2026, 1, 1, 11), at(2026, 1, 1, 12))]  # fmt: skip

@@ -5,20 +5,23 @@ grants' burn-down (entitlements/burndown.py) over the customer's usage of the fe
 from __future__ import annotations
 
 from bisect import bisect_left
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from meterstream.api.queries import QueryError
 from meterstream.entities.customers import Customer
 from meterstream.entities.entitlements import Entitlement, Feature
 from meterstream.entities.meters import Meter
-from meterstream.entitlements.burndown import Value, first_period_start, value_at
-from meterstream.entitlements.periods import minute_up
+from meterstream.entitlements.burndown import Segment, Value, first_period_start, value_at
+from meterstream.entitlements.periods import minute_up, windows
 
 from . import query as meter_query
 from .models import json_number
 
 ZERO = Decimal(0)
+MAX_WINDOWS = 10_000  # windows in one history answer
 
 
 def minute_usage(
@@ -39,27 +42,84 @@ def minute_usage(
     return [m for m, _ in minutes], [v for _, v in minutes]
 
 
-def metered_value(
-    service: Any, tenant: str, customer: Customer, e: Entitlement, feature: Feature, meter: Meter, at: datetime
-) -> Value:
-    """The burn-down of the entitlement's grants as of `at` (rounded up to the minute, as OpenMeter does)."""
+def _burndown(
+    service: Any, tenant: str, customer: Customer, e: Entitlement, feature: Feature, meter: Meter, t: datetime,
+    since: datetime | None = None,
+) -> tuple[Any, list[Any], Any, dict[datetime, bool]]:  # fmt: skip
+    """What a burn-down up to `t` (a whole minute) needs: the timeline, the grants, the usage function over the
+    minutes read from ClickHouse, and the resets' overage flags; the usage is read from where the computation must
+    begin (`since`, if given, is included)."""
     resets = service.entitlements.resets(tenant, e.id)
     timeline = e.timeline(resets)
     assert timeline is not None
-    t = minute_up(at)
     grants = [g.grant for g in service.entitlements.grants(tenant, (e.id,))]
     carried = {r.at: r.preserve_overage for r in resets}
+    preserving = e.preserve_overage or any(carried.values())
     if t < timeline.start:  # nothing measured yet: what the grants active then hold
         start = t
     else:
-        preserving = e.preserve_overage or any(carried.values())
         start = first_period_start(timeline, grants, t, preserving)
+        if since is not None and since < start:
+            start = first_period_start(timeline, grants, max(since, timeline.start), preserving)
     minutes, values = minute_usage(service, tenant, customer, feature, meter, start, t)
 
     def usage(p0: datetime, p1: datetime) -> Decimal:
         return sum(values[bisect_left(minutes, p0) : bisect_left(minutes, p1)], ZERO)
 
+    return (timeline, start), grants, usage, carried
+
+
+def metered_value(
+    service: Any, tenant: str, customer: Customer, e: Entitlement, feature: Feature, meter: Meter, at: datetime
+) -> Value:
+    """The burn-down of the entitlement's grants as of `at` (rounded up to the minute, as OpenMeter does)."""
+    t = minute_up(at)
+    (timeline, start), grants, usage, carried = _burndown(service, tenant, customer, e, feature, meter, t)
     return value_at(grants, timeline.periods_between(start, t), usage, t, e.preserve_overage, carried)
+
+
+def history(
+    service: Any, tenant: str, customer: Customer, e: Entitlement, feature: Feature, meter: Meter,
+    frm: datetime, to: datetime, size: str, zone: ZoneInfo,
+) -> dict[str, Any]:  # fmt: skip
+    """OpenMeter's WindowedBalanceHistory over [frm, to) (whole minutes): per window (in `zone`) its usage and the
+    balance at its start; and the burn-down's segments (cut where grants start, end, recur or a period begins)."""
+    (timeline, start), grants, usage, carried = _burndown(service, tenant, customer, e, feature, meter, to, frm)
+    periods = timeline.periods_between(start, to)
+    unit = {"MINUTE": timedelta(minutes=1), "HOUR": timedelta(hours=1)}.get(size, timedelta(days=1))
+    if (to - frm) / unit > MAX_WINDOWS:
+        raise QueryError("windowSize", f"more than {MAX_WINDOWS} windows: take a larger window or a shorter span")
+    spans = [(w0, w1) for w0, w1 in windows(frm, to, size, zone) if w0 >= timeline.start]
+    fine: list[Segment] = []
+    value_at(grants, periods, usage, to, e.preserve_overage, carried, cuts=[w for span in spans for w in span],
+             trace=fine)  # fmt: skip
+    windowed = []
+    for w0, w1 in spans:
+        inside = [g for g in fine if w0 <= g.start < w1]
+        at_start = sum(inside[0].balances_at_start.values(), ZERO) if inside else ZERO
+        used = sum((g.usage for g in inside), ZERO)
+        windowed.append({"period": {"from": _t(w0), "to": _t(w1)}, "usage": json_number(used),
+                         "balanceAtStart": json_number(at_start)})  # fmt: skip
+    segments: list[Segment] = []
+    value_at(grants, periods, usage, to, e.preserve_overage, carried, trace=segments)
+    burndown = [_segment_json(g) for g in segments if g.end > frm]
+    return {"windowedHistory": windowed, "burndownHistory": burndown}
+
+
+def _segment_json(g: Segment) -> dict[str, Any]:
+    return {
+        "period": {"from": _t(g.start), "to": _t(g.end)}, "usage": json_number(g.usage),
+        "overage": json_number(g.overage),
+        "balanceAtStart": json_number(sum(g.balances_at_start.values(), ZERO)),
+        "grantBalancesAtStart": {k: json_number(v) for k, v in g.balances_at_start.items()},
+        "balanceAtEnd": json_number(sum(g.balances_at_end.values(), ZERO)),
+        "grantBalancesAtEnd": {k: json_number(v) for k, v in g.balances_at_end.items()},
+        "grantUsages": [{"grantId": k, "usage": json_number(v)} for k, v in g.grant_usages.items()],
+    }  # fmt: skip
+
+
+def _t(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def value_json(e: Entitlement | None, value: Value | None, v2: bool) -> dict[str, Any]:
@@ -85,4 +145,4 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["metered_value", "minute_usage", "now_utc", "value_json"]
+__all__ = ["history", "metered_value", "minute_usage", "now_utc", "value_json"]

@@ -3,8 +3,9 @@
 The SDK calls answered: `features.create/list/get/delete`; `customer_entitlements_v2.post/list/get/delete`;
 `customer_entitlement_v2.create_customer_entitlement_grant/get_grants/get_customer_entitlement_value`;
 `customer_entitlement.get_customer_entitlement_value` (v1); `customer.get_customer_access`;
-`customer_entitlement_v2.reset_customer_entitlement`; `customer_entitlements_v2.override`; `entitlements_v2.list/get`;
-`grants.delete` (void). Not answered (404): history, the v1 subject-scoped entitlement and grant paths.
+`customer_entitlement_v2.reset_customer_entitlement`, `get_customer_entitlement_history`;
+`customer_entitlements_v2.override`; `entitlements_v2.list/get`; `grants.delete` (void). Not answered (404): the v1
+subject-scoped entitlement and grant paths.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 
 from meterstream.api.errors import ApiError, time_param
+from meterstream.api.queries import QueryError, check_tz
 from meterstream.entities.common import Invalid, NotFound
 from meterstream.entities.customers import Customer
 from meterstream.entities.entitlements import (
@@ -29,7 +31,7 @@ from meterstream.entities.entitlements import (
     GrantCreate,
     Reset,
 )
-from meterstream.entitlements.periods import expires_at, minute, parse_interval, period_at
+from meterstream.entitlements.periods import WINDOW_SIZES, expires_at, minute, minute_up, parse_interval, period_at
 
 from .entitlement_models import (
     EntitlementIn,
@@ -42,7 +44,7 @@ from .entitlement_models import (
     grant_json,
     paginated,
 )
-from .entitlement_values import metered_value, now_utc, value_json
+from .entitlement_values import history, metered_value, now_utc, value_json
 from .routes import _ERRORS, PREFIX, Admin, Reader, _body, _call, _json, _parse, _service
 
 v1 = APIRouter(prefix=f"{PREFIX}/api/v1", tags=["openmeter"])
@@ -432,6 +434,41 @@ async def entitlement_value_v1(
 ) -> Response:
     at = time_param("time", time) or now_utc()
     return _json(await _call(_value, _service(request), principal.tenant, customerIdOrKey, featureKey, at, False))
+
+
+@v2.get("/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/history", responses=_ERRORS,
+        summary="A metered entitlement's usage and balance per window, and its burn-down")  # fmt: skip
+async def entitlement_history(
+    request: Request, principal: Reader, customerIdOrKey: str, entitlementIdOrFeatureKey: str,
+    window_size: Annotated[str, Query(alias="windowSize")],
+    from_: Annotated[str | None, Query(alias="from")] = None, to: str | None = None,
+    window_time_zone: Annotated[str, Query(alias="windowTimeZone", max_length=64)] = "UTC",
+) -> Response:  # fmt: skip
+    if window_size not in WINDOW_SIZES:
+        raise ApiError(400, "invalid", f"must be one of {', '.join(WINDOW_SIZES)}", field="windowSize")
+    try:
+        zone = check_tz(window_time_zone)
+    except QueryError as exc:
+        raise ApiError(400, "invalid", exc.reason, field="windowTimeZone") from None
+    start, end = time_param("from", from_), time_param("to", to)
+    service = _service(request)
+
+    def _history() -> dict[str, Any]:
+        customer, e = _customer_entitlement(service, principal.tenant, customerIdOrKey, entitlementIdOrFeatureKey)
+        if e.type != "metered":
+            raise Invalid("entitlementIdOrFeatureKey", f"only metered entitlements have a history, not {e.type} ones")
+        timeline = e.timeline(service.entitlements.resets(principal.tenant, e.id))
+        frm = minute(start) if start is not None else timeline.last_reset
+        until = minute_up(end or now_utc())
+        if frm < timeline.start:
+            raise Invalid("from", "must not be before the entitlement's measureUsageFrom")
+        if until <= frm:
+            raise Invalid("to", "must be after from")
+        feature = service.entitlements.feature(principal.tenant, e.feature_id, archived=True)
+        meter = service.meters.get(principal.tenant, feature.meter_slug)
+        return history(service, principal.tenant, customer, e, feature, meter, frm, until, window_size, zone)
+
+    return _json(await _call(_history))
 
 
 @v1.get("/customers/{customerIdOrKey}/access", responses=_ERRORS, summary="A customer's access to every feature")

@@ -11,8 +11,8 @@ from corehttp.exceptions import HttpResponseError, ResourceNotFoundError
 from om_rows import put_rows
 
 pytestmark = pytest.mark.kafka
-# the usage period: 6 hours from A, two hours ago (so `now` is inside it, whatever the day)
-A = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(hours=2)
+# the usage period: 6 hours from A, the hour two hours ago (so `now` is inside it, whatever the day)
+A = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=2)
 
 
 def at(minutes: int) -> dt.datetime:
@@ -205,3 +205,30 @@ def test_an_override_replaces_the_entitlement(setup):
     assert (err.value.status_code, err.value.response.json()["extensions"]["field"]) == (400, "featureKey")
     with pytest.raises(ResourceNotFoundError):  # nothing to override
         admin.customer_entitlements_v2.override("acme-corp", "seats", {"type": "boolean", "featureKey": "seats"})
+
+
+def test_history_by_window_and_the_burn_down(setup):
+    om, _ = setup
+    admin, reader = om["admin"], om["read"]
+    expiring = {"amount": 100, "priority": 1, "effectiveAt": text(A), "expiration": {"duration": "HOUR", "count": 1}}
+    admin.customer_entitlements_v2.post("acme-corp", {
+        "type": "metered", "featureKey": "gpt_tokens", "usagePeriod": {"interval": "PT6H", "anchor": text(A)},
+        "measureUsageFrom": text(A), "grants": [expiring, {"amount": 50, "priority": 5, "effectiveAt": text(A)}],
+    })  # fmt: skip
+    g1, g2 = (g["id"] for g in reader.customer_entitlement_v2.get_grants("acme-corp", "gpt_tokens")["items"])
+    h = reader.customer_entitlement_v2.get_customer_entitlement_history(
+        "acme-corp", "gpt_tokens", window_size="HOUR", from_parameter=A, to=at(120)
+    )
+    # hour 1: r1's 30, both grants full at its start (100 + 50); hour 2: 20 + 45, only G2 (50) left at its start
+    assert [(w["period"]["from"], w["usage"], w["balanceAtStart"]) for w in h["windowedHistory"]] == [
+        (text(A), 30, 150), (text(at(60)), 65, 50)]  # fmt: skip
+    # the burn-down is cut where G1 expires: 30 from G1; then 50 from G2 and 15 over
+    segments = [(s["period"]["from"], s["period"]["to"], s["usage"], s["overage"], s["balanceAtStart"],
+                 s["balanceAtEnd"], s["grantUsages"]) for s in h["burndownHistory"]]  # fmt: skip
+    assert segments == [
+        (text(A), text(at(60)), 30, 0, 150, 120, [{"grantId": g1, "usage": 30}]),
+        (text(at(60)), text(at(120)), 65, 15, 50, 0, [{"grantId": g2, "usage": 50}]),
+    ]
+    with pytest.raises(HttpResponseError) as err:
+        reader.customer_entitlement_v2.get_customer_entitlement_history("acme-corp", "gpt_tokens", window_size="WEEK")
+    assert (err.value.status_code, err.value.response.json()["extensions"]["field"]) == (400, "windowSize")

@@ -9,7 +9,7 @@ and frees the slug. Rated usage already in ClickHouse is not touched by a delete
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy import JSON, DateTime, Index, String, select, text
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from meterstream.entities import priceable
-from meterstream.entities.common import Conflict, NotFound, aware, new_ulid
+from meterstream.entities.common import Conflict, Invalid, NotFound, aware, new_ulid
 from meterstream.entities.db import Base
 from meterstream.ingest.translate import MeterDefinition, check_meter
 from meterstream.schemas.event import InvalidEvent
@@ -90,6 +90,7 @@ def _meter(row: MeterRow) -> Meter:
     )  # fmt: skip
 
 
+_KEEP: Any = object()  # `describe`: leave the metadata as it is
 FilePrices = Callable[[str], Mapping[str, Collection[str]]]  # tenant -> meter -> plans pricing it
 
 
@@ -174,14 +175,31 @@ class MeterRepository:
             row.deleted_at = row.updated_at = datetime.now(UTC)
             return _meter(row)
 
-    def describe(self, tenant: str, id_or_slug: str, *, name: str | None, description: str | None) -> Meter:
-        """Set a meter's name and description (what it meters, how it aggregates, stay: they decide the usage
-        already produced); NotFound for an unknown or deleted meter."""
+    def describe(
+        self, tenant: str, id_or_slug: str, *, name: str | None, description: str | None,
+        metadata: Any = _KEEP, group_by: Mapping[str, str] | None = None,
+    ) -> Meter:  # fmt: skip
+        """Set a meter's name and description, and (when given) its metadata and group-bys; what it meters and how
+        it aggregates stay (they decide the usage already produced). New group-bys may be added (OpenMeter's
+        `meters.update`: events from then on carry them); one the meter has keeps its path, since the usage already
+        produced carries it (Invalid names it). NotFound for an unknown or deleted meter."""
         with self._sessions.begin() as s:
             row = self._find(s, tenant, id_or_slug)
             if row is None:
                 raise NotFound(f"meter {id_or_slug!r} not found")
+            if group_by is not None:
+                old = dict(row.group_by or {})
+                for key, path in old.items():
+                    if group_by.get(key) != path:
+                        raise Invalid(f"groupBy.{key}", f"a group-by of the meter cannot change or go ({path})")
+                err = check_meter(replace(_meter(row).definition, group_by=dict(group_by)))
+                if err is not None:
+                    raise Invalid(err.field, err.reason)
+                row.group_by = dict(group_by)
+            if metadata is not _KEEP:
+                row.meta = metadata
             row.name, row.description, row.updated_at = name, description, datetime.now(UTC)
+            s.flush()
             return _meter(row)
 
     def definitions(self, tenant: str, event_types: set[str] | None = None) -> list[MeterDefinition]:

@@ -36,6 +36,30 @@ class MeterCreateIn(_In):
     event_from: AwareDatetime | None = Field(None, alias="eventFrom")
 
 
+class MeterUpdateIn(_In):
+    """OpenMeter's MeterUpdate: name, description and metadata as given (left out: cleared); `groupBy` left out keeps
+    the meter's group-bys, given it must keep each of them and may add new ones."""
+
+    name: str | None = Field(None, max_length=256)
+    description: str | None = Field(None, max_length=1024)
+    metadata: dict[str, Any] | None = None
+    group_by: dict[str, str] | None = Field(None, alias="groupBy", max_length=64)
+
+
+class MeterQueryIn(_In):
+    """OpenMeter's MeterQueryRequest (POST /meters/{meterIdOrSlug}/query): the GET query's parameters in a body."""
+
+    client_id: str | None = Field(None, alias="clientId", max_length=36)
+    from_: AwareDatetime | None = Field(None, alias="from")
+    to: AwareDatetime | None = None
+    window_size: str | None = Field(None, alias="windowSize", max_length=16)
+    window_time_zone: str = Field("UTC", alias="windowTimeZone", max_length=64)
+    subject: list[str] | None = Field(None, max_length=100)
+    filter_customer_id: list[str] | None = Field(None, alias="filterCustomerId", max_length=100)
+    filter_group_by: dict[str, str] | None = Field(None, alias="filterGroupBy", max_length=64)
+    group_by: list[str] | None = Field(None, alias="groupBy", max_length=64)
+
+
 class SubjectUpsertIn(_In):
     key: str = Field(min_length=1, max_length=256)
     display_name: str | None = Field(None, alias="displayName", max_length=256)

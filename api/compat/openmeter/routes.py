@@ -1,10 +1,11 @@
 """OpenMeter-compatible API at /compat/openmeter: the paths the OpenMeter SDKs call, thin over the services.
 
 `openmeter.Client(endpoint=f"{base}/compat/openmeter", token=key)` works unchanged for events
-(ingest_event, ingest_events, ingest_events_json, list), meters (create, get, list, delete,
-query_json, query_csv, list_subjects), subjects (upsert, list, get, delete) and customers (create,
-get, list, update, delete). Errors are RFC 7807 `application/problem+json`. Roles: ingest sends events, read reads,
-admin manages meters, subjects and customers. What differs from OpenMeter: docs/openmeter.md.
+(ingest_event, ingest_events, ingest_events_json, list), meters (create, get, list, update, delete, query_json,
+query_csv, query, query_csv_post, list_subjects, list_group_by_values), subjects (upsert, list, get, delete) and
+customers (create, get, list, update, delete); features, entitlements and grants are in entitlements.py. Errors are
+RFC 7807 `application/problem+json`. Roles: ingest sends events, read reads, admin manages meters, subjects and
+customers. What differs from OpenMeter: docs/openmeter.md.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from . import query as meter_query
 from .models import (
     CustomerCreateIn,
     MeterCreateIn,
+    MeterQueryIn,
+    MeterUpdateIn,
     SubjectUpsertIn,
     customer_json,
     json_number,
@@ -260,6 +263,14 @@ async def get_meter(request: Request, principal: Reader, meterIdOrSlug: str) -> 
     return _json(meter_json(await _call(_service(request).meters.get, principal.tenant, meterIdOrSlug)))
 
 
+@router.put("/meters/{meterIdOrSlug}", responses=_ERRORS, summary="Update a meter (name, metadata, groupBy)")
+async def update_meter(request: Request, principal: Admin, meterIdOrSlug: str) -> Response:
+    body = _parse(MeterUpdateIn, await _body(request))
+    meter = await _call(_service(request).meters.describe, principal.tenant, meterIdOrSlug, name=body.name,
+                        description=body.description, metadata=body.metadata, group_by=body.group_by)  # fmt: skip
+    return _json(meter_json(meter))
+
+
 @router.delete("/meters/{meterIdOrSlug}", status_code=204, responses=_ERRORS, summary="Delete a meter")
 async def delete_meter(request: Request, principal: Admin, meterIdOrSlug: str) -> Response:
     await _call(_service(request).meters.delete, principal.tenant, meterIdOrSlug)
@@ -293,7 +304,9 @@ def filter_group_by(request: Request) -> dict[str, str]:
 async def _meter_query(
     request: Request, principal: Principal, slug: str, from_: str | None, to: str | None, window_size: str | None,
     window_time_zone: str, subject: list[str] | None, filter_customer_id: list[str] | None, group_by: list[str] | None,
+    filters: dict[str, str] | None = None,
 ) -> tuple[meter_query.MeterQuery, list[str], list[dict[str, Any]]]:  # fmt: skip
+    """One meter query, from GET's parameters or POST's body; `filters` (POST) instead of `filterGroupBy[...]`."""
     service = _service(request)
     meter = await _call(service.meters.get, principal.tenant, slug)
     customers: list[str] = []
@@ -305,7 +318,8 @@ async def _meter_query(
     q = meter_query.MeterQuery(
         tenant=principal.tenant, meter=meter.slug, aggregation=meter.aggregation, meter_group_by=tuple(meter.group_by),
         start=time_param("from", from_), end=time_param("to", to), window_size=window_size, tz=window_time_zone,
-        subjects=tuple(subject or ()), customers=tuple(customers), filter_group_by=filter_group_by(request),
+        subjects=tuple(subject or ()), customers=tuple(customers),
+        filter_group_by=filter_group_by(request) if filters is None else filters,
         group_by=tuple(group_by or ()),
     )  # fmt: skip
 
@@ -343,6 +357,13 @@ async def query_meter(
 ) -> Response:
     q, names, data = await _meter_query(request, principal, meterIdOrSlug, from_, to, window_size, window_time_zone,
                                         subject, filter_customer_id, group_by)  # fmt: skip
+    return _query_answer(request, q, names, data, from_, to)
+
+
+def _query_answer(
+    request: Request, q: meter_query.MeterQuery, names: list[str], data: list[dict[str, Any]], from_: str | None,
+    to: str | None,
+) -> Response:  # fmt: skip
     if "text/csv" in request.headers.get("accept", ""):
         return Response(meter_query.to_csv(names, data), media_type="text/csv")
     rows = [{**r, "value": json_number(r["value"]) if isinstance(r["value"], Decimal) else r["value"]} for r in data]
@@ -354,6 +375,45 @@ async def query_meter(
     if q.window_size is not None:
         body["windowSize"] = q.window_size
     return _json(body)
+
+
+@router.post(
+    "/meters/{meterIdOrSlug}/query",
+    responses={**_ERRORS, 200: {"content": {"application/json": {}, "text/csv": {}}}},
+    summary="Query a meter with the query in the body (JSON or CSV by Accept)",
+)
+async def query_meter_post(request: Request, principal: Reader, meterIdOrSlug: str) -> Response:
+    empty = not (await request.body()).strip()  # the SDK's query_csv_post sends no body: the whole meter
+    body = MeterQueryIn() if empty else _parse(MeterQueryIn, await _body(request))
+    from_, to = _text_time(body.from_), _text_time(body.to)
+    q, names, data = await _meter_query(request, principal, meterIdOrSlug, from_, to, body.window_size,
+                                        body.window_time_zone, body.subject, body.filter_customer_id, body.group_by,
+                                        filters=body.filter_group_by or {})  # fmt: skip
+    return _query_answer(request, q, names, data, from_, to)
+
+
+def _text_time(value: Any) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+@router.get("/meters/{meterIdOrSlug}/group-by/{groupByKey}/values", responses=_ERRORS,
+            summary="The values of a meter's group-by in its usage")  # fmt: skip
+async def group_by_values(
+    request: Request,
+    principal: Reader,
+    meterIdOrSlug: str,
+    groupByKey: str,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+) -> Response:
+    service = _service(request)
+    meter = await _call(service.meters.get, principal.tenant, meterIdOrSlug)
+    if groupByKey != "subject" and groupByKey not in meter.group_by:
+        allowed = ", ".join(["subject", *meter.group_by])
+        raise ApiError(400, "invalid", f"not a group-by of meter {meter.slug} (use {allowed})", field="groupByKey")
+    key = None if groupByKey == "subject" else groupByKey
+    start, end = time_param("from", from_), time_param("to", to)
+    return _json(await _call(service.group_values, principal.tenant, meter.slug, key, start, end))
 
 
 @router.get("/meters/{meterIdOrSlug}/subjects", responses=_ERRORS, summary="Subjects with usage of a meter")

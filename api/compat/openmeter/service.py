@@ -174,11 +174,18 @@ class OpenMeterService:
     # -- reads ---------------------------------------------------------------------------------------
 
     def meter_subjects(self, tenant: str, slug: str, start: datetime | None, end: datetime | None) -> list[str]:
+        return self.group_values(tenant, slug, None, start, end)
+
+    def group_values(
+        self, tenant: str, slug: str, key: str | None, start: datetime | None, end: datetime | None
+    ) -> list[str]:
+        """The distinct non-empty values of a meter's group-by `key` (None: the subject) in its usage, sorted."""
         db = self.queries.db
-        where = ["tenant = {tenant:String}", "meter = {meter:String}", "subject != ''"]
-        params: dict[str, Any] = {"tenant": tenant, "meter": slug}
+        column = "subject" if key is None else "dimensions[{key:String}]"
+        where = ["tenant = {tenant:String}", "meter = {meter:String}", f"{column} != ''"]
+        params: dict[str, Any] = {"tenant": tenant, "meter": slug, "key": key or ""}
         time_range(start, end, where, params)
-        sql = f"SELECT DISTINCT subject FROM {db}.rated_usage FINAL WHERE {' AND '.join(where)} ORDER BY subject"
+        sql = f"SELECT DISTINCT {column} AS v FROM {db}.rated_usage FINAL WHERE {' AND '.join(where)} ORDER BY v"
         return [r[0] for r in self.queries.query(sql, params)]
 
     def list_events(self, tenant: str, f: EventFilter) -> list[dict[str, Any]]:

@@ -207,3 +207,35 @@ def test_meter_queries_json_and_csv_through_the_sdk(om):
     with pytest.raises(HttpResponseError) as exc:
         reader.meters.query_json("tokens", group_by=["region"])
     assert exc.value.status_code == 400 and exc.value.response.json()["extensions"]["field"] == "groupBy"
+
+
+def test_meter_update_post_queries_and_group_by_values_through_the_sdk(om):
+    admin, reader = om["admin"], om["read"]
+    admin.meters.create({"slug": "tokens", "eventType": "prompt", "aggregation": "SUM", "valueProperty": "$.tokens",
+                         "groupBy": {"model": "$.model"}})  # fmt: skip
+    put_rows(om, [
+        {"id": "r1", "meter": "tokens", "customer": "u1", "subject": "u1", "quantity": "10",
+         "time": "2026-11-02T10:05:00.000Z", "dimensions": {"model": "a"}},
+        {"id": "r2", "meter": "tokens", "customer": "u2", "subject": "u2", "quantity": "5",
+         "time": "2026-11-02T11:50:00.000Z", "dimensions": {"model": "b"}},
+        {"id": "r3", "meter": "tokens", "customer": "u2", "subject": "u2", "quantity": "2.5",
+         "time": "2026-11-03T00:30:00.000Z", "dimensions": {"model": "a"}},
+    ])  # fmt: skip
+    m = admin.meters.update("tokens", {"name": "LLM tokens", "groupBy": {"model": "$.model", "region": "$.region"}})
+    assert (m.name, m.group_by) == ("LLM tokens", {"model": "$.model", "region": "$.region"})
+    with pytest.raises(HttpResponseError) as err:  # an existing group-by stays: the usage already carries it
+        admin.meters.update("tokens", {"groupBy": {"model": "$.llm"}})
+    assert (err.value.status_code, err.value.response.json()["extensions"]["field"]) == (400, "groupBy.model")
+    r = reader.meters.query("tokens", {"from": "2026-11-02T00:00:00Z", "to": "2026-11-04T00:00:00Z",
+                                       "windowSize": "DAY", "filterGroupBy": {"model": "a"}})  # fmt: skip
+    assert [(row.window_start, row.value) for row in r.data] == [
+        (dt.datetime(2026, 11, 2, tzinfo=dt.UTC), 10), (dt.datetime(2026, 11, 3, tzinfo=dt.UTC), 2.5)]  # fmt: skip
+    csv = reader.meters.query_csv_post("tokens")  # the SDK sends no body: the whole meter
+    assert csv.splitlines()[1].endswith(",17.5")  # 10 + 5 + 2.5
+    assert reader.meters.list_group_by_values("tokens", "model") == ["a", "b"]
+    assert reader.meters.list_group_by_values(
+        "tokens", "subject", from_parameter=dt.datetime(2026, 11, 2, 11, tzinfo=dt.UTC)
+    ) == ["u2"]
+    with pytest.raises(HttpResponseError) as err:
+        reader.meters.list_group_by_values("tokens", "colour")
+    assert err.value.status_code == 400

@@ -44,11 +44,11 @@ def minute_usage(
 
 def _burndown(
     service: Any, tenant: str, customer: Customer, e: Entitlement, feature: Feature, meter: Meter, t: datetime,
-    since: datetime | None = None,
+    since: datetime | None = None, minutes: bool = True,
 ) -> tuple[Any, list[Any], Any, dict[datetime, bool]]:  # fmt: skip
-    """What a burn-down up to `t` (a whole minute) needs: the timeline, the grants, the usage function over the
-    minutes read from ClickHouse, and the resets' overage flags; the usage is read from where the computation must
-    begin (`since`, if given, is included)."""
+    """What a burn-down up to `t` (a whole minute) needs: the timeline and where to begin, the grants, the usage
+    function over the minutes read from ClickHouse (with `minutes`; the history's way), and the resets' overage flags;
+    the usage is read from where the computation must begin (`since`, if given, is included)."""
     resets = service.entitlements.resets(tenant, e.id)
     timeline = e.timeline(resets)
     assert timeline is not None
@@ -61,10 +61,12 @@ def _burndown(
         start = first_period_start(timeline, grants, t, preserving)
         if since is not None and since < start:
             start = first_period_start(timeline, grants, max(since, timeline.start), preserving)
-    minutes, values = minute_usage(service, tenant, customer, feature, meter, start, t)
+    if not minutes:
+        return (timeline, start), grants, None, carried
+    stamps, values = minute_usage(service, tenant, customer, feature, meter, start, t)
 
     def usage(p0: datetime, p1: datetime) -> Decimal:
-        return sum(values[bisect_left(minutes, p0) : bisect_left(minutes, p1)], ZERO)
+        return sum(values[bisect_left(stamps, p0) : bisect_left(stamps, p1)], ZERO)
 
     return (timeline, start), grants, usage, carried
 
@@ -72,10 +74,40 @@ def _burndown(
 def metered_value(
     service: Any, tenant: str, customer: Customer, e: Entitlement, feature: Feature, meter: Meter, at: datetime
 ) -> Value:
-    """The burn-down of the entitlement's grants as of `at` (rounded up to the minute, as OpenMeter does)."""
+    """The burn-down of the entitlement's grants as of `at` (rounded up to the minute, as OpenMeter does). The phases
+    the burn-down cuts depend on the grants and periods only, not on the usage: found by a first run over no usage,
+    then ClickHouse sums the usage per phase in one query, and the burn-down runs on those sums."""
     t = minute_up(at)
-    (timeline, start), grants, usage, carried = _burndown(service, tenant, customer, e, feature, meter, t)
-    return value_at(grants, timeline.periods_between(start, t), usage, t, e.preserve_overage, carried)
+    (timeline, start), grants, _, carried = _burndown(service, tenant, customer, e, feature, meter, t, minutes=False)
+    periods = timeline.periods_between(start, t)
+    phases: list[tuple[datetime, datetime]] = []
+
+    def record(p0: datetime, p1: datetime) -> Decimal:
+        phases.append((p0, p1))
+        return ZERO
+
+    value_at(grants, periods, record, t, e.preserve_overage, carried)
+    bounds = sorted({x for phase in phases for x in phase})
+    sums = phase_usage(service, tenant, customer, feature, meter, bounds) if len(bounds) > 1 else {}
+    return value_at(grants, periods, lambda p0, p1: sums.get((p0, p1), ZERO), t, e.preserve_overage, carried)
+
+
+def phase_usage(
+    service: Any, tenant: str, customer: Customer, feature: Feature, meter: Meter, bounds: list[datetime]
+) -> dict[tuple[datetime, datetime], Decimal]:
+    """The customer's usage of the feature's meter (its group-by filters applied) in each span between consecutive
+    `bounds`, keyed by the span; spans without usage are left out."""
+    q = meter_query.MeterQuery(
+        tenant=tenant, meter=meter.slug, aggregation=meter.aggregation, meter_group_by=tuple(meter.group_by),
+        customers=(customer.meterstream_id,), filter_group_by=dict(feature.group_by_filters or {}),
+    )  # fmt: skip
+    sql, params = meter_query.bucket_plan(q, service.queries.db, bounds)
+    out: dict[tuple[datetime, datetime], Decimal] = {}
+    for k, v, n in service.queries.query(sql, params):
+        k = int(k)
+        if int(n) and 0 <= k < len(bounds) - 1:
+            out[(bounds[k], bounds[k + 1])] = meter_query.value_of(meter.aggregation, str(v), int(n))
+    return out
 
 
 def history(

@@ -95,6 +95,21 @@ def plan(q: MeterQuery, db: str) -> tuple[str, dict[str, Any], list[str]]:
             allowed = ", ".join(["subject", "customer_id", *q.meter_group_by])
             raise QueryError("groupBy", f"{g!r} is not a group-by of meter {q.meter} (use {allowed})")
         names.append(g)
+    where = _conditions(q, params)
+    agg = _aggregate(q)
+    columns = [*keys, f"{agg} AS v", "count() AS n",
+               "toUnixTimestamp64Milli(min(time)) AS t0", "toUnixTimestamp64Milli(max(time)) AS t1"]  # fmt: skip
+    sql = f"SELECT {', '.join(columns)} FROM {db}.rated_usage FINAL WHERE {' AND '.join(where)}"
+    if keys:
+        aliases = [k.rsplit(" AS ", 1)[-1] for k in keys]
+        sql += f" GROUP BY {', '.join(aliases)} ORDER BY {', '.join(aliases)}"
+    return sql, params, names
+
+
+def _conditions(q: MeterQuery, params: dict[str, Any]) -> list[str]:
+    """The WHERE conditions of a query (tenant, meter, time range, subjects, customers, group-by filters)."""
+    params.setdefault("tenant", q.tenant)
+    params.setdefault("meter", q.meter)
     where = ["tenant = {tenant:String}", "meter = {meter:String}"]
     time_range(q.start, q.end, where, params)
     if q.subjects:
@@ -108,16 +123,29 @@ def plan(q: MeterQuery, db: str) -> tuple[str, dict[str, Any], list[str]]:
             raise QueryError(f"filterGroupBy.{k}", f"not a group-by of meter {q.meter}")
         params[f"fk{i}"], params[f"fv{i}"] = k, v
         where.append(f"dimensions[{{fk{i}:String}}] = {{fv{i}:String}}")
+    return where
+
+
+def _aggregate(q: MeterQuery) -> str:
     agg = _AGG_SQL.get(q.aggregation)
     if agg is None:
         raise QueryError("aggregation", f"unknown aggregation {q.aggregation}")
-    columns = [*keys, f"{agg} AS v", "count() AS n",
-               "toUnixTimestamp64Milli(min(time)) AS t0", "toUnixTimestamp64Milli(max(time)) AS t1"]  # fmt: skip
-    sql = f"SELECT {', '.join(columns)} FROM {db}.rated_usage FINAL WHERE {' AND '.join(where)}"
-    if keys:
-        aliases = [k.rsplit(" AS ", 1)[-1] for k in keys]
-        sql += f" GROUP BY {', '.join(aliases)} ORDER BY {', '.join(aliases)}"
-    return sql, params, names
+    return agg
+
+
+def bucket_plan(q: MeterQuery, db: str, bounds: list[datetime]) -> tuple[str, dict[str, Any]]:
+    """(SQL, parameters) of the query's aggregate per span between consecutive `bounds` (sorted, at least two; the
+    query's own start and end are ignored): rows `(k, value, count)` where span k (from 0) is `[bounds[k],
+    bounds[k+1])`. Few spans (an entitlement's burn-down phases): each row's span is found by a scan of `bounds`."""
+    ranged = MeterQuery(**{**q.__dict__, "start": bounds[0], "end": bounds[-1]})
+    params: dict[str, Any] = {"unique": UNIQUE_DIMENSION,
+                              "bounds": [b.astimezone(UTC).replace(tzinfo=None) for b in bounds]}  # fmt: skip
+    where = _conditions(ranged, params)
+    # arrayFirstIndex: the 1-based position of the first bound after the row's time, bounds[k+1] for span k
+    sql = (f"SELECT arrayFirstIndex(b -> b > time, {{bounds:Array(DateTime64(3, 'UTC'))}}) - 2 AS k, "
+           f"{_aggregate(q)} AS v, count() AS n FROM {db}.rated_usage FINAL WHERE {' AND '.join(where)} "
+           "GROUP BY k ORDER BY k")  # fmt: skip
+    return sql, params
 
 
 def _bounds(ts: int, window: str, tz: str) -> tuple[datetime, datetime]:

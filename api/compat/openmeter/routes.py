@@ -547,7 +547,8 @@ def mount(app: FastAPI) -> None:
     """Mounted by api/app.py's create_app: the service on app.state, the routes, RFC 7807 errors."""
     app.state.openmeter = OpenMeterService(app.state)
     app.include_router(router)
-    from . import entitlements  # its routes import this module's helpers
+    from . import entitlements, portal  # their routes import this module's helpers
 
     entitlements.mount(app)
+    portal.mount(app)
     register_error_format(app, PREFIX, render_problem)

@@ -38,6 +38,7 @@ def test_migrated_tables_match_the_models(sessions):
         "entitlements",
         "entitlement_grants",
         "entitlement_resets",
+        "portal_tokens",
     }
     assert names <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:

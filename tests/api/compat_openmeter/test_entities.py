@@ -26,6 +26,7 @@ def test_migrated_tables_match_the_models(sessions):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    from meterstream.entities import entitlements, portal_tokens  # noqa: F401  (their models join Base.metadata)
     from meterstream.entities.db import Base
 
     engine = sessions.kw["bind"]

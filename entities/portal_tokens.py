@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Index, String, select
@@ -69,13 +69,13 @@ class PortalTokenRepository:
         self._sessions = sessions
 
     def create(
-        self, tenant: str, subject: str, allowed_meter_slugs: list[str] | None, expires_at: datetime
+        self, tenant: str, subject: str, allowed_meter_slugs: list[str] | None, now: datetime, lifetime: timedelta
     ) -> tuple[PortalToken, str]:
-        """A new token; its info and the token itself (shown once, never stored)."""
+        """A new token, created `now`, good for `lifetime`; its info and the token itself (shown once, never stored)."""
         secret = secrets.token_urlsafe(32)
         row = PortalTokenRow(
             id=new_ulid(), tenant=tenant, subject=subject, allowed_meter_slugs=allowed_meter_slugs,
-            secret_hash=_hash(secret), expires_at=expires_at, created_at=datetime.now(UTC),
+            secret_hash=_hash(secret), expires_at=now + lifetime, created_at=now,
         )  # fmt: skip
         with self._sessions.begin() as s:
             s.add(row)

@@ -45,7 +45,7 @@ from .entitlement_models import (
     paginated,
 )
 from .entitlement_values import history, metered_value, now_utc, value_json
-from .routes import _ERRORS, PREFIX, Admin, Reader, _body, _call, _json, _parse, _service
+from .routes import _ERRORS, PREFIX, Admin, Reader, _body, _call, _json, _optional_body, _parse, _service
 
 v1 = APIRouter(prefix=f"{PREFIX}/api/v1", tags=["openmeter"])
 v2 = APIRouter(prefix=f"{PREFIX}/api/v2", tags=["openmeter"])
@@ -309,6 +309,16 @@ async def delete_customer_entitlement(
 
 
 # -- grants ------------------------------------------------------------------------------------------
+def _active_metered(service: Any, tenant: str, customer_id_or_key: str, id_or_key: str, what: str) -> Entitlement:
+    """The customer's entitlement the path names, not deleted and metered (only those are granted or reset)."""
+    _, e = _customer_entitlement(service, tenant, customer_id_or_key, id_or_key)
+    if e.deleted_at is not None:
+        raise NotFound(f"entitlement {id_or_key!r} not found")
+    if e.type != "metered":
+        raise Invalid("entitlementIdOrFeatureKey", f"only metered entitlements are {what}, not {e.type} ones")
+    return e
+
+
 @v2.post("/customers/{customerIdOrKey}/entitlements/{entitlementIdOrFeatureKey}/grants", status_code=201,
          responses=_ERRORS, summary="Grant an amount of a metered entitlement")  # fmt: skip
 async def create_grant(
@@ -319,11 +329,7 @@ async def create_grant(
 
     def _create() -> Any:
         now = now_utc()
-        _, e = _customer_entitlement(service, principal.tenant, customerIdOrKey, entitlementIdOrFeatureKey)
-        if e.deleted_at is not None:
-            raise NotFound(f"entitlement {entitlementIdOrFeatureKey!r} not found")
-        if e.type != "metered":
-            raise Invalid("entitlementIdOrFeatureKey", f"grants are for metered entitlements, not {e.type} ones")
+        e = _active_metered(service, principal.tenant, customerIdOrKey, entitlementIdOrFeatureKey, "granted")
         period = current_period(e, now, service.entitlements.resets(principal.tenant, e.id))
         grant = _grant_create(body, "", period[0] if period else None)
         return service.entitlements.create_grant(principal.tenant, e.id, grant, now)
@@ -353,17 +359,12 @@ async def list_grants(
 async def reset_entitlement(
     request: Request, principal: Admin, customerIdOrKey: str, entitlementIdOrFeatureKey: str
 ) -> Response:
-    data = await request.body()
-    body = _parse(ResetIn, await _body(request)) if data.strip() else ResetIn()
+    body = await _optional_body(request, ResetIn)
     service = _service(request)
 
     def _reset() -> None:
         now = now_utc()
-        _, e = _customer_entitlement(service, principal.tenant, customerIdOrKey, entitlementIdOrFeatureKey)
-        if e.deleted_at is not None:
-            raise NotFound(f"entitlement {entitlementIdOrFeatureKey!r} not found")
-        if e.type != "metered":
-            raise Invalid("entitlementIdOrFeatureKey", f"only metered entitlements are reset, not {e.type} ones")
+        e = _active_metered(service, principal.tenant, customerIdOrKey, entitlementIdOrFeatureKey, "reset")
         at = minute(body.effective_at or now)
         if at > now:
             raise Invalid("effectiveAt", "must not be in the future")

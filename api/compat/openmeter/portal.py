@@ -19,7 +19,7 @@ from meterstream.entities.portal_tokens import PortalToken, PortalTokenRepositor
 
 from .entitlement_values import now_utc
 from .models import _In
-from .routes import _ERRORS, PREFIX, Admin, _body, _call, _json, _meter_query, _parse, _query_answer
+from .routes import _ERRORS, PREFIX, Admin, _body, _call, _json, _meter_query, _optional_body, _parse, _query_answer
 
 router = APIRouter(prefix=f"{PREFIX}/api/v1/portal", tags=["openmeter"])
 TOKEN_LIFETIME = timedelta(hours=24)  # how long a new portal token is good for
@@ -57,8 +57,8 @@ def _repo(request: Request) -> PortalTokenRepository:
 async def create_token(request: Request, principal: Admin) -> Response:
     body = _parse(PortalTokenIn, await _body(request))
     now = now_utc()
-    token, text = await _call(_repo(request).create, principal.tenant, body.subject, body.allowed_meter_slugs,
-                              now + TOKEN_LIFETIME)  # fmt: skip
+    token, text = await _call(_repo(request).create, principal.tenant, body.subject, body.allowed_meter_slugs, now,
+                              TOKEN_LIFETIME)  # fmt: skip
     return _json(token_json(token, now, text))
 
 
@@ -70,7 +70,7 @@ async def list_tokens(request: Request, principal: Admin, limit: Annotated[int, 
 
 @router.post("/tokens/invalidate", status_code=204, responses=_ERRORS, summary="Invalidate portal tokens")
 async def invalidate_tokens(request: Request, principal: Admin) -> Response:
-    body = _parse(InvalidateIn, await _body(request)) if (await request.body()).strip() else InvalidateIn()
+    body = await _optional_body(request, InvalidateIn)
     await _call(_repo(request).invalidate, principal.tenant, body.id, body.subject)
     return Response(status_code=204)
 

@@ -146,6 +146,11 @@ async def _body(request: Request) -> Any:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON ({exc})", field="$") from None
 
 
+async def _optional_body(request: Request, model: Any) -> Any:
+    """The body as `model`, or the model's defaults when there is none (some SDK calls send no body)."""
+    return _parse(model, await _body(request)) if (await request.body()).strip() else model()
+
+
 # -- events ------------------------------------------------------------------------------------------
 _INGEST_DOC = """Ingest one CloudEvent (`application/cloudevents+json`), a batch (`application/cloudevents-batch+json`)
 or either as `application/json`. 204 once every usage event derived from them is acknowledged by Kafka.
@@ -383,8 +388,7 @@ def _query_answer(
     summary="Query a meter with the query in the body (JSON or CSV by Accept)",
 )
 async def query_meter_post(request: Request, principal: Reader, meterIdOrSlug: str) -> Response:
-    empty = not (await request.body()).strip()  # the SDK's query_csv_post sends no body: the whole meter
-    body = MeterQueryIn() if empty else _parse(MeterQueryIn, await _body(request))
+    body = await _optional_body(request, MeterQueryIn)  # the SDK's query_csv_post sends none: the whole meter
     from_, to = _text_time(body.from_), _text_time(body.to)
     q, names, data = await _meter_query(request, principal, meterIdOrSlug, from_, to, body.window_size,
                                         body.window_time_zone, body.subject, body.filter_customer_id, body.group_by,

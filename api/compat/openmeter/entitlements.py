@@ -4,8 +4,8 @@ The SDK calls answered: `features.create/list/get/delete`; `customer_entitlement
 `customer_entitlement_v2.create_customer_entitlement_grant/get_grants/get_customer_entitlement_value`;
 `customer_entitlement.get_customer_entitlement_value` (v1); `customer.get_customer_access`;
 `customer_entitlement_v2.reset_customer_entitlement`, `get_customer_entitlement_history`;
-`customer_entitlements_v2.override`; `entitlements_v2.list/get`; `grants.delete` (void). Not answered (404): the v1
-subject-scoped entitlement and grant paths.
+`customer_entitlements_v2.override`; `entitlements_v2.list/get`; `entitlements.list/get` and `grants.list` (v1:
+subject keys); `grants.delete` (void). Not answered (404): the v1 subject-scoped write paths.
 """
 
 from __future__ import annotations
@@ -539,6 +539,101 @@ async def get_entitlement(request: Request, principal: Reader, entitlementId: st
         return _render(service, principal.tenant, e, keys[e.customer_id], now_utc())
 
     return _json(await _call(_get))
+
+
+# -- OpenMeter's v1 reads (subject-keyed) ------------------------------------------------------------
+def _v1(body: dict[str, Any], subjects: tuple[str, ...]) -> dict[str, Any]:
+    """A v2 entitlement as v1's (OpenMeter's `Entitlement`): the customer as its first subject key."""
+    out = {k: v for k, v in body.items() if k not in ("customerId", "customerKey", "issue")}
+    out["subjectKey"] = subjects[0] if subjects else ""
+    if body["type"] == "metered":
+        out["isUnlimited"] = False
+    return out
+
+
+def _v1_page(items: list[Any], page: int | None, page_size: int | None, offset: int, limit: int) -> Any:
+    if page is None and page_size is None:  # OpenMeter's v1 lists: a plain array unless a page is asked for
+        return items[offset : offset + limit]
+    return paginated(items, page or 1, page_size or 100)
+
+
+def _v1_entitlements(
+    service: Any, tenant: str, features: tuple[str, ...], subjects: tuple[str, ...], types: tuple[str, ...],
+    include_deleted: bool,
+) -> list[tuple[Entitlement, tuple[str, ...]]]:  # fmt: skip
+    """The entitlements of the customers whose usage attribution holds one of `subjects` (all, when none given),
+    each with its customer's subject keys."""
+    found = service.entitlements.entitlements(tenant, (), features, types, include_deleted=include_deleted)
+    if subjects:
+        owners = set()
+        for subject in subjects:
+            claimed, _ = service.customers.list(tenant, subject=subject, include_deleted=True, page_size=1000)
+            owners |= {c.id for c in claimed}
+        found = [e for e in found if e.customer_id in owners]
+    return [(e, _subject_keys(service, tenant, e.customer_id)) for e in found]
+
+
+def _subject_keys(service: Any, tenant: str, customer_id: str) -> tuple[str, ...]:
+    try:
+        return service.customers.get(tenant, customer_id).subject_keys
+    except NotFound:  # a deleted customer: its entitlements stay listed
+        return ()
+
+
+V1Page = Annotated[int | None, Query(ge=1, le=1_000_000)]
+V1PageSize = Annotated[int | None, Query(alias="pageSize", ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@v1.get("/entitlements", responses=_ERRORS, summary="List entitlements (OpenMeter v1: subject keys)")
+async def list_entitlements_v1(
+    request: Request, principal: Reader, feature: Annotated[list[str] | None, Query()] = None,
+    subject: Annotated[list[str] | None, Query()] = None,
+    entitlement_type: Annotated[list[str] | None, Query(alias="entitlementType")] = None,
+    exclude_inactive: Annotated[bool, Query(alias="excludeInactive")] = False,
+    page: V1Page = None, page_size: V1PageSize = None, offset: Offset = 0, limit: Limit = 100,
+) -> Response:  # fmt: skip
+    service = _service(request)
+
+    def _list() -> list[dict[str, Any]]:
+        now = now_utc()
+        found = _v1_entitlements(service, principal.tenant, tuple(feature or ()), tuple(subject or ()),
+                                 tuple(entitlement_type or ()), not exclude_inactive)  # fmt: skip
+        return [_v1(_render(service, principal.tenant, e, None, now), ks) for e, ks in found]
+
+    return _json(_v1_page(await _call(_list), page, page_size, offset, limit))
+
+
+@v1.get("/entitlements/{entitlementId}", responses=_ERRORS, summary="Get an entitlement by id (OpenMeter v1)")
+async def get_entitlement_v1(request: Request, principal: Reader, entitlementId: str) -> Response:
+    service = _service(request)
+
+    def _get() -> dict[str, Any]:
+        e = service.entitlements.entitlement_by_id(principal.tenant, entitlementId)
+        keys = _subject_keys(service, principal.tenant, e.customer_id)
+        return _v1(_render(service, principal.tenant, e, None, now_utc()), keys)
+
+    return _json(await _call(_get))
+
+
+@v1.get("/grants", responses=_ERRORS, summary="List grants (OpenMeter v1: by feature and subject)")
+async def list_grants_v1(
+    request: Request, principal: Reader, feature: Annotated[list[str] | None, Query()] = None,
+    subject: Annotated[list[str] | None, Query()] = None,
+    include_deleted: Annotated[bool, Query(alias="includeDeleted")] = False,
+    page: V1Page = None, page_size: V1PageSize = None, offset: Offset = 0, limit: Limit = 100,
+) -> Response:  # fmt: skip
+    service = _service(request)
+
+    def _list() -> list[dict[str, Any]]:
+        now = now_utc()
+        found = _v1_entitlements(service, principal.tenant, tuple(feature or ()), tuple(subject or ()),
+                                 ("metered",), True)  # fmt: skip
+        grants = service.entitlements.grants(principal.tenant, tuple(e.id for e, _ in found)) if found else []
+        return [grant_json(g, now) for g in grants if include_deleted or g.grant.voided_at is None]
+
+    return _json(_v1_page(await _call(_list), page, page_size, offset, limit))
 
 
 def mount(app: FastAPI) -> None:

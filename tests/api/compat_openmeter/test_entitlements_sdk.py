@@ -232,3 +232,22 @@ def test_history_by_window_and_the_burn_down(setup):
     with pytest.raises(HttpResponseError) as err:
         reader.customer_entitlement_v2.get_customer_entitlement_history("acme-corp", "gpt_tokens", window_size="WEEK")
     assert (err.value.status_code, err.value.response.json()["extensions"]["field"]) == (400, "windowSize")
+
+
+def test_the_v1_reads_by_subject(setup):
+    om, _ = setup
+    admin, reader = om["admin"], om["read"]
+    admin.customers.create({"name": "Other", "key": "other-co", "usageAttribution": {"subjectKeys": ["u7"]}})
+    metered = admin.customer_entitlements_v2.post("acme-corp", {
+        "type": "metered", "featureKey": "gpt_tokens", "usagePeriod": {"interval": "DAY", "anchor": text(A)},
+        "grants": [{"amount": 5, "effectiveAt": text(dt.datetime.now(dt.UTC))}]})  # fmt: skip
+    admin.features.create({"key": "sso", "name": "Single sign-on"})
+    other = admin.customer_entitlements_v2.post("other-co", {"type": "boolean", "featureKey": "sso"})
+    listed = reader.entitlements.list(subject=["u1"])  # acme-corp's usage attribution holds u1
+    assert [(e["id"], e["subjectKey"], "customerId" in e) for e in listed] == [(metered["id"], "u1", False)]
+    assert [e["id"] for e in reader.entitlements.list(feature=["sso"])] == [other["id"]]
+    one = reader.entitlements.get(other["id"])
+    assert (one["subjectKey"], one["featureKey"]) == ("u7", "sso")
+    grants = reader.grants.list(subject=["u1"])
+    assert [(g["entitlementId"], g["amount"]) for g in grants] == [(metered["id"], 5)]
+    assert reader.grants.list(subject=["u7"]) == []

@@ -1,21 +1,22 @@
 """The value of a customer's entitlement at a time: access for boolean and static entitlements; for a metered one the
 grants' burn-down (entitlements/burndown.py) over the customer's usage of the feature's meter, read from ClickHouse
-(`rated_usage FINAL`, through the meter query path: api/compat/openmeter/query.py) minute by minute."""
+(`rated_usage FINAL`, through the meter query path: api/compat/openmeter/query.py): per burn-down phase for a value,
+per minute for a history (whose windows may be many)."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from meterstream.api.queries import QueryError
 from meterstream.entities.customers import Customer
 from meterstream.entities.entitlements import Entitlement, Feature
 from meterstream.entities.meters import Meter
-from meterstream.entitlements.burndown import Segment, Value, first_period_start, value_at
-from meterstream.entitlements.periods import minute_up, windows
+from meterstream.entitlements.burndown import Grant, Segment, Usage, Value, first_period_start, value_at
+from meterstream.entitlements.periods import Timeline, minute_up, windows
 
 from . import query as meter_query
 from .models import json_number
@@ -42,10 +43,24 @@ def minute_usage(
     return [m for m, _ in minutes], [v for _, v in minutes]
 
 
+class Inputs(NamedTuple):
+    """What a burn-down needs: the usage periods' timeline and where to begin, the grants, the usage function (None:
+    not read) and the resets' overage flags."""
+
+    timeline: Timeline
+    start: datetime
+    grants: list[Grant]
+    usage: Usage | None
+    carried: dict[datetime, bool]
+
+    def periods(self, to: datetime) -> list[tuple[datetime, datetime]]:
+        return self.timeline.periods_between(self.start, to)
+
+
 def _burndown(
     service: Any, tenant: str, customer: Customer, e: Entitlement, feature: Feature, meter: Meter, t: datetime,
     since: datetime | None = None, minutes: bool = True,
-) -> tuple[Any, list[Any], Any, dict[datetime, bool]]:  # fmt: skip
+) -> Inputs:  # fmt: skip
     """What a burn-down up to `t` (a whole minute) needs: the timeline and where to begin, the grants, the usage
     function over the minutes read from ClickHouse (with `minutes`; the history's way), and the resets' overage flags;
     the usage is read from where the computation must begin (`since`, if given, is included)."""
@@ -62,13 +77,13 @@ def _burndown(
         if since is not None and since < start:
             start = first_period_start(timeline, grants, max(since, timeline.start), preserving)
     if not minutes:
-        return (timeline, start), grants, None, carried
+        return Inputs(timeline, start, grants, None, carried)
     stamps, values = minute_usage(service, tenant, customer, feature, meter, start, t)
 
     def usage(p0: datetime, p1: datetime) -> Decimal:
         return sum(values[bisect_left(stamps, p0) : bisect_left(stamps, p1)], ZERO)
 
-    return (timeline, start), grants, usage, carried
+    return Inputs(timeline, start, grants, usage, carried)
 
 
 def metered_value(
@@ -78,18 +93,18 @@ def metered_value(
     the burn-down cuts depend on the grants and periods only, not on the usage: found by a first run over no usage,
     then ClickHouse sums the usage per phase in one query, and the burn-down runs on those sums."""
     t = minute_up(at)
-    (timeline, start), grants, _, carried = _burndown(service, tenant, customer, e, feature, meter, t, minutes=False)
-    periods = timeline.periods_between(start, t)
+    b = _burndown(service, tenant, customer, e, feature, meter, t, minutes=False)
+    periods = b.periods(t)
     phases: list[tuple[datetime, datetime]] = []
 
     def record(p0: datetime, p1: datetime) -> Decimal:
         phases.append((p0, p1))
         return ZERO
 
-    value_at(grants, periods, record, t, e.preserve_overage, carried)
+    value_at(b.grants, periods, record, t, e.preserve_overage, b.carried)
     bounds = sorted({x for phase in phases for x in phase})
     sums = phase_usage(service, tenant, customer, feature, meter, bounds) if len(bounds) > 1 else {}
-    return value_at(grants, periods, lambda p0, p1: sums.get((p0, p1), ZERO), t, e.preserve_overage, carried)
+    return value_at(b.grants, periods, lambda p0, p1: sums.get((p0, p1), ZERO), t, e.preserve_overage, b.carried)
 
 
 def phase_usage(
@@ -116,15 +131,16 @@ def history(
 ) -> dict[str, Any]:  # fmt: skip
     """OpenMeter's WindowedBalanceHistory over [frm, to) (whole minutes): per window (in `zone`) its usage and the
     balance at its start; and the burn-down's segments (cut where grants start, end, recur or a period begins)."""
-    (timeline, start), grants, usage, carried = _burndown(service, tenant, customer, e, feature, meter, to, frm)
-    periods = timeline.periods_between(start, to)
+    b = _burndown(service, tenant, customer, e, feature, meter, to, frm)
+    assert b.usage is not None
+    periods = b.periods(to)
     unit = {"MINUTE": timedelta(minutes=1), "HOUR": timedelta(hours=1)}.get(size, timedelta(days=1))
     if (to - frm) / unit > MAX_WINDOWS:
         raise QueryError("windowSize", f"more than {MAX_WINDOWS} windows: take a larger window or a shorter span")
-    spans = [(w0, w1) for w0, w1 in windows(frm, to, size, zone) if w0 >= timeline.start]
+    spans = [(w0, w1) for w0, w1 in windows(frm, to, size, zone) if w0 >= b.timeline.start]
     fine: list[Segment] = []
-    value_at(grants, periods, usage, to, e.preserve_overage, carried, cuts=[w for span in spans for w in span],
-             trace=fine)  # fmt: skip
+    cuts = [w for span in spans for w in span]
+    value_at(b.grants, periods, b.usage, to, e.preserve_overage, b.carried, cuts=cuts, trace=fine)
     windowed = []
     for w0, w1 in spans:
         inside = [g for g in fine if w0 <= g.start < w1]
@@ -133,7 +149,7 @@ def history(
         windowed.append({"period": {"from": _t(w0), "to": _t(w1)}, "usage": json_number(used),
                          "balanceAtStart": json_number(at_start)})  # fmt: skip
     segments: list[Segment] = []
-    value_at(grants, periods, usage, to, e.preserve_overage, carried, trace=segments)
+    value_at(b.grants, periods, b.usage, to, e.preserve_overage, b.carried, trace=segments)
     burndown = [_segment_json(g) for g in segments if g.end > frm]
     return {"windowedHistory": windowed, "burndownHistory": burndown}
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from meterstream.entities.entitlements import Entitlement, Feature, Reset, StoredGrant
@@ -157,12 +158,38 @@ def grant_json(stored: StoredGrant, now: datetime) -> dict[str, Any]:
     return _drop_none(body)
 
 
+Page = Annotated[int, Query(ge=1, le=1_000_000)]  # OpenMeter's paginated lists (v2)
+PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=1000)]
+V1Page = Annotated[int | None, Query(ge=1, le=1_000_000)]  # v1 lists: a page only when asked for
+V1PageSize = Annotated[int | None, Query(alias="pageSize", ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def v1_page(items: list[Any], page: int | None, page_size: int | None, offset: int, limit: int) -> Any:
+    if page is None and page_size is None:  # OpenMeter's v1 lists: a plain array unless a page is asked for
+        return items[offset : offset + limit]
+    return paginated(items, page or 1, page_size or 100)
+
+
 def paginated(items: list[Any], page: int, page_size: int) -> dict[str, Any]:
     start = (page - 1) * page_size
     return {"totalCount": len(items), "page": page, "pageSize": page_size, "items": items[start : start + page_size]}
 
 
 __all__ = [
-    "EntitlementIn", "FeatureIn", "GrantIn", "ResetIn", "current_period", "entitlement_json", "feature_json",
-    "grant_json", "paginated",
+    "EntitlementIn",
+    "FeatureIn",
+    "GrantIn",
+    "Limit",
+    "Offset",
+    "ResetIn",
+    "V1Page",
+    "V1PageSize",
+    "current_period",
+    "entitlement_json",
+    "feature_json",
+    "grant_json",
+    "paginated",
+    "v1_page",
 ]  # fmt: skip

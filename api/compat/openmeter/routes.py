@@ -551,8 +551,8 @@ def mount(app: FastAPI) -> None:
     """Mounted by api/app.py's create_app: the service on app.state, the routes, RFC 7807 errors."""
     app.state.openmeter = OpenMeterService(app.state)
     app.include_router(router)
-    from . import entitlements, portal  # their routes import this module's helpers
+    from . import entitlement_reads, entitlements, features, portal  # their routes import this module's helpers
 
-    entitlements.mount(app)
-    portal.mount(app)
+    for module in (features, entitlements, entitlement_reads, portal):
+        module.mount(app)
     register_error_format(app, PREFIX, render_problem)

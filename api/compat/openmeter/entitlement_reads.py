@@ -187,9 +187,8 @@ def _v1(body: dict[str, Any], subjects: tuple[str, ...]) -> dict[str, Any]:
 def _v1_entitlements(
     service: Any, tenant: str, features: tuple[str, ...], subjects: tuple[str, ...], types: tuple[str, ...],
     include_deleted: bool,
-) -> list[tuple[Entitlement, tuple[str, ...]]]:  # fmt: skip
-    """The entitlements of the customers whose usage attribution holds one of `subjects` (all, when none given),
-    each with its customer's subject keys."""
+) -> list[Entitlement]:  # fmt: skip
+    """The entitlements of the customers whose usage attribution holds one of `subjects` (all, when none given)."""
     found = service.entitlements.entitlements(tenant, (), features, types, include_deleted=include_deleted)
     if subjects:
         owners = set()
@@ -197,7 +196,7 @@ def _v1_entitlements(
             claimed, _ = service.customers.list(tenant, subject=subject, include_deleted=True, page_size=1000)
             owners |= {c.id for c in claimed}
         found = [e for e in found if e.customer_id in owners]
-    return [(e, _subject_keys(service, tenant, e.customer_id)) for e in found]
+    return found
 
 
 def _subject_keys(service: Any, tenant: str, customer_id: str) -> tuple[str, ...]:
@@ -221,7 +220,8 @@ async def list_entitlements_v1(
         now = now_utc()
         found = _v1_entitlements(service, principal.tenant, tuple(feature or ()), tuple(subject or ()),
                                  tuple(entitlement_type or ()), not exclude_inactive)  # fmt: skip
-        return [_v1(render(service, principal.tenant, e, None, now), ks) for e, ks in found]
+        keys = {cid: _subject_keys(service, principal.tenant, cid) for cid in {e.customer_id for e in found}}
+        return [_v1(render(service, principal.tenant, e, None, now), keys[e.customer_id]) for e in found]
 
     return _json(v1_page(await _call(_list), page, page_size, offset, limit))
 
@@ -251,7 +251,7 @@ async def list_grants_v1(
         now = now_utc()
         found = _v1_entitlements(service, principal.tenant, tuple(feature or ()), tuple(subject or ()),
                                  ("metered",), True)  # fmt: skip
-        grants = service.entitlements.grants(principal.tenant, tuple(e.id for e, _ in found)) if found else []
+        grants = service.entitlements.grants(principal.tenant, tuple(e.id for e in found)) if found else []
         return [grant_json(g, now) for g in grants if include_deleted or g.grant.voided_at is None]
 
     return _json(v1_page(await _call(_list), page, page_size, offset, limit))

@@ -1,11 +1,11 @@
 """Kafka records as ClickHouse rows: the fields the sink inserts, how strictly ClickHouse reads them,
 and the dead-letter row of a record it refuses.
 
-The sink does not decode records in Python. A `rated-usage` message is JSON Lines or Arrow IPC
-(`schemas.rated`): JSON values are joined into one JSONEachRow block that ClickHouse parses (a C++
-parser, ~4x less CPU than building Decimal columns in Python); Arrow messages are read without copying
-(their columns already have the table's types, `schemas.rated.arrow_schema`) and inserted as one Arrow
-table, which costs ClickHouse about half the CPU of parsing the same rows as JSON (bench/sink_format.py).
+The sink does not decode records in Python. A `rated-usage` message is JSON rows, JSON Lines or Arrow IPC
+(`schemas.rated`): JSON rows messages (the columnar processor's) are joined into one JSONCompactEachRow
+block and JSON Lines values into one JSONEachRow block, both parsed by ClickHouse (a C++ parser, ~4x less
+CPU than building Decimal columns in Python); Arrow messages (older topics) are read without copying (their
+columns already have the table's types, `schemas.rated_arrow.arrow_schema`) and inserted as one Arrow table.
 The tables take the records' field names as they are (`rated_usage.id` and `dead_letters.key` are
 EPHEMERAL input columns feeding `event_id` and `kafka_key`), so the topic contracts in `schemas.rated`
 stay the ones consumers see. ClickHouse is the judge of what it can store: `INSERT_SETTINGS` make its JSON reading
@@ -23,14 +23,8 @@ import orjson
 import pyarrow as pa
 
 from meterstream.schemas.rated import RATED_FIELDS as RATED_FIELDS  # re-exported: the sink's field list
-from meterstream.schemas.rated import (
-    DeadLetter,
-    arrow_records,
-    is_arrow,
-    read_arrow,
-    record_count,
-    record_lines,
-)
+from meterstream.schemas.rated import DeadLetter, is_rows, record_count, record_lines, rows_body, rows_count
+from meterstream.schemas.rated_arrow import arrow_records, is_arrow, read_arrow
 
 DEAD_LETTER_FIELDS: tuple[str, ...] = tuple(DeadLetter.__annotations__)
 # a dead letter written by the sink also says which record of a packed message it is
@@ -84,7 +78,7 @@ class Position(NamedTuple):
 
 
 class Unreadable(NamedTuple):
-    """A message that claims to be Arrow but cannot be read as rated usage: a dead letter as a whole."""
+    """A message that claims to be Arrow or JSON rows but cannot be read as rated usage: a dead letter as a whole."""
 
     value: bytes
     position: Position | None
@@ -93,7 +87,8 @@ class Unreadable(NamedTuple):
 
 class RecordBatch:
     """Records for one table, in arrival order: JSON values, inserted as one JSONEachRow block, and (rated
-    usage only) Arrow record runs, inserted as one Arrow table."""
+    usage only) JSON rows messages, inserted as one JSONCompactEachRow block, and Arrow record runs, inserted
+    as one Arrow table."""
 
     def __init__(self, table: str, fields: tuple[str, ...]) -> None:
         self.table = table
@@ -101,6 +96,8 @@ class RecordBatch:
         self.packed = table == "rated_usage"  # a rated-usage message may pack several records
         self.values: list[bytes] = []
         self.positions: list[Position | None] = []  # parallel to values
+        self.rows_values: list[bytes] = []  # JSON rows messages (rated usage only)
+        self.rows_positions: list[Position | None] = []  # parallel to rows_values
         # runs of consecutive records of one Arrow message; the position's `record` is the run's first
         self.arrow: list[pa.Table] = []
         self.arrow_positions: list[Position | None] = []  # parallel to arrow
@@ -108,6 +105,17 @@ class RecordBatch:
         self.rows = 0
 
     def add(self, value: bytes, position: Position | None = None) -> None:
+        if self.packed and is_rows(value):
+            try:
+                n = rows_count(value)
+            except ValueError as exc:
+                self.unreadable.append(Unreadable(value, position, str(exc)))
+                self.rows += 1
+                return
+            self.rows_values.append(value)
+            self.rows_positions.append(position)
+            self.rows += n
+            return
         if self.packed and is_arrow(value):
             try:
                 table = read_arrow(value)
@@ -133,6 +141,10 @@ class RecordBatch:
     def block(self) -> bytes:
         """The JSON values as one JSONEachRow block."""
         return b"\n".join(self.values)
+
+    def rows_block(self) -> bytes:
+        """The JSON rows messages' records as one JSONCompactEachRow block (arrays separated by commas)."""
+        return b",".join(map(rows_body, self.rows_values))
 
     def arrow_table(self) -> pa.Table:
         """The Arrow records as one table (its chunks are the messages' buffers, not copies)."""
@@ -169,12 +181,12 @@ class RecordBatch:
             i = j
 
     def records(self) -> tuple[list[bytes], list[Position | None]]:
-        """Every JSON record on its own line, with its position (a packed message's lines get their
-        `record`); the Arrow records are in `arrow_rows`."""
+        """Every JSON record on its own line (a JSON rows message's rows as objects), with its position (a
+        packed message's lines get their `record`); the Arrow records are in `arrow_rows`."""
         lines: list[bytes] = []
         where: list[Position | None] = []
         positions = self.positions + [None] * (len(self.values) - len(self.positions))  # values set directly
-        for value, pos in zip(self.values, positions, strict=True):
+        for value, pos in zip([*self.values, *self.rows_values], [*positions, *self.rows_positions], strict=True):
             parts = record_lines(value) if self.packed else [value]
             lines.extend(parts)
             where.extend(pos._replace(record=pos.record + i) if pos else None for i in range(len(parts)))
@@ -183,6 +195,8 @@ class RecordBatch:
     def clear(self) -> None:
         self.values = []
         self.positions = []
+        self.rows_values = []
+        self.rows_positions = []
         self.arrow = []
         self.arrow_positions = []
         self.unreadable = []

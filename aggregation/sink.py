@@ -1,5 +1,6 @@
 """ClickHouse sink: rated usage and dead letters from Kafka into ClickHouse, in batches: JSON messages
-as one JSONEachRow block, Arrow `rated-usage` messages (the columnar processor's) as one Arrow table.
+as one JSONEachRow block, JSON rows `rated-usage` messages (the columnar processor's) as one
+JSONCompactEachRow block, Arrow ones (older topics) as one Arrow table.
 
 At-least-once with idempotent effect: offsets are committed only after ClickHouse acknowledged the
 insert; a batch inserted again after a crash carries the same dedup token (its offset ranges) and the
@@ -184,9 +185,10 @@ def batch_limits(settings: Settings, waiting: int) -> tuple[int, float]:
 
 
 def insert_records(client: Client, db: str, batch: RecordBatch, token: str) -> None:
-    """The batch's JSON values as one JSONEachRow insert and its Arrow records as one Arrow insert; the
-    same `token` makes a repeated insert of the same batch a no-op (each insert has its own token, derived
-    from it: two inserts with one token would make ClickHouse drop the second as a repeat)."""
+    """The batch's JSON values as one JSONEachRow insert, its JSON rows as one JSONCompactEachRow insert and its
+    Arrow records as one Arrow insert; the same `token` makes a repeated insert of the same batch a no-op (each
+    insert has its own token, derived from it: two inserts with one token would make ClickHouse drop the second
+    as a repeat)."""
     # parallel parsing pays off for blocks of many MB only; on a small block its threads cost CPU.
     # optimize_on_insert=0: no collapsing of repeated keys inside the block at insert time (~15% of
     # the insert's CPU here); the tables are read with FINAL, which collapses them anyway.
@@ -199,6 +201,14 @@ def insert_records(client: Client, db: str, batch: RecordBatch, token: str) -> N
             batch.block(),
             settings={"insert_deduplication_token": token, **settings},
             fmt="JSONEachRow",
+        )
+    if batch.rows_values:
+        client.raw_insert(
+            f"{db}.{batch.table}",
+            batch.fields,
+            batch.rows_block(),
+            settings={"insert_deduplication_token": f"{token}:rows", **settings},
+            fmt="JSONCompactEachRow",
         )
     if batch.arrow:  # as client.insert_arrow, without its copies on the embedded store (aggregation/client.py)
         insert_arrow(

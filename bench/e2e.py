@@ -108,7 +108,8 @@ from meterstream.ingest.topics import Topics, ensure_topics
 from meterstream.ingest.workload import Truth, WorkloadSpec, generate
 from meterstream.processor.runner import app_id, state_dir
 from meterstream.schemas.event import partition_of_key
-from meterstream.schemas.rated import is_arrow, read_arrow, unpack
+from meterstream.schemas.rated import is_rows, rows_body, unpack
+from meterstream.schemas.rated_arrow import is_arrow, read_arrow
 from meterstream.schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -328,10 +329,13 @@ def drain(
 
 
 def sources(value: bytes) -> list[tuple[int, int]]:
-    """The input positions (src_partition, src_offset) of a `rated-usage` message's records. An Arrow message's two
-    columns only, read in C: decoding whole records (`unpack`) cost the follower ~10 µs per row, and at the ~30,000
-    rows/s of the latency phase it held the GIL long enough to delay the poller's timestamps (the latency measured)
-    and the paced producer (which then fell behind its rate)."""
+    """The input positions (src_partition, src_offset) of a `rated-usage` message's records: a JSON rows message's
+    rows as lists (the last two values), an Arrow message's two columns only, read in C: decoding whole records
+    (`unpack`) cost the follower ~10 µs per row, and at the ~30,000 rows/s of the latency phase it held the GIL long
+    enough to delay the poller's timestamps (the latency measured) and the paced producer (which then fell behind
+    its rate)."""
+    if is_rows(value):
+        return [(row[-2], row[-1]) for row in orjson.loads(b"[" + rows_body(value) + b"]")]
     if is_arrow(value):
         table = read_arrow(value)
         return list(zip(table.column("src_partition").to_pylist(), table.column("src_offset").to_pylist(), strict=True))

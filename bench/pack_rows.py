@@ -1,4 +1,5 @@
-"""CPU of `schemas.rated.pack_rows` (the columnar processor's rated rows -> Arrow IPC messages), per event, against
+"""CPU of `schemas.rated_arrow.pack_arrow` (rated rows -> Arrow IPC messages, the columnar processor's form until the
+JSON rows form, schemas.rated.pack_rows, replaced it), per event, against
 the plain way of building the same messages (each column converted on its own by `pa.array`, the time texts
 matched by the regular expression, the stream written by Arrow's stream writer), in one run on the same rows.
 
@@ -33,7 +34,7 @@ from meterstream.ingest.workload import WorkloadSpec, generate
 from meterstream.processor.columnar import ColumnarStep, Message
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import load_catalog
-from meterstream.schemas import rated
+from meterstream.schemas import rated, rated_arrow
 from meterstream.schemas.event import TimeWindow
 from meterstream.schemas.settings import Settings
 
@@ -42,13 +43,13 @@ PARTITIONS, BATCH, WINDOW_MS = 4, 5000, 35 * 86_400_000
 
 def plain_pack_rows(rows: list[tuple], max_bytes: int = rated.RATED_MESSAGE_MAX_BYTES) -> list[bytes]:
     """The plain way: column by column, the expression for the times, the stream writer, cut by written size."""
-    schema = rated.arrow_schema()
+    schema = rated_arrow.arrow_schema()
     try:
         arrays = []
         for i, (field, values) in enumerate(zip(schema, zip(*rows, strict=True), strict=True)):
             if i == rated._TIME:
                 text = pa.array(values, pa.string())
-                if not pc.all(pc.match_substring_regex(text, rated._CANONICAL_TIME)).as_py():
+                if not pc.all(pc.match_substring_regex(text, rated_arrow._CANONICAL_TIME)).as_py():
                     raise ValueError("time: not in the canonical form")
                 arrays.append(text.cast(field.type))
             else:
@@ -75,7 +76,7 @@ def _written_split(batch: pa.RecordBatch, max_bytes: int) -> list[bytes]:
     return [v for start in range(0, n, step) for v in _written_split(batch.slice(start, step), max_bytes)]
 
 
-WAYS = {"pack_rows": rated.pack_rows, "plain": plain_pack_rows}
+WAYS = {"pack_rows": rated_arrow.pack_arrow, "plain": plain_pack_rows}
 
 
 def in_flow(step: ColumnarStep, msgs: list[Message], now_ms: int, pack) -> tuple[float, list[list[tuple]]]:
@@ -141,7 +142,7 @@ def main() -> None:
             spent, row_sets = in_flow(step, msgs, now_ms, pack)
             flow[name].append(spent / len(msgs) * 1e6)
     for rows in row_sets:
-        if rated.pack_rows(rows) != plain_pack_rows(rows):
+        if rated_arrow.pack_arrow(rows) != plain_pack_rows(rows):
             raise SystemExit("pack_rows and the plain way gave different messages")
     for _ in range(args.repeat):
         for name, pack in WAYS.items():

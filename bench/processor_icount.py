@@ -4,7 +4,7 @@ machine is shared and noisy, wall and CPU time are not; instruction counts repea
 What is counted, per polled batch, as `processor/runner.py` `process_batch` runs it without Kafka: the
 conversion of confluent-kafka's messages to `columnar.Message` tuples (the runner's own `to_messages`, on real
 `confluent_kafka.Message` objects, built beforehand), a `BatchState` per partition, `ColumnarStep.run` (decode,
-dedup, rating, the rows packed as Arrow by `schemas.rated.RowPacker`) and each partition's state commit
+dedup, rating, the rows packed as JSON rows by `schemas.rated.RowPacker`) and each partition's state commit
 (prepare + apply in RocksDB). Not counted: producing, consuming, the checkpoint's changelog, balances.
 
 The demo workload (`ingest.workload`, seed 7: telecom and cloud events, 3% duplicates, 0.5% malformed,

@@ -6,7 +6,7 @@ The demo workload (telecom and cloud events, 3% duplicates, 0.5% malformed, out-
 period, round-robin over the partitions, cut into polled batches; each path
 gets its own fresh RocksDB stores, processes every batch against a `BatchState` buffer, packs the rated
 records into messages (`schemas.rated.pack`) and commits state, counters and offset per batch, as the
-runner does (the columnar path's records as the runner packs them: JSON Lines, or Arrow rows with
+runner does (the columnar path's records as the runner packs them: JSON rows with
 `schemas.rated.pack_rows`). Both paths must give the same number of rated records and the same RocksDB
 contents, key by key (checked), so the figures compare equal work. Reported: µs of CPU per event for
 each path (this process's CPU time, RocksDB's threads included, so that other work on a shared machine
@@ -59,7 +59,7 @@ def messages(events: int, partitions: int, period: str) -> list[Message]:
 
 def columnar_runner(catalog: Catalog, window: TimeWindow) -> Runner:
     step = ColumnarStep(catalog, TOPIC, WINDOW_MS, window)
-    step.pack = rated.RowPacker  # as the runner: each chunk's rows converted right after it is rated
+    step.pack = rated.RowPacker  # as the runner: each chunk's rows encoded right after it is rated
 
     def run(batches: list[list[Message]], stores: dict[int, PartitionStore], now_ms: int) -> int:
         n = 0

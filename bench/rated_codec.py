@@ -1,15 +1,16 @@
 """The rated-usage topic's round trip per producer compression codec: what a codec costs the processor (producing),
-the broker (storing, then serving) and the sink (consuming and reading the Arrow), per rated row, in one run.
+the broker (storing, then serving) and the sink (consuming and reading the messages), per rated row, in one run.
 
     python bench/rated_codec.py [--events 100000] [--repeat 5] [--rounds 3] [--codecs lz4,zstd,none] [--json FILE]
 
 The rated rows are the processor's (`bench/sink_format.rated_rows`: the demo workload through the columnar step),
-packed into Arrow messages as the processor sends them (`schemas.rated.pack_rows`), then repeated `--repeat` times.
+packed into JSON rows messages as the processor sends them (`schemas.rated.pack_rows`), then repeated `--repeat`
+times.
 On the bench's local broker (`bench/e2e.py`'s, started if needed and stopped at the end unless `--keep-broker`),
 for each round and each codec in turn (so each codec sees the same machine phase): a fresh 4-partition topic, every
 message produced with the processor's producer settings (`ingest.producer.make_producer`, `linger.ms` 5) and
 `compression.type` set to the codec, flushed; then consumed by one consumer with the sink's fetch settings, each
-value read as the sink reads it (`read_arrow`). CPU seconds: this process's (producer, then consumer: the client
+value read as the sink reads it (`rows_count`). CPU seconds: this process's (producer, then consumer: the client
 threads included) and the broker's (/proc), per row.
 The first round warms the broker's JIT and is left out of the summary (the median of the other rounds).
 """
@@ -31,7 +32,7 @@ from sink_format import rated_rows  # bench/sink_format.py: this script's folder
 from meterstream.deploy import kafka_local
 from meterstream.deploy.ports import free_port_pair
 from meterstream.ingest.producer import make_producer
-from meterstream.schemas.rated import pack_rows, read_arrow
+from meterstream.schemas.rated import pack_rows, rows_count
 from meterstream.schemas.settings import Settings
 
 PARTITIONS = 4
@@ -68,7 +69,7 @@ def round_trip(settings: Settings, broker: int, values: list[bytes], rows: int, 
         while read < rows:
             for msg in consumer.consume(1000, 1.0):
                 if msg.error() is None:
-                    read += len(read_arrow(msg.value()))
+                    read += rows_count(msg.value())
         consumer.close()
         b2, c2 = cpu_seconds(broker), time.process_time()
         if read != rows:

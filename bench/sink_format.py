@@ -1,4 +1,4 @@
-"""Rated usage on the wire and into ClickHouse: JSON Lines vs Arrow IPC, CPU per row, in one process.
+"""Rated usage on the wire and into ClickHouse: JSON rows vs JSON Lines vs Arrow IPC, CPU per row, in one process.
 
     python bench/sink_format.py [--events 200000] [--rounds 2] [--json FILE]
 
@@ -6,12 +6,14 @@ The rows are realistic: the demo workload (`ingest.workload`, telecom + cloud te
 malformed events included) run through the columnar processor (`processor.columnar.ColumnarStep`, the
 demo catalog, 4 partitions by key, 5,000-event batches), which leaves ~1,250 rated rows per partition and batch.
 
-- **producer side**, per processor batch and partition: today's JSON (a dict per record, `orjson.dumps`,
-  `schemas.rated.pack` into ≤ 256 KB messages) against Arrow (`schemas.rated.pack_rows`: the rows'
-  columns into one record batch, IPC streams of ≤ 256 KB);
+- **producer side**, per processor batch and partition: JSON rows (the columnar processor's form,
+  `schemas.rated.pack_rows`: one `orjson.dumps` of the rows, ≤ 256 KB messages), JSON Lines (a dict per record,
+  `orjson.dumps`, `schemas.rated.pack`, as the legacy engine) and Arrow (`schemas.rated_arrow.pack_arrow`: the
+  rows' columns into one record batch, IPC streams of ≤ 256 KB; the columnar processor's form before JSON rows);
 - **sink side**, on a fresh embedded ClickHouse (chdb) table per variant: the sink's own batch
   (`aggregation.rows.RecordBatch.add` per message) and insert (`aggregation.sink.insert_records`) in
-  blocks of 20,000 and 50,000 rows, JSONEachRow against Arrow (`insert_arrow`); plus Arrow sent as one
+  blocks of 20,000 and 50,000 rows, JSONCompactEachRow (JSON rows), JSONEachRow and Arrow (`insert_arrow`); plus
+  Arrow sent as one
   `ArrowStream` (`raw_insert` of one IPC stream of all the block's batches) for comparison.
 
 CPU time is `time.process_time()` (all threads of this process, so ClickHouse's own work is in it), per
@@ -40,6 +42,7 @@ from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import load_catalog
 from meterstream.schemas.event import partition_of_key
 from meterstream.schemas.rated import pack, pack_rows
+from meterstream.schemas.rated_arrow import pack_arrow
 from meterstream.schemas.settings import Settings
 
 PARTITIONS = 4
@@ -51,7 +54,7 @@ SELECT = (
 
 
 def rated_rows(events: int, work: Path) -> list[list[tuple]]:
-    """The processor's rated rows, per batch and partition (what one `pack_rows` call receives)."""
+    """The processor's rated rows, per batch and partition (what one `pack_arrow` call receives)."""
     settings = Settings()
     step = ColumnarStep(load_catalog(settings.catalog), "usage-events", 35 * 86_400_000, None)
     msgs: list[Message] = []
@@ -109,8 +112,12 @@ def produce_json(chunks: list[list[tuple]]) -> list[bytes]:
     return out
 
 
-def produce_arrow(chunks: list[list[tuple]]) -> list[bytes]:
+def produce_rows(chunks: list[list[tuple]]) -> list[bytes]:
     return [value for rows in chunks for value in pack_rows(rows)]
+
+
+def produce_arrow(chunks: list[list[tuple]]) -> list[bytes]:
+    return [value for rows in chunks for value in pack_arrow(rows)]
 
 
 def cpu_s(fn, *args):
@@ -160,7 +167,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         chunks = rated_rows(args.events, Path(tmp) / "state")
         rows = sum(len(c) for c in chunks)
-        produce_json(chunks[:1]), produce_arrow(chunks[:1])  # warm-up: pyarrow's kernels load on first use
+        # warm-up: pyarrow's kernels load on first use
+        produce_json(chunks[:1]), produce_arrow(chunks[:1]), produce_rows(chunks[:1])
         gc.collect()
         gc.freeze()
         result: dict = {"events": args.events, "rows": rows, "load_avg": os.getloadavg()[0], "rounds": []}
@@ -169,6 +177,9 @@ def main() -> None:
             figures: dict = {}
             t_json, json_values = cpu_s(produce_json, chunks)
             t_arrow, arrow_values = cpu_s(produce_arrow, chunks)
+            t_rows, rows_values = cpu_s(produce_rows, chunks)
+            figures["producer_rows_us_per_row"] = t_rows / rows * 1e6
+            figures["rows_bytes_per_row"] = sum(map(len, rows_values)) / rows
             figures["producer_json_us_per_row"] = t_json / rows * 1e6
             figures["producer_arrow_us_per_row"] = t_arrow / rows * 1e6
             figures["json_bytes_per_row"] = sum(map(len, json_values)) / rows
@@ -176,7 +187,12 @@ def main() -> None:
             figures["json_messages"], figures["arrow_messages"] = len(json_values), len(arrow_values)
             reference = None
             for block in (20_000, 50_000):
-                for how, values in (("json", json_values), ("arrow", arrow_values), ("arrow-stream", arrow_values)):
+                for how, values in (
+                    ("rows", rows_values),
+                    ("json", json_values),
+                    ("arrow", arrow_values),
+                    ("arrow-stream", arrow_values),
+                ):
                     db = f"bench_{rnd}_{block}_{how.replace('-', '_')}"
                     create_schema(client, db)
                     t, _ = cpu_s(sink, client, db, values, block, how)
@@ -184,7 +200,7 @@ def main() -> None:
                     landed = client.query(SELECT.format(db=db)).result_rows
                     if reference is None:
                         reference = landed
-                    assert len(landed) == rows and landed == reference, f"{how}: the table differs from JSON's"
+                    assert len(landed) == rows and landed == reference, f"{how}: the table differs from JSON rows'"
                     client.command(f"DROP DATABASE {db}")
             for block in (20_000, 50_000):
                 figures[f"sink_ratio_json_to_arrow_{block}"] = (
@@ -193,14 +209,18 @@ def main() -> None:
             result["rounds"].append(figures)
             print(f"round {rnd + 1}: {rows:,} rows (load average {os.getloadavg()[0]:.1f})")
             print(
-                f"  producer   JSON {figures['producer_json_us_per_row']:.2f} µs/row "
+                f"  producer   JSON rows {figures['producer_rows_us_per_row']:.2f} µs/row "
+                f"({figures['rows_bytes_per_row']:.0f} B/row)   "
+                f"JSON {figures['producer_json_us_per_row']:.2f} µs/row "
                 f"({figures['json_bytes_per_row']:.0f} B/row, {len(json_values)} messages)   "
                 f"Arrow {figures['producer_arrow_us_per_row']:.2f} µs/row "
                 f"({figures['arrow_bytes_per_row']:.0f} B/row, {len(arrow_values)} messages)"
             )
             for block in (20_000, 50_000):
                 print(
-                    f"  sink {block:>6,}-row blocks   JSONEachRow {figures[f'sink_json_{block}_us_per_row']:.2f}   "
+                    f"  sink {block:>6,}-row blocks   "
+                    f"JSONCompactEachRow {figures[f'sink_rows_{block}_us_per_row']:.2f}   "
+                    f"JSONEachRow {figures[f'sink_json_{block}_us_per_row']:.2f}   "
                     f"insert_arrow {figures[f'sink_arrow_{block}_us_per_row']:.2f}   "
                     f"ArrowStream {figures[f'sink_arrow_stream_{block}_us_per_row']:.2f} µs/row   "
                     f"(JSON / Arrow {figures[f'sink_ratio_json_to_arrow_{block}']:.2f}×)"

@@ -20,9 +20,9 @@ Equal to the per-message specification by construction where it matters and by t
   memo's cost, line and bundle without building the RatedCDR) with the
   bundle use read back from the state's text form, the dedup entry `{"p", "o", "t"}`, the running
   total `[text, offset]`, and the rated record with the same values, as a row in the record's field
-  order (the runner sends the rows as Arrow, `schemas.rated.pack_rows`; the specification's records
+  order (the runner sends the rows as JSON rows, `schemas.rated.pack_rows`; the specification's records
   are turned into rows too). tests/processor/test_columnar_differential.py runs random batches through
-  both and requires the same records (every value, decoded back from the Arrow messages), dead
+  both and requires the same records (every value, decoded back from the JSON rows messages), dead
   letters and RocksDB contents, key by key.
 
 Rating stays exact: Decimal in the engine's explicit context, never float.
@@ -87,7 +87,7 @@ class BatchOutput:
     __slots__ = ("balances", "dead_letters", "last", "messages", "outcomes", "rated")
 
     def __init__(self) -> None:
-        # rated records as rows (values in schemas.rated.RATED_FIELDS order), to be packed as Arrow
+        # rated records as rows (values in schemas.rated.RATED_FIELDS order), to be packed as JSON rows
         # (schemas.rated.pack_rows)
         self.rated: dict[int, list[RatedRow]] = {}
         # the same rows as message values, per partition, when the step packs them (ColumnarStep.pack)
@@ -124,9 +124,9 @@ class ColumnarStep:
         self.routes: dict[tuple[str, str, str], Any] = {}  # or _TIMED
         self.generation = getattr(catalog, "generation", 0)  # of the catalog the caches were built from
         self.balances: Any = None  # processor.balances.Balances: debits the rated rows after each batch
-        # makes the packer of a partition's rated rows into message values (schemas.rated.RowPacker: Arrow), which
-        # gets each chunk's rows right after the chunk is rated, while they are still in the CPU's caches (~0.3 µs
-        # per event less than packing them after the whole batch); None: the caller packs `rated`
+        # makes the packer of a partition's rated rows into message values (schemas.rated.RowPacker: JSON rows),
+        # which gets each chunk's rows right after the chunk is rated, while they are still in the CPU's caches;
+        # None: the caller packs `rated`
         self.pack: Callable[[], RowPacker] | None = None
         # the usage topic's partition count, set by the runner: each customer's partition is then checked
         # against its key's (`partition_of`) once per batch (`_check_home`); None: not checked
@@ -150,7 +150,7 @@ class ColumnarStep:
             rows = out.rated[p] = []
             packer = pack() if pack is not None else None
             counts: Counter[str] = Counter()
-            # in chunks of CHUNK messages, each decoded, rated and converted to Arrow before the next: a chunk's
+            # in chunks of CHUNK messages, each decoded, rated and encoded before the next: a chunk's
             # objects (decoded events, rows) stay in the CPU's caches from one stage to the next (see CHUNK)
             for start in range(0, len(ms), chunk):
                 first = len(rows)

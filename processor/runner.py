@@ -3,7 +3,7 @@
 Per batch: process the messages against a write buffer with the columnar path (processor/columnar.py,
 proven equal to the per-message `step.process`; `METERSTREAM_PROCESSOR_ENGINE=legacy` runs
 `step.process` on each message instead), produce the outputs (idempotent, acks=all,
-to the input's partition number; rated records packed into few messages: Arrow IPC from the columnar
+to the input's partition number; rated records packed into few messages: JSON rows from the columnar
 path, `schemas.rated.RowPacker`, JSON Lines from the legacy loop, `schemas.rated.pack`), and
 once Kafka acknowledged all of them, log the state writes to the changelog (processor/changelog.py) and,
 once acknowledged too, commit state + next offset atomically per partition. The waits
@@ -58,7 +58,6 @@ from meterstream.processor.store import DAY_MS, BatchState, PartitionStore
 from meterstream.rating.catalog import PlanSource, load_catalog
 from meterstream.schemas.event import TimeWindow
 from meterstream.schemas.rated import RowPacker, pack
-from meterstream.schemas.rated import warm as warm_arrow
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor")
@@ -156,9 +155,7 @@ class NativeProcessor:
         # native: the columnar batch path; legacy: step.process per message (the specification)
         self.legacy = settings.processor_engine == "legacy"
         self.columnar = ColumnarStep(catalog, self.topics.usage, self.window_ms, self.time_window)
-        self.columnar.pack = RowPacker  # Arrow IPC, one record batch per message (schemas.rated)
-        if not self.legacy:
-            warm_arrow()  # pyarrow's lazy imports now, not inside the first batch (~0.4 s)
+        self.columnar.pack = RowPacker  # JSON rows, one orjson.dumps per chunk of rows (schemas.rated)
         self.balances = balances.install(self)  # prepaid debit and provisioning (processor/balances.py)
 
     def subscribe(self) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from meterstream.aggregation.client import insert_arrow, is_embedded
 from meterstream.aggregation.refusals import is_data_error
-from meterstream.schemas.rated import pack_rows, read_arrow
+from meterstream.schemas.rated_arrow import pack_arrow, read_arrow
 
 
 def row(i: int, quantity: str = "1.5", amount: str = "0.75") -> tuple:
@@ -20,7 +20,7 @@ def row(i: int, quantity: str = "1.5", amount: str = "0.75") -> tuple:
 
 
 def table(*rows: tuple) -> pa.Table:
-    return pa.concat_tables(read_arrow(v) for v in pack_rows(list(rows)))
+    return pa.concat_tables(read_arrow(v) for v in pack_arrow(list(rows)))
 
 
 SELECT = (

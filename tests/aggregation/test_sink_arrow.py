@@ -1,4 +1,4 @@
-"""The sink with Arrow `rated-usage` messages (the columnar processor's form, schemas.rated.pack_rows) and
+"""The sink with Arrow `rated-usage` messages (older topics: schemas.rated_arrow.pack_arrow) and
 with JSON Lines messages next to them: both land, exactly; refused rows of an Arrow block are dead letters
 with ClickHouse's reason while the rest lands; offsets commit once. Real embedded ClickHouse (chdb) and,
 where the sink's consumer commits or runs, a real Kafka broker."""
@@ -16,7 +16,8 @@ from sink_helpers import RECORD, CountingConsumer, drain, flush_within, new_data
 from meterstream.aggregation.refusals import NullProbe, refused_lines
 from meterstream.aggregation.rows import INSERT_SETTINGS, RATED_FIELDS, Position, RecordBatch, store_field
 from meterstream.aggregation.sink import ClickHouseSink, insert_records
-from meterstream.schemas.rated import pack_rows, read_arrow, row_of
+from meterstream.schemas.rated import row_of
+from meterstream.schemas.rated_arrow import pack_arrow, read_arrow
 from meterstream.schemas.settings import Settings
 
 SELECT = (
@@ -30,7 +31,7 @@ def r(**changes: object) -> dict:
 
 
 def arrow(*records: dict) -> bytes:
-    (value,) = pack_rows([row_of(x) for x in records])
+    (value,) = pack_arrow([row_of(x) for x in records])
     assert value[:4] == b"\xff\xff\xff\xff"
     return value
 

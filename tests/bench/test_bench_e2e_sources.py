@@ -8,6 +8,7 @@ import orjson
 from by_path import ROOT, load
 
 from meterstream.schemas.rated import RATED_FIELDS, pack, pack_rows
+from meterstream.schemas.rated_arrow import pack_arrow
 
 sys.path.append(str(ROOT / "bench"))  # e2e.py imports its sibling modules (after every other path: no shadowing)
 e2e = load("bench/e2e.py")
@@ -18,10 +19,15 @@ def _row(p: int, o: int) -> tuple:
             {"k": "v"}, "", p, o)  # fmt: skip
 
 
-def test_an_arrow_message_gives_its_rows_positions_in_order() -> None:
+def test_a_json_rows_message_gives_its_rows_positions_in_order() -> None:
     rows = [_row(3, 17), _row(3, 18), _row(3, 40)]
     (value,) = pack_rows(rows)
     assert e2e.sources(value) == [(3, 17), (3, 18), (3, 40)]
+
+
+def test_an_arrow_message_too() -> None:
+    (value,) = pack_arrow([_row(2, 7), _row(2, 9)])
+    assert e2e.sources(value) == [(2, 7), (2, 9)]
 
 
 def test_a_json_lines_message_too() -> None:

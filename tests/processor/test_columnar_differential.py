@@ -2,9 +2,9 @@
 which prices with `rating.delta` and the telecom rater): random event sequences, cut into batches at
 random points over several partitions, must give the same rated records (byte for byte, so amounts to
 the last decimal), the same dead letters, the same outcome counters and the same RocksDB contents,
-key by key. The columnar path's records are compared as they leave the processor: packed into Arrow
-messages (`schemas.rated.pack_rows`, a small size cap so that batches span several messages), decoded
-back and encoded as the specification's JSON, every field.
+key by key. The columnar path's records are compared as they leave the processor: packed into JSON rows
+messages (`schemas.rated.pack_rows`, a small size cap so that batches span several messages), decoded back
+and encoded as the specification's JSON, every field.
 
 Both paths run as the native engine runs them: per partition a RocksDB store, a batch buffer over it
 that also reads the previous, still uncommitted batch (one batch in flight), commits in order.
@@ -28,7 +28,7 @@ from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import parse_catalog
 from meterstream.schemas.entities import CustomerDoc, Phase, PlanVersionDoc, SubscriptionDoc
 from meterstream.schemas.event import DEFAULT_TIME_WINDOW, TimeWindow
-from meterstream.schemas.rated import is_arrow, pack_rows, unpack
+from meterstream.schemas.rated import is_rows, pack_rows, unpack
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "usage-events"
@@ -289,9 +289,9 @@ def run_columnar(base: Path, batches: list[list[Message]], clocks: list[int], wi
 
 
 def _sent(rows: list[tuple]) -> list[dict]:
-    """The records as the sink receives them: Arrow messages of at most 4 KB, decoded."""
+    """The records as the sink receives them: JSON rows messages of at most 4 KB, decoded."""
     values = pack_rows(rows, max_bytes=4096)
-    assert all(is_arrow(v) for v in values), "the columnar path's records must travel as Arrow"
+    assert all(is_rows(v) for v in values), "the columnar path's records must travel as JSON rows"
     return [record for value in values for record in unpack(value)]
 
 

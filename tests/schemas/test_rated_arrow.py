@@ -1,5 +1,6 @@
-"""The Arrow form of `rated-usage` messages (schemas.rated): recognised by its first bytes, decoded back to
-the very records that were encoded, split under the size cap, and JSON Lines where a value does not fit."""
+"""The Arrow form of `rated-usage` messages (schemas.rated_arrow: older topics hold it): recognised by its first
+bytes, decoded back to the very records that were encoded, split under the size cap, and JSON Lines where a value
+does not fit."""
 
 from __future__ import annotations
 
@@ -7,17 +8,8 @@ import orjson
 import pyarrow as pa
 from rated_record import RECORD
 
-from meterstream.schemas.rated import (
-    RATED_FIELDS,
-    arrow_schema,
-    is_arrow,
-    pack,
-    pack_rows,
-    read_arrow,
-    record_count,
-    row_of,
-    unpack,
-)
+from meterstream.schemas.rated import RATED_FIELDS, pack, record_count, row_of, unpack
+from meterstream.schemas.rated_arrow import arrow_schema, is_arrow, pack_arrow, read_arrow
 
 
 def test_an_arrow_message_decodes_to_the_same_records_byte_for_byte() -> None:
@@ -26,7 +18,7 @@ def test_an_arrow_message_decodes_to_the_same_records_byte_for_byte() -> None:
         {**RECORD, "id": "evt-2", "dimensions": {}, "time": "2026-10-31T23:59:59.999Z", "src_offset": 2**64 - 1},
         {**RECORD, "id": "évt-3", "customer": "cust-\u00e9", "amount": "-3.750", "src_partition": 65535},
     ]
-    (value,) = pack_rows([row_of(r) for r in records])
+    (value,) = pack_arrow([row_of(r) for r in records])
     assert is_arrow(value) and value[:4] == b"\xff\xff\xff\xff"
     assert record_count(value) == 3
     assert [orjson.dumps(r) for r in unpack(value)] == [orjson.dumps(r) for r in records]
@@ -35,7 +27,7 @@ def test_an_arrow_message_decodes_to_the_same_records_byte_for_byte() -> None:
 def test_the_columns_have_the_tables_types() -> None:
     """Times are milliseconds since the epoch (UTC): 2026-10-20T00:00:00Z is 1,792,454,400,000 ms, so
     2026-10-12T10:11:12.345Z is that minus 8 days (691,200,000 ms) plus 36,672,345 ms."""
-    table = read_arrow(pack_rows([row_of(RECORD)])[0])
+    table = read_arrow(pack_arrow([row_of(RECORD)])[0])
     assert table.schema.equals(arrow_schema())
     assert table.column("time").type == pa.timestamp("ms", "UTC")
     assert table.column("time").cast(pa.int64()).to_pylist() == [1_792_454_400_000 - 691_200_000 + 36_672_345]
@@ -47,12 +39,12 @@ def test_the_columns_have_the_tables_types() -> None:
 
 def test_messages_stay_under_the_cap_in_order() -> None:
     rows = [row_of({**RECORD, "id": f"e{i:05d}", "src_offset": i}) for i in range(5000)]
-    values = pack_rows(rows, max_bytes=64 * 1024)
+    values = pack_arrow(rows, max_bytes=64 * 1024)
     assert len(values) > 5 and all(len(v) <= 64 * 1024 for v in values)
     assert [r["src_offset"] for v in values for r in unpack(v)] == list(range(5000))
     assert sum(record_count(v) for v in values) == 5000
     big = {**RECORD, "subject": "s" * 10_000}  # larger than the cap on its own: a message of its own
-    assert [record_count(v) for v in pack_rows([row_of(big)] * 3, max_bytes=4096)] == [1, 1, 1]
+    assert [record_count(v) for v in pack_arrow([row_of(big)] * 3, max_bytes=4096)] == [1, 1, 1]
 
 
 def test_rows_that_do_not_fit_the_arrow_schema_travel_as_json_lines() -> None:
@@ -62,7 +54,7 @@ def test_rows_that_do_not_fit_the_arrow_schema_travel_as_json_lines() -> None:
         {**RECORD, "tenant": 5},  # a number where text belongs
     ]
     for record in odd:
-        (value,) = pack_rows([row_of(RECORD), row_of(record)])
+        (value,) = pack_arrow([row_of(RECORD), row_of(record)])
         assert not is_arrow(value)
         assert value == pack([orjson.dumps(RECORD), orjson.dumps(record)])[0]
 

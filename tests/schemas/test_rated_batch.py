@@ -1,9 +1,9 @@
-"""`schemas.rated.pack_rows` converts the rows in one pass (one Arrow struct array whose fields are the columns),
+"""`schemas.rated_arrow.pack_arrow` converts the rows in one pass (one Arrow struct array whose fields are the columns),
 checks the time texts on the array's bytes and writes each message as the schema message + the batch's message +
 the end marker. Its messages must be the very bytes of the plain way, written out here as the reference: each
 column converted on its own (`pa.array(values, type)`), the time texts matched by the regular expression, the
 stream written by Arrow's stream writer and cut by its written length; and where the plain way gives JSON Lines
-or raises, so must pack_rows."""
+or raises, so must pack_arrow."""
 
 from __future__ import annotations
 
@@ -17,27 +17,24 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rated_record import RECORD
 
-from meterstream.schemas.rated import (
+from meterstream.schemas.rated import RATED_FIELDS, pack, row_of, unpack
+from meterstream.schemas.rated_arrow import (
     _CANONICAL_TIME,
-    RATED_FIELDS,
-    RowPacker,
+    ArrowPacker,
     _all_canonical_times,
     _record_batch,
     _record_batch_by_columns,
     _stream,
     arrow_schema,
     is_arrow,
-    pack,
-    pack_rows,
-    row_of,
-    unpack,
+    pack_arrow,
 )
 
 TIME = RATED_FIELDS.index("time")
 
 
 def reference_batch(rows: list) -> pa.RecordBatch:
-    """Column by column, as pack_rows was first written."""
+    """Column by column, as pack_arrow was first written."""
     schema = arrow_schema()
     arrays = []
     for i, (field, values) in enumerate(zip(schema, zip(*rows, strict=True), strict=True)):
@@ -110,7 +107,7 @@ NOT_CANONICAL = [
 def test_canonical_times_pass_the_byte_check_and_decode_to_their_text(text: str) -> None:
     rows = rows_of({"time": CANONICAL[0]}, {"time": text})
     assert _all_canonical_times(pa.array([row[TIME] for row in rows], pa.string()))
-    (value,) = pack_rows(rows)
+    (value,) = pack_arrow(rows)
     assert is_arrow(value) and [r["time"] for r in unpack(value)] == [CANONICAL[0], text]
 
 
@@ -118,7 +115,7 @@ def test_canonical_times_pass_the_byte_check_and_decode_to_their_text(text: str)
 def test_a_time_not_in_canonical_form_fails_the_byte_check_and_the_rows_go_as_json_lines(text: str) -> None:
     rows = rows_of({}, {"time": text}, {})
     assert not _all_canonical_times(pa.array([row[TIME] for row in rows], pa.string()))
-    (value,) = pack_rows(rows)
+    (value,) = pack_arrow(rows)
     assert not is_arrow(value)
     assert value == b"\n".join(orjson.dumps(dict(zip(RATED_FIELDS, row, strict=True))) for row in rows)
 
@@ -128,7 +125,7 @@ def test_texts_of_other_lengths_that_join_into_canonical_times_are_refused() -> 
     times = ["2026-10-12T10:11:12.345Z2", "026-10-12T10:11:12.345Z"]
     assert "".join(times) == CANONICAL[0] * 2 and len(times[0]) != 24
     assert not _all_canonical_times(pa.array(times, pa.string()))
-    (value,) = pack_rows(rows_of(*({"time": t} for t in times)))
+    (value,) = pack_arrow(rows_of(*({"time": t} for t in times)))
     assert not is_arrow(value)
 
 
@@ -141,7 +138,7 @@ def test_a_null_time_and_a_sliced_array_are_left_to_the_expression() -> None:
         1_793_491_199_999,  # 2026-11-01T00:00:00Z is 1,793,491,200,000 ms (2026-10-20 + 12 days), less 1 ms
     ]
     # ... and a null time is what it always was: a null timestamp in the Arrow message (ClickHouse refuses it)
-    (value,) = pack_rows(rows_of({}, {"time": None}))
+    (value,) = pack_arrow(rows_of({}, {"time": None}))
     assert is_arrow(value) and [r["time"] for r in unpack(value)] == [RECORD["time"], None]
 
 
@@ -150,7 +147,7 @@ def test_a_digit_shaped_time_that_is_no_date_goes_as_json_lines_as_before() -> N
     for text in ["2026-13-12T10:11:12.345Z", "0000-00-00T00:00:00.000Z"]:
         rows = rows_of({}, {"time": text})
         assert _all_canonical_times(pa.array([row[TIME] for row in rows], pa.string()))
-        (value,) = pack_rows(rows)
+        (value,) = pack_arrow(rows)
         assert not is_arrow(value) and value == reference_pack_rows(rows, 1 << 20)[0]
 
 
@@ -163,7 +160,7 @@ def test_hostile_dimensions_keep_their_bytes_order_and_nulls() -> None:
         None,  # a null map
     ]
     rows = rows_of(*({"dimensions": d} for d in dims))
-    (value,) = pack_rows(rows)
+    (value,) = pack_arrow(rows)
     assert is_arrow(value) and value == written(reference_batch(rows))
     assert [r["dimensions"] for r in unpack(value)] == dims
 
@@ -185,8 +182,8 @@ def test_hostile_dimensions_keep_their_bytes_order_and_nulls() -> None:
 )
 def test_rows_that_do_not_fit_go_as_json_lines_like_the_reference(change: dict) -> None:
     rows = rows_of({}, change)
-    assert outcome(pack_rows, rows, 1 << 20) == outcome(reference_pack_rows, rows, 1 << 20)
-    assert outcome(pack_rows, rows, 1 << 20)[0] == "raises" or not is_arrow(pack_rows(rows)[0])
+    assert outcome(pack_arrow, rows, 1 << 20) == outcome(reference_pack_rows, rows, 1 << 20)
+    assert outcome(pack_arrow, rows, 1 << 20)[0] == "raises" or not is_arrow(pack_arrow(rows)[0])
 
 
 def test_rows_that_are_not_tuples_of_the_schemas_width_are_judged_as_before() -> None:
@@ -201,10 +198,10 @@ def test_rows_that_are_not_tuples_of_the_schemas_width_are_judged_as_before() ->
         [good[0], dict(zip(RATED_FIELDS, good[1], strict=True))],
     ]
     for rows in cases:
-        assert outcome(pack_rows, rows, 1 << 20) == outcome(reference_pack_rows, rows, 1 << 20), rows
+        assert outcome(pack_arrow, rows, 1 << 20) == outcome(reference_pack_rows, rows, 1 << 20), rows
     assert outcome(_record_batch, []) == outcome(reference_batch, []) == ("raises", ValueError)  # no columns
     # lists are packed as Arrow, like tuples
-    assert pack_rows(cases[0]) == written_split(reference_batch(good), 1 << 20)
+    assert pack_arrow(cases[0]) == written_split(reference_batch(good), 1 << 20)
 
 
 def test_both_conversions_give_the_same_batch() -> None:
@@ -246,18 +243,18 @@ ROW = st.fixed_dictionaries(
 @given(st.lists(ROW, min_size=1, max_size=40), st.sampled_from([600, 2048, 1 << 20]))
 def test_pack_rows_gives_the_references_messages(parts: list[dict], max_bytes: int) -> None:
     rows = [row_of({**RECORD, **part}) for part in parts]
-    assert outcome(pack_rows, rows, max_bytes) == outcome(reference_pack_rows, rows, max_bytes)
+    assert outcome(pack_arrow, rows, max_bytes) == outcome(reference_pack_rows, rows, max_bytes)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(ROW, max_size=12), min_size=1, max_size=5), st.sampled_from([600, 2048, 1 << 20]))
 def test_a_packer_fed_in_parts_gives_the_messages_of_its_parts(parts: list[list[dict]], max_bytes: int) -> None:
     """The processor adds each chunk's rows as it rates them: the parts that fit Arrow give, together, the messages
-    `pack_rows` gives for all their rows at once; a part that does not fit goes as JSON Lines in its place."""
+    `pack_arrow` gives for all their rows at once; a part that does not fit goes as JSON Lines in its place."""
     chunks = [[row_of({**RECORD, **part}) for part in chunk] for chunk in parts]
-    # rows that neither form can carry (a lone surrogate) raise in both, as pack_rows' own test shows
+    # rows that neither form can carry (a lone surrogate) raise in both, as pack_arrow' own test shows
     assume(all(outcome(reference_pack_rows, chunk, max_bytes)[0] == "ok" for chunk in chunks if chunk))
-    packer = RowPacker(max_bytes)
+    packer = ArrowPacker(max_bytes)
     for chunk in chunks:
         packer.add(chunk)
     expected: list[bytes] = []
@@ -278,7 +275,7 @@ def test_a_packer_fed_in_parts_gives_the_messages_of_its_parts(parts: list[list[
 
 def test_a_part_that_does_not_fit_goes_as_json_lines_between_the_arrow_parts_around_it() -> None:
     first, bad, last = rows_of({}, {}), rows_of({"time": "2026-10-12T10:11:12Z"}), rows_of({"id": "z"})
-    packer = RowPacker()
+    packer = ArrowPacker()
     for rows in (first, [], bad, last):
         packer.add(rows)
     values = packer.values()

@@ -1,4 +1,4 @@
-"""`schemas.rated.pack_rows` decides where to cut a batch from the stream's size computed without writing it
+"""`schemas.rated_arrow.pack_arrow` decides where to cut a batch from the stream's size computed without writing it
 (`stream_size`): that size must be the written stream's length exactly, for whole batches and for slices, so
 the messages are the ones a write-then-measure split gives, byte for byte (checked here against that split,
 written out in the test)."""
@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rated_record import RECORD
 
-from meterstream.schemas.rated import _record_batch, _stream, pack_rows, row_of, stream_size
+from meterstream.schemas.rated import row_of
+from meterstream.schemas.rated_arrow import _record_batch, _stream, pack_arrow, stream_size
 
 
 def written_split(batch: pa.RecordBatch, max_bytes: int) -> list[bytes]:
@@ -41,7 +42,7 @@ ROW = st.fixed_dictionaries(
 @given(st.lists(ROW, min_size=1, max_size=300), st.sampled_from([1024, 4096, 20_000, 256 * 1024]))
 def test_the_messages_are_those_of_a_write_then_measure_split(parts: list[dict], max_bytes: int) -> None:
     rows = [row_of({**RECORD, **part}) for part in parts]
-    assert pack_rows(rows, max_bytes=max_bytes) == written_split(_record_batch(rows), max_bytes)
+    assert pack_arrow(rows, max_bytes=max_bytes) == written_split(_record_batch(rows), max_bytes)
 
 
 def test_stream_size_is_the_written_length_for_batches_and_slices() -> None:
@@ -55,5 +56,5 @@ def test_stream_size_is_the_written_length_for_batches_and_slices() -> None:
 
 def test_a_large_batch_is_cut_into_parts_under_the_cap() -> None:
     rows = [row_of({**RECORD, "id": f"e{i:05d}", "src_offset": i}) for i in range(3000)]
-    values = pack_rows(rows, max_bytes=64 * 1024)
+    values = pack_arrow(rows, max_bytes=64 * 1024)
     assert len(values) > 2 and all(len(v) <= 64 * 1024 for v in values)

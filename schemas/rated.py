@@ -150,9 +150,10 @@ def pack_rows(rows: list[RatedRow], max_bytes: int = RATED_MESSAGE_MAX_BYTES) ->
 class RowPacker:
     """`pack_rows` over rows given in parts (the processor adds each chunk's rows right after rating them):
     each part is encoded when it is added, with one `orjson.dumps` of the part's list of rows (the JSON array
-    of arrays, its brackets left out), and `values` joins the parts into messages. A part whose encoding is
-    larger than a message may be is split in halves, down to single rows; the messages are the same whatever
-    the parts (tests/schemas/test_rated_rows.py)."""
+    of arrays, its brackets left out), and joined to the message being built if it fits there, else it starts
+    the next message: a message holds whole parts, never splitting one that fits a message of its own. A part
+    larger than a message may be is cut into pieces of as many rows as fit a message on average (each encoded
+    again; a piece still too large is cut again, down to single rows)."""
 
     __slots__ = ("count", "max_bytes", "out", "parts", "size")
 
@@ -164,28 +165,19 @@ class RowPacker:
         self.out: list[bytes] = []
 
     def add(self, rows: list[RatedRow]) -> None:
-        if not rows:
-            return
-        encoded = _dumps(rows)
-        if len(encoded) - 2 > self.max_bytes and len(rows) > 1:
-            half = len(rows) // 2
-            self.add(rows[:half])
-            self.add(rows[half:])
-            return
-        if len(rows) == 1 or len(encoded) - 2 + self.size + 1 <= self.max_bytes:
-            self._append(memoryview(encoded)[1:-1], len(rows))
-            return
-        # the part does not fit the message being built: its rows one by one, so that the cut falls where
-        # a whole message of rows ends (the same messages as one part of all the rows would give)
-        for row in rows:
-            self._append(memoryview(_dumps(row)), 1)
-
-    def _append(self, part: memoryview, rows: int) -> None:
-        if self.parts and self.size + 1 + len(part) > self.max_bytes:
-            self._cut()
-        self.parts.append(part)
-        self.size += len(part) + (1 if self.size else 0)
-        self.count += rows
+        while rows:
+            encoded = _dumps(rows)
+            size = len(encoded) - 2
+            if size <= self.max_bytes or len(rows) == 1:
+                if self.parts and self.size + 1 + size > self.max_bytes:
+                    self._cut()
+                self.parts.append(memoryview(encoded)[1:-1])
+                self.size += size + (1 if self.size else 0)
+                self.count += len(rows)
+                return
+            fit = max(1, len(rows) * self.max_bytes // size)  # rows of a message, on average: fewer than len(rows)
+            self.add(rows[:fit])
+            rows = rows[fit:]
 
     def values(self) -> list[bytes]:
         """The message values of every part added, in order (the packer is then empty)."""

@@ -57,7 +57,9 @@ def test_text_that_looks_like_the_separators_stays_inside_its_string() -> None:
 
 def test_messages_are_cut_under_the_cap_in_order_and_a_larger_row_goes_alone() -> None:
     # each row is 130 bytes, plus a comma between rows; the count and its newline take at most 10 bytes of the cap:
-    # with a cap of 500 the rows may use 490: three rows (3 * 130 + 2 = 392) fit, four (4 * 130 + 3 = 523) do not
+    # with a cap of 500 the rows may use 490: three rows (3 * 130 + 2 = 392) fit, four (4 * 130 + 3 = 523) do not.
+    # Seven rows (916 bytes) are cut into pieces of the rows that fit on average, 7 * 490 // 916 = 3: 3, then the
+    # four left (523 bytes) into 4 * 490 // 523 = 3 and 1
     assert len(ROW_TEXT) == 130
     rows = [(*ROW[:16], o) for o in range(7)]  # offsets 0-6: one digit each, every row 130 bytes
     values = pack_rows(rows, max_bytes=500)
@@ -74,7 +76,7 @@ def test_messages_are_cut_under_the_cap_in_order_and_a_larger_row_goes_alone() -
     widths=st.lists(st.integers(0, 300), min_size=1, max_size=5),
     max_bytes=st.sampled_from([300, 1000, 4096, 1 << 20]),
 )
-def test_rows_in_parts_give_the_messages_of_all_the_rows_at_once(sizes, widths, max_bytes) -> None:
+def test_rows_in_parts_travel_in_order_under_the_cap_in_messages_that_could_not_be_merged(sizes, widths, max_bytes):
     rows, n = [], 0
     for size in sizes:
         part = []
@@ -86,14 +88,22 @@ def test_rows_in_parts_give_the_messages_of_all_the_rows_at_once(sizes, widths, 
     for part in rows:
         packer.add(part)
     values = packer.values()
-    everything = [row for part in rows for row in part]
-    assert values == pack_rows(everything, max_bytes)
     assert [r["src_offset"] for v in values for r in unpack(v)] == list(range(n))
     assert all(len(v) <= max_bytes or record_count(v) == 1 for v in values)
-    # and greedily full: the next message's first row would not have fitted in the one before
+    assert all(record_count(v) == len(orjson.loads(b"[" + rows_body(v) + b"]")) for v in values)
+    # a message was cut only when the next rows did not fit in it
     for before, after in pairwise(values):
-        first = orjson.dumps(orjson.loads(b"[" + rows_body(after) + b"]")[0])
-        assert len(rows_body(before)) + 1 + len(first) > max_bytes - 10
+        assert len(rows_body(before)) + 1 + len(rows_body(after)) > max_bytes - 10
+
+
+def test_a_part_that_fits_a_message_is_never_split() -> None:
+    """Parts of 3 rows of 130 bytes (3 * 130 + 2 = 392 bytes) under a cap of 1,000 (990 for the rows): two parts
+    fit a message (392 + 1 + 392 = 785), a third would not (1,178): messages of 6, 6 and 3 rows."""
+    rows = [(*ROW[:16], o) for o in range(15)]  # offsets 0-9 one digit, 10-14 two: the last part is 395 bytes
+    packer = RowPacker(1000)
+    for start in range(0, 15, 3):
+        packer.add(rows[start : start + 3])
+    assert [record_count(v) for v in packer.values()] == [6, 6, 3]
 
 
 def test_record_lines_turns_rows_into_objects_and_keeps_an_unreadable_message_whole() -> None:

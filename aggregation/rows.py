@@ -143,8 +143,9 @@ class RecordBatch:
         return b"\n".join(self.values)
 
     def rows_block(self) -> bytes:
-        """The JSON rows messages' records as one JSONCompactEachRow block (arrays separated by commas)."""
-        return b",".join(map(rows_body, self.rows_values))
+        """The JSON rows messages' records as one JSONCompactEachRow block (arrays separated by commas; a message
+        of no rows adds nothing)."""
+        return b",".join(body for body in map(rows_body, self.rows_values) if body)
 
     def arrow_table(self) -> pa.Table:
         """The Arrow records as one table (its chunks are the messages' buffers, not copies)."""

@@ -74,6 +74,7 @@ def test_a_batch_of_all_three_forms_lands_whole_once_and_again_with_its_token_ad
         batch = RecordBatch("rated_usage", RATED_FIELDS)
         batch.add(b"\n".join(orjson.dumps(x) for x in (r(id="j1"), r(id="j2"))))
         batch.add(rows(r(id="r1"), r(id="r2")))
+        batch.add(b"0\n")  # a message of no rows (the processor sends none) adds nothing
         batch.add(rows(r(id="r3")))
         (arrow,) = pack_arrow([row_of(r(id="a1"))])
         batch.add(arrow)

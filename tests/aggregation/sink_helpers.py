@@ -1,7 +1,7 @@
-"""What the sink tests share (test_sink_arrow.py, test_sink_refusals.py, test_sink_tombstone.py, test_insert.py): a
-rated-usage record ClickHouse takes as it is, a database of their own in the session's embedded ClickHouse, and the
-sink's consumer with its commits counted, one flush run in a thread with a time limit, and the sink run until
-its consumer group has caught up."""
+"""What the sink tests share (test_sink_arrow.py, test_sink_rows.py, test_sink_refusals.py, test_sink_tombstone.py,
+test_insert.py): a rated-usage record ClickHouse takes as it is, a database of their own in the session's embedded
+ClickHouse, and the sink's consumer with its commits counted, one flush run in a thread with a time limit, the sink
+run until its consumer group has caught up, and the running sink fed three records and a replay in a given form."""
 
 from __future__ import annotations
 
@@ -88,3 +88,45 @@ def drain(sink, settings, topics: list[str], seconds: float = 60.0) -> tuple[int
         runner.join(30)
     assert not runner.is_alive(), "the sink did not stop"
     return lag, errors
+
+
+def land_replayed_records(chdb_client, db: str, kafka_settings, encode, encode_second=None) -> None:  # type: ignore[no-untyped-def]
+    """The running sink on a real broker: three records x1-x3 in two messages (`encode(*records)` -> a `rated-usage`
+    message value in the form under test; the second message by `encode_second` when given) and a processor's replay
+    of x1 in a third; they land as written, the replay collapsing into its original (FINAL), and no dead letter."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from meterstream.aggregation.sink import ClickHouseSink
+    from meterstream.ingest.producer import make_producer
+    from meterstream.ingest.topics import ensure_topics
+    from meterstream.schemas.settings import Settings
+
+    settings = Settings(
+        **{**kafka_settings.model_dump(), "clickhouse_database": db, "topic_prefix": f"{db}.", "partitions": 1}
+    )
+    ensure_topics(settings)
+    producer = make_producer(settings)
+    topic = settings.topic("rated-usage")
+    x1, x3 = {**RECORD, "id": "x1", "src_offset": 1}, {**RECORD, "id": "x3", "amount": "-0.5", "src_offset": 3}
+    producer.produce(topic, encode(x1, {**RECORD, "id": "x2", "quantity": "0", "amount": "0", "src_offset": 2}))
+    producer.produce(topic, (encode_second or encode)(x3))
+    producer.produce(topic, encode(x1))  # a processor's replay: same row, collapses
+    assert producer.flush(30) == 0
+    sink = ClickHouseSink(settings, chdb_client)
+    assert drain(sink, settings, [topic]) == (0, [])
+    t = datetime(2026, 10, 12, 10, 11, 12, 345000)
+    common = ("cloud-standard", "api_calls", {"region": "eu-west-1"}, "gw-1", 3)
+    landed = chdb_client.query(
+        "SELECT tenant, event_id, customer, subject, meter, time, period, quantity, amount, cumulative, currency, "
+        f"plan, line, dimensions, source, src_partition, src_offset FROM {db}.rated_usage FINAL ORDER BY event_id"
+    ).result_rows
+    assert landed == [
+        ("cloudco", "x1", "org-7", "user-3", "api_calls", t, "2026-10", Decimal("12.5"), Decimal("1.25"),
+         Decimal("100"), "USD", *common, 1),
+        ("cloudco", "x2", "org-7", "user-3", "api_calls", t, "2026-10", Decimal("0"), Decimal("0"),
+         Decimal("100"), "USD", *common, 2),
+        ("cloudco", "x3", "org-7", "user-3", "api_calls", t, "2026-10", Decimal("12.5"), Decimal("-0.5"),
+         Decimal("100"), "USD", *common, 3),
+    ]  # fmt: skip
+    assert chdb_client.command(f"SELECT count() FROM {db}.dead_letters") == 0

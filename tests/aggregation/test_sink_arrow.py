@@ -11,7 +11,7 @@ from decimal import Decimal
 import orjson
 import pyarrow as pa
 import pytest
-from sink_helpers import RECORD, CountingConsumer, drain, flush_within, new_database
+from sink_helpers import RECORD, CountingConsumer, flush_within, land_replayed_records, new_database
 
 from meterstream.aggregation.refusals import NullProbe, refused_lines
 from meterstream.aggregation.rows import INSERT_SETTINGS, RATED_FIELDS, Position, RecordBatch, store_field
@@ -159,29 +159,4 @@ def test_one_flush_of_mixed_messages_dead_letters_refused_rows_and_commits_once(
 
 @pytest.mark.kafka
 def test_the_running_sink_lands_arrow_and_json_messages_as_written(chdb_client, db, kafka_settings) -> None:
-    from meterstream.ingest.producer import make_producer
-    from meterstream.ingest.topics import ensure_topics
-
-    settings = Settings(
-        **{**kafka_settings.model_dump(), "clickhouse_database": db, "topic_prefix": f"{db}.", "partitions": 1}
-    )
-    ensure_topics(settings)
-    producer = make_producer(settings)
-    topic = settings.topic("rated-usage")
-    producer.produce(topic, arrow(r(id="x1", src_offset=1), r(id="x2", quantity="0", amount="0", src_offset=2)))
-    producer.produce(topic, json_lines(r(id="x3", amount="-0.5", src_offset=3)))
-    producer.produce(topic, arrow(r(id="x1", src_offset=1)))  # a processor's replay: same row, collapses
-    assert producer.flush(30) == 0
-    sink = ClickHouseSink(settings, chdb_client)
-    assert drain(sink, settings, [topic]) == (0, [])
-    t = datetime(2026, 10, 12, 10, 11, 12, 345000)
-    common = ("cloud-standard", "api_calls", {"region": "eu-west-1"}, "gw-1", 3)
-    assert chdb_client.query(SELECT.format(db=db)).result_rows == [
-        ("cloudco", "x1", "org-7", "user-3", "api_calls", t, "2026-10", Decimal("12.5"), Decimal("1.25"),
-         Decimal("100"), "USD", *common, 1),
-        ("cloudco", "x2", "org-7", "user-3", "api_calls", t, "2026-10", Decimal("0"), Decimal("0"),
-         Decimal("100"), "USD", *common, 2),
-        ("cloudco", "x3", "org-7", "user-3", "api_calls", t, "2026-10", Decimal("12.5"), Decimal("-0.5"),
-         Decimal("100"), "USD", *common, 3),
-    ]  # fmt: skip
-    assert chdb_client.command(f"SELECT count() FROM {db}.dead_letters") == 0
+    land_replayed_records(chdb_client, db, kafka_settings, arrow, json_lines)

@@ -182,16 +182,43 @@ class RecordBatch:
             i = j
 
     def records(self) -> tuple[list[bytes], list[Position | None]]:
-        """Every JSON record on its own line (a JSON rows message's rows as objects), with its position (a
-        packed message's lines get their `record`); the Arrow records are in `arrow_rows`."""
+        """Every JSON record on its own line, with its position (a packed message's lines get their
+        `record`); the JSON rows records are in `rows_records`, the Arrow records in `arrow_rows`."""
+        positions = self.positions + [None] * (len(self.values) - len(self.positions))  # values set directly
+        return self._lines(self.values, positions)
+
+    def rows_records(self) -> tuple[list[bytes], list[Position | None]]:
+        """Every record of the JSON rows messages as a JSON object on its own line, with its position."""
+        return self._lines(self.rows_values, self.rows_positions)
+
+    def _lines(
+        self, values: list[bytes], positions: list[Position | None]
+    ) -> tuple[list[bytes], list[Position | None]]:
         lines: list[bytes] = []
         where: list[Position | None] = []
-        positions = self.positions + [None] * (len(self.values) - len(self.positions))  # values set directly
-        for value, pos in zip([*self.values, *self.rows_values], [*positions, *self.rows_positions], strict=True):
+        for value, pos in zip(values, positions, strict=True):
             parts = record_lines(value) if self.packed else [value]
             lines.extend(parts)
             where.extend(pos._replace(record=pos.record + i) if pos else None for i in range(len(parts)))
         return lines, where
+
+    def keep_rows(self, lines: list[bytes], where: list[Position | None], drop: set[int] | dict[int, Any]) -> None:
+        """Add back the records of `rows_records` not in `drop` as JSON rows again (a message of one row each, at
+        its position): they are inserted under the JSON rows insert's own token, as before the search (as JSON
+        lines they would go under the JSON Lines insert's token, which an insert of this batch may have used
+        already: ClickHouse would drop them as a repeat)."""
+        for i, (line, pos) in enumerate(zip(lines, where, strict=True)):
+            if i in drop:
+                continue
+            try:
+                record = orjson.loads(line)
+                value = b"1\n" + orjson.dumps([record[name] for name in self.fields])
+            except (orjson.JSONDecodeError, TypeError, KeyError):  # not a record (a message ClickHouse took whole)
+                self.add(line, pos)
+                continue
+            self.rows_values.append(value)
+            self.rows_positions.append(pos)
+            self.rows += 1
 
     def clear(self) -> None:
         self.values = []

@@ -488,11 +488,13 @@ class ClickHouseSink:
         db = self.settings.clickhouse_database
         for batch in batches:
             lines, where = batch.records()
+            row_lines, row_where = batch.rows_records()
             table, arrow_where = batch.arrow_rows() if batch.arrow else (None, [])
             with NullProbe(self.client, db, batch.table, batch.fields, INSERT_SETTINGS[batch.table]) as probe:
                 bad = refused_lines(probe, lines)
+                bad_json_rows = refused_lines(probe, row_lines)
                 bad_rows = refused_lines(probe, table) if table is not None else {}
-            if not bad and not bad_rows:
+            if not bad and not bad_json_rows and not bad_rows:
                 continue
             found = True
             unreadable = batch.unreadable
@@ -504,6 +506,9 @@ class ClickHouseSink:
                     batch.add(line, pos)
                     continue
                 self._refuse(batch, pos, line, store_reason(error), store_field(error, batch.fields))
+            batch.keep_rows(row_lines, row_where, bad_json_rows)
+            for i, error in sorted(bad_json_rows.items()):
+                self._refuse(batch, row_where[i], row_lines[i], store_reason(error), store_field(error, batch.fields))
             if table is not None:
                 batch.keep_arrow(table, arrow_where, bad_rows)
                 for i, error in sorted(bad_rows.items()):

@@ -129,3 +129,21 @@ def test_one_flush_dead_letters_refused_json_rows_and_commits_once(chdb_client, 
 @pytest.mark.kafka
 def test_the_running_sink_lands_json_rows_as_written(chdb_client, db, kafka_settings) -> None:
     land_replayed_records(chdb_client, db, kafka_settings, rows)
+
+
+@pytest.mark.kafka
+def test_a_refused_json_row_next_to_json_lines_loses_none_of_the_good_ones(chdb_client, db, kafka_settings) -> None:
+    """One flush of a JSON Lines message and a JSON rows message whose record 1 ClickHouse refuses: the refused
+    record is found among the rows turned into lines, and every good record lands, those of the JSON rows message
+    too (they must not be re-inserted under a token an earlier insert of the same flush already used)."""
+    settings = Settings(**{**kafka_settings.model_dump(), "clickhouse_database": db, "topic_prefix": f"{db}."})
+    sink = ClickHouseSink(settings, chdb_client)
+    topic = sink.topics.rated
+    sink.rated.add(orjson.dumps(r(id="l1")), Position(topic, 0, 5))
+    sink.rated.add(rows(r(id="k1"), r(id="k2", quantity="-1"), r(id="k3")), Position(topic, 0, 6))
+    sink.ranges[(topic, 0)] = [5, 6]
+    assert flush_within(sink) == [True]
+    ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
+    assert ids == [("k1",), ("k3",), ("l1",)]
+    letters = chdb_client.query(f"SELECT offset, record, event_id FROM {db}.dead_letters FINAL").result_rows
+    assert letters == [(6, 1, "k2")]

@@ -90,6 +90,19 @@ def drain(sink, settings, topics: list[str], seconds: float = 60.0) -> tuple[int
     return lag, errors
 
 
+def landed_ids(chdb_client, db: str) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """The event ids in `db.rated_usage` (FINAL), in order."""
+    return chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
+
+
+def sink_dead_letters(chdb_client, db: str) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """`db.dead_letters` (FINAL) as (offset, record, stage, field, tenant, event_id, reason, raw), in order."""
+    return chdb_client.query(
+        f"SELECT offset, record, stage, field, tenant, event_id, reason, raw "
+        f"FROM {db}.dead_letters FINAL ORDER BY offset, record"
+    ).result_rows
+
+
 def land_replayed_records(chdb_client, db: str, kafka_settings, encode, encode_second=None) -> None:  # type: ignore[no-untyped-def]
     """The running sink on a real broker: three records x1-x3 in two messages (`encode(*records)` -> a `rated-usage`
     message value in the form under test; the second message by `encode_second` when given) and a processor's replay

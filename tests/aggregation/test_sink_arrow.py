@@ -11,7 +11,15 @@ from decimal import Decimal
 import orjson
 import pyarrow as pa
 import pytest
-from sink_helpers import RECORD, CountingConsumer, flush_within, land_replayed_records, new_database
+from sink_helpers import (
+    RECORD,
+    CountingConsumer,
+    flush_within,
+    land_replayed_records,
+    landed_ids,
+    new_database,
+    sink_dead_letters,
+)
 
 from meterstream.aggregation.refusals import NullProbe, refused_lines
 from meterstream.aggregation.rows import INSERT_SETTINGS, RATED_FIELDS, Position, RecordBatch, store_field
@@ -136,12 +144,9 @@ def test_one_flush_of_mixed_messages_dead_letters_refused_rows_and_commits_once(
     assert len(sink.rated) == 9
     assert flush_within(sink) == [True]
     assert [[(tp.topic, tp.partition, tp.offset) for tp in c] for c in counting.commits] == [[(topic, 2, 15)]]
-    ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
+    ids = landed_ids(chdb_client, db)
     assert ids == [("a",), ("c",), ("d",), ("f",), ("g",)]
-    rows = chdb_client.query(
-        f"SELECT offset, record, stage, field, tenant, event_id, reason, raw "
-        f"FROM {db}.dead_letters FINAL ORDER BY offset, record"
-    ).result_rows
+    rows = sink_dead_letters(chdb_client, db)
     assert [row[:6] for row in rows] == [
         (10, 1, "sink", "quantity", "cloudco", "b"),
         (12, 0, "sink", "quantity", "cloudco", "e"),

@@ -11,7 +11,15 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from sink_helpers import RECORD, CountingConsumer, flush_within, land_replayed_records, new_database
+from sink_helpers import (
+    RECORD,
+    CountingConsumer,
+    flush_within,
+    land_replayed_records,
+    landed_ids,
+    new_database,
+    sink_dead_letters,
+)
 
 from meterstream.aggregation.rows import RATED_FIELDS, Position, RecordBatch
 from meterstream.aggregation.sink import ClickHouseSink, insert_records
@@ -104,12 +112,9 @@ def test_one_flush_dead_letters_refused_json_rows_and_commits_once(chdb_client, 
     assert len(sink.rated) == 3 + 2 + 2 + 1 + 1 + 1
     assert flush_within(sink) == [True]
     assert [[(tp.topic, tp.partition, tp.offset) for tp in c] for c in counting.commits] == [[(topic, 1, 26)]]
-    ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
+    ids = landed_ids(chdb_client, db)
     assert ids == [("a",), ("c",), ("e",), ("h",)]
-    letters = chdb_client.query(
-        f"SELECT offset, record, stage, field, tenant, event_id, reason, raw "
-        f"FROM {db}.dead_letters FINAL ORDER BY offset, record"
-    ).result_rows
+    letters = sink_dead_letters(chdb_client, db)
     assert [row[:6] for row in letters] == [
         (20, 1, "sink", "quantity", "cloudco", "b"),
         (21, 0, "sink", "quantity", "cloudco", "d"),
@@ -143,7 +148,7 @@ def test_a_refused_json_row_next_to_json_lines_loses_none_of_the_good_ones(chdb_
     sink.rated.add(rows(r(id="k1"), r(id="k2", quantity="-1"), r(id="k3")), Position(topic, 0, 6))
     sink.ranges[(topic, 0)] = [5, 6]
     assert flush_within(sink) == [True]
-    ids = chdb_client.query(f"SELECT event_id FROM {db}.rated_usage FINAL ORDER BY event_id").result_rows
+    ids = landed_ids(chdb_client, db)
     assert ids == [("k1",), ("k3",), ("l1",)]
     letters = chdb_client.query(f"SELECT offset, record, event_id FROM {db}.dead_letters FINAL").result_rows
     assert letters == [(6, 1, "k2")]

@@ -2,14 +2,14 @@
 machine is shared and noisy, wall and CPU time are not; instruction counts repeat to a fraction of a percent).
 
 What is counted, per polled batch, as `processor/runner.py` `process_batch` runs it without Kafka: the
-conversion of confluent-kafka's messages to `columnar.Message` tuples (the runner's own `to_messages`, on real
-`confluent_kafka.Message` objects, built beforehand), a `BatchState` per partition, `ColumnarStep.run` (decode,
+reading of confluent-kafka's messages into columns per partition (the runner's own `kafka_columns`, on real
+`confluent_kafka.Message` objects, built beforehand), a `BatchState` per partition, `ColumnarStep.run_columns` (decode,
 dedup, rating, the rows packed as JSON rows by `schemas.rated.RowPacker`) and each partition's state commit
 (prepare + apply in RocksDB). Not counted: producing, consuming, the checkpoint's changelog, balances.
 
 The demo workload (`ingest.workload`, seed 7: telecom and cloud events, 3% duplicates, 0.5% malformed,
-out-of-order times) of `--period`, on 4 partitions by key as produced, in 5,000-message batches; `--warm` events
-first (caches, memos, RocksDB's memtables), then `--events` measured. The clock is fixed (`NOW_MS`) and the
+out-of-order times) of `--period`, on 4 partitions by key as produced, in 5,000-message batches (`--batch`;
+`--customers uniform`: every customer as likely, as bench/e2e.py --customers uniform); `--warm` events first (caches, memos, RocksDB's memtables), then `--events` measured. The clock is fixed (`NOW_MS`) and the
 Kafka timestamps are realistic: a minute before it, one millisecond more every 100 messages (a backlog
 produced at ~100,000 events/s, as bench/e2e.py drains one). Timestamps a year old would send every event
 through the per-message specification.
@@ -21,7 +21,8 @@ what the named pieces leave), and a SHA-256 of every output (Arrow messages, dea
 contents): a change that keeps the outputs byte-identical keeps the digest (`--digest-only` computes it without
 valgrind, in seconds).
 
-    python bench/processor_icount.py [--events 20000] [--warm 20000] [--json FILE] [--digest-only] [--top 40]
+    python bench/processor_icount.py [--events 20000] [--warm 20000] [--customers pareto|uniform] [--batch 5000]
+                                     [--json FILE] [--digest-only] [--top 40]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from confluent_kafka import Message as KafkaMessage
 from meterstream.collector import BetweenBatches
 from meterstream.ingest.workload import WorkloadSpec, generate
 from meterstream.processor.columnar import BatchOutput, ColumnarStep
-from meterstream.processor.runner import to_messages
+from meterstream.processor.runner import kafka_columns
 from meterstream.processor.store import BatchState, PartitionStore
 from meterstream.rating.catalog import load_catalog
 from meterstream.schemas import rated
@@ -61,12 +62,12 @@ BATCH = 5_000
 MARKER = "functools_reduce"
 
 
-def kafka_messages(events: int, period: str) -> list[KafkaMessage]:
+def kafka_messages(events: int, period: str, customers: str = "pareto") -> list[KafkaMessage]:
     """The workload as consumed messages: each on its key's partition, as produced, Kafka timestamps (CreateTime) a
     minute before NOW_MS, one ms more every 100 messages."""
     out = []
     offsets = [0] * PARTITIONS
-    for i, (key, value) in enumerate(generate(WorkloadSpec(events=events, period=period, run_id="bench"))):
+    for i, (key, value) in enumerate(generate(WorkloadSpec(events=events, period=period, run_id="bench", customers=customers))):
         p = partition_of_key(key, PARTITIONS)  # librdkafka's default partitioner
         ts = (1, NOW_MS - 60_000 + i // 100)  # (TIMESTAMP_CREATE_TIME, ms)
         out.append(KafkaMessage(topic=TOPIC, partition=p, offset=offsets[p], key=key, value=value, timestamp=ts))
@@ -91,11 +92,11 @@ class Run:
         self.rated = self.dead = 0
 
     def batch(self, msgs: list[KafkaMessage]) -> None:
-        batch_msgs = to_messages(msgs, self.stores)
+        columns = kafka_columns(msgs, self.stores)
         states = {}
-        for p in {m.partition for m in batch_msgs}:
+        for p in columns:
             states[p] = self.latest[p] = BatchState(self.stores[p], self.latest.get(p))
-        out = self.step.run(states, batch_msgs, NOW_MS)
+        out = self.step.run_columns(states, columns, NOW_MS)
         for p, state in states.items():
             state.commit(out.last[p] + 1, out.outcomes.get(p, Counter()))
         self.outputs.append(out)
@@ -129,9 +130,10 @@ class Run:
 
 def inner(args: argparse.Namespace) -> None:
     """The measured process (under callgrind, or alone for --digest-only): prints one JSON line."""
-    msgs = kafka_messages(args.warm + args.events, args.period)
-    warm = [msgs[i : i + BATCH] for i in range(0, args.warm, BATCH)]
-    measured = [msgs[i : i + BATCH] for i in range(args.warm, len(msgs), BATCH)]
+    msgs = kafka_messages(args.warm + args.events, args.period, args.customers)
+    size = args.batch
+    warm = [msgs[i : i + size] for i in range(0, args.warm, size)]
+    measured = [msgs[i : i + size] for i in range(args.warm, len(msgs), size)]
     root = Path(tempfile.mkdtemp(prefix="processor-icount-"))
     try:
         run = Run(root)
@@ -183,9 +185,12 @@ def top_functions(out_file: Path, n: int) -> tuple[int, list[tuple[str, int]]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=20_000, help="measured events (a multiple of 5,000)")
+    ap.add_argument("--events", type=int, default=20_000, help="measured events (a multiple of --batch)")
     ap.add_argument("--warm", type=int, default=20_000, help="events before the measured ones")
     ap.add_argument("--period", default="2026-11", help="the workload's month (within 92 days of NOW_MS)")
+    ap.add_argument("--customers", default="pareto", choices=["pareto", "uniform"],
+                    help="the workload's customers: pareto (the demo's) or uniform (bench/e2e.py --customers uniform)")
+    ap.add_argument("--batch", type=int, default=BATCH, help="messages per polled batch (bench/e2e.py: up to 20,000)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--digest-only", action="store_true", help="no valgrind: only the outputs' digests")
@@ -210,6 +215,8 @@ def main() -> None:
             f"--events={args.events}",
             f"--warm={args.warm}",
             f"--period={args.period}",
+            f"--customers={args.customers}",
+            f"--batch={args.batch}",
         ]
         env = {**os.environ, "PYTHONHASHSEED": "0"}  # set and dict orders, hence some counts, repeat
         proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
@@ -225,7 +232,8 @@ def main() -> None:
         "instructions": total,
         "events": args.events,
         "warm_up": args.warm,
-        "batch": BATCH,
+        "batch": args.batch,
+        "customers": args.customers,
         "partitions": PARTITIONS,
         **outputs,
         "top_inclusive_per_event": {name: round(n / args.events) for name, n in top},

@@ -49,7 +49,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -79,7 +78,6 @@ from meterstream.schemas.rated import pack_rows, row_of
 from meterstream.schemas.settings import Settings
 
 log = logging.getLogger("meterstream.processor.balances")
-_TIMESTAMP_MS = attrgetter("timestamp_ms")  # a columnar.Message's Kafka timestamp (None: none)
 
 BALANCE_PREFIX = "w|"
 EXHAUSTED = "balance_exhausted"
@@ -601,16 +599,16 @@ class Balances:
     def observe(self, msgs: Iterable[Any]) -> None:
         """Keep each partition's stream time: the newest Kafka timestamp (`timestamp_ms`) of the messages read
         (`columnar.Message`s of any partitions; a message without one, None, leaves it)."""
-        by_partition: dict[int, list[Any]] = {}
+        by_partition: dict[int, list[int | None]] = {}
         for m in msgs:
-            by_partition.setdefault(m.partition, []).append(m)
-        for p, ms in by_partition.items():
-            self.observe_partition(p, ms)
+            by_partition.setdefault(m.partition, []).append(m.timestamp_ms)
+        for p, timestamps in by_partition.items():
+            self.observe_partition(p, timestamps)
 
-    def observe_partition(self, p: int, msgs: Sequence[Any]) -> None:
-        """`observe` for one partition's messages, in C-level calls (the columnar step calls it per partition
-        of every batch, before rating them)."""
-        newest = max(filter(None, map(_TIMESTAMP_MS, msgs)), default=-1)
+    def observe_partition(self, p: int, timestamps: Sequence[int | None]) -> None:
+        """`observe` for one partition's messages, given their Kafka timestamps (None: none), in C-level calls (the
+        columnar step calls it per partition of every batch, before rating them)."""
+        newest = max(filter(None, timestamps), default=-1)
         if newest > self.stream_ms.get(p, -1):
             self.stream_ms[p] = newest
 

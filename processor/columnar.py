@@ -99,8 +99,42 @@ class BatchOutput:
         self.balances: list[tuple[str, bytes, bytes]] = []
 
 
+class Columns(NamedTuple):
+    """One partition's messages of a batch, in Kafka order, as the columns the batch path reads: the messages as
+    they came (`sources`: `Message` tuples, or the consumer's own messages, processor/runner.py `kafka_columns`,
+    which are then never copied into tuples), their offsets, values and Kafka timestamps (None: none), and
+    `message`, which makes one source a whole `Message` (for the few that go through the specification)."""
+
+    sources: list[Any]
+    offsets: list[int]
+    values: list[bytes | None]
+    timestamps: list[int | None]
+    message: Callable[[Any], Message]
+
+    def cut(self, start: int, stop: int) -> Columns:
+        """Messages start..stop-1 (a chunk)."""
+        return Columns(self.sources[start:stop], self.offsets[start:stop], self.values[start:stop],
+                       self.timestamps[start:stop], self.message)  # fmt: skip
+
+
+_offset_of = itemgetter(Message._fields.index("offset"))
 _value_of = itemgetter(Message._fields.index("value"))
 _timestamp_of = itemgetter(Message._fields.index("timestamp_ms"))
+
+
+def _itself(m: Message) -> Message:
+    return m
+
+
+def columns_of(msgs: Sequence[Message]) -> dict[int, Columns]:
+    """`Message` tuples of any partitions as each partition's columns, in order."""
+    by_partition: dict[int, list[Message]] = {}
+    for m in msgs:
+        by_partition.setdefault(m.partition, []).append(m)
+    return {
+        p: Columns(ms, list(map(_offset_of, ms)), list(map(_value_of, ms)), list(map(_timestamp_of, ms)), _itself)
+        for p, ms in by_partition.items()
+    }
 
 
 class _Fallback(Exception):
@@ -137,15 +171,16 @@ class ColumnarStep:
 
     def run(self, states: dict[int, BatchState], msgs: Sequence[Message], now_ms: int) -> BatchOutput:
         """Process `msgs` (any partitions, Kafka order within each) against their partitions' buffers."""
+        return self.run_columns(states, columns_of(msgs), now_ms)
+
+    def run_columns(self, states: dict[int, BatchState], partitions: dict[int, Columns], now_ms: int) -> BatchOutput:
+        """`run` for messages already in columns per partition (the runner's, `kafka_columns`)."""
         self._fresh()
-        by_partition: dict[int, list[Message]] = {}
-        for m in msgs:
-            by_partition.setdefault(m.partition, []).append(m)
         out = BatchOutput()
         pack, balances, chunk = self.pack, self.balances, self.chunk
-        for p, ms in by_partition.items():
+        for p, ms in partitions.items():
             if balances is not None:  # the partition's stream time, for held sessions (processor/balances.py)
-                balances.observe_partition(p, ms)
+                balances.observe_partition(p, ms.timestamps)
             state = states[p]
             rows = out.rated[p] = []
             packer = pack() if pack is not None else None
@@ -154,9 +189,11 @@ class ColumnarStep:
             bundles: dict[str, tuple[Any, dict[str, Decimal]]] = {}
             # in chunks of CHUNK messages, each decoded, rated and encoded before the next: a chunk's
             # objects (decoded events, rows) stay in the CPU's caches from one stage to the next (see CHUNK)
-            for start in range(0, len(ms), chunk):
+            n = len(ms.offsets)
+            for start in range(0, n, chunk):
                 first = len(rows)
-                self._partition(state, p, ms[start : start + chunk], now_ms, out, counts, groups, bundles)
+                part = ms if start == 0 and n <= chunk else ms.cut(start, start + chunk)
+                self._partition(state, p, part, now_ms, out, counts, groups, bundles)
                 if packer is not None:
                     packer.add(rows[first:])
             # in Kind order, zeros left out: the counters' JSON in the store is byte-identical to the legacy loop's
@@ -223,7 +260,7 @@ class ColumnarStep:
         self,
         state: BatchState,
         p: int,
-        msgs: list[Message],
+        msgs: Columns,
         now_ms: int,
         out: BatchOutput,
         counts: Counter[str],
@@ -235,14 +272,14 @@ class ColumnarStep:
         partition's for the whole batch: its chunks share them, so a (customer, meter, period) met in an earlier
         chunk is not read back from the buffer again (with 5,000-20,000 events per partition and batch, most
         groups recur across chunks far more often than within one)."""
-        received = list(map(_timestamp_of, msgs))  # C-level: Kafka's timestamps, as they are ...
+        received = msgs.timestamps  # Kafka's timestamps, as they are ...
         try:
             stamped = min(received) >= 0
         except TypeError:  # a None among them
             stamped = False
         if not stamped:  # ... unless one is missing or negative: the batch clock for those
             received = [now_ms if t is None or t < 0 else t for t in received]
-        events = self.decoder.decode(list(map(_value_of, msgs)), received)
+        events = self.decoder.decode(msgs.values, received)
         pending = state.pending
         earlier = state.after.pending if state.after is not None else {}
         dkeys = [None if f is None else f"{DEDUP_PREFIX}{f.tenant}\x1f{f.id}" for f in events]
@@ -262,8 +299,7 @@ class ColumnarStep:
         routes, route_of, window_ms = self.routes, self._route, self.window_ms
         run_exact, add, subtract = exact_runner(), EXACT.add, EXACT.subtract
         get = state.get
-        for m, f, dkey, raw in zip(msgs, events, dkeys, stored, strict=True):
-            offset = m.offset
+        for source, offset, f, dkey, raw in zip(msgs.sources, msgs.offsets, events, dkeys, stored, strict=True):
             try:
                 if f is None:
                     raise _Fallback
@@ -401,7 +437,7 @@ class ColumnarStep:
                     offset,
                 )
             except Exception:  # _Fallback, or pricing raised: the specification decides (raising the same, or not)
-                if self._fallback(state, m, now_ms, lines, dead, counts) in _WRITES_TOTALS:
+                if self._fallback(state, msgs.message(source), now_ms, lines, dead, counts) in _WRITES_TOTALS:
                     groups.clear()  # it moved running totals: read them again from the buffer
                     bundles.clear()
                 continue
@@ -420,7 +456,7 @@ class ColumnarStep:
                 bundles[bkey] = (bvalue, {k: Decimal(v) for k, v in bvalue[0].items()})  # type: ignore[index]
             lines.append(record)
             rated_n += 1
-        out.last[p] = msgs[-1].offset
+        out.last[p] = msgs.offsets[-1]
         counts[Kind.RATED.value] += rated_n
         counts[Kind.DUPLICATE.value] += dup_n
 
@@ -470,4 +506,4 @@ class ColumnarStep:
         return outcome.kind
 
 
-__all__ = ["BatchOutput", "ColumnarStep", "Message"]
+__all__ = ["BatchOutput", "ColumnarStep", "Columns", "Message", "columns_of"]

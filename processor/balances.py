@@ -212,6 +212,12 @@ class Balances:
             self.dirty |= changed
             self._any = None
 
+    def needs_rows(self) -> bool:
+        """Whether a batch's rated rows are to be debited (`after_batch`): entity changes taken first, as it takes
+        them."""
+        self._refresh()
+        return self.any_watched()
+
     def any_watched(self) -> bool:
         """Whether any customer has a wallet or a credit limit (else a batch costs nothing here)."""
         if self._any is None:

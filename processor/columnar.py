@@ -167,6 +167,10 @@ class ColumnarStep:
         self.partitions: int | None = None
         self.homes: dict[tuple[str, str], int] = {}  # (tenant, customer) -> the partition its events came on
         self.misrouted: set[tuple[str, str]] = set()  # customers seen on another partition than their key's
+        # `BatchOutput.rated` holds every rated row (True), or only the rows prepaid balances debit when `pack` is set
+        # and none is watched, the rest freed as soon as each chunk is packed (False: the runner, which produces the
+        # packed messages only)
+        self.keep_rows = True
         self.chunk = CHUNK  # messages of a partition decoded, rated and packed together (tests set fewer)
 
     def run(self, states: dict[int, BatchState], msgs: Sequence[Message], now_ms: int) -> BatchOutput:
@@ -178,6 +182,8 @@ class ColumnarStep:
         self._fresh()
         out = BatchOutput()
         pack, balances, chunk = self.pack, self.balances, self.chunk
+        # a chunk's rows, once packed, are needed again only to debit prepaid balances (`keep_rows`: by the caller)
+        drop = pack is not None and not self.keep_rows and (balances is None or not balances.needs_rows())
         for p, ms in partitions.items():
             if balances is not None:  # the partition's stream time, for held sessions (processor/balances.py)
                 balances.observe_partition(p, ms.timestamps)
@@ -196,6 +202,8 @@ class ColumnarStep:
                 self._partition(state, p, part, now_ms, out, counts, groups, bundles)
                 if packer is not None:
                     packer.add(rows[first:])
+                    if drop:  # freed now, while still in the CPU's caches, not after the batch
+                        del rows[first:]
             # in Kind order, zeros left out: the counters' JSON in the store is byte-identical to the legacy loop's
             out.outcomes[p] = Counter({k.value: n for k in Kind if (n := counts[k.value])})
             if packer is not None:

@@ -174,6 +174,7 @@ class NativeProcessor:
         self.legacy = settings.processor_engine == "legacy"
         self.columnar = ColumnarStep(catalog, self.topics.usage, self.window_ms, self.time_window)
         self.columnar.pack = RowPacker  # JSON rows, one orjson.dumps per chunk of rows (schemas.rated)
+        self.columnar.keep_rows = False  # only the packed messages are produced
         self.balances = balances.install(self)  # prepaid debit and provisioning (processor/balances.py)
 
     def subscribe(self) -> None:

@@ -9,8 +9,9 @@ dedup, rating, the rows packed as JSON rows by `schemas.rated.RowPacker`) and ea
 
 The demo workload (`ingest.workload`, seed 7: telecom and cloud events, 3% duplicates, 0.5% malformed,
 out-of-order times) of `--period`, on 4 partitions by key as produced, in 5,000-message batches (`--batch`;
-`--customers uniform`: every customer as likely, as bench/e2e.py --customers uniform); `--warm` events first (caches, memos, RocksDB's memtables), then `--events` measured. The clock is fixed (`NOW_MS`) and the
-Kafka timestamps are realistic: a minute before it, one millisecond more every 100 messages (a backlog
+`--customers uniform`: every customer as likely, as bench/e2e.py --customers uniform); `--warm` events first
+(caches, memos, RocksDB's memtables), then `--events` measured. The clock is fixed (`NOW_MS`) and the Kafka
+timestamps are realistic: a minute before it, one millisecond more every 100 messages (a backlog
 produced at ~100,000 events/s, as bench/e2e.py drains one). Timestamps a year old would send every event
 through the per-message specification.
 
@@ -67,7 +68,8 @@ def kafka_messages(events: int, period: str, customers: str = "pareto") -> list[
     minute before NOW_MS, one ms more every 100 messages."""
     out = []
     offsets = [0] * PARTITIONS
-    for i, (key, value) in enumerate(generate(WorkloadSpec(events=events, period=period, run_id="bench", customers=customers))):
+    spec = WorkloadSpec(events=events, period=period, run_id="bench", customers=customers)
+    for i, (key, value) in enumerate(generate(spec)):
         p = partition_of_key(key, PARTITIONS)  # librdkafka's default partitioner
         ts = (1, NOW_MS - 60_000 + i // 100)  # (TIMESTAMP_CREATE_TIME, ms)
         out.append(KafkaMessage(topic=TOPIC, partition=p, offset=offsets[p], key=key, value=value, timestamp=ts))
@@ -188,8 +190,12 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20_000, help="measured events (a multiple of --batch)")
     ap.add_argument("--warm", type=int, default=20_000, help="events before the measured ones")
     ap.add_argument("--period", default="2026-11", help="the workload's month (within 92 days of NOW_MS)")
-    ap.add_argument("--customers", default="pareto", choices=["pareto", "uniform"],
-                    help="the workload's customers: pareto (the demo's) or uniform (bench/e2e.py --customers uniform)")
+    ap.add_argument(
+        "--customers",
+        default="pareto",
+        choices=["pareto", "uniform"],
+        help="the workload's customers: pareto (the demo's) or uniform (bench/e2e.py --customers uniform)",
+    )
     ap.add_argument("--batch", type=int, default=BATCH, help="messages per polled batch (bench/e2e.py: up to 20,000)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--top", type=int, default=40)

@@ -42,7 +42,7 @@ from meterstream.processor.decode import Decoder, Fast
 from meterstream.processor.dedup import DEDUP_PREFIX
 from meterstream.processor.rate import BUNDLE_PREFIX, CUMULATIVE_PREFIX
 from meterstream.processor.step import Kind, Position, process
-from meterstream.processor.store import BatchState, decode_value
+from meterstream.processor.store import ENTRY_TAG, BatchState, decode_value, pack_tagged_entry
 from meterstream.rating.catalog import Plan, PlanSource
 from meterstream.rating.money import EXACT, exact_runner
 from meterstream.rating.pricer import UsagePricer
@@ -306,17 +306,17 @@ class ColumnarStep:
         # the specification reads it, once per change instead of once per event)
         routes, route_of, window_ms = self.routes, self._route, self.window_ms
         run_exact, add, subtract = exact_runner(), EXACT.add, EXACT.subtract
-        get = state.get
+        get, entry = state.get, pack_tagged_entry
         for source, offset, f, dkey, raw in zip(msgs.sources, msgs.offsets, events, dkeys, stored, strict=True):
             try:
                 if f is None:
                     raise _Fallback
                 seen = pending.get(dkey, _MISSING)
                 if seen is _MISSING:
-                    seen = earlier.get(dkey, _MISSING)
-                    if seen is _MISSING:
-                        seen = None if raw is None else decode_value(raw)
+                    seen = earlier.get(dkey, raw)  # else the stored entry (encoded), or None: not stored
                 if seen is not None:
+                    if seen.__class__ is bytes:  # encoded: stored, or packed by this path (`pack_tagged_entry`)
+                        seen = decode_value(seen)
                     if seen["p"] == p and seen["o"] == offset:
                         raise _Fallback  # a replay of this very message
                     if now_ms - seen["t"] <= window_ms:
@@ -450,7 +450,7 @@ class ColumnarStep:
                     bundles.clear()
                 continue
             # the writes, in step.process's order: dedup entry, origin entry, running total, bundle use
-            pending[dkey] = {"p": p, "o": offset, "t": now_ms}
+            pending[dkey] = entry(ENTRY_TAG, p, offset, now_ms)  # {"p", "o", "t"}, packed (store.pack_tagged_entry)
             if okey is not None:
                 pending[okey] = {"p": p, "o": offset, "t": now_ms, "k": origin[1]}  # type: ignore[index]
             if total_value is None:

@@ -7,7 +7,9 @@ resumes right after that batch with exact counters.
 Values are JSON (orjson), except dedup entries `{"p", "o", "t"}`, the one value written per event:
 those are 21 bytes of binary (`encode_entry`: a tag byte 0x01, partition, offset, first-seen ms, big
 endian) instead of ~36 of JSON. A JSON value never starts with 0x01, so `decode_value` reads both, and
-stores written by earlier versions (JSON entries) keep working.
+stores written by earlier versions (JSON entries) keep working. In a batch's buffer (`BatchState.pending`) the
+batch path holds its dedup entries packed already (bytes, `pack_tagged_entry`: no dict per event, nothing to encode
+at the commit); `BatchState.get` gives them back as the dict.
 
 Dedup entries are bounded: each commit adds one index entry per day its entries were first seen,
 `t|<day>|*<next offset>` holding their keys (a JSON list), and `purge_before(day)` walks that index from
@@ -79,6 +81,13 @@ _dumps, _loads = orjson.dumps, orjson.loads
 CHANGELOG_RECORD_MAX = 512 * 1024
 # the most keys `PartitionStore.recent` holds (~150-300 bytes each) before the least recently written half goes
 RECENT_MAX = 32_768
+
+
+ENTRY_TAG = _ENTRY_TAG
+# (ENTRY_TAG, partition, offset, first-seen ms) -> the dedup entry {"p", "o", "t"} as stored (`encode_entry`'s binary
+# form), in one C call: the batch path (processor/columnar.py) puts these bytes in its buffer, `prepare` writes them
+# as they are, and `BatchState.get` reads them back as the dict
+pack_tagged_entry = _pack_entry
 
 
 def encode_entry(value: dict[str, Any]) -> bytes:
@@ -268,14 +277,23 @@ class PartitionStore:
         closed: list[tuple[str, Any]] = []  # finished sessions: indexed below
         deletes: list[tuple[bytes, bytes | None]] = []  # after every put (`_write_batch` puts the rest at C speed)
         last_t = None
+        last_tail = b""  # a packed entry's first-seen ms as bytes (never empty)
         for key, value in writes.items():
             kb = key.encode()
             if key.startswith(DEDUP_PREFIX):
-                t = value["t"]
-                try:  # encode_entry, inline
-                    raw = pack_entry(_ENTRY_TAG, value["p"], value["o"], t) if len(value) == 3 else None
-                except (KeyError, struct.error):
-                    raw = None
+                if value.__class__ is bytes:  # packed already (`pack_tagged_entry`: the batch path's entries)
+                    raw = value
+                    if raw[13:] != last_tail:  # its first-seen ms, read only when it differs from the one before
+                        last_tail = raw[13:]
+                        t = _unpack_entry(raw)[3]
+                    else:
+                        t = last_t
+                else:
+                    t, last_tail = value["t"], b""  # (last_tail stands for last_t)
+                    try:  # encode_entry, inline
+                        raw = pack_entry(_ENTRY_TAG, value["p"], value["o"], t) if len(value) == 3 else None
+                    except (KeyError, struct.error):
+                        raw = None
                 if t != last_t:  # a batch's entries share one clock: one day lookup per batch
                     last_t = t
                     day = days.get(t // DAY_MS)
@@ -565,11 +583,11 @@ class BatchState(MutableMapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         value = self.pending.get(key, _MISSING)
         if value is not _MISSING:
-            return value
+            return value if value.__class__ is not bytes else decode_value(value)  # bytes: a packed dedup entry
         if self.after is not None:
             value = self.after.pending.get(key, _MISSING)
             if value is not _MISSING:
-                return value
+                return value if value.__class__ is not bytes else decode_value(value)
         kb = key.encode()
         raw = self._recent(kb)
         if raw is None:

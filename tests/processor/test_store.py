@@ -8,6 +8,7 @@ import orjson
 from meterstream.processor.dedup import dedup_key
 from meterstream.processor.store import (
     DAY_MS,
+    ENTRY_TAG,
     BatchState,
     PartitionStore,
     Prepared,
@@ -15,6 +16,7 @@ from meterstream.processor.store import (
     _closed_session,
     encode_entry,
     pack_entries,
+    pack_tagged_entry,
 )
 
 
@@ -320,3 +322,38 @@ def test_a_none_write_deletes_the_key_and_the_held_index_follows(tmp_path: Path)
     store.wipe()
     assert store.held == {} and store.get(a) is None
     store.close()
+
+
+def test_packed_entries_in_a_buffer_are_written_and_read_as_the_dicts(tmp_path: Path) -> None:
+    """The batch path holds its dedup entries packed (`pack_tagged_entry`), beside the specification's dicts, in
+    any order and over two days: `prepare` gives the operations and records the dicts give, and `BatchState.get`
+    (the specification's read), this batch's or a later one's, gives the dict back."""
+    as_dicts = {
+        dedup_key("t", "a"): {"p": 1, "o": 10, "t": 9 * DAY_MS + 5},
+        dedup_key("t", "b"): {"p": 1, "o": 11, "t": 9 * DAY_MS + 5},
+        "c|t|x|calls|2024-10": ["12.5", 11],
+        dedup_key("t", "c"): {"p": 1, "o": 12, "t": 10 * DAY_MS},  # the next day, as a dict between packed ones
+        dedup_key("t", "d"): {"p": 1, "o": 13, "t": 9 * DAY_MS + 5},  # back to the first day: its record again
+        dedup_key("t", "e"): {"p": 1, "o": 14, "t": 10 * DAY_MS},
+    }
+    mixed = dict(as_dicts)
+    for name in ("a", "b", "d", "e"):
+        v = as_dicts[dedup_key("t", name)]
+        mixed[dedup_key("t", name)] = pack_tagged_entry(ENTRY_TAG, v["p"], v["o"], v["t"])
+    # by hand: tag 1, partition 1 (4 bytes), offset 10 (8), first seen 9 days + 5 ms (8), big endian
+    assert mixed[dedup_key("t", "a")] == b"\x01" + (1).to_bytes(4, "big") + (10).to_bytes(8, "big") + (
+        9 * DAY_MS + 5
+    ).to_bytes(8, "big")
+    one, two = PartitionStore(tmp_path / "one"), PartitionStore(tmp_path / "two")
+    try:
+        assert two.prepare(mixed, 15, Counter(rated=5)) == one.prepare(as_dicts, 15, Counter(rated=5))
+        state = BatchState(two)
+        state.pending.update(mixed)
+        later = BatchState(two, after=state)  # reads the uncommitted batch's buffer
+        for key, value in as_dicts.items():
+            assert state.get(key) == value and later.get(key) == value
+        state.commit(15, Counter(rated=5))
+        assert [two.get(k) for k in as_dicts] == list(as_dicts.values())
+    finally:
+        one.close()
+        two.close()

@@ -195,10 +195,10 @@ class ColumnarStep:
             bundles: dict[str, tuple[Any, dict[str, Decimal]]] = {}
             # in chunks of CHUNK messages, each decoded, rated and encoded before the next: a chunk's
             # objects (decoded events, rows) stay in the CPU's caches from one stage to the next (see CHUNK)
-            n = len(ms.offsets)
-            for start in range(0, n, chunk):
+            size = len(ms.offsets)
+            for start in range(0, size, chunk):
                 first = len(rows)
-                part = ms if start == 0 and n <= chunk else ms.cut(start, start + chunk)
+                part = ms if size <= chunk else ms.cut(start, start + chunk)
                 self._partition(state, p, part, now_ms, out, counts, groups, bundles)
                 if packer is not None:
                     packer.add(rows[first:])
